@@ -1,0 +1,48 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "Lifeline",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Lifeline", targets: ["Lifeline"]),
+        .executable(name: "lifeline", targets: ["lifeline"]),
+        .executable(name: "heat2d", targets: ["Heat2D"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        // Pure protocol state machines: the Swift standard library only.
+        .target(name: "LifelineCore"),
+        // Every byte on disk: mirrored files, snapshots, the manifest.
+        .target(name: "LifelineStorage", dependencies: ["CZstd", "CZlib"]),
+        // The runtime: processes, sockets, timers; the public API of a program.
+        .target(name: "Lifeline", dependencies: ["LifelineCore", "LifelineStorage"]),
+        .executableTarget(
+            name: "lifeline",
+            dependencies: [
+                "Lifeline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "Heat2D", dependencies: ["Lifeline"], path: "Examples/Heat2D"),
+        .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore"]),
+        .testTarget(name: "LifelineStorageTests", dependencies: ["LifelineStorage"]),
+        .testTarget(
+            name: "LifelineIntegrationTests",
+            dependencies: ["Lifeline", "LifelineStorage"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
