@@ -1,0 +1,180 @@
+/// Which variant of the coordinated protocol a job runs.
+package enum CheckpointVariant: String, Sendable, CaseIterable {
+    /// Non-blocking: ranks go on computing and sending while snapshots are written.
+    case coordinated
+    /// The textbook's: after capture a rank holds every new send until `CHECKPOINT_DONE`.
+    case blocking
+}
+
+/// A rank's side of the coordinated checkpoint protocol.
+///
+/// Transitions (event → actions):
+///
+/// | state | event | next | actions |
+/// |---|---|---|---|
+/// | idle | request(e) | reported(e) | report(e, stepPassed) |
+/// | reported(e) | safePointChosen(e, S) | scheduled(e, S) | — |
+/// | reported(e) | safe point s | reported(e) | wait |
+/// | scheduled(e, S) | safe point s < S | scheduled | proceed |
+/// | scheduled(e, S) | safe point s ≥ S | writing(e) | capture(e) |
+/// | writing(e) | snapshotDurable(e) | acknowledged(e) | ack(e) |
+/// | acknowledged(e) | done(e) | idle | trim, release held sends |
+/// | any | abort(e) | idle | release held sends |
+///
+/// A rank never waits on a timer: it waits only between answering a request and hearing S, and
+/// the coordinator chooses S as soon as every rank has answered.
+package struct CheckpointParticipant: Sendable, Equatable {
+    /// Where the rank is in a round.
+    package enum State: Sendable, Equatable {
+        /// No round under way.
+        case idle
+        /// Answered `CHECKPOINT_REQUEST(e)`; must not pass its next safe point until S is known.
+        case reported(Epoch)
+        /// S is known; capture at the first safe point at or after it.
+        case scheduled(Epoch, step: Int)
+        /// Captured; the snapshot is being written.
+        case writing(Epoch)
+        /// Acknowledged; waiting for `CHECKPOINT_DONE` or `ABORT`.
+        case acknowledged(Epoch)
+    }
+
+    /// What the runtime must do after an event.
+    package enum Action: Sendable, Equatable {
+        /// Send `stepReport(e, step)` to the supervisor.
+        case reportStep(Epoch, step: Int)
+        /// Capture the state now (at this safe point) for round e and write it in the background.
+        case capture(Epoch)
+        /// Send `ACK(e)`.
+        case acknowledge(Epoch)
+        /// The round committed: trim retained messages with the coverage carried by DONE.
+        case trimRetained(Epoch)
+        /// Transmit the sends held since the capture (blocking variant).
+        case releaseHeldSends
+    }
+
+    /// What the program must do at a safe point.
+    package enum SafePointDecision: Sendable, Equatable {
+        /// Go on.
+        case proceed
+        /// Wait here (serving messages) until the supervisor announces S.
+        case wait
+        /// Capture here, then go on.
+        case capture(Epoch)
+    }
+
+    /// The protocol variant.
+    package let variant: CheckpointVariant
+    /// The current round state.
+    package private(set) var state: State
+    /// The last safe point the program passed (captured or not); -1 before the first.
+    /// Invariant: never decreases.
+    package private(set) var stepPassed: Int
+    /// The last round this rank captured (or restored from): the epoch its messages carry.
+    package private(set) var epoch: Epoch
+    /// Messages whose epoch is at most this may be delivered: the rank's own epoch, or a later
+    /// round that was aborted (no line will exist there, so nothing needs to wait for it).
+    /// Invariant: `deliverableEpoch >= epoch`.
+    package private(set) var deliverableEpoch: Epoch
+
+    /// A participant starting at `epoch` having passed `stepPassed` (restored or fresh: -1).
+    package init(variant: CheckpointVariant, epoch: Epoch, stepPassed: Int) {
+        self.variant = variant
+        self.state = .idle
+        self.stepPassed = stepPassed
+        self.epoch = epoch
+        self.deliverableEpoch = epoch
+    }
+
+    /// Whether new sends must be held back (blocking variant, between capture and DONE/ABORT).
+    package var holdsSends: Bool {
+        guard variant == .blocking else { return false }
+        switch state {
+        case .writing, .acknowledged: return true
+        case .idle, .reported, .scheduled: return false
+        }
+    }
+
+    /// Whether a message carrying `messageEpoch` may be delivered now.
+    package func mayDeliver(messageEpoch: Epoch) -> Bool { messageEpoch <= deliverableEpoch }
+
+    /// The supervisor asks for a checkpoint.
+    package mutating func handleRequest(_ round: Epoch) -> [Action] {
+        defer { checkInvariants() }
+        guard round > epoch, round > deliverableEpoch else { return [] }  // stale
+        switch state {
+        case .idle:
+            state = .reported(round)
+            return [.reportStep(round, step: stepPassed)]
+        case .reported, .scheduled, .writing, .acknowledged:
+            // A new round begins only after the previous one ended for everyone: a request
+            // overtaking our DONE/ABORT cannot happen on one FIFO control connection.
+            preconditionFailure("request for \(round) while \(state)")
+        }
+    }
+
+    /// The supervisor announces the common safe point of a round.
+    package mutating func handleSafePointChosen(_ round: Epoch, step: Int) -> [Action] {
+        defer { checkInvariants() }
+        guard case .reported(let pending) = state, pending == round else { return [] }
+        precondition(step > stepPassed, "S=\(step) is not ahead of step \(stepPassed) this rank reported")
+        state = .scheduled(round, step: step)
+        return []
+    }
+
+    /// The program reached the safe point `step`.
+    package mutating func handleSafePoint(step: Int) -> SafePointDecision {
+        defer { checkInvariants() }
+        precondition(step > stepPassed, "safe point \(step) does not increase past \(stepPassed)")
+        switch state {
+        case .reported:
+            return .wait
+        case .scheduled(let round, let chosen) where step >= chosen:
+            stepPassed = step
+            epoch = round
+            deliverableEpoch = max(deliverableEpoch, round)
+            state = .writing(round)
+            return .capture(round)
+        case .idle, .scheduled, .writing, .acknowledged:
+            stepPassed = step
+            return .proceed
+        }
+    }
+
+    /// The rank's snapshot for `round` is durable on both mirrors.
+    package mutating func handleSnapshotDurable(_ round: Epoch) -> [Action] {
+        defer { checkInvariants() }
+        guard case .writing(let writing) = state, writing == round else { return [] }  // aborted meanwhile
+        state = .acknowledged(round)
+        return [.acknowledge(round)]
+    }
+
+    /// `CHECKPOINT_DONE(round)`.
+    package mutating func handleDone(_ round: Epoch) -> [Action] {
+        defer { checkInvariants() }
+        guard case .acknowledged(let acknowledged) = state, acknowledged == round else {
+            preconditionFailure("DONE(\(round)) while \(state)")
+        }
+        let held = holdsSends
+        state = .idle
+        return held ? [.trimRetained(round), .releaseHeldSends] : [.trimRetained(round)]
+    }
+
+    /// `ABORT(round)`: the round will not commit.
+    package mutating func handleAbort(_ round: Epoch) -> [Action] {
+        defer { checkInvariants() }
+        deliverableEpoch = max(deliverableEpoch, round)
+        let held = holdsSends
+        switch state {
+        case .reported(let open), .scheduled(let open, _), .writing(let open), .acknowledged(let open):
+            if open == round { state = .idle }
+        case .idle:
+            break
+        }
+        return held && !holdsSends ? [.releaseHeldSends] : []
+    }
+
+    private func checkInvariants() {
+        precondition(deliverableEpoch >= epoch)
+        precondition(stepPassed >= -1)
+    }
+}

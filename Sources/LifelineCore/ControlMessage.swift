@@ -1,0 +1,166 @@
+/// What a rank reports when its snapshot for a round is durable on both mirrors.
+package struct Acknowledgement: Sendable, Equatable {
+    /// The safe point at which the state was captured.
+    package var step: Int
+    /// The snapshot's size as stored (compressed, one mirror).
+    package var snapshotBytes: UInt64
+    /// The length of the rank's standard output when it captured: what a commit may release.
+    package var outputOffset: UInt64
+    /// The sequence numbers the rank had delivered at capture, indexed by source rank.
+    package var delivered: [DeliveredSet]
+
+    /// An acknowledgement with every field given.
+    package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: [DeliveredSet]) {
+        self.step = step
+        self.snapshotBytes = snapshotBytes
+        self.outputOffset = outputOffset
+        self.delivered = delivered
+    }
+}
+
+/// A message between a rank and its supervisor, named as in the literature.
+package enum ControlMessage: Sendable, Equatable {
+    // Supervisor → rank.
+    /// Every rank of this incarnation is connected to the supervisor: connect to the peers.
+    case start
+    /// `CHECKPOINT_REQUEST(epoch)`: answer with `stepReport` and wait at the next safe point.
+    case checkpointRequest(Epoch)
+    /// The common safe point chosen for the round: capture there.
+    case safePointChosen(Epoch, step: Int)
+    /// `CHECKPOINT_DONE(epoch)`: the round is committed. Carries, per receiver, what that
+    /// receiver had delivered from this rank at capture, so retained messages can be trimmed.
+    case checkpointDone(Epoch, coveredByReceiver: [DeliveredSet])
+    /// `ABORT(epoch)`: the round will not commit; lift the hold on its messages.
+    case abort(Epoch)
+    /// Every rank reached the final barrier: exit.
+    case release
+
+    // Rank → supervisor.
+    /// The rank is alive; `step` is the last safe point it passed.
+    case heartbeat(step: Int)
+    /// The answer to a request: the last safe point the rank passed.
+    case stepReport(Epoch, step: Int)
+    /// `ACK(epoch)`: the rank's snapshot is durable.
+    case ack(Epoch, Acknowledgement)
+    /// The rank could not write its snapshot; the round must abort.
+    case snapshotFailed(Epoch, reason: String)
+    /// The rank reached the end of its program and waits at the final barrier.
+    case finished(step: Int)
+    /// The program asked for a checkpoint.
+    case checkpointWanted
+    /// An injected fault is about to fire in the rank (it kills itself next).
+    case faultFired(index: Int)
+
+    private enum Code: UInt8 {
+        case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release
+        case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired
+    }
+
+    /// The complete frame, prefix included.
+    package func frame() -> [UInt8] {
+        var body = ByteWriter()
+        encodeBody(into: &body)
+        var writer = ByteWriter(capacity: FramePrefix.byteCount + body.bytes.count)
+        FramePrefix(kind: .control, bodyLength: UInt64(body.bytes.count)).encode(into: &writer)
+        writer.writeRaw(body.bytes)
+        return writer.bytes
+    }
+
+    private func encodeBody(into writer: inout ByteWriter) {
+        switch self {
+        case .start:
+            writer.write(Code.start.rawValue)
+        case .checkpointRequest(let epoch):
+            writer.write(Code.checkpointRequest.rawValue)
+            writer.write(epoch.rawValue)
+        case .safePointChosen(let epoch, let step):
+            writer.write(Code.safePointChosen.rawValue)
+            writer.write(epoch.rawValue)
+            writer.write(Int64(step))
+        case .checkpointDone(let epoch, let covered):
+            writer.write(Code.checkpointDone.rawValue)
+            writer.write(epoch.rawValue)
+            Self.encode(covered, into: &writer)
+        case .abort(let epoch):
+            writer.write(Code.abort.rawValue)
+            writer.write(epoch.rawValue)
+        case .release:
+            writer.write(Code.release.rawValue)
+        case .heartbeat(let step):
+            writer.write(Code.heartbeat.rawValue)
+            writer.write(Int64(step))
+        case .stepReport(let epoch, let step):
+            writer.write(Code.stepReport.rawValue)
+            writer.write(epoch.rawValue)
+            writer.write(Int64(step))
+        case .ack(let epoch, let ack):
+            writer.write(Code.ack.rawValue)
+            writer.write(epoch.rawValue)
+            writer.write(Int64(ack.step))
+            writer.write(ack.snapshotBytes)
+            writer.write(ack.outputOffset)
+            Self.encode(ack.delivered, into: &writer)
+        case .snapshotFailed(let epoch, let reason):
+            writer.write(Code.snapshotFailed.rawValue)
+            writer.write(epoch.rawValue)
+            writer.write(reason)
+        case .finished(let step):
+            writer.write(Code.finished.rawValue)
+            writer.write(Int64(step))
+        case .checkpointWanted:
+            writer.write(Code.checkpointWanted.rawValue)
+        case .faultFired(let index):
+            writer.write(Code.faultFired.rawValue)
+            writer.write(UInt32(index))
+        }
+    }
+
+    /// Decodes a control frame's body.
+    package static func decode(_ body: [UInt8]) throws(WireError) -> ControlMessage {
+        var reader = ByteReader(body)
+        guard let code = Code(rawValue: try reader.read(UInt8.self)) else {
+            throw WireError("unknown control message code \(body.first ?? 0)")
+        }
+        func epoch() throws(WireError) -> Epoch { Epoch(try reader.read(UInt64.self)) }
+        func step() throws(WireError) -> Int { Int(try reader.read(Int64.self)) }
+        let message: ControlMessage
+        switch code {
+        case .start: message = .start
+        case .checkpointRequest: message = .checkpointRequest(try epoch())
+        case .safePointChosen: message = .safePointChosen(try epoch(), step: try step())
+        case .checkpointDone: message = .checkpointDone(try epoch(), coveredByReceiver: try decodeSets(&reader))
+        case .abort: message = .abort(try epoch())
+        case .release: message = .release
+        case .heartbeat: message = .heartbeat(step: try step())
+        case .stepReport: message = .stepReport(try epoch(), step: try step())
+        case .ack:
+            let round = try epoch()
+            let captured = try step()
+            let snapshotBytes = try reader.read(UInt64.self)
+            let outputOffset = try reader.read(UInt64.self)
+            let delivered = try decodeSets(&reader)
+            message = .ack(round, Acknowledgement(
+                step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered))
+        case .snapshotFailed: message = .snapshotFailed(try epoch(), reason: try reader.readString())
+        case .finished: message = .finished(step: try step())
+        case .checkpointWanted: message = .checkpointWanted
+        case .faultFired: message = .faultFired(index: Int(try reader.read(UInt32.self)))
+        }
+        guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes after control message") }
+        return message
+    }
+
+    private static func encode(_ sets: [DeliveredSet], into writer: inout ByteWriter) {
+        writer.write(UInt32(sets.count))
+        for set in sets { set.encode(into: &writer) }
+    }
+
+    private static func decodeSets(_ reader: inout ByteReader) throws(WireError) -> [DeliveredSet] {
+        let count = Int(try reader.read(UInt32.self))
+        guard count <= reader.remainingCount / 12 else { throw WireError("control message claims \(count) sets") }
+        var sets: [DeliveredSet] = []
+        sets.reserveCapacity(count)
+        for _ in 0..<count { sets.append(try DeliveredSet.decode(from: &reader)) }
+        return sets
+    }
+}

@@ -1,0 +1,166 @@
+/// One injected fault, parsed from the `--inject SPEC` grammar of the design:
+///
+/// `kill:rank=R,after=DURATION` · `kill:rank=R,step=S` · `kill:rank=R,phase=checkpoint|recovery|finish` ·
+/// `hang:rank=R,after=DURATION` · `kill:supervisor,after=DURATION` · `chaos:seed=N,mtbf=DURATION`.
+///
+/// Each fault fires once per job; `after=` counts from the start of the job, across restarts.
+package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
+    /// Where in a rank's life a phase-triggered kill fires.
+    package enum Phase: String, Sendable, CaseIterable {
+        /// Between the rank's capture and its ACK.
+        case checkpoint
+        /// While the rank restores its state after a restart.
+        case recovery
+        /// After the rank reached the final barrier (its output is flushed).
+        case finish
+    }
+
+    /// SIGKILL of a rank `afterSeconds` into the job.
+    case killAfter(RankID, seconds: Double)
+    /// SIGKILL of a rank when it first reaches safe point `step`, before any checkpoint there.
+    case killAtStep(RankID, step: Int)
+    /// SIGKILL of a rank in a phase of its life.
+    case killInPhase(RankID, Phase)
+    /// SIGSTOP of a rank `afterSeconds` into the job (found by the heartbeat timeout).
+    case hangAfter(RankID, seconds: Double)
+    /// SIGKILL of the supervisor itself `afterSeconds` into the job.
+    case killSupervisor(seconds: Double)
+    /// SIGKILL of random ranks at exponentially distributed intervals of mean `mtbfSeconds`.
+    case chaos(seed: UInt64, mtbfSeconds: Double)
+
+    /// Whether the rank process itself fires this fault (it knows its steps and phases).
+    package var firesInRank: Bool {
+        switch self {
+        case .killAtStep, .killInPhase: return true
+        case .killAfter, .hangAfter, .killSupervisor, .chaos: return false
+        }
+    }
+
+    /// The rank a rank-side fault belongs to.
+    package var rank: RankID? {
+        switch self {
+        case .killAfter(let rank, _), .killAtStep(let rank, _), .killInPhase(let rank, _), .hangAfter(let rank, _):
+            return rank
+        case .killSupervisor, .chaos:
+            return nil
+        }
+    }
+
+    /// The spec in the grammar it was parsed from.
+    package var description: String {
+        switch self {
+        case .killAfter(let rank, let seconds): return "kill:rank=\(rank.rawValue),after=\(Self.format(seconds))"
+        case .killAtStep(let rank, let step): return "kill:rank=\(rank.rawValue),step=\(step)"
+        case .killInPhase(let rank, let phase): return "kill:rank=\(rank.rawValue),phase=\(phase.rawValue)"
+        case .hangAfter(let rank, let seconds): return "hang:rank=\(rank.rawValue),after=\(Self.format(seconds))"
+        case .killSupervisor(let seconds): return "kill:supervisor,after=\(Self.format(seconds))"
+        case .chaos(let seed, let mtbf): return "chaos:seed=\(seed),mtbf=\(Self.format(mtbf))"
+        }
+    }
+
+    /// Parses one spec; `rankCount` bounds the rank numbers.
+    package static func parse(_ text: String, rankCount: Int) throws(FaultSpecError) -> FaultSpec {
+        let (kind, fields) = try split(text)
+        func rank() throws(FaultSpecError) -> RankID {
+            guard let raw = fields["rank"] else { throw FaultSpecError(text, "it names no rank=R") }
+            guard let value = Int(raw), (0..<rankCount).contains(value) else {
+                throw FaultSpecError(text, "rank=\(raw) is not a rank of 0..<\(rankCount)")
+            }
+            return RankID(value)
+        }
+        func duration(_ key: String) throws(FaultSpecError) -> Double {
+            guard let raw = fields[key] else { throw FaultSpecError(text, "it needs \(key)=DURATION") }
+            guard let seconds = parseDuration(raw) else {
+                throw FaultSpecError(text, "\(key)=\(raw) is not a duration such as 250ms, 2s, 1.5s or 1m")
+            }
+            return seconds
+        }
+        func only(_ keys: Set<String>) throws(FaultSpecError) {
+            if let stray = fields.keys.sorted().first(where: { !keys.contains($0) }) {
+                throw FaultSpecError(text, "\(stray)= does not belong in a \(kind) spec")
+            }
+        }
+        switch kind {
+        case "kill" where fields["supervisor"] != nil:
+            try only(["supervisor", "after"])
+            return .killSupervisor(seconds: try duration("after"))
+        case "kill":
+            let target = try rank()
+            if fields["after"] != nil {
+                try only(["rank", "after"])
+                return .killAfter(target, seconds: try duration("after"))
+            }
+            if let raw = fields["step"] {
+                try only(["rank", "step"])
+                guard let step = Int(raw), step >= 0 else { throw FaultSpecError(text, "step=\(raw) is not a step ≥ 0") }
+                return .killAtStep(target, step: step)
+            }
+            if let raw = fields["phase"] {
+                try only(["rank", "phase"])
+                guard let phase = Phase(rawValue: raw) else {
+                    throw FaultSpecError(text, "phase=\(raw) is not one of checkpoint, recovery, finish")
+                }
+                return .killInPhase(target, phase)
+            }
+            throw FaultSpecError(text, "a kill needs after=, step= or phase=")
+        case "hang":
+            try only(["rank", "after"])
+            return .hangAfter(try rank(), seconds: try duration("after"))
+        case "chaos":
+            try only(["seed", "mtbf"])
+            guard let raw = fields["seed"], let seed = UInt64(raw) else { throw FaultSpecError(text, "it needs seed=N") }
+            return .chaos(seed: seed, mtbfSeconds: try duration("mtbf"))
+        default:
+            throw FaultSpecError(text, "\(kind) is not kill, hang or chaos")
+        }
+    }
+
+    private static func split(_ text: String) throws(FaultSpecError) -> (String, [String: String]) {
+        guard let colon = text.firstIndex(of: ":") else {
+            throw FaultSpecError(text, "expected KIND:KEY=VALUE,... such as kill:rank=1,step=40")
+        }
+        var fields: [String: String] = [:]
+        for item in text[text.index(after: colon)...].split(separator: ",", omittingEmptySubsequences: false) {
+            let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.count == 1, parts[0] == "supervisor" {
+                fields["supervisor"] = ""
+                continue
+            }
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw FaultSpecError(text, "'\(item)' is not KEY=VALUE")
+            }
+            guard fields.updateValue(String(parts[1]), forKey: String(parts[0])) == nil else {
+                throw FaultSpecError(text, "\(parts[0])= is given twice")
+            }
+        }
+        return (String(text[..<colon]), fields)
+    }
+
+    private static func format(_ seconds: Double) -> String {
+        seconds < 1 ? "\(Int((seconds * 1000).rounded()))ms" : "\(seconds)s"
+    }
+}
+
+/// A malformed `--inject` spec.
+package struct FaultSpecError: Error, Sendable, CustomStringConvertible {
+    /// The spec as given.
+    package var spec: String
+    /// What is wrong with it.
+    package var reason: String
+    /// Describes what is wrong with `spec`.
+    package init(_ spec: String, _ reason: String) {
+        self.spec = spec
+        self.reason = reason
+    }
+    package var description: String { "bad --inject '\(spec)': \(reason)" }
+}
+
+/// Parses a duration with a unit: `250ms`, `2s`, `1.5s`, `1m`, `1h`. Returns nil otherwise.
+package func parseDuration(_ text: String) -> Double? {
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    for (suffix, scale) in units where text.hasSuffix(suffix) {
+        guard let value = Double(text.dropLast(suffix.count)), value.isFinite, value >= 0 else { return nil }
+        return value * scale
+    }
+    return nil
+}

@@ -1,0 +1,124 @@
+/// A message a sender keeps until the receiver's committed checkpoint covers its delivery.
+package struct RetainedMessage: Sendable, Equatable {
+    /// The header it was sent with (its original epoch and sequence number).
+    package var header: DataHeader
+    /// The payload bytes.
+    package var payload: [UInt8]
+
+    /// A retained message.
+    package init(header: DataHeader, payload: [UInt8]) {
+        self.header = header
+        self.payload = payload
+    }
+}
+
+/// One rank's view of its channels: sequence numbers it stamps on what it sends, what it has
+/// delivered from each source, and what it retains for each destination.
+///
+/// This is the *retention* rule of the design: a rank's snapshot holds its retained messages and
+/// its delivered sets; on a restore the retained messages are sent again and receivers drop what
+/// they already delivered. It makes the in-transit messages of any recovery line recoverable.
+package struct MessageLedger: Sendable, Equatable {
+    /// The rank that owns this ledger.
+    package let rank: RankID
+    /// The number of ranks in the job.
+    package let rankCount: Int
+    /// The sequence number of the next message to each destination (indexed by rank).
+    package private(set) var nextSequence: [SequenceNumber]
+    /// What has been delivered from each source (indexed by rank).
+    package private(set) var delivered: [DeliveredSet]
+    /// Messages kept for each destination (indexed by rank), ascending by sequence number.
+    package private(set) var retained: [[RetainedMessage]]
+    /// The payload bytes held in `retained`.
+    package private(set) var retainedBytes: Int
+
+    /// An empty ledger: nothing sent, nothing delivered.
+    package init(rank: RankID, rankCount: Int) {
+        precondition(rankCount > 0 && (0..<rankCount).contains(rank.rawValue))
+        self.rank = rank
+        self.rankCount = rankCount
+        nextSequence = Array(repeating: SequenceNumber(0), count: rankCount)
+        delivered = Array(repeating: DeliveredSet(), count: rankCount)
+        retained = Array(repeating: [], count: rankCount)
+        retainedBytes = 0
+    }
+
+    /// Stamps the next message to `destination` and retains it; returns its header.
+    package mutating func send(
+        to destination: RankID, tag: Int64, epoch: Epoch, incarnation: UInt32, payload: [UInt8]
+    ) -> DataHeader {
+        let sequence = nextSequence[destination.rawValue]
+        nextSequence[destination.rawValue] = sequence.next
+        let header = DataHeader(source: rank, incarnation: incarnation, tag: tag, sequence: sequence, epoch: epoch)
+        retained[destination.rawValue].append(RetainedMessage(header: header, payload: payload))
+        retainedBytes += payload.count
+        return header
+    }
+
+    /// Whether a message from `source` with `sequence` was already delivered.
+    package func isDuplicate(source: RankID, sequence: SequenceNumber) -> Bool {
+        delivered[source.rawValue].contains(sequence)
+    }
+
+    /// Records the delivery of a message to the program; returns false for a duplicate.
+    @discardableResult
+    package mutating func recordDelivery(source: RankID, sequence: SequenceNumber) -> Bool {
+        delivered[source.rawValue].insert(sequence)
+    }
+
+    /// Drops the messages to `destination` that its committed checkpoint has delivered.
+    package mutating func trim(destination: RankID, covered: DeliveredSet) {
+        var kept: [RetainedMessage] = []
+        for message in retained[destination.rawValue] {
+            if covered.contains(message.header.sequence) {
+                retainedBytes -= message.payload.count
+            } else {
+                kept.append(message)
+            }
+        }
+        retained[destination.rawValue] = kept
+        precondition(retainedBytes >= 0)
+    }
+
+    /// Appends the ledger to a snapshot.
+    package func encode(into writer: inout ByteWriter) {
+        writer.write(UInt32(rank.rawValue))
+        writer.write(UInt32(rankCount))
+        for peer in 0..<rankCount {
+            writer.write(nextSequence[peer].rawValue)
+            delivered[peer].encode(into: &writer)
+            writer.write(UInt32(retained[peer].count))
+            for message in retained[peer] {
+                message.header.encode(into: &writer)
+                writer.writeCounted(message.payload)
+            }
+        }
+    }
+
+    /// Reads a ledger from a snapshot, checking it belongs to `rank` of a job of `rankCount`.
+    package static func decode(
+        from reader: inout ByteReader, rank: RankID, rankCount: Int
+    ) throws(WireError) -> MessageLedger {
+        let storedRank = Int(try reader.read(UInt32.self))
+        let storedCount = Int(try reader.read(UInt32.self))
+        guard storedRank == rank.rawValue, storedCount == rankCount else {
+            throw WireError("snapshot belongs to rank \(storedRank) of \(storedCount), not \(rank.rawValue) of \(rankCount)")
+        }
+        var ledger = MessageLedger(rank: rank, rankCount: rankCount)
+        for peer in 0..<rankCount {
+            ledger.nextSequence[peer] = SequenceNumber(try reader.read(UInt64.self))
+            ledger.delivered[peer] = try DeliveredSet.decode(from: &reader)
+            let count = Int(try reader.read(UInt32.self))
+            guard count <= reader.remainingCount / DataHeader.byteCount else {
+                throw WireError("snapshot claims \(count) retained messages")
+            }
+            for _ in 0..<count {
+                let header = try reader.readRaw(DataHeader.byteCount).withUnsafeBytes { DataHeader.decode($0) }
+                let payload = try reader.readCounted()
+                ledger.retained[peer].append(RetainedMessage(header: header, payload: payload))
+                ledger.retainedBytes += payload.count
+            }
+        }
+        return ledger
+    }
+}
