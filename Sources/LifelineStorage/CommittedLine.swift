@@ -1,0 +1,16 @@
+/// A recovery line that was committed: a consistent set of snapshots, one per member rank.
+package struct CommittedLine: Codable, Sendable, Equatable {
+    /// The checkpoint epoch that produced the line; strictly increasing along `Manifest.committed`.
+    package var epoch: UInt64
+    /// The job's step at the line (for a coordinated checkpoint, every rank's step).
+    package var step: Int
+    /// One entry per rank in the line, each rank at most once.
+    package var members: [Member]
+
+    /// Creates a committed line.
+    package init(epoch: UInt64, step: Int, members: [Member]) {
+        self.epoch = epoch
+        self.step = step
+        self.members = members
+    }
+}

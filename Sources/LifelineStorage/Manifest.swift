@@ -1,0 +1,69 @@
+/// The job manifest: the only source of truth for what is committed.
+///
+/// A recovery line is committed when a manifest that lists it is durable on both mirrors
+/// (`ManifestStore.commit`). Stored as JSON in the file `manifest`, of kind `.manifest`, whose
+/// header generation equals `generation`.
+package struct Manifest: Codable, Sendable, Equatable {
+    /// The manifest format this build writes and reads.
+    package static let currentFormatVersion = 1
+    /// How many committed lines are kept by default: the newest, and one to fall back to.
+    package static let keepDefault = 2
+
+    /// Format of this manifest; equals `currentFormatVersion` for a manifest this build reads.
+    package var formatVersion: Int
+    /// The job this manifest belongs to.
+    package var jobID: String
+    /// Number of ranks in the job; every member rank is in `0..<rankCount`.
+    package var rankCount: Int
+    /// Incremented by each commit; equals the generation in the stored file's header.
+    package var generation: UInt64
+    /// Number of rounds ever committed (`committed` keeps only the newest few).
+    package var commits: Int
+    /// Committed lines, oldest first, epochs strictly increasing, at most the `keep` given to
+    /// `appendCommitted`.
+    package var committed: [CommittedLine]
+    /// Whether the job ran to completion.
+    package var finished: Bool
+
+    /// A manifest for a new job, with nothing committed.
+    package init(jobID: String, rankCount: Int) {
+        self.formatVersion = Self.currentFormatVersion
+        self.jobID = jobID
+        self.rankCount = rankCount
+        self.generation = 0
+        self.commits = 0
+        self.committed = []
+        self.finished = false
+    }
+
+    /// The newest committed line, if any.
+    package var newestLine: CommittedLine? { committed.last }
+
+    /// Appends a newly committed line, counts it, and drops the oldest lines beyond `keep`.
+    ///
+    /// The line's epoch must be newer than every committed one, and `keep` at least 1.
+    package mutating func appendCommitted(_ line: CommittedLine, keep: Int = keepDefault) {
+        precondition(keep >= 1, "keep at least the newest line")
+        precondition(committed.last.map { $0.epoch < line.epoch } ?? true, "epochs increase")
+        committed.append(line)
+        commits += 1
+        if committed.count > keep { committed.removeFirst(committed.count - keep) }
+    }
+
+    /// The first broken invariant, described, or nil if the manifest is consistent.
+    package var invariantViolation: String? {
+        if rankCount < 0 { return "negative rank count \(rankCount)" }
+        if commits < committed.count { return "\(commits) commits but \(committed.count) lines kept" }
+        for (older, newer) in zip(committed, committed.dropFirst()) where older.epoch >= newer.epoch {
+            return "epoch \(newer.epoch) follows epoch \(older.epoch)"
+        }
+        for line in committed {
+            let ranks = line.members.map(\.rank)
+            if Set(ranks).count != ranks.count { return "epoch \(line.epoch) lists a rank twice" }
+            if let rank = ranks.first(where: { !(0..<rankCount).contains($0) }) {
+                return "epoch \(line.epoch) lists rank \(rank), outside 0..<\(rankCount)"
+            }
+        }
+        return nil
+    }
+}

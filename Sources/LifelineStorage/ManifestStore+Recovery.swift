@@ -1,0 +1,55 @@
+extension ManifestStore {
+    /// Removes epoch folders that no committed line references, and returns their names.
+    ///
+    /// A folder is kept if a committed line has its epoch or a member's snapshot lies in it, and
+    /// also if its epoch is newer than the newest committed one (a checkpoint in progress).
+    /// Folders whose name is not a number are left alone. Call only after `manifest` is durable
+    /// (`commit` returned).
+    @discardableResult
+    package func garbageCollect(keeping manifest: Manifest) throws(StorageError) -> [String] {
+        var referenced = Set(manifest.committed.map { epochFolderName(epoch: $0.epoch) })
+        for line in manifest.committed {
+            for member in line.members {
+                referenced.insert(MirroredStore.split(member.snapshot).folder)
+            }
+        }
+        let newestEpoch = manifest.newestLine?.epoch
+        var removed: [String] = []
+        for entry in store.list(Self.epochsFolder) {
+            guard let epoch = UInt64(entry), let newestEpoch, epoch < newestEpoch else { continue }
+            let folder = Self.epochsFolder + "/" + entry
+            if referenced.contains(folder) { continue }
+            try store.removeDirectory(folder)
+            removed.append(folder)
+        }
+        return removed
+    }
+
+    /// The newest committed line whose every snapshot reads (repairing one bad copy as needed),
+    /// or nil if none does (restart from the beginning), with one line per problem met: each
+    /// lost or unreadable snapshot and each repair.
+    ///
+    /// Reads every snapshot of the lines it tries in full, to check their checksums.
+    package func newestIntactLine(_ manifest: Manifest) -> (line: CommittedLine?, problems: [String]) {
+        var problems: [String] = []
+        for line in manifest.committed.reversed() {
+            var intact = true
+            for member in line.members {
+                do {
+                    let file = try store.read(member.snapshot)
+                    problems += file.problems
+                    if file.kind != .snapshot {
+                        intact = false
+                        problems.append("\(member.snapshot): file kind is \(file.kind), not snapshot")
+                    }
+                } catch {
+                    intact = false
+                    problems.append("epoch \(line.epoch) rank \(member.rank): \(error)")
+                }
+            }
+            if intact { return (line, problems) }
+            problems.append("epoch \(line.epoch) is not restorable; trying an older recovery line")
+        }
+        return (nil, problems)
+    }
+}

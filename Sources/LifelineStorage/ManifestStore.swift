@@ -1,0 +1,88 @@
+import Foundation
+
+/// Loads and commits the job manifest on a mirrored store, and names snapshot files.
+package struct ManifestStore: Sendable {
+    /// The store-relative name of the manifest file.
+    package static let manifestName = "manifest"
+    /// The folder holding one subfolder per epoch.
+    package static let epochsFolder = "epochs"
+
+    /// The mirrored store holding the manifest and the snapshots.
+    package let store: MirroredStore
+
+    /// Wraps `store`.
+    package init(store: MirroredStore) {
+        self.store = store
+    }
+
+    /// Loads the manifest, repairing a damaged mirror; nil when no manifest was ever committed.
+    ///
+    /// Throws `.badFormat` if the file is not a manifest this build reads, `.corrupt` if its
+    /// JSON does not decode or breaks an invariant, `.lost` if both copies are damaged.
+    package func load() throws(StorageError) -> Manifest? {
+        let file: StoredFile
+        do throws(StorageError) {
+            file = try store.read(Self.manifestName)
+        } catch where error.code == .notFound {
+            return nil
+        }
+        let path = Self.manifestName
+        if file.kind != .manifest {
+            throw StorageError(.badFormat, path: path, message: "file kind is \(file.kind), not manifest")
+        }
+        let manifest: Manifest
+        do {
+            manifest = try JSONDecoder().decode(Manifest.self, from: Data(file.body))
+        } catch {
+            throw StorageError(.corrupt, path: path, message: "manifest JSON does not decode: \(error)")
+        }
+        if manifest.formatVersion != Manifest.currentFormatVersion {
+            throw StorageError(.badFormat, path: path, message:
+                "manifest format \(manifest.formatVersion), this build reads \(Manifest.currentFormatVersion)")
+        }
+        if manifest.generation != file.generation {
+            throw StorageError(.corrupt, path: path, message:
+                "manifest generation \(manifest.generation) differs from its file header's \(file.generation)")
+        }
+        if let violation = manifest.invariantViolation {
+            throw StorageError(.corrupt, path: path, message: "inconsistent manifest: \(violation)")
+        }
+        return manifest
+    }
+
+    /// Bumps `manifest.generation` and writes the manifest to A, then B: the commit point.
+    ///
+    /// When this returns, what `manifest` lists is committed. If it throws after A's copy was
+    /// written, a later `load` returns the new manifest (A's generation is higher) and repairs B.
+    package func commit(_ manifest: inout Manifest) throws(StorageError) {
+        if let violation = manifest.invariantViolation {
+            preconditionFailure("committing an inconsistent manifest: \(violation)")
+        }
+        manifest.generation += 1
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let body: Data
+        do {
+            body = try encoder.encode(manifest)
+        } catch {
+            preconditionFailure("a manifest always encodes: \(error)")
+        }
+        try store.write(Self.manifestName, kind: .manifest, generation: manifest.generation, body: [UInt8](body))
+    }
+
+    /// The store-relative folder of `epoch`: `epochs/000003`.
+    package func epochFolderName(epoch: UInt64) -> String {
+        Self.epochsFolder + "/" + Self.zeroPadded(epoch, digits: 6)
+    }
+
+    /// The store-relative name of a rank's snapshot: `epochs/000003/rank-0001.snap`.
+    package func snapshotName(epoch: UInt64, rank: Int) -> String {
+        precondition(rank >= 0, "rank index is not negative")
+        return epochFolderName(epoch: epoch) + "/rank-" + Self.zeroPadded(UInt64(rank), digits: 4) + ".snap"
+    }
+
+    static func zeroPadded(_ value: UInt64, digits: Int) -> String {
+        let text = String(value)
+        return String(repeating: "0", count: max(0, digits - text.count)) + text
+    }
+}

@@ -1,0 +1,107 @@
+/// What one mirror holds for a name.
+enum MirrorCopy {
+    /// No file of that name.
+    case missing
+    /// A file that cannot be read or fails a check.
+    case bad(StorageError)
+    /// A file that passed every check.
+    case good(StoredFile)
+}
+
+extension MirroredStore {
+    /// Reads `name`, checking both copies and repairing a bad one.
+    ///
+    /// - Both good and equal: returns it.
+    /// - One missing or failing a check: returns the other and rewrites the bad one from it.
+    /// - Both good but different: the higher generation wins (A when equal, since A is written
+    ///   first); the other is rewritten.
+    /// - Neither good: throws `.lost` (naming the file and both reasons), or `.notFound` if both
+    ///   are missing, or the environment error (e.g. `.permissionDenied`) if a copy could not be
+    ///   read at all, since the file may then be intact.
+    ///
+    /// A repair that fails does not fail the read: it is reported in `problems` and the mirror
+    /// is not listed in `repaired`.
+    package func read(_ name: String) throws(StorageError) -> StoredFile {
+        try inspect(name, repair: true)
+    }
+
+    /// Reads both copies of `name` and decides which one holds; repairs only when `repair`.
+    func inspect(_ name: String, repair: Bool) throws(StorageError) -> StoredFile {
+        try Self.validate(name: name)
+        let copyA = readCopy(name, on: .a)
+        let copyB = readCopy(name, on: .b)
+        switch (copyA, copyB) {
+        case (.good(let fileA), .good(let fileB)):
+            if fileA == fileB { return fileA }
+            let winner: Mirror = fileB.generation > fileA.generation ? .b : .a
+            let kept = winner == .a ? fileA : fileB
+            let reason = "generation \(winner == .a ? fileB.generation : fileA.generation) differs from "
+                + "\(winner.label)'s generation \(kept.generation)"
+            return settle(name, kept: kept, from: winner, damaged: winner.other, reason: reason, repair: repair)
+        case (.good(let fileA), _):
+            return settle(name, kept: fileA, from: .a, damaged: .b, reason: Self.reason(copyB), repair: repair)
+        case (_, .good(let fileB)):
+            return settle(name, kept: fileB, from: .b, damaged: .a, reason: Self.reason(copyA), repair: repair)
+        case (.missing, .missing):
+            throw StorageError(.notFound, path: name, message: "missing on both mirrors (\(rootA), \(rootB))")
+        default:
+            throw lostError(name, copyA, copyB)
+        }
+    }
+
+    /// Reads and decodes one copy.
+    func readCopy(_ name: String, on mirror: Mirror) -> MirrorCopy {
+        let filePath = path(name, on: mirror)
+        do {
+            guard let bytes = try PosixFile.readAll(filePath, dropCache: false) else { return .missing }
+            let decoded = try FileFormat.decode(bytes, path: filePath)
+            return .good(StoredFile(kind: decoded.kind, generation: decoded.generation, body: decoded.body))
+        } catch {
+            return .bad(error)
+        }
+    }
+
+    private func settle(
+        _ name: String, kept: StoredFile, from winner: Mirror, damaged: Mirror, reason: String, repair: Bool
+    ) -> StoredFile {
+        var result = kept
+        let copy = "mirror \(damaged.label) copy of \(name) (\(path(name, on: damaged)))"
+        guard repair else {
+            result.problems.append("\(copy): \(reason); needs repair from mirror \(winner.label)")
+            return result
+        }
+        do {
+            let encoded = FileFormat.encode(kind: kept.kind, generation: kept.generation, body: kept.body)
+            try writeCopy(encoded, name: name, on: damaged)
+            result.repaired.append(damaged)
+            result.problems.append("\(copy): \(reason); repaired from mirror \(winner.label)")
+        } catch {
+            result.problems.append("\(copy): \(reason); repair failed: \(error)")
+        }
+        return result
+    }
+
+    private func lostError(_ name: String, _ copyA: MirrorCopy, _ copyB: MirrorCopy) -> StorageError {
+        for case .bad(let error) in [copyA, copyB] where ![.corrupt, .badFormat].contains(error.code) {
+            return error  // could not read a copy at all: the file may be intact
+        }
+        return StorageError(.lost, path: name, message:
+            "both mirrors are damaged: A: \(Self.reason(copyA)); B: \(Self.reason(copyB))")
+    }
+
+    private static func reason(_ copy: MirrorCopy) -> String {
+        switch copy {
+        case .missing: "missing"
+        case .bad(let error): "\(error.message) (\(error.path))"
+        case .good: "good"
+        }
+    }
+}
+
+extension Mirror {
+    /// "A" or "B", as messages name the mirrors.
+    var label: String { rawValue.uppercased() }
+
+    /// The other mirror.
+    var other: Mirror { self == .a ? .b : .a }
+}

@@ -1,0 +1,101 @@
+import Testing
+@testable import LifelineStorage
+
+@Suite struct ManifestTests {
+    func line(epoch: UInt64, ranks: Int, manifests: ManifestStore) -> CommittedLine {
+        let members = (0..<ranks).map { rank in
+            Member(rank: rank, snapshot: manifests.snapshotName(epoch: epoch, rank: rank), step: Int(epoch) * 10,
+                   incarnation: 0, outputOffset: epoch * 100, snapshotBytes: 3)
+        }
+        return CommittedLine(epoch: epoch, step: Int(epoch) * 10, members: members)
+    }
+
+    /// Writes every rank's snapshot of `epoch` and commits the line.
+    func commitEpoch(_ epoch: UInt64, ranks: Int, manifest: inout Manifest, manifests: ManifestStore) throws {
+        let newLine = line(epoch: epoch, ranks: ranks, manifests: manifests)
+        for member in newLine.members {
+            try manifests.store.write(member.snapshot, kind: .snapshot, generation: epoch, body: [UInt8(epoch), 1, 2])
+        }
+        manifest.appendCommitted(newLine)
+        try manifests.commit(&manifest)
+    }
+
+    @Test func snapshotNamesArePadded() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let manifests = ManifestStore(store: try folder.store())
+        #expect(manifests.snapshotName(epoch: 3, rank: 1) == "epochs/000003/rank-0001.snap")
+        #expect(manifests.snapshotName(epoch: 1_234_567, rank: 12_345) == "epochs/1234567/rank-12345.snap")
+    }
+
+    @Test func commitAndLoadRoundTrip() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let manifests = ManifestStore(store: try folder.store())
+        #expect(try manifests.load() == nil)
+        var manifest = Manifest(jobID: "job-1", rankCount: 2)
+        for epoch: UInt64 in 1...3 {
+            try commitEpoch(epoch, ranks: 2, manifest: &manifest, manifests: manifests)
+        }
+        #expect(manifest.generation == 3 && manifest.commits == 3)
+        #expect(manifest.committed.map(\.epoch) == [2, 3])
+        #expect(try manifests.load() == manifest)
+        // A fresh store on the same roots sees the same manifest; a damaged copy is repaired.
+        Disk.flipBit(manifests.store.path(ManifestStore.manifestName, on: .a), byte: 45)
+        let reopened = ManifestStore(store: try folder.store())
+        #expect(try reopened.load() == manifest)
+        #expect(try reopened.store.read(ManifestStore.manifestName).repaired.isEmpty)
+    }
+
+    @Test func lostNewestSnapshotFallsBackToPreviousLine() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let manifests = ManifestStore(store: try folder.store())
+        var manifest = Manifest(jobID: "job-2", rankCount: 2)
+        try commitEpoch(1, ranks: 2, manifest: &manifest, manifests: manifests)
+        try commitEpoch(2, ranks: 2, manifest: &manifest, manifests: manifests)
+        let lost = manifests.snapshotName(epoch: 2, rank: 1)
+        Disk.flipBit(manifests.store.path(lost, on: .a), byte: 41)
+        Disk.delete(manifests.store.path(lost, on: .b))
+        let (intact, problems) = manifests.newestIntactLine(manifest)
+        #expect(intact?.epoch == 1)
+        #expect(problems.contains { $0.contains(lost) && $0.contains("both mirrors are damaged") })
+
+        let onlyRank0 = manifests.snapshotName(epoch: 1, rank: 0)
+        Disk.delete(manifests.store.path(onlyRank0, on: .a))
+        Disk.delete(manifests.store.path(onlyRank0, on: .b))
+        #expect(manifests.newestIntactLine(manifest).line == nil)
+    }
+
+    @Test func garbageCollectRemovesOnlyUnreferencedEpochs() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let manifests = ManifestStore(store: try folder.store())
+        var manifest = Manifest(jobID: "job-3", rankCount: 2)
+        for epoch: UInt64 in 1...4 {
+            try commitEpoch(epoch, ranks: 2, manifest: &manifest, manifests: manifests)
+        }
+        // Epoch 5 is in progress (not committed); epoch 1's rank 0 snapshot is still referenced
+        // by the newest line, as an incremental protocol may do.
+        try manifests.store.write(manifests.snapshotName(epoch: 5, rank: 0), kind: .snapshot, generation: 5, body: [5])
+        manifest.committed[1].members[0].snapshot = manifests.snapshotName(epoch: 1, rank: 0)
+        try manifests.commit(&manifest)
+        try manifests.store.write("epochs/notes", kind: .other, generation: 0, body: [])
+
+        let removed = try manifests.garbageCollect(keeping: manifest)
+        #expect(removed == ["epochs/000002"])
+        #expect(manifests.store.list("epochs") == ["000001", "000003", "000004", "000005", "notes"])
+        #expect(manifests.newestIntactLine(manifest).line?.epoch == 4)
+    }
+
+    @Test func inconsistentManifestOnDiskIsRejected() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let manifests = ManifestStore(store: try folder.store())
+        let json = Array(#"{"formatVersion":1,"jobID":"j","rankCount":1,"generation":1,"commits":0,"committed":[],"finished":false}"#.utf8)
+        try manifests.store.write(ManifestStore.manifestName, kind: .manifest, generation: 2, body: json)
+        #expect(storageError { () throws(StorageError) in try manifests.load() }?.code == .corrupt)
+        try manifests.store.write(ManifestStore.manifestName, kind: .manifest, generation: 1, body: Array("{".utf8))
+        #expect(storageError { () throws(StorageError) in try manifests.load() }?.code == .corrupt)
+    }
+}

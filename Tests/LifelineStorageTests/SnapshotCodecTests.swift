@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+@testable import LifelineStorage
+
+@Suite struct SnapshotCodecTests {
+    static let seed: UInt64 = 20_240_611
+
+    /// A smooth field with noise in the low mantissa bits, like real numeric state.
+    func smoothField(count: Int) -> [UInt8] {
+        var generator = SeededGenerator(state: Self.seed)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count * 8)
+        for index in 0..<count {
+            let value = sin(Double(index) * 0.001) + 2.0
+            let noisy = Double(bitPattern: value.bitPattern ^ (generator.next() & 0xFFFF))
+            withUnsafeBytes(of: noisy.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+        return bytes
+    }
+
+    @Test func randomDataRoundTrips() throws {
+        var generator = SeededGenerator(state: Self.seed)
+        for count in [0, 1, 7, 4096, 100_003] {
+            let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let compressed = try SnapshotCodec.compress(bytes)
+            #expect(try SnapshotCodec.decompress(compressed) == bytes, "count \(count), seed \(Self.seed)")
+        }
+    }
+
+    @Test func smoothFloatDataRoundTripsShuffled() throws {
+        let bytes = smoothField(count: 50_001)
+        let compressed = try SnapshotCodec.compress(SnapshotCodec.shuffle8(bytes), level: 3)
+        #expect(SnapshotCodec.unshuffle8(try SnapshotCodec.decompress(compressed)) == bytes)
+    }
+
+    @Test func shuffleIsInvertibleForEveryLength() {
+        var generator = SeededGenerator(state: Self.seed)
+        for count in [0, 1, 7, 8, 9, 15, 16, 803] {
+            let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let shuffled = SnapshotCodec.shuffle8(bytes)
+            #expect(shuffled.count == count)
+            #expect(SnapshotCodec.unshuffle8(shuffled) == bytes, "count \(count)")
+            #expect(Array(shuffled.suffix(count % 8)) == Array(bytes.suffix(count % 8)), "remainder untouched")
+        }
+        // Plane layout: [k * n + i] = [i * 8 + k].
+        let values: [UInt8] = Array(0..<16)
+        #expect(SnapshotCodec.shuffle8(values) == [0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15])
+    }
+
+    @Test func shuffledSmoothDataCompressesSmaller() throws {
+        let bytes = smoothField(count: 200_000)
+        let plain = try SnapshotCodec.compress(bytes)
+        let shuffled = try SnapshotCodec.compress(SnapshotCodec.shuffle8(bytes))
+        #expect(shuffled.count < plain.count, "shuffled \(shuffled.count) vs plain \(plain.count)")
+    }
+
+    @Test func damagedFramesAreRejected() throws {
+        let notZstd = storageError { () throws(StorageError) in try SnapshotCodec.decompress([1, 2, 3, 4, 5, 6, 7, 8]) }
+        #expect(notZstd?.code == .badFormat)
+        var frame = try SnapshotCodec.compress(smoothField(count: 1000))
+        frame.removeLast(frame.count / 2)
+        let truncated = storageError { () throws(StorageError) in try SnapshotCodec.decompress(frame) }
+        #expect(truncated?.code == .corrupt)
+    }
+}
