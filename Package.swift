@@ -7,7 +7,7 @@ let package = Package(
     products: [
         .library(name: "Lifeline", targets: ["Lifeline"]),
         .executable(name: "lifeline", targets: ["lifeline"]),
-        .executable(name: "heat2d", targets: ["Heat2D"]),
+        .executable(name: "heat2d", targets: ["heat2d"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,8 +27,10 @@ let package = Package(
         .target(name: "LifelineCore"),
         // Every byte on disk: mirrored files, snapshots, the manifest.
         .target(name: "LifelineStorage", dependencies: ["CZstd", "CZlib"]),
+        // The few POSIX calls and macros Swift does not import (prctl, wait status, spawn actions).
+        .target(name: "CLifelineSupport"),
         // The runtime: processes, sockets, timers; the public API of a program.
-        .target(name: "Lifeline", dependencies: ["LifelineCore", "LifelineStorage"]),
+        .target(name: "Lifeline", dependencies: ["LifelineCore", "LifelineStorage", "CLifelineSupport"]),
         .executableTarget(
             name: "lifeline",
             dependencies: [
@@ -36,7 +38,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "Heat2D", dependencies: ["Lifeline"], path: "Examples/Heat2D"),
+        .executableTarget(name: "heat2d", dependencies: ["Lifeline"], path: "Examples/Heat2D"),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore"]),
         .testTarget(name: "LifelineStorageTests", dependencies: ["LifelineStorage"]),
         .testTarget(

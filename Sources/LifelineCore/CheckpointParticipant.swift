@@ -17,8 +17,8 @@ package enum CheckpointVariant: String, Sendable, CaseIterable {
 /// | reported(e) | safe point s | reported(e) | wait |
 /// | scheduled(e, S) | safe point s < S | scheduled | proceed |
 /// | scheduled(e, S) | safe point s ≥ S | writing(e) | capture(e) |
-/// | writing(e) | snapshotDurable(e) | acknowledged(e) | ack(e) |
-/// | acknowledged(e) | done(e) | idle | trim, release held sends |
+/// | writing(e) | snapshotDurable(e) | acknowledged(e) | — (the writer sent ACK(e)) |
+/// | writing(e), acknowledged(e) | done(e) | idle | trim, release held sends |
 /// | any | abort(e) | idle | release held sends |
 ///
 /// A rank never waits on a timer: it waits only between answering a request and hearing S, and
@@ -44,8 +44,6 @@ package struct CheckpointParticipant: Sendable, Equatable {
         case reportStep(Epoch, step: Int)
         /// Capture the state now (at this safe point) for round e and write it in the background.
         case capture(Epoch)
-        /// Send `ACK(e)`.
-        case acknowledge(Epoch)
         /// The round committed: trim retained messages with the coverage carried by DONE.
         case trimRetained(Epoch)
         /// Transmit the sends held since the capture (blocking variant).
@@ -140,18 +138,22 @@ package struct CheckpointParticipant: Sendable, Equatable {
         }
     }
 
-    /// The rank's snapshot for `round` is durable on both mirrors.
-    package mutating func handleSnapshotDurable(_ round: Epoch) -> [Action] {
+    /// The rank's snapshot for `round` is durable on both mirrors and the snapshot writer has
+    /// sent `ACK(round)` (it does so itself, so a rank deep in computation acknowledges at once).
+    package mutating func handleSnapshotDurable(_ round: Epoch) {
         defer { checkInvariants() }
-        guard case .writing(let writing) = state, writing == round else { return [] }  // aborted meanwhile
+        guard case .writing(let writing) = state, writing == round else { return }  // aborted meanwhile
         state = .acknowledged(round)
-        return [.acknowledge(round)]
     }
 
     /// `CHECKPOINT_DONE(round)`.
     package mutating func handleDone(_ round: Epoch) -> [Action] {
         defer { checkInvariants() }
-        guard case .acknowledged(let acknowledged) = state, acknowledged == round else {
+        switch state {
+        case .writing(let open), .acknowledged(let open):
+            // DONE follows every ACK, so it may overtake the writer's report to this thread.
+            precondition(open == round, "DONE(\(round)) while \(state)")
+        case .idle, .reported, .scheduled:
             preconditionFailure("DONE(\(round)) while \(state)")
         }
         let held = holdsSends

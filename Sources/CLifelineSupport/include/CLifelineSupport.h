@@ -1,0 +1,24 @@
+#ifndef CLIFELINE_SUPPORT_H
+#define CLIFELINE_SUPPORT_H
+
+#include <sys/types.h>
+
+/// Asks the kernel to send `signal` to this process when its parent dies (Linux only; 0 elsewhere).
+int lifeline_set_parent_death_signal(int signal);
+
+/// accept4 with SOCK_CLOEXEC; -1 with errno on failure.
+int lifeline_accept(int listener);
+
+/// Flushes the C standard output and error streams.
+void lifeline_flush_stdio(void);
+
+/// Decodes a wait status: 1 and the code when the child exited, 2 and the signal when a signal
+/// ended it, 0 otherwise.
+int lifeline_wait_status(int status, int *detail);
+
+/// Spawns `path` with `argv` and `envp`, stdin from /dev/null and stdout/stderr appended to the
+/// two files (created with mode 0644). Returns 0 and the pid, or an errno value.
+int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+                   const char *stdout_path, const char *stderr_path);
+
+#endif

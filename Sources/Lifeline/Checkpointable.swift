@@ -1,0 +1,106 @@
+/// A program state that Lifeline can capture at a safe point and hand back after a restart.
+///
+/// Encode every field that the rest of the run depends on, in a fixed order, and decode them in
+/// the same order. Large numeric arrays go through `StateWriter.write(_:)` for arrays, which
+/// copies their bytes at once instead of encoding element by element.
+///
+/// ```swift
+/// struct Solver: Checkpointable {
+///     var step: Int
+///     var field: [Double]
+///     func encode(to writer: inout StateWriter) {
+///         writer.write(step)
+///         writer.write(field)
+///     }
+///     init(from reader: inout StateReader) throws {
+///         step = try reader.read(Int.self)
+///         field = try reader.readArray(of: Double.self)
+///     }
+/// }
+/// ```
+public protocol Checkpointable {
+    /// Appends the state to `writer`.
+    func encode(to writer: inout StateWriter)
+    /// Rebuilds the state from what `encode(to:)` wrote.
+    init(from reader: inout StateReader) throws
+}
+
+/// Collects the bytes of a program state. Values are stored in the machine's own byte order:
+/// a snapshot is restored on the same kind of machine that wrote it.
+public struct StateWriter: Sendable {
+    /// The bytes written so far.
+    public private(set) var bytes: [UInt8] = []
+
+    /// An empty writer.
+    public init() {}
+
+    /// Appends one value of a trivial type (an integer, a float, a tuple or struct of them).
+    public mutating func write<T: BitwiseCopyable>(_ value: T) {
+        withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
+    }
+
+    /// Appends an array of a trivial type: its count, then its bytes in one copy.
+    public mutating func write<T: BitwiseCopyable>(_ values: [T]) {
+        write(Int64(values.count))
+        values.withUnsafeBytes { bytes.append(contentsOf: $0) }
+    }
+
+    /// Appends a string as UTF-8 with its length.
+    public mutating func write(_ string: String) {
+        write(Array(string.utf8))
+    }
+}
+
+/// Reads back what a `StateWriter` wrote, checking lengths as it goes.
+public struct StateReader: Sendable {
+    private let bytes: [UInt8]
+    private var offset: Int
+
+    /// A reader over `bytes`.
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        self.offset = 0
+    }
+
+    /// Whether every byte has been read.
+    public var isAtEnd: Bool { offset == bytes.count }
+
+    /// Reads one value of a trivial type.
+    public mutating func read<T: BitwiseCopyable>(_: T.Type) throws -> T {
+        let size = MemoryLayout<T>.size
+        try need(size, for: "\(T.self)")
+        defer { offset += size }
+        return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
+    }
+
+    /// Reads an array of a trivial type written by `StateWriter.write(_:)`.
+    public mutating func readArray<T: BitwiseCopyable>(of _: T.Type) throws -> [T] {
+        let count = try read(Int64.self)
+        let stride = MemoryLayout<T>.stride
+        guard count >= 0, count <= Int64((bytes.count - offset) / max(stride, 1)) else {
+            throw LifelineError(.corruptState, "the saved state claims an array of \(count) \(T.self) values")
+        }
+        let byteCount = Int(count) * stride
+        try need(byteCount, for: "[\(T.self)]")
+        let values = [T](unsafeUninitializedCapacity: Int(count)) { buffer, initialized in
+            bytes.withUnsafeBytes { source in
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: source[offset..<offset + byteCount]))
+            }
+            initialized = Int(count)
+        }
+        offset += byteCount
+        return values
+    }
+
+    /// Reads a string written by `StateWriter.write(_:)`.
+    public mutating func readString() throws -> String {
+        String(decoding: try readArray(of: UInt8.self), as: UTF8.self)
+    }
+
+    private func need(_ count: Int, for what: String) throws {
+        guard bytes.count - offset >= count else {
+            throw LifelineError(.corruptState, "the saved state ends early while reading \(what)")
+        }
+    }
+}

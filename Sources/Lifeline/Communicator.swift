@@ -1,0 +1,160 @@
+import LifelineCore
+
+/// A received message.
+public struct Message: Sendable {
+    /// The rank that sent it.
+    public let source: Int
+    /// The tag it was sent with.
+    public let tag: Int
+    /// Its payload.
+    public let bytes: [UInt8]
+
+    /// The payload reinterpreted as an array of a trivial type (one copy, no decoding).
+    public func values<T: BitwiseCopyable>(as _: T.Type) -> [T] { bytesToValues(bytes) }
+}
+
+/// Where a receive takes its message from.
+public enum Source: Sendable, Equatable {
+    /// Any rank: the first deliverable message from any source (nondeterministic).
+    case any
+    /// One named rank: deterministic, since channels are FIFO.
+    case rank(Int)
+}
+
+/// How `allreduce` combines values, element by element, in fixed rank order.
+public enum ReduceOperation: Sendable {
+    /// The sum, accumulated from rank 0 upwards, so the bits are the same on every run.
+    case sum
+    /// The minimum.
+    case min
+    /// The maximum.
+    case max
+}
+
+/// A program's handle to its job, as MPI users know it: who it is, how many there are, how to
+/// exchange messages, and where its state may be captured.
+///
+/// ```swift
+/// let comm = try Communicator.join()
+/// var state = try comm.restore(MyState.self) ?? MyState()
+/// while state.step < 1000 {
+///     try comm.safePoint(step: state.step, state: state)
+///     // … compute, send, receive …
+///     state.step += 1
+/// }
+/// try comm.finish()
+/// ```
+///
+/// A `Communicator` belongs to the thread that joined; it is not shared between threads.
+public final class Communicator {
+    let runtime: RankRuntime
+
+    /// This process's rank, `0..<size`.
+    public var rank: Int { runtime.rank.rawValue }
+    /// The number of ranks in the job.
+    public var size: Int { runtime.rankCount }
+    /// The safe point the restored state was captured at, or nil on a fresh start.
+    public var restoredStep: Int? { runtime.restoredStep }
+    /// How many times this rank has been started before (0 on the first run).
+    public var incarnation: Int { Int(runtime.incarnation) }
+
+    private init(runtime: RankRuntime) { self.runtime = runtime }
+
+    /// Joins the job this process was started in by `lifeline run`: connects to the supervisor
+    /// and the other ranks, and loads the snapshot to resume from, if any.
+    ///
+    /// Started without `lifeline run`, the program runs alone as rank 0 of 1, with no
+    /// checkpoints, which is handy for debugging.
+    public static func join() throws -> Communicator {
+        Communicator(runtime: try RankRuntime.join())
+    }
+
+    /// The state to resume from (nil on a fresh start). Call it once, before the first safe point.
+    public func restore<State: Checkpointable>(_ type: State.Type) throws -> State? {
+        guard let bytes = try runtime.takeRestoredState() else { return nil }
+        var reader = StateReader(bytes)
+        let state = try State(from: &reader)
+        guard reader.isAtEnd else {
+            throw LifelineError(.corruptState, "the saved state has bytes that \(State.self).init(from:) did not read")
+        }
+        return state
+    }
+
+    /// Marks a safe point: the place in the loop where this rank's state may be captured. Every
+    /// rank calls it at the same increasing steps. `state` is evaluated only when a checkpoint
+    /// is taken here; it must be the state from which the run continues after this call.
+    public func safePoint<State: Checkpointable>(step: Int, state: @autoclosure () -> State) throws {
+        try runtime.safePoint(step: step) {
+            var writer = StateWriter()
+            state().encode(to: &writer)
+            return writer.bytes
+        }
+    }
+
+    /// Asks the supervisor for a checkpoint at the next common safe point.
+    public func requestCheckpoint() throws { try runtime.requestCheckpoint() }
+
+    /// Sends bytes to a rank. `tag` must be ≥ 0 (negative tags belong to collectives).
+    public func send(_ bytes: [UInt8], to destination: Int, tag: Int = 0) throws {
+        try runtime.send(bytes, to: try checkedRank(destination), tag: try checkedTag(tag))
+    }
+
+    /// Sends an array of a trivial type to a rank, copied as bytes without encoding.
+    public func send<T: BitwiseCopyable>(_ values: [T], to destination: Int, tag: Int = 0) throws {
+        try send(valuesToBytes(values), to: destination, tag: tag)
+    }
+
+    /// Receives the next message with `tag` from `source`, waiting for it.
+    public func receive(from source: Source, tag: Int = 0) throws -> Message {
+        let from: RankID?
+        switch source {
+        case .any: from = nil
+        case .rank(let index): from = try checkedRank(index)
+        }
+        return try runtime.receive(from: from, tag: try checkedTag(tag))
+    }
+
+    /// Receives the next message with `tag` from rank `source`.
+    public func receive(from source: Int, tag: Int = 0) throws -> Message {
+        try receive(from: .rank(source), tag: tag)
+    }
+
+    /// Receives an array of a trivial type from rank `source`.
+    public func receive<T: BitwiseCopyable>(_ type: T.Type, from source: Int, tag: Int = 0) throws -> [T] {
+        try receive(from: .rank(source), tag: tag).values(as: type)
+    }
+
+    /// Ends the program's part of the job: waits at the final barrier until every rank has
+    /// finished, so that a late failure anywhere can still be recovered. Call it last.
+    public func finish() throws { try runtime.finish() }
+
+    func checkedRank(_ index: Int) throws -> RankID {
+        guard (0..<size).contains(index) else {
+            throw LifelineError(.usage, "rank \(index) is not in 0..<\(size)")
+        }
+        return RankID(index)
+    }
+
+    private func checkedTag(_ tag: Int) throws -> Int64 {
+        guard tag >= 0 else { throw LifelineError(.usage, "tag \(tag) is negative; negative tags are reserved") }
+        return Int64(tag)
+    }
+}
+
+func valuesToBytes<T: BitwiseCopyable>(_ values: [T]) -> [UInt8] {
+    if let bytes = values as? [UInt8] { return bytes }
+    return values.withUnsafeBytes { Array($0) }
+}
+
+func bytesToValues<T: BitwiseCopyable>(_ bytes: [UInt8]) -> [T] {
+    if let same = bytes as? [T] { return same }
+    let stride = MemoryLayout<T>.stride
+    let count = bytes.count / stride
+    return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+        bytes.withUnsafeBytes { source in
+            UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                from: UnsafeRawBufferPointer(rebasing: source[0..<count * stride]))
+        }
+        initialized = count
+    }
+}

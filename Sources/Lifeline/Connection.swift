@@ -1,0 +1,214 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LifelineCore
+
+/// A complete frame read from a connection.
+enum InboundFrame {
+    /// A peer's first frame.
+    case handshake(Handshake)
+    /// The acceptor took our handshake.
+    case welcome
+    /// A program message.
+    case data(DataHeader, [UInt8])
+    /// A control message.
+    case control(ControlMessage)
+}
+
+/// One framed stream connection, owned by one thread: reads whole frames out of a buffer and
+/// writes frames completely (the caller's `whileBlocked` serves other traffic meanwhile).
+final class Connection {
+    /// Payloads at least this large are read straight into their own array, skipping the buffer.
+    private static let directPayloadBytesMin = 64 << 10
+    private static let bufferBytes = 256 << 10
+
+    /// The socket.
+    let fd: Int32
+    /// Set once the peer closed the stream or it failed; the socket is closed then.
+    private(set) var isClosed = false
+    private var buffer: [UInt8]
+    private var start = 0
+    private var end = 0
+
+    /// Wraps a connected socket; the connection owns and closes it.
+    init(fd: Int32) {
+        self.fd = fd
+        buffer = [UInt8](repeating: 0, count: Self.bufferBytes)
+        Socket.tune(fd)
+    }
+
+    deinit { if !isClosed { Glibc.close(fd) } }
+
+    /// Closes the socket.
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        Glibc.close(fd)
+    }
+
+    /// Reads what is available and hands over every complete frame. Returns false once the
+    /// stream has ended (the connection is then closed).
+    func readAvailable(_ deliver: (InboundFrame) throws -> Void) throws -> Bool {
+        guard !isClosed else { return false }
+        while true {
+            if start > 0, buffer.count - end < Self.directPayloadBytesMin {
+                buffer.withUnsafeMutableBytes { bytes in
+                    bytes.baseAddress!.copyMemory(from: bytes.baseAddress! + start, byteCount: end - start)
+                }
+                end -= start
+                start = 0
+            }
+            let received = buffer.withUnsafeMutableBytes { bytes in
+                recv(fd, bytes.baseAddress! + end, bytes.count - end, Int32(MSG_DONTWAIT))
+            }
+            if received < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return true }
+                close()
+                return false
+            }
+            if received == 0 {
+                try parseFrames(deliver)
+                close()
+                return false
+            }
+            end += received
+            try parseFrames(deliver)
+            if isClosed { return false }
+        }
+    }
+
+    private func parseFrames(_ deliver: (InboundFrame) throws -> Void) throws {
+        while end - start >= FramePrefix.byteCount {
+            let prefix = try buffer.withUnsafeBytes { bytes throws(WireError) in
+                try FramePrefix.decode(UnsafeRawBufferPointer(rebasing: bytes[start..<start + FramePrefix.byteCount]))
+            }
+            let bodyLength = Int(prefix.bodyLength)
+            let bodyStart = start + FramePrefix.byteCount
+            if prefix.kind == .data, bodyLength >= Self.directPayloadBytesMin + DataHeader.byteCount,
+               end - bodyStart >= DataHeader.byteCount {
+                try deliver(readLargeData(bodyStart: bodyStart, bodyLength: bodyLength))
+                continue
+            }
+            guard end - bodyStart >= bodyLength else {
+                if FramePrefix.byteCount + bodyLength > buffer.count {
+                    var grown = [UInt8](repeating: 0, count: FramePrefix.byteCount + bodyLength)
+                    grown.withUnsafeMutableBytes { target in
+                        buffer.withUnsafeBytes { source in
+                            target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[start..<end]))
+                        }
+                    }
+                    end -= start
+                    start = 0
+                    buffer = grown
+                }
+                return
+            }
+            let body = bodyStart..<bodyStart + bodyLength
+            start = body.upperBound
+            try deliver(try decodeFrame(prefix.kind, body))
+        }
+    }
+
+    private func decodeFrame(_ kind: FrameKind, _ body: Range<Int>) throws -> InboundFrame {
+        switch kind {
+        case .data:
+            guard body.count >= DataHeader.byteCount else { throw WireError("data frame shorter than its header") }
+            return buffer.withUnsafeBytes { bytes in
+                let header = DataHeader.decode(UnsafeRawBufferPointer(rebasing: bytes[body.lowerBound..<body.lowerBound + DataHeader.byteCount]))
+                return .data(header, Array(bytes[body.lowerBound + DataHeader.byteCount..<body.upperBound]))
+            }
+        case .control:
+            return .control(try ControlMessage.decode(Array(buffer[body])))
+        case .handshake:
+            return .handshake(try Handshake.decode(Array(buffer[body])))
+        case .welcome:
+            return .welcome
+        }
+    }
+
+    /// Reads a large data frame's payload straight into its own array: what is buffered first,
+    /// then the rest from the socket, waiting for it (the sender is writing this very frame).
+    private func readLargeData(bodyStart: Int, bodyLength: Int) throws -> InboundFrame {
+        let header = buffer.withUnsafeBytes { bytes in
+            DataHeader.decode(UnsafeRawBufferPointer(rebasing: bytes[bodyStart..<bodyStart + DataHeader.byteCount]))
+        }
+        let payloadStart = bodyStart + DataHeader.byteCount
+        let payloadCount = bodyLength - DataHeader.byteCount
+        let buffered = min(end - payloadStart, payloadCount)
+        var failed = false
+        let payload = [UInt8](unsafeUninitializedCapacity: payloadCount) { target, initialized in
+            buffer.withUnsafeBytes { source in
+                UnsafeMutableRawBufferPointer(target).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: source[payloadStart..<payloadStart + buffered]))
+            }
+            var filled = buffered
+            while filled < payloadCount {
+                let received = recv(fd, target.baseAddress! + filled, payloadCount - filled, 0)
+                if received < 0, errno == EINTR { continue }
+                guard received > 0 else {
+                    failed = true
+                    break
+                }
+                filled += received
+            }
+            if failed { target.baseAddress!.initialize(repeating: 0, count: payloadCount) }
+            initialized = payloadCount
+        }
+        start = payloadStart + buffered
+        if start == end {
+            start = 0
+            end = 0
+        }
+        guard !failed else {
+            close()
+            throw WireError("connection ended inside a \(payloadCount)-byte message")
+        }
+        return .data(header, payload)
+    }
+
+    /// Writes `head` and then `payload` completely. While the socket is full, calls
+    /// `whileBlocked` (which must wait for it to drain and serve incoming traffic). Returns false
+    /// when the peer is gone.
+    @discardableResult
+    func write(head: [UInt8], payload: [UInt8] = [], whileBlocked: (Int32) throws -> Void) rethrows -> Bool {
+        guard !isClosed else { return false }
+        let total = head.count + payload.count
+        var written = 0
+        while written < total {
+            let sent = head.withUnsafeBytes { headBytes in
+                payload.withUnsafeBytes { payloadBytes in
+                    var vectors: [iovec] = []
+                    if written < headBytes.count {
+                        vectors.append(iovec(
+                            iov_base: UnsafeMutableRawPointer(mutating: headBytes.baseAddress! + written),
+                            iov_len: headBytes.count - written))
+                    }
+                    let payloadOffset = max(0, written - headBytes.count)
+                    if payloadBytes.count > payloadOffset {
+                        vectors.append(iovec(
+                            iov_base: UnsafeMutableRawPointer(mutating: payloadBytes.baseAddress! + payloadOffset),
+                            iov_len: payloadBytes.count - payloadOffset))
+                    }
+                    return vectors.withUnsafeMutableBufferPointer { vectorBuffer in
+                        var message = msghdr()
+                        message.msg_iov = vectorBuffer.baseAddress
+                        message.msg_iovlen = vectorBuffer.count
+                        return sendmsg(fd, &message, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                    }
+                }
+            }
+            if sent < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    try whileBlocked(fd)
+                    continue
+                }
+                close()
+                return false
+            }
+            written += sent
+        }
+        return true
+    }
+}

@@ -1,0 +1,29 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LifelineCore
+import Synchronization
+
+/// A rank's connection to its supervisor. Three threads write to it (the program's, the
+/// heartbeat thread and the snapshot writer), so writes are whole frames under a lock; only
+/// the program's thread reads it.
+final class ControlLink: Sendable {
+    /// The socket.
+    let fd: Int32
+    private let writeLock = Mutex(())
+
+    /// Wraps a connected, handshaken socket.
+    init(fd: Int32) { self.fd = fd }
+
+    /// Sends one message. A rank whose supervisor is gone has nothing left to do: it exits.
+    func send(_ message: ControlMessage) {
+        let frame = message.frame()
+        let sent = writeLock.withLock { _ in Socket.sendAll(fd, frame) }
+        if !sent { supervisorGone() }
+    }
+}
+
+/// Ends a rank whose supervisor has gone: no orphaned processes.
+func supervisorGone() -> Never {
+    _exit(3)
+}

@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LifelineCore
+
+/// What the supervisor tells each rank through its environment. The names are the contract
+/// between `lifeline run` and a rank process.
+package struct LaunchEnvironment: Sendable, Equatable {
+    /// Environment variable names.
+    package enum Key {
+        /// The rank's index.
+        package static let rank = "LIFELINE_RANK"
+        /// The number of ranks.
+        package static let size = "LIFELINE_SIZE"
+        /// The job's secret token; every connection's handshake carries it.
+        package static let token = "LIFELINE_TOKEN"
+        /// The prefix of the abstract socket names of this incarnation's supervisor and ranks.
+        package static let addressPrefix = "LIFELINE_ADDRESS"
+        /// The rank's incarnation.
+        package static let incarnation = "LIFELINE_INCARNATION"
+        /// The supervisor's process ID (a rank whose parent is not it exits).
+        package static let supervisorPID = "LIFELINE_SUPERVISOR_PID"
+        /// The two storage roots, `A,B`.
+        package static let storage = "LIFELINE_STORAGE"
+        /// `coordinated` or `blocking`.
+        package static let variant = "LIFELINE_CHECKPOINT"
+        /// The committed epoch to restore from (absent or 0: a fresh start).
+        package static let restoreEpoch = "LIFELINE_RESTORE_EPOCH"
+        /// The store-relative name of the snapshot to restore.
+        package static let restoreSnapshot = "LIFELINE_RESTORE_SNAPSHOT"
+        /// Milliseconds between heartbeats.
+        package static let heartbeatMs = "LIFELINE_HEARTBEAT_MS"
+        /// Rank-side faults to fire: `INDEX=SPEC;INDEX=SPEC…`.
+        package static let faults = "LIFELINE_FAULTS"
+    }
+
+    package var rank: RankID
+    package var rankCount: Int
+    package var token: String
+    package var addressPrefix: String
+    package var incarnation: UInt32
+    package var supervisorPID: Int32
+    package var storageRoots: (a: String, b: String)
+    package var variant: CheckpointVariant
+    package var restoreEpoch: Epoch
+    package var restoreSnapshot: String?
+    package var heartbeatMs: Int
+    /// Pending rank-side faults with their index in the job's list.
+    package var faults: [(index: Int, spec: FaultSpec)]
+
+    /// The abstract socket name of the supervisor.
+    package var supervisorAddress: String { "\(addressPrefix).s" }
+    /// The abstract socket name of a rank.
+    package func rankAddress(_ rank: RankID) -> String { "\(addressPrefix).\(rank.rawValue)" }
+
+    package static func == (lhs: LaunchEnvironment, rhs: LaunchEnvironment) -> Bool {
+        lhs.variables == rhs.variables
+    }
+
+    /// The variables to put in the rank's environment.
+    package var variables: [String: String] {
+        var result: [String: String] = [
+            Key.rank: String(rank.rawValue), Key.size: String(rankCount), Key.token: token,
+            Key.addressPrefix: addressPrefix, Key.incarnation: String(incarnation),
+            Key.supervisorPID: String(supervisorPID), Key.storage: "\(storageRoots.a),\(storageRoots.b)",
+            Key.variant: variant.rawValue, Key.restoreEpoch: String(restoreEpoch.rawValue),
+            Key.heartbeatMs: String(heartbeatMs),
+            Key.faults: faults.map { "\($0.index)=\($0.spec)" }.joined(separator: ";"),
+        ]
+        if let restoreSnapshot { result[Key.restoreSnapshot] = restoreSnapshot }
+        return result
+    }
+
+    /// Reads the environment of this process; nil when it was not started by `lifeline run`.
+    package static func current() throws -> LaunchEnvironment? {
+        func value(_ key: String) -> String? { getenv(key).map { String(cString: $0) } }
+        guard let rankText = value(Key.rank) else { return nil }
+        func required(_ key: String) throws -> String {
+            guard let text = value(key), !text.isEmpty else {
+                throw LifelineError(.environment, "\(key) is not set: start ranks with `lifeline run`")
+            }
+            return text
+        }
+        func number<T: FixedWidthInteger>(_ key: String, _: T.Type) throws -> T {
+            let text = try required(key)
+            guard let parsed = T(text) else { throw LifelineError(.environment, "\(key)=\(text) is not a number") }
+            return parsed
+        }
+        guard let rank = Int(rankText) else { throw LifelineError(.environment, "\(Key.rank)=\(rankText) is not a number") }
+        let rankCount = try number(Key.size, Int.self)
+        guard rankCount > 0, (0..<rankCount).contains(rank) else {
+            throw LifelineError(.environment, "\(Key.rank)=\(rank) is not in 0..<\(rankCount)")
+        }
+        let roots = try required(Key.storage).split(separator: ",", maxSplits: 1).map(String.init)
+        guard roots.count == 2 else { throw LifelineError(.environment, "\(Key.storage) must be A,B") }
+        guard let variant = CheckpointVariant(rawValue: try required(Key.variant)) else {
+            throw LifelineError(.environment, "\(Key.variant) is not a checkpoint variant")
+        }
+        var faults: [(index: Int, spec: FaultSpec)] = []
+        for item in (value(Key.faults) ?? "").split(separator: ";") {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let index = Int(parts[0]),
+                  let spec = try? FaultSpec.parse(String(parts[1]), rankCount: rankCount)
+            else { throw LifelineError(.environment, "\(Key.faults) has a bad entry '\(item)'") }
+            faults.append((index, spec))
+        }
+        return LaunchEnvironment(
+            rank: RankID(rank), rankCount: rankCount, token: try required(Key.token),
+            addressPrefix: try required(Key.addressPrefix), incarnation: try number(Key.incarnation, UInt32.self),
+            supervisorPID: try number(Key.supervisorPID, Int32.self), storageRoots: (roots[0], roots[1]),
+            variant: variant, restoreEpoch: Epoch(try number(Key.restoreEpoch, UInt64.self)),
+            restoreSnapshot: value(Key.restoreSnapshot), heartbeatMs: try number(Key.heartbeatMs, Int.self),
+            faults: faults)
+    }
+}

@@ -1,0 +1,460 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import CLifelineSupport
+import LifelineCore
+import LifelineStorage
+import Synchronization
+
+/// The engine behind a `Communicator`: owns the rank's protocol state and sockets, on the
+/// program's thread. It performs what the participant state machine decides and moves bytes;
+/// it makes no protocol decision of its own.
+final class RankRuntime {
+    /// A message that arrived and waits to be received.
+    private struct Arrival {
+        var header: DataHeader
+        var payload: [UInt8]
+    }
+
+    /// How long one wait for traffic lasts before the runtime looks around again.
+    private static let pollIntervalMs: Int32 = 500
+
+    let rank: RankID
+    let rankCount: Int
+    let incarnation: UInt32
+    /// The step of the restored snapshot, if the rank was restored.
+    private(set) var restoredStep: Int?
+
+    private let launch: LaunchEnvironment?
+    private let control: ControlLink?
+    private let controlReader: Connection?
+    private let listener: Int32
+    private let store: MirroredStore?
+    private let writer: SnapshotWriter?
+    private let heartbeatStep: HeartbeatStep
+
+    /// Data connections indexed by rank; nil until connected (and for this rank).
+    private var peers: [Connection?]
+    private var ledger: MessageLedger
+    private var participant: CheckpointParticipant
+    /// Arrived messages per source, in arrival order.
+    private var inbox: [[Arrival]]
+    /// Control messages read but not yet handled (they are handled outside of sends).
+    private var pendingControl: [ControlMessage] = []
+    /// Sends held between capture and DONE (blocking variant).
+    private var heldSends: [(RankID, DataHeader, [UInt8])] = []
+    private var restoredState: [UInt8]?
+    private var released = false
+    private var finished = false
+    private var anySourceCursor = 0
+    private var rankFaults: [(index: Int, spec: FaultSpec)]
+
+    private init(
+        launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
+        store: MirroredStore?, snapshot: RankSnapshot?
+    ) {
+        self.launch = launch
+        self.rank = launch?.rank ?? RankID(0)
+        self.rankCount = launch?.rankCount ?? 1
+        self.incarnation = launch?.incarnation ?? 0
+        self.control = control
+        self.controlReader = controlReader
+        self.listener = listener
+        self.store = store
+        self.writer = store.flatMap { store in control.map { SnapshotWriter(store: store, control: $0) } }
+        self.heartbeatStep = HeartbeatStep.current
+        self.heartbeatStep.value = snapshot?.step ?? -1
+        self.peers = Array(repeating: nil, count: rankCount)
+        self.ledger = snapshot?.ledger ?? MessageLedger(rank: rank, rankCount: rankCount)
+        self.participant = CheckpointParticipant(
+            variant: launch?.variant ?? .coordinated, epoch: snapshot?.epoch ?? .start, stepPassed: snapshot?.step ?? -1)
+        self.inbox = Array(repeating: [], count: rankCount)
+        self.restoredStep = snapshot?.step
+        self.restoredState = snapshot?.programState
+        self.rankFaults = launch?.faults ?? []
+    }
+
+    // MARK: Joining
+
+    /// Joins the job described by the environment (or runs alone without one).
+    static func join() throws -> RankRuntime {
+        guard let launch = try LaunchEnvironment.current() else {
+            return RankRuntime(launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: nil)
+        }
+        signal(SIGPIPE, SIG_IGN)
+        lifeline_set_parent_death_signal(SIGKILL)
+        if getppid() != launch.supervisorPID { supervisorGone() }
+
+        let listener = try Socket.listen(abstractName: launch.rankAddress(launch.rank))
+        let controlFD = try Socket.connect(abstractName: launch.supervisorAddress)
+        let handshake = Handshake(
+            token: launch.token, role: .control, rank: launch.rank, incarnation: launch.incarnation, pid: getpid())
+        guard Socket.sendAll(controlFD, handshake.frame()) else { supervisorGone() }
+        let control = ControlLink(fd: controlFD)
+        let controlReader = Connection(fd: controlFD)
+        try awaitStart(controlReader)
+        startHeartbeat(control: control, launch: launch)
+
+        let store: MirroredStore
+        do {
+            store = try MirroredStore(rootA: launch.storageRoots.a, rootB: launch.storageRoots.b)
+        } catch {
+            throw LifelineError(.storage, "\(error)")
+        }
+        if launch.incarnation > 0, let fault = launch.faults.first(where: { $0.spec == .killInPhase(launch.rank, .recovery) }) {
+            fireFault(index: fault.index, control: control)
+        }
+        let snapshot = try loadSnapshot(launch: launch, store: store)
+        let runtime = RankRuntime(
+            launch: launch, control: control, controlReader: controlReader, listener: listener,
+            store: store, snapshot: snapshot)
+        try runtime.connectToLowerRanks()
+        try runtime.resendRetained()
+        return runtime
+    }
+
+    private static func awaitStart(_ reader: Connection) throws {
+        var started = false
+        while !started {
+            var descriptor = pollfd(fd: reader.fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&descriptor, 1, 1000)
+            let open = try reader.readAvailable { frame in
+                if case .control(.start) = frame { started = true }
+            }
+            if !open { supervisorGone() }
+        }
+    }
+
+    private static func startHeartbeat(control: ControlLink, launch: LaunchEnvironment) {
+        let intervalMicroseconds = UInt32(max(10, launch.heartbeatMs) * 1000)
+        let supervisor = launch.supervisorPID
+        let step = HeartbeatStep.current
+        Thread.detachNewThread {
+            while true {
+                usleep(intervalMicroseconds)
+                if getppid() != supervisor { supervisorGone() }
+                control.send(.heartbeat(step: step.value))
+            }
+        }
+    }
+
+    private static func loadSnapshot(launch: LaunchEnvironment, store: MirroredStore) throws -> RankSnapshot? {
+        guard launch.restoreEpoch > .start, let name = launch.restoreSnapshot else { return nil }
+        let compressed: [UInt8]
+        let bytes: [UInt8]
+        do {
+            compressed = try store.read(name).body
+            bytes = try SnapshotCodec.decompress(compressed)
+        } catch {
+            throw LifelineError(.storage, "cannot read the snapshot to restore: \(error)")
+        }
+        return try RankSnapshot.decode(bytes, rank: launch.rank, rankCount: launch.rankCount, epoch: launch.restoreEpoch)
+    }
+
+    private func connectToLowerRanks() throws {
+        guard let launch else { return }
+        for lower in 0..<rank.rawValue {
+            let fd = try Socket.connect(abstractName: launch.rankAddress(RankID(lower)))
+            let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
+            guard Socket.sendAll(fd, handshake.frame()) else {
+                throw LifelineError(.transport, "\(RankID(lower)) closed the connection during the handshake")
+            }
+            peers[lower] = Connection(fd: fd)
+        }
+    }
+
+    /// Sends every retained message again; receivers drop what they had already delivered.
+    private func resendRetained() throws {
+        for destination in 0..<rankCount {
+            for message in ledger.retained[destination] {
+                try deliverOrTransmit(RankID(destination), message.header, message.payload)
+            }
+        }
+    }
+
+    /// Hands the restored program state over, once.
+    func takeRestoredState() throws -> [UInt8]? {
+        defer { restoredState = nil }
+        return restoredState
+    }
+
+    // MARK: Point to point
+
+    /// Stamps, retains and sends a message (or holds it, between capture and DONE when blocking).
+    func send(_ payload: [UInt8], to destination: RankID, tag: Int64) throws {
+        precondition(!finished, "send after finish()")
+        let header = ledger.send(
+            to: destination, tag: tag, epoch: participant.epoch, incarnation: incarnation, payload: payload)
+        if participant.holdsSends {
+            heldSends.append((destination, header, payload))
+            return
+        }
+        try deliverOrTransmit(destination, header, payload)
+    }
+
+    private func deliverOrTransmit(_ destination: RankID, _ header: DataHeader, _ payload: [UInt8]) throws {
+        if destination == rank {
+            inbox[rank.rawValue].append(Arrival(header: header, payload: payload))
+            return
+        }
+        let connection = try connection(to: destination)
+        var head = ByteWriter(capacity: FramePrefix.byteCount + DataHeader.byteCount)
+        FramePrefix(kind: .data, bodyLength: UInt64(DataHeader.byteCount + payload.count)).encode(into: &head)
+        header.encode(into: &head)
+        // A peer that is gone will be restarted with everyone; the message is retained.
+        try connection.write(head: head.bytes, payload: payload) { fd in try pump(timeoutMs: Self.pollIntervalMs, writable: fd) }
+    }
+
+    private func connection(to destination: RankID) throws -> Connection {
+        while true {
+            if let connection = peers[destination.rawValue] { return connection }
+            try pump(timeoutMs: Self.pollIntervalMs)  // a higher rank has not connected yet
+        }
+    }
+
+    /// Receives the next deliverable message with `tag` from `source` (nil: any source).
+    func receive(from source: RankID?, tag: Int64) throws -> Message {
+        precondition(!finished, "receive after finish()")
+        while true {
+            try serviceControl()
+            if let arrival = takeArrival(from: source, tag: tag) {
+                ledger.recordDelivery(source: arrival.header.source, sequence: arrival.header.sequence)
+                return Message(source: arrival.header.source.rawValue, tag: Int(arrival.header.tag), bytes: arrival.payload)
+            }
+            guard launch != nil else {
+                throw LifelineError(.usage, "receive would wait forever: rank 0 runs alone and no message is queued")
+            }
+            try pump(timeoutMs: Self.pollIntervalMs)
+        }
+    }
+
+    private func takeArrival(from source: RankID?, tag: Int64) -> Arrival? {
+        if let source { return takeArrival(fromSource: source.rawValue, tag: tag) }
+        for offset in 0..<rankCount {
+            let candidate = (anySourceCursor + offset) % rankCount
+            if let arrival = takeArrival(fromSource: candidate, tag: tag) {
+                anySourceCursor = (candidate + 1) % rankCount
+                return arrival
+            }
+        }
+        return nil
+    }
+
+    /// The first message of the channel with `tag` that may be delivered. Epochs never decrease
+    /// along a channel, so once one message is held back for its epoch, the rest are too.
+    private func takeArrival(fromSource source: Int, tag: Int64) -> Arrival? {
+        var index = 0
+        while index < inbox[source].count {
+            let header = inbox[source][index].header
+            if ledger.isDuplicate(source: header.source, sequence: header.sequence) {
+                inbox[source].remove(at: index)
+                continue
+            }
+            guard participant.mayDeliver(messageEpoch: header.epoch) else { return nil }
+            if header.tag == tag { return inbox[source].remove(at: index) }
+            index += 1
+        }
+        return nil
+    }
+
+    // MARK: Checkpoints
+
+    /// A safe point: fires step faults, waits for S when asked, captures when S is reached.
+    func safePoint(step: Int, capture: () -> [UInt8]) throws {
+        guard let launch else { return }
+        if step == restoredStep, step == participant.stepPassed { return }  // resuming right here
+        guard step > participant.stepPassed else {
+            throw LifelineError(.usage, "safe point \(step) does not come after \(participant.stepPassed): steps must increase")
+        }
+        if let fault = rankFaults.first(where: { $0.spec == .killAtStep(rank, step: step) }) {
+            fireFault(index: fault.index, control: control)
+        }
+        try serviceControl()
+        while true {
+            switch participant.handleSafePoint(step: step) {
+            case .proceed:
+                heartbeatStep.value = step
+                return
+            case .wait:
+                try pump(timeoutMs: Self.pollIntervalMs)
+                try serviceControl()
+            case .capture(let epoch):
+                heartbeatStep.value = step
+                try captureSnapshot(epoch: epoch, step: step, programState: capture(), launch: launch)
+                return
+            }
+        }
+    }
+
+    private func captureSnapshot(epoch: Epoch, step: Int, programState: [UInt8], launch: LaunchEnvironment) throws {
+        guard let writer, let store else { return }
+        lifeline_flush_stdio()
+        let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
+        let snapshot = RankSnapshot(
+            epoch: epoch, step: step, incarnation: incarnation, ledger: ledger, programState: programState)
+        let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
+        writer.submit(SnapshotWriter.Job(
+            epoch: epoch, step: step,
+            name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
+            uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
+            faultIndex: fault?.index))
+    }
+
+    /// Asks the supervisor for a checkpoint at the next common safe point.
+    func requestCheckpoint() throws {
+        control?.send(.checkpointWanted)
+    }
+
+    /// The final barrier: report, then serve the protocol until the supervisor releases the job.
+    func finish() throws {
+        guard launch != nil, !finished else { return }
+        finished = true
+        lifeline_flush_stdio()
+        control?.send(.finished(step: participant.stepPassed))
+        if let fault = rankFaults.first(where: { $0.spec == .killInPhase(rank, .finish) }) {
+            fireFault(index: fault.index, control: control)
+        }
+        while !released {
+            try serviceControl()
+            if !released { try pump(timeoutMs: Self.pollIntervalMs) }
+        }
+        writer?.drain()
+    }
+
+    // MARK: The progress engine
+
+    /// Handles queued control messages. Never called from inside a send, so a message that
+    /// releases held sends cannot interleave frames on a socket.
+    private func serviceControl() throws {
+        for outcome in writer?.takeCompleted() ?? [] {
+            if case .durable(let epoch) = outcome { participant.handleSnapshotDurable(epoch) }
+        }
+        while !pendingControl.isEmpty {
+            let message = pendingControl.removeFirst()
+            switch message {
+            case .checkpointRequest(let epoch):
+                try perform(participant.handleRequest(epoch))
+            case .safePointChosen(let epoch, let step):
+                try perform(participant.handleSafePointChosen(epoch, step: step))
+            case .checkpointDone(let epoch, let covered):
+                for outcome in writer?.takeCompleted() ?? [] {
+                    if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
+                }
+                for (receiver, set) in covered.enumerated() where receiver != rank.rawValue {
+                    ledger.trim(destination: RankID(receiver), covered: set)
+                }
+                ledger.trim(destination: rank, covered: ledger.delivered[rank.rawValue])
+                try perform(participant.handleDone(epoch))
+            case .abort(let epoch):
+                try perform(participant.handleAbort(epoch))
+            case .release:
+                released = true
+            case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired:
+                break  // not for a rank, or already handled
+            }
+        }
+    }
+
+    private func perform(_ actions: [CheckpointParticipant.Action]) throws {
+        for action in actions {
+            switch action {
+            case .reportStep(let epoch, let step):
+                control?.send(.stepReport(epoch, step: step))
+            case .capture:
+                preconditionFailure("capture happens only at a safe point")
+            case .trimRetained:
+                break  // done with the coverage DONE carried
+            case .releaseHeldSends:
+                let held = heldSends
+                heldSends.removeAll()
+                for (destination, header, payload) in held { try deliverOrTransmit(destination, header, payload) }
+            }
+        }
+    }
+
+    /// Waits up to `timeoutMs` for traffic (or for `writable` to drain) and reads everything
+    /// that arrived: data into the inbox, control messages into the pending queue, new peer
+    /// connections through their handshake.
+    private func pump(timeoutMs: Int32, writable: Int32? = nil) throws {
+        var descriptors: [pollfd] = []
+        descriptors.reserveCapacity(rankCount + 2)
+        if let controlReader { descriptors.append(pollfd(fd: controlReader.fd, events: Int16(POLLIN), revents: 0)) }
+        if listener >= 0 { descriptors.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0)) }
+        for case let peer? in peers where !peer.isClosed {
+            let events = peer.fd == writable ? Int16(POLLIN) | Int16(POLLOUT) : Int16(POLLIN)
+            descriptors.append(pollfd(fd: peer.fd, events: events, revents: 0))
+        }
+        let ready = poll(&descriptors, nfds_t(descriptors.count), timeoutMs)
+        if ready < 0, errno != EINTR {
+            throw LifelineError(.transport, "poll failed: \(String(cString: strerror(errno)))")
+        }
+        guard ready > 0 else { return }
+        for descriptor in descriptors where descriptor.revents != 0 {
+            if let controlReader, descriptor.fd == controlReader.fd {
+                let open = try controlReader.readAvailable { frame in
+                    if case .control(let message) = frame { pendingControl.append(message) }
+                }
+                if !open { supervisorGone() }
+            } else if descriptor.fd == listener {
+                acceptPeer()
+            } else if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil {
+                _ = try peer.readAvailable { frame in
+                    if case .data(let header, let payload) = frame { arrive(header, payload) }
+                }
+            }
+        }
+    }
+
+    private func arrive(_ header: DataHeader, _ payload: [UInt8]) {
+        guard (0..<rankCount).contains(header.source.rawValue),
+              !ledger.isDuplicate(source: header.source, sequence: header.sequence)
+        else { return }
+        inbox[header.source.rawValue].append(Arrival(header: header, payload: payload))
+    }
+
+    /// Accepts a peer's connection if its handshake carries the job's token; refuses it otherwise.
+    private func acceptPeer() {
+        guard let launch, let fd = Socket.accept(listener) else { return }
+        guard let prefix = Socket.receiveExactly(fd, FramePrefix.byteCount, timeoutMs: 2000),
+              let decoded = try? prefix.withUnsafeBytes({ bytes throws(WireError) in try FramePrefix.decode(bytes) }),
+              decoded.kind == .handshake, decoded.bodyLength < 4096,
+              let body = Socket.receiveExactly(fd, Int(decoded.bodyLength), timeoutMs: 2000),
+              let handshake = try? Handshake.decode(body),
+              handshake.token == launch.token, handshake.role == .peer,
+              (0..<rankCount).contains(handshake.rank.rawValue), handshake.rank != rank
+        else {
+            FileHandle.standardError.write(Data("lifeline: \(rank) refused a connection without the job's token\n".utf8))
+            close(fd)
+            return
+        }
+        peers[handshake.rank.rawValue]?.close()
+        let connection = Connection(fd: fd)
+        _ = connection.write(head: [UInt8](FrameKindWelcome.frame)) { _ in }
+        peers[handshake.rank.rawValue] = connection
+    }
+}
+
+/// The welcome frame's bytes.
+enum FrameKindWelcome {
+    static let frame: [UInt8] = {
+        var writer = ByteWriter(capacity: FramePrefix.byteCount)
+        FramePrefix(kind: .welcome, bodyLength: 0).encode(into: &writer)
+        return writer.bytes
+    }()
+}
+
+/// The last safe point the program passed, read by the heartbeat thread.
+final class HeartbeatStep: Sendable {
+    /// The instance the heartbeat thread reports (one rank per process).
+    static let current = HeartbeatStep(-1)
+    private let storage: Atomic<Int>
+
+    init(_ initial: Int) { storage = Atomic(initial) }
+
+    /// The step.
+    var value: Int {
+        get { storage.load(ordering: .relaxed) }
+        set { storage.store(newValue, ordering: .relaxed) }
+    }
+}

@@ -1,0 +1,61 @@
+import LifelineCore
+
+/// One rank's local checkpoint: where it was, its channels (retained messages and delivered
+/// sets), and the program's own state bytes.
+///
+/// Layout (before compression): magic `LLSN`, version, rank, rank count, epoch, step,
+/// incarnation, the ledger, then the program state with its length.
+struct RankSnapshot: Equatable {
+    private static let magic: UInt32 = 0x4E53_4C4C  // "LLSN"
+    private static let version: UInt16 = 1
+
+    /// The round it was captured for.
+    var epoch: Epoch
+    /// The safe point it was captured at.
+    var step: Int
+    /// The incarnation that captured it.
+    var incarnation: UInt32
+    /// Channel state.
+    var ledger: MessageLedger
+    /// What the program's `Checkpointable.encode(to:)` wrote.
+    var programState: [UInt8]
+
+    /// The uncompressed bytes.
+    func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: programState.count + ledger.retainedBytes + 256)
+        writer.write(Self.magic)
+        writer.write(Self.version)
+        writer.write(UInt32(ledger.rank.rawValue))
+        writer.write(UInt32(ledger.rankCount))
+        writer.write(epoch.rawValue)
+        writer.write(Int64(step))
+        writer.write(incarnation)
+        ledger.encode(into: &writer)
+        writer.writeCounted(programState)
+        return writer.bytes
+    }
+
+    /// Decodes a snapshot and checks that it belongs to `rank` of `rankCount` at `epoch`.
+    static func decode(_ bytes: [UInt8], rank: RankID, rankCount: Int, epoch: Epoch) throws -> RankSnapshot {
+        do {
+            var reader = ByteReader(bytes)
+            guard try reader.read(UInt32.self) == magic else { throw WireError("not a rank snapshot") }
+            let version = try reader.read(UInt16.self)
+            guard version == Self.version else { throw WireError("snapshot format \(version) is not \(Self.version)") }
+            let storedRank = Int(try reader.read(UInt32.self))
+            let storedCount = Int(try reader.read(UInt32.self))
+            let storedEpoch = Epoch(try reader.read(UInt64.self))
+            guard storedRank == rank.rawValue, storedCount == rankCount, storedEpoch == epoch else {
+                throw WireError("it holds rank \(storedRank) of \(storedCount) at \(storedEpoch), not rank \(rank.rawValue) of \(rankCount) at \(epoch)")
+            }
+            let step = Int(try reader.read(Int64.self))
+            let incarnation = try reader.read(UInt32.self)
+            let ledger = try MessageLedger.decode(from: &reader, rank: rank, rankCount: rankCount)
+            let programState = try reader.readCounted()
+            guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes at its end") }
+            return RankSnapshot(epoch: epoch, step: step, incarnation: incarnation, ledger: ledger, programState: programState)
+        } catch let error as WireError {
+            throw LifelineError(.corruptState, "snapshot of \(rank) at \(epoch) does not decode: \(error)")
+        }
+    }
+}

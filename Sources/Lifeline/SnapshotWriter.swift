@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import CLifelineSupport
+import LifelineCore
+import LifelineStorage
+import Synchronization
+
+/// Writes a rank's snapshots in the background (the non-blocking protocol): compress, write to
+/// mirror A, verify, write to mirror B, then send `ACK` straight to the supervisor. The program's
+/// thread learns of each outcome through `takeCompleted()`.
+final class SnapshotWriter: Sendable {
+    /// What became of one snapshot.
+    enum Outcome: Sendable {
+        /// Durable on both mirrors; ACK sent.
+        case durable(Epoch)
+        /// Could not be written; the supervisor was told and will abort the round.
+        case failed(Epoch)
+    }
+
+    /// A captured snapshot to write.
+    struct Job: Sendable {
+        var epoch: Epoch
+        var step: Int
+        var name: String
+        var uncompressed: [UInt8]
+        var delivered: [DeliveredSet]
+        var outputOffset: UInt64
+        /// A `phase=checkpoint` fault to fire between durability and ACK.
+        var faultIndex: Int?
+    }
+
+    private let store: MirroredStore
+    private let control: ControlLink
+    private let queue = DispatchQueue(label: "lifeline.snapshot-writer")
+    private let completed = Mutex<[Outcome]>([])
+    private let pendingCount = Atomic<Int>(0)
+
+    /// A writer for `store` that reports to the supervisor over `control`.
+    init(store: MirroredStore, control: ControlLink) {
+        self.store = store
+        self.control = control
+    }
+
+    /// Queues a snapshot; returns at once.
+    func submit(_ job: Job) {
+        pendingCount.add(1, ordering: .sequentiallyConsistent)
+        queue.async { [self] in
+            write(job)
+            pendingCount.subtract(1, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// Outcomes reported since the last call, oldest first.
+    func takeCompleted() -> [Outcome] {
+        completed.withLock { outcomes in
+            defer { outcomes.removeAll() }
+            return outcomes
+        }
+    }
+
+    /// Waits until every queued snapshot has been written or has failed.
+    func drain() {
+        queue.sync {}
+    }
+
+    private func write(_ job: Job) {
+        do {
+            let compressed = try SnapshotCodec.compress(job.uncompressed)
+            try store.write(job.name, kind: .snapshot, generation: job.epoch.rawValue, body: compressed)
+            if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
+            // Report to the program's thread before the ACK: DONE, which the ACK causes,
+            // must find the outcome already there.
+            completed.withLock { $0.append(.durable(job.epoch)) }
+            control.send(.ack(job.epoch, Acknowledgement(
+                step: job.step, snapshotBytes: UInt64(compressed.count),
+                outputOffset: job.outputOffset, delivered: job.delivered)))
+        } catch {
+            completed.withLock { $0.append(.failed(job.epoch)) }
+            control.send(.snapshotFailed(job.epoch, reason: "\(error)"))
+        }
+    }
+}
+
+/// Fires an injected rank-side fault: tells the supervisor which one, then SIGKILLs this process.
+func fireFault(index: Int, control: ControlLink?) -> Never {
+    lifeline_flush_stdio()
+    control?.send(.faultFired(index: index))
+    kill(getpid(), SIGKILL)
+    while true { pause() }
+}

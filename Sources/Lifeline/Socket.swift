@@ -1,0 +1,122 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CLifelineSupport
+
+/// Thin wrappers over the POSIX socket calls the runtime uses: Unix-domain stream sockets in
+/// Linux's abstract namespace (no file, no 108-byte path problem, gone with the process).
+enum Socket {
+    /// Makes a listening socket bound to the abstract name `name`.
+    static func listen(abstractName name: String, backlog: Int32 = 128) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw transportError("socket") }
+        var (address, length) = try abstractAddress(name)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0, Glibc.listen(fd, backlog) == 0 else {
+            let error = transportError("bind \(name)")
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Connects to the abstract name `name`.
+    static func connect(abstractName name: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw transportError("socket") }
+        var (address, length) = try abstractAddress(name)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
+        }
+        guard connected == 0 else {
+            let error = transportError("connect to \(name)")
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Accepts one connection, or returns nil when none is pending.
+    static func accept(_ listener: Int32) -> Int32? {
+        let fd = lifeline_accept(listener)
+        return fd >= 0 ? fd : nil
+    }
+
+    /// Sets large socket buffers, which matter for bandwidth with big messages.
+    static func tune(_ fd: Int32) {
+        var size: Int32 = 4 << 20
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Writes all of `bytes`, blocking; false when the peer is gone.
+    @discardableResult
+    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let sent = send(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_NOSIGNAL))
+                if sent < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += sent
+            }
+            return true
+        }
+    }
+
+    /// Reads exactly `count` bytes, waiting at most `timeoutMs` in total; nil on EOF, error or timeout.
+    static func receiveExactly(_ fd: Int32, _ count: Int, timeoutMs: Int32) -> [UInt8]? {
+        var result = [UInt8](repeating: 0, count: count)
+        var offset = 0
+        var remainingMs = timeoutMs
+        while offset < count {
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let started = monotonicSeconds()
+            let ready = poll(&descriptor, 1, remainingMs)
+            if ready < 0, errno == EINTR { continue }
+            guard ready > 0 else { return nil }
+            let received = result.withUnsafeMutableBytes {
+                recv(fd, $0.baseAddress! + offset, count - offset, Int32(MSG_DONTWAIT))
+            }
+            if received < 0, errno == EINTR || errno == EAGAIN { continue }
+            guard received > 0 else { return nil }
+            offset += received
+            remainingMs -= Int32((monotonicSeconds() - started) * 1000)
+            if remainingMs <= 0 && offset < count { return nil }
+        }
+        return result
+    }
+
+    private static func abstractAddress(_ name: String) throws -> (sockaddr_un, socklen_t) {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(name.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard bytes.count + 1 <= capacity else {
+            throw LifelineError(.transport, "socket name '\(name)' is longer than \(capacity - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { path in
+            path[0] = 0  // abstract namespace
+            for (index, byte) in bytes.enumerated() { path[index + 1] = byte }
+        }
+        let length = MemoryLayout<sa_family_t>.size + 1 + bytes.count
+        return (address, socklen_t(length))
+    }
+
+    private static func transportError(_ what: String) -> LifelineError {
+        LifelineError(.transport, "\(what) failed: \(String(cString: strerror(errno)))")
+    }
+}
+
+/// Seconds on the monotonic clock.
+func monotonicSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
