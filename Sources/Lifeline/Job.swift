@@ -1,0 +1,85 @@
+import Foundation
+import LifelineCore
+import LifelineStorage
+
+/// What a launcher uses: start a job and supervise it to its end, or resume one whose
+/// supervisor died. This is what `lifeline run` and `lifeline resume` call.
+public enum Job {
+    /// Starts a new job in `configuration.runDirectory` and supervises it to its end.
+    /// Throws a `LifelineError` with one clear line when it cannot start or cannot finish.
+    public static func run(_ configuration: JobConfiguration) throws -> JobOutcome {
+        let faults = try configuration.validated()
+        let fileManager = FileManager.default
+        if fileManager.fileExists(atPath: configuration.runDirectory + "/job.json") {
+            throw LifelineError(.configuration,
+                "\(configuration.runDirectory) already holds a job: `lifeline resume` it or choose another --run-dir")
+        }
+        do {
+            try fileManager.createDirectory(atPath: configuration.runDirectory + "/output", withIntermediateDirectories: true)
+        } catch {
+            throw LifelineError(.configuration, "cannot create the run directory \(configuration.runDirectory): \(error.localizedDescription)")
+        }
+        let store = try openStore(configuration)
+        let manifests = ManifestStore(store: store)
+        if (try? manifests.load()) ?? nil != nil {
+            throw LifelineError(.configuration,
+                "the storage roots already hold a job's manifest: choose empty folders for --storage")
+        }
+        var manifest = Manifest(jobID: Supervisor.randomHex(bytes: 8), rankCount: configuration.rankCount)
+        do {
+            try manifests.commit(&manifest)
+        } catch {
+            throw LifelineError(.storage, "cannot write the first manifest: \(error)")
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(configuration).write(to: URL(fileURLWithPath: configuration.runDirectory + "/job.json"))
+        let supervisor = try Supervisor(
+            configuration: configuration, faults: faults, manifest: manifest, store: store, incarnation: 0, clockOffset: 0)
+        return try supervisor.run()
+    }
+
+    /// Continues the job in `runDirectory` from its newest committed line, with the faults in
+    /// `injections` (those of the original run are not fired again).
+    public static func resume(runDirectory: String, injections: [String] = []) throws -> JobOutcome {
+        let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
+        guard let data = FileManager.default.contents(atPath: path + "/job.json"),
+              var configuration = try? JSONDecoder().decode(JobConfiguration.self, from: data)
+        else {
+            throw LifelineError(.configuration, "\(path) is not a Lifeline run directory (no readable job.json)")
+        }
+        configuration.injections = injections
+        let faults = try configuration.validated()
+        let store = try openStore(configuration)
+        let loaded: Manifest?
+        do {
+            loaded = try ManifestStore(store: store).load()
+        } catch {
+            throw LifelineError(.storage, "cannot read the manifest of \(path): \(error)")
+        }
+        guard let manifest = loaded else {
+            throw LifelineError(.storage, "\(path) has no manifest on either storage root: it cannot be resumed")
+        }
+        guard !manifest.finished else {
+            throw LifelineError(.configuration, "the job in \(path) already finished: there is nothing to resume")
+        }
+        let outputs = (try? FileManager.default.contentsOfDirectory(atPath: path + "/output")) ?? []
+        let incarnation = outputs.compactMap { name -> UInt32? in
+            let parts = name.split(separator: ".")
+            return parts.count == 3 ? UInt32(parts[1]) : nil
+        }.max().map { $0 + 1 } ?? 0
+        let supervisor = try Supervisor(
+            configuration: configuration, faults: faults, manifest: manifest, store: store,
+            incarnation: incarnation, clockOffset: EventLog.lastTime(path: path + "/events.jsonl"))
+        supervisor.events.record("resume", ["epoch": .int(Int(manifest.newestLine?.epoch ?? 0))])
+        return try supervisor.run()
+    }
+
+    private static func openStore(_ configuration: JobConfiguration) throws -> MirroredStore {
+        do {
+            return try MirroredStore(rootA: configuration.storageRoots[0], rootB: configuration.storageRoots[1])
+        } catch {
+            throw LifelineError(.storage, "\(error)")
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import LifelineCore
+
+/// Everything `lifeline run` needs to know to start and supervise a job. Saved in the run
+/// directory as `job.json`, so `lifeline resume` can continue the job.
+public struct JobConfiguration: Codable, Sendable, Equatable {
+    /// The checkpoint protocol variant.
+    public enum Checkpointing: String, Codable, Sendable, CaseIterable {
+        /// Non-blocking coordinated checkpoints (snapshots written in the background).
+        case coordinated
+        /// The textbook's blocking variant: sends held from capture until `CHECKPOINT_DONE`.
+        case blocking
+    }
+
+    /// The program to run on every rank, as resolved (an absolute path).
+    public var program: String
+    /// Its arguments.
+    public var arguments: [String]
+    /// The number of ranks.
+    public var rankCount: Int
+    /// The run directory (absolute).
+    public var runDirectory: String
+    /// The two stable-storage roots (absolute).
+    public var storageRoots: [String]
+    /// The checkpoint protocol variant.
+    public var checkpointing: Checkpointing
+    /// Seconds from the end of one checkpoint round to the start of the next.
+    public var intervalSeconds: Double
+    /// Faults to inject, in the `--inject` grammar.
+    public var injections: [String]
+    /// Milliseconds between a rank's heartbeats.
+    public var heartbeatMs: Int
+    /// A rank silent this long is declared hung and killed.
+    public var heartbeatTimeoutMs: Int
+    /// How many failures the job survives before it gives up.
+    public var maxRestarts: Int
+    /// Whether to silence the progress line.
+    public var quiet: Bool
+
+    /// A configuration with the defaults of `lifeline run` for everything but the program.
+    public init(
+        program: String, arguments: [String] = [], rankCount: Int = 4, runDirectory: String,
+        storageRoots: [String]? = nil, checkpointing: Checkpointing = .coordinated, intervalSeconds: Double = 5,
+        injections: [String] = [], heartbeatMs: Int = 250, heartbeatTimeoutMs: Int = 5000, maxRestarts: Int = 10,
+        quiet: Bool = false
+    ) {
+        self.program = program
+        self.arguments = arguments
+        self.rankCount = rankCount
+        self.runDirectory = runDirectory
+        self.storageRoots = storageRoots ?? [runDirectory + "/storage-a", runDirectory + "/storage-b"]
+        self.checkpointing = checkpointing
+        self.intervalSeconds = intervalSeconds
+        self.injections = injections
+        self.heartbeatMs = heartbeatMs
+        self.heartbeatTimeoutMs = heartbeatTimeoutMs
+        self.maxRestarts = maxRestarts
+        self.quiet = quiet
+    }
+
+    /// Checks every field and parses the injections; throws one clear line for the first problem.
+    func validated() throws -> [FaultSpec] {
+        guard (1...4096).contains(rankCount) else {
+            throw LifelineError(.configuration, "--ranks \(rankCount) is not in 1...4096")
+        }
+        guard intervalSeconds > 0, intervalSeconds.isFinite else {
+            throw LifelineError(.configuration, "--interval must be a positive number of seconds")
+        }
+        guard heartbeatMs > 0, heartbeatTimeoutMs > heartbeatMs else {
+            throw LifelineError(.configuration, "--heartbeat-timeout-ms must exceed --heartbeat-ms, both positive")
+        }
+        guard maxRestarts >= 0 else { throw LifelineError(.configuration, "--max-restarts must be ≥ 0") }
+        guard storageRoots.count == 2 else {
+            throw LifelineError(.configuration, "--storage takes two folders, DIR_A,DIR_B")
+        }
+        let a = URL(fileURLWithPath: storageRoots[0]).standardizedFileURL.path
+        let b = URL(fileURLWithPath: storageRoots[1]).standardizedFileURL.path
+        guard a != b else {
+            throw LifelineError(.configuration, "the two storage roots are the same folder (\(a)): give two different folders")
+        }
+        do {
+            return try injections.map { spec throws(FaultSpecError) in try FaultSpec.parse(spec, rankCount: rankCount) }
+        } catch {
+            throw LifelineError(.configuration, "\(error)")
+        }
+    }
+
+    /// Finds a program by name: beside the `lifeline` executable first, then on PATH. A name
+    /// with a slash is taken as a path.
+    public static func resolveProgram(_ name: String) throws -> String {
+        let fileManager = FileManager.default
+        var candidates: [String] = []
+        if name.contains("/") {
+            candidates = [URL(fileURLWithPath: name).standardizedFileURL.path]
+        } else {
+            let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            candidates.append(executable.deletingLastPathComponent().appendingPathComponent(name).path)
+            let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+            candidates += path.split(separator: ":").map { "\($0)/\(name)" }
+        }
+        for candidate in candidates where fileManager.fileExists(atPath: candidate) {
+            guard fileManager.isExecutableFile(atPath: candidate) else {
+                throw LifelineError(.configuration, "\(candidate) is not executable: chmod +x it or build it")
+            }
+            return candidate
+        }
+        throw LifelineError(.configuration,
+            "program '\(name)' was not found beside lifeline or on PATH: give its path or build it first")
+    }
+}

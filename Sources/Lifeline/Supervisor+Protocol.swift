@@ -1,0 +1,149 @@
+import Foundation
+import LifelineCore
+import LifelineStorage
+
+/// The checkpoint protocol on the supervisor's side: control messages in, coordinator actions out.
+extension Supervisor {
+    /// Reads what a rank sent and hands it to the coordinator.
+    func readControl(from rank: Int) throws {
+        guard let connection = slots[rank].connection else { return }
+        var messages: [ControlMessage] = []
+        let open = try connection.readAvailable { frame in
+            if case .control(let message) = frame { messages.append(message) }
+        }
+        slots[rank].lastHeard = now
+        for message in messages {
+            try handle(message, from: RankID(rank))
+            if finishedJob { return }
+        }
+        if !open { slots[rank].connection = nil }  // the exit will follow through the launcher
+    }
+
+    private func handle(_ message: ControlMessage, from rank: RankID) throws {
+        switch message {
+        case .heartbeat(let step):
+            slots[rank.rawValue].step = max(slots[rank.rawValue].step, step)
+        case .stepReport(let epoch, let step):
+            slots[rank.rawValue].step = max(slots[rank.rawValue].step, step)
+            try perform(coordinator.handleStepReport(from: rank, round: epoch, step: step))
+        case .ack(let epoch, let acknowledgement):
+            events.record("ack", [
+                "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)),
+                "step": .int(acknowledgement.step), "bytes": .int(Int(acknowledgement.snapshotBytes)),
+            ])
+            try perform(coordinator.handleAck(from: rank, round: epoch, acknowledgement))
+        case .snapshotFailed(let epoch, let reason):
+            events.record("snapshot_failed", [
+                "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)), "reason": .string(reason),
+            ])
+            try perform(coordinator.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now))
+        case .finished(let step):
+            events.record("rank_finished", ["rank": .int(rank.rawValue), "step": .int(step)])
+            try perform(coordinator.handleFinished(from: rank, step: step, now: now))
+        case .checkpointWanted:
+            try perform(coordinator.handleCheckpointWanted(now: now))
+        case .faultFired(let index):
+            if faults.indices.contains(index) {
+                faultFired[index] = true
+                events.record("fault_injected", ["rank": .int(rank.rawValue), "spec": .string("\(faults[index])")])
+            }
+        case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release:
+            events.record("protocol_error", ["rank": .int(rank.rawValue), "detail": .string("unexpected \(message)")])
+        }
+    }
+
+    /// Performs what the coordinator decided.
+    func perform(_ actions: [CheckpointCoordinator.Action]) throws {
+        for action in actions {
+            switch action {
+            case .broadcast(let message):
+                record(message)
+                for slot in slots { send(message, to: slot) }
+            case .send(let rank, let message):
+                send(message, to: slots[rank.rawValue])
+            case .writeCommit(let epoch, let step, let acks):
+                try perform(commit(epoch, step: step, acks: acks))
+            case .roundAborted(let epoch, let reason):
+                events.record("abort", ["epoch": .int(Int(epoch.rawValue)), "reason": .string(reason)])
+            case .finishJob:
+                try finishJob()
+            }
+        }
+    }
+
+    private func record(_ message: ControlMessage) {
+        switch message {
+        case .checkpointRequest(let epoch):
+            events.record("checkpoint_request", ["epoch": .int(Int(epoch.rawValue))])
+        case .safePointChosen(let epoch, let step):
+            events.record("safe_point", ["epoch": .int(Int(epoch.rawValue)), "step": .int(step)])
+        default:
+            break
+        }
+    }
+
+    /// The commit point: the manifest naming the new line is written to both mirrors. Then
+    /// output up to the line is released, and files no line references are deleted.
+    private func commit(_ epoch: Epoch, step: Int, acks: [Acknowledgement]) throws -> [CheckpointCoordinator.Action] {
+        let members = acks.enumerated().map { rank, ack in
+            Member(
+                rank: rank, snapshot: manifests.snapshotName(epoch: epoch.rawValue, rank: rank), step: ack.step,
+                incarnation: Int(incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes)
+        }
+        var next = manifest
+        next.appendCommitted(CommittedLine(epoch: epoch.rawValue, step: step, members: members))
+        do {
+            try manifests.commit(&next)
+        } catch {
+            warn("cannot commit epoch \(epoch.rawValue): \(error); the previous line stands")
+            events.record("commit_failed", ["epoch": .int(Int(epoch.rawValue)), "reason": .string("\(error)")])
+            return coordinator.handleCommitFailed(epoch, reason: "\(error)", now: now)
+        }
+        manifest = next
+        lastCommitBytes = acks.reduce(0) { $0 + $1.snapshotBytes }
+        events.record("commit", [
+            "epoch": .int(Int(epoch.rawValue)), "step": .int(step), "bytes": .int(Int(lastCommitBytes)),
+            "commits": .int(manifest.commits),
+        ])
+        for (rank, ack) in acks.enumerated() { output.release(rank: rank, upTo: ack.outputOffset) }
+        do {
+            try manifests.garbageCollect(keeping: manifest)
+        } catch {
+            warn("cannot delete old checkpoints: \(error)")
+        }
+        let actions = coordinator.handleCommitDurable(epoch, now: now)
+        events.record("checkpoint_done", ["epoch": .int(Int(epoch.rawValue))])
+        return actions
+    }
+
+    /// Every rank is at the final barrier: release them, wait for their exits, release all
+    /// output, and record the job as finished.
+    private func finishJob() throws {
+        for index in slots.indices { slots[index].exitExpected = true }
+        let deadline = now + 30
+        while slots.contains(where: { $0.alive }), now < deadline {
+            var descriptor = pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)
+            if poll(&descriptor, 1, 250) > 0 {
+                for exit in launcher.readExits() {
+                    if let rank = slots.firstIndex(where: { $0.pid == exit.pid }) {
+                        slots[rank].alive = false
+                        if exit.exitCode != 0 {
+                            warn("rank \(rank) \(exit) after the final barrier")
+                        }
+                    }
+                }
+            }
+        }
+        output.releaseAll()
+        manifest.finished = true
+        do {
+            try manifests.commit(&manifest)
+        } catch {
+            warn("cannot record the job as finished: \(error)")
+        }
+        events.record("job_finished", [
+            "epochs": .int(manifest.commits), "failures": .int(failures), "recoveries": .int(recoveries),
+        ])
+        finishedJob = true
+    }
+}

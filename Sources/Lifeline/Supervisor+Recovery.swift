@@ -1,0 +1,143 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import LifelineCore
+
+/// Failure detection and recovery by global rollback.
+extension Supervisor {
+    /// A rank process ended.
+    func handleExit(_ exit: ProcessExit) throws {
+        guard let rank = slots.firstIndex(where: { $0.pid == exit.pid && $0.alive }) else { return }
+        slots[rank].alive = false
+        slots[rank].connection?.close()
+        slots[rank].connection = nil
+        guard !slots[rank].exitExpected else { return }
+        try rankFailed(rank, cause: "\(exit)", programExit: exit.signal == nil ? "\(exit)" : nil)
+    }
+
+    /// Finds ranks that stopped sending heartbeats (hung) or never connected.
+    func checkHeartbeats() throws {
+        let timeout = Double(configuration.heartbeatTimeoutMs) / 1000
+        let startupTimeout = max(timeout, 60)
+        for rank in slots.indices where slots[rank].alive && !slots[rank].exitExpected {
+            let silence = now - slots[rank].lastHeard
+            let limit = slots[rank].connection == nil ? startupTimeout : timeout
+            guard silence > limit else { continue }
+            kill(slots[rank].pid, SIGKILL)
+            slots[rank].exitExpected = true
+            let what = slots[rank].connection == nil ? "did not connect" : "stopped answering (hung)"
+            events.record("hang_detected", ["rank": .int(rank), "silence_s": .double(silence)])
+            try rankFailed(rank, cause: "\(what) for \(String(format: "%.1f", silence)) s", programExit: nil)
+            return
+        }
+    }
+
+    /// Recovers from the failure of `rank`: abort any open round, stop every rank, restart all
+    /// of them from the newest committed line.
+    func rankFailed(_ rank: Int, cause: String, programExit: String?) throws {
+        failures += 1
+        let lineEpoch = manifest.newestLine?.epoch ?? 0
+        events.record("failure", [
+            "rank": .int(rank), "cause": .string(cause), "step": .int(slots[rank].step),
+            "epoch": .int(Int(coordinator.committedEpoch.rawValue)),
+        ])
+        warn("rank \(rank) \(cause) at step \(slots[rank].step); rolling back to epoch \(lineEpoch)")
+        try perform(coordinator.handleRankFailed(RankID(rank), now: now))
+        if let programExit {
+            if let last = lastProgramError, last.rank == rank, last.exit == programExit, last.epoch == lineEpoch {
+                stopSurvivors()
+                let errPath = OutputCommitter.stderrPath(
+                    directory: configuration.runDirectory + "/output", rank: rank, incarnation: incarnation)
+                throw LifelineError(.jobFailed,
+                    "rank \(rank) \(programExit) on every attempt from epoch \(lineEpoch); see \(errPath)")
+            }
+            lastProgramError = (rank, programExit, lineEpoch)
+        } else {
+            lastProgramError = nil
+        }
+        guard failures <= configuration.maxRestarts else {
+            stopSurvivors()
+            throw LifelineError(.jobFailed,
+                "\(failures) failures exceed --max-restarts \(configuration.maxRestarts); the run directory keeps the last committed line, `lifeline resume` continues it")
+        }
+        recoveryStartedAt = now
+        events.record("recovery_start", ["epoch": .int(Int(lineEpoch)), "mode": .string("global-rollback")])
+        stopSurvivors()
+        incarnation += 1
+        try launchAll()
+        try perform(coordinator.handleRestarted(now: now))
+    }
+
+    /// SIGKILLs every live rank and waits until all have been reaped.
+    func stopSurvivors() {
+        for index in slots.indices where slots[index].alive {
+            slots[index].exitExpected = true
+            kill(slots[index].pid, SIGKILL)
+        }
+        let deadline = now + 30
+        while slots.contains(where: { $0.alive }), now < deadline {
+            var descriptor = pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 250) > 0 else { continue }
+            for exit in launcher.readExits() {
+                if let rank = slots.firstIndex(where: { $0.pid == exit.pid }) {
+                    slots[rank].alive = false
+                    slots[rank].connection?.close()
+                    slots[rank].connection = nil
+                }
+            }
+        }
+    }
+
+    // MARK: Injected faults
+
+    /// Fires the supervisor-side faults whose time has come.
+    func fireDueFaults() throws {
+        let time = now
+        for index in faults.indices where !faultFired[index] {
+            switch faults[index] {
+            case .killAfter(let rank, let seconds) where time >= seconds:
+                faultFired[index] = true
+                try signalRank(rank.rawValue, SIGKILL, spec: faults[index])
+            case .hangAfter(let rank, let seconds) where time >= seconds:
+                faultFired[index] = true
+                try signalRank(rank.rawValue, SIGSTOP, spec: faults[index])
+            case .killSupervisor(let seconds) where time >= seconds:
+                faultFired[index] = true
+                events.record("fault_injected", ["spec": .string("\(faults[index])")])
+                kill(getpid(), SIGKILL)
+            default:
+                break
+            }
+        }
+        if var (generator, nextAt) = chaos, time >= nextAt {
+            let rank = Int.random(in: 0..<configuration.rankCount, using: &generator)
+            if case .chaos(_, let mtbf) = faults.first(where: { if case .chaos = $0 { true } else { false } }) {
+                nextAt = time + generator.exponential(mean: mtbf)
+            }
+            chaos = (generator, nextAt)
+            events.record("fault_injected", ["rank": .int(rank), "spec": .string("chaos")])
+            if slots[rank].alive { kill(slots[rank].pid, SIGKILL) }
+        }
+    }
+
+    private func signalRank(_ rank: Int, _ signal: Int32, spec: FaultSpec) throws {
+        events.record("fault_injected", ["rank": .int(rank), "spec": .string("\(spec)")])
+        if slots[rank].alive { kill(slots[rank].pid, signal) }
+    }
+
+    // MARK: Progress
+
+    /// Shows where the job is: a line redrawn in place on a terminal, a periodic line otherwise.
+    func showProgress() {
+        guard !configuration.quiet else { return }
+        let terminal = isatty(STDERR_FILENO) != 0
+        let period = terminal ? 0.5 : 5
+        guard now - lastProgressAt >= period else { return }
+        lastProgressAt = now
+        let steps = slots.map(\.step)
+        let line = String(format: "lifeline: %.1fs step %d..%d epochs %d failures %d recoveries %d",
+                          now, steps.min() ?? 0, steps.max() ?? 0, manifest.commits, failures, recoveries)
+        FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
+    }
+}

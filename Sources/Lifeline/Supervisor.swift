@@ -1,0 +1,267 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import LifelineCore
+import LifelineStorage
+
+/// The supervisor of one job: launches the ranks, coordinates checkpoints (it is the
+/// coordinator of the protocol), detects failures, and drives recovery by global rollback to
+/// the newest committed recovery line. One thread runs it: a poll loop over the listener, the
+/// ranks' control connections and the exit pipe, with time passed to the state machines.
+final class Supervisor {
+    /// One rank's process as the supervisor sees it.
+    struct Slot {
+        var pid: pid_t = 0
+        var connection: Connection?
+        /// When the supervisor last heard from the rank (job clock).
+        var lastHeard: Double = 0
+        /// The last safe point the rank reported.
+        var step: Int = -1
+        /// Whether the process is running (spawned and not yet reaped).
+        var alive = false
+        /// Whether the supervisor caused or expects its exit (killed for rollback, released).
+        var exitExpected = false
+    }
+
+    let configuration: JobConfiguration
+    let faults: [FaultSpec]
+    let jobID: String
+    let token: String
+    let store: MirroredStore
+    let manifests: ManifestStore
+    var manifest: Manifest
+    let events: EventLog
+    let launcher: RankLauncher
+    let output: OutputCommitter
+    let listener: Int32
+    let addressBase: String
+    let clockStart: Double
+    let clockOffset: Double
+
+    var coordinator: CheckpointCoordinator
+    var slots: [Slot]
+    var incarnation: UInt32
+    var failures = 0
+    var recoveries = 0
+    var finishedJob = false
+    /// Which faults have fired (indexed like `faults`).
+    var faultFired: [Bool]
+    var chaos: (generator: SplitMix64, nextAt: Double)?
+    /// The last program error, to stop a job that fails the same way on every attempt.
+    var lastProgramError: (rank: Int, exit: String, epoch: UInt64)?
+    /// When the current recovery began, for its duration.
+    var recoveryStartedAt: Double?
+    var lastProgressAt = 0.0
+    var lastCommitBytes: UInt64 = 0
+
+    init(configuration: JobConfiguration, faults: [FaultSpec], manifest: Manifest, store: MirroredStore,
+         incarnation: UInt32, clockOffset: Double) throws {
+        self.configuration = configuration
+        self.faults = faults
+        self.jobID = manifest.jobID
+        self.token = Self.randomHex(bytes: 16)
+        self.store = store
+        self.manifests = ManifestStore(store: store)
+        self.manifest = manifest
+        self.clockStart = monotonicSeconds()
+        self.clockOffset = clockOffset
+        let clockStart = self.clockStart
+        self.events = try EventLog(path: configuration.runDirectory + "/events.jsonl") {
+            monotonicSeconds() - clockStart + clockOffset
+        }
+        self.launcher = try RankLauncher()
+        self.output = OutputCommitter(directory: configuration.runDirectory + "/output", rankCount: configuration.rankCount)
+        self.addressBase = "lifeline.\(Self.randomHex(bytes: 6))"
+        self.listener = try Socket.listen(abstractName: "\(addressBase).s")
+        self.coordinator = CheckpointCoordinator(
+            rankCount: configuration.rankCount, intervalSeconds: configuration.intervalSeconds,
+            committed: Epoch(manifest.newestLine?.epoch ?? 0), now: clockOffset)
+        self.slots = Array(repeating: Slot(), count: configuration.rankCount)
+        self.incarnation = incarnation
+        self.faultFired = Array(repeating: false, count: faults.count)
+        if let spec = faults.first(where: { if case .chaos = $0 { true } else { false } }),
+           case .chaos(let seed, let mtbf) = spec {
+            var generator = SplitMix64(seed: seed)
+            let first = generator.exponential(mean: mtbf)
+            chaos = (generator, first)
+        }
+    }
+
+    /// Seconds since the job started (continuing across `resume`).
+    var now: Double { monotonicSeconds() - clockStart + clockOffset }
+
+    /// Runs the job to its end. Returns the outcome or throws when it cannot finish.
+    func run() throws -> JobOutcome {
+        signal(SIGPIPE, SIG_IGN)
+        if store.sameDevice {
+            warn("both storage roots are on the same device: mirroring protects against damaged files, not a lost disk")
+        }
+        events.record("job_start", [
+            "ranks": .int(configuration.rankCount), "program": .string(configuration.program),
+            "checkpoint": .string(configuration.checkpointing.rawValue),
+            "interval_s": .double(configuration.intervalSeconds), "incarnation": .int(Int(incarnation)),
+        ])
+        try launchAll()
+        while !finishedJob {
+            try step()
+        }
+        return JobOutcome(
+            rankCount: configuration.rankCount, epochsCommitted: manifest.commits,
+            failures: failures, recoveries: recoveries, runDirectory: configuration.runDirectory)
+    }
+
+    /// One turn of the loop: wait for something, handle it, then let time act.
+    private func step() throws {
+        var descriptors = [
+            pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0),
+        ]
+        for slot in slots {
+            if let connection = slot.connection, !connection.isClosed {
+                descriptors.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0))
+            }
+        }
+        _ = poll(&descriptors, nfds_t(descriptors.count), pollTimeoutMs())
+        for descriptor in descriptors where descriptor.revents != 0 {
+            if descriptor.fd == listener {
+                acceptControlConnection()
+            } else if descriptor.fd == launcher.exitFD {
+                for exit in launcher.readExits() { try handleExit(exit) }
+            } else if let rank = slots.firstIndex(where: { $0.connection?.fd == descriptor.fd }) {
+                try readControl(from: rank)
+            }
+            if finishedJob { return }
+        }
+        try perform(coordinator.handleTick(now: now))
+        try fireDueFaults()
+        try checkHeartbeats()
+        showProgress()
+    }
+
+    private func pollTimeoutMs() -> Int32 {
+        var deadline = now + 0.25
+        if let due = coordinator.nextDeadline { deadline = min(deadline, due) }
+        return Int32(max(1, min(250, (deadline - now) * 1000)))
+    }
+
+    // MARK: Launching
+
+    /// Starts every rank from the newest intact committed line (or from the start).
+    func launchAll() throws {
+        let (line, problems) = manifests.newestIntactLine(manifest)
+        for problem in problems {
+            warn(problem)
+            events.record("storage_problem", ["detail": .string(problem)])
+        }
+        if !problems.isEmpty {
+            let target = line.map { "epoch \($0.epoch)" } ?? "the start of the job"
+            warn("falling back to \(target): a newer checkpoint is damaged on both mirrors")
+            events.record("fallback", ["epoch": .int(Int(line?.epoch ?? 0))])
+        }
+        let outputDirectory = configuration.runDirectory + "/output"
+        for rank in 0..<configuration.rankCount {
+            let member = line?.members.first { $0.rank == rank }
+            let pending = faults.indices.filter { !faultFired[$0] && faults[$0].firesInRank && faults[$0].rank?.rawValue == rank }
+            let environment = LaunchEnvironment(
+                rank: RankID(rank), rankCount: configuration.rankCount, token: token,
+                addressPrefix: addressBase, incarnation: incarnation, supervisorPID: getpid(),
+                storageRoots: (configuration.storageRoots[0], configuration.storageRoots[1]),
+                variant: configuration.checkpointing == .blocking ? .blocking : .coordinated,
+                restoreEpoch: Epoch(line?.epoch ?? 0), restoreSnapshot: member?.snapshot,
+                heartbeatMs: configuration.heartbeatMs, faults: pending.map { ($0, faults[$0]) })
+            let pid = try launcher.spawn(
+                program: configuration.program, arguments: configuration.arguments,
+                environment: environment.variables,
+                stdoutPath: OutputCommitter.stdoutPath(directory: outputDirectory, rank: rank, incarnation: incarnation),
+                stderrPath: OutputCommitter.stderrPath(directory: outputDirectory, rank: rank, incarnation: incarnation))
+            slots[rank] = Slot(pid: pid, connection: nil, lastHeard: now, step: member?.step ?? -1, alive: true)
+            output.started(rank: rank, incarnation: incarnation)
+        }
+        try writePIDs()
+        events.record("ranks_launched", [
+            "incarnation": .int(Int(incarnation)), "epoch": .int(Int(line?.epoch ?? 0)),
+            "step": .int(line?.step ?? -1),
+        ])
+    }
+
+    private func writePIDs() throws {
+        let text = slots.enumerated().map { "\($0.offset) \($0.element.pid)\n" }.joined()
+        let path = configuration.runDirectory + "/pids"
+        let temporary = path + ".tmp"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, path) == 0 else {
+            throw LifelineError(.configuration, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Accepts a rank's control connection if its handshake is right; refuses it otherwise.
+    private func acceptControlConnection() {
+        guard let fd = Socket.accept(listener) else { return }
+        guard let prefix = Socket.receiveExactly(fd, FramePrefix.byteCount, timeoutMs: 2000),
+              let decoded = try? prefix.withUnsafeBytes({ bytes throws(WireError) in try FramePrefix.decode(bytes) }),
+              decoded.kind == .handshake, decoded.bodyLength < 4096,
+              let body = Socket.receiveExactly(fd, Int(decoded.bodyLength), timeoutMs: 2000),
+              let handshake = try? Handshake.decode(body),
+              handshake.token == token, handshake.role == .control,
+              slots.indices.contains(handshake.rank.rawValue),
+              handshake.incarnation == incarnation, slots[handshake.rank.rawValue].pid == handshake.pid
+        else {
+            events.record("connection_refused", ["reason": .string("bad or missing handshake token")])
+            close(fd)
+            return
+        }
+        let rank = handshake.rank.rawValue
+        let connection = Connection(fd: fd)
+        slots[rank].connection = connection
+        slots[rank].lastHeard = now
+        _ = connection.write(head: FrameKindWelcome.frame) { _ in }
+        if slots.allSatisfy({ $0.connection != nil }) {
+            for slot in slots { send(.start, to: slot) }
+            events.record("ranks_started", ["incarnation": .int(Int(incarnation))])
+            if let started = recoveryStartedAt {
+                recoveries += 1
+                events.record("recovery_done", [
+                    "incarnation": .int(Int(incarnation)), "duration_s": .double(now - started),
+                ])
+                recoveryStartedAt = nil
+            }
+        }
+    }
+
+    func send(_ message: ControlMessage, to slot: Slot) {
+        guard let connection = slot.connection, !connection.isClosed else { return }
+        _ = Socket.sendAll(connection.fd, message.frame())
+    }
+
+    func warn(_ text: String) {
+        FileHandle.standardError.write(Data("lifeline: \(text)\n".utf8))
+    }
+
+    static func randomHex(bytes count: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in
+            let byte = UInt8.random(in: 0...255, using: &generator)
+            return String(byte, radix: 16).count == 1 ? "0" + String(byte, radix: 16) : String(byte, radix: 16)
+        }.joined()
+    }
+}
+
+/// How a job ended.
+public struct JobOutcome: Sendable, Equatable {
+    /// The number of ranks.
+    public var rankCount: Int
+    /// Committed checkpoint rounds over the whole job.
+    public var epochsCommitted: Int
+    /// Failures seen.
+    public var failures: Int
+    /// Recoveries completed.
+    public var recoveries: Int
+    /// Where the run's files are.
+    public var runDirectory: String
+
+    /// The last line `lifeline run` prints on standard output.
+    public var summaryLine: String {
+        "lifeline: finished ranks=\(rankCount) epochs=\(epochsCommitted) failures=\(failures) recoveries=\(recoveries)"
+    }
+}
