@@ -43,7 +43,7 @@ let package = Package(
         .testTarget(name: "LifelineStorageTests", dependencies: ["LifelineStorage"]),
         .testTarget(
             name: "LifelineIntegrationTests",
-            dependencies: ["Lifeline", "LifelineStorage"]
+            dependencies: ["Lifeline", "LifelineCore", "LifelineStorage"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -311,10 +311,10 @@ final class RankRuntime {
         guard launch != nil, !finished else { return }
         finished = true
         lifeline_flush_stdio()
-        control?.send(.finished(step: participant.stepPassed))
         if let fault = rankFaults.first(where: { $0.spec == .killInPhase(rank, .finish) }) {
             fireFault(index: fault.index, control: control)
         }
+        control?.send(.finished(step: participant.stepPassed))
         while !released {
             try serviceControl()
             if !released { try pump(timeoutMs: Self.pollIntervalMs) }

@@ -45,7 +45,7 @@ extension Supervisor {
         warn("rank \(rank) \(cause) at step \(slots[rank].step); rolling back to epoch \(lineEpoch)")
         try perform(coordinator.handleRankFailed(RankID(rank), now: now))
         if let programExit {
-            if let last = lastProgramError, last.rank == rank, last.exit == programExit, last.epoch == lineEpoch {
+            if let last = lastProgramError, last.exit == programExit, last.epoch == lineEpoch {
                 stopSurvivors()
                 let errPath = OutputCommitter.stderrPath(
                     directory: configuration.runDirectory + "/output", rank: rank, incarnation: incarnation)

@@ -11,7 +11,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         case checkpoint
         /// While the rank restores its state after a restart.
         case recovery
-        /// After the rank reached the final barrier (its output is flushed).
+        /// At the final barrier, after the rank's output is flushed and before it reports.
         case finish
     }
 

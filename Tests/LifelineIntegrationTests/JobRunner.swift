@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+
+/// Runs the built `lifeline` on a real job and collects what it printed.
+struct JobRunner {
+    /// What one `lifeline` invocation printed and how it ended.
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var runDirectory: String
+
+        /// The `result sha256=` lines on standard output.
+        var resultLines: [String] { stdout.split(separator: "\n").map(String.init).filter { $0.hasPrefix("result sha256=") } }
+        /// The events of the run, one dictionary a line.
+        var events: [[String: Any]] {
+            let text = (try? String(contentsOfFile: runDirectory + "/events.jsonl", encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+        }
+        /// The events named `name`.
+        func events(_ name: String) -> [[String: Any]] { events.filter { $0["event"] as? String == name } }
+    }
+
+    /// The folder holding the built executables (beside the test bundle).
+    static let binDirectory: String = {
+        var url = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("lifeline").path), url.path != "/" {
+            url = url.deletingLastPathComponent()
+        }
+        return url.path
+    }()
+
+    /// A fresh scratch folder for one test.
+    static func scratch(_ name: String) -> String {
+        let path = NSTemporaryDirectory() + "lifeline-it-\(name)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// The heat2d arguments of the small test problem.
+    static let heat = ["heat2d", "--size", "48", "--steps", "700", "--broadcast-every", "25", "--sleep-ms", "3"]
+
+    /// Runs `lifeline ARGS`, killing it after `timeoutSeconds`.
+    static func lifeline(_ arguments: [String], runDirectory: String, timeoutSeconds: Double = 240) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binDirectory + "/lifeline")
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = binDirectory + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+        process.environment = environment
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let timer = DispatchSource.makeTimerSource()
+        timer.schedule(deadline: .now() + timeoutSeconds)
+        timer.setEventHandler { kill(process.processIdentifier, SIGKILL) }
+        timer.resume()
+        let group = DispatchGroup()
+        nonisolated(unsafe) var outData = Data()
+        nonisolated(unsafe) var errData = Data()
+        DispatchQueue.global().async(group: group) { outData = out.fileHandleForReading.readDataToEndOfFile() }
+        DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        process.waitUntilExit()
+        group.wait()
+        timer.cancel()
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self), runDirectory: runDirectory)
+    }
+
+    /// Runs heat2d under `lifeline run` with `options`.
+    static func runHeat(_ name: String, ranks: Int = 4, _ options: [String] = [], timeoutSeconds: Double = 240) throws -> Result {
+        let runDirectory = scratch(name) + "/run"
+        return try lifeline(
+            ["run", "-n", String(ranks), "--interval", "0.5", "--run-dir", runDirectory, "--quiet"] + options + ["--"] + heat,
+            runDirectory: runDirectory, timeoutSeconds: timeoutSeconds)
+    }
+
+    /// Whether a process is running (not gone, not a zombie).
+    static func isRunning(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+        guard let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+}
