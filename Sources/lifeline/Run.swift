@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import Lifeline
+
+extension LifelineCommand {
+    /// `lifeline run [options] -- PROGRAM [ARGS...]`
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start PROGRAM on N ranks and supervise it to the end.",
+            discussion: "Example: lifeline run -n 4 --interval 2 --inject kill:rank=1,step=300 -- heat2d --size 256")
+
+        @Option(name: [.customShort("n"), .long], help: "Number of ranks.")
+        var ranks: Int = 4
+        @Option(help: "Run directory (default: a new folder under ./lifeline-runs/).")
+        var runDir: String?
+        @Option(help: ArgumentHelp("The two stable-storage roots (default: two folders in the run directory).", valueName: "DIR_A,DIR_B"))
+        var storage: String?
+        @Option(help: "Checkpoint protocol: coordinated (non-blocking) or blocking.")
+        var checkpoint: String = "coordinated"
+        @Option(help: "Seconds between checkpoints.")
+        var interval: String = "5"
+        @OptionGroup var faults: InjectionOptions
+        @Option(help: "Milliseconds between rank heartbeats.")
+        var heartbeatMs: Int = 250
+        @Option(help: "Milliseconds of silence after which a rank is declared hung.")
+        var heartbeatTimeoutMs: Int = 5000
+        @Option(help: "Failures the job survives before it gives up.")
+        var maxRestarts: Int = 10
+        @Flag(help: "No progress line.")
+        var quiet = false
+        @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
+        var command: [String] = []
+
+        func run() throws {
+            guard let name = command.first else {
+                throw ValidationError("name the program after --, e.g. lifeline run -n 4 -- heat2d")
+            }
+            guard let checkpointing = JobConfiguration.Checkpointing(rawValue: checkpoint) else {
+                throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking")
+            }
+            guard let intervalSeconds = Double(interval), intervalSeconds > 0, intervalSeconds.isFinite else {
+                throw ValidationError("--interval \(interval) is not a positive number of seconds")
+            }
+            guard (1...4096).contains(ranks) else {
+                throw ValidationError("--ranks \(ranks) is not in 1...4096")
+            }
+            let runDirectory = absolute(runDir ?? defaultRunDirectory())
+            var roots: [String]?
+            if let storage {
+                let parts = storage.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                    throw ValidationError("--storage takes two folders: DIR_A,DIR_B")
+                }
+                roots = parts.map(absolute)
+            }
+            let configuration = JobConfiguration(
+                program: try JobConfiguration.resolveProgram(name), arguments: Array(command.dropFirst()),
+                rankCount: ranks, runDirectory: runDirectory, storageRoots: roots, checkpointing: checkpointing,
+                intervalSeconds: intervalSeconds, injections: faults.injections, heartbeatMs: heartbeatMs,
+                heartbeatTimeoutMs: heartbeatTimeoutMs, maxRestarts: maxRestarts, quiet: quiet)
+            if !quiet { note("run directory \(runDirectory)") }
+            finish(try Job.run(configuration))
+        }
+    }
+}
