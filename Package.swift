@@ -39,6 +39,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "heat2d", dependencies: ["Lifeline"], path: "Examples/Heat2D"),
+        .executableTarget(name: "ring", dependencies: ["Lifeline"], path: "Examples/Ring"),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore"]),
         .testTarget(name: "LifelineStorageTests", dependencies: ["LifelineStorage"]),
         .testTarget(
