@@ -12,6 +12,14 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         case blocking
     }
 
+    /// What is logged of the messages ranks deliver.
+    public enum Logging: String, Codable, Sendable, CaseIterable {
+        /// Nothing: a failure rolls every rank back to the last committed line.
+        case none
+        /// Receiver-based pessimistic logging: a crashed rank restarts alone and replays its log.
+        case pessimistic
+    }
+
     /// The program to run on every rank, as resolved (an absolute path).
     public var program: String
     /// Its arguments.
@@ -24,6 +32,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var storageRoots: [String]
     /// The checkpoint protocol variant.
     public var checkpointing: Checkpointing
+    /// The message logging mode.
+    public var logging: Logging
     /// Seconds from the end of one checkpoint round to the start of the next.
     public var intervalSeconds: Double
     /// Faults to inject, in the `--inject` grammar.
@@ -40,7 +50,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     /// A configuration with the defaults of `lifeline run` for everything but the program.
     public init(
         program: String, arguments: [String] = [], rankCount: Int = 4, runDirectory: String,
-        storageRoots: [String]? = nil, checkpointing: Checkpointing = .coordinated, intervalSeconds: Double = 5,
+        storageRoots: [String]? = nil, checkpointing: Checkpointing = .coordinated, logging: Logging = .none,
+        intervalSeconds: Double = 5,
         injections: [String] = [], heartbeatMs: Int = 250, heartbeatTimeoutMs: Int = 5000, maxRestarts: Int = 10,
         quiet: Bool = false
     ) {
@@ -50,6 +61,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.runDirectory = runDirectory
         self.storageRoots = storageRoots ?? [runDirectory + "/storage-a", runDirectory + "/storage-b"]
         self.checkpointing = checkpointing
+        self.logging = logging
         self.intervalSeconds = intervalSeconds
         self.injections = injections
         self.heartbeatMs = heartbeatMs

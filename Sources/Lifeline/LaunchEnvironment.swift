@@ -32,27 +32,51 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let heartbeatMs = "LIFELINE_HEARTBEAT_MS"
         /// Rank-side faults to fire: `INDEX=SPEC;INDEX=SPEC…`.
         package static let faults = "LIFELINE_FAULTS"
+        /// The message logging mode.
+        package static let logging = "LIFELINE_LOGGING"
+        /// The newest round started before this rank was launched (messages up to it may be delivered).
+        package static let deliverableEpoch = "LIFELINE_DELIVERABLE_EPOCH"
+        /// `1` when the rank is started again after a failure or by `resume` (it recovers).
+        package static let restarted = "LIFELINE_RESTARTED"
     }
 
+    /// The rank's index.
     package var rank: RankID
+    /// The number of ranks.
     package var rankCount: Int
+    /// The job's secret token.
     package var token: String
+    /// The prefix of the abstract socket names.
     package var addressPrefix: String
+    /// The rank's incarnation.
     package var incarnation: UInt32
+    /// The supervisor's process ID.
     package var supervisorPID: Int32
+    /// The two stable-storage roots.
     package var storageRoots: (a: String, b: String)
+    /// The checkpoint protocol variant.
     package var variant: CheckpointVariant
+    /// The committed round to restore from (`.start` for a fresh start).
     package var restoreEpoch: Epoch
+    /// The store-relative name of the snapshot to restore.
     package var restoreSnapshot: String?
+    /// Milliseconds between heartbeats.
     package var heartbeatMs: Int
     /// Pending rank-side faults with their index in the job's list.
     package var faults: [(index: Int, spec: FaultSpec)]
+    /// The message logging mode.
+    package var logging: LoggingMode
+    /// The newest round started before this launch.
+    package var deliverableEpoch: Epoch
+    /// Whether this launch recovers the rank (after a failure, or by `resume`).
+    package var restarted: Bool
 
     /// The abstract socket name of the supervisor.
     package var supervisorAddress: String { "\(addressPrefix).s" }
     /// The abstract socket name of a rank.
     package func rankAddress(_ rank: RankID) -> String { "\(addressPrefix).\(rank.rawValue)" }
 
+    /// Two launch environments are equal when their variables are.
     package static func == (lhs: LaunchEnvironment, rhs: LaunchEnvironment) -> Bool {
         lhs.variables == rhs.variables
     }
@@ -66,6 +90,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.variant: variant.rawValue, Key.restoreEpoch: String(restoreEpoch.rawValue),
             Key.heartbeatMs: String(heartbeatMs),
             Key.faults: faults.map { "\($0.index)=\($0.spec)" }.joined(separator: ";"),
+            Key.logging: logging.rawValue, Key.deliverableEpoch: String(deliverableEpoch.rawValue),
+            Key.restarted: restarted ? "1" : "0",
         ]
         if let restoreSnapshot { result[Key.restoreSnapshot] = restoreSnapshot }
         return result
@@ -104,12 +130,17 @@ package struct LaunchEnvironment: Sendable, Equatable {
             else { throw LifelineError(.environment, "\(Key.faults) has a bad entry '\(item)'") }
             faults.append((index, spec))
         }
+        guard let logging = LoggingMode(rawValue: try required(Key.logging)) else {
+            throw LifelineError(.environment, "\(Key.logging) is not a logging mode")
+        }
         return LaunchEnvironment(
             rank: RankID(rank), rankCount: rankCount, token: try required(Key.token),
             addressPrefix: try required(Key.addressPrefix), incarnation: try number(Key.incarnation, UInt32.self),
             supervisorPID: try number(Key.supervisorPID, Int32.self), storageRoots: (roots[0], roots[1]),
             variant: variant, restoreEpoch: Epoch(try number(Key.restoreEpoch, UInt64.self)),
             restoreSnapshot: value(Key.restoreSnapshot), heartbeatMs: try number(Key.heartbeatMs, Int.self),
-            faults: faults)
+            faults: faults, logging: logging,
+            deliverableEpoch: Epoch(try number(Key.deliverableEpoch, UInt64.self)),
+            restarted: value(Key.restarted) == "1")
     }
 }

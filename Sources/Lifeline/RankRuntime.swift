@@ -49,10 +49,21 @@ final class RankRuntime {
     private var finished = false
     private var anySourceCursor = 0
     private var rankFaults: [(index: Int, spec: FaultSpec)]
+    /// The receiver's message log (pessimistic logging), nil without logging.
+    private let log: MessageLog?
+    /// Deliveries to replay after a restart, in their logged order; nil when running live.
+    private var replay: ReplayQueue?
+    /// The incarnation of each peer's current connection.
+    private var peerIncarnation: [UInt32]
+    /// Peers restarted alone that must get this rank's retained messages again before anything
+    /// new, so each channel stays in order.
+    private var resendPending: [Bool]
+    /// How many messages the rank had delivered when it captured each open round.
+    private var deliveriesAtCapture: [(epoch: Epoch, count: UInt64)] = []
 
     private init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
-        store: MirroredStore?, snapshot: RankSnapshot?
+        store: MirroredStore?, snapshot: RankSnapshot?, log: MessageLog?, replay: ReplayQueue?
     ) {
         self.launch = launch
         self.rank = launch?.rank ?? RankID(0)
@@ -68,11 +79,16 @@ final class RankRuntime {
         self.peers = Array(repeating: nil, count: rankCount)
         self.ledger = snapshot?.ledger ?? MessageLedger(rank: rank, rankCount: rankCount)
         self.participant = CheckpointParticipant(
-            variant: launch?.variant ?? .coordinated, epoch: snapshot?.epoch ?? .start, stepPassed: snapshot?.step ?? -1)
+            variant: launch?.variant ?? .coordinated, epoch: snapshot?.epoch ?? .start, stepPassed: snapshot?.step ?? -1,
+            deliverableEpoch: launch?.deliverableEpoch)
         self.inbox = Array(repeating: [], count: rankCount)
         self.restoredStep = snapshot?.step
         self.restoredState = snapshot?.programState
         self.rankFaults = launch?.faults ?? []
+        self.log = log
+        self.replay = replay
+        self.peerIncarnation = Array(repeating: launch?.incarnation ?? 0, count: rankCount)
+        self.resendPending = Array(repeating: false, count: rankCount)
     }
 
     // MARK: Joining
@@ -80,7 +96,8 @@ final class RankRuntime {
     /// Joins the job described by the environment (or runs alone without one).
     static func join() throws -> RankRuntime {
         guard let launch = try LaunchEnvironment.current() else {
-            return RankRuntime(launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: nil)
+            return RankRuntime(
+                launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: nil, log: nil, replay: nil)
         }
         signal(SIGPIPE, SIG_IGN)
         lifeline_set_parent_death_signal(SIGKILL)
@@ -102,15 +119,17 @@ final class RankRuntime {
         } catch {
             throw LifelineError(.storage, "\(error)")
         }
-        if launch.incarnation > 0, let fault = launch.faults.first(where: { $0.spec == .killInPhase(launch.rank, .recovery) }) {
+        if launch.restarted, let fault = launch.faults.first(where: { $0.spec == .killInPhase(launch.rank, .recovery) }) {
             fireFault(index: fault.index, control: control)
         }
         let snapshot = try loadSnapshot(launch: launch, store: store)
+        let (log, replay) = try openLog(launch: launch, store: store, ledger: snapshot?.ledger)
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
-            store: store, snapshot: snapshot)
+            store: store, snapshot: snapshot, log: log, replay: replay)
         try runtime.connectToLowerRanks()
         try runtime.resendRetained()
+        if launch.restarted, log != nil, replay?.remainingCount ?? 0 == 0 { runtime.finishReplay() }
         return runtime
     }
 
@@ -152,6 +171,39 @@ final class RankRuntime {
         return try RankSnapshot.decode(bytes, rank: launch.rank, rankCount: launch.rankCount, epoch: launch.restoreEpoch)
     }
 
+    /// Opens the rank's message log (pessimistic logging) and, after a restart, the deliveries
+    /// it logged after its checkpoint: those are replayed before anything live.
+    private static func openLog(
+        launch: LaunchEnvironment, store: MirroredStore, ledger: MessageLedger?
+    ) throws -> (MessageLog?, ReplayQueue?) {
+        guard launch.logging == .pessimistic else { return (nil, nil) }
+        let log: MessageLog
+        do {
+            log = try MessageLog(store: store, name: "rank-\(launch.rank.rawValue)")
+        } catch {
+            throw LifelineError(.storage, "cannot open the message log: \(error)")
+        }
+        guard launch.restarted else {
+            try? log.trim(before: log.nextIndex)  // a new job starts with an empty log
+            return (log, nil)
+        }
+        let delivered = UInt64(ledger?.delivered.reduce(0) { $0 + $1.count } ?? 0)
+        guard delivered >= log.firstIndex else {
+            throw LifelineError(.storage,
+                "the message log starts at delivery \(log.firstIndex), after the checkpoint's \(delivered): it cannot be replayed")
+        }
+        let skip = Int(min(delivered - log.firstIndex, UInt64(log.records.count)))
+        var entries: [LoggedDelivery] = []
+        for record in log.records[skip...] {
+            do {
+                entries.append(try LoggedDelivery.decode(record))
+            } catch {
+                throw LifelineError(.storage, "a message log record does not decode: \(error)")
+            }
+        }
+        return (log, ReplayQueue(entries))
+    }
+
     private func connectToLowerRanks() throws {
         guard let launch else { return }
         for lower in 0..<rank.rawValue {
@@ -190,6 +242,10 @@ final class RankRuntime {
             heldSends.append((destination, header, payload))
             return
         }
+        if resendPending[destination.rawValue] {
+            try flushResend(to: destination)  // the new message is retained too: sent in order
+            return
+        }
         try deliverOrTransmit(destination, header, payload)
     }
 
@@ -216,9 +272,20 @@ final class RankRuntime {
     /// Receives the next deliverable message with `tag` from `source` (nil: any source).
     func receive(from source: RankID?, tag: Int64) throws -> Message {
         precondition(!finished, "receive after finish()")
+        if let delivery = try replayNext(source: source, tag: tag) {
+            ledger.recordDelivery(source: delivery.header.source, sequence: delivery.header.sequence)
+            return Message(source: delivery.header.source.rawValue, tag: Int(delivery.header.tag), bytes: delivery.payload)
+        }
         while true {
             try serviceControl()
             if let arrival = takeArrival(from: source, tag: tag) {
+                if let log {
+                    do {
+                        try log.append([LoggedDelivery(header: arrival.header, payload: arrival.payload).encoded()])
+                    } catch {
+                        throw LifelineError(.storage, "cannot log a delivery: \(error)")
+                    }
+                }
                 ledger.recordDelivery(source: arrival.header.source, sequence: arrival.header.sequence)
                 return Message(source: arrival.header.source.rawValue, tag: Int(arrival.header.tag), bytes: arrival.payload)
             }
@@ -227,6 +294,29 @@ final class RankRuntime {
             }
             try pump(timeoutMs: Self.pollIntervalMs)
         }
+    }
+
+    /// The next logged delivery while replaying; nil when running live.
+    private func replayNext(source: RankID?, tag: Int64) throws -> LoggedDelivery? {
+        guard var queue = replay else { return nil }
+        let next = queue.next(source: source, tag: tag)
+        replay = queue
+        switch next {
+        case .deliver(let delivery):
+            if queue.remainingCount == 0 { finishReplay() }
+            return delivery
+        case .exhausted:
+            finishReplay()
+            return nil
+        case .diverged(let expected):
+            throw LifelineError(.usage,
+                "replay diverged: the program asked for tag \(tag) from \(source.map { "\($0)" } ?? "any rank") but before the crash it received tag \(expected.tag) from \(expected.source) here; it is not piecewise deterministic")
+        }
+    }
+
+    private func finishReplay() {
+        replay = nil
+        control?.send(.replayComplete(deliveries: Int(ledger.delivered.reduce(0) { $0 + $1.count })))
     }
 
     private func takeArrival(from source: RankID?, tag: Int64) -> Arrival? {
@@ -293,6 +383,7 @@ final class RankRuntime {
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
             epoch: epoch, step: step, incarnation: incarnation, ledger: ledger, programState: programState)
+        deliveriesAtCapture.append((epoch, UInt64(ledger.delivered.reduce(0) { $0 + $1.count })))
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
         writer.submit(SnapshotWriter.Job(
             epoch: epoch, step: step,
@@ -345,15 +436,56 @@ final class RankRuntime {
                     ledger.trim(destination: RankID(receiver), covered: set)
                 }
                 ledger.trim(destination: rank, covered: ledger.delivered[rank.rawValue])
+                try trimLog(committed: epoch)
                 try perform(participant.handleDone(epoch))
             case .abort(let epoch):
                 try perform(participant.handleAbort(epoch))
             case .release:
                 released = true
-            case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired:
+            case .peerRestarted(let peer, let peerIncarnationNew):
+                try reconnect(to: peer, incarnation: peerIncarnationNew)
+            case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+                 .replayComplete:
                 break  // not for a rank, or already handled
             }
         }
+    }
+
+    /// A committed checkpoint covers the deliveries it captured: drop them from the log.
+    private func trimLog(committed epoch: Epoch) throws {
+        guard let captured = deliveriesAtCapture.first(where: { $0.epoch == epoch }) else { return }
+        deliveriesAtCapture.removeAll { $0.epoch <= epoch }
+        do {
+            try log?.trim(before: captured.count)
+        } catch {
+            throw LifelineError(.storage, "cannot trim the message log: \(error)")
+        }
+    }
+
+    /// A peer was restarted alone: make a connection to its new incarnation (the higher rank
+    /// connects) and send it again what it may have lost.
+    private func reconnect(to peer: RankID, incarnation peerIncarnationNew: UInt32) throws {
+        guard let launch, peer != rank else { return }
+        if rank > peer {
+            peers[peer.rawValue]?.close()
+            let fd = try Socket.connect(abstractName: launch.rankAddress(peer))
+            let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
+            guard Socket.sendAll(fd, handshake.frame()) else {
+                throw LifelineError(.transport, "restarted \(peer) closed the connection during the handshake")
+            }
+            peers[peer.rawValue] = Connection(fd: fd)
+            peerIncarnation[peer.rawValue] = peerIncarnationNew
+            resendPending[peer.rawValue] = true
+        }
+        while peerIncarnation[peer.rawValue] < peerIncarnationNew { try pump(timeoutMs: Self.pollIntervalMs) }
+        try flushResend(to: peer)
+    }
+
+    /// Sends a restarted peer every retained message again, before anything new.
+    private func flushResend(to peer: RankID) throws {
+        guard resendPending[peer.rawValue] else { return }
+        resendPending[peer.rawValue] = false
+        for message in ledger.retained[peer.rawValue] { try deliverOrTransmit(peer, message.header, message.payload) }
     }
 
     private func perform(_ actions: [CheckpointParticipant.Action]) throws {
@@ -429,6 +561,10 @@ final class RankRuntime {
             return
         }
         peers[handshake.rank.rawValue]?.close()
+        if handshake.incarnation > peerIncarnation[handshake.rank.rawValue] {
+            peerIncarnation[handshake.rank.rawValue] = handshake.incarnation
+            resendPending[handshake.rank.rawValue] = true
+        }
         let connection = Connection(fd: fd)
         _ = connection.write(head: [UInt8](FrameKindWelcome.frame)) { _ in }
         peers[handshake.rank.rawValue] = connection

@@ -47,7 +47,10 @@ extension Supervisor {
                 faultFired[index] = true
                 events.record("fault_injected", ["rank": .int(rank.rawValue), "spec": .string("\(faults[index])")])
             }
-        case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release:
+        case .replayComplete(let deliveries):
+            events.record("replay_done", ["rank": .int(rank.rawValue), "deliveries": .int(deliveries)])
+            if replaying == rank.rawValue { try recoveryDone([rank.rawValue]) }
+        case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted:
             events.record("protocol_error", ["rank": .int(rank.rawValue), "detail": .string("unexpected \(message)")])
         }
     }
@@ -88,7 +91,7 @@ extension Supervisor {
         let members = acks.enumerated().map { rank, ack in
             Member(
                 rank: rank, snapshot: manifests.snapshotName(epoch: epoch.rawValue, rank: rank), step: ack.step,
-                incarnation: Int(incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes)
+                incarnation: Int(slots[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes)
         }
         var next = manifest
         next.appendCommitted(CommittedLine(epoch: epoch.rawValue, step: step, members: members))

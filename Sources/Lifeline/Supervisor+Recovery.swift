@@ -42,13 +42,12 @@ extension Supervisor {
             "rank": .int(rank), "cause": .string(cause), "step": .int(slots[rank].step),
             "epoch": .int(Int(coordinator.committedEpoch.rawValue)),
         ])
-        warn("rank \(rank) \(cause) at step \(slots[rank].step); rolling back to epoch \(lineEpoch)")
         try perform(coordinator.handleRankFailed(RankID(rank), now: now))
         if let programExit {
             if let last = lastProgramError, last.exit == programExit, last.epoch == lineEpoch {
                 stopSurvivors()
                 let errPath = OutputCommitter.stderrPath(
-                    directory: configuration.runDirectory + "/output", rank: rank, incarnation: incarnation)
+                    directory: configuration.runDirectory + "/output", rank: rank, incarnation: slots[rank].incarnation)
                 throw LifelineError(.jobFailed,
                     "rank \(rank) \(programExit) on every attempt from epoch \(lineEpoch); see \(errPath)")
             }
@@ -61,12 +60,40 @@ extension Supervisor {
             throw LifelineError(.jobFailed,
                 "\(failures) failures exceed --max-restarts \(configuration.maxRestarts); the run directory keeps the last committed line, `lifeline resume` continues it")
         }
+        // A rank recovers alone unless another rank is recovering at the same time (its own
+        // second failure during replay is fine: it restarts alone again).
+        let alone = configuration.logging != .none && (replaying ?? rank) == rank && starting.allSatisfy { $0 == rank }
+        if !alone, configuration.logging != .none {
+            warn("rank \(rank) failed while another rank recovers: falling back to global rollback")
+            events.record("fallback_global_rollback", ["rank": .int(rank)])
+        }
+        warn(alone
+            ? "rank \(rank) \(cause) at step \(slots[rank].step); it restarts alone from epoch \(lineEpoch) and replays its log"
+            : "rank \(rank) \(cause) at step \(slots[rank].step); rolling every rank back to epoch \(lineEpoch)")
         recoveryStartedAt = now
-        events.record("recovery_start", ["epoch": .int(Int(lineEpoch)), "mode": .string("global-rollback")])
-        stopSurvivors()
-        incarnation += 1
-        try launchAll()
-        try perform(coordinator.handleRestarted(now: now))
+        events.record("recovery_start", [
+            "rank": .int(rank), "epoch": .int(Int(lineEpoch)), "mode": .string(alone ? "replay" : "global-rollback"),
+        ])
+        if alone {
+            replaying = rank
+            try launch([rank])
+        } else {
+            replaying = nil
+            stopSurvivors()
+            try launchAll()
+        }
+    }
+
+    /// The restarted ranks are back: after a global rollback, once all are connected; after a
+    /// lone restart, once the rank has replayed its log.
+    func recoveryDone(_ ranks: [Int]) throws {
+        recoveries += 1
+        events.record("recovery_done", [
+            "ranks": .int(ranks.count), "duration_s": .double(now - (recoveryStartedAt ?? now)),
+        ])
+        recoveryStartedAt = nil
+        replaying = nil
+        try perform(coordinator.handleRestarted(ranks.map { RankID($0) }, now: now))
     }
 
     /// SIGKILLs every live rank and waits until all have been reaped.

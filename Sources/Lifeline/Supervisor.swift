@@ -22,6 +22,8 @@ final class Supervisor {
         var alive = false
         /// Whether the supervisor caused or expects its exit (killed for rollback, released).
         var exitExpected = false
+        /// The incarnation of the process (unique in the job: every launch takes the next).
+        var incarnation: UInt32 = 0
     }
 
     let configuration: JobConfiguration
@@ -41,7 +43,14 @@ final class Supervisor {
 
     var coordinator: CheckpointCoordinator
     var slots: [Slot]
+    /// The incarnation the next launched process gets.
     var incarnation: UInt32
+    /// Ranks launched and not yet all connected: when they are, they get START.
+    var starting: [Int] = []
+    /// The rank recovering alone by replaying its log (message logging), if any.
+    var replaying: Int?
+    /// Whether launches recover ranks (after the first launch of `run`, or any of `resume`).
+    var restartsRanks: Bool
     var failures = 0
     var recoveries = 0
     var finishedJob = false
@@ -79,6 +88,7 @@ final class Supervisor {
             committed: Epoch(manifest.newestLine?.epoch ?? 0), now: clockOffset)
         self.slots = Array(repeating: Slot(), count: configuration.rankCount)
         self.incarnation = incarnation
+        self.restartsRanks = incarnation > 0
         self.faultFired = Array(repeating: false, count: faults.count)
         if let spec = faults.first(where: { if case .chaos = $0 { true } else { false } }),
            case .chaos(let seed, let mtbf) = spec {
@@ -149,6 +159,12 @@ final class Supervisor {
 
     /// Starts every rank from the newest intact committed line (or from the start).
     func launchAll() throws {
+        try launch(Array(0..<configuration.rankCount))
+    }
+
+    /// Starts `ranks` from the newest intact committed line (or from the start); the others, if
+    /// any, keep running.
+    func launch(_ ranks: [Int]) throws {
         let (line, problems) = manifests.newestIntactLine(manifest)
         for problem in problems {
             warn(problem)
@@ -160,7 +176,7 @@ final class Supervisor {
             events.record("fallback", ["epoch": .int(Int(line?.epoch ?? 0))])
         }
         let outputDirectory = configuration.runDirectory + "/output"
-        for rank in 0..<configuration.rankCount {
+        for rank in ranks {
             let member = line?.members.first { $0.rank == rank }
             let pending = faults.indices.filter { !faultFired[$0] && faults[$0].firesInRank && faults[$0].rank?.rawValue == rank }
             let environment = LaunchEnvironment(
@@ -169,20 +185,26 @@ final class Supervisor {
                 storageRoots: (configuration.storageRoots[0], configuration.storageRoots[1]),
                 variant: configuration.checkpointing == .blocking ? .blocking : .coordinated,
                 restoreEpoch: Epoch(line?.epoch ?? 0), restoreSnapshot: member?.snapshot,
-                heartbeatMs: configuration.heartbeatMs, faults: pending.map { ($0, faults[$0]) })
+                heartbeatMs: configuration.heartbeatMs, faults: pending.map { ($0, faults[$0]) },
+                logging: configuration.logging == .pessimistic ? .pessimistic : .none,
+                deliverableEpoch: coordinator.lastEpoch, restarted: restartsRanks)
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,
                 stdoutPath: OutputCommitter.stdoutPath(directory: outputDirectory, rank: rank, incarnation: incarnation),
                 stderrPath: OutputCommitter.stderrPath(directory: outputDirectory, rank: rank, incarnation: incarnation))
-            slots[rank] = Slot(pid: pid, connection: nil, lastHeard: now, step: member?.step ?? -1, alive: true)
+            slots[rank] = Slot(
+                pid: pid, connection: nil, lastHeard: now, step: member?.step ?? -1, alive: true, incarnation: incarnation)
             output.started(rank: rank, incarnation: incarnation)
+            events.record("rank_launched", [
+                "rank": .int(rank), "pid": .int(Int(pid)), "incarnation": .int(Int(incarnation)),
+                "epoch": .int(Int(line?.epoch ?? 0)), "step": .int(member?.step ?? -1),
+            ])
+            incarnation += 1
         }
+        starting = ranks
+        restartsRanks = true
         try writePIDs()
-        events.record("ranks_launched", [
-            "incarnation": .int(Int(incarnation)), "epoch": .int(Int(line?.epoch ?? 0)),
-            "step": .int(line?.step ?? -1),
-        ])
     }
 
     private func writePIDs() throws {
@@ -205,7 +227,8 @@ final class Supervisor {
               let handshake = try? Handshake.decode(body),
               handshake.token == token, handshake.role == .control,
               slots.indices.contains(handshake.rank.rawValue),
-              handshake.incarnation == incarnation, slots[handshake.rank.rawValue].pid == handshake.pid
+              handshake.incarnation == slots[handshake.rank.rawValue].incarnation,
+              slots[handshake.rank.rawValue].pid == handshake.pid
         else {
             events.record("connection_refused", ["reason": .string("bad or missing handshake token")])
             close(fd)
@@ -216,16 +239,20 @@ final class Supervisor {
         slots[rank].connection = connection
         slots[rank].lastHeard = now
         _ = connection.write(head: FrameKindWelcome.frame) { _ in }
-        if slots.allSatisfy({ $0.connection != nil }) {
-            for slot in slots { send(.start, to: slot) }
-            events.record("ranks_started", ["incarnation": .int(Int(incarnation))])
-            if let started = recoveryStartedAt {
-                recoveries += 1
-                events.record("recovery_done", [
-                    "incarnation": .int(Int(incarnation)), "duration_s": .double(now - started),
-                ])
-                recoveryStartedAt = nil
+        guard !starting.isEmpty, starting.allSatisfy({ slots[$0].connection != nil }) else { return }
+        let started = starting
+        starting = []
+        for rank in started { send(.start, to: slots[rank]) }
+        events.record("ranks_started", ["ranks": .int(started.count)])
+        if started.count < configuration.rankCount {
+            for rank in started {
+                events.record("replay_start", ["rank": .int(rank), "incarnation": .int(Int(slots[rank].incarnation))])
+                for other in slots.indices where !started.contains(other) {
+                    send(.peerRestarted(RankID(rank), incarnation: slots[rank].incarnation), to: slots[other])
+                }
             }
+        } else if recoveryStartedAt != nil {
+            try? recoveryDone(started)
         }
     }
 

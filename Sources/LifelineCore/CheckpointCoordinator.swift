@@ -9,7 +9,7 @@
 /// | committing(e) | commitDurable(e) | idle | done(e) to each rank |
 /// | collecting, capturing | rank finished before S, snapshot failed | idle | abort(e) |
 /// | any | rank failed | recovering | abort(e) if a round was open |
-/// | recovering | restarted | idle | — |
+/// | recovering | restarted | idle | release if all others wait at the final barrier |
 ///
 /// Time is an argument (seconds on the job's clock); nothing here reads a clock.
 package struct CheckpointCoordinator: Sendable {
@@ -189,13 +189,15 @@ package struct CheckpointCoordinator: Sendable {
         return actions
     }
 
-    /// Every rank was restarted from the committed line.
-    package mutating func handleRestarted(now: Double) -> [Action] {
+    /// The failed ranks (`restarted`) were restarted and have caught up: all of them after a
+    /// global rollback, or one that replayed its log while the others kept running (those
+    /// keep their place at the final barrier).
+    package mutating func handleRestarted(_ restarted: [RankID], now: Double) -> [Action] {
         defer { checkInvariants() }
         precondition(state == .recovering, "restart while \(state)")
-        finished = Array(repeating: false, count: rankCount)
+        for rank in restarted { finished[rank.rawValue] = false }
         state = .idle(dueAt: now + intervalSeconds)
-        return []
+        return finishIfAllFinished()
     }
 
     private mutating func abort(_ round: Epoch, reason: String, now: Double) -> [Action] {

@@ -75,12 +75,14 @@ package struct CheckpointParticipant: Sendable, Equatable {
     package private(set) var deliverableEpoch: Epoch
 
     /// A participant starting at `epoch` having passed `stepPassed` (restored or fresh: -1).
-    package init(variant: CheckpointVariant, epoch: Epoch, stepPassed: Int) {
+    /// A rank restarted alone is told the newest round started so far (`deliverableEpoch`):
+    /// the others may carry the epoch of a round aborted since its checkpoint.
+    package init(variant: CheckpointVariant, epoch: Epoch, stepPassed: Int, deliverableEpoch: Epoch? = nil) {
         self.variant = variant
         self.state = .idle
         self.stepPassed = stepPassed
         self.epoch = epoch
-        self.deliverableEpoch = epoch
+        self.deliverableEpoch = max(epoch, deliverableEpoch ?? epoch)
     }
 
     /// Whether new sends must be held back (blocking variant, between capture and DONE/ABORT).

@@ -34,6 +34,9 @@ package enum ControlMessage: Sendable, Equatable {
     case abort(Epoch)
     /// Every rank reached the final barrier: exit.
     case release
+    /// A rank was restarted alone (its incarnation given): connect to it if it is below you,
+    /// wait for its connection otherwise, then send it your retained messages again.
+    case peerRestarted(RankID, incarnation: UInt32)
 
     // Rank → supervisor.
     /// The rank is alive; `step` is the last safe point it passed.
@@ -50,10 +53,12 @@ package enum ControlMessage: Sendable, Equatable {
     case checkpointWanted
     /// An injected fault is about to fire in the rank (it kills itself next).
     case faultFired(index: Int)
+    /// A restarted rank has replayed every logged delivery and runs live again.
+    case replayComplete(deliveries: Int)
 
     private enum Code: UInt8 {
-        case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release
-        case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired
+        case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted
+        case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete
     }
 
     /// The complete frame, prefix included.
@@ -86,6 +91,10 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(epoch.rawValue)
         case .release:
             writer.write(Code.release.rawValue)
+        case .peerRestarted(let rank, let incarnation):
+            writer.write(Code.peerRestarted.rawValue)
+            writer.write(UInt32(rank.rawValue))
+            writer.write(incarnation)
         case .heartbeat(let step):
             writer.write(Code.heartbeat.rawValue)
             writer.write(Int64(step))
@@ -112,6 +121,9 @@ package enum ControlMessage: Sendable, Equatable {
         case .faultFired(let index):
             writer.write(Code.faultFired.rawValue)
             writer.write(UInt32(index))
+        case .replayComplete(let deliveries):
+            writer.write(Code.replayComplete.rawValue)
+            writer.write(UInt64(deliveries))
         }
     }
 
@@ -131,6 +143,8 @@ package enum ControlMessage: Sendable, Equatable {
         case .checkpointDone: message = .checkpointDone(try epoch(), coveredByReceiver: try decodeSets(&reader))
         case .abort: message = .abort(try epoch())
         case .release: message = .release
+        case .peerRestarted:
+            message = .peerRestarted(RankID(Int(try reader.read(UInt32.self))), incarnation: try reader.read(UInt32.self))
         case .heartbeat: message = .heartbeat(step: try step())
         case .stepReport: message = .stepReport(try epoch(), step: try step())
         case .ack:
@@ -145,6 +159,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .finished: message = .finished(step: try step())
         case .checkpointWanted: message = .checkpointWanted
         case .faultFired: message = .faultFired(index: Int(try reader.read(UInt32.self)))
+        case .replayComplete: message = .replayComplete(deliveries: Int(try reader.read(UInt64.self)))
         }
         guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes after control message") }
         return message

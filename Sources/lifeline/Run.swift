@@ -17,6 +17,8 @@ extension LifelineCommand {
         var storage: String?
         @Option(help: "Checkpoint protocol: coordinated (non-blocking) or blocking.")
         var checkpoint: String = "coordinated"
+        @Option(help: "Message logging: none (global rollback) or pessimistic (a crashed rank replays alone).")
+        var logging: String = "none"
         @Option(help: "Seconds between checkpoints.")
         var interval: String = "5"
         @OptionGroup var faults: InjectionOptions
@@ -38,6 +40,9 @@ extension LifelineCommand {
             guard let checkpointing = JobConfiguration.Checkpointing(rawValue: checkpoint) else {
                 throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking")
             }
+            guard let loggingMode = JobConfiguration.Logging(rawValue: logging) else {
+                throw ValidationError("--logging \(logging) is not one of none, pessimistic")
+            }
             guard let intervalSeconds = Double(interval), intervalSeconds > 0, intervalSeconds.isFinite else {
                 throw ValidationError("--interval \(interval) is not a positive number of seconds")
             }
@@ -56,6 +61,7 @@ extension LifelineCommand {
             let configuration = JobConfiguration(
                 program: try JobConfiguration.resolveProgram(name), arguments: Array(command.dropFirst()),
                 rankCount: ranks, runDirectory: runDirectory, storageRoots: roots, checkpointing: checkpointing,
+                logging: loggingMode,
                 intervalSeconds: intervalSeconds, injections: faults.injections, heartbeatMs: heartbeatMs,
                 heartbeatTimeoutMs: heartbeatTimeoutMs, maxRestarts: maxRestarts, quiet: quiet)
             if !quiet { note("run directory \(runDirectory)") }

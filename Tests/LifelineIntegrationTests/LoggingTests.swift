@@ -1,0 +1,50 @@
+import Foundation
+import LifelineCore
+import Testing
+
+extension RecoveryTests {
+    /// The survivors' processes at the end of a run: the last `rank_launched` pid of each rank.
+    private func lastPIDs(_ result: JobRunner.Result) -> [Int: Int] {
+        var pids: [Int: Int] = [:]
+        for event in result.events("rank_launched") {
+            if let rank = event["rank"] as? Int, let pid = event["pid"] as? Int { pids[rank] = pid }
+        }
+        return pids
+    }
+
+    /// Pessimistic logging: the killed rank restarts alone, replays its log, and the job ends
+    /// with the failure-free hash; the other ranks keep their processes.
+    @Test(arguments: ["coordinated", "blocking"])
+    func pessimisticLoggingRecoversOneRank(checkpoint: String) throws {
+        let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
+        var generator = SplitMix64(seed: seed)
+        let step = Int.random(in: 150...550, using: &generator)
+        let rank = Int.random(in: 0..<4, using: &generator)
+        let result = try JobRunner.runHeat("pessimistic-\(checkpoint)", [
+            "--logging", "pessimistic", "--checkpoint", checkpoint, "--inject", "kill:rank=\(rank),step=\(step)",
+        ])
+        #expect(result.status == 0, "seed \(seed): \(result.stderr)")
+        #expect(result.resultLines == [Self.oracle], "seed \(seed): kill:rank=\(rank),step=\(step)")
+        #expect(result.events("failure").count == 1, "seed \(seed)")
+        #expect(result.events("recovery_start").first?["mode"] as? String == "replay", "seed \(seed)")
+        #expect(result.events("replay_done").contains { $0["rank"] as? Int == rank }, "seed \(seed)")
+        let launches = result.events("rank_launched").compactMap { $0["rank"] as? Int }
+        #expect(launches.sorted() == ([0, 1, 2, 3] + [rank]).sorted(), "seed \(seed): only rank \(rank) restarts, got \(launches)")
+    }
+
+    /// A second kill of the same rank while it replays: still the failure-free hash.
+    @Test func pessimisticLoggingSurvivesKillDuringReplay() throws {
+        let result = try JobRunner.runHeat("replay-kill", [
+            "--logging", "pessimistic", "--inject", "kill:rank=2,step=400", "--inject", "kill:rank=2,phase=recovery",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines == [Self.oracle])
+        #expect(result.events("failure").count == 2)
+        let survivors = lastPIDs(result).filter { $0.key != 2 }
+        let first = Dictionary(uniqueKeysWithValues: result.events("rank_launched").prefix(4).compactMap { event -> (Int, Int)? in
+            guard let rank = event["rank"] as? Int, let pid = event["pid"] as? Int else { return nil }
+            return (rank, pid)
+        })
+        #expect(survivors == first.filter { $0.key != 2 }, "survivors were restarted")
+    }
+}
