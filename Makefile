@@ -1,0 +1,31 @@
+# Lifeline: `make demo` shows recovery from crashes, `make test` runs the test suite.
+
+SWIFT ?= swift
+APT_PACKAGES = libzstd-dev libxxhash-dev zlib1g-dev pkg-config
+
+.PHONY: all prereqs build test demo clean
+
+all: build
+
+# Installs the C libraries Lifeline links against, when they are missing.
+prereqs:
+	@if pkg-config --exists libzstd libxxhash zlib 2>/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing $(APT_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	else \
+		echo "lifeline needs $(APT_PACKAGES): sudo apt-get install $(APT_PACKAGES)" >&2; exit 1; \
+	fi
+
+build: prereqs
+	$(SWIFT) build -c release
+
+test: prereqs
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+demo: build
+	scripts/demo.sh
+
+clean:
+	rm -rf .build lifeline-runs
