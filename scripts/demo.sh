@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(swift build -c release --show-bin-path)
 SEED=${SEED:-$(( $(date +%s) % 100000 ))}
-SIZE=${SIZE:-384}
-STEPS=${STEPS:-3000}
+SIZE=${SIZE:-1024}
+STEPS=${STEPS:-6000}
 echo "demo seed: $SEED (run again with SEED=$SEED make demo)"
 
 RANDOM=$SEED
@@ -17,6 +17,7 @@ CHECKPOINT_RANK=$(( RANDOM % 4 ))
 KILL_TIME_RANK=$(( RANDOM % 4 ))
 KILL_TIME_MS=$(( 1500 + RANDOM % 4000 ))
 
+mkdir -p lifeline-runs
 STAMP=$(date +%Y%m%d-%H%M%S)
 CLEAN_DIR="lifeline-runs/demo-$STAMP-clean"
 CRASH_DIR="lifeline-runs/demo-$STAMP-crashes"
