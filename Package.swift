@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "Lifeline", targets: ["Lifeline"]),
         .executable(name: "lifeline", targets: ["lifeline"]),
         .executable(name: "heat2d", targets: ["heat2d"]),
+        .executable(name: "taskfarm", targets: ["taskfarm"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,7 +39,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "heat2d", dependencies: ["Lifeline"], path: "Examples/Heat2D"),
+        // What the examples share (a SHA-256 to fingerprint their results).
+        .target(name: "ExampleSupport", path: "Examples/Support"),
+        .executableTarget(name: "heat2d", dependencies: ["Lifeline", "ExampleSupport"], path: "Examples/Heat2D"),
+        .executableTarget(name: "taskfarm", dependencies: ["Lifeline", "ExampleSupport"], path: "Examples/TaskFarm"),
         .executableTarget(name: "ring", dependencies: ["Lifeline"], path: "Examples/Ring"),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore"]),
         .testTarget(name: "LifelineStorageTests", dependencies: ["LifelineStorage"]),

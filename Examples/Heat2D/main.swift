@@ -28,6 +28,7 @@
 // The result. At the end rank 0 gathers the whole field in global row order and prints the
 // SHA-256 of its bytes (little-endian float64) as `result sha256=<hex>`.
 
+import ExampleSupport
 import Foundation
 import Lifeline
 

@@ -1,4 +1,4 @@
-/// A small SHA-256 (FIPS 180-4), enough to fingerprint the solver's result; the package has no
+/// A small SHA-256 (FIPS 180-4), enough to fingerprint the examples' results; the package has no
 /// crypto library and the example should not need one.
 ///
 /// Checked against the standard test vectors (by compiling this file with a small driver):
@@ -7,7 +7,7 @@
 ///   SHA256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
 ///                 = 248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1
 ///   SHA256(one million "a") = cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0
-struct SHA256 {
+public struct SHA256 {
     private static let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
         0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -29,10 +29,11 @@ struct SHA256 {
     /// The message schedule, kept to avoid an allocation per block.
     private var w = [UInt32](repeating: 0, count: 64)
 
-    init() { pending.reserveCapacity(64) }
+    /// A hasher with no input yet.
+    public init() { pending.reserveCapacity(64) }
 
     /// Appends bytes to the message.
-    mutating func update(_ data: UnsafeRawBufferPointer) {
+    public mutating func update(_ data: UnsafeRawBufferPointer) {
         length &+= UInt64(data.count)
         var index = 0
         if !pending.isEmpty {
@@ -55,12 +56,12 @@ struct SHA256 {
     }
 
     /// Appends bytes to the message.
-    mutating func update(_ bytes: [UInt8]) {
+    public mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
 
     /// Pads the message and returns the 32-byte digest.
-    mutating func finalize() -> [UInt8] {
+    public mutating func finalize() -> [UInt8] {
         let bitLength = length &* 8
         var tail = pending
         tail.append(0x80)
@@ -88,14 +89,14 @@ struct SHA256 {
     }
 
     /// The digest of `bytes`, in lowercase hex.
-    static func hex(of bytes: [UInt8]) -> String {
+    public static func hex(of bytes: [UInt8]) -> String {
         var hasher = SHA256()
         hasher.update(bytes)
         return hex(hasher.finalize())
     }
 
     /// Lowercase hex of a digest.
-    static func hex(_ digest: [UInt8]) -> String {
+    public static func hex(_ digest: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(digest.count * 2)

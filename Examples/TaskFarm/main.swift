@@ -1,0 +1,176 @@
+// taskfarm — a master/worker task farm whose receives are nondeterministic.
+//
+// Rank 0 (the master) hands out T independent tasks in rounds of R. Within a round it gives one
+// task to each worker, then waits for results from any source (`receive(from: .any)`), and gives
+// the next task of the round to whichever worker answered first. Which worker computes which
+// task depends on timing; the result does not. At the end of a round the master tells every
+// worker so, and every rank passes a safe point: the safe-point contract holds, since everything
+// a rank needs to finish round r is sent before its sender finishes round r.
+//
+// A task is a deterministic computation from its seed (an integer hash iterated `--work` times).
+// At the end the master prints the SHA-256 of the results in task order as
+// `result sha256=<hex>`. `--idle-workers K` leaves workers 1…K without tasks in the first half
+// of the rounds (their state does not change there).
+//
+// With one rank the master computes every task itself.
+
+import ExampleSupport
+import Foundation
+import Lifeline
+
+struct Options {
+    var tasks = 2000
+    var round = 0
+    var work = 20000
+    var idleWorkers = 0
+    var sleepMilliseconds = 0
+
+    static let usage = "usage: taskfarm [--tasks T] [--round R] [--work N] [--idle-workers K] [--sleep-ms M]"
+
+    /// Parses the command line; a bad option prints one line to stderr and exits 2.
+    static func parse(_ arguments: [String]) -> Options {
+        var options = Options()
+        var index = 0
+        func fail(_ message: String) -> Never {
+            FileHandle.standardError.write(Data("taskfarm: \(message)\n\(usage)\n".utf8))
+            exit(2)
+        }
+        while index < arguments.count {
+            let name = arguments[index]
+            guard index + 1 < arguments.count, let value = Int(arguments[index + 1]) else {
+                fail("\(name) needs an integer value")
+            }
+            switch name {
+            case "--tasks" where value > 0: options.tasks = value
+            case "--round" where value > 0: options.round = value
+            case "--work" where value > 0: options.work = value
+            case "--idle-workers" where value >= 0: options.idleWorkers = value
+            case "--sleep-ms" where value >= 0: options.sleepMilliseconds = value
+            default: fail("unknown option or bad value: \(name) \(value)")
+            }
+            index += 2
+        }
+        return options
+    }
+}
+
+/// What every rank saves at a round's end: the next round, and at the master the results so far.
+struct FarmState: Checkpointable {
+    var round = 0
+    var results: [UInt64] = []
+
+    init(taskCount: Int, isMaster: Bool) {
+        results = isMaster ? Array(repeating: 0, count: taskCount) : []
+    }
+
+    func encode(to writer: inout StateWriter) {
+        writer.write(round)
+        writer.write(results)
+    }
+
+    init(from reader: inout StateReader) throws {
+        round = try reader.read(Int.self)
+        results = try reader.readArray(of: UInt64.self)
+    }
+}
+
+/// Message kinds between master and workers (the first word of every payload).
+enum Kind: UInt64 {
+    case task = 1, roundEnd = 2, result = 3
+}
+
+let taskTag = 1
+let resultTag = 2
+
+/// The task: a hash of its seed iterated `work` times.
+func compute(task: Int, work: Int) -> UInt64 {
+    var value = UInt64(task) &* 0x9E37_79B9_7F4A_7C15 ^ 0xD1B5_4A32_D192_ED03
+    for _ in 0..<work {
+        value ^= value >> 31
+        value &*= 0x7FB5_D329_728E_A185
+        value ^= value >> 27
+        value &*= 0x81DA_DEF4_BC2C_4A05
+        value ^= value >> 33
+    }
+    return value
+}
+
+func runMaster(_ comm: Communicator, _ state: inout FarmState, _ options: Options, roundSize: Int, roundCount: Int) throws {
+    let workers = Array(1..<comm.size)
+    while state.round < roundCount {
+        try comm.safePoint(step: state.round, state: state)
+        let first = state.round * roundSize
+        var pending = Array(first..<min(first + roundSize, options.tasks)).reversed() as [Int]
+        let active = state.round < roundCount / 2 ? workers.filter { $0 > options.idleWorkers } : workers
+        if active.isEmpty {
+            while let task = pending.popLast() { state.results[task] = compute(task: task, work: options.work) }
+        }
+        var outstanding = 0
+        for worker in active {
+            guard let task = pending.popLast() else { break }
+            try comm.send([Kind.task.rawValue, UInt64(task)], to: worker, tag: taskTag)
+            outstanding += 1
+        }
+        while outstanding > 0 {
+            let message = try comm.receive(from: .any, tag: resultTag)
+            let words = message.values(as: UInt64.self)
+            guard words.count == 3, words[0] == Kind.result.rawValue else {
+                throw FarmError("rank 0: a malformed result from rank \(message.source)")
+            }
+            state.results[Int(words[1])] = words[2]
+            outstanding -= 1
+            if let task = pending.popLast() {
+                try comm.send([Kind.task.rawValue, UInt64(task)], to: message.source, tag: taskTag)
+                outstanding += 1
+            }
+        }
+        for worker in workers { try comm.send([Kind.roundEnd.rawValue, 0], to: worker, tag: taskTag) }
+        state.round += 1
+        if options.sleepMilliseconds > 0 { Thread.sleep(forTimeInterval: Double(options.sleepMilliseconds) / 1000) }
+    }
+}
+
+func runWorker(_ comm: Communicator, _ state: inout FarmState, _ options: Options, roundCount: Int) throws {
+    while state.round < roundCount {
+        try comm.safePoint(step: state.round, state: state)
+        while true {
+            let words = try comm.receive(UInt64.self, from: 0, tag: taskTag)
+            guard let kind = words.first.flatMap(Kind.init(rawValue:)), words.count == 2 else {
+                throw FarmError("rank \(comm.rank): a malformed message from the master")
+            }
+            if kind == .roundEnd { break }
+            let task = Int(words[1])
+            try comm.send([Kind.result.rawValue, UInt64(task), compute(task: task, work: options.work)], to: 0, tag: resultTag)
+        }
+        state.round += 1
+        if options.sleepMilliseconds > 0 { Thread.sleep(forTimeInterval: Double(options.sleepMilliseconds) / 1000) }
+    }
+}
+
+struct FarmError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func run(_ options: Options) throws {
+    let comm = try Communicator.join()
+    let roundSize = options.round > 0 ? options.round : max(1, 4 * (comm.size - 1))
+    let roundCount = (options.tasks + roundSize - 1) / roundSize
+    var state = try comm.restore(FarmState.self) ?? FarmState(taskCount: options.tasks, isMaster: comm.rank == 0)
+    if comm.rank == 0 {
+        try runMaster(comm, &state, options, roundSize: roundSize, roundCount: roundCount)
+        var hasher = SHA256()
+        state.results.map(\.littleEndian).withUnsafeBytes { hasher.update($0) }
+        print("result sha256=\(SHA256.hex(hasher.finalize()))")
+    } else {
+        try runWorker(comm, &state, options, roundCount: roundCount)
+    }
+    try comm.finish()
+}
+
+do {
+    try run(Options.parse(Array(CommandLine.arguments.dropFirst())))
+} catch {
+    FileHandle.standardError.write(Data("taskfarm: \(error)\n".utf8))
+    exit(1)
+}
