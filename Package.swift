@@ -36,6 +36,7 @@ let package = Package(
             name: "lifeline",
             dependencies: [
                 "Lifeline",
+                "LifelineCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/file.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
@@ -61,4 +65,28 @@ int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const
     if (result == 0) result = posix_spawn(pid, path, &actions, NULL, argv, envp);
     posix_spawn_file_actions_destroy(&actions);
     return result;
+}
+
+static volatile int stop_signal_fd = -1;
+
+static void route_stop_signal(int signal) {
+    unsigned char byte = (unsigned char)signal;
+    int saved = errno;
+    if (stop_signal_fd >= 0) (void)!write(stop_signal_fd, &byte, 1);
+    errno = saved;
+}
+
+int lifeline_route_stop_signals(int fd) {
+    stop_signal_fd = fd;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = route_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    if (sigaction(SIGINT, &action, NULL) != 0) return -1;
+    return sigaction(SIGTERM, &action, NULL);
+}
+
+int lifeline_lock_file(int fd) {
+    return flock(fd, LOCK_EX | LOCK_NB);
 }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLifelineSupport
 import Foundation
 import LifelineCore
 import LifelineStorage
@@ -19,6 +23,8 @@ public enum Job {
         } catch {
             throw LifelineError(.configuration, "cannot create the run directory \(configuration.runDirectory): \(error.localizedDescription)")
         }
+        let lock = try lockRunDirectory(configuration.runDirectory)
+        defer { close(lock) }
         let store = try openStore(configuration)
         let manifests = ManifestStore(store: store)
         if (try? manifests.load()) ?? nil != nil {
@@ -41,7 +47,8 @@ public enum Job {
 
     /// Continues the job in `runDirectory` from its newest committed line, with the faults in
     /// `injections` (those of the original run are not fired again).
-    public static func resume(runDirectory: String, injections: [String] = []) throws -> JobOutcome {
+    /// `rankCount`, when given, must match the job's.
+    public static func resume(runDirectory: String, injections: [String] = [], rankCount: Int? = nil) throws -> JobOutcome {
         let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
         guard let data = FileManager.default.contents(atPath: path + "/job.json"),
               var configuration = try? JSONDecoder().decode(JobConfiguration.self, from: data)
@@ -49,7 +56,13 @@ public enum Job {
             throw LifelineError(.configuration, "\(path) is not a Lifeline run directory (no readable job.json)")
         }
         configuration.injections = injections
+        if let rankCount, rankCount != configuration.rankCount {
+            throw LifelineError(.configuration,
+                "the job in \(path) runs on \(configuration.rankCount) ranks, not \(rankCount): resume it with -n \(configuration.rankCount)")
+        }
         let faults = try configuration.validated()
+        let lock = try lockRunDirectory(path)
+        defer { close(lock) }
         let store = try openStore(configuration)
         let loaded: Manifest?
         do {
@@ -73,6 +86,22 @@ public enum Job {
             incarnation: incarnation, clockOffset: EventLog.lastTime(path: path + "/events.jsonl"))
         supervisor.events.record("resume", ["epoch": .int(Int(manifest.newestLine?.epoch ?? 0))])
         return try supervisor.run()
+    }
+
+    /// Takes the run directory's lock (held until the process ends), so two supervisors never
+    /// drive one job.
+    private static func lockRunDirectory(_ path: String) throws -> Int32 {
+        let lockPath = path + "/lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw LifelineError(.configuration, "cannot open \(lockPath): \(String(cString: strerror(errno)))")
+        }
+        guard lifeline_lock_file(fd) == 0 else {
+            close(fd)
+            throw LifelineError(.configuration,
+                "\(path) is in use by another lifeline process: wait for it to end or choose another run directory")
+        }
+        return fd
     }
 
     private static func openStore(_ configuration: JobConfiguration) throws -> MirroredStore {

@@ -46,6 +46,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var maxRestarts: Int
     /// Whether to silence the progress line.
     public var quiet: Bool
+    /// Seconds the job may run before it checkpoints and stops (as before a batch limit).
+    public var walltimeSeconds: Double?
 
     /// A configuration with the defaults of `lifeline run` for everything but the program.
     public init(
@@ -53,7 +55,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         storageRoots: [String]? = nil, checkpointing: Checkpointing = .coordinated, logging: Logging = .none,
         intervalSeconds: Double = 5,
         injections: [String] = [], heartbeatMs: Int = 250, heartbeatTimeoutMs: Int = 5000, maxRestarts: Int = 10,
-        quiet: Bool = false
+        quiet: Bool = false, walltimeSeconds: Double? = nil
     ) {
         self.program = program
         self.arguments = arguments
@@ -68,6 +70,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.heartbeatTimeoutMs = heartbeatTimeoutMs
         self.maxRestarts = maxRestarts
         self.quiet = quiet
+        self.walltimeSeconds = walltimeSeconds
     }
 
     /// Checks every field and parses the injections; throws one clear line for the first problem.

@@ -77,6 +77,7 @@ extension Supervisor {
     private func record(_ message: ControlMessage) {
         switch message {
         case .checkpointRequest(let epoch):
+            roundStartedAt = now
             events.record("checkpoint_request", ["epoch": .int(Int(epoch.rawValue))])
         case .safePointChosen(let epoch, let step):
             events.record("safe_point", ["epoch": .int(Int(epoch.rawValue)), "step": .int(step)])
@@ -116,6 +117,11 @@ extension Supervisor {
         }
         let actions = coordinator.handleCommitDurable(epoch, now: now)
         events.record("checkpoint_done", ["epoch": .int(Int(epoch.rawValue))])
+        if let started = roundStartedAt { lastRoundSeconds = now - started }
+        if stopSignal != nil {
+            stopForResume()
+            return []
+        }
         return actions
     }
 

@@ -63,6 +63,16 @@ final class Supervisor {
     var recoveryStartedAt: Double?
     var lastProgressAt = 0.0
     var lastCommitBytes: UInt64 = 0
+    /// When the open round was requested, to measure how long a checkpoint takes.
+    var roundStartedAt: Double?
+    /// Seconds the last committed round took, from request to commit.
+    var lastRoundSeconds = 0.0
+    /// SIGINT/SIGTERM arrive as bytes on this pipe.
+    let signalFD: Int32
+    /// The stop signal that asked for a checkpoint and then a stop, if any.
+    var stopSignal: Int32?
+    /// Set when the job stopped on request; `run` returns it.
+    var stoppedOutcome: JobOutcome?
 
     init(configuration: JobConfiguration, faults: [FaultSpec], manifest: Manifest, store: MirroredStore,
          incarnation: UInt32, clockOffset: Double) throws {
@@ -83,6 +93,7 @@ final class Supervisor {
         self.output = OutputCommitter(directory: configuration.runDirectory + "/output", rankCount: configuration.rankCount)
         self.addressBase = "lifeline.\(Self.randomHex(bytes: 6))"
         self.listener = try Socket.listen(abstractName: "\(addressBase).s")
+        self.signalFD = try Self.routeStopSignals()
         self.coordinator = CheckpointCoordinator(
             rankCount: configuration.rankCount, intervalSeconds: configuration.intervalSeconds,
             committed: Epoch(manifest.newestLine?.epoch ?? 0), now: clockOffset)
@@ -115,6 +126,7 @@ final class Supervisor {
         try launchAll()
         while !finishedJob {
             try step()
+            if let stoppedOutcome { return stoppedOutcome }
         }
         return JobOutcome(
             rankCount: configuration.rankCount, epochsCommitted: manifest.commits,
@@ -126,6 +138,7 @@ final class Supervisor {
         var descriptors = [
             pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
             pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0),
         ]
         for slot in slots {
             if let connection = slot.connection, !connection.isClosed {
@@ -138,12 +151,16 @@ final class Supervisor {
                 acceptControlConnection()
             } else if descriptor.fd == launcher.exitFD {
                 for exit in launcher.readExits() { try handleExit(exit) }
+            } else if descriptor.fd == signalFD {
+                try handleStopSignal()
             } else if let rank = slots.firstIndex(where: { $0.connection?.fd == descriptor.fd }) {
                 try readControl(from: rank)
             }
             if finishedJob { return }
         }
         try perform(coordinator.handleTick(now: now))
+        try checkWalltime()
+        if stoppedOutcome != nil { return }
         try fireDueFaults()
         try checkHeartbeats()
         showProgress()
@@ -286,9 +303,25 @@ public struct JobOutcome: Sendable, Equatable {
     public var recoveries: Int
     /// Where the run's files are.
     public var runDirectory: String
+    /// The signal that stopped the job before its end (it can be resumed), or nil if it finished.
+    public var stoppedBySignal: Int32?
+
+    /// An outcome with every field given.
+    public init(rankCount: Int, epochsCommitted: Int, failures: Int, recoveries: Int, runDirectory: String,
+                stoppedBySignal: Int32? = nil) {
+        self.rankCount = rankCount
+        self.epochsCommitted = epochsCommitted
+        self.failures = failures
+        self.recoveries = recoveries
+        self.runDirectory = runDirectory
+        self.stoppedBySignal = stoppedBySignal
+    }
 
     /// The last line `lifeline run` prints on standard output.
     public var summaryLine: String {
-        "lifeline: finished ranks=\(rankCount) epochs=\(epochsCommitted) failures=\(failures) recoveries=\(recoveries)"
+        if stoppedBySignal != nil {
+            return "lifeline: stopped ranks=\(rankCount) epochs=\(epochsCommitted) failures=\(failures) recoveries=\(recoveries)"
+        }
+        return "lifeline: finished ranks=\(rankCount) epochs=\(epochsCommitted) failures=\(failures) recoveries=\(recoveries)"
     }
 }

@@ -11,9 +11,11 @@ extension LifelineCommand {
         @Argument(help: "The run directory of the job.")
         var runDirectory: String
         @OptionGroup var faults: InjectionOptions
+        @Option(name: [.customShort("n"), .long], help: "The job's number of ranks (checked, not changed).")
+        var ranks: Int?
 
         func run() throws {
-            finish(try Job.resume(runDirectory: absolute(runDirectory), injections: faults.injections))
+            finish(try Job.resume(runDirectory: absolute(runDirectory), injections: faults.injections, rankCount: ranks))
         }
     }
 }

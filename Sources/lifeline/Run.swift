@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lifeline
+import LifelineCore
 
 extension LifelineCommand {
     /// `lifeline run [options] -- PROGRAM [ARGS...]`
@@ -28,6 +29,8 @@ extension LifelineCommand {
         var heartbeatTimeoutMs: Int = 5000
         @Option(help: "Failures the job survives before it gives up.")
         var maxRestarts: Int = 10
+        @Option(help: ArgumentHelp("Checkpoint and stop before this much time has passed (e.g. 30m), as before a batch limit.", valueName: "DURATION"))
+        var walltime: String?
         @Flag(help: "No progress line.")
         var quiet = false
         @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
@@ -49,6 +52,13 @@ extension LifelineCommand {
             guard (1...4096).contains(ranks) else {
                 throw ValidationError("--ranks \(ranks) is not in 1...4096")
             }
+            var walltimeSeconds: Double?
+            if let walltime {
+                guard let seconds = Double(walltime) ?? parseDuration(walltime), seconds > 0 else {
+                    throw ValidationError("--walltime \(walltime) is not a duration such as 90s, 30m or 2h")
+                }
+                walltimeSeconds = seconds
+            }
             let runDirectory = absolute(runDir ?? defaultRunDirectory())
             var roots: [String]?
             if let storage {
@@ -63,7 +73,8 @@ extension LifelineCommand {
                 rankCount: ranks, runDirectory: runDirectory, storageRoots: roots, checkpointing: checkpointing,
                 logging: loggingMode,
                 intervalSeconds: intervalSeconds, injections: faults.injections, heartbeatMs: heartbeatMs,
-                heartbeatTimeoutMs: heartbeatTimeoutMs, maxRestarts: maxRestarts, quiet: quiet)
+                heartbeatTimeoutMs: heartbeatTimeoutMs, maxRestarts: maxRestarts, quiet: quiet,
+                walltimeSeconds: walltimeSeconds)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

@@ -4,7 +4,9 @@ import Lifeline
 /// Prints a job's summary line last on standard output.
 func finish(_ outcome: JobOutcome) {
     FileHandle.standardOutput.write(Data((outcome.summaryLine + "\n").utf8))
+    if let signal = outcome.stoppedBySignal { exit(128 + signal) }
 }
+
 
 /// Prints one line on standard error, prefixed with `lifeline:`.
 func note(_ text: String) {

@@ -21,4 +21,12 @@ int lifeline_wait_status(int status, int *detail);
 int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
                    const char *stdout_path, const char *stderr_path);
 
+/// Makes SIGINT and SIGTERM write their number (one byte) to `fd` instead of ending the
+/// process, so a poll loop can act on them. Returns 0, or -1 with errno.
+int lifeline_route_stop_signals(int fd);
+
+/// Takes an exclusive, non-blocking advisory lock on the open file `fd` (flock). Returns 0 when
+/// taken, -1 with errno (EWOULDBLOCK when another process holds it).
+int lifeline_lock_file(int fd);
+
 #endif
