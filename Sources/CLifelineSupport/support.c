@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/file.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -62,7 +63,16 @@ int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const
     if (result == 0)
         result = posix_spawn_file_actions_addopen(&actions, 2, stderr_path,
                                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (result == 0) result = posix_spawn(pid, path, &actions, NULL, argv, envp);
+    /* Each rank in a process group of its own: a Ctrl-C at the terminal reaches the
+       supervisor alone, which stops the job with a checkpoint. */
+    posix_spawnattr_t attributes;
+    if (result == 0) result = posix_spawnattr_init(&attributes);
+    if (result == 0) {
+        result = posix_spawnattr_setpgroup(&attributes, 0);
+        if (result == 0) result = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+        if (result == 0) result = posix_spawn(pid, path, &actions, &attributes, argv, envp);
+        posix_spawnattr_destroy(&attributes);
+    }
     posix_spawn_file_actions_destroy(&actions);
     return result;
 }
@@ -84,7 +94,13 @@ int lifeline_route_stop_signals(int fd) {
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
     if (sigaction(SIGINT, &action, NULL) != 0) return -1;
-    return sigaction(SIGTERM, &action, NULL);
+    if (sigaction(SIGTERM, &action, NULL) != 0) return -1;
+    /* A launcher may have started us with these blocked (Foundation's Process does). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    return pthread_sigmask(SIG_UNBLOCK, &set, NULL) == 0 ? 0 : -1;
 }
 
 int lifeline_lock_file(int fd) {

@@ -1,0 +1,105 @@
+import Foundation
+import Testing
+
+extension RecoveryTests {
+    /// Runs lifeline with arguments that must be refused: a non-zero exit and one clear line.
+    private func expectRefused(_ arguments: [String], mentioning text: String,
+                               sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let runDirectory = JobRunner.scratch("refused") + "/run"
+        let result = try JobRunner.lifeline(arguments, runDirectory: runDirectory, timeoutSeconds: 60)
+        #expect(result.status != 0, "\(arguments) was accepted", sourceLocation: sourceLocation)
+        #expect(result.stderr.contains(text), "\(arguments): stderr was \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"),
+                "\(arguments) crashed", sourceLocation: sourceLocation)
+    }
+
+    @Test func badInputIsRefusedWithOneClearLine() throws {
+        let scratch = JobRunner.scratch("bad")
+        try expectRefused(["run", "--frobnicate", "--", "heat2d"], mentioning: "Unknown option")
+        try expectRefused(["run", "--checkpoint", "sideways", "--", "heat2d"], mentioning: "--checkpoint sideways")
+        try expectRefused(["run", "--logging", "eager", "--", "heat2d"], mentioning: "--logging eager")
+        for ranks in ["0", "-3", "100000"] {
+            try expectRefused(["run", "--ranks", ranks, "--", "heat2d"], mentioning: "--ranks")
+        }
+        for interval in ["0", "-1", "soon"] {
+            try expectRefused(["run", "--interval", interval, "--", "heat2d"], mentioning: "--interval")
+        }
+        try expectRefused(["run", "--run-dir", scratch + "/a", "--inject", "kill:rank=1", "--", "heat2d"], mentioning: "bad --inject")
+        try expectRefused(["run", "--run-dir", scratch + "/b", "--inject", "kill:rank=7,step=3", "--", "heat2d"], mentioning: "rank=7")
+        try expectRefused(["run", "--run-dir", scratch + "/c", "--storage", "\(scratch)/s,\(scratch)/s", "--", "heat2d"],
+                          mentioning: "same folder")
+        try expectRefused(["run", "--run-dir", scratch + "/d", "--", "no-such-program-here"], mentioning: "was not found")
+        let notExecutable = scratch + "/plain.txt"
+        FileManager.default.createFile(atPath: notExecutable, contents: Data("hello".utf8))
+        try expectRefused(["run", "--run-dir", scratch + "/e", "--", notExecutable], mentioning: "not executable")
+        try expectRefused(["resume", scratch], mentioning: "not a Lifeline run directory")
+    }
+
+    @Test func unwritableStorageRootIsRefused() throws {
+        guard getuid() != 0 else { return }  // root writes anywhere; the refusal cannot be shown
+        let scratch = JobRunner.scratch("unwritable")
+        try FileManager.default.createDirectory(atPath: scratch + "/ro", withIntermediateDirectories: true)
+        chmod(scratch + "/ro", 0o500)
+        try expectRefused(["run", "--run-dir", scratch + "/run", "--storage", "\(scratch)/ro/a,\(scratch)/b", "--", "heat2d"],
+                          mentioning: "ermission")
+    }
+
+    @Test func stopOnSignalThenResumeFinishesBitExact() throws {
+        let runDirectory = JobRunner.scratch("sigint") + "/run"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: JobRunner.binDirectory + "/lifeline")
+        process.arguments = ["run", "-n", "4", "--interval", "30", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = JobRunner.binDirectory + ":" + (environment["PATH"] ?? "/usr/bin")
+        process.environment = environment
+        try process.run()
+        let eventsPath = runDirectory + "/events.jsonl"
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline,
+              !((try? String(contentsOfFile: eventsPath, encoding: .utf8))?.contains("ranks_started") ?? false) {
+            usleep(50_000)
+        }
+        usleep(500_000)
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 128 + SIGINT)
+        let resumed = try JobRunner.lifeline(["resume", runDirectory], runDirectory: runDirectory)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.resultLines == [Self.oracle])
+        #expect(resumed.events("stopped").count == 1)
+        #expect((resumed.events("commit").first?["epoch"] as? Int) != nil, "the stop took no checkpoint")
+        let again = try JobRunner.lifeline(["resume", runDirectory], runDirectory: runDirectory)
+        #expect(again.status != 0 && again.stderr.contains("already finished"), "\(again.stderr)")
+    }
+
+    @Test func walltimeStopsWithACheckpoint() throws {
+        let runDirectory = JobRunner.scratch("walltime") + "/run"
+        let result = try JobRunner.lifeline(
+            ["run", "-n", "2", "--interval", "30", "--walltime", "2s", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat,
+            runDirectory: runDirectory)
+        #expect(result.status == 128 + SIGTERM, "\(result.stderr)")
+        #expect(result.events("commit").count == 1)
+        let resumed = try JobRunner.lifeline(["resume", runDirectory, "-n", "2"], runDirectory: runDirectory)
+        #expect(resumed.resultLines == [Self.oracle])
+    }
+
+    @Test func runDirectoryInUseIsRefused() throws {
+        let runDirectory = JobRunner.scratch("lock") + "/run"
+        nonisolated(unsafe) var first: JobRunner.Result?
+        let thread = Thread {
+            first = try? JobRunner.lifeline(
+                ["run", "-n", "2", "--interval", "30", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat,
+                runDirectory: runDirectory)
+        }
+        thread.start()
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: runDirectory + "/job.json"), Date() < deadline { usleep(20_000) }
+        let second = try JobRunner.lifeline(["resume", runDirectory], runDirectory: runDirectory)
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("in use by another lifeline"), "\(second.stderr)")
+        while first == nil, Date() < deadline.addingTimeInterval(120) { usleep(100_000) }
+        #expect(first?.resultLines == [Self.oracle], "the first job was disturbed")
+    }
+}
