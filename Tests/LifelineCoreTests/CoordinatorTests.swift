@@ -1,0 +1,116 @@
+import Testing
+@testable import LifelineCore
+
+/// The coordinator's transition table, row by row, with virtual time.
+struct CoordinatorTests {
+    private func ack(step: Int, rankCount: Int, delivered: Int = 0) -> Acknowledgement {
+        let set = DeliveredSet(watermark: SequenceNumber(UInt64(delivered)), above: [])
+        return Acknowledgement(step: step, snapshotBytes: 10, outputOffset: 0,
+                               delivered: Array(repeating: set, count: rankCount))
+    }
+
+    @Test func normalRoundChoosesSafePointAndCommits() {
+        var coordinator = CheckpointCoordinator(rankCount: 3, intervalSeconds: 5, committed: .start, now: 0)
+        #expect(coordinator.handleTick(now: 4.9).isEmpty, "a round started before it was due")
+        #expect(coordinator.handleTick(now: 5) == [.broadcast(.checkpointRequest(Epoch(1)))])
+        #expect(coordinator.handleStepReport(from: RankID(0), round: Epoch(1), step: 7).isEmpty)
+        #expect(coordinator.handleStepReport(from: RankID(2), round: Epoch(1), step: 9).isEmpty)
+        #expect(coordinator.handleStepReport(from: RankID(1), round: Epoch(1), step: 8)
+                == [.broadcast(.safePointChosen(Epoch(1), step: 10))])
+        #expect(coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 10, rankCount: 3)).isEmpty)
+        #expect(coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 10, rankCount: 3)).isEmpty)
+        let commit = coordinator.handleAck(from: RankID(2), round: Epoch(1), ack(step: 10, rankCount: 3))
+        guard case .writeCommit(Epoch(1), 10, let acks)? = commit.first, commit.count == 1 else {
+            Issue.record("expected writeCommit, got \(commit)")
+            return
+        }
+        #expect(acks.count == 3)
+        let done = coordinator.handleCommitDurable(Epoch(1), now: 6)
+        #expect(done.count == 3)
+        #expect(coordinator.committedEpoch == Epoch(1))
+        #expect(coordinator.state == .idle(dueAt: 11))
+    }
+
+    @Test func doneCarriesEachReceiversCoverageOfTheSender() {
+        var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: .start, now: 0)
+        _ = coordinator.handleTick(now: 1)
+        _ = coordinator.handleStepReport(from: RankID(0), round: Epoch(1), step: 0)
+        _ = coordinator.handleStepReport(from: RankID(1), round: Epoch(1), step: 0)
+        let fromZero = DeliveredSet(watermark: SequenceNumber(4), above: [])
+        let fromOne = DeliveredSet(watermark: SequenceNumber(2), above: [SequenceNumber(5)])
+        let rank0 = Acknowledgement(step: 1, snapshotBytes: 1, outputOffset: 0, delivered: [DeliveredSet(), fromOne])
+        let rank1 = Acknowledgement(step: 1, snapshotBytes: 1, outputOffset: 0, delivered: [fromZero, DeliveredSet()])
+        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), rank0)
+        _ = coordinator.handleAck(from: RankID(1), round: Epoch(1), rank1)
+        let actions = coordinator.handleCommitDurable(Epoch(1), now: 2)
+        #expect(actions.contains(.send(RankID(0), .checkpointDone(Epoch(1), coveredByReceiver: [DeliveredSet(), fromZero]))))
+        #expect(actions.contains(.send(RankID(1), .checkpointDone(Epoch(1), coveredByReceiver: [fromOne, DeliveredSet()]))))
+    }
+
+    @Test func rankFailingBeforeItsAckAbortsTheRound() {
+        var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: .start, now: 0)
+        _ = coordinator.handleTick(now: 1)
+        _ = coordinator.handleStepReport(from: RankID(0), round: Epoch(1), step: 3)
+        _ = coordinator.handleStepReport(from: RankID(1), round: Epoch(1), step: 3)
+        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 4, rankCount: 2))
+        let actions = coordinator.handleRankFailed(RankID(1), now: 2)
+        #expect(actions == [.broadcast(.abort(Epoch(1))), .roundAborted(Epoch(1), reason: "rank 1 failed")])
+        #expect(coordinator.state == .recovering)
+        #expect(coordinator.committedEpoch == .start)
+        #expect(coordinator.handleTick(now: 100).isEmpty, "a round started while recovering")
+        #expect(coordinator.handleRestarted([RankID(0), RankID(1)], now: 3).isEmpty)
+        #expect(coordinator.handleTick(now: 4) == [.broadcast(.checkpointRequest(Epoch(2)))], "round numbers never repeat")
+    }
+
+    @Test func rankFailingAfterCommitLeavesTheLine() {
+        var coordinator = CheckpointCoordinator(rankCount: 1, intervalSeconds: 1, committed: .start, now: 0)
+        _ = coordinator.handleTick(now: 1)
+        _ = coordinator.handleStepReport(from: RankID(0), round: Epoch(1), step: 0)
+        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 1, rankCount: 1))
+        _ = coordinator.handleCommitDurable(Epoch(1), now: 2)
+        #expect(coordinator.handleRankFailed(RankID(0), now: 2.5).isEmpty, "nothing to abort after a commit")
+        #expect(coordinator.committedEpoch == Epoch(1))
+    }
+
+    @Test func supervisorRestartedAfterCommitContinuesTheNumbering() {
+        var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: Epoch(3), now: 10)
+        #expect(coordinator.handleTick(now: 11) == [.broadcast(.checkpointRequest(Epoch(4)))])
+    }
+
+    @Test func commitOrSnapshotFailureAborts() {
+        var coordinator = CheckpointCoordinator(rankCount: 1, intervalSeconds: 1, committed: .start, now: 0)
+        _ = coordinator.handleTick(now: 1)
+        _ = coordinator.handleStepReport(from: RankID(0), round: Epoch(1), step: 0)
+        #expect(coordinator.handleSnapshotFailed(from: RankID(0), round: Epoch(1), reason: "disk full", now: 2).first
+                == .broadcast(.abort(Epoch(1))))
+        _ = coordinator.handleTick(now: 3)
+        _ = coordinator.handleStepReport(from: RankID(0), round: Epoch(2), step: 5)
+        _ = coordinator.handleAck(from: RankID(0), round: Epoch(2), ack(step: 6, rankCount: 1))
+        #expect(coordinator.handleCommitFailed(Epoch(2), reason: "EIO", now: 4).first == .broadcast(.abort(Epoch(2))))
+        #expect(coordinator.committedEpoch == .start)
+    }
+
+    @Test func finishingBeforeTheSafePointAbortsAndAllFinishedReleases() {
+        var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: .start, now: 0)
+        _ = coordinator.handleTick(now: 1)
+        _ = coordinator.handleStepReport(from: RankID(0), round: Epoch(1), step: 9)
+        _ = coordinator.handleStepReport(from: RankID(1), round: Epoch(1), step: 8)
+        let actions = coordinator.handleFinished(from: RankID(0), step: 9, now: 2)
+        #expect(actions.first == .broadcast(.abort(Epoch(1))))
+        #expect(coordinator.handleTick(now: 50).isEmpty, "no round once a rank finished")
+        #expect(coordinator.handleFinished(from: RankID(1), step: 9, now: 3) == [.broadcast(.release), .finishJob])
+    }
+
+    @Test func checkpointWantedStartsEarly() {
+        var coordinator = CheckpointCoordinator(rankCount: 1, intervalSeconds: 100, committed: .start, now: 0)
+        #expect(coordinator.handleCheckpointWanted(now: 1) == [.broadcast(.checkpointRequest(Epoch(1)))])
+    }
+
+    @Test func loneRestartKeepsTheOthersAtTheFinalBarrier() {
+        var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: .start, now: 0)
+        _ = coordinator.handleFinished(from: RankID(0), step: 5, now: 1)
+        _ = coordinator.handleRankFailed(RankID(1), now: 2)
+        #expect(coordinator.handleRestarted([RankID(1)], now: 3).isEmpty)
+        #expect(coordinator.handleFinished(from: RankID(1), step: 5, now: 4) == [.broadcast(.release), .finishJob])
+    }
+}

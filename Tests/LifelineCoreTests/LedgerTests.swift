@@ -1,0 +1,127 @@
+import Testing
+@testable import LifelineCore
+
+/// Delivered sets, retention and duplicate suppression, and the wire formats.
+struct LedgerTests {
+    @Test func deliveredSetMatchesASetModel() {
+        for seed in UInt64(1)...200 {
+            var generator = SplitMix64(seed: seed)
+            var set = DeliveredSet()
+            var model = Set<UInt64>()
+            for _ in 0..<300 {
+                let value = UInt64.random(in: 0..<120, using: &generator)
+                let inserted = set.insert(SequenceNumber(value))
+                let expected = model.insert(value).inserted
+                #expect(inserted == expected, "seed \(seed): insert \(value)")
+            }
+            for value in UInt64(0)..<130 {
+                #expect(set.contains(SequenceNumber(value)) == model.contains(value), "seed \(seed): contains \(value)")
+            }
+            #expect(set.count == model.count, "seed \(seed)")
+            var writer = ByteWriter()
+            set.encode(into: &writer)
+            var reader = ByteReader(writer.bytes)
+            #expect((try? DeliveredSet.decode(from: &reader)) == set, "seed \(seed): round trip")
+        }
+    }
+
+    @Test func retentionTrimsWhatTheReceiverCovered() throws {
+        var sender = MessageLedger(rank: RankID(0), rankCount: 2)
+        for index in 0..<5 {
+            let header = sender.send(to: RankID(1), tag: 7, epoch: .start, incarnation: 0, payload: [UInt8(index), 0])
+            #expect(header.sequence == SequenceNumber(UInt64(index)))
+        }
+        #expect(sender.retainedBytes == 10)
+        sender.trim(destination: RankID(1), covered: DeliveredSet(watermark: SequenceNumber(2), above: [SequenceNumber(3)]))
+        #expect(sender.retained[1].map(\.header.sequence.rawValue) == [2, 4])
+        #expect(sender.retainedBytes == 4)
+
+        var writer = ByteWriter()
+        sender.encode(into: &writer)
+        var reader = ByteReader(writer.bytes)
+        #expect(try MessageLedger.decode(from: &reader, rank: RankID(0), rankCount: 2) == sender)
+        var wrong = ByteReader(writer.bytes)
+        #expect(throws: WireError.self) { try MessageLedger.decode(from: &wrong, rank: RankID(1), rankCount: 2) }
+    }
+
+    /// A restarted sender resends 1…5; the receiver had delivered 1…3: those are dropped,
+    /// 4 and 5 are delivered once.
+    @Test func resentMessagesAreDeliveredOnce() {
+        var receiver = MessageLedger(rank: RankID(1), rankCount: 2)
+        for sequence in UInt64(0)..<3 { receiver.recordDelivery(source: RankID(0), sequence: SequenceNumber(sequence)) }
+        var delivered: [UInt64] = []
+        for sequence in UInt64(0)..<5 where !receiver.isDuplicate(source: RankID(0), sequence: SequenceNumber(sequence)) {
+            if receiver.recordDelivery(source: RankID(0), sequence: SequenceNumber(sequence)) { delivered.append(sequence) }
+        }
+        #expect(delivered == [3, 4])
+        let again = receiver.recordDelivery(source: RankID(0), sequence: SequenceNumber(4))
+        #expect(!again, "a duplicate was accepted")
+    }
+
+    @Test func controlMessagesRoundTripAndRejectDamage() throws {
+        let set = DeliveredSet(watermark: SequenceNumber(3), above: [SequenceNumber(5)])
+        let messages: [ControlMessage] = [
+            .start, .checkpointRequest(Epoch(2)), .safePointChosen(Epoch(2), step: 9),
+            .checkpointDone(Epoch(2), coveredByReceiver: [set, DeliveredSet()]), .abort(Epoch(4)), .release,
+            .peerRestarted(RankID(3), incarnation: 7), .heartbeat(step: -1), .stepReport(Epoch(2), step: 8),
+            .ack(Epoch(2), Acknowledgement(step: 9, snapshotBytes: 77, outputOffset: 12, delivered: [set])),
+            .snapshotFailed(Epoch(2), reason: "no space"), .finished(step: 100), .checkpointWanted,
+            .faultFired(index: 2), .replayComplete(deliveries: 42),
+        ]
+        for message in messages {
+            let frame = message.frame()
+            let prefix = try frame.withUnsafeBytes { bytes throws(WireError) in try FramePrefix.decode(bytes) }
+            #expect(prefix.kind == .control)
+            let body = Array(frame[FramePrefix.byteCount...])
+            #expect(try ControlMessage.decode(body) == message)
+            if body.count > 1 {
+                #expect(throws: WireError.self, "\(message) truncated") { try ControlMessage.decode(Array(body.dropLast())) }
+            }
+            #expect(throws: WireError.self, "\(message) with trailing bytes") { try ControlMessage.decode(body + [0]) }
+        }
+        #expect(throws: WireError.self) { try ControlMessage.decode([200]) }
+        var oversize = ByteWriter()
+        FramePrefix(kind: .data, bodyLength: FramePrefix.bodyBytesMax + 1).encode(into: &oversize)
+        #expect(throws: WireError.self) { try oversize.bytes.withUnsafeBytes { bytes throws(WireError) in try FramePrefix.decode(bytes) } }
+    }
+
+    @Test func faultSpecsParseAndRefuse() throws {
+        #expect(try FaultSpec.parse("kill:rank=1,step=40", rankCount: 4) == .killAtStep(RankID(1), step: 40))
+        #expect(try FaultSpec.parse("kill:rank=2,after=250ms", rankCount: 4) == .killAfter(RankID(2), seconds: 0.25))
+        #expect(try FaultSpec.parse("kill:rank=0,phase=checkpoint", rankCount: 4) == .killInPhase(RankID(0), .checkpoint))
+        #expect(try FaultSpec.parse("hang:rank=3,after=1.5s", rankCount: 4) == .hangAfter(RankID(3), seconds: 1.5))
+        #expect(try FaultSpec.parse("kill:supervisor,after=1m", rankCount: 4) == .killSupervisor(seconds: 60))
+        #expect(try FaultSpec.parse("chaos:seed=7,mtbf=2s", rankCount: 4) == .chaos(seed: 7, mtbfSeconds: 2))
+        for bad in ["kill", "kill:rank=9,step=1", "kill:rank=1", "kill:rank=1,step=x", "hang:rank=1,after=3",
+                    "kill:rank=1,phase=lunch", "boom:rank=1", "kill:rank=1,step=2,step=3", "kill:rank=1,after=2s,color=red"] {
+            #expect(throws: FaultSpecError.self, "\(bad) was accepted") { try FaultSpec.parse(bad, rankCount: 4) }
+        }
+        for spec in ["kill:rank=1,step=40", "hang:rank=3,after=250ms", "chaos:seed=7,mtbf=2.0s"] {
+            #expect(try FaultSpec.parse(try FaultSpec.parse(spec, rankCount: 4).description, rankCount: 4)
+                    == FaultSpec.parse(spec, rankCount: 4))
+        }
+    }
+
+    @Test func exponentialDrawsHaveTheirMean() {
+        var generator = SplitMix64(seed: 42)
+        let draws = (0..<20000).map { _ in generator.exponential(mean: 2) }
+        let mean = draws.reduce(0, +) / Double(draws.count)
+        #expect(abs(mean - 2) < 0.1, "mean \(mean)")
+        #expect(abs(naturalLogarithm(10) - 2.302585092994046) < 1e-12)
+    }
+
+    /// Any-source replay: the log says P2 then P1; during replay P1's arrives first, yet the
+    /// receive returns P2's first.
+    @Test func replayReturnsTheLoggedOrder() {
+        func delivery(_ source: Int) -> LoggedDelivery {
+            LoggedDelivery(header: DataHeader(source: RankID(source), incarnation: 0, tag: 1,
+                                              sequence: SequenceNumber(0), epoch: .start), payload: [UInt8(source)])
+        }
+        var queue = ReplayQueue([delivery(2), delivery(1)])
+        #expect(queue.next(source: nil, tag: 1) == .deliver(delivery(2)))
+        #expect(queue.next(source: RankID(2), tag: 1) == .diverged(expected: delivery(1).header))
+        #expect(queue.next(source: nil, tag: 1) == .deliver(delivery(1)))
+        #expect(queue.next(source: nil, tag: 1) == .exhausted)
+        #expect((try? LoggedDelivery.decode(delivery(3).encoded())) == delivery(3))
+    }
+}
