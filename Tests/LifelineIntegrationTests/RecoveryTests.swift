@@ -58,6 +58,14 @@ struct RecoveryTests {
         #expect(result.resultLines == [Self.oracle], "seed \(seed)")
     }
 
+    @Test func chaosKillsAtSeededIntervals() throws {
+        let seed = UInt64(Date().timeIntervalSince1970) % 1000
+        let result = try JobRunner.runHeat("chaos", ["--inject", "chaos:seed=\(seed),mtbf=1200ms", "--max-restarts", "50"])
+        #expect(result.status == 0, "seed \(seed): \(result.stderr)")
+        #expect(result.resultLines == [Self.oracle], "seed \(seed)")
+        #expect(result.events("fault_injected").allSatisfy { $0["spec"] as? String == "chaos" }, "seed \(seed)")
+    }
+
     @Test func hungRankIsFoundByHeartbeat() throws {
         let result = try JobRunner.runHeat("hang", [
             "--inject", "hang:rank=3,after=800ms", "--heartbeat-ms", "100", "--heartbeat-timeout-ms", "1500",
