@@ -9,6 +9,9 @@ extension Supervisor {
     /// A rank process ended.
     func handleExit(_ exit: ProcessExit) throws {
         guard let rank = slots.firstIndex(where: { $0.pid == exit.pid && $0.alive }) else { return }
+        // What the rank sent before it died (a fault it fired, a last ACK) is read first.
+        if slots[rank].connection != nil, !slots[rank].exitExpected { try readControl(from: rank) }
+        if finishedJob { return }
         slots[rank].alive = false
         slots[rank].connection?.close()
         slots[rank].connection = nil

@@ -1,0 +1,146 @@
+import Foundation
+import LifelineStorage
+
+/// What `lifeline inspect` reports about a run: its configuration, checkpoints, failures and how
+/// each was recovered, the time lost, and the health of its mirrors — read from `job.json`,
+/// `events.jsonl` and the storage roots, without changing anything.
+public struct RunSummary: Sendable {
+    /// One failure and its recovery.
+    public struct Failure: Sendable {
+        /// Seconds since the job started.
+        public var time: Double
+        /// The rank that failed.
+        public var rank: Int
+        /// Why (as the event log says).
+        public var cause: String
+        /// `global-rollback` or `replay`.
+        public var recovery: String
+        /// Seconds from the failure to the recovered job, if it recovered.
+        public var recoverySeconds: Double?
+    }
+
+    /// The job's configuration.
+    public var configuration: JobConfiguration
+    /// `finished`, `stopped`, or `interrupted` (the supervisor died or is still running).
+    public var status: String
+    /// Seconds from the start to the last event.
+    public var elapsedSeconds: Double
+    /// Committed checkpoint rounds.
+    public var commits: Int
+    /// Rounds aborted.
+    public var aborts: Int
+    /// Bytes stored by all committed rounds.
+    public var checkpointBytes: Int
+    /// Mean seconds from a round's request to its commit.
+    public var checkpointSecondsMean: Double
+    /// The failures, in order.
+    public var failures: [Failure]
+    /// Seconds spent recovering (sum over failures).
+    public var recoverySecondsTotal: Double
+    /// Bytes of message logs on mirror A.
+    public var logBytes: Int
+    /// The mirrors' health, one line each problem; empty when healthy.
+    public var storageProblems: [String]
+    /// Files checked on the mirrors.
+    public var storageFiles: Int
+
+    /// Reads the run in `runDirectory`.
+    public init(runDirectory: String) throws {
+        let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
+        guard let data = FileManager.default.contents(atPath: path + "/job.json"),
+              let configuration = try? JSONDecoder().decode(JobConfiguration.self, from: data)
+        else {
+            throw LifelineError(.configuration, "\(path) is not a Lifeline run directory (no readable job.json)")
+        }
+        self.configuration = configuration
+        let text = (try? String(contentsOfFile: path + "/events.jsonl", encoding: .utf8)) ?? ""
+        let events = text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        func named(_ name: String) -> [[String: Any]] { events.filter { $0["event"] as? String == name } }
+        func time(_ event: [String: Any]) -> Double { event["t"] as? Double ?? 0 }
+
+        status = !named("job_finished").isEmpty ? "finished" : (!named("stopped").isEmpty ? "stopped" : "interrupted")
+        if let last = named("stopped").last, let finished = named("job_finished").last, time(finished) < time(last) {
+            status = "stopped"
+        }
+        elapsedSeconds = events.last.map(time) ?? 0
+        let commitEvents = named("commit")
+        commits = commitEvents.count
+        aborts = named("abort").count
+        checkpointBytes = commitEvents.reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) }
+        var requested: [Int: Double] = [:]
+        for event in named("checkpoint_request") { if let epoch = event["epoch"] as? Int { requested[epoch] = time(event) } }
+        let durations = commitEvents.compactMap { event -> Double? in
+            guard let epoch = event["epoch"] as? Int, let start = requested[epoch] else { return nil }
+            return time(event) - start
+        }
+        checkpointSecondsMean = durations.isEmpty ? 0 : durations.reduce(0, +) / Double(durations.count)
+
+        let starts = named("recovery_start")
+        let dones = named("recovery_done")
+        failures = named("failure").enumerated().map { index, event in
+            Failure(time: time(event), rank: event["rank"] as? Int ?? -1, cause: event["cause"] as? String ?? "?",
+                    recovery: index < starts.count ? (starts[index]["mode"] as? String ?? "?") : "none",
+                    recoverySeconds: index < dones.count ? dones[index]["duration_s"] as? Double : nil)
+        }
+        recoverySecondsTotal = failures.compactMap(\.recoverySeconds).reduce(0, +)
+
+        let logFolder = configuration.storageRoots[0] + "/logs"
+        logBytes = ((try? FileManager.default.contentsOfDirectory(atPath: logFolder)) ?? []).reduce(0) { total, name in
+            let size = (try? FileManager.default.attributesOfItem(atPath: logFolder + "/" + name)[.size]) as? Int
+            return total + (size ?? 0)
+        }
+        do {
+            let store = try MirroredStore(rootA: configuration.storageRoots[0], rootB: configuration.storageRoots[1])
+            let report = store.verify(repair: false)
+            storageProblems = report.problems
+            storageFiles = report.healthyCount + report.damagedCount + report.unrecoverableCount + report.repairedCount
+        } catch {
+            storageProblems = ["\(error)"]
+            storageFiles = 0
+        }
+    }
+
+    /// The summary as readable lines.
+    public var text: String {
+        var lines = [
+            "run          \(configuration.runDirectory)",
+            "program      \(([configuration.program] + configuration.arguments).joined(separator: " "))",
+            "ranks        \(configuration.rankCount)",
+            "checkpoint   \(configuration.checkpointing.rawValue), every \(configuration.intervalSeconds) s; logging \(configuration.logging.rawValue)",
+            "status       \(status) after \(String(format: "%.1f", elapsedSeconds)) s",
+            "checkpoints  \(commits) committed, \(aborts) aborted, \(checkpointBytes) bytes stored, mean \(String(format: "%.3f", checkpointSecondsMean)) s from request to commit",
+            "failures     \(failures.count), \(String(format: "%.2f", recoverySecondsTotal)) s spent recovering",
+        ]
+        for failure in failures {
+            let recovered = failure.recoverySeconds.map { String(format: "recovered in %.3f s", $0) } ?? "not recovered"
+            lines.append(String(format: "  %8.3f s  rank %d %@; %@ (%@)", failure.time, failure.rank, failure.cause,
+                                failure.recovery, recovered))
+        }
+        lines.append("logs         \(logBytes) bytes on mirror A")
+        lines.append("mirrors      \(storageFiles) files, " + (storageProblems.isEmpty ? "healthy" : "\(storageProblems.count) problems"))
+        lines += storageProblems.map { "  " + $0 }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The summary as one JSON object.
+    public var json: String {
+        let object: [String: Any] = [
+            "runDirectory": configuration.runDirectory, "ranks": configuration.rankCount,
+            "checkpoint": configuration.checkpointing.rawValue, "logging": configuration.logging.rawValue,
+            "intervalSeconds": configuration.intervalSeconds, "status": status, "elapsedSeconds": elapsedSeconds,
+            "commits": commits, "aborts": aborts, "checkpointBytes": checkpointBytes,
+            "checkpointSecondsMean": checkpointSecondsMean, "recoverySecondsTotal": recoverySecondsTotal,
+            "logBytes": logBytes, "storageFiles": storageFiles, "storageProblems": storageProblems,
+            "failures": failures.map { failure -> [String: Any] in
+                var entry: [String: Any] = ["t": failure.time, "rank": failure.rank, "cause": failure.cause,
+                                            "recovery": failure.recovery]
+                if let seconds = failure.recoverySeconds { entry["recoverySeconds"] = seconds }
+                return entry
+            },
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}
