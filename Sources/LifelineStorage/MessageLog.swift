@@ -18,6 +18,8 @@ package final class MessageLog {
     private static let magic: [UInt8] = Array("LLMG".utf8)
     private static let version: UInt16 = 1
     private static let headerBytes = 24
+    /// The folder of the logs under each root.
+    package static let folder = "logs"
     /// The largest record accepted; a larger length field marks a corrupt tail.
     package static let recordBytesMax = 1 << 31
 
@@ -34,7 +36,7 @@ package final class MessageLog {
 
     /// Opens (or creates) the log `name` on both roots of `store` and recovers its valid prefix.
     package init(store: MirroredStore, name: String) throws(StorageError) {
-        let folder = "logs"
+        let folder = Self.folder
         paths = [Mirror.a, Mirror.b].map { store.root($0) + "/" + folder + "/" + name + ".log" }
         for mirror in [Mirror.a, Mirror.b] {
             let directory = store.root(mirror) + "/" + folder
