@@ -48,6 +48,11 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var quiet: Bool
     /// Seconds the job may run before it checkpoints and stops (as before a batch limit).
     public var walltimeSeconds: Double?
+    /// Whether the interval follows the Young/Daly optimum sqrt(2·C·MTBF) for the measured
+    /// checkpoint cost C (`--interval auto`); `intervalSeconds` is then the first interval.
+    public var intervalAuto: Bool
+    /// The mean time between failures the automatic interval assumes (`--mtbf`).
+    public var mtbfSeconds: Double?
 
     /// A configuration with the defaults of `lifeline run` for everything but the program.
     public init(
@@ -55,7 +60,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         storageRoots: [String]? = nil, checkpointing: Checkpointing = .coordinated, logging: Logging = .none,
         intervalSeconds: Double = 5,
         injections: [String] = [], heartbeatMs: Int = 250, heartbeatTimeoutMs: Int = 5000, maxRestarts: Int = 10,
-        quiet: Bool = false, walltimeSeconds: Double? = nil
+        quiet: Bool = false, walltimeSeconds: Double? = nil, intervalAuto: Bool = false, mtbfSeconds: Double? = nil
     ) {
         self.program = program
         self.arguments = arguments
@@ -71,6 +76,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.maxRestarts = maxRestarts
         self.quiet = quiet
         self.walltimeSeconds = walltimeSeconds
+        self.intervalAuto = intervalAuto
+        self.mtbfSeconds = mtbfSeconds
     }
 
     /// Checks every field and parses the injections; throws one clear line for the first problem.
@@ -83,6 +90,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         }
         guard heartbeatMs > 0, heartbeatTimeoutMs > heartbeatMs else {
             throw LifelineError(.configuration, "--heartbeat-timeout-ms must exceed --heartbeat-ms, both positive")
+        }
+        guard !intervalAuto || (mtbfSeconds ?? 0) > 0 else {
+            throw LifelineError(.configuration, "--interval auto needs --mtbf DURATION, the mean time between failures")
         }
         guard maxRestarts >= 0 else { throw LifelineError(.configuration, "--max-restarts must be ≥ 0") }
         guard storageRoots.count == 2 else {

@@ -117,7 +117,10 @@ extension Supervisor {
         }
         let actions = coordinator.handleCommitDurable(epoch, now: now)
         events.record("checkpoint_done", ["epoch": .int(Int(epoch.rawValue))])
-        if let started = roundStartedAt { lastRoundSeconds = now - started }
+        if let started = roundStartedAt {
+            lastRoundSeconds = now - started
+            adaptInterval()
+        }
         if stopSignal != nil {
             stopForResume()
             return []

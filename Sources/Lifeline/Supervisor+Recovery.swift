@@ -155,19 +155,4 @@ extension Supervisor {
         events.record("fault_injected", ["rank": .int(rank), "spec": .string("\(spec)")])
         if slots[rank].alive { kill(slots[rank].pid, signal) }
     }
-
-    // MARK: Progress
-
-    /// Shows where the job is: a line redrawn in place on a terminal, a periodic line otherwise.
-    func showProgress() {
-        guard !configuration.quiet else { return }
-        let terminal = isatty(STDERR_FILENO) != 0
-        let period = terminal ? 0.5 : 5
-        guard now - lastProgressAt >= period else { return }
-        lastProgressAt = now
-        let steps = slots.map(\.step)
-        let line = String(format: "lifeline: %.1fs step %d..%d epochs %d failures %d recoveries %d",
-                          now, steps.min() ?? 0, steps.max() ?? 0, manifest.commits, failures, recoveries)
-        FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
-    }
 }

@@ -62,6 +62,7 @@ final class Supervisor {
     /// When the current recovery began, for its duration.
     var recoveryStartedAt: Double?
     var lastProgressAt = 0.0
+    var lastProgressStep = 0
     var lastCommitBytes: UInt64 = 0
     /// When the open round was requested, to measure how long a checkpoint takes.
     var roundStartedAt: Double?

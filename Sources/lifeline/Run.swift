@@ -20,8 +20,10 @@ extension LifelineCommand {
         var checkpoint: String = "coordinated"
         @Option(help: "Message logging: none (global rollback) or pessimistic (a crashed rank replays alone).")
         var logging: String = "none"
-        @Option(help: "Seconds between checkpoints.")
+        @Option(help: "Seconds between checkpoints, or auto (the Young/Daly optimum for the measured cost; needs --mtbf).")
         var interval: String = "5"
+        @Option(help: ArgumentHelp("Mean time between failures assumed by --interval auto (e.g. 10m).", valueName: "DURATION"))
+        var mtbf: String?
         @OptionGroup var faults: InjectionOptions
         @Option(help: "Milliseconds between rank heartbeats.")
         var heartbeatMs: Int = 250
@@ -46,8 +48,19 @@ extension LifelineCommand {
             guard let loggingMode = JobConfiguration.Logging(rawValue: logging) else {
                 throw ValidationError("--logging \(logging) is not one of none, pessimistic")
             }
-            guard let intervalSeconds = Double(interval), intervalSeconds > 0, intervalSeconds.isFinite else {
-                throw ValidationError("--interval \(interval) is not a positive number of seconds")
+            let intervalAuto = interval == "auto"
+            var mtbfSeconds: Double?
+            if let mtbf {
+                guard let seconds = Double(mtbf) ?? parseDuration(mtbf), seconds > 0 else {
+                    throw ValidationError("--mtbf \(mtbf) is not a duration such as 90s, 10m or 2h")
+                }
+                mtbfSeconds = seconds
+            }
+            if intervalAuto, mtbfSeconds == nil {
+                throw ValidationError("--interval auto needs --mtbf DURATION, the mean time between failures")
+            }
+            guard let intervalSeconds = intervalAuto ? min(5, (mtbfSeconds ?? 20) / 4) : Double(interval), intervalSeconds > 0, intervalSeconds.isFinite else {
+                throw ValidationError("--interval \(interval) is neither a positive number of seconds nor auto")
             }
             guard (1...4096).contains(ranks) else {
                 throw ValidationError("--ranks \(ranks) is not in 1...4096")
@@ -74,7 +87,7 @@ extension LifelineCommand {
                 logging: loggingMode,
                 intervalSeconds: intervalSeconds, injections: faults.injections, heartbeatMs: heartbeatMs,
                 heartbeatTimeoutMs: heartbeatTimeoutMs, maxRestarts: maxRestarts, quiet: quiet,
-                walltimeSeconds: walltimeSeconds)
+                walltimeSeconds: walltimeSeconds, intervalAuto: intervalAuto, mtbfSeconds: mtbfSeconds)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

@@ -30,7 +30,7 @@ extension RecoveryTests {
                           mentioning: "same folder")
         try expectRefused(["run", "--run-dir", scratch + "/d", "--", "no-such-program-here"], mentioning: "was not found")
         let notExecutable = scratch + "/plain.txt"
-        FileManager.default.createFile(atPath: notExecutable, contents: Data("hello".utf8))
+        _ = FileManager.default.createFile(atPath: notExecutable, contents: Data("hello".utf8))
         try expectRefused(["run", "--run-dir", scratch + "/e", "--", notExecutable], mentioning: "not executable")
         try expectRefused(["resume", scratch], mentioning: "not a Lifeline run directory")
     }
@@ -101,5 +101,39 @@ extension RecoveryTests {
         #expect(second.stderr.contains("in use by another lifeline"), "\(second.stderr)")
         while first == nil, Date() < deadline.addingTimeInterval(120) { usleep(100_000) }
         #expect(first?.resultLines == [Self.oracle], "the first job was disturbed")
+    }
+}
+
+extension RecoveryTests {
+    /// `--interval auto --mtbf D`: after a commit the interval is sqrt(2·C·MTBF) for the
+    /// measured cost C, and the event log says so.
+    @Test func automaticIntervalFollowsYoungDaly() throws {
+        let runDirectory = JobRunner.scratch("auto") + "/run"
+        let result = try JobRunner.lifeline(
+            ["run", "-n", "2", "--interval", "auto", "--mtbf", "2s", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat,
+            runDirectory: runDirectory)
+        #expect(result.resultLines == [Self.oracle])
+        let interval = try #require(result.events("interval").first)
+        let seconds = try #require(interval["seconds"] as? Double)
+        let cost = try #require(interval["cost_s"] as? Double)
+        #expect(abs(seconds - (2 * cost * 2).squareRoot()) < 1e-3, "interval \(seconds) for cost \(cost)")
+    }
+
+    /// A run directory whose manifest is damaged on both mirrors: resume refuses with one clear
+    /// line and changes nothing.
+    @Test func resumeWithManifestLostOnBothMirrorsIsRefused() throws {
+        let result = try JobRunner.runHeat("manifest", ["--inject", "kill:supervisor,after=1200ms"])
+        for root in ["storage-a", "storage-b"] {
+            let path = result.runDirectory + "/" + root + "/manifest"
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            bytes[bytes.count - 3] ^= 0xFF
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+        }
+        let before = try Data(contentsOf: URL(fileURLWithPath: result.runDirectory + "/storage-a/manifest"))
+        let resumed = try JobRunner.lifeline(["resume", result.runDirectory], runDirectory: result.runDirectory)
+        #expect(resumed.status == 1)
+        #expect(resumed.stderr.contains("manifest"), "\(resumed.stderr)")
+        #expect(resumed.stderr.split(separator: "\n").count <= 2, "\(resumed.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: result.runDirectory + "/storage-a/manifest")) == before)
     }
 }
