@@ -32,14 +32,16 @@ INJECT=(--inject "kill:rank=$KILL_STEP_RANK,step=$KILL_STEP"
         --inject "kill:rank=$KILL_TIME_RANK,after=${KILL_TIME_MS}ms")
 echo
 echo "== 2. the same with crashes: ${INJECT[*]}"
-"$BIN/lifeline" run -n 4 --interval 1 --run-dir "$CRASH_DIR" "${INJECT[@]}" -- "${PROGRAM[@]}" | tee "$CRASH_DIR.stdout"
+"$BIN/lifeline" run -n 4 --interval 1 --trace-deliveries --run-dir "$CRASH_DIR" "${INJECT[@]}" -- "${PROGRAM[@]}" | tee "$CRASH_DIR.stdout"
+TIMELINE=$("$BIN/lifeline" timeline "$CRASH_DIR")
 
 CLEAN=$(grep '^result sha256=' "$CLEAN_DIR.stdout" | sed 's/^result sha256=//')
 CRASHED=$(grep '^result sha256=' "$CRASH_DIR.stdout" | sed 's/^result sha256=//')
 echo
 echo "failure-free: $CLEAN"
 echo "with crashes: $CRASHED"
-echo "run directories: $CLEAN_DIR $CRASH_DIR (events.jsonl tells what happened)"
+echo "run directories: $CLEAN_DIR $CRASH_DIR (events.jsonl tells what happened; lifeline inspect summarizes)"
+echo "timeline of the run with crashes: $TIMELINE (open it in a browser)"
 if [ -n "$CLEAN" ] && [ "$CLEAN" = "$CRASHED" ]; then
     echo "MATCH"
 else

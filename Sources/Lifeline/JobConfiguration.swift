@@ -53,6 +53,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var intervalAuto: Bool
     /// The mean time between failures the automatic interval assumes (`--mtbf`).
     public var mtbfSeconds: Double?
+    /// Whether ranks write their sends, deliveries and captures to `RUN/trace/` (`--trace-deliveries`).
+    public var traceDeliveries: Bool
 
     /// A configuration with the defaults of `lifeline run` for everything but the program.
     public init(
@@ -60,7 +62,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         storageRoots: [String]? = nil, checkpointing: Checkpointing = .coordinated, logging: Logging = .none,
         intervalSeconds: Double = 5,
         injections: [String] = [], heartbeatMs: Int = 250, heartbeatTimeoutMs: Int = 5000, maxRestarts: Int = 10,
-        quiet: Bool = false, walltimeSeconds: Double? = nil, intervalAuto: Bool = false, mtbfSeconds: Double? = nil
+        quiet: Bool = false, walltimeSeconds: Double? = nil, intervalAuto: Bool = false, mtbfSeconds: Double? = nil,
+        traceDeliveries: Bool = false
     ) {
         self.program = program
         self.arguments = arguments
@@ -78,6 +81,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.walltimeSeconds = walltimeSeconds
         self.intervalAuto = intervalAuto
         self.mtbfSeconds = mtbfSeconds
+        self.traceDeliveries = traceDeliveries
     }
 
     /// Checks every field and parses the injections; throws one clear line for the first problem.

@@ -38,6 +38,11 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let deliverableEpoch = "LIFELINE_DELIVERABLE_EPOCH"
         /// `1` when the rank is started again after a failure or by `resume` (it recovers).
         package static let restarted = "LIFELINE_RESTARTED"
+        /// The folder of delivery traces (absent: no tracing).
+        package static let trace = "LIFELINE_TRACE"
+        /// The monotonic clock's reading at the job's start (seconds), so ranks stamp traces on
+        /// the supervisor's clock.
+        package static let clockOrigin = "LIFELINE_CLOCK_ORIGIN"
     }
 
     /// The rank's index.
@@ -70,6 +75,10 @@ package struct LaunchEnvironment: Sendable, Equatable {
     package var deliverableEpoch: Epoch
     /// Whether this launch recovers the rank (after a failure, or by `resume`).
     package var restarted: Bool
+    /// Where to write delivery traces, if tracing.
+    package var traceDirectory: String?
+    /// The monotonic clock's reading at the job's start.
+    package var clockOrigin: Double
 
     /// The abstract socket name of the supervisor.
     package var supervisorAddress: String { "\(addressPrefix).s" }
@@ -91,9 +100,10 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.heartbeatMs: String(heartbeatMs),
             Key.faults: faults.map { "\($0.index)=\($0.spec)" }.joined(separator: ";"),
             Key.logging: logging.rawValue, Key.deliverableEpoch: String(deliverableEpoch.rawValue),
-            Key.restarted: restarted ? "1" : "0",
+            Key.restarted: restarted ? "1" : "0", Key.clockOrigin: String(clockOrigin),
         ]
         if let restoreSnapshot { result[Key.restoreSnapshot] = restoreSnapshot }
+        if let traceDirectory { result[Key.trace] = traceDirectory }
         return result
     }
 
@@ -141,6 +151,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             restoreSnapshot: value(Key.restoreSnapshot), heartbeatMs: try number(Key.heartbeatMs, Int.self),
             faults: faults, logging: logging,
             deliverableEpoch: Epoch(try number(Key.deliverableEpoch, UInt64.self)),
-            restarted: value(Key.restarted) == "1")
+            restarted: value(Key.restarted) == "1", traceDirectory: value(Key.trace),
+            clockOrigin: value(Key.clockOrigin).flatMap(Double.init) ?? 0)
     }
 }

@@ -58,6 +58,8 @@ final class RankRuntime {
     /// Peers restarted alone that must get this rank's retained messages again before anything
     /// new, so each channel stays in order.
     private var resendPending: [Bool]
+    /// `--trace-deliveries`: what the rank sends, delivers and captures.
+    private let trace: DeliveryTrace?
     /// How many messages the rank had delivered when it captured each open round.
     private var deliveriesAtCapture: [(epoch: Epoch, count: UInt64)] = []
 
@@ -89,6 +91,7 @@ final class RankRuntime {
         self.replay = replay
         self.peerIncarnation = Array(repeating: launch?.incarnation ?? 0, count: rankCount)
         self.resendPending = Array(repeating: false, count: rankCount)
+        self.trace = launch.flatMap { DeliveryTrace(launch: $0) }
     }
 
     // MARK: Joining
@@ -238,6 +241,7 @@ final class RankRuntime {
         precondition(!finished, "send after finish()")
         let header = ledger.send(
             to: destination, tag: tag, epoch: participant.epoch, incarnation: incarnation, payload: payload)
+        trace?.sent(header, to: destination)
         if participant.holdsSends {
             heldSends.append((destination, header, payload))
             return
@@ -274,6 +278,7 @@ final class RankRuntime {
         precondition(!finished, "receive after finish()")
         if let delivery = try replayNext(source: source, tag: tag) {
             ledger.recordDelivery(source: delivery.header.source, sequence: delivery.header.sequence)
+            trace?.delivered(delivery.header, replayed: true)
             return Message(source: delivery.header.source.rawValue, tag: Int(delivery.header.tag), bytes: delivery.payload)
         }
         while true {
@@ -287,6 +292,7 @@ final class RankRuntime {
                     }
                 }
                 ledger.recordDelivery(source: arrival.header.source, sequence: arrival.header.sequence)
+                trace?.delivered(arrival.header, replayed: false)
                 return Message(source: arrival.header.source.rawValue, tag: Int(arrival.header.tag), bytes: arrival.payload)
             }
             guard launch != nil else {
@@ -361,6 +367,7 @@ final class RankRuntime {
             fireFault(index: fault.index, control: control)
         }
         try serviceControl()
+        trace?.flush()
         while true {
             switch participant.handleSafePoint(step: step) {
             case .proceed:
@@ -371,6 +378,7 @@ final class RankRuntime {
                 try serviceControl()
             case .capture(let epoch):
                 heartbeatStep.value = step
+                trace?.captured(epoch: epoch, step: step)
                 try captureSnapshot(epoch: epoch, step: step, programState: capture(), launch: launch)
                 return
             }
@@ -401,6 +409,7 @@ final class RankRuntime {
     func finish() throws {
         guard launch != nil, !finished else { return }
         finished = true
+        trace?.flush()
         lifeline_flush_stdio()
         if let fault = rankFaults.first(where: { $0.spec == .killInPhase(rank, .finish) }) {
             fireFault(index: fault.index, control: control)

@@ -205,7 +205,9 @@ final class Supervisor {
                 restoreEpoch: Epoch(line?.epoch ?? 0), restoreSnapshot: member?.snapshot,
                 heartbeatMs: configuration.heartbeatMs, faults: pending.map { ($0, faults[$0]) },
                 logging: configuration.logging == .pessimistic ? .pessimistic : .none,
-                deliverableEpoch: coordinator.lastEpoch, restarted: restartsRanks)
+                deliverableEpoch: coordinator.lastEpoch, restarted: restartsRanks,
+                traceDirectory: configuration.traceDeliveries ? configuration.runDirectory + "/trace" : nil,
+                clockOrigin: clockStart - clockOffset)
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,

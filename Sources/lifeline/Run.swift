@@ -33,6 +33,8 @@ extension LifelineCommand {
         var maxRestarts: Int = 10
         @Option(help: ArgumentHelp("Checkpoint and stop before this much time has passed (e.g. 30m), as before a batch limit.", valueName: "DURATION"))
         var walltime: String?
+        @Flag(help: "Each rank writes its sends, deliveries and captures to RUN_DIR/trace/ (for `lifeline timeline`).")
+        var traceDeliveries = false
         @Flag(help: "No progress line.")
         var quiet = false
         @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
@@ -87,7 +89,8 @@ extension LifelineCommand {
                 logging: loggingMode,
                 intervalSeconds: intervalSeconds, injections: faults.injections, heartbeatMs: heartbeatMs,
                 heartbeatTimeoutMs: heartbeatTimeoutMs, maxRestarts: maxRestarts, quiet: quiet,
-                walltimeSeconds: walltimeSeconds, intervalAuto: intervalAuto, mtbfSeconds: mtbfSeconds)
+                walltimeSeconds: walltimeSeconds, intervalAuto: intervalAuto, mtbfSeconds: mtbfSeconds,
+                traceDeliveries: traceDeliveries)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

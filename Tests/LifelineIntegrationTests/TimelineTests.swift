@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+
+extension RecoveryTests {
+    /// Reads the (source, sequence, tag) of every delivery in a trace file, with its kind.
+    private func deliveries(_ path: String) throws -> [(kind: String, key: String)] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: "\t").map(String.init)
+            guard fields.count == 5, fields[1] == "D" || fields[1] == "R" else { return nil }
+            return (fields[1], "\(fields[2])#\(fields[3])#\(fields[4])")
+        }
+    }
+
+    /// With pessimistic logging the master of the task farm, killed, replays its any-source
+    /// deliveries in the order it made them before the crash; the timeline draws the run.
+    @Test func replayedDeliveriesKeepTheirOrderAndTheTimelineShowsThem() throws {
+        let runDirectory = JobRunner.scratch("trace") + "/run"
+        let result = try JobRunner.lifeline(
+            ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet", "--logging", "pessimistic",
+             "--trace-deliveries", "--inject", "kill:rank=0,step=25", "--"] + Self.farm,
+            runDirectory: runDirectory)
+        #expect(result.resultLines == [Self.farmOracle], "\(result.stderr)")
+        let launches = result.events("rank_launched").filter { $0["rank"] as? Int == 0 }.compactMap { $0["incarnation"] as? Int }
+        try #require(launches.count == 2, "rank 0 was launched \(launches)")
+        let before = try deliveries(runDirectory + "/trace/rank-0.\(launches[0]).tsv").map(\.key)
+        let after = try deliveries(runDirectory + "/trace/rank-0.\(launches[1]).tsv")
+        let replayed = after.filter { $0.kind == "R" }.map(\.key)
+        try #require(!replayed.isEmpty, "nothing was replayed")
+        let start = try #require(before.firstIndex(of: replayed[0]), "the first replayed delivery was never made")
+        let overlap = min(replayed.count, before.count - start)
+        #expect(Array(replayed.prefix(overlap)) == Array(before[start..<start + overlap]),
+                "the replay delivered in another order than before the crash")
+
+        let timeline = try JobRunner.lifeline(["timeline", runDirectory, "-o", runDirectory + "/t.html"], runDirectory: runDirectory)
+        #expect(timeline.status == 0, "\(timeline.stderr)")
+        let page = try String(contentsOfFile: runDirectory + "/t.html", encoding: .utf8)
+        #expect(page.contains("<svg") && page.contains("</html>"))
+        #expect(page.components(separatedBy: "<title>rank 0: killed").count == 2, "one failure cross for rank 0")
+        #expect(page.contains("replay of one rank") && page.contains("messages"))
+        let inspect = try JobRunner.lifeline(["inspect", runDirectory, "--json"], runDirectory: runDirectory)
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])
+        #expect(summary["status"] as? String == "finished")
+        #expect((summary["failures"] as? [[String: Any]])?.first?["recovery"] as? String == "replay")
+        #expect((summary["logBytes"] as? Int ?? 0) > 0)
+    }
+}
