@@ -37,6 +37,7 @@ let package = Package(
             dependencies: [
                 "Lifeline",
                 "LifelineCore",
+                "LifelineStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import Lifeline
+import LifelineStorage
+
+extension LifelineCommand {
+    /// `lifeline storage verify|repair DIR_A,DIR_B`
+    struct Storage: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check or repair the two mirrors of a job's stable storage (exit codes as fsck).",
+            subcommands: [Verify.self, Repair.self])
+    }
+}
+
+extension LifelineCommand.Storage {
+    /// Checks every file on both mirrors: 0 healthy, 4 problems found.
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check every file on both mirrors; print what is healthy, repairable and lost. Exit 0 healthy, 4 problems.")
+        @Argument(help: ArgumentHelp("The two storage roots.", valueName: "DIR_A,DIR_B"))
+        var roots: String
+
+        func run() throws {
+            let report = try openStore(roots).verify(repair: false)
+            printReport(report)
+            throw ExitCode(report.isClean ? 0 : 4)
+        }
+    }
+
+    /// Repairs what can be repaired: 0 nothing to do, 1 all corrected, 4 something left.
+    struct Repair: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Repair damaged or missing copies from the good mirror. Exit 0 nothing to do, 1 all corrected, 4 something left.")
+        @Argument(help: ArgumentHelp("The two storage roots.", valueName: "DIR_A,DIR_B"))
+        var roots: String
+
+        func run() throws {
+            let report = try openStore(roots).verify(repair: true)
+            printReport(report)
+            if !report.isClean { throw ExitCode(4) }
+            throw ExitCode(report.repairedCount + report.temporaryCount > 0 ? 1 : 0)
+        }
+    }
+}
+
+private func openStore(_ roots: String) throws -> MirroredStore {
+    let parts = roots.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+        throw ValidationError("give the two storage roots as DIR_A,DIR_B")
+    }
+    for root in parts where !FileManager.default.fileExists(atPath: root) {
+        throw LifelineError(.storage, "\(root) does not exist: give the storage roots of a run (RUN_DIR/storage-a,RUN_DIR/storage-b by default)")
+    }
+    do {
+        return try MirroredStore(rootA: absolute(parts[0]), rootB: absolute(parts[1]))
+    } catch {
+        throw LifelineError(.storage, "\(error)")
+    }
+}
+
+private func printReport(_ report: VerifyReport) {
+    for problem in report.problems { print(problem) }
+    print("\(report.healthyCount) healthy, \(report.repairedCount) repaired, \(report.damagedCount) repairable, "
+          + "\(report.unrecoverableCount) lost, \(report.temporaryCount) leftover temporary files")
+}

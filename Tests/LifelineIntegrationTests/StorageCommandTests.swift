@@ -1,0 +1,36 @@
+import Foundation
+import Testing
+
+extension RecoveryTests {
+    /// `lifeline storage verify|repair` exit like fsck: 0 healthy or nothing to do, 1 corrected,
+    /// 4 problems found (verify) or left (repair).
+    @Test func storageVerifyAndRepairExitLikeFsck() throws {
+        let result = try JobRunner.runHeat("storage", ranks: 2)
+        let roots = "\(result.runDirectory)/storage-a,\(result.runDirectory)/storage-b"
+        func storage(_ verb: String) throws -> JobRunner.Result {
+            try JobRunner.lifeline(["storage", verb, roots], runDirectory: result.runDirectory)
+        }
+        #expect(try storage("verify").status == 0)
+        let manifestB = result.runDirectory + "/storage-b/manifest"
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: manifestB)))
+        bytes[bytes.count / 2] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: manifestB))
+        let damaged = try storage("verify")
+        #expect(damaged.status == 4)
+        #expect(damaged.stdout.contains("manifest"), "\(damaged.stdout)")
+        #expect(try storage("repair").status == 1)
+        #expect(try storage("repair").status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: manifestB))
+                == Data(contentsOf: URL(fileURLWithPath: result.runDirectory + "/storage-a/manifest")))
+        // Both copies of one file damaged: repair cannot fix it.
+        for root in ["storage-a", "storage-b"] {
+            let path = result.runDirectory + "/\(root)/manifest"
+            var damagedBytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            damagedBytes[damagedBytes.count - 2] ^= 0x80
+            try Data(damagedBytes).write(to: URL(fileURLWithPath: path))
+        }
+        let lost = try storage("repair")
+        #expect(lost.status == 4, "\(lost.stdout)")
+        #expect(lost.stdout.contains("1 lost"), "\(lost.stdout)")
+    }
+}
