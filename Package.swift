@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "lifeline", targets: ["lifeline"]),
         .executable(name: "heat2d", targets: ["heat2d"]),
         .executable(name: "taskfarm", targets: ["taskfarm"]),
+        .executable(name: "lifeline-bench", targets: ["lifeline-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +47,12 @@ let package = Package(
         .executableTarget(name: "heat2d", dependencies: ["Lifeline", "ExampleSupport"], path: "Examples/Heat2D"),
         .executableTarget(name: "taskfarm", dependencies: ["Lifeline", "ExampleSupport"], path: "Examples/TaskFarm"),
         .executableTarget(name: "ring", dependencies: ["Lifeline"], path: "Examples/Ring"),
+        // Benchmarks: the driver, the program it measures, and the raw baseline (no Lifeline).
+        .executableTarget(
+            name: "lifeline-bench", dependencies: ["LifelineStorage", "CLifelineSupport"],
+            path: "Benchmarks/Sources/LifelineBench"),
+        .executableTarget(name: "lifeline-pingpong", dependencies: ["Lifeline"], path: "Benchmarks/Sources/PingPong"),
+        .executableTarget(name: "raw-pingpong", path: "Benchmarks/Sources/RawPingPong"),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore"]),
         .testTarget(name: "LifelineStorageTests", dependencies: ["LifelineStorage"]),
         .testTarget(

@@ -414,7 +414,7 @@ final class RankRuntime {
         if let fault = rankFaults.first(where: { $0.spec == .killInPhase(rank, .finish) }) {
             fireFault(index: fault.index, control: control)
         }
-        control?.send(.finished(step: participant.stepPassed))
+        control?.send(.finished(step: participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0))
         while !released {
             try serviceControl()
             if !released { try pump(timeoutMs: Self.pollIntervalMs) }

@@ -37,8 +37,10 @@ extension Supervisor {
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)), "reason": .string(reason),
             ])
             try perform(coordinator.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now))
-        case .finished(let step):
-            events.record("rank_finished", ["rank": .int(rank.rawValue), "step": .int(step)])
+        case .finished(let step, let loggedBytes):
+            events.record("rank_finished", [
+                "rank": .int(rank.rawValue), "step": .int(step), "log_bytes": .int(Int(loggedBytes)),
+            ])
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         case .checkpointWanted:
             try perform(coordinator.handleCheckpointWanted(now: now))

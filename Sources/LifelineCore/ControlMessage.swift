@@ -47,8 +47,9 @@ package enum ControlMessage: Sendable, Equatable {
     case ack(Epoch, Acknowledgement)
     /// The rank could not write its snapshot; the round must abort.
     case snapshotFailed(Epoch, reason: String)
-    /// The rank reached the end of its program and waits at the final barrier.
-    case finished(step: Int)
+    /// The rank reached the end of its program and waits at the final barrier; it reports the
+    /// bytes it appended to its message log over its life (0 without logging).
+    case finished(step: Int, loggedBytes: UInt64)
     /// The program asked for a checkpoint.
     case checkpointWanted
     /// An injected fault is about to fire in the rank (it kills itself next).
@@ -113,9 +114,10 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.snapshotFailed.rawValue)
             writer.write(epoch.rawValue)
             writer.write(reason)
-        case .finished(let step):
+        case .finished(let step, let loggedBytes):
             writer.write(Code.finished.rawValue)
             writer.write(Int64(step))
+            writer.write(loggedBytes)
         case .checkpointWanted:
             writer.write(Code.checkpointWanted.rawValue)
         case .faultFired(let index):
@@ -156,7 +158,7 @@ package enum ControlMessage: Sendable, Equatable {
             message = .ack(round, Acknowledgement(
                 step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered))
         case .snapshotFailed: message = .snapshotFailed(try epoch(), reason: try reader.readString())
-        case .finished: message = .finished(step: try step())
+        case .finished: message = .finished(step: try step(), loggedBytes: try reader.read(UInt64.self))
         case .checkpointWanted: message = .checkpointWanted
         case .faultFired: message = .faultFired(index: Int(try reader.read(UInt32.self)))
         case .replayComplete: message = .replayComplete(deliveries: Int(try reader.read(UInt64.self)))

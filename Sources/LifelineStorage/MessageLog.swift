@@ -31,6 +31,8 @@ package final class MessageLog {
     package private(set) var records: [[UInt8]]
     /// The bytes of one mirror's file.
     package private(set) var fileBytes: Int
+    /// Bytes appended to each mirror since this log was opened.
+    package private(set) var appendedBytes: UInt64 = 0
     /// What opening found and repaired, one line each.
     package private(set) var problems: [String] = []
 
@@ -87,6 +89,7 @@ package final class MessageLog {
         }
         records += payloads
         fileBytes += bytes.count
+        appendedBytes += UInt64(bytes.count)
     }
 
     /// Drops the records before `index` from both mirrors (atomically, file by file).

@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLifelineSupport
+import Foundation
+
+/// One finished run of a program under `lifeline run`, with what its run directory says.
+struct JobRun {
+    var seconds: Double
+    var status: Int32
+    var stdout: String
+    /// The largest resident set of the supervisor or any rank, in KiB (wait4's ru_maxrss).
+    var peakRSSKiB: Int
+    var events: [[String: Any]]
+    var runDirectory: String
+
+    func events(_ name: String) -> [[String: Any]] { events.filter { $0["event"] as? String == name } }
+    var result: String? { stdout.split(separator: "\n").first { $0.hasPrefix("result sha256=") }.map(String.init) }
+    var checkpointBytes: Int { events("commit").reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) } }
+    var commits: Int { events("commit").count }
+}
+
+/// Starts programs and collects their results; every path it needs is beside its executable.
+struct JobLauncher {
+    let binDirectory: String
+    let scratch: String
+    private var counter = 0
+
+    init(scratch: String) {
+        binDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path
+        self.scratch = scratch
+    }
+
+    /// Runs `lifeline run OPTIONS -- PROGRAM…` and waits for it.
+    mutating func run(ranks: Int, options: [String], program: [String]) throws -> JobRun {
+        counter += 1
+        let runDirectory = "\(scratch)/run-\(counter)"
+        let arguments = ["run", "-n", String(ranks), "--run-dir", runDirectory, "--quiet"] + options + ["--"] + program
+        let (seconds, status, stdout, rss) = try Self.spawn(binDirectory + "/lifeline", arguments, scratch: scratch, tag: counter)
+        let text = (try? String(contentsOfFile: runDirectory + "/events.jsonl", encoding: .utf8)) ?? ""
+        let events = text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let run = JobRun(seconds: seconds, status: status, stdout: stdout, peakRSSKiB: rss, events: events, runDirectory: runDirectory)
+        try? FileManager.default.removeItem(atPath: runDirectory + "/storage-a")
+        try? FileManager.default.removeItem(atPath: runDirectory + "/storage-b")
+        return run
+    }
+
+    /// Spawns a command with its output in files; returns wall seconds, exit status, stdout and
+    /// the peak RSS of it and its descendants.
+    static func spawn(_ path: String, _ arguments: [String], scratch: String, tag: Int) throws -> (Double, Int32, String, Int) {
+        let out = "\(scratch)/out-\(tag).txt"
+        let err = "\(scratch)/err-\(tag).txt"
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = URL(fileURLWithPath: path).deletingLastPathComponent().path + ":" + (environment["PATH"] ?? "/usr/bin")
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let start = monotonic()
+        let result = lifeline_spawn(&pid, path, argv, envp, out, err)
+        guard result == 0 else { throw BenchError("cannot start \(path): \(String(cString: strerror(result)))") }
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        let seconds = monotonic() - start
+        var detail: Int32 = 0
+        let kind = lifeline_wait_status(status, &detail)
+        let stdout = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        if kind != 1 || detail != 0 {
+            let stderr = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+            FileHandle.standardError.write(Data("lifeline-bench: \(path) \(arguments.joined(separator: " ")) ended with \(detail): \(stderr.suffix(400))\n".utf8))
+        }
+        return (seconds, kind == 1 ? detail : 128 + detail, stdout, Int(usage.ru_maxrss))
+    }
+}
+
+func monotonic() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+func median(_ values: [Double]) -> Double {
+    guard !values.isEmpty else { return .nan }
+    let sorted = values.sorted()
+    return sorted[sorted.count / 2]
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Parses `key=value` pairs of a baseline's output line.
+func keyValues(_ text: String) -> [String: Double] {
+    var result: [String: Double] = [:]
+    for item in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+        let parts = item.split(separator: "=", maxSplits: 1)
+        if parts.count == 2, let value = Double(parts[1]) { result[String(parts[0])] = value }
+    }
+    return result
+}

@@ -1,0 +1,75 @@
+// lifeline-bench: compares Lifeline's checkpointing and logging strategies, each beside its
+// physical floor measured in the same run. See Benchmarks/README.md.
+//
+// usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,snapshot,strategies,interval]
+import Foundation
+
+var scale = Scale.full
+var output: String?
+var suites = ["transport", "snapshot", "strategies", "interval"]
+var arguments = Array(CommandLine.arguments.dropFirst())
+while let argument = arguments.first {
+    arguments.removeFirst()
+    switch argument {
+    case "--smoke": scale = .smoke
+    case "--quick": scale = .quick
+    case "--output" where !arguments.isEmpty: output = arguments.removeFirst()
+    case "--suites" where !arguments.isEmpty: suites = arguments.removeFirst().split(separator: ",").map(String.init)
+    default:
+        FileHandle.standardError.write(Data("lifeline-bench: unknown argument \(argument)\nusage: lifeline-bench [--smoke|--quick] [--output DIR] [--suites LIST]\n".utf8))
+        exit(2)
+    }
+}
+
+let formatter = DateFormatter()
+formatter.dateFormat = "yyyy-MM-dd-HHmmss"
+formatter.locale = Locale(identifier: "en_US_POSIX")
+let stamp = formatter.string(from: Date())
+let folder = output ?? FileManager.default.currentDirectoryPath + "/Benchmarks/results/\(stamp)-\(scale.name)"
+let scratch = NSTemporaryDirectory() + "lifeline-bench-\(stamp)-\(getpid())"
+do {
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+} catch {
+    FileHandle.standardError.write(Data("lifeline-bench: cannot create \(folder) or \(scratch): \(error)\n".utf8))
+    exit(1)
+}
+defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+let machine = Report.machine(resultsFolder: scratch)
+var bench = Suites(scale: scale, launcher: JobLauncher(scratch: scratch))
+bench.report.paragraph("""
+# Lifeline benchmark report
+
+Date: \(ISO8601DateFormatter().string(from: Date())). Machine: \(machine). Scale: `\(scale.name)` \
+(repeats \(scale.repeats), ranks \(scale.rankCounts.map(String.init).joined(separator: ", "))). \
+Build: release. Every Lifeline number stands beside a floor measured in the same run; read the ratios, \
+not the absolute times (the machine is shared and noisy).
+""")
+let started = monotonic()
+do {
+    for suite in suites {
+        FileHandle.standardError.write(Data("lifeline-bench: \(suite)…\n".utf8))
+        switch suite {
+        case "transport": try bench.transport()
+        case "snapshot": try bench.snapshot()
+        case "strategies": try bench.strategies()
+        case "interval": try bench.interval()
+        default: throw BenchError("unknown suite \(suite)")
+        }
+    }
+} catch {
+    FileHandle.standardError.write(Data("lifeline-bench: \(error)\n".utf8))
+    exit(1)
+}
+bench.report.paragraph(String(format: "Total benchmark time: %.0f s.", monotonic() - started))
+let chart = bench.report.chartSVG(title: "Failure-free overhead over the floor (largest rank count)")
+do {
+    try Data((bench.report.sections.joined(separator: "\n\n") + "\n\n![overhead](chart.svg)\n").utf8)
+        .write(to: URL(fileURLWithPath: folder + "/report.md"))
+    try Data(chart.utf8).write(to: URL(fileURLWithPath: folder + "/chart.svg"))
+} catch {
+    FileHandle.standardError.write(Data("lifeline-bench: cannot write the report: \(error)\n".utf8))
+    exit(1)
+}
+print("report: \(folder)/report.md")

@@ -1,0 +1,43 @@
+// The transport benchmark's program: rank 0 and rank 1 exchange 64-byte messages (round trip),
+// then rank 0 streams large messages to rank 1 (bandwidth), through Lifeline's Communicator.
+// Prints `rtt_us_median=… rtt_us_p99=… bandwidth_gbps=…` at rank 0.
+//
+// usage (under lifeline run -n 2): lifeline-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES
+import Foundation
+import Lifeline
+
+let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
+guard arguments.count == 3 else {
+    FileHandle.standardError.write(Data("usage: lifeline-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES\n".utf8))
+    exit(2)
+}
+let (trips, messages, bytes) = (arguments[0], arguments[1], arguments[2])
+let comm = try Communicator.join()
+let peer = 1 - comm.rank
+let small = [UInt8](repeating: 7, count: 64)
+let big = [UInt8](repeating: 1, count: bytes)
+var samples: [Double] = []
+samples.reserveCapacity(trips)
+for _ in 0..<trips {
+    if comm.rank == 0 {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try comm.send(small, to: peer)
+        _ = try comm.receive(from: peer)
+        samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1000)
+    } else {
+        _ = try comm.receive(from: peer)
+        try comm.send(small, to: peer)
+    }
+}
+let start = DispatchTime.now().uptimeNanoseconds
+for _ in 0..<messages {
+    if comm.rank == 0 { try comm.send(big, to: peer, tag: 1) } else { _ = try comm.receive(from: peer, tag: 1) }
+}
+if comm.rank == 1 { try comm.send([1], to: peer, tag: 2) } else { _ = try comm.receive(from: peer, tag: 2) }
+let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+if comm.rank == 0 {
+    samples.sort()
+    print(String(format: "rtt_us_median=%.3f rtt_us_p99=%.3f bandwidth_gbps=%.3f", samples[samples.count / 2],
+                 samples[Int(Double(samples.count) * 0.99)], Double(bytes * messages) / seconds / 1e9))
+}
+try comm.finish()
