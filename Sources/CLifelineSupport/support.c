@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/file.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -105,4 +106,11 @@ int lifeline_route_stop_signals(int fd) {
 
 int lifeline_lock_file(int fd) {
     return flock(fd, LOCK_EX | LOCK_NB);
+}
+
+void lifeline_tune_allocator(void) {
+#ifdef M_MMAP_THRESHOLD
+    mallopt(M_MMAP_THRESHOLD, 16 << 20); /* at most 32 MiB on 64-bit glibc */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }

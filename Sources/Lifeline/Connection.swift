@@ -47,10 +47,13 @@ final class Connection {
     }
 
     /// Reads what is available and hands over every complete frame. Returns false once the
-    /// stream has ended (the connection is then closed).
-    func readAvailable(_ deliver: (InboundFrame) throws -> Void) throws -> Bool {
+    /// stream has ended (the connection is then closed). Stops after about `bytesMax` bytes, so
+    /// a fast sender's stream waits in the kernel (and throttles the sender) instead of piling
+    /// up in this process's memory; the caller reads on when it needs more.
+    func readAvailable(bytesMax: Int = .max, _ deliver: (InboundFrame) throws -> Void) throws -> Bool {
         guard !isClosed else { return false }
-        while true {
+        var bytesRead = 0
+        while bytesRead < bytesMax {
             if start > 0, buffer.count - end < Self.directPayloadBytesMin {
                 buffer.withUnsafeMutableBytes { bytes in
                     bytes.baseAddress!.copyMemory(from: bytes.baseAddress! + start, byteCount: end - start)
@@ -58,8 +61,9 @@ final class Connection {
                 end -= start
                 start = 0
             }
+            let space = buffer.count - end
             let received = buffer.withUnsafeMutableBytes { bytes in
-                recv(fd, bytes.baseAddress! + end, bytes.count - end, Int32(MSG_DONTWAIT))
+                recv(fd, bytes.baseAddress! + end, space, Int32(MSG_DONTWAIT))
             }
             if received < 0 {
                 if errno == EINTR { continue }
@@ -73,9 +77,15 @@ final class Connection {
                 return false
             }
             end += received
-            try parseFrames(deliver)
+            bytesRead += received
+            try parseFrames { frame in
+                if case .data(_, let payload) = frame { bytesRead += payload.count }
+                try deliver(frame)
+            }
             if isClosed { return false }
+            if received < space { return true }  // the socket is drained: spare the EAGAIN call
         }
+        return true
     }
 
     private func parseFrames(_ deliver: (InboundFrame) throws -> Void) throws {

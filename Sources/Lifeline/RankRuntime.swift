@@ -17,6 +17,8 @@ final class RankRuntime {
         var payload: [UInt8]
     }
 
+    /// How many bytes one wait reads from a peer before the program gets a chance to take them.
+    private static let readBytesMaxPerWait = 2 << 20
     /// How long one wait for traffic lasts before the runtime looks around again.
     private static let pollIntervalMs: Int32 = 500
 
@@ -103,6 +105,7 @@ final class RankRuntime {
                 launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: nil, log: nil, replay: nil)
         }
         signal(SIGPIPE, SIG_IGN)
+        lifeline_tune_allocator()
         lifeline_set_parent_death_signal(SIGKILL)
         if getppid() != launch.supervisorPID { supervisorGone() }
 
@@ -540,7 +543,7 @@ final class RankRuntime {
             } else if descriptor.fd == listener {
                 acceptPeer()
             } else if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil {
-                _ = try peer.readAvailable { frame in
+                _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
                     if case .data(let header, let payload) = frame { arrive(header, payload) }
                 }
             }

@@ -26,6 +26,10 @@ int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const
 /// process, so a poll loop can act on them. Returns 0, or -1 with errno.
 int lifeline_route_stop_signals(int fd);
 
+/// Keeps large message buffers in the heap instead of fresh mmaps, so receiving a stream of
+/// big messages reuses memory rather than faulting in new zeroed pages for each one.
+void lifeline_tune_allocator(void);
+
 /// Takes an exclusive, non-blocking advisory lock on the open file `fd` (flock). Returns 0 when
 /// taken, -1 with errno (EWOULDBLOCK when another process holds it).
 int lifeline_lock_file(int fd);
