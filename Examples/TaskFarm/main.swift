@@ -24,8 +24,9 @@ struct Options {
     var work = 20000
     var idleWorkers = 0
     var sleepMilliseconds = 0
+    var verbose = false
 
-    static let usage = "usage: taskfarm [--tasks T] [--round R] [--work N] [--idle-workers K] [--sleep-ms M]"
+    static let usage = "usage: taskfarm [--tasks T] [--round R] [--work N] [--idle-workers K] [--sleep-ms M] [--verbose]"
 
     /// Parses the command line; a bad option prints one line to stderr and exits 2.
     static func parse(_ arguments: [String]) -> Options {
@@ -37,6 +38,11 @@ struct Options {
         }
         while index < arguments.count {
             let name = arguments[index]
+            if name == "--verbose" {
+                options.verbose = true
+                index += 1
+                continue
+            }
             guard index + 1 < arguments.count, let value = Int(arguments[index + 1]) else {
                 fail("\(name) needs an integer value")
             }
@@ -99,6 +105,8 @@ func runMaster(_ comm: Communicator, _ state: inout FarmState, _ options: Option
     let workers = Array(1..<comm.size)
     while state.round < roundCount {
         try comm.safePoint(step: state.round, state: state)
+        // A value from outside the messages: logged, so a replay reads the same clock.
+        let startedAt = try comm.logged { Date().timeIntervalSince1970 }
         let first = state.round * roundSize
         var pending = Array(first..<min(first + roundSize, options.tasks)).reversed() as [Int]
         let active = state.round < roundCount / 2 ? workers.filter { $0 > options.idleWorkers } : workers
@@ -125,6 +133,9 @@ func runMaster(_ comm: Communicator, _ state: inout FarmState, _ options: Option
             }
         }
         for worker in workers { try comm.send([Kind.roundEnd.rawValue, 0], to: worker, tag: taskTag) }
+        if options.verbose {
+            FileHandle.standardError.write(Data("round \(state.round) took \(Date().timeIntervalSince1970 - startedAt) s\n".utf8))
+        }
         state.round += 1
         if options.sleepMilliseconds > 0 { Thread.sleep(forTimeInterval: Double(options.sleepMilliseconds) / 1000) }
     }

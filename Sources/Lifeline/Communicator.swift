@@ -124,6 +124,21 @@ public final class Communicator {
         try receive(from: .rank(source), tag: tag).values(as: type)
     }
 
+    /// Reads a value from outside the program's messages (a clock, a random draw) so that a
+    /// replay after a crash gets the same value: with message logging the value is logged like
+    /// a determinant; without, it is simply read.
+    ///
+    /// ```swift
+    /// let seed = try comm.logged { UInt64.random(in: 0...UInt64.max) }
+    /// ```
+    public func logged<T: BitwiseCopyable>(_ read: () -> T) throws -> T {
+        let bytes = try runtime.loggedValue { withUnsafeBytes(of: read()) { Array($0) } }
+        guard bytes.count == MemoryLayout<T>.size else {
+            throw LifelineError(.corruptState, "a logged value has \(bytes.count) bytes, not the \(MemoryLayout<T>.size) of \(T.self)")
+        }
+        return bytes.withUnsafeBytes { $0.loadUnaligned(as: T.self) }
+    }
+
     /// Ends the program's part of the job: waits at the final barrier until every rank has
     /// finished, so that a late failure anywhere can still be recovered. Call it last.
     public func finish() throws { try runtime.finish() }

@@ -18,6 +18,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         case none
         /// Receiver-based pessimistic logging: a crashed rank restarts alone and replays its log.
         case pessimistic
+        /// Sender-based logging: payloads stay with the senders, determinants of receives from
+        /// any source are logged; a crashed rank restarts alone.
+        case senderBased = "sender-based"
     }
 
     /// The program to run on every rank, as resolved (an absolute path).

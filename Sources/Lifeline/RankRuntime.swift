@@ -51,9 +51,9 @@ final class RankRuntime {
     private var finished = false
     private var anySourceCursor = 0
     private var rankFaults: [(index: Int, spec: FaultSpec)]
-    /// The receiver's message log (pessimistic logging), nil without logging.
+    /// The rank's log (pessimistic or sender-based logging), nil without logging.
     private let log: MessageLog?
-    /// Deliveries to replay after a restart, in their logged order; nil when running live.
+    /// Records to replay after a restart, in their logged order; nil when running live.
     private var replay: ReplayQueue?
     /// The incarnation of each peer's current connection.
     private var peerIncarnation: [UInt32]
@@ -62,8 +62,10 @@ final class RankRuntime {
     private var resendPending: [Bool]
     /// `--trace-deliveries`: what the rank sends, delivers and captures.
     private let trace: DeliveryTrace?
-    /// How many messages the rank had delivered when it captured each open round.
-    private var deliveriesAtCapture: [(epoch: Epoch, count: UInt64)] = []
+    /// The log position when the rank captured each open round.
+    private var logPositionAtCapture: [(epoch: Epoch, position: UInt64)] = []
+    /// The logging mode.
+    private var logging: LoggingMode { launch?.logging ?? .none }
 
     private init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
@@ -129,7 +131,7 @@ final class RankRuntime {
             fireFault(index: fault.index, control: control)
         }
         let snapshot = try loadSnapshot(launch: launch, store: store)
-        let (log, replay) = try openLog(launch: launch, store: store, ledger: snapshot?.ledger)
+        let (log, replay) = try openLog(launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0)
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
             store: store, snapshot: snapshot, log: log, replay: replay)
@@ -177,12 +179,12 @@ final class RankRuntime {
         return try RankSnapshot.decode(bytes, rank: launch.rank, rankCount: launch.rankCount, epoch: launch.restoreEpoch)
     }
 
-    /// Opens the rank's message log (pessimistic logging) and, after a restart, the deliveries
-    /// it logged after its checkpoint: those are replayed before anything live.
+    /// Opens the rank's log (with logging) and, after a restart, the records it logged after
+    /// its checkpoint: those are replayed before anything live.
     private static func openLog(
-        launch: LaunchEnvironment, store: MirroredStore, ledger: MessageLedger?
+        launch: LaunchEnvironment, store: MirroredStore, logPosition: UInt64
     ) throws -> (MessageLog?, ReplayQueue?) {
-        guard launch.logging == .pessimistic else { return (nil, nil) }
+        guard launch.logging != .none else { return (nil, nil) }
         let log: MessageLog
         do {
             log = try MessageLog(store: store, name: "rank-\(launch.rank.rawValue)")
@@ -193,21 +195,20 @@ final class RankRuntime {
             try? log.trim(before: log.nextIndex)  // a new job starts with an empty log
             return (log, nil)
         }
-        let delivered = UInt64(ledger?.delivered.reduce(0) { $0 + $1.count } ?? 0)
-        guard delivered >= log.firstIndex else {
+        guard logPosition >= log.firstIndex else {
             throw LifelineError(.storage,
-                "the message log starts at delivery \(log.firstIndex), after the checkpoint's \(delivered): it cannot be replayed")
+                "the message log starts at record \(log.firstIndex), after the checkpoint's \(logPosition): it cannot be replayed")
         }
-        let skip = Int(min(delivered - log.firstIndex, UInt64(log.records.count)))
-        var entries: [LoggedDelivery] = []
+        let skip = Int(min(logPosition - log.firstIndex, UInt64(log.records.count)))
+        var records: [LogRecord] = []
         for record in log.records[skip...] {
             do {
-                entries.append(try LoggedDelivery.decode(record))
+                records.append(try LogRecord.decode(record))
             } catch {
                 throw LifelineError(.storage, "a message log record does not decode: \(error)")
             }
         }
-        return (log, ReplayQueue(entries))
+        return (log, ReplayQueue(records, mode: launch.logging))
     }
 
     private func connectToLowerRanks() throws {
@@ -279,24 +280,16 @@ final class RankRuntime {
     /// Receives the next deliverable message with `tag` from `source` (nil: any source).
     func receive(from source: RankID?, tag: Int64) throws -> Message {
         precondition(!finished, "receive after finish()")
-        if let delivery = try replayNext(source: source, tag: tag) {
-            ledger.recordDelivery(source: delivery.header.source, sequence: delivery.header.sequence)
-            trace?.delivered(delivery.header, replayed: true)
-            return Message(source: delivery.header.source.rawValue, tag: Int(delivery.header.tag), bytes: delivery.payload)
-        }
+        if let replayed = try replayReceive(source: source, tag: tag) { return replayed }
         while true {
             try serviceControl()
             if let arrival = takeArrival(from: source, tag: tag) {
-                if let log {
-                    do {
-                        try log.append([LoggedDelivery(header: arrival.header, payload: arrival.payload).encoded()])
-                    } catch {
-                        throw LifelineError(.storage, "cannot log a delivery: \(error)")
-                    }
+                switch logging {
+                case .pessimistic: try appendToLog(.delivery(arrival.header, payload: arrival.payload))
+                case .senderBased where source == nil: try appendToLog(.determinant(arrival.header))
+                case .none, .senderBased: break
                 }
-                ledger.recordDelivery(source: arrival.header.source, sequence: arrival.header.sequence)
-                trace?.delivered(arrival.header, replayed: false)
-                return Message(source: arrival.header.source.rawValue, tag: Int(arrival.header.tag), bytes: arrival.payload)
+                return deliver(arrival.header, arrival.payload, replayed: false)
             }
             guard launch != nil else {
                 throw LifelineError(.usage, "receive would wait forever: rank 0 runs alone and no message is queued")
@@ -305,21 +298,66 @@ final class RankRuntime {
         }
     }
 
-    /// The next logged delivery while replaying; nil when running live.
-    private func replayNext(source: RankID?, tag: Int64) throws -> LoggedDelivery? {
+    private func deliver(_ header: DataHeader, _ payload: [UInt8], replayed: Bool) -> Message {
+        ledger.recordDelivery(source: header.source, sequence: header.sequence)
+        trace?.delivered(header, replayed: replayed)
+        return Message(source: header.source.rawValue, tag: Int(header.tag), bytes: payload)
+    }
+
+    private func appendToLog(_ record: LogRecord) throws {
+        do {
+            try log?.append([record.encoded()])
+        } catch {
+            throw LifelineError(.storage, "cannot write the message log: \(error)")
+        }
+    }
+
+    /// A value read from outside the messages, logged (with logging) so replay returns it again.
+    func loggedValue(_ produce: () -> [UInt8]) throws -> [UInt8] {
+        if var queue = replay {
+            let next = queue.nextValue()
+            replay = queue
+            switch next {
+            case .success(let bytes?):
+                if queue.remainingCount == 0 { finishReplay() }
+                return bytes
+            case .success(nil):
+                finishReplay()
+            case .failure(let error):
+                throw LifelineError(.usage, "\(error)")
+            }
+        }
+        let bytes = produce()
+        if log != nil { try appendToLog(.value(bytes)) }
+        return bytes
+    }
+
+    /// During replay: the message this receive returned before the crash; nil when live.
+    private func replayReceive(source: RankID?, tag: Int64) throws -> Message? {
         guard var queue = replay else { return nil }
-        let next = queue.next(source: source, tag: tag)
+        let next = queue.nextReceive(source: source, tag: tag)
         replay = queue
+        defer { if replay != nil, queue.remainingCount == 0 { finishReplay() } }
         switch next {
-        case .deliver(let delivery):
-            if queue.remainingCount == 0 { finishReplay() }
-            return delivery
+        case .deliver(let header, let payload):
+            return deliver(header, payload, replayed: true)
+        case .await(let header):
+            while true {
+                try serviceControl()
+                if let index = inbox[header.source.rawValue].firstIndex(where: { $0.header.sequence == header.sequence }) {
+                    let arrival = inbox[header.source.rawValue].remove(at: index)
+                    return deliver(arrival.header, arrival.payload, replayed: true)
+                }
+                try pump(timeoutMs: Self.pollIntervalMs)
+            }
+        case .live:
+            return nil
         case .exhausted:
             finishReplay()
             return nil
         case .diverged(let expected):
             throw LifelineError(.usage,
-                "replay diverged: the program asked for tag \(tag) from \(source.map { "\($0)" } ?? "any rank") but before the crash it received tag \(expected.tag) from \(expected.source) here; it is not piecewise deterministic")
+                "replay diverged: the program asked for tag \(tag) from \(source.map { "\($0)" } ?? "any rank") where before the crash it made \(expected); it is not piecewise deterministic")
         }
     }
 
@@ -393,8 +431,9 @@ final class RankRuntime {
         lifeline_flush_stdio()
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
-            epoch: epoch, step: step, incarnation: incarnation, ledger: ledger, programState: programState)
-        deliveriesAtCapture.append((epoch, UInt64(ledger.delivered.reduce(0) { $0 + $1.count })))
+            epoch: epoch, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0, ledger: ledger,
+            programState: programState)
+        logPositionAtCapture.append((epoch, log?.nextIndex ?? 0))
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
         writer.submit(SnapshotWriter.Job(
             epoch: epoch, step: step,
@@ -465,10 +504,10 @@ final class RankRuntime {
 
     /// A committed checkpoint covers the deliveries it captured: drop them from the log.
     private func trimLog(committed epoch: Epoch) throws {
-        guard let captured = deliveriesAtCapture.first(where: { $0.epoch == epoch }) else { return }
-        deliveriesAtCapture.removeAll { $0.epoch <= epoch }
+        guard let captured = logPositionAtCapture.first(where: { $0.epoch == epoch }) else { return }
+        logPositionAtCapture.removeAll { $0.epoch <= epoch }
         do {
-            try log?.trim(before: captured.count)
+            try log?.trim(before: captured.position)
         } catch {
             throw LifelineError(.storage, "cannot trim the message log: \(error)")
         }

@@ -4,7 +4,7 @@ import LifelineCore
 /// sets), and the program's own state bytes.
 ///
 /// Layout (before compression): magic `LLSN`, version, rank, rank count, epoch, step,
-/// incarnation, the ledger, then the program state with its length.
+/// incarnation, message-log position, the ledger, then the program state with its length.
 struct RankSnapshot: Equatable {
     private static let magic: UInt32 = 0x4E53_4C4C  // "LLSN"
     private static let version: UInt16 = 1
@@ -15,6 +15,8 @@ struct RankSnapshot: Equatable {
     var step: Int
     /// The incarnation that captured it.
     var incarnation: UInt32
+    /// The index of the next record of the rank's message log at capture: replay starts there.
+    var logPosition: UInt64
     /// Channel state.
     var ledger: MessageLedger
     /// What the program's `Checkpointable.encode(to:)` wrote.
@@ -30,6 +32,7 @@ struct RankSnapshot: Equatable {
         writer.write(epoch.rawValue)
         writer.write(Int64(step))
         writer.write(incarnation)
+        writer.write(logPosition)
         ledger.encode(into: &writer)
         writer.writeCounted(programState)
         return writer.bytes
@@ -50,10 +53,13 @@ struct RankSnapshot: Equatable {
             }
             let step = Int(try reader.read(Int64.self))
             let incarnation = try reader.read(UInt32.self)
+            let logPosition = try reader.read(UInt64.self)
             let ledger = try MessageLedger.decode(from: &reader, rank: rank, rankCount: rankCount)
             let programState = try reader.readCounted()
             guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes at its end") }
-            return RankSnapshot(epoch: epoch, step: step, incarnation: incarnation, ledger: ledger, programState: programState)
+            return RankSnapshot(
+                epoch: epoch, step: step, incarnation: incarnation, logPosition: logPosition, ledger: ledger,
+                programState: programState)
         } catch let error as WireError {
             throw LifelineError(.corruptState, "snapshot of \(rank) at \(epoch) does not decode: \(error)")
         }

@@ -204,7 +204,7 @@ final class Supervisor {
                 variant: configuration.checkpointing == .blocking ? .blocking : .coordinated,
                 restoreEpoch: Epoch(line?.epoch ?? 0), restoreSnapshot: member?.snapshot,
                 heartbeatMs: configuration.heartbeatMs, faults: pending.map { ($0, faults[$0]) },
-                logging: configuration.logging == .pessimistic ? .pessimistic : .none,
+                logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,
                 deliverableEpoch: coordinator.lastEpoch, restarted: restartsRanks,
                 traceDirectory: configuration.traceDeliveries ? configuration.runDirectory + "/trace" : nil,
                 clockOrigin: clockStart - clockOffset)

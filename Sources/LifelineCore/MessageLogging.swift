@@ -6,72 +6,125 @@ package enum LoggingMode: String, Sendable, CaseIterable {
     /// storage, in delivery order, before the program sees it. A crashed rank restarts alone
     /// from its checkpoint and replays its log; the others keep running.
     case pessimistic
+    /// Sender-based logging: payloads stay in the senders' memory (their retained messages);
+    /// only the determinants of nondeterministic deliveries (receives from any source) are
+    /// logged, synchronously, before the program sees the message. A crashed rank restarts
+    /// alone; the senders send their retained messages again and it delivers them in the
+    /// logged order.
+    case senderBased = "sender-based"
 
     /// Whether a crashed rank can be recovered alone.
     package var recoversAlone: Bool { self != .none }
 }
 
-/// One delivery as the receiver's log records it: enough to hand the program the same message
-/// in the same place of its execution again.
-package struct LoggedDelivery: Sendable, Equatable {
-    /// The message's header as it arrived (source, tag, sequence number, epoch).
-    package var header: DataHeader
-    /// The payload.
-    package var payload: [UInt8]
+/// One record of a rank's log: what replay needs to put the program back where it was.
+package enum LogRecord: Sendable, Equatable {
+    /// A delivered message, payload included (pessimistic logging).
+    case delivery(DataHeader, payload: [UInt8])
+    /// The determinant of a receive from any source: which message it returned (sender-based
+    /// logging; the payload comes from the sender again).
+    case determinant(DataHeader)
+    /// A value the program read from outside its messages (a clock, a random draw).
+    case value([UInt8])
 
-    /// A logged delivery.
-    package init(header: DataHeader, payload: [UInt8]) {
-        self.header = header
-        self.payload = payload
-    }
+    private enum Kind: UInt8 { case delivery = 1, determinant = 2, value = 3 }
 
-    /// The log record's bytes.
+    /// The log record's bytes: a kind byte, then the header and payload, or the value.
     package func encoded() -> [UInt8] {
-        var writer = ByteWriter(capacity: DataHeader.byteCount + payload.count)
-        header.encode(into: &writer)
-        writer.writeRaw(payload)
+        var writer = ByteWriter(capacity: 1 + DataHeader.byteCount)
+        switch self {
+        case .delivery(let header, let payload):
+            writer.write(Kind.delivery.rawValue)
+            header.encode(into: &writer)
+            writer.writeRaw(payload)
+        case .determinant(let header):
+            writer.write(Kind.determinant.rawValue)
+            header.encode(into: &writer)
+        case .value(let bytes):
+            writer.write(Kind.value.rawValue)
+            writer.writeRaw(bytes)
+        }
         return writer.bytes
     }
 
     /// Decodes a log record.
-    package static func decode(_ bytes: [UInt8]) throws(WireError) -> LoggedDelivery {
-        guard bytes.count >= DataHeader.byteCount else { throw WireError("log record shorter than a header") }
-        let header = bytes.withUnsafeBytes { DataHeader.decode($0) }
-        return LoggedDelivery(header: header, payload: Array(bytes[DataHeader.byteCount...]))
+    package static func decode(_ bytes: [UInt8]) throws(WireError) -> LogRecord {
+        guard let first = bytes.first, let kind = Kind(rawValue: first) else { throw WireError("log record of unknown kind") }
+        let body = Array(bytes.dropFirst())
+        switch kind {
+        case .value:
+            return .value(body)
+        case .delivery, .determinant:
+            guard body.count >= DataHeader.byteCount else { throw WireError("log record shorter than a header") }
+            let header = body.withUnsafeBytes { DataHeader.decode($0) }
+            if kind == .determinant {
+                guard body.count == DataHeader.byteCount else { throw WireError("determinant with stray bytes") }
+                return .determinant(header)
+            }
+            return .delivery(header, payload: Array(body[DataHeader.byteCount...]))
+        }
     }
 }
 
-/// The deliveries a restarted rank must replay, in their logged order. During replay a receive
-/// returns exactly the message it returned before the crash, whatever arrives first.
+/// The records a restarted rank must replay, in their logged order. During replay a receive
+/// returns exactly the message it returned before the crash, even if another message arrives
+/// first, and a logged value read returns the value read before.
 package struct ReplayQueue: Sendable, Equatable {
-    /// What a receive gets during replay.
-    package enum Next: Sendable, Equatable {
-        /// The logged delivery to hand over.
-        case deliver(LoggedDelivery)
+    /// What a receive does during replay.
+    package enum Receive: Sendable, Equatable {
+        /// Hand over this logged message (pessimistic).
+        case deliver(DataHeader, payload: [UInt8])
+        /// Wait for this message (the sender sends it again) and hand it over (sender-based).
+        case await(DataHeader)
+        /// Receive as usual: a receive from a named source is deterministic (FIFO channels,
+        /// retained messages sent again in order), so sender-based logging does not log it.
+        case live
         /// Replay is over: receive live messages.
         case exhausted
-        /// The program asked for something else than it received before: it is not
-        /// piecewise deterministic, and replay cannot go on.
-        case diverged(expected: DataHeader)
+        /// The program asked for something else than it did before: it is not piecewise
+        /// deterministic, and replay cannot go on.
+        case diverged(expected: String)
     }
 
-    private var entries: [LoggedDelivery]
+    private let mode: LoggingMode
+    private var records: [LogRecord]
     private var position = 0
 
-    /// The deliveries logged after the restored checkpoint, oldest first.
-    package init(_ entries: [LoggedDelivery]) { self.entries = entries }
+    /// The records logged after the restored checkpoint, oldest first, under `mode`.
+    package init(_ records: [LogRecord], mode: LoggingMode) {
+        self.records = records
+        self.mode = mode
+    }
 
-    /// How many deliveries are left to replay.
-    package var remainingCount: Int { entries.count - position }
+    /// How many records are left to replay.
+    package var remainingCount: Int { records.count - position }
 
-    /// The delivery for a receive from `source` (nil: any) with `tag`.
-    package mutating func next(source: RankID?, tag: Int64) -> Next {
-        guard position < entries.count else { return .exhausted }
-        let entry = entries[position]
-        guard entry.header.tag == tag, source.map({ $0 == entry.header.source }) ?? true else {
-            return .diverged(expected: entry.header)
+    /// What a receive from `source` (nil: any) with `tag` does.
+    package mutating func nextReceive(source: RankID?, tag: Int64) -> Receive {
+        guard position < records.count else { return .exhausted }
+        if mode == .senderBased, source != nil { return .live }
+        switch records[position] {
+        case .delivery(let header, let payload) where header.tag == tag && (source.map { $0 == header.source } ?? true):
+            position += 1
+            return .deliver(header, payload: payload)
+        case .determinant(let header) where header.tag == tag && source == nil:
+            position += 1
+            return .await(header)
+        case .delivery(let header, _), .determinant(let header):
+            return .diverged(expected: "a receive of tag \(header.tag) from \(header.source)")
+        case .value:
+            return .diverged(expected: "a logged value read")
+        }
+    }
+
+    /// What a logged value read returns: the value read before the crash, or nil when replay
+    /// is over (read it live); throws when the program diverged.
+    package mutating func nextValue() -> Result<[UInt8]?, WireError> {
+        guard position < records.count else { return .success(nil) }
+        guard case .value(let bytes) = records[position] else {
+            return .failure(WireError("replay diverged: the program read a logged value where it received a message before"))
         }
         position += 1
-        return .deliver(entry)
+        return .success(bytes)
     }
 }

@@ -18,7 +18,7 @@ extension LifelineCommand {
         var storage: String?
         @Option(help: "Checkpoint protocol: coordinated (non-blocking) or blocking.")
         var checkpoint: String = "coordinated"
-        @Option(help: "Message logging: none (global rollback) or pessimistic (a crashed rank replays alone).")
+        @Option(help: "Message logging: none (global rollback), pessimistic or sender-based (a crashed rank recovers alone).")
         var logging: String = "none"
         @Option(help: "Seconds between checkpoints, or auto (the Young/Daly optimum for the measured cost; needs --mtbf).")
         var interval: String = "5"
@@ -48,7 +48,7 @@ extension LifelineCommand {
                 throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking")
             }
             guard let loggingMode = JobConfiguration.Logging(rawValue: logging) else {
-                throw ValidationError("--logging \(logging) is not one of none, pessimistic")
+                throw ValidationError("--logging \(logging) is not one of none, pessimistic, sender-based")
             }
             let intervalAuto = interval == "auto"
             var mtbfSeconds: Double?

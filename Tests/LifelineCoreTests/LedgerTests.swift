@@ -110,18 +110,38 @@ struct LedgerTests {
         #expect(abs(naturalLogarithm(10) - 2.302585092994046) < 1e-12)
     }
 
+    private func header(_ source: Int, sequence: UInt64 = 0, tag: Int64 = 1) -> DataHeader {
+        DataHeader(source: RankID(source), incarnation: 0, tag: tag, sequence: SequenceNumber(sequence), epoch: .start)
+    }
+
     /// Any-source replay: the log says P2 then P1; during replay P1's arrives first, yet the
     /// receive returns P2's first.
-    @Test func replayReturnsTheLoggedOrder() {
-        func delivery(_ source: Int) -> LoggedDelivery {
-            LoggedDelivery(header: DataHeader(source: RankID(source), incarnation: 0, tag: 1,
-                                              sequence: SequenceNumber(0), epoch: .start), payload: [UInt8(source)])
+    @Test func pessimisticReplayReturnsTheLoggedOrder() {
+        var queue = ReplayQueue([.delivery(header(2), payload: [2]), .delivery(header(1), payload: [1]), .value([9])],
+                                mode: .pessimistic)
+        #expect(queue.nextReceive(source: nil, tag: 1) == .deliver(header(2), payload: [2]))
+        if case .diverged = queue.nextReceive(source: RankID(2), tag: 1) {} else { Issue.record("a wrong source was accepted") }
+        #expect(queue.nextReceive(source: nil, tag: 1) == .deliver(header(1), payload: [1]))
+        if case .diverged = queue.nextReceive(source: nil, tag: 1) {} else { Issue.record("a receive replaced a value read") }
+        #expect((try? queue.nextValue().get()) == [9])
+        #expect(queue.nextReceive(source: nil, tag: 1) == .exhausted)
+    }
+
+    /// Sender-based: only receives from any source are logged (as determinants); a named
+    /// receive goes live, an any-source receive waits for the logged message.
+    @Test func senderBasedReplayWaitsForTheLoggedMessage() {
+        var queue = ReplayQueue([.determinant(header(3, sequence: 7))], mode: .senderBased)
+        #expect(queue.nextReceive(source: RankID(1), tag: 1) == .live)
+        #expect(queue.nextReceive(source: nil, tag: 1) == .await(header(3, sequence: 7)))
+        #expect(queue.remainingCount == 0)
+    }
+
+    @Test func logRecordsRoundTripAndRejectDamage() throws {
+        for record in [LogRecord.delivery(header(1, sequence: 4), payload: [1, 2, 3]), .determinant(header(2)), .value([0, 1])] {
+            #expect(try LogRecord.decode(record.encoded()) == record)
         }
-        var queue = ReplayQueue([delivery(2), delivery(1)])
-        #expect(queue.next(source: nil, tag: 1) == .deliver(delivery(2)))
-        #expect(queue.next(source: RankID(2), tag: 1) == .diverged(expected: delivery(1).header))
-        #expect(queue.next(source: nil, tag: 1) == .deliver(delivery(1)))
-        #expect(queue.next(source: nil, tag: 1) == .exhausted)
-        #expect((try? LoggedDelivery.decode(delivery(3).encoded())) == delivery(3))
+        #expect(throws: WireError.self) { try LogRecord.decode([9, 1]) }
+        #expect(throws: WireError.self) { try LogRecord.decode([2] + [UInt8](repeating: 0, count: 10)) }
+        #expect(throws: WireError.self) { try LogRecord.decode([2] + [UInt8](repeating: 0, count: DataHeader.byteCount + 1)) }
     }
 }

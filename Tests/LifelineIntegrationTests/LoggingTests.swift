@@ -12,16 +12,17 @@ extension RecoveryTests {
         return pids
     }
 
-    /// Pessimistic logging: the killed rank restarts alone, replays its log, and the job ends
-    /// with the failure-free hash; the other ranks keep their processes.
-    @Test(arguments: ["coordinated", "blocking"])
-    func pessimisticLoggingRecoversOneRank(checkpoint: String) throws {
+    /// With logging, the killed rank restarts alone, replays its log, and the job ends with the
+    /// failure-free hash; the other ranks keep their processes.
+    @Test(arguments: [("pessimistic", "coordinated"), ("pessimistic", "blocking"), ("sender-based", "coordinated"),
+                      ("sender-based", "blocking")])
+    func loggingRecoversOneRank(logging: String, checkpoint: String) throws {
         let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
         var generator = SplitMix64(seed: seed)
         let step = Int.random(in: 150...550, using: &generator)
         let rank = Int.random(in: 0..<4, using: &generator)
-        let result = try JobRunner.runHeat("pessimistic-\(checkpoint)", [
-            "--logging", "pessimistic", "--checkpoint", checkpoint, "--inject", "kill:rank=\(rank),step=\(step)",
+        let result = try JobRunner.runHeat("\(logging)-\(checkpoint)", [
+            "--logging", logging, "--checkpoint", checkpoint, "--inject", "kill:rank=\(rank),step=\(step)",
         ])
         #expect(result.status == 0, "seed \(seed): \(result.stderr)")
         #expect(result.resultLines == [Self.oracle], "seed \(seed): kill:rank=\(rank),step=\(step)")
