@@ -153,6 +153,8 @@ struct Suites {
     mutating func strategies() throws {
         var rows: [[String]] = []
         var recoveryRows: [[String]] = []
+        var overheads: [String: [Double]] = [:]
+        var recoveries: [String: [Double]] = [:]
         for (programName, program, crashStep) in [("heat2d", scale.heat, scale.crashStep.heat), ("taskfarm", scale.farm, scale.crashStep.farm)] {
             for ranks in scale.rankCounts {
                 let baseline = try (0..<scale.repeats).map { _ in
@@ -171,13 +173,28 @@ struct Suites {
                                  String(format: "%+.1f%%", overhead), String(runs.last!.checkpointBytes),
                                  logBytes.map(String.init) ?? "0", String((runs.map(\.peakRSSKiB).max() ?? 0) / 1024)])
                     if ranks == scale.rankCounts.last { report.bars.append(("\(programName) ×\(ranks) \(mode.name)", max(0, overhead))) }
+                    overheads[mode.name, default: []].append(overhead)
                     let crash = try launcher.run(ranks: ranks, options: options + ["--inject", "kill:rank=1,step=\(crashStep)"], program: program)
                     recoveryRows.append(recoveryRow(programName, ranks, mode.name, crash, reference: runs.first!.result))
+                    if let seconds = crash.events("recovery_done").first?["duration_s"] as? Double {
+                        recoveries[mode.name, default: []].append(seconds)
+                    }
                 }
             }
         }
         report.table("Strategies, failure-free", note: "Median of \(scale.repeats) runs. The floor is the same program under `lifeline run` with checkpoints switched off (`--interval 1e9`): a job of several ranks cannot run without a runtime, so it is the closest run with no fault tolerance (message retention is still paid). Checkpoint bytes are those stored by committed rounds (one mirror); log bytes are the message logs written (both mirrors count once). Peak memory is the largest resident set of the supervisor or any rank (wait4). Minimal and independent checkpointing and optimistic logging are not implemented yet.",
                      header: ["program", "mode", "seconds", "overhead", "checkpoint bytes", "log bytes", "peak MiB"], rows: rows)
+        let meanOverhead = overheads.mapValues { $0.reduce(0, +) / Double($0.count) }
+        let meanRecovery = recoveries.mapValues { $0.reduce(0, +) / Double($0.count) }
+        if let cheapest = meanOverhead.min(by: { $0.value < $1.value }),
+           let dearest = meanOverhead.max(by: { $0.value < $1.value }),
+           let fastest = meanRecovery.min(by: { $0.value < $1.value }),
+           let slowest = meanRecovery.max(by: { $0.value < $1.value }) {
+            report.paragraph(String(
+                format: "**In short.** Cheapest failure-free: %@ (mean overhead %+.1f%% over the floor, against %+.1f%% for the dearest, %@). Fastest recovery: %@ (mean %.3f s from the kill to the job running again, against %.3f s for the slowest, %@: %.1f× faster).",
+                cheapest.key, cheapest.value, dearest.value, dearest.key, fastest.key, fastest.value, slowest.value,
+                slowest.key, slowest.value / max(fastest.value, 1e-9)))
+        }
         report.table("Strategies, one crash", note: "Rank 1 SIGKILLed at a fixed safe point. Recovery time: from the failure to the job running again (all ranks reconnected, or the lone rank done replaying). Work lost: safe points re-executed, summed over the ranks that rolled back.",
                      header: ["program", "mode", "total seconds", "recovery (s)", "work lost (steps)", "same result"], rows: recoveryRows)
     }
