@@ -50,11 +50,7 @@ public enum Job {
     /// `rankCount`, when given, must match the job's.
     public static func resume(runDirectory: String, injections: [String] = [], rankCount: Int? = nil) throws -> JobOutcome {
         let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
-        guard let data = FileManager.default.contents(atPath: path + "/job.json"),
-              var configuration = try? JSONDecoder().decode(JobConfiguration.self, from: data)
-        else {
-            throw LifelineError(.configuration, "\(path) is not a Lifeline run directory (no readable job.json)")
-        }
+        var configuration = try JobConfiguration.load(runDirectory: path)
         configuration.injections = injections
         if let rankCount, rankCount != configuration.rankCount {
             throw LifelineError(.configuration,

@@ -117,6 +117,16 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         }
     }
 
+    /// Reads the configuration a run directory's `job.json` holds.
+    public static func load(runDirectory path: String) throws -> JobConfiguration {
+        guard let data = FileManager.default.contents(atPath: path + "/job.json"),
+              let configuration = try? JSONDecoder().decode(JobConfiguration.self, from: data)
+        else {
+            throw LifelineError(.configuration, "\(path) is not a Lifeline run directory (no readable job.json)")
+        }
+        return configuration
+    }
+
     /// Finds a program by name: beside the `lifeline` executable first, then on PATH. A name
     /// with a slash is taken as a path.
     public static func resolveProgram(_ name: String) throws -> String {

@@ -599,12 +599,7 @@ final class RankRuntime {
     /// Accepts a peer's connection if its handshake carries the job's token; refuses it otherwise.
     private func acceptPeer() {
         guard let launch, let fd = Socket.accept(listener) else { return }
-        guard let prefix = Socket.receiveExactly(fd, FramePrefix.byteCount, timeoutMs: 2000),
-              let decoded = try? prefix.withUnsafeBytes({ bytes throws(WireError) in try FramePrefix.decode(bytes) }),
-              decoded.kind == .handshake, decoded.bodyLength < 4096,
-              let body = Socket.receiveExactly(fd, Int(decoded.bodyLength), timeoutMs: 2000),
-              let handshake = try? Handshake.decode(body),
-              handshake.token == launch.token, handshake.role == .peer,
+        guard let handshake = Socket.receiveHandshake(fd, token: launch.token), handshake.role == .peer,
               (0..<rankCount).contains(handshake.rank.rawValue), handshake.rank != rank
         else {
             FileHandle.standardError.write(Data("lifeline: \(rank) refused a connection without the job's token\n".utf8))

@@ -47,11 +47,7 @@ public struct RunSummary: Sendable {
     /// Reads the run in `runDirectory`.
     public init(runDirectory: String) throws {
         let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
-        guard let data = FileManager.default.contents(atPath: path + "/job.json"),
-              let configuration = try? JSONDecoder().decode(JobConfiguration.self, from: data)
-        else {
-            throw LifelineError(.configuration, "\(path) is not a Lifeline run directory (no readable job.json)")
-        }
+        let configuration = try JobConfiguration.load(runDirectory: path)
         self.configuration = configuration
         let text = (try? String(contentsOfFile: path + "/events.jsonl", encoding: .utf8)) ?? ""
         let events = text.split(separator: "\n").compactMap {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import LifelineCore
 import CLifelineSupport
 
 /// Thin wrappers over the POSIX socket calls the runtime uses: Unix-domain stream sockets in
@@ -91,6 +92,18 @@ enum Socket {
             if remainingMs <= 0 && offset < count { return nil }
         }
         return result
+    }
+
+    /// Reads the first frame of a new connection and returns its handshake when it is one and
+    /// carries `token`; nil otherwise (the caller refuses the connection).
+    static func receiveHandshake(_ fd: Int32, token: String) -> Handshake? {
+        guard let prefix = receiveExactly(fd, FramePrefix.byteCount, timeoutMs: 2000),
+              let decoded = try? prefix.withUnsafeBytes({ bytes throws(WireError) in try FramePrefix.decode(bytes) }),
+              decoded.kind == .handshake, decoded.bodyLength < 4096,
+              let body = receiveExactly(fd, Int(decoded.bodyLength), timeoutMs: 2000),
+              let handshake = try? Handshake.decode(body), handshake.token == token
+        else { return nil }
+        return handshake
     }
 
     private static func abstractAddress(_ name: String) throws -> (sockaddr_un, socklen_t) {

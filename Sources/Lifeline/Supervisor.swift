@@ -240,12 +240,7 @@ final class Supervisor {
     /// Accepts a rank's control connection if its handshake is right; refuses it otherwise.
     private func acceptControlConnection() {
         guard let fd = Socket.accept(listener) else { return }
-        guard let prefix = Socket.receiveExactly(fd, FramePrefix.byteCount, timeoutMs: 2000),
-              let decoded = try? prefix.withUnsafeBytes({ bytes throws(WireError) in try FramePrefix.decode(bytes) }),
-              decoded.kind == .handshake, decoded.bodyLength < 4096,
-              let body = Socket.receiveExactly(fd, Int(decoded.bodyLength), timeoutMs: 2000),
-              let handshake = try? Handshake.decode(body),
-              handshake.token == token, handshake.role == .control,
+        guard let handshake = Socket.receiveHandshake(fd, token: token), handshake.role == .control,
               slots.indices.contains(handshake.rank.rawValue),
               handshake.incarnation == slots[handshake.rank.rawValue].incarnation,
               slots[handshake.rank.rawValue].pid == handshake.pid
