@@ -58,6 +58,10 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var mtbfSeconds: Double?
     /// Whether ranks write their sends, deliveries and captures to `RUN/trace/` (`--trace-deliveries`).
     public var traceDeliveries: Bool
+    /// Bytes of retained messages past which a rank asks for a checkpoint (nil: no maximum).
+    public var retainedBytesMax: Int?
+    /// Bytes of a rank's message log past which it asks for a checkpoint (nil: no maximum).
+    public var logBytesMax: Int?
 
     /// A configuration with the defaults of `lifeline run` for everything but the program.
     public init(
@@ -66,7 +70,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         intervalSeconds: Double = 5,
         injections: [String] = [], heartbeatMs: Int = 250, heartbeatTimeoutMs: Int = 5000, maxRestarts: Int = 10,
         quiet: Bool = false, walltimeSeconds: Double? = nil, intervalAuto: Bool = false, mtbfSeconds: Double? = nil,
-        traceDeliveries: Bool = false
+        traceDeliveries: Bool = false, retainedBytesMax: Int? = 256 << 20, logBytesMax: Int? = 256 << 20
     ) {
         self.program = program
         self.arguments = arguments
@@ -85,6 +89,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.intervalAuto = intervalAuto
         self.mtbfSeconds = mtbfSeconds
         self.traceDeliveries = traceDeliveries
+        self.retainedBytesMax = retainedBytesMax
+        self.logBytesMax = logBytesMax
     }
 
     /// Checks every field and parses the injections; throws one clear line for the first problem.

@@ -43,6 +43,10 @@ package struct LaunchEnvironment: Sendable, Equatable {
         /// The monotonic clock's reading at the job's start (seconds), so ranks stamp traces on
         /// the supervisor's clock.
         package static let clockOrigin = "LIFELINE_CLOCK_ORIGIN"
+        /// Retained bytes past which the rank asks for a checkpoint (0: no maximum).
+        package static let retainedBytesMax = "LIFELINE_RETAINED_BYTES_MAX"
+        /// Log bytes past which the rank asks for a checkpoint (0: no maximum).
+        package static let logBytesMax = "LIFELINE_LOG_BYTES_MAX"
     }
 
     /// The rank's index.
@@ -79,6 +83,10 @@ package struct LaunchEnvironment: Sendable, Equatable {
     package var traceDirectory: String?
     /// The monotonic clock's reading at the job's start.
     package var clockOrigin: Double
+    /// Retained bytes past which the rank asks for a checkpoint (0: no maximum).
+    package var retainedBytesMax: Int = 0
+    /// Log bytes past which the rank asks for a checkpoint (0: no maximum).
+    package var logBytesMax: Int = 0
 
     /// The abstract socket name of the supervisor.
     package var supervisorAddress: String { "\(addressPrefix).s" }
@@ -101,6 +109,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.faults: faults.map { "\($0.index)=\($0.spec)" }.joined(separator: ";"),
             Key.logging: logging.rawValue, Key.deliverableEpoch: String(deliverableEpoch.rawValue),
             Key.restarted: restarted ? "1" : "0", Key.clockOrigin: String(clockOrigin),
+            Key.retainedBytesMax: String(retainedBytesMax), Key.logBytesMax: String(logBytesMax),
         ]
         if let restoreSnapshot { result[Key.restoreSnapshot] = restoreSnapshot }
         if let traceDirectory { result[Key.trace] = traceDirectory }
@@ -152,6 +161,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
             faults: faults, logging: logging,
             deliverableEpoch: Epoch(try number(Key.deliverableEpoch, UInt64.self)),
             restarted: value(Key.restarted) == "1", traceDirectory: value(Key.trace),
-            clockOrigin: value(Key.clockOrigin).flatMap(Double.init) ?? 0)
+            clockOrigin: value(Key.clockOrigin).flatMap(Double.init) ?? 0,
+            retainedBytesMax: value(Key.retainedBytesMax).flatMap(Int.init) ?? 0,
+            logBytesMax: value(Key.logBytesMax).flatMap(Int.init) ?? 0)
     }
 }

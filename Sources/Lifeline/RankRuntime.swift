@@ -66,6 +66,11 @@ final class RankRuntime {
     private var logPositionAtCapture: [(epoch: Epoch, position: UInt64)] = []
     /// The logging mode.
     private var logging: LoggingMode { launch?.logging ?? .none }
+    /// Whether this rank asked for a checkpoint that has not happened yet.
+    private var checkpointAsked = false
+    /// The most bytes retained at once, and the largest the log grew on disk.
+    private var retainedBytesPeak = 0
+    private var logBytesPeak = 0
 
     private init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
@@ -246,6 +251,8 @@ final class RankRuntime {
         let header = ledger.send(
             to: destination, tag: tag, epoch: participant.epoch, incarnation: incarnation, payload: payload)
         trace?.sent(header, to: destination)
+        retainedBytesPeak = max(retainedBytesPeak, ledger.retainedBytes)
+        if let launch, launch.retainedBytesMax > 0, ledger.retainedBytes > launch.retainedBytesMax { askForCheckpoint() }
         if participant.holdsSends {
             heldSends.append((destination, header, payload))
             return
@@ -305,11 +312,22 @@ final class RankRuntime {
     }
 
     private func appendToLog(_ record: LogRecord) throws {
+        guard let log else { return }
         do {
-            try log?.append([record.encoded()])
+            try log.append([record.encoded()])
         } catch {
             throw LifelineError(.storage, "cannot write the message log: \(error)")
         }
+        logBytesPeak = max(logBytesPeak, log.fileBytes)
+        if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax { askForCheckpoint() }
+    }
+
+    /// Retention or the log reached its maximum: a checkpoint that commits trims both, so the
+    /// rank asks for one (once, until the next round) rather than growing without bound.
+    private func askForCheckpoint() {
+        guard !checkpointAsked else { return }
+        checkpointAsked = true
+        control?.send(.checkpointWanted)
     }
 
     /// A value read from outside the messages, logged (with logging) so replay returns it again.
@@ -456,7 +474,9 @@ final class RankRuntime {
         if let fault = rankFaults.first(where: { $0.spec == .killInPhase(rank, .finish) }) {
             fireFault(index: fault.index, control: control)
         }
-        control?.send(.finished(step: participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0))
+        control?.send(.finished(
+            step: participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0,
+            retainedBytesPeak: UInt64(retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak)))
         while !released {
             try serviceControl()
             if !released { try pump(timeoutMs: Self.pollIntervalMs) }
@@ -476,6 +496,7 @@ final class RankRuntime {
             let message = pendingControl.removeFirst()
             switch message {
             case .checkpointRequest(let epoch):
+                checkpointAsked = false
                 try perform(participant.handleRequest(epoch))
             case .safePointChosen(let epoch, let step):
                 try perform(participant.handleSafePointChosen(epoch, step: step))

@@ -37,12 +37,14 @@ extension Supervisor {
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)), "reason": .string(reason),
             ])
             try perform(coordinator.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now))
-        case .finished(let step, let loggedBytes):
+        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak):
             events.record("rank_finished", [
                 "rank": .int(rank.rawValue), "step": .int(step), "log_bytes": .int(Int(loggedBytes)),
+                "retained_bytes_peak": .int(Int(retainedBytesPeak)), "log_bytes_peak": .int(Int(logBytesPeak)),
             ])
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         case .checkpointWanted:
+            events.record("checkpoint_wanted", ["rank": .int(rank.rawValue)])
             try perform(coordinator.handleCheckpointWanted(now: now))
         case .faultFired(let index):
             if faults.indices.contains(index) {

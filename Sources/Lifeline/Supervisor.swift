@@ -207,7 +207,8 @@ final class Supervisor {
                 logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,
                 deliverableEpoch: coordinator.lastEpoch, restarted: restartsRanks,
                 traceDirectory: configuration.traceDeliveries ? configuration.runDirectory + "/trace" : nil,
-                clockOrigin: clockStart - clockOffset)
+                clockOrigin: clockStart - clockOffset,
+                retainedBytesMax: configuration.retainedBytesMax ?? 0, logBytesMax: configuration.logBytesMax ?? 0)
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,

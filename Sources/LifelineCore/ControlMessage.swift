@@ -47,9 +47,10 @@ package enum ControlMessage: Sendable, Equatable {
     case ack(Epoch, Acknowledgement)
     /// The rank could not write its snapshot; the round must abort.
     case snapshotFailed(Epoch, reason: String)
-    /// The rank reached the end of its program and waits at the final barrier; it reports the
-    /// bytes it appended to its message log over its life (0 without logging).
-    case finished(step: Int, loggedBytes: UInt64)
+    /// The rank reached the end of its program and waits at the final barrier; it reports what
+    /// its incarnation appended to its message log, and the peaks of its retained messages and
+    /// of its log on disk (0 without logging).
+    case finished(step: Int, loggedBytes: UInt64, retainedBytesPeak: UInt64, logBytesPeak: UInt64)
     /// The program asked for a checkpoint.
     case checkpointWanted
     /// An injected fault is about to fire in the rank (it kills itself next).
@@ -114,10 +115,12 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.snapshotFailed.rawValue)
             writer.write(epoch.rawValue)
             writer.write(reason)
-        case .finished(let step, let loggedBytes):
+        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak):
             writer.write(Code.finished.rawValue)
             writer.write(Int64(step))
             writer.write(loggedBytes)
+            writer.write(retainedBytesPeak)
+            writer.write(logBytesPeak)
         case .checkpointWanted:
             writer.write(Code.checkpointWanted.rawValue)
         case .faultFired(let index):
@@ -158,7 +161,9 @@ package enum ControlMessage: Sendable, Equatable {
             message = .ack(round, Acknowledgement(
                 step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered))
         case .snapshotFailed: message = .snapshotFailed(try epoch(), reason: try reader.readString())
-        case .finished: message = .finished(step: try step(), loggedBytes: try reader.read(UInt64.self))
+        case .finished:
+            message = .finished(step: try step(), loggedBytes: try reader.read(UInt64.self),
+                                retainedBytesPeak: try reader.read(UInt64.self), logBytesPeak: try reader.read(UInt64.self))
         case .checkpointWanted: message = .checkpointWanted
         case .faultFired: message = .faultFired(index: Int(try reader.read(UInt32.self)))
         case .replayComplete: message = .replayComplete(deliveries: Int(try reader.read(UInt64.self)))

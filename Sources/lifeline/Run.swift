@@ -35,6 +35,10 @@ extension LifelineCommand {
         var walltime: String?
         @Flag(help: "Each rank writes its sends, deliveries and captures to RUN_DIR/trace/ (for `lifeline timeline`).")
         var traceDeliveries = false
+        @Option(help: "Retained message bytes per rank past which it asks for a checkpoint (0: no maximum).")
+        var retainedBytesMax: Int = 256 << 20
+        @Option(help: "Message log bytes per rank past which it asks for a checkpoint (0: no maximum).")
+        var logBytesMax: Int = 256 << 20
         @Flag(help: "No progress line.")
         var quiet = false
         @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
@@ -90,7 +94,8 @@ extension LifelineCommand {
                 intervalSeconds: intervalSeconds, injections: faults.injections, heartbeatMs: heartbeatMs,
                 heartbeatTimeoutMs: heartbeatTimeoutMs, maxRestarts: maxRestarts, quiet: quiet,
                 walltimeSeconds: walltimeSeconds, intervalAuto: intervalAuto, mtbfSeconds: mtbfSeconds,
-                traceDeliveries: traceDeliveries)
+                traceDeliveries: traceDeliveries,
+                retainedBytesMax: retainedBytesMax > 0 ? retainedBytesMax : nil, logBytesMax: logBytesMax > 0 ? logBytesMax : nil)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

@@ -49,3 +49,29 @@ extension RecoveryTests {
         #expect(survivors == first.filter { $0.key != 2 }, "survivors were restarted")
     }
 }
+
+extension RecoveryTests {
+    /// With no scheduled checkpoint, small maxima on retained messages and on the log force
+    /// checkpoints, which trim both: the runtime's own peaks stay within a few maxima instead of
+    /// growing with the run.
+    @Test func retentionAndLogMaximaForceCheckpoints() throws {
+        let maximum = 96 << 10
+        let result = try JobRunner.runHeat("maxima", [
+            "--interval", "1e9", "--logging", "pessimistic",
+            "--retained-bytes-max", String(maximum), "--log-bytes-max", String(maximum),
+        ])
+        #expect(result.resultLines == [Self.oracle], "\(result.stderr)")
+        #expect(!result.events("checkpoint_wanted").isEmpty, "no rank asked for a checkpoint")
+        #expect(result.events("commit").count >= 3, "the maxima forced \(result.events("commit").count) commits")
+        let finished = result.events("rank_finished")
+        #expect(finished.count == 4)
+        let totalLogged = finished.compactMap { $0["log_bytes"] as? Int }.reduce(0, +)
+        for event in finished {
+            let retained = event["retained_bytes_peak"] as? Int ?? .max
+            let log = event["log_bytes_peak"] as? Int ?? .max
+            #expect(retained < 4 * maximum, "rank \(event["rank"] ?? "?") retained up to \(retained) bytes")
+            #expect(log < 4 * maximum, "rank \(event["rank"] ?? "?") let its log grow to \(log) bytes")
+        }
+        #expect(totalLogged > 4 * maximum, "the run logged too little (\(totalLogged) bytes) for the maxima to matter")
+    }
+}
