@@ -26,9 +26,9 @@ struct Scale {
         intervalHeat: ["heat2d", "--size", "64", "--steps", "600", "--sleep-ms", "2"], mtbfs: [1.5])
     static let quick = Scale(
         name: "quick", transportTrips: 20000, transportMessages: 256, snapshotMiB: [64],
-        heat: ["heat2d", "--size", "512", "--steps", "1200"], farm: ["taskfarm", "--tasks", "1200", "--work", "40000"],
-        rankCounts: [2, 4], repeats: 3, intervalSeconds: 0.5, crashStep: (800, 60),
-        intervalHeat: ["heat2d", "--size", "512", "--steps", "4000"], mtbfs: [4])
+        heat: ["heat2d", "--size", "256", "--steps", "1000"], farm: ["taskfarm", "--tasks", "600", "--work", "20000"],
+        rankCounts: [2, 4], repeats: 3, intervalSeconds: 0.3, crashStep: (600, 30),
+        intervalHeat: ["heat2d", "--size", "384", "--steps", "3000"], mtbfs: [3])
     static let full = Scale(
         name: "full", transportTrips: 50000, transportMessages: 1024, snapshotMiB: [64, 256, 1024],
         heat: ["heat2d", "--size", "1024", "--steps", "2000"], farm: ["taskfarm", "--tasks", "3000", "--work", "60000"],
