@@ -68,7 +68,7 @@ struct Suites {
         let mpi = FileManager.default.isExecutableFile(atPath: "/usr/bin/mpicc")
             ? "Open MPI is installed here; its shared-memory round trip was measured at 4.75 µs on this kind of machine (not re-measured by this run)."
             : "Open MPI (`mpicc`) is not installed here; its shared-memory round trip measured on this kind of machine is 4.75 µs."
-        report.table("Transport", note: "Two ranks through Lifeline (`lifeline-pingpong` under `lifeline run -n 2`, no checkpoint) beside two plain processes on a Unix-domain socket pair (`raw-pingpong`, C), in the same run. Lifeline retains every message until a checkpoint covers it, so the bandwidth run also pays for keeping what it sent. \(mpi)",
+        report.table("Transport", note: "Two ranks through Lifeline (`lifeline-pingpong` under `lifeline run -n 2`, no checkpoint) beside two plain processes on a Unix-domain socket pair (`raw-pingpong`, C), in the same run. Lifeline retains every message until a checkpoint covers it, so the bandwidth run also pays for keeping what it sent. A Lifeline rank waiting for a named peer reads its socket briefly before sleeping when every rank has a core (as MPI libraries busy-poll); the raw baseline blocks in read(2). \(mpi)",
                      header: ["measure", "Lifeline", "raw socket", "ratio", "target", ""], rows: rows)
     }
 
