@@ -21,6 +21,11 @@ let package = Package(
             providers: [.apt(["libzstd-dev"])]
         ),
         .systemLibrary(
+            name: "CXXHash",
+            pkgConfig: "libxxhash",
+            providers: [.apt(["libxxhash-dev"])]
+        ),
+        .systemLibrary(
             name: "CZlib",
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
@@ -28,7 +33,7 @@ let package = Package(
         // Pure protocol state machines: the Swift standard library only.
         .target(name: "LifelineCore"),
         // Every byte on disk: mirrored files, snapshots, the manifest.
-        .target(name: "LifelineStorage", dependencies: ["CZstd", "CZlib"]),
+        .target(name: "LifelineStorage", dependencies: ["CZstd", "CZlib", "CXXHash"]),
         // The few POSIX calls and macros Swift does not import (prctl, wait status, spawn actions).
         .target(name: "CLifelineSupport"),
         // The runtime: processes, sockets, timers; the public API of a program.

@@ -144,6 +144,9 @@ final class RankRuntime {
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
             store: store, snapshot: snapshot, log: log, replay: replay)
+        if let name = launch.restoreSnapshot, snapshot != nil, let index = try? ChunkedSnapshots(store: store).index(name) {
+            runtime.writer?.restored(from: index)
+        }
         try runtime.connectToLowerRanks()
         try runtime.resendRetained()
         if launch.restarted, log != nil, replay?.remainingCount ?? 0 == 0 { runtime.finishReplay() }
@@ -177,11 +180,9 @@ final class RankRuntime {
 
     private static func loadSnapshot(launch: LaunchEnvironment, store: MirroredStore) throws -> RankSnapshot? {
         guard launch.restoreEpoch > .start, let name = launch.restoreSnapshot else { return nil }
-        let compressed: [UInt8]
         let bytes: [UInt8]
         do {
-            compressed = try store.read(name).body
-            bytes = try SnapshotCodec.decompress(compressed)
+            bytes = try ChunkedSnapshots(store: store).read(name)
         } catch {
             throw LifelineError(.storage, "cannot read the snapshot to restore: \(error)")
         }
@@ -532,6 +533,7 @@ final class RankRuntime {
                 }
                 ledger.trim(destination: rank, covered: ledger.delivered[rank.rawValue])
                 try trimLog(committed: epoch)
+                writer?.committed(epoch)
                 try perform(participant.handleDone(epoch))
             case .abort(let epoch):
                 try perform(participant.handleAbort(epoch))

@@ -7,8 +7,9 @@ import LifelineCore
 import LifelineStorage
 import Synchronization
 
-/// Writes a rank's snapshots in the background (the non-blocking protocol): compress, write to
-/// mirror A, verify, write to mirror B, then send `ACK` straight to the supervisor. The program's
+/// Writes a rank's snapshots in the background (the non-blocking protocol): cut into chunks,
+/// compress and write the chunks its last committed snapshot does not already hold (mirror A,
+/// verify, mirror B), write the index, then send `ACK` straight to the supervisor. The program's
 /// thread learns of each outcome through `takeCompleted()`.
 final class SnapshotWriter: Sendable {
     /// What became of one snapshot.
@@ -31,16 +32,35 @@ final class SnapshotWriter: Sendable {
         var faultIndex: Int?
     }
 
-    private let store: MirroredStore
+    private let snapshots: ChunkedSnapshots
     private let control: ControlLink
+    /// The chunks of the rank's last committed snapshot: safe to reference (garbage collection
+    /// keeps them while that line is kept).
+    private let committedChunks = Mutex<Set<ContentHash>>([])
+    /// The chunks of each snapshot written and not yet committed or superseded.
+    private let writtenChunks = Mutex<[(Epoch, Set<ContentHash>)]>([])
     private let queue = DispatchQueue(label: "lifeline.snapshot-writer")
     private let completed = Mutex<[Outcome]>([])
     private let pendingCount = Atomic<Int>(0)
 
     /// A writer for `store` that reports to the supervisor over `control`.
     init(store: MirroredStore, control: ControlLink) {
-        self.store = store
+        self.snapshots = ChunkedSnapshots(store: store)
         self.control = control
+    }
+
+    /// The round `epoch` committed: its chunks may be referenced from now on.
+    func committed(_ epoch: Epoch) {
+        let chunks = writtenChunks.withLock { written -> Set<ContentHash>? in
+            defer { written.removeAll { $0.0 <= epoch } }
+            return written.first { $0.0 == epoch }?.1
+        }
+        if let chunks { committedChunks.withLock { $0 = chunks } }
+    }
+
+    /// After a restore: the restored snapshot's chunks may be referenced.
+    func restored(from index: ChunkedSnapshots.Index) {
+        committedChunks.withLock { $0 = Set(index.chunks.map(\.hash)) }
     }
 
     /// Queues a snapshot; returns at once.
@@ -67,14 +87,16 @@ final class SnapshotWriter: Sendable {
 
     private func write(_ job: Job) {
         do {
-            let compressed = try SnapshotCodec.compress(job.uncompressed)
-            try store.write(job.name, kind: .snapshot, generation: job.epoch.rawValue, body: compressed)
+            let reusable = committedChunks.withLock { $0 }
+            let written = try snapshots.write(
+                job.name, bytes: job.uncompressed, generation: job.epoch.rawValue, reusable: reusable)
+            writtenChunks.withLock { $0.append((job.epoch, Set(written.index.chunks.map(\.hash)))) }
             if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
             // Report to the program's thread before the ACK: DONE, which the ACK causes,
             // must find the outcome already there.
             completed.withLock { $0.append(.durable(job.epoch)) }
             control.send(.ack(job.epoch, Acknowledgement(
-                step: job.step, snapshotBytes: UInt64(compressed.count),
+                step: job.step, snapshotBytes: UInt64(written.storedBytes),
                 outputOffset: job.outputOffset, delivered: job.delivered)))
         } catch {
             completed.withLock { $0.append(.failed(job.epoch)) }

@@ -22,6 +22,13 @@ extension ManifestStore {
             try store.removeDirectory(folder)
             removed.append(folder)
         }
+        // Chunks no kept snapshot references go too; if an index cannot be read, keep them all.
+        let chunked = ChunkedSnapshots(store: store)
+        let indexes = manifest.committed.flatMap(\.members).compactMap { try? chunked.index($0.snapshot) }
+        if indexes.count == manifest.committed.flatMap(\.members).count {
+            let count = try chunked.garbageCollect(keptIndexes: indexes)
+            if count > 0 { removed.append("\(ChunkedSnapshots.folder): \(count) chunks") }
+        }
         return removed
     }
 
@@ -29,7 +36,8 @@ extension ManifestStore {
     /// or nil if none does (restart from the beginning), with one line per problem met: each
     /// lost or unreadable snapshot and each repair.
     ///
-    /// Reads every snapshot of the lines it tries in full, to check their checksums.
+    /// Reads every snapshot of the lines it tries in full (index and chunks), to check their
+    /// checksums and hashes.
     package func newestIntactLine(_ manifest: Manifest) -> (line: CommittedLine?, problems: [String]) {
         var problems: [String] = []
         for line in manifest.committed.reversed() {
@@ -41,6 +49,8 @@ extension ManifestStore {
                     if file.kind != .snapshot {
                         intact = false
                         problems.append("\(member.snapshot): file kind is \(file.kind), not snapshot")
+                    } else {
+                        _ = try ChunkedSnapshots(store: store).read(member.snapshot)
                     }
                 } catch {
                     intact = false

@@ -1,0 +1,31 @@
+import CXXHash
+
+/// The identity of a snapshot chunk: XXH3-128 of its bytes (from libxxhash), as 32 hex digits.
+/// 128 bits make an accidental collision between two chunks of a job negligible.
+package struct ContentHash: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// The high and low 64 bits.
+    package var high: UInt64
+    package var low: UInt64
+
+    /// A hash from its two halves.
+    package init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// The hash of `bytes`.
+    package init(of bytes: UnsafeRawBufferPointer) {
+        let hash = XXH3_128bits(bytes.baseAddress, bytes.count)
+        self.init(high: hash.high64, low: hash.low64)
+    }
+
+    package static func < (lhs: ContentHash, rhs: ContentHash) -> Bool { (lhs.high, lhs.low) < (rhs.high, rhs.low) }
+
+    /// 32 lowercase hex digits.
+    package var description: String { Self.hex(high) + Self.hex(low) }
+
+    private static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}
