@@ -5,7 +5,7 @@ import LifelineCore
 /// same bits on every run.
 extension Communicator {
     private enum CollectiveTag: Int64 {
-        case broadcast = -1, gather = -2, barrier = -3
+        case broadcast = -1, gather = -2
     }
 
     /// Sends `values` from `root` to every rank; every rank returns root's values.

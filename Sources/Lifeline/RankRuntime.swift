@@ -658,13 +658,14 @@ final class RankRuntime {
             resendPending[handshake.rank.rawValue] = true
         }
         let connection = Connection(fd: fd)
-        _ = connection.write(head: [UInt8](FrameKindWelcome.frame)) { _ in }
+        _ = connection.write(head: [UInt8](WelcomeFrame.frame)) { _ in }
         peers[handshake.rank.rawValue] = connection
     }
 }
 
-/// The welcome frame's bytes.
-enum FrameKindWelcome {
+/// The acceptor's answer to a valid handshake: a frame of kind `welcome` with an empty body.
+enum WelcomeFrame {
+    /// Its bytes.
     static let frame: [UInt8] = {
         var writer = ByteWriter(capacity: FramePrefix.byteCount)
         FramePrefix(kind: .welcome, bodyLength: 0).encode(into: &writer)

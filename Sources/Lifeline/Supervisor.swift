@@ -254,7 +254,7 @@ final class Supervisor {
         let connection = Connection(fd: fd)
         slots[rank].connection = connection
         slots[rank].lastHeard = now
-        _ = connection.write(head: FrameKindWelcome.frame) { _ in }
+        _ = connection.write(head: WelcomeFrame.frame) { _ in }
         guard !starting.isEmpty, starting.allSatisfy({ slots[$0].connection != nil }) else { return }
         let started = starting
         starting = []
