@@ -105,3 +105,29 @@ func keyValues(_ text: String) -> [String: Double] {
     }
     return result
 }
+
+/// Progress on stderr, so a user watching a long run sees where it is.
+func progress(_ text: String) {
+    FileHandle.standardError.write(Data("lifeline-bench:   \(text)\n".utf8))
+}
+
+/// This process's resident memory from /proc/self/status.
+enum Memory {
+    /// Resets the peak resident set (Linux: `5` into clear_refs) and returns the current one, in KiB.
+    static func resetPeak() -> Int {
+        if let file = fopen("/proc/self/clear_refs", "w") {
+            fputs("5", file)
+            fclose(file)
+        }
+        return field("VmRSS:")
+    }
+
+    /// The peak resident set since the last reset, in KiB.
+    static func peakKiB() -> Int { field("VmHWM:") }
+
+    private static func field(_ name: String) -> Int {
+        let text = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return 0 }
+        return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "0") ?? 0
+    }
+}

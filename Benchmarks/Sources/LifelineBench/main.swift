@@ -43,8 +43,9 @@ bench.report.paragraph("""
 
 Date: \(ISO8601DateFormatter().string(from: Date())). Machine: \(machine). Scale: `\(scale.name)` \
 (repeats \(scale.repeats), ranks \(scale.rankCounts.map(String.init).joined(separator: ", "))). \
-Build: release. Every Lifeline number stands beside a floor measured in the same run; read the ratios, \
-not the absolute times (the machine is shared and noisy).
+Options: `lifeline-bench \(CommandLine.arguments.dropFirst().joined(separator: " "))`, suites \(suites.joined(separator: ", ")). \
+Build: release. Load average at the start: \(Report.loadAverage()). Every Lifeline number stands beside a floor \
+measured in the same run; read the ratios, not the absolute times.
 """)
 let started = monotonic()
 do {
@@ -62,8 +63,12 @@ do {
     FileHandle.standardError.write(Data("lifeline-bench: \(error)\n".utf8))
     exit(1)
 }
-bench.report.paragraph(String(format: "Total benchmark time: %.0f s.", monotonic() - started))
-let chart = bench.report.chartSVG(title: "Failure-free overhead over the floor (largest rank count)")
+bench.report.paragraph(String(format: "Total benchmark time: %.0f s. Load average at the end: %@ (above the core count means other work shared the machine and the absolute times are inflated).", monotonic() - started, Report.loadAverage()))
+let largest = scale.rankCounts.last ?? 2
+let chart = Report.chartSVG([
+    ("Failure-free overhead over the no-checkpoint floor, \(largest) ranks (%)", "%", bench.report.bars),
+    ("Time lost to one crash (crash run − failure-free median), \(largest) ranks (s)", " s", bench.report.lostBars),
+])
 do {
     try Data((bench.report.sections.joined(separator: "\n\n") + "\n\n![overhead](chart.svg)\n").utf8)
         .write(to: URL(fileURLWithPath: folder + "/report.md"))
