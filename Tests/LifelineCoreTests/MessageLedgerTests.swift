@@ -1,0 +1,123 @@
+import Testing
+@testable import LifelineCore
+
+/// Sequence numbers, retention and its trim, duplicate suppression, and the ledger's snapshot form.
+struct MessageLedgerTests {
+    private func seq(_ value: UInt64) -> SequenceNumber { SequenceNumber(value) }
+
+    private func encode(_ ledger: MessageLedger) -> [UInt8] {
+        var writer = ByteWriter()
+        ledger.encode(into: &writer)
+        return writer.bytes
+    }
+
+    @Test func sequenceNumbersCountPerDestination() {
+        var ledger = MessageLedger(rank: RankID(1), rankCount: 3)
+        var stamped: [[UInt64]] = [[], [], []]
+        for destination in [0, 2, 2, 0, 2, 1, 0] {
+            let header = ledger.send(to: RankID(destination), tag: 5, epoch: Epoch(2), incarnation: 3, payload: [1])
+            #expect(header.source == RankID(1))
+            #expect(header.epoch == Epoch(2))
+            #expect(header.incarnation == 3)
+            #expect(header.tag == 5)
+            stamped[destination].append(header.sequence.rawValue)
+        }
+        #expect(stamped == [[0, 1, 2], [0], [0, 1, 2]], "each channel counts from 0 on its own")
+        #expect(ledger.nextSequence == [3, 1, 3].map(seq))
+    }
+
+    @Test func everySendIsRetainedWithItsHeaderAndPayload() {
+        var ledger = MessageLedger(rank: RankID(0), rankCount: 2)
+        let first = ledger.send(to: RankID(1), tag: 1, epoch: .start, incarnation: 0, payload: [1, 2, 3])
+        let second = ledger.send(to: RankID(1), tag: 2, epoch: Epoch(1), incarnation: 0, payload: [])
+        #expect(ledger.retained[1] == [RetainedMessage(header: first, payload: [1, 2, 3]),
+                                       RetainedMessage(header: second, payload: [])])
+        #expect(ledger.retained[0].isEmpty)
+        #expect(ledger.retainedBytes == 3)
+    }
+
+    @Test func trimDropsExactlyTheCoveredMessagesAndTheirBytes() {
+        var ledger = MessageLedger(rank: RankID(0), rankCount: 3)
+        for index in 0..<6 {
+            _ = ledger.send(to: RankID(1), tag: 0, epoch: .start, incarnation: 0, payload: Array(repeating: 0, count: index + 1))
+            _ = ledger.send(to: RankID(2), tag: 0, epoch: .start, incarnation: 0, payload: [9, 9])
+        }
+        #expect(ledger.retainedBytes == 21 + 12)
+        // Receiver 1 delivered 0, 1 and 4 (by tag, out of order).
+        ledger.trim(destination: RankID(1), covered: DeliveredSet(watermark: seq(2), above: [seq(4)]))
+        #expect(ledger.retained[1].map(\.header.sequence.rawValue) == [2, 3, 5])
+        #expect(ledger.retainedBytes == (3 + 4 + 6) + 12, "bytes of the trimmed payloads (1, 2, 5) must be subtracted")
+        #expect(ledger.retained[2].count == 6, "trimming one destination touched another")
+        // Trimming again with a smaller (older) set changes nothing.
+        let before = ledger
+        ledger.trim(destination: RankID(1), covered: DeliveredSet(watermark: seq(1), above: []))
+        #expect(ledger == before)
+        ledger.trim(destination: RankID(2), covered: DeliveredSet(watermark: seq(6), above: []))
+        ledger.trim(destination: RankID(1), covered: DeliveredSet(watermark: seq(6), above: []))
+        #expect(ledger.retainedBytes == 0)
+        #expect(ledger.retained.allSatisfy { $0.isEmpty })
+        #expect(ledger.nextSequence == [0, 6, 6].map(seq), "trimming must not rewind sequence numbers")
+    }
+
+    @Test func duplicatesAreDetectedPerSource() {
+        var ledger = MessageLedger(rank: RankID(2), rankCount: 3)
+        #expect(ledger.recordDelivery(source: RankID(0), sequence: seq(0)) == true)
+        #expect(ledger.recordDelivery(source: RankID(0), sequence: seq(2)) == true)
+        #expect(ledger.isDuplicate(source: RankID(0), sequence: seq(0)))
+        #expect(ledger.isDuplicate(source: RankID(0), sequence: seq(2)))
+        #expect(!ledger.isDuplicate(source: RankID(0), sequence: seq(1)))
+        #expect(!ledger.isDuplicate(source: RankID(1), sequence: seq(0)), "channels must be independent")
+        #expect(ledger.recordDelivery(source: RankID(0), sequence: seq(2)) == false, "a duplicate was recorded")
+        #expect(ledger.recordDelivery(source: RankID(1), sequence: seq(0)) == true)
+        #expect(ledger.delivered[0] == DeliveredSet(watermark: seq(1), above: [seq(2)]))
+        #expect(ledger.delivered[1] == DeliveredSet(watermark: seq(1), above: []))
+        #expect(ledger.delivered[2] == DeliveredSet())
+    }
+
+    @Test func snapshotRoundTripKeepsRetainedPayloads() throws {
+        var ledger = MessageLedger(rank: RankID(2), rankCount: 4)
+        for index in 0..<20 {
+            let destination = RankID(index % 4)
+            _ = ledger.send(to: destination, tag: Int64(index) - 10, epoch: Epoch(UInt64(index / 7)),
+                            incarnation: UInt32(index % 3), payload: (0..<(index * 3)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) })
+        }
+        ledger.recordDelivery(source: RankID(0), sequence: seq(0))
+        ledger.recordDelivery(source: RankID(0), sequence: seq(3))
+        ledger.recordDelivery(source: RankID(3), sequence: seq(0))
+        ledger.trim(destination: RankID(1), covered: DeliveredSet(watermark: seq(2), above: []))
+        let bytes = encode(ledger)
+        var reader = ByteReader(bytes)
+        let decoded = try MessageLedger.decode(from: &reader, rank: RankID(2), rankCount: 4)
+        #expect(reader.isAtEnd)
+        #expect(decoded == ledger)
+        #expect(decoded.retainedBytes == ledger.retainedBytes)
+        #expect(decoded.retained[3].last?.payload == ledger.retained[3].last?.payload)
+        #expect(decoded.retained[3].last?.payload.isEmpty == false)
+        // A restored ledger goes on stamping where the snapshot left off.
+        var restored = decoded
+        #expect(restored.send(to: RankID(1), tag: 0, epoch: Epoch(3), incarnation: 1, payload: []).sequence == seq(5))
+    }
+
+    @Test func snapshotOfAnotherRankOrJobIsRefused() {
+        let bytes = encode(MessageLedger(rank: RankID(1), rankCount: 3))
+        var wrongRank = ByteReader(bytes)
+        #expect(throws: WireError.self) { try MessageLedger.decode(from: &wrongRank, rank: RankID(0), rankCount: 3) }
+        var wrongSize = ByteReader(bytes)
+        #expect(throws: WireError.self) { try MessageLedger.decode(from: &wrongSize, rank: RankID(1), rankCount: 4) }
+        var right = ByteReader(bytes)
+        #expect((try? MessageLedger.decode(from: &right, rank: RankID(1), rankCount: 3)) != nil)
+    }
+
+    @Test func truncatedSnapshotIsRefused() {
+        var ledger = MessageLedger(rank: RankID(0), rankCount: 2)
+        _ = ledger.send(to: RankID(1), tag: 1, epoch: .start, incarnation: 0, payload: [1, 2, 3, 4])
+        ledger.recordDelivery(source: RankID(1), sequence: seq(1))
+        let bytes = encode(ledger)
+        for length in 0..<bytes.count {
+            var reader = ByteReader(Array(bytes.prefix(length)))
+            #expect(throws: WireError.self, "a ledger cut to \(length) of \(bytes.count) bytes decoded") {
+                try MessageLedger.decode(from: &reader, rank: RankID(0), rankCount: 2)
+            }
+        }
+    }
+}
