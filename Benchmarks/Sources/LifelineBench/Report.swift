@@ -7,6 +7,15 @@ import Foundation
 struct Report {
     var sections: [String] = []
     var bars: [(label: String, value: Double)] = []
+    /// Every target of the issues, with what was measured: (what, measured, target, met).
+    var targets: [[String]] = []
+
+    /// Records a target's outcome for the summary table at the end.
+    /// `met` nil: the measure is below the noise of the run, so it is not judged.
+    mutating func target(_ what: String, _ measured: String, _ goal: String, met: Bool?) {
+        targets.append([what, measured, goal, met.map { $0 ? "met" : "**not met**" } ?? "not judged (below the noise)"])
+    }
+
     /// Time lost to one crash per mode (largest rank count).
     var lostBars: [(label: String, value: Double)] = []
 

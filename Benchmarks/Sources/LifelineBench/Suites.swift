@@ -65,6 +65,9 @@ struct Suites {
             row("64 B round trip, p99 (µs)", "rtt_us_p99", "—", higherIsBetter: false),
             row("1 MiB messages, bandwidth (GB/s)", "bandwidth_gbps", "≥ 0.8×", higherIsBetter: true),
         ]
+        for (index, label) in [(0, "transport: 64 B round trip, Lifeline / raw"), (2, "transport: 1 MiB bandwidth, Lifeline / raw")] {
+            report.target(label, rows[index][3], rows[index][4], met: rows[index][5] == "met")
+        }
         rows[1][4] = "—"
         rows[1][5] = "—"
         var mpi = ""
@@ -186,6 +189,7 @@ struct Suites {
             try store.remove("full.snap")
             try store.remove("incremental.snap")
             let share = Double(incremental.storedBytes) / Double(full.storedBytes)
+            report.target("snapshot \(mebibytes) MiB \(kind): incremental bytes / full", String(format: "%.1f%%", share * 100), "≤ 15%", met: share <= 0.15)
             incrementalRows.append([
                 "\(mebibytes) MiB \(kind)", String(format: "%.3f", lifelineSeconds), String(full.storedBytes),
                 String(format: "%.3f", incrementalSeconds), String(incremental.storedBytes),
@@ -195,6 +199,9 @@ struct Suites {
             let ratio = lifelineSeconds / floor
             // One copy of the state plus the chunks in flight (one chunk, its compressed form, its read-back).
             let memoryLimitMiB = Double(mebibytes) + 4
+            report.target("snapshot \(mebibytes) MiB \(kind): time / max(zstd, raw mirrored write)", String(format: "%.2f×", ratio), "≤ 1.3×", met: ratio <= 1.3)
+            report.target("snapshot \(mebibytes) MiB \(kind): extra memory while writing", String(format: "%.0f MiB", extraMiB),
+                          String(format: "≤ %.0f MiB", memoryLimitMiB), met: extraMiB <= memoryLimitMiB)
             rows.append([
                 "\(mebibytes) MiB \(kind)", String(format: "%.3f", lifelineSeconds),
                 String(format: "%.0f", Double(byteCount) / lifelineSeconds / 1e6),
@@ -276,6 +283,7 @@ struct Suites {
                     if programName == "heat2d", mode.name.hasSuffix("sender-based") {
                         targetLines.append(String(format: "heat2d ×%d, %@: failure-free overhead %+.1f%% over the floor — target ≤ 3%%: %@.",
                                                   ranks, mode.name, overhead, overhead <= 3 ? "met" : "**not met**"))
+                        report.target("strategies heat2d ×\(ranks), \(mode.name): failure-free overhead", String(format: "%+.1f%%", overhead), "≤ 3%", met: overhead <= 3)
                     }
                     let crash = try launcher.run(ranks: ranks, options: options + ["--inject", "kill:rank=1,step=\(crashStep)"], program: program)
                     let lost = crash.seconds - seconds
@@ -289,6 +297,8 @@ struct Suites {
                         versus = String(format: "%.2f×", ratio)
                         targetLines.append(String(format: "%@ ×%d, %@: time lost to the crash %.2f s against %.2f s for %@ (global rollback), %.2f× — target ≤ 0.5×: %@.",
                                                   programName, ranks, mode.name, lost, rollback, scheme, ratio, ratio <= 0.5 ? "met" : "**not met**"))
+                        report.target("strategies \(programName) ×\(ranks), \(mode.name): time lost to a crash / \(scheme)'s",
+                                      String(format: "%.2f× (%.2f s / %.2f s)", ratio, lost, rollback), "≤ 0.5×", met: rollback < 0.05 ? nil : ratio <= 0.5)
                     }
                     recoveryRows.append(recoveryRow(programName, ranks, mode.name, crash, reference: runs.first!.result, lost: lost, versus: versus))
                     if let seconds = crash.events("recovery_done").first?["duration_s"] as? Double {

@@ -63,6 +63,12 @@ do {
     FileHandle.standardError.write(Data("lifeline-bench: \(error)\n".utf8))
     exit(1)
 }
+if !bench.report.targets.isEmpty {
+    let met = bench.report.targets.filter { $0[3] == "met" }.count
+    let rows = bench.report.targets
+    bench.report.table("Targets", note: "Every target of the issues in this run: \(met) of \(rows.count) met. A ratio of times from one noisy run; the tables above give the detail.",
+                       header: ["what", "measured", "target", ""], rows: rows)
+}
 bench.report.paragraph(String(format: "Total benchmark time: %.0f s. Load average at the end: %@ (above the core count means other work shared the machine and the absolute times are inflated).", monotonic() - started, Report.loadAverage()))
 let largest = scale.rankCounts.last ?? 2
 let chart = Report.chartSVG([
