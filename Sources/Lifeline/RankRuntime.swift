@@ -346,6 +346,15 @@ final class RankRuntime {
         if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax { askForCheckpoint() }
     }
 
+    /// The process's peak resident memory (VmHWM), or 0 where /proc does not say.
+    private static func residentBytesPeak() -> UInt64 {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kib = UInt64(line.split(separator: " ").dropFirst().first { !$0.isEmpty } ?? "")
+        else { return 0 }
+        return kib * 1024
+    }
+
     /// Retention or the log reached its maximum: a checkpoint that commits trims both, so the
     /// rank asks for one (once, until the next round) rather than growing without bound.
     private func askForCheckpoint() {
@@ -500,7 +509,8 @@ final class RankRuntime {
         }
         control?.send(.finished(
             step: participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0,
-            retainedBytesPeak: UInt64(retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak)))
+            retainedBytesPeak: UInt64(retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak),
+            residentBytesPeak: Self.residentBytesPeak()))
         while !released {
             try serviceControl()
             if !released { try pump(timeoutMs: Self.pollIntervalMs) }

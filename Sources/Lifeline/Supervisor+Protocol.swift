@@ -37,10 +37,11 @@ extension Supervisor {
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)), "reason": .string(reason),
             ])
             try perform(coordinator.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now))
-        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak):
+        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak):
             events.record("rank_finished", [
                 "rank": .int(rank.rawValue), "step": .int(step), "log_bytes": .int(Int(loggedBytes)),
                 "retained_bytes_peak": .int(Int(retainedBytesPeak)), "log_bytes_peak": .int(Int(logBytesPeak)),
+                "resident_bytes_peak": .int(Int(residentBytesPeak)),
             ])
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         case .checkpointWanted:

@@ -48,9 +48,9 @@ package enum ControlMessage: Sendable, Equatable {
     /// The rank could not write its snapshot; the round must abort.
     case snapshotFailed(Epoch, reason: String)
     /// The rank reached the end of its program and waits at the final barrier; it reports what
-    /// its incarnation appended to its message log, and the peaks of its retained messages and
-    /// of its log on disk (0 without logging).
-    case finished(step: Int, loggedBytes: UInt64, retainedBytesPeak: UInt64, logBytesPeak: UInt64)
+    /// its incarnation appended to its message log, the peaks of its retained messages and of
+    /// its log on disk (0 without logging), and its peak resident memory.
+    case finished(step: Int, loggedBytes: UInt64, retainedBytesPeak: UInt64, logBytesPeak: UInt64, residentBytesPeak: UInt64)
     /// The program asked for a checkpoint.
     case checkpointWanted
     /// An injected fault is about to fire in the rank (it kills itself next).
@@ -115,12 +115,13 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.snapshotFailed.rawValue)
             writer.write(epoch.rawValue)
             writer.write(reason)
-        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak):
+        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak):
             writer.write(Code.finished.rawValue)
             writer.write(Int64(step))
             writer.write(loggedBytes)
             writer.write(retainedBytesPeak)
             writer.write(logBytesPeak)
+            writer.write(residentBytesPeak)
         case .checkpointWanted:
             writer.write(Code.checkpointWanted.rawValue)
         case .faultFired(let index):
@@ -163,7 +164,8 @@ package enum ControlMessage: Sendable, Equatable {
         case .snapshotFailed: message = .snapshotFailed(try epoch(), reason: try reader.readString())
         case .finished:
             message = .finished(step: try step(), loggedBytes: try reader.read(UInt64.self),
-                                retainedBytesPeak: try reader.read(UInt64.self), logBytesPeak: try reader.read(UInt64.self))
+                                retainedBytesPeak: try reader.read(UInt64.self), logBytesPeak: try reader.read(UInt64.self),
+                                residentBytesPeak: try reader.read(UInt64.self))
         case .checkpointWanted: message = .checkpointWanted
         case .faultFired: message = .faultFired(index: Int(try reader.read(UInt32.self)))
         case .replayComplete: message = .replayComplete(deliveries: Int(try reader.read(UInt64.self)))

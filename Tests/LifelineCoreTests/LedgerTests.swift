@@ -65,7 +65,7 @@ struct LedgerTests {
             .checkpointDone(Epoch(2), coveredByReceiver: [set, DeliveredSet()]), .abort(Epoch(4)), .release,
             .peerRestarted(RankID(3), incarnation: 7), .heartbeat(step: -1), .stepReport(Epoch(2), step: 8),
             .ack(Epoch(2), Acknowledgement(step: 9, snapshotBytes: 77, outputOffset: 12, delivered: [set])),
-            .snapshotFailed(Epoch(2), reason: "no space"), .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9), .checkpointWanted,
+            .snapshotFailed(Epoch(2), reason: "no space"), .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11), .checkpointWanted,
             .faultFired(index: 2), .replayComplete(deliveries: 42),
         ]
         for message in messages {

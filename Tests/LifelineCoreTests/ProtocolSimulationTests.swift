@@ -185,7 +185,7 @@ struct Simulation {
                 phases[rank] = .awaiting(step, count: count + 1)
             } else if step + 1 == stepCount {
                 phases[rank] = .finished
-                toCoordinator.append((RankID(rank), .finished(step: participants[rank].stepPassed, loggedBytes: 0, retainedBytesPeak: 0, logBytesPeak: 0)))
+                toCoordinator.append((RankID(rank), .finished(step: participants[rank].stepPassed, loggedBytes: 0, retainedBytesPeak: 0, logBytesPeak: 0, residentBytesPeak: 0)))
             } else {
                 phases[rank] = .atSafePoint(step + 1)
             }
@@ -221,7 +221,7 @@ struct Simulation {
             try perform(coordinator.handleStepReport(from: rank, round: epoch, step: step))
         case .ack(let epoch, let ack):
             try perform(coordinator.handleAck(from: rank, round: epoch, ack))
-        case .finished(let step, _, _, _):
+        case .finished(let step, _, _, _, _):
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         default:
             throw Violation(description: "coordinator got \(message)")

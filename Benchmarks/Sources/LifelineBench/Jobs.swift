@@ -17,6 +17,8 @@ struct JobRun {
     func events(_ name: String) -> [[String: Any]] { events.filter { $0["event"] as? String == name } }
     var result: String? { stdout.split(separator: "\n").first { $0.hasPrefix("result sha256=") }.map(String.init) }
     var checkpointBytes: Int { events("commit").reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) } }
+    /// The largest peak resident memory a rank reported at the final barrier, in MiB.
+    var rankPeakMiB: Int { (events("rank_finished").compactMap { $0["resident_bytes_peak"] as? Int }.max() ?? 0) >> 20 }
     var commits: Int { events("commit").count }
 }
 

@@ -266,7 +266,7 @@ struct Suites {
                 }
                 let baseSeconds = median(baseline.map(\.seconds))
                 rows.append(["\(programName) ×\(ranks)", "no checkpoints (floor)", String(format: "%.2f", baseSeconds), "—",
-                             "0", "0", "0", String((baseline.map(\.peakRSSKiB).max() ?? 0) / 1024)])
+                             "0", "0", "0", String(baseline.map(\.rankPeakMiB).max() ?? 0)])
                 var lostHere: [String: Double] = [:]
                 for mode in Self.modes {
                     progress("\(programName) ×\(ranks): \(mode.name)")
@@ -277,7 +277,7 @@ struct Suites {
                     let logBytes = try? logBytesWritten(runs.last!)
                     rows.append(["\(programName) ×\(ranks)", mode.name, String(format: "%.2f", seconds),
                                  String(format: "%+.1f%%", overhead), String(runs.last!.commits), String(runs.last!.checkpointBytes),
-                                 logBytes.map(String.init) ?? "0", String((runs.map(\.peakRSSKiB).max() ?? 0) / 1024)])
+                                 logBytes.map(String.init) ?? "0", String(runs.map(\.rankPeakMiB).max() ?? 0)])
                     if ranks == scale.rankCounts.last { report.bars.append(("\(programName) ×\(ranks) \(mode.name)", overhead)) }
                     overheads[mode.name, default: []].append(overhead)
                     if programName == "heat2d", mode.name.hasSuffix("sender-based") {
