@@ -144,7 +144,7 @@ package struct CheckpointCoordinator: Sendable {
     package mutating func handleCommitFailed(_ round: Epoch, reason: String, now: Double) -> [Action] {
         defer { checkInvariants() }
         guard case .committing(let open, _, _) = state, open == round else { return [] }
-        return abort(open, reason: reason, now: now)
+        return abort(open, reason: reason, now: now) + finishIfAllFinished()
     }
 
     /// A rank could not write its snapshot.
@@ -153,7 +153,7 @@ package struct CheckpointCoordinator: Sendable {
         switch state {
         case .collecting(let open, _), .capturing(let open, _, _):
             guard open == round else { return [] }
-            return abort(open, reason: "\(rank) could not write its snapshot: \(reason)", now: now)
+            return abort(open, reason: "\(rank) could not write its snapshot: \(reason)", now: now) + finishIfAllFinished()
         case .idle, .committing, .recovering, .released:
             return []
         }

@@ -150,6 +150,7 @@ package struct Handshake: Sendable, Equatable {
         let rank = RankID(Int(try reader.read(UInt32.self)))
         let incarnation = try reader.read(UInt32.self)
         let pid = try reader.read(Int32.self)
+        guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes after the handshake") }
         return Handshake(token: token, role: role, rank: rank, incarnation: incarnation, pid: pid)
     }
 }
