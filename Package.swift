@@ -60,6 +60,8 @@ let package = Package(
         .executableTarget(name: "raw-pingpong", path: "Benchmarks/Sources/RawPingPong"),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore"]),
         .testTarget(name: "LifelineStorageTests", dependencies: ["LifelineStorage"]),
+        // Writes epochs until SIGKILLed, or hits a file size limit: the storage crash tests spawn it.
+        .executableTarget(name: "lifeline-storage-crasher", dependencies: ["LifelineStorage"], path: "Tests/StorageCrasher"),
         .testTarget(
             name: "LifelineIntegrationTests",
             dependencies: ["Lifeline", "LifelineCore", "LifelineStorage"]

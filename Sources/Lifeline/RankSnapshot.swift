@@ -1,4 +1,5 @@
 import LifelineCore
+import LifelineStorage
 
 /// One rank's local checkpoint: where it was, its channels (retained messages and delivered
 /// sets), and the program's own state bytes.
@@ -22,9 +23,12 @@ struct RankSnapshot: Equatable {
     /// What the program's `Checkpointable.encode(to:)` wrote.
     var programState: [UInt8]
 
-    /// The uncompressed bytes.
-    func encoded() -> [UInt8] {
-        var writer = ByteWriter(capacity: programState.count + ledger.retainedBytes + 256)
+    /// The uncompressed bytes, as two segments to be chunked apart: the header and ledger (up to
+    /// and including the state's length), then the program state. The state's chunks thus
+    /// start at its own offset 0 and stay the same when the ledger before it changes length,
+    /// and the state is not copied. Put together, the segments are the layout above.
+    func encoded() -> [ChunkedSnapshots.Segment] {
+        var writer = ByteWriter(capacity: ledger.retainedBytes + 256)
         writer.write(Self.magic)
         writer.write(Self.version)
         writer.write(UInt32(ledger.rank.rawValue))
@@ -34,8 +38,8 @@ struct RankSnapshot: Equatable {
         writer.write(incarnation)
         writer.write(logPosition)
         ledger.encode(into: &writer)
-        writer.writeCounted(programState)
-        return writer.bytes
+        writer.write(UInt64(programState.count))
+        return [ChunkedSnapshots.Segment(writer.bytes), ChunkedSnapshots.Segment(programState)]
     }
 
     /// Decodes a snapshot and checks that it belongs to `rank` of `rankCount` at `epoch`.

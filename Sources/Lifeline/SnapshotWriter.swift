@@ -8,9 +8,12 @@ import LifelineStorage
 import Synchronization
 
 /// Writes a rank's snapshots in the background (the non-blocking protocol): cut into chunks,
-/// compress and write the chunks its last committed snapshot does not already hold (mirror A,
-/// verify, mirror B), write the index, then send `ACK` straight to the supervisor. The program's
-/// thread learns of each outcome through `takeCompleted()`.
+/// compress and write the chunks the store does not already hold intact (mirror A, verify,
+/// mirror B), write the index, then send `ACK` straight to the supervisor. The program's thread
+/// learns of each outcome through `takeCompleted()`.
+///
+/// The ACK's `snapshotBytes` is the bytes newly stored on one mirror (new chunks and the
+/// index), not the snapshot's logical size.
 final class SnapshotWriter: Sendable {
     /// What became of one snapshot.
     enum Outcome: Sendable {
@@ -25,7 +28,8 @@ final class SnapshotWriter: Sendable {
         var epoch: Epoch
         var step: Int
         var name: String
-        var uncompressed: [UInt8]
+        /// The snapshot's bytes, in segments chunked apart (`RankSnapshot.encoded()`).
+        var uncompressed: [ChunkedSnapshots.Segment]
         var delivered: [DeliveredSet]
         var outputOffset: UInt64
         /// A `phase=checkpoint` fault to fire between durability and ACK.
@@ -34,11 +38,6 @@ final class SnapshotWriter: Sendable {
 
     private let snapshots: ChunkedSnapshots
     private let control: ControlLink
-    /// The chunks of the rank's last committed snapshot: safe to reference (garbage collection
-    /// keeps them while that line is kept).
-    private let committedChunks = Mutex<Set<ContentHash>>([])
-    /// The chunks of each snapshot written and not yet committed or superseded.
-    private let writtenChunks = Mutex<[(Epoch, Set<ContentHash>)]>([])
     private let queue = DispatchQueue(label: "lifeline.snapshot-writer")
     private let completed = Mutex<[Outcome]>([])
     private let pendingCount = Atomic<Int>(0)
@@ -49,19 +48,12 @@ final class SnapshotWriter: Sendable {
         self.control = control
     }
 
-    /// The round `epoch` committed: its chunks may be referenced from now on.
-    func committed(_ epoch: Epoch) {
-        let chunks = writtenChunks.withLock { written -> Set<ContentHash>? in
-            defer { written.removeAll { $0.0 <= epoch } }
-            return written.first { $0.0 == epoch }?.1
-        }
-        if let chunks { committedChunks.withLock { $0 = chunks } }
-    }
+    /// The round `epoch` committed. Nothing to do: chunks are reused by what the store holds
+    /// intact, not by a list kept here; kept so that callers need not change.
+    func committed(_ epoch: Epoch) {}
 
-    /// After a restore: the restored snapshot's chunks may be referenced.
-    func restored(from index: ChunkedSnapshots.Index) {
-        committedChunks.withLock { $0 = Set(index.chunks.map(\.hash)) }
-    }
+    /// After a restore. Nothing to do, as for `committed(_:)`.
+    func restored(from index: SnapshotIndex) {}
 
     /// Queues a snapshot; returns at once.
     func submit(_ job: Job) {
@@ -87,10 +79,7 @@ final class SnapshotWriter: Sendable {
 
     private func write(_ job: Job) {
         do {
-            let reusable = committedChunks.withLock { $0 }
-            let written = try snapshots.write(
-                job.name, bytes: job.uncompressed, generation: job.epoch.rawValue, reusable: reusable)
-            writtenChunks.withLock { $0.append((job.epoch, Set(written.index.chunks.map(\.hash)))) }
+            let written = try snapshots.write(job.name, segments: job.uncompressed, generation: job.epoch.rawValue)
             if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
             // Report to the program's thread before the ACK: DONE, which the ACK causes,
             // must find the outcome already there.

@@ -17,14 +17,19 @@ package struct ManifestStore: Sendable {
 
     /// Loads the manifest, repairing a damaged mirror; nil when no manifest was ever committed.
     ///
-    /// Throws `.badFormat` if the file is not a manifest this build reads, `.corrupt` if its
-    /// JSON does not decode or breaks an invariant, `.lost` if both copies are damaged.
+    /// Throws `.lost` when both copies are damaged, or both are missing although snapshot files
+    /// exist (a job commits a manifest before its first snapshot, so it was lost); `.badFormat`
+    /// if the file is not a manifest this build reads; `.corrupt` if its JSON does not decode or
+    /// breaks an invariant.
     package func load() throws(StorageError) -> Manifest? {
         let file: StoredFile
         do throws(StorageError) {
             file = try store.read(Self.manifestName)
         } catch where error.code == .notFound {
-            return nil
+            let snapshotFolders = store.list(Self.epochsFolder).count + store.list(ChunkedSnapshots.folder).count
+            if snapshotFolders == 0 { return nil }
+            throw StorageError(.lost, path: Self.manifestName, message:
+                "missing on both mirrors (\(store.rootA), \(store.rootB)) although snapshots were written")
         }
         let path = Self.manifestName
         if file.kind != .manifest {

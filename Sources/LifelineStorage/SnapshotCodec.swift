@@ -17,22 +17,33 @@ package enum SnapshotCodec {
     ///
     /// `level` is zstd's level (1 is fast, 19 is slow; negative levels are faster still).
     package static func compress(_ bytes: [UInt8], level: Int32 = 1) throws(StorageError) -> [UInt8] {
-        let bound = ZSTD_compressBound(bytes.count)
+        try bytes.withUnsafeBytes { source in
+            Result { () throws(StorageError) in try compress(source, level: level) }
+        }.get()
+    }
+
+    /// Compresses the bytes of `source` into one zstd frame that records its content size.
+    package static func compress(_ source: UnsafeRawBufferPointer, level: Int32 = 1) throws(StorageError) -> [UInt8] {
+        let bound = ZSTD_compressBound(source.count)
         if ZSTD_isError(bound) != 0 {
             throw StorageError(.invalidArgument, path: "<snapshot>", message:
-                "\(bytes.count) bytes are too many for one zstd frame")
+                "\(source.count) bytes are too many for one zstd frame")
         }
         var status = 0
-        let compressed = bytes.withUnsafeBytes { source in
-            [UInt8](unsafeUninitializedCapacity: max(bound, 1)) { buffer, initializedCount in
-                status = ZSTD_compress(buffer.baseAddress, buffer.count, source.baseAddress, source.count, level)
-                initializedCount = ZSTD_isError(status) != 0 ? 0 : status
-            }
+        let compressed = [UInt8](unsafeUninitializedCapacity: max(bound, 1)) { buffer, initializedCount in
+            status = ZSTD_compress(buffer.baseAddress, buffer.count, source.baseAddress, source.count, level)
+            initializedCount = ZSTD_isError(status) != 0 ? 0 : status
         }
         if ZSTD_isError(status) != 0 {
             throw StorageError(.ioFailure, path: "<snapshot>", message: "zstd compress failed: \(errorName(status))")
         }
         return compressed
+    }
+
+    /// The content size a zstd frame declares, or nil if `bytes` is not a frame that records it.
+    package static func contentSize(_ bytes: [UInt8]) -> Int? {
+        let size = bytes.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        return size >= UInt64.max - 1 || size > UInt64(Int.max) ? nil : Int(size)
     }
 
     /// Decompresses one zstd frame produced by `compress`.

@@ -21,7 +21,7 @@ extension LifelineCommand.Storage {
         var roots: String
 
         func run() throws {
-            let report = try openStore(roots).verify(repair: false)
+            let report = try check(roots, repair: false)
             printReport(report)
             throw ExitCode(report.isClean ? 0 : 4)
         }
@@ -35,12 +35,22 @@ extension LifelineCommand.Storage {
         var roots: String
 
         func run() throws {
-            let report = try openStore(roots).verify(repair: true)
+            let report = try check(roots, repair: true)
             printReport(report)
             if !report.isClean { throw ExitCode(4) }
             throw ExitCode(report.repairedCount + report.temporaryCount > 0 ? 1 : 0)
         }
     }
+}
+
+/// Checks (and with `repair`, repairs) every file and every reference of the manifest.
+private func check(_ roots: String, repair: Bool) throws -> VerifyReport {
+    let store = try openStore(roots)
+    if store.sameDevice {
+        FileHandle.standardError.write(Data(
+            "warning: both roots are on the same device: mirroring protects against damaged files, not a lost disk\n".utf8))
+    }
+    return ManifestStore(store: store).verify(repair: repair)
 }
 
 private func openStore(_ roots: String) throws -> MirroredStore {

@@ -58,7 +58,7 @@ struct ChunkedSnapshotTests {
         let folder = TemporaryFolder()
         defer { folder.remove() }
         let snapshots = ChunkedSnapshots(store: try folder.store())
-        let old = try snapshots.write("old.snap", bytes: field(4000, seed: 3), generation: 1, reusable: [], chunkBytes: 1000)
+        let old = try snapshots.write("old.snap", bytes: field(4000, seed: 3), generation: 1, chunkBytes: 1000)
         let kept = try snapshots.write("new.snap", bytes: field(4000, seed: 4), generation: 2, reusable: [], chunkBytes: 1000)
         #expect(try snapshots.garbageCollect(keptIndexes: [kept.index]) == old.index.chunks.count)
         #expect(try snapshots.read("new.snap") == field(4000, seed: 4))
@@ -66,15 +66,78 @@ struct ChunkedSnapshotTests {
     }
 
     @Test func indexRoundTripsAndRefusesDamage() throws {
-        let index = ChunkedSnapshots.Index(chunkBytes: 1 << 20, totalBytes: 5, chunks: [
-            .init(hash: ContentHash(high: 1, low: 2), storedBytes: 9),
+        let index = SnapshotIndex(chunkBytes: 1 << 20, totalBytes: 5, chunks: [
+            .init(hash: ContentHash(high: 1, low: 2), length: 3, storedBytes: 9),
+            .init(hash: ContentHash(high: 3, low: 4), length: 2, storedBytes: 7, filter: .shuffle8),
         ])
-        let bytes = ChunkedSnapshots.encode(index)
-        #expect(try ChunkedSnapshots.decode(bytes, name: "x") == index)
-        #expect(throws: StorageError.self) { try ChunkedSnapshots.decode(Array(bytes.dropLast()), name: "x") }
+        let bytes = index.encoded()
+        #expect(try SnapshotIndex.decode(bytes, name: "x") == index)
+        #expect(storageError { () throws(StorageError) in try SnapshotIndex.decode(Array(bytes.dropLast()), name: "x") }?.code == .corrupt)
         var newer = bytes
         newer[4] = 9
-        #expect(throws: StorageError.self) { try ChunkedSnapshots.decode(newer, name: "x") }
+        #expect(storageError { () throws(StorageError) in try SnapshotIndex.decode(newer, name: "x") }?.code == .badFormat)
+        var wrongTotal = bytes
+        wrongTotal[12] = 6
+        #expect(storageError { () throws(StorageError) in try SnapshotIndex.decode(wrongTotal, name: "x") }?.code == .corrupt)
         #expect("abc".utf8.withContiguousStorageIfAvailable { ContentHash(of: UnsafeRawBufferPointer($0)) }?.description.count == 32)
+    }
+
+    /// Version 1 indexes (fixed-size unfiltered chunks, no lengths) still read.
+    @Test func versionOneIndexReads() throws {
+        var bytes: [UInt8] = []
+        func put<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+        put(UInt32(0x4953_4C4C)); put(UInt16(1)); put(UInt32(4)); put(UInt64(10)); put(UInt32(3))
+        for low in UInt64(1)...3 { put(UInt64(0)); put(low); put(UInt32(0)) }
+        let index = try SnapshotIndex.decode(bytes, name: "v1")
+        #expect(index.chunks.map(\.length) == [4, 4, 2])
+        #expect(index.totalBytes == 10)
+    }
+
+    /// Segments are chunked apart: a header that grows does not shift the state's chunks.
+    @Test func stateChunksSurviveAHeaderThatChangesLength() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let snapshots = ChunkedSnapshots(store: try folder.store())
+        let state = field(8 * 4096, seed: 5)
+        let first = try snapshots.write("a.snap", segments: [.init([1, 2, 3]), .init(state)], generation: 1, chunkBytes: 4096)
+        let second = try snapshots.write("b.snap", segments: [.init([1, 2, 3, 4, 5]), .init(state)], generation: 2, chunkBytes: 4096)
+        #expect(first.reusedCount == 0)
+        #expect(second.reusedCount == 8, "every state chunk is reused")
+        #expect(try snapshots.read("b.snap") == [1, 2, 3, 4, 5] + state)
+    }
+
+    /// Shuffled chunks round-trip, and identical chunks across snapshots are stored once.
+    @Test func shuffledSegmentsRoundTripAndChunksAreSharedAcrossRanks() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let snapshots = ChunkedSnapshots(store: try folder.store())
+        var doubles: [UInt8] = []
+        for index in 0..<5000 {
+            withUnsafeBytes(of: (2.0 + sin(Double(index) * 0.01)).bitPattern.littleEndian) { doubles += $0 }
+        }
+        doubles += [7, 7, 7]  // a tail that is not a whole value
+        let rank0 = try snapshots.write("r0.snap", bytes: doubles, generation: 1, chunkBytes: 8192, filter: .shuffle8)
+        #expect(rank0.index.chunks.allSatisfy { $0.filter == .shuffle8 })
+        #expect(try snapshots.read("r0.snap") == doubles)
+        let rank1 = try snapshots.write("r1.snap", bytes: doubles, generation: 1, chunkBytes: 8192, filter: .shuffle8)
+        #expect(rank1.reusedCount == rank1.index.chunks.count)
+        #expect(rank1.storedBytes == FileFormat.headerByteCount + rank1.index.encoded().count, "only the index is new")
+        #expect(rank1.logicalBytes == doubles.count)
+    }
+
+    /// A chunk damaged on both mirrors is written again by the next snapshot that holds it.
+    @Test func nextSnapshotHealsALostChunk() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let snapshots = ChunkedSnapshots(store: store)
+        let bytes = field(3000, seed: 6)
+        let first = try snapshots.write("1.snap", bytes: bytes, generation: 1, chunkBytes: 1000)
+        let chunk = snapshots.chunkName(first.index.chunks[2].hash)
+        Disk.flipBit(store.path(chunk, on: .a), byte: 50)
+        Disk.delete(store.path(chunk, on: .b))
+        let second = try snapshots.write("2.snap", bytes: bytes, generation: 2, chunkBytes: 1000)
+        #expect(second.reusedCount == 2)
+        #expect(try snapshots.read("1.snap") == bytes)
     }
 }
