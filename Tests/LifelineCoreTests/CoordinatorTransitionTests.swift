@@ -257,7 +257,8 @@ struct CoordinatorTransitionTests {
     /// Every rank passed S and reached the barrier, then the manifest write failed: the round
     /// aborts, the coordinator goes idle, and since no round starts once a rank finished and
     /// every finished report is already in, nothing ever releases the job.
-    @Test(.disabled("bug: commitFailed (or snapshotFailed) after every rank finished never releases the job: abort() goes idle without finishIfAllFinished()"))
+    /// Found by this test (disabled in 5223b2c), fixed in f8cd902.
+    @Test
     func commitFailingAfterEveryRankFinishedStillReleases() {
         var coordinator = capturing(rankCount: 2, step: 5)
         _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 5, rankCount: 2))
@@ -269,7 +270,8 @@ struct CoordinatorTransitionTests {
         #expect((actions + later).contains(.finishJob), "the job is never released: state \(coordinator.state)")
     }
 
-    @Test(.disabled("bug: snapshotFailed after every rank finished (all past S) never releases the job"))
+    /// Found by this test (disabled in 5223b2c), fixed in f8cd902.
+    @Test
     func snapshotFailingAfterEveryRankFinishedStillReleases() {
         var coordinator = capturing(rankCount: 2, step: 5)
         _ = coordinator.handleFinished(from: RankID(0), step: 9, now: 11)

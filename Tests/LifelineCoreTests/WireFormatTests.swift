@@ -24,7 +24,7 @@ struct WireFormatTests {
         .ack(Epoch(5), Acknowledgement(step: 0, snapshotBytes: UInt64.max, outputOffset: 0, delivered: [])),
         .snapshotFailed(Epoch(2), reason: "no space left on device (ENOSPC) — mirror b ✗"),
         .snapshotFailed(Epoch(2), reason: ""),
-        .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9),
+        .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11),
         .checkpointWanted,
         .faultFired(index: 2),
         .replayComplete(deliveries: 42),
@@ -156,8 +156,9 @@ struct WireFormatTests {
         #expect(throws: WireError.self) { try Handshake.decode(badRole) }
     }
 
-    /// `ControlMessage.decode` refuses stray bytes after a message; `Handshake.decode` does not.
-    @Test(.disabled("bug: Handshake.decode accepts trailing bytes after the pid (ControlMessage.decode refuses them)"))
+    /// Like `ControlMessage.decode`, `Handshake.decode` refuses stray bytes after the message
+    /// (found by this test, disabled in 5223b2c, fixed in f8cd902).
+    @Test
     func handshakeRefusesTrailingBytes() {
         let body = Array(Handshake(token: "secret", role: .peer, rank: RankID(2), incarnation: 1, pid: 99).frame()[FramePrefix.byteCount...])
         #expect(throws: WireError.self, "a handshake with trailing bytes decoded") { try Handshake.decode(body + [0, 0, 0, 0]) }
