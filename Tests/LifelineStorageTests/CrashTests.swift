@@ -45,7 +45,10 @@ import Glibc
         var durableEpoch: UInt64 = 0  // the newest epoch a child said was committed
         var newestSeen: UInt64 = 0
         var killsAfterACommit = 0
+        var interruptedWrites = 0  // kills that left a temporary file or a copy to repair
         let cycleMicroseconds = try Self.measureCycle(folder)
+        durableEpoch = try ManifestStore(store: try folder.store()).load()?.newestLine?.epoch ?? 0
+        newestSeen = durableEpoch
         for iteration in 0..<Self.iterations {
             let seed = baseSeed &+ UInt64(iteration)
             let context = "iteration \(iteration), seed \(seed) (rerun: LIFELINE_CRASH_SEED=\(baseSeed))"
@@ -98,9 +101,11 @@ import Glibc
             }
             let report = manifests.verify(repair: iteration % 10 == 9)
             #expect(report.unrecoverableCount == 0, "\(context): \(report.problems)")
+            if !report.problems.isEmpty { interruptedWrites += 1 }
         }
         #expect(newestSeen > 0, "seed \(baseSeed): no epoch was ever committed: the kills came too early")
         #expect(killsAfterACommit > 0)
+        #expect(interruptedWrites > 0 || Self.iterations < 50, "seed \(baseSeed): no kill landed inside a write")
     }
 
     /// Runs a child for two commits and returns the time between them (one cycle: snapshots,
