@@ -10,7 +10,7 @@ extension ManifestStore {
         var report = store.verify(repair: repair)
         let manifest: Manifest
         do {
-            guard let loaded = try load() else { return report }
+            guard let loaded = try load(repair: false) else { return report }
             manifest = loaded
         } catch {
             // A copy damaged on both mirrors was already counted by the walk; a manifest missing

@@ -22,9 +22,14 @@ package struct ManifestStore: Sendable {
     /// if the file is not a manifest this build reads; `.corrupt` if its JSON does not decode or
     /// breaks an invariant.
     package func load() throws(StorageError) -> Manifest? {
+        try load(repair: true)
+    }
+
+    /// `load()`, repairing a damaged copy only when `repair` (`verify` reads without writing).
+    func load(repair: Bool) throws(StorageError) -> Manifest? {
         let file: StoredFile
         do throws(StorageError) {
-            file = try store.read(Self.manifestName)
+            file = try store.inspect(Self.manifestName, repair: repair)
         } catch where error.code == .notFound {
             let snapshotFolders = store.list(Self.epochsFolder).count + store.list(ChunkedSnapshots.folder).count
             if snapshotFolders == 0 { return nil }

@@ -82,6 +82,11 @@ import Testing
             let original = Disk.bytes(store.path(name, on: .a))
             Self.damage(store.path(name, on: mirror), with: fault)
             let label = "\(target) \(fault) on \(mirror)"
+            let found = fixture.manifests.verify(repair: false)
+            #expect(!found.isClean && found.unrecoverableCount == 0 && found.problems.count == 1, "\(label): \(found.problems)")
+            let damagedPath = store.path(name, on: mirror)
+            let untouched = !FileManager.default.fileExists(atPath: damagedPath) || Disk.bytes(damagedPath) != original
+            #expect(untouched, "\(label): verify without repair wrote nothing")
 
             #expect(try fixture.manifests.load() == fixture.manifest, "\(label)")
             let (line, problems) = fixture.manifests.newestIntactLine(fixture.manifest)
