@@ -144,9 +144,6 @@ final class RankRuntime {
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
             store: store, snapshot: snapshot, log: log, replay: replay)
-        if let name = launch.restoreSnapshot, snapshot != nil, let index = try? ChunkedSnapshots(store: store).index(name) {
-            runtime.writer?.restored(from: index)
-        }
         try runtime.connectToLowerRanks()
         try runtime.resendRetained()
         if launch.restarted, log != nil, replay?.remainingCount ?? 0 == 0 { runtime.finishReplay() }
@@ -543,7 +540,6 @@ final class RankRuntime {
                 }
                 ledger.trim(destination: rank, covered: ledger.delivered[rank.rawValue])
                 try trimLog(committed: epoch)
-                writer?.committed(epoch)
                 try perform(participant.handleDone(epoch))
             case .abort(let epoch):
                 try perform(participant.handleAbort(epoch))

@@ -48,13 +48,6 @@ final class SnapshotWriter: Sendable {
         self.control = control
     }
 
-    /// The round `epoch` committed. Nothing to do: chunks are reused by what the store holds
-    /// intact, not by a list kept here; kept so that callers need not change.
-    func committed(_ epoch: Epoch) {}
-
-    /// After a restore. Nothing to do, as for `committed(_:)`.
-    func restored(from index: SnapshotIndex) {}
-
     /// Queues a snapshot; returns at once.
     func submit(_ job: Job) {
         pendingCount.add(1, ordering: .sequentiallyConsistent)
