@@ -50,7 +50,8 @@ package struct StorageError: Error, CustomStringConvertible, Sendable {
     /// Maps an `errno` value from `operation` on `path` to an error.
     ///
     /// ENOSPC/EFBIG → `.noSpace`, EACCES/EPERM/EROFS → `.permissionDenied`, ENOENT on a
-    /// storage root (`isRoot`) → `.rootMissing`, anything else → `.ioFailure`. The message
+    /// storage root (`isRoot`) → `.rootMissing`, ENOTDIR/EEXIST/ENAMETOOLONG/ELOOP (a path that
+    /// cannot be a folder) → `.invalidArgument`, anything else → `.ioFailure`. The message
     /// includes `strerror(errnoValue)`.
     package init(errno errnoValue: Int32, operation: String, path: String, isRoot: Bool = false) {
         let reason = String(cString: strerror(errnoValue))
@@ -59,6 +60,7 @@ package struct StorageError: Error, CustomStringConvertible, Sendable {
         case ENOSPC, EFBIG: code = .noSpace
         case EACCES, EPERM, EROFS: code = .permissionDenied
         case ENOENT where isRoot: code = .rootMissing
+        case ENOTDIR, EEXIST, ENAMETOOLONG, ELOOP: code = .invalidArgument  // the path, not the disk
         default: code = .ioFailure
         }
         self.init(code, path: path, message: "\(operation) failed: \(reason) (errno \(errnoValue))")
