@@ -73,7 +73,7 @@ bench.report.paragraph(String(format: "Total benchmark time: %.0f s. Load averag
 let largest = scale.rankCounts.last ?? 2
 let chart = Report.chartSVG([
     ("Failure-free overhead over the no-checkpoint floor, \(largest) ranks (%)", "%", bench.report.bars),
-    ("Time lost to one crash (crash run − failure-free median), \(largest) ranks (s)", " s", bench.report.lostBars),
+    ("One crash: from the kill to the job back at the step it had reached, \(largest) ranks (s)", " s", bench.report.lostBars),
 ])
 do {
     try Data((bench.report.sections.joined(separator: "\n\n") + "\n\n![overhead](chart.svg)\n").utf8)
