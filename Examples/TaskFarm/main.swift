@@ -9,8 +9,8 @@
 //
 // A task is a deterministic computation from its seed (an integer hash iterated `--work` times).
 // At the end the master prints the SHA-256 of the results in task order as
-// `result sha256=<hex>`. `--idle-workers K` leaves workers 1…K without tasks in the first half
-// of the rounds (their state does not change there).
+// `result sha256=<hex>`. `--idle-workers K` leaves workers 1…K without any message in the first half
+// of the rounds (under `--checkpoint minimal` they write no checkpoint there).
 //
 // With one rank the master computes every task itself.
 
@@ -132,7 +132,7 @@ func runMaster(_ comm: Communicator, _ state: inout FarmState, _ options: Option
                 outstanding += 1
             }
         }
-        for worker in workers { try comm.send([Kind.roundEnd.rawValue, 0], to: worker, tag: taskTag) }
+        for worker in active { try comm.send([Kind.roundEnd.rawValue, 0], to: worker, tag: taskTag) }
         if options.verbose {
             FileHandle.standardError.write(Data("round \(state.round) took \(Date().timeIntervalSince1970 - startedAt) s\n".utf8))
         }
@@ -144,7 +144,9 @@ func runMaster(_ comm: Communicator, _ state: inout FarmState, _ options: Option
 func runWorker(_ comm: Communicator, _ state: inout FarmState, _ options: Options, roundCount: Int) throws {
     while state.round < roundCount {
         try comm.safePoint(step: state.round, state: state)
-        while true {
+        // An idle worker's round passes without a message (the master's rule, run here too).
+        let idle = state.round < roundCount / 2 && comm.rank <= options.idleWorkers
+        while !idle {
             let words = try comm.receive(UInt64.self, from: 0, tag: taskTag)
             guard let kind = words.first.flatMap(Kind.init(rawValue:)), words.count == 2 else {
                 throw FarmError("rank \(comm.rank): a malformed message from the master")

@@ -11,16 +11,22 @@ final class ControlLink: Sendable {
     /// The socket.
     let fd: Int32
     private let writeLock = Mutex(())
+    private let released = Atomic<Bool>(false)
 
     /// Wraps a connected, handshaken socket.
     init(fd: Int32) { self.fd = fd }
 
-    /// Sends one message. A rank whose supervisor is gone has nothing left to do: it exits.
+    /// Sends one message. A rank whose supervisor is gone has nothing left to do: it exits
+    /// (unless the job was released: then the supervisor may close first, and the rank is
+    /// on its way out anyway).
     func send(_ message: ControlMessage) {
         let frame = message.frame()
         let sent = writeLock.withLock { _ in Socket.sendAll(fd, frame) }
-        if !sent { supervisorGone() }
+        if !sent, !released.load(ordering: .acquiring) { supervisorGone() }
     }
+
+    /// The supervisor released the job: a send that fails from now on is not a lost supervisor.
+    func markReleased() { released.store(true, ordering: .releasing) }
 }
 
 /// Ends a rank whose supervisor has gone: no orphaned processes.

@@ -10,6 +10,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         case coordinated
         /// The textbook's blocking variant: sends held from capture until `CHECKPOINT_DONE`.
         case blocking
+        /// Incremental: a rank that delivered nothing since its last checkpoint keeps it and
+        /// writes nothing; the others checkpoint as in `coordinated`.
+        case minimal
     }
 
     /// What is logged of the messages ranks deliver.

@@ -328,6 +328,7 @@ final class RankRuntime {
 
     private func deliver(_ header: DataHeader, _ payload: [UInt8], replayed: Bool) -> Message {
         ledger.recordDelivery(source: header.source, sequence: header.sequence)
+        participant.noteChange()
         trace?.delivered(header, replayed: replayed)
         return Message(source: header.source.rawValue, tag: Int(header.tag), bytes: payload)
     }
@@ -362,6 +363,7 @@ final class RankRuntime {
 
     /// A value read from outside the messages, logged (with logging) so replay returns it again.
     func loggedValue(_ produce: () -> [UInt8]) throws -> [UInt8] {
+        participant.noteChange()
         if var queue = replay {
             let next = queue.nextValue()
             replay = queue
@@ -455,6 +457,9 @@ final class RankRuntime {
         if let fault = rankFaults.first(where: { $0.spec == .killAtStep(rank, step: step) }) {
             fireFault(index: fault.index, control: control)
         }
+        // A rank that computes without messages reaches the runtime only here: read what the
+        // supervisor sent, so a request is answered now and not at the next receive.
+        try pump(timeoutMs: 0)
         try serviceControl()
         trace?.flush()
         while true {
@@ -469,6 +474,13 @@ final class RankRuntime {
                 heartbeatStep.value = step
                 trace?.captured(epoch: epoch, step: step)
                 try captureSnapshot(epoch: epoch, step: step, programState: capture(), launch: launch)
+                return
+            case .keep(let epoch):
+                // Minimal checkpoints: nothing delivered since the last committed checkpoint,
+                // which stays this rank's entry in the new line.
+                heartbeatStep.value = step
+                control?.send(.ack(epoch, Acknowledgement(
+                    step: step, snapshotBytes: 0, outputOffset: 0, delivered: ledger.delivered, kept: true)))
                 return
             }
         }
@@ -487,7 +499,7 @@ final class RankRuntime {
             epoch: epoch, step: step,
             name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
             uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
-            faultIndex: fault?.index))
+            changes: participant.changesSinceCheckpoint, faultIndex: fault?.index))
     }
 
     /// Asks the supervisor for a checkpoint at the next common safe point.
@@ -545,6 +557,7 @@ final class RankRuntime {
                 try perform(participant.handleAbort(epoch))
             case .release:
                 released = true
+                control?.markReleased()
             case .peerRestarted(let peer, let peerIncarnationNew):
                 try reconnect(to: peer, incarnation: peerIncarnationNew)
             case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,

@@ -19,6 +19,29 @@ public struct RunSummary: Sendable {
         public var recoverySeconds: Double?
     }
 
+    /// One committed checkpoint round.
+    public struct Commit: Sendable {
+        /// The round's epoch.
+        public var epoch: Int
+        /// Seconds since the job started when the round committed.
+        public var time: Double
+        /// The round's safe point.
+        public var step: Int
+        /// The ranks that wrote a snapshot in the round.
+        public var wrote: [Int]
+        /// The ranks that kept an older checkpoint (`--checkpoint minimal`), each with the
+        /// round it was written in (nil: none yet, the rank would restart from the beginning).
+        public var kept: [(rank: Int, from: Int?)]
+        /// Uncompressed bytes of the snapshots written.
+        public var logicalBytes: Int
+        /// Bytes newly stored on one mirror (compressed chunks not already stored, and indexes).
+        public var storedBytes: Int
+        /// Chunks in the snapshots written, and how many of them were already stored.
+        public var chunks: Int
+        /// Of `chunks`, those referenced instead of written.
+        public var chunksReused: Int
+    }
+
     /// The job's configuration.
     public var configuration: JobConfiguration
     /// `finished`, `stopped`, or `interrupted` (the supervisor died or is still running).
@@ -33,6 +56,8 @@ public struct RunSummary: Sendable {
     public var checkpointBytes: Int
     /// Mean seconds from a round's request to its commit.
     public var checkpointSecondsMean: Double
+    /// The committed rounds, oldest first.
+    public var commitsDetail: [Commit]
     /// The failures, in order.
     public var failures: [Failure]
     /// Seconds spent recovering (sum over failures).
@@ -72,6 +97,19 @@ public struct RunSummary: Sendable {
             return time(event) - start
         }
         checkpointSecondsMean = durations.isEmpty ? 0 : durations.reduce(0, +) / Double(durations.count)
+        func ranks(_ field: Any?) -> [String] {
+            (field as? String ?? "").split(separator: ",").map(String.init)
+        }
+        commitsDetail = commitEvents.map { event in
+            let kept = zip(ranks(event["kept"]), ranks(event["kept_from"])).compactMap { rank, from in
+                Int(rank).map { (rank: $0, from: Int(from)) }
+            }
+            return Commit(
+                epoch: event["epoch"] as? Int ?? 0, time: time(event), step: event["step"] as? Int ?? -1,
+                wrote: ranks(event["wrote"]).compactMap { Int($0) }, kept: kept,
+                logicalBytes: event["logical"] as? Int ?? 0, storedBytes: event["bytes"] as? Int ?? 0,
+                chunks: event["chunks"] as? Int ?? 0, chunksReused: event["reused"] as? Int ?? 0)
+        }
 
         let starts = named("recovery_start")
         let dones = named("recovery_done")
@@ -107,8 +145,21 @@ public struct RunSummary: Sendable {
             "checkpoint   \(configuration.checkpointing.rawValue), every \(configuration.intervalSeconds) s; logging \(configuration.logging.rawValue)",
             "status       \(status) after \(String(format: "%.1f", elapsedSeconds)) s",
             "checkpoints  \(commits) committed, \(aborts) aborted, \(checkpointBytes) bytes stored, mean \(String(format: "%.3f", checkpointSecondsMean)) s from request to commit",
-            "failures     \(failures.count), \(String(format: "%.2f", recoverySecondsTotal)) s spent recovering",
         ]
+        if !commitsDetail.isEmpty {
+            lines.append("  epoch     time  step  wrote          kept                  logical     stored  ratio  chunks (reused)")
+            for commit in commitsDetail {
+                let wrote = commit.wrote.isEmpty ? "-" : Self.rankList(commit.wrote)
+                let kept = commit.kept.isEmpty ? "-" : commit.kept.map { "\($0.rank)@" + ($0.from.map { "e\($0)" } ?? "start") }
+                    .joined(separator: ",")
+                let ratio = commit.storedBytes > 0 ? String(format: "%.2f", Double(commit.logicalBytes) / Double(commit.storedBytes)) : "-"
+                lines.append(String(format: "  %5d %8.2f %5d  %@ %@ %10d %10d %6@  %d (%d)", commit.epoch, commit.time, commit.step,
+                                    wrote.padding(toLength: 14, withPad: " ", startingAt: 0),
+                                    kept.padding(toLength: 20, withPad: " ", startingAt: 0),
+                                    commit.logicalBytes, commit.storedBytes, ratio, commit.chunks, commit.chunksReused))
+            }
+        }
+        lines.append("failures     \(failures.count), \(String(format: "%.2f", recoverySecondsTotal)) s spent recovering")
         for failure in failures {
             let recovered = failure.recoverySeconds.map { String(format: "recovered in %.3f s", $0) } ?? "not recovered"
             lines.append(String(format: "  %8.3f s  rank %d %@; %@ (%@)", failure.time, failure.rank, failure.cause,
@@ -120,6 +171,19 @@ public struct RunSummary: Sendable {
         return lines.joined(separator: "\n")
     }
 
+    /// `[0, 1, 2, 5]` as `0-2,5`.
+    static func rankList(_ ranks: [Int]) -> String {
+        var parts: [String] = []
+        var index = 0
+        while index < ranks.count {
+            var end = index
+            while end + 1 < ranks.count, ranks[end + 1] == ranks[end] + 1 { end += 1 }
+            parts.append(end == index ? "\(ranks[index])" : "\(ranks[index])-\(ranks[end])")
+            index = end + 1
+        }
+        return parts.joined(separator: ",")
+    }
+
     /// The summary as one JSON object.
     public var json: String {
         let object: [String: Any] = [
@@ -129,6 +193,16 @@ public struct RunSummary: Sendable {
             "commits": commits, "aborts": aborts, "checkpointBytes": checkpointBytes,
             "checkpointSecondsMean": checkpointSecondsMean, "recoverySecondsTotal": recoverySecondsTotal,
             "logBytes": logBytes, "storageFiles": storageFiles, "storageProblems": storageProblems,
+            "epochs": commitsDetail.map { commit -> [String: Any] in
+                [
+                    "epoch": commit.epoch, "t": commit.time, "step": commit.step, "wrote": commit.wrote,
+                    "kept": commit.kept.map { entry -> [String: Any] in
+                        ["rank": entry.rank, "from": entry.from.map { $0 as Any } ?? NSNull()]
+                    },
+                    "logicalBytes": commit.logicalBytes, "storedBytes": commit.storedBytes, "chunks": commit.chunks,
+                    "chunksReused": commit.chunksReused,
+                ]
+            },
             "failures": failures.map { failure -> [String: Any] in
                 var entry: [String: Any] = ["t": failure.time, "rank": failure.rank, "cause": failure.cause,
                                             "recovery": failure.recovery]

@@ -32,6 +32,8 @@ final class SnapshotWriter: Sendable {
         var uncompressed: [ChunkedSnapshots.Segment]
         var delivered: [DeliveredSet]
         var outputOffset: UInt64
+        /// Deliveries and logged values since the rank's last committed checkpoint.
+        var changes: UInt64
         /// A `phase=checkpoint` fault to fire between durability and ACK.
         var faultIndex: Int?
     }
@@ -79,7 +81,9 @@ final class SnapshotWriter: Sendable {
             completed.withLock { $0.append(.durable(job.epoch)) }
             control.send(.ack(job.epoch, Acknowledgement(
                 step: job.step, snapshotBytes: UInt64(written.storedBytes),
-                outputOffset: job.outputOffset, delivered: job.delivered)))
+                outputOffset: job.outputOffset, delivered: job.delivered, changes: job.changes,
+                logicalBytes: UInt64(written.logicalBytes), chunks: UInt32(written.index.chunks.count),
+                chunksReused: UInt32(written.reusedCount))))
         } catch {
             completed.withLock { $0.append(.failed(job.epoch)) }
             control.send(.snapshotFailed(job.epoch, reason: "\(error)"))

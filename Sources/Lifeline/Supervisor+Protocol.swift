@@ -94,8 +94,11 @@ extension Supervisor {
     /// The commit point: the manifest naming the new line is written to both mirrors. Then
     /// output up to the line is released, and files no line references are deleted.
     private func commit(_ epoch: Epoch, step: Int, acks: [Acknowledgement]) throws -> [CheckpointCoordinator.Action] {
-        let members = acks.enumerated().map { rank, ack in
-            Member(
+        // A rank that kept its checkpoint (minimal) keeps its entry of the line in force; one
+        // that never wrote has none and would restart from the beginning.
+        let members = acks.enumerated().compactMap { rank, ack -> Member? in
+            if ack.kept { return lineInForce?.members.first { $0.rank == rank } }
+            return Member(
                 rank: rank, snapshot: manifests.snapshotName(epoch: epoch.rawValue, rank: rank), step: ack.step,
                 incarnation: Int(slots[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes)
         }
@@ -109,12 +112,27 @@ extension Supervisor {
             return coordinator.handleCommitFailed(epoch, reason: "\(error)", now: now)
         }
         manifest = next
+        let previous = lineInForce
+        lineInForce = next.newestLine
         lastCommitBytes = acks.reduce(0) { $0 + $1.snapshotBytes }
+        let wrote = acks.indices.filter { !acks[$0].kept }
+        let kept = acks.indices.filter { acks[$0].kept }
+        let keptFrom = kept.map { rank in
+            previous?.members.first { $0.rank == rank }.flatMap { manifests.epoch(ofSnapshot: $0.snapshot) }
+                .map { "\($0)" } ?? "start"
+        }
         events.record("commit", [
             "epoch": .int(Int(epoch.rawValue)), "step": .int(step), "bytes": .int(Int(lastCommitBytes)),
+            "logical": .int(Int(acks.reduce(0) { $0 + $1.logicalBytes })),
+            "chunks": .int(Int(acks.reduce(0) { $0 + $1.chunks })),
+            "reused": .int(Int(acks.reduce(0) { $0 + $1.chunksReused })),
+            "wrote": .string(wrote.map { "\($0)" }.joined(separator: ",")),
+            "changes": .string(wrote.map { "\(acks[$0].changes)" }.joined(separator: ",")),
+            "kept": .string(kept.map { "\($0)" }.joined(separator: ",")),
+            "kept_from": .string(keptFrom.joined(separator: ",")),
             "commits": .int(manifest.commits),
         ])
-        for (rank, ack) in acks.enumerated() { output.release(rank: rank, upTo: ack.outputOffset) }
+        for (rank, ack) in acks.enumerated() where !ack.kept { output.release(rank: rank, upTo: ack.outputOffset) }
         do {
             try manifests.garbageCollect(keeping: manifest)
         } catch {

@@ -64,6 +64,10 @@ final class Supervisor {
     var lastProgressAt = 0.0
     var lastProgressStep = 0
     var lastCommitBytes: UInt64 = 0
+    /// The committed line the running ranks descend from: the one they were all restored from,
+    /// or the last one committed since. A rank that keeps its checkpoint (minimal) keeps its
+    /// entry of this line.
+    var lineInForce: CommittedLine?
     /// When the open round was requested, to measure how long a checkpoint takes.
     var roundStartedAt: Double?
     /// Seconds the last committed round took, from request to commit.
@@ -184,6 +188,7 @@ final class Supervisor {
     /// any, keep running.
     func launch(_ ranks: [Int]) throws {
         let (line, problems) = manifests.newestIntactLine(manifest)
+        if ranks.count == configuration.rankCount { lineInForce = line }
         for problem in problems {
             warn(problem)
             events.record("storage_problem", ["detail": .string(problem)])
@@ -201,7 +206,7 @@ final class Supervisor {
                 rank: RankID(rank), rankCount: configuration.rankCount, token: token,
                 addressPrefix: addressBase, incarnation: incarnation, supervisorPID: getpid(),
                 storageRoots: (configuration.storageRoots[0], configuration.storageRoots[1]),
-                variant: configuration.checkpointing == .blocking ? .blocking : .coordinated,
+                variant: CheckpointVariant(rawValue: configuration.checkpointing.rawValue) ?? .coordinated,
                 restoreEpoch: Epoch(line?.epoch ?? 0), restoreSnapshot: member?.snapshot,
                 heartbeatMs: configuration.heartbeatMs, faults: pending.map { ($0, faults[$0]) },
                 logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,

@@ -4,6 +4,10 @@ package enum CheckpointVariant: String, Sendable, CaseIterable {
     case coordinated
     /// The textbook's: after capture a rank holds every new send until `CHECKPOINT_DONE`.
     case blocking
+    /// Incremental: at S, a rank that delivered nothing since its last committed checkpoint
+    /// keeps that checkpoint as its entry in the new line and writes nothing (docs/protocol.md,
+    /// "Minimal checkpoints", gives the rule and why the line stays consistent).
+    case minimal
 }
 
 /// A rank's side of the coordinated checkpoint protocol.
@@ -17,6 +21,7 @@ package enum CheckpointVariant: String, Sendable, CaseIterable {
 /// | reported(e) | safe point s | reported(e) | wait |
 /// | scheduled(e, S) | safe point s < S | scheduled | proceed |
 /// | scheduled(e, S) | safe point s ≥ S | writing(e) | capture(e) |
+/// | scheduled(e, S) | safe point s ≥ S, minimal, nothing delivered since the last committed checkpoint | acknowledged(e) | keep(e) |
 /// | writing(e) | snapshotDurable(e) | acknowledged(e) | — (the writer sent ACK(e)) |
 /// | writing(e), acknowledged(e) | done(e) | idle | trim, release held sends |
 /// | any | abort(e) | idle | release held sends |
@@ -58,6 +63,9 @@ package struct CheckpointParticipant: Sendable, Equatable {
         case wait
         /// Capture here, then go on.
         case capture(Epoch)
+        /// `--checkpoint minimal`: nothing changed since the last committed checkpoint; enter
+        /// round e without writing, acknowledge it as kept, and go on.
+        case keep(Epoch)
     }
 
     /// The protocol variant.
@@ -73,6 +81,19 @@ package struct CheckpointParticipant: Sendable, Equatable {
     /// round that was aborted (no line will exist there, so nothing needs to wait for it).
     /// Invariant: `deliverableEpoch >= epoch`.
     package private(set) var deliverableEpoch: Epoch
+    /// Deliveries and logged values in this incarnation (the program's inputs).
+    package private(set) var changeCount: UInt64 = 0
+    /// `changeCount` at the last committed capture (0 when restored or fresh).
+    /// Invariant: `committedChangeCount <= changeCount`.
+    private var committedChangeCount: UInt64 = 0
+    /// The open round this rank captured, with `changeCount` at that moment.
+    private var openCapture: OpenCapture?
+
+    /// A capture of a round not yet committed or aborted.
+    private struct OpenCapture: Sendable, Equatable {
+        var round: Epoch
+        var changeCount: UInt64
+    }
 
     /// A participant starting at `epoch` having passed `stepPassed` (restored or fresh: -1).
     /// A rank restarted alone is told the newest round started so far (`deliverableEpoch`):
@@ -93,6 +114,13 @@ package struct CheckpointParticipant: Sendable, Equatable {
         case .idle, .reported, .scheduled: return false
         }
     }
+
+    /// Deliveries and logged values since the last committed checkpoint (or the restore): a
+    /// rank with none is, by piecewise determinism, reproduced by re-running from that checkpoint.
+    package var changesSinceCheckpoint: UInt64 { changeCount - committedChangeCount }
+
+    /// The program delivered a message or read a logged value.
+    package mutating func noteChange() { changeCount += 1 }
 
     /// Whether a message carrying `messageEpoch` may be delivered now.
     package func mayDeliver(messageEpoch: Epoch) -> Bool { messageEpoch <= deliverableEpoch }
@@ -132,6 +160,13 @@ package struct CheckpointParticipant: Sendable, Equatable {
             stepPassed = step
             epoch = round
             deliverableEpoch = max(deliverableEpoch, round)
+            if variant == .minimal, changesSinceCheckpoint == 0 {
+                // Messages sent from here on carry round e, so a member that has not captured
+                // e holds them: only what this rank sent before S can be in the line.
+                state = .acknowledged(round)
+                return .keep(round)
+            }
+            openCapture = OpenCapture(round: round, changeCount: changeCount)
             state = .writing(round)
             return .capture(round)
         case .idle, .scheduled, .writing, .acknowledged:
@@ -160,6 +195,8 @@ package struct CheckpointParticipant: Sendable, Equatable {
         }
         let held = holdsSends
         state = .idle
+        if let capture = openCapture, capture.round == round { committedChangeCount = capture.changeCount }
+        openCapture = nil
         return held ? [.trimRetained(round), .releaseHeldSends] : [.trimRetained(round)]
     }
 
@@ -174,11 +211,13 @@ package struct CheckpointParticipant: Sendable, Equatable {
         case .idle:
             break
         }
+        if openCapture?.round == round { openCapture = nil }
         return held && !holdsSends ? [.releaseHeldSends] : []
     }
 
     private func checkInvariants() {
         precondition(deliverableEpoch >= epoch)
         precondition(stepPassed >= -1)
+        precondition(committedChangeCount <= changeCount)
     }
 }

@@ -8,13 +8,32 @@ package struct Acknowledgement: Sendable, Equatable {
     package var outputOffset: UInt64
     /// The sequence numbers the rank had delivered at capture, indexed by source rank.
     package var delivered: [DeliveredSet]
+    /// `--checkpoint minimal`: the rank delivered nothing since its last committed checkpoint,
+    /// wrote nothing, and keeps that checkpoint as its entry in the new line (`snapshotBytes`
+    /// and `outputOffset` are then 0 and `delivered` is unchanged since that checkpoint).
+    package var kept: Bool
+    /// Deliveries and logged values since the rank's last committed checkpoint: why it wrote.
+    package var changes: UInt64
+    /// The snapshot's uncompressed size.
+    package var logicalBytes: UInt64
+    /// The snapshot's chunks, and how many of them were already stored intact (not written).
+    package var chunks: UInt32
+    /// Of `chunks`, those referenced instead of written.
+    package var chunksReused: UInt32
 
     /// An acknowledgement with every field given.
-    package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: [DeliveredSet]) {
+    package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: [DeliveredSet],
+                 kept: Bool = false, changes: UInt64 = 0, logicalBytes: UInt64 = 0, chunks: UInt32 = 0,
+                 chunksReused: UInt32 = 0) {
         self.step = step
         self.snapshotBytes = snapshotBytes
         self.outputOffset = outputOffset
         self.delivered = delivered
+        self.kept = kept
+        self.changes = changes
+        self.logicalBytes = logicalBytes
+        self.chunks = chunks
+        self.chunksReused = chunksReused
     }
 }
 
@@ -110,6 +129,11 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Int64(ack.step))
             writer.write(ack.snapshotBytes)
             writer.write(ack.outputOffset)
+            writer.write(UInt8(ack.kept ? 1 : 0))
+            writer.write(ack.changes)
+            writer.write(ack.logicalBytes)
+            writer.write(ack.chunks)
+            writer.write(ack.chunksReused)
             Self.encode(ack.delivered, into: &writer)
         case .snapshotFailed(let epoch, let reason):
             writer.write(Code.snapshotFailed.rawValue)
@@ -158,9 +182,16 @@ package enum ControlMessage: Sendable, Equatable {
             let captured = try step()
             let snapshotBytes = try reader.read(UInt64.self)
             let outputOffset = try reader.read(UInt64.self)
+            let kept = try reader.read(UInt8.self)
+            guard kept <= 1 else { throw WireError("ACK with kept flag \(kept)") }
+            let changes = try reader.read(UInt64.self)
+            let logicalBytes = try reader.read(UInt64.self)
+            let chunks = try reader.read(UInt32.self)
+            let chunksReused = try reader.read(UInt32.self)
             let delivered = try decodeSets(&reader)
             message = .ack(round, Acknowledgement(
-                step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered))
+                step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered,
+                kept: kept == 1, changes: changes, logicalBytes: logicalBytes, chunks: chunks, chunksReused: chunksReused))
         case .snapshotFailed: message = .snapshotFailed(try epoch(), reason: try reader.readString())
         case .finished:
             message = .finished(step: try step(), loggedBytes: try reader.read(UInt64.self),

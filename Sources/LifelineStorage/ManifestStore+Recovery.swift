@@ -1,26 +1,30 @@
 extension ManifestStore {
-    /// Removes epoch folders that no committed line references, and returns their names.
+    /// Removes the snapshots that no committed line references, and returns what it removed.
     ///
-    /// A folder is kept if a committed line has its epoch or a member's snapshot lies in it, and
-    /// also if its epoch is newer than the newest committed one (a checkpoint in progress).
-    /// Folders whose name is not a number are left alone. Call only after `manifest` is durable
-    /// (`commit` returned).
+    /// An epoch folder older than the newest committed line goes when no kept line references a
+    /// snapshot in it; in a folder that is still referenced (a rank that kept an old checkpoint
+    /// under `--checkpoint minimal`), the snapshots no line references go. Folders newer than
+    /// the newest line (a checkpoint in progress) and names that are not numbers are left
+    /// alone. Call only after `manifest` is durable (`commit` returned).
     @discardableResult
     package func garbageCollect(keeping manifest: Manifest) throws(StorageError) -> [String] {
-        var referenced = Set(manifest.committed.map { epochFolderName(epoch: $0.epoch) })
-        for line in manifest.committed {
-            for member in line.members {
-                referenced.insert(MirroredStore.split(member.snapshot).folder)
-            }
-        }
+        let referenced = Set(manifest.committed.flatMap(\.members).map(\.snapshot))
         let newestEpoch = manifest.newestLine?.epoch
         var removed: [String] = []
         for entry in store.list(Self.epochsFolder) {
             guard let epoch = UInt64(entry), let newestEpoch, epoch < newestEpoch else { continue }
             let folder = Self.epochsFolder + "/" + entry
-            if referenced.contains(folder) { continue }
-            try store.removeDirectory(folder)
-            removed.append(folder)
+            let files = store.list(folder)
+            let unreferenced = files.filter { !referenced.contains(folder + "/" + $0) }
+            if unreferenced.count == files.count {
+                try store.removeDirectory(folder)
+                removed.append(folder)
+            } else {
+                for file in unreferenced {
+                    try store.remove(folder + "/" + file)
+                    removed.append(folder + "/" + file)
+                }
+            }
         }
         // Chunks no kept snapshot references go too; if an index cannot be read, keep them all.
         let chunked = ChunkedSnapshots(store: store)

@@ -85,6 +85,13 @@ package struct ManifestStore: Sendable {
         Self.epochsFolder + "/" + Self.zeroPadded(epoch, digits: 6)
     }
 
+    /// The round a snapshot named by `snapshotName` was written in, or nil for another name.
+    package func epoch(ofSnapshot name: String) -> UInt64? {
+        let parts = name.split(separator: "/")
+        guard parts.count == 3, parts[0] == Self.epochsFolder else { return nil }
+        return UInt64(parts[1])
+    }
+
     /// The store-relative name of a rank's snapshot: `epochs/000003/rank-0001.snap`.
     package func snapshotName(epoch: UInt64, rank: Int) -> String {
         precondition(rank >= 0, "rank index is not negative")

@@ -49,7 +49,7 @@ extension LifelineCommand {
                 throw ValidationError("name the program after --, e.g. lifeline run -n 4 -- heat2d")
             }
             guard let checkpointing = JobConfiguration.Checkpointing(rawValue: checkpoint) else {
-                throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking")
+                throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking, minimal")
             }
             guard let loggingMode = JobConfiguration.Logging(rawValue: logging) else {
                 throw ValidationError("--logging \(logging) is not one of none, pessimistic, sender-based")
