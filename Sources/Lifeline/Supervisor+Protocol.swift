@@ -30,6 +30,7 @@ extension Supervisor {
             events.record("ack", [
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)),
                 "step": .int(acknowledgement.step), "bytes": .int(Int(acknowledgement.snapshotBytes)),
+                "kept": .bool(acknowledgement.kept), "changes": .int(Int(acknowledgement.changes)),
             ])
             try perform(coordinator.handleAck(from: rank, round: epoch, acknowledgement))
         case .snapshotFailed(let epoch, let reason):

@@ -16,7 +16,7 @@ extension LifelineCommand {
         var runDir: String?
         @Option(help: ArgumentHelp("The two stable-storage roots (default: two folders in the run directory).", valueName: "DIR_A,DIR_B"))
         var storage: String?
-        @Option(help: "Checkpoint protocol: coordinated (non-blocking) or blocking.")
+        @Option(help: "Checkpoint protocol: coordinated (non-blocking), blocking, or minimal (ranks that delivered nothing since their last checkpoint keep it).")
         var checkpoint: String = "coordinated"
         @Option(help: "Message logging: none (global rollback), pessimistic or sender-based (a crashed rank recovers alone).")
         var logging: String = "none"
