@@ -20,6 +20,11 @@ struct JobRun {
     /// The largest peak resident memory a rank reported at the final barrier, in MiB.
     var rankPeakMiB: Int { (events("rank_finished").compactMap { $0["resident_bytes_peak"] as? Int }.max() ?? 0) >> 20 }
     var commits: Int { events("commit").count }
+    /// The mean number of ranks that wrote a snapshot in a committed round, nil without rounds.
+    var ranksPerRound: Double? {
+        let counts = events("commit").map { ($0["wrote"] as? String ?? "").split(separator: ",").count }
+        return counts.isEmpty ? nil : Double(counts.reduce(0, +)) / Double(counts.count)
+    }
 }
 
 /// Starts programs and collects their results; every path it needs is beside its executable.
