@@ -152,6 +152,8 @@ struct Simulation {
                     step: step, delivered: ledgers[rank].delivered, nextSequence: ledgers[rank].nextSequence,
                     retained: ledgers[rank].retained.map { $0.map(\.header.sequence) })
                 writing.append((rank, epoch))
+            case .keep(let epoch):
+                preconditionFailure("this simulation runs coordinated rounds only, yet rank \(rank) kept its checkpoint in \(epoch)")
             case .proceed:
                 break
             }
