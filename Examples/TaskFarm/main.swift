@@ -9,8 +9,9 @@
 //
 // A task is a deterministic computation from its seed (an integer hash iterated `--work` times).
 // At the end the master prints the SHA-256 of the results in task order as
-// `result sha256=<hex>`. `--idle-workers K` leaves workers 1…K without any message in the first half
-// of the rounds (under `--checkpoint minimal` they write no checkpoint there).
+// `result sha256=<hex>`. `--idle-workers K` leaves workers 1…K without any message in the first and
+// the last quarter of the rounds (under `--checkpoint minimal` they write no checkpoint there:
+// at first they keep the start, at the end the checkpoint they wrote while working).
 //
 // With one rank the master computes every task itself.
 
@@ -101,6 +102,12 @@ func compute(task: Int, work: Int) -> UInt64 {
     return value
 }
 
+/// Whether `--idle-workers` leaves its workers without messages in `round`: the first and the
+/// last quarter of the rounds.
+func isIdleRound(_ round: Int, _ roundCount: Int) -> Bool {
+    round < roundCount / 4 || round >= roundCount - roundCount / 4
+}
+
 func runMaster(_ comm: Communicator, _ state: inout FarmState, _ options: Options, roundSize: Int, roundCount: Int) throws {
     let workers = Array(1..<comm.size)
     while state.round < roundCount {
@@ -109,7 +116,7 @@ func runMaster(_ comm: Communicator, _ state: inout FarmState, _ options: Option
         let startedAt = try comm.logged { Date().timeIntervalSince1970 }
         let first = state.round * roundSize
         var pending = Array(first..<min(first + roundSize, options.tasks)).reversed() as [Int]
-        let active = state.round < roundCount / 2 ? workers.filter { $0 > options.idleWorkers } : workers
+        let active = isIdleRound(state.round, roundCount) ? workers.filter { $0 > options.idleWorkers } : workers
         if active.isEmpty {
             while let task = pending.popLast() { state.results[task] = compute(task: task, work: options.work) }
         }
@@ -145,7 +152,7 @@ func runWorker(_ comm: Communicator, _ state: inout FarmState, _ options: Option
     while state.round < roundCount {
         try comm.safePoint(step: state.round, state: state)
         // An idle worker's round passes without a message (the master's rule, run here too).
-        let idle = state.round < roundCount / 2 && comm.rank <= options.idleWorkers
+        let idle = isIdleRound(state.round, roundCount) && comm.rank <= options.idleWorkers
         while !idle {
             let words = try comm.receive(UInt64.self, from: 0, tag: taskTag)
             guard let kind = words.first.flatMap(Kind.init(rawValue:)), words.count == 2 else {
