@@ -13,6 +13,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         /// Incremental: a rank that delivered nothing since its last checkpoint keeps it and
         /// writes nothing; the others checkpoint as in `coordinated`.
         case minimal
+        /// Uncoordinated: each rank checkpoints on its own schedule (the interval ±25 %); a
+        /// failure rolls back the ranks the latest consistent recovery line requires.
+        case independent
     }
 
     /// What is logged of the messages ranks deliver.

@@ -22,7 +22,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let supervisorPID = "LIFELINE_SUPERVISOR_PID"
         /// The two storage roots, `A,B`.
         package static let storage = "LIFELINE_STORAGE"
-        /// `coordinated` or `blocking`.
+        /// `coordinated`, `blocking`, `minimal` or `independent`.
         package static let variant = "LIFELINE_CHECKPOINT"
         /// The committed epoch to restore from (absent or 0: a fresh start).
         package static let restoreEpoch = "LIFELINE_RESTORE_EPOCH"
@@ -47,6 +47,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let retainedBytesMax = "LIFELINE_RETAINED_BYTES_MAX"
         /// Log bytes past which the rank asks for a checkpoint (0: no maximum).
         package static let logBytesMax = "LIFELINE_LOG_BYTES_MAX"
+        /// Independent checkpointing: the mean seconds between a rank's checkpoints.
+        package static let interval = "LIFELINE_INTERVAL"
     }
 
     /// The rank's index.
@@ -87,6 +89,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
     package var retainedBytesMax: Int = 0
     /// Log bytes past which the rank asks for a checkpoint (0: no maximum).
     package var logBytesMax: Int = 0
+    /// Independent checkpointing: the mean seconds between this rank's checkpoints (each period
+    /// is drawn within ±25 % of it, from a generator seeded by the rank and incarnation).
+    package var intervalSeconds: Double = 0
 
     /// The abstract socket name of the supervisor.
     package var supervisorAddress: String { "\(addressPrefix).s" }
@@ -110,6 +115,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.logging: logging.rawValue, Key.deliverableEpoch: String(deliverableEpoch.rawValue),
             Key.restarted: restarted ? "1" : "0", Key.clockOrigin: String(clockOrigin),
             Key.retainedBytesMax: String(retainedBytesMax), Key.logBytesMax: String(logBytesMax),
+            Key.interval: String(intervalSeconds),
         ]
         if let restoreSnapshot { result[Key.restoreSnapshot] = restoreSnapshot }
         if let traceDirectory { result[Key.trace] = traceDirectory }
@@ -163,6 +169,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             restarted: value(Key.restarted) == "1", traceDirectory: value(Key.trace),
             clockOrigin: value(Key.clockOrigin).flatMap(Double.init) ?? 0,
             retainedBytesMax: value(Key.retainedBytesMax).flatMap(Int.init) ?? 0,
-            logBytesMax: value(Key.logBytesMax).flatMap(Int.init) ?? 0)
+            logBytesMax: value(Key.logBytesMax).flatMap(Int.init) ?? 0,
+            intervalSeconds: value(Key.interval).flatMap(Double.init) ?? 0)
     }
 }

@@ -75,6 +75,23 @@ final class RankRuntime {
     /// The most bytes retained at once, and the largest the log grew on disk.
     private var retainedBytesPeak = 0
     private var logBytesPeak = 0
+    /// Independent checkpointing: the checkpoint interval the rank is in (its checkpoints so
+    /// far, counting the one it was restored from); messages carry it.
+    private var interval = 0
+    /// Independent checkpointing: per sender, the newest sender interval delivered from in the
+    /// current interval (-1: none) — its dependency vector.
+    private var intervalDependencies: [Int]
+    /// Independent checkpointing: when (job clock) the next checkpoint is due, and the draws
+    /// of the periods (±25 % around the interval, a generator per rank and incarnation).
+    private var nextCheckpointAt = Double.infinity
+    private var periodGenerator: SplitMix64
+    /// Independent checkpointing: the supervisor is planning a recovery line; nothing is
+    /// delivered and no checkpoint is taken until it thaws the rank.
+    private var frozen = false
+    /// Independent checkpointing: per peer, the incarnation its messages must come from at
+    /// least (set when it rolls back: what its lost execution sent is obsolete).
+    private var obsoleteBelow: [UInt32]
+    private var independent: Bool { launch?.variant == .independent }
 
     private init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
@@ -105,6 +122,21 @@ final class RankRuntime {
         self.peerIncarnation = Array(repeating: launch?.incarnation ?? 0, count: rankCount)
         self.resendPending = Array(repeating: false, count: rankCount)
         self.trace = launch.flatMap { DeliveryTrace(launch: $0) }
+        self.intervalDependencies = Array(repeating: -1, count: launch?.rankCount ?? 1)
+        self.obsoleteBelow = Array(repeating: 0, count: launch?.rankCount ?? 1)
+        self.periodGenerator = SplitMix64(seed: UInt64(launch?.rank.rawValue ?? 0) << 32 | UInt64(launch?.incarnation ?? 0))
+        if let launch, launch.variant == .independent, launch.intervalSeconds > 0 {
+            interval = Int(snapshot?.epoch.rawValue ?? 0)
+            nextCheckpointAt = jobClock() + nextPeriod()
+        }
+    }
+
+    /// Seconds since the job started, on the supervisor's clock.
+    private func jobClock() -> Double { monotonicSeconds() - (launch?.clockOrigin ?? 0) }
+
+    /// The next independent checkpoint period: the interval ±25 %.
+    private func nextPeriod() -> Double {
+        (launch?.intervalSeconds ?? 0) * (0.75 + 0.5 * Double(periodGenerator.next() >> 11) / Double(1 << 53))
     }
 
     // MARK: Joining
@@ -250,8 +282,9 @@ final class RankRuntime {
     /// Stamps, retains and sends a message (or holds it, between capture and DONE when blocking).
     func send(_ payload: [UInt8], to destination: RankID, tag: Int64) throws {
         precondition(!finished, "send after finish()")
-        let header = ledger.send(
-            to: destination, tag: tag, epoch: participant.epoch, incarnation: incarnation, payload: payload)
+        // Under independent checkpointing a message carries its sender's checkpoint interval.
+        let stamp = independent ? Epoch(UInt64(interval)) : participant.epoch
+        let header = ledger.send(to: destination, tag: tag, epoch: stamp, incarnation: incarnation, payload: payload)
         trace?.sent(header, to: destination)
         retainedBytesPeak = max(retainedBytesPeak, ledger.retainedBytes)
         if let launch, launch.retainedBytesMax > 0, ledger.retainedBytes > launch.retainedBytesMax { askForCheckpoint() }
@@ -329,6 +362,10 @@ final class RankRuntime {
     private func deliver(_ header: DataHeader, _ payload: [UInt8], replayed: Bool) -> Message {
         ledger.recordDelivery(source: header.source, sequence: header.sequence)
         participant.noteChange()
+        if independent {
+            let source = header.source.rawValue
+            intervalDependencies[source] = max(intervalDependencies[source], Int(header.epoch.rawValue))
+        }
         trace?.delivered(header, replayed: replayed)
         return Message(source: header.source.rawValue, tag: Int(header.tag), bytes: payload)
     }
@@ -417,6 +454,7 @@ final class RankRuntime {
     }
 
     private func takeArrival(from source: RankID?, tag: Int64) -> Arrival? {
+        if frozen { return nil }
         if let source { return takeArrival(fromSource: source.rawValue, tag: tag) }
         for offset in 0..<rankCount {
             let candidate = (anySourceCursor + offset) % rankCount
@@ -462,6 +500,12 @@ final class RankRuntime {
         try pump(timeoutMs: 0)
         try serviceControl()
         trace?.flush()
+        if independent, !frozen, jobClock() >= nextCheckpointAt {
+            heartbeatStep.value = step
+            _ = participant.handleSafePoint(step: step)
+            try captureIndependent(step: step, programState: capture(), launch: launch)
+            return
+        }
         while true {
             switch participant.handleSafePoint(step: step) {
             case .proceed:
@@ -499,7 +543,30 @@ final class RankRuntime {
             epoch: epoch, step: step,
             name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
             uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
-            changes: participant.changesSinceCheckpoint, faultIndex: fault?.index))
+            changes: participant.changesSinceCheckpoint, dependencies: [], faultIndex: fault?.index))
+    }
+
+    /// Independent checkpointing: closes the current interval with a checkpoint of its own,
+    /// written in the background; its ACK carries the interval's dependency vector.
+    private func captureIndependent(step: Int, programState: [UInt8], launch: LaunchEnvironment) throws {
+        guard let writer, let store else { return }
+        interval += 1
+        let index = Epoch(UInt64(interval))
+        trace?.captured(epoch: index, step: step)
+        lifeline_flush_stdio()
+        let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
+        let snapshot = RankSnapshot(
+            epoch: index, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0, ledger: ledger,
+            programState: programState)
+        logPositionAtCapture.append((index, log?.nextIndex ?? 0))
+        let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
+        writer.submit(SnapshotWriter.Job(
+            epoch: index, step: step,
+            name: ManifestStore(store: store).independentSnapshotName(rank: rank.rawValue, checkpoint: interval),
+            uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
+            changes: participant.changesSinceCheckpoint, dependencies: intervalDependencies, faultIndex: fault?.index))
+        intervalDependencies = Array(repeating: -1, count: rankCount)
+        nextCheckpointAt = jobClock() + nextPeriod()
     }
 
     /// Asks the supervisor for a checkpoint at the next common safe point.
@@ -559,9 +626,29 @@ final class RankRuntime {
                 released = true
                 control?.markReleased()
             case .peerRestarted(let peer, let peerIncarnationNew):
+                if independent {
+                    // The peer rolled back: what its lost execution sent and this rank has not
+                    // delivered is obsolete (re-execution sends it again, perhaps differently).
+                    obsoleteBelow[peer.rawValue] = peerIncarnationNew
+                    inbox[peer.rawValue].removeAll { $0.header.incarnation < peerIncarnationNew }
+                }
                 try reconnect(to: peer, incarnation: peerIncarnationNew)
+            case .freeze:
+                writer?.drain()  // every checkpoint taken is durable and acknowledged first
+                for outcome in writer?.takeCompleted() ?? [] {
+                    if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
+                }
+                frozen = true
+                control?.send(.frozen(interval: interval, dependencies: intervalDependencies))
+            case .thaw:
+                frozen = false
+            case .trim(let checkpoint, let covered):
+                for (receiver, set) in covered.enumerated() where receiver != rank.rawValue {
+                    ledger.trim(destination: RankID(receiver), covered: set)
+                }
+                try trimLog(committed: Epoch(UInt64(checkpoint)))
             case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
-                 .replayComplete:
+                 .replayComplete, .frozen:
                 break  // not for a rank, or already handled
             }
         }
@@ -658,6 +745,8 @@ final class RankRuntime {
         guard (0..<rankCount).contains(header.source.rawValue),
               !ledger.isDuplicate(source: header.source, sequence: header.sequence)
         else { return }
+        // Independent checkpointing: a message from an incarnation that was rolled back is obsolete.
+        if independent, header.incarnation < obsoleteBelow[header.source.rawValue] { return }
         inbox[header.source.rawValue].append(Arrival(header: header, payload: payload))
     }
 

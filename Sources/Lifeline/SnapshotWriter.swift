@@ -34,6 +34,8 @@ final class SnapshotWriter: Sendable {
         var outputOffset: UInt64
         /// Deliveries and logged values since the rank's last committed checkpoint.
         var changes: UInt64
+        /// Independent checkpointing: the dependency vector of the interval this closes.
+        var dependencies: [Int]
         /// A `phase=checkpoint` fault to fire between durability and ACK.
         var faultIndex: Int?
     }
@@ -83,7 +85,7 @@ final class SnapshotWriter: Sendable {
                 step: job.step, snapshotBytes: UInt64(written.storedBytes),
                 outputOffset: job.outputOffset, delivered: job.delivered, changes: job.changes,
                 logicalBytes: UInt64(written.logicalBytes), chunks: UInt32(written.index.chunks.count),
-                chunksReused: UInt32(written.reusedCount))))
+                chunksReused: UInt32(written.reusedCount), dependencies: job.dependencies)))
         } catch {
             completed.withLock { $0.append(.failed(job.epoch)) }
             control.send(.snapshotFailed(job.epoch, reason: "\(error)"))

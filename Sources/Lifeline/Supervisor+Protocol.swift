@@ -32,12 +32,23 @@ extension Supervisor {
                 "step": .int(acknowledgement.step), "bytes": .int(Int(acknowledgement.snapshotBytes)),
                 "kept": .bool(acknowledgement.kept), "changes": .int(Int(acknowledgement.changes)),
             ])
-            try perform(coordinator.handleAck(from: rank, round: epoch, acknowledgement))
+            if independent {
+                try handleIndependentCheckpoint(rank: rank.rawValue, index: Int(epoch.rawValue), acknowledgement)
+            } else {
+                try perform(coordinator.handleAck(from: rank, round: epoch, acknowledgement))
+            }
         case .snapshotFailed(let epoch, let reason):
             events.record("snapshot_failed", [
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)), "reason": .string(reason),
             ])
-            try perform(coordinator.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now))
+            if independent {
+                // Its interval numbering now runs ahead of the records: it restarts from its
+                // last durable checkpoint like a failed rank.
+                warn("rank \(rank.rawValue) could not write checkpoint \(epoch.rawValue): \(reason); it is restarted")
+                if slots[rank.rawValue].alive { kill(slots[rank.rawValue].pid, SIGKILL) }
+            } else {
+                try perform(coordinator.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now))
+            }
         case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak):
             events.record("rank_finished", [
                 "rank": .int(rank.rawValue), "step": .int(step), "log_bytes": .int(Int(loggedBytes)),
@@ -47,7 +58,7 @@ extension Supervisor {
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         case .checkpointWanted:
             events.record("checkpoint_wanted", ["rank": .int(rank.rawValue)])
-            try perform(coordinator.handleCheckpointWanted(now: now))
+            if !independent { try perform(coordinator.handleCheckpointWanted(now: now)) }
         case .faultFired(let index):
             if faults.indices.contains(index) {
                 faultFired[index] = true
@@ -56,7 +67,10 @@ extension Supervisor {
         case .replayComplete(let deliveries):
             events.record("replay_done", ["rank": .int(rank.rawValue), "deliveries": .int(deliveries)])
             if replaying == rank.rawValue { try recoveryDone([rank.rawValue]) }
-        case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted:
+        case .frozen(let interval, let dependencies):
+            frozenReplies[rank.rawValue] = (interval, dependencies)
+        case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
+             .trim:
             events.record("protocol_error", ["rank": .int(rank.rawValue), "detail": .string("unexpected \(message)")])
         }
     }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import LifelineCore
+import LifelineStorage
 
 /// Failure detection and recovery by global rollback.
 extension Supervisor {
@@ -63,6 +64,10 @@ extension Supervisor {
             throw LifelineError(.jobFailed,
                 "\(failures) failures exceed --max-restarts \(configuration.maxRestarts); the run directory keeps the last committed line, `lifeline resume` continues it")
         }
+        if independent, configuration.logging == .none {
+            try recoverIndependently(failed: rank)
+            return
+        }
         // A rank recovers alone unless another rank is recovering at the same time (its own
         // second failure during replay is fine: it restarts alone again).
         let alone = configuration.logging != .none && (replaying ?? rank) == rank && starting.allSatisfy { $0 == rank }
@@ -79,7 +84,13 @@ extension Supervisor {
         ])
         if alone {
             replaying = rank
-            try launch([rank])
+            if independent {
+                // Its log replays everything since its newest checkpoint: only it rolls back.
+                let newest: IndependentCheckpoint? = records[rank].last
+                try launch([rank], plan: [rank: newest])
+            } else {
+                try launch([rank])
+            }
         } else {
             replaying = nil
             stopSurvivors()

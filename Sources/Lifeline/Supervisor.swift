@@ -68,6 +68,16 @@ final class Supervisor {
     /// or the last one committed since. A rank that keeps its checkpoint (minimal) keeps its
     /// entry of this line.
     var lineInForce: CommittedLine?
+    /// Independent checkpointing: the dependency records of every rank's checkpoints.
+    var planner = IntervalDependencies(rankCount: 0)
+    /// Independent checkpointing: per rank and checkpoint index, what the rank had delivered.
+    var checkpointDelivered: [[Int: [DeliveredSet]]] = []
+    /// Independent checkpointing: the line of checkpoints only last committed.
+    var previousCheckpointOnlyLine: [Int] = []
+    /// Independent checkpointing: the survivors' answers to `freeze`, during a recovery.
+    var frozenReplies: [Int: (interval: Int, dependencies: [Int])] = [:]
+    /// Independent checkpointing: survivors to thaw once the restarted ranks are connected.
+    var survivorsToThaw: Set<Int> = []
     /// When the open round was requested, to measure how long a checkpoint takes.
     var roundStartedAt: Double?
     /// Seconds the last committed round took, from request to commit.
@@ -99,13 +109,16 @@ final class Supervisor {
         self.addressBase = "lifeline.\(Self.randomHex(bytes: 6))"
         self.listener = try Socket.listen(abstractName: "\(addressBase).s")
         self.signalFD = try Self.routeStopSignals()
+        // Independent checkpoints are the ranks' own: the coordinator never starts a round.
         self.coordinator = CheckpointCoordinator(
-            rankCount: configuration.rankCount, intervalSeconds: configuration.intervalSeconds,
+            rankCount: configuration.rankCount,
+            intervalSeconds: configuration.checkpointing == .independent ? 1e12 : configuration.intervalSeconds,
             committed: Epoch(manifest.newestLine?.epoch ?? 0), now: clockOffset)
         self.slots = Array(repeating: Slot(), count: configuration.rankCount)
         self.incarnation = incarnation
         self.restartsRanks = incarnation > 0
         self.faultFired = Array(repeating: false, count: faults.count)
+        if configuration.checkpointing == .independent { loadIndependentRecords() }
         if let spec = faults.first(where: { if case .chaos = $0 { true } else { false } }),
            case .chaos(let seed, let mtbf) = spec {
             var generator = SplitMix64(seed: seed)
@@ -184,11 +197,14 @@ final class Supervisor {
         try launch(Array(0..<configuration.rankCount))
     }
 
-    /// Starts `ranks` from the newest intact committed line (or from the start); the others, if
-    /// any, keep running.
-    func launch(_ ranks: [Int]) throws {
-        let (line, problems) = manifests.newestIntactLine(manifest)
-        if ranks.count == configuration.rankCount { lineInForce = line }
+    /// Starts `ranks` from the newest intact committed line (or from the start), or from the
+    /// independent checkpoints `plan` names (nil: the start); the others, if any, keep running.
+    func launch(_ ranks: [Int], plan: [Int: IndependentCheckpoint?]? = nil) throws {
+        let (line, problems) = plan == nil ? manifests.newestIntactLine(manifest) : (manifest.newestLine, [])
+        if ranks.count == configuration.rankCount, plan == nil {
+            lineInForce = line
+            if independent { resetRecords(to: line) }
+        }
         for problem in problems {
             warn(problem)
             events.record("storage_problem", ["detail": .string(problem)])
@@ -200,7 +216,15 @@ final class Supervisor {
         }
         let outputDirectory = configuration.runDirectory + "/output"
         for rank in ranks {
-            let member = line?.members.first { $0.rank == rank }
+            var member = line?.members.first { $0.rank == rank }
+            if let entry = plan?[rank] {
+                member = entry.flatMap { record in
+                    record.snapshot.map {
+                        Member(rank: rank, snapshot: $0, step: record.step, incarnation: record.incarnation,
+                               outputOffset: record.outputOffset, snapshotBytes: record.snapshotBytes)
+                    }
+                }
+            }
             let pending = faults.indices.filter { !faultFired[$0] && faults[$0].firesInRank && faults[$0].rank?.rawValue == rank }
             let environment = LaunchEnvironment(
                 rank: RankID(rank), rankCount: configuration.rankCount, token: token,
@@ -214,7 +238,8 @@ final class Supervisor {
                 deliverableEpoch: coordinator.lastEpoch, restarted: restartsRanks,
                 traceDirectory: configuration.traceDeliveries ? configuration.runDirectory + "/trace" : nil,
                 clockOrigin: clockStart - clockOffset,
-                retainedBytesMax: configuration.retainedBytesMax ?? 0, logBytesMax: configuration.logBytesMax ?? 0)
+                retainedBytesMax: configuration.retainedBytesMax ?? 0, logBytesMax: configuration.logBytesMax ?? 0,
+                intervalSeconds: configuration.intervalSeconds)
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,
@@ -268,10 +293,19 @@ final class Supervisor {
         events.record("ranks_started", ["ranks": .int(started.count)])
         if started.count < configuration.rankCount {
             for rank in started {
-                events.record("replay_start", ["rank": .int(rank), "incarnation": .int(Int(slots[rank].incarnation))])
+                if !independent || configuration.logging != .none {
+                    events.record("replay_start", ["rank": .int(rank), "incarnation": .int(Int(slots[rank].incarnation))])
+                }
                 for other in slots.indices where !started.contains(other) {
                     send(.peerRestarted(RankID(rank), incarnation: slots[rank].incarnation), to: slots[other])
                 }
+            }
+            if independent, configuration.logging == .none {
+                // A partial rollback: the survivors reconnect (the messages above come first on
+                // their connections), then deliver again.
+                for other in survivorsToThaw { send(.thaw, to: slots[other]) }
+                survivorsToThaw = []
+                try? recoveryDone(started)
             }
         } else if recoveryStartedAt != nil {
             try? recoveryDone(started)

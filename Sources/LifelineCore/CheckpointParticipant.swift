@@ -8,6 +8,9 @@ package enum CheckpointVariant: String, Sendable, CaseIterable {
     /// keeps that checkpoint as its entry in the new line and writes nothing (docs/protocol.md,
     /// "Minimal checkpoints", gives the rule and why the line stays consistent).
     case minimal
+    /// Uncoordinated: each rank checkpoints on its own schedule and records the dependencies
+    /// between checkpoint intervals; there are no rounds, and no message is held.
+    case independent
 }
 
 /// A rank's side of the coordinated checkpoint protocol.
@@ -123,7 +126,10 @@ package struct CheckpointParticipant: Sendable, Equatable {
     package mutating func noteChange() { changeCount += 1 }
 
     /// Whether a message carrying `messageEpoch` may be delivered now.
-    package func mayDeliver(messageEpoch: Epoch) -> Bool { messageEpoch <= deliverableEpoch }
+    package func mayDeliver(messageEpoch: Epoch) -> Bool {
+        // Under independent checkpointing the field carries the sender's checkpoint interval.
+        variant == .independent || messageEpoch <= deliverableEpoch
+    }
 
     /// The supervisor asks for a checkpoint.
     package mutating func handleRequest(_ round: Epoch) -> [Action] {

@@ -20,11 +20,14 @@ package struct Acknowledgement: Sendable, Equatable {
     package var chunks: UInt32
     /// Of `chunks`, those referenced instead of written.
     package var chunksReused: UInt32
+    /// `--checkpoint independent`: the dependency vector of the interval this checkpoint closes
+    /// (per sender, the newest sender interval delivered from; -1: none). Empty otherwise.
+    package var dependencies: [Int]
 
     /// An acknowledgement with every field given.
     package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: [DeliveredSet],
                  kept: Bool = false, changes: UInt64 = 0, logicalBytes: UInt64 = 0, chunks: UInt32 = 0,
-                 chunksReused: UInt32 = 0) {
+                 chunksReused: UInt32 = 0, dependencies: [Int] = []) {
         self.step = step
         self.snapshotBytes = snapshotBytes
         self.outputOffset = outputOffset
@@ -34,6 +37,7 @@ package struct Acknowledgement: Sendable, Equatable {
         self.logicalBytes = logicalBytes
         self.chunks = chunks
         self.chunksReused = chunksReused
+        self.dependencies = dependencies
     }
 }
 
@@ -56,6 +60,15 @@ package enum ControlMessage: Sendable, Equatable {
     /// A rank was restarted alone (its incarnation given): connect to it if it is below you,
     /// wait for its connection otherwise, then send it your retained messages again.
     case peerRestarted(RankID, incarnation: UInt32)
+    /// Independent checkpointing, a rank failed: finish writing your checkpoints, stop delivering
+    /// messages and taking checkpoints, and answer `frozen` with your current interval.
+    case freeze
+    /// The recovery line is set (restarted ranks announced before): deliver again.
+    case thaw
+    /// Independent checkpointing: no recovery line can reach behind the checkpoint-only line any
+    /// more. Drop what each receiver's checkpoint in it covers, and the log before your own
+    /// checkpoint `checkpoint` in it.
+    case trim(checkpoint: Int, coveredByReceiver: [DeliveredSet])
 
     // Rank → supervisor.
     /// The rank is alive; `step` is the last safe point it passed.
@@ -76,10 +89,12 @@ package enum ControlMessage: Sendable, Equatable {
     case faultFired(index: Int)
     /// A restarted rank has replayed every logged delivery and runs live again.
     case replayComplete(deliveries: Int)
+    /// The answer to `freeze`: the rank's current checkpoint interval and its dependency vector.
+    case frozen(interval: Int, dependencies: [Int])
 
     private enum Code: UInt8 {
-        case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted
-        case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete
+        case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
+        case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
     }
 
     /// The complete frame, prefix included.
@@ -116,6 +131,18 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.peerRestarted.rawValue)
             writer.write(UInt32(rank.rawValue))
             writer.write(incarnation)
+        case .freeze:
+            writer.write(Code.freeze.rawValue)
+        case .thaw:
+            writer.write(Code.thaw.rawValue)
+        case .trim(let checkpoint, let covered):
+            writer.write(Code.trim.rawValue)
+            writer.write(Int64(checkpoint))
+            Self.encode(covered, into: &writer)
+        case .frozen(let interval, let dependencies):
+            writer.write(Code.frozen.rawValue)
+            writer.write(Int64(interval))
+            Self.encode(dependencies, into: &writer)
         case .heartbeat(let step):
             writer.write(Code.heartbeat.rawValue)
             writer.write(Int64(step))
@@ -134,6 +161,7 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(ack.logicalBytes)
             writer.write(ack.chunks)
             writer.write(ack.chunksReused)
+            Self.encode(ack.dependencies, into: &writer)
             Self.encode(ack.delivered, into: &writer)
         case .snapshotFailed(let epoch, let reason):
             writer.write(Code.snapshotFailed.rawValue)
@@ -175,6 +203,10 @@ package enum ControlMessage: Sendable, Equatable {
         case .release: message = .release
         case .peerRestarted:
             message = .peerRestarted(RankID(Int(try reader.read(UInt32.self))), incarnation: try reader.read(UInt32.self))
+        case .freeze: message = .freeze
+        case .thaw: message = .thaw
+        case .trim: message = .trim(checkpoint: try step(), coveredByReceiver: try decodeSets(&reader))
+        case .frozen: message = .frozen(interval: try step(), dependencies: try decodeIntegers(&reader))
         case .heartbeat: message = .heartbeat(step: try step())
         case .stepReport: message = .stepReport(try epoch(), step: try step())
         case .ack:
@@ -188,10 +220,12 @@ package enum ControlMessage: Sendable, Equatable {
             let logicalBytes = try reader.read(UInt64.self)
             let chunks = try reader.read(UInt32.self)
             let chunksReused = try reader.read(UInt32.self)
+            let dependencies = try decodeIntegers(&reader)
             let delivered = try decodeSets(&reader)
             message = .ack(round, Acknowledgement(
                 step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered,
-                kept: kept == 1, changes: changes, logicalBytes: logicalBytes, chunks: chunks, chunksReused: chunksReused))
+                kept: kept == 1, changes: changes, logicalBytes: logicalBytes, chunks: chunks, chunksReused: chunksReused,
+                dependencies: dependencies))
         case .snapshotFailed: message = .snapshotFailed(try epoch(), reason: try reader.readString())
         case .finished:
             message = .finished(step: try step(), loggedBytes: try reader.read(UInt64.self),
@@ -208,6 +242,20 @@ package enum ControlMessage: Sendable, Equatable {
     private static func encode(_ sets: [DeliveredSet], into writer: inout ByteWriter) {
         writer.write(UInt32(sets.count))
         for set in sets { set.encode(into: &writer) }
+    }
+
+    private static func encode(_ integers: [Int], into writer: inout ByteWriter) {
+        writer.write(UInt32(integers.count))
+        for value in integers { writer.write(Int64(value)) }
+    }
+
+    private static func decodeIntegers(_ reader: inout ByteReader) throws(WireError) -> [Int] {
+        let count = Int(try reader.read(UInt32.self))
+        guard count <= reader.remainingCount / 8 else { throw WireError("control message claims \(count) integers") }
+        var integers: [Int] = []
+        integers.reserveCapacity(count)
+        for _ in 0..<count { integers.append(Int(try reader.read(Int64.self))) }
+        return integers
     }
 
     private static func decodeSets(_ reader: inout ByteReader) throws(WireError) -> [DeliveredSet] {

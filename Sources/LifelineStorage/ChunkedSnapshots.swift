@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Incremental snapshots: a snapshot is cut into chunks, each named by the XXH3-128 of its
 /// (filtered) bytes and stored once, zstd-compressed and mirrored, as `chunks/ab/<hash>.chunk`;
 /// the snapshot file itself is a small `SnapshotIndex` listing its chunks.
@@ -77,6 +81,10 @@ package struct ChunkedSnapshots: Sendable {
         chunkBytes: Int = chunkBytesDefault, level: Int32 = levelDefault
     ) throws(StorageError) -> Written {
         precondition((1...Self.chunkBytesMax).contains(chunkBytes), "chunk size in 1...\(Self.chunkBytesMax)")
+        // Held shared until the index is durable: chunk collection (exclusive) waits its turn,
+        // so a chunk this write references, new or reused, is never deleted under it.
+        let lock = ChunkLock(store: store, exclusive: false, wait: true)
+        defer { lock?.release() }
         var writer = ChunkWriter(snapshots: self, generation: generation, level: level)
         for segment in segments {
             precondition(segment.filter == .none || chunkBytes % 8 == 0, "shuffled chunks hold whole 8-byte values")
@@ -165,8 +173,13 @@ package struct ChunkedSnapshots: Sendable {
 
     /// Removes the chunks no index in `keptIndexes` references, and returns how many. Call
     /// only after the manifest naming the kept lines is durable, and never during a write.
+    ///
+    /// Snapshot writes may run in other processes (independent checkpoints): collection takes
+    /// the chunk lock exclusively and, when a write holds it, collects nothing this time.
     @discardableResult
     package func garbageCollect(keptIndexes: [SnapshotIndex]) throws(StorageError) -> Int {
+        guard let lock = ChunkLock(store: store, exclusive: true, wait: false) else { return 0 }
+        defer { lock.release() }
         let referenced = Set(keptIndexes.flatMap { $0.chunks.map { chunkName($0.hash) } })
         var removed = 0
         for name in allChunkNames() where !referenced.contains(name) {
@@ -243,5 +256,33 @@ private struct ChunkWriter {
         seen[hash] = stored
         chunks.append(SnapshotIndex.Chunk(hash: hash, length: length, storedBytes: stored, filter: filter))
         totalBytes += length
+    }
+}
+
+/// An advisory lock (`flock`) on the file `chunks.lock` in root A: snapshot writes hold it
+/// shared, chunk collection exclusive. Only an ordering between processes on one host; the
+/// lock file itself holds nothing.
+struct ChunkLock {
+    private let fd: Int32
+
+    /// Takes the lock; nil when `wait` is false and another holder excludes it, or when the
+    /// lock file cannot be opened (then writes go on unlocked and collection is skipped).
+    init?(store: MirroredStore, exclusive: Bool, wait: Bool) {
+        let fd = open(store.rootA + "/chunks.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return nil }
+        var operation = exclusive ? LOCK_EX : LOCK_SH
+        if !wait { operation |= LOCK_NB }
+        while flock(fd, operation) != 0 {
+            if errno == EINTR { continue }
+            close(fd)
+            return nil
+        }
+        self.fd = fd
+    }
+
+    /// Releases the lock.
+    func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
     }
 }

@@ -24,6 +24,10 @@ package struct Manifest: Codable, Sendable, Equatable {
     package var committed: [CommittedLine]
     /// Whether the job ran to completion.
     package var finished: Bool
+    /// `--checkpoint independent`: per rank, its checkpoints in order (index 1, 2, …), with the
+    /// dependency records the recovery-line planner needs; nil for the other schemes. Each
+    /// committed line is then the line of checkpoints only (no line can be older).
+    package var independent: [[IndependentCheckpoint]]?
 
     /// A manifest for a new job, with nothing committed.
     package init(jobID: String, rankCount: Int) {

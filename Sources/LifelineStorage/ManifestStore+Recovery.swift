@@ -8,7 +8,8 @@ extension ManifestStore {
     /// alone. Call only after `manifest` is durable (`commit` returned).
     @discardableResult
     package func garbageCollect(keeping manifest: Manifest) throws(StorageError) -> [String] {
-        let referenced = Set(manifest.committed.flatMap(\.members).map(\.snapshot))
+        let independent = (manifest.independent ?? []).flatMap { $0 }
+        let referenced = Set(manifest.committed.flatMap(\.members).map(\.snapshot) + independent.compactMap(\.snapshot))
         let newestEpoch = manifest.newestLine?.epoch
         var removed: [String] = []
         for entry in store.list(Self.epochsFolder) {
@@ -26,14 +27,36 @@ extension ManifestStore {
                 }
             }
         }
+        // Independent checkpoints: a rank's snapshots up to its newest recorded one that no
+        // record or line references (newer ones may be in progress).
+        for (rank, records) in (manifest.independent ?? []).enumerated() {
+            let newest = records.last?.index ?? 0
+            let folder = Self.checkpointsFolder + "/rank-" + Self.zeroPadded(UInt64(rank), digits: 4)
+            for file in store.list(folder) {
+                let name = folder + "/" + file
+                guard let index = epoch(ofSnapshot: name), index <= newest, !referenced.contains(name) else { continue }
+                try store.remove(name)
+                removed.append(name)
+            }
+        }
         // Chunks no kept snapshot references go too; if an index cannot be read, keep them all.
         let chunked = ChunkedSnapshots(store: store)
-        let indexes = manifest.committed.flatMap(\.members).compactMap { try? chunked.index($0.snapshot) }
-        if indexes.count == manifest.committed.flatMap(\.members).count {
+        let names = Set(manifest.committed.flatMap(\.members).map(\.snapshot) + independent.compactMap(\.snapshot))
+            .union(inProgress(manifest))
+        let indexes = names.compactMap { try? chunked.index($0) }
+        if indexes.count == names.count {
             let count = try chunked.garbageCollect(keptIndexes: indexes)
             if count > 0 { removed.append("\(ChunkedSnapshots.folder): \(count) chunks") }
         }
         return removed
+    }
+
+    /// Independent snapshots newer than every record (being written now): their chunks stay.
+    private func inProgress(_ manifest: Manifest) -> [String] {
+        (manifest.independent ?? []).enumerated().flatMap { rank, records -> [String] in
+            let folder = Self.checkpointsFolder + "/rank-" + Self.zeroPadded(UInt64(rank), digits: 4)
+            return store.list(folder).map { folder + "/" + $0 }.filter { (epoch(ofSnapshot: $0) ?? 0) > UInt64(records.last?.index ?? 0) }
+        }
     }
 
     /// The newest committed line whose every snapshot reads (repairing one bad copy as needed),

@@ -85,11 +85,25 @@ package struct ManifestStore: Sendable {
         Self.epochsFolder + "/" + Self.zeroPadded(epoch, digits: 6)
     }
 
-    /// The round a snapshot named by `snapshotName` was written in, or nil for another name.
+    /// The round a snapshot named by `snapshotName` was written in (or the checkpoint index of
+    /// one named by `independentSnapshotName`), or nil for another name.
     package func epoch(ofSnapshot name: String) -> UInt64? {
         let parts = name.split(separator: "/")
-        guard parts.count == 3, parts[0] == Self.epochsFolder else { return nil }
-        return UInt64(parts[1])
+        guard parts.count == 3 else { return nil }
+        if parts[0] == Self.epochsFolder { return UInt64(parts[1]) }
+        if parts[0] == Self.checkpointsFolder, parts[2].hasSuffix(".snap") { return UInt64(parts[2].dropLast(5)) }
+        return nil
+    }
+
+    /// The folder of independent checkpoints, one subfolder per rank.
+    package static let checkpointsFolder = "checkpoints"
+
+    /// The store-relative name of a rank's independent checkpoint:
+    /// `checkpoints/rank-0001/000005.snap`.
+    package func independentSnapshotName(rank: Int, checkpoint: Int) -> String {
+        precondition(rank >= 0 && checkpoint > 0)
+        return Self.checkpointsFolder + "/rank-" + Self.zeroPadded(UInt64(rank), digits: 4) + "/"
+            + Self.zeroPadded(UInt64(checkpoint), digits: 6) + ".snap"
     }
 
     /// The store-relative name of a rank's snapshot: `epochs/000003/rank-0001.snap`.

@@ -16,7 +16,7 @@ extension LifelineCommand {
         var runDir: String?
         @Option(help: ArgumentHelp("The two stable-storage roots (default: two folders in the run directory).", valueName: "DIR_A,DIR_B"))
         var storage: String?
-        @Option(help: "Checkpoint protocol: coordinated (non-blocking), blocking, or minimal (ranks that delivered nothing since their last checkpoint keep it).")
+        @Option(help: "Checkpoint protocol: coordinated (non-blocking), blocking, minimal (ranks that delivered nothing since their last checkpoint keep it), or independent (each rank on its own schedule; a failure rolls back what the recovery line needs).")
         var checkpoint: String = "coordinated"
         @Option(help: "Message logging: none (global rollback), pessimistic or sender-based (a crashed rank recovers alone).")
         var logging: String = "none"
@@ -49,10 +49,13 @@ extension LifelineCommand {
                 throw ValidationError("name the program after --, e.g. lifeline run -n 4 -- heat2d")
             }
             guard let checkpointing = JobConfiguration.Checkpointing(rawValue: checkpoint) else {
-                throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking, minimal")
+                throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking, minimal, independent")
             }
             guard let loggingMode = JobConfiguration.Logging(rawValue: logging) else {
                 throw ValidationError("--logging \(logging) is not one of none, pessimistic, sender-based")
+            }
+            if checkpointing == .independent, loggingMode == .senderBased {
+                throw ValidationError("--checkpoint independent works with --logging none or pessimistic, not sender-based (its determinants are not tied to independent checkpoints)")
             }
             let intervalAuto = interval == "auto"
             var mtbfSeconds: Double?

@@ -1,15 +1,21 @@
 import Testing
 @testable import LifelineCore
 
-/// `CheckpointParticipant`'s transition table (its doc comment), row by row, for both variants.
+/// `CheckpointParticipant`'s transition table (its doc comment), row by row, for the variants
+/// that run in rounds (minimal's keep row: `MinimalParticipantTests`).
 struct ParticipantTransitionTests {
+    /// The variants with rounds; `independent` has none (`IntervalDependenciesTests`).
+    static let roundVariants: [CheckpointVariant] = [.coordinated, .blocking, .minimal]
+
     private func participant(_ variant: CheckpointVariant = .coordinated, epoch: UInt64 = 0, stepPassed: Int = -1) -> CheckpointParticipant {
         CheckpointParticipant(variant: variant, epoch: Epoch(epoch), stepPassed: stepPassed)
     }
 
-    /// A participant that captured round `round` at step `step`.
+    /// A participant that captured round `round` at step `step` (having delivered a message, so
+    /// that minimal captures too).
     private func captured(_ variant: CheckpointVariant, round: UInt64 = 1, step: Int = 5) -> CheckpointParticipant {
         var rank = participant(variant, epoch: round - 1, stepPassed: step - 1)
+        rank.noteChange()
         _ = rank.handleRequest(Epoch(round))
         _ = rank.handleSafePointChosen(Epoch(round), step: step)
         #expect(rank.handleSafePoint(step: step) == .capture(Epoch(round)))
@@ -27,7 +33,7 @@ struct ParticipantTransitionTests {
         #expect(rank.epoch == .start)
     }
 
-    @Test(arguments: CheckpointVariant.allCases)
+    @Test(arguments: roundVariants)
     func requestReportsTheLastPassedStep(_ variant: CheckpointVariant) {
         var fresh = participant(variant)
         #expect(fresh.handleRequest(Epoch(1)) == [.reportStep(Epoch(1), step: -1)], "a rank before its first safe point reports -1")
@@ -91,7 +97,7 @@ struct ParticipantTransitionTests {
         #expect(rank.stepPassed == 8)
     }
 
-    @Test(arguments: CheckpointVariant.allCases)
+    @Test(arguments: roundVariants)
     func durableThenDoneTrimsAndReleasesOnlyForBlocking(_ variant: CheckpointVariant) {
         var rank = captured(variant)
         rank.handleSnapshotDurable(Epoch(1))
@@ -104,7 +110,7 @@ struct ParticipantTransitionTests {
     }
 
     /// DONE follows every ACK, so it may reach the rank's thread before its own writer's report.
-    @Test(arguments: CheckpointVariant.allCases)
+    @Test(arguments: roundVariants)
     func doneOvertakingTheDurableReport(_ variant: CheckpointVariant) {
         var rank = captured(variant)
         let actions = rank.handleDone(Epoch(1))
@@ -121,7 +127,7 @@ struct ParticipantTransitionTests {
     }
 
     @Test func holdsSendsOnlyInBlockingBetweenCaptureAndDone() {
-        for variant in CheckpointVariant.allCases {
+        for variant in Self.roundVariants {
             var rank = participant(variant, stepPassed: 0)
             var observed: [Bool] = [rank.holdsSends]
             _ = rank.handleRequest(Epoch(1))
@@ -145,7 +151,7 @@ struct ParticipantTransitionTests {
         }
     }
 
-    @Test(arguments: CheckpointVariant.allCases)
+    @Test(arguments: roundVariants)
     func abortBeforeCaptureLiftsTheEpochHold(_ variant: CheckpointVariant) {
         // Aborted while reported (waiting for S) and while scheduled.
         for chooseS in [false, true] {
@@ -165,7 +171,7 @@ struct ParticipantTransitionTests {
         }
     }
 
-    @Test(arguments: CheckpointVariant.allCases)
+    @Test(arguments: roundVariants)
     func abortAfterCaptureReleasesHeldSendsOnlyForBlocking(_ variant: CheckpointVariant) {
         for durable in [false, true] {
             var rank = captured(variant)

@@ -22,12 +22,24 @@ struct WireFormatTests {
         .stepReport(Epoch(2), step: 8), .stepReport(Epoch(1), step: -1),
         .ack(Epoch(2), Acknowledgement(step: 9, snapshotBytes: 77, outputOffset: 12, delivered: sets)),
         .ack(Epoch(5), Acknowledgement(step: 0, snapshotBytes: UInt64.max, outputOffset: 0, delivered: [])),
+        // Minimal checkpoints: a rank that kept its entry, and one that wrote because of its changes.
+        .ack(Epoch(6), Acknowledgement(step: 14, snapshotBytes: 0, outputOffset: 0, delivered: sets, kept: true, changes: 0)),
+        .ack(Epoch(6), Acknowledgement(step: 14, snapshotBytes: 4096, outputOffset: 80, delivered: sets, kept: false, changes: 12345)),
+        .ack(Epoch(7), Acknowledgement(step: 3, snapshotBytes: 1, outputOffset: 2, delivered: [], kept: false, changes: UInt64.max)),
         .snapshotFailed(Epoch(2), reason: "no space left on device (ENOSPC) — mirror b ✗"),
         .snapshotFailed(Epoch(2), reason: ""),
         .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11),
         .checkpointWanted,
         .faultFired(index: 2),
         .replayComplete(deliveries: 42),
+        // Independent checkpoints: an ACK with its interval's dependency vector, and the freeze
+        // of a recovery, its answer, the thaw, and the trimming after the line moved.
+        .ack(Epoch(3), Acknowledgement(step: 30, snapshotBytes: 9, outputOffset: 0, delivered: sets,
+                                       logicalBytes: 1 << 20, chunks: 3, chunksReused: 2, dependencies: [-1, 4, 0])),
+        .freeze,
+        .frozen(interval: 5, dependencies: [2, -1, 7]), .frozen(interval: 0, dependencies: []),
+        .thaw,
+        .trim(checkpoint: 4, coveredByReceiver: sets), .trim(checkpoint: 0, coveredByReceiver: []),
     ]
 
     private func prefix(of frame: [UInt8]) throws -> FramePrefix {
@@ -61,26 +73,52 @@ struct WireFormatTests {
 
     @Test func controlMessageRefusesUnknownCodes() {
         let known: Set<UInt8> = Set(Self.everyControlMessage.map { $0.frame()[FramePrefix.byteCount] })
-        #expect(known.count == 15, "a control message case is missing from the list: codes \(known.sorted())")
+        #expect(known.count == 19, "a control message case is missing from the list: codes \(known.sorted())")
         for code in UInt8.min...UInt8.max where !known.contains(code) {
             #expect(throws: WireError.self, "code \(code) decoded") { try ControlMessage.decode([code] + [UInt8](repeating: 0, count: 40)) }
         }
         #expect(throws: WireError.self) { try ControlMessage.decode([]) }
     }
 
-    @Test func controlMessageRefusesAnAckWithAnUnsortedDeliveredSet() {
-        var body = ByteWriter()
-        body.write(UInt8(22))  // ack
-        body.write(UInt64(1))  // epoch
-        body.write(Int64(4))  // step
-        body.write(UInt64(0))
-        body.write(UInt64(0))
-        body.write(UInt32(1))  // one set
-        body.write(UInt64(2))  // watermark
-        body.write(UInt32(2))
-        body.write(UInt64(9))
-        body.write(UInt64(5))  // out of order
-        #expect(throws: WireError.self) { try ControlMessage.decode(body.bytes) }
+    /// The body of an ACK frame, with its `kept` flag at `keptFlagOffset`: code, epoch, step,
+    /// snapshot bytes and output offset come first.
+    private static let keptFlagOffset = 1 + 8 + 8 + 8 + 8
+
+    private func ackBody(_ ack: Acknowledgement) -> [UInt8] {
+        Array(ControlMessage.ack(Epoch(1), ack).frame()[FramePrefix.byteCount...])
+    }
+
+    @Test func controlMessageRefusesAnAckWithAnUnsortedDeliveredSet() throws {
+        // The delivered sets end the body: swap the last set's two numbers above its watermark.
+        let sorted = DeliveredSet(watermark: SequenceNumber(2), above: [SequenceNumber(5), SequenceNumber(9)])
+        let body = ackBody(Acknowledgement(step: 4, snapshotBytes: 0, outputOffset: 0, delivered: [sorted]))
+        #expect(try ControlMessage.decode(body) == .ack(Epoch(1), Acknowledgement(step: 4, snapshotBytes: 0, outputOffset: 0, delivered: [sorted])))
+        let unsorted = Array(body.dropLast(16)) + Array(body.suffix(8)) + Array(body.suffix(16).prefix(8))
+        #expect(unsorted.count == body.count && unsorted != body)
+        #expect(throws: WireError.self, "an ACK with delivered numbers 9, 5 decoded") { try ControlMessage.decode(unsorted) }
+    }
+
+    @Test func ackKeptFlagSitsAfterTheOutputOffsetAndRefusesValuesAboveOne() throws {
+        let kept = Acknowledgement(step: 4, snapshotBytes: 0, outputOffset: 0, delivered: Self.sets, kept: true, changes: 0)
+        var body = ackBody(kept)
+        #expect(body[Self.keptFlagOffset] == 1, "the kept flag moved: \(body.prefix(Self.keptFlagOffset + 1))")
+        body[Self.keptFlagOffset] = 0
+        var wrote = kept
+        wrote.kept = false
+        #expect(try ControlMessage.decode(body) == .ack(Epoch(1), wrote))
+        for flag in [UInt8(2), 0x80, 0xFF] {
+            body[Self.keptFlagOffset] = flag
+            #expect(throws: WireError.self, "an ACK with kept flag \(flag) decoded") { try ControlMessage.decode(body) }
+        }
+    }
+
+    @Test func ackChangesRoundTripAtTheirExtremes() throws {
+        for changes in [UInt64(0), 1, 12345, UInt64(UInt32.max) + 1, UInt64.max] {
+            for kept in [false, true] {
+                let ack = Acknowledgement(step: 7, snapshotBytes: 9, outputOffset: 3, delivered: Self.sets, kept: kept, changes: changes)
+                #expect(try ControlMessage.decode(ackBody(ack)) == .ack(Epoch(1), ack), "kept \(kept), changes \(changes)")
+            }
+        }
     }
 
     @Test func controlMessageRefusesAHugeSetCount() {

@@ -1,0 +1,261 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import LifelineCore
+import LifelineStorage
+
+/// `--checkpoint independent`: ranks checkpoint on their own schedule and the supervisor keeps
+/// the dependency records. Each checkpoint is recorded in the manifest; the committed line is
+/// the line of checkpoints only (no recovery line can ever be older), which bounds retention,
+/// logs and garbage collection. On a failure the supervisor freezes the survivors, computes the
+/// latest consistent recovery line with their current intervals, and restarts exactly the ranks
+/// whose entry is a checkpoint; the others keep their processes.
+extension Supervisor {
+    /// Whether the job checkpoints independently.
+    var independent: Bool { configuration.checkpointing == .independent }
+
+    /// The manifest's records, one list per rank.
+    var records: [[IndependentCheckpoint]] {
+        get { manifest.independent ?? Array(repeating: [], count: configuration.rankCount) }
+        set { manifest.independent = newValue }
+    }
+
+    /// Rebuilds the planner from the manifest's records (a new or resumed job).
+    func loadIndependentRecords() {
+        if manifest.independent == nil { manifest.independent = Array(repeating: [], count: configuration.rankCount) }
+        planner = IntervalDependencies(rankCount: configuration.rankCount)
+        for (rank, list) in records.enumerated() {
+            for record in list { planner.recordCheckpoint(rank: rank, dependencies: record.dependencies) }
+        }
+        checkpointDelivered = Array(repeating: [:], count: configuration.rankCount)
+    }
+
+    /// Forgets the checkpoints of `rank` after index `entry` (its execution past them is lost)
+    /// and deletes their snapshots.
+    func truncateRecords(rank: Int, after entry: Int) {
+        var all = records
+        let dropped = all[rank].filter { $0.index > entry }
+        all[rank].removeAll { $0.index > entry }
+        records = all
+        planner.closed[rank] = Array(planner.closed[rank].prefix(entry))
+        checkpointDelivered[rank] = checkpointDelivered[rank].filter { $0.key <= entry }
+        for name in dropped.compactMap(\.snapshot) { try? store.remove(name) }
+    }
+
+    /// Every rank restarts from `line` (the committed checkpoint-only line, or older after a
+    /// fallback): the records after each rank's entry go.
+    func resetRecords(to line: CommittedLine?) {
+        for rank in 0..<configuration.rankCount {
+            let member = line?.members.first { $0.rank == rank }
+            let entry = member.flatMap { manifests.epoch(ofSnapshot: $0.snapshot) }.map { Int($0) } ?? 0
+            truncateRecords(rank: rank, after: entry)
+        }
+    }
+
+    /// A rank's checkpoint is durable on both mirrors: record it, and move the checkpoint-only
+    /// line (commit, output release, trimming, garbage collection) if it advanced.
+    func handleIndependentCheckpoint(rank: Int, index: Int, _ ack: Acknowledgement) throws {
+        guard index == records[rank].count + 1, ack.dependencies.count == configuration.rankCount else {
+            events.record("protocol_error", [
+                "rank": .int(rank), "detail": .string("checkpoint \(index) after \(records[rank].count) recorded"),
+            ])
+            return
+        }
+        var all = records
+        all[rank].append(IndependentCheckpoint(
+            index: index, snapshot: manifests.independentSnapshotName(rank: rank, checkpoint: index), step: ack.step,
+            incarnation: Int(slots[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes,
+            dependencies: ack.dependencies))
+        records = all
+        planner.recordCheckpoint(rank: rank, dependencies: ack.dependencies)
+        checkpointDelivered[rank][index] = ack.delivered
+        lastCommitBytes = ack.snapshotBytes
+        events.record("checkpoint", [
+            "rank": .int(rank), "index": .int(index), "step": .int(ack.step), "bytes": .int(Int(ack.snapshotBytes)),
+            "logical": .int(Int(ack.logicalBytes)), "chunks": .int(Int(ack.chunks)), "reused": .int(Int(ack.chunksReused)),
+            "dependencies": .string(ack.dependencies.map(String.init).joined(separator: ",")),
+        ])
+        try advanceCheckpointOnlyLine()
+    }
+
+    /// Recomputes the line of checkpoints only and the useless checkpoints; commits the line
+    /// when it moved, and deletes what no line can use any more.
+    private func advanceCheckpointOnlyLine() throws {
+        let line = planner.checkpointOnlyLine()
+        let useless = planner.uselessCheckpoints()
+        var all = records
+        var deleted: [String] = []
+        for rank in all.indices {
+            for position in all[rank].indices where all[rank][position].snapshot != nil {
+                let index = all[rank][position].index
+                if index < line[rank] || useless[rank].contains(index) {
+                    deleted.append("\(rank):\(index)")
+                    all[rank][position].snapshot = nil
+                }
+            }
+        }
+        records = all
+        var next = manifest
+        let previous = manifest.newestLine
+        let moved = line != previousCheckpointOnlyLine
+        if moved {
+            let members = (0..<configuration.rankCount).compactMap { rank -> Member? in
+                guard line[rank] > 0, let record = all[rank].first(where: { $0.index == line[rank] }),
+                      let snapshot = record.snapshot ?? previous?.members.first(where: { $0.rank == rank })?.snapshot
+                else { return nil }
+                return Member(rank: rank, snapshot: snapshot, step: record.step, incarnation: record.incarnation,
+                              outputOffset: record.outputOffset, snapshotBytes: record.snapshotBytes)
+            }
+            next.appendCommitted(CommittedLine(
+                epoch: (manifest.newestLine?.epoch ?? 0) + 1, step: members.map(\.step).min() ?? -1, members: members))
+        }
+        do {
+            try manifests.commit(&next)
+        } catch {
+            warn("cannot record an independent checkpoint: \(error); the previous records stand")
+            events.record("commit_failed", ["reason": .string("\(error)")])
+            return
+        }
+        manifest = next
+        guard moved else {
+            if !deleted.isEmpty { try collectGarbage(deleted: deleted) }
+            return
+        }
+        previousCheckpointOnlyLine = line
+        lineInForce = manifest.newestLine
+        events.record("commit", [
+            "epoch": .int(Int(manifest.newestLine?.epoch ?? 0)), "step": .int(manifest.newestLine?.step ?? -1),
+            "bytes": .int(Int(lastCommitBytes)), "line": .string(line.map(String.init).joined(separator: ",")),
+            "commits": .int(manifest.commits),
+        ])
+        for rank in 0..<configuration.rankCount {
+            guard let record = all[rank].first(where: { $0.index == line[rank] }),
+                  record.incarnation == Int(slots[rank].incarnation) else { continue }
+            output.release(rank: rank, upTo: record.outputOffset)
+        }
+        try collectGarbage(deleted: deleted)
+        // Each sender drops what each receiver's checkpoint in the line covers.
+        for sender in 0..<configuration.rankCount {
+            let covered = (0..<configuration.rankCount).map { receiver in
+                line[receiver] == 0 ? DeliveredSet() : checkpointDelivered[receiver][line[receiver]]?[sender] ?? DeliveredSet()
+            }
+            send(.trim(checkpoint: line[sender], coveredByReceiver: covered), to: slots[sender])
+        }
+    }
+
+    private func collectGarbage(deleted: [String]) throws {
+        if !deleted.isEmpty {
+            events.record("checkpoints_collected", ["checkpoints": .string(deleted.joined(separator: ","))])
+        }
+        do {
+            try manifests.garbageCollect(keeping: manifest)
+        } catch {
+            warn("cannot delete old checkpoints: \(error)")
+        }
+    }
+
+    /// Recovers from the failure of `failed` without logging: freeze the survivors, compute the
+    /// latest consistent line with their current intervals, restart exactly the ranks whose
+    /// entry is a checkpoint. Says how far the line fell back (the domino effect).
+    func recoverIndependently(failed first: Int) throws {
+        var failed: Set<Int> = [first]
+        frozenReplies = [:]
+        var waiting = Set(slots.indices.filter { $0 != first && slots[$0].alive && slots[$0].connection != nil })
+        for rank in waiting { send(.freeze, to: slots[rank]) }
+        let deadline = now + max(5, Double(configuration.heartbeatTimeoutMs) / 1000)
+        while !waiting.isEmpty, now < deadline {
+            var descriptors = [pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)]
+            let polled = waiting.sorted()
+            for rank in polled { descriptors.append(pollfd(fd: slots[rank].connection?.fd ?? -1, events: Int16(POLLIN), revents: 0)) }
+            _ = poll(&descriptors, nfds_t(descriptors.count), 100)
+            for exit in descriptors[0].revents != 0 ? launcher.readExits() : [] {
+                guard let rank = slots.firstIndex(where: { $0.pid == exit.pid && $0.alive }) else { continue }
+                slots[rank].alive = false
+                slots[rank].connection?.close()
+                slots[rank].connection = nil
+                if !slots[rank].exitExpected {
+                    failures += 1
+                    failed.insert(rank)
+                    events.record("failure", ["rank": .int(rank), "cause": .string("\(exit)"), "step": .int(slots[rank].step)])
+                }
+            }
+            for (offset, rank) in polled.enumerated() where descriptors[offset + 1].revents != 0 && slots[rank].alive {
+                try readControl(from: rank)
+            }
+            waiting = waiting.filter { frozenReplies[$0] == nil && slots[$0].alive && !failed.contains($0) }
+        }
+        for rank in waiting {
+            warn("rank \(rank) did not answer the freeze: it rolls back too")
+            failed.insert(rank)
+        }
+        // A rank whose interval is not the one the records know (a snapshot that failed) cannot
+        // be placed in the line: it rolls back too.
+        for (rank, reply) in frozenReplies where reply.interval != records[rank].count { failed.insert(rank) }
+        let volatile = (0..<configuration.rankCount).map { failed.contains($0) ? nil : frozenReplies[$0]?.dependencies }
+        let line = planner.latestLine(
+            failed: failed.union((0..<configuration.rankCount).filter { volatile[$0] == nil }), volatile: volatile)
+        let rolledBack = line.indices.filter { line[$0] != nil }
+        let describe = line.enumerated().map { rank, entry -> String in
+            guard let entry else { return "rank \(rank) keeps its state" }
+            let step = entry == 0 ? -1 : records[rank].first { $0.index == entry }?.step ?? -1
+            let lost = max(0, slots[rank].step - step)
+            return entry == 0 ? "rank \(rank) → the start (\(lost) steps lost)" : "rank \(rank) → checkpoint \(entry) at step \(step) (\(lost) steps lost)"
+        }
+        let domino = !rolledBack.isEmpty && rolledBack.allSatisfy { line[$0] == 0 } && rolledBack.contains { !records[$0].isEmpty }
+        warn("recovery line: " + describe.joined(separator: "; "))
+        if domino { warn("domino effect: every rank that rolls back goes back to the start of the job") }
+        events.record("recovery_line", [
+            "line": .string(line.map { $0.map(String.init) ?? "keep" }.joined(separator: ",")),
+            "rolled_back": .string(rolledBack.map(String.init).joined(separator: ",")),
+            "steps_lost": .int(rolledBack.reduce(0) { total, rank in
+                let step = line[rank] == 0 ? -1 : records[rank].first { $0.index == line[rank] }?.step ?? -1
+                return total + max(0, slots[rank].step - step)
+            }),
+            "domino": .bool(domino),
+        ])
+        recoveryStartedAt = now
+        events.record("recovery_start", [
+            "rank": .int(first), "epoch": .int(Int(manifest.newestLine?.epoch ?? 0)),
+            "mode": .string(rolledBack.count == configuration.rankCount ? "global-rollback" : "partial-rollback"),
+        ])
+        // Stop the orphans, forget what the rolled-back ranks did after their entries.
+        for rank in rolledBack where slots[rank].alive {
+            slots[rank].exitExpected = true
+            kill(slots[rank].pid, SIGKILL)
+        }
+        awaitExits(of: rolledBack)
+        var plan: [Int: IndependentCheckpoint?] = [:]
+        for rank in rolledBack {
+            let entry = line[rank]!
+            truncateRecords(rank: rank, after: entry)
+            plan[rank] = entry == 0 ? .some(nil) : records[rank].first { $0.index == entry }
+        }
+        var next = manifest
+        do {
+            try manifests.commit(&next)
+            manifest = next
+        } catch {
+            warn("cannot record the recovery line: \(error)")
+        }
+        survivorsToThaw = Set(line.indices.filter { line[$0] == nil })
+        replaying = nil
+        try launch(rolledBack, plan: plan)
+    }
+
+    /// Waits until every rank in `ranks` has been reaped.
+    func awaitExits(of ranks: [Int]) {
+        let deadline = now + 30
+        while ranks.contains(where: { slots[$0].alive }), now < deadline {
+            var descriptor = pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 250) > 0 else { continue }
+            for exit in launcher.readExits() {
+                if let rank = slots.firstIndex(where: { $0.pid == exit.pid }) {
+                    slots[rank].alive = false
+                    slots[rank].connection?.close()
+                    slots[rank].connection = nil
+                }
+            }
+        }
+    }
+}
