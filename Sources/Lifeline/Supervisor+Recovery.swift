@@ -75,8 +75,9 @@ extension Supervisor {
             warn("rank \(rank) failed while another rank recovers: falling back to global rollback")
             events.record("fallback_global_rollback", ["rank": .int(rank)])
         }
+        let restartPoint = independent ? "its checkpoint \(records[rank].last?.index ?? 0)" : "epoch \(lineEpoch)"
         warn(alone
-            ? "rank \(rank) \(cause) at step \(slots[rank].step); it restarts alone from epoch \(lineEpoch) and replays its log"
+            ? "rank \(rank) \(cause) at step \(slots[rank].step); it restarts alone from \(restartPoint) and replays its log"
             : "rank \(rank) \(cause) at step \(slots[rank].step); rolling every rank back to epoch \(lineEpoch)")
         recoveryStartedAt = now
         events.record("recovery_start", [

@@ -26,7 +26,7 @@ package struct ManifestStore: Sendable {
     }
 
     /// `load()`, repairing a damaged copy only when `repair` (`verify` reads without writing).
-    func load(repair: Bool) throws(StorageError) -> Manifest? {
+    package func load(repair: Bool) throws(StorageError) -> Manifest? {
         let file: StoredFile
         do throws(StorageError) {
             file = try store.inspect(Self.manifestName, repair: repair)

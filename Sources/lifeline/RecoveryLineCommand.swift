@@ -8,13 +8,16 @@ extension LifelineCommand {
     struct RecoveryLineCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "recovery-line",
-            abstract: "Find the latest consistent recovery line of a checkpoint/message history.",
+            abstract: "Find the latest consistent recovery line of a checkpoint/message history, or of a run.",
             discussion: """
             FILE is JSON: {"processes": [["S:u", "C", "S:v", "F"], ["R:u", "C", "R:v"], …]} with events C (a checkpoint; \
-            0 is implicit at the start), S:NAME, R:NAME and F (a failure, last only).
+            0 is implicit at the start), S:NAME, R:NAME and F (a failure, last only). Given the run directory of a job \
+            run with --checkpoint independent, it analyses the run's records instead: each rank's checkpoints and \
+            dependencies, the checkpoint-only line, the line a failure of each rank would give now, useless \
+            checkpoints, and the recovery lines the run used.
             """)
 
-        @Argument(help: "The history (JSON).")
+        @Argument(help: "The history (JSON), or the run directory of an independent-mode run.")
         var file: String
         @Flag(help: "Print the line as JSON.")
         var json = false
@@ -22,8 +25,9 @@ extension LifelineCommand {
         func run() throws {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), isDirectory.boolValue {
-                throw LifelineError(.configuration,
-                    "\(file) is a folder: analysing a run needs independent checkpointing, which is not implemented yet; give a JSON history")
+                let analysis = try IndependentRunAnalysis(runDirectory: absolute(file))
+                print(json ? analysis.json : analysis.text)
+                return
             }
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw LifelineError(.configuration, "cannot read \(file)")

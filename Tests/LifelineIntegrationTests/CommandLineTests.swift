@@ -18,6 +18,8 @@ extension RecoveryTests {
         try expectRefused(["run", "--frobnicate", "--", "heat2d"], mentioning: "Unknown option")
         try expectRefused(["run", "--checkpoint", "sideways", "--", "heat2d"], mentioning: "--checkpoint sideways")
         try expectRefused(["run", "--logging", "eager", "--", "heat2d"], mentioning: "--logging eager")
+        try expectRefused(["run", "--checkpoint", "independent", "--logging", "sender-based", "--", "heat2d"],
+                          mentioning: "--checkpoint independent works with --logging none or pessimistic")
         for ranks in ["0", "-3", "100000"] {
             try expectRefused(["run", "--ranks", ranks, "--", "heat2d"], mentioning: "--ranks")
         }
