@@ -16,12 +16,23 @@ struct JobRun {
 
     func events(_ name: String) -> [[String: Any]] { events.filter { $0["event"] as? String == name } }
     var result: String? { stdout.split(separator: "\n").first { $0.hasPrefix("result sha256=") }.map(String.init) }
-    var checkpointBytes: Int { events("commit").reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) } }
+    /// Bytes stored by committed rounds, or by every recorded checkpoint under independent
+    /// checkpointing (where a commit only moves the line).
+    var checkpointBytes: Int {
+        let independent = events("checkpoint")
+        if !independent.isEmpty { return independent.reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) } }
+        return events("commit").reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) }
+    }
     /// The largest peak resident memory a rank reported at the final barrier, in MiB.
     var rankPeakMiB: Int { (events("rank_finished").compactMap { $0["resident_bytes_peak"] as? Int }.max() ?? 0) >> 20 }
-    var commits: Int { events("commit").count }
+    /// Committed rounds, or recorded checkpoints under independent checkpointing.
+    var commits: Int {
+        let independent = events("checkpoint").count
+        return independent > 0 ? independent : events("commit").count
+    }
     /// The mean number of ranks that wrote a snapshot in a committed round, nil without rounds.
     var ranksPerRound: Double? {
+        if !events("checkpoint").isEmpty { return 1 }
         let counts = events("commit").map { ($0["wrote"] as? String ?? "").split(separator: ",").count }
         return counts.isEmpty ? nil : Double(counts.reduce(0, +)) / Double(counts.count)
     }
