@@ -4,11 +4,13 @@ import LifelineStorage
 /// One rank's local checkpoint: where it was, its channels (retained messages and delivered
 /// sets), and the program's own state bytes.
 ///
-/// Layout (before compression): magic `LLSN`, version, rank, rank count, epoch, step,
-/// incarnation, message-log position, the ledger, then the program state with its length.
+/// Layout (before compression): magic `LLSN`, version (2), rank, rank count, epoch, step,
+/// incarnation, message-log position, the dependency vector (UInt32 count, UInt64 entries;
+/// optimistic logging, else empty; absent in version 1), the ledger, then the program state
+/// with its length.
 struct RankSnapshot: Equatable {
     private static let magic: UInt32 = 0x4E53_4C4C  // "LLSN"
-    private static let version: UInt16 = 1
+    private static let version: UInt16 = 2
 
     /// The round it was captured for.
     var epoch: Epoch
@@ -18,6 +20,9 @@ struct RankSnapshot: Equatable {
     var incarnation: UInt32
     /// The index of the next record of the rank's message log at capture: replay starts there.
     var logPosition: UInt64
+    /// Optimistic logging: the rank's dependency vector at capture (see `OptimisticLogging`);
+    /// empty otherwise.
+    var dependencies: [UInt64] = []
     /// Channel state.
     var ledger: MessageLedger
     /// What the program's `Checkpointable.encode(to:)` wrote.
@@ -37,6 +42,8 @@ struct RankSnapshot: Equatable {
         writer.write(Int64(step))
         writer.write(incarnation)
         writer.write(logPosition)
+        writer.write(UInt32(dependencies.count))
+        for entry in dependencies { writer.write(entry) }
         ledger.encode(into: &writer)
         writer.write(UInt64(programState.count))
         return [ChunkedSnapshots.Segment(writer.bytes), ChunkedSnapshots.Segment(programState)]
@@ -48,7 +55,9 @@ struct RankSnapshot: Equatable {
             var reader = ByteReader(bytes)
             guard try reader.read(UInt32.self) == magic else { throw WireError("not a rank snapshot") }
             let version = try reader.read(UInt16.self)
-            guard version == Self.version else { throw WireError("snapshot format \(version) is not \(Self.version)") }
+            guard version == Self.version || version == 1 else {
+                throw WireError("snapshot format \(version) is not \(Self.version) (or 1)")
+            }
             let storedRank = Int(try reader.read(UInt32.self))
             let storedCount = Int(try reader.read(UInt32.self))
             let storedEpoch = Epoch(try reader.read(UInt64.self))
@@ -58,12 +67,18 @@ struct RankSnapshot: Equatable {
             let step = Int(try reader.read(Int64.self))
             let incarnation = try reader.read(UInt32.self)
             let logPosition = try reader.read(UInt64.self)
+            var dependencies: [UInt64] = []
+            if version >= 2 {
+                let count = Int(try reader.read(UInt32.self))
+                guard count == 0 || count == rankCount else { throw WireError("a dependency vector of \(count) entries") }
+                for _ in 0..<count { dependencies.append(try reader.read(UInt64.self)) }
+            }
             let ledger = try MessageLedger.decode(from: &reader, rank: rank, rankCount: rankCount)
             let programState = try reader.readCounted()
             guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes at its end") }
             return RankSnapshot(
-                epoch: epoch, step: step, incarnation: incarnation, logPosition: logPosition, ledger: ledger,
-                programState: programState)
+                epoch: epoch, step: step, incarnation: incarnation, logPosition: logPosition, dependencies: dependencies,
+                ledger: ledger, programState: programState)
         } catch let error as WireError {
             throw LifelineError(.corruptState, "snapshot of \(rank) at \(epoch) does not decode: \(error)")
         }

@@ -75,7 +75,8 @@ package struct ChunkedSnapshots: Sendable {
     /// committed.
     ///
     /// `chunkBytes` must be in 1...`chunkBytesMax`, and a multiple of 8 when a segment is
-    /// shuffled. `generation` labels the files (the round).
+    /// shuffled. `generation` labels the index file (the round); chunk files carry
+    /// `chunkGeneration`.
     package func write(
         _ name: String, segments: [Segment], generation: UInt64,
         chunkBytes: Int = chunkBytesDefault, level: Int32 = levelDefault
@@ -85,7 +86,7 @@ package struct ChunkedSnapshots: Sendable {
         // so a chunk this write references, new or reused, is never deleted under it.
         let lock = ChunkLock(store: store, exclusive: false, wait: true)
         defer { lock?.release() }
-        var writer = ChunkWriter(snapshots: self, generation: generation, level: level)
+        var writer = ChunkWriter(snapshots: self, level: level)
         for segment in segments {
             precondition(segment.filter == .none || chunkBytes % 8 == 0, "shuffled chunks hold whole 8-byte values")
             var start = 0
@@ -209,10 +210,17 @@ package struct ChunkedSnapshots: Sendable {
     }
 }
 
+extension ChunkedSnapshots {
+    /// The generation every chunk file carries. A chunk is named by its content and never
+    /// changes, so all its copies are alike whoever writes them: two ranks writing the same
+    /// chunk at once (independent checkpoints) write the same bytes, and each one's read-back
+    /// holds whichever rename came last.
+    package static let chunkGeneration: UInt64 = 1
+}
+
 /// Accumulates the chunks of one snapshot as they are written.
 private struct ChunkWriter {
     let snapshots: ChunkedSnapshots
-    let generation: UInt64
     let level: Int32
     var chunks: [SnapshotIndex.Chunk] = []
     var totalBytes = 0
@@ -221,9 +229,8 @@ private struct ChunkWriter {
     /// Chunks already handled in this snapshot, with their stored lengths.
     var seen: [ContentHash: Int] = [:]
 
-    init(snapshots: ChunkedSnapshots, generation: UInt64, level: Int32) {
+    init(snapshots: ChunkedSnapshots, level: Int32) {
         self.snapshots = snapshots
-        self.generation = generation
         self.level = level
     }
 
@@ -249,7 +256,7 @@ private struct ChunkWriter {
             reusedCount += 1
         } else {
             let compressed = try SnapshotCodec.compress(filtered, level: level)
-            try snapshots.store.write(name, kind: .snapshot, generation: generation, body: compressed)
+            try snapshots.store.write(name, kind: .snapshot, generation: ChunkedSnapshots.chunkGeneration, body: compressed)
             stored = compressed.count
             storedBytes += FileFormat.headerByteCount + compressed.count
         }
@@ -259,16 +266,18 @@ private struct ChunkWriter {
     }
 }
 
-/// An advisory lock (`flock`) on the file `chunks.lock` in root A: snapshot writes hold it
+/// An advisory lock (`flock`) on the file `.chunks.lock` in root A: snapshot writes hold it
 /// shared, chunk collection exclusive. Only an ordering between processes on one host; the
-/// lock file itself holds nothing.
+/// lock file itself holds nothing, is hidden from listings, and `verify` leaves it alone.
 struct ChunkLock {
+    /// The lock file's name in root A.
+    static let fileName = ".chunks.lock"
     private let fd: Int32
 
     /// Takes the lock; nil when `wait` is false and another holder excludes it, or when the
     /// lock file cannot be opened (then writes go on unlocked and collection is skipped).
     init?(store: MirroredStore, exclusive: Bool, wait: Bool) {
-        let fd = open(store.rootA + "/chunks.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(store.rootA + "/" + Self.fileName, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return nil }
         var operation = exclusive ? LOCK_EX : LOCK_SH
         if !wait { operation |= LOCK_NB }

@@ -7,7 +7,7 @@ extension MirroredStore {
         var report = VerifyReport()
         let names = Set(PosixFile.walkFiles(root: rootA) + PosixFile.walkFiles(root: rootB)).sorted()
         // Message logs have their own record format and are checked and cut by `MessageLog`.
-        for name in names where !name.hasPrefix(MessageLog.folder + "/") {
+        for name in names where !name.hasPrefix(MessageLog.folder + "/") && name != ChunkLock.fileName {
             let (_, fileName) = Self.split(name)
             if PosixFile.isHidden(fileName) {
                 checkTemporary(name, repair: repair, into: &report)

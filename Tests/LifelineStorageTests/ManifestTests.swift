@@ -84,8 +84,10 @@ import Testing
         try manifests.store.write("epochs/notes", kind: .other, generation: 0, body: [])
 
         let removed = try manifests.garbageCollect(keeping: manifest)
-        #expect(removed.first == "epochs/000002")
+        // Epoch 1's folder stays for the snapshot still referenced, without the one that is not.
+        #expect(removed.prefix(2) == ["epochs/000001/rank-0001.snap", "epochs/000002"], "\(removed)")
         #expect(manifests.store.list("epochs") == ["000001", "000003", "000004", "000005", "notes"])
+        #expect(manifests.store.list("epochs/000001") == ["rank-0000.snap"])
         #expect(manifests.newestIntactLine(manifest).line?.epoch == 4)
     }
 
