@@ -27,6 +27,10 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         /// Sender-based logging: payloads stay with the senders, determinants of receives from
         /// any source are logged; a crashed rank restarts alone.
         case senderBased = "sender-based"
+        /// Optimistic logging: every message is logged by its receiver, flushed in the
+        /// background; a crashed rank replays what reached the disk, and the ranks that depend on
+        /// what was lost (orphans) roll back too.
+        case optimistic
     }
 
     /// The program to run on every rank, as resolved (an absolute path).
@@ -68,6 +72,10 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var retainedBytesMax: Int?
     /// Bytes of a rank's message log past which it asks for a checkpoint (nil: no maximum).
     public var logBytesMax: Int?
+    /// Optimistic logging: milliseconds after which buffered log records are flushed (nil: 20).
+    public var logFlushMs: Int?
+    /// Optimistic logging: bytes of buffered log records that force a flush (nil: 1 MiB).
+    public var logFlushBytes: Int?
 
     /// A configuration with the defaults of `lifeline run` for everything but the program.
     public init(
@@ -76,7 +84,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         intervalSeconds: Double = 5,
         injections: [String] = [], heartbeatMs: Int = 250, heartbeatTimeoutMs: Int = 5000, maxRestarts: Int = 10,
         quiet: Bool = false, walltimeSeconds: Double? = nil, intervalAuto: Bool = false, mtbfSeconds: Double? = nil,
-        traceDeliveries: Bool = false, retainedBytesMax: Int? = 256 << 20, logBytesMax: Int? = 256 << 20
+        traceDeliveries: Bool = false, retainedBytesMax: Int? = 256 << 20, logBytesMax: Int? = 256 << 20,
+        logFlushMs: Int? = nil, logFlushBytes: Int? = nil
     ) {
         self.program = program
         self.arguments = arguments
@@ -97,6 +106,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.traceDeliveries = traceDeliveries
         self.retainedBytesMax = retainedBytesMax
         self.logBytesMax = logBytesMax
+        self.logFlushMs = logFlushMs
+        self.logFlushBytes = logFlushBytes
     }
 
     /// Checks every field and parses the injections; throws one clear line for the first problem.

@@ -49,6 +49,12 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let logBytesMax = "LIFELINE_LOG_BYTES_MAX"
         /// Independent checkpointing: the mean seconds between a rank's checkpoints.
         package static let interval = "LIFELINE_INTERVAL"
+        /// Optimistic logging: milliseconds and bytes after which buffered log records are flushed.
+        package static let logFlushMs = "LIFELINE_LOG_FLUSH_MS"
+        package static let logFlushBytes = "LIFELINE_LOG_FLUSH_BYTES"
+        /// Optimistic logging, an orphan's restart: `RANK:INTERVAL`, replay only what depends on
+        /// no state of RANK beyond INTERVAL.
+        package static let replayLimit = "LIFELINE_REPLAY_LIMIT"
     }
 
     /// The rank's index.
@@ -92,6 +98,13 @@ package struct LaunchEnvironment: Sendable, Equatable {
     /// Independent checkpointing: the mean seconds between this rank's checkpoints (each period
     /// is drawn within ±25 % of it, from a generator seeded by the rank and incarnation).
     package var intervalSeconds: Double = 0
+    /// Optimistic logging: flush buffered log records after this many milliseconds.
+    package var logFlushMs: Int = 20
+    /// Optimistic logging: flush buffered log records once they hold this many bytes.
+    package var logFlushBytes: Int = 1 << 20
+    /// Optimistic logging: the failed rank and the last state interval it can recover; a rank
+    /// restarted with it replays only what depends on no later state of that rank.
+    package var replayLimit: (rank: Int, recoverable: UInt64)?
 
     /// The abstract socket name of the supervisor.
     package var supervisorAddress: String { "\(addressPrefix).s" }
@@ -115,11 +128,22 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.logging: logging.rawValue, Key.deliverableEpoch: String(deliverableEpoch.rawValue),
             Key.restarted: restarted ? "1" : "0", Key.clockOrigin: String(clockOrigin),
             Key.retainedBytesMax: String(retainedBytesMax), Key.logBytesMax: String(logBytesMax),
-            Key.interval: String(intervalSeconds),
+            Key.interval: String(intervalSeconds), Key.logFlushMs: String(logFlushMs),
+            Key.logFlushBytes: String(logFlushBytes),
         ]
+        if let replayLimit { result[Key.replayLimit] = "\(replayLimit.rank):\(replayLimit.recoverable)" }
         if let restoreSnapshot { result[Key.restoreSnapshot] = restoreSnapshot }
         if let traceDirectory { result[Key.trace] = traceDirectory }
         return result
+    }
+
+    private static func replayLimit(_ text: String?) throws -> (rank: Int, recoverable: UInt64)? {
+        guard let text else { return nil }
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let rank = Int(parts[0]), let recoverable = UInt64(parts[1]) else {
+            throw LifelineError(.environment, "\(Key.replayLimit)=\(text) is not RANK:INTERVAL")
+        }
+        return (rank, recoverable)
     }
 
     /// Reads the environment of this process; nil when it was not started by `lifeline run`.
@@ -170,6 +194,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
             clockOrigin: value(Key.clockOrigin).flatMap(Double.init) ?? 0,
             retainedBytesMax: value(Key.retainedBytesMax).flatMap(Int.init) ?? 0,
             logBytesMax: value(Key.logBytesMax).flatMap(Int.init) ?? 0,
-            intervalSeconds: value(Key.interval).flatMap(Double.init) ?? 0)
+            intervalSeconds: value(Key.interval).flatMap(Double.init) ?? 0,
+            logFlushMs: value(Key.logFlushMs).flatMap(Int.init) ?? 20,
+            logFlushBytes: value(Key.logFlushBytes).flatMap(Int.init) ?? 1 << 20,
+            replayLimit: try replayLimit(value(Key.replayLimit)))
     }
 }

@@ -92,6 +92,13 @@ final class RankRuntime {
     /// least (set when it rolls back: what its lost execution sent is obsolete).
     private var obsoleteBelow: [UInt32]
     private var independent: Bool { launch?.variant == .independent }
+    /// Optimistic logging: the rank's dependency vector (`OptimisticLogging`), stamped on every
+    /// message it sends.
+    private var dependencyVector: [UInt64]
+    /// Optimistic logging: records not yet written to the log, and when the log was last flushed.
+    private var pendingLog: [[UInt8]] = []
+    private var pendingLogBytes = 0
+    private var lastLogFlush = 0.0
 
     private init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
@@ -124,6 +131,9 @@ final class RankRuntime {
         self.trace = launch.flatMap { DeliveryTrace(launch: $0) }
         self.intervalDependencies = Array(repeating: -1, count: launch?.rankCount ?? 1)
         self.obsoleteBelow = Array(repeating: 0, count: launch?.rankCount ?? 1)
+        let count = launch?.rankCount ?? 1
+        self.dependencyVector = snapshot.map { $0.dependencies.count == count ? $0.dependencies : [] } ?? []
+        if dependencyVector.count != count { dependencyVector = Array(repeating: 0, count: count) }
         self.periodGenerator = SplitMix64(seed: UInt64(launch?.rank.rawValue ?? 0) << 32 | UInt64(launch?.incarnation ?? 0))
         if let launch, launch.variant == .independent, launch.intervalSeconds > 0 {
             interval = Int(snapshot?.epoch.rawValue ?? 0)
@@ -172,7 +182,9 @@ final class RankRuntime {
             fireFault(index: fault.index, control: control)
         }
         let snapshot = try loadSnapshot(launch: launch, store: store)
-        let (log, replay) = try openLog(launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0)
+        let (log, replay) = try openLog(
+            launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0,
+            dependencies: snapshot?.dependencies ?? [])
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
             store: store, snapshot: snapshot, log: log, replay: replay)
@@ -221,7 +233,7 @@ final class RankRuntime {
     /// Opens the rank's log (with logging) and, after a restart, the records it logged after
     /// its checkpoint: those are replayed before anything live.
     private static func openLog(
-        launch: LaunchEnvironment, store: MirroredStore, logPosition: UInt64
+        launch: LaunchEnvironment, store: MirroredStore, logPosition: UInt64, dependencies: [UInt64]
     ) throws -> (MessageLog?, ReplayQueue?) {
         guard launch.logging != .none else { return (nil, nil) }
         let log: MessageLog
@@ -245,6 +257,21 @@ final class RankRuntime {
                 records.append(try LogRecord.decode(record))
             } catch {
                 throw LifelineError(.storage, "a message log record does not decode: \(error)")
+            }
+        }
+        if launch.logging == .optimistic, let limit = launch.replayLimit {
+            // An orphan replays only what does not depend on the failed rank's lost states;
+            // the rest of its log describes an execution that is gone.
+            let start = dependencies.count == launch.rankCount ? dependencies : Array(repeating: 0, count: launch.rankCount)
+            let length = OptimisticLogging.replayLength(
+                records, start: start, rank: launch.rank, failed: RankID(limit.rank), recoverable: limit.recoverable)
+            if length < records.count {
+                do {
+                    try log.truncate(from: logPosition + UInt64(length))
+                } catch {
+                    throw LifelineError(.storage, "cannot cut the message log: \(error)")
+                }
+                records.removeLast(records.count - length)
             }
         }
         return (log, ReplayQueue(records, mode: launch.logging))
@@ -284,6 +311,8 @@ final class RankRuntime {
         precondition(!finished, "send after finish()")
         // Under independent checkpointing a message carries its sender's checkpoint interval.
         let stamp = independent ? Epoch(UInt64(interval)) : participant.epoch
+        // Under optimistic logging a message carries its sender's dependency vector in front.
+        let payload = logging == .optimistic ? OptimisticLogging.stamp(payload, with: dependencyVector) : payload
         let header = ledger.send(to: destination, tag: tag, epoch: stamp, incarnation: incarnation, payload: payload)
         trace?.sent(header, to: destination)
         retainedBytesPeak = max(retainedBytesPeak, ledger.retainedBytes)
@@ -329,6 +358,7 @@ final class RankRuntime {
                 switch logging {
                 case .pessimistic: try appendToLog(.delivery(arrival.header, payload: arrival.payload))
                 case .senderBased where source == nil: try appendToLog(.determinant(arrival.header))
+                case .optimistic: try bufferLog(.delivery(arrival.header, payload: arrival.payload))
                 case .none, .senderBased: break
                 }
                 return deliver(arrival.header, arrival.payload, replayed: false)
@@ -359,9 +389,14 @@ final class RankRuntime {
         return false
     }
 
-    private func deliver(_ header: DataHeader, _ payload: [UInt8], replayed: Bool) -> Message {
+    private func deliver(_ header: DataHeader, _ stamped: [UInt8], replayed: Bool) -> Message {
         ledger.recordDelivery(source: header.source, sequence: header.sequence)
         participant.noteChange()
+        var payload = stamped
+        if logging == .optimistic, let (sender, bytes) = OptimisticLogging.split(stamped, rankCount: rankCount) {
+            dependencyVector = OptimisticLogging.afterDelivery(dependencyVector, of: rank, sender: sender)
+            payload = bytes
+        }
         if independent {
             let source = header.source.rawValue
             intervalDependencies[source] = max(intervalDependencies[source], Int(header.epoch.rawValue))
@@ -377,6 +412,37 @@ final class RankRuntime {
         } catch {
             throw LifelineError(.storage, "cannot write the message log: \(error)")
         }
+        logBytesPeak = max(logBytesPeak, log.fileBytes)
+        if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax { askForCheckpoint() }
+    }
+
+    /// Optimistic logging: keeps a record in memory; the log gets it at the next flush.
+    private func bufferLog(_ record: LogRecord) throws {
+        let bytes = record.encoded()
+        pendingLog.append(bytes)
+        pendingLogBytes += bytes.count
+        try flushLogIfDue()
+    }
+
+    /// Optimistic logging: writes the buffered records (one write and one fdatasync per mirror
+    /// for all of them) once the flush delay or size is reached.
+    private func flushLogIfDue() throws {
+        guard !pendingLog.isEmpty, let launch else { return }
+        let due = pendingLogBytes >= launch.logFlushBytes || jobClock() - lastLogFlush >= Double(launch.logFlushMs) / 1000
+        if due { try flushLog() }
+    }
+
+    /// Optimistic logging: writes every buffered record now.
+    private func flushLog() throws {
+        lastLogFlush = jobClock()
+        guard !pendingLog.isEmpty, let log else { return }
+        do {
+            try log.append(pendingLog)
+        } catch {
+            throw LifelineError(.storage, "cannot write the message log: \(error)")
+        }
+        pendingLog.removeAll(keepingCapacity: true)
+        pendingLogBytes = 0
         logBytesPeak = max(logBytesPeak, log.fileBytes)
         if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax { askForCheckpoint() }
     }
@@ -406,6 +472,7 @@ final class RankRuntime {
             replay = queue
             switch next {
             case .success(let bytes?):
+                if logging == .optimistic { dependencyVector[rank.rawValue] += 1 }
                 if queue.remainingCount == 0 { finishReplay() }
                 return bytes
             case .success(nil):
@@ -415,7 +482,12 @@ final class RankRuntime {
             }
         }
         let bytes = produce()
-        if log != nil { try appendToLog(.value(bytes)) }
+        if logging == .optimistic {
+            dependencyVector[rank.rawValue] += 1
+            try bufferLog(.value(bytes))
+        } else if log != nil {
+            try appendToLog(.value(bytes))
+        }
         return bytes
     }
 
@@ -532,11 +604,12 @@ final class RankRuntime {
 
     private func captureSnapshot(epoch: Epoch, step: Int, programState: [UInt8], launch: LaunchEnvironment) throws {
         guard let writer, let store else { return }
+        if logging == .optimistic { try flushLog() }  // the log position below counts every delivery
         lifeline_flush_stdio()
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
-            epoch: epoch, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0, ledger: ledger,
-            programState: programState)
+            epoch: epoch, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0,
+            dependencies: logging == .optimistic ? dependencyVector : [], ledger: ledger, programState: programState)
         logPositionAtCapture.append((epoch, log?.nextIndex ?? 0))
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
         writer.submit(SnapshotWriter.Job(
@@ -578,6 +651,7 @@ final class RankRuntime {
     func finish() throws {
         guard launch != nil, !finished else { return }
         finished = true
+        if logging == .optimistic { try flushLog() }
         trace?.flush()
         lifeline_flush_stdio()
         if let fault = rankFaults.first(where: { $0.spec == .killInPhase(rank, .finish) }) {
@@ -599,6 +673,7 @@ final class RankRuntime {
     /// Handles queued control messages. Never called from inside a send, so a message that
     /// releases held sends cannot interleave frames on a socket.
     private func serviceControl() throws {
+        if logging == .optimistic { try flushLogIfDue() }
         for outcome in writer?.takeCompleted() ?? [] {
             if case .durable(let epoch) = outcome { participant.handleSnapshotDurable(epoch) }
         }
@@ -626,7 +701,7 @@ final class RankRuntime {
                 released = true
                 control?.markReleased()
             case .peerRestarted(let peer, let peerIncarnationNew):
-                if independent {
+                if independent || logging == .optimistic {
                     // The peer rolled back: what its lost execution sent and this rank has not
                     // delivered is obsolete (re-execution sends it again, perhaps differently).
                     obsoleteBelow[peer.rawValue] = peerIncarnationNew
@@ -639,7 +714,14 @@ final class RankRuntime {
                     if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
                 }
                 frozen = true
-                control?.send(.frozen(interval: interval, dependencies: intervalDependencies))
+                if logging == .optimistic {
+                    // Everything delivered so far reaches the log: this rank loses nothing if it
+                    // turns out to be an orphan and is restarted.
+                    try flushLog()
+                    control?.send(.frozen(interval: 0, dependencies: dependencyVector.map { Int($0) }))
+                } else {
+                    control?.send(.frozen(interval: interval, dependencies: intervalDependencies))
+                }
             case .thaw:
                 frozen = false
             case .trim(let checkpoint, let covered):

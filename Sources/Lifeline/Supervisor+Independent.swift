@@ -159,36 +159,7 @@ extension Supervisor {
     /// latest consistent line with their current intervals, restart exactly the ranks whose
     /// entry is a checkpoint. Says how far the line fell back (the domino effect).
     func recoverIndependently(failed first: Int) throws {
-        var failed: Set<Int> = [first]
-        frozenReplies = [:]
-        var waiting = Set(slots.indices.filter { $0 != first && slots[$0].alive && slots[$0].connection != nil })
-        for rank in waiting { send(.freeze, to: slots[rank]) }
-        let deadline = now + max(5, Double(configuration.heartbeatTimeoutMs) / 1000)
-        while !waiting.isEmpty, now < deadline {
-            var descriptors = [pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)]
-            let polled = waiting.sorted()
-            for rank in polled { descriptors.append(pollfd(fd: slots[rank].connection?.fd ?? -1, events: Int16(POLLIN), revents: 0)) }
-            _ = poll(&descriptors, nfds_t(descriptors.count), 100)
-            for exit in descriptors[0].revents != 0 ? launcher.readExits() : [] {
-                guard let rank = slots.firstIndex(where: { $0.pid == exit.pid && $0.alive }) else { continue }
-                slots[rank].alive = false
-                slots[rank].connection?.close()
-                slots[rank].connection = nil
-                if !slots[rank].exitExpected {
-                    failures += 1
-                    failed.insert(rank)
-                    events.record("failure", ["rank": .int(rank), "cause": .string("\(exit)"), "step": .int(slots[rank].step)])
-                }
-            }
-            for (offset, rank) in polled.enumerated() where descriptors[offset + 1].revents != 0 && slots[rank].alive {
-                try readControl(from: rank)
-            }
-            waiting = waiting.filter { frozenReplies[$0] == nil && slots[$0].alive && !failed.contains($0) }
-        }
-        for rank in waiting {
-            warn("rank \(rank) did not answer the freeze: it rolls back too")
-            failed.insert(rank)
-        }
+        var failed = try freezeSurvivors(failed: first)
         // A rank whose interval is not the one the records know (a snapshot that failed) cannot
         // be placed in the line: it rolls back too.
         for (rank, reply) in frozenReplies where reply.interval != records[rank].count { failed.insert(rank) }
@@ -241,6 +212,44 @@ extension Supervisor {
         survivorsToThaw = Set(line.indices.filter { line[$0] == nil })
         replaying = nil
         try launch(rolledBack, plan: plan)
+    }
+
+    /// Sends `FREEZE` to every live rank but `first` and waits for their answers (in
+    /// `frozenReplies`); returns `first` with the ranks that died or did not answer meanwhile.
+    /// With `stopAtSecondFailure`, stops waiting as soon as another rank has failed.
+    func freezeSurvivors(failed first: Int, stopAtSecondFailure: Bool = false) throws -> Set<Int> {
+        var failed: Set<Int> = [first]
+        frozenReplies = [:]
+        var waiting = Set(slots.indices.filter { $0 != first && slots[$0].alive && slots[$0].connection != nil })
+        for rank in waiting { send(.freeze, to: slots[rank]) }
+        let deadline = now + max(5, Double(configuration.heartbeatTimeoutMs) / 1000)
+        while !waiting.isEmpty, now < deadline, !(stopAtSecondFailure && failed.count > 1) {
+            var descriptors = [pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)]
+            let polled = waiting.sorted()
+            for rank in polled { descriptors.append(pollfd(fd: slots[rank].connection?.fd ?? -1, events: Int16(POLLIN), revents: 0)) }
+            _ = poll(&descriptors, nfds_t(descriptors.count), 100)
+            for exit in descriptors[0].revents != 0 ? launcher.readExits() : [] {
+                guard let rank = slots.firstIndex(where: { $0.pid == exit.pid && $0.alive }) else { continue }
+                slots[rank].alive = false
+                slots[rank].connection?.close()
+                slots[rank].connection = nil
+                if !slots[rank].exitExpected {
+                    failures += 1
+                    failed.insert(rank)
+                    events.record("failure", ["rank": .int(rank), "cause": .string("\(exit)"), "step": .int(slots[rank].step)])
+                }
+            }
+            for (offset, rank) in polled.enumerated() where descriptors[offset + 1].revents != 0 && slots[rank].alive {
+                try readControl(from: rank)
+            }
+            waiting = waiting.filter { frozenReplies[$0] == nil && slots[$0].alive && !failed.contains($0) }
+        }
+        if stopAtSecondFailure, failed.count > 1 { return failed }
+        for rank in waiting {
+            warn("rank \(rank) did not answer the freeze: it rolls back too")
+            failed.insert(rank)
+        }
+        return failed
     }
 
     /// Waits until every rank in `ranks` has been reaped.

@@ -66,7 +66,11 @@ extension Supervisor {
             }
         case .replayComplete(let deliveries):
             events.record("replay_done", ["rank": .int(rank.rawValue), "deliveries": .int(deliveries)])
-            if replaying == rank.rawValue { try recoveryDone([rank.rawValue]) }
+            if replaying == rank.rawValue {
+                let group = restartedGroup ?? [rank.rawValue]
+                restartedGroup = nil
+                try recoveryDone(group)
+            }
         case .frozen(let interval, let dependencies):
             frozenReplies[rank.rawValue] = (interval, dependencies)
         case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,

@@ -83,6 +83,17 @@ extension Supervisor {
         events.record("recovery_start", [
             "rank": .int(rank), "epoch": .int(Int(lineEpoch)), "mode": .string(alone ? "replay" : "global-rollback"),
         ])
+        if alone, configuration.logging == .optimistic {
+            if try recoverOptimistically(failed: rank) { return }
+            // Not possible: everyone rolls back to the newest committed line.
+            replaying = nil
+            restartedGroup = nil
+            survivorsToThaw = []
+            events.record("fallback_global_rollback", ["rank": .int(rank)])
+            stopSurvivors()
+            try launchAll()
+            return
+        }
         if alone {
             replaying = rank
             if independent {

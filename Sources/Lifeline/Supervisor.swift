@@ -78,6 +78,8 @@ final class Supervisor {
     var frozenReplies: [Int: (interval: Int, dependencies: [Int])] = [:]
     /// Independent checkpointing: survivors to thaw once the restarted ranks are connected.
     var survivorsToThaw: Set<Int> = []
+    /// Optimistic logging: the ranks restarted together (the failed one and its orphans).
+    var restartedGroup: [Int]?
     /// When the open round was requested, to measure how long a checkpoint takes.
     var roundStartedAt: Double?
     /// Seconds the last committed round took, from request to commit.
@@ -199,7 +201,8 @@ final class Supervisor {
 
     /// Starts `ranks` from the newest intact committed line (or from the start), or from the
     /// independent checkpoints `plan` names (nil: the start); the others, if any, keep running.
-    func launch(_ ranks: [Int], plan: [Int: IndependentCheckpoint?]? = nil) throws {
+    func launch(_ ranks: [Int], plan: [Int: IndependentCheckpoint?]? = nil,
+                replayLimit: (rank: Int, recoverable: UInt64)? = nil) throws {
         let (line, problems) = plan == nil ? manifests.newestIntactLine(manifest) : (manifest.newestLine, [])
         if ranks.count == configuration.rankCount, plan == nil {
             lineInForce = line
@@ -239,7 +242,8 @@ final class Supervisor {
                 traceDirectory: configuration.traceDeliveries ? configuration.runDirectory + "/trace" : nil,
                 clockOrigin: clockStart - clockOffset,
                 retainedBytesMax: configuration.retainedBytesMax ?? 0, logBytesMax: configuration.logBytesMax ?? 0,
-                intervalSeconds: configuration.intervalSeconds)
+                intervalSeconds: configuration.intervalSeconds, logFlushMs: configuration.logFlushMs ?? 20,
+                logFlushBytes: configuration.logFlushBytes ?? 1 << 20, replayLimit: replayLimit)
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,
@@ -300,13 +304,12 @@ final class Supervisor {
                     send(.peerRestarted(RankID(rank), incarnation: slots[rank].incarnation), to: slots[other])
                 }
             }
-            if independent, configuration.logging == .none {
-                // A partial rollback: the survivors reconnect (the messages above come first on
-                // their connections), then deliver again.
-                for other in survivorsToThaw { send(.thaw, to: slots[other]) }
-                survivorsToThaw = []
-                try? recoveryDone(started)
-            }
+            // A partial rollback (independent checkpoints, or optimistic logging's orphans): the
+            // survivors reconnect (the messages above come first on their connections), then
+            // deliver again.
+            for other in survivorsToThaw { send(.thaw, to: slots[other]) }
+            survivorsToThaw = []
+            if independent, configuration.logging == .none { try? recoveryDone(started) }
         } else if recoveryStartedAt != nil {
             try? recoveryDone(started)
         }

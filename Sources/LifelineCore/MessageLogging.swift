@@ -12,6 +12,11 @@ package enum LoggingMode: String, Sendable, CaseIterable {
     /// alone; the senders send their retained messages again and it delivers them in the
     /// logged order.
     case senderBased = "sender-based"
+    /// Optimistic logging: every message goes to the receiver's log, flushed in the background
+    /// (after a delay or a size); a crash loses what had not reached the disk. The crashed rank
+    /// replays what did, and every rank that depends on what was lost (an orphan) rolls back
+    /// too (`OptimisticLogging`).
+    case optimistic
 
     /// Whether a crashed rank can be recovered alone.
     package var recoversAlone: Bool { self != .none }
@@ -19,7 +24,8 @@ package enum LoggingMode: String, Sendable, CaseIterable {
 
 /// One record of a rank's log: what replay needs to put the program back where it was.
 package enum LogRecord: Sendable, Equatable {
-    /// A delivered message, payload included (pessimistic logging).
+    /// A delivered message, payload included (pessimistic and optimistic logging; under
+    /// optimistic logging the payload carries its sender's dependency vector in front).
     case delivery(DataHeader, payload: [UInt8])
     /// The determinant of a receive from any source: which message it returned (sender-based
     /// logging; the payload comes from the sender again).

@@ -92,6 +92,23 @@ package final class MessageLog {
         appendedBytes += UInt64(bytes.count)
     }
 
+    /// Drops the records from `index` on from both mirrors (atomically, file by file): an
+    /// optimistic log whose tail a rolled-back rank will not replay.
+    package func truncate(from index: UInt64) throws(StorageError) {
+        guard index < nextIndex else { return }
+        let keep = Int(max(index, firstIndex) - firstIndex)
+        records.removeLast(records.count - keep)
+        let image = Self.image(firstIndex: firstIndex, records: records)
+        for (mirror, path) in paths.enumerated() {
+            try Self.writeAtomically(image, path: path)
+            close(descriptors[mirror])
+            let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+            guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
+            descriptors[mirror] = fd
+        }
+        fileBytes = image.count
+    }
+
     /// Drops the records before `index` from both mirrors (atomically, file by file).
     package func trim(before index: UInt64) throws(StorageError) {
         guard index > firstIndex else { return }

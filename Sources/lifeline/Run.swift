@@ -18,7 +18,7 @@ extension LifelineCommand {
         var storage: String?
         @Option(help: "Checkpoint protocol: coordinated (non-blocking), blocking, minimal (ranks that delivered nothing since their last checkpoint keep it), or independent (each rank on its own schedule; a failure rolls back what the recovery line needs).")
         var checkpoint: String = "coordinated"
-        @Option(help: "Message logging: none (global rollback), pessimistic or sender-based (a crashed rank recovers alone).")
+        @Option(help: "Message logging: none (global rollback), pessimistic, sender-based (a crashed rank recovers alone) or optimistic (it replays what reached its log; the ranks that depend on what was lost roll back too).")
         var logging: String = "none"
         @Option(help: "Seconds between checkpoints, or auto (the Young/Daly optimum for the measured cost; needs --mtbf).")
         var interval: String = "5"
@@ -39,6 +39,10 @@ extension LifelineCommand {
         var retainedBytesMax: Int = 256 << 20
         @Option(help: "Message log bytes per rank past which it asks for a checkpoint (0: no maximum).")
         var logBytesMax: Int = 256 << 20
+        @Option(help: "Optimistic logging: milliseconds after which a rank flushes its buffered log records.")
+        var logFlushMs: Int = 20
+        @Option(help: "Optimistic logging: bytes of buffered log records that make a rank flush them.")
+        var logFlushBytes: Int = 1 << 20
         @Flag(help: "No progress line.")
         var quiet = false
         @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
@@ -52,10 +56,13 @@ extension LifelineCommand {
                 throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking, minimal, independent")
             }
             guard let loggingMode = JobConfiguration.Logging(rawValue: logging) else {
-                throw ValidationError("--logging \(logging) is not one of none, pessimistic, sender-based")
+                throw ValidationError("--logging \(logging) is not one of none, pessimistic, sender-based, optimistic")
             }
-            if checkpointing == .independent, loggingMode == .senderBased {
-                throw ValidationError("--checkpoint independent works with --logging none or pessimistic, not sender-based (its determinants are not tied to independent checkpoints)")
+            if checkpointing == .independent, loggingMode == .senderBased || loggingMode == .optimistic {
+                throw ValidationError("--checkpoint independent works with --logging none or pessimistic, not \(logging) (its logs are trimmed by the rounds of the other schemes)")
+            }
+            guard logFlushMs > 0, logFlushBytes > 0 else {
+                throw ValidationError("--log-flush-ms and --log-flush-bytes must be positive")
             }
             let intervalAuto = interval == "auto"
             var mtbfSeconds: Double?
@@ -98,7 +105,8 @@ extension LifelineCommand {
                 heartbeatTimeoutMs: heartbeatTimeoutMs, maxRestarts: maxRestarts, quiet: quiet,
                 walltimeSeconds: walltimeSeconds, intervalAuto: intervalAuto, mtbfSeconds: mtbfSeconds,
                 traceDeliveries: traceDeliveries,
-                retainedBytesMax: retainedBytesMax > 0 ? retainedBytesMax : nil, logBytesMax: logBytesMax > 0 ? logBytesMax : nil)
+                retainedBytesMax: retainedBytesMax > 0 ? retainedBytesMax : nil, logBytesMax: logBytesMax > 0 ? logBytesMax : nil,
+                logFlushMs: logFlushMs, logFlushBytes: logFlushBytes)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

@@ -20,6 +20,7 @@ extension RecoveryTests {
         try expectRefused(["run", "--logging", "eager", "--", "heat2d"], mentioning: "--logging eager")
         try expectRefused(["run", "--checkpoint", "independent", "--logging", "sender-based", "--", "heat2d"],
                           mentioning: "--checkpoint independent works with --logging none or pessimistic")
+        try expectRefused(["run", "--logging", "optimistic", "--log-flush-ms", "0", "--", "heat2d"], mentioning: "--log-flush-ms")
         for ranks in ["0", "-3", "100000"] {
             try expectRefused(["run", "--ranks", ranks, "--", "heat2d"], mentioning: "--ranks")
         }

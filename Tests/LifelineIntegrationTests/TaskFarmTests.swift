@@ -17,7 +17,7 @@ extension RecoveryTests {
 
     /// The master's receives are from any source; killing the master or a worker at a round
     /// drawn from a seed still gives the failure-free result, with and without logging.
-    @Test(arguments: ["none", "pessimistic", "sender-based"])
+    @Test(arguments: ["none", "pessimistic", "sender-based", "optimistic"])
     func taskFarmRecovers(logging: String) throws {
         let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
         var generator = SplitMix64(seed: seed)

@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import LifelineCore
+import LifelineStorage
+
+/// `--logging optimistic`: a crashed rank replays the part of its log that reached the disk;
+/// the ranks that depend on what it lost (orphans) roll back too.
+extension Supervisor {
+    /// The last state interval `rank` can recover: its checkpoint's (in the newest intact line)
+    /// plus every record of its log after that checkpoint, or nil when they cannot be read.
+    func recoverableInterval(of rank: Int, line: CommittedLine?) -> UInt64? {
+        var start: UInt64 = 0
+        var logPosition: UInt64 = 0
+        if let member = line?.members.first(where: { $0.rank == rank }) {
+            guard let bytes = try? ChunkedSnapshots(store: store).read(member.snapshot),
+                  let snapshot = try? RankSnapshot.decode(
+                      bytes, rank: RankID(rank), rankCount: configuration.rankCount,
+                      epoch: Epoch(manifests.epoch(ofSnapshot: member.snapshot) ?? 0)),
+                  snapshot.dependencies.count == configuration.rankCount
+            else { return nil }
+            start = snapshot.dependencies[rank]
+            logPosition = snapshot.logPosition
+        }
+        guard let log = try? MessageLog(store: store, name: "rank-\(rank)"), logPosition >= log.firstIndex else { return nil }
+        return start + (log.nextIndex > logPosition ? log.nextIndex - logPosition : 0)
+    }
+
+    /// Recovers `failed` under optimistic logging: find how far its log reaches, freeze the
+    /// others (they flush their logs) and take their dependency vectors; every rank that depends
+    /// on a lost state of `failed` is an orphan. The failed rank and the orphans restart from
+    /// their checkpoints and replay their logs up to what depends on nothing lost; the others
+    /// keep their processes, drop what the restarted incarnations sent, and are thawed.
+    /// Returns false when that is not possible (the caller rolls everyone back).
+    func recoverOptimistically(failed rank: Int) throws -> Bool {
+        let (line, _) = manifests.newestIntactLine(manifest)
+        guard let recoverable = recoverableInterval(of: rank, line: line) else {
+            warn("rank \(rank)'s checkpoint or log cannot be read: falling back to global rollback")
+            return false
+        }
+        let failed = try freezeSurvivors(failed: rank, stopAtSecondFailure: true)
+        guard failed == [rank] else {
+            warn("another rank failed while rank \(rank) recovers: falling back to global rollback")
+            return false
+        }
+        let orphans = frozenReplies.keys.sorted().filter { survivor in
+            let vector = frozenReplies[survivor]?.dependencies ?? []
+            return vector.count == configuration.rankCount && vector[rank] > Int(recoverable)
+        }
+        events.record("orphans", [
+            "rank": .int(rank), "recoverable": .int(Int(recoverable)),
+            "orphans": .string(orphans.map(String.init).joined(separator: ",")),
+        ])
+        if !orphans.isEmpty {
+            warn("rank \(rank)'s log reaches its state \(recoverable); ranks \(orphans.map(String.init).joined(separator: ", ")) depend on later states it lost and roll back too")
+        }
+        for orphan in orphans {
+            slots[orphan].exitExpected = true
+            kill(slots[orphan].pid, SIGKILL)
+        }
+        awaitExits(of: orphans)
+        survivorsToThaw = Set(slots.indices.filter { $0 != rank && !orphans.contains($0) && slots[$0].alive })
+        replaying = rank
+        restartedGroup = [rank] + orphans
+        try launch([rank] + orphans, replayLimit: (rank, recoverable))
+        return true
+    }
+}
