@@ -72,6 +72,10 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var retainedBytesMax: Int?
     /// Bytes of a rank's message log past which it asks for a checkpoint (nil: no maximum).
     public var logBytesMax: Int?
+    /// `--keep K`: committed recovery lines kept (nil: 2, the newest and one to fall back to).
+    /// A snapshot is deleted only when no kept line (nor, under independent checkpointing, a
+    /// record a line may still use) references it.
+    public var keep: Int?
     /// Optimistic logging: milliseconds after which buffered log records are flushed (nil: 20).
     public var logFlushMs: Int?
     /// Optimistic logging: bytes of buffered log records that force a flush (nil: 1 MiB).
@@ -85,7 +89,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         injections: [String] = [], heartbeatMs: Int = 250, heartbeatTimeoutMs: Int = 5000, maxRestarts: Int = 10,
         quiet: Bool = false, walltimeSeconds: Double? = nil, intervalAuto: Bool = false, mtbfSeconds: Double? = nil,
         traceDeliveries: Bool = false, retainedBytesMax: Int? = 256 << 20, logBytesMax: Int? = 256 << 20,
-        logFlushMs: Int? = nil, logFlushBytes: Int? = nil
+        logFlushMs: Int? = nil, logFlushBytes: Int? = nil, keep: Int? = nil
     ) {
         self.program = program
         self.arguments = arguments
@@ -108,6 +112,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.logBytesMax = logBytesMax
         self.logFlushMs = logFlushMs
         self.logFlushBytes = logFlushBytes
+        self.keep = keep
     }
 
     /// Checks every field and parses the injections; throws one clear line for the first problem.
@@ -125,6 +130,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration, "--interval auto needs --mtbf DURATION, the mean time between failures")
         }
         guard maxRestarts >= 0 else { throw LifelineError(.configuration, "--max-restarts must be ≥ 0") }
+        if let keep, keep < 1 {
+            throw LifelineError(.configuration, "--keep \(keep): keep at least 1 committed line (2, the default, leaves one to fall back to)")
+        }
         guard storageRoots.count == 2 else {
             throw LifelineError(.configuration, "--storage takes two folders, DIR_A,DIR_B")
         }

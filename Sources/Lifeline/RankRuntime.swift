@@ -660,7 +660,7 @@ final class RankRuntime {
         control?.send(.finished(
             step: participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0,
             retainedBytesPeak: UInt64(retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak),
-            residentBytesPeak: Self.residentBytesPeak()))
+            residentBytesPeak: Self.residentBytesPeak(), logSyncs: log?.syncCount ?? 0))
         while !released {
             try serviceControl()
             if !released { try pump(timeoutMs: Self.pollIntervalMs) }

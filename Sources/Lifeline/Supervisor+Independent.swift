@@ -108,7 +108,8 @@ extension Supervisor {
                               outputOffset: record.outputOffset, snapshotBytes: record.snapshotBytes)
             }
             next.appendCommitted(CommittedLine(
-                epoch: (manifest.newestLine?.epoch ?? 0) + 1, step: members.map(\.step).min() ?? -1, members: members))
+                epoch: (manifest.newestLine?.epoch ?? 0) + 1, step: members.map(\.step).min() ?? -1, members: members),
+                keep: configuration.keep ?? Manifest.keepDefault)
         }
         do {
             try manifests.commit(&next)

@@ -49,11 +49,11 @@ extension Supervisor {
             } else {
                 try perform(coordinator.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now))
             }
-        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak):
+        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs):
             events.record("rank_finished", [
                 "rank": .int(rank.rawValue), "step": .int(step), "log_bytes": .int(Int(loggedBytes)),
                 "retained_bytes_peak": .int(Int(retainedBytesPeak)), "log_bytes_peak": .int(Int(logBytesPeak)),
-                "resident_bytes_peak": .int(Int(residentBytesPeak)),
+                "resident_bytes_peak": .int(Int(residentBytesPeak)), "log_syncs": .int(Int(logSyncs)),
             ])
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         case .checkpointWanted:
@@ -122,7 +122,8 @@ extension Supervisor {
                 incarnation: Int(slots[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes)
         }
         var next = manifest
-        next.appendCommitted(CommittedLine(epoch: epoch.rawValue, step: step, members: members))
+        next.appendCommitted(CommittedLine(epoch: epoch.rawValue, step: step, members: members),
+                             keep: configuration.keep ?? Manifest.keepDefault)
         do {
             try manifests.commit(&next)
         } catch {

@@ -33,6 +33,8 @@ package final class MessageLog {
     package private(set) var fileBytes: Int
     /// Bytes appended to each mirror since this log was opened.
     package private(set) var appendedBytes: UInt64 = 0
+    /// The fsyncs and fdatasyncs this log issued since it was opened (each mirror counts).
+    package private(set) var syncCount: UInt64 = 0
     /// What opening found and repaired, one line each.
     package private(set) var problems: [String] = []
 
@@ -86,6 +88,7 @@ package final class MessageLog {
         for (mirror, fd) in descriptors.enumerated() {
             try Self.writeAll(fd, bytes, path: paths[mirror])
             if fdatasync(fd) != 0 { throw StorageError(errno: errno, operation: "fdatasync", path: paths[mirror]) }
+            syncCount += 1
         }
         records += payloads
         fileBytes += bytes.count
@@ -101,6 +104,7 @@ package final class MessageLog {
         let image = Self.image(firstIndex: firstIndex, records: records)
         for (mirror, path) in paths.enumerated() {
             try Self.writeAtomically(image, path: path)
+            syncCount += 2  // the file and its folder
             close(descriptors[mirror])
             let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
             guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
@@ -118,6 +122,7 @@ package final class MessageLog {
         let image = Self.image(firstIndex: firstIndex, records: records)
         for (mirror, path) in paths.enumerated() {
             try Self.writeAtomically(image, path: path)
+            syncCount += 2  // the file and its folder
             close(descriptors[mirror])
             let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
             guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }

@@ -31,6 +31,8 @@ extension LifelineCommand {
         var heartbeatTimeoutMs: Int = 5000
         @Option(help: "Failures the job survives before it gives up.")
         var maxRestarts: Int = 10
+        @Option(help: "Committed recovery lines to keep; older checkpoints no kept line uses are deleted.")
+        var keep: Int = 2
         @Option(help: ArgumentHelp("Checkpoint and stop before this much time has passed (e.g. 30m), as before a batch limit.", valueName: "DURATION"))
         var walltime: String?
         @Flag(help: "Each rank writes its sends, deliveries and captures to RUN_DIR/trace/ (for `lifeline timeline`).")
@@ -106,7 +108,7 @@ extension LifelineCommand {
                 walltimeSeconds: walltimeSeconds, intervalAuto: intervalAuto, mtbfSeconds: mtbfSeconds,
                 traceDeliveries: traceDeliveries,
                 retainedBytesMax: retainedBytesMax > 0 ? retainedBytesMax : nil, logBytesMax: logBytesMax > 0 ? logBytesMax : nil,
-                logFlushMs: logFlushMs, logFlushBytes: logFlushBytes)
+                logFlushMs: logFlushMs, logFlushBytes: logFlushBytes, keep: keep)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

@@ -92,7 +92,7 @@ extension JobSimulation {
             try perform(coordinator.handleAck(from: rank, round: round, ack))
         case .snapshotFailed(let round, let reason):
             try perform(coordinator.handleSnapshotFailed(from: rank, round: round, reason: reason, now: now))
-        case .finished(let step, _, _, _, _):
+        case .finished(let step, _, _, _, _, _):
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         case .checkpointWanted:
             try perform(coordinator.handleCheckpointWanted(now: now))

@@ -223,7 +223,7 @@ struct Simulation {
             try perform(coordinator.handleStepReport(from: rank, round: epoch, step: step))
         case .ack(let epoch, let ack):
             try perform(coordinator.handleAck(from: rank, round: epoch, ack))
-        case .finished(let step, _, _, _, _):
+        case .finished(let step, _, _, _, _, _):
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         default:
             throw Violation(description: "coordinator got \(message)")

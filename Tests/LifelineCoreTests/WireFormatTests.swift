@@ -28,7 +28,7 @@ struct WireFormatTests {
         .ack(Epoch(7), Acknowledgement(step: 3, snapshotBytes: 1, outputOffset: 2, delivered: [], kept: false, changes: UInt64.max)),
         .snapshotFailed(Epoch(2), reason: "no space left on device (ENOSPC) — mirror b ✗"),
         .snapshotFailed(Epoch(2), reason: ""),
-        .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11),
+        .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11, logSyncs: 13),
         .checkpointWanted,
         .faultFired(index: 2),
         .replayComplete(deliveries: 42),

@@ -21,6 +21,7 @@ extension RecoveryTests {
         try expectRefused(["run", "--checkpoint", "independent", "--logging", "sender-based", "--", "heat2d"],
                           mentioning: "--checkpoint independent works with --logging none or pessimistic")
         try expectRefused(["run", "--logging", "optimistic", "--log-flush-ms", "0", "--", "heat2d"], mentioning: "--log-flush-ms")
+        try expectRefused(["run", "--run-dir", scratch + "/k", "--keep", "0", "--", "heat2d"], mentioning: "--keep 0")
         for ranks in ["0", "-3", "100000"] {
             try expectRefused(["run", "--ranks", ranks, "--", "heat2d"], mentioning: "--ranks")
         }

@@ -91,3 +91,19 @@ extension RecoveryTests {
         #expect(inspect.stdout.contains("1@start,2@start"), "inspect does not show the kept entries:\n\(inspect.stdout)")
     }
 }
+
+extension RecoveryTests {
+    /// `--keep K` keeps the K newest committed lines: their snapshot folders stay, older ones go,
+    /// and the run still ends with the failure-free result.
+    @Test(arguments: [1, 4])
+    func keepKeepsThatManyLines(keep: Int) throws {
+        let result = try JobRunner.runHeat("keep-\(keep)", ["--interval", "0.15", "--keep", String(keep)])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines == [Self.oracle])
+        let commits = result.events("commit").compactMap { $0["epoch"] as? Int }
+        #expect(commits.count > keep, "only \(commits.count) commits")
+        let folders = (try? FileManager.default.contentsOfDirectory(atPath: result.runDirectory + "/storage-a/epochs")) ?? []
+        let expected = commits.suffix(keep).map { String(format: "%06d", $0) }
+        #expect(folders.sorted() == expected, "kept \(folders.sorted()), the newest \(keep) lines are \(expected)")
+    }
+}

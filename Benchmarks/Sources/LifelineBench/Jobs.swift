@@ -30,6 +30,8 @@ struct JobRun {
         let independent = events("checkpoint").count
         return independent > 0 ? independent : events("commit").count
     }
+    /// The fsyncs the ranks' message logs issued (each mirror counts), summed over the ranks.
+    var logSyncs: Int { events("rank_finished").reduce(0) { $0 + ($1["log_syncs"] as? Int ?? 0) } }
     /// The mean number of ranks that wrote a snapshot in a committed round, nil without rounds.
     var ranksPerRound: Double? {
         if !events("checkpoint").isEmpty { return 1 }

@@ -269,7 +269,7 @@ struct Suites {
                 }
                 let baseSeconds = median(baseline.map(\.seconds))
                 rows.append(["\(programName) ×\(ranks)", "no checkpoints (floor)", String(format: "%.2f", baseSeconds), "—",
-                             "0", "—", "0", "0", "0", String(baseline.map(\.rankPeakMiB).max() ?? 0)])
+                             "0", "—", "0", "0", "0", "0", String(baseline.map(\.rankPeakMiB).max() ?? 0)])
                 var lostHere: [String: Double] = [:]
                 for mode in Self.modes {
                     progress("\(programName) ×\(ranks): \(mode.name)")
@@ -282,7 +282,7 @@ struct Suites {
                     rows.append(["\(programName) ×\(ranks)", mode.name, String(format: "%.2f", seconds),
                                  String(format: "%+.1f%%", overhead), String(last.commits), last.ranksPerRound.map { String(format: "%.2f", $0) } ?? "—",
                                  String(last.checkpointBytes), String(format: "%.0f", Double(last.checkpointBytes) / 1_048_576 / last.seconds * 3600),
-                                 logBytes.map(String.init) ?? "0", String(runs.map(\.rankPeakMiB).max() ?? 0)])
+                                 logBytes.map(String.init) ?? "0", String(last.logSyncs), String(runs.map(\.rankPeakMiB).max() ?? 0)])
                     if ranks == scale.rankCounts.last { report.bars.append(("\(programName) ×\(ranks) \(mode.name)", overhead)) }
                     overheads[mode.name, default: []].append(overhead)
                     if programName == "heat2d", mode.name.hasSuffix("sender-based") {
@@ -322,7 +322,7 @@ struct Suites {
             }
         }
         report.table("Strategies, failure-free", note: "Median of \(scale.repeats) runs, checkpoint interval \(scale.intervalSeconds) s. The floor is the same program under `lifeline run` with checkpoints switched off (`--interval 1e9`): a job of several ranks cannot run without a runtime, so it is the closest run with no fault tolerance (message retention is still paid). Checkpoints and checkpoint bytes are those of committed rounds in one run (bytes stored on one mirror, after chunk reuse and zstd); log bytes are what the ranks appended to their message logs. Peak memory is the largest peak resident set (VmHWM) a rank reported at the final barrier, so it is per rank, not a sum. Ranks per round: the mean number of ranks that wrote a snapshot in a committed round (under `minimal`, ranks that delivered nothing since their last checkpoint keep it); MiB per hour: checkpoint bytes stored per hour of run at this interval. On these two programs every rank delivers messages between any two rounds, so `minimal` writes what `coordinated` writes; the next table shows a program where it does not. Under `independent` there are no rounds: checkpoints are the ranks' own checkpoints (ranks per round is 1), and its interval is each rank's mean period.",
-                     header: ["program", "mode", "seconds", "overhead", "checkpoints", "ranks per round", "checkpoint bytes", "MiB per hour", "log bytes", "peak MiB (one rank)"], rows: rows)
+                     header: ["program", "mode", "seconds", "overhead", "checkpoints", "ranks per round", "checkpoint bytes", "MiB per hour", "log bytes", "log fsyncs", "peak MiB (one rank)"], rows: rows)
         let meanOverhead = overheads.mapValues { $0.reduce(0, +) / Double($0.count) }
         let meanLost = timeLost.mapValues { $0.reduce(0, +) / Double($0.count) }.filter { $0.value.isFinite }
         var summary: [String] = []
