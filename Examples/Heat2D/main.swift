@@ -156,7 +156,7 @@ struct HeatState: Checkpointable {
         writer.write(Int64(size))
         writer.write(Int64(firstRow))
         writer.write(Int64(rowCount))
-        writer.write(rows)
+        writer.write(numeric: rows)
     }
 
     init(from reader: inout StateReader) throws {

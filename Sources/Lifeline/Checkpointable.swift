@@ -1,8 +1,9 @@
 /// A program state that Lifeline can capture at a safe point and hand back after a restart.
 ///
 /// Encode every field that the rest of the run depends on, in a fixed order, and decode them in
-/// the same order. Large numeric arrays go through `StateWriter.write(_:)` for arrays, which
-/// copies their bytes at once instead of encoding element by element.
+/// the same order. Large arrays go through `StateWriter.write(_:)` for arrays, which copies
+/// their bytes at once instead of encoding element by element; floating-point fields go through
+/// `write(numeric:)`, which also tells the snapshot codec to byte-shuffle them before zstd.
 ///
 /// ```swift
 /// struct Solver: Checkpointable {
@@ -10,7 +11,7 @@
 ///     var field: [Double]
 ///     func encode(to writer: inout StateWriter) {
 ///         writer.write(step)
-///         writer.write(field)
+///         writer.write(numeric: field)
 ///     }
 ///     init(from reader: inout StateReader) throws {
 ///         step = try reader.read(Int.self)
@@ -30,6 +31,9 @@ public protocol Checkpointable {
 public struct StateWriter: Sendable {
     /// The bytes written so far.
     public private(set) var bytes: [UInt8] = []
+    /// The byte ranges of `bytes` written by `write(numeric:)`: arrays of 8-byte numbers,
+    /// which snapshots byte-shuffle before compressing (as Blosc does).
+    public private(set) var numericRanges: [Range<Int>] = []
 
     /// An empty writer.
     public init() {}
@@ -43,6 +47,18 @@ public struct StateWriter: Sendable {
     public mutating func write<T: BitwiseCopyable>(_ values: [T]) {
         write(Int64(values.count))
         values.withUnsafeBytes { bytes.append(contentsOf: $0) }
+    }
+
+    /// Appends an array of 8-byte numbers (`Double`, `Int64`, `UInt64`…) like `write(_:)` —
+    /// `StateReader.readArray(of:)` reads it back — and declares it numeric: a snapshot groups
+    /// the bytes of its values by significance (the shuffle filter) before zstd, which makes a
+    /// smooth or noisy float64 field compress better and faster. Other element sizes are
+    /// written as plain arrays.
+    public mutating func write<T: BitwiseCopyable & Numeric>(numeric values: [T]) {
+        write(Int64(values.count))
+        let start = bytes.count
+        values.withUnsafeBytes { bytes.append(contentsOf: $0) }
+        if MemoryLayout<T>.stride == 8, bytes.count > start { numericRanges.append(start..<bytes.count) }
     }
 
     /// Appends a string as UTF-8 with its length.

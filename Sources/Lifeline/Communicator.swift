@@ -87,7 +87,7 @@ public final class Communicator {
         try runtime.safePoint(step: step) {
             var writer = StateWriter()
             state().encode(to: &writer)
-            return writer.bytes
+            return writer
         }
     }
 

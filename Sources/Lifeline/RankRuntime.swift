@@ -558,7 +558,7 @@ final class RankRuntime {
     // MARK: Checkpoints
 
     /// A safe point: fires step faults, waits for S when asked, captures when S is reached.
-    func safePoint(step: Int, capture: () -> [UInt8]) throws {
+    func safePoint(step: Int, capture: () -> StateWriter) throws {
         guard let launch else { return }
         if step == restoredStep, step == participant.stepPassed { return }  // resuming right here
         guard step > participant.stepPassed else {
@@ -575,7 +575,7 @@ final class RankRuntime {
         if independent, !frozen, jobClock() >= nextCheckpointAt {
             heartbeatStep.value = step
             _ = participant.handleSafePoint(step: step)
-            try captureIndependent(step: step, programState: capture(), launch: launch)
+            try captureIndependent(step: step, state: capture(), launch: launch)
             return
         }
         while true {
@@ -589,7 +589,7 @@ final class RankRuntime {
             case .capture(let epoch):
                 heartbeatStep.value = step
                 trace?.captured(epoch: epoch, step: step)
-                try captureSnapshot(epoch: epoch, step: step, programState: capture(), launch: launch)
+                try captureSnapshot(epoch: epoch, step: step, state: capture(), launch: launch)
                 return
             case .keep(let epoch):
                 // Minimal checkpoints: nothing delivered since the last committed checkpoint,
@@ -602,14 +602,15 @@ final class RankRuntime {
         }
     }
 
-    private func captureSnapshot(epoch: Epoch, step: Int, programState: [UInt8], launch: LaunchEnvironment) throws {
+    private func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, launch: LaunchEnvironment) throws {
         guard let writer, let store else { return }
         if logging == .optimistic { try flushLog() }  // the log position below counts every delivery
         lifeline_flush_stdio()
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
             epoch: epoch, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0,
-            dependencies: logging == .optimistic ? dependencyVector : [], ledger: ledger, programState: programState)
+            dependencies: logging == .optimistic ? dependencyVector : [], ledger: ledger, programState: state.bytes,
+            numericRanges: state.numericRanges)
         logPositionAtCapture.append((epoch, log?.nextIndex ?? 0))
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
         writer.submit(SnapshotWriter.Job(
@@ -621,7 +622,7 @@ final class RankRuntime {
 
     /// Independent checkpointing: closes the current interval with a checkpoint of its own,
     /// written in the background; its ACK carries the interval's dependency vector.
-    private func captureIndependent(step: Int, programState: [UInt8], launch: LaunchEnvironment) throws {
+    private func captureIndependent(step: Int, state: StateWriter, launch: LaunchEnvironment) throws {
         guard let writer, let store else { return }
         interval += 1
         let index = Epoch(UInt64(interval))
@@ -630,7 +631,7 @@ final class RankRuntime {
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
             epoch: index, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0, ledger: ledger,
-            programState: programState)
+            programState: state.bytes, numericRanges: state.numericRanges)
         logPositionAtCapture.append((index, log?.nextIndex ?? 0))
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
         writer.submit(SnapshotWriter.Job(

@@ -27,11 +27,15 @@ struct RankSnapshot: Equatable {
     var ledger: MessageLedger
     /// What the program's `Checkpointable.encode(to:)` wrote.
     var programState: [UInt8]
+    /// The ranges of `programState` the program declared numeric (`StateWriter.write(numeric:)`):
+    /// written as their own byte-shuffled segments. Not stored: the chunks' filters record it.
+    var numericRanges: [Range<Int>] = []
 
-    /// The uncompressed bytes, as two segments to be chunked apart: the header and ledger (up to
-    /// and including the state's length), then the program state. The state's chunks thus
-    /// start at its own offset 0 and stay the same when the ledger before it changes length,
-    /// and the state is not copied. Put together, the segments are the layout above.
+    /// The uncompressed bytes, as segments to be chunked apart: the header and ledger (up to
+    /// and including the state's length), then the program state — cut at the ranges declared
+    /// numeric, which are byte-shuffled. The state's chunks thus start at its own offset 0 and
+    /// stay the same when the ledger before it changes length. Put together, the segments are
+    /// the layout above.
     func encoded() -> [ChunkedSnapshots.Segment] {
         var writer = ByteWriter(capacity: ledger.retainedBytes + 256)
         writer.write(Self.magic)
@@ -46,7 +50,19 @@ struct RankSnapshot: Equatable {
         for entry in dependencies { writer.write(entry) }
         ledger.encode(into: &writer)
         writer.write(UInt64(programState.count))
-        return [ChunkedSnapshots.Segment(writer.bytes), ChunkedSnapshots.Segment(programState)]
+        var segments = [ChunkedSnapshots.Segment(writer.bytes)]
+        var position = 0
+        for range in numericRanges where range.lowerBound >= position && range.upperBound <= programState.count {
+            if range.lowerBound > position { segments.append(ChunkedSnapshots.Segment(Array(programState[position..<range.lowerBound]))) }
+            segments.append(ChunkedSnapshots.Segment(Array(programState[range]), filter: .shuffle8))
+            position = range.upperBound
+        }
+        if position == 0 {
+            segments.append(ChunkedSnapshots.Segment(programState))
+        } else if position < programState.count {
+            segments.append(ChunkedSnapshots.Segment(Array(programState[position...])))
+        }
+        return segments
     }
 
     /// Decodes a snapshot and checks that it belongs to `rank` of `rankCount` at `epoch`.
