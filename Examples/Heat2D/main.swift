@@ -288,8 +288,10 @@ func run(_ options: Options) throws {
         } else {
             try comm.send(firstRow, to: above, tag: tagFirstRow)
             try comm.send(lastRow, to: below, tag: tagLastRow)
-            ghostAbove = try comm.receive(Double.self, from: above, tag: tagLastRow)
-            ghostBelow = try comm.receive(Double.self, from: below, tag: tagFirstRow)
+            // Both ghost rows at once: with pessimistic logging they share one log write.
+            let ghosts = try comm.receive(all: [(above, tagLastRow), (below, tagFirstRow)])
+            ghostAbove = ghosts[0].values(as: Double.self)
+            ghostBelow = ghosts[1].values(as: Double.self)
             guard ghostAbove.count == n, ghostBelow.count == n else {
                 throw HeatError("rank \(rank): step \(state.step): a ghost row has \(ghostAbove.count) and \(ghostBelow.count) values, not \(n)")
             }

@@ -28,16 +28,12 @@ extension Communicator {
             try runtime.send(valuesToBytes(values), to: rootID, tag: CollectiveTag.gather.rawValue)
             return nil
         }
-        var all: [[T]] = []
-        all.reserveCapacity(size)
-        for source in 0..<size {
-            if source == root {
-                all.append(values)
-            } else {
-                all.append(try runtime.receive(from: RankID(source), tag: CollectiveTag.gather.rawValue).values(as: T.self))
-            }
-        }
-        return all
+        // One batch: with pessimistic logging the contributions share one log write.
+        let others = (0..<size).filter { $0 != root }
+        var received = try runtime.receive(all: others.map { (RankID($0), CollectiveTag.gather.rawValue) })
+            .map { $0.values(as: T.self) }
+        received.insert(values, at: root)
+        return received
     }
 
     /// Collects every rank's `values` at every rank, in rank order.

@@ -119,6 +119,14 @@ public final class Communicator {
         try receive(from: .rank(source), tag: tag)
     }
 
+    /// Receives one message for each `(source, tag)`, in the order given, waiting for all of
+    /// them. Use it for messages that do not depend on one another, such as the ghost rows of a
+    /// halo exchange: with `--logging pessimistic` they share one log write and fsync before any
+    /// is delivered, instead of one each.
+    public func receive(all requests: [(source: Int, tag: Int)]) throws -> [Message] {
+        try runtime.receive(all: requests.map { (try checkedRank($0.source), try checkedTag($0.tag)) })
+    }
+
     /// Receives an array of a trivial type from rank `source`.
     public func receive<T: BitwiseCopyable>(_ type: T.Type, from source: Int, tag: Int = 0) throws -> [T] {
         try receive(from: .rank(source), tag: tag).values(as: type)

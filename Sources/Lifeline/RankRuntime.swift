@@ -371,6 +371,50 @@ final class RankRuntime {
         }
     }
 
+    /// Receives one message for each (source, tag) of `requests`, in that order, once all have
+    /// arrived: with pessimistic logging they go to the log together — one write and one
+    /// fdatasync per mirror — before any of them is delivered (group commit that keeps the
+    /// guarantee). During a replay each comes from the log as usual.
+    func receive(all requests: [(source: RankID, tag: Int64)]) throws -> [Message] {
+        precondition(!finished, "receive after finish()")
+        var messages: [Message] = []
+        var index = 0
+        while index < requests.count, replay != nil {
+            let request = requests[index]
+            guard let replayed = try replayReceive(source: request.source, tag: request.tag) else { break }
+            messages.append(replayed)
+            index += 1
+        }
+        var taken: [Arrival] = []
+        while taken.count < requests.count - index {
+            try serviceControl()
+            let request = requests[index + taken.count]
+            if let arrival = takeArrival(from: request.source, tag: request.tag) {
+                taken.append(arrival)
+                continue
+            }
+            if try spin(for: request.source) { continue }
+            try pump(timeoutMs: Self.pollIntervalMs)
+        }
+        switch logging {
+        case .pessimistic:
+            do {
+                try log?.append(taken.map { LogRecord.delivery($0.header, payload: $0.payload).encoded() })
+            } catch {
+                throw LifelineError(.storage, "cannot write the message log: \(error)")
+            }
+            if let log {
+                logBytesPeak = max(logBytesPeak, log.fileBytes)
+                if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax { askForCheckpoint() }
+            }
+        case .optimistic:
+            for arrival in taken { try bufferLog(.delivery(arrival.header, payload: arrival.payload)) }
+        case .none, .senderBased:
+            break  // named sources: no determinant
+        }
+        return messages + taken.map { deliver($0.header, $0.payload, replayed: false) }
+    }
+
     /// Waiting for a named peer while every rank has a core of its own: read its socket a few
     /// times before sleeping in poll(2), so a reply that comes within microseconds is taken
     /// without a sleep and a wake-up. With more ranks than cores, spinning would steal the time
