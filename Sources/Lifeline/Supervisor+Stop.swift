@@ -34,11 +34,14 @@ extension Supervisor {
         }
         stopSignal = signal
         events.record("stop_requested", ["reason": .string(reason)])
-        warn("\(reason): taking a checkpoint, then stopping (send it again to stop at once)")
-        if coordinator.finished.contains(true) || replaying != nil {
-            stopForResume()  // no round can start now; the last committed line resumes
+        if coordinator.finished.contains(true) || replaying != nil || independent {
+            // No round can start now (or, under independent checkpointing, there are none):
+            // the last committed line resumes.
+            warn("\(reason): stopping; the last committed line resumes")
+            stopForResume()
             return
         }
+        warn("\(reason): taking a checkpoint, then stopping (send it again to stop at once)")
         try perform(coordinator.handleCheckpointWanted(now: now))
     }
 

@@ -33,10 +33,12 @@ extension RecoveryTests {
         #expect(launches.sorted() == ([0, 1, 2, 3] + [rank]).sorted(), "seed \(seed): only rank \(rank) restarts, got \(launches)")
     }
 
-    /// A second kill of the same rank while it replays: still the failure-free hash.
-    @Test func pessimisticLoggingSurvivesKillDuringReplay() throws {
-        let result = try JobRunner.runHeat("replay-kill", [
-            "--logging", "pessimistic", "--inject", "kill:rank=2,step=400", "--inject", "kill:rank=2,phase=recovery",
+    /// A second kill of the same rank while it replays: still the failure-free hash, and the
+    /// other ranks keep their processes.
+    @Test(arguments: ["pessimistic", "sender-based"])
+    func loggingSurvivesKillDuringReplay(logging: String) throws {
+        let result = try JobRunner.runHeat("replay-kill-\(logging)", [
+            "--logging", logging, "--inject", "kill:rank=2,step=400", "--inject", "kill:rank=2,phase=recovery",
         ])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.resultLines == [Self.oracle])
