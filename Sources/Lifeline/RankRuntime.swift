@@ -316,7 +316,9 @@ final class RankRuntime {
         let header = ledger.send(to: destination, tag: tag, epoch: stamp, incarnation: incarnation, payload: payload)
         trace?.sent(header, to: destination)
         retainedBytesPeak = max(retainedBytesPeak, ledger.retainedBytes)
-        if let launch, launch.retainedBytesMax > 0, ledger.retainedBytes > launch.retainedBytesMax { askForCheckpoint() }
+        if let launch, launch.retainedBytesMax > 0, ledger.retainedBytes > launch.retainedBytesMax / Self.askAtShareOfMaximum {
+            askForCheckpoint()
+        }
         if participant.holdsSends {
             heldSends.append((destination, header, payload))
             return
@@ -405,7 +407,7 @@ final class RankRuntime {
             }
             if let log {
                 logBytesPeak = max(logBytesPeak, log.fileBytes)
-                if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax { askForCheckpoint() }
+                if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / Self.askAtShareOfMaximum { askForCheckpoint() }
             }
         case .optimistic:
             for arrival in taken { try bufferLog(.delivery(arrival.header, payload: arrival.payload)) }
@@ -457,7 +459,7 @@ final class RankRuntime {
             throw LifelineError(.storage, "cannot write the message log: \(error)")
         }
         logBytesPeak = max(logBytesPeak, log.fileBytes)
-        if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax { askForCheckpoint() }
+        if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / Self.askAtShareOfMaximum { askForCheckpoint() }
     }
 
     /// Optimistic logging: keeps a record in memory; the log gets it at the next flush.
@@ -488,7 +490,7 @@ final class RankRuntime {
         pendingLog.removeAll(keepingCapacity: true)
         pendingLogBytes = 0
         logBytesPeak = max(logBytesPeak, log.fileBytes)
-        if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax { askForCheckpoint() }
+        if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / Self.askAtShareOfMaximum { askForCheckpoint() }
     }
 
     /// The process's peak resident memory (VmHWM), or 0 where /proc does not say.
@@ -500,7 +502,11 @@ final class RankRuntime {
         return kib * 1024
     }
 
-    /// Retention or the log reached its maximum: a checkpoint that commits trims both, so the
+    /// A rank asks for a checkpoint when its retained messages or its log pass this fraction
+    /// (1/N) of their maximum, so that the round commits and trims them before they reach it.
+    static let askAtShareOfMaximum = 4
+
+    /// Retention or the log neared its maximum: a checkpoint that commits trims both, so the
     /// rank asks for one (once, until the next round) rather than growing without bound.
     private func askForCheckpoint() {
         guard !checkpointAsked else { return }

@@ -37,9 +37,9 @@ extension LifelineCommand {
         var walltime: String?
         @Flag(help: "Each rank writes its sends, deliveries and captures to RUN_DIR/trace/ (for `lifeline timeline`).")
         var traceDeliveries = false
-        @Option(help: "Retained message bytes per rank past which it asks for a checkpoint (0: no maximum).")
+        @Option(help: "Retained message bytes per rank to stay under: past a quarter of it the rank asks for a checkpoint, which trims them (0: no maximum).")
         var retainedBytesMax: Int = 256 << 20
-        @Option(help: "Message log bytes per rank past which it asks for a checkpoint (0: no maximum).")
+        @Option(help: "Message log bytes per rank to stay under: past a quarter of it the rank asks for a checkpoint, which trims the log (0: no maximum).")
         var logBytesMax: Int = 256 << 20
         @Option(help: "Optimistic logging: milliseconds after which a rank flushes its buffered log records.")
         var logFlushMs: Int = 20
