@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+@testable import LifelineStorage
+
+/// The mirrored append-only message log: records survive a reopen, trimming and cutting, and —
+/// the corruption matrix for log segments — each fault on A or on B is repaired from the other
+/// mirror with every record intact, while a fault on both yields the longest valid prefix and
+/// never a record whose checksum fails.
+struct MessageLogTests {
+    enum Fault: CaseIterable { case bitFlip, truncation, deletion, zeroLength, wrongMagic, wrongVersion }
+
+    static let headerBytes = 24
+
+    /// Ten records of different lengths, their bytes a function of their index.
+    static let records: [[UInt8]] = (0..<10).map { index in (0..<(5 + 37 * index)).map { UInt8(truncatingIfNeeded: $0 * 7 + index) } }
+
+    private func writtenLog(_ folder: TemporaryFolder) throws -> (MirroredStore, [String]) {
+        let store = try folder.store()
+        let log = try MessageLog(store: store, name: "rank-1")
+        try log.append(Array(Self.records[0..<4]))
+        try log.append(Array(Self.records[4...]))
+        let paths = [Mirror.a, .b].map { store.path(MessageLog.folder + "/rank-1.log", on: $0) }
+        return (store, paths)
+    }
+
+    static func damage(_ path: String, with fault: Fault) {
+        switch fault {
+        case .bitFlip: Disk.flipBit(path, byte: headerBytes + 8 + 200)  // inside the fourth record
+        case .truncation: Disk.truncate(path, to: Disk.bytes(path).count / 2)
+        case .deletion: Disk.delete(path)
+        case .zeroLength: Disk.put([], at: path)
+        case .wrongMagic: Disk.flipBit(path, byte: 0)
+        case .wrongVersion:
+            var bytes = Disk.bytes(path)
+            bytes[4] = 2
+            let crc = Checksum.crc32(bytes[0..<16])
+            for index in 0..<4 { bytes[16 + index] = UInt8(truncatingIfNeeded: crc >> (8 * index)) }
+            Disk.put(bytes, at: path)
+        }
+    }
+
+    @Test func recordsSurviveReopenTrimAndCut() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let (store, paths) = try writtenLog(folder)
+        var log = try MessageLog(store: store, name: "rank-1")
+        #expect(log.records == Self.records && log.firstIndex == 0 && log.nextIndex == 10 && log.problems.isEmpty)
+        try log.trim(before: 3)
+        try log.truncate(from: 8)
+        log = try MessageLog(store: store, name: "rank-1")
+        #expect(log.firstIndex == 3 && log.records == Array(Self.records[3..<8]))
+        #expect(Disk.bytes(paths[0]) == Disk.bytes(paths[1]), "the mirrors agree")
+        // Appending after a cut continues at the cut, on both mirrors.
+        try log.append([[42]])
+        #expect(log.syncCount == 2, "one fdatasync per mirror for the batch")
+        log = try MessageLog(store: store, name: "rank-1")
+        #expect(log.nextIndex == 9 && log.records.last == [42])
+    }
+
+    @Test(arguments: Fault.allCases)
+    func singleMirrorFaultIsRepaired(fault: Fault) throws {
+        for (damaged, mirror) in [(0, Mirror.a), (1, .b)] {
+            let folder = TemporaryFolder()
+            defer { folder.remove() }
+            let (store, paths) = try writtenLog(folder)
+            let original = Disk.bytes(paths[1 - damaged])
+            Self.damage(paths[damaged], with: fault)
+            let log = try MessageLog(store: store, name: "rank-1")
+            let label = "\(fault) on \(mirror)"
+            #expect(log.records == Self.records, "\(label): every record is back")
+            #expect(fault == .deletion || !log.problems.isEmpty, "\(label): the damage is reported")
+            for path in paths { #expect(Disk.bytes(path) == original, "\(label): \(path) repaired") }
+        }
+    }
+
+    @Test(arguments: Fault.allCases)
+    func doubleFaultReturnsOnlyAValidPrefix(fault: Fault) throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let (store, paths) = try writtenLog(folder)
+        for path in paths { Self.damage(path, with: fault) }
+        let log = try MessageLog(store: store, name: "rank-1")
+        let label = "\(fault) on both"
+        // Never a record that was not written, never one whose checksum fails: a prefix.
+        #expect(log.records.count < Self.records.count, "\(label): something was lost")
+        #expect(Array(Self.records.prefix(log.records.count)) == log.records, "\(label): \(log.records.count) records")
+        switch fault {
+        case .bitFlip:
+            #expect(log.records.count == 3, "\(label): the records before the damaged one")
+        case .truncation:
+            #expect(log.records.count >= 1, "\(label): the whole records before the cut")
+        case .deletion:
+            #expect(log.records.isEmpty && log.problems.isEmpty, "\(label): no log at all")
+        case .zeroLength, .wrongMagic, .wrongVersion:
+            #expect(log.records.isEmpty, "\(label)")
+        }
+        if fault != .deletion {
+            #expect(log.problems.count == 2 && log.problems.allSatisfy { problem in paths.contains { problem.hasPrefix($0) } },
+                    "\(label): each mirror's damage is named: \(log.problems)")
+        }
+        // The cut log is consistent again: both mirrors agree and it takes appends.
+        #expect(Disk.bytes(paths[0]) == Disk.bytes(paths[1]), "\(label)")
+        try log.append([[1, 2, 3]])
+        #expect(try MessageLog(store: store, name: "rank-1").records.last == [1, 2, 3], "\(label)")
+    }
+}
