@@ -56,8 +56,11 @@ public struct RunSummary: Sendable {
     public var checkpointBytes: Int
     /// Mean seconds from a round's request to its commit.
     public var checkpointSecondsMean: Double
-    /// The committed rounds, oldest first.
+    /// The committed rounds, oldest first (under independent checkpointing: each move of the
+    /// checkpoint-only line).
     public var commitsDetail: [Commit]
+    /// Independent checkpointing: the checkpoints each rank took (recorded when durable).
+    public var independentCheckpoints: [Int]
     /// The failures, in order.
     public var failures: [Failure]
     /// Seconds spent recovering (sum over failures).
@@ -90,6 +93,14 @@ public struct RunSummary: Sendable {
         commits = commitEvents.count
         aborts = named("abort").count
         checkpointBytes = commitEvents.reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) }
+        let rankCheckpoints = named("checkpoint")
+        independentCheckpoints = Array(repeating: 0, count: configuration.rankCount)
+        for event in rankCheckpoints {
+            if let rank = event["rank"] as? Int, independentCheckpoints.indices.contains(rank) { independentCheckpoints[rank] += 1 }
+        }
+        if configuration.checkpointing == .independent {
+            checkpointBytes = rankCheckpoints.reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) }
+        }
         var requested: [Int: Double] = [:]
         for event in named("checkpoint_request") { if let epoch = event["epoch"] as? Int { requested[epoch] = time(event) } }
         let durations = commitEvents.compactMap { event -> Double? in
@@ -146,7 +157,11 @@ public struct RunSummary: Sendable {
             "status       \(status) after \(String(format: "%.1f", elapsedSeconds)) s",
             "checkpoints  \(commits) committed, \(aborts) aborted, \(checkpointBytes) bytes stored, mean \(String(format: "%.3f", checkpointSecondsMean)) s from request to commit",
         ]
-        if !commitsDetail.isEmpty {
+        if configuration.checkpointing == .independent {
+            lines.append("  independent: \(independentCheckpoints.reduce(0, +)) rank checkpoints ("
+                         + independentCheckpoints.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", ")
+                         + "); each commit is a move of the checkpoint-only line (`lifeline recovery-line RUN_DIR` for the rest)")
+        } else if !commitsDetail.isEmpty {
             lines.append("  epoch     time  step  wrote          kept                  logical     stored  ratio  chunks (reused)")
             for commit in commitsDetail {
                 let wrote = commit.wrote.isEmpty ? "-" : Self.rankList(commit.wrote)
@@ -192,6 +207,7 @@ public struct RunSummary: Sendable {
             "intervalSeconds": configuration.intervalSeconds, "status": status, "elapsedSeconds": elapsedSeconds,
             "commits": commits, "aborts": aborts, "checkpointBytes": checkpointBytes,
             "checkpointSecondsMean": checkpointSecondsMean, "recoverySecondsTotal": recoverySecondsTotal,
+            "independentCheckpoints": independentCheckpoints,
             "logBytes": logBytes, "storageFiles": storageFiles, "storageProblems": storageProblems,
             "epochs": commitsDetail.map { commit -> [String: Any] in
                 [

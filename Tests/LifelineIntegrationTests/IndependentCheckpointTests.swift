@@ -77,6 +77,10 @@ extension RecoveryTests {
         let (first, last) = pids(result)
         #expect((0..<4).filter { first[$0] != last[$0] } == [1])
         #expect(result.events("recovery_start").first?["mode"] as? String == "partial-rollback")
+        // inspect counts the ranks' own checkpoints.
+        let inspect = try JobRunner.lifeline(["inspect", runDirectory], runDirectory: runDirectory)
+        let taken = result.events("checkpoint").count
+        #expect(taken > 0 && inspect.stdout.contains("independent: \(taken) rank checkpoints"), "\(inspect.stdout)")
         // The analysis of the finished run names the line it used.
         let analysis = try JobRunner.lifeline(["recovery-line", runDirectory, "--json"], runDirectory: runDirectory)
         #expect(analysis.status == 0, "\(analysis.stderr)")
