@@ -49,10 +49,7 @@ package struct IndependentRunAnalysis: Sendable {
         }
         rankCount = configuration.rankCount
         records = manifest?.independent ?? Array(repeating: [], count: rankCount)
-        var planner = IntervalDependencies(rankCount: rankCount)
-        for (rank, list) in records.enumerated() {
-            for record in list { planner.recordCheckpoint(rank: rank, dependencies: record.dependencies) }
-        }
+        let planner = IntervalDependencies(records: records)
         checkpointOnlyLine = planner.checkpointOnlyLine()
         let count = rankCount
         lineIfFails = (0..<count).map { failed in

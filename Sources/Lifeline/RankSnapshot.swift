@@ -50,17 +50,18 @@ struct RankSnapshot: Equatable {
         for entry in dependencies { writer.write(entry) }
         ledger.encode(into: &writer)
         writer.write(UInt64(programState.count))
+        // The state's segments share its array: cutting it copies nothing.
         var segments = [ChunkedSnapshots.Segment(writer.bytes)]
         var position = 0
         for range in numericRanges where range.lowerBound >= position && range.upperBound <= programState.count {
-            if range.lowerBound > position { segments.append(ChunkedSnapshots.Segment(Array(programState[position..<range.lowerBound]))) }
-            segments.append(ChunkedSnapshots.Segment(Array(programState[range]), filter: .shuffle8))
+            if range.lowerBound > position {
+                segments.append(ChunkedSnapshots.Segment(programState, range: position..<range.lowerBound))
+            }
+            segments.append(ChunkedSnapshots.Segment(programState, range: range, filter: .shuffle8))
             position = range.upperBound
         }
-        if position == 0 {
-            segments.append(ChunkedSnapshots.Segment(programState))
-        } else if position < programState.count {
-            segments.append(ChunkedSnapshots.Segment(Array(programState[position...])))
+        if position < programState.count || position == 0 {
+            segments.append(ChunkedSnapshots.Segment(programState, range: position..<programState.count))
         }
         return segments
     }

@@ -24,10 +24,7 @@ extension Supervisor {
     /// Rebuilds the planner from the manifest's records (a new or resumed job).
     func loadIndependentRecords() {
         if manifest.independent == nil { manifest.independent = Array(repeating: [], count: configuration.rankCount) }
-        planner = IntervalDependencies(rankCount: configuration.rankCount)
-        for (rank, list) in records.enumerated() {
-            for record in list { planner.recordCheckpoint(rank: rank, dependencies: record.dependencies) }
-        }
+        planner = IntervalDependencies(records: records)
         checkpointDelivered = Array(repeating: [:], count: configuration.rankCount)
     }
 
@@ -192,11 +189,7 @@ extension Supervisor {
             "mode": .string(rolledBack.count == configuration.rankCount ? "global-rollback" : "partial-rollback"),
         ])
         // Stop the orphans, forget what the rolled-back ranks did after their entries.
-        for rank in rolledBack where slots[rank].alive {
-            slots[rank].exitExpected = true
-            kill(slots[rank].pid, SIGKILL)
-        }
-        awaitExits(of: rolledBack)
+        stop(rolledBack)
         var plan: [Int: IndependentCheckpoint?] = [:]
         for rank in rolledBack {
             let entry = line[rank]!
@@ -252,20 +245,14 @@ extension Supervisor {
         }
         return failed
     }
+}
 
-    /// Waits until every rank in `ranks` has been reaped.
-    func awaitExits(of ranks: [Int]) {
-        let deadline = now + 30
-        while ranks.contains(where: { slots[$0].alive }), now < deadline {
-            var descriptor = pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)
-            guard poll(&descriptor, 1, 250) > 0 else { continue }
-            for exit in launcher.readExits() {
-                if let rank = slots.firstIndex(where: { $0.pid == exit.pid }) {
-                    slots[rank].alive = false
-                    slots[rank].connection?.close()
-                    slots[rank].connection = nil
-                }
-            }
+extension IntervalDependencies {
+    /// The planner for the dependency records of a manifest (`Manifest.independent`).
+    init(records: [[IndependentCheckpoint]]) {
+        self.init(rankCount: records.count)
+        for (rank, list) in records.enumerated() {
+            for record in list { recordCheckpoint(rank: rank, dependencies: record.dependencies) }
         }
     }
 }

@@ -45,8 +45,9 @@ extension Supervisor {
             return false
         }
         let orphans = frozenReplies.keys.sorted().filter { survivor in
-            let vector = frozenReplies[survivor]?.dependencies ?? []
-            return vector.count == configuration.rankCount && vector[rank] > Int(recoverable)
+            let vector = (frozenReplies[survivor]?.dependencies ?? []).map { UInt64(max(0, $0)) }
+            return vector.count == configuration.rankCount
+                && OptimisticLogging.isOrphan(vector, failed: RankID(rank), recoverable: recoverable)
         }
         events.record("orphans", [
             "rank": .int(rank), "recoverable": .int(Int(recoverable)),
@@ -55,11 +56,7 @@ extension Supervisor {
         if !orphans.isEmpty {
             warn("rank \(rank)'s log reaches its state \(recoverable); ranks \(orphans.map(String.init).joined(separator: ", ")) depend on later states it lost and roll back too")
         }
-        for orphan in orphans {
-            slots[orphan].exitExpected = true
-            kill(slots[orphan].pid, SIGKILL)
-        }
-        awaitExits(of: orphans)
+        stop(orphans)
         survivorsToThaw = Set(slots.indices.filter { $0 != rank && !orphans.contains($0) && slots[$0].alive })
         replaying = rank
         restartedGroup = [rank] + orphans

@@ -124,12 +124,23 @@ extension Supervisor {
 
     /// SIGKILLs every live rank and waits until all have been reaped.
     func stopSurvivors() {
-        for index in slots.indices where slots[index].alive {
-            slots[index].exitExpected = true
-            kill(slots[index].pid, SIGKILL)
+        stop(slots.indices.filter { slots[$0].alive })
+    }
+
+    /// SIGKILLs the live ranks among `ranks` (their exits are expected) and waits until they
+    /// have been reaped.
+    func stop(_ ranks: [Int]) {
+        for rank in ranks where slots[rank].alive {
+            slots[rank].exitExpected = true
+            kill(slots[rank].pid, SIGKILL)
         }
+        awaitExits(of: ranks)
+    }
+
+    /// Waits until every rank in `ranks` has been reaped.
+    func awaitExits(of ranks: [Int]) {
         let deadline = now + 30
-        while slots.contains(where: { $0.alive }), now < deadline {
+        while ranks.contains(where: { slots[$0].alive }), now < deadline {
             var descriptor = pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)
             guard poll(&descriptor, 1, 250) > 0 else { continue }
             for exit in launcher.readExits() {

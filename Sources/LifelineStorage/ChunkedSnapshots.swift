@@ -33,14 +33,23 @@ package struct ChunkedSnapshots: Sendable {
     /// A run of a snapshot's bytes, cut into chunks on its own (so that the chunks of a large
     /// state do not shift when a small header before it changes length).
     package struct Segment: Sendable {
-        /// The bytes.
+        /// The array the segment lies in (shared, not copied, by segments cut from it).
         package var bytes: [UInt8]
+        /// The segment's part of `bytes`.
+        package var range: Range<Int>
         /// The filter applied to each of its chunks.
         package var filter: ChunkFilter
 
-        /// A segment of `bytes`, filtered with `filter`.
+        /// The whole of `bytes` as a segment, filtered with `filter`.
         package init(_ bytes: [UInt8], filter: ChunkFilter = .none) {
+            self.init(bytes, range: bytes.indices, filter: filter)
+        }
+
+        /// The part `range` of `bytes` as a segment, filtered with `filter`.
+        package init(_ bytes: [UInt8], range: Range<Int>, filter: ChunkFilter = .none) {
+            precondition(range.lowerBound >= 0 && range.upperBound <= bytes.count, "a segment lies within its bytes")
             self.bytes = bytes
+            self.range = range
             self.filter = filter
         }
     }
@@ -89,9 +98,9 @@ package struct ChunkedSnapshots: Sendable {
         var writer = ChunkWriter(snapshots: self, level: level)
         for segment in segments {
             precondition(segment.filter == .none || chunkBytes % 8 == 0, "shuffled chunks hold whole 8-byte values")
-            var start = 0
-            while start < segment.bytes.count {
-                let end = min(segment.bytes.count, start + chunkBytes)
+            var start = segment.range.lowerBound
+            while start < segment.range.upperBound {
+                let end = min(segment.range.upperBound, start + chunkBytes)
                 try segment.bytes.withUnsafeBytes { buffer in
                     Result { () throws(StorageError) in
                         try writer.add(UnsafeRawBufferPointer(rebasing: buffer[start..<end]), filter: segment.filter)

@@ -101,16 +101,7 @@ package final class MessageLog {
         guard index < nextIndex else { return }
         let keep = Int(max(index, firstIndex) - firstIndex)
         records.removeLast(records.count - keep)
-        let image = Self.image(firstIndex: firstIndex, records: records)
-        for (mirror, path) in paths.enumerated() {
-            try Self.writeAtomically(image, path: path)
-            syncCount += 2  // the file and its folder
-            close(descriptors[mirror])
-            let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
-            guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
-            descriptors[mirror] = fd
-        }
-        fileBytes = image.count
+        try rewrite()
     }
 
     /// Drops the records before `index` from both mirrors (atomically, file by file).
@@ -119,6 +110,12 @@ package final class MessageLog {
         let dropCount = Int(min(index - firstIndex, UInt64(records.count)))
         records.removeFirst(dropCount)
         firstIndex += UInt64(dropCount)
+        try rewrite()
+    }
+
+    /// Replaces both mirrors' files with the records kept (atomically, file by file) and
+    /// reopens them for appending.
+    private func rewrite() throws(StorageError) {
         let image = Self.image(firstIndex: firstIndex, records: records)
         for (mirror, path) in paths.enumerated() {
             try Self.writeAtomically(image, path: path)

@@ -3,59 +3,27 @@ import LifelineCore
 import Testing
 
 extension RecoveryTests {
-    /// The pid each rank had at the start, and at the end (its last launch).
-    private func pids(_ result: JobRunner.Result) -> (first: [Int: Int], last: [Int: Int]) {
-        var first: [Int: Int] = [:]
-        var last: [Int: Int] = [:]
-        for event in result.events("rank_launched") {
-            guard let rank = event["rank"] as? Int, let pid = event["pid"] as? Int else { continue }
-            if first[rank] == nil { first[rank] = pid }
-            last[rank] = pid
-        }
-        return (first, last)
-    }
-
     /// `--checkpoint independent`, with and without logging, on both examples: a rank killed at
     /// a step drawn from a printed seed still gives the failure-free result. Without logging the
     /// supervisor planned a recovery line (heat2d's halo exchange usually sends it back to the
     /// start: the domino effect); with pessimistic logging only the killed rank restarted.
     @Test(arguments: [("heat2d", "none"), ("heat2d", "pessimistic"), ("taskfarm", "none"), ("taskfarm", "pessimistic")])
     func independentCheckpointsRecover(program: String, logging: String) throws {
-        let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
-        var generator = SplitMix64(seed: seed)
-        let rank = Int.random(in: 0..<4, using: &generator)
-        let result: JobRunner.Result
-        let injection: String
-        if program == "heat2d" {
-            injection = "kill:rank=\(rank),step=\(Int.random(in: 150...550, using: &generator))"
-            result = try JobRunner.runHeat("independent-heat-\(logging)", [
-                "--checkpoint", "independent", "--interval", "0.3", "--logging", logging, "--inject", injection,
-            ])
-            #expect(result.resultLines == [Self.oracle], "seed \(seed): \(injection)")
-        } else {
-            injection = "kill:rank=\(rank),step=\(Int.random(in: 5...35, using: &generator))"
-            let runDirectory = JobRunner.scratch("independent-farm-\(logging)") + "/run"
-            result = try JobRunner.lifeline(
-                ["run", "-n", "4", "--interval", "0.3", "--run-dir", runDirectory, "--quiet", "--checkpoint", "independent",
-                 "--logging", logging, "--inject", injection, "--"] + Self.farm + ["--idle-workers", "2"],
-                runDirectory: runDirectory)
-            #expect(result.resultLines == [Self.farmOracle], "seed \(seed): \(injection)")
-        }
-        #expect(result.status == 0, "seed \(seed) (\(injection)): \(result.stderr)")
-        #expect(result.events("failure").count == 1, "seed \(seed)")
+        let run = try SeededKill(program, name: "independent-\(logging)",
+                                 options: ["--checkpoint", "independent", "--logging", logging], heatOptions: ["--interval", "0.3"])
+        run.expectRecovered(program: program)
+        let (seed, rank, result) = (run.seed, run.rank, run.result)
         #expect(!result.events("checkpoint").isEmpty, "seed \(seed): no rank checkpointed")
         if logging == "none" {
             let line = result.events("recovery_line")
             #expect(line.count == 1, "seed \(seed): \(line)")
             // Exactly the ranks the line rolls back were launched again.
             let rolledBack = (line.first?["rolled_back"] as? String ?? "").split(separator: ",").compactMap { Int($0) }
-            let (first, last) = pids(result)
-            let relaunched = (0..<4).filter { first[$0] != last[$0] }
+            let relaunched = result.relaunchedRanks
             #expect(relaunched == rolledBack, "seed \(seed): relaunched \(relaunched), the line rolled back \(rolledBack)")
             #expect(rolledBack.contains(rank), "seed \(seed)")
         } else {
-            let (first, last) = pids(result)
-            #expect((0..<4).filter { first[$0] != last[$0] } == [rank], "seed \(seed): only rank \(rank) restarts")
+            #expect(result.relaunchedRanks == [rank], "seed \(seed): only rank \(rank) restarts")
         }
     }
 
@@ -74,8 +42,7 @@ extension RecoveryTests {
         let line = result.events("recovery_line").first
         #expect(line?["rolled_back"] as? String == "1", "\(line ?? [:])")
         #expect(line?["domino"] as? Bool == false)
-        let (first, last) = pids(result)
-        #expect((0..<4).filter { first[$0] != last[$0] } == [1])
+        #expect(result.relaunchedRanks == [1])
         #expect(result.events("recovery_start").first?["mode"] as? String == "partial-rollback")
         // inspect counts the ranks' own checkpoints.
         let inspect = try JobRunner.lifeline(["inspect", runDirectory], runDirectory: runDirectory)

@@ -9,29 +9,10 @@ extension RecoveryTests {
     /// wrote restart from the beginning and re-execute).
     @Test(arguments: [("heat2d", "none"), ("heat2d", "pessimistic"), ("taskfarm", "none"), ("taskfarm", "pessimistic")])
     func minimalCheckpointsRecover(program: String, logging: String) throws {
-        let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
-        var generator = SplitMix64(seed: seed)
-        let rank = Int.random(in: 0..<4, using: &generator)
-        let result: JobRunner.Result
-        let injection: String
-        if program == "heat2d" {
-            injection = "kill:rank=\(rank),step=\(Int.random(in: 150...550, using: &generator))"
-            result = try JobRunner.runHeat("minimal-heat-\(logging)", [
-                "--checkpoint", "minimal", "--logging", logging, "--inject", injection,
-            ])
-            #expect(result.resultLines == [Self.oracle], "seed \(seed): \(injection)")
-        } else {
-            injection = "kill:rank=\(rank),step=\(Int.random(in: 5...30, using: &generator))"
-            let runDirectory = JobRunner.scratch("minimal-farm-\(logging)") + "/run"
-            result = try JobRunner.lifeline(
-                ["run", "-n", "4", "--interval", "0.2", "--run-dir", runDirectory, "--quiet", "--checkpoint", "minimal",
-                 "--logging", logging, "--inject", injection, "--"] + Self.farm + ["--idle-workers", "2"],
-                runDirectory: runDirectory)
-            #expect(result.resultLines == [Self.farmOracle], "seed \(seed): \(injection)")
-        }
-        #expect(result.status == 0, "seed \(seed) (\(injection)): \(result.stderr)")
-        #expect(result.events("failure").count == 1, "seed \(seed)")
-        #expect(!result.events("commit").isEmpty, "seed \(seed): nothing was committed")
+        let run = try SeededKill(program, name: "minimal-\(logging)", options: ["--checkpoint", "minimal", "--logging", logging],
+                                 farmRounds: 5...30, farmInterval: "0.2")
+        run.expectRecovered(program: program)
+        #expect(!run.result.events("commit").isEmpty, "seed \(run.seed): nothing was committed")
     }
 
     /// `taskfarm --idle-workers 2` under `--checkpoint minimal`: while workers 1 and 2 get no
