@@ -804,10 +804,14 @@ final class RankRuntime {
         guard let launch, peer != rank else { return }
         if rank > peer {
             peers[peer.rawValue]?.close()
-            let fd = try Socket.connect(abstractName: launch.rankAddress(peer))
+            // The restarted peer may die again before it accepts (a fault during its recovery):
+            // then the supervisor restarts it once more and says so again; this rank goes on
+            // (what it sends meanwhile is retained) instead of failing with it.
+            guard let fd = try? Socket.connect(abstractName: launch.rankAddress(peer)) else { return }
             let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
             guard Socket.sendAll(fd, handshake.frame()) else {
-                throw LifelineError(.transport, "restarted \(peer) closed the connection during the handshake")
+                close(fd)
+                return
             }
             peers[peer.rawValue] = Connection(fd: fd)
             peerIncarnation[peer.rawValue] = peerIncarnationNew
