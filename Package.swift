@@ -33,7 +33,7 @@ let package = Package(
         // Pure protocol state machines: the Swift standard library only.
         .target(name: "LifelineCore"),
         // Every byte on disk: mirrored files, snapshots, the manifest.
-        .target(name: "LifelineStorage", dependencies: ["CZstd", "CZlib", "CXXHash"]),
+        .target(name: "LifelineStorage", dependencies: ["CZstd", "CZlib", "CXXHash", "CLifelineSupport"]),
         // The few POSIX calls and macros Swift does not import (prctl, wait status, spawn actions).
         .target(name: "CLifelineSupport"),
         // The runtime: processes, sockets, timers; the public API of a program.

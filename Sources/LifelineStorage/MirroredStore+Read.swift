@@ -71,8 +71,8 @@ extension MirroredStore {
             return result
         }
         do {
-            let encoded = FileFormat.encode(kind: kept.kind, generation: kept.generation, body: kept.body)
-            try writeCopy(encoded, name: name, on: damaged)
+            let file = FileToWrite(name, kind: kept.kind, generation: kept.generation, body: kept.body)
+            try writeCopies([file], on: damaged)
             result.repaired.append(damaged)
             result.problems.append("\(copy): \(reason); repaired from mirror \(winner.label)")
         } catch {

@@ -71,10 +71,22 @@ package struct MirroredStore: Sendable {
     /// new version and B the old one; a later `read` then returns A's (higher or equal
     /// generation) and repairs B.
     package func write(_ name: String, kind: FileKind, generation: UInt64, body: [UInt8]) throws(StorageError) {
-        try Self.validate(name: name)
-        let encoded = FileFormat.encode(kind: kind, generation: generation, body: body)
+        try write([FileToWrite(name, kind: kind, generation: generation, body: body)])
+    }
+
+    /// Writes several files as `write(_:kind:generation:body:)` writes one, with the cost of
+    /// durability shared: on A every file is staged under its temporary name with its
+    /// write-back started, then each is fsynced and renamed, each folder is fsynced once, and
+    /// every copy is read back and verified; only then B, the same way.
+    ///
+    /// When this returns, every file is durable and verified on both mirrors. If it throws,
+    /// each file is as `write(_:kind:generation:body:)` leaves it on failure: old or new on A,
+    /// and never newer on B than on A. Names must be distinct.
+    package func write(_ files: [FileToWrite]) throws(StorageError) {
+        for file in files { try Self.validate(name: file.name) }
+        precondition(Set(files.map(\.name)).count == files.count, "a batch writes each name once")
         for mirror in Mirror.allCases {
-            try writeCopy(encoded, name: name, on: mirror)
+            try writeCopies(files, on: mirror)
         }
     }
 
@@ -115,17 +127,49 @@ package struct MirroredStore: Sendable {
         return Mirror.allCases.contains { PosixFile.isRegularFile(path(name, on: $0)) }
     }
 
-    /// Writes the encoded file to one mirror atomically and verifies it by reading it back.
-    func writeCopy(_ encoded: [UInt8], name: String, on mirror: Mirror) throws(StorageError) {
-        let (folder, fileName) = Self.split(name)
-        try PosixFile.makeDirectories(root: root(mirror), relative: folder)
-        try PosixFile.writeAtomically(encoded, directory: path(folder, on: mirror), fileName: fileName)
-        let filePath = path(name, on: mirror)
+    /// Writes the files to one mirror atomically and verifies each by reading it back: all are
+    /// staged (written under temporary names, write-back started), then each is fsynced and
+    /// renamed, then each folder is fsynced once, then every copy is read back.
+    func writeCopies(_ files: [FileToWrite], on mirror: Mirror) throws(StorageError) {
+        let folders = Set(files.map { Self.split($0.name).folder }).sorted()
+        for folder in folders {
+            try PosixFile.makeDirectories(root: root(mirror), relative: folder)
+        }
+        var staged: [PosixFile.StagedFile] = []
+        staged.reserveCapacity(files.count)
+        do throws(StorageError) {
+            for file in files {
+                let (folder, fileName) = Self.split(file.name)
+                staged.append(try PosixFile.stage(file.encoded, directory: path(folder, on: mirror), fileName: fileName))
+            }
+        } catch {
+            staged.forEach(PosixFile.abandon)
+            throw error
+        }
+        for (position, file) in staged.enumerated() {
+            do throws(StorageError) {
+                try PosixFile.commit(file)
+            } catch {
+                staged[(position + 1)...].forEach(PosixFile.abandon)
+                throw error
+            }
+        }
+        for folder in folders {
+            try PosixFile.fsyncDirectory(path(folder, on: mirror))
+        }
+        for file in files {
+            try verifyCopy(file, on: mirror)
+        }
+    }
+
+    /// Reads a copy just written back from the device (its cached pages dropped first) and
+    /// checks it byte for byte against what was written, which also proves its checksums.
+    private func verifyCopy(_ file: FileToWrite, on mirror: Mirror) throws(StorageError) {
+        let filePath = path(file.name, on: mirror)
         guard let readBack = try PosixFile.readAll(filePath, dropCache: true) else {
             throw StorageError(.ioFailure, path: filePath, message: "file vanished right after it was written")
         }
-        let decoded = try FileFormat.decode(readBack, path: filePath)
-        if readBack != encoded || decoded.body.count + FileFormat.headerByteCount != encoded.count {
+        if !bytesEqual(readBack, file.encoded) {
             throw StorageError(.corrupt, path: filePath, message: "read-back after write differs from what was written")
         }
     }
@@ -146,3 +190,31 @@ package struct MirroredStore: Sendable {
         return (String(name[..<slash]), String(name[name.index(after: slash)...]))
     }
 }
+
+/// One file of a `MirroredStore.write(_:)` batch: its store name and its encoded bytes.
+package struct FileToWrite: Sendable {
+    /// The store-relative name.
+    package let name: String
+    /// Header and body, as `FileFormat.encode` makes them.
+    package let encoded: [UInt8]
+
+    /// The file `name` holding `body`, of `kind` at `generation`.
+    package init(_ name: String, kind: FileKind, generation: UInt64, body: [UInt8]) {
+        self.init(name, encoded: FileFormat.encode(kind: kind, generation: generation, body: body))
+    }
+
+    /// The file `name` holding bytes already encoded.
+    init(_ name: String, encoded: [UInt8]) {
+        self.name = name
+        self.encoded = encoded
+    }
+}
+
+/// Whether two byte arrays are equal, compared with `memcmp` (the generic `==` goes byte by
+/// byte, which costs more than the disk on the snapshot path).
+func bytesEqual(_ left: [UInt8], _ right: [UInt8]) -> Bool {
+    left.count == right.count && left.withUnsafeBytes { a in
+        right.withUnsafeBytes { b in a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+    }
+}
+

@@ -1,4 +1,5 @@
 import Foundation
+import CLifelineSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -10,28 +11,62 @@ enum PosixFile {
     /// Largest file `readAll` will load, a guard against a mistaken path to a huge file.
     static let readBytesMax = 1 << 40
 
-    /// Writes `bytes` to `directory/fileName` so that a crash leaves either the old file or the
-    /// new one: a temporary `.fileName.tmp.PID` is written, fsynced, renamed over the name, and
-    /// the folder is fsynced.
-    static func writeAtomically(_ bytes: [UInt8], directory: String, fileName: String) throws(StorageError) {
-        let finalPath = directory + "/" + fileName
+    /// A file written under its temporary name and open, not yet durable nor renamed. Either
+    /// `commit` or `abandon` it.
+    struct StagedFile {
+        /// The open temporary file.
+        let fd: Int32
+        /// Where it is being written: `.fileName.tmp.PID` beside the final name.
+        let temporaryPath: String
+        /// The name it takes when committed.
+        let finalPath: String
+    }
+
+    /// Writes `bytes` to a temporary file beside `directory/fileName` and starts its write-back
+    /// to the device without waiting for it, so that the fsyncs of many staged files overlap.
+    /// Nothing replaces the final name until `commit`.
+    static func stage(_ bytes: [UInt8], directory: String, fileName: String) throws(StorageError) -> StagedFile {
         let temporaryPath = directory + "/" + temporaryName(for: fileName)
+        let fd = try openRetrying(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, operation: "create")
+        let staged = StagedFile(fd: fd, temporaryPath: temporaryPath, finalPath: directory + "/" + fileName)
         do throws(StorageError) {
-            let fd = try openRetrying(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, operation: "create")
-            defer { close(fd) }
             try writeAll(fd, bytes, path: temporaryPath)
-            if fsync(fd) != 0 {
-                throw StorageError(errno: errno, operation: "fsync", path: temporaryPath)
-            }
         } catch {
-            unlink(temporaryPath)
+            abandon(staged)
             throw error
         }
-        if rename(temporaryPath, finalPath) != 0 {
+        _ = lifeline_start_writeback(fd)  // only a hint: the fsync in `commit` is what counts
+        return staged
+    }
+
+    /// Makes a staged file durable (fsync) and renames it over its final name. The rename is
+    /// durable only once the folder is fsynced (`fsyncDirectory`). On failure the temporary
+    /// file is removed and the final name is untouched.
+    static func commit(_ staged: StagedFile) throws(StorageError) {
+        if fsync(staged.fd) != 0 {
             let code = errno
-            unlink(temporaryPath)
-            throw StorageError(errno: code, operation: "rename", path: finalPath)
+            abandon(staged)
+            throw StorageError(errno: code, operation: "fsync", path: staged.temporaryPath)
         }
+        close(staged.fd)
+        if rename(staged.temporaryPath, staged.finalPath) != 0 {
+            let code = errno
+            unlink(staged.temporaryPath)
+            throw StorageError(errno: code, operation: "rename", path: staged.finalPath)
+        }
+    }
+
+    /// Closes and removes a staged file that will not be committed.
+    static func abandon(_ staged: StagedFile) {
+        close(staged.fd)
+        unlink(staged.temporaryPath)
+    }
+
+    /// Writes `bytes` to `directory/fileName` so that a crash leaves either the old file or the
+    /// new one: staged under a temporary name, fsynced, renamed over the name, and the folder
+    /// fsynced.
+    static func writeAtomically(_ bytes: [UInt8], directory: String, fileName: String) throws(StorageError) {
+        try commit(try stage(bytes, directory: directory, fileName: fileName))
         try fsyncDirectory(directory)
     }
 

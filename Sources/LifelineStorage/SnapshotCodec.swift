@@ -88,20 +88,23 @@ package enum SnapshotCodec {
     /// `n = bytes.count / 8` values, output `[k * n + i]` = input `[i * 8 + k]`. The
     /// `bytes.count % 8` bytes at the end are copied unchanged.
     package static func shuffle8(_ bytes: [UInt8]) -> [UInt8] {
-        let valueCount = bytes.count / 8
-        return bytes.withUnsafeBufferPointer { source in
-            [UInt8](unsafeUninitializedCapacity: bytes.count) { target, initializedCount in
-                for plane in 0..<8 {
-                    let planeStart = plane * valueCount
-                    for index in 0..<valueCount {
-                        target[planeStart + index] = source[index * 8 + plane]
-                    }
+        bytes.withUnsafeBytes { shuffle8($0) }
+    }
+
+    /// `shuffle8` of the bytes of `source`.
+    package static func shuffle8(_ source: UnsafeRawBufferPointer) -> [UInt8] {
+        let valueCount = source.count / 8
+        return [UInt8](unsafeUninitializedCapacity: source.count) { target, initializedCount in
+            for plane in 0..<8 {
+                let planeStart = plane * valueCount
+                for index in 0..<valueCount {
+                    target[planeStart + index] = source[index * 8 + plane]
                 }
-                for index in (valueCount * 8)..<bytes.count {
-                    target[index] = source[index]
-                }
-                initializedCount = bytes.count
             }
+            for index in (valueCount * 8)..<source.count {
+                target[index] = source[index]
+            }
+            initializedCount = source.count
         }
     }
 

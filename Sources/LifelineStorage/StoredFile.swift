@@ -21,3 +21,11 @@ package struct StoredFile: Sendable, Equatable {
         self.problems = problems
     }
 }
+
+extension StoredFile {
+    /// Equal when every field is; bodies are compared with `memcmp`.
+    package static func == (left: StoredFile, right: StoredFile) -> Bool {
+        left.kind == right.kind && left.generation == right.generation && bytesEqual(left.body, right.body)
+            && left.repaired == right.repaired && left.problems == right.problems
+    }
+}

@@ -141,3 +141,82 @@ struct ChunkedSnapshotTests {
         #expect(try snapshots.read("1.snap") == bytes)
     }
 }
+
+/// The write pipeline: many windows, chunks repeated within and across windows, chunks already
+/// stored, and a mirror failing in the middle.
+struct ChunkPipelineTests {
+    private let chunkBytes = 1000
+
+    /// 25 chunks in windows of 3: chunk 20 repeats chunk 3 (an earlier window), chunk 22
+    /// repeats chunk 21 (the same window), and chunks 5...9 were stored by an earlier snapshot.
+    @Test func manyWindowsReuseWhatIsStoredAndReadBack() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let snapshots = ChunkedSnapshots(store: store)
+        var generator = SeededGenerator(state: 11)
+        var bytes = (0..<(25 * chunkBytes)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        bytes.replaceSubrange(20 * chunkBytes..<21 * chunkBytes, with: bytes[3 * chunkBytes..<4 * chunkBytes])
+        bytes.replaceSubrange(22 * chunkBytes..<23 * chunkBytes, with: bytes[21 * chunkBytes..<22 * chunkBytes])
+        let earlier = Array(bytes[5 * chunkBytes..<10 * chunkBytes])
+        let stored = try snapshots.write("earlier.snap", bytes: earlier, generation: 1, chunkBytes: chunkBytes)
+
+        let written = try snapshots.write("0.snap", segments: [.init(bytes)], generation: 2,
+                                          chunkBytes: chunkBytes, windowBytes: 3 * chunkBytes)
+        #expect(written.index.chunks.count == 25)
+        #expect(written.reusedCount == 7, "5 stored before, 2 repeated")
+        let storedBefore = Set(stored.index.chunks.map(\.hash))
+        var counted = Set<ContentHash>()
+        var expectedBytes = FileFormat.headerByteCount + written.index.encoded().count
+        for chunk in written.index.chunks where !storedBefore.contains(chunk.hash) && counted.insert(chunk.hash).inserted {
+            expectedBytes += FileFormat.headerByteCount + chunk.storedBytes
+        }
+        #expect(counted.count == 18)
+        #expect(written.storedBytes == expectedBytes, "each new chunk and the index counted once")
+        #expect(try snapshots.read("0.snap") == bytes)
+        let names = snapshots.allChunkNames()
+        #expect(names.count == 23)
+        for name in names {
+            #expect(Disk.bytes(store.path(name, on: .a)) == Disk.bytes(store.path(name, on: .b)), "\(name) differs")
+        }
+        #expect(temporaryFiles(in: folder.path).isEmpty)
+    }
+
+    /// Mirror B cannot take chunks: the write throws a typed error naming the file, writes no
+    /// index, leaves no temporary file, and the earlier snapshot still reads.
+    @Test func mirrorFailingMidwayWritesNoIndexAndKeepsTheEarlierSnapshot() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let snapshots = ChunkedSnapshots(store: store)
+        var generator = SeededGenerator(state: 12)
+        let first = (0..<(12 * chunkBytes)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        _ = try snapshots.write("1.snap", bytes: first, generation: 1, chunkBytes: chunkBytes)
+        var second = first
+        for index in stride(from: 0, to: second.count, by: 7) { second[index] ^= 0x5A }
+
+        let chunksOnB = store.path(ChunkedSnapshots.folder, on: .b)
+        let saved = folder.path + "/saved-chunks"
+        try FileManager.default.moveItem(atPath: chunksOnB, toPath: saved)
+        Disk.put([1], at: chunksOnB)  // a file where the folder should be
+        let error = storageError { () throws(StorageError) in
+            try snapshots.write("2.snap", segments: [.init(second)], generation: 2,
+                                chunkBytes: chunkBytes, windowBytes: 3 * chunkBytes)
+        }
+        #expect(error != nil)
+        #expect(error?.path.hasPrefix(chunksOnB) == true, "\(String(describing: error))")
+        #expect(!store.exists("2.snap"))
+        #expect(temporaryFiles(in: folder.path).isEmpty)
+
+        try FileManager.default.removeItem(atPath: chunksOnB)
+        try FileManager.default.moveItem(atPath: saved, toPath: chunksOnB)
+        #expect(try snapshots.read("1.snap") == first)
+    }
+
+    private func temporaryFiles(in root: String) -> [String] {
+        let enumerator = FileManager.default.enumerator(atPath: root)
+        return (enumerator?.allObjects as? [String] ?? []).filter { path in
+            path.split(separator: "/").last.map { $0.hasPrefix(".") && $0 != ChunkLock.fileName } ?? false
+        }
+    }
+}

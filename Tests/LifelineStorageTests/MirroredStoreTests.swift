@@ -178,3 +178,47 @@ import Testing
         #expect(try store.read(name).repaired.isEmpty)
     }
 }
+
+/// Batches: many files made durable together, and a batch that fails on B.
+@Suite struct MirroredStoreBatchTests {
+    private func files(generation: UInt64, names: [String]) -> [FileToWrite] {
+        names.enumerated().map { position, name in
+            FileToWrite(name, kind: .manifest, generation: generation,
+                        body: Array(repeating: UInt8(truncatingIfNeeded: position &+ Int(generation)), count: 100 + position))
+        }
+    }
+
+    @Test func batchWritesEveryFileToBothMirrors() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let names = ["x/1", "x/2", "y/z/3", "4", "y/5"]
+        let batch = files(generation: 3, names: names)
+        try store.write(batch)
+        for file in batch {
+            #expect(Disk.bytes(store.path(file.name, on: .a)) == file.encoded)
+            #expect(Disk.bytes(store.path(file.name, on: .b)) == file.encoded)
+            #expect(try store.read(file.name).problems.isEmpty)
+        }
+        #expect(store.list("x") == ["1", "2"])
+    }
+
+    /// B cannot take one file of the second batch: A holds the new versions, B the old ones
+    /// (never newer than A), and reading gives the new version and repairs B.
+    @Test func batchFailingOnBLeavesANewerAndReadsRepairB() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        try store.write(files(generation: 1, names: ["x/1", "x/2"]))
+        Disk.put([0], at: store.path("w", on: .b))  // "w/3" cannot be made on B
+        let second = files(generation: 2, names: ["x/1", "x/2", "w/3"])
+        let error = storageError { () throws(StorageError) in try store.write(second) }
+        #expect(error != nil)
+        for name in ["x/1", "x/2"] {
+            let onB = try FileFormat.decode(Disk.bytes(store.path(name, on: .b)))
+            #expect(onB.generation == 1)
+            let file = try store.read(name)
+            #expect(file.generation == 2 && file.repaired == [.b])
+        }
+    }
+}

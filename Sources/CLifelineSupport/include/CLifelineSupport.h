@@ -34,4 +34,9 @@ void lifeline_tune_allocator(void);
 /// taken, -1 with errno (EWOULDBLOCK when another process holds it).
 int lifeline_lock_file(int fd);
 
+/// Starts writing the dirty pages of the open file `fd` to its device without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux; nothing elsewhere). Durability still
+/// needs an fsync, which then has less left to wait for. Returns 0, or -1 with errno.
+int lifeline_start_writeback(int fd);
+
 #endif
