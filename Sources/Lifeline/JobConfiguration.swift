@@ -1,5 +1,6 @@
 import Foundation
 import LifelineCore
+import LifelineStorage
 
 /// Everything `lifeline run` needs to know to start and supervise a job. Saved in the run
 /// directory as `job.json`, so `lifeline resume` can continue the job.
@@ -80,6 +81,12 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var logFlushMs: Int?
     /// Optimistic logging: bytes of buffered log records that force a flush (nil: 1 MiB).
     public var logFlushBytes: Int?
+    /// `--chunk-kib`: the snapshot chunk size in bytes, a multiple of 1 KiB from 4 KiB to 1 GiB
+    /// (nil: 4 MiB). Smaller chunks store less after a scattered change; larger ones write and
+    /// compress faster.
+    public var chunkBytes: Int?
+    /// `--zstd-level`: the compression level of snapshot chunks, −7...19 (nil: 1).
+    public var compressionLevel: Int?
 
     /// A configuration with the defaults of `lifeline run` for everything but the program.
     public init(
@@ -89,7 +96,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         injections: [String] = [], heartbeatMs: Int = 250, heartbeatTimeoutMs: Int = 5000, maxRestarts: Int = 10,
         quiet: Bool = false, walltimeSeconds: Double? = nil, intervalAuto: Bool = false, mtbfSeconds: Double? = nil,
         traceDeliveries: Bool = false, retainedBytesMax: Int? = 256 << 20, logBytesMax: Int? = 256 << 20,
-        logFlushMs: Int? = nil, logFlushBytes: Int? = nil, keep: Int? = nil
+        logFlushMs: Int? = nil, logFlushBytes: Int? = nil, keep: Int? = nil,
+        chunkBytes: Int? = nil, compressionLevel: Int? = nil
     ) {
         self.program = program
         self.arguments = arguments
@@ -113,6 +121,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.logFlushMs = logFlushMs
         self.logFlushBytes = logFlushBytes
         self.keep = keep
+        self.chunkBytes = chunkBytes
+        self.compressionLevel = compressionLevel
     }
 
     /// Checks every field and parses the injections; throws one clear line for the first problem.
@@ -132,6 +142,13 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         guard maxRestarts >= 0 else { throw LifelineError(.configuration, "--max-restarts must be ≥ 0") }
         if let keep, keep < 1 {
             throw LifelineError(.configuration, "--keep \(keep): keep at least 1 committed line (2, the default, leaves one to fall back to)")
+        }
+        if let chunkBytes, chunkBytes % 1024 != 0
+            || !(ChunkedSnapshots.chunkBytesMin...ChunkedSnapshots.chunkBytesMax).contains(chunkBytes) {
+            throw LifelineError(.configuration, "--chunk-kib \(chunkBytes / 1024): give a chunk size from \(ChunkedSnapshots.chunkBytesMin >> 10) to \(ChunkedSnapshots.chunkBytesMax >> 10) KiB (default \(ChunkedSnapshots.chunkBytesDefault >> 10))")
+        }
+        if let compressionLevel, !ChunkedSnapshots.levelRange.contains(Int32(clamping: compressionLevel)) {
+            throw LifelineError(.configuration, "--zstd-level \(compressionLevel) is not in \(ChunkedSnapshots.levelRange.lowerBound)...\(ChunkedSnapshots.levelRange.upperBound) (1, the default, is fast; 3 gains a few percent at half the speed)")
         }
         guard storageRoots.count == 2 else {
             throw LifelineError(.configuration, "--storage takes two folders, DIR_A,DIR_B")

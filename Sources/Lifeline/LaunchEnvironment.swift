@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import LifelineCore
+import LifelineStorage
 
 /// What the supervisor tells each rank through its environment. The names are the contract
 /// between `lifeline run` and a rank process.
@@ -55,6 +56,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
         /// Optimistic logging, an orphan's restart: `RANK:INTERVAL`, replay only what depends on
         /// no state of RANK beyond INTERVAL.
         package static let replayLimit = "LIFELINE_REPLAY_LIMIT"
+        /// The snapshot chunk size in bytes, and the zstd level of chunks.
+        package static let chunkBytes = "LIFELINE_CHUNK_BYTES"
+        package static let compressionLevel = "LIFELINE_ZSTD_LEVEL"
     }
 
     /// The rank's index.
@@ -105,6 +109,10 @@ package struct LaunchEnvironment: Sendable, Equatable {
     /// Optimistic logging: the failed rank and the last state interval it can recover; a rank
     /// restarted with it replays only what depends on no later state of that rank.
     package var replayLimit: (rank: Int, recoverable: UInt64)?
+    /// The snapshot chunk size in bytes.
+    package var chunkBytes: Int = ChunkedSnapshots.chunkBytesDefault
+    /// The zstd level of snapshot chunks.
+    package var compressionLevel: Int32 = ChunkedSnapshots.levelDefault
 
     /// The abstract socket name of the supervisor.
     package var supervisorAddress: String { "\(addressPrefix).s" }
@@ -129,12 +137,17 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.restarted: restarted ? "1" : "0", Key.clockOrigin: String(clockOrigin),
             Key.retainedBytesMax: String(retainedBytesMax), Key.logBytesMax: String(logBytesMax),
             Key.interval: String(intervalSeconds), Key.logFlushMs: String(logFlushMs),
-            Key.logFlushBytes: String(logFlushBytes),
+            Key.logFlushBytes: String(logFlushBytes), Key.chunkBytes: String(chunkBytes),
+            Key.compressionLevel: String(compressionLevel),
         ]
         if let replayLimit { result[Key.replayLimit] = "\(replayLimit.rank):\(replayLimit.recoverable)" }
         if let restoreSnapshot { result[Key.restoreSnapshot] = restoreSnapshot }
         if let traceDirectory { result[Key.trace] = traceDirectory }
         return result
+    }
+
+    private static func validChunkBytes(_ bytes: Int) -> Int? {
+        (ChunkedSnapshots.chunkBytesMin...ChunkedSnapshots.chunkBytesMax).contains(bytes) && bytes % 8 == 0 ? bytes : nil
     }
 
     private static func replayLimit(_ text: String?) throws -> (rank: Int, recoverable: UInt64)? {
@@ -197,6 +210,10 @@ package struct LaunchEnvironment: Sendable, Equatable {
             intervalSeconds: value(Key.interval).flatMap(Double.init) ?? 0,
             logFlushMs: value(Key.logFlushMs).flatMap(Int.init) ?? 20,
             logFlushBytes: value(Key.logFlushBytes).flatMap(Int.init) ?? 1 << 20,
-            replayLimit: try replayLimit(value(Key.replayLimit)))
+            replayLimit: try replayLimit(value(Key.replayLimit)),
+            chunkBytes: value(Key.chunkBytes).flatMap(Int.init).flatMap(Self.validChunkBytes)
+                ?? ChunkedSnapshots.chunkBytesDefault,
+            compressionLevel: value(Key.compressionLevel).flatMap(Int32.init)
+                .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault)
     }
 }

@@ -112,7 +112,13 @@ final class RankRuntime {
         self.controlReader = controlReader
         self.listener = listener
         self.store = store
-        self.writer = store.flatMap { store in control.map { SnapshotWriter(store: store, control: $0) } }
+        self.writer = store.flatMap { store in
+            control.map {
+                SnapshotWriter(store: store, control: $0,
+                               chunkBytes: launch?.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
+                               level: launch?.compressionLevel ?? ChunkedSnapshots.levelDefault)
+            }
+        }
         self.heartbeatStep = HeartbeatStep.current
         self.heartbeatStep.value = snapshot?.step ?? -1
         self.peers = Array(repeating: nil, count: rankCount)

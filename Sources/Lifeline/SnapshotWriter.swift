@@ -42,14 +42,20 @@ final class SnapshotWriter: Sendable {
 
     private let snapshots: ChunkedSnapshots
     private let control: ControlLink
+    private let chunkBytes: Int
+    private let level: Int32
     private let queue = DispatchQueue(label: "lifeline.snapshot-writer")
     private let completed = Mutex<[Outcome]>([])
     private let pendingCount = Atomic<Int>(0)
 
-    /// A writer for `store` that reports to the supervisor over `control`.
-    init(store: MirroredStore, control: ControlLink) {
+    /// A writer for `store` that reports to the supervisor over `control`, cutting snapshots
+    /// into chunks of `chunkBytes` (a multiple of 8) compressed at zstd `level`.
+    init(store: MirroredStore, control: ControlLink, chunkBytes: Int, level: Int32) {
+        precondition(chunkBytes % 8 == 0, "numeric segments are shuffled, so chunks hold whole 8-byte values")
         self.snapshots = ChunkedSnapshots(store: store)
         self.control = control
+        self.chunkBytes = chunkBytes
+        self.level = level
     }
 
     /// Queues a snapshot; returns at once.
@@ -76,7 +82,8 @@ final class SnapshotWriter: Sendable {
 
     private func write(_ job: Job) {
         do {
-            let written = try snapshots.write(job.name, segments: job.uncompressed, generation: job.epoch.rawValue)
+            let written = try snapshots.write(job.name, segments: job.uncompressed, generation: job.epoch.rawValue,
+                                              chunkBytes: chunkBytes, level: level)
             if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
             // Report to the program's thread before the ACK: DONE, which the ACK causes,
             // must find the outcome already there.

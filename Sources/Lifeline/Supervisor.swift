@@ -243,7 +243,9 @@ final class Supervisor {
                 clockOrigin: clockStart - clockOffset,
                 retainedBytesMax: configuration.retainedBytesMax ?? 0, logBytesMax: configuration.logBytesMax ?? 0,
                 intervalSeconds: configuration.intervalSeconds, logFlushMs: configuration.logFlushMs ?? 20,
-                logFlushBytes: configuration.logFlushBytes ?? 1 << 20, replayLimit: replayLimit)
+                logFlushBytes: configuration.logFlushBytes ?? 1 << 20, replayLimit: replayLimit,
+                chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
+                compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)))
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,

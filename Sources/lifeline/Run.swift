@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Lifeline
 import LifelineCore
+import LifelineStorage
 
 extension LifelineCommand {
     /// `lifeline run [options] -- PROGRAM [ARGS...]`
@@ -45,6 +46,10 @@ extension LifelineCommand {
         var logFlushMs: Int = 20
         @Option(help: "Optimistic logging: bytes of buffered log records that make a rank flush them.")
         var logFlushBytes: Int = 1 << 20
+        @Option(help: ArgumentHelp("Snapshot chunk size in KiB, 4 to 1048576: a chunk the store already holds is not written again, so smaller chunks store less after a scattered change, larger ones write faster.", valueName: "KIB"))
+        var chunkKib: Int = ChunkedSnapshots.chunkBytesDefault >> 10
+        @Option(help: ArgumentHelp("zstd level of snapshot chunks, -7 (fastest) to 19 (smallest).", valueName: "LEVEL"))
+        var zstdLevel: Int = Int(ChunkedSnapshots.levelDefault)
         @Flag(help: "No progress line.")
         var quiet = false
         @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
@@ -62,6 +67,10 @@ extension LifelineCommand {
             }
             if checkpointing == .independent, loggingMode == .senderBased || loggingMode == .optimistic {
                 throw ValidationError("--checkpoint independent works with --logging none or pessimistic, not \(logging) (its logs are trimmed by the rounds of the other schemes)")
+            }
+            let chunkKibRange = (ChunkedSnapshots.chunkBytesMin >> 10)...(ChunkedSnapshots.chunkBytesMax >> 10)
+            guard chunkKibRange.contains(chunkKib) else {
+                throw ValidationError("--chunk-kib \(chunkKib) is not in \(chunkKibRange.lowerBound)...\(chunkKibRange.upperBound) (default \(ChunkedSnapshots.chunkBytesDefault >> 10))")
             }
             guard logFlushMs > 0, logFlushBytes > 0 else {
                 throw ValidationError("--log-flush-ms and --log-flush-bytes must be positive")
@@ -108,7 +117,9 @@ extension LifelineCommand {
                 walltimeSeconds: walltimeSeconds, intervalAuto: intervalAuto, mtbfSeconds: mtbfSeconds,
                 traceDeliveries: traceDeliveries,
                 retainedBytesMax: retainedBytesMax > 0 ? retainedBytesMax : nil, logBytesMax: logBytesMax > 0 ? logBytesMax : nil,
-                logFlushMs: logFlushMs, logFlushBytes: logFlushBytes, keep: keep)
+                logFlushMs: logFlushMs, logFlushBytes: logFlushBytes, keep: keep,
+                chunkBytes: chunkKib * 1024,
+                compressionLevel: zstdLevel)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

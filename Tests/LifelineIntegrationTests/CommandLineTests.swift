@@ -22,6 +22,8 @@ extension RecoveryTests {
                           mentioning: "--checkpoint independent works with --logging none or pessimistic")
         try expectRefused(["run", "--logging", "optimistic", "--log-flush-ms", "0", "--", "heat2d"], mentioning: "--log-flush-ms")
         try expectRefused(["run", "--run-dir", scratch + "/k", "--keep", "0", "--", "heat2d"], mentioning: "--keep 0")
+        try expectRefused(["run", "--run-dir", scratch + "/l", "--chunk-kib", "2", "--", "heat2d"], mentioning: "--chunk-kib 2")
+        try expectRefused(["run", "--run-dir", scratch + "/m", "--zstd-level", "30", "--", "heat2d"], mentioning: "--zstd-level 30")
         for ranks in ["0", "-3", "100000"] {
             try expectRefused(["run", "--ranks", ranks, "--", "heat2d"], mentioning: "--ranks")
         }

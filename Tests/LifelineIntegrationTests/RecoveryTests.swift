@@ -1,5 +1,6 @@
 import Foundation
 import LifelineCore
+import LifelineStorage
 import Testing
 
 /// Real processes, real SIGKILLs: heat2d on 4 ranks must finish with the failure-free hash
@@ -38,6 +39,26 @@ struct RecoveryTests {
         expectRecovered(result, failures: 1)
         #expect(result.events("fault_injected").first?["spec"] as? String == "kill:rank=1,step=400")
         #expect(!result.events("commit").isEmpty, "no checkpoint committed, so nothing was restored")
+    }
+
+    /// Small chunks at another zstd level: the snapshots are cut as asked, and a
+    /// kill still recovers the failure-free result.
+    @Test func chunkSizeAndLevelFollowTheOptions() throws {
+        let result = try JobRunner.runHeat("chunks", ["--chunk-kib", "4", "--zstd-level", "3",
+                                                      "--inject", "kill:rank=1,step=400"])
+        expectRecovered(result, failures: 1)
+        let store = try MirroredStore(rootA: result.runDirectory + "/storage-a", rootB: result.runDirectory + "/storage-b")
+        let snapshots = ChunkedSnapshots(store: store)
+        let indexes = store.list("epochs").flatMap { epoch in
+            store.list("epochs/" + epoch).map { (try? snapshots.index("epochs/\(epoch)/\($0)")) }
+        }
+        #expect(!indexes.isEmpty)
+        for index in indexes {
+            #expect(index?.chunkBytes == 4 << 10, "an index was not cut into 4 KiB chunks")
+            #expect(index?.chunks.allSatisfy { $0.length <= 4 << 10 } == true)
+        }
+        // A rank's state (12 × 48 doubles) is longer than one chunk.
+        #expect(indexes.contains { $0?.chunks.contains { $0.length == 4 << 10 } == true })
     }
 
     @Test func killDuringCheckpoint() throws {

@@ -6,8 +6,8 @@ import Glibc
 #endif
 
 /// Crash consistency with real processes: a child writes epochs (chunks, indexes, manifest
-/// commit, garbage collection) in a loop and is SIGKILLed at random moments; and a child that
-/// runs into a file size limit.
+/// commit, garbage collection, message log appends and trims) in a loop and is SIGKILLed at
+/// random moments; and a child that runs into a file size limit.
 @Suite(.serialized) struct CrashTests {
     /// The crasher's snapshot contents (the same function as in Tests/StorageCrasher).
     enum CrashContent {
@@ -33,6 +33,16 @@ import Glibc
         }
     }
 
+    /// The crasher's message log (the same function as in Tests/StorageCrasher).
+    enum CrashLog {
+        static let name = "crash"
+        static let batchCount = 5
+
+        static func payload(_ index: UInt64) -> [UInt8] {
+            (0...(index % 300)).map { UInt8(truncatingIfNeeded: index &* 31 &+ $0 &* 7) }
+        }
+    }
+
     static var iterations: Int {
         ProcessInfo.processInfo.environment["LIFELINE_CRASH_ITERATIONS"].flatMap(Int.init) ?? 200
     }
@@ -45,9 +55,11 @@ import Glibc
         var durableEpoch: UInt64 = 0  // the newest epoch a child said was committed
         var newestSeen: UInt64 = 0
         var killsAfterACommit = 0
+        var durableLogged: UInt64 = 0  // the log's next index the child last said was durable
         var interruptedWrites = 0  // kills that left a temporary file or a copy to repair
         let cycleMicroseconds = try Self.measureCycle(folder)
         durableEpoch = try ManifestStore(store: try folder.store()).load()?.newestLine?.epoch ?? 0
+        durableLogged = try MessageLog(store: try folder.store(), name: CrashLog.name).nextIndex
         newestSeen = durableEpoch
         for iteration in 0..<Self.iterations {
             let seed = baseSeed &+ UInt64(iteration)
@@ -67,6 +79,16 @@ import Glibc
                 line.hasPrefix("committed ") ? UInt64(line.dropFirst(10)) : nil
             }
             if let last = committed.last { durableEpoch = last; killsAfterACommit += 1 }
+            let logged = child.text.split(separator: "\n").compactMap { line -> UInt64? in
+                line.hasPrefix("logged ") ? UInt64(line.dropFirst(7)) : nil
+            }
+            durableLogged = logged.last ?? durableLogged
+            do {
+                durableLogged = try Self.checkLog(folder, durable: durableLogged, context: context)
+            } catch {
+                Issue.record("\(context): the message log does not open after a kill: \(error)")
+                return
+            }
 
             let manifests = ManifestStore(store: try folder.store())
             let manifest: Manifest
@@ -106,6 +128,20 @@ import Glibc
         #expect(newestSeen > 0, "seed \(baseSeed): no epoch was ever committed: the kills came too early")
         #expect(killsAfterACommit > 0)
         #expect(interruptedWrites > 0 || Self.iterations < 50, "seed \(baseSeed): no kill landed inside a write")
+    }
+
+    /// Opens the crasher's log after a kill (which cuts a torn tail and repairs a mirror) and
+    /// checks that it holds a run of the expected records reaching at least what was durable
+    /// and at most one batch beyond; returns its next index.
+    static func checkLog(_ folder: TemporaryFolder, durable: UInt64, context: String) throws -> UInt64 {
+        let log = try MessageLog(store: try folder.store(), name: CrashLog.name)
+        #expect(log.nextIndex >= durable && log.nextIndex <= durable + UInt64(CrashLog.batchCount),
+                "\(context): the log reaches \(log.nextIndex), \(durable) were durable")
+        for (offset, record) in log.records.enumerated() where record != CrashLog.payload(log.firstIndex + UInt64(offset)) {
+            Issue.record("\(context): log record \(log.firstIndex + UInt64(offset)) holds other bytes")
+            break
+        }
+        return log.nextIndex
     }
 
     /// Runs a child for two commits and returns the time between them (one cycle: snapshots,

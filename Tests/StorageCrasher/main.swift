@@ -3,8 +3,9 @@
 //   lifeline-storage-crasher loop DIR_A DIR_B
 //       Opens the store (creating the manifest if there is none), prints `ready EPOCH`, then
 //       writes epochs forever: both ranks' snapshots (chunks + index), the manifest commit
-//       (printing `committed EPOCH` once it returned), and garbage collection. The test
-//       SIGKILLs it at a random moment.
+//       (printing `committed EPOCH` once it returned), garbage collection, and a batch of
+//       records appended to the message log `logs/crash.log` (printing `logged NEXT_INDEX` once
+//       durable), which every fourth epoch trims. The test SIGKILLs it at a random moment.
 //   lifeline-storage-crasher disk-full DIR_A DIR_B LIMIT_BYTES
 //       Sets RLIMIT_FSIZE to LIMIT_BYTES with SIGXFSZ ignored and tries to write and commit the
 //       next epoch with incompressible 64 KiB chunks. Prints `error CODE: DESCRIPTION` and
@@ -44,6 +45,27 @@ enum CrashContent {
     static func segments(epoch: UInt64, rank: Int) -> [ChunkedSnapshots.Segment] {
         let all = bytes(epoch: epoch, rank: rank)
         return [.init(Array(all[0..<16])), .init(Array(all[16...]))]
+    }
+}
+
+/// The crash tests' message log: record i holds `payload(i)`; the test holds the same function.
+enum CrashLog {
+    static let name = "crash"
+    static let batchCount = 5
+
+    /// 1 to 300 bytes that depend on the index.
+    static func payload(_ index: UInt64) -> [UInt8] {
+        (0...(index % 300)).map { UInt8(truncatingIfNeeded: index &* 31 &+ $0 &* 7) }
+    }
+}
+
+/// Appends a batch to the log, says how far it is durable, and every fourth epoch trims all but
+/// the last 20 records.
+func logEpoch(_ epoch: UInt64, log: MessageLog) throws(StorageError) {
+    try log.append((0..<UInt64(CrashLog.batchCount)).map { CrashLog.payload(log.nextIndex + $0) })
+    say("logged \(log.nextIndex)")
+    if epoch % 4 == 0, log.nextIndex > 20 {
+        try log.trim(before: log.nextIndex - 20)
     }
 }
 
@@ -102,12 +124,14 @@ do throws(StorageError) {
     var epoch = manifest.newestLine?.epoch ?? 0
     switch arguments[1] {
     case "loop":
+        let log = try MessageLog(store: manifests.store, name: CrashLog.name)
         say("ready \(epoch)")
         while true {
             epoch += 1
             try writeEpoch(epoch, manifest: &manifest, manifests: manifests, random: false)
             say("committed \(epoch)")
             try manifests.garbageCollect(keeping: manifest)
+            try logEpoch(epoch, log: log)
         }
     case "disk-full":
         guard arguments.count == 5, let limit = UInt64(arguments[4]) else { exit(64) }
