@@ -61,7 +61,13 @@ package final class MessageLog {
         // Rewrite both mirrors to the chosen prefix (a no-op in content when they agree), so a
         // torn tail is cut and the other mirror repaired before anything is appended.
         let image = Self.image(firstIndex: firstIndex, records: records)
+        let existed = parsed.contains { $0.bytes != nil }
         for (mirror, path) in paths.enumerated() where parsed[mirror].bytes != image {
+            if existed, parsed[mirror].problem == nil {
+                let found = parsed[mirror].bytes == nil ? "missing"
+                    : "held records \(parsed[mirror].firstIndex)..<\(parsed[mirror].firstIndex + UInt64(parsed[mirror].records.count))"
+                problems.append("\(path): \(found), the other mirror \(firstIndex)..<\(nextIndex); rewritten to match")
+            }
             try Self.writeAtomically(image, path: path)
         }
         fileBytes = image.count

@@ -56,6 +56,7 @@ import Glibc
         var newestSeen: UInt64 = 0
         var killsAfterACommit = 0
         var durableLogged: UInt64 = 0  // the log's next index the child last said was durable
+        var logRepairs = 0  // kills that left the log torn or its mirrors unequal
         var interruptedWrites = 0  // kills that left a temporary file or a copy to repair
         let cycleMicroseconds = try Self.measureCycle(folder)
         durableEpoch = try ManifestStore(store: try folder.store()).load()?.newestLine?.epoch ?? 0
@@ -84,7 +85,9 @@ import Glibc
             }
             durableLogged = logged.last ?? durableLogged
             do {
-                durableLogged = try Self.checkLog(folder, durable: durableLogged, context: context)
+                let (next, repaired) = try Self.checkLog(folder, durable: durableLogged, context: context)
+                durableLogged = next
+                if repaired { logRepairs += 1 }
             } catch {
                 Issue.record("\(context): the message log does not open after a kill: \(error)")
                 return
@@ -128,12 +131,13 @@ import Glibc
         #expect(newestSeen > 0, "seed \(baseSeed): no epoch was ever committed: the kills came too early")
         #expect(killsAfterACommit > 0)
         #expect(interruptedWrites > 0 || Self.iterations < 50, "seed \(baseSeed): no kill landed inside a write")
+        print("crash test, seed \(baseSeed): \(Self.iterations) kills, \(killsAfterACommit) after a commit, \(interruptedWrites) inside a snapshot or manifest write, \(logRepairs) inside a log append or trim")
     }
 
     /// Opens the crasher's log after a kill (which cuts a torn tail and repairs a mirror) and
     /// checks that it holds a run of the expected records reaching at least what was durable
-    /// and at most one batch beyond; returns its next index.
-    static func checkLog(_ folder: TemporaryFolder, durable: UInt64, context: String) throws -> UInt64 {
+    /// and at most one batch beyond; returns its next index and whether opening repaired it.
+    static func checkLog(_ folder: TemporaryFolder, durable: UInt64, context: String) throws -> (UInt64, Bool) {
         let log = try MessageLog(store: try folder.store(), name: CrashLog.name)
         #expect(log.nextIndex >= durable && log.nextIndex <= durable + UInt64(CrashLog.batchCount),
                 "\(context): the log reaches \(log.nextIndex), \(durable) were durable")
@@ -141,7 +145,7 @@ import Glibc
             Issue.record("\(context): log record \(log.firstIndex + UInt64(offset)) holds other bytes")
             break
         }
-        return log.nextIndex
+        return (log.nextIndex, !log.problems.isEmpty)
     }
 
     /// Runs a child for two commits and returns the time between them (one cycle: snapshots,
