@@ -59,6 +59,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
         /// The snapshot chunk size in bytes, and the zstd level of chunks.
         package static let chunkBytes = "LIFELINE_CHUNK_BYTES"
         package static let compressionLevel = "LIFELINE_ZSTD_LEVEL"
+        /// "1" when the rank restarts alone (or with its orphans) and replays its message log.
+        package static let replayLog = "LIFELINE_REPLAY_LOG"
     }
 
     /// The rank's index.
@@ -113,6 +115,10 @@ package struct LaunchEnvironment: Sendable, Equatable {
     package var chunkBytes: Int = ChunkedSnapshots.chunkBytesDefault
     /// The zstd level of snapshot chunks.
     package var compressionLevel: Int32 = ChunkedSnapshots.levelDefault
+    /// Whether a restarted rank replays its message log (it restarts alone, or with its
+    /// orphans, while the others keep running). After a global rollback it does not: every
+    /// rank re-executes from the recovery line, and what the logs hold past it is void.
+    package var replayLog: Bool = false
 
     /// The abstract socket name of the supervisor.
     package var supervisorAddress: String { "\(addressPrefix).s" }
@@ -138,7 +144,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.retainedBytesMax: String(retainedBytesMax), Key.logBytesMax: String(logBytesMax),
             Key.interval: String(intervalSeconds), Key.logFlushMs: String(logFlushMs),
             Key.logFlushBytes: String(logFlushBytes), Key.chunkBytes: String(chunkBytes),
-            Key.compressionLevel: String(compressionLevel),
+            Key.compressionLevel: String(compressionLevel), Key.replayLog: replayLog ? "1" : "0",
         ]
         if let replayLimit { result[Key.replayLimit] = "\(replayLimit.rank):\(replayLimit.recoverable)" }
         if let restoreSnapshot { result[Key.restoreSnapshot] = restoreSnapshot }
@@ -214,6 +220,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             chunkBytes: value(Key.chunkBytes).flatMap(Int.init).flatMap(Self.validChunkBytes)
                 ?? ChunkedSnapshots.chunkBytesDefault,
             compressionLevel: value(Key.compressionLevel).flatMap(Int32.init)
-                .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault)
+                .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault,
+            replayLog: value(Key.replayLog) == "1")
     }
 }

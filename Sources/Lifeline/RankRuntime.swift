@@ -244,12 +244,20 @@ final class RankRuntime {
         guard launch.logging != .none else { return (nil, nil) }
         let log: MessageLog
         do {
-            log = try MessageLog(store: store, name: "rank-\(launch.rank.rawValue)")
+            log = try MessageLog(store: store, name: MessageLog.name(ofRank: launch.rank.rawValue))
         } catch {
             throw LifelineError(.storage, "cannot open the message log: \(error)")
         }
         guard launch.restarted else {
             try? log.trim(before: log.nextIndex)  // a new job starts with an empty log
+            return (log, nil)
+        }
+        guard launch.replayLog else {
+            do {
+                try log.resume(at: logPosition)
+            } catch {
+                throw LifelineError(.storage, "cannot cut the message log back to the checkpoint: \(error)")
+            }
             return (log, nil)
         }
         guard logPosition >= log.firstIndex else {

@@ -23,7 +23,7 @@ extension Supervisor {
             start = snapshot.dependencies[rank]
             logPosition = snapshot.logPosition
         }
-        guard let log = try? MessageLog(store: store, name: "rank-\(rank)"), logPosition >= log.firstIndex else { return nil }
+        guard let log = try? MessageLog(store: store, name: MessageLog.name(ofRank: rank)), logPosition >= log.firstIndex else { return nil }
         return start + (log.nextIndex > logPosition ? log.nextIndex - logPosition : 0)
     }
 
@@ -60,7 +60,7 @@ extension Supervisor {
         survivorsToThaw = Set(slots.indices.filter { $0 != rank && !orphans.contains($0) && slots[$0].alive })
         replaying = rank
         restartedGroup = [rank] + orphans
-        try launch([rank] + orphans, replayLimit: (rank, recoverable))
+        try launch([rank] + orphans, replayLimit: (rank, recoverable), replayLog: true)
         return true
     }
 }

@@ -69,11 +69,16 @@ extension Supervisor {
             return
         }
         // A rank recovers alone unless another rank is recovering at the same time (its own
-        // second failure during replay is fine: it restarts alone again).
-        let alone = configuration.logging != .none && (replaying ?? rank) == rank && starting.allSatisfy { $0 == rank }
+        // second failure during replay is fine: it restarts alone again), or its pessimistic
+        // log lost records (a replay would not reproduce what it delivered).
+        let othersRecovering = (replaying ?? rank) != rank || !starting.allSatisfy { $0 == rank }
+        let logLost = configuration.logging == .pessimistic && !othersRecovering ? lostLog(of: rank) : nil
+        let alone = configuration.logging != .none && !othersRecovering && logLost == nil
         if !alone, configuration.logging != .none {
-            warn("rank \(rank) failed while another rank recovers: falling back to global rollback")
-            events.record("fallback_global_rollback", ["rank": .int(rank)])
+            let reason = logLost.map { "its message log is damaged on both mirrors (\($0))" }
+                ?? "it failed while another rank recovers"
+            warn("rank \(rank): \(reason): falling back to global rollback")
+            events.record("fallback_global_rollback", ["rank": .int(rank), "reason": .string(reason)])
         }
         let restartPoint = independent ? "its checkpoint \(records[rank].last?.index ?? 0)" : "epoch \(lineEpoch)"
         warn(alone
@@ -99,14 +104,26 @@ extension Supervisor {
             if independent {
                 // Its log replays everything since its newest checkpoint: only it rolls back.
                 let newest: IndependentCheckpoint? = records[rank].last
-                try launch([rank], plan: [rank: newest])
+                try launch([rank], plan: [rank: newest], replayLog: true)
             } else {
-                try launch([rank])
+                try launch([rank], replayLog: true)
             }
         } else {
             replaying = nil
             stopSurvivors()
             try launchAll()
+        }
+    }
+
+    /// What makes the message log of `rank` unfit to replay (damaged or missing on both
+    /// mirrors: every rank opens its log when it starts), or nil.
+    func lostLog(of rank: Int) -> String? {
+        do {
+            let inspection = try MessageLog.inspect(store: manifests.store, name: MessageLog.name(ofRank: rank))
+            if inspection.isMissing { return "missing on both mirrors" }
+            return inspection.recordsLost ? inspection.problems.joined(separator: "; ") : nil
+        } catch {
+            return "\(error)"
         }
     }
 

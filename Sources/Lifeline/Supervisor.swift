@@ -201,8 +201,9 @@ final class Supervisor {
 
     /// Starts `ranks` from the newest intact committed line (or from the start), or from the
     /// independent checkpoints `plan` names (nil: the start); the others, if any, keep running.
+    /// `replayLog`: the ranks restart while the others keep running, and replay their logs.
     func launch(_ ranks: [Int], plan: [Int: IndependentCheckpoint?]? = nil,
-                replayLimit: (rank: Int, recoverable: UInt64)? = nil) throws {
+                replayLimit: (rank: Int, recoverable: UInt64)? = nil, replayLog: Bool = false) throws {
         let (line, problems) = plan == nil ? manifests.newestIntactLine(manifest) : (manifest.newestLine, [])
         if ranks.count == configuration.rankCount, plan == nil {
             lineInForce = line
@@ -245,7 +246,8 @@ final class Supervisor {
                 intervalSeconds: configuration.intervalSeconds, logFlushMs: configuration.logFlushMs ?? 20,
                 logFlushBytes: configuration.logFlushBytes ?? 1 << 20, replayLimit: replayLimit,
                 chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
-                compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)))
+                compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)),
+                replayLog: replayLog)
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,

@@ -49,10 +49,9 @@ package final class MessageLog {
             }
         }
         let parsed = try paths.map { path throws(StorageError) in try Self.parse(path) }
-        let chosen = parsed[1].records.count > parsed[0].records.count && parsed[1].valid ? 1 : 0
-        let winner = parsed[chosen].valid ? parsed[chosen] : parsed[1 - chosen]
+        let winner = Self.chosen(parsed)
         firstIndex = winner.firstIndex
-        records = winner.valid ? winner.records : []
+        records = winner.records
         fileBytes = 0
         descriptors = []
         for (mirror, found) in parsed.enumerated() where found.problem != nil {
@@ -64,9 +63,7 @@ package final class MessageLog {
         let existed = parsed.contains { $0.bytes != nil }
         for (mirror, path) in paths.enumerated() where parsed[mirror].bytes != image {
             if existed, parsed[mirror].problem == nil {
-                let found = parsed[mirror].bytes == nil ? "missing"
-                    : "held records \(parsed[mirror].firstIndex)..<\(parsed[mirror].firstIndex + UInt64(parsed[mirror].records.count))"
-                problems.append("\(path): \(found), the other mirror \(firstIndex)..<\(nextIndex); rewritten to match")
+                problems.append("\(path): \(Self.describe(parsed[mirror], against: firstIndex..<nextIndex)); rewritten to match")
             }
             try Self.writeAtomically(image, path: path)
         }
@@ -110,6 +107,23 @@ package final class MessageLog {
         try rewrite()
     }
 
+    /// Makes `index` the index of the next record: drops the records from `index` on, and when
+    /// the log does not reach `index` or starts after it, empties it and starts it there. For a
+    /// rank rolled back with every other rank to a checkpoint taken at log position `index`:
+    /// it re-executes instead of replaying, so what it logged after the checkpoint is void.
+    package func resume(at index: UInt64) throws(StorageError) {
+        if index >= firstIndex && index <= nextIndex {
+            try truncate(from: index)
+            return
+        }
+        records.removeAll()
+        firstIndex = index
+        try rewrite()
+    }
+
+    /// The log name of a rank's receiver log: `rank-R`.
+    package static func name(ofRank rank: Int) -> String { "rank-\(rank)" }
+
     /// Drops the records before `index` from both mirrors (atomically, file by file).
     package func trim(before index: UInt64) throws(StorageError) {
         guard index > firstIndex else { return }
@@ -144,6 +158,56 @@ package final class MessageLog {
         var problem: String?
     }
 
+    /// What the two copies of a log hold, read without repairing anything.
+    package struct Inspection: Sendable {
+        /// One line per problem: a copy missing, torn, damaged, or shorter than the other.
+        package var problems: [String]
+        /// Whether both copies exist, read to their end and are byte-equal.
+        package var isHealthy: Bool { problems.isEmpty }
+        /// Whether neither copy is intact (each missing, torn or damaged, at least one present).
+        /// An append reaches B only after A is durable, so a crash can tear one copy, never
+        /// both: the records past the longer valid prefix are lost, and a replay of this log
+        /// would not reproduce what the rank delivered.
+        package var recordsLost: Bool
+        /// The records the log would keep when opened: `firstIndex..<nextIndex`.
+        package var kept: Range<UInt64>
+        /// Whether neither mirror has the file (a log never opened, or deleted on both).
+        package var isMissing: Bool
+    }
+
+    /// Reads both copies of the log `name` and says what opening it would find and repair.
+    package static func inspect(store: MirroredStore, name: String) throws(StorageError) -> Inspection {
+        let paths = [Mirror.a, Mirror.b].map { store.root($0) + "/" + folder + "/" + name + ".log" }
+        let parsed = try paths.map { path throws(StorageError) in try parse(path) }
+        let winner = chosen(parsed)
+        let image = Self.image(firstIndex: winner.firstIndex, records: winner.records)
+        let kept = winner.firstIndex..<winner.firstIndex + UInt64(winner.records.count)
+        var problems: [String] = []
+        if parsed.contains(where: { $0.bytes != nil }) {
+            for (mirror, found) in parsed.enumerated() where found.bytes != image {
+                problems.append("\(paths[mirror]): \(describe(found, against: kept))")
+            }
+        }
+        let intact = parsed.contains { $0.bytes != nil && $0.valid && $0.problem == nil }
+        let exists = parsed.contains { $0.bytes != nil }
+        return Inspection(problems: problems, recordsLost: !intact && exists, kept: kept, isMissing: !exists)
+    }
+
+    /// The copy opening keeps: the longer valid one (A when equal), as parsed.
+    private static func chosen(_ parsed: [Parsed]) -> Parsed {
+        let index = parsed[1].records.count > parsed[0].records.count && parsed[1].valid ? 1 : 0
+        let winner = parsed[index].valid ? parsed[index] : parsed[1 - index]
+        return winner.valid ? winner : Parsed(bytes: nil, valid: false, firstIndex: winner.firstIndex, records: [], problem: nil)
+    }
+
+    /// One copy's problem, said against the records kept.
+    private static func describe(_ found: Parsed, against kept: Range<UInt64>) -> String {
+        if let problem = found.problem { return problem }
+        if found.bytes == nil { return "missing; the other mirror holds records \(kept.lowerBound)..<\(kept.upperBound)" }
+        let held = found.firstIndex..<found.firstIndex + UInt64(found.records.count)
+        return "holds records \(held.lowerBound)..<\(held.upperBound), the other mirror \(kept.lowerBound)..<\(kept.upperBound)"
+    }
+
     private static func parse(_ path: String) throws(StorageError) -> Parsed {
         guard let data = FileManager.default.contents(atPath: path) else {
             return Parsed(bytes: nil, valid: false, firstIndex: 0, records: [], problem: nil)
@@ -173,7 +237,10 @@ package final class MessageLog {
                 break
             }
             let payload = bytes[offset + 8..<offset + 8 + length]
-            guard Checksum.crc32(payload) == checksum else { problem = "record checksum fails at byte \(offset)"; break }
+            guard Checksum.crc32(payload) == checksum else {
+                problem = "record checksum fails at byte \(offset)"
+                break
+            }
             records.append(Array(payload))
             offset += 8 + length
         }

@@ -6,16 +6,48 @@ extension MirroredStore {
     package func verify(repair: Bool) -> VerifyReport {
         var report = VerifyReport()
         let names = Set(PosixFile.walkFiles(root: rootA) + PosixFile.walkFiles(root: rootB)).sorted()
-        // Message logs have their own record format and are checked and cut by `MessageLog`.
-        for name in names where !name.hasPrefix(MessageLog.folder + "/") && name != ChunkLock.fileName {
-            let (_, fileName) = Self.split(name)
+        for name in names where name != ChunkLock.fileName {
+            let (folder, fileName) = Self.split(name)
             if PosixFile.isHidden(fileName) {
                 checkTemporary(name, repair: repair, into: &report)
+            } else if folder == MessageLog.folder && fileName.hasSuffix(".log") {
+                checkLog(String(fileName.dropLast(4)), repair: repair, into: &report)
             } else {
                 check(name, repair: repair, into: &report)
             }
         }
         return report
+    }
+
+    /// A message log has its own record format: a copy torn at its end, missing or shorter is
+    /// rewritten from the other (by opening the log); when neither copy is intact, records are
+    /// lost and the log is left as it is (the runtime cuts it to its valid prefix and, having
+    /// lost what a replay needs, rolls every rank back instead).
+    private func checkLog(_ logName: String, repair: Bool, into report: inout VerifyReport) {
+        do {
+            let inspection = try MessageLog.inspect(store: self, name: logName)
+            if inspection.isHealthy {
+                report.healthyCount += 1
+                return
+            }
+            if inspection.recordsLost {
+                report.unrecoverableCount += 1
+                report.problems += inspection.problems
+                report.problems.append("\(MessageLog.folder)/\(logName).log: damaged on both mirrors; records past \(inspection.kept.upperBound) are lost")
+                return
+            }
+            guard repair else {
+                report.damagedCount += 1
+                report.problems += inspection.problems.map { $0 + "; needs repair" }
+                return
+            }
+            _ = try MessageLog(store: self, name: logName)
+            report.repairedCount += 1
+            report.problems += inspection.problems.map { $0 + "; repaired" }
+        } catch {
+            report.unrecoverableCount += 1
+            report.problems.append("\(MessageLog.folder)/\(logName).log: \(error)")
+        }
     }
 
     private func check(_ name: String, repair: Bool, into report: inout VerifyReport) {

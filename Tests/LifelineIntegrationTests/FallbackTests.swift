@@ -26,3 +26,50 @@ extension RecoveryTests {
         #expect(fallback != nil && fallback! < newest, "fell back to \(String(describing: fallback)), newest \(newest)")
     }
 }
+
+extension RecoveryTests {
+    /// Pessimistic logging, and the hung rank's message log is damaged on both mirrors while it
+    /// is stopped: a lone replay would not reproduce what it delivered, so the supervisor says
+    /// so and rolls every rank back instead; the job still ends with the failure-free result.
+    @Test func messageLogLostOnBothMirrorsFallsBackToGlobalRollback() throws {
+        let runDirectory = JobRunner.scratch("log-lost") + "/run"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: JobRunner.binDirectory + "/lifeline")
+        process.arguments = ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet",
+                             "--logging", "pessimistic", "--inject", "hang:rank=1,after=1500ms",
+                             "--heartbeat-ms", "100", "--heartbeat-timeout-ms", "2500", "--"] + JobRunner.heat
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = JobRunner.binDirectory + ":" + (environment["PATH"] ?? "/usr/bin")
+        process.environment = environment
+        try process.run()
+        let eventsPath = runDirectory + "/events.jsonl"
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline,
+              !((try? String(contentsOfFile: eventsPath, encoding: .utf8))?.contains("\"fault_injected\"") ?? false) {
+            usleep(20_000)
+        }
+        // The rank is stopped: nothing rewrites its log until the supervisor has decided.
+        for root in ["storage-a", "storage-b"] {
+            let path = runDirectory + "/" + root + "/logs/rank-1.log"
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            bytes[8] ^= 0x5A  // the first-record index: the header checksum fails
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+        }
+        let stdout = output.fileHandleForReading.readDataToEndOfFile()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let result = JobRunner.Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                                      stderr: stderr, runDirectory: runDirectory)
+        #expect(result.status == 0, "\(stderr)")
+        #expect(result.resultLines == [Self.oracle])
+        let fallback = result.events("fallback_global_rollback").first
+        #expect(fallback?["rank"] as? Int == 1)
+        #expect((fallback?["reason"] as? String)?.contains("message log is damaged on both mirrors") == true, "\(result.events("fallback_global_rollback"))")
+        #expect(result.events("recovery_start").first?["mode"] as? String == "global-rollback")
+        #expect(stderr.contains("falling back to global rollback"), "\(stderr)")
+    }
+}

@@ -34,3 +34,33 @@ extension RecoveryTests {
         #expect(lost.stdout.contains("1 lost"), "\(lost.stdout)")
     }
 }
+
+extension RecoveryTests {
+    /// Message logs are checked too: a copy cut short is repaired from the other; a log damaged
+    /// on both mirrors is reported lost and left alone.
+    @Test func storageVerifyAndRepairCoverMessageLogs() throws {
+        let result = try JobRunner.runHeat("storage-logs", ranks: 2, ["--logging", "pessimistic"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let roots = "\(result.runDirectory)/storage-a,\(result.runDirectory)/storage-b"
+        func storage(_ verb: String) throws -> JobRunner.Result {
+            try JobRunner.lifeline(["storage", verb, roots], runDirectory: result.runDirectory)
+        }
+        #expect(try storage("verify").status == 0)
+        func damage(_ root: String, _ change: (inout [UInt8]) -> Void) throws {
+            let path = result.runDirectory + "/\(root)/logs/rank-1.log"
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            change(&bytes)
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+        }
+        try damage("storage-b") { $0.removeLast(3) }
+        let torn = try storage("verify")
+        #expect(torn.status == 4 && torn.stdout.contains("logs/rank-1.log") && torn.stdout.contains("1 repairable"), "\(torn.stdout)")
+        #expect(try storage("repair").status == 1)
+        #expect(try storage("verify").status == 0)
+        for root in ["storage-a", "storage-b"] {
+            try damage(root) { $0[8] ^= 0x01 }
+        }
+        let lost = try storage("repair")
+        #expect(lost.status == 4 && lost.stdout.contains("1 lost") && lost.stdout.contains("are lost"), "\(lost.stdout)")
+    }
+}

@@ -57,6 +57,35 @@ struct MessageLogTests {
         #expect(log.nextIndex == 9 && log.records.last == [42])
     }
 
+    /// A kill between A's append and B's leaves B shorter: healthy records, nothing lost.
+    @Test func shorterMirrorIsRepairableNotLost() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let (store, paths) = try writtenLog(folder)
+        let shorter = Disk.bytes(paths[1])
+        let log = try MessageLog(store: store, name: "rank-1")
+        try log.append([[9, 9]])
+        Disk.put(shorter, at: paths[1])
+        let inspection = try MessageLog.inspect(store: store, name: "rank-1")
+        #expect(!inspection.recordsLost && inspection.kept == 0..<11 && inspection.problems.count == 1, "\(inspection)")
+    }
+
+    /// `resume(at:)` makes an index the next one, inside the log, past its end or before it.
+    @Test func resumeAtMakesTheNextIndex() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let (store, _) = try writtenLog(folder)
+        let log = try MessageLog(store: store, name: "rank-1")
+        try log.resume(at: 6)
+        #expect(log.firstIndex == 0 && log.records == Array(Self.records[0..<6]))
+        try log.resume(at: 20)
+        #expect(log.firstIndex == 20 && log.records.isEmpty)
+        try log.append([[7]])
+        try log.resume(at: 4)
+        let reopened = try MessageLog(store: store, name: "rank-1")
+        #expect(reopened.firstIndex == 4 && reopened.records.isEmpty && reopened.nextIndex == 4)
+    }
+
     @Test(arguments: Fault.allCases)
     func singleMirrorFaultIsRepaired(fault: Fault) throws {
         for (damaged, mirror) in [(0, Mirror.a), (1, .b)] {
@@ -65,10 +94,13 @@ struct MessageLogTests {
             let (store, paths) = try writtenLog(folder)
             let original = Disk.bytes(paths[1 - damaged])
             Self.damage(paths[damaged], with: fault)
-            let log = try MessageLog(store: store, name: "rank-1")
             let label = "\(fault) on \(mirror)"
+            let inspection = try MessageLog.inspect(store: store, name: "rank-1")
+            #expect(!inspection.isHealthy && !inspection.recordsLost && inspection.kept == 0..<10, "\(label): \(inspection)")
+            let log = try MessageLog(store: store, name: "rank-1")
             #expect(log.records == Self.records, "\(label): every record is back")
-            #expect(fault == .deletion || !log.problems.isEmpty, "\(label): the damage is reported")
+            #expect(!log.problems.isEmpty, "\(label): the damage is reported")
+            #expect(try MessageLog.inspect(store: store, name: "rank-1").isHealthy, "\(label): healthy once opened")
             for path in paths { #expect(Disk.bytes(path) == original, "\(label): \(path) repaired") }
         }
     }
@@ -79,8 +111,11 @@ struct MessageLogTests {
         defer { folder.remove() }
         let (store, paths) = try writtenLog(folder)
         for path in paths { Self.damage(path, with: fault) }
-        let log = try MessageLog(store: store, name: "rank-1")
         let label = "\(fault) on both"
+        let inspection = try MessageLog.inspect(store: store, name: "rank-1")
+        #expect(inspection.recordsLost == (fault != .deletion) && inspection.isMissing == (fault == .deletion),
+                "\(label): \(inspection)")
+        let log = try MessageLog(store: store, name: "rank-1")
         // Never a record that was not written, never one whose checksum fails: a prefix.
         #expect(log.records.count < Self.records.count, "\(label): something was lost")
         #expect(Array(Self.records.prefix(log.records.count)) == log.records, "\(label): \(log.records.count) records")
