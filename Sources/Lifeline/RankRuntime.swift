@@ -12,19 +12,19 @@ import Synchronization
 /// it makes no protocol decision of its own.
 final class RankRuntime {
     /// A message that arrived and waits to be received.
-    private struct Arrival {
+    struct Arrival {
         var header: DataHeader
         var payload: [UInt8]
     }
 
     /// Non-blocking reads of the awaited peer before sleeping in poll(2) (about a microsecond each).
-    private static let spinReads = 100
+    static let spinReads = 100
     /// The cores this process may run on.
-    private static let coreCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    static let coreCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     /// How many bytes one wait reads from a peer before the program gets a chance to take them.
-    private static let readBytesMaxPerWait = 2 << 20
+    static let readBytesMaxPerWait = 2 << 20
     /// How long one wait for traffic lasts before the runtime looks around again.
-    private static let pollIntervalMs: Int32 = 500
+    static let pollIntervalMs: Int32 = 500
 
     let rank: RankID
     let rankCount: Int
@@ -32,75 +32,75 @@ final class RankRuntime {
     /// The step of the restored snapshot, if the rank was restored.
     private(set) var restoredStep: Int?
 
-    private let launch: LaunchEnvironment?
-    private let control: ControlLink?
-    private let controlReader: Connection?
-    private let listener: Int32
-    private let store: MirroredStore?
-    private let writer: SnapshotWriter?
-    private let heartbeatStep: HeartbeatStep
+    let launch: LaunchEnvironment?
+    let control: ControlLink?
+    let controlReader: Connection?
+    let listener: Int32
+    let store: MirroredStore?
+    let writer: SnapshotWriter?
+    let heartbeatStep: HeartbeatStep
 
     /// Data connections indexed by rank; nil until connected (and for this rank).
-    private var peers: [Connection?]
-    private var ledger: MessageLedger
-    private var participant: CheckpointParticipant
+    var peers: [Connection?]
+    var ledger: MessageLedger
+    var participant: CheckpointParticipant
     /// Arrived messages per source, in arrival order.
-    private var inbox: [[Arrival]]
+    var inbox: [[Arrival]]
     /// Control messages read but not yet handled (they are handled outside of sends).
-    private var pendingControl: [ControlMessage] = []
+    var pendingControl: [ControlMessage] = []
     /// Sends held between capture and DONE (blocking variant).
-    private var heldSends: [(RankID, DataHeader, [UInt8])] = []
-    private var restoredState: [UInt8]?
-    private var released = false
-    private var finished = false
-    private var anySourceCursor = 0
-    private var rankFaults: [(index: Int, spec: FaultSpec)]
+    var heldSends: [(RankID, DataHeader, [UInt8])] = []
+    var restoredState: [UInt8]?
+    var released = false
+    var finished = false
+    var anySourceCursor = 0
+    var rankFaults: [(index: Int, spec: FaultSpec)]
     /// The rank's log (pessimistic or sender-based logging), nil without logging.
-    private let log: MessageLog?
+    let log: MessageLog?
     /// Records to replay after a restart, in their logged order; nil when running live.
-    private var replay: ReplayQueue?
+    var replay: ReplayQueue?
     /// The incarnation of each peer's current connection.
-    private var peerIncarnation: [UInt32]
+    var peerIncarnation: [UInt32]
     /// Peers restarted alone that must get this rank's retained messages again before anything
     /// new, so each channel stays in order.
-    private var resendPending: [Bool]
+    var resendPending: [Bool]
     /// `--trace-deliveries`: what the rank sends, delivers and captures.
-    private let trace: DeliveryTrace?
+    let trace: DeliveryTrace?
     /// The log position when the rank captured each open round.
-    private var logPositionAtCapture: [(epoch: Epoch, position: UInt64)] = []
+    var logPositionAtCapture: [(epoch: Epoch, position: UInt64)] = []
     /// The logging mode.
-    private var logging: LoggingMode { launch?.logging ?? .none }
+    var logging: LoggingMode { launch?.logging ?? .none }
     /// Whether this rank asked for a checkpoint that has not happened yet.
-    private var checkpointAsked = false
+    var checkpointAsked = false
     /// The most bytes retained at once, and the largest the log grew on disk.
-    private var retainedBytesPeak = 0
-    private var logBytesPeak = 0
+    var retainedBytesPeak = 0
+    var logBytesPeak = 0
     /// Independent checkpointing: the checkpoint interval the rank is in (its checkpoints so
     /// far, counting the one it was restored from); messages carry it.
-    private var interval = 0
+    var interval = 0
     /// Independent checkpointing: per sender, the newest sender interval delivered from in the
     /// current interval (-1: none) — its dependency vector.
-    private var intervalDependencies: [Int]
+    var intervalDependencies: [Int]
     /// Independent checkpointing: when (job clock) the next checkpoint is due, and the draws
     /// of the periods (±25 % around the interval, a generator per rank and incarnation).
-    private var nextCheckpointAt = Double.infinity
-    private var periodGenerator: SplitMix64
+    var nextCheckpointAt = Double.infinity
+    var periodGenerator: SplitMix64
     /// Independent checkpointing: the supervisor is planning a recovery line; nothing is
     /// delivered and no checkpoint is taken until it thaws the rank.
-    private var frozen = false
+    var frozen = false
     /// Independent checkpointing: per peer, the incarnation its messages must come from at
     /// least (set when it rolls back: what its lost execution sent is obsolete).
-    private var obsoleteBelow: [UInt32]
-    private var independent: Bool { launch?.variant == .independent }
+    var obsoleteBelow: [UInt32]
+    var independent: Bool { launch?.variant == .independent }
     /// Optimistic logging: the rank's dependency vector (`OptimisticLogging`), stamped on every
     /// message it sends.
-    private var dependencyVector: [UInt64]
+    var dependencyVector: [UInt64]
     /// Optimistic logging: records not yet written to the log, and when the log was last flushed.
-    private var pendingLog: [[UInt8]] = []
-    private var pendingLogBytes = 0
-    private var lastLogFlush = 0.0
+    var pendingLog: [[UInt8]] = []
+    var pendingLogBytes = 0
+    var lastLogFlush = 0.0
 
-    private init(
+    init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
         store: MirroredStore?, snapshot: RankSnapshot?, log: MessageLog?, replay: ReplayQueue?
     ) {
@@ -148,10 +148,10 @@ final class RankRuntime {
     }
 
     /// Seconds since the job started, on the supervisor's clock.
-    private func jobClock() -> Double { monotonicSeconds() - (launch?.clockOrigin ?? 0) }
+    func jobClock() -> Double { monotonicSeconds() - (launch?.clockOrigin ?? 0) }
 
     /// The next independent checkpoint period: the interval ±25 %.
-    private func nextPeriod() -> Double {
+    func nextPeriod() -> Double {
         (launch?.intervalSeconds ?? 0) * (0.75 + 0.5 * Double(periodGenerator.next() >> 11) / Double(1 << 53))
     }
 
@@ -200,7 +200,7 @@ final class RankRuntime {
         return runtime
     }
 
-    private static func awaitStart(_ reader: Connection) throws {
+    static func awaitStart(_ reader: Connection) throws {
         var started = false
         while !started {
             var descriptor = pollfd(fd: reader.fd, events: Int16(POLLIN), revents: 0)
@@ -212,7 +212,7 @@ final class RankRuntime {
         }
     }
 
-    private static func startHeartbeat(control: ControlLink, launch: LaunchEnvironment) {
+    static func startHeartbeat(control: ControlLink, launch: LaunchEnvironment) {
         let intervalMicroseconds = UInt32(max(10, launch.heartbeatMs) * 1000)
         let supervisor = launch.supervisorPID
         let step = HeartbeatStep.current
@@ -225,7 +225,7 @@ final class RankRuntime {
         }
     }
 
-    private static func loadSnapshot(launch: LaunchEnvironment, store: MirroredStore) throws -> RankSnapshot? {
+    static func loadSnapshot(launch: LaunchEnvironment, store: MirroredStore) throws -> RankSnapshot? {
         guard launch.restoreEpoch > .start, let name = launch.restoreSnapshot else { return nil }
         let bytes: [UInt8]
         do {
@@ -238,7 +238,7 @@ final class RankRuntime {
 
     /// Opens the rank's log (with logging) and, after a restart, the records it logged after
     /// its checkpoint: those are replayed before anything live.
-    private static func openLog(
+    static func openLog(
         launch: LaunchEnvironment, store: MirroredStore, logPosition: UInt64, dependencies: [UInt64]
     ) throws -> (MessageLog?, ReplayQueue?) {
         guard launch.logging != .none else { return (nil, nil) }
@@ -291,7 +291,7 @@ final class RankRuntime {
         return (log, ReplayQueue(records, mode: launch.logging))
     }
 
-    private func connectToLowerRanks() throws {
+    func connectToLowerRanks() throws {
         guard let launch else { return }
         for lower in 0..<rank.rawValue {
             let fd = try Socket.connect(abstractName: launch.rankAddress(RankID(lower)))
@@ -304,7 +304,7 @@ final class RankRuntime {
     }
 
     /// Sends every retained message again; receivers drop what they had already delivered.
-    private func resendRetained() throws {
+    func resendRetained() throws {
         for destination in 0..<rankCount {
             for message in ledger.retained[destination] {
                 try deliverOrTransmit(RankID(destination), message.header, message.payload)
@@ -318,608 +318,6 @@ final class RankRuntime {
         return restoredState
     }
 
-    // MARK: Point to point
-
-    /// Stamps, retains and sends a message (or holds it, between capture and DONE when blocking).
-    func send(_ payload: [UInt8], to destination: RankID, tag: Int64) throws {
-        precondition(!finished, "send after finish()")
-        // Under independent checkpointing a message carries its sender's checkpoint interval.
-        let stamp = independent ? Epoch(UInt64(interval)) : participant.epoch
-        // Under optimistic logging a message carries its sender's dependency vector in front.
-        let payload = logging == .optimistic ? OptimisticLogging.stamp(payload, with: dependencyVector) : payload
-        let header = ledger.send(to: destination, tag: tag, epoch: stamp, incarnation: incarnation, payload: payload)
-        trace?.sent(header, to: destination)
-        retainedBytesPeak = max(retainedBytesPeak, ledger.retainedBytes)
-        if let launch, launch.retainedBytesMax > 0, ledger.retainedBytes > launch.retainedBytesMax / Self.askAtShareOfMaximum {
-            askForCheckpoint()
-        }
-        if participant.holdsSends {
-            heldSends.append((destination, header, payload))
-            return
-        }
-        if resendPending[destination.rawValue] {
-            try flushResend(to: destination)  // the new message is retained too: sent in order
-            return
-        }
-        try deliverOrTransmit(destination, header, payload)
-    }
-
-    private func deliverOrTransmit(_ destination: RankID, _ header: DataHeader, _ payload: [UInt8]) throws {
-        if destination == rank {
-            inbox[rank.rawValue].append(Arrival(header: header, payload: payload))
-            return
-        }
-        let connection = try connection(to: destination)
-        var head = ByteWriter(capacity: FramePrefix.byteCount + DataHeader.byteCount)
-        FramePrefix(kind: .data, bodyLength: UInt64(DataHeader.byteCount + payload.count)).encode(into: &head)
-        header.encode(into: &head)
-        // A peer that is gone will be restarted with everyone; the message is retained.
-        try connection.write(head: head.bytes, payload: payload) { fd in try pump(timeoutMs: Self.pollIntervalMs, writable: fd) }
-    }
-
-    private func connection(to destination: RankID) throws -> Connection {
-        while true {
-            if let connection = peers[destination.rawValue] { return connection }
-            try pump(timeoutMs: Self.pollIntervalMs)  // a higher rank has not connected yet
-        }
-    }
-
-    /// Receives the next deliverable message with `tag` from `source` (nil: any source).
-    func receive(from source: RankID?, tag: Int64) throws -> Message {
-        precondition(!finished, "receive after finish()")
-        if let replayed = try replayReceive(source: source, tag: tag) { return replayed }
-        while true {
-            try serviceControl()
-            if let arrival = takeArrival(from: source, tag: tag) {
-                switch logging {
-                case .pessimistic: try appendToLog(.delivery(arrival.header, payload: arrival.payload))
-                case .senderBased where source == nil: try appendToLog(.determinant(arrival.header))
-                case .optimistic: try bufferLog(.delivery(arrival.header, payload: arrival.payload))
-                case .none, .senderBased: break
-                }
-                return deliver(arrival.header, arrival.payload, replayed: false)
-            }
-            guard launch != nil else {
-                throw LifelineError(.usage, "receive would wait forever: rank 0 runs alone and no message is queued")
-            }
-            if let source, try spin(for: source) { continue }
-            try pump(timeoutMs: Self.pollIntervalMs)
-        }
-    }
-
-    /// Receives one message for each (source, tag) of `requests`, in that order, once all have
-    /// arrived: with pessimistic logging they go to the log together — one write and one
-    /// fdatasync per mirror — before any of them is delivered (group commit that keeps the
-    /// guarantee). During a replay each comes from the log as usual.
-    func receive(all requests: [(source: RankID, tag: Int64)]) throws -> [Message] {
-        precondition(!finished, "receive after finish()")
-        var messages: [Message] = []
-        var index = 0
-        while index < requests.count, replay != nil {
-            let request = requests[index]
-            guard let replayed = try replayReceive(source: request.source, tag: request.tag) else { break }
-            messages.append(replayed)
-            index += 1
-        }
-        var taken: [Arrival] = []
-        while taken.count < requests.count - index {
-            try serviceControl()
-            let request = requests[index + taken.count]
-            if let arrival = takeArrival(from: request.source, tag: request.tag) {
-                taken.append(arrival)
-                continue
-            }
-            if try spin(for: request.source) { continue }
-            try pump(timeoutMs: Self.pollIntervalMs)
-        }
-        switch logging {
-        case .pessimistic:
-            do {
-                try log?.append(taken.map { LogRecord.delivery($0.header, payload: $0.payload).encoded() })
-            } catch {
-                throw LifelineError(.storage, "cannot write the message log: \(error)")
-            }
-            if let log {
-                logBytesPeak = max(logBytesPeak, log.fileBytes)
-                if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / Self.askAtShareOfMaximum { askForCheckpoint() }
-            }
-        case .optimistic:
-            for arrival in taken { try bufferLog(.delivery(arrival.header, payload: arrival.payload)) }
-        case .none, .senderBased:
-            break  // named sources: no determinant
-        }
-        return messages + taken.map { deliver($0.header, $0.payload, replayed: false) }
-    }
-
-    /// Waiting for a named peer while every rank has a core of its own: read its socket a few
-    /// times before sleeping in poll(2), so a reply that comes within microseconds is taken
-    /// without a sleep and a wake-up. With more ranks than cores, spinning would steal the time
-    /// of the rank being waited for, so the runtime sleeps at once.
-    private func spin(for source: RankID) throws -> Bool {
-        guard Self.spinReads > 0, rankCount <= Self.coreCount, let peer = peers[source.rawValue], !peer.isClosed else {
-            return false
-        }
-        let before = inbox[source.rawValue].count
-        for _ in 0..<Self.spinReads {
-            _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
-                if case .data(let header, let payload) = frame { arrive(header, payload) }
-            }
-            if inbox[source.rawValue].count != before { return true }
-        }
-        return false
-    }
-
-    private func deliver(_ header: DataHeader, _ stamped: [UInt8], replayed: Bool) -> Message {
-        ledger.recordDelivery(source: header.source, sequence: header.sequence)
-        participant.noteChange()
-        var payload = stamped
-        if logging == .optimistic, let (sender, bytes) = OptimisticLogging.split(stamped, rankCount: rankCount) {
-            dependencyVector = OptimisticLogging.afterDelivery(dependencyVector, of: rank, sender: sender)
-            payload = bytes
-        }
-        if independent {
-            let source = header.source.rawValue
-            intervalDependencies[source] = max(intervalDependencies[source], Int(header.epoch.rawValue))
-        }
-        trace?.delivered(header, replayed: replayed)
-        return Message(source: header.source.rawValue, tag: Int(header.tag), bytes: payload)
-    }
-
-    private func appendToLog(_ record: LogRecord) throws {
-        guard let log else { return }
-        do {
-            try log.append([record.encoded()])
-        } catch {
-            throw LifelineError(.storage, "cannot write the message log: \(error)")
-        }
-        logBytesPeak = max(logBytesPeak, log.fileBytes)
-        if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / Self.askAtShareOfMaximum { askForCheckpoint() }
-    }
-
-    /// Optimistic logging: keeps a record in memory; the log gets it at the next flush.
-    private func bufferLog(_ record: LogRecord) throws {
-        let bytes = record.encoded()
-        pendingLog.append(bytes)
-        pendingLogBytes += bytes.count
-        try flushLogIfDue()
-    }
-
-    /// Optimistic logging: writes the buffered records (one write and one fdatasync per mirror
-    /// for all of them) once the flush delay or size is reached.
-    private func flushLogIfDue() throws {
-        guard !pendingLog.isEmpty, let launch else { return }
-        let due = pendingLogBytes >= launch.logFlushBytes || jobClock() - lastLogFlush >= Double(launch.logFlushMs) / 1000
-        if due { try flushLog() }
-    }
-
-    /// Optimistic logging: writes every buffered record now.
-    private func flushLog() throws {
-        lastLogFlush = jobClock()
-        guard !pendingLog.isEmpty, let log else { return }
-        do {
-            try log.append(pendingLog)
-        } catch {
-            throw LifelineError(.storage, "cannot write the message log: \(error)")
-        }
-        pendingLog.removeAll(keepingCapacity: true)
-        pendingLogBytes = 0
-        logBytesPeak = max(logBytesPeak, log.fileBytes)
-        if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / Self.askAtShareOfMaximum { askForCheckpoint() }
-    }
-
-    /// The process's peak resident memory (VmHWM), or 0 where /proc does not say.
-    private static func residentBytesPeak() -> UInt64 {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kib = UInt64(line.split(separator: " ").dropFirst().first { !$0.isEmpty } ?? "")
-        else { return 0 }
-        return kib * 1024
-    }
-
-    /// A rank asks for a checkpoint when its retained messages or its log pass this fraction
-    /// (1/N) of their maximum, so that the round commits and trims them before they reach it.
-    static let askAtShareOfMaximum = 4
-
-    /// Retention or the log neared its maximum: a checkpoint that commits trims both, so the
-    /// rank asks for one (once, until the next round) rather than growing without bound.
-    private func askForCheckpoint() {
-        guard !checkpointAsked else { return }
-        checkpointAsked = true
-        control?.send(.checkpointWanted)
-    }
-
-    /// A value read from outside the messages, logged (with logging) so replay returns it again.
-    func loggedValue(_ produce: () -> [UInt8]) throws -> [UInt8] {
-        participant.noteChange()
-        if var queue = replay {
-            let next = queue.nextValue()
-            replay = queue
-            switch next {
-            case .success(let bytes?):
-                if logging == .optimistic { dependencyVector[rank.rawValue] += 1 }
-                if queue.remainingCount == 0 { finishReplay() }
-                return bytes
-            case .success(nil):
-                finishReplay()
-            case .failure(let error):
-                throw LifelineError(.usage, "\(error)")
-            }
-        }
-        let bytes = produce()
-        if logging == .optimistic {
-            dependencyVector[rank.rawValue] += 1
-            try bufferLog(.value(bytes))
-        } else if log != nil {
-            try appendToLog(.value(bytes))
-        }
-        return bytes
-    }
-
-    /// During replay: the message this receive returned before the crash; nil when live.
-    private func replayReceive(source: RankID?, tag: Int64) throws -> Message? {
-        guard var queue = replay else { return nil }
-        let next = queue.nextReceive(source: source, tag: tag)
-        replay = queue
-        defer { if replay != nil, queue.remainingCount == 0 { finishReplay() } }
-        switch next {
-        case .deliver(let header, let payload):
-            return deliver(header, payload, replayed: true)
-        case .await(let header):
-            while true {
-                try serviceControl()
-                if let index = inbox[header.source.rawValue].firstIndex(where: { $0.header.sequence == header.sequence }) {
-                    let arrival = inbox[header.source.rawValue].remove(at: index)
-                    return deliver(arrival.header, arrival.payload, replayed: true)
-                }
-                try pump(timeoutMs: Self.pollIntervalMs)
-            }
-        case .live:
-            return nil
-        case .exhausted:
-            finishReplay()
-            return nil
-        case .diverged(let expected):
-            throw LifelineError(.usage,
-                "replay diverged: the program asked for tag \(tag) from \(source.map { "\($0)" } ?? "any rank") where before the crash it made \(expected); it is not piecewise deterministic")
-        }
-    }
-
-    private func finishReplay() {
-        replay = nil
-        control?.send(.replayComplete(deliveries: Int(ledger.delivered.reduce(0) { $0 + $1.count })))
-    }
-
-    private func takeArrival(from source: RankID?, tag: Int64) -> Arrival? {
-        if frozen { return nil }
-        if let source { return takeArrival(fromSource: source.rawValue, tag: tag) }
-        for offset in 0..<rankCount {
-            let candidate = (anySourceCursor + offset) % rankCount
-            if let arrival = takeArrival(fromSource: candidate, tag: tag) {
-                anySourceCursor = (candidate + 1) % rankCount
-                return arrival
-            }
-        }
-        return nil
-    }
-
-    /// The first message of the channel with `tag` that may be delivered. Epochs never decrease
-    /// along a channel, so once one message is held back for its epoch, the rest are too.
-    private func takeArrival(fromSource source: Int, tag: Int64) -> Arrival? {
-        var index = 0
-        while index < inbox[source].count {
-            let header = inbox[source][index].header
-            if ledger.isDuplicate(source: header.source, sequence: header.sequence) {
-                inbox[source].remove(at: index)
-                continue
-            }
-            guard participant.mayDeliver(messageEpoch: header.epoch) else { return nil }
-            if header.tag == tag { return inbox[source].remove(at: index) }
-            index += 1
-        }
-        return nil
-    }
-
-    // MARK: Checkpoints
-
-    /// A safe point: fires step faults, waits for S when asked, captures when S is reached.
-    func safePoint(step: Int, capture: () -> StateWriter) throws {
-        guard let launch else { return }
-        if step == restoredStep, step == participant.stepPassed { return }  // resuming right here
-        guard step > participant.stepPassed else {
-            throw LifelineError(.usage, "safe point \(step) does not come after \(participant.stepPassed): steps must increase")
-        }
-        if let fault = rankFaults.first(where: { $0.spec == .killAtStep(rank, step: step) }) {
-            fireFault(index: fault.index, control: control)
-        }
-        // A rank that computes without messages reaches the runtime only here: read what the
-        // supervisor sent, so a request is answered now and not at the next receive.
-        try pump(timeoutMs: 0)
-        try serviceControl()
-        trace?.flush()
-        if independent, !frozen, jobClock() >= nextCheckpointAt {
-            heartbeatStep.value = step
-            _ = participant.handleSafePoint(step: step)
-            try captureIndependent(step: step, state: capture(), launch: launch)
-            return
-        }
-        while true {
-            switch participant.handleSafePoint(step: step) {
-            case .proceed:
-                heartbeatStep.value = step
-                return
-            case .wait:
-                try pump(timeoutMs: Self.pollIntervalMs)
-                try serviceControl()
-            case .capture(let epoch):
-                heartbeatStep.value = step
-                trace?.captured(epoch: epoch, step: step)
-                try captureSnapshot(epoch: epoch, step: step, state: capture(), launch: launch)
-                return
-            case .keep(let epoch):
-                // Minimal checkpoints: nothing delivered since the last committed checkpoint,
-                // which stays this rank's entry in the new line.
-                heartbeatStep.value = step
-                control?.send(.ack(epoch, Acknowledgement(
-                    step: step, snapshotBytes: 0, outputOffset: 0, delivered: ledger.delivered, kept: true)))
-                return
-            }
-        }
-    }
-
-    private func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, launch: LaunchEnvironment) throws {
-        guard let writer, let store else { return }
-        if logging == .optimistic { try flushLog() }  // the log position below counts every delivery
-        lifeline_flush_stdio()
-        let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
-        let snapshot = RankSnapshot(
-            epoch: epoch, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0,
-            dependencies: logging == .optimistic ? dependencyVector : [], ledger: ledger, programState: state.bytes,
-            numericRanges: state.numericRanges)
-        logPositionAtCapture.append((epoch, log?.nextIndex ?? 0))
-        let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
-        writer.submit(SnapshotWriter.Job(
-            epoch: epoch, step: step,
-            name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
-            uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
-            changes: participant.changesSinceCheckpoint, dependencies: [], faultIndex: fault?.index))
-    }
-
-    /// Independent checkpointing: closes the current interval with a checkpoint of its own,
-    /// written in the background; its ACK carries the interval's dependency vector.
-    private func captureIndependent(step: Int, state: StateWriter, launch: LaunchEnvironment) throws {
-        guard let writer, let store else { return }
-        interval += 1
-        let index = Epoch(UInt64(interval))
-        trace?.captured(epoch: index, step: step)
-        lifeline_flush_stdio()
-        let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
-        let snapshot = RankSnapshot(
-            epoch: index, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0, ledger: ledger,
-            programState: state.bytes, numericRanges: state.numericRanges)
-        logPositionAtCapture.append((index, log?.nextIndex ?? 0))
-        let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
-        writer.submit(SnapshotWriter.Job(
-            epoch: index, step: step,
-            name: ManifestStore(store: store).independentSnapshotName(rank: rank.rawValue, checkpoint: interval),
-            uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
-            changes: participant.changesSinceCheckpoint, dependencies: intervalDependencies, faultIndex: fault?.index))
-        intervalDependencies = Array(repeating: -1, count: rankCount)
-        nextCheckpointAt = jobClock() + nextPeriod()
-    }
-
-    /// Asks the supervisor for a checkpoint at the next common safe point.
-    func requestCheckpoint() throws {
-        control?.send(.checkpointWanted)
-    }
-
-    /// The final barrier: report, then serve the protocol until the supervisor releases the job.
-    func finish() throws {
-        guard launch != nil, !finished else { return }
-        finished = true
-        if logging == .optimistic { try flushLog() }
-        trace?.flush()
-        lifeline_flush_stdio()
-        if let fault = rankFaults.first(where: { $0.spec == .killInPhase(rank, .finish) }) {
-            fireFault(index: fault.index, control: control)
-        }
-        control?.send(.finished(
-            step: participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0,
-            retainedBytesPeak: UInt64(retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak),
-            residentBytesPeak: Self.residentBytesPeak(), logSyncs: log?.syncCount ?? 0))
-        while !released {
-            try serviceControl()
-            if !released { try pump(timeoutMs: Self.pollIntervalMs) }
-        }
-        writer?.drain()
-    }
-
-    // MARK: The progress engine
-
-    /// Handles queued control messages. Never called from inside a send, so a message that
-    /// releases held sends cannot interleave frames on a socket.
-    private func serviceControl() throws {
-        if logging == .optimistic { try flushLogIfDue() }
-        for outcome in writer?.takeCompleted() ?? [] {
-            if case .durable(let epoch) = outcome { participant.handleSnapshotDurable(epoch) }
-        }
-        while !pendingControl.isEmpty {
-            let message = pendingControl.removeFirst()
-            switch message {
-            case .checkpointRequest(let epoch):
-                checkpointAsked = false
-                try perform(participant.handleRequest(epoch))
-            case .safePointChosen(let epoch, let step):
-                try perform(participant.handleSafePointChosen(epoch, step: step))
-            case .checkpointDone(let epoch, let covered):
-                for outcome in writer?.takeCompleted() ?? [] {
-                    if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
-                }
-                for (receiver, set) in covered.enumerated() where receiver != rank.rawValue {
-                    ledger.trim(destination: RankID(receiver), covered: set)
-                }
-                ledger.trim(destination: rank, covered: ledger.delivered[rank.rawValue])
-                try trimLog(committed: epoch)
-                try perform(participant.handleDone(epoch))
-            case .abort(let epoch):
-                try perform(participant.handleAbort(epoch))
-            case .release:
-                released = true
-                control?.markReleased()
-            case .peerRestarted(let peer, let peerIncarnationNew):
-                if independent || logging == .optimistic {
-                    // The peer rolled back: what its lost execution sent and this rank has not
-                    // delivered is obsolete (re-execution sends it again, perhaps differently).
-                    obsoleteBelow[peer.rawValue] = peerIncarnationNew
-                    inbox[peer.rawValue].removeAll { $0.header.incarnation < peerIncarnationNew }
-                }
-                try reconnect(to: peer, incarnation: peerIncarnationNew)
-            case .freeze:
-                writer?.drain()  // every checkpoint taken is durable and acknowledged first
-                for outcome in writer?.takeCompleted() ?? [] {
-                    if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
-                }
-                frozen = true
-                if logging == .optimistic {
-                    // Everything delivered so far reaches the log: this rank loses nothing if it
-                    // turns out to be an orphan and is restarted.
-                    try flushLog()
-                    control?.send(.frozen(interval: 0, dependencies: dependencyVector.map { Int($0) }))
-                } else {
-                    control?.send(.frozen(interval: interval, dependencies: intervalDependencies))
-                }
-            case .thaw:
-                frozen = false
-            case .trim(let checkpoint, let covered):
-                for (receiver, set) in covered.enumerated() where receiver != rank.rawValue {
-                    ledger.trim(destination: RankID(receiver), covered: set)
-                }
-                try trimLog(committed: Epoch(UInt64(checkpoint)))
-            case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
-                 .replayComplete, .frozen:
-                break  // not for a rank, or already handled
-            }
-        }
-    }
-
-    /// A committed checkpoint covers the deliveries it captured: drop them from the log.
-    private func trimLog(committed epoch: Epoch) throws {
-        guard let captured = logPositionAtCapture.first(where: { $0.epoch == epoch }) else { return }
-        logPositionAtCapture.removeAll { $0.epoch <= epoch }
-        do {
-            try log?.trim(before: captured.position)
-        } catch {
-            throw LifelineError(.storage, "cannot trim the message log: \(error)")
-        }
-    }
-
-    /// A peer was restarted alone: make a connection to its new incarnation (the higher rank
-    /// connects) and send it again what it may have lost.
-    private func reconnect(to peer: RankID, incarnation peerIncarnationNew: UInt32) throws {
-        guard let launch, peer != rank else { return }
-        if rank > peer {
-            peers[peer.rawValue]?.close()
-            // The restarted peer may die again before it accepts (a fault during its recovery):
-            // then the supervisor restarts it once more and says so again; this rank goes on
-            // (what it sends meanwhile is retained) instead of failing with it.
-            guard let fd = try? Socket.connect(abstractName: launch.rankAddress(peer)) else { return }
-            let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
-            guard Socket.sendAll(fd, handshake.frame()) else {
-                close(fd)
-                return
-            }
-            peers[peer.rawValue] = Connection(fd: fd)
-            peerIncarnation[peer.rawValue] = peerIncarnationNew
-            resendPending[peer.rawValue] = true
-        }
-        while peerIncarnation[peer.rawValue] < peerIncarnationNew { try pump(timeoutMs: Self.pollIntervalMs) }
-        try flushResend(to: peer)
-    }
-
-    /// Sends a restarted peer every retained message again, before anything new.
-    private func flushResend(to peer: RankID) throws {
-        guard resendPending[peer.rawValue] else { return }
-        resendPending[peer.rawValue] = false
-        for message in ledger.retained[peer.rawValue] { try deliverOrTransmit(peer, message.header, message.payload) }
-    }
-
-    private func perform(_ actions: [CheckpointParticipant.Action]) throws {
-        for action in actions {
-            switch action {
-            case .reportStep(let epoch, let step):
-                control?.send(.stepReport(epoch, step: step))
-            case .capture:
-                preconditionFailure("capture happens only at a safe point")
-            case .trimRetained:
-                break  // done with the coverage DONE carried
-            case .releaseHeldSends:
-                let held = heldSends
-                heldSends.removeAll()
-                for (destination, header, payload) in held { try deliverOrTransmit(destination, header, payload) }
-            }
-        }
-    }
-
-    /// Waits up to `timeoutMs` for traffic (or for `writable` to drain) and reads everything
-    /// that arrived: data into the inbox, control messages into the pending queue, new peer
-    /// connections through their handshake.
-    private func pump(timeoutMs: Int32, writable: Int32? = nil) throws {
-        var descriptors: [pollfd] = []
-        descriptors.reserveCapacity(rankCount + 2)
-        if let controlReader { descriptors.append(pollfd(fd: controlReader.fd, events: Int16(POLLIN), revents: 0)) }
-        if listener >= 0 { descriptors.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0)) }
-        for case let peer? in peers where !peer.isClosed {
-            let events = peer.fd == writable ? Int16(POLLIN) | Int16(POLLOUT) : Int16(POLLIN)
-            descriptors.append(pollfd(fd: peer.fd, events: events, revents: 0))
-        }
-        let ready = poll(&descriptors, nfds_t(descriptors.count), timeoutMs)
-        if ready < 0, errno != EINTR {
-            throw LifelineError(.transport, "poll failed: \(String(cString: strerror(errno)))")
-        }
-        guard ready > 0 else { return }
-        for descriptor in descriptors where descriptor.revents != 0 {
-            if let controlReader, descriptor.fd == controlReader.fd {
-                let open = try controlReader.readAvailable { frame in
-                    if case .control(let message) = frame { pendingControl.append(message) }
-                }
-                if !open { supervisorGone() }
-            } else if descriptor.fd == listener {
-                acceptPeer()
-            } else if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil {
-                _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
-                    if case .data(let header, let payload) = frame { arrive(header, payload) }
-                }
-            }
-        }
-    }
-
-    private func arrive(_ header: DataHeader, _ payload: [UInt8]) {
-        guard (0..<rankCount).contains(header.source.rawValue),
-              !ledger.isDuplicate(source: header.source, sequence: header.sequence)
-        else { return }
-        // Independent checkpointing: a message from an incarnation that was rolled back is obsolete.
-        if independent, header.incarnation < obsoleteBelow[header.source.rawValue] { return }
-        inbox[header.source.rawValue].append(Arrival(header: header, payload: payload))
-    }
-
-    /// Accepts a peer's connection if its handshake carries the job's token; refuses it otherwise.
-    private func acceptPeer() {
-        guard let launch, let fd = Socket.accept(listener) else { return }
-        guard let handshake = Socket.receiveHandshake(fd, token: launch.token), handshake.role == .peer,
-              (0..<rankCount).contains(handshake.rank.rawValue), handshake.rank != rank
-        else {
-            FileHandle.standardError.write(Data("lifeline: \(rank) refused a connection without the job's token\n".utf8))
-            close(fd)
-            return
-        }
-        peers[handshake.rank.rawValue]?.close()
-        if handshake.incarnation > peerIncarnation[handshake.rank.rawValue] {
-            peerIncarnation[handshake.rank.rawValue] = handshake.incarnation
-            resendPending[handshake.rank.rawValue] = true
-        }
-        let connection = Connection(fd: fd)
-        _ = connection.write(head: [UInt8](WelcomeFrame.frame)) { _ in }
-        peers[handshake.rank.rawValue] = connection
-    }
 }
 
 /// The acceptor's answer to a valid handshake: a frame of kind `welcome` with an empty body.

@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Foundation
+import Synchronization
 
 /// Incremental snapshots: a snapshot is cut into chunks, each named by the XXH3-128 of its
 /// (filtered) bytes and stored once, zstd-compressed and mirrored, as `chunks/ab/<hash>.chunk`;
@@ -144,17 +146,37 @@ package struct ChunkedSnapshots: Sendable {
     /// Reads a whole snapshot, checking every chunk: its file (both copies, a bad copy
     /// repaired), its length and its hash.
     ///
-    /// Throws the first chunk's error: `.lost` naming the chunk when both copies are damaged or
-    /// missing, `.corrupt` when it decompresses to other bytes
-    /// than its name says.
+    /// Chunks are read, checked and decompressed on every core, each into its place in the
+    /// result. Throws the error of the first chunk (in snapshot order) that failed: `.lost`
+    /// naming the chunk when both copies are damaged or missing, `.corrupt` when it
+    /// decompresses to other bytes than its name says.
     package func read(_ name: String) throws(StorageError) -> [UInt8] {
         let index = try index(name)
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(index.totalBytes)
+        var starts: [Int] = []
+        starts.reserveCapacity(index.chunks.count)
+        var end = 0
         for chunk in index.chunks {
-            bytes += try readChunk(chunk)
+            starts.append(end)
+            end += chunk.length
         }
-        precondition(bytes.count == index.totalBytes, "decode checked that the chunks add up")
+        precondition(end == index.totalBytes, "decode checked that the chunks add up")
+        let offsets = starts
+        let failures = Mutex<[(position: Int, error: StorageError)]>([])
+        let bytes = [UInt8](unsafeUninitializedCapacity: index.totalBytes) { buffer, initializedCount in
+            let target = DisjointWrites(buffer)
+            DispatchQueue.concurrentPerform(iterations: index.chunks.count) { position in
+                let chunk = index.chunks[position]
+                do throws(StorageError) {
+                    let piece = try readChunk(chunk)
+                    target.copy(piece, to: offsets[position])
+                } catch {
+                    target.zero(offsets[position]..<offsets[position] + chunk.length)
+                    failures.withLock { $0.append((position, error)) }
+                }
+            }
+            initializedCount = index.totalBytes
+        }
+        if let first = failures.withLock({ $0.min { $0.position < $1.position } }) { throw first.error }
         return bytes
     }
 
@@ -229,6 +251,26 @@ extension ChunkedSnapshots {
     /// chunk at once (independent checkpoints) write the same bytes, and each one's read-back
     /// holds whichever rename came last.
     package static let chunkGeneration: UInt64 = 1
+}
+
+/// A buffer that several threads fill, each its own range (`ChunkedSnapshots.read`).
+private struct DisjointWrites: @unchecked Sendable {
+    private let buffer: UnsafeMutableBufferPointer<UInt8>
+
+    init(_ buffer: UnsafeMutableBufferPointer<UInt8>) { self.buffer = buffer }
+
+    /// Copies `bytes` to `offset...`; the range must be this caller's alone.
+    func copy(_ bytes: [UInt8], to offset: Int) {
+        precondition(offset >= 0 && offset + bytes.count <= buffer.count, "a chunk lies within the snapshot")
+        bytes.withUnsafeBufferPointer { source in
+            _ = UnsafeMutableBufferPointer(rebasing: buffer[offset..<offset + bytes.count]).initialize(from: source)
+        }
+    }
+
+    /// Fills `range` with zeros; the range must be this caller's alone.
+    func zero(_ range: Range<Int>) {
+        UnsafeMutableBufferPointer(rebasing: buffer[range]).initialize(repeating: 0)
+    }
 }
 
 /// An advisory lock (`flock`) on the file `.chunks.lock` in root A: snapshot writes hold it

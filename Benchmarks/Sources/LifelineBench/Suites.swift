@@ -214,7 +214,7 @@ struct Suites {
         }
         report.table("Snapshot", note: """
             A smooth float64 field with low-bit noise, declared numeric as a program declares its arrays (so each chunk is \
-            byte-shuffled before zstd), and random bytes. Lifeline's path is the runtime's, `ChunkedSnapshots.write`: 1 MiB \
+            byte-shuffled before zstd), and random bytes. Lifeline's path is the runtime's, `ChunkedSnapshots.write`: \(ChunkedSnapshots.chunkBytesDefault >> 20) MiB \
             chunks named by XXH3-128, hashed and compressed with zstd level 1 on every core 8 MiB at a time, each window written \
             to mirror A (temporary files, fsync, rename, folder fsync, read-back from the device after dropping the cached pages, \
             compared with what was written) and then to B the same way, on two writer threads, then the index. Floors in the same \

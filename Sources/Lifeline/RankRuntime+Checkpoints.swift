@@ -1,0 +1,126 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import CLifelineSupport
+import LifelineCore
+import LifelineStorage
+import Synchronization
+
+/// Checkpoints: safe points, captures (coordinated rounds and independent checkpoints), the
+/// final barrier.
+extension RankRuntime {
+    // MARK: Checkpoints
+
+    /// A safe point: fires step faults, waits for S when asked, captures when S is reached.
+    func safePoint(step: Int, capture: () -> StateWriter) throws {
+        guard let launch else { return }
+        if step == restoredStep, step == participant.stepPassed { return }  // resuming right here
+        guard step > participant.stepPassed else {
+            throw LifelineError(.usage, "safe point \(step) does not come after \(participant.stepPassed): steps must increase")
+        }
+        if let fault = rankFaults.first(where: { $0.spec == .killAtStep(rank, step: step) }) {
+            fireFault(index: fault.index, control: control)
+        }
+        // A rank that computes without messages reaches the runtime only here: read what the
+        // supervisor sent, so a request is answered now and not at the next receive.
+        try pump(timeoutMs: 0)
+        try serviceControl()
+        trace?.flush()
+        if independent, !frozen, jobClock() >= nextCheckpointAt {
+            heartbeatStep.value = step
+            _ = participant.handleSafePoint(step: step)
+            try captureIndependent(step: step, state: capture(), launch: launch)
+            return
+        }
+        while true {
+            switch participant.handleSafePoint(step: step) {
+            case .proceed:
+                heartbeatStep.value = step
+                return
+            case .wait:
+                try pump(timeoutMs: Self.pollIntervalMs)
+                try serviceControl()
+            case .capture(let epoch):
+                heartbeatStep.value = step
+                trace?.captured(epoch: epoch, step: step)
+                try captureSnapshot(epoch: epoch, step: step, state: capture(), launch: launch)
+                return
+            case .keep(let epoch):
+                // Minimal checkpoints: nothing delivered since the last committed checkpoint,
+                // which stays this rank's entry in the new line.
+                heartbeatStep.value = step
+                control?.send(.ack(epoch, Acknowledgement(
+                    step: step, snapshotBytes: 0, outputOffset: 0, delivered: ledger.delivered, kept: true)))
+                return
+            }
+        }
+    }
+
+    func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, launch: LaunchEnvironment) throws {
+        guard let writer, let store else { return }
+        if logging == .optimistic { try flushLog() }  // the log position below counts every delivery
+        lifeline_flush_stdio()
+        let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
+        let snapshot = RankSnapshot(
+            epoch: epoch, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0,
+            dependencies: logging == .optimistic ? dependencyVector : [], ledger: ledger, programState: state.bytes,
+            numericRanges: state.numericRanges)
+        logPositionAtCapture.append((epoch, log?.nextIndex ?? 0))
+        let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
+        writer.submit(SnapshotWriter.Job(
+            epoch: epoch, step: step,
+            name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
+            uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
+            changes: participant.changesSinceCheckpoint, dependencies: [], faultIndex: fault?.index))
+    }
+
+    /// Independent checkpointing: closes the current interval with a checkpoint of its own,
+    /// written in the background; its ACK carries the interval's dependency vector.
+    func captureIndependent(step: Int, state: StateWriter, launch: LaunchEnvironment) throws {
+        guard let writer, let store else { return }
+        interval += 1
+        let index = Epoch(UInt64(interval))
+        trace?.captured(epoch: index, step: step)
+        lifeline_flush_stdio()
+        let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
+        let snapshot = RankSnapshot(
+            epoch: index, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0, ledger: ledger,
+            programState: state.bytes, numericRanges: state.numericRanges)
+        logPositionAtCapture.append((index, log?.nextIndex ?? 0))
+        let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
+        writer.submit(SnapshotWriter.Job(
+            epoch: index, step: step,
+            name: ManifestStore(store: store).independentSnapshotName(rank: rank.rawValue, checkpoint: interval),
+            uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
+            changes: participant.changesSinceCheckpoint, dependencies: intervalDependencies, faultIndex: fault?.index))
+        intervalDependencies = Array(repeating: -1, count: rankCount)
+        nextCheckpointAt = jobClock() + nextPeriod()
+    }
+
+    /// Asks the supervisor for a checkpoint at the next common safe point.
+    func requestCheckpoint() throws {
+        control?.send(.checkpointWanted)
+    }
+
+    /// The final barrier: report, then serve the protocol until the supervisor releases the job.
+    func finish() throws {
+        guard launch != nil, !finished else { return }
+        finished = true
+        if logging == .optimistic { try flushLog() }
+        trace?.flush()
+        lifeline_flush_stdio()
+        if let fault = rankFaults.first(where: { $0.spec == .killInPhase(rank, .finish) }) {
+            fireFault(index: fault.index, control: control)
+        }
+        control?.send(.finished(
+            step: participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0,
+            retainedBytesPeak: UInt64(retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak),
+            residentBytesPeak: Self.residentBytesPeak(), logSyncs: log?.syncCount ?? 0))
+        while !released {
+            try serviceControl()
+            if !released { try pump(timeoutMs: Self.pollIntervalMs) }
+        }
+        writer?.drain()
+    }
+}

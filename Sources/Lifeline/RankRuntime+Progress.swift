@@ -1,0 +1,200 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import CLifelineSupport
+import LifelineCore
+import LifelineStorage
+import Synchronization
+
+/// The progress engine: control messages, reconnections, the participant's actions, and the
+/// poll loop that moves bytes.
+extension RankRuntime {
+    // MARK: The progress engine
+
+    /// Handles queued control messages. Never called from inside a send, so a message that
+    /// releases held sends cannot interleave frames on a socket.
+    func serviceControl() throws {
+        if logging == .optimistic { try flushLogIfDue() }
+        for outcome in writer?.takeCompleted() ?? [] {
+            if case .durable(let epoch) = outcome { participant.handleSnapshotDurable(epoch) }
+        }
+        while !pendingControl.isEmpty {
+            let message = pendingControl.removeFirst()
+            switch message {
+            case .checkpointRequest(let epoch):
+                checkpointAsked = false
+                try perform(participant.handleRequest(epoch))
+            case .safePointChosen(let epoch, let step):
+                try perform(participant.handleSafePointChosen(epoch, step: step))
+            case .checkpointDone(let epoch, let covered):
+                for outcome in writer?.takeCompleted() ?? [] {
+                    if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
+                }
+                for (receiver, set) in covered.enumerated() where receiver != rank.rawValue {
+                    ledger.trim(destination: RankID(receiver), covered: set)
+                }
+                ledger.trim(destination: rank, covered: ledger.delivered[rank.rawValue])
+                try trimLog(committed: epoch)
+                try perform(participant.handleDone(epoch))
+            case .abort(let epoch):
+                try perform(participant.handleAbort(epoch))
+            case .release:
+                released = true
+                control?.markReleased()
+            case .peerRestarted(let peer, let peerIncarnationNew):
+                if independent || logging == .optimistic {
+                    // The peer rolled back: what its lost execution sent and this rank has not
+                    // delivered is obsolete (re-execution sends it again, perhaps differently).
+                    obsoleteBelow[peer.rawValue] = peerIncarnationNew
+                    inbox[peer.rawValue].removeAll { $0.header.incarnation < peerIncarnationNew }
+                }
+                try reconnect(to: peer, incarnation: peerIncarnationNew)
+            case .freeze:
+                writer?.drain()  // every checkpoint taken is durable and acknowledged first
+                for outcome in writer?.takeCompleted() ?? [] {
+                    if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
+                }
+                frozen = true
+                if logging == .optimistic {
+                    // Everything delivered so far reaches the log: this rank loses nothing if it
+                    // turns out to be an orphan and is restarted.
+                    try flushLog()
+                    control?.send(.frozen(interval: 0, dependencies: dependencyVector.map { Int($0) }))
+                } else {
+                    control?.send(.frozen(interval: interval, dependencies: intervalDependencies))
+                }
+            case .thaw:
+                frozen = false
+            case .trim(let checkpoint, let covered):
+                for (receiver, set) in covered.enumerated() where receiver != rank.rawValue {
+                    ledger.trim(destination: RankID(receiver), covered: set)
+                }
+                try trimLog(committed: Epoch(UInt64(checkpoint)))
+            case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+                 .replayComplete, .frozen:
+                break  // not for a rank, or already handled
+            }
+        }
+    }
+
+    /// A committed checkpoint covers the deliveries it captured: drop them from the log.
+    func trimLog(committed epoch: Epoch) throws {
+        guard let captured = logPositionAtCapture.first(where: { $0.epoch == epoch }) else { return }
+        logPositionAtCapture.removeAll { $0.epoch <= epoch }
+        do {
+            try log?.trim(before: captured.position)
+        } catch {
+            throw LifelineError(.storage, "cannot trim the message log: \(error)")
+        }
+    }
+
+    /// A peer was restarted alone: make a connection to its new incarnation (the higher rank
+    /// connects) and send it again what it may have lost.
+    func reconnect(to peer: RankID, incarnation peerIncarnationNew: UInt32) throws {
+        guard let launch, peer != rank else { return }
+        if rank > peer {
+            peers[peer.rawValue]?.close()
+            // The restarted peer may die again before it accepts (a fault during its recovery):
+            // then the supervisor restarts it once more and says so again; this rank goes on
+            // (what it sends meanwhile is retained) instead of failing with it.
+            guard let fd = try? Socket.connect(abstractName: launch.rankAddress(peer)) else { return }
+            let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
+            guard Socket.sendAll(fd, handshake.frame()) else {
+                close(fd)
+                return
+            }
+            peers[peer.rawValue] = Connection(fd: fd)
+            peerIncarnation[peer.rawValue] = peerIncarnationNew
+            resendPending[peer.rawValue] = true
+        }
+        while peerIncarnation[peer.rawValue] < peerIncarnationNew { try pump(timeoutMs: Self.pollIntervalMs) }
+        try flushResend(to: peer)
+    }
+
+    /// Sends a restarted peer every retained message again, before anything new.
+    func flushResend(to peer: RankID) throws {
+        guard resendPending[peer.rawValue] else { return }
+        resendPending[peer.rawValue] = false
+        for message in ledger.retained[peer.rawValue] { try deliverOrTransmit(peer, message.header, message.payload) }
+    }
+
+    func perform(_ actions: [CheckpointParticipant.Action]) throws {
+        for action in actions {
+            switch action {
+            case .reportStep(let epoch, let step):
+                control?.send(.stepReport(epoch, step: step))
+            case .capture:
+                preconditionFailure("capture happens only at a safe point")
+            case .trimRetained:
+                break  // done with the coverage DONE carried
+            case .releaseHeldSends:
+                let held = heldSends
+                heldSends.removeAll()
+                for (destination, header, payload) in held { try deliverOrTransmit(destination, header, payload) }
+            }
+        }
+    }
+
+    /// Waits up to `timeoutMs` for traffic (or for `writable` to drain) and reads everything
+    /// that arrived: data into the inbox, control messages into the pending queue, new peer
+    /// connections through their handshake.
+    func pump(timeoutMs: Int32, writable: Int32? = nil) throws {
+        var descriptors: [pollfd] = []
+        descriptors.reserveCapacity(rankCount + 2)
+        if let controlReader { descriptors.append(pollfd(fd: controlReader.fd, events: Int16(POLLIN), revents: 0)) }
+        if listener >= 0 { descriptors.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0)) }
+        for case let peer? in peers where !peer.isClosed {
+            let events = peer.fd == writable ? Int16(POLLIN) | Int16(POLLOUT) : Int16(POLLIN)
+            descriptors.append(pollfd(fd: peer.fd, events: events, revents: 0))
+        }
+        let ready = poll(&descriptors, nfds_t(descriptors.count), timeoutMs)
+        if ready < 0, errno != EINTR {
+            throw LifelineError(.transport, "poll failed: \(String(cString: strerror(errno)))")
+        }
+        guard ready > 0 else { return }
+        for descriptor in descriptors where descriptor.revents != 0 {
+            if let controlReader, descriptor.fd == controlReader.fd {
+                let open = try controlReader.readAvailable { frame in
+                    if case .control(let message) = frame { pendingControl.append(message) }
+                }
+                if !open { supervisorGone() }
+            } else if descriptor.fd == listener {
+                acceptPeer()
+            } else if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil {
+                _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
+                    if case .data(let header, let payload) = frame { arrive(header, payload) }
+                }
+            }
+        }
+    }
+
+    func arrive(_ header: DataHeader, _ payload: [UInt8]) {
+        guard (0..<rankCount).contains(header.source.rawValue),
+              !ledger.isDuplicate(source: header.source, sequence: header.sequence)
+        else { return }
+        // Independent checkpointing: a message from an incarnation that was rolled back is obsolete.
+        if independent, header.incarnation < obsoleteBelow[header.source.rawValue] { return }
+        inbox[header.source.rawValue].append(Arrival(header: header, payload: payload))
+    }
+
+    /// Accepts a peer's connection if its handshake carries the job's token; refuses it otherwise.
+    func acceptPeer() {
+        guard let launch, let fd = Socket.accept(listener) else { return }
+        guard let handshake = Socket.receiveHandshake(fd, token: launch.token), handshake.role == .peer,
+              (0..<rankCount).contains(handshake.rank.rawValue), handshake.rank != rank
+        else {
+            FileHandle.standardError.write(Data("lifeline: \(rank) refused a connection without the job's token\n".utf8))
+            close(fd)
+            return
+        }
+        peers[handshake.rank.rawValue]?.close()
+        if handshake.incarnation > peerIncarnation[handshake.rank.rawValue] {
+            peerIncarnation[handshake.rank.rawValue] = handshake.incarnation
+            resendPending[handshake.rank.rawValue] = true
+        }
+        let connection = Connection(fd: fd)
+        _ = connection.write(head: [UInt8](WelcomeFrame.frame)) { _ in }
+        peers[handshake.rank.rawValue] = connection
+    }
+}
