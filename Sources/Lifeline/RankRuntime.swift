@@ -236,6 +236,14 @@ final class RankRuntime {
         return try RankSnapshot.decode(bytes, rank: launch.rank, rankCount: launch.rankCount, epoch: launch.restoreEpoch)
     }
 
+    /// The log's segment size: at most a sixteenth of the log maximum, so the records a trim
+    /// leaves behind (those of a segment not yet wholly covered) stay far below the quarter
+    /// of the maximum at which the rank asks for a checkpoint.
+    static func segmentBytes(logBytesMax: Int) -> Int {
+        guard logBytesMax > 0 else { return MessageLog.segmentBytesDefault }
+        return min(MessageLog.segmentBytesDefault, max(4 << 10, logBytesMax / 16))
+    }
+
     /// Opens the rank's log (with logging) and, after a restart, the records it logged after
     /// its checkpoint: those are replayed before anything live.
     static func openLog(
@@ -244,7 +252,8 @@ final class RankRuntime {
         guard launch.logging != .none else { return (nil, nil) }
         let log: MessageLog
         do {
-            log = try MessageLog(store: store, name: MessageLog.name(ofRank: launch.rank.rawValue))
+            log = try MessageLog(store: store, name: MessageLog.name(ofRank: launch.rank.rawValue),
+                                 segmentBytesMax: segmentBytes(logBytesMax: launch.logBytesMax))
         } catch {
             throw LifelineError(.storage, "cannot open the message log: \(error)")
         }

@@ -6,17 +6,25 @@ extension MirroredStore {
     package func verify(repair: Bool) -> VerifyReport {
         var report = VerifyReport()
         let names = Set(PosixFile.walkFiles(root: rootA) + PosixFile.walkFiles(root: rootB)).sorted()
+        var logsChecked = Set<String>()
         for name in names where name != ChunkLock.fileName {
             let (folder, fileName) = Self.split(name)
+            let logName = Self.logName(folder: folder)
             if PosixFile.isHidden(fileName) {
                 checkTemporary(name, repair: repair, into: &report)
-            } else if folder == MessageLog.folder && fileName.hasSuffix(".log") {
-                checkLog(String(fileName.dropLast(4)), repair: repair, into: &report)
+            } else if let logName {
+                if logsChecked.insert(logName).inserted { checkLog(logName, repair: repair, into: &report) }
             } else {
                 check(name, repair: repair, into: &report)
             }
         }
         return report
+    }
+
+    /// The log a folder holds segments of (`logs/NAME`), or nil.
+    private static func logName(folder: String) -> String? {
+        let parts = folder.split(separator: "/")
+        return parts.count == 2 && parts[0] == MessageLog.folder ? String(parts[1]) : nil
     }
 
     /// A message log has its own record format: a copy torn at its end, missing or shorter is
@@ -33,7 +41,7 @@ extension MirroredStore {
             if inspection.recordsLost {
                 report.unrecoverableCount += 1
                 report.problems += inspection.problems
-                report.problems.append("\(MessageLog.folder)/\(logName).log: damaged on both mirrors; records past \(inspection.kept.upperBound) are lost")
+                report.problems.append("\(MessageLog.folder)/\(logName): damaged on both mirrors; records past \(inspection.kept.upperBound) are lost")
                 return
             }
             guard repair else {
@@ -46,7 +54,7 @@ extension MirroredStore {
             report.problems += inspection.problems.map { $0 + "; repaired" }
         } catch {
             report.unrecoverableCount += 1
-            report.problems.append("\(MessageLog.folder)/\(logName).log: \(error)")
+            report.problems.append("\(MessageLog.folder)/\(logName): \(error)")
         }
     }
 

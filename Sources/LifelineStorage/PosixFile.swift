@@ -230,7 +230,8 @@ enum PosixFile {
         return fd
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(StorageError) {
+    /// Writes all of `bytes` to `fd`, finishing short writes and retrying on EINTR.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(StorageError) {
         var written = 0
         while written < bytes.count {
             let count = bytes.withUnsafeBytes { buffer in

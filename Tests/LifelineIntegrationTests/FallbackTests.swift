@@ -54,7 +54,7 @@ extension RecoveryTests {
         }
         // The rank is stopped: nothing rewrites its log until the supervisor has decided.
         for root in ["storage-a", "storage-b"] {
-            let path = runDirectory + "/" + root + "/logs/rank-1.log"
+            let path = try #require(JobRunner.logSegments(runDirectory, root: root, rank: 1).first)
             var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
             bytes[8] ^= 0x5A  // the first-record index: the header checksum fails
             try Data(bytes).write(to: URL(fileURLWithPath: path))

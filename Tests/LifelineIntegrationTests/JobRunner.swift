@@ -72,6 +72,14 @@ struct JobRunner {
             stderr: String(decoding: errData, as: UTF8.self), runDirectory: runDirectory)
     }
 
+    /// The paths of a rank's message log segments on one mirror (`root`: `storage-a` or
+    /// `storage-b`), oldest first.
+    static func logSegments(_ runDirectory: String, root: String, rank: Int) -> [String] {
+        let folder = runDirectory + "/" + root + "/logs/rank-\(rank)"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.filter { $0.hasSuffix(".seg") }.sorted().map { folder + "/" + $0 }
+    }
+
     /// Runs heat2d under `lifeline run` with `options`.
     static func runHeat(_ name: String, ranks: Int = 4, _ options: [String] = [], timeoutSeconds: Double = 240) throws -> Result {
         let runDirectory = scratch(name) + "/run"

@@ -47,14 +47,14 @@ extension RecoveryTests {
         }
         #expect(try storage("verify").status == 0)
         func damage(_ root: String, _ change: (inout [UInt8]) -> Void) throws {
-            let path = result.runDirectory + "/\(root)/logs/rank-1.log"
+            let path = try #require(JobRunner.logSegments(result.runDirectory, root: root, rank: 1).last)
             var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
             change(&bytes)
             try Data(bytes).write(to: URL(fileURLWithPath: path))
         }
         try damage("storage-b") { $0.removeLast(3) }
         let torn = try storage("verify")
-        #expect(torn.status == 4 && torn.stdout.contains("logs/rank-1.log") && torn.stdout.contains("1 repairable"), "\(torn.stdout)")
+        #expect(torn.status == 4 && torn.stdout.contains("logs/rank-1/") && torn.stdout.contains("1 repairable"), "\(torn.stdout)")
         #expect(try storage("repair").status == 1)
         #expect(try storage("verify").status == 0)
         for root in ["storage-a", "storage-b"] {

@@ -19,7 +19,7 @@ struct MessageLogTests {
         let log = try MessageLog(store: store, name: "rank-1")
         try log.append(Array(Self.records[0..<4]))
         try log.append(Array(Self.records[4...]))
-        let paths = [Mirror.a, .b].map { store.path(MessageLog.folder + "/rank-1.log", on: $0) }
+        let paths = [Mirror.a, .b].map { store.path(MessageLog.folder + "/rank-1/" + MessageLog.segmentName(0), on: $0) }
         return (store, paths)
     }
 
@@ -32,7 +32,7 @@ struct MessageLogTests {
         case .wrongMagic: Disk.flipBit(path, byte: 0)
         case .wrongVersion:
             var bytes = Disk.bytes(path)
-            bytes[4] = 2
+            bytes[4] = UInt8(truncatingIfNeeded: MessageLog.version + 1)
             let crc = Checksum.crc32(bytes[0..<16])
             for index in 0..<4 { bytes[16 + index] = UInt8(truncatingIfNeeded: crc >> (8 * index)) }
             Disk.put(bytes, at: path)
@@ -45,10 +45,10 @@ struct MessageLogTests {
         let (store, paths) = try writtenLog(folder)
         var log = try MessageLog(store: store, name: "rank-1")
         #expect(log.records == Self.records && log.firstIndex == 0 && log.nextIndex == 10 && log.problems.isEmpty)
-        try log.trim(before: 3)
+        try log.trim(before: 3)  // all in one segment: nothing to delete yet
         try log.truncate(from: 8)
         log = try MessageLog(store: store, name: "rank-1")
-        #expect(log.firstIndex == 3 && log.records == Array(Self.records[3..<8]))
+        #expect(log.firstIndex == 0 && log.records == Array(Self.records[0..<8]))
         #expect(Disk.bytes(paths[0]) == Disk.bytes(paths[1]), "the mirrors agree")
         // Appending after a cut continues at the cut, on both mirrors.
         try log.append([[42]])
@@ -137,5 +137,58 @@ struct MessageLogTests {
         #expect(Disk.bytes(paths[0]) == Disk.bytes(paths[1]), "\(label)")
         try log.append([[1, 2, 3]])
         #expect(try MessageLog(store: store, name: "rank-1").records.last == [1, 2, 3], "\(label)")
+    }
+
+    /// Small segments: appends roll over to new segment files, trimming deletes whole ones,
+    /// cutting rewrites only the segment it falls in, and reopening joins them again.
+    @Test func segmentsRollTrimAndCut() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let segmentBytes = 200
+        var log = try MessageLog(store: store, name: "seg", segmentBytesMax: segmentBytes)
+        for record in Self.records { try log.append([record]) }
+        let folderA = store.path(MessageLog.folder + "/seg", on: .a)
+        let segmentNames = PosixFile.entries(folderA)
+        #expect(segmentNames.count > 3, "\(segmentNames)")
+        #expect(segmentNames == PosixFile.entries(store.path(MessageLog.folder + "/seg", on: .b)))
+        log = try MessageLog(store: store, name: "seg", segmentBytesMax: segmentBytes)
+        #expect(log.records == Self.records && log.problems.isEmpty)
+
+        try log.trim(before: 6)
+        #expect(log.firstIndex <= 6 && log.firstIndex > 0, "whole segments before record 6 are gone: \(log.firstIndex)")
+        #expect(PosixFile.entries(folderA).count < segmentNames.count)
+        try log.truncate(from: 8)
+        log = try MessageLog(store: store, name: "seg", segmentBytesMax: segmentBytes)
+        #expect(log.nextIndex == 8 && log.records == Array(Self.records[Int(log.firstIndex)..<8]))
+        try log.append([[5, 5]])
+        #expect(try MessageLog(store: store, name: "seg").records.last == [5, 5])
+    }
+
+    /// A middle segment damaged on one mirror is repaired; on both, the log keeps the segments
+    /// before it and drops the rest, and says records were lost.
+    @Test func middleSegmentDamage() throws {
+        for both in [false, true] {
+            let folder = TemporaryFolder()
+            defer { folder.remove() }
+            let store = try folder.store()
+            let log = try MessageLog(store: store, name: "seg", segmentBytesMax: 200)
+            for record in Self.records { try log.append([record]) }
+            let names = PosixFile.entries(store.path(MessageLog.folder + "/seg", on: .a))
+            let middle = names[names.count / 2]
+            let middleIndex = try #require(MessageLog.segmentIndex(middle))
+            for mirror in both ? [Mirror.a, .b] : [.b] {
+                Disk.flipBit(store.path(MessageLog.folder + "/seg/" + middle, on: mirror), byte: Self.headerBytes + 10)
+            }
+            let inspection = try MessageLog.inspect(store: store, name: "seg")
+            #expect(inspection.recordsLost == both, "\(inspection)")
+            let reopened = try MessageLog(store: store, name: "seg")
+            if both {
+                #expect(reopened.nextIndex < 10 && reopened.nextIndex >= middleIndex, "\(reopened.nextIndex)")
+                #expect(reopened.records == Array(Self.records[0..<Int(reopened.nextIndex)]))
+            } else {
+                #expect(reopened.records == Self.records)
+            }
+        }
     }
 }

@@ -52,6 +52,8 @@ enum CrashContent {
 enum CrashLog {
     static let name = "crash"
     static let batchCount = 5
+    /// Small segments, so appends roll over and trims delete segments often.
+    static let segmentBytes = 2048
 
     /// 1 to 300 bytes that depend on the index.
     static func payload(_ index: UInt64) -> [UInt8] {
@@ -126,7 +128,7 @@ do throws(StorageError) {
     var epoch = manifest.newestLine?.epoch ?? 0
     switch arguments[1] {
     case "loop":
-        let log = try MessageLog(store: manifests.store, name: CrashLog.name)
+        let log = try MessageLog(store: manifests.store, name: CrashLog.name, segmentBytesMax: CrashLog.segmentBytes)
         say("ready \(epoch)")
         while true {
             epoch += 1
