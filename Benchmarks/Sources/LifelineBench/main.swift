@@ -2,7 +2,12 @@
 // physical floor measured in the same run. See Benchmarks/README.md.
 //
 // usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,snapshot,strategies,interval]
+import CLifelineSupport
 import Foundation
+
+// The allocator setting of a rank process (RankRuntime.join), so the snapshot suite measures
+// the runtime's path as a rank runs it: large buffers reuse the heap instead of fresh mmaps.
+lifeline_tune_allocator()
 
 var scale = Scale.full
 var output: String?
