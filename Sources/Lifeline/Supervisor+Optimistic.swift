@@ -11,20 +11,27 @@ extension Supervisor {
     /// The last state interval `rank` can recover: its checkpoint's (in the newest intact line)
     /// plus every record of its log after that checkpoint, or nil when they cannot be read.
     func recoverableInterval(of rank: Int, line: CommittedLine?) -> UInt64? {
-        var start: UInt64 = 0
-        var logPosition: UInt64 = 0
-        if let member = line?.members.first(where: { $0.rank == rank }) {
-            guard let bytes = try? ChunkedSnapshots(store: store).read(member.snapshot),
-                  let snapshot = try? RankSnapshot.decode(
-                      bytes, rank: RankID(rank), rankCount: configuration.rankCount,
-                      epoch: Epoch(manifests.epoch(ofSnapshot: member.snapshot) ?? 0)),
-                  snapshot.dependencies.count == configuration.rankCount
-            else { return nil }
-            start = snapshot.dependencies[rank]
-            logPosition = snapshot.logPosition
+        guard let checkpoint = checkpointOf(rank, line: line), checkpoint.dependencies.count == configuration.rankCount,
+              let log = try? MessageLog.inspect(store: store, name: MessageLog.name(ofRank: rank)),
+              checkpoint.logPosition >= log.kept.lowerBound
+        else { return nil }
+        // Read only: the log's valid prefix (what opening keeps), whatever it lost after it.
+        let start = checkpoint.dependencies[rank]
+        return start + (log.kept.upperBound > checkpoint.logPosition ? log.kept.upperBound - checkpoint.logPosition : 0)
+    }
+
+    /// What `rank`'s checkpoint in `line` says of its log and dependencies (a rank with no
+    /// entry starts from scratch: position 0, no dependencies), or nil when it cannot be read.
+    func checkpointOf(_ rank: Int, line: CommittedLine?) -> (logPosition: UInt64, dependencies: [UInt64])? {
+        guard let member = line?.members.first(where: { $0.rank == rank }) else {
+            return (0, Array(repeating: 0, count: configuration.rankCount))
         }
-        guard let log = try? MessageLog(store: store, name: MessageLog.name(ofRank: rank)), logPosition >= log.firstIndex else { return nil }
-        return start + (log.nextIndex > logPosition ? log.nextIndex - logPosition : 0)
+        guard let bytes = try? ChunkedSnapshots(store: store).read(member.snapshot),
+              let snapshot = try? RankSnapshot.decode(
+                  bytes, rank: RankID(rank), rankCount: configuration.rankCount,
+                  epoch: Epoch(manifests.epoch(ofSnapshot: member.snapshot) ?? 0))
+        else { return nil }
+        return (snapshot.logPosition, snapshot.dependencies)
     }
 
     /// Recovers `failed` under optimistic logging: find how far its log reaches, freeze the

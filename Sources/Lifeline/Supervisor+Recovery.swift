@@ -75,7 +75,7 @@ extension Supervisor {
         let logLost = configuration.logging == .pessimistic && !othersRecovering ? lostLog(of: rank) : nil
         let alone = configuration.logging != .none && !othersRecovering && logLost == nil
         if !alone, configuration.logging != .none {
-            let reason = logLost.map { "its message log is damaged on both mirrors (\($0))" }
+            let reason = logLost.map { "its message log cannot be replayed (\($0))" }
                 ?? "it failed while another rank recovers"
             warn("rank \(rank): \(reason): falling back to global rollback")
             events.record("fallback_global_rollback", ["rank": .int(rank), "reason": .string(reason)])
@@ -116,12 +116,19 @@ extension Supervisor {
     }
 
     /// What makes the message log of `rank` unfit to replay (damaged or missing on both
-    /// mirrors: every rank opens its log when it starts), or nil.
+    /// mirrors: every rank opens its log when it starts; or ending before the position its
+    /// checkpoint in the newest intact line was taken at), or nil.
     func lostLog(of rank: Int) -> String? {
         do {
             let inspection = try MessageLog.inspect(store: manifests.store, name: MessageLog.name(ofRank: rank))
             if inspection.isMissing { return "missing on both mirrors" }
-            return inspection.recordsLost ? inspection.problems.joined(separator: "; ") : nil
+            if inspection.recordsLost { return inspection.problems.joined(separator: "; ") }
+            guard !independent, let checkpoint = checkpointOf(rank, line: manifests.newestIntactLine(manifest).line) else {
+                return nil
+            }
+            return inspection.kept.upperBound < checkpoint.logPosition
+                ? "it ends at record \(inspection.kept.upperBound), before its checkpoint's position \(checkpoint.logPosition)"
+                : nil
         } catch {
             return "\(error)"
         }

@@ -236,10 +236,12 @@ package struct ChunkedSnapshots: Sendable {
         return names
     }
 
-    /// The stored length of chunk `name` if its file exists and reads intact (a bad copy is
-    /// repaired), else nil.
+    /// The stored length of chunk `name` if its file reads intact on both mirrors (a bad copy
+    /// repaired), else nil: a chunk whose repair failed is held by one mirror only, and is
+    /// written again rather than referenced.
     func intactStoredBytes(_ name: String, length: Int) -> Int? {
         guard store.exists(name), let file = try? store.read(name), file.kind == .snapshot,
+              file.repaired.count == file.problems.count,
               SnapshotCodec.contentSize(file.body) == length else { return nil }
         return file.body.count
     }

@@ -34,6 +34,7 @@ extension MessageLog {
     /// One segment as recovery decided it.
     struct RecoveredSegment {
         var firstIndex: UInt64
+        var generation: UInt16
         var records: [[UInt8]]
         /// What it should hold, on both mirrors.
         var image: [UInt8]
@@ -52,55 +53,86 @@ extension MessageLog {
         var isMissing = true
     }
 
-    /// Reads both mirrors' segments and decides, per segment, the copy to keep: the longer
-    /// valid one (A when equal). Segments are kept while each starts where the one before
-    /// ends; from the first that does not (or that no mirror holds readable), the rest is
-    /// dropped: a log keeps only a valid prefix.
+    /// Reads both mirrors' segments and decides what the log is.
+    ///
+    /// Per segment, the copy kept is A's when it is whole (A is written first, so it is never
+    /// older than B, and a cut shortens it first), else the longer valid one. Every cut or
+    /// restart of the log writes its new last segment with a higher generation before it
+    /// deletes what follows, so the segments of the highest generation G are the log's end:
+    /// older-generation segments after them, or not leading up to them, belong to a part of
+    /// the log that was discarded (a crash came before their deletion) and are dropped without
+    /// loss. Otherwise segments are kept while each starts where the one before ends; a
+    /// segment no mirror holds readable, or a gap, ends the log there and counts as lost
+    /// records: a log keeps only a valid prefix.
     static func recover(folders: [String]) throws(StorageError) -> Recovery {
         var recovery = Recovery()
         let indexes = Set(folders.flatMap { PosixFile.entries($0).compactMap(segmentIndex) }).sorted()
         recovery.isMissing = indexes.isEmpty
-        var expected: UInt64?
-        var ended = false
+        var parsed: [[ParsedSegment]] = []
         for index in indexes {
-            let paths = folders.map { $0 + "/" + segmentName(index) }
-            if ended {
-                recovery.dropped.append(index)
-                recovery.problems.append("\(paths[0]): segment \(index) follows records that are lost; dropped")
+            parsed.append(try folders.map { folder throws(StorageError) in try parse(folder + "/" + segmentName(index), index: index) })
+        }
+        let kept = parsed.map(chosen)
+        let paths = indexes.map { index in folders.map { $0 + "/" + segmentName(index) } }
+        let newest = kept.filter(\.valid).map(\.generation).max() ?? 0
+        guard let first = kept.firstIndex(where: { $0.valid && $0.generation == newest }) else {
+            for position in indexes.indices {
+                drop(position, lost: true, reason: "no mirror holds it readable", paths: paths, parsed: parsed, into: &recovery)
+            }
+            return recovery
+        }
+        // Back from the first segment of the newest generation, while the segments lead up to it.
+        var start = first
+        while start > 0, kept[start - 1].valid, kept[start - 1].end == kept[start].firstIndex {
+            start -= 1
+        }
+        for position in 0..<start {
+            let damaged = position == start - 1 && !kept[position].valid
+            drop(position, lost: damaged, reason: damaged ? "no mirror holds it readable"
+                    : "it belongs to a discarded part of the log", paths: paths, parsed: parsed, into: &recovery)
+        }
+        // Forward, while each continues the one before.
+        var ended = false
+        for position in start..<indexes.count {
+            let segment = kept[position]
+            let continues = position == start || segment.firstIndex == kept[position - 1].end
+            if !ended, segment.valid, continues, position <= first || segment.generation == newest {
+                keep(position, kept: segment, paths: paths, parsed: parsed, into: &recovery)
                 continue
             }
-            let parsed = try folders.map { folder throws(StorageError) in try parse(folder + "/" + segmentName(index), index: index) }
-            let kept = chosen(parsed)
-            guard kept.valid else {
-                recovery.dropped.append(index)
-                recovery.recordsLost = true
-                for (mirror, found) in parsed.enumerated() {
-                    recovery.problems.append("\(paths[mirror]): \(found.problem ?? "missing"); segment dropped")
-                }
-                ended = true
-                continue
+            if segment.valid && segment.generation < newest {
+                drop(position, lost: false, reason: "it belongs to a discarded part of the log",
+                     paths: paths, parsed: parsed, into: &recovery)
+            } else {
+                drop(position, lost: !ended, reason: segment.valid ? "it does not continue the log" : "no mirror holds it readable",
+                     paths: paths, parsed: parsed, into: &recovery)
             }
-            if let expected, kept.firstIndex != expected {
-                recovery.dropped.append(index)
-                recovery.recordsLost = true
-                recovery.problems.append(
-                    "\(paths[0]): segment \(index) does not continue the log, which ends at record \(expected); dropped")
-                ended = true
-                continue
-            }
-            let image = Self.image(firstIndex: kept.firstIndex, records: kept.records)
-            let range = kept.firstIndex..<kept.firstIndex + UInt64(kept.records.count)
-            for (mirror, found) in parsed.enumerated() where found.bytes != image {
-                recovery.problems.append("\(paths[mirror]): \(describe(found, against: range))")
-            }
-            if !parsed.contains(where: { $0.bytes != nil && $0.valid && $0.problem == nil }) {
-                recovery.recordsLost = true
-            }
-            recovery.segments.append(RecoveredSegment(firstIndex: kept.firstIndex, records: kept.records, image: image,
-                                                      copies: parsed.map(\.bytes)))
-            expected = range.upperBound
+            ended = true
         }
         return recovery
+    }
+
+    private static func keep(
+        _ position: Int, kept: ParsedSegment, paths: [[String]], parsed: [[ParsedSegment]], into recovery: inout Recovery
+    ) {
+        let image = Self.image(firstIndex: kept.firstIndex, generation: kept.generation, records: kept.records)
+        let range = kept.firstIndex..<kept.end
+        for (mirror, found) in parsed[position].enumerated() where found.bytes != image {
+            recovery.problems.append("\(paths[position][mirror]): \(describe(found, against: range))")
+        }
+        if !parsed[position].contains(where: \.isWhole) { recovery.recordsLost = true }
+        recovery.segments.append(RecoveredSegment(firstIndex: kept.firstIndex, generation: kept.generation,
+                                                  records: kept.records, image: image, copies: parsed[position].map(\.bytes)))
+    }
+
+    private static func drop(
+        _ position: Int, lost: Bool, reason: String, paths: [[String]], parsed: [[ParsedSegment]], into recovery: inout Recovery
+    ) {
+        recovery.dropped.append(parsed[position][0].firstIndex)
+        if lost { recovery.recordsLost = true }
+        for (mirror, found) in parsed[position].enumerated() where found.bytes != nil {
+            recovery.problems.append("\(paths[position][mirror]): \(found.problem.map { $0 + "; " } ?? "")dropped: \(reason)")
+        }
     }
 
     /// One copy of a segment, parsed.
@@ -108,12 +140,19 @@ extension MessageLog {
         var bytes: [UInt8]?
         var valid: Bool
         var firstIndex: UInt64
+        var generation: UInt16 = 0
         var records: [[UInt8]]
         var problem: String?
+
+        /// The index after its last record.
+        var end: UInt64 { firstIndex + UInt64(records.count) }
+        /// Present, readable to its end.
+        var isWhole: Bool { bytes != nil && valid && problem == nil }
     }
 
-    /// The copy recovery keeps: the longer valid one (A when equal).
+    /// The copy recovery keeps: A's when whole, else the longer valid one (A when equal).
     private static func chosen(_ parsed: [ParsedSegment]) -> ParsedSegment {
+        if parsed[0].isWhole { return parsed[0] }
         let index = parsed[1].records.count > parsed[0].records.count && parsed[1].valid ? 1 : 0
         return parsed[index].valid ? parsed[index] : parsed[1 - index]
     }
@@ -141,10 +180,11 @@ extension MessageLog {
     /// Parses one copy: its header (which must name `index`) and its records up to the first
     /// that is torn or fails its checksum.
     static func parse(_ path: String, index: UInt64) throws(StorageError) -> ParsedSegment {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        // A copy that cannot be read (EIO, EACCES) is an error, not a missing copy: the
+        // segment may be intact, and recovery must not drop it.
+        guard let bytes = try PosixFile.readAll(path, dropCache: false) else {
             return ParsedSegment(bytes: nil, valid: false, firstIndex: index, records: [], problem: nil)
         }
-        let bytes = [UInt8](data)
         func invalid(_ problem: String) -> ParsedSegment {
             ParsedSegment(bytes: bytes, valid: false, firstIndex: index, records: [], problem: problem)
         }
@@ -156,6 +196,7 @@ extension MessageLog {
         guard load(UInt32.self, bytes, 16) == Checksum.crc32(bytes[0..<16]) else { return invalid("header checksum fails") }
         let firstIndex = load(UInt64.self, bytes, 8)
         guard firstIndex == index else { return invalid("header says record \(firstIndex), the file name \(index)") }
+        let generation = load(UInt16.self, bytes, 6)
         var records: [[UInt8]] = []
         var offset = headerBytes
         var problem: String?
@@ -167,19 +208,25 @@ extension MessageLog {
                 problem = "torn record at byte \(offset)"
                 break
             }
+            guard length > 0 else {
+                // No record is empty, and the crc32 of nothing is 0: zeros a file system left at
+                // the end of a grown file would otherwise read as records.
+                problem = "empty record (zero-filled) at byte \(offset)"
+                break
+            }
             let payload = bytes[offset + 8..<offset + 8 + length]
             guard Checksum.crc32(payload) == checksum else { problem = "record checksum fails at byte \(offset)"; break }
             records.append(Array(payload))
             offset += 8 + length
         }
-        return ParsedSegment(bytes: bytes, valid: true, firstIndex: firstIndex, records: records,
+        return ParsedSegment(bytes: bytes, valid: true, firstIndex: firstIndex, generation: generation, records: records,
                              problem: problem.map { "\($0); the tail is cut" })
     }
 
     /// A whole segment: header and records.
-    static func image(firstIndex: UInt64, records: [[UInt8]]) -> [UInt8] {
+    static func image(firstIndex: UInt64, generation: UInt16, records: [[UInt8]]) -> [UInt8] {
         var bytes = magic
-        bytes += [UInt8(version & 0xff), UInt8(version >> 8), 0, 0]
+        bytes += [UInt8(version & 0xff), UInt8(version >> 8), UInt8(generation & 0xff), UInt8(generation >> 8)]
         withUnsafeBytes(of: firstIndex.littleEndian) { bytes += $0 }
         withUnsafeBytes(of: Checksum.crc32(bytes).littleEndian) { bytes += $0 }
         bytes += [0, 0, 0, 0]

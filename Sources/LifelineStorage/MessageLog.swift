@@ -60,6 +60,11 @@ package final class MessageLog {
     package private(set) var syncCount: UInt64 = 0
     /// What opening found and repaired, one line each.
     package private(set) var problems: [String] = []
+    /// The error of a write that failed part way; the log refuses further changes.
+    private var failure: StorageError?
+    /// The generation of the newest segments: raised by every cut and restart, so recovery
+    /// can tell segments a crash left behind from the log's end.
+    private var generation: UInt16 = 0
 
     /// Opens (or creates) the log `name` on both roots of `store` and recovers its valid
     /// prefix; segments close past `segmentBytesMax` bytes.
@@ -75,6 +80,7 @@ package final class MessageLog {
         segments = []
         firstIndex = recovery.segments.first?.firstIndex ?? 0
         records = []
+        generation = recovery.segments.last?.generation ?? 0
         for segment in recovery.segments {
             for (mirror, folder) in folders.enumerated() where segment.copies[mirror] != segment.image {
                 try write(segment.image, segmentAt: segment.firstIndex, in: folder)
@@ -102,22 +108,25 @@ package final class MessageLog {
     package func append(_ payloads: [[UInt8]]) throws(StorageError) {
         guard !payloads.isEmpty else { return }
         var bytes: [UInt8] = []
+        try checkUsable()
         for payload in payloads {
-            precondition(payload.count < Self.recordBytesMax)
+            precondition(!payload.isEmpty && payload.count < Self.recordBytesMax, "a record holds 1 byte or more")
             Self.appendRecord(payload, to: &bytes)
         }
         let newest = segments[segments.count - 1]
-        if newest.recordCount > 0 && newest.bytes + bytes.count > segmentBytesMax {
-            try startSegment(at: nextIndex, records: payloads)
-        } else {
-            for (mirror, fd) in descriptors.enumerated() {
-                let path = segmentPath(newest.firstIndex, in: folders[mirror])
-                try PosixFile.writeAll(fd, bytes, path: path)
-                if fdatasync(fd) != 0 { throw StorageError(errno: errno, operation: "fdatasync", path: path) }
-                syncCount += 1
+        try guarded { () throws(StorageError) in
+            if newest.recordCount > 0 && newest.bytes + bytes.count > segmentBytesMax {
+                try startSegment(at: nextIndex, records: payloads)
+            } else {
+                for (mirror, fd) in descriptors.enumerated() {
+                    let path = segmentPath(newest.firstIndex, in: folders[mirror])
+                    try PosixFile.writeAll(fd, bytes, path: path)
+                    if fdatasync(fd) != 0 { throw StorageError(errno: errno, operation: "fdatasync", path: path) }
+                    syncCount += 1
+                }
+                segments[segments.count - 1].recordCount += payloads.count
+                segments[segments.count - 1].bytes += bytes.count
             }
-            segments[segments.count - 1].recordCount += payloads.count
-            segments[segments.count - 1].bytes += bytes.count
         }
         records += payloads
         appendedBytes += UInt64(bytes.count)
@@ -126,36 +135,45 @@ package final class MessageLog {
     /// Drops the records from `index` on from both mirrors: later segments are deleted, the
     /// one `index` falls in is rewritten atomically. An optimistic log whose tail a rolled-back
     /// rank will not replay.
+    ///
+    /// The segment the log now ends in is written first, with a higher generation: a crash
+    /// before the later segments are deleted leaves them marked as discarded for recovery.
     package func truncate(from index: UInt64) throws(StorageError) {
+        try checkUsable()
         guard index < nextIndex else { return }
         guard index > firstIndex else {
             try restart(at: index)
             return
         }
-        records.removeLast(Int(nextIndex - index))
-        closeNewest()
-        while let newest = segments.last, newest.firstIndex >= index {
-            try removeSegment(at: newest.firstIndex)
-            segments.removeLast()
+        try guarded { () throws(StorageError) in
+            records.removeLast(Int(nextIndex - index))
+            let later = segments.filter { $0.firstIndex >= index }.map(\.firstIndex)
+            segments.removeLast(later.count)
+            let last = segments.removeLast()
+            let kept = Array(records[Int(last.firstIndex - firstIndex)...])
+            generation = generation < .max ? generation + 1 : generation
+            try startSegment(at: last.firstIndex, records: kept)
+            for segmentIndex in later.reversed() {
+                try removeSegment(at: segmentIndex)
+            }
         }
-        let newest = segments[segments.count - 1]
-        let kept = Array(records[Int(newest.firstIndex - firstIndex)...])
-        segments.removeLast()
-        try startSegment(at: newest.firstIndex, records: kept)
     }
 
     /// Drops the segments whose records all lie before `index`, on both mirrors. When every
     /// record does, the log continues in a new empty segment at `nextIndex`.
     package func trim(before index: UInt64) throws(StorageError) {
+        try checkUsable()
         if index >= nextIndex, !records.isEmpty {
             try restart(at: nextIndex)
             return
         }
-        while segments.count > 1, segments[1].firstIndex <= index {
-            try removeSegment(at: segments[0].firstIndex)
-            records.removeFirst(segments[0].recordCount)
-            segments.removeFirst()
-            firstIndex = segments[0].firstIndex
+        try guarded { () throws(StorageError) in
+            while segments.count > 1, segments[1].firstIndex <= index {
+                try removeSegment(at: segments[0].firstIndex)
+                records.removeFirst(segments[0].recordCount)
+                segments.removeFirst()
+                firstIndex = segments[0].firstIndex
+            }
         }
     }
 
@@ -164,6 +182,7 @@ package final class MessageLog {
     /// rank rolled back with every other rank to a checkpoint taken at log position `index`:
     /// it re-executes instead of replaying, so what it logged after the checkpoint is void.
     package func resume(at index: UInt64) throws(StorageError) {
+        try checkUsable()
         if index > firstIndex && index <= nextIndex {
             try truncate(from: index)
         } else if index != firstIndex || !records.isEmpty {
@@ -176,22 +195,44 @@ package final class MessageLog {
 
     // MARK: Segments
 
-    /// Empties the log: a new empty segment at `index`, then the old segments deleted.
+    /// Refuses to go on after a write failed part way: what the files hold may then differ from
+    /// `records` until the log is opened again (which recovers it from the files).
+    private func checkUsable() throws(StorageError) {
+        if let failure {
+            throw StorageError(failure.code, path: failure.path,
+                               message: "an earlier write of this log failed (\(failure.message)); reopen the log")
+        }
+    }
+
+    /// Runs a change to the files; if it throws, the log refuses every later change.
+    private func guarded(_ change: () throws(StorageError) -> Void) throws(StorageError) {
+        do throws(StorageError) {
+            try change()
+        } catch {
+            failure = error
+            throw error
+        }
+    }
+
+    /// Empties the log: a new empty segment at `index`, of a higher generation, then the old
+    /// segments deleted (a crash in between leaves them marked as discarded for recovery).
     private func restart(at index: UInt64) throws(StorageError) {
-        let old = segments.map(\.firstIndex).filter { $0 != index }
-        closeNewest()
-        segments.removeAll()
-        records.removeAll()
-        firstIndex = index
-        try startSegment(at: index, records: [])
-        for segmentIndex in old {
-            try removeSegment(at: segmentIndex)
+        try guarded { () throws(StorageError) in
+            let old = segments.map(\.firstIndex).filter { $0 != index }
+            segments.removeAll()
+            records.removeAll()
+            firstIndex = index
+            generation = generation < .max ? generation + 1 : generation
+            try startSegment(at: index, records: [])
+            for segmentIndex in old {
+                try removeSegment(at: segmentIndex)
+            }
         }
     }
 
     /// Writes a new segment holding `records` (atomically, A then B) and makes it the newest.
     private func startSegment(at index: UInt64, records payloads: [[UInt8]]) throws(StorageError) {
-        let image = Self.image(firstIndex: index, records: payloads)
+        let image = Self.image(firstIndex: index, generation: generation, records: payloads)
         closeNewest()
         for folder in folders {
             try write(image, segmentAt: index, in: folder)

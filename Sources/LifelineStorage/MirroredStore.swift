@@ -135,6 +135,23 @@ package struct MirroredStore: Sendable {
         for folder in folders {
             try PosixFile.makeDirectories(root: root(mirror), relative: folder)
         }
+        for start in stride(from: 0, to: files.count, by: Self.stagedFilesMax) {
+            try stageAndCommit(files[start..<min(files.count, start + Self.stagedFilesMax)], on: mirror)
+        }
+        for folder in folders {
+            try PosixFile.fsyncDirectory(path(folder, on: mirror))
+        }
+        for file in files {
+            try verifyCopy(file, on: mirror)
+        }
+    }
+
+    /// Files held open at once by a batch (a window of small chunks could otherwise reach the
+    /// process's descriptor limit).
+    static let stagedFilesMax = 64
+
+    /// Stages the files (temporary names, write-back started), then fsyncs and renames each.
+    private func stageAndCommit(_ files: ArraySlice<FileToWrite>, on mirror: Mirror) throws(StorageError) {
         var staged: [PosixFile.StagedFile] = []
         staged.reserveCapacity(files.count)
         do throws(StorageError) {
@@ -153,12 +170,6 @@ package struct MirroredStore: Sendable {
                 staged[(position + 1)...].forEach(PosixFile.abandon)
                 throw error
             }
-        }
-        for folder in folders {
-            try PosixFile.fsyncDirectory(path(folder, on: mirror))
-        }
-        for file in files {
-            try verifyCopy(file, on: mirror)
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import CLifelineSupport
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -16,7 +17,7 @@ enum PosixFile {
     struct StagedFile {
         /// The open temporary file.
         let fd: Int32
-        /// Where it is being written: `.fileName.tmp.PID` beside the final name.
+        /// Where it is being written: `.fileName.tmp.PID.N` beside the final name.
         let temporaryPath: String
         /// The name it takes when committed.
         let finalPath: String
@@ -70,10 +71,15 @@ enum PosixFile {
         try fsyncDirectory(directory)
     }
 
-    /// The temporary name used while writing `fileName`; hidden, so listings skip it.
+    /// The temporary name used while writing `fileName`; hidden, so listings skip it. The
+    /// process id and a counter make it unique, so two threads writing (or repairing) the same
+    /// name at once each write a file of their own and the last rename wins.
     static func temporaryName(for fileName: String) -> String {
-        ".\(fileName).tmp.\(getpid())"
+        ".\(fileName).tmp.\(getpid()).\(temporaryCounter.add(1, ordering: .relaxed).newValue)"
     }
+
+    /// Numbers the temporary files of this process.
+    private static let temporaryCounter = Atomic<UInt64>(0)
 
     /// Whether `fileName` is a temporary (or other hidden) file that listings ignore.
     static func isHidden(_ fileName: String) -> Bool {

@@ -68,7 +68,7 @@ extension RecoveryTests {
         #expect(result.resultLines == [Self.oracle])
         let fallback = result.events("fallback_global_rollback").first
         #expect(fallback?["rank"] as? Int == 1)
-        #expect((fallback?["reason"] as? String)?.contains("message log is damaged on both mirrors") == true, "\(result.events("fallback_global_rollback"))")
+        #expect((fallback?["reason"] as? String)?.contains("message log cannot be replayed") == true, "\(result.events("fallback_global_rollback"))")
         #expect(result.events("recovery_start").first?["mode"] as? String == "global-rollback")
         #expect(stderr.contains("falling back to global rollback"), "\(stderr)")
     }

@@ -191,4 +191,45 @@ struct MessageLogTests {
             }
         }
     }
+
+    /// A crash inside a cut or a restart, after the new last segment is written and before the
+    /// old ones are deleted (simulated by putting them back): recovery drops what the cut
+    /// discarded, without calling it lost, and B's older, longer copy does not undo the cut.
+    @Test func cutsSurviveACrashBeforeTheirDeletes() throws {
+        for cut in [UInt64(5), 0, 30] {  // inside the log, to its very start, past its end
+            let folder = TemporaryFolder()
+            defer { folder.remove() }
+            let store = try folder.store()
+            let log = try MessageLog(store: store, name: "seg", segmentBytesMax: 200)
+            for record in Self.records { try log.append([record]) }
+            var saved: [String: [UInt8]] = [:]
+            for mirror in [Mirror.a, .b] {
+                let segmentFolder = store.path(MessageLog.folder + "/seg", on: mirror)
+                for name in PosixFile.entries(segmentFolder) { saved[segmentFolder + "/" + name] = Disk.bytes(segmentFolder + "/" + name) }
+            }
+            try log.resume(at: cut)
+            let afterCut = log.records
+            for (path, bytes) in saved where !FileManager.default.fileExists(atPath: path) || path.contains("/b/") {
+                Disk.put(bytes, at: path)  // the deletes never happened; B kept its old copies
+            }
+            let label = "resume(at: \(cut))"
+            let inspection = try MessageLog.inspect(store: store, name: "seg")
+            #expect(!inspection.recordsLost, "\(label): \(inspection.problems)")
+            let reopened = try MessageLog(store: store, name: "seg")
+            #expect(reopened.nextIndex == cut && reopened.records == afterCut, "\(label): \(reopened.firstIndex)..<\(reopened.nextIndex)")
+            #expect(try MessageLog.inspect(store: store, name: "seg").isHealthy, "\(label): repaired on open")
+        }
+    }
+
+    /// Zeros at the end of a segment (a file system's filler after a power loss) are not
+    /// records.
+    @Test func zeroFilledTailIsNotARecord() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let (store, paths) = try writtenLog(folder)
+        for path in paths { Disk.put(Disk.bytes(path) + [UInt8](repeating: 0, count: 64), at: path) }
+        let log = try MessageLog(store: store, name: "rank-1")
+        #expect(log.records == Self.records)
+        #expect(log.problems.count == 2 && log.problems.allSatisfy { $0.contains("empty record") }, "\(log.problems)")
+    }
 }

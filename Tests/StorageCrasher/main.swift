@@ -4,8 +4,9 @@
 //       Opens the store (creating the manifest if there is none), prints `ready EPOCH`, then
 //       writes epochs forever: both ranks' snapshots (chunks + index), the manifest commit
 //       (printing `committed EPOCH` once it returned), garbage collection, and a batch of
-//       four batches of records appended to the message log `logs/crash.log` (printing
-//       `logged NEXT_INDEX` after each, once durable), which every fourth epoch trims. The test SIGKILLs it at a random moment.
+//       four batches of records appended to the message log `logs/crash` (printing
+//       `logged NEXT_INDEX` after each, once durable), which every third epoch cuts back by 10
+//       records (`cutting` before) and every fourth trims. The test SIGKILLs it at a random moment.
 //   lifeline-storage-crasher disk-full DIR_A DIR_B LIMIT_BYTES
 //       Sets RLIMIT_FSIZE to LIMIT_BYTES with SIGXFSZ ignored and tries to write and commit the
 //       next epoch with incompressible 64 KiB chunks. Prints `error CODE: DESCRIPTION` and
@@ -61,11 +62,17 @@ enum CrashLog {
     }
 }
 
-/// Appends four batches to the log, saying after each how far it is durable, and every fourth
-/// epoch trims all but the last 20 records.
+/// Appends four batches to the log, saying after each how far it is durable; every third
+/// epoch cuts the last 10 records (saying `cutting NEXT_INDEX` before and `logged NEXT_INDEX`
+/// after), and every fourth trims all but the last 20 records.
 func logEpoch(_ epoch: UInt64, log: MessageLog) throws(StorageError) {
     for _ in 0..<4 {
         try log.append((0..<UInt64(CrashLog.batchCount)).map { CrashLog.payload(log.nextIndex + $0) })
+        say("logged \(log.nextIndex)")
+    }
+    if epoch % 3 == 0, log.nextIndex >= log.firstIndex + 12 {
+        say("cutting \(log.nextIndex - 10)")
+        try log.truncate(from: log.nextIndex - 10)
         say("logged \(log.nextIndex)")
     }
     if epoch % 4 == 0, log.nextIndex > 20 {
