@@ -48,7 +48,7 @@ extension LifelineCommand {
         var logFlushBytes: Int = 1 << 20
         @Option(help: ArgumentHelp("Snapshot chunk size in KiB, 4 to 1048576: a chunk the store already holds is not written again, so smaller chunks store less after a scattered change, larger ones write faster.", valueName: "KIB"))
         var chunkKib: Int = ChunkedSnapshots.chunkBytesDefault >> 10
-        @Option(help: ArgumentHelp("zstd level of snapshot chunks, -7 (fastest) to 19 (smallest).", valueName: "LEVEL"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("zstd level of snapshot chunks, -7 (fastest) to 19 (smallest).", valueName: "LEVEL"))
         var zstdLevel: Int = Int(ChunkedSnapshots.levelDefault)
         @Flag(help: "No progress line.")
         var quiet = false

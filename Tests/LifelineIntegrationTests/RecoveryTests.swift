@@ -44,7 +44,7 @@ struct RecoveryTests {
     /// Small chunks at another zstd level: the snapshots are cut as asked, and a
     /// kill still recovers the failure-free result.
     @Test func chunkSizeAndLevelFollowTheOptions() throws {
-        let result = try JobRunner.runHeat("chunks", ["--chunk-kib", "4", "--zstd-level", "3",
+        let result = try JobRunner.runHeat("chunks", ["--chunk-kib", "4", "--zstd-level", "-3",
                                                       "--inject", "kill:rank=1,step=400"])
         expectRecovered(result, failures: 1)
         let store = try MirroredStore(rootA: result.runDirectory + "/storage-a", rootB: result.runDirectory + "/storage-b")
