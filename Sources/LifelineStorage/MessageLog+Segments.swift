@@ -117,7 +117,7 @@ extension MessageLog {
     ) {
         let image = Self.image(firstIndex: kept.firstIndex, generation: kept.generation, records: kept.records)
         let range = kept.firstIndex..<kept.end
-        for (mirror, found) in parsed[position].enumerated() where found.bytes != image {
+        for (mirror, found) in parsed[position].enumerated() where !holds(found.bytes, image) {
             recovery.problems.append("\(paths[position][mirror]): \(describe(found, against: range))")
         }
         if !parsed[position].contains(where: \.isWhole) { recovery.recordsLost = true }
@@ -133,6 +133,11 @@ extension MessageLog {
         for (mirror, found) in parsed[position].enumerated() where found.bytes != nil {
             recovery.problems.append("\(paths[position][mirror]): \(found.problem.map { $0 + "; " } ?? "")dropped: \(reason)")
         }
+    }
+
+    /// Whether a copy (nil: missing) holds exactly `image` (compared with `memcmp`).
+    static func holds(_ copy: [UInt8]?, _ image: [UInt8]) -> Bool {
+        copy.map { bytesEqual($0, image) } ?? false
     }
 
     /// One copy of a segment, parsed.

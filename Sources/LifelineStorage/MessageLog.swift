@@ -7,14 +7,16 @@ import Foundation
 /// (and the determinants and logged values of the other modes).
 ///
 /// The records live in segments, `logs/NAME/<first index>.seg` under each root: a 24-byte
-/// header (magic `LLMG`, version, the index of the segment's first record, the header's crc32)
-/// and then records of `[length: UInt32, crc32: UInt32, payload]`. Appends go to the newest
-/// segment: every record of the batch to A and `fdatasync`, then the same to B (group commit:
-/// one sync per mirror for the batch). A segment past `segmentBytesMax` is closed and the next
-/// batch starts a new one. Trimming deletes whole segments; cutting the tail rewrites the one
-/// segment it falls in. Opening finds a torn or corrupt tail on each mirror, keeps the longer
-/// valid copy of each segment (A when equal), rewrites the other to match, and keeps segments
-/// only while they continue each other; a record is never returned unless its checksum holds.
+/// header (magic `LLMG`, version, generation, the index of the segment's first record, the
+/// header's crc32) and then records of `[length: UInt32, crc32: UInt32, payload]`. Appends go
+/// to the newest segment: every record of the batch to A and `fdatasync`, then the same to B
+/// (group commit: one sync per mirror for the batch). A segment past `segmentBytesMax` is
+/// closed and the next batch starts a new one. Trimming deletes whole segments; cutting the
+/// tail rewrites the one segment it falls in, with a higher generation, before it deletes the
+/// later ones. Opening (see `recover(folders:)`) cuts a torn or corrupt tail of each copy,
+/// keeps A's copy of each segment when whole (else the longer valid one), rewrites the other
+/// to match, deletes what an interrupted cut left behind, and keeps segments only while they
+/// continue each other; a record is never returned unless its checksum holds.
 ///
 /// Invariant: `records` is the concatenation of the segments' records, on both mirrors, and
 /// `segments` lists them oldest first, each starting where the one before ends.
@@ -82,7 +84,7 @@ package final class MessageLog {
         records = []
         generation = recovery.segments.last?.generation ?? 0
         for segment in recovery.segments {
-            for (mirror, folder) in folders.enumerated() where segment.copies[mirror] != segment.image {
+            for (mirror, folder) in folders.enumerated() where !Self.holds(segment.copies[mirror], segment.image) {
                 try write(segment.image, segmentAt: segment.firstIndex, in: folder)
             }
             segments.append(Segment(firstIndex: segment.firstIndex, recordCount: segment.records.count, bytes: segment.image.count))
