@@ -77,16 +77,19 @@ extension Supervisor {
     }
 
     /// Recomputes the line of checkpoints only and the useless checkpoints; commits the line
-    /// when it moved, and deletes what no line can use any more.
+    /// when it moved, and deletes what no line can use any more. With logging, each rank's
+    /// newest checkpoint stays whatever the lines say: a lone restart begins there and replays
+    /// its log (and may be restoring from it right now).
     private func advanceCheckpointOnlyLine() throws {
         let line = planner.checkpointOnlyLine()
         let useless = planner.uselessCheckpoints()
         var all = records
         var deleted: [String] = []
         for rank in all.indices {
+            let restartPoint = configuration.logging == .none ? nil : all[rank].last?.index
             for position in all[rank].indices where all[rank][position].snapshot != nil {
                 let index = all[rank][position].index
-                if index < line[rank] || useless[rank].contains(index) {
+                if index != restartPoint, index < line[rank] || useless[rank].contains(index) {
                     deleted.append("\(rank):\(index)")
                     all[rank][position].snapshot = nil
                 }

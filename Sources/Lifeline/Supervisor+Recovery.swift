@@ -102,8 +102,10 @@ extension Supervisor {
         if alone {
             replaying = rank
             if independent {
-                // Its log replays everything since its newest checkpoint: only it rolls back.
-                let newest: IndependentCheckpoint? = records[rank].last
+                // Its log replays everything since its newest checkpoint: only it rolls back. The
+                // checkpoints it numbers from there on follow that one.
+                let newest: IndependentCheckpoint? = records[rank].last { $0.snapshot != nil }
+                truncateRecords(rank: rank, after: newest?.index ?? 0)
                 try launch([rank], plan: [rank: newest], replayLog: true)
             } else {
                 try launch([rank], replayLog: true)
