@@ -72,7 +72,10 @@ extension Supervisor {
         // second failure during replay is fine: it restarts alone again), or its pessimistic
         // log lost records (a replay would not reproduce what it delivered).
         let othersRecovering = (replaying ?? rank) != rank || !starting.allSatisfy { $0 == rank }
-        let logLost = configuration.logging == .pessimistic && !othersRecovering ? lostLog(of: rank) : nil
+        // The line a lone restart begins from, read once: the log check and the launch share it.
+        let intact = configuration.logging == .pessimistic && !othersRecovering && !independent
+            ? manifests.newestIntactLine(manifest) : nil
+        let logLost = configuration.logging == .pessimistic && !othersRecovering ? lostLog(of: rank, intact: intact) : nil
         let alone = configuration.logging != .none && !othersRecovering && logLost == nil
         if !alone, configuration.logging != .none {
             let reason = logLost.map { "its message log cannot be replayed (\($0))" }
@@ -108,7 +111,7 @@ extension Supervisor {
                 truncateRecords(rank: rank, after: newest?.index ?? 0)
                 try launch([rank], plan: [rank: newest], replayLog: true)
             } else {
-                try launch([rank], replayLog: true)
+                try launch([rank], replayLog: true, intact: intact)
             }
         } else {
             replaying = nil
@@ -119,13 +122,13 @@ extension Supervisor {
 
     /// What makes the message log of `rank` unfit to replay (damaged or missing on both
     /// mirrors: every rank opens its log when it starts; or ending before the position its
-    /// checkpoint in the newest intact line was taken at), or nil.
-    func lostLog(of rank: Int) -> String? {
+    /// checkpoint in `intact`, the newest intact line, was taken at), or nil.
+    func lostLog(of rank: Int, intact: (line: CommittedLine?, problems: [String])?) -> String? {
         do {
             let inspection = try MessageLog.inspect(store: manifests.store, name: MessageLog.name(ofRank: rank))
             if inspection.isMissing { return "missing on both mirrors" }
             if inspection.recordsLost { return inspection.problems.joined(separator: "; ") }
-            guard !independent, let checkpoint = checkpointOf(rank, line: manifests.newestIntactLine(manifest).line) else {
+            guard let intact, let checkpoint = checkpointOf(rank, line: intact.line) else {
                 return nil
             }
             return inspection.kept.upperBound < checkpoint.logPosition

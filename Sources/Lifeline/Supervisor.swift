@@ -202,9 +202,11 @@ final class Supervisor {
     /// Starts `ranks` from the newest intact committed line (or from the start), or from the
     /// independent checkpoints `plan` names (nil: the start); the others, if any, keep running.
     /// `replayLog`: the ranks restart while the others keep running, and replay their logs.
+    /// `intact`: the newest intact line, when the caller has just found it.
     func launch(_ ranks: [Int], plan: [Int: IndependentCheckpoint?]? = nil,
-                replayLimit: (rank: Int, recoverable: UInt64)? = nil, replayLog: Bool = false) throws {
-        let (line, problems) = plan == nil ? manifests.newestIntactLine(manifest) : (manifest.newestLine, [])
+                replayLimit: (rank: Int, recoverable: UInt64)? = nil, replayLog: Bool = false,
+                intact: (line: CommittedLine?, problems: [String])? = nil) throws {
+        let (line, problems) = plan == nil ? intact ?? manifests.newestIntactLine(manifest) : (manifest.newestLine, [])
         if ranks.count == configuration.rankCount, plan == nil {
             lineInForce = line
             if independent { resetRecords(to: line) }

@@ -52,25 +52,13 @@ extension RecoveryTests {
 
     @Test func stopOnSignalThenResumeFinishesBitExact() throws {
         let runDirectory = JobRunner.scratch("sigint") + "/run"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: JobRunner.binDirectory + "/lifeline")
-        process.arguments = ["run", "-n", "4", "--interval", "30", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        var environment = ProcessInfo.processInfo.environment
-        environment["PATH"] = JobRunner.binDirectory + ":" + (environment["PATH"] ?? "/usr/bin")
-        process.environment = environment
-        try process.run()
-        let eventsPath = runDirectory + "/events.jsonl"
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline,
-              !((try? String(contentsOfFile: eventsPath, encoding: .utf8))?.contains("ranks_started") ?? false) {
-            usleep(50_000)
+        let arguments = ["run", "-n", "4", "--interval", "30", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat
+        let stopped = try JobRunner.lifeline(arguments, runDirectory: runDirectory) { pid in
+            JobRunner.waitForEvents(runDirectory, containing: "ranks_started")
+            usleep(500_000)
+            kill(pid, SIGINT)
         }
-        usleep(500_000)
-        kill(process.processIdentifier, SIGINT)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 128 + SIGINT)
+        #expect(stopped.status == 128 + SIGINT)
         let resumed = try JobRunner.lifeline(["resume", runDirectory], runDirectory: runDirectory)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(resumed.resultLines == [Self.oracle])

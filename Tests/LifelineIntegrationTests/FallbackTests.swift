@@ -33,37 +33,20 @@ extension RecoveryTests {
     /// so and rolls every rank back instead; the job still ends with the failure-free result.
     @Test func messageLogLostOnBothMirrorsFallsBackToGlobalRollback() throws {
         let runDirectory = JobRunner.scratch("log-lost") + "/run"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: JobRunner.binDirectory + "/lifeline")
-        process.arguments = ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet",
-                             "--logging", "pessimistic", "--inject", "hang:rank=1,after=1500ms",
-                             "--heartbeat-ms", "100", "--heartbeat-timeout-ms", "2500", "--"] + JobRunner.heat
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        var environment = ProcessInfo.processInfo.environment
-        environment["PATH"] = JobRunner.binDirectory + ":" + (environment["PATH"] ?? "/usr/bin")
-        process.environment = environment
-        try process.run()
-        let eventsPath = runDirectory + "/events.jsonl"
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline,
-              !((try? String(contentsOfFile: eventsPath, encoding: .utf8))?.contains("\"fault_injected\"") ?? false) {
-            usleep(20_000)
+        let arguments = ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet",
+                         "--logging", "pessimistic", "--inject", "hang:rank=1,after=1500ms",
+                         "--heartbeat-ms", "100", "--heartbeat-timeout-ms", "2500", "--"] + JobRunner.heat
+        let result = try JobRunner.lifeline(arguments, runDirectory: runDirectory) { _ in
+            JobRunner.waitForEvents(runDirectory, containing: "\"fault_injected\"")
+            // The rank is stopped: nothing rewrites its log until the supervisor has decided.
+            for root in ["storage-a", "storage-b"] {
+                let path = try #require(JobRunner.logSegments(runDirectory, root: root, rank: 1).first)
+                var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+                bytes[8] ^= 0x5A  // the first-record index: the header checksum fails
+                try Data(bytes).write(to: URL(fileURLWithPath: path))
+            }
         }
-        // The rank is stopped: nothing rewrites its log until the supervisor has decided.
-        for root in ["storage-a", "storage-b"] {
-            let path = try #require(JobRunner.logSegments(runDirectory, root: root, rank: 1).first)
-            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
-            bytes[8] ^= 0x5A  // the first-record index: the header checksum fails
-            try Data(bytes).write(to: URL(fileURLWithPath: path))
-        }
-        let stdout = output.fileHandleForReading.readDataToEndOfFile()
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        let result = JobRunner.Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                                      stderr: stderr, runDirectory: runDirectory)
+        let stderr = result.stderr
         #expect(result.status == 0, "\(stderr)")
         #expect(result.resultLines == [Self.oracle])
         let fallback = result.events("fallback_global_rollback").first

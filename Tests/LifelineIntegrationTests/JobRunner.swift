@@ -42,8 +42,13 @@ struct JobRunner {
     /// The heat2d arguments of the small test problem.
     static let heat = ["heat2d", "--size", "48", "--steps", "700", "--broadcast-every", "25", "--sleep-ms", "3"]
 
-    /// Runs `lifeline ARGS`, killing it after `timeoutSeconds`.
-    static func lifeline(_ arguments: [String], runDirectory: String, timeoutSeconds: Double = 240) throws -> Result {
+    /// Runs `lifeline ARGS`, killing it after `timeoutSeconds`. `whileRunning` is called with
+    /// its pid once it started (to wait for an event, damage a file, send a signal); if it
+    /// throws, the run is killed and the error rethrown.
+    static func lifeline(
+        _ arguments: [String], runDirectory: String, timeoutSeconds: Double = 240,
+        whileRunning: ((Int32) throws -> Void)? = nil
+    ) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binDirectory + "/lifeline")
         process.arguments = arguments
@@ -64,12 +69,31 @@ struct JobRunner {
         nonisolated(unsafe) var errData = Data()
         DispatchQueue.global().async(group: group) { outData = out.fileHandleForReading.readDataToEndOfFile() }
         DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        do {
+            try whileRunning?(process.processIdentifier)
+        } catch {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            group.wait()
+            timer.cancel()
+            throw error
+        }
         process.waitUntilExit()
         group.wait()
         timer.cancel()
         return Result(
             status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
             stderr: String(decoding: errData, as: UTF8.self), runDirectory: runDirectory)
+    }
+
+    /// Waits (at most 60 s) until the run's event log contains `text`.
+    static func waitForEvents(_ runDirectory: String, containing text: String) {
+        let eventsPath = runDirectory + "/events.jsonl"
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline,
+              !((try? String(contentsOfFile: eventsPath, encoding: .utf8))?.contains(text) ?? false) {
+            usleep(20_000)
+        }
     }
 
     /// The paths of a rank's message log segments on one mirror (`root`: `storage-a` or

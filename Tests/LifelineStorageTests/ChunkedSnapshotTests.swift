@@ -147,6 +147,12 @@ struct ChunkedSnapshotTests {
 struct ChunkPipelineTests {
     private let chunkBytes = 1000
 
+    /// `count` random bytes from a seeded generator.
+    private func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+        var generator = SeededGenerator(state: seed)
+        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+
     /// 25 chunks in windows of 3: chunk 20 repeats chunk 3 (an earlier window), chunk 22
     /// repeats chunk 21 (the same window), and chunks 5...9 were stored by an earlier snapshot.
     @Test func manyWindowsReuseWhatIsStoredAndReadBack() throws {
@@ -154,8 +160,7 @@ struct ChunkPipelineTests {
         defer { folder.remove() }
         let store = try folder.store()
         let snapshots = ChunkedSnapshots(store: store)
-        var generator = SeededGenerator(state: 11)
-        var bytes = (0..<(25 * chunkBytes)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var bytes = randomBytes(25 * chunkBytes, seed: 11)
         bytes.replaceSubrange(20 * chunkBytes..<21 * chunkBytes, with: bytes[3 * chunkBytes..<4 * chunkBytes])
         bytes.replaceSubrange(22 * chunkBytes..<23 * chunkBytes, with: bytes[21 * chunkBytes..<22 * chunkBytes])
         let earlier = Array(bytes[5 * chunkBytes..<10 * chunkBytes])
@@ -189,8 +194,7 @@ struct ChunkPipelineTests {
         defer { folder.remove() }
         let store = try folder.store()
         let snapshots = ChunkedSnapshots(store: store)
-        var generator = SeededGenerator(state: 12)
-        let first = (0..<(12 * chunkBytes)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let first = randomBytes(12 * chunkBytes, seed: 12)
         _ = try snapshots.write("1.snap", bytes: first, generation: 1, chunkBytes: chunkBytes)
         var second = first
         for index in stride(from: 0, to: second.count, by: 7) { second[index] ^= 0x5A }
