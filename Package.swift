@@ -62,6 +62,10 @@ let package = Package(
         .testTarget(name: "LifelineStorageTests", dependencies: ["LifelineStorage"]),
         // Writes epochs until SIGKILLed, or hits a file size limit: the storage crash tests spawn it.
         .executableTarget(name: "lifeline-storage-crasher", dependencies: ["LifelineStorage"], path: "Tests/StorageCrasher"),
+        // The patterns that once hung a job (huge send-then-receive, a request with START, a
+        // deadlock): the liveness tests run it.
+        .executableTarget(
+            name: "lifeline-liveness", dependencies: ["Lifeline", "ExampleSupport"], path: "Tests/LivenessProbe"),
         .testTarget(
             name: "LifelineIntegrationTests",
             dependencies: ["Lifeline", "LifelineCore", "LifelineStorage"]

@@ -52,30 +52,71 @@ int lifeline_wait_status(int status, int *detail) {
     return 0;
 }
 
-int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-                   const char *stdout_path, const char *stderr_path) {
-    posix_spawn_file_actions_t actions;
-    int result = posix_spawn_file_actions_init(&actions);
-    if (result != 0) return result;
-    result = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    if (result == 0)
-        result = posix_spawn_file_actions_addopen(&actions, 1, stdout_path,
-                                                  O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (result == 0)
-        result = posix_spawn_file_actions_addopen(&actions, 2, stderr_path,
-                                                  O_WRONLY | O_CREAT | O_APPEND, 0644);
+/* In the child between fork and exec: only async-signal-safe calls. Reports a failure's errno
+   on `report` (close-on-exec: the parent reads end-of-file when exec succeeded). */
+static void spawn_child(pid_t parent, int report, const char *path, char *const argv[], char *const envp[],
+                        const char *stdout_path, const char *stderr_path) {
+    int error = 0;
     /* Each rank in a process group of its own: a Ctrl-C at the terminal reaches the
        supervisor alone, which stops the job with a checkpoint. */
-    posix_spawnattr_t attributes;
-    if (result == 0) result = posix_spawnattr_init(&attributes);
-    if (result == 0) {
-        result = posix_spawnattr_setpgroup(&attributes, 0);
-        if (result == 0) result = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
-        if (result == 0) result = posix_spawn(pid, path, &actions, &attributes, argv, envp);
-        posix_spawnattr_destroy(&attributes);
+    if (setpgid(0, 0) != 0) error = errno;
+#ifdef __linux__
+    /* Dies with the supervisor even before it joins the job (a program that never joins, or
+       one killed while it starts); a supervisor already gone is caught by the getppid check. */
+    if (error == 0 && prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) error = errno;
+    if (error == 0 && getppid() != parent) error = ESRCH;
+#endif
+    const char *paths[3] = {"/dev/null", stdout_path, stderr_path};
+    const int flags[3] = {O_RDONLY, O_WRONLY | O_CREAT | O_APPEND, O_WRONLY | O_CREAT | O_APPEND};
+    for (int target = 0; target < 3 && error == 0; target++) {
+        int fd = open(paths[target], flags[target] | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            error = errno;
+        } else if (dup2(fd, target) < 0) {
+            error = errno;
+        }
+        if (fd >= 0 && fd != target) close(fd);
     }
-    posix_spawn_file_actions_destroy(&actions);
-    return result;
+    if (error == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(path, argv, envp);
+        error = errno;
+    }
+    (void)!write(report, &error, sizeof error);
+    _exit(127);
+}
+
+int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+                   const char *stdout_path, const char *stderr_path) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return errno;
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child < 0) {
+        int error = errno;
+        close(report[0]);
+        close(report[1]);
+        return error;
+    }
+    if (child == 0) {
+        close(report[0]);
+        spawn_child(parent, report[1], path, argv, envp, stdout_path, stderr_path);
+    }
+    close(report[1]);
+    int error = 0;
+    ssize_t count;
+    do {
+        count = read(report[0], &error, sizeof error);
+    } while (count < 0 && errno == EINTR);
+    close(report[0]);
+    if (count == (ssize_t)sizeof error && error != 0) {
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {}
+        return error;
+    }
+    *pid = child;
+    return 0;
 }
 
 static volatile int stop_signal_fd = -1;

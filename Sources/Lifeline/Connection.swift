@@ -15,8 +15,10 @@ enum InboundFrame {
     case control(ControlMessage)
 }
 
-/// One framed stream connection, owned by one thread: reads whole frames out of a buffer and
-/// writes frames completely (the caller's `whileBlocked` serves other traffic meanwhile).
+/// One framed stream connection, owned by one thread: reads whole frames out of a buffer (large
+/// payloads straight into their own arrays, as far as they have arrived) and writes frames
+/// completely (the caller's `whileBlocked` serves other traffic meanwhile). Neither direction
+/// waits for the peer.
 final class Connection {
     /// Payloads at least this large are read straight into their own array, skipping the buffer.
     private static let directPayloadBytesMin = 64 << 10
@@ -29,6 +31,12 @@ final class Connection {
     private var buffer: [UInt8]
     private var start = 0
     private var end = 0
+    /// The header of a large data frame whose payload is still arriving; nil between frames.
+    /// Invariant: while set, `largeFilled < largePayload.count`, and the buffer is empty.
+    private var largeHeader: DataHeader?
+    /// That frame's payload, filled up to `largeFilled` bytes.
+    private var largePayload: [UInt8] = []
+    private var largeFilled = 0
 
     /// Wraps a connected socket; the connection owns and closes it.
     init(fd: Int32) {
@@ -49,11 +57,20 @@ final class Connection {
     /// Reads what is available and hands over every complete frame. Returns false once the
     /// stream has ended (the connection is then closed). Stops after about `bytesMax` bytes, so
     /// a fast sender's stream waits in the kernel (and throttles the sender) instead of piling
-    /// up in this process's memory; the caller reads on when it needs more.
+    /// up in this process's memory; the caller reads on when it needs more. Never blocks: a
+    /// large payload is read as far as it has arrived and completed by later calls, so two
+    /// ranks that write large messages to each other at once both keep reading.
     func readAvailable(bytesMax: Int = .max, _ deliver: (InboundFrame) throws -> Void) throws -> Bool {
         guard !isClosed else { return false }
         var bytesRead = 0
         while bytesRead < bytesMax {
+            if largeHeader != nil {
+                guard let received = receiveLargePayload() else { return !isClosed }
+                bytesRead += received
+                if let frame = takeCompleteLargePayload() { try deliver(frame) }
+                if isClosed { return false }
+                continue
+            }
             if start > 0, buffer.count - end < Self.directPayloadBytesMin {
                 buffer.withUnsafeMutableBytes { bytes in
                     bytes.baseAddress!.copyMemory(from: bytes.baseAddress! + start, byteCount: end - start)
@@ -83,13 +100,13 @@ final class Connection {
                 try deliver(frame)
             }
             if isClosed { return false }
-            if received < space { return true }  // the socket is drained: spare the EAGAIN call
+            if received < space, largeHeader == nil { return true }  // the socket is drained: spare the EAGAIN call
         }
         return true
     }
 
     private func parseFrames(_ deliver: (InboundFrame) throws -> Void) throws {
-        while end - start >= FramePrefix.byteCount {
+        while largeHeader == nil, end - start >= FramePrefix.byteCount {
             let prefix = try buffer.withUnsafeBytes { bytes throws(WireError) in
                 try FramePrefix.decode(UnsafeRawBufferPointer(rebasing: bytes[start..<start + FramePrefix.byteCount]))
             }
@@ -97,7 +114,8 @@ final class Connection {
             let bodyStart = start + FramePrefix.byteCount
             if prefix.kind == .data, bodyLength >= Self.directPayloadBytesMin + DataHeader.byteCount,
                end - bodyStart >= DataHeader.byteCount {
-                try deliver(readLargeData(bodyStart: bodyStart, bodyLength: bodyLength))
+                beginLargePayload(bodyStart: bodyStart, bodyLength: bodyLength)
+                if let frame = takeCompleteLargePayload() { try deliver(frame) }
                 continue
             }
             guard end - bodyStart >= bodyLength else {
@@ -137,43 +155,65 @@ final class Connection {
         }
     }
 
-    /// Reads a large data frame's payload straight into its own array: what is buffered first,
-    /// then the rest from the socket, waiting for it (the sender is writing this very frame).
-    private func readLargeData(bodyStart: Int, bodyLength: Int) throws -> InboundFrame {
+    /// Starts a large data frame: its payload gets an array of its own, which takes what is
+    /// buffered now; `receiveLargePayload` reads the rest straight into it as it arrives.
+    private func beginLargePayload(bodyStart: Int, bodyLength: Int) {
         let header = buffer.withUnsafeBytes { bytes in
             DataHeader.decode(UnsafeRawBufferPointer(rebasing: bytes[bodyStart..<bodyStart + DataHeader.byteCount]))
         }
         let payloadStart = bodyStart + DataHeader.byteCount
         let payloadCount = bodyLength - DataHeader.byteCount
         let buffered = min(end - payloadStart, payloadCount)
-        var failed = false
-        let payload = [UInt8](unsafeUninitializedCapacity: payloadCount) { target, initialized in
+        // Bytes past `buffered` are counted as initialized but hold whatever the allocator gave:
+        // they are all written from the socket before the payload is handed over (a zero fill
+        // would cost a pass over every large message).
+        largePayload = [UInt8](unsafeUninitializedCapacity: payloadCount) { target, initialized in
             buffer.withUnsafeBytes { source in
                 UnsafeMutableRawBufferPointer(target).copyMemory(
                     from: UnsafeRawBufferPointer(rebasing: source[payloadStart..<payloadStart + buffered]))
             }
-            var filled = buffered
-            while filled < payloadCount {
-                let received = recv(fd, target.baseAddress! + filled, payloadCount - filled, 0)
-                if received < 0, errno == EINTR { continue }
-                guard received > 0 else {
-                    failed = true
-                    break
-                }
-                filled += received
-            }
-            if failed { target.baseAddress!.initialize(repeating: 0, count: payloadCount) }
             initialized = payloadCount
         }
+        largeHeader = header
+        largeFilled = buffered
         start = payloadStart + buffered
         if start == end {
             start = 0
             end = 0
         }
-        guard !failed else {
+    }
+
+    /// Reads what has arrived of the large payload under way, without waiting. Returns the
+    /// bytes read, or nil when none are there now (or the stream ended: the connection is then
+    /// closed, and the torn message is dropped like any torn frame: its sender is gone and
+    /// still retains it).
+    private func receiveLargePayload() -> Int? {
+        while true {
+            let wanted = largePayload.count - largeFilled
+            let received = largePayload.withUnsafeMutableBytes { target in
+                recv(fd, target.baseAddress! + largeFilled, wanted, Int32(MSG_DONTWAIT))
+            }
+            if received > 0 {
+                largeFilled += received
+                return received
+            }
+            if received < 0, errno == EINTR { continue }
+            if received < 0, errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+            largeHeader = nil
+            largePayload = []
             close()
-            throw WireError("connection ended inside a \(payloadCount)-byte message")
+            return nil
         }
+    }
+
+    /// The large frame under way once its payload is complete (then the connection is back to
+    /// reading frames from its buffer); nil while bytes are missing.
+    private func takeCompleteLargePayload() -> InboundFrame? {
+        guard let header = largeHeader, largeFilled == largePayload.count else { return nil }
+        let payload = largePayload
+        largeHeader = nil
+        largePayload = []
+        largeFilled = 0
         return .data(header, payload)
     }
 

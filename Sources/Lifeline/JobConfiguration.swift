@@ -87,6 +87,23 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var chunkBytes: Int?
     /// `--zstd-level`: the compression level of snapshot chunks, −7...19 (nil: 1).
     public var compressionLevel: Int?
+    /// `--stall-seconds`: the least time without a new safe point after which the supervisor
+    /// asks the ranks where they wait (more when the job's usual pace is slower; nil: 10 s).
+    /// It reports a stall, and stops a deadlock.
+    public var stallSeconds: Double?
+
+    /// The default of `stallSeconds`.
+    public static let stallSecondsDefault = 10.0
+    /// `--join-timeout`: how long a launched rank has to connect to the supervisor before the
+    /// job fails, saying the program does not seem to be a Lifeline program (nil: 60 s).
+    public var joinTimeoutSeconds: Double?
+    /// The default of `joinTimeoutSeconds`.
+    public static let joinTimeoutSecondsDefault = 60.0
+    /// `--stop-timeout`: how long the checkpoint that SIGINT, SIGTERM or the walltime asks for
+    /// may take before the job stops at once on the last committed line (nil: 30 s).
+    public var stopTimeoutSeconds: Double?
+    /// The default of `stopTimeoutSeconds`.
+    public static let stopTimeoutSecondsDefault = 30.0
 
     /// A configuration with the defaults of `lifeline run` for everything but the program.
     public init(
@@ -97,7 +114,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         quiet: Bool = false, walltimeSeconds: Double? = nil, intervalAuto: Bool = false, mtbfSeconds: Double? = nil,
         traceDeliveries: Bool = false, retainedBytesMax: Int? = 256 << 20, logBytesMax: Int? = 256 << 20,
         logFlushMs: Int? = nil, logFlushBytes: Int? = nil, keep: Int? = nil,
-        chunkBytes: Int? = nil, compressionLevel: Int? = nil
+        chunkBytes: Int? = nil, compressionLevel: Int? = nil, stallSeconds: Double? = nil,
+        joinTimeoutSeconds: Double? = nil, stopTimeoutSeconds: Double? = nil
     ) {
         self.program = program
         self.arguments = arguments
@@ -123,6 +141,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.keep = keep
         self.chunkBytes = chunkBytes
         self.compressionLevel = compressionLevel
+        self.stallSeconds = stallSeconds
+        self.joinTimeoutSeconds = joinTimeoutSeconds
+        self.stopTimeoutSeconds = stopTimeoutSeconds
     }
 
     /// Checks every field and parses the injections; throws one clear line for the first problem.
@@ -140,6 +161,15 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration, "--interval auto needs --mtbf DURATION, the mean time between failures")
         }
         guard maxRestarts >= 0 else { throw LifelineError(.configuration, "--max-restarts must be ≥ 0") }
+        if let stallSeconds, !(stallSeconds > 0 && stallSeconds.isFinite) {
+            throw LifelineError(.configuration, "--stall-seconds must be a positive number of seconds")
+        }
+        if let joinTimeoutSeconds, !(joinTimeoutSeconds > 0 && joinTimeoutSeconds.isFinite) {
+            throw LifelineError(.configuration, "--join-timeout must be a positive number of seconds")
+        }
+        if let stopTimeoutSeconds, !(stopTimeoutSeconds > 0 && stopTimeoutSeconds.isFinite) {
+            throw LifelineError(.configuration, "--stop-timeout must be a positive number of seconds")
+        }
         if let keep, keep < 1 {
             throw LifelineError(.configuration, "--keep \(keep): keep at least 1 committed line (2, the default, leaves one to fall back to)")
         }

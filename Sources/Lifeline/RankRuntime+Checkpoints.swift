@@ -24,7 +24,7 @@ extension RankRuntime {
         }
         // A rank that computes without messages reaches the runtime only here: read what the
         // supervisor sent, so a request is answered now and not at the next receive.
-        try pump(timeoutMs: 0)
+        try pump(timeoutMs: 0, waiting: .running)
         try serviceControl()
         trace?.flush()
         if independent, !frozen, jobClock() >= nextCheckpointAt {
@@ -39,7 +39,7 @@ extension RankRuntime {
                 heartbeatStep.value = step
                 return
             case .wait:
-                try pump(timeoutMs: Self.pollIntervalMs)
+                try pump(timeoutMs: Self.pollIntervalMs, waiting: .safePoint)
                 try serviceControl()
             case .capture(let epoch):
                 heartbeatStep.value = step
@@ -119,7 +119,7 @@ extension RankRuntime {
             residentBytesPeak: Self.residentBytesPeak(), logSyncs: log?.syncCount ?? 0))
         while !released {
             try serviceControl()
-            if !released { try pump(timeoutMs: Self.pollIntervalMs) }
+            if !released { try pump(timeoutMs: Self.pollIntervalMs, waiting: .barrier) }
         }
         writer?.drain()
     }

@@ -19,6 +19,7 @@ extension RankRuntime {
         // Under optimistic logging a message carries its sender's dependency vector in front.
         let payload = logging == .optimistic ? OptimisticLogging.stamp(payload, with: dependencyVector) : payload
         let header = ledger.send(to: destination, tag: tag, epoch: stamp, incarnation: incarnation, payload: payload)
+        sends += 1
         trace?.sent(header, to: destination)
         retainedBytesPeak = max(retainedBytesPeak, ledger.retainedBytes)
         if let launch, launch.retainedBytesMax > 0, ledger.retainedBytes > launch.retainedBytesMax / Self.askAtShareOfMaximum {
@@ -45,13 +46,15 @@ extension RankRuntime {
         FramePrefix(kind: .data, bodyLength: UInt64(DataHeader.byteCount + payload.count)).encode(into: &head)
         header.encode(into: &head)
         // A peer that is gone will be restarted with everyone; the message is retained.
-        try connection.write(head: head.bytes, payload: payload) { fd in try pump(timeoutMs: Self.pollIntervalMs, writable: fd) }
+        try connection.write(head: head.bytes, payload: payload) { fd in
+            try pump(timeoutMs: Self.pollIntervalMs, writable: fd, waiting: .send(destination))
+        }
     }
 
     func connection(to destination: RankID) throws -> Connection {
         while true {
             if let connection = peers[destination.rawValue] { return connection }
-            try pump(timeoutMs: Self.pollIntervalMs)  // a higher rank has not connected yet
+            try pump(timeoutMs: Self.pollIntervalMs, waiting: .connect(destination))  // a higher rank has not connected yet
         }
     }
 
@@ -74,7 +77,7 @@ extension RankRuntime {
                 throw LifelineError(.usage, "receive would wait forever: rank 0 runs alone and no message is queued")
             }
             if let source, try spin(for: source) { continue }
-            try pump(timeoutMs: Self.pollIntervalMs)
+            try pump(timeoutMs: Self.pollIntervalMs, waiting: .receive(source, tag: tag))
         }
     }
 
@@ -101,7 +104,7 @@ extension RankRuntime {
                 continue
             }
             if try spin(for: request.source) { continue }
-            try pump(timeoutMs: Self.pollIntervalMs)
+            try pump(timeoutMs: Self.pollIntervalMs, waiting: .receive(request.source, tag: request.tag))
         }
         switch logging {
         case .pessimistic:
@@ -142,6 +145,7 @@ extension RankRuntime {
 
     func deliver(_ header: DataHeader, _ stamped: [UInt8], replayed: Bool) -> Message {
         ledger.recordDelivery(source: header.source, sequence: header.sequence)
+        deliveries += 1
         participant.noteChange()
         var payload = stamped
         if logging == .optimistic, let (sender, bytes) = OptimisticLogging.split(stamped, rankCount: rankCount) {
@@ -262,7 +266,7 @@ extension RankRuntime {
                     let arrival = inbox[header.source.rawValue].remove(at: index)
                     return deliver(arrival.header, arrival.payload, replayed: true)
                 }
-                try pump(timeoutMs: Self.pollIntervalMs)
+                try pump(timeoutMs: Self.pollIntervalMs, waiting: .receive(header.source, tag: header.tag))
             }
         case .live:
             return nil

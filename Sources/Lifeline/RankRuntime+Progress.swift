@@ -71,8 +71,10 @@ extension RankRuntime {
                     ledger.trim(destination: RankID(receiver), covered: set)
                 }
                 try trimLog(committed: Epoch(UInt64(checkpoint)))
+            case .waitQuery(let serial):
+                control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
             case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
-                 .replayComplete, .frozen:
+                 .replayComplete, .frozen, .waitReport:
                 break  // not for a rank, or already handled
             }
         }
@@ -108,7 +110,9 @@ extension RankRuntime {
             peerIncarnation[peer.rawValue] = peerIncarnationNew
             resendPending[peer.rawValue] = true
         }
-        while peerIncarnation[peer.rawValue] < peerIncarnationNew { try pump(timeoutMs: Self.pollIntervalMs) }
+        while peerIncarnation[peer.rawValue] < peerIncarnationNew {
+            try pump(timeoutMs: Self.pollIntervalMs, waiting: .connect(peer))
+        }
         try flushResend(to: peer)
     }
 
@@ -136,10 +140,49 @@ extension RankRuntime {
         }
     }
 
+    /// What the program's thread waits for while it pumps: what it answers a `waitQuery`.
+    enum Waiting {
+        /// Nothing: it passes a safe point on its way through the program.
+        case running
+        /// A message from a rank (nil: any) with a tag.
+        case receive(RankID?, tag: Int64)
+        /// The round's common safe point.
+        case safePoint
+        /// The other ranks, at the final barrier.
+        case barrier
+        /// Room in the socket to a peer.
+        case send(RankID)
+        /// A peer's connection.
+        case connect(RankID)
+    }
+
+    /// The answer to a `waitQuery`: the wait with the counts that move with progress.
+    func wait(_ waiting: Waiting) -> RankWait {
+        var wait = RankWait(
+            kind: .running, step: participant.stepPassed, sent: sends, arrived: arrivals, delivered: deliveries,
+            heldSends: UInt64(heldSends.count))
+        switch waiting {
+        case .running: break
+        case .receive(let source, let tag):
+            wait.kind = .receive
+            wait.peer = source
+            wait.tag = tag
+        case .safePoint: wait.kind = .safePoint
+        case .barrier: wait.kind = .barrier
+        case .send(let peer):
+            wait.kind = .send
+            wait.peer = peer
+        case .connect(let peer):
+            wait.kind = .connect
+            wait.peer = peer
+        }
+        return wait
+    }
+
     /// Waits up to `timeoutMs` for traffic (or for `writable` to drain) and reads everything
     /// that arrived: data into the inbox, control messages into the pending queue, new peer
-    /// connections through their handshake.
-    func pump(timeoutMs: Int32, writable: Int32? = nil) throws {
+    /// connections through their handshake. A `waitQuery` is answered at once with `waiting`.
+    func pump(timeoutMs: Int32, writable: Int32? = nil, waiting: Waiting) throws {
         var descriptors: [pollfd] = []
         descriptors.reserveCapacity(rankCount + 2)
         if let controlReader { descriptors.append(pollfd(fd: controlReader.fd, events: Int16(POLLIN), revents: 0)) }
@@ -156,7 +199,12 @@ extension RankRuntime {
         for descriptor in descriptors where descriptor.revents != 0 {
             if let controlReader, descriptor.fd == controlReader.fd {
                 let open = try controlReader.readAvailable { frame in
-                    if case .control(let message) = frame { pendingControl.append(message) }
+                    guard case .control(let message) = frame else { return }
+                    if case .waitQuery(let serial) = message {
+                        control?.send(.waitReport(serial: serial, wait(waiting)))
+                    } else {
+                        pendingControl.append(message)
+                    }
                 }
                 if !open { supervisorGone() }
             } else if descriptor.fd == listener {
@@ -175,6 +223,7 @@ extension RankRuntime {
         else { return }
         // Independent checkpointing: a message from an incarnation that was rolled back is obsolete.
         if independent, header.incarnation < obsoleteBelow[header.source.rawValue] { return }
+        arrivals += 1
         inbox[header.source.rawValue].append(Arrival(header: header, payload: payload))
     }
 

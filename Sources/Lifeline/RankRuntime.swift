@@ -99,6 +99,11 @@ final class RankRuntime {
     var pendingLog: [[UInt8]] = []
     var pendingLogBytes = 0
     var lastLogFlush = 0.0
+    /// Messages this incarnation sent, that arrived at it (not duplicates), and that it
+    /// delivered: what a `waitReport` shows moving.
+    var sends: UInt64 = 0
+    var arrivals: UInt64 = 0
+    var deliveries: UInt64 = 0
 
     init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
@@ -175,7 +180,7 @@ final class RankRuntime {
         guard Socket.sendAll(controlFD, handshake.frame()) else { supervisorGone() }
         let control = ControlLink(fd: controlFD)
         let controlReader = Connection(fd: controlFD)
-        try awaitStart(controlReader)
+        let controlBeforeJoined = try awaitStart(controlReader)
         startHeartbeat(control: control, launch: launch)
 
         let store: MirroredStore
@@ -194,22 +199,29 @@ final class RankRuntime {
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
             store: store, snapshot: snapshot, log: log, replay: replay)
+        runtime.pendingControl = controlBeforeJoined
         try runtime.connectToLowerRanks()
         try runtime.resendRetained()
         if launch.restarted, log != nil, replay?.remainingCount ?? 0 == 0 { runtime.finishReplay() }
         return runtime
     }
 
-    static func awaitStart(_ reader: Connection) throws {
+    /// Waits for START and returns every other control message read meanwhile, in order: the
+    /// supervisor may send a checkpoint request right behind START (a round that was wanted
+    /// during a recovery starts the moment it ends), and both can arrive in one read.
+    static func awaitStart(_ reader: Connection) throws -> [ControlMessage] {
         var started = false
+        var others: [ControlMessage] = []
         while !started {
             var descriptor = pollfd(fd: reader.fd, events: Int16(POLLIN), revents: 0)
             _ = poll(&descriptor, 1, 1000)
             let open = try reader.readAvailable { frame in
-                if case .control(.start) = frame { started = true }
+                guard case .control(let message) = frame else { return }
+                if message == .start { started = true } else { others.append(message) }
             }
             if !open { supervisorGone() }
         }
+        return others
     }
 
     static func startHeartbeat(control: ControlLink, launch: LaunchEnvironment) {

@@ -141,7 +141,7 @@ extension Supervisor {
             let covered = (0..<configuration.rankCount).map { receiver in
                 line[receiver] == 0 ? DeliveredSet() : checkpointDelivered[receiver][line[receiver]]?[sender] ?? DeliveredSet()
             }
-            send(.trim(checkpoint: line[sender], coveredByReceiver: covered), to: slots[sender])
+            send(.trim(checkpoint: line[sender], coveredByReceiver: covered), to: sender)
         }
     }
 
@@ -218,7 +218,7 @@ extension Supervisor {
         var failed: Set<Int> = [first]
         frozenReplies = [:]
         var waiting = Set(slots.indices.filter { $0 != first && slots[$0].alive && slots[$0].connection != nil })
-        for rank in waiting { send(.freeze, to: slots[rank]) }
+        for rank in waiting { send(.freeze, to: rank) }
         let deadline = now + max(5, Double(configuration.heartbeatTimeoutMs) / 1000)
         while !waiting.isEmpty, now < deadline, !(stopAtSecondFailure && failed.count > 1) {
             var descriptors = [pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)]

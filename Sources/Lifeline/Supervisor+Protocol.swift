@@ -22,9 +22,9 @@ extension Supervisor {
     private func handle(_ message: ControlMessage, from rank: RankID) throws {
         switch message {
         case .heartbeat(let step):
-            slots[rank.rawValue].step = max(slots[rank.rawValue].step, step)
+            noteStep(step, of: rank)
         case .stepReport(let epoch, let step):
-            slots[rank.rawValue].step = max(slots[rank.rawValue].step, step)
+            noteStep(step, of: rank)
             try perform(coordinator.handleStepReport(from: rank, round: epoch, step: step))
         case .ack(let epoch, let acknowledgement):
             events.record("ack", [
@@ -73,10 +73,19 @@ extension Supervisor {
             }
         case .frozen(let interval, let dependencies):
             frozenReplies[rank.rawValue] = (interval, dependencies)
+        case .waitReport(let serial, let wait):
+            stalls.handleAnswer(from: rank, serial: serial, wait)
         case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
-             .trim:
+             .trim, .waitQuery:
             events.record("protocol_error", ["rank": .int(rank.rawValue), "detail": .string("unexpected \(message)")])
         }
+    }
+
+    /// A rank reported the last safe point it passed: a new one is progress.
+    private func noteStep(_ step: Int, of rank: RankID) {
+        guard step > slots[rank.rawValue].step else { return }
+        slots[rank.rawValue].step = step
+        stalls.handleProgress(now: now)
     }
 
     /// Performs what the coordinator decided.
@@ -85,9 +94,9 @@ extension Supervisor {
             switch action {
             case .broadcast(let message):
                 record(message)
-                for slot in slots { send(message, to: slot) }
+                for rank in slots.indices { send(message, to: rank) }
             case .send(let rank, let message):
-                send(message, to: slots[rank.rawValue])
+                send(message, to: rank.rawValue)
             case .writeCommit(let epoch, let step, let acks):
                 try perform(commit(epoch, step: step, acks: acks))
             case .roundAborted(let epoch, let reason):

@@ -17,24 +17,47 @@ extension Supervisor {
         slots[rank].connection?.close()
         slots[rank].connection = nil
         guard !slots[rank].exitExpected else { return }
+        if !slots[rank].joined, !programJoined, exit.exitCode == 0 { try notJoined(rank) }
         try rankFailed(rank, cause: "\(exit)", programExit: exit.signal == nil ? "\(exit)" : nil)
     }
 
     /// Finds ranks that stopped sending heartbeats (hung) or never connected.
     func checkHeartbeats() throws {
         let timeout = Double(configuration.heartbeatTimeoutMs) / 1000
-        let startupTimeout = max(timeout, 60)
         for rank in slots.indices where slots[rank].alive && !slots[rank].exitExpected {
             let silence = now - slots[rank].lastHeard
-            let limit = slots[rank].connection == nil ? startupTimeout : timeout
-            guard silence > limit else { continue }
+            let joined = slots[rank].joined
+            guard silence > (joined ? timeout : joinTimeoutSeconds) else { continue }
+            // A program that never joined would not join on a restart either.
+            if !joined, !programJoined { try notJoined(rank, after: silence) }
             kill(slots[rank].pid, SIGKILL)
             slots[rank].exitExpected = true
-            let what = slots[rank].connection == nil ? "did not connect" : "stopped answering (hung)"
             events.record("hang_detected", ["rank": .int(rank), "silence_s": .double(silence)])
+            let what = joined ? "stopped answering (hung)" : "did not connect"
             try rankFailed(rank, cause: "\(what) for \(String(format: "%.1f", silence)) s", programExit: nil)
             return
         }
+    }
+
+    /// `--join-timeout`: how long a launched rank has to connect.
+    var joinTimeoutSeconds: Double { configuration.joinTimeoutSeconds ?? JobConfiguration.joinTimeoutSecondsDefault }
+
+    /// A rank did not join the job in time, or ended cleanly without joining: the program is
+    /// not a Lifeline program (or cannot reach the supervisor), and would do the same again.
+    /// Every rank is stopped and the job fails with the explanation.
+    func notJoined(_ rank: Int, after seconds: Double? = nil) throws -> Never {
+        let what = seconds.map { "did not connect within \(String(format: "%.0f", $0)) s of its launch" }
+            ?? "exited with status 0 without joining the job"
+        events.record("failure", [
+            "rank": .int(rank), "cause": .string(what), "step": .int(slots[rank].step),
+            "epoch": .int(Int(coordinator.committedEpoch.rawValue)),
+        ])
+        stopSurvivors()
+        let errPath = OutputCommitter.stderrPath(
+            directory: configuration.runDirectory + "/output", rank: rank, incarnation: slots[rank].incarnation)
+        throw LifelineError(.jobFailed,
+            "rank \(rank) \(what): is \(configuration.program) a Lifeline program (it must call Communicator.join())? See \(errPath)"
+                + (seconds == nil ? "" : "; --join-timeout gives a slow start longer"))
     }
 
     /// Recovers from the failure of `rank`: abort any open round, stop every rank, restart all

@@ -41,15 +41,29 @@ extension Supervisor {
             stopForResume()
             return
         }
+        stopDeadline = now + (configuration.stopTimeoutSeconds ?? JobConfiguration.stopTimeoutSecondsDefault)
         warn("\(reason): taking a checkpoint, then stopping (send it again to stop at once)")
         try perform(coordinator.handleCheckpointWanted(now: now))
     }
 
-    /// Starts the stop before the walltime, leaving room for the final checkpoint.
+    /// `--stop-timeout`: the checkpoint a stop asked for did not commit in time (a mirror
+    /// failing, a rank killed in its checkpoint, a rank that never reaches a safe point): stop
+    /// at once on the last committed line.
+    func checkStopDeadline() {
+        guard let stopDeadline, stoppedOutcome == nil, now >= stopDeadline else { return }
+        let seconds = configuration.stopTimeoutSeconds ?? JobConfiguration.stopTimeoutSecondsDefault
+        events.record("stop_now", ["reason": .string("stop-timeout")])
+        warn(String(format: "the checkpoint before the stop did not commit within %.0f s (--stop-timeout): stopping at once", seconds))
+        stopForResume()
+    }
+
+    /// Starts the stop before the walltime, leaving room for the final checkpoint. The walltime
+    /// counts from this supervisor's start, like a batch allocation's limit: each `resume` (in
+    /// the next allocation) gets it anew.
     func checkWalltime() throws {
         guard let walltime = configuration.walltimeSeconds, stopSignal == nil else { return }
         let reserve = min(walltime / 2, max(1, 3 * lastRoundSeconds))
-        if now >= walltime - reserve {
+        if now - clockOffset >= walltime - reserve {
             try requestStop(signal: SIGTERM, reason: "walltime \(walltime) s")
         }
     }

@@ -24,6 +24,11 @@ final class Supervisor {
         var exitExpected = false
         /// The incarnation of the process (unique in the job: every launch takes the next).
         var incarnation: UInt32 = 0
+        /// Whether the process connected to the supervisor (joined the job).
+        var joined = false
+        /// Control messages sent before the process connected, sent when it does (a round can
+        /// start while ranks launch: a stop or a wanted checkpoint at a resume).
+        var unsent: [ControlMessage] = []
     }
 
     let configuration: JobConfiguration
@@ -42,6 +47,8 @@ final class Supervisor {
     let clockOffset: Double
 
     var coordinator: CheckpointCoordinator
+    /// Watches for a job that stopped passing safe points.
+    var stalls: StallDetector
     var slots: [Slot]
     /// The incarnation the next launched process gets.
     var incarnation: UInt32
@@ -51,6 +58,8 @@ final class Supervisor {
     var replaying: Int?
     /// Whether launches recover ranks (after the first launch of `run`, or any of `resume`).
     var restartsRanks: Bool
+    /// Whether any rank ever joined: the program is a Lifeline program.
+    var programJoined = false
     var failures = 0
     var recoveries = 0
     var finishedJob = false
@@ -88,6 +97,8 @@ final class Supervisor {
     let signalFD: Int32
     /// The stop signal that asked for a checkpoint and then a stop, if any.
     var stopSignal: Int32?
+    /// When the stop stops at once if its checkpoint has not committed (job clock).
+    var stopDeadline: Double?
     /// Set when the job stopped on request; `run` returns it.
     var stoppedOutcome: JobOutcome?
 
@@ -116,6 +127,9 @@ final class Supervisor {
             rankCount: configuration.rankCount,
             intervalSeconds: configuration.checkpointing == .independent ? 1e12 : configuration.intervalSeconds,
             committed: Epoch(manifest.newestLine?.epoch ?? 0), now: clockOffset)
+        self.stalls = StallDetector(
+            rankCount: configuration.rankCount,
+            thresholdSecondsMin: configuration.stallSeconds ?? JobConfiguration.stallSecondsDefault, now: clockOffset)
         self.slots = Array(repeating: Slot(), count: configuration.rankCount)
         self.incarnation = incarnation
         self.restartsRanks = incarnation > 0
@@ -180,9 +194,11 @@ final class Supervisor {
         }
         try perform(coordinator.handleTick(now: now))
         try checkWalltime()
+        checkStopDeadline()
         if stoppedOutcome != nil { return }
         try fireDueFaults()
         try checkHeartbeats()
+        try checkStalls()
         showProgress()
     }
 
@@ -294,12 +310,16 @@ final class Supervisor {
         let rank = handshake.rank.rawValue
         let connection = Connection(fd: fd)
         slots[rank].connection = connection
+        slots[rank].joined = true
+        programJoined = true
         slots[rank].lastHeard = now
         _ = connection.write(head: WelcomeFrame.frame) { _ in }
+        for message in slots[rank].unsent { send(message, to: rank) }
+        slots[rank].unsent = []
         guard !starting.isEmpty, starting.allSatisfy({ slots[$0].connection != nil }) else { return }
         let started = starting
         starting = []
-        for rank in started { send(.start, to: slots[rank]) }
+        for rank in started { send(.start, to: rank) }
         events.record("ranks_started", ["ranks": .int(started.count)])
         if started.count < configuration.rankCount {
             for rank in started {
@@ -307,13 +327,13 @@ final class Supervisor {
                     events.record("replay_start", ["rank": .int(rank), "incarnation": .int(Int(slots[rank].incarnation))])
                 }
                 for other in slots.indices where !started.contains(other) {
-                    send(.peerRestarted(RankID(rank), incarnation: slots[rank].incarnation), to: slots[other])
+                    send(.peerRestarted(RankID(rank), incarnation: slots[rank].incarnation), to: other)
                 }
             }
             // A partial rollback (independent checkpoints, or optimistic logging's orphans): the
             // survivors reconnect (the messages above come first on their connections), then
             // deliver again.
-            for other in survivorsToThaw { send(.thaw, to: slots[other]) }
+            for other in survivorsToThaw { send(.thaw, to: other) }
             survivorsToThaw = []
             if independent, configuration.logging == .none { try? recoveryDone(started) }
         } else if recoveryStartedAt != nil {
@@ -321,10 +341,20 @@ final class Supervisor {
         }
     }
 
-    func send(_ message: ControlMessage, to slot: Slot) {
-        guard let connection = slot.connection, !connection.isClosed else { return }
+    /// Sends a control message to a rank; one launched and not yet connected gets it when it
+    /// connects, before START.
+    func send(_ message: ControlMessage, to rank: Int) {
+        guard let connection = slots[rank].connection, !connection.isClosed else {
+            if slots[rank].alive, !slots[rank].joined, slots[rank].unsent.count < Self.unsentMessagesMax {
+                slots[rank].unsent.append(message)
+            }
+            return
+        }
         _ = Socket.sendAll(connection.fd, message.frame())
     }
+
+    /// The most control messages kept for a rank that has not connected yet (a round's few).
+    static let unsentMessagesMax = 64
 
     func warn(_ text: String) {
         FileHandle.standardError.write(Data("lifeline: \(text)\n".utf8))

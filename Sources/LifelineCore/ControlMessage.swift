@@ -69,6 +69,9 @@ package enum ControlMessage: Sendable, Equatable {
     /// more. Drop what each receiver's checkpoint in it covers, and the log before your own
     /// checkpoint `checkpoint` in it.
     case trim(checkpoint: Int, coveredByReceiver: [DeliveredSet])
+    /// The job seems stalled: say where you wait (answer `waitReport` with this serial at once,
+    /// from inside whatever wait you are in).
+    case waitQuery(serial: UInt32)
 
     // Rank → supervisor.
     /// The rank is alive; `step` is the last safe point it passed.
@@ -93,10 +96,14 @@ package enum ControlMessage: Sendable, Equatable {
     case replayComplete(deliveries: Int)
     /// The answer to `freeze`: the rank's current checkpoint interval and its dependency vector.
     case frozen(interval: Int, dependencies: [Int])
+    /// The answer to `waitQuery(serial)`: where the program waits inside the runtime.
+    case waitReport(serial: UInt32, RankWait)
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
+        case waitQuery
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
+        case waitReport
     }
 
     /// The complete frame, prefix included.
@@ -141,6 +148,13 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.trim.rawValue)
             writer.write(Int64(checkpoint))
             Self.encode(covered, into: &writer)
+        case .waitQuery(let serial):
+            writer.write(Code.waitQuery.rawValue)
+            writer.write(serial)
+        case .waitReport(let serial, let wait):
+            writer.write(Code.waitReport.rawValue)
+            writer.write(serial)
+            wait.encode(into: &writer)
         case .frozen(let interval, let dependencies):
             writer.write(Code.frozen.rawValue)
             writer.write(Int64(interval))
@@ -209,6 +223,8 @@ package enum ControlMessage: Sendable, Equatable {
         case .freeze: message = .freeze
         case .thaw: message = .thaw
         case .trim: message = .trim(checkpoint: try step(), coveredByReceiver: try decodeSets(&reader))
+        case .waitQuery: message = .waitQuery(serial: try reader.read(UInt32.self))
+        case .waitReport: message = .waitReport(serial: try reader.read(UInt32.self), try RankWait.decode(from: &reader))
         case .frozen: message = .frozen(interval: try step(), dependencies: try decodeIntegers(&reader))
         case .heartbeat: message = .heartbeat(step: try step())
         case .stepReport: message = .stepReport(try epoch(), step: try step())

@@ -30,6 +30,12 @@ extension LifelineCommand {
         var heartbeatMs: Int = 250
         @Option(help: "Milliseconds of silence after which a rank is declared hung.")
         var heartbeatTimeoutMs: Int = 5000
+        @Option(help: ArgumentHelp("Least time without a new safe point after which the supervisor asks the ranks where they wait: it reports a stall, and stops a deadlock (longer when the job's usual pace is slower).", valueName: "DURATION"))
+        var stallSeconds: String = "10s"
+        @Option(help: ArgumentHelp("Time a launched rank has to connect to the supervisor; past it the job fails, saying the program does not seem to call Communicator.join().", valueName: "DURATION"))
+        var joinTimeout: String = "60s"
+        @Option(help: ArgumentHelp("Time the checkpoint asked for by a first SIGINT or SIGTERM (or the walltime) may take; past it the job stops at once on the last committed line.", valueName: "DURATION"))
+        var stopTimeout: String = "30s"
         @Option(help: "Failures the job survives before it gives up.")
         var maxRestarts: Int = 10
         @Option(help: "Committed recovery lines to keep; older checkpoints no kept line uses are deleted.")
@@ -99,6 +105,9 @@ extension LifelineCommand {
                 }
                 walltimeSeconds = seconds
             }
+            let stallSecondsMin = try positiveSeconds(stallSeconds, option: "--stall-seconds")
+            let joinTimeoutSeconds = try positiveSeconds(joinTimeout, option: "--join-timeout")
+            let stopTimeoutSeconds = try positiveSeconds(stopTimeout, option: "--stop-timeout")
             let runDirectory = absolute(runDir ?? defaultRunDirectory())
             var roots: [String]?
             if let storage {
@@ -119,9 +128,18 @@ extension LifelineCommand {
                 retainedBytesMax: retainedBytesMax > 0 ? retainedBytesMax : nil, logBytesMax: logBytesMax > 0 ? logBytesMax : nil,
                 logFlushMs: logFlushMs, logFlushBytes: logFlushBytes, keep: keep,
                 chunkBytes: chunkKib * 1024,
-                compressionLevel: zstdLevel)
+                compressionLevel: zstdLevel, stallSeconds: stallSecondsMin,
+                joinTimeoutSeconds: joinTimeoutSeconds, stopTimeoutSeconds: stopTimeoutSeconds)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }
     }
+}
+
+/// A positive, finite duration given as seconds (`2.5`) or with a unit (`500ms`, `10s`, `2m`).
+func positiveSeconds(_ text: String, option: String) throws -> Double {
+    guard let seconds = Double(text) ?? parseDuration(text), seconds > 0, seconds.isFinite else {
+        throw ValidationError("\(option) \(text) is not a duration such as 500ms, 10s or 2m")
+    }
+    return seconds
 }

@@ -40,6 +40,15 @@ struct WireFormatTests {
         .frozen(interval: 5, dependencies: [2, -1, 7]), .frozen(interval: 0, dependencies: []),
         .thaw,
         .trim(checkpoint: 4, coveredByReceiver: sets), .trim(checkpoint: 0, coveredByReceiver: []),
+        // The stall detector's question and its answers, from every kind of wait.
+        .waitQuery(serial: 1), .waitQuery(serial: UInt32.max),
+        .waitReport(serial: 3, RankWait(kind: .receive, peer: RankID(2), tag: -7, step: 12, sent: 5, arrived: 6, delivered: 4)),
+        .waitReport(serial: 3, RankWait(kind: .receive, peer: nil, tag: Int64.max, step: -1)),
+        .waitReport(serial: 9, RankWait(kind: .running, step: Int.max, sent: .max, arrived: .max, delivered: .max, heldSends: .max)),
+        .waitReport(serial: 9, RankWait(kind: .safePoint, step: 40, heldSends: 2)),
+        .waitReport(serial: 9, RankWait(kind: .barrier, step: 41)),
+        .waitReport(serial: 9, RankWait(kind: .send, peer: RankID(0), step: 0)),
+        .waitReport(serial: 9, RankWait(kind: .connect, peer: RankID(4095), step: 0)),
     ]
 
     private func prefix(of frame: [UInt8]) throws -> FramePrefix {
@@ -73,7 +82,7 @@ struct WireFormatTests {
 
     @Test func controlMessageRefusesUnknownCodes() {
         let known: Set<UInt8> = Set(Self.everyControlMessage.map { $0.frame()[FramePrefix.byteCount] })
-        #expect(known.count == 19, "a control message case is missing from the list: codes \(known.sorted())")
+        #expect(known.count == 21, "a control message case is missing from the list: codes \(known.sorted())")
         for code in UInt8.min...UInt8.max where !known.contains(code) {
             #expect(throws: WireError.self, "code \(code) decoded") { try ControlMessage.decode([code] + [UInt8](repeating: 0, count: 40)) }
         }

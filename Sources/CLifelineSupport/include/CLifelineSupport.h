@@ -17,8 +17,10 @@ void lifeline_flush_stdio(void);
 int lifeline_wait_status(int status, int *detail);
 
 /// Spawns `path` with `argv` and `envp`, stdin from /dev/null and stdout/stderr appended to the
-/// two files (created with mode 0644), in a process group of its own. Returns 0 and the pid,
-/// or an errno value.
+/// two files (created with mode 0600), in a process group of its own, with SIGKILL as its
+/// parent-death signal (Linux) set before exec: it dies with the calling thread's process
+/// whether or not it ever joins. Signals are unblocked in the child. Returns 0 and the pid, or
+/// an errno value (also when exec failed: the child is then reaped).
 int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
                    const char *stdout_path, const char *stderr_path);
 

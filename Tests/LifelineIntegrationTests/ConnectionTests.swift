@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+@testable import Lifeline
+import LifelineCore
+import Testing
+
+/// The framed connection and the rank's wait for START, over a real socket pair, in-process:
+/// the two liveness defects they had are replayed byte for byte.
+struct ConnectionTests {
+    /// Two connected sockets with the runtime's buffer sizes, so the writes below fit in them.
+    private func socketPair() throws -> (Int32, Int32) {
+        var fds: [Int32] = [0, 0]
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        Socket.tune(fds[0])
+        Socket.tune(fds[1])
+        return (fds[0], fds[1])
+    }
+
+    /// A checkpoint request written right behind START (a round wanted during a recovery starts
+    /// the moment it ends) reaches the rank in the same read. The wait for START used to drop
+    /// it, and the round then waited forever for the rank's step report.
+    @Test func controlMessagesThatArriveWithStartAreKept() throws {
+        let (rankEnd, supervisorEnd) = try socketPair()
+        defer { close(supervisorEnd) }
+        let following: [ControlMessage] = [.checkpointRequest(Epoch(3)), .safePointChosen(Epoch(3), step: 17)]
+        let before: [ControlMessage] = [.peerRestarted(RankID(1), incarnation: 5)]
+        let bytes = WelcomeFrame.frame + before.flatMap { $0.frame() } + ControlMessage.start.frame()
+            + following.flatMap { $0.frame() }
+        try #require(Socket.sendAll(supervisorEnd, bytes))
+        let reader = Connection(fd: rankEnd)
+        #expect(try RankRuntime.awaitStart(reader) == before + following)
+    }
+
+    /// A large payload that has only partly arrived is not waited for: the read returns, the
+    /// rank goes on writing its own large message (which the peer reads meanwhile), and a later
+    /// read completes the payload. Reading it with a blocking recv made two ranks that each
+    /// sent 16 MB before receiving wait for each other forever.
+    @Test func aLargePayloadIsReadAsItArrivesWithoutBlocking() throws {
+        let (readerEnd, writerEnd) = try socketPair()
+        defer { close(writerEnd) }
+        var generator = SplitMix64(seed: 16)
+        let payload = (0..<(1 << 20)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        let header = DataHeader(source: RankID(1), incarnation: 2, tag: 9, sequence: SequenceNumber(4), epoch: Epoch(1))
+        var head = ByteWriter()
+        FramePrefix(kind: .data, bodyLength: UInt64(DataHeader.byteCount + payload.count)).encode(into: &head)
+        header.encode(into: &head)
+        let frame = head.bytes + payload
+        let reader = Connection(fd: readerEnd)
+        var frames: [InboundFrame] = []
+        // The first part: the prefix, the header and a third of the payload.
+        let firstPart = head.bytes.count + payload.count / 3
+        try #require(Socket.sendAll(writerEnd, Array(frame[..<firstPart])))
+        let started = monotonicSeconds()
+        #expect(try reader.readAvailable { frames.append($0) })
+        #expect(monotonicSeconds() - started < 1, "the read waited for the rest of the payload")
+        #expect(frames.isEmpty, "a partial payload was handed over")
+        // The rest, in two pieces, and a small control frame behind it.
+        let secondPart = firstPart + payload.count / 3
+        try #require(Socket.sendAll(writerEnd, Array(frame[firstPart..<secondPart])))
+        #expect(try reader.readAvailable { frames.append($0) })
+        #expect(frames.isEmpty)
+        try #require(Socket.sendAll(writerEnd, Array(frame[secondPart...]) + ControlMessage.release.frame()))
+        var waited = 0
+        while frames.count < 2, waited < 100 {
+            #expect(try reader.readAvailable { frames.append($0) })
+            usleep(1_000)
+            waited += 1
+        }
+        try #require(frames.count == 2, "got \(frames.count) frames")
+        guard case .data(let received, let bytes) = frames[0], case .control(.release) = frames[1] else {
+            Issue.record("expected the data frame, then RELEASE")
+            return
+        }
+        #expect(received == header)
+        #expect(bytes == payload, "the payload arrived changed")
+    }
+
+    /// A peer that dies inside a large payload ends the connection; the torn message is
+    /// dropped (its sender still retains it), not waited for and not thrown.
+    @Test func aPeerThatDiesInsideALargePayloadEndsTheConnection() throws {
+        let (readerEnd, writerEnd) = try socketPair()
+        var head = ByteWriter()
+        FramePrefix(kind: .data, bodyLength: UInt64(DataHeader.byteCount + (1 << 20))).encode(into: &head)
+        DataHeader(source: RankID(0), incarnation: 0, tag: 0, sequence: SequenceNumber(0), epoch: Epoch(0)).encode(into: &head)
+        try #require(Socket.sendAll(writerEnd, head.bytes + [UInt8](repeating: 7, count: 1000)))
+        close(writerEnd)
+        let reader = Connection(fd: readerEnd)
+        var frames = 0
+        #expect(try reader.readAvailable { _ in frames += 1 } == false)
+        #expect(frames == 0)
+        #expect(reader.isClosed)
+    }
+}

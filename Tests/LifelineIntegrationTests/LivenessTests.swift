@@ -1,0 +1,143 @@
+import Foundation
+import LifelineCore
+import Testing
+
+extension RecoveryTests {
+    /// Jobs that once hung: ranks that send large messages before receiving, a program that
+    /// deadlocks, a rank that computes while the others wait. Runs `lifeline-liveness`
+    /// (Tests/LivenessProbe) under `lifeline run`; nested in `RecoveryTests` to run alone.
+    @Suite struct Liveness {
+        /// Runs `lifeline-liveness ARGUMENTS` on `ranks` ranks with `options`.
+        static func probe(_ name: String, ranks: Int, _ options: [String] = [], _ arguments: [String],
+                          timeoutSeconds: Double = 120) throws -> JobRunner.Result {
+            let runDirectory = JobRunner.scratch(name) + "/run"
+            return try JobRunner.lifeline(
+                ["run", "-n", String(ranks), "--run-dir", runDirectory, "--quiet"] + options + ["--", "lifeline-liveness"]
+                    + arguments,
+                runDirectory: runDirectory, timeoutSeconds: timeoutSeconds)
+        }
+
+        /// The seed of a randomized test: `LIFELINE_TEST_SEED` replays one, else the clock.
+        static func seed() -> UInt64 {
+            if let text = ProcessInfo.processInfo.environment["LIFELINE_TEST_SEED"], let seed = UInt64(text) { return seed }
+            return UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
+        }
+
+        /// Each rank sends 16 MiB to its neighbour before it receives (a ring shift written
+        /// send-then-receive): both sockets fill and each rank reads the other's message while
+        /// its own write waits. Two ranks used to deadlock in a blocking read. With a rank killed
+        /// at a round drawn from the seed, the result is the failure-free one, bit for bit.
+        @Test func sendsOfAnySizeBeforeReceivesFinish() throws {
+            let exchange = ["exchange", String(16 << 20), "4"]
+            let pair = try Self.probe("exchange2", ranks: 2, ["--interval", "0.5"], exchange, timeoutSeconds: 90)
+            #expect(pair.status == 0, "two ranks: \(pair.stderr)")
+            #expect(pair.resultLines.count == 1, "two ranks: \(pair.stdout)")
+
+            let oracle = try Self.probe("exchange3", ranks: 3, ["--interval", "0.5"], exchange, timeoutSeconds: 90)
+            try #require(oracle.status == 0 && oracle.resultLines.count == 1, "three ranks: \(oracle.stderr)")
+            let seed = Self.seed()
+            var generator = SplitMix64(seed: seed)
+            let injection = "kill:rank=\(Int.random(in: 0..<3, using: &generator)),step=\(Int.random(in: 1...3, using: &generator))"
+            print("liveness seed \(seed) (LIFELINE_TEST_SEED=\(seed) replays it): \(injection)")
+            let killed = try Self.probe(
+                "exchange3-kill", ranks: 3, ["--interval", "0.5", "--inject", injection], exchange, timeoutSeconds: 90)
+            #expect(killed.status == 0, "seed \(seed), \(injection): \(killed.stderr)")
+            #expect(killed.resultLines == oracle.resultLines, "seed \(seed), \(injection)")
+            #expect(killed.events("failure").count == 1, "seed \(seed), \(injection)")
+        }
+
+        /// Every rank receives before it sends: the supervisor asks the ranks where they wait,
+        /// finds that each waits for another with nothing in flight, stops the job (exit 1) and
+        /// says who waits for whom, with no rank left running.
+        @Test func aDeadlockStopsTheJobAndSaysWhoWaitsForWhom() throws {
+            let result = try Self.probe(
+                "deadlock", ranks: 3, ["--stall-seconds", "1", "--interval", "0.4"], ["deadlock"], timeoutSeconds: 60)
+            #expect(result.status == 1, "exit \(result.status): \(result.stderr)")
+            let expected = "rank 0 waits to receive from rank 1 (tag 7), rank 1 waits to receive from rank 2 (tag 7), "
+                + "rank 2 waits to receive from rank 0 (tag 7)"
+            #expect(result.stderr.contains("error: deadlock: " + expected), "stderr: \(result.stderr)")
+            #expect(result.events("deadlock").first?["waits"] as? String == expected)
+            #expect(result.events("stall").isEmpty, "a deadlock was reported as a stall first")
+            let pids = ((try? String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)) ?? "")
+                .split(separator: "\n").compactMap { $0.split(separator: " ").last.flatMap { Int32($0) } }
+            #expect(pids.count == 3)
+            #expect(pids.allSatisfy { !JobRunner.isRunning($0) }, "a rank outlived the deadlocked job")
+        }
+
+        /// A rank that computes for 6 s while the others wait for it is a stall (past 10 times the
+        /// job's pace, as heartbeats see it: 2.5 s), said once with each rank's wait, and the job
+        /// then finishes as usual.
+        @Test func aStallIsReportedAndTheJobGoesOn() throws {
+            let result = try Self.probe("pause", ranks: 3, ["--stall-seconds", "1"], ["pause", "6"], timeoutSeconds: 60)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.resultLines.count == 1)
+            let stalls = result.events("stall")
+            #expect(stalls.count == 1, "stall events: \(stalls)")
+            let waits = stalls.first?["waits"] as? String ?? ""
+            #expect(waits.contains("rank 0 computes (it did not answer)"), "waits: \(waits)")
+            #expect(waits.contains("rank 1 waits to receive from rank 0 (tag 1)"), "waits: \(waits)")
+            #expect(result.events("deadlock").isEmpty)
+        }
+
+        /// A program that never joins is killed after `--join-timeout` and the job fails at once
+        /// with the explanation; one that exits 0 without joining, the same. Neither is
+        /// restarted ten times.
+        @Test func aProgramThatNeverJoinsIsExplained() throws {
+            let sleeper = JobRunner.scratch("never-joins") + "/run"
+            let slept = try JobRunner.lifeline(
+                ["run", "-n", "2", "--run-dir", sleeper, "--quiet", "--join-timeout", "1s", "--", "/bin/sleep", "60"],
+                runDirectory: sleeper, timeoutSeconds: 30)
+            #expect(slept.status == 1)
+            #expect(slept.stderr.contains("did not connect within 1 s of its launch: is /bin/sleep a Lifeline program"),
+                    "\(slept.stderr)")
+            #expect(slept.events("rank_launched").count == 2, "the ranks were restarted")
+            let quitter = JobRunner.scratch("exits-at-once") + "/run"
+            let quit = try JobRunner.lifeline(
+                ["run", "-n", "2", "--run-dir", quitter, "--quiet", "--", "/bin/true"], runDirectory: quitter, timeoutSeconds: 30)
+            #expect(quit.status == 1)
+            #expect(quit.stderr.contains("exited with status 0 without joining the job: is /bin/true a Lifeline program"),
+                    "\(quit.stderr)")
+        }
+
+        /// Ranks die with their supervisor even when they never joined (the parent-death signal
+        /// is set between fork and exec).
+        @Test func ranksThatNeverJoinedDieWithTheSupervisor() throws {
+            let runDirectory = JobRunner.scratch("orphans") + "/run"
+            var sleepers: [Int32] = []
+            _ = try JobRunner.lifeline(
+                ["run", "-n", "2", "--run-dir", runDirectory, "--quiet", "--", "/bin/sleep", "61"], runDirectory: runDirectory,
+                timeoutSeconds: 30
+            ) { pid in
+                JobRunner.waitForEvents(runDirectory, containing: "\"rank\":1")
+                let text = (try? String(contentsOfFile: runDirectory + "/pids", encoding: .utf8)) ?? ""
+                sleepers = text.split(separator: "\n").compactMap { $0.split(separator: " ").last.flatMap { Int32($0) } }
+                kill(pid, SIGKILL)
+            }
+            try #require(sleepers.count == 2 && sleepers.allSatisfy { $0 > 0 }, "pids: \(sleepers)")
+            var waited = 0
+            while sleepers.contains(where: JobRunner.isRunning), waited < 100 {
+                usleep(20_000)
+                waited += 1
+            }
+            #expect(!sleepers.contains(where: JobRunner.isRunning), "a rank that never joined outlived its supervisor")
+        }
+
+        /// The checkpoint a SIGINT asks for cannot commit when the ranks never reach a safe
+        /// point; past `--stop-timeout` the job stops at once on the last committed line.
+        @Test func aStopIsBoundedByTheStopTimeout() throws {
+            let runDirectory = JobRunner.scratch("stop-timeout") + "/run"
+            let result = try JobRunner.lifeline(
+                ["run", "-n", "2", "--run-dir", runDirectory, "--quiet", "--stall-seconds", "10m", "--stop-timeout", "1s", "--",
+                 "lifeline-liveness", "deadlock"],
+                runDirectory: runDirectory, timeoutSeconds: 60
+            ) { pid in
+                JobRunner.waitForEvents(runDirectory, containing: "ranks_started")
+                usleep(300_000)
+                kill(pid, SIGINT)
+            }
+            #expect(result.status == 128 + SIGINT, "\(result.stderr)")
+            #expect(result.events("stop_now").first?["reason"] as? String == "stop-timeout")
+            #expect(result.stderr.contains("did not commit within 1 s (--stop-timeout): stopping at once"))
+        }
+    }
+}

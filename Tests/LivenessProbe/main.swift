@@ -1,0 +1,116 @@
+// The program the liveness tests run under `lifeline run` (Tests/LifelineIntegrationTests/
+// LivenessTests.swift). Each mode is a pattern that once hung a job:
+//
+//   lifeline-liveness exchange BYTES ROUNDS
+//       A ring shift written send-then-receive: every round each rank sends BYTES to its right
+//       neighbour, then receives BYTES from its left one, then passes a safe point. With large
+//       messages both sends fill their sockets before either rank receives.
+//   lifeline-liveness ask ROUNDS
+//       Rank 0 asks for a checkpoint every round; every rank shifts a small value around the ring
+//       and passes a safe point. A request that reaches a restarted rank together with START
+//       must not be lost.
+//   lifeline-liveness deadlock
+//       Every rank receives from its right neighbour before sending anything: a deadlock the
+//       supervisor must find and explain.
+//   lifeline-liveness pause SECONDS
+//       The ring shift of `ask` for 6 rounds, but at round 3 rank 0 computes for SECONDS
+//       (without calling the runtime) before it sends: a stall, not a deadlock.
+//
+// Every mode ends with rank 0 printing `result sha256=…` over what the ring carried.
+#if canImport(Glibc)
+import Glibc
+#endif
+import ExampleSupport
+import Lifeline
+
+struct Progress: Checkpointable {
+    var round = 0
+    var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    init() {}
+
+    func encode(to writer: inout StateWriter) {
+        writer.write(round)
+        writer.write(digest)
+    }
+
+    init(from reader: inout StateReader) throws {
+        round = try reader.read(Int.self)
+        digest = try reader.read(UInt64.self)
+    }
+
+    /// FNV-1a over a few bytes of each message: enough to tell one execution from another.
+    mutating func mix(_ bytes: [UInt8]) {
+        for byte in bytes.prefix(64) + bytes.suffix(64) {
+            digest = (digest ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        digest = (digest ^ UInt64(bytes.count)) &* 0x100_0000_01b3
+    }
+}
+
+/// BYTES of a rank's message in a round (rounded up to 8), a word at a time: cheap even in a
+/// debug build.
+func payload(bytes count: Int, rank: Int, round: Int) -> [UInt64] {
+    var generator = UInt64(rank &* 1_000_003 &+ round &* 7919) | 1
+    return (0..<(count + 7) / 8).map { _ in
+        generator ^= generator << 13
+        generator ^= generator >> 7
+        generator ^= generator << 17
+        return generator
+    }
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 2 else {
+    print("usage: lifeline-liveness exchange BYTES ROUNDS | ask ROUNDS | deadlock | pause SECONDS")
+    exit(2)
+}
+let comm = try Communicator.join()
+var state = try comm.restore(Progress.self) ?? Progress()
+let right = (comm.rank + 1) % comm.size
+let left = (comm.rank + comm.size - 1) % comm.size
+
+switch arguments[1] {
+case "exchange":
+    let bytes = Int(arguments[2]) ?? 16 << 20
+    let rounds = Int(arguments[3]) ?? 2
+    while state.round < rounds {
+        try comm.safePoint(step: state.round, state: state)
+        try comm.send(payload(bytes: bytes, rank: comm.rank, round: state.round), to: right, tag: 1)
+        state.mix(try comm.receive(from: left, tag: 1).bytes)
+        state.round += 1
+    }
+case "ask":
+    let rounds = Int(arguments[2]) ?? 200
+    while state.round < rounds {
+        try comm.safePoint(step: state.round, state: state)
+        if comm.rank == 0, state.round % 10 == 5 { try comm.requestCheckpoint() }
+        try comm.send([UInt8](repeating: UInt8(truncatingIfNeeded: state.round), count: 512), to: right, tag: 1)
+        state.mix(try comm.receive(from: left, tag: 1).bytes)
+        state.round += 1
+        usleep(2_000)
+    }
+case "pause":
+    let seconds = Double(arguments[2]) ?? 6
+    while state.round < 6 {
+        try comm.safePoint(step: state.round, state: state)
+        if comm.rank == 0, state.round == 3 { usleep(UInt32(seconds * 1_000_000)) }
+        try comm.send([UInt8](repeating: UInt8(truncatingIfNeeded: state.round), count: 64), to: right, tag: 1)
+        state.mix(try comm.receive(from: left, tag: 1).bytes)
+        state.round += 1
+    }
+case "deadlock":
+    try comm.safePoint(step: 0, state: state)
+    state.mix(try comm.receive(from: right, tag: 7).bytes)
+    try comm.send([1, 2, 3], to: left, tag: 7)
+default:
+    print("lifeline-liveness: unknown mode \(arguments[1])")
+    exit(2)
+}
+let digests = try comm.allgather([state.digest])
+if comm.rank == 0 {
+    var hasher = SHA256()
+    for digest in digests { hasher.update(digest.flatMap { value in (0..<8).map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) } }) }
+    print("result sha256=\(SHA256.hex(hasher.finalize()))")
+}
+try comm.finish()
