@@ -52,11 +52,12 @@ int lifeline_wait_status(int status, int *detail) {
     return 0;
 }
 
-/* In the child between fork and exec: only async-signal-safe calls. Reports a failure's errno
-   on `report` (close-on-exec: the parent reads end-of-file when exec succeeded). */
+/* In the child between fork and exec: only async-signal-safe calls. Reports a failure as
+   {stage, errno} on `report` (close-on-exec: the parent reads end-of-file when exec succeeded). */
 static void spawn_child(pid_t parent, int report, const char *path, char *const argv[], char *const envp[],
                         const char *stdout_path, const char *stderr_path) {
     int error = 0;
+    int stage = LIFELINE_SPAWN_SETUP;
     /* Each rank in a process group of its own: a Ctrl-C at the terminal reaches the
        supervisor alone, which stops the job with a checkpoint. */
     if (setpgid(0, 0) != 0) error = errno;
@@ -69,31 +70,57 @@ static void spawn_child(pid_t parent, int report, const char *path, char *const 
     const char *paths[3] = {"/dev/null", stdout_path, stderr_path};
     const int flags[3] = {O_RDONLY, O_WRONLY | O_CREAT | O_APPEND, O_WRONLY | O_CREAT | O_APPEND};
     for (int target = 0; target < 3 && error == 0; target++) {
+        if (target == 1) stage = LIFELINE_SPAWN_STDOUT;
+        if (target == 2) stage = LIFELINE_SPAWN_STDERR;
         int fd = open(paths[target], flags[target] | O_CLOEXEC, 0600);
         if (fd < 0) {
             error = errno;
+        } else if (fd == target) {
+            /* The parent had this standard descriptor closed: keep it open across exec. */
+            if (fcntl(fd, F_SETFD, 0) < 0) error = errno;
         } else if (dup2(fd, target) < 0) {
             error = errno;
         }
         if (fd >= 0 && fd != target) close(fd);
     }
     if (error == 0) {
+        /* The parent blocked every signal around fork, so none of its handlers ran here: put
+           them back to their defaults, then let the program have its signals. */
+        for (int signal = 1; signal < NSIG; signal++) {
+            struct sigaction current;
+            if (sigaction(signal, NULL, &current) != 0) continue;
+            if (current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN) continue;
+            struct sigaction reset;
+            memset(&reset, 0, sizeof reset);
+            reset.sa_handler = SIG_DFL;
+            sigemptyset(&reset.sa_mask);
+            (void)sigaction(signal, &reset, NULL);
+        }
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        stage = LIFELINE_SPAWN_EXEC;
         execve(path, argv, envp);
         error = errno;
     }
-    (void)!write(report, &error, sizeof error);
+    int failure[2] = {stage, error};
+    (void)!write(report, failure, sizeof failure);
     _exit(127);
 }
 
-int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+int lifeline_spawn(pid_t *pid, int *failed_stage, const char *path, char *const argv[], char *const envp[],
                    const char *stdout_path, const char *stderr_path) {
+    *failed_stage = LIFELINE_SPAWN_SETUP;
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return errno;
     pid_t parent = getpid();
+    /* No signal handler of the parent's may run in the child before exec (a Ctrl-C there would
+       write to the supervisor's stop pipe): block them all across fork. */
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
     pid_t child = fork();
+    if (child != 0) pthread_sigmask(SIG_SETMASK, &previous, NULL);
     if (child < 0) {
         int error = errno;
         close(report[0]);
@@ -105,15 +132,16 @@ int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const
         spawn_child(parent, report[1], path, argv, envp, stdout_path, stderr_path);
     }
     close(report[1]);
-    int error = 0;
+    int failure[2] = {0, 0};
     ssize_t count;
     do {
-        count = read(report[0], &error, sizeof error);
+        count = read(report[0], failure, sizeof failure);
     } while (count < 0 && errno == EINTR);
     close(report[0]);
-    if (count == (ssize_t)sizeof error && error != 0) {
+    if (count == (ssize_t)sizeof failure && failure[1] != 0) {
         while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {}
-        return error;
+        *failed_stage = failure[0];
+        return failure[1];
     }
     *pid = child;
     return 0;

@@ -95,10 +95,7 @@ final class Connection {
             }
             end += received
             bytesRead += received
-            try parseFrames { frame in
-                if case .data(_, let payload) = frame { bytesRead += payload.count }
-                try deliver(frame)
-            }
+            try parseFrames(deliver)
             if isClosed { return false }
             if received < space, largeHeader == nil { return true }  // the socket is drained: spare the EAGAIN call
         }
@@ -112,8 +109,11 @@ final class Connection {
             }
             let bodyLength = Int(prefix.bodyLength)
             let bodyStart = start + FramePrefix.byteCount
-            if prefix.kind == .data, bodyLength >= Self.directPayloadBytesMin + DataHeader.byteCount,
-               end - bodyStart >= DataHeader.byteCount {
+            if prefix.kind == .data, bodyLength >= Self.directPayloadBytesMin + DataHeader.byteCount {
+                // A large payload gets an array of its own once its header is here (the buffer
+                // always has room for it: it is compacted when less than a large payload's
+                // minimum is left), never a buffer of its size.
+                guard end - bodyStart >= DataHeader.byteCount else { return }
                 beginLargePayload(bodyStart: bodyStart, bodyLength: bodyLength)
                 if let frame = takeCompleteLargePayload() { try deliver(frame) }
                 continue

@@ -37,9 +37,7 @@ public enum Job {
         } catch {
             throw LifelineError(.storage, "cannot write the first manifest: \(error)")
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(configuration).write(to: URL(fileURLWithPath: configuration.runDirectory + "/job.json"))
+        try configuration.save()
         let supervisor = try Supervisor(
             configuration: configuration, faults: faults, manifest: manifest, store: store, incarnation: 0, clockOffset: 0)
         return try supervisor.run()

@@ -195,14 +195,35 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         }
     }
 
-    /// Reads the configuration a run directory's `job.json` holds.
+    /// Reads the configuration a run directory's `job.json` holds, for the run directory at
+    /// `path`: wherever the folder was copied or moved, its own storage roots are used (roots
+    /// inside the run directory are kept relative to it; roots elsewhere stay as given).
     public static func load(runDirectory path: String) throws -> JobConfiguration {
         guard let data = FileManager.default.contents(atPath: path + "/job.json"),
-              let configuration = try? JSONDecoder().decode(JobConfiguration.self, from: data)
+              var configuration = try? JSONDecoder().decode(JobConfiguration.self, from: data)
         else {
             throw LifelineError(.configuration, "\(path) is not a Lifeline run directory (no readable job.json)")
         }
+        let recorded = configuration.runDirectory
+        configuration.runDirectory = path
+        configuration.storageRoots = configuration.storageRoots.map { root in
+            if !root.hasPrefix("/") { return path + "/" + root }
+            if root.hasPrefix(recorded + "/") { return path + root.dropFirst(recorded.count) }  // an older job.json
+            return root
+        }
         return configuration
+    }
+
+    /// Writes `job.json` into the run directory, with the storage roots that lie inside it
+    /// relative to it, so the folder can be copied or moved and resumed where it is.
+    func save() throws {
+        var stored = self
+        stored.storageRoots = storageRoots.map { root in
+            root.hasPrefix(runDirectory + "/") ? String(root.dropFirst(runDirectory.count + 1)) : root
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(stored).write(to: URL(fileURLWithPath: runDirectory + "/job.json"))
     }
 
     /// Finds a program by name: beside the `lifeline` executable first, then on PATH. A name

@@ -54,9 +54,19 @@ final class RankLauncher {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let result = lifeline_spawn(&pid, program, argv, envp, stdoutPath, stderrPath)
+        var stage: Int32 = 0
+        let result = lifeline_spawn(&pid, &stage, program, argv, envp, stdoutPath, stderrPath)
         guard result == 0 else {
-            throw LifelineError(.configuration, "cannot start \(program): \(String(cString: strerror(result)))")
+            let reason = String(cString: strerror(result))
+            switch Int(stage) {
+            case Int(LIFELINE_SPAWN_STDOUT), Int(LIFELINE_SPAWN_STDERR):
+                let path = Int(stage) == Int(LIFELINE_SPAWN_STDOUT) ? stdoutPath : stderrPath
+                throw LifelineError(.environment, "cannot open the rank's output file \(path): \(reason); is the run directory intact?")
+            case Int(LIFELINE_SPAWN_EXEC):
+                throw LifelineError(.configuration, "cannot start \(program): \(reason)")
+            default:
+                throw LifelineError(.environment, "cannot start a process for \(program): \(reason)")
+            }
         }
         let writeFD = self.writeFD
         let child = pid

@@ -26,8 +26,11 @@ extension Supervisor {
         let timeout = Double(configuration.heartbeatTimeoutMs) / 1000
         for rank in slots.indices where slots[rank].alive && !slots[rank].exitExpected {
             let silence = now - slots[rank].lastHeard
+            // Heartbeats begin at START: a rank that connected waits for the others of its
+            // launch under the join timeout.
             let joined = slots[rank].joined
-            guard silence > (joined ? timeout : joinTimeoutSeconds) else { continue }
+            let beating = joined && !starting.contains(rank)
+            guard silence > (beating ? timeout : joinTimeoutSeconds) else { continue }
             // A program that never joined would not join on a restart either.
             if !joined, !programJoined { try notJoined(rank, after: silence) }
             kill(slots[rank].pid, SIGKILL)

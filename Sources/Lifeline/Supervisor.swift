@@ -345,9 +345,14 @@ final class Supervisor {
     /// connects, before START.
     func send(_ message: ControlMessage, to rank: Int) {
         guard let connection = slots[rank].connection, !connection.isClosed else {
-            if slots[rank].alive, !slots[rank].joined, slots[rank].unsent.count < Self.unsentMessagesMax {
-                slots[rank].unsent.append(message)
+            guard slots[rank].alive, !slots[rank].joined else { return }
+            // A newer trim covers an older one (independent checkpoints send one per commit).
+            if case .trim = message { slots[rank].unsent.removeAll { if case .trim = $0 { true } else { false } } }
+            guard slots[rank].unsent.count < Self.unsentMessagesMax else {
+                events.record("protocol_error", ["rank": .int(rank), "detail": .string("unsent \(message) dropped: the rank has not connected")])
+                return
             }
+            slots[rank].unsent.append(message)
             return
         }
         _ = Socket.sendAll(connection.fd, message.frame())

@@ -11,7 +11,7 @@ extension LifelineCommand {
             abstract: "Start PROGRAM on N ranks and supervise it to the end.",
             discussion: "Example: lifeline run -n 4 --interval 2 --inject kill:rank=1,step=300 -- heat2d --size 256")
 
-        @Option(name: [.customShort("n"), .long], help: "Number of ranks.")
+        @Option(name: [.customShort("n"), .long], parsing: .unconditional, help: "Number of ranks.")
         var ranks: Int = 4
         @Option(help: "Run directory (default: a new folder under ./lifeline-runs/).")
         var runDir: String?
@@ -21,7 +21,7 @@ extension LifelineCommand {
         var checkpoint: String = "coordinated"
         @Option(help: "Message logging: none (global rollback), pessimistic, sender-based (a crashed rank recovers alone) or optimistic (it replays what reached its log; the ranks that depend on what was lost roll back too).")
         var logging: String = "none"
-        @Option(help: "Seconds between checkpoints, or auto (the Young/Daly optimum for the measured cost; needs --mtbf).")
+        @Option(parsing: .unconditional, help: "Seconds between checkpoints, or auto (the Young/Daly optimum for the measured cost; needs --mtbf).")
         var interval: String = "5"
         @Option(help: ArgumentHelp("Mean time between failures assumed by --interval auto (e.g. 10m).", valueName: "DURATION"))
         var mtbf: String?
@@ -30,11 +30,11 @@ extension LifelineCommand {
         var heartbeatMs: Int = 250
         @Option(help: "Milliseconds of silence after which a rank is declared hung.")
         var heartbeatTimeoutMs: Int = 5000
-        @Option(help: ArgumentHelp("Least time without a new safe point after which the supervisor asks the ranks where they wait: it reports a stall, and stops a deadlock (longer when the job's usual pace is slower).", valueName: "DURATION"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("Least time without a new safe point after which the supervisor asks the ranks where they wait: it reports a stall, and stops a deadlock (longer when the job's usual pace is slower).", valueName: "DURATION"))
         var stallSeconds: String = "10s"
-        @Option(help: ArgumentHelp("Time a launched rank has to connect to the supervisor; past it the job fails, saying the program does not seem to call Communicator.join().", valueName: "DURATION"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("Time a launched rank has to connect to the supervisor; past it the job fails, saying the program does not seem to call Communicator.join().", valueName: "DURATION"))
         var joinTimeout: String = "60s"
-        @Option(help: ArgumentHelp("Time the checkpoint asked for by a first SIGINT or SIGTERM (or the walltime) may take; past it the job stops at once on the last committed line.", valueName: "DURATION"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("Time the checkpoint asked for by a first SIGINT or SIGTERM (or the walltime) may take; past it the job stops at once on the last committed line.", valueName: "DURATION"))
         var stopTimeout: String = "30s"
         @Option(help: "Failures the job survives before it gives up.")
         var maxRestarts: Int = 10
@@ -95,9 +95,8 @@ extension LifelineCommand {
             guard let intervalSeconds = intervalAuto ? min(5, (mtbfSeconds ?? 20) / 4) : Double(interval), intervalSeconds > 0, intervalSeconds.isFinite else {
                 throw ValidationError("--interval \(interval) is neither a positive number of seconds nor auto")
             }
-            guard (1...4096).contains(ranks) else {
-                throw ValidationError("--ranks \(ranks) is not in 1...4096")
-            }
+            guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1 (it is \(ranks))") }
+            guard ranks <= 4096 else { throw ValidationError("--ranks \(ranks) is more than 4096") }
             var walltimeSeconds: Double?
             if let walltime {
                 guard let seconds = Double(walltime) ?? parseDuration(walltime), seconds > 0 else {

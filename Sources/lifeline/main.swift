@@ -19,6 +19,9 @@ struct InjectionOptions: ParsableArguments {
     var injections: [String] = []
 }
 
+// Run directories, storage roots, checkpoints, logs and output are the user's alone (0700
+// folders, 0600 files): ranks inherit the mask.
+umask(0o077)
 do {
     var command = try LifelineCommand.parseAsRoot()
     try command.run()

@@ -24,13 +24,18 @@ extension RecoveryTests {
         try expectRefused(["run", "--run-dir", scratch + "/k", "--keep", "0", "--", "heat2d"], mentioning: "--keep 0")
         try expectRefused(["run", "--run-dir", scratch + "/l", "--chunk-kib", "2", "--", "heat2d"], mentioning: "--chunk-kib 2")
         try expectRefused(["run", "--run-dir", scratch + "/m", "--zstd-level", "30", "--", "heat2d"], mentioning: "--zstd-level 30")
-        for ranks in ["0", "-3", "100000"] {
-            try expectRefused(["run", "--ranks", ranks, "--", "heat2d"], mentioning: "--ranks")
+        for ranks in ["0", "-3"] {
+            try expectRefused(["run", "--ranks", ranks, "--", "heat2d"], mentioning: "--ranks must be at least 1")
+        }
+        try expectRefused(["run", "-n", "100000", "--", "heat2d"], mentioning: "--ranks 100000 is more than 4096")
+        for option in ["--stall-seconds", "--join-timeout", "--stop-timeout"] {
+            try expectRefused(["run", option, "-2s", "--", "heat2d"], mentioning: "\(option) -2s is not a duration")
         }
         for interval in ["0", "-1", "soon"] {
             try expectRefused(["run", "--interval", interval, "--", "heat2d"], mentioning: "--interval")
         }
         try expectRefused(["run", "--run-dir", scratch + "/a", "--inject", "kill:rank=1", "--", "heat2d"], mentioning: "bad --inject")
+        #expect(!FileManager.default.fileExists(atPath: scratch + "/a"), "a refused run left its run directory behind")
         try expectRefused(["run", "--run-dir", scratch + "/b", "--inject", "kill:rank=7,step=3", "--", "heat2d"], mentioning: "rank=7")
         try expectRefused(["run", "--run-dir", scratch + "/c", "--storage", "\(scratch)/s,\(scratch)/s", "--", "heat2d"],
                           mentioning: "same folder")
@@ -77,14 +82,54 @@ extension RecoveryTests {
         #expect(result.events("commit").count == 1)
         // Each resume gets the walltime anew (a new allocation): it stops again with a
         // checkpoint further on, until one reaches the end.
+        let resumed = try resumeToTheEnd(runDirectory)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.resultLines == [Self.oracle])
+        #expect(resumed.events("resume").count >= 1)
+    }
+
+    /// Resumes the two-rank job in `runDirectory` until it finishes (each resume may stop at its
+    /// walltime).
+    private func resumeToTheEnd(_ runDirectory: String) throws -> JobRunner.Result {
         var resumed = try JobRunner.lifeline(["resume", runDirectory, "-n", "2"], runDirectory: runDirectory)
         var resumes = 1
         while resumed.status == 128 + SIGTERM, resumes < 6 {
             resumed = try JobRunner.lifeline(["resume", runDirectory, "-n", "2"], runDirectory: runDirectory)
             resumes += 1
         }
-        #expect(resumed.status == 0, "after \(resumes) resumes: \(resumed.stderr)")
-        #expect(resumed.resultLines == [Self.oracle])
+        return resumed
+    }
+
+    /// A run directory is the user's alone (0700 folders, 0600 files) and can be copied or
+    /// moved: a resume drives the folder it is given, with its own storage roots; the original
+    /// of a copy is left as it was, and nothing is created where a moved folder used to be.
+    @Test func aCopiedOrMovedRunDirectoryResumesWhereItIs() throws {
+        let scratch = JobRunner.scratch("relocate")
+        let original = scratch + "/run"
+        let stopped = try JobRunner.lifeline(
+            ["run", "-n", "2", "--interval", "30", "--walltime", "2s", "--run-dir", original, "--quiet", "--"] + JobRunner.heat,
+            runDirectory: original)
+        try #require(stopped.status == 128 + SIGTERM, "\(stopped.stderr)")
+        for path in [original, original + "/job.json", original + "/storage-a", original + "/output/rank-0.0.out"] {
+            let mode = ((try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int) ?? 0o777
+            #expect(mode & 0o077 == 0, "\(path) is open to others: \(String(mode, radix: 8))")
+        }
+        let eventsBefore = try String(contentsOfFile: original + "/events.jsonl", encoding: .utf8)
+
+        let copy = scratch + "/copy"
+        try FileManager.default.copyItem(atPath: original, toPath: copy)
+        let fromCopy = try resumeToTheEnd(copy)
+        #expect(fromCopy.status == 0, "\(fromCopy.stderr)")
+        #expect(fromCopy.resultLines == [Self.oracle])
+        #expect(try String(contentsOfFile: original + "/events.jsonl", encoding: .utf8) == eventsBefore,
+                "resuming the copy drove the original")
+
+        let moved = scratch + "/moved"
+        try FileManager.default.moveItem(atPath: original, toPath: moved)
+        let fromMoved = try resumeToTheEnd(moved)
+        #expect(fromMoved.status == 0, "\(fromMoved.stderr)")
+        #expect(fromMoved.resultLines == [Self.oracle])
+        #expect(!FileManager.default.fileExists(atPath: original), "resuming the moved folder recreated the old one")
     }
 
     @Test func runDirectoryInUseIsRefused() throws {

@@ -82,7 +82,8 @@ struct JobLauncher {
         }
         var pid: pid_t = 0
         let start = monotonic()
-        let result = lifeline_spawn(&pid, path, argv, envp, out, err)
+        var stage: Int32 = 0
+        let result = lifeline_spawn(&pid, &stage, path, argv, envp, out, err)
         guard result == 0 else { throw BenchError("cannot start \(path): \(String(cString: strerror(result)))") }
         var status: Int32 = 0
         var usage = rusage()

@@ -20,9 +20,22 @@ int lifeline_wait_status(int status, int *detail);
 /// two files (created with mode 0600), in a process group of its own, with SIGKILL as its
 /// parent-death signal (Linux) set before exec: it dies with the calling thread's process
 /// whether or not it ever joins. Signals are unblocked in the child. Returns 0 and the pid, or
-/// an errno value (also when exec failed: the child is then reaped).
-int lifeline_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+/// an errno value and, in `failed_stage`, the step that failed (also when exec failed: the child
+/// is then reaped).
+int lifeline_spawn(pid_t *pid, int *failed_stage, const char *path, char *const argv[], char *const envp[],
                    const char *stdout_path, const char *stderr_path);
+
+/// The steps of `lifeline_spawn` that can fail.
+enum {
+    /// fork, the process group, the parent-death signal, standard input.
+    LIFELINE_SPAWN_SETUP = 0,
+    /// Opening the standard output file.
+    LIFELINE_SPAWN_STDOUT = 1,
+    /// Opening the standard error file.
+    LIFELINE_SPAWN_STDERR = 2,
+    /// execve of the program.
+    LIFELINE_SPAWN_EXEC = 3,
+};
 
 /// Makes SIGINT and SIGTERM write their number (one byte) to `fd` instead of ending the
 /// process, so a poll loop can act on them. Returns 0, or -1 with errno.
