@@ -34,6 +34,21 @@ int lifeline_accept(int listener) {
 #endif
 }
 
+int lifeline_peer_uid(int fd, uid_t *uid) {
+#ifdef __linux__
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    *uid = credentials.uid;
+    return 0;
+#else
+    (void)fd;
+    (void)uid;
+    errno = ENOTSUP;
+    return -1;
+#endif
+}
+
 void lifeline_flush_stdio(void) {
     fflush(stdout);
     fflush(stderr);

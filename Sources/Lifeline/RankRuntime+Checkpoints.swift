@@ -121,6 +121,7 @@ extension RankRuntime {
             try serviceControl()
             if !released { try pump(timeoutMs: Self.pollIntervalMs, waiting: .barrier) }
         }
+        if let acceptor { reportRefusals(acceptor, final: true) }
         writer?.drain()
     }
 }

@@ -187,6 +187,8 @@ extension RankRuntime {
         descriptors.reserveCapacity(rankCount + 2)
         if let controlReader { descriptors.append(pollfd(fd: controlReader.fd, events: Int16(POLLIN), revents: 0)) }
         if listener >= 0 { descriptors.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0)) }
+        let handshaking = acceptor?.descriptors ?? []
+        for fd in handshaking { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
         for case let peer? in peers where !peer.isClosed {
             let events = peer.fd == writable ? Int16(POLLIN) | Int16(POLLOUT) : Int16(POLLIN)
             descriptors.append(pollfd(fd: peer.fd, events: events, revents: 0))
@@ -195,6 +197,7 @@ extension RankRuntime {
         if ready < 0, errno != EINTR {
             throw LifelineError(.transport, "poll failed: \(String(cString: strerror(errno)))")
         }
+        if let acceptor { reportRefusals(acceptor) }
         guard ready > 0 else { return }
         for descriptor in descriptors where descriptor.revents != 0 {
             if let controlReader, descriptor.fd == controlReader.fd {
@@ -208,13 +211,24 @@ extension RankRuntime {
                 }
                 if !open { supervisorGone() }
             } else if descriptor.fd == listener {
-                acceptPeer()
+                acceptor?.acceptAll(now: monotonicSeconds())
+            } else if handshaking.contains(descriptor.fd) {
+                if let (fd, handshake) = acceptor?.read(descriptor.fd) { acceptPeer(fd, handshake) }
             } else if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil {
                 _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
                     if case .data(let header, let payload) = frame { arrive(header, payload) }
                 }
             }
         }
+    }
+
+    /// Closes connections whose handshake is late, and says (at most every few seconds, on the
+    /// rank's standard error; `final`: now) how many were refused.
+    func reportRefusals(_ acceptor: HandshakeAcceptor, final: Bool = false) {
+        acceptor.expire(now: monotonicSeconds())
+        guard let report = acceptor.takeReport(now: monotonicSeconds(), final: final) else { return }
+        FileHandle.standardError.write(Data(
+            "lifeline: \(rank) refused \(report.count) connection(s): \(report.reasons)\n".utf8))
     }
 
     func arrive(_ header: DataHeader, _ payload: [UInt8]) {
@@ -227,14 +241,11 @@ extension RankRuntime {
         inbox[header.source.rawValue].append(Arrival(header: header, payload: payload))
     }
 
-    /// Accepts a peer's connection if its handshake carries the job's token; refuses it otherwise.
-    func acceptPeer() {
-        guard let launch, let fd = Socket.accept(listener) else { return }
-        guard let handshake = Socket.receiveHandshake(fd, token: launch.token), handshake.role == .peer,
-              (0..<rankCount).contains(handshake.rank.rawValue), handshake.rank != rank
-        else {
-            FileHandle.standardError.write(Data("lifeline: \(rank) refused a connection without the job's token\n".utf8))
-            close(fd)
+    /// Takes a peer's connection whose handshake carried the token, if it names another rank
+    /// of the job; refuses it otherwise.
+    func acceptPeer(_ fd: Int32, _ handshake: Handshake) {
+        guard handshake.role == .peer, (0..<rankCount).contains(handshake.rank.rawValue), handshake.rank != rank else {
+            acceptor?.refuse(fd, "a handshake that names no other rank")
             return
         }
         peers[handshake.rank.rawValue]?.close()

@@ -36,6 +36,8 @@ final class RankRuntime {
     let control: ControlLink?
     let controlReader: Connection?
     let listener: Int32
+    /// Peers' new connections, until their handshakes are in (nil when running alone).
+    let acceptor: HandshakeAcceptor?
     let store: MirroredStore?
     let writer: SnapshotWriter?
     let heartbeatStep: HeartbeatStep
@@ -116,6 +118,7 @@ final class RankRuntime {
         self.control = control
         self.controlReader = controlReader
         self.listener = listener
+        self.acceptor = launch.flatMap { listener >= 0 ? HandshakeAcceptor(listener: listener, token: $0.token) : nil }
         self.store = store
         self.writer = store.flatMap { store in
             control.map {

@@ -22,6 +22,7 @@ enum Socket {
             close(fd)
             throw error
         }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)  // accept until none is pending
         return fd
     }
 
@@ -71,39 +72,11 @@ enum Socket {
         }
     }
 
-    /// Reads exactly `count` bytes, waiting at most `timeoutMs` in total; nil on EOF, error or timeout.
-    static func receiveExactly(_ fd: Int32, _ count: Int, timeoutMs: Int32) -> [UInt8]? {
-        var result = [UInt8](repeating: 0, count: count)
-        var offset = 0
-        var remainingMs = timeoutMs
-        while offset < count {
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let started = monotonicSeconds()
-            let ready = poll(&descriptor, 1, remainingMs)
-            if ready < 0, errno == EINTR { continue }
-            guard ready > 0 else { return nil }
-            let received = result.withUnsafeMutableBytes {
-                recv(fd, $0.baseAddress! + offset, count - offset, Int32(MSG_DONTWAIT))
-            }
-            if received < 0, errno == EINTR || errno == EAGAIN { continue }
-            guard received > 0 else { return nil }
-            offset += received
-            remainingMs -= Int32((monotonicSeconds() - started) * 1000)
-            if remainingMs <= 0 && offset < count { return nil }
-        }
-        return result
-    }
-
-    /// Reads the first frame of a new connection and returns its handshake when it is one and
-    /// carries `token`; nil otherwise (the caller refuses the connection).
-    static func receiveHandshake(_ fd: Int32, token: String) -> Handshake? {
-        guard let prefix = receiveExactly(fd, FramePrefix.byteCount, timeoutMs: 2000),
-              let decoded = try? prefix.withUnsafeBytes({ bytes throws(WireError) in try FramePrefix.decode(bytes) }),
-              decoded.kind == .handshake, decoded.bodyLength < 4096,
-              let body = receiveExactly(fd, Int(decoded.bodyLength), timeoutMs: 2000),
-              let handshake = try? Handshake.decode(body), handshake.token == token
-        else { return nil }
-        return handshake
+    /// The user id of the process at the other end of a Unix-domain socket, where the platform
+    /// says (SO_PEERCRED).
+    static func peerUID(_ fd: Int32) -> uid_t? {
+        var uid: uid_t = 0
+        return lifeline_peer_uid(fd, &uid) == 0 ? uid : nil
     }
 
     private static func abstractAddress(_ name: String) throws -> (sockaddr_un, socklen_t) {

@@ -42,6 +42,8 @@ final class Supervisor {
     let launcher: RankLauncher
     let output: OutputCommitter
     let listener: Int32
+    /// The ranks' new control connections, until their handshakes are in.
+    let acceptor: HandshakeAcceptor
     let addressBase: String
     let clockStart: Double
     let clockOffset: Double
@@ -121,6 +123,7 @@ final class Supervisor {
         self.output = OutputCommitter(directory: configuration.runDirectory + "/output", rankCount: configuration.rankCount)
         self.addressBase = "lifeline.\(Self.randomHex(bytes: 6))"
         self.listener = try Socket.listen(abstractName: "\(addressBase).s")
+        self.acceptor = HandshakeAcceptor(listener: listener, token: token)
         self.signalFD = try Self.routeStopSignals()
         // Independent checkpoints are the ranks' own: the coordinator never starts a round.
         self.coordinator = CheckpointCoordinator(
@@ -158,6 +161,7 @@ final class Supervisor {
             "interval_s": .double(configuration.intervalSeconds), "incarnation": .int(Int(incarnation)),
         ])
         try launchAll()
+        defer { recordRefusals(final: true) }
         while !finishedJob {
             try step()
             if let stoppedOutcome { return stoppedOutcome }
@@ -179,10 +183,14 @@ final class Supervisor {
                 descriptors.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0))
             }
         }
+        let handshaking = acceptor.descriptors
+        for fd in handshaking { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
         _ = poll(&descriptors, nfds_t(descriptors.count), pollTimeoutMs())
         for descriptor in descriptors where descriptor.revents != 0 {
             if descriptor.fd == listener {
-                acceptControlConnection()
+                acceptor.acceptAll(now: now)
+            } else if handshaking.contains(descriptor.fd) {
+                if let (fd, handshake) = acceptor.read(descriptor.fd) { acceptControlConnection(fd, handshake) }
             } else if descriptor.fd == launcher.exitFD {
                 for exit in launcher.readExits() { try handleExit(exit) }
             } else if descriptor.fd == signalFD {
@@ -197,6 +205,7 @@ final class Supervisor {
         checkStopDeadline()
         if stoppedOutcome != nil { return }
         try fireDueFaults()
+        recordRefusals()
         try checkHeartbeats()
         try checkStalls()
         showProgress()
@@ -295,16 +304,14 @@ final class Supervisor {
         }
     }
 
-    /// Accepts a rank's control connection if its handshake is right; refuses it otherwise.
-    private func acceptControlConnection() {
-        guard let fd = Socket.accept(listener) else { return }
-        guard let handshake = Socket.receiveHandshake(fd, token: token), handshake.role == .control,
-              slots.indices.contains(handshake.rank.rawValue),
+    /// Takes a rank's control connection whose handshake carried the token, if it names a
+    /// launched rank's current process; refuses it otherwise.
+    private func acceptControlConnection(_ fd: Int32, _ handshake: Handshake) {
+        guard handshake.role == .control, slots.indices.contains(handshake.rank.rawValue),
               handshake.incarnation == slots[handshake.rank.rawValue].incarnation,
               slots[handshake.rank.rawValue].pid == handshake.pid
         else {
-            events.record("connection_refused", ["reason": .string("bad or missing handshake token")])
-            close(fd)
+            acceptor.refuse(fd, "a handshake that names no launched rank's process")
             return
         }
         let rank = handshake.rank.rawValue
@@ -360,6 +367,14 @@ final class Supervisor {
 
     /// The most control messages kept for a rank that has not connected yet (a round's few).
     static let unsentMessagesMax = 64
+
+    /// Closes control connections whose handshake is late, and records the refusals (at most
+    /// one event every few seconds; `final`: now, as the job ends).
+    func recordRefusals(final: Bool = false) {
+        acceptor.expire(now: now)
+        guard let report = acceptor.takeReport(now: now, final: final) else { return }
+        events.record("connection_refused", ["count": .int(report.count), "reasons": .string(report.reasons)])
+    }
 
     func warn(_ text: String) {
         FileHandle.standardError.write(Data("lifeline: \(text)\n".utf8))

@@ -14,18 +14,8 @@ extension RecoveryTests {
                 runDirectory: runDirectory)
         }
         job.start()
-        let deadline = Date().addingTimeInterval(60)
-        var names: [String] = []
-        while names.count < 5, Date() < deadline {
-            usleep(100_000)
-            let table = (try? String(contentsOfFile: "/proc/net/unix", encoding: .utf8)) ?? ""
-            names = table.split(separator: "\n").compactMap { line in
-                guard let name = line.split(separator: " ").last, name.hasPrefix("@lifeline.") else { return nil }
-                return String(name.dropFirst())
-            }
-            names = Array(Set(names)).sorted()
-        }
-        try #require(names.count >= 5, "the job's sockets did not appear: \(names)")
+        let names = try jobSocketNames()
+        let deadline = Date()
         for name in names.filter({ $0.hasSuffix(".s") || $0.hasSuffix(".0") }) {
             #expect(try refusesWrongToken(name), "\(name) accepted a connection with a wrong token")
         }
@@ -34,6 +24,67 @@ extension RecoveryTests {
         #expect(finished.status == 0, "\(finished.stderr)")
         #expect(finished.resultLines == [Self.oracle])
         #expect(!finished.events("connection_refused").isEmpty)
+    }
+
+    /// Strangers hold 50 half-open connections against the supervisor and each rank for the
+    /// whole job, opening a new one for each that is closed: once as the job's own user (at
+    /// most 32 wait at once, the oldest closed first, and none past its handshake deadline), once, where root can drop to another user, as `nobody` (refused
+    /// before a byte is read, by SO_PEERCRED). The job finishes with the failure-free result,
+    /// and refusals are counted in a few events, not one per connection.
+    @Test func halfOpenConnectionsFromStrangersDoNotStallTheJob() throws {
+        let nobody = getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+        if !nobody { print("halfOpenConnectionsFromStrangersDoNotStallTheJob: not root or no setpriv: the other-user case is skipped") }
+        for asNobody in nobody ? [false, true] : [false] {
+            let runDirectory = JobRunner.scratch("strangers") + "/run"
+            nonisolated(unsafe) var result: JobRunner.Result?
+            let job = Thread {
+                result = try? JobRunner.lifeline(
+                    ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat,
+                    runDirectory: runDirectory)
+            }
+            job.start()
+            let names = try jobSocketNames()
+            let stranger = Process()
+            let probe = JobRunner.binDirectory + "/lifeline-liveness"
+            stranger.executableURL = URL(fileURLWithPath: asNobody ? "/usr/bin/setpriv" : probe)
+            stranger.arguments = (asNobody ? ["--reuid=65534", "--regid=65534", "--clear-groups", "--", probe] : [])
+                + ["stranger", "20"] + names
+            stranger.standardOutput = FileHandle.nullDevice
+            try stranger.run()
+            let deadline = Date().addingTimeInterval(240)
+            while job.isExecuting || result == nil, Date() < deadline { usleep(100_000) }
+            kill(stranger.processIdentifier, SIGKILL)  // Foundation starts it with SIGTERM blocked
+            stranger.waitUntilExit()
+            let finished = try #require(result, "the job did not end")
+            #expect(finished.status == 0, "as nobody: \(asNobody): \(finished.stderr)")
+            #expect(finished.resultLines == [Self.oracle], "as nobody: \(asNobody)")
+            let seconds = finished.events("job_finished").first?["t"] as? Double ?? 0
+            print("halfOpenConnectionsFromStrangersDoNotStallTheJob: as nobody \(asNobody): the job took \(seconds) s")
+            let refusals = finished.events("connection_refused")
+            #expect(!refusals.isEmpty, "as nobody: \(asNobody): no refusal recorded")
+            #expect(refusals.count <= 10, "as nobody: \(asNobody): \(refusals.count) refusal events")
+            let reasons = refusals.compactMap { $0["reasons"] as? String }
+            let expected = asNobody ? ["a process of another user"] : ["no handshake within", "more than 32 connections waiting"]
+            #expect(expected.contains { reason in reasons.contains { $0.contains(reason) } },
+                    "as nobody: \(asNobody): \(reasons)")
+        }
+    }
+
+    /// The abstract names of a running job's listeners (the supervisor's `….s`, each rank's
+    /// `….R`), once all five are there.
+    private func jobSocketNames() throws -> [String] {
+        let deadline = Date().addingTimeInterval(60)
+        var names: [String] = []
+        while names.count < 5, Date() < deadline {
+            usleep(100_000)
+            let table = (try? String(contentsOfFile: "/proc/net/unix", encoding: .utf8)) ?? ""
+            names = Array(Set(table.split(separator: "\n").compactMap { line -> String? in
+                guard let name = line.split(separator: " ").last, name.hasPrefix("@lifeline.") else { return nil }
+                return String(name.dropFirst())
+            })).sorted()
+        }
+        try #require(names.count >= 5, "the job's sockets did not appear: \(names)")
+        return names
     }
 
     /// Connects to an abstract socket, sends a handshake with a wrong token, and reports whether

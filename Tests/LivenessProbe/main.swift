@@ -12,6 +12,10 @@
 //   lifeline-liveness deadlock
 //       Every rank receives from its right neighbour before sending anything: a deadlock the
 //       supervisor must find and explain.
+//   lifeline-liveness stranger SECONDS NAME...
+//       Not a rank: a stranger that, for SECONDS, keeps 50 connections open to each abstract
+//       socket NAME, each with half a frame prefix sent and nothing more, opening a new one
+//       whenever one is closed. Prints how many it opened.
 //   lifeline-liveness pause SECONDS
 //       The ring shift of `ask` for 6 rounds, but at round 3 rank 0 computes for SECONDS
 //       (without calling the runtime) before it sends: a stall, not a deadlock.
@@ -60,10 +64,67 @@ func payload(bytes count: Int, rank: Int, round: Int) -> [UInt64] {
     }
 }
 
+/// A connection to the abstract socket `name`, or nil.
+func connectAbstract(_ name: String) -> Int32? {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(name.utf8)
+    withUnsafeMutableBytes(of: &address.sun_path) { path in
+        path[0] = 0
+        for (index, byte) in bytes.enumerated() { path[index + 1] = byte }
+    }
+    let length = socklen_t(MemoryLayout<sa_family_t>.size + 1 + bytes.count)
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
+    }
+    guard connected == 0 else {
+        close(fd)
+        return nil
+    }
+    return fd
+}
+
+/// The stranger: 50 half-open connections per name, renewed as they are closed.
+func holdHalfOpenConnections(seconds: Double, names: [String]) {
+    let perName = 50
+    var open: [[Int32]] = Array(repeating: [], count: names.count)
+    var opened = 0
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    let end = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + seconds
+    while true {
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        if Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 >= end { break }
+        for (index, name) in names.enumerated() {
+            open[index].removeAll { fd in
+                var byte: UInt8 = 0
+                let received = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+                guard received == 0 || (received < 0 && errno != EAGAIN) else { return false }
+                close(fd)
+                return true
+            }
+            while open[index].count < perName, let fd = connectAbstract(name) {
+                let half: [UInt8] = [1, 0, 0, 0, 0]  // five of the twelve bytes of a handshake frame's prefix
+                _ = half.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                open[index].append(fd)
+                opened += 1
+            }
+        }
+        usleep(50_000)
+    }
+    print("stranger opened \(opened) connections")
+}
+
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
     print("usage: lifeline-liveness exchange BYTES ROUNDS | ask ROUNDS | deadlock | pause SECONDS")
     exit(2)
+}
+if arguments[1] == "stranger" {
+    holdHalfOpenConnections(seconds: Double(arguments[2]) ?? 5, names: Array(arguments.dropFirst(3)))
+    exit(0)
 }
 let comm = try Communicator.join()
 var state = try comm.restore(Progress.self) ?? Progress()

@@ -6,8 +6,12 @@
 /// Asks the kernel to send `signal` to this process when its parent dies (Linux only; 0 elsewhere).
 int lifeline_set_parent_death_signal(int signal);
 
-/// accept4 with SOCK_CLOEXEC; -1 with errno on failure.
+/// accept4 with SOCK_CLOEXEC; -1 with errno on failure (EAGAIN on a non-blocking listener: none pending).
 int lifeline_accept(int listener);
+
+/// The user id of the process at the other end of a Unix-domain socket (SO_PEERCRED).
+/// Returns 0, or -1 with errno where the platform does not say.
+int lifeline_peer_uid(int fd, uid_t *uid);
 
 /// Flushes the C standard output and error streams.
 void lifeline_flush_stdio(void);

@@ -1,0 +1,166 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LifelineCore
+
+/// New connections on a listener, until each proves it belongs to the job. Nothing here
+/// blocks: the owner's poll loop watches `descriptors`, and a handshake is read as far as it has
+/// arrived. A peer of another user is refused before it sends a byte (SO_PEERCRED); one that
+/// sends anything but a handshake with the job's token, or stays silent past its deadline, is
+/// closed; and at most `pendingMax` connections wait at once (the oldest goes first), so no
+/// stranger can stall the job or fill its memory. Refusals are counted, and said at most once
+/// per `reportSeconds` (`takeReport`).
+final class HandshakeAcceptor {
+    /// A connection whose handshake has not fully arrived.
+    private struct Pending {
+        var fd: Int32
+        var bytes: [UInt8]
+        /// When it is closed if still incomplete (seconds, monotonic clock).
+        var deadline: Double
+    }
+
+    /// Refusals since the last report.
+    struct Report: Equatable {
+        /// How many connections were refused.
+        var count: Int
+        /// Why, with how many for each reason, the most frequent first: "40 no handshake
+        /// within 2.0 s, 3 bad or missing handshake token".
+        var reasons: String
+    }
+
+    /// The most connections that wait for their handshake at once.
+    static let pendingMax = 32
+    /// How long a new connection has to send its handshake.
+    static let deadlineSeconds = 2.0
+    /// The longest handshake body taken.
+    static let bodyBytesMax = 4096
+    /// The least time between two reports of refusals.
+    static let reportSeconds = 5.0
+
+    let listener: Int32
+    private let token: [UInt8]
+    private let uid = getuid()
+    /// Invariant: at most `pendingMax`, each with fewer bytes than a complete handshake frame.
+    private var pending: [Pending] = []
+    /// Refusals since the last report, by reason. Invariant: at most one entry per reason.
+    private var refused: [(reason: String, count: Int)] = []
+    private var lastReportAt = -Double.infinity
+
+    /// Accepts on `listener` the connections whose handshake carries `token`.
+    init(listener: Int32, token: String) {
+        self.listener = listener
+        self.token = Array(token.utf8)
+    }
+
+    /// The sockets whose handshakes are under way: poll them for input.
+    var descriptors: [Int32] { pending.map(\.fd) }
+
+    /// The nearest deadline, if any connection waits.
+    var nextDeadline: Double? { pending.map(\.deadline).min() }
+
+    /// The listener is readable: takes every pending connection. A peer of another user is
+    /// refused at once; past `pendingMax`, the oldest waiting connection is closed.
+    func acceptAll(now: Double) {
+        while let fd = Socket.accept(listener) {
+            if let peer = Socket.peerUID(fd), peer != uid {
+                refuse(fd, "a process of another user (uid \(peer))")
+                continue
+            }
+            if pending.count >= Self.pendingMax {
+                let oldest = pending.removeFirst()
+                refuse(oldest.fd, "more than \(Self.pendingMax) connections waiting for their handshake")
+            }
+            pending.append(Pending(fd: fd, bytes: [], deadline: now + Self.deadlineSeconds))
+        }
+    }
+
+    /// `fd` (one of `descriptors`) is readable: reads what arrived of its handshake. Returns the
+    /// socket and the handshake once it is complete and carries the token (the caller owns the
+    /// socket from then on); nil while it is incomplete, or when it was refused and closed.
+    func read(_ fd: Int32) -> (fd: Int32, handshake: Handshake)? {
+        guard let index = pending.firstIndex(where: { $0.fd == fd }) else { return nil }
+        let wanted = pending[index].bytes.count < FramePrefix.byteCount
+            ? FramePrefix.byteCount - pending[index].bytes.count
+            : bodyBytes(pending[index].bytes).map { FramePrefix.byteCount + $0 - pending[index].bytes.count } ?? 0
+        var chunk = [UInt8](repeating: 0, count: max(1, wanted))
+        let received = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT)) }
+        if received < 0, errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
+        guard received > 0, wanted > 0 else {
+            pending.remove(at: index)
+            refuse(fd, received == 0 ? "closed before its handshake" : "no valid handshake")
+            return nil
+        }
+        pending[index].bytes += chunk[..<received]
+        let bytes = pending[index].bytes
+        guard bytes.count >= FramePrefix.byteCount, let body = bodyBytes(bytes) else {
+            if bytes.count >= FramePrefix.byteCount { return dropRefused(at: index, "no valid handshake") }
+            return nil
+        }
+        guard bytes.count == FramePrefix.byteCount + body else { return nil }
+        guard let handshake = try? Handshake.decode(Array(bytes[FramePrefix.byteCount...])),
+              Self.constantTimeEqual(Array(handshake.token.utf8), token)
+        else { return dropRefused(at: index, "bad or missing handshake token") }
+        pending.remove(at: index)
+        return (fd, handshake)
+    }
+
+    /// Closes the connections whose deadline passed.
+    func expire(now: Double) {
+        while let index = pending.firstIndex(where: { $0.deadline <= now }) {
+            let late = pending.remove(at: index)
+            refuse(late.fd, "no handshake within \(Self.deadlineSeconds) s")
+        }
+    }
+
+    /// Refuses a connection that completed a handshake the caller does not accept (a wrong role,
+    /// rank or incarnation).
+    func refuse(_ fd: Int32, _ reason: String) {
+        close(fd)
+        if let index = refused.firstIndex(where: { $0.reason == reason }) {
+            refused[index].count += 1
+        } else {
+            refused.append((reason, 1))
+        }
+    }
+
+    /// The refusals since the last report, at most once per `reportSeconds` (`final`: now, as
+    /// the job ends); nil when there were none or the last report is too recent.
+    func takeReport(now: Double, final: Bool = false) -> Report? {
+        guard !refused.isEmpty, final || now - lastReportAt >= Self.reportSeconds else { return nil }
+        defer {
+            refused = []
+            lastReportAt = now
+        }
+        let reasons = refused.sorted { $0.count > $1.count }.map { "\($0.count) \($0.reason)" }
+        return Report(count: refused.reduce(0) { $0 + $1.count }, reasons: reasons.joined(separator: ", "))
+    }
+
+    /// The body length a frame prefix announces, when it is a handshake's of an acceptable size.
+    private func bodyBytes(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= FramePrefix.byteCount,
+              let prefix = try? bytes.withUnsafeBytes({ raw throws(WireError) in
+                  try FramePrefix.decode(UnsafeRawBufferPointer(rebasing: raw[..<FramePrefix.byteCount]))
+              }),
+              prefix.kind == .handshake, prefix.bodyLength <= UInt64(Self.bodyBytesMax)
+        else { return nil }
+        return Int(prefix.bodyLength)
+    }
+
+    private func dropRefused(at index: Int, _ reason: String) -> (fd: Int32, handshake: Handshake)? {
+        let entry = pending.remove(at: index)
+        refuse(entry.fd, reason)
+        return nil
+    }
+
+    /// Compares two byte strings in time that depends only on their lengths.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
+    }
+
+    deinit {
+        for entry in pending { close(entry.fd) }
+    }
+}
