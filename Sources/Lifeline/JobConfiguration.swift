@@ -99,6 +99,15 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var joinTimeoutSeconds: Double?
     /// The default of `joinTimeoutSeconds`.
     public static let joinTimeoutSecondsDefault = 60.0
+    /// What the job does when a rank gets a message again with other bytes than it delivered.
+    public enum OnNondeterminism: String, Codable, Sendable {
+        /// Stop the job (exit 1): its ranks' states may not fit together.
+        case stop
+        /// Say so and go on.
+        case warn
+    }
+    /// `--on-nondeterminism`: nil is `stop`.
+    public var onNondeterminism: OnNondeterminism?
     /// `--stop-timeout`: how long the checkpoint that SIGINT, SIGTERM or the walltime asks for
     /// may take before the job stops at once on the last committed line (nil: 30 s).
     public var stopTimeoutSeconds: Double?
@@ -115,7 +124,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         traceDeliveries: Bool = false, retainedBytesMax: Int? = 256 << 20, logBytesMax: Int? = 256 << 20,
         logFlushMs: Int? = nil, logFlushBytes: Int? = nil, keep: Int? = nil,
         chunkBytes: Int? = nil, compressionLevel: Int? = nil, stallSeconds: Double? = nil,
-        joinTimeoutSeconds: Double? = nil, stopTimeoutSeconds: Double? = nil
+        joinTimeoutSeconds: Double? = nil, stopTimeoutSeconds: Double? = nil, onNondeterminism: OnNondeterminism? = nil
     ) {
         self.program = program
         self.arguments = arguments
@@ -144,6 +153,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.stallSeconds = stallSeconds
         self.joinTimeoutSeconds = joinTimeoutSeconds
         self.stopTimeoutSeconds = stopTimeoutSeconds
+        self.onNondeterminism = onNondeterminism
     }
 
     /// Checks every field and parses the injections; throws one clear line for the first problem.

@@ -152,6 +152,9 @@ extension RankRuntime {
             dependencyVector = OptimisticLogging.afterDelivery(dependencyVector, of: rank, sender: sender)
             payload = bytes
         }
+        fingerprints.record(
+            source: header.source, sequence: header.sequence, hash: Self.fingerprint(payload),
+            epoch: independent ? UInt64(interval) : participant.epoch.rawValue)
         if independent {
             let source = header.source.rawValue
             intervalDependencies[source] = max(intervalDependencies[source], Int(header.epoch.rawValue))
@@ -304,7 +307,8 @@ extension RankRuntime {
         while index < inbox[source].count {
             let header = inbox[source][index].header
             if ledger.isDuplicate(source: header.source, sequence: header.sequence) {
-                inbox[source].remove(at: index)
+                let duplicate = inbox[source].remove(at: index)
+                checkDuplicate(duplicate.header, duplicate.payload)
                 continue
             }
             guard participant.mayDeliver(messageEpoch: header.epoch) else { return nil }
@@ -312,5 +316,22 @@ extension RankRuntime {
             index += 1
         }
         return nil
+    }
+
+    /// The hash a delivery is remembered by.
+    static func fingerprint(_ payload: [UInt8]) -> UInt64 {
+        payload.withUnsafeBytes { ContentHash(of: $0).low }
+    }
+
+    /// A message delivered before arrived again: its bytes must be the ones delivered. If not,
+    /// the supervisor is told (once) and the rank says so on its standard error.
+    func checkDuplicate(_ header: DataHeader, _ stamped: [UInt8]) {
+        guard !nondeterminismReported else { return }
+        let payload = logging == .optimistic ? OptimisticLogging.split(stamped, rankCount: rankCount)?.payload ?? stamped : stamped
+        guard fingerprints.differs(source: header.source, sequence: header.sequence, hash: Self.fingerprint(payload)) else { return }
+        nondeterminismReported = true
+        FileHandle.standardError.write(Data(
+            "lifeline: \(rank) got message \(header.sequence.rawValue) from \(header.source) again with other bytes: the program is not deterministic\n".utf8))
+        control?.send(.nondeterminism(source: header.source, sequence: header.sequence))
     }
 }

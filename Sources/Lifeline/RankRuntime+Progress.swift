@@ -35,6 +35,7 @@ extension RankRuntime {
                     ledger.trim(destination: RankID(receiver), covered: set)
                 }
                 ledger.trim(destination: rank, covered: ledger.delivered[rank.rawValue])
+                fingerprints.trim(before: epoch.rawValue)
                 try trimLog(committed: epoch)
                 try perform(participant.handleDone(epoch))
             case .abort(let epoch):
@@ -70,11 +71,12 @@ extension RankRuntime {
                 for (receiver, set) in covered.enumerated() where receiver != rank.rawValue {
                     ledger.trim(destination: RankID(receiver), covered: set)
                 }
+                fingerprints.trim(before: UInt64(max(0, checkpoint)))
                 try trimLog(committed: Epoch(UInt64(checkpoint)))
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
             case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
-                 .replayComplete, .frozen, .waitReport:
+                 .replayComplete, .frozen, .waitReport, .nondeterminism:
                 break  // not for a rank, or already handled
             }
         }
@@ -232,9 +234,11 @@ extension RankRuntime {
     }
 
     func arrive(_ header: DataHeader, _ payload: [UInt8]) {
-        guard (0..<rankCount).contains(header.source.rawValue),
-              !ledger.isDuplicate(source: header.source, sequence: header.sequence)
-        else { return }
+        guard (0..<rankCount).contains(header.source.rawValue) else { return }
+        if ledger.isDuplicate(source: header.source, sequence: header.sequence) {
+            checkDuplicate(header, payload)
+            return
+        }
         // Independent checkpointing: a message from an incarnation that was rolled back is obsolete.
         if independent, header.incarnation < obsoleteBelow[header.source.rawValue] { return }
         arrivals += 1

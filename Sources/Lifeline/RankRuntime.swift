@@ -106,6 +106,11 @@ final class RankRuntime {
     var sends: UInt64 = 0
     var arrivals: UInt64 = 0
     var deliveries: UInt64 = 0
+    /// A hash of each delivered payload since the last commit, to catch a duplicate with other
+    /// bytes (a sender that did not re-execute the same way).
+    var fingerprints: DeliveryFingerprints
+    /// Whether this rank reported nondeterminism (once is enough).
+    var nondeterminismReported = false
 
     init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
@@ -135,6 +140,7 @@ final class RankRuntime {
             variant: launch?.variant ?? .coordinated, epoch: snapshot?.epoch ?? .start, stepPassed: snapshot?.step ?? -1,
             deliverableEpoch: launch?.deliverableEpoch)
         self.inbox = Array(repeating: [], count: rankCount)
+        self.fingerprints = DeliveryFingerprints(rankCount: rankCount)
         self.restoredStep = snapshot?.step
         self.restoredState = snapshot?.programState
         self.rankFaults = launch?.faults ?? []

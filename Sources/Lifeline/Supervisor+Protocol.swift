@@ -75,10 +75,27 @@ extension Supervisor {
             frozenReplies[rank.rawValue] = (interval, dependencies)
         case .waitReport(let serial, let wait):
             stalls.handleAnswer(from: rank, serial: serial, wait)
+        case .nondeterminism(let source, let sequence):
+            try nondeterminismFound(receiver: rank.rawValue, source: source.rawValue, sequence: sequence.rawValue)
         case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
              .trim, .waitQuery:
             events.record("protocol_error", ["rank": .int(rank.rawValue), "detail": .string("unexpected \(message)")])
         }
+    }
+
+    /// A rank got a message again with other bytes than it delivered: the program is not
+    /// deterministic, and the states the ranks hold may not fit together. Said on the terminal
+    /// and in the event log; the job stops unless `--on-nondeterminism warn`.
+    private func nondeterminismFound(receiver: Int, source: Int, sequence: UInt64) throws {
+        events.record("nondeterminism", ["rank": .int(receiver), "source": .int(source), "sequence": .int(Int(sequence))])
+        let what = "rank \(receiver) got message \(sequence) from rank \(source) again with other bytes than the first time: "
+            + "the program is not deterministic (read clocks, random numbers and other outside values through comm.logged { })"
+        guard configuration.onNondeterminism != .warn else {
+            warn(what + "; going on (--on-nondeterminism warn): the result may be wrong")
+            return
+        }
+        stopSurvivors()
+        throw LifelineError(.jobFailed, what + "; the job stops (--on-nondeterminism warn goes on)")
     }
 
     /// A rank reported the last safe point it passed: a new one is progress.

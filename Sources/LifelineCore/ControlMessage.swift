@@ -98,12 +98,15 @@ package enum ControlMessage: Sendable, Equatable {
     case frozen(interval: Int, dependencies: [Int])
     /// The answer to `waitQuery(serial)`: where the program waits inside the runtime.
     case waitReport(serial: UInt32, RankWait)
+    /// Message `sequence` from `source` arrived again with bytes other than the ones the rank
+    /// delivered: its sender did not re-execute the same way (the program is not deterministic).
+    case nondeterminism(source: RankID, sequence: SequenceNumber)
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
         case waitQuery
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
-        case waitReport
+        case waitReport, nondeterminism
     }
 
     /// The complete frame, prefix included.
@@ -155,6 +158,10 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.waitReport.rawValue)
             writer.write(serial)
             wait.encode(into: &writer)
+        case .nondeterminism(let source, let sequence):
+            writer.write(Code.nondeterminism.rawValue)
+            writer.write(UInt32(source.rawValue))
+            writer.write(sequence.rawValue)
         case .frozen(let interval, let dependencies):
             writer.write(Code.frozen.rawValue)
             writer.write(Int64(interval))
@@ -225,6 +232,9 @@ package enum ControlMessage: Sendable, Equatable {
         case .trim: message = .trim(checkpoint: try step(), coveredByReceiver: try decodeSets(&reader))
         case .waitQuery: message = .waitQuery(serial: try reader.read(UInt32.self))
         case .waitReport: message = .waitReport(serial: try reader.read(UInt32.self), try RankWait.decode(from: &reader))
+        case .nondeterminism:
+            message = .nondeterminism(
+                source: RankID(Int(try reader.read(UInt32.self))), sequence: SequenceNumber(rawValue: try reader.read(UInt64.self)))
         case .frozen: message = .frozen(interval: try step(), dependencies: try decodeIntegers(&reader))
         case .heartbeat: message = .heartbeat(step: try step())
         case .stepReport: message = .stepReport(try epoch(), step: try step())

@@ -36,6 +36,8 @@ extension LifelineCommand {
         var joinTimeout: String = "60s"
         @Option(parsing: .unconditional, help: ArgumentHelp("Time the checkpoint asked for by a first SIGINT or SIGTERM (or the walltime) may take; past it the job stops at once on the last committed line.", valueName: "DURATION"))
         var stopTimeout: String = "30s"
+        @Option(help: "When a rank gets a message again with other bytes than it delivered (the program is not deterministic): stop the job, or warn and go on.")
+        var onNondeterminism: String = "stop"
         @Option(help: "Failures the job survives before it gives up.")
         var maxRestarts: Int = 10
         @Option(help: "Committed recovery lines to keep; older checkpoints no kept line uses are deleted.")
@@ -107,6 +109,9 @@ extension LifelineCommand {
             let stallSecondsMin = try positiveSeconds(stallSeconds, option: "--stall-seconds")
             let joinTimeoutSeconds = try positiveSeconds(joinTimeout, option: "--join-timeout")
             let stopTimeoutSeconds = try positiveSeconds(stopTimeout, option: "--stop-timeout")
+            guard let nondeterminism = JobConfiguration.OnNondeterminism(rawValue: onNondeterminism) else {
+                throw ValidationError("--on-nondeterminism \(onNondeterminism) is not one of stop, warn")
+            }
             let runDirectory = absolute(runDir ?? defaultRunDirectory())
             var roots: [String]?
             if let storage {
@@ -128,7 +133,8 @@ extension LifelineCommand {
                 logFlushMs: logFlushMs, logFlushBytes: logFlushBytes, keep: keep,
                 chunkBytes: chunkKib * 1024,
                 compressionLevel: zstdLevel, stallSeconds: stallSecondsMin,
-                joinTimeoutSeconds: joinTimeoutSeconds, stopTimeoutSeconds: stopTimeoutSeconds)
+                joinTimeoutSeconds: joinTimeoutSeconds, stopTimeoutSeconds: stopTimeoutSeconds,
+                onNondeterminism: nondeterminism)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

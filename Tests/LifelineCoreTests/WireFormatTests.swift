@@ -49,6 +49,7 @@ struct WireFormatTests {
         .waitReport(serial: 9, RankWait(kind: .barrier, step: 41)),
         .waitReport(serial: 9, RankWait(kind: .send, peer: RankID(0), step: 0)),
         .waitReport(serial: 9, RankWait(kind: .connect, peer: RankID(4095), step: 0)),
+        .nondeterminism(source: RankID(3), sequence: SequenceNumber(rawValue: 17)),
     ]
 
     private func prefix(of frame: [UInt8]) throws -> FramePrefix {
@@ -82,7 +83,7 @@ struct WireFormatTests {
 
     @Test func controlMessageRefusesUnknownCodes() {
         let known: Set<UInt8> = Set(Self.everyControlMessage.map { $0.frame()[FramePrefix.byteCount] })
-        #expect(known.count == 21, "a control message case is missing from the list: codes \(known.sorted())")
+        #expect(known.count == 22, "a control message case is missing from the list: codes \(known.sorted())")
         for code in UInt8.min...UInt8.max where !known.contains(code) {
             #expect(throws: WireError.self, "code \(code) decoded") { try ControlMessage.decode([code] + [UInt8](repeating: 0, count: 40)) }
         }

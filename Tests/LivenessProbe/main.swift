@@ -16,6 +16,9 @@
 //       Not a rank: a stranger that, for SECONDS, keeps 50 connections open to each abstract
 //       socket NAME, each with half a frame prefix sent and nothing more, opening a new one
 //       whenever one is closed. Prints how many it opened.
+//   lifeline-liveness random ROUNDS
+//       The ring shift of `ask`, but each message carries a random number drawn without
+//       `logged`: not deterministic, which a replay after a kill must reveal.
 //   lifeline-liveness pause SECONDS
 //       The ring shift of `ask` for 6 rounds, but at round 3 rank 0 computes for SECONDS
 //       (without calling the runtime) before it sends: a stall, not a deadlock.
@@ -159,6 +162,15 @@ case "pause":
         try comm.send([UInt8](repeating: UInt8(truncatingIfNeeded: state.round), count: 64), to: right, tag: 1)
         state.mix(try comm.receive(from: left, tag: 1).bytes)
         state.round += 1
+    }
+case "random":
+    let rounds = Int(arguments[2]) ?? 300
+    while state.round < rounds {
+        try comm.safePoint(step: state.round, state: state)
+        try comm.send([UInt64.random(in: 0...UInt64.max)], to: right, tag: 1)
+        state.mix(try comm.receive(from: left, tag: 1).bytes)
+        state.round += 1
+        usleep(1_000)
     }
 case "deadlock":
     try comm.safePoint(step: 0, state: state)
