@@ -321,13 +321,19 @@ final class RankRuntime {
         return (log, ReplayQueue(records, mode: launch.logging))
     }
 
+    /// Connects to every lower rank (the higher rank of a pair connects). Every rank of a
+    /// launch listens before START, so a refusal means the peer died since (a fault during the
+    /// recovery): this rank goes on without it instead of failing with it. The supervisor either
+    /// restarts the peer alone and announces it (`peerRestarted`: then this rank connects) or
+    /// rolls every rank back; what this rank sends it meanwhile is retained.
     func connectToLowerRanks() throws {
         guard let launch else { return }
         for lower in 0..<rank.rawValue {
-            let fd = try Socket.connect(abstractName: launch.rankAddress(RankID(lower)))
+            guard let fd = try? Socket.connect(abstractName: launch.rankAddress(RankID(lower))) else { continue }
             let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
             guard Socket.sendAll(fd, handshake.frame()) else {
-                throw LifelineError(.transport, "\(RankID(lower)) closed the connection during the handshake")
+                close(fd)
+                continue
             }
             peers[lower] = Connection(fd: fd)
         }

@@ -108,9 +108,13 @@ extension RecoveryTests {
                 ["run", "-n", "2", "--run-dir", runDirectory, "--quiet", "--", "/bin/sleep", "61"], runDirectory: runDirectory,
                 timeoutSeconds: 30
             ) { pid in
-                JobRunner.waitForEvents(runDirectory, containing: "\"rank\":1")
-                let text = (try? String(contentsOfFile: runDirectory + "/pids", encoding: .utf8)) ?? ""
-                sleepers = text.split(separator: "\n").compactMap { $0.split(separator: " ").last.flatMap { Int32($0) } }
+                // The pids file is replaced once every rank of a launch is spawned.
+                let deadline = Date().addingTimeInterval(30)
+                while sleepers.filter({ $0 > 0 }).count < 2, Date() < deadline {
+                    usleep(20_000)
+                    let text = (try? String(contentsOfFile: runDirectory + "/pids", encoding: .utf8)) ?? ""
+                    sleepers = text.split(separator: "\n").compactMap { $0.split(separator: " ").last.flatMap { Int32($0) } }
+                }
                 kill(pid, SIGKILL)
             }
             try #require(sleepers.count == 2 && sleepers.allSatisfy { $0 > 0 }, "pids: \(sleepers)")
