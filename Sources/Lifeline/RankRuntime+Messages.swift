@@ -51,10 +51,18 @@ extension RankRuntime {
         }
     }
 
+    /// The connection to `destination`, waiting for it when there is none: a higher rank that
+    /// has not connected yet, or a lower one that died and whose restart the supervisor
+    /// announces (`peerRestarted`, taken out of the queue here: this rank connects to it).
     func connection(to destination: RankID) throws -> Connection {
         while true {
             if let connection = peers[destination.rawValue] { return connection }
-            try pump(timeoutMs: Self.pollIntervalMs, waiting: .connect(destination))  // a higher rank has not connected yet
+            try pump(timeoutMs: Self.pollIntervalMs, waiting: .connect(destination))
+            if destination < rank, let index = pendingControl.firstIndex(where: {
+                if case .peerRestarted(destination, _) = $0 { true } else { false }
+            }), case .peerRestarted(_, let incarnation) = pendingControl.remove(at: index) {
+                try peerRestarted(destination, incarnation: incarnation)
+            }
         }
     }
 

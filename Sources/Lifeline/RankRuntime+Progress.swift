@@ -44,27 +44,9 @@ extension RankRuntime {
                 released = true
                 control?.markReleased()
             case .peerRestarted(let peer, let peerIncarnationNew):
-                if independent || logging == .optimistic {
-                    // The peer rolled back: what its lost execution sent and this rank has not
-                    // delivered is obsolete (re-execution sends it again, perhaps differently).
-                    obsoleteBelow[peer.rawValue] = peerIncarnationNew
-                    inbox[peer.rawValue].removeAll { $0.header.incarnation < peerIncarnationNew }
-                }
-                try reconnect(to: peer, incarnation: peerIncarnationNew)
+                try peerRestarted(peer, incarnation: peerIncarnationNew)
             case .freeze:
-                writer?.drain()  // every checkpoint taken is durable and acknowledged first
-                for outcome in writer?.takeCompleted() ?? [] {
-                    if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
-                }
-                frozen = true
-                if logging == .optimistic {
-                    // Everything delivered so far reaches the log: this rank loses nothing if it
-                    // turns out to be an orphan and is restarted.
-                    try flushLog()
-                    control?.send(.frozen(interval: 0, dependencies: dependencyVector.map { Int($0) }))
-                } else {
-                    control?.send(.frozen(interval: interval, dependencies: intervalDependencies))
-                }
+                try freeze()  // read before START: answered now
             case .thaw:
                 frozen = false
             case .trim(let checkpoint, let covered):
@@ -79,6 +61,37 @@ extension RankRuntime {
                  .replayComplete, .frozen, .waitReport, .nondeterminism:
                 break  // not for a rank, or already handled
             }
+        }
+    }
+
+    /// A peer was restarted: what its lost execution sent and this rank has not delivered is
+    /// obsolete when it rolled back (re-execution sends it again, perhaps differently); then
+    /// this rank reconnects to it.
+    func peerRestarted(_ peer: RankID, incarnation peerIncarnationNew: UInt32) throws {
+        if independent || logging == .optimistic {
+            obsoleteBelow[peer.rawValue] = peerIncarnationNew
+            inbox[peer.rawValue].removeAll { $0.header.incarnation < peerIncarnationNew }
+        }
+        try reconnect(to: peer, incarnation: peerIncarnationNew)
+    }
+
+    /// `FREEZE` (a recovery plans its line): every checkpoint taken is made durable and
+    /// acknowledged, nothing more is delivered or taken until `THAW`, and the supervisor gets
+    /// the rank's interval and dependencies. Answered from whatever wait the rank is in (it
+    /// touches no peer socket), so a recovery never waits on a rank blocked in a send.
+    func freeze() throws {
+        writer?.drain()
+        for outcome in writer?.takeCompleted() ?? [] {
+            if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
+        }
+        frozen = true
+        if logging == .optimistic {
+            // Everything delivered so far reaches the log: this rank loses nothing if it turns
+            // out to be an orphan and is restarted.
+            try flushLog()
+            control?.send(.frozen(interval: 0, dependencies: dependencyVector.map { Int($0) }))
+        } else {
+            control?.send(.frozen(interval: interval, dependencies: intervalDependencies))
         }
     }
 
@@ -185,6 +198,7 @@ extension RankRuntime {
     /// that arrived: data into the inbox, control messages into the pending queue, new peer
     /// connections through their handshake. A `waitQuery` is answered at once with `waiting`.
     func pump(timeoutMs: Int32, writable: Int32? = nil, waiting: Waiting) throws {
+        var answerFreeze = false
         var descriptors: [pollfd] = []
         descriptors.reserveCapacity(rankCount + 2)
         if let controlReader { descriptors.append(pollfd(fd: controlReader.fd, events: Int16(POLLIN), revents: 0)) }
@@ -205,13 +219,17 @@ extension RankRuntime {
             if let controlReader, descriptor.fd == controlReader.fd {
                 let open = try controlReader.readAvailable { frame in
                     guard case .control(let message) = frame else { return }
-                    if case .waitQuery(let serial) = message {
-                        control?.send(.waitReport(serial: serial, wait(waiting)))
-                    } else {
-                        pendingControl.append(message)
+                    switch message {
+                    case .waitQuery(let serial): control?.send(.waitReport(serial: serial, wait(waiting)))
+                    case .freeze: answerFreeze = true
+                    default: pendingControl.append(message)
                     }
                 }
                 if !open { supervisorGone() }
+                if answerFreeze {
+                    answerFreeze = false
+                    try freeze()
+                }
             } else if descriptor.fd == listener {
                 acceptor?.acceptAll(now: monotonicSeconds())
             } else if handshaking.contains(descriptor.fd) {

@@ -213,16 +213,23 @@ extension Supervisor {
 
     /// Sends `FREEZE` to every live rank but `first` and waits for their answers (in
     /// `frozenReplies`); returns `first` with the ranks that died or did not answer meanwhile.
+    /// Ranks still starting from an earlier plan (a failure during a recovery) cannot answer
+    /// before START: they restart with the new plan at once instead of being waited for.
+    /// Meanwhile every rank's control connection is read, so heartbeats keep counting.
     /// With `stopAtSecondFailure`, stops waiting as soon as another rank has failed.
     func freezeSurvivors(failed first: Int, stopAtSecondFailure: Bool = false) throws -> Set<Int> {
         var failed: Set<Int> = [first]
         frozenReplies = [:]
-        var waiting = Set(slots.indices.filter { $0 != first && slots[$0].alive && slots[$0].connection != nil })
+        let restarting = starting.filter { $0 != first && slots[$0].alive }
+        failed.formUnion(restarting)
+        var waiting = Set(slots.indices.filter {
+            $0 != first && slots[$0].alive && slots[$0].connection != nil && !restarting.contains($0)
+        })
         for rank in waiting { send(.freeze, to: rank) }
         let deadline = now + max(5, Double(configuration.heartbeatTimeoutMs) / 1000)
         while !waiting.isEmpty, now < deadline, !(stopAtSecondFailure && failed.count > 1) {
             var descriptors = [pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)]
-            let polled = waiting.sorted()
+            let polled = slots.indices.filter { slots[$0].alive && slots[$0].connection != nil }
             for rank in polled { descriptors.append(pollfd(fd: slots[rank].connection?.fd ?? -1, events: Int16(POLLIN), revents: 0)) }
             _ = poll(&descriptors, nfds_t(descriptors.count), 100)
             for exit in descriptors[0].revents != 0 ? launcher.readExits() : [] {

@@ -27,6 +27,22 @@ extension RecoveryTests {
         }
     }
 
+    /// The failed rank is killed again while it restarts: the survivors that were restarting
+    /// with it are not waited for, those blocked sending to it answer the freeze from their
+    /// wait, nobody is declared hung, and only its two deaths count (a healthy rank was once
+    /// killed as hung after a 5 s stall).
+    @Test func independentSurvivesAKillDuringRecovery() throws {
+        let result = try JobRunner.runHeat("independent-recovery-kill", [
+            "--checkpoint", "independent", "--inject", "kill:rank=1,step=300", "--inject", "kill:rank=1,phase=recovery",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines == [Self.oracle])
+        let failures = result.events("failure")
+        #expect(failures.count == 2 && failures.allSatisfy { $0["rank"] as? Int == 1 }, "\(failures)")
+        #expect(result.events("hang_detected").isEmpty)
+        #expect(!result.stderr.contains("did not answer the freeze"), "\(result.stderr)")
+    }
+
     /// A rank that received nothing since its newest checkpoint (an idle worker in the last
     /// quarter of the task farm) fails: nobody depends on what it lost, so it alone rolls back
     /// and the others keep their processes — a partial rollback, without any log.
