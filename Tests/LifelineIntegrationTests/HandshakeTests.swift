@@ -6,21 +6,12 @@ extension RecoveryTests {
     /// Connections without the job's token are refused, by the supervisor and by the ranks,
     /// and the job goes on to the failure-free result.
     @Test func connectionWithWrongTokenIsRefused() throws {
-        let runDirectory = JobRunner.scratch("token") + "/run"
-        nonisolated(unsafe) var result: JobRunner.Result?
-        let job = Thread {
-            result = try? JobRunner.lifeline(
-                ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat,
-                runDirectory: runDirectory)
+        let finished = try runHeatWhile("token") { names in
+            for name in names.filter({ $0.hasSuffix(".s") || $0.hasSuffix(".0") }) {
+                let refused = try refusesWrongToken(name)
+                #expect(refused, "\(name) accepted a connection with a wrong token")
+            }
         }
-        job.start()
-        let names = try jobSocketNames()
-        let deadline = Date()
-        for name in names.filter({ $0.hasSuffix(".s") || $0.hasSuffix(".0") }) {
-            #expect(try refusesWrongToken(name), "\(name) accepted a connection with a wrong token")
-        }
-        while job.isExecuting || result == nil, Date() < deadline.addingTimeInterval(120) { usleep(100_000) }
-        let finished = try #require(result)
         #expect(finished.status == 0, "\(finished.stderr)")
         #expect(finished.resultLines == [Self.oracle])
         #expect(!finished.events("connection_refused").isEmpty)
@@ -35,27 +26,17 @@ extension RecoveryTests {
         let nobody = getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
         if !nobody { print("halfOpenConnectionsFromStrangersDoNotStallTheJob: not root or no setpriv: the other-user case is skipped") }
         for asNobody in nobody ? [false, true] : [false] {
-            let runDirectory = JobRunner.scratch("strangers") + "/run"
-            nonisolated(unsafe) var result: JobRunner.Result?
-            let job = Thread {
-                result = try? JobRunner.lifeline(
-                    ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat,
-                    runDirectory: runDirectory)
-            }
-            job.start()
-            let names = try jobSocketNames()
             let stranger = Process()
-            let probe = JobRunner.binDirectory + "/lifeline-liveness"
-            stranger.executableURL = URL(fileURLWithPath: asNobody ? "/usr/bin/setpriv" : probe)
-            stranger.arguments = (asNobody ? ["--reuid=65534", "--regid=65534", "--clear-groups", "--", probe] : [])
-                + ["stranger", "20"] + names
-            stranger.standardOutput = FileHandle.nullDevice
-            try stranger.run()
-            let deadline = Date().addingTimeInterval(240)
-            while job.isExecuting || result == nil, Date() < deadline { usleep(100_000) }
+            let finished = try runHeatWhile("strangers") { names in
+                let probe = JobRunner.binDirectory + "/lifeline-liveness"
+                stranger.executableURL = URL(fileURLWithPath: asNobody ? "/usr/bin/setpriv" : probe)
+                stranger.arguments = (asNobody ? ["--reuid=65534", "--regid=65534", "--clear-groups", "--", probe] : [])
+                    + ["stranger", "20"] + names
+                stranger.standardOutput = FileHandle.nullDevice
+                try stranger.run()
+            }
             kill(stranger.processIdentifier, SIGKILL)  // Foundation starts it with SIGTERM blocked
             stranger.waitUntilExit()
-            let finished = try #require(result, "the job did not end")
             #expect(finished.status == 0, "as nobody: \(asNobody): \(finished.stderr)")
             #expect(finished.resultLines == [Self.oracle], "as nobody: \(asNobody)")
             let seconds = finished.events("job_finished").first?["t"] as? Double ?? 0
@@ -68,6 +49,23 @@ extension RecoveryTests {
             #expect(expected.contains { reason in reasons.contains { $0.contains(reason) } },
                     "as nobody: \(asNobody): \(reasons)")
         }
+    }
+
+    /// Runs heat2d on 4 ranks on a thread of its own; once its five listeners are up, calls
+    /// `during` with their names; returns the job's result when it ended.
+    private func runHeatWhile(_ name: String, during: ([String]) throws -> Void) throws -> JobRunner.Result {
+        let runDirectory = JobRunner.scratch(name) + "/run"
+        nonisolated(unsafe) var result: JobRunner.Result?
+        let job = Thread {
+            result = try? JobRunner.lifeline(
+                ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat,
+                runDirectory: runDirectory)
+        }
+        job.start()
+        try during(try jobSocketNames())
+        let deadline = Date().addingTimeInterval(240)
+        while job.isExecuting || result == nil, Date() < deadline { usleep(100_000) }
+        return try #require(result, "the job did not end")
     }
 
     /// The abstract names of a running job's listeners (the supervisor's `….s`, each rank's

@@ -1,14 +1,11 @@
-// The program the liveness tests run under `lifeline run` (Tests/LifelineIntegrationTests/
-// LivenessTests.swift). Each mode is a pattern that once hung a job:
+// The program the liveness, nondeterminism and handshake tests run (Tests/
+// LifelineIntegrationTests/LivenessTests.swift, NondeterminismTests.swift, HandshakeTests.swift),
+// each mode a pattern that once hung a job or went unnoticed:
 //
 //   lifeline-liveness exchange BYTES ROUNDS
 //       A ring shift written send-then-receive: every round each rank sends BYTES to its right
 //       neighbour, then receives BYTES from its left one, then passes a safe point. With large
 //       messages both sends fill their sockets before either rank receives.
-//   lifeline-liveness ask ROUNDS
-//       Rank 0 asks for a checkpoint every round; every rank shifts a small value around the ring
-//       and passes a safe point. A request that reaches a restarted rank together with START
-//       must not be lost.
 //   lifeline-liveness deadlock
 //       Every rank receives from its right neighbour before sending anything: a deadlock the
 //       supervisor must find and explain.
@@ -17,13 +14,13 @@
 //       socket NAME, each with half a frame prefix sent and nothing more, opening a new one
 //       whenever one is closed. Prints how many it opened.
 //   lifeline-liveness random ROUNDS
-//       The ring shift of `ask`, but each message carries a random number drawn without
-//       `logged`: not deterministic, which a replay after a kill must reveal.
+//       A ring shift in which each message carries a random number drawn without `logged`:
+//       not deterministic, which a replay after a kill must reveal.
 //   lifeline-liveness pause SECONDS
-//       The ring shift of `ask` for 6 rounds, but at round 3 rank 0 computes for SECONDS
+//       A ring shift of small messages for 6 rounds, but at round 3 rank 0 computes for SECONDS
 //       (without calling the runtime) before it sends: a stall, not a deadlock.
 //
-// Every mode ends with rank 0 printing `result sha256=…` over what the ring carried.
+// Every mode but `stranger` ends with rank 0 printing `result sha256=…` over what the ring carried.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -122,7 +119,7 @@ func holdHalfOpenConnections(seconds: Double, names: [String]) {
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
-    print("usage: lifeline-liveness exchange BYTES ROUNDS | ask ROUNDS | deadlock | pause SECONDS")
+    print("usage: lifeline-liveness exchange BYTES ROUNDS | deadlock | pause SECONDS | random ROUNDS | stranger SECONDS NAME...")
     exit(2)
 }
 if arguments[1] == "stranger" {
@@ -134,43 +131,36 @@ var state = try comm.restore(Progress.self) ?? Progress()
 let right = (comm.rank + 1) % comm.size
 let left = (comm.rank + comm.size - 1) % comm.size
 
+/// Every round: a safe point, `prepare` (rank 0 may stall there), a message to the right
+/// neighbour, one from the left, mixed into the state. On the main actor, where the top-level
+/// `comm` and `state` live.
+@MainActor func shiftAroundTheRing(rounds: Int, pauseMicroseconds: UInt32 = 0, prepare: (Int) -> Void = { _ in },
+                        message: (Int) -> [UInt8]) throws {
+    while state.round < rounds {
+        try comm.safePoint(step: state.round, state: state)
+        prepare(state.round)
+        try comm.send(message(state.round), to: right, tag: 1)
+        state.mix(try comm.receive(from: left, tag: 1).bytes)
+        state.round += 1
+        if pauseMicroseconds > 0 { usleep(pauseMicroseconds) }
+    }
+}
+
+/// The bytes of a word array.
+func bytes(_ words: [UInt64]) -> [UInt8] { words.withUnsafeBytes { Array($0) } }
+
 switch arguments[1] {
 case "exchange":
-    let bytes = Int(arguments[2]) ?? 16 << 20
-    let rounds = Int(arguments[3]) ?? 2
-    while state.round < rounds {
-        try comm.safePoint(step: state.round, state: state)
-        try comm.send(payload(bytes: bytes, rank: comm.rank, round: state.round), to: right, tag: 1)
-        state.mix(try comm.receive(from: left, tag: 1).bytes)
-        state.round += 1
-    }
-case "ask":
-    let rounds = Int(arguments[2]) ?? 200
-    while state.round < rounds {
-        try comm.safePoint(step: state.round, state: state)
-        if comm.rank == 0, state.round % 10 == 5 { try comm.requestCheckpoint() }
-        try comm.send([UInt8](repeating: UInt8(truncatingIfNeeded: state.round), count: 512), to: right, tag: 1)
-        state.mix(try comm.receive(from: left, tag: 1).bytes)
-        state.round += 1
-        usleep(2_000)
-    }
+    let count = Int(arguments[2]) ?? 16 << 20
+    try shiftAroundTheRing(rounds: Int(arguments[3]) ?? 2) { bytes(payload(bytes: count, rank: comm.rank, round: $0)) }
 case "pause":
     let seconds = Double(arguments[2]) ?? 6
-    while state.round < 6 {
-        try comm.safePoint(step: state.round, state: state)
-        if comm.rank == 0, state.round == 3 { usleep(UInt32(seconds * 1_000_000)) }
-        try comm.send([UInt8](repeating: UInt8(truncatingIfNeeded: state.round), count: 64), to: right, tag: 1)
-        state.mix(try comm.receive(from: left, tag: 1).bytes)
-        state.round += 1
-    }
+    try shiftAroundTheRing(rounds: 6, prepare: { round in
+        if comm.rank == 0, round == 3 { usleep(UInt32(seconds * 1_000_000)) }
+    }) { [UInt8](repeating: UInt8(truncatingIfNeeded: $0), count: 64) }
 case "random":
-    let rounds = Int(arguments[2]) ?? 300
-    while state.round < rounds {
-        try comm.safePoint(step: state.round, state: state)
-        try comm.send([UInt64.random(in: 0...UInt64.max)], to: right, tag: 1)
-        state.mix(try comm.receive(from: left, tag: 1).bytes)
-        state.round += 1
-        usleep(1_000)
+    try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 300, pauseMicroseconds: 1_000) { _ in
+        bytes([UInt64.random(in: 0...UInt64.max)])
     }
 case "deadlock":
     try comm.safePoint(step: 0, state: state)
