@@ -10,7 +10,7 @@ import LifelineCore
 /// | field | meaning |
 /// |---|---|
 /// | `t` | seconds since the job started (the supervisor's clock; one host's monotonic clock) |
-/// | `kind` | `S` a send, `D` a delivery, `R` a delivery replayed from the log, `C` a capture |
+/// | `kind` | `S` a send (also a retained message sent again after a restart), `D` a delivery, `R` a delivery replayed from the log, `C` a capture |
 /// | `peer` | the destination of a send, the source of a delivery; `-` for a capture |
 /// | `seq` | the message's sequence number on its channel; the round (epoch) of a capture |
 /// | `tag` | the message's tag; the step of a capture |

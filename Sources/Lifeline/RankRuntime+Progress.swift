@@ -135,7 +135,10 @@ extension RankRuntime {
     func flushResend(to peer: RankID) throws {
         guard resendPending[peer.rawValue] else { return }
         resendPending[peer.rawValue] = false
-        for message in ledger.retained[peer.rawValue] { try deliverOrTransmit(peer, message.header, message.payload) }
+        for message in ledger.retained[peer.rawValue] {
+            trace?.sent(message.header, to: peer)
+            try deliverOrTransmit(peer, message.header, message.payload)
+        }
     }
 
     func perform(_ actions: [CheckpointParticipant.Action]) throws {

@@ -343,6 +343,7 @@ final class RankRuntime {
     func resendRetained() throws {
         for destination in 0..<rankCount {
             for message in ledger.retained[destination] {
+                trace?.sent(message.header, to: RankID(destination))
                 try deliverOrTransmit(RankID(destination), message.header, message.payload)
             }
         }

@@ -98,12 +98,15 @@ public struct Timeline {
         }
     }
 
-    /// Matches sends to deliveries by (source, destination, sequence number), newest
-    /// incarnation last, and samples evenly when there are too many.
+    /// Matches each delivery to the latest send of the same message (source, destination,
+    /// sequence number) at or before it — a message sent again after a restart (re-executed or
+    /// resent from retention) is drawn from where it was sent again, never from a send of an
+    /// execution a rollback undid — and samples evenly when there are too many. A delivery
+    /// whose send was not traced (lost with a killed rank's unflushed lines) gets no arrow.
     private mutating func readTraces(_ directory: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
-        var sends: [String: Double] = [:]
-        var deliveries: [(key: String, to: Mark, replayed: Bool)] = []
+        var sends: [String: [Double]] = [:]
+        var deliveries: [(key: String, source: Int, to: Mark, replayed: Bool)] = []
         for name in names.sorted() where name.hasSuffix(".tsv") {
             let parts = name.dropLast(4).split(separator: "-").last?.split(separator: ".") ?? []
             guard parts.count == 2, let rank = Int(parts[0]) else { continue }
@@ -112,20 +115,36 @@ public struct Timeline {
                 let fields = line.split(separator: "\t")
                 guard fields.count == 5, let time = Double(fields[0]) else { continue }
                 switch fields[1] {
-                case "S": sends["\(rank)>\(fields[2])#\(fields[3])"] = time
-                case "D", "R": deliveries.append(("\(fields[2])>\(rank)#\(fields[3])", Mark(rank: rank, time: time), fields[1] == "R"))
+                case "S": sends["\(rank)>\(fields[2])#\(fields[3])", default: []].append(time)
+                case "D", "R":
+                    guard let source = Int(fields[2]) else { continue }
+                    deliveries.append(("\(fields[2])>\(rank)#\(fields[3])", source, Mark(rank: rank, time: time), fields[1] == "R"))
                 default: break
                 }
             }
         }
+        for key in sends.keys { sends[key]?.sort() }
         messageCount = deliveries.count
         let stride = max(1, deliveries.count / Self.arrowsMax)
         for (index, delivery) in deliveries.enumerated() where index % stride == 0 {
-            guard let sent = sends[delivery.key], let source = Int(delivery.key.split(separator: ">")[0]) else { continue }
-            arrows.append(Arrow(from: Mark(rank: source, time: min(sent, delivery.to.time)), to: delivery.to,
-                                replayed: delivery.replayed))
+            guard let sent = Self.latest(sends[delivery.key] ?? [], atOrBefore: delivery.to.time) else { continue }
+            arrows.append(Arrow(from: Mark(rank: delivery.source, time: sent), to: delivery.to, replayed: delivery.replayed))
         }
     }
+
+    /// The largest of the ascending `times` that is at most `time`.
+    static func latest(_ times: [Double], atOrBefore time: Double) -> Double? {
+        var low = 0
+        var high = times.count
+        while low < high {
+            let middle = (low + high) / 2
+            if times[middle] <= time { low = middle + 1 } else { high = middle }
+        }
+        return low == 0 ? nil : times[low - 1]
+    }
+
+    /// The messages drawn, as (sent, delivered) times: what a test checks against the rollbacks.
+    var arrowTimes: [(sent: Double, delivered: Double)] { arrows.map { ($0.from.time, $0.to.time) } }
 
     /// The page.
     public var html: String {

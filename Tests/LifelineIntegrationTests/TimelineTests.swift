@@ -1,4 +1,5 @@
 import Foundation
+@testable import Lifeline
 import Testing
 
 extension RecoveryTests {
@@ -9,6 +10,30 @@ extension RecoveryTests {
             guard fields.count == 5, fields[1] == "D" || fields[1] == "R" else { return nil }
             return (fields[1], "\(fields[2])#\(fields[3])#\(fields[4])")
         }
+    }
+
+    /// Across a global rollback the timeline draws each delivery from the latest send of its
+    /// message before it: no arrow joins a send of the execution the rollback undid to a
+    /// delivery after it (in-transit messages are resent after the restore, and drawn from
+    /// there). It once matched by channel and sequence number alone, the send of whichever
+    /// trace file sorted last by name: past incarnation 9 ("rank-2.10" before "rank-2.6"), a
+    /// send the rollback undid.
+    @Test func timelineArrowsDoNotCrossAGlobalRollback() throws {
+        let result = try JobRunner.runHeat("timeline-rollback", [
+            "--trace-deliveries", "--inject", "kill:rank=1,step=300", "--inject", "kill:rank=2,step=500",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let rollbacks = result.events("recovery_start").compactMap { $0["t"] as? Double }
+        try #require(rollbacks.count == 2)
+        let arrows = try Timeline(runDirectory: result.runDirectory).arrowTimes
+        #expect(arrows.count > 100, "\(arrows.count) arrows")
+        for rollback in rollbacks {
+            let crossing = arrows.filter { $0.sent < rollback && $0.delivered > rollback }
+            #expect(crossing.isEmpty, "\(crossing.count) arrows cross the rollback at \(rollback) s: \(crossing.prefix(3))")
+        }
+        #expect(arrows.allSatisfy { $0.sent <= $0.delivered })
+        #expect(Timeline.latest([1, 2, 3], atOrBefore: 2.5) == 2 && Timeline.latest([1, 2], atOrBefore: 0.5) == nil
+                && Timeline.latest([1, 2], atOrBefore: 2) == 2)
     }
 
     /// With pessimistic logging the master of the task farm, killed, replays its any-source
