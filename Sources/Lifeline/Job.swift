@@ -70,6 +70,10 @@ public enum Job {
         guard !manifest.finished else {
             throw LifelineError(.configuration, "the job in \(path) already finished: there is nothing to resume")
         }
+        guard manifest.rankCount == configuration.rankCount else {
+            throw LifelineError(.configuration,
+                "\(path)/job.json says \(configuration.rankCount) ranks but the job's manifest \(manifest.rankCount): restore rankCount \(manifest.rankCount) in job.json to resume it")
+        }
         let outputs = (try? FileManager.default.contentsOfDirectory(atPath: path + "/output")) ?? []
         let incarnation = outputs.compactMap { name -> UInt32? in
             let parts = name.split(separator: ".")

@@ -184,6 +184,7 @@ extension Supervisor {
         } catch {
             warn("cannot delete old checkpoints: \(error)")
         }
+        fireStorageFaults(committed: epoch.rawValue)
         let actions = coordinator.handleCommitDurable(epoch, now: now)
         events.record("checkpoint_done", ["epoch": .int(Int(epoch.rawValue))])
         if let started = roundStartedAt {

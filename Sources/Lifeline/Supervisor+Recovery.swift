@@ -212,6 +212,7 @@ extension Supervisor {
 
     /// Fires the supervisor-side faults whose time has come.
     func fireDueFaults() throws {
+        fireTimedStorageFaults()
         let time = now
         for index in faults.indices where !faultFired[index] {
             switch faults[index] {

@@ -1,7 +1,8 @@
 /// One injected fault, parsed from the `--inject SPEC` grammar of the design:
 ///
 /// `kill:rank=R,after=DURATION` · `kill:rank=R,step=S` · `kill:rank=R,phase=checkpoint|recovery|finish` ·
-/// `hang:rank=R,after=DURATION` · `kill:supervisor,after=DURATION` · `chaos:seed=N,mtbf=DURATION`.
+/// `hang:rank=R,after=DURATION` · `kill:supervisor,after=DURATION` · `chaos:seed=N,mtbf=DURATION` ·
+/// `corrupt:mirror=a|b,epoch=E|after=DURATION[,file=chunk|index|manifest|log]`.
 ///
 /// Each fault fires once per job; `after=` counts from the start of the job, across restarts.
 package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
@@ -17,6 +18,29 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
 
     /// SIGKILL of a rank `afterSeconds` into the job.
     case killAfter(RankID, seconds: Double)
+    /// Which committed file a storage fault damages.
+    package enum StoredFile: String, Sendable, CaseIterable {
+        /// The first chunk of rank 0's snapshot in the line.
+        case chunk
+        /// Rank 0's snapshot index in the line.
+        case index
+        /// The manifest.
+        case manifest
+        /// The oldest segment of rank 0's message log (with logging).
+        case log
+    }
+
+    /// When a storage fault fires.
+    package enum StorageTrigger: Sendable, Equatable {
+        /// Right after round `epoch` commits (on the line it committed).
+        case epoch(UInt64)
+        /// `seconds` into the job (on the newest committed line).
+        case after(seconds: Double)
+    }
+
+    /// Bytes flipped in one committed file of a kind on one mirror (`a` when `mirrorA`), as a
+    /// failing disk would: reading it must notice, repair it from the other mirror, and go on.
+    case corrupt(mirrorA: Bool, StorageTrigger, StoredFile)
     /// SIGKILL of a rank when it first reaches safe point `step`, before any checkpoint there.
     case killAtStep(RankID, step: Int)
     /// SIGKILL of a rank in a phase of its life.
@@ -32,7 +56,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
     package var firesInRank: Bool {
         switch self {
         case .killAtStep, .killInPhase: return true
-        case .killAfter, .hangAfter, .killSupervisor, .chaos: return false
+        case .killAfter, .hangAfter, .killSupervisor, .chaos, .corrupt: return false
         }
     }
 
@@ -41,7 +65,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .killAfter(let rank, _), .killAtStep(let rank, _), .killInPhase(let rank, _), .hangAfter(let rank, _):
             return rank
-        case .killSupervisor, .chaos:
+        case .killSupervisor, .chaos, .corrupt:
             return nil
         }
     }
@@ -55,6 +79,13 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         case .hangAfter(let rank, let seconds): return "hang:rank=\(rank.rawValue),after=\(Self.format(seconds))"
         case .killSupervisor(let seconds): return "kill:supervisor,after=\(Self.format(seconds))"
         case .chaos(let seed, let mtbf): return "chaos:seed=\(seed),mtbf=\(Self.format(mtbf))"
+        case .corrupt(let mirrorA, let trigger, let file):
+            let when: String
+            switch trigger {
+            case .epoch(let epoch): when = "epoch=\(epoch)"
+            case .after(let seconds): when = "after=\(Self.format(seconds))"
+            }
+            return "corrupt:mirror=\(mirrorA ? "a" : "b"),\(when)" + (file == .chunk ? "" : ",file=\(file.rawValue)")
         }
     }
 
@@ -110,8 +141,28 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
             try only(["seed", "mtbf"])
             guard let raw = fields["seed"], let seed = UInt64(raw) else { throw FaultSpecError(text, "it needs seed=N") }
             return .chaos(seed: seed, mtbfSeconds: try duration("mtbf"))
+        case "corrupt":
+            try only(["mirror", "epoch", "after", "file"])
+            guard let mirror = fields["mirror"], mirror == "a" || mirror == "b" else {
+                throw FaultSpecError(text, "it needs mirror=a or mirror=b")
+            }
+            let file = try fields["file"].map { raw throws(FaultSpecError) in
+                guard let file = StoredFile(rawValue: raw) else {
+                    throw FaultSpecError(text, "file=\(raw) is not one of chunk, index, manifest, log")
+                }
+                return file
+            } ?? .chunk
+            switch (fields["epoch"], fields["after"]) {
+            case (let raw?, nil):
+                guard let epoch = UInt64(raw), epoch >= 1 else { throw FaultSpecError(text, "epoch=\(raw) is not a round ≥ 1") }
+                return .corrupt(mirrorA: mirror == "a", .epoch(epoch), file)
+            case (nil, _?):
+                return .corrupt(mirrorA: mirror == "a", .after(seconds: try duration("after")), file)
+            default:
+                throw FaultSpecError(text, "a storage fault needs epoch=E or after=DURATION, not both")
+            }
         default:
-            throw FaultSpecError(text, "\(kind) is not kill, hang or chaos")
+            throw FaultSpecError(text, "\(kind) is not kill, hang, chaos or corrupt")
         }
     }
 

@@ -14,7 +14,7 @@ struct LifelineCommand: ParsableCommand {
 /// Options shared by `run` and `resume`.
 struct InjectionOptions: ParsableArguments {
     @Option(name: .customLong("inject"), help: ArgumentHelp(
-        "Inject a fault (repeatable): kill:rank=R,after=DURATION | kill:rank=R,step=S | kill:rank=R,phase=checkpoint|recovery|finish | hang:rank=R,after=DURATION | kill:supervisor,after=DURATION | chaos:seed=N,mtbf=DURATION",
+        "Inject a fault (repeatable): kill:rank=R,after=DURATION | kill:rank=R,step=S | kill:rank=R,phase=checkpoint|recovery|finish | hang:rank=R,after=DURATION | kill:supervisor,after=DURATION | chaos:seed=N,mtbf=DURATION | corrupt:mirror=a|b,epoch=E|after=DURATION[,file=chunk|index|manifest|log]",
         valueName: "SPEC"))
     var injections: [String] = []
 }

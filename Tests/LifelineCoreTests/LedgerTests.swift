@@ -92,11 +92,17 @@ struct LedgerTests {
         #expect(try FaultSpec.parse("hang:rank=3,after=1.5s", rankCount: 4) == .hangAfter(RankID(3), seconds: 1.5))
         #expect(try FaultSpec.parse("kill:supervisor,after=1m", rankCount: 4) == .killSupervisor(seconds: 60))
         #expect(try FaultSpec.parse("chaos:seed=7,mtbf=2s", rankCount: 4) == .chaos(seed: 7, mtbfSeconds: 2))
+        #expect(try FaultSpec.parse("corrupt:mirror=a,epoch=3", rankCount: 4) == .corrupt(mirrorA: true, .epoch(3), .chunk))
+        #expect(try FaultSpec.parse("corrupt:mirror=b,after=2s,file=manifest", rankCount: 4)
+                == .corrupt(mirrorA: false, .after(seconds: 2), .manifest))
         for bad in ["kill", "kill:rank=9,step=1", "kill:rank=1", "kill:rank=1,step=x", "hang:rank=1,after=3",
-                    "kill:rank=1,phase=lunch", "boom:rank=1", "kill:rank=1,step=2,step=3", "kill:rank=1,after=2s,color=red"] {
+                    "kill:rank=1,phase=lunch", "boom:rank=1", "kill:rank=1,step=2,step=3", "kill:rank=1,after=2s,color=red",
+                    "corrupt:mirror=c,epoch=1", "corrupt:mirror=a", "corrupt:mirror=a,epoch=0", "corrupt:mirror=a,epoch=1,after=2s",
+                    "corrupt:mirror=a,epoch=1,file=disk", "corrupt:mirror=a,epoch=1,rank=2"] {
             #expect(throws: FaultSpecError.self, "\(bad) was accepted") { try FaultSpec.parse(bad, rankCount: 4) }
         }
-        for spec in ["kill:rank=1,step=40", "hang:rank=3,after=250ms", "chaos:seed=7,mtbf=2.0s"] {
+        for spec in ["kill:rank=1,step=40", "hang:rank=3,after=250ms", "chaos:seed=7,mtbf=2.0s", "corrupt:mirror=b,epoch=2",
+                     "corrupt:mirror=a,after=1.5s,file=log", "corrupt:mirror=a,epoch=4,file=index"] {
             #expect(try FaultSpec.parse(try FaultSpec.parse(spec, rankCount: 4).description, rankCount: 4)
                     == FaultSpec.parse(spec, rankCount: 4))
         }

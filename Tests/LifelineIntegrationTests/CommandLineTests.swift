@@ -88,6 +88,30 @@ extension RecoveryTests {
         #expect(resumed.events("resume").count >= 1)
     }
 
+    /// `corrupt:mirror=a,epoch=1` flips a byte of rank 0's first chunk on mirror A right after
+    /// round 1 commits (here: the checkpoint of a walltime stop). The resume restores from that
+    /// line, reads the chunk from B and repairs A's copy: the result is the failure-free one and
+    /// `storage verify` finds both mirrors healthy afterwards (`--keep 5` keeps the line).
+    @Test func aCorruptedChunkIsRepairedByTheRestoreThatReadsIt() throws {
+        let runDirectory = JobRunner.scratch("corrupt-chunk") + "/run"
+        let stopped = try JobRunner.lifeline(
+            ["run", "-n", "2", "--interval", "30", "--walltime", "2s", "--keep", "5", "--run-dir", runDirectory, "--quiet",
+             "--inject", "corrupt:mirror=a,epoch=1", "--"] + JobRunner.heat,
+            runDirectory: runDirectory)
+        try #require(stopped.status == 128 + SIGTERM, "\(stopped.stderr)")
+        let fault = stopped.events("fault_injected").first
+        let chunk = try #require(fault?["file"] as? String, "\(stopped.events("fault_injected"))")
+        #expect(chunk.hasPrefix("chunks/") && fault?["flipped"] as? Bool == true, "\(String(describing: fault))")
+        let resumed = try resumeToTheEnd(runDirectory)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.resultLines == [Self.oracle])
+        let roots = "\(runDirectory)/storage-a,\(runDirectory)/storage-b"
+        let verify = try JobRunner.lifeline(["storage", "verify", roots], runDirectory: runDirectory)
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        let a = FileManager.default.contents(atPath: "\(runDirectory)/storage-a/\(chunk)")
+        #expect(a != nil && a == FileManager.default.contents(atPath: "\(runDirectory)/storage-b/\(chunk)"), "A's copy not repaired")
+    }
+
     /// Resumes the two-rank job in `runDirectory` until it finishes (each resume may stop at its
     /// walltime).
     private func resumeToTheEnd(_ runDirectory: String) throws -> JobRunner.Result {
@@ -123,6 +147,16 @@ extension RecoveryTests {
         #expect(fromCopy.resultLines == [Self.oracle])
         #expect(try String(contentsOfFile: original + "/events.jsonl", encoding: .utf8) == eventsBefore,
                 "resuming the copy drove the original")
+
+        // A job.json whose rank count was edited is refused with one line, and nothing changes.
+        let edited = scratch + "/edited"
+        try FileManager.default.copyItem(atPath: original, toPath: edited)
+        let json = try String(contentsOfFile: edited + "/job.json", encoding: .utf8)
+        try json.replacingOccurrences(of: "\"rankCount\" : 2", with: "\"rankCount\" : 3")
+            .write(toFile: edited + "/job.json", atomically: true, encoding: .utf8)
+        let refused = try JobRunner.lifeline(["resume", edited], runDirectory: edited)
+        #expect(refused.status == 1 && refused.stderr.contains("says 3 ranks but the job's manifest 2"), "\(refused.stderr)")
+        #expect(!refused.stderr.contains("Fatal error"))
 
         let moved = scratch + "/moved"
         try FileManager.default.moveItem(atPath: original, toPath: moved)
