@@ -6,8 +6,16 @@ extension ManifestStore {
     /// A referenced file missing on both mirrors is never seen by walking the folders; it is
     /// counted here as lost, with one line naming the epoch, the rank and the file. With
     /// `repair`, damaged copies were already rewritten by the walk; nothing here writes.
+    ///
+    /// Chunks that no committed line lists (garbage of an aborted round, or of one under way)
+    /// are neither checked nor copied: a copy missing from one mirror is no damage there. When
+    /// the manifest or an index cannot be read, every chunk is checked.
     package func verify(repair: Bool) -> VerifyReport {
-        var report = store.verify(repair: repair)
+        let referenced = referencedChunks()
+        var report = store.verify(repair: repair) { name in
+            guard let referenced, name.hasPrefix(ChunkedSnapshots.folder + "/") else { return false }
+            return !referenced.contains(name) && !PosixFile.isHidden(String(name.split(separator: "/").last ?? ""))
+        }
         let manifest: Manifest
         do {
             guard let loaded = try load(repair: false) else { return report }
@@ -43,6 +51,23 @@ extension ManifestStore {
             }
         }
         return report
+    }
+
+    /// The names of the chunks the committed lines list, or nil when the manifest or one of
+    /// their snapshot indexes cannot be read (then nothing can be called unreferenced).
+    private func referencedChunks() -> Set<String>? {
+        guard let manifest = (try? load(repair: false)) ?? nil else { return nil }
+        let chunked = ChunkedSnapshots(store: store)
+        var names = Set<String>()
+        let snapshots = Set(manifest.committed.flatMap(\.members).map(\.snapshot)
+            + (manifest.independent ?? []).flatMap { $0 }.compactMap(\.snapshot))
+        for snapshot in snapshots {
+            guard let file = try? store.inspect(snapshot, repair: false),
+                  let index = try? SnapshotIndex.decode(file.body, name: snapshot)
+            else { return nil }
+            for chunk in index.chunks { names.insert(chunked.chunkName(chunk.hash)) }
+        }
+        return names
     }
 
     private func countReferenceProblem(_ error: StorageError, label: String, into report: inout VerifyReport) {

@@ -1,13 +1,18 @@
 extension MirroredStore {
     /// Checks every file on both mirrors and, when `repair`, rewrites each missing, damaged or
-    /// older copy from the good one and removes leftover temporary files.
+    /// older copy from the good one and removes leftover temporary files. Files `isGarbage`
+    /// names (chunks no committed line references) are only counted.
     ///
     /// Meant for `lifeline storage verify` (no repair) and `lifeline storage repair`.
-    package func verify(repair: Bool) -> VerifyReport {
+    package func verify(repair: Bool, isGarbage: (String) -> Bool = { _ in false }) -> VerifyReport {
         var report = VerifyReport()
         let names = Set(PosixFile.walkFiles(root: rootA) + PosixFile.walkFiles(root: rootB)).sorted()
         var logsChecked = Set<String>()
         for name in names where name != ChunkLock.fileName {
+            if isGarbage(name) {
+                report.unreferencedCount += 1
+                continue
+            }
             let (folder, fileName) = Self.split(name)
             let logName = Self.logName(folder: folder)
             if PosixFile.isHidden(fileName) {

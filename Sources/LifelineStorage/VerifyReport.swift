@@ -11,6 +11,9 @@ package struct VerifyReport: Sendable, Equatable {
     package var unrecoverableCount = 0
     /// Leftover temporary files from interrupted writes (removed when repairing).
     package var temporaryCount = 0
+    /// Chunks no committed line references (written by a round that aborted, or by one still
+    /// under way): neither checked nor repaired, and never counted as damaged or missing.
+    package var unreferencedCount = 0
     /// One line per problem, naming the file and the mirror.
     package var problems: [String] = []
 

@@ -71,5 +71,6 @@ private func openStore(_ roots: String) throws -> MirroredStore {
 private func printReport(_ report: VerifyReport) {
     for problem in report.problems { print(problem) }
     print("\(report.healthyCount) healthy, \(report.repairedCount) repaired, \(report.damagedCount) repairable, "
-          + "\(report.unrecoverableCount) lost, \(report.temporaryCount) leftover temporary files")
+          + "\(report.unrecoverableCount) lost, \(report.temporaryCount) leftover temporary files, "
+          + "\(report.unreferencedCount) unreferenced chunks left alone")
 }

@@ -11,6 +11,17 @@ extension RecoveryTests {
             try JobRunner.lifeline(["storage", verb, roots], runDirectory: result.runDirectory)
         }
         #expect(try storage("verify").status == 0)
+        // A chunk no line references, on A only (an aborted round's): no damage, not copied.
+        let garbage = "chunks/ff/" + String(repeating: "f", count: 32) + ".chunk"
+        let existing = try #require(FileManager.default.enumerator(atPath: result.runDirectory + "/storage-a/chunks")?
+            .compactMap { $0 as? String }.first { $0.hasSuffix(".chunk") })
+        try FileManager.default.createDirectory(atPath: result.runDirectory + "/storage-a/chunks/ff", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: result.runDirectory + "/storage-a/chunks/" + existing,
+                                         toPath: result.runDirectory + "/storage-a/" + garbage)
+        let withGarbage = try storage("verify")
+        #expect(withGarbage.status == 0 && withGarbage.stdout.contains("1 unreferenced chunks left alone"), "\(withGarbage.stdout)")
+        #expect(try storage("repair").status == 0)
+        #expect(!FileManager.default.fileExists(atPath: result.runDirectory + "/storage-b/" + garbage), "repair copied garbage")
         let manifestB = result.runDirectory + "/storage-b/manifest"
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: manifestB)))
         bytes[bytes.count / 2] ^= 0x01
