@@ -61,6 +61,9 @@ public enum Job {
         let loaded: Manifest?
         do {
             loaded = try ManifestStore(store: store).load()
+        } catch where error.code == .lost {
+            throw LifelineError(.storage,
+                "cannot resume \(path): its manifest is lost on both mirrors (\(error.message)), so no committed line can be found; `lifeline storage verify` says what else is damaged, and `lifeline run` starts the job anew")
         } catch {
             throw LifelineError(.storage, "cannot read the manifest of \(path): \(error)")
         }

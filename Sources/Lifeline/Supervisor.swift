@@ -240,7 +240,9 @@ final class Supervisor {
             warn(problem)
             events.record("storage_problem", ["detail": .string(problem)])
         }
-        if !problems.isEmpty {
+        // Problems that were repaired from the other mirror leave the newest line in force;
+        // only a line older than the newest is a fallback.
+        if !problems.isEmpty, plan == nil, line?.epoch != manifest.newestLine?.epoch {
             let target = line.map { "epoch \($0.epoch)" } ?? "the start of the job"
             warn("falling back to \(target): a newer checkpoint is damaged on both mirrors")
             events.record("fallback", ["epoch": .int(Int(line?.epoch ?? 0))])

@@ -112,6 +112,22 @@ extension RecoveryTests {
         #expect(a != nil && a == FileManager.default.contents(atPath: "\(runDirectory)/storage-b/\(chunk)"), "A's copy not repaired")
     }
 
+    /// With mirror B deleted between a stop and a resume, the resume restores the newest line
+    /// from A, repairs B, and does not call it a fallback (it said a newer checkpoint was
+    /// damaged when the one it used was the newest).
+    @Test func aDeletedMirrorIsRepairedWithoutAFallback() throws {
+        let runDirectory = JobRunner.scratch("mirror-deleted") + "/run"
+        let stopped = try JobRunner.lifeline(
+            ["run", "-n", "2", "--interval", "0.3", "--walltime", "2s", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat,
+            runDirectory: runDirectory)
+        try #require(stopped.status == 128 + SIGTERM, "\(stopped.stderr)")
+        try FileManager.default.removeItem(atPath: runDirectory + "/storage-b")
+        let resumed = try resumeToTheEnd(runDirectory)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.resultLines == [Self.oracle])
+        #expect(resumed.events("fallback").isEmpty && !resumed.stderr.contains("falling back"), "\(resumed.stderr)")
+    }
+
     /// Resumes the two-rank job in `runDirectory` until it finishes (each resume may stop at its
     /// walltime).
     private func resumeToTheEnd(_ runDirectory: String) throws -> JobRunner.Result {
@@ -213,7 +229,8 @@ extension RecoveryTests {
         let before = try Data(contentsOf: URL(fileURLWithPath: result.runDirectory + "/storage-a/manifest"))
         let resumed = try JobRunner.lifeline(["resume", result.runDirectory], runDirectory: result.runDirectory)
         #expect(resumed.status == 1)
-        #expect(resumed.stderr.contains("manifest"), "\(resumed.stderr)")
+        #expect(resumed.stderr.contains("its manifest is lost on both mirrors"), "\(resumed.stderr)")
+        #expect(!resumed.stderr.contains("falls back"), "a refusal that speaks of falling back: \(resumed.stderr)")
         #expect(resumed.stderr.split(separator: "\n").count <= 2, "\(resumed.stderr)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: result.runDirectory + "/storage-a/manifest")) == before)
     }
