@@ -18,6 +18,7 @@ public enum Job {
             throw LifelineError(.configuration,
                 "\(configuration.runDirectory) already holds a job: `lifeline resume` it or choose another --run-dir")
         }
+        let createdRunDirectory = !fileManager.fileExists(atPath: configuration.runDirectory)
         do {
             try fileManager.createDirectory(atPath: configuration.runDirectory + "/output", withIntermediateDirectories: true)
         } catch {
@@ -25,12 +26,23 @@ public enum Job {
         }
         let lock = try lockRunDirectory(configuration.runDirectory)
         defer { close(lock) }
-        let store = try openStore(configuration)
-        let manifests = ManifestStore(store: store)
-        if (try? manifests.load()) ?? nil != nil {
-            throw LifelineError(.configuration,
-                "the storage roots already hold a job's manifest: choose empty folders for --storage")
+        let store: MirroredStore
+        let storageLocks: [Int32]
+        do {
+            store = try openStore(configuration)
+            storageLocks = try lockStorageRoots(store)
+            if (try? ManifestStore(store: store).load()) ?? nil != nil {
+                storageLocks.forEach { close($0) }
+                throw LifelineError(.configuration,
+                    "the storage roots already hold a job's manifest: choose empty folders for --storage")
+            }
+        } catch {
+            // A refused job leaves nothing behind: not even the run directory it created.
+            if createdRunDirectory { try? fileManager.removeItem(atPath: configuration.runDirectory) }
+            throw error
         }
+        defer { storageLocks.forEach { close($0) } }
+        let manifests = ManifestStore(store: store)
         var manifest = Manifest(jobID: Supervisor.randomHex(bytes: 8), rankCount: configuration.rankCount)
         do {
             try manifests.commit(&manifest)
@@ -58,6 +70,8 @@ public enum Job {
         let lock = try lockRunDirectory(path)
         defer { close(lock) }
         let store = try openStore(configuration)
+        let storageLocks = try lockStorageRoots(store)
+        defer { storageLocks.forEach { close($0) } }
         let loaded: Manifest?
         do {
             loaded = try ManifestStore(store: store).load()
@@ -103,6 +117,26 @@ public enum Job {
                 "\(path) is in use by another lifeline process: wait for it to end or choose another run directory")
         }
         return fd
+    }
+
+    /// Takes both storage roots' job locks (held until the process ends), so two jobs never
+    /// share their mirrors — two started at once on the same `--storage` raced to write the
+    /// first manifest, and both ran.
+    private static func lockStorageRoots(_ store: MirroredStore) throws -> [Int32] {
+        var locks: [Int32] = []
+        for mirror in Mirror.allCases {
+            let lockPath = store.path(MirroredStore.jobLockFileName, on: mirror)
+            let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0, lifeline_lock_file(fd) == 0 else {
+                let reason = fd < 0 ? "cannot open \(lockPath): \(String(cString: strerror(errno)))"
+                    : "\(store.root(mirror)) is in use by another job: wait for it to end or choose other folders for --storage"
+                if fd >= 0 { close(fd) }
+                locks.forEach { close($0) }
+                throw LifelineError(.configuration, reason)
+            }
+            locks.append(fd)
+        }
+        return locks
     }
 
     private static func openStore(_ configuration: JobConfiguration) throws -> MirroredStore {

@@ -8,7 +8,7 @@ extension MirroredStore {
         var report = VerifyReport()
         let names = Set(PosixFile.walkFiles(root: rootA) + PosixFile.walkFiles(root: rootB)).sorted()
         var logsChecked = Set<String>()
-        for name in names where name != ChunkLock.fileName {
+        for name in names where name != ChunkLock.fileName && name != Self.jobLockFileName {
             if isGarbage(name) {
                 report.unreferencedCount += 1
                 continue

@@ -59,6 +59,10 @@ package struct MirroredStore: Sendable {
         }
     }
 
+    /// The lock file a job's supervisor holds in each root while it drives the job (`flock`):
+    /// no two jobs share a pair of mirrors. Not a stored file: `verify` leaves it alone.
+    package static let jobLockFileName = ".job.lock"
+
     /// The absolute path of `name` on `mirror`.
     package func path(_ name: String, on mirror: Mirror) -> String {
         name.isEmpty ? root(mirror) : root(mirror) + "/" + name

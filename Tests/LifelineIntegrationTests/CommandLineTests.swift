@@ -128,6 +128,27 @@ extension RecoveryTests {
         #expect(resumed.events("fallback").isEmpty && !resumed.stderr.contains("falling back"), "\(resumed.stderr)")
     }
 
+    /// A second job on the storage roots of a running one is refused with one line, leaves no
+    /// run directory behind, and the first finishes as usual (two started at once both ran).
+    @Test func aSecondJobOnTheSameStorageIsRefused() throws {
+        let scratch = JobRunner.scratch("shared-storage")
+        let storage = "\(scratch)/a,\(scratch)/b"
+        let first = try JobRunner.lifeline(
+            ["run", "-n", "2", "--interval", "0.5", "--run-dir", scratch + "/one", "--storage", storage, "--quiet", "--"]
+                + JobRunner.heat,
+            runDirectory: scratch + "/one"
+        ) { _ in
+            JobRunner.waitForEvents(scratch + "/one", containing: "ranks_started")
+            let second = try JobRunner.lifeline(
+                ["run", "-n", "2", "--run-dir", scratch + "/two", "--storage", storage, "--quiet", "--"] + JobRunner.heat,
+                runDirectory: scratch + "/two", timeoutSeconds: 60)
+            #expect(second.status == 1 && second.stderr.contains("is in use by another job"), "\(second.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: scratch + "/two"), "the refused job left its run directory")
+        }
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.resultLines == [Self.oracle])
+    }
+
     /// Resumes the two-rank job in `runDirectory` until it finishes (each resume may stop at its
     /// walltime).
     private func resumeToTheEnd(_ runDirectory: String) throws -> JobRunner.Result {
