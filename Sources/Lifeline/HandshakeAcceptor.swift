@@ -58,10 +58,18 @@ final class HandshakeAcceptor {
     /// The nearest deadline, if any connection waits.
     var nextDeadline: Double? { pending.map(\.deadline).min() }
 
-    /// The listener is readable: takes every pending connection. A peer of another user is
-    /// refused at once; past `pendingMax`, the oldest waiting connection is closed.
-    func acceptAll(now: Double) {
-        while let fd = Socket.accept(listener) {
+    /// The most connections taken from the listener per call: a flood of connections goes
+    /// back to the owner's poll loop between batches instead of holding it.
+    static let acceptsPerCallMax = 64
+
+    /// The listener is readable: takes the pending connections (at most `acceptsPerCallMax`)
+    /// and reads each handshake that is already there. A peer of another user is refused at
+    /// once; past `pendingMax`, the oldest waiting connection is closed. Returns the connections
+    /// whose handshake is complete and carries the token (the caller owns their sockets).
+    func acceptAll(now: Double) -> [(fd: Int32, handshake: Handshake)] {
+        var complete: [(fd: Int32, handshake: Handshake)] = []
+        for _ in 0..<Self.acceptsPerCallMax {
+            guard let fd = Socket.accept(listener) else { break }
             if let peer = Socket.peerUID(fd), peer != uid {
                 refuse(fd, "a process of another user (uid \(peer))")
                 continue
@@ -71,40 +79,50 @@ final class HandshakeAcceptor {
                 refuse(oldest.fd, "more than \(Self.pendingMax) connections waiting for their handshake")
             }
             pending.append(Pending(fd: fd, bytes: [], deadline: now + Self.deadlineSeconds))
+            if let done = read(fd) { complete.append(done) }
+        }
+        return complete
+    }
+
+    /// `fd` (one of `descriptors`) is readable: reads what arrived of its handshake, never past
+    /// its end (what follows belongs to the connection). Returns the socket and the handshake
+    /// once it is complete and carries the token (the caller owns the socket from then on); nil
+    /// while it is incomplete, or when it was refused and closed.
+    func read(_ fd: Int32) -> (fd: Int32, handshake: Handshake)? {
+        guard let index = pending.firstIndex(where: { $0.fd == fd }) else { return nil }
+        while true {
+            let bytes = pending[index].bytes
+            let body = bodyBytes(bytes)
+            if bytes.count >= FramePrefix.byteCount {
+                guard let body else { return dropRefused(at: index, "no valid handshake") }
+                if bytes.count == FramePrefix.byteCount + body { return complete(at: index) }
+            }
+            let wanted = bytes.count < FramePrefix.byteCount ? FramePrefix.byteCount - bytes.count
+                : FramePrefix.byteCount + body! - bytes.count
+            var chunk = [UInt8](repeating: 0, count: wanted)
+            let received = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT)) }
+            if received < 0, errno == EINTR { continue }
+            if received < 0, errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+            guard received > 0 else {
+                return dropRefused(at: index, received == 0 ? "closed before its handshake" : "no valid handshake")
+            }
+            pending[index].bytes += chunk[..<received]
         }
     }
 
-    /// `fd` (one of `descriptors`) is readable: reads what arrived of its handshake. Returns the
-    /// socket and the handshake once it is complete and carries the token (the caller owns the
-    /// socket from then on); nil while it is incomplete, or when it was refused and closed.
-    func read(_ fd: Int32) -> (fd: Int32, handshake: Handshake)? {
-        guard let index = pending.firstIndex(where: { $0.fd == fd }) else { return nil }
-        let wanted = pending[index].bytes.count < FramePrefix.byteCount
-            ? FramePrefix.byteCount - pending[index].bytes.count
-            : bodyBytes(pending[index].bytes).map { FramePrefix.byteCount + $0 - pending[index].bytes.count } ?? 0
-        var chunk = [UInt8](repeating: 0, count: max(1, wanted))
-        let received = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT)) }
-        if received < 0, errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
-        guard received > 0, wanted > 0 else {
-            pending.remove(at: index)
-            refuse(fd, received == 0 ? "closed before its handshake" : "no valid handshake")
-            return nil
-        }
-        pending[index].bytes += chunk[..<received]
+    /// The handshake of the connection at `index` has fully arrived: takes it if its token is
+    /// the job's.
+    private func complete(at index: Int) -> (fd: Int32, handshake: Handshake)? {
         let bytes = pending[index].bytes
-        guard bytes.count >= FramePrefix.byteCount, let body = bodyBytes(bytes) else {
-            if bytes.count >= FramePrefix.byteCount { return dropRefused(at: index, "no valid handshake") }
-            return nil
-        }
-        guard bytes.count == FramePrefix.byteCount + body else { return nil }
         guard let handshake = try? Handshake.decode(Array(bytes[FramePrefix.byteCount...])),
               Self.constantTimeEqual(Array(handshake.token.utf8), token)
         else { return dropRefused(at: index, "bad or missing handshake token") }
-        pending.remove(at: index)
+        let fd = pending.remove(at: index).fd
         return (fd, handshake)
     }
 
-    /// Closes the connections whose deadline passed.
+    /// Closes the connections whose deadline passed (call it after reading the readable ones, so
+    /// a handshake that arrived in time is never refused because its owner was busy).
     func expire(now: Double) {
         while let index = pending.firstIndex(where: { $0.deadline <= now }) {
             let late = pending.remove(at: index)

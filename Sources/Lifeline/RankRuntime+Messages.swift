@@ -106,6 +106,7 @@ extension RankRuntime {
         var taken: [Arrival] = []
         while taken.count < requests.count - index {
             try serviceControl()
+            returnObsolete(&taken)
             let request = requests[index + taken.count]
             if let arrival = takeArrival(from: request.source, tag: request.tag) {
                 taken.append(arrival)
@@ -341,5 +342,15 @@ extension RankRuntime {
         FileHandle.standardError.write(Data(
             "lifeline: \(rank) got message \(header.sequence.rawValue) from \(header.source) again with other bytes: the program is not deterministic\n".utf8))
         control?.send(.nondeterminism(source: header.source, sequence: header.sequence))
+    }
+
+    /// Arrivals taken for a `receive(all:)` that a peer's rollback made obsolete (announced
+    /// meanwhile) are dropped, and those taken after them go back to the front of their inbox,
+    /// in order, to be taken again.
+    func returnObsolete(_ taken: inout [Arrival]) {
+        guard let first = taken.firstIndex(where: { isObsolete($0.header) }) else { return }
+        let kept = taken[first...].filter { !isObsolete($0.header) }
+        taken.removeSubrange(first...)
+        for arrival in kept.reversed() { inbox[arrival.header.source.rawValue].insert(arrival, at: 0) }
     }
 }

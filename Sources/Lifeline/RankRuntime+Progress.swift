@@ -115,7 +115,7 @@ extension RankRuntime {
             // The restarted peer may die again before it accepts (a fault during its recovery):
             // then the supervisor restarts it once more and says so again; this rank goes on
             // (what it sends meanwhile is retained) instead of failing with it.
-            guard let fd = try? Socket.connect(abstractName: launch.rankAddress(peer)) else { return }
+            guard let fd = try Socket.connectUnlessRefused(abstractName: launch.rankAddress(peer)) else { return }
             let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
             guard Socket.sendAll(fd, handshake.frame()) else {
                 close(fd)
@@ -216,7 +216,7 @@ extension RankRuntime {
         if ready < 0, errno != EINTR {
             throw LifelineError(.transport, "poll failed: \(String(cString: strerror(errno)))")
         }
-        if let acceptor { reportRefusals(acceptor) }
+        defer { if let acceptor { reportRefusals(acceptor) } }  // after the reads: see `expire`
         guard ready > 0 else { return }
         for descriptor in descriptors where descriptor.revents != 0 {
             if let controlReader, descriptor.fd == controlReader.fd {
@@ -230,11 +230,14 @@ extension RankRuntime {
                 }
                 if !open { supervisorGone() }
                 if answerFreeze {
+                    // A THAW still queued is from the recovery before: the new freeze holds
+                    // until the new plan's THAW.
                     answerFreeze = false
+                    pendingControl.removeAll { $0 == .thaw }
                     try freeze()
                 }
             } else if descriptor.fd == listener {
-                acceptor?.acceptAll(now: monotonicSeconds())
+                for (fd, handshake) in acceptor?.acceptAll(now: monotonicSeconds()) ?? [] { acceptPeer(fd, handshake) }
             } else if handshaking.contains(descriptor.fd) {
                 if let (fd, handshake) = acceptor?.read(descriptor.fd) { acceptPeer(fd, handshake) }
             } else if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil {
@@ -243,6 +246,11 @@ extension RankRuntime {
                 }
             }
         }
+    }
+
+    /// Whether a message comes from an execution of its sender that a rollback undid.
+    func isObsolete(_ header: DataHeader) -> Bool {
+        (independent || logging == .optimistic) && header.incarnation < obsoleteBelow[header.source.rawValue]
     }
 
     /// Closes connections whose handshake is late, and says (at most every few seconds, on the
@@ -256,12 +264,13 @@ extension RankRuntime {
 
     func arrive(_ header: DataHeader, _ payload: [UInt8]) {
         guard (0..<rankCount).contains(header.source.rawValue) else { return }
+        // A message from an incarnation that was rolled back (independent checkpoints,
+        // optimistic orphans) is obsolete: neither delivered nor compared with what was.
+        if isObsolete(header) { return }
         if ledger.isDuplicate(source: header.source, sequence: header.sequence) {
             checkDuplicate(header, payload)
             return
         }
-        // Independent checkpointing: a message from an incarnation that was rolled back is obsolete.
-        if independent, header.incarnation < obsoleteBelow[header.source.rawValue] { return }
         arrivals += 1
         inbox[header.source.rawValue].append(Arrival(header: header, payload: payload))
     }

@@ -322,14 +322,14 @@ final class RankRuntime {
     }
 
     /// Connects to every lower rank (the higher rank of a pair connects). Every rank of a
-    /// launch listens before START, so a refusal means the peer died since (a fault during the
+    /// launch listens before START, so a refused connection (and only that) means the peer died since (a fault during the
     /// recovery): this rank goes on without it instead of failing with it. The supervisor either
     /// restarts the peer alone and announces it (`peerRestarted`: then this rank connects) or
     /// rolls every rank back; what this rank sends it meanwhile is retained.
     func connectToLowerRanks() throws {
         guard let launch else { return }
         for lower in 0..<rank.rawValue {
-            guard let fd = try? Socket.connect(abstractName: launch.rankAddress(RankID(lower))) else { continue }
+            guard let fd = try Socket.connectUnlessRefused(abstractName: launch.rankAddress(RankID(lower))) else { continue }
             let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
             guard Socket.sendAll(fd, handshake.frame()) else {
                 close(fd)

@@ -28,18 +28,30 @@ enum Socket {
 
     /// Connects to the abstract name `name`.
     static func connect(abstractName name: String) throws -> Int32 {
+        guard let fd = try connectUnlessRefused(abstractName: name) else {
+            throw LifelineError(.transport, "connect to \(name) failed: \(String(cString: strerror(ECONNREFUSED)))")
+        }
+        return fd
+    }
+
+    /// Connects to the abstract name `name`; nil when nothing listens there (ECONNREFUSED: the
+    /// process that did is gone). Any other failure is thrown.
+    static func connectUnlessRefused(abstractName name: String) throws -> Int32? {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw transportError("socket") }
         var (address, length) = try abstractAddress(name)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
-        }
-        guard connected == 0 else {
+        while true {
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
+            }
+            if connected == 0 { return fd }
+            if errno == EINTR { continue }
+            let refused = errno == ECONNREFUSED
             let error = transportError("connect to \(name)")
             close(fd)
+            if refused { return nil }
             throw error
         }
-        return fd
     }
 
     /// Accepts one connection, or returns nil when none is pending.

@@ -130,6 +130,7 @@ extension Supervisor {
             "bytes": .int(Int(lastCommitBytes)), "line": .string(line.map(String.init).joined(separator: ",")),
             "commits": .int(manifest.commits),
         ])
+        fireStorageFaults(committed: manifest.newestLine?.epoch ?? 0)
         for rank in 0..<configuration.rankCount {
             guard let record = all[rank].first(where: { $0.index == line[rank] }),
                   record.incarnation == Int(slots[rank].incarnation) else { continue }

@@ -217,6 +217,7 @@ extension Supervisor {
             }
         }
         output.releaseAll()
+        sayFaultsNotFired()
         manifest.finished = true
         do {
             try manifests.commit(&manifest)

@@ -188,7 +188,7 @@ final class Supervisor {
         _ = poll(&descriptors, nfds_t(descriptors.count), pollTimeoutMs())
         for descriptor in descriptors where descriptor.revents != 0 {
             if descriptor.fd == listener {
-                acceptor.acceptAll(now: now)
+                for (fd, handshake) in acceptor.acceptAll(now: now) { acceptControlConnection(fd, handshake) }
             } else if handshaking.contains(descriptor.fd) {
                 if let (fd, handshake) = acceptor.read(descriptor.fd) { acceptControlConnection(fd, handshake) }
             } else if descriptor.fd == launcher.exitFD {

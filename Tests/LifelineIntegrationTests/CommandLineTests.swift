@@ -149,6 +149,15 @@ extension RecoveryTests {
         #expect(first.resultLines == [Self.oracle])
     }
 
+    /// A fault that never fires (a step the program never reaches) is said at the end, on
+    /// stderr and as an event, instead of passing for a run with it.
+    @Test func aFaultThatNeverFiredIsSaid() throws {
+        let result = try JobRunner.runHeat("never-fired", ranks: 2, ["--inject", "kill:rank=1,step=100000"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("--inject kill:rank=1,step=100000 never fired"), "\(result.stderr)")
+        #expect(result.events("fault_not_fired").first?["spec"] as? String == "kill:rank=1,step=100000")
+    }
+
     /// Resumes the two-rank job in `runDirectory` until it finishes (each resume may stop at its
     /// walltime).
     private func resumeToTheEnd(_ runDirectory: String) throws -> JobRunner.Result {
