@@ -1,4 +1,5 @@
 import Foundation
+@testable import Lifeline
 import LifelineCore
 import Testing
 
@@ -88,20 +89,8 @@ extension RecoveryTests {
     /// Connects to an abstract socket, sends a handshake with a wrong token, and reports whether
     /// the other side closed the connection without a welcome.
     private func refusesWrongToken(_ name: String) throws -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard let fd = try Socket.connectUnlessRefused(abstractName: name) else { return true }
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(name.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { path in
-            path[0] = 0
-            for (index, byte) in bytes.enumerated() { path[index + 1] = byte }
-        }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + 1 + bytes.count)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
-        }
-        guard connected == 0 else { return true }
         let role: Handshake.Role = name.hasSuffix(".s") ? .control : .peer
         let frame = Handshake(token: "not-the-token", role: role, rank: RankID(1), incarnation: 0, pid: getpid()).frame()
         _ = frame.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
