@@ -149,6 +149,22 @@ extension RecoveryTests {
         #expect(first.resultLines == [Self.oracle])
     }
 
+    /// The run directory's `output/` deleted while the job runs: the committed output still
+    /// reaches stdout once (the supervisor reads each rank's output through a file it opened
+    /// when the rank started); it used to end "finished" without the result line.
+    @Test func outputDeletedMidRunStillReachesStdout() throws {
+        let runDirectory = JobRunner.scratch("output-deleted") + "/run"
+        let result = try JobRunner.lifeline(
+            ["run", "-n", "2", "--interval", "0.5", "--run-dir", runDirectory, "--quiet", "--"] + JobRunner.heat,
+            runDirectory: runDirectory
+        ) { _ in
+            JobRunner.waitForEvents(runDirectory, containing: "ranks_started")
+            try FileManager.default.removeItem(atPath: runDirectory + "/output")
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines == [Self.oracle], "\(result.stdout)")
+    }
+
     /// A fault that never fires (a step the program never reaches) is said at the end, on
     /// stderr and as an event, instead of passing for a run with it.
     @Test func aFaultThatNeverFiredIsSaid() throws {
