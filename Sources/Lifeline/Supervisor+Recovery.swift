@@ -241,6 +241,17 @@ extension Supervisor {
         }
     }
 
+    /// The job finished: every injected fault that did not fire is said (a step the rank never
+    /// reached, a round that never committed, a time past the end), so a test or a user does
+    /// not take a run without it for one with it.
+    func sayFaultsNotFired() {
+        for index in faults.indices where !faultFired[index] {
+            if case .chaos = faults[index] { continue }
+            warn("--inject \(faults[index]) never fired")
+            events.record("fault_not_fired", ["spec": .string("\(faults[index])")])
+        }
+    }
+
     private func signalRank(_ rank: Int, _ signal: Int32, spec: FaultSpec) throws {
         events.record("fault_injected", ["rank": .int(rank), "spec": .string("\(spec)")])
         if slots[rank].alive { kill(slots[rank].pid, signal) }

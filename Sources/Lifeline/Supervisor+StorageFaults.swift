@@ -67,15 +67,4 @@ extension Supervisor {
         byte ^= 0xFF
         return pwrite(fd, &byte, 1, offset) == 1 && fsync(fd) == 0
     }
-
-    /// The job finished: every injected fault that did not fire is said (a step the rank never
-    /// reached, a round that never committed, a time past the end), so a test or a user does
-    /// not take a run without it for one with it.
-    func sayFaultsNotFired() {
-        for index in faults.indices where !faultFired[index] {
-            if case .chaos = faults[index] { continue }
-            warn("--inject \(faults[index]) never fired")
-            events.record("fault_not_fired", ["spec": .string("\(faults[index])")])
-        }
-    }
 }
