@@ -27,7 +27,19 @@ do {
     try command.run()
 } catch let error as LifelineError {
     note("error: \(error.message)")
-    exit(1)
+    exit(exitStatus(error.code))
 } catch {
     LifelineCommand.exit(withError: error)
+}
+
+/// The exit status of a run that ended with `code`: 1 the job could not finish (a program error
+/// on every attempt, restarts exhausted, a deadlock, nondeterminism, a lost environment); 2 it was
+/// refused before it changed anything (a bad configuration, a run directory or storage in use, a
+/// job.json that does not fit its job); 3 stable storage failed or is lost.
+func exitStatus(_ code: LifelineError.Code) -> Int32 {
+    switch code {
+    case .configuration, .usage: return 2
+    case .storage, .corruptState: return 3
+    default: return 1
+    }
 }

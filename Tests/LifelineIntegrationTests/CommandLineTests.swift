@@ -142,7 +142,7 @@ extension RecoveryTests {
             let second = try JobRunner.lifeline(
                 ["run", "-n", "2", "--run-dir", scratch + "/two", "--storage", storage, "--quiet", "--"] + JobRunner.heat,
                 runDirectory: scratch + "/two", timeoutSeconds: 60)
-            #expect(second.status == 1 && second.stderr.contains("is in use by another job"), "\(second.stderr)")
+            #expect(second.status == 2 && second.stderr.contains("is in use by another job"), "\(second.stderr)")
             #expect(!FileManager.default.fileExists(atPath: scratch + "/two"), "the refused job left its run directory")
         }
         #expect(first.status == 0, "\(first.stderr)")
@@ -217,7 +217,7 @@ extension RecoveryTests {
         try json.replacingOccurrences(of: "\"rankCount\" : 2", with: "\"rankCount\" : 3")
             .write(toFile: edited + "/job.json", atomically: true, encoding: .utf8)
         let refused = try JobRunner.lifeline(["resume", edited], runDirectory: edited)
-        #expect(refused.status == 1 && refused.stderr.contains("says 3 ranks but the job's manifest 2"), "\(refused.stderr)")
+        #expect(refused.status == 2 && refused.stderr.contains("says 3 ranks but the job's manifest 2"), "\(refused.stderr)")
         #expect(!refused.stderr.contains("Fatal error"))
 
         let moved = scratch + "/moved"
@@ -240,7 +240,7 @@ extension RecoveryTests {
         let deadline = Date().addingTimeInterval(60)
         while !FileManager.default.fileExists(atPath: runDirectory + "/job.json"), Date() < deadline { usleep(20_000) }
         let second = try JobRunner.lifeline(["resume", runDirectory], runDirectory: runDirectory)
-        #expect(second.status == 1)
+        #expect(second.status == 2)
         #expect(second.stderr.contains("in use by another lifeline"), "\(second.stderr)")
         while first == nil, Date() < deadline.addingTimeInterval(120) { usleep(100_000) }
         #expect(first?.resultLines == [Self.oracle], "the first job was disturbed")
@@ -274,7 +274,7 @@ extension RecoveryTests {
         }
         let before = try Data(contentsOf: URL(fileURLWithPath: result.runDirectory + "/storage-a/manifest"))
         let resumed = try JobRunner.lifeline(["resume", result.runDirectory], runDirectory: result.runDirectory)
-        #expect(resumed.status == 1)
+        #expect(resumed.status == 3, "storage lost exits 3: \(resumed.status)")
         #expect(resumed.stderr.contains("its manifest is lost on both mirrors"), "\(resumed.stderr)")
         #expect(!resumed.stderr.contains("falls back"), "a refusal that speaks of falling back: \(resumed.stderr)")
         #expect(resumed.stderr.split(separator: "\n").count <= 2, "\(resumed.stderr)")
@@ -289,11 +289,11 @@ extension RecoveryTests {
         #expect(result.status == 0)
         let manifest = try Data(contentsOf: URL(fileURLWithPath: result.runDirectory + "/storage-a/manifest"))
         let finished = try JobRunner.lifeline(["resume", result.runDirectory], runDirectory: result.runDirectory)
-        #expect(finished.status == 1 && finished.stderr.contains("already finished"), "\(finished.stderr)")
+        #expect(finished.status == 2 && finished.stderr.contains("already finished"), "\(finished.stderr)")
         let other = try JobRunner.lifeline(["resume", result.runDirectory, "-n", "3"], runDirectory: result.runDirectory)
-        #expect(other.status == 1 && other.stderr.contains("runs on 2 ranks, not 3"), "\(other.stderr)")
+        #expect(other.status == 2 && other.stderr.contains("runs on 2 ranks, not 3"), "\(other.stderr)")
         let again = try JobRunner.lifeline(["run", "--run-dir", result.runDirectory, "--", "heat2d"], runDirectory: result.runDirectory)
-        #expect(again.status == 1 && again.stderr.contains("already holds a job"), "\(again.stderr)")
+        #expect(again.status == 2 && again.stderr.contains("already holds a job"), "\(again.stderr)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: result.runDirectory + "/storage-a/manifest")) == manifest)
     }
 }
