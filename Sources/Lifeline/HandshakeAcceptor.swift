@@ -55,8 +55,9 @@ final class HandshakeAcceptor {
     /// The sockets whose handshakes are under way: poll them for input.
     var descriptors: [Int32] { pending.map(\.fd) }
 
-    /// The nearest deadline, if any connection waits.
-    var nextDeadline: Double? { pending.map(\.deadline).min() }
+    /// Whether nothing waits and nothing is left to report: the poll loop's per-call check can
+    /// stop here without reading the clock.
+    var isIdle: Bool { pending.isEmpty && refused.isEmpty }
 
     /// The most connections taken from the listener per call: a flood of connections goes
     /// back to the owner's poll loop between batches instead of holding it.

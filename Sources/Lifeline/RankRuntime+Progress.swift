@@ -256,6 +256,7 @@ extension RankRuntime {
     /// Closes connections whose handshake is late, and says (at most every few seconds, on the
     /// rank's standard error; `final`: now) how many were refused.
     func reportRefusals(_ acceptor: HandshakeAcceptor, final: Bool = false) {
+        guard !acceptor.isIdle else { return }  // every wait passes here: no clock read for nothing
         acceptor.expire(now: monotonicSeconds())
         guard let report = acceptor.takeReport(now: monotonicSeconds(), final: final) else { return }
         FileHandle.standardError.write(Data(

@@ -322,10 +322,10 @@ final class RankRuntime {
     }
 
     /// Connects to every lower rank (the higher rank of a pair connects). Every rank of a
-    /// launch listens before START, so a refused connection (and only that) means the peer died since (a fault during the
-    /// recovery): this rank goes on without it instead of failing with it. The supervisor either
-    /// restarts the peer alone and announces it (`peerRestarted`: then this rank connects) or
-    /// rolls every rank back; what this rank sends it meanwhile is retained.
+    /// launch listens before START, so a refused connection (and only that) means the peer died
+    /// since (a fault during the recovery): this rank goes on without it instead of failing with
+    /// it. The supervisor either restarts the peer alone and announces it (`peerRestarted`: then
+    /// this rank connects) or rolls every rank back; what this rank sends it meanwhile is retained.
     func connectToLowerRanks() throws {
         guard let launch else { return }
         for lower in 0..<rank.rawValue {
