@@ -61,6 +61,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let compressionLevel = "LIFELINE_ZSTD_LEVEL"
         /// "1" when the rank restarts alone (or with its orphans) and replays its message log.
         package static let replayLog = "LIFELINE_REPLAY_LOG"
+        /// The mirrors snapshots are written to: `ab`, or `a` or `b` while the other has failed.
+        package static let writeMirrors = "LIFELINE_WRITE_MIRRORS"
     }
 
     /// The rank's index.
@@ -119,6 +121,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
     /// orphans, while the others keep running). After a global rollback it does not: every
     /// rank re-executes from the recovery line, and what the logs hold past it is void.
     package var replayLog: Bool = false
+    /// The mirrors the rank writes its snapshots to (both, unless one has failed).
+    package var writeMirrors: StorageMirrors = .both
 
     /// The abstract socket name of the supervisor.
     package var supervisorAddress: String { "\(addressPrefix).s" }
@@ -145,6 +149,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.interval: String(intervalSeconds), Key.logFlushMs: String(logFlushMs),
             Key.logFlushBytes: String(logFlushBytes), Key.chunkBytes: String(chunkBytes),
             Key.compressionLevel: String(compressionLevel), Key.replayLog: replayLog ? "1" : "0",
+            Key.writeMirrors: writeMirrors.letters,
         ]
         if let replayLimit { result[Key.replayLimit] = "\(replayLimit.rank):\(replayLimit.recoverable)" }
         if let restoreSnapshot { result[Key.restoreSnapshot] = restoreSnapshot }
@@ -221,6 +226,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
                 ?? ChunkedSnapshots.chunkBytesDefault,
             compressionLevel: value(Key.compressionLevel).flatMap(Int32.init)
                 .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault,
-            replayLog: value(Key.replayLog) == "1")
+            replayLog: value(Key.replayLog) == "1",
+            writeMirrors: value(Key.writeMirrors).flatMap(StorageMirrors.init(letters:)) ?? .both)
     }
 }

@@ -72,7 +72,8 @@ extension RankRuntime {
             epoch: epoch, step: step,
             name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
             uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
-            changes: participant.changesSinceCheckpoint, dependencies: [], faultIndex: fault?.index))
+            changes: participant.changesSinceCheckpoint, dependencies: [], faultIndex: fault?.index,
+            mirrors: writeMirrors))
     }
 
     /// Independent checkpointing: closes the current interval with a checkpoint of its own,
@@ -93,7 +94,8 @@ extension RankRuntime {
             epoch: index, step: step,
             name: ManifestStore(store: store).independentSnapshotName(rank: rank.rawValue, checkpoint: interval),
             uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
-            changes: participant.changesSinceCheckpoint, dependencies: intervalDependencies, faultIndex: fault?.index))
+            changes: participant.changesSinceCheckpoint, dependencies: intervalDependencies, faultIndex: fault?.index,
+            mirrors: writeMirrors))
         intervalDependencies = Array(repeating: -1, count: rankCount)
         nextCheckpointAt = jobClock() + nextPeriod()
     }

@@ -40,6 +40,8 @@ extension RankRuntime {
                 try perform(participant.handleDone(epoch))
             case .abort(let epoch):
                 try perform(participant.handleAbort(epoch))
+            case .writeMirrors(let mirrors) where !mirrors.isEmpty:
+                writeMirrors = mirrors
             case .release:
                 released = true
                 control?.markReleased()
@@ -57,7 +59,7 @@ extension RankRuntime {
                 try trimLog(committed: Epoch(UInt64(checkpoint)))
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
-            case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+            case .start, .writeMirrors, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
                  .replayComplete, .frozen, .waitReport, .nondeterminism:
                 break  // not for a rank, or already handled
             }

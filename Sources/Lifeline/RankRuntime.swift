@@ -90,6 +90,8 @@ final class RankRuntime {
     /// Independent checkpointing: the supervisor is planning a recovery line; nothing is
     /// delivered and no checkpoint is taken until it thaws the rank.
     var frozen = false
+    /// The mirrors snapshots are written to: both, or one while the other has failed.
+    var writeMirrors: StorageMirrors
     /// Independent checkpointing: per peer, the incarnation its messages must come from at
     /// least (set when it rolls back: what its lost execution sent is obsolete).
     var obsoleteBelow: [UInt32]
@@ -125,6 +127,7 @@ final class RankRuntime {
         self.listener = listener
         self.acceptor = launch.flatMap { listener >= 0 ? HandshakeAcceptor(listener: listener, token: $0.token) : nil }
         self.store = store
+        self.writeMirrors = launch?.writeMirrors ?? .both
         self.writer = store.flatMap { store in
             control.map {
                 SnapshotWriter(store: store, control: $0,
@@ -201,7 +204,8 @@ final class RankRuntime {
         if launch.restarted, let fault = launch.faults.first(where: { $0.spec == .killInPhase(launch.rank, .recovery) }) {
             fireFault(index: fault.index, control: control)
         }
-        let snapshot = try loadSnapshot(launch: launch, store: store)
+        // While a mirror has failed, reading a snapshot does not try to repair it.
+        let snapshot = try loadSnapshot(launch: launch, store: store.writing(only: launch.writeMirrors.mirrors))
         let (log, replay) = try openLog(
             launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0,
             dependencies: snapshot?.dependencies ?? [])

@@ -9,8 +9,9 @@ import Synchronization
 
 /// Writes a rank's snapshots in the background (the non-blocking protocol): cut into chunks,
 /// compress and write the chunks the store does not already hold intact (mirror A, verify,
-/// mirror B), write the index, then send `ACK` straight to the supervisor. The program's thread
-/// learns of each outcome through `takeCompleted()`.
+/// mirror B; one of them alone while the other has failed), write the index, then send `ACK`
+/// straight to the supervisor. The program's thread learns of each outcome through
+/// `takeCompleted()`.
 ///
 /// The ACK's `snapshotBytes` is the bytes newly stored on one mirror (new chunks and the
 /// index), not the snapshot's logical size.
@@ -38,6 +39,8 @@ final class SnapshotWriter: Sendable {
         var dependencies: [Int]
         /// A `phase=checkpoint` fault to fire between durability and ACK.
         var faultIndex: Int?
+        /// The mirrors to write (the supervisor's `writeMirrors`).
+        var mirrors: StorageMirrors
     }
 
     private let snapshots: ChunkedSnapshots
@@ -82,8 +85,9 @@ final class SnapshotWriter: Sendable {
 
     private func write(_ job: Job) {
         do {
-            let written = try snapshots.write(job.name, segments: job.uncompressed, generation: job.epoch.rawValue,
-                                              chunkBytes: chunkBytes, level: level)
+            let store = snapshots.store.writing(only: job.mirrors.mirrors)
+            let written = try ChunkedSnapshots(store: store).write(
+                job.name, segments: job.uncompressed, generation: job.epoch.rawValue, chunkBytes: chunkBytes, level: level)
             if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
             // Report to the program's thread before the ACK: DONE, which the ACK causes,
             // must find the outcome already there.
@@ -92,10 +96,11 @@ final class SnapshotWriter: Sendable {
                 step: job.step, snapshotBytes: UInt64(written.storedBytes),
                 outputOffset: job.outputOffset, delivered: job.delivered, changes: job.changes,
                 logicalBytes: UInt64(written.logicalBytes), chunks: UInt32(written.index.chunks.count),
-                chunksReused: UInt32(written.reusedCount), dependencies: job.dependencies)))
+                chunksReused: UInt32(written.reusedCount), dependencies: job.dependencies, mirrors: job.mirrors)))
         } catch {
             completed.withLock { $0.append(.failed(job.epoch)) }
-            control.send(.snapshotFailed(job.epoch, reason: "\(error)"))
+            let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
+            control.send(.snapshotFailed(job.epoch, reason: "\(error)", failedMirrors: failed))
         }
     }
 }

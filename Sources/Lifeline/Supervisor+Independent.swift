@@ -59,11 +59,16 @@ extension Supervisor {
             ])
             return
         }
+        let snapshot = manifests.independentSnapshotName(rank: rank, checkpoint: index)
+        var onlyOn = commitMirror([ack.mirrors]).onlyOn
+        if onlyOn != nil, store.mirrors.count == 2, copyToBothMirrors([snapshot]) != nil {
+            onlyOn = nil  // written while a mirror had failed, which has been resynchronised since
+        }
         var all = records
         all[rank].append(IndependentCheckpoint(
-            index: index, snapshot: manifests.independentSnapshotName(rank: rank, checkpoint: index), step: ack.step,
+            index: index, snapshot: snapshot, step: ack.step,
             incarnation: Int(slots[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes,
-            dependencies: ack.dependencies))
+            dependencies: ack.dependencies, onlyOn: onlyOn))
         records = all
         planner.recordCheckpoint(rank: rank, dependencies: ack.dependencies)
         checkpointDelivered[rank][index] = ack.delivered
@@ -85,7 +90,10 @@ extension Supervisor {
         let useless = planner.uselessCheckpoints()
         var all = records
         var deleted: [String] = []
-        for rank in all.indices {
+        // While some checkpoints are on one mirror, none is deleted: which line a second
+        // failure would fall back to is not known.
+        let collecting = failedMirror == nil && !manifest.hasDegradedCommits
+        for rank in all.indices where collecting {
             let restartPoint = configuration.logging == .none ? nil : all[rank].last?.index
             for position in all[rank].indices where all[rank][position].snapshot != nil {
                 let index = all[rank][position].index
@@ -107,12 +115,17 @@ extension Supervisor {
                 return Member(rank: rank, snapshot: snapshot, step: record.step, incarnation: record.incarnation,
                               outputOffset: record.outputOffset, snapshotBytes: record.snapshotBytes)
             }
+            let onlyOn = (0..<configuration.rankCount).lazy.compactMap { rank in
+                all[rank].first { $0.index == line[rank] }?.onlyOn
+            }.first
             next.appendCommitted(CommittedLine(
-                epoch: (manifest.newestLine?.epoch ?? 0) + 1, step: members.map(\.step).min() ?? -1, members: members),
-                keep: configuration.keep ?? Manifest.keepDefault)
+                epoch: (manifest.newestLine?.epoch ?? 0) + 1, step: members.map(\.step).min() ?? -1, members: members,
+                onlyOn: onlyOn), keep: configuration.keep ?? Manifest.keepDefault)
         }
         do {
-            try manifests.commit(&next)
+            try commitManifest(&next)
+        } catch let error as LifelineError {
+            throw error
         } catch {
             warn("cannot record an independent checkpoint: \(error); the previous records stand")
             events.record("commit_failed", ["reason": .string("\(error)")])

@@ -37,10 +37,11 @@ extension Supervisor {
             } else {
                 try perform(coordinator.handleAck(from: rank, round: epoch, acknowledgement))
             }
-        case .snapshotFailed(let epoch, let reason):
+        case .snapshotFailed(let epoch, let reason, let failedMirrors):
             events.record("snapshot_failed", [
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)), "reason": .string(reason),
             ])
+            if let mirror = failedMirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
             if independent {
                 // Its interval numbering now runs ahead of the records: it restarts from its
                 // last durable checkpoint like a failed rank.
@@ -78,7 +79,7 @@ extension Supervisor {
         case .nondeterminism(let source, let sequence):
             try nondeterminismFound(receiver: rank.rawValue, source: source.rawValue, sequence: sequence.rawValue)
         case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
-             .trim, .waitQuery:
+             .trim, .waitQuery, .writeMirrors:
             events.record("protocol_error", ["rank": .int(rank.rawValue), "detail": .string("unexpected \(message)")])
         }
     }
@@ -118,6 +119,9 @@ extension Supervisor {
                 try perform(commit(epoch, step: step, acks: acks))
             case .roundAborted(let epoch, let reason):
                 events.record("abort", ["epoch": .int(Int(epoch.rawValue)), "reason": .string(reason)])
+                // The chunks only the aborted round wrote go now (those a rank still writes
+                // stay, under the chunk lock, until the next commit collects them).
+                _ = try? manifests.garbageCollect(keeping: manifest)
             case .finishJob:
                 try finishJob()
             }
@@ -147,11 +151,17 @@ extension Supervisor {
                 rank: rank, snapshot: manifests.snapshotName(epoch: epoch.rawValue, rank: rank), step: ack.step,
                 incarnation: Int(slots[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes)
         }
+        let (onlyOn, shared) = commitMirror(acks.filter { !$0.kept }.map(\.mirrors))
+        guard shared else {
+            return coordinator.handleCommitFailed(epoch, reason: "the snapshots are on different mirrors", now: now)
+        }
         var next = manifest
-        next.appendCommitted(CommittedLine(epoch: epoch.rawValue, step: step, members: members),
+        next.appendCommitted(CommittedLine(epoch: epoch.rawValue, step: step, members: members, onlyOn: onlyOn),
                              keep: configuration.keep ?? Manifest.keepDefault)
         do {
-            try manifests.commit(&next)
+            try commitManifest(&next)
+        } catch let error as LifelineError {
+            throw error
         } catch {
             warn("cannot commit epoch \(epoch.rawValue): \(error); the previous line stands")
             events.record("commit_failed", ["epoch": .int(Int(epoch.rawValue)), "reason": .string("\(error)")])
@@ -176,7 +186,7 @@ extension Supervisor {
             "changes": .string(wrote.map { "\(acks[$0].changes)" }.joined(separator: ",")),
             "kept": .string(kept.map { "\($0)" }.joined(separator: ",")),
             "kept_from": .string(keptFrom.joined(separator: ",")),
-            "commits": .int(manifest.commits),
+            "commits": .int(manifest.commits), "mirrors": .string(manifest.newestLine?.onlyOn?.rawValue ?? "ab"),
         ])
         for (rank, ack) in acks.enumerated() where !ack.kept { output.release(rank: rank, upTo: ack.outputOffset) }
         do {

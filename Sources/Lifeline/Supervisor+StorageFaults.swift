@@ -4,24 +4,36 @@ import Glibc
 import LifelineCore
 import LifelineStorage
 
-/// Storage faults of the `--inject` grammar: bytes flipped in one committed file on one mirror,
-/// as a failing disk would, at a commit (`epoch=E`) or a time (`after=`). Reading the file later
-/// must notice it, use the other mirror and repair this one.
+/// Storage faults of the `--inject` grammar, at a commit (`epoch=E`) or a time (`after=`): bytes
+/// flipped in one committed file on one mirror, as a failing disk would (reading the file later
+/// must notice it, use the other mirror and repair this one); or every write to one mirror
+/// failing as on a full disk (`fail:`, see `Supervisor+Mirrors`).
 extension Supervisor {
     /// Round `epoch` committed: fires the storage faults waiting for it.
     func fireStorageFaults(committed epoch: UInt64) {
         for index in faults.indices where !faultFired[index] {
-            guard case .corrupt(let mirrorA, .epoch(epoch), let file) = faults[index] else { continue }
-            corrupt(index, mirror: mirrorA ? .a : .b, file: file)
+            switch faults[index] {
+            case .corrupt(let mirrorA, .epoch(epoch), let file): corrupt(index, mirror: mirrorA ? .a : .b, file: file)
+            case .failMirror(let mirrorA, .epoch(epoch), let seconds): failMirror(index, mirror: mirrorA ? .a : .b, seconds: seconds)
+            default: break
+            }
         }
     }
 
-    /// Fires the storage faults whose time has come (on the newest committed line).
+    /// Fires the storage faults whose time has come (on the newest committed line), and ends
+    /// the mirror failures whose duration is over.
     func fireTimedStorageFaults() {
         for index in faults.indices where !faultFired[index] {
-            guard case .corrupt(let mirrorA, .after(let seconds), let file) = faults[index], now >= seconds else { continue }
-            corrupt(index, mirror: mirrorA ? .a : .b, file: file)
+            switch faults[index] {
+            case .corrupt(let mirrorA, .after(let seconds), let file) where now >= seconds:
+                corrupt(index, mirror: mirrorA ? .a : .b, file: file)
+            case .failMirror(let mirrorA, .after(let seconds), let duration) where now >= seconds:
+                failMirror(index, mirror: mirrorA ? .a : .b, seconds: duration)
+            default:
+                break
+            }
         }
+        clearMirrorFaults(all: false)
     }
 
     /// Flips bytes in the middle of the file `file` names in the newest line, on `mirror`. Waits

@@ -35,8 +35,20 @@ final class Supervisor {
     let faults: [FaultSpec]
     let jobID: String
     let token: String
-    let store: MirroredStore
-    let manifests: ManifestStore
+    /// The store on both mirrors, as configured.
+    let bothMirrors: MirroredStore
+    /// The store this job writes now: `bothMirrors`, or one mirror alone while the other has
+    /// failed (see `Supervisor+Mirrors`).
+    var store: MirroredStore
+    /// The manifest on `store`.
+    var manifests: ManifestStore
+    /// The mirror that failed, why and when (job clock); nil while both take writes.
+    var failedMirror: (mirror: Mirror, reason: String, since: Double)?
+    /// When to try the next resynchronisation (job clock), while a mirror has failed or the
+    /// manifest lists degraded commits.
+    var nextResyncAt = 0.0
+    /// `fail:mirror=` faults that fired: the marker to remove from which root, and when.
+    var mirrorFaults: [(index: Int, mirror: Mirror, until: Double?)] = []
     var manifest: Manifest
     let events: EventLog
     let launcher: RankLauncher
@@ -110,6 +122,7 @@ final class Supervisor {
         self.faults = faults
         self.jobID = manifest.jobID
         self.token = Self.randomHex(bytes: 16)
+        self.bothMirrors = store
         self.store = store
         self.manifests = ManifestStore(store: store)
         self.manifest = manifest
@@ -160,6 +173,7 @@ final class Supervisor {
             "checkpoint": .string(configuration.checkpointing.rawValue),
             "interval_s": .double(configuration.intervalSeconds), "incarnation": .int(Int(incarnation)),
         ])
+        defer { clearMirrorFaults() }
         try launchAll()
         defer { recordRefusals(final: true) }
         while !finishedJob {
@@ -205,6 +219,7 @@ final class Supervisor {
         checkStopDeadline()
         if stoppedOutcome != nil { return }
         try fireDueFaults()
+        resynchroniseIfDue()
         recordRefusals()
         try checkHeartbeats()
         try checkStalls()
@@ -276,7 +291,7 @@ final class Supervisor {
                 logFlushBytes: configuration.logFlushBytes ?? 1 << 20, replayLimit: replayLimit,
                 chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
                 compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)),
-                replayLog: replayLog)
+                replayLog: replayLog, writeMirrors: StorageMirrors(store.mirrors))
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,

@@ -1,4 +1,20 @@
-/// What a rank reports when its snapshot for a round is durable on both mirrors.
+/// The storage mirrors a snapshot is written to or held by (A and B, as the storage layer
+/// names them): both, or one alone while the other has failed.
+package struct StorageMirrors: OptionSet, Sendable, Hashable {
+    /// The bits: A is 1, B is 2.
+    package let rawValue: UInt8
+    /// A set from its bits.
+    package init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// Mirror A.
+    package static let a = StorageMirrors(rawValue: 1)
+    /// Mirror B.
+    package static let b = StorageMirrors(rawValue: 2)
+    /// Both mirrors: the normal state.
+    package static let both: StorageMirrors = [.a, .b]
+}
+
+/// What a rank reports when its snapshot for a round is durable on the mirrors it was asked
+/// to write (both, unless one has failed).
 package struct Acknowledgement: Sendable, Equatable {
     /// The safe point at which the state was captured.
     package var step: Int
@@ -23,11 +39,14 @@ package struct Acknowledgement: Sendable, Equatable {
     /// `--checkpoint independent`: the dependency vector of the interval this checkpoint closes
     /// (per sender, the newest sender interval delivered from; -1: none). Empty otherwise.
     package var dependencies: [Int]
+    /// The mirrors that hold the snapshot: both, or one during a degraded state.
+    package var mirrors: StorageMirrors
 
     /// An acknowledgement with every field given.
     package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: [DeliveredSet],
                  kept: Bool = false, changes: UInt64 = 0, logicalBytes: UInt64 = 0, chunks: UInt32 = 0,
-                 chunksReused: UInt32 = 0, dependencies: [Int] = []) {
+                 chunksReused: UInt32 = 0, dependencies: [Int] = [], mirrors: StorageMirrors = .both) {
+        self.mirrors = mirrors
         self.step = step
         self.snapshotBytes = snapshotBytes
         self.outputOffset = outputOffset
@@ -57,6 +76,9 @@ package enum ControlMessage: Sendable, Equatable {
     case abort(Epoch)
     /// Every rank reached the final barrier: exit.
     case release
+    /// Write snapshots to these mirrors from now on (one alone while the other has failed,
+    /// both again once it is resynchronised).
+    case writeMirrors(StorageMirrors)
     /// A rank was restarted alone (its incarnation given): connect to it if it is below you,
     /// wait for its connection otherwise, then send it your retained messages again.
     case peerRestarted(RankID, incarnation: UInt32)
@@ -80,8 +102,9 @@ package enum ControlMessage: Sendable, Equatable {
     case stepReport(Epoch, step: Int)
     /// `ACK(epoch)`: the rank's snapshot is durable.
     case ack(Epoch, Acknowledgement)
-    /// The rank could not write its snapshot; the round must abort.
-    case snapshotFailed(Epoch, reason: String)
+    /// The rank could not write its snapshot; the round must abort. `failedMirrors`: the mirror
+    /// whose write failed, when its disk failed (full, read-only, I/O error); empty otherwise.
+    case snapshotFailed(Epoch, reason: String, failedMirrors: StorageMirrors = [])
     /// The rank reached the end of its program and waits at the final barrier; it reports what
     /// its incarnation appended to its message log, the peaks of its retained messages and of
     /// its log on disk (0 without logging), its peak resident memory, and how many fsyncs its
@@ -104,7 +127,7 @@ package enum ControlMessage: Sendable, Equatable {
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
-        case waitQuery
+        case waitQuery, writeMirrors
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
         case waitReport, nondeterminism
     }
@@ -173,6 +196,9 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.stepReport.rawValue)
             writer.write(epoch.rawValue)
             writer.write(Int64(step))
+        case .writeMirrors(let mirrors):
+            writer.write(Code.writeMirrors.rawValue)
+            writer.write(mirrors.rawValue)
         case .ack(let epoch, let ack):
             writer.write(Code.ack.rawValue)
             writer.write(epoch.rawValue)
@@ -184,11 +210,13 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(ack.logicalBytes)
             writer.write(ack.chunks)
             writer.write(ack.chunksReused)
+            writer.write(ack.mirrors.rawValue)
             Self.encode(ack.dependencies, into: &writer)
             Self.encode(ack.delivered, into: &writer)
-        case .snapshotFailed(let epoch, let reason):
+        case .snapshotFailed(let epoch, let reason, let failedMirrors):
             writer.write(Code.snapshotFailed.rawValue)
             writer.write(epoch.rawValue)
+            writer.write(failedMirrors.rawValue)
             writer.write(reason)
         case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs):
             writer.write(Code.finished.rawValue)
@@ -217,6 +245,11 @@ package enum ControlMessage: Sendable, Equatable {
         }
         func epoch() throws(WireError) -> Epoch { Epoch(try reader.read(UInt64.self)) }
         func step() throws(WireError) -> Int { Int(try reader.read(Int64.self)) }
+        func mirrors() throws(WireError) -> StorageMirrors {
+            let bits = try reader.read(UInt8.self)
+            guard bits & ~StorageMirrors.both.rawValue == 0 else { throw WireError("mirror set \(bits)") }
+            return StorageMirrors(rawValue: bits)
+        }
         let message: ControlMessage
         switch code {
         case .start: message = .start
@@ -231,6 +264,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .thaw: message = .thaw
         case .trim: message = .trim(checkpoint: try step(), coveredByReceiver: try decodeSets(&reader))
         case .waitQuery: message = .waitQuery(serial: try reader.read(UInt32.self))
+        case .writeMirrors: message = .writeMirrors(try mirrors())
         case .waitReport: message = .waitReport(serial: try reader.read(UInt32.self), try RankWait.decode(from: &reader))
         case .nondeterminism:
             message = .nondeterminism(
@@ -249,13 +283,17 @@ package enum ControlMessage: Sendable, Equatable {
             let logicalBytes = try reader.read(UInt64.self)
             let chunks = try reader.read(UInt32.self)
             let chunksReused = try reader.read(UInt32.self)
+            let held = try mirrors()
             let dependencies = try decodeIntegers(&reader)
             let delivered = try decodeSets(&reader)
             message = .ack(round, Acknowledgement(
                 step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered,
                 kept: kept == 1, changes: changes, logicalBytes: logicalBytes, chunks: chunks, chunksReused: chunksReused,
-                dependencies: dependencies))
-        case .snapshotFailed: message = .snapshotFailed(try epoch(), reason: try reader.readString())
+                dependencies: dependencies, mirrors: held))
+        case .snapshotFailed:
+            let round = try epoch()
+            let failed = try mirrors()
+            message = .snapshotFailed(round, reason: try reader.readString(), failedMirrors: failed)
         case .finished:
             message = .finished(step: try step(), loggedBytes: try reader.read(UInt64.self),
                                 retainedBytesPeak: try reader.read(UInt64.self), logBytesPeak: try reader.read(UInt64.self),

@@ -2,7 +2,8 @@
 ///
 /// `kill:rank=R,after=DURATION` · `kill:rank=R,step=S` · `kill:rank=R,phase=checkpoint|recovery|finish` ·
 /// `hang:rank=R,after=DURATION` · `kill:supervisor,after=DURATION` · `chaos:seed=N,mtbf=DURATION` ·
-/// `corrupt:mirror=a|b,epoch=E|after=DURATION[,file=chunk|index|manifest|log]`.
+/// `corrupt:mirror=a|b,epoch=E|after=DURATION[,file=chunk|index|manifest|log]` ·
+/// `fail:mirror=a|b,epoch=E|after=DURATION[,for=DURATION]`.
 ///
 /// Each fault fires once per job; `after=` counts from the start of the job, across restarts.
 package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
@@ -41,6 +42,9 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
     /// Bytes flipped in one committed file of a kind on one mirror (`a` when `mirrorA`), as a
     /// failing disk would: reading it must notice, repair it from the other mirror, and go on.
     case corrupt(mirrorA: Bool, StorageTrigger, StoredFile)
+    /// Every write to one mirror (`a` when `mirrorA`) fails as on a full disk, from the
+    /// trigger on, for `seconds` (nil: until the job ends).
+    case failMirror(mirrorA: Bool, StorageTrigger, seconds: Double?)
     /// SIGKILL of a rank when it first reaches safe point `step`, before any checkpoint there.
     case killAtStep(RankID, step: Int)
     /// SIGKILL of a rank in a phase of its life.
@@ -56,7 +60,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
     package var firesInRank: Bool {
         switch self {
         case .killAtStep, .killInPhase: return true
-        case .killAfter, .hangAfter, .killSupervisor, .chaos, .corrupt: return false
+        case .killAfter, .hangAfter, .killSupervisor, .chaos, .corrupt, .failMirror: return false
         }
     }
 
@@ -65,7 +69,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .killAfter(let rank, _), .killAtStep(let rank, _), .killInPhase(let rank, _), .hangAfter(let rank, _):
             return rank
-        case .killSupervisor, .chaos, .corrupt:
+        case .killSupervisor, .chaos, .corrupt, .failMirror:
             return nil
         }
     }
@@ -80,12 +84,16 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         case .killSupervisor(let seconds): return "kill:supervisor,after=\(Self.format(seconds))"
         case .chaos(let seed, let mtbf): return "chaos:seed=\(seed),mtbf=\(Self.format(mtbf))"
         case .corrupt(let mirrorA, let trigger, let file):
-            let when: String
-            switch trigger {
-            case .epoch(let epoch): when = "epoch=\(epoch)"
-            case .after(let seconds): when = "after=\(Self.format(seconds))"
-            }
-            return "corrupt:mirror=\(mirrorA ? "a" : "b"),\(when)" + (file == .chunk ? "" : ",file=\(file.rawValue)")
+            return "corrupt:mirror=\(mirrorA ? "a" : "b"),\(Self.format(trigger))" + (file == .chunk ? "" : ",file=\(file.rawValue)")
+        case .failMirror(let mirrorA, let trigger, let seconds):
+            return "fail:mirror=\(mirrorA ? "a" : "b"),\(Self.format(trigger))" + (seconds.map { ",for=\(Self.format($0))" } ?? "")
+        }
+    }
+
+    private static func format(_ trigger: StorageTrigger) -> String {
+        switch trigger {
+        case .epoch(let epoch): "epoch=\(epoch)"
+        case .after(let seconds): "after=\(format(seconds))"
         }
     }
 
@@ -141,10 +149,23 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
             try only(["seed", "mtbf"])
             guard let raw = fields["seed"], let seed = UInt64(raw) else { throw FaultSpecError(text, "it needs seed=N") }
             return .chaos(seed: seed, mtbfSeconds: try duration("mtbf"))
-        case "corrupt":
-            try only(["mirror", "epoch", "after", "file"])
+        case "corrupt", "fail":
+            try only(kind == "fail" ? ["mirror", "epoch", "after", "for"] : ["mirror", "epoch", "after", "file"])
             guard let mirror = fields["mirror"], mirror == "a" || mirror == "b" else {
                 throw FaultSpecError(text, "it needs mirror=a or mirror=b")
+            }
+            let trigger: StorageTrigger
+            switch (fields["epoch"], fields["after"]) {
+            case (let raw?, nil):
+                guard let epoch = UInt64(raw), epoch >= 1 else { throw FaultSpecError(text, "epoch=\(raw) is not a round ≥ 1") }
+                trigger = .epoch(epoch)
+            case (nil, _?):
+                trigger = .after(seconds: try duration("after"))
+            default:
+                throw FaultSpecError(text, "a storage fault needs epoch=E or after=DURATION, not both")
+            }
+            if kind == "fail" {
+                return .failMirror(mirrorA: mirror == "a", trigger, seconds: fields["for"] == nil ? nil : try duration("for"))
             }
             let file = try fields["file"].map { raw throws(FaultSpecError) in
                 guard let file = StoredFile(rawValue: raw) else {
@@ -152,17 +173,9 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
                 }
                 return file
             } ?? .chunk
-            switch (fields["epoch"], fields["after"]) {
-            case (let raw?, nil):
-                guard let epoch = UInt64(raw), epoch >= 1 else { throw FaultSpecError(text, "epoch=\(raw) is not a round ≥ 1") }
-                return .corrupt(mirrorA: mirror == "a", .epoch(epoch), file)
-            case (nil, _?):
-                return .corrupt(mirrorA: mirror == "a", .after(seconds: try duration("after")), file)
-            default:
-                throw FaultSpecError(text, "a storage fault needs epoch=E or after=DURATION, not both")
-            }
+            return .corrupt(mirrorA: mirror == "a", trigger, file)
         default:
-            throw FaultSpecError(text, "\(kind) is not kill, hang, chaos or corrupt")
+            throw FaultSpecError(text, "\(kind) is not kill, hang, chaos, corrupt or fail")
         }
     }
 

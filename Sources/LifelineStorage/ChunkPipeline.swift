@@ -202,15 +202,18 @@ private final class BackgroundWrite: Sendable {
     private let done = DispatchSemaphore(value: 0)
     private let failure = Mutex<StorageError?>(nil)
 
-    /// Starts writing `files` to `store`: A on `queues.a`, then B on `queues.b`.
+    /// Starts writing `files` to `store`'s mirrors: the first (A) on `queues.a`, then the
+    /// second (B), if the store writes two, on `queues.b`.
     init(store: MirroredStore, files: [FileToWrite], queues: Queues) {
+        let first = store.mirrors[0]
+        let second = store.mirrors.dropFirst().first
         queues.a.async { [self] in
-            guard attempt({ () throws(StorageError) in try store.writeCopies(files, on: .a) }) else {
+            guard attempt({ () throws(StorageError) in try store.writeCopies(files, on: first) }), let second else {
                 done.signal()
                 return
             }
             queues.b.async { [self] in
-                _ = attempt { () throws(StorageError) in try store.writeCopies(files, on: .b) }
+                _ = attempt { () throws(StorageError) in try store.writeCopies(files, on: second) }
                 done.signal()
             }
         }

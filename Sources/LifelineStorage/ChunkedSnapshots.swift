@@ -236,9 +236,9 @@ package struct ChunkedSnapshots: Sendable {
         return names
     }
 
-    /// The stored length of chunk `name` if its file reads intact on both mirrors (a bad copy
-    /// repaired), else nil: a chunk whose repair failed is held by one mirror only, and is
-    /// written again rather than referenced.
+    /// The stored length of chunk `name` if its file reads intact on the mirrors the store
+    /// writes (a bad copy repaired), else nil: a chunk whose repair failed is held by one
+    /// mirror only, and is written again rather than referenced.
     func intactStoredBytes(_ name: String, length: Int) -> Int? {
         guard store.exists(name), let file = try? store.read(name), file.kind == .snapshot,
               file.repaired.count == file.problems.count,

@@ -6,11 +6,15 @@ package struct CommittedLine: Codable, Sendable, Equatable {
     package var step: Int
     /// One entry per rank in the line, each rank at most once.
     package var members: [Member]
+    /// A degraded commit: the one mirror that holds the line's snapshots (the other had
+    /// failed); nil when both do. Absent from manifests written before degraded commits existed.
+    package var onlyOn: Mirror?
 
-    /// Creates a committed line.
-    package init(epoch: UInt64, step: Int, members: [Member]) {
+    /// Creates a committed line, on both mirrors unless `onlyOn` names one.
+    package init(epoch: UInt64, step: Int, members: [Member], onlyOn: Mirror? = nil) {
         self.epoch = epoch
         self.step = step
         self.members = members
+        self.onlyOn = onlyOn
     }
 }

@@ -17,10 +17,13 @@ package struct IndependentCheckpoint: Codable, Sendable, Equatable {
     /// The dependency vector of the interval the checkpoint closes: per sender, the newest
     /// sender interval the rank delivered a message from (-1: none).
     package var dependencies: [Int]
+    /// A degraded checkpoint: the one mirror that holds its snapshot; nil when both do.
+    package var onlyOn: Mirror?
 
-    /// A record with every field given.
+    /// A record with every field given (on both mirrors unless `onlyOn` names one).
     package init(index: Int, snapshot: String?, step: Int, incarnation: Int, outputOffset: UInt64, snapshotBytes: UInt64,
-                 dependencies: [Int]) {
+                 dependencies: [Int], onlyOn: Mirror? = nil) {
+        self.onlyOn = onlyOn
         self.index = index
         self.snapshot = snapshot
         self.step = step

@@ -43,7 +43,9 @@ package struct Manifest: Codable, Sendable, Equatable {
     /// The newest committed line, if any.
     package var newestLine: CommittedLine? { committed.last }
 
-    /// Appends a newly committed line, counts it, and drops the oldest lines beyond `keep`.
+    /// Appends a newly committed line, counts it, and drops the oldest lines beyond `keep`,
+    /// except the newest line on both mirrors: while newer lines are degraded commits (on one
+    /// mirror), it stays, so a second failure cannot leave the job without a line on either.
     ///
     /// The line's epoch must be newer than every committed one, and `keep` at least 1.
     package mutating func appendCommitted(_ line: CommittedLine, keep: Int = keepDefault) {
@@ -51,7 +53,20 @@ package struct Manifest: Codable, Sendable, Equatable {
         precondition(committed.last.map { $0.epoch < line.epoch } ?? true, "epochs increase")
         committed.append(line)
         commits += 1
-        if committed.count > keep { committed.removeFirst(committed.count - keep) }
+        guard committed.count > keep else { return }
+        let newestOnBoth = committed.lastIndex { $0.onlyOn == nil }
+        let dropped = committed.count - keep
+        if let newestOnBoth, newestOnBoth < dropped {
+            committed.removeSubrange(newestOnBoth + 1..<dropped)
+            committed.removeSubrange(0..<newestOnBoth)
+        } else {
+            committed.removeFirst(dropped)
+        }
+    }
+
+    /// Whether a kept line or independent checkpoint is a degraded commit (on one mirror).
+    package var hasDegradedCommits: Bool {
+        committed.contains { $0.onlyOn != nil } || (independent ?? []).joined().contains { $0.onlyOn != nil }
     }
 
     /// The first broken invariant, described, or nil if the manifest is consistent.

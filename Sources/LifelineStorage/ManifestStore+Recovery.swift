@@ -28,8 +28,9 @@ extension ManifestStore {
             }
         }
         // Independent checkpoints: a rank's snapshots up to its newest recorded one that no
-        // record or line references (newer ones may be in progress).
-        for (rank, records) in (manifest.independent ?? []).enumerated() {
+        // record or line references (newer ones may be in progress). None while some are
+        // degraded commits: which line a second failure would fall back to is not known.
+        for (rank, records) in (manifest.hasDegradedCommits ? [] : manifest.independent ?? []).enumerated() {
             let newest = records.last?.index ?? 0
             let folder = Self.checkpointsFolder + "/rank-" + Self.zeroPadded(UInt64(rank), digits: 4)
             for file in store.list(folder) {

@@ -20,7 +20,8 @@ extension MirroredStore {
     ///   read at all, since the file may then be intact.
     ///
     /// A repair that fails does not fail the read: it is reported in `problems` and the mirror
-    /// is not listed in `repaired`.
+    /// is not listed in `repaired`. A copy on a mirror the store does not write
+    /// (`writing(only:)`) is neither repaired nor reported.
     package func read(_ name: String) throws(StorageError) -> StoredFile {
         try inspect(name, repair: true)
     }
@@ -65,6 +66,9 @@ extension MirroredStore {
         _ name: String, kept: StoredFile, from winner: Mirror, damaged: Mirror, reason: String, repair: Bool
     ) -> StoredFile {
         var result = kept
+        // A mirror this store does not write (it failed: the supervisor's degraded state) is
+        // resynchronised as a whole later; each read does not try it again.
+        guard mirrors.contains(damaged) else { return result }
         let copy = "mirror \(damaged.label) copy of \(name) (\(path(name, on: damaged)))"
         guard repair else {
             result.problems.append("\(copy): \(reason); needs repair from mirror \(winner.label)")
@@ -100,8 +104,8 @@ extension MirroredStore {
 
 extension Mirror {
     /// "A" or "B", as messages name the mirrors.
-    var label: String { rawValue.uppercased() }
+    package var label: String { rawValue.uppercased() }
 
     /// The other mirror.
-    var other: Mirror { self == .a ? .b : .a }
+    package var other: Mirror { self == .a ? .b : .a }
 }

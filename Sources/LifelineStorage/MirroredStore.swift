@@ -19,6 +19,11 @@ import Darwin
 /// Names are store-relative paths such as `epochs/000003/rank-0001.snap`: no leading `/`, no
 /// `.` or `..` component, and no component starting with `.` (those are temporary files). Only
 /// one writer per name at a time (the temporary name carries the process id).
+///
+/// A store can write to one mirror alone (`writing(only:)`): the supervisor's degraded state,
+/// when the other mirror failed (a full, read-only or failing disk). Writes and removals then
+/// leave the failed mirror alone, and reads do not try to repair it; `B is never newer than A`
+/// no longer holds while A is the failed one, which reads settle by generation.
 package struct MirroredStore: Sendable {
     /// The folder of mirror A, as given.
     package let rootA: String
@@ -26,6 +31,9 @@ package struct MirroredStore: Sendable {
     package let rootB: String
     /// Whether both roots are on the same device (one disk failure then loses both copies).
     package let sameDevice: Bool
+    /// The mirrors this store writes, in the order it writes them: both (A first) unless
+    /// `writing(only:)` chose one.
+    package private(set) var mirrors: [Mirror] = Mirror.allCases
 
     /// Opens (creating if needed) the two roots.
     ///
@@ -49,6 +57,15 @@ package struct MirroredStore: Sendable {
         self.rootA = rootA
         self.rootB = rootB
         self.sameDevice = statusA.st_dev == statusB.st_dev
+    }
+
+    /// This store writing to `mirrors` alone (in that order), reading both as before but
+    /// repairing only those; `[]` is not allowed.
+    package func writing(only mirrors: [Mirror]) -> MirroredStore {
+        precondition(!mirrors.isEmpty, "a store writes at least one mirror")
+        var store = self
+        store.mirrors = Mirror.allCases.filter(mirrors.contains)
+        return store
     }
 
     /// The folder of `mirror`.
@@ -89,27 +106,28 @@ package struct MirroredStore: Sendable {
     package func write(_ files: [FileToWrite]) throws(StorageError) {
         for file in files { try Self.validate(name: file.name) }
         precondition(Set(files.map(\.name)).count == files.count, "a batch writes each name once")
-        for mirror in Mirror.allCases {
+        for mirror in mirrors {
             try writeCopies(files, on: mirror)
         }
     }
 
-    /// Removes `name` from both mirrors; a copy that is already missing is fine.
+    /// Removes `name` from the mirrors this store writes; a copy that is already missing is fine.
     package func remove(_ name: String) throws(StorageError) {
         try Self.validate(name: name)
         let (folder, _) = Self.split(name)
-        for mirror in Mirror.allCases {
+        for mirror in mirrors {
             if try PosixFile.removeFile(path(name, on: mirror)) {
                 try PosixFile.fsyncDirectory(path(folder, on: mirror))
             }
         }
     }
 
-    /// Removes the folder `name` and everything in it from both mirrors; missing is fine.
+    /// Removes the folder `name` and everything in it from the mirrors this store writes;
+    /// missing is fine.
     package func removeDirectory(_ name: String) throws(StorageError) {
         try Self.validate(name: name)
         let (parent, _) = Self.split(name)
-        for mirror in Mirror.allCases {
+        for mirror in mirrors {
             try PosixFile.removeTree(path(name, on: mirror))
             if PosixFile.isDirectory(path(parent, on: mirror)) {
                 try PosixFile.fsyncDirectory(path(parent, on: mirror))
@@ -133,8 +151,39 @@ package struct MirroredStore: Sendable {
 
     /// Writes the files to one mirror atomically and verifies each by reading it back: all are
     /// staged (written under temporary names, write-back started), then each is fsynced and
-    /// renamed, then each folder is fsynced once, then every copy is read back.
+    /// renamed, then each folder is fsynced once, then every copy is read back. An error it
+    /// throws names `mirror` (`StorageError.mirror`).
     func writeCopies(_ files: [FileToWrite], on mirror: Mirror) throws(StorageError) {
+        do throws(StorageError) {
+            if access(root(mirror) + "/" + Self.failWritesMarker, F_OK) == 0 {
+                throw StorageError(errno: ENOSPC, operation: "write (a fault injected by --inject fail:mirror=\(mirror.rawValue))",
+                                   path: root(mirror))
+            }
+            try writeCopiesUnmarked(files, on: mirror)
+        } catch {
+            var tagged = error
+            tagged.mirror = mirror
+            throw tagged
+        }
+    }
+
+    /// A file whose presence in a root makes every write to that mirror fail as on a full disk
+    /// (`--inject fail:mirror=…`); the supervisor creates and removes it. Hidden, so listings and
+    /// `verify` leave it alone.
+    package static let failWritesMarker = ".fail-writes"
+
+    /// Whether `mirror` takes writes now: writes a small file to its root, fsyncs it, reads it
+    /// back and removes it. Throws what the write met (the error names the mirror).
+    package func probe(_ mirror: Mirror) throws(StorageError) {
+        let file = FileToWrite(Self.probeName, kind: .manifest, generation: 0, body: [UInt8](repeating: 0x5A, count: 4096))
+        try writeCopies([file], on: mirror)
+        _ = try? PosixFile.removeFile(path(Self.probeName, on: mirror))
+    }
+
+    /// The probe's file name in a root (hidden: listings skip it).
+    static let probeName = ".probe"
+
+    private func writeCopiesUnmarked(_ files: [FileToWrite], on mirror: Mirror) throws(StorageError) {
         let folders = Set(files.map { Self.split($0.name).folder }).sorted()
         for folder in folders {
             try PosixFile.makeDirectories(root: root(mirror), relative: folder)

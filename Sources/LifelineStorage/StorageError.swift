@@ -39,6 +39,19 @@ package struct StorageError: Error, CustomStringConvertible, Sendable {
     package let path: String
     /// What went wrong, in words (without the advice, which `description` adds).
     package let message: String
+    /// The mirror a write failed on, when the failure is that mirror's (set by the store's
+    /// writes); nil otherwise.
+    package var mirror: Mirror?
+
+    /// Whether this is a mirror's environment failing (a full, read-only, missing or failing
+    /// disk) rather than bad input: a failure the store can go on without, on the other mirror.
+    package var isMirrorFailure: Bool {
+        guard mirror != nil else { return false }
+        switch code {
+        case .ioFailure, .noSpace, .permissionDenied, .rootMissing, .corrupt: return true
+        case .lost, .notFound, .badFormat, .invalidArgument: return false
+        }
+    }
 
     /// Creates an error with the given code, path and message.
     package init(_ code: Code, path: String, message: String) {

@@ -90,7 +90,7 @@ extension JobSimulation {
             try perform(coordinator.handleStepReport(from: rank, round: round, step: step))
         case .ack(let round, let ack):
             try perform(coordinator.handleAck(from: rank, round: round, ack))
-        case .snapshotFailed(let round, let reason):
+        case .snapshotFailed(let round, let reason, _):
             try perform(coordinator.handleSnapshotFailed(from: rank, round: round, reason: reason, now: now))
         case .finished(let step, _, _, _, _, _):
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))

@@ -95,14 +95,18 @@ struct LedgerTests {
         #expect(try FaultSpec.parse("corrupt:mirror=a,epoch=3", rankCount: 4) == .corrupt(mirrorA: true, .epoch(3), .chunk))
         #expect(try FaultSpec.parse("corrupt:mirror=b,after=2s,file=manifest", rankCount: 4)
                 == .corrupt(mirrorA: false, .after(seconds: 2), .manifest))
+        #expect(try FaultSpec.parse("fail:mirror=b,epoch=2,for=3s", rankCount: 4) == .failMirror(mirrorA: false, .epoch(2), seconds: 3))
+        #expect(try FaultSpec.parse("fail:mirror=a,after=2.5s", rankCount: 4) == .failMirror(mirrorA: true, .after(seconds: 2.5), seconds: nil))
         for bad in ["kill", "kill:rank=9,step=1", "kill:rank=1", "kill:rank=1,step=x", "hang:rank=1,after=3",
                     "kill:rank=1,phase=lunch", "boom:rank=1", "kill:rank=1,step=2,step=3", "kill:rank=1,after=2s,color=red",
                     "corrupt:mirror=c,epoch=1", "corrupt:mirror=a", "corrupt:mirror=a,epoch=0", "corrupt:mirror=a,epoch=1,after=2s",
-                    "corrupt:mirror=a,epoch=1,file=disk", "corrupt:mirror=a,epoch=1,rank=2"] {
+                    "corrupt:mirror=a,epoch=1,file=disk", "corrupt:mirror=a,epoch=1,rank=2",
+                    "fail:mirror=b", "fail:mirror=b,epoch=1,file=chunk", "fail:mirror=b,epoch=1,for=3", "fail:mirror=x,after=1s"] {
             #expect(throws: FaultSpecError.self, "\(bad) was accepted") { try FaultSpec.parse(bad, rankCount: 4) }
         }
         for spec in ["kill:rank=1,step=40", "hang:rank=3,after=250ms", "chaos:seed=7,mtbf=2.0s", "corrupt:mirror=b,epoch=2",
-                     "corrupt:mirror=a,after=1.5s,file=log", "corrupt:mirror=a,epoch=4,file=index"] {
+                     "corrupt:mirror=a,after=1.5s,file=log", "corrupt:mirror=a,epoch=4,file=index",
+                     "fail:mirror=b,epoch=2,for=3s", "fail:mirror=a,after=250ms"] {
             #expect(try FaultSpec.parse(try FaultSpec.parse(spec, rankCount: 4).description, rankCount: 4)
                     == FaultSpec.parse(spec, rankCount: 4))
         }
