@@ -126,7 +126,9 @@ public enum Job {
         var locks: [Int32] = []
         for mirror in Mirror.allCases {
             let lockPath = store.path(MirroredStore.jobLockFileName, on: mirror)
-            let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            // Read-only: a lock needs no write access, and a read-only descriptor does not keep
+            // a mount from being made read-only (a failing disk remounted so, say).
+            let fd = open(lockPath, O_RDONLY | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0, lifeline_lock_file(fd) == 0 else {
                 let reason = fd < 0 ? "cannot open \(lockPath): \(String(cString: strerror(errno)))"
                     : "\(store.root(mirror)) is in use by another job: wait for it to end or choose other folders for --storage"
