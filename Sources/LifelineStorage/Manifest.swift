@@ -45,7 +45,9 @@ package struct Manifest: Codable, Sendable, Equatable {
 
     /// Appends a newly committed line, counts it, and drops the oldest lines beyond `keep`,
     /// except the newest line on both mirrors: while newer lines are degraded commits (on one
-    /// mirror), it stays, so a second failure cannot leave the job without a line on either.
+    /// mirror), it stays in place of the oldest of them (beside the newest line when `keep` is
+    /// 1), so a second failure cannot leave the job without a line, and the kept lines take no
+    /// more room than usual.
     ///
     /// The line's epoch must be newer than every committed one, and `keep` at least 1.
     package mutating func appendCommitted(_ line: CommittedLine, keep: Int = keepDefault) {
@@ -54,14 +56,12 @@ package struct Manifest: Codable, Sendable, Equatable {
         committed.append(line)
         commits += 1
         guard committed.count > keep else { return }
-        let newestOnBoth = committed.lastIndex { $0.onlyOn == nil }
-        let dropped = committed.count - keep
-        if let newestOnBoth, newestOnBoth < dropped {
-            committed.removeSubrange(newestOnBoth + 1..<dropped)
-            committed.removeSubrange(0..<newestOnBoth)
-        } else {
-            committed.removeFirst(dropped)
+        guard let newestOnBoth = committed.lastIndex(where: { $0.onlyOn == nil }),
+              newestOnBoth < committed.count - keep else {
+            committed.removeFirst(committed.count - keep)
+            return
         }
+        committed = [committed[newestOnBoth]] + committed.suffix(max(1, keep - 1))
     }
 
     /// Whether a kept line or independent checkpoint is a degraded commit (on one mirror).

@@ -13,6 +13,8 @@ struct JobRun {
     var peakRSSKiB: Int
     var events: [[String: Any]]
     var runDirectory: String
+    /// The bytes of the files in each storage root when the run ended.
+    var storageBytes: (a: Int, b: Int) = (0, 0)
 
     func events(_ name: String) -> [[String: Any]] { events.filter { $0["event"] as? String == name } }
     var result: String? { stdout.split(separator: "\n").first { $0.hasPrefix("result sha256=") }.map(String.init) }
@@ -61,10 +63,22 @@ struct JobLauncher {
         let events = text.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
-        let run = JobRun(seconds: seconds, status: status, stdout: stdout, peakRSSKiB: rss, events: events, runDirectory: runDirectory)
+        var run = JobRun(seconds: seconds, status: status, stdout: stdout, peakRSSKiB: rss, events: events, runDirectory: runDirectory)
+        run.storageBytes = (Self.bytes(under: runDirectory + "/storage-a"), Self.bytes(under: runDirectory + "/storage-b"))
         try? FileManager.default.removeItem(atPath: runDirectory + "/storage-a")
         try? FileManager.default.removeItem(atPath: runDirectory + "/storage-b")
         return run
+    }
+
+    /// The total size of the files under `folder`.
+    static func bytes(under folder: String) -> Int {
+        guard let walk = FileManager.default.enumerator(atPath: folder) else { return 0 }
+        var total = 0
+        while let name = walk.nextObject() as? String {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: folder + "/" + name)
+            if attributes?[.type] as? FileAttributeType == .typeRegular { total += attributes?[.size] as? Int ?? 0 }
+        }
+        return total
     }
 
     /// Spawns a command with its output in files; returns wall seconds, exit status, stdout and

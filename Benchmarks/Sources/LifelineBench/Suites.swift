@@ -20,22 +20,27 @@ struct Scale {
     var crashStep: (heat: Int, farm: Int)
     var intervalHeat: [String]
     var mtbfs: [Double]
+    /// The job of the failed-mirror suite (4 ranks, checkpoints every 0.5 s).
+    var mirrorHeat: [String]
 
     static let smoke = Scale(
         name: "smoke", transportTrips: 2000, transportMessages: 32, snapshotMiB: [8], randomMiB: [8],
         heat: ["heat2d", "--size", "64", "--steps", "150"], farm: ["taskfarm", "--tasks", "96", "--work", "2000"],
         rankCounts: [2], repeats: 1, intervalSeconds: 0.2, crashStep: (100, 4),
-        intervalHeat: ["heat2d", "--size", "64", "--steps", "600", "--sleep-ms", "2"], mtbfs: [1.5])
+        intervalHeat: ["heat2d", "--size", "64", "--steps", "600", "--sleep-ms", "2"], mtbfs: [1.5],
+        mirrorHeat: ["heat2d", "--size", "64", "--steps", "1000", "--sleep-ms", "2"])
     static let quick = Scale(
         name: "quick", transportTrips: 20000, transportMessages: 256, snapshotMiB: [64], randomMiB: [64],
         heat: ["heat2d", "--size", "256", "--steps", "1000"], farm: ["taskfarm", "--tasks", "600", "--work", "20000"],
         rankCounts: [2, 4], repeats: 3, intervalSeconds: 0.3, crashStep: (600, 30),
-        intervalHeat: ["heat2d", "--size", "384", "--steps", "3000"], mtbfs: [3])
+        intervalHeat: ["heat2d", "--size", "384", "--steps", "3000"], mtbfs: [3],
+        mirrorHeat: ["heat2d", "--size", "256", "--steps", "8000"])
     static let full = Scale(
         name: "full", transportTrips: 50000, transportMessages: 1024, snapshotMiB: [64, 256, 1024], randomMiB: [64, 256],
         heat: ["heat2d", "--size", "1024", "--steps", "2000"], farm: ["taskfarm", "--tasks", "3000", "--work", "60000"],
         rankCounts: [2, 4], repeats: 3, intervalSeconds: 1, crashStep: (1500, 150),
-        intervalHeat: ["heat2d", "--size", "1024", "--steps", "6000"], mtbfs: [3, 6, 12])
+        intervalHeat: ["heat2d", "--size", "1024", "--steps", "6000"], mtbfs: [3, 6, 12],
+        mirrorHeat: ["heat2d", "--size", "512", "--steps", "20000"])
 }
 
 /// The suites: each measures Lifeline beside its physical floor in the same run.
@@ -470,5 +475,47 @@ struct Suites {
         }
         report.table("Checkpoint interval", note: String(format: "Measured checkpoint cost C = %.3f s (median from request to commit, heat2d on 2 ranks); failure-free time %.2f s. Young/Daly optimum T = sqrt(2·C·MTBF). Efficiency = failure-free time / time with chaos kills at that MTBF (seed 7).", cost, free),
                      header: ["MTBF (s)", "interval", "seconds", "run time (s)", "failures", "efficiency"], rows: rows)
+    }
+
+    // MARK: A failed mirror
+
+    /// The run of issue 16: mirror B stops taking writes (every write fails as on a full disk)
+    /// about a third into the job and never comes back. Beside the same job with both mirrors:
+    /// its time, how often it committed after the failure, and the size of mirror A at the end.
+    mutating func mirror() throws {
+        let interval = 0.5
+        let options = ["--interval", String(interval)]
+        progress("failed mirror: both mirrors")
+        let normal = try launcher.run(ranks: 4, options: options, program: scale.mirrorHeat)
+        let failAt = (normal.seconds * 0.36 * 10).rounded() / 10
+        progress("failed mirror: B fails at \(failAt) s")
+        let failed = try launcher.run(ranks: 4, options: options + ["--inject", "fail:mirror=b,after=\(failAt)s"],
+                                      program: scale.mirrorHeat)
+        let commits = failed.events("commit")
+        let times = commits.compactMap { $0["t"] as? Double }
+        let after = commits.filter { ($0["t"] as? Double ?? 0) > failAt }
+        let onA = after.filter { $0["mirrors"] as? String == "a" }.count
+        let gaps = zip(times, times.dropFirst()).filter { $0.0 >= failAt }.map { $0.1 - $0.0 }
+        let degradedAt = failed.events("mirror_degraded").first?["t"] as? Double
+        let same = normal.result != nil && normal.result == failed.result
+        let timeRatio = failed.seconds / normal.seconds
+        let sizeRatio = Double(failed.storageBytes.a) / Double(max(1, normal.storageBytes.a))
+        let rows: [[String]] = [
+            ["both mirrors", String(format: "%.2f", normal.seconds), "1.00", String(normal.events("commit").count), "—", "—",
+             String(format: "%.1f", Double(normal.storageBytes.a) / 1_048_576), "1.00", "—"],
+            ["B fails at \(failAt) s", String(format: "%.2f", failed.seconds), String(format: "%.2f", timeRatio),
+             String(commits.count), "\(onA) of \(after.count)", gaps.isEmpty ? "—" : String(format: "%.2f", gaps.max()!),
+             String(format: "%.1f", Double(failed.storageBytes.a) / 1_048_576),
+             String(format: "%.2f", sizeRatio), same ? "yes" : "**no**"],
+        ]
+        // A commit every interval: none missed beyond the round the failure aborts.
+        let expected = Int(((failed.events("commit").last?["t"] as? Double ?? failAt) - failAt) / interval)
+        report.target("failed mirror: time / both mirrors", String(format: "%.2f×", timeRatio), "≤ 1.3×", met: timeRatio <= 1.3)
+        report.target("failed mirror: commits on A after the failure", "\(onA) of about \(expected) intervals", "one each interval but the aborted one",
+                      met: onA >= expected - 1)
+        report.target("failed mirror: mirror A at the end / both mirrors", String(format: "%.2f×", sizeRatio), "≤ 1.2×", met: sizeRatio <= 1.2)
+        report.table("A failed mirror", note: "heat2d ×4 (`\(scale.mirrorHeat.joined(separator: " "))`), checkpoints every \(interval) s; `--inject fail:mirror=b,after=\(failAt)s` makes every write to mirror B fail as on a full disk from then on\(degradedAt.map { String(format: " (degraded at %.2f s)", $0) } ?? ""). Targets (issue 16): time ≤ 1.3× the run on both mirrors, a commit on A every interval after the failure, mirror A at the end ≤ 1.2× its size in the run on both mirrors. Largest gap: the longest time between two commits after the failure.",
+                     header: ["run", "seconds", "× both", "commits", "after the failure on A", "largest gap (s)", "A at the end (MiB)", "× both", "same result"],
+                     rows: rows)
     }
 }

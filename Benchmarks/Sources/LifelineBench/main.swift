@@ -1,7 +1,7 @@
 // lifeline-bench: compares Lifeline's checkpointing and logging strategies, each beside its
 // physical floor measured in the same run. See Benchmarks/README.md.
 //
-// usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,snapshot,strategies,interval]
+// usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,snapshot,strategies,interval,mirror]
 import CLifelineSupport
 import Foundation
 
@@ -11,7 +11,7 @@ lifeline_tune_allocator()
 
 var scale = Scale.full
 var output: String?
-var suites = ["transport", "snapshot", "strategies", "interval"]
+var suites = ["transport", "snapshot", "strategies", "interval", "mirror"]
 var arguments = Array(CommandLine.arguments.dropFirst())
 while let argument = arguments.first {
     arguments.removeFirst()
@@ -61,6 +61,7 @@ do {
         case "snapshot": try bench.snapshot()
         case "strategies": try bench.strategies()
         case "interval": try bench.interval()
+        case "mirror": try bench.mirror()
         default: throw BenchError("unknown suite \(suite)")
         }
     }

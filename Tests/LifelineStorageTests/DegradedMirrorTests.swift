@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+@testable import LifelineStorage
+
+/// A store writing one mirror alone (the supervisor's degraded state), the injected mirror
+/// failure, and the manifest's retention of the newest line on both mirrors.
+@Suite struct DegradedMirrorTests {
+    let body: [UInt8] = (0..<3000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+
+    @Test func aStoreWritingOneMirrorLeavesTheOtherAloneAndDoesNotRepairIt() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let both = try folder.store()
+        let onlyB = both.writing(only: [.b])
+        #expect(onlyB.mirrors == [.b] && both.mirrors == [.a, .b])
+        try onlyB.write("epochs/000001/rank-0000.snap", kind: .snapshot, generation: 1, body: body)
+        #expect(!FileManager.default.fileExists(atPath: both.path("epochs/000001/rank-0000.snap", on: .a)))
+        let read = try onlyB.read("epochs/000001/rank-0000.snap")
+        #expect(read.body == body && read.problems.isEmpty && read.repaired.isEmpty, "\(read.problems)")
+        #expect(!FileManager.default.fileExists(atPath: both.path("epochs/000001/rank-0000.snap", on: .a)))
+        // The store on both mirrors repairs A from B, as for any missing copy.
+        #expect(try both.read("epochs/000001/rank-0000.snap").repaired == [.a])
+        try onlyB.remove("epochs/000001/rank-0000.snap")
+        #expect(FileManager.default.fileExists(atPath: both.path("epochs/000001/rank-0000.snap", on: .a)))
+        #expect(!FileManager.default.fileExists(atPath: both.path("epochs/000001/rank-0000.snap", on: .b)))
+    }
+
+    @Test func chunkedSnapshotsWriteAndReadOnOneMirror() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let onlyB = try folder.store().writing(only: [.b])
+        let snapshots = ChunkedSnapshots(store: onlyB)
+        let state = (0..<(1 << 18)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+        let written = try snapshots.write("epochs/000002/rank-0001.snap", bytes: state, generation: 2, chunkBytes: 16 << 10)
+        #expect(try snapshots.read("epochs/000002/rank-0001.snap") == state)
+        #expect(snapshots.allChunkNames().count == Set(written.index.chunks.map(\.hash)).count)
+        #expect(PosixFile.entries(onlyB.root(.a) + "/" + ChunkedSnapshots.folder).isEmpty)
+        // Written again on B alone, every chunk is referenced, not rewritten.
+        let again = try snapshots.write("epochs/000003/rank-0001.snap", bytes: state, generation: 3, chunkBytes: 16 << 10)
+        #expect(again.reusedCount == again.index.chunks.count)
+    }
+
+    @Test func theFailMarkerFailsWritesToItsMirrorAsAFullDisk() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let marker = store.root(.b) + "/" + MirroredStore.failWritesMarker
+        #expect(FileManager.default.createFile(atPath: marker, contents: nil))
+        let error = storageError { () throws(StorageError) in try store.write("manifest", kind: .manifest, generation: 1, body: body) }
+        #expect(error?.code == .noSpace && error?.mirror == .b && error?.isMirrorFailure == true, "\(String(describing: error))")
+        // A was written first and holds the file; B stays without it.
+        #expect(try store.read("manifest").body == body)
+        #expect(storageError { () throws(StorageError) in try store.probe(.b) }?.mirror == .b)
+        try store.probe(.a)
+        try store.writing(only: [.a]).write("manifest", kind: .manifest, generation: 2, body: body)
+        try FileManager.default.removeItem(atPath: marker)
+        try store.probe(.b)
+        #expect(store.list("") == ["manifest"], "the probe leaves nothing a listing shows")
+    }
+
+    @Test func theNewestLineOnBothMirrorsStaysWhileNewerOnesAreDegraded() {
+        var manifest = Manifest(jobID: "j", rankCount: 1)
+        func line(_ epoch: UInt64, _ onlyOn: Mirror? = nil) -> CommittedLine {
+            CommittedLine(epoch: epoch, step: Int(epoch), members: [], onlyOn: onlyOn)
+        }
+        manifest.appendCommitted(line(1))
+        manifest.appendCommitted(line(2))
+        manifest.appendCommitted(line(3, .a))
+        manifest.appendCommitted(line(4, .a))
+        manifest.appendCommitted(line(5, .a))
+        #expect(manifest.committed.map(\.epoch) == [2, 5])
+        #expect(manifest.hasDegradedCommits && manifest.invariantViolation == nil)
+        // Resynchronised: the marks are gone, and the next commit trims to `keep` again.
+        for position in manifest.committed.indices { manifest.committed[position].onlyOn = nil }
+        manifest.appendCommitted(line(6))
+        #expect(manifest.committed.map(\.epoch) == [5, 6] && !manifest.hasDegradedCommits)
+        manifest.appendCommitted(line(7, .b), keep: 3)
+        #expect(manifest.committed.map(\.epoch) == [5, 6, 7])
+        manifest.appendCommitted(line(8, .b), keep: 1)
+        #expect(manifest.committed.map(\.epoch) == [6, 8], "keep 1 still keeps the line on both mirrors")
+        manifest.appendCommitted(line(9, .b), keep: 3)
+        #expect(manifest.committed.map(\.epoch) == [6, 8, 9])
+        manifest.appendCommitted(line(10, .b), keep: 3)
+        #expect(manifest.committed.map(\.epoch) == [6, 9, 10])
+    }
+
+    @Test func aManifestWithoutMarksDecodesAsOnBothMirrors() throws {
+        let json = #"{"epoch": 3, "step": 9, "members": []}"#
+        let decoded = try JSONDecoder().decode(CommittedLine.self, from: Data(json.utf8))
+        #expect(decoded.onlyOn == nil)
+        let marked = try JSONEncoder().encode(CommittedLine(epoch: 3, step: 9, members: [], onlyOn: .b))
+        #expect(String(decoding: marked, as: UTF8.self).contains(#""onlyOn":"b""#))
+    }
+}
