@@ -508,13 +508,15 @@ struct Suites {
              String(format: "%.1f", Double(failed.storageBytes.a) / 1_048_576),
              String(format: "%.2f", sizeRatio), same ? "yes" : "**no**"],
         ]
-        // A commit every interval: none missed beyond the round the failure aborts.
-        let expected = Int(((failed.events("commit").last?["t"] as? Double ?? failAt) - failAt) / interval)
+        // A commit every interval, as often as with both mirrors (a round takes longer than the
+        // interval here: the next is requested an interval after a commit): none missed beyond
+        // the round the failure aborts.
+        let expected = normal.events("commit").filter { ($0["t"] as? Double ?? 0) > failAt }.count
         report.target("failed mirror: time / both mirrors", String(format: "%.2f×", timeRatio), "≤ 1.3×", met: timeRatio <= 1.3)
-        report.target("failed mirror: commits on A after the failure", "\(onA) of about \(expected) intervals", "one each interval but the aborted one",
-                      met: onA >= expected - 1)
+        report.target("failed mirror: commits on A after the failure", "\(onA), both mirrors \(expected) in that time",
+                      "as many but the aborted round", met: onA >= expected - 1)
         report.target("failed mirror: mirror A at the end / both mirrors", String(format: "%.2f×", sizeRatio), "≤ 1.2×", met: sizeRatio <= 1.2)
-        report.table("A failed mirror", note: "heat2d ×4 (`\(scale.mirrorHeat.joined(separator: " "))`), checkpoints every \(interval) s; `--inject fail:mirror=b,after=\(failAt)s` makes every write to mirror B fail as on a full disk from then on\(degradedAt.map { String(format: " (degraded at %.2f s)", $0) } ?? ""). Targets (issue 16): time ≤ 1.3× the run on both mirrors, a commit on A every interval after the failure, mirror A at the end ≤ 1.2× its size in the run on both mirrors. Largest gap: the longest time between two commits after the failure.",
+        report.table("A failed mirror", note: "heat2d ×4 (`\(scale.mirrorHeat.joined(separator: " "))`), checkpoints every \(interval) s; `--inject fail:mirror=b,after=\(failAt)s` makes every write to mirror B fail as on a full disk from then on\(degradedAt.map { String(format: " (degraded at %.2f s)", $0) } ?? ""). Targets (issue 16): time ≤ 1.3× the run on both mirrors, a commit on A every interval after the failure (as many as the run on both mirrors commits after that time, but the round the failure aborts), mirror A at the end ≤ 1.2× its size in the run on both mirrors. Largest gap: the longest time between two commits after the failure.",
                      header: ["run", "seconds", "× both", "commits", "after the failure on A", "largest gap (s)", "A at the end (MiB)", "× both", "same result"],
                      rows: rows)
     }
