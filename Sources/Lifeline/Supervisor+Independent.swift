@@ -170,59 +170,36 @@ extension Supervisor {
         }
     }
 
-    /// Recovers from the failure of `failed` without logging: freeze the survivors, compute the
-    /// latest consistent line with their current intervals, restart exactly the ranks whose
-    /// entry is a checkpoint. Says how far the line fell back (the domino effect).
+    /// Recovers from the failure of `failed` without logging: freeze the survivors, let
+    /// `IndependentPartialRollback` compute the latest consistent line with their current
+    /// intervals, and restart exactly the ranks whose entry is a checkpoint. Says how far the
+    /// line fell back (the domino effect).
     func recoverIndependently(failed first: Int) throws {
-        var failed = try freezeSurvivors(failed: first)
-        // A rank whose interval is not the one the records know (a snapshot that failed) cannot
-        // be placed in the line: it rolls back too.
-        for (rank, reply) in frozenReplies where reply.interval != records[rank].count { failed.insert(rank) }
-        let volatile = (0..<configuration.rankCount).map { failed.contains($0) ? nil : frozenReplies[$0]?.dependencies }
-        let line = planner.latestLine(
-            failed: failed.union((0..<configuration.rankCount).filter { volatile[$0] == nil }), volatile: volatile)
-        let rolledBack = line.indices.filter { line[$0] != nil }
-        let describe = line.enumerated().map { rank, entry -> String in
-            guard let entry else { return "rank \(rank) keeps its state" }
+        let failed = try freezeSurvivors(failed: first)
+        let line = IndependentPartialRollback.line(
+            first: RankID(first), failed: failed,
+            frozen: frozenReplies.mapValues { IndependentPartialRollback.Frozen(interval: $0.interval, dependencies: $0.dependencies) },
+            recordCounts: records.map(\.count), dependencies: planner)
+        func stepLost(_ rank: Int) -> (step: Int, lost: Int) {
+            let entry = line.entries[rank] ?? 0
             let step = entry == 0 ? -1 : records[rank].first { $0.index == entry }?.step ?? -1
-            let lost = max(0, slots[rank].step - step)
+            return (step, max(0, slots[rank].step - step))
+        }
+        let describe = line.entries.enumerated().map { rank, entry -> String in
+            guard let entry else { return "rank \(rank) keeps its state" }
+            let (step, lost) = stepLost(rank)
             return entry == 0 ? "rank \(rank) → the start (\(lost) steps lost)" : "rank \(rank) → checkpoint \(entry) at step \(step) (\(lost) steps lost)"
         }
-        let domino = !rolledBack.isEmpty && rolledBack.allSatisfy { line[$0] == 0 } && rolledBack.contains { !records[$0].isEmpty }
         warn("recovery line: " + describe.joined(separator: "; "))
-        if domino { warn("domino effect: every rank that rolls back goes back to the start of the job") }
+        if line.domino { warn("domino effect: every rank that rolls back goes back to the start of the job") }
         events.record("recovery_line", [
-            "line": .string(line.map { $0.map(String.init) ?? "keep" }.joined(separator: ",")),
-            "rolled_back": .string(rolledBack.map(String.init).joined(separator: ",")),
-            "steps_lost": .int(rolledBack.reduce(0) { total, rank in
-                let step = line[rank] == 0 ? -1 : records[rank].first { $0.index == line[rank] }?.step ?? -1
-                return total + max(0, slots[rank].step - step)
-            }),
-            "domino": .bool(domino),
+            "line": .string(line.entries.map { $0.map(String.init) ?? "keep" }.joined(separator: ",")),
+            "rolled_back": .string(line.rolledBack.map(String.init).joined(separator: ",")),
+            "steps_lost": .int(line.rolledBack.reduce(0) { $0 + stepLost($1).lost }),
+            "domino": .bool(line.domino),
         ])
-        recoveryStartedAt = now
-        events.record("recovery_start", [
-            "rank": .int(first), "epoch": .int(Int(manifest.newestLine?.epoch ?? 0)),
-            "mode": .string(rolledBack.count == configuration.rankCount ? "global-rollback" : "partial-rollback"),
-        ])
-        // Stop the orphans, forget what the rolled-back ranks did after their entries.
-        stop(rolledBack)
-        var plan: [Int: IndependentCheckpoint?] = [:]
-        for rank in rolledBack {
-            let entry = line[rank]!
-            truncateRecords(rank: rank, after: entry)
-            plan[rank] = entry == 0 ? .some(nil) : records[rank].first { $0.index == entry }
-        }
-        var next = manifest
-        do {
-            try manifests.commit(&next)
-            manifest = next
-        } catch {
-            warn("cannot record the recovery line: \(error)")
-        }
-        survivorsToThaw = Set(line.indices.filter { line[$0] == nil })
-        replaying = nil
-        try launch(rolledBack, plan: plan)
+        recoveryStarts(first, mode: line.plan.mode)
+        try execute(line.plan)
     }
 
     /// Sends `FREEZE` to every live rank but `first` and waits for their answers (in
@@ -252,7 +229,7 @@ extension Supervisor {
                 slots[rank].connection?.close()
                 slots[rank].connection = nil
                 if !slots[rank].exitExpected {
-                    failures += 1
+                    recoveryPolicy.countFailureDuringFreeze()
                     failed.insert(rank)
                     events.record("failure", ["rank": .int(rank), "cause": .string("\(exit)"), "step": .int(slots[rank].step)])
                 }

@@ -35,39 +35,33 @@ extension Supervisor {
     }
 
     /// Recovers `failed` under optimistic logging: find how far its log reaches, freeze the
-    /// others (they flush their logs) and take their dependency vectors; every rank that depends
-    /// on a lost state of `failed` is an orphan. The failed rank and the orphans restart from
-    /// their checkpoints and replay their logs up to what depends on nothing lost; the others
-    /// keep their processes, drop what the restarted incarnations sent, and are thawed.
-    /// Returns false when that is not possible (the caller rolls everyone back).
-    func recoverOptimistically(failed rank: Int) throws -> Bool {
+    /// others (they flush their logs) and take their dependency vectors; `OptimisticOrphans`
+    /// plans the rest, or says why every rank must roll back instead.
+    func recoverOptimistically(failed rank: Int) throws {
         let (line, _) = manifests.newestIntactLine(manifest)
-        guard let recoverable = recoverableInterval(of: rank, line: line) else {
-            warn("rank \(rank)'s checkpoint or log cannot be read: falling back to global rollback")
-            return false
+        let recoverable = recoverableInterval(of: rank, line: line)
+        var freeze = OptimisticOrphans.Freeze(vectors: [:], failed: [rank])
+        if recoverable != nil {
+            freeze.failed = try freezeSurvivors(failed: rank, stopAtSecondFailure: true)
+            freeze.vectors = frozenReplies.mapValues(\.dependencies)
         }
-        let failed = try freezeSurvivors(failed: rank, stopAtSecondFailure: true)
-        guard failed == [rank] else {
-            warn("another rank failed while rank \(rank) recovers: falling back to global rollback")
-            return false
+        switch OptimisticOrphans.plan(
+            failed: RankID(rank), recoverable: recoverable, freeze: freeze, rankCount: configuration.rankCount,
+            alive: { self.slots[$0].alive })
+        {
+        case .failure(let fallback):
+            warn("\(fallback): falling back to global rollback")
+            events.record("fallback_global_rollback", ["rank": .int(rank), "reason": .string("\(fallback)")])
+            try execute(GlobalRollback.plan(failed: RankID(rank), rankCount: configuration.rankCount, fallback: "\(fallback)"))
+        case .success(let (plan, orphans)):
+            events.record("orphans", [
+                "rank": .int(rank), "recoverable": .int(Int(plan.replayLimit?.recoverable ?? 0)),
+                "orphans": .string(orphans.map(String.init).joined(separator: ",")),
+            ])
+            if !orphans.isEmpty {
+                warn("rank \(rank)'s log reaches its state \(plan.replayLimit?.recoverable ?? 0); ranks \(orphans.map(String.init).joined(separator: ", ")) depend on later states it lost and roll back too")
+            }
+            try execute(plan)
         }
-        let orphans = frozenReplies.keys.sorted().filter { survivor in
-            let vector = (frozenReplies[survivor]?.dependencies ?? []).map { UInt64(max(0, $0)) }
-            return vector.count == configuration.rankCount
-                && OptimisticLogging.isOrphan(vector, failed: RankID(rank), recoverable: recoverable)
-        }
-        events.record("orphans", [
-            "rank": .int(rank), "recoverable": .int(Int(recoverable)),
-            "orphans": .string(orphans.map(String.init).joined(separator: ",")),
-        ])
-        if !orphans.isEmpty {
-            warn("rank \(rank)'s log reaches its state \(recoverable); ranks \(orphans.map(String.init).joined(separator: ", ")) depend on later states it lost and roll back too")
-        }
-        stop(orphans)
-        survivorsToThaw = Set(slots.indices.filter { $0 != rank && !orphans.contains($0) && slots[$0].alive })
-        replaying = rank
-        restartedGroup = [rank] + orphans
-        try launch([rank] + orphans, replayLimit: (rank, recoverable), replayLog: true)
-        return true
     }
 }

@@ -63,87 +63,106 @@ extension Supervisor {
                 + (seconds == nil ? "" : "; --join-timeout gives a slow start longer"))
     }
 
-    /// Recovers from the failure of `rank`: abort any open round, stop every rank, restart all
-    /// of them from the newest committed line.
+    /// A rank failed: abort any open round, let the recovery policy decide, and carry out the
+    /// plan of the planner it chose (see `RecoveryPolicy` and the planners beside it in
+    /// LifelineCore/Recovery).
     func rankFailed(_ rank: Int, cause: String, programExit: String?) throws {
-        failures += 1
         let lineEpoch = manifest.newestLine?.epoch ?? 0
         events.record("failure", [
             "rank": .int(rank), "cause": .string(cause), "step": .int(slots[rank].step),
             "epoch": .int(Int(coordinator.committedEpoch.rawValue)),
         ])
         try perform(coordinator.handleRankFailed(RankID(rank), now: now))
-        if let programExit {
-            if let last = lastProgramError, last.exit == programExit, last.epoch == lineEpoch {
-                stopSurvivors()
-                let errPath = OutputCommitter.stderrPath(
-                    directory: configuration.runDirectory + "/output", rank: rank, incarnation: slots[rank].incarnation)
-                throw LifelineError(.jobFailed,
-                    "rank \(rank) \(programExit) on every attempt from epoch \(lineEpoch); see \(errPath)")
-            }
-            lastProgramError = (rank, programExit, lineEpoch)
-        } else {
-            lastProgramError = nil
-        }
-        guard failures <= configuration.maxRestarts else {
-            stopSurvivors()
-            throw LifelineError(.jobFailed,
-                "\(failures) failures exceed --max-restarts \(configuration.maxRestarts); the run directory keeps the last committed line, `lifeline resume` continues it")
-        }
-        if independent, configuration.logging == .none {
-            try recoverIndependently(failed: rank)
-            return
-        }
         // A rank recovers alone unless another rank is recovering at the same time (its own
-        // second failure during replay is fine: it restarts alone again), or its pessimistic
-        // log lost records (a replay would not reproduce what it delivered).
+        // second failure during replay is fine: it restarts alone again).
         let othersRecovering = (replaying ?? rank) != rank || !starting.allSatisfy { $0 == rank }
         // The line a lone restart begins from, read once: the log check and the launch share it.
-        let intact = configuration.logging == .pessimistic && !othersRecovering && !independent
-            ? manifests.newestIntactLine(manifest) : nil
-        let logLost = configuration.logging == .pessimistic && !othersRecovering ? lostLog(of: rank, intact: intact) : nil
-        let alone = configuration.logging != .none && !othersRecovering && logLost == nil
-        if !alone, configuration.logging != .none {
-            let reason = logLost.map { "its message log cannot be replayed (\($0))" }
-                ?? "it failed while another rank recovers"
-            warn("rank \(rank): \(reason): falling back to global rollback")
-            events.record("fallback_global_rollback", ["rank": .int(rank), "reason": .string(reason)])
+        var intact: (line: CommittedLine?, problems: [String])?
+        let decision = recoveryPolicy.decide(
+            RecoveryPolicy.Failure(rank: RankID(rank), programExit: programExit, lineEpoch: lineEpoch),
+            othersRecovering: othersRecovering
+        ) {
+            if !independent { intact = manifests.newestIntactLine(manifest) }
+            return lostLog(of: rank, intact: intact)
         }
-        let restartPoint = independent ? "its checkpoint \(records[rank].last?.index ?? 0)" : "epoch \(lineEpoch)"
-        warn(alone
-            ? "rank \(rank) \(cause) at step \(slots[rank].step); it restarts alone from \(restartPoint) and replays its log"
-            : "rank \(rank) \(cause) at step \(slots[rank].step); rolling every rank back to epoch \(lineEpoch)")
+        switch decision {
+        case .sameErrorAgain(let exit, let epoch):
+            stopSurvivors()
+            let errPath = OutputCommitter.stderrPath(
+                directory: configuration.runDirectory + "/output", rank: rank, incarnation: slots[rank].incarnation)
+            throw LifelineError(.jobFailed, "rank \(rank) \(exit) on every attempt from epoch \(epoch); see \(errPath)")
+        case .restartsExhausted(let count):
+            stopSurvivors()
+            throw LifelineError(.jobFailed,
+                "\(count) failures exceed --max-restarts \(configuration.maxRestarts); the run directory keeps the last committed line, `lifeline resume` continues it")
+        case .partialRollback:
+            try recoverIndependently(failed: rank)
+            return
+        case .globalRollback(let fallback):
+            if let fallback {
+                warn("rank \(rank): \(fallback): falling back to global rollback")
+                events.record("fallback_global_rollback", ["rank": .int(rank), "reason": .string(fallback)])
+            }
+            warn("rank \(rank) \(cause) at step \(slots[rank].step); rolling every rank back to epoch \(lineEpoch)")
+            recoveryStarts(rank, mode: .globalRollback)
+            try execute(GlobalRollback.plan(failed: RankID(rank), rankCount: configuration.rankCount, fallback: fallback))
+        case .loneReplay, .optimisticReplay:
+            let restartPoint = independent ? "its checkpoint \(records[rank].last?.index ?? 0)" : "epoch \(lineEpoch)"
+            warn("rank \(rank) \(cause) at step \(slots[rank].step); it restarts alone from \(restartPoint) and replays its log")
+            recoveryStarts(rank, mode: .replay)
+            if decision == .optimisticReplay {
+                try recoverOptimistically(failed: rank)
+                return
+            }
+            let start = independent ? records[rank].last { $0.snapshot != nil }?.index ?? 0 : nil
+            try execute(LoneReplay.plan(failed: RankID(rank), independentStart: start), intact: intact)
+        }
+    }
+
+    /// Records that the recovery of `rank` begins, and how.
+    func recoveryStarts(_ rank: Int, mode: RecoveryPlan.Mode) {
         recoveryStartedAt = now
         events.record("recovery_start", [
-            "rank": .int(rank), "epoch": .int(Int(lineEpoch)), "mode": .string(alone ? "replay" : "global-rollback"),
+            "rank": .int(rank), "epoch": .int(Int(manifest.newestLine?.epoch ?? 0)), "mode": .string(mode.rawValue),
         ])
-        if alone, configuration.logging == .optimistic {
-            if try recoverOptimistically(failed: rank) { return }
-            // Not possible: everyone rolls back to the newest committed line.
+    }
+
+    /// Carries out a recovery plan: stops the ranks it names, forgets the independent records
+    /// after the checkpoints it restarts from (and records that, after a partial rollback),
+    /// and launches the restarted ranks. `intact`: the newest intact line, when the caller has
+    /// just found it.
+    func execute(_ plan: RecoveryPlan, intact: (line: CommittedLine?, problems: [String])? = nil) throws {
+        if plan.restartsEveryRank(rankCount: configuration.rankCount), plan.mode == .globalRollback,
+           plan.restart.allSatisfy({ $0.start == .newestLine }) {
             replaying = nil
             restartedGroup = nil
             survivorsToThaw = []
-            events.record("fallback_global_rollback", ["rank": .int(rank)])
             stopSurvivors()
             try launchAll()
             return
         }
-        if alone {
-            replaying = rank
-            if independent {
-                // Its log replays everything since its newest checkpoint: only it rolls back. The
-                // checkpoints it numbers from there on follow that one.
-                let newest: IndependentCheckpoint? = records[rank].last { $0.snapshot != nil }
-                truncateRecords(rank: rank, after: newest?.index ?? 0)
-                try launch([rank], plan: [rank: newest], replayLog: true)
-            } else {
-                try launch([rank], replayLog: true, intact: intact)
-            }
-        } else {
-            replaying = nil
-            stopSurvivors()
-            try launchAll()
+        stop(plan.stop)
+        var entries: [Int: IndependentCheckpoint?] = [:]
+        for restart in plan.restart {
+            guard case .checkpoint(let index) = restart.start else { continue }
+            truncateRecords(rank: restart.rank, after: index)
+            entries[restart.rank] = index == 0 ? .some(nil) : records[restart.rank].first { $0.index == index }
         }
+        if !entries.isEmpty, plan.mode != .replay {
+            var next = manifest
+            do {
+                try manifests.commit(&next)
+                manifest = next
+            } catch {
+                warn("cannot record the recovery line: \(error)")
+            }
+        }
+        survivorsToThaw = plan.thaw
+        replaying = plan.mode == .replay ? plan.failed.rawValue : nil
+        restartedGroup = plan.replayLimit != nil ? plan.restartedRanks : nil
+        try launch(plan.restartedRanks, plan: entries.isEmpty ? nil : entries,
+                   replayLimit: plan.replayLimit.map { ($0.rank, $0.recoverable) }, replayLog: plan.replayLog,
+                   intact: intact)
     }
 
     /// What makes the message log of `rank` unfit to replay (damaged or missing on both

@@ -74,14 +74,15 @@ final class Supervisor {
     var restartsRanks: Bool
     /// Whether any rank ever joined: the program is a Lifeline program.
     var programJoined = false
-    var failures = 0
+    /// Counts failures and chooses how the job recovers from each.
+    var recoveryPolicy: RecoveryPolicy
+    /// Failures so far in this supervisor run.
+    var failures: Int { recoveryPolicy.failures }
     var recoveries = 0
     var finishedJob = false
     /// Which faults have fired (indexed like `faults`).
     var faultFired: [Bool]
     var chaos: (generator: SplitMix64, nextAt: Double)?
-    /// The last program error, to stop a job that fails the same way on every attempt.
-    var lastProgramError: (rank: Int, exit: String, epoch: UInt64)?
     /// When the current recovery began, for its duration.
     var recoveryStartedAt: Double?
     var lastProgressAt = 0.0
@@ -150,6 +151,9 @@ final class Supervisor {
         self.incarnation = incarnation
         self.restartsRanks = incarnation > 0
         self.faultFired = Array(repeating: false, count: faults.count)
+        self.recoveryPolicy = RecoveryPolicy(
+            logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,
+            independent: configuration.checkpointing == .independent, maxRestarts: configuration.maxRestarts)
         if configuration.checkpointing == .independent { loadIndependentRecords() }
         if let spec = faults.first(where: { if case .chaos = $0 { true } else { false } }),
            case .chaos(let seed, let mtbf) = spec {

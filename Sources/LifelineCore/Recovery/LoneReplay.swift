@@ -1,0 +1,32 @@
+/// Recovery by lone replay (pessimistic and sender-based logging): the failed rank restarts from
+/// its checkpoint and replays its message log, delivering what it delivered before in the same
+/// order; the other ranks keep their processes and send it again what it needs. Optimistic
+/// logging starts the same way and adds its orphans (`OptimisticOrphans`).
+///
+/// Fallbacks to a global rollback: another rank is recovering at the same time (a second
+/// failure of the replaying rank itself is fine: it restarts alone again), or its pessimistic
+/// log cannot be replayed (lost on both mirrors, or ending before its checkpoint's position).
+package enum LoneReplay {
+    /// Whether `failed` can restart alone: nil when it can, else why not.
+    ///
+    /// `othersRecovering`: a rank other than `failed` is replaying or still restarting.
+    /// `logLost` (pessimistic logging only): what makes the rank's log unfit to replay, or nil;
+    /// called only when the answer depends on it, since it reads the disk.
+    package static func fallbackReason(
+        failed: RankID, logging: LoggingMode, othersRecovering: Bool, logLost: () -> String?
+    ) -> String? {
+        if othersRecovering { return "it failed while another rank recovers" }
+        if logging == .pessimistic, let lost = logLost() { return "its message log cannot be replayed (\(lost))" }
+        return nil
+    }
+
+    /// The plan: `failed` restarts alone and replays its log; under independent checkpoints it
+    /// begins from its newest checkpoint that still has a snapshot (`independentStart`, 0 for
+    /// the beginning), otherwise from the newest intact line.
+    package static func plan(failed: RankID, independentStart: Int?) -> RecoveryPlan {
+        RecoveryPlan(
+            mode: .replay, failed: failed, stop: [],
+            restart: [RecoveryPlan.Restart(failed.rawValue, independentStart.map { .checkpoint($0) } ?? .newestLine)],
+            replayLog: true, replayLimit: nil, thaw: [], fallback: nil)
+    }
+}

@@ -1,0 +1,63 @@
+/// Recovery under optimistic logging: the failed rank's log reached the disk only up to some
+/// state interval (`recoverable`: its checkpoint's, plus one per record kept after it); every
+/// survivor whose dependency vector names a later interval of the failed rank is an *orphan* —
+/// it delivered what the lost states sent — and rolls back too. The failed rank and the orphans
+/// restart from the newest intact line and replay their logs up to what depends on nothing lost;
+/// the other survivors keep their processes and are thawed once the restarted ranks connect.
+///
+/// Fallbacks to a global rollback: the failed rank's checkpoint or log cannot be read, or
+/// another rank failed while the survivors were frozen.
+package enum OptimisticOrphans {
+    /// What the freeze found: the survivors' dependency vectors, and the ranks that failed
+    /// (the first one included) or did not answer.
+    package struct Freeze: Sendable, Equatable {
+        /// Per frozen survivor, its dependency vector (per rank, the newest interval of that
+        /// rank it depends on; negative: none).
+        package var vectors: [Int: [Int]]
+        /// The failed rank and every rank that died or did not answer meanwhile.
+        package var failed: Set<Int>
+
+        /// A freeze's findings.
+        package init(vectors: [Int: [Int]], failed: Set<Int>) {
+            self.vectors = vectors
+            self.failed = failed
+        }
+    }
+
+    /// The survivors that depend on a state of `failed` beyond `recoverable`, ascending.
+    package static func orphans(of failed: RankID, recoverable: UInt64, vectors: [Int: [Int]], rankCount: Int) -> [Int] {
+        vectors.keys.sorted().filter { survivor in
+            let vector = (vectors[survivor] ?? []).map { UInt64(max(0, $0)) }
+            return vector.count == rankCount && OptimisticLogging.isOrphan(vector, failed: failed, recoverable: recoverable)
+        }
+    }
+
+    /// The plan, or the reason a global rollback must replace it. `recoverable`: nil when the
+    /// failed rank's checkpoint or log cannot be read; `freeze`: nil when it was not reached.
+    /// `alive`: whether a rank's process is running (the survivors to thaw).
+    package static func plan(
+        failed: RankID, recoverable: UInt64?, freeze: Freeze, rankCount: Int, alive: (Int) -> Bool
+    ) -> Result<(plan: RecoveryPlan, orphans: [Int]), Fallback> {
+        guard let recoverable else {
+            return .failure(Fallback("rank \(failed.rawValue)'s checkpoint or log cannot be read"))
+        }
+        guard freeze.failed == [failed.rawValue] else {
+            return .failure(Fallback("another rank failed while rank \(failed.rawValue) recovers"))
+        }
+        let orphans = orphans(of: failed, recoverable: recoverable, vectors: freeze.vectors, rankCount: rankCount)
+        let group = [failed.rawValue] + orphans
+        let plan = RecoveryPlan(
+            mode: .replay, failed: failed, stop: orphans, restart: group.map { RecoveryPlan.Restart($0, .newestLine) }, replayLog: true,
+            replayLimit: RecoveryPlan.ReplayLimit(rank: failed.rawValue, recoverable: recoverable),
+            thaw: Set((0..<rankCount).filter { !group.contains($0) && alive($0) }), fallback: nil)
+        return .success((plan, orphans))
+    }
+
+    /// Why an optimistic recovery gave way to a global rollback.
+    package struct Fallback: Error, Sendable, Equatable, CustomStringConvertible {
+        /// In words.
+        package var description: String
+        /// A fallback described by `description`.
+        package init(_ description: String) { self.description = description }
+    }
+}

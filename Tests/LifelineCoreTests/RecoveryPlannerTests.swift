@@ -1,0 +1,127 @@
+import Testing
+@testable import LifelineCore
+
+/// The recovery policy and its planners (LifelineCore/Recovery): what the supervisor does when
+/// a rank dies, decided without processes, clocks or disks.
+@Suite struct RecoveryPlannerTests {
+    private func failure(_ rank: Int, exit: String? = nil, epoch: UInt64 = 3) -> RecoveryPolicy.Failure {
+        RecoveryPolicy.Failure(rank: RankID(rank), programExit: exit, lineEpoch: epoch)
+    }
+
+    @Test func thePolicyChoosesThePlannerOfEachSchemeAndLoggingMode() {
+        let expected: [(LoggingMode, Bool, RecoveryPolicy.Decision)] = [
+            (.none, false, .globalRollback(fallback: nil)), (.none, true, .partialRollback),
+            (.pessimistic, false, .loneReplay), (.pessimistic, true, .loneReplay),
+            (.senderBased, false, .loneReplay), (.optimistic, false, .optimisticReplay),
+        ]
+        for (logging, independent, decision) in expected {
+            var policy = RecoveryPolicy(logging: logging, independent: independent, maxRestarts: 5)
+            #expect(policy.decide(failure(1), othersRecovering: false) { nil } == decision, "\(logging) independent \(independent)")
+            #expect(policy.failures == 1)
+        }
+    }
+
+    @Test func aLoneRestartFallsBackToAGlobalRollbackAndReadsTheLogOnlyWhenItMatters() {
+        var reads = 0
+        func lost() -> String? {
+            reads += 1
+            return "missing on both mirrors"
+        }
+        var pessimistic = RecoveryPolicy(logging: .pessimistic, independent: false, maxRestarts: 9)
+        #expect(pessimistic.decide(failure(2), othersRecovering: false, logLost: lost)
+                == .globalRollback(fallback: "its message log cannot be replayed (missing on both mirrors)"))
+        #expect(reads == 1)
+        #expect(pessimistic.decide(failure(2), othersRecovering: true, logLost: lost)
+                == .globalRollback(fallback: "it failed while another rank recovers"))
+        #expect(reads == 1, "another rank recovering decides without reading the log")
+        for logging in [LoggingMode.senderBased, .optimistic] {
+            var policy = RecoveryPolicy(logging: logging, independent: false, maxRestarts: 9)
+            #expect(policy.decide(failure(0), othersRecovering: false, logLost: lost) != .globalRollback(fallback: nil))
+            #expect(reads == 1, "\(logging) keeps no receiver log to check")
+        }
+    }
+
+    @Test func theJobGivesUpOnTheSameErrorFromTheSameLineAndPastMaxRestarts() {
+        var policy = RecoveryPolicy(logging: .none, independent: false, maxRestarts: 4)
+        #expect(policy.decide(failure(1, exit: "exited with status 3"), othersRecovering: false) { nil } == .globalRollback(fallback: nil))
+        // From a newer line the same error is a new attempt; a kill in between starts over.
+        #expect(policy.decide(failure(1, exit: "exited with status 3", epoch: 4), othersRecovering: false) { nil }
+                == .globalRollback(fallback: nil))
+        #expect(policy.decide(failure(0), othersRecovering: false) { nil } == .globalRollback(fallback: nil))
+        #expect(policy.decide(failure(1, exit: "exited with status 3", epoch: 4), othersRecovering: false) { nil }
+                == .globalRollback(fallback: nil))
+        #expect(policy.decide(failure(2, exit: "exited with status 3", epoch: 4), othersRecovering: false) { nil }
+                == .sameErrorAgain(exit: "exited with status 3", epoch: 4))
+        var few = RecoveryPolicy(logging: .pessimistic, independent: false, maxRestarts: 1)
+        #expect(few.decide(failure(0), othersRecovering: false) { nil } == .loneReplay)
+        few.countFailureDuringFreeze()
+        #expect(few.decide(failure(1), othersRecovering: false) { nil } == .restartsExhausted(failures: 3))
+    }
+
+    @Test func globalRollbackAndLoneReplayPlans() {
+        let global = GlobalRollback.plan(failed: RankID(2), rankCount: 3, fallback: "why")
+        #expect(global.mode == .globalRollback && global.stop == [0, 1, 2] && global.restartedRanks == [0, 1, 2])
+        #expect(global.restart.allSatisfy { $0.start == .newestLine } && !global.replayLog && global.fallback == "why")
+        #expect(global.restartsEveryRank(rankCount: 3))
+        let alone = LoneReplay.plan(failed: RankID(1), independentStart: nil)
+        #expect(alone.mode == .replay && alone.stop.isEmpty && alone.restart == [RecoveryPlan.Restart(1, .newestLine)] && alone.replayLog)
+        #expect(LoneReplay.plan(failed: RankID(1), independentStart: 4).restart == [RecoveryPlan.Restart(1, .checkpoint(4))])
+    }
+
+    @Test func optimisticRecoveryRestartsTheOrphansAndThawsTheOthers() throws {
+        // Rank 1's log recovers its states up to 5. Rank 0 depends on its state 7 (an orphan),
+        // rank 2 on its state 5, rank 3 is dead (a survivor that did not come back is not thawed).
+        let freeze = OptimisticOrphans.Freeze(vectors: [0: [9, 7, 0, 0], 2: [0, 5, 4, 0]], failed: [1])
+        let result = OptimisticOrphans.plan(failed: RankID(1), recoverable: 5, freeze: freeze, rankCount: 4) { $0 != 3 }
+        let (plan, orphans) = try result.get()
+        #expect(orphans == [0])
+        #expect(plan.mode == .replay && plan.stop == [0] && plan.restartedRanks == [1, 0] && plan.replayLog)
+        #expect(plan.replayLimit == RecoveryPlan.ReplayLimit(rank: 1, recoverable: 5) && plan.thaw == [2])
+        #expect(OptimisticOrphans.orphans(of: RankID(1), recoverable: 7, vectors: freeze.vectors, rankCount: 4).isEmpty)
+        // A vector of the wrong length (a confused answer) never makes an orphan.
+        #expect(OptimisticOrphans.orphans(of: RankID(1), recoverable: 0, vectors: [0: [1, 9]], rankCount: 4).isEmpty)
+    }
+
+    @Test func optimisticRecoveryFallsBackWhenItCannot() {
+        let unreadable = OptimisticOrphans.plan(
+            failed: RankID(1), recoverable: nil, freeze: .init(vectors: [:], failed: [1]), rankCount: 3) { _ in true }
+        #expect(unreadable.map(\.orphans) == .failure(.init("rank 1's checkpoint or log cannot be read")))
+        let twice = OptimisticOrphans.plan(
+            failed: RankID(1), recoverable: 2, freeze: .init(vectors: [0: [0, 0, 0]], failed: [1, 2]), rankCount: 3) { _ in true }
+        #expect(twice.map(\.orphans) == .failure(.init("another rank failed while rank 1 recovers")))
+    }
+
+    @Test func independentRecoveryRollsBackOnlyWhatTheLineNeeds() {
+        // Rank 0: two checkpoints; rank 1: one; rank 2: none. Rank 0 dies in its interval 2;
+        // rank 1's current interval delivered what rank 0 sent in it, rank 2's nothing.
+        var dependencies = IntervalDependencies(rankCount: 3)
+        dependencies.recordCheckpoint(rank: 0, dependencies: [-1, -1, -1])
+        dependencies.recordCheckpoint(rank: 0, dependencies: [-1, -1, -1])
+        dependencies.recordCheckpoint(rank: 1, dependencies: [-1, -1, -1])
+        let frozen: [Int: IndependentPartialRollback.Frozen] = [
+            1: .init(interval: 1, dependencies: [2, -1, -1]), 2: .init(interval: 0, dependencies: [-1, -1, -1]),
+        ]
+        let line = IndependentPartialRollback.line(
+            first: RankID(0), failed: [0], frozen: frozen, recordCounts: [2, 1, 0], dependencies: dependencies)
+        #expect(line.entries == [2, 1, nil] && line.rolledBack == [0, 1] && !line.domino)
+        #expect(line.plan.mode == .partialRollback && line.plan.stop == [0, 1] && line.plan.thaw == [2])
+        #expect(line.plan.restart == [RecoveryPlan.Restart(0, .checkpoint(2)), RecoveryPlan.Restart(1, .checkpoint(1))])
+        // A survivor whose interval the records do not know (its checkpoint failed) rolls back too.
+        var confused = frozen
+        confused[2] = .init(interval: 1, dependencies: [-1, -1, -1])
+        let all = IndependentPartialRollback.line(
+            first: RankID(0), failed: [0], frozen: confused, recordCounts: [2, 1, 0], dependencies: dependencies)
+        #expect(all.entries == [2, 1, 0] && all.plan.mode == .globalRollback && all.plan.thaw.isEmpty && !all.domino)
+    }
+
+    @Test func theDominoEffectIsNamed() {
+        // Each rank's checkpointed interval depends on the other's interval after its checkpoint.
+        var dependencies = IntervalDependencies(rankCount: 2)
+        dependencies.recordCheckpoint(rank: 0, dependencies: [-1, 1])
+        dependencies.recordCheckpoint(rank: 1, dependencies: [1, -1])
+        let line = IndependentPartialRollback.line(
+            first: RankID(0), failed: [0], frozen: [1: .init(interval: 1, dependencies: [1, -1])], recordCounts: [1, 1],
+            dependencies: dependencies)
+        #expect(line.entries == [0, 0] && line.domino && line.plan.mode == .globalRollback)
+    }
+}
