@@ -16,6 +16,7 @@ extension RankRuntime {
     /// releases held sends cannot interleave frames on a socket.
     func serviceControl() throws {
         if logging == .optimistic { try flushLogIfDue() }
+        reportLogMirrorFailure()
         for outcome in writer?.takeCompleted() ?? [] {
             if case .durable(let epoch) = outcome { participant.handleSnapshotDurable(epoch) }
         }
@@ -42,6 +43,13 @@ extension RankRuntime {
                 try perform(participant.handleAbort(epoch))
             case .writeMirrors(let mirrors) where !mirrors.isEmpty:
                 writeMirrors = mirrors
+                do {
+                    try log?.write(only: mirrors.mirrors)
+                    if log?.failedMirror == nil { logMirrorFailureReported = false }
+                } catch {
+                    // The mirror is still failing: the log goes on without it, and says so.
+                    control?.send(.logMirrorFailed(error.mirror.map { StorageMirrors([$0]) } ?? [], reason: "\(error)"))
+                }
             case .release:
                 released = true
                 control?.markReleased()
@@ -59,7 +67,7 @@ extension RankRuntime {
                 try trimLog(committed: Epoch(UInt64(checkpoint)))
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
-            case .start, .writeMirrors, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+            case .start, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
                  .replayComplete, .frozen, .waitReport, .nondeterminism:
                 break  // not for a rank, or already handled
             }
@@ -95,6 +103,13 @@ extension RankRuntime {
         } else {
             control?.send(.frozen(interval: interval, dependencies: intervalDependencies))
         }
+    }
+
+    /// The message log dropped a mirror whose write failed: tell the supervisor once.
+    func reportLogMirrorFailure() {
+        guard let failed = log?.failedMirror, !logMirrorFailureReported else { return }
+        logMirrorFailureReported = true
+        control?.send(.logMirrorFailed(StorageMirrors([failed.mirror]), reason: "\(failed.error)"))
     }
 
     /// A committed checkpoint covers the deliveries it captured: drop them from the log.

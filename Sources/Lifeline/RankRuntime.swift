@@ -92,6 +92,8 @@ final class RankRuntime {
     var frozen = false
     /// The mirrors snapshots are written to: both, or one while the other has failed.
     var writeMirrors: StorageMirrors
+    /// Whether the supervisor was told that the message log dropped a mirror.
+    var logMirrorFailureReported = false
     /// Independent checkpointing: per peer, the incarnation its messages must come from at
     /// least (set when it rolls back: what its lost execution sent is obsolete).
     var obsoleteBelow: [UInt32]
@@ -277,7 +279,8 @@ final class RankRuntime {
         guard launch.logging != .none else { return (nil, nil) }
         let log: MessageLog
         do {
-            log = try MessageLog(store: store, name: MessageLog.name(ofRank: launch.rank.rawValue),
+            log = try MessageLog(store: store.writing(only: launch.writeMirrors.mirrors),
+                                 name: MessageLog.name(ofRank: launch.rank.rawValue),
                                  segmentBytesMax: segmentBytes(logBytesMax: launch.logBytesMax))
         } catch {
             throw LifelineError(.storage, "cannot open the message log: \(error)")

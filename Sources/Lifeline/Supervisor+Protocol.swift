@@ -76,6 +76,9 @@ extension Supervisor {
             frozenReplies[rank.rawValue] = (interval, dependencies)
         case .waitReport(let serial, let wait):
             stalls.handleAnswer(from: rank, serial: serial, wait)
+        case .logMirrorFailed(let mirrors, let reason):
+            events.record("log_mirror_failed", ["rank": .int(rank.rawValue), "reason": .string(reason)])
+            if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
         case .nondeterminism(let source, let sequence):
             try nondeterminismFound(receiver: rank.rawValue, source: source.rawValue, sequence: sequence.rawValue)
         case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,

@@ -124,12 +124,15 @@ package enum ControlMessage: Sendable, Equatable {
     /// Message `sequence` from `source` arrived again with bytes other than the ones the rank
     /// delivered: its sender did not re-execute the same way (the program is not deterministic).
     case nondeterminism(source: RankID, sequence: SequenceNumber)
+    /// The rank's message log stopped writing a mirror whose write failed (full, read-only,
+    /// I/O error) and goes on on the other alone: the supervisor degrades the job to it.
+    case logMirrorFailed(StorageMirrors, reason: String)
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
         case waitQuery, writeMirrors
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
-        case waitReport, nondeterminism
+        case waitReport, nondeterminism, logMirrorFailed
     }
 
     /// The complete frame, prefix included.
@@ -199,6 +202,10 @@ package enum ControlMessage: Sendable, Equatable {
         case .writeMirrors(let mirrors):
             writer.write(Code.writeMirrors.rawValue)
             writer.write(mirrors.rawValue)
+        case .logMirrorFailed(let mirrors, let reason):
+            writer.write(Code.logMirrorFailed.rawValue)
+            writer.write(mirrors.rawValue)
+            writer.write(reason)
         case .ack(let epoch, let ack):
             writer.write(Code.ack.rawValue)
             writer.write(epoch.rawValue)
@@ -265,6 +272,9 @@ package enum ControlMessage: Sendable, Equatable {
         case .trim: message = .trim(checkpoint: try step(), coveredByReceiver: try decodeSets(&reader))
         case .waitQuery: message = .waitQuery(serial: try reader.read(UInt32.self))
         case .writeMirrors: message = .writeMirrors(try mirrors())
+        case .logMirrorFailed:
+            let failed = try mirrors()
+            message = .logMirrorFailed(failed, reason: try reader.readString())
         case .waitReport: message = .waitReport(serial: try reader.read(UInt32.self), try RankWait.decode(from: &reader))
         case .nondeterminism:
             message = .nondeterminism(

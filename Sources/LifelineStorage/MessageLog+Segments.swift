@@ -55,8 +55,9 @@ extension MessageLog {
 
     /// Reads both mirrors' segments and decides what the log is.
     ///
-    /// Per segment, the copy kept is A's when it is whole (A is written first, so it is never
-    /// older than B, and a cut shortens it first), else the longer valid one. Every cut or
+    /// Per segment, the copy kept is the one of the higher generation, else the one that
+    /// continues the other further, else A's when it is whole (A is written first, so it is
+    /// never older than B, and a cut shortens it first), else the longer valid one. Every cut or
     /// restart of the log writes its new last segment with a higher generation before it
     /// deletes what follows, so the segments of the highest generation G are the log's end:
     /// older-generation segments after them, or not leading up to them, belong to a part of
@@ -155,10 +156,20 @@ extension MessageLog {
         var isWhole: Bool { bytes != nil && valid && problem == nil }
     }
 
-    /// The copy recovery keeps: A's when whole, else the longer valid one (A when equal).
+    /// The copy recovery keeps: of two valid copies, the one of the higher generation (a cut
+    /// writes its new segment with a higher one), else the one whose records continue the
+    /// other's further; otherwise A's when whole, else the longer valid one (A when equal).
+    ///
+    /// A is written first, so normally A's copy is never older than B's; but while A has
+    /// failed the log goes on on B alone, and the copy A was left with must not win.
     private static func chosen(_ parsed: [ParsedSegment]) -> ParsedSegment {
-        if parsed[0].isWhole { return parsed[0] }
-        let index = parsed[1].records.count > parsed[0].records.count && parsed[1].valid ? 1 : 0
+        let (a, b) = (parsed[0], parsed[1])
+        if a.valid && b.valid {
+            if a.generation != b.generation { return a.generation > b.generation ? a : b }
+            if b.records.count > a.records.count && b.records.starts(with: a.records) { return b }
+        }
+        if a.isWhole { return a }
+        let index = b.records.count > a.records.count && b.valid ? 1 : 0
         return parsed[index].valid ? parsed[index] : parsed[1 - index]
     }
 

@@ -18,8 +18,15 @@ import Foundation
 /// to match, deletes what an interrupted cut left behind, and keeps segments only while they
 /// continue each other; a record is never returned unless its checksum holds.
 ///
-/// Invariant: `records` is the concatenation of the segments' records, on both mirrors, and
-/// `segments` lists them oldest first, each starting where the one before ends.
+/// Invariant: `records` is the concatenation of the segments' records, on both mirrors (on the
+/// one mirror still written while the other has failed), and `segments` lists them oldest
+/// first, each starting where the one before ends.
+///
+/// A mirror whose write fails as a failing disk fails (full, read-only, I/O error) is dropped
+/// and the log goes on on the other alone (`failedMirror`); `write(only:)` drops one on the
+/// supervisor's word, and adding it back rewrites its segments from `records`. Opening picks,
+/// per segment, the copy of the higher generation, else the longer (see `recover(folders:)`),
+/// so a copy left behind on a dropped mirror never wins over the one written since.
 ///
 /// Owned by one thread.
 package final class MessageLog {
@@ -42,14 +49,23 @@ package final class MessageLog {
         var recordCount: Int
         /// Its length in bytes on one mirror.
         var bytes: Int
+        /// The generation its header carries.
+        var generation: UInt16
     }
 
     /// The log's folder on each mirror: `ROOT/logs/NAME`.
     let folders: [String]
     private let segmentBytesMax: Int
     private var segments: [Segment]
-    /// The newest segment, open for appending, on each mirror.
-    private var descriptors: [Int32] = []
+    /// The newest segment, open for appending, on each mirror (nil: not written).
+    private var descriptors: [Int32?] = [nil, nil]
+    /// Whether each mirror (A, B) is written.
+    private var active = [true, true]
+    /// Per mirror, the file whose presence makes its writes fail (`--inject fail:mirror=`).
+    private let failMarkers: [String]
+    /// The mirror this log stopped writing because a write there failed, and that error; nil
+    /// while both are written (or one was dropped on the supervisor's word).
+    package private(set) var failedMirror: (mirror: Mirror, error: StorageError)?
     /// The index of the first record kept (the first segment's first record).
     package private(set) var firstIndex: UInt64
     /// The records from `firstIndex` on, as read at open and appended since.
@@ -68,26 +84,33 @@ package final class MessageLog {
     /// can tell segments a crash left behind from the log's end.
     private var generation: UInt16 = 0
 
-    /// Opens (or creates) the log `name` on both roots of `store` and recovers its valid
-    /// prefix; segments close past `segmentBytesMax` bytes.
+    /// Opens (or creates) the log `name` on the roots of `store` and recovers its valid prefix;
+    /// segments close past `segmentBytesMax` bytes. Both mirrors are read; only those `store`
+    /// writes are repaired and written (one failing is dropped, see `failedMirror`).
     package init(store: MirroredStore, name: String, segmentBytesMax: Int = segmentBytesDefault) throws(StorageError) {
         precondition(segmentBytesMax > Self.headerBytes, "a segment holds its header and records")
         folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + Self.folder + "/" + name }
+        failMarkers = [Mirror.a, Mirror.b].map { store.root($0) + "/" + MirroredStore.failWritesMarker }
+        active = [Mirror.a, Mirror.b].map(store.mirrors.contains)
         self.segmentBytesMax = segmentBytesMax
-        for mirror in [Mirror.a, Mirror.b] {
-            try PosixFile.makeDirectories(root: store.root(mirror), relative: Self.folder + "/" + name)
+        segments = []
+        firstIndex = 0
+        records = []
+        try onEachMirror { mirror throws(StorageError) in
+            try PosixFile.makeDirectories(root: store.root(mirror == 0 ? .a : .b), relative: Self.folder + "/" + name)
         }
         let recovery = try Self.recover(folders: folders)
         problems = recovery.problems
-        segments = []
         firstIndex = recovery.segments.first?.firstIndex ?? 0
-        records = []
         generation = recovery.segments.last?.generation ?? 0
         for segment in recovery.segments {
-            for (mirror, folder) in folders.enumerated() where !Self.holds(segment.copies[mirror], segment.image) {
-                try write(segment.image, segmentAt: segment.firstIndex, in: folder)
+            try onEachMirror { mirror throws(StorageError) in
+                if !Self.holds(segment.copies[mirror], segment.image) {
+                    try write(segment.image, segmentAt: segment.firstIndex, in: folders[mirror])
+                }
             }
-            segments.append(Segment(firstIndex: segment.firstIndex, recordCount: segment.records.count, bytes: segment.image.count))
+            segments.append(Segment(firstIndex: segment.firstIndex, recordCount: segment.records.count,
+                                    bytes: segment.image.count, generation: segment.generation))
             records += segment.records
         }
         for index in recovery.dropped {
@@ -100,7 +123,7 @@ package final class MessageLog {
         }
     }
 
-    deinit { descriptors.forEach { close($0) } }
+    deinit { for case let fd? in descriptors { close(fd) } }
 
     /// The index the next appended record gets.
     package var nextIndex: UInt64 { firstIndex + UInt64(records.count) }
@@ -120,7 +143,8 @@ package final class MessageLog {
             if newest.recordCount > 0 && newest.bytes + bytes.count > segmentBytesMax {
                 try startSegment(at: nextIndex, records: payloads)
             } else {
-                for (mirror, fd) in descriptors.enumerated() {
+                try onEachMirror { mirror throws(StorageError) in
+                    guard let fd = descriptors[mirror] else { return }
                     let path = segmentPath(newest.firstIndex, in: folders[mirror])
                     try PosixFile.writeAll(fd, bytes, path: path)
                     if fdatasync(fd) != 0 { throw StorageError(errno: errno, operation: "fdatasync", path: path) }
@@ -236,11 +260,86 @@ package final class MessageLog {
     private func startSegment(at index: UInt64, records payloads: [[UInt8]]) throws(StorageError) {
         let image = Self.image(firstIndex: index, generation: generation, records: payloads)
         closeNewest()
-        for folder in folders {
-            try write(image, segmentAt: index, in: folder)
-        }
-        segments.append(Segment(firstIndex: index, recordCount: payloads.count, bytes: image.count))
+        try onEachMirror { mirror throws(StorageError) in try write(image, segmentAt: index, in: folders[mirror]) }
+        segments.append(Segment(firstIndex: index, recordCount: payloads.count, bytes: image.count, generation: generation))
         try openNewest()
+    }
+
+    /// Runs `body` for each mirror written, A first. A mirror whose write fails as a disk
+    /// fails (or whose fail marker is there) is dropped while the other is still written, and
+    /// the change goes on there; any other error, or the last mirror failing, is thrown.
+    private func onEachMirror(_ body: (Int) throws(StorageError) -> Void) throws(StorageError) {
+        for mirror in 0..<2 where active[mirror] {
+            do throws(StorageError) {
+                if access(failMarkers[mirror], F_OK) == 0 {
+                    throw StorageError(errno: ENOSPC, operation: "log write (a fault injected by --inject fail:mirror="
+                                       + "\(mirror == 0 ? "a" : "b"))", path: folders[mirror])
+                }
+                try body(mirror)
+            } catch {
+                var tagged = error
+                tagged.mirror = mirror == 0 ? .a : .b
+                guard tagged.isMirrorFailure, active[1 - mirror] else { throw tagged }
+                drop(mirror)
+                failedMirror = (tagged.mirror!, tagged)
+            }
+        }
+    }
+
+    /// Stops writing `mirror` (an index): its descriptor is closed, its files left as they are.
+    private func drop(_ mirror: Int) {
+        active[mirror] = false
+        if let fd = descriptors[mirror] { close(fd) }
+        descriptors[mirror] = nil
+    }
+
+    /// Writes the log to `mirrors` from now on (at least one). A mirror added back gets the
+    /// log's segments written anew from its records, and its files of no kept segment
+    /// removed; when that fails, the mirror stays dropped and the error is thrown.
+    package func write(only mirrors: [Mirror]) throws(StorageError) {
+        precondition(!mirrors.isEmpty, "a log writes at least one mirror")
+        try checkUsable()
+        for (position, mirror) in [Mirror.a, .b].enumerated() {
+            if !mirrors.contains(mirror) {
+                if active[position] { drop(position) }
+            } else if !active[position] {
+                try resynchronise(position)
+            }
+        }
+    }
+
+    /// Rewrites mirror `position`'s copy of the log from `records` and writes it again.
+    private func resynchronise(_ position: Int) throws(StorageError) {
+        let folder = folders[position]
+        do throws(StorageError) {
+            if access(failMarkers[position], F_OK) == 0 {
+                throw StorageError(errno: ENOSPC, operation: "log write (a fault injected by --inject fail:mirror="
+                                   + "\(position == 0 ? "a" : "b"))", path: folder)
+            }
+            try PosixFile.makeDirectories(root: folder, relative: "")
+            let kept = Set(segments.map { Self.segmentName($0.firstIndex) })
+            for name in PosixFile.entries(folder) where Self.segmentIndex(name) != nil && !kept.contains(name) {
+                if try PosixFile.removeFile(folder + "/" + name) { syncCount += 1 }
+            }
+            var offset = 0
+            for segment in segments {
+                let image = Self.image(firstIndex: segment.firstIndex, generation: segment.generation,
+                                       records: Array(records[offset..<offset + segment.recordCount]))
+                offset += segment.recordCount
+                try write(image, segmentAt: segment.firstIndex, in: folder)
+            }
+            try PosixFile.fsyncDirectory(folder)
+            let path = segmentPath(segments[segments.count - 1].firstIndex, in: folder)
+            let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+            guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
+            descriptors[position] = fd
+            active[position] = true
+            failedMirror = nil
+        } catch {
+            var tagged = error
+            tagged.mirror = position == 0 ? .a : .b
+            throw tagged
+        }
     }
 
     /// Writes a whole segment file atomically (its folder fsynced).
@@ -249,27 +348,31 @@ package final class MessageLog {
         syncCount += 2  // the file and its folder
     }
 
-    /// Deletes a segment on both mirrors (A first), each folder fsynced.
+    /// Deletes a segment on the mirrors written (A first), each folder fsynced.
     private func removeSegment(at index: UInt64) throws(StorageError) {
-        for folder in folders where try PosixFile.removeFile(segmentPath(index, in: folder)) {
-            try PosixFile.fsyncDirectory(folder)
-            syncCount += 1
+        try onEachMirror { mirror throws(StorageError) in
+            if try PosixFile.removeFile(segmentPath(index, in: folders[mirror])) {
+                try PosixFile.fsyncDirectory(folders[mirror])
+                syncCount += 1
+            }
         }
     }
 
     private func openNewest() throws(StorageError) {
         let newest = segments[segments.count - 1].firstIndex
-        for folder in folders {
-            let path = segmentPath(newest, in: folder)
+        try onEachMirror { mirror throws(StorageError) in
+            let path = segmentPath(newest, in: folders[mirror])
             let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
             guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
-            descriptors.append(fd)
+            descriptors[mirror] = fd
         }
     }
 
     private func closeNewest() {
-        descriptors.forEach { close($0) }
-        descriptors.removeAll()
+        for mirror in descriptors.indices {
+            if let fd = descriptors[mirror] { close(fd) }
+            descriptors[mirror] = nil
+        }
     }
 
     func segmentPath(_ index: UInt64, in folder: String) -> String {

@@ -31,7 +31,7 @@ struct WireFormatTests {
         // A mirror failed: the failure names it, the next rounds write one mirror, and their
         // ACKs say which holds the snapshot.
         .snapshotFailed(Epoch(3), reason: "storage no space", failedMirrors: .b),
-        .writeMirrors(.a), .writeMirrors(.both),
+        .writeMirrors(.a), .writeMirrors(.both), .logMirrorFailed(.b, reason: "fdatasync failed: EIO"),
         .ack(Epoch(4), Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, mirrors: .a)),
         .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11, logSyncs: 13),
         .checkpointWanted,
@@ -88,7 +88,7 @@ struct WireFormatTests {
 
     @Test func controlMessageRefusesUnknownCodes() {
         let known: Set<UInt8> = Set(Self.everyControlMessage.map { $0.frame()[FramePrefix.byteCount] })
-        #expect(known.count == 23, "a control message case is missing from the list: codes \(known.sorted())")
+        #expect(known.count == 24, "a control message case is missing from the list: codes \(known.sorted())")
         for code in UInt8.min...UInt8.max where !known.contains(code) {
             #expect(throws: WireError.self, "code \(code) decoded") { try ControlMessage.decode([code] + [UInt8](repeating: 0, count: 40)) }
         }

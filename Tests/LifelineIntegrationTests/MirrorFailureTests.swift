@@ -63,6 +63,31 @@ extension RecoveryTests {
             #expect(verify.status == 0, "seed \(seed): \(verify.stdout)\(verify.stderr)")
         }
 
+        /// With message logging, mirror A (written first) fails after epoch 2 for 2 s and a rank
+        /// is killed at a step drawn from a printed seed, most often while A is failed: the
+        /// logs go on on B alone and the job degrades at once (no round aborts); the lone
+        /// replay reads the log B holds, not the copy A was left with; A is resynchronised,
+        /// logs included, and the result is the failure-free one.
+        @Test(arguments: ["pessimistic", "optimistic"])
+        func messageLogsGoOnOnTheOtherMirror(logging: String) throws {
+            let seed = Liveness.seed()
+            var generator = SplitMix64(seed: seed)
+            let kill = "kill:rank=\(Int.random(in: 0..<3, using: &generator)),step=\(Int.random(in: 250...650, using: &generator))"
+            print("\(logging) logs, mirror A failing: seed \(seed) (LIFELINE_TEST_SEED replays it): \(kill)")
+            let runDirectory = JobRunner.scratch("mirror-logs-\(logging)") + "/run"
+            let result = try JobRunner.lifeline(
+                ["run", "-n", "3", "--interval", "0.25", "--logging", logging, "--run-dir", runDirectory, "--quiet",
+                 "--inject", "fail:mirror=a,epoch=2,for=2s", "--inject", kill, "--"] + Self.longHeat,
+                runDirectory: runDirectory)
+            #expect(result.status == 0, "seed \(seed): \(result.stderr)")
+            #expect(result.resultLines == [Self.longHeatOracle], "seed \(seed)")
+            #expect(result.events("failure").count == 1 && result.events("recovery_done").count == 1, "seed \(seed)")
+            #expect(!result.events("log_mirror_failed").isEmpty && result.events("mirror_degraded").count == 1, "seed \(seed)")
+            #expect(result.events("mirror_resynced").count == 1, "seed \(seed)")
+            let verify = try Self.verify(runDirectory)
+            #expect(verify.status == 0, "seed \(seed): \(verify.stdout)\(verify.stderr)")
+        }
+
         /// Mirror B fails after epoch 1 and A after epoch 3: the job stops with exit 3 and a line
         /// that says why and how to go on, leaves no rank running, and `resume` (the faults
         /// over) finishes with the failure-free result and both mirrors whole again.

@@ -92,3 +92,69 @@ import Testing
         #expect(String(decoding: marked, as: UTF8.self).contains(#""onlyOn":"b""#))
     }
 }
+
+/// A message log whose mirror fails: it goes on on the other, reopening keeps what was written
+/// since (even when A is the mirror left behind), and adding the mirror back rewrites it.
+@Suite struct DegradedMessageLogTests {
+    static let records: [[UInt8]] = (0..<12).map { index in (0..<(9 + 29 * index)).map { UInt8(truncatingIfNeeded: $0 * 5 + index) } }
+
+    @Test(arguments: [Mirror.a, .b])
+    func aLogGoesOnOnTheOtherMirrorAndReopensWithEveryRecord(failing: Mirror) throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let log = try MessageLog(store: store, name: "rank-0", segmentBytesMax: 600)
+        try log.append(Array(Self.records[0..<3]))
+        let marker = store.root(failing) + "/" + MirroredStore.failWritesMarker
+        #expect(FileManager.default.createFile(atPath: marker, contents: nil))
+        try log.append(Array(Self.records[3..<8]))  // goes on without the failing mirror, across segments
+        #expect(log.failedMirror?.mirror == failing && log.failedMirror?.error.code == .noSpace)
+        try log.truncate(from: 7)  // a cut while degraded: a higher generation on one mirror only
+        try log.append([Self.records[8]])
+        let expected = Array(Self.records[0..<7]) + [Self.records[8]]
+        #expect(log.records == expected)
+        try FileManager.default.removeItem(atPath: marker)
+        // A crash now: reopening reads both and keeps the copy written since, whichever it is.
+        let inspection = try MessageLog.inspect(store: store, name: "rank-0")
+        #expect(!inspection.recordsLost && inspection.kept == 0..<8, "\(inspection.problems)")
+        let reopened = try MessageLog(store: store, name: "rank-0", segmentBytesMax: 600)
+        #expect(reopened.records == expected && reopened.failedMirror == nil)
+        #expect(try MessageLog.inspect(store: store, name: "rank-0").isHealthy, "reopening repaired the left-behind copy")
+    }
+
+    @Test func writingBothAgainRewritesTheLeftBehindMirror() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let log = try MessageLog(store: store, name: "rank-2", segmentBytesMax: 500)
+        try log.append(Array(Self.records[0..<2]))
+        try log.write(only: [.b])  // the supervisor's word: A failed elsewhere
+        try log.append(Array(Self.records[2..<6]))
+        try log.trim(before: 3)
+        #expect(!(try MessageLog.inspect(store: store, name: "rank-2").isHealthy))
+        let marker = store.root(.a) + "/" + MirroredStore.failWritesMarker
+        #expect(FileManager.default.createFile(atPath: marker, contents: nil))
+        let error = storageError { () throws(StorageError) in try log.write(only: [.a, .b]) }
+        #expect(error?.mirror == .a, "adding back a mirror that still fails says so: \(String(describing: error))")
+        try FileManager.default.removeItem(atPath: marker)
+        try log.write(only: [.a, .b])
+        try log.append([Self.records[6]])
+        let inspection = try MessageLog.inspect(store: store, name: "rank-2")
+        #expect(inspection.isHealthy, "\(inspection.problems)")
+        #expect(try MessageLog(store: store, name: "rank-2", segmentBytesMax: 500).records == log.records)
+    }
+
+    @Test func bothMirrorsFailingFailsTheWrite() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let log = try MessageLog(store: store, name: "rank-3")
+        try log.append([Self.records[0]])
+        for mirror in Mirror.allCases {
+            #expect(FileManager.default.createFile(atPath: store.root(mirror) + "/" + MirroredStore.failWritesMarker, contents: nil))
+        }
+        let error = storageError { () throws(StorageError) in try log.append([Self.records[1]]) }
+        #expect(error?.code == .noSpace && error?.mirror == .b, "A dropped, then B fails too: \(String(describing: error))")
+        #expect(storageError { () throws(StorageError) in try log.append([Self.records[2]]) } != nil, "the log refuses after that")
+    }
+}
