@@ -170,15 +170,18 @@ extension Supervisor {
         }
     }
 
-    /// Recovers from the failure of `failed` without logging: freeze the survivors, let
-    /// `IndependentPartialRollback` compute the latest consistent line with their current
-    /// intervals, and restart exactly the ranks whose entry is a checkpoint. Says how far the
-    /// line fell back (the domino effect).
+    /// Recovers from the failure of `failed` without logging: freeze the survivors; once they
+    /// have answered, `planIndependentRecovery` goes on.
     func recoverIndependently(failed first: Int) throws {
-        let failed = try freezeSurvivors(failed: first)
+        try startFreeze(first: first, purpose: .independent)
+    }
+
+    /// The freeze is complete: let `IndependentPartialRollback` compute the latest consistent
+    /// line with the survivors' current intervals, and restart exactly the ranks whose entry is
+    /// a checkpoint. Says how far the line fell back (the domino effect).
+    func planIndependentRecovery(first: Int, _ outcome: Freeze.Outcome) throws {
         let line = IndependentPartialRollback.line(
-            first: RankID(first), failed: failed,
-            frozen: frozenReplies.mapValues { IndependentPartialRollback.Frozen(interval: $0.interval, dependencies: $0.dependencies) },
+            first: RankID(first), failed: outcome.failed, frozen: outcome.replies,
             recordCounts: records.map(\.count), dependencies: planner)
         func stepLost(_ rank: Int) -> (step: Int, lost: Int) {
             let entry = line.entries[rank] ?? 0
@@ -202,49 +205,34 @@ extension Supervisor {
         try execute(line.plan)
     }
 
-    /// Sends `FREEZE` to every live rank but `first` and waits for their answers (in
-    /// `frozenReplies`); returns `first` with the ranks that died or did not answer meanwhile.
-    /// Ranks still starting from an earlier plan (a failure during a recovery) cannot answer
-    /// before START: they restart with the new plan at once instead of being waited for.
-    /// Meanwhile every rank's control connection is read, so heartbeats keep counting.
-    /// With `stopAtSecondFailure`, stops waiting as soon as another rank has failed.
-    func freezeSurvivors(failed first: Int, stopAtSecondFailure: Bool = false) throws -> Set<Int> {
-        var failed: Set<Int> = [first]
-        frozenReplies = [:]
-        let restarting = starting.filter { $0 != first && slots[$0].alive }
-        failed.formUnion(restarting)
-        var waiting = Set(slots.indices.filter {
+    /// Freezes every live, connected rank but `first` (`FREEZE`); their answers, the deaths
+    /// and the time then drive the `Freeze` machine in the main loop, and `freezeComplete`
+    /// goes on with the plan. Ranks still starting from an earlier plan are not asked: they
+    /// restart with the new one.
+    func startFreeze(first: Int, purpose: Freeze.Purpose) throws {
+        let restarting = Set(starting.filter { $0 != first && slots[$0].alive })
+        let asked = Set(slots.indices.filter {
             $0 != first && slots[$0].alive && slots[$0].connection != nil && !restarting.contains($0)
         })
-        for rank in waiting { send(.freeze, to: rank) }
-        let deadline = now + max(5, Double(configuration.heartbeatTimeoutMs) / 1000)
-        while !waiting.isEmpty, now < deadline, !(stopAtSecondFailure && failed.count > 1) {
-            var descriptors = [pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)]
-            let polled = slots.indices.filter { slots[$0].alive && slots[$0].connection != nil }
-            for rank in polled { descriptors.append(pollfd(fd: slots[rank].connection?.fd ?? -1, events: Int16(POLLIN), revents: 0)) }
-            _ = poll(&descriptors, nfds_t(descriptors.count), 100)
-            for exit in descriptors[0].revents != 0 ? launcher.readExits() : [] {
-                guard let rank = slots.firstIndex(where: { $0.pid == exit.pid && $0.alive }) else { continue }
-                slots[rank].alive = false
-                slots[rank].connection?.close()
-                slots[rank].connection = nil
-                if !slots[rank].exitExpected {
-                    recoveryPolicy.countFailureDuringFreeze()
-                    failed.insert(rank)
-                    events.record("failure", ["rank": .int(rank), "cause": .string("\(exit)"), "step": .int(slots[rank].step)])
-                }
-            }
-            for (offset, rank) in polled.enumerated() where descriptors[offset + 1].revents != 0 && slots[rank].alive {
-                try readControl(from: rank)
-            }
-            waiting = waiting.filter { frozenReplies[$0] == nil && slots[$0].alive && !failed.contains($0) }
+        survivorsToThaw = []
+        freezing = Freeze(
+            first: RankID(first), purpose: purpose, asked: asked, restarting: restarting, now: now,
+            timeoutSeconds: Freeze.timeoutSeconds(heartbeatTimeoutSeconds: Double(configuration.heartbeatTimeoutMs) / 1000))
+        for rank in asked.sorted() { send(.freeze, to: rank) }
+        if let outcome = freezing?.outcome { try freezeComplete(outcome) }
+    }
+
+    /// Every frozen survivor answered (or failed, or the deadline passed): plan the recovery.
+    func freezeComplete(_ outcome: Freeze.Outcome) throws {
+        guard let freeze = freezing else { return }
+        freezing = nil
+        for rank in outcome.unanswered { warn("rank \(rank) did not answer the freeze: it rolls back too") }
+        switch freeze.purpose {
+        case .independent:
+            try planIndependentRecovery(first: freeze.first.rawValue, outcome)
+        case .optimistic(let recoverable):
+            try planOptimisticRecovery(failed: freeze.first.rawValue, recoverable: recoverable, outcome)
         }
-        if stopAtSecondFailure, failed.count > 1 { return failed }
-        for rank in waiting {
-            warn("rank \(rank) did not answer the freeze: it rolls back too")
-            failed.insert(rank)
-        }
-        return failed
     }
 }
 

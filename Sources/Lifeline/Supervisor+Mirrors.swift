@@ -91,7 +91,7 @@ extension Supervisor {
     /// Also resynchronises degraded commits a previous run left (at a resume).
     func resynchroniseIfDue() {
         guard failedMirror != nil || manifest.hasDegradedCommits, now >= nextResyncAt, stoppedOutcome == nil,
-              recoveryStartedAt == nil, replaying == nil, starting.isEmpty else { return }
+              recoveryStartedAt == nil, replaying == nil, starting.isEmpty, freezing == nil else { return }
         if !independent {
             guard case .idle = coordinator.state else { return }  // no snapshot being written
         }

@@ -34,17 +34,23 @@ extension Supervisor {
         return (snapshot.logPosition, snapshot.dependencies)
     }
 
-    /// Recovers `failed` under optimistic logging: find how far its log reaches, freeze the
-    /// others (they flush their logs) and take their dependency vectors; `OptimisticOrphans`
-    /// plans the rest, or says why every rank must roll back instead.
+    /// Recovers `failed` under optimistic logging: find how far its log reaches, then freeze
+    /// the others (they flush their logs and answer with their dependency vectors);
+    /// `planOptimisticRecovery` goes on once they have answered. When the log or checkpoint
+    /// cannot be read, every rank rolls back at once.
     func recoverOptimistically(failed rank: Int) throws {
         let (line, _) = manifests.newestIntactLine(manifest)
-        let recoverable = recoverableInterval(of: rank, line: line)
-        var freeze = OptimisticOrphans.Freeze(vectors: [:], failed: [rank])
-        if recoverable != nil {
-            freeze.failed = try freezeSurvivors(failed: rank, stopAtSecondFailure: true)
-            freeze.vectors = frozenReplies.mapValues(\.dependencies)
+        guard let recoverable = recoverableInterval(of: rank, line: line) else {
+            try planOptimisticRecovery(failed: rank, recoverable: nil, Freeze.Outcome(failed: [rank], replies: [:], unanswered: []))
+            return
         }
+        try startFreeze(first: rank, purpose: .optimistic(recoverable: recoverable))
+    }
+
+    /// `OptimisticOrphans` plans the rest from what the freeze found, or says why every rank
+    /// must roll back instead.
+    func planOptimisticRecovery(failed rank: Int, recoverable: UInt64?, _ outcome: Freeze.Outcome) throws {
+        let freeze = OptimisticOrphans.Freeze(vectors: outcome.replies.mapValues(\.dependencies), failed: outcome.failed)
         switch OptimisticOrphans.plan(
             failed: RankID(rank), recoverable: recoverable, freeze: freeze, rankCount: configuration.rankCount,
             alive: { self.slots[$0].alive })

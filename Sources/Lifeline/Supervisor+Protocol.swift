@@ -73,7 +73,8 @@ extension Supervisor {
                 try recoveryDone(group)
             }
         case .frozen(let interval, let dependencies):
-            frozenReplies[rank.rawValue] = (interval, dependencies)
+            let reply = IndependentPartialRollback.Frozen(interval: interval, dependencies: dependencies)
+            if let outcome = freezing?.handleReply(from: rank.rawValue, reply) { try freezeComplete(outcome) }
         case .waitReport(let serial, let wait):
             stalls.handleAnswer(from: rank, serial: serial, wait)
         case .logMirrorFailed(let mirrors, let reason):

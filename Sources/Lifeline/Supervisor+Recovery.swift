@@ -67,6 +67,13 @@ extension Supervisor {
     /// plan of the planner it chose (see `RecoveryPolicy` and the planners beside it in
     /// LifelineCore/Recovery).
     func rankFailed(_ rank: Int, cause: String, programExit: String?) throws {
+        if freezing != nil {
+            // A failure while the survivors are frozen joins the recovery under way.
+            recoveryPolicy.countFailureDuringFreeze()
+            events.record("failure", ["rank": .int(rank), "cause": .string(cause), "step": .int(slots[rank].step)])
+            if let outcome = freezing?.handleRankDied(rank) { try freezeComplete(outcome) }
+            return
+        }
         let lineEpoch = manifest.newestLine?.epoch ?? 0
         events.record("failure", [
             "rank": .int(rank), "cause": .string(cause), "step": .int(slots[rank].step),

@@ -10,6 +10,7 @@ extension Supervisor {
     /// Lets time act on the stall detector.
     func checkStalls() throws {
         let recovering = recoveryStartedAt != nil || replaying != nil || !starting.isEmpty || !survivorsToThaw.isEmpty
+            || freezing != nil
             || restartedGroup != nil || coordinator.state == .recovering || coordinator.state == .released
         for action in stalls.handleTick(now: now, recovering: recovering) {
             switch action {

@@ -98,8 +98,9 @@ final class Supervisor {
     var checkpointDelivered: [[Int: [DeliveredSet]]] = []
     /// Independent checkpointing: the line of checkpoints only last committed.
     var previousCheckpointOnlyLine: [Int] = []
-    /// Independent checkpointing: the survivors' answers to `freeze`, during a recovery.
-    var frozenReplies: [Int: (interval: Int, dependencies: [Int])] = [:]
+    /// The survivors frozen for a partial recovery (independent checkpoints, optimistic
+    /// logging) until they have all answered; nil otherwise.
+    var freezing: Freeze?
     /// Independent checkpointing: survivors to thaw once the restarted ranks are connected.
     var survivorsToThaw: Set<Int> = []
     /// Optimistic logging: the ranks restarted together (the failed one and its orphans).
@@ -219,6 +220,7 @@ final class Supervisor {
             if finishedJob { return }
         }
         try perform(coordinator.handleTick(now: now))
+        if let outcome = freezing?.handleTick(now: now) { try freezeComplete(outcome) }
         try checkWalltime()
         checkStopDeadline()
         if stoppedOutcome != nil { return }
@@ -233,6 +235,7 @@ final class Supervisor {
     private func pollTimeoutMs() -> Int32 {
         var deadline = now + 0.25
         if let due = coordinator.nextDeadline { deadline = min(deadline, due) }
+        if let freezing { deadline = min(deadline, freezing.deadline) }
         return Int32(max(1, min(250, (deadline - now) * 1000)))
     }
 
@@ -344,7 +347,8 @@ final class Supervisor {
         _ = connection.write(head: WelcomeFrame.frame) { _ in }
         for message in slots[rank].unsent { send(message, to: rank) }
         slots[rank].unsent = []
-        guard !starting.isEmpty, starting.allSatisfy({ slots[$0].connection != nil }) else { return }
+        // During a freeze the ranks of an earlier plan wait: the new plan restarts them.
+        guard freezing == nil, !starting.isEmpty, starting.allSatisfy({ slots[$0].connection != nil }) else { return }
         let started = starting
         starting = []
         for rank in started { send(.start, to: rank) }

@@ -125,3 +125,40 @@ import Testing
         #expect(line.entries == [0, 0] && line.domino && line.plan.mode == .globalRollback)
     }
 }
+
+/// The freeze before a partial recovery, as a state: answers, deaths and time in, the outcome out.
+@Suite struct FreezeTests {
+    private let answer = IndependentPartialRollback.Frozen(interval: 2, dependencies: [1, -1, 0, 3])
+
+    @Test func completesWhenEveryAskedRankAnswered() {
+        var freeze = Freeze(first: RankID(1), purpose: .independent, asked: [0, 2, 3], restarting: [], now: 10, timeoutSeconds: 5)
+        #expect(freeze.outcome == nil && freeze.deadline == 15)
+        #expect(freeze.handleReply(from: 0, answer) == nil)
+        #expect(freeze.handleReply(from: 9, answer) == nil, "a rank not asked changes nothing")
+        #expect(freeze.handleTick(now: 14.9) == nil)
+        #expect(freeze.handleReply(from: 2, answer) == nil)
+        let outcome = freeze.handleReply(from: 3, answer)
+        #expect(outcome == Freeze.Outcome(failed: [1], replies: [0: answer, 2: answer, 3: answer], unanswered: []))
+    }
+
+    @Test func startingRanksFailAtOnceAndSilentOnesAtTheDeadline() {
+        var freeze = Freeze(first: RankID(0), purpose: .independent, asked: [1, 3], restarting: [2], now: 0, timeoutSeconds: 5)
+        #expect(freeze.failed == [0, 2])
+        #expect(freeze.handleReply(from: 1, answer) == nil)
+        let outcome = freeze.handleTick(now: 5)
+        #expect(outcome == Freeze.Outcome(failed: [0, 2, 3], replies: [1: answer], unanswered: [3]))
+        // With nobody to ask, the freeze is complete at once.
+        let empty = Freeze(first: RankID(0), purpose: .independent, asked: [], restarting: [], now: 0, timeoutSeconds: 5)
+        #expect(empty.outcome == Freeze.Outcome(failed: [0], replies: [:], unanswered: []))
+    }
+
+    @Test func aDeathJoinsTheFailedAndUnderOptimisticLoggingEndsTheFreeze() {
+        var independent = Freeze(first: RankID(0), purpose: .independent, asked: [1, 2], restarting: [], now: 0, timeoutSeconds: 5)
+        #expect(independent.handleReply(from: 1, answer) == nil)
+        #expect(independent.handleRankDied(1) == nil, "an answer from a rank that died does not count")
+        #expect(independent.handleRankDied(2) == Freeze.Outcome(failed: [0, 1, 2], replies: [:], unanswered: []))
+        var optimistic = Freeze(
+            first: RankID(0), purpose: .optimistic(recoverable: 4), asked: [1, 2], restarting: [], now: 0, timeoutSeconds: 5)
+        #expect(optimistic.handleRankDied(2) == Freeze.Outcome(failed: [0, 2], replies: [:], unanswered: []))
+    }
+}
