@@ -4,8 +4,9 @@ import Glibc
 import LifelineCore
 import LifelineStorage
 
-/// What the supervisor tells each rank through its environment. The names are the contract
-/// between `lifeline run` and a rank process.
+/// What the supervisor tells each rank through its environment — who it is, where to connect,
+/// and the job's settings — and, once `START` came, the plan it carried (`plan`). The names are
+/// the contract between `lifeline run` and a rank process.
 package struct LaunchEnvironment: Sendable, Equatable {
     /// Environment variable names.
     package enum Key {
@@ -25,20 +26,12 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let storage = "LIFELINE_STORAGE"
         /// `coordinated`, `blocking`, `minimal` or `independent`.
         package static let variant = "LIFELINE_CHECKPOINT"
-        /// The committed epoch to restore from (absent or 0: a fresh start).
-        package static let restoreEpoch = "LIFELINE_RESTORE_EPOCH"
-        /// The store-relative name of the snapshot to restore.
-        package static let restoreSnapshot = "LIFELINE_RESTORE_SNAPSHOT"
         /// Milliseconds between heartbeats.
         package static let heartbeatMs = "LIFELINE_HEARTBEAT_MS"
         /// Rank-side faults to fire: `INDEX=SPEC;INDEX=SPEC…`.
         package static let faults = "LIFELINE_FAULTS"
         /// The message logging mode.
         package static let logging = "LIFELINE_LOGGING"
-        /// The newest round started before this rank was launched (messages up to it may be delivered).
-        package static let deliverableEpoch = "LIFELINE_DELIVERABLE_EPOCH"
-        /// `1` when the rank is started again after a failure or by `resume` (it recovers).
-        package static let restarted = "LIFELINE_RESTARTED"
         /// The folder of delivery traces (absent: no tracing).
         package static let trace = "LIFELINE_TRACE"
         /// The monotonic clock's reading at the job's start (seconds), so ranks stamp traces on
@@ -53,16 +46,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
         /// Optimistic logging: milliseconds and bytes after which buffered log records are flushed.
         package static let logFlushMs = "LIFELINE_LOG_FLUSH_MS"
         package static let logFlushBytes = "LIFELINE_LOG_FLUSH_BYTES"
-        /// Optimistic logging, an orphan's restart: `RANK:INTERVAL`, replay only what depends on
-        /// no state of RANK beyond INTERVAL.
-        package static let replayLimit = "LIFELINE_REPLAY_LIMIT"
         /// The snapshot chunk size in bytes, and the zstd level of chunks.
         package static let chunkBytes = "LIFELINE_CHUNK_BYTES"
         package static let compressionLevel = "LIFELINE_ZSTD_LEVEL"
-        /// "1" when the rank restarts alone (or with its orphans) and replays its message log.
-        package static let replayLog = "LIFELINE_REPLAY_LOG"
-        /// The mirrors snapshots are written to: `ab`, or `a` or `b` while the other has failed.
-        package static let writeMirrors = "LIFELINE_WRITE_MIRRORS"
     }
 
     /// The rank's index.
@@ -81,20 +67,12 @@ package struct LaunchEnvironment: Sendable, Equatable {
     package var storageRoots: (a: String, b: String)
     /// The checkpoint protocol variant.
     package var variant: CheckpointVariant
-    /// The committed round to restore from (`.start` for a fresh start).
-    package var restoreEpoch: Epoch
-    /// The store-relative name of the snapshot to restore.
-    package var restoreSnapshot: String?
     /// Milliseconds between heartbeats.
     package var heartbeatMs: Int
     /// Pending rank-side faults with their index in the job's list.
     package var faults: [(index: Int, spec: FaultSpec)]
     /// The message logging mode.
     package var logging: LoggingMode
-    /// The newest round started before this launch.
-    package var deliverableEpoch: Epoch
-    /// Whether this launch recovers the rank (after a failure, or by `resume`).
-    package var restarted: Bool
     /// Where to write delivery traces, if tracing.
     package var traceDirectory: String?
     /// The monotonic clock's reading at the job's start.
@@ -110,19 +88,34 @@ package struct LaunchEnvironment: Sendable, Equatable {
     package var logFlushMs: Int = 20
     /// Optimistic logging: flush buffered log records once they hold this many bytes.
     package var logFlushBytes: Int = 1 << 20
-    /// Optimistic logging: the failed rank and the last state interval it can recover; a rank
-    /// restarted with it replays only what depends on no later state of that rank.
-    package var replayLimit: (rank: Int, recoverable: UInt64)?
     /// The snapshot chunk size in bytes.
     package var chunkBytes: Int = ChunkedSnapshots.chunkBytesDefault
     /// The zstd level of snapshot chunks.
     package var compressionLevel: Int32 = ChunkedSnapshots.levelDefault
+
+    /// What `START` said: where the rank begins, whether it replays, the mirrors it writes (a
+    /// fresh start until then).
+    package var plan = StartPlan()
+
+    /// Takes the plan `START` carried.
+    package mutating func apply(_ plan: StartPlan) { self.plan = plan }
+    /// Whether this launch recovers the rank (after a failure, or by `resume`).
+    package var restarted: Bool { plan.restarted }
+    /// The committed round to restore from (`.start` for a fresh start).
+    package var restoreEpoch: Epoch { plan.restoreEpoch }
+    /// The store-relative name of the snapshot to restore.
+    package var restoreSnapshot: String? { plan.restoreSnapshot }
+    /// The newest round started before this launch.
+    package var deliverableEpoch: Epoch { plan.deliverableEpoch }
     /// Whether a restarted rank replays its message log (it restarts alone, or with its
     /// orphans, while the others keep running). After a global rollback it does not: every
     /// rank re-executes from the recovery line, and what the logs hold past it is void.
-    package var replayLog: Bool = false
+    package var replayLog: Bool { plan.replayLog }
+    /// Optimistic logging: the failed rank and the last state interval it can recover; a rank
+    /// restarted with it replays only what depends on no later state of that rank.
+    package var replayLimit: (rank: Int, recoverable: UInt64)? { plan.replayLimit.map { ($0.rank, $0.recoverable) } }
     /// The mirrors the rank writes its snapshots to (both, unless one has failed).
-    package var writeMirrors: StorageMirrors = .both
+    package var writeMirrors: StorageMirrors { plan.writeMirrors }
 
     /// The abstract socket name of the supervisor.
     package var supervisorAddress: String { "\(addressPrefix).s" }
@@ -140,34 +133,21 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.rank: String(rank.rawValue), Key.size: String(rankCount), Key.token: token,
             Key.addressPrefix: addressPrefix, Key.incarnation: String(incarnation),
             Key.supervisorPID: String(supervisorPID), Key.storage: "\(storageRoots.a),\(storageRoots.b)",
-            Key.variant: variant.rawValue, Key.restoreEpoch: String(restoreEpoch.rawValue),
+            Key.variant: variant.rawValue,
             Key.heartbeatMs: String(heartbeatMs),
             Key.faults: faults.map { "\($0.index)=\($0.spec)" }.joined(separator: ";"),
-            Key.logging: logging.rawValue, Key.deliverableEpoch: String(deliverableEpoch.rawValue),
-            Key.restarted: restarted ? "1" : "0", Key.clockOrigin: String(clockOrigin),
+            Key.logging: logging.rawValue, Key.clockOrigin: String(clockOrigin),
             Key.retainedBytesMax: String(retainedBytesMax), Key.logBytesMax: String(logBytesMax),
             Key.interval: String(intervalSeconds), Key.logFlushMs: String(logFlushMs),
             Key.logFlushBytes: String(logFlushBytes), Key.chunkBytes: String(chunkBytes),
-            Key.compressionLevel: String(compressionLevel), Key.replayLog: replayLog ? "1" : "0",
-            Key.writeMirrors: writeMirrors.letters,
+            Key.compressionLevel: String(compressionLevel),
         ]
-        if let replayLimit { result[Key.replayLimit] = "\(replayLimit.rank):\(replayLimit.recoverable)" }
-        if let restoreSnapshot { result[Key.restoreSnapshot] = restoreSnapshot }
         if let traceDirectory { result[Key.trace] = traceDirectory }
         return result
     }
 
     private static func validChunkBytes(_ bytes: Int) -> Int? {
         (ChunkedSnapshots.chunkBytesMin...ChunkedSnapshots.chunkBytesMax).contains(bytes) && bytes % 8 == 0 ? bytes : nil
-    }
-
-    private static func replayLimit(_ text: String?) throws -> (rank: Int, recoverable: UInt64)? {
-        guard let text else { return nil }
-        let parts = text.split(separator: ":")
-        guard parts.count == 2, let rank = Int(parts[0]), let recoverable = UInt64(parts[1]) else {
-            throw LifelineError(.environment, "\(Key.replayLimit)=\(text) is not RANK:INTERVAL")
-        }
-        return (rank, recoverable)
     }
 
     /// Reads the environment of this process; nil when it was not started by `lifeline run`.
@@ -210,23 +190,18 @@ package struct LaunchEnvironment: Sendable, Equatable {
             rank: RankID(rank), rankCount: rankCount, token: try required(Key.token),
             addressPrefix: try required(Key.addressPrefix), incarnation: try number(Key.incarnation, UInt32.self),
             supervisorPID: try number(Key.supervisorPID, Int32.self), storageRoots: (roots[0], roots[1]),
-            variant: variant, restoreEpoch: Epoch(try number(Key.restoreEpoch, UInt64.self)),
-            restoreSnapshot: value(Key.restoreSnapshot), heartbeatMs: try number(Key.heartbeatMs, Int.self),
+            variant: variant, heartbeatMs: try number(Key.heartbeatMs, Int.self),
             faults: faults, logging: logging,
-            deliverableEpoch: Epoch(try number(Key.deliverableEpoch, UInt64.self)),
-            restarted: value(Key.restarted) == "1", traceDirectory: value(Key.trace),
+            traceDirectory: value(Key.trace),
             clockOrigin: value(Key.clockOrigin).flatMap(Double.init) ?? 0,
             retainedBytesMax: value(Key.retainedBytesMax).flatMap(Int.init) ?? 0,
             logBytesMax: value(Key.logBytesMax).flatMap(Int.init) ?? 0,
             intervalSeconds: value(Key.interval).flatMap(Double.init) ?? 0,
             logFlushMs: value(Key.logFlushMs).flatMap(Int.init) ?? 20,
             logFlushBytes: value(Key.logFlushBytes).flatMap(Int.init) ?? 1 << 20,
-            replayLimit: try replayLimit(value(Key.replayLimit)),
             chunkBytes: value(Key.chunkBytes).flatMap(Int.init).flatMap(Self.validChunkBytes)
                 ?? ChunkedSnapshots.chunkBytesDefault,
             compressionLevel: value(Key.compressionLevel).flatMap(Int32.init)
-                .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault,
-            replayLog: value(Key.replayLog) == "1",
-            writeMirrors: value(Key.writeMirrors).flatMap(StorageMirrors.init(letters:)) ?? .both)
+                .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault)
     }
 }

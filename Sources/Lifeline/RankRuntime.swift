@@ -178,7 +178,7 @@ final class RankRuntime {
 
     /// Joins the job described by the environment (or runs alone without one).
     static func join() throws -> RankRuntime {
-        guard let launch = try LaunchEnvironment.current() else {
+        guard var launch = try LaunchEnvironment.current() else {
             return RankRuntime(
                 launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: nil, log: nil, replay: nil)
         }
@@ -194,7 +194,8 @@ final class RankRuntime {
         guard Socket.sendAll(controlFD, handshake.frame()) else { supervisorGone() }
         let control = ControlLink(fd: controlFD)
         let controlReader = Connection(fd: controlFD)
-        let controlBeforeJoined = try awaitStart(controlReader)
+        let (plan, controlBeforeJoined) = try awaitStart(controlReader)
+        launch.apply(plan)
         startHeartbeat(control: control, launch: launch)
 
         let store: MirroredStore
@@ -221,22 +222,22 @@ final class RankRuntime {
         return runtime
     }
 
-    /// Waits for START and returns every other control message read meanwhile, in order: the
-    /// supervisor may send a checkpoint request right behind START (a round that was wanted
-    /// during a recovery starts the moment it ends), and both can arrive in one read.
-    static func awaitStart(_ reader: Connection) throws -> [ControlMessage] {
-        var started = false
+    /// Waits for START and returns its plan with every other control message read meanwhile,
+    /// in order: the supervisor may send a checkpoint request right behind START (a round that
+    /// was wanted during a recovery starts the moment it ends), and both can arrive in one read.
+    static func awaitStart(_ reader: Connection) throws -> (StartPlan, [ControlMessage]) {
+        var plan: StartPlan?
         var others: [ControlMessage] = []
-        while !started {
+        while plan == nil {
             var descriptor = pollfd(fd: reader.fd, events: Int16(POLLIN), revents: 0)
             _ = poll(&descriptor, 1, 1000)
             let open = try reader.readAvailable { frame in
                 guard case .control(let message) = frame else { return }
-                if message == .start { started = true } else { others.append(message) }
+                if case .start(let started) = message, plan == nil { plan = started } else { others.append(message) }
             }
             if !open { supervisorGone() }
         }
-        return others
+        return (plan!, others)
     }
 
     static func startHeartbeat(control: ControlLink, launch: LaunchEnvironment) {

@@ -29,6 +29,8 @@ final class Supervisor {
         /// Control messages sent before the process connected, sent when it does (a round can
         /// start while ranks launch: a stop or a wanted checkpoint at a resume).
         var unsent: [ControlMessage] = []
+        /// What its `START` tells it: where it begins, whether it replays, the mirrors it writes.
+        var plan = StartPlan()
     }
 
     let configuration: JobConfiguration
@@ -286,26 +288,28 @@ final class Supervisor {
                 addressPrefix: addressBase, incarnation: incarnation, supervisorPID: getpid(),
                 storageRoots: (configuration.storageRoots[0], configuration.storageRoots[1]),
                 variant: CheckpointVariant(rawValue: configuration.checkpointing.rawValue) ?? .coordinated,
-                restoreEpoch: Epoch(member.flatMap { manifests.epoch(ofSnapshot: $0.snapshot) } ?? 0),
-                restoreSnapshot: member?.snapshot,
                 heartbeatMs: configuration.heartbeatMs, faults: pending.map { ($0, faults[$0]) },
                 logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,
-                deliverableEpoch: coordinator.lastEpoch, restarted: restartsRanks,
                 traceDirectory: configuration.traceDeliveries ? configuration.runDirectory + "/trace" : nil,
                 clockOrigin: clockStart - clockOffset,
                 retainedBytesMax: configuration.retainedBytesMax ?? 0, logBytesMax: configuration.logBytesMax ?? 0,
                 intervalSeconds: configuration.intervalSeconds, logFlushMs: configuration.logFlushMs ?? 20,
-                logFlushBytes: configuration.logFlushBytes ?? 1 << 20, replayLimit: replayLimit,
+                logFlushBytes: configuration.logFlushBytes ?? 1 << 20,
                 chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
-                compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)),
-                replayLog: replayLog, writeMirrors: StorageMirrors(store.mirrors))
+                compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)))
+            let plan = StartPlan(
+                restarted: restartsRanks, restoreEpoch: Epoch(member.flatMap { manifests.epoch(ofSnapshot: $0.snapshot) } ?? 0),
+                restoreSnapshot: member?.snapshot, deliverableEpoch: coordinator.lastEpoch, replayLog: replayLog,
+                replayLimit: replayLimit.map { RecoveryPlan.ReplayLimit(rank: $0.rank, recoverable: $0.recoverable) },
+                writeMirrors: StorageMirrors(store.mirrors))
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,
                 stdoutPath: OutputCommitter.stdoutPath(directory: outputDirectory, rank: rank, incarnation: incarnation),
                 stderrPath: OutputCommitter.stderrPath(directory: outputDirectory, rank: rank, incarnation: incarnation))
             slots[rank] = Slot(
-                pid: pid, connection: nil, lastHeard: now, step: member?.step ?? -1, alive: true, incarnation: incarnation)
+                pid: pid, connection: nil, lastHeard: now, step: member?.step ?? -1, alive: true, incarnation: incarnation,
+                plan: plan)
             output.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [
                 "rank": .int(rank), "pid": .int(Int(pid)), "incarnation": .int(Int(incarnation)),
@@ -351,7 +355,11 @@ final class Supervisor {
         guard freezing == nil, !starting.isEmpty, starting.allSatisfy({ slots[$0].connection != nil }) else { return }
         let started = starting
         starting = []
-        for rank in started { send(.start, to: rank) }
+        for rank in started {
+            var plan = slots[rank].plan
+            plan.writeMirrors = StorageMirrors(store.mirrors)  // a mirror may have failed since the launch
+            send(.start(plan), to: rank)
+        }
         events.record("ranks_started", ["ranks": .int(started.count)])
         if started.count < configuration.rankCount {
             for rank in started {

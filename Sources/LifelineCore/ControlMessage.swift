@@ -63,8 +63,9 @@ package struct Acknowledgement: Sendable, Equatable {
 /// A message between a rank and its supervisor, named as in the literature.
 package enum ControlMessage: Sendable, Equatable {
     // Supervisor → rank.
-    /// Every rank of this incarnation is connected to the supervisor: connect to the peers.
-    case start
+    /// Every rank of this launch is connected to the supervisor: connect to the peers, and
+    /// begin as the plan says (restore, replay, mirrors).
+    case start(StartPlan)
     /// `CHECKPOINT_REQUEST(epoch)`: answer with `stepReport` and wait at the next safe point.
     case checkpointRequest(Epoch)
     /// The common safe point chosen for the round: capture there.
@@ -147,8 +148,9 @@ package enum ControlMessage: Sendable, Equatable {
 
     private func encodeBody(into writer: inout ByteWriter) {
         switch self {
-        case .start:
+        case .start(let plan):
             writer.write(Code.start.rawValue)
+            plan.encode(into: &writer)
         case .checkpointRequest(let epoch):
             writer.write(Code.checkpointRequest.rawValue)
             writer.write(epoch.rawValue)
@@ -259,7 +261,7 @@ package enum ControlMessage: Sendable, Equatable {
         }
         let message: ControlMessage
         switch code {
-        case .start: message = .start
+        case .start: message = .start(try StartPlan.decode(from: &reader))
         case .checkpointRequest: message = .checkpointRequest(try epoch())
         case .safePointChosen: message = .safePointChosen(try epoch(), step: try step())
         case .checkpointDone: message = .checkpointDone(try epoch(), coveredByReceiver: try decodeSets(&reader))

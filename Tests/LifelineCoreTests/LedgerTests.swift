@@ -61,7 +61,7 @@ struct LedgerTests {
     @Test func controlMessagesRoundTripAndRejectDamage() throws {
         let set = DeliveredSet(watermark: SequenceNumber(3), above: [SequenceNumber(5)])
         let messages: [ControlMessage] = [
-            .start, .checkpointRequest(Epoch(2)), .safePointChosen(Epoch(2), step: 9),
+            .start(StartPlan(restarted: true, restoreEpoch: Epoch(1))), .checkpointRequest(Epoch(2)), .safePointChosen(Epoch(2), step: 9),
             .checkpointDone(Epoch(2), coveredByReceiver: [set, DeliveredSet()]), .abort(Epoch(4)), .release,
             .peerRestarted(RankID(3), incarnation: 7), .heartbeat(step: -1), .stepReport(Epoch(2), step: 8),
             .ack(Epoch(2), Acknowledgement(step: 9, snapshotBytes: 77, outputOffset: 12, delivered: [set])),

@@ -11,7 +11,10 @@ struct WireFormatTests {
 
     /// One value of every case, some with extreme fields.
     static let everyControlMessage: [ControlMessage] = [
-        .start,
+        .start(StartPlan()),
+        .start(StartPlan(restarted: true, restoreEpoch: Epoch(7), restoreSnapshot: "epochs/000007/rank-0002.snap",
+                         deliverableEpoch: Epoch(9), replayLog: true,
+                         replayLimit: RecoveryPlan.ReplayLimit(rank: 3, recoverable: 41), writeMirrors: .b)),
         .checkpointRequest(Epoch(2)), .checkpointRequest(Epoch(UInt64.max)),
         .safePointChosen(Epoch(2), step: 9), .safePointChosen(Epoch(1), step: 0),
         .checkpointDone(Epoch(2), coveredByReceiver: sets), .checkpointDone(Epoch(3), coveredByReceiver: []),

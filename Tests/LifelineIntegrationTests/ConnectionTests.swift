@@ -26,11 +26,13 @@ struct ConnectionTests {
         defer { close(supervisorEnd) }
         let following: [ControlMessage] = [.checkpointRequest(Epoch(3)), .safePointChosen(Epoch(3), step: 17)]
         let before: [ControlMessage] = [.peerRestarted(RankID(1), incarnation: 5)]
-        let bytes = WelcomeFrame.frame + before.flatMap { $0.frame() } + ControlMessage.start.frame()
+        let bytes = WelcomeFrame.frame + before.flatMap { $0.frame() } + ControlMessage.start(StartPlan(restarted: true, restoreEpoch: Epoch(2))).frame()
             + following.flatMap { $0.frame() }
         try #require(Socket.sendAll(supervisorEnd, bytes))
         let reader = Connection(fd: rankEnd)
-        #expect(try RankRuntime.awaitStart(reader) == before + following)
+        let (plan, others) = try RankRuntime.awaitStart(reader)
+        #expect(plan == StartPlan(restarted: true, restoreEpoch: Epoch(2)))
+        #expect(others == before + following)
     }
 
     /// A large payload that has only partly arrived is not waited for: the read returns, the

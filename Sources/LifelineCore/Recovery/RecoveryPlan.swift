@@ -45,6 +45,12 @@ package struct RecoveryPlan: Sendable, Equatable {
         package var rank: Int
         /// The last of its state intervals that its checkpoint and log recover.
         package var recoverable: UInt64
+
+        /// `rank` recoverable up to its state `recoverable`.
+        package init(rank: Int, recoverable: UInt64) {
+            self.rank = rank
+            self.recoverable = recoverable
+        }
     }
 
     /// How the job recovers.

@@ -1,0 +1,70 @@
+/// What a launched rank is to do, sent with `START` once every rank of its launch has
+/// connected: where it begins (a committed snapshot, or the start of the job), whether it
+/// recovers and replays its log, and how it writes to storage. The environment a rank is
+/// launched with says only who it is and where to connect; the plan is decided by the
+/// supervisor and travels in the protocol, so a launcher (local, Slurm, ssh) starts every
+/// rank the same way.
+package struct StartPlan: Sendable, Equatable {
+    /// Whether this launch recovers the rank (after a failure, or by `resume`).
+    package var restarted: Bool
+    /// The committed round (or independent checkpoint) to restore from; `.start`: none.
+    package var restoreEpoch: Epoch
+    /// The store-relative name of the snapshot to restore, if any.
+    package var restoreSnapshot: String?
+    /// The newest round started before this launch: messages of rounds up to it are not held.
+    package var deliverableEpoch: Epoch
+    /// Whether the rank replays its message log (it restarts alone, or with its orphans).
+    package var replayLog: Bool
+    /// Optimistic logging: replay only what depends on no state of `replayLimit.rank` beyond
+    /// `replayLimit.recoverable`.
+    package var replayLimit: RecoveryPlan.ReplayLimit?
+    /// The mirrors to write (both, unless one has failed).
+    package var writeMirrors: StorageMirrors
+
+    /// A plan with every field given; by default a fresh start on both mirrors.
+    package init(restarted: Bool = false, restoreEpoch: Epoch = .start, restoreSnapshot: String? = nil,
+                 deliverableEpoch: Epoch = .start, replayLog: Bool = false, replayLimit: RecoveryPlan.ReplayLimit? = nil,
+                 writeMirrors: StorageMirrors = .both) {
+        self.restarted = restarted
+        self.restoreEpoch = restoreEpoch
+        self.restoreSnapshot = restoreSnapshot
+        self.deliverableEpoch = deliverableEpoch
+        self.replayLog = replayLog
+        self.replayLimit = replayLimit
+        self.writeMirrors = writeMirrors
+    }
+
+    func encode(into writer: inout ByteWriter) {
+        var flags: UInt8 = 0
+        if restarted { flags |= 1 }
+        if replayLog { flags |= 2 }
+        if restoreSnapshot != nil { flags |= 4 }
+        if replayLimit != nil { flags |= 8 }
+        writer.write(flags)
+        writer.write(restoreEpoch.rawValue)
+        writer.write(deliverableEpoch.rawValue)
+        writer.write(writeMirrors.rawValue)
+        if let restoreSnapshot { writer.write(restoreSnapshot) }
+        if let replayLimit {
+            writer.write(UInt32(replayLimit.rank))
+            writer.write(replayLimit.recoverable)
+        }
+    }
+
+    static func decode(from reader: inout ByteReader) throws(WireError) -> StartPlan {
+        let flags = try reader.read(UInt8.self)
+        guard flags & ~15 == 0 else { throw WireError("START with flags \(flags)") }
+        let restoreEpoch = Epoch(try reader.read(UInt64.self))
+        let deliverableEpoch = Epoch(try reader.read(UInt64.self))
+        let bits = try reader.read(UInt8.self)
+        guard bits != 0, bits & ~StorageMirrors.both.rawValue == 0 else { throw WireError("START with mirror set \(bits)") }
+        let snapshot = flags & 4 != 0 ? try reader.readString() : nil
+        var limit: RecoveryPlan.ReplayLimit?
+        if flags & 8 != 0 {
+            limit = RecoveryPlan.ReplayLimit(rank: Int(try reader.read(UInt32.self)), recoverable: try reader.read(UInt64.self))
+        }
+        return StartPlan(
+            restarted: flags & 1 != 0, restoreEpoch: restoreEpoch, restoreSnapshot: snapshot, deliverableEpoch: deliverableEpoch,
+            replayLog: flags & 2 != 0, replayLimit: limit, writeMirrors: StorageMirrors(rawValue: bits))
+    }
+}
