@@ -59,12 +59,12 @@ extension RankRuntime {
 
     func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, launch: LaunchEnvironment) throws {
         guard let writer, let store else { return }
-        if logging == .optimistic { try flushLog() }  // the log position below counts every delivery
+        if rules.flushesAtCheckpoints { try flushLog() }  // the log position below counts every delivery
         lifeline_flush_stdio()
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
             epoch: epoch, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0,
-            dependencies: logging == .optimistic ? dependencyVector : [], ledger: ledger, programState: state.bytes,
+            dependencies: rules.tracksDependencies ? dependencyVector : [], ledger: ledger, programState: state.bytes,
             numericRanges: state.numericRanges)
         logPositionAtCapture.append((epoch, log?.nextIndex ?? 0))
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
@@ -109,7 +109,7 @@ extension RankRuntime {
     func finish() throws {
         guard launch != nil, !finished else { return }
         finished = true
-        if logging == .optimistic { try flushLog() }
+        if rules.flushesAtCheckpoints { try flushLog() }
         trace?.flush()
         lifeline_flush_stdio()
         if let fault = rankFaults.first(where: { $0.spec == .killInPhase(rank, .finish) }) {

@@ -17,7 +17,7 @@ extension RankRuntime {
         // Under independent checkpointing a message carries its sender's checkpoint interval.
         let stamp = independent ? Epoch(UInt64(interval)) : participant.epoch
         // Under optimistic logging a message carries its sender's dependency vector in front.
-        let payload = logging == .optimistic ? OptimisticLogging.stamp(payload, with: dependencyVector) : payload
+        let payload = rules.tracksDependencies ? OptimisticLogging.stamp(payload, with: dependencyVector) : payload
         let header = ledger.send(to: destination, tag: tag, epoch: stamp, incarnation: incarnation, payload: payload)
         sends += 1
         trace?.sent(header, to: destination)
@@ -73,12 +73,7 @@ extension RankRuntime {
         while true {
             try serviceControl()
             if let arrival = takeArrival(from: source, tag: tag) {
-                switch logging {
-                case .pessimistic: try appendToLog(.delivery(arrival.header, payload: arrival.payload))
-                case .senderBased where source == nil: try appendToLog(.determinant(arrival.header))
-                case .optimistic: try bufferLog(.delivery(arrival.header, payload: arrival.payload))
-                case .none, .senderBased: break
-                }
+                if let write = rules.delivery(anySource: source == nil) { try log(write, arrival) }
                 return deliver(arrival.header, arrival.payload, replayed: false)
             }
             guard launch != nil else {
@@ -115,20 +110,12 @@ extension RankRuntime {
             if try spin(for: request.source) { continue }
             try pump(timeoutMs: Self.pollIntervalMs, waiting: .receive(request.source, tag: request.tag))
         }
-        switch logging {
-        case .pessimistic:
-            do {
-                try log?.append(taken.map { LogRecord.delivery($0.header, payload: $0.payload).encoded() })
-            } catch {
-                throw LifelineError(.storage, "cannot write the message log: \(error)")
-            }
-            if let log {
-                logBytesPeak = max(logBytesPeak, log.fileBytes)
-                if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / Self.askAtShareOfMaximum { askForCheckpoint() }
-            }
-        case .optimistic:
-            for arrival in taken { try bufferLog(.delivery(arrival.header, payload: arrival.payload)) }
-        case .none, .senderBased:
+        switch rules.delivery(anySource: false) {
+        case .synchronously(let kind)?:
+            try appendToLog(taken.map { Self.record(kind, $0) })  // one write and one sync for all
+        case .buffered(let kind)?:
+            for arrival in taken { try bufferLog(Self.record(kind, arrival)) }
+        case nil:
             break  // named sources: no determinant
         }
         return messages + taken.map { deliver($0.header, $0.payload, replayed: false) }
@@ -157,7 +144,7 @@ extension RankRuntime {
         deliveries += 1
         participant.noteChange()
         var payload = stamped
-        if logging == .optimistic, let (sender, bytes) = OptimisticLogging.split(stamped, rankCount: rankCount) {
+        if rules.tracksDependencies, let (sender, bytes) = OptimisticLogging.split(stamped, rankCount: rankCount) {
             dependencyVector = OptimisticLogging.afterDelivery(dependencyVector, of: rank, sender: sender)
             payload = bytes
         }
@@ -172,15 +159,33 @@ extension RankRuntime {
         return Message(source: header.source.rawValue, tag: Int(header.tag), bytes: payload)
     }
 
-    func appendToLog(_ record: LogRecord) throws {
+    /// Appends records to the log and syncs them (one write and one sync per mirror for all)
+    /// before the program sees what they record.
+    func appendToLog(_ records: [LogRecord]) throws {
         guard let log else { return }
         do {
-            try log.append([record.encoded()])
+            try log.append(records.map { $0.encoded() })
         } catch {
             throw LifelineError(.storage, "cannot write the message log: \(error)")
         }
         logBytesPeak = max(logBytesPeak, log.fileBytes)
         if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / Self.askAtShareOfMaximum { askForCheckpoint() }
+    }
+
+    /// Logs a delivery as the logging mode's rules say.
+    private func log(_ write: RankLogging.Write, _ arrival: Arrival) throws {
+        switch write {
+        case .synchronously(let kind): try appendToLog([Self.record(kind, arrival)])
+        case .buffered(let kind): try bufferLog(Self.record(kind, arrival))
+        }
+    }
+
+    /// The log record of kind `kind` for a delivery (a value is never one).
+    static func record(_ kind: RankLogging.Record, _ arrival: Arrival) -> LogRecord {
+        switch kind {
+        case .delivery, .value: .delivery(arrival.header, payload: arrival.payload)
+        case .determinant: .determinant(arrival.header)
+        }
     }
 
     /// Optimistic logging: keeps a record in memory; the log gets it at the next flush.
@@ -243,7 +248,7 @@ extension RankRuntime {
             replay = queue
             switch next {
             case .success(let bytes?):
-                if logging == .optimistic { dependencyVector[rank.rawValue] += 1 }
+                if rules.tracksDependencies { dependencyVector[rank.rawValue] += 1 }
                 if queue.remainingCount == 0 { finishReplay() }
                 return bytes
             case .success(nil):
@@ -253,11 +258,11 @@ extension RankRuntime {
             }
         }
         let bytes = produce()
-        if logging == .optimistic {
-            dependencyVector[rank.rawValue] += 1
-            try bufferLog(.value(bytes))
-        } else if log != nil {
-            try appendToLog(.value(bytes))
+        if rules.tracksDependencies { dependencyVector[rank.rawValue] += 1 }
+        switch rules.value {
+        case .synchronously?: try appendToLog([.value(bytes)])
+        case .buffered?: try bufferLog(.value(bytes))
+        case nil: break
         }
         return bytes
     }
@@ -336,7 +341,7 @@ extension RankRuntime {
     /// the supervisor is told (once) and the rank says so on its standard error.
     func checkDuplicate(_ header: DataHeader, _ stamped: [UInt8]) {
         guard !nondeterminismReported else { return }
-        let payload = logging == .optimistic ? OptimisticLogging.split(stamped, rankCount: rankCount)?.payload ?? stamped : stamped
+        let payload = rules.tracksDependencies ? OptimisticLogging.split(stamped, rankCount: rankCount)?.payload ?? stamped : stamped
         guard fingerprints.differs(source: header.source, sequence: header.sequence, hash: Self.fingerprint(payload)) else { return }
         nondeterminismReported = true
         FileHandle.standardError.write(Data(

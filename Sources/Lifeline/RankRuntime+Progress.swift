@@ -15,7 +15,7 @@ extension RankRuntime {
     /// Handles queued control messages. Never called from inside a send, so a message that
     /// releases held sends cannot interleave frames on a socket.
     func serviceControl() throws {
-        if logging == .optimistic { try flushLogIfDue() }
+        if rules.flushesAtCheckpoints { try flushLogIfDue() }
         reportLogMirrorFailure()
         for outcome in writer?.takeCompleted() ?? [] {
             if case .durable(let epoch) = outcome { participant.handleSnapshotDurable(epoch) }
@@ -78,7 +78,7 @@ extension RankRuntime {
     /// obsolete when it rolled back (re-execution sends it again, perhaps differently); then
     /// this rank reconnects to it.
     func peerRestarted(_ peer: RankID, incarnation peerIncarnationNew: UInt32) throws {
-        if independent || logging == .optimistic {
+        if rules.peerRestartMakesObsolete {
             obsoleteBelow[peer.rawValue] = peerIncarnationNew
             inbox[peer.rawValue].removeAll { $0.header.incarnation < peerIncarnationNew }
         }
@@ -95,7 +95,7 @@ extension RankRuntime {
             if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
         }
         frozen = true
-        if logging == .optimistic {
+        if rules.flushesAtCheckpoints {
             // Everything delivered so far reaches the log: this rank loses nothing if it turns
             // out to be an orphan and is restarted.
             try flushLog()
@@ -267,7 +267,7 @@ extension RankRuntime {
 
     /// Whether a message comes from an execution of its sender that a rollback undid.
     func isObsolete(_ header: DataHeader) -> Bool {
-        (independent || logging == .optimistic) && header.incarnation < obsoleteBelow[header.source.rawValue]
+        rules.peerRestartMakesObsolete && header.incarnation < obsoleteBelow[header.source.rawValue]
     }
 
     /// Closes connections whose handshake is late, and says (at most every few seconds, on the

@@ -72,6 +72,8 @@ final class RankRuntime {
     var logPositionAtCapture: [(epoch: Epoch, position: UInt64)] = []
     /// The logging mode.
     var logging: LoggingMode { launch?.logging ?? .none }
+    /// What the logging mode (and the checkpoint scheme) ask of this rank: the one switch.
+    var rules: RankLogging { RankLogging(mode: logging, independent: independent) }
     /// Whether this rank asked for a checkpoint that has not happened yet.
     var checkpointAsked = false
     /// The most bytes retained at once, and the largest the log grew on disk.

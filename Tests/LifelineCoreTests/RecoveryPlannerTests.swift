@@ -162,3 +162,28 @@ import Testing
         #expect(optimistic.handleRankDied(2) == Freeze.Outcome(failed: [0, 2], replies: [:], unanswered: []))
     }
 }
+
+/// The rank's one switch over the logging modes: each mode's row of the table, as stated.
+@Suite struct RankLoggingTests {
+    @Test func eachModeLogsWhatItsRuleSays() {
+        let none = RankLogging(mode: .none, independent: false)
+        #expect(none.delivery(anySource: true) == nil && none.value == nil && !none.tracksDependencies)
+        let pessimistic = RankLogging(mode: .pessimistic, independent: false)
+        #expect(pessimistic.delivery(anySource: false) == .synchronously(.delivery))
+        #expect(pessimistic.delivery(anySource: true) == .synchronously(.delivery) && pessimistic.value == .synchronously(.value))
+        let senderBased = RankLogging(mode: .senderBased, independent: false)
+        #expect(senderBased.delivery(anySource: false) == nil, "a named source needs no determinant: channels are FIFO")
+        #expect(senderBased.delivery(anySource: true) == .synchronously(.determinant))
+        let optimistic = RankLogging(mode: .optimistic, independent: false)
+        #expect(optimistic.delivery(anySource: false) == .buffered(.delivery) && optimistic.value == .buffered(.value))
+        #expect(optimistic.tracksDependencies && optimistic.flushesAtCheckpoints)
+        #expect(!pessimistic.flushesAtCheckpoints && !senderBased.tracksDependencies)
+    }
+
+    @Test func aPeersRestartMakesItsOldMessagesObsoleteOnlyWhereItReExecutes() {
+        for mode in LoggingMode.allCases {
+            #expect(RankLogging(mode: mode, independent: true).peerRestartMakesObsolete, "\(mode), independent")
+            #expect(RankLogging(mode: mode, independent: false).peerRestartMakesObsolete == (mode == .optimistic), "\(mode)")
+        }
+    }
+}
