@@ -55,7 +55,11 @@ public final class Communicator {
     public var size: Int { runtime.rankCount }
     /// The safe point the restored state was captured at, or nil on a fresh start.
     public var restoredStep: Int? { runtime.restoredStep }
-    /// How many times this rank has been started before (0 on the first run).
+    /// The number of this launch of the rank's process: unique in the job, counted over every
+    /// launch of every rank (on a first run rank r has incarnation r), and larger at each
+    /// restart than any before it. It is not a count of this rank's restarts: whether the rank
+    /// was restarted is `restoredStep != nil` (or a restart with nothing to restore yet). 0
+    /// when the program runs alone, without `lifeline run`.
     public var incarnation: Int { Int(runtime.incarnation) }
 
     private init(runtime: RankRuntime) { self.runtime = runtime }

@@ -4,7 +4,7 @@ import Lifeline
 import LifelineStorage
 
 extension LifelineCommand {
-    /// `lifeline storage verify|repair DIR_A,DIR_B`
+    /// `lifeline storage verify|repair RUN_DIR` or `… DIR_A,DIR_B`
     struct Storage: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check or repair the two mirrors of a job's stable storage (exit codes as fsck).",
@@ -17,7 +17,7 @@ extension LifelineCommand.Storage {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check every file on both mirrors; print what is healthy, repairable and lost. Exit 0 healthy, 4 problems.")
-        @Argument(help: ArgumentHelp("The two storage roots.", valueName: "DIR_A,DIR_B"))
+        @Argument(help: ArgumentHelp("A run directory, or the two storage roots.", valueName: "RUN_DIR|DIR_A,DIR_B"))
         var roots: String
 
         func run() throws {
@@ -31,7 +31,7 @@ extension LifelineCommand.Storage {
     struct Repair: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Repair damaged or missing copies from the good mirror. Exit 0 nothing to do, 1 all corrected, 4 something left.")
-        @Argument(help: ArgumentHelp("The two storage roots.", valueName: "DIR_A,DIR_B"))
+        @Argument(help: ArgumentHelp("A run directory, or the two storage roots.", valueName: "RUN_DIR|DIR_A,DIR_B"))
         var roots: String
 
         func run() throws {
@@ -54,9 +54,16 @@ private func check(_ roots: String, repair: Bool) throws -> VerifyReport {
 }
 
 private func openStore(_ roots: String) throws -> MirroredStore {
-    let parts = roots.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    var parts = roots.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    if parts.count == 1, !roots.isEmpty {
+        // A run directory: its job.json names the roots (relative ones to the directory).
+        guard FileManager.default.fileExists(atPath: roots + "/job.json") else {
+            throw ValidationError("\(roots) is not a run directory (it has no job.json): give RUN_DIR or the two storage roots as DIR_A,DIR_B")
+        }
+        parts = try JobConfiguration.load(runDirectory: absolute(roots)).storageRoots
+    }
     guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-        throw ValidationError("give the two storage roots as DIR_A,DIR_B")
+        throw ValidationError("give a run directory, or the two storage roots as DIR_A,DIR_B")
     }
     for root in parts where !FileManager.default.fileExists(atPath: root) {
         throw LifelineError(.storage, "\(root) does not exist: give the storage roots of a run (RUN_DIR/storage-a,RUN_DIR/storage-b by default)")

@@ -29,6 +29,11 @@ extension RecoveryTests {
         let damaged = try storage("verify")
         #expect(damaged.status == 4)
         #expect(damaged.stdout.contains("manifest"), "\(damaged.stdout)")
+        // The run directory names its roots (job.json); a folder that is not one is refused.
+        let byRunDirectory = try JobRunner.lifeline(["storage", "verify", result.runDirectory], runDirectory: result.runDirectory)
+        #expect(byRunDirectory.status == 4 && byRunDirectory.stdout == damaged.stdout, "\(byRunDirectory.stdout)")
+        let notARun = try JobRunner.lifeline(["storage", "verify", result.runDirectory + "/output"], runDirectory: result.runDirectory)
+        #expect(notARun.status == 64 && notARun.stderr.contains("is not a run directory"), "\(notARun.stderr)")
         #expect(try storage("repair").status == 1)
         #expect(try storage("repair").status == 0)
         #expect(try Data(contentsOf: URL(fileURLWithPath: manifestB))
