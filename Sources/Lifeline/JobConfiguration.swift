@@ -60,6 +60,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     public var maxRestarts: Int
     /// Whether to silence the progress line.
     public var quiet: Bool
+    /// `--quiet-ranks`: whether the ranks' standard error stays in `output/` instead of being
+    /// forwarded live to the supervisor's as `[rank R] line` (nil: forwarded).
+    public var quietRanks: Bool?
     /// Seconds the job may run before it checkpoints and stops (as before a batch limit).
     public var walltimeSeconds: Double?
     /// Whether the interval follows the Young/Daly optimum sqrt(2·C·MTBF) for the measured
@@ -124,8 +127,10 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         traceDeliveries: Bool = false, retainedBytesMax: Int? = 256 << 20, logBytesMax: Int? = 256 << 20,
         logFlushMs: Int? = nil, logFlushBytes: Int? = nil, keep: Int? = nil,
         chunkBytes: Int? = nil, compressionLevel: Int? = nil, stallSeconds: Double? = nil,
-        joinTimeoutSeconds: Double? = nil, stopTimeoutSeconds: Double? = nil, onNondeterminism: OnNondeterminism? = nil
+        joinTimeoutSeconds: Double? = nil, stopTimeoutSeconds: Double? = nil, onNondeterminism: OnNondeterminism? = nil,
+        quietRanks: Bool = false
     ) {
+        self.quietRanks = quietRanks ? true : nil
         self.program = program
         self.arguments = arguments
         self.rankCount = rankCount

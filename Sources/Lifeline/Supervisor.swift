@@ -55,6 +55,8 @@ final class Supervisor {
     let events: EventLog
     let launcher: RankLauncher
     let output: OutputCommitter
+    /// The ranks' standard error, forwarded live (nil with `--quiet-ranks`).
+    let rankErrors: RankErrorForwarder?
     let listener: Int32
     /// The ranks' new control connections, until their handshakes are in.
     let acceptor: HandshakeAcceptor
@@ -138,6 +140,8 @@ final class Supervisor {
         }
         self.launcher = try RankLauncher()
         self.output = OutputCommitter(directory: configuration.runDirectory + "/output", rankCount: configuration.rankCount)
+        self.rankErrors = configuration.quietRanks == true
+            ? nil : RankErrorForwarder(directory: configuration.runDirectory + "/output", rankCount: configuration.rankCount)
         self.addressBase = "lifeline.\(Self.randomHex(bytes: 6))"
         self.listener = try Socket.listen(abstractName: "\(addressBase).s")
         self.acceptor = HandshakeAcceptor(listener: listener, token: token)
@@ -181,6 +185,7 @@ final class Supervisor {
             "interval_s": .double(configuration.intervalSeconds), "incarnation": .int(Int(incarnation)),
         ])
         defer { clearMirrorFaults() }
+        defer { rankErrors?.finishAll() }
         try launchAll()
         defer { recordRefusals(final: true) }
         while !finishedJob {
@@ -229,6 +234,7 @@ final class Supervisor {
         try fireDueFaults()
         resynchroniseIfDue()
         recordRefusals()
+        rankErrors?.forward()
         try checkHeartbeats()
         try checkStalls()
         showProgress()
@@ -311,6 +317,7 @@ final class Supervisor {
                 pid: pid, connection: nil, lastHeard: now, step: member?.step ?? -1, alive: true, incarnation: incarnation,
                 plan: plan)
             output.started(rank: rank, incarnation: incarnation)
+            rankErrors?.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [
                 "rank": .int(rank), "pid": .int(Int(pid)), "incarnation": .int(Int(incarnation)),
                 "epoch": .int(Int(line?.epoch ?? 0)), "step": .int(member?.step ?? -1),

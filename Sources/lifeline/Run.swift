@@ -60,6 +60,8 @@ extension LifelineCommand {
         var zstdLevel: Int = Int(ChunkedSnapshots.levelDefault)
         @Flag(help: "No progress line.")
         var quiet = false
+        @Flag(help: "Keep the ranks' standard error in output/ only, instead of also forwarding it live as [rank R] lines.")
+        var quietRanks = false
         @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
         var command: [String] = []
 
@@ -134,7 +136,7 @@ extension LifelineCommand {
                 chunkBytes: chunkKib * 1024,
                 compressionLevel: zstdLevel, stallSeconds: stallSecondsMin,
                 joinTimeoutSeconds: joinTimeoutSeconds, stopTimeoutSeconds: stopTimeoutSeconds,
-                onNondeterminism: nondeterminism)
+                onNondeterminism: nondeterminism, quietRanks: quietRanks)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

@@ -297,3 +297,27 @@ extension RecoveryTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: result.runDirectory + "/storage-a/manifest")) == manifest)
     }
 }
+
+extension RecoveryTests {
+    /// A rank's standard error reaches the terminal live as `[rank R] line` (the farm's master
+    /// prints one line a round with `--verbose`), and stays in `output/` only with
+    /// `--quiet-ranks`; committed output is unchanged either way.
+    @Test func ranksStandardErrorIsForwardedLineByLine() throws {
+        let program = ["taskfarm", "--tasks", "48", "--round", "8", "--verbose"]
+        let scratch = JobRunner.scratch("rank-stderr")
+        let forwarded = try JobRunner.lifeline(
+            ["run", "-n", "3", "--interval", "0.3", "--run-dir", scratch + "/one", "--quiet", "--"] + program,
+            runDirectory: scratch + "/one")
+        #expect(forwarded.status == 0, "\(forwarded.stderr)")
+        let lines = forwarded.stderr.split(separator: "\n").filter { $0.hasPrefix("[rank 0] round ") }
+        #expect(lines.count == 6, "\(forwarded.stderr)")
+        #expect(!forwarded.stderr.contains("[rank 1]"), "workers print nothing")
+        let quiet = try JobRunner.lifeline(
+            ["run", "-n", "3", "--interval", "0.3", "--run-dir", scratch + "/two", "--quiet", "--quiet-ranks", "--"] + program,
+            runDirectory: scratch + "/two")
+        #expect(quiet.status == 0 && !quiet.stderr.contains("[rank"), "\(quiet.stderr)")
+        #expect(quiet.resultLines == forwarded.resultLines && quiet.resultLines.count == 1)
+        let kept = try String(contentsOfFile: scratch + "/two/output/rank-0.0.err", encoding: .utf8)
+        #expect(kept.split(separator: "\n").count == 6, "the file keeps what was not forwarded: \(kept)")
+    }
+}
