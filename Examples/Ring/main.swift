@@ -1,18 +1,9 @@
 // The README's example program, built with the package so that it stays true.
 import Lifeline
 
-struct Counter: Checkpointable {
+struct Counter: Codable, Checkpointable {
     var step = 0
     var total = 0.0
-    func encode(to writer: inout StateWriter) {
-        writer.write(step)
-        writer.write(total)
-    }
-    init() {}
-    init(from reader: inout StateReader) throws {
-        step = try reader.read(Int.self)
-        total = try reader.read(Double.self)
-    }
 }
 
 let comm = try Communicator.join()

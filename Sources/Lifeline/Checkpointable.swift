@@ -65,6 +65,13 @@ public struct StateWriter: Sendable {
     public mutating func write(_ string: String) {
         write(Array(string.utf8))
     }
+
+    /// Overwrites the bytes of `value` at `offset` (a count written before its elements).
+    mutating func patch<T: BitwiseCopyable>(_ value: T, at offset: Int) {
+        withUnsafeBytes(of: value) { source in
+            for (index, byte) in source.enumerated() { bytes[offset + index] = byte }
+        }
+    }
 }
 
 /// Reads back what a `StateWriter` wrote, checking lengths as it goes.
@@ -112,6 +119,12 @@ public struct StateReader: Sendable {
     /// Reads a string written by `StateWriter.write(_:)`.
     public mutating func readString() throws -> String {
         String(decoding: try readArray(of: UInt8.self), as: UTF8.self)
+    }
+
+    /// The next byte, not consumed.
+    mutating func peekByte() throws -> UInt8 {
+        try need(1, for: "a field marker")
+        return bytes[offset]
     }
 
     private func need(_ count: Int, for what: String) throws {

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+@testable import Lifeline
+
+/// `Checkpointable` for `Codable` states: every shape `Codable` makes comes back equal, numeric
+/// arrays take the raw, shuffled path, and damaged bytes are refused, in process.
+@Suite struct StateCodingTests {
+    enum Phase: String, Codable { case warmup, solve }
+    enum Event: Codable, Equatable { case started(at: Int), stopped(reason: String, code: Int32?), idle }
+    struct Inner: Codable, Equatable { var name: String; var weights: [Float]; var flag: Bool }
+
+    struct State: Codable, Checkpointable, Equatable {
+        var step = 0
+        var residual = 0.0
+        var field: [Double] = []
+        var counts: [Int32] = []
+        var label = ""
+        var done = false
+        var note: String?
+        var limit: Int?
+        var inner = Inner(name: "", weights: [], flag: false)
+        var phase = Phase.warmup
+        var events: [Event] = []
+        var table: [String: Int] = [:]
+        var seen: Set<Int> = []
+        var rows: [[Double]] = []
+        var gaps: [Int?] = []
+        var nested: [Inner]? = nil
+    }
+
+    static let full = State(
+        step: 42, residual: -1.5e-12, field: (0..<1000).map { sin(Double($0)) }, counts: [3, -7, Int32.max],
+        label: "cg ✓", done: true, note: nil, limit: 17, inner: Inner(name: "halo", weights: [0.5, 2], flag: true),
+        phase: .solve, events: [.started(at: 3), .stopped(reason: "converged", code: nil), .idle],
+        table: ["a": 1, "bb": 22], seen: [5, 1, 9], rows: [[1, 2], [], [3]], gaps: [1, nil, 3],
+        nested: [Inner(name: "x", weights: [], flag: false)])
+
+    @Test func everyShapeComesBackEqual() throws {
+        for state in [Self.full, State()] {
+            var writer = StateWriter()
+            state.encode(to: &writer)
+            var reader = StateReader(writer.bytes)
+            #expect(try State(from: &reader) == state)
+            #expect(reader.isAtEnd, "the decoder read exactly what the encoder wrote")
+        }
+    }
+
+    @Test func numericArraysAreWrittenRawAndShuffled() {
+        var writer = StateWriter()
+        Self.full.encode(to: &writer)
+        let fieldBytes = Self.full.field.count * 8
+        #expect(writer.numericRanges.contains { $0.count == fieldBytes }, "\(writer.numericRanges)")
+        // About the field's bytes and little else: no per-element tags or keys.
+        #expect(writer.bytes.count < fieldBytes + 600, "\(writer.bytes.count) bytes")
+    }
+
+    @Test func damagedOrShortBytesAreRefused() {
+        var writer = StateWriter()
+        Self.full.encode(to: &writer)
+        for length in [0, 1, 9, writer.bytes.count / 2, writer.bytes.count - 1] {
+            var reader = StateReader(Array(writer.bytes.prefix(length)))
+            #expect(throws: (any Error).self, "\(length) bytes decoded") { try State(from: &reader) }
+        }
+        var marker = writer.bytes
+        marker[0] = 7  // the first field's marker
+        var reader = StateReader(marker)
+        #expect(throws: LifelineError.self) { try State(from: &reader) }
+    }
+
+    struct Renamed: Codable, Checkpointable { var iteration = 0 }
+    struct Original: Codable, Checkpointable { var step = 0 }
+
+    @Test func aStateWrittenWithOtherFieldsIsRefusedByName() {
+        var writer = StateWriter()
+        Original(step: 3).encode(to: &writer)
+        var reader = StateReader(writer.bytes)
+        #expect {
+            _ = try Renamed(from: &reader)
+        } throws: { error in
+            "\(error)".contains("field step where iteration was expected")
+        }
+    }
+}
+
+extension RecoveryTests {
+    /// The README's program (`Examples/Ring`), whose state is a plain `Codable` struct,
+    /// restores it after a kill and prints the failure-free total.
+    @Test func theReadmeProgramWithACodableStateRecovers() throws {
+        let scratch = JobRunner.scratch("ring")
+        let free = try JobRunner.lifeline(
+            ["run", "-n", "3", "--interval", "0.05", "--run-dir", scratch + "/free", "--quiet", "--", "ring"],
+            runDirectory: scratch + "/free")
+        let total = free.stdout.split(separator: "\n").filter { $0.hasPrefix("total ") }
+        #expect(free.status == 0 && total.count == 1, "\(free.stdout)\(free.stderr)")
+        let killed = try JobRunner.lifeline(
+            ["run", "-n", "3", "--interval", "0.05", "--run-dir", scratch + "/killed", "--quiet",
+             "--inject", "kill:rank=1,step=700", "--", "ring"],
+            runDirectory: scratch + "/killed")
+        #expect(killed.status == 0, "\(killed.stderr)")
+        #expect(killed.stdout.split(separator: "\n").filter { $0.hasPrefix("total ") } == total)
+        // A line committed before the kill is restored (from its Codable snapshots).
+        let failedAt = killed.events("failure").first?["t"] as? Double ?? 0
+        if killed.events("commit").contains(where: { ($0["t"] as? Double ?? .infinity) < failedAt }) {
+            let restored = killed.events("rank_launched").compactMap { $0["step"] as? Int }.filter { $0 > 0 }
+            #expect(restored.count == 3, "the ranks restarted from the beginning: no Codable state was restored")
+        }
+    }
+}
