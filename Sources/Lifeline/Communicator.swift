@@ -45,7 +45,10 @@ public enum ReduceOperation: Sendable {
 /// try comm.finish()
 /// ```
 ///
-/// A `Communicator` belongs to the thread that joined; it is not shared between threads.
+/// A `Communicator` belongs to the thread that joined; it is not `Sendable` and is not shared
+/// between threads or tasks. Under Swift 6, keep it out of globals: join in a `@main` type's
+/// `main()` and pass it to the functions that communicate (a top-level `let comm` in
+/// `main.swift` is main-actor isolated, and a nonisolated helper cannot use it).
 public final class Communicator {
     let runtime: RankRuntime
 
@@ -185,3 +188,7 @@ func bytesToValues<T: BitwiseCopyable>(_ bytes: [UInt8]) -> [T] {
         initialized = count
     }
 }
+
+/// The communicator is the joining thread's alone (see `Communicator`).
+@available(*, unavailable)
+extension Communicator: Sendable {}

@@ -106,3 +106,17 @@ extension RecoveryTests {
         }
     }
 }
+
+extension RecoveryTests {
+    /// The README's program is `Examples/Ring/Ring.swift` from `import Lifeline` on, so the
+    /// code a newcomer copies is the code CI compiles (Swift 6 language mode) and runs above.
+    @Test func theReadmeProgramIsTheRingExample() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        let ring = try String(contentsOf: root.appendingPathComponent("Examples/Ring/Ring.swift"), encoding: .utf8)
+        let program = try #require(ring.range(of: "import Lifeline")).lowerBound
+        let expected = "```swift\n" + ring[program...].trimmingCharacters(in: .whitespacesAndNewlines) + "\n```"
+        #expect(readme.contains(expected), "README.md's program differs from Examples/Ring/Ring.swift")
+    }
+}
