@@ -12,13 +12,29 @@ import Synchronization
 extension RankRuntime {
     // MARK: Checkpoints
 
+    /// Refuses a safe point that does not come after the last one, naming the likely mistake:
+    /// a restarted rank whose program did not take its restored state starts again at its
+    /// first step.
+    func checkIncreasing(_ step: Int, after passed: Int) throws {
+        guard step <= passed else { return }
+        if let restoredStep, !restoreAsked, step <= restoredStep {
+            throw LifelineError(.usage,
+                "safe point \(step) comes before step \(restoredStep), where this rank was restored: the program must call "
+                + "comm.restore(State.self) after join() and continue from the state it returns (nil on a fresh start)")
+        }
+        throw LifelineError(.usage, "safe point \(step) does not come after \(passed): steps must increase")
+    }
+
     /// A safe point: fires step faults, waits for S when asked, captures when S is reached.
     func safePoint(step: Int, capture: () -> StateWriter) throws {
-        guard let launch else { return }
-        if step == restoredStep, step == participant.stepPassed { return }  // resuming right here
-        guard step > participant.stepPassed else {
-            throw LifelineError(.usage, "safe point \(step) does not come after \(participant.stepPassed): steps must increase")
+        guard let launch else {
+            // Alone, nothing is captured, but the program's steps are checked as under `lifeline run`.
+            try checkIncreasing(step, after: standaloneStepPassed)
+            standaloneStepPassed = step
+            return
         }
+        if step == restoredStep, step == participant.stepPassed { return }  // resuming right here
+        try checkIncreasing(step, after: participant.stepPassed)
         if let fault = rankFaults.first(where: { $0.spec == .killAtStep(rank, step: step) }) {
             fireFault(index: fault.index, control: control)
         }

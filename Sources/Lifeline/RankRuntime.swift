@@ -53,6 +53,10 @@ final class RankRuntime {
     /// Sends held between capture and DONE (blocking variant).
     var heldSends: [(RankID, DataHeader, [UInt8])] = []
     var restoredState: [UInt8]?
+    /// Whether the program asked for its restored state (`Communicator.restore`).
+    var restoreAsked = false
+    /// Standalone (no supervisor): the last safe point passed, to check that steps increase.
+    var standaloneStepPassed = -1
     var released = false
     var finished = false
     var anySourceCursor = 0
@@ -362,6 +366,7 @@ final class RankRuntime {
     /// Hands the restored program state over, once.
     func takeRestoredState() throws -> [UInt8]? {
         defer { restoredState = nil }
+        restoreAsked = true
         return restoredState
     }
 

@@ -145,3 +145,33 @@ extension RecoveryTests {
         }
     }
 }
+
+extension RecoveryTests.Liveness {
+    /// A program that never takes its restored state passes its first safe point again after
+    /// a rollback: the error names the missing `restore` (it said "steps must increase"), and
+    /// the rank's line reaches the terminal.
+    @Test func aProgramThatForgetsRestoreIsToldSo() throws {
+        let result = try Self.probe(
+            "forgetful", ranks: 2, ["--interval", "0.2", "--max-restarts", "2", "--inject", "kill:rank=1,step=250"],
+            ["forgetful", "400"])
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("] lifeline-liveness: safe point 0 comes before step")
+                && result.stderr.contains("must call comm.restore(State.self) after join()"), "\(result.stderr)")
+        #expect(result.stderr.contains("on every attempt"), "the same error from the same line ends the job: \(result.stderr)")
+    }
+
+    /// Steps that do not increase are refused when the program runs alone, as under `lifeline run`.
+    @Test func stepsMustIncreaseAlsoAlone() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: JobRunner.binDirectory + "/lifeline-liveness")
+        process.arguments = ["backwards"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1)
+        #expect(text.contains("safe point 3 does not come after 5: steps must increase"), "\(text)")
+    }
+}

@@ -16,6 +16,11 @@
 //   lifeline-liveness random ROUNDS
 //       A ring shift in which each message carries a random number drawn without `logged`:
 //       not deterministic, which a replay after a kill must reveal.
+//   lifeline-liveness forgetful ROUNDS
+//       A ring shift that forgets to take its restored state (it never calls `restore`): after
+//       a rollback it passes its first safe point again, which the runtime must name.
+//   lifeline-liveness backwards
+//       Passes safe point 5, then 3: refused, alone as under `lifeline run`.
 //   lifeline-liveness pause SECONDS
 //       A ring shift of small messages for 6 rounds, but at round 3 rank 0 computes for SECONDS
 //       (without calling the runtime) before it sends: a stall, not a deadlock.
@@ -119,7 +124,7 @@ func holdHalfOpenConnections(seconds: Double, names: [String]) {
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
-    print("usage: lifeline-liveness exchange BYTES ROUNDS | deadlock | pause SECONDS | random ROUNDS | stranger SECONDS NAME...")
+    print("usage: lifeline-liveness exchange BYTES ROUNDS | deadlock | pause SECONDS | random ROUNDS | forgetful ROUNDS | stranger SECONDS NAME...")
     exit(2)
 }
 if arguments[1] == "stranger" {
@@ -127,7 +132,7 @@ if arguments[1] == "stranger" {
     exit(0)
 }
 let comm = try Communicator.join()
-var state = try comm.restore(Progress.self) ?? Progress()
+var state = arguments[1] == "forgetful" ? Progress() : try comm.restore(Progress.self) ?? Progress()
 let right = (comm.rank + 1) % comm.size
 let left = (comm.rank + comm.size - 1) % comm.size
 
@@ -161,6 +166,21 @@ case "pause":
 case "random":
     try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 300, pauseMicroseconds: 1_000) { _ in
         bytes([UInt64.random(in: 0...UInt64.max)])
+    }
+case "forgetful", "backwards":
+    // The runtime refuses these programs: say why and exit 1, as a program handles its errors
+    // (not a crash, whose backtrace would keep the process alive for seconds).
+    do {
+        if arguments[1] == "forgetful" {
+            try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 300, pauseMicroseconds: 2_000) { _ in [1, 2, 3] }
+        } else {
+            try comm.safePoint(step: 5, state: state)
+            try comm.safePoint(step: 3, state: state)
+        }
+    } catch {
+        let line = Array("lifeline-liveness: \(error)\n".utf8)
+        _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        exit(1)
     }
 case "deadlock":
     try comm.safePoint(step: 0, state: state)
