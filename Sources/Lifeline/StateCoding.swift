@@ -139,7 +139,9 @@ private struct StateEncoder: Encoder {
     /// Encodes one value: a raw array, an optional, a dictionary or a string by its fast path,
     /// anything else by its own `encode(to:)`.
     func encode<T: Encodable>(_ value: T) throws {
-        if writeRawArray(value, to: &storage.writer) { return }
+        // Optionals first: a cast from `Any` looks through one, so `[Double]?` would pass for
+        // a raw array without its presence byte.
+        if !(value is any OptionalValue), writeRawArray(value, to: &storage.writer) { return }
         switch value {
         case let optional as any OptionalValue:
             if let wrapped = optional.wrappedEncodable {
@@ -173,9 +175,11 @@ private struct StateEncoder: Encoder {
         let encoder: StateEncoder
         var codingPath: [any CodingKey] { encoder.codingPath }
 
-        private func begin(_ present: Bool, _ key: Key) {
+        private func begin(_ present: Bool, _ key: Key) { begin(present, key.stringValue) }
+
+        private func begin(_ present: Bool, _ keyName: String) {
             encoder.storage.writer.write(UInt8(present ? 1 : 0))
-            let name = Array(key.stringValue.utf8.prefix(Int(UInt16.max)))
+            let name = Array(keyName.utf8.prefix(Int(UInt16.max)))
             encoder.storage.writer.write(UInt16(name.count))
             for byte in name { encoder.storage.writer.write(byte) }
         }
@@ -227,7 +231,7 @@ private struct StateEncoder: Encoder {
             return encoder.unkeyedContainer()
         }
         mutating func superEncoder() -> any Encoder {
-            begin(true, Key(stringValue: "super") ?? Key(intValue: 0)!)
+            begin(true, "super")
             return encoder
         }
         mutating func superEncoder(forKey key: Key) -> any Encoder {
@@ -317,7 +321,7 @@ private struct StateDecoder: Decoder {
 
     /// Decodes one value the way `StateEncoder.encode(_:)` wrote it.
     func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        if let array = try readRawArray(type, from: &source.reader) { return array as! T }
+        if !(type is any OptionalValue.Type), let array = try readRawArray(type, from: &source.reader) { return array as! T }
         switch type {
         case let optional as any OptionalValue.Type: return try optional.decodeWrapped(from: self) as! T
         case let dictionary as any DictionaryValue.Type: return try dictionary.decodeEntries(from: self) as! T

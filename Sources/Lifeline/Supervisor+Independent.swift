@@ -61,7 +61,7 @@ extension Supervisor {
         }
         let snapshot = manifests.independentSnapshotName(rank: rank, checkpoint: index)
         var onlyOn = commitMirror([ack.mirrors]).onlyOn
-        if onlyOn != nil, store.mirrors.count == 2, copyToBothMirrors([snapshot]) != nil {
+        if let only = onlyOn, store.mirrors.count == 2, copyToBothMirrors([snapshot], from: only) != nil {
             onlyOn = nil  // written while a mirror had failed, which has been resynchronised since
         }
         var all = records

@@ -104,7 +104,17 @@ extension Supervisor {
             }
         }
         let started = now
-        guard let copied = copyToBothMirrors(referencedSnapshots(manifest)) else { return }
+        defer { resynchronisationTook(now - started) }
+        if let failedMirror {
+            // Logs trimmed while the mirror was not written left older segments there.
+            for rank in 0..<configuration.rankCount {
+                guard (try? MessageLog.pruneStale(store: bothMirrors, name: MessageLog.name(ofRank: rank), on: failedMirror.mirror)) != nil
+                else { return }
+            }
+        }
+        let source = failedMirror?.mirror.other ?? manifest.committed.lazy.compactMap(\.onlyOn).first
+            ?? (manifest.independent ?? []).joined().lazy.compactMap(\.onlyOn).first ?? .a
+        guard let copied = copyToBothMirrors(referencedSnapshots(manifest), from: source) else { return }
         var next = manifest
         for position in next.committed.indices { next.committed[position].onlyOn = nil }
         if var records = next.independent {
@@ -138,6 +148,15 @@ extension Supervisor {
         for rank in slots.indices { send(.writeMirrors(.both), to: rank) }
     }
 
+    /// The loop did not read the ranks while the copies were made: their silence is not theirs
+    /// (heartbeats are judged from now on), and a long copy that failed is not tried again at
+    /// once.
+    private func resynchronisationTook(_ seconds: Double) {
+        guard seconds > 0.5 else { return }
+        for rank in slots.indices where slots[rank].alive { slots[rank].lastHeard = now }
+        if failedMirror != nil { nextResyncAt = now + max(Self.resyncPeriodSeconds, 4 * seconds) }
+    }
+
     /// The snapshot files the manifest's lines and independent records reference.
     private func referencedSnapshots(_ manifest: Manifest) -> [String] {
         let lines = manifest.committed.flatMap(\.members).map(\.snapshot)
@@ -145,19 +164,21 @@ extension Supervisor {
         return Array(Set(lines + records)).sorted()
     }
 
-    /// Reads each snapshot (index and chunks) on both mirrors, writing the copies one lacks;
-    /// returns how many copies it wrote, or nil when one could not be written.
-    func copyToBothMirrors(_ snapshots: [String]) -> Int? {
-        let chunked = ChunkedSnapshots(store: bothMirrors)
+    /// Copies each snapshot (index and chunks) from `source`, the mirror written while the
+    /// other had failed, to the other mirror where its copy differs or is missing (a copy there
+    /// under the same name may be stale: a name written again since). Returns how many copies
+    /// it wrote, or nil when one could not be read or written.
+    func copyToBothMirrors(_ snapshots: [String], from source: Mirror) -> Int? {
+        let chunked = ChunkedSnapshots(store: bothMirrors.writing(only: [source]))
         var copied = 0
-        func settle(_ name: String) -> Bool {
-            guard let file = try? bothMirrors.read(name), file.repaired.count == file.problems.count else { return false }
-            copied += file.repaired.count
-            return true
-        }
         for snapshot in snapshots {
-            guard settle(snapshot), let index = try? chunked.index(snapshot) else { return nil }
-            for chunk in Set(index.chunks.map { chunked.chunkName($0.hash) }).sorted() where !settle(chunk) { return nil }
+            guard let wrote = try? bothMirrors.copy(snapshot, from: source, to: source.other),
+                  let index = try? chunked.index(snapshot) else { return nil }
+            copied += wrote ? 1 : 0
+            for chunk in Set(index.chunks.map { chunked.chunkName($0.hash) }).sorted() {
+                guard let wrote = try? bothMirrors.copy(chunk, from: source, to: source.other) else { return nil }
+                copied += wrote ? 1 : 0
+            }
         }
         return copied
     }

@@ -232,9 +232,11 @@ extension Supervisor {
         }
         output.releaseAll()
         sayFaultsNotFired()
-        manifest.finished = true
+        var next = manifest
+        next.finished = true
         do {
-            try manifests.commit(&manifest)
+            try commitManifest(&next)
+            manifest = next
         } catch {
             warn("cannot record the job as finished: \(error)")
         }

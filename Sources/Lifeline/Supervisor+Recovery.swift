@@ -158,8 +158,10 @@ extension Supervisor {
         if !entries.isEmpty, plan.mode != .replay {
             var next = manifest
             do {
-                try manifests.commit(&next)
+                try commitManifest(&next)
                 manifest = next
+            } catch let error as LifelineError {
+                throw error  // both mirrors failed: the job stops
             } catch {
                 warn("cannot record the recovery line: \(error)")
             }

@@ -20,15 +20,31 @@ extension MessageLog {
         package var isMissing: Bool
     }
 
-    /// Reads every segment of the log `name` on both mirrors and says what opening it would
+    /// Reads every segment of the log `name` on the mirrors `store` writes (both, unless one
+    /// has failed: its copy is then stale and not looked at) and says what opening it would
     /// keep and repair.
     package static func inspect(store: MirroredStore, name: String) throws(StorageError) -> Inspection {
         let folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + folder + "/" + name }
-        let recovery = try recover(folders: folders)
+        let recovery = try recover(folders: folders, reading: [Mirror.a, .b].map(store.mirrors.contains))
         let start = recovery.segments.first?.firstIndex ?? 0
         let end = start + UInt64(recovery.segments.reduce(0) { $0 + $1.records.count })
         return Inspection(problems: recovery.problems, recordsLost: recovery.recordsLost, kept: start..<end,
                           isMissing: recovery.isMissing)
+    }
+
+    /// Deletes the segments of log `name` on `stale` (a mirror that failed and takes writes
+    /// again) that lie before the first segment on the other mirror: the log was trimmed past
+    /// them while `stale` was not written, and left there they would read as the log's start.
+    /// Returns how many it deleted.
+    package static func pruneStale(store: MirroredStore, name: String, on stale: Mirror) throws(StorageError) -> Int {
+        let folderOf = { (mirror: Mirror) in store.root(mirror) + "/" + folder + "/" + name }
+        guard let first = PosixFile.entries(folderOf(stale.other)).compactMap(segmentIndex).min() else { return 0 }
+        var deleted = 0
+        for index in PosixFile.entries(folderOf(stale)).compactMap(segmentIndex) where index < first {
+            if try PosixFile.removeFile(folderOf(stale) + "/" + segmentName(index)) { deleted += 1 }
+        }
+        if deleted > 0 { try PosixFile.fsyncDirectory(folderOf(stale)) }
+        return deleted
     }
 
     /// One segment as recovery decided it.
@@ -65,13 +81,19 @@ extension MessageLog {
     /// loss. Otherwise segments are kept while each starts where the one before ends; a
     /// segment no mirror holds readable, or a gap, ends the log there and counts as lost
     /// records: a log keeps only a valid prefix.
-    static func recover(folders: [String]) throws(StorageError) -> Recovery {
+    /// `reading`: per mirror, whether its copy is read; one that is not (a failed mirror, whose
+    /// copy is stale) counts as missing.
+    static func recover(folders: [String], reading: [Bool] = [true, true]) throws(StorageError) -> Recovery {
         var recovery = Recovery()
-        let indexes = Set(folders.flatMap { PosixFile.entries($0).compactMap(segmentIndex) }).sorted()
+        let read = folders.indices.filter { reading[$0] }
+        let indexes = Set(read.flatMap { PosixFile.entries(folders[$0]).compactMap(segmentIndex) }).sorted()
         recovery.isMissing = indexes.isEmpty
         var parsed: [[ParsedSegment]] = []
         for index in indexes {
-            parsed.append(try folders.map { folder throws(StorageError) in try parse(folder + "/" + segmentName(index), index: index) })
+            parsed.append(try folders.indices.map { mirror throws(StorageError) in
+                guard reading[mirror] else { return ParsedSegment(bytes: nil, valid: false, firstIndex: index, records: [], problem: nil) }
+                return try parse(folders[mirror] + "/" + segmentName(index), index: index)
+            })
         }
         let kept = parsed.map(chosen)
         let paths = indexes.map { index in folders.map { $0 + "/" + segmentName(index) } }
@@ -166,7 +188,8 @@ extension MessageLog {
         let (a, b) = (parsed[0], parsed[1])
         if a.valid && b.valid {
             if a.generation != b.generation { return a.generation > b.generation ? a : b }
-            if b.records.count > a.records.count && b.records.starts(with: a.records) { return b }
+            // (Once generations saturate, a cut no longer raises them: then A's whole copy wins.)
+            if a.generation < .max, b.records.count > a.records.count, b.records.starts(with: a.records) { return b }
         }
         if a.isWhole { return a }
         let index = b.records.count > a.records.count && b.valid ? 1 : 0

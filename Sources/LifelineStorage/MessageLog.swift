@@ -99,7 +99,7 @@ package final class MessageLog {
         try onEachMirror { mirror throws(StorageError) in
             try PosixFile.makeDirectories(root: store.root(mirror == 0 ? .a : .b), relative: Self.folder + "/" + name)
         }
-        let recovery = try Self.recover(folders: folders)
+        let recovery = try Self.recover(folders: folders, reading: active)
         problems = recovery.problems
         firstIndex = recovery.segments.first?.firstIndex ?? 0
         generation = recovery.segments.last?.generation ?? 0
@@ -269,6 +269,9 @@ package final class MessageLog {
     /// fails (or whose fail marker is there) is dropped while the other is still written, and
     /// the change goes on there; any other error, or the last mirror failing, is thrown.
     private func onEachMirror(_ body: (Int) throws(StorageError) -> Void) throws(StorageError) {
+        guard active.contains(true) else {
+            throw StorageError(.ioFailure, path: folders[0], message: "the log writes no mirror")
+        }
         for mirror in 0..<2 where active[mirror] {
             do throws(StorageError) {
                 if access(failMarkers[mirror], F_OK) == 0 {
@@ -299,12 +302,12 @@ package final class MessageLog {
     package func write(only mirrors: [Mirror]) throws(StorageError) {
         precondition(!mirrors.isEmpty, "a log writes at least one mirror")
         try checkUsable()
-        for (position, mirror) in [Mirror.a, .b].enumerated() {
-            if !mirrors.contains(mirror) {
-                if active[position] { drop(position) }
-            } else if !active[position] {
-                try resynchronise(position)
-            }
+        // Adding back first: when that fails, the mirror written now is still written.
+        for (position, mirror) in [Mirror.a, .b].enumerated() where mirrors.contains(mirror) && !active[position] {
+            try resynchronise(position)
+        }
+        for (position, mirror) in [Mirror.a, .b].enumerated() where !mirrors.contains(mirror) && active[position] {
+            drop(position)
         }
     }
 

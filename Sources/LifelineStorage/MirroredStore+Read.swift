@@ -34,7 +34,10 @@ extension MirroredStore {
         switch (copyA, copyB) {
         case (.good(let fileA), .good(let fileB)):
             if fileA == fileB { return fileA }
-            let winner: Mirror = fileB.generation > fileA.generation ? .b : .a
+            // Equal generations: A (written first), unless this store writes one mirror alone —
+            // the other failed, and what it holds under a name written again since is stale.
+            let tie: Mirror = mirrors.count == 1 ? mirrors[0] : .a
+            let winner: Mirror = fileB.generation == fileA.generation ? tie : fileB.generation > fileA.generation ? .b : .a
             let kept = winner == .a ? fileA : fileB
             let reason = "generation \(winner == .a ? fileB.generation : fileA.generation) differs from "
                 + "\(winner.label)'s generation \(kept.generation)"
@@ -47,6 +50,23 @@ extension MirroredStore {
             throw StorageError(.notFound, path: name, message: "missing on both mirrors (\(rootA), \(rootB))")
         default:
             throw lostError(name, copyA, copyB)
+        }
+    }
+
+    /// Makes `target`'s copy of `name` equal to `source`'s, which must read intact: the copy of
+    /// a mirror resynchronised from the one written while it had failed. Returns whether it
+    /// wrote (false: the copies were equal already).
+    package func copy(_ name: String, from source: Mirror, to target: Mirror) throws(StorageError) -> Bool {
+        try Self.validate(name: name)
+        switch readCopy(name, on: source) {
+        case .good(let file):
+            if case .good(let existing) = readCopy(name, on: target), existing == file { return false }
+            try writeCopies([FileToWrite(name, kind: file.kind, generation: file.generation, body: file.body)], on: target)
+            return true
+        case .missing:
+            throw StorageError(.notFound, path: path(name, on: source), message: "missing on the mirror to copy from")
+        case .bad(let error):
+            throw error
         }
     }
 

@@ -25,6 +25,23 @@ extension RecoveryTests {
                 .first { $0.hasPrefix("result sha256=") } ?? "no result from heat2d alone"
         }()
 
+        /// Runs `longHeat` on 3 ranks, checkpoints every 0.25 s, with `options` and a kill at a
+        /// step in `steps` drawn from a printed seed (`LIFELINE_TEST_SEED` replays it).
+        static func runWithSeededKill(
+            _ name: String, _ options: [String], steps: ClosedRange<Int>
+        ) throws -> (seed: UInt64, result: JobRunner.Result) {
+            let seed = Liveness.seed()
+            var generator = SplitMix64(seed: seed)
+            let kill = "kill:rank=\(Int.random(in: 0..<3, using: &generator)),step=\(Int.random(in: steps, using: &generator))"
+            print("\(name): seed \(seed) (LIFELINE_TEST_SEED replays it): \(kill)")
+            let runDirectory = JobRunner.scratch(name) + "/run"
+            let result = try JobRunner.lifeline(
+                ["run", "-n", "3", "--interval", "0.25", "--run-dir", runDirectory, "--quiet"] + options
+                    + ["--inject", kill, "--"] + longHeat,
+                runDirectory: runDirectory)
+            return (seed, result)
+        }
+
         /// `lifeline storage verify` on the run's two roots.
         static func verify(_ runDirectory: String) throws -> JobRunner.Result {
             try JobRunner.lifeline(
@@ -38,15 +55,8 @@ extension RecoveryTests {
         /// verify` finds both mirrors whole.
         @Test(arguments: ["a", "b"])
         func aMirrorFailingForThreeSecondsDegradesAndResynchronises(mirror: String) throws {
-            let seed = Liveness.seed()
-            var generator = SplitMix64(seed: seed)
-            let kill = "kill:rank=\(Int.random(in: 0..<3, using: &generator)),step=\(Int.random(in: 300...1000, using: &generator))"
-            print("mirror \(mirror) failing: seed \(seed) (LIFELINE_TEST_SEED replays it): \(kill)")
-            let runDirectory = JobRunner.scratch("mirror-\(mirror)-fails") + "/run"
-            let result = try JobRunner.lifeline(
-                ["run", "-n", "3", "--interval", "0.25", "--run-dir", runDirectory, "--quiet",
-                 "--inject", "fail:mirror=\(mirror),epoch=2,for=3s", "--inject", kill, "--"] + Self.longHeat,
-                runDirectory: runDirectory)
+            let (seed, result) = try Self.runWithSeededKill(
+                "mirror-\(mirror)-fails", ["--inject", "fail:mirror=\(mirror),epoch=2,for=3s"], steps: 300...1000)
             #expect(result.status == 0, "seed \(seed): \(result.stderr)")
             #expect(result.resultLines == [Self.longHeatOracle], "seed \(seed)")
             let other = mirror == "a" ? "b" : "a"
@@ -59,7 +69,7 @@ extension RecoveryTests {
             #expect(resynced.count == 1 && resynced.first?["mirror"] as? String == mirror, "seed \(seed): \(resynced)")
             #expect(commits.last == "ab", "seed \(seed): commits on \(commits)")
             #expect(result.events("fault_cleared").count == 1)
-            let verify = try Self.verify(runDirectory)
+            let verify = try Self.verify(result.runDirectory)
             #expect(verify.status == 0, "seed \(seed): \(verify.stdout)\(verify.stderr)")
         }
 
@@ -70,21 +80,14 @@ extension RecoveryTests {
         /// logs included, and the result is the failure-free one.
         @Test(arguments: ["pessimistic", "optimistic"])
         func messageLogsGoOnOnTheOtherMirror(logging: String) throws {
-            let seed = Liveness.seed()
-            var generator = SplitMix64(seed: seed)
-            let kill = "kill:rank=\(Int.random(in: 0..<3, using: &generator)),step=\(Int.random(in: 250...650, using: &generator))"
-            print("\(logging) logs, mirror A failing: seed \(seed) (LIFELINE_TEST_SEED replays it): \(kill)")
-            let runDirectory = JobRunner.scratch("mirror-logs-\(logging)") + "/run"
-            let result = try JobRunner.lifeline(
-                ["run", "-n", "3", "--interval", "0.25", "--logging", logging, "--run-dir", runDirectory, "--quiet",
-                 "--inject", "fail:mirror=a,epoch=2,for=2s", "--inject", kill, "--"] + Self.longHeat,
-                runDirectory: runDirectory)
+            let (seed, result) = try Self.runWithSeededKill(
+                "mirror-logs-\(logging)", ["--logging", logging, "--inject", "fail:mirror=a,epoch=2,for=2s"], steps: 250...650)
             #expect(result.status == 0, "seed \(seed): \(result.stderr)")
             #expect(result.resultLines == [Self.longHeatOracle], "seed \(seed)")
             #expect(result.events("failure").count == 1 && result.events("recovery_done").count == 1, "seed \(seed)")
             #expect(!result.events("log_mirror_failed").isEmpty && result.events("mirror_degraded").count == 1, "seed \(seed)")
             #expect(result.events("mirror_resynced").count == 1, "seed \(seed)")
-            let verify = try Self.verify(runDirectory)
+            let verify = try Self.verify(result.runDirectory)
             #expect(verify.status == 0, "seed \(seed): \(verify.stdout)\(verify.stderr)")
         }
 

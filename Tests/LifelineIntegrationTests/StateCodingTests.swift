@@ -26,6 +26,8 @@ import Testing
         var rows: [[Double]] = []
         var gaps: [Int?] = []
         var nested: [Inner]? = nil
+        var maybeField: [Double]? = nil
+        var maybeRows: [[Double]?] = []
     }
 
     static let full = State(
@@ -33,7 +35,8 @@ import Testing
         label: "cg ✓", done: true, note: nil, limit: 17, inner: Inner(name: "halo", weights: [0.5, 2], flag: true),
         phase: .solve, events: [.started(at: 3), .stopped(reason: "converged", code: nil), .idle],
         table: ["a": 1, "bb": 22], seen: [5, 1, 9], rows: [[1, 2], [], [3]], gaps: [1, nil, 3],
-        nested: [Inner(name: "x", weights: [], flag: false)])
+        nested: [Inner(name: "x", weights: [], flag: false)],
+        maybeField: Array(repeating: 0.25, count: 256), maybeRows: [nil, [1.5], Array(repeating: 2, count: 512)])
 
     @Test func everyShapeComesBackEqual() throws {
         for state in [Self.full, State()] {
@@ -50,8 +53,11 @@ import Testing
         Self.full.encode(to: &writer)
         let fieldBytes = Self.full.field.count * 8
         #expect(writer.numericRanges.contains { $0.count == fieldBytes }, "\(writer.numericRanges)")
-        // About the field's bytes and little else: no per-element tags or keys.
-        #expect(writer.bytes.count < fieldBytes + 600, "\(writer.bytes.count) bytes")
+        // Optional arrays too: raw, after their presence byte.
+        #expect(writer.numericRanges.contains { $0.count == 256 * 8 } && writer.numericRanges.contains { $0.count == 512 * 8 })
+        // About the numbers' bytes and little else: no per-element tags or keys.
+        let numbers = (Self.full.field.count + 256 + 513) * 8
+        #expect(writer.bytes.count < numbers + 800, "\(writer.bytes.count) bytes")
     }
 
     @Test func damagedOrShortBytesAreRefused() {
@@ -118,5 +124,35 @@ extension RecoveryTests {
         let program = try #require(ring.range(of: "import Lifeline")).lowerBound
         let expected = "```swift\n" + ring[program...].trimmingCharacters(in: .whitespacesAndNewlines) + "\n```"
         #expect(readme.contains(expected), "README.md's program differs from Examples/Ring/Ring.swift")
+    }
+}
+
+extension StateCodingTests {
+    class Base: Codable { var id = 7 }
+    final class Derived: Base, @unchecked Sendable {
+        var extra = [1.0, 2.0]
+        enum Keys: String, CodingKey { case extra }
+        override init() { super.init() }
+        required init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: Keys.self)
+            extra = try container.decode([Double].self, forKey: .extra)
+            try super.init(from: container.superDecoder())
+        }
+        override func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(extra, forKey: .extra)
+            try super.encode(to: container.superEncoder())
+        }
+    }
+    struct Holder: Codable, Checkpointable { var object = Derived() }
+
+    @Test func aSubclassEncodesItsSuperclassThroughSuperEncoder() throws {
+        let holder = Holder()
+        holder.object.id = 99
+        var writer = StateWriter()
+        holder.encode(to: &writer)
+        var reader = StateReader(writer.bytes)
+        let back = try Holder(from: &reader)
+        #expect(back.object.id == 99 && back.object.extra == [1.0, 2.0] && reader.isAtEnd)
     }
 }

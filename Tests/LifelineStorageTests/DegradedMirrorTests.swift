@@ -144,6 +144,28 @@ import Testing
         #expect(try MessageLog(store: store, name: "rank-2", segmentBytesMax: 500).records == log.records)
     }
 
+    /// A log trimmed while B was not written leaves B's older segments behind: reopened on A
+    /// alone (a rank restarted while degraded) it is A's log; once B takes writes again, the
+    /// stale segments are pruned and reopening on both keeps every record.
+    @Test func aLogTrimmedWhileAMirrorWasDroppedReopensWhole() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let log = try MessageLog(store: store, name: "rank-4", segmentBytesMax: 400)
+        try log.append(Array(Self.records[0..<3]))
+        try log.write(only: [.a])
+        try log.append(Array(Self.records[3..<10]))
+        try log.trim(before: 6)
+        let expected = log.records
+        #expect(log.firstIndex > 0, "the trim deleted segments on A")
+        let onA = try MessageLog(store: store.writing(only: [.a]), name: "rank-4", segmentBytesMax: 400)
+        #expect(onA.records == expected && onA.firstIndex == log.firstIndex)
+        #expect(try MessageLog.pruneStale(store: store, name: "rank-4", on: .b) > 0)
+        let reopened = try MessageLog(store: store, name: "rank-4", segmentBytesMax: 400)
+        #expect(reopened.records == expected && reopened.firstIndex == log.firstIndex)
+        #expect(try MessageLog.inspect(store: store, name: "rank-4").isHealthy)
+    }
+
     @Test func bothMirrorsFailingFailsTheWrite() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
