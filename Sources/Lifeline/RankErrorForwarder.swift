@@ -11,6 +11,11 @@ final class RankErrorForwarder {
     /// A line longer than this is forwarded in pieces (a rank that never ends its line cannot
     /// fill the supervisor's memory).
     static let lineBytesMax = 4096
+    /// The least time between two looks at the files: the supervisor's loop turns far more
+    /// often when control traffic is heavy, and a line may wait this long.
+    static let periodSeconds = 0.1
+    /// When the files were last read (the caller's clock).
+    private var lastForward = -Double.infinity
 
     private let directory: String
     /// Per rank: its current incarnation's error file (-1: none), how far it was read, and the
@@ -40,8 +45,10 @@ final class RankErrorForwarder {
         offsets[rank] = 0
     }
 
-    /// Forwards every line the ranks ended since the last call.
-    func forward() {
+    /// Forwards every line the ranks ended since the last look, at most every `periodSeconds`.
+    func forward(now: Double) {
+        guard now - lastForward >= Self.periodSeconds else { return }
+        lastForward = now
         for rank in files.indices { read(rank) }
     }
 

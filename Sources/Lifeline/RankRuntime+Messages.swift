@@ -180,11 +180,12 @@ extension RankRuntime {
         }
     }
 
-    /// The log record of kind `kind` for a delivery (a value is never one).
+    /// The log record of kind `kind` for a delivery.
     static func record(_ kind: RankLogging.Record, _ arrival: Arrival) -> LogRecord {
         switch kind {
-        case .delivery, .value: .delivery(arrival.header, payload: arrival.payload)
+        case .delivery: .delivery(arrival.header, payload: arrival.payload)
         case .determinant: .determinant(arrival.header)
+        case .value: preconditionFailure("RankLogging never logs a delivery as a value")
         }
     }
 

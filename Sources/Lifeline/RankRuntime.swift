@@ -77,7 +77,7 @@ final class RankRuntime {
     /// The logging mode.
     var logging: LoggingMode { launch?.logging ?? .none }
     /// What the logging mode (and the checkpoint scheme) ask of this rank: the one switch.
-    var rules: RankLogging { RankLogging(mode: logging, independent: independent) }
+    let rules: RankLogging
     /// Whether this rank asked for a checkpoint that has not happened yet.
     var checkpointAsked = false
     /// The most bytes retained at once, and the largest the log grew on disk.
@@ -136,6 +136,7 @@ final class RankRuntime {
         self.acceptor = launch.flatMap { listener >= 0 ? HandshakeAcceptor(listener: listener, token: $0.token) : nil }
         self.store = store
         self.writeMirrors = launch?.writeMirrors ?? .both
+        self.rules = RankLogging(mode: launch?.logging ?? .none, independent: launch?.variant == .independent)
         self.writer = store.flatMap { store in
             control.map {
                 SnapshotWriter(store: store, control: $0,

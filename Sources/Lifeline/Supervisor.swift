@@ -234,7 +234,7 @@ final class Supervisor {
         try fireDueFaults()
         resynchroniseIfDue()
         recordRefusals()
-        rankErrors?.forward()
+        rankErrors?.forward(now: now)
         try checkHeartbeats()
         try checkStalls()
         showProgress()
