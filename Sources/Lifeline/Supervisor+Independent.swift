@@ -67,7 +67,7 @@ extension Supervisor {
         var all = records
         all[rank].append(IndependentCheckpoint(
             index: index, snapshot: snapshot, step: ack.step,
-            incarnation: Int(slots[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes,
+            incarnation: Int(machine.ranks[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes,
             dependencies: ack.dependencies, onlyOn: onlyOn))
         records = all
         planner.recordCheckpoint(rank: rank, dependencies: ack.dependencies)
@@ -146,7 +146,7 @@ extension Supervisor {
         fireStorageFaults(committed: manifest.newestLine?.epoch ?? 0)
         for rank in 0..<configuration.rankCount {
             guard let record = all[rank].first(where: { $0.index == line[rank] }),
-                  record.incarnation == Int(slots[rank].incarnation) else { continue }
+                  record.incarnation == Int(machine.ranks[rank].incarnation) else { continue }
             output.release(rank: rank, upTo: record.outputOffset)
         }
         try collectGarbage(deleted: deleted)
@@ -170,23 +170,14 @@ extension Supervisor {
         }
     }
 
-    /// Recovers from the failure of `failed` without logging: freeze the survivors; once they
-    /// have answered, `planIndependentRecovery` goes on.
-    func recoverIndependently(failed first: Int) throws {
-        try startFreeze(first: first, purpose: .independent)
-    }
-
-    /// The freeze is complete: let `IndependentPartialRollback` compute the latest consistent
-    /// line with the survivors' current intervals, and restart exactly the ranks whose entry is
-    /// a checkpoint. Says how far the line fell back (the domino effect).
-    func planIndependentRecovery(first: Int, _ outcome: Freeze.Outcome) throws {
-        let line = IndependentPartialRollback.line(
-            first: RankID(first), failed: outcome.failed, frozen: outcome.replies,
-            recordCounts: records.map(\.count), dependencies: planner)
+    /// Says the recovery line `IndependentPartialRollback` found: which ranks roll back to
+    /// which checkpoint and how many steps each loses, and the domino effect when every rank
+    /// that rolls back goes back to the start.
+    func reportRecoveryLine(_ line: IndependentPartialRollback.Line) {
         func stepLost(_ rank: Int) -> (step: Int, lost: Int) {
             let entry = line.entries[rank] ?? 0
             let step = entry == 0 ? -1 : records[rank].first { $0.index == entry }?.step ?? -1
-            return (step, max(0, slots[rank].step - step))
+            return (step, max(0, machine.ranks[rank].step - step))
         }
         let describe = line.entries.enumerated().map { rank, entry -> String in
             guard let entry else { return "rank \(rank) keeps its state" }
@@ -201,38 +192,6 @@ extension Supervisor {
             "steps_lost": .int(line.rolledBack.reduce(0) { $0 + stepLost($1).lost }),
             "domino": .bool(line.domino),
         ])
-        recoveryStarts(first, mode: line.plan.mode)
-        try execute(line.plan)
-    }
-
-    /// Freezes every live, connected rank but `first` (`FREEZE`); their answers, the deaths
-    /// and the time then drive the `Freeze` machine in the main loop, and `freezeComplete`
-    /// goes on with the plan. Ranks still starting from an earlier plan are not asked: they
-    /// restart with the new one.
-    func startFreeze(first: Int, purpose: Freeze.Purpose) throws {
-        let restarting = Set(starting.filter { $0 != first && slots[$0].alive })
-        let asked = Set(slots.indices.filter {
-            $0 != first && slots[$0].alive && slots[$0].connection != nil && !restarting.contains($0)
-        })
-        survivorsToThaw = []
-        freezing = Freeze(
-            first: RankID(first), purpose: purpose, asked: asked, restarting: restarting, now: now,
-            timeoutSeconds: Freeze.timeoutSeconds(heartbeatTimeoutSeconds: Double(configuration.heartbeatTimeoutMs) / 1000))
-        for rank in asked.sorted() { send(.freeze, to: rank) }
-        if let outcome = freezing?.outcome { try freezeComplete(outcome) }
-    }
-
-    /// Every frozen survivor answered (or failed, or the deadline passed): plan the recovery.
-    func freezeComplete(_ outcome: Freeze.Outcome) throws {
-        guard let freeze = freezing else { return }
-        freezing = nil
-        for rank in outcome.unanswered { warn("rank \(rank) did not answer the freeze: it rolls back too") }
-        switch freeze.purpose {
-        case .independent:
-            try planIndependentRecovery(first: freeze.first.rawValue, outcome)
-        case .optimistic(let recoverable):
-            try planOptimisticRecovery(failed: freeze.first.rawValue, recoverable: recoverable, outcome)
-        }
     }
 }
 

@@ -91,7 +91,8 @@ extension Supervisor {
     /// Also resynchronises degraded commits a previous run left (at a resume).
     func resynchroniseIfDue() {
         guard failedMirror != nil || manifest.hasDegradedCommits, now >= nextResyncAt, stoppedOutcome == nil,
-              recoveryStartedAt == nil, replaying == nil, starting.isEmpty, freezing == nil else { return }
+              machine.recoveryStartedAt == nil, machine.replaying == nil, machine.starting.isEmpty, machine.freezing == nil
+        else { return }
         if !independent {
             guard case .idle = coordinator.state else { return }  // no snapshot being written
         }
@@ -153,7 +154,7 @@ extension Supervisor {
     /// once.
     private func resynchronisationTook(_ seconds: Double) {
         guard seconds > 0.5 else { return }
-        for rank in slots.indices where slots[rank].alive { slots[rank].lastHeard = now }
+        for rank in slots.indices where machine.ranks[rank].alive { machine.heard(from: rank, now: now) }
         if failedMirror != nil { nextResyncAt = now + max(Self.resyncPeriodSeconds, 4 * seconds) }
     }
 

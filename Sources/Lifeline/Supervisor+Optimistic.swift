@@ -33,41 +33,4 @@ extension Supervisor {
         else { return nil }
         return (snapshot.logPosition, snapshot.dependencies)
     }
-
-    /// Recovers `failed` under optimistic logging: find how far its log reaches, then freeze
-    /// the others (they flush their logs and answer with their dependency vectors);
-    /// `planOptimisticRecovery` goes on once they have answered. When the log or checkpoint
-    /// cannot be read, every rank rolls back at once.
-    func recoverOptimistically(failed rank: Int) throws {
-        let (line, _) = manifests.newestIntactLine(manifest)
-        guard let recoverable = recoverableInterval(of: rank, line: line) else {
-            try planOptimisticRecovery(failed: rank, recoverable: nil, Freeze.Outcome(failed: [rank], replies: [:], unanswered: []))
-            return
-        }
-        try startFreeze(first: rank, purpose: .optimistic(recoverable: recoverable))
-    }
-
-    /// `OptimisticOrphans` plans the rest from what the freeze found, or says why every rank
-    /// must roll back instead.
-    func planOptimisticRecovery(failed rank: Int, recoverable: UInt64?, _ outcome: Freeze.Outcome) throws {
-        let freeze = OptimisticOrphans.Freeze(vectors: outcome.replies.mapValues(\.dependencies), failed: outcome.failed)
-        switch OptimisticOrphans.plan(
-            failed: RankID(rank), recoverable: recoverable, freeze: freeze, rankCount: configuration.rankCount,
-            alive: { self.slots[$0].alive })
-        {
-        case .failure(let fallback):
-            warn("\(fallback): falling back to global rollback")
-            events.record("fallback_global_rollback", ["rank": .int(rank), "reason": .string("\(fallback)")])
-            try execute(GlobalRollback.plan(failed: RankID(rank), rankCount: configuration.rankCount, fallback: "\(fallback)"))
-        case .success(let (plan, orphans)):
-            events.record("orphans", [
-                "rank": .int(rank), "recoverable": .int(Int(plan.replayLimit?.recoverable ?? 0)),
-                "orphans": .string(orphans.map(String.init).joined(separator: ",")),
-            ])
-            if !orphans.isEmpty {
-                warn("rank \(rank)'s log reaches its state \(plan.replayLimit?.recoverable ?? 0); ranks \(orphans.map(String.init).joined(separator: ", ")) depend on later states it lost and roll back too")
-            }
-            try execute(plan)
-        }
-    }
 }

@@ -14,7 +14,7 @@ extension Supervisor {
         let terminal = isatty(STDERR_FILENO) != 0
         let period = terminal ? 0.5 : 5
         guard now - lastProgressAt >= period else { return }
-        let steps = slots.map(\.step)
+        let steps = machine.ranks.map(\.step)
         let stepMin = steps.min() ?? 0
         let rate = now > lastProgressAt && lastProgressAt > 0 ? Double(stepMin - lastProgressStep) / (now - lastProgressAt) : 0
         lastProgressAt = now
@@ -28,7 +28,7 @@ extension Supervisor {
         }
         parts.append("failures \(failures)")
         if let failedMirror { parts.append("mirror \(failedMirror.mirror.label) failed: commits on \(failedMirror.mirror.other.label) alone") }
-        if recoveryStartedAt != nil { parts.append("recovering") }
+        if machine.recoveryStartedAt != nil { parts.append("recovering") }
         if let due = coordinator.nextDeadline { parts.append(String(format: "next in %.1fs", max(0, due - now))) }
         let line = "lifeline: " + parts.joined(separator: " | ")
         FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))

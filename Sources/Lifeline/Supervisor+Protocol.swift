@@ -11,12 +11,15 @@ extension Supervisor {
         let open = try connection.readAvailable { frame in
             if case .control(let message) = frame { messages.append(message) }
         }
-        slots[rank].lastHeard = now
+        machine.heard(from: rank, now: now)
         for message in messages {
             try handle(message, from: RankID(rank))
             if finishedJob { return }
         }
-        if !open { slots[rank].connection = nil }  // the exit will follow through the launcher
+        if !open {  // the exit will follow through the launcher
+            slots[rank].connection = nil
+            machine.handleDisconnected(rank)
+        }
     }
 
     private func handle(_ message: ControlMessage, from rank: RankID) throws {
@@ -46,7 +49,7 @@ extension Supervisor {
                 // Its interval numbering now runs ahead of the records: it restarts from its
                 // last durable checkpoint like a failed rank.
                 warn("rank \(rank.rawValue) could not write checkpoint \(epoch.rawValue): \(reason); it is restarted")
-                if slots[rank.rawValue].alive { kill(slots[rank.rawValue].pid, SIGKILL) }
+                if machine.ranks[rank.rawValue].alive { kill(slots[rank.rawValue].pid, SIGKILL) }
             } else {
                 try perform(coordinator.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now))
             }
@@ -67,14 +70,10 @@ extension Supervisor {
             }
         case .replayComplete(let deliveries):
             events.record("replay_done", ["rank": .int(rank.rawValue), "deliveries": .int(deliveries)])
-            if replaying == rank.rawValue {
-                let group = restartedGroup ?? [rank.rawValue]
-                restartedGroup = nil
-                try recoveryDone(group)
-            }
+            try perform(machine.handleReplayComplete(from: rank.rawValue, now: now))
         case .frozen(let interval, let dependencies):
             let reply = IndependentPartialRollback.Frozen(interval: interval, dependencies: dependencies)
-            if let outcome = freezing?.handleReply(from: rank.rawValue, reply) { try freezeComplete(outcome) }
+            try perform(machine.handleFrozen(from: rank.rawValue, reply, now: now, facts: StorageFacts(self)))
         case .waitReport(let serial, let wait):
             stalls.handleAnswer(from: rank, serial: serial, wait)
         case .logMirrorFailed(let mirrors, let reason):
@@ -105,9 +104,7 @@ extension Supervisor {
 
     /// A rank reported the last safe point it passed: a new one is progress.
     private func noteStep(_ step: Int, of rank: RankID) {
-        guard step > slots[rank.rawValue].step else { return }
-        slots[rank.rawValue].step = step
-        stalls.handleProgress(now: now)
+        if machine.handleStep(step, of: rank.rawValue) { stalls.handleProgress(now: now) }
     }
 
     /// Performs what the coordinator decided.
@@ -153,7 +150,7 @@ extension Supervisor {
             if ack.kept { return lineInForce?.members.first { $0.rank == rank } }
             return Member(
                 rank: rank, snapshot: manifests.snapshotName(epoch: epoch.rawValue, rank: rank), step: ack.step,
-                incarnation: Int(slots[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes)
+                incarnation: Int(machine.ranks[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes)
         }
         let (onlyOn, shared) = commitMirror(acks.filter { !$0.kept }.map(\.mirrors))
         guard shared else {
@@ -215,14 +212,14 @@ extension Supervisor {
     /// Every rank is at the final barrier: release them, wait for their exits, release all
     /// output, and record the job as finished.
     private func finishJob() throws {
-        for index in slots.indices { slots[index].exitExpected = true }
+        for rank in slots.indices { machine.expectExit(of: rank) }
         let deadline = now + 30
-        while slots.contains(where: { $0.alive }), now < deadline {
+        while machine.ranks.contains(where: { $0.alive }), now < deadline {
             var descriptor = pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)
             if poll(&descriptor, 1, 250) > 0 {
                 for exit in launcher.readExits() {
                     if let rank = slots.firstIndex(where: { $0.pid == exit.pid }) {
-                        slots[rank].alive = false
+                        machine.handleReaped(rank)
                         if exit.exitCode != 0 {
                             warn("rank \(rank) \(exit) after the final barrier")
                         }

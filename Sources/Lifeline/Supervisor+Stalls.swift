@@ -9,13 +9,10 @@ import LifelineCore
 extension Supervisor {
     /// Lets time act on the stall detector.
     func checkStalls() throws {
-        let recovering = recoveryStartedAt != nil || replaying != nil || !starting.isEmpty || !survivorsToThaw.isEmpty
-            || freezing != nil
-            || restartedGroup != nil || coordinator.state == .recovering || coordinator.state == .released
-        for action in stalls.handleTick(now: now, recovering: recovering) {
+        for action in stalls.handleTick(now: now, recovering: machine.isRecovering) {
             switch action {
             case .query(let serial):
-                for rank in slots.indices where slots[rank].joined { send(.waitQuery(serial: serial), to: rank) }
+                for rank in slots.indices where machine.ranks[rank].joined { send(.waitQuery(serial: serial), to: rank) }
             case .stall(let waits, let silentSeconds):
                 let text = Self.describe(waits)
                 warn(String(format: "no rank passed a new safe point for %.1f s: ", silentSeconds) + text)

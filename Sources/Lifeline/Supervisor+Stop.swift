@@ -34,7 +34,7 @@ extension Supervisor {
         }
         stopSignal = signal
         events.record("stop_requested", ["reason": .string(reason)])
-        if coordinator.finished.contains(true) || replaying != nil || independent {
+        if coordinator.finished.contains(true) || machine.replaying != nil || independent {
             // No round can start now (or, under independent checkpointing, there are none):
             // the last committed line resumes.
             warn("\(reason): stopping; the last committed line resumes")

@@ -10,27 +10,11 @@ import LifelineStorage
 /// the newest committed recovery line. One thread runs it: a poll loop over the listener, the
 /// ranks' control connections and the exit pipe, with time passed to the state machines.
 final class Supervisor {
-    /// One rank's process as the supervisor sees it.
+    /// One rank's process and control connection (what it is to the protocol is in
+    /// `machine.ranks`).
     struct Slot {
         var pid: pid_t = 0
         var connection: Connection?
-        /// When the supervisor last heard from the rank (job clock).
-        var lastHeard: Double = 0
-        /// The last safe point the rank reported.
-        var step: Int = -1
-        /// Whether the process is running (spawned and not yet reaped).
-        var alive = false
-        /// Whether the supervisor caused or expects its exit (killed for rollback, released).
-        var exitExpected = false
-        /// The incarnation of the process (unique in the job: every launch takes the next).
-        var incarnation: UInt32 = 0
-        /// Whether the process connected to the supervisor (joined the job).
-        var joined = false
-        /// Control messages sent before the process connected, sent when it does (a round can
-        /// start while ranks launch: a stop or a wanted checkpoint at a resume).
-        var unsent: [ControlMessage] = []
-        /// What its `START` tells it: where it begins, whether it replays, the mirrors it writes.
-        var plan = StartPlan()
     }
 
     let configuration: JobConfiguration
@@ -40,8 +24,10 @@ final class Supervisor {
     /// The store on both mirrors, as configured.
     let bothMirrors: MirroredStore
     /// The store this job writes now: `bothMirrors`, or one mirror alone while the other has
-    /// failed (see `Supervisor+Mirrors`).
-    var store: MirroredStore
+    /// failed (see `Supervisor+Mirrors`). The ranks' START plans name its mirrors.
+    var store: MirroredStore {
+        didSet { machine.writeMirrors = StorageMirrors(store.mirrors) }
+    }
     /// The manifest on `store`.
     var manifests: ManifestStore
     /// The mirror that failed, why and when (job clock); nil while both take writes.
@@ -64,31 +50,24 @@ final class Supervisor {
     let clockStart: Double
     let clockOffset: Double
 
-    var coordinator: CheckpointCoordinator
+    /// Every decision: launches and starts, failures and recoveries, the checkpoint rounds.
+    var machine: SupervisorMachine
+    /// The checkpoint rounds (the machine's coordinator).
+    var coordinator: CheckpointCoordinator {
+        get { machine.coordinator }
+        _modify { yield &machine.coordinator }
+    }
     /// Watches for a job that stopped passing safe points.
     var stalls: StallDetector
     var slots: [Slot]
-    /// The incarnation the next launched process gets.
-    var incarnation: UInt32
-    /// Ranks launched and not yet all connected: when they are, they get START.
-    var starting: [Int] = []
-    /// The rank recovering alone by replaying its log (message logging), if any.
-    var replaying: Int?
-    /// Whether launches recover ranks (after the first launch of `run`, or any of `resume`).
-    var restartsRanks: Bool
-    /// Whether any rank ever joined: the program is a Lifeline program.
-    var programJoined = false
-    /// Counts failures and chooses how the job recovers from each.
-    var recoveryPolicy: RecoveryPolicy
     /// Failures so far in this supervisor run.
-    var failures: Int { recoveryPolicy.failures }
-    var recoveries = 0
+    var failures: Int { machine.failures }
+    /// Recoveries completed.
+    var recoveries: Int { machine.recoveries }
     var finishedJob = false
     /// Which faults have fired (indexed like `faults`).
     var faultFired: [Bool]
     var chaos: (generator: SplitMix64, nextAt: Double)?
-    /// When the current recovery began, for its duration.
-    var recoveryStartedAt: Double?
     var lastProgressAt = 0.0
     var lastProgressStep = 0
     var lastCommitBytes: UInt64 = 0
@@ -102,13 +81,8 @@ final class Supervisor {
     var checkpointDelivered: [[Int: [DeliveredSet]]] = []
     /// Independent checkpointing: the line of checkpoints only last committed.
     var previousCheckpointOnlyLine: [Int] = []
-    /// The survivors frozen for a partial recovery (independent checkpoints, optimistic
-    /// logging) until they have all answered; nil otherwise.
-    var freezing: Freeze?
-    /// Independent checkpointing: survivors to thaw once the restarted ranks are connected.
-    var survivorsToThaw: Set<Int> = []
-    /// Optimistic logging: the ranks restarted together (the failed one and its orphans).
-    var restartedGroup: [Int]?
+    /// The newest intact line a failure's log check found, for the launch that follows it.
+    var intactForLaunch: (line: CommittedLine?, problems: [String])?
     /// When the open round was requested, to measure how long a checkpoint takes.
     var roundStartedAt: Double?
     /// Seconds the last committed round took, from request to commit.
@@ -147,20 +121,22 @@ final class Supervisor {
         self.acceptor = HandshakeAcceptor(listener: listener, token: token)
         self.signalFD = try Self.routeStopSignals()
         // Independent checkpoints are the ranks' own: the coordinator never starts a round.
-        self.coordinator = CheckpointCoordinator(
+        let coordinator = CheckpointCoordinator(
             rankCount: configuration.rankCount,
             intervalSeconds: configuration.checkpointing == .independent ? 1e12 : configuration.intervalSeconds,
             committed: Epoch(manifest.newestLine?.epoch ?? 0), now: clockOffset)
+        self.machine = SupervisorMachine(
+            settings: SupervisorMachine.Settings(
+                rankCount: configuration.rankCount, logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,
+                independent: configuration.checkpointing == .independent, maxRestarts: configuration.maxRestarts,
+                heartbeatTimeoutSeconds: Double(configuration.heartbeatTimeoutMs) / 1000,
+                joinTimeoutSeconds: configuration.joinTimeoutSeconds ?? JobConfiguration.joinTimeoutSecondsDefault),
+            coordinator: coordinator, incarnation: incarnation)
         self.stalls = StallDetector(
             rankCount: configuration.rankCount,
             thresholdSecondsMin: configuration.stallSeconds ?? JobConfiguration.stallSecondsDefault, now: clockOffset)
         self.slots = Array(repeating: Slot(), count: configuration.rankCount)
-        self.incarnation = incarnation
-        self.restartsRanks = incarnation > 0
         self.faultFired = Array(repeating: false, count: faults.count)
-        self.recoveryPolicy = RecoveryPolicy(
-            logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,
-            independent: configuration.checkpointing == .independent, maxRestarts: configuration.maxRestarts)
         if configuration.checkpointing == .independent { loadIndependentRecords() }
         if let spec = faults.first(where: { if case .chaos = $0 { true } else { false } }),
            case .chaos(let seed, let mtbf) = spec {
@@ -182,7 +158,7 @@ final class Supervisor {
         events.record("job_start", [
             "ranks": .int(configuration.rankCount), "program": .string(configuration.program),
             "checkpoint": .string(configuration.checkpointing.rawValue),
-            "interval_s": .double(configuration.intervalSeconds), "incarnation": .int(Int(incarnation)),
+            "interval_s": .double(configuration.intervalSeconds), "incarnation": .int(Int(machine.nextIncarnation)),
         ])
         defer { clearMirrorFaults() }
         defer { rankErrors?.finishAll() }
@@ -214,9 +190,9 @@ final class Supervisor {
         _ = poll(&descriptors, nfds_t(descriptors.count), pollTimeoutMs())
         for descriptor in descriptors where descriptor.revents != 0 {
             if descriptor.fd == listener {
-                for (fd, handshake) in acceptor.acceptAll(now: now) { acceptControlConnection(fd, handshake) }
+                for (fd, handshake) in acceptor.acceptAll(now: now) { try acceptControlConnection(fd, handshake) }
             } else if handshaking.contains(descriptor.fd) {
-                if let (fd, handshake) = acceptor.read(descriptor.fd) { acceptControlConnection(fd, handshake) }
+                if let (fd, handshake) = acceptor.read(descriptor.fd) { try acceptControlConnection(fd, handshake) }
             } else if descriptor.fd == launcher.exitFD {
                 for exit in launcher.readExits() { try handleExit(exit) }
             } else if descriptor.fd == signalFD {
@@ -227,7 +203,7 @@ final class Supervisor {
             if finishedJob { return }
         }
         try perform(coordinator.handleTick(now: now))
-        if let outcome = freezing?.handleTick(now: now) { try freezeComplete(outcome) }
+        try perform(machine.checkFreeze(now: now, facts: StorageFacts(self)))
         try checkWalltime()
         checkStopDeadline()
         if stoppedOutcome != nil { return }
@@ -243,7 +219,7 @@ final class Supervisor {
     private func pollTimeoutMs() -> Int32 {
         var deadline = now + 0.25
         if let due = coordinator.nextDeadline { deadline = min(deadline, due) }
-        if let freezing { deadline = min(deadline, freezing.deadline) }
+        if let freezing = machine.freezing { deadline = min(deadline, freezing.deadline) }
         return Int32(max(1, min(250, (deadline - now) * 1000)))
     }
 
@@ -251,18 +227,36 @@ final class Supervisor {
 
     /// Starts every rank from the newest intact committed line (or from the start).
     func launchAll() throws {
-        try launch(Array(0..<configuration.rankCount))
+        try perform(machine.launchEveryRank())
     }
 
-    /// Starts `ranks` from the newest intact committed line (or from the start), or from the
-    /// independent checkpoints `plan` names (nil: the start); the others, if any, keep running.
-    /// `replayLog`: the ranks restart while the others keep running, and replay their logs.
-    /// `intact`: the newest intact line, when the caller has just found it.
-    func launch(_ ranks: [Int], plan: [Int: IndependentCheckpoint?]? = nil,
-                replayLimit: (rank: Int, recoverable: UInt64)? = nil, replayLog: Bool = false,
-                intact: (line: CommittedLine?, problems: [String])? = nil) throws {
-        let (line, problems) = plan == nil ? intact ?? manifests.newestIntactLine(manifest) : (manifest.newestLine, [])
-        if ranks.count == configuration.rankCount, plan == nil {
+    /// Performs a launch the machine decided: every rank in it begins from its entry in the
+    /// newest intact committed line (the start when it has none), or from the independent
+    /// checkpoint it names (the records after it are forgotten first, and a partial rollback's
+    /// line is recorded); the other ranks, if any, keep running.
+    func launch(_ order: SupervisorMachine.Launch) throws {
+        var entries: [Int: IndependentCheckpoint?] = [:]
+        for restart in order.restart {
+            guard case .checkpoint(let index) = restart.start else { continue }
+            truncateRecords(rank: restart.rank, after: index)
+            entries[restart.rank] = index == 0 ? .some(nil) : records[restart.rank].first { $0.index == index }
+        }
+        if order.recordsRecoveryLine {
+            var next = manifest
+            do {
+                try commitManifest(&next)
+                manifest = next
+            } catch let error as LifelineError {
+                throw error  // both mirrors failed: the job stops
+            } catch {
+                warn("cannot record the recovery line: \(error)")
+            }
+        }
+        let intact = intactForLaunch
+        intactForLaunch = nil
+        let fromLine = entries.isEmpty
+        let (line, problems) = fromLine ? intact ?? manifests.newestIntactLine(manifest) : (manifest.newestLine, [])
+        if order.restart.count == configuration.rankCount, fromLine {
             lineInForce = line
             if independent { resetRecords(to: line) }
         }
@@ -272,15 +266,15 @@ final class Supervisor {
         }
         // Problems that were repaired from the other mirror leave the newest line in force;
         // only a line older than the newest is a fallback.
-        if !problems.isEmpty, plan == nil, line?.epoch != manifest.newestLine?.epoch {
+        if !problems.isEmpty, fromLine, line?.epoch != manifest.newestLine?.epoch {
             let target = line.map { "epoch \($0.epoch)" } ?? "the start of the job"
             warn("falling back to \(target): a newer checkpoint is damaged on both mirrors")
             events.record("fallback", ["epoch": .int(Int(line?.epoch ?? 0))])
         }
         let outputDirectory = configuration.runDirectory + "/output"
-        for rank in ranks {
+        for rank in order.ranks {
             var member = line?.members.first { $0.rank == rank }
-            if let entry = plan?[rank] {
+            if let entry = entries[rank] {
                 member = entry.flatMap { record in
                     record.snapshot.map {
                         Member(rank: rank, snapshot: $0, step: record.step, incarnation: record.incarnation,
@@ -288,6 +282,10 @@ final class Supervisor {
                     }
                 }
             }
+            var plan = machine.startPlan(for: order)
+            plan.restoreSnapshot = member?.snapshot
+            plan.restoreEpoch = Epoch(member.flatMap { manifests.epoch(ofSnapshot: $0.snapshot) } ?? 0)
+            let incarnation = machine.launching(rank, plan: plan, step: member?.step ?? -1, now: now)
             let pending = faults.indices.filter { !faultFired[$0] && faults[$0].firesInRank && faults[$0].rank?.rawValue == rank }
             let environment = LaunchEnvironment(
                 rank: RankID(rank), rankCount: configuration.rankCount, token: token,
@@ -303,29 +301,20 @@ final class Supervisor {
                 logFlushBytes: configuration.logFlushBytes ?? 1 << 20,
                 chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
                 compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)))
-            let plan = StartPlan(
-                restarted: restartsRanks, restoreEpoch: Epoch(member.flatMap { manifests.epoch(ofSnapshot: $0.snapshot) } ?? 0),
-                restoreSnapshot: member?.snapshot, deliverableEpoch: coordinator.lastEpoch, replayLog: replayLog,
-                replayLimit: replayLimit.map { RecoveryPlan.ReplayLimit(rank: $0.rank, recoverable: $0.recoverable) },
-                writeMirrors: StorageMirrors(store.mirrors))
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,
                 stdoutPath: OutputCommitter.stdoutPath(directory: outputDirectory, rank: rank, incarnation: incarnation),
                 stderrPath: OutputCommitter.stderrPath(directory: outputDirectory, rank: rank, incarnation: incarnation))
-            slots[rank] = Slot(
-                pid: pid, connection: nil, lastHeard: now, step: member?.step ?? -1, alive: true, incarnation: incarnation,
-                plan: plan)
+            slots[rank] = Slot(pid: pid, connection: nil)
             output.started(rank: rank, incarnation: incarnation)
             rankErrors?.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [
                 "rank": .int(rank), "pid": .int(Int(pid)), "incarnation": .int(Int(incarnation)),
                 "epoch": .int(Int(line?.epoch ?? 0)), "step": .int(member?.step ?? -1),
             ])
-            incarnation += 1
         }
-        starting = ranks
-        restartsRanks = true
+        machine.launched(order.ranks)
         try writePIDs()
     }
 
@@ -341,72 +330,31 @@ final class Supervisor {
 
     /// Takes a rank's control connection whose handshake carried the token, if it names a
     /// launched rank's current process; refuses it otherwise.
-    private func acceptControlConnection(_ fd: Int32, _ handshake: Handshake) {
-        guard handshake.role == .control, slots.indices.contains(handshake.rank.rawValue),
-              handshake.incarnation == slots[handshake.rank.rawValue].incarnation,
-              slots[handshake.rank.rawValue].pid == handshake.pid
+    private func acceptControlConnection(_ fd: Int32, _ handshake: Handshake) throws {
+        let rank = handshake.rank.rawValue
+        guard handshake.role == .control, machine.isCurrent(rank, incarnation: handshake.incarnation),
+              slots[rank].pid == handshake.pid
         else {
             acceptor.refuse(fd, "a handshake that names no launched rank's process")
             return
         }
-        let rank = handshake.rank.rawValue
         let connection = Connection(fd: fd)
         slots[rank].connection = connection
-        slots[rank].joined = true
-        programJoined = true
-        slots[rank].lastHeard = now
         _ = connection.write(head: WelcomeFrame.frame) { _ in }
-        for message in slots[rank].unsent { send(message, to: rank) }
-        slots[rank].unsent = []
-        // During a freeze the ranks of an earlier plan wait: the new plan restarts them.
-        guard freezing == nil, !starting.isEmpty, starting.allSatisfy({ slots[$0].connection != nil }) else { return }
-        let started = starting
-        starting = []
-        for rank in started {
-            var plan = slots[rank].plan
-            plan.writeMirrors = StorageMirrors(store.mirrors)  // a mirror may have failed since the launch
-            send(.start(plan), to: rank)
-        }
-        events.record("ranks_started", ["ranks": .int(started.count)])
-        if started.count < configuration.rankCount {
-            for rank in started {
-                if !independent || configuration.logging != .none {
-                    events.record("replay_start", ["rank": .int(rank), "incarnation": .int(Int(slots[rank].incarnation))])
-                }
-                for other in slots.indices where !started.contains(other) {
-                    send(.peerRestarted(RankID(rank), incarnation: slots[rank].incarnation), to: other)
-                }
-            }
-            // A partial rollback (independent checkpoints, or optimistic logging's orphans): the
-            // survivors reconnect (the messages above come first on their connections), then
-            // deliver again.
-            for other in survivorsToThaw { send(.thaw, to: other) }
-            survivorsToThaw = []
-            if independent, configuration.logging == .none { try? recoveryDone(started) }
-        } else if recoveryStartedAt != nil {
-            try? recoveryDone(started)
-        }
+        try perform(machine.handleConnected(rank, now: now))
     }
 
     /// Sends a control message to a rank; one launched and not yet connected gets it when it
     /// connects, before START.
     func send(_ message: ControlMessage, to rank: Int) {
-        guard let connection = slots[rank].connection, !connection.isClosed else {
-            guard slots[rank].alive, !slots[rank].joined else { return }
-            // A newer trim covers an older one (independent checkpoints send one per commit).
-            if case .trim = message { slots[rank].unsent.removeAll { if case .trim = $0 { true } else { false } } }
-            guard slots[rank].unsent.count < Self.unsentMessagesMax else {
-                events.record("protocol_error", ["rank": .int(rank), "detail": .string("unsent \(message) dropped: the rank has not connected")])
-                return
-            }
-            slots[rank].unsent.append(message)
-            return
-        }
-        _ = Socket.sendAll(connection.fd, message.frame())
+        try? perform(machine.send(message, to: rank))  // sends and notes only: nothing throws
     }
 
-    /// The most control messages kept for a rank that has not connected yet (a round's few).
-    static let unsentMessagesMax = 64
+    /// Writes a control message on a rank's connection.
+    func write(_ message: ControlMessage, to rank: Int) {
+        guard let connection = slots[rank].connection, !connection.isClosed else { return }
+        _ = Socket.sendAll(connection.fd, message.frame())
+    }
 
     /// Closes control connections whose handshake is late, and records the refusals (at most
     /// one event every few seconds; `final`: now, as the job ends).

@@ -1,6 +1,7 @@
 /// What the supervisor does about a failure, as a recovery planner decided it: which ranks
 /// stop, which restart and from where, whether they replay their logs, and which survivors go
-/// on. The supervisor performs it (`Supervisor.execute(_:)`) and decides nothing itself.
+/// on. `SupervisorMachine.execute(_:)` turns it into stops and a launch, which the runtime
+/// performs without deciding anything itself.
 ///
 /// The planners, one file each: `GlobalRollback`, `LoneReplay`, `OptimisticOrphans`,
 /// `IndependentPartialRollback`; `RecoveryPolicy` chooses among them.

@@ -1,0 +1,184 @@
+/// What the machine asks of stable storage when it plans a recovery. The runtime reads the
+/// manifest, the snapshots and the logs; a simulator answers from its model disk.
+package protocol RecoveryFacts {
+    /// The newest committed line's epoch (0: none).
+    var lineEpoch: UInt64 { get }
+    /// Pessimistic logging: what makes `rank`'s message log unfit to replay from its entry in
+    /// the newest intact line (lost on both mirrors, ending before the entry's position), or nil.
+    func lostLog(of rank: Int) -> String?
+    /// Optimistic logging: the last state interval `rank` can recover (its entry's, plus one
+    /// per record its log kept after it), or nil when they cannot be read.
+    func recoverableInterval(of rank: Int) -> UInt64?
+    /// Independent checkpoints: per rank, how many checkpoints are recorded.
+    var checkpointCounts: [Int] { get }
+    /// Independent checkpoints: `rank`'s newest checkpoint that still has a snapshot (0: none).
+    func newestRestorableCheckpoint(of rank: Int) -> Int
+    /// Independent checkpoints: the dependency records of every checkpoint.
+    var dependencies: IntervalDependencies { get }
+}
+
+/// Failure → recovery: count it, let `RecoveryPolicy` choose the planner, freeze the survivors
+/// when the planner needs their answers, and turn the plan into stops and a launch. The
+/// planners (`GlobalRollback`, `LoneReplay`, `OptimisticOrphans`, `IndependentPartialRollback`)
+/// decide; this file sequences them.
+extension SupervisorMachine {
+    /// `rank` failed (`cause` in words; `programExit`: how it exited on its own, if it did):
+    /// abort any open round, then recover as the policy decides.
+    package mutating func handleFailure(
+        _ rank: Int, cause: String, programExit: String?, now: Double, facts: some RecoveryFacts
+    ) -> [Action] {
+        let step = ranks[rank].step
+        if freezing != nil {
+            // A failure while the survivors are frozen joins the recovery under way.
+            policy.countFailureDuringFreeze()
+            var actions: [Action] = [.note(.failure(rank: rank, cause: cause, step: step, epoch: nil))]
+            if let outcome = freezing?.handleRankDied(rank) { actions += freezeComplete(outcome, now: now, facts: facts) }
+            return actions
+        }
+        var actions: [Action] = [.note(.failure(rank: rank, cause: cause, step: step, epoch: coordinator.committedEpoch.rawValue))]
+        actions += coordinator.handleRankFailed(RankID(rank), now: now).map(Action.round)
+        // A rank recovers alone unless another rank is recovering at the same time (its own
+        // second failure during replay is fine: it restarts alone again).
+        let othersRecovering = (replaying ?? rank) != rank || !starting.allSatisfy { $0 == rank }
+        let lineEpoch = facts.lineEpoch
+        let decision = policy.decide(
+            RecoveryPolicy.Failure(rank: RankID(rank), programExit: programExit, lineEpoch: lineEpoch),
+            othersRecovering: othersRecovering
+        ) { facts.lostLog(of: rank) }
+        switch decision {
+        case .sameErrorAgain(let exit, let epoch):
+            actions.append(.fail(.sameErrorAgain(rank: rank, exit: exit, epoch: epoch)))
+        case .restartsExhausted(let count):
+            actions.append(.fail(.restartsExhausted(failures: count)))
+        case .partialRollback:
+            actions += startFreeze(first: rank, purpose: .independent, now: now, facts: facts)
+        case .globalRollback(let fallback):
+            if let fallback { actions.append(.note(.fallback(rank: rank, reason: fallback, optimistic: false))) }
+            actions.append(.note(.rollingBack(rank: rank, cause: cause, step: step, lineEpoch: lineEpoch)))
+            actions += recoveryStarts(rank, mode: .globalRollback, now: now)
+            actions += execute(GlobalRollback.plan(failed: RankID(rank), rankCount: settings.rankCount, fallback: fallback))
+        case .loneReplay, .optimisticReplay:
+            let checkpoint = settings.independent ? facts.checkpointCounts[rank] : nil
+            actions.append(.note(.restartingAlone(rank: rank, cause: cause, step: step, checkpoint: checkpoint, lineEpoch: lineEpoch)))
+            actions += recoveryStarts(rank, mode: .replay, now: now)
+            if decision == .optimisticReplay {
+                guard let recoverable = facts.recoverableInterval(of: rank) else {
+                    return actions + planOptimisticRecovery(
+                        failed: rank, recoverable: nil, Freeze.Outcome(failed: [rank], replies: [:], unanswered: []))
+                }
+                return actions + startFreeze(first: rank, purpose: .optimistic(recoverable: recoverable), now: now, facts: facts)
+            }
+            let start = settings.independent ? facts.newestRestorableCheckpoint(of: rank) : nil
+            actions += execute(LoneReplay.plan(failed: RankID(rank), independentStart: start))
+        }
+        return actions
+    }
+
+    /// A control message that belongs to a recovery: a replay finished, a survivor froze.
+    package mutating func handleReplayComplete(from rank: Int, now: Double) -> [Action] {
+        guard replaying == rank else { return [] }
+        let group = restartedGroup ?? [rank]
+        restartedGroup = nil
+        return recoveryDone(group, now: now)
+    }
+
+    /// A frozen survivor answered with its interval and dependency vector.
+    package mutating func handleFrozen(from rank: Int, _ reply: IndependentPartialRollback.Frozen, now: Double,
+                                       facts: some RecoveryFacts) -> [Action] {
+        guard let outcome = freezing?.handleReply(from: rank, reply) else { return [] }
+        return freezeComplete(outcome, now: now, facts: facts)
+    }
+
+    /// Time passed during a freeze: past its deadline the silent survivors count as failed.
+    package mutating func checkFreeze(now: Double, facts: some RecoveryFacts) -> [Action] {
+        guard let outcome = freezing?.handleTick(now: now) else { return [] }
+        return freezeComplete(outcome, now: now, facts: facts)
+    }
+
+    /// Records that the recovery of `rank` begins, and how.
+    private mutating func recoveryStarts(_ rank: Int, mode: RecoveryPlan.Mode, now: Double) -> [Action] {
+        recoveryStartedAt = now
+        return [.note(.recoveryStart(rank: rank, mode: mode))]
+    }
+
+    /// The restarted ranks are back: after a global rollback, once all are connected; after a
+    /// lone restart, once the rank has replayed its log.
+    mutating func recoveryDone(_ restarted: [Int], now: Double) -> [Action] {
+        recoveries += 1
+        let seconds = now - (recoveryStartedAt ?? now)
+        recoveryStartedAt = nil
+        replaying = nil
+        return [.note(.recoveryDone(ranks: restarted.count, seconds: seconds))]
+            + coordinator.handleRestarted(restarted.map { RankID($0) }, now: now).map(Action.round)
+    }
+
+    /// Turns a plan into actions: stop the ranks it names, then launch the restarted ones.
+    /// Survivors it names are thawed once the restarted ranks are connected.
+    mutating func execute(_ plan: RecoveryPlan) -> [Action] {
+        if plan.restartsEveryRank(rankCount: settings.rankCount), plan.mode == .globalRollback,
+           plan.restart.allSatisfy({ $0.start == .newestLine }) {
+            replaying = nil
+            restartedGroup = nil
+            survivorsToThaw = []
+            return [stopEveryRank()] + launchEveryRank()
+        }
+        let stop = stop(plan.stop)
+        let recordsLine = plan.mode != .replay && plan.restart.contains { if case .checkpoint = $0.start { true } else { false } }
+        survivorsToThaw = plan.thaw
+        replaying = plan.mode == .replay ? plan.failed.rawValue : nil
+        restartedGroup = plan.replayLimit != nil ? plan.restartedRanks : nil
+        return [stop, .launch(Launch(
+            restart: plan.restart, replayLog: plan.replayLog, replayLimit: plan.replayLimit, recordsRecoveryLine: recordsLine))]
+    }
+
+    /// Freezes every live, connected rank but `first` (`FREEZE`); their answers, the deaths
+    /// and the time then drive the `Freeze` machine, and `freezeComplete` goes on with the plan.
+    /// Ranks still starting from an earlier plan are not asked: they restart with the new one.
+    private mutating func startFreeze(first: Int, purpose: Freeze.Purpose, now: Double, facts: some RecoveryFacts) -> [Action] {
+        let restarting = Set(starting.filter { $0 != first && ranks[$0].alive })
+        let asked = Set(ranks.indices.filter {
+            $0 != first && ranks[$0].alive && ranks[$0].connected && !restarting.contains($0)
+        })
+        survivorsToThaw = []
+        freezing = Freeze(
+            first: RankID(first), purpose: purpose, asked: asked, restarting: restarting, now: now,
+            timeoutSeconds: Freeze.timeoutSeconds(heartbeatTimeoutSeconds: settings.heartbeatTimeoutSeconds))
+        var actions = asked.sorted().flatMap { send(.freeze, to: $0) }
+        if let outcome = freezing?.outcome { actions += freezeComplete(outcome, now: now, facts: facts) }
+        return actions
+    }
+
+    /// Every frozen survivor answered (or failed, or the deadline passed): plan the recovery.
+    private mutating func freezeComplete(_ outcome: Freeze.Outcome, now: Double, facts: some RecoveryFacts) -> [Action] {
+        guard let freeze = freezing else { return [] }
+        freezing = nil
+        let unanswered = outcome.unanswered.map { Action.note(.freezeUnanswered(rank: $0)) }
+        switch freeze.purpose {
+        case .independent:
+            let line = IndependentPartialRollback.line(
+                first: freeze.first, failed: outcome.failed, frozen: outcome.replies,
+                recordCounts: facts.checkpointCounts, dependencies: facts.dependencies)
+            return unanswered + [.note(.recoveryLine(first: freeze.first.rawValue, line))]
+                + recoveryStarts(freeze.first.rawValue, mode: line.plan.mode, now: now) + execute(line.plan)
+        case .optimistic(let recoverable):
+            return unanswered + planOptimisticRecovery(failed: freeze.first.rawValue, recoverable: recoverable, outcome)
+        }
+    }
+
+    /// `OptimisticOrphans` plans the rest from what the freeze found, or says why every rank
+    /// must roll back instead.
+    private mutating func planOptimisticRecovery(failed rank: Int, recoverable: UInt64?, _ outcome: Freeze.Outcome) -> [Action] {
+        let freeze = OptimisticOrphans.Freeze(vectors: outcome.replies.mapValues(\.dependencies), failed: outcome.failed)
+        let alive = ranks.map(\.alive)
+        switch OptimisticOrphans.plan(
+            failed: RankID(rank), recoverable: recoverable, freeze: freeze, rankCount: settings.rankCount, alive: { alive[$0] })
+        {
+        case .failure(let fallback):
+            return [.note(.fallback(rank: rank, reason: "\(fallback)", optimistic: true))]
+                + execute(GlobalRollback.plan(failed: RankID(rank), rankCount: settings.rankCount, fallback: "\(fallback)"))
+        case .success(let (plan, orphans)):
+            return [.note(.orphans(rank: rank, recoverable: plan.replayLimit?.recoverable ?? 0, orphans: orphans))]
+                + execute(plan)
+        }
+    }
+}

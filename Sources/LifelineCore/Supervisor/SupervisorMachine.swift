@@ -1,0 +1,381 @@
+/// The supervisor's decisions, apart from its I/O: which ranks are launched and when each is
+/// told to START, what a connection, an exit or a silence means, and what a failure leads to.
+/// The runtime's `Supervisor` feeds it what happened (a launch done, a handshake, an exit,
+/// a control message, the time) and performs the actions it returns: sending on a rank's
+/// control connection, spawning and killing processes, writing the manifest, recording events.
+/// A simulator can drive the same machine with virtual processes and a virtual clock.
+///
+/// | event | actions |
+/// |---|---|
+/// | every rank of a launch connected | START to each (its plan); after a partial restart, `peerRestarted` to the others, then THAW to the frozen survivors |
+/// | a rank's exit the machine did not cause | a failure (`SupervisorMachine+Recovery`) |
+/// | a connected rank silent past the heartbeat timeout, or one not connected within the join timeout | kill it; a failure |
+/// | the program never joined (a clean exit or a silence before any rank connected) | the job fails: it is not a Lifeline program |
+/// | a message for a rank not connected yet | held until it connects (at most `unsentMessagesMax`) |
+///
+/// What a failure leads to is in `SupervisorMachine+Recovery` and the planners of
+/// LifelineCore/Recovery; the checkpoint rounds are the `CheckpointCoordinator` it holds.
+/// Time is an argument (seconds on the job's clock).
+package struct SupervisorMachine: Sendable {
+    /// What the job is, as far as the decisions go.
+    package struct Settings: Sendable, Equatable {
+        /// The number of ranks.
+        package var rankCount: Int
+        /// The job's logging mode.
+        package var logging: LoggingMode
+        /// Whether ranks checkpoint independently (no coordinated rounds).
+        package var independent: Bool
+        /// `--max-restarts`.
+        package var maxRestarts: Int
+        /// A connected rank silent this long (seconds) is hung.
+        package var heartbeatTimeoutSeconds: Double
+        /// A launched rank that has not connected within this (seconds) failed to start.
+        package var joinTimeoutSeconds: Double
+
+        /// Settings with every field given.
+        package init(rankCount: Int, logging: LoggingMode, independent: Bool, maxRestarts: Int,
+                     heartbeatTimeoutSeconds: Double, joinTimeoutSeconds: Double) {
+            self.rankCount = rankCount
+            self.logging = logging
+            self.independent = independent
+            self.maxRestarts = maxRestarts
+            self.heartbeatTimeoutSeconds = heartbeatTimeoutSeconds
+            self.joinTimeoutSeconds = joinTimeoutSeconds
+        }
+    }
+
+    /// One rank's process as the supervisor's decisions see it.
+    package struct Rank: Sendable, Equatable {
+        /// The incarnation of its process (unique in the job: every launch takes the next).
+        package var incarnation: UInt32 = 0
+        /// Whether the process runs (launched and not yet reaped).
+        package var alive = false
+        /// Whether the supervisor caused or expects its exit (stopped for a recovery, released).
+        package var exitExpected = false
+        /// Whether the process connected (joined the job).
+        package var joined = false
+        /// Whether its control connection is open now.
+        package var connected = false
+        /// When the supervisor last heard from it (job clock).
+        package var lastHeard = 0.0
+        /// The last safe point it reported (-1: none).
+        package var step = -1
+        /// What its START tells it.
+        package var plan = StartPlan()
+        /// Control messages for it before it connected, sent when it does.
+        fileprivate(set) var unsent: [ControlMessage] = []
+    }
+
+    /// A launch to perform: spawn each rank's new process, beginning where `restart` says,
+    /// then report each (`launching`) and the whole (`launched`).
+    package struct Launch: Sendable, Equatable {
+        /// The ranks, in order, and where each begins.
+        package var restart: [RecoveryPlan.Restart]
+        /// Whether the ranks replay their message logs.
+        package var replayLog: Bool
+        /// Optimistic logging: how far the failed rank's states can be recovered.
+        package var replayLimit: RecoveryPlan.ReplayLimit?
+        /// Independent checkpoints: record the recovery line in the manifest before the launch
+        /// (a partial rollback; the records after each restart's checkpoint are forgotten).
+        package var recordsRecoveryLine: Bool
+
+        /// The ranks launched.
+        package var ranks: [Int] { restart.map(\.rank) }
+    }
+
+    /// Why the job cannot go on.
+    package enum Failure: Sendable, Equatable {
+        /// A rank exited cleanly without joining, or did not connect within `seconds`: the
+        /// program is not a Lifeline program.
+        case notJoined(rank: Int, seconds: Double?)
+        /// The program failed the same way from the same line again.
+        case sameErrorAgain(rank: Int, exit: String, epoch: UInt64)
+        /// More failures than `--max-restarts`.
+        case restartsExhausted(failures: Int)
+    }
+
+    /// What happened, for the event log and the terminal (the runtime words it).
+    package enum Note: Sendable, Equatable {
+        /// A rank failed; `epoch`: the newest committed round (nil: during a freeze, where the
+        /// failure joins the recovery under way).
+        case failure(rank: Int, cause: String, step: Int, epoch: UInt64?)
+        /// A rank stopped answering (or never connected) and was killed.
+        case hang(rank: Int, silenceSeconds: Double)
+        /// Every rank of a launch connected and got START.
+        case ranksStarted(count: Int)
+        /// A rank restarted alone (or with its orphans) begins replaying.
+        case replayStart(rank: Int, incarnation: UInt32)
+        /// Every rank rolls back to the newest line.
+        case rollingBack(rank: Int, cause: String, step: Int, lineEpoch: UInt64)
+        /// The failed rank restarts alone from `checkpoint` (independent checkpoints) or the
+        /// newest line, and replays its log.
+        case restartingAlone(rank: Int, cause: String, step: Int, checkpoint: Int?, lineEpoch: UInt64)
+        /// The recovery a logging mode wanted was not possible: every rank rolls back.
+        /// `optimistic`: it was optimistic logging's plan (found after the freeze).
+        case fallback(rank: Int, reason: String, optimistic: Bool)
+        /// A recovery begins.
+        case recoveryStart(rank: Int, mode: RecoveryPlan.Mode)
+        /// The restarted ranks are back.
+        case recoveryDone(ranks: Int, seconds: Double)
+        /// A survivor did not answer the freeze in time and rolls back too.
+        case freezeUnanswered(rank: Int)
+        /// Optimistic logging: the failed rank recovers up to `recoverable`; `orphans` roll back.
+        case orphans(rank: Int, recoverable: UInt64, orphans: [Int])
+        /// Independent checkpoints: the recovery line found after `first` failed.
+        case recoveryLine(first: Int, IndependentPartialRollback.Line)
+        /// A message for a rank that has not connected was dropped (too many held).
+        case unsentDropped(rank: Int, message: ControlMessage)
+    }
+
+    /// What the runtime must do.
+    package enum Action: Sendable, Equatable {
+        /// Write a control message on a rank's (open) control connection.
+        case send(Int, ControlMessage)
+        /// Perform what the checkpoint coordinator decided.
+        case round(CheckpointCoordinator.Action)
+        /// SIGKILL the live ranks among these and wait until they are reaped (their exits are
+        /// expected; report them with `handleExit`).
+        case stop([Int])
+        /// SIGKILL a rank without waiting (a hang); its exit is expected.
+        case kill(Int)
+        /// Spawn processes.
+        case launch(Launch)
+        /// Record or say something.
+        case note(Note)
+        /// Stop every rank; the job ends with this failure.
+        case fail(Failure)
+    }
+
+    /// The job.
+    package let settings: Settings
+    /// The checkpoint rounds (independent checkpoints: never starts one).
+    package var coordinator: CheckpointCoordinator
+    /// Each rank's process.
+    package private(set) var ranks: [Rank]
+    /// The incarnation the next launched process gets.
+    package private(set) var nextIncarnation: UInt32
+    /// Whether launches recover ranks (after the first launch of `run`, or any of `resume`).
+    package private(set) var restartsRanks: Bool
+    /// The ranks of the last launch, until every one has connected and got START.
+    package private(set) var starting: [Int] = []
+    /// Whether any rank ever joined: the program is a Lifeline program.
+    package private(set) var programJoined = false
+    /// The mirrors ranks write (both, unless one failed); START carries it.
+    package var writeMirrors: StorageMirrors = .both
+
+    // Recovery (see `SupervisorMachine+Recovery`).
+
+    /// Counts failures and chooses the planner for each.
+    package internal(set) var policy: RecoveryPolicy
+    /// Recoveries completed.
+    package internal(set) var recoveries = 0
+    /// When the recovery under way began (nil: none).
+    package internal(set) var recoveryStartedAt: Double?
+    /// The rank recovering alone by replaying its log, if any.
+    package internal(set) var replaying: Int?
+    /// Optimistic logging: the ranks restarted together (the failed one and its orphans).
+    package internal(set) var restartedGroup: [Int]?
+    /// The survivors frozen for a partial recovery until they have all answered; nil otherwise.
+    package internal(set) var freezing: Freeze?
+    /// Survivors to thaw once the restarted ranks are connected.
+    package internal(set) var survivorsToThaw: Set<Int> = []
+
+    /// The most control messages held for a rank that has not connected yet (a round's few).
+    package static let unsentMessagesMax = 64
+
+    /// A machine for a job whose next process takes `incarnation` (0 for a new job: its first
+    /// launch starts the ranks afresh; later ones recover them), with `coordinator` for its rounds.
+    package init(settings: Settings, coordinator: CheckpointCoordinator, incarnation: UInt32) {
+        self.settings = settings
+        self.coordinator = coordinator
+        self.ranks = Array(repeating: Rank(), count: settings.rankCount)
+        self.nextIncarnation = incarnation
+        self.restartsRanks = incarnation > 0
+        self.policy = RecoveryPolicy(logging: settings.logging, independent: settings.independent, maxRestarts: settings.maxRestarts)
+    }
+
+    /// Failures so far in this supervisor run.
+    package var failures: Int { policy.failures }
+
+    /// Whether a recovery is under way in any of its phases (no stall is reported meanwhile,
+    /// and a failed mirror is not resynchronised).
+    package var isRecovering: Bool {
+        recoveryStartedAt != nil || replaying != nil || !starting.isEmpty || !survivorsToThaw.isEmpty || freezing != nil
+            || restartedGroup != nil || coordinator.state == .recovering || coordinator.state == .released
+    }
+
+    // MARK: Launching and starting
+
+    /// The first launch: every rank begins from the newest committed line (or the start).
+    package func launchEveryRank() -> [Action] {
+        [.launch(Launch(
+            restart: (0..<settings.rankCount).map { RecoveryPlan.Restart($0, .newestLine) }, replayLog: false,
+            replayLimit: nil, recordsRecoveryLine: false))]
+    }
+
+    /// The START plan of a rank in `launch`, but for where it restores from, which the runtime
+    /// reads from the manifest (`restoreEpoch`, `restoreSnapshot`).
+    package func startPlan(for launch: Launch) -> StartPlan {
+        StartPlan(
+            restarted: restartsRanks, deliverableEpoch: coordinator.lastEpoch, replayLog: launch.replayLog,
+            replayLimit: launch.replayLimit, writeMirrors: writeMirrors)
+    }
+
+    /// `rank`'s new process is about to be spawned with `plan`, beginning at safe point `step`
+    /// (-1: the start). Returns its incarnation.
+    package mutating func launching(_ rank: Int, plan: StartPlan, step: Int, now: Double) -> UInt32 {
+        let incarnation = nextIncarnation
+        nextIncarnation += 1
+        ranks[rank] = Rank(incarnation: incarnation, alive: true, lastHeard: now, step: step, plan: plan)
+        return incarnation
+    }
+
+    /// Every process of a launch was spawned: they get START once all have connected.
+    package mutating func launched(_ ranks: [Int]) {
+        starting = ranks
+        restartsRanks = true
+    }
+
+    /// Whether a control connection's handshake names `rank`'s current process.
+    package func isCurrent(_ rank: Int, incarnation: UInt32) -> Bool {
+        ranks.indices.contains(rank) && ranks[rank].alive && ranks[rank].incarnation == incarnation
+    }
+
+    /// `rank`'s current process connected (its handshake checked with `isCurrent`). When it is
+    /// the last of its launch, every rank of the launch gets START; after a partial restart the
+    /// others learn of the restarted ranks and the frozen survivors are thawed.
+    package mutating func handleConnected(_ rank: Int, now: Double) -> [Action] {
+        ranks[rank].connected = true
+        ranks[rank].joined = true
+        ranks[rank].lastHeard = now
+        programJoined = true
+        var actions = ranks[rank].unsent.map { Action.send(rank, $0) }
+        ranks[rank].unsent = []
+        // During a freeze the ranks of an earlier plan wait: the new plan restarts them.
+        guard freezing == nil, !starting.isEmpty, starting.allSatisfy({ ranks[$0].connected }) else { return actions }
+        let started = starting
+        starting = []
+        for rank in started {
+            var plan = ranks[rank].plan
+            plan.writeMirrors = writeMirrors  // a mirror may have failed since the launch
+            ranks[rank].plan = plan
+            actions.append(.send(rank, .start(plan)))
+        }
+        actions.append(.note(.ranksStarted(count: started.count)))
+        if started.count < settings.rankCount {
+            for rank in started {
+                if !settings.independent || settings.logging != .none {
+                    actions.append(.note(.replayStart(rank: rank, incarnation: ranks[rank].incarnation)))
+                }
+                for other in ranks.indices where !started.contains(other) {
+                    actions += send(.peerRestarted(RankID(rank), incarnation: ranks[rank].incarnation), to: other)
+                }
+            }
+            // A partial rollback (independent checkpoints, or optimistic logging's orphans): the
+            // survivors reconnect (the messages above come first on their connections), then
+            // deliver again.
+            for other in survivorsToThaw.sorted() { actions += send(.thaw, to: other) }
+            survivorsToThaw = []
+            if settings.independent, settings.logging == .none { actions += recoveryDone(started, now: now) }
+        } else if recoveryStartedAt != nil {
+            actions += recoveryDone(started, now: now)
+        }
+        return actions
+    }
+
+    /// A message for `rank`: sent now when it is connected, held until it connects when it was
+    /// launched and has not yet, dropped otherwise (a dead rank's restart gets its own).
+    package mutating func send(_ message: ControlMessage, to rank: Int) -> [Action] {
+        if ranks[rank].connected { return [.send(rank, message)] }
+        guard ranks[rank].alive, !ranks[rank].joined else { return [] }
+        // A newer trim covers an older one (independent checkpoints send one per commit).
+        if case .trim = message { ranks[rank].unsent.removeAll { if case .trim = $0 { true } else { false } } }
+        guard ranks[rank].unsent.count < Self.unsentMessagesMax else {
+            return [.note(.unsentDropped(rank: rank, message: message))]
+        }
+        ranks[rank].unsent.append(message)
+        return []
+    }
+
+    /// A message for every rank.
+    package mutating func broadcast(_ message: ControlMessage) -> [Action] {
+        ranks.indices.flatMap { send(message, to: $0) }
+    }
+
+    /// The supervisor heard from `rank` (any control message).
+    package mutating func heard(from rank: Int, now: Double) {
+        ranks[rank].lastHeard = now
+    }
+
+    /// `rank` reported passing safe point `step`; true when that is progress.
+    package mutating func handleStep(_ step: Int, of rank: Int) -> Bool {
+        guard step > ranks[rank].step else { return false }
+        ranks[rank].step = step
+        return true
+    }
+
+    /// `rank`'s control connection closed (its exit follows).
+    package mutating func handleDisconnected(_ rank: Int) {
+        ranks[rank].connected = false
+    }
+
+    /// The supervisor is about to cause the exit of `rank` (released at the end).
+    package mutating func expectExit(of rank: Int) {
+        ranks[rank].exitExpected = true
+    }
+
+    /// `rank`'s process ended. `programExit`: how it ended when it exited on its own with a
+    /// status (not a signal); `cleanExit`: with status 0. Its failure, when the machine did not
+    /// cause it, goes to `handleFailure`.
+    package mutating func handleExit(
+        of rank: Int, cause: String, programExit: String?, cleanExit: Bool, now: Double, facts: some RecoveryFacts
+    ) -> [Action] {
+        ranks[rank].alive = false
+        ranks[rank].connected = false
+        guard !ranks[rank].exitExpected else { return [] }
+        if !ranks[rank].joined, !programJoined, cleanExit { return [.fail(.notJoined(rank: rank, seconds: nil))] }
+        return handleFailure(rank, cause: cause, programExit: programExit, now: now, facts: facts)
+    }
+
+    /// `rank`'s process ended as the supervisor expected (stopped, or released at the end).
+    package mutating func handleReaped(_ rank: Int) {
+        ranks[rank].alive = false
+        ranks[rank].connected = false
+    }
+
+    /// Time passed: a rank silent past its timeout is killed and has failed (the first one
+    /// found; the next turn finds the next). Heartbeats begin at START: a rank that connected
+    /// waits for the others of its launch under the join timeout.
+    package mutating func checkHeartbeats(now: Double, facts: some RecoveryFacts) -> [Action] {
+        for rank in ranks.indices where ranks[rank].alive && !ranks[rank].exitExpected {
+            let silence = now - ranks[rank].lastHeard
+            let joined = ranks[rank].joined
+            let beating = joined && !starting.contains(rank)
+            guard silence > (beating ? settings.heartbeatTimeoutSeconds : settings.joinTimeoutSeconds) else { continue }
+            // A program that never joined would not join on a restart either.
+            if !joined, !programJoined { return [.fail(.notJoined(rank: rank, seconds: silence))] }
+            ranks[rank].exitExpected = true
+            let what = joined ? "stopped answering (hung)" : "did not connect"
+            return [.kill(rank), .note(.hang(rank: rank, silenceSeconds: silence))]
+                + handleFailure(rank, cause: "\(what) for \(Self.seconds(silence)) s", programExit: nil, now: now, facts: facts)
+        }
+        return []
+    }
+
+    /// Marks the live ranks among `stopped` as stopping (their exits are expected) and says to stop them.
+    mutating func stop(_ stopped: [Int]) -> Action {
+        for rank in stopped where ranks[rank].alive { ranks[rank].exitExpected = true }
+        return .stop(stopped)
+    }
+
+    /// Stops every live rank.
+    package mutating func stopEveryRank() -> Action {
+        stop(ranks.indices.filter { ranks[$0].alive })
+    }
+
+    /// `seconds` with one decimal, as the runtime's messages write durations (no Foundation here).
+    static func seconds(_ value: Double) -> String {
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+}

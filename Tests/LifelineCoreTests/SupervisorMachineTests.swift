@@ -1,0 +1,207 @@
+import Testing
+@testable import LifelineCore
+
+/// The supervisor's decisions (`SupervisorMachine`): launches and START, held messages,
+/// exits and silences, and what each scheme × logging mode does after a failure, driven
+/// in-process with the storage facts given.
+@Suite struct SupervisorMachineTests {
+    /// Storage as a test states it.
+    struct Facts: RecoveryFacts {
+        var lineEpoch: UInt64 = 2
+        var lost: String?
+        var recoverable: UInt64? = 7
+        var checkpointCounts: [Int] = []
+        var restorable: [Int] = []
+        var dependencies = IntervalDependencies(rankCount: 0)
+        func lostLog(of rank: Int) -> String? { lost }
+        func recoverableInterval(of rank: Int) -> UInt64? { recoverable }
+        func newestRestorableCheckpoint(of rank: Int) -> Int { restorable[rank] }
+    }
+
+    private func machine(_ ranks: Int = 3, logging: LoggingMode = .none, independent: Bool = false,
+                         maxRestarts: Int = 10) -> SupervisorMachine {
+        SupervisorMachine(
+            settings: .init(rankCount: ranks, logging: logging, independent: independent, maxRestarts: maxRestarts,
+                            heartbeatTimeoutSeconds: 2, joinTimeoutSeconds: 10),
+            coordinator: CheckpointCoordinator(
+                rankCount: ranks, intervalSeconds: independent ? 1e12 : 1, committed: Epoch(2), now: 0),
+            incarnation: 0)
+    }
+
+    /// Performs a launch the way the runtime does (every rank begins at step 10).
+    private func launch(_ machine: inout SupervisorMachine, _ actions: [SupervisorMachine.Action], now: Double) -> [Int] {
+        var launched: [Int] = []
+        for case .launch(let order) in actions {
+            for rank in order.ranks {
+                _ = machine.launching(rank, plan: machine.startPlan(for: order), step: 10, now: now)
+            }
+            machine.launched(order.ranks)
+            launched += order.ranks
+        }
+        return launched
+    }
+
+    /// A job whose every rank is launched and started.
+    private func started(_ ranks: Int = 3, logging: LoggingMode = .none, independent: Bool = false) -> SupervisorMachine {
+        var machine = machine(ranks, logging: logging, independent: independent)
+        _ = launch(&machine, machine.launchEveryRank(), now: 0)
+        for rank in 0..<ranks { _ = machine.handleConnected(rank, now: 0.1) }
+        return machine
+    }
+
+    private func sent(_ actions: [SupervisorMachine.Action]) -> [(Int, ControlMessage)] {
+        actions.compactMap { if case .send(let rank, let message) = $0 { (rank, message) } else { nil } }
+    }
+
+    private func notes(_ actions: [SupervisorMachine.Action]) -> [SupervisorMachine.Note] {
+        actions.compactMap { if case .note(let note) = $0 { note } else { nil } }
+    }
+
+    @Test func everyRankOfALaunchGetsStartOnceAllHaveConnectedWithHeldMessagesFirst() {
+        var machine = machine()
+        #expect(launch(&machine, machine.launchEveryRank(), now: 0) == [0, 1, 2])
+        #expect(machine.ranks.map(\.incarnation) == [0, 1, 2] && machine.starting == [0, 1, 2])
+        #expect(machine.send(.checkpointRequest(Epoch(3)), to: 1).isEmpty, "held until rank 1 connects")
+        #expect(sent(machine.handleConnected(0, now: 0.1)).isEmpty)
+        #expect(sent(machine.handleConnected(1, now: 0.1)).map(\.1) == [.checkpointRequest(Epoch(3))])
+        let last = machine.handleConnected(2, now: 0.2)
+        #expect(sent(last).map(\.0) == [0, 1, 2])
+        #expect(sent(last).allSatisfy { if case .start(let plan) = $0.1 { !plan.restarted && !plan.replayLog } else { false } })
+        #expect(notes(last) == [.ranksStarted(count: 3)] && machine.starting.isEmpty && !machine.isRecovering)
+        #expect(machine.isCurrent(2, incarnation: 2) && !machine.isCurrent(2, incarnation: 1))
+    }
+
+    @Test func messagesForARankNotConnectedAreHeldBoundedAndOnlyTheNewestTrimKept() {
+        var machine = machine(2)
+        _ = launch(&machine, machine.launchEveryRank(), now: 0)
+        _ = machine.send(.trim(checkpoint: 1, coveredByReceiver: []), to: 0)
+        _ = machine.send(.trim(checkpoint: 2, coveredByReceiver: []), to: 0)
+        for _ in 0..<(SupervisorMachine.unsentMessagesMax - 1) { _ = machine.send(.thaw, to: 0) }
+        #expect(notes(machine.send(.freeze, to: 0)) == [.unsentDropped(rank: 0, message: .freeze)])
+        let held = sent(machine.handleConnected(0, now: 1)).map(\.1)
+        #expect(held.count == SupervisorMachine.unsentMessagesMax && held.first == .trim(checkpoint: 2, coveredByReceiver: []))
+        // A dead rank that had joined gets nothing: its restart gets its own.
+        _ = machine.handleConnected(1, now: 1)
+        _ = machine.handleExit(of: 1, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 2, facts: Facts())
+        #expect(machine.send(.thaw, to: 1).allSatisfy { if case .send = $0 { false } else { true } })
+    }
+
+    @Test func withoutLoggingAFailureAbortsTheRoundAndRollsEveryRankBack() {
+        var machine = started()
+        _ = machine.coordinator.handleTick(now: 5)  // a round is open
+        let actions = machine.handleExit(of: 1, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 5, facts: Facts())
+        #expect(notes(actions).first == .failure(rank: 1, cause: "killed by signal 9", step: 10, epoch: 2))
+        #expect(actions.contains(.round(.broadcast(.abort(Epoch(3))))))
+        #expect(actions.contains(.stop([0, 2])), "the survivors stop; rank 1 is dead already")
+        #expect(notes(actions).contains(.recoveryStart(rank: 1, mode: .globalRollback)))
+        for rank in [0, 2] { machine.handleReaped(rank) }  // the runtime stops them before the launch
+        #expect(launch(&machine, actions, now: 5) == [0, 1, 2])
+        #expect(machine.isRecovering && machine.ranks.allSatisfy { $0.plan.restarted })
+        _ = machine.handleConnected(0, now: 6)
+        _ = machine.handleConnected(1, now: 6)
+        let back = machine.handleConnected(2, now: 7)
+        #expect(notes(back).contains(.recoveryDone(ranks: 3, seconds: 2)) && machine.recoveries == 1)
+        #expect(!machine.isRecovering)
+    }
+
+    @Test func pessimisticLoggingRestartsTheRankAloneAndTheOthersLearnOfIt() {
+        var machine = started(logging: .pessimistic)
+        let actions = machine.handleExit(of: 2, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 3, facts: Facts())
+        #expect(actions.contains(.stop([])) && launch(&machine, actions, now: 3) == [2])
+        #expect(machine.replaying == 2 && machine.ranks[2].plan.replayLog && machine.ranks[2].incarnation == 3)
+        let connected = machine.handleConnected(2, now: 4)
+        #expect(sent(connected).map(\.0) == [2, 0, 1])
+        #expect(sent(connected).dropFirst().allSatisfy { $0.1 == .peerRestarted(RankID(2), incarnation: 3) })
+        #expect(notes(connected).contains(.replayStart(rank: 2, incarnation: 3)))
+        #expect(machine.handleReplayComplete(from: 1, now: 5).isEmpty, "only the replaying rank ends the replay")
+        #expect(notes(machine.handleReplayComplete(from: 2, now: 5)) == [.recoveryDone(ranks: 1, seconds: 2)])
+        // A lost log, or another rank recovering, means every rank rolls back.
+        let lost = machine.handleExit(of: 0, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 6,
+                                      facts: Facts(lost: "missing on both mirrors"))
+        #expect(notes(lost).contains(.fallback(rank: 0, reason: "its message log cannot be replayed (missing on both mirrors)", optimistic: false)))
+        #expect(launch(&machine, lost, now: 6) == [0, 1, 2] && machine.replaying == nil)
+    }
+
+    @Test func optimisticLoggingFreezesTheSurvivorsAndRestartsTheOrphansWithTheFailedRank() {
+        var machine = started(4, logging: .optimistic)
+        let actions = machine.handleExit(of: 0, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 1, facts: Facts())
+        #expect(sent(actions).map(\.0) == [1, 2, 3] && sent(actions).allSatisfy { $0.1 == .freeze })
+        #expect(machine.freezing != nil)
+        _ = machine.handleFrozen(from: 1, .init(interval: 0, dependencies: [9, 4, -1, -1]), now: 1.1, facts: Facts())
+        _ = machine.handleFrozen(from: 2, .init(interval: 0, dependencies: [3, -1, 5, -1]), now: 1.1, facts: Facts())
+        let planned = machine.handleFrozen(from: 3, .init(interval: 0, dependencies: [-1, -1, -1, 2]), now: 1.2, facts: Facts())
+        #expect(notes(planned) == [.orphans(rank: 0, recoverable: 7, orphans: [1])])
+        #expect(planned.contains(.stop([1])) && launch(&machine, planned, now: 1.2) == [0, 1])
+        #expect(machine.ranks[0].plan.replayLimit == RecoveryPlan.ReplayLimit(rank: 0, recoverable: 7))
+        _ = machine.handleConnected(0, now: 2)
+        let connected = machine.handleConnected(1, now: 2)
+        #expect(sent(connected).filter { $0.1 == .thaw }.map(\.0) == [2, 3])
+        #expect(notes(machine.handleReplayComplete(from: 0, now: 3)) == [.recoveryDone(ranks: 2, seconds: 2)])
+        // A log that cannot be read: every rank rolls back without a freeze.
+        let unreadable = machine.handleExit(of: 3, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 4,
+                                            facts: Facts(recoverable: nil))
+        #expect(notes(unreadable).contains(.fallback(rank: 3, reason: "rank 3's checkpoint or log cannot be read", optimistic: true)))
+        #expect(launch(&machine, unreadable, now: 4) == [0, 1, 2, 3])
+    }
+
+    @Test func independentCheckpointsRollBackOnlyTheRanksTheLineNamesAndThawTheOthers() {
+        var machine = started(3, independent: true)
+        var dependencies = IntervalDependencies(rankCount: 3)
+        dependencies.recordCheckpoint(rank: 0, dependencies: [-1, -1, -1])
+        dependencies.recordCheckpoint(rank: 1, dependencies: [-1, -1, -1])
+        let facts = Facts(checkpointCounts: [1, 1, 0], restorable: [1, 1, 0], dependencies: dependencies)
+        let actions = machine.handleExit(of: 0, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 1, facts: facts)
+        #expect(sent(actions).map(\.1) == [.freeze, .freeze])
+        // A survivor that does not answer in time rolls back too.
+        _ = machine.handleFrozen(from: 2, .init(interval: 0, dependencies: [-1, -1, -1]), now: 2, facts: facts)
+        #expect(machine.checkFreeze(now: 3, facts: facts).isEmpty)
+        let planned = machine.checkFreeze(now: 6.5, facts: facts)
+        #expect(notes(planned).first == .freezeUnanswered(rank: 1))
+        guard case .recoveryLine(first: 0, let line) = notes(planned)[1] else {
+            Issue.record("no recovery line in \(planned)")
+            return
+        }
+        #expect(line.entries == [1, 1, nil])
+        guard case .launch(let order) = planned.last else {
+            Issue.record("no launch in \(planned)")
+            return
+        }
+        #expect(order.restart == [.init(0, .checkpoint(1)), .init(1, .checkpoint(1))] && order.recordsRecoveryLine)
+        _ = launch(&machine, planned, now: 6.5)
+        _ = machine.handleConnected(0, now: 7)
+        let connected = machine.handleConnected(1, now: 7)
+        #expect(sent(connected).filter { $0.1 == .thaw }.map(\.0) == [2])
+        #expect(notes(connected).contains(.recoveryDone(ranks: 2, seconds: 0.5)))
+    }
+
+    @Test func silenceIsAHangOrAFailedStartAndAProgramThatNeverJoinsEndsTheJob() {
+        var machine = started()
+        machine.heard(from: 0, now: 2.5)
+        machine.heard(from: 2, now: 2.5)
+        let hung = machine.checkHeartbeats(now: 2.5, facts: Facts())
+        #expect(hung.first == .kill(1) && notes(hung).first == .hang(rank: 1, silenceSeconds: 2.4))
+        #expect(notes(hung).contains(.failure(rank: 1, cause: "stopped answering (hung) for 2.4 s", step: 10, epoch: 2)))
+        #expect(machine.handleExit(of: 1, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 2.6, facts: Facts()).isEmpty,
+                "the kill's exit was expected")
+
+        var neverJoined = self.machine()
+        _ = launch(&neverJoined, neverJoined.launchEveryRank(), now: 0)
+        #expect(neverJoined.checkHeartbeats(now: 11, facts: Facts()) == [.fail(.notJoined(rank: 0, seconds: 11))])
+        var exitedClean = self.machine()
+        _ = launch(&exitedClean, exitedClean.launchEveryRank(), now: 0)
+        #expect(exitedClean.handleExit(of: 1, cause: "exited with status 0", programExit: "exited with status 0",
+                                       cleanExit: true, now: 1, facts: Facts()) == [.fail(.notJoined(rank: 1, seconds: nil))])
+    }
+
+    @Test func theSameErrorFromTheSameLineEndsTheJob() {
+        var machine = started()
+        let first = machine.handleExit(of: 1, cause: "exited with status 3", programExit: "exited with status 3",
+                                       cleanExit: false, now: 1, facts: Facts())
+        for rank in [0, 2] { machine.handleReaped(rank) }
+        _ = launch(&machine, first, now: 1)
+        for rank in 0..<3 { _ = machine.handleConnected(rank, now: 2) }
+        let again = machine.handleExit(of: 1, cause: "exited with status 3", programExit: "exited with status 3",
+                                       cleanExit: false, now: 3, facts: Facts())
+        #expect(again.last == .fail(.sameErrorAgain(rank: 1, exit: "exited with status 3", epoch: 2)))
+    }
+}
