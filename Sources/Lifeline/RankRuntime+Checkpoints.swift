@@ -33,8 +33,8 @@ extension RankRuntime {
             standaloneStepPassed = step
             return
         }
-        if step == restoredStep, step == participant.stepPassed { return }  // resuming right here
-        try checkIncreasing(step, after: participant.stepPassed)
+        if step == restoredStep, step == machine.participant.stepPassed { return }  // resuming right here
+        try checkIncreasing(step, after: machine.participant.stepPassed)
         if let fault = rankFaults.first(where: { $0.spec == .killAtStep(rank, step: step) }) {
             fireFault(index: fault.index, control: control)
         }
@@ -43,14 +43,14 @@ extension RankRuntime {
         try pump(timeoutMs: 0, waiting: .running)
         try serviceControl()
         trace?.flush()
-        if independent, !frozen, jobClock() >= nextCheckpointAt {
+        if machine.independentCheckpointDue(now: jobClock()) {
             heartbeatStep.value = step
-            _ = participant.handleSafePoint(step: step)
+            _ = machine.participant.handleSafePoint(step: step)
             try captureIndependent(step: step, state: capture(), launch: launch)
             return
         }
         while true {
-            switch participant.handleSafePoint(step: step) {
+            switch machine.participant.handleSafePoint(step: step) {
             case .proceed:
                 heartbeatStep.value = step
                 return
@@ -67,7 +67,7 @@ extension RankRuntime {
                 // which stays this rank's entry in the new line.
                 heartbeatStep.value = step
                 control?.send(.ack(epoch, Acknowledgement(
-                    step: step, snapshotBytes: 0, outputOffset: 0, delivered: ledger.delivered, kept: true)))
+                    step: step, snapshotBytes: 0, outputOffset: 0, delivered: machine.ledger.delivered, kept: true)))
                 return
             }
         }
@@ -80,15 +80,15 @@ extension RankRuntime {
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
             epoch: epoch, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0,
-            dependencies: rules.tracksDependencies ? dependencyVector : [], ledger: ledger, programState: state.bytes,
-            numericRanges: state.numericRanges)
-        logPositionAtCapture.append((epoch, log?.nextIndex ?? 0))
+            dependencies: rules.tracksDependencies ? machine.dependencyVector : [], ledger: machine.ledger,
+            programState: state.bytes, numericRanges: state.numericRanges)
+        machine.noteCapture(epoch, logPosition: log?.nextIndex ?? 0)
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
         writer.submit(SnapshotWriter.Job(
             epoch: epoch, step: step,
             name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
-            uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
-            changes: participant.changesSinceCheckpoint, dependencies: [], faultIndex: fault?.index,
+            uncompressed: snapshot.encoded(), delivered: machine.ledger.delivered, outputOffset: outputOffset,
+            changes: machine.participant.changesSinceCheckpoint, dependencies: [], faultIndex: fault?.index,
             mirrors: writeMirrors))
     }
 
@@ -96,24 +96,22 @@ extension RankRuntime {
     /// written in the background; its ACK carries the interval's dependency vector.
     func captureIndependent(step: Int, state: StateWriter, launch: LaunchEnvironment) throws {
         guard let writer, let store else { return }
-        interval += 1
+        let (interval, dependencies) = machine.closeInterval(now: jobClock())
         let index = Epoch(UInt64(interval))
         trace?.captured(epoch: index, step: step)
         lifeline_flush_stdio()
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
-            epoch: index, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0, ledger: ledger,
+            epoch: index, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0, ledger: machine.ledger,
             programState: state.bytes, numericRanges: state.numericRanges)
-        logPositionAtCapture.append((index, log?.nextIndex ?? 0))
+        machine.noteCapture(index, logPosition: log?.nextIndex ?? 0)
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
         writer.submit(SnapshotWriter.Job(
             epoch: index, step: step,
             name: ManifestStore(store: store).independentSnapshotName(rank: rank.rawValue, checkpoint: interval),
-            uncompressed: snapshot.encoded(), delivered: ledger.delivered, outputOffset: outputOffset,
-            changes: participant.changesSinceCheckpoint, dependencies: intervalDependencies, faultIndex: fault?.index,
+            uncompressed: snapshot.encoded(), delivered: machine.ledger.delivered, outputOffset: outputOffset,
+            changes: machine.participant.changesSinceCheckpoint, dependencies: dependencies, faultIndex: fault?.index,
             mirrors: writeMirrors))
-        intervalDependencies = Array(repeating: -1, count: rankCount)
-        nextCheckpointAt = jobClock() + nextPeriod()
     }
 
     /// Asks the supervisor for a checkpoint at the next common safe point.
@@ -132,8 +130,8 @@ extension RankRuntime {
             fireFault(index: fault.index, control: control)
         }
         control?.send(.finished(
-            step: participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0,
-            retainedBytesPeak: UInt64(retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak),
+            step: machine.participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0,
+            retainedBytesPeak: UInt64(machine.retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak),
             residentBytesPeak: Self.residentBytesPeak(), logSyncs: log?.syncCount ?? 0))
         while !released {
             try serviceControl()

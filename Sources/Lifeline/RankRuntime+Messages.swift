@@ -14,39 +14,28 @@ extension RankRuntime {
     /// Stamps, retains and sends a message (or holds it, between capture and DONE when blocking).
     func send(_ payload: [UInt8], to destination: RankID, tag: Int64) throws {
         precondition(!finished, "send after finish()")
-        // Under independent checkpointing a message carries its sender's checkpoint interval.
-        let stamp = independent ? Epoch(UInt64(interval)) : participant.epoch
-        // Under optimistic logging a message carries its sender's dependency vector in front.
-        let payload = rules.tracksDependencies ? OptimisticLogging.stamp(payload, with: dependencyVector) : payload
-        let header = ledger.send(to: destination, tag: tag, epoch: stamp, incarnation: incarnation, payload: payload)
-        sends += 1
-        trace?.sent(header, to: destination)
-        retainedBytesPeak = max(retainedBytesPeak, ledger.retainedBytes)
-        if let launch, launch.retainedBytesMax > 0, ledger.retainedBytes > launch.retainedBytesMax / Self.askAtShareOfMaximum {
-            askForCheckpoint()
+        let (outgoing, route, askCheckpoint) = machine.send(payload, to: destination, tag: tag)
+        trace?.sent(outgoing.header, to: destination)
+        if askCheckpoint { control?.send(.checkpointWanted) }
+        switch route {
+        case .held: return
+        case .afterResend: try flushResend(to: destination)  // the new message is retained too: sent in order
+        case .now: try deliverOrTransmit(outgoing)
         }
-        if participant.holdsSends {
-            heldSends.append((destination, header, payload))
-            return
-        }
-        if resendPending[destination.rawValue] {
-            try flushResend(to: destination)  // the new message is retained too: sent in order
-            return
-        }
-        try deliverOrTransmit(destination, header, payload)
     }
 
-    func deliverOrTransmit(_ destination: RankID, _ header: DataHeader, _ payload: [UInt8]) throws {
+    func deliverOrTransmit(_ message: RankMachine.Outgoing) throws {
+        let destination = message.destination
         if destination == rank {
-            inbox[rank.rawValue].append(Arrival(header: header, payload: payload))
+            machine.arrive(message.header, message.payload)
             return
         }
         let connection = try connection(to: destination)
         var head = ByteWriter(capacity: FramePrefix.byteCount + DataHeader.byteCount)
-        FramePrefix(kind: .data, bodyLength: UInt64(DataHeader.byteCount + payload.count)).encode(into: &head)
-        header.encode(into: &head)
+        FramePrefix(kind: .data, bodyLength: UInt64(DataHeader.byteCount + message.payload.count)).encode(into: &head)
+        message.header.encode(into: &head)
         // A peer that is gone will be restarted with everyone; the message is retained.
-        try connection.write(head: head.bytes, payload: payload) { fd in
+        try connection.write(head: head.bytes, payload: message.payload) { fd in
             try pump(timeoutMs: Self.pollIntervalMs, writable: fd, waiting: .send(destination))
         }
     }
@@ -72,7 +61,7 @@ extension RankRuntime {
         if let replayed = try replayReceive(source: source, tag: tag) { return replayed }
         while true {
             try serviceControl()
-            if let arrival = takeArrival(from: source, tag: tag) {
+            if let arrival = machine.take(from: source, tag: tag) {
                 if let write = rules.delivery(anySource: source == nil) { try log(write, arrival) }
                 return deliver(arrival.header, arrival.payload, replayed: false)
             }
@@ -92,7 +81,7 @@ extension RankRuntime {
         precondition(!finished, "receive after finish()")
         var messages: [Message] = []
         var index = 0
-        while index < requests.count, replay != nil {
+        while index < requests.count, machine.replay != nil {
             let request = requests[index]
             guard let replayed = try replayReceive(source: request.source, tag: request.tag) else { break }
             messages.append(replayed)
@@ -101,9 +90,9 @@ extension RankRuntime {
         var taken: [Arrival] = []
         while taken.count < requests.count - index {
             try serviceControl()
-            returnObsolete(&taken)
+            machine.returnObsolete(&taken)
             let request = requests[index + taken.count]
-            if let arrival = takeArrival(from: request.source, tag: request.tag) {
+            if let arrival = machine.take(from: request.source, tag: request.tag) {
                 taken.append(arrival)
                 continue
             }
@@ -129,32 +118,18 @@ extension RankRuntime {
         guard Self.spinReads > 0, rankCount <= Self.coreCount, let peer = peers[source.rawValue], !peer.isClosed else {
             return false
         }
-        let before = inbox[source.rawValue].count
+        let before = machine.inbox[source.rawValue].count
         for _ in 0..<Self.spinReads {
             _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
-                if case .data(let header, let payload) = frame { arrive(header, payload) }
+                if case .data(let header, let payload) = frame { machine.arrive(header, payload) }
             }
-            if inbox[source.rawValue].count != before { return true }
+            if machine.inbox[source.rawValue].count != before { return true }
         }
         return false
     }
 
     func deliver(_ header: DataHeader, _ stamped: [UInt8], replayed: Bool) -> Message {
-        ledger.recordDelivery(source: header.source, sequence: header.sequence)
-        deliveries += 1
-        participant.noteChange()
-        var payload = stamped
-        if rules.tracksDependencies, let (sender, bytes) = OptimisticLogging.split(stamped, rankCount: rankCount) {
-            dependencyVector = OptimisticLogging.afterDelivery(dependencyVector, of: rank, sender: sender)
-            payload = bytes
-        }
-        fingerprints.record(
-            source: header.source, sequence: header.sequence, hash: Self.fingerprint(payload),
-            epoch: independent ? UInt64(interval) : participant.epoch.rawValue)
-        if independent {
-            let source = header.source.rawValue
-            intervalDependencies[source] = max(intervalDependencies[source], Int(header.epoch.rawValue))
-        }
+        let payload = machine.deliver(header, stamped)
         trace?.delivered(header, replayed: replayed)
         return Message(source: header.source.rawValue, tag: Int(header.tag), bytes: payload)
     }
@@ -168,8 +143,7 @@ extension RankRuntime {
         } catch {
             throw LifelineError(.storage, "cannot write the message log: \(error)")
         }
-        logBytesPeak = max(logBytesPeak, log.fileBytes)
-        if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / Self.askAtShareOfMaximum { askForCheckpoint() }
+        askIfLogNearsItsMaximum(log)
     }
 
     /// Logs a delivery as the logging mode's rules say.
@@ -216,8 +190,16 @@ extension RankRuntime {
         }
         pendingLog.removeAll(keepingCapacity: true)
         pendingLogBytes = 0
+        askIfLogNearsItsMaximum(log)
+    }
+
+    /// The log passed a quarter of its maximum: a checkpoint that commits trims it, so the
+    /// rank asks for one (once, until the next round) rather than growing without bound.
+    private func askIfLogNearsItsMaximum(_ log: MessageLog) {
         logBytesPeak = max(logBytesPeak, log.fileBytes)
-        if let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / Self.askAtShareOfMaximum { askForCheckpoint() }
+        guard let launch, launch.logBytesMax > 0, log.fileBytes > launch.logBytesMax / RankMachine.askAtShareOfMaximum,
+              machine.askForCheckpoint() else { return }
+        control?.send(.checkpointWanted)
     }
 
     /// The process's peak resident memory (VmHWM), or 0 where /proc does not say.
@@ -229,37 +211,24 @@ extension RankRuntime {
         return kib * 1024
     }
 
-    /// A rank asks for a checkpoint when its retained messages or its log pass this fraction
-    /// (1/N) of their maximum, so that the round commits and trims them before they reach it.
-    static let askAtShareOfMaximum = 4
-
-    /// Retention or the log neared its maximum: a checkpoint that commits trims both, so the
-    /// rank asks for one (once, until the next round) rather than growing without bound.
-    func askForCheckpoint() {
-        guard !checkpointAsked else { return }
-        checkpointAsked = true
-        control?.send(.checkpointWanted)
-    }
-
     /// A value read from outside the messages, logged (with logging) so replay returns it again.
     func loggedValue(_ produce: () -> [UInt8]) throws -> [UInt8] {
-        participant.noteChange()
-        if var queue = replay {
-            let next = queue.nextValue()
-            replay = queue
-            switch next {
-            case .success(let bytes?):
-                if rules.tracksDependencies { dependencyVector[rank.rawValue] += 1 }
-                if queue.remainingCount == 0 { finishReplay() }
-                return bytes
-            case .success(nil):
-                finishReplay()
-            case .failure(let error):
+        if machine.replay != nil {
+            let replayed: [UInt8]?
+            do {
+                replayed = try machine.replayValue()
+            } catch {
                 throw LifelineError(.usage, "\(error)")
             }
+            if let replayed {
+                machine.noteLoggedValue()
+                if machine.replayExhausted { finishReplay() }
+                return replayed
+            }
+            finishReplay()
         }
         let bytes = produce()
-        if rules.tracksDependencies { dependencyVector[rank.rawValue] += 1 }
+        machine.noteLoggedValue()
         switch rules.value {
         case .synchronously?: try appendToLog([.value(bytes)])
         case .buffered?: try bufferLog(.value(bytes))
@@ -270,18 +239,16 @@ extension RankRuntime {
 
     /// During replay: the message this receive returned before the crash; nil when live.
     func replayReceive(source: RankID?, tag: Int64) throws -> Message? {
-        guard var queue = replay else { return nil }
-        let next = queue.nextReceive(source: source, tag: tag)
-        replay = queue
-        defer { if replay != nil, queue.remainingCount == 0 { finishReplay() } }
+        guard machine.replay != nil else { return nil }
+        let next = machine.replayReceive(source: source, tag: tag)
+        defer { if machine.replay != nil, machine.replayExhausted { finishReplay() } }
         switch next {
         case .deliver(let header, let payload):
             return deliver(header, payload, replayed: true)
         case .await(let header):
             while true {
                 try serviceControl()
-                if let index = inbox[header.source.rawValue].firstIndex(where: { $0.header.sequence == header.sequence }) {
-                    let arrival = inbox[header.source.rawValue].remove(at: index)
+                if let arrival = machine.takeReplayed(header) {
                     return deliver(arrival.header, arrival.payload, replayed: true)
                 }
                 try pump(timeoutMs: Self.pollIntervalMs, waiting: .receive(header.source, tag: header.tag))
@@ -298,39 +265,8 @@ extension RankRuntime {
     }
 
     func finishReplay() {
-        replay = nil
-        control?.send(.replayComplete(deliveries: Int(ledger.delivered.reduce(0) { $0 + $1.count })))
-    }
-
-    func takeArrival(from source: RankID?, tag: Int64) -> Arrival? {
-        if frozen { return nil }
-        if let source { return takeArrival(fromSource: source.rawValue, tag: tag) }
-        for offset in 0..<rankCount {
-            let candidate = (anySourceCursor + offset) % rankCount
-            if let arrival = takeArrival(fromSource: candidate, tag: tag) {
-                anySourceCursor = (candidate + 1) % rankCount
-                return arrival
-            }
-        }
-        return nil
-    }
-
-    /// The first message of the channel with `tag` that may be delivered. Epochs never decrease
-    /// along a channel, so once one message is held back for its epoch, the rest are too.
-    func takeArrival(fromSource source: Int, tag: Int64) -> Arrival? {
-        var index = 0
-        while index < inbox[source].count {
-            let header = inbox[source][index].header
-            if ledger.isDuplicate(source: header.source, sequence: header.sequence) {
-                let duplicate = inbox[source].remove(at: index)
-                checkDuplicate(duplicate.header, duplicate.payload)
-                continue
-            }
-            guard participant.mayDeliver(messageEpoch: header.epoch) else { return nil }
-            if header.tag == tag { return inbox[source].remove(at: index) }
-            index += 1
-        }
-        return nil
+        machine.endReplay()
+        control?.send(.replayComplete(deliveries: Int(machine.ledger.delivered.reduce(0) { $0 + $1.count })))
     }
 
     /// The hash a delivery is remembered by.
@@ -338,25 +274,12 @@ extension RankRuntime {
         payload.withUnsafeBytes { ContentHash(of: $0).low }
     }
 
-    /// A message delivered before arrived again: its bytes must be the ones delivered. If not,
-    /// the supervisor is told (once) and the rank says so on its standard error.
-    func checkDuplicate(_ header: DataHeader, _ stamped: [UInt8]) {
-        guard !nondeterminismReported else { return }
-        let payload = rules.tracksDependencies ? OptimisticLogging.split(stamped, rankCount: rankCount)?.payload ?? stamped : stamped
-        guard fingerprints.differs(source: header.source, sequence: header.sequence, hash: Self.fingerprint(payload)) else { return }
-        nondeterminismReported = true
+    /// A duplicate arrived with other bytes than the copy delivered: the supervisor is told
+    /// (once) and the rank says so on its standard error.
+    func reportNondeterminism() {
+        guard let found = machine.takeNondeterminism() else { return }
         FileHandle.standardError.write(Data(
-            "lifeline: \(rank) got message \(header.sequence.rawValue) from \(header.source) again with other bytes: the program is not deterministic\n".utf8))
-        control?.send(.nondeterminism(source: header.source, sequence: header.sequence))
-    }
-
-    /// Arrivals taken for a `receive(all:)` that a peer's rollback made obsolete (announced
-    /// meanwhile) are dropped, and those taken after them go back to the front of their inbox,
-    /// in order, to be taken again.
-    func returnObsolete(_ taken: inout [Arrival]) {
-        guard let first = taken.firstIndex(where: { isObsolete($0.header) }) else { return }
-        let kept = taken[first...].filter { !isObsolete($0.header) }
-        taken.removeSubrange(first...)
-        for arrival in kept.reversed() { inbox[arrival.header.source.rawValue].insert(arrival, at: 0) }
+            "lifeline: \(rank) got message \(found.sequence.rawValue) from \(found.source) again with other bytes: the program is not deterministic\n".utf8))
+        control?.send(.nondeterminism(source: found.source, sequence: found.sequence))
     }
 }

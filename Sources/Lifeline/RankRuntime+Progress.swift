@@ -17,30 +17,21 @@ extension RankRuntime {
     func serviceControl() throws {
         if rules.flushesAtCheckpoints { try flushLogIfDue() }
         reportLogMirrorFailure()
-        for outcome in writer?.takeCompleted() ?? [] {
-            if case .durable(let epoch) = outcome { participant.handleSnapshotDurable(epoch) }
-        }
+        reportNondeterminism()
+        takeDurableSnapshots()
         while !pendingControl.isEmpty {
             let message = pendingControl.removeFirst()
             switch message {
             case .checkpointRequest(let epoch):
-                checkpointAsked = false
-                try perform(participant.handleRequest(epoch))
+                try perform(machine.handleRequest(epoch))
             case .safePointChosen(let epoch, let step):
-                try perform(participant.handleSafePointChosen(epoch, step: step))
+                try perform(machine.participant.handleSafePointChosen(epoch, step: step))
             case .checkpointDone(let epoch, let covered):
-                for outcome in writer?.takeCompleted() ?? [] {
-                    if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
-                }
-                for (receiver, set) in covered.enumerated() where receiver != rank.rawValue {
-                    ledger.trim(destination: RankID(receiver), covered: set)
-                }
-                ledger.trim(destination: rank, covered: ledger.delivered[rank.rawValue])
-                fingerprints.trim(before: epoch.rawValue)
-                try trimLog(committed: epoch)
-                try perform(participant.handleDone(epoch))
+                takeDurableSnapshots()
+                try trimLog(before: machine.committed(epoch, coveredByReceiver: covered, coversSelf: true))
+                try perform(machine.participant.handleDone(epoch))
             case .abort(let epoch):
-                try perform(participant.handleAbort(epoch))
+                try perform(machine.participant.handleAbort(epoch))
             case .writeMirrors(let mirrors) where !mirrors.isEmpty:
                 writeMirrors = mirrors
                 do {
@@ -58,13 +49,10 @@ extension RankRuntime {
             case .freeze:
                 try freeze()  // read before START: answered now
             case .thaw:
-                frozen = false
+                machine.thaw()
             case .trim(let checkpoint, let covered):
-                for (receiver, set) in covered.enumerated() where receiver != rank.rawValue {
-                    ledger.trim(destination: RankID(receiver), covered: set)
-                }
-                fingerprints.trim(before: UInt64(max(0, checkpoint)))
-                try trimLog(committed: Epoch(UInt64(checkpoint)))
+                try trimLog(before: machine.committed(
+                    Epoch(UInt64(max(0, checkpoint))), coveredByReceiver: covered, coversSelf: false))
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
             case .start, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
@@ -78,10 +66,7 @@ extension RankRuntime {
     /// obsolete when it rolled back (re-execution sends it again, perhaps differently); then
     /// this rank reconnects to it.
     func peerRestarted(_ peer: RankID, incarnation peerIncarnationNew: UInt32) throws {
-        if rules.peerRestartMakesObsolete {
-            obsoleteBelow[peer.rawValue] = peerIncarnationNew
-            inbox[peer.rawValue].removeAll { $0.header.incarnation < peerIncarnationNew }
-        }
+        machine.peerRestarted(peer, incarnation: peerIncarnationNew)
         try reconnect(to: peer, incarnation: peerIncarnationNew)
     }
 
@@ -91,18 +76,11 @@ extension RankRuntime {
     /// touches no peer socket), so a recovery never waits on a rank blocked in a send.
     func freeze() throws {
         writer?.drain()
-        for outcome in writer?.takeCompleted() ?? [] {
-            if case .durable(let durable) = outcome { participant.handleSnapshotDurable(durable) }
-        }
-        frozen = true
-        if rules.flushesAtCheckpoints {
-            // Everything delivered so far reaches the log: this rank loses nothing if it turns
-            // out to be an orphan and is restarted.
-            try flushLog()
-            control?.send(.frozen(interval: 0, dependencies: dependencyVector.map { Int($0) }))
-        } else {
-            control?.send(.frozen(interval: interval, dependencies: intervalDependencies))
-        }
+        takeDurableSnapshots()
+        // Everything delivered so far reaches the log: this rank loses nothing if it turns out
+        // to be an orphan and is restarted.
+        if rules.flushesAtCheckpoints { try flushLog() }
+        control?.send(machine.freeze())
     }
 
     /// The message log dropped a mirror whose write failed: tell the supervisor once.
@@ -112,12 +90,19 @@ extension RankRuntime {
         control?.send(.logMirrorFailed(StorageMirrors([failed.mirror]), reason: "\(failed.error)"))
     }
 
-    /// A committed checkpoint covers the deliveries it captured: drop them from the log.
-    func trimLog(committed epoch: Epoch) throws {
-        guard let captured = logPositionAtCapture.first(where: { $0.epoch == epoch }) else { return }
-        logPositionAtCapture.removeAll { $0.epoch <= epoch }
+    /// The snapshots the writer made durable since the last look, told to the participant.
+    func takeDurableSnapshots() {
+        for outcome in writer?.takeCompleted() ?? [] {
+            if case .durable(let epoch) = outcome { machine.participant.handleSnapshotDurable(epoch) }
+        }
+    }
+
+    /// A committed checkpoint covers the deliveries it captured: drop them from the log
+    /// (`position`: where the log stood at its capture; nil: this rank did not capture it).
+    func trimLog(before position: UInt64?) throws {
+        guard let position else { return }
         do {
-            try log?.trim(before: captured.position)
+            try log?.trim(before: position)
         } catch {
             throw LifelineError(.storage, "cannot trim the message log: \(error)")
         }
@@ -139,10 +124,9 @@ extension RankRuntime {
                 return
             }
             peers[peer.rawValue] = Connection(fd: fd)
-            peerIncarnation[peer.rawValue] = peerIncarnationNew
-            resendPending[peer.rawValue] = true
+            machine.peerConnected(peer, incarnation: peerIncarnationNew, connecting: true)
         }
-        while peerIncarnation[peer.rawValue] < peerIncarnationNew {
+        while machine.peerIncarnation[peer.rawValue] < peerIncarnationNew {
             try pump(timeoutMs: Self.pollIntervalMs, waiting: .connect(peer))
         }
         try flushResend(to: peer)
@@ -150,11 +134,10 @@ extension RankRuntime {
 
     /// Sends a restarted peer every retained message again, before anything new.
     func flushResend(to peer: RankID) throws {
-        guard resendPending[peer.rawValue] else { return }
-        resendPending[peer.rawValue] = false
-        for message in ledger.retained[peer.rawValue] {
+        guard let messages = machine.takeResend(to: peer) else { return }
+        for message in messages {
             trace?.sent(message.header, to: peer)
-            try deliverOrTransmit(peer, message.header, message.payload)
+            try deliverOrTransmit(message)
         }
     }
 
@@ -168,9 +151,7 @@ extension RankRuntime {
             case .trimRetained:
                 break  // done with the coverage DONE carried
             case .releaseHeldSends:
-                let held = heldSends
-                heldSends.removeAll()
-                for (destination, header, payload) in held { try deliverOrTransmit(destination, header, payload) }
+                for message in machine.takeHeldSends() { try deliverOrTransmit(message) }
             }
         }
     }
@@ -193,25 +174,14 @@ extension RankRuntime {
 
     /// The answer to a `waitQuery`: the wait with the counts that move with progress.
     func wait(_ waiting: Waiting) -> RankWait {
-        var wait = RankWait(
-            kind: .running, step: participant.stepPassed, sent: sends, arrived: arrivals, delivered: deliveries,
-            heldSends: UInt64(heldSends.count))
         switch waiting {
-        case .running: break
-        case .receive(let source, let tag):
-            wait.kind = .receive
-            wait.peer = source
-            wait.tag = tag
-        case .safePoint: wait.kind = .safePoint
-        case .barrier: wait.kind = .barrier
-        case .send(let peer):
-            wait.kind = .send
-            wait.peer = peer
-        case .connect(let peer):
-            wait.kind = .connect
-            wait.peer = peer
+        case .running: machine.wait(.running)
+        case .receive(let source, let tag): machine.wait(.receive, peer: source, tag: tag)
+        case .safePoint: machine.wait(.safePoint)
+        case .barrier: machine.wait(.barrier)
+        case .send(let peer): machine.wait(.send, peer: peer)
+        case .connect(let peer): machine.wait(.connect, peer: peer)
         }
-        return wait
     }
 
     /// Waits up to `timeoutMs` for traffic (or for `writable` to drain) and reads everything
@@ -259,15 +229,10 @@ extension RankRuntime {
                 if let (fd, handshake) = acceptor?.read(descriptor.fd) { acceptPeer(fd, handshake) }
             } else if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil {
                 _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
-                    if case .data(let header, let payload) = frame { arrive(header, payload) }
+                    if case .data(let header, let payload) = frame { machine.arrive(header, payload) }
                 }
             }
         }
-    }
-
-    /// Whether a message comes from an execution of its sender that a rollback undid.
-    func isObsolete(_ header: DataHeader) -> Bool {
-        rules.peerRestartMakesObsolete && header.incarnation < obsoleteBelow[header.source.rawValue]
     }
 
     /// Closes connections whose handshake is late, and says (at most every few seconds, on the
@@ -280,19 +245,6 @@ extension RankRuntime {
             "lifeline: \(rank) refused \(report.count) connection(s): \(report.reasons)\n".utf8))
     }
 
-    func arrive(_ header: DataHeader, _ payload: [UInt8]) {
-        guard (0..<rankCount).contains(header.source.rawValue) else { return }
-        // A message from an incarnation that was rolled back (independent checkpoints,
-        // optimistic orphans) is obsolete: neither delivered nor compared with what was.
-        if isObsolete(header) { return }
-        if ledger.isDuplicate(source: header.source, sequence: header.sequence) {
-            checkDuplicate(header, payload)
-            return
-        }
-        arrivals += 1
-        inbox[header.source.rawValue].append(Arrival(header: header, payload: payload))
-    }
-
     /// Takes a peer's connection whose handshake carried the token, if it names another rank
     /// of the job; refuses it otherwise.
     func acceptPeer(_ fd: Int32, _ handshake: Handshake) {
@@ -301,10 +253,7 @@ extension RankRuntime {
             return
         }
         peers[handshake.rank.rawValue]?.close()
-        if handshake.incarnation > peerIncarnation[handshake.rank.rawValue] {
-            peerIncarnation[handshake.rank.rawValue] = handshake.incarnation
-            resendPending[handshake.rank.rawValue] = true
-        }
+        machine.peerConnected(handshake.rank, incarnation: handshake.incarnation, connecting: false)
         let connection = Connection(fd: fd)
         _ = connection.write(head: [UInt8](WelcomeFrame.frame)) { _ in }
         peers[handshake.rank.rawValue] = connection

@@ -7,15 +7,12 @@ import LifelineCore
 import LifelineStorage
 import Synchronization
 
-/// The engine behind a `Communicator`: owns the rank's protocol state and sockets, on the
-/// program's thread. It performs what the participant state machine decides and moves bytes;
-/// it makes no protocol decision of its own.
+/// The engine behind a `Communicator`: the rank's sockets, log, snapshot writer and control
+/// connection, on the program's thread. What to do with a message, a control message or a
+/// safe point is decided by its `RankMachine` (and the participant within it); this class
+/// moves bytes and makes no protocol decision of its own.
 final class RankRuntime {
-    /// A message that arrived and waits to be received.
-    struct Arrival {
-        var header: DataHeader
-        var payload: [UInt8]
-    }
+    typealias Arrival = RankMachine.Arrival
 
     /// Non-blocking reads of the awaited peer before sleeping in poll(2) (about a microsecond each).
     static let spinReads = 100
@@ -42,16 +39,12 @@ final class RankRuntime {
     let writer: SnapshotWriter?
     let heartbeatStep: HeartbeatStep
 
+    /// Every decision about messages, checkpoints, replay and freezes.
+    var machine: RankMachine
     /// Data connections indexed by rank; nil until connected (and for this rank).
     var peers: [Connection?]
-    var ledger: MessageLedger
-    var participant: CheckpointParticipant
-    /// Arrived messages per source, in arrival order.
-    var inbox: [[Arrival]]
     /// Control messages read but not yet handled (they are handled outside of sends).
     var pendingControl: [ControlMessage] = []
-    /// Sends held between capture and DONE (blocking variant).
-    var heldSends: [(RankID, DataHeader, [UInt8])] = []
     var restoredState: [UInt8]?
     /// Whether the program asked for its restored state (`Communicator.restore`).
     var restoreAsked = false
@@ -59,68 +52,26 @@ final class RankRuntime {
     var standaloneStepPassed = -1
     var released = false
     var finished = false
-    var anySourceCursor = 0
     var rankFaults: [(index: Int, spec: FaultSpec)]
-    /// The rank's log (pessimistic or sender-based logging), nil without logging.
+    /// The rank's log (with logging), nil without logging.
     let log: MessageLog?
-    /// Records to replay after a restart, in their logged order; nil when running live.
-    var replay: ReplayQueue?
-    /// The incarnation of each peer's current connection.
-    var peerIncarnation: [UInt32]
-    /// Peers restarted alone that must get this rank's retained messages again before anything
-    /// new, so each channel stays in order.
-    var resendPending: [Bool]
     /// `--trace-deliveries`: what the rank sends, delivers and captures.
     let trace: DeliveryTrace?
-    /// The log position when the rank captured each open round.
-    var logPositionAtCapture: [(epoch: Epoch, position: UInt64)] = []
     /// The logging mode.
     var logging: LoggingMode { launch?.logging ?? .none }
     /// What the logging mode (and the checkpoint scheme) ask of this rank: the one switch.
-    let rules: RankLogging
-    /// Whether this rank asked for a checkpoint that has not happened yet.
-    var checkpointAsked = false
-    /// The most bytes retained at once, and the largest the log grew on disk.
-    var retainedBytesPeak = 0
+    var rules: RankLogging { machine.rules }
+    /// The largest the log grew on disk.
     var logBytesPeak = 0
-    /// Independent checkpointing: the checkpoint interval the rank is in (its checkpoints so
-    /// far, counting the one it was restored from); messages carry it.
-    var interval = 0
-    /// Independent checkpointing: per sender, the newest sender interval delivered from in the
-    /// current interval (-1: none) — its dependency vector.
-    var intervalDependencies: [Int]
-    /// Independent checkpointing: when (job clock) the next checkpoint is due, and the draws
-    /// of the periods (±25 % around the interval, a generator per rank and incarnation).
-    var nextCheckpointAt = Double.infinity
-    var periodGenerator: SplitMix64
-    /// Independent checkpointing: the supervisor is planning a recovery line; nothing is
-    /// delivered and no checkpoint is taken until it thaws the rank.
-    var frozen = false
     /// The mirrors snapshots are written to: both, or one while the other has failed.
     var writeMirrors: StorageMirrors
     /// Whether the supervisor was told that the message log dropped a mirror.
     var logMirrorFailureReported = false
-    /// Independent checkpointing: per peer, the incarnation its messages must come from at
-    /// least (set when it rolls back: what its lost execution sent is obsolete).
-    var obsoleteBelow: [UInt32]
     var independent: Bool { launch?.variant == .independent }
-    /// Optimistic logging: the rank's dependency vector (`OptimisticLogging`), stamped on every
-    /// message it sends.
-    var dependencyVector: [UInt64]
     /// Optimistic logging: records not yet written to the log, and when the log was last flushed.
     var pendingLog: [[UInt8]] = []
     var pendingLogBytes = 0
     var lastLogFlush = 0.0
-    /// Messages this incarnation sent, that arrived at it (not duplicates), and that it
-    /// delivered: what a `waitReport` shows moving.
-    var sends: UInt64 = 0
-    var arrivals: UInt64 = 0
-    var deliveries: UInt64 = 0
-    /// A hash of each delivered payload since the last commit, to catch a duplicate with other
-    /// bytes (a sender that did not re-execute the same way).
-    var fingerprints: DeliveryFingerprints
-    /// Whether this rank reported nondeterminism (once is enough).
-    var nondeterminismReported = false
 
     init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
@@ -136,7 +87,6 @@ final class RankRuntime {
         self.acceptor = launch.flatMap { listener >= 0 ? HandshakeAcceptor(listener: listener, token: $0.token) : nil }
         self.store = store
         self.writeMirrors = launch?.writeMirrors ?? .both
-        self.rules = RankLogging(mode: launch?.logging ?? .none, independent: launch?.variant == .independent)
         self.writer = store.flatMap { store in
             control.map {
                 SnapshotWriter(store: store, control: $0,
@@ -147,39 +97,26 @@ final class RankRuntime {
         self.heartbeatStep = HeartbeatStep.current
         self.heartbeatStep.value = snapshot?.step ?? -1
         self.peers = Array(repeating: nil, count: rankCount)
-        self.ledger = snapshot?.ledger ?? MessageLedger(rank: rank, rankCount: rankCount)
-        self.participant = CheckpointParticipant(
-            variant: launch?.variant ?? .coordinated, epoch: snapshot?.epoch ?? .start, stepPassed: snapshot?.step ?? -1,
-            deliverableEpoch: launch?.deliverableEpoch)
-        self.inbox = Array(repeating: [], count: rankCount)
-        self.fingerprints = DeliveryFingerprints(rankCount: rankCount)
+        let clockOrigin = launch?.clockOrigin ?? 0
+        self.machine = RankMachine(
+            settings: RankMachine.Settings(
+                rank: rank, rankCount: rankCount, incarnation: incarnation, variant: launch?.variant ?? .coordinated,
+                logging: launch?.logging ?? .none, retainedBytesMax: launch?.retainedBytesMax ?? 0,
+                intervalSeconds: launch?.intervalSeconds ?? 0),
+            restored: snapshot.map {
+                RankMachine.Restored(epoch: $0.epoch, step: $0.step, ledger: $0.ledger, dependencies: $0.dependencies)
+            },
+            deliverableEpoch: launch?.deliverableEpoch, replay: replay, now: monotonicSeconds() - clockOrigin,
+            fingerprint: Self.fingerprint)
         self.restoredStep = snapshot?.step
         self.restoredState = snapshot?.programState
         self.rankFaults = launch?.faults ?? []
         self.log = log
-        self.replay = replay
-        self.peerIncarnation = Array(repeating: launch?.incarnation ?? 0, count: rankCount)
-        self.resendPending = Array(repeating: false, count: rankCount)
         self.trace = launch.flatMap { DeliveryTrace(launch: $0) }
-        self.intervalDependencies = Array(repeating: -1, count: launch?.rankCount ?? 1)
-        self.obsoleteBelow = Array(repeating: 0, count: launch?.rankCount ?? 1)
-        let count = launch?.rankCount ?? 1
-        self.dependencyVector = snapshot.map { $0.dependencies.count == count ? $0.dependencies : [] } ?? []
-        if dependencyVector.count != count { dependencyVector = Array(repeating: 0, count: count) }
-        self.periodGenerator = SplitMix64(seed: UInt64(launch?.rank.rawValue ?? 0) << 32 | UInt64(launch?.incarnation ?? 0))
-        if let launch, launch.variant == .independent, launch.intervalSeconds > 0 {
-            interval = Int(snapshot?.epoch.rawValue ?? 0)
-            nextCheckpointAt = jobClock() + nextPeriod()
-        }
     }
 
     /// Seconds since the job started, on the supervisor's clock.
     func jobClock() -> Double { monotonicSeconds() - (launch?.clockOrigin ?? 0) }
-
-    /// The next independent checkpoint period: the interval ±25 %.
-    func nextPeriod() -> Double {
-        (launch?.intervalSeconds ?? 0) * (0.75 + 0.5 * Double(periodGenerator.next() >> 11) / Double(1 << 53))
-    }
 
     // MARK: Joining
 
@@ -356,11 +293,9 @@ final class RankRuntime {
 
     /// Sends every retained message again; receivers drop what they had already delivered.
     func resendRetained() throws {
-        for destination in 0..<rankCount {
-            for message in ledger.retained[destination] {
-                trace?.sent(message.header, to: RankID(destination))
-                try deliverOrTransmit(RankID(destination), message.header, message.payload)
-            }
+        for message in machine.retainedOutgoing {
+            trace?.sent(message.header, to: message.destination)
+            try deliverOrTransmit(message)
         }
     }
 

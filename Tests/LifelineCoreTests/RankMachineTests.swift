@@ -1,0 +1,167 @@
+import Testing
+@testable import LifelineCore
+
+/// The rank's decisions about its messages (`RankMachine`), driven in-process: routes of a
+/// send, arrivals that are dropped, what a receive may take, what a delivery changes, replay,
+/// commits and freezes, in each logging mode where they differ.
+@Suite struct RankMachineTests {
+    /// A payload's hash: its bytes summed with their positions (enough to tell test payloads apart).
+    static let hash: @Sendable ([UInt8]) -> UInt64 = { bytes in
+        bytes.enumerated().reduce(UInt64(bytes.count)) { $0 &* 31 &+ UInt64($1.element) &+ UInt64($1.offset) }
+    }
+
+    private func machine(_ rank: Int = 1, ranks: Int = 3, incarnation: UInt32 = 0, variant: CheckpointVariant = .coordinated,
+                         logging: LoggingMode = .none, retainedMax: Int = 0, replay: [LogRecord]? = nil) -> RankMachine {
+        RankMachine(
+            settings: .init(rank: RankID(rank), rankCount: ranks, incarnation: incarnation, variant: variant, logging: logging,
+                            retainedBytesMax: retainedMax, intervalSeconds: variant == .independent ? 1 : 0),
+            restored: nil, deliverableEpoch: nil, replay: replay.map { ReplayQueue($0, mode: logging) }, now: 0,
+            fingerprint: Self.hash)
+    }
+
+    private func header(from source: Int, _ sequence: UInt64, tag: Int64 = 7, epoch: UInt64 = 0, incarnation: UInt32 = 0) -> DataHeader {
+        DataHeader(source: RankID(source), incarnation: incarnation, tag: tag, sequence: SequenceNumber(sequence), epoch: Epoch(epoch))
+    }
+
+    @Test func aSendLeavesNowIsHeldWhileBlockingOrWaitsBehindARestartedPeersResend() {
+        var rank = machine(variant: .blocking)
+        #expect(rank.send([1], to: RankID(0), tag: 7).route == .now)
+        _ = rank.handleRequest(Epoch(1))
+        _ = rank.participant.handleSafePointChosen(Epoch(1), step: 0)
+        #expect(rank.participant.handleSafePoint(step: 0) == .capture(Epoch(1)))
+        #expect(rank.send([2], to: RankID(2), tag: 7).route == .held)
+        rank.participant.handleSnapshotDurable(Epoch(1))
+        #expect(rank.participant.handleDone(Epoch(1)).contains(.releaseHeldSends))
+        #expect(rank.takeHeldSends().map(\.payload) == [[2]] && rank.heldSends.isEmpty)
+
+        var restarted = machine(incarnation: 4)
+        _ = restarted.send([1], to: RankID(0), tag: 7)
+        restarted.peerConnected(RankID(0), incarnation: 9, connecting: false)
+        let next = restarted.send([2], to: RankID(0), tag: 7)
+        #expect(next.route == .afterResend)
+        #expect(restarted.takeResend(to: RankID(0))?.map(\.payload) == [[1], [2]], "the retained messages, the new one last")
+        #expect(restarted.takeResend(to: RankID(0)) == nil)
+        restarted.peerConnected(RankID(0), incarnation: 9, connecting: false)
+        #expect(restarted.send([3], to: RankID(0), tag: 7).route == .now, "an older or equal incarnation is no restart")
+    }
+
+    @Test func retentionNearItsMaximumAsksForOneCheckpointPerRound() {
+        var rank = machine(retainedMax: 40)
+        #expect(!rank.send([UInt8](repeating: 0, count: 8), to: RankID(0), tag: 1).askCheckpoint)
+        #expect(rank.send([UInt8](repeating: 0, count: 8), to: RankID(0), tag: 1).askCheckpoint)
+        #expect(!rank.send([UInt8](repeating: 0, count: 8), to: RankID(0), tag: 1).askCheckpoint, "asked already")
+        _ = rank.handleRequest(Epoch(1))
+        #expect(rank.send([UInt8](repeating: 0, count: 8), to: RankID(0), tag: 1).askCheckpoint)
+    }
+
+    @Test func aReceiveTakesByTagAndSourceInTurnAndNothingWhileFrozenOrBeforeItsRound() {
+        var rank = machine()
+        rank.arrive(header(from: 0, 0, tag: 5), [1])
+        rank.arrive(header(from: 0, 1, tag: 7), [2])
+        rank.arrive(header(from: 2, 0, tag: 7), [3])
+        #expect(rank.take(from: RankID(0), tag: 7)?.payload == [2], "tag 5 waits; tag 7 behind it is taken")
+        #expect(rank.take(from: nil, tag: 7)?.payload == [3])
+        _ = rank.freeze()
+        #expect(rank.take(from: RankID(0), tag: 5) == nil)
+        rank.thaw()
+        #expect(rank.take(from: RankID(0), tag: 5)?.payload == [1])
+        // A message of round 2 waits until this rank has captured it (or the round aborted).
+        rank.arrive(header(from: 0, 2, epoch: 2), [4])
+        #expect(rank.take(from: RankID(0), tag: 7) == nil)
+        _ = rank.participant.handleAbort(Epoch(2))
+        #expect(rank.take(from: RankID(0), tag: 7)?.payload == [4])
+    }
+
+    @Test func aDuplicateIsDroppedAndADuplicateWithOtherBytesIsNondeterminismSaidOnce() {
+        var rank = machine()
+        let first = header(from: 0, 0)
+        rank.arrive(first, [1, 2])
+        #expect(rank.deliver(first, rank.take(from: RankID(0), tag: 7)!.payload) == [1, 2])
+        #expect(!rank.arrive(first, [1, 2]) && rank.takeNondeterminism() == nil)
+        let differing = rank.arrive(first, [9, 9])
+        #expect(!differing)
+        #expect(rank.takeNondeterminism() == .init(source: RankID(0), sequence: SequenceNumber(0)))
+        #expect(!rank.arrive(first, [8, 8]) && rank.takeNondeterminism() == nil, "said once")
+        #expect(rank.arrivals == 1 && rank.deliveries == 1)
+    }
+
+    /// What a restarted peer's earlier incarnation sent is obsolete where the peer rolled back
+    /// (independent checkpoints, optimistic orphans) — under optimistic logging too, which the
+    /// runtime once missed — and a plain duplicate where it replayed alone.
+    @Test(arguments: [(LoggingMode.optimistic, CheckpointVariant.coordinated, true), (.none, .independent, true),
+                      (.pessimistic, .coordinated, false), (.senderBased, .coordinated, false)])
+    func aRestartedPeersEarlierMessagesAreObsoleteWhereItRolledBack(logging: LoggingMode, variant: CheckpointVariant, obsolete: Bool) {
+        var rank = machine(variant: variant, logging: logging)
+        let stamped = logging == .optimistic ? OptimisticLogging.stamp([5], with: [0, 0, 0]) : [5]
+        rank.arrive(header(from: 0, 0, incarnation: 0), stamped)
+        rank.peerRestarted(RankID(0), incarnation: 3)
+        #expect((rank.take(from: RankID(0), tag: 7) == nil) == obsolete, "queued before the restart")
+        #expect(rank.arrive(header(from: 0, 1, incarnation: 2), stamped) != obsolete, "arriving after it")
+        var taken = [RankMachine.Arrival(header: header(from: 0, 2, incarnation: 1), payload: stamped),
+                     RankMachine.Arrival(header: header(from: 2, 0, incarnation: 0), payload: stamped)]
+        rank.returnObsolete(&taken)
+        #expect(taken.count == (obsolete ? 0 : 2))
+    }
+
+    @Test func optimisticDeliveriesMergeTheSendersVectorAndIndependentOnesItsInterval() {
+        var optimistic = machine(logging: .optimistic)
+        let first = header(from: 0, 0)
+        optimistic.arrive(first, OptimisticLogging.stamp([7], with: [4, 0, 2]))
+        #expect(optimistic.deliver(first, optimistic.take(from: RankID(0), tag: 7)!.payload) == [7])
+        #expect(optimistic.dependencyVector == [4, 1, 2])
+        optimistic.noteLoggedValue()
+        #expect(optimistic.dependencyVector == [4, 2, 2])
+        #expect(optimistic.freeze() == .frozen(interval: 0, dependencies: [4, 2, 2]))
+        let sent = optimistic.send([1], to: RankID(2), tag: 1).outgoing
+        #expect(OptimisticLogging.split(sent.payload, rankCount: 3)?.vector == [4, 2, 2])
+
+        var independent = machine(variant: .independent)
+        let late = header(from: 2, 0, epoch: 3)
+        independent.arrive(late, [1])
+        _ = independent.deliver(late, [1])
+        #expect(independent.intervalDependencies == [-1, -1, 3])
+        #expect(!independent.independentCheckpointDue(now: 0.5) && independent.independentCheckpointDue(now: 1.3))
+        let closed = independent.closeInterval(now: 1.3)
+        #expect(closed.index == 1 && closed.dependencies == [-1, -1, 3] && independent.intervalDependencies == [-1, -1, -1])
+        #expect(independent.send([1], to: RankID(0), tag: 1).outgoing.header.epoch == Epoch(1), "messages carry the interval")
+    }
+
+    @Test func aReplayReturnsTheLoggedDeliveriesInOrderAndSaysWhereTheProgramDiverged() throws {
+        let logged = header(from: 0, 0)
+        var pessimistic = machine(logging: .pessimistic, replay: [.delivery(logged, payload: [3]), .value([9])])
+        #expect(pessimistic.replayReceive(source: RankID(0), tag: 7) == .deliver(logged, [3]))
+        #expect(try pessimistic.replayValue() == [9] && pessimistic.replayExhausted)
+        #expect(pessimistic.replayReceive(source: nil, tag: 7) == .exhausted)
+
+        let any = header(from: 2, 4)
+        var senderBased = machine(logging: .senderBased, replay: [.determinant(any)])
+        #expect(senderBased.replayReceive(source: RankID(0), tag: 7) == .live, "a named source is received live")
+        #expect(senderBased.replayReceive(source: nil, tag: 7) == .await(any))
+        #expect(senderBased.takeReplayed(any) == nil)
+        senderBased.arrive(any, [5])
+        #expect(senderBased.takeReplayed(any)?.payload == [5])
+
+        var diverged = machine(logging: .pessimistic, replay: [.delivery(logged, payload: [3])])
+        guard case .diverged = diverged.replayReceive(source: RankID(0), tag: 8) else {
+            Issue.record("a receive of another tag than logged must diverge")
+            return
+        }
+        var threw = false
+        do { _ = try diverged.replayValue() } catch { threw = true }
+        #expect(threw, "a value read where a delivery was logged diverges")
+    }
+
+    @Test func aCommitDropsWhatTheReceiversCheckpointsCoverAndSaysWhereTheLogIsTrimmed() {
+        var rank = machine()
+        _ = rank.send([1], to: RankID(0), tag: 1)
+        _ = rank.send([2], to: RankID(0), tag: 1)
+        _ = rank.send([3], to: RankID(2), tag: 1)
+        rank.noteCapture(Epoch(1), logPosition: 12)
+        var covered = DeliveredSet()
+        _ = covered.insert(SequenceNumber(0))
+        #expect(rank.committed(Epoch(1), coveredByReceiver: [covered, DeliveredSet(), DeliveredSet()], coversSelf: true) == 12)
+        #expect(rank.ledger.retained[0].map(\.payload) == [[2]] && rank.ledger.retained[2].count == 1)
+        #expect(rank.committed(Epoch(1), coveredByReceiver: [], coversSelf: true) == nil, "trimmed once")
+        #expect(rank.retainedOutgoing.map(\.payload) == [[2], [3]])
+    }
+}
