@@ -32,6 +32,8 @@ let package = Package(
         ),
         // Pure protocol state machines: the Swift standard library only.
         .target(name: "LifelineCore"),
+        // The protocol core run with a virtual clock, network and disk (`lifeline simulate`).
+        .target(name: "LifelineSimulation", dependencies: ["LifelineCore"]),
         // Every byte on disk: mirrored files, snapshots, the manifest.
         .target(name: "LifelineStorage", dependencies: ["CZstd", "CZlib", "CXXHash", "CLifelineSupport"]),
         // The few POSIX calls and macros Swift does not import (prctl, wait status, spawn actions).
@@ -44,6 +46,7 @@ let package = Package(
                 "Lifeline",
                 "LifelineCore",
                 "LifelineStorage",
+                "LifelineSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -60,6 +63,7 @@ let package = Package(
         .executableTarget(name: "raw-pingpong", path: "Benchmarks/Sources/RawPingPong"),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore"]),
         .testTarget(name: "LifelineStorageTests", dependencies: ["LifelineStorage"]),
+        .testTarget(name: "LifelineSimulationTests", dependencies: ["LifelineSimulation", "LifelineCore"]),
         // Writes epochs until SIGKILLed, or hits a file size limit: the storage crash tests spawn it.
         .executableTarget(name: "lifeline-storage-crasher", dependencies: ["LifelineStorage"], path: "Tests/StorageCrasher"),
         // The patterns that once hung a job (huge send-then-receive, a request with START, a

@@ -1,0 +1,267 @@
+import LifelineCore
+
+/// The ranks' side of a simulated job: each process runs the model program on its
+/// `RankMachine`, as `RankRuntime` does for a real program — safe points and captures, sends,
+/// receives (live or replayed), control messages — and checks each delivery against the
+/// failure-free run.
+extension Simulation {
+    /// The payload hash a rank remembers deliveries by.
+    static let fingerprint: @Sendable ([UInt8]) -> UInt64 = { bytes in
+        bytes.reduce(UInt64(bytes.count)) { ModelProgram.mix($0, UInt64($1)) }
+    }
+
+    /// A control message reaches a rank's process.
+    func rankHandles(_ message: ControlMessage, rank: Int) throws {
+        if case .start(let plan) = message {
+            try start(rank, plan: plan)
+            return
+        }
+        guard processes[rank].machine != nil else {
+            // Read before START: handled right after it, in order (as the runtime does).
+            processes[rank].earlyControl.append(message)
+            return
+        }
+        switch message {
+        case .checkpointRequest(let epoch):
+            performParticipant(rank, processes[rank].machine!.handleRequest(epoch))
+        case .safePointChosen(let epoch, let step):
+            performParticipant(rank, processes[rank].machine!.participant.handleSafePointChosen(epoch, step: step))
+        case .checkpointDone(let epoch, let covered):
+            let position = processes[rank].machine!.committed(epoch, coveredByReceiver: covered, coversSelf: true)
+            if let position { trimLog(rank, before: position) }
+            performParticipant(rank, processes[rank].machine!.participant.handleDone(epoch))
+        case .abort(let epoch):
+            performParticipant(rank, processes[rank].machine!.participant.handleAbort(epoch))
+        case .release:
+            break
+        case .peerRestarted(let peer, let incarnation):
+            processes[rank].machine!.peerRestarted(peer, incarnation: incarnation)
+            // This rank connects to the restarted peer and sends it what it retains first.
+            processes[rank].connectedTo[peer.rawValue] = incarnation
+            processes[rank].machine!.peerConnected(peer, incarnation: incarnation, connecting: true)
+            flushResend(rank, to: peer)
+        case .freeze:
+            sendToSupervisor(from: rank, processes[rank].machine!.freeze())
+        case .thaw:
+            processes[rank].machine!.thaw()
+        case .trim(let checkpoint, let covered):
+            let position = processes[rank].machine!.committed(
+                Epoch(UInt64(max(0, checkpoint))), coveredByReceiver: covered, coversSelf: false)
+            if let position { trimLog(rank, before: position) }
+        case .writeMirrors, .waitQuery:
+            break
+        case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+             .replayComplete, .frozen, .waitReport, .nondeterminism, .logMirrorFailed:
+            throw Violation("rank \(rank) got \(message), which only ranks send")
+        }
+        wake(rank, after: 0)
+    }
+
+    /// START: the rank restores its entry (or starts afresh), opens its log (replaying what it
+    /// logged after its entry when it restarts alone), reads what arrived meanwhile and sends
+    /// every retained message again.
+    private func start(_ rank: Int, plan: StartPlan) throws {
+        let snapshot = try plan.restoreSnapshot.map { name -> Snapshot in
+            guard let snapshot = snapshots[name] else { throw Violation("rank \(rank) restores \(name), which is not on the disk") }
+            return snapshot
+        }
+        var replay: ReplayQueue?
+        let position = snapshot?.logPosition ?? 0
+        if settings.logging != .none {
+            if !plan.restarted {
+                logs[rank] = Log(firstIndex: logs[rank].nextIndex)
+            } else if plan.replayLog {
+                let log = logs[rank]
+                guard position >= log.firstIndex, position <= log.nextIndex else {
+                    throw Violation("rank \(rank)'s log holds \(log.firstIndex)..<\(log.nextIndex), not its entry's position \(position)")
+                }
+                replay = ReplayQueue(Array(log.records[Int(position - log.firstIndex)...]), mode: settings.logging)
+            } else {
+                // Cut back to the entry: what came after belongs to an execution that is gone.
+                let keep = Int(max(0, Int64(position) - Int64(logs[rank].firstIndex)))
+                logs[rank].records.removeLast(max(0, logs[rank].records.count - keep))
+            }
+        }
+        var machine = RankMachine(
+            settings: RankMachine.Settings(
+                rank: RankID(rank), rankCount: settings.rankCount, incarnation: processes[rank].incarnation,
+                variant: settings.variant, logging: settings.logging, intervalSeconds: 0.1),
+            restored: snapshot.map {
+                RankMachine.Restored(epoch: $0.epoch, step: $0.step, ledger: $0.ledger, dependencies: $0.dependencies)
+            },
+            deliverableEpoch: plan.deliverableEpoch, replay: replay, now: now, fingerprint: Self.fingerprint)
+        for (header, payload) in processes[rank].early { machine.arrive(header, payload) }
+        processes[rank].early = []
+        processes[rank].state = snapshot?.state ?? ModelProgram.initialState(rank: rank)
+        // A restored rank resumes right at its safe point: it does not pass it again.
+        processes[rank].phase = snapshot.map { .sending($0.step) } ?? .atSafePoint(0)
+        let retained = machine.retainedOutgoing
+        processes[rank].machine = machine
+        for message in retained { transmit(from: rank, message) }
+        if plan.restarted, settings.logging != .none, replay?.remainingCount ?? 0 == 0 { finishReplay(rank) }
+        let early = processes[rank].earlyControl
+        processes[rank].earlyControl = []
+        for message in early { try rankHandles(message, rank: rank) }
+        wake(rank, after: 0)
+    }
+
+    private func finishReplay(_ rank: Int) {
+        processes[rank].machine!.endReplay()
+        let deliveries = processes[rank].machine!.ledger.delivered.reduce(0) { $0 + $1.count }
+        sendToSupervisor(from: rank, .replayComplete(deliveries: deliveries))
+    }
+
+    private func performParticipant(_ rank: Int, _ actions: [CheckpointParticipant.Action]) {
+        for action in actions {
+            switch action {
+            case .reportStep(let epoch, let step):
+                sendToSupervisor(from: rank, .stepReport(epoch, step: step))
+            case .releaseHeldSends:
+                for message in processes[rank].machine!.takeHeldSends() { transmit(from: rank, message) }
+            case .capture, .trimRetained:
+                break
+            }
+        }
+    }
+
+    private func flushResend(_ rank: Int, to peer: RankID) {
+        guard let messages = processes[rank].machine!.takeResend(to: peer) else { return }
+        for message in messages { transmit(from: rank, message) }
+    }
+
+    private func trimLog(_ rank: Int, before position: UInt64) {
+        let drop = Int(min(UInt64(logs[rank].records.count), position > logs[rank].firstIndex ? position - logs[rank].firstIndex : 0))
+        logs[rank].records.removeFirst(drop)
+        logs[rank].firstIndex += UInt64(drop)
+    }
+
+    /// The rank's program goes as far as it can: through safe points, sends and receives, until
+    /// it waits (for a message, the round's safe point, a computation) or reaches the barrier.
+    func act(_ rank: Int) throws {
+        while processes[rank].machine != nil {
+            switch processes[rank].phase {
+            case .starting, .finished:
+                return
+            case .atSafePoint(let step):
+                if step == settings.stepCount {
+                    finish(rank)
+                    return
+                }
+                switch processes[rank].machine!.participant.handleSafePoint(step: step) {
+                case .proceed:
+                    break
+                case .wait:
+                    return
+                case .capture(let epoch):
+                    capture(rank, epoch: epoch, step: step)
+                case .keep(let epoch):
+                    sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(
+                        step: step, snapshotBytes: 0, outputOffset: 0, delivered: processes[rank].machine!.ledger.delivered,
+                        kept: true)))
+                }
+                processes[rank].phase = .sending(step)
+            case .sending(let step):
+                for peer in program.neighbours[rank] {
+                    let (message, route, askCheckpoint) = processes[rank].machine!.send(
+                        ModelProgram.payload(processes[rank].state), to: RankID(peer), tag: ModelProgram.tag)
+                    if askCheckpoint { sendToSupervisor(from: rank, .checkpointWanted) }
+                    switch route {
+                    case .now: transmit(from: rank, message)
+                    case .held: break
+                    case .afterResend: flushResend(rank, to: RankID(peer))
+                    }
+                }
+                processes[rank].phase = .receiving(step, received: [])
+            case .receiving(let step, let received):
+                let neighbours = program.sources(of: rank, step: step)
+                if received.count == neighbours.count {
+                    processes[rank].state = ModelProgram.next(processes[rank].state, step: step, received: received)
+                    processes[rank].phase = .atSafePoint(step + 1)
+                    wake(rank, after: Double.random(in: Self.stepSeconds, using: &generator))
+                    return
+                }
+                let source = neighbours[received.count]
+                guard let payload = try receive(rank, from: source) else { return }
+                let expected = oracle[source][step - program.lag]
+                guard let value = ModelProgram.state(of: payload), value == expected else {
+                    let got = ModelProgram.state(of: payload).map { "state \(hex($0))" } ?? "\(payload.count) bytes"
+                    throw Violation("rank \(rank) at step \(step) delivered from rank \(source) \(got), where the "
+                        + "failure-free run delivers state \(hex(expected))")
+                }
+                processes[rank].phase = .receiving(step, received: received + [value])
+            }
+        }
+    }
+
+    /// The next message from `source`: replayed from the log, or live; nil while it has not arrived.
+    private func receive(_ rank: Int, from source: Int) throws -> [UInt8]? {
+        if let header = processes[rank].awaiting {
+            guard let arrival = processes[rank].machine!.takeReplayed(header) else { return nil }
+            processes[rank].awaiting = nil
+            if processes[rank].machine!.replayExhausted { finishReplay(rank) }
+            return processes[rank].machine!.deliver(arrival.header, arrival.payload)
+        }
+        if processes[rank].machine!.replay != nil {
+            defer {
+                if processes[rank].awaiting == nil, processes[rank].machine?.replay != nil, processes[rank].machine!.replayExhausted {
+                    finishReplay(rank)
+                }
+            }
+            switch processes[rank].machine!.replayReceive(source: RankID(source), tag: ModelProgram.tag) {
+            case .deliver(let header, let payload):
+                return processes[rank].machine!.deliver(header, payload)
+            case .await(let header):
+                processes[rank].awaiting = header
+                return try receive(rank, from: source)
+            case .live:
+                break
+            case .exhausted:
+                finishReplay(rank)
+            case .diverged(let expected):
+                throw Violation("rank \(rank)'s replay diverged: it receives from rank \(source) where it made \(expected)")
+            }
+        }
+        guard let arrival = processes[rank].machine!.take(from: RankID(source), tag: ModelProgram.tag) else { return nil }
+        switch processes[rank].machine!.rules.delivery(anySource: false) {
+        case .synchronously(let kind)?, .buffered(let kind)?:
+            logs[rank].records.append(kind == .determinant ? .determinant(arrival.header) : .delivery(arrival.header, payload: arrival.payload))
+            report.logRecords += 1
+        case nil:
+            break
+        }
+        return processes[rank].machine!.deliver(arrival.header, arrival.payload)
+    }
+
+    /// A capture at a round's safe point: the snapshot is written in the background; its ACK
+    /// follows once it is durable.
+    private func capture(_ rank: Int, epoch: Epoch, step: Int) {
+        let machine = processes[rank].machine!
+        let snapshot = Snapshot(
+            epoch: epoch, step: step, ledger: machine.ledger, state: processes[rank].state, logPosition: logs[rank].nextIndex,
+            dependencies: machine.rules.tracksDependencies ? machine.dependencyVector : [],
+            changes: machine.participant.changesSinceCheckpoint)
+        processes[rank].machine!.noteCapture(epoch, logPosition: logs[rank].nextIndex)
+        let name = Self.snapshotName(epoch: epoch, rank: rank)
+        pendingSnapshots[name] = snapshot
+        schedule(.snapshotDurable(rank: rank, incarnation: processes[rank].incarnation, epoch, name: name),
+                 after: Double.random(in: Self.snapshotSeconds, using: &generator))
+    }
+
+    /// A snapshot is on the disk: the participant knows, the supervisor gets the ACK.
+    func snapshotDurable(rank: Int, epoch: Epoch, name: String) throws {
+        guard let snapshot = pendingSnapshots.removeValue(forKey: name) else { return }
+        snapshots[name] = snapshot
+        processes[rank].machine!.participant.handleSnapshotDurable(epoch)
+        sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(
+            step: snapshot.step, snapshotBytes: UInt64(16 + snapshot.ledger.retainedBytes), outputOffset: 0,
+            delivered: snapshot.ledger.delivered, changes: snapshot.changes)))
+    }
+
+    /// The final barrier: the rank reports and waits for the release.
+    private func finish(_ rank: Int) {
+        processes[rank].phase = .finished
+        sendToSupervisor(from: rank, .finished(
+            step: settings.stepCount - 1, loggedBytes: 0, retainedBytesPeak: UInt64(processes[rank].machine!.retainedBytesPeak),
+            logBytesPeak: 0, residentBytesPeak: 0, logSyncs: 0))
+    }
+}

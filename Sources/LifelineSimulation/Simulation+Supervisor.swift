@@ -1,0 +1,184 @@
+import LifelineCore
+
+/// The supervisor's side of a simulated job: it performs what its `SupervisorMachine` decides,
+/// as `Supervisor` does with real processes — sends on the control links, commits lines on the
+/// model disk, stops, kills and launches processes.
+extension Simulation {
+    /// Performs what the supervisor machine decided.
+    func perform(_ actions: [SupervisorMachine.Action]) throws {
+        for action in actions {
+            switch action {
+            case .send(let rank, let message):
+                sendToRank(rank, message)
+            case .round(let round):
+                try perform(round)
+            case .stop(let ranks):
+                for rank in ranks where processes[rank].alive {
+                    stopProcess(rank)
+                    supervisor.handleReaped(rank)
+                }
+            case .kill(let rank):
+                stopProcess(rank)
+                supervisor.handleReaped(rank)
+            case .launch(let order):
+                try launch(order)
+            case .note(let note):
+                noteTrace(note)
+            case .fail(let failure):
+                throw Violation("the supervisor gave up: \(failure)")
+            }
+        }
+    }
+
+    /// Performs what the checkpoint coordinator decided.
+    private func perform(_ action: CheckpointCoordinator.Action) throws {
+        switch action {
+        case .broadcast(let message):
+            try perform(supervisor.broadcast(message))
+        case .send(let rank, let message):
+            try perform(supervisor.send(message, to: rank.rawValue))
+        case .writeCommit(let epoch, _, let acks):
+            commit(epoch, acks: acks)
+            try perform(supervisor.coordinator.handleCommitDurable(epoch, now: now).map(SupervisorMachine.Action.round))
+        case .roundAborted(let epoch, _):
+            note(0xAB, epoch.rawValue)
+        case .finishJob:
+            for rank in 0..<settings.rankCount { supervisor.expectExit(of: rank) }
+            finished = true
+        }
+    }
+
+    /// The commit point: the line of round `epoch` is on the disk. A rank that kept its entry
+    /// (minimal) keeps its entry of the line in force.
+    private func commit(_ epoch: Epoch, acks: [Acknowledgement]) {
+        let entries = acks.enumerated().map { rank, ack in
+            ack.kept ? lineInForce?.entries[rank] : Self.snapshotName(epoch: epoch, rank: rank)
+        }
+        let line = Line(epoch: epoch.rawValue, entries: entries)
+        lines.append(line)
+        lineInForce = line
+        report.commits += 1
+        note(0xC0, epoch.rawValue)
+    }
+
+    static func snapshotName(epoch: Epoch, rank: Int) -> String { "e\(epoch.rawValue)-r\(rank)" }
+
+    /// Launches the ranks of `order`, each from its entry in the newest line (or the start).
+    private func launch(_ order: SupervisorMachine.Launch) throws {
+        let line = lines.last
+        if order.restart.count == settings.rankCount { lineInForce = line }
+        for restart in order.restart {
+            guard case .newestLine = restart.start else {
+                throw Violation("a launch from an independent checkpoint is not simulated yet")
+            }
+            let rank = restart.rank
+            var plan = supervisor.startPlan(for: order)
+            let entry = line?.entries[rank]
+            plan.restoreSnapshot = entry
+            plan.restoreEpoch = entry.flatMap { snapshots[$0]?.epoch } ?? .start
+            let step = entry.flatMap { snapshots[$0]?.step } ?? -1
+            let incarnation = supervisor.launching(rank, plan: plan, step: step, now: now)
+            processes[rank] = Process(incarnation: incarnation, state: ModelProgram.initialState(rank: rank))
+            schedule(.connected(rank: rank, incarnation: incarnation), after: Double.random(in: Self.launchSeconds, using: &generator))
+        }
+        // A launched rank connects to every peer; the survivors connect to it when they learn
+        // of its restart (`peerRestarted`).
+        for restart in order.restart {
+            for peer in 0..<settings.rankCount where peer != restart.rank {
+                processes[restart.rank].connectedTo[peer] = processes[peer].incarnation
+            }
+        }
+        supervisor.launched(order.ranks)
+    }
+
+    /// Ends the process of `rank` (its machine and in-flight events die with it).
+    func stopProcess(_ rank: Int) {
+        processes[rank].alive = false
+        processes[rank].machine = nil
+    }
+
+    /// A rank crashes: its process ends; the supervisor sees the exit at once.
+    func crash(_ rank: Int) throws {
+        guard processes[rank].alive else { return }
+        report.crashes += 1
+        stopProcess(rank)
+        try perform(supervisor.handleExit(
+            of: rank, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: now, facts: DiskFacts(self)))
+    }
+
+    /// A control message from a rank.
+    func supervisorHandles(_ message: ControlMessage, from rank: Int) throws {
+        supervisor.heard(from: rank, now: now)
+        let id = RankID(rank)
+        switch message {
+        case .heartbeat(let step):
+            _ = supervisor.handleStep(step, of: rank)
+        case .stepReport(let epoch, let step):
+            _ = supervisor.handleStep(step, of: rank)
+            try perform(supervisor.coordinator.handleStepReport(from: id, round: epoch, step: step).map(SupervisorMachine.Action.round))
+        case .ack(let epoch, let ack):
+            try perform(supervisor.coordinator.handleAck(from: id, round: epoch, ack).map(SupervisorMachine.Action.round))
+        case .snapshotFailed(let epoch, let reason, _):
+            try perform(supervisor.coordinator.handleSnapshotFailed(from: id, round: epoch, reason: reason, now: now)
+                .map(SupervisorMachine.Action.round))
+        case .finished(let step, _, _, _, _, _):
+            try perform(supervisor.coordinator.handleFinished(from: id, step: step, now: now).map(SupervisorMachine.Action.round))
+        case .checkpointWanted:
+            try perform(supervisor.coordinator.handleCheckpointWanted(now: now).map(SupervisorMachine.Action.round))
+        case .replayComplete:
+            try perform(supervisor.handleReplayComplete(from: rank, now: now))
+        case .frozen(let interval, let dependencies):
+            try perform(supervisor.handleFrozen(
+                from: rank, IndependentPartialRollback.Frozen(interval: interval, dependencies: dependencies), now: now,
+                facts: DiskFacts(self)))
+        case .nondeterminism(let source, let sequence):
+            throw Violation("rank \(rank) reported nondeterminism: message \(sequence.rawValue) from \(source) with other bytes")
+        case .faultFired, .waitReport, .logMirrorFailed:
+            break
+        case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
+             .trim, .waitQuery, .writeMirrors:
+            throw Violation("rank \(rank) sent \(message), which only the supervisor sends")
+        }
+    }
+
+    /// Folds a supervisor note into the trace.
+    private func noteTrace(_ note: SupervisorMachine.Note) {
+        switch note {
+        case .failure(let rank, _, let step, _): self.note(0xF0, UInt64(rank), UInt64(bitPattern: Int64(step)))
+        case .recoveryStart(let rank, _): self.note(0xF1, UInt64(rank))
+        case .recoveryDone(let ranks, _): self.note(0xF2, UInt64(ranks))
+        case .fallback(let rank, _, _): self.note(0xF3, UInt64(rank))
+        case .ranksStarted(let count): self.note(0xF4, UInt64(count))
+        case .orphans(_, _, let orphans): self.note(0xF5, UInt64(orphans.count))
+        default: break
+        }
+    }
+}
+
+/// What the simulated disk says to the supervisor machine's recovery planning.
+struct DiskFacts: RecoveryFacts {
+    unowned let simulation: Simulation
+
+    init(_ simulation: Simulation) {
+        self.simulation = simulation
+    }
+
+    var lineEpoch: UInt64 { simulation.lines.last?.epoch ?? 0 }
+
+    func lostLog(of rank: Int) -> String? {
+        let position = simulation.lines.last?.entries[rank].flatMap { simulation.snapshots[$0]?.logPosition } ?? 0
+        let log = simulation.logs[rank]
+        guard log.firstIndex <= position, position <= log.nextIndex else {
+            return "it holds records \(log.firstIndex)..<\(log.nextIndex), not the checkpoint's position \(position)"
+        }
+        return nil
+    }
+
+    func recoverableInterval(of rank: Int) -> UInt64? { nil }
+
+    var checkpointCounts: [Int] { Array(repeating: 0, count: simulation.settings.rankCount) }
+
+    func newestRestorableCheckpoint(of rank: Int) -> Int { 0 }
+
+    var dependencies: IntervalDependencies { IntervalDependencies(rankCount: simulation.settings.rankCount) }
+}

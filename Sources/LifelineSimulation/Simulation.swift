@@ -1,0 +1,467 @@
+import LifelineCore
+
+/// One job run on the protocol core with a virtual clock: a `SupervisorMachine` and one
+/// `RankMachine` per live rank, a network that delays messages (FIFO on each channel, in any
+/// order across channels), a disk modelled at the level of the actions the machines take
+/// (snapshots durable after a write, a manifest committed atomically, message logs synced
+/// before a delivery), model programs whose failure-free result is known (`ModelProgram`), and
+/// rank crashes at virtual times drawn from the seed — also inside checkpoint rounds and
+/// recoveries.
+///
+/// After every event it checks what can be checked then: every delivered message is the one the
+/// failure-free run delivers there (so nothing is delivered twice, no orphan survives, and a
+/// replay delivers in the logged order); at the end, every rank's state is the failure-free
+/// one. A run is a function of its settings: the same seed gives the same trace.
+package final class Simulation {
+    /// What to run.
+    package struct Settings: Sendable, Equatable {
+        /// The number of ranks.
+        package var rankCount: Int
+        /// The seed every draw comes from.
+        package var seed: UInt64
+        /// The checkpoint scheme.
+        package var variant: CheckpointVariant
+        /// The logging mode.
+        package var logging: LoggingMode
+        /// Which faults are injected.
+        package var faults: FaultProfile
+        /// The steps each rank runs.
+        package var stepCount: Int
+        /// The model program.
+        package var pattern: ModelProgram.Pattern
+        /// How many events at most before the run counts as stuck.
+        package var eventsMax: Int
+
+        /// The settings a swarm's seed draws: ranks 2–64, a scheme, a logging mode, a program
+        /// and its steps, crashes four times in five.
+        package static func drawn(seed: UInt64) -> Settings {
+            var generator = SplitMix64(seed: seed ^ 0x5357_4152_4D00_0000)
+            return Settings(
+                rankCount: Int.random(in: 2...64, using: &generator), seed: seed,
+                variant: Simulation.simulatedVariants.randomElement(using: &generator)!,
+                logging: Simulation.simulatedLoggings.randomElement(using: &generator)!,
+                faults: Int.random(in: 0..<5, using: &generator) == 0 ? .none : .crashes,
+                stepCount: Int.random(in: 3...40, using: &generator),
+                pattern: ModelProgram.Pattern.allCases.randomElement(using: &generator)!)
+        }
+
+        /// Settings with every field given.
+        package init(rankCount: Int, seed: UInt64, variant: CheckpointVariant = .coordinated, logging: LoggingMode = .none,
+                     faults: FaultProfile = .crashes, stepCount: Int = 20, pattern: ModelProgram.Pattern = .ring,
+                     eventsMax: Int = 20_000_000) {
+            self.rankCount = rankCount
+            self.seed = seed
+            self.variant = variant
+            self.logging = logging
+            self.faults = faults
+            self.stepCount = stepCount
+            self.pattern = pattern
+            self.eventsMax = eventsMax
+        }
+    }
+
+    /// The checkpoint schemes and logging modes simulated so far.
+    package static let simulatedVariants: [CheckpointVariant] = [.coordinated, .blocking, .minimal]
+    package static let simulatedLoggings: [LoggingMode] = [.none, .pessimistic, .senderBased]
+
+    /// Which faults a run injects.
+    package enum FaultProfile: String, Sendable, CaseIterable {
+        /// None: the failure-free run.
+        case none
+        /// Rank crashes (SIGKILL), at times drawn from the seed, also inside rounds and recoveries.
+        case crashes
+    }
+
+    /// How a run went.
+    package struct Report: Sendable, Equatable {
+        /// The settings.
+        package var settings: Settings
+        /// Events handled.
+        package var events = 0
+        /// Rounds committed.
+        package var commits = 0
+        /// Rank crashes injected (of live ranks).
+        package var crashes = 0
+        /// Recoveries completed.
+        package var recoveries = 0
+        /// Control messages and their bytes, both directions.
+        package var controlMessages = 0
+        package var controlBytes = 0
+        /// Data messages transmitted (retransmissions included).
+        package var dataMessages = 0
+        /// Records appended to message logs.
+        package var logRecords = 0
+        /// Virtual seconds the job took.
+        package var virtualSeconds = 0.0
+        /// A hash of the ordered trace of events.
+        package var trace: UInt64 = 0xCBF2_9CE4_8422_2325
+        /// What was violated, if anything.
+        package var violation: String?
+
+        /// Control bytes per committed round (all control bytes when none committed).
+        package var controlBytesPerRound: Int { controlBytes / max(1, commits) }
+
+        /// The last line `lifeline simulate` prints.
+        package var summaryLine: String {
+            if let violation { return "simulate: violation seed=\(settings.seed): \(violation)" }
+            return "simulate: ok ranks=\(settings.rankCount) seed=\(settings.seed) events=\(events) "
+                + "control_bytes_per_round=\(controlBytesPerRound) trace=\(String(trace, radix: 16))"
+        }
+    }
+
+    /// A broken invariant, described.
+    struct Violation: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Something that happens at a moment of virtual time.
+    enum Event {
+        /// The rank's program goes on (after computing).
+        case wake(rank: Int, incarnation: UInt32)
+        /// A data message reaches a rank's process.
+        case data(rank: Int, incarnation: UInt32, DataHeader, [UInt8])
+        /// A control message reaches a rank's process.
+        case toRank(rank: Int, incarnation: UInt32, ControlMessage)
+        /// A control message from a rank's process reaches the supervisor.
+        case toSupervisor(rank: Int, incarnation: UInt32, ControlMessage)
+        /// A launched process connected to the supervisor.
+        case connected(rank: Int, incarnation: UInt32)
+        /// A snapshot write finished.
+        case snapshotDurable(rank: Int, incarnation: UInt32, Epoch, name: String)
+        /// The supervisor's clock ticks.
+        case tick
+        /// A rank crashes (whichever process is there).
+        case crash(rank: Int)
+
+        /// A small code for the trace.
+        var code: UInt64 {
+            switch self {
+            case .wake: 1
+            case .data: 2
+            case .toRank: 3
+            case .toSupervisor: 4
+            case .connected: 5
+            case .snapshotDurable: 6
+            case .tick: 7
+            case .crash: 8
+            }
+        }
+
+        /// The rank it concerns (-1: none).
+        var rank: Int {
+            switch self {
+            case .wake(let rank, _), .data(let rank, _, _, _), .toRank(let rank, _, _), .toSupervisor(let rank, _, _),
+                 .connected(let rank, _), .snapshotDurable(let rank, _, _, _), .crash(let rank):
+                rank
+            case .tick:
+                -1
+            }
+        }
+    }
+
+    /// An event in the queue: earliest time first, then scheduling order.
+    struct Scheduled {
+        var time: Double
+        var order: Int
+        var event: Event
+
+        func precedes(_ other: Scheduled) -> Bool { time < other.time || (time == other.time && order < other.order) }
+    }
+
+    /// Where a rank's program is.
+    enum Phase: Equatable {
+        /// Launched, waiting for START.
+        case starting
+        /// Before safe point `step` (`step == stepCount`: before the final barrier).
+        case atSafePoint(Int)
+        /// Passed safe point `step`: sends its messages of that step.
+        case sending(Int)
+        /// Receiving step `step`'s messages: `received` so far, in order.
+        case receiving(Int, received: [UInt64])
+        /// At the final barrier.
+        case finished
+    }
+
+    /// A rank's process.
+    struct Process {
+        var incarnation: UInt32
+        var alive = true
+        var machine: RankMachine?
+        var phase = Phase.starting
+        var state: UInt64
+        /// Data that arrived before START (read once the runtime exists).
+        var early: [(DataHeader, [UInt8])] = []
+        /// Control messages that arrived before START (handled right after it, in order).
+        var earlyControl: [ControlMessage] = []
+        /// During a replay, the logged message a receive waits for (sender-based logging).
+        var awaiting: DataHeader?
+        var wakePending = false
+        /// Per peer, the incarnation of the peer this process's connection reaches.
+        var connectedTo: [Int: UInt32] = [:]
+    }
+
+    /// A snapshot on the disk.
+    struct Snapshot {
+        var epoch: Epoch
+        var step: Int
+        var ledger: MessageLedger
+        var state: UInt64
+        var logPosition: UInt64
+        var dependencies: [UInt64]
+        /// The participant's changes since the last committed checkpoint, at the capture.
+        var changes: UInt64
+    }
+
+    /// A committed line on the disk: per rank, the snapshot of its entry (nil: the start).
+    struct Line {
+        var epoch: UInt64
+        var entries: [String?]
+    }
+
+    /// A rank's message log on the disk (every record synced: the log rules sync before delivery).
+    struct Log {
+        var firstIndex: UInt64 = 0
+        var records: [LogRecord] = []
+        var nextIndex: UInt64 { firstIndex + UInt64(records.count) }
+    }
+
+    let settings: Settings
+    var generator: SplitMix64
+    let program: ModelProgram
+    /// Per rank, its failure-free state before each step and at the end.
+    let oracle: [[UInt64]]
+    var report: Report
+    var now = 0.0
+    var queue: [Scheduled] = []
+    var order = 0
+    var supervisor: SupervisorMachine
+    var processes: [Process]
+    /// The disk: snapshots by name, committed lines (newest last), logs.
+    var snapshots: [String: Snapshot] = [:]
+    /// Snapshots being written (durable at their `snapshotDurable` event, lost with their process).
+    var pendingSnapshots: [String: Snapshot] = [:]
+    var lines: [Line] = []
+    var logs: [Log]
+    /// The line the running ranks descend from (a kept entry of `minimal` stays this one's).
+    var lineInForce: Line?
+    /// FIFO links: when the last message scheduled on each arrives.
+    var dataBusyUntil: [Int: Double] = [:]
+    var toRankBusyUntil: [Double]
+    var toSupervisorBusyUntil: [Double]
+    var finished = false
+    /// Crashes still to inject.
+    var crashesLeft = 0
+
+    /// The virtual seconds a step computes, and the network's delays.
+    static let stepSeconds = 0.002...0.02
+    static let snapshotSeconds = 0.005...0.05
+    static let launchSeconds = 0.02...0.1
+
+    /// A simulation of `settings`, ready to run.
+    package init(_ settings: Settings) {
+        precondition(settings.rankCount > 0 && settings.stepCount > 0)
+        self.settings = settings
+        generator = SplitMix64(seed: settings.seed)
+        program = ModelProgram(pattern: settings.pattern, rankCount: settings.rankCount, stepCount: settings.stepCount)
+        oracle = program.failureFree()
+        report = Report(settings: settings)
+        let interval = Double.random(in: 0.03...0.3, using: &generator)
+        supervisor = SupervisorMachine(
+            settings: SupervisorMachine.Settings(
+                rankCount: settings.rankCount, logging: settings.logging, independent: settings.variant == .independent,
+                maxRestarts: 1_000, heartbeatTimeoutSeconds: 1e9, joinTimeoutSeconds: 1e9),
+            coordinator: CheckpointCoordinator(
+                rankCount: settings.rankCount, intervalSeconds: settings.variant == .independent ? 1e12 : interval,
+                committed: .start, now: 0),
+            incarnation: 0)
+        processes = (0..<settings.rankCount).map { Process(incarnation: 0, alive: false, state: ModelProgram.initialState(rank: $0)) }
+        logs = Array(repeating: Log(), count: settings.rankCount)
+        toRankBusyUntil = Array(repeating: 0, count: settings.rankCount)
+        toSupervisorBusyUntil = Array(repeating: 0, count: settings.rankCount)
+    }
+
+    /// Runs the job to its end, or to the first violation.
+    package func run() -> Report {
+        do {
+            try perform(supervisor.launchEveryRank())
+            schedule(.tick, after: 0.01)
+            if settings.faults == .crashes {
+                crashesLeft = Int.random(in: 1...3, using: &generator)
+                scheduleCrash()
+            }
+            while !finished {
+                guard let next = popNext() else { throw Violation("nothing left to happen: \(describe())") }
+                report.events += 1
+                guard report.events <= settings.eventsMax else { throw Violation("no end after \(settings.eventsMax) events: \(describe())") }
+                now = next.time
+                note(next.event.code, UInt64(bitPattern: Int64(next.event.rank)), now.bitPattern)
+                try handle(next.event)
+            }
+            try checkFinalStates()
+        } catch {
+            report.violation = "\(error) (t=\(now), event \(report.events))"
+        }
+        report.virtualSeconds = now
+        report.recoveries = supervisor.recoveries
+        return report
+    }
+
+    /// Folds words into the trace hash (FNV-1a over their bytes).
+    func note(_ words: UInt64...) {
+        for word in words {
+            for shift in stride(from: 0, to: 64, by: 8) {
+                report.trace = (report.trace ^ (word >> UInt64(shift) & 0xFF)) &* 0x100_0000_01B3
+            }
+        }
+    }
+
+    private func handle(_ event: Event) throws {
+        switch event {
+        case .wake(let rank, let incarnation):
+            guard isCurrent(rank, incarnation) else { return }
+            processes[rank].wakePending = false
+            try act(rank)
+        case .data(let rank, let incarnation, let header, let payload):
+            guard isCurrent(rank, incarnation) else { return }
+            if processes[rank].machine == nil {
+                processes[rank].early.append((header, payload))
+                return
+            }
+            processes[rank].machine!.arrive(header, payload)
+            wake(rank, after: 0)
+        case .toRank(let rank, let incarnation, let message):
+            guard isCurrent(rank, incarnation) else { return }
+            try rankHandles(message, rank: rank)
+        case .toSupervisor(let rank, let incarnation, let message):
+            guard isCurrent(rank, incarnation) else { return }
+            try supervisorHandles(message, from: rank)
+        case .connected(let rank, let incarnation):
+            guard isCurrent(rank, incarnation) else { return }
+            try perform(supervisor.handleConnected(rank, now: now))
+        case .snapshotDurable(let rank, let incarnation, let epoch, let name):
+            guard isCurrent(rank, incarnation) else { return }
+            try snapshotDurable(rank: rank, epoch: epoch, name: name)
+        case .tick:
+            try perform(supervisor.coordinator.handleTick(now: now).map(SupervisorMachine.Action.round))
+            try perform(supervisor.checkFreeze(now: now, facts: DiskFacts(self)))
+            schedule(.tick, after: Double.random(in: 0.005...0.05, using: &generator))
+        case .crash(let rank):
+            try crash(rank)
+            crashesLeft -= 1
+            if crashesLeft > 0 { scheduleCrash() }
+        }
+    }
+
+    func isCurrent(_ rank: Int, _ incarnation: UInt32) -> Bool {
+        processes[rank].alive && processes[rank].incarnation == incarnation
+    }
+
+    private func scheduleCrash() {
+        // Within about the run's length, so crashes fall in rounds, recoveries and plain steps.
+        let horizon = Double(settings.stepCount) * (Self.stepSeconds.upperBound + 0.01)
+        schedule(.crash(rank: Int.random(in: 0..<settings.rankCount, using: &generator)),
+                 after: Double.random(in: 0.01...horizon, using: &generator))
+    }
+
+    // MARK: The queue
+
+    func schedule(_ event: Event, after delay: Double) {
+        schedule(event, at: now + delay)
+    }
+
+    func schedule(_ event: Event, at time: Double) {
+        order += 1
+        queue.append(Scheduled(time: time, order: order, event: event))
+        var child = queue.count - 1
+        while child > 0, queue[child].precedes(queue[(child - 1) / 2]) {
+            queue.swapAt(child, (child - 1) / 2)
+            child = (child - 1) / 2
+        }
+    }
+
+    private func popNext() -> Scheduled? {
+        guard !queue.isEmpty else { return nil }
+        queue.swapAt(0, queue.count - 1)
+        let next = queue.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            guard left < queue.count else { break }
+            let right = left + 1
+            let child = right < queue.count && queue[right].precedes(queue[left]) ? right : left
+            guard queue[child].precedes(queue[parent]) else { break }
+            queue.swapAt(child, parent)
+            parent = child
+        }
+        return next
+    }
+
+    /// A link's delay: mostly short, sometimes long (a busy link), so channels overtake each other.
+    func linkDelay() -> Double {
+        Int.random(in: 0..<10, using: &generator) == 0
+            ? Double.random(in: 0.01...0.08, using: &generator)
+            : Double.random(in: 0.0001...0.004, using: &generator)
+    }
+
+    /// The process of `rank` computes for a while, then goes on.
+    func wake(_ rank: Int, after delay: Double) {
+        guard !processes[rank].wakePending else { return }
+        processes[rank].wakePending = true
+        schedule(.wake(rank: rank, incarnation: processes[rank].incarnation), after: delay)
+    }
+
+    // MARK: Links
+
+    /// A control message from the supervisor to the current process of `rank`.
+    func sendToRank(_ rank: Int, _ message: ControlMessage) {
+        countControl(message)
+        let arrival = max(now + linkDelay(), toRankBusyUntil[rank])
+        toRankBusyUntil[rank] = arrival
+        schedule(.toRank(rank: rank, incarnation: processes[rank].incarnation, message), at: arrival)
+    }
+
+    /// A control message from the current process of `rank` to the supervisor.
+    func sendToSupervisor(from rank: Int, _ message: ControlMessage) {
+        countControl(message)
+        let arrival = max(now + linkDelay(), toSupervisorBusyUntil[rank])
+        toSupervisorBusyUntil[rank] = arrival
+        schedule(.toSupervisor(rank: rank, incarnation: processes[rank].incarnation, message), at: arrival)
+    }
+
+    private func countControl(_ message: ControlMessage) {
+        report.controlMessages += 1
+        report.controlBytes += message.frame().count
+    }
+
+    /// A data message from `source`'s process: lost when its connection no longer reaches the
+    /// destination's current process (it is retained, and sent again when they reconnect).
+    func transmit(from source: Int, _ message: RankMachine.Outgoing) {
+        let destination = message.destination.rawValue
+        report.dataMessages += 1
+        guard processes[destination].alive, processes[source].connectedTo[destination] == processes[destination].incarnation
+        else { return }
+        let key = source * settings.rankCount + destination
+        let arrival = max(now + linkDelay(), dataBusyUntil[key] ?? 0)
+        dataBusyUntil[key] = arrival
+        schedule(.data(rank: destination, incarnation: processes[destination].incarnation, message.header, message.payload),
+                 at: arrival)
+    }
+
+    // MARK: Checks
+
+    /// Every rank's final state is its failure-free one.
+    private func checkFinalStates() throws {
+        for rank in 0..<settings.rankCount where processes[rank].state != oracle[rank][settings.stepCount] {
+            throw Violation("rank \(rank) ended with state \(hex(processes[rank].state)), the failure-free run with "
+                + hex(oracle[rank][settings.stepCount]))
+        }
+    }
+
+    func hex(_ value: UInt64) -> String { String(value, radix: 16) }
+
+    func describe() -> String {
+        "coordinator \(supervisor.coordinator.state), phases "
+            + processes.enumerated().map { "\($0.offset):\($0.element.alive ? "\($0.element.phase)" : "dead")" }.joined(separator: " ")
+    }
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import LifelineCore
+import LifelineSimulation
+
+extension LifelineCommand {
+    /// `lifeline simulate --ranks N --seed S …` and `lifeline simulate --swarm --seconds T`
+    struct Simulate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the protocol core on a virtual clock, network and disk, with seeded crashes.",
+            discussion: """
+            The supervisor's and the ranks' machines (LifelineCore) run a model program (halo exchange on a ring or \
+            a 2-D grid, or half the ranks idle) whose failure-free result is known. After every event the simulator \
+            checks that each delivered message is the one the failure-free run delivers there, and at the end that \
+            every rank's state is the failure-free one. The last line is `simulate: ok ranks=N seed=S events=E \
+            control_bytes_per_round=B trace=HEX` (the same seed gives the same trace), or `simulate: violation \
+            seed=S: WHAT` with exit status 1. With --swarm, seeds run one after another for --seconds, each drawing \
+            ranks 2–64, a scheme, a logging mode, a program and its steps; the last line is `simulate: swarm ok \
+            seeds=K` or the first violation's. Simulated so far: checkpoints coordinated, blocking and minimal; \
+            logging none, pessimistic and sender-based; crashes of ranks.
+            """)
+
+        @Option(help: "The number of ranks.")
+        var ranks = 8
+        @Option(help: "The seed every draw of the run comes from.")
+        var seed: UInt64 = 1
+        @Option(help: "Checkpoint scheme: coordinated, blocking or minimal.")
+        var checkpoint = "coordinated"
+        @Option(help: "Message logging: none, pessimistic or sender-based.")
+        var logging = "none"
+        @Option(help: "Faults: none or crashes (ranks killed at seeded virtual times, also inside rounds and recoveries).")
+        var faults = "crashes"
+        @Option(help: "The steps each rank runs.")
+        var steps = 20
+        @Option(help: "The model program: ring, grid or idle.")
+        var program = "ring"
+        @Flag(help: "Run seed after seed with drawn settings until --seconds have passed.")
+        var swarm = false
+        @Option(help: "With --swarm: how long to run (wall-clock seconds).")
+        var seconds = 60.0
+
+        func validate() throws {
+            guard (1...100_000).contains(ranks) else { throw ValidationError("--ranks \(ranks) is not in 1...100000") }
+            guard steps > 0 else { throw ValidationError("--steps must be positive") }
+            guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
+            guard let variant = CheckpointVariant(rawValue: checkpoint) else {
+                throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking, minimal, independent")
+            }
+            guard Simulation.simulatedVariants.contains(variant) else {
+                throw ValidationError("--checkpoint \(checkpoint) is not simulated yet: use coordinated, blocking or minimal")
+            }
+            guard let mode = LoggingMode(rawValue: logging) else {
+                throw ValidationError("--logging \(logging) is not one of none, pessimistic, sender-based, optimistic")
+            }
+            guard Simulation.simulatedLoggings.contains(mode) else {
+                throw ValidationError("--logging \(logging) is not simulated yet: use none, pessimistic or sender-based")
+            }
+            guard Simulation.FaultProfile(rawValue: faults) != nil else {
+                throw ValidationError("--faults \(faults) is not one of none, crashes")
+            }
+            guard ModelProgram.Pattern(rawValue: program) != nil else {
+                throw ValidationError("--program \(program) is not one of ring, grid, idle")
+            }
+        }
+
+        func run() throws {
+            if swarm {
+                try runSwarm()
+                return
+            }
+            let report = Simulation(Simulation.Settings(
+                rankCount: ranks, seed: seed, variant: CheckpointVariant(rawValue: checkpoint)!,
+                logging: LoggingMode(rawValue: logging)!, faults: Simulation.FaultProfile(rawValue: faults)!, stepCount: steps,
+                pattern: ModelProgram.Pattern(rawValue: program)!)).run()
+            print(report.summaryLine)
+            if report.violation != nil { throw ExitCode(1) }
+        }
+
+        /// Seed after seed from `--seed`, each drawing its settings, until the time is up.
+        private func runSwarm() throws {
+            let deadline = Date().addingTimeInterval(seconds)
+            var count = 0
+            var next = seed
+            while Date() < deadline {
+                let settings = Simulation.Settings.drawn(seed: next)
+                let report = Simulation(settings).run()
+                count += 1
+                if report.violation != nil {
+                    print("simulate: --ranks \(settings.rankCount) --seed \(settings.seed) --checkpoint \(settings.variant.rawValue) "
+                        + "--logging \(settings.logging.rawValue) --steps \(settings.stepCount) --program \(settings.pattern.rawValue)")
+                    print(report.summaryLine)
+                    throw ExitCode(1)
+                }
+                next &+= 1
+            }
+            print("simulate: swarm ok seeds=\(count)")
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import Testing
+@testable import LifelineCore
+@testable import LifelineSimulation
+
+/// The simulator runs the protocol core (`SupervisorMachine`, `RankMachine`) through seeded
+/// crashes; each run's oracle is the failure-free result (`ModelProgram`), checked at every
+/// delivery and at the end. Every case prints its seed in its arguments; `lifeline simulate`
+/// replays it.
+@Suite struct SimulationTests {
+    @Test(arguments: ModelProgram.Pattern.allCases)
+    func aFailureFreeRunEndsWithTheFailureFreeStates(pattern: ModelProgram.Pattern) {
+        let report = Simulation(.init(rankCount: 7, seed: 1, faults: .none, stepCount: 12, pattern: pattern)).run()
+        #expect(report.violation == nil, "\(report.summaryLine)")
+        #expect(report.crashes == 0 && report.recoveries == 0)
+        // Idle ranks reach the final barrier at once, after which no round can commit.
+        if pattern != .idle { #expect(report.commits > 0, "\(report)") }
+    }
+
+    static let schemes = Simulation.simulatedVariants.flatMap { variant in Simulation.simulatedLoggings.map { (variant, $0) } }
+
+    @Test(arguments: schemes)
+    func crashesAreRecoveredBitExactInEverySchemeAndLoggingMode(variant: CheckpointVariant, logging: LoggingMode) {
+        var crashes = 0
+        var recoveries = 0
+        for seed in UInt64(1)...6 {
+            for pattern in ModelProgram.Pattern.allCases {
+                let settings = Simulation.Settings(
+                    rankCount: 3 + Int(seed) % 5, seed: seed, variant: variant, logging: logging, stepCount: 16, pattern: pattern)
+                let report = Simulation(settings).run()
+                #expect(report.violation == nil, "--seed \(seed) --program \(pattern) --ranks \(settings.rankCount): \(report.summaryLine)")
+                crashes += report.crashes
+                recoveries += report.recoveries
+            }
+        }
+        #expect(crashes > 0 && recoveries > 0, "the seeds must crash ranks and recover them: \(crashes) crashes, \(recoveries) recoveries")
+    }
+
+    @Test func theSameSeedGivesTheSameTraceAndAnotherSeedAnother() {
+        let settings = Simulation.Settings(rankCount: 9, seed: 42, variant: .blocking, logging: .pessimistic, stepCount: 20)
+        let first = Simulation(settings).run()
+        let second = Simulation(settings).run()
+        #expect(first.violation == nil && first.crashes > 0, "\(first)")
+        #expect(first.trace == second.trace && first.events == second.events && first.controlBytes == second.controlBytes)
+        var other = settings
+        other.seed = 43
+        #expect(Simulation(other).run().trace != first.trace)
+    }
+
+    @Test func aSwarmOfFixedSeedsFindsNothing() {
+        for seed in UInt64(1_000)..<1_060 {
+            let settings = Simulation.Settings.drawn(seed: seed)
+            let report = Simulation(settings).run()
+            #expect(report.violation == nil, "swarm seed \(seed) (\(settings)): \(report.summaryLine)")
+        }
+    }
+
+    @Test func theSummaryLineSaysWhatTheToolPrints() {
+        var report = Simulation.Report(settings: .init(rankCount: 4, seed: 7))
+        report.events = 10
+        report.commits = 2
+        report.controlBytes = 300
+        report.trace = 0xABC
+        #expect(report.summaryLine == "simulate: ok ranks=4 seed=7 events=10 control_bytes_per_round=150 trace=abc")
+        report.violation = "rank 1 ended with state 1"
+        #expect(report.summaryLine == "simulate: violation seed=7: rank 1 ended with state 1")
+    }
+}
