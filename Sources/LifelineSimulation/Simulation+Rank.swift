@@ -5,6 +5,9 @@ import LifelineCore
 /// receives (live or replayed), control messages — and checks each delivery against the
 /// failure-free run.
 extension Simulation {
+    /// Optimistic logging: how long records stay in memory before a delivery flushes them.
+    static let flushSeconds = 0.02
+
     /// The payload hash a rank remembers deliveries by.
     static let fingerprint: @Sendable ([UInt8]) -> UInt64 = { bytes in
         bytes.reduce(UInt64(bytes.count)) { ModelProgram.mix($0, UInt64($1)) }
@@ -41,6 +44,8 @@ extension Simulation {
             processes[rank].machine!.peerConnected(peer, incarnation: incarnation, connecting: true)
             flushResend(rank, to: peer)
         case .freeze:
+            // Everything delivered so far reaches the log first (optimistic logging).
+            if processes[rank].machine!.rules.flushesAtCheckpoints { flushLog(rank) }
             sendToSupervisor(from: rank, processes[rank].machine!.freeze())
         case .thaw:
             processes[rank].machine!.thaw()
@@ -75,7 +80,18 @@ extension Simulation {
                 guard position >= log.firstIndex, position <= log.nextIndex else {
                     throw Violation("rank \(rank)'s log holds \(log.firstIndex)..<\(log.nextIndex), not its entry's position \(position)")
                 }
-                replay = ReplayQueue(Array(log.records[Int(position - log.firstIndex)...]), mode: settings.logging)
+                var records = Array(log.records[Int(position - log.firstIndex)...])
+                if settings.logging == .optimistic, let limit = plan.replayLimit {
+                    // Only what depends on no lost state of the failed rank; the rest of the log
+                    // describes an execution that is gone.
+                    let start = snapshot.map { $0.dependencies.count == settings.rankCount ? $0.dependencies : [] } ?? []
+                    let length = OptimisticLogging.replayLength(
+                        records, start: start.isEmpty ? Array(repeating: 0, count: settings.rankCount) : start,
+                        rank: RankID(rank), failed: RankID(limit.rank), recoverable: limit.recoverable)
+                    records.removeLast(records.count - length)
+                    logs[rank].records.removeLast(logs[rank].records.count - Int(position - log.firstIndex) - length)
+                }
+                replay = ReplayQueue(records, mode: settings.logging)
             } else {
                 // Cut back to the entry: what came after belongs to an execution that is gone.
                 let keep = Int(max(0, Int64(position) - Int64(logs[rank].firstIndex)))
@@ -127,6 +143,13 @@ extension Simulation {
     private func flushResend(_ rank: Int, to peer: RankID) {
         guard let messages = processes[rank].machine!.takeResend(to: peer) else { return }
         for message in messages { transmit(from: rank, message) }
+    }
+
+    /// Optimistic logging: the records kept in memory reach the disk.
+    private func flushLog(_ rank: Int) {
+        logs[rank].records += processes[rank].unflushed
+        processes[rank].unflushed = []
+        processes[rank].flushedAt = now
     }
 
     private func trimLog(_ rank: Int, before position: UInt64) {
@@ -222,10 +245,17 @@ extension Simulation {
             }
         }
         guard let arrival = processes[rank].machine!.take(from: RankID(source), tag: ModelProgram.tag) else { return nil }
+        let record = { (kind: RankLogging.Record) -> LogRecord in
+            kind == .determinant ? .determinant(arrival.header) : .delivery(arrival.header, payload: arrival.payload)
+        }
         switch processes[rank].machine!.rules.delivery(anySource: false) {
-        case .synchronously(let kind)?, .buffered(let kind)?:
-            logs[rank].records.append(kind == .determinant ? .determinant(arrival.header) : .delivery(arrival.header, payload: arrival.payload))
+        case .synchronously(let kind)?:
+            logs[rank].records.append(record(kind))
             report.logRecords += 1
+        case .buffered(let kind)?:
+            processes[rank].unflushed.append(record(kind))
+            report.logRecords += 1
+            if now - processes[rank].flushedAt >= Self.flushSeconds { flushLog(rank) }
         case nil:
             break
         }
@@ -235,6 +265,7 @@ extension Simulation {
     /// A capture at a round's safe point: the snapshot is written in the background; its ACK
     /// follows once it is durable.
     private func capture(_ rank: Int, epoch: Epoch, step: Int) {
+        if processes[rank].machine!.rules.flushesAtCheckpoints { flushLog(rank) }  // the position counts every delivery
         let machine = processes[rank].machine!
         let snapshot = Snapshot(
             epoch: epoch, step: step, ledger: machine.ledger, state: processes[rank].state, logPosition: logs[rank].nextIndex,
@@ -259,6 +290,7 @@ extension Simulation {
 
     /// The final barrier: the rank reports and waits for the release.
     private func finish(_ rank: Int) {
+        if processes[rank].machine!.rules.flushesAtCheckpoints { flushLog(rank) }
         processes[rank].phase = .finished
         sendToSupervisor(from: rank, .finished(
             step: settings.stepCount - 1, loggedBytes: 0, retainedBytesPeak: UInt64(processes[rank].machine!.retainedBytesPeak),

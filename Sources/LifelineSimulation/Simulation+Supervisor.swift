@@ -106,6 +106,22 @@ extension Simulation {
             of: rank, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: now, facts: DiskFacts(self)))
     }
 
+    /// The supervisor crashes: every rank dies with it (their parent-death signal), and a
+    /// new supervisor resumes the job from the disk, as `lifeline resume` does: its rounds
+    /// continue from the newest committed line, its launches take the next incarnations.
+    func crashSupervisor() throws {
+        report.supervisorCrashes += 1
+        report.recoveries += supervisor.recoveries
+        for rank in 0..<settings.rankCount where processes[rank].alive { stopProcess(rank) }
+        supervisor = SupervisorMachine(
+            settings: supervisor.settings,
+            coordinator: CheckpointCoordinator(
+                rankCount: settings.rankCount, intervalSeconds: supervisor.coordinator.intervalSeconds,
+                committed: Epoch(lines.last?.epoch ?? 0), now: now),
+            incarnation: supervisor.nextIncarnation)
+        try perform(supervisor.launchEveryRank())
+    }
+
     /// A control message from a rank.
     func supervisorHandles(_ message: ControlMessage, from rank: Int) throws {
         supervisor.heard(from: rank, now: now)
@@ -145,11 +161,17 @@ extension Simulation {
     private func noteTrace(_ note: SupervisorMachine.Note) {
         switch note {
         case .failure(let rank, _, let step, _): self.note(0xF0, UInt64(rank), UInt64(bitPattern: Int64(step)))
-        case .recoveryStart(let rank, _): self.note(0xF1, UInt64(rank))
+        case .recoveryStart(let rank, let mode):
+            self.note(0xF1, UInt64(rank))
+            if mode == .replay { report.replays += 1 } else { report.rollbacks += 1 }
         case .recoveryDone(let ranks, _): self.note(0xF2, UInt64(ranks))
-        case .fallback(let rank, _, _): self.note(0xF3, UInt64(rank))
+        case .fallback(let rank, _, _):
+            self.note(0xF3, UInt64(rank))
+            report.fallbacks += 1
         case .ranksStarted(let count): self.note(0xF4, UInt64(count))
-        case .orphans(_, _, let orphans): self.note(0xF5, UInt64(orphans.count))
+        case .orphans(_, _, let orphans):
+            self.note(0xF5, UInt64(orphans.count))
+            report.orphans += orphans.count
         default: break
         }
     }
@@ -174,7 +196,14 @@ struct DiskFacts: RecoveryFacts {
         return nil
     }
 
-    func recoverableInterval(of rank: Int) -> UInt64? { nil }
+    func recoverableInterval(of rank: Int) -> UInt64? {
+        let snapshot = simulation.lines.last?.entries[rank].flatMap { simulation.snapshots[$0] }
+        let position = snapshot?.logPosition ?? 0
+        let dependencies = snapshot?.dependencies ?? Array(repeating: 0, count: simulation.settings.rankCount)
+        let log = simulation.logs[rank]
+        guard dependencies.count == simulation.settings.rankCount, position >= log.firstIndex else { return nil }
+        return dependencies[rank] + (log.nextIndex > position ? log.nextIndex - position : 0)
+    }
 
     var checkpointCounts: [Int] { Array(repeating: 0, count: simulation.settings.rankCount) }
 

@@ -62,13 +62,15 @@ package final class Simulation {
 
     /// The checkpoint schemes and logging modes simulated so far.
     package static let simulatedVariants: [CheckpointVariant] = [.coordinated, .blocking, .minimal]
-    package static let simulatedLoggings: [LoggingMode] = [.none, .pessimistic, .senderBased]
+    package static let simulatedLoggings: [LoggingMode] = [.none, .pessimistic, .senderBased, .optimistic]
 
     /// Which faults a run injects.
     package enum FaultProfile: String, Sendable, CaseIterable {
         /// None: the failure-free run.
         case none
-        /// Rank crashes (SIGKILL), at times drawn from the seed, also inside rounds and recoveries.
+        /// Rank crashes (SIGKILL) at times drawn from the seed, also inside rounds and
+        /// recoveries, and in one run of three the supervisor's (every rank dies with it; the
+        /// job resumes from the disk).
         case crashes
     }
 
@@ -82,6 +84,14 @@ package final class Simulation {
         package var commits = 0
         /// Rank crashes injected (of live ranks).
         package var crashes = 0
+        /// Supervisor crashes injected (each followed by a resume).
+        package var supervisorCrashes = 0
+        /// Recoveries by mode: lone replays (and optimistic replays), global rollbacks; ranks
+        /// rolled back as orphans; recoveries that fell back to a global rollback.
+        package var replays = 0
+        package var rollbacks = 0
+        package var orphans = 0
+        package var fallbacks = 0
         /// Recoveries completed.
         package var recoveries = 0
         /// Control messages and their bytes, both directions.
@@ -133,6 +143,8 @@ package final class Simulation {
         case tick
         /// A rank crashes (whichever process is there).
         case crash(rank: Int)
+        /// The supervisor crashes; its ranks die with it, and the job is resumed.
+        case crashSupervisor
 
         /// A small code for the trace.
         var code: UInt64 {
@@ -145,6 +157,7 @@ package final class Simulation {
             case .snapshotDurable: 6
             case .tick: 7
             case .crash: 8
+            case .crashSupervisor: 9
             }
         }
 
@@ -154,7 +167,7 @@ package final class Simulation {
             case .wake(let rank, _), .data(let rank, _, _, _), .toRank(let rank, _, _), .toSupervisor(let rank, _, _),
                  .connected(let rank, _), .snapshotDurable(let rank, _, _, _), .crash(let rank):
                 rank
-            case .tick:
+            case .tick, .crashSupervisor:
                 -1
             }
         }
@@ -196,6 +209,10 @@ package final class Simulation {
         var earlyControl: [ControlMessage] = []
         /// During a replay, the logged message a receive waits for (sender-based logging).
         var awaiting: DataHeader?
+        /// Optimistic logging: records not yet on the disk (lost with the process), and when
+        /// the log was last flushed.
+        var unflushed: [LogRecord] = []
+        var flushedAt = 0.0
         var wakePending = false
         /// Per peer, the incarnation of the peer this process's connection reaches.
         var connectedTo: [Int: UInt32] = [:]
@@ -289,6 +306,9 @@ package final class Simulation {
             if settings.faults == .crashes {
                 crashesLeft = Int.random(in: 1...3, using: &generator)
                 scheduleCrash()
+                if Int.random(in: 0..<3, using: &generator) == 0 {
+                    schedule(.crashSupervisor, after: Double.random(in: 0.01...horizon, using: &generator))
+                }
             }
             while !finished {
                 guard let next = popNext() else { throw Violation("nothing left to happen: \(describe())") }
@@ -303,7 +323,7 @@ package final class Simulation {
             report.violation = "\(error) (t=\(now), event \(report.events))"
         }
         report.virtualSeconds = now
-        report.recoveries = supervisor.recoveries
+        report.recoveries += supervisor.recoveries
         return report
     }
 
@@ -350,6 +370,8 @@ package final class Simulation {
             try crash(rank)
             crashesLeft -= 1
             if crashesLeft > 0 { scheduleCrash() }
+        case .crashSupervisor:
+            try crashSupervisor()
         }
     }
 
@@ -357,9 +379,10 @@ package final class Simulation {
         processes[rank].alive && processes[rank].incarnation == incarnation
     }
 
+    /// About the run's length: crashes drawn within it fall in rounds, recoveries and plain steps.
+    private var horizon: Double { Double(settings.stepCount) * (Self.stepSeconds.upperBound + 0.01) }
+
     private func scheduleCrash() {
-        // Within about the run's length, so crashes fall in rounds, recoveries and plain steps.
-        let horizon = Double(settings.stepCount) * (Self.stepSeconds.upperBound + 0.01)
         schedule(.crash(rank: Int.random(in: 0..<settings.rankCount, using: &generator)),
                  after: Double.random(in: 0.01...horizon, using: &generator))
     }

@@ -17,7 +17,7 @@ extension LifelineCommand {
             seed=S: WHAT` with exit status 1. With --swarm, seeds run one after another for --seconds, each drawing \
             ranks 2–64, a scheme, a logging mode, a program and its steps; the last line is `simulate: swarm ok \
             seeds=K` or the first violation's. Simulated so far: checkpoints coordinated, blocking and minimal; \
-            logging none, pessimistic and sender-based; crashes of ranks.
+            logging none, pessimistic, sender-based and optimistic; crashes of ranks and of the supervisor.
             """)
 
         @Option(help: "The number of ranks.")
@@ -26,7 +26,7 @@ extension LifelineCommand {
         var seed: UInt64 = 1
         @Option(help: "Checkpoint scheme: coordinated, blocking or minimal.")
         var checkpoint = "coordinated"
-        @Option(help: "Message logging: none, pessimistic or sender-based.")
+        @Option(help: "Message logging: none, pessimistic, sender-based or optimistic.")
         var logging = "none"
         @Option(help: "Faults: none or crashes (ranks killed at seeded virtual times, also inside rounds and recoveries).")
         var faults = "crashes"
@@ -53,7 +53,7 @@ extension LifelineCommand {
                 throw ValidationError("--logging \(logging) is not one of none, pessimistic, sender-based, optimistic")
             }
             guard Simulation.simulatedLoggings.contains(mode) else {
-                throw ValidationError("--logging \(logging) is not simulated yet: use none, pessimistic or sender-based")
+                throw ValidationError("--logging \(logging) is not simulated yet: use none, pessimistic, sender-based or optimistic")
             }
             guard Simulation.FaultProfile(rawValue: faults) != nil else {
                 throw ValidationError("--faults \(faults) is not one of none, crashes")

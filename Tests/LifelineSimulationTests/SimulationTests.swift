@@ -65,3 +65,25 @@ import Testing
         #expect(report.summaryLine == "simulate: violation seed=7: rank 1 ended with state 1")
     }
 }
+
+extension SimulationTests {
+    /// The fixed seeds reach every recovery path of each logging mode: lone replays, global
+    /// rollbacks and the fallbacks to them, optimistic orphans, supervisor crashes and resumes.
+    @Test(arguments: Simulation.simulatedLoggings)
+    func theSeedsReachEveryRecoveryPathOfTheMode(logging: LoggingMode) {
+        var total = Simulation.Report(settings: .init(rankCount: 1, seed: 0))
+        for seed in UInt64(1)...40 {
+            let report = Simulation(.init(rankCount: 3 + Int(seed) % 6, seed: seed, logging: logging, stepCount: 20)).run()
+            #expect(report.violation == nil, "--seed \(seed) --ranks \(3 + seed % 6) --logging \(logging.rawValue) --steps 20: \(report.summaryLine)")
+            total.crashes += report.crashes
+            total.supervisorCrashes += report.supervisorCrashes
+            total.replays += report.replays
+            total.rollbacks += report.rollbacks
+            total.orphans += report.orphans
+            total.fallbacks += report.fallbacks
+        }
+        #expect(total.crashes > 20 && total.supervisorCrashes > 5 && total.rollbacks > 0, "\(total)")
+        if logging != .none { #expect(total.replays > 20 && total.fallbacks > 0, "\(total)") }
+        if logging == .optimistic { #expect(total.orphans > 0, "\(total)") }
+    }
+}
