@@ -21,11 +21,10 @@ extension Supervisor {
         set { manifest.independent = newValue }
     }
 
-    /// Rebuilds the planner from the manifest's records (a new or resumed job).
+    /// Rebuilds the records' decisions from the manifest (a new or resumed job).
     func loadIndependentRecords() {
         if manifest.independent == nil { manifest.independent = Array(repeating: [], count: configuration.rankCount) }
-        planner = IntervalDependencies(records: records)
-        checkpointDelivered = Array(repeating: [:], count: configuration.rankCount)
+        checkpoints = IndependentCheckpoints(records: records.map { $0.map { ($0.dependencies, $0.snapshot != nil) } })
     }
 
     /// Forgets the checkpoints of `rank` after index `entry` (its execution past them is lost)
@@ -35,8 +34,7 @@ extension Supervisor {
         let dropped = all[rank].filter { $0.index > entry }
         all[rank].removeAll { $0.index > entry }
         records = all
-        planner.closed[rank] = Array(planner.closed[rank].prefix(entry))
-        checkpointDelivered[rank] = checkpointDelivered[rank].filter { $0.key <= entry }
+        checkpoints.truncate(rank: rank, after: entry)
         for name in dropped.compactMap(\.snapshot) { try? store.remove(name) }
     }
 
@@ -53,10 +51,8 @@ extension Supervisor {
     /// A rank's checkpoint is durable on both mirrors: record it, and move the checkpoint-only
     /// line (commit, output release, trimming, garbage collection) if it advanced.
     func handleIndependentCheckpoint(rank: Int, index: Int, _ ack: Acknowledgement) throws {
-        guard index == records[rank].count + 1, ack.dependencies.count == configuration.rankCount else {
-            events.record("protocol_error", [
-                "rank": .int(rank), "detail": .string("checkpoint \(index) after \(records[rank].count) recorded"),
-            ])
+        if let refused = checkpoints.record(rank: rank, index: index, dependencies: ack.dependencies, delivered: ack.delivered) {
+            events.record("protocol_error", ["rank": .int(rank), "detail": .string(refused)])
             return
         }
         let snapshot = manifests.independentSnapshotName(rank: rank, checkpoint: index)
@@ -70,8 +66,6 @@ extension Supervisor {
             incarnation: Int(machine.ranks[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes,
             dependencies: ack.dependencies, onlyOn: onlyOn))
         records = all
-        planner.recordCheckpoint(rank: rank, dependencies: ack.dependencies)
-        checkpointDelivered[rank][index] = ack.delivered
         lastCommitBytes = ack.snapshotBytes
         events.record("checkpoint", [
             "rank": .int(rank), "index": .int(index), "step": .int(ack.step), "bytes": .int(Int(ack.snapshotBytes)),
@@ -81,33 +75,26 @@ extension Supervisor {
         try advanceCheckpointOnlyLine()
     }
 
-    /// Recomputes the line of checkpoints only and the useless checkpoints; commits the line
-    /// when it moved, and deletes what no line can use any more. With logging, each rank's
-    /// newest checkpoint stays whatever the lines say: a lone restart begins there and replays
-    /// its log (and may be restoring from it right now).
+    /// Lets `IndependentCheckpoints` recompute the line of checkpoints only and what no line
+    /// can use any more; records that in the manifest, commits the line when it moved, then
+    /// releases output, deletes the collected snapshots and sends each sender its trim.
     private func advanceCheckpointOnlyLine() throws {
-        let line = planner.checkpointOnlyLine()
-        let useless = planner.uselessCheckpoints()
-        var all = records
-        var deleted: [String] = []
         // While some checkpoints are on one mirror, none is deleted: which line a second
         // failure would fall back to is not known.
-        let collecting = failedMirror == nil && !manifest.hasDegradedCommits
-        for rank in all.indices where collecting {
-            let restartPoint = configuration.logging == .none ? nil : all[rank].last?.index
-            for position in all[rank].indices where all[rank][position].snapshot != nil {
-                let index = all[rank][position].index
-                if index != restartPoint, index < line[rank] || useless[rank].contains(index) {
-                    deleted.append("\(rank):\(index)")
-                    all[rank][position].snapshot = nil
-                }
+        let advance = checkpoints.advance(
+            collecting: failedMirror == nil && !manifest.hasDegradedCommits, keepNewest: configuration.logging != .none)
+        let line = advance.line
+        var all = records
+        for collected in advance.collected {
+            if let position = all[collected.rank].firstIndex(where: { $0.index == collected.index }) {
+                all[collected.rank][position].snapshot = nil
             }
         }
+        let deleted = advance.collected.map { "\($0.rank):\($0.index)" }
         records = all
         var next = manifest
         let previous = manifest.newestLine
-        let moved = line != previousCheckpointOnlyLine
-        if moved {
+        if advance.moved {
             let members = (0..<configuration.rankCount).compactMap { rank -> Member? in
                 guard line[rank] > 0, let record = all[rank].first(where: { $0.index == line[rank] }),
                       let snapshot = record.snapshot ?? previous?.members.first(where: { $0.rank == rank })?.snapshot
@@ -132,11 +119,11 @@ extension Supervisor {
             return
         }
         manifest = next
-        guard moved else {
+        guard advance.moved else {
             if !deleted.isEmpty { try collectGarbage(deleted: deleted) }
             return
         }
-        previousCheckpointOnlyLine = line
+        checkpoints.lineCommitted(line)
         lineInForce = manifest.newestLine
         events.record("commit", [
             "epoch": .int(Int(manifest.newestLine?.epoch ?? 0)), "step": .int(manifest.newestLine?.step ?? -1),
@@ -150,12 +137,8 @@ extension Supervisor {
             output.release(rank: rank, upTo: record.outputOffset)
         }
         try collectGarbage(deleted: deleted)
-        // Each sender drops what each receiver's checkpoint in the line covers.
-        for sender in 0..<configuration.rankCount {
-            let covered = (0..<configuration.rankCount).map { receiver in
-                line[receiver] == 0 ? DeliveredSet() : checkpointDelivered[receiver][line[receiver]]?[sender] ?? DeliveredSet()
-            }
-            send(.trim(checkpoint: line[sender], coveredByReceiver: covered), to: sender)
+        for (sender, trim) in advance.trims.enumerated() {
+            send(.trim(checkpoint: trim.checkpoint, coveredByReceiver: trim.coveredByReceiver), to: sender)
         }
     }
 

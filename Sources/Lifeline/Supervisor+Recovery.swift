@@ -254,11 +254,9 @@ struct StorageFacts: RecoveryFacts {
         supervisor.recoverableInterval(of: rank, line: supervisor.manifests.newestIntactLine(supervisor.manifest).line)
     }
 
-    var checkpointCounts: [Int] { supervisor.records.map(\.count) }
+    var checkpointCounts: [Int] { supervisor.checkpoints.counts }
 
-    func newestRestorableCheckpoint(of rank: Int) -> Int {
-        supervisor.records[rank].last { $0.snapshot != nil }?.index ?? 0
-    }
+    func newestRestorableCheckpoint(of rank: Int) -> Int { supervisor.checkpoints.newestRestorable(rank) }
 
-    var dependencies: IntervalDependencies { supervisor.planner }
+    var dependencies: IntervalDependencies { supervisor.checkpoints.dependencies }
 }

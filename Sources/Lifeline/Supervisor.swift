@@ -75,12 +75,9 @@ final class Supervisor {
     /// or the last one committed since. A rank that keeps its checkpoint (minimal) keeps its
     /// entry of this line.
     var lineInForce: CommittedLine?
-    /// Independent checkpointing: the dependency records of every rank's checkpoints.
-    var planner = IntervalDependencies(rankCount: 0)
-    /// Independent checkpointing: per rank and checkpoint index, what the rank had delivered.
-    var checkpointDelivered: [[Int: [DeliveredSet]]] = []
-    /// Independent checkpointing: the line of checkpoints only last committed.
-    var previousCheckpointOnlyLine: [Int] = []
+    /// Independent checkpointing: the dependency records, the checkpoint-only line and what
+    /// follows from them (the manifest keeps their files).
+    var checkpoints = IndependentCheckpoints(rankCount: 0)
     /// The newest intact line a failure's log check found, for the launch that follows it.
     var intactForLaunch: (line: CommittedLine?, problems: [String])?
     /// When the open round was requested, to measure how long a checkpoint takes.

@@ -64,24 +64,42 @@ package struct IntervalDependencies: Sendable, Equatable, Codable {
     /// interval it has run, and whose own current interval is taken to depend on nothing.
     /// Later checkpoints and messages only add dependencies, so a useless checkpoint stays
     /// useless.
-    package func uselessCheckpoints() -> [[Int]] {
-        (0..<rankCount).map { rank in
-            closed[rank].indices.map { $0 + 1 }.filter { index in
+    ///
+    /// `candidates`: per rank, the indices to check (nil: all). A check from a checkpoint at or
+    /// after the checkpoint-only line scans only the intervals after that line: a consistent
+    /// line below the start bounds the propagation's result, so nothing before it rolls back.
+    package func uselessCheckpoints(among candidates: [[Int]]? = nil) -> [[Int]] {
+        let floor = checkpointOnlyLine()
+        let none = Array(repeating: Array(repeating: -1, count: rankCount), count: rankCount)
+        return (0..<rankCount).map { rank in
+            (candidates?[rank] ?? closed[rank].indices.map { $0 + 1 }).filter { index in
                 var inside = closed.map { $0.count + 1 }
                 inside[rank] = index
-                propagate(&inside, volatile: Array(repeating: Array(repeating: -1, count: rankCount), count: rankCount))
+                propagate(&inside, volatile: none, from: index >= floor[rank] ? floor : nil)
                 return inside[rank] < index
             }
         }
     }
 
-    /// Rolls ranks back until no inside interval depends on an outside one.
-    private func propagate(_ inside: inout [Int], volatile: [[Int]?]) {
+    /// Whether an interval with dependency `vector` depends on an interval outside `inside`
+    /// (the innermost loop of every line search: a plain loop over the buffers).
+    private static func dependsOutside(_ vector: [Int], _ inside: [Int]) -> Bool {
+        vector.withUnsafeBufferPointer { vector in
+            inside.withUnsafeBufferPointer { inside in
+                for index in 0..<vector.count where vector[index] >= inside[index] { return true }
+                return false
+            }
+        }
+    }
+
+    /// Rolls ranks back until no inside interval depends on an outside one. `from`: per rank,
+    /// intervals known to stay inside (a consistent line below the start), not scanned.
+    private func propagate(_ inside: inout [Int], volatile: [[Int]?], from floor: [Int]? = nil) {
         var changed = true
         while changed {
             changed = false
             for rank in 0..<rankCount {
-                var interval = 0
+                var interval = min(floor?[rank] ?? 0, inside[rank])
                 while interval < inside[rank] {
                     let vector = interval < closed[rank].count ? closed[rank][interval] : volatile[rank]
                     // The current interval of a failed rank is lost: it cannot be inside.
@@ -90,7 +108,7 @@ package struct IntervalDependencies: Sendable, Equatable, Codable {
                         changed = true
                         break
                     }
-                    if vector.indices.contains(where: { vector[$0] >= inside[$0] }) {
+                    if Self.dependsOutside(vector, inside) {
                         inside[rank] = interval
                         changed = true
                         break

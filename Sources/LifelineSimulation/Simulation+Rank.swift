@@ -101,7 +101,7 @@ extension Simulation {
         var machine = RankMachine(
             settings: RankMachine.Settings(
                 rank: RankID(rank), rankCount: settings.rankCount, incarnation: processes[rank].incarnation,
-                variant: settings.variant, logging: settings.logging, intervalSeconds: 0.1),
+                variant: settings.variant, logging: settings.logging, intervalSeconds: independentInterval),
             restored: snapshot.map {
                 RankMachine.Restored(epoch: $0.epoch, step: $0.step, ledger: $0.ledger, dependencies: $0.dependencies)
             },
@@ -170,6 +170,12 @@ extension Simulation {
                     finish(rank)
                     return
                 }
+                if processes[rank].machine!.independentCheckpointDue(now: now) {
+                    _ = processes[rank].machine!.participant.handleSafePoint(step: step)
+                    captureIndependent(rank, step: step)
+                    processes[rank].phase = .sending(step)
+                    continue
+                }
                 switch processes[rank].machine!.participant.handleSafePoint(step: step) {
                 case .proceed:
                     break
@@ -205,6 +211,11 @@ extension Simulation {
                 }
                 let source = neighbours[received.count]
                 guard let payload = try receive(rank, from: source) else { return }
+                if let eventLog {
+                    eventLog("  r\(rank) step \(step) delivers from r\(source) "
+                        + (ModelProgram.state(of: payload).map(hex) ?? "\(payload.count)B")
+                        + (processes[rank].machine!.replay != nil ? " (replayed)" : ""))
+                }
                 let expected = oracle[source][step - program.lag]
                 guard let value = ModelProgram.state(of: payload), value == expected else {
                     let got = ModelProgram.state(of: payload).map { "state \(hex($0))" } ?? "\(payload.count) bytes"
@@ -278,6 +289,21 @@ extension Simulation {
                  after: Double.random(in: Self.snapshotSeconds, using: &generator))
     }
 
+    /// Independent checkpoints: the rank closes its interval with a checkpoint of its own.
+    private func captureIndependent(_ rank: Int, step: Int) {
+        let (index, dependencies) = processes[rank].machine!.closeInterval(now: now)
+        let machine = processes[rank].machine!
+        let snapshot = Snapshot(
+            epoch: Epoch(UInt64(index)), step: step, ledger: machine.ledger, state: processes[rank].state,
+            logPosition: logs[rank].nextIndex, dependencies: [], changes: machine.participant.changesSinceCheckpoint,
+            intervalDependencies: dependencies)
+        processes[rank].machine!.noteCapture(Epoch(UInt64(index)), logPosition: logs[rank].nextIndex)
+        let name = Self.checkpointName(index, rank: rank)
+        pendingSnapshots[name] = snapshot
+        schedule(.snapshotDurable(rank: rank, incarnation: processes[rank].incarnation, Epoch(UInt64(index)), name: name),
+                 after: Double.random(in: Self.snapshotSeconds, using: &generator))
+    }
+
     /// A snapshot is on the disk: the participant knows, the supervisor gets the ACK.
     func snapshotDurable(rank: Int, epoch: Epoch, name: String) throws {
         guard let snapshot = pendingSnapshots.removeValue(forKey: name) else { return }
@@ -285,7 +311,7 @@ extension Simulation {
         processes[rank].machine!.participant.handleSnapshotDurable(epoch)
         sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(
             step: snapshot.step, snapshotBytes: UInt64(16 + snapshot.ledger.retainedBytes), outputOffset: 0,
-            delivered: snapshot.ledger.delivered, changes: snapshot.changes)))
+            delivered: snapshot.ledger.delivered, changes: snapshot.changes, dependencies: snapshot.intervalDependencies)))
     }
 
     /// The final barrier: the rank reports and waits for the release.

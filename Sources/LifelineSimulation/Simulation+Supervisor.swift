@@ -62,18 +62,59 @@ extension Simulation {
     }
 
     static func snapshotName(epoch: Epoch, rank: Int) -> String { "e\(epoch.rawValue)-r\(rank)" }
+    static func checkpointName(_ index: Int, rank: Int) -> String { "i\(index)-r\(rank)" }
 
-    /// Launches the ranks of `order`, each from its entry in the newest line (or the start).
+    /// Independent checkpoints: `rank`'s records after checkpoint `index` go, with their snapshots.
+    private func forgetCheckpoints(of rank: Int, after index: Int) {
+        for later in stride(from: index + 1, through: checkpoints.counts[rank], by: 1) {
+            snapshots[Self.checkpointName(later, rank: rank)] = nil
+        }
+        checkpoints.truncate(rank: rank, after: index)
+    }
+
+    /// Independent checkpoints: a rank's checkpoint is durable. Recorded, the checkpoint-only
+    /// line advanced (committed when it moved), snapshots no line can use deleted, trims sent.
+    private func independentCheckpoint(rank: Int, index: Int, _ ack: Acknowledgement) throws {
+        if checkpoints.record(rank: rank, index: index, dependencies: ack.dependencies, delivered: ack.delivered) != nil {
+            refusedCheckpoints += 1
+            return
+        }
+        let advance = checkpoints.advance(collecting: true, keepNewest: settings.logging != .none)
+        for collected in advance.collected { snapshots[Self.checkpointName(collected.index, rank: collected.rank)] = nil }
+        guard advance.moved else { return }
+        let line = Line(
+            epoch: (lines.last?.epoch ?? 0) + 1,
+            entries: advance.line.enumerated().map { rank, index in index == 0 ? nil : Self.checkpointName(index, rank: rank) },
+            checkpoints: advance.line)
+        lines.append(line)
+        lineInForce = line
+        checkpoints.lineCommitted(advance.line)
+        report.commits += 1
+        note(0xC1, line.epoch)
+        for (sender, trim) in advance.trims.enumerated() {
+            try perform(supervisor.send(.trim(checkpoint: trim.checkpoint, coveredByReceiver: trim.coveredByReceiver), to: sender))
+        }
+    }
+
+    /// Launches the ranks of `order`, each from its entry in the newest line (or the start),
+    /// or from the independent checkpoint it names (whose later records are forgotten).
     private func launch(_ order: SupervisorMachine.Launch) throws {
         let line = lines.last
-        if order.restart.count == settings.rankCount { lineInForce = line }
-        for restart in order.restart {
-            guard case .newestLine = restart.start else {
-                throw Violation("a launch from an independent checkpoint is not simulated yet")
+        let fromLine = order.restart.allSatisfy { $0.start == .newestLine }
+        if order.restart.count == settings.rankCount, fromLine {
+            lineInForce = line
+            if settings.variant == .independent {
+                for rank in 0..<settings.rankCount { forgetCheckpoints(of: rank, after: line?.checkpoints?[rank] ?? 0) }
             }
+        }
+        for restart in order.restart {
             let rank = restart.rank
             var plan = supervisor.startPlan(for: order)
-            let entry = line?.entries[rank]
+            var entry = fromLine ? line?.entries[rank] : nil
+            if case .checkpoint(let index) = restart.start {
+                forgetCheckpoints(of: rank, after: index)
+                entry = index == 0 ? nil : Self.checkpointName(index, rank: rank)
+            }
             plan.restoreSnapshot = entry
             plan.restoreEpoch = entry.flatMap { snapshots[$0]?.epoch } ?? .start
             let step = entry.flatMap { snapshots[$0]?.step } ?? -1
@@ -113,6 +154,11 @@ extension Simulation {
         report.supervisorCrashes += 1
         report.recoveries += supervisor.recoveries
         for rank in 0..<settings.rankCount where processes[rank].alive { stopProcess(rank) }
+        // What the manifest keeps of the records; what each rank had delivered is gone.
+        let closed = checkpoints.dependencies.closed
+        checkpoints = IndependentCheckpoints(records: closed.enumerated().map { rank, list in
+            list.enumerated().map { ($0.element, checkpoints.restorable[rank].contains($0.offset + 1)) }
+        })
         supervisor = SupervisorMachine(
             settings: supervisor.settings,
             coordinator: CheckpointCoordinator(
@@ -133,12 +179,18 @@ extension Simulation {
             _ = supervisor.handleStep(step, of: rank)
             try perform(supervisor.coordinator.handleStepReport(from: id, round: epoch, step: step).map(SupervisorMachine.Action.round))
         case .ack(let epoch, let ack):
-            try perform(supervisor.coordinator.handleAck(from: id, round: epoch, ack).map(SupervisorMachine.Action.round))
+            if settings.variant == .independent {
+                try independentCheckpoint(rank: rank, index: Int(epoch.rawValue), ack)
+            } else {
+                try perform(supervisor.coordinator.handleAck(from: id, round: epoch, ack).map(SupervisorMachine.Action.round))
+            }
         case .snapshotFailed(let epoch, let reason, _):
             try perform(supervisor.coordinator.handleSnapshotFailed(from: id, round: epoch, reason: reason, now: now)
                 .map(SupervisorMachine.Action.round))
         case .finished(let step, _, _, _, _, _):
             try perform(supervisor.coordinator.handleFinished(from: id, step: step, now: now).map(SupervisorMachine.Action.round))
+        case .checkpointWanted where settings.variant == .independent:
+            break
         case .checkpointWanted:
             try perform(supervisor.coordinator.handleCheckpointWanted(now: now).map(SupervisorMachine.Action.round))
         case .replayComplete:
@@ -205,9 +257,9 @@ struct DiskFacts: RecoveryFacts {
         return dependencies[rank] + (log.nextIndex > position ? log.nextIndex - position : 0)
     }
 
-    var checkpointCounts: [Int] { Array(repeating: 0, count: simulation.settings.rankCount) }
+    var checkpointCounts: [Int] { simulation.checkpoints.counts }
 
-    func newestRestorableCheckpoint(of rank: Int) -> Int { 0 }
+    func newestRestorableCheckpoint(of rank: Int) -> Int { simulation.checkpoints.newestRestorable(rank) }
 
-    var dependencies: IntervalDependencies { IntervalDependencies(rankCount: simulation.settings.rankCount) }
+    var dependencies: IntervalDependencies { simulation.checkpoints.dependencies }
 }

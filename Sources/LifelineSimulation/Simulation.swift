@@ -36,13 +36,14 @@ package final class Simulation {
         /// and its steps, crashes four times in five.
         package static func drawn(seed: UInt64) -> Settings {
             var generator = SplitMix64(seed: seed ^ 0x5357_4152_4D00_0000)
+            let rankCount = Int.random(in: 2...64, using: &generator)
+            let variant = Simulation.simulatedVariants.randomElement(using: &generator)!
+            let logging = Simulation.simulatedLoggings.filter { Simulation.allows(variant, $0) }.randomElement(using: &generator)!
             return Settings(
-                rankCount: Int.random(in: 2...64, using: &generator), seed: seed,
-                variant: Simulation.simulatedVariants.randomElement(using: &generator)!,
-                logging: Simulation.simulatedLoggings.randomElement(using: &generator)!,
+                rankCount: rankCount, seed: seed, variant: variant, logging: logging,
                 faults: Int.random(in: 0..<5, using: &generator) == 0 ? .none : .crashes,
                 stepCount: Int.random(in: 3...40, using: &generator),
-                pattern: ModelProgram.Pattern.allCases.randomElement(using: &generator)!)
+                pattern: ModelProgram.Pattern.allCases.randomElement(using: &generator)!, eventsMax: 1_000_000)
         }
 
         /// Settings with every field given.
@@ -61,8 +62,14 @@ package final class Simulation {
     }
 
     /// The checkpoint schemes and logging modes simulated so far.
-    package static let simulatedVariants: [CheckpointVariant] = [.coordinated, .blocking, .minimal]
+    package static let simulatedVariants: [CheckpointVariant] = [.coordinated, .blocking, .minimal, .independent]
     package static let simulatedLoggings: [LoggingMode] = [.none, .pessimistic, .senderBased, .optimistic]
+
+    /// Whether a scheme and a logging mode go together (as `lifeline run` allows them: a rank
+    /// restarted alone from an independent checkpoint replays a log of whole messages).
+    package static func allows(_ variant: CheckpointVariant, _ logging: LoggingMode) -> Bool {
+        variant != .independent || logging == .none || logging == .pessimistic
+    }
 
     /// Which faults a run injects.
     package enum FaultProfile: String, Sendable, CaseIterable {
@@ -228,12 +235,16 @@ package final class Simulation {
         var dependencies: [UInt64]
         /// The participant's changes since the last committed checkpoint, at the capture.
         var changes: UInt64
+        /// Independent checkpoints: the dependency vector of the interval it closed.
+        var intervalDependencies: [Int] = []
     }
 
-    /// A committed line on the disk: per rank, the snapshot of its entry (nil: the start).
+    /// A committed line on the disk: per rank, the snapshot of its entry (nil: the start), and
+    /// under independent checkpoints the checkpoint index of each entry.
     struct Line {
         var epoch: UInt64
         var entries: [String?]
+        var checkpoints: [Int]? = nil
     }
 
     /// A rank's message log on the disk (every record synced: the log rules sync before delivery).
@@ -249,6 +260,8 @@ package final class Simulation {
     /// Per rank, its failure-free state before each step and at the end.
     let oracle: [[UInt64]]
     var report: Report
+    /// Independent checkpoints: the mean virtual seconds between two of a rank's checkpoints.
+    let independentInterval: Double
     var now = 0.0
     var queue: [Scheduled] = []
     var order = 0
@@ -262,6 +275,10 @@ package final class Simulation {
     var logs: [Log]
     /// The line the running ranks descend from (a kept entry of `minimal` stays this one's).
     var lineInForce: Line?
+    /// Independent checkpoints: the supervisor's records (on the disk with the manifest).
+    var checkpoints: IndependentCheckpoints
+    /// Independent checkpoints: records refused (a checkpoint out of order).
+    var refusedCheckpoints = 0
     /// FIFO links: when the last message scheduled on each arrives.
     var dataBusyUntil: [Int: Double] = [:]
     var toRankBusyUntil: [Double]
@@ -269,6 +286,8 @@ package final class Simulation {
     var finished = false
     /// Crashes still to inject.
     var crashesLeft = 0
+    /// Receives a line for every event handled, when set (`lifeline simulate --trace`).
+    package var eventLog: ((String) -> Void)?
 
     /// The virtual seconds a step computes, and the network's delays.
     static let stepSeconds = 0.002...0.02
@@ -284,6 +303,7 @@ package final class Simulation {
         oracle = program.failureFree()
         report = Report(settings: settings)
         let interval = Double.random(in: 0.03...0.3, using: &generator)
+        independentInterval = Double.random(in: 0.02...0.2, using: &generator)
         supervisor = SupervisorMachine(
             settings: SupervisorMachine.Settings(
                 rankCount: settings.rankCount, logging: settings.logging, independent: settings.variant == .independent,
@@ -294,6 +314,7 @@ package final class Simulation {
             incarnation: 0)
         processes = (0..<settings.rankCount).map { Process(incarnation: 0, alive: false, state: ModelProgram.initialState(rank: $0)) }
         logs = Array(repeating: Log(), count: settings.rankCount)
+        checkpoints = IndependentCheckpoints(rankCount: settings.rankCount)
         toRankBusyUntil = Array(repeating: 0, count: settings.rankCount)
         toSupervisorBusyUntil = Array(repeating: 0, count: settings.rankCount)
     }
@@ -316,6 +337,7 @@ package final class Simulation {
                 guard report.events <= settings.eventsMax else { throw Violation("no end after \(settings.eventsMax) events: \(describe())") }
                 now = next.time
                 note(next.event.code, UInt64(bitPattern: Int64(next.event.rank)), now.bitPattern)
+                if let eventLog { eventLog(String(describing: next.time) + " " + describe(next.event)) }
                 try handle(next.event)
             }
             try checkFinalStates()
@@ -482,6 +504,23 @@ package final class Simulation {
     }
 
     func hex(_ value: UInt64) -> String { String(value, radix: 16) }
+
+    /// An event in words, for `--trace`.
+    func describe(_ event: Event) -> String {
+        switch event {
+        case .wake(let rank, let incarnation): "wake r\(rank).\(incarnation) \(processes[rank].phase)"
+        case .data(let rank, let incarnation, let header, let payload):
+            "data r\(header.source.rawValue).\(header.incarnation)->r\(rank).\(incarnation) #\(header.sequence.rawValue) e\(header.epoch.rawValue) "
+                + (ModelProgram.state(of: payload).map(hex) ?? "\(payload.count)B")
+        case .toRank(let rank, let incarnation, let message): "control ->r\(rank).\(incarnation) \(message)"
+        case .toSupervisor(let rank, let incarnation, let message): "control r\(rank).\(incarnation)-> \(message)"
+        case .connected(let rank, let incarnation): "connected r\(rank).\(incarnation)"
+        case .snapshotDurable(let rank, let incarnation, let epoch, let name): "durable r\(rank).\(incarnation) \(epoch) \(name)"
+        case .tick: "tick \(supervisor.coordinator.state)"
+        case .crash(let rank): "crash r\(rank)"
+        case .crashSupervisor: "crash supervisor"
+        }
+    }
 
     func describe() -> String {
         "coordinator \(supervisor.coordinator.state), phases "

@@ -16,7 +16,7 @@ extension LifelineCommand {
             control_bytes_per_round=B trace=HEX` (the same seed gives the same trace), or `simulate: violation \
             seed=S: WHAT` with exit status 1. With --swarm, seeds run one after another for --seconds, each drawing \
             ranks 2–64, a scheme, a logging mode, a program and its steps; the last line is `simulate: swarm ok \
-            seeds=K` or the first violation's. Simulated so far: checkpoints coordinated, blocking and minimal; \
+            seeds=K` or the first violation's. Simulated so far: checkpoints coordinated, blocking, minimal and independent; \
             logging none, pessimistic, sender-based and optimistic; crashes of ranks and of the supervisor.
             """)
 
@@ -24,7 +24,7 @@ extension LifelineCommand {
         var ranks = 8
         @Option(help: "The seed every draw of the run comes from.")
         var seed: UInt64 = 1
-        @Option(help: "Checkpoint scheme: coordinated, blocking or minimal.")
+        @Option(help: "Checkpoint scheme: coordinated, blocking, minimal or independent.")
         var checkpoint = "coordinated"
         @Option(help: "Message logging: none, pessimistic, sender-based or optimistic.")
         var logging = "none"
@@ -34,6 +34,8 @@ extension LifelineCommand {
         var steps = 20
         @Option(help: "The model program: ring, grid or idle.")
         var program = "ring"
+        @Flag(help: "Print every event as it is handled (to replay a seed and see what happened).")
+        var trace = false
         @Flag(help: "Run seed after seed with drawn settings until --seconds have passed.")
         var swarm = false
         @Option(help: "With --swarm: how long to run (wall-clock seconds).")
@@ -47,13 +49,16 @@ extension LifelineCommand {
                 throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking, minimal, independent")
             }
             guard Simulation.simulatedVariants.contains(variant) else {
-                throw ValidationError("--checkpoint \(checkpoint) is not simulated yet: use coordinated, blocking or minimal")
+                throw ValidationError("--checkpoint \(checkpoint) is not simulated yet: use coordinated, blocking, minimal or independent")
             }
             guard let mode = LoggingMode(rawValue: logging) else {
                 throw ValidationError("--logging \(logging) is not one of none, pessimistic, sender-based, optimistic")
             }
             guard Simulation.simulatedLoggings.contains(mode) else {
                 throw ValidationError("--logging \(logging) is not simulated yet: use none, pessimistic, sender-based or optimistic")
+            }
+            guard Simulation.allows(variant, mode) else {
+                throw ValidationError("--checkpoint independent goes with --logging none or pessimistic, as in lifeline run")
             }
             guard Simulation.FaultProfile(rawValue: faults) != nil else {
                 throw ValidationError("--faults \(faults) is not one of none, crashes")
@@ -68,10 +73,12 @@ extension LifelineCommand {
                 try runSwarm()
                 return
             }
-            let report = Simulation(Simulation.Settings(
+            let simulation = Simulation(Simulation.Settings(
                 rankCount: ranks, seed: seed, variant: CheckpointVariant(rawValue: checkpoint)!,
                 logging: LoggingMode(rawValue: logging)!, faults: Simulation.FaultProfile(rawValue: faults)!, stepCount: steps,
-                pattern: ModelProgram.Pattern(rawValue: program)!)).run()
+                pattern: ModelProgram.Pattern(rawValue: program)!))
+            if trace { simulation.eventLog = { print($0) } }
+            let report = simulation.run()
             print(report.summaryLine)
             if report.violation != nil { throw ExitCode(1) }
         }
@@ -83,6 +90,7 @@ extension LifelineCommand {
             var next = seed
             while Date() < deadline {
                 let settings = Simulation.Settings.drawn(seed: next)
+                if trace { FileHandle.standardError.write(Data("simulate: --ranks \(settings.rankCount) --seed \(settings.seed) --checkpoint \(settings.variant.rawValue) --logging \(settings.logging.rawValue) --steps \(settings.stepCount) --program \(settings.pattern.rawValue)\n".utf8)) }
                 let report = Simulation(settings).run()
                 count += 1
                 if report.violation != nil {

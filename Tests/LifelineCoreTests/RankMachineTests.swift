@@ -103,6 +103,28 @@ import Testing
         #expect(taken.count == (obsolete ? 0 : 2))
     }
 
+    /// A restarted rank sends what it retained again, stamped with its new incarnation: a
+    /// receiver that drops what the rank's earlier incarnations sent (independent checkpoints,
+    /// optimistic logging) must keep these, or it skips one and delivers the next in its place.
+    /// The simulator found this (`lifeline simulate --ranks 5 --seed 2 --logging optimistic
+    /// --steps 16`, before the stamp): rank 1 delivered rank 2's step-8 message as step 7's.
+    @Test func retainedMessagesSentAgainAfterARestartAreNotObsolete() {
+        var before = machine(2, incarnation: 2, logging: .optimistic)
+        _ = before.send([1], to: RankID(1), tag: 7)
+        let restored = RankMachine.Restored(epoch: Epoch(1), step: 8, ledger: before.ledger, dependencies: [0, 0, 0])
+        let restarted = RankMachine(
+            settings: .init(rank: RankID(2), rankCount: 3, incarnation: 11, variant: .coordinated, logging: .optimistic),
+            restored: restored, deliverableEpoch: nil, replay: nil, now: 0, fingerprint: Self.hash)
+        let resent = restarted.retainedOutgoing
+        #expect(resent.map(\.header.incarnation) == [11] && resent.map(\.header.sequence) == [SequenceNumber(0)])
+        var receiver = machine(1, logging: .optimistic)
+        receiver.peerRestarted(RankID(2), incarnation: 11)
+        let kept = receiver.arrive(resent[0].header, resent[0].payload)
+        let stale = receiver.arrive(before.ledger.retained[1][0].header, before.ledger.retained[1][0].payload)
+        #expect(kept, "the resent copy is kept")
+        #expect(!stale, "the copy the earlier incarnation sent is obsolete")
+    }
+
     @Test func optimisticDeliveriesMergeTheSendersVectorAndIndependentOnesItsInterval() {
         var optimistic = machine(logging: .optimistic)
         let first = header(from: 0, 0)

@@ -16,7 +16,9 @@ import Testing
         if pattern != .idle { #expect(report.commits > 0, "\(report)") }
     }
 
-    static let schemes = Simulation.simulatedVariants.flatMap { variant in Simulation.simulatedLoggings.map { (variant, $0) } }
+    static let schemes = Simulation.simulatedVariants.flatMap { variant in
+        Simulation.simulatedLoggings.filter { Simulation.allows(variant, $0) }.map { (variant, $0) }
+    }
 
     @Test(arguments: schemes)
     func crashesAreRecoveredBitExactInEverySchemeAndLoggingMode(variant: CheckpointVariant, logging: LoggingMode) {

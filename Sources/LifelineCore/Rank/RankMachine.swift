@@ -268,9 +268,17 @@ package struct RankMachine: Sendable {
     }
 
     /// Every retained message, to send again after a restore: receivers drop what they had.
+    /// Each goes out stamped with this incarnation: it belongs to the restored state, and a
+    /// receiver that drops what this rank's earlier incarnations sent (their execution past the
+    /// restore point is undone: independent checkpoints, optimistic orphans) must not drop it
+    /// with them, or the channel would skip it and deliver the next message in its place.
     package var retainedOutgoing: [Outgoing] {
         (0..<settings.rankCount).flatMap { destination in
-            ledger.retained[destination].map { Outgoing(destination: RankID(destination), header: $0.header, payload: $0.payload) }
+            ledger.retained[destination].map { message in
+                var header = message.header
+                header.incarnation = settings.incarnation
+                return Outgoing(destination: RankID(destination), header: header, payload: message.payload)
+            }
         }
     }
 

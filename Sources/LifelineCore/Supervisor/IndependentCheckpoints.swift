@@ -1,0 +1,134 @@
+/// The supervisor's records of independent checkpoints (`--checkpoint independent`) and what
+/// follows from them: each rank's checkpoints with the dependency vector of the interval each
+/// closed and what the rank had delivered; the line of checkpoints only (no recovery line can
+/// ever be older: it is committed, and bounds retention, logs and garbage); which snapshots no
+/// line can use any more; and what each sender may drop of what it retains.
+///
+/// The runtime keeps the manifest's copy (snapshot names, output offsets) in step with it; a
+/// simulator keeps its model disk.
+package struct IndependentCheckpoints: Sendable, Equatable {
+    /// The number of ranks.
+    package let rankCount: Int
+    /// The dependency records, and the recovery lines they allow.
+    package private(set) var dependencies: IntervalDependencies
+    /// Per rank, the checkpoints whose snapshot is kept (restorable).
+    package private(set) var restorable: [Set<Int>]
+    /// Per rank and checkpoint, what the rank had delivered from each sender at it (unknown for
+    /// checkpoints recorded before a resume: those trim nothing).
+    private var delivered: [[Int: [DeliveredSet]]]
+    /// The checkpoint-only line last committed (empty: none since the records were loaded).
+    package private(set) var committedLine: [Int]
+
+    /// No checkpoint yet on `rankCount` ranks.
+    package init(rankCount: Int) {
+        self.rankCount = rankCount
+        self.dependencies = IntervalDependencies(rankCount: rankCount)
+        self.restorable = Array(repeating: [], count: rankCount)
+        self.delivered = Array(repeating: [:], count: rankCount)
+        self.committedLine = []  // none yet: the first advance commits
+    }
+
+    /// The records of a manifest: per rank, each checkpoint's dependency vector (in index order,
+    /// from 1) and whether its snapshot is kept.
+    package init(records: [[(dependencies: [Int], restorable: Bool)]]) {
+        self.init(rankCount: records.count)
+        for (rank, list) in records.enumerated() {
+            for (position, record) in list.enumerated() {
+                dependencies.recordCheckpoint(rank: rank, dependencies: record.dependencies)
+                if record.restorable { restorable[rank].insert(position + 1) }
+            }
+        }
+    }
+
+    /// Per rank, how many checkpoints are recorded.
+    package var counts: [Int] { dependencies.closed.map(\.count) }
+
+    /// `rank`'s newest checkpoint that still has its snapshot (0: none, the start).
+    package func newestRestorable(_ rank: Int) -> Int { restorable[rank].max() ?? 0 }
+
+    /// `rank`'s checkpoint `index` is durable: recorded when it is the next one and its vector
+    /// fits the job; otherwise why not.
+    package mutating func record(rank: Int, index: Int, dependencies vector: [Int], delivered sets: [DeliveredSet]) -> String? {
+        guard index == dependencies.closed[rank].count + 1 else {
+            return "checkpoint \(index) after \(dependencies.closed[rank].count) recorded"
+        }
+        guard vector.count == rankCount else { return "checkpoint \(index) with \(vector.count) dependencies for \(rankCount) ranks" }
+        dependencies.recordCheckpoint(rank: rank, dependencies: vector)
+        restorable[rank].insert(index)
+        delivered[rank][index] = sets
+        return nil
+    }
+
+    /// What advancing after a recorded checkpoint decided.
+    package struct Advance: Sendable, Equatable {
+        /// The line of checkpoints only, per rank.
+        package var line: [Int]
+        /// Whether it moved since it was last committed (then the caller commits it, and says so
+        /// with `lineCommitted`).
+        package var moved: Bool
+        /// Snapshots no line can use any more, to delete: (rank, checkpoint), by rank.
+        package var collected: [Collected]
+        /// Per sender, when the line moved: what each receiver's checkpoint in it covers of
+        /// what the sender retains (the sender's `TRIM`), with the sender's own entry.
+        package var trims: [(checkpoint: Int, coveredByReceiver: [DeliveredSet])]
+
+        /// A snapshot to delete.
+        package struct Collected: Sendable, Equatable {
+            package var rank: Int
+            package var index: Int
+        }
+
+        package static func == (lhs: Advance, rhs: Advance) -> Bool {
+            lhs.line == rhs.line && lhs.moved == rhs.moved && lhs.collected == rhs.collected
+                && lhs.trims.map(\.checkpoint) == rhs.trims.map(\.checkpoint)
+                && lhs.trims.map(\.coveredByReceiver) == rhs.trims.map(\.coveredByReceiver)
+        }
+    }
+
+    /// Recomputes the checkpoint-only line and the useless checkpoints. `collecting`: whether
+    /// snapshots may be deleted now (not while some commits sit on one mirror: which line a
+    /// second failure falls back to is not known). `keepNewest`: with logging, each rank's
+    /// newest checkpoint stays whatever the lines say (a lone restart begins there and replays
+    /// its log). The caller records the collected snapshots as gone, commits the line when it
+    /// moved, and then deletes them and sends the trims.
+    package mutating func advance(collecting: Bool, keepNewest: Bool) -> Advance {
+        let line = dependencies.checkpointOnlyLine()
+        // Only kept snapshots after the line can be found useless here: those before it go anyway.
+        let useless = dependencies.uselessCheckpoints(among: restorable.enumerated().map { rank, kept in
+            kept.filter { $0 >= line[rank] }.sorted()
+        })
+        var collected: [Advance.Collected] = []
+        for rank in 0..<rankCount where collecting {
+            let restartPoint = keepNewest ? dependencies.closed[rank].count : nil
+            for index in restorable[rank].sorted() where index != restartPoint && (index < line[rank] || useless[rank].contains(index)) {
+                collected.append(.init(rank: rank, index: index))
+                restorable[rank].remove(index)
+            }
+        }
+        let moved = line != committedLine
+        var trims: [(checkpoint: Int, coveredByReceiver: [DeliveredSet])] = []
+        if moved {
+            // Each sender drops what each receiver's checkpoint in the line covers.
+            trims = (0..<rankCount).map { sender in
+                let covered = (0..<rankCount).map { receiver in
+                    let sets = line[receiver] == 0 ? [] : delivered[receiver][line[receiver]] ?? []
+                    return sets.indices.contains(sender) ? sets[sender] : DeliveredSet()
+                }
+                return (line[sender], covered)
+            }
+        }
+        return Advance(line: line, moved: moved, collected: collected, trims: trims)
+    }
+
+    /// The caller committed `line` (an advance's that moved).
+    package mutating func lineCommitted(_ line: [Int]) {
+        committedLine = line
+    }
+
+    /// Forgets `rank`'s checkpoints after `index` (its execution past them is lost).
+    package mutating func truncate(rank: Int, after index: Int) {
+        dependencies.closed[rank] = Array(dependencies.closed[rank].prefix(index))
+        restorable[rank] = restorable[rank].filter { $0 <= index }
+        delivered[rank] = delivered[rank].filter { $0.key <= index }
+    }
+}
