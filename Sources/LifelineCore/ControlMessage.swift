@@ -220,7 +220,7 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(ack.chunks)
             writer.write(ack.chunksReused)
             writer.write(ack.mirrors.rawValue)
-            Self.encode(ack.dependencies, into: &writer)
+            Self.encodeSparse(ack.dependencies, into: &writer)
             Self.encode(ack.delivered, into: &writer)
         case .snapshotFailed(let epoch, let reason, let failedMirrors):
             writer.write(Code.snapshotFailed.rawValue)
@@ -296,7 +296,7 @@ package enum ControlMessage: Sendable, Equatable {
             let chunks = try reader.read(UInt32.self)
             let chunksReused = try reader.read(UInt32.self)
             let held = try mirrors()
-            let dependencies = try decodeIntegers(&reader)
+            let dependencies = try decodeSparseIntegers(&reader)
             let delivered = try decodeSets(&reader)
             message = .ack(round, Acknowledgement(
                 step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered,
@@ -318,10 +318,47 @@ package enum ControlMessage: Sendable, Equatable {
         return message
     }
 
+    /// Per-rank sets travel sparse: the count, then only the non-empty ones with their rank, so
+    /// a round's ACKs and DONEs carry the channels used, not one set per pair of ranks.
     private static func encode(_ sets: [DeliveredSet], into writer: inout ByteWriter) {
         writer.write(UInt32(sets.count))
-        for set in sets { set.encode(into: &writer) }
+        let used = sets.indices.filter { !sets[$0].isEmpty }
+        writer.write(UInt32(used.count))
+        for index in used {
+            writer.write(UInt32(index))
+            sets[index].encode(into: &writer)
+        }
     }
+
+    /// A dependency vector travels sparse too: the count, then the entries other than -1 (none).
+    private static func encodeSparse(_ integers: [Int], into writer: inout ByteWriter) {
+        writer.write(UInt32(integers.count))
+        let used = integers.indices.filter { integers[$0] != -1 }
+        writer.write(UInt32(used.count))
+        for index in used {
+            writer.write(UInt32(index))
+            writer.write(Int64(integers[index]))
+        }
+    }
+
+    private static func decodeSparseIntegers(_ reader: inout ByteReader) throws(WireError) -> [Int] {
+        let count = Int(try reader.read(UInt32.self))
+        guard count <= ranksMax else { throw WireError("control message claims \(count) ranks") }
+        let used = Int(try reader.read(UInt32.self))
+        guard used <= count, used <= reader.remainingCount / 12 else { throw WireError("control message claims \(used) entries") }
+        var integers = Array(repeating: -1, count: count)
+        var previous = -1
+        for _ in 0..<used {
+            let index = Int(try reader.read(UInt32.self))
+            guard index > previous, index < count else { throw WireError("control message names entry \(index) out of order") }
+            previous = index
+            integers[index] = Int(try reader.read(Int64.self))
+        }
+        return integers
+    }
+
+    /// The most ranks a per-rank field may claim (a bound on what decoding allocates).
+    static let ranksMax = 1 << 20
 
     private static func encode(_ integers: [Int], into writer: inout ByteWriter) {
         writer.write(UInt32(integers.count))
@@ -339,10 +376,17 @@ package enum ControlMessage: Sendable, Equatable {
 
     private static func decodeSets(_ reader: inout ByteReader) throws(WireError) -> [DeliveredSet] {
         let count = Int(try reader.read(UInt32.self))
-        guard count <= reader.remainingCount / 12 else { throw WireError("control message claims \(count) sets") }
-        var sets: [DeliveredSet] = []
-        sets.reserveCapacity(count)
-        for _ in 0..<count { sets.append(try DeliveredSet.decode(from: &reader)) }
+        guard count <= ranksMax else { throw WireError("control message claims \(count) ranks") }
+        let used = Int(try reader.read(UInt32.self))
+        guard used <= count, used <= reader.remainingCount / 16 else { throw WireError("control message claims \(used) sets") }
+        var sets = Array(repeating: DeliveredSet(), count: count)
+        var previous = -1
+        for _ in 0..<used {
+            let index = Int(try reader.read(UInt32.self))
+            guard index > previous, index < count else { throw WireError("control message names set \(index) out of order") }
+            previous = index
+            sets[index] = try DeliveredSet.decode(from: &reader)
+        }
         return sets
     }
 }

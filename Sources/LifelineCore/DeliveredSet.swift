@@ -49,6 +49,9 @@ package struct DeliveredSet: Sendable, Equatable {
         return true
     }
 
+    /// Whether no sequence number is in the set.
+    package var isEmpty: Bool { watermark.rawValue == 0 && above.isEmpty }
+
     /// The number of delivered sequence numbers.
     package var count: Int { Int(watermark.rawValue) + above.count }
 

@@ -116,6 +116,42 @@ struct WireFormatTests {
         #expect(throws: WireError.self, "an ACK with delivered numbers 9, 5 decoded") { try ControlMessage.decode(unsorted) }
     }
 
+    /// A round's control traffic is linear in the ranks: an ACK, a DONE and a TRIM carry the
+    /// sets of the channels used (and an independent ACK the dependencies that exist), not one
+    /// per rank of the job.
+    @Test func perRankSetsAndVectorsTravelSparse() throws {
+        var sets = Array(repeating: DeliveredSet(), count: 10_000)
+        sets[17] = DeliveredSet(watermark: SequenceNumber(40), above: [])
+        sets[9_999] = DeliveredSet(watermark: SequenceNumber(3), above: [SequenceNumber(7)])
+        var dependencies = Array(repeating: -1, count: 10_000)
+        dependencies[4] = 2
+        let ack = ControlMessage.ack(Epoch(3), Acknowledgement(
+            step: 9, snapshotBytes: 1, outputOffset: 2, delivered: sets, dependencies: dependencies))
+        let done = ControlMessage.checkpointDone(Epoch(3), coveredByReceiver: sets)
+        let trim = ControlMessage.trim(checkpoint: 2, coveredByReceiver: sets)
+        for message in [ack, done, trim] {
+            #expect(message.frame().count < 200, "\(message.frame().count) bytes")
+            #expect(try ControlMessage.decode(Array(message.frame()[FramePrefix.byteCount...])) == message)
+        }
+        // Decoding allocates no more than a bounded job claims, and names each rank once, in order.
+        var claim = ByteWriter()
+        claim.write(UInt8(4))  // checkpointDone's code
+        claim.write(UInt64(3))
+        claim.write(UInt32(1 << 30))
+        claim.write(UInt32(0))
+        #expect(throws: WireError.self) { try ControlMessage.decode(claim.bytes) }
+        var twice = ByteWriter()
+        twice.write(UInt8(4))
+        twice.write(UInt64(3))
+        twice.write(UInt32(4))
+        twice.write(UInt32(2))
+        for _ in 0..<2 {
+            twice.write(UInt32(1))
+            DeliveredSet(watermark: SequenceNumber(1), above: []).encode(into: &twice)
+        }
+        #expect(throws: WireError.self) { try ControlMessage.decode(twice.bytes) }
+    }
+
     @Test func ackKeptFlagSitsAfterTheOutputOffsetAndRefusesValuesAboveOne() throws {
         let kept = Acknowledgement(step: 4, snapshotBytes: 0, outputOffset: 0, delivered: Self.sets, kept: true, changes: 0)
         var body = ackBody(kept)
