@@ -61,7 +61,8 @@ package struct IntervalDependencies: Sendable, Equatable, Codable {
 
     /// The checkpoints that no consistent line can ever contain (a Z-cycle runs through them):
     /// per rank, the indices (≥ 1) that roll back even when every other rank may keep every
-    /// interval it has run, and whose own current interval is taken to depend on nothing.
+    /// interval it has run or will run, and whose own current interval is taken to depend on
+    /// nothing.
     /// Later checkpoints and messages only add dependencies, so a useless checkpoint stays
     /// useless.
     ///
@@ -73,7 +74,10 @@ package struct IntervalDependencies: Sendable, Equatable, Codable {
         let none = Array(repeating: Array(repeating: -1, count: rankCount), count: rankCount)
         return (0..<rankCount).map { rank in
             (candidates?[rank] ?? closed[rank].indices.map { $0 + 1 }).filter { index in
-                var inside = closed.map { $0.count + 1 }
+                // Every other rank may keep any interval, also one not recorded yet: a checkpoint
+                // can depend on an interval whose own checkpoint's record has not arrived (its
+                // ACK overtaken by this one's), and must not be judged useless for it.
+                var inside = Array(repeating: Int.max, count: rankCount)
                 inside[rank] = index
                 propagate(&inside, volatile: none, from: index >= floor[rank] ? floor : nil)
                 return inside[rank] < index
@@ -100,7 +104,8 @@ package struct IntervalDependencies: Sendable, Equatable, Codable {
             changed = false
             for rank in 0..<rankCount {
                 var interval = min(floor?[rank] ?? 0, inside[rank])
-                while interval < inside[rank] {
+                // Intervals after the current one have no record yet: inside, depending on nothing.
+                while interval < min(inside[rank], closed[rank].count + 1) {
                     let vector = interval < closed[rank].count ? closed[rank][interval] : volatile[rank]
                     // The current interval of a failed rank is lost: it cannot be inside.
                     guard let vector else {

@@ -44,7 +44,10 @@ extension Simulation {
             processes[rank].machine!.peerConnected(peer, incarnation: incarnation, connecting: true)
             flushResend(rank, to: peer)
         case .freeze:
-            // Everything delivered so far reaches the log first (optimistic logging).
+            // The snapshots being written are finished first: their ACKs come before the answer
+            // (the runtime drains its writer). Everything delivered so far reaches the log
+            // (optimistic logging).
+            for (epoch, name) in processes[rank].writing { try snapshotDurable(rank: rank, epoch: epoch, name: name) }
             if processes[rank].machine!.rules.flushesAtCheckpoints { flushLog(rank) }
             sendToSupervisor(from: rank, processes[rank].machine!.freeze())
         case .thaw:
@@ -285,6 +288,7 @@ extension Simulation {
         processes[rank].machine!.noteCapture(epoch, logPosition: logs[rank].nextIndex)
         let name = Self.snapshotName(epoch: epoch, rank: rank)
         pendingSnapshots[name] = snapshot
+        processes[rank].writing.append((snapshot.epoch, name))
         schedule(.snapshotDurable(rank: rank, incarnation: processes[rank].incarnation, epoch, name: name),
                  after: Double.random(in: Self.snapshotSeconds, using: &generator))
     }
@@ -300,6 +304,7 @@ extension Simulation {
         processes[rank].machine!.noteCapture(Epoch(UInt64(index)), logPosition: logs[rank].nextIndex)
         let name = Self.checkpointName(index, rank: rank)
         pendingSnapshots[name] = snapshot
+        processes[rank].writing.append((snapshot.epoch, name))
         schedule(.snapshotDurable(rank: rank, incarnation: processes[rank].incarnation, Epoch(UInt64(index)), name: name),
                  after: Double.random(in: Self.snapshotSeconds, using: &generator))
     }
@@ -307,6 +312,7 @@ extension Simulation {
     /// A snapshot is on the disk: the participant knows, the supervisor gets the ACK.
     func snapshotDurable(rank: Int, epoch: Epoch, name: String) throws {
         guard let snapshot = pendingSnapshots.removeValue(forKey: name) else { return }
+        processes[rank].writing.removeAll { $0.name == name }
         snapshots[name] = snapshot
         processes[rank].machine!.participant.handleSnapshotDurable(epoch)
         sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(

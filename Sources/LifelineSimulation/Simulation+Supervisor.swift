@@ -66,6 +66,9 @@ extension Simulation {
 
     /// Independent checkpoints: `rank`'s records after checkpoint `index` go, with their snapshots.
     private func forgetCheckpoints(of rank: Int, after index: Int) {
+        if let eventLog, checkpoints.counts[rank] > index {
+            eventLog("  records: r\(rank) forgets checkpoints \(index + 1)...\(checkpoints.counts[rank])")
+        }
         for later in stride(from: index + 1, through: checkpoints.counts[rank], by: 1) {
             snapshots[Self.checkpointName(later, rank: rank)] = nil
         }
@@ -80,6 +83,10 @@ extension Simulation {
             return
         }
         let advance = checkpoints.advance(collecting: true, keepNewest: settings.logging != .none)
+        if let eventLog, !advance.collected.isEmpty || advance.moved {
+            eventLog("  records: r\(rank) checkpoint \(index); line \(advance.line)\(advance.moved ? " (moved)" : ""); collected "
+                + advance.collected.map { "r\($0.rank):\($0.index)" }.joined(separator: ","))
+        }
         for collected in advance.collected { snapshots[Self.checkpointName(collected.index, rank: collected.rank)] = nil }
         guard advance.moved else { return }
         let line = Line(

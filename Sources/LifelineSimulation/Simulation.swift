@@ -216,6 +216,8 @@ package final class Simulation {
         var earlyControl: [ControlMessage] = []
         /// During a replay, the logged message a receive waits for (sender-based logging).
         var awaiting: DataHeader?
+        /// Snapshots this process is writing, oldest first: (round or checkpoint, name).
+        var writing: [(epoch: Epoch, name: String)] = []
         /// Optimistic logging: records not yet on the disk (lost with the process), and when
         /// the log was last flushed.
         var unflushed: [LogRecord] = []

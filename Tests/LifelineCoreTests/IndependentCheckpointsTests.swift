@@ -41,4 +41,20 @@ import Testing
         var logged = IndependentCheckpoints(records: [[([-1, -1], true), ([-1, -1], true)], [([-1, -1], true)]])
         #expect(logged.advance(collecting: true, keepNewest: true).collected.map(\.index) == [1])
     }
+
+    /// Rank 2 delivered what rank 1 sent after its checkpoint 1, and rank 2's checkpoint 1 was
+    /// recorded before rank 1's (its ACK overtook). The simulator found that the useless-checkpoint
+    /// search took rank 1's unrecorded interval for one no line can hold, and deleted rank 2's
+    /// snapshot that a later recovery line needed (`lifeline simulate --ranks 55 --seed 20127
+    /// --checkpoint independent --steps 7`).
+    @Test func aCheckpointThatDependsOnAnIntervalNotRecordedYetIsNotUseless() {
+        var records = IndependentCheckpoints(rankCount: 3)
+        _ = records.record(rank: 2, index: 1, dependencies: [-1, 1, -1], delivered: [])
+        #expect(records.advance(collecting: true, keepNewest: false).collected.isEmpty)
+        #expect(records.dependencies.uselessCheckpoints() == [[], [], []])
+        _ = records.record(rank: 1, index: 1, dependencies: [-1, -1, -1], delivered: [])
+        _ = records.record(rank: 1, index: 2, dependencies: [-1, -1, -1], delivered: [])
+        let advance = records.advance(collecting: true, keepNewest: false)
+        #expect(advance.line == [0, 2, 1] && records.restorable[2] == [1], "\(advance)")
+    }
 }
