@@ -1,22 +1,39 @@
 import LifelineCore
 
-/// An SPMD program the simulator runs on every rank, whose state is a hash of what it
-/// delivered, so the failure-free result is known without running it: step k of rank r sends
-/// its state to each neighbour, receives each neighbour's state of step k − lag in a fixed
-/// order, and mixes them into its state. A message therefore carries exactly what the sender's
-/// failure-free state at its step was, and the simulator checks each delivery against that.
-/// With a lag of one (the ring), every checkpoint line has messages in transit across it.
+/// An SPMD program the simulator runs on every rank, whose result is known without the
+/// runtime: a rank's state is a hash of what it delivered. Each step is a list of operations —
+/// send the state to a rank, fold in a message from a rank (or from any rank), fold in the step
+/// number — and a safe point comes before every step. `failureFree()` runs the program once,
+/// in order, with no runtime; what it records per channel is the oracle every delivery of a
+/// simulated run is checked against (by channel and sequence number), and its final states the
+/// oracle of the end.
 package struct ModelProgram: Sendable, Equatable {
     /// Who talks to whom.
     package enum Pattern: String, Sendable, CaseIterable {
         /// Halo exchange on a ring, one step behind: each step sends to the left and right
-        /// neighbours and receives what they sent the step before.
+        /// neighbours and receives what they sent the step before (so every checkpoint line
+        /// has messages in transit across it).
         case ring
         /// Halo exchange on a 2-D grid (rows × columns as square as the rank count allows,
         /// not periodic): up to four neighbours.
         case grid
         /// Half the ranks (the odd ones) compute alone and exchange nothing.
         case idle
+        /// A task farm: rank 0 sends each worker a task and receives the results from any
+        /// source, in whatever order they arrive (it adds them up, so its result does not
+        /// depend on the order); each worker receives its task and answers.
+        case farm
+    }
+
+    /// One operation of a step.
+    package enum Operation: Sendable, Equatable {
+        /// Send the state to a rank.
+        case send(to: Int)
+        /// Receive from a rank (nil: any rank) and fold the message into the state: mixed in
+        /// (order matters), or added (the farm's master: order does not).
+        case receive(from: Int?, adds: Bool)
+        /// Mix the step number into the state.
+        case mixStep
     }
 
     /// The pattern.
@@ -25,17 +42,14 @@ package struct ModelProgram: Sendable, Equatable {
     package let rankCount: Int
     /// The steps each rank runs.
     package let stepCount: Int
-    /// Per rank, the ranks it exchanges with, in the order it receives from them.
+    /// Per rank, the ranks it exchanges with (halo patterns).
     package let neighbours: [[Int]]
-    /// How many steps behind a rank receives what its neighbours send.
-    package let lag: Int
 
     /// A program of `pattern` on `rankCount` ranks for `stepCount` steps.
     package init(pattern: Pattern, rankCount: Int, stepCount: Int) {
         self.pattern = pattern
         self.rankCount = rankCount
         self.stepCount = stepCount
-        self.lag = pattern == .ring ? 1 : 0
         switch pattern {
         case .ring:
             neighbours = (0..<rankCount).map { rank in
@@ -56,20 +70,37 @@ package struct ModelProgram: Sendable, Equatable {
                 guard rank % 2 == 0 else { return [] }
                 return [rank - 2, rank + 2].filter { $0 >= 0 && $0 < rankCount }
             }
+        case .farm:
+            neighbours = (0..<rankCount).map { $0 == 0 ? Array(1..<rankCount) : [0] }
         }
     }
 
     /// The tag of every message (channels are FIFO, so steps stay in order).
     package static let tag: Int64 = 1
 
+    /// The operations of `rank`'s step `step`.
+    package func operations(of rank: Int, step: Int) -> [Operation] {
+        let sends = neighbours[rank].map { Operation.send(to: $0) }
+        switch pattern {
+        case .ring:
+            // One step behind: step k receives what the neighbours sent at step k - 1.
+            return sends + [.mixStep] + (step >= 1 ? neighbours[rank].map { .receive(from: $0, adds: false) } : [])
+        case .grid, .idle:
+            return sends + [.mixStep] + neighbours[rank].map { .receive(from: $0, adds: false) }
+        case .farm:
+            if rank == 0 { return sends + [.mixStep] + neighbours[rank].map { _ in .receive(from: nil, adds: true) } }
+            return [.receive(from: 0, adds: false), .mixStep, .send(to: 0)]
+        }
+    }
+
     /// A rank's state before its first step.
     package static func initialState(rank: Int) -> UInt64 {
         mix(0x6C69_6665_6C69_6E65, UInt64(rank))
     }
 
-    /// The state after a step that delivered `received` (in receive order).
-    package static func next(_ state: UInt64, step: Int, received: [UInt64]) -> UInt64 {
-        received.reduce(mix(state, UInt64(step))) { mix($0, $1) }
+    /// The state after folding in a message of `value` from `source`.
+    package static func fold(_ state: UInt64, _ value: UInt64, from source: Int, adds: Bool) -> UInt64 {
+        adds ? state &+ mix(value, UInt64(source)) : mix(state, value)
     }
 
     /// What a message of a state says.
@@ -83,21 +114,51 @@ package struct ModelProgram: Sendable, Equatable {
         return payload.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) }
     }
 
-    /// The ranks `rank` receives from at `step` (none while the lag has not passed).
-    package func sources(of rank: Int, step: Int) -> [Int] {
-        step >= lag ? neighbours[rank] : []
+    /// The failure-free run: per rank, its state at each safe point (index k, before step k)
+    /// and at the end (index K); per channel (`sender * rankCount + receiver`), the value of
+    /// each message in sequence order.
+    package struct Run: Sendable {
+        package var states: [[UInt64]]
+        package var channels: [Int: [UInt64]]
     }
 
-    /// Per rank, its failure-free state before each step (index k) and at the end (index K).
-    package func failureFree() -> [[UInt64]] {
-        var states = (0..<rankCount).map { [Self.initialState(rank: $0)] }
+    /// Runs the program once with no runtime: each step, the ranks take turns running their
+    /// operations until each waits for a message; an any-source receive takes the lowest
+    /// source that has one.
+    package func failureFree() -> Run {
+        var run = Run(states: (0..<rankCount).map { [Self.initialState(rank: $0)] }, channels: [:])
+        var inbox: [Int: [UInt64]] = [:]  // per channel, sent and not yet received
+        var current = (0..<rankCount).map { Self.initialState(rank: $0) }
         for step in 0..<stepCount {
-            for rank in 0..<rankCount {
-                let received = sources(of: rank, step: step).map { states[$0][step - lag] }
-                states[rank].append(Self.next(states[rank][step], step: step, received: received))
+            var position = Array(repeating: 0, count: rankCount)
+            let operations = (0..<rankCount).map { self.operations(of: $0, step: step) }
+            var progressed = true
+            while progressed {
+                progressed = false
+                for rank in 0..<rankCount {
+                    running: while position[rank] < operations[rank].count {
+                        switch operations[rank][position[rank]] {
+                        case .send(let destination):
+                            let channel = rank * rankCount + destination
+                            run.channels[channel, default: []].append(current[rank])
+                            inbox[channel, default: []].append(current[rank])
+                        case .mixStep:
+                            current[rank] = Self.mix(current[rank], UInt64(step))
+                        case .receive(let from, let adds):
+                            let source = from ?? (0..<rankCount).first { !(inbox[$0 * rankCount + rank] ?? []).isEmpty }
+                            guard let source, let value = inbox[source * rankCount + rank]?.first else { break running }
+                            inbox[source * rankCount + rank]!.removeFirst()
+                            current[rank] = Self.fold(current[rank], value, from: source, adds: adds)
+                        }
+                        position[rank] += 1
+                        progressed = true
+                    }
+                }
             }
+            precondition(position.indices.allSatisfy { position[$0] == operations[$0].count }, "\(pattern) deadlocks at step \(step)")
+            for rank in 0..<rankCount { run.states[rank].append(current[rank]) }
         }
-        return states
+        return run
     }
 
     /// SplitMix64's finaliser over two words: a well-mixed hash.

@@ -113,7 +113,7 @@ extension Simulation {
         processes[rank].early = []
         processes[rank].state = snapshot?.state ?? ModelProgram.initialState(rank: rank)
         // A restored rank resumes right at its safe point: it does not pass it again.
-        processes[rank].phase = snapshot.map { .sending($0.step) } ?? .atSafePoint(0)
+        processes[rank].phase = snapshot.map { .running($0.step, operation: 0) } ?? .atSafePoint(0)
         let retained = machine.retainedOutgoing
         processes[rank].machine = machine
         for message in retained { transmit(from: rank, message) }
@@ -176,7 +176,7 @@ extension Simulation {
                 if processes[rank].machine!.independentCheckpointDue(now: now) {
                     _ = processes[rank].machine!.participant.handleSafePoint(step: step)
                     captureIndependent(rank, step: step)
-                    processes[rank].phase = .sending(step)
+                    processes[rank].phase = .running(step, operation: 0)
                     continue
                 }
                 switch processes[rank].machine!.participant.handleSafePoint(step: step) {
@@ -191,9 +191,16 @@ extension Simulation {
                         step: step, snapshotBytes: 0, outputOffset: 0, delivered: processes[rank].machine!.ledger.delivered,
                         kept: true)))
                 }
-                processes[rank].phase = .sending(step)
-            case .sending(let step):
-                for peer in program.neighbours[rank] {
+                processes[rank].phase = .running(step, operation: 0)
+            case .running(let step, let index):
+                let operations = program.operations(of: rank, step: step)
+                guard index < operations.count else {
+                    processes[rank].phase = .atSafePoint(step + 1)
+                    wake(rank, after: Double.random(in: Self.stepSeconds, using: &generator))
+                    return
+                }
+                switch operations[index] {
+                case .send(let peer):
                     let (message, route, askCheckpoint) = processes[rank].machine!.send(
                         ModelProgram.payload(processes[rank].state), to: RankID(peer), tag: ModelProgram.tag)
                     if askCheckpoint { sendToSupervisor(from: rank, .checkpointWanted) }
@@ -202,41 +209,40 @@ extension Simulation {
                     case .held: break
                     case .afterResend: flushResend(rank, to: RankID(peer))
                     }
+                case .mixStep:
+                    processes[rank].state = ModelProgram.mix(processes[rank].state, UInt64(step))
+                case .receive(let from, let adds):
+                    guard let (header, payload) = try receive(rank, from: from) else { return }
+                    let source = header.source.rawValue
+                    if let eventLog {
+                        eventLog("  r\(rank) step \(step) delivers r\(source) #\(header.sequence.rawValue) "
+                            + (ModelProgram.state(of: payload).map(hex) ?? "\(payload.count)B")
+                            + (processes[rank].machine!.replay != nil ? " (replayed)" : ""))
+                    }
+                    let sent = oracle.channels[source * settings.rankCount + rank] ?? []
+                    let sequence = Int(header.sequence.rawValue)
+                    guard sequence < sent.count, let value = ModelProgram.state(of: payload), value == sent[sequence] else {
+                        let got = ModelProgram.state(of: payload).map { "state \(hex($0))" } ?? "\(payload.count) bytes"
+                        let expected = sequence < sent.count ? "state \(hex(sent[sequence]))" : "no such message"
+                        throw Violation("rank \(rank) at step \(step) delivered message \(sequence) from rank \(source) with \(got), "
+                            + "where the failure-free run has \(expected)")
+                    }
+                    processes[rank].state = ModelProgram.fold(processes[rank].state, value, from: source, adds: adds)
                 }
-                processes[rank].phase = .receiving(step, received: [])
-            case .receiving(let step, let received):
-                let neighbours = program.sources(of: rank, step: step)
-                if received.count == neighbours.count {
-                    processes[rank].state = ModelProgram.next(processes[rank].state, step: step, received: received)
-                    processes[rank].phase = .atSafePoint(step + 1)
-                    wake(rank, after: Double.random(in: Self.stepSeconds, using: &generator))
-                    return
-                }
-                let source = neighbours[received.count]
-                guard let payload = try receive(rank, from: source) else { return }
-                if let eventLog {
-                    eventLog("  r\(rank) step \(step) delivers from r\(source) "
-                        + (ModelProgram.state(of: payload).map(hex) ?? "\(payload.count)B")
-                        + (processes[rank].machine!.replay != nil ? " (replayed)" : ""))
-                }
-                let expected = oracle[source][step - program.lag]
-                guard let value = ModelProgram.state(of: payload), value == expected else {
-                    let got = ModelProgram.state(of: payload).map { "state \(hex($0))" } ?? "\(payload.count) bytes"
-                    throw Violation("rank \(rank) at step \(step) delivered from rank \(source) \(got), where the "
-                        + "failure-free run delivers state \(hex(expected))")
-                }
-                processes[rank].phase = .receiving(step, received: received + [value])
+                processes[rank].phase = .running(step, operation: index + 1)
             }
         }
     }
 
-    /// The next message from `source`: replayed from the log, or live; nil while it has not arrived.
-    private func receive(_ rank: Int, from source: Int) throws -> [UInt8]? {
+    /// The next message from `source` (nil: any): replayed from the log, or live; nil while it
+    /// has not arrived. The header says where it came from.
+    private func receive(_ rank: Int, from source: Int?) throws -> (DataHeader, [UInt8])? {
+        let peer = source.map { RankID($0) }
         if let header = processes[rank].awaiting {
             guard let arrival = processes[rank].machine!.takeReplayed(header) else { return nil }
             processes[rank].awaiting = nil
             if processes[rank].machine!.replayExhausted { finishReplay(rank) }
-            return processes[rank].machine!.deliver(arrival.header, arrival.payload)
+            return (arrival.header, processes[rank].machine!.deliver(arrival.header, arrival.payload))
         }
         if processes[rank].machine!.replay != nil {
             defer {
@@ -244,9 +250,9 @@ extension Simulation {
                     finishReplay(rank)
                 }
             }
-            switch processes[rank].machine!.replayReceive(source: RankID(source), tag: ModelProgram.tag) {
+            switch processes[rank].machine!.replayReceive(source: peer, tag: ModelProgram.tag) {
             case .deliver(let header, let payload):
-                return processes[rank].machine!.deliver(header, payload)
+                return (header, processes[rank].machine!.deliver(header, payload))
             case .await(let header):
                 processes[rank].awaiting = header
                 return try receive(rank, from: source)
@@ -255,14 +261,15 @@ extension Simulation {
             case .exhausted:
                 finishReplay(rank)
             case .diverged(let expected):
-                throw Violation("rank \(rank)'s replay diverged: it receives from rank \(source) where it made \(expected)")
+                throw Violation("rank \(rank)'s replay diverged: it receives from \(source.map { "rank \($0)" } ?? "any rank") "
+                    + "where it made \(expected)")
             }
         }
-        guard let arrival = processes[rank].machine!.take(from: RankID(source), tag: ModelProgram.tag) else { return nil }
+        guard let arrival = processes[rank].machine!.take(from: peer, tag: ModelProgram.tag) else { return nil }
         let record = { (kind: RankLogging.Record) -> LogRecord in
             kind == .determinant ? .determinant(arrival.header) : .delivery(arrival.header, payload: arrival.payload)
         }
-        switch processes[rank].machine!.rules.delivery(anySource: false) {
+        switch processes[rank].machine!.rules.delivery(anySource: source == nil) {
         case .synchronously(let kind)?:
             logs[rank].records.append(record(kind))
             report.logRecords += 1
@@ -273,8 +280,9 @@ extension Simulation {
         case nil:
             break
         }
-        return processes[rank].machine!.deliver(arrival.header, arrival.payload)
+        return (arrival.header, processes[rank].machine!.deliver(arrival.header, arrival.payload))
     }
+
 
     /// A capture at a round's safe point: the snapshot is written in the background; its ACK
     /// follows once it is durable.

@@ -195,10 +195,8 @@ package final class Simulation {
         case starting
         /// Before safe point `step` (`step == stepCount`: before the final barrier).
         case atSafePoint(Int)
-        /// Passed safe point `step`: sends its messages of that step.
-        case sending(Int)
-        /// Receiving step `step`'s messages: `received` so far, in order.
-        case receiving(Int, received: [UInt64])
+        /// Passed safe point `step`: runs the step's operations, the next being `operation`.
+        case running(Int, operation: Int)
         /// At the final barrier.
         case finished
     }
@@ -259,8 +257,8 @@ package final class Simulation {
     let settings: Settings
     var generator: SplitMix64
     let program: ModelProgram
-    /// Per rank, its failure-free state before each step and at the end.
-    let oracle: [[UInt64]]
+    /// The failure-free run: each rank's states, each channel's messages.
+    let oracle: ModelProgram.Run
     var report: Report
     /// Independent checkpoints: the mean virtual seconds between two of a rank's checkpoints.
     let independentInterval: Double
@@ -499,9 +497,9 @@ package final class Simulation {
 
     /// Every rank's final state is its failure-free one.
     private func checkFinalStates() throws {
-        for rank in 0..<settings.rankCount where processes[rank].state != oracle[rank][settings.stepCount] {
+        for rank in 0..<settings.rankCount where processes[rank].state != oracle.states[rank][settings.stepCount] {
             throw Violation("rank \(rank) ended with state \(hex(processes[rank].state)), the failure-free run with "
-                + hex(oracle[rank][settings.stepCount]))
+                + hex(oracle.states[rank][settings.stepCount]))
         }
     }
 

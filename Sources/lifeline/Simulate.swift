@@ -10,7 +10,8 @@ extension LifelineCommand {
             abstract: "Run the protocol core on a virtual clock, network and disk, with seeded crashes.",
             discussion: """
             The supervisor's and the ranks' machines (LifelineCore) run a model program (halo exchange on a ring or \
-            a 2-D grid, or half the ranks idle) whose failure-free result is known. After every event the simulator \
+            a 2-D grid, half the ranks idle, or a task farm whose master receives from any source) whose failure-free result \
+            is known. After every event the simulator \
             checks that each delivered message is the one the failure-free run delivers there, and at the end that \
             every rank's state is the failure-free one. The last line is `simulate: ok ranks=N seed=S events=E \
             control_bytes_per_round=B trace=HEX` (the same seed gives the same trace), or `simulate: violation \
@@ -32,7 +33,7 @@ extension LifelineCommand {
         var faults = "crashes"
         @Option(help: "The steps each rank runs.")
         var steps = 20
-        @Option(help: "The model program: ring, grid or idle.")
+        @Option(help: "The model program: ring, grid, idle or farm.")
         var program = "ring"
         @Flag(help: "Print every event as it is handled (to replay a seed and see what happened).")
         var trace = false
@@ -64,7 +65,7 @@ extension LifelineCommand {
                 throw ValidationError("--faults \(faults) is not one of none, crashes")
             }
             guard ModelProgram.Pattern(rawValue: program) != nil else {
-                throw ValidationError("--program \(program) is not one of ring, grid, idle")
+                throw ValidationError("--program \(program) is not one of ring, grid, idle, farm")
             }
         }
 
