@@ -31,7 +31,7 @@ final class SnapshotWriter: Sendable {
         var name: String
         /// The snapshot's bytes, in segments chunked apart (`RankSnapshot.encoded()`).
         var uncompressed: [ChunkedSnapshots.Segment]
-        var delivered: [DeliveredSet]
+        var delivered: DeliveredSets
         var outputOffset: UInt64
         /// Deliveries and logged values since the rank's last committed checkpoint.
         var changes: UInt64

@@ -132,10 +132,14 @@ package struct CheckpointCoordinator: Sendable {
         }
         committedEpoch = round
         state = .idle(dueAt: now + intervalSeconds)
-        var actions: [Action] = []
-        for sender in 0..<rankCount {
-            let covered = acks.map { $0.delivered[sender] }
-            actions.append(.send(RankID(sender), .checkpointDone(round, coveredByReceiver: covered)))
+        // Each sender's DONE names the receivers that delivered from it: built by going once
+        // over what each receiver delivered, so a round costs the channels used.
+        var covered = Array(repeating: DeliveredSets(rankCount: rankCount), count: rankCount)
+        for (receiver, ack) in acks.enumerated() {
+            for sender in ack.delivered.used { covered[sender][receiver] = ack.delivered[sender] }
+        }
+        let actions = covered.enumerated().map { sender, sets in
+            Action.send(RankID(sender), .checkpointDone(round, coveredByReceiver: sets))
         }
         return actions + finishIfAllFinished()
     }

@@ -22,8 +22,9 @@ package struct Acknowledgement: Sendable, Equatable {
     package var snapshotBytes: UInt64
     /// The length of the rank's standard output when it captured: what a commit may release.
     package var outputOffset: UInt64
-    /// The sequence numbers the rank had delivered at capture, indexed by source rank.
-    package var delivered: [DeliveredSet]
+    /// The sequence numbers the rank had delivered at capture, indexed by source rank (the
+    /// sources it delivered from are stored and sent).
+    package var delivered: DeliveredSets
     /// `--checkpoint minimal`: the rank delivered nothing since its last committed checkpoint,
     /// wrote nothing, and keeps that checkpoint as its entry in the new line (`snapshotBytes`
     /// and `outputOffset` are then 0 and `delivered` is unchanged since that checkpoint).
@@ -43,7 +44,7 @@ package struct Acknowledgement: Sendable, Equatable {
     package var mirrors: StorageMirrors
 
     /// An acknowledgement with every field given.
-    package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: [DeliveredSet],
+    package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: DeliveredSets,
                  kept: Bool = false, changes: UInt64 = 0, logicalBytes: UInt64 = 0, chunks: UInt32 = 0,
                  chunksReused: UInt32 = 0, dependencies: [Int] = [], mirrors: StorageMirrors = .both) {
         self.mirrors = mirrors
@@ -72,7 +73,7 @@ package enum ControlMessage: Sendable, Equatable {
     case safePointChosen(Epoch, step: Int)
     /// `CHECKPOINT_DONE(epoch)`: the round is committed. Carries, per receiver, what that
     /// receiver had delivered from this rank at capture, so retained messages can be trimmed.
-    case checkpointDone(Epoch, coveredByReceiver: [DeliveredSet])
+    case checkpointDone(Epoch, coveredByReceiver: DeliveredSets)
     /// `ABORT(epoch)`: the round will not commit; lift the hold on its messages.
     case abort(Epoch)
     /// Every rank reached the final barrier: exit.
@@ -91,7 +92,7 @@ package enum ControlMessage: Sendable, Equatable {
     /// Independent checkpointing: no recovery line can reach behind the checkpoint-only line any
     /// more. Drop what each receiver's checkpoint in it covers, and the log before your own
     /// checkpoint `checkpoint` in it.
-    case trim(checkpoint: Int, coveredByReceiver: [DeliveredSet])
+    case trim(checkpoint: Int, coveredByReceiver: DeliveredSets)
     /// The job seems stalled: say where you wait (answer `waitReport` with this serial at once,
     /// from inside whatever wait you are in).
     case waitQuery(serial: UInt32)
@@ -320,9 +321,9 @@ package enum ControlMessage: Sendable, Equatable {
 
     /// Per-rank sets travel sparse: the count, then only the non-empty ones with their rank, so
     /// a round's ACKs and DONEs carry the channels used, not one set per pair of ranks.
-    private static func encode(_ sets: [DeliveredSet], into writer: inout ByteWriter) {
+    private static func encode(_ sets: DeliveredSets, into writer: inout ByteWriter) {
         writer.write(UInt32(sets.count))
-        let used = sets.indices.filter { !sets[$0].isEmpty }
+        let used = sets.used
         writer.write(UInt32(used.count))
         for index in used {
             writer.write(UInt32(index))
@@ -374,12 +375,12 @@ package enum ControlMessage: Sendable, Equatable {
         return integers
     }
 
-    private static func decodeSets(_ reader: inout ByteReader) throws(WireError) -> [DeliveredSet] {
+    private static func decodeSets(_ reader: inout ByteReader) throws(WireError) -> DeliveredSets {
         let count = Int(try reader.read(UInt32.self))
         guard count <= ranksMax else { throw WireError("control message claims \(count) ranks") }
         let used = Int(try reader.read(UInt32.self))
         guard used <= count, used <= reader.remainingCount / 16 else { throw WireError("control message claims \(used) sets") }
-        var sets = Array(repeating: DeliveredSet(), count: count)
+        var sets = DeliveredSets(rankCount: count)
         var previous = -1
         for _ in 0..<used {
             let index = Int(try reader.read(UInt32.self))

@@ -23,12 +23,13 @@ package struct MessageLedger: Sendable, Equatable {
     package let rank: RankID
     /// The number of ranks in the job.
     package let rankCount: Int
-    /// The sequence number of the next message to each destination (indexed by rank).
-    package private(set) var nextSequence: [SequenceNumber]
-    /// What has been delivered from each source (indexed by rank).
-    package private(set) var delivered: [DeliveredSet]
+    /// The sequence number of the next message to each destination (indexed by rank; stored
+    /// for the destinations used).
+    package private(set) var nextSequence: PerPeer<SequenceNumber>
+    /// What has been delivered from each source (indexed by rank; stored for the sources used).
+    package private(set) var delivered: DeliveredSets
     /// Messages kept for each destination (indexed by rank), ascending by sequence number.
-    package private(set) var retained: [[RetainedMessage]]
+    package private(set) var retained: PerPeer<[RetainedMessage]>
     /// The payload bytes held in `retained`.
     package private(set) var retainedBytes: Int
 
@@ -37,9 +38,9 @@ package struct MessageLedger: Sendable, Equatable {
         precondition(rankCount > 0 && (0..<rankCount).contains(rank.rawValue))
         self.rank = rank
         self.rankCount = rankCount
-        nextSequence = Array(repeating: SequenceNumber(0), count: rankCount)
-        delivered = Array(repeating: DeliveredSet(), count: rankCount)
-        retained = Array(repeating: [], count: rankCount)
+        nextSequence = PerPeer(rankCount: rankCount, absent: SequenceNumber(0))
+        delivered = DeliveredSets(rankCount: rankCount)
+        retained = PerPeer(rankCount: rankCount, absent: [])
         retainedBytes = 0
     }
 

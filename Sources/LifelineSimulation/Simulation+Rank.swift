@@ -40,7 +40,7 @@ extension Simulation {
         case .peerRestarted(let peer, let incarnation):
             processes[rank].machine!.peerRestarted(peer, incarnation: incarnation)
             // This rank connects to the restarted peer and sends it what it retains first.
-            processes[rank].connectedTo[peer.rawValue] = incarnation
+            processes[rank].reconnected[peer.rawValue] = incarnation
             processes[rank].machine!.peerConnected(peer, incarnation: incarnation, connecting: true)
             flushResend(rank, to: peer)
         case .freeze:

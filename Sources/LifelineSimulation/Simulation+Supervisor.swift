@@ -106,6 +106,7 @@ extension Simulation {
     /// Launches the ranks of `order`, each from its entry in the newest line (or the start),
     /// or from the independent checkpoint it names (whose later records are forgotten).
     private func launch(_ order: SupervisorMachine.Launch) throws {
+        launches += 1
         let line = lines.last
         let fromLine = order.restart.allSatisfy { $0.start == .newestLine }
         if order.restart.count == settings.rankCount, fromLine {
@@ -126,15 +127,11 @@ extension Simulation {
             plan.restoreEpoch = entry.flatMap { snapshots[$0]?.epoch } ?? .start
             let step = entry.flatMap { snapshots[$0]?.step } ?? -1
             let incarnation = supervisor.launching(rank, plan: plan, step: step, now: now)
-            processes[rank] = Process(incarnation: incarnation, state: ModelProgram.initialState(rank: rank))
+            processes[rank] = Process(incarnation: incarnation, state: ModelProgram.initialState(rank: rank), launch: launches)
+            // A launched rank connects to every peer; the survivors connect to it when they
+            // learn of its restart (`peerRestarted`).
+            incarnations[rank].append((launches, incarnation))
             schedule(.connected(rank: rank, incarnation: incarnation), after: Double.random(in: Self.launchSeconds, using: &generator))
-        }
-        // A launched rank connects to every peer; the survivors connect to it when they learn
-        // of its restart (`peerRestarted`).
-        for restart in order.restart {
-            for peer in 0..<settings.rankCount where peer != restart.rank {
-                processes[restart.rank].connectedTo[peer] = processes[peer].incarnation
-            }
         }
         supervisor.launched(order.ranks)
     }

@@ -221,8 +221,11 @@ package final class Simulation {
         var unflushed: [LogRecord] = []
         var flushedAt = 0.0
         var wakePending = false
-        /// Per peer, the incarnation of the peer this process's connection reaches.
-        var connectedTo: [Int: UInt32] = [:]
+        /// The launch this process belongs to: it connected to every peer as they were then.
+        var launch = 0
+        /// Per peer, the incarnation this process's connection reaches, where it reconnected
+        /// since its launch (to a restarted peer).
+        var reconnected: [Int: UInt32] = [:]
     }
 
     /// A snapshot on the disk.
@@ -284,6 +287,10 @@ package final class Simulation {
     var toRankBusyUntil: [Double]
     var toSupervisorBusyUntil: [Double]
     var finished = false
+    /// Per rank, each incarnation launched and the launch it belonged to, oldest first.
+    var incarnations: [[(launch: Int, incarnation: UInt32)]]
+    /// The launches so far.
+    var launches = 0
     /// Crashes still to inject.
     var crashesLeft = 0
     /// Receives a line for every event handled, when set (`lifeline simulate --trace`).
@@ -316,6 +323,7 @@ package final class Simulation {
         logs = Array(repeating: Log(), count: settings.rankCount)
         checkpoints = IndependentCheckpoints(rankCount: settings.rankCount)
         toRankBusyUntil = Array(repeating: 0, count: settings.rankCount)
+        incarnations = Array(repeating: [], count: settings.rankCount)
         toSupervisorBusyUntil = Array(repeating: 0, count: settings.rankCount)
     }
 
@@ -479,12 +487,21 @@ package final class Simulation {
         report.controlBytes += message.frame().count
     }
 
+    /// The incarnation of `destination` that `source`'s process reaches: the one it reconnected
+    /// to, else the newest launched up to the source's own launch (ranks of one launch connect
+    /// to each other and to every peer already running).
+    func reach(from source: Int, to destination: Int) -> UInt32? {
+        if let incarnation = processes[source].reconnected[destination] { return incarnation }
+        let launch = processes[source].launch
+        return incarnations[destination].last { $0.launch <= launch }?.incarnation
+    }
+
     /// A data message from `source`'s process: lost when its connection no longer reaches the
     /// destination's current process (it is retained, and sent again when they reconnect).
     func transmit(from source: Int, _ message: RankMachine.Outgoing) {
         let destination = message.destination.rawValue
         report.dataMessages += 1
-        guard processes[destination].alive, processes[source].connectedTo[destination] == processes[destination].incarnation
+        guard processes[destination].alive, reach(from: source, to: destination) == processes[destination].incarnation
         else { return }
         let key = source * settings.rankCount + destination
         let arrival = max(now + linkDelay(), dataBusyUntil[key] ?? 0)

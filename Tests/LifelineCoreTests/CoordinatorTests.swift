@@ -6,7 +6,7 @@ struct CoordinatorTests {
     private func ack(step: Int, rankCount: Int, delivered: Int = 0) -> Acknowledgement {
         let set = DeliveredSet(watermark: SequenceNumber(UInt64(delivered)), above: [])
         return Acknowledgement(step: step, snapshotBytes: 10, outputOffset: 0,
-                               delivered: Array(repeating: set, count: rankCount))
+                               delivered: DeliveredSets(Array(repeating: set, count: rankCount)))
     }
 
     @Test func normalRoundChoosesSafePointAndCommits() {

@@ -8,7 +8,7 @@ struct CoordinatorTransitionTests {
     }
 
     private func ack(step: Int, delivered: [DeliveredSet]) -> Acknowledgement {
-        Acknowledgement(step: step, snapshotBytes: 100, outputOffset: 0, delivered: delivered)
+        Acknowledgement(step: step, snapshotBytes: 100, outputOffset: 0, delivered: DeliveredSets(delivered))
     }
 
     private func ack(step: Int, rankCount: Int) -> Acknowledgement {
@@ -86,7 +86,7 @@ struct CoordinatorTransitionTests {
         }
         let actions = coordinator.handleCommitDurable(Epoch(1), now: 20)
         let expected: [CheckpointCoordinator.Action] = (0..<3).map { sender in
-            .send(RankID(sender), .checkpointDone(Epoch(1), coveredByReceiver: (0..<3).map { delivered[$0][sender] }))
+            .send(RankID(sender), .checkpointDone(Epoch(1), coveredByReceiver: DeliveredSets((0..<3).map { delivered[$0][sender] })))
         }
         #expect(actions == expected)
     }

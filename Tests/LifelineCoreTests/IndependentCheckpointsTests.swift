@@ -4,8 +4,8 @@ import Testing
 /// The supervisor's records of independent checkpoints (`IndependentCheckpoints`): what is
 /// recorded, when the checkpoint-only line moves, what is collected, what each sender trims.
 @Suite struct IndependentCheckpointsTests {
-    private func delivered(_ counts: [UInt64]) -> [DeliveredSet] {
-        counts.map { DeliveredSet(watermark: SequenceNumber($0), above: []) }
+    private func delivered(_ counts: [UInt64]) -> DeliveredSets {
+        DeliveredSets(counts.map { DeliveredSet(watermark: SequenceNumber($0), above: []) })
     }
 
     @Test func checkpointsAreRecordedInOrderAndTheLineMovesWithThem() {

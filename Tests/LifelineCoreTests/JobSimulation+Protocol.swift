@@ -60,7 +60,7 @@ extension JobSimulation {
 
     /// Applies DONE's coverage and checks (d): what the sender keeps for r is exactly what r's
     /// entry in the line had not delivered.
-    private mutating func trim(rank sender: Int, round: Epoch, covered: [DeliveredSet]) throws {
+    private mutating func trim(rank sender: Int, round: Epoch, covered: DeliveredSets) throws {
         guard covered.count == rankCount, let line = lines[round] else {
             throw Violation(description: "DONE(\(round.rawValue)) with \(covered.count) sets for an uncommitted round")
         }
@@ -163,7 +163,7 @@ extension JobSimulation {
                     throw Violation(description: "\(round): rank \(rank)'s ACK does not describe its capture")
                 }
                 entries.append(LineEntry(round: round, capture: capture))
-                sentAtSafePoint.append(capture.ledger.nextSequence)
+                sentAtSafePoint.append(capture.ledger.nextSequence.dense)
             } else if let point = kept[round]?[rank] {
                 let entry = try entry(of: rank, inLine: coordinator.committedEpoch)
                 guard point.step == step, ack.step == step, ack.kept, ack.changes == 0, ack.snapshotBytes == 0 else {

@@ -185,7 +185,7 @@ extension JobSimulation {
         guard participant.state == .acknowledged(round), participant.epoch == round, !participant.holdsSends else {
             throw Violation(description: "rank \(rank) kept round \(round.rawValue) but is \(participant.state) at epoch \(participant.epoch.rawValue)")
         }
-        kept[round, default: [:]][rank] = KeptPoint(step: step, sent: ledgers[rank].nextSequence)
+        kept[round, default: [:]][rank] = KeptPoint(step: step, sent: ledgers[rank].nextSequence.dense)
         keepCount += 1
         sendToCoordinator(from: rank, .ack(round, Acknowledgement(
             step: step, snapshotBytes: 0, outputOffset: 0, delivered: ledgers[rank].delivered, kept: true, changes: 0)))

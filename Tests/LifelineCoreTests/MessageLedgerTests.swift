@@ -23,7 +23,7 @@ struct MessageLedgerTests {
             stamped[destination].append(header.sequence.rawValue)
         }
         #expect(stamped == [[0, 1, 2], [0], [0, 1, 2]], "each channel counts from 0 on its own")
-        #expect(ledger.nextSequence == [3, 1, 3].map(seq))
+        #expect(ledger.nextSequence.dense == [3, 1, 3].map(seq))
     }
 
     @Test func everySendIsRetainedWithItsHeaderAndPayload() {
@@ -56,7 +56,7 @@ struct MessageLedgerTests {
         ledger.trim(destination: RankID(1), covered: DeliveredSet(watermark: seq(6), above: []))
         #expect(ledger.retainedBytes == 0)
         #expect(ledger.retained.allSatisfy { $0.isEmpty })
-        #expect(ledger.nextSequence == [0, 6, 6].map(seq), "trimming must not rewind sequence numbers")
+        #expect(ledger.nextSequence.dense == [0, 6, 6].map(seq), "trimming must not rewind sequence numbers")
     }
 
     @Test func duplicatesAreDetectedPerSource() {

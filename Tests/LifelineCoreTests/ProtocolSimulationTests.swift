@@ -131,7 +131,7 @@ struct Simulation {
             participants[rank].handleSnapshotDurable(epoch)
             let capture = captures[epoch]![rank]!
             toCoordinator.append((RankID(rank), .ack(epoch, Acknowledgement(
-                step: capture.step, snapshotBytes: 1, outputOffset: 0, delivered: capture.delivered))))
+                step: capture.step, snapshotBytes: 1, outputOffset: 0, delivered: DeliveredSets(capture.delivered)))))
             return true
         default:
             return try rankActs(Int.random(in: 0..<rankCount, using: &generator))
@@ -149,7 +149,7 @@ struct Simulation {
                 return false
             case .capture(let epoch):
                 captures[epoch, default: [:]][rank] = Capture(
-                    step: step, delivered: ledgers[rank].delivered, nextSequence: ledgers[rank].nextSequence,
+                    step: step, delivered: ledgers[rank].delivered.dense, nextSequence: ledgers[rank].nextSequence.dense,
                     retained: ledgers[rank].retained.map { $0.map(\.header.sequence) })
                 writing.append((rank, epoch))
             case .keep(let epoch):

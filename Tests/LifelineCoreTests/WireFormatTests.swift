@@ -3,7 +3,7 @@ import Testing
 
 /// Frames on the wire: the prefix, control messages, handshakes and data headers.
 struct WireFormatTests {
-    private static let sets = [
+    private static let sets: DeliveredSets = [
         DeliveredSet(),
         DeliveredSet(watermark: SequenceNumber(3), above: [SequenceNumber(5), SequenceNumber(900)]),
         DeliveredSet(watermark: SequenceNumber(UInt64.max - 1), above: []),
@@ -120,7 +120,7 @@ struct WireFormatTests {
     /// sets of the channels used (and an independent ACK the dependencies that exist), not one
     /// per rank of the job.
     @Test func perRankSetsAndVectorsTravelSparse() throws {
-        var sets = Array(repeating: DeliveredSet(), count: 10_000)
+        var sets = DeliveredSets(rankCount: 10_000)
         sets[17] = DeliveredSet(watermark: SequenceNumber(40), above: [])
         sets[9_999] = DeliveredSet(watermark: SequenceNumber(3), above: [SequenceNumber(7)])
         var dependencies = Array(repeating: -1, count: 10_000)

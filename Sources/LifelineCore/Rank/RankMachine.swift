@@ -137,7 +137,7 @@ package struct RankMachine: Sendable {
     /// The rank's side of the checkpoint rounds.
     package var participant: CheckpointParticipant
     /// Messages kept per source, in arrival order.
-    package private(set) var inbox: [[Arrival]]
+    package private(set) var inbox: PerPeer<[Arrival]>
     /// Blocking checkpoints: sends held between capture and DONE.
     package private(set) var heldSends: [Outgoing] = []
     /// Independent checkpoints: the interval the rank is in (its checkpoints so far, counting
@@ -145,7 +145,7 @@ package struct RankMachine: Sendable {
     package private(set) var interval = 0
     /// Independent checkpoints: per sender, the newest interval of it delivered from in the
     /// current interval (-1: none): the interval's dependency vector.
-    package private(set) var intervalDependencies: [Int]
+    package private(set) var intervalDependencies: PerPeer<Int>
     /// Independent checkpoints: when (job clock) the next checkpoint is due.
     package private(set) var nextCheckpointAt = Double.infinity
     /// Optimistic logging: the rank's dependency vector, stamped on every message it sends.
@@ -154,11 +154,11 @@ package struct RankMachine: Sendable {
     package private(set) var frozen = false
     /// Per peer, the incarnation its messages must come from at least (set when it rolls back:
     /// what its lost execution sent is obsolete).
-    package private(set) var obsoleteBelow: [UInt32]
+    package private(set) var obsoleteBelow: PerPeer<UInt32>
     /// The incarnation of each peer's current connection.
-    package private(set) var peerIncarnation: [UInt32]
+    package private(set) var peerIncarnation: PerPeer<UInt32>
     /// Peers restarted that must get this rank's retained messages again before anything new.
-    package private(set) var resendPending: [Bool]
+    package private(set) var resendPending: PerPeer<Bool>
     /// Records to replay after a restart, in their logged order; nil when live.
     package private(set) var replay: ReplayQueue?
     /// The log position when the rank captured each open round (or checkpoint).
@@ -190,13 +190,15 @@ package struct RankMachine: Sendable {
         self.participant = CheckpointParticipant(
             variant: settings.variant, epoch: restored?.epoch ?? .start, stepPassed: restored?.step ?? -1,
             deliverableEpoch: deliverableEpoch)
-        self.inbox = Array(repeating: [], count: count)
-        self.intervalDependencies = Array(repeating: -1, count: count)
+        self.inbox = PerPeer(rankCount: count, absent: [])
+        self.intervalDependencies = PerPeer(rankCount: count, absent: -1)
+        // Only optimistic logging keeps a dependency vector (it travels dense on every message).
         let vector = restored?.dependencies ?? []
-        self.dependencyVector = vector.count == count ? vector : Array(repeating: 0, count: count)
-        self.obsoleteBelow = Array(repeating: 0, count: count)
-        self.peerIncarnation = Array(repeating: settings.incarnation, count: count)
-        self.resendPending = Array(repeating: false, count: count)
+        let tracks = settings.logging == .optimistic
+        self.dependencyVector = !tracks ? [] : vector.count == count ? vector : Array(repeating: 0, count: count)
+        self.obsoleteBelow = PerPeer(rankCount: count, absent: 0)
+        self.peerIncarnation = PerPeer(rankCount: count, absent: settings.incarnation)
+        self.resendPending = PerPeer(rankCount: count, absent: false)
         self.replay = replay
         self.fingerprints = DeliveryFingerprints(rankCount: count)
         self.fingerprint = fingerprint
@@ -306,8 +308,11 @@ package struct RankMachine: Sendable {
     package mutating func take(from source: RankID?, tag: Int64) -> Arrival? {
         if frozen { return nil }
         if let source { return take(fromSource: source.rawValue, tag: tag) }
-        for offset in 0..<settings.rankCount {
-            let candidate = (anySourceCursor + offset) % settings.rankCount
+        // The sources with arrivals, in turn from the cursor: it costs the sources used.
+        let sources = inbox.used
+        let first = sources.firstIndex { $0 >= anySourceCursor } ?? 0
+        for offset in 0..<sources.count {
+            let candidate = sources[(first + offset) % sources.count]
             if let arrival = take(fromSource: candidate, tag: tag) {
                 anySourceCursor = (candidate + 1) % settings.rankCount
                 return arrival
@@ -465,8 +470,8 @@ package struct RankMachine: Sendable {
     /// index and the interval's dependency vector (for its ACK), and schedules the next one.
     package mutating func closeInterval(now: Double) -> (index: Int, dependencies: [Int]) {
         interval += 1
-        let dependencies = intervalDependencies
-        intervalDependencies = Array(repeating: -1, count: settings.rankCount)
+        let dependencies = intervalDependencies.dense
+        intervalDependencies = PerPeer(rankCount: settings.rankCount, absent: -1)
         nextCheckpointAt = now + nextPeriod()
         return (interval, dependencies)
     }
@@ -482,9 +487,9 @@ package struct RankMachine: Sendable {
     /// this rank retains for it (`coversSelf`: and its own messages to itself that it
     /// delivered). Returns the log position before which records can be trimmed, if this rank
     /// captured that checkpoint.
-    package mutating func committed(_ epoch: Epoch, coveredByReceiver covered: [DeliveredSet], coversSelf: Bool) -> UInt64? {
-        for (receiver, set) in covered.enumerated() where receiver != rank.rawValue {
-            ledger.trim(destination: RankID(receiver), covered: set)
+    package mutating func committed(_ epoch: Epoch, coveredByReceiver covered: DeliveredSets, coversSelf: Bool) -> UInt64? {
+        for receiver in covered.used where receiver != rank.rawValue && receiver < settings.rankCount {
+            ledger.trim(destination: RankID(receiver), covered: covered[receiver])
         }
         if coversSelf { ledger.trim(destination: rank, covered: ledger.delivered[rank.rawValue]) }
         fingerprints.trim(before: epoch.rawValue)
@@ -498,7 +503,7 @@ package struct RankMachine: Sendable {
     package mutating func freeze() -> ControlMessage {
         frozen = true
         if rules.tracksDependencies { return .frozen(interval: 0, dependencies: dependencyVector.map { Int($0) }) }
-        return .frozen(interval: interval, dependencies: intervalDependencies)
+        return .frozen(interval: interval, dependencies: intervalDependencies.dense)
     }
 
     /// THAW: deliveries go on.

@@ -15,7 +15,7 @@ package struct IndependentCheckpoints: Sendable, Equatable {
     package private(set) var restorable: [Set<Int>]
     /// Per rank and checkpoint, what the rank had delivered from each sender at it (unknown for
     /// checkpoints recorded before a resume: those trim nothing).
-    private var delivered: [[Int: [DeliveredSet]]]
+    private var delivered: [[Int: DeliveredSets]]
     /// The checkpoint-only line last committed (empty: none since the records were loaded).
     package private(set) var committedLine: [Int]
 
@@ -48,7 +48,7 @@ package struct IndependentCheckpoints: Sendable, Equatable {
 
     /// `rank`'s checkpoint `index` is durable: recorded when it is the next one and its vector
     /// fits the job; otherwise why not.
-    package mutating func record(rank: Int, index: Int, dependencies vector: [Int], delivered sets: [DeliveredSet]) -> String? {
+    package mutating func record(rank: Int, index: Int, dependencies vector: [Int], delivered sets: DeliveredSets) -> String? {
         guard index == dependencies.closed[rank].count + 1 else {
             return "checkpoint \(index) after \(dependencies.closed[rank].count) recorded"
         }
@@ -70,7 +70,7 @@ package struct IndependentCheckpoints: Sendable, Equatable {
         package var collected: [Collected]
         /// Per sender, when the line moved: what each receiver's checkpoint in it covers of
         /// what the sender retains (the sender's `TRIM`), with the sender's own entry.
-        package var trims: [(checkpoint: Int, coveredByReceiver: [DeliveredSet])]
+        package var trims: [(checkpoint: Int, coveredByReceiver: DeliveredSets)]
 
         /// A snapshot to delete.
         package struct Collected: Sendable, Equatable {
@@ -106,16 +106,16 @@ package struct IndependentCheckpoints: Sendable, Equatable {
             }
         }
         let moved = line != committedLine
-        var trims: [(checkpoint: Int, coveredByReceiver: [DeliveredSet])] = []
+        var trims: [(checkpoint: Int, coveredByReceiver: DeliveredSets)] = []
         if moved {
-            // Each sender drops what each receiver's checkpoint in the line covers.
-            trims = (0..<rankCount).map { sender in
-                let covered = (0..<rankCount).map { receiver in
-                    let sets = line[receiver] == 0 ? [] : delivered[receiver][line[receiver]] ?? []
-                    return sets.indices.contains(sender) ? sets[sender] : DeliveredSet()
-                }
-                return (line[sender], covered)
+            // Each sender drops what each receiver's checkpoint in the line covers: built by going
+            // once over what each receiver had delivered, so it costs the channels used.
+            var covered = Array(repeating: DeliveredSets(rankCount: rankCount), count: rankCount)
+            for receiver in 0..<rankCount where line[receiver] > 0 {
+                guard let sets = delivered[receiver][line[receiver]] else { continue }
+                for sender in sets.used where sender < rankCount { covered[sender][receiver] = sets[sender] }
             }
+            trims = (0..<rankCount).map { (line[$0], covered[$0]) }
         }
         return Advance(line: line, moved: moved, collected: collected, trims: trims)
     }

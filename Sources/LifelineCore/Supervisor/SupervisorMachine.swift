@@ -157,7 +157,16 @@ package struct SupervisorMachine: Sendable {
     /// Whether launches recover ranks (after the first launch of `run`, or any of `resume`).
     package private(set) var restartsRanks: Bool
     /// The ranks of the last launch, until every one has connected and got START.
-    package private(set) var starting: [Int] = []
+    package private(set) var starting: [Int] = [] {
+        didSet {
+            startingSet = Set(starting)
+            startingConnected = startingSet.filter { ranks[$0].connected }
+        }
+    }
+    /// `starting` as a set, and those of its ranks that connected (a launch of N ranks costs
+    /// O(N) connections, not a scan of the launch per connection).
+    private var startingSet: Set<Int> = []
+    private var startingConnected: Set<Int> = []
     /// Whether any rank ever joined: the program is a Lifeline program.
     package private(set) var programJoined = false
     /// The mirrors ranks write (both, unless one failed); START carries it.
@@ -227,6 +236,7 @@ package struct SupervisorMachine: Sendable {
         let incarnation = nextIncarnation
         nextIncarnation += 1
         ranks[rank] = Rank(incarnation: incarnation, alive: true, lastHeard: now, step: step, plan: plan)
+        startingConnected.remove(rank)
         return incarnation
     }
 
@@ -252,7 +262,9 @@ package struct SupervisorMachine: Sendable {
         var actions = ranks[rank].unsent.map { Action.send(rank, $0) }
         ranks[rank].unsent = []
         // During a freeze the ranks of an earlier plan wait: the new plan restarts them.
-        guard freezing == nil, !starting.isEmpty, starting.allSatisfy({ ranks[$0].connected }) else { return actions }
+        if startingSet.contains(rank) { startingConnected.insert(rank) }
+        guard freezing == nil, !starting.isEmpty, startingConnected.count == starting.count,
+              starting.allSatisfy({ ranks[$0].connected }) else { return actions }
         let started = starting
         starting = []
         for rank in started {
@@ -317,6 +329,7 @@ package struct SupervisorMachine: Sendable {
     /// `rank`'s control connection closed (its exit follows).
     package mutating func handleDisconnected(_ rank: Int) {
         ranks[rank].connected = false
+        startingConnected.remove(rank)
     }
 
     /// The supervisor is about to cause the exit of `rank` (released at the end).
@@ -332,6 +345,7 @@ package struct SupervisorMachine: Sendable {
     ) -> [Action] {
         ranks[rank].alive = false
         ranks[rank].connected = false
+        startingConnected.remove(rank)
         guard !ranks[rank].exitExpected else { return [] }
         if !ranks[rank].joined, !programJoined, cleanExit { return [.fail(.notJoined(rank: rank, seconds: nil))] }
         return handleFailure(rank, cause: cause, programExit: programExit, now: now, facts: facts)
@@ -341,6 +355,7 @@ package struct SupervisorMachine: Sendable {
     package mutating func handleReaped(_ rank: Int) {
         ranks[rank].alive = false
         ranks[rank].connected = false
+        startingConnected.remove(rank)
     }
 
     /// Time passed: a rank silent past its timeout is killed and has failed (the first one
@@ -350,7 +365,7 @@ package struct SupervisorMachine: Sendable {
         for rank in ranks.indices where ranks[rank].alive && !ranks[rank].exitExpected {
             let silence = now - ranks[rank].lastHeard
             let joined = ranks[rank].joined
-            let beating = joined && !starting.contains(rank)
+            let beating = joined && !startingSet.contains(rank)
             guard silence > (beating ? settings.heartbeatTimeoutSeconds : settings.joinTimeoutSeconds) else { continue }
             // A program that never joined would not join on a restart either.
             if !joined, !programJoined { return [.fail(.notJoined(rank: rank, seconds: silence))] }

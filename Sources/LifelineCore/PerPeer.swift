@@ -1,0 +1,76 @@
+/// A value per rank of the job, stored only for the ranks where it differs from `absent`: what a
+/// rank keeps per peer (sequence numbers, delivered sets, retained messages, an inbox, obsolete
+/// incarnations) costs memory for the peers it talks to, not for every rank of the job. At
+/// 10,000 ranks a dense array per peer per rank is 10⁸ entries.
+///
+/// It reads and writes like an array indexed by rank (`count` is the rank count); `used` lists
+/// the ranks with a value, ascending, for loops that should cost what is used.
+package struct PerPeer<Value: Sendable & Equatable>: RandomAccessCollection, MutableCollection, Sendable, Equatable {
+    /// The value of a rank with none stored.
+    package let absent: Value
+    /// The number of ranks.
+    package let rankCount: Int
+    private var stored: [Int: Value]
+
+    /// `absent` for each of `rankCount` ranks.
+    package init(rankCount: Int, absent: Value) {
+        self.rankCount = rankCount
+        self.absent = absent
+        self.stored = [:]
+    }
+
+    /// The values of an array (one per rank), `absent` where the array holds it.
+    package init(_ values: [Value], absent: Value) {
+        self.init(rankCount: values.count, absent: absent)
+        for (rank, value) in values.enumerated() where value != absent { stored[rank] = value }
+    }
+
+    package var startIndex: Int { 0 }
+    package var endIndex: Int { rankCount }
+
+    package subscript(rank: Int) -> Value {
+        get {
+            precondition(rank >= 0 && rank < rankCount, "rank \(rank) of \(rankCount)")
+            return stored[rank] ?? absent
+        }
+        set {
+            precondition(rank >= 0 && rank < rankCount, "rank \(rank) of \(rankCount)")
+            if newValue == absent { stored[rank] = nil } else { stored[rank] = newValue }
+        }
+        _modify {
+            // The value moves out and back: appending to a rank's array does not copy it.
+            precondition(rank >= 0 && rank < rankCount, "rank \(rank) of \(rankCount)")
+            var value = stored.removeValue(forKey: rank) ?? absent
+            defer { if value != absent { stored[rank] = value } }
+            yield &value
+        }
+    }
+
+    /// The ranks with a value other than `absent`, ascending.
+    package var used: [Int] { stored.keys.sorted() }
+
+    /// How many ranks have a value other than `absent`.
+    package var usedCount: Int { stored.count }
+
+    /// Every rank's value (dense: for a small job, a test, or the wire's old layout).
+    package var dense: [Value] { (0..<rankCount).map { self[$0] } }
+
+    package static func == (lhs: PerPeer, rhs: PerPeer) -> Bool {
+        lhs.rankCount == rhs.rankCount && lhs.absent == rhs.absent && lhs.stored == rhs.stored
+    }
+}
+
+extension PerPeer where Value == DeliveredSet {
+    /// Empty delivered sets for `rankCount` ranks.
+    package init(rankCount: Int) { self.init(rankCount: rankCount, absent: DeliveredSet()) }
+    /// The delivered sets of an array, one per rank.
+    package init(_ sets: [DeliveredSet]) { self.init(sets, absent: DeliveredSet()) }
+}
+
+/// Per source (or per receiver) rank, a delivered set: what an ACK, a DONE and a TRIM carry.
+package typealias DeliveredSets = PerPeer<DeliveredSet>
+
+extension PerPeer: ExpressibleByArrayLiteral where Value == DeliveredSet {
+    /// One set per rank, in rank order.
+    package init(arrayLiteral sets: DeliveredSet...) { self.init(sets) }
+}
