@@ -321,6 +321,13 @@ extension Simulation {
     func snapshotDurable(rank: Int, epoch: Epoch, name: String) throws {
         guard let snapshot = pendingSnapshots.removeValue(forKey: name) else { return }
         processes[rank].writing.removeAll { $0.name == name }
+        if failsWrite() {
+            // The write failed on both mirrors: no ACK; the supervisor aborts the round (or,
+            // under independent checkpoints, restarts the rank).
+            report.failedWrites += 1
+            sendToSupervisor(from: rank, .snapshotFailed(epoch, reason: "simulated write failure"))
+            return
+        }
         snapshots[name] = snapshot
         processes[rank].machine!.participant.handleSnapshotDurable(epoch)
         sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(

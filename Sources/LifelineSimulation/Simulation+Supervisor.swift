@@ -38,6 +38,12 @@ extension Simulation {
         case .send(let rank, let message):
             try perform(supervisor.send(message, to: rank.rawValue))
         case .writeCommit(let epoch, _, let acks):
+            if failsWrite() {
+                report.failedWrites += 1
+                try perform(supervisor.coordinator.handleCommitFailed(epoch, reason: "simulated manifest write failure", now: now)
+                    .map(SupervisorMachine.Action.round))
+                return
+            }
             commit(epoch, acks: acks)
             try perform(supervisor.coordinator.handleCommitDurable(epoch, now: now).map(SupervisorMachine.Action.round))
         case .roundAborted(let epoch, _):
@@ -189,8 +195,14 @@ extension Simulation {
                 try perform(supervisor.coordinator.handleAck(from: id, round: epoch, ack).map(SupervisorMachine.Action.round))
             }
         case .snapshotFailed(let epoch, let reason, _):
-            try perform(supervisor.coordinator.handleSnapshotFailed(from: id, round: epoch, reason: reason, now: now)
-                .map(SupervisorMachine.Action.round))
+            if settings.variant == .independent {
+                // Its interval numbering now runs ahead of the records: it restarts from its last
+                // durable checkpoint like a failed rank (as the runtime's supervisor does).
+                try crash(rank)
+            } else {
+                try perform(supervisor.coordinator.handleSnapshotFailed(from: id, round: epoch, reason: reason, now: now)
+                    .map(SupervisorMachine.Action.round))
+            }
         case .finished(let step, _, _, _, _, _):
             try perform(supervisor.coordinator.handleFinished(from: id, step: step, now: now).map(SupervisorMachine.Action.round))
         case .checkpointWanted where settings.variant == .independent:

@@ -41,7 +41,7 @@ package final class Simulation {
             let logging = Simulation.simulatedLoggings.filter { Simulation.allows(variant, $0) }.randomElement(using: &generator)!
             return Settings(
                 rankCount: rankCount, seed: seed, variant: variant, logging: logging,
-                faults: Int.random(in: 0..<5, using: &generator) == 0 ? .none : .crashes,
+                faults: [FaultProfile.none, .crashes, .crashes, .storage, .all].randomElement(using: &generator)!,
                 stepCount: Int.random(in: 3...40, using: &generator),
                 pattern: ModelProgram.Pattern.allCases.randomElement(using: &generator)!, eventsMax: 1_000_000)
         }
@@ -79,6 +79,16 @@ package final class Simulation {
         /// recoveries, and in one run of three the supervisor's (every rank dies with it; the
         /// job resumes from the disk).
         case crashes
+        /// Storage failing: one snapshot write in eight fails (the rank says so; under
+        /// independent checkpoints it restarts), one manifest commit of a round in eight fails.
+        case storage
+        /// Both.
+        case all
+
+        /// Whether ranks and the supervisor crash.
+        var crashes: Bool { self == .crashes || self == .all }
+        /// Whether writes fail.
+        var storage: Bool { self == .storage || self == .all }
     }
 
     /// How a run went.
@@ -93,6 +103,8 @@ package final class Simulation {
         package var crashes = 0
         /// Supervisor crashes injected (each followed by a resume).
         package var supervisorCrashes = 0
+        /// Snapshot writes and manifest commits that failed.
+        package var failedWrites = 0
         /// Recoveries by mode: lone replays (and optimistic replays), global rollbacks; ranks
         /// rolled back as orphans; recoveries that fell back to a global rollback.
         package var replays = 0
@@ -332,7 +344,7 @@ package final class Simulation {
         do {
             try perform(supervisor.launchEveryRank())
             schedule(.tick, after: 0.01)
-            if settings.faults == .crashes {
+            if settings.faults.crashes {
                 crashesLeft = Int.random(in: 1...3, using: &generator)
                 scheduleCrash()
                 if Int.random(in: 0..<3, using: &generator) == 0 {
@@ -409,8 +421,15 @@ package final class Simulation {
         processes[rank].alive && processes[rank].incarnation == incarnation
     }
 
-    /// About the run's length: crashes drawn within it fall in rounds, recoveries and plain steps.
-    private var horizon: Double { Double(settings.stepCount) * (Self.stepSeconds.upperBound + 0.01) }
+    /// About the run's length: crashes drawn within it fall in rounds, recoveries and plain
+    /// steps; no fault is injected after it.
+    var horizon: Double { Double(settings.stepCount) * (Self.stepSeconds.upperBound + 0.01) }
+
+    /// Whether a write fails now: one in eight under a storage profile, until the horizon
+    /// (after it no fault is injected, and the job must finish).
+    func failsWrite() -> Bool {
+        settings.faults.storage && now < horizon && Int.random(in: 0..<8, using: &generator) == 0
+    }
 
     private func scheduleCrash() {
         schedule(.crash(rank: Int.random(in: 0..<settings.rankCount, using: &generator)),

@@ -29,7 +29,7 @@ extension LifelineCommand {
         var checkpoint = "coordinated"
         @Option(help: "Message logging: none, pessimistic, sender-based or optimistic.")
         var logging = "none"
-        @Option(help: "Faults: none or crashes (ranks killed at seeded virtual times, also inside rounds and recoveries).")
+        @Option(help: "Faults: none, crashes (ranks killed at seeded virtual times, also inside rounds and recoveries, and sometimes the supervisor), storage (snapshot writes and manifest commits failing) or all.")
         var faults = "crashes"
         @Option(help: "The steps each rank runs.")
         var steps = 20
@@ -62,7 +62,9 @@ extension LifelineCommand {
                 throw ValidationError("--checkpoint independent goes with --logging none or pessimistic, as in lifeline run")
             }
             guard Simulation.FaultProfile(rawValue: faults) != nil else {
-                throw ValidationError("--faults \(faults) is not one of none, crashes")
+                throw ValidationError(faults == "network"
+                    ? "--faults network is not simulated yet: use none, crashes, storage or all"
+                    : "--faults \(faults) is not one of none, crashes, storage, all")
             }
             guard ModelProgram.Pattern(rawValue: program) != nil else {
                 throw ValidationError("--program \(program) is not one of ring, grid, idle, farm")

@@ -37,6 +37,25 @@ import Testing
         #expect(crashes > 0 && recoveries > 0, "the seeds must crash ranks and recover them: \(crashes) crashes, \(recoveries) recoveries")
     }
 
+    /// Failed snapshot writes abort their round (under independent checkpoints the rank
+    /// restarts), failed manifest commits abort theirs; with crashes too, every run ends with
+    /// the failure-free states.
+    @Test(arguments: Simulation.simulatedVariants)
+    func failedWritesAbortRoundsAndTheJobStillEndsBitExact(variant: CheckpointVariant) {
+        var failedWrites = 0
+        for seed in UInt64(1)...12 {
+            let settings = Simulation.Settings(
+                rankCount: 3 + Int(seed) % 4, seed: seed, variant: variant, logging: seed % 2 == 0 ? .pessimistic : .none,
+                faults: seed % 3 == 0 ? .all : .storage, stepCount: 18)
+            let report = Simulation(settings).run()
+            let replay = "--seed \(seed) --ranks \(settings.rankCount) --checkpoint \(variant.rawValue) "
+                + "--logging \(settings.logging.rawValue) --faults \(settings.faults.rawValue) --steps 18"
+            #expect(report.violation == nil, "\(replay): \(report.summaryLine)")
+            failedWrites += report.failedWrites
+        }
+        #expect(failedWrites > 3, "the seeds must fail writes: \(failedWrites)")
+    }
+
     @Test func theSameSeedGivesTheSameTraceAndAnotherSeedAnother() {
         let settings = Simulation.Settings(rankCount: 9, seed: 42, variant: .blocking, logging: .pessimistic, stepCount: 20)
         let first = Simulation(settings).run()
