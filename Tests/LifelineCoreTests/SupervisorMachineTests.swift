@@ -122,6 +122,34 @@ import Testing
         #expect(launch(&machine, lost, now: 6) == [0, 1, 2] && machine.replaying == nil)
     }
 
+    /// After a rollback every rank re-executes from its entry and cuts its log back when it
+    /// opens it; one that dies before (it has not said `replayComplete`) still has the undone
+    /// deliveries in its log and cannot replay alone. The simulator found a lone replay of such
+    /// a log (`lifeline simulate --ranks 56 --seed 50480 --checkpoint independent --logging
+    /// pessimistic --steps 23 --program farm`): the rank ran ahead of the master and the
+    /// master added one worker's result twice.
+    @Test func aRankThatDiesBeforeCuttingItsLogAfterARollbackDoesNotReplayAlone() {
+        var machine = started(logging: .pessimistic)
+        // A log lost on both mirrors: every rank rolls back.
+        let first = machine.handleExit(of: 1, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 1,
+                                       facts: Facts(lost: "missing on both mirrors"))
+        for rank in [0, 2] { machine.handleReaped(rank) }
+        _ = launch(&machine, first, now: 1)
+        #expect(machine.uncutLogs == [0, 1, 2])
+        for rank in 0..<3 { _ = machine.handleConnected(rank, now: 2) }
+        _ = machine.handleReplayComplete(from: 0, now: 2.1)
+        let early = machine.handleExit(of: 2, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 2.2, facts: Facts())
+        #expect(notes(early).contains(.fallback(rank: 2, reason: "it failed before it cut its log back to its checkpoint", optimistic: false)))
+        for rank in [0, 1] { machine.handleReaped(rank) }
+        _ = launch(&machine, early, now: 2.2)
+        for rank in 0..<3 {
+            _ = machine.handleConnected(rank, now: 3)
+            _ = machine.handleReplayComplete(from: rank, now: 3.1)
+        }
+        let later = machine.handleExit(of: 2, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 4, facts: Facts())
+        #expect(notes(later).contains(.recoveryStart(rank: 2, mode: .replay)), "its log is cut: it replays alone")
+    }
+
     @Test func optimisticLoggingFreezesTheSurvivorsAndRestartsTheOrphansWithTheFailedRank() {
         var machine = started(4, logging: .optimistic)
         let actions = machine.handleExit(of: 0, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 1, facts: Facts())

@@ -4,18 +4,24 @@
 /// logging starts the same way and adds its orphans (`OptimisticOrphans`).
 ///
 /// Fallbacks to a global rollback: another rank is recovering at the same time (a second
-/// failure of the replaying rank itself is fine: it restarts alone again), or its pessimistic
-/// log cannot be replayed (lost on both mirrors, or ending before its checkpoint's position).
+/// failure of the replaying rank itself is fine: it restarts alone again), the rank died after
+/// a rollback before it cut its log back (the log still holds the undone execution), or its
+/// pessimistic log cannot be replayed (lost on both mirrors, or ending before its checkpoint's
+/// position).
 package enum LoneReplay {
     /// Whether `failed` can restart alone: nil when it can, else why not.
     ///
     /// `othersRecovering`: a rank other than `failed` is replaying or still restarting.
     /// `logLost` (pessimistic logging only): what makes the rank's log unfit to replay, or nil;
     /// called only when the answer depends on it, since it reads the disk.
+    /// `logUncut`: the rank's process re-executed from its entry (a global rollback, a resume)
+    /// and died before it cut its log back to that entry: the log still holds deliveries the
+    /// rollback undid, which a replay would deliver again.
     package static func fallbackReason(
-        failed: RankID, logging: LoggingMode, othersRecovering: Bool, logLost: () -> String?
+        failed: RankID, logging: LoggingMode, othersRecovering: Bool, logUncut: Bool = false, logLost: () -> String?
     ) -> String? {
         if othersRecovering { return "it failed while another rank recovers" }
+        if logUncut { return "it failed before it cut its log back to its checkpoint" }
         if logging == .pessimistic, let lost = logLost() { return "its message log cannot be replayed (\(lost))" }
         return nil
     }

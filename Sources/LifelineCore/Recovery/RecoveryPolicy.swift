@@ -67,10 +67,11 @@ package struct RecoveryPolicy: Sendable {
     }
 
     /// Counts a failure and decides. `othersRecovering`: another rank is replaying or still
-    /// restarting; `logLost`: what makes the rank's pessimistic log unfit to replay (read from
+    /// restarting; `logUncut`: the rank died before cutting its log back after a rollback;
+    /// `logLost`: what makes the rank's pessimistic log unfit to replay (read from
     /// disk, so called only when the decision depends on it).
     package mutating func decide(
-        _ failure: Failure, othersRecovering: Bool, logLost: () -> String?
+        _ failure: Failure, othersRecovering: Bool, logUncut: Bool = false, logLost: () -> String?
     ) -> Decision {
         failures += 1
         if let programExit = failure.programExit {
@@ -84,7 +85,7 @@ package struct RecoveryPolicy: Sendable {
         guard failures <= maxRestarts else { return .restartsExhausted(failures: failures) }
         if logging == .none { return independent ? .partialRollback : .globalRollback(fallback: nil) }
         if let reason = LoneReplay.fallbackReason(
-            failed: failure.rank, logging: logging, othersRecovering: othersRecovering, logLost: logLost) {
+            failed: failure.rank, logging: logging, othersRecovering: othersRecovering, logUncut: logUncut, logLost: logLost) {
             return .globalRollback(fallback: reason)
         }
         return logging == .optimistic ? .optimisticReplay : .loneReplay

@@ -43,7 +43,7 @@ extension SupervisorMachine {
         let lineEpoch = facts.lineEpoch
         let decision = policy.decide(
             RecoveryPolicy.Failure(rank: RankID(rank), programExit: programExit, lineEpoch: lineEpoch),
-            othersRecovering: othersRecovering
+            othersRecovering: othersRecovering, logUncut: uncutLogs.contains(rank)
         ) { facts.lostLog(of: rank) }
         switch decision {
         case .sameErrorAgain(let exit, let epoch):
@@ -74,8 +74,10 @@ extension SupervisorMachine {
         return actions
     }
 
-    /// A control message that belongs to a recovery: a replay finished, a survivor froze.
+    /// A restarted rank with a log reports `replayComplete` once its log is open: cut back to
+    /// its entry (it re-executes), or replayed.
     package mutating func handleReplayComplete(from rank: Int, now: Double) -> [Action] {
+        uncutLogs.remove(rank)  // it opened its log: cut back to its entry, or replayed
         guard replaying == rank else { return [] }
         let group = restartedGroup ?? [rank]
         restartedGroup = nil

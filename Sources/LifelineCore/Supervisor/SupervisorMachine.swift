@@ -188,6 +188,10 @@ package struct SupervisorMachine: Sendable {
     package internal(set) var freezing: Freeze?
     /// Survivors to thaw once the restarted ranks are connected.
     package internal(set) var survivorsToThaw: Set<Int> = []
+    /// Ranks launched to re-execute from their entry (a rollback, a resume) that have not yet
+    /// reported their log open (`replayComplete`): until they do, their log may still hold
+    /// deliveries the rollback undid, and they cannot recover alone.
+    package internal(set) var uncutLogs: Set<Int> = []
 
     /// The most control messages held for a rank that has not connected yet (a round's few).
     package static let unsentMessagesMax = 64
@@ -236,6 +240,7 @@ package struct SupervisorMachine: Sendable {
         let incarnation = nextIncarnation
         nextIncarnation += 1
         ranks[rank] = Rank(incarnation: incarnation, alive: true, lastHeard: now, step: step, plan: plan)
+        if plan.restarted, !plan.replayLog, settings.logging != .none { uncutLogs.insert(rank) } else { uncutLogs.remove(rank) }
         startingConnected.remove(rank)
         return incarnation
     }
