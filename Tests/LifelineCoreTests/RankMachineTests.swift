@@ -148,6 +148,18 @@ import Testing
         #expect(independent.send([1], to: RankID(0), tag: 1).outgoing.header.epoch == Epoch(1), "messages carry the interval")
     }
 
+    /// A rank that replays its log takes no independent checkpoint: its snapshot would record
+    /// the log's end while its state is still behind it, and a restore from it would skip the
+    /// rest of the replay. The simulator found it (`lifeline simulate --ranks 7 --seed 63391
+    /// --checkpoint independent --logging pessimistic --steps 38 --program farm --faults storage`).
+    @Test func noIndependentCheckpointWhileReplaying() {
+        let logged = header(from: 0, 0)
+        var rank = machine(variant: .independent, logging: .pessimistic, replay: [.delivery(logged, payload: [3])])
+        #expect(!rank.independentCheckpointDue(now: 10), "replaying")
+        rank.endReplay()
+        #expect(rank.independentCheckpointDue(now: 10))
+    }
+
     @Test func aReplayReturnsTheLoggedDeliveriesInOrderAndSaysWhereTheProgramDiverged() throws {
         let logged = header(from: 0, 0)
         var pessimistic = machine(logging: .pessimistic, replay: [.delivery(logged, payload: [3]), .value([9])])

@@ -461,9 +461,11 @@ package struct RankMachine: Sendable {
         logPositionAtCapture.append((epoch, logPosition))
     }
 
-    /// Independent checkpoints: whether the next checkpoint is due at this safe point.
+    /// Independent checkpoints: whether the next checkpoint is due at this safe point. Not while
+    /// the rank replays its log: a snapshot records where the log stands, and the state is then
+    /// behind the log's end (a restore from it would skip what was still to replay).
     package func independentCheckpointDue(now: Double) -> Bool {
-        independent && !frozen && now >= nextCheckpointAt
+        independent && !frozen && replay == nil && now >= nextCheckpointAt
     }
 
     /// Independent checkpoints: closes the current interval with a checkpoint; returns its
