@@ -25,9 +25,12 @@ package struct PerPeer<Value: Sendable & Equatable>: RandomAccessCollection, Mut
         for (rank, value) in values.enumerated() where value != absent { stored[rank] = value }
     }
 
+    /// The first rank, 0.
     package var startIndex: Int { 0 }
+    /// One past the last rank: the rank count.
     package var endIndex: Int { rankCount }
 
+    /// The value of `rank` (`absent` where none is stored).
     package subscript(rank: Int) -> Value {
         get {
             precondition(rank >= 0 && rank < rankCount, "rank \(rank) of \(rankCount)")
@@ -55,6 +58,7 @@ package struct PerPeer<Value: Sendable & Equatable>: RandomAccessCollection, Mut
     /// Every rank's value (dense: for a small job, a test, or the wire's old layout).
     package var dense: [Value] { (0..<rankCount).map { self[$0] } }
 
+    /// Equal when they hold the same value for every rank.
     package static func == (lhs: PerPeer, rhs: PerPeer) -> Bool {
         lhs.rankCount == rhs.rankCount && lhs.absent == rhs.absent && lhs.stored == rhs.stored
     }

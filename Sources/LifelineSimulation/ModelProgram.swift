@@ -118,7 +118,9 @@ package struct ModelProgram: Sendable, Equatable {
     /// and at the end (index K); per channel (`sender * rankCount + receiver`), the value of
     /// each message in sequence order.
     package struct Run: Sendable {
+        /// Per rank, its state at each safe point and at the end.
         package var states: [[UInt64]]
+        /// Per channel (`sender * rankCount + receiver`), each message's value in sequence order.
         package var channels: [Int: [UInt64]]
     }
 

@@ -163,9 +163,11 @@ package struct RankMachine: Sendable {
     package private(set) var replay: ReplayQueue?
     /// The log position when the rank captured each open round (or checkpoint).
     package private(set) var logPositionAtCapture: [(epoch: Epoch, position: UInt64)] = []
-    /// Messages this incarnation sent, that arrived (not duplicates), and that it delivered.
+    /// Messages this incarnation sent (what a `waitReport` shows moving).
     package private(set) var sends: UInt64 = 0
+    /// Messages that arrived at this incarnation and were kept (not duplicates, not obsolete).
     package private(set) var arrivals: UInt64 = 0
+    /// Messages this incarnation delivered.
     package private(set) var deliveries: UInt64 = 0
     /// The most bytes retained at once.
     package private(set) var retainedBytesPeak = 0

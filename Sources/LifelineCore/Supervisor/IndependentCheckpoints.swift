@@ -74,10 +74,13 @@ package struct IndependentCheckpoints: Sendable, Equatable {
 
         /// A snapshot to delete.
         package struct Collected: Sendable, Equatable {
+            /// The rank.
             package var rank: Int
+            /// Its checkpoint's index.
             package var index: Int
         }
 
+        /// Equal when every field is.
         package static func == (lhs: Advance, rhs: Advance) -> Bool {
             lhs.line == rhs.line && lhs.moved == rhs.moved && lhs.collected == rhs.collected
                 && lhs.trims.map(\.checkpoint) == rhs.trims.map(\.checkpoint)
