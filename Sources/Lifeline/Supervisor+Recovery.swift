@@ -148,13 +148,7 @@ extension Supervisor {
 
     /// SIGKILLs every live rank and waits until all have been reaped.
     func stopSurvivors() {
-        perform(stop: machine.stopEveryRank())
-    }
-
-    /// SIGKILLs the live ranks among `ranks` (their exits are expected) and waits until they
-    /// have been reaped.
-    private func perform(stop action: SupervisorMachine.Action) {
-        if case .stop(let ranks) = action { stop(ranks) }
+        if case .stop(let ranks) = machine.stopEveryRank() { stop(ranks) }
     }
 
     /// SIGKILLs the live ranks among `ranks` (the machine expects their exits) and waits until
