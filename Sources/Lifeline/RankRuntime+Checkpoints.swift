@@ -80,7 +80,7 @@ extension RankRuntime {
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
             epoch: epoch, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0,
-            dependencies: rules.tracksDependencies ? machine.dependencyVector : [], ledger: machine.ledger,
+            dependencies: machine.dependencyVector, ledger: machine.ledger,
             programState: state.bytes, numericRanges: state.numericRanges)
         machine.noteCapture(epoch, logPosition: log?.nextIndex ?? 0)
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
@@ -88,7 +88,8 @@ extension RankRuntime {
             epoch: epoch, step: step,
             name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
             uncompressed: snapshot.encoded(), delivered: machine.ledger.delivered, outputOffset: outputOffset,
-            changes: machine.participant.changesSinceCheckpoint, dependencies: [], faultIndex: fault?.index,
+            changes: machine.participant.changesSinceCheckpoint, dependencies: PerPeer(rankCount: 0, absent: -1),
+            faultIndex: fault?.index,
             mirrors: writeMirrors))
     }
 

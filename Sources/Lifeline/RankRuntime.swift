@@ -155,7 +155,7 @@ final class RankRuntime {
         let snapshot = try loadSnapshot(launch: launch, store: store.writing(only: launch.writeMirrors.mirrors))
         let (log, replay) = try openLog(
             launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0,
-            dependencies: snapshot?.dependencies ?? [])
+            dependencies: snapshot?.dependencies ?? DependencyVector())
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
             store: store, snapshot: snapshot, log: log, replay: replay)
@@ -219,7 +219,7 @@ final class RankRuntime {
     /// Opens the rank's log (with logging) and, after a restart, the records it logged after
     /// its checkpoint: those are replayed before anything live.
     static func openLog(
-        launch: LaunchEnvironment, store: MirroredStore, logPosition: UInt64, dependencies: [UInt64]
+        launch: LaunchEnvironment, store: MirroredStore, logPosition: UInt64, dependencies: DependencyVector
     ) throws -> (MessageLog?, ReplayQueue?) {
         guard launch.logging != .none else { return (nil, nil) }
         let log: MessageLog
@@ -258,9 +258,9 @@ final class RankRuntime {
         if launch.logging == .optimistic, let limit = launch.replayLimit {
             // An orphan replays only what does not depend on the failed rank's lost states;
             // the rest of its log describes an execution that is gone.
-            let start = dependencies.count == launch.rankCount ? dependencies : Array(repeating: 0, count: launch.rankCount)
             let length = OptimisticLogging.replayLength(
-                records, start: start, rank: launch.rank, failed: RankID(limit.rank), recoverable: limit.recoverable)
+                records, start: dependencies, rank: launch.rank, rankCount: launch.rankCount, failed: RankID(limit.rank),
+                recoverable: limit.recoverable)
             if length < records.count {
                 do {
                     try log.truncate(from: logPosition + UInt64(length))

@@ -4,13 +4,14 @@ import LifelineStorage
 /// One rank's local checkpoint: where it was, its channels (retained messages and delivered
 /// sets), and the program's own state bytes.
 ///
-/// Layout (before compression): magic `LLSN`, version (2), rank, rank count, epoch, step,
-/// incarnation, message-log position, the dependency vector (UInt32 count, UInt64 entries;
-/// optimistic logging, else empty; absent in version 1), the ledger, then the program state
-/// with its length.
+/// Layout (before compression): magic `LLSN`, version (3), rank, rank count, epoch, step,
+/// incarnation, message-log position, the dependency vector (UInt32 word count, then rank,
+/// interval and epoch per entry as UInt64 words — `DependencyVector.words`; optimistic logging,
+/// else empty; version 2 held one interval per rank, version 1 none), the ledger, then the
+/// program state with its length.
 struct RankSnapshot: Equatable {
     private static let magic: UInt32 = 0x4E53_4C4C  // "LLSN"
-    private static let version: UInt16 = 2
+    private static let version: UInt16 = 3
 
     /// The round it was captured for.
     var epoch: Epoch
@@ -20,9 +21,9 @@ struct RankSnapshot: Equatable {
     var incarnation: UInt32
     /// The index of the next record of the rank's message log at capture: replay starts there.
     var logPosition: UInt64
-    /// Optimistic logging: the rank's dependency vector at capture (see `OptimisticLogging`);
+    /// Optimistic logging: the rank's dependency vector at capture (see `DependencyVector`);
     /// empty otherwise.
-    var dependencies: [UInt64] = []
+    var dependencies = DependencyVector()
     /// Channel state.
     var ledger: MessageLedger
     /// What the program's `Checkpointable.encode(to:)` wrote.
@@ -46,8 +47,9 @@ struct RankSnapshot: Equatable {
         writer.write(Int64(step))
         writer.write(incarnation)
         writer.write(logPosition)
-        writer.write(UInt32(dependencies.count))
-        for entry in dependencies { writer.write(entry) }
+        let words = dependencies.words
+        writer.write(UInt32(words.count))
+        for word in words { writer.write(word) }
         ledger.encode(into: &writer)
         writer.write(UInt64(programState.count))
         // The state's segments share its array: cutting it copies nothing.
@@ -72,8 +74,8 @@ struct RankSnapshot: Equatable {
             var reader = ByteReader(bytes)
             guard try reader.read(UInt32.self) == magic else { throw WireError("not a rank snapshot") }
             let version = try reader.read(UInt16.self)
-            guard version == Self.version || version == 1 else {
-                throw WireError("snapshot format \(version) is not \(Self.version) (or 1)")
+            guard (1...Self.version).contains(version) else {
+                throw WireError("snapshot format \(version) is not \(Self.version) (or 1 or 2)")
             }
             let storedRank = Int(try reader.read(UInt32.self))
             let storedCount = Int(try reader.read(UInt32.self))
@@ -84,11 +86,23 @@ struct RankSnapshot: Equatable {
             let step = Int(try reader.read(Int64.self))
             let incarnation = try reader.read(UInt32.self)
             let logPosition = try reader.read(UInt64.self)
-            var dependencies: [UInt64] = []
+            var dependencies = DependencyVector()
             if version >= 2 {
                 let count = Int(try reader.read(UInt32.self))
-                guard count == 0 || count == rankCount else { throw WireError("a dependency vector of \(count) entries") }
-                for _ in 0..<count { dependencies.append(try reader.read(UInt64.self)) }
+                guard count <= reader.remainingCount / 8 else { throw WireError("a dependency vector of \(count) words") }
+                var words: [UInt64] = []
+                for _ in 0..<count { words.append(try reader.read(UInt64.self)) }
+                if version == 2 {
+                    // Dense, one interval per rank, without epochs: kept until the end (never
+                    // taken for stable).
+                    guard count == 0 || count == rankCount else { throw WireError("a dependency vector of \(count) entries") }
+                    dependencies = DependencyVector(dense: words, epoch: .max)
+                } else {
+                    guard let vector = DependencyVector(words: words, rankCount: rankCount) else {
+                        throw WireError("a dependency vector that is not ascending ranks of the job")
+                    }
+                    dependencies = vector
+                }
             }
             let ledger = try MessageLedger.decode(from: &reader, rank: rank, rankCount: rankCount)
             let programState = try reader.readCounted()

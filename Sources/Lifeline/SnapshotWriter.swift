@@ -36,7 +36,7 @@ final class SnapshotWriter: Sendable {
         /// Deliveries and logged values since the rank's last committed checkpoint.
         var changes: UInt64
         /// Independent checkpointing: the dependency vector of the interval this closes.
-        var dependencies: [Int]
+        var dependencies: PerPeer<Int>
         /// A `phase=checkpoint` fault to fire between durability and ACK.
         var faultIndex: Int?
         /// The mirrors to write (the supervisor's `writeMirrors`).

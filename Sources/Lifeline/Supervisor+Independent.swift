@@ -24,7 +24,9 @@ extension Supervisor {
     /// Rebuilds the records' decisions from the manifest (a new or resumed job).
     func loadIndependentRecords() {
         if manifest.independent == nil { manifest.independent = Array(repeating: [], count: configuration.rankCount) }
-        checkpoints = IndependentCheckpoints(records: records.map { $0.map { ($0.dependencies, $0.snapshot != nil) } })
+        checkpoints = IndependentCheckpoints(records: records.map {
+            $0.map { (PerPeer($0.dependencies, absent: -1), $0.snapshot != nil) }
+        })
     }
 
     /// Forgets the checkpoints of `rank` after index `entry` (its execution past them is lost)
@@ -64,15 +66,15 @@ extension Supervisor {
         all[rank].append(IndependentCheckpoint(
             index: index, snapshot: snapshot, step: ack.step,
             incarnation: Int(machine.ranks[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes,
-            dependencies: ack.dependencies, onlyOn: onlyOn))
+            dependencies: ack.dependencies.dense, onlyOn: onlyOn))
         records = all
         lastCommitBytes = ack.snapshotBytes
         events.record("checkpoint", [
             "rank": .int(rank), "index": .int(index), "step": .int(ack.step), "bytes": .int(Int(ack.snapshotBytes)),
             "logical": .int(Int(ack.logicalBytes)), "chunks": .int(Int(ack.chunks)), "reused": .int(Int(ack.chunksReused)),
-            "dependencies": .string(ack.dependencies.map(String.init).joined(separator: ",")),
+            "dependencies": .string(ack.dependencies.dense.map(String.init).joined(separator: ",")),
         ])
-        try advanceCheckpointOnlyLine()
+        if checkpoints.advanceDue { try advanceCheckpointOnlyLine() }
     }
 
     /// Lets `IndependentCheckpoints` recompute the line of checkpoints only and what no line

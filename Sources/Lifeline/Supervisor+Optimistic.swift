@@ -11,7 +11,7 @@ extension Supervisor {
     /// The last state interval `rank` can recover: its checkpoint's (in the newest intact line)
     /// plus every record of its log after that checkpoint, or nil when they cannot be read.
     func recoverableInterval(of rank: Int, line: CommittedLine?) -> UInt64? {
-        guard let checkpoint = checkpointOf(rank, line: line), checkpoint.dependencies.count == configuration.rankCount,
+        guard let checkpoint = checkpointOf(rank, line: line),
               let log = try? MessageLog.inspect(store: store, name: MessageLog.name(ofRank: rank)),
               checkpoint.logPosition >= log.kept.lowerBound
         else { return nil }
@@ -22,10 +22,8 @@ extension Supervisor {
 
     /// What `rank`'s checkpoint in `line` says of its log and dependencies (a rank with no
     /// entry starts from scratch: position 0, no dependencies), or nil when it cannot be read.
-    func checkpointOf(_ rank: Int, line: CommittedLine?) -> (logPosition: UInt64, dependencies: [UInt64])? {
-        guard let member = line?.members.first(where: { $0.rank == rank }) else {
-            return (0, Array(repeating: 0, count: configuration.rankCount))
-        }
+    func checkpointOf(_ rank: Int, line: CommittedLine?) -> (logPosition: UInt64, dependencies: DependencyVector)? {
+        guard let member = line?.members.first(where: { $0.rank == rank }) else { return (0, DependencyVector()) }
         guard let bytes = try? ChunkedSnapshots(store: store).read(member.snapshot),
               let snapshot = try? RankSnapshot.decode(
                   bytes, rank: RankID(rank), rankCount: configuration.rankCount,

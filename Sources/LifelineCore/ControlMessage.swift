@@ -39,14 +39,15 @@ package struct Acknowledgement: Sendable, Equatable {
     package var chunksReused: UInt32
     /// `--checkpoint independent`: the dependency vector of the interval this checkpoint closes
     /// (per sender, the newest sender interval delivered from; -1: none). Empty otherwise.
-    package var dependencies: [Int]
+    package var dependencies: PerPeer<Int>
     /// The mirrors that hold the snapshot: both, or one during a degraded state.
     package var mirrors: StorageMirrors
 
     /// An acknowledgement with every field given.
     package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: DeliveredSets,
                  kept: Bool = false, changes: UInt64 = 0, logicalBytes: UInt64 = 0, chunks: UInt32 = 0,
-                 chunksReused: UInt32 = 0, dependencies: [Int] = [], mirrors: StorageMirrors = .both) {
+                 chunksReused: UInt32 = 0, dependencies: PerPeer<Int> = PerPeer(rankCount: 0, absent: -1),
+                 mirrors: StorageMirrors = .both) {
         self.mirrors = mirrors
         self.step = step
         self.snapshotBytes = snapshotBytes
@@ -120,7 +121,7 @@ package enum ControlMessage: Sendable, Equatable {
     /// A restarted rank has replayed every logged delivery and runs live again.
     case replayComplete(deliveries: Int)
     /// The answer to `freeze`: the rank's current checkpoint interval and its dependency vector.
-    case frozen(interval: Int, dependencies: [Int])
+    case frozen(interval: Int, dependencies: PerPeer<Int>)
     /// The answer to `waitQuery(serial)`: where the program waits inside the runtime.
     case waitReport(serial: UInt32, RankWait)
     /// Message `sequence` from `source` arrived again with bytes other than the ones the rank
@@ -194,7 +195,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .frozen(let interval, let dependencies):
             writer.write(Code.frozen.rawValue)
             writer.write(Int64(interval))
-            Self.encode(dependencies, into: &writer)
+            Self.encodeSparse(dependencies, into: &writer)
         case .heartbeat(let step):
             writer.write(Code.heartbeat.rawValue)
             writer.write(Int64(step))
@@ -282,7 +283,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .nondeterminism:
             message = .nondeterminism(
                 source: RankID(Int(try reader.read(UInt32.self))), sequence: SequenceNumber(rawValue: try reader.read(UInt64.self)))
-        case .frozen: message = .frozen(interval: try step(), dependencies: try decodeIntegers(&reader))
+        case .frozen: message = .frozen(interval: try step(), dependencies: try decodeSparseIntegers(&reader))
         case .heartbeat: message = .heartbeat(step: try step())
         case .stepReport: message = .stepReport(try epoch(), step: try step())
         case .ack:
@@ -332,9 +333,9 @@ package enum ControlMessage: Sendable, Equatable {
     }
 
     /// A dependency vector travels sparse too: the count, then the entries other than -1 (none).
-    private static func encodeSparse(_ integers: [Int], into writer: inout ByteWriter) {
-        writer.write(UInt32(integers.count))
-        let used = integers.indices.filter { integers[$0] != -1 }
+    private static func encodeSparse(_ integers: PerPeer<Int>, into writer: inout ByteWriter) {
+        writer.write(UInt32(integers.rankCount))
+        let used = integers.used
         writer.write(UInt32(used.count))
         for index in used {
             writer.write(UInt32(index))
@@ -342,12 +343,12 @@ package enum ControlMessage: Sendable, Equatable {
         }
     }
 
-    private static func decodeSparseIntegers(_ reader: inout ByteReader) throws(WireError) -> [Int] {
+    private static func decodeSparseIntegers(_ reader: inout ByteReader) throws(WireError) -> PerPeer<Int> {
         let count = Int(try reader.read(UInt32.self))
         guard count <= ranksMax else { throw WireError("control message claims \(count) ranks") }
         let used = Int(try reader.read(UInt32.self))
         guard used <= count, used <= reader.remainingCount / 12 else { throw WireError("control message claims \(used) entries") }
-        var integers = Array(repeating: -1, count: count)
+        var integers = PerPeer(rankCount: count, absent: -1)
         var previous = -1
         for _ in 0..<used {
             let index = Int(try reader.read(UInt32.self))
@@ -360,20 +361,6 @@ package enum ControlMessage: Sendable, Equatable {
 
     /// The most ranks a per-rank field may claim (a bound on what decoding allocates).
     static let ranksMax = 1 << 20
-
-    private static func encode(_ integers: [Int], into writer: inout ByteWriter) {
-        writer.write(UInt32(integers.count))
-        for value in integers { writer.write(Int64(value)) }
-    }
-
-    private static func decodeIntegers(_ reader: inout ByteReader) throws(WireError) -> [Int] {
-        let count = Int(try reader.read(UInt32.self))
-        guard count <= reader.remainingCount / 8 else { throw WireError("control message claims \(count) integers") }
-        var integers: [Int] = []
-        integers.reserveCapacity(count)
-        for _ in 0..<count { integers.append(Int(try reader.read(Int64.self))) }
-        return integers
-    }
 
     private static func decodeSets(_ reader: inout ByteReader) throws(WireError) -> DeliveredSets {
         let count = Int(try reader.read(UInt32.self))

@@ -16,43 +16,53 @@
 /// is dropped, and so is everything it sent from there on (the receivers of that are orphans
 /// too, since vectors are transitive).
 package enum OptimisticLogging {
-    /// The bytes a dependency vector takes in front of a payload on the wire and in the log.
-    package static func prefixBytes(rankCount: Int) -> Int { 8 * rankCount }
+    /// The bytes a stamp takes for a vector of `entries` entries (a count, then rank, interval
+    /// and epoch per entry).
+    package static func prefixBytes(entries: Int) -> Int { 4 + 20 * entries }
 
     /// `vector` in front of `payload`, as it travels and as the receiver logs it.
-    package static func stamp(_ payload: [UInt8], with vector: [UInt64]) -> [UInt8] {
-        var writer = ByteWriter(capacity: 8 * vector.count + payload.count)
-        for entry in vector { writer.write(entry) }
+    package static func stamp(_ payload: [UInt8], with vector: DependencyVector) -> [UInt8] {
+        var writer = ByteWriter(capacity: prefixBytes(entries: vector.entries.count) + payload.count)
+        writer.write(UInt32(vector.entries.count))
+        for entry in vector.entries {
+            writer.write(UInt32(entry.rank))
+            writer.write(entry.interval)
+            writer.write(entry.epoch)
+        }
         writer.writeRaw(payload)
         return writer.bytes
     }
 
     /// Splits a stamped payload into its sender's vector and the program's bytes; nil when it
-    /// is too short to hold a vector for `rankCount` ranks.
-    package static func split(_ stamped: [UInt8], rankCount: Int) -> (vector: [UInt64], payload: [UInt8])? {
-        let prefix = prefixBytes(rankCount: rankCount)
-        guard stamped.count >= prefix else { return nil }
-        var reader = ByteReader(Array(stamped[..<prefix]))
-        var vector: [UInt64] = []
-        vector.reserveCapacity(rankCount)
-        for _ in 0..<rankCount {
-            guard let entry = try? reader.read(UInt64.self) else { return nil }
-            vector.append(entry)
+    /// does not begin with a vector over `rankCount` ranks.
+    package static func split(_ stamped: [UInt8], rankCount: Int) -> (vector: DependencyVector, payload: [UInt8])? {
+        var reader = ByteReader(stamped)
+        guard let count = try? reader.read(UInt32.self), Int(count) <= reader.remainingCount / 20 else { return nil }
+        var words: [UInt64] = []
+        words.reserveCapacity(3 * Int(count))
+        for _ in 0..<count {
+            guard let rank = try? reader.read(UInt32.self), let interval = try? reader.read(UInt64.self),
+                  let epoch = try? reader.read(UInt64.self)
+            else { return nil }
+            words += [UInt64(rank), interval, epoch]
         }
-        return (vector, Array(stamped[prefix...]))
+        guard let vector = DependencyVector(words: words, rankCount: rankCount) else { return nil }
+        return (vector, Array(stamped[reader.offset...]))
     }
 
-    /// The receiver's vector after delivering a message stamped with `sender`'s vector.
-    package static func afterDelivery(_ vector: [UInt64], of rank: RankID, sender: [UInt64]) -> [UInt64] {
-        precondition(vector.count == sender.count)
-        var result = zip(vector, sender).map { max($0, $1) }
-        result[rank.rawValue] += 1
+    /// The receiver's vector after delivering a message stamped with `sender`'s vector, the
+    /// receiver having last captured round `epoch`.
+    package static func afterDelivery(_ vector: DependencyVector, of rank: RankID, sender: DependencyVector,
+                                      epoch: UInt64 = 0) -> DependencyVector {
+        var result = vector
+        result.merge(sender)
+        result.advance(rank.rawValue, epoch: epoch)
         return result
     }
 
     /// Whether a rank with `vector` depends on a state of `failed` beyond `recoverable`.
-    package static func isOrphan(_ vector: [UInt64], failed: RankID, recoverable: UInt64) -> Bool {
-        vector[failed.rawValue] > recoverable
+    package static func isOrphan(_ vector: DependencyVector, failed: RankID, recoverable: UInt64) -> Bool {
+        vector.dependsBeyond(recoverable, of: failed)
     }
 
     /// How many of `records` (logged after a checkpoint whose vector was `start`) rank `rank`
@@ -60,23 +70,148 @@ package enum OptimisticLogging {
     /// delivery that would make it depend on a lost state of `failed`. Stamped delivery records
     /// carry their sender's vector; a value record starts an interval and depends on nothing.
     package static func replayLength(
-        _ records: [LogRecord], start: [UInt64], rank: RankID, failed: RankID, recoverable: UInt64
+        _ records: [LogRecord], start: DependencyVector, rank: RankID, rankCount: Int, failed: RankID, recoverable: UInt64
     ) -> Int {
         var vector = start
         for (index, record) in records.enumerated() {
             switch record {
             case .delivery(_, let payload):
-                guard let (sender, _) = split(payload, rankCount: vector.count) else { return index }
+                guard let (sender, _) = split(payload, rankCount: rankCount) else { return index }
                 let next = afterDelivery(vector, of: rank, sender: sender)
                 if isOrphan(next, failed: failed, recoverable: recoverable) { return index }
                 vector = next
             case .value:
-                vector[rank.rawValue] += 1
+                vector.advance(rank.rawValue, epoch: 0)
                 if isOrphan(vector, failed: failed, recoverable: recoverable) { return index }
             case .determinant:
                 return index  // not an optimistic log
             }
         }
         return records.count
+    }
+}
+
+/// An optimistic rank's dependency vector, sparse: per rank, the newest state interval of that
+/// rank its own state depends on, stored only where it is above 0 (the start, which every
+/// checkpoint covers) and not yet stable. Each entry also records the round its rank had last
+/// captured when it reached that interval (its *epoch*): once a later round commits, that rank's
+/// checkpoint in the committed line comes after the interval, so no failure can lose it and
+/// the entry is dropped (`forgetStable`). A vector then names the ranks whose unstable states
+/// reached this one since the last commit, not every rank of the job: on a halo exchange a few
+/// neighbours, at any rank count (Strom and Yemini's vectors omit stable states the same way).
+package struct DependencyVector: Sendable, Equatable, ExpressibleByArrayLiteral {
+    /// One rank's entry.
+    package struct Entry: Sendable, Equatable {
+        /// The rank.
+        package var rank: Int
+        /// The newest state interval of it depended on (above 0).
+        package var interval: UInt64
+        /// The round that rank had last captured when it reached the interval.
+        package var epoch: UInt64
+    }
+
+    /// The entries, by ascending rank.
+    package private(set) var entries: [Entry]
+
+    /// No dependency: the start.
+    package init() { entries = [] }
+
+    /// The vector of a dense array (one interval per rank, every epoch 0): for tests and small jobs.
+    package init(arrayLiteral intervals: UInt64...) { self.init(dense: intervals) }
+
+    /// The vector of a dense array (one interval per rank, every epoch `epoch`).
+    package init(dense intervals: [UInt64], epoch: UInt64 = 0) {
+        entries = intervals.enumerated().compactMap { $0.element == 0 ? nil : Entry(rank: $0.offset, interval: $0.element, epoch: epoch) }
+    }
+
+    /// The interval of `rank` depended on (0: none beyond the start).
+    package subscript(rank: Int) -> UInt64 {
+        guard let index = position(of: rank) else { return 0 }
+        return entries[index].interval
+    }
+
+    /// The ranks named, ascending.
+    package var ranks: [Int] { entries.map(\.rank) }
+
+    /// The index of `rank`'s entry.
+    private func position(of rank: Int) -> Int? {
+        var low = 0, high = entries.count
+        while low < high {
+            let middle = (low + high) / 2
+            if entries[middle].rank < rank { low = middle + 1 } else { high = middle }
+        }
+        return low < entries.count && entries[low].rank == rank ? low : nil
+    }
+
+    /// `rank` enters its next state interval, having last captured round `epoch`.
+    package mutating func advance(_ rank: Int, epoch: UInt64) {
+        if let index = position(of: rank) {
+            entries[index].interval += 1
+            entries[index].epoch = epoch
+        } else {
+            let index = entries.firstIndex { $0.rank > rank } ?? entries.count
+            entries.insert(Entry(rank: rank, interval: 1, epoch: epoch), at: index)
+        }
+    }
+
+    /// The componentwise maximum with `other` (an equal interval keeps the later epoch).
+    package mutating func merge(_ other: DependencyVector) {
+        guard !other.entries.isEmpty else { return }
+        var merged: [Entry] = []
+        merged.reserveCapacity(entries.count + other.entries.count)
+        var left = 0, right = 0
+        while left < entries.count || right < other.entries.count {
+            if right == other.entries.count || (left < entries.count && entries[left].rank < other.entries[right].rank) {
+                merged.append(entries[left])
+                left += 1
+            } else if left == entries.count || other.entries[right].rank < entries[left].rank {
+                merged.append(other.entries[right])
+                right += 1
+            } else {
+                let (mine, theirs) = (entries[left], other.entries[right])
+                merged.append(mine.interval != theirs.interval ? (mine.interval > theirs.interval ? mine : theirs)
+                              : Entry(rank: mine.rank, interval: mine.interval, epoch: max(mine.epoch, theirs.epoch)))
+                left += 1
+                right += 1
+            }
+        }
+        entries = merged
+    }
+
+    /// Round `committed` committed: every entry reached before its rank captured a round from
+    /// `committed` on is inside that rank's committed checkpoint, and goes (`rank`'s own entry
+    /// stays: it is stamped on what the rank sends).
+    package mutating func forgetStable(committed: Epoch, except rank: Int) {
+        entries.removeAll { $0.epoch < committed.rawValue && $0.rank != rank }
+    }
+
+    /// The entries as words, three per entry (rank, interval, epoch): how a snapshot stores them.
+    package var words: [UInt64] { entries.flatMap { [UInt64($0.rank), $0.interval, $0.epoch] } }
+
+    /// The vector a snapshot's words describe, or nil when they do not describe one for
+    /// `rankCount` ranks.
+    package init?(words: [UInt64], rankCount: Int) {
+        guard words.count % 3 == 0 else { return nil }
+        var entries: [Entry] = []
+        entries.reserveCapacity(words.count / 3)
+        for start in stride(from: 0, to: words.count, by: 3) {
+            guard words[start] < UInt64(rankCount), entries.last.map({ words[start] > UInt64($0.rank) }) ?? true,
+                  words[start + 1] > 0
+            else { return nil }
+            entries.append(Entry(rank: Int(words[start]), interval: words[start + 1], epoch: words[start + 2]))
+        }
+        self.entries = entries
+    }
+
+    /// Whether this vector depends on a state of `failed` beyond `recoverable`.
+    package func dependsBeyond(_ recoverable: UInt64, of failed: RankID) -> Bool {
+        self[failed.rawValue] > recoverable
+    }
+
+    /// The intervals depended on, by rank (what a freeze answers).
+    package func intervals(rankCount: Int) -> PerPeer<Int> {
+        var result = PerPeer(rankCount: rankCount, absent: -1)
+        for entry in entries where entry.rank < rankCount { result[entry.rank] = Int(clamping: entry.interval) }
+        return result
     }
 }

@@ -74,7 +74,23 @@ extension PerPeer where Value == DeliveredSet {
 /// Per source (or per receiver) rank, a delivered set: what an ACK, a DONE and a TRIM carry.
 package typealias DeliveredSets = PerPeer<DeliveredSet>
 
-extension PerPeer: ExpressibleByArrayLiteral where Value == DeliveredSet {
-    /// One set per rank, in rank order.
-    package init(arrayLiteral sets: DeliveredSet...) { self.init(sets) }
+/// A value that stands for "none" where a `PerPeer` is written as an array literal.
+package protocol PerPeerLiteralValue: Sendable, Equatable {
+    /// The value of a rank with none stored, in a literal.
+    static var absentInLiteral: Self { get }
+}
+
+extension DeliveredSet: PerPeerLiteralValue {
+    /// The empty set.
+    package static var absentInLiteral: DeliveredSet { DeliveredSet() }
+}
+
+extension Int: PerPeerLiteralValue {
+    /// -1: no interval (a dependency vector's "none").
+    package static var absentInLiteral: Int { -1 }
+}
+
+extension PerPeer: ExpressibleByArrayLiteral where Value: PerPeerLiteralValue {
+    /// One value per rank, in rank order.
+    package init(arrayLiteral values: Value...) { self.init(values, absent: .absentInLiteral) }
 }

@@ -87,10 +87,9 @@ extension Simulation {
                 if settings.logging == .optimistic, let limit = plan.replayLimit {
                     // Only what depends on no lost state of the failed rank; the rest of the log
                     // describes an execution that is gone.
-                    let start = snapshot.map { $0.dependencies.count == settings.rankCount ? $0.dependencies : [] } ?? []
                     let length = OptimisticLogging.replayLength(
-                        records, start: start.isEmpty ? Array(repeating: 0, count: settings.rankCount) : start,
-                        rank: RankID(rank), failed: RankID(limit.rank), recoverable: limit.recoverable)
+                        records, start: snapshot?.dependencies ?? DependencyVector(), rank: RankID(rank),
+                        rankCount: settings.rankCount, failed: RankID(limit.rank), recoverable: limit.recoverable)
                     records.removeLast(records.count - length)
                     logs[rank].records.removeLast(logs[rank].records.count - Int(position - log.firstIndex) - length)
                 }
@@ -291,7 +290,7 @@ extension Simulation {
         let machine = processes[rank].machine!
         let snapshot = Snapshot(
             epoch: epoch, step: step, ledger: machine.ledger, state: processes[rank].state, logPosition: logs[rank].nextIndex,
-            dependencies: machine.rules.tracksDependencies ? machine.dependencyVector : [],
+            dependencies: machine.dependencyVector,
             changes: machine.participant.changesSinceCheckpoint)
         processes[rank].machine!.noteCapture(epoch, logPosition: logs[rank].nextIndex)
         let name = Self.snapshotName(epoch: epoch, rank: rank)
@@ -307,7 +306,7 @@ extension Simulation {
         let machine = processes[rank].machine!
         let snapshot = Snapshot(
             epoch: Epoch(UInt64(index)), step: step, ledger: machine.ledger, state: processes[rank].state,
-            logPosition: logs[rank].nextIndex, dependencies: [], changes: machine.participant.changesSinceCheckpoint,
+            logPosition: logs[rank].nextIndex, dependencies: DependencyVector(), changes: machine.participant.changesSinceCheckpoint,
             intervalDependencies: dependencies)
         processes[rank].machine!.noteCapture(Epoch(UInt64(index)), logPosition: logs[rank].nextIndex)
         let name = Self.checkpointName(index, rank: rank)

@@ -88,6 +88,7 @@ extension Simulation {
             refusedCheckpoints += 1
             return
         }
+        guard checkpoints.advanceDue else { return }
         let advance = checkpoints.advance(collecting: true, keepNewest: settings.logging != .none)
         if let eventLog, !advance.collected.isEmpty || advance.moved {
             eventLog("  records: r\(rank) checkpoint \(index); line \(advance.line)\(advance.moved ? " (moved)" : ""); collected "
@@ -165,9 +166,11 @@ extension Simulation {
         report.recoveries += supervisor.recoveries
         for rank in 0..<settings.rankCount where processes[rank].alive { stopProcess(rank) }
         // What the manifest keeps of the records; what each rank had delivered is gone.
-        let closed = checkpoints.dependencies.closed
-        checkpoints = IndependentCheckpoints(records: closed.enumerated().map { rank, list in
-            list.enumerated().map { ($0.element, checkpoints.restorable[rank].contains($0.offset + 1)) }
+        let records = checkpoints.dependencies
+        checkpoints = IndependentCheckpoints(records: (0..<settings.rankCount).map { rank in
+            (0..<records.newestCheckpoint(rank)).map {
+                (records.vector(rank: rank, interval: $0), checkpoints.restorable[rank].contains($0 + 1))
+            }
         })
         supervisor = SupervisorMachine(
             settings: supervisor.settings,
@@ -267,10 +270,10 @@ struct DiskFacts: RecoveryFacts {
     func recoverableInterval(of rank: Int) -> UInt64? {
         let snapshot = simulation.lines.last?.entries[rank].flatMap { simulation.snapshots[$0] }
         let position = snapshot?.logPosition ?? 0
-        let dependencies = snapshot?.dependencies ?? Array(repeating: 0, count: simulation.settings.rankCount)
+        let start = snapshot?.dependencies[rank] ?? 0
         let log = simulation.logs[rank]
-        guard dependencies.count == simulation.settings.rankCount, position >= log.firstIndex else { return nil }
-        return dependencies[rank] + (log.nextIndex > position ? log.nextIndex - position : 0)
+        guard position >= log.firstIndex else { return nil }
+        return start + (log.nextIndex > position ? log.nextIndex - position : 0)
     }
 
     var checkpointCounts: [Int] { simulation.checkpoints.counts }

@@ -247,11 +247,11 @@ package final class Simulation {
         var ledger: MessageLedger
         var state: UInt64
         var logPosition: UInt64
-        var dependencies: [UInt64]
+        var dependencies: DependencyVector
         /// The participant's changes since the last committed checkpoint, at the capture.
         var changes: UInt64
         /// Independent checkpoints: the dependency vector of the interval it closed.
-        var intervalDependencies: [Int] = []
+        var intervalDependencies = PerPeer<Int>(rankCount: 0, absent: -1)
     }
 
     /// A committed line on the disk: per rank, the snapshot of its entry (nil: the start), and

@@ -8,13 +8,35 @@ struct OptimisticLoggingTests {
     }
 
     @Test func stampAndSplitRoundTrip() {
-        let vector: [UInt64] = [3, 0, UInt64.max, 7]
+        let vector: DependencyVector = [3, 0, UInt64.max, 7]
+        #expect(vector.ranks == [0, 2, 3], "an interval of 0 (the start) is not stored")
         let stamped = OptimisticLogging.stamp([9, 8, 7], with: vector)
-        #expect(stamped.count == 32 + 3)
+        #expect(stamped.count == OptimisticLogging.prefixBytes(entries: 3) + 3)
         let split = OptimisticLogging.split(stamped, rankCount: 4)
         #expect(split?.vector == vector && split?.payload == [9, 8, 7])
-        #expect(OptimisticLogging.split(Array(stamped.prefix(31)), rankCount: 4) == nil)
+        #expect(OptimisticLogging.split(Array(stamped.prefix(30)), rankCount: 4) == nil, "cut inside the vector")
+        #expect(OptimisticLogging.split(stamped, rankCount: 3) == nil, "a rank beyond the job")
         #expect(OptimisticLogging.split(OptimisticLogging.stamp([], with: [1, 2]), rankCount: 2)?.payload == [])
+        #expect(DependencyVector(words: vector.words, rankCount: 4) == vector)
+        #expect(DependencyVector(words: [2, 1, 0, 1, 1, 0], rankCount: 4) == nil, "ranks out of order")
+    }
+
+    /// A vector stays sparse: merging keeps the larger interval per rank, and a commit drops
+    /// every entry reached before its rank captured the committed round (its checkpoint in the
+    /// line covers it: no failure can lose it), except the rank's own.
+    @Test func aCommitForgetsWhatTheLineMadeStable() {
+        var vector = DependencyVector()
+        vector.advance(5, epoch: 2)  // rank 5, itself, in round 2
+        var sender = DependencyVector()
+        sender.advance(9, epoch: 1)
+        sender.advance(9, epoch: 3)  // interval 2 of rank 9, reached after it captured round 3
+        sender.advance(1, epoch: 0)
+        vector.merge(sender)
+        #expect(vector.ranks == [1, 5, 9] && vector[9] == 2 && vector[5] == 1 && vector[4] == 0)
+        vector.forgetStable(committed: Epoch(3), except: 5)
+        #expect(vector.ranks == [5, 9], "rank 1's interval came before its capture of round 1 or later")
+        vector.forgetStable(committed: Epoch(4), except: 5)
+        #expect(vector.ranks == [5], "its own entry stays")
     }
 
     /// The scenario: Q delivered m1 and m2 from any source, only m1's record reached
@@ -23,7 +45,7 @@ struct OptimisticLoggingTests {
     /// A rank that only heard from Q before m2 is not an orphan.
     @Test func orphanAfterAPartiallyLoggedExecution() {
         let (p1, q, r, p2, s) = (RankID(0), RankID(1), RankID(2), RankID(3), RankID(4))
-        let zero = [UInt64](repeating: 0, count: 5)
+        let zero = DependencyVector()
         // m1 from P2, then m2 from P1, delivered by Q.
         let m1Vector = OptimisticLogging.afterDelivery(zero, of: p2, sender: zero)  // P2 after a delivery of its own
         var qVector = OptimisticLogging.afterDelivery(zero, of: q, sender: m1Vector)
@@ -41,18 +63,18 @@ struct OptimisticLoggingTests {
         #expect(!OptimisticLogging.isOrphan(sVector, failed: q, recoverable: recoverable))
         // R rolls back to before m3: its replay stops at m3's record; S would replay its own.
         let rLog: [LogRecord] = [.delivery(header(from: 1, sequence: 0), payload: m3)]
-        #expect(OptimisticLogging.replayLength(rLog, start: zero, rank: r, failed: q, recoverable: recoverable) == 0)
+        #expect(OptimisticLogging.replayLength(rLog, start: zero, rank: r, rankCount: 5, failed: q, recoverable: recoverable) == 0)
         let sLog: [LogRecord] = [.delivery(header(from: 1, sequence: 0), payload: toS)]
-        #expect(OptimisticLogging.replayLength(sLog, start: zero, rank: s, failed: q, recoverable: recoverable) == 1)
+        #expect(OptimisticLogging.replayLength(sLog, start: zero, rank: s, rankCount: 5, failed: q, recoverable: recoverable) == 1)
         // Q itself replays everything its log holds.
         let qLog: [LogRecord] = [.delivery(header(from: 3, sequence: 0), payload: OptimisticLogging.stamp([1], with: m1Vector))]
-        #expect(OptimisticLogging.replayLength(qLog, start: zero, rank: q, failed: q, recoverable: recoverable) == 1)
+        #expect(OptimisticLogging.replayLength(qLog, start: zero, rank: q, rankCount: 5, failed: q, recoverable: recoverable) == 1)
     }
 
     /// An orphan keeps the prefix of its log that depends on nothing lost, values included,
     /// and stops at the first record that does.
     @Test func anOrphanReplaysUpToItsFirstDependencyOnALostState() {
-        let zero = [UInt64](repeating: 0, count: 3)
+        let zero = DependencyVector()
         let failed = RankID(0)
         let early = OptimisticLogging.stamp([], with: [2, 0, 0])
         let late = OptimisticLogging.stamp([], with: [5, 0, 0])
@@ -63,11 +85,11 @@ struct OptimisticLoggingTests {
             .delivery(header(from: 0, sequence: 1), payload: late),
             .delivery(header(from: 2, sequence: 1), payload: OptimisticLogging.stamp([], with: [0, 0, 5])),
         ]
-        #expect(OptimisticLogging.replayLength(log, start: zero, rank: RankID(1), failed: failed, recoverable: 4) == 3)
-        #expect(OptimisticLogging.replayLength(log, start: zero, rank: RankID(1), failed: failed, recoverable: 5) == 5)
-        #expect(OptimisticLogging.replayLength(log, start: zero, rank: RankID(1), failed: failed, recoverable: 1) == 0)
+        #expect(OptimisticLogging.replayLength(log, start: zero, rank: RankID(1), rankCount: 5, failed: failed, recoverable: 4) == 3)
+        #expect(OptimisticLogging.replayLength(log, start: zero, rank: RankID(1), rankCount: 5, failed: failed, recoverable: 5) == 5)
+        #expect(OptimisticLogging.replayLength(log, start: zero, rank: RankID(1), rankCount: 5, failed: failed, recoverable: 1) == 0)
         // A checkpoint that already depends on more than is recoverable replays nothing.
-        #expect(OptimisticLogging.replayLength(log, start: [9, 0, 0], rank: RankID(1), failed: failed, recoverable: 4) == 0)
+        #expect(OptimisticLogging.replayLength(log, start: [9, 0, 0], rank: RankID(1), rankCount: 3, failed: failed, recoverable: 4) == 0)
     }
 
     @Test func replayReturnsTheLoggedOrderWhateverArrivesFirst() {

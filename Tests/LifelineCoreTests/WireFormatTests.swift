@@ -123,13 +123,14 @@ struct WireFormatTests {
         var sets = DeliveredSets(rankCount: 10_000)
         sets[17] = DeliveredSet(watermark: SequenceNumber(40), above: [])
         sets[9_999] = DeliveredSet(watermark: SequenceNumber(3), above: [SequenceNumber(7)])
-        var dependencies = Array(repeating: -1, count: 10_000)
+        var dependencies = PerPeer(rankCount: 10_000, absent: -1)
         dependencies[4] = 2
         let ack = ControlMessage.ack(Epoch(3), Acknowledgement(
             step: 9, snapshotBytes: 1, outputOffset: 2, delivered: sets, dependencies: dependencies))
         let done = ControlMessage.checkpointDone(Epoch(3), coveredByReceiver: sets)
         let trim = ControlMessage.trim(checkpoint: 2, coveredByReceiver: sets)
-        for message in [ack, done, trim] {
+        let frozen = ControlMessage.frozen(interval: 5, dependencies: dependencies)
+        for message in [ack, done, trim, frozen] {
             #expect(message.frame().count < 200, "\(message.frame().count) bytes")
             #expect(try ControlMessage.decode(Array(message.frame()[FramePrefix.byteCount...])) == message)
         }

@@ -59,10 +59,10 @@ package struct RankMachine: Sendable {
         /// Its ledger: delivered sets and retained messages.
         package var ledger: MessageLedger
         /// Optimistic logging: its dependency vector (empty otherwise).
-        package var dependencies: [UInt64]
+        package var dependencies: DependencyVector
 
         /// A restored snapshot's parts.
-        package init(epoch: Epoch, step: Int, ledger: MessageLedger, dependencies: [UInt64]) {
+        package init(epoch: Epoch, step: Int, ledger: MessageLedger, dependencies: DependencyVector) {
             self.epoch = epoch
             self.step = step
             self.ledger = ledger
@@ -149,7 +149,7 @@ package struct RankMachine: Sendable {
     /// Independent checkpoints: when (job clock) the next checkpoint is due.
     package private(set) var nextCheckpointAt = Double.infinity
     /// Optimistic logging: the rank's dependency vector, stamped on every message it sends.
-    package private(set) var dependencyVector: [UInt64]
+    package private(set) var dependencyVector = DependencyVector()
     /// Frozen for a recovery's planning: nothing is delivered until THAW.
     package private(set) var frozen = false
     /// Per peer, the incarnation its messages must come from at least (set when it rolls back:
@@ -194,10 +194,8 @@ package struct RankMachine: Sendable {
             deliverableEpoch: deliverableEpoch)
         self.inbox = PerPeer(rankCount: count, absent: [])
         self.intervalDependencies = PerPeer(rankCount: count, absent: -1)
-        // Only optimistic logging keeps a dependency vector (it travels dense on every message).
-        let vector = restored?.dependencies ?? []
-        let tracks = settings.logging == .optimistic
-        self.dependencyVector = !tracks ? [] : vector.count == count ? vector : Array(repeating: 0, count: count)
+        // Only optimistic logging keeps a dependency vector (it travels on every message).
+        if settings.logging == .optimistic { self.dependencyVector = restored?.dependencies ?? DependencyVector() }
         self.obsoleteBelow = PerPeer(rankCount: count, absent: 0)
         self.peerIncarnation = PerPeer(rankCount: count, absent: settings.incarnation)
         self.resendPending = PerPeer(rankCount: count, absent: false)
@@ -349,7 +347,8 @@ package struct RankMachine: Sendable {
         participant.noteChange()
         var payload = stamped
         if rules.tracksDependencies, let (sender, bytes) = OptimisticLogging.split(stamped, rankCount: settings.rankCount) {
-            dependencyVector = OptimisticLogging.afterDelivery(dependencyVector, of: rank, sender: sender)
+            dependencyVector = OptimisticLogging.afterDelivery(
+                dependencyVector, of: rank, sender: sender, epoch: participant.epoch.rawValue)
             payload = bytes
         }
         fingerprints.record(
@@ -447,7 +446,7 @@ package struct RankMachine: Sendable {
     /// A value read from outside the messages is returned to the program (logged or replayed).
     package mutating func noteLoggedValue() {
         participant.noteChange()
-        if rules.tracksDependencies { dependencyVector[rank.rawValue] += 1 }
+        if rules.tracksDependencies { dependencyVector.advance(rank.rawValue, epoch: participant.epoch.rawValue) }
     }
 
     // MARK: Checkpoints
@@ -472,9 +471,9 @@ package struct RankMachine: Sendable {
 
     /// Independent checkpoints: closes the current interval with a checkpoint; returns its
     /// index and the interval's dependency vector (for its ACK), and schedules the next one.
-    package mutating func closeInterval(now: Double) -> (index: Int, dependencies: [Int]) {
+    package mutating func closeInterval(now: Double) -> (index: Int, dependencies: PerPeer<Int>) {
         interval += 1
-        let dependencies = intervalDependencies.dense
+        let dependencies = intervalDependencies
         intervalDependencies = PerPeer(rankCount: settings.rankCount, absent: -1)
         nextCheckpointAt = now + nextPeriod()
         return (interval, dependencies)
@@ -497,6 +496,8 @@ package struct RankMachine: Sendable {
         }
         if coversSelf { ledger.trim(destination: rank, covered: ledger.delivered[rank.rawValue]) }
         fingerprints.trim(before: epoch.rawValue)
+        // What the committed line holds can no longer be lost: no failure makes an orphan of it.
+        if rules.tracksDependencies, !independent { dependencyVector.forgetStable(committed: epoch, except: rank.rawValue) }
         guard let captured = logPositionAtCapture.first(where: { $0.epoch == epoch }) else { return nil }
         logPositionAtCapture.removeAll { $0.epoch <= epoch }
         return captured.position
@@ -506,8 +507,8 @@ package struct RankMachine: Sendable {
     /// dependencies (optimistic logging: the dependency vector).
     package mutating func freeze() -> ControlMessage {
         frozen = true
-        if rules.tracksDependencies { return .frozen(interval: 0, dependencies: dependencyVector.map { Int($0) }) }
-        return .frozen(interval: interval, dependencies: intervalDependencies.dense)
+        if rules.tracksDependencies { return .frozen(interval: 0, dependencies: dependencyVector.intervals(rankCount: settings.rankCount)) }
+        return .frozen(interval: interval, dependencies: intervalDependencies)
     }
 
     /// THAW: deliveries go on.

@@ -10,11 +10,11 @@ package enum IndependentPartialRollback {
     package struct Frozen: Sendable, Equatable {
         /// The rank's current interval (its checkpoints so far).
         package var interval: Int
-        /// The dependency vector of that interval.
-        package var dependencies: [Int]
+        /// The dependency vector of that interval (sparse: -1 where none).
+        package var dependencies: PerPeer<Int>
 
         /// An answer.
-        package init(interval: Int, dependencies: [Int]) {
+        package init(interval: Int, dependencies: PerPeer<Int>) {
             self.interval = interval
             self.dependencies = dependencies
         }

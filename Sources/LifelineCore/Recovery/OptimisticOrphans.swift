@@ -13,22 +13,22 @@ package enum OptimisticOrphans {
     package struct Freeze: Sendable, Equatable {
         /// Per frozen survivor, its dependency vector (per rank, the newest interval of that
         /// rank it depends on; negative: none).
-        package var vectors: [Int: [Int]]
+        package var vectors: [Int: PerPeer<Int>]
         /// The failed rank and every rank that died or did not answer meanwhile.
         package var failed: Set<Int>
 
         /// A freeze's findings.
-        package init(vectors: [Int: [Int]], failed: Set<Int>) {
+        package init(vectors: [Int: PerPeer<Int>], failed: Set<Int>) {
             self.vectors = vectors
             self.failed = failed
         }
     }
 
     /// The survivors that depend on a state of `failed` beyond `recoverable`, ascending.
-    package static func orphans(of failed: RankID, recoverable: UInt64, vectors: [Int: [Int]], rankCount: Int) -> [Int] {
+    package static func orphans(of failed: RankID, recoverable: UInt64, vectors: [Int: PerPeer<Int>], rankCount: Int) -> [Int] {
         vectors.keys.sorted().filter { survivor in
-            let vector = (vectors[survivor] ?? []).map { UInt64(max(0, $0)) }
-            return vector.count == rankCount && OptimisticLogging.isOrphan(vector, failed: failed, recoverable: recoverable)
+            guard let vector = vectors[survivor], vector.rankCount == rankCount, failed.rawValue < rankCount else { return false }
+            return vector[failed.rawValue] >= 0 && UInt64(vector[failed.rawValue]) > recoverable
         }
     }
 

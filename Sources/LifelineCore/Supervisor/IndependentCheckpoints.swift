@@ -30,7 +30,7 @@ package struct IndependentCheckpoints: Sendable, Equatable {
 
     /// The records of a manifest: per rank, each checkpoint's dependency vector (in index order,
     /// from 1) and whether its snapshot is kept.
-    package init(records: [[(dependencies: [Int], restorable: Bool)]]) {
+    package init(records: [[(dependencies: PerPeer<Int>, restorable: Bool)]]) {
         self.init(rankCount: records.count)
         for (rank, list) in records.enumerated() {
             for (position, record) in list.enumerated() {
@@ -48,16 +48,28 @@ package struct IndependentCheckpoints: Sendable, Equatable {
 
     /// `rank`'s checkpoint `index` is durable: recorded when it is the next one and its vector
     /// fits the job; otherwise why not.
-    package mutating func record(rank: Int, index: Int, dependencies vector: [Int], delivered sets: DeliveredSets) -> String? {
+    package mutating func record(rank: Int, index: Int, dependencies vector: PerPeer<Int>, delivered sets: DeliveredSets) -> String? {
         guard index == dependencies.closed[rank].count + 1 else {
             return "checkpoint \(index) after \(dependencies.closed[rank].count) recorded"
         }
-        guard vector.count == rankCount else { return "checkpoint \(index) with \(vector.count) dependencies for \(rankCount) ranks" }
+        guard vector.rankCount == rankCount else {
+            return "checkpoint \(index) with \(vector.rankCount) dependencies for \(rankCount) ranks"
+        }
         dependencies.recordCheckpoint(rank: rank, dependencies: vector)
         restorable[rank].insert(index)
         delivered[rank][index] = sets
+        recordedSinceAdvance += 1
         return nil
     }
+
+    /// Checkpoints recorded since the last advance.
+    package private(set) var recordedSinceAdvance = 0
+
+    /// Whether an advance is due: after every record up to 16 ranks, after one record per 16
+    /// ranks beyond (each advance costs the records above the checkpoint-only line, so at
+    /// 10,000 ranks one per record would cost their square; the line and the garbage wait a
+    /// little longer instead, never a decision a recovery depends on).
+    package var advanceDue: Bool { recordedSinceAdvance >= max(1, rankCount / 16) }
 
     /// What advancing after a recorded checkpoint decided.
     package struct Advance: Sendable, Equatable {
@@ -96,6 +108,8 @@ package struct IndependentCheckpoints: Sendable, Equatable {
     /// moved, and then deletes them and sends the trims.
     package mutating func advance(collecting: Bool, keepNewest: Bool) -> Advance {
         let line = dependencies.checkpointOnlyLine()
+        dependencies.raiseFloor(to: line)
+        recordedSinceAdvance = 0
         // Only kept snapshots after the line can be found useless here: those before it go anyway.
         let useless = dependencies.uselessCheckpoints(among: restorable.enumerated().map { rank, kept in
             kept.filter { $0 >= line[rank] }.sorted()
@@ -130,7 +144,7 @@ package struct IndependentCheckpoints: Sendable, Equatable {
 
     /// Forgets `rank`'s checkpoints after `index` (its execution past them is lost).
     package mutating func truncate(rank: Int, after index: Int) {
-        dependencies.closed[rank] = Array(dependencies.closed[rank].prefix(index))
+        dependencies.truncate(rank: rank, after: index)
         restorable[rank] = restorable[rank].filter { $0 <= index }
         delivered[rank] = delivered[rank].filter { $0.key <= index }
     }
