@@ -114,6 +114,30 @@ struct IntervalDependenciesTests {
         #expect(found > 10, "only \(found) useless checkpoints in the random histories")
     }
 
+    /// Searching from the checkpoint-only line (the floor) finds what searching the whole
+    /// history finds: the same lines, the same useless checkpoints above the floor.
+    @Test func searchesAboveTheFloorAgreeWithWholeHistorySearches() throws {
+        var raised = 0
+        for seed in UInt64(1)...3000 {
+            var generator = SplitMix64(seed: seed)
+            let history = try RecoveryHistory(RecoveryLineTests.randomHistory(&generator))
+            let (whole, volatile, failed) = Self.records(history)
+            var floored = whole
+            let floor = whole.checkpointOnlyLine()
+            floored.raiseFloor(to: floor)
+            if floor.contains(where: { $0 > 0 }) { raised += 1 }
+            #expect(floored.latestLine(failed: failed, volatile: volatile) == whole.latestLine(failed: failed, volatile: volatile),
+                    "seed \(seed)")
+            #expect(floored.checkpointOnlyLine() == floor, "seed \(seed)")
+            let above = (0..<whole.rankCount).map { rank in
+                Array(stride(from: floor[rank], through: whole.newestCheckpoint(rank), by: 1)).filter { $0 > 0 }
+            }
+            #expect(floored.uselessCheckpoints(among: above) == whole.uselessCheckpoints(among: above), "seed \(seed)")
+            #expect(floored.uselessCheckpoints() == whole.uselessCheckpoints(), "seed \(seed): below the floor too")
+        }
+        #expect(raised > 300, "the floor hardly ever rises (\(raised))")
+    }
+
     private static func anyConsistent(_ history: RecoveryHistory, _ candidates: [[Int]]) -> Bool {
         var cut = candidates.map { $0[0] }
         func visit(_ process: Int) -> Bool {
