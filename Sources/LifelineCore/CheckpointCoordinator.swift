@@ -58,6 +58,8 @@ package struct CheckpointCoordinator: Sendable {
     package private(set) var finished: [Bool]
     /// The program asked for a checkpoint that has not started yet.
     private var wanted = false
+    /// The ranks whose step report (collecting) or ACK (capturing) has not arrived.
+    private var awaiting = 0
 
     /// A coordinator whose newest committed round is `committed` (`.start` for a new job).
     package init(rankCount: Int, intervalSeconds: Double, committed: Epoch, now: Double) {
@@ -84,6 +86,7 @@ package struct CheckpointCoordinator: Sendable {
         wanted = false
         lastEpoch = lastEpoch.next
         state = .collecting(lastEpoch, reports: Array(repeating: nil, count: rankCount))
+        awaiting = rankCount
         return [.broadcast(.checkpointRequest(lastEpoch))]
     }
 
@@ -97,14 +100,16 @@ package struct CheckpointCoordinator: Sendable {
     package mutating func handleStepReport(from rank: RankID, round: Epoch, step: Int) -> [Action] {
         defer { checkInvariants() }
         guard case .collecting(let open, var reports) = state, open == round else { return [] }
+        state = .recovering  // the payload moves out: one report changes it in place, not a copy of it
+        if reports[rank.rawValue] == nil { awaiting -= 1 }
         reports[rank.rawValue] = step
-        let answered = reports.compactMap { $0 }
-        guard answered.count == rankCount else {
+        guard awaiting == 0 else {
             state = .collecting(open, reports: reports)
             return []
         }
-        let chosen = answered.max()! + 1
+        let chosen = reports.lazy.compactMap { $0 }.max()! + 1
         state = .capturing(open, step: chosen, acks: Array(repeating: nil, count: rankCount))
+        awaiting = rankCount
         return [.broadcast(.safePointChosen(open, step: chosen))]
     }
 
@@ -113,12 +118,14 @@ package struct CheckpointCoordinator: Sendable {
         defer { checkInvariants() }
         guard case .capturing(let open, let chosen, var acks) = state, open == round else { return [] }
         precondition(ack.delivered.count == rankCount, "ACK from \(rank) with \(ack.delivered.count) sets")
+        state = .recovering  // the payload moves out: one ACK changes it in place, not a copy of it
+        if acks[rank.rawValue] == nil { awaiting -= 1 }
         acks[rank.rawValue] = ack
-        let received = acks.compactMap { $0 }
-        guard received.count == rankCount else {
+        guard awaiting == 0 else {
             state = .capturing(open, step: chosen, acks: acks)
             return []
         }
+        let received = acks.compactMap { $0 }
         state = .committing(open, step: chosen, acks: received)
         return [.writeCommit(open, step: chosen, acks: received)]
     }

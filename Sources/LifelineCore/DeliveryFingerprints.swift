@@ -15,17 +15,22 @@ package struct DeliveryFingerprints: Sendable {
     /// The most deliveries remembered at once.
     package static let entriesMax = 1 << 20
 
-    /// Per source, sequence number → (payload hash, epoch of the delivery).
-    private var bySource: [[UInt64: (hash: UInt64, epoch: UInt64)]]
-    /// Entries over all sources. Invariant: the sum of the dictionaries' counts, ≤ `entriesMax`.
-    package private(set) var count = 0
+    /// A delivered message: its source and sequence number.
+    private struct Key: Hashable {
+        var source: Int
+        var sequence: UInt64
+    }
+
+    /// Per delivered message, its payload hash and the epoch of the delivery (one table for
+    /// every source: it costs the deliveries remembered, not the ranks of the job).
+    private var entries: [Key: (hash: UInt64, epoch: UInt64)] = [:]
+    /// Entries remembered. Invariant: ≤ `entriesMax`.
+    package var count: Int { entries.count }
     /// Deliveries not recorded because `entriesMax` was reached.
     package private(set) var unchecked: UInt64 = 0
 
     /// No delivery recorded, for `rankCount` sources.
-    package init(rankCount: Int) {
-        bySource = Array(repeating: [:], count: rankCount)
-    }
+    package init(rankCount: Int) {}
 
     /// Records the delivery of message `sequence` from `source` with payload hash `hash`, in
     /// the receiver's epoch `epoch`.
@@ -34,22 +39,19 @@ package struct DeliveryFingerprints: Sendable {
             unchecked += 1
             return
         }
-        if bySource[source.rawValue].updateValue((hash, epoch), forKey: sequence.rawValue) == nil { count += 1 }
+        entries[Key(source: source.rawValue, sequence: sequence.rawValue)] = (hash, epoch)
     }
 
     /// Whether a duplicate of message `sequence` from `source` with payload hash `hash` differs
     /// from the delivered original (false when the original is not remembered).
     package func differs(source: RankID, sequence: SequenceNumber, hash: UInt64) -> Bool {
-        guard let original = bySource[source.rawValue][sequence.rawValue] else { return false }
+        guard let original = entries[Key(source: source.rawValue, sequence: sequence.rawValue)] else { return false }
         return original.hash != hash
     }
 
     /// Forgets the deliveries made in epochs before `epoch` (round `epoch` committed).
     package mutating func trim(before epoch: UInt64) {
-        count = 0
-        for source in bySource.indices {
-            bySource[source] = bySource[source].filter { $0.value.epoch >= epoch }
-            count += bySource[source].count
-        }
+        guard entries.values.contains(where: { $0.epoch < epoch }) else { return }
+        entries = entries.filter { $0.value.epoch >= epoch }
     }
 }

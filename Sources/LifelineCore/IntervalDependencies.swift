@@ -260,7 +260,9 @@ struct RollbackGraph {
         return lowest
     }
 
-    /// Per node, its strongly connected component (Tarjan's algorithm, iterative).
+    /// Per node, its strongly connected component (Tarjan's algorithm, iterative: the path
+    /// holds each node with the next of its edges to try, -1 being the edge to its next
+    /// interval, then its dependents' rows).
     func components() -> [Int] {
         let rankOf = ranksOfNodes()
         let unvisited = -1
@@ -271,43 +273,45 @@ struct RollbackGraph {
         var stack: [Int] = []
         var counter = 0
         var components = 0
-        // The depth-first path: a node and its successors still to try.
-        var path: [(node: Int, successors: [Int], next: Int)] = []
-        func successors(_ node: Int) -> [Int] {
-            var list: [Int] = []
-            forEachSuccessor(of: node, rankOf: rankOf) { list.append($0) }
-            return list
-        }
+        var path: [(node: Int, edge: Int)] = []
         func visit(_ node: Int) {
             index[node] = counter
             low[node] = counter
             counter += 1
             stack.append(node)
             onStack[node] = true
-            path.append((node, successors(node), 0))
+            path.append((node, -1))
         }
         for root in 0..<nodeCount where index[root] == unvisited {
             visit(root)
             while let top = path.last {
-                if top.next < top.successors.count {
-                    path[path.count - 1].next += 1
-                    let successor = top.successors[top.next]
-                    if index[successor] == unvisited {
-                        visit(successor)
-                    } else if onStack[successor] {
-                        low[top.node] = min(low[top.node], index[successor])
+                let node = top.node
+                var successor: Int?
+                if top.edge == -1 {
+                    path[path.count - 1].edge = rowStart[node]
+                    let rank = rankOf[node]
+                    if node < base[rank] + self.top[rank] - floor[rank] { successor = node + 1 }
+                } else if top.edge < rowStart[node + 1] {
+                    path[path.count - 1].edge += 1
+                    successor = targets[top.edge]
+                } else {
+                    path.removeLast()
+                    if let parent = path.last { low[parent.node] = min(low[parent.node], low[node]) }
+                    if low[node] == index[node] {
+                        while let member = stack.popLast() {
+                            onStack[member] = false
+                            component[member] = components
+                            if member == node { break }
+                        }
+                        components += 1
                     }
                     continue
                 }
-                path.removeLast()
-                if let parent = path.last { low[parent.node] = min(low[parent.node], low[top.node]) }
-                if low[top.node] == index[top.node] {
-                    while let member = stack.popLast() {
-                        onStack[member] = false
-                        component[member] = components
-                        if member == top.node { break }
-                    }
-                    components += 1
+                guard let successor else { continue }
+                if index[successor] == unvisited {
+                    visit(successor)
+                } else if onStack[successor] {
+                    low[node] = min(low[node], index[successor])
                 }
             }
         }

@@ -195,7 +195,7 @@ extension Simulation {
                 let operations = program.operations(of: rank, step: step)
                 guard index < operations.count else {
                     processes[rank].phase = .atSafePoint(step + 1)
-                    wake(rank, after: Double.random(in: Self.stepSeconds, using: &generator))
+                    wake(rank, after: stepDuration(rank))
                     return
                 }
                 switch operations[index] {
@@ -272,9 +272,12 @@ extension Simulation {
         case .synchronously(let kind)?:
             logs[rank].records.append(record(kind))
             report.logRecords += 1
+            report.logBytes += DataHeader.byteCount + (kind == .determinant ? 0 : arrival.payload.count)
+            processes[rank].syncDebt += costModel?.syncSeconds ?? 0
         case .buffered(let kind)?:
             processes[rank].unflushed.append(record(kind))
             report.logRecords += 1
+            report.logBytes += DataHeader.byteCount + (kind == .determinant ? 0 : arrival.payload.count)
             if now - processes[rank].flushedAt >= Self.flushSeconds { flushLog(rank) }
         case nil:
             break
@@ -297,7 +300,7 @@ extension Simulation {
         pendingSnapshots[name] = snapshot
         processes[rank].writing.append((snapshot.epoch, name))
         schedule(.snapshotDurable(rank: rank, incarnation: processes[rank].incarnation, epoch, name: name),
-                 after: Double.random(in: Self.snapshotSeconds, using: &generator))
+                 after: snapshotDuration(snapshot))
     }
 
     /// Independent checkpoints: the rank closes its interval with a checkpoint of its own.
@@ -313,7 +316,7 @@ extension Simulation {
         pendingSnapshots[name] = snapshot
         processes[rank].writing.append((snapshot.epoch, name))
         schedule(.snapshotDurable(rank: rank, incarnation: processes[rank].incarnation, Epoch(UInt64(index)), name: name),
-                 after: Double.random(in: Self.snapshotSeconds, using: &generator))
+                 after: snapshotDuration(snapshot))
     }
 
     /// A snapshot is on the disk: the participant knows, the supervisor gets the ACK.
@@ -332,6 +335,21 @@ extension Simulation {
         sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(
             step: snapshot.step, snapshotBytes: UInt64(16 + snapshot.ledger.retainedBytes), outputOffset: 0,
             delivered: snapshot.ledger.delivered, changes: snapshot.changes, dependencies: snapshot.intervalDependencies)))
+    }
+
+    /// How long a step computes: drawn, or under a cost model its step time and the syncs its
+    /// deliveries waited for.
+    private func stepDuration(_ rank: Int) -> Double {
+        guard let model = costModel else { return Double.random(in: Self.stepSeconds, using: &generator) }
+        defer { processes[rank].syncDebt = 0 }
+        return model.stepSeconds * jitter() + processes[rank].syncDebt
+    }
+
+    /// How long a snapshot takes to become durable: drawn, or under a cost model its bytes
+    /// and one sync per mirror.
+    private func snapshotDuration(_ snapshot: Snapshot) -> Double {
+        guard let model = costModel else { return Double.random(in: Self.snapshotSeconds, using: &generator) }
+        return (model.transfer(64 + snapshot.ledger.retainedBytes) + 2 * model.syncSeconds) * jitter()
     }
 
     /// The final barrier: the rank reports and waits for the release.

@@ -34,6 +34,10 @@ extension Simulation {
     private func perform(_ action: CheckpointCoordinator.Action) throws {
         switch action {
         case .broadcast(let message):
+            if case .checkpointRequest(let epoch) = message {
+                roundRequestedAt[epoch.rawValue] = now
+                forgetGatherings(before: epoch.rawValue)
+            }
             try perform(supervisor.broadcast(message))
         case .send(let rank, let message):
             try perform(supervisor.send(message, to: rank.rawValue))
@@ -44,7 +48,17 @@ extension Simulation {
                     .map(SupervisorMachine.Action.round))
                 return
             }
+            if let model = costModel {
+                // The manifest, about 64 bytes a rank, synced on both mirrors; the supervisor
+                // does nothing else meanwhile (DONE leaves after it).
+                supervisorBusyUntil = max(now, supervisorBusyUntil) + model.transfer(64 * settings.rankCount) + 2 * model.syncSeconds
+            }
             commit(epoch, acks: acks)
+            if let requested = roundRequestedAt.removeValue(forKey: epoch.rawValue) {
+                let seconds = max(now, supervisorBusyUntil) - requested
+                report.roundSeconds += seconds
+                report.roundSecondsMax = max(report.roundSecondsMax, seconds)
+            }
             try perform(supervisor.coordinator.handleCommitDurable(epoch, now: now).map(SupervisorMachine.Action.round))
         case .roundAborted(let epoch, _):
             note(0xAB, epoch.rawValue)
@@ -231,11 +245,20 @@ extension Simulation {
     /// Folds a supervisor note into the trace.
     private func noteTrace(_ note: SupervisorMachine.Note) {
         switch note {
-        case .failure(let rank, _, let step, _): self.note(0xF0, UInt64(rank), UInt64(bitPattern: Int64(step)))
+        case .failure(let rank, _, let step, _):
+            self.note(0xF0, UInt64(rank), UInt64(bitPattern: Int64(step)))
+            if recoveryBeganAt == nil { recoveryBeganAt = now }
         case .recoveryStart(let rank, let mode):
             self.note(0xF1, UInt64(rank))
             if mode == .replay { report.replays += 1 } else { report.rollbacks += 1 }
-        case .recoveryDone(let ranks, _): self.note(0xF2, UInt64(ranks))
+        case .recoveryDone(let ranks, _):
+            self.note(0xF2, UInt64(ranks))
+            if let began = recoveryBeganAt {
+                report.recoverySeconds += now - began
+                report.recoverySecondsMax = max(report.recoverySecondsMax, now - began)
+                report.recoveriesTimed += 1
+                recoveryBeganAt = nil
+            }
         case .fallback(let rank, _, _):
             self.note(0xF3, UInt64(rank))
             report.fallbacks += 1

@@ -31,6 +31,11 @@ package final class Simulation {
         package var pattern: ModelProgram.Pattern
         /// How many events at most before the run counts as stuck.
         package var eventsMax: Int
+        /// What time costs (nil: delays drawn wide, the supervisor takes no time).
+        package var costModel: CostModel?
+        /// The checkpoint interval in virtual seconds (nil: drawn from the seed); under
+        /// independent checkpoints each rank's mean period.
+        package var intervalSeconds: Double?
 
         /// The settings a swarm's seed draws: ranks 2–64, a scheme, a logging mode, a program
         /// and its steps, crashes four times in five.
@@ -49,7 +54,7 @@ package final class Simulation {
         /// Settings with every field given.
         package init(rankCount: Int, seed: UInt64, variant: CheckpointVariant = .coordinated, logging: LoggingMode = .none,
                      faults: FaultProfile = .crashes, stepCount: Int = 20, pattern: ModelProgram.Pattern = .ring,
-                     eventsMax: Int = 20_000_000) {
+                     eventsMax: Int = 20_000_000, costModel: CostModel? = nil, intervalSeconds: Double? = nil) {
             self.rankCount = rankCount
             self.seed = seed
             self.variant = variant
@@ -58,6 +63,8 @@ package final class Simulation {
             self.stepCount = stepCount
             self.pattern = pattern
             self.eventsMax = eventsMax
+            self.costModel = costModel
+            self.intervalSeconds = intervalSeconds
         }
     }
 
@@ -118,8 +125,21 @@ package final class Simulation {
         package var controlBytes = 0
         /// Data messages transmitted (retransmissions included).
         package var dataMessages = 0
-        /// Records appended to message logs.
+        /// Records appended to message logs, and their payload bytes.
         package var logRecords = 0
+        package var logBytes = 0
+        /// Control messages the supervisor itself sent or handled (with a coordinator tree,
+        /// a gathered step report or ACK batch counts once).
+        package var supervisorMessages = 0
+        /// Virtual seconds from each committed round's request to its commit, summed, and the
+        /// longest.
+        package var roundSeconds = 0.0
+        package var roundSecondsMax = 0.0
+        /// Virtual seconds from each failure to the end of its recovery, summed, the longest,
+        /// and how many were timed.
+        package var recoverySeconds = 0.0
+        package var recoverySecondsMax = 0.0
+        package var recoveriesTimed = 0
         /// Virtual seconds the job took.
         package var virtualSeconds = 0.0
         /// A hash of the ordered trace of events.
@@ -129,6 +149,22 @@ package final class Simulation {
 
         /// Control bytes per committed round (all control bytes when none committed).
         package var controlBytesPerRound: Int { controlBytes / max(1, commits) }
+        /// Control messages per committed round (all when none committed).
+        package var controlMessagesPerRound: Int { controlMessages / max(1, commits) }
+        /// The mean virtual seconds of a committed round (0: none).
+        package var meanRoundSeconds: Double { commits == 0 ? 0 : roundSeconds / Double(commits) }
+        /// The mean virtual seconds of a recovery (0: none).
+        package var meanRecoverySeconds: Double { recoveriesTimed == 0 ? 0 : recoverySeconds / Double(recoveriesTimed) }
+
+        /// The figures of the run on one line (`lifeline simulate` prints it before the last).
+        package var figuresLine: String {
+            func milliseconds(_ seconds: Double) -> String { String(Double(Int((seconds * 1e5).rounded())) / 100) }
+            return "simulate: figures commits=\(commits) control_messages_per_round=\(controlMessagesPerRound) "
+                + "supervisor_messages=\(supervisorMessages) round_ms=\(milliseconds(meanRoundSeconds)) "
+                + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) recoveries=\(recoveriesTimed) "
+                + "recovery_ms=\(milliseconds(meanRecoverySeconds)) recovery_ms_max=\(milliseconds(recoverySecondsMax)) "
+                + "log_records=\(logRecords) log_bytes=\(logBytes) virtual_s=\(String(Double(Int((virtualSeconds * 1e3).rounded())) / 1e3))"
+        }
 
         /// The last line `lifeline simulate` prints.
         package var summaryLine: String {
@@ -164,6 +200,11 @@ package final class Simulation {
         case crash(rank: Int)
         /// The supervisor crashes; its ranks die with it, and the job is resumed.
         case crashSupervisor
+        /// A coordinator tree's top aggregator delivers a round's gathered step reports or ACKs.
+        case gatheredToSupervisor([(rank: Int, incarnation: UInt32, message: ControlMessage)], bytes: Int)
+        /// Under a cost model: the supervisor is done with what it was doing, and takes the next
+        /// message of its queue.
+        case supervisorReady
 
         /// A small code for the trace.
         var code: UInt64 {
@@ -177,6 +218,8 @@ package final class Simulation {
             case .tick: 7
             case .crash: 8
             case .crashSupervisor: 9
+            case .gatheredToSupervisor: 10
+            case .supervisorReady: 11
             }
         }
 
@@ -186,17 +229,18 @@ package final class Simulation {
             case .wake(let rank, _), .data(let rank, _, _, _), .toRank(let rank, _, _), .toSupervisor(let rank, _, _),
                  .connected(let rank, _), .snapshotDurable(let rank, _, _, _), .crash(let rank):
                 rank
-            case .tick, .crashSupervisor:
+            case .tick, .crashSupervisor, .gatheredToSupervisor, .supervisorReady:
                 -1
             }
         }
     }
 
-    /// An event in the queue: earliest time first, then scheduling order.
+    /// An event's place in the queue: earliest time first, then scheduling order. The event
+    /// itself waits in `slots`, so that the heap moves three words, not a message.
     struct Scheduled {
         var time: Double
         var order: Int
-        var event: Event
+        var slot: Int
 
         func precedes(_ other: Scheduled) -> Bool { time < other.time || (time == other.time && order < other.order) }
     }
@@ -228,6 +272,9 @@ package final class Simulation {
         var awaiting: DataHeader?
         /// Snapshots this process is writing, oldest first: (round or checkpoint, name).
         var writing: [(epoch: Epoch, name: String)] = []
+        /// Under a cost model: the syncs its deliveries waited for since its last step ended
+        /// (added to the next step's time).
+        var syncDebt = 0.0
         /// Optimistic logging: records not yet on the disk (lost with the process), and when
         /// the log was last flushed.
         var unflushed: [LogRecord] = []
@@ -279,6 +326,9 @@ package final class Simulation {
     let independentInterval: Double
     var now = 0.0
     var queue: [Scheduled] = []
+    /// The events in the queue, by slot; free slots are reused.
+    var slots: [Event?] = []
+    var freeSlots: [Int] = []
     var order = 0
     var supervisor: SupervisorMachine
     var processes: [Process]
@@ -305,6 +355,22 @@ package final class Simulation {
     var launches = 0
     /// Crashes still to inject.
     var crashesLeft = 0
+    /// What time costs (`settings.costModel`).
+    let costModel: CostModel?
+    /// Under a cost model: sends from the supervisor while the current event is handled.
+    var pendingDown: [(rank: Int, message: ControlMessage, bytes: Int)] = []
+    /// Under a cost model: until when the supervisor, and each aggregator, is busy.
+    var supervisorBusyUntil = 0.0
+    var aggregatorBusyUntil: [TreeNode: Double] = [:]
+    /// Under a cost model: what waits for the supervisor, in arrival order, and whether its
+    /// `supervisorReady` is scheduled.
+    var supervisorQueue = EventQueue()
+    var supervisorReadyPending = false
+    /// Under a coordinator tree: the step reports and ACKs each aggregator is gathering.
+    var gatherings: [GatheringKey: Gathering] = [:]
+    /// When each open round was requested, and when the recovery under way began.
+    var roundRequestedAt: [UInt64: Double] = [:]
+    var recoveryBeganAt: Double?
     /// Receives a line for every event handled, when set (`lifeline simulate --trace`).
     package var eventLog: ((String) -> Void)?
 
@@ -317,12 +383,15 @@ package final class Simulation {
     package init(_ settings: Settings) {
         precondition(settings.rankCount > 0 && settings.stepCount > 0)
         self.settings = settings
+        self.costModel = settings.costModel
         generator = SplitMix64(seed: settings.seed)
         program = ModelProgram(pattern: settings.pattern, rankCount: settings.rankCount, stepCount: settings.stepCount)
         oracle = program.failureFree()
         report = Report(settings: settings)
-        let interval = Double.random(in: 0.03...0.3, using: &generator)
-        independentInterval = Double.random(in: 0.02...0.2, using: &generator)
+        let drawnInterval = Double.random(in: 0.03...0.3, using: &generator)
+        let drawnIndependentInterval = Double.random(in: 0.02...0.2, using: &generator)
+        let interval = settings.intervalSeconds ?? drawnInterval
+        independentInterval = settings.intervalSeconds ?? drawnIndependentInterval
         supervisor = SupervisorMachine(
             settings: SupervisorMachine.Settings(
                 rankCount: settings.rankCount, logging: settings.logging, independent: settings.variant == .independent,
@@ -352,13 +421,14 @@ package final class Simulation {
                 }
             }
             while !finished {
-                guard let next = popNext() else { throw Violation("nothing left to happen: \(describe())") }
+                guard let (time, event) = popNext() else { throw Violation("nothing left to happen: \(describe())") }
                 report.events += 1
                 guard report.events <= settings.eventsMax else { throw Violation("no end after \(settings.eventsMax) events: \(describe())") }
-                now = next.time
-                note(next.event.code, UInt64(bitPattern: Int64(next.event.rank)), now.bitPattern)
-                if let eventLog { eventLog(String(describing: next.time) + " " + describe(next.event)) }
-                try handle(next.event)
+                now = time
+                note(event.code, UInt64(bitPattern: Int64(event.rank)), now.bitPattern)
+                if let eventLog { eventLog(String(describing: time) + " " + describe(event)) }
+                try handle(event)
+                flushControlDown()
             }
             try checkFinalStates()
         } catch {
@@ -397,7 +467,35 @@ package final class Simulation {
             try rankHandles(message, rank: rank)
         case .toSupervisor(let rank, let incarnation, let message):
             guard isCurrent(rank, incarnation) else { return }
+            guard !queueForSupervisor(event) else { return }
+            report.supervisorMessages += 1
             try supervisorHandles(message, from: rank)
+        case .gatheredToSupervisor(let messages, _):
+            guard !queueForSupervisor(event) else { return }
+            report.supervisorMessages += 1
+            for (rank, incarnation, message) in messages where isCurrent(rank, incarnation) {
+                try supervisorHandles(message, from: rank)
+            }
+        case .supervisorReady:
+            supervisorReadyPending = false
+            guard !supervisorQueue.isEmpty else { return }
+            let next = supervisorQueue.removeFirst()!
+            supervisorBusyUntil = now + supervisorServiceSeconds(next)
+            if !supervisorQueue.isEmpty {
+                supervisorReadyPending = true
+                schedule(.supervisorReady, at: supervisorBusyUntil)
+            }
+            report.supervisorMessages += 1
+            switch next {
+            case .toSupervisor(let rank, let incarnation, let message) where isCurrent(rank, incarnation):
+                try supervisorHandles(message, from: rank)
+            case .gatheredToSupervisor(let messages, _):
+                for (rank, incarnation, message) in messages where isCurrent(rank, incarnation) {
+                    try supervisorHandles(message, from: rank)
+                }
+            default:
+                break
+            }
         case .connected(let rank, let incarnation):
             guard isCurrent(rank, incarnation) else { return }
             try perform(supervisor.handleConnected(rank, now: now))
@@ -444,7 +542,15 @@ package final class Simulation {
 
     func schedule(_ event: Event, at time: Double) {
         order += 1
-        queue.append(Scheduled(time: time, order: order, event: event))
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = free
+            slots[slot] = event
+        } else {
+            slot = slots.count
+            slots.append(event)
+        }
+        queue.append(Scheduled(time: time, order: order, slot: slot))
         var child = queue.count - 1
         while child > 0, queue[child].precedes(queue[(child - 1) / 2]) {
             queue.swapAt(child, (child - 1) / 2)
@@ -452,10 +558,12 @@ package final class Simulation {
         }
     }
 
-    private func popNext() -> Scheduled? {
+    private func popNext() -> (time: Double, event: Event)? {
         guard !queue.isEmpty else { return nil }
         queue.swapAt(0, queue.count - 1)
         let next = queue.removeLast()
+        let event = slots[next.slot].take()!
+        freeSlots.append(next.slot)
         var parent = 0
         while true {
             let left = 2 * parent + 1
@@ -466,7 +574,7 @@ package final class Simulation {
             queue.swapAt(child, parent)
             parent = child
         }
-        return next
+        return (next.time, event)
     }
 
     /// A link's delay: mostly short, sometimes long (a busy link), so channels overtake each other.
@@ -487,7 +595,11 @@ package final class Simulation {
 
     /// A control message from the supervisor to the current process of `rank`.
     func sendToRank(_ rank: Int, _ message: ControlMessage) {
-        countControl(message)
+        let bytes = countControl(message)
+        if costModel != nil {
+            pendingDown.append((rank, message, bytes))  // timed when the event's handling ends
+            return
+        }
         let arrival = max(now + linkDelay(), toRankBusyUntil[rank])
         toRankBusyUntil[rank] = arrival
         schedule(.toRank(rank: rank, incarnation: processes[rank].incarnation, message), at: arrival)
@@ -495,15 +607,22 @@ package final class Simulation {
 
     /// A control message from the current process of `rank` to the supervisor.
     func sendToSupervisor(from rank: Int, _ message: ControlMessage) {
-        countControl(message)
+        let bytes = countControl(message)
+        if costModel != nil {
+            sendUp(from: rank, message, bytes: bytes)
+            return
+        }
         let arrival = max(now + linkDelay(), toSupervisorBusyUntil[rank])
         toSupervisorBusyUntil[rank] = arrival
         schedule(.toSupervisor(rank: rank, incarnation: processes[rank].incarnation, message), at: arrival)
     }
 
-    private func countControl(_ message: ControlMessage) {
+    @discardableResult
+    private func countControl(_ message: ControlMessage) -> Int {
+        let bytes = message.frame().count
         report.controlMessages += 1
-        report.controlBytes += message.frame().count
+        report.controlBytes += bytes
+        return bytes
     }
 
     /// The incarnation of `destination` that `source`'s process reaches: the one it reconnected
@@ -523,7 +642,8 @@ package final class Simulation {
         guard processes[destination].alive, reach(from: source, to: destination) == processes[destination].incarnation
         else { return }
         let key = source * settings.rankCount + destination
-        let arrival = max(now + linkDelay(), dataBusyUntil[key] ?? 0)
+        let delay = costModel.map { ($0.latencySeconds + $0.transfer(message.payload.count + DataHeader.byteCount)) * jitter() }
+        let arrival = max(now + (delay ?? linkDelay()), dataBusyUntil[key] ?? 0)
         dataBusyUntil[key] = arrival
         schedule(.data(rank: destination, incarnation: processes[destination].incarnation, message.header, message.payload),
                  at: arrival)
@@ -555,11 +675,26 @@ package final class Simulation {
         case .tick: "tick \(supervisor.coordinator.state)"
         case .crash(let rank): "crash r\(rank)"
         case .crashSupervisor: "crash supervisor"
+        case .supervisorReady: "supervisor ready (\(supervisorQueue.count) queued)"
+        case .gatheredToSupervisor(let messages, let bytes):
+            "gathered -> \(messages.count) messages, \(bytes) B: " + messages.map { "r\($0.rank).\($0.incarnation) \($0.message)" }.joined(separator: "; ")
         }
     }
 
+    /// Where the job stands, for a violation: the coordinator, and the ranks not at the final
+    /// barrier (the first 32 of them).
     func describe() -> String {
-        "coordinator \(supervisor.coordinator.state), phases "
-            + processes.enumerated().map { "\($0.offset):\($0.element.alive ? "\($0.element.phase)" : "dead")" }.joined(separator: " ")
+        let round = switch supervisor.coordinator.state {
+        case .idle(let due): "idle until \(due)"
+        case .collecting(let epoch, let reports): "collecting \(epoch) (\(reports.count { $0 != nil }) reports)"
+        case .capturing(let epoch, let step, let acks): "capturing \(epoch) at step \(step) (\(acks.count { $0 != nil }) ACKs)"
+        case .committing(let epoch, _, _): "committing \(epoch)"
+        case .recovering: "recovering"
+        case .released: "released"
+        }
+        let waiting = processes.indices.filter { !processes[$0].alive || processes[$0].phase != .finished }
+        return "coordinator \(round); ranks not at the barrier: \(waiting.count) of \(processes.count): "
+            + waiting.prefix(32).map { "\($0):\(processes[$0].alive ? "\(processes[$0].phase)" : "dead")" }.joined(separator: " ")
+            + (waiting.count > 32 ? " …" : "")
     }
 }

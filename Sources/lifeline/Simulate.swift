@@ -41,11 +41,35 @@ extension LifelineCommand {
         var swarm = false
         @Option(help: "With --swarm: how long to run (wall-clock seconds).")
         var seconds = 60.0
+        @Option(help: "The checkpoint interval in virtual seconds (independent: each rank's mean period); drawn from the seed when not given.")
+        var interval: Double?
+        @Flag(help: "Time every path with a cost model (the reference machine's floors unless given below) instead of wide random delays; the figures line then gives round and recovery times as they would be there.")
+        var timed = false
+        @Option(help: "Cost model: one-way latency of a small message, in µs (implies --timed).")
+        var latencyUs: Double?
+        @Option(help: "Cost model: link and disk bandwidth, in GB/s (implies --timed).")
+        var bandwidthGbs: Double?
+        @Option(help: "Cost model: one fdatasync, in ms (implies --timed).")
+        var syncMs: Double?
+        @Option(help: "Cost model: what sending or receiving one control message costs a node, in µs (implies --timed).")
+        var messageUs: Double?
+        @Option(help: "Cost model: a step's computation, in ms (implies --timed).")
+        var stepMs: Double?
+        @Option(help: "Cost model: a tree of coordinators with this fan-in (0: one flat coordinator; implies --timed).")
+        var fanIn: Int?
 
         func validate() throws {
             guard (1...100_000).contains(ranks) else { throw ValidationError("--ranks \(ranks) is not in 1...100000") }
             guard steps > 0 else { throw ValidationError("--steps must be positive") }
             guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
+            guard interval.map({ $0 > 0 && $0.isFinite }) ?? true else { throw ValidationError("--interval must be a positive number of seconds") }
+            for (name, value) in [("--latency-us", latencyUs), ("--bandwidth-gbs", bandwidthGbs), ("--sync-ms", syncMs),
+                                  ("--message-us", messageUs), ("--step-ms", stepMs)] {
+                guard value.map({ $0 >= 0 && $0.isFinite }) ?? true else { throw ValidationError("\(name) must be a number ≥ 0") }
+            }
+            guard bandwidthGbs.map({ $0 > 0 }) ?? true else { throw ValidationError("--bandwidth-gbs must be positive") }
+            guard fanIn.map({ $0 == 0 || $0 >= 2 }) ?? true else { throw ValidationError("--fan-in must be 0 (flat) or at least 2") }
+            guard !swarm || costModel == nil else { throw ValidationError("--swarm draws its own timing: leave out --timed and the cost options") }
             guard let variant = CheckpointVariant(rawValue: checkpoint) else {
                 throw ValidationError("--checkpoint \(checkpoint) is not one of coordinated, blocking, minimal, independent")
             }
@@ -79,11 +103,27 @@ extension LifelineCommand {
             let simulation = Simulation(Simulation.Settings(
                 rankCount: ranks, seed: seed, variant: CheckpointVariant(rawValue: checkpoint)!,
                 logging: LoggingMode(rawValue: logging)!, faults: Simulation.FaultProfile(rawValue: faults)!, stepCount: steps,
-                pattern: ModelProgram.Pattern(rawValue: program)!))
+                pattern: ModelProgram.Pattern(rawValue: program)!, costModel: costModel, intervalSeconds: interval))
             if trace { simulation.eventLog = { print($0) } }
             let report = simulation.run()
+            if report.violation == nil { print(report.figuresLine) }
             print(report.summaryLine)
             if report.violation != nil { throw ExitCode(1) }
+        }
+
+        /// The cost model the options ask for, if any.
+        var costModel: CostModel? {
+            guard timed || latencyUs != nil || bandwidthGbs != nil || syncMs != nil || messageUs != nil || stepMs != nil
+                || fanIn != nil
+            else { return nil }
+            var model = CostModel.referenceMachine
+            if let latencyUs { model.latencySeconds = latencyUs * 1e-6 }
+            if let bandwidthGbs { model.bytesPerSecond = bandwidthGbs * 1e9 }
+            if let syncMs { model.syncSeconds = syncMs * 1e-3 }
+            if let messageUs { model.perMessageSeconds = messageUs * 1e-6 }
+            if let stepMs { model.stepSeconds = stepMs * 1e-3 }
+            if let fanIn { model.fanIn = fanIn }
+            return model
         }
 
         /// Seed after seed from `--seed`, each drawing its settings, until the time is up.
@@ -93,12 +133,13 @@ extension LifelineCommand {
             var next = seed
             while Date() < deadline {
                 let settings = Simulation.Settings.drawn(seed: next)
-                if trace { FileHandle.standardError.write(Data("simulate: --ranks \(settings.rankCount) --seed \(settings.seed) --checkpoint \(settings.variant.rawValue) --logging \(settings.logging.rawValue) --steps \(settings.stepCount) --program \(settings.pattern.rawValue)\n".utf8)) }
+                if trace { FileHandle.standardError.write(Data("simulate: --ranks \(settings.rankCount) --seed \(settings.seed) --checkpoint \(settings.variant.rawValue) --logging \(settings.logging.rawValue) --steps \(settings.stepCount) --program \(settings.pattern.rawValue) --faults \(settings.faults.rawValue)\n".utf8)) }
                 let report = Simulation(settings).run()
                 count += 1
                 if report.violation != nil {
                     print("simulate: --ranks \(settings.rankCount) --seed \(settings.seed) --checkpoint \(settings.variant.rawValue) "
-                        + "--logging \(settings.logging.rawValue) --steps \(settings.stepCount) --program \(settings.pattern.rawValue)")
+                        + "--logging \(settings.logging.rawValue) --steps \(settings.stepCount) --program \(settings.pattern.rawValue) "
+                        + "--faults \(settings.faults.rawValue)")
                     print(report.summaryLine)
                     throw ExitCode(1)
                 }

@@ -108,3 +108,55 @@ extension SimulationTests {
         if logging == .optimistic { #expect(total.orphans > 0, "\(total)") }
     }
 }
+
+/// Timed runs: the same machines, every path timed by a cost model, with a flat coordinator or
+/// a tree of them.
+extension SimulationTests {
+    static let model = CostModel.referenceMachine
+
+    /// Timed runs recover bit-exact in every scheme and logging mode, flat and in a tree, and
+    /// the same seed gives the same trace.
+    @Test(arguments: schemes)
+    func timedRunsRecoverBitExactWithAFlatCoordinatorAndATree(variant: CheckpointVariant, logging: LoggingMode) {
+        for fanIn in [0, 4] {
+            var model = Self.model
+            model.fanIn = fanIn
+            for seed in UInt64(1)...4 {
+                let settings = Simulation.Settings(
+                    rankCount: 5 + Int(seed) * 7, seed: seed, variant: variant, logging: logging, stepCount: 16,
+                    pattern: seed % 2 == 0 ? .grid : .ring, costModel: model, intervalSeconds: 0.03)
+                let report = Simulation(settings).run()
+                let replay = "--timed --fan-in \(fanIn) --seed \(seed) --ranks \(settings.rankCount) --checkpoint \(variant.rawValue) "
+                    + "--logging \(logging.rawValue) --steps 16 --interval 0.03"
+                #expect(report.violation == nil, "\(replay): \(report.summaryLine)")
+                if seed == 1 { #expect(Simulation(settings).run().trace == report.trace, "the same seed, the same trace") }
+            }
+        }
+    }
+
+    /// A round's time grows with the ranks under one flat coordinator (it sends and receives
+    /// every control message itself) and hardly at all in a tree, whose supervisor handles a
+    /// few gathered messages per round; a pessimistic log's syncs show in the job's virtual time.
+    @Test func aTreeOfCoordinatorsKeepsRoundsShortWhereAFlatOneGrows() {
+        func run(_ ranks: Int, fanIn: Int, logging: LoggingMode = .none) -> Simulation.Report {
+            var model = Self.model
+            model.fanIn = fanIn
+            let report = Simulation(.init(rankCount: ranks, seed: 3, logging: logging, faults: .none, stepCount: 20,
+                                          costModel: model, intervalSeconds: 0.05)).run()
+            #expect(report.violation == nil && report.commits > 0, "\(report.summaryLine)")
+            return report
+        }
+        let (flatSmall, flatLarge) = (run(64, fanIn: 0), run(1024, fanIn: 0))
+        let (treeSmall, treeLarge) = (run(64, fanIn: 8), run(1024, fanIn: 8))
+        // A flat round's four waves (request, step reports, S, ACKs) each cost the coordinator
+        // a message per rank; in the tree each level costs a few messages.
+        let flatGrowth = flatLarge.meanRoundSeconds - flatSmall.meanRoundSeconds
+        let treeGrowth = treeLarge.meanRoundSeconds - treeSmall.meanRoundSeconds
+        #expect(flatGrowth > 2 * Double(1024 - 64) * Self.model.perMessageSeconds, "\(flatSmall.figuresLine) → \(flatLarge.figuresLine)")
+        #expect(treeGrowth < flatGrowth / 4, "\(treeSmall.figuresLine) → \(treeLarge.figuresLine)")
+        #expect(treeLarge.supervisorMessages * 4 < flatLarge.supervisorMessages, "\(treeLarge.figuresLine) vs \(flatLarge.figuresLine)")
+        let pessimistic = run(64, fanIn: 0, logging: .pessimistic)
+        #expect(pessimistic.virtualSeconds > flatSmall.virtualSeconds + 0.02,
+                "every delivery waits for a sync: \(pessimistic.figuresLine) vs \(flatSmall.figuresLine)")
+    }
+}

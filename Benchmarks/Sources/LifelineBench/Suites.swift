@@ -22,25 +22,33 @@ struct Scale {
     var mtbfs: [Double]
     /// The job of the failed-mirror suite (4 ranks, checkpoints every 0.5 s).
     var mirrorHeat: [String]
+    /// The scale-out suite: the rank counts simulated, their steps, and the steps of the
+    /// 10,000-rank target run (nil: not run).
+    var simulatedRanks: [Int]
+    var simulatedSteps: Int
+    var targetSteps: Int?
 
     static let smoke = Scale(
         name: "smoke", transportTrips: 2000, transportMessages: 32, snapshotMiB: [8], randomMiB: [8],
         heat: ["heat2d", "--size", "64", "--steps", "150"], farm: ["taskfarm", "--tasks", "96", "--work", "2000"],
         rankCounts: [2], repeats: 1, intervalSeconds: 0.2, crashStep: (100, 4),
         intervalHeat: ["heat2d", "--size", "64", "--steps", "600", "--sleep-ms", "2"], mtbfs: [1.5],
-        mirrorHeat: ["heat2d", "--size", "64", "--steps", "1000", "--sleep-ms", "2"])
+        mirrorHeat: ["heat2d", "--size", "64", "--steps", "1000", "--sleep-ms", "2"],
+        simulatedRanks: [4, 64], simulatedSteps: 10, targetSteps: nil)
     static let quick = Scale(
         name: "quick", transportTrips: 20000, transportMessages: 256, snapshotMiB: [64], randomMiB: [64],
         heat: ["heat2d", "--size", "256", "--steps", "1000"], farm: ["taskfarm", "--tasks", "600", "--work", "20000"],
         rankCounts: [2, 4], repeats: 3, intervalSeconds: 0.3, crashStep: (600, 30),
         intervalHeat: ["heat2d", "--size", "384", "--steps", "3000"], mtbfs: [3],
-        mirrorHeat: ["heat2d", "--size", "256", "--steps", "8000"])
+        mirrorHeat: ["heat2d", "--size", "256", "--steps", "8000"],
+        simulatedRanks: [4, 64, 1024], simulatedSteps: 20, targetSteps: nil)
     static let full = Scale(
         name: "full", transportTrips: 50000, transportMessages: 1024, snapshotMiB: [64, 256, 1024], randomMiB: [64, 256],
         heat: ["heat2d", "--size", "1024", "--steps", "2000"], farm: ["taskfarm", "--tasks", "3000", "--work", "60000"],
         rankCounts: [2, 4], repeats: 3, intervalSeconds: 1, crashStep: (1500, 150),
         intervalHeat: ["heat2d", "--size", "1024", "--steps", "6000"], mtbfs: [3, 6, 12],
-        mirrorHeat: ["heat2d", "--size", "512", "--steps", "20000"])
+        mirrorHeat: ["heat2d", "--size", "512", "--steps", "20000"],
+        simulatedRanks: [4, 64, 1024, 10_000], simulatedSteps: 20, targetSteps: 100)
 }
 
 /// The suites: each measures Lifeline beside its physical floor in the same run.

@@ -1,7 +1,7 @@
 // lifeline-bench: compares Lifeline's checkpointing and logging strategies, each beside its
 // physical floor measured in the same run. See Benchmarks/README.md.
 //
-// usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,snapshot,strategies,interval,mirror]
+// usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,snapshot,strategies,interval,mirror,scale]
 import CLifelineSupport
 import Foundation
 
@@ -11,7 +11,7 @@ lifeline_tune_allocator()
 
 var scale = Scale.full
 var output: String?
-var suites = ["transport", "snapshot", "strategies", "interval", "mirror"]
+var suites = ["transport", "snapshot", "strategies", "interval", "mirror", "scale"]
 var arguments = Array(CommandLine.arguments.dropFirst())
 while let argument = arguments.first {
     arguments.removeFirst()
@@ -62,6 +62,7 @@ do {
         case "strategies": try bench.strategies()
         case "interval": try bench.interval()
         case "mirror": try bench.mirror()
+        case "scale": try bench.scaleOut()
         default: throw BenchError("unknown suite \(suite)")
         }
     }

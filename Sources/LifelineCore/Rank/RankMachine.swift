@@ -275,7 +275,7 @@ package struct RankMachine: Sendable {
     /// restore point is undone: independent checkpoints, optimistic orphans) must not drop it
     /// with them, or the channel would skip it and deliver the next message in its place.
     package var retainedOutgoing: [Outgoing] {
-        (0..<settings.rankCount).flatMap { destination in
+        ledger.retained.used.flatMap { destination in
             ledger.retained[destination].map { message in
                 var header = message.header
                 header.incarnation = settings.incarnation
