@@ -266,7 +266,7 @@ extension RankRuntime {
 
     func finishReplay() {
         machine.endReplay()
-        control?.send(.replayComplete(deliveries: Int(machine.ledger.delivered.reduce(0) { $0 + $1.count })))
+        control?.send(.replayComplete(deliveries: Int(machine.ledger.delivered.reduceUsed(0) { $0 + $1.count })))
     }
 
     /// The hash a delivery is remembered by.

@@ -38,15 +38,15 @@ package enum OptimisticLogging {
     package static func split(_ stamped: [UInt8], rankCount: Int) -> (vector: DependencyVector, payload: [UInt8])? {
         var reader = ByteReader(stamped)
         guard let count = try? reader.read(UInt32.self), Int(count) <= reader.remainingCount / 20 else { return nil }
-        var words: [UInt64] = []
-        words.reserveCapacity(3 * Int(count))
+        var entries: [DependencyVector.Entry] = []
+        entries.reserveCapacity(Int(count))
         for _ in 0..<count {
             guard let rank = try? reader.read(UInt32.self), let interval = try? reader.read(UInt64.self),
                   let epoch = try? reader.read(UInt64.self)
             else { return nil }
-            words += [UInt64(rank), interval, epoch]
+            entries.append(DependencyVector.Entry(rank: Int(rank), interval: interval, epoch: epoch))
         }
-        guard let vector = DependencyVector(words: words, rankCount: rankCount) else { return nil }
+        guard let vector = DependencyVector(entries: entries, rankCount: rankCount) else { return nil }
         return (vector, Array(stamped[reader.offset...]))
     }
 
@@ -191,14 +191,19 @@ package struct DependencyVector: Sendable, Equatable, ExpressibleByArrayLiteral 
     /// The vector a snapshot's words describe, or nil when they do not describe one for
     /// `rankCount` ranks.
     package init?(words: [UInt64], rankCount: Int) {
-        guard words.count % 3 == 0 else { return nil }
-        var entries: [Entry] = []
-        entries.reserveCapacity(words.count / 3)
-        for start in stride(from: 0, to: words.count, by: 3) {
-            guard words[start] < UInt64(rankCount), entries.last.map({ words[start] > UInt64($0.rank) }) ?? true,
-                  words[start + 1] > 0
-            else { return nil }
-            entries.append(Entry(rank: Int(words[start]), interval: words[start + 1], epoch: words[start + 2]))
+        guard words.count % 3 == 0, words.indices.allSatisfy({ $0 % 3 != 0 || words[$0] < UInt64(rankCount) }) else { return nil }
+        self.init(entries: stride(from: 0, to: words.count, by: 3).map {
+            Entry(rank: Int(words[$0]), interval: words[$0 + 1], epoch: words[$0 + 2])
+        }, rankCount: rankCount)
+    }
+
+    /// The vector of `entries`, or nil unless they name ranks of the job in ascending order,
+    /// each with an interval above 0.
+    init?(entries: [Entry], rankCount: Int) {
+        var previous = -1
+        for entry in entries {
+            guard entry.rank > previous, entry.rank < rankCount, entry.interval > 0 else { return nil }
+            previous = entry.rank
         }
         self.entries = entries
     }

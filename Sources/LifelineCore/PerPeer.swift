@@ -52,6 +52,12 @@ package struct PerPeer<Value: Sendable & Equatable>: RandomAccessCollection, Mut
     /// The ranks with a value other than `absent`, ascending.
     package var used: [Int] { stored.keys.sorted() }
 
+    /// The stored values (those other than `absent`) combined, in no particular order: a sum or
+    /// a count that costs what is used.
+    package func reduceUsed<Result>(_ initial: Result, _ combine: (Result, Value) -> Result) -> Result {
+        stored.values.reduce(initial, combine)
+    }
+
     /// How many ranks have a value other than `absent`.
     package var usedCount: Int { stored.count }
 

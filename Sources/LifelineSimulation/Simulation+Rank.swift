@@ -125,7 +125,7 @@ extension Simulation {
 
     private func finishReplay(_ rank: Int) {
         processes[rank].machine!.endReplay()
-        let deliveries = processes[rank].machine!.ledger.delivered.reduce(0) { $0 + $1.count }
+        let deliveries = processes[rank].machine!.ledger.delivered.reduceUsed(0) { $0 + $1.count }
         sendToSupervisor(from: rank, .replayComplete(deliveries: deliveries))
     }
 

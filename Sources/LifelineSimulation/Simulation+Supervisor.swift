@@ -86,10 +86,10 @@ extension Simulation {
 
     /// Independent checkpoints: `rank`'s records after checkpoint `index` go, with their snapshots.
     private func forgetCheckpoints(of rank: Int, after index: Int) {
-        if let eventLog, checkpoints.counts[rank] > index {
-            eventLog("  records: r\(rank) forgets checkpoints \(index + 1)...\(checkpoints.counts[rank])")
+        if let eventLog, checkpoints.dependencies.newestCheckpoint(rank) > index {
+            eventLog("  records: r\(rank) forgets checkpoints \(index + 1)...\(checkpoints.dependencies.newestCheckpoint(rank))")
         }
-        for later in stride(from: index + 1, through: checkpoints.counts[rank], by: 1) {
+        for later in stride(from: index + 1, through: checkpoints.dependencies.newestCheckpoint(rank), by: 1) {
             snapshots[Self.checkpointName(later, rank: rank)] = nil
         }
         checkpoints.truncate(rank: rank, after: index)

@@ -65,11 +65,11 @@ package struct IndependentCheckpoints: Sendable, Equatable {
     /// Checkpoints recorded since the last advance.
     package private(set) var recordedSinceAdvance = 0
 
-    /// Whether an advance is due: after every record up to 16 ranks, after one record per 16
+    /// Whether an advance is due: after every record up to 8 ranks, after one record per 8
     /// ranks beyond (each advance costs the records above the checkpoint-only line, so at
     /// 10,000 ranks one per record would cost their square; the line and the garbage wait a
     /// little longer instead, never a decision a recovery depends on).
-    package var advanceDue: Bool { recordedSinceAdvance >= max(1, rankCount / 16) }
+    package var advanceDue: Bool { recordedSinceAdvance >= max(1, rankCount / 8) }
 
     /// What advancing after a recorded checkpoint decided.
     package struct Advance: Sendable, Equatable {
