@@ -10,6 +10,8 @@ import LifelineCore
 /// - a data message: latency + bytes / bandwidth;
 /// - a snapshot: bytes / bandwidth + one sync per mirror; a manifest commit likewise, during
 ///   which the supervisor handles nothing else;
+/// - a launch: `launchSeconds` until the process is connected (every rank of a launch in
+///   parallel; an assumption, where the other figures are floors);
 /// - a delivery that must reach the log first (pessimistic records, sender-based
 ///   determinants): one sync, before the program goes on;
 /// - the supervisor: one control message at a time, each costing `perMessageSeconds` + bytes /
@@ -34,23 +36,28 @@ package struct CostModel: Sendable, Equatable {
     package var perMessageSeconds: Double
     /// A step's computation (seconds).
     package var stepSeconds: Double
+    /// From a launch to the process connected to the supervisor (seconds): an assumption, not
+    /// a measured floor.
+    package var launchSeconds: Double
     /// The coordinator tree's fan-in (0: one flat coordinator).
     package var fanIn: Int
 
     /// A cost model with every figure given.
     package init(latencySeconds: Double, bytesPerSecond: Double, syncSeconds: Double, perMessageSeconds: Double,
-                 stepSeconds: Double, fanIn: Int = 0) {
+                 stepSeconds: Double, launchSeconds: Double = 0.02, fanIn: Int = 0) {
         self.latencySeconds = latencySeconds
         self.bytesPerSecond = bytesPerSecond
         self.syncSeconds = syncSeconds
         self.perMessageSeconds = perMessageSeconds
         self.stepSeconds = stepSeconds
+        self.launchSeconds = launchSeconds
         self.fanIn = fanIn
     }
 
     /// The floors of the benchmark run behind Benchmarks/RESULTS.md on this project's 2-core
     /// machine (raw Unix-socket 64 B round trip 45 µs, 1 MiB bandwidth 7.0 GB/s, a 4 KiB
-    /// write + fdatasync 1.1 ms), a control message costing one one-way latency, 10 ms steps.
+    /// write + fdatasync 1.1 ms), a control message costing one one-way latency, 10 ms steps,
+    /// 20 ms from a launch to the process connected.
     /// `lifeline-bench --suite scale` measures its own floors and passes them instead.
     package static let referenceMachine = CostModel(
         latencySeconds: 22.5e-6, bytesPerSecond: 7.0e9, syncSeconds: 1.1e-3, perMessageSeconds: 22.5e-6, stepSeconds: 0.01)

@@ -35,6 +35,7 @@ extension Simulation {
         switch action {
         case .broadcast(let message):
             if case .checkpointRequest(let epoch) = message {
+                report.roundsStarted += 1
                 roundRequestedAt[epoch.rawValue] = now
                 forgetGatherings(before: epoch.rawValue)
             }
@@ -152,7 +153,8 @@ extension Simulation {
             // A launched rank connects to every peer; the survivors connect to it when they
             // learn of its restart (`peerRestarted`).
             incarnations[rank].append((launches, incarnation))
-            schedule(.connected(rank: rank, incarnation: incarnation), after: Double.random(in: Self.launchSeconds, using: &generator))
+            schedule(.connected(rank: rank, incarnation: incarnation),
+                     after: costModel.map { $0.launchSeconds * jitter() } ?? Double.random(in: Self.launchSeconds, using: &generator))
         }
         supervisor.launched(order.ranks)
     }

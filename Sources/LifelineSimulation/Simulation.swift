@@ -123,6 +123,11 @@ package final class Simulation {
         /// Control messages and their bytes, both directions.
         package var controlMessages = 0
         package var controlBytes = 0
+        /// Rounds requested, and the messages and bytes of the rounds' own traffic (requests,
+        /// step reports, S, ACKs, DONEs, aborts, trims).
+        package var roundsStarted = 0
+        package var roundMessages = 0
+        package var roundBytes = 0
         /// Data messages transmitted (retransmissions included).
         package var dataMessages = 0
         /// Records appended to message logs, and their payload bytes.
@@ -147,10 +152,15 @@ package final class Simulation {
         /// What was violated, if anything.
         package var violation: String?
 
-        /// Control bytes per committed round (all control bytes when none committed).
-        package var controlBytesPerRound: Int { controlBytes / max(1, commits) }
-        /// Control messages per committed round (all when none committed).
-        package var controlMessagesPerRound: Int { controlMessages / max(1, commits) }
+        /// Rounds: started by a request (committed or aborted), or under independent
+        /// checkpoints the moves of the checkpoint-only line.
+        package var rounds: Int { settings.variant == .independent ? commits : roundsStarted }
+
+        /// The control bytes of the rounds per round: requests, step reports, S, ACKs, DONEs,
+        /// aborts and trims.
+        package var controlBytesPerRound: Int { roundBytes / max(1, rounds) }
+        /// The control messages of the rounds per round.
+        package var controlMessagesPerRound: Int { roundMessages / max(1, rounds) }
         /// The mean virtual seconds of a committed round (0: none).
         package var meanRoundSeconds: Double { commits == 0 ? 0 : roundSeconds / Double(commits) }
         /// The mean virtual seconds of a recovery (0: none).
@@ -159,7 +169,7 @@ package final class Simulation {
         /// The figures of the run on one line (`lifeline simulate` prints it before the last).
         package var figuresLine: String {
             func milliseconds(_ seconds: Double) -> String { String(Double(Int((seconds * 1e5).rounded())) / 100) }
-            return "simulate: figures commits=\(commits) control_messages_per_round=\(controlMessagesPerRound) "
+            return "simulate: figures commits=\(commits) rounds=\(rounds) control_messages=\(controlMessages) control_messages_per_round=\(controlMessagesPerRound) "
                 + "supervisor_messages=\(supervisorMessages) round_ms=\(milliseconds(meanRoundSeconds)) "
                 + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) recoveries=\(recoveriesTimed) "
                 + "recovery_ms=\(milliseconds(meanRecoverySeconds)) recovery_ms_max=\(milliseconds(recoverySecondsMax)) "
@@ -521,7 +531,9 @@ package final class Simulation {
 
     /// About the run's length: crashes drawn within it fall in rounds, recoveries and plain
     /// steps; no fault is injected after it.
-    var horizon: Double { Double(settings.stepCount) * (Self.stepSeconds.upperBound + 0.01) }
+    var horizon: Double {
+        Double(settings.stepCount) * (costModel.map { 1.2 * $0.stepSeconds } ?? (Self.stepSeconds.upperBound + 0.01))
+    }
 
     /// Whether a write fails now: one in eight under a storage profile, until the horizon
     /// (after it no fault is injected, and the job must finish).
@@ -622,6 +634,13 @@ package final class Simulation {
         let bytes = message.frame().count
         report.controlMessages += 1
         report.controlBytes += bytes
+        switch message {
+        case .checkpointRequest, .stepReport, .safePointChosen, .ack, .checkpointDone, .abort, .trim:
+            report.roundMessages += 1
+            report.roundBytes += bytes
+        default:
+            break
+        }
         return bytes
     }
 

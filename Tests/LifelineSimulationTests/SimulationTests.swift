@@ -78,8 +78,8 @@ import Testing
     @Test func theSummaryLineSaysWhatTheToolPrints() {
         var report = Simulation.Report(settings: .init(rankCount: 4, seed: 7))
         report.events = 10
-        report.commits = 2
-        report.controlBytes = 300
+        report.roundsStarted = 2
+        report.roundBytes = 300
         report.trace = 0xABC
         #expect(report.summaryLine == "simulate: ok ranks=4 seed=7 events=10 control_bytes_per_round=150 trace=abc")
         report.violation = "rank 1 ended with state 1"

@@ -32,7 +32,7 @@ extension Suites {
         let model = [
             "--latency-us", String(format: "%.3f", roundTrip / 2), "--message-us", String(format: "%.3f", roundTrip / 2),
             "--bandwidth-gbs", String(format: "%.3f", bandwidth), "--sync-ms", String(format: "%.4f", sync * 1e3),
-            "--step-ms", "10", "--interval", "0.1",
+            "--step-ms", "10", "--interval", "0.05",
         ]
         var rows: [[String]] = []
         var growth: [String] = []
@@ -46,18 +46,17 @@ extension Suites {
                                         extra: model + ["--fan-in", String(Self.treeFanIn)])
                 byRanks[ranks] = (flat.figures, tree.figures, flat.seconds, flat.rss)
                 let perRound = { (figures: [String: Double], key: String) in
-                    (figures[key] ?? .nan) / max(1, figures["commits"] ?? 1)
+                    (figures[key] ?? .nan) / max(1, figures["rounds"] ?? 1)
                 }
                 rows.append([
                     "\(checkpoint) + \(logging)", String(ranks),
-                    String(format: "%.0f", flat.figures["commits"] ?? .nan),
+                    String(format: "%.0f", flat.figures["rounds"] ?? .nan),
                     String(format: "%.0f", flat.figures["control_messages_per_round"] ?? .nan),
                     String(format: "%.1f", (flat.figures["control_bytes_per_round"] ?? .nan) / 1024),
                     String(format: "%.0f", perRound(flat.figures, "supervisor_messages")),
                     String(format: "%.0f", perRound(tree.figures, "supervisor_messages")),
-                    String(format: "%.1f", flat.figures["round_ms"] ?? .nan), String(format: "%.1f", tree.figures["round_ms"] ?? .nan),
-                    String(format: "%.1f", flat.figures["recovery_ms"] ?? .nan),
-                    String(format: "%.1f", tree.figures["recovery_ms"] ?? .nan),
+                    milliseconds(flat.figures, "round_ms", "commits"), milliseconds(tree.figures, "round_ms", "commits"),
+                    milliseconds(flat.figures, "recovery_ms", "recoveries"), milliseconds(tree.figures, "recovery_ms", "recoveries"),
                     String(format: "%.2f", (flat.figures["log_bytes"] ?? 0) / 1_048_576),
                     String(format: "%.2f", flat.seconds), String(flat.rss / 1024),
                 ])
@@ -70,15 +69,20 @@ extension Suites {
             note: """
             `lifeline simulate` runs the supervisor's and the ranks' machines — the code `lifeline run` drives — on a virtual \
             clock: a ring halo exchange of \(scale.simulatedSteps) steps, seed 1, one to three rank crashes drawn from the seed \
-            (and, for some seeds, a supervisor crash and resume), a checkpoint interval of 0.1 virtual s. Virtual time comes \
+            (and, for some seeds, a supervisor crash and resume), a checkpoint interval of 0.05 virtual s (under \
+            independent checkpoints each rank's mean period; its rounds are the moves of the checkpoint-only line, and it \
+            has no round to time). Virtual time comes \
             from a cost model whose floors were measured in this run: a 64 B round trip of \(String(format: "%.1f", roundTrip)) µs \
             (raw-pingpong; one way is half), \(String(format: "%.2f", bandwidth)) GB/s, one 4 KiB write + fdatasync \
             \(fsyncNote); a control message costs the node that sends or receives it one one-way latency, a step computes \
             10 ms, a snapshot or a manifest costs its bytes and one sync per mirror, a pessimistic record or a determinant \
-            one sync before its delivery (docs/protocol.md, *Simulation*). **Flat**: one coordinator handles every control \
+            one sync before its delivery, and a launch 20 ms until the process is connected (an assumption, not a floor; \
+            it is most of every recovery here) (docs/protocol.md, *Simulation*). **Flat**: one coordinator handles every control \
             message; **tree**: aggregators of fan-in \(Self.treeFanIn) gather each round's step reports and ACKs and pass the \
-            supervisor's messages down. Control messages and bytes count every control message of a round, both ways; \
-            supervisor messages are those the coordinator itself sent or handled per round. Round: from the request to the \
+            supervisor's messages down. Rounds: requested (committed or aborted; under independent checkpoints, moves of the checkpoint-only line). \
+            Control messages and bytes per round: a round's own traffic, both ways (request, step reports, S, ACKs, DONEs, \
+            aborts, trims); supervisor messages per round: every control message the coordinator itself sent or handled in \
+            the run (launches, recoveries and the final barrier too), divided by the rounds. Round: from the request to the \
             commit; recovery: from the failure to the end of its recovery. Wall and peak: the simulator's own time and \
             resident memory for the flat run (one core).
             """,
@@ -113,6 +117,13 @@ extension Suites {
             header: ["scheme + logging", "wall s", "peak MiB", "events", "crashes", "< 60 s, < 4 GiB"], rows: rows)
         report.target("scale: 10,000 ranks × \(steps) steps in < 60 s and < 4 GiB", "\(met) of \(rows.count) modes", "every mode",
                       met: met == rows.count)
+    }
+
+    /// A figure in milliseconds, or a dash where there is nothing to time (no round committed
+    /// under independent checkpoints, no recovery).
+    private func milliseconds(_ figures: [String: Double], _ key: String, _ count: String) -> String {
+        guard (figures[count] ?? 0) > 0, key != "round_ms" || (figures[key] ?? 0) > 0 else { return "—" }
+        return String(format: "%.1f", figures[key] ?? .nan)
     }
 
     /// One `lifeline simulate` run: its figures and summary, wall seconds and peak KiB.

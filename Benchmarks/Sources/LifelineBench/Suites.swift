@@ -41,14 +41,14 @@ struct Scale {
         rankCounts: [2, 4], repeats: 3, intervalSeconds: 0.3, crashStep: (600, 30),
         intervalHeat: ["heat2d", "--size", "384", "--steps", "3000"], mtbfs: [3],
         mirrorHeat: ["heat2d", "--size", "256", "--steps", "8000"],
-        simulatedRanks: [4, 64, 1024], simulatedSteps: 20, targetSteps: nil)
+        simulatedRanks: [4, 64, 1024], simulatedSteps: 40, targetSteps: nil)
     static let full = Scale(
         name: "full", transportTrips: 50000, transportMessages: 1024, snapshotMiB: [64, 256, 1024], randomMiB: [64, 256],
         heat: ["heat2d", "--size", "1024", "--steps", "2000"], farm: ["taskfarm", "--tasks", "3000", "--work", "60000"],
         rankCounts: [2, 4], repeats: 3, intervalSeconds: 1, crashStep: (1500, 150),
         intervalHeat: ["heat2d", "--size", "1024", "--steps", "6000"], mtbfs: [3, 6, 12],
         mirrorHeat: ["heat2d", "--size", "512", "--steps", "20000"],
-        simulatedRanks: [4, 64, 1024, 10_000], simulatedSteps: 20, targetSteps: 100)
+        simulatedRanks: [4, 64, 1024, 10_000], simulatedSteps: 40, targetSteps: 100)
 }
 
 /// The suites: each measures Lifeline beside its physical floor in the same run.
