@@ -235,7 +235,13 @@ extension Simulation {
                 from: rank, IndependentPartialRollback.Frozen(interval: interval, dependencies: dependencies), now: now,
                 facts: DiskFacts(self)))
         case .nondeterminism(let source, let sequence):
-            throw Violation("rank \(rank) reported nondeterminism: message \(sequence.rawValue) from \(source) with other bytes")
+            guard settings.nondeterministic else {
+                throw Violation("rank \(rank) reported nondeterminism: message \(sequence.rawValue) from \(source) with other bytes")
+            }
+            // Caught, as it should be: the job stops (`lifeline run` without --on-nondeterminism warn).
+            report.nondeterminismDetected += 1
+            eventLog?("  rank \(rank) caught nondeterminism: message \(sequence.rawValue) from \(source); the job stops")
+            finished = true
         case .faultFired, .waitReport, .logMirrorFailed:
             break
         case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,

@@ -36,6 +36,11 @@ package final class Simulation {
         /// The checkpoint interval in virtual seconds (nil: drawn from the seed); under
         /// independent checkpoints each rank's mean period.
         package var intervalSeconds: Double?
+        /// The program is not piecewise deterministic on purpose: a rank launched again sends
+        /// other bytes than its first execution did (as one that reads a clock would). The run
+        /// then expects the runtime's nondeterminism check to catch it, and stops there as
+        /// `lifeline run` does; deliveries are not held to the failure-free run.
+        package var nondeterministic = false
 
         /// The settings a swarm's seed draws: ranks 2–64, a scheme, a logging mode, a program
         /// and its steps, crashes four times in five.
@@ -54,7 +59,8 @@ package final class Simulation {
         /// Settings with every field given.
         package init(rankCount: Int, seed: UInt64, variant: CheckpointVariant = .coordinated, logging: LoggingMode = .none,
                      faults: FaultProfile = .crashes, stepCount: Int = 20, pattern: ModelProgram.Pattern = .ring,
-                     eventsMax: Int = 20_000_000, costModel: CostModel? = nil, intervalSeconds: Double? = nil) {
+                     eventsMax: Int = 20_000_000, costModel: CostModel? = nil, intervalSeconds: Double? = nil,
+                     nondeterministic: Bool = false) {
             self.rankCount = rankCount
             self.seed = seed
             self.variant = variant
@@ -65,6 +71,7 @@ package final class Simulation {
             self.eventsMax = eventsMax
             self.costModel = costModel
             self.intervalSeconds = intervalSeconds
+            self.nondeterministic = nondeterministic
         }
     }
 
@@ -147,6 +154,8 @@ package final class Simulation {
         package var recoveriesTimed = 0
         /// Virtual seconds the job took.
         package var virtualSeconds = 0.0
+        /// Nondeterminism the ranks reported (a duplicate whose bytes differ from the delivered copy).
+        package var nondeterminismDetected = 0
         /// A hash of the ordered trace of events.
         package var trace: UInt64 = 0xCBF2_9CE4_8422_2325
         /// What was violated, if anything.
@@ -173,7 +182,7 @@ package final class Simulation {
                 + "supervisor_messages=\(supervisorMessages) round_ms=\(milliseconds(meanRoundSeconds)) "
                 + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) recoveries=\(recoveriesTimed) "
                 + "recovery_ms=\(milliseconds(meanRecoverySeconds)) recovery_ms_max=\(milliseconds(recoverySecondsMax)) "
-                + "log_records=\(logRecords) log_bytes=\(logBytes) virtual_s=\(String(Double(Int((virtualSeconds * 1e3).rounded())) / 1e3))"
+                + "nondeterminism_detected=\(nondeterminismDetected) log_records=\(logRecords) log_bytes=\(logBytes) virtual_s=\(String(Double(Int((virtualSeconds * 1e3).rounded())) / 1e3))"
         }
 
         /// The last line `lifeline simulate` prints.
@@ -440,7 +449,7 @@ package final class Simulation {
                 try handle(event)
                 flushControlDown()
             }
-            try checkFinalStates()
+            if report.nondeterminismDetected == 0 && !settings.nondeterministic { try checkFinalStates() }
         } catch {
             report.violation = "\(error) (t=\(now), event \(report.events))"
         }
@@ -464,6 +473,7 @@ package final class Simulation {
             guard isCurrent(rank, incarnation) else { return }
             processes[rank].wakePending = false
             try act(rank)
+            reportNondeterminism(rank)
         case .data(let rank, let incarnation, let header, let payload):
             guard isCurrent(rank, incarnation) else { return }
             if processes[rank].machine == nil {
@@ -471,6 +481,7 @@ package final class Simulation {
                 return
             }
             processes[rank].machine!.arrive(header, payload)
+            reportNondeterminism(rank)
             wake(rank, after: 0)
         case .toRank(let rank, let incarnation, let message):
             guard isCurrent(rank, incarnation) else { return }
@@ -523,6 +534,13 @@ package final class Simulation {
         case .crashSupervisor:
             try crashSupervisor()
         }
+    }
+
+    /// A duplicate whose bytes differ from the delivered copy was found: the rank tells the
+    /// supervisor, as `RankRuntime` does.
+    func reportNondeterminism(_ rank: Int) {
+        guard processes[rank].alive, let found = processes[rank].machine?.takeNondeterminism() else { return }
+        sendToSupervisor(from: rank, .nondeterminism(source: found.source, sequence: found.sequence))
     }
 
     func isCurrent(_ rank: Int, _ incarnation: UInt32) -> Bool {

@@ -43,6 +43,8 @@ extension LifelineCommand {
         var seconds = 60.0
         @Option(help: "The checkpoint interval in virtual seconds (independent: each rank's mean period); drawn from the seed when not given.")
         var interval: Double?
+        @Flag(help: "Make the model program nondeterministic on purpose: a rank launched again sends other bytes than it did before. The run then expects the runtime's nondeterminism check to catch it (nondeterminism_detected in the figures line) and stops there, as lifeline run does.")
+        var nondeterministic = false
         @Flag(help: "Time every path with a cost model (the reference machine's floors unless given below) instead of wide random delays; the figures line then gives round and recovery times as they would be there.")
         var timed = false
         @Option(help: "Cost model: one-way latency of a small message, in µs (implies --timed).")
@@ -103,7 +105,8 @@ extension LifelineCommand {
             let simulation = Simulation(Simulation.Settings(
                 rankCount: ranks, seed: seed, variant: CheckpointVariant(rawValue: checkpoint)!,
                 logging: LoggingMode(rawValue: logging)!, faults: Simulation.FaultProfile(rawValue: faults)!, stepCount: steps,
-                pattern: ModelProgram.Pattern(rawValue: program)!, costModel: costModel, intervalSeconds: interval))
+                pattern: ModelProgram.Pattern(rawValue: program)!, costModel: costModel, intervalSeconds: interval,
+                nondeterministic: nondeterministic))
             if trace { simulation.eventLog = { print($0) } }
             let report = simulation.run()
             if report.violation == nil { print(report.figuresLine) }

@@ -160,3 +160,23 @@ extension SimulationTests {
                 "every delivery waits for a sync: \(pessimistic.figuresLine) vs \(flatSmall.figuresLine)")
     }
 }
+
+extension SimulationTests {
+    /// A model program made nondeterministic on purpose (a rank launched again sends other
+    /// bytes than before) is caught by the ranks' duplicate check, which the runtime reports
+    /// and the job stops on; deterministic runs (every other test) never report it, since any
+    /// report there is a violation.
+    @Test(arguments: [LoggingMode.pessimistic, .senderBased])
+    func aNondeterministicProgramIsCaughtAfterALoneReplay(logging: LoggingMode) {
+        var caught = 0
+        var crashed = 0
+        for seed in UInt64(1)...16 {
+            let settings = Simulation.Settings(rankCount: 5, seed: seed, logging: logging, stepCount: 20, nondeterministic: true)
+            let report = Simulation(settings).run()
+            #expect(report.violation == nil, "--nondeterministic --seed \(seed) --logging \(logging.rawValue): \(report.summaryLine)")
+            caught += report.nondeterminismDetected
+            if report.crashes > 0 { crashed += 1 }
+        }
+        #expect(caught * 2 > crashed, "caught in \(caught) of \(crashed) runs with a crash")
+    }
+}
