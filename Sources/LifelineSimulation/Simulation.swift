@@ -335,7 +335,8 @@ package final class Simulation {
         var nextIndex: UInt64 { firstIndex + UInt64(records.count) }
     }
 
-    let settings: Settings
+    /// What it runs.
+    package let settings: Settings
     var generator: SplitMix64
     let program: ModelProgram
     /// The failure-free run: each rank's states, each channel's messages.
@@ -733,5 +734,41 @@ package final class Simulation {
         return "coordinator \(round); ranks not at the barrier: \(waiting.count) of \(processes.count): "
             + waiting.prefix(32).map { "\($0):\(processes[$0].alive ? "\(processes[$0].phase)" : "dead")" }.joined(separator: " ")
             + (waiting.count > 32 ? " …" : "")
+    }
+}
+
+extension Simulation {
+    /// The smallest settings found that still violate, when `settings` did: the same seed,
+    /// schemes, program and faults on fewer ranks and fewer steps, tried greedily (halving,
+    /// then one less) for at most `attempts` runs. A different size draws a different run, so
+    /// this is a search, not a proof of minimality; what it returns always violates.
+    package static func shrink(_ settings: Settings, attempts: Int = 60,
+                               violates: (Settings) -> Bool = { Simulation($0).run().violation != nil }) -> Settings {
+        var best = settings
+        var left = attempts
+        var improved = true
+        while improved && left > 0 {
+            improved = false
+            var candidates: [Settings] = []
+            for ranks in Set([best.rankCount / 2, best.rankCount - 1]).sorted() where ranks >= 1 && ranks < best.rankCount {
+                var smaller = best
+                smaller.rankCount = ranks
+                candidates.append(smaller)
+            }
+            for steps in Set([best.stepCount / 2, best.stepCount - 1]).sorted() where steps >= 1 && steps < best.stepCount {
+                var shorter = best
+                shorter.stepCount = steps
+                candidates.append(shorter)
+            }
+            for candidate in candidates where left > 0 {
+                left -= 1
+                if violates(candidate) {
+                    best = candidate
+                    improved = true
+                    break
+                }
+            }
+        }
+        return best
     }
 }

@@ -110,8 +110,24 @@ extension LifelineCommand {
             if trace { simulation.eventLog = { print($0) } }
             let report = simulation.run()
             if report.violation == nil { print(report.figuresLine) }
+            if report.violation != nil, !trace { showShortest(simulation.settings) }
             print(report.summaryLine)
             if report.violation != nil { throw ExitCode(1) }
+        }
+
+        /// A violation: the smallest run found that still shows one (fewer ranks and steps,
+        /// the same seed), named on stdout, its events on stderr.
+        private func showShortest(_ settings: Simulation.Settings) {
+            let shortest = Simulation.shrink(settings)
+            print("simulate: shortest run found that shows a violation: --ranks \(shortest.rankCount) --seed \(shortest.seed) "
+                + "--checkpoint \(shortest.variant.rawValue) --logging \(shortest.logging.rawValue) --steps \(shortest.stepCount) "
+                + "--program \(shortest.pattern.rawValue) --faults \(shortest.faults.rawValue)"
+                + (shortest.nondeterministic ? " --nondeterministic" : "") + (shortest.costModel != nil ? " (timed: same cost options)" : "")
+                + " (its events on stderr)")
+            let simulation = Simulation(shortest)
+            simulation.eventLog = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            let report = simulation.run()
+            FileHandle.standardError.write(Data((report.summaryLine + "\n").utf8))
         }
 
         /// The cost model the options ask for, if any.
@@ -140,6 +156,7 @@ extension LifelineCommand {
                 let report = Simulation(settings).run()
                 count += 1
                 if report.violation != nil {
+                    showShortest(settings)
                     print("simulate: --ranks \(settings.rankCount) --seed \(settings.seed) --checkpoint \(settings.variant.rawValue) "
                         + "--logging \(settings.logging.rawValue) --steps \(settings.stepCount) --program \(settings.pattern.rawValue) "
                         + "--faults \(settings.faults.rawValue)")

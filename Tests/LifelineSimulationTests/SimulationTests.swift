@@ -180,3 +180,19 @@ extension SimulationTests {
         #expect(caught * 2 > crashed, "caught in \(caught) of \(crashed) runs with a crash")
     }
 }
+
+extension SimulationTests {
+    /// A violation is shrunk to the fewest ranks and steps that still show one.
+    @Test func aViolationShrinksToTheSmallestRunThatStillShowsIt() {
+        let start = Simulation.Settings(rankCount: 40, seed: 9, stepCount: 30)
+        var tried = 0
+        let shrunk = Simulation.shrink(start, attempts: 200) { settings in
+            tried += 1
+            return settings.rankCount >= 3 && settings.stepCount >= 7
+        }
+        #expect(shrunk.rankCount == 3 && shrunk.stepCount == 7 && shrunk.seed == 9, "\(shrunk)")
+        #expect(tried < 60, "\(tried) runs")
+        let none = Simulation.shrink(start, attempts: 10) { _ in false }
+        #expect(none == start)
+    }
+}
