@@ -186,6 +186,7 @@ extension Simulation {
                 case .capture(let epoch):
                     capture(rank, epoch: epoch, step: step)
                 case .keep(let epoch):
+                    report.keeps += 1
                     sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(
                         step: step, snapshotBytes: 0, outputOffset: 0, delivered: processes[rank].machine!.ledger.delivered,
                         kept: true)))

@@ -54,7 +54,7 @@ extension Simulation {
                 // does nothing else meanwhile (DONE leaves after it).
                 supervisorBusyUntil = max(now, supervisorBusyUntil) + model.transfer(64 * settings.rankCount) + 2 * model.syncSeconds
             }
-            commit(epoch, acks: acks)
+            try commit(epoch, acks: acks)
             if let requested = roundRequestedAt.removeValue(forKey: epoch.rawValue) {
                 let seconds = max(now, supervisorBusyUntil) - requested
                 report.roundSeconds += seconds
@@ -62,6 +62,7 @@ extension Simulation {
             }
             try perform(supervisor.coordinator.handleCommitDurable(epoch, now: now).map(SupervisorMachine.Action.round))
         case .roundAborted(let epoch, _):
+            report.aborts += 1
             note(0xAB, epoch.rawValue)
         case .finishJob:
             for rank in 0..<settings.rankCount { supervisor.expectExit(of: rank) }
@@ -71,15 +72,61 @@ extension Simulation {
 
     /// The commit point: the line of round `epoch` is on the disk. A rank that kept its entry
     /// (minimal) keeps its entry of the line in force.
-    private func commit(_ epoch: Epoch, acks: [Acknowledgement]) {
+    private func commit(_ epoch: Epoch, acks: [Acknowledgement]) throws {
         let entries = acks.enumerated().map { rank, ack in
             ack.kept ? lineInForce?.entries[rank] : Self.snapshotName(epoch: epoch, rank: rank)
         }
         let line = Line(epoch: epoch.rawValue, entries: entries)
+        report.keptEntriesCommitted += acks.count { $0.kept }
+        try check(line)
         lines.append(line)
         lineInForce = line
         report.commits += 1
         note(0xC0, epoch.rawValue)
+    }
+
+    /// A line about to be committed restores: each entry's snapshot is on the disk; no entry
+    /// records a delivery its sender's entry had not sent (no orphan); every message in transit
+    /// across it (sent before the sender's entry, not delivered before the receiver's) is
+    /// retained in the sender's snapshot, to be sent again after a rollback to it.
+    func check(_ line: Line) throws {
+        var ledgers: [MessageLedger?] = []
+        ledgers.reserveCapacity(line.entries.count)
+        for (rank, entry) in line.entries.enumerated() {
+            guard let entry else {
+                ledgers.append(nil)  // the start: nothing sent or delivered
+                continue
+            }
+            guard let snapshot = snapshots[entry] else {
+                throw Violation("line \(line.epoch) names \(entry) for rank \(rank), which is not on the disk")
+            }
+            ledgers.append(snapshot.ledger)
+        }
+        for receiver in ledgers.indices {
+            guard let ledger = ledgers[receiver] else { continue }
+            for sender in ledger.delivered.used where sender != receiver {
+                let sent = ledgers[sender]?.nextSequence[receiver].rawValue ?? 0
+                let set = ledger.delivered[sender]
+                let highest = max(Int64(set.watermark.rawValue) - 1, Int64(set.above.last?.rawValue ?? 0))
+                guard highest < Int64(sent) else {
+                    throw Violation("line \(line.epoch) holds an orphan: rank \(receiver)'s entry delivered message \(highest) "
+                        + "from rank \(sender), whose entry had sent \(sent)")
+                }
+            }
+        }
+        for sender in ledgers.indices {
+            guard let ledger = ledgers[sender] else { continue }
+            for receiver in ledger.nextSequence.used where receiver != sender {
+                let sent = ledger.nextSequence[receiver].rawValue
+                let delivered = ledgers[receiver]?.delivered[sender] ?? DeliveredSet()
+                var retained = Set(ledger.retained[receiver].map(\.header.sequence.rawValue))
+                for sequence in delivered.watermark.rawValue..<max(sent, delivered.watermark.rawValue)
+                where !delivered.contains(SequenceNumber(sequence)) && retained.remove(sequence) == nil {
+                    throw Violation("line \(line.epoch) loses message \(sequence) from rank \(sender) to rank \(receiver): "
+                        + "in transit across it, and not retained in the sender's entry")
+                }
+            }
+        }
     }
 
     static func snapshotName(epoch: Epoch, rank: Int) -> String { "e\(epoch.rawValue)-r\(rank)" }
@@ -115,6 +162,7 @@ extension Simulation {
             epoch: (lines.last?.epoch ?? 0) + 1,
             entries: advance.line.enumerated().map { rank, index in index == 0 ? nil : Self.checkpointName(index, rank: rank) },
             checkpoints: advance.line)
+        try check(line)
         lines.append(line)
         lineInForce = line
         checkpoints.lineCommitted(advance.line)
@@ -132,6 +180,10 @@ extension Simulation {
         let line = lines.last
         let fromLine = order.restart.allSatisfy { $0.start == .newestLine }
         if order.restart.count == settings.rankCount, fromLine {
+            if let line, line.checkpoints == nil,
+               line.entries.contains(where: { $0.flatMap { snapshots[$0]?.epoch.rawValue }.map { $0 < line.epoch } ?? true }) {
+                report.rollbacksToKeptEntries += 1  // an entry kept from an earlier round, or from the start
+            }
             lineInForce = line
             if settings.variant == .independent {
                 for rank in 0..<settings.rankCount { forgetCheckpoints(of: rank, after: line?.checkpoints?[rank] ?? 0) }

@@ -111,8 +111,9 @@ package final class Simulation {
         package var settings: Settings
         /// Events handled.
         package var events = 0
-        /// Rounds committed.
+        /// Rounds committed, and rounds aborted.
         package var commits = 0
+        package var aborts = 0
         /// Rank crashes injected (of live ranks).
         package var crashes = 0
         /// Supervisor crashes injected (each followed by a resume).
@@ -154,6 +155,11 @@ package final class Simulation {
         package var recoveriesTimed = 0
         /// Virtual seconds the job took.
         package var virtualSeconds = 0.0
+        /// Minimal checkpoints: ranks that kept their entry in a round (their ACK said so),
+        /// such entries in committed lines, and global rollbacks to a line with one.
+        package var keeps = 0
+        package var keptEntriesCommitted = 0
+        package var rollbacksToKeptEntries = 0
         /// Nondeterminism the ranks reported (a duplicate whose bytes differ from the delivered copy).
         package var nondeterminismDetected = 0
         /// A hash of the ordered trace of events.

@@ -24,6 +24,7 @@ import Testing
     func crashesAreRecoveredBitExactInEverySchemeAndLoggingMode(variant: CheckpointVariant, logging: LoggingMode) {
         var crashes = 0
         var recoveries = 0
+        var aborts = 0
         for seed in UInt64(1)...6 {
             for pattern in ModelProgram.Pattern.allCases {
                 let settings = Simulation.Settings(
@@ -32,9 +33,11 @@ import Testing
                 #expect(report.violation == nil, "--seed \(seed) --program \(pattern) --ranks \(settings.rankCount): \(report.summaryLine)")
                 crashes += report.crashes
                 recoveries += report.recoveries
+                aborts += report.aborts
             }
         }
         #expect(crashes > 0 && recoveries > 0, "the seeds must crash ranks and recover them: \(crashes) crashes, \(recoveries) recoveries")
+        if variant != .independent { #expect(aborts > 0, "no round was ever aborted (a crash in a round, a rank finishing before S)") }
     }
 
     /// Failed snapshot writes abort their round (under independent checkpoints the rank
@@ -194,5 +197,51 @@ extension SimulationTests {
         #expect(tried < 60, "\(tried) runs")
         let none = Simulation.shrink(start, attempts: 10) { _ in false }
         #expect(none == start)
+    }
+}
+
+extension SimulationTests {
+    /// The check every commit passes can fail: a line naming a snapshot that is not on the
+    /// disk, one whose receiver delivered what its sender's entry never sent (an orphan), and
+    /// one that drops messages in transit (the receiver's entry older than what the sender
+    /// retained for) are each refused.
+    @Test func aLineThatCannotRestoreIsRefused() throws {
+        let simulation = Simulation(.init(rankCount: 4, seed: 5, faults: .none, stepCount: 20, intervalSeconds: 0.03))
+        let report = simulation.run()
+        #expect(report.violation == nil && report.commits > 1, "\(report.summaryLine)")
+        let line = try #require(simulation.lines.last)
+        try simulation.check(line)
+        var missing = line
+        missing.entries[2] = "no-such-snapshot"
+        #expect(throws: Simulation.Violation.self) { try simulation.check(missing) }
+        // On the ring rank 1 delivers from rank 0: rank 0 back at the start makes that an orphan.
+        var orphan = line
+        orphan.entries[0] = nil
+        #expect(throws: Simulation.Violation.self) { try simulation.check(orphan) }
+        // Rank 1 back at the start: what rank 0 sent it before its entry is in transit, and rank 0
+        // dropped it when an earlier line committed.
+        var lost = line
+        lost.entries[1] = nil
+        #expect(throws: Simulation.Violation.self) { try simulation.check(lost) }
+    }
+
+    /// Minimal checkpoints: idle ranks and a task farm's workers keep their entries, such
+    /// entries are committed, and rollbacks go back to lines that hold them — each line checked
+    /// to restore (no orphan, nothing in transit lost) as it commits.
+    @Test func minimalKeepsEntriesCommitsThemAndRollsBackToThem() {
+        var total = Simulation.Report(settings: .init(rankCount: 1, seed: 0))
+        for seed in UInt64(1)...60 {
+            for pattern in [ModelProgram.Pattern.idle, .farm] {
+                let settings = Simulation.Settings(rankCount: 4 + Int(seed) % 5, seed: seed, variant: .minimal, stepCount: 40,
+                                                   pattern: pattern, intervalSeconds: 0.02)
+                let report = Simulation(settings).run()
+                #expect(report.violation == nil, "--seed \(seed) --checkpoint minimal --program \(pattern) --interval 0.03: \(report.summaryLine)")
+                total.keeps += report.keeps
+                total.keptEntriesCommitted += report.keptEntriesCommitted
+                total.rollbacksToKeptEntries += report.rollbacksToKeptEntries
+            }
+        }
+        #expect(total.keeps > 30 && total.keptEntriesCommitted > 30 && total.rollbacksToKeptEntries > 3,
+                "keeps \(total.keeps), kept entries committed \(total.keptEntriesCommitted), rollbacks to them \(total.rollbacksToKeptEntries)")
     }
 }
