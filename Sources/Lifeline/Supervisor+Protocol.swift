@@ -38,7 +38,7 @@ extension Supervisor {
             if independent {
                 try handleIndependentCheckpoint(rank: rank.rawValue, index: Int(epoch.rawValue), acknowledgement)
             } else {
-                try perform(coordinator.handleAck(from: rank, round: epoch, acknowledgement))
+                try perform(coordinator.handleAck(from: rank, round: epoch, acknowledgement, now: now))
             }
         case .snapshotFailed(let epoch, let reason, let failedMirrors):
             events.record("snapshot_failed", [

@@ -114,10 +114,15 @@ package struct CheckpointCoordinator: Sendable {
     }
 
     /// A rank's snapshot for `round` is durable.
-    package mutating func handleAck(from rank: RankID, round: Epoch, _ ack: Acknowledgement) -> [Action] {
+    package mutating func handleAck(from rank: RankID, round: Epoch, _ ack: Acknowledgement, now: Double) -> [Action] {
         defer { checkInvariants() }
         guard case .capturing(let open, let chosen, var acks) = state, open == round else { return [] }
-        precondition(ack.delivered.count == rankCount, "ACK from \(rank) with \(ack.delivered.count) sets")
+        guard ack.delivered.rankCount == rankCount else {
+            // A rank that sends delivered sets for another job size is broken: the round cannot
+            // commit on it, and the previous line stands (the supervisor is not taken down with it).
+            return abort(open, reason: "\(rank) sent an ACK with delivered sets for \(ack.delivered.rankCount) ranks, not \(rankCount)",
+                         now: now) + finishIfAllFinished()
+        }
         state = .recovering  // the payload moves out: one ACK changes it in place, not a copy of it
         if acks[rank.rawValue] == nil { awaiting -= 1 }
         acks[rank.rawValue] = ack
@@ -203,12 +208,21 @@ package struct CheckpointCoordinator: Sendable {
     /// The failed ranks (`restarted`) were restarted and have caught up: all of them after a
     /// global rollback, or one that replayed its log while the others kept running (those
     /// keep their place at the final barrier).
+    /// Those that reached the final barrier again meanwhile keep their place there: a rank's
+    /// place is taken back when its new process is launched (`handleLaunched`), not here — a
+    /// restarted rank that replayed and finished before the last of its group caught up would
+    /// otherwise never be released (the simulator found it: `lifeline simulate --ranks 12
+    /// --seed 7010038 --checkpoint coordinated --logging optimistic --steps 30 --program grid`).
     package mutating func handleRestarted(_ restarted: [RankID], now: Double) -> [Action] {
         defer { checkInvariants() }
         precondition(state == .recovering, "restart while \(state)")
-        for rank in restarted { finished[rank.rawValue] = false }
         state = .idle(dueAt: now + intervalSeconds)
         return finishIfAllFinished()
+    }
+
+    /// A new process of `rank` is launched: it runs again, so it is not at the final barrier.
+    package mutating func handleLaunched(_ rank: RankID) {
+        finished[rank.rawValue] = false
     }
 
     private mutating func abort(_ round: Epoch, reason: String, now: Double) -> [Action] {

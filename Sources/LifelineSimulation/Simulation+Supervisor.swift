@@ -263,7 +263,7 @@ extension Simulation {
             if settings.variant == .independent {
                 try independentCheckpoint(rank: rank, index: Int(epoch.rawValue), ack)
             } else {
-                try perform(supervisor.coordinator.handleAck(from: id, round: epoch, ack).map(SupervisorMachine.Action.round))
+                try perform(supervisor.coordinator.handleAck(from: id, round: epoch, ack, now: now).map(SupervisorMachine.Action.round))
             }
         case .snapshotFailed(let epoch, let reason, _):
             if settings.variant == .independent {

@@ -109,7 +109,7 @@ extension LifelineCommand {
                 nondeterministic: nondeterministic))
             if trace { simulation.eventLog = { print($0) } }
             let report = simulation.run()
-            if report.violation == nil { print(report.figuresLine) }
+            if report.violation == nil { print(report.figuresLine + " peak_rss_mib=\(Self.peakResidentMiB())") }
             if report.violation != nil, !trace { showShortest(simulation.settings) }
             print(report.summaryLine)
             if report.violation != nil { throw ExitCode(1) }
@@ -128,6 +128,14 @@ extension LifelineCommand {
             simulation.eventLog = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
             let report = simulation.run()
             FileHandle.standardError.write(Data((report.summaryLine + "\n").utf8))
+        }
+
+        /// This process's peak resident memory so far, in MiB (what the benchmark reports: a
+        /// parent's view of a child also counts the parent's pages before the exec).
+        static func peakResidentMiB() -> Int {
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            return usage.ru_maxrss / 1024
         }
 
         /// The cost model the options ask for, if any.

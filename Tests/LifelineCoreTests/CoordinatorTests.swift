@@ -17,9 +17,9 @@ struct CoordinatorTests {
         #expect(coordinator.handleStepReport(from: RankID(2), round: Epoch(1), step: 9).isEmpty)
         #expect(coordinator.handleStepReport(from: RankID(1), round: Epoch(1), step: 8)
                 == [.broadcast(.safePointChosen(Epoch(1), step: 10))])
-        #expect(coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 10, rankCount: 3)).isEmpty)
-        #expect(coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 10, rankCount: 3)).isEmpty)
-        let commit = coordinator.handleAck(from: RankID(2), round: Epoch(1), ack(step: 10, rankCount: 3))
+        #expect(coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 10, rankCount: 3), now: 0).isEmpty)
+        #expect(coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 10, rankCount: 3), now: 0).isEmpty)
+        let commit = coordinator.handleAck(from: RankID(2), round: Epoch(1), ack(step: 10, rankCount: 3), now: 0)
         guard case .writeCommit(Epoch(1), 10, let acks)? = commit.first, commit.count == 1 else {
             Issue.record("expected writeCommit, got \(commit)")
             return
@@ -40,8 +40,8 @@ struct CoordinatorTests {
         let fromOne = DeliveredSet(watermark: SequenceNumber(2), above: [SequenceNumber(5)])
         let rank0 = Acknowledgement(step: 1, snapshotBytes: 1, outputOffset: 0, delivered: [DeliveredSet(), fromOne])
         let rank1 = Acknowledgement(step: 1, snapshotBytes: 1, outputOffset: 0, delivered: [fromZero, DeliveredSet()])
-        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), rank0)
-        _ = coordinator.handleAck(from: RankID(1), round: Epoch(1), rank1)
+        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), rank0, now: 0)
+        _ = coordinator.handleAck(from: RankID(1), round: Epoch(1), rank1, now: 0)
         let actions = coordinator.handleCommitDurable(Epoch(1), now: 2)
         #expect(actions.contains(.send(RankID(0), .checkpointDone(Epoch(1), coveredByReceiver: [DeliveredSet(), fromZero]))))
         #expect(actions.contains(.send(RankID(1), .checkpointDone(Epoch(1), coveredByReceiver: [fromOne, DeliveredSet()]))))
@@ -52,7 +52,7 @@ struct CoordinatorTests {
         _ = coordinator.handleTick(now: 1)
         _ = coordinator.handleStepReport(from: RankID(0), round: Epoch(1), step: 3)
         _ = coordinator.handleStepReport(from: RankID(1), round: Epoch(1), step: 3)
-        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 4, rankCount: 2))
+        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 4, rankCount: 2), now: 0)
         let actions = coordinator.handleRankFailed(RankID(1), now: 2)
         #expect(actions == [.broadcast(.abort(Epoch(1))), .roundAborted(Epoch(1), reason: "rank 1 failed")])
         #expect(coordinator.state == .recovering)
@@ -66,7 +66,7 @@ struct CoordinatorTests {
         var coordinator = CheckpointCoordinator(rankCount: 1, intervalSeconds: 1, committed: .start, now: 0)
         _ = coordinator.handleTick(now: 1)
         _ = coordinator.handleStepReport(from: RankID(0), round: Epoch(1), step: 0)
-        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 1, rankCount: 1))
+        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 1, rankCount: 1), now: 0)
         _ = coordinator.handleCommitDurable(Epoch(1), now: 2)
         #expect(coordinator.handleRankFailed(RankID(0), now: 2.5).isEmpty, "nothing to abort after a commit")
         #expect(coordinator.committedEpoch == Epoch(1))
@@ -85,7 +85,7 @@ struct CoordinatorTests {
                 == .broadcast(.abort(Epoch(1))))
         _ = coordinator.handleTick(now: 3)
         _ = coordinator.handleStepReport(from: RankID(0), round: Epoch(2), step: 5)
-        _ = coordinator.handleAck(from: RankID(0), round: Epoch(2), ack(step: 6, rankCount: 1))
+        _ = coordinator.handleAck(from: RankID(0), round: Epoch(2), ack(step: 6, rankCount: 1), now: 0)
         #expect(coordinator.handleCommitFailed(Epoch(2), reason: "EIO", now: 4).first == .broadcast(.abort(Epoch(2))))
         #expect(coordinator.committedEpoch == .start)
     }
@@ -112,5 +112,37 @@ struct CoordinatorTests {
         _ = coordinator.handleRankFailed(RankID(1), now: 2)
         #expect(coordinator.handleRestarted([RankID(1)], now: 3).isEmpty)
         #expect(coordinator.handleFinished(from: RankID(1), step: 5, now: 4) == [.broadcast(.release), .finishJob])
+    }
+}
+
+extension CoordinatorTests {
+    /// An ACK whose delivered sets are for another job size (a broken rank) aborts the round
+    /// instead of taking the supervisor down; the previous line stands and rounds go on.
+    @Test func anAckForAnotherJobSizeAbortsTheRound() {
+        var coordinator = CheckpointCoordinator(rankCount: 3, intervalSeconds: 5, committed: .start, now: 0)
+        _ = coordinator.handleTick(now: 5)
+        for rank in 0..<3 { _ = coordinator.handleStepReport(from: RankID(rank), round: Epoch(1), step: 4) }
+        #expect(coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 5, rankCount: 3), now: 6).isEmpty)
+        let actions = coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 5, rankCount: 7), now: 6)
+        #expect(actions.first == .broadcast(.abort(Epoch(1))), "\(actions)")
+        #expect(coordinator.committedEpoch == .start && coordinator.state == .idle(dueAt: 11))
+        #expect(coordinator.handleTick(now: 11) == [.broadcast(.checkpointRequest(Epoch(2)))])
+    }
+}
+
+extension CoordinatorTests {
+    /// A restarted rank that reaches the final barrier before the last of its group has caught
+    /// up keeps its place there: the job is released once the recovery ends. A rank that had
+    /// finished before it failed loses its place when its new process is launched.
+    @Test func aRestartedRankThatFinishesBeforeTheRecoveryEndsIsReleased() {
+        var coordinator = CheckpointCoordinator(rankCount: 3, intervalSeconds: 5, committed: .start, now: 0)
+        _ = coordinator.handleFinished(from: RankID(0), step: 9, now: 1)
+        _ = coordinator.handleFinished(from: RankID(1), step: 9, now: 1)
+        _ = coordinator.handleRankFailed(RankID(1), now: 2)
+        for rank in [1, 2] { coordinator.handleLaunched(RankID(rank)) }
+        #expect(coordinator.finished == [true, false, false], "the relaunched rank runs again")
+        #expect(coordinator.handleFinished(from: RankID(2), step: 9, now: 3).isEmpty, "still recovering")
+        #expect(coordinator.handleFinished(from: RankID(1), step: 9, now: 3).isEmpty)
+        #expect(coordinator.handleRestarted([RankID(1), RankID(2)], now: 4) == [.broadcast(.release), .finishJob])
     }
 }

@@ -28,7 +28,7 @@ struct CoordinatorTransitionTests {
     /// The same, in `committing` after every ACK.
     private func committing(rankCount: Int, step: Int = 5) -> CheckpointCoordinator {
         var coordinator = capturing(rankCount: rankCount, step: step)
-        for rank in 0..<rankCount { _ = coordinator.handleAck(from: RankID(rank), round: Epoch(1), ack(step: step, rankCount: rankCount)) }
+        for rank in 0..<rankCount { _ = coordinator.handleAck(from: RankID(rank), round: Epoch(1), ack(step: step, rankCount: rankCount), now: 0) }
         guard case .committing(Epoch(1), step, _) = coordinator.state else {
             Issue.record("not committing: \(coordinator.state)")
             return coordinator
@@ -57,10 +57,10 @@ struct CoordinatorTransitionTests {
         #expect(coordinator.state == .capturing(Epoch(1), step: 31, acks: [nil, nil, nil]))
 
         let acks = Array(repeating: ack(step: 31, rankCount: 3), count: 3)
-        #expect(coordinator.handleAck(from: RankID(2), round: Epoch(1), acks[2]).isEmpty)
-        #expect(coordinator.handleAck(from: RankID(0), round: Epoch(2), acks[0]).isEmpty, "an ACK for another round counted")
-        #expect(coordinator.handleAck(from: RankID(0), round: Epoch(1), acks[0]).isEmpty)
-        #expect(coordinator.handleAck(from: RankID(1), round: Epoch(1), acks[1]) == [.writeCommit(Epoch(1), step: 31, acks: acks)])
+        #expect(coordinator.handleAck(from: RankID(2), round: Epoch(1), acks[2], now: 0).isEmpty)
+        #expect(coordinator.handleAck(from: RankID(0), round: Epoch(2), acks[0], now: 0).isEmpty, "an ACK for another round counted")
+        #expect(coordinator.handleAck(from: RankID(0), round: Epoch(1), acks[0], now: 0).isEmpty)
+        #expect(coordinator.handleAck(from: RankID(1), round: Epoch(1), acks[1], now: 0) == [.writeCommit(Epoch(1), step: 31, acks: acks)])
         #expect(coordinator.committedEpoch == .start, "committed before the manifest was durable")
 
         let done = coordinator.handleCommitDurable(Epoch(1), now: 120)
@@ -82,7 +82,7 @@ struct CoordinatorTransitionTests {
             [set(5, [8, 11]), set(3), set(0)],
         ]
         for rank in [2, 0, 1] {
-            _ = coordinator.handleAck(from: RankID(rank), round: Epoch(1), ack(step: 5, delivered: delivered[rank]))
+            _ = coordinator.handleAck(from: RankID(rank), round: Epoch(1), ack(step: 5, delivered: delivered[rank]), now: 0)
         }
         let actions = coordinator.handleCommitDurable(Epoch(1), now: 20)
         let expected: [CheckpointCoordinator.Action] = (0..<3).map { sender in
@@ -95,7 +95,7 @@ struct CoordinatorTransitionTests {
         for failBeforeAnyAck in [true, false] {
             var coordinator = capturing(rankCount: 3)
             if !failBeforeAnyAck {
-                _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 5, rankCount: 3))
+                _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 5, rankCount: 3), now: 0)
             }
             #expect(coordinator.handleRankFailed(RankID(2), now: 12)
                     == [.broadcast(.abort(Epoch(1))), .roundAborted(Epoch(1), reason: "rank 2 failed")])
@@ -103,7 +103,7 @@ struct CoordinatorTransitionTests {
             #expect(coordinator.nextDeadline == nil)
             #expect(coordinator.committedEpoch == .start)
             #expect(coordinator.handleTick(now: 1000).isEmpty, "a round started while recovering")
-            #expect(coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 5, rankCount: 3)).isEmpty,
+            #expect(coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 5, rankCount: 3), now: 0).isEmpty,
                     "a late ACK of the aborted round was taken")
             #expect(coordinator.handleRankFailed(RankID(1), now: 13).isEmpty, "a second failure aborted again")
             #expect(coordinator.handleRestarted((0..<3).map { RankID($0) }, now: 14).isEmpty)
@@ -114,7 +114,7 @@ struct CoordinatorTransitionTests {
 
     @Test func rankFailingAfterItsAckStillAborts() {
         var coordinator = capturing(rankCount: 2)
-        _ = coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 5, rankCount: 2))
+        _ = coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 5, rankCount: 2), now: 0)
         #expect(coordinator.handleRankFailed(RankID(1), now: 12)
                 == [.broadcast(.abort(Epoch(1))), .roundAborted(Epoch(1), reason: "rank 1 failed")])
         #expect(coordinator.state == .recovering)
@@ -184,8 +184,8 @@ struct CoordinatorTransitionTests {
     @Test func rankFinishingAtOrAfterSDoesNotAbort() {
         var coordinator = capturing(rankCount: 2, step: 10)
         #expect(coordinator.handleFinished(from: RankID(0), step: 10, now: 11).isEmpty, "a rank that passed S captured there")
-        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 10, rankCount: 2))
-        _ = coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 10, rankCount: 2))
+        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 10, rankCount: 2), now: 0)
+        _ = coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 10, rankCount: 2), now: 0)
         #expect(coordinator.handleFinished(from: RankID(1), step: 12, now: 12).isEmpty, "no release before the commit is durable")
         let actions = coordinator.handleCommitDurable(Epoch(1), now: 13)
         #expect(actions.suffix(2) == [.broadcast(.release), .finishJob], "the last commit releases ranks already at the barrier")
@@ -215,11 +215,11 @@ struct CoordinatorTransitionTests {
         _ = fresh.handleCheckpointWanted(now: 1)
         _ = fresh.handleStepReport(from: RankID(0), round: Epoch(1), step: 0)
         _ = fresh.handleCheckpointWanted(now: 2)
-        _ = fresh.handleAck(from: RankID(0), round: Epoch(1), ack(step: 1, rankCount: 1))
+        _ = fresh.handleAck(from: RankID(0), round: Epoch(1), ack(step: 1, rankCount: 1), now: 0)
         _ = fresh.handleCommitDurable(Epoch(1), now: 3)
         #expect(fresh.handleTick(now: 3.5) == [.broadcast(.checkpointRequest(Epoch(2)))], "a wish made during a round was lost")
         _ = fresh.handleStepReport(from: RankID(0), round: Epoch(2), step: 4)
-        _ = fresh.handleAck(from: RankID(0), round: Epoch(2), ack(step: 5, rankCount: 1))
+        _ = fresh.handleAck(from: RankID(0), round: Epoch(2), ack(step: 5, rankCount: 1), now: 0)
         _ = fresh.handleCommitDurable(Epoch(2), now: 4)
         #expect(fresh.handleTick(now: 5).isEmpty, "a wish started two rounds")
     }
@@ -244,11 +244,13 @@ struct CoordinatorTransitionTests {
         #expect(coordinator.handleFinished(from: RankID(1), step: 5, now: 4) == [.broadcast(.release), .finishJob])
     }
 
-    /// A global rollback restarts everyone: ranks at the barrier before the failure run again.
+    /// A global rollback restarts everyone: ranks at the barrier before the failure run again
+    /// (each loses its place when its new process is launched).
     @Test func globalRestartForgetsWhoFinished() {
         var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: .start, now: 0)
         _ = coordinator.handleFinished(from: RankID(0), step: 5, now: 1)
         _ = coordinator.handleRankFailed(RankID(1), now: 2)
+        for rank in 0..<2 { coordinator.handleLaunched(RankID(rank)) }
         #expect(coordinator.handleRestarted([RankID(0), RankID(1)], now: 3).isEmpty)
         #expect(coordinator.finished == [false, false])
         #expect(coordinator.handleTick(now: 4) == [.broadcast(.checkpointRequest(Epoch(1)))])
@@ -261,10 +263,10 @@ struct CoordinatorTransitionTests {
     @Test
     func commitFailingAfterEveryRankFinishedStillReleases() {
         var coordinator = capturing(rankCount: 2, step: 5)
-        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 5, rankCount: 2))
+        _ = coordinator.handleAck(from: RankID(0), round: Epoch(1), ack(step: 5, rankCount: 2), now: 0)
         _ = coordinator.handleFinished(from: RankID(0), step: 9, now: 11)
         _ = coordinator.handleFinished(from: RankID(1), step: 9, now: 11)
-        _ = coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 5, rankCount: 2))
+        _ = coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 5, rankCount: 2), now: 0)
         let actions = coordinator.handleCommitFailed(Epoch(1), reason: "EIO", now: 12)
         let later = coordinator.handleTick(now: 1000)
         #expect((actions + later).contains(.finishJob), "the job is never released: state \(coordinator.state)")

@@ -263,3 +263,17 @@ extension SimulationTests {
         #expect(report.orphans > 0 || report.crashes > 0, "\(report)")
     }
 }
+
+extension SimulationTests {
+    /// Found by a 10-minute swarm: an optimistic recovery restarted a group of ranks, one of
+    /// them replayed and reached the final barrier before the last of the group caught up, and
+    /// the end of the recovery took its place at the barrier back — every rank waited there
+    /// and the job was never released.
+    @Test func aRestartedRankThatFinishedEarlyIsReleasedWithTheOthers() {
+        let settings = Simulation.Settings(rankCount: 12, seed: 7_010_038, logging: .optimistic, stepCount: 30, pattern: .grid,
+                                           eventsMax: 1_000_000)
+        let report = Simulation(settings).run()
+        #expect(report.violation == nil, "--ranks 12 --seed 7010038 --logging optimistic --steps 30 --program grid: \(report.summaryLine)")
+        #expect(report.orphans > 0, "\(report)")
+    }
+}

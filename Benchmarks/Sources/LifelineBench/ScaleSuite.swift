@@ -84,7 +84,7 @@ extension Suites {
             aborts, trims); supervisor messages per round: every control message the coordinator itself sent or handled in \
             the run (launches, recoveries and the final barrier too), divided by the rounds. Round: from the request to the \
             commit; recovery: from the failure to the end of its recovery. Wall and peak: the simulator's own time and \
-            resident memory for the flat run (one core).
+            peak resident memory (its own `getrusage`) for the flat run (one core).
             """,
             header: ["scheme + logging", "ranks", "rounds", "control msgs / round", "control KiB / round",
                      "supervisor msgs / round, flat", "…, tree", "round ms, flat", "round ms, tree", "recovery ms, flat",
@@ -137,7 +137,10 @@ extension Suites {
         guard status == 0, stdout.contains("simulate: ok") else {
             throw BenchError("lifeline \(arguments.joined(separator: " ")) failed (\(status)): \(stdout.suffix(300))")
         }
-        return (keyValues(stdout), seconds, rss)
+        // The simulator's own peak: the child's rusage also counts this process's pages in the
+        // forked child before its exec.
+        let figures = keyValues(stdout)
+        return (figures, seconds, figures["peak_rss_mib"].map { Int($0) * 1024 } ?? rss)
     }
 
     /// The median of 50 writes of 4 KiB each followed by fdatasync, in seconds.

@@ -76,10 +76,17 @@ extension SupervisorMachine {
 
     /// A restarted rank with a log reports `replayComplete` once its log is open: cut back to
     /// its entry (it re-executes), or replayed.
+    /// After an optimistic recovery, every rank of the restarted group must have replayed
+    /// before rounds resume: an orphan still replaying would capture a round with its log's end
+    /// recorded and its state behind it (a restore from that snapshot would skip the rest).
     package mutating func handleReplayComplete(from rank: Int, now: Double) -> [Action] {
         uncutLogs.remove(rank)  // it opened its log: cut back to its entry, or replayed
-        guard replaying == rank else { return [] }
-        let group = restartedGroup ?? [rank]
+        guard let failed = replaying else { return [] }
+        let group = restartedGroup ?? [failed]
+        guard group.contains(rank) else { return [] }
+        replayedInGroup.insert(rank)
+        guard replayedInGroup.isSuperset(of: group) else { return [] }
+        replayedInGroup = []
         restartedGroup = nil
         return recoveryDone(group, now: now)
     }
@@ -121,6 +128,7 @@ extension SupervisorMachine {
            plan.restart.allSatisfy({ $0.start == .newestLine }) {
             replaying = nil
             restartedGroup = nil
+            replayedInGroup = []
             survivorsToThaw = []
             return [stopEveryRank()] + launchEveryRank()
         }
@@ -129,6 +137,7 @@ extension SupervisorMachine {
         survivorsToThaw = plan.thaw
         replaying = plan.mode == .replay ? plan.failed.rawValue : nil
         restartedGroup = plan.replayLimit != nil ? plan.restartedRanks : nil
+        replayedInGroup = []
         return [stop, .launch(Launch(
             restart: plan.restart, replayLog: plan.replayLog, replayLimit: plan.replayLimit, recordsRecoveryLine: recordsLine))]
     }

@@ -184,6 +184,10 @@ package struct SupervisorMachine: Sendable {
     package internal(set) var replaying: Int?
     /// Optimistic logging: the ranks restarted together (the failed one and its orphans).
     package internal(set) var restartedGroup: [Int]?
+    /// Optimistic logging: the ranks of `restartedGroup` that have replayed their logs. The
+    /// recovery ends when all have: a rank still replaying must not capture a round (its
+    /// snapshot would record the log's end while its state is behind it).
+    package internal(set) var replayedInGroup: Set<Int> = []
     /// The survivors frozen for a partial recovery until they have all answered; nil otherwise.
     package internal(set) var freezing: Freeze?
     /// Survivors to thaw once the restarted ranks are connected.
@@ -240,6 +244,7 @@ package struct SupervisorMachine: Sendable {
         let incarnation = nextIncarnation
         nextIncarnation += 1
         ranks[rank] = Rank(incarnation: incarnation, alive: true, lastHeard: now, step: step, plan: plan)
+        coordinator.handleLaunched(RankID(rank))
         if plan.restarted, !plan.replayLog, settings.logging != .none { uncutLogs.insert(rank) } else { uncutLogs.remove(rank) }
         startingConnected.remove(rank)
         return incarnation
