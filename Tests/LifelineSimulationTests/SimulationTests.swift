@@ -277,3 +277,31 @@ extension SimulationTests {
         #expect(report.orphans > 0, "\(report)")
     }
 }
+
+extension SimulationTests {
+    /// Found by a 10-minute swarm: the failed rank of an optimistic recovery failed again while
+    /// its orphan was still replaying; the orphan's `replayComplete` then ended the new recovery
+    /// before it had begun, and the supervisor machine stopped on a precondition when the new
+    /// one ended.
+    @Test func aSecondFailureWhileAnOrphanStillReplaysStartsAFreshRecovery() {
+        let settings = Simulation.Settings(rankCount: 17, seed: 9_009_806, variant: .minimal, logging: .optimistic, stepCount: 7,
+                                           pattern: .idle)
+        let report = Simulation(settings).run()
+        #expect(report.violation == nil, "--ranks 17 --seed 9009806 --checkpoint minimal --logging optimistic --steps 7 --program idle: \(report.summaryLine)")
+        #expect(report.crashes >= 2, "\(report)")
+    }
+}
+
+extension SimulationTests {
+    /// Found by a swarm with the line check: under independent checkpoints with pessimistic
+    /// logging, a rank that replayed alone checkpointed before its re-execution reached where
+    /// its lost execution had sent from; the line holds a delivery its sender's entry sends
+    /// again (a duplicate). The job still ends with the failure-free states.
+    @Test func aLoneReplaysEarlyCheckpointLeavesADeliveryItSendsAgain() {
+        let settings = Simulation.Settings(rankCount: 21, seed: 12_003_546, variant: .independent, logging: .pessimistic,
+                                           stepCount: 10, pattern: .ring)
+        let report = Simulation(settings).run()
+        #expect(report.violation == nil, "--ranks 21 --seed 12003546 --checkpoint independent --logging pessimistic --steps 10: \(report.summaryLine)")
+        #expect(report.replays > 0, "\(report)")
+    }
+}

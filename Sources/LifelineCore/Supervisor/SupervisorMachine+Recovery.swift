@@ -146,6 +146,12 @@ extension SupervisorMachine {
     /// and the time then drive the `Freeze` machine, and `freezeComplete` goes on with the plan.
     /// Ranks still starting from an earlier plan are not asked: they restart with the new one.
     private mutating func startFreeze(first: Int, purpose: Freeze.Purpose, now: Double, facts: some RecoveryFacts) -> [Action] {
+        // A new recovery: a group of an earlier one still replaying no longer ends anything (its
+        // last `replayComplete` must not end this one; the swarm found a supervisor crashing
+        // there: `--ranks 17 --seed 9009806 --checkpoint minimal --logging optimistic --steps 7
+        // --program idle`, the failed rank failing again while its orphan still replayed).
+        restartedGroup = nil
+        replayedInGroup = []
         let restarting = Set(starting.filter { $0 != first && ranks[$0].alive })
         let asked = Set(ranks.indices.filter {
             $0 != first && ranks[$0].alive && ranks[$0].connected && !restarting.contains($0)
