@@ -142,7 +142,7 @@ extension Simulation {
         }
     }
 
-    private func flushResend(_ rank: Int, to peer: RankID) {
+    func flushResend(_ rank: Int, to peer: RankID) {
         guard let messages = processes[rank].machine!.takeResend(to: peer) else { return }
         for message in messages { transmit(from: rank, message) }
     }

@@ -51,7 +51,7 @@ package final class Simulation {
             let logging = Simulation.simulatedLoggings.filter { Simulation.allows(variant, $0) }.randomElement(using: &generator)!
             return Settings(
                 rankCount: rankCount, seed: seed, variant: variant, logging: logging,
-                faults: [FaultProfile.none, .crashes, .crashes, .storage, .all].randomElement(using: &generator)!,
+                faults: [FaultProfile.none, .crashes, .crashes, .storage, .network, .all].randomElement(using: &generator)!,
                 stepCount: Int.random(in: 3...40, using: &generator),
                 pattern: ModelProgram.Pattern.allCases.randomElement(using: &generator)!, eventsMax: 1_000_000)
         }
@@ -96,13 +96,20 @@ package final class Simulation {
         /// Storage failing: one snapshot write in eight fails (the rank says so; under
         /// independent checkpoints it restarts), one manifest commit of a round in eight fails.
         case storage
-        /// Both.
+        /// The network failing: connections between ranks drop (what was in flight on them is
+        /// lost; both ends reconnect and the sender sends what it retains again), and in one
+        /// run of two a rank falls silent (hung: no heartbeat, no progress) until the
+        /// supervisor's heartbeat timeout kills it.
+        case network
+        /// All of them.
         case all
 
         /// Whether ranks and the supervisor crash.
         var crashes: Bool { self == .crashes || self == .all }
         /// Whether writes fail.
         var storage: Bool { self == .storage || self == .all }
+        /// Whether connections drop and ranks hang.
+        var network: Bool { self == .network || self == .all }
     }
 
     /// How a run went.
@@ -118,6 +125,9 @@ package final class Simulation {
         package var crashes = 0
         /// Supervisor crashes injected (each followed by a resume).
         package var supervisorCrashes = 0
+        /// Connections between ranks dropped, and ranks that hung (killed on their silence).
+        package var connectionDrops = 0
+        package var hangs = 0
         /// Snapshot writes and manifest commits that failed.
         package var failedWrites = 0
         /// Recoveries by mode: lone replays (and optimistic replays), global rollbacks; ranks
@@ -186,7 +196,7 @@ package final class Simulation {
             func milliseconds(_ seconds: Double) -> String { String(Double(Int((seconds * 1e5).rounded())) / 100) }
             return "simulate: figures commits=\(commits) rounds=\(rounds) control_messages=\(controlMessages) control_messages_per_round=\(controlMessagesPerRound) "
                 + "supervisor_messages=\(supervisorMessages) round_ms=\(milliseconds(meanRoundSeconds)) "
-                + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) recoveries=\(recoveriesTimed) "
+                + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) hangs=\(hangs) connection_drops=\(connectionDrops) recoveries=\(recoveriesTimed) "
                 + "recovery_ms=\(milliseconds(meanRecoverySeconds)) recovery_ms_max=\(milliseconds(recoverySecondsMax)) "
                 + "nondeterminism_detected=\(nondeterminismDetected) log_records=\(logRecords) log_bytes=\(logBytes) virtual_s=\(String(Double(Int((virtualSeconds * 1e3).rounded())) / 1e3))"
         }
@@ -209,8 +219,9 @@ package final class Simulation {
     enum Event {
         /// The rank's program goes on (after computing).
         case wake(rank: Int, incarnation: UInt32)
-        /// A data message reaches a rank's process.
-        case data(rank: Int, incarnation: UInt32, DataHeader, [UInt8])
+        /// A data message reaches a rank's process, unless the connection it travelled on
+        /// (`link`: the channel's generation) dropped meanwhile.
+        case data(rank: Int, incarnation: UInt32, link: UInt32, DataHeader, [UInt8])
         /// A control message reaches a rank's process.
         case toRank(rank: Int, incarnation: UInt32, ControlMessage)
         /// A control message from a rank's process reaches the supervisor.
@@ -230,6 +241,12 @@ package final class Simulation {
         /// Under a cost model: the supervisor is done with what it was doing, and takes the next
         /// message of its queue.
         case supervisorReady
+        /// The connection between two ranks drops (whichever processes are there).
+        case dropConnection(Int, Int)
+        /// Two ranks whose connection dropped are connected again.
+        case reconnect(Int, Int)
+        /// A rank's process falls silent: it neither computes nor answers nor beats.
+        case hang(rank: Int)
 
         /// A small code for the trace.
         var code: UInt64 {
@@ -245,14 +262,18 @@ package final class Simulation {
             case .crashSupervisor: 9
             case .gatheredToSupervisor: 10
             case .supervisorReady: 11
+            case .dropConnection: 12
+            case .reconnect: 13
+            case .hang: 14
             }
         }
 
         /// The rank it concerns (-1: none).
         var rank: Int {
             switch self {
-            case .wake(let rank, _), .data(let rank, _, _, _), .toRank(let rank, _, _), .toSupervisor(let rank, _, _),
-                 .connected(let rank, _), .snapshotDurable(let rank, _, _, _), .crash(let rank):
+            case .wake(let rank, _), .data(let rank, _, _, _, _), .toRank(let rank, _, _), .toSupervisor(let rank, _, _),
+                 .connected(let rank, _), .snapshotDurable(let rank, _, _, _), .crash(let rank), .hang(let rank),
+                 .dropConnection(let rank, _), .reconnect(let rank, _):
                 rank
             case .tick, .crashSupervisor, .gatheredToSupervisor, .supervisorReady:
                 -1
@@ -305,6 +326,8 @@ package final class Simulation {
         var unflushed: [LogRecord] = []
         var flushedAt = 0.0
         var wakePending = false
+        /// Hung: it neither computes, reads nor writes, and sends no heartbeat, until it is killed.
+        var hung = false
         /// The launch this process belongs to: it connected to every peer as they were then.
         var launch = 0
         /// Per peer, the incarnation this process's connection reaches, where it reconnected
@@ -372,6 +395,10 @@ package final class Simulation {
     var refusedCheckpoints = 0
     /// FIFO links: when the last message scheduled on each arrives.
     var dataBusyUntil: [Int: Double] = [:]
+    /// Per channel (source × N + destination), how often its connection dropped: a message in
+    /// flight on an older connection is lost. And until when a dropped one is down.
+    var linkGeneration: [Int: UInt32] = [:]
+    var linkDownUntil: [Int: Double] = [:]
     var toRankBusyUntil: [Double]
     var toSupervisorBusyUntil: [Double]
     var finished = false
@@ -404,6 +431,11 @@ package final class Simulation {
     static let stepSeconds = 0.002...0.02
     static let snapshotSeconds = 0.005...0.05
     static let launchSeconds = 0.02...0.1
+    /// Under network faults: the supervisor's heartbeat and join timeouts (virtual seconds; no
+    /// timeout otherwise), and how long a dropped connection stays down.
+    static let heartbeatTimeoutSeconds = 0.5
+    static let joinTimeoutSeconds = 2.0
+    static let reconnectSeconds = 0.001...0.05
 
     /// A simulation of `settings`, ready to run.
     package init(_ settings: Settings) {
@@ -421,7 +453,9 @@ package final class Simulation {
         supervisor = SupervisorMachine(
             settings: SupervisorMachine.Settings(
                 rankCount: settings.rankCount, logging: settings.logging, independent: settings.variant == .independent,
-                maxRestarts: 1_000, heartbeatTimeoutSeconds: 1e9, joinTimeoutSeconds: 1e9),
+                maxRestarts: 1_000,
+                heartbeatTimeoutSeconds: settings.faults.network ? Self.heartbeatTimeoutSeconds : 1e9,
+                joinTimeoutSeconds: settings.faults.network ? Self.joinTimeoutSeconds : 1e9),
             coordinator: CheckpointCoordinator(
                 rankCount: settings.rankCount, intervalSeconds: settings.variant == .independent ? 1e12 : interval,
                 committed: .start, now: 0),
@@ -446,6 +480,7 @@ package final class Simulation {
                     schedule(.crashSupervisor, after: Double.random(in: 0.01...horizon, using: &generator))
                 }
             }
+            if settings.faults.network { scheduleNetworkFaults() }
             while !finished {
                 guard let (time, event) = popNext() else { throw Violation("nothing left to happen: \(describe())") }
                 report.events += 1
@@ -477,12 +512,14 @@ package final class Simulation {
     private func handle(_ event: Event) throws {
         switch event {
         case .wake(let rank, let incarnation):
-            guard isCurrent(rank, incarnation) else { return }
+            guard isResponsive(rank, incarnation) else { return }
             processes[rank].wakePending = false
             try act(rank)
             reportNondeterminism(rank)
-        case .data(let rank, let incarnation, let header, let payload):
-            guard isCurrent(rank, incarnation) else { return }
+        case .data(let rank, let incarnation, let link, let header, let payload):
+            guard isResponsive(rank, incarnation),
+                  link == linkGeneration[header.source.rawValue * settings.rankCount + rank, default: 0]
+            else { return }
             if processes[rank].machine == nil {
                 processes[rank].early.append((header, payload))
                 return
@@ -491,7 +528,7 @@ package final class Simulation {
             reportNondeterminism(rank)
             wake(rank, after: 0)
         case .toRank(let rank, let incarnation, let message):
-            guard isCurrent(rank, incarnation) else { return }
+            guard isResponsive(rank, incarnation) else { return }
             try rankHandles(message, rank: rank)
         case .toSupervisor(let rank, let incarnation, let message):
             guard isCurrent(rank, incarnation) else { return }
@@ -525,14 +562,15 @@ package final class Simulation {
                 break
             }
         case .connected(let rank, let incarnation):
-            guard isCurrent(rank, incarnation) else { return }
+            guard isResponsive(rank, incarnation) else { return }
             try perform(supervisor.handleConnected(rank, now: now))
         case .snapshotDurable(let rank, let incarnation, let epoch, let name):
-            guard isCurrent(rank, incarnation) else { return }
+            guard isResponsive(rank, incarnation) else { return }
             try snapshotDurable(rank: rank, epoch: epoch, name: name)
         case .tick:
             try perform(supervisor.coordinator.handleTick(now: now).map(SupervisorMachine.Action.round))
             try perform(supervisor.checkFreeze(now: now, facts: DiskFacts(self)))
+            if settings.faults.network { try checkHeartbeats() }
             schedule(.tick, after: Double.random(in: 0.005...0.05, using: &generator))
         case .crash(let rank):
             try crash(rank)
@@ -540,6 +578,15 @@ package final class Simulation {
             if crashesLeft > 0 { scheduleCrash() }
         case .crashSupervisor:
             try crashSupervisor()
+        case .dropConnection(let first, let second):
+            dropConnection(first, second)
+        case .reconnect(let first, let second):
+            reconnect(first, second)
+        case .hang(let rank):
+            // Only a rank that runs (started): one that never connects is another failure.
+            guard processes[rank].alive, processes[rank].machine != nil, !processes[rank].hung else { return }
+            processes[rank].hung = true
+            report.hangs += 1
         }
     }
 
@@ -552,6 +599,12 @@ package final class Simulation {
 
     func isCurrent(_ rank: Int, _ incarnation: UInt32) -> Bool {
         processes[rank].alive && processes[rank].incarnation == incarnation
+    }
+
+    /// Whether the current process of `rank` is `incarnation` and not hung (a hung one reads
+    /// nothing; what it sent before is still on its way).
+    func isResponsive(_ rank: Int, _ incarnation: UInt32) -> Bool {
+        isCurrent(rank, incarnation) && !processes[rank].hung
     }
 
     /// About the run's length: crashes drawn within it fall in rounds, recoveries and plain
@@ -687,9 +740,11 @@ package final class Simulation {
         else { return }
         let key = source * settings.rankCount + destination
         let delay = costModel.map { ($0.latencySeconds + $0.transfer(message.payload.count + DataHeader.byteCount)) * jitter() }
-        let arrival = max(now + (delay ?? linkDelay()), dataBusyUntil[key] ?? 0)
+        // A connection that dropped carries nothing until it is back.
+        let arrival = max(max(now, linkDownUntil[key] ?? 0) + (delay ?? linkDelay()), dataBusyUntil[key] ?? 0)
         dataBusyUntil[key] = arrival
-        schedule(.data(rank: destination, incarnation: processes[destination].incarnation, message.header, message.payload),
+        schedule(.data(rank: destination, incarnation: processes[destination].incarnation, link: linkGeneration[key, default: 0],
+                       message.header, message.payload),
                  at: arrival)
     }
 
@@ -709,7 +764,7 @@ package final class Simulation {
     func describe(_ event: Event) -> String {
         switch event {
         case .wake(let rank, let incarnation): "wake r\(rank).\(incarnation) \(processes[rank].phase)"
-        case .data(let rank, let incarnation, let header, let payload):
+        case .data(let rank, let incarnation, _, let header, let payload):
             "data r\(header.source.rawValue).\(header.incarnation)->r\(rank).\(incarnation) #\(header.sequence.rawValue) e\(header.epoch.rawValue) "
                 + (ModelProgram.state(of: payload).map(hex) ?? "\(payload.count)B")
         case .toRank(let rank, let incarnation, let message): "control ->r\(rank).\(incarnation) \(message)"
@@ -720,6 +775,9 @@ package final class Simulation {
         case .crash(let rank): "crash r\(rank)"
         case .crashSupervisor: "crash supervisor"
         case .supervisorReady: "supervisor ready (\(supervisorQueue.count) queued)"
+        case .dropConnection(let first, let second): "connection r\(first)-r\(second) drops"
+        case .reconnect(let first, let second): "connection r\(first)-r\(second) back"
+        case .hang(let rank): "hang r\(rank)"
         case .gatheredToSupervisor(let messages, let bytes):
             "gathered -> \(messages.count) messages, \(bytes) B: " + messages.map { "r\($0.rank).\($0.incarnation) \($0.message)" }.joined(separator: "; ")
         }

@@ -18,7 +18,8 @@ extension LifelineCommand {
             seed=S: WHAT` with exit status 1. With --swarm, seeds run one after another for --seconds, each drawing \
             ranks 2–64, a scheme, a logging mode, a program and its steps; the last line is `simulate: swarm ok \
             seeds=K` or the first violation's. Simulated so far: checkpoints coordinated, blocking, minimal and independent; \
-            logging none, pessimistic, sender-based and optimistic; crashes of ranks and of the supervisor.
+            logging none, pessimistic, sender-based and optimistic; crashes of ranks and of the supervisor, failing \
+            snapshot writes and manifest commits, dropped connections between ranks and hung ranks.
             """)
 
         @Option(help: "The number of ranks.")
@@ -29,7 +30,7 @@ extension LifelineCommand {
         var checkpoint = "coordinated"
         @Option(help: "Message logging: none, pessimistic, sender-based or optimistic.")
         var logging = "none"
-        @Option(help: "Faults: none, crashes (ranks killed at seeded virtual times, also inside rounds and recoveries, and sometimes the supervisor), storage (snapshot writes and manifest commits failing) or all.")
+        @Option(help: "Faults: none, crashes (ranks killed at seeded virtual times, also inside rounds and recoveries, and sometimes the supervisor), storage (snapshot writes and manifest commits failing), network (connections between ranks dropping, and a rank that hangs until the heartbeat timeout kills it) or all.")
         var faults = "crashes"
         @Option(help: "The steps each rank runs.")
         var steps = 20
@@ -88,9 +89,7 @@ extension LifelineCommand {
                 throw ValidationError("--checkpoint independent goes with --logging none or pessimistic, as in lifeline run")
             }
             guard Simulation.FaultProfile(rawValue: faults) != nil else {
-                throw ValidationError(faults == "network"
-                    ? "--faults network is not simulated yet: use none, crashes, storage or all"
-                    : "--faults \(faults) is not one of none, crashes, storage, all")
+                throw ValidationError("--faults \(faults) is not one of none, crashes, storage, network, all")
             }
             guard ModelProgram.Pattern(rawValue: program) != nil else {
                 throw ValidationError("--program \(program) is not one of ring, grid, idle, farm")

@@ -45,6 +45,29 @@ import Testing
         #expect(restarted.send([3], to: RankID(0), tag: 7).route == .now, "an older or equal incarnation is no restart")
     }
 
+    /// A dropped connection loses what was in flight: the sender sends everything it retains
+    /// for that peer again, first; the receiver delivers each message once, in order, whether
+    /// its copy was delivered already, waits in its inbox, or was lost.
+    @Test func afterADroppedConnectionTheRetainedMessagesGoAgainAndArriveOnce() {
+        var sender = machine(0)
+        var receiver = machine(1)
+        let sent = (1...4).map { sender.send([UInt8($0)], to: RankID(1), tag: 7).outgoing }
+        receiver.arrive(sent[0].header, sent[0].payload)
+        #expect(receiver.deliver(sent[0].header, receiver.take(from: RankID(0), tag: 7)!.payload) == [1])
+        receiver.arrive(sent[1].header, sent[1].payload)  // arrived, not yet received; 3 and 4 lost
+        #expect(sender.takeResend(to: RankID(1)) == nil, "nothing to resend before a drop")
+        sender.connectionLost(to: RankID(1))
+        #expect(sender.send([5], to: RankID(1), tag: 7).route == .afterResend)
+        let again = sender.takeResend(to: RankID(1)) ?? []
+        #expect(again.map(\.payload) == [[1], [2], [3], [4], [5]], "every retained message, the new one last")
+        for message in again { receiver.arrive(message.header, message.payload) }
+        var delivered: [[UInt8]] = []
+        while let arrival = receiver.take(from: RankID(0), tag: 7) { delivered.append(receiver.deliver(arrival.header, arrival.payload)) }
+        #expect(delivered == [[2], [3], [4], [5]])
+        #expect(receiver.takeNondeterminism() == nil)
+        #expect(sender.send([6], to: RankID(1), tag: 7).route == .now)
+    }
+
     @Test func retentionNearItsMaximumAsksForOneCheckpointPerRound() {
         var rank = machine(retainedMax: 40)
         #expect(!rank.send([UInt8](repeating: 0, count: 8), to: RankID(0), tag: 1).askCheckpoint)

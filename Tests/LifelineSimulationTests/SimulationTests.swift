@@ -59,6 +59,28 @@ import Testing
         #expect(failedWrites > 3, "the seeds must fail writes: \(failedWrites)")
     }
 
+    /// Connections between ranks drop (what was in flight is lost, the senders send what they
+    /// retain again) and ranks hang (the heartbeat timeout kills them, and they are recovered):
+    /// every scheme and logging mode still ends with the failure-free states.
+    @Test(arguments: schemes)
+    func droppedConnectionsAndHungRanksEndBitExact(variant: CheckpointVariant, logging: LoggingMode) {
+        var drops = 0
+        var hangs = 0
+        for seed in UInt64(1)...8 {
+            let pattern = ModelProgram.Pattern.allCases[Int(seed) % ModelProgram.Pattern.allCases.count]
+            let settings = Simulation.Settings(
+                rankCount: 3 + Int(seed) % 6, seed: seed, variant: variant, logging: logging, faults: .network, stepCount: 16,
+                pattern: pattern)
+            let report = Simulation(settings).run()
+            let replay = "--seed \(seed) --ranks \(settings.rankCount) --checkpoint \(variant.rawValue) "
+                + "--logging \(logging.rawValue) --faults network --steps 16 --program \(pattern.rawValue)"
+            #expect(report.violation == nil, "\(replay): \(report.summaryLine)")
+            drops += report.connectionDrops
+            hangs += report.hangs
+        }
+        #expect(drops > 8 && hangs > 0, "the seeds must drop connections and hang ranks: \(drops) drops, \(hangs) hangs")
+    }
+
     @Test func theSameSeedGivesTheSameTraceAndAnotherSeedAnother() {
         let settings = Simulation.Settings(rankCount: 9, seed: 42, variant: .blocking, logging: .pessimistic, stepCount: 20)
         let first = Simulation(settings).run()

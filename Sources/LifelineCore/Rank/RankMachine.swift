@@ -17,6 +17,7 @@
 /// | arrival | obsolete (from an incarnation a peer's rollback undid): dropped; delivered before: dropped, its bytes compared; else kept in arrival order |
 /// | receive | the first kept message of the channel with the tag whose epoch may be delivered; any source: the channels in turn |
 /// | peer restarted | its obsolete arrivals dropped (independent, optimistic); its retained messages sent again first |
+/// | connection to a peer lost | its retained messages sent again first once reconnected (the peer drops duplicates) |
 /// | DONE / TRIM | retained messages the receivers' committed checkpoints cover dropped; the log trimmed to the capture |
 /// | FREEZE | nothing delivered until THAW; answered with the interval and its dependencies |
 package struct RankMachine: Sendable {
@@ -157,7 +158,8 @@ package struct RankMachine: Sendable {
     package private(set) var obsoleteBelow: PerPeer<UInt32>
     /// The incarnation of each peer's current connection.
     package private(set) var peerIncarnation: PerPeer<UInt32>
-    /// Peers restarted that must get this rank's retained messages again before anything new.
+    /// Peers restarted (or whose connection dropped) that must get this rank's retained
+    /// messages again before anything new.
     package private(set) var resendPending: PerPeer<Bool>
     /// Records to replay after a restart, in their logged order; nil when live.
     package private(set) var replay: ReplayQueue?
@@ -261,8 +263,16 @@ package struct RankMachine: Sendable {
         resendPending[peer.rawValue] = true
     }
 
+    /// The connection to `peer` dropped (a link failure, not a restart: both processes live
+    /// on). Whatever was in flight on it is lost, and every message not yet delivered is still
+    /// retained, so what this rank retains for `peer` goes again, before anything new, once
+    /// they are connected again; `peer` drops the copies it had (`arrive`, `take`).
+    package mutating func connectionLost(to peer: RankID) {
+        resendPending[peer.rawValue] = true
+    }
+
     /// The messages retained for `peer`, to send again before anything new, when it restarted
-    /// since they were last sent; nil otherwise.
+    /// or the connection to it dropped since they were last sent; nil otherwise.
     package mutating func takeResend(to peer: RankID) -> [Outgoing]? {
         guard resendPending[peer.rawValue] else { return nil }
         resendPending[peer.rawValue] = false
