@@ -202,11 +202,7 @@ extension Supervisor {
             lastRoundSeconds = now - started
             adaptInterval()
         }
-        if stopSignal != nil {
-            stopForResume()
-            return []
-        }
-        return actions
+        return stopIfRequestedAfterCommit() ? [] : actions
     }
 
     /// Every rank is at the final barrier: release them, wait for their exits, release all

@@ -86,10 +86,6 @@ final class Supervisor {
     var lastRoundSeconds = 0.0
     /// SIGINT/SIGTERM arrive as bytes on this pipe.
     let signalFD: Int32
-    /// The stop signal that asked for a checkpoint and then a stop, if any.
-    var stopSignal: Int32?
-    /// When the stop stops at once if its checkpoint has not committed (job clock).
-    var stopDeadline: Double?
     /// Set when the job stopped on request; `run` returns it.
     var stoppedOutcome: JobOutcome?
 
@@ -127,7 +123,9 @@ final class Supervisor {
                 rankCount: configuration.rankCount, logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,
                 independent: configuration.checkpointing == .independent, maxRestarts: configuration.maxRestarts,
                 heartbeatTimeoutSeconds: Double(configuration.heartbeatTimeoutMs) / 1000,
-                joinTimeoutSeconds: configuration.joinTimeoutSeconds ?? JobConfiguration.joinTimeoutSecondsDefault),
+                joinTimeoutSeconds: configuration.joinTimeoutSeconds ?? JobConfiguration.joinTimeoutSecondsDefault,
+                stopTimeoutSeconds: configuration.stopTimeoutSeconds ?? JobConfiguration.stopTimeoutSecondsDefault,
+                walltimeSeconds: configuration.walltimeSeconds),
             coordinator: coordinator, incarnation: incarnation)
         self.stalls = StallDetector(
             rankCount: configuration.rankCount,
@@ -201,8 +199,7 @@ final class Supervisor {
         }
         try perform(coordinator.handleTick(now: now))
         try perform(machine.checkFreeze(now: now, facts: StorageFacts(self)))
-        try checkWalltime()
-        checkStopDeadline()
+        try checkStop()
         if stoppedOutcome != nil { return }
         try fireDueFaults()
         resynchroniseIfDue()

@@ -31,16 +31,24 @@ package struct SupervisorMachine: Sendable {
         package var heartbeatTimeoutSeconds: Double
         /// A launched rank that has not connected within this (seconds) failed to start.
         package var joinTimeoutSeconds: Double
+        /// `--stop-timeout`: a stop's checkpoint that has not committed within this (seconds)
+        /// is given up, and the job stops at once.
+        package var stopTimeoutSeconds: Double
+        /// `--walltime` (seconds from this supervisor's start; nil: none).
+        package var walltimeSeconds: Double?
 
-        /// Settings with every field given.
+        /// Settings with every field given (a stop timeout of 30 s and no walltime by default).
         package init(rankCount: Int, logging: LoggingMode, independent: Bool, maxRestarts: Int,
-                     heartbeatTimeoutSeconds: Double, joinTimeoutSeconds: Double) {
+                     heartbeatTimeoutSeconds: Double, joinTimeoutSeconds: Double, stopTimeoutSeconds: Double = 30,
+                     walltimeSeconds: Double? = nil) {
             self.rankCount = rankCount
             self.logging = logging
             self.independent = independent
             self.maxRestarts = maxRestarts
             self.heartbeatTimeoutSeconds = heartbeatTimeoutSeconds
             self.joinTimeoutSeconds = joinTimeoutSeconds
+            self.stopTimeoutSeconds = stopTimeoutSeconds
+            self.walltimeSeconds = walltimeSeconds
         }
     }
 
@@ -171,6 +179,8 @@ package struct SupervisorMachine: Sendable {
     package private(set) var programJoined = false
     /// The mirrors ranks write (both, unless one failed); START carries it.
     package var writeMirrors: StorageMirrors = .both
+    /// Stopping on request (SIGINT, SIGTERM, the walltime).
+    package private(set) var stopControl: StopControl
 
     // Recovery (see `SupervisorMachine+Recovery`).
 
@@ -209,6 +219,7 @@ package struct SupervisorMachine: Sendable {
         self.nextIncarnation = incarnation
         self.restartsRanks = incarnation > 0
         self.policy = RecoveryPolicy(logging: settings.logging, independent: settings.independent, maxRestarts: settings.maxRestarts)
+        self.stopControl = StopControl(stopTimeoutSeconds: settings.stopTimeoutSeconds, walltimeSeconds: settings.walltimeSeconds)
     }
 
     /// Failures so far in this supervisor run.
@@ -219,6 +230,40 @@ package struct SupervisorMachine: Sendable {
     package var isRecovering: Bool {
         recoveryStartedAt != nil || replaying != nil || !starting.isEmpty || !survivorsToThaw.isEmpty || freezing != nil
             || restartedGroup != nil || coordinator.state == .recovering || coordinator.state == .released
+    }
+
+    // MARK: Stopping on request
+
+    /// Whether a checkpoint round can start now: not under independent checkpoints (there are
+    /// none), not once a rank reached the final barrier, not while a rank replays alone.
+    package var roundPossible: Bool {
+        !settings.independent && !coordinator.finished.contains(true) && replaying == nil
+    }
+
+    /// A stop was requested (`reason` names it: "SIGINT"): a checkpoint, then the stop; or the
+    /// stop at once. The runtime performs `.round` and stops on `StopControl.Decision.stopNow`.
+    package mutating func requestStop(signal: Int32, reason: String, now: Double) -> (StopControl.Decision, [Action]) {
+        decided(stopControl.request(signal: signal, reason: reason, now: now, roundPossible: roundPossible), now: now)
+    }
+
+    /// Time passed: the stop's round overdue, or the walltime near (`elapsed`: seconds since this
+    /// supervisor started; `lastRoundSeconds`: what the last round took). SIGTERM is what a
+    /// walltime stop counts as.
+    package mutating func checkStop(now: Double, elapsed: Double, lastRoundSeconds: Double, stopSignal: Int32)
+        -> (StopControl.Decision, [Action])?
+    {
+        stopControl.tick(now: now, elapsed: elapsed, lastRoundSeconds: lastRoundSeconds, roundPossible: roundPossible,
+                         stopSignal: stopSignal).map { decided($0, now: now) }
+    }
+
+    /// A round committed: when a stop awaited it, the job stops now.
+    package mutating func stopAfterCommit() -> StopControl.Decision? {
+        stopControl.committed()
+    }
+
+    private mutating func decided(_ decision: StopControl.Decision, now: Double) -> (StopControl.Decision, [Action]) {
+        guard case .checkpointThenStop = decision else { return (decision, []) }
+        return (decision, coordinator.handleCheckpointWanted(now: now).map(Action.round))
     }
 
     // MARK: Launching and starting
