@@ -4,49 +4,47 @@ import Glibc
 import LifelineCore
 import LifelineStorage
 
-/// A failed mirror is a state, not a loop of aborted rounds.
+/// A failed mirror is a state, not a loop of aborted rounds: what happens when a write to one
+/// mirror fails, and when the failed mirror is tried again, is decided by the machine's
+/// `MirrorPolicy` (LifelineCore); this performs it — the stores written, the probes, the copies
+/// and the manifest writes.
 ///
-/// When a write to one mirror fails as a failing disk does (full, read-only, I/O error; a
-/// rank's snapshot or the manifest), the job goes on with *degraded* commits: the ranks write
-/// their snapshots to the other mirror alone (`writeMirrors`), the manifest is written there,
-/// and each line committed so is marked with the one mirror that holds it (`onlyOn`). The
-/// newest line on both mirrors stays in the manifest until the failed mirror is
-/// resynchronised, so a second failure still finds a line. Every second between rounds, the
-/// supervisor tries the failed mirror; once it takes writes again, every file the kept lines
-/// reference is copied to it, the manifest is written to both, and the ranks write both again.
-/// When the other mirror fails too, the job stops on its last committed line.
+/// While one mirror has failed, the ranks write their snapshots to the other alone, the
+/// manifest is written there, and each line committed so is marked with the one mirror that
+/// holds it (`onlyOn`). The newest line on both mirrors stays in the manifest until the failed
+/// mirror is resynchronised, so a second failure still finds a line. When the other mirror
+/// fails too, the job stops on its last committed line.
 extension Supervisor {
-    /// Seconds between two tries of a failed mirror.
-    static let resyncPeriodSeconds = 1.0
-
-    /// A write to `mirror` failed with `reason` (a rank's snapshot, or the manifest): degrade
-    /// to the other mirror, or stop when that one has failed already.
+    /// A write to `mirror` failed with `reason` (a rank's snapshot or log, or the manifest):
+    /// degrade to the other mirror, or stop when that one has failed already.
     func mirrorFailed(_ mirror: Mirror, reason: String) throws {
-        guard store.mirrors.contains(mirror) else { return }  // a write begun before the degrade
-        guard store.mirrors.count == 2 else {
-            try bothMirrorsFailed(second: mirror, reason: reason)
+        let (decision, actions) = machine.writeFailed(StorageMirrors([mirror]), reason: reason, now: now)
+        switch decision {
+        case .nothing:
+            return  // a write begun before the degrade
+        case .stop(let first):
+            try bothMirrorsFailed(second: mirror, first: first, reason: reason)
+        case .degrade(let writing):
+            store = bothMirrors.writing(only: writing.mirrors)
+            manifests = ManifestStore(store: store)
+            events.record("mirror_degraded", [
+                "mirror": .string(mirror.rawValue), "root": .string(bothMirrors.root(mirror)), "reason": .string(reason),
+            ])
+            warn("mirror \(mirror.label) (\(bothMirrors.root(mirror))) failed: \(reason); checkpoints commit on mirror "
+                + "\(mirror.other.label) alone until \(mirror.label) takes writes again (the newest line on both mirrors is kept)")
+            try perform(actions)
         }
-        failedMirror = (mirror, reason, now)
-        store = bothMirrors.writing(only: [mirror.other])
-        manifests = ManifestStore(store: store)
-        nextResyncAt = now + Self.resyncPeriodSeconds
-        events.record("mirror_degraded", [
-            "mirror": .string(mirror.rawValue), "root": .string(bothMirrors.root(mirror)), "reason": .string(reason),
-        ])
-        warn("mirror \(mirror.label) (\(bothMirrors.root(mirror))) failed: \(reason); checkpoints commit on mirror "
-            + "\(mirror.other.label) alone until \(mirror.label) takes writes again (the newest line on both mirrors is kept)")
-        for rank in slots.indices { send(.writeMirrors(StorageMirrors(store.mirrors)), to: rank) }
     }
 
     /// The mirror still written failed too: stop every rank on the last committed line and
     /// say how to go on.
-    private func bothMirrorsFailed(second mirror: Mirror, reason: String) throws -> Never {
-        let first = failedMirror.map { "mirror \($0.mirror.label): \($0.reason)" } ?? "mirror \(mirror.other.label) earlier"
+    private func bothMirrorsFailed(second mirror: Mirror, first: MirrorPolicy.Failure?, reason: String) throws -> Never {
+        let earlier = first.map { "mirror \($0.mirror.mirrors[0].label): \($0.reason)" } ?? "mirror \(mirror.other.label) earlier"
         stopSurvivors()
         let epoch = manifest.newestLine?.epoch ?? 0
         events.record("mirrors_failed", ["mirror": .string(mirror.rawValue), "reason": .string(reason), "epoch": .int(Int(epoch))])
         throw LifelineError(.storage,
-            "both storage mirrors failed (\(first); mirror \(mirror.label): \(reason)): the job stopped on its last "
+            "both storage mirrors failed (\(earlier); mirror \(mirror.label): \(reason)): the job stopped on its last "
             + "committed line, epoch \(epoch); once a mirror takes writes again, continue with: lifeline resume "
             + configuration.runDirectory)
     }
@@ -54,12 +52,8 @@ extension Supervisor {
     /// The commit's mirror: the one mirror every snapshot of the line is on (nil: both), or
     /// nil together with false when the snapshots share no mirror.
     func commitMirror(_ held: [StorageMirrors]) -> (onlyOn: Mirror?, shared: Bool) {
-        let common = held.reduce(StorageMirrors(store.mirrors)) { $0.intersection($1) }
-        switch common.mirrors.count {
-        case 2: return (nil, true)
-        case 1: return (common.mirrors[0], true)
-        default: return (nil, false)
-        }
+        let (onlyOn, shared) = machine.mirrors.commitMirror(held)
+        return (onlyOn?.mirrors.first, shared)
     }
 
     /// Commits `next` on the mirrors written now. A mirror that fails the write is degraded
@@ -76,27 +70,21 @@ extension Supervisor {
                 try manifests.commit(&next)
             } catch {
                 manifest.generation = next.generation
-                if error.isMirrorFailure { try bothMirrorsFailed(second: error.mirror!, reason: error.message) }
+                if error.isMirrorFailure { try bothMirrorsFailed(second: error.mirror!, first: machine.mirrors.failed, reason: error.message) }
                 throw error
             }
         } catch {
             manifest.generation = next.generation
-            if error.isMirrorFailure { try bothMirrorsFailed(second: error.mirror!, reason: error.message) }
+            if error.isMirrorFailure { try bothMirrorsFailed(second: error.mirror!, first: machine.mirrors.failed, reason: error.message) }
             throw error
         }
     }
 
-    /// Between rounds, at most every `resyncPeriodSeconds`: tries the failed mirror and, when it
+    /// Between rounds, when the machine says it is due: tries the failed mirror and, when it
     /// takes writes, copies to it what the kept lines reference and ends the degraded state.
     /// Also resynchronises degraded commits a previous run left (at a resume).
     func resynchroniseIfDue() {
-        guard failedMirror != nil || manifest.hasDegradedCommits, now >= nextResyncAt, stoppedOutcome == nil,
-              machine.recoveryStartedAt == nil, machine.replaying == nil, machine.starting.isEmpty, machine.freezing == nil
-        else { return }
-        if !independent {
-            guard case .idle = coordinator.state else { return }  // no snapshot being written
-        }
-        nextResyncAt = now + Self.resyncPeriodSeconds
+        guard machine.resyncDue(now: now, degradedCommits: manifest.hasDegradedCommits) else { return }
         if let failedMirror {
             do throws(StorageError) {
                 try bothMirrors.probe(failedMirror.mirror)
@@ -105,7 +93,7 @@ extension Supervisor {
             }
         }
         let started = now
-        defer { resynchronisationTook(now - started) }
+        defer { machine.resyncTook(now - started, now: now) }
         if let failedMirror {
             // Logs trimmed while the mirror was not written left older segments there.
             for rank in 0..<configuration.rankCount {
@@ -131,31 +119,21 @@ extension Supervisor {
             return
         }
         manifest = next
-        let mirror = failedMirror?.mirror
-        let degradedSeconds = failedMirror.map { now - $0.since }
-        failedMirror = nil
+        let (ended, actions) = machine.resynchronised()
         store = bothMirrors
         manifests = ManifestStore(store: store)
-        if let mirror, let degradedSeconds {
+        if let ended {
+            let mirror = ended.mirror.mirrors[0]
             events.record("mirror_resynced", [
                 "mirror": .string(mirror.rawValue), "files": .int(copied), "seconds": .double(now - started),
-                "degraded_s": .double(degradedSeconds),
+                "degraded_s": .double(now - ended.since),
             ])
             warn("mirror \(mirror.label) takes writes again: resynchronised (\(copied) files copied); checkpoints commit on both mirrors again")
         } else {
             events.record("mirror_resynced", ["files": .int(copied), "seconds": .double(now - started)])
             warn("the lines an earlier run committed on one mirror are on both again (\(copied) files copied)")
         }
-        for rank in slots.indices { send(.writeMirrors(.both), to: rank) }
-    }
-
-    /// The loop did not read the ranks while the copies were made: their silence is not theirs
-    /// (heartbeats are judged from now on), and a long copy that failed is not tried again at
-    /// once.
-    private func resynchronisationTook(_ seconds: Double) {
-        guard seconds > 0.5 else { return }
-        for rank in slots.indices where machine.ranks[rank].alive { machine.heard(from: rank, now: now) }
-        if failedMirror != nil { nextResyncAt = now + max(Self.resyncPeriodSeconds, 4 * seconds) }
+        try? perform(actions)  // sends only
     }
 
     /// The snapshot files the manifest's lines and independent records reference.

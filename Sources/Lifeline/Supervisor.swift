@@ -24,17 +24,14 @@ final class Supervisor {
     /// The store on both mirrors, as configured.
     let bothMirrors: MirroredStore
     /// The store this job writes now: `bothMirrors`, or one mirror alone while the other has
-    /// failed (see `Supervisor+Mirrors`). The ranks' START plans name its mirrors.
-    var store: MirroredStore {
-        didSet { machine.writeMirrors = StorageMirrors(store.mirrors) }
-    }
+    /// failed (see `Supervisor+Mirrors`; the machine's `writeMirrors`, which START plans name).
+    var store: MirroredStore
     /// The manifest on `store`.
     var manifests: ManifestStore
     /// The mirror that failed, why and when (job clock); nil while both take writes.
-    var failedMirror: (mirror: Mirror, reason: String, since: Double)?
-    /// When to try the next resynchronisation (job clock), while a mirror has failed or the
-    /// manifest lists degraded commits.
-    var nextResyncAt = 0.0
+    var failedMirror: (mirror: Mirror, reason: String, since: Double)? {
+        machine.mirrors.failed.map { ($0.mirror.mirrors[0], $0.reason, $0.since) }
+    }
     /// `fail:mirror=` faults that fired: the marker to remove from which root, and when.
     var mirrorFaults: [(index: Int, mirror: Mirror, until: Double?)] = []
     var manifest: Manifest

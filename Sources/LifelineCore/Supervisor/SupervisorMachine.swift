@@ -177,8 +177,10 @@ package struct SupervisorMachine: Sendable {
     private var startingConnected: Set<Int> = []
     /// Whether any rank ever joined: the program is a Lifeline program.
     package private(set) var programJoined = false
+    /// The mirrors written, and what a failed write leads to (`MirrorPolicy`).
+    package private(set) var mirrors = MirrorPolicy()
     /// The mirrors ranks write (both, unless one failed); START carries it.
-    package var writeMirrors: StorageMirrors = .both
+    package var writeMirrors: StorageMirrors { mirrors.writing }
     /// Stopping on request (SIGINT, SIGTERM, the walltime).
     package private(set) var stopControl: StopControl
 
@@ -264,6 +266,44 @@ package struct SupervisorMachine: Sendable {
     private mutating func decided(_ decision: StopControl.Decision, now: Double) -> (StopControl.Decision, [Action]) {
         guard case .checkpointThenStop = decision else { return (decision, []) }
         return (decision, coordinator.handleCheckpointWanted(now: now).map(Action.round))
+    }
+
+    // MARK: Failing mirrors
+
+    /// A write to `mirror` (`.a` or `.b`) failed with `reason`: degrade to the other mirror
+    /// (every rank is told to write it alone), stop when it was the last, or nothing when the
+    /// mirror is not written now.
+    package mutating func writeFailed(_ mirror: StorageMirrors, reason: String, now: Double) -> (MirrorPolicy.Decision, [Action]) {
+        let decision = mirrors.writeFailed(mirror, reason: reason, now: now)
+        guard case .degrade(let writing) = decision else { return (decision, []) }
+        return (decision, broadcast(.writeMirrors(writing)))
+    }
+
+    /// Whether to try resynchronising the failed mirror (or an earlier run's `degradedCommits`)
+    /// now: only between rounds (no snapshot is being written), outside recoveries, and not
+    /// once stopped.
+    package mutating func resyncDue(now: Double, degradedCommits: Bool) -> Bool {
+        var betweenRounds = settings.independent
+        if case .idle = coordinator.state { betweenRounds = true }
+        let quiet = betweenRounds && !stopControl.stopped && recoveryStartedAt == nil && replaying == nil && starting.isEmpty
+            && freezing == nil
+        return mirrors.resyncDue(now: now, degradedCommits: degradedCommits, quiet: quiet)
+    }
+
+    /// The failed mirror holds what the kept lines reference again: every rank writes both.
+    /// Returns the failure it ended (nil: an earlier run's degraded commits were copied).
+    package mutating func resynchronised() -> (MirrorPolicy.Failure?, [Action]) {
+        let ended = mirrors.resynchronised()
+        return (ended, broadcast(.writeMirrors(.both)))
+    }
+
+    /// A resynchronisation (or a try) took `seconds`, in which the supervisor read nothing: the
+    /// ranks' silence was not theirs (heartbeats are judged from now on), and a long try that
+    /// failed is not made again at once.
+    package mutating func resyncTook(_ seconds: Double, now: Double) {
+        guard seconds > MirrorPolicy.longResyncSeconds else { return }
+        for rank in ranks.indices where ranks[rank].alive { ranks[rank].lastHeard = now }
+        mirrors.resyncTook(seconds, now: now)
     }
 
     // MARK: Launching and starting

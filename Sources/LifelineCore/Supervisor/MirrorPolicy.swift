@@ -1,0 +1,106 @@
+/// A failed mirror is a state, not a loop of aborted rounds: what the supervisor decides when a
+/// write to one mirror fails, and when it tries that mirror again.
+///
+/// When a write to one mirror fails as a failing disk does (full, read-only, I/O error; a rank's
+/// snapshot, a log or the manifest), the job goes on with *degraded* commits: the ranks write
+/// the other mirror alone, and each line committed so is marked with the one mirror that holds
+/// it. Every `resyncPeriodSeconds` between rounds the failed mirror is tried; once it takes
+/// writes again and what the kept lines reference is copied to it, both are written again. When
+/// the other mirror fails too, the job stops on its last committed line. The runtime's
+/// `Supervisor` performs the copies, the probes and the manifest writes.
+///
+/// | event | decision |
+/// |---|---|
+/// | a write to a mirror not written now failed (begun before the degrade) | nothing |
+/// | a write to one of two mirrors failed | degrade: write the other alone (every rank is told) |
+/// | a write to the one mirror still written failed | stop: both mirrors failed |
+/// | time, a mirror failed or degraded commits remain, no round or recovery under way | try a resynchronisation, at most every `resyncPeriodSeconds` |
+/// | the resynchronisation succeeded | write both again (every rank is told) |
+/// | a resynchronisation that took long (the loop read nothing meanwhile) | the next try waits four times as long |
+package struct MirrorPolicy: Sendable, Equatable {
+    /// The mirror that failed, why and since when (job clock).
+    package struct Failure: Sendable, Equatable {
+        /// The mirror (`.a` or `.b`).
+        package var mirror: StorageMirrors
+        /// What the failed write said.
+        package var reason: String
+        /// When it failed.
+        package var since: Double
+    }
+
+    /// What to do about a failed write.
+    package enum Decision: Sendable, Equatable {
+        /// Nothing: the mirror is not written now (a write begun before the degrade).
+        case nothing
+        /// Write `writing` alone from now on, and tell every rank.
+        case degrade(writing: StorageMirrors)
+        /// The mirror still written failed too: stop on the last committed line. `first`: the
+        /// earlier failure, if this policy saw it.
+        case stop(first: Failure?)
+    }
+
+    /// Seconds between two tries of a failed mirror.
+    package static let resyncPeriodSeconds = 1.0
+    /// A resynchronisation longer than this (seconds) makes the next try wait.
+    package static let longResyncSeconds = 0.5
+
+    /// The mirrors written now: both, or one while the other has failed.
+    package private(set) var writing: StorageMirrors = .both
+    /// The failed mirror, while one has failed.
+    package private(set) var failed: Failure?
+    /// When to try the next resynchronisation (job clock).
+    package private(set) var nextResyncAt = 0.0
+
+    /// Both mirrors written.
+    package init() {}
+
+    /// A write to `mirror` (`.a` or `.b`) failed with `reason`.
+    package mutating func writeFailed(_ mirror: StorageMirrors, reason: String, now: Double) -> Decision {
+        guard writing.contains(mirror) else { return .nothing }
+        guard writing == .both else { return .stop(first: failed) }
+        failed = Failure(mirror: mirror, reason: reason, since: now)
+        writing = StorageMirrors.both.subtracting(mirror)
+        nextResyncAt = now + Self.resyncPeriodSeconds
+        return .degrade(writing: writing)
+    }
+
+    /// Whether to try a resynchronisation now: a mirror failed, or `degradedCommits` (lines an
+    /// earlier run committed on one mirror) remain; its time has come; and `quiet` (no round
+    /// writing snapshots, no recovery, not stopped). When it says yes, the next try is a period
+    /// away.
+    package mutating func resyncDue(now: Double, degradedCommits: Bool, quiet: Bool) -> Bool {
+        guard failed != nil || degradedCommits, now >= nextResyncAt, quiet else { return false }
+        nextResyncAt = now + Self.resyncPeriodSeconds
+        return true
+    }
+
+    /// The failed mirror takes writes again and holds what the kept lines reference: both are
+    /// written again. Returns the failure it ends (nil: only an earlier run's degraded commits
+    /// were copied).
+    package mutating func resynchronised() -> Failure? {
+        defer {
+            failed = nil
+            writing = .both
+        }
+        return failed
+    }
+
+    /// A resynchronisation (or a try) took `seconds`: a long one that left the mirror failed
+    /// is not tried again at once.
+    package mutating func resyncTook(_ seconds: Double, now: Double) {
+        guard seconds > Self.longResyncSeconds, failed != nil else { return }
+        nextResyncAt = now + max(Self.resyncPeriodSeconds, 4 * seconds)
+    }
+
+    /// The mirror a line is committed on, from the mirrors each of its new snapshots is on:
+    /// `onlyOn` the one mirror all are on (nil: both), or `shared` false when they share none
+    /// of the mirrors written now (the round cannot commit).
+    package func commitMirror(_ held: [StorageMirrors]) -> (onlyOn: StorageMirrors?, shared: Bool) {
+        let common = held.reduce(writing) { $0.intersection($1) }
+        switch common {
+        case .both: return (nil, true)
+        case .a, .b: return (common, true)
+        default: return (nil, false)
+        }
+    }
+}
