@@ -68,6 +68,26 @@ import Testing
         #expect(sender.send([6], to: RankID(1), tag: 7).route == .now)
     }
 
+    /// Blocking checkpoints: a send held since the capture must not overtake, when it is
+    /// released, the resend a dropped connection (or a restarted peer) made pending meanwhile
+    /// (`lifeline simulate --ranks 12 --seed 30007814 --checkpoint blocking --logging
+    /// sender-based --steps 17 --program ring --faults all` delivered message 12 before 9).
+    @Test func heldSendsGoBehindAPendingResend() {
+        var rank = machine(variant: .blocking)
+        _ = rank.send([1], to: RankID(0), tag: 7)
+        _ = rank.send([2], to: RankID(2), tag: 7)
+        _ = rank.handleRequest(Epoch(1))
+        _ = rank.participant.handleSafePointChosen(Epoch(1), step: 0)
+        #expect(rank.participant.handleSafePoint(step: 0) == .capture(Epoch(1)))
+        #expect(rank.send([3], to: RankID(0), tag: 7).route == .held)
+        #expect(rank.send([4], to: RankID(2), tag: 7).route == .held)
+        #expect(rank.send([5], to: RankID(0), tag: 7).route == .held)
+        rank.connectionLost(to: RankID(0))
+        let released = rank.takeHeldSends()
+        #expect(released.map(\.payload) == [[1], [3], [5], [4]], "the resend to rank 0 (held sends included, once), then rank 2's held send")
+        #expect(rank.takeResend(to: RankID(0)) == nil)
+    }
+
     @Test func retentionNearItsMaximumAsksForOneCheckpointPerRound() {
         var rank = machine(retainedMax: 40)
         #expect(!rank.send([UInt8](repeating: 0, count: 8), to: RankID(0), tag: 1).askCheckpoint)

@@ -248,10 +248,24 @@ package struct RankMachine: Sendable {
         return true
     }
 
-    /// The sends held since the capture (blocking checkpoints), to transmit now, in order.
+    /// The sends held since the capture (blocking checkpoints), to transmit now, in order. To
+    /// a peer whose resend is pending (it restarted, or the connection to it dropped, while the
+    /// sends were held) the whole resend goes instead: it holds the held sends too (they are
+    /// retained), and a held send must not overtake the messages before it on its channel.
     package mutating func takeHeldSends() -> [Outgoing] {
         defer { heldSends.removeAll() }
-        return heldSends
+        var outgoing: [Outgoing] = []
+        var resent: Set<Int> = []
+        for message in heldSends {
+            let destination = message.destination.rawValue
+            if resendPending[destination], let again = takeResend(to: message.destination) {
+                resent.insert(destination)
+                outgoing += again
+            } else if !resent.contains(destination) {
+                outgoing.append(message)
+            }
+        }
+        return outgoing
     }
 
     /// A peer's new incarnation connected (`connecting`: this rank made the connection to a
