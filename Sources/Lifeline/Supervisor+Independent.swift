@@ -58,7 +58,7 @@ extension Supervisor {
             return
         }
         let snapshot = manifests.independentSnapshotName(rank: rank, checkpoint: index)
-        var onlyOn = commitMirror([ack.mirrors]).onlyOn
+        var onlyOn = machine.mirrors.commitMirror([ack.mirrors]).onlyOn?.mirrors.first
         if let only = onlyOn, store.mirrors.count == 2, copyToBothMirrors([snapshot], from: only) != nil {
             onlyOn = nil  // written while a mirror had failed, which has been resynchronised since
         }

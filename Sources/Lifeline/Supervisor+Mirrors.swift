@@ -49,13 +49,6 @@ extension Supervisor {
             + configuration.runDirectory)
     }
 
-    /// The commit's mirror: the one mirror every snapshot of the line is on (nil: both), or
-    /// nil together with false when the snapshots share no mirror.
-    func commitMirror(_ held: [StorageMirrors]) -> (onlyOn: Mirror?, shared: Bool) {
-        let (onlyOn, shared) = machine.mirrors.commitMirror(held)
-        return (onlyOn?.mirrors.first, shared)
-    }
-
     /// Commits `next` on the mirrors written now. A mirror that fails the write is degraded
     /// and the commit tried again on the other one; throws when that fails too (or the error
     /// is not a mirror's). The manifest's generation advances even when the write fails, so a

@@ -144,20 +144,21 @@ extension Supervisor {
     /// The commit point: the manifest naming the new line is written to both mirrors. Then
     /// output up to the line is released, and files no line references are deleted.
     private func commit(_ epoch: Epoch, step: Int, acks: [Acknowledgement]) throws -> [CheckpointCoordinator.Action] {
-        // A rank that kept its checkpoint (minimal) keeps its entry of the line in force; one
-        // that never wrote has none and would restart from the beginning.
-        let members = acks.enumerated().compactMap { rank, ack -> Member? in
-            if ack.kept { return lineInForce?.members.first { $0.rank == rank } }
-            return Member(
-                rank: rank, snapshot: manifests.snapshotName(epoch: epoch.rawValue, rank: rank), step: ack.step,
-                incarnation: Int(machine.ranks[rank].incarnation), outputOffset: ack.outputOffset, snapshotBytes: ack.snapshotBytes)
-        }
-        let (onlyOn, shared) = commitMirror(acks.filter { !$0.kept }.map(\.mirrors))
-        guard shared else {
+        guard let (entries, onlyOn) = machine.lineToCommit(acks) else {
             return coordinator.handleCommitFailed(epoch, reason: "the snapshots are on different mirrors", now: now)
         }
+        let members = entries.enumerated().compactMap { rank, entry -> Member? in
+            switch entry {
+            case .keeps:
+                return lineInForce?.members.first { $0.rank == rank }
+            case .wrote(let incarnation):
+                return Member(
+                    rank: rank, snapshot: manifests.snapshotName(epoch: epoch.rawValue, rank: rank), step: acks[rank].step,
+                    incarnation: Int(incarnation), outputOffset: acks[rank].outputOffset, snapshotBytes: acks[rank].snapshotBytes)
+            }
+        }
         var next = manifest
-        next.appendCommitted(CommittedLine(epoch: epoch.rawValue, step: step, members: members, onlyOn: onlyOn),
+        next.appendCommitted(CommittedLine(epoch: epoch.rawValue, step: step, members: members, onlyOn: onlyOn?.mirrors.first),
                              keep: configuration.keep ?? Manifest.keepDefault)
         do {
             try commitManifest(&next)

@@ -73,8 +73,11 @@ extension Simulation {
     /// The commit point: the line of round `epoch` is on the disk. A rank that kept its entry
     /// (minimal) keeps its entry of the line in force.
     private func commit(_ epoch: Epoch, acks: [Acknowledgement]) throws {
-        let entries = acks.enumerated().map { rank, ack in
-            ack.kept ? lineInForce?.entries[rank] : Self.snapshotName(epoch: epoch, rank: rank)
+        guard let (decided, _) = supervisor.lineToCommit(acks) else {
+            throw Violation("round \(epoch.rawValue)'s snapshots share no mirror, which the simulated disk never fails")
+        }
+        let entries = decided.enumerated().map { rank, entry in
+            entry == .keeps ? lineInForce?.entries[rank] : Self.snapshotName(epoch: epoch, rank: rank)
         }
         let line = Line(epoch: epoch.rawValue, entries: entries)
         report.keptEntriesCommitted += acks.count { $0.kept }

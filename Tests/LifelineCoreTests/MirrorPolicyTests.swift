@@ -65,4 +65,22 @@ import Testing
         let (ended, back) = machine.resynchronised()
         #expect(ended?.mirror == .a && back == [.send(0, .writeMirrors(.both)), .send(1, .writeMirrors(.both))])
     }
+
+    /// A new line: a rank that kept its checkpoint (minimal) keeps its entry, the others name
+    /// what their current process wrote, on the mirror all the new snapshots share.
+    @Test func aLineToCommitKeepsWhatWasKeptOnTheMirrorTheSnapshotsShare() {
+        var machine = SupervisorMachine(
+            settings: .init(rankCount: 3, logging: .none, independent: false, maxRestarts: 1, heartbeatTimeoutSeconds: 10,
+                            joinTimeoutSeconds: 10),
+            coordinator: CheckpointCoordinator(rankCount: 3, intervalSeconds: 100, committed: .start, now: 0), incarnation: 0)
+        for rank in 0..<3 { _ = machine.launching(rank, plan: StartPlan(), step: -1, now: 0) }
+        let empty = DeliveredSets(rankCount: 3, absent: DeliveredSet())
+        func ack(kept: Bool = false, on mirrors: StorageMirrors = .both) -> Acknowledgement {
+            Acknowledgement(step: 4, snapshotBytes: 1, outputOffset: 0, delivered: empty, kept: kept, mirrors: mirrors)
+        }
+        let line = machine.lineToCommit([ack(), ack(kept: true, on: []), ack(on: .b)])
+        #expect(line?.entries == [.wrote(incarnation: 0), .keeps, .wrote(incarnation: 2)])
+        #expect(line?.onlyOn == .b)
+        #expect(machine.lineToCommit([ack(on: .a), ack(on: .b), ack()]) == nil, "no mirror shared")
+    }
 }

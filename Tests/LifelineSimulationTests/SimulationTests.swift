@@ -327,3 +327,17 @@ extension SimulationTests {
         #expect(report.replays > 0, "\(report)")
     }
 }
+
+extension SimulationTests {
+    /// Found by a swarm with network faults: under blocking checkpoints a connection dropped
+    /// while the sender held its sends for a round; the round was aborted and the held send
+    /// went out before the resend of the messages lost with the connection, and the receiver
+    /// delivered message 12 before 9.
+    @Test func heldSendsDoNotOvertakeTheResendAfterADroppedConnection() {
+        let settings = Simulation.Settings(rankCount: 12, seed: 30_007_814, variant: .blocking, logging: .senderBased, faults: .all,
+                                           stepCount: 17, pattern: .ring)
+        let report = Simulation(settings).run()
+        #expect(report.violation == nil, "--ranks 12 --seed 30007814 --checkpoint blocking --logging sender-based --steps 17 --faults all: \(report.summaryLine)")
+        #expect(report.connectionDrops > 0 && report.aborts > 0, "\(report)")
+    }
+}

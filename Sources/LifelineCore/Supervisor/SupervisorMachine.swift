@@ -268,6 +268,29 @@ package struct SupervisorMachine: Sendable {
         return (decision, coordinator.handleCheckpointWanted(now: now).map(Action.round))
     }
 
+    // MARK: Committing a line
+
+    /// A rank's entry in a line about to be committed.
+    package enum LineEntry: Sendable, Equatable {
+        /// The snapshot it wrote for the round, by its current process.
+        case wrote(incarnation: UInt32)
+        /// Its entry in the line in force (minimal checkpoints: it changed nothing since); none
+        /// when that line has none for it (it restarts from the start).
+        case keeps
+    }
+
+    /// What round `acks` commit: each rank's entry, and the one mirror the new snapshots are
+    /// all on (nil: both). Nil when they share no mirror written now: the round cannot commit
+    /// (`CheckpointCoordinator.handleCommitFailed`).
+    package func lineToCommit(_ acks: [Acknowledgement]) -> (entries: [LineEntry], onlyOn: StorageMirrors?)? {
+        let (onlyOn, shared) = mirrors.commitMirror(acks.filter { !$0.kept }.map(\.mirrors))
+        guard shared else { return nil }
+        let entries = acks.indices.map { rank in
+            acks[rank].kept ? LineEntry.keeps : .wrote(incarnation: ranks[rank].incarnation)
+        }
+        return (entries, onlyOn)
+    }
+
     // MARK: Failing mirrors
 
     /// A write to `mirror` (`.a` or `.b`) failed with `reason`: degrade to the other mirror
