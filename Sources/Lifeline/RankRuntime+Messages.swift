@@ -63,7 +63,7 @@ extension RankRuntime {
             try serviceControl()
             if let arrival = machine.take(from: source, tag: tag) {
                 if let write = rules.delivery(anySource: source == nil) { try log(write, arrival) }
-                return deliver(arrival.header, arrival.payload, replayed: false)
+                return try deliver(arrival.header, arrival.payload, replayed: false)
             }
             guard launch != nil else {
                 throw LifelineError(.usage, "receive would wait forever: rank 0 runs alone and no message is queued")
@@ -107,7 +107,7 @@ extension RankRuntime {
         case nil:
             break  // named sources: no determinant
         }
-        return messages + taken.map { deliver($0.header, $0.payload, replayed: false) }
+        return try messages + taken.map { try deliver($0.header, $0.payload, replayed: false) }
     }
 
     /// Waiting for a named peer while every rank has a core of its own: read its socket a few
@@ -128,8 +128,13 @@ extension RankRuntime {
         return false
     }
 
-    func deliver(_ header: DataHeader, _ stamped: [UInt8], replayed: Bool) -> Message {
-        let payload = machine.deliver(header, stamped)
+    func deliver(_ header: DataHeader, _ stamped: [UInt8], replayed: Bool) throws -> Message {
+        let payload: [UInt8]
+        do {
+            payload = try machine.deliver(header, stamped)
+        } catch {
+            throw LifelineError(.transport, "cannot deliver: \(error.description)")
+        }
         trace?.delivered(header, replayed: replayed)
         return Message(source: header.source.rawValue, tag: Int(header.tag), bytes: payload)
     }
@@ -174,9 +179,11 @@ extension RankRuntime {
     /// Optimistic logging: writes the buffered records (one write and one fdatasync per mirror
     /// for all of them) once the flush delay or size is reached.
     func flushLogIfDue() throws {
-        guard !pendingLog.isEmpty, let launch else { return }
-        let due = pendingLogBytes >= launch.logFlushBytes || jobClock() - lastLogFlush >= Double(launch.logFlushMs) / 1000
-        if due { try flushLog() }
+        guard let launch else { return }
+        if RankLogging.flushDue(bufferedBytes: pendingLogBytes, sinceFlush: jobClock() - lastLogFlush,
+                                flushBytes: launch.logFlushBytes, flushSeconds: Double(launch.logFlushMs) / 1000) {
+            try flushLog()
+        }
     }
 
     /// Optimistic logging: writes every buffered record now.
@@ -244,12 +251,12 @@ extension RankRuntime {
         defer { if machine.replay != nil, machine.replayExhausted { finishReplay() } }
         switch next {
         case .deliver(let header, let payload):
-            return deliver(header, payload, replayed: true)
+            return try deliver(header, payload, replayed: true)
         case .await(let header):
             while true {
                 try serviceControl()
                 if let arrival = machine.takeReplayed(header) {
-                    return deliver(arrival.header, arrival.payload, replayed: true)
+                    return try deliver(arrival.header, arrival.payload, replayed: true)
                 }
                 try pump(timeoutMs: Self.pollIntervalMs, waiting: .receive(header.source, tag: header.tag))
             }

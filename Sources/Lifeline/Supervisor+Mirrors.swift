@@ -160,7 +160,7 @@ extension Supervisor {
     /// Fires a `fail:mirror=` fault: every write to that mirror fails from now on (for its
     /// duration), in the supervisor and in every rank.
     func failMirror(_ index: Int, mirror: Mirror, seconds: Double?) {
-        faultFired[index] = true
+        faultSchedule.fired(index)
         let path = bothMirrors.root(mirror) + "/" + MirroredStore.failWritesMarker
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         if fd >= 0 { close(fd) }

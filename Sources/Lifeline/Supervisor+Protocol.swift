@@ -65,7 +65,7 @@ extension Supervisor {
             if !independent { try perform(coordinator.handleCheckpointWanted(now: now)) }
         case .faultFired(let index):
             if faults.indices.contains(index) {
-                faultFired[index] = true
+                faultSchedule.fired(index)
                 events.record("fault_injected", ["rank": .int(rank.rawValue), "spec": .string("\(faults[index])")])
             }
         case .replayComplete(let deliveries):

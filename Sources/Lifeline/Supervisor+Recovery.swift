@@ -180,43 +180,30 @@ extension Supervisor {
 
     /// Fires the supervisor-side faults whose time has come.
     func fireDueFaults() throws {
-        fireTimedStorageFaults()
-        let time = now
-        for index in faults.indices where !faultFired[index] {
-            switch faults[index] {
-            case .killAfter(let rank, let seconds) where time >= seconds:
-                faultFired[index] = true
-                try signalRank(rank.rawValue, SIGKILL, spec: faults[index])
-            case .hangAfter(let rank, let seconds) where time >= seconds:
-                faultFired[index] = true
-                try signalRank(rank.rawValue, SIGSTOP, spec: faults[index])
-            case .killSupervisor(let seconds) where time >= seconds:
-                faultFired[index] = true
+        for firing in faultSchedule.due(now: now, rankCount: configuration.rankCount) {
+            switch firing {
+            case .signal(let index, let rank, let stop):
+                try signalRank(rank.rawValue, stop ? SIGSTOP : SIGKILL, spec: faults[index])
+            case .killSupervisor(let index):
                 events.record("fault_injected", ["spec": .string("\(faults[index])")])
                 kill(getpid(), SIGKILL)
-            default:
-                break
+            case .storage(let index):
+                fireStorageFault(index)
+            case .chaos(let rank):
+                events.record("fault_injected", ["rank": .int(rank.rawValue), "spec": .string("chaos")])
+                if machine.ranks[rank.rawValue].alive { kill(slots[rank.rawValue].pid, SIGKILL) }
             }
         }
-        if var (generator, nextAt) = chaos, time >= nextAt {
-            let rank = Int.random(in: 0..<configuration.rankCount, using: &generator)
-            if case .chaos(_, let mtbf) = faults.first(where: { if case .chaos = $0 { true } else { false } }) {
-                nextAt = time + generator.exponential(mean: mtbf)
-            }
-            chaos = (generator, nextAt)
-            events.record("fault_injected", ["rank": .int(rank), "spec": .string("chaos")])
-            if machine.ranks[rank].alive { kill(slots[rank].pid, SIGKILL) }
-        }
+        clearMirrorFaults(all: false)
     }
 
     /// The job finished: every injected fault that did not fire is said (a step the rank never
     /// reached, a round that never committed, a time past the end), so a test or a user does
     /// not take a run without it for one with it.
     func sayFaultsNotFired() {
-        for index in faults.indices where !faultFired[index] {
-            if case .chaos = faults[index] { continue }
-            warn("--inject \(faults[index]) never fired")
-            events.record("fault_not_fired", ["spec": .string("\(faults[index])")])
+        for spec in faultSchedule.notFired {
+            warn("--inject \(spec) never fired")
+            events.record("fault_not_fired", ["spec": .string("\(spec)")])
         }
     }
 

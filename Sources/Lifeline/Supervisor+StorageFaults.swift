@@ -11,36 +11,23 @@ import LifelineStorage
 extension Supervisor {
     /// Round `epoch` committed: fires the storage faults waiting for it.
     func fireStorageFaults(committed epoch: UInt64) {
-        for index in faults.indices where !faultFired[index] {
-            switch faults[index] {
-            case .corrupt(let mirrorA, .epoch(epoch), let file): corrupt(index, mirror: mirrorA ? .a : .b, file: file)
-            case .failMirror(let mirrorA, .epoch(epoch), let seconds): failMirror(index, mirror: mirrorA ? .a : .b, seconds: seconds)
-            default: break
-            }
-        }
+        for index in faultSchedule.dueAtCommit(epoch) { fireStorageFault(index) }
     }
 
-    /// Fires the storage faults whose time has come (on the newest committed line), and ends
-    /// the mirror failures whose duration is over.
-    func fireTimedStorageFaults() {
-        for index in faults.indices where !faultFired[index] {
-            switch faults[index] {
-            case .corrupt(let mirrorA, .after(let seconds), let file) where now >= seconds:
-                corrupt(index, mirror: mirrorA ? .a : .b, file: file)
-            case .failMirror(let mirrorA, .after(let seconds), let duration) where now >= seconds:
-                failMirror(index, mirror: mirrorA ? .a : .b, seconds: duration)
-            default:
-                break
-            }
+    /// Fires the storage fault at `index` (`corrupt` waits while there is no such file yet).
+    func fireStorageFault(_ index: Int) {
+        switch faults[index] {
+        case .corrupt(let mirrorA, _, let file): corrupt(index, mirror: mirrorA ? .a : .b, file: file)
+        case .failMirror(let mirrorA, _, let seconds): failMirror(index, mirror: mirrorA ? .a : .b, seconds: seconds)
+        default: break
         }
-        clearMirrorFaults(all: false)
     }
 
     /// Flips bytes in the middle of the file `file` names in the newest line, on `mirror`. Waits
     /// (fires later) while there is no such file yet: no committed line, or no log.
     private func corrupt(_ index: Int, mirror: Mirror, file: FaultSpec.StoredFile) {
         guard let name = storedFileName(file) else { return }
-        faultFired[index] = true
+        faultSchedule.fired(index)
         let path = store.path(name, on: mirror)
         let flipped = Self.flipByte(path)
         events.record("fault_injected", [

@@ -62,9 +62,8 @@ final class Supervisor {
     /// Recoveries completed.
     var recoveries: Int { machine.recoveries }
     var finishedJob = false
-    /// Which faults have fired (indexed like `faults`).
-    var faultFired: [Bool]
-    var chaos: (generator: SplitMix64, nextAt: Double)?
+    /// When the injected faults fire, and which did.
+    var faultSchedule: FaultSchedule
     var lastProgressAt = 0.0
     var lastProgressStep = 0
     var lastCommitBytes: UInt64 = 0
@@ -128,14 +127,8 @@ final class Supervisor {
             rankCount: configuration.rankCount,
             thresholdSecondsMin: configuration.stallSeconds ?? JobConfiguration.stallSecondsDefault, now: clockOffset)
         self.slots = Array(repeating: Slot(), count: configuration.rankCount)
-        self.faultFired = Array(repeating: false, count: faults.count)
+        self.faultSchedule = FaultSchedule(faults)
         if configuration.checkpointing == .independent { loadIndependentRecords() }
-        if let spec = faults.first(where: { if case .chaos = $0 { true } else { false } }),
-           case .chaos(let seed, let mtbf) = spec {
-            var generator = SplitMix64(seed: seed)
-            let first = generator.exponential(mean: mtbf)
-            chaos = (generator, first)
-        }
     }
 
     /// Seconds since the job started (continuing across `resume`).
@@ -277,13 +270,12 @@ final class Supervisor {
             plan.restoreSnapshot = member?.snapshot
             plan.restoreEpoch = Epoch(member.flatMap { manifests.epoch(ofSnapshot: $0.snapshot) } ?? 0)
             let incarnation = machine.launching(rank, plan: plan, step: member?.step ?? -1, now: now)
-            let pending = faults.indices.filter { !faultFired[$0] && faults[$0].firesInRank && faults[$0].rank?.rawValue == rank }
             let environment = LaunchEnvironment(
                 rank: RankID(rank), rankCount: configuration.rankCount, token: token,
                 addressPrefix: addressBase, incarnation: incarnation, supervisorPID: getpid(),
                 storageRoots: (configuration.storageRoots[0], configuration.storageRoots[1]),
                 variant: CheckpointVariant(rawValue: configuration.checkpointing.rawValue) ?? .coordinated,
-                heartbeatMs: configuration.heartbeatMs, faults: pending.map { ($0, faults[$0]) },
+                heartbeatMs: configuration.heartbeatMs, faults: faultSchedule.inRank(rank),
                 logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,
                 traceDirectory: configuration.traceDeliveries ? configuration.runDirectory + "/trace" : nil,
                 clockOrigin: clockStart - clockOffset,

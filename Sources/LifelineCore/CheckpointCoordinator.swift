@@ -205,15 +205,15 @@ package struct CheckpointCoordinator: Sendable {
         return actions
     }
 
-    /// The failed ranks (`restarted`) were restarted and have caught up: all of them after a
-    /// global rollback, or one that replayed its log while the others kept running (those
-    /// keep their place at the final barrier).
-    /// Those that reached the final barrier again meanwhile keep their place there: a rank's
+    /// The failed ranks were restarted and have caught up: all of them after a global
+    /// rollback, or those that replayed their logs while the others kept running (which keep
+    /// their place at the final barrier). Rounds can start again.
+    /// Restarted ranks that reached the final barrier again meanwhile keep their place there: a rank's
     /// place is taken back when its new process is launched (`handleLaunched`), not here — a
     /// restarted rank that replayed and finished before the last of its group caught up would
     /// otherwise never be released (the simulator found it: `lifeline simulate --ranks 12
     /// --seed 7010038 --checkpoint coordinated --logging optimistic --steps 30 --program grid`).
-    package mutating func handleRestarted(_ restarted: [RankID], now: Double) -> [Action] {
+    package mutating func handleRestarted(now: Double) -> [Action] {
         defer { checkInvariants() }
         precondition(state == .recovering, "restart while \(state)")
         state = .idle(dueAt: now + intervalSeconds)

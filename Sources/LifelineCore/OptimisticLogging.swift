@@ -51,9 +51,10 @@ package enum OptimisticLogging {
     }
 
     /// The receiver's vector after delivering a message stamped with `sender`'s vector, the
-    /// receiver having last captured round `epoch`.
+    /// receiver having last captured round `epoch` (what its new interval's entry carries, for
+    /// `forgetStable`).
     package static func afterDelivery(_ vector: DependencyVector, of rank: RankID, sender: DependencyVector,
-                                      epoch: UInt64 = 0) -> DependencyVector {
+                                      epoch: UInt64) -> DependencyVector {
         var result = vector
         result.merge(sender)
         result.advance(rank.rawValue, epoch: epoch)
@@ -77,7 +78,8 @@ package enum OptimisticLogging {
             switch record {
             case .delivery(_, let payload):
                 guard let (sender, _) = split(payload, rankCount: rankCount) else { return index }
-                let next = afterDelivery(vector, of: rank, sender: sender)
+                // Only the intervals count here; the vector is not kept (epoch labels unused).
+                let next = afterDelivery(vector, of: rank, sender: sender, epoch: 0)
                 if isOrphan(next, failed: failed, recoverable: recoverable) { return index }
                 vector = next
             case .value:

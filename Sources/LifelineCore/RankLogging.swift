@@ -68,6 +68,14 @@ package struct RankLogging: Sendable, Equatable {
     /// snapshot's log position, a frozen survivor and a finished rank count every delivery.
     package var flushesAtCheckpoints: Bool { mode == .optimistic }
 
+    /// Whether buffered records are due to reach the log (optimistic logging): `bufferedBytes`
+    /// of them, the last flush `sinceFlush` seconds ago. They go once `flushBytes` are buffered
+    /// (0: no size limit) or `flushSeconds` have passed — the bound on what a crash loses, and
+    /// so on how far an optimistic recovery can bring the failed rank.
+    package static func flushDue(bufferedBytes: Int, sinceFlush: Double, flushBytes: Int, flushSeconds: Double) -> Bool {
+        bufferedBytes > 0 && ((flushBytes > 0 && bufferedBytes >= flushBytes) || sinceFlush >= flushSeconds)
+    }
+
     /// Whether what a restarted peer's earlier incarnations sent, and this rank has not
     /// delivered, is obsolete: the peer rolled back and re-executes, perhaps sending something
     /// else under the same sequence numbers (independent checkpoints, optimistic orphans). After

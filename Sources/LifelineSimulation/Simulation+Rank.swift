@@ -56,7 +56,9 @@ extension Simulation {
             let position = processes[rank].machine!.committed(
                 Epoch(UInt64(max(0, checkpoint))), coveredByReceiver: covered, coversSelf: false)
             if let position { trimLog(rank, before: position) }
-        case .writeMirrors, .waitQuery:
+        case .writeMirrors(let mirrors):
+            if !mirrors.isEmpty { processes[rank].writeMirrors = mirrors }
+        case .waitQuery:
             break
         case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
              .replayComplete, .frozen, .waitReport, .nondeterminism, .logMirrorFailed:
@@ -71,8 +73,12 @@ extension Simulation {
     private func start(_ rank: Int, plan: StartPlan) throws {
         let snapshot = try plan.restoreSnapshot.map { name -> Snapshot in
             guard let snapshot = snapshots[name] else { throw Violation("rank \(rank) restores \(name), which is not on the disk") }
+            guard !snapshot.mirrors.intersection(workingMirrors).isEmpty else {
+                throw Violation("rank \(rank) restores \(name), which is on no mirror that works")
+            }
             return snapshot
         }
+        processes[rank].writeMirrors = plan.writeMirrors
         var replay: ReplayQueue?
         let position = snapshot?.logPosition ?? 0
         if settings.logging != .none {
@@ -244,7 +250,7 @@ extension Simulation {
             guard let arrival = processes[rank].machine!.takeReplayed(header) else { return nil }
             processes[rank].awaiting = nil
             if processes[rank].machine!.replayExhausted { finishReplay(rank) }
-            return (arrival.header, processes[rank].machine!.deliver(arrival.header, arrival.payload))
+            return (arrival.header, try deliver(rank, arrival.header, arrival.payload))
         }
         if processes[rank].machine!.replay != nil {
             defer {
@@ -254,7 +260,7 @@ extension Simulation {
             }
             switch processes[rank].machine!.replayReceive(source: peer, tag: ModelProgram.tag) {
             case .deliver(let header, let payload):
-                return (header, processes[rank].machine!.deliver(header, payload))
+                return (header, try deliver(rank, header, payload))
             case .await(let header):
                 processes[rank].awaiting = header
                 return try receive(rank, from: source)
@@ -281,11 +287,24 @@ extension Simulation {
             processes[rank].unflushed.append(record(kind))
             report.logRecords += 1
             report.logBytes += DataHeader.byteCount + (kind == .determinant ? 0 : arrival.payload.count)
-            if now - processes[rank].flushedAt >= Self.flushSeconds { flushLog(rank) }
+            if RankLogging.flushDue(bufferedBytes: processes[rank].unflushed.count, sinceFlush: now - processes[rank].flushedAt,
+                                    flushBytes: 0, flushSeconds: Self.flushSeconds) {
+                flushLog(rank)
+            }
         case nil:
             break
         }
-        return (arrival.header, processes[rank].machine!.deliver(arrival.header, arrival.payload))
+        return (arrival.header, try deliver(rank, arrival.header, arrival.payload))
+    }
+
+    /// The rank machine delivers a message; one it cannot read is a violation (the model
+    /// programs' messages are all well formed).
+    private func deliver(_ rank: Int, _ header: DataHeader, _ payload: [UInt8]) throws -> [UInt8] {
+        do {
+            return try processes[rank].machine!.deliver(header, payload)
+        } catch {
+            throw Violation("rank \(rank) cannot deliver: \(error)")
+        }
     }
 
 
@@ -297,7 +316,7 @@ extension Simulation {
         let snapshot = Snapshot(
             epoch: epoch, step: step, ledger: machine.ledger, state: processes[rank].state, logPosition: logs[rank].nextIndex,
             dependencies: machine.dependencyVector,
-            changes: machine.participant.changesSinceCheckpoint)
+            changes: machine.participant.changesSinceCheckpoint, mirrors: processes[rank].writeMirrors)
         processes[rank].machine!.noteCapture(epoch, logPosition: logs[rank].nextIndex)
         let name = Self.snapshotName(epoch: epoch, rank: rank)
         pendingSnapshots[name] = snapshot
@@ -313,7 +332,7 @@ extension Simulation {
         let snapshot = Snapshot(
             epoch: Epoch(UInt64(index)), step: step, ledger: machine.ledger, state: processes[rank].state,
             logPosition: logs[rank].nextIndex, dependencies: DependencyVector(), changes: machine.participant.changesSinceCheckpoint,
-            intervalDependencies: dependencies)
+            intervalDependencies: dependencies, mirrors: processes[rank].writeMirrors)
         processes[rank].machine!.noteCapture(Epoch(UInt64(index)), logPosition: logs[rank].nextIndex)
         let name = Self.checkpointName(index, rank: rank)
         pendingSnapshots[name] = snapshot
@@ -333,11 +352,19 @@ extension Simulation {
             sendToSupervisor(from: rank, .snapshotFailed(epoch, reason: "simulated write failure"))
             return
         }
+        let failing = snapshot.mirrors.subtracting(workingMirrors)
+        if !failing.isEmpty {
+            // A mirror fails every write: the rank says which (the supervisor degrades).
+            report.failedWrites += 1
+            sendToSupervisor(from: rank, .snapshotFailed(epoch, reason: "simulated failing mirror", failedMirrors: failing))
+            return
+        }
         snapshots[name] = snapshot
         processes[rank].machine!.participant.handleSnapshotDurable(epoch)
         sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(
             step: snapshot.step, snapshotBytes: UInt64(16 + snapshot.ledger.retainedBytes), outputOffset: 0,
-            delivered: snapshot.ledger.delivered, changes: snapshot.changes, dependencies: snapshot.intervalDependencies)))
+            delivered: snapshot.ledger.delivered, changes: snapshot.changes, dependencies: snapshot.intervalDependencies,
+            mirrors: snapshot.mirrors)))
     }
 
     /// What a send of `rank` says: its state, or, when the program is nondeterministic on

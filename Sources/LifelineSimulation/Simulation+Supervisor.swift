@@ -49,12 +49,13 @@ extension Simulation {
                     .map(SupervisorMachine.Action.round))
                 return
             }
+            try commitManifestMirrors()
             if let model = costModel {
                 // The manifest, about 64 bytes a rank, synced on both mirrors; the supervisor
                 // does nothing else meanwhile (DONE leaves after it).
                 supervisorBusyUntil = max(now, supervisorBusyUntil) + model.transfer(64 * settings.rankCount) + 2 * model.syncSeconds
             }
-            try commit(epoch, acks: acks)
+            guard try commit(epoch, acks: acks) else { return }
             if let requested = roundRequestedAt.removeValue(forKey: epoch.rawValue) {
                 let seconds = max(now, supervisorBusyUntil) - requested
                 report.roundSeconds += seconds
@@ -72,20 +73,26 @@ extension Simulation {
 
     /// The commit point: the line of round `epoch` is on the disk. A rank that kept its entry
     /// (minimal) keeps its entry of the line in force.
-    private func commit(_ epoch: Epoch, acks: [Acknowledgement]) throws {
-        guard let (decided, _) = supervisor.lineToCommit(acks) else {
-            throw Violation("round \(epoch.rawValue)'s snapshots share no mirror, which the simulated disk never fails")
+    private func commit(_ epoch: Epoch, acks: [Acknowledgement]) throws -> Bool {
+        guard let (decided, onlyOn) = supervisor.lineToCommit(acks) else {
+            // The snapshots share no mirror written now (some written before a degrade, on the
+            // failed mirror too, some after): the round cannot commit.
+            try perform(supervisor.coordinator.handleCommitFailed(epoch, reason: "the snapshots are on different mirrors", now: now)
+                .map(SupervisorMachine.Action.round))
+            return false
         }
         let entries = decided.enumerated().map { rank, entry in
             entry == .keeps ? lineInForce?.entries[rank] : Self.snapshotName(epoch: epoch, rank: rank)
         }
-        let line = Line(epoch: epoch.rawValue, entries: entries)
+        let line = Line(epoch: epoch.rawValue, entries: entries, onlyOn: onlyOn)
+        if onlyOn != nil { report.degradedCommits += 1 }
         report.keptEntriesCommitted += acks.count { $0.kept }
         try check(line)
         lines.append(line)
         lineInForce = line
         report.commits += 1
         note(0xC0, epoch.rawValue)
+        return true
     }
 
     /// A line about to be committed restores: each entry's snapshot is on the disk; no entry
@@ -102,6 +109,10 @@ extension Simulation {
             }
             guard let snapshot = snapshots[entry] else {
                 throw Violation("line \(line.epoch) names \(entry) for rank \(rank), which is not on the disk")
+            }
+            guard snapshot.mirrors.isSuperset(of: line.onlyOn ?? .both) else {
+                throw Violation("line \(line.epoch) is committed on \(Self.mirrorNames(line.onlyOn ?? .both)) but names \(entry), "
+                    + "which is on \(Self.mirrorNames(snapshot.mirrors))")
             }
             ledgers.append(snapshot.ledger)
         }
@@ -139,6 +150,16 @@ extension Simulation {
         }
     }
 
+    /// "A and B", "A", "B" or "no mirror".
+    static func mirrorNames(_ mirrors: StorageMirrors) -> String {
+        switch mirrors {
+        case .both: "A and B"
+        case .a: "A"
+        case .b: "B"
+        default: "no mirror"
+        }
+    }
+
     static func snapshotName(epoch: Epoch, rank: Int) -> String { "e\(epoch.rawValue)-r\(rank)" }
     static func checkpointName(_ index: Int, rank: Int) -> String { "i\(index)-r\(rank)" }
 
@@ -168,10 +189,12 @@ extension Simulation {
         }
         for collected in advance.collected { snapshots[Self.checkpointName(collected.index, rank: collected.rank)] = nil }
         guard advance.moved else { return }
-        let line = Line(
-            epoch: (lines.last?.epoch ?? 0) + 1,
-            entries: advance.line.enumerated().map { rank, index in index == 0 ? nil : Self.checkpointName(index, rank: rank) },
-            checkpoints: advance.line)
+        let entries = advance.line.enumerated().map { rank, index in index == 0 ? nil : Self.checkpointName(index, rank: rank) }
+        // On the mirrors all its checkpoints are on (as the manifest marks records written
+        // while a mirror had failed).
+        let common = entries.compactMap { $0.flatMap { snapshots[$0]?.mirrors } }.reduce(StorageMirrors.both) { $0.intersection($1) }
+        let line = Line(epoch: (lines.last?.epoch ?? 0) + 1, entries: entries, checkpoints: advance.line,
+                        onlyOn: common == .both ? nil : common)
         try check(line)
         lines.append(line)
         lineInForce = line
@@ -275,7 +298,8 @@ extension Simulation {
             } else {
                 try perform(supervisor.coordinator.handleAck(from: id, round: epoch, ack, now: now).map(SupervisorMachine.Action.round))
             }
-        case .snapshotFailed(let epoch, let reason, _):
+        case .snapshotFailed(let epoch, let reason, let failedMirrors):
+            if let mirror = [StorageMirrors.a, .b].first(where: failedMirrors.contains) { try mirrorWriteFailed(mirror, reason: reason) }
             if settings.variant == .independent {
                 // Its interval numbering now runs ahead of the records: it restarts from its last
                 // durable checkpoint like a failed rank (as the runtime's supervisor does).

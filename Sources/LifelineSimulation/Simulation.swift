@@ -94,7 +94,9 @@ package final class Simulation {
         /// job resumes from the disk).
         case crashes
         /// Storage failing: one snapshot write in eight fails (the rank says so; under
-        /// independent checkpoints it restarts), one manifest commit of a round in eight fails.
+        /// independent checkpoints it restarts), one manifest commit of a round in eight fails,
+        /// and in one run of two a mirror fails every write for a while or for good (the job
+        /// degrades to the other mirror and resynchronises when it can).
         case storage
         /// The network failing: connections between ranks drop (what was in flight on them is
         /// lost; both ends reconnect and the sender sends what it retains again), and in one
@@ -130,6 +132,10 @@ package final class Simulation {
         package var hangs = 0
         /// Snapshot writes and manifest commits that failed.
         package var failedWrites = 0
+        /// Degrades to one mirror, lines committed on one mirror, and resynchronisations.
+        package var degrades = 0
+        package var degradedCommits = 0
+        package var resyncs = 0
         /// Recoveries by mode: lone replays (and optimistic replays), global rollbacks; ranks
         /// rolled back as orphans; recoveries that fell back to a global rollback.
         package var replays = 0
@@ -196,7 +202,7 @@ package final class Simulation {
             func milliseconds(_ seconds: Double) -> String { String(Double(Int((seconds * 1e5).rounded())) / 100) }
             return "simulate: figures commits=\(commits) rounds=\(rounds) control_messages=\(controlMessages) control_messages_per_round=\(controlMessagesPerRound) "
                 + "supervisor_messages=\(supervisorMessages) round_ms=\(milliseconds(meanRoundSeconds)) "
-                + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) hangs=\(hangs) connection_drops=\(connectionDrops) recoveries=\(recoveriesTimed) "
+                + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) hangs=\(hangs) connection_drops=\(connectionDrops) failed_writes=\(failedWrites) degrades=\(degrades) degraded_commits=\(degradedCommits) resyncs=\(resyncs) recoveries=\(recoveriesTimed) "
                 + "recovery_ms=\(milliseconds(meanRecoverySeconds)) recovery_ms_max=\(milliseconds(recoverySecondsMax)) "
                 + "nondeterminism_detected=\(nondeterminismDetected) log_records=\(logRecords) log_bytes=\(logBytes) virtual_s=\(String(Double(Int((virtualSeconds * 1e3).rounded())) / 1e3))"
         }
@@ -328,6 +334,8 @@ package final class Simulation {
         var wakePending = false
         /// Hung: it neither computes, reads nor writes, and sends no heartbeat, until it is killed.
         var hung = false
+        /// The mirrors it writes its snapshots to (START, then `writeMirrors`).
+        var writeMirrors: StorageMirrors = .both
         /// The launch this process belongs to: it connected to every peer as they were then.
         var launch = 0
         /// Per peer, the incarnation this process's connection reaches, where it reconnected
@@ -347,6 +355,8 @@ package final class Simulation {
         var changes: UInt64
         /// Independent checkpoints: the dependency vector of the interval it closed.
         var intervalDependencies = PerPeer<Int>(rankCount: 0, absent: -1)
+        /// The mirrors it is on.
+        var mirrors: StorageMirrors = .both
     }
 
     /// A committed line on the disk: per rank, the snapshot of its entry (nil: the start), and
@@ -355,6 +365,8 @@ package final class Simulation {
         var epoch: UInt64
         var entries: [String?]
         var checkpoints: [Int]? = nil
+        /// The one mirror it is committed on (nil: both).
+        var onlyOn: StorageMirrors? = nil
     }
 
     /// A rank's message log on the disk (every record synced: the log rules sync before delivery).
@@ -408,6 +420,8 @@ package final class Simulation {
     var launches = 0
     /// Crashes still to inject.
     var crashesLeft = 0
+    /// The mirror that fails, under a storage profile (drawn in one run of two).
+    var mirrorFailure: MirrorFailure?
     /// What time costs (`settings.costModel`).
     let costModel: CostModel?
     /// Under a cost model: sends from the supervisor while the current event is handled.
@@ -436,6 +450,8 @@ package final class Simulation {
     static let heartbeatTimeoutSeconds = 0.5
     static let joinTimeoutSeconds = 2.0
     static let reconnectSeconds = 0.001...0.05
+    /// How often the supervisor tries a failed mirror (virtual seconds; a run lasts about one).
+    static let resyncPeriodSeconds = 0.05
 
     /// A simulation of `settings`, ready to run.
     package init(_ settings: Settings) {
@@ -455,7 +471,8 @@ package final class Simulation {
                 rankCount: settings.rankCount, logging: settings.logging, independent: settings.variant == .independent,
                 maxRestarts: 1_000,
                 heartbeatTimeoutSeconds: settings.faults.network ? Self.heartbeatTimeoutSeconds : 1e9,
-                joinTimeoutSeconds: settings.faults.network ? Self.joinTimeoutSeconds : 1e9),
+                joinTimeoutSeconds: settings.faults.network ? Self.joinTimeoutSeconds : 1e9,
+                resyncPeriodSeconds: Self.resyncPeriodSeconds),
             coordinator: CheckpointCoordinator(
                 rankCount: settings.rankCount, intervalSeconds: settings.variant == .independent ? 1e12 : interval,
                 committed: .start, now: 0),
@@ -481,6 +498,7 @@ package final class Simulation {
                 }
             }
             if settings.faults.network { scheduleNetworkFaults() }
+            if settings.faults.storage { mirrorFailure = Self.drawMirrorFailure(seed: settings.seed, horizon: horizon) }
             while !finished {
                 guard let (time, event) = popNext() else { throw Violation("nothing left to happen: \(describe())") }
                 report.events += 1
@@ -571,6 +589,7 @@ package final class Simulation {
             try perform(supervisor.coordinator.handleTick(now: now).map(SupervisorMachine.Action.round))
             try perform(supervisor.checkFreeze(now: now, facts: DiskFacts(self)))
             if settings.faults.network { try checkHeartbeats() }
+            if settings.faults.storage { try resynchroniseIfDue() }
             schedule(.tick, after: Double.random(in: 0.005...0.05, using: &generator))
         case .crash(let rank):
             try crash(rank)

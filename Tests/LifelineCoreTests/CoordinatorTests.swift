@@ -58,7 +58,7 @@ struct CoordinatorTests {
         #expect(coordinator.state == .recovering)
         #expect(coordinator.committedEpoch == .start)
         #expect(coordinator.handleTick(now: 100).isEmpty, "a round started while recovering")
-        #expect(coordinator.handleRestarted([RankID(0), RankID(1)], now: 3).isEmpty)
+        #expect(coordinator.handleRestarted(now: 3).isEmpty)
         #expect(coordinator.handleTick(now: 4) == [.broadcast(.checkpointRequest(Epoch(2)))], "round numbers never repeat")
     }
 
@@ -110,7 +110,7 @@ struct CoordinatorTests {
         var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: .start, now: 0)
         _ = coordinator.handleFinished(from: RankID(0), step: 5, now: 1)
         _ = coordinator.handleRankFailed(RankID(1), now: 2)
-        #expect(coordinator.handleRestarted([RankID(1)], now: 3).isEmpty)
+        #expect(coordinator.handleRestarted(now: 3).isEmpty)
         #expect(coordinator.handleFinished(from: RankID(1), step: 5, now: 4) == [.broadcast(.release), .finishJob])
     }
 }
@@ -143,6 +143,6 @@ extension CoordinatorTests {
         #expect(coordinator.finished == [true, false, false], "the relaunched rank runs again")
         #expect(coordinator.handleFinished(from: RankID(2), step: 9, now: 3).isEmpty, "still recovering")
         #expect(coordinator.handleFinished(from: RankID(1), step: 9, now: 3).isEmpty)
-        #expect(coordinator.handleRestarted([RankID(1), RankID(2)], now: 4) == [.broadcast(.release), .finishJob])
+        #expect(coordinator.handleRestarted(now: 4) == [.broadcast(.release), .finishJob])
     }
 }

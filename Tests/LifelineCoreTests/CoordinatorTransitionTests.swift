@@ -106,7 +106,7 @@ struct CoordinatorTransitionTests {
             #expect(coordinator.handleAck(from: RankID(1), round: Epoch(1), ack(step: 5, rankCount: 3), now: 0).isEmpty,
                     "a late ACK of the aborted round was taken")
             #expect(coordinator.handleRankFailed(RankID(1), now: 13).isEmpty, "a second failure aborted again")
-            #expect(coordinator.handleRestarted((0..<3).map { RankID($0) }, now: 14).isEmpty)
+            #expect(coordinator.handleRestarted(now: 14).isEmpty)
             #expect(coordinator.state == .idle(dueAt: 24))
             #expect(coordinator.handleTick(now: 24) == [.broadcast(.checkpointRequest(Epoch(2)))], "round numbers never repeat")
         }
@@ -137,7 +137,7 @@ struct CoordinatorTransitionTests {
         var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 10, committed: Epoch(4), now: 0)
         #expect(coordinator.handleRankFailed(RankID(1), now: 3).isEmpty)
         #expect(coordinator.state == .recovering)
-        #expect(coordinator.handleRestarted([RankID(0), RankID(1)], now: 50).isEmpty)
+        #expect(coordinator.handleRestarted(now: 50).isEmpty)
         #expect(coordinator.state == .idle(dueAt: 60))
         #expect(coordinator.committedEpoch == Epoch(4))
     }
@@ -239,7 +239,7 @@ struct CoordinatorTransitionTests {
         _ = coordinator.handleFinished(from: RankID(0), step: 5, now: 1)
         _ = coordinator.handleFinished(from: RankID(2), step: 5, now: 1)
         _ = coordinator.handleRankFailed(RankID(1), now: 2)
-        #expect(coordinator.handleRestarted([RankID(1)], now: 3).isEmpty)
+        #expect(coordinator.handleRestarted(now: 3).isEmpty)
         #expect(coordinator.finished == [true, false, true])
         #expect(coordinator.handleFinished(from: RankID(1), step: 5, now: 4) == [.broadcast(.release), .finishJob])
     }
@@ -251,7 +251,7 @@ struct CoordinatorTransitionTests {
         _ = coordinator.handleFinished(from: RankID(0), step: 5, now: 1)
         _ = coordinator.handleRankFailed(RankID(1), now: 2)
         for rank in 0..<2 { coordinator.handleLaunched(RankID(rank)) }
-        #expect(coordinator.handleRestarted([RankID(0), RankID(1)], now: 3).isEmpty)
+        #expect(coordinator.handleRestarted(now: 3).isEmpty)
         #expect(coordinator.finished == [false, false])
         #expect(coordinator.handleTick(now: 4) == [.broadcast(.checkpointRequest(Epoch(1)))])
     }

@@ -13,6 +13,8 @@ import Testing
         #expect(records.record(rank: 0, index: 2, dependencies: [-1, -1], delivered: []) == "checkpoint 2 after 0 recorded")
         #expect(records.record(rank: 0, index: 1, dependencies: [-1], delivered: []) != nil, "a vector for another job")
         #expect(records.record(rank: 0, index: 1, dependencies: [-1, -1], delivered: delivered([0, 3])) == nil)
+        #expect(records.record(rank: 1, index: 1, dependencies: [5_000, -1], delivered: [])
+            == "checkpoint 1 depends on interval 5000 of rank 0, which has recorded 1 checkpoints", "a corrupt record")
         var advance = records.advance(collecting: true, keepNewest: false)
         #expect(advance.line == [1, 0] && advance.moved, "the first advance commits")
         records.lineCommitted(advance.line)

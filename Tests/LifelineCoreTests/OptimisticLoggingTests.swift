@@ -47,16 +47,16 @@ struct OptimisticLoggingTests {
         let (p1, q, r, p2, s) = (RankID(0), RankID(1), RankID(2), RankID(3), RankID(4))
         let zero = DependencyVector()
         // m1 from P2, then m2 from P1, delivered by Q.
-        let m1Vector = OptimisticLogging.afterDelivery(zero, of: p2, sender: zero)  // P2 after a delivery of its own
-        var qVector = OptimisticLogging.afterDelivery(zero, of: q, sender: m1Vector)
+        let m1Vector = OptimisticLogging.afterDelivery(zero, of: p2, sender: zero, epoch: 0)  // P2 after a delivery of its own
+        var qVector = OptimisticLogging.afterDelivery(zero, of: q, sender: m1Vector, epoch: 0)
         let qAfterM1 = qVector
-        qVector = OptimisticLogging.afterDelivery(qVector, of: q, sender: OptimisticLogging.afterDelivery(zero, of: p1, sender: zero))
+        qVector = OptimisticLogging.afterDelivery(qVector, of: q, sender: OptimisticLogging.afterDelivery(zero, of: p1, sender: zero, epoch: 0), epoch: 0)
         #expect(qVector[q.rawValue] == 2)
         // Q sends m3 to R (and, before m2, a message to S).
         let m3 = OptimisticLogging.stamp([3], with: qVector)
         let toS = OptimisticLogging.stamp([1], with: qAfterM1)
-        let rVector = OptimisticLogging.afterDelivery(zero, of: r, sender: qVector)
-        let sVector = OptimisticLogging.afterDelivery(zero, of: s, sender: qAfterM1)
+        let rVector = OptimisticLogging.afterDelivery(zero, of: r, sender: qVector, epoch: 0)
+        let sVector = OptimisticLogging.afterDelivery(zero, of: s, sender: qAfterM1, epoch: 0)
         // Only m1's record reached Q's log (its checkpoint is the start): Q recovers state 1.
         let recoverable: UInt64 = 0 + 1
         #expect(OptimisticLogging.isOrphan(rVector, failed: q, recoverable: recoverable))

@@ -48,12 +48,12 @@ import Testing
     /// A dropped connection loses what was in flight: the sender sends everything it retains
     /// for that peer again, first; the receiver delivers each message once, in order, whether
     /// its copy was delivered already, waits in its inbox, or was lost.
-    @Test func afterADroppedConnectionTheRetainedMessagesGoAgainAndArriveOnce() {
+    @Test func afterADroppedConnectionTheRetainedMessagesGoAgainAndArriveOnce() throws {
         var sender = machine(0)
         var receiver = machine(1)
         let sent = (1...4).map { sender.send([UInt8($0)], to: RankID(1), tag: 7).outgoing }
         receiver.arrive(sent[0].header, sent[0].payload)
-        #expect(receiver.deliver(sent[0].header, receiver.take(from: RankID(0), tag: 7)!.payload) == [1])
+        #expect(try receiver.deliver(sent[0].header, receiver.take(from: RankID(0), tag: 7)!.payload) == [1])
         receiver.arrive(sent[1].header, sent[1].payload)  // arrived, not yet received; 3 and 4 lost
         #expect(sender.takeResend(to: RankID(1)) == nil, "nothing to resend before a drop")
         sender.connectionLost(to: RankID(1))
@@ -62,7 +62,7 @@ import Testing
         #expect(again.map(\.payload) == [[1], [2], [3], [4], [5]], "every retained message, the new one last")
         for message in again { receiver.arrive(message.header, message.payload) }
         var delivered: [[UInt8]] = []
-        while let arrival = receiver.take(from: RankID(0), tag: 7) { delivered.append(receiver.deliver(arrival.header, arrival.payload)) }
+        while let arrival = receiver.take(from: RankID(0), tag: 7) { delivered.append(try receiver.deliver(arrival.header, arrival.payload)) }
         #expect(delivered == [[2], [3], [4], [5]])
         #expect(receiver.takeNondeterminism() == nil)
         #expect(sender.send([6], to: RankID(1), tag: 7).route == .now)
@@ -86,6 +86,17 @@ import Testing
         let released = rank.takeHeldSends()
         #expect(released.map(\.payload) == [[1], [3], [5], [4]], "the resend to rank 0 (held sends included, once), then rank 2's held send")
         #expect(rank.takeResend(to: RankID(0)) == nil)
+    }
+
+    /// Optimistic logging: a message whose dependency vector cannot be read is not delivered
+    /// (its dependencies are unknown); the rank records nothing of it.
+    @Test func anOptimisticMessageWithoutAReadableVectorIsNotDelivered() {
+        var rank = machine(logging: .optimistic)
+        let unreadable = header(from: 0, 0)
+        rank.arrive(unreadable, [0xFF])
+        let taken = rank.take(from: RankID(0), tag: 7)
+        #expect(throws: WireError.self) { _ = try rank.deliver(unreadable, taken?.payload ?? []) }
+        #expect(rank.deliveries == 0 && !rank.ledger.isDuplicate(source: RankID(0), sequence: SequenceNumber(0)))
     }
 
     @Test func retentionNearItsMaximumAsksForOneCheckpointPerRound() {
@@ -115,11 +126,11 @@ import Testing
         #expect(rank.take(from: RankID(0), tag: 7)?.payload == [4])
     }
 
-    @Test func aDuplicateIsDroppedAndADuplicateWithOtherBytesIsNondeterminismSaidOnce() {
+    @Test func aDuplicateIsDroppedAndADuplicateWithOtherBytesIsNondeterminismSaidOnce() throws {
         var rank = machine()
         let first = header(from: 0, 0)
         rank.arrive(first, [1, 2])
-        #expect(rank.deliver(first, rank.take(from: RankID(0), tag: 7)!.payload) == [1, 2])
+        #expect(try rank.deliver(first, rank.take(from: RankID(0), tag: 7)!.payload) == [1, 2])
         #expect(!rank.arrive(first, [1, 2]) && rank.takeNondeterminism() == nil)
         let differing = rank.arrive(first, [9, 9])
         #expect(!differing)
@@ -168,11 +179,11 @@ import Testing
         #expect(!stale, "the copy the earlier incarnation sent is obsolete")
     }
 
-    @Test func optimisticDeliveriesMergeTheSendersVectorAndIndependentOnesItsInterval() {
+    @Test func optimisticDeliveriesMergeTheSendersVectorAndIndependentOnesItsInterval() throws {
         var optimistic = machine(logging: .optimistic)
         let first = header(from: 0, 0)
         optimistic.arrive(first, OptimisticLogging.stamp([7], with: [4, 0, 2]))
-        #expect(optimistic.deliver(first, optimistic.take(from: RankID(0), tag: 7)!.payload) == [7])
+        #expect(try optimistic.deliver(first, optimistic.take(from: RankID(0), tag: 7)!.payload) == [7])
         #expect(optimistic.dependencyVector == [4, 1, 2])
         optimistic.noteLoggedValue()
         #expect(optimistic.dependencyVector == [4, 2, 2])
@@ -183,7 +194,7 @@ import Testing
         var independent = machine(variant: .independent)
         let late = header(from: 2, 0, epoch: 3)
         independent.arrive(late, [1])
-        _ = independent.deliver(late, [1])
+        _ = try independent.deliver(late, [1])
         #expect(independent.intervalDependencies.dense == [-1, -1, 3])
         #expect(!independent.independentCheckpointDue(now: 0.5) && independent.independentCheckpointDue(now: 1.3))
         let closed = independent.closeInterval(now: 1.3)

@@ -81,6 +81,28 @@ import Testing
         #expect(drops > 8 && hangs > 0, "the seeds must drop connections and hang ranks: \(drops) drops, \(hangs) hangs")
     }
 
+    /// A mirror that fails every write degrades the job to the other mirror (the round whose
+    /// snapshot failed aborts), lines commit there alone, and once the mirror works again the
+    /// supervisor copies what the lines reference to it; every run ends bit-exact, and every
+    /// line it commits holds snapshots on the mirrors it names (checked at each commit).
+    @Test func aFailingMirrorDegradesCommitsOnTheOtherAndResynchronises() {
+        var degrades = 0
+        var degradedCommits = 0
+        var resyncs = 0
+        for seed in UInt64(1)...48 {
+            let variant = Simulation.simulatedVariants[Int(seed) % Simulation.simulatedVariants.count]
+            let settings = Simulation.Settings(
+                rankCount: 4, seed: seed, variant: variant, logging: .pessimistic, faults: .storage, stepCount: 40)
+            let report = Simulation(settings).run()
+            let replay = "--seed \(seed) --ranks 4 --checkpoint \(variant.rawValue) --logging pessimistic --faults storage --steps 40"
+            #expect(report.violation == nil, "\(replay): \(report.summaryLine)")
+            degrades += report.degrades
+            degradedCommits += report.degradedCommits
+            resyncs += report.resyncs
+        }
+        #expect(degrades > 3 && degradedCommits > 0 && resyncs > 3, "\(degrades) degrades, \(degradedCommits) degraded commits, \(resyncs) resyncs")
+    }
+
     @Test func theSameSeedGivesTheSameTraceAndAnotherSeedAnother() {
         let settings = Simulation.Settings(rankCount: 9, seed: 42, variant: .blocking, logging: .pessimistic, stepCount: 20)
         let first = Simulation(settings).run()

@@ -365,16 +365,22 @@ package struct RankMachine: Sendable {
 
     /// Delivers a message to the program: records it delivered, and returns its payload
     /// (optimistic logging: without the dependency vector, which is merged into the rank's).
-    package mutating func deliver(_ header: DataHeader, _ stamped: [UInt8]) -> [UInt8] {
-        ledger.recordDelivery(source: header.source, sequence: header.sequence)
-        deliveries += 1
-        participant.noteChange()
+    /// Throws, delivering nothing, when an optimistic message carries no readable vector: its
+    /// dependencies are unknown, so delivering it could hide an orphan.
+    package mutating func deliver(_ header: DataHeader, _ stamped: [UInt8]) throws(WireError) -> [UInt8] {
         var payload = stamped
-        if rules.tracksDependencies, let (sender, bytes) = OptimisticLogging.split(stamped, rankCount: settings.rankCount) {
+        if rules.tracksDependencies {
+            guard let (sender, bytes) = OptimisticLogging.split(stamped, rankCount: settings.rankCount) else {
+                throw WireError("message \(header.sequence.rawValue) from rank \(header.source.rawValue) carries no readable "
+                    + "dependency vector (\(stamped.count) bytes)")
+            }
             dependencyVector = OptimisticLogging.afterDelivery(
                 dependencyVector, of: rank, sender: sender, epoch: participant.epoch.rawValue)
             payload = bytes
         }
+        ledger.recordDelivery(source: header.source, sequence: header.sequence)
+        deliveries += 1
+        participant.noteChange()
         fingerprints.record(
             source: header.source, sequence: header.sequence, hash: fingerprint(payload),
             epoch: independent ? UInt64(interval) : participant.epoch.rawValue)

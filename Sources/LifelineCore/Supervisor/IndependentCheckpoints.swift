@@ -55,12 +55,22 @@ package struct IndependentCheckpoints: Sendable, Equatable {
         guard vector.rankCount == rankCount else {
             return "checkpoint \(index) with \(vector.rankCount) dependencies for \(rankCount) ranks"
         }
+        // A sender's interval is its checkpoints so far, recorded or still being written: one
+        // far beyond its records is corrupt, and would make the rollback graph allocate for it.
+        for sender in vector.used where vector[sender] > dependencies.closed[sender].count + Self.unrecordedIntervalsMax {
+            return "checkpoint \(index) depends on interval \(vector[sender]) of rank \(sender), which has recorded "
+                + "\(dependencies.closed[sender].count) checkpoints"
+        }
         dependencies.recordCheckpoint(rank: rank, dependencies: vector)
         restorable[rank].insert(index)
         delivered[rank][index] = sets
         recordedSinceAdvance += 1
         return nil
     }
+
+    /// How far a sender's interval named in a record may run ahead of the sender's recorded
+    /// checkpoints (those it is still writing); a record naming one further is refused.
+    package static let unrecordedIntervalsMax = 1_024
 
     /// Checkpoints recorded since the last advance.
     package private(set) var recordedSinceAdvance = 0

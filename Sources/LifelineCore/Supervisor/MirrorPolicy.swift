@@ -4,7 +4,7 @@
 /// When a write to one mirror fails as a failing disk does (full, read-only, I/O error; a rank's
 /// snapshot, a log or the manifest), the job goes on with *degraded* commits: the ranks write
 /// the other mirror alone, and each line committed so is marked with the one mirror that holds
-/// it. Every `resyncPeriodSeconds` between rounds the failed mirror is tried; once it takes
+/// it. Every `resyncPeriodSeconds` (1 s in `lifeline run`) between rounds the failed mirror is tried; once it takes
 /// writes again and what the kept lines reference is copied to it, both are written again. When
 /// the other mirror fails too, the job stops on its last committed line. The runtime's
 /// `Supervisor` performs the copies, the probes and the manifest writes.
@@ -40,7 +40,7 @@ package struct MirrorPolicy: Sendable, Equatable {
     }
 
     /// Seconds between two tries of a failed mirror.
-    package static let resyncPeriodSeconds = 1.0
+    package let resyncPeriodSeconds: Double
     /// A resynchronisation longer than this (seconds) makes the next try wait.
     package static let longResyncSeconds = 0.5
 
@@ -51,8 +51,10 @@ package struct MirrorPolicy: Sendable, Equatable {
     /// When to try the next resynchronisation (job clock).
     package private(set) var nextResyncAt = 0.0
 
-    /// Both mirrors written.
-    package init() {}
+    /// Both mirrors written; a failed one tried every `resyncPeriodSeconds`.
+    package init(resyncPeriodSeconds: Double = 1) {
+        self.resyncPeriodSeconds = resyncPeriodSeconds
+    }
 
     /// A write to `mirror` (`.a` or `.b`) failed with `reason`.
     package mutating func writeFailed(_ mirror: StorageMirrors, reason: String, now: Double) -> Decision {
@@ -60,7 +62,7 @@ package struct MirrorPolicy: Sendable, Equatable {
         guard writing == .both else { return .stop(first: failed) }
         failed = Failure(mirror: mirror, reason: reason, since: now)
         writing = StorageMirrors.both.subtracting(mirror)
-        nextResyncAt = now + Self.resyncPeriodSeconds
+        nextResyncAt = now + resyncPeriodSeconds
         return .degrade(writing: writing)
     }
 
@@ -70,7 +72,7 @@ package struct MirrorPolicy: Sendable, Equatable {
     /// away.
     package mutating func resyncDue(now: Double, degradedCommits: Bool, quiet: Bool) -> Bool {
         guard failed != nil || degradedCommits, now >= nextResyncAt, quiet else { return false }
-        nextResyncAt = now + Self.resyncPeriodSeconds
+        nextResyncAt = now + resyncPeriodSeconds
         return true
     }
 
@@ -89,7 +91,7 @@ package struct MirrorPolicy: Sendable, Equatable {
     /// is not tried again at once.
     package mutating func resyncTook(_ seconds: Double, now: Double) {
         guard seconds > Self.longResyncSeconds, failed != nil else { return }
-        nextResyncAt = now + max(Self.resyncPeriodSeconds, 4 * seconds)
+        nextResyncAt = now + max(resyncPeriodSeconds, 4 * seconds)
     }
 
     /// The mirror a line is committed on, from the mirrors each of its new snapshots is on:

@@ -118,7 +118,7 @@ extension SupervisorMachine {
         recoveryStartedAt = nil
         replaying = nil
         return [.note(.recoveryDone(ranks: restarted.count, seconds: seconds))]
-            + coordinator.handleRestarted(restarted.map { RankID($0) }, now: now).map(Action.round)
+            + coordinator.handleRestarted(now: now).map(Action.round)
     }
 
     /// Turns a plan into actions: stop the ranks it names, then launch the restarted ones.

@@ -36,11 +36,14 @@ package struct SupervisorMachine: Sendable {
         package var stopTimeoutSeconds: Double
         /// `--walltime` (seconds from this supervisor's start; nil: none).
         package var walltimeSeconds: Double?
+        /// Seconds between two tries of a failed mirror.
+        package var resyncPeriodSeconds: Double
 
-        /// Settings with every field given (a stop timeout of 30 s and no walltime by default).
+        /// Settings with every field given (by default a stop timeout of 30 s, no walltime, and
+        /// a failed mirror tried every second).
         package init(rankCount: Int, logging: LoggingMode, independent: Bool, maxRestarts: Int,
                      heartbeatTimeoutSeconds: Double, joinTimeoutSeconds: Double, stopTimeoutSeconds: Double = 30,
-                     walltimeSeconds: Double? = nil) {
+                     walltimeSeconds: Double? = nil, resyncPeriodSeconds: Double = 1) {
             self.rankCount = rankCount
             self.logging = logging
             self.independent = independent
@@ -49,6 +52,7 @@ package struct SupervisorMachine: Sendable {
             self.joinTimeoutSeconds = joinTimeoutSeconds
             self.stopTimeoutSeconds = stopTimeoutSeconds
             self.walltimeSeconds = walltimeSeconds
+            self.resyncPeriodSeconds = resyncPeriodSeconds
         }
     }
 
@@ -178,7 +182,7 @@ package struct SupervisorMachine: Sendable {
     /// Whether any rank ever joined: the program is a Lifeline program.
     package private(set) var programJoined = false
     /// The mirrors written, and what a failed write leads to (`MirrorPolicy`).
-    package private(set) var mirrors = MirrorPolicy()
+    package private(set) var mirrors: MirrorPolicy
     /// The mirrors ranks write (both, unless one failed); START carries it.
     package var writeMirrors: StorageMirrors { mirrors.writing }
     /// Stopping on request (SIGINT, SIGTERM, the walltime).
@@ -222,6 +226,7 @@ package struct SupervisorMachine: Sendable {
         self.restartsRanks = incarnation > 0
         self.policy = RecoveryPolicy(logging: settings.logging, independent: settings.independent, maxRestarts: settings.maxRestarts)
         self.stopControl = StopControl(stopTimeoutSeconds: settings.stopTimeoutSeconds, walltimeSeconds: settings.walltimeSeconds)
+        self.mirrors = MirrorPolicy(resyncPeriodSeconds: settings.resyncPeriodSeconds)
     }
 
     /// Failures so far in this supervisor run.
