@@ -4,14 +4,15 @@ import LifelineStorage
 /// One rank's local checkpoint: where it was, its channels (retained messages and delivered
 /// sets), and the program's own state bytes.
 ///
-/// Layout (before compression): magic `LLSN`, version (3), rank, rank count, epoch, step,
+/// Layout (before compression): magic `LLSN`, version (4), rank, rank count, epoch, step,
 /// incarnation, message-log position, the dependency vector (UInt32 word count, then rank,
 /// interval and epoch per entry as UInt64 words — `DependencyVector.words`; optimistic logging,
-/// else empty; version 2 held one interval per rank, version 1 none), the ledger, then the
-/// program state with its length.
+/// else empty; version 2 held one interval per rank, version 1 none), the ledger (only the
+/// peers used — `MessageLedger.encode`; versions 1–3 held every rank), then the program state
+/// with its length.
 struct RankSnapshot: Equatable {
     private static let magic: UInt32 = 0x4E53_4C4C  // "LLSN"
-    private static let version: UInt16 = 3
+    private static let version: UInt16 = 4
 
     /// The round it was captured for.
     var epoch: Epoch
@@ -75,7 +76,7 @@ struct RankSnapshot: Equatable {
             guard try reader.read(UInt32.self) == magic else { throw WireError("not a rank snapshot") }
             let version = try reader.read(UInt16.self)
             guard (1...Self.version).contains(version) else {
-                throw WireError("snapshot format \(version) is not \(Self.version) (or 1 or 2)")
+                throw WireError("snapshot format \(version) is not \(Self.version) (or 1, 2 or 3)")
             }
             let storedRank = Int(try reader.read(UInt32.self))
             let storedCount = Int(try reader.read(UInt32.self))
@@ -104,7 +105,7 @@ struct RankSnapshot: Equatable {
                     dependencies = vector
                 }
             }
-            let ledger = try MessageLedger.decode(from: &reader, rank: rank, rankCount: rankCount)
+            let ledger = try MessageLedger.decode(from: &reader, rank: rank, rankCount: rankCount, dense: version < 4)
             let programState = try reader.readCounted()
             guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes at its end") }
             return RankSnapshot(

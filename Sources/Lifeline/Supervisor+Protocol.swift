@@ -45,14 +45,7 @@ extension Supervisor {
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)), "reason": .string(reason),
             ])
             if let mirror = failedMirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
-            if independent {
-                // Its interval numbering now runs ahead of the records: it restarts from its
-                // last durable checkpoint like a failed rank.
-                warn("rank \(rank.rawValue) could not write checkpoint \(epoch.rawValue): \(reason); it is restarted")
-                if machine.ranks[rank.rawValue].alive { kill(slots[rank.rawValue].pid, SIGKILL) }
-            } else {
-                try perform(coordinator.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now))
-            }
+            try perform(machine.handleSnapshotFailed(from: rank.rawValue, round: epoch, reason: reason, now: now, facts: StorageFacts(self)))
         case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs):
             events.record("rank_finished", [
                 "rank": .int(rank.rawValue), "step": .int(step), "log_bytes": .int(Int(loggedBytes)),
@@ -62,7 +55,7 @@ extension Supervisor {
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         case .checkpointWanted:
             events.record("checkpoint_wanted", ["rank": .int(rank.rawValue)])
-            if !independent { try perform(coordinator.handleCheckpointWanted(now: now)) }
+            try perform(machine.handleCheckpointWanted(now: now))
         case .faultFired(let index):
             if faults.indices.contains(index) {
                 faultSchedule.fired(index)
@@ -75,7 +68,7 @@ extension Supervisor {
             let reply = IndependentPartialRollback.Frozen(interval: interval, dependencies: dependencies)
             try perform(machine.handleFrozen(from: rank.rawValue, reply, now: now, facts: StorageFacts(self)))
         case .waitReport(let serial, let wait):
-            stalls.handleAnswer(from: rank, serial: serial, wait)
+            machine.handleWaitReport(from: rank.rawValue, serial: serial, wait)
         case .logMirrorFailed(let mirrors, let reason):
             events.record("log_mirror_failed", ["rank": .int(rank.rawValue), "reason": .string(reason)])
             if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
@@ -104,7 +97,7 @@ extension Supervisor {
 
     /// A rank reported the last safe point it passed: a new one is progress.
     private func noteStep(_ step: Int, of rank: RankID) {
-        if machine.handleStep(step, of: rank.rawValue) { stalls.handleProgress(now: now) }
+        machine.handleStep(step, of: rank.rawValue, now: now)
     }
 
     /// Performs what the coordinator decided.

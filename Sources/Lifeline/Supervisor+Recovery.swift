@@ -94,6 +94,10 @@ extension Supervisor {
             reportRecoveryLine(line)
         case .unsentDropped(let rank, let message):
             events.record("protocol_error", ["rank": .int(rank), "detail": .string("unsent \(message) dropped: the rank has not connected")])
+        case .checkpointUnwritten(let rank, let index, let reason):
+            warn("rank \(rank) could not write checkpoint \(index): \(reason); it is restarted")
+        case .stall(let waits, let silentSeconds):
+            reportStall(waits, silentSeconds: silentSeconds)
         }
     }
 
@@ -114,6 +118,8 @@ extension Supervisor {
         case .sameErrorAgain(let rank, let exit, let epoch):
             stopSurvivors()
             throw LifelineError(.jobFailed, "rank \(rank) \(exit) on every attempt from epoch \(epoch); see \(stderrPath(of: rank))")
+        case .deadlock(let waits):
+            try failOnDeadlock(waits)
         case .restartsExhausted(let count):
             stopSurvivors()
             throw LifelineError(.jobFailed,

@@ -3,28 +3,28 @@ import Glibc
 #endif
 import LifelineCore
 
-/// Stalls and deadlocks: the supervisor performs what the `StallDetector` decides — asks the
-/// ranks where they wait, says so when the job is stuck, and stops a deadlock with who waits
-/// for whom.
+/// Stalls and deadlocks, as the supervisor machine's `StallDetector` decides them: the machine
+/// asks the ranks where they wait; this words what it finds.
 extension Supervisor {
     /// Lets time act on the stall detector.
     func checkStalls() throws {
-        for action in stalls.handleTick(now: now, recovering: machine.isRecovering) {
-            switch action {
-            case .query(let serial):
-                for rank in slots.indices where machine.ranks[rank].joined { send(.waitQuery(serial: serial), to: rank) }
-            case .stall(let waits, let silentSeconds):
-                let text = Self.describe(waits)
-                warn(String(format: "no rank passed a new safe point for %.1f s: ", silentSeconds) + text)
-                events.record("stall", ["silent_s": .double(silentSeconds), "waits": .string(text)])
-            case .deadlock(let waits):
-                let text = Self.describe(waits)
-                events.record("deadlock", ["waits": .string(text)])
-                stopSurvivors()
-                throw LifelineError(.jobFailed,
-                    "deadlock: \(text); nothing is in flight, so no rank can go on. The program's sends and receives do not match: check their order, sources and tags")
-            }
-        }
+        try perform(machine.checkStalls(now: now))
+    }
+
+    /// Says a stall: no rank passed a new safe point for a while, and where each waits.
+    func reportStall(_ waits: [RankWait?], silentSeconds: Double) {
+        let text = Self.describe(waits)
+        warn(String(format: "no rank passed a new safe point for %.1f s: ", silentSeconds) + text)
+        events.record("stall", ["silent_s": .double(silentSeconds), "waits": .string(text)])
+    }
+
+    /// A deadlock ends the job with who waits for whom.
+    func failOnDeadlock(_ waits: [RankWait]) throws -> Never {
+        let text = Self.describe(waits)
+        events.record("deadlock", ["waits": .string(text)])
+        stopSurvivors()
+        throw LifelineError(.jobFailed,
+            "deadlock: \(text); nothing is in flight, so no rank can go on. The program's sends and receives do not match: check their order, sources and tags")
     }
 
     /// Each rank's wait in words: "rank 0 waits to receive from rank 1 (tag 7), rank 1 …".

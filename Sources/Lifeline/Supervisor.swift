@@ -54,8 +54,6 @@ final class Supervisor {
         get { machine.coordinator }
         _modify { yield &machine.coordinator }
     }
-    /// Watches for a job that stopped passing safe points.
-    var stalls: StallDetector
     var slots: [Slot]
     /// Failures so far in this supervisor run.
     var failures: Int { machine.failures }
@@ -122,10 +120,10 @@ final class Supervisor {
                 joinTimeoutSeconds: configuration.joinTimeoutSeconds ?? JobConfiguration.joinTimeoutSecondsDefault,
                 stopTimeoutSeconds: configuration.stopTimeoutSeconds ?? JobConfiguration.stopTimeoutSecondsDefault,
                 walltimeSeconds: configuration.walltimeSeconds),
-            coordinator: coordinator, incarnation: incarnation)
-        self.stalls = StallDetector(
-            rankCount: configuration.rankCount,
-            thresholdSecondsMin: configuration.stallSeconds ?? JobConfiguration.stallSecondsDefault, now: clockOffset)
+            coordinator: coordinator, incarnation: incarnation,
+            stalls: StallDetector(
+                rankCount: configuration.rankCount,
+                thresholdSecondsMin: configuration.stallSeconds ?? JobConfiguration.stallSecondsDefault, now: clockOffset))
         self.slots = Array(repeating: Slot(), count: configuration.rankCount)
         self.faultSchedule = FaultSchedule(faults)
         if configuration.checkpointing == .independent { loadIndependentRecords() }

@@ -81,11 +81,21 @@ package struct MessageLedger: Sendable, Equatable {
         precondition(retainedBytes >= 0)
     }
 
-    /// Appends the ledger to a snapshot.
+    /// The peers it holds anything for: sent to, delivered from, or retaining messages for.
+    package var usedPeers: [Int] {
+        Set(nextSequence.used).union(delivered.used).union(retained.used).sorted()
+    }
+
+    /// Appends the ledger to a snapshot: rank, rank count, the number of peers used, then per
+    /// peer used (ascending) its rank and its channel state — what a rank that talks to a few
+    /// peers of 10,000 holds, not an entry per rank.
     package func encode(into writer: inout ByteWriter) {
         writer.write(UInt32(rank.rawValue))
         writer.write(UInt32(rankCount))
-        for peer in 0..<rankCount {
+        let peers = usedPeers
+        writer.write(UInt32(peers.count))
+        for peer in peers {
+            writer.write(UInt32(peer))
             writer.write(nextSequence[peer].rawValue)
             delivered[peer].encode(into: &writer)
             writer.write(UInt32(retained[peer].count))
@@ -97,8 +107,9 @@ package struct MessageLedger: Sendable, Equatable {
     }
 
     /// Reads a ledger from a snapshot, checking it belongs to `rank` of a job of `rankCount`.
+    /// `dense`: the layout of snapshot formats 1–3, an entry for every rank in order.
     package static func decode(
-        from reader: inout ByteReader, rank: RankID, rankCount: Int
+        from reader: inout ByteReader, rank: RankID, rankCount: Int, dense: Bool = false
     ) throws(WireError) -> MessageLedger {
         let storedRank = Int(try reader.read(UInt32.self))
         let storedCount = Int(try reader.read(UInt32.self))
@@ -106,7 +117,21 @@ package struct MessageLedger: Sendable, Equatable {
             throw WireError("snapshot belongs to rank \(storedRank) of \(storedCount), not \(rank.rawValue) of \(rankCount)")
         }
         var ledger = MessageLedger(rank: rank, rankCount: rankCount)
-        for peer in 0..<rankCount {
+        var peers = 0..<rankCount
+        var sparseCount = 0
+        if !dense {
+            sparseCount = Int(try reader.read(UInt32.self))
+            guard sparseCount <= rankCount else { throw WireError("snapshot claims \(sparseCount) peers of \(rankCount)") }
+            peers = 0..<sparseCount
+        }
+        var previous = -1
+        for position in peers {
+            var peer = position
+            if !dense {
+                peer = Int(try reader.read(UInt32.self))
+                guard peer > previous, peer < rankCount else { throw WireError("snapshot names peer \(peer) out of order") }
+                previous = peer
+            }
             ledger.nextSequence[peer] = SequenceNumber(try reader.read(UInt64.self))
             ledger.delivered[peer] = try DeliveredSet.decode(from: &reader)
             let count = Int(try reader.read(UInt32.self))

@@ -288,9 +288,9 @@ extension Simulation {
         let id = RankID(rank)
         switch message {
         case .heartbeat(let step):
-            _ = supervisor.handleStep(step, of: rank)
+            supervisor.handleStep(step, of: rank, now: now)
         case .stepReport(let epoch, let step):
-            _ = supervisor.handleStep(step, of: rank)
+            supervisor.handleStep(step, of: rank, now: now)
             try perform(supervisor.coordinator.handleStepReport(from: id, round: epoch, step: step).map(SupervisorMachine.Action.round))
         case .ack(let epoch, let ack):
             if settings.variant == .independent {
@@ -300,20 +300,11 @@ extension Simulation {
             }
         case .snapshotFailed(let epoch, let reason, let failedMirrors):
             if let mirror = [StorageMirrors.a, .b].first(where: failedMirrors.contains) { try mirrorWriteFailed(mirror, reason: reason) }
-            if settings.variant == .independent {
-                // Its interval numbering now runs ahead of the records: it restarts from its last
-                // durable checkpoint like a failed rank (as the runtime's supervisor does).
-                try crash(rank)
-            } else {
-                try perform(supervisor.coordinator.handleSnapshotFailed(from: id, round: epoch, reason: reason, now: now)
-                    .map(SupervisorMachine.Action.round))
-            }
+            try perform(supervisor.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now, facts: DiskFacts(self)))
         case .finished(let step, _, _, _, _, _):
             try perform(supervisor.coordinator.handleFinished(from: id, step: step, now: now).map(SupervisorMachine.Action.round))
-        case .checkpointWanted where settings.variant == .independent:
-            break
         case .checkpointWanted:
-            try perform(supervisor.coordinator.handleCheckpointWanted(now: now).map(SupervisorMachine.Action.round))
+            try perform(supervisor.handleCheckpointWanted(now: now))
         case .replayComplete:
             try perform(supervisor.handleReplayComplete(from: rank, now: now))
         case .frozen(let interval, let dependencies):

@@ -98,6 +98,40 @@ struct MessageLedgerTests {
         #expect(restored.send(to: RankID(1), tag: 0, epoch: Epoch(3), incarnation: 1, payload: []).sequence == seq(5))
     }
 
+    /// A rank of 10,000 that talks to two peers stores two entries, not 10,000; the dense
+    /// layout of snapshot formats 1–3 (an entry per rank) still reads; peers out of order are
+    /// refused.
+    @Test func aLedgerStoresOnlyThePeersUsedAndStillReadsTheDenseLayout() throws {
+        var ledger = MessageLedger(rank: RankID(5), rankCount: 10_000)
+        _ = ledger.send(to: RankID(4), tag: 1, epoch: .start, incarnation: 0, payload: [1, 2])
+        ledger.recordDelivery(source: RankID(6), sequence: seq(0))
+        let bytes = encode(ledger)
+        #expect(ledger.usedPeers == [4, 6] && bytes.count < 160, "\(bytes.count) bytes")
+        var reader = ByteReader(bytes)
+        #expect(try MessageLedger.decode(from: &reader, rank: RankID(5), rankCount: 10_000) == ledger && reader.isAtEnd)
+
+        var dense = ByteWriter()
+        dense.write(UInt32(5))
+        dense.write(UInt32(10_000))
+        for peer in 0..<10_000 {
+            dense.write(ledger.nextSequence[peer].rawValue)
+            ledger.delivered[peer].encode(into: &dense)
+            dense.write(UInt32(ledger.retained[peer].count))
+            for message in ledger.retained[peer] {
+                message.header.encode(into: &dense)
+                dense.writeCounted(message.payload)
+            }
+        }
+        var old = ByteReader(dense.bytes)
+        #expect(try MessageLedger.decode(from: &old, rank: RankID(5), rankCount: 10_000, dense: true) == ledger && old.isAtEnd)
+
+        var swapped = bytes
+        let first = 12  // rank, rank count, peer count
+        swapped.replaceSubrange(first..<(first + 4), with: [7, 0, 0, 0])  // peer 7 before peer 6
+        var disordered = ByteReader(swapped)
+        #expect(throws: WireError.self) { try MessageLedger.decode(from: &disordered, rank: RankID(5), rankCount: 10_000) }
+    }
+
     @Test func snapshotOfAnotherRankOrJobIsRefused() {
         let bytes = encode(MessageLedger(rank: RankID(1), rankCount: 3))
         var wrongRank = ByteReader(bytes)

@@ -57,6 +57,52 @@ import Testing
         actions.compactMap { if case .note(let note) = $0 { note } else { nil } }
     }
 
+    /// A snapshot that cannot be written aborts its round; under independent checkpoints the
+    /// rank is killed and recovered like a failed one (once, however often it says so), and a
+    /// request for a checkpoint starts no round.
+    @Test func aSnapshotThatCannotBeWrittenAbortsItsRoundOrRestartsAnIndependentRank() {
+        var coordinated = started()
+        _ = coordinated.handleCheckpointWanted(now: 1)
+        let aborted = coordinated.handleSnapshotFailed(from: 1, round: Epoch(3), reason: "disk full", now: 2, facts: Facts())
+        #expect(aborted.contains { if case .round(.roundAborted(Epoch(3), _)) = $0 { true } else { false } }, "\(aborted)")
+
+        var independent = started(independent: true)
+        #expect(independent.handleCheckpointWanted(now: 1).isEmpty)
+        let facts = Facts(checkpointCounts: [2, 2, 2], restorable: [2, 2, 2], dependencies: IntervalDependencies(rankCount: 3))
+        let restarted = independent.handleSnapshotFailed(from: 1, round: Epoch(3), reason: "disk full", now: 2, facts: facts)
+        #expect(restarted.first == .kill(1))
+        #expect(notes(restarted).contains(.checkpointUnwritten(rank: 1, index: 3, reason: "disk full")))
+        #expect(notes(restarted).contains { if case .failure(1, let cause, _, _) = $0 { cause.contains("checkpoint 3") } else { false } })
+        #expect(independent.handleSnapshotFailed(from: 1, round: Epoch(3), reason: "again", now: 2.1, facts: facts).isEmpty)
+    }
+
+    /// The machine's stall detector: it asks the ranks that joined where they wait, and two
+    /// equal answers of a ring of receives end the job as a deadlock; progress keeps it quiet.
+    @Test func theStallDetectorAsksTheJoinedRanksAndEndsADeadlock() {
+        var machine = SupervisorMachine(
+            settings: .init(rankCount: 2, logging: .none, independent: false, maxRestarts: 1, heartbeatTimeoutSeconds: 100,
+                            joinTimeoutSeconds: 100),
+            coordinator: CheckpointCoordinator(rankCount: 2, intervalSeconds: 1e9, committed: .start, now: 0), incarnation: 0,
+            stalls: StallDetector(rankCount: 2, thresholdSecondsMin: 2, now: 0))
+        _ = launch(&machine, machine.launchEveryRank(), now: 0)
+        for rank in 0..<2 { _ = machine.handleConnected(rank, now: 0.1) }
+        let progressed = machine.handleStep(11, of: 0, now: 1.5)
+        #expect(progressed)
+        let quiet = machine.checkStalls(now: 3)
+        #expect(quiet.isEmpty, "progress at 1.5")
+        let ring = [RankWait(kind: .receive, peer: RankID(1), tag: 7, step: 11, sent: 1, arrived: 1, delivered: 1),
+                    RankWait(kind: .receive, peer: RankID(0), tag: 7, step: 11, sent: 1, arrived: 1, delivered: 1)]
+        var now = 3.6
+        var ended: [SupervisorMachine.Action] = []
+        while now < 10, ended.isEmpty {
+            let actions = machine.checkStalls(now: now)
+            for case .send(let rank, .waitQuery(let serial)) in actions { machine.handleWaitReport(from: rank, serial: serial, ring[rank]) }
+            ended = actions.filter { if case .fail = $0 { true } else { false } }
+            now += 0.25
+        }
+        #expect(ended == [.fail(.deadlock(waits: ring))], "at \(now)")
+    }
+
     @Test func everyRankOfALaunchGetsStartOnceAllHaveConnectedWithHeldMessagesFirst() {
         var machine = machine()
         #expect(launch(&machine, machine.launchEveryRank(), now: 0) == [0, 1, 2])

@@ -104,6 +104,8 @@ package struct SupervisorMachine: Sendable {
         case sameErrorAgain(rank: Int, exit: String, epoch: UInt64)
         /// More failures than `--max-restarts`.
         case restartsExhausted(failures: Int)
+        /// Every rank waits for a message no rank will send, and nothing is in flight.
+        case deadlock(waits: [RankWait])
     }
 
     /// What happened, for the event log and the terminal (the runtime words it).
@@ -137,6 +139,12 @@ package struct SupervisorMachine: Sendable {
         case recoveryLine(first: Int, IndependentPartialRollback.Line)
         /// A message for a rank that has not connected was dropped (too many held).
         case unsentDropped(rank: Int, message: ControlMessage)
+        /// Independent checkpoints: a rank could not write its checkpoint `index`; it is
+        /// restarted from its last durable one.
+        case checkpointUnwritten(rank: Int, index: UInt64, reason: String)
+        /// No rank passed a new safe point for `silentSeconds`; where each waits (nil: it
+        /// computes, or did not answer).
+        case stall(waits: [RankWait?], silentSeconds: Double)
     }
 
     /// What the runtime must do.
@@ -187,6 +195,8 @@ package struct SupervisorMachine: Sendable {
     package var writeMirrors: StorageMirrors { mirrors.writing }
     /// Stopping on request (SIGINT, SIGTERM, the walltime).
     package private(set) var stopControl: StopControl
+    /// Watches for a job that stopped passing safe points (nil: not watched).
+    package private(set) var stalls: StallDetector?
 
     // Recovery (see `SupervisorMachine+Recovery`).
 
@@ -217,8 +227,10 @@ package struct SupervisorMachine: Sendable {
     package static let unsentMessagesMax = 64
 
     /// A machine for a job whose next process takes `incarnation` (0 for a new job: its first
-    /// launch starts the ranks afresh; later ones recover them), with `coordinator` for its rounds.
-    package init(settings: Settings, coordinator: CheckpointCoordinator, incarnation: UInt32) {
+    /// launch starts the ranks afresh; later ones recover them), with `coordinator` for its
+    /// rounds and `stalls` to watch for a job that stopped passing safe points.
+    package init(settings: Settings, coordinator: CheckpointCoordinator, incarnation: UInt32, stalls: StallDetector? = nil) {
+        self.stalls = stalls
         self.settings = settings
         self.coordinator = coordinator
         self.ranks = Array(repeating: Rank(), count: settings.rankCount)
@@ -271,6 +283,31 @@ package struct SupervisorMachine: Sendable {
     private mutating func decided(_ decision: StopControl.Decision, now: Double) -> (StopControl.Decision, [Action]) {
         guard case .checkpointThenStop = decision else { return (decision, []) }
         return (decision, coordinator.handleCheckpointWanted(now: now).map(Action.round))
+    }
+
+    // MARK: Requests and failures of the ranks' checkpoints
+
+    /// A rank asked for a checkpoint (its retained messages or its log near their maximum): a
+    /// round, unless the ranks checkpoint independently.
+    package mutating func handleCheckpointWanted(now: Double) -> [Action] {
+        settings.independent ? [] : coordinator.handleCheckpointWanted(now: now).map(Action.round)
+    }
+
+    /// A rank could not write its snapshot for `round` (the mirror it failed on, if any, went to
+    /// `writeFailed` first). The round aborts; under independent checkpoints, where there is no
+    /// round, the rank's interval numbering now runs ahead of the records, so it is killed and
+    /// restarted from its last durable checkpoint like a failed rank.
+    package mutating func handleSnapshotFailed(
+        from rank: Int, round: Epoch, reason: String, now: Double, facts: some RecoveryFacts
+    ) -> [Action] {
+        guard settings.independent else {
+            return coordinator.handleSnapshotFailed(from: RankID(rank), round: round, reason: reason, now: now).map(Action.round)
+        }
+        guard ranks[rank].alive, !ranks[rank].exitExpected else { return [] }
+        ranks[rank].exitExpected = true
+        return [.kill(rank), .note(.checkpointUnwritten(rank: rank, index: round.rawValue, reason: reason))]
+            + handleFailure(rank, cause: "could not write checkpoint \(round.rawValue): \(reason)", programExit: nil, now: now,
+                            facts: facts)
     }
 
     // MARK: Committing a line
@@ -442,11 +479,41 @@ package struct SupervisorMachine: Sendable {
         ranks[rank].lastHeard = now
     }
 
-    /// `rank` reported passing safe point `step`; true when that is progress.
-    package mutating func handleStep(_ step: Int, of rank: Int) -> Bool {
+    /// `rank` reported passing safe point `step`; true when that is progress (the stall
+    /// detector hears of it).
+    @discardableResult
+    package mutating func handleStep(_ step: Int, of rank: Int, now: Double) -> Bool {
         guard step > ranks[rank].step else { return false }
         ranks[rank].step = step
+        stalls?.handleProgress(now: now)
         return true
+    }
+
+    // MARK: Stalls and deadlocks
+
+    /// Time passed: the stall detector asks the ranks that joined where they wait, says the
+    /// job is stalled, or ends it on a deadlock (never during a recovery).
+    package mutating func checkStalls(now: Double) -> [Action] {
+        guard var detector = stalls else { return [] }
+        let decided = detector.handleTick(now: now, recovering: isRecovering)
+        stalls = detector
+        var actions: [Action] = []
+        for action in decided {
+            switch action {
+            case .query(let serial):
+                for rank in ranks.indices where ranks[rank].joined { actions += send(.waitQuery(serial: serial), to: rank) }
+            case .stall(let waits, let silentSeconds):
+                actions.append(.note(.stall(waits: waits, silentSeconds: silentSeconds)))
+            case .deadlock(let waits):
+                actions.append(.fail(.deadlock(waits: waits)))
+            }
+        }
+        return actions
+    }
+
+    /// `rank` answered the stall detector's question `serial`: it waits so.
+    package mutating func handleWaitReport(from rank: Int, serial: UInt32, _ wait: RankWait) {
+        stalls?.handleAnswer(from: RankID(rank), serial: serial, wait)
     }
 
     /// `rank`'s control connection closed (its exit follows).
