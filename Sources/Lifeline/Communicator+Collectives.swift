@@ -1,24 +1,73 @@
 import LifelineCore
 
 /// Collectives, built on point-to-point messages so that checkpoints and replay cover them.
-/// Each uses its own reserved (negative) tag; all go through rank order, so reductions give the
-/// same bits on every run.
+/// Each uses its own reserved (negative) tag, and every rank must call the same collectives in
+/// the same order, as in MPI.
+///
+/// Reductions combine along a binomial tree of fixed shape rooted at `root` (rank `root + i`
+/// combines what ranks `root + i + 2^k` bring, for k upwards, the lower ranks' part on the left):
+/// no rank handles more than ⌈log₂ N⌉ messages, and a floating-point sum gives the same bits on
+/// every run with the same rank count and root. Another rank count (or root) associates the
+/// terms differently, so its bits may differ; `allreduce(exactSum:)` gives the same bits on any.
 extension Communicator {
     private enum CollectiveTag: Int64 {
-        case broadcast = -1, gather = -2
+        case broadcast = -1, gather = -2, reduce = -3, scatter = -4, exactSum = -5
     }
 
-    /// Sends `values` from `root` to every rank; every rank returns root's values.
+    /// The position of `rank` in a tree rooted at `root`.
+    private func relative(_ rank: Int, root: Int) -> Int { (rank - root + size) % size }
+    /// The rank at `position` of a tree rooted at `root`.
+    private func absolute(_ position: Int, root: Int) -> Int { (position + root) % size }
+
+    /// Sends `values` from `root` to every rank along a binomial tree; every rank returns root's
+    /// values.
     public func broadcast<T: BitwiseCopyable>(_ values: [T], root: Int) throws -> [T] {
-        let rootID = try checkedRank(root)
-        if rank == root {
-            let bytes = valuesToBytes(values)
-            for destination in 0..<size where destination != root {
-                try runtime.send(bytes, to: RankID(destination), tag: CollectiveTag.broadcast.rawValue)
+        _ = try checkedRank(root)
+        return bytesToValues(try treeBroadcast(rank == root ? valuesToBytes(values) : [], root: root))
+    }
+
+    /// Root's `payload` at every rank: each rank receives it from its parent, then passes it to
+    /// its children, farthest first.
+    private func treeBroadcast(_ payload: [UInt8], root: Int) throws -> [UInt8] {
+        let position = relative(rank, root: root)
+        var bytes = payload
+        var mask = 1
+        while mask < size {
+            if position & mask != 0 {
+                bytes = try runtime.receive(from: RankID(absolute(position - mask, root: root)), tag: CollectiveTag.broadcast.rawValue).bytes
+                break
             }
-            return values
+            mask <<= 1
         }
-        return try runtime.receive(from: rootID, tag: CollectiveTag.broadcast.rawValue).values(as: T.self)
+        mask >>= 1
+        while mask > 0 {
+            if position + mask < size {
+                try runtime.send(bytes, to: RankID(absolute(position + mask, root: root)), tag: CollectiveTag.broadcast.rawValue)
+            }
+            mask >>= 1
+        }
+        return bytes
+    }
+
+    /// Combines every rank's `payload` at `root` along the binomial tree; nil on other ranks.
+    /// `combine(lower, upper)` merges what a rank holds with what the next subtree brings.
+    private func treeReduce(_ payload: [UInt8], root: Int, tag: CollectiveTag,
+                            combine: ([UInt8], [UInt8]) throws -> [UInt8]) throws -> [UInt8]? {
+        let position = relative(rank, root: root)
+        var held = payload
+        var mask = 1
+        while mask < size {
+            if position & mask != 0 {
+                try runtime.send(held, to: RankID(absolute(position - mask, root: root)), tag: tag.rawValue)
+                return nil
+            }
+            if position + mask < size {
+                let upper = try runtime.receive(from: RankID(absolute(position + mask, root: root)), tag: tag.rawValue).bytes
+                held = try combine(held, upper)
+            }
+            mask <<= 1
+        }
+        return held
     }
 
     /// Collects every rank's `values` at `root`, in rank order; other ranks get nil.
@@ -50,29 +99,93 @@ extension Communicator {
         return result
     }
 
-    /// Combines every rank's `values` element by element and returns the result on every rank.
-    /// Rank 0 combines them in rank order, so the result is the same bits on every run.
+    /// Combines every rank's `values` element by element at `root` (along the tree; see above);
+    /// other ranks get nil. Every rank must give as many values.
+    public func reduce<T: BitwiseCopyable & AdditiveArithmetic & Comparable>(
+        _ values: [T], _ operation: ReduceOperation, root: Int
+    ) throws -> [T]? {
+        _ = try checkedRank(root)
+        let combined = try treeReduce(valuesToBytes(values), root: root, tag: .reduce) { lower, upper in
+            var left: [T] = bytesToValues(lower)
+            let right: [T] = bytesToValues(upper)
+            guard left.count == right.count else {
+                throw LifelineError(.usage, "reduce needs the same number of values on every rank (\(left.count) and \(right.count))")
+            }
+            for index in left.indices {
+                switch operation {
+                case .sum: left[index] += right[index]
+                case .min: left[index] = Swift.min(left[index], right[index])
+                case .max: left[index] = Swift.max(left[index], right[index])
+                }
+            }
+            return valuesToBytes(left)
+        }
+        return combined.map(bytesToValues)
+    }
+
+    /// Combines every rank's `values` element by element and returns the result on every rank
+    /// (a reduction to rank 0 along the tree, then a broadcast along it).
     public func allreduce<T: BitwiseCopyable & AdditiveArithmetic & Comparable>(
         _ values: [T], _ operation: ReduceOperation
     ) throws -> [T] {
-        let gathered = try gather(values, root: 0)
-        var combined: [T] = []
-        if let gathered {
-            guard gathered.allSatisfy({ $0.count == values.count }) else {
-                throw LifelineError(.usage, "allreduce needs the same number of values on every rank")
+        try broadcast(try reduce(values, operation, root: 0) ?? [], root: 0)
+    }
+
+    /// Combines one value from every rank and returns the result on every rank.
+    ///
+    /// ```swift
+    /// let residual = try comm.allreduce(localResidual, .max)
+    /// ```
+    public func allreduce<T: BitwiseCopyable & AdditiveArithmetic & Comparable>(_ value: T, _ operation: ReduceOperation) throws -> T {
+        let combined = try allreduce([value], operation)
+        guard let first = combined.first else { throw LifelineError(.corruptState, "allreduce returned no value") }
+        return first
+    }
+
+    /// The exact sum of every rank's `sum`, rounded once, on every rank: the same bits whatever
+    /// the rank count and however the terms were split between ranks (see `ExactSum`).
+    ///
+    /// ```swift
+    /// let energy = try comm.allreduce(exactSum: ExactSum(localSquares))
+    /// ```
+    public func allreduce(exactSum sum: ExactSum) throws -> Double {
+        let total = try treeReduce(valuesToBytes(sum.words), root: 0, tag: .exactSum) { lower, upper in
+            guard var left = ExactSum(words: bytesToValues(lower)), let right = ExactSum(words: bytesToValues(upper)) else {
+                throw LifelineError(.corruptState, "an exact sum from another rank does not decode")
             }
-            combined = gathered[0]
-            for contribution in gathered.dropFirst() {
-                for index in combined.indices {
-                    switch operation {
-                    case .sum: combined[index] += contribution[index]
-                    case .min: combined[index] = Swift.min(combined[index], contribution[index])
-                    case .max: combined[index] = Swift.max(combined[index], contribution[index])
-                    }
-                }
-            }
+            left.add(right)
+            return valuesToBytes(left.words)
         }
-        return try broadcast(combined, root: 0)
+        let words: [UInt64] = try broadcast(total.map(bytesToValues) ?? [], root: 0)
+        guard let exact = ExactSum(words: words) else { throw LifelineError(.corruptState, "an exact sum does not decode") }
+        return exact.value
+    }
+
+    /// Sends `chunks[r]` from `root` to each rank r; every rank returns its chunk. Only root's
+    /// `chunks` are read (others may pass nil); it must hold one chunk per rank.
+    public func scatter<T: BitwiseCopyable>(_ chunks: [[T]]?, root: Int) throws -> [T] {
+        let rootID = try checkedRank(root)
+        guard rank == root else { return try runtime.receive(from: rootID, tag: CollectiveTag.scatter.rawValue).values(as: T.self) }
+        guard let chunks, chunks.count == size else {
+            throw LifelineError(.usage, "scatter at root \(root) needs one chunk per rank (\(size)), got \(chunks?.count ?? 0)")
+        }
+        for destination in 0..<size where destination != root {
+            try runtime.send(valuesToBytes(chunks[destination]), to: RankID(destination), tag: CollectiveTag.scatter.rawValue)
+        }
+        return chunks[root]
+    }
+
+    /// Sends `values` to `destination` and receives from `source` with the same `tag`, as
+    /// MPI's `sendrecv`: the exchange cannot deadlock, whatever the sizes and whoever sends
+    /// first, because a send never waits for its receiver — it returns once its bytes are in
+    /// the kernel, reading the incoming messages meanwhile while the socket is full.
+    ///
+    /// ```swift
+    /// let fromLeft = try comm.sendReceive(rightEdge, to: right, from: left, tag: 1)
+    /// ```
+    public func sendReceive<T: BitwiseCopyable>(_ values: [T], to destination: Int, from source: Int, tag: Int = 0) throws -> [T] {
+        try send(values, to: destination, tag: tag)
+        return try receive(T.self, from: source, tag: tag)
     }
 
     /// Waits until every rank has reached the barrier.

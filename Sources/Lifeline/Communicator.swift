@@ -21,9 +21,10 @@ public enum Source: Sendable, Equatable {
     case rank(Int)
 }
 
-/// How `allreduce` combines values, element by element, in fixed rank order.
+/// How `reduce` and `allreduce` combine values, element by element, along a tree of fixed
+/// shape (the same bits on every run with the same rank count).
 public enum ReduceOperation: Sendable {
-    /// The sum, accumulated from rank 0 upwards, so the bits are the same on every run.
+    /// The sum (for the same bits on any rank count, see `ExactSum`).
     case sum
     /// The minimum.
     case min

@@ -24,6 +24,11 @@
 //   lifeline-liveness pause SECONDS
 //       A ring shift of small messages for 6 rounds, but at round 3 rank 0 computes for SECONDS
 //       (without calling the runtime) before it sends: a stall, not a deadlock.
+//   lifeline-liveness collectives ROUNDS
+//       Every round: a sendReceive around the ring, then a broadcast, a reduce and a scatter
+//       from a root that moves each round, a scalar allreduce and an exact sum; rank 0 also
+//       prints `exact=<bits>`, an exact sum of 2,000 wide-ranging values split by index
+//       between the ranks, which must not depend on the rank count.
 //
 // Every mode but `stranger` ends with rank 0 printing `result sha256=…` over what the ring carried.
 #if canImport(Glibc)
@@ -124,7 +129,7 @@ func holdHalfOpenConnections(seconds: Double, names: [String]) {
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
-    print("usage: lifeline-liveness exchange BYTES ROUNDS | deadlock | pause SECONDS | random ROUNDS | forgetful ROUNDS | stranger SECONDS NAME...")
+    print("usage: lifeline-liveness exchange BYTES ROUNDS | deadlock | pause SECONDS | random ROUNDS | forgetful ROUNDS | collectives ROUNDS | stranger SECONDS NAME...")
     exit(2)
 }
 if arguments[1] == "stranger" {
@@ -182,6 +187,34 @@ case "forgetful", "backwards":
         _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
         exit(1)
     }
+case "collectives":
+    // The global values the exact sums split between the ranks (index i goes to rank i % size).
+    func term(_ index: Int, round: Int) -> Double {
+        let magnitude = Double(sign: .plus, exponent: (index &* 37 &+ round) % 120 - 60, significand: 1.0 + Double(index % 97) / 97)
+        return index % 3 == 0 ? -magnitude : magnitude
+    }
+    func mine(_ round: Int) -> ExactSum {
+        ExactSum(stride(from: comm.rank, to: 2_000, by: comm.size).map { term($0, round: round) })
+    }
+    func bits(_ value: Double) -> [UInt8] { bytes([value.bitPattern]) }
+    let rounds = Int(arguments[2]) ?? 200
+    while state.round < rounds {
+        try comm.safePoint(step: state.round, state: state)
+        let round = state.round
+        let root = round % comm.size
+        state.mix(bytes(try comm.sendReceive([UInt64(comm.rank &* 1_000 &+ round)], to: right, from: left, tag: 2)))
+        state.mix(bytes(try comm.broadcast(comm.rank == root ? payload(bytes: 24, rank: root, round: round) : [], root: root)))
+        let reduced = try comm.reduce((0..<3).map { Double(comm.rank) * 0.1 + Double(round * $0) / 7 }, .sum, root: root)
+        if let reduced { state.mix(bytes(reduced.map(\.bitPattern))) }
+        let chunks = comm.rank == root ? (0..<comm.size).map { payload(bytes: 8 * ($0 + 1), rank: $0, round: round) } : nil
+        state.mix(bytes(try comm.scatter(chunks, root: root)))
+        state.mix(bits(try comm.allreduce(Double(comm.rank) * 0.37 - Double(round), .max)))
+        state.mix(bits(try comm.allreduce(exactSum: mine(round))))
+        state.round += 1
+        usleep(1_000)
+    }
+    let exact = try comm.allreduce(exactSum: mine(rounds))
+    if comm.rank == 0 { print("exact=\(String(exact.bitPattern, radix: 16))") }
 case "deadlock":
     try comm.safePoint(step: 0, state: state)
     state.mix(try comm.receive(from: right, tag: 7).bytes)

@@ -1,0 +1,82 @@
+import Foundation
+import LifelineCore
+@testable import Lifeline
+import Testing
+
+extension RecoveryTests {
+    /// The collectives (`sendReceive`, tree `broadcast` and `reduce`, `scatter`, scalar
+    /// `allreduce`, `allreduce(exactSum:)`) with a root that moves every round: after a kill at
+    /// a step drawn from the seed, under every logging mode (a global rollback, a lone replay of
+    /// named-source receives, optimistic orphans), the result is the failure-free one, bit for bit; and the
+    /// exact sum of values split between the ranks has the same bits on 3 and on 4 ranks.
+    @Suite struct Collectives {
+        @Test func collectivesRecoverBitExactAndTheExactSumIgnoresTheRankCount() throws {
+            let arguments = ["collectives", "160"]
+            let oracle = try Liveness.probe("collectives-free", ranks: 4, ["--interval", "0.05"], arguments)
+            try #require(oracle.status == 0 && oracle.resultLines.count == 1, "\(oracle.stderr)")
+            let exact = oracle.stdout.split(separator: "\n").filter { $0.hasPrefix("exact=") }
+            #expect(exact.count == 1, "\(oracle.stdout)")
+
+            let seed = Liveness.seed()
+            var generator = SplitMix64(seed: seed)
+            for logging in ["none", "pessimistic", "sender-based", "optimistic"] {
+                let injection = "kill:rank=\(Int.random(in: 0..<4, using: &generator)),step=\(Int.random(in: 40...120, using: &generator))"
+                print("collectives seed \(seed) (LIFELINE_TEST_SEED=\(seed) replays it): \(logging), \(injection)")
+                let killed = try Liveness.probe(
+                    "collectives-\(logging)", ranks: 4, ["--interval", "0.05", "--logging", logging, "--inject", injection], arguments)
+                #expect(killed.status == 0, "seed \(seed), \(logging), \(injection): \(killed.stderr)")
+                #expect(killed.resultLines == oracle.resultLines, "seed \(seed), \(logging), \(injection)")
+                #expect(killed.events("failure").count == 1, "seed \(seed), \(logging), \(injection)")
+            }
+
+            let three = try Liveness.probe("collectives-3", ranks: 3, ["--interval", "0.05"], arguments)
+            #expect(three.status == 0, "\(three.stderr)")
+            #expect(three.stdout.split(separator: "\n").filter { $0.hasPrefix("exact=") } == exact, "\(three.stdout)")
+        }
+    }
+}
+
+/// `ExactSum`, in-process: exact where a plain sum is not, the same bits whatever the order and
+/// the split, and rounded once to nearest even.
+@Suite struct ExactSumTests {
+    @Test func cancellationAndRoundingAreExact() {
+        #expect(ExactSum([1e16, 1.0, -1e16]).value == 1.0, "a plain sum gives 0")
+        #expect(ExactSum([1e308, 1e308, -1e308]).value == 1e308, "no overflow in between")
+        #expect(ExactSum(Array(repeating: 0.1, count: 10)).value == 1.0)
+        #expect(ExactSum([1.0, 0x1p-53]).value == 1.0, "a tie rounds to even")
+        #expect(ExactSum([1.0, 0x1p-53, 0x1p-105]).value == 1.0 + 0x1p-52, "above the tie rounds up")
+        #expect(ExactSum([Double.leastNonzeroMagnitude, Double.leastNonzeroMagnitude]).value == 2 * Double.leastNonzeroMagnitude)
+        #expect(ExactSum([-3.5, 1.25]).value == -2.25)
+        #expect(ExactSum([]).value == 0)
+        #expect(ExactSum([Double.greatestFiniteMagnitude, Double.greatestFiniteMagnitude]).value == .infinity)
+        #expect(ExactSum([1, .infinity]).value == .infinity && ExactSum([.infinity, -.infinity]).value.isNaN)
+        #expect(ExactSum([.nan, 1]).value.isNaN && ExactSum([-.infinity, 5]).value == -.infinity)
+    }
+
+    /// Wide-ranging random terms: any order and any split into parts merged in any order give
+    /// the same bits, and integers below 2⁵³ give their plain sum.
+    @Test func theSumDoesNotDependOnOrderOrSplit() {
+        let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
+        print("ExactSum seed \(seed)")
+        var generator = SplitMix64(seed: seed)
+        for trial in 0..<50 {
+            let terms = (0..<Int.random(in: 1...400, using: &generator)).map { _ in
+                Double(sign: Bool.random(using: &generator) ? .plus : .minus,
+                       exponent: Int.random(in: -1074...1000, using: &generator),
+                       significand: Double.random(in: 1..<2, using: &generator))
+            }
+            let whole = ExactSum(terms).value
+            let shuffled = ExactSum(terms.shuffled(using: &generator)).value
+            let parts = Int.random(in: 1...7, using: &generator)
+            var merged = ExactSum()
+            for part in (0..<parts).shuffled(using: &generator) {
+                merged.add(ExactSum(stride(from: part, to: terms.count, by: parts).map { terms[$0] }))
+            }
+            #expect(whole.bitPattern == shuffled.bitPattern && whole.bitPattern == merged.value.bitPattern,
+                    "seed \(seed), trial \(trial)")
+            let integers = terms.prefix(50).map { Double(Int64($0.bitPattern % (1 << 40)) - (1 << 39)) }
+            #expect(ExactSum(integers).value == integers.reduce(0, +), "seed \(seed), trial \(trial)")
+            #expect(ExactSum(words: merged.words) == merged)
+        }
+    }
+}
