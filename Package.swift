@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "lifeline", targets: ["lifeline"]),
         .executable(name: "heat2d", targets: ["heat2d"]),
         .executable(name: "taskfarm", targets: ["taskfarm"]),
+        .executable(name: "cg", targets: ["cg"]),
         .executable(name: "lifeline-bench", targets: ["lifeline-bench"]),
     ],
     dependencies: [
@@ -55,6 +56,7 @@ let package = Package(
         .executableTarget(name: "heat2d", dependencies: ["Lifeline", "ExampleSupport"], path: "Examples/Heat2D"),
         .executableTarget(name: "taskfarm", dependencies: ["Lifeline", "ExampleSupport"], path: "Examples/TaskFarm"),
         .executableTarget(name: "ring", dependencies: ["Lifeline"], path: "Examples/Ring"),
+        .executableTarget(name: "cg", dependencies: ["Lifeline", "ExampleSupport"], path: "Examples/CG"),
         // Benchmarks: the driver, the program it measures, and the raw baseline (no Lifeline).
         .executableTarget(
             name: "lifeline-bench", dependencies: ["LifelineStorage", "CLifelineSupport"],
