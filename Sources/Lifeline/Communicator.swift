@@ -52,6 +52,8 @@ public enum ReduceOperation: Sendable {
 /// `main.swift` is main-actor isolated, and a nonisolated helper cannot use it).
 public final class Communicator {
     let runtime: RankRuntime
+    /// Receives posted with `irecv`, per (source, tag) channel, until completed.
+    var postedReceives: [Channel: PostedReceives] = [:]
 
     /// This process's rank, `0..<size`.
     public var rank: Int { runtime.rank.rawValue }
@@ -117,7 +119,9 @@ public final class Communicator {
         let from: RankID?
         switch source {
         case .any: from = nil
-        case .rank(let index): from = try checkedRank(index)
+        case .rank(let index):
+            from = try checkedRank(index)
+            try checkNoRequestsPending(from: index, tag: tag)
         }
         return try runtime.receive(from: from, tag: try checkedTag(tag))
     }
@@ -132,7 +136,8 @@ public final class Communicator {
     /// halo exchange: with `--logging pessimistic` they share one log write and fsync before any
     /// is delivered, instead of one each.
     public func receive(all requests: [(source: Int, tag: Int)]) throws -> [Message] {
-        try runtime.receive(all: requests.map { (try checkedRank($0.source), try checkedTag($0.tag)) })
+        for request in requests { try checkNoRequestsPending(from: request.source, tag: request.tag) }
+        return try runtime.receive(all: requests.map { (try checkedRank($0.source), try checkedTag($0.tag)) })
     }
 
     /// Receives an array of a trivial type from rank `source`.

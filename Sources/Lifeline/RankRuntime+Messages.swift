@@ -73,6 +73,16 @@ extension RankRuntime {
         }
     }
 
+    /// How many messages from `source` with `tag` a receive could take now, after reading what
+    /// has arrived without waiting. The answer depends on timing: callers log it
+    /// (`loggedValue`) so that a replay sees the same.
+    func deliverableCount(from source: RankID, tag: Int64) throws -> Int {
+        precondition(!finished, "test after finish()")
+        try serviceControl()
+        try pump(timeoutMs: 0, waiting: .receive(source, tag: tag))
+        return machine.deliverableCount(from: source, tag: tag)
+    }
+
     /// Receives one message for each (source, tag) of `requests`, in that order, once all have
     /// arrived: with pessimistic logging they go to the log together — one write and one
     /// fdatasync per mirror — before any of them is delivered (group commit that keeps the
@@ -219,7 +229,7 @@ extension RankRuntime {
     }
 
     /// A value read from outside the messages, logged (with logging) so replay returns it again.
-    func loggedValue(_ produce: () -> [UInt8]) throws -> [UInt8] {
+    func loggedValue(_ produce: () throws -> [UInt8]) throws -> [UInt8] {
         if machine.replay != nil {
             let replayed: [UInt8]?
             do {
@@ -234,7 +244,7 @@ extension RankRuntime {
             }
             finishReplay()
         }
-        let bytes = produce()
+        let bytes = try produce()
         machine.noteLoggedValue()
         switch rules.value {
         case .synchronously?: try appendToLog([.value(bytes)])

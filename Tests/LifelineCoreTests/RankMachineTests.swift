@@ -99,6 +99,24 @@ import Testing
         #expect(rank.deliveries == 0 && !rank.ledger.isDuplicate(source: RankID(0), sequence: SequenceNumber(0)))
     }
 
+    /// What a non-blocking receive's test counts: messages of the tag, not duplicates, up to
+    /// the first held back for its round; none while frozen.
+    @Test func theDeliverableCountSkipsDuplicatesAndStopsAtAHeldMessage() throws {
+        var rank = machine(variant: .coordinated)
+        rank.arrive(header(from: 0, 0), [1])
+        rank.arrive(header(from: 0, 1, tag: 9), [2])
+        rank.arrive(header(from: 0, 2), [3])
+        rank.arrive(header(from: 0, 2), [3])  // a resend's copy
+        #expect(rank.deliverableCount(from: RankID(0), tag: 7) == 2)
+        _ = try rank.deliver(header(from: 0, 0), rank.take(from: RankID(0), tag: 7)!.payload)
+        #expect(rank.deliverableCount(from: RankID(0), tag: 7) == 1)
+        rank.arrive(header(from: 0, 3, epoch: 5), [4])  // a round this rank has not captured
+        rank.arrive(header(from: 0, 4, epoch: 5), [5])
+        #expect(rank.deliverableCount(from: RankID(0), tag: 7) == 1)
+        _ = rank.freeze()
+        #expect(rank.deliverableCount(from: RankID(0), tag: 7) == 0)
+    }
+
     @Test func retentionNearItsMaximumAsksForOneCheckpointPerRound() {
         var rank = machine(retainedMax: 40)
         #expect(!rank.send([UInt8](repeating: 0, count: 8), to: RankID(0), tag: 1).askCheckpoint)

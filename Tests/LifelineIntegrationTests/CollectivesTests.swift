@@ -12,27 +12,57 @@ extension RecoveryTests {
     @Suite struct Collectives {
         @Test func collectivesRecoverBitExactAndTheExactSumIgnoresTheRankCount() throws {
             let arguments = ["collectives", "160"]
-            let oracle = try Liveness.probe("collectives-free", ranks: 4, ["--interval", "0.05"], arguments)
+            let oracle = try RecoveryTests.Liveness.probe("collectives-free", ranks: 4, ["--interval", "0.05"], arguments)
             try #require(oracle.status == 0 && oracle.resultLines.count == 1, "\(oracle.stderr)")
             let exact = oracle.stdout.split(separator: "\n").filter { $0.hasPrefix("exact=") }
             #expect(exact.count == 1, "\(oracle.stdout)")
 
-            let seed = Liveness.seed()
+            let seed = RecoveryTests.Liveness.seed()
             var generator = SplitMix64(seed: seed)
             for logging in ["none", "pessimistic", "sender-based", "optimistic"] {
                 let injection = "kill:rank=\(Int.random(in: 0..<4, using: &generator)),step=\(Int.random(in: 40...120, using: &generator))"
                 print("collectives seed \(seed) (LIFELINE_TEST_SEED=\(seed) replays it): \(logging), \(injection)")
-                let killed = try Liveness.probe(
+                let killed = try RecoveryTests.Liveness.probe(
                     "collectives-\(logging)", ranks: 4, ["--interval", "0.05", "--logging", logging, "--inject", injection], arguments)
                 #expect(killed.status == 0, "seed \(seed), \(logging), \(injection): \(killed.stderr)")
                 #expect(killed.resultLines == oracle.resultLines, "seed \(seed), \(logging), \(injection)")
                 #expect(killed.events("failure").count == 1, "seed \(seed), \(logging), \(injection)")
             }
 
-            let three = try Liveness.probe("collectives-3", ranks: 3, ["--interval", "0.05"], arguments)
+            let three = try RecoveryTests.Liveness.probe("collectives-3", ranks: 3, ["--interval", "0.05"], arguments)
             #expect(three.status == 0, "\(three.stderr)")
             #expect(three.stdout.split(separator: "\n").filter { $0.hasPrefix("exact=") } == exact, "\(three.stdout)")
         }
+    }
+}
+
+extension RecoveryTests.Collectives {
+    /// Non-blocking receives matched in posting order, one polled with `test()` whose outcomes
+    /// depend on timing (logged, so a replay sees the same): after a kill at a step drawn from
+    /// the seed, under every logging mode, the result is the failure-free one.
+    @Test func requestsRecoverBitExact() throws {
+        let arguments = ["requests", "150"]
+        let oracle = try RecoveryTests.Liveness.probe("requests-free", ranks: 3, ["--interval", "0.05"], arguments)
+        try #require(oracle.status == 0 && oracle.resultLines.count == 1, "\(oracle.stderr)")
+        let seed = RecoveryTests.Liveness.seed()
+        var generator = SplitMix64(seed: seed)
+        for logging in ["none", "pessimistic", "sender-based", "optimistic"] {
+            let injection = "kill:rank=\(Int.random(in: 0..<3, using: &generator)),step=\(Int.random(in: 40...110, using: &generator))"
+            print("requests seed \(seed) (LIFELINE_TEST_SEED=\(seed) replays it): \(logging), \(injection)")
+            let killed = try RecoveryTests.Liveness.probe(
+                "requests-\(logging)", ranks: 3, ["--interval", "0.05", "--logging", logging, "--inject", injection], arguments)
+            #expect(killed.status == 0, "seed \(seed), \(logging), \(injection): \(killed.stderr)")
+            #expect(killed.resultLines == oracle.resultLines, "seed \(seed), \(logging), \(injection)")
+            #expect(killed.events("failure").count == 1, "seed \(seed), \(logging), \(injection)")
+        }
+    }
+
+    /// A plain receive on a channel with an irecv pending would take the request's message:
+    /// refused, by name.
+    @Test func aPlainReceiveCannotStealARequestsMessage() throws {
+        let result = try RecoveryTests.Liveness.probe("steal", ranks: 2, ["--max-restarts", "0"], ["steal"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("irecv requests on that channel are pending"), "\(result.stderr)")
     }
 }
 

@@ -29,6 +29,13 @@
 //       from a root that moves each round, a scalar allreduce and an exact sum; rank 0 also
 //       prints `exact=<bits>`, an exact sum of 2,000 wide-ranging values split by index
 //       between the ranks, which must not depend on the rank count.
+//   lifeline-liveness requests ROUNDS
+//       Every round each rank posts two irecvs from its left neighbour, sends two messages to
+//       its right one, polls the second request with test() until it completes (the first
+//       message then waits for the first request: requests match in posting order), then waits
+//       for the first. Only the values go into the result, not how often test() polled.
+//   lifeline-liveness steal
+//       Posts an irecv, then receives from the same channel with a plain receive: refused.
 //
 // Every mode but `stranger` ends with rank 0 printing `result sha256=…` over what the ring carried.
 #if canImport(Glibc)
@@ -129,7 +136,7 @@ func holdHalfOpenConnections(seconds: Double, names: [String]) {
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
-    print("usage: lifeline-liveness exchange BYTES ROUNDS | deadlock | pause SECONDS | random ROUNDS | forgetful ROUNDS | collectives ROUNDS | stranger SECONDS NAME...")
+    print("usage: lifeline-liveness exchange BYTES ROUNDS | deadlock | pause SECONDS | random ROUNDS | forgetful ROUNDS | collectives ROUNDS | requests ROUNDS | steal | stranger SECONDS NAME...")
     exit(2)
 }
 if arguments[1] == "stranger" {
@@ -215,6 +222,34 @@ case "collectives":
     }
     let exact = try comm.allreduce(exactSum: mine(rounds))
     if comm.rank == 0 { print("exact=\(String(exact.bitPattern, radix: 16))") }
+case "requests":
+    let rounds = Int(arguments[2]) ?? 200
+    while state.round < rounds {
+        try comm.safePoint(step: state.round, state: state)
+        let round = state.round
+        let first = try comm.irecv(UInt64.self, from: left, tag: 3)
+        let second = try comm.irecv(UInt64.self, from: left, tag: 3)
+        try comm.isend([UInt64(comm.rank &* 7 &+ round)], to: right, tag: 3)
+        try comm.isend(payload(bytes: 16, rank: comm.rank, round: round), to: right, tag: 3).wait()
+        var polled: [UInt64]?
+        while polled == nil {
+            polled = try second.test()
+            if polled == nil { usleep(100) }
+        }
+        state.mix(bytes(try first.wait()))
+        state.mix(bytes(polled!))
+        state.round += 1
+        usleep(500)
+    }
+case "steal":
+    do {
+        _ = try comm.irecv(UInt64.self, from: left, tag: 3)
+        _ = try comm.receive(from: left, tag: 3)
+    } catch {
+        let line = Array("lifeline-liveness: \(error)\n".utf8)
+        _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        exit(1)
+    }
 case "deadlock":
     try comm.safePoint(step: 0, state: state)
     state.mix(try comm.receive(from: right, tag: 7).bytes)

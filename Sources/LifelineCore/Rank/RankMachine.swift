@@ -345,6 +345,21 @@ package struct RankMachine: Sendable {
         return nil
     }
 
+    /// How many messages from `source` with `tag` a receive could take now, in order, without
+    /// taking any (a non-blocking receive's test): none while frozen; duplicates are not
+    /// counted, and the count stops at the first message held back for its round.
+    package func deliverableCount(from source: RankID, tag: Int64) -> Int {
+        guard !frozen else { return 0 }
+        var sequences: Set<UInt64> = []
+        for arrival in inbox[source.rawValue] {
+            let header = arrival.header
+            if ledger.isDuplicate(source: header.source, sequence: header.sequence) { continue }
+            guard participant.mayDeliver(messageEpoch: header.epoch) else { break }
+            if header.tag == tag { sequences.insert(header.sequence.rawValue) }
+        }
+        return sequences.count
+    }
+
     /// The first message of the channel with `tag` that may be delivered. Epochs never decrease
     /// along a channel, so once one message is held back for its epoch, the rest are too.
     private mutating func take(fromSource source: Int, tag: Int64) -> Arrival? {
