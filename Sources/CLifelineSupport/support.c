@@ -207,3 +207,52 @@ int lifeline_start_writeback(int fd) {
     return 0;
 #endif
 }
+
+/* The last safe point, and what to write on a crash: a heartbeat frame carrying it. */
+static volatile int64_t lifeline_step = -1;
+static int crash_fd = -1;
+static unsigned char crash_frame[64];
+static size_t crash_frame_length = 0;
+static size_t crash_step_offset = 0;
+static struct sigaction crash_previous[NSIG];
+
+void lifeline_note_step(int64_t step) {
+    lifeline_step = step;
+}
+
+static void report_step_on_crash(int signal, siginfo_t *info, void *context) {
+    (void)info;
+    (void)context;
+    if (crash_fd >= 0) {
+        unsigned char frame[sizeof crash_frame];
+        int64_t step = lifeline_step;
+        memcpy(frame, crash_frame, crash_frame_length);
+        memcpy(frame + crash_step_offset, &step, sizeof step);
+        ssize_t written = write(crash_fd, frame, crash_frame_length);
+        (void)written;
+        crash_fd = -1;
+    }
+    /* The signal goes to whoever had it before (the Swift runtime's backtracer, or the default
+       action): a fault re-executes its instruction when this returns; a raised signal is
+       raised again. */
+    sigaction(signal, &crash_previous[signal], NULL);
+    if (signal == SIGABRT || signal == SIGTRAP) raise(signal);
+}
+
+int lifeline_report_step_on_crash(int fd, const unsigned char *frame, size_t length, size_t step_offset) {
+    if (length > sizeof crash_frame || step_offset + sizeof(int64_t) > length) return -1;
+    memcpy(crash_frame, frame, length);
+    crash_frame_length = length;
+    crash_step_offset = step_offset;
+    crash_fd = fd;
+    static const int signals[] = {SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE};
+    for (size_t index = 0; index < sizeof signals / sizeof signals[0]; index++) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_sigaction = report_step_on_crash;
+        action.sa_flags = SA_SIGINFO | SA_NODEFER;
+        sigemptyset(&action.sa_mask);
+        if (sigaction(signals[index], &action, &crash_previous[signals[index]]) != 0) return -1;
+    }
+    return 0;
+}

@@ -36,7 +36,7 @@ extension RankRuntime {
         if step == restoredStep, step == machine.participant.stepPassed { return }  // resuming right here
         try checkIncreasing(step, after: machine.participant.stepPassed)
         if let fault = rankFaults.first(where: { $0.spec == .killAtStep(rank, step: step) }) {
-            fireFault(index: fault.index, control: control)
+            fireFault(index: fault.index, step: step, control: control)
         }
         // A rank that computes without messages reaches the runtime only here: read what the
         // supervisor sent, so a request is answered now and not at the next receive.

@@ -141,6 +141,7 @@ final class RankRuntime {
         let (plan, controlBeforeJoined) = try awaitStart(controlReader)
         launch.apply(plan)
         startHeartbeat(control: control, launch: launch)
+        reportStepOnCrash(control: control)
 
         let store: MirroredStore
         do {
@@ -182,6 +183,18 @@ final class RankRuntime {
             if !open { supervisorGone() }
         }
         return (plan!, others)
+    }
+
+    /// Makes a crash (a Swift runtime error, an uncaught error, a bad access) tell the
+    /// supervisor the last safe point first, so the failure is reported at its true step.
+    static func reportStepOnCrash(control: ControlLink) {
+        let sentinel: Int64 = 0x0123_4567_89AB_CDEF
+        let frame = ControlMessage.heartbeat(step: Int(sentinel)).frame()
+        let needle = withUnsafeBytes(of: sentinel.littleEndian) { Array($0) }
+        guard frame.count >= needle.count,
+              let offset = (0...(frame.count - needle.count)).first(where: { Array(frame[$0..<$0 + needle.count]) == needle })
+        else { return }
+        _ = frame.withUnsafeBufferPointer { lifeline_report_step_on_crash(control.fd, $0.baseAddress, frame.count, offset) }
     }
 
     static func startHeartbeat(control: ControlLink, launch: LaunchEnvironment) {
@@ -326,9 +339,12 @@ final class HeartbeatStep: Sendable {
 
     init(_ initial: Int) { storage = Atomic(initial) }
 
-    /// The step.
+    /// The step (also noted for the crash report, `reportStepOnCrash`).
     var value: Int {
         get { storage.load(ordering: .relaxed) }
-        set { storage.store(newValue, ordering: .relaxed) }
+        set {
+            storage.store(newValue, ordering: .relaxed)
+            lifeline_note_step(Int64(newValue))
+        }
     }
 }

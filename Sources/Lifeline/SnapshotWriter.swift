@@ -105,9 +105,11 @@ final class SnapshotWriter: Sendable {
     }
 }
 
-/// Fires an injected rank-side fault: tells the supervisor which one, then SIGKILLs this process.
-func fireFault(index: Int, control: ControlLink?) -> Never {
+/// Fires an injected rank-side fault: tells the supervisor which one (and, at a safe point,
+/// that the rank reached it: the failure is reported at that step), then SIGKILLs this process.
+func fireFault(index: Int, step: Int? = nil, control: ControlLink?) -> Never {
     lifeline_flush_stdio()
+    if let step { control?.send(.heartbeat(step: step)) }
     control?.send(.faultFired(index: index))
     kill(getpid(), SIGKILL)
     while true { pause() }

@@ -120,6 +120,15 @@ extension Supervisor {
             throw LifelineError(.jobFailed, "rank \(rank) \(exit) on every attempt from epoch \(epoch); see \(stderrPath(of: rank))")
         case .deadlock(let waits):
             try failOnDeadlock(waits)
+        case .exitedWithoutFinish(let rank, let step):
+            events.record("failure", [
+                "rank": .int(rank), "cause": .string("exited with status 0 without calling finish()"), "step": .int(step),
+                "epoch": .int(Int(coordinator.committedEpoch.rawValue)),
+            ])
+            stopSurvivors()
+            throw LifelineError(.jobFailed,
+                "rank \(rank) exited with status 0 without calling finish() (after safe point \(step)): call comm.finish() "
+                    + "last; it waits at the final barrier, so that a failure elsewhere can still be recovered")
         case .restartsExhausted(let count):
             stopSurvivors()
             throw LifelineError(.jobFailed,

@@ -160,6 +160,33 @@ extension RecoveryTests.Liveness {
         #expect(result.stderr.contains("on every attempt"), "the same error from the same line ends the job: \(result.stderr)")
     }
 
+    /// A program that returns without calling `finish()` is told so at once, by name, with the
+    /// last safe point it passed (not restarted until its restarts run out).
+    @Test func aProgramThatForgetsFinishIsToldSo() throws {
+        let result = try Self.probe("unfinished", ranks: 2, ["--interval", "0.2"], ["unfinished", "20"])
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("exited with status 0 without calling finish()")
+                && result.stderr.contains("call comm.finish() last"), "\(result.stderr)")
+        #expect(result.events("recovery_start").isEmpty, "a restart would do the same")
+    }
+
+    /// A kill injected at a step is reported at that step, not at the one before.
+    @Test func aKillAtAStepIsReportedAtThatStep() throws {
+        let result = try Self.probe("kill-step", ranks: 2, ["--interval", "0.2", "--inject", "kill:rank=1,step=30"], ["exchange", "64", "60"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let failure = result.events("failure").first
+        #expect(failure?["step"] as? Int == 30, "\(String(describing: failure))")
+    }
+
+    /// A rank that stops on a Swift runtime error (a trap, not an exit) right after a safe
+    /// point is reported at that step: its crash handler tells the supervisor first.
+    @Test func aCrashIsReportedAtItsStep() throws {
+        let result = try Self.probe("crash-step", ranks: 2, ["--interval", "0.2"], ["crash", "40", "7"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let failure = result.events("failure").first
+        #expect(failure?["step"] as? Int == 7, "\(String(describing: failure))")
+    }
+
     /// Steps that do not increase are refused when the program runs alone, as under `lifeline run`.
     @Test func stepsMustIncreaseAlsoAlone() throws {
         let process = Process()

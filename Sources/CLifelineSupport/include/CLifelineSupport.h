@@ -2,6 +2,7 @@
 #define CLIFELINE_SUPPORT_H
 
 #include <sys/types.h>
+#include <stdint.h>
 
 /// Asks the kernel to send `signal` to this process when its parent dies (Linux only; 0 elsewhere).
 int lifeline_set_parent_death_signal(int signal);
@@ -57,5 +58,15 @@ int lifeline_lock_file(int fd);
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux; nothing elsewhere). Durability still
 /// needs an fsync, which then has less left to wait for. Returns 0, or -1 with errno.
 int lifeline_start_writeback(int fd);
+
+/// Records the last safe point the program passed (one store: cheap at every safe point).
+void lifeline_note_step(int64_t step);
+
+/// On a crash (SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE: a Swift runtime error, an
+/// uncaught error, a bad access), writes `frame` to `fd` once with the last noted step in the 8
+/// little-endian bytes at `step_offset`, then hands the signal to the handler that was there
+/// before. So the supervisor learns the step a rank died at. Returns 0, or -1 when the frame
+/// does not fit (64 bytes) or a handler cannot be set.
+int lifeline_report_step_on_crash(int fd, const unsigned char *frame, size_t length, size_t step_offset);
 
 #endif

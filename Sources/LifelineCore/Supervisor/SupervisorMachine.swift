@@ -106,6 +106,9 @@ package struct SupervisorMachine: Sendable {
         case restartsExhausted(failures: Int)
         /// Every rank waits for a message no rank will send, and nothing is in flight.
         case deadlock(waits: [RankWait])
+        /// A rank that had joined exited with status 0 before calling `finish()`: a restart
+        /// would do the same.
+        case exitedWithoutFinish(rank: Int, step: Int)
     }
 
     /// What happened, for the event log and the terminal (the runtime words it).
@@ -538,6 +541,9 @@ package struct SupervisorMachine: Sendable {
         startingConnected.remove(rank)
         guard !ranks[rank].exitExpected else { return [] }
         if !ranks[rank].joined, !programJoined, cleanExit { return [.fail(.notJoined(rank: rank, seconds: nil))] }
+        if ranks[rank].joined, cleanExit, !coordinator.finished[rank] {
+            return [.fail(.exitedWithoutFinish(rank: rank, step: ranks[rank].step))]
+        }
         return handleFailure(rank, cause: cause, programExit: programExit, now: now, facts: facts)
     }
 
