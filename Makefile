@@ -3,7 +3,7 @@
 SWIFT ?= swift
 APT_PACKAGES = libzstd-dev libxxhash-dev zlib1g-dev pkg-config
 
-.PHONY: all prereqs build test demo clean
+.PHONY: all prereqs bench-prereqs build test demo clean
 
 all: build
 
@@ -15,6 +15,16 @@ prereqs:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	else \
 		echo "lifeline needs $(APT_PACKAGES): sudo apt-get install $(APT_PACKAGES)" >&2; exit 1; \
+	fi
+
+# Open MPI, which the benchmarks measure beside Lifeline where it is installed (optional).
+bench-prereqs: prereqs
+	@if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing openmpi-bin libopenmpi-dev"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; \
+	else \
+		echo "the Open MPI comparisons need: sudo apt-get install openmpi-bin libopenmpi-dev" >&2; \
 	fi
 
 build: prereqs

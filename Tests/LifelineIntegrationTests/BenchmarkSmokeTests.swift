@@ -15,7 +15,7 @@ extension RecoveryTests {
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         let report = try String(contentsOfFile: folder + "/report.md", encoding: .utf8)
-        for heading in ["# Lifeline benchmark report", "## Transport", "## Snapshot", "## Snapshot, incremental", "## Strategies, failure-free",
+        for heading in ["# Lifeline benchmark report", "## Transport", "## Collectives", "## Snapshot", "## Snapshot, incremental", "## Strategies, failure-free",
                         "## Strategies, one crash", "## Checkpoint schemes with idle ranks", "## Checkpoint interval", "## A failed mirror", "## Scale-out (simulated)", "## Targets"] {
             #expect(report.contains(heading + "\n"), "missing \(heading)")
         }

@@ -96,19 +96,80 @@ struct Suites {
 
     /// An Open MPI ping-pong of 64 B messages, when `mpicc` and `mpirun` are on PATH; nil otherwise.
     private func measureOpenMPI() throws -> (median: Double, p99: Double)? {
+        guard let values = try runOpenMPI(source: Self.mpiPingPong, name: "mpi-pingpong", ranks: 2,
+                                          arguments: [String(scale.transportTrips)], tag: 9101),
+              let median = values["rtt_us_median"] else { return nil }
+        return (median, values["rtt_us_p99"] ?? .nan)
+    }
+
+    /// Compiles the C program `source` with `mpicc` (once per name) and runs it with `mpirun -np
+    /// ranks`; its `key=value` output, or nil when Open MPI is not on PATH or the run failed.
+    private func runOpenMPI(source: String, name: String, ranks: Int, arguments: [String], tag: Int) throws -> [String: Double]? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         let find = { (name: String) in path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) } }
         guard let mpicc = find("mpicc"), let mpirun = find("mpirun") else { return nil }
-        let source = launcher.scratch + "/mpi_pingpong.c", binary = launcher.scratch + "/mpi-pingpong"
-        try Data(Self.mpiPingPong.utf8).write(to: URL(fileURLWithPath: source))
-        guard try JobLauncher.spawn(mpicc, ["-O2", "-o", binary, source], scratch: launcher.scratch, tag: 9101).1 == 0 else { return nil }
-        var options = ["-np", "2", "--oversubscribe"]
+        let file = launcher.scratch + "/\(name).c", binary = launcher.scratch + "/\(name)"
+        if !FileManager.default.isExecutableFile(atPath: binary) {
+            try Data(source.utf8).write(to: URL(fileURLWithPath: file))
+            guard try JobLauncher.spawn(mpicc, ["-O2", "-o", binary, file], scratch: launcher.scratch, tag: tag).1 == 0 else { return nil }
+        }
+        var options = ["-np", String(ranks), "--oversubscribe"]
         if getuid() == 0 { options.append("--allow-run-as-root") }
-        let run = try JobLauncher.spawn(mpirun, options + [binary, String(scale.transportTrips)], scratch: launcher.scratch, tag: 9102)
-        let values = keyValues(run.2)
-        guard run.1 == 0, let median = values["rtt_us_median"] else { return nil }
-        return (median, values["rtt_us_p99"] ?? .nan)
+        let run = try JobLauncher.spawn(mpirun, options + [binary] + arguments, scratch: launcher.scratch, tag: tag + 1)
+        return run.1 == 0 ? keyValues(run.2) : nil
     }
+
+    /// The latency of a scalar allreduce against the rank count: Lifeline's tree beside Open
+    /// MPI's `MPI_Allreduce` where `mpicc` exists, in the same run.
+    mutating func collectives() throws {
+        let rankCounts = scale.name == "smoke" ? [2] : [2, 4, 8]
+        let iterations = max(200, scale.transportTrips / 10)
+        var rows: [[String]] = []
+        var openMPI = false
+        for ranks in rankCounts {
+            progress("allreduce on \(ranks) ranks")
+            let lifeline = try launcher.run(
+                ranks: ranks, options: ["--interval", "1e9"], program: ["lifeline-pingpong", "allreduce", String(iterations)])
+            let ours = keyValues(lifeline.stdout)
+            let mpi = try runOpenMPI(source: Self.mpiAllreduce, name: "mpi-allreduce", ranks: ranks, arguments: [String(iterations)],
+                                     tag: 9111)
+            openMPI = openMPI || mpi != nil
+            let median = ours["allreduce_us_median"] ?? .nan
+            let mpiMedian = mpi?["allreduce_us_median"]
+            rows.append([String(ranks), String(format: "%.2f", median), String(format: "%.2f", ours["allreduce_us_p99"] ?? .nan),
+                         mpiMedian.map { String(format: "%.2f", $0) } ?? "—",
+                         mpiMedian.map { String(format: "%.2f×", median / $0) } ?? "—"])
+        }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        report.table("Collectives", note: "The latency of one scalar `allreduce(_:_:)` of a Double (\(iterations) after 100 warm-up ones, at rank 0), through Lifeline's binomial tree (a reduction to rank 0, then a broadcast: 2⌈log₂ N⌉ message steps) under `lifeline run -n N` without checkpoints\(openMPI ? ", beside Open MPI's `MPI_Allreduce` (compiled with `mpicc`, `mpirun -np N --oversubscribe`) in the same run" : "; Open MPI was not on PATH (`make bench-prereqs` installs it)"). This machine has \(cores) cores: with more ranks than cores, both wait for the scheduler.",
+                     header: ["ranks", "Lifeline median (µs)", "Lifeline p99 (µs)", "Open MPI median (µs)", "Lifeline / Open MPI"], rows: rows)
+    }
+
+    static let mpiAllreduce = """
+    #include <mpi.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    static int compare(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+    int main(int argc, char **argv) {
+        MPI_Init(&argc, &argv);
+        int rank, iterations = argc > 1 ? atoi(argv[1]) : 1000;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        double *samples = malloc(sizeof(double) * iterations), in, out;
+        for (int i = 0; i < 100; i++) { in = i; MPI_Allreduce(&in, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD); }
+        for (int i = 0; i < iterations; i++) {
+            in = i;
+            double start = MPI_Wtime();
+            MPI_Allreduce(&in, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+            samples[i] = (MPI_Wtime() - start) * 1e6;
+        }
+        if (rank == 0) {
+            qsort(samples, iterations, sizeof(double), compare);
+            printf("allreduce_us_median=%.3f allreduce_us_p99=%.3f\\n", samples[iterations / 2], samples[(int)(iterations * 0.99)]);
+        }
+        MPI_Finalize();
+        return 0;
+    }
+    """
 
     static let mpiPingPong = """
     #include <mpi.h>

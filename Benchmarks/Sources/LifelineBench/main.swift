@@ -57,7 +57,9 @@ do {
     for suite in suites {
         FileHandle.standardError.write(Data("lifeline-bench: \(suite)…\n".utf8))
         switch suite {
-        case "transport": try bench.transport()
+        case "transport":
+            try bench.transport()
+            try bench.collectives()
         case "snapshot": try bench.snapshot()
         case "strategies": try bench.strategies()
         case "interval": try bench.interval()

@@ -3,8 +3,31 @@
 // Prints `rtt_us_median=… rtt_us_p99=… bandwidth_gbps=…` at rank 0.
 //
 // usage (under lifeline run -n 2): lifeline-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES
+//    or (under lifeline run -n N): lifeline-pingpong allreduce ITERATIONS
 import Foundation
 import Lifeline
+
+// lifeline-pingpong allreduce ITERATIONS (under lifeline run -n N): every rank takes part in
+// ITERATIONS scalar allreduces of a Double; rank 0 prints `allreduce_us_median=… allreduce_us_p99=…`.
+if CommandLine.arguments.dropFirst().first == "allreduce" {
+    let iterations = CommandLine.arguments.dropFirst(2).first.flatMap { Int($0) } ?? 1000
+    let comm = try Communicator.join()
+    for index in 0..<100 { _ = try comm.allreduce(Double(index), .sum) }  // warm-up: connections, caches
+    var samples: [Double] = []
+    samples.reserveCapacity(iterations)
+    for index in 0..<iterations {
+        let start = DispatchTime.now().uptimeNanoseconds
+        _ = try comm.allreduce(Double(index), .sum)
+        samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1000)
+    }
+    if comm.rank == 0 {
+        samples.sort()
+        print(String(format: "allreduce_us_median=%.3f allreduce_us_p99=%.3f", samples[samples.count / 2],
+                     samples[Int(Double(samples.count) * 0.99)]))
+    }
+    try comm.finish()
+    exit(0)
+}
 
 let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
 guard arguments.count == 3 else {
