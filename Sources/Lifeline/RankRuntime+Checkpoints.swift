@@ -133,7 +133,8 @@ extension RankRuntime {
         control?.send(.finished(
             step: machine.participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0,
             retainedBytesPeak: UInt64(machine.retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak),
-            residentBytesPeak: Self.residentBytesPeak(), logSyncs: log?.syncCount ?? 0))
+            residentBytesPeak: Self.residentBytesPeak(), logSyncs: log?.syncCount ?? 0,
+            logSyncMicroseconds: UInt64(max(0, (log?.syncSeconds ?? 0) * 1e6))))
         while !released {
             try serviceControl()
             if !released { try pump(timeoutMs: Self.pollIntervalMs, waiting: .barrier) }

@@ -46,11 +46,13 @@ extension Supervisor {
             ])
             if let mirror = failedMirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
             try perform(machine.handleSnapshotFailed(from: rank.rawValue, round: epoch, reason: reason, now: now, facts: StorageFacts(self)))
-        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs):
+        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs,
+                       let logSyncMicroseconds):
             events.record("rank_finished", [
                 "rank": .int(rank.rawValue), "step": .int(step), "log_bytes": .int(Int(loggedBytes)),
                 "retained_bytes_peak": .int(Int(retainedBytesPeak)), "log_bytes_peak": .int(Int(logBytesPeak)),
                 "resident_bytes_peak": .int(Int(residentBytesPeak)), "log_syncs": .int(Int(logSyncs)),
+                "log_sync_s": .double(Double(logSyncMicroseconds) / 1e6),
             ])
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         case .checkpointWanted:

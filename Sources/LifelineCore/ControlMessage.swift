@@ -110,10 +110,11 @@ package enum ControlMessage: Sendable, Equatable {
     case snapshotFailed(Epoch, reason: String, failedMirrors: StorageMirrors = [])
     /// The rank reached the end of its program and waits at the final barrier; it reports what
     /// its incarnation appended to its message log, the peaks of its retained messages and of
-    /// its log on disk (0 without logging), its peak resident memory, and how many fsyncs its
-    /// log cost (one per mirror per batch of records, and those of trimming).
+    /// its log on disk (0 without logging), its peak resident memory, how many fsyncs its log
+    /// cost (one per mirror per batch of records, and those of trimming), and the microseconds
+    /// its appends took to make records durable.
     case finished(step: Int, loggedBytes: UInt64, retainedBytesPeak: UInt64, logBytesPeak: UInt64, residentBytesPeak: UInt64,
-                  logSyncs: UInt64 = 0)
+                  logSyncs: UInt64 = 0, logSyncMicroseconds: UInt64 = 0)
     /// The program asked for a checkpoint.
     case checkpointWanted
     /// An injected fault is about to fire in the rank (it kills itself next).
@@ -229,7 +230,8 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(epoch.rawValue)
             writer.write(failedMirrors.rawValue)
             writer.write(reason)
-        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs):
+        case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs,
+                       let logSyncMicroseconds):
             writer.write(Code.finished.rawValue)
             writer.write(Int64(step))
             writer.write(loggedBytes)
@@ -237,6 +239,7 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(logBytesPeak)
             writer.write(residentBytesPeak)
             writer.write(logSyncs)
+            writer.write(logSyncMicroseconds)
         case .checkpointWanted:
             writer.write(Code.checkpointWanted.rawValue)
         case .faultFired(let index):
@@ -311,7 +314,8 @@ package enum ControlMessage: Sendable, Equatable {
         case .finished:
             message = .finished(step: try step(), loggedBytes: try reader.read(UInt64.self),
                                 retainedBytesPeak: try reader.read(UInt64.self), logBytesPeak: try reader.read(UInt64.self),
-                                residentBytesPeak: try reader.read(UInt64.self), logSyncs: try reader.read(UInt64.self))
+                                residentBytesPeak: try reader.read(UInt64.self), logSyncs: try reader.read(UInt64.self),
+                                logSyncMicroseconds: try reader.read(UInt64.self))
         case .checkpointWanted: message = .checkpointWanted
         case .faultFired: message = .faultFired(index: Int(try reader.read(UInt32.self)))
         case .replayComplete: message = .replayComplete(deliveries: Int(try reader.read(UInt64.self)))

@@ -76,6 +76,9 @@ package final class MessageLog {
     package private(set) var appendedBytes: UInt64 = 0
     /// The fsyncs and fdatasyncs this log issued since it was opened (each mirror counts).
     package private(set) var syncCount: UInt64 = 0
+    /// Seconds the appends since this log was opened took to make their records durable (the
+    /// writes and syncs on every mirror): the floor of a logging rule that syncs before delivery.
+    package private(set) var syncSeconds = 0.0
     /// What opening found and repaired, one line each.
     package private(set) var problems: [String] = []
     /// The error of a write that failed part way; the log refuses further changes.
@@ -128,6 +131,12 @@ package final class MessageLog {
     /// The index the next appended record gets.
     package var nextIndex: UInt64 { firstIndex + UInt64(records.count) }
 
+    private static func monotonicSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+
     /// Appends records and makes them durable on both mirrors before returning (A first). A
     /// batch that would take the newest segment past its size starts a new segment.
     package func append(_ payloads: [[UInt8]]) throws(StorageError) {
@@ -139,6 +148,8 @@ package final class MessageLog {
             Self.appendRecord(payload, to: &bytes)
         }
         let newest = segments[segments.count - 1]
+        let started = Self.monotonicSeconds()
+        defer { syncSeconds += Self.monotonicSeconds() - started }
         try guarded { () throws(StorageError) in
             if newest.recordCount > 0 && newest.bytes + bytes.count > segmentBytesMax {
                 try startSegment(at: nextIndex, records: payloads)

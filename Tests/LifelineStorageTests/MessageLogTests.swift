@@ -53,6 +53,7 @@ struct MessageLogTests {
         // Appending after a cut continues at the cut, on both mirrors.
         try log.append([[42]])
         #expect(log.syncCount == 2, "one fdatasync per mirror for the batch")
+        #expect(log.syncSeconds > 0, "the append's durable write is timed")
         log = try MessageLog(store: store, name: "rank-1")
         #expect(log.nextIndex == 9 && log.records.last == [42])
     }

@@ -34,6 +34,9 @@ struct JobRun {
     }
     /// The fsyncs the ranks' message logs issued (each mirror counts), summed over the ranks.
     var logSyncs: Int { events("rank_finished").reduce(0) { $0 + ($1["log_syncs"] as? Int ?? 0) } }
+    /// The seconds the slowest rank's log appends took to make records durable (each rank waits
+    /// for its own): the floor of a rule that syncs before delivery.
+    var logSyncSeconds: Double { events("rank_finished").compactMap { $0["log_sync_s"] as? Double }.max() ?? 0 }
     /// The mean number of ranks that wrote a snapshot in a committed round, nil without rounds.
     var ranksPerRound: Double? {
         if !events("checkpoint").isEmpty { return 1 }
