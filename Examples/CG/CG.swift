@@ -20,8 +20,8 @@ import Foundation
 import Lifeline
 
 struct Options {
-    var size = 384
-    var iterations = 300
+    var size = 512
+    var iterations = 800
     var sleepMilliseconds = 0
 
     static let usage = "usage: cg [--size N] [--iterations K] [--sleep-ms M]"
