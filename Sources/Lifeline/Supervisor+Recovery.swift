@@ -16,9 +16,17 @@ extension Supervisor {
         if finishedJob { return }
         slots[rank].connection?.close()
         slots[rank].connection = nil
+        // How the program itself failed, if it did: an exit status, or a crash (a Swift runtime
+        // error, a bad access) at the step its crash report named. The same again from the same
+        // line ends the job; a kill from outside (SIGKILL, SIGTERM) is not the program's.
+        var programExit: String?
+        if exit.signal == nil {
+            programExit = "\(exit)"
+        } else if let signal = exit.signal, [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE].contains(signal) {
+            programExit = "\(exit) at step \(machine.ranks[rank].step)"
+        }
         try perform(machine.handleExit(
-            of: rank, cause: "\(exit)", programExit: exit.signal == nil ? "\(exit)" : nil, cleanExit: exit.exitCode == 0,
-            now: now, facts: StorageFacts(self)))
+            of: rank, cause: "\(exit)", programExit: programExit, cleanExit: exit.exitCode == 0, now: now, facts: StorageFacts(self)))
     }
 
     /// Finds ranks that stopped sending heartbeats (hung) or never connected.

@@ -187,6 +187,15 @@ extension RecoveryTests.Liveness {
         #expect(failure?["step"] as? Int == 7, "\(String(describing: failure))")
     }
 
+    /// A rank that crashes the same way at the same step from the same line again ends the
+    /// job after its second failure, by name, instead of spending every restart.
+    @Test func theSameCrashAgainEndsTheJob() throws {
+        let result = try Self.probe("crash-always", ranks: 2, ["--interval", "60", "--max-restarts", "5"], ["crash", "40", "7", "always"])
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("at step 7 on every attempt"), "\(result.stderr)")
+        #expect(result.events("failure").count == 2, "\(result.events("failure"))")
+    }
+
     /// Steps that do not increase are refused when the program runs alone, as under `lifeline run`.
     @Test func stepsMustIncreaseAlsoAlone() throws {
         let process = Process()

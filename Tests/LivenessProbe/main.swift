@@ -34,9 +34,10 @@
 //       its right one, polls the second request with test() until it completes (the first
 //       message then waits for the first request: requests match in posting order), then waits
 //       for the first. Only the values go into the result, not how often test() polled.
-//   lifeline-liveness crash ROUNDS AT
-//       A ring shift in which rank 1's first process stops on a Swift runtime error
-//       (`fatalError`) right after safe point AT: the failure must be reported at step AT.
+//   lifeline-liveness crash ROUNDS AT [always]
+//       A ring shift in which rank 1's first process (every one, with `always`) stops on a Swift
+//       runtime error (`fatalError`) right after safe point AT: the failure must be reported at
+//       step AT, and the same crash from the same line again ends the job.
 //   lifeline-liveness unfinished ROUNDS
 //       A ring shift that returns without calling finish(): the runtime must name it.
 //   lifeline-liveness steal
@@ -249,7 +250,9 @@ case "requests":
 case "crash":
     let crashAt = Int(arguments[3]) ?? 10
     try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 40, prepare: { round in
-        if comm.rank == 1, round == crashAt, comm.incarnation < comm.size { fatalError("the probe's runtime error") }
+        if comm.rank == 1, round == crashAt, comm.incarnation < comm.size || arguments.count > 4 {
+            fatalError("the probe's runtime error")
+        }
     }) { [UInt8(truncatingIfNeeded: $0)] }
 case "unfinished":
     try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 20) { [UInt8(truncatingIfNeeded: $0)] }
