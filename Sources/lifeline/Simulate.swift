@@ -58,6 +58,8 @@ extension LifelineCommand {
         var messageUs: Double?
         @Option(help: "Cost model: a step's computation, in ms (implies --timed).")
         var stepMs: Double?
+        @Option(help: "Cost model: a launched process until it is connected, in ms (implies --timed).")
+        var launchMs: Double?
         @Option(help: "Cost model: a tree of coordinators with this fan-in (0: one flat coordinator; implies --timed).")
         var fanIn: Int?
 
@@ -67,7 +69,7 @@ extension LifelineCommand {
             guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
             guard interval.map({ $0 > 0 && $0.isFinite }) ?? true else { throw ValidationError("--interval must be a positive number of seconds") }
             for (name, value) in [("--latency-us", latencyUs), ("--bandwidth-gbs", bandwidthGbs), ("--sync-ms", syncMs),
-                                  ("--message-us", messageUs), ("--step-ms", stepMs)] {
+                                  ("--message-us", messageUs), ("--step-ms", stepMs), ("--launch-ms", launchMs)] {
                 guard value.map({ $0 >= 0 && $0.isFinite }) ?? true else { throw ValidationError("\(name) must be a number ≥ 0") }
             }
             guard bandwidthGbs.map({ $0 > 0 }) ?? true else { throw ValidationError("--bandwidth-gbs must be positive") }
@@ -140,7 +142,7 @@ extension LifelineCommand {
         /// The cost model the options ask for, if any.
         var costModel: CostModel? {
             guard timed || latencyUs != nil || bandwidthGbs != nil || syncMs != nil || messageUs != nil || stepMs != nil
-                || fanIn != nil
+                || launchMs != nil || fanIn != nil
             else { return nil }
             var model = CostModel.referenceMachine
             if let latencyUs { model.latencySeconds = latencyUs * 1e-6 }
@@ -148,6 +150,7 @@ extension LifelineCommand {
             if let syncMs { model.syncSeconds = syncMs * 1e-3 }
             if let messageUs { model.perMessageSeconds = messageUs * 1e-6 }
             if let stepMs { model.stepSeconds = stepMs * 1e-3 }
+            if let launchMs { model.launchSeconds = launchMs * 1e-3 }
             if let fanIn { model.fanIn = fanIn }
             return model
         }

@@ -25,14 +25,16 @@ extension Suites {
         let raw = try JobLauncher.spawn(launcher.binDirectory + "/raw-pingpong", ["20000", "256", String(1 << 20)],
                                         scratch: launcher.scratch, tag: 9201)
         let floors = keyValues(raw.2)
-        guard let roundTrip = floors["rtt_us_median"], let bandwidth = floors["bandwidth_gbps"] else {
+        // The supervisor waits in poll(2): the round trip of processes that block in a read.
+        guard let roundTrip = floors["rtt_blocking_us_median"] ?? floors["rtt_us_median"], let bandwidth = floors["bandwidth_gbps"] else {
             throw BenchError("raw-pingpong gave no round trip or bandwidth: \(raw.2.prefix(200))")
         }
         let sync = try measureSync()
+        let launch = try measureLaunch()
         let model = [
             "--latency-us", String(format: "%.3f", roundTrip / 2), "--message-us", String(format: "%.3f", roundTrip / 2),
             "--bandwidth-gbs", String(format: "%.3f", bandwidth), "--sync-ms", String(format: "%.4f", sync * 1e3),
-            "--step-ms", "10", "--interval", "0.05",
+            "--launch-ms", String(format: "%.3f", launch * 1e3), "--step-ms", "10", "--interval", "0.05",
         ]
         var rows: [[String]] = []
         var growth: [String] = []
@@ -73,11 +75,12 @@ extension Suites {
             independent checkpoints each rank's mean period; its rounds are the moves of the checkpoint-only line, and it \
             has no round to time). Virtual time comes \
             from a cost model whose floors were measured in this run: a 64 B round trip of \(String(format: "%.1f", roundTrip)) µs \
-            (raw-pingpong; one way is half), \(String(format: "%.2f", bandwidth)) GB/s, one 4 KiB write + fdatasync \
+            (raw-pingpong, waiting in read(2) as the supervisor waits in poll(2); one way is half), \(String(format: "%.2f", bandwidth)) GB/s, one 4 KiB write + fdatasync \
             \(fsyncNote); a control message costs the node that sends or receives it one one-way latency, a step computes \
             10 ms, a snapshot or a manifest costs its bytes and one sync per mirror, a pessimistic record or a determinant \
-            one sync before its delivery, and a launch 20 ms until the process is connected (an assumption, not a floor; \
-            it is most of every recovery here) (docs/protocol.md, *Simulation*). **Flat**: one coordinator handles every control \
+            one sync before its delivery, and a launch \(String(format: "%.1f", launch * 1e3)) ms until the process is connected (the median \
+            start of a Swift program linked with Lifeline, to its exit, measured here: the floor of a rank's launch; the \
+            handshake adds its round trips) (docs/protocol.md, *Simulation*). **Flat**: one coordinator handles every control \
             message; **tree**: aggregators of fan-in \(Self.treeFanIn) gather each round's step reports and ACKs and pass the \
             supervisor's messages down. Rounds: requested (committed or aborted; under independent checkpoints, moves of the checkpoint-only line). \
             Control messages and bytes per round: a round's own traffic, both ways (request, step reports, S, ACKs, DONEs, \
@@ -144,6 +147,15 @@ extension Suites {
     }
 
     /// The median of 50 writes of 4 KiB each followed by fdatasync, in seconds.
+    /// The launch floor: the median time to spawn a Swift program linked with Lifeline and
+    /// see it exit (`lifeline-pingpong start`), of 7.
+    private func measureLaunch() throws -> Double {
+        let samples = try (0..<7).map { index in
+            try JobLauncher.spawn(launcher.binDirectory + "/lifeline-pingpong", ["start"], scratch: launcher.scratch, tag: 9301 + index).0
+        }
+        return samples.sorted()[samples.count / 2]
+    }
+
     private func measureSync() throws -> Double {
         let path = launcher.scratch + "/sync-floor"
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)

@@ -4,8 +4,13 @@
 //
 // usage (under lifeline run -n 2): lifeline-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES
 //    or (under lifeline run -n N): lifeline-pingpong allreduce ITERATIONS
+//    or: lifeline-pingpong start
 import Foundation
 import Lifeline
+
+// lifeline-pingpong start: exits at once (the launch floor of the scale suite: a Swift program
+// linked with Lifeline, loaded and started).
+if CommandLine.arguments.dropFirst().first == "start" { exit(0) }
 
 // lifeline-pingpong allreduce ITERATIONS (under lifeline run -n N): every rank takes part in
 // ITERATIONS scalar allreduces of a Double; rank 0 prints `allreduce_us_median=… allreduce_us_p99=…`.
