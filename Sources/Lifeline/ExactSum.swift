@@ -41,11 +41,7 @@ public struct ExactSum: Sendable, Equatable {
         let position = Int(value.isNormal ? value.exponentBitPattern : 1) - 1075 + 1074
         let low = significand << UInt64(position % 64)
         let high = position % 64 == 0 ? 0 : significand >> UInt64(64 - position % 64)
-        if value.sign == .plus {
-            addMagnitude(low: low, high: high, at: position / 64)
-        } else {
-            subtractMagnitude(low: low, high: high, at: position / 64)
-        }
+        apply(low: low, high: high, at: position / 64, subtracting: value.sign == .minus)
     }
 
     /// Adds another sum exactly.
@@ -62,34 +58,22 @@ public struct ExactSum: Sendable, Equatable {
         notANumber = notANumber || other.notANumber
     }
 
-    private mutating func addMagnitude(low: UInt64, high: UInt64, at index: Int) {
-        var (sum, overflow) = limbs[index].addingReportingOverflow(low)
-        limbs[index] = sum
-        var carry: UInt64 = overflow ? 1 : 0
-        var position = index + 1
-        var addend = high
-        while position < limbs.count, addend != 0 || carry != 0 {
-            let (partial, overflow1) = limbs[position].addingReportingOverflow(addend)
-            (sum, overflow) = partial.addingReportingOverflow(carry)
-            limbs[position] = sum
-            carry = (overflow1 ? 1 : 0) + (overflow ? 1 : 0)
-            addend = 0
-            position += 1
-        }
-    }
-
-    private mutating func subtractMagnitude(low: UInt64, high: UInt64, at index: Int) {
-        var (difference, overflow) = limbs[index].subtractingReportingOverflow(low)
-        limbs[index] = difference
-        var borrow: UInt64 = overflow ? 1 : 0
-        var position = index + 1
-        var subtrahend = high
-        while position < limbs.count, subtrahend != 0 || borrow != 0 {
-            let (partial, overflow1) = limbs[position].subtractingReportingOverflow(subtrahend)
-            (difference, overflow) = partial.subtractingReportingOverflow(borrow)
-            limbs[position] = difference
-            borrow = (overflow1 ? 1 : 0) + (overflow ? 1 : 0)
-            subtrahend = 0
+    /// Adds (or subtracts) the 128-bit magnitude `high:low` at limb `index`, carrying (or
+    /// borrowing) as far as it goes.
+    private mutating func apply(low: UInt64, high: UInt64, at index: Int, subtracting: Bool) {
+        let step: (UInt64, UInt64) -> (partialValue: UInt64, overflow: Bool) = subtracting
+            ? { $0.subtractingReportingOverflow($1) } : { $0.addingReportingOverflow($1) }
+        var carry: UInt64 = 0
+        var operand = low
+        var next = high
+        var position = index
+        while position < limbs.count, position == index || operand != 0 || carry != 0 {
+            let (partial, overflow1) = step(limbs[position], operand)
+            let (result, overflow2) = step(partial, carry)
+            limbs[position] = result
+            carry = (overflow1 ? 1 : 0) + (overflow2 ? 1 : 0)
+            operand = next
+            next = 0
             position += 1
         }
     }

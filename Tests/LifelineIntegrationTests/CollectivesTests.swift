@@ -17,17 +17,7 @@ extension RecoveryTests {
             let exact = oracle.stdout.split(separator: "\n").filter { $0.hasPrefix("exact=") }
             #expect(exact.count == 1, "\(oracle.stdout)")
 
-            let seed = RecoveryTests.Liveness.seed()
-            var generator = SplitMix64(seed: seed)
-            for logging in ["none", "pessimistic", "sender-based", "optimistic"] {
-                let injection = "kill:rank=\(Int.random(in: 0..<4, using: &generator)),step=\(Int.random(in: 40...120, using: &generator))"
-                print("collectives seed \(seed) (LIFELINE_TEST_SEED=\(seed) replays it): \(logging), \(injection)")
-                let killed = try RecoveryTests.Liveness.probe(
-                    "collectives-\(logging)", ranks: 4, ["--interval", "0.05", "--logging", logging, "--inject", injection], arguments)
-                #expect(killed.status == 0, "seed \(seed), \(logging), \(injection): \(killed.stderr)")
-                #expect(killed.resultLines == oracle.resultLines, "seed \(seed), \(logging), \(injection)")
-                #expect(killed.events("failure").count == 1, "seed \(seed), \(logging), \(injection)")
-            }
+            try Self.killedUnderEveryLoggingMode("collectives", ranks: 4, steps: 40...120, arguments, oracle: oracle)
 
             let three = try RecoveryTests.Liveness.probe("collectives-3", ranks: 3, ["--interval", "0.05"], arguments)
             #expect(three.status == 0, "\(three.stderr)")
@@ -44,13 +34,21 @@ extension RecoveryTests.Collectives {
         let arguments = ["requests", "150"]
         let oracle = try RecoveryTests.Liveness.probe("requests-free", ranks: 3, ["--interval", "0.05"], arguments)
         try #require(oracle.status == 0 && oracle.resultLines.count == 1, "\(oracle.stderr)")
+        try Self.killedUnderEveryLoggingMode("requests", ranks: 3, steps: 40...110, arguments, oracle: oracle)
+    }
+
+    /// The probe `arguments` on `ranks` ranks, one rank killed at a step in `steps` (both drawn
+    /// from a printed seed), under each logging mode: it recovers once and prints `oracle`'s result.
+    static func killedUnderEveryLoggingMode(
+        _ name: String, ranks: Int, steps: ClosedRange<Int>, _ arguments: [String], oracle: JobRunner.Result
+    ) throws {
         let seed = RecoveryTests.Liveness.seed()
         var generator = SplitMix64(seed: seed)
         for logging in ["none", "pessimistic", "sender-based", "optimistic"] {
-            let injection = "kill:rank=\(Int.random(in: 0..<3, using: &generator)),step=\(Int.random(in: 40...110, using: &generator))"
-            print("requests seed \(seed) (LIFELINE_TEST_SEED=\(seed) replays it): \(logging), \(injection)")
+            let injection = "kill:rank=\(Int.random(in: 0..<ranks, using: &generator)),step=\(Int.random(in: steps, using: &generator))"
+            print("\(name) seed \(seed) (LIFELINE_TEST_SEED=\(seed) replays it): \(logging), \(injection)")
             let killed = try RecoveryTests.Liveness.probe(
-                "requests-\(logging)", ranks: 3, ["--interval", "0.05", "--logging", logging, "--inject", injection], arguments)
+                "\(name)-\(logging)", ranks: ranks, ["--interval", "0.05", "--logging", logging, "--inject", injection], arguments)
             #expect(killed.status == 0, "seed \(seed), \(logging), \(injection): \(killed.stderr)")
             #expect(killed.resultLines == oracle.resultLines, "seed \(seed), \(logging), \(injection)")
             #expect(killed.events("failure").count == 1, "seed \(seed), \(logging), \(injection)")
