@@ -363,3 +363,17 @@ extension SimulationTests {
         #expect(report.connectionDrops > 0 && report.aborts > 0, "\(report)")
     }
 }
+
+extension SimulationTests {
+    /// Found by a 20-minute swarm: an optimistic recovery that restarted every rank (the failed
+    /// one and the only other, an orphan) ended at START as a global rollback does, so a round
+    /// began while a rank still replayed; its snapshot recorded the log's end with its state
+    /// behind it, and a later restart from that line skipped a logged delivery.
+    @Test func anOptimisticRecoveryOfEveryRankEndsWhenAllHaveReplayed() {
+        let settings = Simulation.Settings(rankCount: 2, seed: 40_132_948, logging: .optimistic, faults: .all, stepCount: 19,
+                                           pattern: .farm)
+        let report = Simulation(settings).run()
+        #expect(report.violation == nil, "--ranks 2 --seed 40132948 --logging optimistic --steps 19 --program farm --faults all: \(report.summaryLine)")
+        #expect(report.crashes >= 2 && report.orphans > 0, "\(report)")
+    }
+}

@@ -452,7 +452,12 @@ package struct SupervisorMachine: Sendable {
             for other in survivorsToThaw.sorted() { actions += send(.thaw, to: other) }
             survivorsToThaw = []
             if settings.independent, settings.logging == .none { actions += recoveryDone(started, now: now) }
-        } else if recoveryStartedAt != nil {
+        } else if recoveryStartedAt != nil, replaying == nil {
+            // A global rollback is back once every rank is connected. When every rank was
+            // restarted to replay its log (optimistic logging, the failed rank and every other
+            // as an orphan), the recovery ends when all have replayed (`handleReplayComplete`):
+            // a rank still replaying must not capture a round (its snapshot would record the
+            // log's end while its state is behind it).
             actions += recoveryDone(started, now: now)
         }
         return actions
