@@ -215,13 +215,29 @@ case "collectives":
         try comm.safePoint(step: state.round, state: state)
         let round = state.round
         let root = round % comm.size
-        state.mix(bytes(try comm.sendReceive([UInt64(comm.rank &* 1_000 &+ round)], to: right, from: left, tag: 2)))
-        state.mix(bytes(try comm.broadcast(comm.rank == root ? payload(bytes: 24, rank: root, round: round) : [], root: root)))
+        let fromLeft = try comm.sendReceive([UInt64(comm.rank &* 1_000 &+ round)], to: right, from: left, tag: 2)
+        guard fromLeft == [UInt64(left &* 1_000 &+ round)] else { fatalError("sendReceive gave \(fromLeft)") }
+        state.mix(bytes(fromLeft))
+        let broadcast = try comm.broadcast(comm.rank == root ? payload(bytes: 24, rank: root, round: round) : [], root: root)
+        guard broadcast == payload(bytes: 24, rank: root, round: round) else { fatalError("broadcast from \(root) differs") }
+        state.mix(bytes(broadcast))
         let reduced = try comm.reduce((0..<3).map { Double(comm.rank) * 0.1 + Double(round * $0) / 7 }, .sum, root: root)
         if let reduced { state.mix(bytes(reduced.map(\.bitPattern))) }
+        // What each collective must return, checked against the values every rank can compute.
+        let counted = try comm.reduce([Int64(comm.rank + round)], .sum, root: root)
+        let expectedSum = Int64((0..<comm.size).reduce(0) { $0 + $1 + round })
+        guard (comm.rank == root) == (counted != nil), counted.map({ $0 == [expectedSum] }) ?? true else {
+            fatalError("reduce to \(root) gave \(String(describing: counted)), not \(expectedSum)")
+        }
         let chunks = comm.rank == root ? (0..<comm.size).map { payload(bytes: 8 * ($0 + 1), rank: $0, round: round) } : nil
-        state.mix(bytes(try comm.scatter(chunks, root: root)))
-        state.mix(bits(try comm.allreduce(Double(comm.rank) * 0.37 - Double(round), .max)))
+        let chunk = try comm.scatter(chunks, root: root)
+        guard chunk == payload(bytes: 8 * (comm.rank + 1), rank: comm.rank, round: round) else {
+            fatalError("scatter from \(root) gave rank \(comm.rank) another rank's chunk")
+        }
+        state.mix(bytes(chunk))
+        let largest = try comm.allreduce(Double(comm.rank) * 0.37 - Double(round), .max)
+        guard largest == Double(comm.size - 1) * 0.37 - Double(round) else { fatalError("allreduce max gave \(largest)") }
+        state.mix(bits(largest))
         state.mix(bits(try comm.allreduce(exactSum: mine(round))))
         state.round += 1
         usleep(1_000)
