@@ -84,8 +84,8 @@ extension RecoveryTests.Collectives {
     /// Wide-ranging random terms: any order and any split into parts merged in any order give
     /// the same bits, and integers below 2⁵³ give their plain sum.
     @Test func theSumDoesNotDependOnOrderOrSplit() {
-        let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
-        print("ExactSum seed \(seed)")
+        let seed = RecoveryTests.Liveness.seed()
+        print("ExactSum seed \(seed) (LIFELINE_TEST_SEED=\(seed) replays it)")
         var generator = SplitMix64(seed: seed)
         for trial in 0..<50 {
             let terms = (0..<Int.random(in: 1...400, using: &generator)).map { _ in
