@@ -68,6 +68,26 @@ import Testing
         #expect(sender.send([6], to: RankID(1), tag: 7).route == .now)
     }
 
+    /// A restored rank's resend after a dropped connection carries its own incarnation, like
+    /// the resend after its restore: a peer that knows it rolled back drops what its earlier
+    /// incarnations sent, but not the messages of the restored state.
+    @Test func aResendAfterARestoreCarriesTheNewIncarnation() {
+        var earlier = machine(0, incarnation: 4, variant: .independent)
+        _ = earlier.send([1], to: RankID(1), tag: 7)
+        var restored = RankMachine(
+            settings: .init(rank: RankID(0), rankCount: 3, incarnation: 9, variant: .independent, logging: .none, intervalSeconds: 1),
+            restored: .init(epoch: Epoch(1), step: 3, ledger: earlier.ledger, dependencies: DependencyVector()),
+            deliverableEpoch: nil, replay: nil, now: 0, fingerprint: Self.hash)
+        #expect(restored.retainedOutgoing.map(\.header.incarnation) == [9])
+        restored.connectionLost(to: RankID(1))
+        let again = restored.takeResend(to: RankID(1)) ?? []
+        #expect(again.map(\.header.incarnation) == [9] && again.map(\.payload) == [[1]])
+        var peer = machine(1, variant: .independent)
+        peer.peerRestarted(RankID(0), incarnation: 9)
+        #expect(again.allSatisfy { !peer.isObsolete($0.header) })
+        #expect(peer.isObsolete(earlier.ledger.retained[1][0].header), "what incarnation 4 itself sent is obsolete")
+    }
+
     /// Blocking checkpoints: a send held since the capture must not overtake, when it is
     /// released, the resend a dropped connection (or a restarted peer) made pending meanwhile
     /// (`lifeline simulate --ranks 12 --seed 30007814 --checkpoint blocking --logging

@@ -377,3 +377,16 @@ extension SimulationTests {
         #expect(report.crashes >= 2 && report.orphans > 0, "\(report)")
     }
 }
+
+extension SimulationTests {
+    /// Found by a 10-minute swarm: under independent checkpoints a rank restored from its
+    /// checkpoint resent, after a dropped connection, the messages its snapshot retained with
+    /// the incarnation that first sent them; the receiver, told of the rollback, dropped them as
+    /// obsolete and delivered the next message in their place.
+    @Test func aResendAfterARestoreIsNotTakenForObsolete() {
+        let settings = Simulation.Settings(rankCount: 45, seed: 61_047_205, variant: .independent, faults: .all, stepCount: 40)
+        let report = Simulation(settings).run()
+        #expect(report.violation == nil, "--ranks 45 --seed 61047205 --checkpoint independent --steps 40 --faults all: \(report.summaryLine)")
+        #expect(report.connectionDrops > 0 && report.crashes > 0, "\(report)")
+    }
+}

@@ -286,11 +286,20 @@ package struct RankMachine: Sendable {
     }
 
     /// The messages retained for `peer`, to send again before anything new, when it restarted
-    /// or the connection to it dropped since they were last sent; nil otherwise.
+    /// or the connection to it dropped since they were last sent; nil otherwise. Each goes out
+    /// stamped with this incarnation, as after a restore (`retainedOutgoing`): one retained from
+    /// the restored snapshot belongs to this process's state, and a peer that knows this rank
+    /// rolled back (a partial rollback, an optimistic orphan) must not drop it as obsolete, or
+    /// its channel would skip it (`lifeline simulate --ranks 45 --seed 61047205 --checkpoint
+    /// independent --steps 40 --faults all`: a dropped connection's resend was dropped so).
     package mutating func takeResend(to peer: RankID) -> [Outgoing]? {
         guard resendPending[peer.rawValue] else { return nil }
         resendPending[peer.rawValue] = false
-        return ledger.retained[peer.rawValue].map { Outgoing(destination: peer, header: $0.header, payload: $0.payload) }
+        return ledger.retained[peer.rawValue].map { message in
+            var header = message.header
+            header.incarnation = settings.incarnation
+            return Outgoing(destination: peer, header: header, payload: message.payload)
+        }
     }
 
     /// Every retained message, to send again after a restore: receivers drop what they had.
