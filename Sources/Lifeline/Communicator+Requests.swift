@@ -23,8 +23,7 @@ extension Communicator {
     /// Posts a receive of an array of `T` from rank `source` with `tag`; complete it with
     /// `wait()` or `test()`.
     public func irecv<T: BitwiseCopyable>(_ type: T.Type, from source: Int, tag: Int = 0) throws -> ReceiveRequest<T> {
-        let channel = Channel(source: try checkedRank(source).rawValue, tag: tag)
-        guard tag >= 0 else { throw LifelineError(.usage, "tag \(tag) is negative; negative tags are reserved") }
+        let channel = Channel(source: try checkedRank(source).rawValue, tag: Int(try checkedTag(tag)))
         var queue = postedReceives[channel] ?? PostedReceives()
         let position = queue.posted
         queue.posted += 1

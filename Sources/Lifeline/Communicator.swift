@@ -171,7 +171,7 @@ public final class Communicator {
         return RankID(index)
     }
 
-    private func checkedTag(_ tag: Int) throws -> Int64 {
+    func checkedTag(_ tag: Int) throws -> Int64 {
         guard tag >= 0 else { throw LifelineError(.usage, "tag \(tag) is negative; negative tags are reserved") }
         return Int64(tag)
     }

@@ -307,10 +307,14 @@ package struct SupervisorMachine: Sendable {
             return coordinator.handleSnapshotFailed(from: RankID(rank), round: round, reason: reason, now: now).map(Action.round)
         }
         guard ranks[rank].alive, !ranks[rank].exitExpected else { return [] }
+        return killAsFailed(rank, .checkpointUnwritten(rank: rank, index: round.rawValue, reason: reason),
+                            cause: "could not write checkpoint \(round.rawValue): \(reason)", now: now, facts: facts)
+    }
+
+    /// Kills `rank` (its exit is then expected) and recovers it as a failed rank, saying why.
+    private mutating func killAsFailed(_ rank: Int, _ note: Note, cause: String, now: Double, facts: some RecoveryFacts) -> [Action] {
         ranks[rank].exitExpected = true
-        return [.kill(rank), .note(.checkpointUnwritten(rank: rank, index: round.rawValue, reason: reason))]
-            + handleFailure(rank, cause: "could not write checkpoint \(round.rawValue): \(reason)", programExit: nil, now: now,
-                            facts: facts)
+        return [.kill(rank), .note(note)] + handleFailure(rank, cause: cause, programExit: nil, now: now, facts: facts)
     }
 
     // MARK: Committing a line
@@ -570,10 +574,9 @@ package struct SupervisorMachine: Sendable {
             guard silence > (beating ? settings.heartbeatTimeoutSeconds : settings.joinTimeoutSeconds) else { continue }
             // A program that never joined would not join on a restart either.
             if !joined, !programJoined { return [.fail(.notJoined(rank: rank, seconds: silence))] }
-            ranks[rank].exitExpected = true
             let what = joined ? "stopped answering (hung)" : "did not connect"
-            return [.kill(rank), .note(.hang(rank: rank, silenceSeconds: silence))]
-                + handleFailure(rank, cause: "\(what) for \(Self.seconds(silence)) s", programExit: nil, now: now, facts: facts)
+            return killAsFailed(rank, .hang(rank: rank, silenceSeconds: silence), cause: "\(what) for \(Self.seconds(silence)) s",
+                                now: now, facts: facts)
         }
         return []
     }
