@@ -66,6 +66,7 @@ extension RankRuntime {
                 // Minimal checkpoints: nothing delivered since the last committed checkpoint,
                 // which stays this rank's entry in the new line.
                 heartbeatStep.value = step
+                control?.send(.captured(epoch, delivered: machine.ledger.delivered))
                 control?.send(.ack(epoch, Acknowledgement(
                     step: step, snapshotBytes: 0, outputOffset: 0, delivered: machine.ledger.delivered, kept: true)))
                 return
@@ -73,8 +74,10 @@ extension RankRuntime {
         }
     }
 
+    /// A capture at a round's safe point: the rank reports what it has delivered, and keeps the
+    /// capture until the round's cut arrives (`writeCaptured`).
     func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, launch: LaunchEnvironment) throws {
-        guard let writer, let store else { return }
+        guard let store else { return }
         if rules.flushesAtCheckpoints { try flushLog() }  // the log position below counts every delivery
         lifeline_flush_stdio()
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
@@ -84,13 +87,26 @@ extension RankRuntime {
             programState: state.bytes, numericRanges: state.numericRanges)
         machine.noteCapture(epoch, logPosition: log?.nextIndex ?? 0)
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
-        writer.submit(SnapshotWriter.Job(
+        awaitingCut = (snapshot, SnapshotWriter.Job(
             epoch: epoch, step: step,
             name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
-            uncompressed: snapshot.encoded(), delivered: machine.ledger.delivered, outputOffset: outputOffset,
+            uncompressed: [], delivered: machine.ledger.delivered, outputOffset: outputOffset,
             changes: machine.participant.changesSinceCheckpoint, dependencies: PerPeer(rankCount: 0, absent: -1),
-            faultIndex: fault?.index,
-            mirrors: writeMirrors))
+            faultIndex: fault?.index, mirrors: writeMirrors, stateBytes: UInt64(state.bytes.count)))
+        control?.send(.captured(epoch, delivered: machine.ledger.delivered))
+    }
+
+    /// The round's cut arrived: the capture keeps only the messages in flight across the line
+    /// (`MessageLedger.inFlight`) and goes to the writer.
+    func writeCaptured(_ epoch: Epoch, coveredByReceiver covered: DeliveredSets) {
+        guard let writer, let (captured, pending) = awaitingCut, captured.epoch == epoch else { return }
+        awaitingCut = nil
+        var snapshot = captured
+        snapshot.ledger = captured.ledger.inFlight(coveredByReceiver: covered)
+        var job = pending
+        job.uncompressed = snapshot.encoded()
+        job.inFlightBytes = UInt64(snapshot.ledger.retainedBytes)
+        writer.submit(job)
     }
 
     /// Independent checkpointing: closes the current interval with a checkpoint of its own,
@@ -112,7 +128,7 @@ extension RankRuntime {
             name: ManifestStore(store: store).independentSnapshotName(rank: rank.rawValue, checkpoint: interval),
             uncompressed: snapshot.encoded(), delivered: machine.ledger.delivered, outputOffset: outputOffset,
             changes: machine.participant.changesSinceCheckpoint, dependencies: dependencies, faultIndex: fault?.index,
-            mirrors: writeMirrors))
+            mirrors: writeMirrors, stateBytes: UInt64(state.bytes.count), inFlightBytes: UInt64(machine.ledger.retainedBytes)))
     }
 
     /// Asks the supervisor for a checkpoint at the next common safe point.

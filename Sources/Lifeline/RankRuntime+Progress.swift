@@ -30,7 +30,10 @@ extension RankRuntime {
                 takeDurableSnapshots()
                 try trimLog(before: machine.committed(epoch, coveredByReceiver: covered, coversSelf: true))
                 try perform(machine.participant.handleDone(epoch))
+            case .cut(let epoch, let covered):
+                writeCaptured(epoch, coveredByReceiver: covered)
             case .abort(let epoch):
+                if awaitingCut?.snapshot.epoch == epoch { awaitingCut = nil }  // no line will hold it
                 try perform(machine.participant.handleAbort(epoch))
             case .writeMirrors(let mirrors) where !mirrors.isEmpty:
                 writeMirrors = mirrors
@@ -55,7 +58,7 @@ extension RankRuntime {
                     Epoch(UInt64(max(0, checkpoint))), coveredByReceiver: covered, coversSelf: false))
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
-            case .start, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+            case .start, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
                  .replayComplete, .frozen, .waitReport, .nondeterminism:
                 break  // not for a rank, or already handled
             }

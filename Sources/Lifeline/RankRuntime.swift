@@ -45,6 +45,9 @@ final class RankRuntime {
     var peers: [Connection?]
     /// Control messages read but not yet handled (they are handled outside of sends).
     var pendingControl: [ControlMessage] = []
+    /// A round's capture waiting for the round's cut, which says what of its retained messages
+    /// the snapshot stores; written once the cut arrives (`writeCaptured`).
+    var awaitingCut: (snapshot: RankSnapshot, job: SnapshotWriter.Job)?
     var restoredState: [UInt8]?
     /// Whether the program asked for its restored state (`Communicator.restore`).
     var restoreAsked = false

@@ -29,6 +29,8 @@ extension Supervisor {
         case .stepReport(let epoch, let step):
             noteStep(step, of: rank)
             try perform(coordinator.handleStepReport(from: rank, round: epoch, step: step))
+        case .captured(let epoch, let delivered):
+            try perform(coordinator.handleCaptured(from: rank, round: epoch, delivered: delivered, now: now))
         case .ack(let epoch, let acknowledgement):
             events.record("ack", [
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)),
@@ -76,7 +78,7 @@ extension Supervisor {
             if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
         case .nondeterminism(let source, let sequence):
             try nondeterminismFound(receiver: rank.rawValue, source: source.rawValue, sequence: sequence.rawValue)
-        case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
+        case .start, .checkpointRequest, .safePointChosen, .cut, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
              .trim, .waitQuery, .writeMirrors:
             events.record("protocol_error", ["rank": .int(rank.rawValue), "detail": .string("unexpected \(message)")])
         }
@@ -177,6 +179,8 @@ extension Supervisor {
         events.record("commit", [
             "epoch": .int(Int(epoch.rawValue)), "step": .int(step), "bytes": .int(Int(lastCommitBytes)),
             "logical": .int(Int(acks.reduce(0) { $0 + $1.logicalBytes })),
+            "state": .int(Int(acks.reduce(0) { $0 + $1.stateBytes })),
+            "in_flight": .int(Int(acks.reduce(0) { $0 + $1.inFlightBytes })),
             "chunks": .int(Int(acks.reduce(0) { $0 + $1.chunks })),
             "reused": .int(Int(acks.reduce(0) { $0 + $1.chunksReused })),
             "wrote": .string(wrote.map { "\($0)" }.joined(separator: ",")),

@@ -5,6 +5,7 @@
 /// |---|---|---|---|
 /// | idle | tick ≥ due, or wanted | collecting(e) | broadcast request(e) |
 /// | collecting(e) | last stepReport | capturing(e, S = max + 1) | broadcast safePointChosen(e, S) |
+/// | capturing(e, S) | last captured | capturing(e, S) | cut(e) to each rank |
 /// | capturing(e, S) | last ack | committing(e) | writeCommit(e) |
 /// | committing(e) | commitDurable(e) | idle | done(e) to each rank |
 /// | collecting, capturing | rank finished before S, snapshot failed | idle | abort(e) |
@@ -60,6 +61,11 @@ package struct CheckpointCoordinator: Sendable {
     private var wanted = false
     /// The ranks whose step report (collecting) or ACK (capturing) has not arrived.
     private var awaiting = 0
+    /// Capturing: what each rank had delivered at its capture (its `captured` report), until
+    /// every rank's is in and the cut is sent.
+    private var capturedDelivered: [DeliveredSets?] = []
+    /// Capturing: the ranks whose `captured` report has not arrived.
+    private var awaitingCaptured = 0
 
     /// A coordinator whose newest committed round is `committed` (`.start` for a new job).
     package init(rankCount: Int, intervalSeconds: Double, committed: Epoch, now: Double) {
@@ -110,7 +116,38 @@ package struct CheckpointCoordinator: Sendable {
         let chosen = reports.lazy.compactMap { $0 }.max()! + 1
         state = .capturing(open, step: chosen, acks: Array(repeating: nil, count: rankCount))
         awaiting = rankCount
+        capturedDelivered = Array(repeating: nil, count: rankCount)
+        awaitingCaptured = rankCount
         return [.broadcast(.safePointChosen(open, step: chosen))]
+    }
+
+    /// A rank captured (or kept its checkpoint) for `round` having delivered `delivered`. With
+    /// every rank's report in, each sender gets the round's cut: what each receiver had
+    /// delivered from it at its capture, so its snapshot stores only the messages in flight
+    /// across the line. No rank writes before it has its cut, so no ACK can overtake it.
+    package mutating func handleCaptured(from rank: RankID, round: Epoch, delivered: DeliveredSets, now: Double) -> [Action] {
+        defer { checkInvariants() }
+        guard case .capturing(let open, _, _) = state, open == round, awaitingCaptured > 0 else { return [] }
+        guard delivered.rankCount == rankCount else {
+            return abort(open, reason: "\(rank) reported delivered sets for \(delivered.rankCount) ranks, not \(rankCount)",
+                         now: now) + finishIfAllFinished()
+        }
+        if capturedDelivered[rank.rawValue] == nil { awaitingCaptured -= 1 }
+        capturedDelivered[rank.rawValue] = delivered
+        guard awaitingCaptured == 0 else { return [] }
+        let covered = Self.coveredByReceiver(capturedDelivered.lazy.map { $0! }, rankCount: rankCount)
+        capturedDelivered = []
+        return covered.enumerated().map { sender, sets in Action.send(RankID(sender), .cut(round, coveredByReceiver: sets)) }
+    }
+
+    /// Per sender, what each receiver delivered from it: the receivers' delivered sets
+    /// (indexed by receiver) turned around, going once over each, so it costs the channels used.
+    package static func coveredByReceiver(_ delivered: some Collection<DeliveredSets>, rankCount: Int) -> [DeliveredSets] {
+        var covered = Array(repeating: DeliveredSets(rankCount: rankCount), count: rankCount)
+        for (receiver, sets) in delivered.enumerated() {
+            for sender in sets.used { covered[sender][receiver] = sets[sender] }
+        }
+        return covered
     }
 
     /// A rank's snapshot for `round` is durable.
@@ -144,12 +181,8 @@ package struct CheckpointCoordinator: Sendable {
         }
         committedEpoch = round
         state = .idle(dueAt: now + intervalSeconds)
-        // Each sender's DONE names the receivers that delivered from it: built by going once
-        // over what each receiver delivered, so a round costs the channels used.
-        var covered = Array(repeating: DeliveredSets(rankCount: rankCount), count: rankCount)
-        for (receiver, ack) in acks.enumerated() {
-            for sender in ack.delivered.used { covered[sender][receiver] = ack.delivered[sender] }
-        }
+        // Each sender's DONE names the receivers that delivered from it.
+        let covered = Self.coveredByReceiver(acks.lazy.map(\.delivered), rankCount: rankCount)
         let actions = covered.enumerated().map { sender, sets in
             Action.send(RankID(sender), .checkpointDone(round, coveredByReceiver: sets))
         }
@@ -227,6 +260,8 @@ package struct CheckpointCoordinator: Sendable {
 
     private mutating func abort(_ round: Epoch, reason: String, now: Double) -> [Action] {
         state = .idle(dueAt: now + intervalSeconds)
+        capturedDelivered = []
+        awaitingCaptured = 0
         return [.broadcast(.abort(round)), .roundAborted(round, reason: reason)]
     }
 

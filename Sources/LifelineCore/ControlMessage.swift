@@ -37,6 +37,11 @@ package struct Acknowledgement: Sendable, Equatable {
     package var chunks: UInt32
     /// Of `chunks`, those referenced instead of written.
     package var chunksReused: UInt32
+    /// The program state's bytes in the snapshot (what `Checkpointable.encode(to:)` wrote).
+    package var stateBytes: UInt64
+    /// The payload bytes of the messages the snapshot stores: those in flight across the line
+    /// (all it retained, under independent checkpoints).
+    package var inFlightBytes: UInt64
     /// `--checkpoint independent`: the dependency vector of the interval this checkpoint closes
     /// (per sender, the newest sender interval delivered from; -1: none). Empty otherwise.
     package var dependencies: PerPeer<Int>
@@ -46,9 +51,11 @@ package struct Acknowledgement: Sendable, Equatable {
     /// An acknowledgement with every field given.
     package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: DeliveredSets,
                  kept: Bool = false, changes: UInt64 = 0, logicalBytes: UInt64 = 0, chunks: UInt32 = 0,
-                 chunksReused: UInt32 = 0, dependencies: PerPeer<Int> = PerPeer(rankCount: 0, absent: -1),
-                 mirrors: StorageMirrors = .both) {
+                 chunksReused: UInt32 = 0, stateBytes: UInt64 = 0, inFlightBytes: UInt64 = 0,
+                 dependencies: PerPeer<Int> = PerPeer(rankCount: 0, absent: -1), mirrors: StorageMirrors = .both) {
         self.mirrors = mirrors
+        self.stateBytes = stateBytes
+        self.inFlightBytes = inFlightBytes
         self.step = step
         self.snapshotBytes = snapshotBytes
         self.outputOffset = outputOffset
@@ -75,6 +82,11 @@ package enum ControlMessage: Sendable, Equatable {
     /// `CHECKPOINT_DONE(epoch)`: the round is committed. Carries, per receiver, what that
     /// receiver had delivered from this rank at capture, so retained messages can be trimmed.
     case checkpointDone(Epoch, coveredByReceiver: DeliveredSets)
+    /// The round's cut, once every rank has captured (or kept) for it: per receiver, what that
+    /// receiver had delivered from this rank at its capture. Of the messages this rank retained
+    /// at its own capture, those not covered are the ones in flight across the line: the
+    /// snapshot stores them and no others (docs/protocol.md, "What a snapshot stores").
+    case cut(Epoch, coveredByReceiver: DeliveredSets)
     /// `ABORT(epoch)`: the round will not commit; lift the hold on its messages.
     case abort(Epoch)
     /// Every rank reached the final barrier: exit.
@@ -103,6 +115,10 @@ package enum ControlMessage: Sendable, Equatable {
     case heartbeat(step: Int)
     /// The answer to a request: the last safe point the rank passed.
     case stepReport(Epoch, step: Int)
+    /// The rank captured (or, under minimal checkpoints, kept its checkpoint) for round
+    /// `epoch`, having delivered `delivered` from each source: the supervisor's `cut` is made of
+    /// these. Sent at the capture, before the snapshot is written.
+    case captured(Epoch, delivered: DeliveredSets)
     /// `ACK(epoch)`: the rank's snapshot is durable.
     case ack(Epoch, Acknowledgement)
     /// The rank could not write its snapshot; the round must abort. `failedMirrors`: the mirror
@@ -134,9 +150,9 @@ package enum ControlMessage: Sendable, Equatable {
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
-        case waitQuery, writeMirrors
+        case waitQuery, writeMirrors, cut
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
-        case waitReport, nondeterminism, logMirrorFailed
+        case waitReport, nondeterminism, logMirrorFailed, captured
     }
 
     /// The complete frame, prefix included.
@@ -168,6 +184,14 @@ package enum ControlMessage: Sendable, Equatable {
         case .abort(let epoch):
             writer.write(Code.abort.rawValue)
             writer.write(epoch.rawValue)
+        case .cut(let epoch, let covered):
+            writer.write(Code.cut.rawValue)
+            writer.write(epoch.rawValue)
+            Self.encode(covered, into: &writer)
+        case .captured(let epoch, let delivered):
+            writer.write(Code.captured.rawValue)
+            writer.write(epoch.rawValue)
+            Self.encode(delivered, into: &writer)
         case .release:
             writer.write(Code.release.rawValue)
         case .peerRestarted(let rank, let incarnation):
@@ -222,6 +246,8 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(ack.logicalBytes)
             writer.write(ack.chunks)
             writer.write(ack.chunksReused)
+            writer.write(ack.stateBytes)
+            writer.write(ack.inFlightBytes)
             writer.write(ack.mirrors.rawValue)
             Self.encodeSparse(ack.dependencies, into: &writer)
             Self.encode(ack.delivered, into: &writer)
@@ -271,6 +297,8 @@ package enum ControlMessage: Sendable, Equatable {
         case .safePointChosen: message = .safePointChosen(try epoch(), step: try step())
         case .checkpointDone: message = .checkpointDone(try epoch(), coveredByReceiver: try decodeSets(&reader))
         case .abort: message = .abort(try epoch())
+        case .cut: message = .cut(try epoch(), coveredByReceiver: try decodeSets(&reader))
+        case .captured: message = .captured(try epoch(), delivered: try decodeSets(&reader))
         case .release: message = .release
         case .peerRestarted:
             message = .peerRestarted(RankID(Int(try reader.read(UInt32.self))), incarnation: try reader.read(UInt32.self))
@@ -300,13 +328,15 @@ package enum ControlMessage: Sendable, Equatable {
             let logicalBytes = try reader.read(UInt64.self)
             let chunks = try reader.read(UInt32.self)
             let chunksReused = try reader.read(UInt32.self)
+            let stateBytes = try reader.read(UInt64.self)
+            let inFlightBytes = try reader.read(UInt64.self)
             let held = try mirrors()
             let dependencies = try decodeSparseIntegers(&reader)
             let delivered = try decodeSets(&reader)
             message = .ack(round, Acknowledgement(
                 step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered,
                 kept: kept == 1, changes: changes, logicalBytes: logicalBytes, chunks: chunks, chunksReused: chunksReused,
-                dependencies: dependencies, mirrors: held))
+                stateBytes: stateBytes, inFlightBytes: inFlightBytes, dependencies: dependencies, mirrors: held))
         case .snapshotFailed:
             let round = try epoch()
             let failed = try mirrors()

@@ -15,9 +15,11 @@ package struct RetainedMessage: Sendable, Equatable {
 /// One rank's view of its channels: sequence numbers it stamps on what it sends, what it has
 /// delivered from each source, and what it retains for each destination.
 ///
-/// This is the *retention* rule of the design: a rank's snapshot holds its retained messages and
-/// its delivered sets; on a restore the retained messages are sent again and receivers drop what
-/// they already delivered. It makes the in-transit messages of any recovery line recoverable.
+/// This is the *retention* rule of the design: a rank keeps what it sent until the receiver's
+/// committed checkpoint covers it. A round's snapshot holds its delivered sets and, of what it
+/// retained, the messages in flight across the line (`inFlight`; all of it under independent
+/// checkpoints); on a restore they are sent again and receivers drop what they already
+/// delivered. It makes the in-transit messages of any recovery line recoverable.
 package struct MessageLedger: Sendable, Equatable {
     /// The rank that owns this ledger.
     package let rank: RankID
@@ -79,6 +81,19 @@ package struct MessageLedger: Sendable, Equatable {
         }
         retained[destination.rawValue] = kept
         precondition(retainedBytes >= 0)
+    }
+
+    /// The ledger as a round's snapshot stores it: of the retained messages, only those each
+    /// receiver had not delivered at its own capture for the round (`coveredByReceiver`, the
+    /// round's cut) — the messages in flight across the line. The others are what DONE would
+    /// trim from memory, so no restore that may use this snapshot needs them (docs/protocol.md,
+    /// "What a snapshot stores").
+    package func inFlight(coveredByReceiver covered: DeliveredSets) -> MessageLedger {
+        var ledger = self
+        for receiver in covered.used where !retained[receiver].isEmpty {
+            ledger.trim(destination: RankID(receiver), covered: covered[receiver])
+        }
+        return ledger
     }
 
     /// The peers it holds anything for: sent to, delivered from, or retaining messages for.

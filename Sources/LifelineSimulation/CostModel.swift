@@ -182,6 +182,7 @@ extension Simulation {
         let gathered: (kind: UInt8, epoch: UInt64)? = switch message {
         case .stepReport(let epoch, _): (1, epoch.rawValue)
         case .ack(let epoch, _) where settings.variant != .independent: (2, epoch.rawValue)
+        case .captured(let epoch, _): (3, epoch.rawValue)
         default: nil
         }
         guard model.fanIn > 1, levels > 1, let (kind, epoch) = gathered else {

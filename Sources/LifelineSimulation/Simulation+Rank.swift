@@ -33,7 +33,15 @@ extension Simulation {
             let position = processes[rank].machine!.committed(epoch, coveredByReceiver: covered, coversSelf: true)
             if let position { trimLog(rank, before: position) }
             performParticipant(rank, processes[rank].machine!.participant.handleDone(epoch))
+        case .cut(let epoch, let covered):
+            writeCaptured(rank, epoch: epoch, coveredByReceiver: covered)
         case .abort(let epoch):
+            if let awaiting = processes[rank].awaitingCut, awaiting.epoch == epoch {
+                // No line will hold the capture: it is never written.
+                processes[rank].awaitingCut = nil
+                pendingSnapshots[awaiting.name] = nil
+                processes[rank].writing.removeAll { $0.name == awaiting.name }
+            }
             performParticipant(rank, processes[rank].machine!.participant.handleAbort(epoch))
         case .release:
             break
@@ -60,7 +68,7 @@ extension Simulation {
             if !mirrors.isEmpty { processes[rank].writeMirrors = mirrors }
         case .waitQuery:
             break
-        case .start, .heartbeat, .stepReport, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+        case .start, .heartbeat, .stepReport, .captured, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
              .replayComplete, .frozen, .waitReport, .nondeterminism, .logMirrorFailed:
             throw Violation("rank \(rank) got \(message), which only ranks send")
         }
@@ -193,6 +201,7 @@ extension Simulation {
                     capture(rank, epoch: epoch, step: step)
                 case .keep(let epoch):
                     report.keeps += 1
+                    sendToSupervisor(from: rank, .captured(epoch, delivered: processes[rank].machine!.ledger.delivered))
                     sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(
                         step: step, snapshotBytes: 0, outputOffset: 0, delivered: processes[rank].machine!.ledger.delivered,
                         kept: true)))
@@ -308,7 +317,8 @@ extension Simulation {
     }
 
 
-    /// A capture at a round's safe point: the snapshot is written in the background; its ACK
+    /// A capture at a round's safe point: the rank reports what it delivered, and once the
+    /// round's cut arrives its snapshot is written in the background (`writeCaptured`); its ACK
     /// follows once it is durable.
     private func capture(_ rank: Int, epoch: Epoch, step: Int) {
         if processes[rank].machine!.rules.flushesAtCheckpoints { flushLog(rank) }  // the position counts every delivery
@@ -321,7 +331,21 @@ extension Simulation {
         let name = Self.snapshotName(epoch: epoch, rank: rank)
         pendingSnapshots[name] = snapshot
         processes[rank].writing.append((snapshot.epoch, name))
-        schedule(.snapshotDurable(rank: rank, incarnation: processes[rank].incarnation, epoch, name: name),
+        processes[rank].awaitingCut = (epoch, name)
+        sendToSupervisor(from: rank, .captured(epoch, delivered: machine.ledger.delivered))
+    }
+
+    /// The round's cut reached the rank: its capture keeps only the messages in flight across
+    /// the line (`MessageLedger.inFlight`), as `RankRuntime` writes it, and is written.
+    private func writeCaptured(_ rank: Int, epoch: Epoch, coveredByReceiver covered: DeliveredSets) {
+        guard let awaiting = processes[rank].awaitingCut, awaiting.epoch == epoch,
+              var snapshot = pendingSnapshots[awaiting.name] else { return }
+        processes[rank].awaitingCut = nil
+        report.retainedAtCaptureBytes += snapshot.ledger.retainedBytes
+        snapshot.ledger = snapshot.ledger.inFlight(coveredByReceiver: covered)
+        report.inFlightBytes += snapshot.ledger.retainedBytes
+        pendingSnapshots[awaiting.name] = snapshot
+        schedule(.snapshotDurable(rank: rank, incarnation: processes[rank].incarnation, epoch, name: awaiting.name),
                  after: snapshotDuration(snapshot))
     }
 
@@ -363,7 +387,8 @@ extension Simulation {
         processes[rank].machine!.participant.handleSnapshotDurable(epoch)
         sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(
             step: snapshot.step, snapshotBytes: UInt64(16 + snapshot.ledger.retainedBytes), outputOffset: 0,
-            delivered: snapshot.ledger.delivered, changes: snapshot.changes, dependencies: snapshot.intervalDependencies,
+            delivered: snapshot.ledger.delivered, changes: snapshot.changes, stateBytes: 8,
+            inFlightBytes: UInt64(snapshot.ledger.retainedBytes), dependencies: snapshot.intervalDependencies,
             mirrors: snapshot.mirrors)))
     }
 

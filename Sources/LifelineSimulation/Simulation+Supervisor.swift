@@ -292,6 +292,9 @@ extension Simulation {
         case .stepReport(let epoch, let step):
             supervisor.handleStep(step, of: rank, now: now)
             try perform(supervisor.coordinator.handleStepReport(from: id, round: epoch, step: step).map(SupervisorMachine.Action.round))
+        case .captured(let epoch, let delivered):
+            try perform(supervisor.coordinator.handleCaptured(from: id, round: epoch, delivered: delivered, now: now)
+                .map(SupervisorMachine.Action.round))
         case .ack(let epoch, let ack):
             if settings.variant == .independent {
                 try independentCheckpoint(rank: rank, index: Int(epoch.rawValue), ack)
@@ -321,7 +324,7 @@ extension Simulation {
             finished = true
         case .faultFired, .waitReport, .logMirrorFailed:
             break
-        case .start, .checkpointRequest, .safePointChosen, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
+        case .start, .checkpointRequest, .safePointChosen, .cut, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
              .trim, .waitQuery, .writeMirrors:
             throw Violation("rank \(rank) sent \(message), which only the supervisor sends")
         }

@@ -176,6 +176,10 @@ package final class Simulation {
         package var keeps = 0
         package var keptEntriesCommitted = 0
         package var rollbacksToKeptEntries = 0
+        /// Rounds' captures: the payload bytes retained at each capture, and of them those in
+        /// flight across the line (what the snapshots stored), summed.
+        package var retainedAtCaptureBytes = 0
+        package var inFlightBytes = 0
         /// Nondeterminism the ranks reported (a duplicate whose bytes differ from the delivered copy).
         package var nondeterminismDetected = 0
         /// A hash of the ordered trace of events.
@@ -204,6 +208,7 @@ package final class Simulation {
                 + "supervisor_messages=\(supervisorMessages) round_ms=\(milliseconds(meanRoundSeconds)) "
                 + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) hangs=\(hangs) connection_drops=\(connectionDrops) failed_writes=\(failedWrites) degrades=\(degrades) degraded_commits=\(degradedCommits) resyncs=\(resyncs) recoveries=\(recoveriesTimed) "
                 + "recovery_ms=\(milliseconds(meanRecoverySeconds)) recovery_ms_max=\(milliseconds(recoverySecondsMax)) "
+                + "retained_at_capture_bytes=\(retainedAtCaptureBytes) in_flight_bytes=\(inFlightBytes) "
                 + "nondeterminism_detected=\(nondeterminismDetected) log_records=\(logRecords) log_bytes=\(logBytes) virtual_s=\(String(Double(Int((virtualSeconds * 1e3).rounded())) / 1e3))"
         }
 
@@ -324,6 +329,8 @@ package final class Simulation {
         var awaiting: DataHeader?
         /// Snapshots this process is writing, oldest first: (round or checkpoint, name).
         var writing: [(epoch: Epoch, name: String)] = []
+        /// A round's capture whose cut has not arrived: its snapshot is written once it has.
+        var awaitingCut: (epoch: Epoch, name: String)?
         /// Under a cost model: the syncs its deliveries waited for since its last step ended
         /// (added to the next step's time).
         var syncDebt = 0.0
@@ -732,7 +739,7 @@ package final class Simulation {
         report.controlMessages += 1
         report.controlBytes += bytes
         switch message {
-        case .checkpointRequest, .stepReport, .safePointChosen, .ack, .checkpointDone, .abort, .trim:
+        case .checkpointRequest, .stepReport, .safePointChosen, .captured, .cut, .ack, .checkpointDone, .abort, .trim:
             report.roundMessages += 1
             report.roundBytes += bytes
         default:

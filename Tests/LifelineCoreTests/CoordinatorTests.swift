@@ -47,6 +47,43 @@ struct CoordinatorTests {
         #expect(actions.contains(.send(RankID(1), .checkpointDone(Epoch(1), coveredByReceiver: [fromOne, DeliveredSet()]))))
     }
 
+    @Test func theCutGoesToEveryRankOnceEveryRankHasCaptured() {
+        var coordinator = CheckpointCoordinator(rankCount: 3, intervalSeconds: 1, committed: .start, now: 0)
+        _ = coordinator.handleTick(now: 1)
+        #expect(coordinator.handleCaptured(from: RankID(0), round: Epoch(1), delivered: DeliveredSets(rankCount: 3), now: 1).isEmpty,
+                "a captured report before S was taken")
+        for rank in 0..<3 { _ = coordinator.handleStepReport(from: RankID(rank), round: Epoch(1), step: 2) }
+        let fromZero = DeliveredSet(watermark: SequenceNumber(4), above: [])
+        let fromTwo = DeliveredSet(watermark: SequenceNumber(1), above: [SequenceNumber(3)])
+        var rank1 = DeliveredSets(rankCount: 3)
+        rank1[0] = fromZero
+        rank1[2] = fromTwo
+        var rank2 = DeliveredSets(rankCount: 3)
+        rank2[0] = fromTwo
+        #expect(coordinator.handleCaptured(from: RankID(1), round: Epoch(1), delivered: rank1, now: 1).isEmpty)
+        #expect(coordinator.handleCaptured(from: RankID(2), round: Epoch(0), delivered: rank2, now: 1).isEmpty, "a stale round counted")
+        #expect(coordinator.handleCaptured(from: RankID(2), round: Epoch(1), delivered: rank2, now: 1).isEmpty)
+        #expect(coordinator.handleCaptured(from: RankID(1), round: Epoch(1), delivered: rank1, now: 1).isEmpty,
+                "a rank's second report counted as another rank's")
+        let cut = coordinator.handleCaptured(from: RankID(0), round: Epoch(1), delivered: DeliveredSets(rankCount: 3), now: 1)
+        #expect(cut == [
+            .send(RankID(0), .cut(Epoch(1), coveredByReceiver: [DeliveredSet(), fromZero, fromTwo])),
+            .send(RankID(1), .cut(Epoch(1), coveredByReceiver: DeliveredSets(rankCount: 3))),
+            .send(RankID(2), .cut(Epoch(1), coveredByReceiver: [DeliveredSet(), fromTwo, DeliveredSet()])),
+        ])
+        #expect(coordinator.handleCaptured(from: RankID(0), round: Epoch(1), delivered: DeliveredSets(rankCount: 3), now: 1).isEmpty,
+                "the cut was sent twice")
+    }
+
+    @Test func aCapturedReportForAnotherJobSizeAbortsTheRound() {
+        var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: .start, now: 0)
+        _ = coordinator.handleTick(now: 1)
+        for rank in 0..<2 { _ = coordinator.handleStepReport(from: RankID(rank), round: Epoch(1), step: 0) }
+        let actions = coordinator.handleCaptured(from: RankID(1), round: Epoch(1), delivered: DeliveredSets(rankCount: 5), now: 1)
+        #expect(actions.first == .broadcast(.abort(Epoch(1))))
+        #expect(coordinator.state == .idle(dueAt: 2))
+    }
+
     @Test func rankFailingBeforeItsAckAbortsTheRound() {
         var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: .start, now: 0)
         _ = coordinator.handleTick(now: 1)

@@ -59,6 +59,30 @@ struct MessageLedgerTests {
         #expect(ledger.nextSequence.dense == [0, 6, 6].map(seq), "trimming must not rewind sequence numbers")
     }
 
+    @Test func aRoundsSnapshotKeepsOnlyWhatTheCutLeavesInFlight() {
+        var ledger = MessageLedger(rank: RankID(0), rankCount: 4)
+        for _ in 0..<4 {
+            _ = ledger.send(to: RankID(1), tag: 0, epoch: .start, incarnation: 0, payload: [1])
+            _ = ledger.send(to: RankID(2), tag: 0, epoch: .start, incarnation: 0, payload: [2, 2])
+            _ = ledger.send(to: RankID(0), tag: 0, epoch: .start, incarnation: 0, payload: [0, 0, 0])
+        }
+        ledger.recordDelivery(source: RankID(0), sequence: seq(0))
+        // Rank 1 had delivered 0, 1 and 3 at its capture; rank 2 nothing (it is absent from the
+        // cut); rank 0 itself 0 (its own delivered set); rank 3 was never sent to.
+        var covered = DeliveredSets(rankCount: 4)
+        covered[1] = DeliveredSet(watermark: seq(2), above: [seq(3)])
+        covered[0] = ledger.delivered[0]
+        let stored = ledger.inFlight(coveredByReceiver: covered)
+        #expect(stored.retained[1].map(\.header.sequence.rawValue) == [2], "message 2 to rank 1 was in flight at the cut")
+        #expect(stored.retained[2].count == 4, "a receiver that delivered nothing has every retained message in flight")
+        #expect(stored.retained[0].map(\.header.sequence.rawValue) == [1, 2, 3])
+        #expect(stored.retainedBytes == 1 + 8 + 9)
+        #expect(stored.delivered == ledger.delivered && stored.nextSequence == ledger.nextSequence,
+                "only the retained messages change")
+        #expect(ledger.retained[1].count == 4, "what the rank keeps in memory does not change")
+        #expect(ledger.inFlight(coveredByReceiver: DeliveredSets(rankCount: 4)) == ledger, "an empty cut stores every message")
+    }
+
     @Test func duplicatesAreDetectedPerSource() {
         var ledger = MessageLedger(rank: RankID(2), rankCount: 3)
         #expect(ledger.recordDelivery(source: RankID(0), sequence: seq(0)) == true)

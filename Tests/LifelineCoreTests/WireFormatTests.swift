@@ -18,6 +18,8 @@ struct WireFormatTests {
         .checkpointRequest(Epoch(2)), .checkpointRequest(Epoch(UInt64.max)),
         .safePointChosen(Epoch(2), step: 9), .safePointChosen(Epoch(1), step: 0),
         .checkpointDone(Epoch(2), coveredByReceiver: sets), .checkpointDone(Epoch(3), coveredByReceiver: []),
+        .cut(Epoch(2), coveredByReceiver: sets), .cut(Epoch(9), coveredByReceiver: []),
+        .captured(Epoch(2), delivered: sets), .captured(Epoch(1), delivered: []),
         .abort(Epoch(4)),
         .release,
         .peerRestarted(RankID(3), incarnation: 7),
@@ -36,6 +38,8 @@ struct WireFormatTests {
         .snapshotFailed(Epoch(3), reason: "storage no space", failedMirrors: .b),
         .writeMirrors(.a), .writeMirrors(.both), .logMirrorFailed(.b, reason: "fdatasync failed: EIO"),
         .ack(Epoch(4), Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, mirrors: .a)),
+        .ack(Epoch(4), Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, stateBytes: 8_388_608,
+                                       inFlightBytes: 16_384)),
         .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11, logSyncs: 13,
                   logSyncMicroseconds: 1_500),
         .checkpointWanted,
@@ -92,7 +96,7 @@ struct WireFormatTests {
 
     @Test func controlMessageRefusesUnknownCodes() {
         let known: Set<UInt8> = Set(Self.everyControlMessage.map { $0.frame()[FramePrefix.byteCount] })
-        #expect(known.count == 24, "a control message case is missing from the list: codes \(known.sorted())")
+        #expect(known.count == 26, "a control message case is missing from the list: codes \(known.sorted())")
         for code in UInt8.min...UInt8.max where !known.contains(code) {
             #expect(throws: WireError.self, "code \(code) decoded") { try ControlMessage.decode([code] + [UInt8](repeating: 0, count: 40)) }
         }

@@ -16,6 +16,19 @@ import Testing
         if pattern != .idle { #expect(report.commits > 0, "\(report)") }
     }
 
+    /// A round's snapshots store the messages in flight across its line, not all that the
+    /// senders retain: on the ring (whose lines always have messages in transit) fewer bytes
+    /// than were retained at the captures, and some. That none is missing is the simulator's
+    /// check at every commit (a message in transit across a line and not in the sender's entry
+    /// is a violation).
+    @Test(arguments: [CheckpointVariant.coordinated, .blocking, .minimal])
+    func snapshotsStoreTheMessagesInFlightAcrossTheLine(variant: CheckpointVariant) {
+        let report = Simulation(.init(rankCount: 6, seed: 3, variant: variant, faults: .crashes, stepCount: 30, pattern: .ring)).run()
+        #expect(report.violation == nil, "--seed 3 --ranks 6 --program ring --checkpoint \(variant.rawValue): \(report.summaryLine)")
+        #expect(report.inFlightBytes > 0, "\(report.figuresLine)")
+        #expect(report.inFlightBytes < report.retainedAtCaptureBytes, "\(report.figuresLine)")
+    }
+
     static let schemes = Simulation.simulatedVariants.flatMap { variant in
         Simulation.simulatedLoggings.filter { Simulation.allows(variant, $0) }.map { (variant, $0) }
     }
@@ -368,12 +381,14 @@ extension SimulationTests {
     /// Found by a 20-minute swarm: an optimistic recovery that restarted every rank (the failed
     /// one and the only other, an orphan) ended at START as a global rollback does, so a round
     /// began while a rank still replayed; its snapshot recorded the log's end with its state
-    /// behind it, and a later restart from that line skipped a logged delivery.
+    /// behind it, and a later restart from that line skipped a logged delivery. (Seed 40132948
+    /// then; since rounds have a cut, the trajectories moved, and 40135191 is a seed that fails
+    /// without the fix.)
     @Test func anOptimisticRecoveryOfEveryRankEndsWhenAllHaveReplayed() {
-        let settings = Simulation.Settings(rankCount: 2, seed: 40_132_948, logging: .optimistic, faults: .all, stepCount: 19,
+        let settings = Simulation.Settings(rankCount: 2, seed: 40_135_191, logging: .optimistic, faults: .all, stepCount: 19,
                                            pattern: .farm)
         let report = Simulation(settings).run()
-        #expect(report.violation == nil, "--ranks 2 --seed 40132948 --logging optimistic --steps 19 --program farm --faults all: \(report.summaryLine)")
+        #expect(report.violation == nil, "--ranks 2 --seed 40135191 --logging optimistic --steps 19 --program farm --faults all: \(report.summaryLine)")
         #expect(report.crashes >= 2 && report.orphans > 0, "\(report)")
     }
 }

@@ -25,6 +25,15 @@ struct JobRun {
         if !independent.isEmpty { return independent.reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) } }
         return events("commit").reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) }
     }
+    /// Per committed round: the snapshots' uncompressed bytes, and the bytes they had to hold —
+    /// the program states plus the messages in flight across the line (the `commit` event's
+    /// `logical`, `state` and `in_flight`). Empty under independent checkpointing.
+    var commitContents: [(logical: Int, state: Int, inFlight: Int)] {
+        events("commit").compactMap { event in
+            guard let logical = event["logical"] as? Int, let state = event["state"] as? Int, logical > 0 else { return nil }
+            return (logical, state, event["in_flight"] as? Int ?? 0)
+        }
+    }
     /// The largest peak resident memory a rank reported at the final barrier, in MiB.
     var rankPeakMiB: Int { (events("rank_finished").compactMap { $0["resident_bytes_peak"] as? Int }.max() ?? 0) >> 20 }
     /// Committed rounds, or recorded checkpoints under independent checkpointing.

@@ -388,7 +388,7 @@ struct Suites {
                 }
                 let baseSeconds = median(baseline.map(\.seconds))
                 rows.append(["\(programName) ×\(ranks)", "no checkpoints (floor)", String(format: "%.2f", baseSeconds), "—", "—",
-                             "0", "—", "0", "0", "0", "0", "—", String(baseline.map(\.rankPeakMiB).max() ?? 0)])
+                             "0", "—", "0", "—", "—", "0", "0", "0", "—", String(baseline.map(\.rankPeakMiB).max() ?? 0)])
                 var lostHere: [String: Double] = [:]
                 var secondsHere: [String: Double] = [:]
                 for mode in Self.modes {
@@ -403,13 +403,32 @@ struct Suites {
                     let loggingOverhead = mode.name == scheme ? nil : secondsHere[scheme].map { (seconds / $0 - 1) * 100 }
                     let logBytes = try? logBytesWritten(runs.last!)
                     let last = runs.last!
+                    // What a commit wrote against what it had to hold (the states and the
+                    // messages in flight at the cut), over every run's committed rounds.
+                    let contents = runs.flatMap(\.commitContents)
+                    let logicalPerCommit = contents.isEmpty ? nil : Double(contents.reduce(0) { $0 + $1.logical }) / Double(contents.count)
+                    let neededPerCommit = contents.isEmpty ? nil : Double(contents.reduce(0) { $0 + $1.state + $1.inFlight }) / Double(contents.count)
+                    let contentRatio = logicalPerCommit.flatMap { logical in neededPerCommit.map { logical / max(1, $0) } }
                     rows.append(["\(programName) ×\(ranks)", mode.name, String(format: "%.2f", seconds),
                                  String(format: "%+.1f%%", overhead), loggingOverhead.map { String(format: "%+.1f%%", $0) } ?? "—",
                                  String(last.commits), last.ranksPerRound.map { String(format: "%.2f", $0) } ?? "—",
-                                 String(last.checkpointBytes), String(format: "%.0f", Double(last.checkpointBytes) / 1_048_576 / last.seconds * 3600),
+                                 String(last.checkpointBytes),
+                                 logicalPerCommit.map { String(format: "%.0f", $0) } ?? "—",
+                                 neededPerCommit.map { String(format: "%.0f", $0) } ?? "—",
+                                 String(format: "%.0f", Double(last.checkpointBytes) / 1_048_576 / last.seconds * 3600),
                                  logBytes.map(String.init) ?? "0", String(last.logSyncs),
                                  last.logSyncSeconds > 0 ? String(format: "%.3f", last.logSyncSeconds) : "—",
                                  String(runs.map(\.rankPeakMiB).max() ?? 0)])
+                    if programName == "heat2d", ["coordinated", "blocking", "minimal"].contains(mode.name), let contentRatio,
+                       let logicalPerCommit, let neededPerCommit {
+                        // Snapshots hold the state, not the traffic (issue 13, item 1).
+                        targetLines.append(String(format: "heat2d ×%d, %@: a commit's snapshots held %.0f bytes for %.0f of state and messages in flight at the cut, %.3f× — target ≤ 1.05×: %@.",
+                                                  ranks, mode.name, logicalPerCommit, neededPerCommit, contentRatio,
+                                                  contentRatio <= 1.05 ? "met" : "**not met**"))
+                        report.target("strategies heat2d ×\(ranks), \(mode.name): logical bytes per commit / (state + in flight)",
+                                      String(format: "%.3f× (%.0f / %.0f)", contentRatio, logicalPerCommit, neededPerCommit), "≤ 1.05×",
+                                      met: contentRatio <= 1.05)
+                    }
                     if mode.name == "coordinated + pessimistic", let schemeSeconds = secondsHere[scheme], last.logSyncSeconds > 0 {
                         // Pessimistic logging beside its floor: what it costs over no logging
                         // against the time its syncs took on the slowest rank.
@@ -459,8 +478,8 @@ struct Suites {
                 }
             }
         }
-        report.table("Strategies, failure-free", note: "Median of \(scale.repeats) runs, checkpoint interval \(scale.intervalSeconds) s. The floor is the same program under `lifeline run` with checkpoints switched off (`--interval 1e9`): a job of several ranks cannot run without a runtime, so it is the closest run with no fault tolerance (message retention is still paid). Checkpoints and checkpoint bytes are those of committed rounds in one run (bytes stored on one mirror, after chunk reuse and zstd); log bytes are what the ranks appended to their message logs; log sync s is the time the slowest rank's log appends took to make records durable (writes and syncs on both mirrors: the floor of a rule that syncs before delivery). Peak memory is the largest peak resident set (VmHWM) a rank reported at the final barrier, so it is per rank, not a sum. **vs no logging**: a logging mode's time against the same checkpoint scheme with `--logging none` in this run — the price of the logging itself (the logging issue's overhead beside none). Ranks per round: the mean number of ranks that wrote a snapshot in a committed round (under `minimal`, ranks that delivered nothing since their last checkpoint keep it); MiB per hour: checkpoint bytes stored per hour of run at this interval. On these two programs every rank delivers messages between any two rounds, so `minimal` writes what `coordinated` writes; the next table shows a program where it does not. Under `independent` there are no rounds: checkpoints are the ranks' own checkpoints (ranks per round is 1), and its interval is each rank's mean period.",
-                     header: ["program", "mode", "seconds", "overhead", "vs no logging", "checkpoints", "ranks per round", "checkpoint bytes", "MiB per hour", "log bytes", "log fsyncs", "log sync s (slowest rank)", "peak MiB (one rank)"], rows: rows)
+        report.table("Strategies, failure-free", note: "Median of \(scale.repeats) runs, checkpoint interval \(scale.intervalSeconds) s. The floor is the same program under `lifeline run` with checkpoints switched off (`--interval 1e9`): a job of several ranks cannot run without a runtime, so it is the closest run with no fault tolerance (message retention is still paid). Checkpoints and checkpoint bytes are those of committed rounds in one run (bytes stored on one mirror, after chunk reuse and zstd); log bytes are what the ranks appended to their message logs; log sync s is the time the slowest rank's log appends took to make records durable (writes and syncs on both mirrors: the floor of a rule that syncs before delivery). Peak memory is the largest peak resident set (VmHWM) a rank reported at the final barrier, so it is per rank, not a sum. **vs no logging**: a logging mode's time against the same checkpoint scheme with `--logging none` in this run — the price of the logging itself (the logging issue's overhead beside none). Ranks per round: the mean number of ranks that wrote a snapshot in a committed round (under `minimal`, ranks that delivered nothing since their last checkpoint keep it); Logical bytes per commit: the snapshots' uncompressed bytes in a committed round (mean over the runs' rounds), beside what they had to hold: the program states plus the messages in flight across the line at the round's cut (sent before the sender's capture, not delivered before the receiver's); under `independent` a checkpoint stores every retained message, and these columns are left out. MiB per hour: checkpoint bytes stored per hour of run at this interval. On these two programs every rank delivers messages between any two rounds, so `minimal` writes what `coordinated` writes; the next table shows a program where it does not. Under `independent` there are no rounds: checkpoints are the ranks' own checkpoints (ranks per round is 1), and its interval is each rank's mean period.",
+                     header: ["program", "mode", "seconds", "overhead", "vs no logging", "checkpoints", "ranks per round", "checkpoint bytes", "logical bytes per commit", "state + in flight per commit", "MiB per hour", "log bytes", "log fsyncs", "log sync s (slowest rank)", "peak MiB (one rank)"], rows: rows)
         let meanOverhead = overheads.mapValues { $0.reduce(0, +) / Double($0.count) }
         let meanLost = timeLost.mapValues { $0.reduce(0, +) / Double($0.count) }.filter { $0.value.isFinite }
         var summary: [String] = []
