@@ -82,17 +82,17 @@ extension RankRuntime {
         lifeline_flush_stdio()
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
-            epoch: epoch, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0,
+            epoch: epoch, step: step, incarnation: incarnation, logPosition: logPosition,
             dependencies: machine.dependencyVector, ledger: machine.ledger,
             programState: state.bytes, numericRanges: state.numericRanges)
-        machine.noteCapture(epoch, logPosition: log?.nextIndex ?? 0)
+        machine.noteCapture(epoch, logPosition: logPosition)
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
         awaitingCut = (snapshot, SnapshotWriter.Job(
             epoch: epoch, step: step,
             name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
             uncompressed: [], delivered: machine.ledger.delivered, outputOffset: outputOffset,
             changes: machine.participant.changesSinceCheckpoint, dependencies: PerPeer(rankCount: 0, absent: -1),
-            faultIndex: fault?.index, mirrors: writeMirrors, stateBytes: UInt64(state.bytes.count)))
+            faultIndex: fault?.index, mirrors: writeMirrors, logPosition: logPosition, stateBytes: UInt64(state.bytes.count)))
         control?.send(.captured(epoch, delivered: machine.ledger.delivered))
     }
 
@@ -119,9 +119,9 @@ extension RankRuntime {
         lifeline_flush_stdio()
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
         let snapshot = RankSnapshot(
-            epoch: index, step: step, incarnation: incarnation, logPosition: log?.nextIndex ?? 0, ledger: machine.ledger,
+            epoch: index, step: step, incarnation: incarnation, logPosition: logPosition, ledger: machine.ledger,
             programState: state.bytes, numericRanges: state.numericRanges)
-        machine.noteCapture(index, logPosition: log?.nextIndex ?? 0)
+        machine.noteCapture(index, logPosition: logPosition)
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
         writer.submit(SnapshotWriter.Job(
             epoch: index, step: step,
@@ -130,6 +130,9 @@ extension RankRuntime {
             changes: machine.participant.changesSinceCheckpoint, dependencies: dependencies, faultIndex: fault?.index,
             mirrors: writeMirrors, stateBytes: UInt64(state.bytes.count), inFlightBytes: UInt64(machine.ledger.retainedBytes)))
     }
+
+    /// The index of the rank's next log record: what a snapshot stores as its log position.
+    var logPosition: UInt64 { log?.nextIndex ?? eventLog?.nextIndex ?? 0 }
 
     /// Asks the supervisor for a checkpoint at the next common safe point.
     func requestCheckpoint() throws {
@@ -147,7 +150,7 @@ extension RankRuntime {
             fireFault(index: fault.index, control: control)
         }
         control?.send(.finished(
-            step: machine.participant.stepPassed, loggedBytes: log?.appendedBytes ?? 0,
+            step: machine.participant.stepPassed, loggedBytes: log?.appendedBytes ?? eventLog?.appendedBytes ?? 0,
             retainedBytesPeak: UInt64(machine.retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak),
             residentBytesPeak: Self.residentBytesPeak(), logSyncs: log?.syncCount ?? 0,
             logSyncMicroseconds: UInt64(max(0, (log?.syncSeconds ?? 0) * 1e6))))

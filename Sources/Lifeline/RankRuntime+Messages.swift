@@ -14,6 +14,7 @@ extension RankRuntime {
     /// Stamps, retains and sends a message (or holds it, between capture and DONE when blocking).
     func send(_ payload: [UInt8], to destination: RankID, tag: Int64) throws {
         precondition(!finished, "send after finish()")
+        try awaitEventLog()
         let (outgoing, route, askCheckpoint) = machine.send(payload, to: destination, tag: tag)
         trace?.sent(outgoing.header, to: destination)
         if askCheckpoint { control?.send(.checkpointWanted) }
@@ -21,6 +22,16 @@ extension RankRuntime {
         case .held: return
         case .afterResend: try flushResend(to: destination)  // the new message is retained too: sent in order
         case .now: try deliverOrTransmit(outgoing)
+        }
+    }
+
+    /// Sender-based logging: waits until the event logger holds every record this rank
+    /// appended (the no-orphan rule: nothing it sends may depend on a delivery a crash could
+    /// lose the determinant of). One round trip to the supervisor after a receive from any
+    /// source; nothing otherwise.
+    func awaitEventLog() throws {
+        while let eventLog, !eventLog.sendsMayGo {
+            try pump(timeoutMs: Self.pollIntervalMs, waiting: .running)
         }
     }
 
@@ -152,6 +163,15 @@ extension RankRuntime {
     /// Appends records to the log and syncs them (one write and one sync per mirror for all)
     /// before the program sees what they record.
     func appendToLog(_ records: [LogRecord]) throws {
+        if eventLog != nil {
+            control?.send(eventLog!.append(records.map { $0.encoded() }))
+            logBytesPeak = max(logBytesPeak, eventLog!.heldBytesPeak)
+            if let launch, launch.logBytesMax > 0, eventLog!.heldBytes > launch.logBytesMax / RankMachine.askAtShareOfMaximum,
+               machine.askForCheckpoint() {
+                control?.send(.checkpointWanted)
+            }
+            return
+        }
         guard let log else { return }
         do {
             try log.append(records.map { $0.encoded() })

@@ -58,7 +58,7 @@ extension RankRuntime {
                     Epoch(UInt64(max(0, checkpoint))), coveredByReceiver: covered, coversSelf: false))
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
-            case .start, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+            case .start, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
                  .replayComplete, .frozen, .waitReport, .nondeterminism:
                 break  // not for a rank, or already handled
             }
@@ -104,6 +104,7 @@ extension RankRuntime {
     /// (`position`: where the log stood at its capture; nil: this rank did not capture it).
     func trimLog(before position: UInt64?) throws {
         guard let position else { return }
+        eventLog?.committed(before: position)
         do {
             try log?.trim(before: position)
         } catch {
@@ -215,6 +216,7 @@ extension RankRuntime {
                     switch message {
                     case .waitQuery(let serial): control?.send(.waitReport(serial: serial, wait(waiting)))
                     case .freeze: answerFreeze = true
+                    case .eventsLogged(let through): eventLog?.handleLogged(through: through)  // sends wait for it
                     default: pendingControl.append(message)
                     }
                 }

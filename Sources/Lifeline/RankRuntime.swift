@@ -66,6 +66,9 @@ final class RankRuntime {
     var rules: RankLogging { machine.rules }
     /// The largest the log grew on disk.
     var logBytesPeak = 0
+    /// Sender-based logging: the rank's side of the supervisor's event logger, which holds its
+    /// determinants and logged values instead of a log on the disk.
+    var eventLog: EventLogClient?
     /// The mirrors snapshots are written to: both, or one while the other has failed.
     var writeMirrors: StorageMirrors
     /// Whether the supervisor was told that the message log dropped a mirror.
@@ -141,7 +144,14 @@ final class RankRuntime {
         guard Socket.sendAll(controlFD, handshake.frame()) else { supervisorGone() }
         let control = ControlLink(fd: controlFD)
         let controlReader = Connection(fd: controlFD)
-        let (plan, controlBeforeJoined) = try awaitStart(controlReader)
+        var (plan, controlBeforeJoined) = try awaitStart(controlReader)
+        // Sender-based logging: a rank restarted to replay gets its records before START.
+        var eventRecords: (first: UInt64?, records: [[UInt8]])?
+        controlBeforeJoined.removeAll { message in
+            guard case .eventRecords(let first, let records) = message else { return false }
+            eventRecords = (first, records)
+            return true
+        }
         launch.apply(plan)
         startHeartbeat(control: control, launch: launch)
         reportStepOnCrash(control: control)
@@ -157,16 +167,25 @@ final class RankRuntime {
         }
         // While a mirror has failed, reading a snapshot does not try to repair it.
         let snapshot = try loadSnapshot(launch: launch, store: store.writing(only: launch.writeMirrors.mirrors))
-        let (log, replay) = try openLog(
-            launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0,
-            dependencies: snapshot?.dependencies ?? DependencyVector())
+        var log: MessageLog?
+        var replay: ReplayQueue?
+        var eventLog: EventLogClient?
+        if launch.logging == .senderBased {
+            (eventLog, replay) = try openEventLog(
+                launch: launch, records: eventRecords, logPosition: snapshot?.logPosition ?? 0)
+        } else {
+            (log, replay) = try openLog(
+                launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0,
+                dependencies: snapshot?.dependencies ?? DependencyVector())
+        }
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
             store: store, snapshot: snapshot, log: log, replay: replay)
+        runtime.eventLog = eventLog
         runtime.pendingControl = controlBeforeJoined
         try runtime.connectToLowerRanks()
         try runtime.resendRetained()
-        if launch.restarted, log != nil, replay?.remainingCount ?? 0 == 0 { runtime.finishReplay() }
+        if launch.restarted, launch.logging != .none, replay?.remainingCount ?? 0 == 0 { runtime.finishReplay() }
         return runtime
     }
 
@@ -230,6 +249,33 @@ final class RankRuntime {
     static func segmentBytes(logBytesMax: Int) -> Int {
         guard logBytesMax > 0 else { return MessageLog.segmentBytesDefault }
         return min(MessageLog.segmentBytesDefault, max(4 << 10, logBytesMax / 16))
+    }
+
+    /// Sender-based logging: the rank's side of the event logger, numbering from its entry's
+    /// position, and after a restart to replay the records the logger held after it (from
+    /// `eventRecords`, which came before START): those are replayed before anything live.
+    static func openEventLog(
+        launch: LaunchEnvironment, records held: (first: UInt64?, records: [[UInt8]])?, logPosition: UInt64
+    ) throws -> (EventLogClient, ReplayQueue?) {
+        guard launch.restarted, launch.replayLog else { return (EventLogClient(position: logPosition), nil) }
+        guard let held, let first = held.first else {
+            // Nothing logged since the rank's last relaunch: it replays nothing.
+            return (EventLogClient(position: logPosition), ReplayQueue([], mode: launch.logging))
+        }
+        let end = first + UInt64(held.records.count)
+        guard logPosition >= first, logPosition <= end else {
+            throw LifelineError(.storage,
+                "the event logger holds records \(first)..<\(end), not from the checkpoint's position \(logPosition): they cannot be replayed")
+        }
+        var records: [LogRecord] = []
+        for bytes in held.records[Int(logPosition - first)...] {
+            do {
+                records.append(try LogRecord.decode(bytes))
+            } catch {
+                throw LifelineError(.storage, "an event logger record does not decode: \(error)")
+            }
+        }
+        return (EventLogClient(position: end), ReplayQueue(records, mode: launch.logging))
     }
 
     /// Opens the rank's log (with logging) and, after a restart, the records it logged after

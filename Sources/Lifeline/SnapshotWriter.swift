@@ -41,6 +41,8 @@ final class SnapshotWriter: Sendable {
         var faultIndex: Int?
         /// The mirrors to write (the supervisor's `writeMirrors`).
         var mirrors: StorageMirrors
+        /// The index of the rank's next log record at capture.
+        var logPosition: UInt64 = 0
         /// The program state's bytes in the snapshot.
         var stateBytes: UInt64 = 0
         /// The payload bytes of the messages the snapshot stores.
@@ -100,7 +102,7 @@ final class SnapshotWriter: Sendable {
                 step: job.step, snapshotBytes: UInt64(written.storedBytes),
                 outputOffset: job.outputOffset, delivered: job.delivered, changes: job.changes,
                 logicalBytes: UInt64(written.logicalBytes), chunks: UInt32(written.index.chunks.count),
-                chunksReused: UInt32(written.reusedCount), stateBytes: job.stateBytes, inFlightBytes: job.inFlightBytes,
+                chunksReused: UInt32(written.reusedCount), logPosition: job.logPosition, stateBytes: job.stateBytes, inFlightBytes: job.inFlightBytes,
                 dependencies: job.dependencies, mirrors: job.mirrors)))
         } catch {
             completed.withLock { $0.append(.failed(job.epoch)) }

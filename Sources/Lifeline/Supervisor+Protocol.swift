@@ -31,6 +31,8 @@ extension Supervisor {
             try perform(coordinator.handleStepReport(from: rank, round: epoch, step: step))
         case .captured(let epoch, let delivered):
             try perform(coordinator.handleCaptured(from: rank, round: epoch, delivered: delivered, now: now))
+        case .logEvents(let first, let records):
+            try perform(machine.handleLogEvents(from: rank.rawValue, first: first, records: records))
         case .ack(let epoch, let acknowledgement):
             events.record("ack", [
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)),
@@ -78,7 +80,7 @@ extension Supervisor {
             if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
         case .nondeterminism(let source, let sequence):
             try nondeterminismFound(receiver: rank.rawValue, source: source.rawValue, sequence: sequence.rawValue)
-        case .start, .checkpointRequest, .safePointChosen, .cut, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
+        case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
              .trim, .waitQuery, .writeMirrors:
             events.record("protocol_error", ["rank": .int(rank.rawValue), "detail": .string("unexpected \(message)")])
         }
@@ -196,6 +198,7 @@ extension Supervisor {
             warn("cannot delete old checkpoints: \(error)")
         }
         fireStorageFaults(committed: epoch.rawValue)
+        machine.lineCommitted(acks: acks)
         let actions = coordinator.handleCommitDurable(epoch, now: now)
         events.record("checkpoint_done", ["epoch": .int(Int(epoch.rawValue))])
         if let started = roundStartedAt {

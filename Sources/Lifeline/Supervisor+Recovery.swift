@@ -254,6 +254,12 @@ struct StorageFacts: RecoveryFacts {
         return supervisor.lostLog(of: rank, intact: intact)
     }
 
+    func entryLogPosition(of rank: Int) -> UInt64? {
+        let intact = supervisor.manifests.newestIntactLine(supervisor.manifest)
+        supervisor.intactForLaunch = intact
+        return supervisor.checkpointOf(rank, line: intact.line)?.logPosition
+    }
+
     func recoverableInterval(of rank: Int) -> UInt64? {
         supervisor.recoverableInterval(of: rank, line: supervisor.manifests.newestIntactLine(supervisor.manifest).line)
     }

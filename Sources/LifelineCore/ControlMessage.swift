@@ -37,6 +37,9 @@ package struct Acknowledgement: Sendable, Equatable {
     package var chunks: UInt32
     /// Of `chunks`, those referenced instead of written.
     package var chunksReused: UInt32
+    /// The index of the rank's next log record at capture (sender-based logging: the event
+    /// logger drops the records before it when the line commits).
+    package var logPosition: UInt64
     /// The program state's bytes in the snapshot (what `Checkpointable.encode(to:)` wrote).
     package var stateBytes: UInt64
     /// The payload bytes of the messages the snapshot stores: those in flight across the line
@@ -51,9 +54,10 @@ package struct Acknowledgement: Sendable, Equatable {
     /// An acknowledgement with every field given.
     package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: DeliveredSets,
                  kept: Bool = false, changes: UInt64 = 0, logicalBytes: UInt64 = 0, chunks: UInt32 = 0,
-                 chunksReused: UInt32 = 0, stateBytes: UInt64 = 0, inFlightBytes: UInt64 = 0,
+                 chunksReused: UInt32 = 0, logPosition: UInt64 = 0, stateBytes: UInt64 = 0, inFlightBytes: UInt64 = 0,
                  dependencies: PerPeer<Int> = PerPeer(rankCount: 0, absent: -1), mirrors: StorageMirrors = .both) {
         self.mirrors = mirrors
+        self.logPosition = logPosition
         self.stateBytes = stateBytes
         self.inFlightBytes = inFlightBytes
         self.step = step
@@ -102,6 +106,12 @@ package enum ControlMessage: Sendable, Equatable {
     case freeze
     /// The recovery line is set (restarted ranks announced before): deliver again.
     case thaw
+    /// Sender-based logging: the event logger holds every record of this rank below `through`;
+    /// sends wait for it.
+    case eventsLogged(through: UInt64)
+    /// Sender-based logging, before START to a rank restarted to replay: the records the event
+    /// logger holds for it, the first at index `first` (nil: none since its last relaunch).
+    case eventRecords(first: UInt64?, records: [[UInt8]])
     /// Independent checkpointing: no recovery line can reach behind the checkpoint-only line any
     /// more. Drop what each receiver's checkpoint in it covers, and the log before your own
     /// checkpoint `checkpoint` in it.
@@ -121,6 +131,9 @@ package enum ControlMessage: Sendable, Equatable {
     case captured(Epoch, delivered: DeliveredSets)
     /// `ACK(epoch)`: the rank's snapshot is durable.
     case ack(Epoch, Acknowledgement)
+    /// Sender-based logging: log records (determinants, logged values) for the event logger,
+    /// the first at index `first`.
+    case logEvents(first: UInt64, records: [[UInt8]])
     /// The rank could not write its snapshot; the round must abort. `failedMirrors`: the mirror
     /// whose write failed, when its disk failed (full, read-only, I/O error); empty otherwise.
     case snapshotFailed(Epoch, reason: String, failedMirrors: StorageMirrors = [])
@@ -150,9 +163,9 @@ package enum ControlMessage: Sendable, Equatable {
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
-        case waitQuery, writeMirrors, cut
+        case waitQuery, writeMirrors, cut, eventsLogged, eventRecords
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
-        case waitReport, nondeterminism, logMirrorFailed, captured
+        case waitReport, nondeterminism, logMirrorFailed, captured, logEvents
     }
 
     /// The complete frame, prefix included.
@@ -192,6 +205,18 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.captured.rawValue)
             writer.write(epoch.rawValue)
             Self.encode(delivered, into: &writer)
+        case .eventsLogged(let through):
+            writer.write(Code.eventsLogged.rawValue)
+            writer.write(through)
+        case .eventRecords(let first, let records):
+            writer.write(Code.eventRecords.rawValue)
+            writer.write(UInt8(first == nil ? 0 : 1))
+            writer.write(first ?? 0)
+            Self.encode(records, into: &writer)
+        case .logEvents(let first, let records):
+            writer.write(Code.logEvents.rawValue)
+            writer.write(first)
+            Self.encode(records, into: &writer)
         case .release:
             writer.write(Code.release.rawValue)
         case .peerRestarted(let rank, let incarnation):
@@ -246,6 +271,7 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(ack.logicalBytes)
             writer.write(ack.chunks)
             writer.write(ack.chunksReused)
+            writer.write(ack.logPosition)
             writer.write(ack.stateBytes)
             writer.write(ack.inFlightBytes)
             writer.write(ack.mirrors.rawValue)
@@ -299,6 +325,13 @@ package enum ControlMessage: Sendable, Equatable {
         case .abort: message = .abort(try epoch())
         case .cut: message = .cut(try epoch(), coveredByReceiver: try decodeSets(&reader))
         case .captured: message = .captured(try epoch(), delivered: try decodeSets(&reader))
+        case .eventsLogged: message = .eventsLogged(through: try reader.read(UInt64.self))
+        case .eventRecords:
+            let present = try reader.read(UInt8.self)
+            guard present <= 1 else { throw WireError("event records with flag \(present)") }
+            let first = try reader.read(UInt64.self)
+            message = .eventRecords(first: present == 1 ? first : nil, records: try decodeRecords(&reader))
+        case .logEvents: message = .logEvents(first: try reader.read(UInt64.self), records: try decodeRecords(&reader))
         case .release: message = .release
         case .peerRestarted:
             message = .peerRestarted(RankID(Int(try reader.read(UInt32.self))), incarnation: try reader.read(UInt32.self))
@@ -328,6 +361,7 @@ package enum ControlMessage: Sendable, Equatable {
             let logicalBytes = try reader.read(UInt64.self)
             let chunks = try reader.read(UInt32.self)
             let chunksReused = try reader.read(UInt32.self)
+            let logPosition = try reader.read(UInt64.self)
             let stateBytes = try reader.read(UInt64.self)
             let inFlightBytes = try reader.read(UInt64.self)
             let held = try mirrors()
@@ -336,7 +370,8 @@ package enum ControlMessage: Sendable, Equatable {
             message = .ack(round, Acknowledgement(
                 step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered,
                 kept: kept == 1, changes: changes, logicalBytes: logicalBytes, chunks: chunks, chunksReused: chunksReused,
-                stateBytes: stateBytes, inFlightBytes: inFlightBytes, dependencies: dependencies, mirrors: held))
+                logPosition: logPosition, stateBytes: stateBytes, inFlightBytes: inFlightBytes, dependencies: dependencies,
+                mirrors: held))
         case .snapshotFailed:
             let round = try epoch()
             let failed = try mirrors()
@@ -364,6 +399,21 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(UInt32(index))
             sets[index].encode(into: &writer)
         }
+    }
+
+    /// Log records travel as a count, then each record counted.
+    private static func encode(_ records: [[UInt8]], into writer: inout ByteWriter) {
+        writer.write(UInt32(records.count))
+        for record in records { writer.writeCounted(record) }
+    }
+
+    private static func decodeRecords(_ reader: inout ByteReader) throws(WireError) -> [[UInt8]] {
+        let count = Int(try reader.read(UInt32.self))
+        guard count <= reader.remainingCount / 8 else { throw WireError("\(count) log records in \(reader.remainingCount) bytes") }
+        var records: [[UInt8]] = []
+        records.reserveCapacity(count)
+        for _ in 0..<count { records.append(try reader.readCounted()) }
+        return records
     }
 
     /// A dependency vector travels sparse too: the count, then the entries other than -1 (none).

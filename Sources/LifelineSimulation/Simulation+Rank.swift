@@ -35,6 +35,10 @@ extension Simulation {
             performParticipant(rank, processes[rank].machine!.participant.handleDone(epoch))
         case .cut(let epoch, let covered):
             writeCaptured(rank, epoch: epoch, coveredByReceiver: covered)
+        case .eventsLogged(let through):
+            processes[rank].eventLogClient?.handleLogged(through: through)
+        case .eventRecords:
+            throw Violation("rank \(rank) got its event records after START")
         case .abort(let epoch):
             if let awaiting = processes[rank].awaitingCut, awaiting.epoch == epoch {
                 // No line will hold the capture: it is never written.
@@ -68,7 +72,7 @@ extension Simulation {
             if !mirrors.isEmpty { processes[rank].writeMirrors = mirrors }
         case .waitQuery:
             break
-        case .start, .heartbeat, .stepReport, .captured, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+        case .start, .heartbeat, .stepReport, .captured, .logEvents, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
              .replayComplete, .frozen, .waitReport, .nondeterminism, .logMirrorFailed:
             throw Violation("rank \(rank) got \(message), which only ranks send")
         }
@@ -89,7 +93,31 @@ extension Simulation {
         processes[rank].writeMirrors = plan.writeMirrors
         var replay: ReplayQueue?
         let position = snapshot?.logPosition ?? 0
-        if settings.logging != .none {
+        if settings.logging == .senderBased {
+            // The records come from the event logger, before START (as `RankRuntime` takes them).
+            var held: (first: UInt64?, records: [[UInt8]])?
+            processes[rank].earlyControl.removeAll { message in
+                guard case .eventRecords(let first, let records) = message else { return false }
+                held = (first, records)
+                return true
+            }
+            processes[rank].eventLogClient = EventLogClient(position: position)
+            if plan.restarted, plan.replayLog {
+                guard let held else { throw Violation("rank \(rank) restarted to replay without its event records") }
+                var records: [LogRecord] = []
+                if let first = held.first {
+                    let end = first + UInt64(held.records.count)
+                    guard position >= first, position <= end else {
+                        throw Violation("the event logger holds rank \(rank)'s records \(first)..<\(end), not its entry's position \(position)")
+                    }
+                    records = try held.records[Int(position - first)...].map { bytes in
+                        do { return try LogRecord.decode(bytes) } catch { throw Violation("rank \(rank)'s event record: \(error)") }
+                    }
+                    processes[rank].eventLogClient = EventLogClient(position: end)
+                }
+                replay = ReplayQueue(records, mode: settings.logging)
+            }
+        } else if settings.logging != .none {
             if !plan.restarted {
                 logs[rank] = Log(firstIndex: logs[rank].nextIndex)
             } else if plan.replayLog {
@@ -168,7 +196,13 @@ extension Simulation {
         processes[rank].flushedAt = now
     }
 
+    /// The index of the rank's next log record: a snapshot's log position.
+    private func logPosition(_ rank: Int) -> UInt64 {
+        processes[rank].eventLogClient?.nextIndex ?? logs[rank].nextIndex
+    }
+
     private func trimLog(_ rank: Int, before position: UInt64) {
+        processes[rank].eventLogClient?.committed(before: position)
         let drop = Int(min(UInt64(logs[rank].records.count), position > logs[rank].firstIndex ? position - logs[rank].firstIndex : 0))
         logs[rank].records.removeFirst(drop)
         logs[rank].firstIndex += UInt64(drop)
@@ -216,6 +250,9 @@ extension Simulation {
                 }
                 switch operations[index] {
                 case .send(let peer):
+                    // Sender-based logging: nothing leaves before the event logger holds every
+                    // record appended (the no-orphan rule); `eventsLogged` wakes the rank.
+                    if let client = processes[rank].eventLogClient, !client.sendsMayGo { return }
                     let (message, route, askCheckpoint) = processes[rank].machine!.send(
                         ModelProgram.payload(sentState(rank)), to: RankID(peer), tag: ModelProgram.tag)
                     if askCheckpoint { sendToSupervisor(from: rank, .checkpointWanted) }
@@ -287,6 +324,12 @@ extension Simulation {
             kind == .determinant ? .determinant(arrival.header) : .delivery(arrival.header, payload: arrival.payload)
         }
         switch processes[rank].machine!.rules.delivery(anySource: source == nil) {
+        case .synchronously(let kind)? where processes[rank].eventLogClient != nil:
+            // To the supervisor's event logger: no sync; the next send waits for its ack.
+            let message = processes[rank].eventLogClient!.append([record(kind).encoded()])
+            sendToSupervisor(from: rank, message)
+            report.logRecords += 1
+            report.logBytes += DataHeader.byteCount
         case .synchronously(let kind)?:
             logs[rank].records.append(record(kind))
             report.logRecords += 1
@@ -324,10 +367,10 @@ extension Simulation {
         if processes[rank].machine!.rules.flushesAtCheckpoints { flushLog(rank) }  // the position counts every delivery
         let machine = processes[rank].machine!
         let snapshot = Snapshot(
-            epoch: epoch, step: step, ledger: machine.ledger, state: processes[rank].state, logPosition: logs[rank].nextIndex,
+            epoch: epoch, step: step, ledger: machine.ledger, state: processes[rank].state, logPosition: logPosition(rank),
             dependencies: machine.dependencyVector,
             changes: machine.participant.changesSinceCheckpoint, mirrors: processes[rank].writeMirrors)
-        processes[rank].machine!.noteCapture(epoch, logPosition: logs[rank].nextIndex)
+        processes[rank].machine!.noteCapture(epoch, logPosition: logPosition(rank))
         let name = Self.snapshotName(epoch: epoch, rank: rank)
         pendingSnapshots[name] = snapshot
         processes[rank].writing.append((snapshot.epoch, name))
@@ -355,9 +398,9 @@ extension Simulation {
         let machine = processes[rank].machine!
         let snapshot = Snapshot(
             epoch: Epoch(UInt64(index)), step: step, ledger: machine.ledger, state: processes[rank].state,
-            logPosition: logs[rank].nextIndex, dependencies: DependencyVector(), changes: machine.participant.changesSinceCheckpoint,
+            logPosition: logPosition(rank), dependencies: DependencyVector(), changes: machine.participant.changesSinceCheckpoint,
             intervalDependencies: dependencies, mirrors: processes[rank].writeMirrors)
-        processes[rank].machine!.noteCapture(Epoch(UInt64(index)), logPosition: logs[rank].nextIndex)
+        processes[rank].machine!.noteCapture(Epoch(UInt64(index)), logPosition: logPosition(rank))
         let name = Self.checkpointName(index, rank: rank)
         pendingSnapshots[name] = snapshot
         processes[rank].writing.append((snapshot.epoch, name))
@@ -387,7 +430,7 @@ extension Simulation {
         processes[rank].machine!.participant.handleSnapshotDurable(epoch)
         sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(
             step: snapshot.step, snapshotBytes: UInt64(16 + snapshot.ledger.retainedBytes), outputOffset: 0,
-            delivered: snapshot.ledger.delivered, changes: snapshot.changes, stateBytes: 8,
+            delivered: snapshot.ledger.delivered, changes: snapshot.changes, logPosition: snapshot.logPosition, stateBytes: 8,
             inFlightBytes: UInt64(snapshot.ledger.retainedBytes), dependencies: snapshot.intervalDependencies,
             mirrors: snapshot.mirrors)))
     }

@@ -61,6 +61,7 @@ extension Simulation {
                 report.roundSeconds += seconds
                 report.roundSecondsMax = max(report.roundSecondsMax, seconds)
             }
+            supervisor.lineCommitted(acks: acks)
             try perform(supervisor.coordinator.handleCommitDurable(epoch, now: now).map(SupervisorMachine.Action.round))
         case .roundAborted(let epoch, _):
             report.aborts += 1
@@ -295,6 +296,8 @@ extension Simulation {
         case .captured(let epoch, let delivered):
             try perform(supervisor.coordinator.handleCaptured(from: id, round: epoch, delivered: delivered, now: now)
                 .map(SupervisorMachine.Action.round))
+        case .logEvents(let first, let records):
+            try perform(supervisor.handleLogEvents(from: rank, first: first, records: records))
         case .ack(let epoch, let ack):
             if settings.variant == .independent {
                 try independentCheckpoint(rank: rank, index: Int(epoch.rawValue), ack)
@@ -324,7 +327,7 @@ extension Simulation {
             finished = true
         case .faultFired, .waitReport, .logMirrorFailed:
             break
-        case .start, .checkpointRequest, .safePointChosen, .cut, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
+        case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .freeze, .thaw,
              .trim, .waitQuery, .writeMirrors:
             throw Violation("rank \(rank) sent \(message), which only the supervisor sends")
         }
@@ -376,6 +379,10 @@ struct DiskFacts: RecoveryFacts {
             return "it holds records \(log.firstIndex)..<\(log.nextIndex), not the checkpoint's position \(position)"
         }
         return nil
+    }
+
+    func entryLogPosition(of rank: Int) -> UInt64? {
+        simulation.lines.last?.entries[rank].flatMap { simulation.snapshots[$0]?.logPosition } ?? 0
     }
 
     func recoverableInterval(of rank: Int) -> UInt64? {

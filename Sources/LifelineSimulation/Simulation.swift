@@ -331,6 +331,8 @@ package final class Simulation {
         var writing: [(epoch: Epoch, name: String)] = []
         /// A round's capture whose cut has not arrived: its snapshot is written once it has.
         var awaitingCut: (epoch: Epoch, name: String)?
+        /// Sender-based logging: the rank's side of the supervisor's event logger.
+        var eventLogClient: EventLogClient?
         /// Under a cost model: the syncs its deliveries waited for since its last step ended
         /// (added to the next step's time).
         var syncDebt = 0.0

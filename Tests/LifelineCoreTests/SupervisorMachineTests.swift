@@ -13,7 +13,9 @@ import Testing
         var checkpointCounts: [Int] = []
         var restorable: [Int] = []
         var dependencies = IntervalDependencies(rankCount: 0)
+        var entryPosition: UInt64? = 0
         func lostLog(of rank: Int) -> String? { lost }
+        func entryLogPosition(of rank: Int) -> UInt64? { entryPosition }
         func recoverableInterval(of rank: Int) -> UInt64? { recoverable }
         func newestRestorableCheckpoint(of rank: Int) -> Int { restorable[rank] }
     }

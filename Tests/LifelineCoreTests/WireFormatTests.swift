@@ -20,6 +20,8 @@ struct WireFormatTests {
         .checkpointDone(Epoch(2), coveredByReceiver: sets), .checkpointDone(Epoch(3), coveredByReceiver: []),
         .cut(Epoch(2), coveredByReceiver: sets), .cut(Epoch(9), coveredByReceiver: []),
         .captured(Epoch(2), delivered: sets), .captured(Epoch(1), delivered: []),
+        .eventsLogged(through: 17), .eventRecords(first: nil, records: []), .eventRecords(first: 4, records: [[1, 2], [], [3]]),
+        .logEvents(first: 0, records: [[9]]), .logEvents(first: UInt64.max, records: []),
         .abort(Epoch(4)),
         .release,
         .peerRestarted(RankID(3), incarnation: 7),
@@ -38,8 +40,8 @@ struct WireFormatTests {
         .snapshotFailed(Epoch(3), reason: "storage no space", failedMirrors: .b),
         .writeMirrors(.a), .writeMirrors(.both), .logMirrorFailed(.b, reason: "fdatasync failed: EIO"),
         .ack(Epoch(4), Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, mirrors: .a)),
-        .ack(Epoch(4), Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, stateBytes: 8_388_608,
-                                       inFlightBytes: 16_384)),
+        .ack(Epoch(4), Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, logPosition: 41,
+                                       stateBytes: 8_388_608, inFlightBytes: 16_384)),
         .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11, logSyncs: 13,
                   logSyncMicroseconds: 1_500),
         .checkpointWanted,
@@ -96,7 +98,7 @@ struct WireFormatTests {
 
     @Test func controlMessageRefusesUnknownCodes() {
         let known: Set<UInt8> = Set(Self.everyControlMessage.map { $0.frame()[FramePrefix.byteCount] })
-        #expect(known.count == 26, "a control message case is missing from the list: codes \(known.sorted())")
+        #expect(known.count == 29, "a control message case is missing from the list: codes \(known.sorted())")
         for code in UInt8.min...UInt8.max where !known.contains(code) {
             #expect(throws: WireError.self, "code \(code) decoded") { try ControlMessage.decode([code] + [UInt8](repeating: 0, count: 40)) }
         }

@@ -29,6 +29,17 @@ import Testing
         #expect(report.inFlightBytes < report.retainedAtCaptureBytes, "\(report.figuresLine)")
     }
 
+    /// Sender-based logging's no-orphan rule: a rank sends nothing until the event logger holds
+    /// every determinant it appended. Without the wait, the master of this farm sent a task
+    /// after a receive whose determinant its crash lost; replaying, it took another result
+    /// first, and a worker saw message 28 again with other bytes.
+    @Test func senderBasedSendsWaitForTheEventLogger() {
+        let settings = Simulation.Settings(rankCount: 4, seed: 2, logging: .senderBased, faults: .crashes, stepCount: 40, pattern: .farm)
+        let report = Simulation(settings).run()
+        #expect(report.violation == nil, "--ranks 4 --seed 2 --logging sender-based --faults crashes --steps 40 --program farm: \(report.summaryLine)")
+        #expect(report.crashes > 0 && report.replays > 0 && report.logRecords > 0, "\(report)")
+    }
+
     static let schemes = Simulation.simulatedVariants.flatMap { variant in
         Simulation.simulatedLoggings.filter { Simulation.allows(variant, $0) }.map { (variant, $0) }
     }

@@ -442,11 +442,15 @@ struct Suites {
                     }
                     if ranks == scale.rankCounts.last { report.bars.append(("\(programName) ×\(ranks) \(mode.name)", overhead)) }
                     overheads[mode.name, default: []].append(overhead)
-                    if programName == "heat2d", mode.name.hasSuffix("sender-based"), let loggingOverhead {
-                        targetLines.append(String(format: "heat2d ×%d, %@: failure-free overhead %+.1f%% over %@ without logging (%+.1f%% over the floor) — target ≤ 3%%: %@.",
-                                                  ranks, mode.name, loggingOverhead, scheme, overhead, loggingOverhead <= 3 ? "met" : "**not met**"))
-                        report.target("strategies heat2d ×\(ranks), \(mode.name): failure-free overhead over \(scheme)",
-                                      String(format: "%+.1f%%", loggingOverhead), "≤ 3%", met: loggingOverhead <= 3)
+                    if mode.name.hasSuffix("sender-based"), let loggingOverhead {
+                        // heat2d: the logging issue's 3 %; the task farm, whose master receives
+                        // from any source, the event logger's 5 % (issue 13, item 2).
+                        let limit = programName == "heat2d" ? 3.0 : 5.0
+                        targetLines.append(String(format: "%@ ×%d, %@: failure-free overhead %+.1f%% over %@ without logging (%+.1f%% over the floor) — target ≤ %.0f%%: %@.",
+                                                  programName, ranks, mode.name, loggingOverhead, scheme, overhead, limit,
+                                                  loggingOverhead <= limit ? "met" : "**not met**"))
+                        report.target("strategies \(programName) ×\(ranks), \(mode.name): failure-free overhead over \(scheme)",
+                                      String(format: "%+.1f%%", loggingOverhead), String(format: "≤ %.0f%%", limit), met: loggingOverhead <= limit)
                     }
                     let crash = try launcher.run(ranks: ranks, options: options + ["--inject", "kill:rank=1,step=\(crashStep)"], program: program)
                     let lost = crash.seconds - seconds

@@ -6,6 +6,9 @@ package protocol RecoveryFacts {
     /// Pessimistic logging: what makes `rank`'s message log unfit to replay from its entry in
     /// the newest intact line (lost on both mirrors, ending before the entry's position), or nil.
     func lostLog(of rank: Int) -> String?
+    /// Sender-based logging: the log position of `rank`'s entry in the newest intact line (0:
+    /// it restarts from the beginning), or nil when its snapshot cannot be read.
+    func entryLogPosition(of rank: Int) -> UInt64?
     /// Optimistic logging: the last state interval `rank` can recover (its entry's, plus one
     /// per record its log kept after it), or nil when they cannot be read.
     func recoverableInterval(of rank: Int) -> UInt64?
@@ -44,7 +47,12 @@ extension SupervisorMachine {
         let decision = policy.decide(
             RecoveryPolicy.Failure(rank: RankID(rank), programExit: programExit, lineEpoch: lineEpoch),
             othersRecovering: othersRecovering, logUncut: uncutLogs.contains(rank)
-        ) { facts.lostLog(of: rank) }
+        ) { [settings, eventLogger] in
+            guard settings.logging == .senderBased else { return facts.lostLog(of: rank) }
+            // Its records are in the event logger, not on the disk.
+            guard let position = facts.entryLogPosition(of: rank) else { return "its checkpoint cannot be read" }
+            return eventLogger.lost(rank, from: position)
+        }
         switch decision {
         case .sameErrorAgain(let exit, let epoch):
             actions.append(.fail(.sameErrorAgain(rank: rank, exit: exit, epoch: epoch)))

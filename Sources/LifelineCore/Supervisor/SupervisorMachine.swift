@@ -226,6 +226,9 @@ package struct SupervisorMachine: Sendable {
     /// deliveries the rollback undid, and they cannot recover alone.
     package internal(set) var uncutLogs: Set<Int> = []
 
+    /// Sender-based logging: the ranks' determinants and logged values, in memory.
+    package private(set) var eventLogger: EventLogger
+
     /// The most control messages held for a rank that has not connected yet (a round's few).
     package static let unsentMessagesMax = 64
 
@@ -237,6 +240,7 @@ package struct SupervisorMachine: Sendable {
         self.settings = settings
         self.coordinator = coordinator
         self.ranks = Array(repeating: Rank(), count: settings.rankCount)
+        self.eventLogger = EventLogger(rankCount: settings.logging == .senderBased ? settings.rankCount : 0)
         self.nextIncarnation = incarnation
         self.restartsRanks = incarnation > 0
         self.policy = RecoveryPolicy(logging: settings.logging, independent: settings.independent, maxRestarts: settings.maxRestarts)
@@ -402,9 +406,41 @@ package struct SupervisorMachine: Sendable {
         nextIncarnation += 1
         ranks[rank] = Rank(incarnation: incarnation, alive: true, lastHeard: now, step: step, plan: plan)
         coordinator.handleLaunched(RankID(rank))
-        if plan.restarted, !plan.replayLog, settings.logging != .none { uncutLogs.insert(rank) } else { uncutLogs.remove(rank) }
+        if settings.logging == .senderBased {
+            // The event logger's records are cut here: a rank relaunched without replay
+            // continues from its entry, and its next append says where.
+            if !plan.replayLog { eventLogger.forget(rank) }
+        } else if plan.restarted, !plan.replayLog, settings.logging != .none {
+            uncutLogs.insert(rank)
+        } else {
+            uncutLogs.remove(rank)
+        }
         startingConnected.remove(rank)
         return incarnation
+    }
+
+    // MARK: The event logger (sender-based logging)
+
+    /// `rank` sent log records for the event logger: they are held, and acknowledged.
+    package mutating func handleLogEvents(from rank: Int, first: UInt64, records: [[UInt8]]) -> [Action] {
+        guard settings.logging == .senderBased, ranks.indices.contains(rank) else { return [] }
+        let through = eventLogger.append(rank, first: first, records: records)
+        return send(.eventsLogged(through: through), to: rank)
+    }
+
+    /// Sender-based logging, for the recovery policy: what makes `rank`'s records unfit to
+    /// replay from `position` (its entry's in the newest intact line), or nil.
+    package func lostEvents(of rank: Int, from position: UInt64) -> String? {
+        eventLogger.lost(rank, from: position)
+    }
+
+    /// A line committed with `acks` (indexed by rank): the event logger drops the records its
+    /// entries cover. (Kept entries keep theirs: the rank delivered nothing since.)
+    package mutating func lineCommitted(acks: [Acknowledgement]) {
+        guard settings.logging == .senderBased else { return }
+        for (rank, ack) in acks.enumerated() where !ack.kept && rank < settings.rankCount {
+            eventLogger.trim(rank, before: ack.logPosition)
+        }
     }
 
     /// Every process of a launch was spawned: they get START once all have connected.
@@ -438,6 +474,10 @@ package struct SupervisorMachine: Sendable {
             var plan = ranks[rank].plan
             plan.writeMirrors = writeMirrors  // a mirror may have failed since the launch
             ranks[rank].plan = plan
+            if settings.logging == .senderBased, plan.replayLog {
+                let replay = eventLogger.replay(of: rank)
+                actions.append(.send(rank, .eventRecords(first: replay?.first, records: replay?.records ?? [])))
+            }
             actions.append(.send(rank, .start(plan)))
         }
         actions.append(.note(.ranksStarted(count: started.count)))
