@@ -3,7 +3,8 @@
 /// Encode every field that the rest of the run depends on, in a fixed order, and decode them in
 /// the same order. Large arrays go through `StateWriter.write(_:)` for arrays, which copies
 /// their bytes at once instead of encoding element by element; floating-point fields go through
-/// `write(numeric:)`, which also tells the snapshot codec to byte-shuffle them before zstd.
+/// `write(numeric:)`, which also tells the snapshot codec to filter them before zstd (linear
+/// prediction, then byte planes).
 ///
 /// ```swift
 /// struct Solver: Checkpointable {
@@ -32,7 +33,8 @@ public struct StateWriter: Sendable {
     /// The bytes written so far.
     public private(set) var bytes: [UInt8] = []
     /// The byte ranges of `bytes` written by `write(numeric:)`: arrays of 8-byte numbers,
-    /// which snapshots byte-shuffle before compressing (as Blosc does).
+    /// which snapshots filter before compressing (`delta2Shuffle8`: linear prediction, then
+    /// byte planes as Blosc's shuffle).
     public private(set) var numericRanges: [Range<Int>] = []
 
     /// An empty writer.
@@ -50,10 +52,11 @@ public struct StateWriter: Sendable {
     }
 
     /// Appends an array of 8-byte numbers (`Double`, `Int64`, `UInt64`…) like `write(_:)` —
-    /// `StateReader.readArray(of:)` reads it back — and declares it numeric: a snapshot groups
-    /// the bytes of its values by significance (the shuffle filter) before zstd, which makes a
-    /// smooth or noisy float64 field compress better and faster. Other element sizes are
-    /// written as plain arrays.
+    /// `StateReader.readArray(of:)` reads it back — and declares it numeric: a snapshot
+    /// replaces each value by its difference from a linear prediction (from the two before it)
+    /// and groups the bytes by significance before zstd, which makes a smooth float64 field
+    /// compress better and faster (heat2d's state: 1.6× instead of 1.3× with the bytes grouped
+    /// alone). Other element sizes are written as plain arrays.
     public mutating func write<T: BitwiseCopyable & Numeric>(numeric values: [T]) {
         write(Int64(values.count))
         let start = bytes.count

@@ -30,12 +30,13 @@ struct RankSnapshot: Equatable {
     /// What the program's `Checkpointable.encode(to:)` wrote.
     var programState: [UInt8]
     /// The ranges of `programState` the program declared numeric (`StateWriter.write(numeric:)`):
-    /// written as their own byte-shuffled segments. Not stored: the chunks' filters record it.
+    /// written as their own segments, filtered by `delta2Shuffle8`. Not stored: the chunks'
+    /// filters record it.
     var numericRanges: [Range<Int>] = []
 
     /// The uncompressed bytes, as segments to be chunked apart: the header and ledger (up to
     /// and including the state's length), then the program state — cut at the ranges declared
-    /// numeric, which are byte-shuffled. The state's chunks thus start at its own offset 0 and
+    /// numeric, which are filtered (linear prediction, then byte planes). The state's chunks thus start at its own offset 0 and
     /// stay the same when the ledger before it changes length. Put together, the segments are
     /// the layout above.
     func encoded() -> [ChunkedSnapshots.Segment] {
@@ -60,7 +61,7 @@ struct RankSnapshot: Equatable {
             if range.lowerBound > position {
                 segments.append(ChunkedSnapshots.Segment(programState, range: position..<range.lowerBound))
             }
-            segments.append(ChunkedSnapshots.Segment(programState, range: range, filter: .shuffle8))
+            segments.append(ChunkedSnapshots.Segment(programState, range: range, filter: .delta2Shuffle8))
             position = range.upperBound
         }
         if position < programState.count || position == 0 {

@@ -60,7 +60,7 @@ final class SnapshotWriter: Sendable {
     /// A writer for `store` that reports to the supervisor over `control`, cutting snapshots
     /// into chunks of `chunkBytes` (a multiple of 8) compressed at zstd `level`.
     init(store: MirroredStore, control: ControlLink, chunkBytes: Int, level: Int32) {
-        precondition(chunkBytes % 8 == 0, "numeric segments are shuffled, so chunks hold whole 8-byte values")
+        precondition(chunkBytes % 8 == 0, "numeric segments are filtered as 8-byte values, so chunks hold whole ones")
         self.snapshots = ChunkedSnapshots(store: store)
         self.control = control
         self.chunkBytes = chunkBytes

@@ -13,7 +13,7 @@
 /// snapshot holds the data and little else; the decoder visits them in the same order. Arrays
 /// of fixed-size numbers (`[Double]`, `[Float]`, `[Int]`, `[Int64]`, `[UInt64]`, `[Int32]`,
 /// `[UInt32]`, `[UInt8]`…) are copied as raw bytes, and arrays of 8-byte numbers are declared
-/// numeric, so the snapshot byte-shuffles them before compressing — the fast path of
+/// numeric, so the snapshot filters them (linear prediction, byte planes) before compressing — the fast path of
 /// `StateWriter.write(numeric:)`, with no per-element encoding. Optionals, nested types,
 /// enums (with raw or associated values), arrays, sets and dictionaries work as `Codable`
 /// defines them; each field and element starts with a byte that says whether a value follows.

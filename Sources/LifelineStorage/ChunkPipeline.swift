@@ -160,11 +160,11 @@ struct ChunkPreparer: Sendable {
                 switch source.filter {
                 case .none:
                     return try prepare(filtered: raw, length: raw.count, filter: .none, known: known)
-                case .shuffle8:
-                    let shuffled = SnapshotCodec.shuffle8(raw)
-                    return try shuffled.withUnsafeBytes { buffer in
+                case .shuffle8, .delta2Shuffle8:
+                    let filtered = source.filter == .shuffle8 ? SnapshotCodec.shuffle8(raw) : SnapshotCodec.delta2Shuffle8(raw)
+                    return try filtered.withUnsafeBytes { buffer in
                         Result { () throws(StorageError) in
-                            try prepare(filtered: buffer, length: raw.count, filter: .shuffle8, known: known)
+                            try prepare(filtered: buffer, length: raw.count, filter: source.filter, known: known)
                         }
                     }.get()
                 }

@@ -204,6 +204,7 @@ package struct ChunkedSnapshots: Sendable {
         switch chunk.filter {
         case .none: return piece
         case .shuffle8: return SnapshotCodec.unshuffle8(piece)
+        case .delta2Shuffle8: return SnapshotCodec.undelta2Unshuffle8(piece)
         }
     }
 

@@ -127,6 +127,103 @@ package enum SnapshotCodec {
         }
     }
 
+    /// The numeric filter: each 8-byte value (little-endian, taken as an integer) less its
+    /// linear prediction from the two before it (`v[i] − 2·v[i−1] + v[i−2]`, wrapping; the
+    /// values before the first are 0), then `shuffle8` of the residuals. On a smooth float64
+    /// field the residuals' high bytes are mostly 0 or 0xFF, which zstd then takes away:
+    /// heat2d's state compresses 1.6× where `shuffle8` alone gives 1.3× (the snapshot
+    /// benchmark measures it beside the other candidates). The `count % 8` bytes at the end
+    /// are copied unchanged.
+    package static func delta2Shuffle8(_ source: UnsafeRawBufferPointer) -> [UInt8] {
+        let valueCount = source.count / 8
+        return [UInt8](unsafeUninitializedCapacity: source.count) { target, initializedCount in
+            guard let out = target.baseAddress, let values = source.baseAddress else {
+                initializedCount = 0
+                return
+            }
+            func value(_ index: Int) -> UInt64 {
+                index < 0 ? 0 : UInt64(littleEndian: values.loadUnaligned(fromByteOffset: index &* 8, as: UInt64.self))
+            }
+            // A block of residuals at a time (in L1), then its byte planes: each loop has no
+            // dependence from one value to the next, so the compiler vectorises both (6.7 GB/s
+            // on one core here, against 3.3 for one value at a time into eight planes).
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: filterBlock) { block in
+                guard let residuals = block.baseAddress else { return }
+                let residualBytes = UnsafeRawPointer(residuals).assumingMemoryBound(to: UInt8.self)
+                for blockStart in stride(from: 0, to: valueCount, by: filterBlock) {
+                    let count = min(filterBlock, valueCount - blockStart)
+                    var offset = 0
+                    while offset < count, blockStart + offset < 2 {  // the values before the first are 0
+                        let index = blockStart + offset
+                        residuals[offset] = (value(index) &- (value(index - 1) &<< 1) &+ value(index - 2)).littleEndian
+                        offset += 1
+                    }
+                    for offset in offset..<count {
+                        let byteOffset = (blockStart &+ offset) &* 8
+                        let current = UInt64(littleEndian: values.loadUnaligned(fromByteOffset: byteOffset, as: UInt64.self))
+                        let previous = UInt64(littleEndian: values.loadUnaligned(fromByteOffset: byteOffset &- 8, as: UInt64.self))
+                        let beforePrevious = UInt64(littleEndian: values.loadUnaligned(fromByteOffset: byteOffset &- 16, as: UInt64.self))
+                        residuals[offset] = (current &- (previous &<< 1) &+ beforePrevious).littleEndian
+                    }
+                    for plane in 0..<8 {
+                        let planeOut = out + (plane &* valueCount &+ blockStart)
+                        let planeIn = residualBytes + plane
+                        for offset in 0..<count {
+                            planeOut[offset] = planeIn[offset &* 8]
+                        }
+                    }
+                }
+            }
+            for index in (valueCount * 8)..<source.count {
+                out[index] = values.load(fromByteOffset: index, as: UInt8.self)
+            }
+            initializedCount = source.count
+        }
+    }
+
+    /// Undoes `delta2Shuffle8`: `undelta2Unshuffle8(delta2Shuffle8(x)) == x` for every length.
+    package static func undelta2Unshuffle8(_ bytes: [UInt8]) -> [UInt8] {
+        let valueCount = bytes.count / 8
+        return bytes.withUnsafeBufferPointer { source in
+            [UInt8](unsafeUninitializedCapacity: bytes.count) { target, initializedCount in
+                guard let base = source.baseAddress, let out = target.baseAddress else {
+                    initializedCount = 0
+                    return
+                }
+                let raw = UnsafeMutableRawPointer(out)
+                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: filterBlock) { block in
+                    guard let residuals = block.baseAddress else { return }
+                    let residualBytes = UnsafeMutableRawPointer(residuals).assumingMemoryBound(to: UInt8.self)
+                    var previous: UInt64 = 0
+                    var beforePrevious: UInt64 = 0
+                    for blockStart in stride(from: 0, to: valueCount, by: filterBlock) {
+                        let count = min(filterBlock, valueCount - blockStart)
+                        for plane in 0..<8 {
+                            let planeIn = base + (plane &* valueCount &+ blockStart)
+                            let planeOut = residualBytes + plane
+                            for offset in 0..<count {
+                                planeOut[offset &* 8] = planeIn[offset]
+                            }
+                        }
+                        for offset in 0..<count {
+                            let value = UInt64(littleEndian: residuals[offset]) &+ (previous &<< 1) &- beforePrevious
+                            beforePrevious = previous
+                            previous = value
+                            raw.storeBytes(of: value.littleEndian, toByteOffset: (blockStart &+ offset) &* 8, as: UInt64.self)
+                        }
+                    }
+                }
+                for index in (valueCount * 8)..<bytes.count {
+                    out[index] = base[index]
+                }
+                initializedCount = bytes.count
+            }
+        }
+    }
+
+    /// Values `delta2Shuffle8` takes at a time: 32 KiB of residuals.
+    private static let filterBlock = 4096
+
     private static func errorName(_ code: Int) -> String {
         String(cString: ZSTD_getErrorName(code))
     }

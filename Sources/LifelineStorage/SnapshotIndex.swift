@@ -133,8 +133,12 @@ package struct SnapshotIndex: Sendable, Equatable {
 package enum ChunkFilter: UInt32, Sendable {
     /// The bytes as they are.
     case none = 0
-    /// `SnapshotCodec.shuffle8`: byte planes of 8-byte values (for float64 / int64 arrays).
+    /// `SnapshotCodec.shuffle8`: byte planes of 8-byte values (what numeric arrays were
+    /// written with before `delta2Shuffle8`; still read).
     case shuffle8 = 1
+    /// `SnapshotCodec.delta2Shuffle8`: each 8-byte value less its linear prediction from the
+    /// two before it, in byte planes (for float64 / int64 arrays).
+    case delta2Shuffle8 = 2
 }
 
 /// Reads little-endian integers from an index body, throwing when it ends early.

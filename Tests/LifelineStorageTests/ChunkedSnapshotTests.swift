@@ -123,6 +123,11 @@ struct ChunkedSnapshotTests {
         #expect(rank1.reusedCount == rank1.index.chunks.count)
         #expect(rank1.storedBytes == FileFormat.headerByteCount + rank1.index.encoded().count, "only the index is new")
         #expect(rank1.logicalBytes == doubles.count)
+        // The numeric filter programs' arrays get, beside the older one (still read).
+        let predicted = try snapshots.write("r2.snap", bytes: doubles, generation: 2, chunkBytes: 8192, filter: .delta2Shuffle8)
+        #expect(predicted.index.chunks.allSatisfy { $0.filter == .delta2Shuffle8 })
+        #expect(try snapshots.read("r2.snap") == doubles)
+        #expect(try snapshots.read("r0.snap") == doubles)
     }
 
     /// A chunk damaged on both mirrors is written again by the next snapshot that holds it.

@@ -54,6 +54,36 @@ import Testing
         #expect(shuffled.count < plain.count, "shuffled \(shuffled.count) vs plain \(plain.count)")
     }
 
+    @Test func theNumericFilterIsInvertibleForEveryLengthAndValue() {
+        var generator = SeededGenerator(state: Self.seed)
+        for count in [0, 1, 7, 8, 9, 15, 16, 24, 803, 4096] {
+            let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let filtered = bytes.withUnsafeBytes { SnapshotCodec.delta2Shuffle8($0) }
+            #expect(filtered.count == count)
+            #expect(SnapshotCodec.undelta2Unshuffle8(filtered) == bytes, "count \(count), seed \(Self.seed)")
+            #expect(Array(filtered.suffix(count % 8)) == Array(bytes.suffix(count % 8)), "remainder untouched")
+        }
+        // Extremes wrap and come back: the residual of UInt64.max after 0, 0 is UInt64.max.
+        var extremes: [UInt8] = []
+        for value: UInt64 in [.max, 0, .max, 1, .max - 1, 1 << 63, 0, 42] { withUnsafeBytes(of: value.littleEndian) { extremes += $0 } }
+        #expect(SnapshotCodec.undelta2Unshuffle8(extremes.withUnsafeBytes { SnapshotCodec.delta2Shuffle8($0) }) == extremes)
+        // A line of integers (3, 5, 7, …) leaves residuals 3, −1 (wrapped), then zeros.
+        var line: [UInt8] = []
+        for index in 0..<4 { withUnsafeBytes(of: UInt64(3 + 2 * index).littleEndian) { line += $0 } }
+        let residuals = SnapshotCodec.unshuffle8(line.withUnsafeBytes { SnapshotCodec.delta2Shuffle8($0) })
+        let words = stride(from: 0, to: residuals.count, by: 8).map { offset in
+            residuals[offset..<offset + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        }
+        #expect(words == [3, UInt64.max, 0, 0])
+    }
+
+    @Test func theNumericFilterCompressesASmoothFieldSmallerThanShuffleAlone() throws {
+        let bytes = smoothField(count: 200_000)
+        let shuffled = try SnapshotCodec.compress(SnapshotCodec.shuffle8(bytes))
+        let predicted = try SnapshotCodec.compress(bytes.withUnsafeBytes { SnapshotCodec.delta2Shuffle8($0) })
+        #expect(predicted.count < shuffled.count, "delta2 \(predicted.count) vs shuffle \(shuffled.count)")
+    }
+
     @Test func damagedFramesAreRejected() throws {
         let notZstd = storageError { () throws(StorageError) in try SnapshotCodec.decompress([1, 2, 3, 4, 5, 6, 7, 8]) }
         #expect(notZstd?.code == .badFormat)

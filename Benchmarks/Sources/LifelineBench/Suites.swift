@@ -236,11 +236,11 @@ struct Suites {
                 }
             }
             // The smooth field is declared numeric, as a program declares its float64 arrays
-            // (`StateWriter.write(numeric:)`): Lifeline shuffles its chunks, and the zstd floor
-            // shuffles the whole buffer before compressing it.
-            let filter: ChunkFilter = random ? .none : .shuffle8
+            // (`StateWriter.write(numeric:)`): Lifeline filters its chunks (`delta2Shuffle8`),
+            // and the zstd floor filters the whole buffer before compressing it.
+            let filter: ChunkFilter = random ? .none : .delta2Shuffle8
             var start = monotonic()
-            let compressed = try SnapshotCodec.compress(random ? bytes : SnapshotCodec.shuffle8(bytes))
+            let compressed = try SnapshotCodec.compress(random ? bytes : bytes.withUnsafeBytes { SnapshotCodec.delta2Shuffle8($0) })
             let zstdSeconds = monotonic() - start
             let plainRatio = random ? 1 : Double(bytes.count) / Double(try SnapshotCodec.compress(bytes).count)
             let rawSeconds = try rawMirroredWrite(compressed, readBack: false)
@@ -296,11 +296,11 @@ struct Suites {
         }
         report.table("Snapshot", note: """
             A smooth float64 field with low-bit noise, declared numeric as a program declares its arrays (so each chunk is \
-            byte-shuffled before zstd), and random bytes. Lifeline's path is the runtime's, `ChunkedSnapshots.write`: \(ChunkedSnapshots.chunkBytesDefault >> 20) MiB \
+            filtered before zstd: linear prediction, byte planes — `delta2Shuffle8`), and random bytes. Lifeline's path is the runtime's, `ChunkedSnapshots.write`: \(ChunkedSnapshots.chunkBytesDefault >> 20) MiB \
             chunks named by XXH3-128, hashed and compressed with zstd level 1 on every core 8 MiB at a time, each window written \
             to mirror A (temporary files, fsync, rename, folder fsync, read-back from the device after dropping the cached pages, \
             compared with what was written) and then to B the same way, on two writer threads, then the index. Floors in the same \
-            run: zstd level 1 alone on the whole (shuffled) buffer on one core; a raw write+fsync of the same compressed bytes to \
+            run: zstd level 1 alone on the whole (filtered) buffer on one core; a raw write+fsync of the same compressed bytes to \
             two files; and that raw write with each file read back from the device after its fsync (what Lifeline's verified \
             write cannot go below on a device that serves reads and writes one after the other). Target: ≤ 1.3 × max(zstd, raw \
             mirrored write); the last ratio is against max(zstd, raw write + read-back). Extra memory: the peak resident set \
@@ -309,12 +309,13 @@ struct Suites {
             """,
                      header: ["size", "Lifeline (s)", "Lifeline MB/s", "zstd (s)", "raw 2× write+fsync, compressed (s)",
                               "raw 2× write+fsync+read-back (s)", "raw, uncompressed (s)",
-                              "ratio (stored)", "ratio unshuffled", "Lifeline / floor", "target", "Lifeline / floor with read-back",
+                              "ratio (stored)", "ratio unfiltered", "Lifeline / floor", "target", "Lifeline / floor with read-back",
                               "extra MiB", "memory target"], rows: rows)
         report.table("Snapshot, incremental", note: "The same buffer with 10% of its chunks changed, written after the first (whose chunks are then in the store, as after a commit). Target: the second snapshot stores at most 15% of the bytes of the first. Restore: reading the first snapshot back as a restarted rank does (both copies of every chunk checked, decompressed on every core, hashes compared), its files as the write left them in the page cache; the bytes are compared with the original.",
                      header: ["size", "full (s)", "full stored bytes", "incremental (s)", "incremental stored bytes", "share", "target",
                               "restore (s)", "restore MB/s"],
                      rows: incrementalRows)
+        try numericFilterTable()
     }
 
     /// The chunks a snapshot write holds in flight, in MiB: three windows (two being written,
