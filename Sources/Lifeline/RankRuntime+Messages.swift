@@ -30,7 +30,16 @@ extension RankRuntime {
     /// lose the determinant of). One round trip to the supervisor after a receive from any
     /// source; nothing otherwise.
     func awaitEventLog() throws {
-        while let eventLog, !eventLog.sendsMayGo {
+        guard let eventLog, !eventLog.sendsMayGo else { return }
+        // With a core for every rank and the supervisor, poll without sleeping for a while:
+        // the acknowledgement comes within microseconds, and a sleep costs a wake-up.
+        if Self.spinReads > 0, rankCount + 1 <= Self.coreCount {
+            for _ in 0..<Self.spinReads {
+                try pump(timeoutMs: 0, waiting: .running)
+                if self.eventLog?.sendsMayGo ?? true { return }
+            }
+        }
+        while let eventLog = self.eventLog, !eventLog.sendsMayGo {
             try pump(timeoutMs: Self.pollIntervalMs, waiting: .running)
         }
     }

@@ -56,6 +56,9 @@ struct Suites {
     var scale: Scale
     var launcher: JobLauncher
     var report = Report()
+    /// The strategies suite's modes (`--modes` picks some; a logging mode is compared with its
+    /// checkpoint scheme without logging only when that runs too).
+    var modes = Suites.modes
 
     // MARK: Transport
 
@@ -392,7 +395,7 @@ struct Suites {
                              "0", "—", "0", "—", "—", "0", "0", "0", "—", String(baseline.map(\.rankPeakMiB).max() ?? 0)])
                 var lostHere: [String: Double] = [:]
                 var secondsHere: [String: Double] = [:]
-                for mode in Self.modes {
+                for mode in modes {
                     progress("\(programName) ×\(ranks): \(mode.name)")
                     let options = ["--interval", String(scale.intervalSeconds)] + mode.options
                     let runs = try (0..<scale.repeats).map { _ in try launcher.run(ranks: ranks, options: options, program: program) }

@@ -2,6 +2,7 @@
 // physical floor measured in the same run. See Benchmarks/README.md.
 //
 // usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,snapshot,strategies,interval,mirror,scale]
+//        [--ranks 4,16] [--modes "coordinated,coordinated + sender-based"]
 import CLifelineSupport
 import Foundation
 
@@ -12,6 +13,8 @@ lifeline_tune_allocator()
 var scale = Scale.full
 var output: String?
 var suites = ["transport", "snapshot", "strategies", "interval", "mirror", "scale"]
+var rankCounts: [Int]?
+var modeNames: [String]?
 var arguments = Array(CommandLine.arguments.dropFirst())
 while let argument = arguments.first {
     arguments.removeFirst()
@@ -20,11 +23,25 @@ while let argument = arguments.first {
     case "--quick": scale = .quick
     case "--output" where !arguments.isEmpty: output = arguments.removeFirst()
     case "--suites" where !arguments.isEmpty: suites = arguments.removeFirst().split(separator: ",").map(String.init)
+    case "--ranks" where !arguments.isEmpty:
+        let counts = arguments.removeFirst().split(separator: ",").compactMap { Int($0) }.filter { $0 >= 2 }
+        guard !counts.isEmpty else {
+            FileHandle.standardError.write(Data("lifeline-bench: --ranks takes rank counts of 2 or more, such as 4,16\n".utf8))
+            exit(2)
+        }
+        rankCounts = counts
+    case "--modes" where !arguments.isEmpty:
+        modeNames = arguments.removeFirst().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        if let unknown = modeNames?.first(where: { name in !Suites.modes.contains { $0.name == name } }) {
+            FileHandle.standardError.write(Data("lifeline-bench: --modes: no mode \"\(unknown)\"; the modes are \(Suites.modes.map(\.name).joined(separator: ", "))\n".utf8))
+            exit(2)
+        }
     default:
-        FileHandle.standardError.write(Data("lifeline-bench: unknown argument \(argument)\nusage: lifeline-bench [--smoke|--quick] [--output DIR] [--suites LIST]\n".utf8))
+        FileHandle.standardError.write(Data("lifeline-bench: unknown argument \(argument)\nusage: lifeline-bench [--smoke|--quick] [--output DIR] [--suites LIST] [--ranks LIST] [--modes LIST]\n".utf8))
         exit(2)
     }
 }
+if let rankCounts { scale.rankCounts = rankCounts }
 
 let formatter = DateFormatter()
 formatter.dateFormat = "yyyy-MM-dd-HHmmss"
@@ -43,6 +60,7 @@ defer { try? FileManager.default.removeItem(atPath: scratch) }
 
 let machine = Report.machine(resultsFolder: scratch)
 var bench = Suites(scale: scale, launcher: JobLauncher(scratch: scratch))
+if let modeNames { bench.modes = Suites.modes.filter { modeNames.contains($0.name) } }
 bench.report.paragraph("""
 # Lifeline benchmark report
 
