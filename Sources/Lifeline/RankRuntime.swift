@@ -254,13 +254,15 @@ final class RankRuntime {
     /// Sender-based logging: the rank's side of the event logger, numbering from its entry's
     /// position, and after a restart to replay the records the logger held after it (from
     /// `eventRecords`, which came before START): those are replayed before anything live.
+    /// Every rank runs on the supervisor's host, so a record is stable once its frame is in
+    /// the control socket (`EventLogClient.stableOnWrite`): sends do not wait.
     static func openEventLog(
         launch: LaunchEnvironment, records held: (first: UInt64?, records: [[UInt8]])?, logPosition: UInt64
     ) throws -> (EventLogClient, ReplayQueue?) {
-        guard launch.restarted, launch.replayLog else { return (EventLogClient(position: logPosition), nil) }
+        guard launch.restarted, launch.replayLog else { return (EventLogClient(position: logPosition, stableOnWrite: true), nil) }
         guard let held, let first = held.first else {
             // Nothing logged since the rank's last relaunch: it replays nothing.
-            return (EventLogClient(position: logPosition), ReplayQueue([], mode: launch.logging))
+            return (EventLogClient(position: logPosition, stableOnWrite: true), ReplayQueue([], mode: launch.logging))
         }
         let end = first + UInt64(held.records.count)
         guard logPosition >= first, logPosition <= end else {
@@ -275,7 +277,7 @@ final class RankRuntime {
                 throw LifelineError(.storage, "an event logger record does not decode: \(error)")
             }
         }
-        return (EventLogClient(position: end), ReplayQueue(records, mode: launch.logging))
+        return (EventLogClient(position: end, stableOnWrite: true), ReplayQueue(records, mode: launch.logging))
     }
 
     /// Opens the rank's log (with logging) and, after a restart, the records it logged after

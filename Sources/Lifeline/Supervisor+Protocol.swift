@@ -31,8 +31,8 @@ extension Supervisor {
             try perform(coordinator.handleStepReport(from: rank, round: epoch, step: step))
         case .captured(let epoch, let delivered):
             try perform(coordinator.handleCaptured(from: rank, round: epoch, delivered: delivered, now: now))
-        case .logEvents(let first, let records):
-            try perform(machine.handleLogEvents(from: rank.rawValue, first: first, records: records))
+        case .logEvents(let first, let records, let acknowledge):
+            try perform(machine.handleLogEvents(from: rank.rawValue, first: first, records: records, acknowledge: acknowledge))
         case .ack(let epoch, let acknowledgement):
             events.record("ack", [
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)),

@@ -132,8 +132,9 @@ package enum ControlMessage: Sendable, Equatable {
     /// `ACK(epoch)`: the rank's snapshot is durable.
     case ack(Epoch, Acknowledgement)
     /// Sender-based logging: log records (determinants, logged values) for the event logger,
-    /// the first at index `first`.
-    case logEvents(first: UInt64, records: [[UInt8]])
+    /// the first at index `first`; `acknowledge`: the rank waits for `eventsLogged` before its
+    /// next send (a rank on another host; one on the supervisor's host does not).
+    case logEvents(first: UInt64, records: [[UInt8]], acknowledge: Bool)
     /// The rank could not write its snapshot; the round must abort. `failedMirrors`: the mirror
     /// whose write failed, when its disk failed (full, read-only, I/O error); empty otherwise.
     case snapshotFailed(Epoch, reason: String, failedMirrors: StorageMirrors = [])
@@ -213,9 +214,10 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(UInt8(first == nil ? 0 : 1))
             writer.write(first ?? 0)
             Self.encode(records, into: &writer)
-        case .logEvents(let first, let records):
+        case .logEvents(let first, let records, let acknowledge):
             writer.write(Code.logEvents.rawValue)
             writer.write(first)
+            writer.write(UInt8(acknowledge ? 1 : 0))
             Self.encode(records, into: &writer)
         case .release:
             writer.write(Code.release.rawValue)
@@ -331,7 +333,11 @@ package enum ControlMessage: Sendable, Equatable {
             guard present <= 1 else { throw WireError("event records with flag \(present)") }
             let first = try reader.read(UInt64.self)
             message = .eventRecords(first: present == 1 ? first : nil, records: try decodeRecords(&reader))
-        case .logEvents: message = .logEvents(first: try reader.read(UInt64.self), records: try decodeRecords(&reader))
+        case .logEvents:
+            let first = try reader.read(UInt64.self)
+            let acknowledge = try reader.read(UInt8.self)
+            guard acknowledge <= 1 else { throw WireError("log records with acknowledge flag \(acknowledge)") }
+            message = .logEvents(first: first, records: try decodeRecords(&reader), acknowledge: acknowledge == 1)
         case .release: message = .release
         case .peerRestarted:
             message = .peerRestarted(RankID(Int(try reader.read(UInt32.self))), incarnation: try reader.read(UInt32.self))

@@ -296,8 +296,8 @@ extension Simulation {
         case .captured(let epoch, let delivered):
             try perform(supervisor.coordinator.handleCaptured(from: id, round: epoch, delivered: delivered, now: now)
                 .map(SupervisorMachine.Action.round))
-        case .logEvents(let first, let records):
-            try perform(supervisor.handleLogEvents(from: rank, first: first, records: records))
+        case .logEvents(let first, let records, let acknowledge):
+            try perform(supervisor.handleLogEvents(from: rank, first: first, records: records, acknowledge: acknowledge))
         case .ack(let epoch, let ack):
             if settings.variant == .independent {
                 try independentCheckpoint(rank: rank, index: Int(epoch.rawValue), ack)

@@ -57,7 +57,7 @@ struct EventLoggerTests {
         var client = EventLogClient(position: 5)
         #expect(client.sendsMayGo)
         let message = client.append(records(2, 3))
-        #expect(message == .logEvents(first: 5, records: records(2, 3)))
+        #expect(message == .logEvents(first: 5, records: records(2, 3), acknowledge: true))
         #expect(!client.sendsMayGo && client.nextIndex == 7)
         client.handleLogged(through: 6)
         #expect(!client.sendsMayGo, "one record is still unacknowledged")
@@ -70,6 +70,14 @@ struct EventLoggerTests {
         #expect(client.heldBytes == 3 && client.heldBytesPeak == 5)
     }
 
+    @Test func aRankOnTheSupervisorsHostSendsOnceItsRecordIsWritten() {
+        var client = EventLogClient(position: 0, stableOnWrite: true)
+        #expect(client.append(records(4)) == .logEvents(first: 0, records: records(4), acknowledge: false))
+        #expect(client.sendsMayGo, "a record in the control socket survives the rank on the supervisor's host")
+        client.handleLogged(through: 1)
+        #expect(client.acknowledged == 1 && client.nextIndex == 1)
+    }
+
     @Test func theSupervisorMachineAcknowledgesTrimsAtCommitAndForgetsOnARollback() {
         var machine = SupervisorMachine(
             settings: .init(rankCount: 2, logging: .senderBased, independent: false, maxRestarts: 3,
@@ -77,7 +85,8 @@ struct EventLoggerTests {
             coordinator: CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: .start, now: 0), incarnation: 0)
         _ = machine.launching(0, plan: StartPlan(), step: -1, now: 0)
         _ = machine.handleConnected(0, now: 0)
-        #expect(machine.handleLogEvents(from: 0, first: 0, records: records(1, 2, 3)) == [.send(0, .eventsLogged(through: 3))])
+        #expect(machine.handleLogEvents(from: 0, first: 0, records: records(1, 2, 3), acknowledge: true) == [.send(0, .eventsLogged(through: 3))])
+        #expect(machine.handleLogEvents(from: 0, first: 3, records: [], acknowledge: false).isEmpty, "no acknowledgement unless asked")
         let ack = Acknowledgement(step: 1, snapshotBytes: 1, outputOffset: 0, delivered: DeliveredSets(rankCount: 2), logPosition: 2)
         machine.lineCommitted(acks: [ack, Acknowledgement(step: 1, snapshotBytes: 0, outputOffset: 0,
                                                           delivered: DeliveredSets(rankCount: 2), kept: true)])

@@ -21,7 +21,7 @@ struct WireFormatTests {
         .cut(Epoch(2), coveredByReceiver: sets), .cut(Epoch(9), coveredByReceiver: []),
         .captured(Epoch(2), delivered: sets), .captured(Epoch(1), delivered: []),
         .eventsLogged(through: 17), .eventRecords(first: nil, records: []), .eventRecords(first: 4, records: [[1, 2], [], [3]]),
-        .logEvents(first: 0, records: [[9]]), .logEvents(first: UInt64.max, records: []),
+        .logEvents(first: 0, records: [[9]], acknowledge: true), .logEvents(first: UInt64.max, records: [], acknowledge: false),
         .abort(Epoch(4)),
         .release,
         .peerRestarted(RankID(3), incarnation: 7),

@@ -2,7 +2,7 @@
 // physical floor measured in the same run. See Benchmarks/README.md.
 //
 // usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,snapshot,strategies,interval,mirror,scale]
-//        [--ranks 4,16] [--modes "coordinated,coordinated + sender-based"]
+//        [--ranks 4,16] [--modes "coordinated,coordinated + sender-based"] [--heat "heat2d --size 4096 --steps 2000"]
 import CLifelineSupport
 import Foundation
 
@@ -15,6 +15,7 @@ var output: String?
 var suites = ["transport", "snapshot", "strategies", "interval", "mirror", "scale"]
 var rankCounts: [Int]?
 var modeNames: [String]?
+var heatProgram: [String]?
 var arguments = Array(CommandLine.arguments.dropFirst())
 while let argument = arguments.first {
     arguments.removeFirst()
@@ -30,6 +31,8 @@ while let argument = arguments.first {
             exit(2)
         }
         rankCounts = counts
+    case "--heat" where !arguments.isEmpty:
+        heatProgram = arguments.removeFirst().split(separator: " ").map(String.init)
     case "--modes" where !arguments.isEmpty:
         modeNames = arguments.removeFirst().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         if let unknown = modeNames?.first(where: { name in !Suites.modes.contains { $0.name == name } }) {
@@ -37,11 +40,18 @@ while let argument = arguments.first {
             exit(2)
         }
     default:
-        FileHandle.standardError.write(Data("lifeline-bench: unknown argument \(argument)\nusage: lifeline-bench [--smoke|--quick] [--output DIR] [--suites LIST] [--ranks LIST] [--modes LIST]\n".utf8))
+        FileHandle.standardError.write(Data("lifeline-bench: unknown argument \(argument)\nusage: lifeline-bench [--smoke|--quick] [--output DIR] [--suites LIST] [--ranks LIST] [--modes LIST] [--heat ARGS]\n".utf8))
         exit(2)
     }
 }
 if let rankCounts { scale.rankCounts = rankCounts }
+if let heatProgram {
+    guard heatProgram.first == "heat2d" else {
+        FileHandle.standardError.write(Data("lifeline-bench: --heat takes a heat2d command line, such as \"heat2d --size 4096 --steps 2000\"\n".utf8))
+        exit(2)
+    }
+    scale.heat = heatProgram
+}
 
 let formatter = DateFormatter()
 formatter.dateFormat = "yyyy-MM-dd-HHmmss"

@@ -114,8 +114,17 @@ package struct EventLogger: Sendable, Equatable {
 
 /// Sender-based logging, a rank's side of the event logger: it numbers the records it sends
 /// (`logEvents`), learns which are held (`eventsLogged`), and says whether the program may send
-/// — only once every record appended is acknowledged (the no-orphan rule). `RankRuntime` and
-/// the simulator ask it before each send of the program.
+/// — only once every record appended is stable (the no-orphan rule). `RankRuntime` and the
+/// simulator ask it before each send of the program.
+///
+/// When is a record stable? Once the event logger holds it — or, for a rank on the
+/// supervisor's own host, once its frame is in the control socket: the kernel keeps what a
+/// process wrote to a Unix socket after the process dies, and the supervisor reads a dead
+/// rank's connection to its end before it plans the recovery (`Supervisor.handleExit`), while
+/// the supervisor's own death is a global rollback. Such a rank waits for nothing
+/// (`stableOnWrite`). A rank on another host, whose frames in flight are lost with its host,
+/// waits for the acknowledgement; the simulator, which drops what a dead process had in
+/// flight, checks that discipline.
 package struct EventLogClient: Sendable, Equatable {
     /// The index of the next record: a snapshot stores it as its log position.
     package private(set) var nextIndex: UInt64
@@ -127,14 +136,18 @@ package struct EventLogClient: Sendable, Equatable {
     /// logger holds for this rank, as far as the rank knows), and the most at once.
     package private(set) var heldBytes = 0
     package private(set) var heldBytesPeak = 0
+    /// Whether a record is stable once written to the control socket (a rank on the
+    /// supervisor's host), rather than once acknowledged.
+    package let stableOnWrite: Bool
     /// Index and size of each record not yet covered, oldest first.
     private var held: [(index: UInt64, bytes: Int)] = []
 
     /// A client whose next record has index `position` (its entry's, or after a replay the
     /// end of the records it replayed: those are held already).
-    package init(position: UInt64) {
+    package init(position: UInt64, stableOnWrite: Bool = false) {
         nextIndex = position
         acknowledged = position
+        self.stableOnWrite = stableOnWrite
     }
 
     /// Numbers `records` and returns the message that carries them to the event logger.
@@ -147,7 +160,8 @@ package struct EventLogClient: Sendable, Equatable {
             appendedBytes += UInt64(record.count)
         }
         heldBytesPeak = max(heldBytesPeak, heldBytes)
-        return .logEvents(first: first, records: records)
+        if stableOnWrite { acknowledged = nextIndex }  // the caller writes the frame before going on
+        return .logEvents(first: first, records: records, acknowledge: !stableOnWrite)
     }
 
     /// `eventsLogged(through:)`: the event logger holds everything below `index`.
@@ -155,8 +169,8 @@ package struct EventLogClient: Sendable, Equatable {
         acknowledged = max(acknowledged, min(index, nextIndex))
     }
 
-    /// Whether the program may send now: every record it appended is held, so no delivery it
-    /// depends on can be lost with this process.
+    /// Whether the program may send now: every record it appended is stable, so no delivery
+    /// it depends on can be lost with this process.
     package var sendsMayGo: Bool { acknowledged >= nextIndex }
 
     /// A committed checkpoint of this rank captured at `position`: the event logger dropped
@@ -170,6 +184,7 @@ package struct EventLogClient: Sendable, Equatable {
 
     package static func == (lhs: EventLogClient, rhs: EventLogClient) -> Bool {
         lhs.nextIndex == rhs.nextIndex && lhs.acknowledged == rhs.acknowledged && lhs.appendedBytes == rhs.appendedBytes
+            && lhs.stableOnWrite == rhs.stableOnWrite
             && lhs.heldBytes == rhs.heldBytes && lhs.held.map(\.index) == rhs.held.map(\.index)
     }
 }

@@ -421,11 +421,12 @@ package struct SupervisorMachine: Sendable {
 
     // MARK: The event logger (sender-based logging)
 
-    /// `rank` sent log records for the event logger: they are held, and acknowledged.
-    package mutating func handleLogEvents(from rank: Int, first: UInt64, records: [[UInt8]]) -> [Action] {
+    /// `rank` sent log records for the event logger: they are held, and acknowledged when the
+    /// rank waits for it.
+    package mutating func handleLogEvents(from rank: Int, first: UInt64, records: [[UInt8]], acknowledge: Bool) -> [Action] {
         guard settings.logging == .senderBased, ranks.indices.contains(rank) else { return [] }
         let through = eventLogger.append(rank, first: first, records: records)
-        return send(.eventsLogged(through: through), to: rank)
+        return acknowledge ? send(.eventsLogged(through: through), to: rank) : []
     }
 
     /// Sender-based logging, for the recovery policy: what makes `rank`'s records unfit to
