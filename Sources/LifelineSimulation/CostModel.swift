@@ -274,6 +274,9 @@ struct EventQueue {
     /// Adds an event at the back.
     mutating func append(_ event: Simulation.Event) { events.append(event) }
 
+    /// The events waiting, front first.
+    var waiting: ArraySlice<Simulation.Event> { events[head...] }
+
     /// Takes the event at the front.
     mutating func removeFirst() -> Simulation.Event? {
         guard head < events.count else { return nil }

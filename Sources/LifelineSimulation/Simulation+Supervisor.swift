@@ -18,6 +18,7 @@ extension Simulation {
                     supervisor.handleReaped(rank)
                 }
             case .kill(let rank):
+                try takeEventRecordsInFlight(of: rank)
                 stopProcess(rank)
                 supervisor.handleReaped(rank)
             case .launch(let order):
@@ -255,9 +256,30 @@ extension Simulation {
     func crash(_ rank: Int) throws {
         guard processes[rank].alive else { return }
         report.crashes += 1
+        try takeEventRecordsInFlight(of: rank)
         stopProcess(rank)
         try perform(supervisor.handleExit(
             of: rank, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: now, facts: DiskFacts(self)))
+    }
+
+    /// Sender-based logging, ranks on the supervisor's host: the records `rank`'s process sent
+    /// and the supervisor has not handled yet reach the event logger before the process is
+    /// gone (what it wrote to its socket outlives it, and the supervisor reads that to its end
+    /// before it plans a recovery). Across hosts they are lost with it.
+    func takeEventRecordsInFlight(of rank: Int) throws {
+        guard settings.logging == .senderBased, !settings.ranksOnOtherHosts, processes[rank].alive else { return }
+        let incarnation = processes[rank].incarnation
+        func records(_ event: Event) -> (UInt64, [[UInt8]])? {
+            guard case .toSupervisor(rank, incarnation, .logEvents(let first, let records, _)) = event else { return nil }
+            return (first, records)
+        }
+        // Those waiting in the supervisor's inbox came first, then those still on their way,
+        // in the order they will arrive (each rank's messages to the supervisor are FIFO).
+        var pending = supervisorQueue.waiting.compactMap(records)
+        pending += queue.sorted { $0.precedes($1) }.compactMap { slots[$0.slot].flatMap(records) }
+        for (first, batch) in pending {
+            try perform(supervisor.handleLogEvents(from: rank, first: first, records: batch, acknowledge: false))
+        }
     }
 
     /// The supervisor crashes: every rank dies with it (their parent-death signal), and a

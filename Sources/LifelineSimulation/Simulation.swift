@@ -41,6 +41,21 @@ package final class Simulation {
         /// then expects the runtime's nondeterminism check to catch it, and stops there as
         /// `lifeline run` does; deliveries are not held to the failure-free run.
         package var nondeterministic = false
+        /// Sender-based logging: whether the ranks are on other hosts than the supervisor. Then
+        /// what a crashed process had in flight to the supervisor is lost with it, and a rank
+        /// waits for the event logger's acknowledgement before it sends. By default they share
+        /// its host, as under `lifeline run`: a record is stable once sent, and the supervisor
+        /// takes a crashed or killed rank's records still on their way before it plans the
+        /// recovery (as `Supervisor.handleExit` reads a dead rank's connection to its end).
+        package var ranksOnOtherHosts = false
+
+        /// The `lifeline simulate` options that run these settings again (a cost model's own
+        /// options aside).
+        package var replayArguments: String {
+            "--ranks \(rankCount) --seed \(seed) --checkpoint \(variant.rawValue) --logging \(logging.rawValue) --steps \(stepCount) "
+                + "--program \(pattern.rawValue) --faults \(faults.rawValue)" + (nondeterministic ? " --nondeterministic" : "")
+                + (ranksOnOtherHosts && logging == .senderBased ? " --ranks-on-other-hosts" : "")
+        }
 
         /// The settings a swarm's seed draws: ranks 2–64, a scheme, a logging mode, a program
         /// and its steps, crashes four times in five.
@@ -49,18 +64,21 @@ package final class Simulation {
             let rankCount = Int.random(in: 2...64, using: &generator)
             let variant = Simulation.simulatedVariants.randomElement(using: &generator)!
             let logging = Simulation.simulatedLoggings.filter { Simulation.allows(variant, $0) }.randomElement(using: &generator)!
-            return Settings(
+            var settings = Settings(
                 rankCount: rankCount, seed: seed, variant: variant, logging: logging,
                 faults: [FaultProfile.none, .crashes, .crashes, .storage, .network, .all].randomElement(using: &generator)!,
                 stepCount: Int.random(in: 3...40, using: &generator),
                 pattern: ModelProgram.Pattern.allCases.randomElement(using: &generator)!, eventsMax: 1_000_000)
+            settings.ranksOnOtherHosts = Bool.random(using: &generator)
+            return settings
         }
 
         /// Settings with every field given.
         package init(rankCount: Int, seed: UInt64, variant: CheckpointVariant = .coordinated, logging: LoggingMode = .none,
                      faults: FaultProfile = .crashes, stepCount: Int = 20, pattern: ModelProgram.Pattern = .ring,
                      eventsMax: Int = 20_000_000, costModel: CostModel? = nil, intervalSeconds: Double? = nil,
-                     nondeterministic: Bool = false) {
+                     nondeterministic: Bool = false, ranksOnOtherHosts: Bool = false) {
+            self.ranksOnOtherHosts = ranksOnOtherHosts
             self.rankCount = rankCount
             self.seed = seed
             self.variant = variant

@@ -46,6 +46,8 @@ extension LifelineCommand {
         var interval: Double?
         @Flag(help: "Make the model program nondeterministic on purpose: a rank launched again sends other bytes than it did before. The run then expects the runtime's nondeterminism check to catch it (nondeterminism_detected in the figures line) and stops there, as lifeline run does.")
         var nondeterministic = false
+        @Flag(help: "Sender-based logging: put the ranks on other hosts than the supervisor, so that what a crashed process had in flight to it is lost and ranks wait for the event logger's acknowledgement before sending (by default they share its host, as under lifeline run).")
+        var ranksOnOtherHosts = false
         @Flag(help: "Time every path with a cost model (the reference machine's floors unless given below) instead of wide random delays; the figures line then gives round and recovery times as they would be there.")
         var timed = false
         @Option(help: "Cost model: one-way latency of a small message, in µs (implies --timed).")
@@ -107,7 +109,7 @@ extension LifelineCommand {
                 rankCount: ranks, seed: seed, variant: CheckpointVariant(rawValue: checkpoint)!,
                 logging: LoggingMode(rawValue: logging)!, faults: Simulation.FaultProfile(rawValue: faults)!, stepCount: steps,
                 pattern: ModelProgram.Pattern(rawValue: program)!, costModel: costModel, intervalSeconds: interval,
-                nondeterministic: nondeterministic))
+                nondeterministic: nondeterministic, ranksOnOtherHosts: ranksOnOtherHosts))
             if trace { simulation.eventLog = { print($0) } }
             let report = simulation.run()
             if report.violation == nil { print(report.figuresLine + " peak_rss_mib=\(Self.peakResidentMiB())") }
@@ -120,10 +122,8 @@ extension LifelineCommand {
         /// the same seed), named on stdout, its events on stderr.
         private func showShortest(_ settings: Simulation.Settings) {
             let shortest = Simulation.shrink(settings)
-            print("simulate: shortest run found that shows a violation: --ranks \(shortest.rankCount) --seed \(shortest.seed) "
-                + "--checkpoint \(shortest.variant.rawValue) --logging \(shortest.logging.rawValue) --steps \(shortest.stepCount) "
-                + "--program \(shortest.pattern.rawValue) --faults \(shortest.faults.rawValue)"
-                + (shortest.nondeterministic ? " --nondeterministic" : "") + (shortest.costModel != nil ? " (timed: same cost options)" : "")
+            print("simulate: shortest run found that shows a violation: \(shortest.replayArguments)"
+                + (shortest.costModel != nil ? " (timed: same cost options)" : "")
                 + " (its events on stderr)")
             let simulation = Simulation(shortest)
             simulation.eventLog = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
@@ -162,14 +162,12 @@ extension LifelineCommand {
             var next = seed
             while Date() < deadline {
                 let settings = Simulation.Settings.drawn(seed: next)
-                if trace { FileHandle.standardError.write(Data("simulate: --ranks \(settings.rankCount) --seed \(settings.seed) --checkpoint \(settings.variant.rawValue) --logging \(settings.logging.rawValue) --steps \(settings.stepCount) --program \(settings.pattern.rawValue) --faults \(settings.faults.rawValue)\n".utf8)) }
+                if trace { FileHandle.standardError.write(Data("simulate: \(settings.replayArguments)\n".utf8)) }
                 let report = Simulation(settings).run()
                 count += 1
                 if report.violation != nil {
                     showShortest(settings)
-                    print("simulate: --ranks \(settings.rankCount) --seed \(settings.seed) --checkpoint \(settings.variant.rawValue) "
-                        + "--logging \(settings.logging.rawValue) --steps \(settings.stepCount) --program \(settings.pattern.rawValue) "
-                        + "--faults \(settings.faults.rawValue)")
+                    print("simulate: \(settings.replayArguments)")
                     print(report.summaryLine)
                     throw ExitCode(1)
                 }
