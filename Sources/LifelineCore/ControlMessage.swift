@@ -191,21 +191,19 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.safePointChosen.rawValue)
             writer.write(epoch.rawValue)
             writer.write(Int64(step))
-        case .checkpointDone(let epoch, let covered):
-            writer.write(Code.checkpointDone.rawValue)
+        case .checkpointDone(let epoch, let sets), .cut(let epoch, let sets), .captured(let epoch, let sets):
+            // A round's number and per-rank delivered sets (DONE, the cut, a captured report).
+            let code: Code = switch self {
+            case .checkpointDone: .checkpointDone
+            case .cut: .cut
+            default: .captured
+            }
+            writer.write(code.rawValue)
             writer.write(epoch.rawValue)
-            Self.encode(covered, into: &writer)
+            Self.encode(sets, into: &writer)
         case .abort(let epoch):
             writer.write(Code.abort.rawValue)
             writer.write(epoch.rawValue)
-        case .cut(let epoch, let covered):
-            writer.write(Code.cut.rawValue)
-            writer.write(epoch.rawValue)
-            Self.encode(covered, into: &writer)
-        case .captured(let epoch, let delivered):
-            writer.write(Code.captured.rawValue)
-            writer.write(epoch.rawValue)
-            Self.encode(delivered, into: &writer)
         case .eventsLogged(let through):
             writer.write(Code.eventsLogged.rawValue)
             writer.write(through)
