@@ -31,6 +31,14 @@ extension Supervisor {
 
     /// Finds ranks that stopped sending heartbeats (hung) or never connected.
     func checkHeartbeats() throws {
+        // What a silent rank wrote since this turn's poll is read before it is judged: a rank
+        // that wrote is not silent, and one killed as hung has no record left unread.
+        for rank in machine.silentRanks(now: now) {
+            guard let connection = slots[rank].connection else { continue }
+            var descriptor = pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)
+            if poll(&descriptor, 1, 0) > 0 { try readControl(from: rank) }
+        }
+        if finishedJob { return }
         try perform(machine.checkHeartbeats(now: now, facts: StorageFacts(self)))
     }
 

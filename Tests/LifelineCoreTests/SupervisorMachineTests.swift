@@ -258,6 +258,7 @@ import Testing
         var machine = started()
         machine.heard(from: 0, now: 2.5)
         machine.heard(from: 2, now: 2.5)
+        #expect(machine.silentRanks(now: 2.5) == [1], "the driver reads what a silent rank sent last before judging it")
         let hung = machine.checkHeartbeats(now: 2.5, facts: Facts())
         #expect(hung.first == .kill(1) && notes(hung).first == .hang(rank: 1, silenceSeconds: 2.4))
         #expect(notes(hung).contains(.failure(rank: 1, cause: "stopped answering (hung) for 2.4 s", step: 10, epoch: 2)))

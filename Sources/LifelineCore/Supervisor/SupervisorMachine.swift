@@ -608,11 +608,9 @@ package struct SupervisorMachine: Sendable {
     /// found; the next turn finds the next). Heartbeats begin at START: a rank that connected
     /// waits for the others of its launch under the join timeout.
     package mutating func checkHeartbeats(now: Double, facts: some RecoveryFacts) -> [Action] {
-        for rank in ranks.indices where ranks[rank].alive && !ranks[rank].exitExpected {
+        for rank in silentRanks(now: now) {
             let silence = now - ranks[rank].lastHeard
             let joined = ranks[rank].joined
-            let beating = joined && !startingSet.contains(rank)
-            guard silence > (beating ? settings.heartbeatTimeoutSeconds : settings.joinTimeoutSeconds) else { continue }
             // A program that never joined would not join on a restart either.
             if !joined, !programJoined { return [.fail(.notJoined(rank: rank, seconds: silence))] }
             let what = joined ? "stopped answering (hung)" : "did not connect"
@@ -620,6 +618,17 @@ package struct SupervisorMachine: Sendable {
                                 now: now, facts: facts)
         }
         return []
+    }
+
+    /// The live ranks silent past their timeout (the heartbeat's once joined, else the join
+    /// timeout): those `checkHeartbeats` fails. A driver reads what they sent last first, so
+    /// that a rank is judged on everything it wrote (sender-based logging's records among it).
+    package func silentRanks(now: Double) -> [Int] {
+        ranks.indices.filter { rank in
+            guard ranks[rank].alive, !ranks[rank].exitExpected else { return false }
+            let beating = ranks[rank].joined && !startingSet.contains(rank)
+            return now - ranks[rank].lastHeard > (beating ? settings.heartbeatTimeoutSeconds : settings.joinTimeoutSeconds)
+        }
     }
 
     /// Marks the live ranks among `stopped` as stopping (their exits are expected) and says to stop them.
