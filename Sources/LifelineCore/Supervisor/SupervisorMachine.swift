@@ -429,12 +429,6 @@ package struct SupervisorMachine: Sendable {
         return acknowledge ? send(.eventsLogged(through: through), to: rank) : []
     }
 
-    /// Sender-based logging, for the recovery policy: what makes `rank`'s records unfit to
-    /// replay from `position` (its entry's in the newest intact line), or nil.
-    package func lostEvents(of rank: Int, from position: UInt64) -> String? {
-        eventLogger.lost(rank, from: position)
-    }
-
     /// A line committed with `acks` (indexed by rank): the event logger drops the records its
     /// entries cover. (Kept entries keep theirs: the rank delivered nothing since.)
     package mutating func lineCommitted(acks: [Acknowledgement]) {
