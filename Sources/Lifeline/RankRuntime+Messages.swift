@@ -170,12 +170,14 @@ extension RankRuntime {
     }
 
     /// Appends records to the log and syncs them (one write and one sync per mirror for all)
-    /// before the program sees what they record.
+    /// before the program sees what they record; under sender-based logging, sends them to the
+    /// supervisor's event logger instead (in the control socket before the program goes on).
     func appendToLog(_ records: [LogRecord]) throws {
-        if eventLog != nil {
-            control?.send(eventLog!.append(records.map { $0.encoded() }))
-            logBytesPeak = max(logBytesPeak, eventLog!.heldBytesPeak)
-            if let launch, launch.logBytesMax > 0, eventLog!.heldBytes > launch.logBytesMax / RankMachine.askAtShareOfMaximum,
+        if var client = eventLog {
+            control?.send(client.append(records.map { $0.encoded() }))
+            eventLog = client
+            logBytesPeak = max(logBytesPeak, client.heldBytesPeak)
+            if let launch, launch.logBytesMax > 0, client.heldBytes > launch.logBytesMax / RankMachine.askAtShareOfMaximum,
                machine.askForCheckpoint() {
                 control?.send(.checkpointWanted)
             }
