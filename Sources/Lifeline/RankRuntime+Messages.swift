@@ -25,21 +25,12 @@ extension RankRuntime {
         }
     }
 
-    /// Sender-based logging: waits until the event logger holds every record this rank
-    /// appended (the no-orphan rule: nothing it sends may depend on a delivery a crash could
-    /// lose the determinant of). One round trip to the supervisor after a receive from any
-    /// source; nothing otherwise.
+    /// Sender-based logging's no-orphan rule: nothing leaves before every record this rank
+    /// appended is stable (`EventLogClient.sendsMayGo`). Ranks on the supervisor's host never
+    /// wait (a record is stable once in the control socket); one that waits for the event
+    /// logger's acknowledgement serves its connections meanwhile.
     func awaitEventLog() throws {
-        guard let eventLog, !eventLog.sendsMayGo else { return }
-        // With a core for every rank and the supervisor, poll without sleeping for a while:
-        // the acknowledgement comes within microseconds, and a sleep costs a wake-up.
-        if Self.spinReads > 0, rankCount + 1 <= Self.coreCount {
-            for _ in 0..<Self.spinReads {
-                try pump(timeoutMs: 0, waiting: .running)
-                if self.eventLog?.sendsMayGo ?? true { return }
-            }
-        }
-        while let eventLog = self.eventLog, !eventLog.sendsMayGo {
+        while let eventLog, !eventLog.sendsMayGo {
             try pump(timeoutMs: Self.pollIntervalMs, waiting: .running)
         }
     }

@@ -55,6 +55,7 @@ package final class Simulation {
             "--ranks \(rankCount) --seed \(seed) --checkpoint \(variant.rawValue) --logging \(logging.rawValue) --steps \(stepCount) "
                 + "--program \(pattern.rawValue) --faults \(faults.rawValue)" + (nondeterministic ? " --nondeterministic" : "")
                 + (ranksOnOtherHosts && logging == .senderBased ? " --ranks-on-other-hosts" : "")
+                + (intervalSeconds.map { " --interval \($0)" } ?? "")
         }
 
         /// The settings a swarm's seed draws: ranks 2–64, a scheme, a logging mode, a program

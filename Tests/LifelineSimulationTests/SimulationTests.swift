@@ -41,9 +41,18 @@ import Testing
     func senderBasedSendsOnlyWhatDependsOnStableDeterminants(ranksOnOtherHosts: Bool, seed: UInt64) {
         let settings = Simulation.Settings(rankCount: 4, seed: seed, logging: .senderBased, faults: .crashes, stepCount: 40,
                                            pattern: .farm, ranksOnOtherHosts: ranksOnOtherHosts)
-        let report = Simulation(settings).run()
-        #expect(report.violation == nil, "\(settings.replayArguments): \(report.summaryLine)")
+        let report = Self.runExpectingNoViolation(settings)
         #expect(report.crashes > 0 && report.replays > 0 && report.logRecords > 0, "\(report)")
+    }
+
+    /// Runs `settings` and expects no violation; a failure names the `lifeline simulate` line
+    /// that replays it.
+    static func runExpectingNoViolation(_ settings: Simulation.Settings,
+                                        sourceLocation: SourceLocation = #_sourceLocation) -> Simulation.Report {
+        let report = Simulation(settings).run()
+        #expect(report.violation == nil, "lifeline simulate \(settings.replayArguments): \(report.summaryLine)",
+                sourceLocation: sourceLocation)
+        return report
     }
 
     static let schemes = Simulation.simulatedVariants.flatMap { variant in
@@ -59,8 +68,7 @@ import Testing
             for pattern in ModelProgram.Pattern.allCases {
                 let settings = Simulation.Settings(
                     rankCount: 3 + Int(seed) % 5, seed: seed, variant: variant, logging: logging, stepCount: 16, pattern: pattern)
-                let report = Simulation(settings).run()
-                #expect(report.violation == nil, "--seed \(seed) --program \(pattern) --ranks \(settings.rankCount): \(report.summaryLine)")
+                let report = Self.runExpectingNoViolation(settings)
                 crashes += report.crashes
                 recoveries += report.recoveries
                 aborts += report.aborts
@@ -80,10 +88,7 @@ import Testing
             let settings = Simulation.Settings(
                 rankCount: 3 + Int(seed) % 4, seed: seed, variant: variant, logging: seed % 2 == 0 ? .pessimistic : .none,
                 faults: seed % 3 == 0 ? .all : .storage, stepCount: 18)
-            let report = Simulation(settings).run()
-            let replay = "--seed \(seed) --ranks \(settings.rankCount) --checkpoint \(variant.rawValue) "
-                + "--logging \(settings.logging.rawValue) --faults \(settings.faults.rawValue) --steps 18"
-            #expect(report.violation == nil, "\(replay): \(report.summaryLine)")
+            let report = Self.runExpectingNoViolation(settings)
             failedWrites += report.failedWrites
         }
         #expect(failedWrites > 3, "the seeds must fail writes: \(failedWrites)")
@@ -101,10 +106,7 @@ import Testing
             let settings = Simulation.Settings(
                 rankCount: 3 + Int(seed) % 6, seed: seed, variant: variant, logging: logging, faults: .network, stepCount: 16,
                 pattern: pattern)
-            let report = Simulation(settings).run()
-            let replay = "--seed \(seed) --ranks \(settings.rankCount) --checkpoint \(variant.rawValue) "
-                + "--logging \(logging.rawValue) --faults network --steps 16 --program \(pattern.rawValue)"
-            #expect(report.violation == nil, "\(replay): \(report.summaryLine)")
+            let report = Self.runExpectingNoViolation(settings)
             drops += report.connectionDrops
             hangs += report.hangs
         }
@@ -123,9 +125,7 @@ import Testing
             let variant = Simulation.simulatedVariants[Int(seed) % Simulation.simulatedVariants.count]
             let settings = Simulation.Settings(
                 rankCount: 4, seed: seed, variant: variant, logging: .pessimistic, faults: .storage, stepCount: 40)
-            let report = Simulation(settings).run()
-            let replay = "--seed \(seed) --ranks 4 --checkpoint \(variant.rawValue) --logging pessimistic --faults storage --steps 40"
-            #expect(report.violation == nil, "\(replay): \(report.summaryLine)")
+            let report = Self.runExpectingNoViolation(settings)
             degrades += report.degrades
             degradedCommits += report.degradedCommits
             resyncs += report.resyncs
@@ -147,8 +147,7 @@ import Testing
     @Test func aSwarmOfFixedSeedsFindsNothing() {
         for seed in UInt64(1_000)..<1_060 {
             let settings = Simulation.Settings.drawn(seed: seed)
-            let report = Simulation(settings).run()
-            #expect(report.violation == nil, "swarm seed \(seed) (\(settings)): \(report.summaryLine)")
+            _ = Self.runExpectingNoViolation(settings)
         }
     }
 
@@ -249,8 +248,7 @@ extension SimulationTests {
         var crashed = 0
         for seed in UInt64(1)...16 {
             let settings = Simulation.Settings(rankCount: 5, seed: seed, logging: logging, stepCount: 20, nondeterministic: true)
-            let report = Simulation(settings).run()
-            #expect(report.violation == nil, "--nondeterministic --seed \(seed) --logging \(logging.rawValue): \(report.summaryLine)")
+            let report = Self.runExpectingNoViolation(settings)
             caught += report.nondeterminismDetected
             if report.crashes > 0 { crashed += 1 }
         }
@@ -308,8 +306,7 @@ extension SimulationTests {
             for pattern in [ModelProgram.Pattern.idle, .farm] {
                 let settings = Simulation.Settings(rankCount: 4 + Int(seed) % 5, seed: seed, variant: .minimal, stepCount: 40,
                                                    pattern: pattern, intervalSeconds: 0.02)
-                let report = Simulation(settings).run()
-                #expect(report.violation == nil, "--seed \(seed) --checkpoint minimal --program \(pattern) --interval 0.03: \(report.summaryLine)")
+                let report = Self.runExpectingNoViolation(settings)
                 total.keeps += report.keeps
                 total.keptEntriesCommitted += report.keptEntriesCommitted
                 total.rollbacksToKeptEntries += report.rollbacksToKeptEntries
@@ -331,9 +328,7 @@ extension SimulationTests {
     func aSurvivorDropsWhatAnOptimisticOrphansLostExecutionSent(seed: UInt64, ranks: Int, variant: CheckpointVariant) {
         let settings = Simulation.Settings(rankCount: ranks, seed: seed, variant: variant, logging: .optimistic, stepCount: 24,
                                            pattern: .farm)
-        let report = Simulation(settings).run()
-        let replay = "--ranks \(ranks) --seed \(seed) --checkpoint \(variant.rawValue) --logging optimistic --steps 24 --program farm"
-        #expect(report.violation == nil, "\(replay): \(report.summaryLine)")
+        let report = Self.runExpectingNoViolation(settings)
         #expect(report.orphans > 0 || report.crashes > 0, "\(report)")
     }
 }
@@ -346,8 +341,7 @@ extension SimulationTests {
     @Test func aRestartedRankThatFinishedEarlyIsReleasedWithTheOthers() {
         let settings = Simulation.Settings(rankCount: 12, seed: 7_010_038, logging: .optimistic, stepCount: 30, pattern: .grid,
                                            eventsMax: 1_000_000)
-        let report = Simulation(settings).run()
-        #expect(report.violation == nil, "--ranks 12 --seed 7010038 --logging optimistic --steps 30 --program grid: \(report.summaryLine)")
+        let report = Self.runExpectingNoViolation(settings)
         #expect(report.orphans > 0, "\(report)")
     }
 }
@@ -360,8 +354,7 @@ extension SimulationTests {
     @Test func aSecondFailureWhileAnOrphanStillReplaysStartsAFreshRecovery() {
         let settings = Simulation.Settings(rankCount: 17, seed: 9_009_806, variant: .minimal, logging: .optimistic, stepCount: 7,
                                            pattern: .idle)
-        let report = Simulation(settings).run()
-        #expect(report.violation == nil, "--ranks 17 --seed 9009806 --checkpoint minimal --logging optimistic --steps 7 --program idle: \(report.summaryLine)")
+        let report = Self.runExpectingNoViolation(settings)
         #expect(report.crashes >= 2, "\(report)")
     }
 }
@@ -374,8 +367,7 @@ extension SimulationTests {
     @Test func aLoneReplaysEarlyCheckpointLeavesADeliveryItSendsAgain() {
         let settings = Simulation.Settings(rankCount: 21, seed: 12_003_546, variant: .independent, logging: .pessimistic,
                                            stepCount: 10, pattern: .ring)
-        let report = Simulation(settings).run()
-        #expect(report.violation == nil, "--ranks 21 --seed 12003546 --checkpoint independent --logging pessimistic --steps 10: \(report.summaryLine)")
+        let report = Self.runExpectingNoViolation(settings)
         #expect(report.replays > 0, "\(report)")
     }
 }
@@ -388,8 +380,7 @@ extension SimulationTests {
     @Test func heldSendsDoNotOvertakeTheResendAfterADroppedConnection() {
         let settings = Simulation.Settings(rankCount: 12, seed: 30_007_814, variant: .blocking, logging: .senderBased, faults: .all,
                                            stepCount: 17, pattern: .ring)
-        let report = Simulation(settings).run()
-        #expect(report.violation == nil, "--ranks 12 --seed 30007814 --checkpoint blocking --logging sender-based --steps 17 --faults all: \(report.summaryLine)")
+        let report = Self.runExpectingNoViolation(settings)
         #expect(report.connectionDrops > 0 && report.aborts > 0, "\(report)")
     }
 }
@@ -404,8 +395,7 @@ extension SimulationTests {
     @Test func anOptimisticRecoveryOfEveryRankEndsWhenAllHaveReplayed() {
         let settings = Simulation.Settings(rankCount: 2, seed: 40_135_191, logging: .optimistic, faults: .all, stepCount: 19,
                                            pattern: .farm)
-        let report = Simulation(settings).run()
-        #expect(report.violation == nil, "--ranks 2 --seed 40135191 --logging optimistic --steps 19 --program farm --faults all: \(report.summaryLine)")
+        let report = Self.runExpectingNoViolation(settings)
         #expect(report.crashes >= 2 && report.orphans > 0, "\(report)")
     }
 }
@@ -417,8 +407,7 @@ extension SimulationTests {
     /// obsolete and delivered the next message in their place.
     @Test func aResendAfterARestoreIsNotTakenForObsolete() {
         let settings = Simulation.Settings(rankCount: 45, seed: 61_047_205, variant: .independent, faults: .all, stepCount: 40)
-        let report = Simulation(settings).run()
-        #expect(report.violation == nil, "--ranks 45 --seed 61047205 --checkpoint independent --steps 40 --faults all: \(report.summaryLine)")
+        let report = Self.runExpectingNoViolation(settings)
         #expect(report.connectionDrops > 0 && report.crashes > 0, "\(report)")
     }
 }

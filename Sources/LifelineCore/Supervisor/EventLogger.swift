@@ -140,7 +140,13 @@ package struct EventLogClient: Sendable, Equatable {
     /// supervisor's host), rather than once acknowledged.
     package let stableOnWrite: Bool
     /// Index and size of each record not yet covered, oldest first.
-    private var held: [(index: UInt64, bytes: Int)] = []
+    private var held: [Held] = []
+
+    /// A record the event logger holds for this rank, as far as the rank knows.
+    private struct Held: Sendable, Equatable {
+        var index: UInt64
+        var bytes: Int
+    }
 
     /// A client whose next record has index `position` (its entry's, or after a replay the
     /// end of the records it replayed: those are held already).
@@ -154,7 +160,7 @@ package struct EventLogClient: Sendable, Equatable {
     package mutating func append(_ records: [[UInt8]]) -> ControlMessage {
         let first = nextIndex
         for record in records {
-            held.append((nextIndex, record.count))
+            held.append(Held(index: nextIndex, bytes: record.count))
             nextIndex += 1
             heldBytes += record.count
             appendedBytes += UInt64(record.count)
@@ -176,15 +182,8 @@ package struct EventLogClient: Sendable, Equatable {
     /// A committed checkpoint of this rank captured at `position`: the event logger dropped
     /// the records before it.
     package mutating func committed(before position: UInt64) {
-        while let first = held.first, first.index < position {
-            heldBytes -= first.bytes
-            held.removeFirst()
-        }
-    }
-
-    package static func == (lhs: EventLogClient, rhs: EventLogClient) -> Bool {
-        lhs.nextIndex == rhs.nextIndex && lhs.acknowledged == rhs.acknowledged && lhs.appendedBytes == rhs.appendedBytes
-            && lhs.stableOnWrite == rhs.stableOnWrite
-            && lhs.heldBytes == rhs.heldBytes && lhs.held.map(\.index) == rhs.held.map(\.index)
+        let covered = held.prefix { $0.index < position }
+        heldBytes -= covered.reduce(0) { $0 + $1.bytes }
+        held.removeFirst(covered.count)
     }
 }
