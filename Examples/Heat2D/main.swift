@@ -106,6 +106,11 @@ struct Strip: Equatable {
         first = rank * base + min(rank, extra)
         count = base + (rank < extra ? 1 : 0)
     }
+
+    /// Whether the two strips share a row.
+    func overlaps(_ other: Strip) -> Bool {
+        max(first, other.first) < min(first + count, other.first + other.count)
+    }
 }
 
 // MARK: - State
@@ -167,6 +172,48 @@ struct HeatState: Checkpointable {
         firstRow = Int(try reader.read(Int64.self))
         rowCount = Int(try reader.read(Int64.self))
         rows = try reader.readArray(of: Double.self)
+    }
+}
+
+/// A resized job (`lifeline resume RUN_DIR -n M`): new rank `rank` of `size` takes its rows from
+/// the old ranks whose strips overlap its own, reading only those (and at most one more, which
+/// tells the grid size); the step and the velocity are the same on every old rank. The field does
+/// not depend on the decomposition, so the resized run ends with the same bits.
+extension HeatState: Redistributable {
+    static func redistribute(rank: Int, of size: Int, from previous: PreviousRanks) throws -> HeatState {
+        // The old rank at the same relative place most likely holds rows this rank needs.
+        let sampleRank = rank * previous.size / size
+        let sample = try previous.state(of: sampleRank, as: HeatState.self)
+        let n = sample.size
+        guard size <= n else {
+            throw HeatError("a grid of \(n) rows cannot be spread over \(size) ranks; every rank needs at least one row")
+        }
+        let strip = Strip(rank: rank, ranks: size, rows: n)
+        var state = sample
+        state.firstRow = strip.first
+        state.rowCount = strip.count
+        state.rows = []
+        state.rows.reserveCapacity(strip.count * n)
+        for old in 0..<previous.size {
+            let owned = Strip(rank: old, ranks: previous.size, rows: n)
+            guard owned.overlaps(strip) else { continue }
+            let part = old == sampleRank ? sample : try previous.state(of: old, as: HeatState.self)
+            guard part.size == n, part.firstRow == owned.first, part.rowCount == owned.count,
+                  part.rows.count == owned.count * n, part.step == sample.step,
+                  part.vx.bitPattern == sample.vx.bitPattern, part.vy.bitPattern == sample.vy.bitPattern
+            else {
+                throw HeatError("old rank \(old) saved rows \(part.firstRow)+\(part.rowCount) of a \(part.size)-grid at step \(part.step); expected rows \(owned.first)+\(owned.count) of \(n) at step \(sample.step)")
+            }
+            state.rows += part.rows(overlapping: strip)
+        }
+        return state
+    }
+
+    /// The values of this state's rows that `strip` owns too, row-major.
+    func rows(overlapping strip: Strip) -> ArraySlice<Double> {
+        let first = max(firstRow, strip.first)
+        let end = max(first, min(firstRow + rowCount, strip.first + strip.count))
+        return rows[(first - firstRow) * size..<(end - firstRow) * size]
     }
 }
 

@@ -61,23 +61,46 @@ struct Options {
     }
 }
 
-/// What every rank saves at a round's end: the next round, and at the master the results so far.
+/// What every rank saves at a round's end: the next round and its first task, and at the master
+/// the results so far.
 struct FarmState: Checkpointable {
     var round = 0
+    /// The first task of `round`: tasks before it are done.
+    var nextTask = 0
     var results: [UInt64] = []
 
     init(taskCount: Int, isMaster: Bool) {
         results = isMaster ? Array(repeating: 0, count: taskCount) : []
     }
 
+    /// The rounds of the whole run, with `roundSize` tasks a round from `nextTask` on: the same
+    /// number at every round of one run (a resize changes the round size, not the rounds done).
+    func roundCount(tasks: Int, roundSize: Int) -> Int {
+        round + (max(0, tasks - nextTask) + roundSize - 1) / roundSize
+    }
+
     func encode(to writer: inout StateWriter) {
         writer.write(round)
+        writer.write(nextTask)
         writer.write(results)
     }
 
     init(from reader: inout StateReader) throws {
         round = try reader.read(Int.self)
+        nextTask = try reader.read(Int.self)
         results = try reader.readArray(of: UInt64.self)
+    }
+}
+
+/// A resized job (`lifeline resume RUN_DIR -n M`): every rank continues at the old master's round
+/// and next task, and the new master takes its results; rounds then hold as many tasks as the
+/// new rank count gives. Which worker computes a task never changes a result, so the resized
+/// run prints the same hash.
+extension FarmState: Redistributable {
+    static func redistribute(rank: Int, of size: Int, from previous: PreviousRanks) throws -> FarmState {
+        var state = try previous.state(of: 0, as: FarmState.self)
+        if rank != 0 { state.results = [] }
+        return state
     }
 }
 
@@ -110,11 +133,11 @@ func isIdleRound(_ round: Int, _ roundCount: Int) -> Bool {
 
 func runMaster(_ comm: Communicator, _ state: inout FarmState, _ options: Options, roundSize: Int, roundCount: Int) throws {
     let workers = Array(1..<comm.size)
-    while state.round < roundCount {
+    while state.nextTask < options.tasks {
         try comm.safePoint(step: state.round, state: state)
         // A value from outside the messages: logged, so a replay reads the same clock.
         let startedAt = try comm.logged { Date().timeIntervalSince1970 }
-        let first = state.round * roundSize
+        let first = state.nextTask
         var pending = Array(first..<min(first + roundSize, options.tasks)).reversed() as [Int]
         let active = isIdleRound(state.round, roundCount) ? workers.filter { $0 > options.idleWorkers } : workers
         if active.isEmpty {
@@ -144,12 +167,13 @@ func runMaster(_ comm: Communicator, _ state: inout FarmState, _ options: Option
             FileHandle.standardError.write(Data("round \(state.round) took \(Date().timeIntervalSince1970 - startedAt) s\n".utf8))
         }
         state.round += 1
+        state.nextTask = min(first + roundSize, options.tasks)
         if options.sleepMilliseconds > 0 { Thread.sleep(forTimeInterval: Double(options.sleepMilliseconds) / 1000) }
     }
 }
 
-func runWorker(_ comm: Communicator, _ state: inout FarmState, _ options: Options, roundCount: Int) throws {
-    while state.round < roundCount {
+func runWorker(_ comm: Communicator, _ state: inout FarmState, _ options: Options, roundSize: Int, roundCount: Int) throws {
+    while state.nextTask < options.tasks {
         try comm.safePoint(step: state.round, state: state)
         // An idle worker's round passes without a message (the master's rule, run here too).
         let idle = isIdleRound(state.round, roundCount) && comm.rank <= options.idleWorkers
@@ -163,6 +187,7 @@ func runWorker(_ comm: Communicator, _ state: inout FarmState, _ options: Option
             try comm.send([Kind.result.rawValue, UInt64(task), compute(task: task, work: options.work)], to: 0, tag: resultTag)
         }
         state.round += 1
+        state.nextTask = min(state.nextTask + roundSize, options.tasks)
         if options.sleepMilliseconds > 0 { Thread.sleep(forTimeInterval: Double(options.sleepMilliseconds) / 1000) }
     }
 }
@@ -175,15 +200,15 @@ struct FarmError: Error, CustomStringConvertible {
 func run(_ options: Options) throws {
     let comm = try Communicator.join()
     let roundSize = options.round > 0 ? options.round : max(1, 4 * (comm.size - 1))
-    let roundCount = (options.tasks + roundSize - 1) / roundSize
     var state = try comm.restore(FarmState.self) ?? FarmState(taskCount: options.tasks, isMaster: comm.rank == 0)
+    let roundCount = state.roundCount(tasks: options.tasks, roundSize: roundSize)
     if comm.rank == 0 {
         try runMaster(comm, &state, options, roundSize: roundSize, roundCount: roundCount)
         var hasher = SHA256()
         state.results.map(\.littleEndian).withUnsafeBytes { hasher.update($0) }
         print("result sha256=\(SHA256.hex(hasher.finalize()))")
     } else {
-        try runWorker(comm, &state, options, roundCount: roundCount)
+        try runWorker(comm, &state, options, roundSize: roundSize, roundCount: roundCount)
     }
     try comm.finish()
 }

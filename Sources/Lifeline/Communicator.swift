@@ -80,7 +80,27 @@ public final class Communicator {
     }
 
     /// The state to resume from (nil on a fresh start). Call it once, before the first safe point.
+    ///
+    /// After `lifeline resume -n M` resized the job, the state comes from
+    /// `Redistributable.redistribute(rank:of:from:)`, which `State` must conform to.
     public func restore<State: Checkpointable>(_ type: State.Type) throws -> State? {
+        let redistributable = State.self as? any Redistributable.Type
+        if let probe = runtime.probe {
+            ResizeProbe.answer(
+                redistributable.map { .redistributable(takesMessagesInFlight: $0.takesMessagesInFlight) }
+                    ?? .notRedistributable(type: "\(State.self)"),
+                path: probe)
+        }
+        if let previous = runtime.takePreviousRanks() {
+            guard let redistributable else {
+                throw LifelineError(.usage,
+                    "the job was resized from \(previous.size) to \(size) ranks, but \(State.self) does not conform to Redistributable: resume it on \(previous.size) ranks")
+            }
+            guard let state = try redistributable.redistribute(rank: rank, of: size, from: previous) as? State else {
+                preconditionFailure("\(State.self).redistribute returned another type")
+            }
+            return state
+        }
         guard let bytes = try runtime.takeRestoredState() else { return nil }
         var reader = StateReader(bytes)
         let state = try State(from: &reader)

@@ -57,22 +57,27 @@ public enum Job {
 
     /// Continues the job in `runDirectory` from its newest committed line, with the faults in
     /// `injections` (those of the original run are not fired again).
-    /// `rankCount`, when given, must match the job's.
+    ///
+    /// `rankCount`, when given and not the job's, resizes the job: the line is restored onto
+    /// that many ranks by the program's `Redistributable` state. Before anything is written the
+    /// line is checked (every rank wrote it, at one step) and the program is asked whether it
+    /// can (`ResizeProbe`); a refusal throws one line and leaves the run directory as it was.
     public static func resume(runDirectory: String, injections: [String] = [], rankCount: Int? = nil) throws -> JobOutcome {
         let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
         var configuration = try JobConfiguration.load(runDirectory: path)
         configuration.injections = injections
-        if let rankCount, rankCount != configuration.rankCount {
-            throw LifelineError(.configuration,
-                "the job in \(path) runs on \(configuration.rankCount) ranks, not \(rankCount): resume it with -n \(configuration.rankCount)")
+        if let rankCount, rankCount < 1 {
+            throw LifelineError(.configuration, "-n \(rankCount): a job runs on at least one rank")
         }
-        let faults = try configuration.validated()
+        var target = configuration
+        target.rankCount = rankCount ?? configuration.rankCount
+        let faults = try target.validated()  // injections name the ranks of the job as resumed
         let lock = try lockRunDirectory(path)
         defer { close(lock) }
         let store = try openStore(configuration)
         let storageLocks = try lockStorageRoots(store)
         defer { storageLocks.forEach { close($0) } }
-        let loaded: Manifest?
+        var loaded: Manifest?
         do {
             loaded = try ManifestStore(store: store).load()
         } catch where error.code == .lost {
@@ -81,7 +86,7 @@ public enum Job {
         } catch {
             throw LifelineError(.storage, "cannot read the manifest of \(path): \(error)")
         }
-        guard let manifest = loaded else {
+        guard var manifest = loaded else {
             throw LifelineError(.storage, "\(path) has no manifest on either storage root: it cannot be resumed")
         }
         guard !manifest.finished else {
@@ -90,6 +95,19 @@ public enum Job {
         guard manifest.rankCount == configuration.rankCount else {
             throw LifelineError(.configuration,
                 "\(path)/job.json says \(configuration.rankCount) ranks but the job's manifest \(manifest.rankCount): restore rankCount \(manifest.rankCount) in job.json to resume it")
+        }
+        var resize: (from: Int, line: CommittedLine?)?
+        if let rankCount, rankCount != manifest.rankCount {
+            let line = try checkResizable(manifest, store: store, configuration: configuration, to: rankCount)
+            resize = (manifest.rankCount, line)
+            manifest = manifest.resized(to: rankCount)
+            do {
+                try ManifestStore(store: store).commit(&manifest)
+            } catch {
+                throw LifelineError(.storage, "cannot record the resize in the manifest: \(error); nothing was changed")
+            }
+            configuration.rankCount = rankCount
+            try configuration.save()
         }
         let outputs = (try? FileManager.default.contentsOfDirectory(atPath: path + "/output")) ?? []
         let incarnation = outputs.compactMap { name -> UInt32? in
@@ -100,7 +118,52 @@ public enum Job {
             configuration: configuration, faults: faults, manifest: manifest, store: store,
             incarnation: incarnation, clockOffset: EventLog.lastTime(path: path + "/events.jsonl"))
         supervisor.events.record("resume", ["epoch": .int(Int(manifest.newestLine?.epoch ?? 0))])
+        if let resize {
+            supervisor.events.record("resize", [
+                "from": .int(resize.from), "to": .int(configuration.rankCount),
+                "epoch": .int(Int(resize.line?.epoch ?? 0)), "step": .int(resize.line?.step ?? -1),
+            ])
+        }
         return try supervisor.run()
+    }
+
+    /// The line a resize to `rankCount` ranks starts from (nil: none is committed, and the job
+    /// starts anew on `rankCount` ranks), or a `LifelineError` saying why the job cannot be
+    /// resized: the line is not one every rank wrote at one step, the program's state does not
+    /// conform to `Redistributable`, or messages in flight at the line would be lost.
+    private static func checkResizable(
+        _ manifest: Manifest, store: MirroredStore, configuration: JobConfiguration, to rankCount: Int
+    ) throws -> CommittedLine? {
+        let manifests = ManifestStore(store: store)
+        let refuse = { (reason: String) in
+            LifelineError(.configuration,
+                "cannot resume the job of \(manifest.rankCount) ranks on \(rankCount): \(reason); nothing was changed")
+        }
+        if manifest.independent != nil {
+            throw refuse("its checkpoints are independent, so no line is at one step; resume it on \(manifest.rankCount) ranks")
+        }
+        guard let line = manifests.newestIntactLine(manifest).line else { return nil }
+        if let reason = manifests.resizeRefusal(line, of: manifest) { throw refuse(reason) }
+        let answer: ResizeProbe.Answer
+        do {
+            answer = try ResizeProbe.ask(program: configuration.program, arguments: configuration.arguments, size: rankCount)
+        } catch let error as LifelineError {
+            throw refuse(error.message)
+        }
+        switch answer {
+        case .notRedistributable(let type):
+            throw refuse("the program's state \(type) does not conform to Redistributable; resume it on \(manifest.rankCount(of: line)) ranks")
+        case .calledFirst(let call):
+            throw refuse("the program calls comm.\(call) before comm.restore(_:), so it cannot say whether its state can be redistributed")
+        case .redistributable(let takesMessages):
+            guard let inFlight = manifests.inFlightBytes(line) else {
+                throw refuse("line \(line.epoch) was committed by an older Lifeline that did not record its messages in flight; resume it on \(manifest.rankCount(of: line)) ranks until a new line commits")
+            }
+            if inFlight > 0, !takesMessages {
+                throw refuse("\(inFlight) bytes of messages were in flight at line \(line.epoch), and the program's state does not take them (Redistributable.takesMessagesInFlight)")
+            }
+        }
+        return line
     }
 
     /// Takes the run directory's lock (held until the process ends), so two supervisors never

@@ -27,6 +27,7 @@ extension RankRuntime {
 
     /// A safe point: fires step faults, waits for S when asked, captures when S is reached.
     func safePoint(step: Int, capture: () -> StateWriter) throws {
+        checkProbe("safePoint")
         guard let launch else {
             // Alone, nothing is captured, but the program's steps are checked as under `lifeline run`.
             try checkIncreasing(step, after: standaloneStepPassed)
@@ -105,7 +106,7 @@ extension RankRuntime {
         snapshot.ledger = captured.ledger.inFlight(coveredByReceiver: covered)
         var job = pending
         job.uncompressed = snapshot.encoded()
-        job.inFlightBytes = UInt64(snapshot.ledger.retainedBytes)
+        job.inFlightBytes = UInt64(snapshot.ledger.storedMessageBytes)
         writer.submit(job)
     }
 
@@ -128,7 +129,7 @@ extension RankRuntime {
             name: ManifestStore(store: store).independentSnapshotName(rank: rank.rawValue, checkpoint: interval),
             uncompressed: snapshot.encoded(), delivered: machine.ledger.delivered, outputOffset: outputOffset,
             changes: machine.participant.changesSinceCheckpoint, dependencies: dependencies, faultIndex: fault?.index,
-            mirrors: writeMirrors, stateBytes: UInt64(state.bytes.count), inFlightBytes: UInt64(machine.ledger.retainedBytes)))
+            mirrors: writeMirrors, stateBytes: UInt64(state.bytes.count), inFlightBytes: UInt64(machine.ledger.storedMessageBytes)))
     }
 
     /// The index of the rank's next log record: what a snapshot stores as its log position.
@@ -136,11 +137,13 @@ extension RankRuntime {
 
     /// Asks the supervisor for a checkpoint at the next common safe point.
     func requestCheckpoint() throws {
+        checkProbe("requestCheckpoint")
         control?.send(.checkpointWanted)
     }
 
     /// The final barrier: report, then serve the protocol until the supervisor releases the job.
     func finish() throws {
+        checkProbe("finish")
         guard launch != nil, !finished else { return }
         finished = true
         if rules.flushesAtCheckpoints { try flushLog() }

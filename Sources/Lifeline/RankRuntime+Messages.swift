@@ -13,6 +13,7 @@ extension RankRuntime {
 
     /// Stamps, retains and sends a message (or holds it, between capture and DONE when blocking).
     func send(_ payload: [UInt8], to destination: RankID, tag: Int64) throws {
+        checkProbe("send")
         precondition(!finished, "send after finish()")
         try awaitEventLog()
         let (outgoing, route, askCheckpoint) = machine.send(payload, to: destination, tag: tag)
@@ -68,6 +69,7 @@ extension RankRuntime {
 
     /// Receives the next deliverable message with `tag` from `source` (nil: any source).
     func receive(from source: RankID?, tag: Int64) throws -> Message {
+        checkProbe("receive")
         precondition(!finished, "receive after finish()")
         if let replayed = try replayReceive(source: source, tag: tag) { return replayed }
         while true {
@@ -88,6 +90,7 @@ extension RankRuntime {
     /// has arrived without waiting. The answer depends on timing: callers log it
     /// (`loggedValue`) so that a replay sees the same.
     func deliverableCount(from source: RankID, tag: Int64) throws -> Int {
+        checkProbe("deliverableCount")
         precondition(!finished, "test after finish()")
         try serviceControl()
         try pump(timeoutMs: 0, waiting: .receive(source, tag: tag))
@@ -99,6 +102,7 @@ extension RankRuntime {
     /// fdatasync per mirror — before any of them is delivered (group commit that keeps the
     /// guarantee). During a replay each comes from the log as usual.
     func receive(all requests: [(source: RankID, tag: Int64)]) throws -> [Message] {
+        checkProbe("receive")
         precondition(!finished, "receive after finish()")
         var messages: [Message] = []
         var index = 0
@@ -252,6 +256,7 @@ extension RankRuntime {
 
     /// A value read from outside the messages, logged (with logging) so replay returns it again.
     func loggedValue(_ produce: () throws -> [UInt8]) throws -> [UInt8] {
+        checkProbe("loggedValue")
         if machine.replay != nil {
             let replayed: [UInt8]?
             do {

@@ -49,6 +49,11 @@ final class RankRuntime {
     /// the snapshot stores; written once the cut arrives (`writeCaptured`).
     var awaitingCut: (snapshot: RankSnapshot, job: SnapshotWriter.Job)?
     var restoredState: [UInt8]?
+    /// A resized job: the states of the ranks that wrote the line, from which the program
+    /// builds this rank's (`Redistributable`); handed over once, like `restoredState`.
+    var previousRanks: PreviousRanks?
+    /// A resize probe (`ResizeProbe`): the answer file; any call before `restore` ends it.
+    let probe: String?
     /// Whether the program asked for its restored state (`Communicator.restore`).
     var restoreAsked = false
     /// Standalone (no supervisor): the last safe point passed, to check that steps increase.
@@ -81,11 +86,13 @@ final class RankRuntime {
 
     init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
-        store: MirroredStore?, snapshot: RankSnapshot?, log: MessageLog?, replay: ReplayQueue?
+        store: MirroredStore?, snapshot: RankSnapshot?, log: MessageLog?, replay: ReplayQueue?,
+        previous: PreviousRanks? = nil, probe: (path: String, size: Int)? = nil
     ) {
         self.launch = launch
         self.rank = launch?.rank ?? RankID(0)
-        self.rankCount = launch?.rankCount ?? 1
+        self.rankCount = launch?.rankCount ?? probe?.size ?? 1
+        self.probe = probe?.path
         self.incarnation = launch?.incarnation ?? 0
         self.control = control
         self.controlReader = controlReader
@@ -101,9 +108,10 @@ final class RankRuntime {
             }
         }
         self.heartbeatStep = HeartbeatStep.current
-        self.heartbeatStep.value = snapshot?.step ?? -1
+        self.heartbeatStep.value = snapshot?.step ?? previous?.step ?? -1
         self.peers = Array(repeating: nil, count: rankCount)
         let clockOrigin = launch?.clockOrigin ?? 0
+        let (rank, rankCount) = (self.rank, self.rankCount)
         self.machine = RankMachine(
             settings: RankMachine.Settings(
                 rank: rank, rankCount: rankCount, incarnation: incarnation, variant: launch?.variant ?? .coordinated,
@@ -111,11 +119,16 @@ final class RankRuntime {
                 intervalSeconds: launch?.intervalSeconds ?? 0),
             restored: snapshot.map {
                 RankMachine.Restored(epoch: $0.epoch, step: $0.step, ledger: $0.ledger, dependencies: $0.dependencies)
+            } ?? previous.map {
+                // Rebuilt from the old ranks' states: its channels start empty, at the line's step.
+                RankMachine.Restored(epoch: $0.epoch, step: $0.step, ledger: MessageLedger(rank: rank, rankCount: rankCount),
+                                     dependencies: DependencyVector(), ownSnapshot: false)
             },
             deliverableEpoch: launch?.deliverableEpoch, replay: replay, now: monotonicSeconds() - clockOrigin,
             fingerprint: Self.fingerprint)
-        self.restoredStep = snapshot?.step
+        self.restoredStep = snapshot?.step ?? previous?.step
         self.restoredState = snapshot?.programState
+        self.previousRanks = previous
         self.rankFaults = launch?.faults ?? []
         self.log = log
         self.trace = launch.flatMap { DeliveryTrace(launch: $0) }
@@ -128,6 +141,11 @@ final class RankRuntime {
 
     /// Joins the job described by the environment (or runs alone without one).
     static func join() throws -> RankRuntime {
+        if let probe = ResizeProbe.current() {
+            return RankRuntime(
+                launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: nil, log: nil, replay: nil,
+                probe: probe)
+        }
         guard var launch = try LaunchEnvironment.current() else {
             return RankRuntime(
                 launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: nil, log: nil, replay: nil)
@@ -167,6 +185,10 @@ final class RankRuntime {
         }
         // While a mirror has failed, reading a snapshot does not try to repair it.
         let snapshot = try loadSnapshot(launch: launch, store: store.writing(only: launch.writeMirrors.mirrors))
+        let previous = launch.plan.resize.map {
+            PreviousRanks(size: $0.rankCount, step: $0.step, epoch: launch.restoreEpoch,
+                          store: store.writing(only: launch.writeMirrors.mirrors))
+        }
         var log: MessageLog?
         var replay: ReplayQueue?
         var eventLog: EventLogClient?
@@ -180,7 +202,7 @@ final class RankRuntime {
         }
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
-            store: store, snapshot: snapshot, log: log, replay: replay)
+            store: store, snapshot: snapshot, log: log, replay: replay, previous: previous)
         runtime.eventLog = eventLog
         runtime.pendingControl = controlBeforeJoined
         try runtime.connectToLowerRanks()
@@ -294,8 +316,10 @@ final class RankRuntime {
         } catch {
             throw LifelineError(.storage, "cannot open the message log: \(error)")
         }
-        guard launch.restarted else {
-            try? log.trim(before: log.nextIndex)  // a new job starts with an empty log
+        guard launch.restarted, launch.plan.resize == nil else {
+            // A new job starts with an empty log, and so does a resized one: the old ranks'
+            // records describe channels that are gone.
+            try? log.trim(before: log.nextIndex)
             return (log, nil)
         }
         guard launch.replayLog else {
@@ -368,6 +392,20 @@ final class RankRuntime {
         defer { restoredState = nil }
         restoreAsked = true
         return restoredState
+    }
+
+    /// Hands the old ranks' states of a resized job over, once (nil: the job was not resized,
+    /// or they were taken).
+    func takePreviousRanks() -> PreviousRanks? {
+        defer { previousRanks = nil }
+        restoreAsked = true
+        return previousRanks
+    }
+
+    /// In a resize probe, a call of the runtime before `restore` ends the probe: the program
+    /// cannot say whether it can be resized, and must not start computing alone.
+    func checkProbe(_ call: String) {
+        if let probe { ResizeProbe.answer(.calledFirst(call), path: probe) }
     }
 
 }

@@ -73,6 +73,11 @@ public struct RunSummary: Sendable {
     public var storageFiles: Int
 
     /// Reads the run in `runDirectory`.
+    /// Whether `lifeline resume RUN_DIR -n M` can restore the job onto another number of ranks:
+    /// `yes (…)` or `no (why)`. The program's opt-in (`Redistributable`) is asked by the resume
+    /// itself, which runs the program.
+    public var resizable: String
+
     public init(runDirectory: String) throws {
         let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
         let configuration = try JobConfiguration.load(runDirectory: path)
@@ -136,14 +141,40 @@ public struct RunSummary: Sendable {
             let size = (try? FileManager.default.attributesOfItem(atPath: logFolder + "/" + name)[.size]) as? Int
             return total + (size ?? 0)
         }
+        resizable = "no (the storage roots cannot be opened)"
         do {
             let store = try MirroredStore(rootA: configuration.storageRoots[0], rootB: configuration.storageRoots[1])
             let report = store.verify(repair: false)
             storageProblems = report.problems
             storageFiles = report.healthyCount + report.damagedCount + report.unrecoverableCount + report.repairedCount
+            resizable = Self.resizability(ManifestStore(store: store))
         } catch {
             storageProblems = ["\(error)"]
             storageFiles = 0
+        }
+    }
+
+    /// `resizable`'s answer from the manifest, read without repairing anything.
+    private static func resizability(_ manifests: ManifestStore) -> String {
+        let manifest: Manifest
+        do {
+            guard let loaded = try manifests.load(repair: false) else { return "no (no manifest)" }
+            manifest = loaded
+        } catch {
+            return "no (the manifest cannot be read: \(error))"
+        }
+        if manifest.finished { return "no (the job finished)" }
+        if manifest.independent != nil { return "no (independent checkpoints: no line is at one step)" }
+        guard let line = manifest.newestLine else { return "yes (no line is committed: the job starts anew on any count)" }
+        if let reason = manifests.resizeRefusal(line, of: manifest) { return "no (\(reason))" }
+        let count = manifest.rankCount(of: line)
+        switch manifests.inFlightBytes(line) {
+        case nil:
+            return "no (line \(line.epoch) was committed by an older Lifeline that did not record its messages in flight)"
+        case 0:
+            return "yes (line \(line.epoch) at step \(line.step), written by \(count) ranks; the program's state must conform to Redistributable)"
+        case let bytes?:
+            return "yes (line \(line.epoch) at step \(line.step), written by \(count) ranks, with \(bytes) bytes of messages in flight; the program's state must conform to Redistributable and take them)"
         }
     }
 
@@ -181,6 +212,7 @@ public struct RunSummary: Sendable {
                                 failure.recovery, recovered))
         }
         lines.append("logs         \(logBytes) bytes on mirror A")
+        lines.append("resizable: \(resizable)")
         lines.append("mirrors      \(storageFiles) files, " + (storageProblems.isEmpty ? "healthy" : "\(storageProblems.count) problems"))
         lines += storageProblems.map { "  " + $0 }
         return lines.joined(separator: "\n")
@@ -208,7 +240,7 @@ public struct RunSummary: Sendable {
             "commits": commits, "aborts": aborts, "checkpointBytes": checkpointBytes,
             "checkpointSecondsMean": checkpointSecondsMean, "recoverySecondsTotal": recoverySecondsTotal,
             "independentCheckpoints": independentCheckpoints,
-            "logBytes": logBytes, "storageFiles": storageFiles, "storageProblems": storageProblems,
+            "logBytes": logBytes, "storageFiles": storageFiles, "storageProblems": storageProblems, "resizable": resizable,
             "epochs": commitsDetail.map { commit -> [String: Any] in
                 [
                     "epoch": commit.epoch, "t": commit.time, "step": commit.step, "wrote": commit.wrote,

@@ -153,7 +153,8 @@ extension Supervisor {
             case .wrote(let incarnation):
                 return Member(
                     rank: rank, snapshot: manifests.snapshotName(epoch: epoch.rawValue, rank: rank), step: acks[rank].step,
-                    incarnation: Int(incarnation), outputOffset: acks[rank].outputOffset, snapshotBytes: acks[rank].snapshotBytes)
+                    incarnation: Int(incarnation), outputOffset: acks[rank].outputOffset, snapshotBytes: acks[rank].snapshotBytes,
+                    inFlightBytes: acks[rank].inFlightBytes)
             }
         }
         var next = manifest

@@ -255,6 +255,8 @@ struct StorageFacts: RecoveryFacts {
 
     var lineEpoch: UInt64 { supervisor.manifest.newestLine?.epoch ?? 0 }
 
+    var lineResized: Bool { supervisor.manifest.newestLine?.rankCount != nil }
+
     /// Reads the newest intact line once: the launch that follows the answer uses it too.
     func lostLog(of rank: Int) -> String? {
         let intact = supervisor.independent ? nil : supervisor.manifests.newestIntactLine(supervisor.manifest)

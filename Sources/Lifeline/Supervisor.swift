@@ -254,8 +254,23 @@ final class Supervisor {
             events.record("fallback", ["epoch": .int(Int(line?.epoch ?? 0))])
         }
         let outputDirectory = configuration.runDirectory + "/output"
+        // A line written by another number of ranks (the job was resized since): every rank is
+        // rebuilt from the old ranks' states by the program (`Redistributable`).
+        let resize = line.flatMap { line -> StartPlan.Resize? in
+            let count = manifest.rankCount(of: line)
+            return count == configuration.rankCount ? nil : StartPlan.Resize(rankCount: count, step: line.step)
+        }
+        if resize != nil, let line {
+            guard order.ranks.count == configuration.rankCount, entries.isEmpty else {
+                throw LifelineError(.jobFailed,
+                    "a partial restart from line \(line.epoch), which \(manifest.rankCount(of: line)) ranks wrote before the resize")
+            }
+            if let reason = manifests.resizeRefusal(line, of: manifest) {
+                throw LifelineError(.storage, "cannot restore line \(line.epoch) onto \(configuration.rankCount) ranks: \(reason)")
+            }
+        }
         for rank in order.ranks {
-            var member = line?.members.first { $0.rank == rank }
+            var member = resize == nil ? line?.members.first { $0.rank == rank } : nil
             if let entry = entries[rank] {
                 member = entry.flatMap { record in
                     record.snapshot.map {
@@ -267,7 +282,12 @@ final class Supervisor {
             var plan = machine.startPlan(for: order)
             plan.restoreSnapshot = member?.snapshot
             plan.restoreEpoch = Epoch(member.flatMap { manifests.epoch(ofSnapshot: $0.snapshot) } ?? 0)
-            let incarnation = machine.launching(rank, plan: plan, step: member?.step ?? -1, now: now)
+            if let resize, let line {
+                plan.resize = resize
+                plan.restoreEpoch = Epoch(line.epoch)
+            }
+            let step = member?.step ?? resize?.step ?? -1
+            let incarnation = machine.launching(rank, plan: plan, step: step, now: now)
             let environment = LaunchEnvironment(
                 rank: RankID(rank), rankCount: configuration.rankCount, token: token,
                 addressPrefix: addressBase, incarnation: incarnation, supervisorPID: getpid(),
@@ -292,7 +312,7 @@ final class Supervisor {
             rankErrors?.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [
                 "rank": .int(rank), "pid": .int(Int(pid)), "incarnation": .int(Int(incarnation)),
-                "epoch": .int(Int(line?.epoch ?? 0)), "step": .int(member?.step ?? -1),
+                "epoch": .int(Int(line?.epoch ?? 0)), "step": .int(step),
             ])
         }
         machine.launched(order.ranks)

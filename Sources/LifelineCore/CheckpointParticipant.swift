@@ -91,6 +91,10 @@ package struct CheckpointParticipant: Sendable, Equatable {
     private var committedChangeCount: UInt64 = 0
     /// The open round this rank captured, with `changeCount` at that moment.
     private var openCapture: OpenCapture?
+    /// Whether the rank began from a checkpoint of its own (or the start), which minimal
+    /// checkpoints may keep; false for a rank rebuilt by a resize until a capture of its own
+    /// commits: the line it began from belongs to other ranks.
+    private var hasOwnCheckpoint: Bool
 
     /// A capture of a round not yet committed or aborted.
     private struct OpenCapture: Sendable, Equatable {
@@ -101,8 +105,12 @@ package struct CheckpointParticipant: Sendable, Equatable {
     /// A participant starting at `epoch` having passed `stepPassed` (restored or fresh: -1).
     /// A rank restarted alone is told the newest round started so far (`deliverableEpoch`):
     /// the others may carry the epoch of a round aborted since its checkpoint.
-    package init(variant: CheckpointVariant, epoch: Epoch, stepPassed: Int, deliverableEpoch: Epoch? = nil) {
+    /// `hasOwnCheckpoint` false: the rank was rebuilt from other ranks' states (a resize), so
+    /// it writes a checkpoint in its first round even under minimal checkpoints.
+    package init(variant: CheckpointVariant, epoch: Epoch, stepPassed: Int, deliverableEpoch: Epoch? = nil,
+                 hasOwnCheckpoint: Bool = true) {
         self.variant = variant
+        self.hasOwnCheckpoint = hasOwnCheckpoint
         self.state = .idle
         self.stepPassed = stepPassed
         self.epoch = epoch
@@ -166,7 +174,7 @@ package struct CheckpointParticipant: Sendable, Equatable {
             stepPassed = step
             epoch = round
             deliverableEpoch = max(deliverableEpoch, round)
-            if variant == .minimal, changesSinceCheckpoint == 0 {
+            if variant == .minimal, changesSinceCheckpoint == 0, hasOwnCheckpoint {
                 // Messages sent from here on carry round e, so a member that has not captured
                 // e holds them: only what this rank sent before S can be in the line.
                 state = .acknowledged(round)
@@ -201,7 +209,10 @@ package struct CheckpointParticipant: Sendable, Equatable {
         }
         let held = holdsSends
         state = .idle
-        if let capture = openCapture, capture.round == round { committedChangeCount = capture.changeCount }
+        if let capture = openCapture, capture.round == round {
+            committedChangeCount = capture.changeCount
+            hasOwnCheckpoint = true
+        }
         openCapture = nil
         return held ? [.trimRetained(round), .releaseHeldSends] : [.trimRetained(round)]
     }

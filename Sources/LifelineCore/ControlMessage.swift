@@ -42,8 +42,9 @@ package struct Acknowledgement: Sendable, Equatable {
     package var logPosition: UInt64
     /// The program state's bytes in the snapshot (what `Checkpointable.encode(to:)` wrote).
     package var stateBytes: UInt64
-    /// The payload bytes of the messages the snapshot stores: those in flight across the line
-    /// (all it retained, under independent checkpoints).
+    /// The bytes of the messages the snapshot stores, payloads and headers
+    /// (`MessageLedger.storedMessageBytes`): those in flight across the line (all it retained,
+    /// under independent checkpoints). Zero exactly when it stores no message.
     package var inFlightBytes: UInt64
     /// `--checkpoint independent`: the dependency vector of the interval this checkpoint closes
     /// (per sender, the newest sender interval delivered from; -1: none). Empty otherwise.

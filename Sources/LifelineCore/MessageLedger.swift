@@ -35,6 +35,12 @@ package struct MessageLedger: Sendable, Equatable {
     /// The payload bytes held in `retained`.
     package private(set) var retainedBytes: Int
 
+    /// The bytes the retained messages take in a snapshot: payloads and headers (so a message
+    /// with an empty payload still counts).
+    package var storedMessageBytes: Int {
+        retainedBytes + DataHeader.byteCount * retained.reduceUsed(0) { $0 + $1.count }
+    }
+
     /// An empty ledger: nothing sent, nothing delivered.
     package init(rank: RankID, rankCount: Int) {
         precondition(rankCount > 0 && (0..<rankCount).contains(rank.rawValue))

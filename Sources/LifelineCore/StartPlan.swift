@@ -20,11 +20,29 @@ package struct StartPlan: Sendable, Equatable {
     package var replayLimit: RecoveryPlan.ReplayLimit?
     /// The mirrors to write (both, unless one has failed).
     package var writeMirrors: StorageMirrors
+    /// A resized job: the rank is rebuilt from the states of the `rankCount` ranks that wrote
+    /// the line of `restoreEpoch` at `step` (`Redistributable`), not from a snapshot of its own.
+    package var resize: Resize?
+
+    /// Where a resized rank's state comes from: the line of `restoreEpoch`, written by
+    /// `rankCount` ranks at `step`.
+    package struct Resize: Sendable, Equatable {
+        /// The number of ranks that wrote the line.
+        package var rankCount: Int
+        /// The line's step, where every rank of the resized job begins.
+        package var step: Int
+
+        /// The line's rank count and step.
+        package init(rankCount: Int, step: Int) {
+            self.rankCount = rankCount
+            self.step = step
+        }
+    }
 
     /// A plan with every field given; by default a fresh start on both mirrors.
     package init(restarted: Bool = false, restoreEpoch: Epoch = .start, restoreSnapshot: String? = nil,
                  deliverableEpoch: Epoch = .start, replayLog: Bool = false, replayLimit: RecoveryPlan.ReplayLimit? = nil,
-                 writeMirrors: StorageMirrors = .both) {
+                 writeMirrors: StorageMirrors = .both, resize: Resize? = nil) {
         self.restarted = restarted
         self.restoreEpoch = restoreEpoch
         self.restoreSnapshot = restoreSnapshot
@@ -32,6 +50,7 @@ package struct StartPlan: Sendable, Equatable {
         self.replayLog = replayLog
         self.replayLimit = replayLimit
         self.writeMirrors = writeMirrors
+        self.resize = resize
     }
 
     func encode(into writer: inout ByteWriter) {
@@ -40,6 +59,7 @@ package struct StartPlan: Sendable, Equatable {
         if replayLog { flags |= 2 }
         if restoreSnapshot != nil { flags |= 4 }
         if replayLimit != nil { flags |= 8 }
+        if resize != nil { flags |= 16 }
         writer.write(flags)
         writer.write(restoreEpoch.rawValue)
         writer.write(deliverableEpoch.rawValue)
@@ -49,11 +69,15 @@ package struct StartPlan: Sendable, Equatable {
             writer.write(UInt32(replayLimit.rank))
             writer.write(replayLimit.recoverable)
         }
+        if let resize {
+            writer.write(UInt32(resize.rankCount))
+            writer.write(Int64(resize.step))
+        }
     }
 
     static func decode(from reader: inout ByteReader) throws(WireError) -> StartPlan {
         let flags = try reader.read(UInt8.self)
-        guard flags & ~15 == 0 else { throw WireError("START with flags \(flags)") }
+        guard flags & ~31 == 0 else { throw WireError("START with flags \(flags)") }
         let restoreEpoch = Epoch(try reader.read(UInt64.self))
         let deliverableEpoch = Epoch(try reader.read(UInt64.self))
         let bits = try reader.read(UInt8.self)
@@ -63,8 +87,15 @@ package struct StartPlan: Sendable, Equatable {
         if flags & 8 != 0 {
             limit = RecoveryPlan.ReplayLimit(rank: Int(try reader.read(UInt32.self)), recoverable: try reader.read(UInt64.self))
         }
+        var resize: Resize?
+        if flags & 16 != 0 {
+            let count = Int(try reader.read(UInt32.self))
+            let step = try reader.read(Int64.self)
+            guard count >= 1, step >= 0 else { throw WireError("START resizing from \(count) ranks at step \(step)") }
+            resize = Resize(rankCount: count, step: Int(step))
+        }
         return StartPlan(
             restarted: flags & 1 != 0, restoreEpoch: restoreEpoch, restoreSnapshot: snapshot, deliverableEpoch: deliverableEpoch,
-            replayLog: flags & 2 != 0, replayLimit: limit, writeMirrors: StorageMirrors(rawValue: bits))
+            replayLog: flags & 2 != 0, replayLimit: limit, writeMirrors: StorageMirrors(rawValue: bits), resize: resize)
     }
 }

@@ -431,7 +431,7 @@ extension Simulation {
         sendToSupervisor(from: rank, .ack(epoch, Acknowledgement(
             step: snapshot.step, snapshotBytes: UInt64(16 + snapshot.ledger.retainedBytes), outputOffset: 0,
             delivered: snapshot.ledger.delivered, changes: snapshot.changes, logPosition: snapshot.logPosition, stateBytes: 8,
-            inFlightBytes: UInt64(snapshot.ledger.retainedBytes), dependencies: snapshot.intervalDependencies,
+            inFlightBytes: UInt64(snapshot.ledger.storedMessageBytes), dependencies: snapshot.intervalDependencies,
             mirrors: snapshot.mirrors)))
     }
 

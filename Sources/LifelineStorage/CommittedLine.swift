@@ -9,12 +9,16 @@ package struct CommittedLine: Codable, Sendable, Equatable {
     /// A degraded commit: the one mirror that holds the line's snapshots (the other had
     /// failed); nil when both do. Absent from manifests written before degraded commits existed.
     package var onlyOn: Mirror?
+    /// The number of ranks that wrote the line, when it is not the manifest's: a line committed
+    /// before the job was resized (`lifeline resume -n M`). Nil: `Manifest.rankCount`.
+    package var rankCount: Int?
 
     /// Creates a committed line, on both mirrors unless `onlyOn` names one.
-    package init(epoch: UInt64, step: Int, members: [Member], onlyOn: Mirror? = nil) {
+    package init(epoch: UInt64, step: Int, members: [Member], onlyOn: Mirror? = nil, rankCount: Int? = nil) {
         self.epoch = epoch
         self.step = step
         self.members = members
         self.onlyOn = onlyOn
+        self.rankCount = rankCount
     }
 }

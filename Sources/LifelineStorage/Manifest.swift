@@ -13,7 +13,8 @@ package struct Manifest: Codable, Sendable, Equatable {
     package var formatVersion: Int
     /// The job this manifest belongs to.
     package var jobID: String
-    /// Number of ranks in the job; every member rank is in `0..<rankCount`.
+    /// Number of ranks in the job; every member rank of a line is in `0..<rankCount`, or in
+    /// `0..<line.rankCount` for a line committed before a resize.
     package var rankCount: Int
     /// Incremented by each commit; equals the generation in the stored file's header.
     package var generation: UInt64
@@ -79,8 +80,10 @@ package struct Manifest: Codable, Sendable, Equatable {
         for line in committed {
             let ranks = line.members.map(\.rank)
             if Set(ranks).count != ranks.count { return "epoch \(line.epoch) lists a rank twice" }
-            if let rank = ranks.first(where: { !(0..<rankCount).contains($0) }) {
-                return "epoch \(line.epoch) lists rank \(rank), outside 0..<\(rankCount)"
+            let count = line.rankCount ?? rankCount
+            if count < 1 { return "epoch \(line.epoch) was written by \(count) ranks" }
+            if let rank = ranks.first(where: { !(0..<count).contains($0) }) {
+                return "epoch \(line.epoch) lists rank \(rank), outside 0..<\(count)"
             }
         }
         return nil

@@ -12,14 +12,20 @@ package struct Member: Codable, Sendable, Equatable {
     package var outputOffset: UInt64
     /// Size of the snapshot in bytes, for reports (not checked on read).
     package var snapshotBytes: UInt64
+    /// Bytes of messages in flight across the line that the snapshot stores (sent before the
+    /// rank's capture, delivered after the receiver's); a resize hands them to the program.
+    /// Absent from manifests written before it was recorded (nil: not known).
+    package var inFlightBytes: UInt64?
 
     /// Creates a member.
-    package init(rank: Int, snapshot: String, step: Int, incarnation: Int, outputOffset: UInt64, snapshotBytes: UInt64) {
+    package init(rank: Int, snapshot: String, step: Int, incarnation: Int, outputOffset: UInt64, snapshotBytes: UInt64,
+                 inFlightBytes: UInt64? = nil) {
         self.rank = rank
         self.snapshot = snapshot
         self.step = step
         self.incarnation = incarnation
         self.outputOffset = outputOffset
         self.snapshotBytes = snapshotBytes
+        self.inFlightBytes = inFlightBytes
     }
 }

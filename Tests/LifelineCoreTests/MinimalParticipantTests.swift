@@ -32,6 +32,22 @@ struct MinimalParticipantTests {
         #expect(rank.handleSafePoint(step: 7) == .proceed, "one round keeps once")
     }
 
+    /// A rank rebuilt by a resize has no checkpoint of its own to keep (the line it began
+    /// from was written by the ranks before the resize): it writes its first round even with
+    /// nothing delivered, and keeps from then on.
+    @Test func aRankRebuiltByAResizeWritesItsFirstRound() {
+        var rank = CheckpointParticipant(variant: .minimal, epoch: Epoch(4), stepPassed: 40, hasOwnCheckpoint: false)
+        #expect(rank.changesSinceCheckpoint == 0)
+        #expect(reachSafePoint(&rank, round: 5, step: 41) == .capture(Epoch(5)))
+        rank.handleSnapshotDurable(Epoch(5))
+        _ = rank.handleDone(Epoch(5))
+        #expect(reachSafePoint(&rank, round: 6, step: 42) == .keep(Epoch(6)), "its own capture committed: it may keep")
+        var aborted = CheckpointParticipant(variant: .minimal, epoch: Epoch(4), stepPassed: 40, hasOwnCheckpoint: false)
+        #expect(reachSafePoint(&aborted, round: 5, step: 41) == .capture(Epoch(5)))
+        _ = aborted.handleAbort(Epoch(5))
+        #expect(reachSafePoint(&aborted, round: 6, step: 42) == .capture(Epoch(6)), "an aborted round left it nothing to keep")
+    }
+
     @Test func keptRankEntersTheRound() {
         var rank = participant(epoch: 2, stepPassed: 9)
         #expect(reachSafePoint(&rank, round: 3, step: 10) == .keep(Epoch(3)))

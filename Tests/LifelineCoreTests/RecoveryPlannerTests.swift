@@ -34,10 +34,27 @@ import Testing
         #expect(pessimistic.decide(failure(2), othersRecovering: true, logLost: lost)
                 == .globalRollback(fallback: "it failed while another rank recovers"))
         #expect(reads == 1, "another rank recovering decides without reading the log")
-        for logging in [LoggingMode.senderBased, .optimistic] {
+        var optimistic = RecoveryPolicy(logging: .optimistic, independent: false, maxRestarts: 9)
+        #expect(optimistic.decide(failure(0), othersRecovering: false, logLost: lost) == .optimisticReplay)
+        #expect(reads == 1, "optimistic logging keeps no log a lone replay needs whole")
+        // Sender-based logging's records are in the event logger, which the caller asks.
+        var senderBased = RecoveryPolicy(logging: .senderBased, independent: false, maxRestarts: 9)
+        #expect(senderBased.decide(failure(0), othersRecovering: false, logLost: lost)
+                == .globalRollback(fallback: "its message log cannot be replayed (missing on both mirrors)"))
+        #expect(reads == 2)
+    }
+
+    /// After a resize the newest line was written by another number of ranks: no rank has an
+    /// entry of its own in it, so every logging mode rolls every rank back (and rebuilds them).
+    @Test func aLineFromBeforeAResizeRollsEveryRankBack() {
+        for logging in [LoggingMode.pessimistic, .senderBased, .optimistic] {
             var policy = RecoveryPolicy(logging: logging, independent: false, maxRestarts: 9)
-            #expect(policy.decide(failure(0), othersRecovering: false, logLost: lost) != .globalRollback(fallback: nil))
-            #expect(reads == 1, "\(logging) keeps no receiver log to check")
+            let decision = policy.decide(failure(1), othersRecovering: false, lineResized: true) { nil }
+            guard case .globalRollback(let fallback?) = decision else {
+                Issue.record("\(logging): \(decision)")
+                continue
+            }
+            #expect(fallback.contains("resized"), "\(logging): \(fallback)")
         }
     }
 

@@ -102,3 +102,60 @@ import Testing
         #expect(storageError { () throws(StorageError) in try manifests.load() }?.code == .corrupt)
     }
 }
+
+/// Which lines a resize may start from, and the manifest of the resized job.
+@Suite struct ManifestResizeTests {
+    private func line(_ epoch: UInt64, ranks: Int, store: ManifestStore, step: Int = 20, inFlight: UInt64? = 0) -> CommittedLine {
+        CommittedLine(epoch: epoch, step: step, members: (0..<ranks).map {
+            Member(rank: $0, snapshot: store.snapshotName(epoch: epoch, rank: $0), step: step, incarnation: 0,
+                   outputOffset: 0, snapshotBytes: 1, inFlightBytes: inFlight)
+        })
+    }
+
+    @Test func aLineEveryRankWroteAtOneStepCanBeResized() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let manifests = ManifestStore(store: try folder.store())
+        var manifest = Manifest(jobID: "j", rankCount: 4)
+        manifest.appendCommitted(line(3, ranks: 4, store: manifests))
+        #expect(manifests.resizeRefusal(manifest.committed[0], of: manifest) == nil)
+        #expect(manifests.inFlightBytes(manifest.committed[0]) == 0)
+
+        var kept = line(4, ranks: 4, store: manifests)
+        kept.members[2].snapshot = manifests.snapshotName(epoch: 3, rank: 2)
+        #expect(manifests.resizeRefusal(kept, of: manifest)?.contains("keeps an earlier checkpoint") == true)
+        var uneven = line(4, ranks: 4, store: manifests)
+        uneven.members[1].step = 19
+        #expect(manifests.resizeRefusal(uneven, of: manifest)?.contains("not at one step") == true)
+        var missing = line(4, ranks: 4, store: manifests)
+        missing.members.removeLast()
+        #expect(manifests.resizeRefusal(missing, of: manifest)?.contains("entry for each") == true)
+        #expect(manifests.inFlightBytes(line(4, ranks: 4, store: manifests, inFlight: nil)) == nil)
+        var independent = manifest
+        independent.independent = [[], [], [], []]
+        #expect(manifests.resizeRefusal(manifest.committed[0], of: independent)?.contains("independent") == true)
+    }
+
+    /// Lines keep the count that wrote them across resizes (4 → 2 → 4), and the manifest stays
+    /// consistent: a line of 4 members under a manifest of 2 ranks is not a violation.
+    @Test func linesKeepTheirRankCountAcrossResizes() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let manifests = ManifestStore(store: try folder.store())
+        var manifest = Manifest(jobID: "j", rankCount: 4)
+        manifest.appendCommitted(line(3, ranks: 4, store: manifests), keep: 5)
+        var two = manifest.resized(to: 2)
+        #expect(two.rankCount == 2 && two.committed[0].rankCount == 4 && two.rankCount(of: two.committed[0]) == 4)
+        #expect(two.invariantViolation == nil)
+        two.appendCommitted(line(4, ranks: 2, store: manifests), keep: 5)
+        #expect(two.committed[1].rankCount == nil && two.rankCount(of: two.committed[1]) == 2)
+        let four = two.resized(to: 4)
+        #expect(four.committed.map(\.rankCount) == [nil, 2], "the line of 4 is the manifest's count again")
+        #expect(four.invariantViolation == nil)
+        var wrong = two
+        wrong.committed[1].members.append(Member(rank: 3, snapshot: "x", step: 20, incarnation: 0, outputOffset: 0, snapshotBytes: 1))
+        #expect(wrong.invariantViolation?.contains("outside 0..<2") == true)
+        try manifests.commit(&two)
+        #expect(try manifests.load() == two)
+    }
+}

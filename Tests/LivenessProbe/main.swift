@@ -42,6 +42,10 @@
 //       A ring shift that returns without calling finish(): the runtime must name it.
 //   lifeline-liveness steal
 //       Posts an irecv, then receives from the same channel with a plain receive: refused.
+//   lifeline-liveness inflight ROUNDS
+//       A ring shift whose round-r message is received after safe point r + 1: every line has
+//       one message in flight per rank. Its state is Redistributable but does not take messages
+//       in flight, so a resize must be refused.
 //
 // Every mode but `stranger` ends with rank 0 printing `result sha256=…` over what the ring carried.
 #if canImport(Glibc)
@@ -140,6 +144,37 @@ func holdHalfOpenConnections(seconds: Double, names: [String]) {
     print("stranger opened \(opened) connections")
 }
 
+/// The state of `inflight`: Redistributable, without taking the messages in flight.
+struct Carried: Checkpointable, Redistributable {
+    var progress = Progress()
+
+    init() {}
+    func encode(to writer: inout StateWriter) { progress.encode(to: &writer) }
+    init(from reader: inout StateReader) throws { progress = try Progress(from: &reader) }
+
+    static func redistribute(rank: Int, of size: Int, from previous: PreviousRanks) throws -> Carried {
+        try previous.state(of: rank % previous.size, as: Carried.self)
+    }
+}
+
+/// `inflight`: each round's message crosses the next safe point.
+func passMessagesAcrossSafePoints(rounds: Int) throws {
+    let comm = try Communicator.join()
+    var state = try comm.restore(Carried.self) ?? Carried()
+    let right = (comm.rank + 1) % comm.size, left = (comm.rank + comm.size - 1) % comm.size
+    func message(_ round: Int) -> [UInt8] { bytes([UInt64(comm.rank &* 1_000 &+ round)]) }
+    if state.progress.round == 0 { try comm.send(message(0), to: right, tag: 4) }
+    while state.progress.round < rounds {
+        try comm.safePoint(step: state.progress.round, state: state)
+        state.progress.mix(try comm.receive(from: left, tag: 4).bytes)
+        state.progress.round += 1
+        if state.progress.round < rounds { try comm.send(message(state.progress.round), to: right, tag: 4) }
+        usleep(2_000)
+    }
+    if comm.rank == 0 { print("result sha256=\(String(state.progress.digest, radix: 16))") }
+    try comm.finish()
+}
+
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
     print("usage: lifeline-liveness exchange BYTES ROUNDS | deadlock | pause SECONDS | random ROUNDS | forgetful ROUNDS | collectives ROUNDS | requests ROUNDS | steal | stranger SECONDS NAME...")
@@ -147,6 +182,10 @@ guard arguments.count >= 2 else {
 }
 if arguments[1] == "stranger" {
     holdHalfOpenConnections(seconds: Double(arguments[2]) ?? 5, names: Array(arguments.dropFirst(3)))
+    exit(0)
+}
+if arguments[1] == "inflight" {
+    try passMessagesAcrossSafePoints(rounds: Int(arguments[2]) ?? 300)
     exit(0)
 }
 let comm = try Communicator.join()

@@ -61,13 +61,17 @@ package struct RankMachine: Sendable {
         package var ledger: MessageLedger
         /// Optimistic logging: its dependency vector (empty otherwise).
         package var dependencies: DependencyVector
+        /// Whether the snapshot is the rank's own; false when a resize rebuilt the rank from the
+        /// states of the ranks that wrote the line (its ledger and dependencies then start empty).
+        package var ownSnapshot: Bool
 
         /// A restored snapshot's parts.
-        package init(epoch: Epoch, step: Int, ledger: MessageLedger, dependencies: DependencyVector) {
+        package init(epoch: Epoch, step: Int, ledger: MessageLedger, dependencies: DependencyVector, ownSnapshot: Bool = true) {
             self.epoch = epoch
             self.step = step
             self.ledger = ledger
             self.dependencies = dependencies
+            self.ownSnapshot = ownSnapshot
         }
     }
 
@@ -193,7 +197,7 @@ package struct RankMachine: Sendable {
         self.ledger = restored?.ledger ?? MessageLedger(rank: settings.rank, rankCount: count)
         self.participant = CheckpointParticipant(
             variant: settings.variant, epoch: restored?.epoch ?? .start, stepPassed: restored?.step ?? -1,
-            deliverableEpoch: deliverableEpoch)
+            deliverableEpoch: deliverableEpoch, hasOwnCheckpoint: restored?.ownSnapshot ?? true)
         self.inbox = PerPeer(rankCount: count, absent: [])
         self.intervalDependencies = PerPeer(rankCount: count, absent: -1)
         // Only optimistic logging keeps a dependency vector (it travels on every message).

@@ -5,24 +5,31 @@
 ///
 /// Fallbacks to a global rollback: another rank is recovering at the same time (a second
 /// failure of the replaying rank itself is fine: it restarts alone again), the rank died after
-/// a rollback before it cut its log back (the log still holds the undone execution), or its
-/// pessimistic log cannot be replayed (lost on both mirrors, or ending before its checkpoint's
-/// position).
+/// a rollback before it cut its log back (the log still holds the undone execution), the newest
+/// line was written by another number of ranks (the job was resized since: the rank has no
+/// entry of its own to restart from), or its log cannot be replayed (pessimistic: lost on both
+/// mirrors, or ending before its checkpoint's position; sender-based: the event logger does not
+/// hold its records from its entry's position).
 package enum LoneReplay {
     /// Whether `failed` can restart alone: nil when it can, else why not.
     ///
     /// `othersRecovering`: a rank other than `failed` is replaying or still restarting.
-    /// `logLost` (pessimistic logging only): what makes the rank's log unfit to replay, or nil;
-    /// called only when the answer depends on it, since it reads the disk.
+    /// `logLost` (pessimistic and sender-based logging): what makes the rank's log unfit to
+    /// replay, or nil; called only when the answer depends on it, since it may read the disk.
+    /// `lineResized`: the newest line was written by another number of ranks.
     /// `logUncut`: the rank's process re-executed from its entry (a global rollback, a resume)
     /// and died before it cut its log back to that entry: the log still holds deliveries the
     /// rollback undid, which a replay would deliver again.
     package static func fallbackReason(
-        failed: RankID, logging: LoggingMode, othersRecovering: Bool, logUncut: Bool = false, logLost: () -> String?
+        failed: RankID, logging: LoggingMode, othersRecovering: Bool, logUncut: Bool = false, lineResized: Bool = false,
+        logLost: () -> String?
     ) -> String? {
         if othersRecovering { return "it failed while another rank recovers" }
         if logUncut { return "it failed before it cut its log back to its checkpoint" }
-        if logging == .pessimistic, let lost = logLost() { return "its message log cannot be replayed (\(lost))" }
+        if lineResized { return "the newest line was written before the job was resized, so it has no entry of its own" }
+        if logging == .pessimistic || logging == .senderBased, let lost = logLost() {
+            return "its message log cannot be replayed (\(lost))"
+        }
         return nil
     }
 

@@ -68,10 +68,12 @@ package struct RecoveryPolicy: Sendable {
 
     /// Counts a failure and decides. `othersRecovering`: another rank is replaying or still
     /// restarting; `logUncut`: the rank died before cutting its log back after a rollback;
-    /// `logLost`: what makes the rank's pessimistic log unfit to replay (read from
-    /// disk, so called only when the decision depends on it).
+    /// `lineResized`: the newest line was written by another number of ranks (a resize since);
+    /// `logLost`: what makes the rank's log unfit to replay (read from disk, so called only
+    /// when the decision depends on it).
     package mutating func decide(
-        _ failure: Failure, othersRecovering: Bool, logUncut: Bool = false, logLost: () -> String?
+        _ failure: Failure, othersRecovering: Bool, logUncut: Bool = false, lineResized: Bool = false,
+        logLost: () -> String?
     ) -> Decision {
         failures += 1
         if let programExit = failure.programExit {
@@ -85,7 +87,8 @@ package struct RecoveryPolicy: Sendable {
         guard failures <= maxRestarts else { return .restartsExhausted(failures: failures) }
         if logging == .none { return independent ? .partialRollback : .globalRollback(fallback: nil) }
         if let reason = LoneReplay.fallbackReason(
-            failed: failure.rank, logging: logging, othersRecovering: othersRecovering, logUncut: logUncut, logLost: logLost) {
+            failed: failure.rank, logging: logging, othersRecovering: othersRecovering, logUncut: logUncut,
+            lineResized: lineResized, logLost: logLost) {
             return .globalRollback(fallback: reason)
         }
         return logging == .optimistic ? .optimisticReplay : .loneReplay

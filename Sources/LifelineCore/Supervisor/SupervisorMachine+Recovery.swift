@@ -18,6 +18,14 @@ package protocol RecoveryFacts {
     func newestRestorableCheckpoint(of rank: Int) -> Int
     /// Independent checkpoints: the dependency records of every checkpoint.
     var dependencies: IntervalDependencies { get }
+    /// Whether the newest committed line was written by another number of ranks than the job
+    /// runs on (`lifeline resume -n M` resized it since): no rank restarts alone from it.
+    var lineResized: Bool { get }
+}
+
+extension RecoveryFacts {
+    /// A job that was never resized.
+    package var lineResized: Bool { false }
 }
 
 /// Failure → recovery: count it, let `RecoveryPolicy` choose the planner, freeze the survivors
@@ -46,7 +54,7 @@ extension SupervisorMachine {
         let lineEpoch = facts.lineEpoch
         let decision = policy.decide(
             RecoveryPolicy.Failure(rank: RankID(rank), programExit: programExit, lineEpoch: lineEpoch),
-            othersRecovering: othersRecovering, logUncut: uncutLogs.contains(rank)
+            othersRecovering: othersRecovering, logUncut: uncutLogs.contains(rank), lineResized: facts.lineResized
         ) { [settings, eventLogger] in
             guard settings.logging == .senderBased else { return facts.lostLog(of: rank) }
             // Its records are in the event logger, not on the disk.
