@@ -80,6 +80,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     /// A snapshot is deleted only when no kept line (nor, under independent checkpointing, a
     /// record a line may still use) references it.
     public var keep: Int?
+    /// `--keep-logs`: commits do not trim the ranks' message logs, so `lifeline replay` can run
+    /// a rank from any kept line (nil: they are trimmed). Needs pessimistic or optimistic logging.
+    public var keepLogs: Bool?
     /// Optimistic logging: milliseconds after which buffered log records are flushed (nil: 20).
     public var logFlushMs: Int?
     /// Optimistic logging: bytes of buffered log records that force a flush (nil: 1 MiB).
@@ -184,6 +187,10 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         }
         if let stopTimeoutSeconds, !(stopTimeoutSeconds > 0 && stopTimeoutSeconds.isFinite) {
             throw LifelineError(.configuration, "--stop-timeout must be a positive number of seconds")
+        }
+        if keepLogs == true, logging != .pessimistic, logging != .optimistic {
+            throw LifelineError(.configuration,
+                "--keep-logs keeps the message logs for `lifeline replay`, which needs their payloads: use --logging pessimistic or optimistic")
         }
         if let keep, keep < 1 {
             throw LifelineError(.configuration, "--keep \(keep): keep at least 1 committed line (2, the default, leaves one to fall back to)")

@@ -49,6 +49,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
         /// The snapshot chunk size in bytes, and the zstd level of chunks.
         package static let chunkBytes = "LIFELINE_CHUNK_BYTES"
         package static let compressionLevel = "LIFELINE_ZSTD_LEVEL"
+        /// "1" when commits do not trim the message log (`--keep-logs`).
+        package static let keepLogs = "LIFELINE_KEEP_LOGS"
     }
 
     /// The rank's index.
@@ -92,6 +94,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
     package var chunkBytes: Int = ChunkedSnapshots.chunkBytesDefault
     /// The zstd level of snapshot chunks.
     package var compressionLevel: Int32 = ChunkedSnapshots.levelDefault
+    /// `--keep-logs`: commits do not trim the message log, so `lifeline replay` can run a rank
+    /// from any kept line (the log's maximum does not apply).
+    package var keepLogs = false
 
     /// What `START` said: where the rank begins, whether it replays, the mirrors it writes (a
     /// fresh start until then).
@@ -143,6 +148,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.compressionLevel: String(compressionLevel),
         ]
         if let traceDirectory { result[Key.trace] = traceDirectory }
+        if keepLogs { result[Key.keepLogs] = "1" }
         return result
     }
 
@@ -202,6 +208,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             chunkBytes: value(Key.chunkBytes).flatMap(Int.init).flatMap(Self.validChunkBytes)
                 ?? ChunkedSnapshots.chunkBytesDefault,
             compressionLevel: value(Key.compressionLevel).flatMap(Int32.init)
-                .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault)
+                .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault,
+            keepLogs: value(Key.keepLogs) == "1")
     }
 }

@@ -28,6 +28,12 @@ extension RankRuntime {
     /// A safe point: fires step faults, waits for S when asked, captures when S is reached.
     func safePoint(step: Int, capture: () -> StateWriter) throws {
         checkProbe("safePoint")
+        if let replaySession {
+            if step == restoredStep, step == replaySession.step { return }  // replaying from right here
+            try checkIncreasing(step, after: replaySession.step)
+            try replaySession.safePoint(step: step, capture: capture)
+            return
+        }
         guard let launch else {
             // Alone, nothing is captured, but the program's steps are checked as under `lifeline run`.
             try checkIncreasing(step, after: standaloneStepPassed)
@@ -144,6 +150,7 @@ extension RankRuntime {
     /// The final barrier: report, then serve the protocol until the supervisor releases the job.
     func finish() throws {
         checkProbe("finish")
+        replaySession?.programFinished()
         guard launch != nil, !finished else { return }
         finished = true
         if rules.flushesAtCheckpoints { try flushLog() }

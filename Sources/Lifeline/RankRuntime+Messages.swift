@@ -15,6 +15,7 @@ extension RankRuntime {
     func send(_ payload: [UInt8], to destination: RankID, tag: Int64) throws {
         checkProbe("send")
         precondition(!finished, "send after finish()")
+        if replaySession != nil { return }  // a replayed rank's sends go nowhere
         try awaitEventLog()
         let (outgoing, route, askCheckpoint) = machine.send(payload, to: destination, tag: tag)
         trace?.sent(outgoing.header, to: destination)
@@ -72,6 +73,7 @@ extension RankRuntime {
         checkProbe("receive")
         precondition(!finished, "receive after finish()")
         if let replayed = try replayReceive(source: source, tag: tag) { return replayed }
+        replaySession?.logEnded()
         while true {
             try serviceControl()
             if let arrival = machine.take(from: source, tag: tag) {
@@ -112,6 +114,7 @@ extension RankRuntime {
             messages.append(replayed)
             index += 1
         }
+        if index < requests.count { replaySession?.logEnded() }
         var taken: [Arrival] = []
         while taken.count < requests.count - index {
             try serviceControl()
@@ -271,6 +274,7 @@ extension RankRuntime {
             }
             finishReplay()
         }
+        replaySession?.logEnded()
         let bytes = try produce()
         machine.noteLoggedValue()
         switch rules.value {
@@ -290,6 +294,7 @@ extension RankRuntime {
         case .deliver(let header, let payload):
             return try deliver(header, payload, replayed: true)
         case .await(let header):
+            replaySession?.logEnded()  // a determinant: its payload is not in this log
             while true {
                 try serviceControl()
                 if let arrival = machine.takeReplayed(header) {
@@ -303,6 +308,8 @@ extension RankRuntime {
             finishReplay()
             return nil
         case .diverged(let expected):
+            replaySession?.diverged(
+                "the program asked for tag \(tag) from \(source.map { "\($0)" } ?? "any rank") where the log holds \(expected)")
             throw LifelineError(.usage,
                 "replay diverged: the program asked for tag \(tag) from \(source.map { "\($0)" } ?? "any rank") where before the crash it made \(expected); it is not piecewise deterministic")
         }

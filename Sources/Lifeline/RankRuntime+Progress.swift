@@ -105,6 +105,7 @@ extension RankRuntime {
     func trimLog(before position: UInt64?) throws {
         guard let position else { return }
         eventLog?.committed(before: position)
+        if launch?.keepLogs == true { return }  // kept for `lifeline replay`
         do {
             try log?.trim(before: position)
         } catch {

@@ -54,6 +54,8 @@ final class RankRuntime {
     var previousRanks: PreviousRanks?
     /// A resize probe (`ResizeProbe`): the answer file; any call before `restore` ends it.
     let probe: String?
+    /// `lifeline replay`: the rank runs alone from its log, and this says when it ends.
+    let replaySession: ReplaySession?
     /// Whether the program asked for its restored state (`Communicator.restore`).
     var restoreAsked = false
     /// Standalone (no supervisor): the last safe point passed, to check that steps increase.
@@ -87,12 +89,13 @@ final class RankRuntime {
     init(
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
         store: MirroredStore?, snapshot: RankSnapshot?, log: MessageLog?, replay: ReplayQueue?,
-        previous: PreviousRanks? = nil, probe: (path: String, size: Int)? = nil
+        previous: PreviousRanks? = nil, probe: (path: String, size: Int)? = nil, replaySession: ReplaySession? = nil
     ) {
         self.launch = launch
-        self.rank = launch?.rank ?? RankID(0)
-        self.rankCount = launch?.rankCount ?? probe?.size ?? 1
+        self.rank = launch?.rank ?? replaySession.map { RankID($0.plan.rank) } ?? RankID(0)
+        self.rankCount = launch?.rankCount ?? replaySession?.plan.rankCount ?? probe?.size ?? 1
         self.probe = probe?.path
+        self.replaySession = replaySession
         self.incarnation = launch?.incarnation ?? 0
         self.control = control
         self.controlReader = controlReader
@@ -115,7 +118,8 @@ final class RankRuntime {
         self.machine = RankMachine(
             settings: RankMachine.Settings(
                 rank: rank, rankCount: rankCount, incarnation: incarnation, variant: launch?.variant ?? .coordinated,
-                logging: launch?.logging ?? .none, retainedBytesMax: launch?.retainedBytesMax ?? 0,
+                logging: launch?.logging ?? replaySession.flatMap { LoggingMode(rawValue: $0.plan.logging) } ?? .none,
+                retainedBytesMax: launch?.retainedBytesMax ?? 0,
                 intervalSeconds: launch?.intervalSeconds ?? 0),
             restored: snapshot.map {
                 RankMachine.Restored(epoch: $0.epoch, step: $0.step, ledger: $0.ledger, dependencies: $0.dependencies)
@@ -146,6 +150,7 @@ final class RankRuntime {
                 launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: nil, log: nil, replay: nil,
                 probe: probe)
         }
+        if let plan = try ReplaySession.currentPlan() { return try joinReplay(plan) }
         guard var launch = try LaunchEnvironment.current() else {
             return RankRuntime(
                 launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: nil, log: nil, replay: nil)
@@ -227,6 +232,56 @@ final class RankRuntime {
             if !open { supervisorGone() }
         }
         return (plan!, others)
+    }
+
+    /// `lifeline replay`: the rank restored alone from its snapshot in the plan's line, with the
+    /// records its log holds after the snapshot's position to replay, and nothing to talk to.
+    static func joinReplay(_ plan: ReplayPlan) throws -> RankRuntime {
+        guard plan.storageRoots.count == 2, let mode = LoggingMode(rawValue: plan.logging) else {
+            throw LifelineError(.environment, "\(ReplayPlan.variable): the plan names no storage roots or logging mode")
+        }
+        let store: MirroredStore
+        do {
+            store = try MirroredStore(rootA: plan.storageRoots[0], rootB: plan.storageRoots[1])
+        } catch {
+            throw LifelineError(.storage, "\(error)")
+        }
+        var snapshot: RankSnapshot?
+        if let name = plan.snapshot {
+            do {
+                snapshot = try RankSnapshot.decode(
+                    try ChunkedSnapshots(store: store).read(name), rank: RankID(plan.rank), rankCount: plan.rankCount,
+                    epoch: Epoch(plan.snapshotEpoch))
+            } catch let error as LifelineError {
+                throw error
+            } catch {
+                throw LifelineError(.storage, "cannot read the snapshot to replay from: \(error)")
+            }
+        }
+        let position = snapshot?.logPosition ?? 0
+        let held: (first: UInt64, records: [[UInt8]], recordsLost: Bool)
+        do {
+            held = try MessageLog.readRecords(store: store, name: MessageLog.name(ofRank: plan.rank))
+        } catch {
+            throw LifelineError(.storage, "cannot read the message log: \(error)")
+        }
+        let end = held.first + UInt64(held.records.count)
+        guard position >= held.first, position <= end else {
+            throw LifelineError(.storage,
+                "the message log holds records \(held.first)..<\(end), not from the checkpoint's position \(position)")
+        }
+        var records: [LogRecord] = []
+        for bytes in held.records[Int(position - held.first)...] {
+            do {
+                records.append(try LogRecord.decode(bytes))
+            } catch {
+                throw LifelineError(.storage, "a message log record does not decode: \(error)")
+            }
+        }
+        return RankRuntime(
+            launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: snapshot, log: nil,
+            replay: ReplayQueue(records, mode: mode),
+            replaySession: ReplaySession(plan: plan, store: store, startStep: snapshot?.step ?? -1))
     }
 
     /// Makes a crash (a Swift runtime error, an uncaught error, a bad access) tell the

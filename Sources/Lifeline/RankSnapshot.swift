@@ -70,6 +70,22 @@ struct RankSnapshot: Equatable {
         return segments
     }
 
+    /// The message-log position stored in snapshot `name`, read from its first chunk alone (the
+    /// header leads the first segment).
+    static func logPosition(of name: String, store: MirroredStore) throws -> UInt64 {
+        let snapshots = ChunkedSnapshots(store: store)
+        guard let first = try snapshots.index(name).chunks.first else { throw WireError("an empty snapshot") }
+        var reader = ByteReader(try snapshots.readChunk(first))
+        guard try reader.read(UInt32.self) == magic else { throw WireError("not a rank snapshot") }
+        _ = try reader.read(UInt16.self)  // version: every one keeps this prefix
+        _ = try reader.read(UInt32.self)  // rank
+        _ = try reader.read(UInt32.self)  // rank count
+        _ = try reader.read(UInt64.self)  // epoch
+        _ = try reader.read(Int64.self)  // step
+        _ = try reader.read(UInt32.self)  // incarnation
+        return try reader.read(UInt64.self)
+    }
+
     /// Decodes a snapshot and checks that it belongs to `rank` of `rankCount` at `epoch`.
     static func decode(_ bytes: [UInt8], rank: RankID, rankCount: Int, epoch: Epoch) throws -> RankSnapshot {
         do {

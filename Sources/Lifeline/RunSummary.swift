@@ -77,6 +77,9 @@ public struct RunSummary: Sendable {
     /// `yes (…)` or `no (why)`. The program's opt-in (`Redistributable`) is asked by the resume
     /// itself, which runs the program.
     public var resizable: String
+    /// Which ranks `lifeline replay` can run again, and from which lines: `ranks 0-3, from
+    /// epochs 0, 5, 6`, or `no (why)`.
+    public var replayable: String
 
     public init(runDirectory: String) throws {
         let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
@@ -142,16 +145,45 @@ public struct RunSummary: Sendable {
             return total + (size ?? 0)
         }
         resizable = "no (the storage roots cannot be opened)"
+        replayable = resizable
         do {
             let store = try MirroredStore(rootA: configuration.storageRoots[0], rootB: configuration.storageRoots[1])
             let report = store.verify(repair: false)
             storageProblems = report.problems
             storageFiles = report.healthyCount + report.damagedCount + report.unrecoverableCount + report.repairedCount
             resizable = Self.resizability(ManifestStore(store: store))
+            replayable = Self.replayability(configuration, store: store)
         } catch {
             storageProblems = ["\(error)"]
             storageFiles = 0
         }
+    }
+
+    /// `replayable`'s answer: per rank, the kept lines its message log still reaches back to.
+    private static func replayability(_ configuration: JobConfiguration, store: MirroredStore) -> String {
+        guard configuration.logging == .pessimistic || configuration.logging == .optimistic else {
+            return "no (--logging \(configuration.logging.rawValue) logs no payloads; run with pessimistic or optimistic, and --keep-logs)"
+        }
+        let manifest: Manifest
+        do {
+            guard let loaded = try ManifestStore(store: store).load(repair: false) else { return "no (no manifest)" }
+            manifest = loaded
+        } catch {
+            return "no (the manifest cannot be read: \(error))"
+        }
+        var groups: [(epochs: [UInt64], ranks: [Int])] = []
+        for rank in 0..<manifest.rankCount {
+            let epochs = (try? Job.replayableEpochs(of: rank, manifest: manifest, store: store)) ?? []
+            if let index = groups.firstIndex(where: { $0.epochs == epochs }) {
+                groups[index].ranks.append(rank)
+            } else {
+                groups.append((epochs, [rank]))
+            }
+        }
+        let parts = groups.filter { !$0.epochs.isEmpty }.map { group in
+            "ranks \(rankList(group.ranks)), from epochs \(group.epochs.map { "\($0)" }.joined(separator: ", "))"
+        }
+        return parts.isEmpty ? "no (no rank's log reaches back to a kept checkpoint)" : parts.joined(separator: "; ")
     }
 
     /// `resizable`'s answer from the manifest, read without repairing anything.
@@ -213,6 +245,7 @@ public struct RunSummary: Sendable {
         }
         lines.append("logs         \(logBytes) bytes on mirror A")
         lines.append("resizable: \(resizable)")
+        lines.append("replayable: \(replayable)")
         lines.append("mirrors      \(storageFiles) files, " + (storageProblems.isEmpty ? "healthy" : "\(storageProblems.count) problems"))
         lines += storageProblems.map { "  " + $0 }
         return lines.joined(separator: "\n")
@@ -241,6 +274,7 @@ public struct RunSummary: Sendable {
             "checkpointSecondsMean": checkpointSecondsMean, "recoverySecondsTotal": recoverySecondsTotal,
             "independentCheckpoints": independentCheckpoints,
             "logBytes": logBytes, "storageFiles": storageFiles, "storageProblems": storageProblems, "resizable": resizable,
+            "replayable": replayable,
             "epochs": commitsDetail.map { commit -> [String: Any] in
                 [
                     "epoch": commit.epoch, "t": commit.time, "step": commit.step, "wrote": commit.wrote,

@@ -297,11 +297,13 @@ final class Supervisor {
                 logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,
                 traceDirectory: configuration.traceDeliveries ? configuration.runDirectory + "/trace" : nil,
                 clockOrigin: clockStart - clockOffset,
-                retainedBytesMax: configuration.retainedBytesMax ?? 0, logBytesMax: configuration.logBytesMax ?? 0,
+                retainedBytesMax: configuration.retainedBytesMax ?? 0,
+                logBytesMax: configuration.keepLogs == true ? 0 : configuration.logBytesMax ?? 0,
                 intervalSeconds: configuration.intervalSeconds, logFlushMs: configuration.logFlushMs ?? 20,
                 logFlushBytes: configuration.logFlushBytes ?? 1 << 20,
                 chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
-                compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)))
+                compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)),
+                keepLogs: configuration.keepLogs == true)
             let pid = try launcher.spawn(
                 program: configuration.program, arguments: configuration.arguments,
                 environment: environment.variables,

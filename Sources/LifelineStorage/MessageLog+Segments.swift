@@ -32,6 +32,16 @@ extension MessageLog {
                           isMissing: recovery.isMissing)
     }
 
+    /// The records the log `name` keeps, read without repairing or writing anything (`lifeline
+    /// replay` reads a finished or stopped run): the index of the first, the records' bytes,
+    /// and whether records were lost (see `Inspection.recordsLost`).
+    package static func readRecords(store: MirroredStore, name: String) throws(StorageError)
+        -> (first: UInt64, records: [[UInt8]], recordsLost: Bool) {
+        let folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + folder + "/" + name }
+        let recovery = try recover(folders: folders, reading: [Mirror.a, .b].map(store.mirrors.contains))
+        return (recovery.segments.first?.firstIndex ?? 0, recovery.segments.flatMap(\.records), recovery.recordsLost)
+    }
+
     /// Deletes the segments of log `name` on `stale` (a mirror that failed and takes writes
     /// again) that lie before the first segment on the other mirror: the log was trimmed past
     /// them while `stale` was not written, and left there they would read as the log's start.

@@ -42,6 +42,8 @@ extension LifelineCommand {
         var maxRestarts: Int = 10
         @Option(help: "Committed recovery lines to keep; older checkpoints no kept line uses are deleted.")
         var keep: Int = 2
+        @Flag(help: "Keep the ranks' whole message logs (commits do not trim them; --log-bytes-max does not apply), so that `lifeline replay` can run a rank again from any kept line. Needs --logging pessimistic or optimistic.")
+        var keepLogs = false
         @Option(help: ArgumentHelp("Checkpoint and stop before this much time has passed (e.g. 30m), as before a batch limit.", valueName: "DURATION"))
         var walltime: String?
         @Flag(help: "Each rank writes its sends, deliveries and captures to RUN_DIR/trace/ (for `lifeline timeline`).")
@@ -123,7 +125,7 @@ extension LifelineCommand {
                 }
                 roots = parts.map(absolute)
             }
-            let configuration = JobConfiguration(
+            var configuration = JobConfiguration(
                 program: try JobConfiguration.resolveProgram(name), arguments: Array(command.dropFirst()),
                 rankCount: ranks, runDirectory: runDirectory, storageRoots: roots, checkpointing: checkpointing,
                 logging: loggingMode,
@@ -137,6 +139,7 @@ extension LifelineCommand {
                 compressionLevel: zstdLevel, stallSeconds: stallSecondsMin,
                 joinTimeoutSeconds: joinTimeoutSeconds, stopTimeoutSeconds: stopTimeoutSeconds,
                 onNondeterminism: nondeterminism, quietRanks: quietRanks)
+            configuration.keepLogs = keepLogs ? true : nil
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

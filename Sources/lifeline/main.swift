@@ -8,7 +8,7 @@ struct LifelineCommand: ParsableCommand {
         commandName: "lifeline",
         abstract: "Run SPMD programs with checkpoints and recovery from crashes.",
         version: "0.1.0",
-        subcommands: [Run.self, Resume.self, Inspect.self, TimelineCommand.self, Storage.self, RecoveryLineCommand.self,
+        subcommands: [Run.self, Resume.self, Replay.self, Inspect.self, TimelineCommand.self, Storage.self, RecoveryLineCommand.self,
                       Simulate.self])
 }
 

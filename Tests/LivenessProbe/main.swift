@@ -42,6 +42,9 @@
 //       A ring shift that returns without calling finish(): the runtime must name it.
 //   lifeline-liveness steal
 //       Posts an irecv, then receives from the same channel with a plain receive: refused.
+//   lifeline-liveness drift ROUNDS AT
+//       A ring shift whose ranks, from round AT on, mix a random draw (not `logged`) into their
+//       state: nondeterministic on purpose, for `lifeline replay` to find.
 //   lifeline-liveness inflight ROUNDS
 //       A ring shift whose round-r message is received after safe point r + 1: every line has
 //       one message in flight per rank. Its state is Redistributable but does not take messages
@@ -215,6 +218,13 @@ switch arguments[1] {
 case "exchange":
     let count = Int(arguments[2]) ?? 16 << 20
     try shiftAroundTheRing(rounds: Int(arguments[3]) ?? 2) { bytes(payload(bytes: count, rank: comm.rank, round: $0)) }
+case "drift":
+    // Made nondeterministic on purpose: from round AT on, every rank mixes a random draw (not
+    // `logged`) into its state; `lifeline replay` must find the first checkpoint after AT.
+    let from = Int(arguments[3]) ?? 100
+    try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 300, pauseMicroseconds: 2_000, prepare: { round in
+        if round >= from { state.mix(bytes([UInt64.random(in: 0...UInt64.max)])) }
+    }) { [UInt8](repeating: UInt8(truncatingIfNeeded: $0), count: 8) }
 case "pause":
     let seconds = Double(arguments[2]) ?? 6
     try shiftAroundTheRing(rounds: 6, prepare: { round in
