@@ -96,6 +96,12 @@ public final class Communicator {
                 throw LifelineError(.usage,
                     "the job was resized from \(previous.size) to \(size) ranks, but \(State.self) does not conform to Redistributable: resume it on \(previous.size) ranks")
             }
+            // `resume -n` checked this before it changed anything; a rollback to an older line
+            // after the resize meets its own messages in flight here.
+            if previous.hasMessagesInFlight, !redistributable.takesMessagesInFlight {
+                throw LifelineError(.usage,
+                    "messages were in flight at the line this resized job restarts from, and \(State.self) does not take them (Redistributable.takesMessagesInFlight): they would be lost")
+            }
             guard let state = try redistributable.redistribute(rank: rank, of: size, from: previous) as? State else {
                 preconditionFailure("\(State.self).redistribute returned another type")
             }

@@ -36,9 +36,12 @@ extension Job {
             throw LifelineError(.configuration,
                 "the job in \(path) ran with --logging \(configuration.logging.rawValue), whose logs hold no payloads to replay: replay needs a job run with --logging pessimistic or optimistic (and --keep-logs to start from any kept line)")
         }
+        // Not while a supervisor drives the job: its commits trim logs and delete snapshots.
+        let lock = try lockRunDirectory(path)
+        defer { close(lock) }
         let store: MirroredStore
         do {
-            store = try MirroredStore(rootA: configuration.storageRoots[0], rootB: configuration.storageRoots[1])
+            store = try MirroredStore(rootA: configuration.storageRoots[0], rootB: configuration.storageRoots[1]).readingOnly
         } catch {
             throw LifelineError(.storage, "\(error)")
         }
@@ -57,19 +60,20 @@ extension Job {
         guard (0..<manifest.rankCount).contains(rank) else {
             throw LifelineError(.configuration, "--rank \(rank): the job has ranks 0 to \(manifest.rankCount - 1)")
         }
-        let starts = try startPoints(of: rank, manifest: manifest, store: store)
+        var notes: [String] = []
+        let (starts, unreadable) = startPoints(of: rank, manifest: manifest, store: store)
+        notes += unreadable
         let logStart: UInt64
         do {
             logStart = try MessageLog.inspect(store: store, name: MessageLog.name(ofRank: rank)).kept.lowerBound
         } catch {
             throw LifelineError(.storage, "cannot read rank \(rank)'s message log: \(error)")
         }
-        var notes: [String] = []
         let start: StartPoint
         if let fromEpoch {
             guard let chosen = starts.first(where: { $0.epoch == fromEpoch }) else {
                 throw LifelineError(.configuration,
-                    "--from \(fromEpoch): rank \(rank) has no checkpoint in a kept line of that epoch; kept: \(starts.map { "\($0.epoch)" }.joined(separator: ", ")) (0: the start of the job)")
+                    "--from \(fromEpoch): rank \(rank) cannot start from a line of that epoch; it can from: \(starts.map { "\($0.epoch)" }.joined(separator: ", ")) (0: the start of the job)")
             }
             guard chosen.logPosition >= logStart else {
                 throw LifelineError(.configuration,
@@ -139,27 +143,35 @@ extension Job {
     /// snapshot's log position its message log still holds, oldest first.
     static func replayableEpochs(of rank: Int, manifest: Manifest, store: MirroredStore) throws -> [UInt64] {
         let logStart = try MessageLog.inspect(store: store, name: MessageLog.name(ofRank: rank)).kept.lowerBound
-        return try startPoints(of: rank, manifest: manifest, store: store).filter { $0.logPosition >= logStart }.map(\.epoch)
+        return startPoints(of: rank, manifest: manifest, store: store).points.filter { $0.logPosition >= logStart }.map(\.epoch)
     }
 
     /// The start of the job, then the rank's entry in every kept line of the job's rank count,
-    /// oldest first (each snapshot's log position read from its first chunk only).
-    private static func startPoints(of rank: Int, manifest: Manifest, store: MirroredStore) throws -> [StartPoint] {
+    /// oldest first (each snapshot's log position read from its first chunk only), and a note
+    /// for each snapshot that cannot be read. After a resize, only the lines committed since:
+    /// the ranks' logs and states before it belong to the job on its old count.
+    private static func startPoints(
+        of rank: Int, manifest: Manifest, store: MirroredStore
+    ) -> (points: [StartPoint], unreadable: [String]) {
         let manifests = ManifestStore(store: store)
-        var points = [StartPoint(epoch: 0, snapshot: nil, snapshotEpoch: 0, step: -1, logPosition: 0)]
-        for line in manifest.committed where manifest.rankCount(of: line) == manifest.rankCount {
+        var points: [StartPoint] = []
+        var unreadable: [String] = []
+        if manifest.resizedFrom == nil {
+            points.append(StartPoint(epoch: 0, snapshot: nil, snapshotEpoch: 0, step: -1, logPosition: 0))
+        }
+        for line in manifest.committed where manifest.rankCount(of: line) == manifest.rankCount
+            && line.epoch > manifest.resizedFrom ?? 0 {
             guard let member = line.members.first(where: { $0.rank == rank }),
                   let snapshotEpoch = manifests.epoch(ofSnapshot: member.snapshot) else { continue }
-            let position: UInt64
             do {
-                position = try RankSnapshot.logPosition(of: member.snapshot, store: store)
+                let position = try RankSnapshot.logPosition(of: member.snapshot, store: store)
+                points.append(StartPoint(epoch: line.epoch, snapshot: member.snapshot, snapshotEpoch: snapshotEpoch,
+                                         step: member.step, logPosition: position))
             } catch {
-                throw LifelineError(.storage, "cannot read rank \(rank)'s snapshot in line \(line.epoch): \(error)")
+                unreadable.append("rank \(rank)'s snapshot in line \(line.epoch) cannot be read (\(error)): the replay neither starts from it nor compares with it")
             }
-            points.append(StartPoint(epoch: line.epoch, snapshot: member.snapshot, snapshotEpoch: snapshotEpoch,
-                                     step: member.step, logPosition: position))
         }
-        return points
+        return (points, unreadable)
     }
 
     /// Runs the program (under `debugger`, if any) with the replay plan, on this terminal, and

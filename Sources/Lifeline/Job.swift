@@ -92,6 +92,12 @@ public enum Job {
         guard !manifest.finished else {
             throw LifelineError(.configuration, "the job in \(path) already finished: there is nothing to resume")
         }
+        if manifest.rankCount != configuration.rankCount, manifest.committed.contains(where: { $0.rankCount != nil }) {
+            // A resize whose manifest was committed before job.json was written: the manifest
+            // is the source of truth.
+            configuration.rankCount = manifest.rankCount
+            try configuration.save()
+        }
         guard manifest.rankCount == configuration.rankCount else {
             throw LifelineError(.configuration,
                 "\(path)/job.json says \(configuration.rankCount) ranks but the job's manifest \(manifest.rankCount): restore rankCount \(manifest.rankCount) in job.json to resume it")
@@ -100,11 +106,12 @@ public enum Job {
         if let rankCount, rankCount != manifest.rankCount {
             let line = try checkResizable(manifest, store: store, configuration: configuration, to: rankCount)
             resize = (manifest.rankCount, line)
-            manifest = manifest.resized(to: rankCount)
+            manifest = manifest.resized(to: rankCount, from: line)
             do {
                 try ManifestStore(store: store).commit(&manifest)
             } catch {
-                throw LifelineError(.storage, "cannot record the resize in the manifest: \(error); nothing was changed")
+                throw LifelineError(.storage,
+                    "cannot record the resize in the manifest: \(error); `lifeline resume` continues on the rank count the manifest holds (\(rankCount) if one mirror took the resize)")
             }
             configuration.rankCount = rankCount
             try configuration.save()
@@ -168,7 +175,7 @@ public enum Job {
 
     /// Takes the run directory's lock (held until the process ends), so two supervisors never
     /// drive one job.
-    private static func lockRunDirectory(_ path: String) throws -> Int32 {
+    static func lockRunDirectory(_ path: String) throws -> Int32 {
         let lockPath = path + "/lock"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {

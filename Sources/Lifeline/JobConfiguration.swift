@@ -245,7 +245,7 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(stored).write(to: URL(fileURLWithPath: runDirectory + "/job.json"))
+        try encoder.encode(stored).write(to: URL(fileURLWithPath: runDirectory + "/job.json"), options: .atomic)
     }
 
     /// Finds a program by name: beside the `lifeline` executable first, then on PATH. A name

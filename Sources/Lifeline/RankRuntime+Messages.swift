@@ -265,6 +265,7 @@ extension RankRuntime {
             do {
                 replayed = try machine.replayValue()
             } catch {
+                replaySession?.diverged("the program read a logged value where the log holds a delivery (\(error))")
                 throw LifelineError(.usage, "\(error)")
             }
             if let replayed {

@@ -192,7 +192,7 @@ final class RankRuntime {
         let snapshot = try loadSnapshot(launch: launch, store: store.writing(only: launch.writeMirrors.mirrors))
         let previous = launch.plan.resize.map {
             PreviousRanks(size: $0.rankCount, step: $0.step, epoch: launch.restoreEpoch,
-                          store: store.writing(only: launch.writeMirrors.mirrors))
+                          store: store.writing(only: launch.writeMirrors.mirrors), hasMessagesInFlight: $0.messagesInFlight)
         }
         var log: MessageLog?
         var replay: ReplayQueue?
@@ -242,7 +242,7 @@ final class RankRuntime {
         }
         let store: MirroredStore
         do {
-            store = try MirroredStore(rootA: plan.storageRoots[0], rootB: plan.storageRoots[1])
+            store = try MirroredStore(rootA: plan.storageRoots[0], rootB: plan.storageRoots[1]).readingOnly
         } catch {
             throw LifelineError(.storage, "\(error)")
         }

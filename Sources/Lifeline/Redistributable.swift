@@ -69,15 +69,19 @@ public final class PreviousRanks {
     public let size: Int
     /// The step of the line: where every rank of the resized job begins.
     public let step: Int
+    /// Whether the line's snapshots store messages in flight (or may: a line committed before
+    /// they were counted).
+    public let hasMessagesInFlight: Bool
     /// The round of the line.
     let epoch: Epoch
     private let store: MirroredStore
 
-    init(size: Int, step: Int, epoch: Epoch, store: MirroredStore) {
+    init(size: Int, step: Int, epoch: Epoch, store: MirroredStore, hasMessagesInFlight: Bool = false) {
         self.size = size
         self.step = step
         self.epoch = epoch
         self.store = store
+        self.hasMessagesInFlight = hasMessagesInFlight
     }
 
     /// The state old rank `rank` saved at the line, decoded as `type`. Each call reads its

@@ -151,8 +151,8 @@ public struct RunSummary: Sendable {
             let report = store.verify(repair: false)
             storageProblems = report.problems
             storageFiles = report.healthyCount + report.damagedCount + report.unrecoverableCount + report.repairedCount
-            resizable = Self.resizability(ManifestStore(store: store))
-            replayable = Self.replayability(configuration, store: store)
+            resizable = Self.resizability(ManifestStore(store: store.readingOnly))
+            replayable = Self.replayability(configuration, store: store.readingOnly)
         } catch {
             storageProblems = ["\(error)"]
             storageFiles = 0

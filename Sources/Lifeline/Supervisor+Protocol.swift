@@ -4,22 +4,31 @@ import LifelineStorage
 
 /// The checkpoint protocol on the supervisor's side: control messages in, coordinator actions out.
 extension Supervisor {
-    /// Reads what a rank sent and hands it to the coordinator.
-    func readControl(from rank: Int) throws {
-        guard let connection = slots[rank].connection else { return }
+    /// Reads what a rank sent and hands it to the coordinator. Returns whether it was only
+    /// records for the event logger that wait for no acknowledgement, and heartbeats: nothing
+    /// that asks the supervisor to act soon (`Supervisor.step` lets such turns batch).
+    @discardableResult
+    func readControl(from rank: Int) throws -> Bool {
+        guard let connection = slots[rank].connection else { return false }
         var messages: [ControlMessage] = []
         let open = try connection.readAvailable { frame in
             if case .control(let message) = frame { messages.append(message) }
         }
         machine.heard(from: rank, now: now)
+        var onlyRecords = open
         for message in messages {
+            switch message {
+            case .logEvents(_, _, acknowledge: false), .heartbeat: break
+            default: onlyRecords = false
+            }
             try handle(message, from: RankID(rank))
-            if finishedJob { return }
+            if finishedJob { return false }
         }
         if !open {  // the exit will follow through the launcher
             slots[rank].connection = nil
             machine.handleDisconnected(rank)
         }
+        return onlyRecords
     }
 
     private func handle(_ message: ControlMessage, from rank: RankID) throws {

@@ -255,7 +255,16 @@ struct StorageFacts: RecoveryFacts {
 
     var lineEpoch: UInt64 { supervisor.manifest.newestLine?.epoch ?? 0 }
 
-    var lineResized: Bool { supervisor.manifest.newestLine?.rankCount != nil }
+    /// Whether the line a recovery would restore (the newest intact one) was written by another
+    /// number of ranks. Read from storage only when some kept line was; the launch that
+    /// follows uses the same reading.
+    var lineResized: Bool {
+        let manifest = supervisor.manifest
+        guard manifest.committed.contains(where: { $0.rankCount != nil }) else { return false }
+        let intact = supervisor.intactForLaunch ?? supervisor.manifests.newestIntactLine(manifest)
+        supervisor.intactForLaunch = intact
+        return intact.line.map { manifest.rankCount(of: $0) != manifest.rankCount } ?? false
+    }
 
     /// Reads the newest intact line once: the launch that follows the answer uses it too.
     func lostLog(of rank: Int) -> String? {

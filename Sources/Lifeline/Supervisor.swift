@@ -65,6 +65,10 @@ final class Supervisor {
     var lastProgressAt = 0.0
     var lastProgressStep = 0
     var lastCommitBytes: UInt64 = 0
+    /// When the supervisor last let time act (ticks, heartbeats, stalls, progress).
+    var lastTimeActed = 0.0
+    /// How long turns that bring only sender-based records may put off letting time act.
+    static let recordsBatchSeconds = 0.005
     /// The committed line the running ranks descend from: the one they were all restored from,
     /// or the last one committed since. A rank that keeps its checkpoint (minimal) keeps its
     /// entry of this line.
@@ -171,7 +175,15 @@ final class Supervisor {
         let handshaking = acceptor.descriptors
         for fd in handshaking { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
         _ = poll(&descriptors, nfds_t(descriptors.count), pollTimeoutMs())
+        // Whether this turn brought anything at all, and only records (a timeout brings nothing).
+        var onlyRecords = descriptors.contains { $0.revents != 0 }
         for descriptor in descriptors where descriptor.revents != 0 {
+            if !handshaking.contains(descriptor.fd), let rank = slots.firstIndex(where: { $0.connection?.fd == descriptor.fd }) {
+                onlyRecords = try readControl(from: rank) && onlyRecords
+                if finishedJob { return }
+                continue
+            }
+            onlyRecords = false
             if descriptor.fd == listener {
                 for (fd, handshake) in acceptor.acceptAll(now: now) { try acceptControlConnection(fd, handshake) }
             } else if handshaking.contains(descriptor.fd) {
@@ -180,11 +192,18 @@ final class Supervisor {
                 for exit in launcher.readExits() { try handleExit(exit) }
             } else if descriptor.fd == signalFD {
                 try handleStopSignal()
-            } else if let rank = slots.firstIndex(where: { $0.connection?.fd == descriptor.fd }) {
-                try readControl(from: rank)
             }
             if finishedJob { return }
         }
+        // A turn that brought only sender-based records (stable once in the socket, so nobody
+        // waits for them) and heartbeats: let the next ones gather for a millisecond instead of
+        // waking once per record, and let time act at most every few milliseconds. The task
+        // farm's master sends one record per task: thousands a second.
+        if onlyRecords, now - lastTimeActed < Self.recordsBatchSeconds {
+            usleep(UInt32(Self.recordsBatchSeconds * 200_000))
+            return
+        }
+        lastTimeActed = now
         try perform(coordinator.handleTick(now: now))
         try perform(machine.checkFreeze(now: now, facts: StorageFacts(self)))
         try checkStop()
@@ -258,7 +277,8 @@ final class Supervisor {
         // rebuilt from the old ranks' states by the program (`Redistributable`).
         let resize = line.flatMap { line -> StartPlan.Resize? in
             let count = manifest.rankCount(of: line)
-            return count == configuration.rankCount ? nil : StartPlan.Resize(rankCount: count, step: line.step)
+            return count == configuration.rankCount ? nil : StartPlan.Resize(
+                rankCount: count, step: line.step, messagesInFlight: manifests.inFlightBytes(line).map { $0 > 0 } ?? true)
         }
         if resize != nil, let line {
             guard order.ranks.count == configuration.rankCount, entries.isEmpty else {

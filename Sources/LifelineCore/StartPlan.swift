@@ -31,11 +31,15 @@ package struct StartPlan: Sendable, Equatable {
         package var rankCount: Int
         /// The line's step, where every rank of the resized job begins.
         package var step: Int
+        /// Whether the line's snapshots store messages in flight (or may: a line committed
+        /// before they were counted): a state that does not take them must not be rebuilt.
+        package var messagesInFlight: Bool
 
-        /// The line's rank count and step.
-        package init(rankCount: Int, step: Int) {
+        /// The line's rank count and step, and whether messages were in flight across it.
+        package init(rankCount: Int, step: Int, messagesInFlight: Bool = false) {
             self.rankCount = rankCount
             self.step = step
+            self.messagesInFlight = messagesInFlight
         }
     }
 
@@ -72,6 +76,7 @@ package struct StartPlan: Sendable, Equatable {
         if let resize {
             writer.write(UInt32(resize.rankCount))
             writer.write(Int64(resize.step))
+            writer.write(UInt8(resize.messagesInFlight ? 1 : 0))
         }
     }
 
@@ -91,8 +96,11 @@ package struct StartPlan: Sendable, Equatable {
         if flags & 16 != 0 {
             let count = Int(try reader.read(UInt32.self))
             let step = try reader.read(Int64.self)
-            guard count >= 1, step >= 0 else { throw WireError("START resizing from \(count) ranks at step \(step)") }
-            resize = Resize(rankCount: count, step: Int(step))
+            let inFlight = try reader.read(UInt8.self)
+            guard count >= 1, step >= 0, inFlight <= 1 else {
+                throw WireError("START resizing from \(count) ranks at step \(step) (in flight: \(inFlight))")
+            }
+            resize = Resize(rankCount: count, step: Int(step), messagesInFlight: inFlight == 1)
         }
         return StartPlan(
             restarted: flags & 1 != 0, restoreEpoch: restoreEpoch, restoreSnapshot: snapshot, deliverableEpoch: deliverableEpoch,

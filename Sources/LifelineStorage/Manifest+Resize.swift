@@ -9,11 +9,13 @@ extension Manifest {
     /// The number of ranks that wrote `line`.
     package func rankCount(of line: CommittedLine) -> Int { line.rankCount ?? rankCount }
 
-    /// The manifest of the job on `newCount` ranks: every line keeps the count that wrote it,
-    /// so a rollback to one of them after the resize restores it onto `newCount` ranks again.
-    package func resized(to newCount: Int) -> Manifest {
+    /// The manifest of the job on `newCount` ranks, restored from `line` (nil: none was
+    /// committed): every line keeps the count that wrote it, so a rollback to one of them after
+    /// the resize restores it onto `newCount` ranks again.
+    package func resized(to newCount: Int, from line: CommittedLine?) -> Manifest {
         precondition(newCount >= 1, "a job runs on at least one rank")
         var resized = self
+        if let line { resized.resizedFrom = line.epoch }
         for index in resized.committed.indices where resized.committed[index].rankCount == nil {
             resized.committed[index].rankCount = rankCount
         }

@@ -29,6 +29,10 @@ package struct Manifest: Codable, Sendable, Equatable {
     /// dependency records the recovery-line planner needs; nil for the other schemes. Each
     /// committed line is then the line of checkpoints only (no line can be older).
     package var independent: [[IndependentCheckpoint]]?
+    /// The epoch of the line the job was last restored from onto another number of ranks
+    /// (`lifeline resume -n M`); nil when it never was, or was resized before any line
+    /// committed. Nothing at or before it is an execution of the ranks as they are now.
+    package var resizedFrom: UInt64?
 
     /// A manifest for a new job, with nothing committed.
     package init(jobID: String, rankCount: Int) {

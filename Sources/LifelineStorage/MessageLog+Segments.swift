@@ -25,7 +25,7 @@ extension MessageLog {
     /// keep and repair.
     package static func inspect(store: MirroredStore, name: String) throws(StorageError) -> Inspection {
         let folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + folder + "/" + name }
-        let recovery = try recover(folders: folders, reading: [Mirror.a, .b].map(store.mirrors.contains))
+        let recovery = try recover(folders: folders, reading: [Mirror.a, .b].map(store.trustedMirrors.contains))
         let start = recovery.segments.first?.firstIndex ?? 0
         let end = start + UInt64(recovery.segments.reduce(0) { $0 + $1.records.count })
         return Inspection(problems: recovery.problems, recordsLost: recovery.recordsLost, kept: start..<end,
@@ -38,7 +38,7 @@ extension MessageLog {
     package static func readRecords(store: MirroredStore, name: String) throws(StorageError)
         -> (first: UInt64, records: [[UInt8]], recordsLost: Bool) {
         let folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + folder + "/" + name }
-        let recovery = try recover(folders: folders, reading: [Mirror.a, .b].map(store.mirrors.contains))
+        let recovery = try recover(folders: folders, reading: [Mirror.a, .b].map(store.trustedMirrors.contains))
         return (recovery.segments.first?.firstIndex ?? 0, recovery.segments.flatMap(\.records), recovery.recordsLost)
     }
 

@@ -68,6 +68,18 @@ package struct MirroredStore: Sendable {
         return store
     }
 
+    /// This store reading both mirrors and repairing nothing (`lifeline replay` and `inspect`
+    /// read a run without changing it). Never write through it: it writes no mirror.
+    package var readingOnly: MirroredStore {
+        var store = self
+        store.mirrors = []
+        return store
+    }
+
+    /// The mirrors whose copies a read trusts: those this store writes (a failed mirror's
+    /// copies are stale), or both for a reading-only view.
+    package var trustedMirrors: [Mirror] { mirrors.isEmpty ? Mirror.allCases : mirrors }
+
     /// The folder of `mirror`.
     package func root(_ mirror: Mirror) -> String {
         switch mirror {

@@ -15,7 +15,7 @@ struct WireFormatTests {
         .start(StartPlan(restarted: true, restoreEpoch: Epoch(7), restoreSnapshot: "epochs/000007/rank-0002.snap",
                          deliverableEpoch: Epoch(9), replayLog: true,
                          replayLimit: RecoveryPlan.ReplayLimit(rank: 3, recoverable: 41), writeMirrors: .b)),
-        .start(StartPlan(restarted: true, restoreEpoch: Epoch(4), resize: StartPlan.Resize(rankCount: 7, step: 120))),
+        .start(StartPlan(restarted: true, restoreEpoch: Epoch(4), resize: StartPlan.Resize(rankCount: 7, step: 120, messagesInFlight: true))),
         .checkpointRequest(Epoch(2)), .checkpointRequest(Epoch(UInt64.max)),
         .safePointChosen(Epoch(2), step: 9), .safePointChosen(Epoch(1), step: 0),
         .checkpointDone(Epoch(2), coveredByReceiver: sets), .checkpointDone(Epoch(3), coveredByReceiver: []),

@@ -55,6 +55,24 @@ extension RecoveryTests {
             #expect(before.status == 0 && Self.last(before).hasPrefix("replay: rank 0 from epoch 0 to step 150: "), "\(before.stdout)")
         }
 
+        /// After a resize (4 → 2) a rank replays only from lines its new self wrote: not from the
+        /// start of the job, whose log records were dropped with the old ranks' channels.
+        @Test func aResizedJobReplaysFromTheLinesAfterTheResize() throws {
+            let runDirectory = try RecoveryTests.Resize.stopped(
+                "replay-resized", ranks: 4, options: ["--logging", "pessimistic", "--keep-logs", "--keep", "50"], JobRunner.heat)
+            let resumed = try RecoveryTests.Resize.resumeToTheEnd(runDirectory, ranks: 2)
+            try #require(resumed.status == 0 && resumed.resultLines == [RecoveryTests.oracle], "\(resumed.stderr)")
+            let resizedFrom = try #require(resumed.events("resize").first?["epoch"] as? Int)
+            let inspect = try JobRunner.lifeline(["inspect", runDirectory], runDirectory: runDirectory)
+            let replayable = inspect.stdout.split(separator: "\n").first { $0.hasPrefix("replayable: ") }.map(String.init) ?? ""
+            #expect(replayable.hasPrefix("replayable: ranks 0-1, from epochs \(resizedFrom + 1)"), "\(replayable)")
+            let replayed = try Self.replay(runDirectory, ["--rank", "1"])
+            #expect(replayed.status == 0, "\(replayed.stderr)")
+            #expect(Self.last(replayed).hasPrefix("replay: rank 1 from epoch \(resizedFrom + 1) to step 699: "), "\(replayed.stdout)")
+            let refused = try Self.replay(runDirectory, ["--rank", "1", "--from", "0"])
+            #expect(refused.status == 2 && refused.stderr.contains("cannot start from a line of that epoch"), "\(refused.stderr)")
+        }
+
         /// Jobs whose logs hold no payloads are refused in one line, and so is `--keep-logs` there.
         @Test func aJobWithoutPayloadsInItsLogsIsRefused() throws {
             let job = try JobRunner.runHeat("replay-none", ranks: 2, ["--logging", "sender-based"])
