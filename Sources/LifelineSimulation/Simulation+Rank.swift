@@ -101,7 +101,7 @@ extension Simulation {
                 held = (first, records)
                 return true
             }
-            processes[rank].eventLogClient = EventLogClient(position: position, stableOnWrite: !settings.ranksOnOtherHosts)
+            processes[rank].eventLogClient = EventLogClient(position: position, stableOnWrite: !settings.ranksAway)
             if plan.restarted, plan.replayLog {
                 guard let held else { throw Violation("rank \(rank) restarted to replay without its event records") }
                 var records: [LogRecord] = []
@@ -113,7 +113,7 @@ extension Simulation {
                     records = try held.records[Int(position - first)...].map { bytes in
                         do { return try LogRecord.decode(bytes) } catch { throw Violation("rank \(rank)'s event record: \(error)") }
                     }
-                    processes[rank].eventLogClient = EventLogClient(position: end, stableOnWrite: !settings.ranksOnOtherHosts)
+                    processes[rank].eventLogClient = EventLogClient(position: end, stableOnWrite: !settings.ranksAway)
                 }
                 replay = ReplayQueue(records, mode: settings.logging)
             }

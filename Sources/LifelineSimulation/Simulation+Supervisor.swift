@@ -267,7 +267,7 @@ extension Simulation {
     /// gone (what it wrote to its socket outlives it, and the supervisor reads that to its end
     /// before it plans a recovery). Across hosts they are lost with it.
     func takeEventRecordsInFlight(of rank: Int) throws {
-        guard settings.logging == .senderBased, !settings.ranksOnOtherHosts, processes[rank].alive else { return }
+        guard settings.logging == .senderBased, !settings.ranksAway, processes[rank].alive else { return }
         let incarnation = processes[rank].incarnation
         func records(_ event: Event) -> (UInt64, [[UInt8]])? {
             guard case .toSupervisor(rank, incarnation, .logEvents(let first, let records, _)) = event else { return nil }

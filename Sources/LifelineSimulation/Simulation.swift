@@ -48,6 +48,16 @@ package final class Simulation {
         /// takes a crashed or killed rank's records still on their way before it plans the
         /// recovery (as `Supervisor.handleExit` reads a dead rank's connection to its end).
         package var ranksOnOtherHosts = false
+        /// The hosts the ranks run on, in contiguous blocks (rank r on host r·H/N); 1: one host.
+        /// With crashes and more than one host, a host may be lost: all its ranks crash at the
+        /// same instant, and what they had in flight to the supervisor is lost with them (so
+        /// the ranks are on other hosts than the supervisor: `ranksAway`).
+        package var hostCount = 1
+
+        /// Whether the ranks are on other hosts than the supervisor (`ranksOnOtherHosts`, or more
+        /// than one host): a dead process's frames in flight are lost, and sender-based ranks
+        /// wait for the event logger's acknowledgement.
+        package var ranksAway: Bool { ranksOnOtherHosts || hostCount > 1 }
 
         /// The `lifeline simulate` options that run these settings again (a cost model's own
         /// options aside).
@@ -55,6 +65,7 @@ package final class Simulation {
             "--ranks \(rankCount) --seed \(seed) --checkpoint \(variant.rawValue) --logging \(logging.rawValue) --steps \(stepCount) "
                 + "--program \(pattern.rawValue) --faults \(faults.rawValue)" + (nondeterministic ? " --nondeterministic" : "")
                 + (ranksOnOtherHosts && logging == .senderBased ? " --ranks-on-other-hosts" : "")
+                + (hostCount > 1 ? " --hosts \(hostCount)" : "")
                 + (intervalSeconds.map { " --interval \($0)" } ?? "")
         }
 
@@ -71,6 +82,7 @@ package final class Simulation {
                 stepCount: Int.random(in: 3...40, using: &generator),
                 pattern: ModelProgram.Pattern.allCases.randomElement(using: &generator)!, eventsMax: 1_000_000)
             settings.ranksOnOtherHosts = Bool.random(using: &generator)
+            settings.hostCount = min(rankCount, [1, 1, 2, 3, 4].randomElement(using: &generator)!)
             return settings
         }
 
@@ -78,8 +90,9 @@ package final class Simulation {
         package init(rankCount: Int, seed: UInt64, variant: CheckpointVariant = .coordinated, logging: LoggingMode = .none,
                      faults: FaultProfile = .crashes, stepCount: Int = 20, pattern: ModelProgram.Pattern = .ring,
                      eventsMax: Int = 20_000_000, costModel: CostModel? = nil, intervalSeconds: Double? = nil,
-                     nondeterministic: Bool = false, ranksOnOtherHosts: Bool = false) {
+                     nondeterministic: Bool = false, ranksOnOtherHosts: Bool = false, hostCount: Int = 1) {
             self.ranksOnOtherHosts = ranksOnOtherHosts
+            self.hostCount = max(1, min(hostCount, rankCount))
             self.rankCount = rankCount
             self.seed = seed
             self.variant = variant
@@ -149,6 +162,8 @@ package final class Simulation {
         /// Connections between ranks dropped, and ranks that hung (killed on their silence).
         package var connectionDrops = 0
         package var hangs = 0
+        /// Hosts lost (each: every rank on it crashed at once).
+        package var hostsLost = 0
         /// Snapshot writes and manifest commits that failed.
         package var failedWrites = 0
         /// Degrades to one mirror, lines committed on one mirror, and resynchronisations.
@@ -225,7 +240,7 @@ package final class Simulation {
             func milliseconds(_ seconds: Double) -> String { String(Double(Int((seconds * 1e5).rounded())) / 100) }
             return "simulate: figures commits=\(commits) rounds=\(rounds) control_messages=\(controlMessages) control_messages_per_round=\(controlMessagesPerRound) "
                 + "supervisor_messages=\(supervisorMessages) round_ms=\(milliseconds(meanRoundSeconds)) "
-                + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) hangs=\(hangs) connection_drops=\(connectionDrops) failed_writes=\(failedWrites) degrades=\(degrades) degraded_commits=\(degradedCommits) resyncs=\(resyncs) recoveries=\(recoveriesTimed) "
+                + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) hosts_lost=\(hostsLost) hangs=\(hangs) connection_drops=\(connectionDrops) failed_writes=\(failedWrites) degrades=\(degrades) degraded_commits=\(degradedCommits) resyncs=\(resyncs) recoveries=\(recoveriesTimed) "
                 + "recovery_ms=\(milliseconds(meanRecoverySeconds)) recovery_ms_max=\(milliseconds(recoverySecondsMax)) "
                 + "retained_at_capture_bytes=\(retainedAtCaptureBytes) in_flight_bytes=\(inFlightBytes) "
                 + "nondeterminism_detected=\(nondeterminismDetected) log_records=\(logRecords) log_bytes=\(logBytes) virtual_s=\(String(Double(Int((virtualSeconds * 1e3).rounded())) / 1e3))"
@@ -277,6 +292,8 @@ package final class Simulation {
         case reconnect(Int, Int)
         /// A rank's process falls silent: it neither computes nor answers nor beats.
         case hang(rank: Int)
+        /// A host is lost: every rank on it crashes at this instant.
+        case loseHost(Int)
 
         /// A small code for the trace.
         var code: UInt64 {
@@ -295,6 +312,7 @@ package final class Simulation {
             case .dropConnection: 12
             case .reconnect: 13
             case .hang: 14
+            case .loseHost: 15
             }
         }
 
@@ -305,7 +323,7 @@ package final class Simulation {
                  .connected(let rank, _), .snapshotDurable(let rank, _, _, _), .crash(let rank), .hang(let rank),
                  .dropConnection(let rank, _), .reconnect(let rank, _):
                 rank
-            case .tick, .crashSupervisor, .gatheredToSupervisor, .supervisorReady:
+            case .tick, .crashSupervisor, .gatheredToSupervisor, .supervisorReady, .loseHost:
                 -1
             }
         }
@@ -527,6 +545,10 @@ package final class Simulation {
             }
             if settings.faults.network { scheduleNetworkFaults() }
             if settings.faults.storage { mirrorFailure = Self.drawMirrorFailure(seed: settings.seed, horizon: horizon) }
+            if settings.faults.crashes, settings.hostCount > 1, Bool.random(using: &generator) {
+                schedule(.loseHost(Int.random(in: 0..<settings.hostCount, using: &generator)),
+                         after: Double.random(in: 0.01...horizon, using: &generator))
+            }
             while !finished {
                 guard let (time, event) = popNext() else { throw Violation("nothing left to happen: \(describe())") }
                 report.events += 1
@@ -634,6 +656,11 @@ package final class Simulation {
             guard processes[rank].alive, processes[rank].machine != nil, !processes[rank].hung else { return }
             processes[rank].hung = true
             report.hangs += 1
+        case .loseHost(let host):
+            report.hostsLost += 1
+            for rank in 0..<settings.rankCount where rank * settings.hostCount / settings.rankCount == host {
+                try crash(rank)
+            }
         }
     }
 
@@ -825,6 +852,7 @@ package final class Simulation {
         case .dropConnection(let first, let second): "connection r\(first)-r\(second) drops"
         case .reconnect(let first, let second): "connection r\(first)-r\(second) back"
         case .hang(let rank): "hang r\(rank)"
+        case .loseHost(let host): "host \(host) lost"
         case .gatheredToSupervisor(let messages, let bytes):
             "gathered -> \(messages.count) messages, \(bytes) B: " + messages.map { "r\($0.rank).\($0.incarnation) \($0.message)" }.joined(separator: "; ")
         }

@@ -48,6 +48,8 @@ extension LifelineCommand {
         var nondeterministic = false
         @Flag(help: "Sender-based logging: put the ranks on other hosts than the supervisor, so that what a crashed process had in flight to it is lost and ranks wait for the event logger's acknowledgement before sending (by default they share its host, as under lifeline run).")
         var ranksOnOtherHosts = false
+        @Option(help: "Spread the ranks over this many hosts (contiguous blocks); with crashes, a host may be lost: every rank on it crashes at the same instant, and what they had in flight to the supervisor is lost.")
+        var hosts = 1
         @Flag(help: "Time every path with a cost model (the reference machine's floors unless given below) instead of wide random delays; the figures line then gives round and recovery times as they would be there.")
         var timed = false
         @Option(help: "Cost model: one-way latency of a small message, in µs (implies --timed).")
@@ -68,6 +70,7 @@ extension LifelineCommand {
         func validate() throws {
             guard (1...100_000).contains(ranks) else { throw ValidationError("--ranks \(ranks) is not in 1...100000") }
             guard steps > 0 else { throw ValidationError("--steps must be positive") }
+            guard (1...ranks).contains(hosts) else { throw ValidationError("--hosts \(hosts) is not in 1...\(ranks) (the ranks are spread over them)") }
             guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
             guard interval.map({ $0 > 0 && $0.isFinite }) ?? true else { throw ValidationError("--interval must be a positive number of seconds") }
             for (name, value) in [("--latency-us", latencyUs), ("--bandwidth-gbs", bandwidthGbs), ("--sync-ms", syncMs),
@@ -109,7 +112,7 @@ extension LifelineCommand {
                 rankCount: ranks, seed: seed, variant: CheckpointVariant(rawValue: checkpoint)!,
                 logging: LoggingMode(rawValue: logging)!, faults: Simulation.FaultProfile(rawValue: faults)!, stepCount: steps,
                 pattern: ModelProgram.Pattern(rawValue: program)!, costModel: costModel, intervalSeconds: interval,
-                nondeterministic: nondeterministic, ranksOnOtherHosts: ranksOnOtherHosts))
+                nondeterministic: nondeterministic, ranksOnOtherHosts: ranksOnOtherHosts, hostCount: hosts))
             if trace { simulation.eventLog = { print($0) } }
             let report = simulation.run()
             if report.violation == nil { print(report.figuresLine + " peak_rss_mib=\(Self.peakResidentMiB())") }

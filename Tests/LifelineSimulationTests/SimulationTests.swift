@@ -144,6 +144,21 @@ import Testing
         #expect(Simulation(other).run().trace != first.trace)
     }
 
+    /// Hosts are failure domains: a lost host's ranks all crash at one instant, and what they
+    /// had in flight to the supervisor is lost with them, under every logging mode; some of the
+    /// seeds must lose a host.
+    @Test(arguments: Simulation.simulatedLoggings)
+    func theRanksOfALostHostAllRecover(logging: LoggingMode) {
+        var lost = 0
+        for seed in UInt64(1)...24 {
+            let settings = Simulation.Settings(
+                rankCount: 12, seed: seed, variant: seed % 2 == 0 ? .coordinated : .minimal, logging: logging,
+                faults: .crashes, stepCount: 20, pattern: seed % 3 == 0 ? .ring : .farm, hostCount: 3)
+            lost += Self.runExpectingNoViolation(settings).hostsLost
+        }
+        #expect(lost > 0, "no seed lost a host under \(logging)")
+    }
+
     @Test func aSwarmOfFixedSeedsFindsNothing() {
         for seed in UInt64(1_000)..<1_060 {
             let settings = Simulation.Settings.drawn(seed: seed)
