@@ -181,12 +181,6 @@ extension Job {
     private static func runReplayed(program: String, arguments: [String], debugger: [String], planPath: String) throws -> String {
         var environment = ProcessInfo.processInfo.environment
         environment[ReplayPlan.variable] = planPath
-        let argv = (debugger + [program] + arguments).map { strdup($0) } + [nil]
-        let envp = environment.keys.sorted().map { strdup("\($0)=\(environment[$0]!)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -199,7 +193,9 @@ extension Job {
         let previous = signal(SIGINT) { _ in }
         defer { signal(SIGINT, previous) }
         var pid: pid_t = 0
-        let result = posix_spawnp(&pid, argv[0]!, nil, &attributes, argv, envp)
+        let result = withExecArguments(debugger + [program] + arguments, environment) { argv, envp in
+            posix_spawnp(&pid, argv[0]!, nil, &attributes, argv, envp)
+        }
         guard result == 0 else {
             throw LifelineError(.configuration, "cannot start \((debugger + [program]).joined(separator: " ")): \(String(cString: strerror(result)))")
         }

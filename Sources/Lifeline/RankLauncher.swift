@@ -47,15 +47,11 @@ final class RankLauncher {
     ) throws -> pid_t {
         var merged = ProcessInfo.processInfo.environment
         for (key, value) in environment { merged[key] = value }
-        let argv = ([program] + arguments).map { strdup($0) } + [nil]
-        let envp = merged.keys.sorted().map { strdup("\($0)=\(merged[$0]!)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
         var pid: pid_t = 0
         var stage: Int32 = 0
-        let result = lifeline_spawn(&pid, &stage, program, argv, envp, stdoutPath, stderrPath)
+        let result = withExecArguments([program] + arguments, merged) { argv, envp in
+            lifeline_spawn(&pid, &stage, program, argv, envp, stdoutPath, stderrPath)
+        }
         guard result == 0 else {
             let reason = String(cString: strerror(result))
             switch Int(stage) {
@@ -93,4 +89,19 @@ final class RankLauncher {
         default: return [ProcessExit(pid: record.0, exitCode: nil, signal: nil)]
         }
     }
+}
+
+/// Calls `body` with `arguments` and `environment` as the NUL-terminated C arrays exec takes
+/// (`argv`, and `envp` of `KEY=value`, sorted), freed when it returns.
+func withExecArguments<Result>(
+    _ arguments: [String], _ environment: [String: String],
+    _ body: ([UnsafeMutablePointer<CChar>?], [UnsafeMutablePointer<CChar>?]) throws -> Result
+) rethrows -> Result {
+    let argv = arguments.map { strdup($0) } + [nil]
+    let envp = environment.keys.sorted().map { strdup("\($0)=\(environment[$0]!)") } + [nil]
+    defer {
+        argv.forEach { free($0) }
+        envp.forEach { free($0) }
+    }
+    return try body(argv, envp)
 }

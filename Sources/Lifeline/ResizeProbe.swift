@@ -69,15 +69,11 @@ enum ResizeProbe {
         environment[variable] = answerPath
         environment[LaunchEnvironment.Key.size] = "\(size)"
         environment[LaunchEnvironment.Key.rank] = nil
-        let argv = ([program] + arguments).map { strdup($0) } + [nil]
-        let envp = environment.keys.sorted().map { strdup("\($0)=\(environment[$0]!)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
         var pid: pid_t = 0
         var stage: Int32 = 0
-        let result = lifeline_spawn(&pid, &stage, program, argv, envp, "/dev/null", errorPath)
+        let result = withExecArguments([program] + arguments, environment) { argv, envp in
+            lifeline_spawn(&pid, &stage, program, argv, envp, "/dev/null", errorPath)
+        }
         guard result == 0 else {
             throw LifelineError(.configuration, "cannot start \(program) to ask whether it can be resized: \(String(cString: strerror(result)))")
         }
