@@ -15,7 +15,10 @@ extension RankRuntime {
     func send(_ payload: [UInt8], to destination: RankID, tag: Int64) throws {
         checkProbe("send")
         precondition(!finished, "send after finish()")
-        if replaySession != nil { return }  // a replayed rank's sends go nowhere
+        if let replaySession {  // a replayed rank's sends go nowhere, compared with what was delivered
+            replaySession.sent(payload, tag: tag, to: destination.rawValue)
+            return
+        }
         try awaitEventLog()
         let (outgoing, route, askCheckpoint) = machine.send(payload, to: destination, tag: tag)
         trace?.sent(outgoing.header, to: destination)

@@ -281,7 +281,9 @@ final class RankRuntime {
         return RankRuntime(
             launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: snapshot, log: nil,
             replay: ReplayQueue(records, mode: mode),
-            replaySession: ReplaySession(plan: plan, store: store, startStep: snapshot?.step ?? -1))
+            replaySession: ReplaySession(plan: plan, store: store, startStep: snapshot?.step ?? -1) { [ledger = snapshot?.ledger] in
+                ledger?.nextSequence[$0].rawValue ?? 0
+            })
     }
 
     /// Makes a crash (a Swift runtime error, an uncaught error, a bad access) tell the

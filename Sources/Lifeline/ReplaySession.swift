@@ -79,11 +79,51 @@ final class ReplaySession {
     /// The last safe point the program passed.
     private(set) var step: Int
     private var compared = 0
+    /// The sequence number of the rank's next message to each destination: from its snapshot,
+    /// then one more per send, as the ledger counts them.
+    private var nextSequence: [Int: UInt64] = [:]
+    private let startSequence: (Int) -> UInt64
+    /// Pessimistic logging: per destination, what it delivered from this rank from the
+    /// replay's start on (tag and payload), by sequence number (read from its log at the first
+    /// send to it).
+    private var deliveredBy: [Int: [UInt64: (tag: Int64, payload: [UInt8])]] = [:]
 
-    init(plan: ReplayPlan, store: MirroredStore, startStep: Int) {
+    /// `startSequence`: the restored ledger's next sequence number to a destination.
+    init(plan: ReplayPlan, store: MirroredStore, startStep: Int, startSequence: @escaping (Int) -> UInt64) {
         self.plan = plan
         self.store = store
         self.step = startStep
+        self.startSequence = startSequence
+    }
+
+    /// The program sent `payload` to `destination`. Nothing leaves; under pessimistic logging
+    /// it is compared with what the destination delivered as this message (its log holds the
+    /// payloads), so a rank whose sends drift is found at the step it first sends otherwise.
+    func sent(_ payload: [UInt8], tag: Int64, to destination: Int) {
+        let sequence = nextSequence[destination] ?? startSequence(destination)
+        nextSequence[destination] = sequence + 1
+        guard plan.logging == LoggingMode.pessimistic.rawValue else { return }
+        let delivered = deliveredBy[destination] ?? deliveries(of: destination)
+        deliveredBy[destination] = delivered
+        if let expected = delivered[sequence], expected.tag != tag || expected.payload != payload {
+            diverged("its message \(sequence) to rank \(destination) differs from what rank \(destination) delivered"
+                     + (expected.tag != tag ? " (tag \(tag), not \(expected.tag))" : ""))
+        }
+    }
+
+    /// What `destination`'s log holds of this rank's messages from the replay's start on (none
+    /// when it cannot be read).
+    private func deliveries(of destination: Int) -> [UInt64: (tag: Int64, payload: [UInt8])] {
+        guard let held = try? MessageLog.readRecords(store: store, name: MessageLog.name(ofRank: destination)) else { return [:] }
+        let first = startSequence(destination)
+        var delivered: [UInt64: (tag: Int64, payload: [UInt8])] = [:]
+        for bytes in held.records {
+            if case .delivery(let header, let payload)? = try? LogRecord.decode(bytes), header.source.rawValue == plan.rank,
+               header.sequence.rawValue >= first {
+                delivered[header.sequence.rawValue] = (header.tag, payload)
+            }
+        }
+        return delivered
     }
 
     /// The plan of this process, or nil when it was not started by `lifeline replay`.

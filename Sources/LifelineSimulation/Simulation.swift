@@ -658,7 +658,11 @@ package final class Simulation {
             report.hangs += 1
         case .loseHost(let host):
             report.hostsLost += 1
-            for rank in 0..<settings.rankCount where rank * settings.hostCount / settings.rankCount == host {
+            // The processes on the host now all die; the supervisor hears of them one by one, and
+            // a recovery it plans meanwhile may already have replaced some (those live on).
+            let lost = (0..<settings.rankCount).filter { $0 * settings.hostCount / settings.rankCount == host }
+                .map { (rank: $0, incarnation: processes[$0].incarnation) }
+            for (rank, incarnation) in lost where processes[rank].incarnation == incarnation {
                 try crash(rank)
             }
         }

@@ -55,6 +55,16 @@ extension RecoveryTests {
             #expect(before.status == 0 && Self.last(before).hasPrefix("replay: rank 0 from epoch 0 to step 150: "), "\(before.stdout)")
         }
 
+        /// A rank that sends random numbers without `logged` is found at its first send: under
+        /// pessimistic logging each send is compared with what its receiver delivered.
+        @Test func aRankWhoseSendsDriftIsReportedAtTheFirstOne() throws {
+            let job = try Self.run("replay-random", ["--logging", "pessimistic"], ["lifeline-liveness", "random", "200"])
+            let replayed = try Self.replay(job.runDirectory, ["--rank", "1", "--from", "0"])
+            #expect(replayed.status == 1)
+            #expect(Self.last(replayed) == "replay: rank 1: diverged at step 0", "\(replayed.stdout)\(replayed.stderr)")
+            #expect(replayed.stderr.contains("its message 0 to rank 2 differs from what rank 2 delivered"), "\(replayed.stderr)")
+        }
+
         /// After a resize (4 → 2) a rank replays only from lines its new self wrote: not from the
         /// start of the job, whose log records were dropped with the old ranks' channels.
         @Test func aResizedJobReplaysFromTheLinesAfterTheResize() throws {
