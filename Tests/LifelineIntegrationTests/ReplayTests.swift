@@ -106,6 +106,10 @@ extension RecoveryTests {
             }
             let job = try Self.run("replay-gdb", ["--logging", "pessimistic"], JobRunner.heat)
             let replayed = try Self.replay(job.runDirectory, ["--rank", "0", "--", gdb, "-q", "-batch", "-ex", "run", "--args"])
+            if replayed.stdout.contains("ptrace") || replayed.stderr.contains("ptrace") {
+                print("skipped: gdb may not trace here: \(replayed.stderr.split(separator: "\n").first ?? "")")
+                return
+            }
             #expect(replayed.status == 0, "\(replayed.stderr)")
             #expect(Self.last(replayed) == "replay: rank 0 from epoch 0 to step 699: match", "\(replayed.stdout)")
         }
