@@ -163,9 +163,8 @@ public enum Job {
         case .calledFirst(let call):
             throw refuse("the program calls comm.\(call) before comm.restore(_:), so it cannot say whether its state can be redistributed")
         case .redistributable(let takesMessages):
-            guard let inFlight = manifests.inFlightBytes(line) else {
-                throw refuse("line \(line.epoch) was committed by an older Lifeline that did not record its messages in flight; resume it on \(manifest.rankCount(of: line)) ranks until a new line commits")
-            }
+            // Known for a line `resizeRefusal` accepts.
+            let inFlight = manifests.inFlightBytes(line) ?? 0
             if inFlight > 0, !takesMessages {
                 throw refuse("\(inFlight) bytes of messages were in flight at line \(line.epoch), and the program's state does not take them (Redistributable.takesMessagesInFlight)")
             }

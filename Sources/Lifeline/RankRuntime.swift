@@ -265,19 +265,7 @@ final class RankRuntime {
         } catch {
             throw LifelineError(.storage, "cannot read the message log: \(error)")
         }
-        let end = held.first + UInt64(held.records.count)
-        guard position >= held.first, position <= end else {
-            throw LifelineError(.storage,
-                "the message log holds records \(held.first)..<\(end), not from the checkpoint's position \(position)")
-        }
-        var records: [LogRecord] = []
-        for bytes in held.records[Int(position - held.first)...] {
-            do {
-                records.append(try LogRecord.decode(bytes))
-            } catch {
-                throw LifelineError(.storage, "a message log record does not decode: \(error)")
-            }
-        }
+        let records = try Self.records(held.records, first: held.first, from: position, of: "the message log")
         return RankRuntime(
             launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: snapshot, log: nil,
             replay: ReplayQueue(records, mode: mode),
@@ -343,20 +331,27 @@ final class RankRuntime {
             // Nothing logged since the rank's last relaunch: it replays nothing.
             return (EventLogClient(position: logPosition, stableOnWrite: true), ReplayQueue([], mode: launch.logging))
         }
-        let end = first + UInt64(held.records.count)
-        guard logPosition >= first, logPosition <= end else {
+        let records = try Self.records(held.records, first: first, from: logPosition, of: "the event logger")
+        return (EventLogClient(position: first + UInt64(held.records.count), stableOnWrite: true),
+                ReplayQueue(records, mode: launch.logging))
+    }
+
+    /// The records `held` (numbered from `first`) from `position` on, decoded, to replay;
+    /// `source` names where they were kept in the error when they do not reach back to
+    /// `position` or do not decode.
+    static func records(_ held: [[UInt8]], first: UInt64, from position: UInt64, of source: String) throws -> [LogRecord] {
+        let end = first + UInt64(held.count)
+        guard position >= first, position <= end else {
             throw LifelineError(.storage,
-                "the event logger holds records \(first)..<\(end), not from the checkpoint's position \(logPosition): they cannot be replayed")
+                "\(source) holds records \(first)..<\(end), not from the checkpoint's position \(position): they cannot be replayed")
         }
-        var records: [LogRecord] = []
-        for bytes in held.records[Int(logPosition - first)...] {
+        return try held[Int(position - first)...].map { bytes in
             do {
-                records.append(try LogRecord.decode(bytes))
+                return try LogRecord.decode(bytes)
             } catch {
-                throw LifelineError(.storage, "an event logger record does not decode: \(error)")
+                throw LifelineError(.storage, "a record of \(source) does not decode: \(error)")
             }
         }
-        return (EventLogClient(position: end, stableOnWrite: true), ReplayQueue(records, mode: launch.logging))
     }
 
     /// Opens the rank's log (with logging) and, after a restart, the records it logged after
@@ -391,15 +386,8 @@ final class RankRuntime {
             throw LifelineError(.storage,
                 "the message log starts at record \(log.firstIndex), after the checkpoint's \(logPosition): it cannot be replayed")
         }
-        let skip = Int(min(logPosition - log.firstIndex, UInt64(log.records.count)))
-        var records: [LogRecord] = []
-        for record in log.records[skip...] {
-            do {
-                records.append(try LogRecord.decode(record))
-            } catch {
-                throw LifelineError(.storage, "a message log record does not decode: \(error)")
-            }
-        }
+        var records = try Self.records(log.records, first: log.firstIndex, from: min(logPosition, log.nextIndex),
+                                  of: "the message log")
         if launch.logging == .optimistic, let limit = launch.replayLimit {
             // An orphan replays only what does not depend on the failed rank's lost states;
             // the rest of its log describes an execution that is gone.

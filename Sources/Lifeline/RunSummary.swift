@@ -72,7 +72,6 @@ public struct RunSummary: Sendable {
     /// Files checked on the mirrors.
     public var storageFiles: Int
 
-    /// Reads the run in `runDirectory`.
     /// Whether `lifeline resume RUN_DIR -n M` can restore the job onto another number of ranks:
     /// `yes (…)` or `no (why)`. The program's opt-in (`Redistributable`) is asked by the resume
     /// itself, which runs the program.
@@ -81,6 +80,7 @@ public struct RunSummary: Sendable {
     /// epochs 0, 5, 6`, or `no (why)`.
     public var replayable: String
 
+    /// Reads the run in `runDirectory`.
     public init(runDirectory: String) throws {
         let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
         let configuration = try JobConfiguration.load(runDirectory: path)
@@ -199,15 +199,11 @@ public struct RunSummary: Sendable {
         if manifest.independent != nil { return "no (independent checkpoints: no line is at one step)" }
         guard let line = manifest.newestLine else { return "yes (no line is committed: the job starts anew on any count)" }
         if let reason = manifests.resizeRefusal(line, of: manifest) { return "no (\(reason))" }
-        let count = manifest.rankCount(of: line)
-        switch manifests.inFlightBytes(line) {
-        case nil:
-            return "no (line \(line.epoch) was committed by an older Lifeline that did not record its messages in flight)"
-        case 0:
-            return "yes (line \(line.epoch) at step \(line.step), written by \(count) ranks; the program's state must conform to Redistributable)"
-        case let bytes?:
-            return "yes (line \(line.epoch) at step \(line.step), written by \(count) ranks, with \(bytes) bytes of messages in flight; the program's state must conform to Redistributable and take them)"
-        }
+        let written = "line \(line.epoch) at step \(line.step), written by \(manifest.rankCount(of: line)) ranks"
+        let inFlight = manifests.inFlightBytes(line) ?? 0
+        return inFlight == 0
+            ? "yes (\(written); the program's state must conform to Redistributable)"
+            : "yes (\(written), with \(inFlight) bytes of messages in flight; the program's state must conform to Redistributable and take them)"
     }
 
     /// The summary as readable lines.

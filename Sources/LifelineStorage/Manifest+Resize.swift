@@ -29,7 +29,8 @@ extension Manifest {
 
 extension ManifestStore {
     /// Why `line` of `manifest` cannot be restored onto another number of ranks, in words that
-    /// say what to do instead; nil when it can.
+    /// say what to do instead; nil when it can (its messages in flight, `inFlightBytes`, are then
+    /// known; whether the program takes them is its own to say).
     package func resizeRefusal(_ line: CommittedLine, of manifest: Manifest) -> String? {
         if manifest.independent != nil {
             return "its checkpoints are independent, so no line is at one step; resume it on \(manifest.rankCount(of: line)) ranks"
@@ -43,6 +44,9 @@ extension ManifestStore {
         }
         if let member = line.members.first(where: { $0.step != line.step }) {
             return "line \(line.epoch) is not at one step (rank \(member.rank) is at step \(member.step), the line at \(line.step))"
+        }
+        if inFlightBytes(line) == nil {
+            return "line \(line.epoch) was committed by an older Lifeline that did not record its messages in flight; resume it on \(count) ranks until a new line commits"
         }
         return nil
     }

@@ -18,8 +18,9 @@ package protocol RecoveryFacts {
     func newestRestorableCheckpoint(of rank: Int) -> Int
     /// Independent checkpoints: the dependency records of every checkpoint.
     var dependencies: IntervalDependencies { get }
-    /// Whether the newest committed line was written by another number of ranks than the job
-    /// runs on (`lifeline resume -n M` resized it since): no rank restarts alone from it.
+    /// Whether the line a recovery would restore (the newest intact one) was written by another
+    /// number of ranks than the job runs on (`lifeline resume -n M` resized it since): no rank
+    /// restarts alone from it.
     var lineResized: Bool { get }
 }
 
