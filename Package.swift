@@ -14,6 +14,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // HMAC-SHA256 for the mutual handshake between hosts (BoringSSL's, on Linux).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(
@@ -40,7 +42,11 @@ let package = Package(
         // The few POSIX calls and macros Swift does not import (prctl, wait status, spawn actions).
         .target(name: "CLifelineSupport"),
         // The runtime: processes, sockets, timers; the public API of a program.
-        .target(name: "Lifeline", dependencies: ["LifelineCore", "LifelineStorage", "CLifelineSupport"]),
+        .target(
+            name: "Lifeline",
+            dependencies: [
+                "LifelineCore", "LifelineStorage", "CLifelineSupport", .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .executableTarget(
             name: "lifeline",
             dependencies: [

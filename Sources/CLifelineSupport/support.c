@@ -70,7 +70,7 @@ int lifeline_wait_status(int status, int *detail) {
 /* In the child between fork and exec: only async-signal-safe calls. Reports a failure as
    {stage, errno} on `report` (close-on-exec: the parent reads end-of-file when exec succeeded). */
 static void spawn_child(pid_t parent, int report, const char *path, char *const argv[], char *const envp[],
-                        const char *stdout_path, const char *stderr_path) {
+                        int stdin_fd, const char *stdout_path, const char *stderr_path) {
     int error = 0;
     int stage = LIFELINE_SPAWN_SETUP;
     /* Each rank in a process group of its own: a Ctrl-C at the terminal reaches the
@@ -84,7 +84,8 @@ static void spawn_child(pid_t parent, int report, const char *path, char *const 
 #endif
     const char *paths[3] = {"/dev/null", stdout_path, stderr_path};
     const int flags[3] = {O_RDONLY, O_WRONLY | O_CREAT | O_APPEND, O_WRONLY | O_CREAT | O_APPEND};
-    for (int target = 0; target < 3 && error == 0; target++) {
+    if (error == 0 && stdin_fd >= 0 && dup2(stdin_fd, 0) < 0) error = errno;
+    for (int target = stdin_fd >= 0 ? 1 : 0; target < 3 && error == 0; target++) {
         if (target == 1) stage = LIFELINE_SPAWN_STDOUT;
         if (target == 2) stage = LIFELINE_SPAWN_STDERR;
         int fd = open(paths[target], flags[target] | O_CLOEXEC, 0600);
@@ -125,6 +126,11 @@ static void spawn_child(pid_t parent, int report, const char *path, char *const 
 
 int lifeline_spawn(pid_t *pid, int *failed_stage, const char *path, char *const argv[], char *const envp[],
                    const char *stdout_path, const char *stderr_path) {
+    return lifeline_spawn_input(pid, failed_stage, path, argv, envp, -1, stdout_path, stderr_path);
+}
+
+int lifeline_spawn_input(pid_t *pid, int *failed_stage, const char *path, char *const argv[], char *const envp[],
+                         int stdin_fd, const char *stdout_path, const char *stderr_path) {
     *failed_stage = LIFELINE_SPAWN_SETUP;
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return errno;
@@ -144,7 +150,7 @@ int lifeline_spawn(pid_t *pid, int *failed_stage, const char *path, char *const 
     }
     if (child == 0) {
         close(report[0]);
-        spawn_child(parent, report[1], path, argv, envp, stdout_path, stderr_path);
+        spawn_child(parent, report[1], path, argv, envp, stdin_fd, stdout_path, stderr_path);
     }
     close(report[1]);
     int failure[2] = {0, 0};

@@ -152,6 +152,8 @@ final class Connection {
             return .handshake(try Handshake.decode(Array(buffer[body])))
         case .welcome:
             return .welcome
+        case .hello, .challenge, .proof:
+            throw WireError("a host handshake frame after the handshake")
         }
     }
 

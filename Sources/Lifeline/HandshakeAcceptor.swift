@@ -10,6 +10,10 @@ import LifelineCore
 /// closed; and at most `pendingMax` connections wait at once (the oldest goes first), so no
 /// stranger can stall the job or fill its memory. Refusals are counted, and said at most once
 /// per `reportSeconds` (`takeReport`).
+///
+/// Between hosts (`init(listener:mutual:token:)`) the token never travels: the connector sends
+/// a `HostHello`, this side answers with a `HostChallenge` that proves it knows the token, and
+/// takes the connection once the connector's proof is right (`HostHandshake`).
 final class HandshakeAcceptor {
     /// A connection whose handshake has not fully arrived.
     private struct Pending {
@@ -17,6 +21,9 @@ final class HandshakeAcceptor {
         var bytes: [UInt8]
         /// When it is closed if still incomplete (seconds, monotonic clock).
         var deadline: Double
+        /// Between hosts, once the hello came: it and the challenge sent back (the proof is
+        /// read next).
+        var answered: (hello: HostHello, challenge: HostChallenge)?
     }
 
     /// Refusals since the last report.
@@ -39,6 +46,9 @@ final class HandshakeAcceptor {
 
     let listener: Int32
     private let token: [UInt8]
+    /// Between hosts: who this acceptor is, in the challenges it sends (nil: the same-host
+    /// handshake, which carries the token).
+    private let identity: HostIdentity?
     private let uid = getuid()
     /// Invariant: at most `pendingMax`, each with fewer bytes than a complete handshake frame.
     private var pending: [Pending] = []
@@ -50,6 +60,21 @@ final class HandshakeAcceptor {
     init(listener: Int32, token: String) {
         self.listener = listener
         self.token = Array(token.utf8)
+        self.identity = nil
+    }
+
+    /// Accepts on `listener` (TCP) the connections that pass the mutual handshake, answering as
+    /// `identity`.
+    init(listener: Int32, mutual identity: HostIdentity, token: String) {
+        self.listener = listener
+        self.token = Array(token.utf8)
+        self.identity = identity
+    }
+
+    /// The frame expected next on a pending connection, and the longest body taken for it.
+    private func expected(_ entry: Pending) -> (kind: FrameKind, bodyBytesMax: Int) {
+        guard identity != nil else { return (.handshake, Self.bodyBytesMax) }
+        return entry.answered == nil ? (.hello, HostHandshake.bodyBytesMax) : (.proof, HostHandshake.macBytes)
     }
 
     /// The sockets whose handshakes are under way: poll them for input.
@@ -71,7 +96,8 @@ final class HandshakeAcceptor {
         var complete: [(fd: Int32, handshake: Handshake)] = []
         for _ in 0..<Self.acceptsPerCallMax {
             guard let fd = Socket.accept(listener) else { break }
-            if let peer = Socket.peerUID(fd), peer != uid {
+            // Between hosts no kernel vouches for the peer's user: the handshake proves the job.
+            if identity == nil, let peer = Socket.peerUID(fd), peer != uid {
                 refuse(fd, "a process of another user (uid \(peer))")
                 continue
             }
@@ -79,6 +105,7 @@ final class HandshakeAcceptor {
                 let oldest = pending.removeFirst()
                 refuse(oldest.fd, "more than \(Self.pendingMax) connections waiting for their handshake")
             }
+            if identity != nil { HostLink.tune(fd) }
             pending.append(Pending(fd: fd, bytes: [], deadline: now + Self.deadlineSeconds))
             if let done = read(fd) { complete.append(done) }
         }
@@ -93,10 +120,14 @@ final class HandshakeAcceptor {
         guard let index = pending.firstIndex(where: { $0.fd == fd }) else { return nil }
         while true {
             let bytes = pending[index].bytes
-            let body = bodyBytes(bytes)
+            let body = bodyBytes(bytes, expected(pending[index]))
             if bytes.count >= FramePrefix.byteCount {
                 guard let body else { return dropRefused(at: index, "no valid handshake") }
-                if bytes.count == FramePrefix.byteCount + body { return complete(at: index) }
+                if bytes.count == FramePrefix.byteCount + body {
+                    guard identity != nil, pending[index].answered == nil else { return complete(at: index) }
+                    guard answer(at: index) else { return nil }
+                    continue
+                }
             }
             let wanted = bytes.count < FramePrefix.byteCount ? FramePrefix.byteCount - bytes.count
                 : FramePrefix.byteCount + body! - bytes.count
@@ -111,10 +142,38 @@ final class HandshakeAcceptor {
         }
     }
 
+    /// Between hosts, the hello of the connection at `index` has fully arrived: sends the
+    /// challenge back and waits for the proof. False when it was refused and closed.
+    private func answer(at index: Int) -> Bool {
+        guard let identity, let hello = try? HostHello.decode(Array(pending[index].bytes[FramePrefix.byteCount...])) else {
+            _ = dropRefused(at: index, "no valid handshake")
+            return false
+        }
+        let challenge = HostLink.challenge(answering: hello, identity: identity, token: String(decoding: token, as: UTF8.self))
+        let frame = challenge.frame()
+        // A new connection's send buffer takes a hundred bytes at once, or the peer is gone.
+        let sent = frame.withUnsafeBytes { send(pending[index].fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+        guard sent == frame.count else {
+            _ = dropRefused(at: index, "closed before its handshake")
+            return false
+        }
+        pending[index].answered = (hello, challenge)
+        pending[index].bytes = []
+        return true
+    }
+
     /// The handshake of the connection at `index` has fully arrived: takes it if its token is
-    /// the job's.
+    /// the job's (between hosts: if its proof is right).
     private func complete(at index: Int) -> (fd: Int32, handshake: Handshake)? {
         let bytes = pending[index].bytes
+        if let (hello, challenge) = pending[index].answered {
+            let proof = HostLink.mac(token: String(decoding: token, as: UTF8.self), HostHandshakeTranscript.connector(hello, challenge))
+            guard Self.constantTimeEqual(Array(bytes[FramePrefix.byteCount...]), proof) else {
+                return dropRefused(at: index, "a wrong handshake proof (not the job's token)")
+            }
+            let fd = pending.remove(at: index).fd
+            return (fd, hello.handshake)
+        }
         guard let handshake = try? Handshake.decode(Array(bytes[FramePrefix.byteCount...])),
               Self.constantTimeEqual(Array(handshake.token.utf8), token)
         else { return dropRefused(at: index, "bad or missing handshake token") }
@@ -154,13 +213,14 @@ final class HandshakeAcceptor {
         return Report(count: refused.reduce(0) { $0 + $1.count }, reasons: reasons.joined(separator: ", "))
     }
 
-    /// The body length a frame prefix announces, when it is a handshake's of an acceptable size.
-    private func bodyBytes(_ bytes: [UInt8]) -> Int? {
+    /// The body length a frame prefix announces, when it is the expected frame's, of an
+    /// acceptable size.
+    private func bodyBytes(_ bytes: [UInt8], _ expected: (kind: FrameKind, bodyBytesMax: Int)) -> Int? {
         guard bytes.count >= FramePrefix.byteCount,
               let prefix = try? bytes.withUnsafeBytes({ raw throws(WireError) in
                   try FramePrefix.decode(UnsafeRawBufferPointer(rebasing: raw[..<FramePrefix.byteCount]))
               }),
-              prefix.kind == .handshake, prefix.bodyLength <= UInt64(Self.bodyBytesMax)
+              prefix.kind == expected.kind, prefix.bodyLength <= UInt64(expected.bodyBytesMax)
         else { return nil }
         return Int(prefix.bodyLength)
     }

@@ -120,6 +120,85 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     /// The default of `stopTimeoutSeconds`.
     public static let stopTimeoutSecondsDefault = 30.0
 
+    /// How the ranks' processes are started.
+    public enum Launcher: String, Codable, Sendable, CaseIterable {
+        /// Children of the supervisor on this host, over Unix sockets (the default).
+        case local
+        /// On the hosts of `hosts`, each by `launchCommand` (by default `ssh {host} {cmd}`); ranks
+        /// on two hosts talk over TCP, and the supervisor listens on `listenAddress`.
+        case ssh
+    }
+    /// `--launcher` (nil: local).
+    public var launcher: Launcher?
+
+    /// A host of a job on several hosts: its name as given (resolved by the system's resolver)
+    /// and how many ranks it takes (nil: an even share).
+    public struct Host: Codable, Sendable, Equatable {
+        /// The host's name or IPv4 address.
+        public var name: String
+        /// The ranks it takes (`slots=K` in a host file); nil: the ranks are shared evenly.
+        public var slots: Int?
+
+        /// A host with every field given.
+        public init(name: String, slots: Int? = nil) {
+            self.name = name
+            self.slots = slots
+        }
+    }
+    /// `--hosts` or `--hostfile`: where the ranks run under `--launcher ssh`, in order.
+    public var hosts: [Host]?
+    /// `--launch-command`: how a rank is started on its host. `{host}` becomes the host's name
+    /// and `{cmd}` the rank's command line, each as one shell-quoted word; the whole runs under
+    /// `/bin/sh -c` on this host.
+    public var launchCommand: String?
+    /// The default of `launchCommand`.
+    public static let launchCommandDefault = "ssh {host} {cmd}"
+    /// `--listen`: the IPv4 address (optionally `:PORT`) the supervisor listens on for ranks on
+    /// other hosts (nil: the address this host uses to reach the first host, any free port).
+    public var listenAddress: String?
+
+    /// The host of each rank under `--launcher ssh`: each host takes its `slots` (or an even
+    /// share, the first hosts one more when the ranks do not divide), in order; nil with the
+    /// local launcher. Throws when the hosts' slots cannot hold the ranks.
+    public func rankHosts() throws -> [String]? {
+        guard launcher == .ssh else { return nil }
+        guard let hosts, !hosts.isEmpty else {
+            throw LifelineError(.configuration, "--launcher ssh needs the hosts: --hosts h1,h2,… or --hostfile FILE")
+        }
+        var placement: [String] = []
+        let share = (rankCount + hosts.count - 1) / hosts.count
+        for host in hosts where placement.count < rankCount {
+            placement += Array(repeating: host.name, count: min(host.slots ?? share, rankCount - placement.count))
+        }
+        guard placement.count == rankCount else {
+            throw LifelineError(.configuration,
+                "the hosts' slots hold \(placement.count) ranks, not \(rankCount): add slots or hosts, or run fewer ranks")
+        }
+        return placement
+    }
+
+    /// Reads a host file: one host a line, optionally followed by `slots=K`; blank lines and
+    /// lines from `#` on are ignored.
+    public static func parseHostfile(_ text: String, path: String) throws -> [Host] {
+        var hosts: [Host] = []
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let name = words.first else { continue }
+            var slots: Int?
+            for word in words.dropFirst() {
+                guard word.hasPrefix("slots="), let count = Int(word.dropFirst(6)), count > 0 else {
+                    throw LifelineError(.configuration,
+                        "\(path):\(number + 1): '\(word)' is not slots=K (K ≥ 1); a line is HOST [slots=K]")
+                }
+                slots = count
+            }
+            hosts.append(Host(name: String(name), slots: slots))
+        }
+        guard !hosts.isEmpty else { throw LifelineError(.configuration, "\(path) names no host") }
+        return hosts
+    }
+
     /// A configuration with the defaults of `lifeline run` for everything but the program.
     public init(
         program: String, arguments: [String] = [], rankCount: Int = 4, runDirectory: String,
@@ -201,6 +280,15 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         }
         if let compressionLevel, !ChunkedSnapshots.levelRange.contains(Int32(clamping: compressionLevel)) {
             throw LifelineError(.configuration, "--zstd-level \(compressionLevel) is not in \(ChunkedSnapshots.levelRange.lowerBound)...\(ChunkedSnapshots.levelRange.upperBound) (1, the default, is fast; 3 gains a few percent at half the speed)")
+        }
+        if launcher == .ssh {
+            _ = try rankHosts()
+            let command = launchCommand ?? Self.launchCommandDefault
+            guard command.contains("{cmd}") else {
+                throw LifelineError(.configuration, "--launch-command '\(command)' has no {cmd}: say where the rank's command line goes")
+            }
+        } else if hosts != nil || launchCommand != nil || listenAddress != nil {
+            throw LifelineError(.configuration, "--hosts, --hostfile, --launch-command and --listen need --launcher ssh")
         }
         guard storageRoots.count == 2 else {
             throw LifelineError(.configuration, "--storage takes two folders, DIR_A,DIR_B")

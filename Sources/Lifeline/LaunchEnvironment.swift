@@ -51,6 +51,35 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let compressionLevel = "LIFELINE_ZSTD_LEVEL"
         /// "1" when commits do not trim the message log (`--keep-logs`).
         package static let keepLogs = "LIFELINE_KEEP_LOGS"
+        /// A job on several hosts: the rank's host as the launcher names it.
+        package static let host = "LIFELINE_HOST"
+        /// That host's IPv4 address, where the rank listens for peers on other hosts.
+        package static let hostAddress = "LIFELINE_HOST_ADDRESS"
+        /// The supervisor's TCP address, `ADDRESS:PORT` (absent: the Unix socket on this host).
+        package static let supervisorTCP = "LIFELINE_SUPERVISOR_TCP"
+        /// "1": the token is the first line of standard input, not a variable (a command line
+        /// that starts a rank on another host may be read by every user there).
+        package static let tokenOnStdin = "LIFELINE_TOKEN_STDIN"
+    }
+
+    /// Where a rank of a job on several hosts runs, and where its supervisor listens.
+    package struct Hosts: Sendable, Equatable {
+        /// The rank's host, as the launcher names it.
+        package var host: String
+        /// Its IPv4 address.
+        package var hostAddress: String
+        /// The supervisor's IPv4 address.
+        package var supervisorAddress: String
+        /// The supervisor's TCP port.
+        package var supervisorPort: UInt16
+
+        /// Placement and supervisor with every field given.
+        package init(host: String, hostAddress: String, supervisorAddress: String, supervisorPort: UInt16) {
+            self.host = host
+            self.hostAddress = hostAddress
+            self.supervisorAddress = supervisorAddress
+            self.supervisorPort = supervisorPort
+        }
     }
 
     /// The rank's index.
@@ -97,6 +126,10 @@ package struct LaunchEnvironment: Sendable, Equatable {
     /// `--keep-logs`: commits do not trim the message log, so `lifeline replay` can run a rank
     /// from any kept line (the log's maximum does not apply).
     package var keepLogs = false
+    /// A job on several hosts: the rank's host and its supervisor's TCP address (nil: every rank
+    /// is a child of the supervisor on its host, and talks over Unix sockets). The token then
+    /// comes on standard input, and the rank does not check its parent.
+    package var hosts: Hosts?
 
     /// What `START` said: where the rank begins, whether it replays, the mirrors it writes (a
     /// fresh start until then).
@@ -149,6 +182,13 @@ package struct LaunchEnvironment: Sendable, Equatable {
         ]
         if let traceDirectory { result[Key.trace] = traceDirectory }
         if keepLogs { result[Key.keepLogs] = "1" }
+        if let hosts {
+            result[Key.token] = nil
+            result[Key.tokenOnStdin] = "1"
+            result[Key.host] = hosts.host
+            result[Key.hostAddress] = hosts.hostAddress
+            result[Key.supervisorTCP] = "\(hosts.supervisorAddress):\(hosts.supervisorPort)"
+        }
         return result
     }
 
@@ -192,8 +232,18 @@ package struct LaunchEnvironment: Sendable, Equatable {
         guard let logging = LoggingMode(rawValue: try required(Key.logging)) else {
             throw LifelineError(.environment, "\(Key.logging) is not a logging mode")
         }
+        var hosts: Hosts?
+        if let supervisor = value(Key.supervisorTCP) {
+            let parts = supervisor.split(separator: ":")
+            guard parts.count == 2, let port = UInt16(parts[1]) else {
+                throw LifelineError(.environment, "\(Key.supervisorTCP)=\(supervisor) is not ADDRESS:PORT")
+            }
+            hosts = Hosts(host: try required(Key.host), hostAddress: try required(Key.hostAddress),
+                          supervisorAddress: String(parts[0]), supervisorPort: port)
+        }
+        let token = value(Key.tokenOnStdin) == "1" ? try tokenFromStandardInput() : try required(Key.token)
         return LaunchEnvironment(
-            rank: RankID(rank), rankCount: rankCount, token: try required(Key.token),
+            rank: RankID(rank), rankCount: rankCount, token: token,
             addressPrefix: try required(Key.addressPrefix), incarnation: try number(Key.incarnation, UInt32.self),
             supervisorPID: try number(Key.supervisorPID, Int32.self), storageRoots: (roots[0], roots[1]),
             variant: variant, heartbeatMs: try number(Key.heartbeatMs, Int.self),
@@ -209,6 +259,26 @@ package struct LaunchEnvironment: Sendable, Equatable {
                 ?? ChunkedSnapshots.chunkBytesDefault,
             compressionLevel: value(Key.compressionLevel).flatMap(Int32.init)
                 .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault,
-            keepLogs: value(Key.keepLogs) == "1")
+            keepLogs: value(Key.keepLogs) == "1", hosts: hosts)
+    }
+
+    /// The token, as the first line of standard input (the supervisor writes it to the pipe it
+    /// starts the launch command with, and closes it). Waits 10 s at most.
+    private static func tokenFromStandardInput() throws -> String {
+        var line: [UInt8] = []
+        let deadline = monotonicSeconds() + 10
+        while line.count < 1024 {
+            var descriptor = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+            let left = deadline - monotonicSeconds()
+            guard left > 0 else { break }
+            guard poll(&descriptor, 1, Int32(left * 1000)) > 0 else { continue }
+            var byte: UInt8 = 0
+            let count = read(0, &byte, 1)
+            if count < 0, errno == EINTR || errno == EAGAIN { continue }
+            guard count == 1 else { break }
+            if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
+            line.append(byte)
+        }
+        throw LifelineError(.environment, "\(Key.tokenOnStdin)=1 but no token line came on standard input: start ranks with `lifeline run`")
     }
 }

@@ -41,16 +41,29 @@ final class RankLauncher {
     }
 
     /// Starts `program` with `arguments`, adding `environment` to this process's environment,
-    /// with standard output and error appended to the two files.
+    /// with standard output and error appended to the two files, and `input` (then the end of
+    /// the stream) on its standard input (nil: /dev/null).
     func spawn(
-        program: String, arguments: [String], environment: [String: String], stdoutPath: String, stderrPath: String
+        program: String, arguments: [String], environment: [String: String], input: [UInt8]? = nil,
+        stdoutPath: String, stderrPath: String
     ) throws -> pid_t {
         var merged = ProcessInfo.processInfo.environment
         for (key, value) in environment { merged[key] = value }
         var pid: pid_t = 0
         var stage: Int32 = 0
+        var inputFDs: [Int32] = [-1, -1]
+        if let input {
+            guard input.count <= 4096, pipe(&inputFDs) == 0 else {
+                throw LifelineError(.environment, "cannot create a pipe: \(String(cString: strerror(errno)))")
+            }
+            for fd in inputFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            // A pipe holds at least a page: the whole input is in it before the child starts.
+            _ = input.withUnsafeBytes { write(inputFDs[1], $0.baseAddress, $0.count) }
+            close(inputFDs[1])
+        }
+        defer { if inputFDs[0] >= 0 { close(inputFDs[0]) } }
         let result = withExecArguments([program] + arguments, merged) { argv, envp in
-            lifeline_spawn(&pid, &stage, program, argv, envp, stdoutPath, stderrPath)
+            lifeline_spawn_input(&pid, &stage, program, argv, envp, inputFDs[0], stdoutPath, stderrPath)
         }
         guard result == 0 else {
             let reason = String(cString: strerror(result))

@@ -58,7 +58,7 @@ extension RankRuntime {
                     Epoch(UInt64(max(0, checkpoint))), coveredByReceiver: covered, coversSelf: false))
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
-            case .start, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+            case .start, .peerAddresses, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
                  .replayComplete, .frozen, .waitReport, .nondeterminism:
                 break  // not for a rank, or already handled
             }
@@ -122,12 +122,7 @@ extension RankRuntime {
             // The restarted peer may die again before it accepts (a fault during its recovery):
             // then the supervisor restarts it once more and says so again; this rank goes on
             // (what it sends meanwhile is retained) instead of failing with it.
-            guard let fd = try Socket.connectUnlessRefused(abstractName: launch.rankAddress(peer)) else { return }
-            let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
-            guard Socket.sendAll(fd, handshake.frame()) else {
-                close(fd)
-                return
-            }
+            guard let fd = try connectToPeer(peer, launch: launch) else { return }
             peers[peer.rawValue] = Connection(fd: fd)
             machine.peerConnected(peer, incarnation: peerIncarnationNew, connecting: true)
         }
@@ -198,6 +193,7 @@ extension RankRuntime {
         descriptors.reserveCapacity(rankCount + 2)
         if let controlReader { descriptors.append(pollfd(fd: controlReader.fd, events: Int16(POLLIN), revents: 0)) }
         if listener >= 0 { descriptors.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0)) }
+        if let hostListener { descriptors.append(pollfd(fd: hostListener.wakeFD, events: Int16(POLLIN), revents: 0)) }
         let handshaking = acceptor?.descriptors ?? []
         for fd in handshaking { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
         for case let peer? in peers where !peer.isClosed {
@@ -218,6 +214,7 @@ extension RankRuntime {
                     case .waitQuery(let serial): control?.send(.waitReport(serial: serial, wait(waiting)))
                     case .freeze: answerFreeze = true
                     case .eventsLogged(let through): eventLog?.handleLogged(through: through)  // sends wait for it
+                    case .peerAddresses(let table): peerAddresses = table  // before the START or restart it is for
                     default: pendingControl.append(message)
                     }
                 }
@@ -229,6 +226,8 @@ extension RankRuntime {
                     pendingControl.removeAll { $0 == .thaw }
                     try freeze()
                 }
+            } else if let hostListener, descriptor.fd == hostListener.wakeFD {
+                for (fd, handshake) in hostListener.take() { acceptPeer(fd, handshake) }
             } else if descriptor.fd == listener {
                 for (fd, handshake) in acceptor?.acceptAll(now: monotonicSeconds()) ?? [] { acceptPeer(fd, handshake) }
             } else if handshaking.contains(descriptor.fd) {
@@ -256,6 +255,13 @@ extension RankRuntime {
     func acceptPeer(_ fd: Int32, _ handshake: Handshake) {
         guard handshake.role == .peer, (0..<rankCount).contains(handshake.rank.rawValue), handshake.rank != rank else {
             acceptor?.refuse(fd, "a handshake that names no other rank")
+            return
+        }
+        // Fencing: a process of an older incarnation than the supervisor last named (left running
+        // on a host that was cut off) never takes its replacement's place.
+        let named = handshake.rank.rawValue < peerAddresses.count ? peerAddresses[handshake.rank.rawValue]?.incarnation : nil
+        guard handshake.incarnation >= named ?? 0 else {
+            acceptor?.refuse(fd, "a handshake from an older incarnation of rank \(handshake.rank.rawValue)")
             return
         }
         peers[handshake.rank.rawValue]?.close()

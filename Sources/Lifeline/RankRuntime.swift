@@ -35,6 +35,10 @@ final class RankRuntime {
     let listener: Int32
     /// Peers' new connections, until their handshakes are in (nil when running alone).
     let acceptor: HandshakeAcceptor?
+    /// A job on several hosts: the TCP listener for peers on other hosts (its own thread runs
+    /// their handshakes), and where every rank listens (`peerAddresses`, from the supervisor).
+    var hostListener: HostListener?
+    var peerAddresses: [RankAddress?] = []
     let store: MirroredStore?
     let writer: SnapshotWriter?
     let heartbeatStep: HeartbeatStep
@@ -158,16 +162,19 @@ final class RankRuntime {
         signal(SIGPIPE, SIG_IGN)
         lifeline_tune_allocator()
         lifeline_set_parent_death_signal(SIGKILL)
-        if getppid() != launch.supervisorPID { supervisorGone() }
+        if launch.hosts == nil, getppid() != launch.supervisorPID { supervisorGone() }
 
         let listener = try Socket.listen(abstractName: launch.rankAddress(launch.rank))
-        let controlFD = try Socket.connect(abstractName: launch.supervisorAddress)
-        let handshake = Handshake(
-            token: launch.token, role: .control, rank: launch.rank, incarnation: launch.incarnation, pid: getpid())
-        guard Socket.sendAll(controlFD, handshake.frame()) else { supervisorGone() }
+        let (controlFD, hostListener) = try connectToSupervisor(launch)
         let control = ControlLink(fd: controlFD)
         let controlReader = Connection(fd: controlFD)
         var (plan, controlBeforeJoined) = try awaitStart(controlReader)
+        var peerAddresses: [RankAddress?] = []
+        controlBeforeJoined.removeAll { message in
+            guard case .peerAddresses(let table) = message else { return false }
+            peerAddresses = table
+            return true
+        }
         // Sender-based logging: a rank restarted to replay gets its records before START.
         var eventRecords: (first: UInt64?, records: [[UInt8]])?
         controlBeforeJoined.removeAll { message in
@@ -209,11 +216,42 @@ final class RankRuntime {
             launch: launch, control: control, controlReader: controlReader, listener: listener,
             store: store, snapshot: snapshot, log: log, replay: replay, previous: previous)
         runtime.eventLog = eventLog
+        runtime.hostListener = hostListener
+        runtime.peerAddresses = peerAddresses
         runtime.pendingControl = controlBeforeJoined
         try runtime.connectToLowerRanks()
         try runtime.resendRetained()
         if launch.restarted, launch.logging != .none, replay?.remainingCount ?? 0 == 0 { runtime.finishReplay() }
         return runtime
+    }
+
+    /// Connects to the supervisor and proves the job's token: over the Unix socket on this
+    /// host, or (a job on several hosts) over TCP by the mutual handshake, after starting the
+    /// listener for peers on other hosts whose port the hello carries. A supervisor that cannot
+    /// be reached is gone.
+    static func connectToSupervisor(_ launch: LaunchEnvironment) throws -> (Int32, HostListener?) {
+        guard let hosts = launch.hosts else {
+            let fd = try Socket.connect(abstractName: launch.supervisorAddress)
+            let handshake = Handshake(
+                token: launch.token, role: .control, rank: launch.rank, incarnation: launch.incarnation, pid: getpid())
+            guard Socket.sendAll(fd, handshake.frame()) else { supervisorGone() }
+            return (fd, nil)
+        }
+        let listener = try HostListener(
+            address: hosts.hostAddress,
+            identity: HostIdentity(role: .peer, rank: launch.rank, incarnation: launch.incarnation), token: launch.token)
+        let hello = HostHello(
+            role: .control, rank: launch.rank, incarnation: launch.incarnation, pid: getpid(), port: listener.port,
+            nonce: HostLink.nonce())
+        guard let fd = try HostLink.connectAuthenticated(
+            address: hosts.supervisorAddress, port: hosts.supervisorPort, hello: hello, expected: .supervisor,
+            token: launch.token)
+        else {
+            FileHandle.standardError.write(Data(
+                "lifeline: rank \(launch.rank.rawValue) cannot reach its supervisor at \(hosts.supervisorAddress):\(hosts.supervisorPort)\n".utf8))
+            supervisorGone()
+        }
+        return (fd, listener)
     }
 
     /// Waits for START and returns its plan with every other control message read meanwhile,
@@ -288,12 +326,13 @@ final class RankRuntime {
 
     static func startHeartbeat(control: ControlLink, launch: LaunchEnvironment) {
         let intervalMicroseconds = UInt32(max(10, launch.heartbeatMs) * 1000)
-        let supervisor = launch.supervisorPID
+        // On another host the supervisor is no parent: a lost control connection says it.
+        let supervisor = launch.hosts == nil ? launch.supervisorPID : 0
         let step = HeartbeatStep.current
         Thread.detachNewThread {
             while true {
                 usleep(intervalMicroseconds)
-                if getppid() != supervisor { supervisorGone() }
+                if supervisor != 0, getppid() != supervisor { supervisorGone() }
                 control.send(.heartbeat(step: step.value))
             }
         }
@@ -414,14 +453,31 @@ final class RankRuntime {
     func connectToLowerRanks() throws {
         guard let launch else { return }
         for lower in 0..<rank.rawValue {
-            guard let fd = try Socket.connectUnlessRefused(abstractName: launch.rankAddress(RankID(lower))) else { continue }
-            let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
-            guard Socket.sendAll(fd, handshake.frame()) else {
-                close(fd)
-                continue
-            }
+            guard let fd = try connectToPeer(RankID(lower), launch: launch) else { continue }
             peers[lower] = Connection(fd: fd)
         }
+    }
+
+    /// Connects to `peer` and proves the token: over its Unix socket when it runs on this host,
+    /// over TCP by the mutual handshake when it runs on another (`peerAddresses`), to the
+    /// incarnation named there or a newer one. Nil when it cannot be reached: it died since.
+    func connectToPeer(_ peer: RankID, launch: LaunchEnvironment) throws -> Int32? {
+        if let hosts = launch.hosts, peer.rawValue < peerAddresses.count, let address = peerAddresses[peer.rawValue],
+           address.host != hosts.host {
+            let hello = HostHello(
+                role: .peer, rank: rank, incarnation: incarnation, pid: getpid(), port: 0, nonce: HostLink.nonce())
+            return try HostLink.connectAuthenticated(
+                address: address.address, port: address.port, hello: hello,
+                expected: HostIdentity(role: .peer, rank: peer, incarnation: address.incarnation),
+                acceptIncarnationAbove: true, token: launch.token)
+        }
+        guard let fd = try Socket.connectUnlessRefused(abstractName: launch.rankAddress(peer)) else { return nil }
+        let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
+        guard Socket.sendAll(fd, handshake.frame()) else {
+            close(fd)
+            return nil
+        }
+        return fd
     }
 
     /// Sends every retained message again; receivers drop what they had already delivered.

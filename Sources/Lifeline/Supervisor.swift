@@ -43,6 +43,8 @@ final class Supervisor {
     let listener: Int32
     /// The ranks' new control connections, until their handshakes are in.
     let acceptor: HandshakeAcceptor
+    /// A job on several hosts (`--launcher ssh`): placement, TCP listener, addresses; nil on one.
+    let hostJob: HostJob?
     let addressBase: String
     let clockStart: Double
     let clockOffset: Double
@@ -110,6 +112,8 @@ final class Supervisor {
         self.addressBase = "lifeline.\(Self.randomHex(bytes: 6))"
         self.listener = try Socket.listen(abstractName: "\(addressBase).s")
         self.acceptor = HandshakeAcceptor(listener: listener, token: token)
+        let token = self.token
+        self.hostJob = try configuration.rankHosts().map { try HostJob(configuration: configuration, rankHosts: $0, token: token) }
         self.signalFD = try Self.routeStopSignals()
         // Independent checkpoints are the ranks' own: the coordinator never starts a round.
         let coordinator = CheckpointCoordinator(
@@ -147,6 +151,12 @@ final class Supervisor {
             "checkpoint": .string(configuration.checkpointing.rawValue),
             "interval_s": .double(configuration.intervalSeconds), "incarnation": .int(Int(machine.nextIncarnation)),
         ])
+        if let hostJob {
+            events.record("listening", [
+                "address": .string(hostJob.address), "port": .int(Int(hostJob.port)),
+                "hosts": .string(Array(Set(hostJob.rankHosts)).sorted().joined(separator: ",")),
+            ])
+        }
         defer { clearMirrorFaults() }
         defer { rankErrors?.finishAll() }
         try launchAll()
@@ -172,8 +182,9 @@ final class Supervisor {
                 descriptors.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0))
             }
         }
-        let handshaking = acceptor.descriptors
+        let handshaking = acceptor.descriptors + (hostJob?.acceptor.descriptors ?? [])
         for fd in handshaking { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+        if let hostJob { descriptors.append(pollfd(fd: hostJob.listener, events: Int16(POLLIN), revents: 0)) }
         _ = poll(&descriptors, nfds_t(descriptors.count), pollTimeoutMs())
         // Whether this turn brought anything at all, and only records (a timeout brings nothing).
         var onlyRecords = descriptors.contains { $0.revents != 0 }
@@ -186,6 +197,10 @@ final class Supervisor {
             onlyRecords = false
             if descriptor.fd == listener {
                 for (fd, handshake) in acceptor.acceptAll(now: now) { try acceptControlConnection(fd, handshake) }
+            } else if let hostJob, descriptor.fd == hostJob.listener {
+                for (fd, handshake) in hostJob.acceptor.acceptAll(now: now) { try acceptControlConnection(fd, handshake) }
+            } else if let hostJob, hostJob.acceptor.descriptors.contains(descriptor.fd) {
+                if let (fd, handshake) = hostJob.acceptor.read(descriptor.fd) { try acceptControlConnection(fd, handshake) }
             } else if handshaking.contains(descriptor.fd) {
                 if let (fd, handshake) = acceptor.read(descriptor.fd) { try acceptControlConnection(fd, handshake) }
             } else if descriptor.fd == launcher.exitFD {
@@ -324,9 +339,8 @@ final class Supervisor {
                 chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
                 compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)),
                 keepLogs: configuration.keepLogs == true)
-            let pid = try launcher.spawn(
-                program: configuration.program, arguments: configuration.arguments,
-                environment: environment.variables,
+            let pid = try spawnRank(
+                rank, environment: environment,
                 stdoutPath: OutputCommitter.stdoutPath(directory: outputDirectory, rank: rank, incarnation: incarnation),
                 stderrPath: OutputCommitter.stderrPath(directory: outputDirectory, rank: rank, incarnation: incarnation))
             slots[rank] = Slot(pid: pid, connection: nil)
@@ -342,7 +356,10 @@ final class Supervisor {
     }
 
     private func writePIDs() throws {
-        let text = slots.enumerated().map { "\($0.offset) \($0.element.pid)\n" }.joined()
+        // RANK PID, and on several hosts RANK PID HOST (the pid is the launch command's here).
+        let text = slots.enumerated().map { rank, slot in
+            hostJob.map { "\(rank) \(slot.pid) \($0.rankHosts[rank])\n" } ?? "\(rank) \(slot.pid)\n"
+        }.joined()
         let path = configuration.runDirectory + "/pids"
         let temporary = path + ".tmp"
         try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
@@ -355,12 +372,14 @@ final class Supervisor {
     /// launched rank's current process; refuses it otherwise.
     private func acceptControlConnection(_ fd: Int32, _ handshake: Handshake) throws {
         let rank = handshake.rank.rawValue
+        // On one host the pid is the rank's own; from another host it is not this host's.
         guard handshake.role == .control, machine.isCurrent(rank, incarnation: handshake.incarnation),
-              slots[rank].pid == handshake.pid
+              hostJob != nil ? handshake.port != 0 : slots[rank].pid == handshake.pid
         else {
             acceptor.refuse(fd, "a handshake that names no launched rank's process")
             return
         }
+        noteAddress(of: rank, handshake)
         let connection = Connection(fd: fd)
         slots[rank].connection = connection
         _ = connection.write(head: WelcomeFrame.frame) { _ in }
@@ -376,15 +395,27 @@ final class Supervisor {
     /// Writes a control message on a rank's connection.
     func write(_ message: ControlMessage, to rank: Int) {
         guard let connection = slots[rank].connection, !connection.isClosed else { return }
+        // On several hosts, where every rank listens goes first: the rank connects to the
+        // peers START or a restart names.
+        switch message {
+        case .start, .peerRestarted:
+            if let hostJob { _ = Socket.sendAll(connection.fd, ControlMessage.peerAddresses(hostJob.addresses).frame()) }
+        default: break
+        }
         _ = Socket.sendAll(connection.fd, message.frame())
     }
 
     /// Closes control connections whose handshake is late, and records the refusals (at most
     /// one event every few seconds; `final`: now, as the job ends).
     func recordRefusals(final: Bool = false) {
-        acceptor.expire(now: now)
-        guard let report = acceptor.takeReport(now: now, final: final) else { return }
-        events.record("connection_refused", ["count": .int(report.count), "reasons": .string(report.reasons)])
+        for acceptor in [acceptor] + (hostJob.map { [$0.acceptor] } ?? []) {
+            acceptor.expire(now: now)
+            guard let report = acceptor.takeReport(now: now, final: final) else { continue }
+            events.record("connection_refused", [
+                "count": .int(report.count), "reasons": .string(report.reasons),
+                "transport": .string(acceptor === self.acceptor ? "unix" : "tcp"),
+            ])
+        }
     }
 
     func warn(_ text: String) {

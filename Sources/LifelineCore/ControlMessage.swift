@@ -102,6 +102,9 @@ package enum ControlMessage: Sendable, Equatable {
     /// A rank was restarted alone (its incarnation given): connect to it if it is below you,
     /// wait for its connection otherwise, then send it your retained messages again.
     case peerRestarted(RankID, incarnation: UInt32)
+    /// A job on several hosts: where each rank listens (nil: not known yet), sent before START
+    /// and before `peerRestarted`, so the rank connects to the process named there.
+    case peerAddresses([RankAddress?])
     /// Independent checkpointing, a rank failed: finish writing your checkpoints, stop delivering
     /// messages and taking checkpoints, and answer `frozen` with your current interval.
     case freeze
@@ -165,7 +168,7 @@ package enum ControlMessage: Sendable, Equatable {
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
-        case waitQuery, writeMirrors, cut, eventsLogged, eventRecords
+        case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
         case waitReport, nondeterminism, logMirrorFailed, captured, logEvents
     }
@@ -224,6 +227,13 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.peerRestarted.rawValue)
             writer.write(UInt32(rank.rawValue))
             writer.write(incarnation)
+        case .peerAddresses(let table):
+            writer.write(Code.peerAddresses.rawValue)
+            writer.write(UInt32(table.count))
+            for entry in table {
+                writer.write(UInt8(entry == nil ? 0 : 1))
+                entry?.encode(into: &writer)
+            }
         case .freeze:
             writer.write(Code.freeze.rawValue)
         case .thaw:
@@ -340,6 +350,16 @@ package enum ControlMessage: Sendable, Equatable {
         case .release: message = .release
         case .peerRestarted:
             message = .peerRestarted(RankID(Int(try reader.read(UInt32.self))), incarnation: try reader.read(UInt32.self))
+        case .peerAddresses:
+            let count = Int(try reader.read(UInt32.self))
+            guard count <= ranksMax, count <= reader.remainingCount else { throw WireError("address table claims \(count) ranks") }
+            var table: [RankAddress?] = []
+            for _ in 0..<count {
+                let present = try reader.read(UInt8.self)
+                guard present <= 1 else { throw WireError("address table with flag \(present)") }
+                table.append(present == 1 ? try RankAddress.decode(from: &reader) : nil)
+            }
+            message = .peerAddresses(table)
         case .freeze: message = .freeze
         case .thaw: message = .thaw
         case .trim: message = .trim(checkpoint: try step(), coveredByReceiver: try decodeSets(&reader))

@@ -11,6 +11,14 @@ package enum FrameKind: UInt32, Sendable {
     case data = 3
     /// A `ControlMessage` between a rank and its supervisor.
     case control = 4
+    /// The first frame on a connection between hosts: a `HostHello` (the connector's identity and
+    /// nonce, no token).
+    case hello = 5
+    /// The acceptor's answer to a hello: a `HostChallenge` (its identity, its nonce, and its proof
+    /// that it knows the token).
+    case challenge = 6
+    /// The connector's proof that it knows the token (32 bytes).
+    case proof = 7
 }
 
 /// The fixed prefix of every frame.
@@ -106,6 +114,8 @@ package struct Handshake: Sendable, Equatable {
         case control = 1
         /// A rank's data connection to another rank.
         case peer = 2
+        /// The supervisor, as the acceptor of control connections between hosts.
+        case supervisor = 3
     }
 
     /// The job's secret token.
@@ -118,14 +128,18 @@ package struct Handshake: Sendable, Equatable {
     package var incarnation: UInt32
     /// The connecting process.
     package var pid: Int32
+    /// Between hosts, the TCP port the connecting rank listens on for its peers (the `HostHello`
+    /// carries it; the same-host handshake frame does not: peers there use Unix sockets).
+    package var port: UInt16 = 0
 
     /// A handshake with every field given.
-    package init(token: String, role: Role, rank: RankID, incarnation: UInt32, pid: Int32) {
+    package init(token: String, role: Role, rank: RankID, incarnation: UInt32, pid: Int32, port: UInt16 = 0) {
         self.token = token
         self.role = role
         self.rank = rank
         self.incarnation = incarnation
         self.pid = pid
+        self.port = port
     }
 
     /// The complete frame, prefix included.

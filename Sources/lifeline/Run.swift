@@ -64,6 +64,16 @@ extension LifelineCommand {
         var quiet = false
         @Flag(help: "Keep the ranks' standard error in output/ only, instead of also forwarding it live as [rank R] lines.")
         var quietRanks = false
+        @Option(help: "How ranks are started: local (children of this process) or ssh (on --hosts, by --launch-command; ranks on two hosts talk over TCP).")
+        var launcher: String = "local"
+        @Option(help: ArgumentHelp("The hosts of --launcher ssh, in order; the ranks are shared evenly, in blocks.", valueName: "H1,H2,…"))
+        var hosts: String?
+        @Option(help: ArgumentHelp("A file of hosts for --launcher ssh: one a line, optionally with slots=K (the ranks it takes).", valueName: "FILE"))
+        var hostfile: String?
+        @Option(help: ArgumentHelp("How --launcher ssh starts a rank, run by /bin/sh: {host} is the host, {cmd} the rank's command line, each one quoted word (default: ssh {host} {cmd}; on one machine's network namespaces: nsenter --net=/run/netns/{host} sh -c {cmd}).", valueName: "TEMPLATE"))
+        var launchCommand: String?
+        @Option(help: ArgumentHelp("The IPv4 address (and :PORT) the supervisor listens on for ranks on other hosts (default: the address that reaches the first host, any port).", valueName: "ADDRESS"))
+        var listen: String?
         @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
         var command: [String] = []
 
@@ -140,6 +150,24 @@ extension LifelineCommand {
                 joinTimeoutSeconds: joinTimeoutSeconds, stopTimeoutSeconds: stopTimeoutSeconds,
                 onNondeterminism: nondeterminism, quietRanks: quietRanks)
             configuration.keepLogs = keepLogs ? true : nil
+            guard let launcherKind = JobConfiguration.Launcher(rawValue: launcher) else {
+                throw ValidationError("--launcher \(launcher) is not one of local, ssh")
+            }
+            if launcherKind != .local { configuration.launcher = launcherKind }
+            if hosts != nil, hostfile != nil { throw ValidationError("give --hosts or --hostfile, not both") }
+            if let hosts {
+                let names = hosts.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                guard !names.contains(where: \.isEmpty) else { throw ValidationError("--hosts \(hosts) has an empty name") }
+                configuration.hosts = names.map { JobConfiguration.Host(name: $0) }
+            }
+            if let hostfile {
+                guard let data = FileManager.default.contents(atPath: hostfile) else {
+                    throw ValidationError("--hostfile \(hostfile) cannot be read")
+                }
+                configuration.hosts = try JobConfiguration.parseHostfile(String(decoding: data, as: UTF8.self), path: hostfile)
+            }
+            configuration.launchCommand = launchCommand
+            configuration.listenAddress = listen
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }

@@ -30,6 +30,11 @@ int lifeline_wait_status(int status, int *detail);
 int lifeline_spawn(pid_t *pid, int *failed_stage, const char *path, char *const argv[], char *const envp[],
                    const char *stdout_path, const char *stderr_path);
 
+/// `lifeline_spawn` with standard input from `stdin_fd` (a pipe's read end, say) instead of
+/// /dev/null; -1 is /dev/null.
+int lifeline_spawn_input(pid_t *pid, int *failed_stage, const char *path, char *const argv[], char *const envp[],
+                         int stdin_fd, const char *stdout_path, const char *stderr_path);
+
 /// The steps of `lifeline_spawn` that can fail.
 enum {
     /// fork, the process group, the parent-death signal, standard input.
