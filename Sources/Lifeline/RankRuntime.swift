@@ -360,18 +360,21 @@ final class RankRuntime {
     /// Sender-based logging: the rank's side of the event logger, numbering from its entry's
     /// position, and after a restart to replay the records the logger held after it (from
     /// `eventRecords`, which came before START): those are replayed before anything live.
-    /// Every rank runs on the supervisor's host, so a record is stable once its frame is in
-    /// the control socket (`EventLogClient.stableOnWrite`): sends do not wait.
+    /// A rank on the supervisor's host has a record stable once its frame is in the control
+    /// socket (`EventLogClient.stableOnWrite`): its sends do not wait. A rank on another host
+    /// (`--launcher ssh`) loses what is in flight with its host, so its sends wait for the
+    /// logger's acknowledgement (the no-orphan rule).
     static func openEventLog(
         launch: LaunchEnvironment, records held: (first: UInt64?, records: [[UInt8]])?, logPosition: UInt64
     ) throws -> (EventLogClient, ReplayQueue?) {
-        guard launch.restarted, launch.replayLog else { return (EventLogClient(position: logPosition, stableOnWrite: true), nil) }
+        let stable = launch.hosts == nil
+        guard launch.restarted, launch.replayLog else { return (EventLogClient(position: logPosition, stableOnWrite: stable), nil) }
         guard let held, let first = held.first else {
             // Nothing logged since the rank's last relaunch: it replays nothing.
-            return (EventLogClient(position: logPosition, stableOnWrite: true), ReplayQueue([], mode: launch.logging))
+            return (EventLogClient(position: logPosition, stableOnWrite: stable), ReplayQueue([], mode: launch.logging))
         }
         let records = try Self.records(held.records, first: first, from: logPosition, of: "the event logger")
-        return (EventLogClient(position: first + UInt64(held.records.count), stableOnWrite: true),
+        return (EventLogClient(position: first + UInt64(held.records.count), stableOnWrite: stable),
                 ReplayQueue(records, mode: launch.logging))
     }
 

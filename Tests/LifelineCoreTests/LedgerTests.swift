@@ -67,6 +67,7 @@ struct LedgerTests {
             .ack(Epoch(2), Acknowledgement(step: 9, snapshotBytes: 77, outputOffset: 12, delivered: [set])),
             .snapshotFailed(Epoch(2), reason: "no space"), .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11), .checkpointWanted,
             .faultFired(index: 2), .replayComplete(deliveries: 42),
+            .peerAddresses([RankAddress(host: "h1", address: "10.0.0.1", port: 4242, incarnation: 3), nil]),
         ]
         for message in messages {
             let frame = message.frame()
@@ -83,6 +84,32 @@ struct LedgerTests {
         var oversize = ByteWriter()
         FramePrefix(kind: .data, bodyLength: FramePrefix.bodyBytesMax + 1).encode(into: &oversize)
         #expect(throws: WireError.self) { try oversize.bytes.withUnsafeBytes { bytes throws(WireError) in try FramePrefix.decode(bytes) } }
+    }
+
+    /// The host handshake's frames round-trip, refuse damage, and the two MACs' transcripts
+    /// differ (no answer can be reflected back) and cover both nonces.
+    @Test func hostHandshakeFramesRoundTripAndTranscriptsDiffer() throws {
+        let hello = HostHello(role: .control, rank: RankID(7), incarnation: 9, pid: 1234, port: 5555,
+                              nonce: Array(repeating: 1, count: HostHandshake.nonceBytes))
+        let challenge = HostChallenge(role: .supervisor, rank: RankID(0), incarnation: 0,
+                                      nonce: Array(repeating: 2, count: HostHandshake.nonceBytes),
+                                      mac: Array(repeating: 3, count: HostHandshake.macBytes))
+        let helloBody = Array(hello.frame()[FramePrefix.byteCount...])
+        #expect(try HostHello.decode(helloBody) == hello)
+        #expect(throws: WireError.self) { try HostHello.decode(Array(helloBody.dropLast())) }
+        #expect(throws: WireError.self) { try HostHello.decode(helloBody + [0]) }
+        let challengeBody = Array(challenge.frame()[FramePrefix.byteCount...])
+        #expect(try HostChallenge.decode(challengeBody) == challenge)
+        #expect(throws: WireError.self) { try HostChallenge.decode(Array(challengeBody.dropLast())) }
+        let acceptor = HostHandshakeTranscript.acceptor(hello, challenge)
+        let connector = HostHandshakeTranscript.connector(hello, challenge)
+        #expect(acceptor != connector)
+        var otherNonce = challenge
+        otherNonce.nonce[0] = 9
+        #expect(HostHandshakeTranscript.acceptor(hello, otherNonce) != acceptor)
+        var otherIncarnation = hello
+        otherIncarnation.incarnation = 8
+        #expect(HostHandshakeTranscript.connector(otherIncarnation, challenge) != connector)
     }
 
     @Test func faultSpecsParseAndRefuse() throws {

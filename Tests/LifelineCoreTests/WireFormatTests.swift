@@ -207,7 +207,7 @@ struct WireFormatTests {
         var huge = ByteWriter()
         FramePrefix(kind: .control, bodyLength: UInt64.max).encode(into: &huge)
         #expect(throws: WireError.self) { try prefix(of: huge.bytes) }
-        for rawKind in [UInt32(0), 5, 0x0100_0000, UInt32.max] {
+        for rawKind in [UInt32(0), 8, 0x0100_0000, UInt32.max] {
             var unknown = ByteWriter()
             unknown.write(rawKind)
             unknown.write(UInt64(0))

@@ -44,14 +44,16 @@ struct JobRunner {
 
     /// Runs `lifeline ARGS`, killing it after `timeoutSeconds`. `whileRunning` is called with
     /// its pid once it started (to wait for an event, damage a file, send a signal); if it
-    /// throws, the run is killed and the error rethrown.
+    /// throws, the run is killed and the error rethrown. `wrapper` is a command that execs
+    /// lifeline (`nsenter --net=…`: the supervisor on a test host).
     static func lifeline(
-        _ arguments: [String], runDirectory: String, timeoutSeconds: Double = 240,
+        _ arguments: [String], runDirectory: String, timeoutSeconds: Double = 240, wrapper: [String] = [],
         whileRunning: ((Int32) throws -> Void)? = nil
     ) throws -> Result {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binDirectory + "/lifeline")
-        process.arguments = arguments
+        let command = wrapper + [binDirectory + "/lifeline"] + arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         var environment = ProcessInfo.processInfo.environment
         environment["PATH"] = binDirectory + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
         process.environment = environment

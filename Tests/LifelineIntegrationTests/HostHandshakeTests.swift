@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+@testable import Lifeline
+import LifelineCore
+import Testing
+
+/// The mutual handshake between hosts, over real TCP sockets on loopback: each side proves it
+/// knows the token without sending it, a stranger's proof is refused, a connector finds out an
+/// acceptor that does not know the token, and an older incarnation is not taken for a newer one.
+struct HostHandshakeTests {
+    private let token = "0123456789abcdef0123456789abcdef"
+
+    private func hello(rank: Int = 1, incarnation: UInt32 = 3) -> HostHello {
+        HostHello(role: .peer, rank: RankID(rank), incarnation: incarnation, pid: getpid(), port: 0, nonce: HostLink.nonce())
+    }
+
+    /// Waits until the listener's thread hands over a proven connection (5 s at most).
+    private func taken(_ listener: HostListener) -> [(fd: Int32, handshake: Handshake)] {
+        let deadline = monotonicSeconds() + 5
+        var result: [(fd: Int32, handshake: Handshake)] = []
+        while result.isEmpty, monotonicSeconds() < deadline {
+            var descriptor = pollfd(fd: listener.wakeFD, events: Int16(POLLIN), revents: 0)
+            _ = poll(&descriptor, 1, 100)
+            result += listener.take()
+        }
+        return result
+    }
+
+    @Test func bothSidesProveTheTokenAndTheTokenNeverTravels() throws {
+        let identity = HostIdentity(role: .peer, rank: RankID(2), incarnation: 5)
+        let listener = try HostListener(address: "127.0.0.1", identity: identity, token: token)
+        let sent = hello()
+        let fd = try #require(try HostLink.connectAuthenticated(
+            address: "127.0.0.1", port: listener.port, hello: sent, expected: identity, token: token))
+        defer { close(fd) }
+        let accepted = taken(listener)
+        #expect(accepted.count == 1)
+        #expect(accepted.first?.handshake.rank == RankID(1) && accepted.first?.handshake.incarnation == 3)
+        accepted.forEach { close($0.fd) }
+        // What crossed the wire: the hello and the proof hold no byte run of the token.
+        let wire = sent.frame() + HostHandshake.frame(.proof, HostLink.mac(token: token, [1, 2, 3]))
+        #expect(!String(decoding: wire, as: UTF8.self).contains(token))
+    }
+
+    @Test func aConnectorFindsOutAnAcceptorThatDoesNotKnowTheToken() throws {
+        let identity = HostIdentity(role: .peer, rank: RankID(2), incarnation: 5)
+        let listener = try HostListener(address: "127.0.0.1", identity: identity, token: "another job's token")
+        #expect(throws: LifelineError.self) {
+            _ = try HostLink.connectAuthenticated(
+                address: "127.0.0.1", port: listener.port, hello: hello(), expected: identity, token: token)
+        }
+    }
+
+    @Test func anOlderIncarnationIsNotTakenForItsReplacement() throws {
+        let old = HostIdentity(role: .peer, rank: RankID(2), incarnation: 5)
+        let listener = try HostListener(address: "127.0.0.1", identity: old, token: token)
+        let newer = HostIdentity(role: .peer, rank: RankID(2), incarnation: 6)
+        #expect(try HostLink.connectAuthenticated(
+            address: "127.0.0.1", port: listener.port, hello: hello(), expected: newer, token: token) == nil)
+        // A connector that knows only a lower bound takes the incarnation named or a newer one.
+        let older = HostIdentity(role: .peer, rank: RankID(2), incarnation: 4)
+        let fd = try #require(try HostLink.connectAuthenticated(
+            address: "127.0.0.1", port: listener.port, hello: hello(), expected: older, acceptIncarnationAbove: true,
+            token: token))
+        close(fd)
+        taken(listener).forEach { close($0.fd) }
+    }
+
+    /// The acceptor's half, driven by hand: a stranger that sends a hello but cannot prove the
+    /// token is refused and counted; the right proof is taken.
+    @Test(arguments: [false, true])
+    func aStrangersProofIsRefused(knowsToken: Bool) throws {
+        let (listenFD, port) = try HostLink.listen(address: "127.0.0.1")
+        defer { close(listenFD) }
+        let acceptor = HandshakeAcceptor(listener: listenFD, mutual: .supervisor, token: token)
+        let client = try #require(try HostLink.connect(address: "127.0.0.1", port: port, seconds: 2))
+        defer { close(client) }
+        let sent = hello()
+        try #require(Socket.sendAll(client, sent.frame()))
+        var taken: [(fd: Int32, handshake: Handshake)] = []
+        let deadline = monotonicSeconds() + 5
+        while acceptor.descriptors.isEmpty, monotonicSeconds() < deadline { taken += acceptor.acceptAll(now: monotonicSeconds()) }
+        let body = try #require(HostLink.readFrame(client, kind: .challenge, bodyBytesMax: 256, seconds: 2))
+        let challenge = try HostChallenge.decode(body)
+        #expect(challenge.role == .supervisor)
+        #expect(challenge.mac == HostLink.mac(token: token, HostHandshakeTranscript.acceptor(sent, challenge)))
+        let proof = knowsToken
+            ? HostLink.mac(token: token, HostHandshakeTranscript.connector(sent, challenge))
+            : HostLink.mac(token: "a guess", HostHandshakeTranscript.connector(sent, challenge))
+        try #require(Socket.sendAll(client, HostHandshake.frame(.proof, proof)))
+        while taken.isEmpty, !acceptor.isIdle, monotonicSeconds() < deadline {
+            for fd in acceptor.descriptors { if let done = acceptor.read(fd) { taken.append(done) } }
+            if let report = acceptor.takeReport(now: monotonicSeconds(), final: true) {
+                #expect(!knowsToken)
+                #expect(report.reasons.contains("wrong handshake proof"))
+                break
+            }
+        }
+        #expect(taken.count == (knowsToken ? 1 : 0))
+        if knowsToken { #expect(taken.first?.handshake.rank == RankID(1)) }
+        taken.forEach { close($0.fd) }
+    }
+
+    /// The command line that starts a rank on another host names its environment but not the
+    /// token (a command line is readable by every user of that host).
+    @Test func theLaunchCommandLineHoldsNoToken() throws {
+        var configuration = JobConfiguration(program: "/bin/true", rankCount: 2, runDirectory: "/tmp/x")
+        configuration.launcher = .ssh
+        configuration.hosts = [.init(name: "127.0.0.1"), .init(name: "127.0.0.2")]
+        let job = try HostJob(configuration: configuration, rankHosts: try #require(try configuration.rankHosts()), token: token)
+        var environment = LaunchEnvironment(
+            rank: RankID(1), rankCount: 2, token: token, addressPrefix: "p", incarnation: 0, supervisorPID: 0,
+            storageRoots: ("/a", "/b"), variant: .coordinated, heartbeatMs: 250, faults: [], logging: .none,
+            traceDirectory: nil, clockOrigin: 0)
+        environment.hosts = job.hosts(of: 1)
+        let line = job.commandLine(rank: 1, program: "/bin/prog", arguments: ["a b", "it's"], environment: environment.variables)
+        #expect(!line.contains(token))
+        #expect(line.hasPrefix("exec ssh 127.0.0.2 'exec env "))
+        #expect(line.contains("LIFELINE_TOKEN_STDIN=1"))
+        // Run by two shells (this host's, then the remote one), the arguments come out whole.
+        let inner = try #require(line.split(separator: " ", maxSplits: 3).last.map(String.init))
+        let echoed = try shell(
+            "eval \"set -- $INNER\"; eval \"set -- $1\"; for a; do case \"$a\" in LIFELINE_*) ;; *) printf '%s|' \"$a\";; esac; done",
+            environment: ["INNER": inner])
+        #expect(echoed.hasSuffix("/bin/prog|a b|it's|"))
+    }
+
+    /// Hosts share the ranks evenly, in blocks, or by their slots; too few slots is one line.
+    @Test func ranksAreSpreadOverTheHostsInOrder() throws {
+        var configuration = JobConfiguration(program: "/bin/true", rankCount: 5, runDirectory: "/tmp/x")
+        configuration.launcher = .ssh
+        configuration.hosts = [.init(name: "a"), .init(name: "b")]
+        #expect(try configuration.rankHosts() == ["a", "a", "a", "b", "b"])
+        configuration.hosts = try JobConfiguration.parseHostfile("# cluster\na slots=1\n\nb slots=4 # big\n", path: "f")
+        #expect(try configuration.rankHosts() == ["a", "b", "b", "b", "b"])
+        configuration.rankCount = 6
+        #expect(throws: LifelineError.self) { try configuration.rankHosts() }
+        #expect(throws: LifelineError.self) { try JobConfiguration.parseHostfile("a slots=x\n", path: "f") }
+    }
+
+    private func shell(_ script: String, environment: [String: String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+}

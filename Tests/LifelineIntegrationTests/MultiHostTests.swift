@@ -1,0 +1,113 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// Jobs on several hosts (`--launcher ssh`): ranks on two hosts talk over TCP after the mutual
+/// handshake, and a rank killed on the second host recovers to the failure-free bits. On loopback
+/// (two addresses of this machine, no root needed) and on test hosts made of network namespaces
+/// (`scripts/testbed.sh`, root only; skipped with a line elsewhere).
+@Suite(.serialized) struct MultiHostTests {
+    /// The failure-free result of the test problem on 4 ranks.
+    static let failureFree: String? = {
+        let result = try? JobRunner.runHeat("multihost-reference")
+        return result?.resultLines.last
+    }()
+
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+
+    /// Runs the test problem on 4 ranks over `hosts` with `options`.
+    static func run(
+        _ name: String, hosts: String, launchCommand: String, _ options: [String], wrapper: [String] = [],
+        whileRunning: ((String) throws -> Void)? = nil
+    ) throws -> JobRunner.Result {
+        let runDirectory = JobRunner.scratch(name) + "/run"
+        return try JobRunner.lifeline(
+            ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet", "--launcher", "ssh",
+             "--hosts", hosts, "--launch-command", launchCommand] + options + ["--"] + JobRunner.heat,
+            runDirectory: runDirectory, wrapper: wrapper,
+            whileRunning: whileRunning.map { body in { _ in try body(runDirectory) } })
+    }
+
+    /// Two addresses of this machine as two hosts: ranks 0–1 on one, 2–3 on the other, a rank of
+    /// the second killed, in each way of recovering (global rollback, alone with its log, alone
+    /// with the event logger).
+    @Test(arguments: ["none", "pessimistic", "sender-based"])
+    func aRankKilledOnAnotherHostRecovers(logging: String) throws {
+        let reference = try #require(Self.failureFree)
+        let result = try Self.run(
+            "multihost-loopback-\(logging)", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--logging", logging, "--inject", "kill:rank=3,step=400"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        #expect(result.events.contains { $0["event"] as? String == "failure" && $0["rank"] as? Int == 3 })
+        let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
+        #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" }
+            == ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"])
+        let listening = try #require(result.events.first { $0["event"] as? String == "listening" })
+        #expect(listening["address"] as? String == "127.0.0.1")
+    }
+
+    /// Hosts made of network namespaces: the supervisor on the first, two ranks on each, each
+    /// started by `nsenter`. A rank killed on the second host recovers, and strangers on the
+    /// second host that connect to the supervisor (one sends junk, one stays silent) are
+    /// refused and counted while the job goes on.
+    @Test func onTestHostsARankKilledRecoversAndStrangersAreRefused() throws {
+        guard getuid() == 0 else {
+            print("skipped: the test hosts need root (network namespaces)")
+            return
+        }
+        guard ["/usr/sbin/ip", "/usr/bin/nsenter", "/bin/bash"].allSatisfy(FileManager.default.isExecutableFile) else {
+            print("skipped: the test hosts need ip (iproute2), nsenter (util-linux) and bash")
+            return
+        }
+        let reference = try #require(Self.failureFree)
+        let environment = ["LIFELINE_TESTBED_PREFIX": "lt", "LIFELINE_TESTBED_SUBNET": "10.78.0"]
+        let up = try Self.shell([Self.repository + "/scripts/testbed.sh", "up", "2"], environment: environment)
+        defer { _ = try? Self.shell([Self.repository + "/scripts/testbed.sh", "down"], environment: environment) }
+        guard up.status == 0 else {
+            print("skipped: the test hosts could not be made: \(up.output.split(separator: "\n").last ?? "")")
+            return
+        }
+        let result = try Self.run(
+            "multihost-netns", hosts: "lth1,lth2", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
+            ["--logging", "pessimistic", "--inject", "kill:rank=3,step=400"],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+        ) { runDirectory in
+            JobRunner.waitForEvents(runDirectory, containing: "\"listening\"")
+            let events = (try? String(contentsOfFile: runDirectory + "/events.jsonl", encoding: .utf8)) ?? ""
+            let line = try #require(events.split(separator: "\n").first { $0.contains("\"listening\"") })
+            let port = try #require(line.split(separator: ",").first { $0.contains("\"port\"") }?.split(separator: ":").last)
+            // From the second host: one stranger sends junk, another connects and says nothing.
+            _ = try Self.shell([
+                "/usr/bin/nsenter", "--net=/run/netns/lth2", "/bin/bash", "-c",
+                "exec 3<>/dev/tcp/10.78.0.1/\(port) && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && "
+                    + "exec 4<>/dev/tcp/10.78.0.1/\(port) && sleep 3",
+            ])
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
+        #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth2", "lth2"])
+        let refusals = result.events.filter { $0["event"] as? String == "connection_refused" && $0["transport"] as? String == "tcp" }
+        #expect(refusals.reduce(0) { $0 + ($1["count"] as? Int ?? 0) } == 2, "\(refusals)")
+        let reasons = refusals.compactMap { $0["reasons"] as? String }.joined(separator: ", ")
+        #expect(reasons.contains("no valid handshake") && reasons.contains("no handshake within"), "\(reasons)")
+    }
+
+    static func shell(_ command: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
