@@ -8,8 +8,12 @@ import LifelineCore
 /// listener, and where each rank listens for its peers. The protocol is the same as on one
 /// host; only how a rank is started and how it is reached differ.
 final class HostJob {
-    /// Each rank's host, as the job names it.
-    let rankHosts: [String]
+    /// Each rank's host, as the job names it (a lost host's ranks move to the others).
+    var rankHosts: [String]
+    /// The hosts in the order given.
+    let hostNames: [String]
+    /// The hosts lost (`host_lost`): no rank is placed there again.
+    var lost: Set<String> = []
     /// Each host's IPv4 address, by name.
     let hostAddresses: [String: String]
     /// The supervisor's TCP listener, its address and port.
@@ -27,6 +31,7 @@ final class HostJob {
     /// address nobody can listen on.
     init(configuration: JobConfiguration, rankHosts: [String], token: String) throws {
         self.rankHosts = rankHosts
+        self.hostNames = rankHosts.reduce(into: []) { names, host in if !names.contains(host) { names.append(host) } }
         var addresses: [String: String] = [:]
         for host in rankHosts where addresses[host] == nil {
             guard let address = HostLink.resolve(host) else {
@@ -80,6 +85,25 @@ final class HostJob {
             .replacingOccurrences(of: "{cmd}", with: Self.quoted(command))
     }
 
+    /// Moves the ranks of `host` to the hosts not lost, each to the one that holds the fewest
+    /// ranks then (the first in order on a tie); marks `host` lost. Returns the moves, or nil
+    /// when no other host is left.
+    func lose(_ host: String) -> [(rank: Int, to: String)]? {
+        let remaining = hostNames.filter { $0 != host && !lost.contains($0) }
+        guard !remaining.isEmpty else { return nil }
+        lost.insert(host)
+        var moves: [(rank: Int, to: String)] = []
+        for rank in rankHosts.indices where rankHosts[rank] == host {
+            let target = remaining.min { a, b in
+                rankHosts.filter { $0 == a }.count < rankHosts.filter { $0 == b }.count
+            }!
+            rankHosts[rank] = target
+            addresses[rank] = nil
+            moves.append((rank, target))
+        }
+        return moves
+    }
+
     /// `text` as one word for a POSIX shell.
     static func quoted(_ text: String) -> String {
         if !text.isEmpty, text.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,@%+".contains($0) }), text.isASCII {
@@ -119,5 +143,42 @@ extension Supervisor {
         let host = hostJob.rankHosts[rank]
         hostJob.addresses[rank] = RankAddress(
             host: host, address: hostJob.hostAddresses[host]!, port: handshake.port, incarnation: handshake.incarnation)
+    }
+}
+
+extension Supervisor {
+    /// A job on several hosts: the silent ranks (past their heartbeat or join timeout) about to
+    /// be judged. When they are every live rank of a host, that host is lost (its link was cut,
+    /// or it died with its processes): its ranks move to the other hosts before they are
+    /// relaunched.
+    func noteSilence(of silent: [Int]) {
+        guard let hostJob, !silent.isEmpty else { return }
+        for host in Set(silent.map { hostJob.rankHosts[$0] }) where !hostJob.lost.contains(host) {
+            let live = hostJob.rankHosts.indices.filter { hostJob.rankHosts[$0] == host && machine.ranks[$0].alive }
+            guard !live.isEmpty, live.allSatisfy(silent.contains) else { continue }
+            loseHost(host, cause: "its ranks \(live.map(String.init).joined(separator: ",")) went silent")
+        }
+    }
+
+    /// A job on several hosts: `rank` exited before its control connection was taken, with the
+    /// status a rank exits with when it cannot reach its supervisor: its host is cut off.
+    func noteExitBeforeConnecting(_ rank: Int, _ exit: ProcessExit) {
+        guard let hostJob, slots[rank].connection == nil, exit.exitCode == 3,
+              !hostJob.lost.contains(hostJob.rankHosts[rank])
+        else { return }
+        loseHost(hostJob.rankHosts[rank], cause: "rank \(rank) could not reach the supervisor from it")
+    }
+
+    /// Marks `host` lost and moves its ranks to the other hosts (said on the terminal and as
+    /// `host_lost`); with no other host left, the ranks stay (the job goes on trying there).
+    private func loseHost(_ host: String, cause: String) {
+        guard let hostJob, let moves = hostJob.lose(host) else { return }
+        let ranks = moves.map(\.rank)
+        warn("host \(host) lost (\(cause)); its ranks \(ranks.map(String.init).joined(separator: ",")) move to "
+            + Array(Set(moves.map(\.to))).sorted().joined(separator: ","))
+        events.record("host_lost", [
+            "host": .string(host), "ranks": .string(ranks.map(String.init).joined(separator: ",")),
+            "cause": .string(cause), "moved_to": .string(moves.map { "\($0.rank):\($0.to)" }.joined(separator: ",")),
+        ])
     }
 }

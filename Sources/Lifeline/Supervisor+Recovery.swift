@@ -11,6 +11,7 @@ extension Supervisor {
     /// A rank process ended.
     func handleExit(_ exit: ProcessExit) throws {
         guard let rank = slots.firstIndex(where: { $0.pid == exit.pid }), machine.ranks[rank].alive else { return }
+        noteExitBeforeConnecting(rank, exit)
         // What the rank sent before it died (a fault it fired, a last ACK) is read first.
         if slots[rank].connection != nil, !machine.ranks[rank].exitExpected { try readControl(from: rank) }
         if finishedJob { return }
@@ -39,6 +40,7 @@ extension Supervisor {
             if poll(&descriptor, 1, 0) > 0 { try readControl(from: rank) }
         }
         if finishedJob { return }
+        noteSilence(of: machine.silentRanks(now: now))
         try perform(machine.checkHeartbeats(now: now, facts: StorageFacts(self)))
     }
 

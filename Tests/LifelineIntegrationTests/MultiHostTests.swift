@@ -55,22 +55,9 @@ import Testing
     /// second host that connect to the supervisor (one sends junk, one stays silent) are
     /// refused and counted while the job goes on.
     @Test func onTestHostsARankKilledRecoversAndStrangersAreRefused() throws {
-        guard getuid() == 0 else {
-            print("skipped: the test hosts need root (network namespaces)")
-            return
-        }
-        guard ["/usr/sbin/ip", "/usr/bin/nsenter", "/bin/bash"].allSatisfy(FileManager.default.isExecutableFile) else {
-            print("skipped: the test hosts need ip (iproute2), nsenter (util-linux) and bash")
-            return
-        }
+        guard Self.testHostsUp() else { return }
+        defer { Self.testHostsDown() }
         let reference = try #require(Self.failureFree)
-        let environment = ["LIFELINE_TESTBED_PREFIX": "lt", "LIFELINE_TESTBED_SUBNET": "10.78.0"]
-        let up = try Self.shell([Self.repository + "/scripts/testbed.sh", "up", "2"], environment: environment)
-        defer { _ = try? Self.shell([Self.repository + "/scripts/testbed.sh", "down"], environment: environment) }
-        guard up.status == 0 else {
-            print("skipped: the test hosts could not be made: \(up.output.split(separator: "\n").last ?? "")")
-            return
-        }
         let result = try Self.run(
             "multihost-netns", hosts: "lth1,lth2", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
             ["--logging", "pessimistic", "--inject", "kill:rank=3,step=400"],
@@ -95,6 +82,62 @@ import Testing
         #expect(refusals.reduce(0) { $0 + ($1["count"] as? Int ?? 0) } == 2, "\(refusals)")
         let reasons = refusals.compactMap { $0["reasons"] as? String }.joined(separator: ", ")
         #expect(reasons.contains("no valid handshake") && reasons.contains("no handshake within"), "\(reasons)")
+    }
+
+    /// A host cut off mid-run (its link down; in the second case its processes killed too) is
+    /// found lost within the heartbeat timeout, its ranks move to the other host, and the job
+    /// ends with the failure-free bits.
+    @Test(arguments: [("pessimistic", false), ("none", true)])
+    func aHostCutOffIsLostAndItsRanksMoveToTheOther(logging: String, killToo: Bool) throws {
+        guard Self.testHostsUp() else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree)
+        let result = try Self.run(
+            "multihost-cut-\(logging)", hosts: "lth1,lth2", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
+            ["--logging", logging, "--heartbeat-timeout-ms", "2000"],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+        ) { runDirectory in
+            JobRunner.waitForEvents(runDirectory, containing: "\"commit\"")
+            _ = try Self.shell(["/usr/sbin/ip", "-n", "ltsw", "link", "set", "v-lth2", "down"])
+            guard killToo else { return }
+            let pids = (try? String(contentsOfFile: runDirectory + "/pids", encoding: .utf8)) ?? ""
+            for line in pids.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                if fields.count == 3, fields[2] == "lth2", let pid = Int32(fields[1]) { kill(pid, SIGKILL) }
+            }
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let lost = try #require(result.events.first { $0["event"] as? String == "host_lost" }, "\(result.stderr)")
+        #expect(lost["host"] as? String == "lth2" && lost["ranks"] as? String == "2,3")
+        let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
+        #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth1", "lth1"])
+    }
+
+    static let testbedEnvironment = ["LIFELINE_TESTBED_PREFIX": "lt", "LIFELINE_TESTBED_SUBNET": "10.78.0"]
+
+    /// Makes two test hosts, lth1 and lth2 (10.78.0.1–2); false, with a line saying why, where
+    /// they cannot be made.
+    static func testHostsUp() -> Bool {
+        guard getuid() == 0 else {
+            print("skipped: the test hosts need root (network namespaces)")
+            return false
+        }
+        guard ["/usr/sbin/ip", "/usr/bin/nsenter", "/bin/bash"].allSatisfy(FileManager.default.isExecutableFile) else {
+            print("skipped: the test hosts need ip (iproute2), nsenter (util-linux) and bash")
+            return false
+        }
+        let up = try? shell([repository + "/scripts/testbed.sh", "up", "2"], environment: testbedEnvironment)
+        guard let up, up.status == 0 else {
+            testHostsDown()
+            print("skipped: the test hosts could not be made: \(up?.output.split(separator: "\n").last ?? "")")
+            return false
+        }
+        return true
+    }
+
+    static func testHostsDown() {
+        _ = try? shell([repository + "/scripts/testbed.sh", "down"], environment: testbedEnvironment)
     }
 
     static func shell(_ command: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
