@@ -3,7 +3,7 @@
 SWIFT ?= swift
 APT_PACKAGES = libzstd-dev libxxhash-dev zlib1g-dev pkg-config
 
-.PHONY: all prereqs bench-prereqs build test demo clean
+.PHONY: all prereqs bench-prereqs testbed-prereqs build test demo clean
 
 all: build
 
@@ -25,6 +25,18 @@ bench-prereqs: prereqs
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; \
 	else \
 		echo "the Open MPI comparisons need: sudo apt-get install openmpi-bin libopenmpi-dev" >&2; \
+	fi
+
+# What the tests of jobs on several hosts use where they can (root): network namespaces
+# (iproute2), nsenter (util-linux) and a Slurm cluster (slurm-wlm, munge). Without them those
+# tests skip with a line.
+testbed-prereqs:
+	@if command -v ip >/dev/null && command -v nsenter >/dev/null && command -v slurmctld >/dev/null && command -v munged >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing iproute2 util-linux slurm-wlm munge"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux slurm-wlm munge >/dev/null; \
+	else \
+		echo "the multi-host tests need root and: sudo apt-get install iproute2 util-linux slurm-wlm munge (they skip without)" >&2; \
 	fi
 
 build: prereqs

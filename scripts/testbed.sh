@@ -2,8 +2,11 @@
 # Test hosts on one machine, for the tests of jobs on several hosts: network namespaces joined by
 # a bridge, with addresses only inside namespaces this script made.
 #
-#   scripts/testbed.sh up [N]   make hosts lfh1..lfhN (default 3) at 10.77.0.1..N, named in /etc/hosts
-#   scripts/testbed.sh down     remove every namespace and /etc/hosts line it made
+#   scripts/testbed.sh up [N] [--slurm]
+#                               make hosts lfh1..lfhN (default 3) at 10.77.0.1..N, named in /etc/hosts;
+#                               with --slurm, also a Slurm cluster over them (munge, slurmctld on
+#                               the first host, a slurmd on each), configured by $SLURM_CONF as printed
+#   scripts/testbed.sh down     stop the daemons, remove every namespace and /etc/hosts line it made
 #   scripts/testbed.sh status   say what is up
 #
 # Run a command on a host with `nsenter --net=/run/netns/lfh2 CMD`; cut a host's link with
@@ -16,6 +19,7 @@ PREFIX="${LIFELINE_TESTBED_PREFIX:-lf}"
 SUBNET="${LIFELINE_TESTBED_SUBNET:-10.77.0}"
 SWITCH="${PREFIX}sw"
 MARK="# lifeline-testbed ${PREFIX}"
+STATE="/run/lifeline-testbed-${PREFIX}"
 
 need() {
     if [ "$(id -u)" != 0 ]; then echo "testbed: needs root (network namespaces)" >&2; exit 2; fi
@@ -28,7 +32,19 @@ hosts_up() {
     ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${PREFIX}h[0-9]+$" | sort -V || true
 }
 
+stop_daemons() {
+    [ -d "$STATE" ] || return 0
+    for pidfile in "$STATE"/*.pid; do
+        [ -f "$pidfile" ] || continue
+        kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+    done
+    # Job steps left behind by a killed test: their slurmstepd run under the daemons' config.
+    pkill -9 -f "slurmstepd.*${STATE}" 2>/dev/null || true
+    rm -rf "$STATE"
+}
+
 down() {
+    stop_daemons
     for host in $(hosts_up); do ip netns delete "$host" 2>/dev/null || true; done
     ip netns delete "$SWITCH" 2>/dev/null || true
     if [ -w /etc/hosts ] && grep -q "$MARK" /etc/hosts; then
@@ -65,8 +81,84 @@ up() {
     echo "testbed: hosts $(hosts_up | tr '\n' ' ')up on ${SUBNET}.0/24"
 }
 
+# Slurm 22.05 from Debian (slurm-wlm, munge) over the hosts, without systemd: munged on this
+# machine (its socket is shared by every namespace), slurmctld on the first host, slurmd -N on
+# each; state, spool, logs and pid files under $STATE.
+slurm_up() {
+    local count="$1"
+    for tool in slurmctld slurmd munged srun scontrol; do
+        command -v "$tool" >/dev/null || { echo "testbed: --slurm needs $tool (apt-get install slurm-wlm munge)" >&2; exit 2; }
+    done
+    mkdir -p "$STATE/state" "$STATE/spool"
+    if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+        mkdir -p /run/munge /var/log/munge /var/lib/munge
+        chown munge:munge /run/munge /var/log/munge /var/lib/munge
+        [ -f /etc/munge/munge.key ] || { mungekey --create >/dev/null 2>&1 || /usr/sbin/create-munge-key -f >/dev/null 2>&1; }
+        chown munge:munge /etc/munge/munge.key 2>/dev/null || true
+        runuser -u munge -- /usr/sbin/munged --force
+        pgrep -x munged > "$STATE/munged.pid"
+    fi
+    local conf="$STATE/slurm.conf"
+    {
+        echo "ClusterName=lifeline-testbed"
+        echo "SlurmctldHost=$(hostname)(${SUBNET}.1)"
+        echo "SlurmUser=root"
+        echo "AuthType=auth/munge"
+        echo "CredType=cred/munge"
+        echo "ProctrackType=proctrack/linuxproc"
+        echo "TaskPlugin=task/none"
+        echo "SelectType=select/cons_tres"
+        echo "SelectTypeParameters=CR_CPU"
+        echo "ReturnToService=2"
+        echo "MpiDefault=none"
+        echo "JobAcctGatherType=jobacct_gather/none"
+        echo "AccountingStorageType=accounting_storage/none"
+        echo "StateSaveLocation=$STATE/state"
+        echo "SlurmdSpoolDir=$STATE/spool/%n"
+        echo "SlurmctldPidFile=$STATE/slurmctld.pid"
+        echo "SlurmdPidFile=$STATE/slurmd-%n.pid"
+        echo "SlurmctldLogFile=$STATE/slurmctld.log"
+        echo "SlurmdLogFile=$STATE/slurmd-%n.log"
+        echo "SlurmdTimeout=30"
+        for index in $(seq 1 "$count"); do
+            echo "NodeName=${PREFIX}h${index} NodeAddr=${SUBNET}.${index} CPUs=2 RealMemory=2000"
+        done
+        echo "PartitionName=debug Nodes=ALL Default=YES OverSubscribe=YES MaxTime=INFINITE State=UP"
+    } > "$conf"
+    export SLURM_CONF="$conf"
+    nsenter --net="/run/netns/${PREFIX}h1" slurmctld -i >/dev/null 2>&1
+    for index in $(seq 1 "$count"); do
+        mkdir -p "$STATE/spool/${PREFIX}h${index}"
+        nsenter --net="/run/netns/${PREFIX}h${index}" slurmd -N "${PREFIX}h${index}" >/dev/null 2>&1
+    done
+    for _ in $(seq 1 60); do
+        local idle
+        idle="$(nsenter --net="/run/netns/${PREFIX}h1" sinfo --noheader --states=idle --format=%D 2>/dev/null | head -1)"
+        if [ "${idle:-0}" = "$count" ]; then
+            echo "testbed: Slurm up on ${count} nodes: export SLURM_CONF=$conf"
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "testbed: the Slurm nodes did not come up; see $STATE/*.log" >&2
+    exit 1
+}
+
 case "${1:-}" in
-    up) need; up "${2:-3}" ;;
+    up)
+        need
+        count=3
+        slurm=""
+        shift
+        for argument in "$@"; do
+            case "$argument" in
+                --slurm) slurm=1 ;;
+                *) count="$argument" ;;
+            esac
+        done
+        up "$count"
+        if [ -n "$slurm" ]; then slurm_up "$count"; fi
+        ;;
     down) need; down; echo "testbed: down" ;;
     status)
         up_hosts="$(hosts_up | tr '\n' ' ')"

@@ -127,6 +127,11 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         /// On the hosts of `hosts`, each by `launchCommand` (by default `ssh {host} {cmd}`); ranks
         /// on two hosts talk over TCP, and the supervisor listens on `listenAddress`.
         case ssh
+        /// Inside a Slurm allocation (`salloc --no-kill` or `sbatch --no-kill`): the hosts are the
+        /// allocation's nodes, and each rank is a job step of its own (`srun -n1 --exact`), so
+        /// one rank's death leaves the other steps running; a rank's step is ended with
+        /// `scancel`. Otherwise as `ssh`.
+        case slurm
     }
     /// `--launcher` (nil: local).
     public var launcher: Launcher?
@@ -148,21 +153,29 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     /// `--hosts` or `--hostfile`: where the ranks run under `--launcher ssh`, in order.
     public var hosts: [Host]?
     /// `--launch-command`: how a rank is started on its host. `{host}` becomes the host's name
-    /// and `{cmd}` the rank's command line, each as one shell-quoted word; the whole runs under
-    /// `/bin/sh -c` on this host.
+    /// and `{cmd}` the rank's command line, each as one shell-quoted word (`{rank}` and
+    /// `{incarnation}`: the numbers); the whole runs under `/bin/sh -c` on this host.
     public var launchCommand: String?
-    /// The default of `launchCommand`.
+    /// The default of `launchCommand` under `--launcher ssh`.
     public static let launchCommandDefault = "ssh {host} {cmd}"
+    /// The launch command under `--launcher slurm`: a job step of one task on the rank's node,
+    /// named after the rank and incarnation (so that it can be cancelled), overcommitting the
+    /// node's CPUs rather than waiting for them; srun hands its standard input to the task.
+    public static let slurmLaunchCommand =
+        "srun --jobid={jobid} --job-name=lifeline-{rank}-{incarnation} --nodes=1 --ntasks=1 --exact --overcommit "
+        + "--kill-on-bad-exit=0 --nodelist={host} /bin/sh -c {cmd}"
     /// `--listen`: the IPv4 address (optionally `:PORT`) the supervisor listens on for ranks on
     /// other hosts (nil: the address this host uses to reach the first host, any free port).
     public var listenAddress: String?
 
-    /// The host of each rank under `--launcher ssh`: each host takes its `slots` (or an even
-    /// share, the first hosts one more when the ranks do not divide), in order; nil with the
-    /// local launcher. Throws when the hosts' slots cannot hold the ranks.
+    /// The host of each rank under `--launcher ssh` (or `slurm` with `hosts` given): each host
+    /// takes its `slots` (or an even share, the first hosts one more when the ranks do not
+    /// divide), in order; nil with the local launcher. Throws when the hosts' slots cannot hold
+    /// the ranks.
     public func rankHosts() throws -> [String]? {
-        guard launcher == .ssh else { return nil }
+        guard launcher == .ssh || launcher == .slurm else { return nil }
         guard let hosts, !hosts.isEmpty else {
+            if launcher == .slurm { return nil }  // the allocation's nodes, known when the job starts
             throw LifelineError(.configuration, "--launcher ssh needs the hosts: --hosts h1,h2,… or --hostfile FILE")
         }
         var placement: [String] = []
@@ -281,14 +294,13 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         if let compressionLevel, !ChunkedSnapshots.levelRange.contains(Int32(clamping: compressionLevel)) {
             throw LifelineError(.configuration, "--zstd-level \(compressionLevel) is not in \(ChunkedSnapshots.levelRange.lowerBound)...\(ChunkedSnapshots.levelRange.upperBound) (1, the default, is fast; 3 gains a few percent at half the speed)")
         }
-        if launcher == .ssh {
+        if launcher == .ssh || launcher == .slurm {
             _ = try rankHosts()
-            let command = launchCommand ?? Self.launchCommandDefault
-            guard command.contains("{cmd}") else {
+            if let command = launchCommand, !command.contains("{cmd}") {
                 throw LifelineError(.configuration, "--launch-command '\(command)' has no {cmd}: say where the rank's command line goes")
             }
         } else if hosts != nil || launchCommand != nil || listenAddress != nil {
-            throw LifelineError(.configuration, "--hosts, --hostfile, --launch-command and --listen need --launcher ssh")
+            throw LifelineError(.configuration, "--hosts, --hostfile, --launch-command and --listen need --launcher ssh or slurm")
         }
         guard storageRoots.count == 2 else {
             throw LifelineError(.configuration, "--storage takes two folders, DIR_A,DIR_B")

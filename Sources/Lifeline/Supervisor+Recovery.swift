@@ -55,7 +55,7 @@ extension Supervisor {
             case .stop(let ranks):
                 stop(ranks)
             case .kill(let rank):
-                kill(slots[rank].pid, SIGKILL)
+                signalRank(rank, SIGKILL)
             case .launch(let order):
                 try launch(order)
             case .note(let note):
@@ -189,7 +189,7 @@ extension Supervisor {
     private func stop(_ ranks: [Int]) {
         for rank in ranks where machine.ranks[rank].alive {
             machine.expectExit(of: rank)
-            kill(slots[rank].pid, SIGKILL)
+            signalRank(rank, SIGKILL)
         }
         awaitExits(of: ranks)
     }
@@ -216,7 +216,7 @@ extension Supervisor {
         for firing in faultSchedule.due(now: now, rankCount: configuration.rankCount) {
             switch firing {
             case .signal(let index, let rank, let stop):
-                try signalRank(rank.rawValue, stop ? SIGSTOP : SIGKILL, spec: faults[index])
+                try injectSignal(rank.rawValue, stop ? SIGSTOP : SIGKILL, spec: faults[index])
             case .killSupervisor(let index):
                 events.record("fault_injected", ["spec": .string("\(faults[index])")])
                 kill(getpid(), SIGKILL)
@@ -224,7 +224,7 @@ extension Supervisor {
                 fireStorageFault(index)
             case .chaos(let rank):
                 events.record("fault_injected", ["rank": .int(rank.rawValue), "spec": .string("chaos")])
-                if machine.ranks[rank.rawValue].alive { kill(slots[rank.rawValue].pid, SIGKILL) }
+                if machine.ranks[rank.rawValue].alive { signalRank(rank.rawValue, SIGKILL) }
             }
         }
         clearMirrorFaults(all: false)
@@ -240,9 +240,9 @@ extension Supervisor {
         }
     }
 
-    private func signalRank(_ rank: Int, _ signal: Int32, spec: FaultSpec) throws {
+    private func injectSignal(_ rank: Int, _ signal: Int32, spec: FaultSpec) throws {
         events.record("fault_injected", ["rank": .int(rank), "spec": .string("\(spec)")])
-        if machine.ranks[rank].alive { kill(slots[rank].pid, signal) }
+        if machine.ranks[rank].alive { signalRank(rank, signal) }
     }
 }
 

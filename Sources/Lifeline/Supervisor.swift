@@ -113,7 +113,8 @@ final class Supervisor {
         self.listener = try Socket.listen(abstractName: "\(addressBase).s")
         self.acceptor = HandshakeAcceptor(listener: listener, token: token)
         let token = self.token
-        self.hostJob = try configuration.rankHosts().map { try HostJob(configuration: configuration, rankHosts: $0, token: token) }
+        self.hostJob = configuration.launcher == .ssh || configuration.launcher == .slurm
+            ? try HostJob(configuration: configuration, token: token) : nil
         self.signalFD = try Self.routeStopSignals()
         // Independent checkpoints are the ranks' own: the coordinator never starts a round.
         let coordinator = CheckpointCoordinator(

@@ -109,13 +109,14 @@ struct HostHandshakeTests {
         var configuration = JobConfiguration(program: "/bin/true", rankCount: 2, runDirectory: "/tmp/x")
         configuration.launcher = .ssh
         configuration.hosts = [.init(name: "127.0.0.1"), .init(name: "127.0.0.2")]
-        let job = try HostJob(configuration: configuration, rankHosts: try #require(try configuration.rankHosts()), token: token)
+        let job = try HostJob(configuration: configuration, token: token)
         var environment = LaunchEnvironment(
             rank: RankID(1), rankCount: 2, token: token, addressPrefix: "p", incarnation: 0, supervisorPID: 0,
             storageRoots: ("/a", "/b"), variant: .coordinated, heartbeatMs: 250, faults: [], logging: .none,
             traceDirectory: nil, clockOrigin: 0)
         environment.hosts = job.hosts(of: 1)
-        let line = job.commandLine(rank: 1, program: "/bin/prog", arguments: ["a b", "it's"], environment: environment.variables)
+        let line = job.commandLine(
+            rank: 1, incarnation: 4, program: "/bin/prog", arguments: ["a b", "it's"], environment: environment.variables)
         #expect(!line.contains(token))
         #expect(line.hasPrefix("exec ssh 127.0.0.2 'exec env "))
         #expect(line.contains("LIFELINE_TOKEN_STDIN=1"))

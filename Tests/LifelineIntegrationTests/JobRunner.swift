@@ -48,13 +48,13 @@ struct JobRunner {
     /// lifeline (`nsenter --net=…`: the supervisor on a test host).
     static func lifeline(
         _ arguments: [String], runDirectory: String, timeoutSeconds: Double = 240, wrapper: [String] = [],
-        whileRunning: ((Int32) throws -> Void)? = nil
+        environment extra: [String: String] = [:], whileRunning: ((Int32) throws -> Void)? = nil
     ) throws -> Result {
         let process = Process()
         let command = wrapper + [binDirectory + "/lifeline"] + arguments
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
-        var environment = ProcessInfo.processInfo.environment
+        var environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
         environment["PATH"] = binDirectory + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
         process.environment = environment
         let out = Pipe()

@@ -14,6 +14,11 @@ import Testing
         let result = try? JobRunner.runHeat("multihost-reference")
         return result?.resultLines.last
     }()
+    /// The same on 8 ranks.
+    static let failureFree8: String? = {
+        let result = try? JobRunner.runHeat("multihost-reference-8", ranks: 8)
+        return result?.resultLines.last
+    }()
 
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
@@ -23,12 +28,34 @@ import Testing
         _ name: String, hosts: String, launchCommand: String, _ options: [String], wrapper: [String] = [],
         whileRunning: ((String) throws -> Void)? = nil
     ) throws -> JobRunner.Result {
+        try run(name, ranks: 4, ["--launcher", "ssh", "--hosts", hosts, "--launch-command", launchCommand] + options,
+                wrapper: wrapper, whileRunning: whileRunning)
+    }
+
+    /// Runs the test problem on `ranks` ranks with `options`.
+    static func run(
+        _ name: String, ranks: Int, _ options: [String], wrapper: [String] = [], environment: [String: String] = [:],
+        whileRunning: ((String) throws -> Void)? = nil
+    ) throws -> JobRunner.Result {
         let runDirectory = JobRunner.scratch(name) + "/run"
         return try JobRunner.lifeline(
-            ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet", "--launcher", "ssh",
-             "--hosts", hosts, "--launch-command", launchCommand] + options + ["--"] + JobRunner.heat,
-            runDirectory: runDirectory, wrapper: wrapper,
+            ["run", "-n", String(ranks), "--interval", "0.5", "--run-dir", runDirectory, "--quiet"] + options
+                + ["--"] + JobRunner.heat,
+            runDirectory: runDirectory, wrapper: wrapper, environment: environment,
             whileRunning: whileRunning.map { body in { _ in try body(runDirectory) } })
+    }
+
+    /// Cuts test host lth2's link (and kills its ranks' processes, `killToo`) once the job's
+    /// first line committed.
+    static func cutSecondHost(_ runDirectory: String, killToo: Bool) throws {
+        JobRunner.waitForEvents(runDirectory, containing: "\"commit\"")
+        _ = try shell(["/usr/sbin/ip", "-n", "ltsw", "link", "set", "v-lth2", "down"])
+        guard killToo else { return }
+        let pids = (try? String(contentsOfFile: runDirectory + "/pids", encoding: .utf8)) ?? ""
+        for line in pids.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count == 3, fields[2] == "lth2", let pid = Int32(fields[1]) { kill(pid, SIGKILL) }
+        }
     }
 
     /// Two addresses of this machine as two hosts: ranks 0–1 on one, 2–3 on the other, a rank of
@@ -97,14 +124,7 @@ import Testing
             ["--logging", logging, "--heartbeat-timeout-ms", "2000"],
             wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
         ) { runDirectory in
-            JobRunner.waitForEvents(runDirectory, containing: "\"commit\"")
-            _ = try Self.shell(["/usr/sbin/ip", "-n", "ltsw", "link", "set", "v-lth2", "down"])
-            guard killToo else { return }
-            let pids = (try? String(contentsOfFile: runDirectory + "/pids", encoding: .utf8)) ?? ""
-            for line in pids.split(separator: "\n") {
-                let fields = line.split(separator: " ")
-                if fields.count == 3, fields[2] == "lth2", let pid = Int32(fields[1]) { kill(pid, SIGKILL) }
-            }
+            try Self.cutSecondHost(runDirectory, killToo: killToo)
         }
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.resultLines.last == reference)
@@ -114,11 +134,44 @@ import Testing
         #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth1", "lth1"])
     }
 
-    static let testbedEnvironment = ["LIFELINE_TESTBED_PREFIX": "lt", "LIFELINE_TESTBED_SUBNET": "10.78.0"]
+    /// The issue's own bar: `lifeline run --launcher slurm -n 8` inside an allocation of the two
+    /// test hosts' Slurm cluster, each rank a job step; a rank killed (its step ends, the others
+    /// run on) and then the second host cut off, its ranks moved to the first; the failure-free
+    /// bits.
+    @Test func underSlurmARankKillAndAHostLossEndWithTheFailureFreeBits() throws {
+        guard Self.testHostsUp(slurm: true) else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree8)
+        let result = try Self.run(
+            "multihost-slurm", ranks: 8,
+            ["--launcher", "slurm", "--logging", "pessimistic", "--heartbeat-timeout-ms", "2000",
+             "--inject", "kill:rank=5,step=150"],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1", "salloc", "--no-kill", "--overcommit", "--nodes=2", "--ntasks=8"],
+            environment: ["SLURM_CONF": Self.slurmConf]
+        ) { runDirectory in
+            JobRunner.waitForEvents(runDirectory, containing: "\"recovery_done\"")
+            try Self.cutSecondHost(runDirectory, killToo: false)
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        #expect(result.events.contains { $0["event"] as? String == "failure" && $0["rank"] as? Int == 5 })
+        let lost = try #require(result.events.first { $0["event"] as? String == "host_lost" }, "\(result.stderr)")
+        #expect(lost["host"] as? String == "lth2" && lost["ranks"] as? String == "4,5,6,7")
+        let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
+        #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == Array(repeating: "lth1", count: 8))
+    }
 
-    /// Makes two test hosts, lth1 and lth2 (10.78.0.1–2); false, with a line saying why, where
-    /// they cannot be made.
-    static func testHostsUp() -> Bool {
+    static let testbedEnvironment = ["LIFELINE_TESTBED_PREFIX": "lt", "LIFELINE_TESTBED_SUBNET": "10.78.0"]
+    static let slurmConf = "/run/lifeline-testbed-lt/slurm.conf"
+
+    /// Makes two test hosts, lth1 and lth2 (10.78.0.1–2), with a Slurm cluster over them when
+    /// asked; false, with a line saying why, where they cannot be made.
+    static func testHostsUp(slurm: Bool = false) -> Bool {
+        if slurm, !["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/srun", "/usr/bin/salloc", "/usr/sbin/munged"]
+            .allSatisfy(FileManager.default.isExecutableFile) {
+            print("skipped: the Slurm test cluster needs slurm-wlm and munge (apt-get install slurm-wlm munge)")
+            return false
+        }
         guard getuid() == 0 else {
             print("skipped: the test hosts need root (network namespaces)")
             return false
@@ -127,7 +180,7 @@ import Testing
             print("skipped: the test hosts need ip (iproute2), nsenter (util-linux) and bash")
             return false
         }
-        let up = try? shell([repository + "/scripts/testbed.sh", "up", "2"], environment: testbedEnvironment)
+        let up = try? shell([repository + "/scripts/testbed.sh", "up", "2"] + (slurm ? ["--slurm"] : []), environment: testbedEnvironment)
         guard let up, up.status == 0 else {
             testHostsDown()
             print("skipped: the test hosts could not be made: \(up?.output.split(separator: "\n").last ?? "")")
