@@ -15,8 +15,18 @@ enum HostLink {
     static let handshakeSeconds = 5.0
     /// Unacknowledged data older than this breaks a TCP connection (TCP_USER_TIMEOUT): a cut
     /// link surfaces as an error on the next send instead of a silent stall. Heartbeats make
-    /// sure there is always something to send.
-    static let userTimeoutMs: UInt32 = 3000
+    /// sure there is always something to send. A rank on another host sets it from its launch
+    /// (`LaunchEnvironment.Hosts.linkTimeoutMs`), shorter than the supervisor's heartbeat
+    /// timeout: it is gone before the supervisor replaces it.
+    static let userTimeoutMs = Atomic<UInt32>(3000)
+
+    /// The link timeout of a job's ranks on other hosts: a rank cut off from its supervisor
+    /// finds out from a failed heartbeat and exits before the supervisor, which judges it after
+    /// `heartbeatTimeoutMs` of silence, relaunches it elsewhere (a lease: the two never run at
+    /// once). Half of what the timeout leaves after two heartbeat periods, at least 100 ms.
+    static func linkTimeoutMs(heartbeatMs: Int, heartbeatTimeoutMs: Int) -> Int {
+        max(100, (heartbeatTimeoutMs - 2 * heartbeatMs) / 2)
+    }
 
     /// HMAC-SHA256 of `transcript` keyed by the job's token.
     static func mac(token: String, _ transcript: [UInt8]) -> [UInt8] {
@@ -121,7 +131,7 @@ enum HostLink {
     static func tune(_ fd: Int32) {
         var on: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
-        var timeout = userTimeoutMs
+        var timeout = userTimeoutMs.load(ordering: .relaxed)
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &timeout, socklen_t(MemoryLayout<UInt32>.size))
     }
 

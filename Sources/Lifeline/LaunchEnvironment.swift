@@ -60,6 +60,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
         /// "1": the token is the first line of standard input, not a variable (a command line
         /// that starts a rank on another host may be read by every user there).
         package static let tokenOnStdin = "LIFELINE_TOKEN_STDIN"
+        /// A job on several hosts: the TCP_USER_TIMEOUT of the rank's connections, in ms.
+        package static let linkTimeoutMs = "LIFELINE_LINK_TIMEOUT_MS"
     }
 
     /// Where a rank of a job on several hosts runs, and where its supervisor listens.
@@ -72,13 +74,16 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package var supervisorAddress: String
         /// The supervisor's TCP port.
         package var supervisorPort: UInt16
+        /// The TCP_USER_TIMEOUT of the rank's connections (`HostLink.linkTimeoutMs`).
+        package var linkTimeoutMs: Int
 
         /// Placement and supervisor with every field given.
-        package init(host: String, hostAddress: String, supervisorAddress: String, supervisorPort: UInt16) {
+        package init(host: String, hostAddress: String, supervisorAddress: String, supervisorPort: UInt16, linkTimeoutMs: Int) {
             self.host = host
             self.hostAddress = hostAddress
             self.supervisorAddress = supervisorAddress
             self.supervisorPort = supervisorPort
+            self.linkTimeoutMs = linkTimeoutMs
         }
     }
 
@@ -188,6 +193,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             result[Key.host] = hosts.host
             result[Key.hostAddress] = hosts.hostAddress
             result[Key.supervisorTCP] = "\(hosts.supervisorAddress):\(hosts.supervisorPort)"
+            result[Key.linkTimeoutMs] = String(hosts.linkTimeoutMs)
         }
         return result
     }
@@ -239,7 +245,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
                 throw LifelineError(.environment, "\(Key.supervisorTCP)=\(supervisor) is not ADDRESS:PORT")
             }
             hosts = Hosts(host: try required(Key.host), hostAddress: try required(Key.hostAddress),
-                          supervisorAddress: String(parts[0]), supervisorPort: port)
+                          supervisorAddress: String(parts[0]), supervisorPort: port,
+                          linkTimeoutMs: try number(Key.linkTimeoutMs, Int.self))
         }
         let token = value(Key.tokenOnStdin) == "1" ? try tokenFromStandardInput() : try required(Key.token)
         return LaunchEnvironment(

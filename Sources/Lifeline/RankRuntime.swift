@@ -237,6 +237,7 @@ final class RankRuntime {
             guard Socket.sendAll(fd, handshake.frame()) else { supervisorGone() }
             return (fd, nil)
         }
+        HostLink.userTimeoutMs.store(UInt32(clamping: hosts.linkTimeoutMs), ordering: .relaxed)
         let listener = try HostListener(
             address: hosts.hostAddress,
             identity: HostIdentity(role: .peer, rank: launch.rank, incarnation: launch.incarnation), token: launch.token)

@@ -35,6 +35,8 @@ final class HostJob {
     let launchCommand: String
     /// Under `--launcher slurm`: the allocation's job ID (its steps are the ranks).
     let slurmJobID: String?
+    /// The ranks' link timeout (`HostLink.linkTimeoutMs`).
+    let linkTimeoutMs: Int
     /// Where each rank listens for peers on other hosts (nil until its process connected).
     var addresses: [RankAddress?]
 
@@ -56,6 +58,8 @@ final class HostJob {
         }
         guard let rankHosts else { throw LifelineError(.configuration, "the job names no hosts") }
         self.rankHosts = rankHosts
+        self.linkTimeoutMs = HostLink.linkTimeoutMs(
+            heartbeatMs: configuration.heartbeatMs, heartbeatTimeoutMs: configuration.heartbeatTimeoutMs)
         self.hostNames = rankHosts.reduce(into: []) { names, host in if !names.contains(host) { names.append(host) } }
         var addresses: [String: String] = [:]
         for host in rankHosts where addresses[host] == nil {
@@ -97,7 +101,8 @@ final class HostJob {
     func hosts(of rank: Int) -> LaunchEnvironment.Hosts {
         let host = rankHosts[rank]
         return LaunchEnvironment.Hosts(
-            host: host, hostAddress: hostAddresses[host]!, supervisorAddress: address, supervisorPort: port)
+            host: host, hostAddress: hostAddresses[host]!, supervisorAddress: address, supervisorPort: port,
+            linkTimeoutMs: linkTimeoutMs)
     }
 
     /// The command line that starts `program` for `rank` on its host: the launch command with

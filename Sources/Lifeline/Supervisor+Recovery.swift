@@ -21,7 +21,10 @@ extension Supervisor {
         // error, a bad access) at the step its crash report named. The same again from the same
         // line ends the job; a kill from outside (SIGKILL, SIGTERM) is not the program's.
         var programExit: String?
-        if exit.signal == nil {
+        if exit.signal == nil, hostJob != nil, exit.exitCode == 3 {
+            // On another host, 3 is a rank that lost its link to the supervisor (the lease ran
+            // out, or it could not connect): not the program's failure.
+        } else if exit.signal == nil {
             programExit = "\(exit)"
         } else if let signal = exit.signal, [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE].contains(signal) {
             programExit = "\(exit) at step \(machine.ranks[rank].step)"

@@ -26,21 +26,21 @@ import Testing
     /// Runs the test problem on 4 ranks over `hosts` with `options`.
     static func run(
         _ name: String, hosts: String, launchCommand: String, _ options: [String], wrapper: [String] = [],
-        whileRunning: ((String) throws -> Void)? = nil
+        program: [String] = JobRunner.heat, whileRunning: ((String) throws -> Void)? = nil
     ) throws -> JobRunner.Result {
         try run(name, ranks: 4, ["--launcher", "ssh", "--hosts", hosts, "--launch-command", launchCommand] + options,
-                wrapper: wrapper, whileRunning: whileRunning)
+                wrapper: wrapper, program: program, whileRunning: whileRunning)
     }
 
     /// Runs the test problem on `ranks` ranks with `options`.
     static func run(
         _ name: String, ranks: Int, _ options: [String], wrapper: [String] = [], environment: [String: String] = [:],
-        whileRunning: ((String) throws -> Void)? = nil
+        program: [String] = JobRunner.heat, whileRunning: ((String) throws -> Void)? = nil
     ) throws -> JobRunner.Result {
         let runDirectory = JobRunner.scratch(name) + "/run"
         return try JobRunner.lifeline(
             ["run", "-n", String(ranks), "--interval", "0.5", "--run-dir", runDirectory, "--quiet"] + options
-                + ["--"] + JobRunner.heat,
+                + ["--"] + program,
             runDirectory: runDirectory, wrapper: wrapper, environment: environment,
             whileRunning: whileRunning.map { body in { _ in try body(runDirectory) } })
     }
@@ -88,7 +88,9 @@ import Testing
         let result = try Self.run(
             "multihost-netns", hosts: "lth1,lth2", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
             ["--logging", "pessimistic", "--inject", "kill:rank=3,step=400"],
-            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"],
+            // Slower steps (the same bits): the job outlasts the silent stranger's 2 s deadline.
+            program: JobRunner.heat.dropLast() + ["10"]
         ) { runDirectory in
             JobRunner.waitForEvents(runDirectory, containing: "\"listening\"")
             let events = (try? String(contentsOfFile: runDirectory + "/events.jsonl", encoding: .utf8)) ?? ""

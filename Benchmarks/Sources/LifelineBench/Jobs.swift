@@ -65,12 +65,14 @@ struct JobLauncher {
         self.scratch = scratch
     }
 
-    /// Runs `lifeline run OPTIONS -- PROGRAM…` and waits for it.
-    mutating func run(ranks: Int, options: [String], program: [String]) throws -> JobRun {
+    /// Runs `lifeline run OPTIONS -- PROGRAM…` and waits for it; `wrapper` is a command that
+    /// execs lifeline (`nsenter --net=…`: the supervisor on a test host).
+    mutating func run(ranks: Int, options: [String], program: [String], wrapper: [String] = []) throws -> JobRun {
         counter += 1
         let runDirectory = "\(scratch)/run-\(counter)"
         let arguments = ["run", "-n", String(ranks), "--run-dir", runDirectory, "--quiet"] + options + ["--"] + program
-        let (seconds, status, stdout, rss) = try Self.spawn(binDirectory + "/lifeline", arguments, scratch: scratch, tag: counter)
+        let command = wrapper + [binDirectory + "/lifeline"] + arguments
+        let (seconds, status, stdout, rss) = try Self.spawn(command[0], Array(command.dropFirst()), scratch: scratch, tag: counter)
         let text = (try? String(contentsOfFile: runDirectory + "/events.jsonl", encoding: .utf8)) ?? ""
         let events = text.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]

@@ -1,7 +1,7 @@
 // lifeline-bench: compares Lifeline's checkpointing and logging strategies, each beside its
 // physical floor measured in the same run. See Benchmarks/README.md.
 //
-// usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,snapshot,strategies,interval,mirror,scale]
+// usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,hosts,snapshot,strategies,interval,mirror,scale]
 //        [--ranks 4,16] [--modes "coordinated,coordinated + sender-based"] [--heat "heat2d --size 4096 --steps 2000"]
 import CLifelineSupport
 import Foundation
@@ -12,7 +12,7 @@ lifeline_tune_allocator()
 
 var scale = Scale.full
 var output: String?
-var suites = ["transport", "snapshot", "strategies", "interval", "mirror", "scale"]
+var suites = ["transport", "hosts", "snapshot", "strategies", "interval", "mirror", "scale"]
 var rankCounts: [Int]?
 var modeNames: [String]?
 var heatProgram: [String]?
@@ -88,6 +88,7 @@ do {
         case "transport":
             try bench.transport()
             try bench.collectives()
+        case "hosts": try bench.transportBetweenHosts()
         case "snapshot": try bench.snapshot()
         case "strategies": try bench.strategies()
         case "interval": try bench.interval()

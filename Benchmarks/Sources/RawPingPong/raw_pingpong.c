@@ -5,7 +5,14 @@
 // `rtt_blocking_us_median=… rtt_blocking_us_p99=…` and `bandwidth_gbps=…`.
 //
 // usage: raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES
+//        raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES tcp-server ADDRESS PORT
+//        raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES tcp-client ADDRESS PORT
+// The TCP form is the floor between two hosts: the server takes one connection and answers,
+// the client (started after it; it retries its connect for 10 s) measures and prints.
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,57 +47,102 @@ static int compare(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES\n");
-        return 2;
-    }
-    int trips = atoi(argv[1]), messages = atoi(argv[2]);
-    size_t bytes = (size_t)atol(argv[3]);
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) return 1;
-    int size = 4 << 20;
-    for (int i = 0; i < 2; i++) {
-        setsockopt(pair[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-        setsockopt(pair[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-    }
+/* The answering side: echoes the round trips (blocking, then busy-polling), takes the
+   bandwidth messages, and says it has them all. */
+static int serve(int fd, int trips, int messages, char *big, size_t bytes) {
     char small[64];
-    char *big = calloc(1, bytes);
-    pid_t child = fork();
-    if (child == 0) {
-        close(pair[0]);
-        for (int spins = 0; spins < 2; spins++) {
-            for (int i = 0; i < trips; i++) {
-                if (full(pair[1], small, sizeof small, 1, spins) || full(pair[1], small, sizeof small, 0, 0)) _exit(1);
-            }
+    for (int spins = 0; spins < 2; spins++) {
+        for (int i = 0; i < trips; i++) {
+            if (full(fd, small, sizeof small, 1, spins) || full(fd, small, sizeof small, 0, 0)) return 1;
         }
-        for (int i = 0; i < messages; i++) {
-            if (full(pair[1], big, bytes, 1, 0)) _exit(1);
-        }
-        if (full(pair[1], small, 1, 0, 0)) _exit(1);
-        _exit(0);
     }
-    close(pair[1]);
+    for (int i = 0; i < messages; i++) {
+        if (full(fd, big, bytes, 1, 0)) return 1;
+    }
+    return full(fd, small, 1, 0, 0) ? 1 : 0;
+}
+
+/* The measuring side: the round trips twice, then the stream; prints the figures. */
+static int measure(int fd, int trips, int messages, char *big, size_t bytes) {
+    char small[64];
     double *blocking = malloc(sizeof(double) * (size_t)trips), *spinning = malloc(sizeof(double) * (size_t)trips);
     memset(small, 7, sizeof small);
     for (int spins = 0; spins < 2; spins++) {
         double *samples = spins ? spinning : blocking;
         for (int i = 0; i < trips; i++) {
             double start = now_seconds();
-            if (full(pair[0], small, sizeof small, 0, 0) || full(pair[0], small, sizeof small, 1, spins)) return 1;
+            if (full(fd, small, sizeof small, 0, 0) || full(fd, small, sizeof small, 1, spins)) return 1;
             samples[i] = (now_seconds() - start) * 1e6;
         }
         qsort(samples, (size_t)trips, sizeof(double), compare);
     }
     double start = now_seconds();
     for (int i = 0; i < messages; i++) {
-        if (full(pair[0], big, bytes, 0, 0)) return 1;
+        if (full(fd, big, bytes, 0, 0)) return 1;
     }
-    if (full(pair[0], small, 1, 1, 0)) return 1;
+    if (full(fd, small, 1, 1, 0)) return 1;
     double seconds = now_seconds() - start;
-    waitpid(child, NULL, 0);
     printf("rtt_us_median=%.3f rtt_us_p99=%.3f rtt_blocking_us_median=%.3f rtt_blocking_us_p99=%.3f bandwidth_gbps=%.3f\n",
            spinning[trips / 2], spinning[(size_t)(trips * 0.99)], blocking[trips / 2], blocking[(size_t)(trips * 0.99)],
            (double)bytes * messages / seconds / 1e9);
     return 0;
+}
+
+/* Large socket buffers, as Lifeline sets them; over TCP, no Nagle delay. */
+static void tune(int fd, int tcp) {
+    int size = 4 << 20, on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    if (tcp) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+}
+
+static int tcp(const char *role, const char *address, int port, int trips, int messages, char *big, size_t bytes) {
+    struct sockaddr_in where;
+    memset(&where, 0, sizeof where);
+    where.sin_family = AF_INET;
+    where.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, address, &where.sin_addr) != 1) return 2;
+    if (strcmp(role, "tcp-server") == 0) {
+        int listener = socket(AF_INET, SOCK_STREAM, 0), on = 1;
+        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        if (bind(listener, (struct sockaddr *)&where, sizeof where) != 0 || listen(listener, 1) != 0) return 1;
+        int fd = accept(listener, NULL, NULL);
+        if (fd < 0) return 1;
+        tune(fd, 1);
+        return serve(fd, trips, messages, big, bytes);
+    }
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(fd, (struct sockaddr *)&where, sizeof where) == 0) {
+            tune(fd, 1);
+            return measure(fd, trips, messages, big, bytes);
+        }
+        close(fd);
+        usleep(10000);
+    }
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4 && argc != 7) {
+        fprintf(stderr, "usage: raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES [tcp-server|tcp-client ADDRESS PORT]\n");
+        return 2;
+    }
+    int trips = atoi(argv[1]), messages = atoi(argv[2]);
+    size_t bytes = (size_t)atol(argv[3]);
+    char *big = calloc(1, bytes);
+    if (argc == 7) return tcp(argv[4], argv[5], atoi(argv[6]), trips, messages, big, bytes);
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) return 1;
+    tune(pair[0], 0);
+    tune(pair[1], 0);
+    pid_t child = fork();
+    if (child == 0) {
+        close(pair[0]);
+        _exit(serve(pair[1], trips, messages, big, bytes));
+    }
+    close(pair[1]);
+    int status = measure(pair[0], trips, messages, big, bytes);
+    waitpid(child, NULL, 0);
+    return status;
 }
