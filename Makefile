@@ -28,15 +28,15 @@ bench-prereqs: prereqs
 	fi
 
 # What the tests of jobs on several hosts use where they can (root): network namespaces
-# (iproute2), nsenter (util-linux) and a Slurm cluster (slurm-wlm, munge). Without them those
-# tests skip with a line.
+# (iproute2), nsenter (util-linux), a Slurm cluster (slurm-wlm, munge) and Open MPI's mpirun
+# (openmpi-bin). Without them those tests skip with a line.
 testbed-prereqs:
-	@if command -v ip >/dev/null && command -v nsenter >/dev/null && command -v slurmctld >/dev/null && command -v munged >/dev/null; then :; \
+	@if command -v ip >/dev/null && command -v nsenter >/dev/null && command -v slurmctld >/dev/null && command -v munged >/dev/null && command -v mpirun >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		echo "installing iproute2 util-linux slurm-wlm munge"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux slurm-wlm munge >/dev/null; \
+		echo "installing iproute2 util-linux slurm-wlm munge openmpi-bin"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux slurm-wlm munge openmpi-bin >/dev/null; \
 	else \
-		echo "the multi-host tests need root and: sudo apt-get install iproute2 util-linux slurm-wlm munge (they skip without)" >&2; \
+		echo "the multi-host tests need root and: sudo apt-get install iproute2 util-linux slurm-wlm munge openmpi-bin (they skip without)" >&2; \
 	fi
 
 build: prereqs

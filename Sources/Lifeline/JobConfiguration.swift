@@ -132,7 +132,15 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         /// one rank's death leaves the other steps running; a rank's step is ended with
         /// `scancel`. Otherwise as `ssh`.
         case slurm
+        /// Open MPI's `mpirun` starts every rank of a launch at once (on `hosts`, or on this
+        /// host). It takes the whole launch down when one rank dies, so every failure restarts
+        /// every rank from the last committed line: `--logging none` only.
+        case mpirun
     }
+
+    /// Whether the ranks run under a launcher that may place them on other hosts (they then
+    /// connect over TCP).
+    public var launchesOnHosts: Bool { launcher == .ssh || launcher == .slurm || launcher == .mpirun }
     /// `--launcher` (nil: local).
     public var launcher: Launcher?
 
@@ -173,9 +181,10 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     /// divide), in order; nil with the local launcher. Throws when the hosts' slots cannot hold
     /// the ranks.
     public func rankHosts() throws -> [String]? {
-        guard launcher == .ssh || launcher == .slurm else { return nil }
+        guard launchesOnHosts else { return nil }
         guard let hosts, !hosts.isEmpty else {
             if launcher == .slurm { return nil }  // the allocation's nodes, known when the job starts
+            if launcher == .mpirun { return Array(repeating: "localhost", count: rankCount) }
             throw LifelineError(.configuration, "--launcher ssh needs the hosts: --hosts h1,h2,… or --hostfile FILE")
         }
         var placement: [String] = []
@@ -294,13 +303,20 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         if let compressionLevel, !ChunkedSnapshots.levelRange.contains(Int32(clamping: compressionLevel)) {
             throw LifelineError(.configuration, "--zstd-level \(compressionLevel) is not in \(ChunkedSnapshots.levelRange.lowerBound)...\(ChunkedSnapshots.levelRange.upperBound) (1, the default, is fast; 3 gains a few percent at half the speed)")
         }
-        if launcher == .ssh || launcher == .slurm {
+        if launcher == .mpirun, logging != .none || checkpointing == .independent {
+            throw LifelineError(.configuration,
+                "--launcher mpirun restarts every rank after any failure (mpirun takes the launch down with one rank): use --logging none and a coordinated, blocking or minimal scheme")
+        }
+        if launcher == .mpirun, launchCommand != nil {
+            throw LifelineError(.configuration, "--launch-command does not apply to --launcher mpirun (mpirun starts the ranks)")
+        }
+        if launchesOnHosts {
             _ = try rankHosts()
             if let command = launchCommand, !command.contains("{cmd}") {
                 throw LifelineError(.configuration, "--launch-command '\(command)' has no {cmd}: say where the rank's command line goes")
             }
         } else if hosts != nil || launchCommand != nil || listenAddress != nil {
-            throw LifelineError(.configuration, "--hosts, --hostfile, --launch-command and --listen need --launcher ssh or slurm")
+            throw LifelineError(.configuration, "--hosts, --hostfile, --launch-command and --listen need --launcher ssh, slurm or mpirun")
         }
         guard storageRoots.count == 2 else {
             throw LifelineError(.configuration, "--storage takes two folders, DIR_A,DIR_B")

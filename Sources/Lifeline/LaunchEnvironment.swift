@@ -60,6 +60,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
         /// "1": the token is the first line of standard input, not a variable (a command line
         /// that starts a rank on another host may be read by every user there).
         package static let tokenOnStdin = "LIFELINE_TOKEN_STDIN"
+        /// A file readable only by the user whose first line is the token (under mpirun, which
+        /// does not hand every rank its standard input).
+        package static let tokenFile = "LIFELINE_TOKEN_FILE"
         /// A job on several hosts: the TCP_USER_TIMEOUT of the rank's connections, in ms.
         package static let linkTimeoutMs = "LIFELINE_LINK_TIMEOUT_MS"
     }
@@ -233,6 +236,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
             guard parts.count == 2, let index = Int(parts[0]),
                   let spec = try? FaultSpec.parse(String(parts[1]), rankCount: rankCount)
             else { throw LifelineError(.environment, "\(Key.faults) has a bad entry '\(item)'") }
+            // Under mpirun every rank gets the launch's faults: each keeps its own.
+            if let target = spec.rank, target.rawValue != rank { continue }
             faults.append((index, spec))
         }
         guard let logging = LoggingMode(rawValue: try required(Key.logging)) else {
@@ -244,11 +249,19 @@ package struct LaunchEnvironment: Sendable, Equatable {
             guard parts.count == 2, let port = UInt16(parts[1]) else {
                 throw LifelineError(.environment, "\(Key.supervisorTCP)=\(supervisor) is not ADDRESS:PORT")
             }
-            hosts = Hosts(host: try required(Key.host), hostAddress: try required(Key.hostAddress),
+            // Under mpirun the supervisor cannot say where a rank runs: the rank's host is the
+            // address it reaches the supervisor from.
+            let hostAddress = value(Key.hostAddress).flatMap { $0.isEmpty ? nil : $0 }
+                ?? HostLink.sourceAddress(toReach: String(parts[0]))
+            guard let hostAddress else {
+                throw LifelineError(.environment, "no route from this host to the supervisor at \(supervisor)")
+            }
+            hosts = Hosts(host: value(Key.host).flatMap { $0.isEmpty ? nil : $0 } ?? hostAddress, hostAddress: hostAddress,
                           supervisorAddress: String(parts[0]), supervisorPort: port,
                           linkTimeoutMs: try number(Key.linkTimeoutMs, Int.self))
         }
-        let token = value(Key.tokenOnStdin) == "1" ? try tokenFromStandardInput() : try required(Key.token)
+        let token = try value(Key.tokenFile).map(tokenFromFile)
+            ?? (value(Key.tokenOnStdin) == "1" ? try tokenFromStandardInput() : try required(Key.token))
         return LaunchEnvironment(
             rank: RankID(rank), rankCount: rankCount, token: token,
             addressPrefix: try required(Key.addressPrefix), incarnation: try number(Key.incarnation, UInt32.self),
@@ -267,6 +280,21 @@ package struct LaunchEnvironment: Sendable, Equatable {
             compressionLevel: value(Key.compressionLevel).flatMap(Int32.init)
                 .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault,
             keepLogs: value(Key.keepLogs) == "1", hosts: hosts)
+    }
+
+    /// The token, as the first line of the file at `path`.
+    private static func tokenFromFile(_ path: String) throws -> String {
+        var bytes: [UInt8] = []
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            var buffer = [UInt8](repeating: 0, count: 1024)
+            let count = read(fd, &buffer, buffer.count)
+            if count > 0 { bytes = Array(buffer[..<count]) }
+            close(fd)
+        }
+        guard let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first, !line.isEmpty
+        else { throw LifelineError(.environment, "\(Key.tokenFile)=\(path) cannot be read: start ranks with `lifeline run`") }
+        return String(line)
     }
 
     /// The token, as the first line of standard input (the supervisor writes it to the pipe it

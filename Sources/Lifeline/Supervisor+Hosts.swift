@@ -90,7 +90,8 @@ final class HostJob {
         self.address = listenAddress
         self.port = port
         self.acceptor = HandshakeAcceptor(listener: listener, mutual: .supervisor, token: token)
-        self.launchCommand = configuration.launchCommand
+        // Under mpirun there is no launch command of a rank's own (`mpirun` is then true).
+        self.launchCommand = configuration.launcher == .mpirun ? "" : configuration.launchCommand
             ?? (configuration.launcher == .slurm ? JobConfiguration.slurmLaunchCommand : JobConfiguration.launchCommandDefault)
         self.addresses = Array(repeating: nil, count: rankHosts.count)
     }
@@ -119,6 +120,36 @@ final class HostJob {
             .replacingOccurrences(of: "{incarnation}", with: String(incarnation))
             .replacingOccurrences(of: "{jobid}", with: Self.quoted(slurmJobID ?? ""))
             .replacingOccurrences(of: "{cmd}", with: Self.quoted(command))
+    }
+
+    /// Whether Open MPI's mpirun starts the ranks (all at once).
+    var mpirun: Bool { launchCommand.isEmpty }
+
+    /// The command line that starts every rank under mpirun: `mpirun -np N` on the hosts (by
+    /// their counts, in order), each rank a shell
+    /// that takes its rank from Open MPI, its incarnation from it, and sends its output to the
+    /// rank's files in the run directory.
+    func mpirunCommandLine(
+        program: String, arguments: [String], environment: [String: String], firstIncarnation: UInt32, rankCount: Int,
+        outputDirectory: String
+    ) -> String {
+        var variables = environment
+        variables[LaunchEnvironment.Key.rank] = nil
+        variables[LaunchEnvironment.Key.incarnation] = nil
+        let settings = variables.keys.sorted().map { Self.quoted("\($0)=\(variables[$0]!)") }
+        let output = Self.quoted(outputDirectory)
+        let script = "r=${OMPI_COMM_WORLD_RANK:?not started by mpirun}; i=$((\(firstIncarnation) + r)); exec env "
+            + (settings + ["LIFELINE_RANK=$r", "LIFELINE_INCARNATION=$i"]).joined(separator: " ") + " "
+            + ([program] + arguments).map(Self.quoted).joined(separator: " ")
+            + " >>\(output)/rank-$r.$i.out 2>>\(output)/rank-$r.$i.err"
+        // A rank's death takes the others down at once, not after mpirun's default second.
+        var options = ["-np", String(rankCount), "--oversubscribe", "--mca", "odls_base_sigkill_timeout", "0"]
+        if getuid() == 0 { options.append("--allow-run-as-root") }
+        if hostNames != ["localhost"] {
+            let counts = hostNames.map { host in "\(host):\(rankHosts.filter { $0 == host }.count)" }
+            options += ["--host", counts.joined(separator: ",")]
+        }
+        return "exec mpirun " + options.map(Self.quoted).joined(separator: " ") + " /bin/sh -c " + Self.quoted(script)
     }
 
     /// Under Slurm, ends the job step of `rank`'s `incarnation` (found by its name), in the
@@ -203,7 +234,84 @@ private extension String {
     var isASCII: Bool { utf8.allSatisfy { $0 < 0x80 } }
 }
 
+/// One rank of a launch, as the supervisor starts it.
+struct RankLaunch {
+    /// The rank.
+    var rank: Int
+    /// The step it begins at (-1: the start).
+    var step: Int
+    /// Its environment (its incarnation among it).
+    var environment: LaunchEnvironment
+}
+
 extension Supervisor {
+    /// Starts the processes of a launch: one per rank, or under `--launcher mpirun` one mpirun
+    /// for all (the pid of each rank is then mpirun's). Returns the pids in the launches' order.
+    func spawnRanks(_ launches: [RankLaunch], outputDirectory: String) throws -> [pid_t] {
+        guard let hostJob, hostJob.mpirun else {
+            return try launches.map { launch in
+                try spawnRank(
+                    launch.rank, environment: launch.environment,
+                    stdoutPath: OutputCommitter.stdoutPath(
+                        directory: outputDirectory, rank: launch.rank, incarnation: launch.environment.incarnation),
+                    stderrPath: OutputCommitter.stderrPath(
+                        directory: outputDirectory, rank: launch.rank, incarnation: launch.environment.incarnation))
+            }
+        }
+        guard let first = launches.first, launches.count == configuration.rankCount,
+              launches.enumerated().allSatisfy({ $1.rank == $0 && $1.environment.incarnation == first.environment.incarnation + UInt32($0) })
+        else {
+            throw LifelineError(.jobFailed, "mpirun starts every rank at once: a launch of some ranks only cannot be made under --launcher mpirun")
+        }
+        var common = first.environment
+        common.faults = launches.flatMap(\.environment.faults)
+        common.hosts = LaunchEnvironment.Hosts(
+            host: "", hostAddress: "", supervisorAddress: hostJob.address, supervisorPort: hostJob.port,
+            linkTimeoutMs: hostJob.linkTimeoutMs)
+        common.supervisorPID = 0
+        // The ranks' output files exist before they start, as a spawned rank's do (the output
+        // committer opens them at once); the ranks' shells append to them.
+        for launch in launches {
+            for path in [OutputCommitter.stdoutPath(directory: outputDirectory, rank: launch.rank, incarnation: launch.environment.incarnation),
+                         OutputCommitter.stderrPath(directory: outputDirectory, rank: launch.rank, incarnation: launch.environment.incarnation)] {
+                let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+                guard fd >= 0 else {
+                    throw LifelineError(.environment, "cannot create the rank's output file \(path): \(String(cString: strerror(errno)))")
+                }
+                close(fd)
+            }
+        }
+        // mpirun hands its standard input to one rank: the token goes in a file only the user
+        // reads, in the run directory (on the file system every host shares).
+        let tokenPath = configuration.runDirectory + "/token"
+        try writePrivately(token + "\n", to: tokenPath)
+        var variables = common.variables
+        variables[LaunchEnvironment.Key.tokenOnStdin] = nil
+        variables[LaunchEnvironment.Key.tokenFile] = tokenPath
+        let line = hostJob.mpirunCommandLine(
+            program: configuration.program, arguments: configuration.arguments, environment: variables,
+            firstIncarnation: first.environment.incarnation, rankCount: launches.count, outputDirectory: outputDirectory)
+        let pid = try launcher.spawn(
+            program: "/bin/sh", arguments: ["-c", line], environment: [:],
+            stdoutPath: outputDirectory + "/mpirun.\(first.environment.incarnation).out",
+            stderrPath: outputDirectory + "/mpirun.\(first.environment.incarnation).err")
+        return Array(repeating: pid, count: launches.count)
+    }
+
+    /// Writes `text` to a new file at `path` that only the user can read (mode 0600).
+    private func writePrivately(_ text: String, to path: String) throws {
+        unlink(path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw LifelineError(.environment, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        guard Glibc.write(fd, bytes, bytes.count) == bytes.count else {
+            throw LifelineError(.environment, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// Starts `rank`'s process: as a child (local launcher), or by the launch command on its
     /// host, with the token on standard input.
     func spawnRank(_ rank: Int, environment: LaunchEnvironment, stdoutPath: String, stderrPath: String) throws -> pid_t {

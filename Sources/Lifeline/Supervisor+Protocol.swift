@@ -228,11 +228,11 @@ extension Supervisor {
             var descriptor = pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)
             if poll(&descriptor, 1, 250) > 0 {
                 for exit in launcher.readExits() {
-                    if let rank = slots.firstIndex(where: { $0.pid == exit.pid }) {
-                        machine.handleReaped(rank)
-                        if exit.exitCode != 0 {
-                            warn("rank \(rank) \(exit) after the final barrier")
-                        }
+                    // Under mpirun one process holds every rank.
+                    let ranks = slots.indices.filter { slots[$0].pid == exit.pid && machine.ranks[$0].alive }
+                    for rank in ranks { machine.handleReaped(rank) }
+                    if let rank = ranks.first, exit.exitCode != 0 {
+                        warn("\(ranks.count > 1 ? "mpirun" : "rank \(rank)") \(exit) after the final barrier")
                     }
                 }
             }

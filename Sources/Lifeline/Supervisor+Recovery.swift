@@ -10,7 +10,13 @@ import LifelineStorage
 extension Supervisor {
     /// A rank process ended.
     func handleExit(_ exit: ProcessExit) throws {
-        guard let rank = slots.firstIndex(where: { $0.pid == exit.pid }), machine.ranks[rank].alive else { return }
+        // Under mpirun every rank of a launch has mpirun's pid: its exit ends them all, and the
+        // first live one stands for the launch (the recovery restarts every rank anyway).
+        guard let rank = slots.indices.first(where: { slots[$0].pid == exit.pid && machine.ranks[$0].alive }) else { return }
+        if hostJob?.mpirun == true {
+            endedLaunches.insert(exit.pid)
+            warn("mpirun \(exit): under --launcher mpirun every rank restarts from the last committed line")
+        }
         noteExitBeforeConnecting(rank, exit)
         // What the rank sent before it died (a fault it fired, a last ACK) is read first.
         if slots[rank].connection != nil, !machine.ranks[rank].exitExpected { try readControl(from: rank) }
@@ -21,7 +27,9 @@ extension Supervisor {
         // error, a bad access) at the step its crash report named. The same again from the same
         // line ends the job; a kill from outside (SIGKILL, SIGTERM) is not the program's.
         var programExit: String?
-        if exit.signal == nil, hostJob != nil, exit.exitCode == 3 {
+        if hostJob?.mpirun == true {
+            // mpirun's status is the launch's, not a program's failure at a step.
+        } else if exit.signal == nil, hostJob != nil, exit.exitCode == 3 {
             // On another host, 3 is a rank that lost its link to the supervisor (the lease ran
             // out, or it could not connect): not the program's failure.
         } else if exit.signal == nil {
@@ -201,15 +209,23 @@ extension Supervisor {
     func awaitExits(of ranks: [Int]) {
         let deadline = now + 30
         while ranks.contains(where: { machine.ranks[$0].alive }), now < deadline {
+            // Ranks whose process already ended with another rank's (one mpirun for all).
+            for rank in ranks where machine.ranks[rank].alive && endedLaunches.contains(slots[rank].pid) { reaped(rank) }
+            guard ranks.contains(where: { machine.ranks[$0].alive }) else { break }
             var descriptor = pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)
             guard poll(&descriptor, 1, 250) > 0 else { continue }
             for exit in launcher.readExits() {
-                guard let rank = slots.firstIndex(where: { $0.pid == exit.pid }) else { continue }
-                slots[rank].connection?.close()
-                slots[rank].connection = nil
-                machine.handleReaped(rank)
+                endedLaunches.insert(exit.pid)
+                for rank in slots.indices where slots[rank].pid == exit.pid && machine.ranks[rank].alive { reaped(rank) }
             }
         }
+    }
+
+    /// `rank`'s process ended as expected.
+    private func reaped(_ rank: Int) {
+        slots[rank].connection?.close()
+        slots[rank].connection = nil
+        machine.handleReaped(rank)
     }
 
     // MARK: Injected faults

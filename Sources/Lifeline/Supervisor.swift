@@ -88,6 +88,10 @@ final class Supervisor {
     let signalFD: Int32
     /// Set when the job stopped on request; `run` returns it.
     var stoppedOutcome: JobOutcome?
+    /// Processes that ended, by pid, while ranks may still name them (under mpirun one process
+    /// holds every rank of a launch). A pid is not reused while its exit is unread; entries are
+    /// dropped when the ranks are relaunched.
+    var endedLaunches: Set<pid_t> = []
 
     init(configuration: JobConfiguration, faults: [FaultSpec], manifest: Manifest, store: MirroredStore,
          incarnation: UInt32, clockOffset: Double) throws {
@@ -113,8 +117,7 @@ final class Supervisor {
         self.listener = try Socket.listen(abstractName: "\(addressBase).s")
         self.acceptor = HandshakeAcceptor(listener: listener, token: token)
         let token = self.token
-        self.hostJob = configuration.launcher == .ssh || configuration.launcher == .slurm
-            ? try HostJob(configuration: configuration, token: token) : nil
+        self.hostJob = configuration.launchesOnHosts ? try HostJob(configuration: configuration, token: token) : nil
         self.signalFD = try Self.routeStopSignals()
         // Independent checkpoints are the ranks' own: the coordinator never starts a round.
         let coordinator = CheckpointCoordinator(
@@ -152,6 +155,9 @@ final class Supervisor {
             "checkpoint": .string(configuration.checkpointing.rawValue),
             "interval_s": .double(configuration.intervalSeconds), "incarnation": .int(Int(machine.nextIncarnation)),
         ])
+        if hostJob?.mpirun == true {
+            warn("under --launcher mpirun a failure restarts every rank from the last committed line (mpirun takes the launch down with one rank)")
+        }
         if let hostJob {
             events.record("listening", [
                 "address": .string(hostJob.address), "port": .int(Int(hostJob.port)),
@@ -305,6 +311,7 @@ final class Supervisor {
                 throw LifelineError(.storage, "cannot restore line \(line.epoch) onto \(configuration.rankCount) ranks: \(reason)")
             }
         }
+        var launches: [RankLaunch] = []
         for rank in order.ranks {
             var member = resize == nil ? line?.members.first { $0.rank == rank } : nil
             if let entry = entries[rank] {
@@ -340,16 +347,18 @@ final class Supervisor {
                 chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
                 compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)),
                 keepLogs: configuration.keepLogs == true)
-            let pid = try spawnRank(
-                rank, environment: environment,
-                stdoutPath: OutputCommitter.stdoutPath(directory: outputDirectory, rank: rank, incarnation: incarnation),
-                stderrPath: OutputCommitter.stderrPath(directory: outputDirectory, rank: rank, incarnation: incarnation))
+            launches.append(RankLaunch(rank: rank, step: step, environment: environment))
+        }
+        let pids = try spawnRanks(launches, outputDirectory: outputDirectory)
+        endedLaunches.subtract(pids)
+        for (launch, pid) in zip(launches, pids) {
+            let (rank, incarnation) = (launch.rank, launch.environment.incarnation)
             slots[rank] = Slot(pid: pid, connection: nil)
             output.started(rank: rank, incarnation: incarnation)
             rankErrors?.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [
                 "rank": .int(rank), "pid": .int(Int(pid)), "incarnation": .int(Int(incarnation)),
-                "epoch": .int(Int(line?.epoch ?? 0)), "step": .int(step),
+                "epoch": .int(Int(line?.epoch ?? 0)), "step": .int(launch.step),
             ])
         }
         machine.launched(order.ranks)

@@ -64,7 +64,7 @@ extension LifelineCommand {
         var quiet = false
         @Flag(help: "Keep the ranks' standard error in output/ only, instead of also forwarding it live as [rank R] lines.")
         var quietRanks = false
-        @Option(help: "How ranks are started: local (children of this process), ssh (on --hosts, by --launch-command; ranks on two hosts talk over TCP) or slurm (inside an allocation: one job step per rank on its nodes).")
+        @Option(help: "How ranks are started: local (children of this process), ssh (on --hosts, by --launch-command; ranks on two hosts talk over TCP) slurm (inside an allocation: one job step per rank on its nodes) or mpirun (Open MPI starts every rank; any failure restarts them all).")
         var launcher: String = "local"
         @Option(help: ArgumentHelp("The hosts of --launcher ssh, in order; the ranks are shared evenly, in blocks.", valueName: "H1,H2,…"))
         var hosts: String?
@@ -151,7 +151,7 @@ extension LifelineCommand {
                 onNondeterminism: nondeterminism, quietRanks: quietRanks)
             configuration.keepLogs = keepLogs ? true : nil
             guard let launcherKind = JobConfiguration.Launcher(rawValue: launcher) else {
-                throw ValidationError("--launcher \(launcher) is not one of local, ssh, slurm")
+                throw ValidationError("--launcher \(launcher) is not one of local, ssh, slurm, mpirun")
             }
             if launcherKind != .local { configuration.launcher = launcherKind }
             if hosts != nil, hostfile != nil { throw ValidationError("give --hosts or --hostfile, not both") }

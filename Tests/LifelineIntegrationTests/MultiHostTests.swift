@@ -163,6 +163,32 @@ import Testing
         #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == Array(repeating: "lth1", count: 8))
     }
 
+    /// `--launcher mpirun` on this host: Open MPI starts the four ranks, and each of two ranks
+    /// killed (mpirun takes the launch down) restarts every rank from the last line, to the
+    /// failure-free bits; logging is refused with one line, since a lone
+    /// restart cannot be made there.
+    @Test func underMpirunAFailureRestartsTheWholeLaunch() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else {
+            print("skipped: --launcher mpirun needs Open MPI (apt-get install openmpi-bin)")
+            return
+        }
+        let reference = try #require(Self.failureFree)
+        let result = try Self.run(
+            "multihost-mpirun", ranks: 4,
+            ["--launcher", "mpirun", "--inject", "kill:rank=2,step=300", "--inject", "kill:rank=1,step=600"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        #expect(result.stderr.contains("under --launcher mpirun a failure restarts every rank"))
+        let recoveries = result.events.filter { $0["event"] as? String == "recovery_start" }
+        #expect(recoveries.count == 2 && recoveries.allSatisfy { $0["mode"] as? String == "global-rollback" }, "\(recoveries)")
+        let pids = Set(try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
+            .split(separator: "\n").map { $0.split(separator: " ")[1] })
+        #expect(pids.count == 1, "one mpirun holds every rank")
+        let refused = try Self.run("multihost-mpirun-logging", ranks: 4, ["--launcher", "mpirun", "--logging", "pessimistic"])
+        #expect(refused.status == 2)
+        #expect(refused.stderr.contains("--launcher mpirun restarts every rank after any failure"), "\(refused.stderr)")
+    }
+
     static let testbedEnvironment = ["LIFELINE_TESTBED_PREFIX": "lt", "LIFELINE_TESTBED_SUBNET": "10.78.0"]
     static let slurmConf = "/run/lifeline-testbed-lt/slurm.conf"
 
