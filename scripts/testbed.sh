@@ -18,7 +18,7 @@ set -euo pipefail
 PREFIX="${LIFELINE_TESTBED_PREFIX:-lf}"
 SUBNET="${LIFELINE_TESTBED_SUBNET:-10.77.0}"
 SWITCH="${PREFIX}sw"
-MARK="# lifeline-testbed ${PREFIX}"
+MARK="# lifeline-testbed ${PREFIX}:"
 STATE="/run/lifeline-testbed-${PREFIX}"
 
 need() {
@@ -38,20 +38,26 @@ stop_daemons() {
         [ -f "$pidfile" ] || continue
         kill -9 "$(cat "$pidfile")" 2>/dev/null || true
     done
-    # Job steps left behind by a killed test: their slurmstepd run under the daemons' config.
-    pkill -9 -f "slurmstepd.*${STATE}" 2>/dev/null || true
     rm -rf "$STATE"
 }
 
 down() {
     stop_daemons
-    for host in $(hosts_up); do ip netns delete "$host" 2>/dev/null || true; done
+    for host in $(hosts_up); do
+        # Deleting a namespace leaves its processes running: end them first (ranks, job steps).
+        for pid in $(ip netns pids "$host" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+        ip netns delete "$host" 2>/dev/null || true
+    done
     ip netns delete "$SWITCH" 2>/dev/null || true
-    if [ -w /etc/hosts ] && grep -q "$MARK" /etc/hosts; then
-        # /etc/hosts may be a bind mount: rewrite it in place rather than replace it.
-        grep -v "$MARK" /etc/hosts > /etc/hosts.lifeline-testbed || true
-        cat /etc/hosts.lifeline-testbed > /etc/hosts
-        rm -f /etc/hosts.lifeline-testbed
+    if [ -w /etc/hosts ] && grep -qF "$MARK" /etc/hosts; then
+        # /etc/hosts may be a bind mount: rewrite it in place rather than replace it, and only
+        # from a complete copy.
+        local kept
+        kept="$(mktemp)"
+        local status=0
+        grep -vF "$MARK" /etc/hosts > "$kept" || status=$?
+        if [ "$status" -le 1 ]; then cat "$kept" > /etc/hosts; fi
+        rm -f "$kept"
     fi
 }
 
@@ -96,7 +102,7 @@ slurm_up() {
         [ -f /etc/munge/munge.key ] || { mungekey --create >/dev/null 2>&1 || /usr/sbin/create-munge-key -f >/dev/null 2>&1; }
         chown munge:munge /etc/munge/munge.key 2>/dev/null || true
         runuser -u munge -- /usr/sbin/munged --force
-        pgrep -x munged > "$STATE/munged.pid"
+        pgrep -n -x munged > "$STATE/munged.pid"
     fi
     local conf="$STATE/slurm.conf"
     {
@@ -147,6 +153,8 @@ slurm_up() {
 case "${1:-}" in
     up)
         need
+        # A failure half way leaves nothing behind.
+        trap 'status=$?; if [ "$status" != 0 ]; then down; fi' EXIT
         count=3
         slurm=""
         shift

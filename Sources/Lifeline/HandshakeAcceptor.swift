@@ -171,6 +171,10 @@ final class HandshakeAcceptor {
             guard Self.constantTimeEqual(Array(bytes[FramePrefix.byteCount...]), proof) else {
                 return dropRefused(at: index, "a wrong handshake proof (not the job's token)")
             }
+            // The connector waits for this welcome before it counts on the connection.
+            let welcome = WelcomeFrame.frame
+            let sent = welcome.withUnsafeBytes { send(pending[index].fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            guard sent == welcome.count else { return dropRefused(at: index, "closed before its handshake") }
             let fd = pending.remove(at: index).fd
             return (fd, hello.handshake)
         }

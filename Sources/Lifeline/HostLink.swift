@@ -79,11 +79,11 @@ enum HostLink {
     /// A listening TCP socket on `address` (port 0: any free port), non-blocking, and the port
     /// it got.
     static func listen(address: String, port: UInt16 = 0, backlog: Int32 = 128) throws -> (fd: Int32, port: UInt16) {
+        var local = try socketAddress(address, port: port)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw error("socket") }
         var reuse: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-        var local = try socketAddress(address, port: port)
         let bound = withUnsafePointer(to: &local) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -100,9 +100,9 @@ enum HostLink {
     /// cannot be reached, or the time passes (the caller treats each as the peer being gone).
     /// The socket is blocking, with TCP_NODELAY and TCP_USER_TIMEOUT set.
     static func connect(address: String, port: UInt16, seconds: Double) throws -> Int32? {
+        var remote = try socketAddress(address, port: port)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw error("socket") }
-        var remote = try socketAddress(address, port: port)
         let started = withUnsafePointer(to: &remote) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -135,6 +135,16 @@ enum HostLink {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &timeout, socklen_t(MemoryLayout<UInt32>.size))
     }
 
+    /// The IPv4 address at the other end of a TCP connection.
+    static func peerAddress(_ fd: Int32) -> String? {
+        var remote = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &remote) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        return named == 0 && Int32(remote.sin_family) == AF_INET ? text(of: remote.sin_addr) : nil
+    }
+
     /// Whether `fd` is a TCP socket (connections between hosts get `tune`d).
     static func isTCP(_ fd: Int32) -> Bool {
         var address = sockaddr_storage()
@@ -145,22 +155,54 @@ enum HostLink {
         return named == 0 && Int32(address.ss_family) == AF_INET
     }
 
-    /// Connects to an acceptor of `expected` identity and runs the connector's half of the
-    /// mutual handshake: `hello` out, the challenge in (its MAC checked in constant time, its
-    /// identity against `expected`), the proof out. Returns the connected socket, ready for
-    /// frames; nil when the acceptor cannot be reached or does not answer in time. Throws
-    /// when it answers but cannot prove the token or is not who was expected: then something
-    /// else listens there.
+    /// How many times a connector tries before it takes the acceptor for gone: a flood of
+    /// strangers' connections may push a real one out of the acceptor's waiting room.
+    static let connectAttempts = 3
+
+    /// `connectAuthenticatedOnce`, tried `connectAttempts` times while the acceptor answers but
+    /// drops the connection before its welcome.
     static func connectAuthenticated(
         address: String, port: UInt16, hello: HostHello, expected: HostIdentity, acceptIncarnationAbove: Bool = false,
         token: String
     ) throws -> Int32? {
-        guard let fd = try connect(address: address, port: port, seconds: handshakeSeconds) else { return nil }
+        for _ in 0..<connectAttempts {
+            var fresh = hello
+            fresh.nonce = nonce()
+            switch try connectAuthenticatedOnce(
+                address: address, port: port, hello: fresh, expected: expected, acceptIncarnationAbove: acceptIncarnationAbove,
+                token: token) {
+            case .connected(let fd): return fd
+            case .unreachable: return nil
+            case .dropped: continue
+            }
+        }
+        return nil
+    }
+
+    /// What one attempt at a connection came to.
+    enum Attempt {
+        /// Proven both ways and welcomed: the socket.
+        case connected(Int32)
+        /// Nothing answered (or an older incarnation did): the acceptor is gone.
+        case unreachable
+        /// The acceptor answered, then closed before its welcome.
+        case dropped
+    }
+
+    /// Connects to an acceptor of `expected` identity and runs the connector's half of the
+    /// mutual handshake: `hello` out, the challenge in (its MAC checked in constant time, its
+    /// identity against `expected`), the proof out, the acceptor's welcome in. Throws when the
+    /// acceptor answers but cannot prove the token: then something else listens there.
+    static func connectAuthenticatedOnce(
+        address: String, port: UInt16, hello: HostHello, expected: HostIdentity, acceptIncarnationAbove: Bool,
+        token: String
+    ) throws -> Attempt {
+        guard let fd = try connect(address: address, port: port, seconds: handshakeSeconds) else { return .unreachable }
         guard Socket.sendAll(fd, hello.frame()),
               let body = readFrame(fd, kind: .challenge, bodyBytesMax: HostHandshake.bodyBytesMax, seconds: handshakeSeconds)
         else {
             close(fd)
-            return nil
+            return .unreachable
         }
         let challenge: HostChallenge
         do {
@@ -180,14 +222,16 @@ enum HostLink {
             close(fd)
             // An older process of that rank still listens (its host was cut off): not the one
             // to talk to. The caller goes on as if it were gone.
-            return nil
+            return .unreachable
         }
         let proof = mac(token: token, HostHandshakeTranscript.connector(hello, challenge))
-        guard Socket.sendAll(fd, HostHandshake.frame(.proof, proof)) else {
+        guard Socket.sendAll(fd, HostHandshake.frame(.proof, proof)),
+              readFrame(fd, kind: .welcome, bodyBytesMax: 0, seconds: handshakeSeconds) != nil
+        else {
             close(fd)
-            return nil
+            return .dropped
         }
-        return fd
+        return .connected(fd)
     }
 
     /// Reads one whole frame of `kind` (blocking, within `seconds`), and nothing past it; nil

@@ -18,7 +18,8 @@ final class HostJob {
     /// spoke for a while is suspected when one of them fails.
     private var heardAt: [String: Double] = [:]
 
-    /// `rank` sent something now.
+    /// `rank` sent something now, or was launched now (a host gets its heartbeat timeout
+    /// from then before it is suspected).
     func heard(from rank: Int, now: Double) { heardAt[rankHosts[rank]] = now }
 
     /// Seconds since a rank on `host` was last heard from (since the job began: `now`).
@@ -60,6 +61,8 @@ final class HostJob {
         self.rankHosts = rankHosts
         self.linkTimeoutMs = HostLink.linkTimeoutMs(
             heartbeatMs: configuration.heartbeatMs, heartbeatTimeoutMs: configuration.heartbeatTimeoutMs)
+        // The supervisor's side of a connection breaks no sooner than it would judge the rank.
+        HostLink.userTimeoutMs.store(UInt32(clamping: max(3000, configuration.heartbeatTimeoutMs)), ordering: .relaxed)
         self.hostNames = rankHosts.reduce(into: []) { names, host in if !names.contains(host) { names.append(host) } }
         var addresses: [String: String] = [:]
         for host in rankHosts where addresses[host] == nil {
@@ -189,7 +192,9 @@ final class HostJob {
 
     /// `text` as one word for a POSIX shell.
     static func quoted(_ text: String) -> String {
-        if !text.isEmpty, text.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,@%+".contains($0) }), text.isASCII {
+        // Plain words stay as they are (a word that begins with '=' is quoted: zsh expands it).
+        if !text.isEmpty, !text.hasPrefix("="), text.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,@%+".contains($0) }),
+           text.isASCII {
             return text
         }
         return "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
@@ -334,6 +339,9 @@ extension Supervisor {
     /// Sends `signal` to `rank`'s process (on several hosts, its launch command's); a SIGKILL
     /// under Slurm also cancels the rank's job step.
     func signalRank(_ rank: Int, _ signal: Int32) {
+        // A process whose exit was read (one mpirun held several ranks) is gone: its pid may
+        // name another process by now.
+        guard !endedLaunches.contains(slots[rank].pid) else { return }
         kill(slots[rank].pid, signal)
         if signal == SIGKILL, let hostJob, hostJob.slurmJobID != nil {
             hostJob.cancelStep(rank: rank, incarnation: machine.ranks[rank].incarnation)
@@ -342,8 +350,14 @@ extension Supervisor {
 
     /// A control connection from another host passed the handshake: notes where its rank
     /// listens for peers.
-    func noteAddress(of rank: Int, _ handshake: Handshake) {
+    func noteAddress(of rank: Int, _ handshake: Handshake, fd: Int32) {
         guard let hostJob else { return }
+        if hostJob.mpirun, let peer = HostLink.peerAddress(fd) {
+            // Open MPI placed the rank: it listens on the address it reached the supervisor
+            // from, which also names its host.
+            hostJob.addresses[rank] = RankAddress(host: peer, address: peer, port: handshake.port, incarnation: handshake.incarnation)
+            return
+        }
         let host = hostJob.rankHosts[rank]
         hostJob.addresses[rank] = RankAddress(
             host: host, address: hostJob.hostAddresses[host]!, port: handshake.port, incarnation: handshake.incarnation)
@@ -359,8 +373,11 @@ extension Supervisor {
     func noteSilence(of silent: [Int]) {
         guard let hostJob, !silent.isEmpty else { return }
         let quiet = Double(configuration.heartbeatTimeoutMs) / 2000
+        // A host of one rank is not judged on that rank's silence (it may only be hung): a
+        // replacement that cannot connect from there says it (`noteExitBeforeConnecting`).
         for host in Set(silent.map { hostJob.rankHosts[$0] }).sorted()
-        where !hostJob.lost.contains(host) && hostJob.silence(of: host, now: now) > quiet {
+        where !hostJob.lost.contains(host) && hostJob.silence(of: host, now: now) > quiet
+            && hostJob.rankHosts.filter({ $0 == host }).count > 1 {
             loseHost(host, cause: "none of its ranks was heard from for \(Self.seconds(hostJob.silence(of: host, now: now))) s")
         }
     }
@@ -370,7 +387,8 @@ extension Supervisor {
     /// (a rank that cannot reach the supervisor exits with 3; srun fails to launch a step on an
     /// unreachable node).
     func noteExitBeforeConnecting(_ rank: Int, _ exit: ProcessExit) {
-        guard let hostJob, slots[rank].connection == nil, exit.exitCode != 0, !machine.ranks[rank].exitExpected else { return }
+        guard let hostJob, slots[rank].connection == nil, let code = exit.exitCode, code != 0, !machine.ranks[rank].exitExpected
+        else { return }
         let host = hostJob.rankHosts[rank]
         let silence = hostJob.silence(of: host, now: now)
         guard !hostJob.lost.contains(host), silence > Double(configuration.heartbeatTimeoutMs) / 1000 else { return }

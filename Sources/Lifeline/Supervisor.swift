@@ -88,9 +88,9 @@ final class Supervisor {
     let signalFD: Int32
     /// Set when the job stopped on request; `run` returns it.
     var stoppedOutcome: JobOutcome?
-    /// Processes that ended, by pid, while ranks may still name them (under mpirun one process
-    /// holds every rank of a launch). A pid is not reused while its exit is unread; entries are
-    /// dropped when the ranks are relaunched.
+    /// Processes whose exit was read while ranks may still name them (under mpirun one process
+    /// holds every rank of a launch): such a pid is never signalled again, since it may name
+    /// another process by now. Entries are dropped when a launch gets that pid.
     var endedLaunches: Set<pid_t> = []
 
     init(configuration: JobConfiguration, faults: [FaultSpec], manifest: Manifest, store: MirroredStore,
@@ -354,6 +354,7 @@ final class Supervisor {
         for (launch, pid) in zip(launches, pids) {
             let (rank, incarnation) = (launch.rank, launch.environment.incarnation)
             slots[rank] = Slot(pid: pid, connection: nil)
+            hostJob?.heard(from: rank, now: now)
             output.started(rank: rank, incarnation: incarnation)
             rankErrors?.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [
@@ -389,10 +390,11 @@ final class Supervisor {
             acceptor.refuse(fd, "a handshake that names no launched rank's process")
             return
         }
-        noteAddress(of: rank, handshake)
+        noteAddress(of: rank, handshake, fd: fd)
         let connection = Connection(fd: fd)
         slots[rank].connection = connection
-        _ = connection.write(head: WelcomeFrame.frame) { _ in }
+        // Over TCP the acceptor welcomed it when its proof was right.
+        if !HostLink.isTCP(fd) { _ = connection.write(head: WelcomeFrame.frame) { _ in } }
         try perform(machine.handleConnected(rank, now: now))
     }
 
