@@ -87,6 +87,19 @@ up() {
     echo "testbed: hosts $(hosts_up | tr '\n' ' ')up on ${SUBNET}.0/24"
 }
 
+# Starts a daemon with none of this script's descriptors: no standard streams, and none
+# inherited from the caller (a caller that learns of this script's end from a descriptor its
+# child holds, as Foundation's Process does, would otherwise wait for the daemon).
+daemon() {
+    (
+        for fd in /proc/self/fd/*; do
+            fd="${fd##*/}"
+            if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec ${fd}>&-" 2>/dev/null || true; fi
+        done
+        exec "$@"
+    ) </dev/null >/dev/null 2>&1
+}
+
 # Slurm 22.05 from Debian (slurm-wlm, munge) over the hosts, without systemd: munged on this
 # machine (its socket is shared by every namespace), slurmctld on the first host, slurmd -N on
 # each; state, spool, logs and pid files under $STATE.
@@ -101,7 +114,7 @@ slurm_up() {
         chown munge:munge /run/munge /var/log/munge /var/lib/munge
         [ -f /etc/munge/munge.key ] || { mungekey --create >/dev/null 2>&1 || /usr/sbin/create-munge-key -f >/dev/null 2>&1; }
         chown munge:munge /etc/munge/munge.key 2>/dev/null || true
-        runuser -u munge -- /usr/sbin/munged --force
+        daemon runuser -u munge -- /usr/sbin/munged --force
         pgrep -n -x munged > "$STATE/munged.pid"
     fi
     local conf="$STATE/slurm.conf"
@@ -132,10 +145,10 @@ slurm_up() {
         echo "PartitionName=debug Nodes=ALL Default=YES OverSubscribe=YES MaxTime=INFINITE State=UP"
     } > "$conf"
     export SLURM_CONF="$conf"
-    nsenter --net="/run/netns/${PREFIX}h1" slurmctld -i >/dev/null 2>&1
+    daemon nsenter --net="/run/netns/${PREFIX}h1" slurmctld -i
     for index in $(seq 1 "$count"); do
         mkdir -p "$STATE/spool/${PREFIX}h${index}"
-        nsenter --net="/run/netns/${PREFIX}h${index}" slurmd -N "${PREFIX}h${index}" >/dev/null 2>&1
+        daemon nsenter --net="/run/netns/${PREFIX}h${index}" slurmd -N "${PREFIX}h${index}"
     done
     for _ in $(seq 1 60); do
         local idle

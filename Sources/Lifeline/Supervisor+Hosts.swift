@@ -4,9 +4,9 @@ import Glibc
 import Foundation
 import LifelineCore
 
-/// A job on several hosts (`--launcher ssh`): where each rank runs, the supervisor's TCP
-/// listener, and where each rank listens for its peers. The protocol is the same as on one
-/// host; only how a rank is started and how it is reached differ.
+/// A job on several hosts (`--launcher ssh|slurm|mpirun`): where each rank runs, the
+/// supervisor's TCP listener, and where each rank listens for its peers. The protocol is the
+/// same as on one host; only how a rank is started and how it is reached differ.
 final class HostJob {
     /// Each rank's host, as the job names it (a lost host's ranks move to the others).
     var rankHosts: [String]
@@ -14,16 +14,9 @@ final class HostJob {
     let hostNames: [String]
     /// The hosts lost (`host_lost`): no rank is placed there again.
     var lost: Set<String> = []
-    /// When a rank on each host was last heard from (job clock): a host none of whose ranks
-    /// spoke for a while is suspected when one of them fails.
+    /// When a rank on each host was last heard from or launched (job clock): a host none of
+    /// whose ranks spoke for a while is suspected when one of them fails.
     private var heardAt: [String: Double] = [:]
-
-    /// `rank` sent something now, or was launched now (a host gets its heartbeat timeout
-    /// from then before it is suspected).
-    func heard(from rank: Int, now: Double) { heardAt[rankHosts[rank]] = now }
-
-    /// Seconds since a rank on `host` was last heard from (since the job began: `now`).
-    func silence(of host: String, now: Double) -> Double { now - (heardAt[host] ?? 0) }
     /// Each host's IPv4 address, by name.
     let hostAddresses: [String: String]
     /// The supervisor's TCP listener, its address and port.
@@ -100,6 +93,14 @@ final class HostJob {
     }
 
     deinit { close(listener) }
+
+    /// `rank` sent something now, or was launched now (a host gets its heartbeat timeout
+    /// from then before it is suspected).
+    func heard(from rank: Int, now: Double) { heardAt[rankHosts[rank]] = now }
+
+    /// Seconds since a rank on `host` was last heard from or launched (since the job began,
+    /// `now`, for a host no rank was launched on).
+    func silence(of host: String, now: Double) -> Double { now - (heardAt[host] ?? 0) }
 
     /// The environment's part that says where `rank` runs and where the supervisor listens.
     func hosts(of rank: Int) -> LaunchEnvironment.Hosts {

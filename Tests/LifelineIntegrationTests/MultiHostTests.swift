@@ -226,12 +226,18 @@ import Testing
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe()
+        // Output to a file, not a pipe: a daemon the command starts may keep a pipe open for
+        // ever, and reading it to its end would wait with it.
+        let path = NSTemporaryDirectory() + "lifeline-it-shell-\(UUID().uuidString.prefix(8)).txt"
+        FileManager.default.createFile(atPath: path, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? out.close() }
         process.standardOutput = out
         process.standardError = out
         try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        let data = FileManager.default.contents(atPath: path) ?? Data()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
