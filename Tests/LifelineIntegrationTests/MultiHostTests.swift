@@ -99,8 +99,9 @@ import Testing
             // From the second host: one stranger sends junk, another connects and says nothing.
             _ = try Self.shell([
                 "/usr/bin/nsenter", "--net=/run/netns/lth2", "/bin/bash", "-c",
-                "exec 3<>/dev/tcp/10.78.0.1/\(port) && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && "
-                    + "exec 4<>/dev/tcp/10.78.0.1/\(port) && sleep 3",
+                // The silent one first; the junk one may be closed under its writer (no SIGPIPE).
+                "trap '' PIPE; exec 4<>/dev/tcp/10.78.0.1/\(port) && exec 3<>/dev/tcp/10.78.0.1/\(port) && "
+                    + "{ printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; sleep 3; }",
             ])
         }
         #expect(result.status == 0, "\(result.stderr)")
