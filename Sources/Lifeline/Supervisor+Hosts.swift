@@ -25,8 +25,11 @@ final class HostJob {
     let port: UInt16
     /// The ranks' control connections from other hosts, until their handshakes are in.
     let acceptor: HandshakeAcceptor
-    /// The launch command template (`{host}`, `{cmd}`, `{rank}`, `{incarnation}`, `{jobid}`).
+    /// The launch command template (`{host}`, `{cmd}`, `{rank}`, `{incarnation}`, `{jobid}`);
+    /// unused under mpirun.
     let launchCommand: String
+    /// Whether Open MPI's mpirun starts the ranks (all at once).
+    let mpirun: Bool
     /// Under `--launcher slurm`: the allocation's job ID (its steps are the ranks).
     let slurmJobID: String?
     /// The ranks' link timeout (`HostLink.linkTimeoutMs`).
@@ -86,8 +89,8 @@ final class HostJob {
         self.address = listenAddress
         self.port = port
         self.acceptor = HandshakeAcceptor(listener: listener, mutual: .supervisor, token: token)
-        // Under mpirun there is no launch command of a rank's own (`mpirun` is then true).
-        self.launchCommand = configuration.launcher == .mpirun ? "" : configuration.launchCommand
+        self.mpirun = configuration.launcher == .mpirun
+        self.launchCommand = configuration.launchCommand
             ?? (configuration.launcher == .slurm ? JobConfiguration.slurmLaunchCommand : JobConfiguration.launchCommandDefault)
         self.addresses = Array(repeating: nil, count: rankHosts.count)
     }
@@ -125,9 +128,6 @@ final class HostJob {
             .replacingOccurrences(of: "{jobid}", with: Self.quoted(slurmJobID ?? ""))
             .replacingOccurrences(of: "{cmd}", with: Self.quoted(command))
     }
-
-    /// Whether Open MPI's mpirun starts the ranks (all at once).
-    var mpirun: Bool { launchCommand.isEmpty }
 
     /// The command line that starts every rank under mpirun: `mpirun -np N` on the hosts (by
     /// their counts, in order), each rank a shell
@@ -194,8 +194,8 @@ final class HostJob {
     /// `text` as one word for a POSIX shell.
     static func quoted(_ text: String) -> String {
         // Plain words stay as they are (a word that begins with '=' is quoted: zsh expands it).
-        if !text.isEmpty, !text.hasPrefix("="), text.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,@%+".contains($0) }),
-           text.isASCII {
+        if !text.isEmpty, !text.hasPrefix("="),
+           text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_./=:,@%+".contains($0)) }) {
             return text
         }
         return "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
@@ -234,10 +234,6 @@ enum SlurmAllocation {
         process.waitUntilExit()
         return process.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
     }
-}
-
-private extension String {
-    var isASCII: Bool { utf8.allSatisfy { $0 < 0x80 } }
 }
 
 /// One rank of a launch, as the supervisor starts it.
