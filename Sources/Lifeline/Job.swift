@@ -11,8 +11,23 @@ import LifelineStorage
 public enum Job {
     /// Starts a new job in `configuration.runDirectory` and supervises it to its end.
     /// Throws a `LifelineError` with one clear line when it cannot start or cannot finish.
+    /// Under `--on-host-loss shrink`, a lost host whose ranks the hosts left cannot take makes
+    /// the job continue on fewer ranks in this call, as `resume` with another rank count would.
     public static func run(_ configuration: JobConfiguration) throws -> JobOutcome {
+        try continueOnFewerRanks(after: try start(configuration))
+    }
+
+    /// Starts a new job and supervises it until it ends or stops.
+    private static func start(_ configuration: JobConfiguration) throws -> JobOutcome {
         let faults = try configuration.validated()
+        // Asked before anything is written: a program that cannot shrink is refused now, not
+        // when a host is lost.
+        let shrinkTakesMessages: Bool?
+        do {
+            shrinkTakesMessages = try askShrinkable(configuration)
+        } catch {
+            throw LifelineError(.configuration, "--on-host-loss shrink: \(error.message); use --on-host-loss wait or fail")
+        }
         let fileManager = FileManager.default
         if fileManager.fileExists(atPath: configuration.runDirectory + "/job.json") {
             throw LifelineError(.configuration,
@@ -52,7 +67,50 @@ public enum Job {
         try configuration.save()
         let supervisor = try Supervisor(
             configuration: configuration, faults: faults, manifest: manifest, store: store, incarnation: 0, clockOffset: 0)
+        supervisor.shrinkTakesMessages = shrinkTakesMessages
         return try supervisor.run()
+    }
+
+    /// Under `--on-host-loss shrink`: asks the program whether its state can be redistributed
+    /// (`ResizeProbe`) and returns whether it takes messages in flight; throws why it cannot.
+    /// Nil under the other policies.
+    private static func askShrinkable(_ configuration: JobConfiguration) throws(LifelineError) -> Bool? {
+        guard configuration.onHostLoss == .shrink else { return nil }
+        let refuse = { (reason: String) in LifelineError(.configuration, reason) }
+        let answer: ResizeProbe.Answer
+        do {
+            answer = try ResizeProbe.ask(
+                program: configuration.program, arguments: configuration.arguments, size: max(1, configuration.rankCount - 1))
+        } catch let error as LifelineError {
+            throw refuse(error.message)
+        } catch {
+            throw refuse("\(error)")
+        }
+        switch answer {
+        case .redistributable(let takesMessages):
+            return takesMessages
+        case .notRedistributable(let type):
+            throw refuse("the program's state \(type) does not conform to Redistributable, so the job cannot continue on fewer ranks")
+        case .calledFirst(let call):
+            throw refuse("the program calls comm.\(call) before comm.restore(_:), so it cannot say whether its state can be redistributed")
+        }
+    }
+
+    /// Continues a job that a lost host stopped to shrink (`JobOutcome.shrink`) on the ranks
+    /// the hosts left hold, from its newest line, for as long as hosts are lost; the outcome
+    /// counts the failures and recoveries of every part (the shrink is one of each).
+    private static func continueOnFewerRanks(after first: JobOutcome) throws -> JobOutcome {
+        var outcome = first
+        while let shrink = outcome.shrink {
+            let next = try resumeOnce(runDirectory: outcome.runDirectory, rankCount: shrink.rankCount, hosts: shrink.hosts)
+            var total = JobOutcome(
+                rankCount: next.rankCount, epochsCommitted: next.epochsCommitted, failures: outcome.failures + next.failures,
+                recoveries: outcome.recoveries + 1 + next.recoveries, runDirectory: next.runDirectory,
+                stoppedBySignal: next.stoppedBySignal)
+            total.shrink = next.shrink
+            outcome = total
+        }
+        return outcome
     }
 
     /// Continues the job in `runDirectory` from its newest committed line, with the faults in
@@ -62,10 +120,23 @@ public enum Job {
     /// that many ranks by the program's `Redistributable` state. Before anything is written the
     /// line is checked (every rank wrote it, at one step) and the program is asked whether it
     /// can (`ResizeProbe`); a refusal throws one line and leaves the run directory as it was.
-    public static func resume(runDirectory: String, injections: [String] = [], rankCount: Int? = nil) throws -> JobOutcome {
+    ///
+    /// `hosts`, when given, replace the job's hosts (a job on several hosts that lost one).
+    public static func resume(
+        runDirectory: String, injections: [String] = [], rankCount: Int? = nil, hosts: [JobConfiguration.Host]? = nil
+    ) throws -> JobOutcome {
+        try continueOnFewerRanks(after: try resumeOnce(
+            runDirectory: runDirectory, injections: injections, rankCount: rankCount, hosts: hosts))
+    }
+
+    /// Resumes a job once, until it ends or stops.
+    private static func resumeOnce(
+        runDirectory: String, injections: [String] = [], rankCount: Int?, hosts: [JobConfiguration.Host]?
+    ) throws -> JobOutcome {
         let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
         var configuration = try JobConfiguration.load(runDirectory: path)
         configuration.injections = injections
+        if let hosts { configuration.hosts = hosts }
         if let rankCount, rankCount < 1 {
             throw LifelineError(.configuration, "-n \(rankCount): a job runs on at least one rank")
         }
@@ -115,6 +186,14 @@ public enum Job {
             }
             configuration.rankCount = rankCount
             try configuration.save()
+        } else if hosts != nil {
+            try configuration.save()
+        }
+        var shrinkTakesMessages: Bool?
+        do {
+            shrinkTakesMessages = try askShrinkable(configuration)
+        } catch {
+            FileHandle.standardError.write(Data("lifeline: --on-host-loss shrink: \(error.message): a lost host's ranks will double up instead\n".utf8))
         }
         let outputs = (try? FileManager.default.contentsOfDirectory(atPath: path + "/output")) ?? []
         let incarnation = outputs.compactMap { name -> UInt32? in
@@ -124,6 +203,7 @@ public enum Job {
         let supervisor = try Supervisor(
             configuration: configuration, faults: faults, manifest: manifest, store: store,
             incarnation: incarnation, clockOffset: EventLog.lastTime(path: path + "/events.jsonl"))
+        supervisor.shrinkTakesMessages = shrinkTakesMessages
         supervisor.events.record("resume", ["epoch": .int(Int(manifest.newestLine?.epoch ?? 0))])
         if let resize {
             supervisor.events.record("resize", [

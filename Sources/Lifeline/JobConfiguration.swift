@@ -175,6 +175,22 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     /// `--listen`: the IPv4 address (optionally `:PORT`) the supervisor listens on for ranks on
     /// other hosts (nil: the address this host uses to reach the first host, any free port).
     public var listenAddress: String?
+    /// What the job does when a host is lost and the free slots of the hosts left cannot take
+    /// its ranks (a spare host, or a host with free slots, takes them under every policy).
+    public enum OnHostLoss: String, Codable, Sendable, CaseIterable {
+        /// Keep every rank: the lost host's ranks double up on the hosts left, past their slots,
+        /// until the job ends (or is stopped and resumed on new hosts).
+        case wait
+        /// Continue on the ranks the hosts left have slots for, restored from the newest
+        /// committed line by the program's `Redistributable` state; when the line or the program
+        /// cannot be redistributed, say why and go on as `wait`.
+        case shrink
+        /// Stop every rank at the last committed line and exit with status 1, saying how to
+        /// resume (`lifeline resume RUN_DIR [-n M] [--hosts …]`).
+        case fail
+    }
+    /// `--on-host-loss` (nil: `wait`).
+    public var onHostLoss: OnHostLoss?
 
     /// The host of each rank under `--launcher ssh` (or `slurm` with `hosts` given): each host
     /// takes its `slots` (or an even share, the first hosts one more when the ranks do not
@@ -309,6 +325,16 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         }
         if launcher == .mpirun, launchCommand != nil {
             throw LifelineError(.configuration, "--launch-command does not apply to --launcher mpirun (mpirun starts the ranks)")
+        }
+        if let onHostLoss, onHostLoss != .wait {
+            guard launcher == .ssh || launcher == .slurm else {
+                throw LifelineError(.configuration,
+                    "--on-host-loss \(onHostLoss.rawValue) needs --launcher ssh or slurm (hosts are lost only there; under mpirun every failure restarts the whole launch)")
+            }
+            if onHostLoss == .shrink, checkpointing == .independent {
+                throw LifelineError(.configuration,
+                    "--on-host-loss shrink restores a line that every rank wrote at one step, which --checkpoint independent never has: use coordinated, blocking or minimal")
+            }
         }
         if launchesOnHosts {
             _ = try rankHosts()

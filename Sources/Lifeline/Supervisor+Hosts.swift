@@ -8,12 +8,11 @@ import LifelineCore
 /// supervisor's TCP listener, and where each rank listens for its peers. The protocol is the
 /// same as on one host; only how a rank is started and how it is reached differ.
 final class HostJob {
+    /// Each rank's host and every host's slots; the lost hosts (`host_lost`), where no rank is
+    /// placed again.
+    var placement: HostPlacement
     /// Each rank's host, as the job names it (a lost host's ranks move to the others).
-    var rankHosts: [String]
-    /// The hosts in the order given.
-    let hostNames: [String]
-    /// The hosts lost (`host_lost`): no rank is placed there again.
-    var lost: Set<String> = []
+    var rankHosts: [String] { placement.rankHosts }
     /// When a rank on each host was last heard from or launched (job clock): a host none of
     /// whose ranks spoke for a while is suspected when one of them fails.
     private var heardAt: [String: Double] = [:]
@@ -41,27 +40,24 @@ final class HostJob {
     /// hosts and listens; throws one line for a missing allocation, a host without an address
     /// or an address nobody can listen on.
     init(configuration: JobConfiguration, token: String) throws {
-        var rankHosts = try configuration.rankHosts()
+        var placed = configuration
         if configuration.launcher == .slurm {
             let allocation = try SlurmAllocation.current()
             slurmJobID = allocation.jobID
-            if rankHosts == nil {
-                var placement = configuration
-                placement.hosts = allocation.nodes.map { JobConfiguration.Host(name: $0) }
-                rankHosts = try placement.rankHosts()
-            }
+            if placed.hosts == nil { placed.hosts = allocation.nodes.map { JobConfiguration.Host(name: $0) } }
         } else {
             slurmJobID = nil
         }
-        guard let rankHosts else { throw LifelineError(.configuration, "the job names no hosts") }
-        self.rankHosts = rankHosts
+        guard let rankHosts = try placed.rankHosts() else { throw LifelineError(.configuration, "the job names no hosts") }
+        // Under mpirun without hosts every rank is on "localhost".
+        let hosts = placed.hosts ?? [JobConfiguration.Host(name: rankHosts[0])]
+        self.placement = HostPlacement(rankHosts: rankHosts, hosts: hosts.map { ($0.name, $0.slots) })
         self.linkTimeoutMs = HostLink.linkTimeoutMs(
             heartbeatMs: configuration.heartbeatMs, heartbeatTimeoutMs: configuration.heartbeatTimeoutMs)
         // The supervisor's side of a connection breaks no sooner than it would judge the rank.
         HostLink.userTimeoutMs.store(UInt32(clamping: max(3000, configuration.heartbeatTimeoutMs)), ordering: .relaxed)
-        self.hostNames = rankHosts.reduce(into: []) { names, host in if !names.contains(host) { names.append(host) } }
         var addresses: [String: String] = [:]
-        for host in rankHosts where addresses[host] == nil {
+        for host in placement.hosts.map(\.name) where addresses[host] == nil {
             guard let address = HostLink.resolve(host) else {
                 throw LifelineError(.configuration, "host '\(host)' has no IPv4 address: check the name (or /etc/hosts)")
             }
@@ -149,9 +145,9 @@ final class HostJob {
         // A rank's death takes the others down at once, not after mpirun's default second.
         var options = ["-np", String(rankCount), "--oversubscribe", "--mca", "odls_base_sigkill_timeout", "0"]
         if getuid() == 0 { options.append("--allow-run-as-root") }
-        if hostNames != ["localhost"] {
-            let counts = hostNames.map { host in "\(host):\(rankHosts.filter { $0 == host }.count)" }
-            options += ["--host", counts.joined(separator: ",")]
+        if placement.hosts.map(\.name) != ["localhost"] {
+            let counts = placement.hosts.map { ($0.name, placement.rankCount(on: $0.name)) }.filter { $0.1 > 0 }
+            options += ["--host", counts.map { "\($0.0):\($0.1)" }.joined(separator: ",")]
         }
         return "exec mpirun " + options.map(Self.quoted).joined(separator: " ") + " /bin/sh -c " + Self.quoted(script)
     }
@@ -170,25 +166,6 @@ final class HostJob {
                 _ = SlurmAllocation.output(of: ["scancel", "--quiet", "--signal=KILL", String(fields[0])])
             }
         }
-    }
-
-    /// Moves the ranks of `host` to the hosts not lost, each to the one that holds the fewest
-    /// ranks then (the first in order on a tie); marks `host` lost. Returns the moves, or nil
-    /// when no other host is left.
-    func lose(_ host: String) -> [(rank: Int, to: String)]? {
-        let remaining = hostNames.filter { $0 != host && !lost.contains($0) }
-        guard !remaining.isEmpty else { return nil }
-        lost.insert(host)
-        var moves: [(rank: Int, to: String)] = []
-        for rank in rankHosts.indices where rankHosts[rank] == host {
-            let target = remaining.min { a, b in
-                rankHosts.filter { $0 == a }.count < rankHosts.filter { $0 == b }.count
-            }!
-            rankHosts[rank] = target
-            addresses[rank] = nil
-            moves.append((rank, target))
-        }
-        return moves
     }
 
     /// `text` as one word for a POSIX shell.
@@ -373,7 +350,7 @@ extension Supervisor {
         // A host of one rank is not judged on that rank's silence (it may only be hung): a
         // replacement that cannot connect from there says it (`noteExitBeforeConnecting`).
         for host in Set(silent.map { hostJob.rankHosts[$0] }).sorted()
-        where !hostJob.lost.contains(host) && hostJob.silence(of: host, now: now) > quiet
+        where !hostJob.placement.lost.contains(host) && hostJob.silence(of: host, now: now) > quiet
             && hostJob.rankHosts.filter({ $0 == host }).count > 1 {
             loseHost(host, cause: "none of its ranks was heard from for \(Self.seconds(hostJob.silence(of: host, now: now))) s")
         }
@@ -388,22 +365,109 @@ extension Supervisor {
         else { return }
         let host = hostJob.rankHosts[rank]
         let silence = hostJob.silence(of: host, now: now)
-        guard !hostJob.lost.contains(host), silence > Double(configuration.heartbeatTimeoutMs) / 1000 else { return }
+        guard !hostJob.placement.lost.contains(host), silence > Double(configuration.heartbeatTimeoutMs) / 1000 else { return }
         loseHost(host, cause: "rank \(rank) \(exit) before it connected, and no rank there was heard from for \(Self.seconds(silence)) s")
     }
 
     static func seconds(_ value: Double) -> String { String(format: "%.1f", value) }
 
-    /// Marks `host` lost and moves its ranks to the other hosts (said on the terminal and as
-    /// `host_lost`); with no other host left, the ranks stay (the job goes on trying there).
+    /// Marks `host` lost and moves its ranks to free slots on the hosts left (said on the
+    /// terminal and as `host_lost`); with no other host left, the ranks stay (the job goes on
+    /// trying there). When the free slots cannot take them, `--on-host-loss` decides: they
+    /// double up (`wait`), or the job is to stop and continue on fewer ranks (`shrink`) or stop
+    /// (`fail`), which `hostLossStop` holds for the caller to perform.
     private func loseHost(_ host: String, cause: String) {
-        guard let hostJob, let moves = hostJob.lose(host) else { return }
-        let ranks = moves.map(\.rank)
-        warn("host \(host) lost (\(cause)); its ranks \(ranks.map(String.init).joined(separator: ",")) move to "
-            + Array(Set(moves.map(\.to))).sorted().joined(separator: ","))
+        guard let hostJob, !hostJob.placement.lost.contains(host) else { return }
+        let policy = configuration.onHostLoss ?? .wait
+        let ranks = hostJob.rankHosts.indices.filter { hostJob.rankHosts[$0] == host }.map(String.init).joined(separator: ",")
+        switch hostJob.placement.lose(host, beyondSlots: policy == .wait) {
+        case .lastHost:
+            return
+        case .moved(let moves):
+            announce(host, moves, cause: cause)
+        case .noRoom(let left, let rankCount):
+            let names = left.map(\.name).joined(separator: ",")
+            let why = "host \(host) lost (\(cause)), and the hosts left (\(names)) have slots for \(rankCount) of the \(configuration.rankCount) ranks"
+            if policy == .fail {
+                events.record("host_lost", [
+                    "host": .string(host), "ranks": .string(ranks), "cause": .string(cause), "policy": .string(policy.rawValue),
+                ])
+                hostLossStop = .fail(why + " (--on-host-loss fail)", rankCount: rankCount, hostsLeft: names)
+            } else if let refusal = shrinkRefusal() {
+                warn("\(why), and the job cannot continue on \(rankCount): \(refusal); the ranks double up instead")
+                guard case .moved(let moves) = hostJob.placement.lose(host, beyondSlots: true) else { return }
+                announce(host, moves, cause: cause)
+            } else {
+                events.record("host_lost", [
+                    "host": .string(host), "ranks": .string(ranks), "cause": .string(cause), "policy": .string(policy.rawValue),
+                ])
+                warn(why + ": continuing on \(rankCount) ranks (--on-host-loss shrink)")
+                hostLossStop = .shrink(JobOutcome.Shrink(
+                    rankCount: rankCount, hosts: left.map { JobConfiguration.Host(name: $0.name, slots: $0.slots) }))
+            }
+        }
+    }
+
+    /// Says where a lost host's ranks went (`host_lost`); they connect again from there.
+    private func announce(_ host: String, _ moves: [HostPlacement.Move], cause: String) {
+        guard let hostJob else { return }
+        for move in moves { hostJob.addresses[move.rank] = nil }
+        let ranks = moves.map { String($0.rank) }.joined(separator: ",")
+        warn("host \(host) lost (\(cause)); its ranks \(ranks) move to " + Set(moves.map(\.host)).sorted().joined(separator: ","))
         events.record("host_lost", [
-            "host": .string(host), "ranks": .string(ranks.map(String.init).joined(separator: ",")),
-            "cause": .string(cause), "moved_to": .string(moves.map { "\($0.rank):\($0.to)" }.joined(separator: ",")),
+            "host": .string(host), "ranks": .string(ranks), "cause": .string(cause),
+            "policy": .string((configuration.onHostLoss ?? .wait).rawValue),
+            "moved_to": .string(moves.map { "\($0.rank):\($0.host)" }.joined(separator: ",")),
         ])
     }
+
+    /// Why the job cannot continue on fewer ranks now (nil: it can): the program's answer at
+    /// the start (`shrinkTakesMessages`), and the newest intact line, checked as `lifeline
+    /// resume -n M` checks it.
+    private func shrinkRefusal() -> String? {
+        guard let takesMessages = shrinkTakesMessages else {
+            return "the program could not be asked whether its state can be redistributed"
+        }
+        guard let line = manifests.newestIntactLine(manifest).line else { return nil }
+        if let reason = manifests.resizeRefusal(line, of: manifest) { return reason }
+        if !takesMessages, let bytes = manifests.inFlightBytes(line), bytes > 0 {
+            return "\(bytes) bytes of messages were in flight at line \(line.epoch), and the program's state does not take them"
+        }
+        return nil
+    }
+
+    /// Performs what a lost host left to do (`hostLossStop`): stops every rank at the last
+    /// committed line, then either returns (the job continues on fewer ranks: `stoppedOutcome`
+    /// says how) or throws the line that says how to resume.
+    func performHostLossStop() throws {
+        guard let stop = hostLossStop else { return }
+        hostLossStop = nil
+        stopSurvivors()
+        let epoch = Int(manifest.newestLine?.epoch ?? 0)
+        switch stop {
+        case .fail(let why, let rankCount, let hostsLeft):
+            events.record("stopped", ["epoch": .int(epoch), "commits": .int(manifest.commits)])
+            throw LifelineError(.jobFailed,
+                "\(why): stopped at epoch \(epoch); continue with: lifeline resume \(configuration.runDirectory) --hosts HOSTS "
+                    + "(with a host in place of the lost one), or on fewer ranks: lifeline resume \(configuration.runDirectory) -n \(rankCount) --hosts \(hostsLeft)")
+        case .shrink(let order):
+            events.record("shrink", [
+                "from": .int(configuration.rankCount), "to": .int(order.rankCount), "epoch": .int(epoch),
+                "hosts": .string(order.hosts.map(\.name).joined(separator: ",")),
+            ])
+            var outcome = JobOutcome(
+                rankCount: configuration.rankCount, epochsCommitted: manifest.commits, failures: failures + 1,
+                recoveries: recoveries, runDirectory: configuration.runDirectory)
+            outcome.shrink = order
+            stoppedOutcome = outcome
+        }
+    }
+}
+
+/// What a lost host leaves the supervisor to do once the rank being judged is put aside.
+enum HostLossStop {
+    /// Stop and continue on fewer ranks.
+    case shrink(JobOutcome.Shrink)
+    /// Stop and say how to resume: why, the ranks the hosts left have slots for, and those hosts.
+    case fail(String, rankCount: Int, hostsLeft: String)
 }

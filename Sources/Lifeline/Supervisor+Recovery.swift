@@ -18,6 +18,11 @@ extension Supervisor {
             warn("mpirun \(exit): under --launcher mpirun every rank restarts from the last committed line")
         }
         noteExitBeforeConnecting(rank, exit)
+        if hostLossStop != nil {
+            reaped(rank)
+            try performHostLossStop()
+            return
+        }
         // What the rank sent before it died (a fault it fired, a last ACK) is read first.
         if slots[rank].connection != nil, !machine.ranks[rank].exitExpected { try readControl(from: rank) }
         if finishedJob { return }
@@ -52,6 +57,7 @@ extension Supervisor {
         }
         if finishedJob { return }
         noteSilence(of: machine.silentRanks(now: now))
+        if hostLossStop != nil { return try performHostLossStop() }
         try perform(machine.checkHeartbeats(now: now, facts: StorageFacts(self)))
     }
 

@@ -86,8 +86,13 @@ final class Supervisor {
     var lastRoundSeconds = 0.0
     /// SIGINT/SIGTERM arrive as bytes on this pipe.
     let signalFD: Int32
-    /// Set when the job stopped on request; `run` returns it.
+    /// Set when the job stopped on request (or to continue on fewer ranks); `run` returns it.
     var stoppedOutcome: JobOutcome?
+    /// What a lost host left to do, performed once the rank being judged is put aside.
+    var hostLossStop: HostLossStop?
+    /// Under `--on-host-loss shrink`: whether the program's `Redistributable` state takes
+    /// messages in flight, as it answered at the start (nil: it was not asked, or could not be).
+    var shrinkTakesMessages: Bool?
     /// Processes whose exit was read while ranks may still name them (under mpirun one process
     /// holds every rank of a launch): such a pid is never signalled again, since it may name
     /// another process by now. Entries are dropped when a launch gets that pid.
@@ -198,7 +203,7 @@ final class Supervisor {
         for descriptor in descriptors where descriptor.revents != 0 {
             if !handshaking.contains(descriptor.fd), let rank = slots.firstIndex(where: { $0.connection?.fd == descriptor.fd }) {
                 onlyRecords = try readControl(from: rank) && onlyRecords
-                if finishedJob { return }
+                if finishedJob || stoppedOutcome != nil { return }
                 continue
             }
             onlyRecords = false
@@ -215,7 +220,7 @@ final class Supervisor {
             } else if descriptor.fd == signalFD {
                 try handleStopSignal()
             }
-            if finishedJob { return }
+            if finishedJob || stoppedOutcome != nil { return }
         }
         // A turn that brought only sender-based records (stable once in the socket, so nobody
         // waits for them) and heartbeats: let the next ones gather for a millisecond instead of
@@ -235,6 +240,7 @@ final class Supervisor {
         recordRefusals()
         rankErrors?.forward(now: now)
         try checkHeartbeats()
+        if stoppedOutcome != nil { return }
         try checkStalls()
         showProgress()
     }
@@ -457,6 +463,16 @@ public struct JobOutcome: Sendable, Equatable {
     public var runDirectory: String
     /// The signal that stopped the job before its end (it can be resumed), or nil if it finished.
     public var stoppedBySignal: Int32?
+    /// Set when a lost host stopped the job to continue on fewer ranks (`--on-host-loss shrink`).
+    var shrink: Shrink?
+
+    /// Where a job stopped by a lost host continues: on `rankCount` ranks on `hosts`.
+    struct Shrink: Sendable, Equatable {
+        /// The ranks the hosts left have slots for.
+        var rankCount: Int
+        /// The hosts left, in order, with their slots.
+        var hosts: [JobConfiguration.Host]
+    }
 
     /// An outcome with every field given.
     public init(rankCount: Int, epochsCommitted: Int, failures: Int, recoveries: Int, runDirectory: String,

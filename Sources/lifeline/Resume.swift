@@ -15,9 +15,15 @@ extension LifelineCommand {
             "The number of ranks to continue on. Another count than the job's restores the newest line onto it, if the program's state conforms to Redistributable and every rank wrote the line at one step; otherwise nothing changes.",
             valueName: "M"))
         var ranks: Int?
+        @Option(help: ArgumentHelp("New hosts for a job on several hosts (one was lost, or others are free), in place of those it ran on.", valueName: "H1,H2,…"))
+        var hosts: String?
+        @Option(help: ArgumentHelp("The same from a file: one host a line, optionally with slots=K.", valueName: "FILE"))
+        var hostfile: String?
 
         func run() throws {
-            finish(try Job.resume(runDirectory: absolute(runDirectory), injections: faults.injections, rankCount: ranks))
+            finish(try Job.resume(
+                runDirectory: absolute(runDirectory), injections: faults.injections, rankCount: ranks,
+                hosts: try parseHosts(hosts, hostfile: hostfile)))
         }
     }
 }

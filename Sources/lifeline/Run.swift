@@ -74,6 +74,8 @@ extension LifelineCommand {
         var launchCommand: String?
         @Option(help: ArgumentHelp("The IPv4 address (and :PORT) the supervisor listens on for ranks on other hosts (default: the address that reaches the first host, any port).", valueName: "ADDRESS"))
         var listen: String?
+        @Option(help: "When a host is lost and the free slots of the others cannot take its ranks (a spare host takes them under every policy): wait (its ranks double up on the hosts left), shrink (continue on the ranks the hosts left have slots for, if the program's state is Redistributable) or fail (stop at the last committed line, saying how to resume).")
+        var onHostLoss: String = "wait"
         @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
         var command: [String] = []
 
@@ -154,18 +156,11 @@ extension LifelineCommand {
                 throw ValidationError("--launcher \(launcher) is not one of local, ssh, slurm, mpirun")
             }
             if launcherKind != .local { configuration.launcher = launcherKind }
-            if hosts != nil, hostfile != nil { throw ValidationError("give --hosts or --hostfile, not both") }
-            if let hosts {
-                let names = hosts.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-                guard !names.contains(where: \.isEmpty) else { throw ValidationError("--hosts \(hosts) has an empty name") }
-                configuration.hosts = names.map { JobConfiguration.Host(name: $0) }
+            configuration.hosts = try parseHosts(hosts, hostfile: hostfile)
+            guard let policy = JobConfiguration.OnHostLoss(rawValue: onHostLoss) else {
+                throw ValidationError("--on-host-loss \(onHostLoss) is not one of wait, shrink, fail")
             }
-            if let hostfile {
-                guard let data = FileManager.default.contents(atPath: hostfile) else {
-                    throw ValidationError("--hostfile \(hostfile) cannot be read")
-                }
-                configuration.hosts = try JobConfiguration.parseHostfile(String(decoding: data, as: UTF8.self), path: hostfile)
-            }
+            if policy != .wait { configuration.onHostLoss = policy }
             configuration.launchCommand = launchCommand
             configuration.listenAddress = listen
             if !quiet { note("run directory \(runDirectory)") }
@@ -180,4 +175,21 @@ func positiveSeconds(_ text: String, option: String) throws -> Double {
         throw ValidationError("\(option) \(text) is not a duration such as 500ms, 10s or 2m")
     }
     return seconds
+}
+
+/// The hosts of `--hosts H1,H2,…` or `--hostfile FILE` (nil: neither given).
+func parseHosts(_ hosts: String?, hostfile: String?) throws -> [JobConfiguration.Host]? {
+    if hosts != nil, hostfile != nil { throw ValidationError("give --hosts or --hostfile, not both") }
+    if let hosts {
+        let names = hosts.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard !names.contains(where: \.isEmpty) else { throw ValidationError("--hosts \(hosts) has an empty name") }
+        return names.map { JobConfiguration.Host(name: $0) }
+    }
+    if let hostfile {
+        guard let data = FileManager.default.contents(atPath: hostfile) else {
+            throw ValidationError("--hostfile \(hostfile) cannot be read")
+        }
+        return try JobConfiguration.parseHostfile(String(decoding: data, as: UTF8.self), path: hostfile)
+    }
+    return nil
 }

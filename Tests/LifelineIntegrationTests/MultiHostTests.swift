@@ -137,6 +137,63 @@ import Testing
         #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth1", "lth1"])
     }
 
+    /// Two hosts with no spare: the second cut off, whose ranks the first has no slots for.
+    /// Under `--on-host-loss shrink` the job continues on the first host's two ranks, rebuilt
+    /// from the newest line by heat2d's `Redistributable` state; under `fail` it stops with
+    /// exit 1 and one line that says how to resume, and `lifeline resume -n 2 --hosts lth1`
+    /// finishes it. Either way the failure-free bits (heat2d's are the same on every rank count).
+    @Test(arguments: ["shrink", "fail"])
+    func aLostHostWithoutASpareShrinksTheJobOrStopsIt(policy: String) throws {
+        guard Self.testHostsUp() else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree)
+        let wrapper = ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+        let result = try Self.run(
+            "multihost-\(policy)", hosts: "lth1,lth2", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
+            ["--heartbeat-timeout-ms", "2000", "--on-host-loss", policy], wrapper: wrapper
+        ) { runDirectory in
+            try Self.cutSecondHost(runDirectory, killToo: false)
+        }
+        let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
+        #expect(lost["host"] as? String == "lth2" && lost["policy"] as? String == policy)
+        #expect(lost["moved_to"] == nil, "no rank moved: the first host has no free slot")
+        var final = result
+        if policy == "fail" {
+            #expect(result.status == 1)
+            let errors = result.stderr.split(separator: "\n").filter { $0.contains("error:") }
+            #expect(errors.count == 1 && errors[0].contains("lifeline resume \(result.runDirectory) -n 2 --hosts lth1"), "\(result.stderr)")
+            #expect(result.resultLines.isEmpty)
+            final = try JobRunner.lifeline(
+                ["resume", result.runDirectory, "-n", "2", "--hosts", "lth1"], runDirectory: result.runDirectory, wrapper: wrapper)
+        } else {
+            let shrink = try #require(result.events("shrink").first)
+            #expect(shrink["from"] as? Int == 4 && shrink["to"] as? Int == 2 && shrink["hosts"] as? String == "lth1")
+        }
+        #expect(final.status == 0, "\(final.stderr)")
+        #expect(final.resultLines.last == reference)
+        #expect(final.stdout.contains("finished ranks=2"), "\(final.stdout)")
+        let resize = try #require(final.events("resize").first)
+        #expect(resize["from"] as? Int == 4 && resize["to"] as? Int == 2)
+        let pids = try String(contentsOfFile: final.runDirectory + "/pids", encoding: .utf8)
+        #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1"])
+    }
+
+    /// `--on-host-loss shrink` asks the program at the start whether its state can be
+    /// redistributed: cg's cannot, so the job is refused in one line (exit 2) and leaves no run
+    /// directory behind; the policy needs hosts to lose.
+    @Test func shrinkingIsRefusedAtTheStartForAProgramThatCannot() throws {
+        let refused = try Self.run(
+            "multihost-shrink-cg", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}", ["--on-host-loss", "shrink"],
+            program: ["cg", "--size", "40", "--iterations", "100"])
+        #expect(refused.status == 2)
+        let errors = refused.stderr.split(separator: "\n").filter { $0.contains("error:") }
+        #expect(errors.count == 1 && errors[0].contains("does not conform to Redistributable"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: refused.runDirectory))
+        let local = try Self.run("multihost-shrink-local", ranks: 4, ["--on-host-loss", "fail"])
+        #expect(local.status == 2)
+        #expect(local.stderr.contains("--on-host-loss fail needs --launcher ssh or slurm"), "\(local.stderr)")
+    }
+
     /// The issue's own bar: `lifeline run --launcher slurm -n 8` inside an allocation of the two
     /// test hosts' Slurm cluster, each rank a job step; a rank killed (its step ends, the others
     /// run on) and then the second host cut off, its ranks moved to the first; the failure-free
@@ -230,7 +287,7 @@ import Testing
         // Output to a file, not a pipe: a daemon the command starts may keep a pipe open for
         // ever, and reading it to its end would wait with it.
         let path = NSTemporaryDirectory() + "lifeline-it-shell-\(UUID().uuidString.prefix(8)).txt"
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         defer { try? out.close() }
