@@ -58,7 +58,10 @@ extension RankRuntime {
                     Epoch(UInt64(max(0, checkpoint))), coveredByReceiver: covered, coversSelf: false))
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
-            case .start, .peerAddresses, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+            case .signal(let number) where number == SIGKILL || number == SIGSTOP:
+                lifeline_flush_stdio()  // read before START
+                kill(getpid(), number)
+            case .start, .peerAddresses, .signal, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
                  .replayComplete, .frozen, .waitReport, .nondeterminism:
                 break  // not for a rank, or already handled
             }
@@ -215,6 +218,10 @@ extension RankRuntime {
                     case .freeze: answerFreeze = true
                     case .eventsLogged(let through): eventLog?.handleLogged(through: through)  // sends wait for it
                     case .peerAddresses(let table): peerAddresses = table  // before the START or restart it is for
+                    case .signal(let number) where number == SIGKILL || number == SIGSTOP:
+                        // An injected fault the supervisor cannot deliver to this host's process.
+                        lifeline_flush_stdio()
+                        kill(getpid(), number)
                     default: pendingControl.append(message)
                     }
                 }

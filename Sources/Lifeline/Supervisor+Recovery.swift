@@ -267,7 +267,15 @@ extension Supervisor {
 
     private func injectSignal(_ rank: Int, _ signal: Int32, spec: FaultSpec) throws {
         events.record("fault_injected", ["rank": .int(rank), "spec": .string("\(spec)")])
-        if machine.ranks[rank].alive { signalRank(rank, signal) }
+        guard machine.ranks[rank].alive else { return }
+        // A rank on another host is reached through its runtime: the pid here is its launch
+        // command's (an ssh client, srun), whose signal would not reach it (a stopped ssh
+        // client leaves the rank beating). It acts at its next call into the runtime.
+        if let hostJob, !hostJob.mpirun, slots[rank].connection != nil {
+            write(.signal(signal), to: rank)
+        } else {
+            signalRank(rank, signal)
+        }
     }
 }
 

@@ -105,6 +105,9 @@ package enum ControlMessage: Sendable, Equatable {
     /// A job on several hosts: where each rank listens (nil: not known yet), sent before START
     /// and before `peerRestarted`, so the rank connects to the process named there.
     case peerAddresses([RankAddress?])
+    /// An injected fault for a rank on another host, whose process the supervisor cannot signal:
+    /// carry out this signal on yourself now (SIGKILL or SIGSTOP; any other is ignored).
+    case signal(Int32)
     /// Independent checkpointing, a rank failed: finish writing your checkpoints, stop delivering
     /// messages and taking checkpoints, and answer `frozen` with your current interval.
     case freeze
@@ -168,7 +171,7 @@ package enum ControlMessage: Sendable, Equatable {
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
-        case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses
+        case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses, signal
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
         case waitReport, nondeterminism, logMirrorFailed, captured, logEvents
     }
@@ -245,6 +248,9 @@ package enum ControlMessage: Sendable, Equatable {
         case .waitQuery(let serial):
             writer.write(Code.waitQuery.rawValue)
             writer.write(serial)
+        case .signal(let number):
+            writer.write(Code.signal.rawValue)
+            writer.write(UInt32(bitPattern: number))
         case .waitReport(let serial, let wait):
             writer.write(Code.waitReport.rawValue)
             writer.write(serial)
@@ -364,6 +370,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .thaw: message = .thaw
         case .trim: message = .trim(checkpoint: try step(), coveredByReceiver: try decodeSets(&reader))
         case .waitQuery: message = .waitQuery(serial: try reader.read(UInt32.self))
+        case .signal: message = .signal(Int32(bitPattern: try reader.read(UInt32.self)))
         case .writeMirrors: message = .writeMirrors(try mirrors())
         case .logMirrorFailed:
             let failed = try mirrors()

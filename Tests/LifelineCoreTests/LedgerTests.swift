@@ -67,7 +67,7 @@ struct LedgerTests {
             .ack(Epoch(2), Acknowledgement(step: 9, snapshotBytes: 77, outputOffset: 12, delivered: [set])),
             .snapshotFailed(Epoch(2), reason: "no space"), .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11), .checkpointWanted,
             .faultFired(index: 2), .replayComplete(deliveries: 42),
-            .peerAddresses([RankAddress(host: "h1", address: "10.0.0.1", port: 4242, incarnation: 3), nil]),
+            .peerAddresses([RankAddress(host: "h1", address: "10.0.0.1", port: 4242, incarnation: 3), nil]), .signal(19),
         ]
         for message in messages {
             let frame = message.frame()

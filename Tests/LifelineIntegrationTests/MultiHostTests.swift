@@ -77,6 +77,36 @@ import Testing
         #expect(listening["address"] as? String == "127.0.0.1")
     }
 
+    /// An injected hang reaches a rank on another host through its runtime, not through the
+    /// launch command's process here: the launch command stays a parent of the rank, as an ssh
+    /// client does (stopping it would leave the rank beating). The hang is detected, and the job
+    /// ends with the failure-free bits.
+    @Test func anInjectedHangReachesARankBehindItsLaunchCommand() throws {
+        let reference = try #require(Self.failureFree)
+        let result = try Self.run(
+            "multihost-hang", hosts: "127.0.0.1,127.0.0.2", launchCommand: "setsid --fork --wait sh -c {cmd}",
+            ["--logging", "pessimistic", "--inject", "hang:rank=3,after=1500ms", "--heartbeat-timeout-ms", "1500"])
+        // The stopped rank outlives its killed launch command, as on a real remote host: end it.
+        Self.killProcesses(mentioning: result.runDirectory)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let hang = try #require(result.events("hang_detected").first, "\(result.stderr)")
+        #expect(hang["rank"] as? Int == 3)
+    }
+
+    /// SIGKILLs the processes whose environment names `text` (the ranks of one test's job).
+    static func killProcesses(mentioning text: String) {
+        let needle = Array(text.utf8)
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), pid != getpid(),
+                  let environment = FileManager.default.contents(atPath: "/proc/\(entry)/environ").map(Array.init),
+                  environment.count >= needle.count,
+                  (0...(environment.count - needle.count)).contains(where: { environment[$0..<$0 + needle.count].elementsEqual(needle) })
+            else { continue }
+            kill(pid, SIGKILL)
+        }
+    }
+
     /// Hosts made of network namespaces: the supervisor on the first, two ranks on each, each
     /// started by `nsenter`. A rank killed on the second host recovers, and strangers on the
     /// second host that connect to the supervisor (one sends junk, one stays silent) are
