@@ -8,6 +8,10 @@
 #                               the first host, a slurmd on each), configured by $SLURM_CONF as printed
 #   scripts/testbed.sh down     stop the daemons, remove every namespace and /etc/hosts line it made
 #   scripts/testbed.sh status   say what is up
+#   scripts/testbed.sh rsh HOST CMD…
+#                               run CMD (one shell command line) on test host HOST: Open MPI's
+#                               remote launcher for the test hosts,
+#                               OMPI_MCA_plm_rsh_agent="scripts/testbed.sh rsh"
 #
 # Run a command on a host with `nsenter --net=/run/netns/lfh2 CMD`; cut a host's link with
 # `ip -n lfsw link set v-lfh2 down`. Needs root and iproute2; says so in one line otherwise.
@@ -185,5 +189,13 @@ case "${1:-}" in
         up_hosts="$(hosts_up | tr '\n' ' ')"
         echo "testbed: ${up_hosts:-no hosts up}"
         ;;
-    *) echo "usage: scripts/testbed.sh up [N] | down | status" >&2; exit 2 ;;
+    rsh)
+        # Open MPI calls its agent as `AGENT HOST COMMAND…`, the command a shell line.
+        [ $# -ge 3 ] || { echo "usage: scripts/testbed.sh rsh HOST COMMAND…" >&2; exit 2; }
+        host="$2"
+        shift 2
+        [ -e "/run/netns/$host" ] || { echo "testbed: no test host $host" >&2; exit 2; }
+        exec nsenter --net="/run/netns/$host" /bin/sh -c "$*"
+        ;;
+    *) echo "usage: scripts/testbed.sh up [N] [--slurm] | down | status | rsh HOST COMMAND…" >&2; exit 2 ;;
 esac

@@ -277,6 +277,38 @@ import Testing
         #expect(refused.stderr.contains("--launcher mpirun restarts every rank after any failure"), "\(refused.stderr)")
     }
 
+    /// `--launcher mpirun` over the two test hosts: Open MPI starts its daemon on each by the
+    /// test bed's remote launcher (`scripts/testbed.sh rsh`, nsenter for ssh), two ranks run in
+    /// the second host's namespace, and one of them killed there restarts the whole launch from
+    /// the last line, to the failure-free bits.
+    @Test func underMpirunOnTwoTestHostsARankKilledOnTheSecondRestartsTheLaunch() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else {
+            print("skipped: --launcher mpirun needs Open MPI (apt-get install openmpi-bin)")
+            return
+        }
+        guard Self.testHostsUp() else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree)
+        var onSecondHost: [Int32] = []
+        let result = try Self.run(
+            "multihost-mpirun-hosts", ranks: 4, ["--launcher", "mpirun", "--hosts", "lth1,lth2"],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"],
+            environment: ["OMPI_MCA_plm_rsh_agent": Self.repository + "/scripts/testbed.sh rsh"].merging(Self.testbedEnvironment) { $1 }
+        ) { runDirectory in
+            JobRunner.waitForEvents(runDirectory, containing: "\"commit\"")
+            let listed = try Self.shell(["/usr/sbin/ip", "netns", "pids", "lth2"]).output
+            onSecondHost = listed.split(separator: "\n").compactMap { Int32($0) }.filter { pid in
+                (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("heat2d") == true
+            }
+            if let victim = onSecondHost.first { kill(victim, SIGKILL) }
+        }
+        #expect(onSecondHost.count == 2, "the ranks in the second host's namespace: \(onSecondHost)")
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let recoveries = result.events("recovery_start")
+        #expect(recoveries.count == 1 && recoveries.allSatisfy { $0["mode"] as? String == "global-rollback" }, "\(recoveries)")
+    }
+
     static let testbedEnvironment = ["LIFELINE_TESTBED_PREFIX": "lt", "LIFELINE_TESTBED_SUBNET": "10.78.0"]
     static let slurmConf = "/run/lifeline-testbed-lt/slurm.conf"
 
