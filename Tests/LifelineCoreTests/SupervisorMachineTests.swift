@@ -156,7 +156,7 @@ import Testing
         var machine = started(logging: .pessimistic)
         let actions = machine.handleExit(of: 2, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 3, facts: Facts())
         #expect(actions.contains(.stop([])) && launch(&machine, actions, now: 3) == [2])
-        #expect(machine.replaying == 2 && machine.ranks[2].plan.replayLog && machine.ranks[2].incarnation == 3)
+        #expect(machine.replaying == [2] && machine.ranks[2].plan.replayLog && machine.ranks[2].incarnation == 3)
         let connected = machine.handleConnected(2, now: 4)
         #expect(sent(connected).map(\.0) == [2, 0, 1])
         #expect(sent(connected).dropFirst().allSatisfy { $0.1 == .peerRestarted(RankID(2), incarnation: 3) })
@@ -167,7 +167,35 @@ import Testing
         let lost = machine.handleExit(of: 0, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 6,
                                       facts: Facts(lost: "missing on both mirrors"))
         #expect(notes(lost).contains(.fallback(rank: 0, reason: "its message log cannot be replayed (missing on both mirrors)", optimistic: false)))
-        #expect(launch(&machine, lost, now: 6) == [0, 1, 2] && machine.replaying == nil)
+        #expect(launch(&machine, lost, now: 6) == [0, 1, 2] && machine.replaying.isEmpty)
+    }
+
+    /// Ranks that fail together (a lost host's) each replay alone under pessimistic and
+    /// sender-based logging: the second joins the first's launch, both get START together,
+    /// the survivors learn of both, and the recovery ends when the last has replayed.
+    @Test(arguments: [LoggingMode.pessimistic, .senderBased])
+    func ranksThatFailTogetherReplayAloneSideBySide(logging: LoggingMode) {
+        var machine = started(4, logging: logging)
+        let first = machine.handleExit(of: 2, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 3, facts: Facts())
+        #expect(launch(&machine, first, now: 3) == [2])
+        let second = machine.handleExit(of: 3, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 3.1, facts: Facts())
+        #expect(notes(second).contains(.recoveryStart(rank: 3, mode: .replay)), "\(notes(second))")
+        #expect(!notes(second).contains { if case .fallback = $0 { true } else { false } })
+        #expect(launch(&machine, second, now: 3.1) == [3])
+        #expect(machine.replaying == [2, 3] && machine.starting == [2, 3])
+        #expect(sent(machine.handleConnected(3, now: 3.5)).allSatisfy { if case .start = $0.1 { false } else { true } },
+                "START waits for every rank of the joined launch")
+        let connected = machine.handleConnected(2, now: 4)
+        #expect(Set(sent(connected).compactMap { if case .start = $0.1 { $0.0 } else { nil } }) == [2, 3])
+        for survivor in [0, 1] {
+            let learned = sent(connected).filter { $0.0 == survivor }.map(\.1)
+            #expect(learned.contains(.peerRestarted(RankID(2), incarnation: 4)) && learned.contains(.peerRestarted(RankID(3), incarnation: 5)),
+                    "\(learned)")
+        }
+        #expect(!machine.roundPossible, "no round while a rank replays")
+        #expect(machine.handleReplayComplete(from: 3, now: 5).isEmpty, "rank 2 still replays")
+        #expect(notes(machine.handleReplayComplete(from: 2, now: 6)) == [.recoveryDone(ranks: 2, seconds: 3)])
+        #expect(machine.roundPossible && !machine.isRecovering && machine.recoveries == 1)
     }
 
     /// After a rollback every rank re-executes from its entry and cuts its log back when it

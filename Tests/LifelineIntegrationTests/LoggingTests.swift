@@ -33,6 +33,24 @@ extension RecoveryTests {
         #expect(launches.sorted() == ([0, 1, 2, 3] + [rank]).sorted(), "seed \(seed): only rank \(rank) restarts, got \(launches)")
     }
 
+    /// Two ranks killed at the same step (as a lost host's ranks fail together) each restart
+    /// alone and replay their own logs side by side, with no global rollback: the failure-free
+    /// hash, and the other two ranks keep their processes.
+    @Test(arguments: ["pessimistic", "sender-based"])
+    func ranksKilledTogetherReplayAloneSideBySide(logging: String) throws {
+        let result = try JobRunner.runHeat("together-\(logging)", [
+            "--logging", logging, "--inject", "kill:rank=1,step=400", "--inject", "kill:rank=2,step=400",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines == [Self.oracle])
+        #expect(result.events("failure").count == 2)
+        #expect(result.events("fallback_global_rollback").isEmpty, "\(result.events("fallback_global_rollback"))")
+        let modes = result.events("recovery_start").compactMap { $0["mode"] as? String }
+        #expect(modes == ["replay", "replay"], "\(modes)")
+        let launches = result.events("rank_launched").compactMap { $0["rank"] as? Int }
+        #expect(launches.sorted() == [0, 1, 1, 2, 2, 3], "only ranks 1 and 2 restart, got \(launches)")
+    }
+
     /// A second kill of the same rank while it replays: still the failure-free hash, and the
     /// other ranks keep their processes.
     @Test(arguments: ["pessimistic", "sender-based"])

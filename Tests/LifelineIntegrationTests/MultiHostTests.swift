@@ -145,8 +145,9 @@ import Testing
     }
 
     /// A host cut off mid-run (its link down; in the second case its processes killed too) is
-    /// found lost within the heartbeat timeout, its ranks move to the other host, and the job
-    /// ends with the failure-free bits.
+    /// found lost within the heartbeat timeout, its ranks move to the other host (under
+    /// pessimistic logging each replays its log alone, side by side), and the job ends with the
+    /// failure-free bits.
     @Test(arguments: [("pessimistic", false), ("none", true)])
     func aHostCutOffIsLostAndItsRanksMoveToTheOther(logging: String, killToo: Bool) throws {
         guard Self.testHostsUp() else { return }
@@ -165,6 +166,12 @@ import Testing
         #expect(lost["host"] as? String == "lth2" && lost["ranks"] as? String == "2,3")
         let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
         #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth1", "lth1"])
+        if logging == "pessimistic" {
+            // The lost host's ranks each replay their own log, side by side: the others run on.
+            let modes = result.events("recovery_start").compactMap { $0["mode"] as? String }
+            #expect(!modes.isEmpty && modes.allSatisfy { $0 == "replay" }, "\(modes)")
+            #expect(result.events("fallback_global_rollback").isEmpty, "\(result.events("fallback_global_rollback"))")
+        }
     }
 
     /// Two hosts with no spare: the second cut off, whose ranks the first has no slots for.

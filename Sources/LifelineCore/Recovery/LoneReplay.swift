@@ -3,8 +3,14 @@
 /// order; the other ranks keep their processes and send it again what it needs. Optimistic
 /// logging starts the same way and adds its orphans (`OptimisticOrphans`).
 ///
-/// Fallbacks to a global rollback: another rank is recovering at the same time (a second
-/// failure of the replaying rank itself is fine: it restarts alone again), the rank died after
+/// Ranks that fail together (a lost host's) each replay alone, side by side: a pessimistic log
+/// holds every delivery of its rank, so a replay needs nothing from the others; under
+/// sender-based logging a replaying rank waits for the payloads its determinants name, which a
+/// failed sender's own re-execution sends again — it sent them, in the original run, before
+/// the receiver delivered them, so every wait is for something the other re-executes first.
+///
+/// Fallbacks to a global rollback: another recovery is under way (one other than these lone
+/// replays: a global rollback still starting, optimistic logging's group), the rank died after
 /// a rollback before it cut its log back (the log still holds the undone execution), the newest
 /// line was written by another number of ranks (the job was resized since: the rank has no
 /// entry of its own to restart from), or its log cannot be replayed (pessimistic: lost on both
@@ -13,7 +19,7 @@
 package enum LoneReplay {
     /// Whether `failed` can restart alone: nil when it can, else why not.
     ///
-    /// `othersRecovering`: a rank other than `failed` is replaying or still restarting.
+    /// `othersRecovering`: a recovery that `failed` cannot join is under way.
     /// `logLost` (pessimistic and sender-based logging): what makes the rank's log unfit to
     /// replay, or nil; called only when the answer depends on it, since it may read the disk.
     /// `lineResized`: the newest line was written by another number of ranks.

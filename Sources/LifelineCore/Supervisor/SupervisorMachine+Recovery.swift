@@ -50,8 +50,14 @@ extension SupervisorMachine {
         var actions: [Action] = [.note(.failure(rank: rank, cause: cause, step: step, epoch: coordinator.committedEpoch.rawValue))]
         actions += coordinator.handleRankFailed(RankID(rank), now: now).map(Action.round)
         // A rank recovers alone unless another rank is recovering at the same time (its own
-        // second failure during replay is fine: it restarts alone again).
-        let othersRecovering = (replaying ?? rank) != rank || !starting.allSatisfy { $0 == rank }
+        // second failure during replay is fine: it restarts alone again). Under pessimistic and
+        // sender-based logging that other may be replaying alone too (ranks that fail together,
+        // as a lost host's, each replay their own log; see `LoneReplay`); any other recovery
+        // under way (a global rollback still starting) is not.
+        let together = (settings.logging == .pessimistic || settings.logging == .senderBased) && restartedGroup == nil
+        let othersRecovering = together
+            ? !starting.allSatisfy { $0 == rank || replaying.contains($0) }
+            : !replaying.subtracting([rank]).isEmpty || !starting.allSatisfy { $0 == rank }
         let lineEpoch = facts.lineEpoch
         let decision = policy.decide(
             RecoveryPolicy.Failure(rank: RankID(rank), programExit: programExit, lineEpoch: lineEpoch),
@@ -98,14 +104,20 @@ extension SupervisorMachine {
     /// recorded and its state behind it (a restore from that snapshot would skip the rest).
     package mutating func handleReplayComplete(from rank: Int, now: Double) -> [Action] {
         uncutLogs.remove(rank)  // it opened its log: cut back to its entry, or replayed
-        guard let failed = replaying else { return [] }
-        let group = restartedGroup ?? [failed]
-        guard group.contains(rank) else { return [] }
-        replayedInGroup.insert(rank)
-        guard replayedInGroup.isSuperset(of: group) else { return [] }
-        replayedInGroup = []
-        restartedGroup = nil
-        return recoveryDone(group, now: now)
+        guard !replaying.isEmpty else { return [] }
+        if let group = restartedGroup {
+            guard group.contains(rank) else { return [] }
+            replayedInGroup.insert(rank)
+            guard replayedInGroup.isSuperset(of: group) else { return [] }
+            replayedInGroup = []
+            restartedGroup = nil
+            return recoveryDone(group, now: now)
+        }
+        // Lone replays: the recovery ends when the last of those under way has replayed.
+        guard replaying.remove(rank) != nil else { return [] }
+        replayedAlone.append(rank)
+        guard replaying.isEmpty else { return [] }
+        return recoveryDone(replayedAlone, now: now)
     }
 
     /// A frozen survivor answered with its interval and dependency vector.
@@ -123,7 +135,8 @@ extension SupervisorMachine {
 
     /// Records that the recovery of `rank` begins, and how.
     private mutating func recoveryStarts(_ rank: Int, mode: RecoveryPlan.Mode, now: Double) -> [Action] {
-        recoveryStartedAt = now
+        // A rank that joins lone replays under way: the recovery began with the first of them.
+        if mode != .replay || replaying.isEmpty || recoveryStartedAt == nil { recoveryStartedAt = now }
         return [.note(.recoveryStart(rank: rank, mode: mode))]
     }
 
@@ -133,7 +146,8 @@ extension SupervisorMachine {
         recoveries += 1
         let seconds = now - (recoveryStartedAt ?? now)
         recoveryStartedAt = nil
-        replaying = nil
+        replaying = []
+        replayedAlone = []
         return [.note(.recoveryDone(ranks: restarted.count, seconds: seconds))]
             + coordinator.handleRestarted(now: now).map(Action.round)
     }
@@ -143,7 +157,8 @@ extension SupervisorMachine {
     mutating func execute(_ plan: RecoveryPlan) -> [Action] {
         if plan.restartsEveryRank(rankCount: settings.rankCount), plan.mode == .globalRollback,
            plan.restart.allSatisfy({ $0.start == .newestLine }) {
-            replaying = nil
+            replaying = []
+            replayedAlone = []
             restartedGroup = nil
             replayedInGroup = []
             survivorsToThaw = []
@@ -152,7 +167,12 @@ extension SupervisorMachine {
         let stop = stop(plan.stop)
         let recordsLine = plan.mode != .replay && plan.restart.contains { if case .checkpoint = $0.start { true } else { false } }
         survivorsToThaw = plan.thaw
-        replaying = plan.mode == .replay ? plan.failed.rawValue : nil
+        if plan.mode == .replay, plan.replayLimit == nil, restartedGroup == nil {
+            replaying.insert(plan.failed.rawValue)  // lone replays run side by side
+        } else {
+            replaying = plan.mode == .replay ? [plan.failed.rawValue] : []
+            replayedAlone = []
+        }
         restartedGroup = plan.replayLimit != nil ? plan.restartedRanks : nil
         replayedInGroup = []
         return [stop, .launch(Launch(

@@ -209,8 +209,12 @@ package struct SupervisorMachine: Sendable {
     package internal(set) var recoveries = 0
     /// When the recovery under way began (nil: none).
     package internal(set) var recoveryStartedAt: Double?
-    /// The rank recovering alone by replaying its log, if any.
-    package internal(set) var replaying: Int?
+    /// The ranks recovering alone by replaying their logs. Under pessimistic and sender-based
+    /// logging ranks that fail together (a lost host's) each replay alone, at the same time;
+    /// the recovery ends when the last has replayed.
+    package internal(set) var replaying: Set<Int> = []
+    /// The ranks of the lone replays under way that have replayed (for `recoveryDone`).
+    package internal(set) var replayedAlone: [Int] = []
     /// Optimistic logging: the ranks restarted together (the failed one and its orphans).
     package internal(set) var restartedGroup: [Int]?
     /// Optimistic logging: the ranks of `restartedGroup` that have replayed their logs. The
@@ -254,7 +258,7 @@ package struct SupervisorMachine: Sendable {
     /// Whether a recovery is under way in any of its phases (no stall is reported meanwhile,
     /// and a failed mirror is not resynchronised).
     package var isRecovering: Bool {
-        recoveryStartedAt != nil || replaying != nil || !starting.isEmpty || !survivorsToThaw.isEmpty || freezing != nil
+        recoveryStartedAt != nil || !replaying.isEmpty || !starting.isEmpty || !survivorsToThaw.isEmpty || freezing != nil
             || restartedGroup != nil || coordinator.state == .recovering || coordinator.state == .released
     }
 
@@ -263,7 +267,7 @@ package struct SupervisorMachine: Sendable {
     /// Whether a checkpoint round can start now: not under independent checkpoints (there are
     /// none), not once a rank reached the final barrier, not while a rank replays alone.
     package var roundPossible: Bool {
-        !settings.independent && !coordinator.finished.contains(true) && replaying == nil
+        !settings.independent && !coordinator.finished.contains(true) && replaying.isEmpty
     }
 
     /// A stop was requested (`reason` names it: "SIGINT"): a checkpoint, then the stop; or the
@@ -361,7 +365,7 @@ package struct SupervisorMachine: Sendable {
     package mutating func resyncDue(now: Double, degradedCommits: Bool) -> Bool {
         var betweenRounds = settings.independent
         if case .idle = coordinator.state { betweenRounds = true }
-        let quiet = betweenRounds && !stopControl.stopped && recoveryStartedAt == nil && replaying == nil && starting.isEmpty
+        let quiet = betweenRounds && !stopControl.stopped && recoveryStartedAt == nil && replaying.isEmpty && starting.isEmpty
             && freezing == nil
         return mirrors.resyncDue(now: now, degradedCommits: degradedCommits, quiet: quiet)
     }
@@ -438,9 +442,14 @@ package struct SupervisorMachine: Sendable {
         }
     }
 
-    /// Every process of a launch was spawned: they get START once all have connected.
+    /// Every process of a launch was spawned: they get START once all have connected. A lone
+    /// restart while others restart alone joins their launch (they start together).
     package mutating func launched(_ ranks: [Int]) {
-        starting = ranks
+        if !starting.isEmpty, (starting + ranks).allSatisfy(replaying.contains) {
+            starting += ranks.filter { !starting.contains($0) }
+        } else {
+            starting = ranks
+        }
         restartsRanks = true
     }
 
@@ -491,7 +500,7 @@ package struct SupervisorMachine: Sendable {
             for other in survivorsToThaw.sorted() { actions += send(.thaw, to: other) }
             survivorsToThaw = []
             if settings.independent, settings.logging == .none { actions += recoveryDone(started, now: now) }
-        } else if recoveryStartedAt != nil, replaying == nil {
+        } else if recoveryStartedAt != nil, replaying.isEmpty {
             // A global rollback is back once every rank is connected. When every rank was
             // restarted to replay its log (optimistic logging, the failed rank and every other
             // as an orphan), the recovery ends when all have replayed (`handleReplayComplete`):
