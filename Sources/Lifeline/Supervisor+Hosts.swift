@@ -13,9 +13,6 @@ final class HostJob {
     var placement: HostPlacement
     /// Each rank's host, as the job names it (a lost host's ranks move to the others).
     var rankHosts: [String] { placement.rankHosts }
-    /// When a rank on each host was last heard from or launched (job clock): a host none of
-    /// whose ranks spoke for a while is suspected when one of them fails.
-    private var heardAt: [String: Double] = [:]
     /// Each host's IPv4 address, by name.
     let hostAddresses: [String: String]
     /// The supervisor's TCP listener, its address and port.
@@ -92,14 +89,6 @@ final class HostJob {
     }
 
     deinit { close(listener) }
-
-    /// `rank` sent something now, or was launched now (a host gets its heartbeat timeout
-    /// from then before it is suspected).
-    func heard(from rank: Int, now: Double) { heardAt[rankHosts[rank]] = now }
-
-    /// Seconds since a rank on `host` was last heard from or launched (since the job began,
-    /// `now`, for a host no rank was launched on).
-    func silence(of host: String, now: Double) -> Double { now - (heardAt[host] ?? 0) }
 
     /// The environment's part that says where `rank` runs and where the supervisor listens.
     func hosts(of rank: Int) -> LaunchEnvironment.Hosts {
@@ -339,37 +328,26 @@ extension Supervisor {
 }
 
 extension Supervisor {
-    /// A job on several hosts: the silent ranks (past their heartbeat or join timeout) about to
-    /// be judged. When no rank of a silent rank's host was heard from for half the heartbeat
-    /// timeout either (a live rank beats every `--heartbeat-ms`), the host is lost (its link was
-    /// cut, or it died with its processes): its ranks move to the other hosts before they are
-    /// relaunched.
+    /// A job on several hosts: the silent ranks (past their heartbeat or join timeout) are about
+    /// to be judged; a host the placement's silence rule finds lost (`HostPlacement.lostBySilence`)
+    /// is lost first, so that its ranks are relaunched elsewhere.
     func noteSilence(of silent: [Int]) {
         guard let hostJob, !silent.isEmpty else { return }
-        let quiet = Double(configuration.heartbeatTimeoutMs) / 2000
-        // A host of one rank is not judged on that rank's silence (it may only be hung): a
-        // replacement that cannot connect from there says it (`noteExitBeforeConnecting`).
-        for host in Set(silent.map { hostJob.rankHosts[$0] }).sorted()
-        where !hostJob.placement.lost.contains(host) && hostJob.silence(of: host, now: now) > quiet
-            && hostJob.rankHosts.filter({ $0 == host }).count > 1 {
-            loseHost(host, cause: "none of its ranks was heard from for \(Self.seconds(hostJob.silence(of: host, now: now))) s")
+        for (host, cause) in hostJob.placement.lostBySilence(
+            of: silent, now: now, heartbeatTimeoutSeconds: Double(configuration.heartbeatTimeoutMs) / 1000) {
+            loseHost(host, cause: cause)
         }
     }
 
-    /// A job on several hosts: `rank` failed before its control connection was taken. When no
-    /// rank of its host was heard from for the heartbeat timeout either, the host is cut off
-    /// (a rank that cannot reach the supervisor exits with 3; srun fails to launch a step on an
-    /// unreachable node).
+    /// A job on several hosts: `rank` failed before its control connection was taken; the
+    /// placement's exit rule (`HostPlacement.lostByExit`) may find its host cut off.
     func noteExitBeforeConnecting(_ rank: Int, _ exit: ProcessExit) {
-        guard let hostJob, slots[rank].connection == nil, let code = exit.exitCode, code != 0, !machine.ranks[rank].exitExpected
+        guard let hostJob, slots[rank].connection == nil, let code = exit.exitCode, code != 0, !machine.ranks[rank].exitExpected,
+              let (host, cause) = hostJob.placement.lostByExit(
+                of: rank, exit: "\(exit)", now: now, heartbeatTimeoutSeconds: Double(configuration.heartbeatTimeoutMs) / 1000)
         else { return }
-        let host = hostJob.rankHosts[rank]
-        let silence = hostJob.silence(of: host, now: now)
-        guard !hostJob.placement.lost.contains(host), silence > Double(configuration.heartbeatTimeoutMs) / 1000 else { return }
-        loseHost(host, cause: "rank \(rank) \(exit) before it connected, and no rank there was heard from for \(Self.seconds(silence)) s")
+        loseHost(host, cause: cause)
     }
-
-    static func seconds(_ value: Double) -> String { String(format: "%.1f", value) }
 
     /// Marks `host` lost and moves its ranks to free slots on the hosts left (said on the
     /// terminal and as `host_lost`); with no other host left, the ranks stay (the job goes on

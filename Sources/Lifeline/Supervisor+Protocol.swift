@@ -15,7 +15,7 @@ extension Supervisor {
             if case .control(let message) = frame { messages.append(message) }
         }
         machine.heard(from: rank, now: now)
-        if let hostJob, !messages.isEmpty { hostJob.heard(from: rank, now: now) }
+        if let hostJob, !messages.isEmpty { hostJob.placement.heard(from: rank, now: now) }
         var onlyRecords = open
         for message in messages {
             switch message {

@@ -23,8 +23,14 @@ extension Supervisor {
             try performHostLossStop()
             return
         }
-        // What the rank sent before it died (a fault it fired, a last ACK) is read first.
-        if slots[rank].connection != nil, !machine.ranks[rank].exitExpected { try readControl(from: rank) }
+        // What the rank sent before it died (a fault it fired, a last ACK) is read first; under
+        // mpirun, what every rank of the launch sent (the one that fired a fault is not always
+        // the first: its fault, unread, would fire again after the restart).
+        let ended = hostJob?.mpirun == true ? slots.indices.filter { slots[$0].pid == exit.pid && machine.ranks[$0].alive } : [rank]
+        for sender in ended where slots[sender].connection != nil && !machine.ranks[sender].exitExpected {
+            try readControl(from: sender)
+            if finishedJob { return }
+        }
         if finishedJob { return }
         slots[rank].connection?.close()
         slots[rank].connection = nil

@@ -170,6 +170,9 @@ final class Supervisor {
             ])
         }
         defer { clearMirrorFaults() }
+        // Under mpirun the ranks read the token from a file in the run directory: it is of no
+        // use once this supervisor ends (a resume makes a new token), so it does not stay.
+        defer { if hostJob?.mpirun == true { unlink(configuration.runDirectory + "/token") } }
         defer { rankErrors?.finishAll() }
         try launchAll()
         defer { recordRefusals(final: true) }
@@ -360,7 +363,7 @@ final class Supervisor {
         for (launch, pid) in zip(launches, pids) {
             let (rank, incarnation) = (launch.rank, launch.environment.incarnation)
             slots[rank] = Slot(pid: pid, connection: nil)
-            hostJob?.heard(from: rank, now: now)
+            hostJob?.placement.heard(from: rank, now: now)
             output.started(rank: rank, incarnation: incarnation)
             rankErrors?.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [

@@ -55,6 +55,8 @@ package struct HostPlacement: Sendable, Equatable {
     package let hosts: [Host]
     /// The hosts lost: no rank is placed there again.
     package private(set) var lost: Set<String> = []
+    /// When a rank on each host was last heard from or launched (job clock).
+    private var heardAt: [String: Double] = [:]
 
     /// The placement `rankHosts` makes on `hosts`, whose slots are the given ones (nil: an even
     /// share of the ranks).
@@ -68,6 +70,46 @@ package struct HostPlacement: Sendable, Equatable {
 
     /// The ranks `host` holds now.
     package func rankCount(on host: String) -> Int { rankHosts.filter { $0 == host }.count }
+
+    // MARK: Judging a host lost
+
+    /// `rank` sent something now, or was launched now: its host gets a heartbeat timeout from
+    /// then before it is suspected.
+    package mutating func heard(from rank: Int, now: Double) { heardAt[rankHosts[rank]] = now }
+
+    /// Seconds since a rank on `host` was last heard from or launched (since the job began,
+    /// `now`, for a host no rank was launched on).
+    package func silence(of host: String, now: Double) -> Double { now - (heardAt[host] ?? 0) }
+
+    /// The silence rule: the hosts of the `silent` ranks (past their heartbeat or join timeout)
+    /// none of whose ranks was heard from for half the heartbeat timeout either (a live rank
+    /// beats every heartbeat period): their link was cut, or they died with their processes.
+    /// A host of one rank is not judged on that rank's silence (it may only be hung): a
+    /// replacement that cannot connect from there says it (`lostByExit`). Each with its cause.
+    package func lostBySilence(of silent: [Int], now: Double, heartbeatTimeoutSeconds: Double) -> [(host: String, cause: String)] {
+        Set(silent.map { rankHosts[$0] }).sorted().compactMap { host in
+            let silence = silence(of: host, now: now)
+            guard !lost.contains(host), silence > heartbeatTimeoutSeconds / 2, rankCount(on: host) > 1 else { return nil }
+            return (host, "none of its ranks was heard from for \(Self.seconds(silence)) s")
+        }
+    }
+
+    /// The exit rule: `rank` ended with a failing status (`exit`, in words) before its control
+    /// connection was taken, and no rank of its host was heard from for the heartbeat timeout:
+    /// the host is cut off (a rank that cannot reach the supervisor exits with 3; srun fails to
+    /// start a step on an unreachable node). Its host and the cause, or nil.
+    package func lostByExit(of rank: Int, exit: String, now: Double, heartbeatTimeoutSeconds: Double) -> (host: String, cause: String)? {
+        let host = rankHosts[rank]
+        let silence = silence(of: host, now: now)
+        guard !lost.contains(host), silence > heartbeatTimeoutSeconds else { return nil }
+        return (host, "rank \(rank) \(exit) before it connected, and no rank there was heard from for \(Self.seconds(silence)) s")
+    }
+
+    /// `value` with one decimal (no Foundation here).
+    static func seconds(_ value: Double) -> String {
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
+    }
 
     /// Loses `host`: its ranks go to free slots on the hosts left, and past their slots (to the
     /// hosts that hold the fewest ranks then) only when `beyondSlots`. See `Loss`.

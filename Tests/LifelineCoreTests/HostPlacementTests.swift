@@ -58,4 +58,31 @@ import Testing
         let placement = HostPlacement(rankHosts: ["a", "a", "a", "b"], hosts: [("a", 1), ("b", nil)])
         #expect(placement.hosts == [HostPlacement.Host(name: "a", slots: 3), HostPlacement.Host(name: "b", slots: 2)])
     }
+
+    /// The silence rule: a silent rank's host is lost when none of its ranks was heard from for
+    /// half the heartbeat timeout, and it holds two ranks or more (one silent rank alone may
+    /// only be hung); a lost host is not judged again.
+    @Test func aHostIsLostWhenNoneOfItsRanksWasHeardFor() {
+        var placement = HostPlacement(rankHosts: ["a", "a", "b", "b", "c"], hosts: [("a", nil), ("b", nil), ("c", nil)])
+        for rank in 0..<5 { placement.heard(from: rank, now: 1) }
+        placement.heard(from: 1, now: 3.5)  // a rank of host a still beats
+        let lost = placement.lostBySilence(of: [0, 2, 4], now: 4, heartbeatTimeoutSeconds: 5)
+        #expect(lost.map(\.host) == ["b"], "\(lost)")
+        #expect(lost.first?.cause == "none of its ranks was heard from for 3.0 s")
+        #expect(placement.lostBySilence(of: [2], now: 3, heartbeatTimeoutSeconds: 5).isEmpty, "2 s is not half the timeout")
+        _ = placement.lose("b", beyondSlots: true)
+        #expect(placement.lostBySilence(of: [0], now: 4, heartbeatTimeoutSeconds: 5).isEmpty, "rank 0 moved to a beating host")
+    }
+
+    /// The exit rule: a rank that failed before it connected, from a host silent for the whole
+    /// heartbeat timeout since its last word or launch.
+    @Test func aHostIsLostWhenARankFailsBeforeConnectingFromASilentHost() {
+        var placement = HostPlacement(rankHosts: ["a", "b"], hosts: [("a", nil), ("b", nil)])
+        placement.heard(from: 1, now: 2)
+        #expect(placement.lostByExit(of: 1, exit: "exited with status 3", now: 6, heartbeatTimeoutSeconds: 5) == nil,
+                "launched there 4 s ago")
+        let lost = placement.lostByExit(of: 1, exit: "exited with status 3", now: 7.5, heartbeatTimeoutSeconds: 5)
+        #expect(lost?.host == "b")
+        #expect(lost?.cause == "rank 1 exited with status 3 before it connected, and no rank there was heard from for 5.5 s")
+    }
 }

@@ -279,6 +279,7 @@ import Testing
         let pids = Set(try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
             .split(separator: "\n").map { $0.split(separator: " ")[1] })
         #expect(pids.count == 1, "one mpirun holds every rank")
+        #expect(!FileManager.default.fileExists(atPath: result.runDirectory + "/token"), "the token file outlived the job")
         let refused = try Self.run("multihost-mpirun-logging", ranks: 4, ["--launcher", "mpirun", "--logging", "pessimistic"])
         #expect(refused.status == 2)
         #expect(refused.stderr.contains("--launcher mpirun restarts every rank after any failure"), "\(refused.stderr)")
