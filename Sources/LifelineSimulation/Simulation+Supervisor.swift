@@ -244,6 +244,13 @@ extension Simulation {
                      after: costModel.map { $0.launchSeconds * jitter() } ?? Double.random(in: Self.launchSeconds, using: &generator))
         }
         supervisor.launched(order.ranks)
+        // A lone restart that joined another still starting (ranks failing together): the
+        // ranks of one START connect to each other, whichever launch started them (each listens
+        // before START and connects to the lower ones at it, as `RankRuntime` does).
+        for rank in supervisor.starting where !order.ranks.contains(rank) && processes[rank].alive {
+            processes[rank].launch = launches
+            if let last = incarnations[rank].popLast() { incarnations[rank].append((launches, last.incarnation)) }
+        }
     }
 
     /// Ends the process of `rank` (its machine and in-flight events die with it).
