@@ -61,6 +61,8 @@ extension RankRuntime {
             case .signal(let number) where number == SIGKILL || number == SIGSTOP:
                 lifeline_flush_stdio()  // read before START
                 kill(getpid(), number)
+            case .peerAddress(let peer, let address):
+                notePeerAddress(peer, address)  // read before START
             case .start, .peerAddresses, .signal, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
                  .replayComplete, .frozen, .waitReport, .nondeterminism:
                 break  // not for a rank, or already handled
@@ -114,6 +116,13 @@ extension RankRuntime {
         } catch {
             throw LifelineError(.storage, "cannot trim the message log: \(error)")
         }
+    }
+
+    /// Where a restarted peer listens now (the rest of the table holds).
+    func notePeerAddress(_ peer: RankID, _ address: RankAddress) {
+        guard peer.rawValue < rankCount else { return }
+        if peerAddresses.count < rankCount { peerAddresses += Array(repeating: nil, count: rankCount - peerAddresses.count) }
+        peerAddresses[peer.rawValue] = address
     }
 
     /// A peer was restarted alone: make a connection to its new incarnation (the higher rank
@@ -218,6 +227,7 @@ extension RankRuntime {
                     case .freeze: answerFreeze = true
                     case .eventsLogged(let through): eventLog?.handleLogged(through: through)  // sends wait for it
                     case .peerAddresses(let table): peerAddresses = table  // before the START or restart it is for
+                    case .peerAddress(let peer, let address): notePeerAddress(peer, address)
                     case .signal(let number) where number == SIGKILL || number == SIGSTOP:
                         // An injected fault the supervisor cannot deliver to this host's process.
                         lifeline_flush_stdio()

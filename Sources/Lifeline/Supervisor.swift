@@ -418,10 +418,19 @@ final class Supervisor {
         guard let connection = slots[rank].connection, !connection.isClosed else { return }
         // On several hosts, where every rank listens goes first: the rank connects to the
         // peers START or a restart names.
-        switch message {
-        case .start, .peerRestarted:
-            if let hostJob { _ = Socket.sendAll(connection.fd, ControlMessage.peerAddresses(hostJob.addresses).frame()) }
-        default: break
+        // Before START the whole table; before a restart only the restarted rank's entry (a
+        // table per survivor per restart would be quadratic in the ranks).
+        if let hostJob {
+            switch message {
+            case .start:
+                _ = Socket.sendAll(connection.fd, ControlMessage.peerAddresses(hostJob.addresses).frame())
+            case .peerRestarted(let peer, _):
+                if let address = hostJob.addresses[peer.rawValue] {
+                    _ = Socket.sendAll(connection.fd, ControlMessage.peerAddress(peer, address).frame())
+                }
+            default:
+                break
+            }
         }
         _ = Socket.sendAll(connection.fd, message.frame())
     }

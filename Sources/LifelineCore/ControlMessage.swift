@@ -105,6 +105,9 @@ package enum ControlMessage: Sendable, Equatable {
     /// A job on several hosts: where each rank listens (nil: not known yet), sent before START
     /// and before `peerRestarted`, so the rank connects to the process named there.
     case peerAddresses([RankAddress?])
+    /// A job on several hosts: where one restarted rank listens now, sent before its
+    /// `peerRestarted` to the ranks that keep running (the rest of their table holds).
+    case peerAddress(RankID, RankAddress)
     /// An injected fault for a rank on another host, whose process the supervisor cannot signal:
     /// carry out this signal on yourself now (SIGKILL or SIGSTOP; any other is ignored).
     case signal(Int32)
@@ -171,7 +174,7 @@ package enum ControlMessage: Sendable, Equatable {
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
-        case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses, signal
+        case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses, signal, peerAddress
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
         case waitReport, nondeterminism, logMirrorFailed, captured, logEvents
     }
@@ -237,6 +240,10 @@ package enum ControlMessage: Sendable, Equatable {
                 writer.write(UInt8(entry == nil ? 0 : 1))
                 entry?.encode(into: &writer)
             }
+        case .peerAddress(let rank, let address):
+            writer.write(Code.peerAddress.rawValue)
+            writer.write(UInt32(rank.rawValue))
+            address.encode(into: &writer)
         case .freeze:
             writer.write(Code.freeze.rawValue)
         case .thaw:
@@ -366,6 +373,10 @@ package enum ControlMessage: Sendable, Equatable {
                 table.append(present == 1 ? try RankAddress.decode(from: &reader) : nil)
             }
             message = .peerAddresses(table)
+        case .peerAddress:
+            let rank = Int(try reader.read(UInt32.self))
+            guard rank < ranksMax else { throw WireError("an address for rank \(rank)") }
+            message = .peerAddress(RankID(rank), try RankAddress.decode(from: &reader))
         case .freeze: message = .freeze
         case .thaw: message = .thaw
         case .trim: message = .trim(checkpoint: try step(), coveredByReceiver: try decodeSets(&reader))

@@ -356,7 +356,7 @@ extension Simulation {
             finished = true
         case .faultFired, .waitReport, .logMirrorFailed:
             break
-        case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .signal, .freeze, .thaw,
+        case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .peerAddress, .signal, .freeze, .thaw,
              .trim, .waitQuery, .writeMirrors:
             throw Violation("rank \(rank) sent \(message), which only the supervisor sends")
         }

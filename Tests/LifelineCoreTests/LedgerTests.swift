@@ -68,6 +68,7 @@ struct LedgerTests {
             .snapshotFailed(Epoch(2), reason: "no space"), .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11), .checkpointWanted,
             .faultFired(index: 2), .replayComplete(deliveries: 42),
             .peerAddresses([RankAddress(host: "h1", address: "10.0.0.1", port: 4242, incarnation: 3), nil]), .signal(19),
+            .peerAddress(RankID(2), RankAddress(host: "h2", address: "10.0.0.2", port: 5151, incarnation: 9)),
         ]
         for message in messages {
             let frame = message.frame()
