@@ -130,12 +130,20 @@ public struct RunSummary: Sendable {
                 chunks: event["chunks"] as? Int ?? 0, chunksReused: event["reused"] as? Int ?? 0)
         }
 
-        let starts = named("recovery_start")
-        let dones = named("recovery_done")
-        failures = named("failure").enumerated().map { index, event in
-            Failure(time: time(event), rank: event["rank"] as? Int ?? -1, cause: event["cause"] as? String ?? "?",
-                    recovery: index < starts.count ? (starts[index]["mode"] as? String ?? "?") : "none",
-                    recoverySeconds: index < dones.count ? dones[index]["duration_s"] as? Double : nil)
+        // Each failure takes the first recovery start and end not yet taken that name its rank,
+        // or name none (a global rollback): ranks that replay side by side each end on their
+        // own, in any order.
+        var starts = named("recovery_start")
+        var dones = named("recovery_done")
+        func take(_ events: inout [[String: Any]], rank: Int) -> [String: Any]? {
+            guard let index = events.firstIndex(where: { ($0["rank"] as? Int).map { $0 == rank } ?? true }) else { return nil }
+            return events.remove(at: index)
+        }
+        failures = named("failure").map { event in
+            let rank = event["rank"] as? Int ?? -1
+            return Failure(time: time(event), rank: rank, cause: event["cause"] as? String ?? "?",
+                           recovery: take(&starts, rank: rank).map { $0["mode"] as? String ?? "?" } ?? "none",
+                           recoverySeconds: take(&dones, rank: rank)?["duration_s"] as? Double)
         }
         recoverySecondsTotal = failures.compactMap(\.recoverySeconds).reduce(0, +)
 

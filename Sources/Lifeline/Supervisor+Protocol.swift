@@ -223,18 +223,10 @@ extension Supervisor {
     /// output, and record the job as finished.
     private func finishJob() throws {
         for rank in slots.indices { machine.expectExit(of: rank) }
-        let deadline = now + 30
-        while machine.ranks.contains(where: { $0.alive }), now < deadline {
-            var descriptor = pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)
-            if poll(&descriptor, 1, 250) > 0 {
-                for exit in launcher.readExits() {
-                    // Under mpirun one process holds every rank.
-                    let ranks = slots.indices.filter { slots[$0].pid == exit.pid && machine.ranks[$0].alive }
-                    for rank in ranks { machine.handleReaped(rank) }
-                    if let rank = ranks.first, exit.exitCode != 0 {
-                        warn("\(ranks.count > 1 ? "mpirun" : "rank \(rank)") \(exit) after the final barrier")
-                    }
-                }
+        awaitExits(of: Array(slots.indices)) { exit, ranks in
+            // Under mpirun one process holds every rank.
+            if let rank = ranks.first, exit.exitCode != 0 {
+                warn("\(ranks.count > 1 ? "mpirun" : "rank \(rank)") \(exit) after the final barrier")
             }
         }
         output.releaseAll()

@@ -119,7 +119,9 @@ extension Supervisor {
             events.record("recovery_start", [
                 "rank": .int(rank), "epoch": .int(Int(manifest.newestLine?.epoch ?? 0)), "mode": .string(mode.rawValue),
             ])
-        case .recoveryDone(let ranks, let seconds):
+        case .recoveryDone(let ranks, let seconds, let rank?):
+            events.record("recovery_done", ["ranks": .int(ranks), "duration_s": .double(seconds), "rank": .int(rank)])
+        case .recoveryDone(let ranks, let seconds, nil):
             events.record("recovery_done", ["ranks": .int(ranks), "duration_s": .double(seconds)])
         case .freezeUnanswered(let rank):
             warn("rank \(rank) did not answer the freeze: it rolls back too")
@@ -217,8 +219,9 @@ extension Supervisor {
         awaitExits(of: ranks)
     }
 
-    /// Waits until every rank in `ranks` has been reaped (30 s at most).
-    func awaitExits(of ranks: [Int]) {
+    /// Waits until every rank in `ranks` has been reaped (30 s at most); `ended` hears of each
+    /// exit read meanwhile, with the ranks its process held (several under mpirun).
+    func awaitExits(of ranks: [Int], ended: (ProcessExit, [Int]) -> Void = { _, _ in }) {
         let deadline = now + 30
         while ranks.contains(where: { machine.ranks[$0].alive }), now < deadline {
             // Ranks whose process already ended with another rank's (one mpirun for all).
@@ -228,7 +231,9 @@ extension Supervisor {
             guard poll(&descriptor, 1, 250) > 0 else { continue }
             for exit in launcher.readExits() {
                 endedLaunches.insert(exit.pid)
-                for rank in slots.indices where slots[rank].pid == exit.pid && machine.ranks[rank].alive { reaped(rank) }
+                let held = slots.indices.filter { slots[$0].pid == exit.pid && machine.ranks[$0].alive }
+                for rank in held { reaped(rank) }
+                ended(exit, held)
             }
         }
     }

@@ -61,7 +61,9 @@ public struct Timeline {
         }
         var acks: [Int: [Mark]] = [:]
         var lastCommitted = 0
-        var openFailure: (time: Double, mode: String, rank: Int)?
+        // The recoveries under way: several when ranks replay side by side (each ends with a
+        // `recovery_done` naming its rank; one without a rank ends them all).
+        var openFailures: [(time: Double, mode: String, rank: Int)] = []
         for event in events {
             let time = event["t"] as? Double ?? 0
             let rank = event["rank"] as? Int ?? -1
@@ -76,23 +78,25 @@ public struct Timeline {
                 failures.append((Mark(rank: rank, time: time), event["cause"] as? String ?? "failure"))
             case "recovery_start":
                 let mode = event["mode"] as? String ?? "global-rollback"
-                openFailure = (time, mode, rank)
+                openFailures.removeAll { $0.rank == rank || $0.mode != "replay" || mode != "replay" }
+                openFailures.append((time, mode, rank))
                 let restored = event["epoch"] as? Int ?? lastCommitted
                 let points = restored == 0
                     ? (0..<rankCount).map { Mark(rank: $0, time: 0) }
                     : (acks[restored] ?? []).sorted { $0.rank < $1.rank }
                 lines.append((time, points, restored))
             case "recovery_done":
-                if let failure = openFailure {
+                let ended = event["rank"] as? Int
+                for failure in openFailures where ended == nil || failure.rank == ended {
                     shades.append(Shade(rank: failure.mode == "replay" ? failure.rank : nil,
                                         start: failure.time, end: time, kind: failure.mode))
                 }
-                openFailure = nil
+                openFailures.removeAll { ended == nil || $0.rank == ended }
             default:
                 break
             }
         }
-        if let failure = openFailure {
+        for failure in openFailures {
             shades.append(Shade(rank: failure.mode == "replay" ? failure.rank : nil, start: failure.time, end: duration,
                                 kind: failure.mode))
         }

@@ -371,7 +371,7 @@ extension Simulation {
         case .recoveryStart(let rank, let mode):
             self.note(0xF1, UInt64(rank))
             if mode == .replay { report.replays += 1 } else { report.rollbacks += 1 }
-        case .recoveryDone(let ranks, _):
+        case .recoveryDone(let ranks, _, _):
             self.note(0xF2, UInt64(ranks))
             if let began = recoveryBeganAt {
                 report.recoverySeconds += now - began

@@ -162,7 +162,7 @@ import Testing
         #expect(sent(connected).dropFirst().allSatisfy { $0.1 == .peerRestarted(RankID(2), incarnation: 3) })
         #expect(notes(connected).contains(.replayStart(rank: 2, incarnation: 3)))
         #expect(machine.handleReplayComplete(from: 1, now: 5).isEmpty, "only the replaying rank ends the replay")
-        #expect(notes(machine.handleReplayComplete(from: 2, now: 5)) == [.recoveryDone(ranks: 1, seconds: 2)])
+        #expect(notes(machine.handleReplayComplete(from: 2, now: 5)) == [.recoveryDone(ranks: 1, seconds: 2, rank: 2)])
         // A lost log, or another rank recovering, means every rank rolls back.
         let lost = machine.handleExit(of: 0, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 6,
                                       facts: Facts(lost: "missing on both mirrors"))
@@ -178,10 +178,10 @@ import Testing
         var machine = started(4, logging: logging)
         let first = machine.handleExit(of: 2, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 3, facts: Facts())
         #expect(launch(&machine, first, now: 3) == [2])
-        let second = machine.handleExit(of: 3, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 3.1, facts: Facts())
+        let second = machine.handleExit(of: 3, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 3.5, facts: Facts())
         #expect(notes(second).contains(.recoveryStart(rank: 3, mode: .replay)), "\(notes(second))")
         #expect(!notes(second).contains { if case .fallback = $0 { true } else { false } })
-        #expect(launch(&machine, second, now: 3.1) == [3])
+        #expect(launch(&machine, second, now: 3.5) == [3])
         #expect(machine.replaying == [2, 3] && machine.starting == [2, 3])
         #expect(sent(machine.handleConnected(3, now: 3.5)).allSatisfy { if case .start = $0.1 { false } else { true } },
                 "START waits for every rank of the joined launch")
@@ -193,9 +193,12 @@ import Testing
                     "\(learned)")
         }
         #expect(!machine.roundPossible, "no round while a rank replays")
-        #expect(machine.handleReplayComplete(from: 3, now: 5).isEmpty, "rank 2 still replays")
-        #expect(notes(machine.handleReplayComplete(from: 2, now: 6)) == [.recoveryDone(ranks: 2, seconds: 3)])
-        #expect(machine.roundPossible && !machine.isRecovering && machine.recoveries == 1)
+        // Each ends on its own, timed from its own failure; rounds wait for the last.
+        let third = machine.handleReplayComplete(from: 3, now: 5)
+        #expect(notes(third) == [.recoveryDone(ranks: 1, seconds: 1.5, rank: 3)], "\(notes(third))")
+        #expect(!machine.roundPossible, "rank 2 still replays")
+        #expect(notes(machine.handleReplayComplete(from: 2, now: 6)) == [.recoveryDone(ranks: 1, seconds: 3, rank: 2)])
+        #expect(machine.roundPossible && !machine.isRecovering && machine.recoveries == 2)
     }
 
     /// After a rollback every rank re-executes from its entry and cuts its log back when it

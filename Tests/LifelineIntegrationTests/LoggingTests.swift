@@ -49,6 +49,13 @@ extension RecoveryTests {
         #expect(modes == ["replay", "replay"], "\(modes)")
         let launches = result.events("rank_launched").compactMap { $0["rank"] as? Int }
         #expect(launches.sorted() == [0, 1, 1, 2, 2, 3], "only ranks 1 and 2 restart, got \(launches)")
+        // Each ends on its own, and the summary gives each failure its own recovery.
+        #expect(Set(result.events("recovery_done").compactMap { $0["rank"] as? Int }) == [1, 2])
+        let inspect = try JobRunner.lifeline(["inspect", result.runDirectory, "--json"], runDirectory: result.runDirectory)
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])
+        let failures = try #require(summary["failures"] as? [[String: Any]])
+        #expect(failures.count == 2 && failures.allSatisfy { $0["recovery"] as? String == "replay" && $0["recoverySeconds"] is Double },
+                "\(failures)")
     }
 
     /// A second kill of the same rank while it replays: still the failure-free hash, and the

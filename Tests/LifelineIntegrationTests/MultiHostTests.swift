@@ -174,6 +174,27 @@ import Testing
         }
     }
 
+    /// A spare host takes a lost host's place: three hosts for four ranks put two on each of
+    /// the first two (an even share is two) and none on the third; the second cut off, its
+    /// ranks move to the third under the default policy, and the first keeps its two.
+    @Test func aSpareHostTakesTheLostHostsRanks() throws {
+        guard Self.testHostsUp(3) else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree)
+        let result = try Self.run(
+            "multihost-spare", hosts: "lth1,lth2,lth3", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
+            ["--logging", "pessimistic", "--heartbeat-timeout-ms", "2000"], wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+        ) { runDirectory in
+            try Self.cutSecondHost(runDirectory, killToo: false)
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
+        #expect(lost["moved_to"] as? String == "2:lth3,3:lth3", "\(lost)")
+        let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
+        #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth3", "lth3"])
+    }
+
     /// Two hosts with no spare: the second cut off, whose ranks the first has no slots for.
     /// Under `--on-host-loss shrink` the job continues on the first host's two ranks, rebuilt
     /// from the newest line by heat2d's `Redistributable` state; under `fail` it stops with
@@ -320,9 +341,9 @@ import Testing
     static let testbedEnvironment = ["LIFELINE_TESTBED_PREFIX": "lt", "LIFELINE_TESTBED_SUBNET": "10.78.0"]
     static let slurmConf = "/run/lifeline-testbed-lt/slurm.conf"
 
-    /// Makes two test hosts, lth1 and lth2 (10.78.0.1–2), with a Slurm cluster over them when
+    /// Makes `count` test hosts, lth1, lth2… (10.78.0.1…), with a Slurm cluster over them when
     /// asked; false, with a line saying why, where they cannot be made.
-    static func testHostsUp(slurm: Bool = false) -> Bool {
+    static func testHostsUp(_ count: Int = 2, slurm: Bool = false) -> Bool {
         if slurm, !["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/srun", "/usr/bin/salloc", "/usr/sbin/munged"]
             .allSatisfy(FileManager.default.isExecutableFile) {
             print("skipped: the Slurm test cluster needs slurm-wlm and munge (apt-get install slurm-wlm munge)")
@@ -336,7 +357,7 @@ import Testing
             print("skipped: the test hosts need ip (iproute2), nsenter (util-linux) and bash")
             return false
         }
-        let up = try? shell([repository + "/scripts/testbed.sh", "up", "2"] + (slurm ? ["--slurm"] : []), environment: testbedEnvironment)
+        let up = try? shell([repository + "/scripts/testbed.sh", "up", String(count)] + (slurm ? ["--slurm"] : []), environment: testbedEnvironment)
         guard let up, up.status == 0 else {
             testHostsDown()
             print("skipped: the test hosts could not be made: \(up?.output.split(separator: "\n").last ?? "")")

@@ -113,11 +113,14 @@ extension SupervisorMachine {
             restartedGroup = nil
             return recoveryDone(group, now: now)
         }
-        // Lone replays: the recovery ends when the last of those under way has replayed.
+        // Lone replays: each ends on its own; rounds start again when the last has replayed.
         guard replaying.remove(rank) != nil else { return [] }
-        replayedAlone.append(rank)
-        guard replaying.isEmpty else { return [] }
-        return recoveryDone(replayedAlone, now: now)
+        recoveries += 1
+        let done = Action.note(.recoveryDone(ranks: 1, seconds: now - (replayFailedAt.removeValue(forKey: rank) ?? now), rank: rank))
+        guard replaying.isEmpty else { return [done] }
+        recoveryStartedAt = nil
+        replayFailedAt = [:]
+        return [done] + coordinator.handleRestarted(now: now).map(Action.round)
     }
 
     /// A frozen survivor answered with its interval and dependency vector.
@@ -135,8 +138,12 @@ extension SupervisorMachine {
 
     /// Records that the recovery of `rank` begins, and how.
     private mutating func recoveryStarts(_ rank: Int, mode: RecoveryPlan.Mode, now: Double) -> [Action] {
-        // A rank that joins lone replays under way: the recovery began with the first of them.
-        if mode != .replay || replaying.isEmpty || recoveryStartedAt == nil { recoveryStartedAt = now }
+        // A rank that joins lone replays under way (pessimistic or sender-based logging): the
+        // recovery as a whole began with the first of them; its own, now.
+        let lone = mode == .replay && restartedGroup == nil
+            && (settings.logging == .pessimistic || settings.logging == .senderBased)
+        if lone { replayFailedAt[rank] = now }
+        if !lone || replaying.isEmpty || recoveryStartedAt == nil { recoveryStartedAt = now }
         return [.note(.recoveryStart(rank: rank, mode: mode))]
     }
 
@@ -147,7 +154,7 @@ extension SupervisorMachine {
         let seconds = now - (recoveryStartedAt ?? now)
         recoveryStartedAt = nil
         replaying = []
-        replayedAlone = []
+        replayFailedAt = [:]
         return [.note(.recoveryDone(ranks: restarted.count, seconds: seconds))]
             + coordinator.handleRestarted(now: now).map(Action.round)
     }
@@ -158,7 +165,7 @@ extension SupervisorMachine {
         if plan.restartsEveryRank(rankCount: settings.rankCount), plan.mode == .globalRollback,
            plan.restart.allSatisfy({ $0.start == .newestLine }) {
             replaying = []
-            replayedAlone = []
+            replayFailedAt = [:]
             restartedGroup = nil
             replayedInGroup = []
             survivorsToThaw = []
@@ -171,7 +178,7 @@ extension SupervisorMachine {
             replaying.insert(plan.failed.rawValue)  // lone replays run side by side
         } else {
             replaying = plan.mode == .replay ? [plan.failed.rawValue] : []
-            replayedAlone = []
+            replayFailedAt = replayFailedAt.filter { replaying.contains($0.key) }
         }
         restartedGroup = plan.replayLimit != nil ? plan.restartedRanks : nil
         replayedInGroup = []

@@ -132,8 +132,9 @@ package struct SupervisorMachine: Sendable {
         case fallback(rank: Int, reason: String, optimistic: Bool)
         /// A recovery begins.
         case recoveryStart(rank: Int, mode: RecoveryPlan.Mode)
-        /// The restarted ranks are back.
-        case recoveryDone(ranks: Int, seconds: Double)
+        /// The restarted ranks are back, `seconds` after the failure; `rank`: the one rank of a
+        /// lone replay (several replaying side by side each end on their own).
+        case recoveryDone(ranks: Int, seconds: Double, rank: Int? = nil)
         /// A survivor did not answer the freeze in time and rolls back too.
         case freezeUnanswered(rank: Int)
         /// Optimistic logging: the failed rank recovers up to `recoverable`; `orphans` roll back.
@@ -213,8 +214,8 @@ package struct SupervisorMachine: Sendable {
     /// logging ranks that fail together (a lost host's) each replay alone, at the same time;
     /// the recovery ends when the last has replayed.
     package internal(set) var replaying: Set<Int> = []
-    /// The ranks of the lone replays under way that have replayed (for `recoveryDone`).
-    package internal(set) var replayedAlone: [Int] = []
+    /// When each rank replaying alone failed (its recovery's own duration counts from there).
+    package internal(set) var replayFailedAt: [Int: Double] = [:]
     /// Optimistic logging: the ranks restarted together (the failed one and its orphans).
     package internal(set) var restartedGroup: [Int]?
     /// Optimistic logging: the ranks of `restartedGroup` that have replayed their logs. The
@@ -447,6 +448,11 @@ package struct SupervisorMachine: Sendable {
     package mutating func launched(_ ranks: [Int]) {
         if !starting.isEmpty, (starting + ranks).allSatisfy(replaying.contains) {
             starting += ranks.filter { !starting.contains($0) }
+            // A rank already connected waits for the joined ones: its join timeout runs anew.
+            let launchedAt = ranks.map { self.ranks[$0].lastHeard }.max() ?? 0
+            for rank in starting where self.ranks[rank].connected {
+                self.ranks[rank].lastHeard = max(self.ranks[rank].lastHeard, launchedAt)
+            }
         } else {
             starting = ranks
         }
@@ -485,7 +491,9 @@ package struct SupervisorMachine: Sendable {
             actions.append(.send(rank, .start(plan)))
         }
         actions.append(.note(.ranksStarted(count: started.count)))
-        if started.count < settings.rankCount {
+        // A partial launch, or lone replays that happen to restart every rank (a job of two
+        // whose ranks failed together).
+        if started.count < settings.rankCount || !replaying.isDisjoint(with: started) {
             for rank in started {
                 if !settings.independent || settings.logging != .none {
                     actions.append(.note(.replayStart(rank: rank, incarnation: ranks[rank].incarnation)))
