@@ -279,6 +279,30 @@ import Testing
         #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == Array(repeating: "lth1", count: 8))
     }
 
+    /// `--on-host-loss shrink` under Slurm: eight ranks on the allocation's two nodes (four
+    /// slots each), the second node cut off; the job goes on as four ranks on the first node,
+    /// each a job step there, to the failure-free bits of eight.
+    @Test func underSlurmALostNodeShrinksTheJobToTheNodeLeft() throws {
+        guard Self.testHostsUp(slurm: true) else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree8)
+        let result = try Self.run(
+            "multihost-slurm-shrink", ranks: 8,
+            ["--launcher", "slurm", "--heartbeat-timeout-ms", "2000", "--on-host-loss", "shrink"],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1", "salloc", "--no-kill", "--overcommit", "--nodes=2", "--ntasks=8"],
+            environment: ["SLURM_CONF": Self.slurmConf]
+        ) { runDirectory in
+            try Self.cutSecondHost(runDirectory, killToo: false)
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        #expect(result.stdout.contains("finished ranks=4"), "\(result.stdout)")
+        let shrink = try #require(result.events("shrink").first, "\(result.stderr)")
+        #expect(shrink["from"] as? Int == 8 && shrink["to"] as? Int == 4 && shrink["hosts"] as? String == "lth1")
+        let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
+        #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == Array(repeating: "lth1", count: 4))
+    }
+
     /// `--launcher mpirun` on this host: Open MPI starts the four ranks, and each of two ranks
     /// killed (mpirun takes the launch down) restarts every rank from the last line, to the
     /// failure-free bits; logging is refused with one line, since a lone
