@@ -159,7 +159,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
     package var replayLog: Bool { plan.replayLog }
     /// Optimistic logging: the failed rank and the last state interval it can recover; a rank
     /// restarted with it replays only what depends on no later state of that rank.
-    package var replayLimit: (rank: Int, recoverable: UInt64)? { plan.replayLimit.map { ($0.rank, $0.recoverable) } }
+    package var replayLimit: RecoveryPlan.ReplayLimit? { plan.replayLimit }
     /// The mirrors the rank writes its snapshots to (both, unless one has failed).
     package var writeMirrors: StorageMirrors { plan.writeMirrors }
 

@@ -435,8 +435,7 @@ final class RankRuntime {
             // An orphan replays only what does not depend on the failed rank's lost states;
             // the rest of its log describes an execution that is gone.
             let length = OptimisticLogging.replayLength(
-                records, start: dependencies, rank: launch.rank, rankCount: launch.rankCount, failed: RankID(limit.rank),
-                recoverable: limit.recoverable)
+                records, start: dependencies, rank: launch.rank, rankCount: launch.rankCount, limit: limit)
             if length < records.count {
                 do {
                     try log.truncate(from: logPosition + UInt64(length))

@@ -73,6 +73,14 @@ package enum OptimisticLogging {
     package static func replayLength(
         _ records: [LogRecord], start: DependencyVector, rank: RankID, rankCount: Int, failed: RankID, recoverable: UInt64
     ) -> Int {
+        replayLength(records, start: start, rank: rank, rankCount: rankCount,
+                     limit: RecoveryPlan.ReplayLimit(rank: failed.rawValue, recoverable: recoverable))
+    }
+
+    /// The same for several failed ranks, each recoverable as far as `limit` says.
+    package static func replayLength(
+        _ records: [LogRecord], start: DependencyVector, rank: RankID, rankCount: Int, limit: RecoveryPlan.ReplayLimit
+    ) -> Int {
         var vector = start
         for (index, record) in records.enumerated() {
             switch record {
@@ -80,11 +88,11 @@ package enum OptimisticLogging {
                 guard let (sender, _) = split(payload, rankCount: rankCount) else { return index }
                 // Only the intervals count here; the vector is not kept (epoch labels unused).
                 let next = afterDelivery(vector, of: rank, sender: sender, epoch: 0)
-                if isOrphan(next, failed: failed, recoverable: recoverable) { return index }
+                if limit.orphans(next) { return index }
                 vector = next
             case .value:
                 vector.advance(rank.rawValue, epoch: 0)
-                if isOrphan(vector, failed: failed, recoverable: recoverable) { return index }
+                if limit.orphans(vector) { return index }
             case .determinant:
                 return index  // not an optimistic log
             }

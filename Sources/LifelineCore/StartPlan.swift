@@ -70,8 +70,11 @@ package struct StartPlan: Sendable, Equatable {
         writer.write(writeMirrors.rawValue)
         if let restoreSnapshot { writer.write(restoreSnapshot) }
         if let replayLimit {
-            writer.write(UInt32(replayLimit.rank))
-            writer.write(replayLimit.recoverable)
+            writer.write(UInt32(replayLimit.recoverable.count))
+            for (rank, recoverable) in replayLimit.recoverable.sorted(by: { $0.key < $1.key }) {
+                writer.write(UInt32(rank))
+                writer.write(recoverable)
+            }
         }
         if let resize {
             writer.write(UInt32(resize.rankCount))
@@ -90,7 +93,11 @@ package struct StartPlan: Sendable, Equatable {
         let snapshot = flags & 4 != 0 ? try reader.readString() : nil
         var limit: RecoveryPlan.ReplayLimit?
         if flags & 8 != 0 {
-            limit = RecoveryPlan.ReplayLimit(rank: Int(try reader.read(UInt32.self)), recoverable: try reader.read(UInt64.self))
+            let count = Int(try reader.read(UInt32.self))
+            guard count >= 1, count <= reader.remainingCount / 12 else { throw WireError("START with \(count) replay limits") }
+            var recoverable: [Int: UInt64] = [:]
+            for _ in 0..<count { recoverable[Int(try reader.read(UInt32.self))] = try reader.read(UInt64.self) }
+            limit = RecoveryPlan.ReplayLimit(recoverable: recoverable)
         }
         var resize: Resize?
         if flags & 16 != 0 {

@@ -127,11 +127,11 @@ extension Simulation {
                 }
                 var records = Array(log.records[Int(position - log.firstIndex)...])
                 if settings.logging == .optimistic, let limit = plan.replayLimit {
-                    // Only what depends on no lost state of the failed rank; the rest of the log
+                    // Only what depends on no lost state of the failed ranks; the rest of the log
                     // describes an execution that is gone.
                     let length = OptimisticLogging.replayLength(
                         records, start: snapshot?.dependencies ?? DependencyVector(), rank: RankID(rank),
-                        rankCount: settings.rankCount, failed: RankID(limit.rank), recoverable: limit.recoverable)
+                        rankCount: settings.rankCount, limit: limit)
                     records.removeLast(records.count - length)
                     logs[rank].records.removeLast(logs[rank].records.count - Int(position - log.firstIndex) - length)
                 }

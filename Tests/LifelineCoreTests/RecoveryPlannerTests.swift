@@ -89,7 +89,7 @@ import Testing
         // Rank 1's log recovers its states up to 5. Rank 0 depends on its state 7 (an orphan),
         // rank 2 on its state 5, rank 3 is dead (a survivor that did not come back is not thawed).
         let freeze = OptimisticOrphans.Freeze(vectors: [0: [9, 7, 0, 0], 2: [0, 5, 4, 0]], failed: [1])
-        let result = OptimisticOrphans.plan(failed: RankID(1), recoverable: 5, freeze: freeze, rankCount: 4) { $0 != 3 }
+        let result = OptimisticOrphans.plan(failed: RankID(1), recoverable: { _ in 5 }, freeze: freeze, rankCount: 4) { $0 != 3 }
         let (plan, orphans) = try result.get()
         #expect(orphans == [0])
         #expect(plan.mode == .replay && plan.stop == [0] && plan.restartedRanks == [1, 0] && plan.replayLog)
@@ -101,11 +101,31 @@ import Testing
 
     @Test func optimisticRecoveryFallsBackWhenItCannot() {
         let unreadable = OptimisticOrphans.plan(
-            failed: RankID(1), recoverable: nil, freeze: .init(vectors: [:], failed: [1]), rankCount: 3) { _ in true }
+            failed: RankID(1), recoverable: { _ in nil }, freeze: .init(vectors: [:], failed: [1]), rankCount: 3) { _ in true }
         #expect(unreadable.map(\.orphans) == .failure(.init("rank 1's checkpoint or log cannot be read")))
-        let twice = OptimisticOrphans.plan(
-            failed: RankID(1), recoverable: 2, freeze: .init(vectors: [0: [0, 0, 0]], failed: [1, 2]), rankCount: 3) { _ in true }
-        #expect(twice.map(\.orphans) == .failure(.init("another rank failed while rank 1 recovers")))
+        let second = OptimisticOrphans.plan(
+            failed: RankID(1), recoverable: { $0 == 1 ? 2 : nil }, freeze: .init(vectors: [0: [0, 0, 0]], failed: [1, 2]), rankCount: 3
+        ) { _ in true }
+        #expect(second.map(\.orphans) == .failure(.init("rank 2's checkpoint or log cannot be read")))
+    }
+
+    /// Ranks that failed together (a lost host's) are recovered together: each replays what its
+    /// own log recovers, the orphans of any of them roll back, and a failed rank that is still
+    /// alive (it did not answer the freeze) is stopped first.
+    @Test func optimisticRecoveryTakesRanksThatFailedTogether() throws {
+        // Ranks 1 and 2 failed; rank 1 recovers up to its state 5, rank 2 up to 3. Rank 0
+        // depends on rank 2's state 4 (an orphan), rank 3 on rank 1's 5 and rank 2's 3 (not);
+        // rank 4 did not answer (alive, hung): it failed too, and recovers up to its state 9.
+        let freeze = OptimisticOrphans.Freeze(
+            vectors: [0: [9, 1, 4, 0, 0], 3: [0, 5, 3, 8, 0]], failed: [1, 2, 4])
+        let limits: [Int: UInt64] = [1: 5, 2: 3, 4: 9]
+        let (plan, orphans) = try OptimisticOrphans.plan(
+            failed: RankID(1), recoverable: { limits[$0] }, freeze: freeze, rankCount: 5) { [0, 3, 4].contains($0) }.get()
+        #expect(orphans == [0])
+        #expect(plan.restartedRanks == [1, 2, 4, 0] && plan.stop == [4, 0] && plan.thaw == [3])
+        #expect(plan.replayLimit == RecoveryPlan.ReplayLimit(recoverable: limits))
+        #expect(plan.replayLimit?.orphans(DependencyVector(dense: [0, 0, 4, 0, 0])) == true)
+        #expect(plan.replayLimit?.orphans(DependencyVector(dense: [0, 5, 3, 0, 9])) == false)
     }
 
     @Test func independentRecoveryRollsBackOnlyWhatTheLineNeeds() {
@@ -169,14 +189,17 @@ import Testing
         #expect(empty.outcome == Freeze.Outcome(failed: [0], replies: [:], unanswered: []))
     }
 
-    @Test func aDeathJoinsTheFailedAndUnderOptimisticLoggingEndsTheFreeze() {
+    /// A death joins the failed ranks; under optimistic logging too the freeze then waits for
+    /// the other survivors' vectors (they say which of them are orphans of either failure).
+    @Test func aDeathJoinsTheFailedAndTheFreezeWaitsForTheOthers() {
         var independent = Freeze(first: RankID(0), purpose: .independent, asked: [1, 2], restarting: [], now: 0, timeoutSeconds: 5)
         #expect(independent.handleReply(from: 1, answer) == nil)
         #expect(independent.handleRankDied(1) == nil, "an answer from a rank that died does not count")
         #expect(independent.handleRankDied(2) == Freeze.Outcome(failed: [0, 1, 2], replies: [:], unanswered: []))
         var optimistic = Freeze(
             first: RankID(0), purpose: .optimistic(recoverable: 4), asked: [1, 2], restarting: [], now: 0, timeoutSeconds: 5)
-        #expect(optimistic.handleRankDied(2) == Freeze.Outcome(failed: [0, 2], replies: [:], unanswered: []))
+        #expect(optimistic.handleRankDied(2) == nil, "rank 1 has not answered")
+        #expect(optimistic.handleReply(from: 1, answer) == Freeze.Outcome(failed: [0, 2], replies: [1: answer], unanswered: []))
     }
 }
 

@@ -58,6 +58,22 @@ extension RecoveryTests {
                 "\(failures)")
     }
 
+    /// Under optimistic logging two ranks killed at once (by the supervisor, in one turn, as a
+    /// host takes its ranks down) are recovered together with the ranks that depend on what
+    /// they lost (on a halo exchange, soon every other rank), by one plan and no global
+    /// rollback: the failure-free hash.
+    @Test func optimisticRanksKilledTogetherRecoverTogether() throws {
+        let result = try JobRunner.runHeat("together-optimistic", [
+            "--logging", "optimistic", "--inject", "kill:rank=1,after=1200ms", "--inject", "kill:rank=2,after=1200ms",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines == [Self.oracle])
+        #expect(result.events("failure").count == 2)
+        #expect(result.events("fallback_global_rollback").isEmpty, "\(result.events("fallback_global_rollback"))")
+        #expect(result.events("orphans").count == 1 && result.events("recovery_start").count == 1)
+        #expect(result.events("recovery_start").first?["mode"] as? String == "replay")
+    }
+
     /// A second kill of the same rank while it replays: still the failure-free hash, and the
     /// other ranks keep their processes.
     @Test(arguments: ["pessimistic", "sender-based"])

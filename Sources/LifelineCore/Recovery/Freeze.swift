@@ -6,9 +6,9 @@
 ///
 /// Ranks still starting from an earlier plan cannot answer before START: they count as failed
 /// at once (they restart with the new plan). A rank that dies meanwhile joins the failed ones;
-/// one that has not answered by the deadline too (said in `Outcome.unanswered`). Under
-/// optimistic logging a second failure ends the freeze at once: the recovery falls back to a
-/// global rollback whatever the others answer.
+/// one that has not answered by the deadline too (said in `Outcome.unanswered`). Every
+/// survivor's answer is waited for either way: under optimistic logging the ranks that failed
+/// together are recovered together, and each survivor's vector says whether it is an orphan.
 package struct Freeze: Sendable, Equatable {
     /// What the freeze is for, and what the planner needs from before it.
     package enum Purpose: Sendable, Equatable {
@@ -44,6 +44,8 @@ package struct Freeze: Sendable, Equatable {
     package let deadline: Double
     /// The failed ranks so far.
     package private(set) var failed: Set<Int>
+    /// The ranks that were still starting from an earlier plan (among `failed`).
+    package let restarting: Set<Int>
     /// The asked ranks that have not answered yet.
     package private(set) var waiting: Set<Int>
     /// The answers so far.
@@ -59,18 +61,13 @@ package struct Freeze: Sendable, Equatable {
         self.purpose = purpose
         self.deadline = now + timeoutSeconds
         self.failed = restarting.union([first.rawValue])
+        self.restarting = restarting
         self.waiting = asked.subtracting(failed)
     }
 
-    /// Whether a second failure ends the freeze at once.
-    private var stopsAtSecondFailure: Bool {
-        if case .optimistic = purpose { true } else { false }
-    }
-
-    /// The outcome when the freeze is complete: every asked rank answered or failed, or (under
-    /// optimistic logging) a second rank failed.
+    /// The outcome when the freeze is complete: every asked rank answered or failed.
     package var outcome: Outcome? {
-        guard waiting.isEmpty || (stopsAtSecondFailure && failed.count > 1) else { return nil }
+        guard waiting.isEmpty else { return nil }
         return Outcome(failed: failed, replies: replies, unanswered: [])
     }
 

@@ -5,8 +5,11 @@
 /// restart from the newest intact line and replay their logs up to what depends on nothing lost;
 /// the other survivors keep their processes and are thawed once the restarted ranks connect.
 ///
-/// Fallbacks to a global rollback: the failed rank's checkpoint or log cannot be read, or
-/// another rank failed while the survivors were frozen.
+/// Ranks that fail while the survivors are frozen (a lost host's, which die together) join the
+/// recovery: each restarts, replaying up to what its own log recovers, and the orphans are the
+/// survivors that depend on a lost state of any of them.
+///
+/// Fallback to a global rollback: a failed rank's checkpoint or log cannot be read.
 package enum OptimisticOrphans {
     /// What the freeze found: the survivors' dependency vectors, and the ranks that failed
     /// (the first one included) or did not answer.
@@ -32,23 +35,30 @@ package enum OptimisticOrphans {
         }
     }
 
-    /// The plan, or the reason a global rollback must replace it. `recoverable`: nil when the
-    /// failed rank's checkpoint or log cannot be read; `freeze`: nil when it was not reached.
-    /// `alive`: whether a rank's process is running (the survivors to thaw).
+    /// The plan, or the reason a global rollback must replace it. `recoverable`: per rank of
+    /// `freeze.failed` (the first, `failed`, among them), the last state interval its
+    /// checkpoint and log recover, nil when they cannot be read. `alive`: whether a rank's
+    /// process is running (a failed rank that did not answer is stopped; the survivors that are
+    /// no orphans are thawed).
     package static func plan(
-        failed: RankID, recoverable: UInt64?, freeze: Freeze, rankCount: Int, alive: (Int) -> Bool
+        failed: RankID, recoverable: (Int) -> UInt64?, freeze: Freeze, rankCount: Int, alive: (Int) -> Bool
     ) -> Result<(plan: RecoveryPlan, orphans: [Int]), Fallback> {
-        guard let recoverable else {
-            return .failure(Fallback("rank \(failed.rawValue)'s checkpoint or log cannot be read"))
+        var limits: [Int: UInt64] = [:]
+        for rank in freeze.failed.union([failed.rawValue]).sorted() {
+            guard let last = recoverable(rank) else {
+                return .failure(Fallback("rank \(rank)'s checkpoint or log cannot be read"))
+            }
+            limits[rank] = last
         }
-        guard freeze.failed == [failed.rawValue] else {
-            return .failure(Fallback("another rank failed while rank \(failed.rawValue) recovers"))
+        let limit = RecoveryPlan.ReplayLimit(recoverable: limits)
+        let orphans = freeze.vectors.keys.sorted().filter { survivor in
+            guard limits[survivor] == nil, let vector = freeze.vectors[survivor], vector.rankCount == rankCount else { return false }
+            return limits.contains { rank, last in rank < rankCount && vector[rank] >= 0 && UInt64(vector[rank]) > last }
         }
-        let orphans = orphans(of: failed, recoverable: recoverable, vectors: freeze.vectors, rankCount: rankCount)
-        let group = [failed.rawValue] + orphans
+        let group = [failed.rawValue] + limits.keys.filter { $0 != failed.rawValue }.sorted() + orphans
         let plan = RecoveryPlan(
-            mode: .replay, failed: failed, stop: orphans, restart: group.map { RecoveryPlan.Restart($0, .newestLine) }, replayLog: true,
-            replayLimit: RecoveryPlan.ReplayLimit(rank: failed.rawValue, recoverable: recoverable),
+            mode: .replay, failed: failed, stop: group.filter { $0 != failed.rawValue && alive($0) },
+            restart: group.map { RecoveryPlan.Restart($0, .newestLine) }, replayLog: true, replayLimit: limit,
             thaw: Set((0..<rankCount).filter { !group.contains($0) && alive($0) }), fallback: nil)
         return .success((plan, orphans))
     }

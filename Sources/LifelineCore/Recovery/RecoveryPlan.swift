@@ -40,17 +40,26 @@ package struct RecoveryPlan: Sendable, Equatable {
         }
     }
 
-    /// Optimistic logging: how far the failed rank's states can be recovered.
+    /// Optimistic logging: how far the failed ranks' states can be recovered.
     package struct ReplayLimit: Sendable, Equatable {
-        /// The failed rank.
-        package var rank: Int
-        /// The last of its state intervals that its checkpoint and log recover.
-        package var recoverable: UInt64
+        /// Per failed rank (several when they failed together, as a lost host's), the last of
+        /// its state intervals that its checkpoint and log recover.
+        package var recoverable: [Int: UInt64]
 
         /// `rank` recoverable up to its state `recoverable`.
         package init(rank: Int, recoverable: UInt64) {
-            self.rank = rank
+            self.recoverable = [rank: recoverable]
+        }
+
+        /// Each failed rank recoverable up to its state given.
+        package init(recoverable: [Int: UInt64]) {
             self.recoverable = recoverable
+        }
+
+        /// Whether a rank with `vector` depends on a state of a failed rank beyond what its
+        /// checkpoint and log recover.
+        package func orphans(_ vector: DependencyVector) -> Bool {
+            recoverable.contains { rank, last in vector.dependsBeyond(last, of: RankID(rank)) }
         }
     }
 

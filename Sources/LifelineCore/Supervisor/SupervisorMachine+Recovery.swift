@@ -87,7 +87,7 @@ extension SupervisorMachine {
             if decision == .optimisticReplay {
                 guard let recoverable = facts.recoverableInterval(of: rank) else {
                     return actions + planOptimisticRecovery(
-                        failed: rank, recoverable: nil, Freeze.Outcome(failed: [rank], replies: [:], unanswered: []))
+                        failed: rank, recoverable: nil, Freeze.Outcome(failed: [rank], replies: [:], unanswered: []), facts: facts)
                 }
                 return actions + startFreeze(first: rank, purpose: .optimistic(recoverable: recoverable), now: now, facts: facts)
             }
@@ -222,23 +222,36 @@ extension SupervisorMachine {
             return unanswered + [.note(.recoveryLine(first: freeze.first.rawValue, line))]
                 + recoveryStarts(freeze.first.rawValue, mode: line.plan.mode, now: now) + execute(line.plan)
         case .optimistic(let recoverable):
-            return unanswered + planOptimisticRecovery(failed: freeze.first.rawValue, recoverable: recoverable, outcome)
+            return unanswered + planOptimisticRecovery(
+                failed: freeze.first.rawValue, recoverable: recoverable, outcome, restarting: freeze.restarting, facts: facts)
         }
     }
 
     /// `OptimisticOrphans` plans the rest from what the freeze found, or says why every rank
     /// must roll back instead.
-    private mutating func planOptimisticRecovery(failed rank: Int, recoverable: UInt64?, _ outcome: Freeze.Outcome) -> [Action] {
+    /// The ranks that failed during the freeze are recovered with `rank`, each replaying what
+    /// its own log recovers; ranks that were still `restarting` from an earlier plan (their
+    /// logs not yet cut to it) are not, and every rank rolls back instead.
+    private mutating func planOptimisticRecovery(
+        failed rank: Int, recoverable: UInt64?, _ outcome: Freeze.Outcome, restarting: Set<Int> = [], facts: some RecoveryFacts
+    ) -> [Action] {
         let freeze = OptimisticOrphans.Freeze(vectors: outcome.replies.mapValues(\.dependencies), failed: outcome.failed)
         let alive = ranks.map(\.alive)
-        switch OptimisticOrphans.plan(
-            failed: RankID(rank), recoverable: recoverable, freeze: freeze, rankCount: settings.rankCount, alive: { alive[$0] })
-        {
+        let result: Result<(plan: RecoveryPlan, orphans: [Int]), OptimisticOrphans.Fallback>
+        if !restarting.isEmpty {
+            let list = restarting.sorted().map(String.init).joined(separator: ",")
+            result = .failure(OptimisticOrphans.Fallback("ranks \(list) were still restarting from an earlier recovery"))
+        } else {
+            result = OptimisticOrphans.plan(
+                failed: RankID(rank), recoverable: { $0 == rank ? recoverable : facts.recoverableInterval(of: $0) },
+                freeze: freeze, rankCount: settings.rankCount, alive: { alive[$0] })
+        }
+        switch result {
         case .failure(let fallback):
             return [.note(.fallback(rank: rank, reason: "\(fallback)", optimistic: true))]
                 + execute(GlobalRollback.plan(failed: RankID(rank), rankCount: settings.rankCount, fallback: "\(fallback)"))
         case .success(let (plan, orphans)):
-            return [.note(.orphans(rank: rank, recoverable: plan.replayLimit?.recoverable ?? 0, orphans: orphans))]
+            return [.note(.orphans(rank: rank, recoverable: plan.replayLimit?.recoverable[rank] ?? 0, orphans: orphans))]
                 + execute(plan)
         }
     }
