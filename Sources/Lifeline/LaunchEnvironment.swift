@@ -157,8 +157,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
     /// orphans, while the others keep running). After a global rollback it does not: every
     /// rank re-executes from the recovery line, and what the logs hold past it is void.
     package var replayLog: Bool { plan.replayLog }
-    /// Optimistic logging: the failed rank and the last state interval it can recover; a rank
-    /// restarted with it replays only what depends on no later state of that rank.
+    /// Optimistic logging: the failed ranks and the last state interval each can recover; a
+    /// rank restarted with it replays only what depends on no later state of any of them.
     package var replayLimit: RecoveryPlan.ReplayLimit? { plan.replayLimit }
     /// The mirrors the rank writes its snapshots to (both, unless one has failed).
     package var writeMirrors: StorageMirrors { plan.writeMirrors }

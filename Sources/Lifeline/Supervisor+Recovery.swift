@@ -125,13 +125,19 @@ extension Supervisor {
             events.record("recovery_done", ["ranks": .int(ranks), "duration_s": .double(seconds)])
         case .freezeUnanswered(let rank):
             warn("rank \(rank) did not answer the freeze: it rolls back too")
-        case .orphans(let rank, let recoverable, let orphans):
+        case .orphans(let rank, let recoverable, let orphans, let others):
+            let failedWith = others.keys.sorted().map { "\($0):\(others[$0]!)" }.joined(separator: ",")
             events.record("orphans", [
                 "rank": .int(rank), "recoverable": .int(Int(recoverable)),
-                "orphans": .string(orphans.map(String.init).joined(separator: ",")),
+                "orphans": .string(orphans.map(String.init).joined(separator: ",")), "failed_with": .string(failedWith),
             ])
             if !orphans.isEmpty {
-                warn("rank \(rank)'s log reaches its state \(recoverable); ranks \(orphans.map(String.init).joined(separator: ", ")) depend on later states it lost and roll back too")
+                let whose = others.isEmpty
+                    ? "rank \(rank)'s log reaches its state \(recoverable); ranks \(orphans.map(String.init).joined(separator: ", ")) depend on later states it lost"
+                    : "ranks \(([rank] + others.keys.sorted()).map(String.init).joined(separator: ", ")) failed together, their logs reaching states "
+                        + "\(([recoverable] + others.keys.sorted().map { others[$0]! }).map(String.init).joined(separator: ", ")); "
+                        + "ranks \(orphans.map(String.init).joined(separator: ", ")) depend on later states they lost"
+                warn(whose + " and roll back too")
             }
         case .recoveryLine(_, let line):
             reportRecoveryLine(line)

@@ -15,8 +15,8 @@ package struct StartPlan: Sendable, Equatable {
     package var deliverableEpoch: Epoch
     /// Whether the rank replays its message log (it restarts alone, or with its orphans).
     package var replayLog: Bool
-    /// Optimistic logging: replay only what depends on no state of `replayLimit.rank` beyond
-    /// `replayLimit.recoverable`.
+    /// Optimistic logging: replay only what depends on no state of a failed rank beyond what
+    /// `replayLimit` says its checkpoint and log recover.
     package var replayLimit: RecoveryPlan.ReplayLimit?
     /// The mirrors to write (both, unless one has failed).
     package var writeMirrors: StorageMirrors

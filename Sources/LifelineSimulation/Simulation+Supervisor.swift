@@ -383,7 +383,7 @@ extension Simulation {
             self.note(0xF3, UInt64(rank))
             report.fallbacks += 1
         case .ranksStarted(let count): self.note(0xF4, UInt64(count))
-        case .orphans(_, _, let orphans):
+        case .orphans(_, _, let orphans, _):
             self.note(0xF5, UInt64(orphans.count))
             report.orphans += orphans.count
         default: break

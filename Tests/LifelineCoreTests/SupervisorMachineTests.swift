@@ -255,6 +255,36 @@ import Testing
         #expect(launch(&machine, unreadable, now: 4) == [0, 1, 2, 3])
     }
 
+    /// Under optimistic logging a rank that dies while the survivors are frozen joins the
+    /// recovery (one plan, both failed ranks' limits); but not one whose log an earlier
+    /// rollback has not yet cut: its log may hold the discarded execution, and every rank rolls
+    /// back instead.
+    @Test func optimisticLoggingTakesARankThatDiesDuringTheFreezeUnlessItsLogIsUncut() {
+        var machine = started(4, logging: .optimistic)
+        _ = machine.handleExit(of: 0, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 1, facts: Facts())
+        _ = machine.handleExit(of: 3, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 1.05, facts: Facts())
+        _ = machine.handleFrozen(from: 1, .init(interval: 0, dependencies: [-1, 4, -1, 9]), now: 1.1, facts: Facts())
+        let planned = machine.handleFrozen(from: 2, .init(interval: 0, dependencies: [-1, -1, 5, -1]), now: 1.2, facts: Facts())
+        #expect(notes(planned).contains(.orphans(rank: 0, recoverable: 7, orphans: [1], others: [3: 7])), "\(notes(planned))")
+        #expect(launch(&machine, planned, now: 1.2) == [0, 3, 1])
+        #expect(machine.ranks[1].plan.replayLimit == RecoveryPlan.ReplayLimit(recoverable: [0: 7, 3: 7]))
+
+        // After a global rollback every log is uncut until its rank says so.
+        var rolledBack = started(4, logging: .optimistic)
+        let lost = rolledBack.handleExit(of: 1, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 1,
+                                         facts: Facts(recoverable: nil))
+        for rank in [0, 2, 3] { rolledBack.handleReaped(rank) }
+        _ = launch(&rolledBack, lost, now: 1)
+        for rank in 0..<4 { _ = rolledBack.handleConnected(rank, now: 2) }
+        _ = rolledBack.handleReplayComplete(from: 0, now: 2.1)  // rank 0 cut its log; rank 3 not yet
+        _ = rolledBack.handleExit(of: 0, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 3, facts: Facts())
+        _ = rolledBack.handleExit(of: 3, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 3.05, facts: Facts())
+        _ = rolledBack.handleFrozen(from: 1, .init(interval: 0, dependencies: [-1, 1, -1, -1]), now: 3.1, facts: Facts())
+        let fallback = rolledBack.handleFrozen(from: 2, .init(interval: 0, dependencies: [-1, -1, 1, -1]), now: 3.1, facts: Facts())
+        #expect(notes(fallback).contains(.fallback(
+            rank: 0, reason: "rank 3 failed before its log was cut to an earlier recovery", optimistic: true)), "\(notes(fallback))")
+    }
+
     @Test func independentCheckpointsRollBackOnlyTheRanksTheLineNamesAndThawTheOthers() {
         var machine = started(3, independent: true)
         var dependencies = IntervalDependencies(rankCount: 3)

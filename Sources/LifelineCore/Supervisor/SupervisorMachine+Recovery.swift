@@ -194,6 +194,7 @@ extension SupervisorMachine {
         // last `replayComplete` must not end this one; the swarm found a supervisor crashing
         // there: `--ranks 17 --seed 9009806 --checkpoint minimal --logging optimistic --steps 7
         // --program idle`, the failed rank failing again while its orphan still replayed).
+        earlierGroupUnreplayed = Set(restartedGroup ?? []).subtracting(replayedInGroup)
         restartedGroup = nil
         replayedInGroup = []
         let restarting = Set(starting.filter { $0 != first && ranks[$0].alive })
@@ -230,17 +231,22 @@ extension SupervisorMachine {
     /// `OptimisticOrphans` plans the rest from what the freeze found, or says why every rank
     /// must roll back instead.
     /// The ranks that failed during the freeze are recovered with `rank`, each replaying what
-    /// its own log recovers; ranks that were still `restarting` from an earlier plan (their
-    /// logs not yet cut to it) are not, and every rank rolls back instead.
+    /// its own log recovers; not when one of them had not yet cut its log to an earlier plan —
+    /// it was `restarting` (no START yet), or had START but had not said its log is cut
+    /// (`uncutLogs`, or an earlier group's rank that had not replayed): its log may still hold
+    /// an execution that plan discarded. Then every rank rolls back instead.
     private mutating func planOptimisticRecovery(
         failed rank: Int, recoverable: UInt64?, _ outcome: Freeze.Outcome, restarting: Set<Int> = [], facts: some RecoveryFacts
     ) -> [Action] {
         let freeze = OptimisticOrphans.Freeze(vectors: outcome.replies.mapValues(\.dependencies), failed: outcome.failed)
         let alive = ranks.map(\.alive)
         let result: Result<(plan: RecoveryPlan, orphans: [Int]), OptimisticOrphans.Fallback>
-        if !restarting.isEmpty {
-            let list = restarting.sorted().map(String.init).joined(separator: ",")
-            result = .failure(OptimisticOrphans.Fallback("ranks \(list) were still restarting from an earlier recovery"))
+        let unsettled = restarting.union(outcome.failed.subtracting([rank]).intersection(uncutLogs.union(earlierGroupUnreplayed)))
+        if !unsettled.isEmpty {
+            let list = unsettled.sorted().map(String.init).joined(separator: ",")
+            result = .failure(OptimisticOrphans.Fallback(unsettled.count == 1
+                ? "rank \(list) failed before its log was cut to an earlier recovery"
+                : "ranks \(list) failed before their logs were cut to an earlier recovery"))
         } else {
             result = OptimisticOrphans.plan(
                 failed: RankID(rank), recoverable: { $0 == rank ? recoverable : facts.recoverableInterval(of: $0) },
@@ -251,8 +257,9 @@ extension SupervisorMachine {
             return [.note(.fallback(rank: rank, reason: "\(fallback)", optimistic: true))]
                 + execute(GlobalRollback.plan(failed: RankID(rank), rankCount: settings.rankCount, fallback: "\(fallback)"))
         case .success(let (plan, orphans)):
-            return [.note(.orphans(rank: rank, recoverable: plan.replayLimit?.recoverable[rank] ?? 0, orphans: orphans))]
-                + execute(plan)
+            var others = plan.replayLimit?.recoverable ?? [:]
+            let recoverable = others.removeValue(forKey: rank) ?? 0
+            return [.note(.orphans(rank: rank, recoverable: recoverable, orphans: orphans, others: others))] + execute(plan)
         }
     }
 }

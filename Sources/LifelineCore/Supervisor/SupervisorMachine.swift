@@ -138,7 +138,8 @@ package struct SupervisorMachine: Sendable {
         /// A survivor did not answer the freeze in time and rolls back too.
         case freezeUnanswered(rank: Int)
         /// Optimistic logging: the failed rank recovers up to `recoverable`; `orphans` roll back.
-        case orphans(rank: Int, recoverable: UInt64, orphans: [Int])
+        /// `others`: the ranks that failed with it, each with the state it recovers up to.
+        case orphans(rank: Int, recoverable: UInt64, orphans: [Int], others: [Int: UInt64] = [:])
         /// Independent checkpoints: the recovery line found after `first` failed.
         case recoveryLine(first: Int, IndependentPartialRollback.Line)
         /// A message for a rank that has not connected was dropped (too many held).
@@ -218,6 +219,10 @@ package struct SupervisorMachine: Sendable {
     package internal(set) var replayFailedAt: [Int: Double] = [:]
     /// Optimistic logging: the ranks restarted together (the failed one and its orphans).
     package internal(set) var restartedGroup: [Int]?
+    /// Optimistic logging: the ranks of the group an earlier plan restarted that had not yet
+    /// replayed when a new freeze began (their logs may still reach into the execution that
+    /// plan discarded: they cannot join the new recovery).
+    package internal(set) var earlierGroupUnreplayed: Set<Int> = []
     /// Optimistic logging: the ranks of `restartedGroup` that have replayed their logs. The
     /// recovery ends when all have: a rank still replaying must not capture a round (its
     /// snapshot would record the log's end while its state is behind it).
