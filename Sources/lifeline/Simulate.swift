@@ -116,10 +116,21 @@ extension LifelineCommand {
             if trace { simulation.eventLog = { print($0) } }
             let report = simulation.run()
             if report.violation == nil { print(report.figuresLine + " peak_rss_mib=\(Self.peakResidentMiB())") }
-            if report.violation != nil, !trace { showShortest(simulation.settings) }
+            if report.violation != nil, !trace {
+                // Said at once: the search for a shorter run takes long at many ranks, and past
+                // a few thousand it is not made (each attempt reruns the job).
+                let searched = ranks <= Self.shrinkRanksMax
+                FileHandle.standardError.write(Data((report.summaryLine
+                    + (searched ? " (looking for a shorter run that shows it)" : " (too many ranks to look for a shorter run: replay it with --trace)")
+                    + "\n").utf8))
+                if searched { showShortest(simulation.settings) }
+            }
             print(report.summaryLine)
             if report.violation != nil { throw ExitCode(1) }
         }
+
+        /// The most ranks whose violation is searched for a shorter run.
+        static let shrinkRanksMax = 2048
 
         /// A violation: the smallest run found that still shows one (fewer ranks and steps,
         /// the same seed), named on stdout, its events on stderr.
