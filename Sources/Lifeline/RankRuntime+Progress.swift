@@ -58,12 +58,11 @@ extension RankRuntime {
                     Epoch(UInt64(max(0, checkpoint))), coveredByReceiver: covered, coversSelf: false))
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
-            case .signal(let number) where number == SIGKILL || number == SIGSTOP:
-                lifeline_flush_stdio()  // read before START
-                kill(getpid(), number)
+            case .signal(let number):
+                carryOut(signal: number)  // read before START
             case .peerAddress(let peer, let address):
                 notePeerAddress(peer, address)  // read before START
-            case .start, .peerAddresses, .signal, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
+            case .start, .peerAddresses, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
                  .replayComplete, .frozen, .waitReport, .nondeterminism:
                 break  // not for a rank, or already handled
             }
@@ -116,6 +115,14 @@ extension RankRuntime {
         } catch {
             throw LifelineError(.storage, "cannot trim the message log: \(error)")
         }
+    }
+
+    /// An injected fault the supervisor cannot deliver to this host's process: SIGKILL or
+    /// SIGSTOP, carried out on itself (any other signal is ignored).
+    func carryOut(signal number: Int32) {
+        guard number == SIGKILL || number == SIGSTOP else { return }
+        lifeline_flush_stdio()
+        kill(getpid(), number)
     }
 
     /// Where a restarted peer listens now (the rest of the table holds).
@@ -228,10 +235,7 @@ extension RankRuntime {
                     case .eventsLogged(let through): eventLog?.handleLogged(through: through)  // sends wait for it
                     case .peerAddresses(let table): peerAddresses = table  // before the START or restart it is for
                     case .peerAddress(let peer, let address): notePeerAddress(peer, address)
-                    case .signal(let number) where number == SIGKILL || number == SIGSTOP:
-                        // An injected fault the supervisor cannot deliver to this host's process.
-                        lifeline_flush_stdio()
-                        kill(getpid(), number)
+                    case .signal(let number): carryOut(signal: number)
                     default: pendingControl.append(message)
                     }
                 }
