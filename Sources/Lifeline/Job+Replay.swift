@@ -41,7 +41,7 @@ extension Job {
         defer { close(lock) }
         let store: MirroredStore
         do {
-            store = try MirroredStore(rootA: configuration.storageRoots[0], rootB: configuration.storageRoots[1]).readingOnly
+            store = try StorageRoots.open(configuration.storageRoots, fills: false).readingOnly
         } catch {
             throw LifelineError(.storage, "\(error)")
         }

@@ -292,7 +292,7 @@ public enum Job {
 
     private static func openStore(_ configuration: JobConfiguration) throws -> MirroredStore {
         do {
-            return try MirroredStore(rootA: configuration.storageRoots[0], rootB: configuration.storageRoots[1])
+            return try StorageRoots.open(configuration.storageRoots, fills: false)
         } catch {
             throw LifelineError(.storage, "\(error)")
         }

@@ -352,6 +352,17 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         guard a != b else {
             throw LifelineError(.configuration, "the two storage roots are the same folder (\(a)): give two different folders")
         }
+        if storageRoots.allSatisfy({ $0.contains(StorageRoots.placeholder) }) {
+            throw LifelineError(.configuration,
+                "both storage roots hold {host}: losing a host would lose both copies of what its ranks wrote; make one a folder every host shares")
+        }
+        if StorageRoots.nodeLocalMirror(storageRoots) != nil {
+            for host in hosts ?? [] {
+                if let problem = StorageRoots.problem(hostName: host.name) {
+                    throw LifelineError(.configuration, "--storage: {host} cannot stand for \(problem) in a path: name the hosts by plain names or addresses")
+                }
+            }
+        }
         do {
             return try injections.map { spec throws(FaultSpecError) in try FaultSpec.parse(spec, rankCount: rankCount) }
         } catch {

@@ -132,7 +132,8 @@ extension RankRuntime {
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
         writer.submit(SnapshotWriter.Job(
             epoch: index, step: step,
-            name: ManifestStore(store: store).independentSnapshotName(rank: rank.rawValue, checkpoint: interval),
+            name: ManifestStore(store: store).independentSnapshotName(
+                rank: rank.rawValue, checkpoint: interval, incarnation: incarnation),
             uncompressed: snapshot.encoded(), delivered: machine.ledger.delivered, outputOffset: outputOffset,
             changes: machine.participant.changesSinceCheckpoint, dependencies: dependencies, faultIndex: fault?.index,
             mirrors: writeMirrors, stateBytes: UInt64(state.bytes.count), inFlightBytes: UInt64(machine.ledger.storedMessageBytes)))

@@ -188,7 +188,8 @@ final class RankRuntime {
 
         let store: MirroredStore
         do {
-            store = try MirroredStore(rootA: launch.storageRoots.a, rootB: launch.storageRoots.b)
+            store = try StorageRoots.open(
+                [launch.storageRoots.a, launch.storageRoots.b], host: launch.hosts?.host ?? StorageRoots.localHost, fills: true)
         } catch {
             throw LifelineError(.storage, "\(error)")
         }
@@ -281,7 +282,7 @@ final class RankRuntime {
         }
         let store: MirroredStore
         do {
-            store = try MirroredStore(rootA: plan.storageRoots[0], rootB: plan.storageRoots[1]).readingOnly
+            store = try StorageRoots.open(plan.storageRoots, fills: false).readingOnly
         } catch {
             throw LifelineError(.storage, "\(error)")
         }
@@ -406,7 +407,7 @@ final class RankRuntime {
         let log: MessageLog
         do {
             log = try MessageLog(store: store.writing(only: launch.writeMirrors.mirrors),
-                                 name: MessageLog.name(ofRank: launch.rank.rawValue),
+                                 name: MessageLog.name(ofRank: launch.rank.rawValue), incarnation: launch.incarnation,
                                  segmentBytesMax: segmentBytes(logBytesMax: launch.logBytesMax))
         } catch {
             throw LifelineError(.storage, "cannot open the message log: \(error)")

@@ -147,7 +147,7 @@ public struct RunSummary: Sendable {
         }
         recoverySecondsTotal = failures.compactMap(\.recoverySeconds).reduce(0, +)
 
-        let logFolder = configuration.storageRoots[0] + "/logs"
+        let logFolder = StorageRoots.expand(configuration.storageRoots[0], host: StorageRoots.localHost) + "/logs"
         logBytes = ((try? FileManager.default.contentsOfDirectory(atPath: logFolder)) ?? []).reduce(0) { total, name in
             let size = (try? FileManager.default.attributesOfItem(atPath: logFolder + "/" + name)[.size]) as? Int
             return total + (size ?? 0)
@@ -155,7 +155,7 @@ public struct RunSummary: Sendable {
         resizable = "no (the storage roots cannot be opened)"
         replayable = resizable
         do {
-            let store = try MirroredStore(rootA: configuration.storageRoots[0], rootB: configuration.storageRoots[1])
+            let store = try StorageRoots.open(configuration.storageRoots, fills: false)
             let report = store.verify(repair: false)
             storageProblems = report.problems
             storageFiles = report.healthyCount + report.damagedCount + report.unrecoverableCount + report.repairedCount

@@ -84,6 +84,21 @@ final class SnapshotWriter: Sendable {
         }
     }
 
+    /// With a node-local mirror (`{host}` in `--storage`): after a commit, removes from this
+    /// host's folder what no line of the manifest keeps, after this rank's queued writes. Every
+    /// rank of the host may ask; one collects at a time, under the chunk lock taken
+    /// exclusively, and none while a rank of the host writes a snapshot (it then waits for the
+    /// next commit). The manifest is read as the supervisor committed it; an older one only
+    /// keeps more.
+    func collectHostGarbage() {
+        guard let local = snapshots.store.confinedToNodeLocal else { return }
+        let reader = snapshots.store.readingOnly
+        queue.async {
+            guard let manifest = try? ManifestStore(store: reader).load(repair: false) else { return }
+            _ = try? ManifestStore(store: local).garbageCollect(keeping: manifest)
+        }
+    }
+
     /// Waits until every queued snapshot has been written or has failed.
     func drain() {
         queue.sync {}

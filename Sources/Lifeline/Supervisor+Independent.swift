@@ -57,7 +57,7 @@ extension Supervisor {
             events.record("protocol_error", ["rank": .int(rank), "detail": .string(refused)])
             return
         }
-        let snapshot = manifests.independentSnapshotName(rank: rank, checkpoint: index)
+        let snapshot = manifests.independentSnapshotName(rank: rank, checkpoint: index, incarnation: machine.ranks[rank].incarnation)
         var onlyOn = machine.mirrors.commitMirror([ack.mirrors]).onlyOn?.mirrors.first
         if let only = onlyOn, store.mirrors.count == 2, copyToBothMirrors([snapshot], from: only) != nil {
             onlyOn = nil  // written while a mirror had failed, which has been resynchronised since

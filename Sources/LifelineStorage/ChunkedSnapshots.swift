@@ -280,28 +280,47 @@ private struct DisjointWrites: @unchecked Sendable {
 /// shared, chunk collection exclusive. Only an ordering between processes on one host; the
 /// lock file itself holds nothing, is hidden from listings, and `verify` leaves it alone.
 struct ChunkLock {
-    /// The lock file's name in root A.
+    /// The lock file's name in each root it is taken in.
     static let fileName = ".chunks.lock"
-    private let fd: Int32
+    private let fds: [Int32]
 
-    /// Takes the lock; nil when `wait` is false and another holder excludes it, or when the
-    /// lock file cannot be opened (then writes go on unlocked and collection is skipped).
+    /// Takes the lock; nil when `wait` is false and another holder excludes it, or when a lock
+    /// file cannot be opened (then writes go on unlocked and collection is skipped).
+    ///
+    /// The lock lives in root A; with a node-local mirror, in both roots (each host's folder,
+    /// and the shared one that every host's writers reach), always A first so that two takers
+    /// never wait on each other crosswise; a store confined to its host's folder locks that one.
     init?(store: MirroredStore, exclusive: Bool, wait: Bool) {
-        let fd = open(store.rootA + "/" + Self.fileName, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return nil }
+        let mirrors: [Mirror] = store.nodeLocal == nil ? [.a] : store.visibleMirrors
+        var fds: [Int32] = []
+        for mirror in mirrors {
+            let fd = open(store.root(mirror) + "/" + Self.fileName, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0, Self.lock(fd, exclusive: exclusive, wait: wait) else {
+                if fd >= 0 { close(fd) }
+                Self.release(fds)
+                return nil
+            }
+            fds.append(fd)
+        }
+        self.fds = fds
+    }
+
+    private static func lock(_ fd: Int32, exclusive: Bool, wait: Bool) -> Bool {
         var operation = exclusive ? LOCK_EX : LOCK_SH
         if !wait { operation |= LOCK_NB }
         while flock(fd, operation) != 0 {
-            if errno == EINTR { continue }
-            close(fd)
-            return nil
+            if errno != EINTR { return false }
         }
-        self.fd = fd
+        return true
+    }
+
+    private static func release(_ fds: [Int32]) {
+        for fd in fds {
+            flock(fd, LOCK_UN)
+            close(fd)
+        }
     }
 
     /// Releases the lock.
-    func release() {
-        flock(fd, LOCK_UN)
-        close(fd)
-    }
+    func release() { Self.release(fds) }
 }

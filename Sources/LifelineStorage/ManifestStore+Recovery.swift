@@ -6,6 +6,10 @@ extension ManifestStore {
     /// under `--checkpoint minimal`), the snapshots no line references go. Folders newer than
     /// the newest line (a checkpoint in progress) and names that are not numbers are left
     /// alone. Call only after `manifest` is durable (`commit` returned).
+    ///
+    /// On a store confined to a host's node-local folder (`MirroredStore.confinedToNodeLocal`)
+    /// it collects that folder alone, by the same rules, with any manifest no older than the
+    /// snapshots being written there: a stale one only keeps more.
     @discardableResult
     package func garbageCollect(keeping manifest: Manifest) throws(StorageError) -> [String] {
         let independent = (manifest.independent ?? []).flatMap { $0 }
@@ -41,9 +45,12 @@ extension ManifestStore {
             }
         }
         // Chunks no kept snapshot references go too; if an index cannot be read, keep them all.
+        // A store confined to a host's own folder holds the indexes its host's ranks wrote, and
+        // only their chunks: it reads those it has.
         let chunked = ChunkedSnapshots(store: store)
+        let confined = store.nodeLocal?.confined == true
         let names = Set(manifest.committed.flatMap(\.members).map(\.snapshot) + independent.compactMap(\.snapshot))
-            .union(inProgress(manifest))
+            .union(inProgress(manifest)).filter { !confined || store.exists($0) }
         let indexes = names.compactMap { try? chunked.index($0) }
         if indexes.count == names.count {
             let count = try chunked.garbageCollect(keptIndexes: indexes)
@@ -52,12 +59,20 @@ extension ManifestStore {
         return removed
     }
 
-    /// Independent snapshots newer than every record (being written now): their chunks stay.
+    /// Snapshots newer than the manifest (being written now, or written and not yet committed):
+    /// their chunks stay. Independent snapshots newer than every record of their rank, and the
+    /// snapshots in epoch folders newer than the newest line (a host collecting its folder
+    /// while the next round is written, or with a manifest older than the newest commit).
     private func inProgress(_ manifest: Manifest) -> [String] {
-        (manifest.independent ?? []).enumerated().flatMap { rank, records -> [String] in
+        let independent = (manifest.independent ?? []).enumerated().flatMap { rank, records -> [String] in
             let folder = Self.checkpointsFolder + "/rank-" + Self.zeroPadded(UInt64(rank), digits: 4)
             return store.list(folder).map { folder + "/" + $0 }.filter { (epoch(ofSnapshot: $0) ?? 0) > UInt64(records.last?.index ?? 0) }
         }
+        let newest = manifest.newestLine?.epoch ?? 0
+        let rounds = store.list(Self.epochsFolder).filter { (UInt64($0) ?? 0) > newest }.flatMap { entry in
+            store.list(Self.epochsFolder + "/" + entry).map { Self.epochsFolder + "/" + entry + "/" + $0 }
+        }
+        return independent + rounds
     }
 
     /// The newest committed line whose every snapshot reads (repairing one bad copy as needed),

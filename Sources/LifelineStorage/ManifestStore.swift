@@ -91,19 +91,25 @@ package struct ManifestStore: Sendable {
         let parts = name.split(separator: "/")
         guard parts.count == 3 else { return nil }
         if parts[0] == Self.epochsFolder { return UInt64(parts[1]) }
-        if parts[0] == Self.checkpointsFolder, parts[2].hasSuffix(".snap") { return UInt64(parts[2].dropLast(5)) }
+        if parts[0] == Self.checkpointsFolder, parts[2].hasSuffix(".snap") {
+            return UInt64(parts[2].dropLast(5).prefix { $0 != "-" })
+        }
         return nil
     }
 
     /// The folder of independent checkpoints, one subfolder per rank.
     package static let checkpointsFolder = "checkpoints"
 
-    /// The store-relative name of a rank's independent checkpoint:
-    /// `checkpoints/rank-0001/000005.snap`.
-    package func independentSnapshotName(rank: Int, checkpoint: Int) -> String {
+    /// The store-relative name of a rank's independent checkpoint written by the rank's
+    /// process `incarnation`: `checkpoints/rank-0001/000005.snap` for incarnation 0,
+    /// `checkpoints/rank-0001/000005-0000000003.snap` for 3. A rank restarted from checkpoint 4
+    /// writes its own 5 under its own name, so the earlier process, if still running somewhere
+    /// (cut off, stopped), cannot overwrite it (fencing).
+    package func independentSnapshotName(rank: Int, checkpoint: Int, incarnation: UInt32) -> String {
         precondition(rank >= 0 && checkpoint > 0)
-        return Self.checkpointsFolder + "/rank-" + Self.zeroPadded(UInt64(rank), digits: 4) + "/"
-            + Self.zeroPadded(UInt64(checkpoint), digits: 6) + ".snap"
+        let name = Self.checkpointsFolder + "/rank-" + Self.zeroPadded(UInt64(rank), digits: 4) + "/"
+            + Self.zeroPadded(UInt64(checkpoint), digits: 6)
+        return name + (incarnation == 0 ? "" : "-" + Self.zeroPadded(UInt64(incarnation), digits: 10)) + ".snap"
     }
 
     /// The store-relative name of a rank's snapshot: `epochs/000003/rank-0001.snap`.

@@ -25,7 +25,7 @@ extension MessageLog {
     /// keep and repair.
     package static func inspect(store: MirroredStore, name: String) throws(StorageError) -> Inspection {
         let folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + folder + "/" + name }
-        let recovery = try recover(folders: folders, reading: [Mirror.a, .b].map(store.trustedMirrors.contains))
+        let recovery = try recover(folders: folders, reading: store.logMirrorsRead, expectedMissing: store.logMirrorsExpectedMissing)
         let start = recovery.segments.first?.firstIndex ?? 0
         let end = start + UInt64(recovery.segments.reduce(0) { $0 + $1.records.count })
         return Inspection(problems: recovery.problems, recordsLost: recovery.recordsLost, kept: start..<end,
@@ -38,7 +38,7 @@ extension MessageLog {
     package static func readRecords(store: MirroredStore, name: String) throws(StorageError)
         -> (first: UInt64, records: [[UInt8]], recordsLost: Bool) {
         let folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + folder + "/" + name }
-        let recovery = try recover(folders: folders, reading: [Mirror.a, .b].map(store.trustedMirrors.contains))
+        let recovery = try recover(folders: folders, reading: store.logMirrorsRead, expectedMissing: store.logMirrorsExpectedMissing)
         return (recovery.segments.first?.firstIndex ?? 0, recovery.segments.flatMap(\.records), recovery.recordsLost)
     }
 
@@ -48,18 +48,30 @@ extension MessageLog {
     /// Returns how many it deleted.
     package static func pruneStale(store: MirroredStore, name: String, on stale: Mirror) throws(StorageError) -> Int {
         let folderOf = { (mirror: Mirror) in store.root(mirror) + "/" + folder + "/" + name }
-        guard let first = PosixFile.entries(folderOf(stale.other)).compactMap(segmentIndex).min() else { return 0 }
+        guard let first = PosixFile.entries(folderOf(stale.other)).compactMap(segmentID).map(\.index).min() else { return 0 }
         var deleted = 0
-        for index in PosixFile.entries(folderOf(stale)).compactMap(segmentIndex) where index < first {
-            if try PosixFile.removeFile(folderOf(stale) + "/" + segmentName(index)) { deleted += 1 }
+        for id in PosixFile.entries(folderOf(stale)).compactMap(segmentID) where id.index < first {
+            if try PosixFile.removeFile(folderOf(stale) + "/" + segmentName(id)) { deleted += 1 }
         }
         if deleted > 0 { try PosixFile.fsyncDirectory(folderOf(stale)) }
         return deleted
     }
 
+    /// A segment file's identity: the index of its first record, and the incarnation of the
+    /// rank process that wrote it (0 for a log whose writer names no incarnation).
+    struct SegmentID: Hashable, Comparable {
+        var index: UInt64
+        var incarnation: UInt32
+
+        static func < (lhs: SegmentID, rhs: SegmentID) -> Bool {
+            (lhs.index, lhs.incarnation) < (rhs.index, rhs.incarnation)
+        }
+    }
+
     /// One segment as recovery decided it.
     struct RecoveredSegment {
         var firstIndex: UInt64
+        var incarnation: UInt32
         var generation: UInt16
         var records: [[UInt8]]
         /// What it should hold, on both mirrors.
@@ -72,8 +84,10 @@ extension MessageLog {
     struct Recovery {
         /// The segments kept, oldest first, each continuing the one before.
         var segments: [RecoveredSegment] = []
-        /// Segments dropped (after a gap): their first indexes.
-        var dropped: [UInt64] = []
+        /// Segments dropped (after a gap, or fenced off).
+        var dropped: [SegmentID] = []
+        /// The newest incarnation that wrote a segment, kept or not.
+        var newestIncarnation: UInt32 = 0
         var problems: [String] = []
         var recordsLost = false
         var isMissing = true
@@ -91,25 +105,64 @@ extension MessageLog {
     /// loss. Otherwise segments are kept while each starts where the one before ends; a
     /// segment no mirror holds readable, or a gap, ends the log there and counts as lost
     /// records: a log keeps only a valid prefix.
+    ///
+    /// Fencing comes first. A segment's name carries the incarnation of the rank process that
+    /// wrote it, and a process opening the log starts a segment of its own at the log's end (see
+    /// `MessageLog.init`): an incarnation's first segment claims the log from its index on. What
+    /// an older incarnation wrote from a newer one's claim on — a process left running on a cut
+    /// host after its replacement started — is not the log's: such segments are dropped, and
+    /// one that runs past the claim is cut there. Generations then compare within an
+    /// incarnation: a newer incarnation's segments are newer than any older one's.
+    ///
     /// `reading`: per mirror, whether its copy is read; one that is not (a failed mirror, whose
-    /// copy is stale) counts as missing.
-    static func recover(folders: [String], reading: [Bool] = [true, true]) throws(StorageError) -> Recovery {
+    /// copy is stale) counts as missing. `expectedMissing`: per mirror, whether a copy it does
+    /// not hold is no problem (a node-local mirror read from another host).
+    static func recover(
+        folders: [String], reading: [Bool] = [true, true], expectedMissing: [Bool] = [false, false]
+    ) throws(StorageError) -> Recovery {
         var recovery = Recovery()
         let read = folders.indices.filter { reading[$0] }
-        let indexes = Set(read.flatMap { PosixFile.entries(folders[$0]).compactMap(segmentIndex) }).sorted()
-        recovery.isMissing = indexes.isEmpty
+        let found = Set(read.flatMap { PosixFile.entries(folders[$0]).compactMap(segmentID) }).sorted()
+        recovery.isMissing = found.isEmpty
+        recovery.newestIncarnation = found.map(\.incarnation).max() ?? 0
+        var claims: [UInt32: UInt64] = [:]
+        for id in found { claims[id.incarnation] = min(claims[id.incarnation] ?? .max, id.index) }
+        /// Where incarnations newer than `incarnation` took the log over (nil: none did).
+        func claim(after incarnation: UInt32) -> (index: UInt64, by: UInt32)? {
+            claims.filter { $0.key > incarnation }.min { ($0.value, $0.key) < ($1.value, $1.key) }.map { ($0.value, $0.key) }
+        }
+        var ids: [SegmentID] = []
+        for id in found {
+            guard let newer = claim(after: id.incarnation), id.index >= newer.index else {
+                ids.append(id)
+                continue
+            }
+            recovery.dropped.append(id)
+            for mirror in read where PosixFile.isRegularFile(folders[mirror] + "/" + segmentName(id)) {
+                recovery.problems.append("\(folders[mirror])/\(segmentName(id)): dropped: incarnation \(newer.by) took the log over at record \(newer.index)")
+            }
+        }
         var parsed: [[ParsedSegment]] = []
-        for index in indexes {
+        for id in ids {
+            let newer = claim(after: id.incarnation)
             parsed.append(try folders.indices.map { mirror throws(StorageError) in
-                guard reading[mirror] else { return ParsedSegment(bytes: nil, valid: false, firstIndex: index, records: [], problem: nil) }
-                return try parse(folders[mirror] + "/" + segmentName(index), index: index)
+                guard reading[mirror] else {
+                    return ParsedSegment(bytes: nil, valid: false, firstIndex: id.index, incarnation: id.incarnation, records: [], problem: nil)
+                }
+                let path = folders[mirror] + "/" + segmentName(id)
+                var copy = try parse(path, id: id)
+                if let newer, copy.valid, copy.end > newer.index {
+                    copy.records.removeLast(Int(copy.end - newer.index))
+                    recovery.problems.append("\(path): records from \(newer.index) on cut: incarnation \(newer.by) took the log over there")
+                }
+                return copy
             })
         }
         let kept = parsed.map(chosen)
-        let paths = indexes.map { index in folders.map { $0 + "/" + segmentName(index) } }
-        let newest = kept.filter(\.valid).map(\.generation).max() ?? 0
-        guard let first = kept.firstIndex(where: { $0.valid && $0.generation == newest }) else {
-            for position in indexes.indices {
+        let paths = ids.map { id in folders.map { $0 + "/" + segmentName(id) } }
+        let newest = kept.filter(\.valid).map(\.rank).max() ?? 0
+        guard let first = kept.firstIndex(where: { $0.valid && $0.rank == newest }) else {
+            for position in ids.indices {
                 drop(position, lost: true, reason: "no mirror holds it readable", paths: paths, parsed: parsed, into: &recovery)
             }
             return recovery
@@ -126,14 +179,14 @@ extension MessageLog {
         }
         // Forward, while each continues the one before.
         var ended = false
-        for position in start..<indexes.count {
+        for position in start..<ids.count {
             let segment = kept[position]
             let continues = position == start || segment.firstIndex == kept[position - 1].end
-            if !ended, segment.valid, continues, position <= first || segment.generation == newest {
-                keep(position, kept: segment, paths: paths, parsed: parsed, into: &recovery)
+            if !ended, segment.valid, continues, position <= first || segment.rank == newest {
+                keep(position, kept: segment, paths: paths, parsed: parsed, expectedMissing: expectedMissing, into: &recovery)
                 continue
             }
-            if segment.valid && segment.generation < newest {
+            if segment.valid && segment.rank < newest {
                 drop(position, lost: false, reason: "it belongs to a discarded part of the log",
                      paths: paths, parsed: parsed, into: &recovery)
             } else {
@@ -146,22 +199,24 @@ extension MessageLog {
     }
 
     private static func keep(
-        _ position: Int, kept: ParsedSegment, paths: [[String]], parsed: [[ParsedSegment]], into recovery: inout Recovery
+        _ position: Int, kept: ParsedSegment, paths: [[String]], parsed: [[ParsedSegment]], expectedMissing: [Bool],
+        into recovery: inout Recovery
     ) {
         let image = Self.image(firstIndex: kept.firstIndex, generation: kept.generation, records: kept.records)
         let range = kept.firstIndex..<kept.end
-        for (mirror, found) in parsed[position].enumerated() where !holds(found.bytes, image) {
+        for (mirror, found) in parsed[position].enumerated()
+        where !holds(found.bytes, image) && !(found.bytes == nil && expectedMissing[mirror]) {
             recovery.problems.append("\(paths[position][mirror]): \(describe(found, against: range))")
         }
         if !parsed[position].contains(where: \.isWhole) { recovery.recordsLost = true }
-        recovery.segments.append(RecoveredSegment(firstIndex: kept.firstIndex, generation: kept.generation,
+        recovery.segments.append(RecoveredSegment(firstIndex: kept.firstIndex, incarnation: kept.incarnation, generation: kept.generation,
                                                   records: kept.records, image: image, copies: parsed[position].map(\.bytes)))
     }
 
     private static func drop(
         _ position: Int, lost: Bool, reason: String, paths: [[String]], parsed: [[ParsedSegment]], into recovery: inout Recovery
     ) {
-        recovery.dropped.append(parsed[position][0].firstIndex)
+        recovery.dropped.append(SegmentID(index: parsed[position][0].firstIndex, incarnation: parsed[position][0].incarnation))
         if lost { recovery.recordsLost = true }
         for (mirror, found) in parsed[position].enumerated() where found.bytes != nil {
             recovery.problems.append("\(paths[position][mirror]): \(found.problem.map { $0 + "; " } ?? "")dropped: \(reason)")
@@ -178,10 +233,13 @@ extension MessageLog {
         var bytes: [UInt8]?
         var valid: Bool
         var firstIndex: UInt64
+        var incarnation: UInt32 = 0
         var generation: UInt16 = 0
         var records: [[UInt8]]
         var problem: String?
 
+        /// Its order among segments: a newer incarnation's first, then the higher generation.
+        var rank: UInt64 { UInt64(incarnation) << 16 | UInt64(generation) }
         /// The index after its last record.
         var end: UInt64 { firstIndex + UInt64(records.count) }
         /// Present, readable to its end.
@@ -214,28 +272,44 @@ extension MessageLog {
         return "holds records \(held.lowerBound)..<\(held.upperBound), the other mirror \(kept.lowerBound)..<\(kept.upperBound)"
     }
 
-    /// The file name of the segment whose first record is `index`: 20 digits and `.seg`.
-    static func segmentName(_ index: UInt64) -> String {
-        let digits = String(index)
-        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".seg"
+    /// The file name of a segment: the index of its first record in 20 digits, then, for an
+    /// incarnation other than 0, `-` and the incarnation in 10 digits, then `.seg`.
+    static func segmentName(_ id: SegmentID) -> String {
+        let index = zeroPadded(String(id.index), 20)
+        return id.incarnation == 0 ? index + ".seg" : index + "-" + zeroPadded(String(id.incarnation), 10) + ".seg"
+    }
+
+    /// The file name of incarnation 0's segment whose first record is `index`.
+    static func segmentName(_ index: UInt64) -> String { segmentName(SegmentID(index: index, incarnation: 0)) }
+
+    private static func zeroPadded(_ digits: String, _ width: Int) -> String {
+        String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+
+    /// The identity a segment file name gives, or nil for any other name.
+    static func segmentID(_ fileName: String) -> SegmentID? {
+        guard fileName.hasSuffix(".seg") else { return nil }
+        let stem = fileName.dropLast(4)
+        if stem.count == 20, let index = UInt64(stem) { return SegmentID(index: index, incarnation: 0) }
+        guard stem.count == 31, stem[stem.index(stem.startIndex, offsetBy: 20)] == "-",
+              let index = UInt64(stem.prefix(20)), let incarnation = UInt32(stem.suffix(10)) else { return nil }
+        return SegmentID(index: index, incarnation: incarnation)
     }
 
     /// The first index a segment file name gives, or nil for any other name.
-    static func segmentIndex(_ fileName: String) -> UInt64? {
-        guard fileName.hasSuffix(".seg"), fileName.count == 24 else { return nil }
-        return UInt64(fileName.dropLast(4))
-    }
+    static func segmentIndex(_ fileName: String) -> UInt64? { segmentID(fileName)?.index }
 
     /// Parses one copy: its header (which must name `index`) and its records up to the first
     /// that is torn or fails its checksum.
-    static func parse(_ path: String, index: UInt64) throws(StorageError) -> ParsedSegment {
+    static func parse(_ path: String, id: SegmentID) throws(StorageError) -> ParsedSegment {
+        let index = id.index
         // A copy that cannot be read (EIO, EACCES) is an error, not a missing copy: the
         // segment may be intact, and recovery must not drop it.
         guard let bytes = try PosixFile.readAll(path, dropCache: false) else {
-            return ParsedSegment(bytes: nil, valid: false, firstIndex: index, records: [], problem: nil)
+            return ParsedSegment(bytes: nil, valid: false, firstIndex: index, incarnation: id.incarnation, records: [], problem: nil)
         }
         func invalid(_ problem: String) -> ParsedSegment {
-            ParsedSegment(bytes: bytes, valid: false, firstIndex: index, records: [], problem: problem)
+            ParsedSegment(bytes: bytes, valid: false, firstIndex: index, incarnation: id.incarnation, records: [], problem: problem)
         }
         guard bytes.count >= headerBytes, Array(bytes[0..<4]) == magic else { return invalid("not a log segment (bad header)") }
         let version = UInt16(bytes[4]) | UInt16(bytes[5]) << 8
@@ -268,7 +342,7 @@ extension MessageLog {
             records.append(Array(payload))
             offset += 8 + length
         }
-        return ParsedSegment(bytes: bytes, valid: true, firstIndex: firstIndex, generation: generation, records: records,
+        return ParsedSegment(bytes: bytes, valid: true, firstIndex: firstIndex, incarnation: id.incarnation, generation: generation, records: records,
                              problem: problem.map { "\($0); the tail is cut" })
     }
 

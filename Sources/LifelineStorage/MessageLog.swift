@@ -6,7 +6,7 @@ import Foundation
 /// A mirrored, append-only log of records: the receiver's message log of pessimistic logging
 /// (and the determinants and logged values of the other modes).
 ///
-/// The records live in segments, `logs/NAME/<first index>.seg` under each root: a 24-byte
+/// The records live in segments, `logs/NAME/<first index>[-<incarnation>].seg` under each root: a 24-byte
 /// header (magic `LLMG`, version, generation, the index of the segment's first record, the
 /// header's crc32) and then records of `[length: UInt32, crc32: UInt32, payload]`. Appends go
 /// to the newest segment: every record of the batch to A and `fdatasync`, then the same to B
@@ -28,6 +28,12 @@ import Foundation
 /// per segment, the copy of the higher generation, else the longer (see `recover(folders:)`),
 /// so a copy left behind on a dropped mirror never wins over the one written since.
 ///
+/// Fencing: a rank's log is opened with the rank's incarnation, which names every segment it
+/// writes, and opening starts a segment of its own at the log's end (its claim). A process of
+/// an older incarnation still running somewhere (cut off, stopped, and replaced meanwhile) can
+/// write only segments of its own name, and recovery drops what it wrote from the claim on
+/// (see `recover(folders:)`); it never writes into the replacement's files.
+///
 /// Owned by one thread.
 package final class MessageLog {
     static let magic: [UInt8] = Array("LLMG".utf8)
@@ -45,6 +51,8 @@ package final class MessageLog {
     struct Segment {
         /// The index of its first record; it names the file.
         var firstIndex: UInt64
+        /// The incarnation that wrote it; it names the file too.
+        var incarnation: UInt32
         /// Its records.
         var recordCount: Int
         /// Its length in bytes on one mirror.
@@ -86,11 +94,21 @@ package final class MessageLog {
     /// The generation of the newest segments: raised by every cut and restart, so recovery
     /// can tell segments a crash left behind from the log's end.
     private var generation: UInt16 = 0
+    /// The incarnation whose name the segments this log starts carry.
+    package private(set) var incarnation: UInt32 = 0
 
     /// Opens (or creates) the log `name` on the roots of `store` and recovers its valid prefix;
     /// segments close past `segmentBytesMax` bytes. Both mirrors are read; only those `store`
     /// writes are repaired and written (one failing is dropped, see `failedMirror`).
-    package init(store: MirroredStore, name: String, segmentBytesMax: Int = segmentBytesDefault) throws(StorageError) {
+    ///
+    /// `incarnation`: the rank process that opens its log to write it. Unless the newest
+    /// segment is its own already, it claims the log with a new empty segment at the end, so
+    /// that an older incarnation still running is fenced off from here on. A newer incarnation's
+    /// segment on disk means this process was replaced: `.fenced`. Nil (the tools, repairing a
+    /// log): no claim; the log goes on under the newest segment's incarnation.
+    package init(
+        store: MirroredStore, name: String, incarnation: UInt32? = nil, segmentBytesMax: Int = segmentBytesDefault
+    ) throws(StorageError) {
         precondition(segmentBytesMax > Self.headerBytes, "a segment holds its header and records")
         folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + Self.folder + "/" + name }
         failMarkers = [Mirror.a, Mirror.b].map { store.root($0) + "/" + MirroredStore.failWritesMarker }
@@ -103,24 +121,32 @@ package final class MessageLog {
             try PosixFile.makeDirectories(root: store.root(mirror == 0 ? .a : .b), relative: Self.folder + "/" + name)
         }
         let recovery = try Self.recover(folders: folders, reading: active)
+        if let incarnation, incarnation < recovery.newestIncarnation {
+            throw StorageError(.fenced, path: folders[0], message:
+                "incarnation \(recovery.newestIncarnation) of this rank took the log over: this process (incarnation \(incarnation)) was replaced")
+        }
+        self.incarnation = incarnation ?? recovery.segments.last?.incarnation ?? 0
         problems = recovery.problems
         firstIndex = recovery.segments.first?.firstIndex ?? 0
         generation = recovery.segments.last?.generation ?? 0
         for segment in recovery.segments {
             try onEachMirror { mirror throws(StorageError) in
                 if !Self.holds(segment.copies[mirror], segment.image) {
-                    try write(segment.image, segmentAt: segment.firstIndex, in: folders[mirror])
+                    try write(segment.image, segment: SegmentID(index: segment.firstIndex, incarnation: segment.incarnation),
+                              in: folders[mirror])
                 }
             }
-            segments.append(Segment(firstIndex: segment.firstIndex, recordCount: segment.records.count,
+            segments.append(Segment(firstIndex: segment.firstIndex, incarnation: segment.incarnation, recordCount: segment.records.count,
                                     bytes: segment.image.count, generation: segment.generation))
             records += segment.records
         }
-        for index in recovery.dropped {
-            try removeSegment(at: index)
+        for id in recovery.dropped {
+            try removeSegment(SegmentID(index: id.index, incarnation: id.incarnation))
         }
         if segments.isEmpty {
             try startSegment(at: 0, records: [])
+        } else if segments[segments.count - 1].incarnation != self.incarnation {
+            try startSegment(at: nextIndex, records: [])  // the claim
         } else {
             try openNewest()
         }
@@ -156,7 +182,7 @@ package final class MessageLog {
             } else {
                 try onEachMirror { mirror throws(StorageError) in
                     guard let fd = descriptors[mirror] else { return }
-                    let path = segmentPath(newest.firstIndex, in: folders[mirror])
+                    let path = segmentPath(newest.id, in: folders[mirror])
                     try PosixFile.writeAll(fd, bytes, path: path)
                     if fdatasync(fd) != 0 { throw StorageError(errno: errno, operation: "fdatasync", path: path) }
                     syncCount += 1
@@ -184,14 +210,16 @@ package final class MessageLog {
         }
         try guarded { () throws(StorageError) in
             records.removeLast(Int(nextIndex - index))
-            let later = segments.filter { $0.firstIndex >= index }.map(\.firstIndex)
+            let later = segments.filter { $0.firstIndex >= index }.map(\.id)
             segments.removeLast(later.count)
             let last = segments.removeLast()
             let kept = Array(records[Int(last.firstIndex - firstIndex)...])
             generation = generation < .max ? generation + 1 : generation
             try startSegment(at: last.firstIndex, records: kept)
-            for segmentIndex in later.reversed() {
-                try removeSegment(at: segmentIndex)
+            // The cut segment, if an older incarnation's, is replaced by this one's of the same
+            // first index (which fences it off) and goes.
+            for id in later.reversed() + (last.incarnation == incarnation ? [] : [last.id]) {
+                try removeSegment(id)
             }
         }
     }
@@ -206,7 +234,7 @@ package final class MessageLog {
         }
         try guarded { () throws(StorageError) in
             while segments.count > 1, segments[1].firstIndex <= index {
-                try removeSegment(at: segments[0].firstIndex)
+                try removeSegment(segments[0].id)
                 records.removeFirst(segments[0].recordCount)
                 segments.removeFirst()
                 firstIndex = segments[0].firstIndex
@@ -255,14 +283,14 @@ package final class MessageLog {
     /// segments deleted (a crash in between leaves them marked as discarded for recovery).
     private func restart(at index: UInt64) throws(StorageError) {
         try guarded { () throws(StorageError) in
-            let old = segments.map(\.firstIndex).filter { $0 != index }
+            let old = segments.map(\.id).filter { $0 != SegmentID(index: index, incarnation: incarnation) }
             segments.removeAll()
             records.removeAll()
             firstIndex = index
             generation = generation < .max ? generation + 1 : generation
             try startSegment(at: index, records: [])
-            for segmentIndex in old {
-                try removeSegment(at: segmentIndex)
+            for id in old {
+                try removeSegment(id)
             }
         }
     }
@@ -270,9 +298,11 @@ package final class MessageLog {
     /// Writes a new segment holding `records` (atomically, A then B) and makes it the newest.
     private func startSegment(at index: UInt64, records payloads: [[UInt8]]) throws(StorageError) {
         let image = Self.image(firstIndex: index, generation: generation, records: payloads)
+        let id = SegmentID(index: index, incarnation: incarnation)
         closeNewest()
-        try onEachMirror { mirror throws(StorageError) in try write(image, segmentAt: index, in: folders[mirror]) }
-        segments.append(Segment(firstIndex: index, recordCount: payloads.count, bytes: image.count, generation: generation))
+        try onEachMirror { mirror throws(StorageError) in try write(image, segment: id, in: folders[mirror]) }
+        segments.append(Segment(firstIndex: index, incarnation: incarnation, recordCount: payloads.count, bytes: image.count,
+                                generation: generation))
         try openNewest()
     }
 
@@ -331,8 +361,8 @@ package final class MessageLog {
                                    + "\(position == 0 ? "a" : "b"))", path: folder)
             }
             try PosixFile.makeDirectories(root: folder, relative: "")
-            let kept = Set(segments.map { Self.segmentName($0.firstIndex) })
-            for name in PosixFile.entries(folder) where Self.segmentIndex(name) != nil && !kept.contains(name) {
+            let kept = Set(segments.map { Self.segmentName($0.id) })
+            for name in PosixFile.entries(folder) where Self.segmentID(name) != nil && !kept.contains(name) {
                 if try PosixFile.removeFile(folder + "/" + name) { syncCount += 1 }
             }
             var offset = 0
@@ -340,10 +370,10 @@ package final class MessageLog {
                 let image = Self.image(firstIndex: segment.firstIndex, generation: segment.generation,
                                        records: Array(records[offset..<offset + segment.recordCount]))
                 offset += segment.recordCount
-                try write(image, segmentAt: segment.firstIndex, in: folder)
+                try write(image, segment: segment.id, in: folder)
             }
             try PosixFile.fsyncDirectory(folder)
-            let path = segmentPath(segments[segments.count - 1].firstIndex, in: folder)
+            let path = segmentPath(segments[segments.count - 1].id, in: folder)
             let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
             guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
             descriptors[position] = fd
@@ -357,15 +387,15 @@ package final class MessageLog {
     }
 
     /// Writes a whole segment file atomically (its folder fsynced).
-    private func write(_ image: [UInt8], segmentAt index: UInt64, in folder: String) throws(StorageError) {
-        try PosixFile.writeAtomically(image, directory: folder, fileName: Self.segmentName(index))
+    private func write(_ image: [UInt8], segment id: SegmentID, in folder: String) throws(StorageError) {
+        try PosixFile.writeAtomically(image, directory: folder, fileName: Self.segmentName(id))
         syncCount += 2  // the file and its folder
     }
 
     /// Deletes a segment on the mirrors written (A first), each folder fsynced.
-    private func removeSegment(at index: UInt64) throws(StorageError) {
+    private func removeSegment(_ id: SegmentID) throws(StorageError) {
         try onEachMirror { mirror throws(StorageError) in
-            if try PosixFile.removeFile(segmentPath(index, in: folders[mirror])) {
+            if try PosixFile.removeFile(segmentPath(id, in: folders[mirror])) {
                 try PosixFile.fsyncDirectory(folders[mirror])
                 syncCount += 1
             }
@@ -373,7 +403,7 @@ package final class MessageLog {
     }
 
     private func openNewest() throws(StorageError) {
-        let newest = segments[segments.count - 1].firstIndex
+        let newest = segments[segments.count - 1].id
         try onEachMirror { mirror throws(StorageError) in
             let path = segmentPath(newest, in: folders[mirror])
             let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
@@ -389,7 +419,12 @@ package final class MessageLog {
         }
     }
 
-    func segmentPath(_ index: UInt64, in folder: String) -> String {
-        folder + "/" + Self.segmentName(index)
+    func segmentPath(_ id: SegmentID, in folder: String) -> String {
+        folder + "/" + Self.segmentName(id)
     }
+}
+
+extension MessageLog.Segment {
+    /// Its file's identity.
+    var id: MessageLog.SegmentID { MessageLog.SegmentID(index: firstIndex, incarnation: incarnation) }
 }

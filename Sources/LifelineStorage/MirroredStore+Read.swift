@@ -42,6 +42,10 @@ extension MirroredStore {
             let reason = "generation \(winner == .a ? fileB.generation : fileA.generation) differs from "
                 + "\(winner.label)'s generation \(kept.generation)"
             return settle(name, kept: kept, from: winner, damaged: winner.other, reason: reason, repair: repair)
+        case (.good(let fileA), .missing) where missingIsExpected(on: .b):
+            return fileA
+        case (.missing, .good(let fileB)) where missingIsExpected(on: .a):
+            return fileB
         case (.good(let fileA), _):
             return settle(name, kept: fileA, from: .a, damaged: .b, reason: Self.reason(copyB), repair: repair)
         case (_, .good(let fileB)):
@@ -72,6 +76,7 @@ extension MirroredStore {
 
     /// Reads and decodes one copy.
     func readCopy(_ name: String, on mirror: Mirror) -> MirrorCopy {
+        guard visibleMirrors.contains(mirror) else { return .missing }
         let filePath = path(name, on: mirror)
         do {
             guard let bytes = try PosixFile.readAll(filePath, dropCache: false) else { return .missing }

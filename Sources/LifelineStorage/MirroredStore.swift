@@ -24,6 +24,12 @@ import Darwin
 /// when the other mirror failed (a full, read-only or failing disk). Writes and removals then
 /// leave the failed mirror alone, and reads do not try to repair it; `B is never newer than A`
 /// no longer holds while A is the failed one, which reads settle by generation.
+///
+/// One mirror can be *node-local* (`{host}` in `--storage`, see `NodeLocal`): its root is a
+/// folder of each host's own, so a file is on the node-local mirror of the host whose rank wrote
+/// it and on the other, shared, mirror. A process on another host finds the node-local copy
+/// missing, which is then not damage: reads take the shared copy, and only a store that
+/// `fills` its host's copies (a rank's) writes the missing one.
 package struct MirroredStore: Sendable {
     /// The folder of mirror A, as given.
     package let rootA: String
@@ -34,6 +40,29 @@ package struct MirroredStore: Sendable {
     /// The mirrors this store writes, in the order it writes them: both (A first) unless
     /// `writing(only:)` chose one.
     package private(set) var mirrors: [Mirror] = Mirror.allCases
+    /// The node-local mirror, if one is (see `NodeLocal`).
+    package private(set) var nodeLocal: NodeLocal?
+
+    /// A mirror whose root is a folder of each host's own (a node's local disk): files there are
+    /// on the host of the process that wrote them, and nowhere else.
+    package struct NodeLocal: Sendable, Equatable {
+        /// Which mirror is node-local; the other is shared by every host.
+        package var mirror: Mirror
+        /// Whether a read writes a missing node-local copy from the shared one: true for a rank
+        /// (its host's copies are its to keep; a rank restarted on another host fills that
+        /// host's), false for the supervisor and the tools, which only read ranks' files.
+        package var fills: Bool
+        /// Whether the store sees the node-local mirror alone: a host collecting its own
+        /// garbage lists, reads and removes its folder and never the shared one.
+        package var confined = false
+
+        /// A node-local `mirror`, filled or not.
+        package init(mirror: Mirror, fills: Bool, confined: Bool = false) {
+            self.mirror = mirror
+            self.fills = fills
+            self.confined = confined
+        }
+    }
 
     /// Opens (creating if needed) the two roots.
     ///
@@ -67,6 +96,48 @@ package struct MirroredStore: Sendable {
         store.mirrors = Mirror.allCases.filter(mirrors.contains)
         return store
     }
+
+    /// This store with `mirror` node-local (see `NodeLocal`), filling missing copies or not.
+    package func withNodeLocal(_ mirror: Mirror, fills: Bool) -> MirroredStore {
+        var store = self
+        store.nodeLocal = NodeLocal(mirror: mirror, fills: fills)
+        return store
+    }
+
+    /// This store confined to its node-local mirror: it lists, reads, writes and removes only
+    /// this host's folder (a host's garbage collection). Nil when no mirror is node-local.
+    package var confinedToNodeLocal: MirroredStore? {
+        guard var local = nodeLocal else { return nil }
+        local.confined = true
+        var store = self
+        store.nodeLocal = local
+        store.mirrors = [local.mirror]
+        return store
+    }
+
+    /// The mirrors this store sees: both, or the node-local one alone when confined to it.
+    package var visibleMirrors: [Mirror] {
+        if let nodeLocal, nodeLocal.confined { return [nodeLocal.mirror] }
+        return Mirror.allCases
+    }
+
+    /// Whether a copy missing from `mirror` is expected rather than damage: on the node-local
+    /// mirror when this store does not fill it (it holds only what its host's ranks wrote), and
+    /// on the shared one when the store is confined to its host's folder and does not look.
+    func missingIsExpected(on mirror: Mirror) -> Bool {
+        guard let nodeLocal else { return false }
+        return nodeLocal.mirror == mirror ? !nodeLocal.fills : nodeLocal.confined
+    }
+
+    /// For A and B, whether reading a message log looks at that mirror's copy: a trusted one
+    /// that this store sees.
+    var logMirrorsRead: [Bool] {
+        Mirror.allCases.map { trustedMirrors.contains($0) && visibleMirrors.contains($0) }
+    }
+
+    /// For A and B, whether a message log's copy missing there is expected (see
+    /// `missingIsExpected(on:)`).
+    var logMirrorsExpectedMissing: [Bool] { Mirror.allCases.map { missingIsExpected(on: $0) } }
 
     /// This store reading both mirrors and repairing nothing (`lifeline replay` and `inspect`
     /// read a run without changing it). Never write through it: it writes no mirror.
@@ -151,14 +222,14 @@ package struct MirroredStore: Sendable {
     /// mirrors, without temporary files; `""` lists the roots. Empty when the folder is missing.
     package func list(_ directory: String) -> [String] {
         if !directory.isEmpty && (try? Self.validate(name: directory)) == nil { return [] }
-        let names = PosixFile.entries(path(directory, on: .a)) + PosixFile.entries(path(directory, on: .b))
+        let names = visibleMirrors.flatMap { PosixFile.entries(path(directory, on: $0)) }
         return Array(Set(names.filter { !PosixFile.isHidden($0) })).sorted()
     }
 
     /// Whether either mirror has a file called `name` (it may still be damaged).
     package func exists(_ name: String) -> Bool {
         guard (try? Self.validate(name: name)) != nil else { return false }
-        return Mirror.allCases.contains { PosixFile.isRegularFile(path(name, on: $0)) }
+        return visibleMirrors.contains { PosixFile.isRegularFile(path(name, on: $0)) }
     }
 
     /// Writes the files to one mirror atomically and verifies each by reading it back: all are

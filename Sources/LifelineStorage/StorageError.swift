@@ -31,6 +31,9 @@ package struct StorageError: Error, CustomStringConvertible, Sendable {
         /// The caller asked for something unusable: the same folder as both roots, a store name
         /// that is absolute or contains `..`.
         case invalidArgument
+        /// A newer incarnation of the writing process owns the file: this one was replaced
+        /// (fencing; see `MessageLog`).
+        case fenced
     }
 
     /// What kind of failure this is.
@@ -49,7 +52,7 @@ package struct StorageError: Error, CustomStringConvertible, Sendable {
         guard mirror != nil else { return false }
         switch code {
         case .ioFailure, .noSpace, .permissionDenied, .rootMissing, .corrupt: return true
-        case .lost, .notFound, .badFormat, .invalidArgument: return false
+        case .lost, .notFound, .badFormat, .invalidArgument, .fenced: return false
         }
     }
 
@@ -95,6 +98,7 @@ package struct StorageError: Error, CustomStringConvertible, Sendable {
         case .notFound: "file not found"
         case .badFormat: "bad format"
         case .invalidArgument: "invalid argument"
+        case .fenced: "fenced off"
         }
     }
 
@@ -118,6 +122,8 @@ package struct StorageError: Error, CustomStringConvertible, Sendable {
             "this is not a Lifeline storage file or was written by another version; check the run directory and the Lifeline version"
         case .invalidArgument:
             "correct the storage configuration or the name passed to the store"
+        case .fenced:
+            "this process was replaced by a newer one; it must stop"
         }
     }
 }

@@ -65,11 +65,12 @@ private func openStore(_ roots: String) throws -> MirroredStore {
     guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
         throw ValidationError("give a run directory, or the two storage roots as DIR_A,DIR_B")
     }
-    for root in parts where !FileManager.default.fileExists(atPath: root) {
+    // A node-local root ({host}) need not exist on this machine: its ranks' files are on their hosts.
+    for root in parts where !root.contains(StorageRoots.placeholder) && !FileManager.default.fileExists(atPath: root) {
         throw LifelineError(.storage, "\(root) does not exist: give the storage roots of a run (RUN_DIR/storage-a,RUN_DIR/storage-b by default)")
     }
     do {
-        return try MirroredStore(rootA: absolute(parts[0]), rootB: absolute(parts[1]))
+        return try StorageRoots.open(parts.map(absolute), fills: false)
     } catch {
         throw LifelineError(.storage, "\(error)")
     }

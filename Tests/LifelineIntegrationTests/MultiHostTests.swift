@@ -77,6 +77,56 @@ import Testing
         #expect(listening["address"] as? String == "127.0.0.1")
     }
 
+    /// `--storage LOCAL/{host},SHARED` on two addresses of this machine as two hosts: each
+    /// rank writes its snapshots and its log to its own host's folder and to the shared one; a
+    /// rank killed replays from its host's copies to the failure-free bits. Each host's folder
+    /// holds its own ranks' files alone and is collected as lines commit; the supervisor's
+    /// folder (this machine's name) holds the manifest; `storage verify` finds nothing wrong.
+    @Test func eachHostKeepsItsRanksFilesInItsOwnFolder() throws {
+        let reference = try #require(Self.failureFree)
+        let storage = JobRunner.scratch("multihost-node-local-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.run(
+            "multihost-node-local", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--logging", "pessimistic", "--inject", "kill:rank=3,step=400",
+             "--storage", storage + "/local/{host}," + storage + "/shared"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        #expect(result.events("recovery_start").first?["mode"] as? String == "replay", "\(result.events("recovery_start"))")
+        for (host, ranks) in [("127.0.0.1", [0, 1]), ("127.0.0.2", [2, 3])] {
+            let files = Self.files(under: storage + "/local/" + host)
+            let snapshots = files.filter { $0.hasPrefix("epochs/") }
+            #expect(!snapshots.isEmpty && snapshots.allSatisfy { name in ranks.contains { name.hasSuffix("rank-000\($0).snap") } },
+                    "\(host): \(files)")
+            #expect(Set(files.filter { $0.hasPrefix("logs/") }.map { $0.split(separator: "/")[1] }) == Set(ranks.map { "rank-\($0)" }),
+                    "\(host): \(files)")
+            // Collected: the kept lines and a round in progress at most, of some 20 committed.
+            let epochs = Set(snapshots.map { $0.split(separator: "/")[1] })
+            #expect(epochs.count <= 3, "\(host): \(epochs.sorted())")
+        }
+        let commits = result.events("commit").count
+        #expect(commits >= 5, "\(commits) commits")
+        #expect(Set(Self.files(under: storage + "/shared").filter { $0.hasPrefix("epochs/") }.map { String($0.suffix(14)) })
+            == ["rank-0000.snap", "rank-0001.snap", "rank-0002.snap", "rank-0003.snap"])
+        // The supervisor's own folder, named for this machine, holds the manifest.
+        let folders = try FileManager.default.contentsOfDirectory(atPath: storage + "/local").sorted()
+        let supervisors = folders.filter { !$0.hasPrefix("127.0.0.") }
+        #expect(supervisors.count == 1 && FileManager.default.fileExists(atPath: storage + "/local/" + supervisors[0] + "/manifest"),
+                "\(folders)")
+        let verify = try JobRunner.lifeline(["storage", "verify", result.runDirectory], runDirectory: result.runDirectory)
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+
+    /// Every file under `root`, relative to it, without the lock files.
+    static func files(under root: String) -> [String] {
+        let names = (FileManager.default.enumerator(atPath: root)?.allObjects as? [String]) ?? []
+        return names.filter { name in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: root + "/" + name, isDirectory: &isDirectory) && !isDirectory.boolValue
+                && !name.hasSuffix(".lock")
+        }.sorted()
+    }
+
     /// An injected hang reaches a rank on another host through its runtime, not through the
     /// launch command's process here: the launch command stays a parent of the rank, as an ssh
     /// client does (stopping it would leave the rank beating). The hang is detected, and the job
@@ -174,6 +224,34 @@ import Testing
         }
     }
 
+    /// A node and its disk lost: with `--storage LOCAL/{host},SHARED`, test host lth2 cut off,
+    /// its ranks' processes killed and its own folder deleted; its ranks restart on lth1 from
+    /// the shared copies (their log replays too), fill lth1's folder, and the job ends with the
+    /// failure-free bits.
+    @Test func aLostHostsOwnFolderGoesWithItAndTheSharedCopiesRecoverItsRanks() throws {
+        guard Self.testHostsUp() else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree)
+        let storage = JobRunner.scratch("multihost-lost-disk-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.run(
+            "multihost-lost-disk", hosts: "lth1,lth2", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
+            ["--logging", "pessimistic", "--heartbeat-timeout-ms", "2000",
+             "--storage", storage + "/local/{host}," + storage + "/shared"],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+        ) { runDirectory in
+            try Self.cutSecondHost(runDirectory, killToo: true)
+            try FileManager.default.removeItem(atPath: storage + "/local/lth2")
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
+        #expect(lost["ranks"] as? String == "2,3", "\(lost)")
+        let files = Self.files(under: storage + "/local/lth1")
+        #expect(files.contains { $0.hasPrefix("epochs/") && $0.hasSuffix("rank-0003.snap") }, "\(files)")
+        #expect(files.contains { $0.hasPrefix("logs/rank-3/") }, "\(files)")
+    }
+
     /// A spare host takes a lost host's place: three hosts for four ranks put two on each of
     /// the first two (an even share is two) and none on the third; the second cut off, its
     /// ranks move to the third under the default policy, and the first keeps its two.
@@ -253,22 +331,26 @@ import Testing
     }
 
     /// The issue's own bar: `lifeline run --launcher slurm -n 8` inside an allocation of the two
-    /// test hosts' Slurm cluster, each rank a job step; a rank killed (its step ends, the others
-    /// run on) and then the second host cut off, its ranks moved to the first; the failure-free
-    /// bits.
+    /// test hosts' Slurm cluster, each rank a job step, one storage root each node's own folder
+    /// (`{host}`); a rank killed (its step ends, the others run on) and then the second host cut
+    /// off with its folder, its ranks moved to the first; the failure-free bits.
     @Test func underSlurmARankKillAndAHostLossEndWithTheFailureFreeBits() throws {
         guard Self.testHostsUp(slurm: true) else { return }
         defer { Self.testHostsDown() }
         let reference = try #require(Self.failureFree8)
+        let storage = JobRunner.scratch("multihost-slurm-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
         let result = try Self.run(
             "multihost-slurm", ranks: 8,
             ["--launcher", "slurm", "--logging", "pessimistic", "--heartbeat-timeout-ms", "2000",
-             "--inject", "kill:rank=5,step=150"],
+             "--inject", "kill:rank=5,step=150", "--storage", storage + "/node/{host}," + storage + "/shared"],
             wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1", "salloc", "--no-kill", "--overcommit", "--nodes=2", "--ntasks=8"],
             environment: ["SLURM_CONF": Self.slurmConf]
         ) { runDirectory in
             JobRunner.waitForEvents(runDirectory, containing: "\"recovery_done\"")
+            // The node goes with its disk: its folder of the node-local root too.
             try Self.cutSecondHost(runDirectory, killToo: false)
+            try? FileManager.default.removeItem(atPath: storage + "/node/lth2")
         }
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.resultLines.last == reference)

@@ -233,4 +233,58 @@ struct MessageLogTests {
         #expect(log.records == Self.records)
         #expect(log.problems.count == 2 && log.problems.allSatisfy { $0.contains("empty record") }, "\(log.problems)")
     }
+
+    /// Fencing by incarnation: a process of the rank left running after its replacement opened
+    /// the log (cut off, stopped) appends on; what it writes from the replacement's claim on —
+    /// past the end of its segment, or in a segment it starts — is not the log's, and a process
+    /// of an older incarnation than the log's newest cannot open it.
+    @Test func anOlderIncarnationLeftRunningIsFencedOffTheLog() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let stale = try MessageLog(store: store, name: "rank-2", incarnation: 1, segmentBytesMax: 600)
+        try stale.append(Array(Self.records[0..<3]))
+        let names = { PosixFile.entries(store.path(MessageLog.folder + "/rank-2", on: .a)).sorted() }
+        #expect(names() == ["00000000000000000000-0000000001.seg"])
+
+        // The replacement (incarnation 4) claims the log at its end: record 3.
+        let replacement = try MessageLog(store: store, name: "rank-2", incarnation: 4, segmentBytesMax: 600)
+        #expect(replacement.records == Array(Self.records[0..<3]) && replacement.problems.isEmpty, "\(replacement.problems)")
+        #expect(names() == ["00000000000000000000-0000000001.seg", "00000000000000000003-0000000004.seg"])
+        // The old process goes on: into its own segment, and (past 600 bytes) into a new one.
+        try stale.append([[0xEE, 1], [0xEE, 2]])
+        try stale.append(Array(Self.records[5..<8]))
+        #expect(names().count == 3, "\(names())")
+        try replacement.append(Array(Self.records[3..<6]))
+
+        let reopened = try MessageLog(store: store, name: "rank-2", incarnation: 5)
+        #expect(reopened.records == Array(Self.records[0..<6]), "\(reopened.problems)")
+        #expect(reopened.problems.contains { $0.contains("records from 3 on cut: incarnation 4 took the log over") }, "\(reopened.problems)")
+        #expect(reopened.problems.contains { $0.contains("dropped: incarnation 4 took the log over at record 3") }, "\(reopened.problems)")
+        // Its segments are gone, and the first is cut back to what it held at the claim.
+        #expect(names().allSatisfy { !$0.hasSuffix("0000000001.seg") || $0.hasPrefix("00000000000000000000") }, "\(names())")
+        #expect(try MessageLog.inspect(store: store, name: "rank-2").isHealthy)
+
+        // An older incarnation cannot open the log any more.
+        #expect(storageError { () throws(StorageError) in _ = try MessageLog(store: store, name: "rank-2", incarnation: 4) }?.code == .fenced)
+        // The tools open it without a claim.
+        let tool = try MessageLog(store: store, name: "rank-2")
+        #expect(tool.records == Array(Self.records[0..<6]) && tool.incarnation == 5)
+    }
+
+    /// A replacement cutting the log back into the older incarnation's segment (optimistic
+    /// logging's rollback) replaces that segment by one of its own: still fenced after a reopen.
+    @Test func aCutIntoAnOlderIncarnationsSegmentIsTheNewOnes() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let stale = try MessageLog(store: store, name: "rank-3", incarnation: 1)
+        try stale.append(Array(Self.records[0..<6]))
+        let replacement = try MessageLog(store: store, name: "rank-3", incarnation: 2)
+        try replacement.truncate(from: 4)
+        try stale.append([[0xEE, 1]])  // into a file no longer in the log
+        try replacement.append([[7, 7, 7]])
+        let reopened = try MessageLog(store: store, name: "rank-3", incarnation: 3)
+        #expect(reopened.records == Array(Self.records[0..<4]) + [[7, 7, 7]], "\(reopened.problems)")
+    }
 }

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import LifelineStorage
+
+/// The two storage roots of `--storage A,B`, where one may hold `{host}`: a folder on each host
+/// of its own (a node's local disk, `/local/{host}/lifeline`), while the other is a folder
+/// every host shares (a cluster's parallel file system).
+///
+/// Each process expands `{host}` with the name of the host it runs on: a rank with its host's
+/// name as the job gives it (`--hosts`, the hostfile, the Slurm node), the supervisor and the
+/// tools with this machine's host name. A rank writes its snapshots and logs to its host's
+/// folder and to the shared root; so losing a host and its disk loses only copies the shared
+/// root also holds, and a rank restarted elsewhere reads the shared copy (and fills its new
+/// host's folder as it goes). The manifest lives on the supervisor's pair: the folder of its own
+/// host and the shared root. Both roots holding `{host}` is refused: a host's loss would take
+/// both copies.
+package enum StorageRoots {
+    /// The placeholder for the host's name.
+    package static let placeholder = "{host}"
+
+    /// Which of the roots `[A, B]` is node-local (holds `{host}`), if one is.
+    package static func nodeLocalMirror(_ roots: [String]) -> Mirror? {
+        if roots.count == 2, roots[0].contains(placeholder) { return .a }
+        if roots.count == 2, roots[1].contains(placeholder) { return .b }
+        return nil
+    }
+
+    /// `root` with `{host}` replaced by `host`.
+    package static func expand(_ root: String, host: String) -> String {
+        root.replacingOccurrences(of: placeholder, with: host)
+    }
+
+    /// Opens the store of roots `[A, B]` as a process on `host` sees it (`{host}` expanded), the
+    /// node-local mirror marked; `fills`: this process keeps its host's copies (a rank).
+    package static func open(_ roots: [String], host: String = localHost, fills: Bool) throws(StorageError) -> MirroredStore {
+        precondition(roots.count == 2, "two storage roots")
+        let store = try MirroredStore(rootA: expand(roots[0], host: host), rootB: expand(roots[1], host: host))
+        guard let local = nodeLocalMirror(roots) else { return store }
+        return store.withNodeLocal(local, fills: fills)
+    }
+
+    /// Why `name` cannot stand for a host in a storage path (nil: it can): it is empty, `.` or
+    /// `..`, starts with a dot, or holds a `/`.
+    package static func problem(hostName name: String) -> String? {
+        if name.isEmpty { return "an empty host name" }
+        if name.hasPrefix(".") { return "host name '\(name)' starts with a dot" }
+        if name.contains("/") { return "host name '\(name)' holds a /" }
+        return nil
+    }
+
+    /// This machine's host name (`gethostname`), or `localhost` if it has none.
+    package static var localHost: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return problem(hostName: name) == nil ? name : "localhost"
+    }
+}
