@@ -135,3 +135,48 @@ package struct HostPlacement: Sendable, Equatable {
         return .moved(moves)
     }
 }
+
+extension HostPlacement {
+    /// `--on-host-loss`: what the job does when the free slots of the hosts left cannot take a
+    /// lost host's ranks.
+    package enum Policy: String, Sendable {
+        /// The ranks double up past the slots of the hosts left.
+        case wait
+        /// Every rank stops at the newest line and the job continues on the ranks the hosts
+        /// left have slots for.
+        case shrink
+        /// Every rank stops at the newest line and the job ends, saying how to resume.
+        case fail
+    }
+
+    /// What the job does about a lost host.
+    package enum Decision: Sendable, Equatable {
+        /// No other host is left: nothing changes (the ranks' own failures end the job).
+        case lastHost
+        /// The lost host's ranks moved: to free slots, or doubled up under `wait`, or doubled
+        /// up because the job could not shrink (`shrinkRefused` says why).
+        case moved([Move], shrinkRefused: String?)
+        /// Stop every rank at the newest line and continue on `rankCount` ranks on `hosts`.
+        case shrink(rankCount: Int, hosts: [Host])
+        /// Stop every rank at the newest line and end the job; it can resume on `rankCount`
+        /// ranks on `hosts`, or on a replacement host.
+        case fail(rankCount: Int, hosts: [Host])
+    }
+
+    /// Loses `host` under `policy`. Free slots take its ranks first, under every policy; when
+    /// they cannot, `wait` doubles them up, `fail` stops, and `shrink` continues on fewer ranks
+    /// unless `shrinkRefusal` (asked only then) says why the job cannot — then they double up.
+    package mutating func lose(_ host: String, policy: Policy, shrinkRefusal: () -> String?) -> Decision {
+        switch lose(host, beyondSlots: policy == .wait) {
+        case .lastHost:
+            return .lastHost
+        case .moved(let moves):
+            return .moved(moves, shrinkRefused: nil)
+        case .noRoom(let left, let rankCount):
+            if policy == .fail { return .fail(rankCount: rankCount, hosts: left) }
+            guard let refusal = shrinkRefusal() else { return .shrink(rankCount: rankCount, hosts: left) }
+            guard case .moved(let moves) = lose(host, beyondSlots: true) else { return .lastHost }
+            return .moved(moves, shrinkRefused: refusal)
+        }
+    }
+}

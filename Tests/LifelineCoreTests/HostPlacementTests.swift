@@ -44,6 +44,36 @@ import Testing
         #expect(doubled.rankHosts == ["b", "c", "b", "b", "c", "c"])
     }
 
+    /// `--on-host-loss` decided: with no free slot left, `wait` doubles up, `fail` stops with the
+    /// hosts left and their slots, `shrink` continues on them unless the job cannot (then it
+    /// doubles up and says why); free slots take the ranks under every policy, and the shrink
+    /// question is asked only when a shrink is chosen.
+    @Test func thePolicyDecidesOnlyWhenTheFreeSlotsCannotTakeTheRanks() {
+        let start = HostPlacement(rankHosts: ["a", "a", "b", "b"], hosts: [("a", nil), ("b", nil)])
+        let left = [HostPlacement.Host(name: "b", slots: 2)]
+        var asked = 0
+        let canShrink = { () -> String? in asked += 1; return nil }
+        var waiting = start
+        #expect(waiting.lose("a", policy: .wait, shrinkRefusal: canShrink)
+            == .moved([HostPlacement.Move(rank: 0, host: "b"), HostPlacement.Move(rank: 1, host: "b")], shrinkRefused: nil))
+        var failing = start
+        #expect(failing.lose("a", policy: .fail, shrinkRefusal: canShrink) == .fail(rankCount: 2, hosts: left))
+        #expect(failing == start, "a stop moves no rank")
+        var shrinking = start
+        #expect(shrinking.lose("a", policy: .shrink, shrinkRefusal: canShrink) == .shrink(rankCount: 2, hosts: left))
+        #expect(asked == 1)
+        var refused = start
+        #expect(refused.lose("a", policy: .shrink, shrinkRefusal: { "the state is not Redistributable" })
+            == .moved([HostPlacement.Move(rank: 0, host: "b"), HostPlacement.Move(rank: 1, host: "b")],
+                      shrinkRefused: "the state is not Redistributable"))
+        var spare = HostPlacement(rankHosts: ["a", "a", "b", "b"], hosts: [("a", nil), ("b", nil), ("c", nil)])
+        #expect(spare.lose("a", policy: .fail, shrinkRefusal: canShrink)
+            == .moved([HostPlacement.Move(rank: 0, host: "c"), HostPlacement.Move(rank: 1, host: "c")], shrinkRefused: nil))
+        #expect(asked == 1)
+        var last = HostPlacement(rankHosts: ["a", "a"], hosts: [("a", nil)])
+        #expect(last.lose("a", policy: .shrink, shrinkRefusal: canShrink) == .lastHost)
+    }
+
     /// The last host is never lost: its ranks stay.
     @Test func theLastHostIsNotLost() {
         var placement = HostPlacement(rankHosts: ["a", "a", "b", "b"], hosts: [("a", nil), ("b", nil)])
