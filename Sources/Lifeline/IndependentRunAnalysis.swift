@@ -42,7 +42,7 @@ package struct IndependentRunAnalysis: Sendable {
         }
         let manifest: Manifest?
         do {
-            let store = try StorageRoots.open(configuration.storageRoots, fills: false)
+            let store = try StorageRoots.open(configuration.storageRoots, fills: false, creating: false)
             manifest = try ManifestStore(store: store).load(repair: false)
         } catch {
             throw LifelineError(.storage, "cannot read the manifest of \(runDirectory): \(error)")

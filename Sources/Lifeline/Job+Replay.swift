@@ -41,7 +41,7 @@ extension Job {
         defer { close(lock) }
         let store: MirroredStore
         do {
-            store = try StorageRoots.open(configuration.storageRoots, fills: false).readingOnly
+            store = try StorageRoots.open(configuration.storageRoots, fills: false, creating: false).readingOnly
         } catch {
             throw LifelineError(.storage, "\(error)")
         }

@@ -195,11 +195,16 @@ public enum Job {
         } catch {
             FileHandle.standardError.write(Data("lifeline: --on-host-loss shrink: \(error.message): a lost host's ranks will double up instead\n".utf8))
         }
+        // Above every incarnation the job has had (its output files, its lines and records, the
+        // names of its log segments): a process below one would be fenced off its own log.
         let outputs = (try? FileManager.default.contentsOfDirectory(atPath: path + "/output")) ?? []
-        let incarnation = outputs.compactMap { name -> UInt32? in
+        let recorded = manifest.committed.flatMap(\.members).map(\.incarnation)
+            + (manifest.independent ?? []).flatMap { $0 }.map(\.incarnation)
+        let incarnations = outputs.compactMap { name -> UInt32? in
             let parts = name.split(separator: ".")
             return parts.count == 3 ? UInt32(parts[1]) : nil
-        }.max().map { $0 + 1 } ?? 0
+        } + recorded.compactMap { UInt32(exactly: $0) } + [MessageLog.newestIncarnation(store: store)].compactMap { $0 }
+        let incarnation = incarnations.max().map { $0 + 1 } ?? 0
         let supervisor = try Supervisor(
             configuration: configuration, faults: faults, manifest: manifest, store: store,
             incarnation: incarnation, clockOffset: EventLog.lastTime(path: path + "/events.jsonl"))

@@ -29,7 +29,7 @@ extension RankRuntime {
             case .checkpointDone(let epoch, let covered):
                 takeDurableSnapshots()
                 try trimLog(before: machine.committed(epoch, coveredByReceiver: covered, coversSelf: true))
-                writer?.collectHostGarbage()
+                writer?.collectHostGarbage(writing: writeMirrors)
                 try perform(machine.participant.handleDone(epoch))
             case .cut(let epoch, let covered):
                 writeCaptured(epoch, coveredByReceiver: covered)
@@ -57,7 +57,7 @@ extension RankRuntime {
             case .trim(let checkpoint, let covered):
                 try trimLog(before: machine.committed(
                     Epoch(UInt64(max(0, checkpoint))), coveredByReceiver: covered, coversSelf: false))
-                writer?.collectHostGarbage()
+                writer?.collectHostGarbage(writing: writeMirrors)
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
             case .signal(let number):

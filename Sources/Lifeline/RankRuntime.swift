@@ -282,7 +282,7 @@ final class RankRuntime {
         }
         let store: MirroredStore
         do {
-            store = try StorageRoots.open(plan.storageRoots, fills: false).readingOnly
+            store = try StorageRoots.open(plan.storageRoots, fills: false, creating: false).readingOnly
         } catch {
             throw LifelineError(.storage, "\(error)")
         }

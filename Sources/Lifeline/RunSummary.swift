@@ -147,7 +147,9 @@ public struct RunSummary: Sendable {
         }
         recoverySecondsTotal = failures.compactMap(\.recoverySeconds).reduce(0, +)
 
-        let logFolder = StorageRoots.expand(configuration.storageRoots[0], host: StorageRoots.localHost) + "/logs"
+        // The shared root's logs when the other is each node's own folder (it holds them all).
+        let shared = StorageRoots.nodeLocalMirror(configuration.storageRoots) == .a ? 1 : 0
+        let logFolder = StorageRoots.expand(configuration.storageRoots[shared], host: StorageRoots.localHost) + "/logs"
         logBytes = ((try? FileManager.default.contentsOfDirectory(atPath: logFolder)) ?? []).reduce(0) { total, name in
             let size = (try? FileManager.default.attributesOfItem(atPath: logFolder + "/" + name)[.size]) as? Int
             return total + (size ?? 0)
@@ -155,7 +157,7 @@ public struct RunSummary: Sendable {
         resizable = "no (the storage roots cannot be opened)"
         replayable = resizable
         do {
-            let store = try StorageRoots.open(configuration.storageRoots, fills: false)
+            let store = try StorageRoots.open(configuration.storageRoots, fills: false, creating: false)
             let report = store.verify(repair: false)
             storageProblems = report.problems
             storageFiles = report.healthyCount + report.damagedCount + report.unrecoverableCount + report.repairedCount

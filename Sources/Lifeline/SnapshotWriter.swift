@@ -88,11 +88,13 @@ final class SnapshotWriter: Sendable {
     /// host's folder what no line of the manifest keeps, after this rank's queued writes. Every
     /// rank of the host may ask; one collects at a time, under the chunk lock taken
     /// exclusively, and none while a rank of the host writes a snapshot (it then waits for the
-    /// next commit). The manifest is read as the supervisor committed it; an older one only
-    /// keeps more.
-    func collectHostGarbage() {
-        guard let local = snapshots.store.confinedToNodeLocal else { return }
-        let reader = snapshots.store.readingOnly
+    /// next commit). The manifest is read from the shared root, as the supervisor committed it:
+    /// one a little older (the next commit already made) only keeps more. Nothing is collected
+    /// while the job writes one mirror alone (`writing`: a mirror has failed): the shared
+    /// manifest may then be far behind what the ranks wrote.
+    func collectHostGarbage(writing: StorageMirrors) {
+        guard writing.mirrors.count == 2, let local = snapshots.store.confinedToNodeLocal,
+              let reader = snapshots.store.sharedReadOnly else { return }
         queue.async {
             guard let manifest = try? ManifestStore(store: reader).load(repair: false) else { return }
             _ = try? ManifestStore(store: local).garbageCollect(keeping: manifest)

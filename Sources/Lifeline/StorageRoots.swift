@@ -34,10 +34,16 @@ package enum StorageRoots {
 
     /// Opens the store of roots `[A, B]` as a process on `host` sees it (`{host}` expanded), the
     /// node-local mirror marked; `fills`: this process keeps its host's copies (a rank).
-    package static func open(_ roots: [String], host: String = localHost, fills: Bool) throws(StorageError) -> MirroredStore {
+    /// `creating`: the roots are made if missing (a job's processes); a tool (false) reads a
+    /// node-local folder that is not there as empty and makes none.
+    package static func open(
+        _ roots: [String], host: String = localHost, fills: Bool, creating: Bool = true
+    ) throws(StorageError) -> MirroredStore {
         precondition(roots.count == 2, "two storage roots")
-        let store = try MirroredStore(rootA: expand(roots[0], host: host), rootB: expand(roots[1], host: host))
-        guard let local = nodeLocalMirror(roots) else { return store }
+        let local = nodeLocalMirror(roots)
+        let store = try MirroredStore(rootA: expand(roots[0], host: host), rootB: expand(roots[1], host: host),
+                                      missingAllowed: creating ? nil : local)
+        guard let local else { return store }
         return store.withNodeLocal(local, fills: fills)
     }
 

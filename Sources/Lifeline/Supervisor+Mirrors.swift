@@ -87,8 +87,9 @@ extension Supervisor {
         }
         let started = now
         defer { machine.resyncTook(now - started, now: now) }
-        if let failedMirror {
-            // Logs trimmed while the mirror was not written left older segments there.
+        // Logs trimmed while the mirror was not written left older segments there. (Not with a
+        // node-local root: this process sees its own host's folder only, not the ranks' logs.)
+        if let failedMirror, bothMirrors.nodeLocal == nil {
             for rank in 0..<configuration.rankCount {
                 guard (try? MessageLog.pruneStale(store: bothMirrors, name: MessageLog.name(ofRank: rank), on: failedMirror.mirror)) != nil
                 else { return }

@@ -285,23 +285,30 @@ struct ChunkLock {
     private let fds: [Int32]
 
     /// Takes the lock; nil when `wait` is false and another holder excludes it, or when a lock
-    /// file cannot be opened (then writes go on unlocked and collection is skipped).
+    /// file cannot be opened or locked (then collection is skipped).
     ///
     /// The lock lives in root A; with a node-local mirror, in both roots (each host's folder,
     /// and the shared one that every host's writers reach), always A first so that two takers
     /// never wait on each other crosswise; a store confined to its host's folder locks that one.
+    /// Collection (exclusive) takes every one or none. A write (shared) takes every one it can:
+    /// a root whose lock cannot be taken (a failed disk, a file system without `flock`) leaves
+    /// the others locked, so that a host's collection still waits for the write.
     init?(store: MirroredStore, exclusive: Bool, wait: Bool) {
         let mirrors: [Mirror] = store.nodeLocal == nil ? [.a] : store.visibleMirrors
         var fds: [Int32] = []
         for mirror in mirrors {
             let fd = open(store.root(mirror) + "/" + Self.fileName, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0, Self.lock(fd, exclusive: exclusive, wait: wait) else {
-                if fd >= 0 { close(fd) }
+            if fd >= 0, Self.lock(fd, exclusive: exclusive, wait: wait) {
+                fds.append(fd)
+                continue
+            }
+            if fd >= 0 { close(fd) }
+            if exclusive {
                 Self.release(fds)
                 return nil
             }
-            fds.append(fd)
         }
+        guard !fds.isEmpty else { return nil }
         self.fds = fds
     }
 

@@ -112,7 +112,9 @@ package final class MessageLog {
         precondition(segmentBytesMax > Self.headerBytes, "a segment holds its header and records")
         folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + Self.folder + "/" + name }
         failMarkers = [Mirror.a, Mirror.b].map { store.root($0) + "/" + MirroredStore.failWritesMarker }
-        active = [Mirror.a, Mirror.b].map(store.mirrors.contains)
+        // A node-local mirror that is not this process's to fill (a tool, on another host than
+        // the rank's) is neither read nor written: the rank keeps its host's copy.
+        active = [Mirror.a, Mirror.b].map { store.mirrors.contains($0) && !store.missingIsExpected(on: $0) }
         self.segmentBytesMax = segmentBytesMax
         segments = []
         firstIndex = 0
@@ -253,6 +255,14 @@ package final class MessageLog {
         } else if index != firstIndex || !records.isEmpty {
             try restart(at: index)
         }
+    }
+
+    /// The newest incarnation that wrote a segment of any log in `store` (nil: none). A job
+    /// resumed starts its processes above it, or they would be fenced off their own logs.
+    package static func newestIncarnation(store: MirroredStore) -> UInt32? {
+        store.list(folder).flatMap { name in
+            store.list(folder + "/" + name).compactMap { segmentID($0)?.incarnation }
+        }.max()
     }
 
     /// The log name of a rank's receiver log: `rank-R`.

@@ -35,8 +35,10 @@ extension MirroredStore {
         case (.good(let fileA), .good(let fileB)):
             if fileA == fileB { return fileA }
             // Equal generations: A (written first), unless this store writes one mirror alone —
-            // the other failed, and what it holds under a name written again since is stale.
-            let tie: Mirror = mirrors.count == 1 ? mirrors[0] : .a
+            // the other failed, and what it holds under a name written again since is stale —
+            // or one mirror is node-local: the shared copy is the one every process wrote last
+            // (a host's folder may keep a round's snapshot from before a resume reused the round).
+            let tie: Mirror = mirrors.count == 1 ? mirrors[0] : nodeLocal?.mirror.other ?? .a
             let winner: Mirror = fileB.generation == fileA.generation ? tie : fileB.generation > fileA.generation ? .b : .a
             let kept = winner == .a ? fileA : fileB
             let reason = "generation \(winner == .a ? fileB.generation : fileA.generation) differs from "

@@ -52,15 +52,18 @@ package struct MirroredStore: Sendable {
         /// (its host's copies are its to keep; a rank restarted on another host fills that
         /// host's), false for the supervisor and the tools, which only read ranks' files.
         package var fills: Bool
-        /// Whether the store sees the node-local mirror alone: a host collecting its own
-        /// garbage lists, reads and removes its folder and never the shared one.
-        package var confined = false
+        /// The one mirror the store sees, when it sees one alone: the node-local one for a host
+        /// collecting its own garbage (it lists, reads and removes its folder and never the
+        /// shared one), the shared one for reading the manifest the supervisor committed.
+        package var seen: Mirror?
+        /// Whether the store sees the node-local mirror alone.
+        package var confined: Bool { seen == mirror }
 
-        /// A node-local `mirror`, filled or not.
-        package init(mirror: Mirror, fills: Bool, confined: Bool = false) {
+        /// A node-local `mirror`, filled or not, seen with the other or alone.
+        package init(mirror: Mirror, fills: Bool, seen: Mirror? = nil) {
             self.mirror = mirror
             self.fills = fills
-            self.confined = confined
+            self.seen = seen
         }
     }
 
@@ -68,16 +71,18 @@ package struct MirroredStore: Sendable {
     ///
     /// Throws `.invalidArgument` if both are the same folder after resolving symlinks, or the
     /// error that prevented creating either root.
-    package init(rootA: String, rootB: String) throws(StorageError) {
-        try PosixFile.makeRoot(rootA)
-        try PosixFile.makeRoot(rootB)
+    ///
+    /// `missingAllowed`: a root that may be missing and is then not created (it reads as empty):
+    /// a node-local root on a machine where no rank ran, opened by a tool.
+    package init(rootA: String, rootB: String, missingAllowed: Mirror? = nil) throws(StorageError) {
         var statusA = stat()
         var statusB = stat()
-        if stat(rootA, &statusA) != 0 {
-            throw StorageError(errno: errno, operation: "stat storage root", path: rootA, isRoot: true)
-        }
-        if stat(rootB, &statusB) != 0 {
-            throw StorageError(errno: errno, operation: "stat storage root", path: rootB, isRoot: true)
+        for (mirror, root) in [(Mirror.a, rootA), (.b, rootB)] {
+            if mirror == missingAllowed, !PosixFile.isDirectory(root) { continue }  // its status stays zero
+            try PosixFile.makeRoot(root)
+            if mirror == .a ? stat(root, &statusA) != 0 : stat(root, &statusB) != 0 {
+                throw StorageError(errno: errno, operation: "stat storage root", path: root, isRoot: true)
+            }
         }
         if statusA.st_dev == statusB.st_dev && statusA.st_ino == statusB.st_ino {
             throw StorageError(.invalidArgument, path: rootB, message:
@@ -108,16 +113,27 @@ package struct MirroredStore: Sendable {
     /// this host's folder (a host's garbage collection). Nil when no mirror is node-local.
     package var confinedToNodeLocal: MirroredStore? {
         guard var local = nodeLocal else { return nil }
-        local.confined = true
+        local.seen = local.mirror
         var store = self
         store.nodeLocal = local
         store.mirrors = [local.mirror]
         return store
     }
 
-    /// The mirrors this store sees: both, or the node-local one alone when confined to it.
+    /// This store reading the shared mirror alone and writing nothing (what the supervisor
+    /// committed, whatever a host's folder holds). Nil when no mirror is node-local.
+    package var sharedReadOnly: MirroredStore? {
+        guard var local = nodeLocal else { return nil }
+        local.seen = local.mirror.other
+        var store = self
+        store.nodeLocal = local
+        store.mirrors = []
+        return store
+    }
+
+    /// The mirrors this store sees: both, or one alone (see `NodeLocal.seen`).
     package var visibleMirrors: [Mirror] {
-        if let nodeLocal, nodeLocal.confined { return [nodeLocal.mirror] }
+        if let seen = nodeLocal?.seen { return [seen] }
         return Mirror.allCases
     }
 
@@ -126,7 +142,8 @@ package struct MirroredStore: Sendable {
     /// on the shared one when the store is confined to its host's folder and does not look.
     func missingIsExpected(on mirror: Mirror) -> Bool {
         guard let nodeLocal else { return false }
-        return nodeLocal.mirror == mirror ? !nodeLocal.fills : nodeLocal.confined
+        if let seen = nodeLocal.seen, seen != mirror { return true }
+        return nodeLocal.mirror == mirror && !nodeLocal.fills
     }
 
     /// For A and B, whether reading a message log looks at that mirror's copy: a trusted one

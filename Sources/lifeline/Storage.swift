@@ -70,7 +70,7 @@ private func openStore(_ roots: String) throws -> MirroredStore {
         throw LifelineError(.storage, "\(root) does not exist: give the storage roots of a run (RUN_DIR/storage-a,RUN_DIR/storage-b by default)")
     }
     do {
-        return try StorageRoots.open(parts.map(absolute), fills: false)
+        return try StorageRoots.open(parts.map(absolute), fills: false, creating: false)
     } catch {
         throw LifelineError(.storage, "\(error)")
     }

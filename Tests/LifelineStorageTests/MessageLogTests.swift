@@ -270,6 +270,7 @@ struct MessageLogTests {
         // The tools open it without a claim.
         let tool = try MessageLog(store: store, name: "rank-2")
         #expect(tool.records == Array(Self.records[0..<6]) && tool.incarnation == 5)
+        #expect(MessageLog.newestIncarnation(store: store) == 5)
     }
 
     /// A replacement cutting the log back into the older incarnation's segment (optimistic

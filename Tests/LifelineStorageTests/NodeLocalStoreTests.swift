@@ -96,4 +96,51 @@ import Testing
         #expect(PosixFile.entries(folder.path + "/shared/epochs").sorted() == ["000001", "000002", "000003", "000004"])
         #expect(try ChunkedSnapshots(store: supervisor).read(onHost.snapshotName(epoch: 1, rank: 0)) == state(rank: 0, epoch: 1))
     }
+
+    /// A host's folder may keep a round's snapshot from before a resume reused the round (it ran
+    /// elsewhere since): of two copies of one generation, the shared one is taken, and the
+    /// host's is rewritten from it — never the other way.
+    @Test func theSharedCopyWinsATieWithAHostsLeftover() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let host1 = try store(folder, host: "h1", fills: true)
+        let host2 = try store(folder, host: "h2", fills: true)
+        let name = "epochs/000003/rank-0001.snap"
+        try host1.write(name, kind: .snapshot, generation: 3, body: [1, 1, 1])  // the earlier run, on h1
+        try host2.write(name, kind: .snapshot, generation: 3, body: [2, 2, 2])  // round 3 again, the rank on h2
+        let read = try host1.read(name)
+        #expect(read.body == [2, 2, 2] && read.repaired == [.a], "\(read.problems)")
+        #expect(try host1.read(name).problems.isEmpty)
+        let supervisorOnH1 = try store(folder, host: "h1", fills: false)
+        #expect(try supervisorOnH1.read(name).body == [2, 2, 2])
+    }
+
+    /// A snapshot write keeps its host's folder locked even when the shared root's lock cannot
+    /// be taken (a failing disk, a file system without `flock`): the host's collection waits.
+    @Test func aWriteHoldsItsHostsLockWhenTheSharedOneFails() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let host1 = try store(folder, host: "h1", fills: true)
+        try FileManager.default.createDirectory(atPath: folder.path + "/shared/" + ChunkLock.fileName, withIntermediateDirectories: true)
+        let writing = try #require(ChunkLock(store: host1, exclusive: false, wait: true))
+        #expect(ChunkLock(store: try #require(host1.confinedToNodeLocal), exclusive: true, wait: false) == nil)
+        writing.release()
+        let collecting = ChunkLock(store: try #require(host1.confinedToNodeLocal), exclusive: true, wait: false)
+        #expect(collecting != nil)
+        collecting?.release()
+        #expect(ChunkLock(store: host1, exclusive: true, wait: false) == nil, "collecting the shared root needs its lock")
+    }
+
+    /// A tool reading a run on a machine where no rank ran makes no folder for it there.
+    @Test func aToolMakesNoFolderForAHostWhereNoRankRan() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let host1 = try store(folder, host: "h1", fills: true)
+        try host1.write("manifest", kind: .manifest, generation: 1, body: [7])
+        let tool = try MirroredStore(rootA: folder.path + "/local/login", rootB: folder.path + "/shared", missingAllowed: .a)
+            .withNodeLocal(.a, fills: false)
+        #expect(try tool.readingOnly.read("manifest").body == [7])
+        #expect(tool.verify(repair: false).problems.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: folder.path + "/local/login"))
+    }
 }
