@@ -296,6 +296,14 @@ extension Simulation {
         report.supervisorCrashes += 1
         report.recoveries += supervisor.recoveries
         for rank in 0..<settings.rankCount where processes[rank].alive { stopProcess(rank) }
+        // The coordinator tree goes with it: what its aggregators had gathered is lost. The new
+        // supervisor numbers its rounds from the newest committed line, so an uncommitted
+        // round's number comes again, and a part gathered for it by the dead tree would count
+        // as a child's answer to the new round: the gathering goes on, mostly with the dead
+        // processes' answers (dropped), and the child's real answer then waits for ever in
+        // a gathering that cannot complete (`lifeline simulate --ranks 10000 --seed 1 --logging
+        // optimistic --steps 40 --interval 0.05 --fan-in 16 ...`: no ACK, every rank at the barrier).
+        gatherings = [:]
         // What the manifest keeps of the records; what each rank had delivered is gone.
         let records = checkpoints.dependencies
         checkpoints = IndependentCheckpoints(records: (0..<settings.rankCount).map { rank in

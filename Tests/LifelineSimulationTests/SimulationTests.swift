@@ -426,3 +426,21 @@ extension SimulationTests {
         #expect(report.connectionDrops > 0 && report.crashes > 0, "\(report)")
     }
 }
+
+extension SimulationTests {
+    /// Found at 10,000 ranks (`--logging optimistic --steps 40 --fan-in 16 --interval 0.05`,
+    /// seed 1): a round aborted after some ranks' `captured` had been gathered by the coordinator
+    /// tree, then the supervisor crashed. The new supervisor numbers its rounds from the newest
+    /// committed line, so the aborted round's number came again, and the dead tree's partial
+    /// gathering counted as children's answers to the new round: the new answers waited for
+    /// ever in gatherings that could not complete, no cut was sent, no rank wrote, and every
+    /// rank waited at the final barrier. The tree now goes with the supervisor.
+    @Test func aResumedSupervisorsTreeGathersNothingOfTheDeadOnes() {
+        var model = Self.model
+        model.fanIn = 2
+        let settings = Simulation.Settings(rankCount: 4, seed: 123, stepCount: 8, eventsMax: 200_000, costModel: model,
+                                           intervalSeconds: 0.03)
+        let report = Self.runExpectingNoViolation(settings)
+        #expect(report.supervisorCrashes > 0 && report.aborts > 0, "\(report)")
+    }
+}
