@@ -228,24 +228,27 @@ final class Connection {
         let total = head.count + payload.count
         var written = 0
         while written < total {
+            // The two pieces' vectors on the stack: a send allocates nothing.
             let sent = head.withUnsafeBytes { headBytes in
                 payload.withUnsafeBytes { payloadBytes in
-                    var vectors: [iovec] = []
-                    if written < headBytes.count {
-                        vectors.append(iovec(
-                            iov_base: UnsafeMutableRawPointer(mutating: headBytes.baseAddress! + written),
-                            iov_len: headBytes.count - written))
-                    }
-                    let payloadOffset = max(0, written - headBytes.count)
-                    if payloadBytes.count > payloadOffset {
-                        vectors.append(iovec(
-                            iov_base: UnsafeMutableRawPointer(mutating: payloadBytes.baseAddress! + payloadOffset),
-                            iov_len: payloadBytes.count - payloadOffset))
-                    }
-                    return vectors.withUnsafeMutableBufferPointer { vectorBuffer in
+                    withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { vectors in
+                        var count = 0
+                        if written < headBytes.count {
+                            vectors[count] = iovec(
+                                iov_base: UnsafeMutableRawPointer(mutating: headBytes.baseAddress! + written),
+                                iov_len: headBytes.count - written)
+                            count += 1
+                        }
+                        let payloadOffset = max(0, written - headBytes.count)
+                        if payloadBytes.count > payloadOffset {
+                            vectors[count] = iovec(
+                                iov_base: UnsafeMutableRawPointer(mutating: payloadBytes.baseAddress! + payloadOffset),
+                                iov_len: payloadBytes.count - payloadOffset)
+                            count += 1
+                        }
                         var message = msghdr()
-                        message.msg_iov = vectorBuffer.baseAddress
-                        message.msg_iovlen = vectorBuffer.count
+                        message.msg_iov = vectors.baseAddress
+                        message.msg_iovlen = count
                         return sendmsg(fd, &message, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
                     }
                 }

@@ -42,6 +42,12 @@ package struct DeliveryFingerprints: Sendable {
         entries[Key(source: source.rawValue, sequence: sequence.rawValue)] = (hash, epoch)
     }
 
+    /// Whether the delivery of message `sequence` from `source` is remembered (a duplicate of it
+    /// is worth hashing).
+    package func remembers(source: RankID, sequence: SequenceNumber) -> Bool {
+        entries[Key(source: source.rawValue, sequence: sequence.rawValue)] != nil
+    }
+
     /// Whether a duplicate of message `sequence` from `source` with payload hash `hash` differs
     /// from the delivered original (false when the original is not remembered).
     package func differs(source: RankID, sequence: SequenceNumber, hash: UInt64) -> Bool {

@@ -409,9 +409,14 @@ package struct RankMachine: Sendable {
         ledger.recordDelivery(source: header.source, sequence: header.sequence)
         deliveries += 1
         participant.noteChange()
-        fingerprints.record(
-            source: header.source, sequence: header.sequence, hash: fingerprint(payload),
-            epoch: independent ? UInt64(interval) : participant.epoch.rawValue)
+        // A duplicate reaches a rank that lives on only when its peer can recover alone (with
+        // logging); after a global rollback every rank is a new process with an empty table.
+        // So without logging no delivery is hashed: a pass over every payload saved.
+        if settings.logging.recoversAlone {
+            fingerprints.record(
+                source: header.source, sequence: header.sequence, hash: fingerprint(payload),
+                epoch: independent ? UInt64(interval) : participant.epoch.rawValue)
+        }
         if independent {
             let source = header.source.rawValue
             intervalDependencies[source] = max(intervalDependencies[source], Int(header.epoch.rawValue))
@@ -421,7 +426,7 @@ package struct RankMachine: Sendable {
 
     /// A message delivered before arrived again: its bytes must be the ones delivered.
     private mutating func checkDuplicate(_ header: DataHeader, _ stamped: [UInt8]) {
-        guard !nondeterminismFound else { return }
+        guard !nondeterminismFound, fingerprints.remembers(source: header.source, sequence: header.sequence) else { return }
         let payload = rules.tracksDependencies
             ? OptimisticLogging.split(stamped, rankCount: settings.rankCount)?.payload ?? stamped : stamped
         guard fingerprints.differs(source: header.source, sequence: header.sequence, hash: fingerprint(payload)) else { return }
