@@ -149,12 +149,12 @@ extension RankRuntime {
         guard Self.spinReads > 0, rankCount <= Self.coreCount, let peer = peers[source.rawValue], !peer.isClosed else {
             return false
         }
-        let before = machine.inbox[source.rawValue].count
+        let before = machine.arrivalCount(from: source)
         for _ in 0..<Self.spinReads {
             _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
                 if case .data(let header, let payload) = frame { machine.arrive(header, payload) }
             }
-            if machine.inbox[source.rawValue].count != before { return true }
+            if machine.arrivalCount(from: source) != before { return true }
         }
         return false
     }

@@ -49,6 +49,11 @@ package struct PerPeer<Value: Sendable & Equatable>: RandomAccessCollection, Mut
         }
     }
 
+    /// How many elements `rank`'s value holds, read in place.
+    package func count(of rank: Int) -> Int where Value: Collection {
+        stored[rank]?.count ?? absent.count
+    }
+
     /// The ranks with a value other than `absent`, ascending.
     package var used: [Int] { stored.keys.sorted() }
 
