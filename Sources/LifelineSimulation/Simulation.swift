@@ -67,10 +67,13 @@ package final class Simulation {
                 + (ranksOnOtherHosts && logging == .senderBased ? " --ranks-on-other-hosts" : "")
                 + (hostCount > 1 ? " --hosts \(hostCount)" : "")
                 + (intervalSeconds.map { " --interval \($0)" } ?? "")
+                + (costModel.map { " --fan-in \($0.fanIn)" } ?? "")
         }
 
         /// The settings a swarm's seed draws: ranks 2–64, a scheme, a logging mode, a program
-        /// and its steps, crashes four times in five.
+        /// and its steps, crashes four times in five; one seed in four timed on the reference
+        /// machine with a tree of coordinators (fan-in 2–4) and a short interval, so that the
+        /// tree's gatherings meet aborted rounds, crashes and a supervisor's restart.
         package static func drawn(seed: UInt64) -> Settings {
             var generator = SplitMix64(seed: seed ^ 0x5357_4152_4D00_0000)
             let rankCount = Int.random(in: 2...64, using: &generator)
@@ -83,6 +86,12 @@ package final class Simulation {
                 pattern: ModelProgram.Pattern.allCases.randomElement(using: &generator)!, eventsMax: 1_000_000)
             settings.ranksOnOtherHosts = Bool.random(using: &generator)
             settings.hostCount = min(rankCount, [1, 1, 2, 3, 4].randomElement(using: &generator)!)
+            if Int.random(in: 0..<4, using: &generator) == 0 {
+                var model = CostModel.referenceMachine
+                model.fanIn = Int.random(in: 2...4, using: &generator)
+                settings.costModel = model
+                settings.intervalSeconds = [0.02, 0.03, 0.05].randomElement(using: &generator)!
+            }
             return settings
         }
 
