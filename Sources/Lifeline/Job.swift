@@ -207,7 +207,8 @@ public enum Job {
         let incarnation = incarnations.max().map { $0 + 1 } ?? 0
         let supervisor = try Supervisor(
             configuration: configuration, faults: faults, manifest: manifest, store: store,
-            incarnation: incarnation, clockOffset: EventLog.lastTime(path: path + "/events.jsonl"))
+            incarnation: incarnation, clockOffset: EventLog.lastTime(path: path + "/events.jsonl"),
+            startedEpoch: store.list(ManifestStore.epochsFolder).compactMap { UInt64($0) }.max() ?? 0)
         supervisor.shrinkTakesMessages = shrinkTakesMessages
         supervisor.events.record("resume", ["epoch": .int(Int(manifest.newestLine?.epoch ?? 0))])
         if let resize {

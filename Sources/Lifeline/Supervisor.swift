@@ -98,8 +98,10 @@ final class Supervisor {
     /// another process by now. Entries are dropped when a launch gets that pid.
     var endedLaunches: Set<pid_t> = []
 
+    /// `startedEpoch`: the newest round of which the store holds snapshots (an earlier
+    /// supervisor's round that never committed): this one numbers its rounds after it.
     init(configuration: JobConfiguration, faults: [FaultSpec], manifest: Manifest, store: MirroredStore,
-         incarnation: UInt32, clockOffset: Double) throws {
+         incarnation: UInt32, clockOffset: Double, startedEpoch: UInt64 = 0) throws {
         self.configuration = configuration
         self.faults = faults
         self.jobID = manifest.jobID
@@ -128,7 +130,7 @@ final class Supervisor {
         let coordinator = CheckpointCoordinator(
             rankCount: configuration.rankCount,
             intervalSeconds: configuration.checkpointing == .independent ? 1e12 : configuration.intervalSeconds,
-            committed: Epoch(manifest.newestLine?.epoch ?? 0), now: clockOffset)
+            committed: Epoch(manifest.newestLine?.epoch ?? 0), started: Epoch(startedEpoch), now: clockOffset)
         self.machine = SupervisorMachine(
             settings: SupervisorMachine.Settings(
                 rankCount: configuration.rankCount, logging: LoggingMode(rawValue: configuration.logging.rawValue) ?? .none,

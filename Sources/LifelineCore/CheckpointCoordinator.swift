@@ -67,13 +67,16 @@ package struct CheckpointCoordinator: Sendable {
     /// Capturing: the ranks whose `captured` report has not arrived.
     private var awaitingCaptured = 0
 
-    /// A coordinator whose newest committed round is `committed` (`.start` for a new job).
-    package init(rankCount: Int, intervalSeconds: Double, committed: Epoch, now: Double) {
+    /// A coordinator whose newest committed round is `committed` (`.start` for a new job), and
+    /// whose rounds are numbered after `started` too: a round an earlier supervisor of the job
+    /// started and did not commit (ranks may have written for it) is never numbered again, so
+    /// a round's number names one round in the whole job.
+    package init(rankCount: Int, intervalSeconds: Double, committed: Epoch, started: Epoch = .start, now: Double) {
         precondition(rankCount > 0 && intervalSeconds > 0)
         self.rankCount = rankCount
         self.intervalSeconds = intervalSeconds
         self.state = .idle(dueAt: now + intervalSeconds)
-        self.lastEpoch = committed
+        self.lastEpoch = max(committed, started)
         self.committedEpoch = committed
         self.finished = Array(repeating: false, count: rankCount)
     }

@@ -296,13 +296,15 @@ extension Simulation {
         report.supervisorCrashes += 1
         report.recoveries += supervisor.recoveries
         for rank in 0..<settings.rankCount where processes[rank].alive { stopProcess(rank) }
-        // The coordinator tree goes with it: what its aggregators had gathered is lost. The new
-        // supervisor numbers its rounds from the newest committed line, so an uncommitted
-        // round's number comes again, and a part gathered for it by the dead tree would count
-        // as a child's answer to the new round: the gathering goes on, mostly with the dead
-        // processes' answers (dropped), and the child's real answer then waits for ever in
-        // a gathering that cannot complete (`lifeline simulate --ranks 10000 --seed 1 --logging
-        // optimistic --steps 40 --interval 0.05 --fan-in 16 ...`: no ACK, every rank at the barrier).
+        // The coordinator tree goes with it: what its aggregators had gathered is lost. (Once
+        // the new supervisor numbered its rounds from the newest committed line, an uncommitted
+        // round's number came again, and a part gathered for it by the dead tree counted as a
+        // child's answer to the new round: the child's real answer then waited for ever in a
+        // gathering that could not complete — `lifeline simulate --ranks 10000 --seed 1 --logging
+        // optimistic --steps 40 --interval 0.05 --fan-in 16 ...`: no ACK, every rank at the
+        // barrier. Rounds are now numbered after every round started, as the runtime numbers
+        // them after every round its store holds snapshots of; this model takes the rounds the
+        // dead supervisor requested.)
         gatherings = [:]
         // What the manifest keeps of the records; what each rank had delivered is gone.
         let records = checkpoints.dependencies
@@ -315,7 +317,7 @@ extension Simulation {
             settings: supervisor.settings,
             coordinator: CheckpointCoordinator(
                 rankCount: settings.rankCount, intervalSeconds: supervisor.coordinator.intervalSeconds,
-                committed: Epoch(lines.last?.epoch ?? 0), now: now),
+                committed: Epoch(lines.last?.epoch ?? 0), started: supervisor.coordinator.lastEpoch, now: now),
             incarnation: supervisor.nextIncarnation)
         try perform(supervisor.launchEveryRank())
     }

@@ -37,7 +37,8 @@ extension MirroredStore {
             // Equal generations: A (written first), unless this store writes one mirror alone —
             // the other failed, and what it holds under a name written again since is stale —
             // or one mirror is node-local: the shared copy is the one every process wrote last
-            // (a host's folder may keep a round's snapshot from before a resume reused the round).
+            // (a host's folder keeps what its ranks wrote even where the shared root was written
+            // again since; round numbers are not reused, so this is a defence).
             let tie: Mirror = mirrors.count == 1 ? mirrors[0] : nodeLocal?.mirror.other ?? .a
             let winner: Mirror = fileB.generation == fileA.generation ? tie : fileB.generation > fileA.generation ? .b : .a
             let kept = winner == .a ? fileA : fileB

@@ -31,6 +31,17 @@ struct CoordinatorTests {
         #expect(coordinator.state == .idle(dueAt: 11))
     }
 
+    /// A resumed supervisor numbers its rounds after every round an earlier one started (the
+    /// store holds snapshots of round 5, committed only up to 3): round 5 is never numbered
+    /// again, so a round's number names one round in the whole job.
+    @Test func aResumedCoordinatorNumbersItsRoundsAfterEveryRoundStarted() {
+        var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: Epoch(3), started: Epoch(5), now: 0)
+        #expect(coordinator.committedEpoch == Epoch(3))
+        #expect(coordinator.handleTick(now: 1) == [.broadcast(.checkpointRequest(Epoch(6)))])
+        var fresh = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: Epoch(3), now: 0)
+        #expect(fresh.handleTick(now: 1) == [.broadcast(.checkpointRequest(Epoch(4)))])
+    }
+
     @Test func doneCarriesEachReceiversCoverageOfTheSender() {
         var coordinator = CheckpointCoordinator(rankCount: 2, intervalSeconds: 1, committed: .start, now: 0)
         _ = coordinator.handleTick(now: 1)
