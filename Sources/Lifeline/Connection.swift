@@ -28,6 +28,8 @@ final class Connection {
     let fd: Int32
     /// Set once the peer closed the stream or it failed; the socket is closed then.
     private(set) var isClosed = false
+    /// Bytes read from the socket so far (a spinning receiver watches it: data still coming).
+    private(set) var receivedBytes = 0
     private var buffer: [UInt8]
     private var start = 0
     private var end = 0
@@ -95,6 +97,7 @@ final class Connection {
             }
             end += received
             bytesRead += received
+            receivedBytes += received
             try parseFrames(deliver)
             if isClosed { return false }
             if received < space, largeHeader == nil { return true }  // the socket is drained: spare the EAGAIN call
@@ -197,6 +200,7 @@ final class Connection {
             }
             if received > 0 {
                 largeFilled += received
+                receivedBytes += received
                 return received
             }
             if received < 0, errno == EINTR { continue }

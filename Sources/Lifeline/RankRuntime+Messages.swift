@@ -150,11 +150,20 @@ extension RankRuntime {
             return false
         }
         let before = machine.arrivalCount(from: source)
-        for _ in 0..<Self.spinReads {
+        // The budget starts again whenever bytes came in: a large message arriving in pieces
+        // is read as it flows, not slept over between pieces (each sleep a wake-up to pay).
+        var budget = Self.spinReads
+        var received = peer.receivedBytes
+        while budget > 0 {
+            budget -= 1
             _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
                 if case .data(let header, let payload) = frame { machine.arrive(header, payload) }
             }
             if machine.arrivalCount(from: source) != before { return true }
+            if peer.receivedBytes != received {
+                received = peer.receivedBytes
+                budget = Self.spinReads
+            }
         }
         return false
     }
