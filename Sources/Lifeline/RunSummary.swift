@@ -149,7 +149,7 @@ public struct RunSummary: Sendable {
 
         // The shared root's logs when the other is each node's own folder (it holds them all).
         let shared = StorageRoots.nodeLocalMirror(configuration.storageRoots) == .a ? 1 : 0
-        let logFolder = StorageRoots.expand(configuration.storageRoots[shared], host: StorageRoots.localHost) + "/logs"
+        let logFolder = configuration.storageRoots[shared] + "/logs"
         logBytes = ((try? FileManager.default.contentsOfDirectory(atPath: logFolder)) ?? []).reduce(0) { total, name in
             let size = (try? FileManager.default.attributesOfItem(atPath: logFolder + "/" + name)[.size]) as? Int
             return total + (size ?? 0)

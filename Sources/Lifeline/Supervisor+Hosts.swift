@@ -357,17 +357,9 @@ extension Supervisor {
     private func loseHost(_ host: String, cause: String) {
         guard let hostJob, !hostJob.placement.lost.contains(host) else { return }
         let policy = configuration.onHostLoss ?? .wait
-        let ranks = hostJob.rankHosts.indices.filter { hostJob.rankHosts[$0] == host }.map(String.init).joined(separator: ",")
+        let ranks = hostJob.rankHosts.indices.filter { hostJob.rankHosts[$0] == host }.map(String.init).joined(separator: ",")  // before any move
         let decision = hostJob.placement.lose(
             host, policy: HostPlacement.Policy(rawValue: policy.rawValue) ?? .wait, shrinkRefusal: shrinkRefusal)
-        /// Why the job stops: the host and how many ranks the hosts left have slots for.
-        func why(_ left: [HostPlacement.Host], _ rankCount: Int) -> String {
-            events.record("host_lost", [
-                "host": .string(host), "ranks": .string(ranks), "cause": .string(cause), "policy": .string(policy.rawValue),
-            ])
-            return "host \(host) lost (\(cause)), and the hosts left (\(left.map(\.name).joined(separator: ","))) have slots for "
-                + "\(rankCount) of the \(configuration.rankCount) ranks"
-        }
         switch decision {
         case .lastHost:
             return
@@ -376,13 +368,19 @@ extension Supervisor {
                 warn("host \(host) lost (\(cause)), and the job cannot continue on fewer ranks: \(refused); the ranks double up instead")
             }
             announce(host, moves, cause: cause)
-        case .fail(let rankCount, let left):
-            hostLossStop = .fail(why(left, rankCount) + " (--on-host-loss fail)", rankCount: rankCount,
-                                 hostsLeft: left.map(\.name).joined(separator: ","))
-        case .shrink(let rankCount, let left):
-            warn(why(left, rankCount) + ": continuing on \(rankCount) ranks (--on-host-loss shrink)")
-            hostLossStop = .shrink(JobOutcome.Shrink(
-                rankCount: rankCount, hosts: left.map { JobConfiguration.Host(name: $0.name, slots: $0.slots) }))
+        case .fail(let rankCount, let left), .shrink(let rankCount, let left):
+            events.record("host_lost", [
+                "host": .string(host), "ranks": .string(ranks), "cause": .string(cause), "policy": .string(policy.rawValue),
+            ])
+            let names = left.map(\.name).joined(separator: ",")
+            let why = "host \(host) lost (\(cause)), and the hosts left (\(names)) have slots for \(rankCount) of the \(configuration.rankCount) ranks"
+            if case .fail = decision {
+                hostLossStop = .fail(why + " (--on-host-loss fail)", rankCount: rankCount, hostsLeft: names)
+            } else {
+                warn(why + ": continuing on \(rankCount) ranks (--on-host-loss shrink)")
+                hostLossStop = .shrink(JobOutcome.Shrink(
+                    rankCount: rankCount, hosts: left.map { JobConfiguration.Host(name: $0.name, slots: $0.slots) }))
+            }
         }
     }
 
