@@ -63,27 +63,46 @@ extension RecoveryTests {
                 runDirectory: runDirectory)
         }
         job.start()
-        try during(try jobSocketNames())
+        try during(try jobSocketNames(runDirectory: runDirectory))
         let deadline = Date().addingTimeInterval(240)
         while job.isExecuting || result == nil, Date() < deadline { usleep(100_000) }
         return try #require(result, "the job did not end")
     }
 
-    /// The abstract names of a running job's listeners (the supervisor's `….s`, each rank's
-    /// `….R`), once all five are there.
-    private func jobSocketNames() throws -> [String] {
+    /// The abstract names of this job's listeners (the supervisor's `….s`, each rank's `….R`),
+    /// once all five are there. The name's prefix is read from rank 0's environment (its pid is
+    /// in the run's `pids` file): other tests' jobs may be listening at the same time, and a
+    /// stranger's connection to one of them that ends while the handshake waits unread reads as
+    /// a reset, not a refusal.
+    private func jobSocketNames(runDirectory: String) throws -> [String] {
         let deadline = Date().addingTimeInterval(60)
+        var prefix: String?
         var names: [String] = []
         while names.count < 5, Date() < deadline {
             usleep(100_000)
+            if prefix == nil { prefix = addressPrefix(runDirectory: runDirectory) }
+            guard let prefix else { continue }
             let table = (try? String(contentsOfFile: "/proc/net/unix", encoding: .utf8)) ?? ""
             names = Array(Set(table.split(separator: "\n").compactMap { line -> String? in
-                guard let name = line.split(separator: " ").last, name.hasPrefix("@lifeline.") else { return nil }
+                guard let name = line.split(separator: " ").last, name.hasPrefix("@\(prefix).") else { return nil }
                 return String(name.dropFirst())
             })).sorted()
         }
-        try #require(names.count >= 5, "the job's sockets did not appear: \(names)")
+        try #require(names.count >= 5, "the job's sockets did not appear: \(names) (prefix \(prefix ?? "not found"))")
         return names
+    }
+
+    /// The job's socket-name prefix (`lifeline.<hex>`), from rank 0's environment, once the
+    /// run's `pids` file names it.
+    private func addressPrefix(runDirectory: String) -> String? {
+        guard let pids = try? String(contentsOfFile: runDirectory + "/pids", encoding: .utf8),
+              let first = pids.split(separator: "\n").first,
+              let pid = first.split(separator: " ").dropFirst().first,
+              let environment = FileManager.default.contents(atPath: "/proc/\(pid)/environ")
+        else { return nil }
+        let key = LaunchEnvironment.Key.addressPrefix + "="
+        return environment.split(separator: 0).lazy.map { String(decoding: $0, as: UTF8.self) }
+            .first { $0.hasPrefix(key) }.map { String($0.dropFirst(key.count)) }
     }
 
     /// Connects to an abstract socket, sends a handshake with a wrong token, and reports whether
