@@ -192,6 +192,24 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     /// `--on-host-loss` (nil: `wait`).
     public var onHostLoss: OnHostLoss?
 
+    /// `--levels memory,disk`: a round commits once each rank's snapshot is in its host's
+    /// memory (level 1, uncompressed, in a folder of `memoryRoot`), and is drained to the
+    /// mirrored disks (level 2) behind it. Nil: `--levels disk`, every line on disk before it
+    /// commits.
+    public var memoryLevel: Bool?
+    /// `--drain-every K`: with `memoryLevel`, the rounds whose number is a multiple of K are
+    /// drained to disk (nil: 1, every round).
+    public var drainEvery: Int?
+    /// `--memory-max BYTES`: with `memoryLevel`, the most a rank may hold in memory (its new
+    /// copy and the committed one); a rank whose copies do not fit says so once and writes to
+    /// disk alone (nil: no bound but the memory file system's size).
+    public var memoryBytesMax: Int?
+    /// `--memory-root PATH`: with `memoryLevel`, the memory file system the copies go to (nil:
+    /// `/dev/shm`). Each job holds a folder of its own there, removed when it ends.
+    public var memoryRoot: String?
+    /// The default of `memoryRoot`.
+    public static let memoryRootDefault = "/dev/shm"
+
     /// The host of each rank under `--launcher ssh` (or `slurm` with `hosts` given): each host
     /// takes its `slots` (or an even share, the first hosts one more when the ranks do not
     /// divide), in order; nil with the local launcher. Throws when the hosts' slots cannot hold
@@ -356,6 +374,30 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration,
                 "both storage roots hold {host}: losing a host would lose both copies of what its ranks wrote; make one a folder every host shares")
         }
+        if memoryLevel == true {
+            guard checkpointing == .coordinated || checkpointing == .blocking, logging == .none else {
+                throw LifelineError(.configuration,
+                    "--levels memory,disk works with --checkpoint coordinated or blocking and --logging none for now (a failure restarts every rank from the newest line the levels hold)")
+            }
+            guard !launchesOnHosts else {
+                throw LifelineError(.configuration,
+                    "--levels memory,disk works with --launcher local for now: a copy held in one host's memory would need a partner copy on another host to outlive it")
+            }
+            if let drainEvery, drainEvery < 1 {
+                throw LifelineError(.configuration, "--drain-every \(drainEvery): drain every K-th round to disk, K ≥ 1 (1, the default, drains each)")
+            }
+            if let memoryBytesMax, memoryBytesMax < 1 {
+                throw LifelineError(.configuration, "--memory-max must be a positive number of bytes (or leave it out: no bound)")
+            }
+            let root = memoryRoot ?? Self.memoryRootDefault
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: root, isDirectory: &isFolder), isFolder.boolValue else {
+                throw LifelineError(.configuration,
+                    "--memory-root \(root) is not a folder: name a memory file system (a tmpfs such as /dev/shm) for level 1")
+            }
+        } else if drainEvery != nil || memoryBytesMax != nil || memoryRoot != nil {
+            throw LifelineError(.configuration, "--drain-every, --memory-max and --memory-root need --levels memory,disk")
+        }
         if StorageRoots.nodeLocalMirror(storageRoots) != nil {
             for host in hosts ?? [] {
                 if let problem = StorageRoots.problem(hostName: host.name) {
@@ -363,11 +405,16 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
                 }
             }
         }
+        let faults: [FaultSpec]
         do {
-            return try injections.map { spec throws(FaultSpecError) in try FaultSpec.parse(spec, rankCount: rankCount) }
+            faults = try injections.map { spec throws(FaultSpecError) in try FaultSpec.parse(spec, rankCount: rankCount) }
         } catch {
             throw LifelineError(.configuration, "\(error)")
         }
+        if memoryLevel != true, let lose = faults.first(where: { if case .loseMemory = $0 { true } else { false } }) {
+            throw LifelineError(.configuration, "--inject \(lose) needs --levels memory,disk: a job on disk alone holds nothing in memory")
+        }
+        return faults
     }
 
     /// Reads the configuration a run directory's `job.json` holds, for the run directory at

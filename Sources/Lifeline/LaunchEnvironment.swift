@@ -65,6 +65,32 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let tokenFile = "LIFELINE_TOKEN_FILE"
         /// A job on several hosts: the TCP_USER_TIMEOUT of the rank's connections, in ms.
         package static let linkTimeoutMs = "LIFELINE_LINK_TIMEOUT_MS"
+        /// `--levels memory,disk`: the job's level-1 folder (absent: disk alone).
+        package static let memoryFolder = "LIFELINE_MEMORY"
+        /// `--levels memory,disk`: drain the rounds whose number is a multiple of this.
+        package static let drainEvery = "LIFELINE_DRAIN_EVERY"
+        /// `--levels memory,disk`: the most bytes the rank's level-1 copies may take (0: no bound).
+        package static let memoryBytesMax = "LIFELINE_MEMORY_MAX"
+    }
+
+    /// `--levels memory,disk`: where the rank's level-1 copies go and which rounds it drains.
+    package struct MemoryLevelSettings: Sendable, Equatable {
+        /// The job's level-1 folder on this host (`MemoryLevel`).
+        package var folder: String
+        /// The rounds whose number is a multiple of this are drained to disk.
+        package var drainEvery: Int
+        /// The most bytes the rank's copies may take, its new one and the committed one (0: no bound).
+        package var bytesMax: Int
+
+        /// Settings with every field given.
+        package init(folder: String, drainEvery: Int, bytesMax: Int) {
+            self.folder = folder
+            self.drainEvery = drainEvery
+            self.bytesMax = bytesMax
+        }
+
+        /// Whether round `epoch` is drained to disk.
+        package func drains(_ epoch: Epoch) -> Bool { epoch.rawValue % UInt64(max(1, drainEvery)) == 0 }
     }
 
     /// Where a rank of a job on several hosts runs, and where its supervisor listens.
@@ -138,6 +164,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
     /// is a child of the supervisor on its host, and talks over Unix sockets). The token then
     /// comes on standard input, and the rank does not check its parent.
     package var hosts: Hosts?
+    /// `--levels memory,disk` (nil: disk alone).
+    package var memoryLevel: MemoryLevelSettings?
 
     /// What `START` said: where the rank begins, whether it replays, the mirrors it writes (a
     /// fresh start until then).
@@ -190,6 +218,11 @@ package struct LaunchEnvironment: Sendable, Equatable {
         ]
         if let traceDirectory { result[Key.trace] = traceDirectory }
         if keepLogs { result[Key.keepLogs] = "1" }
+        if let memoryLevel {
+            result[Key.memoryFolder] = memoryLevel.folder
+            result[Key.drainEvery] = String(memoryLevel.drainEvery)
+            result[Key.memoryBytesMax] = String(memoryLevel.bytesMax)
+        }
         if let hosts {
             result[Key.token] = nil
             result[Key.tokenOnStdin] = "1"
@@ -262,7 +295,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
         }
         let token = try value(Key.tokenFile).map(tokenFromFile)
             ?? (value(Key.tokenOnStdin) == "1" ? try tokenFromStandardInput() : try required(Key.token))
-        return LaunchEnvironment(
+        var environment = LaunchEnvironment(
             rank: RankID(rank), rankCount: rankCount, token: token,
             addressPrefix: try required(Key.addressPrefix), incarnation: try number(Key.incarnation, UInt32.self),
             supervisorPID: try number(Key.supervisorPID, Int32.self), storageRoots: (roots[0], roots[1]),
@@ -280,6 +313,12 @@ package struct LaunchEnvironment: Sendable, Equatable {
             compressionLevel: value(Key.compressionLevel).flatMap(Int32.init)
                 .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault,
             keepLogs: value(Key.keepLogs) == "1", hosts: hosts)
+        if let folder = value(Key.memoryFolder), !folder.isEmpty {
+            environment.memoryLevel = MemoryLevelSettings(
+                folder: folder, drainEvery: max(1, value(Key.drainEvery).flatMap(Int.init) ?? 1),
+                bytesMax: max(0, value(Key.memoryBytesMax).flatMap(Int.init) ?? 0))
+        }
+        return environment
     }
 
     /// The token, as the first line of the file at `path`.

@@ -30,6 +30,7 @@ extension RankRuntime {
                 takeDurableSnapshots()
                 try trimLog(before: machine.committed(epoch, coveredByReceiver: covered, coversSelf: true))
                 writer?.collectHostGarbage(writing: writeMirrors)
+                writer?.removeOlderMemoryCopies(committed: epoch)
                 try perform(machine.participant.handleDone(epoch))
             case .cut(let epoch, let covered):
                 writeCaptured(epoch, coveredByReceiver: covered)
@@ -65,7 +66,7 @@ extension RankRuntime {
             case .peerAddress(let peer, let address):
                 notePeerAddress(peer, address)  // read before START
             case .start, .peerAddresses, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
-                 .replayComplete, .frozen, .waitReport, .nondeterminism:
+                 .replayComplete, .frozen, .waitReport, .nondeterminism, .drained:
                 break  // not for a rank, or already handled
             }
         }

@@ -111,7 +111,8 @@ final class RankRuntime {
             control.map {
                 SnapshotWriter(store: store, control: $0,
                                chunkBytes: launch?.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
-                               level: launch?.compressionLevel ?? ChunkedSnapshots.levelDefault)
+                               level: launch?.compressionLevel ?? ChunkedSnapshots.levelDefault,
+                               memory: launch?.memoryLevel, rank: launch?.rank.rawValue ?? 0)
             }
         }
         self.heartbeatStep = HeartbeatStep.current
@@ -340,11 +341,18 @@ final class RankRuntime {
         }
     }
 
+    /// The snapshot the plan names: from the host's memory when the job holds a memory level
+    /// and the copy there is intact (no disk read), from the mirrors otherwise.
     static func loadSnapshot(launch: LaunchEnvironment, store: MirroredStore) throws -> RankSnapshot? {
         guard launch.restoreEpoch > .start, let name = launch.restoreSnapshot else { return nil }
         let bytes: [UInt8]
         do {
-            bytes = try ChunkedSnapshots(store: store).read(name)
+            let memory = launch.memoryLevel.map { MemoryLevel(folder: $0.folder) }
+            if let copy = try? memory?.read(rank: launch.rank.rawValue, epoch: launch.restoreEpoch.rawValue) {
+                bytes = copy
+            } else {
+                bytes = try ChunkedSnapshots(store: store).read(name)
+            }
         } catch {
             throw LifelineError(.storage, "cannot read the snapshot to restore: \(error)")
         }

@@ -15,6 +15,12 @@ import Synchronization
 ///
 /// The ACK's `snapshotBytes` is the bytes newly stored on one mirror (new chunks and the
 /// index), not the snapshot's logical size.
+///
+/// With a memory level (`--levels memory,disk`) a round's snapshot is first written whole to
+/// the host's memory (`MemoryLevel`) and acknowledged from there; a round that is drained is
+/// then written to the mirrors as above and reported by `drained`. A copy that does not fit
+/// `--memory-max`, or that the memory file system refuses, goes to the mirrors before the ACK,
+/// as without levels (said once).
 final class SnapshotWriter: Sendable {
     /// What became of one snapshot.
     enum Outcome: Sendable {
@@ -56,15 +62,22 @@ final class SnapshotWriter: Sendable {
     private let queue = DispatchQueue(label: "lifeline.snapshot-writer")
     private let completed = Mutex<[Outcome]>([])
     private let pendingCount = Atomic<Int>(0)
+    /// The memory level and this rank's place in it (nil: disk alone).
+    private let memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)?
+    /// Whether this rank said that its copies go to disk alone (said once).
+    private let memoryRefusalSaid = Atomic<Bool>(false)
 
     /// A writer for `store` that reports to the supervisor over `control`, cutting snapshots
-    /// into chunks of `chunkBytes` (a multiple of 8) compressed at zstd `level`.
-    init(store: MirroredStore, control: ControlLink, chunkBytes: Int, level: Int32) {
+    /// into chunks of `chunkBytes` (a multiple of 8) compressed at zstd `level`; with `memory`,
+    /// rank `rank`'s rounds are held in the host's memory first.
+    init(store: MirroredStore, control: ControlLink, chunkBytes: Int, level: Int32,
+         memory: LaunchEnvironment.MemoryLevelSettings? = nil, rank: Int = 0) {
         precondition(chunkBytes % 8 == 0, "numeric segments are filtered as 8-byte values, so chunks hold whole ones")
         self.snapshots = ChunkedSnapshots(store: store)
         self.control = control
         self.chunkBytes = chunkBytes
         self.level = level
+        self.memory = memory.map { (MemoryLevel(folder: $0.folder), $0, rank) }
     }
 
     /// Queues a snapshot; returns at once.
@@ -101,12 +114,20 @@ final class SnapshotWriter: Sendable {
         }
     }
 
+    /// With a memory level: round `epoch` committed, so this rank's copies of older rounds
+    /// in memory go (after its queued writes: none of them is older than a commit).
+    func removeOlderMemoryCopies(committed epoch: Epoch) {
+        guard let memory else { return }
+        queue.async { memory.store.removeOlder(rank: memory.rank, than: epoch.rawValue) }
+    }
+
     /// Waits until every queued snapshot has been written or has failed.
     func drain() {
         queue.sync {}
     }
 
     private func write(_ job: Job) {
+        if let memory, job.name.hasPrefix(ManifestStore.epochsFolder + "/"), holdInMemory(job, memory) { return }
         do {
             let store = snapshots.store.writing(only: job.mirrors.mirrors)
             let written = try ChunkedSnapshots(store: store).write(
@@ -126,6 +147,51 @@ final class SnapshotWriter: Sendable {
             let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
             control.send(.snapshotFailed(job.epoch, reason: "\(error)", failedMirrors: failed))
         }
+    }
+
+    /// Writes a round's snapshot to the host's memory and acknowledges it from there, then
+    /// drains it to the mirrors if the round is drained. False, with nothing sent, when the copy
+    /// does not fit `--memory-max` or the memory file system refuses it: the caller writes it to
+    /// the mirrors as without levels.
+    private func holdInMemory(_ job: Job, _ memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)) -> Bool {
+        let bytes = MemoryLevel.headerByteCount + job.uncompressed.reduce(0) { $0 + $1.range.count }
+        let held = memory.store.bytesHeld(rank: memory.rank, except: job.epoch.rawValue)
+        if memory.settings.bytesMax > 0, bytes + held > memory.settings.bytesMax {
+            sayOnce("rank \(memory.rank)'s copies in memory (\(bytes + held) bytes with the committed one) do not fit --memory-max \(memory.settings.bytesMax): its checkpoints go to disk alone")
+            return false
+        }
+        do {
+            try memory.store.write(rank: memory.rank, epoch: job.epoch.rawValue, segments: job.uncompressed)
+        } catch {
+            sayOnce("rank \(memory.rank)'s copy in memory could not be written (\(error)): its checkpoints go to disk until one fits")
+            return false
+        }
+        if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
+        completed.withLock { $0.append(.durable(job.epoch)) }
+        var acknowledgement = Acknowledgement(
+            step: job.step, snapshotBytes: UInt64(bytes), outputOffset: job.outputOffset, delivered: job.delivered,
+            changes: job.changes, logicalBytes: UInt64(bytes - MemoryLevel.headerByteCount), chunks: 1,
+            logPosition: job.logPosition, stateBytes: job.stateBytes, inFlightBytes: job.inFlightBytes,
+            dependencies: job.dependencies, mirrors: job.mirrors)
+        acknowledgement.inMemory = true
+        control.send(.ack(job.epoch, acknowledgement))
+        guard memory.settings.drains(job.epoch) else { return true }
+        do {
+            let store = snapshots.store.writing(only: job.mirrors.mirrors)
+            let written = try ChunkedSnapshots(store: store).write(
+                job.name, segments: job.uncompressed, generation: job.epoch.rawValue, chunkBytes: chunkBytes, level: level)
+            control.send(.drained(job.epoch, storedBytes: UInt64(written.storedBytes), failure: nil))
+        } catch {
+            control.send(.drained(job.epoch, storedBytes: 0, failure: "\(error)"))
+        }
+        return true
+    }
+
+    /// Writes `line` to standard error once per process.
+    private func sayOnce(_ line: String) {
+        guard !memoryRefusalSaid.exchange(true, ordering: .relaxed) else { return }
+        let text = Array(("lifeline: " + line + "\n").utf8)
+        _ = text.withUnsafeBytes { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
     }
 }
 

@@ -404,7 +404,7 @@ extension Supervisor {
         guard let takesMessages = shrinkTakesMessages else {
             return "the program could not be asked whether its state can be redistributed"
         }
-        guard let line = manifests.newestIntactLine(manifest).line else { return nil }
+        guard let line = newestIntactLine().line else { return nil }
         if let reason = manifests.resizeRefusal(line, of: manifest) { return reason }
         if !takesMessages, let bytes = manifests.inFlightBytes(line), bytes > 0 {
             return "\(bytes) bytes of messages were in flight at line \(line.epoch), and the program's state does not take them"

@@ -52,6 +52,7 @@ extension Supervisor {
             if independent {
                 try handleIndependentCheckpoint(rank: rank.rawValue, index: Int(epoch.rawValue), acknowledgement)
             } else {
+                noteAcknowledged(epoch, rank: rank.rawValue, acknowledgement)
                 try perform(coordinator.handleAck(from: rank, round: epoch, acknowledgement, now: now))
             }
         case .snapshotFailed(let epoch, let reason, let failedMirrors):
@@ -85,6 +86,8 @@ extension Supervisor {
             try perform(machine.handleFrozen(from: rank.rawValue, reply, now: now, facts: StorageFacts(self)))
         case .waitReport(let serial, let wait):
             machine.handleWaitReport(from: rank.rawValue, serial: serial, wait)
+        case .drained(let epoch, let storedBytes, let failure):
+            try handleDrained(epoch, rank: rank.rawValue, storedBytes: storedBytes, failure: failure)
         case .logMirrorFailed(let mirrors, let reason):
             events.record("log_mirror_failed", ["rank": .int(rank.rawValue), "reason": .string(reason)])
             if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
@@ -168,8 +171,9 @@ extension Supervisor {
             }
         }
         var next = manifest
-        next.appendCommitted(CommittedLine(epoch: epoch.rawValue, step: step, members: members, onlyOn: onlyOn?.mirrors.first),
-                             keep: configuration.keep ?? Manifest.keepDefault)
+        var line = CommittedLine(epoch: epoch.rawValue, step: step, members: members, onlyOn: onlyOn?.mirrors.first)
+        (line.inMemory, line.onDisk) = levels(ofCommitting: epoch, acks: acks)
+        next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault)
         do {
             try commitManifest(&next)
         } catch let error as LifelineError {
@@ -201,7 +205,12 @@ extension Supervisor {
             "kept": .string(kept.map { "\($0)" }.joined(separator: ",")),
             "kept_from": .string(keptFrom.joined(separator: ",")),
             "commits": .int(manifest.commits), "mirrors": .string(manifest.newestLine?.onlyOn?.rawValue ?? "ab"),
+            "level": .string(line.isInMemory ? "memory" : "disk"),
         ])
+        if memoryLevel != nil {
+            forgetDrainsBefore(manifest.committed.first?.epoch ?? 0)
+            try recordOnDiskIfComplete(epoch)
+        }
         for (rank, ack) in acks.enumerated() where !ack.kept { output.release(rank: rank, upTo: ack.outputOffset) }
         do {
             try manifests.garbageCollect(keeping: manifest)

@@ -116,9 +116,19 @@ extension Supervisor {
             warn((optimistic ? "" : "rank \(rank): ") + "\(reason): falling back to global rollback")
             events.record("fallback_global_rollback", ["rank": .int(rank), "reason": .string(reason)])
         case .recoveryStart(let rank, let mode):
-            events.record("recovery_start", [
-                "rank": .int(rank), "epoch": .int(Int(manifest.newestLine?.epoch ?? 0)), "mode": .string(mode.rawValue),
-            ])
+            if memoryLevel != nil {
+                // With levels the line is found now (memory first), and the launch uses it.
+                let intact = intactForLaunch ?? newestIntactLine()
+                intactForLaunch = intact
+                events.record("recovery_start", [
+                    "rank": .int(rank), "epoch": .int(Int(intact.line?.epoch ?? 0)), "mode": .string(mode.rawValue),
+                    "level": .string(restoreLevel(of: intact.line) ?? "disk"),
+                ])
+            } else {
+                events.record("recovery_start", [
+                    "rank": .int(rank), "epoch": .int(Int(manifest.newestLine?.epoch ?? 0)), "mode": .string(mode.rawValue),
+                ])
+            }
         case .recoveryDone(let ranks, let seconds, let rank?):
             events.record("recovery_done", ["ranks": .int(ranks), "duration_s": .double(seconds), "rank": .int(rank)])
         case .recoveryDone(let ranks, let seconds, nil):
@@ -313,26 +323,26 @@ struct StorageFacts: RecoveryFacts {
     var lineResized: Bool {
         let manifest = supervisor.manifest
         guard manifest.committed.contains(where: { $0.rankCount != nil }) else { return false }
-        let intact = supervisor.intactForLaunch ?? supervisor.manifests.newestIntactLine(manifest)
+        let intact = supervisor.intactForLaunch ?? supervisor.newestIntactLine()
         supervisor.intactForLaunch = intact
         return intact.line.map { manifest.rankCount(of: $0) != manifest.rankCount } ?? false
     }
 
     /// Reads the newest intact line once: the launch that follows the answer uses it too.
     func lostLog(of rank: Int) -> String? {
-        let intact = supervisor.independent ? nil : supervisor.manifests.newestIntactLine(supervisor.manifest)
+        let intact = supervisor.independent ? nil : supervisor.newestIntactLine()
         supervisor.intactForLaunch = intact
         return supervisor.lostLog(of: rank, intact: intact)
     }
 
     func entryLogPosition(of rank: Int) -> UInt64? {
-        let intact = supervisor.manifests.newestIntactLine(supervisor.manifest)
+        let intact = supervisor.newestIntactLine()
         supervisor.intactForLaunch = intact
         return supervisor.checkpointOf(rank, line: intact.line)?.logPosition
     }
 
     func recoverableInterval(of rank: Int) -> UInt64? {
-        supervisor.recoverableInterval(of: rank, line: supervisor.manifests.newestIntactLine(supervisor.manifest).line)
+        supervisor.recoverableInterval(of: rank, line: supervisor.newestIntactLine().line)
     }
 
     var checkpointCounts: [Int] { supervisor.checkpoints.counts }

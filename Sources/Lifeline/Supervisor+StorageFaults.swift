@@ -19,8 +19,18 @@ extension Supervisor {
         switch faults[index] {
         case .corrupt(let mirrorA, _, let file): corrupt(index, mirror: mirrorA ? .a : .b, file: file)
         case .failMirror(let mirrorA, _, let seconds): failMirror(index, mirror: mirrorA ? .a : .b, seconds: seconds)
+        case .loseMemory: loseMemory(index)
         default: break
         }
+    }
+
+    /// Removes every copy the job holds in memory (level 1), as a lost memory would; the
+    /// folder stays, so the ranks go on writing the next rounds there.
+    private func loseMemory(_ index: Int) {
+        faultSchedule.fired(index)
+        guard let memoryLevel else { return }
+        memoryLevel.removeCopies()
+        events.record("fault_injected", ["spec": .string("\(faults[index])")])
     }
 
     /// Flips bytes in the middle of the file `file` names in the newest line, on `mirror`. Waits

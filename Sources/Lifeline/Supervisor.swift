@@ -97,6 +97,17 @@ final class Supervisor {
     /// holds every rank of a launch): such a pid is never signalled again, since it may name
     /// another process by now. Entries are dropped when a launch gets that pid.
     var endedLaunches: Set<pid_t> = []
+    /// `--levels memory,disk`: the job's level-1 folder on this host (nil: disk alone). This
+    /// supervisor made it empty: copies an earlier supervisor committed are not trusted.
+    let memoryLevel: MemoryLevel?
+    /// `--levels memory,disk`: per round, the ranks whose snapshot is on disk (drained, or
+    /// written there at once), until the line is recorded on disk or dropped.
+    var onDisk: [UInt64: RoundOnDisk] = [:]
+    /// `--levels memory,disk`: when each line held in memory alone was committed.
+    var committedInMemoryAt: [UInt64: Double] = [:]
+    /// `--levels memory,disk`: the rounds up to this one were started by an earlier supervisor
+    /// of the job; their copies in memory are not trusted (nor kept: the folder starts empty).
+    let memoryTrustedAfter: UInt64
 
     /// `startedEpoch`: the newest round of which the store holds snapshots (an earlier
     /// supervisor's round that never committed): this one numbers its rounds after it.
@@ -145,7 +156,27 @@ final class Supervisor {
                 thresholdSecondsMin: configuration.stallSeconds ?? JobConfiguration.stallSecondsDefault, now: clockOffset))
         self.slots = Array(repeating: Slot(), count: configuration.rankCount)
         self.faultSchedule = FaultSchedule(faults)
+        self.memoryTrustedAfter = max(startedEpoch, manifest.newestLine?.epoch ?? 0)
+        if configuration.memoryLevel == true {
+            let root = configuration.memoryRoot ?? JobConfiguration.memoryRootDefault
+            let level = MemoryLevel(folder: MemoryLevel.folder(root: root, jobID: manifest.jobID))
+            level.removeAll()
+            do {
+                try level.create()
+            } catch {
+                throw LifelineError(.configuration, "--memory-root \(root): cannot make the job's level-1 folder: \(error)")
+            }
+            self.memoryLevel = level
+        } else {
+            self.memoryLevel = nil
+        }
         if configuration.checkpointing == .independent { loadIndependentRecords() }
+    }
+
+    /// The newest committed line whose snapshots all read, from memory (level 1) or disk, with
+    /// the problems met on the way (`ManifestStore.newestIntactLine`).
+    func newestIntactLine() -> (line: CommittedLine?, problems: [String]) {
+        manifests.newestIntactLine(manifest, memory: memoryLevel, memorySince: memoryTrustedAfter)
     }
 
     /// Seconds since the job started (continuing across `resume`).
@@ -172,6 +203,11 @@ final class Supervisor {
             ])
         }
         defer { clearMirrorFaults() }
+        // The copies in memory outlive no supervisor: a resume restores from disk.
+        defer { memoryLevel?.removeAll() }
+        if let memoryLevel, !MemoryLevel.isMemoryFileSystem(memoryLevel.folder) {
+            warn("--memory-root \(configuration.memoryRoot ?? JobConfiguration.memoryRootDefault) is not a memory file system (tmpfs): level 1 is a copy on that disk, not in memory")
+        }
         // Under mpirun the ranks read the token from a file in the run directory: it is of no
         // use once this supervisor ends (a resume makes a new token), so it does not stay.
         defer { if hostJob?.mpirun == true { unlink(configuration.runDirectory + "/token") } }
@@ -289,7 +325,7 @@ final class Supervisor {
         let intact = intactForLaunch
         intactForLaunch = nil
         let fromLine = entries.isEmpty
-        let (line, problems) = fromLine ? intact ?? manifests.newestIntactLine(manifest) : (manifest.newestLine, [])
+        let (line, problems) = fromLine ? intact ?? newestIntactLine() : (manifest.newestLine, [])
         if order.restart.count == configuration.rankCount, fromLine {
             lineInForce = line
             if independent { resetRecords(to: line) }
@@ -302,7 +338,9 @@ final class Supervisor {
         // only a line older than the newest is a fallback.
         if !problems.isEmpty, fromLine, line?.epoch != manifest.newestLine?.epoch {
             let target = line.map { "epoch \($0.epoch)" } ?? "the start of the job"
-            warn("falling back to \(target): a newer checkpoint is damaged on both mirrors")
+            let why = manifest.newestLine?.isOnDisk == false
+                ? "a newer line was held in memory alone, and a copy there is gone" : "a newer checkpoint is damaged on both mirrors"
+            warn("falling back to \(target): \(why)")
             events.record("fallback", ["epoch": .int(Int(line?.epoch ?? 0))])
         }
         let outputDirectory = configuration.runDirectory + "/output"
@@ -342,7 +380,7 @@ final class Supervisor {
             }
             let step = member?.step ?? resize?.step ?? -1
             let incarnation = machine.launching(rank, plan: plan, step: step, now: now)
-            let environment = LaunchEnvironment(
+            var environment = LaunchEnvironment(
                 rank: RankID(rank), rankCount: configuration.rankCount, token: token,
                 addressPrefix: addressBase, incarnation: incarnation, supervisorPID: getpid(),
                 storageRoots: (configuration.storageRoots[0], configuration.storageRoots[1]),
@@ -358,6 +396,10 @@ final class Supervisor {
                 chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
                 compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)),
                 keepLogs: configuration.keepLogs == true)
+            environment.memoryLevel = memoryLevel.map {
+                LaunchEnvironment.MemoryLevelSettings(
+                    folder: $0.folder, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0)
+            }
             launches.append(RankLaunch(rank: rank, step: step, environment: environment))
         }
         let pids = try spawnRanks(launches, outputDirectory: outputDirectory)

@@ -51,6 +51,10 @@ package struct Acknowledgement: Sendable, Equatable {
     package var dependencies: PerPeer<Int>
     /// The mirrors that hold the snapshot: both, or one during a degraded state.
     package var mirrors: StorageMirrors
+    /// `--levels memory,disk`: the snapshot is held in the host's memory (level 1) and the sizes
+    /// above are of that copy; its drain to disk, if the round is drained, is reported by
+    /// `drained`. False: it is on disk (level 2), as in a job on disk alone.
+    package var inMemory: Bool = false
 
     /// An acknowledgement with every field given.
     package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: DeliveredSets,
@@ -171,12 +175,16 @@ package enum ControlMessage: Sendable, Equatable {
     /// The rank's message log stopped writing a mirror whose write failed (full, read-only,
     /// I/O error) and goes on on the other alone: the supervisor degrades the job to it.
     case logMirrorFailed(StorageMirrors, reason: String)
+    /// `--levels memory,disk`: the rank's snapshot of round `epoch`, acknowledged in memory, is
+    /// on disk now (`storedBytes` newly stored on one mirror), or could not be written there
+    /// (`failure` says why; the line stays in memory alone).
+    case drained(Epoch, storedBytes: UInt64, failure: String?)
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
         case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses, signal, peerAddress
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
-        case waitReport, nondeterminism, logMirrorFailed, captured, logEvents
+        case waitReport, nondeterminism, logMirrorFailed, captured, logEvents, drained
     }
 
     /// The complete frame, prefix included.
@@ -290,7 +298,7 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Int64(ack.step))
             writer.write(ack.snapshotBytes)
             writer.write(ack.outputOffset)
-            writer.write(UInt8(ack.kept ? 1 : 0))
+            writer.write(UInt8(ack.kept ? 1 : 0) | UInt8(ack.inMemory ? 2 : 0))
             writer.write(ack.changes)
             writer.write(ack.logicalBytes)
             writer.write(ack.chunks)
@@ -301,6 +309,12 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(ack.mirrors.rawValue)
             Self.encodeSparse(ack.dependencies, into: &writer)
             Self.encode(ack.delivered, into: &writer)
+        case .drained(let epoch, let storedBytes, let failure):
+            writer.write(Code.drained.rawValue)
+            writer.write(epoch.rawValue)
+            writer.write(storedBytes)
+            writer.write(UInt8(failure == nil ? 0 : 1))
+            if let failure { writer.write(failure) }
         case .snapshotFailed(let epoch, let reason, let failedMirrors):
             writer.write(Code.snapshotFailed.rawValue)
             writer.write(epoch.rawValue)
@@ -399,7 +413,7 @@ package enum ControlMessage: Sendable, Equatable {
             let snapshotBytes = try reader.read(UInt64.self)
             let outputOffset = try reader.read(UInt64.self)
             let kept = try reader.read(UInt8.self)
-            guard kept <= 1 else { throw WireError("ACK with kept flag \(kept)") }
+            guard kept <= 2 else { throw WireError("ACK with flags \(kept)") }
             let changes = try reader.read(UInt64.self)
             let logicalBytes = try reader.read(UInt64.self)
             let chunks = try reader.read(UInt32.self)
@@ -410,11 +424,19 @@ package enum ControlMessage: Sendable, Equatable {
             let held = try mirrors()
             let dependencies = try decodeSparseIntegers(&reader)
             let delivered = try decodeSets(&reader)
-            message = .ack(round, Acknowledgement(
+            var acknowledgement = Acknowledgement(
                 step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered,
-                kept: kept == 1, changes: changes, logicalBytes: logicalBytes, chunks: chunks, chunksReused: chunksReused,
+                kept: kept & 1 != 0, changes: changes, logicalBytes: logicalBytes, chunks: chunks, chunksReused: chunksReused,
                 logPosition: logPosition, stateBytes: stateBytes, inFlightBytes: inFlightBytes, dependencies: dependencies,
-                mirrors: held))
+                mirrors: held)
+            acknowledgement.inMemory = kept & 2 != 0
+            message = .ack(round, acknowledgement)
+        case .drained:
+            let round = try epoch()
+            let storedBytes = try reader.read(UInt64.self)
+            let failed = try reader.read(UInt8.self)
+            guard failed <= 1 else { throw WireError("DRAINED with flag \(failed)") }
+            message = .drained(round, storedBytes: storedBytes, failure: failed == 1 ? try reader.readString() : nil)
         case .snapshotFailed:
             let round = try epoch()
             let failed = try mirrors()

@@ -11,6 +11,7 @@
 /// | `kill:rank=R,step=S`, `kill:rank=R,phase=P` | in the rank (its launch carries it), which reports it |
 /// | `corrupt:…,epoch=E`, `fail:mirror=…,epoch=E` | when round E commits |
 /// | `corrupt:…,after=T`, `fail:mirror=…,after=T` | at job time T, once there is such a file |
+/// | `lose:memory,epoch=E`, `lose:memory,after=T` | when round E commits, or at job time T |
 /// | `chaos:seed=S,mtbf=M` | again and again, every Exp(M) seconds, on a rank drawn from S |
 package struct FaultSchedule: Sendable {
     /// A fault the supervisor fires now.
@@ -19,7 +20,7 @@ package struct FaultSchedule: Sendable {
         case signal(index: Int, rank: RankID, stop: Bool)
         /// SIGKILL to the supervisor itself.
         case killSupervisor(index: Int)
-        /// A storage fault (`corrupt`, `fail`) at `index`; it fired only when the runtime says
+        /// A storage fault (`corrupt`, `fail`, `lose`) at `index`; it fired only when the runtime says
         /// so (`fired`): a file to damage may not exist yet.
         case storage(index: Int)
         /// `chaos`: SIGKILL to this rank.
@@ -67,7 +68,8 @@ package struct FaultSchedule: Sendable {
                 firedFlags[index] = true
                 firings.append(.killSupervisor(index: index))
             case .corrupt(_, .after(let seconds), _) where now >= seconds,
-                 .failMirror(_, .after(let seconds), _) where now >= seconds:
+                 .failMirror(_, .after(let seconds), _) where now >= seconds,
+                 .loseMemory(.after(let seconds)) where now >= seconds:
                 firings.append(.storage(index: index))
             default:
                 break
@@ -87,7 +89,7 @@ package struct FaultSchedule: Sendable {
         specs.indices.filter { index in
             guard !firedFlags[index] else { return false }
             switch specs[index] {
-            case .corrupt(_, .epoch(epoch), _), .failMirror(_, .epoch(epoch), _): return true
+            case .corrupt(_, .epoch(epoch), _), .failMirror(_, .epoch(epoch), _), .loseMemory(.epoch(epoch)): return true
             default: return false
             }
         }

@@ -3,7 +3,7 @@
 /// `kill:rank=R,after=DURATION` · `kill:rank=R,step=S` · `kill:rank=R,phase=checkpoint|recovery|finish` ·
 /// `hang:rank=R,after=DURATION` · `kill:supervisor,after=DURATION` · `chaos:seed=N,mtbf=DURATION` ·
 /// `corrupt:mirror=a|b,epoch=E|after=DURATION[,file=chunk|index|manifest|log]` ·
-/// `fail:mirror=a|b,epoch=E|after=DURATION[,for=DURATION]`.
+/// `fail:mirror=a|b,epoch=E|after=DURATION[,for=DURATION]` · `lose:memory,epoch=E|after=DURATION`.
 ///
 /// Each fault fires once per job; `after=` counts from the start of the job, across restarts.
 package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
@@ -55,12 +55,15 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
     case killSupervisor(seconds: Double)
     /// SIGKILL of random ranks at exponentially distributed intervals of mean `mtbfSeconds`.
     case chaos(seed: UInt64, mtbfSeconds: Double)
+    /// `--levels memory,disk`: every copy the job holds in the host's memory (level 1) is gone,
+    /// as when a host's memory is lost; the processes live on. A recovery after it reads disk.
+    case loseMemory(StorageTrigger)
 
     /// Whether the rank process itself fires this fault (it knows its steps and phases).
     package var firesInRank: Bool {
         switch self {
         case .killAtStep, .killInPhase: return true
-        case .killAfter, .hangAfter, .killSupervisor, .chaos, .corrupt, .failMirror: return false
+        case .killAfter, .hangAfter, .killSupervisor, .chaos, .corrupt, .failMirror, .loseMemory: return false
         }
     }
 
@@ -69,7 +72,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .killAfter(let rank, _), .killAtStep(let rank, _), .killInPhase(let rank, _), .hangAfter(let rank, _):
             return rank
-        case .killSupervisor, .chaos, .corrupt, .failMirror:
+        case .killSupervisor, .chaos, .corrupt, .failMirror, .loseMemory:
             return nil
         }
     }
@@ -87,6 +90,8 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
             return "corrupt:mirror=\(mirrorA ? "a" : "b"),\(Self.format(trigger))" + (file == .chunk ? "" : ",file=\(file.rawValue)")
         case .failMirror(let mirrorA, let trigger, let seconds):
             return "fail:mirror=\(mirrorA ? "a" : "b"),\(Self.format(trigger))" + (seconds.map { ",for=\(Self.format($0))" } ?? "")
+        case .loseMemory(let trigger):
+            return "lose:memory,\(Self.format(trigger))"
         }
     }
 
@@ -113,6 +118,17 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
                 throw FaultSpecError(text, "\(key)=\(raw) is not a duration such as 250ms, 2s, 1.5s or 1m")
             }
             return seconds
+        }
+        func storageTrigger() throws(FaultSpecError) -> StorageTrigger {
+            switch (fields["epoch"], fields["after"]) {
+            case (let raw?, nil):
+                guard let epoch = UInt64(raw), epoch >= 1 else { throw FaultSpecError(text, "epoch=\(raw) is not a round ≥ 1") }
+                return .epoch(epoch)
+            case (nil, _?):
+                return .after(seconds: try duration("after"))
+            default:
+                throw FaultSpecError(text, "a storage fault needs epoch=E or after=DURATION, not both")
+            }
         }
         func only(_ keys: Set<String>) throws(FaultSpecError) {
             if let stray = fields.keys.sorted().first(where: { !keys.contains($0) }) {
@@ -149,21 +165,16 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
             try only(["seed", "mtbf"])
             guard let raw = fields["seed"], let seed = UInt64(raw) else { throw FaultSpecError(text, "it needs seed=N") }
             return .chaos(seed: seed, mtbfSeconds: try duration("mtbf"))
+        case "lose":
+            try only(["memory", "epoch", "after"])
+            guard fields["memory"] != nil else { throw FaultSpecError(text, "it needs memory (lose:memory,epoch=E)") }
+            return .loseMemory(try storageTrigger())
         case "corrupt", "fail":
             try only(kind == "fail" ? ["mirror", "epoch", "after", "for"] : ["mirror", "epoch", "after", "file"])
             guard let mirror = fields["mirror"], mirror == "a" || mirror == "b" else {
                 throw FaultSpecError(text, "it needs mirror=a or mirror=b")
             }
-            let trigger: StorageTrigger
-            switch (fields["epoch"], fields["after"]) {
-            case (let raw?, nil):
-                guard let epoch = UInt64(raw), epoch >= 1 else { throw FaultSpecError(text, "epoch=\(raw) is not a round ≥ 1") }
-                trigger = .epoch(epoch)
-            case (nil, _?):
-                trigger = .after(seconds: try duration("after"))
-            default:
-                throw FaultSpecError(text, "a storage fault needs epoch=E or after=DURATION, not both")
-            }
+            let trigger = try storageTrigger()
             if kind == "fail" {
                 return .failMirror(mirrorA: mirror == "a", trigger, seconds: fields["for"] == nil ? nil : try duration("for"))
             }
@@ -175,7 +186,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
             } ?? .chunk
             return .corrupt(mirrorA: mirror == "a", trigger, file)
         default:
-            throw FaultSpecError(text, "\(kind) is not kill, hang, chaos, corrupt or fail")
+            throw FaultSpecError(text, "\(kind) is not kill, hang, chaos, corrupt, fail or lose")
         }
     }
 
@@ -186,8 +197,8 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         var fields: [String: String] = [:]
         for item in text[text.index(after: colon)...].split(separator: ",", omittingEmptySubsequences: false) {
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            if parts.count == 1, parts[0] == "supervisor" {
-                fields["supervisor"] = ""
+            if parts.count == 1, parts[0] == "supervisor" || parts[0] == "memory" {
+                fields[String(parts[0])] = ""
                 continue
             }
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {

@@ -12,6 +12,13 @@ package struct CommittedLine: Codable, Sendable, Equatable {
     /// The number of ranks that wrote the line, when it is not the manifest's: a line committed
     /// before the job was resized (`lifeline resume -n M`). Nil: `Manifest.rankCount`.
     package var rankCount: Int?
+    /// `--levels memory,disk`: the line's snapshots are held in the hosts' memory (level 1,
+    /// `MemoryLevel`), where it was committed. Nil: false (a line of a job on disk alone).
+    package var inMemory: Bool?
+    /// `--levels memory,disk`: whether every member's snapshot is on the mirrored disks
+    /// (level 2) yet; false until the last rank's drain is recorded, and for ever for a round
+    /// that is not drained (`--drain-every`). Nil: true (a line of a job on disk alone).
+    package var onDisk: Bool?
 
     /// Creates a committed line, on both mirrors unless `onlyOn` names one.
     package init(epoch: UInt64, step: Int, members: [Member], onlyOn: Mirror? = nil, rankCount: Int? = nil) {
@@ -20,5 +27,15 @@ package struct CommittedLine: Codable, Sendable, Equatable {
         self.members = members
         self.onlyOn = onlyOn
         self.rankCount = rankCount
+    }
+
+    /// Whether the line's snapshots are on the mirrored disks (level 2).
+    package var isOnDisk: Bool { onDisk ?? true }
+    /// Whether the line was committed with its snapshots in memory (level 1).
+    package var isInMemory: Bool { inMemory ?? false }
+    /// The levels that hold the line, as events and tools name them: "memory", "disk",
+    /// "memory,disk".
+    package var levels: String {
+        [isInMemory ? "memory" : nil, isOnDisk ? "disk" : nil].compactMap { $0 }.joined(separator: ",")
     }
 }

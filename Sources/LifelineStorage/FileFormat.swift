@@ -99,11 +99,11 @@ package enum FileFormat {
         return (kind, generation, Array(body))
     }
 
-    private static func appendLittleEndian<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
+    static func appendLittleEndian<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
-    private static func readLittleEndian<T: FixedWidthInteger>(_ bytes: [UInt8], at offset: Int) -> T {
+    static func readLittleEndian<T: FixedWidthInteger>(_ bytes: [UInt8], at offset: Int) -> T {
         precondition(offset + MemoryLayout<T>.size <= bytes.count, "read inside the header")
         var value: T = 0
         for index in (0..<MemoryLayout<T>.size).reversed() {

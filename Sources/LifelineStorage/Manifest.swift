@@ -49,10 +49,12 @@ package struct Manifest: Codable, Sendable, Equatable {
     package var newestLine: CommittedLine? { committed.last }
 
     /// Appends a newly committed line, counts it, and drops the oldest lines beyond `keep`,
-    /// except the newest line on both mirrors: while newer lines are degraded commits (on one
-    /// mirror), it stays in place of the oldest of them (beside the newest line when `keep` is
-    /// 1), so a second failure cannot leave the job without a line, and the kept lines take no
-    /// more room than usual.
+    /// except two anchors: the newest line on both mirrors (while newer lines are degraded
+    /// commits, on one mirror) and the newest line on disk (while newer lines are held in memory
+    /// alone, `--levels memory,disk`). An anchor older than the newest `keep` lines stays in
+    /// place of the oldest of them (beside the newest line when `keep` is 1), so a second
+    /// failure, a lost host or a dead supervisor cannot leave the job without a line, and the
+    /// kept lines take no more room than usual.
     ///
     /// The line's epoch must be newer than every committed one, and `keep` at least 1.
     package mutating func appendCommitted(_ line: CommittedLine, keep: Int = keepDefault) {
@@ -61,12 +63,20 @@ package struct Manifest: Codable, Sendable, Equatable {
         committed.append(line)
         commits += 1
         guard committed.count > keep else { return }
-        guard let newestOnBoth = committed.lastIndex(where: { $0.onlyOn == nil }),
-              newestOnBoth < committed.count - keep else {
-            committed.removeFirst(committed.count - keep)
-            return
-        }
-        committed = [committed[newestOnBoth]] + committed.suffix(max(1, keep - 1))
+        let anchors = Set([
+            committed.lastIndex { $0.onlyOn == nil },
+            committed.lastIndex { $0.isOnDisk },
+        ].compactMap { $0 }.filter { $0 < committed.count - keep }).sorted()
+        committed = anchors.map { committed[$0] } + committed.suffix(max(1, keep - anchors.count))
+    }
+
+    /// Records that every member of the line of `epoch` is on disk (level 2) now. False when
+    /// no kept line has that epoch (a newer commit dropped it).
+    @discardableResult
+    package mutating func recordOnDisk(epoch: UInt64) -> Bool {
+        guard let index = committed.firstIndex(where: { $0.epoch == epoch }) else { return false }
+        committed[index].onDisk = true
+        return true
     }
 
     /// Whether a kept line or independent checkpoint is a degraded commit (on one mirror).
@@ -84,6 +94,7 @@ package struct Manifest: Codable, Sendable, Equatable {
         for line in committed {
             let ranks = line.members.map(\.rank)
             if Set(ranks).count != ranks.count { return "epoch \(line.epoch) lists a rank twice" }
+            if !line.isOnDisk, !line.isInMemory { return "epoch \(line.epoch) is held on no level (neither memory nor disk)" }
             let count = line.rankCount ?? rankCount
             if count < 1 { return "epoch \(line.epoch) was written by \(count) ranks" }
             if let rank = ranks.first(where: { !(0..<count).contains($0) }) {

@@ -49,7 +49,11 @@ extension ManifestStore {
         // only their chunks: it reads those it has.
         let chunked = ChunkedSnapshots(store: store)
         let confined = store.nodeLocal?.confined == true
-        let names = Set(manifest.committed.flatMap(\.members).map(\.snapshot) + independent.compactMap(\.snapshot))
+        // A line held in memory alone (`--levels memory,disk`) has on disk only the snapshots
+        // its ranks drained so far, or none (a round not drained).
+        let names = Set(manifest.committed.flatMap { line in
+            line.members.map(\.snapshot).filter { line.isOnDisk || store.exists($0) }
+        } + independent.compactMap(\.snapshot))
             .union(inProgress(manifest)).filter { !confined || store.exists($0) }
         let indexes = names.compactMap { try? chunked.index($0) }
         if indexes.count == names.count {
@@ -80,12 +84,36 @@ extension ManifestStore {
     /// lost or unreadable snapshot and each repair.
     ///
     /// Reads every snapshot of the lines it tries in full (index and chunks), to check their
-    /// checksums and hashes.
-    package func newestIntactLine(_ manifest: Manifest) -> (line: CommittedLine?, problems: [String]) {
+    /// checksums and hashes. Under `--levels memory,disk` a line held in memory is read from
+    /// `memory` (level 1) first, member by member, and from disk where its copy there is gone;
+    /// a line in memory alone is restorable only while every member's copy there is intact,
+    /// and never without `memory`, nor when it is not newer than `memorySince` (a line an
+    /// earlier supervisor committed: a new supervisor does not trust level 1).
+    package func newestIntactLine(
+        _ manifest: Manifest, memory: MemoryLevel? = nil, memorySince: UInt64 = 0
+    ) -> (line: CommittedLine?, problems: [String]) {
         var problems: [String] = []
         for line in manifest.committed.reversed() {
             var intact = true
+            let memory = line.epoch > memorySince ? memory : nil
+            if !line.isOnDisk, memory == nil {
+                problems.append("epoch \(line.epoch) was held in memory alone (level 1), which does not outlive its supervisor; trying an older recovery line")
+                continue
+            }
             for member in line.members {
+                if line.isInMemory, let memory {
+                    do {
+                        let epoch = epoch(ofSnapshot: member.snapshot) ?? line.epoch
+                        if try memory.read(rank: member.rank, epoch: epoch) != nil { continue }
+                        if !line.isOnDisk { problems.append("epoch \(line.epoch) rank \(member.rank): its copy in memory is gone") }
+                    } catch {
+                        problems.append("epoch \(line.epoch) rank \(member.rank): its copy in memory: \(error)")
+                    }
+                    guard line.isOnDisk else {
+                        intact = false
+                        continue
+                    }
+                }
                 do {
                     let file = try store.read(member.snapshot)
                     problems += file.problems

@@ -31,7 +31,8 @@ extension ManifestStore {
         }
         var checked = Set<String>()
         let chunked = ChunkedSnapshots(store: store)
-        for line in manifest.committed {
+        // A line in memory alone (`--levels memory,disk`, not yet drained) is not on disk to check.
+        for line in manifest.committed where line.isOnDisk {
             for member in line.members {
                 let label = "epoch \(line.epoch) rank \(member.rank)"
                 let index: SnapshotIndex
@@ -59,8 +60,9 @@ extension ManifestStore {
         guard let manifest = (try? load(repair: false)) ?? nil else { return nil }
         let chunked = ChunkedSnapshots(store: store)
         var names = Set<String>()
-        let snapshots = Set(manifest.committed.flatMap(\.members).map(\.snapshot)
-            + (manifest.independent ?? []).flatMap { $0 }.compactMap(\.snapshot))
+        let snapshots = Set(manifest.committed.flatMap { line in
+            line.members.map(\.snapshot).filter { line.isOnDisk || store.exists($0) }
+        } + (manifest.independent ?? []).flatMap { $0 }.compactMap(\.snapshot))
         for snapshot in snapshots {
             guard let file = try? store.inspect(snapshot, repair: false),
                   let index = try? SnapshotIndex.decode(file.body, name: snapshot)

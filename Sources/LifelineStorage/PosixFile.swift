@@ -250,4 +250,17 @@ enum PosixFile {
             written += count
         }
     }
+
+    /// Writes all of `bytes` to `fd`, finishing short writes and retrying on EINTR.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(StorageError) {
+        var written = 0
+        while written < bytes.count {
+            let count = write(fd, bytes.baseAddress! + written, bytes.count - written)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw StorageError(errno: errno, operation: "write", path: path)
+            }
+            written += count
+        }
+    }
 }

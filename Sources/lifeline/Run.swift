@@ -60,6 +60,14 @@ extension LifelineCommand {
         var chunkKib: Int = ChunkedSnapshots.chunkBytesDefault >> 10
         @Option(parsing: .unconditional, help: ArgumentHelp("zstd level of snapshot chunks, -7 (fastest) to 19 (smallest).", valueName: "LEVEL"))
         var zstdLevel: Int = Int(ChunkedSnapshots.levelDefault)
+        @Option(help: ArgumentHelp("Where committed lines are held: disk (the mirrored stable storage; a round commits once both mirrors hold it), or memory,disk (a round commits once each rank's snapshot is in its host's memory, a tmpfs, and is drained to disk behind it; a rank killed restores from memory, and a lost memory falls back to the newest line on disk).", valueName: "LEVELS"))
+        var levels: String = "disk"
+        @Option(help: ArgumentHelp("With --levels memory,disk: drain every K-th round to disk (the rounds whose number is a multiple of K).", valueName: "K"))
+        var drainEvery: Int?
+        @Option(help: ArgumentHelp("With --levels memory,disk: the most memory a rank's copies may take (its new one and the committed one), e.g. 512m; a rank over it writes to disk alone.", valueName: "BYTES"))
+        var memoryMax: String?
+        @Option(help: ArgumentHelp("With --levels memory,disk: the memory file system the copies go to.", valueName: "PATH"))
+        var memoryRoot: String?
         @Flag(help: "No progress line.")
         var quiet = false
         @Flag(help: "Keep the ranks' standard error in output/ only, instead of also forwarding it live as [rank R] lines.")
@@ -163,6 +171,19 @@ extension LifelineCommand {
             if policy != .wait { configuration.onHostLoss = policy }
             configuration.launchCommand = launchCommand
             configuration.listenAddress = listen
+            switch levels {
+            case "disk": break
+            case "memory,disk": configuration.memoryLevel = true
+            default: throw ValidationError("--levels \(levels) is not one of disk, memory,disk")
+            }
+            configuration.drainEvery = drainEvery
+            if let memoryMax {
+                guard let bytes = parseBytes(memoryMax), bytes > 0 else {
+                    throw ValidationError("--memory-max \(memoryMax) is not a size such as 512m, 2g or 1048576")
+                }
+                configuration.memoryBytesMax = bytes
+            }
+            configuration.memoryRoot = memoryRoot.map(absolute)
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }
@@ -175,6 +196,17 @@ func positiveSeconds(_ text: String, option: String) throws -> Double {
         throw ValidationError("\(option) \(text) is not a duration such as 500ms, 10s or 2m")
     }
     return seconds
+}
+
+/// A size in bytes, given as a number or with a binary unit (`512k`, `64m`, `2g`); nil when
+/// it is neither.
+func parseBytes(_ text: String) -> Int? {
+    let units: [Character: Int] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40]
+    let lowered = text.lowercased().replacingOccurrences(of: "ib", with: "").replacingOccurrences(of: "b", with: "")
+    if let value = Int(lowered) { return value }
+    guard let unit = lowered.last.flatMap({ units[$0] }), let value = Double(lowered.dropLast()), value > 0,
+          value * Double(unit) < Double(Int.max) else { return nil }
+    return Int(value * Double(unit))
 }
 
 /// The hosts of `--hosts H1,H2,…` or `--hostfile FILE` (nil: neither given).

@@ -161,7 +161,9 @@ struct WireFormatTests {
         #expect(throws: WireError.self) { try ControlMessage.decode(twice.bytes) }
     }
 
-    @Test func ackKeptFlagSitsAfterTheOutputOffsetAndRefusesValuesAboveOne() throws {
+    /// The flags byte: bit 0 kept (minimal), bit 1 held in memory (`--levels memory,disk`);
+    /// a kept checkpoint is not written anywhere, so both at once is refused, as is any other bit.
+    @Test func ackFlagsSitAfterTheOutputOffsetAndRefuseUnknownBits() throws {
         let kept = Acknowledgement(step: 4, snapshotBytes: 0, outputOffset: 0, delivered: Self.sets, kept: true, changes: 0)
         var body = ackBody(kept)
         #expect(body[Self.keptFlagOffset] == 1, "the kept flag moved: \(body.prefix(Self.keptFlagOffset + 1))")
@@ -169,9 +171,22 @@ struct WireFormatTests {
         var wrote = kept
         wrote.kept = false
         #expect(try ControlMessage.decode(body) == .ack(Epoch(1), wrote))
-        for flag in [UInt8(2), 0x80, 0xFF] {
+        body[Self.keptFlagOffset] = 2
+        var inMemory = wrote
+        inMemory.inMemory = true
+        #expect(try ControlMessage.decode(body) == .ack(Epoch(1), inMemory))
+        #expect(ackBody(inMemory)[Self.keptFlagOffset] == 2)
+        for flag in [UInt8(3), 4, 0x80, 0xFF] {
             body[Self.keptFlagOffset] = flag
             #expect(throws: WireError.self, "an ACK with kept flag \(flag) decoded") { try ControlMessage.decode(body) }
+        }
+    }
+
+    @Test func drainedRoundTripsWithAndWithoutAFailure() throws {
+        for message in [ControlMessage.drained(Epoch(7), storedBytes: 123_456, failure: nil),
+                        .drained(Epoch(UInt64.max), storedBytes: 0, failure: "mirror a: no space left on device")] {
+            let frame = message.frame()
+            #expect(try ControlMessage.decode(Array(frame[FramePrefix.byteCount...])) == message)
         }
     }
 

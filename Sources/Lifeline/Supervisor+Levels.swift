@@ -1,0 +1,94 @@
+import LifelineCore
+import LifelineStorage
+
+/// Multi-level checkpoints (`--levels memory,disk`) on the supervisor's side: a round commits
+/// once every rank's snapshot is in its host's memory (level 1); the manifest records the line
+/// on disk (level 2) once every rank's drain is in.
+extension Supervisor {
+    /// What is on disk of one round: its ranks whose snapshot is there, and the bytes their
+    /// drains stored.
+    struct RoundOnDisk {
+        var ranks: Set<Int> = []
+        var storedBytes: UInt64 = 0
+    }
+
+    /// A rank acknowledged round `epoch`: an ACK from disk (a copy that did not fit in memory)
+    /// puts its snapshot on disk at once.
+    func noteAcknowledged(_ epoch: Epoch, rank: Int, _ acknowledgement: Acknowledgement) {
+        guard memoryLevel != nil, !acknowledgement.inMemory, !acknowledgement.kept else { return }
+        onDisk[epoch.rawValue, default: RoundOnDisk()].ranks.insert(rank)
+    }
+
+    /// The levels of the line of round `epoch` about to commit with `acks`: in memory when any
+    /// rank's snapshot is there; on disk once every rank's is.
+    func levels(ofCommitting epoch: Epoch, acks: [Acknowledgement]) -> (inMemory: Bool?, onDisk: Bool?) {
+        guard memoryLevel != nil, acks.contains(where: \.inMemory) else { return (nil, nil) }
+        committedInMemoryAt[epoch.rawValue] = now
+        return (true, onDisk[epoch.rawValue]?.ranks.count == configuration.rankCount)
+    }
+
+    /// A rank's drain of round `epoch` ended: its snapshot is on disk, or could not be written
+    /// there (the line stays in memory alone, and the next drained round tries again).
+    func handleDrained(_ epoch: Epoch, rank: Int, storedBytes: UInt64, failure: String?) throws {
+        guard memoryLevel != nil else { return }
+        if let failure {
+            warn("rank \(rank) could not drain round \(epoch.rawValue) to disk: \(failure); that line stays in memory alone")
+            events.record("drain_failed", ["rank": .int(rank), "epoch": .int(Int(epoch.rawValue)), "reason": .string(failure)])
+            return
+        }
+        onDisk[epoch.rawValue, default: RoundOnDisk()].ranks.insert(rank)
+        onDisk[epoch.rawValue, default: RoundOnDisk()].storedBytes += storedBytes
+        try recordOnDiskIfComplete(epoch)
+    }
+
+    /// Once every rank's snapshot of a committed line held in memory is on disk, the manifest
+    /// says so (the line outlives this supervisor now), and `drained` is recorded.
+    func recordOnDiskIfComplete(_ epoch: Epoch) throws {
+        let round = epoch.rawValue
+        guard let drained = onDisk[round], drained.ranks.count == configuration.rankCount,
+              let line = manifest.committed.first(where: { $0.epoch == round }), !line.isOnDisk
+        else { return }
+        var next = manifest
+        next.recordOnDisk(epoch: round)
+        do {
+            try commitManifest(&next)
+        } catch let error as LifelineError {
+            throw error  // both mirrors failed: the job stops
+        } catch {
+            warn("cannot record round \(round) on disk: \(error); it stays in memory alone")
+            return
+        }
+        manifest = next
+        if lineInForce?.epoch == round { lineInForce = next.committed.first { $0.epoch == round } }
+        onDisk[round] = nil
+        events.record("drained", [
+            "epoch": .int(Int(round)), "bytes": .int(Int(drained.storedBytes)),
+            "after_commit_s": .double(committedInMemoryAt[round].map { now - $0 } ?? 0),
+        ])
+        committedInMemoryAt[round] = nil
+        // Every drain of the round has ended: its chunks are referenced now, and what older
+        // lines alone held goes (the collection at the commit met the drains under way).
+        do {
+            try manifests.garbageCollect(keeping: manifest)
+        } catch {
+            warn("cannot delete old checkpoints: \(error)")
+        }
+    }
+
+    /// Forgets the rounds no kept line can be recorded for any more (older than the oldest).
+    func forgetDrainsBefore(_ epoch: UInt64) {
+        onDisk = onDisk.filter { $0.key >= epoch }
+        committedInMemoryAt = committedInMemoryAt.filter { $0.key >= epoch }
+    }
+
+    /// The level a restart from `line` reads (for `recovery_start`): memory when the line is
+    /// held there and every member's copy is, disk otherwise; nil without levels.
+    func restoreLevel(of line: CommittedLine?) -> String? {
+        guard let memoryLevel else { return nil }
+        guard let line else { return "start" }
+        let inMemory = line.isInMemory && line.members.allSatisfy {
+            memoryLevel.has(rank: $0.rank, epoch: manifests.epoch(ofSnapshot: $0.snapshot) ?? line.epoch)
+        }
+        return inMemory ? "memory" : "disk"
+    }
+}

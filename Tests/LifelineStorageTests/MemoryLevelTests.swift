@@ -1,0 +1,136 @@
+import Foundation
+import Testing
+@testable import LifelineStorage
+
+/// Level 1 of `--levels memory,disk`: a rank's copy of a round in the host's memory, checked
+/// when read; the manifest keeps a line on disk while newer ones are in memory alone; the
+/// recovery line is found in memory first and on disk when a copy there is gone.
+@Suite struct MemoryLevelTests {
+    func state(rank: Int, epoch: UInt64, bytes: Int = 3 * 4096) -> [UInt8] {
+        var generator = SeededGenerator(state: UInt64(rank) << 32 | epoch)
+        return (0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+
+    /// Segments cut from one array, as a rank's snapshot is: the copy holds them in order.
+    func segments(_ bytes: [UInt8]) -> [ChunkedSnapshots.Segment] {
+        [ChunkedSnapshots.Segment(bytes, range: 0..<100), ChunkedSnapshots.Segment(bytes, range: 100..<100),
+         ChunkedSnapshots.Segment(bytes, range: 100..<bytes.count, filter: .delta2Shuffle8)]
+    }
+
+    func line(_ epoch: UInt64, ranks: Int, manifests: ManifestStore? = nil, inMemory: Bool? = nil, onDisk: Bool? = nil) -> CommittedLine {
+        var line = CommittedLine(epoch: epoch, step: Int(epoch), members: (0..<ranks).map {
+            Member(rank: $0, snapshot: manifests?.snapshotName(epoch: epoch, rank: $0) ?? "epochs/\(epoch)/rank-\($0)", step: Int(epoch), incarnation: 0,
+                   outputOffset: 0, snapshotBytes: 0)
+        })
+        line.inMemory = inMemory
+        line.onDisk = onDisk
+        return line
+    }
+
+    @Test func aCopyReadsBackAndAnyChangeToItIsRefused() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let level = MemoryLevel(folder: folder.path + "/memory")
+        try level.create()
+        let bytes = state(rank: 2, epoch: 7)
+        let written = try level.write(rank: 2, epoch: 7, segments: segments(bytes))
+        #expect(written == MemoryLevel.headerByteCount + bytes.count)
+        #expect(try level.read(rank: 2, epoch: 7) == bytes)
+        #expect(try level.read(rank: 2, epoch: 8) == nil)
+        #expect(level.has(rank: 2, epoch: 7) && !level.has(rank: 1, epoch: 7))
+
+        let path = folder.path + "/memory/" + MemoryLevel.fileName(rank: 2, epoch: 7)
+        let original = try #require(FileManager.default.contents(atPath: path))
+        // A flipped byte anywhere (header or body), a cut, or another rank's copy under this name.
+        for offset in [0, 8, 24, 40, MemoryLevel.headerByteCount + 5, original.count - 1] {
+            var damaged = original
+            damaged[offset] ^= 0x40
+            try damaged.write(to: URL(fileURLWithPath: path))
+            #expect(throws: StorageError.self, "a flip at \(offset) was not noticed") { try level.read(rank: 2, epoch: 7) }
+        }
+        try original.prefix(original.count - 10).write(to: URL(fileURLWithPath: path))
+        #expect(throws: StorageError.self) { try level.read(rank: 2, epoch: 7) }
+        try original.write(to: URL(fileURLWithPath: folder.path + "/memory/" + MemoryLevel.fileName(rank: 3, epoch: 7)))
+        #expect(throws: StorageError.self) { try level.read(rank: 3, epoch: 7) }
+    }
+
+    @Test func aCommitRemovesTheRanksOlderCopiesAndWhatADeadWriterLeft() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let level = MemoryLevel(folder: folder.path + "/memory")
+        try level.create()
+        for epoch: UInt64 in [3, 4, 5] {
+            for rank in 0..<2 { try level.write(rank: rank, epoch: epoch, segments: segments(state(rank: rank, epoch: epoch))) }
+        }
+        let stale = folder.path + "/memory/." + MemoryLevel.fileName(rank: 0, epoch: 6) + ".tmp.12345.1"
+        _ = FileManager.default.createFile(atPath: stale, contents: Data([1, 2, 3]))
+        #expect(level.bytesHeld(rank: 0, except: 5) == 2 * (MemoryLevel.headerByteCount + 3 * 4096))
+        level.removeOlder(rank: 0, than: 5)
+        #expect(level.rounds(of: 0) == [5])
+        #expect(level.rounds(of: 1) == [3, 4, 5])
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        level.removeCopies()
+        #expect(level.rounds(of: 1).isEmpty)
+        #expect(FileManager.default.fileExists(atPath: folder.path + "/memory"))
+    }
+
+    @Test func theManifestKeepsTheNewestLineOnDiskWhileNewerOnesAreInMemoryAlone() {
+        var manifest = Manifest(jobID: "j", rankCount: 2)
+        manifest.appendCommitted(line(1, ranks: 2, inMemory: true, onDisk: true), keep: 2)
+        for epoch: UInt64 in 2...5 {
+            manifest.appendCommitted(line(epoch, ranks: 2, inMemory: true, onDisk: false), keep: 2)
+        }
+        #expect(manifest.committed.map(\.epoch) == [1, 5], "the line on disk stays in place of the oldest kept")
+        let recorded = manifest.recordOnDisk(epoch: 5)
+        let dropped = manifest.recordOnDisk(epoch: 3)
+        #expect(recorded)
+        #expect(!dropped, "a dropped line is not recorded")
+        manifest.appendCommitted(line(6, ranks: 2, inMemory: true, onDisk: false), keep: 2)
+        #expect(manifest.committed.map(\.epoch) == [5, 6])
+        #expect(manifest.committed.map(\.levels) == ["memory,disk", "memory"])
+        #expect(manifest.invariantViolation == nil)
+        var nowhere = manifest
+        nowhere.committed[1].inMemory = false
+        #expect(nowhere.invariantViolation != nil)
+        // A manifest of a job on disk alone reads as before: no level fields, on disk.
+        #expect(CommittedLine(epoch: 1, step: 1, members: []).levels == "disk")
+    }
+
+    @Test func theRecoveryLineIsReadFromMemoryFirstAndFromDiskWhenACopyIsGone() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try MirroredStore(rootA: folder.path + "/a", rootB: folder.path + "/b")
+        let manifests = ManifestStore(store: store)
+        let level = MemoryLevel(folder: folder.path + "/memory")
+        try level.create()
+        var manifest = Manifest(jobID: "j", rankCount: 2)
+        // Round 2 drained to disk; round 3 in memory alone.
+        for rank in 0..<2 {
+            let bytes = state(rank: rank, epoch: 2)
+            _ = try ChunkedSnapshots(store: store).write(manifests.snapshotName(epoch: 2, rank: rank), bytes: bytes, generation: 2, chunkBytes: 4096)
+            try level.write(rank: rank, epoch: 2, segments: segments(bytes))
+            try level.write(rank: rank, epoch: 3, segments: segments(state(rank: rank, epoch: 3)))
+        }
+        manifest.appendCommitted(line(2, ranks: 2, manifests: manifests, inMemory: true, onDisk: true))
+        manifest.appendCommitted(line(3, ranks: 2, manifests: manifests, inMemory: true, onDisk: false))
+
+        #expect(manifests.newestIntactLine(manifest, memory: level).line?.epoch == 3)
+        // An earlier supervisor's copies are not trusted, nor is memory without the level.
+        let resumed = manifests.newestIntactLine(manifest, memory: level, memorySince: 3)
+        #expect(resumed.line?.epoch == 2)
+        #expect(resumed.problems.contains { $0.contains("does not outlive its supervisor") })
+        #expect(manifests.newestIntactLine(manifest).line?.epoch == 2)
+        // Rank 1's copy of round 3 gone: round 2, whose copies in memory are gone too, reads from disk.
+        unlink(folder.path + "/memory/" + MemoryLevel.fileName(rank: 1, epoch: 3))
+        level.removeOlder(rank: 0, than: 3)
+        level.removeOlder(rank: 1, than: 3)
+        let fallback = manifests.newestIntactLine(manifest, memory: level)
+        #expect(fallback.line?.epoch == 2)
+        #expect(fallback.problems.contains { $0.contains("epoch 3 rank 1: its copy in memory is gone") })
+        // Verify and collection leave a line in memory alone alone: nothing of it is on disk.
+        try manifests.commit(&manifest)
+        #expect(manifests.verify(repair: false).unrecoverableCount == 0)
+        try manifests.garbageCollect(keeping: manifest)
+        #expect(try ChunkedSnapshots(store: store).read(manifests.snapshotName(epoch: 2, rank: 1)) == state(rank: 1, epoch: 2))
+    }
+}
