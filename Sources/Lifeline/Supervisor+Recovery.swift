@@ -292,7 +292,7 @@ extension Supervisor {
         }
     }
 
-    private func injectSignal(_ rank: Int, _ signal: Int32, spec: FaultSpec) throws {
+    func injectSignal(_ rank: Int, _ signal: Int32, spec: FaultSpec) throws {
         events.record("fault_injected", ["rank": .int(rank), "spec": .string("\(spec)")])
         guard machine.ranks[rank].alive else { return }
         // A rank on another host is reached through its runtime: the pid here is its launch

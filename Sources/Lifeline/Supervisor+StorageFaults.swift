@@ -20,6 +20,9 @@ extension Supervisor {
         case .corrupt(let mirrorA, _, let file): corrupt(index, mirror: mirrorA ? .a : .b, file: file)
         case .failMirror(let mirrorA, _, let seconds): failMirror(index, mirror: mirrorA ? .a : .b, seconds: seconds)
         case .loseMemory: loseMemory(index)
+        case .killAtCommit(let rank, _):
+            faultSchedule.fired(index)
+            try? injectSignal(rank.rawValue, SIGKILL, spec: faults[index])
         default: break
         }
     }

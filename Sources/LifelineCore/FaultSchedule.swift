@@ -9,7 +9,7 @@
 /// |---|---|
 /// | `kill:rank=R,after=T`, `hang:rank=R,after=T`, `kill:supervisor,after=T` | at job time T, by the supervisor |
 /// | `kill:rank=R,step=S`, `kill:rank=R,phase=P` | in the rank (its launch carries it), which reports it |
-/// | `corrupt:…,epoch=E`, `fail:mirror=…,epoch=E` | when round E commits |
+/// | `corrupt:…,epoch=E`, `fail:mirror=…,epoch=E`, `kill:rank=R,epoch=E` | when round E commits |
 /// | `corrupt:…,after=T`, `fail:mirror=…,after=T` | at job time T, once there is such a file |
 /// | `lose:memory,epoch=E`, `lose:memory,after=T` | when round E commits, or at job time T |
 /// | `chaos:seed=S,mtbf=M` | again and again, every Exp(M) seconds, on a rank drawn from S |
@@ -89,7 +89,8 @@ package struct FaultSchedule: Sendable {
         specs.indices.filter { index in
             guard !firedFlags[index] else { return false }
             switch specs[index] {
-            case .corrupt(_, .epoch(epoch), _), .failMirror(_, .epoch(epoch), _), .loseMemory(.epoch(epoch)): return true
+            case .corrupt(_, .epoch(epoch), _), .failMirror(_, .epoch(epoch), _), .loseMemory(.epoch(epoch)),
+                 .killAtCommit(_, epoch: epoch): return true
             default: return false
             }
         }

@@ -1,6 +1,7 @@
 /// One injected fault, parsed from the `--inject SPEC` grammar of the design:
 ///
-/// `kill:rank=R,after=DURATION` · `kill:rank=R,step=S` · `kill:rank=R,phase=checkpoint|recovery|finish` ·
+/// `kill:rank=R,after=DURATION` · `kill:rank=R,step=S` · `kill:rank=R,epoch=E` ·
+/// `kill:rank=R,phase=checkpoint|recovery|finish` ·
 /// `hang:rank=R,after=DURATION` · `kill:supervisor,after=DURATION` · `chaos:seed=N,mtbf=DURATION` ·
 /// `corrupt:mirror=a|b,epoch=E|after=DURATION[,file=chunk|index|manifest|log]` ·
 /// `fail:mirror=a|b,epoch=E|after=DURATION[,for=DURATION]` · `lose:memory,epoch=E|after=DURATION`.
@@ -49,6 +50,9 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
     case killAtStep(RankID, step: Int)
     /// SIGKILL of a rank in a phase of its life.
     case killInPhase(RankID, Phase)
+    /// SIGKILL of a rank by the supervisor right after round `epoch` commits (before the
+    /// next round can start): a failure at a known line.
+    case killAtCommit(RankID, epoch: UInt64)
     /// SIGSTOP of a rank `afterSeconds` into the job (found by the heartbeat timeout).
     case hangAfter(RankID, seconds: Double)
     /// SIGKILL of the supervisor itself `afterSeconds` into the job.
@@ -63,14 +67,15 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
     package var firesInRank: Bool {
         switch self {
         case .killAtStep, .killInPhase: return true
-        case .killAfter, .hangAfter, .killSupervisor, .chaos, .corrupt, .failMirror, .loseMemory: return false
+        case .killAfter, .hangAfter, .killSupervisor, .chaos, .corrupt, .failMirror, .loseMemory, .killAtCommit: return false
         }
     }
 
     /// The rank a rank-side fault belongs to.
     package var rank: RankID? {
         switch self {
-        case .killAfter(let rank, _), .killAtStep(let rank, _), .killInPhase(let rank, _), .hangAfter(let rank, _):
+        case .killAfter(let rank, _), .killAtStep(let rank, _), .killInPhase(let rank, _), .hangAfter(let rank, _),
+             .killAtCommit(let rank, _):
             return rank
         case .killSupervisor, .chaos, .corrupt, .failMirror, .loseMemory:
             return nil
@@ -83,6 +88,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         case .killAfter(let rank, let seconds): return "kill:rank=\(rank.rawValue),after=\(Self.format(seconds))"
         case .killAtStep(let rank, let step): return "kill:rank=\(rank.rawValue),step=\(step)"
         case .killInPhase(let rank, let phase): return "kill:rank=\(rank.rawValue),phase=\(phase.rawValue)"
+        case .killAtCommit(let rank, let epoch): return "kill:rank=\(rank.rawValue),epoch=\(epoch)"
         case .hangAfter(let rank, let seconds): return "hang:rank=\(rank.rawValue),after=\(Self.format(seconds))"
         case .killSupervisor(let seconds): return "kill:supervisor,after=\(Self.format(seconds))"
         case .chaos(let seed, let mtbf): return "chaos:seed=\(seed),mtbf=\(Self.format(mtbf))"
@@ -150,6 +156,11 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
                 guard let step = Int(raw), step >= 0 else { throw FaultSpecError(text, "step=\(raw) is not a step ≥ 0") }
                 return .killAtStep(target, step: step)
             }
+            if let raw = fields["epoch"] {
+                try only(["rank", "epoch"])
+                guard let epoch = UInt64(raw), epoch >= 1 else { throw FaultSpecError(text, "epoch=\(raw) is not a round ≥ 1") }
+                return .killAtCommit(target, epoch: epoch)
+            }
             if let raw = fields["phase"] {
                 try only(["rank", "phase"])
                 guard let phase = Phase(rawValue: raw) else {
@@ -157,7 +168,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
                 }
                 return .killInPhase(target, phase)
             }
-            throw FaultSpecError(text, "a kill needs after=, step= or phase=")
+            throw FaultSpecError(text, "a kill needs after=, step=, epoch= or phase=")
         case "hang":
             try only(["rank", "after"])
             return .hangAfter(try rank(), seconds: try duration("after"))

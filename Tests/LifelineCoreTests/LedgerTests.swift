@@ -126,8 +126,9 @@ struct LedgerTests {
         #expect(try FaultSpec.parse("fail:mirror=b,epoch=2,for=3s", rankCount: 4) == .failMirror(mirrorA: false, .epoch(2), seconds: 3))
         #expect(try FaultSpec.parse("fail:mirror=a,after=2.5s", rankCount: 4) == .failMirror(mirrorA: true, .after(seconds: 2.5), seconds: nil))
         #expect(try FaultSpec.parse("lose:memory,epoch=3", rankCount: 4) == .loseMemory(.epoch(3)))
+        #expect(try FaultSpec.parse("kill:rank=2,epoch=4", rankCount: 4) == .killAtCommit(RankID(2), epoch: 4))
         #expect(try FaultSpec.parse("lose:memory,after=2s", rankCount: 4) == .loseMemory(.after(seconds: 2)))
-        for bad in ["lose:memory", "lose:epoch=3", "lose:memory,epoch=0", "lose:memory,epoch=2,after=1s", "lose:memory,epoch=2,mirror=a",
+        for bad in ["lose:memory", "lose:epoch=3", "lose:memory,epoch=0", "lose:memory,epoch=2,after=1s", "lose:memory,epoch=2,mirror=a", "kill:rank=1,epoch=0", "kill:rank=1,epoch=2,step=3",
                     "kill", "kill:rank=9,step=1", "kill:rank=1", "kill:rank=1,step=x", "hang:rank=1,after=3",
                     "kill:rank=1,phase=lunch", "boom:rank=1", "kill:rank=1,step=2,step=3", "kill:rank=1,after=2s,color=red",
                     "corrupt:mirror=c,epoch=1", "corrupt:mirror=a", "corrupt:mirror=a,epoch=0", "corrupt:mirror=a,epoch=1,after=2s",
@@ -137,7 +138,7 @@ struct LedgerTests {
         }
         for spec in ["kill:rank=1,step=40", "hang:rank=3,after=250ms", "chaos:seed=7,mtbf=2.0s", "corrupt:mirror=b,epoch=2",
                      "corrupt:mirror=a,after=1.5s,file=log", "corrupt:mirror=a,epoch=4,file=index",
-                     "fail:mirror=b,epoch=2,for=3s", "fail:mirror=a,after=250ms", "lose:memory,epoch=5", "lose:memory,after=1.5s"] {
+                     "fail:mirror=b,epoch=2,for=3s", "fail:mirror=a,after=250ms", "lose:memory,epoch=5", "lose:memory,after=1.5s", "kill:rank=3,epoch=2"] {
             #expect(try FaultSpec.parse(try FaultSpec.parse(spec, rankCount: 4).description, rankCount: 4)
                     == FaultSpec.parse(spec, rankCount: 4))
         }

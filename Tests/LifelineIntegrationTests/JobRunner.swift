@@ -33,6 +33,15 @@ struct JobRunner {
     }()
 
     /// A fresh scratch folder for one test.
+    /// The seed of a randomized test, printed with its name: `LIFELINE_TEST_SEED` replays one,
+    /// else the clock draws it below `bound`.
+    static func seed(_ name: String, below bound: UInt64 = 100_000) -> UInt64 {
+        let seed = ProcessInfo.processInfo.environment["LIFELINE_TEST_SEED"].flatMap { UInt64($0) }
+            ?? UInt64(Date().timeIntervalSince1970 * 1000) % bound
+        print("\(name): seed \(seed) (LIFELINE_TEST_SEED=\(seed) replays it)")
+        return seed
+    }
+
     static func scratch(_ name: String) -> String {
         let path = NSTemporaryDirectory() + "lifeline-it-\(name)-\(UUID().uuidString.prefix(8))"
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

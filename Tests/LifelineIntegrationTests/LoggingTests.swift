@@ -17,7 +17,7 @@ extension RecoveryTests {
     @Test(arguments: [("pessimistic", "coordinated"), ("pessimistic", "blocking"), ("sender-based", "coordinated"),
                       ("sender-based", "blocking")])
     func loggingRecoversOneRank(logging: String, checkpoint: String) throws {
-        let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
+        let seed = JobRunner.seed("logging")
         var generator = SplitMix64(seed: seed)
         let step = Int.random(in: 150...550, using: &generator)
         let rank = Int.random(in: 0..<4, using: &generator)

@@ -69,7 +69,7 @@ struct RecoveryTests {
     }
 
     @Test func killAtSeededTime() throws {
-        let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
+        let seed = JobRunner.seed("recovery")
         var generator = SplitMix64(seed: seed)
         let milliseconds = Int.random(in: 300...1800, using: &generator)
         let rank = Int.random(in: 0..<4, using: &generator)
@@ -80,7 +80,7 @@ struct RecoveryTests {
     }
 
     @Test func chaosKillsAtSeededIntervals() throws {
-        let seed = UInt64(Date().timeIntervalSince1970) % 1000
+        let seed = JobRunner.seed("chaos", below: 1000)
         let result = try JobRunner.runHeat("chaos", ["--inject", "chaos:seed=\(seed),mtbf=1200ms", "--max-restarts", "50"])
         #expect(result.status == 0, "seed \(seed): \(result.stderr)")
         #expect(result.resultLines == [Self.oracle], "seed \(seed)")

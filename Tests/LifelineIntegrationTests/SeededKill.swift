@@ -15,7 +15,7 @@ struct SeededKill {
     /// farm in `farmRounds` with checkpoints every `farmInterval` s.
     init(_ program: String, name: String, options: [String], heatOptions: [String] = [],
          farmRounds: ClosedRange<Int> = 5...35, farmInterval: String = "0.3") throws {
-        seed = UInt64(Date().timeIntervalSince1970 * 1000) % 100_000
+        seed = JobRunner.seed(name)
         var generator = SplitMix64(seed: seed)
         rank = Int.random(in: 0..<4, using: &generator)
         if program == "heat2d" {

@@ -1,0 +1,143 @@
+import Foundation
+import LifelineCore
+import LifelineStorage
+import Testing
+
+extension RecoveryTests {
+    /// `--levels memory,disk`: heat2d on 4 ranks, rounds committed in the hosts' memory and
+    /// drained to disk behind them; each recovery ends with the failure-free bits.
+    @Suite struct Levels {
+        /// The manifest of a run, as its supervisor committed it (mirror A).
+        static func manifest(_ runDirectory: String) throws -> Manifest {
+            let store = try MirroredStore(rootA: runDirectory + "/storage-a", rootB: runDirectory + "/storage-b")
+            return try #require(try ManifestStore(store: store).load(repair: false))
+        }
+
+        /// The job's level-1 folder under /dev/shm.
+        static func memoryFolder(_ manifest: Manifest) -> String {
+            MemoryLevel.folder(root: "/dev/shm", jobID: manifest.jobID)
+        }
+
+        /// A rank killed right after a round drawn from the seed commits restores from that
+        /// round's copies in memory: no round is ever drained (`--drain-every 1000`), so no
+        /// snapshot exists on disk to read. The memory folder is gone when the job ends.
+        @Test func aRankKilledRestoresFromMemoryWithNoDiskRead() throws {
+            let seed = JobRunner.seed("levels-memory")
+            var generator = SplitMix64(seed: seed)
+            let rank = Int.random(in: 0..<4, using: &generator)
+            let epoch = Int.random(in: 1...3, using: &generator)
+            let injection = "kill:rank=\(rank),epoch=\(epoch)"
+            print("levels-memory: \(injection)")
+            let result = try JobRunner.runHeat("levels-memory", ["--levels", "memory,disk", "--drain-every", "1000", "--inject", injection])
+            #expect(result.status == 0, "seed \(seed): \(result.stderr)")
+            #expect(result.resultLines == [RecoveryTests.oracle], "seed \(seed): \(injection)")
+            let starts = result.events("recovery_start")
+            #expect(starts.count == 1)
+            #expect(starts.first?["level"] as? String == "memory", "seed \(seed): \(starts)")
+            #expect(starts.first?["epoch"] as? Int == epoch, "seed \(seed): \(starts)")
+            #expect(result.events("commit").allSatisfy { $0["level"] as? String == "memory" })
+            #expect(result.events("drained").isEmpty)
+            for mirror in ["a", "b"] {
+                let epochs = result.runDirectory + "/storage-\(mirror)/epochs"
+                #expect(((try? FileManager.default.contentsOfDirectory(atPath: epochs)) ?? []).isEmpty,
+                        "a snapshot reached disk on mirror \(mirror)")
+            }
+            let manifest = try Self.manifest(result.runDirectory)
+            #expect(manifest.committed.allSatisfy { $0.levels == "memory" })
+            #expect(!FileManager.default.fileExists(atPath: Self.memoryFolder(manifest)), "the memory folder outlived the job")
+        }
+
+        /// Every round drained: each is recorded on disk after its commit (but round 2, whose
+        /// drain the rollback right after its commit may cut short: it stays in memory alone
+        /// until the next round is on disk), the stored snapshots verify, and the old ones are
+        /// collected as on disk alone.
+        @Test func everyDrainedRoundIsRecordedOnDiskAndVerifies() throws {
+            let result = try JobRunner.runHeat("levels-drain", ["--levels", "memory,disk", "--inject", "kill:rank=2,epoch=2"])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.resultLines == [RecoveryTests.oracle])
+            let commits = result.events("commit").compactMap { $0["epoch"] as? Int }
+            let drained = result.events("drained").compactMap { $0["epoch"] as? Int }
+            #expect(commits.count >= 3)
+            #expect(Set(commits).subtracting(drained).isSubset(of: [2]), "commits \(commits), drained \(drained)")
+            #expect(Set(drained).isSubset(of: commits))
+            let manifest = try Self.manifest(result.runDirectory)
+            #expect(manifest.newestLine?.levels == "memory,disk")
+            let verify = try JobRunner.lifeline(["storage", "verify", result.runDirectory], runDirectory: result.runDirectory)
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+            #expect(verify.stdout.contains(" 0 unreferenced chunks"), "\(verify.stdout)")
+        }
+
+        /// The memory lost right after round 3 commits, then a rank killed: round 3 was held in
+        /// memory alone (only even rounds drain), so the job falls back to round 2 on disk and
+        /// says why.
+        @Test func lostMemoryFallsBackToTheNewestLineOnDisk() throws {
+            let result = try JobRunner.runHeat("levels-lost", [
+                "--levels", "memory,disk", "--drain-every", "2", "--inject", "lose:memory,epoch=3", "--inject", "kill:rank=1,epoch=3",
+            ])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.resultLines == [RecoveryTests.oracle])
+            let start = result.events("recovery_start").first
+            #expect(start?["epoch"] as? Int == 2, "\(String(describing: start))")
+            #expect(start?["level"] as? String == "disk")
+            #expect(result.stderr.contains("falling back to epoch 2: a newer line was held in memory alone"), "\(result.stderr)")
+        }
+
+        /// The supervisor killed: `resume` trusts no copy in memory and restarts from the
+        /// newest line its manifest has on disk, to the failure-free bits; the memory folder is
+        /// gone after it.
+        @Test func aResumeRestartsFromTheNewestLineOnDisk() throws {
+            let result = try JobRunner.runHeat("levels-resume", [
+                "--levels", "memory,disk", "--drain-every", "2", "--inject", "kill:supervisor,after=1800ms",
+            ])
+            #expect(result.status != 0)
+            let manifest = try Self.manifest(result.runDirectory)
+            let onDisk = manifest.committed.last { $0.isOnDisk }?.epoch ?? 0
+            let resumed = try JobRunner.lifeline(["resume", result.runDirectory], runDirectory: result.runDirectory)
+            #expect(resumed.status == 0, "resume failed: \(resumed.stderr)")
+            #expect(resumed.resultLines == [RecoveryTests.oracle])
+            let launched = resumed.events("rank_launched").filter { ($0["incarnation"] as? Int ?? 0) >= 4 }
+            #expect(launched.count == 4 && launched.allSatisfy { $0["epoch"] as? Int == Int(onDisk) },
+                    "manifest lines \(manifest.committed.map { "\($0.epoch):\($0.levels)" }): \(launched)")
+            if manifest.newestLine.map({ !$0.isOnDisk }) == true {
+                #expect(resumed.stderr.contains("does not outlive its supervisor"), "\(resumed.stderr)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: Self.memoryFolder(manifest)))
+        }
+
+        /// A `--memory-max` below a rank's snapshot: each rank's process says so in one line and
+        /// writes to disk alone; the lines are on disk at commit and a failure restores from there.
+        @Test func aMemoryMaxTooSmallRunsOnDiskAlone() throws {
+            let result = try JobRunner.runHeat("levels-max", [
+                "--levels", "memory,disk", "--memory-max", "1k", "--inject", "kill:rank=0,epoch=2",
+            ])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.resultLines == [RecoveryTests.oracle])
+            let said = result.stderr.split(separator: "\n").filter { $0.contains("do not fit --memory-max 1024") }
+            #expect(said.count == result.events("rank_launched").count, "one line per rank process: \(result.stderr)")
+            #expect(result.events("commit").allSatisfy { $0["level"] as? String == "disk" })
+            #expect(result.events("recovery_start").first?["level"] as? String == "disk")
+            #expect(try Self.manifest(result.runDirectory).committed.allSatisfy { $0.levels == "disk" })
+        }
+
+        /// What levels do not take yet is refused in one line, before anything is written.
+        @Test func unsupportedCombinationsAreRefusedInOneLine() throws {
+            for (options, expected) in [
+                (["--levels", "memory,disk", "--logging", "pessimistic"], "works with --checkpoint coordinated or blocking and --logging none"),
+                (["--levels", "memory,disk", "--checkpoint", "minimal"], "works with --checkpoint coordinated or blocking"),
+                (["--drain-every", "2"], "need --levels memory,disk"),
+                (["--levels", "memory,disk", "--drain-every", "0"], "--drain-every 0"),
+                (["--levels", "memory,disk", "--memory-root", "/nonexistent-lifeline"], "is not a folder"),
+                (["--levels", "memory"], "is not one of disk, memory,disk"),
+                (["--inject", "lose:memory,epoch=2"], "needs --levels memory,disk"),
+            ] {
+                let runDirectory = JobRunner.scratch("levels-refused") + "/run"
+                let result = try JobRunner.lifeline(
+                    ["run", "-n", "2", "--run-dir", runDirectory, "--quiet"] + options + ["--"] + JobRunner.heat,
+                    runDirectory: runDirectory)
+                #expect(result.status != 0, "\(options) was accepted")
+                #expect(result.stderr.contains(expected), "\(options): \(result.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: runDirectory + "/job.json"), "\(options) left a job behind")
+            }
+        }
+    }
+}
