@@ -40,6 +40,7 @@ extension Supervisor {
             noteStep(step, of: rank)
             try perform(coordinator.handleStepReport(from: rank, round: epoch, step: step))
         case .captured(let epoch, let delivered):
+            if firstCapture?.epoch != epoch { firstCapture = (epoch, now) }
             try perform(coordinator.handleCaptured(from: rank, round: epoch, delivered: delivered, now: now))
         case .logEvents(let first, let records, let acknowledge):
             try perform(machine.handleLogEvents(from: rank.rawValue, first: first, records: records, acknowledge: acknowledge))
@@ -206,6 +207,7 @@ extension Supervisor {
             "kept_from": .string(keptFrom.joined(separator: ",")),
             "commits": .int(manifest.commits), "mirrors": .string(manifest.newestLine?.onlyOn?.rawValue ?? "ab"),
             "level": .string(line.isInMemory ? "memory" : "disk"),
+            "from_capture_s": .double(firstCapture?.epoch == epoch ? now - firstCapture!.at : 0),
         ])
         if memoryLevel != nil {
             forgetDrainsBefore(manifest.committed.first?.epoch ?? 0)

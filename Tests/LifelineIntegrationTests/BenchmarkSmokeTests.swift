@@ -16,7 +16,9 @@ extension RecoveryTests {
         #expect(process.terminationStatus == 0)
         let report = try String(contentsOfFile: folder + "/report.md", encoding: .utf8)
         for heading in ["# Lifeline benchmark report", "## Transport", "## Collectives", "## Snapshot", "## Snapshot, incremental", "## Strategies, failure-free",
-                        "## Strategies, one crash", "## Checkpoint schemes with idle ranks", "## Checkpoint interval", "## A failed mirror", "## Scale-out (simulated)", "## Targets"] {
+                        "## Strategies, one crash", "## Checkpoint schemes with idle ranks", "## Checkpoint interval", "## A failed mirror",
+                        "## Levels: a round committed in memory, drained to disk behind it", "## Levels: failure-free overhead",
+                        "## Scale-out (simulated)", "## Targets"] {
             #expect(report.contains(heading + "\n"), "missing \(heading)")
         }
         for line in report.split(separator: "\n") where line.hasPrefix("|") {

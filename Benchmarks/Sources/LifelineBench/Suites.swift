@@ -27,6 +27,9 @@ struct Scale {
     var simulatedRanks: [Int]
     var simulatedSteps: Int
     var targetSteps: Int?
+    /// The levels suite: the state of its heat2d over 4 ranks (MiB) and its steps.
+    var levelsMiB = 256
+    var levelsSteps = 60
 
     static let smoke = Scale(
         name: "smoke", transportTrips: 2000, transportMessages: 32, snapshotMiB: [8], randomMiB: [8],
@@ -34,14 +37,14 @@ struct Scale {
         rankCounts: [2], repeats: 1, intervalSeconds: 0.2, crashStep: (100, 4),
         intervalHeat: ["heat2d", "--size", "64", "--steps", "600", "--sleep-ms", "2"], mtbfs: [1.5],
         mirrorHeat: ["heat2d", "--size", "64", "--steps", "1000", "--sleep-ms", "2"],
-        simulatedRanks: [4, 64], simulatedSteps: 10, targetSteps: nil)
+        simulatedRanks: [4, 64], simulatedSteps: 10, targetSteps: nil, levelsMiB: 8, levelsSteps: 150)
     static let quick = Scale(
         name: "quick", transportTrips: 20000, transportMessages: 256, snapshotMiB: [64], randomMiB: [64],
         heat: ["heat2d", "--size", "256", "--steps", "1000"], farm: ["taskfarm", "--tasks", "600", "--work", "20000"],
         rankCounts: [2, 4], repeats: 3, intervalSeconds: 0.3, crashStep: (600, 30),
         intervalHeat: ["heat2d", "--size", "384", "--steps", "3000"], mtbfs: [3],
         mirrorHeat: ["heat2d", "--size", "256", "--steps", "8000"],
-        simulatedRanks: [4, 64, 1024], simulatedSteps: 40, targetSteps: nil)
+        simulatedRanks: [4, 64, 1024], simulatedSteps: 40, targetSteps: nil, levelsMiB: 64, levelsSteps: 100)
     static let full = Scale(
         name: "full", transportTrips: 50000, transportMessages: 1024, snapshotMiB: [64, 256, 1024], randomMiB: [64, 256],
         heat: ["heat2d", "--size", "1024", "--steps", "2000"], farm: ["taskfarm", "--tasks", "3000", "--work", "60000"],

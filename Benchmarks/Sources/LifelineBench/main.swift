@@ -1,7 +1,7 @@
 // lifeline-bench: compares Lifeline's checkpointing and logging strategies, each beside its
 // physical floor measured in the same run. See Benchmarks/README.md.
 //
-// usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,hosts,snapshot,strategies,interval,mirror,scale]
+// usage: swift run -c release lifeline-bench [--smoke | --quick] [--output DIR] [--suites transport,hosts,snapshot,strategies,interval,mirror,levels,scale]
 //        [--ranks 4,16] [--modes "coordinated,coordinated + sender-based"] [--heat "heat2d --size 4096 --steps 2000"]
 import CLifelineSupport
 import Foundation
@@ -12,7 +12,7 @@ lifeline_tune_allocator()
 
 var scale = Scale.full
 var output: String?
-var suites = ["transport", "hosts", "snapshot", "strategies", "interval", "mirror", "scale"]
+var suites = ["transport", "hosts", "snapshot", "strategies", "interval", "mirror", "levels", "scale"]
 var rankCounts: [Int]?
 var modeNames: [String]?
 var heatProgram: [String]?
@@ -93,6 +93,7 @@ do {
         case "strategies": try bench.strategies()
         case "interval": try bench.interval()
         case "mirror": try bench.mirror()
+        case "levels": try bench.levels()
         case "scale": try bench.scaleOut()
         default: throw BenchError("unknown suite \(suite)")
         }

@@ -1,0 +1,146 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Multi-level checkpoints (issue 18): a round committed once the ranks' snapshots are in the
+/// host's memory (`--levels memory,disk`), beside the same job committing on the mirrored disks,
+/// and beside the floors measured here: a memcpy of the state, and the same bytes written to the
+/// memory file system.
+extension Suites {
+    mutating func levels() throws {
+        let ranks = 4
+        // heat2d's state is its field, N×N doubles split over the ranks.
+        let size = Int((Double(scale.levelsMiB << 20) / 8).squareRoot())
+        let program = ["heat2d", "--size", String(size), "--steps", String(scale.levelsSteps), "--broadcast-every", "1000"]
+        var rows: [[String]] = []
+        var measured: [String: (commit: Double, restore: Double?, state: Int)] = [:]
+        for (label, options) in [("disk", ["--levels", "disk"]), ("memory,disk", ["--levels", "memory,disk"])] {
+            progress("levels: \(scale.levelsMiB) MiB over \(ranks) ranks, \(label)")
+            let run = try launcher.run(ranks: ranks, options: ["--interval", "1", "--inject", "kill:rank=1,epoch=2"] + options,
+                                       program: program)
+            guard run.status == 0 else { throw BenchError("levels \(label): the job failed: \(run.stdout)") }
+            let requests = Dictionary(run.events("checkpoint_request").compactMap { event -> (Int, Double)? in
+                guard let epoch = event["epoch"] as? Int, let time = event["t"] as? Double else { return nil }
+                return (epoch, time)
+            }, uniquingKeysWith: { first, _ in first })
+            let commits = run.events("commit").compactMap { event -> Double? in
+                guard let epoch = event["epoch"] as? Int, let time = event["t"] as? Double, let start = requests[epoch] else { return nil }
+                return time - start
+            }
+            let fromCapture = run.events("commit").compactMap { $0["from_capture_s"] as? Double }
+            let drains = run.events("drained").compactMap { $0["after_commit_s"] as? Double }
+            let state = run.events("commit").compactMap { $0["state"] as? Int }.max() ?? 0
+            let restore = run.events("recovery_done").first?["duration_s"] as? Double
+            let level = run.events("recovery_start").first?["level"] as? String ?? "disk"
+            measured[label] = (median(fromCapture), restore, state)
+            rows.append([label, String(format: "%.0f", Double(state) / 1048576), String(commits.count),
+                         String(format: "%.3f", median(commits)), String(format: "%.3f", median(fromCapture)), drains.isEmpty ? "—" : String(format: "%.3f", median(drains)),
+                         restore.map { String(format: "%.3f (%@)", $0, level) } ?? "—",
+                         restore.map { String(format: "%.2f", Double(state) / $0 / 1e9) } ?? "—"])
+        }
+        let stateBytes = measured["memory,disk"]?.state ?? (scale.levelsMiB << 20)
+        let memcpySeconds = Self.memcpySeconds(bytes: stateBytes)
+        let tmpfsSeconds = Self.memoryFileSystemWriteSeconds(bytes: stateBytes, files: ranks)
+        rows.append(["floor: memcpy of the state", String(format: "%.0f", Double(stateBytes) / 1048576), "—",
+                     "—", String(format: "%.3f", memcpySeconds), "—", "—", "—"])
+        if let tmpfsSeconds {
+            rows.append(["floor: the state written to /dev/shm (\(ranks) files, one thread each)",
+                         String(format: "%.0f", Double(stateBytes) / 1048576), "—", "—", String(format: "%.3f", tmpfsSeconds), "—", "—", "—"])
+        }
+        report.table("Levels: a round committed in memory, drained to disk behind it", note: """
+            heat2d on \(ranks) ranks with a field of \(scale.levelsMiB) MiB (\(size)²), a round every second, rank 1 killed \
+            right after round 2 commits (`kill:rank=1,epoch=2`). Request → commit: the median time from a round's request to \
+            its commit, which includes the wait for the next safe point (a step of the solver). Capture → commit: from the \
+            first rank's capture to the commit: the checkpoint's own cost (the capture, and the snapshot held on every level \
+            the commit needs: both disk mirrors, compressed and read back, or the host's memory). Drain: the median time from a commit in memory to the \
+            manifest recording the line on disk. Restore: the recovery's duration (every rank relaunched, the line read back: \
+            from memory when it holds the line), and the state's bytes over it. Floors, measured here: a memcpy of the state \
+            (one thread), and the state written to the memory file system as the ranks write it.
+            """, header: ["levels", "state MiB", "rounds", "request → commit s", "capture → commit s", "drain s", "restore s (from)", "restore GB/s"], rows: rows)
+        if let memory = measured["memory,disk"], let disk = measured["disk"] {
+            report.target("levels: commit of \(scale.levelsMiB) MiB over \(ranks) ranks in memory, from the capture (s)",
+                          String(format: "%.3f s (disk %.3f s)", memory.commit, disk.commit), "≤ 0.2 s", met: memory.commit <= 0.2)
+            let ratio = memory.commit / max(memcpySeconds, 1e-6)
+            report.target("levels: commit in memory from the capture / memcpy of the state", String(format: "%.2f×", ratio), "≤ 2×", met: ratio <= 2)
+            if let restore = memory.restore {
+                let bandwidth = Double(memory.state) / restore / 1e9
+                report.target("levels: restore from memory (GB/s of state)", String(format: "%.2f", bandwidth), "≥ 2 GB/s",
+                              met: bandwidth >= 2)
+            }
+        }
+
+        // The failure-free overhead of level 1 at a 1 s interval on the strategies suite's heat2d.
+        progress("levels: \(scale.heat.joined(separator: " ")) ×\(ranks), no checkpoints")
+        let floor = median(try (0..<scale.repeats).map { _ in
+            try launcher.run(ranks: ranks, options: ["--interval", "1e9"], program: scale.heat).seconds
+        })
+        var overheadRows: [[String]] = [["no checkpoints (floor)", String(format: "%.2f", floor), "—", "0"]]
+        for (label, options) in [("disk", ["--levels", "disk"]), ("memory,disk", ["--levels", "memory,disk"]),
+                                 ("memory,disk, drain every 4th", ["--levels", "memory,disk", "--drain-every", "4"])] {
+            progress("levels: heat2d ×\(ranks), \(label)")
+            let runs = try (0..<scale.repeats).map { _ in
+                try launcher.run(ranks: ranks, options: ["--interval", "1"] + options, program: scale.heat)
+            }
+            let seconds = median(runs.map(\.seconds))
+            let overhead = seconds / floor - 1
+            overheadRows.append([label, String(format: "%.2f", seconds), String(format: "%+.1f%%", overhead * 100),
+                                 String(runs.map(\.commits).max() ?? 0)])
+            if label == "memory,disk" {
+                report.target("levels: heat2d ×\(ranks) overhead at a 1 s interval in memory", String(format: "%+.1f%%", overhead * 100),
+                              "≤ 3%", met: overhead <= 0.03)
+            }
+        }
+        report.table("Levels: failure-free overhead", note: """
+            `\(scale.heat.joined(separator: " "))` on \(ranks) ranks, a round every second; median of \(scale.repeats) runs. \
+            The floor is the same job with checkpoints switched off (`--interval 1e9`).
+            """, header: ["levels", "seconds", "overhead", "commits"], rows: overheadRows)
+    }
+
+    /// Seconds one thread takes to copy `bytes` from one touched buffer to another (best of 3).
+    static func memcpySeconds(bytes: Int) -> Double {
+        let source = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let target = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer {
+            source.deallocate()
+            target.deallocate()
+        }
+        memset(source, 1, bytes)
+        memset(target, 2, bytes)
+        return (0..<3).map { _ in
+            let start = monotonic()
+            memcpy(target, source, bytes)
+            return monotonic() - start
+        }.min() ?? 0
+    }
+
+    /// Seconds `files` threads take to write `bytes` in all to new files in /dev/shm, each its
+    /// share in one file (best of 3); nil where there is no /dev/shm.
+    static func memoryFileSystemWriteSeconds(bytes: Int, files: Int) -> Double? {
+        guard FileManager.default.fileExists(atPath: "/dev/shm") else { return nil }
+        let share = bytes / files
+        let buffer = [UInt8](repeating: 3, count: share)
+        let folder = "/dev/shm/lifeline-bench-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        return (0..<3).map { attempt in
+            let start = monotonic()
+            DispatchQueue.concurrentPerform(iterations: files) { index in
+                let fd = open("\(folder)/\(attempt)-\(index)", O_CREAT | O_TRUNC | O_WRONLY, 0o600)
+                guard fd >= 0 else { return }
+                var written = 0
+                buffer.withUnsafeBytes { raw in
+                    while written < share {
+                        let count = write(fd, raw.baseAddress! + written, share - written)
+                        if count <= 0 { break }
+                        written += count
+                    }
+                }
+                close(fd)
+            }
+            let seconds = monotonic() - start
+            for index in 0..<files { unlink("\(folder)/\(attempt)-\(index)") }
+            return seconds
+        }.min()
+    }
+}
