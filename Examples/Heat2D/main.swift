@@ -39,8 +39,9 @@ struct Options {
     var steps = 2000
     var broadcastEvery = 50
     var sleepMilliseconds = 0
+    var printEvery = 0
 
-    static let usage = "usage: heat2d [--size N] [--steps S] [--broadcast-every K] [--sleep-ms M]"
+    static let usage = "usage: heat2d [--size N] [--steps S] [--broadcast-every K] [--sleep-ms M] [--print-every K]"
 
     /// Parses the command line; a bad option prints one line to stderr and exits 2.
     static func parse(_ arguments: [String]) -> Options {
@@ -59,9 +60,10 @@ struct Options {
                 print("  --steps S            time steps (default 2000)")
                 print("  --broadcast-every K  new velocity from the field's energy every K steps (default 50)")
                 print("  --sleep-ms M         sleep M milliseconds per step, to slow a small run down (default 0)")
+                print("  --print-every K      rank 0 prints a line (the step and the velocity) every K steps (default 0: none)")
                 exit(0)
             }
-            let known = ["--size", "--steps", "--broadcast-every", "--sleep-ms"]
+            let known = ["--size", "--steps", "--broadcast-every", "--sleep-ms", "--print-every"]
             guard known.contains(name) else {
                 fail("unknown option '\(arguments[index])'; \(usage)")
             }
@@ -80,6 +82,7 @@ struct Options {
             case "--size": options.size = number
             case "--steps": options.steps = number
             case "--broadcast-every": options.broadcastEvery = number
+            case "--print-every": options.printEvery = number
             default: options.sleepMilliseconds = number
             }
             index += 1
@@ -365,6 +368,10 @@ func run(_ options: Options) throws {
                 size: n, count: strip.count, vx: state.vx, vy: state.vy)
         swap(&state.rows, &next)
         state.step += 1
+        // Output along the way, to show each line reaches the user once across rollbacks.
+        if rank == 0, options.printEvery > 0, state.step % options.printEvery == 0 {
+            print("step \(state.step) vx \(String(state.vx.bitPattern, radix: 16)) vy \(String(state.vy.bitPattern, radix: 16))")
+        }
 
         if options.sleepMilliseconds > 0 {
             Thread.sleep(forTimeInterval: Double(options.sleepMilliseconds) / 1000)

@@ -375,9 +375,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
                 "both storage roots hold {host}: losing a host would lose both copies of what its ranks wrote; make one a folder every host shares")
         }
         if memoryLevel == true {
-            guard checkpointing == .coordinated || checkpointing == .blocking, logging == .none else {
+            guard checkpointing == .coordinated || checkpointing == .blocking else {
                 throw LifelineError(.configuration,
-                    "--levels memory,disk works with --checkpoint coordinated or blocking and --logging none for now (a failure restarts every rank from the newest line the levels hold)")
+                    "--levels memory,disk works with --checkpoint coordinated or blocking for now (minimal and independent checkpoints keep older checkpoints in their lines)")
             }
             guard !launchesOnHosts else {
                 throw LifelineError(.configuration,

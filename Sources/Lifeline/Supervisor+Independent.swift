@@ -134,9 +134,8 @@ extension Supervisor {
         ])
         fireStorageFaults(committed: manifest.newestLine?.epoch ?? 0)
         for rank in 0..<configuration.rankCount {
-            guard let record = all[rank].first(where: { $0.index == line[rank] }),
-                  record.incarnation == Int(machine.ranks[rank].incarnation) else { continue }
-            output.release(rank: rank, upTo: record.outputOffset)
+            guard let record = all[rank].first(where: { $0.index == line[rank] }) else { continue }
+            output.release(rank: rank, incarnation: UInt32(clamping: record.incarnation), upTo: record.outputOffset)
         }
         try collectGarbage(deleted: deleted)
         for (sender, trim) in advance.trims.enumerated() {

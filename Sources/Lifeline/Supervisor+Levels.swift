@@ -60,6 +60,10 @@ extension Supervisor {
         }
         manifest = next
         if lineInForce?.epoch == round { lineInForce = next.committed.first { $0.epoch == round } }
+        // The line outlives any failure now: the output up to it is the user's.
+        for member in line.members {
+            output.release(rank: member.rank, incarnation: UInt32(clamping: member.incarnation), upTo: member.outputOffset)
+        }
         onDisk[round] = nil
         events.record("drained", [
             "epoch": .int(Int(round)), "bytes": .int(Int(drained.storedBytes)),

@@ -24,10 +24,13 @@ extension Supervisor {
     /// entry starts from scratch: position 0, no dependencies), or nil when it cannot be read.
     func checkpointOf(_ rank: Int, line: CommittedLine?) -> (logPosition: UInt64, dependencies: DependencyVector)? {
         guard let member = line?.members.first(where: { $0.rank == rank }) else { return (0, DependencyVector()) }
-        guard let bytes = try? ChunkedSnapshots(store: store).read(member.snapshot),
+        let epoch = manifests.epoch(ofSnapshot: member.snapshot) ?? 0
+        // With levels, the copy in memory first (a line there may not be on disk yet).
+        let inMemory = line?.isInMemory == true && epoch > memoryTrustedAfter
+            ? (try? memoryLevel?.read(rank: rank, epoch: epoch)) ?? nil : nil
+        guard let bytes = inMemory ?? (try? ChunkedSnapshots(store: store).read(member.snapshot)),
               let snapshot = try? RankSnapshot.decode(
-                  bytes, rank: RankID(rank), rankCount: configuration.rankCount,
-                  epoch: Epoch(manifests.epoch(ofSnapshot: member.snapshot) ?? 0))
+                  bytes, rank: RankID(rank), rankCount: configuration.rankCount, epoch: Epoch(epoch))
         else { return nil }
         return (snapshot.logPosition, snapshot.dependencies)
     }

@@ -213,7 +213,11 @@ extension Supervisor {
             forgetDrainsBefore(manifest.committed.first?.epoch ?? 0)
             try recordOnDiskIfComplete(epoch)
         }
-        for (rank, ack) in acks.enumerated() where !ack.kept { output.release(rank: rank, upTo: ack.outputOffset) }
+        // Output is released by the line that every failure can fall back to: with levels,
+        // once it is on disk (`recordOnDiskIfComplete`).
+        if line.isOnDisk {
+            for (rank, ack) in acks.enumerated() where !ack.kept { output.release(rank: rank, upTo: ack.outputOffset) }
+        }
         do {
             try manifests.garbageCollect(keeping: manifest)
         } catch {

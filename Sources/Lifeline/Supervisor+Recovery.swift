@@ -328,21 +328,35 @@ struct StorageFacts: RecoveryFacts {
         return intact.line.map { manifest.rankCount(of: $0) != manifest.rankCount } ?? false
     }
 
-    /// Reads the newest intact line once: the launch that follows the answer uses it too.
+    /// Reads the newest intact line once: the launch that follows the answer uses it too. A
+    /// rank recovers alone only from the newest committed line: the survivors' retention and the
+    /// logs were trimmed to it, so an older line (the newest damaged on both mirrors, or held in
+    /// a memory that is lost) needs every rank to roll back.
     func lostLog(of rank: Int) -> String? {
         let intact = supervisor.independent ? nil : supervisor.newestIntactLine()
         supervisor.intactForLaunch = intact
+        if let intact, let reason = notNewest(intact.line) { return reason }
         return supervisor.lostLog(of: rank, intact: intact)
     }
 
     func entryLogPosition(of rank: Int) -> UInt64? {
         let intact = supervisor.newestIntactLine()
         supervisor.intactForLaunch = intact
+        guard notNewest(intact.line) == nil else { return nil }
         return supervisor.checkpointOf(rank, line: intact.line)?.logPosition
     }
 
+    /// Why `line`, the newest that reads, is not the newest committed one; nil when it is.
+    private func notNewest(_ line: CommittedLine?) -> String? {
+        guard let newest = supervisor.manifest.newestLine, line?.epoch != newest.epoch else { return nil }
+        return "the newest line (epoch \(newest.epoch)) cannot be read"
+            + (newest.isOnDisk ? "" : " (it was held in memory alone)") + ", and a lone recovery needs it"
+    }
+
     func recoverableInterval(of rank: Int) -> UInt64? {
-        supervisor.recoverableInterval(of: rank, line: supervisor.newestIntactLine().line)
+        let intact = supervisor.newestIntactLine()
+        guard notNewest(intact.line) == nil else { return nil }
+        return supervisor.recoverableInterval(of: rank, line: intact.line)
     }
 
     var checkpointCounts: [Int] { supervisor.checkpoints.counts }

@@ -363,6 +363,7 @@ final class Supervisor {
             }
         }
         var launches: [RankLaunch] = []
+        var restoredOutput: [Int: (incarnation: UInt32, offset: UInt64)] = [:]
         for rank in order.ranks {
             var member = resize == nil ? line?.members.first { $0.rank == rank } : nil
             if let entry = entries[rank] {
@@ -380,6 +381,7 @@ final class Supervisor {
                 plan.resize = resize
                 plan.restoreEpoch = Epoch(line.epoch)
             }
+            if let member { restoredOutput[rank] = (UInt32(clamping: member.incarnation), member.outputOffset) }
             let step = member?.step ?? resize?.step ?? -1
             let incarnation = machine.launching(rank, plan: plan, step: step, now: now)
             var environment = LaunchEnvironment(
@@ -410,7 +412,7 @@ final class Supervisor {
             let (rank, incarnation) = (launch.rank, launch.environment.incarnation)
             slots[rank] = Slot(pid: pid, connection: nil)
             hostJob?.placement.heard(from: rank, now: now)
-            output.started(rank: rank, incarnation: incarnation)
+            output.started(rank: rank, incarnation: incarnation, restored: restoredOutput[rank])
             rankErrors?.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [
                 "rank": .int(rank), "pid": .int(Int(pid)), "incarnation": .int(Int(incarnation)),

@@ -82,6 +82,39 @@ extension RecoveryTests {
             #expect(result.stderr.contains("falling back to epoch 2: a newer line was held in memory alone"), "\(result.stderr)")
         }
 
+        /// Under every logging mode a rank killed right after a round commits in memory recovers
+        /// alone from its copy there and replays its log; with the memory lost, its line in
+        /// memory alone cannot be read, and since the survivors kept only what that line does not
+        /// cover, every rank rolls back to the newest line on disk, saying why.
+        @Test(arguments: ["pessimistic", "sender-based", "optimistic"])
+        func loggingRecoversAloneFromMemoryAndRollsBackWhenItIsLost(logging: String) throws {
+            let alone = try JobRunner.runHeat("levels-\(logging)", [
+                "--levels", "memory,disk", "--drain-every", "1000", "--logging", logging, "--inject", "kill:rank=1,epoch=2",
+            ])
+            #expect(alone.status == 0, "\(logging): \(alone.stderr)")
+            #expect(alone.resultLines == [RecoveryTests.oracle], "\(logging)")
+            let start = alone.events("recovery_start").first
+            #expect(start?["mode"] as? String == "replay", "\(logging): \(String(describing: start))")
+            #expect(start?["level"] as? String == "memory", "\(logging): \(String(describing: start))")
+            #expect(start?["epoch"] as? Int == 2)
+
+            let lost = try JobRunner.runHeat("levels-\(logging)-lost", [
+                "--levels", "memory,disk", "--drain-every", "2", "--logging", logging,
+                "--inject", "lose:memory,epoch=3", "--inject", "kill:rank=1,epoch=3",
+            ])
+            #expect(lost.status == 0, "\(logging): \(lost.stderr)")
+            #expect(lost.resultLines == [RecoveryTests.oracle], "\(logging)")
+            // (Under optimistic logging the recovery starts as a replay, and its plan falls back.)
+            let rollback = lost.events("recovery_start").first
+            #expect(rollback?["mode"] as? String == (logging == "optimistic" ? "replay" : "global-rollback"),
+                    "\(logging): \(String(describing: rollback))")
+            #expect(rollback?["epoch"] as? Int == 2 && rollback?["level"] as? String == "disk", "\(logging): \(String(describing: rollback))")
+            let reasons = lost.events("fallback_global_rollback").compactMap { $0["reason"] as? String }
+            #expect(reasons.count == 1, "\(logging): \(lost.stderr)")
+            #expect(logging != "pessimistic" || reasons.contains { $0.contains("held in memory alone") }, "\(reasons)")
+            #expect(lost.events("failure").count == 1, "\(logging): a rank failed in the recovery: \(lost.stderr)")
+        }
+
         /// The supervisor killed: `resume` trusts no copy in memory and restarts from the
         /// newest line its manifest has on disk, to the failure-free bits; the memory folder is
         /// gone after it.
@@ -119,10 +152,47 @@ extension RecoveryTests {
             #expect(try Self.manifest(result.runDirectory).committed.allSatisfy { $0.levels == "disk" })
         }
 
+        /// Output along the way reaches the user once, in order, whatever a rollback restores:
+        /// rank 0 prints a line every 10 steps; the lines of a run restored from memory, and of
+        /// one that falls back from a line in memory to an older line on disk (its output is
+        /// released only once a line is on disk), are those of the failure-free run.
+        @Test func outputReachesTheUserOnceAcrossMemoryRestoresAndFallbacks() throws {
+            func lines(_ result: JobRunner.Result) -> [String] {
+                result.stdout.split(separator: "\n").map(String.init).filter { $0.hasPrefix("step ") || $0.hasPrefix("result ") }
+            }
+            let program = JobRunner.heat + ["--print-every", "10"]
+            func run(_ name: String, _ options: [String]) throws -> JobRunner.Result {
+                let runDirectory = JobRunner.scratch(name) + "/run"
+                return try JobRunner.lifeline(
+                    ["run", "-n", "4", "--interval", "0.5", "--run-dir", runDirectory, "--quiet"] + options + ["--"] + program,
+                    runDirectory: runDirectory)
+            }
+            let free = try run("levels-output-free", [])
+            #expect(lines(free).count == 71, "\(free.stdout)")
+            for options in [
+                ["--levels", "memory,disk", "--inject", "kill:rank=0,epoch=3"],
+                ["--levels", "memory,disk", "--drain-every", "2", "--inject", "lose:memory,epoch=3", "--inject", "kill:rank=2,epoch=3"],
+                ["--inject", "kill:rank=0,epoch=2"],
+            ] {
+                let result = try run("levels-output", options)
+                #expect(result.status == 0, "\(options): \(result.stderr)")
+                #expect(result.events("recovery_start").count == 1, "\(options)")
+                #expect(lines(result) == lines(free), "\(options): \(result.stdout)")
+            }
+            // The supervisor killed, then `resume`: what the killed run printed and what the
+            // resume prints are the failure-free lines, once each — the killed run released
+            // output only up to lines on disk, where the resume restarts.
+            let killed = try run("levels-output-resume", ["--levels", "memory,disk", "--drain-every", "2", "--inject", "kill:supervisor,after=1800ms"])
+            #expect(killed.status != 0)
+            let resumed = try JobRunner.lifeline(["resume", killed.runDirectory], runDirectory: killed.runDirectory)
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect(lines(killed) + lines(resumed) == lines(free), "killed: \(killed.stdout)\nresumed: \(resumed.stdout)")
+        }
+
         /// What levels do not take yet is refused in one line, before anything is written.
         @Test func unsupportedCombinationsAreRefusedInOneLine() throws {
             for (options, expected) in [
-                (["--levels", "memory,disk", "--logging", "pessimistic"], "works with --checkpoint coordinated or blocking and --logging none"),
+                (["--levels", "memory,disk", "--checkpoint", "independent"], "works with --checkpoint coordinated or blocking"),
                 (["--levels", "memory,disk", "--checkpoint", "minimal"], "works with --checkpoint coordinated or blocking"),
                 (["--drain-every", "2"], "need --levels memory,disk"),
                 (["--levels", "memory,disk", "--drain-every", "0"], "--drain-every 0"),
