@@ -164,7 +164,8 @@ extension RankRuntime {
             step: machine.participant.stepPassed, loggedBytes: log?.appendedBytes ?? eventLog?.appendedBytes ?? 0,
             retainedBytesPeak: UInt64(machine.retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak),
             residentBytesPeak: Self.residentBytesPeak(), logSyncs: log?.syncCount ?? 0,
-            logSyncMicroseconds: UInt64(max(0, (log?.syncSeconds ?? 0) * 1e6))))
+            logSyncMicroseconds: UInt64(max(0, (log?.syncSeconds ?? 0) * 1e6)),
+            restoreMicroseconds: UInt64(max(0, restoreTiming.seconds * 1e6)), restoredFrom: restoreTiming.source))
         while !released {
             try serviceControl()
             if !released { try pump(timeoutMs: Self.pollIntervalMs, waiting: .barrier) }

@@ -11,6 +11,12 @@ import Synchronization
 /// connection, on the program's thread. What to do with a message, a control message or a
 /// safe point is decided by its `RankMachine` (and the participant within it); this class
 /// moves bytes and makes no protocol decision of its own.
+/// How long this process's restore took and where its snapshot came from (0 none, 1 disk,
+/// 2 memory): set by `RankRuntime.loadSnapshot`, reported in `finished`.
+enum RestoreTiming {
+    static let last = Mutex<(seconds: Double, source: UInt8)>((0, 0))
+}
+
 final class RankRuntime {
     typealias Arrival = RankMachine.Arrival
 
@@ -342,22 +348,31 @@ final class RankRuntime {
     }
 
     /// The snapshot the plan names: from the host's memory when the job holds a memory level
-    /// and the copy there is intact (no disk read), from the mirrors otherwise.
+    /// and the copy there is intact (no disk read), from the mirrors otherwise. Records how long
+    /// it took and where it came from (`restoreTiming`), which the rank reports when it finishes.
     static func loadSnapshot(launch: LaunchEnvironment, store: MirroredStore) throws -> RankSnapshot? {
         guard launch.restoreEpoch > .start, let name = launch.restoreSnapshot else { return nil }
+        let started = monotonicSeconds()
         let bytes: [UInt8]
+        var source: UInt8 = 1
         do {
             let memory = launch.memoryLevel.map { MemoryLevel(folder: $0.folder) }
             if let copy = try? memory?.read(rank: launch.rank.rawValue, epoch: launch.restoreEpoch.rawValue) {
                 bytes = copy
+                source = 2
             } else {
                 bytes = try ChunkedSnapshots(store: store).read(name)
             }
         } catch {
             throw LifelineError(.storage, "cannot read the snapshot to restore: \(error)")
         }
-        return try RankSnapshot.decode(bytes, rank: launch.rank, rankCount: launch.rankCount, epoch: launch.restoreEpoch)
+        let snapshot = try RankSnapshot.decode(consume bytes, rank: launch.rank, rankCount: launch.rankCount, epoch: launch.restoreEpoch)
+        RestoreTiming.last.withLock { $0 = (monotonicSeconds() - started, source) }
+        return snapshot
     }
+
+    /// How long this rank's restore took and where it read its snapshot (`RestoreTiming`).
+    var restoreTiming: (seconds: Double, source: UInt8) { RestoreTiming.last.withLock { $0 } }
 
     /// The log's segment size: at most a sixteenth of the log maximum, so the records a trim
     /// leaves behind (those of a segment not yet wholly covered) stay far below the quarter

@@ -86,10 +86,13 @@ struct RankSnapshot: Equatable {
         return try reader.read(UInt64.self)
     }
 
-    /// Decodes a snapshot and checks that it belongs to `rank` of `rankCount` at `epoch`.
-    static func decode(_ bytes: [UInt8], rank: RankID, rankCount: Int, epoch: Epoch) throws -> RankSnapshot {
+    /// Decodes a snapshot and checks that it belongs to `rank` of `rankCount` at `epoch`. The
+    /// program state, which ends the snapshot, keeps the storage of `bytes` (its head moved
+    /// off in place) when the caller gives it up: a restore copies the state once, not twice.
+    static func decode(_ bytes: consuming [UInt8], rank: RankID, rankCount: Int, epoch: Epoch) throws -> RankSnapshot {
+        var owned = bytes
         do {
-            var reader = ByteReader(bytes)
+            var reader = ByteReader(owned)
             guard try reader.read(UInt32.self) == magic else { throw WireError("not a rank snapshot") }
             let version = try reader.read(UInt16.self)
             guard (1...Self.version).contains(version) else {
@@ -123,11 +126,18 @@ struct RankSnapshot: Equatable {
                 }
             }
             let ledger = try MessageLedger.decode(from: &reader, rank: rank, rankCount: rankCount, dense: version < 4)
-            let programState = try reader.readCounted()
-            guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes at its end") }
+            let stateCount = try reader.read(UInt64.self)
+            guard stateCount == UInt64(reader.remainingCount) else {
+                throw WireError(stateCount > UInt64(reader.remainingCount)
+                    ? "length \(stateCount) at offset \(reader.offset) runs past the end"
+                    : "\(UInt64(reader.remainingCount) - stateCount) stray bytes at its end")
+            }
+            let stateOffset = reader.offset
+            reader = ByteReader([])  // the reader's hold on the bytes ends here
+            owned.removeSubrange(0..<stateOffset)
             return RankSnapshot(
                 epoch: epoch, step: step, incarnation: incarnation, logPosition: logPosition, dependencies: dependencies,
-                ledger: ledger, programState: programState)
+                ledger: ledger, programState: owned)
         } catch let error as WireError {
             throw LifelineError(.corruptState, "snapshot of \(rank) at \(epoch) does not decode: \(error)")
         }

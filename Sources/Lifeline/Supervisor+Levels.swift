@@ -85,12 +85,20 @@ extension Supervisor {
         committedInMemoryAt = committedInMemoryAt.filter { $0.key >= epoch }
     }
 
+    /// The newest line a restart would read, judged without reading: held in memory by this
+    /// supervisor with every member's copy there, or on disk.
+    func likelyRestoreLine() -> CommittedLine? {
+        manifest.committed.last { line in
+            line.isOnDisk || (line.epoch > memoryTrustedAfter && restoreLevel(of: line) == "memory")
+        }
+    }
+
     /// The level a restart from `line` reads (for `recovery_start`): memory when the line is
     /// held there and every member's copy is, disk otherwise; nil without levels.
     func restoreLevel(of line: CommittedLine?) -> String? {
         guard let memoryLevel else { return nil }
         guard let line else { return "start" }
-        let inMemory = line.isInMemory && line.members.allSatisfy {
+        let inMemory = line.isInMemory && line.epoch > memoryTrustedAfter && line.members.allSatisfy {
             memoryLevel.has(rank: $0.rank, epoch: manifests.epoch(ofSnapshot: $0.snapshot) ?? line.epoch)
         }
         return inMemory ? "memory" : "disk"

@@ -63,12 +63,14 @@ extension Supervisor {
             if let mirror = failedMirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
             try perform(machine.handleSnapshotFailed(from: rank.rawValue, round: epoch, reason: reason, now: now, facts: StorageFacts(self)))
         case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs,
-                       let logSyncMicroseconds):
+                       let logSyncMicroseconds, let restoreMicroseconds, let restoredFrom):
             events.record("rank_finished", [
                 "rank": .int(rank.rawValue), "step": .int(step), "log_bytes": .int(Int(loggedBytes)),
                 "retained_bytes_peak": .int(Int(retainedBytesPeak)), "log_bytes_peak": .int(Int(logBytesPeak)),
                 "resident_bytes_peak": .int(Int(residentBytesPeak)), "log_syncs": .int(Int(logSyncs)),
                 "log_sync_s": .double(Double(logSyncMicroseconds) / 1e6),
+                "restore_s": .double(Double(restoreMicroseconds) / 1e6),
+                "restored_from": .string(restoredFrom == 2 ? "memory" : restoredFrom == 1 ? "disk" : "start"),
             ])
             try perform(coordinator.handleFinished(from: rank, step: step, now: now))
         case .checkpointWanted:

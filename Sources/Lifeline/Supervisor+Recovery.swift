@@ -117,12 +117,13 @@ extension Supervisor {
             events.record("fallback_global_rollback", ["rank": .int(rank), "reason": .string(reason)])
         case .recoveryStart(let rank, let mode):
             if memoryLevel != nil {
-                // With levels the line is found now (memory first), and the launch uses it.
-                let intact = intactForLaunch ?? newestIntactLine()
-                intactForLaunch = intact
+                // With levels, the line the launch will restore: as found for the decision, or
+                // the newest whose copies are there (checked in full at the launch, once the
+                // survivors of a rollback are stopped and their drains no longer share the CPU).
+                let line = intactForLaunch.map(\.line) ?? likelyRestoreLine()
                 events.record("recovery_start", [
-                    "rank": .int(rank), "epoch": .int(Int(intact.line?.epoch ?? 0)), "mode": .string(mode.rawValue),
-                    "level": .string(restoreLevel(of: intact.line) ?? "disk"),
+                    "rank": .int(rank), "epoch": .int(Int(line?.epoch ?? 0)), "mode": .string(mode.rawValue),
+                    "level": .string(restoreLevel(of: line) ?? "disk"),
                 ])
             } else {
                 events.record("recovery_start", [

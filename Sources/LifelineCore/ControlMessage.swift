@@ -155,10 +155,12 @@ package enum ControlMessage: Sendable, Equatable {
     /// The rank reached the end of its program and waits at the final barrier; it reports what
     /// its incarnation appended to its message log, the peaks of its retained messages and of
     /// its log on disk (0 without logging), its peak resident memory, how many fsyncs its log
-    /// cost (one per mirror per batch of records, and those of trimming), and the microseconds
-    /// its appends took to make records durable.
+    /// cost (one per mirror per batch of records, and those of trimming), the microseconds
+    /// its appends took to make records durable, and how long its restore took (reading and
+    /// checking its snapshot; 0: it started afresh) and from where (`restoredFrom`: 0 none, 1
+    /// disk, 2 memory).
     case finished(step: Int, loggedBytes: UInt64, retainedBytesPeak: UInt64, logBytesPeak: UInt64, residentBytesPeak: UInt64,
-                  logSyncs: UInt64 = 0, logSyncMicroseconds: UInt64 = 0)
+                  logSyncs: UInt64 = 0, logSyncMicroseconds: UInt64 = 0, restoreMicroseconds: UInt64 = 0, restoredFrom: UInt8 = 0)
     /// The program asked for a checkpoint.
     case checkpointWanted
     /// An injected fault is about to fire in the rank (it kills itself next).
@@ -321,7 +323,7 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(failedMirrors.rawValue)
             writer.write(reason)
         case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs,
-                       let logSyncMicroseconds):
+                       let logSyncMicroseconds, let restoreMicroseconds, let restoredFrom):
             writer.write(Code.finished.rawValue)
             writer.write(Int64(step))
             writer.write(loggedBytes)
@@ -330,6 +332,8 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(residentBytesPeak)
             writer.write(logSyncs)
             writer.write(logSyncMicroseconds)
+            writer.write(restoreMicroseconds)
+            writer.write(restoredFrom)
         case .checkpointWanted:
             writer.write(Code.checkpointWanted.rawValue)
         case .faultFired(let index):
@@ -445,7 +449,8 @@ package enum ControlMessage: Sendable, Equatable {
             message = .finished(step: try step(), loggedBytes: try reader.read(UInt64.self),
                                 retainedBytesPeak: try reader.read(UInt64.self), logBytesPeak: try reader.read(UInt64.self),
                                 residentBytesPeak: try reader.read(UInt64.self), logSyncs: try reader.read(UInt64.self),
-                                logSyncMicroseconds: try reader.read(UInt64.self))
+                                logSyncMicroseconds: try reader.read(UInt64.self), restoreMicroseconds: try reader.read(UInt64.self),
+                                restoredFrom: try reader.read(UInt8.self))
         case .checkpointWanted: message = .checkpointWanted
         case .faultFired: message = .faultFired(index: Int(try reader.read(UInt32.self)))
         case .replayComplete: message = .replayComplete(deliveries: Int(try reader.read(UInt64.self)))

@@ -346,7 +346,7 @@ extension Simulation {
         case .snapshotFailed(let epoch, let reason, let failedMirrors):
             if let mirror = [StorageMirrors.a, .b].first(where: failedMirrors.contains) { try mirrorWriteFailed(mirror, reason: reason) }
             try perform(supervisor.handleSnapshotFailed(from: rank, round: epoch, reason: reason, now: now, facts: DiskFacts(self)))
-        case .finished(let step, _, _, _, _, _, _):
+        case .finished(let step, _, _, _, _, _, _, _, _):
             try perform(supervisor.coordinator.handleFinished(from: id, step: step, now: now).map(SupervisorMachine.Action.round))
         case .checkpointWanted:
             try perform(supervisor.handleCheckpointWanted(now: now))

@@ -104,7 +104,7 @@ extension ManifestStore {
                 if line.isInMemory, let memory {
                     do {
                         let epoch = epoch(ofSnapshot: member.snapshot) ?? line.epoch
-                        if try memory.read(rank: member.rank, epoch: epoch) != nil { continue }
+                        if try memory.verify(rank: member.rank, epoch: epoch) { continue }
                         if !line.isOnDisk { problems.append("epoch \(line.epoch) rank \(member.rank): its copy in memory is gone") }
                     } catch {
                         problems.append("epoch \(line.epoch) rank \(member.rank): its copy in memory: \(error)")

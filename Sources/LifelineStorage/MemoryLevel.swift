@@ -134,33 +134,69 @@ package struct MemoryLevel: Sendable {
 
     /// `rank`'s copy of round `epoch`, checked against its header: nil when there is none;
     /// throws when it is there but cut short, changed, or not this rank's copy of this round.
+    /// The body is read straight into the array returned (one copy).
     package func read(rank: Int, epoch: UInt64) throws(StorageError) -> [UInt8]? {
+        try withMapped(rank: rank, epoch: epoch) { body in
+            [UInt8](unsafeUninitializedCapacity: body.count) { buffer, count in
+                if let base = buffer.baseAddress, let source = body.baseAddress { memcpy(base, source, body.count) }
+                count = body.count
+            }
+        }
+    }
+
+    /// Checks `rank`'s copy of round `epoch` as `read` does without copying it (the file is
+    /// mapped): false when there is none; throws when it does not check.
+    package func verify(rank: Int, epoch: UInt64) throws(StorageError) -> Bool {
+        try withMapped(rank: rank, epoch: epoch) { _ in true } ?? false
+    }
+
+    /// Maps `rank`'s copy of round `epoch`, checks its header and hash, and gives `body` its
+    /// body; nil when there is no copy.
+    private func withMapped<T>(rank: Int, epoch: UInt64, _ body: (UnsafeRawBufferPointer) -> T) throws(StorageError) -> T? {
         let path = folder + "/" + Self.fileName(rank: rank, epoch: epoch)
-        guard let bytes = try PosixFile.readAll(path, dropCache: false) else { return nil }
-        guard bytes.count >= Self.headerByteCount, Array(bytes[0..<4]) == Self.magic else {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw StorageError(errno: errno, operation: "open", path: path)
+        }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw StorageError(errno: errno, operation: "fstat", path: path) }
+        let size = Int(status.st_size)
+        guard size >= Self.headerByteCount else {
+            throw StorageError(.corrupt, path: path, message: "\(size) bytes, shorter than the level-1 header")
+        }
+        // Populated at once: one call maps every page, instead of a fault per page.
+        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0), mapped != MAP_FAILED else {
+            throw StorageError(errno: errno, operation: "mmap", path: path)
+        }
+        defer { munmap(mapped, size) }
+        let file = UnsafeRawBufferPointer(start: mapped, count: size)
+        let header = Array(file[0..<Self.headerByteCount])
+        guard Array(header[0..<4]) == Self.magic else {
             throw StorageError(.corrupt, path: path, message: "not a level-1 snapshot copy")
         }
-        let version: UInt16 = FileFormat.readLittleEndian(bytes, at: 4)
+        let version: UInt16 = FileFormat.readLittleEndian(header, at: 4)
         guard version == Self.version else {
             throw StorageError(.badFormat, path: path, message: "level-1 format version \(version), this build reads \(Self.version)")
         }
-        let storedRank: UInt32 = FileFormat.readLittleEndian(bytes, at: 8)
-        let storedEpoch: UInt64 = FileFormat.readLittleEndian(bytes, at: 16)
-        let length: UInt64 = FileFormat.readLittleEndian(bytes, at: 24)
-        let high: UInt64 = FileFormat.readLittleEndian(bytes, at: 32)
-        let low: UInt64 = FileFormat.readLittleEndian(bytes, at: 40)
+        let storedRank: UInt32 = FileFormat.readLittleEndian(header, at: 8)
+        let storedEpoch: UInt64 = FileFormat.readLittleEndian(header, at: 16)
+        let length: UInt64 = FileFormat.readLittleEndian(header, at: 24)
+        let high: UInt64 = FileFormat.readLittleEndian(header, at: 32)
+        let low: UInt64 = FileFormat.readLittleEndian(header, at: 40)
         guard storedRank == UInt32(rank), storedEpoch == epoch else {
             throw StorageError(.corrupt, path: path, message: "holds rank \(storedRank)'s round \(storedEpoch), not rank \(rank)'s round \(epoch)")
         }
-        guard UInt64(bytes.count - Self.headerByteCount) == length else {
-            throw StorageError(.corrupt, path: path, message: "body is \(bytes.count - Self.headerByteCount) bytes, header says \(length)")
+        guard UInt64(size - Self.headerByteCount) == length else {
+            throw StorageError(.corrupt, path: path, message: "body is \(size - Self.headerByteCount) bytes, header says \(length)")
         }
-        let body = Array(bytes[Self.headerByteCount...])
-        let hash = body.withUnsafeBytes { ContentHash(of: $0) }
+        let content = UnsafeRawBufferPointer(rebasing: file[Self.headerByteCount...])
+        let hash = ContentHash(of: content)
         guard hash.high == high, hash.low == low else {
             throw StorageError(.corrupt, path: path, message: "body hash mismatch")
         }
-        return body
+        return body(content)
     }
 
     /// Removes `rank`'s copies of rounds before `epoch` (the line `epoch` committed), and its

@@ -45,6 +45,10 @@ struct WireFormatTests {
                                        stateBytes: 8_388_608, inFlightBytes: 16_384)),
         .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11, logSyncs: 13,
                   logSyncMicroseconds: 1_500),
+        .finished(step: 7, loggedBytes: 0, retainedBytesPeak: 0, logBytesPeak: 0, residentBytesPeak: 1 << 30,
+                  restoreMicroseconds: 105_345, restoredFrom: 2),
+        .drained(Epoch(9), storedBytes: 1 << 20, failure: nil),
+        .drained(Epoch(10), storedBytes: 0, failure: "no space left on device"),
         .checkpointWanted,
         .faultFired(index: 2),
         .replayComplete(deliveries: 42),
@@ -99,7 +103,7 @@ struct WireFormatTests {
 
     @Test func controlMessageRefusesUnknownCodes() {
         let known: Set<UInt8> = Set(Self.everyControlMessage.map { $0.frame()[FramePrefix.byteCount] })
-        #expect(known.count == 29, "a control message case is missing from the list: codes \(known.sorted())")
+        #expect(known.count == 30, "a control message case is missing from the list: codes \(known.sorted())")
         for code in UInt8.min...UInt8.max where !known.contains(code) {
             #expect(throws: WireError.self, "code \(code) decoded") { try ControlMessage.decode([code] + [UInt8](repeating: 0, count: 40)) }
         }
