@@ -182,7 +182,8 @@ final class SnapshotWriter: Sendable {
                 job.name, segments: job.uncompressed, generation: job.epoch.rawValue, chunkBytes: chunkBytes, level: level)
             control.send(.drained(job.epoch, storedBytes: UInt64(written.storedBytes), failure: nil))
         } catch {
-            control.send(.drained(job.epoch, storedBytes: 0, failure: "\(error)"))
+            let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
+            control.send(.drained(job.epoch, storedBytes: 0, failure: "\(error)", failedMirrors: failed))
         }
         return true
     }

@@ -28,12 +28,18 @@ extension Supervisor {
     }
 
     /// A rank's drain of round `epoch` ended: its snapshot is on disk, or could not be written
-    /// there (the line stays in memory alone, and the next drained round tries again).
-    func handleDrained(_ epoch: Epoch, rank: Int, storedBytes: UInt64, failure: String?) throws {
+    /// there (the line stays in memory alone, and the next drained round tries again). A drain
+    /// that failed on a mirror as a failing disk does degrades the job to the other mirror, as a
+    /// failed snapshot write does, so the next drains go there.
+    func handleDrained(_ epoch: Epoch, rank: Int, storedBytes: UInt64, failure: String?, failedMirrors: StorageMirrors) throws {
         guard memoryLevel != nil else { return }
         if let failure {
-            warn("rank \(rank) could not drain round \(epoch.rawValue) to disk: \(failure); that line stays in memory alone")
             events.record("drain_failed", ["rank": .int(rank), "epoch": .int(Int(epoch.rawValue)), "reason": .string(failure)])
+            if let mirror = failedMirrors.mirrors.first {
+                try mirrorFailed(mirror, reason: failure)
+            } else {
+                warn("rank \(rank) could not drain round \(epoch.rawValue) to disk: \(failure); that line stays in memory alone")
+            }
             return
         }
         onDisk[epoch.rawValue, default: RoundOnDisk()].ranks.insert(rank)

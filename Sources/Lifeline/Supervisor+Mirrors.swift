@@ -132,7 +132,10 @@ extension Supervisor {
 
     /// The snapshot files the manifest's lines and independent records reference.
     private func referencedSnapshots(_ manifest: Manifest) -> [String] {
-        let lines = manifest.committed.flatMap(\.members).map(\.snapshot)
+        // A line in memory alone (`--levels memory,disk`) has on disk what its drains wrote.
+        let lines = manifest.committed.flatMap { line in
+            line.members.map(\.snapshot).filter { line.isOnDisk || bothMirrors.exists($0) }
+        }
         let records = (manifest.independent ?? []).joined().compactMap(\.snapshot)
         return Array(Set(lines + records)).sorted()
     }

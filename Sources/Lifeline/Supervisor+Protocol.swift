@@ -89,8 +89,8 @@ extension Supervisor {
             try perform(machine.handleFrozen(from: rank.rawValue, reply, now: now, facts: StorageFacts(self)))
         case .waitReport(let serial, let wait):
             machine.handleWaitReport(from: rank.rawValue, serial: serial, wait)
-        case .drained(let epoch, let storedBytes, let failure):
-            try handleDrained(epoch, rank: rank.rawValue, storedBytes: storedBytes, failure: failure)
+        case .drained(let epoch, let storedBytes, let failure, let failedMirrors):
+            try handleDrained(epoch, rank: rank.rawValue, storedBytes: storedBytes, failure: failure, failedMirrors: failedMirrors)
         case .logMirrorFailed(let mirrors, let reason):
             events.record("log_mirror_failed", ["rank": .int(rank.rawValue), "reason": .string(reason)])
             if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }

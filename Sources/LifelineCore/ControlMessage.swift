@@ -179,8 +179,9 @@ package enum ControlMessage: Sendable, Equatable {
     case logMirrorFailed(StorageMirrors, reason: String)
     /// `--levels memory,disk`: the rank's snapshot of round `epoch`, acknowledged in memory, is
     /// on disk now (`storedBytes` newly stored on one mirror), or could not be written there
-    /// (`failure` says why; the line stays in memory alone).
-    case drained(Epoch, storedBytes: UInt64, failure: String?)
+    /// (`failure` says why; the line stays in memory alone; `failedMirrors`: the mirror whose
+    /// write failed as a failing disk does, which the job then degrades from).
+    case drained(Epoch, storedBytes: UInt64, failure: String?, failedMirrors: StorageMirrors = [])
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
@@ -311,10 +312,11 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(ack.mirrors.rawValue)
             Self.encodeSparse(ack.dependencies, into: &writer)
             Self.encode(ack.delivered, into: &writer)
-        case .drained(let epoch, let storedBytes, let failure):
+        case .drained(let epoch, let storedBytes, let failure, let failedMirrors):
             writer.write(Code.drained.rawValue)
             writer.write(epoch.rawValue)
             writer.write(storedBytes)
+            writer.write(failedMirrors.rawValue)
             writer.write(UInt8(failure == nil ? 0 : 1))
             if let failure { writer.write(failure) }
         case .snapshotFailed(let epoch, let reason, let failedMirrors):
@@ -438,9 +440,11 @@ package enum ControlMessage: Sendable, Equatable {
         case .drained:
             let round = try epoch()
             let storedBytes = try reader.read(UInt64.self)
+            let failedMirrors = try mirrors()
             let failed = try reader.read(UInt8.self)
             guard failed <= 1 else { throw WireError("DRAINED with flag \(failed)") }
-            message = .drained(round, storedBytes: storedBytes, failure: failed == 1 ? try reader.readString() : nil)
+            message = .drained(round, storedBytes: storedBytes, failure: failed == 1 ? try reader.readString() : nil,
+                               failedMirrors: failedMirrors)
         case .snapshotFailed:
             let round = try epoch()
             let failed = try mirrors()

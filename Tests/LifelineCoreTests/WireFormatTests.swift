@@ -48,7 +48,7 @@ struct WireFormatTests {
         .finished(step: 7, loggedBytes: 0, retainedBytesPeak: 0, logBytesPeak: 0, residentBytesPeak: 1 << 30,
                   restoreMicroseconds: 105_345, restoredFrom: 2),
         .drained(Epoch(9), storedBytes: 1 << 20, failure: nil),
-        .drained(Epoch(10), storedBytes: 0, failure: "no space left on device"),
+        .drained(Epoch(10), storedBytes: 0, failure: "no space left on device", failedMirrors: .b),
         .checkpointWanted,
         .faultFired(index: 2),
         .replayComplete(deliveries: 42),

@@ -73,6 +73,29 @@ extension RecoveryTests {
             #expect(verify.status == 0, "seed \(seed): \(verify.stdout)\(verify.stderr)")
         }
 
+        /// `--levels memory,disk` and mirror B failing after epoch 2 for 3 s: rounds go on
+        /// committing in memory; the drain that meets the failure degrades the job to A, so the
+        /// next drains reach disk there; B is resynchronised with what the drains wrote (a line
+        /// in memory alone has nothing on disk to copy) and later lines are on both; a rank
+        /// killed at a step drawn from a printed seed recovers to the failure-free result.
+        @Test func levelsDegradeWhenADrainMeetsAFailedMirror() throws {
+            let (seed, result) = try Self.runWithSeededKill(
+                "mirror-levels", ["--levels", "memory,disk", "--inject", "fail:mirror=b,epoch=2,for=3s"], steps: 300...1000)
+            #expect(result.status == 0, "seed \(seed): \(result.stderr)")
+            #expect(result.resultLines == [Self.longHeatOracle], "seed \(seed)")
+            let degraded = result.events("mirror_degraded")
+            #expect(degraded.count == 1 && degraded.first?["mirror"] as? String == "b", "seed \(seed): \(degraded)")
+            #expect(!result.events("drain_failed").isEmpty, "seed \(seed): no drain met the failure")
+            let resynced = result.events("mirror_resynced")
+            #expect(resynced.count == 1 && resynced.first?["mirror"] as? String == "b", "seed \(seed): \(resynced)")
+            let failedAt = degraded.first?["t"] as? Double ?? 0
+            let resyncedAt = resynced.first?["t"] as? Double ?? .infinity
+            let drainedWhileDegraded = result.events("drained").filter { ($0["t"] as? Double ?? 0) > failedAt && ($0["t"] as? Double ?? 0) < resyncedAt }
+            #expect(!drainedWhileDegraded.isEmpty, "seed \(seed): no line reached disk while B had failed")
+            let verify = try Self.verify(result.runDirectory)
+            #expect(verify.status == 0, "seed \(seed): \(verify.stdout)\(verify.stderr)")
+        }
+
         /// With message logging, mirror A (written first) fails after epoch 2 for 2 s and a rank
         /// is killed at a step drawn from a printed seed, most often while A is failed: the
         /// logs go on on B alone and the job degrades at once (no round aborts); the lone
