@@ -34,6 +34,17 @@ struct JobRun {
             return (logical, state, event["in_flight"] as? Int ?? 0)
         }
     }
+    /// Per committed round, the seconds from its request to its commit.
+    var requestToCommitSeconds: [Double] {
+        let requests = Dictionary(events("checkpoint_request").compactMap { event -> (Int, Double)? in
+            guard let epoch = event["epoch"] as? Int, let time = event["t"] as? Double else { return nil }
+            return (epoch, time)
+        }, uniquingKeysWith: { first, _ in first })
+        return events("commit").compactMap { event -> Double? in
+            guard let epoch = event["epoch"] as? Int, let time = event["t"] as? Double, let start = requests[epoch] else { return nil }
+            return time - start
+        }
+    }
     /// The largest peak resident memory a rank reported at the final barrier, in MiB.
     var rankPeakMiB: Int { (events("rank_finished").compactMap { $0["resident_bytes_peak"] as? Int }.max() ?? 0) >> 20 }
     /// Committed rounds, or recorded checkpoints under independent checkpointing.

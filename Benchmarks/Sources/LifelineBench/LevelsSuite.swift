@@ -21,14 +21,7 @@ extension Suites {
             let run = try launcher.run(ranks: ranks, options: ["--interval", "1", "--inject", "kill:rank=1,epoch=2"] + options,
                                        program: program)
             guard run.status == 0 else { throw BenchError("levels \(label): the job failed: \(run.stdout)") }
-            let requests = Dictionary(run.events("checkpoint_request").compactMap { event -> (Int, Double)? in
-                guard let epoch = event["epoch"] as? Int, let time = event["t"] as? Double else { return nil }
-                return (epoch, time)
-            }, uniquingKeysWith: { first, _ in first })
-            let commits = run.events("commit").compactMap { event -> Double? in
-                guard let epoch = event["epoch"] as? Int, let time = event["t"] as? Double, let start = requests[epoch] else { return nil }
-                return time - start
-            }
+            let commits = run.requestToCommitSeconds
             let fromCapture = run.events("commit").compactMap { $0["from_capture_s"] as? Double }
             let drains = run.events("drained").compactMap { $0["after_commit_s"] as? Double }
             let state = run.events("commit").compactMap { $0["state"] as? Int }.max() ?? 0

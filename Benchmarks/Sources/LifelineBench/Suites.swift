@@ -564,15 +564,7 @@ struct Suites {
 
     mutating func interval() throws {
         let probe = try launcher.run(ranks: 2, options: ["--interval", "0.5"], program: scale.intervalHeat)
-        let requests = Dictionary(probe.events("checkpoint_request").compactMap { event -> (Int, Double)? in
-            guard let epoch = event["epoch"] as? Int, let time = event["t"] as? Double else { return nil }
-            return (epoch, time)
-        }, uniquingKeysWith: { first, _ in first })
-        let costs = probe.events("commit").compactMap { event -> Double? in
-            guard let epoch = event["epoch"] as? Int, let time = event["t"] as? Double, let start = requests[epoch] else { return nil }
-            return time - start
-        }
-        let cost = max(0.01, median(costs))
+        let cost = max(0.01, median(probe.requestToCommitSeconds))
         let free = try launcher.run(ranks: 2, options: ["--interval", "1e9"], program: scale.intervalHeat).seconds
         var rows: [[String]] = []
         for mtbf in scale.mtbfs {
