@@ -80,7 +80,7 @@ extension RecoveryTests {
         /// killed at a step drawn from a printed seed recovers to the failure-free result.
         @Test func levelsDegradeWhenADrainMeetsAFailedMirror() throws {
             let (seed, result) = try Self.runWithSeededKill(
-                "mirror-levels", ["--levels", "memory,disk", "--inject", "fail:mirror=b,epoch=2,for=3s"], steps: 300...1000)
+                "mirror-levels", RecoveryTests.Levels.levels + ["--inject", "fail:mirror=b,epoch=2,for=3s"], steps: 300...1000)
             #expect(result.status == 0, "seed \(seed): \(result.stderr)")
             #expect(result.resultLines == [Self.longHeatOracle], "seed \(seed)")
             let degraded = result.events("mirror_degraded")
