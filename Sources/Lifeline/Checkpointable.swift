@@ -1,3 +1,5 @@
+import LifelineStorage
+
 /// A program state that Lifeline can capture at a safe point and hand back after a restart.
 ///
 /// Encode every field that the rest of the run depends on, in a fixed order, and decode them in
@@ -40,6 +42,13 @@ public struct StateWriter: Sendable {
     /// An empty writer.
     public init() {}
 
+    /// An empty writer that writes into `buffer`'s storage when nothing else holds it (its
+    /// pages are already mapped, so a capture costs a copy and no page faults).
+    init(recycling buffer: consuming [UInt8]) {
+        bytes = consume buffer
+        bytes.removeAll(keepingCapacity: true)
+    }
+
     /// Appends one value of a trivial type (an integer, a float, a tuple or struct of them).
     public mutating func write<T: BitwiseCopyable>(_ value: T) {
         withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
@@ -77,38 +86,66 @@ public struct StateWriter: Sendable {
     }
 }
 
+/// The bytes of a program state to read back: an array, or a level-1 copy read in place from
+/// the memory it is mapped from (`MappedCopy`), which a restore does not copy.
+enum StateBytes: Sendable {
+    case array([UInt8])
+    case mapped(MappedCopy)
+
+    var count: Int {
+        switch self {
+        case .array(let bytes): bytes.count
+        case .mapped(let copy): copy.state.count
+        }
+    }
+
+    func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        switch self {
+        case .array(let bytes): try bytes.withUnsafeBytes(body)
+        case .mapped(let copy): try body(copy.state)
+        }
+    }
+}
+
 /// Reads back what a `StateWriter` wrote, checking lengths as it goes.
 public struct StateReader: Sendable {
-    private let bytes: [UInt8]
+    private let bytes: StateBytes
+    private let count: Int
     private var offset: Int
 
     /// A reader over `bytes`.
     public init(_ bytes: [UInt8]) {
+        self.init(.array(bytes))
+    }
+
+    /// A reader over `bytes`, an array or a mapped copy.
+    init(_ bytes: StateBytes) {
         self.bytes = bytes
+        self.count = bytes.count
         self.offset = 0
     }
 
     /// Whether every byte has been read.
-    public var isAtEnd: Bool { offset == bytes.count }
+    public var isAtEnd: Bool { offset == count }
 
     /// Reads one value of a trivial type.
     public mutating func read<T: BitwiseCopyable>(_: T.Type) throws -> T {
         let size = MemoryLayout<T>.size
         try need(size, for: "\(T.self)")
         defer { offset += size }
-        return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
+        return bytes.withUnsafeBytes { [offset] in $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
     }
 
     /// Reads an array of a trivial type written by `StateWriter.write(_:)`.
     public mutating func readArray<T: BitwiseCopyable>(of _: T.Type) throws -> [T] {
         let count = try read(Int64.self)
         let stride = MemoryLayout<T>.stride
-        guard count >= 0, count <= Int64((bytes.count - offset) / max(stride, 1)) else {
+        guard count >= 0, count <= Int64((self.count - offset) / max(stride, 1)) else {
             throw LifelineError(.corruptState, "the saved state claims an array of \(count) \(T.self) values")
         }
         let byteCount = Int(count) * stride
         try need(byteCount, for: "[\(T.self)]")
-        let values = [T](unsafeUninitializedCapacity: Int(count)) { buffer, initialized in
+        let values = [T](unsafeUninitializedCapacity: Int(count)) { [offset] buffer, initialized in
             bytes.withUnsafeBytes { source in
                 UnsafeMutableRawBufferPointer(buffer).copyMemory(
                     from: UnsafeRawBufferPointer(rebasing: source[offset..<offset + byteCount]))
@@ -127,11 +164,11 @@ public struct StateReader: Sendable {
     /// The next byte, not consumed.
     mutating func peekByte() throws -> UInt8 {
         try need(1, for: "a field marker")
-        return bytes[offset]
+        return bytes.withUnsafeBytes { [offset] in $0[offset] }
     }
 
     private func need(_ count: Int, for what: String) throws {
-        guard bytes.count - offset >= count else {
+        guard self.count - offset >= count else {
             throw LifelineError(.corruptState, "the saved state ends early while reading \(what)")
         }
     }

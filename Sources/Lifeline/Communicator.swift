@@ -121,8 +121,9 @@ public final class Communicator {
     /// is taken here; it must be the state from which the run continues after this call.
     public func safePoint<State: Checkpointable>(step: Int, state: @autoclosure () -> State) throws {
         try runtime.safePoint(step: step) {
-            var writer = StateWriter()
+            var writer = StateWriter(recycling: runtime.takeCaptureBuffer())
             state().encode(to: &writer)
+            runtime.captureBuffer = writer.bytes
             return writer
         }
     }

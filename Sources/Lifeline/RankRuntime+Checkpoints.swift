@@ -67,7 +67,15 @@ extension RankRuntime {
             case .capture(let epoch):
                 heartbeatStep.value = step
                 trace?.captured(epoch: epoch, step: step)
-                try captureSnapshot(epoch: epoch, step: step, state: capture(), launch: launch)
+                let started = monotonicSeconds()
+                let state = capture()
+                try captureSnapshot(epoch: epoch, step: step, state: state, captureSeconds: monotonicSeconds() - started, launch: launch)
+                if launch.memoryLevel != nil {
+                    // The copy in memory took a while: the round's cut may be here, and the ACK
+                    // can go now rather than at the program's next call.
+                    try pump(timeoutMs: 0, waiting: .running)
+                    try serviceControl()
+                }
                 return
             case .keep(let epoch):
                 // Minimal checkpoints: nothing delivered since the last committed checkpoint,
@@ -83,7 +91,7 @@ extension RankRuntime {
 
     /// A capture at a round's safe point: the rank reports what it has delivered, and keeps the
     /// capture until the round's cut arrives (`writeCaptured`).
-    func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, launch: LaunchEnvironment) throws {
+    func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, captureSeconds: Double, launch: LaunchEnvironment) throws {
         guard let store else { return }
         if rules.flushesAtCheckpoints { try flushLog() }  // the log position below counts every delivery
         lifeline_flush_stdio()
@@ -99,7 +107,9 @@ extension RankRuntime {
             name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
             uncompressed: [], delivered: machine.ledger.delivered, outputOffset: outputOffset,
             changes: machine.participant.changesSinceCheckpoint, dependencies: PerPeer(rankCount: 0, absent: -1),
-            faultIndex: fault?.index, mirrors: writeMirrors, logPosition: logPosition, stateBytes: UInt64(state.bytes.count)))
+            faultIndex: fault?.index, mirrors: writeMirrors, logPosition: logPosition, stateBytes: UInt64(state.bytes.count),
+            captureMicroseconds: UInt32(clamping: Int(captureSeconds * 1e6))))
+        if launch.memoryLevel != nil { writer?.beginMemoryCopy(epoch: epoch, state: state.bytes) }
         control?.send(.captured(epoch, delivered: machine.ledger.delivered))
     }
 
@@ -111,7 +121,9 @@ extension RankRuntime {
         var snapshot = captured
         snapshot.ledger = captured.ledger.inFlight(coveredByReceiver: covered)
         var job = pending
-        job.uncompressed = snapshot.encoded()
+        job.metadata = snapshot.metadata()
+        job.state = snapshot.programState
+        job.uncompressed = snapshot.encoded(metadata: job.metadata)
         job.inFlightBytes = UInt64(snapshot.ledger.storedMessageBytes)
         writer.submit(job)
     }

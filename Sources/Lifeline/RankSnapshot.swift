@@ -34,12 +34,9 @@ struct RankSnapshot: Equatable {
     /// filters record it.
     var numericRanges: [Range<Int>] = []
 
-    /// The uncompressed bytes, as segments to be chunked apart: the header and ledger (up to
-    /// and including the state's length), then the program state — cut at the ranges declared
-    /// numeric, which are filtered (linear prediction, then byte planes). The state's chunks thus start at its own offset 0 and
-    /// stay the same when the ledger before it changes length. Put together, the segments are
-    /// the layout above.
-    func encoded() -> [ChunkedSnapshots.Segment] {
+    /// Everything but the program state: the layout above up to and including the state's
+    /// length (the first segment of `encoded()`; a level-1 copy stores it after the state).
+    func metadata() -> [UInt8] {
         var writer = ByteWriter(capacity: ledger.retainedBytes + 256)
         writer.write(Self.magic)
         writer.write(Self.version)
@@ -54,8 +51,17 @@ struct RankSnapshot: Equatable {
         for word in words { writer.write(word) }
         ledger.encode(into: &writer)
         writer.write(UInt64(programState.count))
+        return writer.bytes
+    }
+
+    /// The uncompressed bytes, as segments to be chunked apart: the header and ledger (up to
+    /// and including the state's length), then the program state — cut at the ranges declared
+    /// numeric, which are filtered (linear prediction, then byte planes). The state's chunks thus start at its own offset 0 and
+    /// stay the same when the ledger before it changes length. Put together, the segments are
+    /// the layout above. `metadata` is `metadata()` where the caller has it already.
+    func encoded(metadata: [UInt8]? = nil) -> [ChunkedSnapshots.Segment] {
         // The state's segments share its array: cutting it copies nothing.
-        var segments = [ChunkedSnapshots.Segment(writer.bytes)]
+        var segments = [ChunkedSnapshots.Segment(metadata ?? self.metadata())]
         var position = 0
         for range in numericRanges where range.lowerBound >= position && range.upperBound <= programState.count {
             if range.lowerBound > position {
@@ -91,8 +97,41 @@ struct RankSnapshot: Equatable {
     /// off in place) when the caller gives it up: a restore copies the state once, not twice.
     static func decode(_ bytes: consuming [UInt8], rank: RankID, rankCount: Int, epoch: Epoch) throws -> RankSnapshot {
         var owned = bytes
+        var reader = ByteReader(owned)
+        var (snapshot, stateCount) = try decodeMetadata(&reader, rank: rank, rankCount: rankCount, epoch: epoch)
+        let stateOffset = reader.offset
+        try checkStateLength(stateCount, remaining: reader.remainingCount, at: stateOffset, rank: rank, epoch: epoch)
+        reader = ByteReader([])  // the reader's hold on the bytes ends here
+        owned.removeSubrange(0..<stateOffset)
+        snapshot.programState = owned
+        return snapshot
+    }
+
+    /// Decodes a snapshot whose metadata (`metadata()`) and program state of `stateCount` bytes
+    /// are stored apart (a level-1 copy), without its state, which the caller reads in place.
+    static func decode(metadata: UnsafeRawBufferPointer, stateCount: Int, rank: RankID, rankCount: Int, epoch: Epoch) throws -> RankSnapshot {
+        var reader = ByteReader(Array(metadata))
+        let (snapshot, stored) = try decodeMetadata(&reader, rank: rank, rankCount: rankCount, epoch: epoch)
+        guard reader.remainingCount == 0 else {
+            throw LifelineError(.corruptState, "snapshot of \(rank) at \(epoch) does not decode: \(reader.remainingCount) stray bytes after its metadata")
+        }
+        try checkStateLength(stored, remaining: stateCount, at: 0, rank: rank, epoch: epoch)
+        return snapshot
+    }
+
+    /// Checks that the state's length as stored is the `remaining` bytes there are.
+    private static func checkStateLength(_ stored: UInt64, remaining: Int, at offset: Int, rank: RankID, epoch: Epoch) throws {
+        guard stored != UInt64(remaining) else { return }
+        let error = WireError(stored > UInt64(remaining)
+            ? "length \(stored) at offset \(offset) runs past the end"
+            : "\(UInt64(remaining) - stored) stray bytes at its end")
+        throw LifelineError(.corruptState, "snapshot of \(rank) at \(epoch) does not decode: \(error)")
+    }
+
+    /// Reads everything up to and including the state's length; the snapshot returned has no
+    /// program state yet.
+    private static func decodeMetadata(_ reader: inout ByteReader, rank: RankID, rankCount: Int, epoch: Epoch) throws -> (RankSnapshot, stateCount: UInt64) {
         do {
-            var reader = ByteReader(owned)
             guard try reader.read(UInt32.self) == magic else { throw WireError("not a rank snapshot") }
             let version = try reader.read(UInt16.self)
             guard (1...Self.version).contains(version) else {
@@ -127,17 +166,9 @@ struct RankSnapshot: Equatable {
             }
             let ledger = try MessageLedger.decode(from: &reader, rank: rank, rankCount: rankCount, dense: version < 4)
             let stateCount = try reader.read(UInt64.self)
-            guard stateCount == UInt64(reader.remainingCount) else {
-                throw WireError(stateCount > UInt64(reader.remainingCount)
-                    ? "length \(stateCount) at offset \(reader.offset) runs past the end"
-                    : "\(UInt64(reader.remainingCount) - stateCount) stray bytes at its end")
-            }
-            let stateOffset = reader.offset
-            reader = ByteReader([])  // the reader's hold on the bytes ends here
-            owned.removeSubrange(0..<stateOffset)
-            return RankSnapshot(
+            return (RankSnapshot(
                 epoch: epoch, step: step, incarnation: incarnation, logPosition: logPosition, dependencies: dependencies,
-                ledger: ledger, programState: owned)
+                ledger: ledger, programState: []), stateCount)
         } catch let error as WireError {
             throw LifelineError(.corruptState, "snapshot of \(rank) at \(epoch) does not decode: \(error)")
         }

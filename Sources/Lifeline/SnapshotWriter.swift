@@ -17,7 +17,8 @@ import Synchronization
 /// index), not the snapshot's logical size.
 ///
 /// With a memory level (`--levels memory,disk`) a round's snapshot is first written whole to
-/// the host's memory (`MemoryLevel`) and acknowledged from there; a round that is drained is
+/// the host's memory (`MemoryLevel`) and acknowledged from there: its program state as soon as
+/// it is captured (`beginMemoryCopy`), the rest at the round's cut. A round that is drained is
 /// then written to the mirrors as above and reported by `drained`. A copy that does not fit
 /// `--memory-max`, or that the memory file system refuses, goes to the mirrors before the ACK,
 /// as without levels (said once).
@@ -37,6 +38,11 @@ final class SnapshotWriter: Sendable {
         var name: String
         /// The snapshot's bytes, in segments chunked apart (`RankSnapshot.encoded()`).
         var uncompressed: [ChunkedSnapshots.Segment]
+        /// The snapshot but its program state (`RankSnapshot.metadata()`, the first segment),
+        /// which a copy in memory stores after the state.
+        var metadata: [UInt8] = []
+        /// The program state, which a copy in memory stores as one piece.
+        var state: [UInt8] = []
         var delivered: DeliveredSets
         var outputOffset: UInt64
         /// Deliveries and logged values since the rank's last committed checkpoint.
@@ -53,6 +59,8 @@ final class SnapshotWriter: Sendable {
         var stateBytes: UInt64 = 0
         /// The payload bytes of the messages the snapshot stores.
         var inFlightBytes: UInt64 = 0
+        /// How long the program took to capture the state.
+        var captureMicroseconds: UInt32 = 0
     }
 
     private let snapshots: ChunkedSnapshots
@@ -61,7 +69,8 @@ final class SnapshotWriter: Sendable {
     private let level: Int32
     private let queue = DispatchQueue(label: "lifeline.snapshot-writer")
     private let completed = Mutex<[Outcome]>([])
-    private let pendingCount = Atomic<Int>(0)
+    /// The copy in memory of the round captured last, begun at its capture, completed at its cut.
+    private let pendingCopy = Mutex<MemoryLevel.PendingCopy?>(nil)
     /// The memory level and this rank's place in it (nil: disk alone).
     private let memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)?
     /// Whether this rank said that its copies go to disk alone (said once).
@@ -82,10 +91,28 @@ final class SnapshotWriter: Sendable {
 
     /// Queues a snapshot; returns at once.
     func submit(_ job: Job) {
-        pendingCount.add(1, ordering: .sequentiallyConsistent)
-        queue.async { [self] in
-            write(job)
-            pendingCount.subtract(1, ordering: .sequentiallyConsistent)
+        queue.async { [self] in write(job) }
+    }
+
+    /// With a memory level: copies round `epoch`'s program state to the host's memory now, on
+    /// the caller's thread (the program's, at its capture), and leaves the copy for `submit` to
+    /// complete at the round's cut. The copy is made at once rather than behind the program
+    /// because the round commits only when every rank's copy is there: in the background it
+    /// would share the cores with the program's computation and take several times as long,
+    /// for the same work. A copy begun for an earlier round whose cut never came (the round was
+    /// aborted) goes. One that does not fit, or fails, is left to `submit` (which writes to
+    /// disk then).
+    func beginMemoryCopy(epoch: Epoch, state: [UInt8]) {
+        guard let memory else { return }
+        if let stale = pendingCopy.withLock({ $0.take() }) { memory.store.abandon(stale) }
+        guard fitsInMemory(bytes: MemoryLevel.headerByteCount + state.count, epoch: epoch, memory) else { return }
+        do {
+            let copy = try MemoryLevel.withBytes(state) { raw throws(StorageError) in
+                try memory.store.begin(rank: memory.rank, epoch: epoch.rawValue, state: raw)
+            }
+            pendingCopy.withLock { $0 = copy }
+        } catch {
+            sayOnce("rank \(memory.rank)'s copy in memory could not be written (\(error)): its checkpoints go to disk until one fits")
         }
     }
 
@@ -141,7 +168,7 @@ final class SnapshotWriter: Sendable {
                 outputOffset: job.outputOffset, delivered: job.delivered, changes: job.changes,
                 logicalBytes: UInt64(written.logicalBytes), chunks: UInt32(written.index.chunks.count),
                 chunksReused: UInt32(written.reusedCount), logPosition: job.logPosition, stateBytes: job.stateBytes, inFlightBytes: job.inFlightBytes,
-                dependencies: job.dependencies, mirrors: job.mirrors)))
+                dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)))
         } catch {
             completed.withLock { $0.append(.failed(job.epoch)) }
             let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
@@ -154,14 +181,26 @@ final class SnapshotWriter: Sendable {
     /// does not fit `--memory-max` or the memory file system refuses it: the caller writes it to
     /// the mirrors as without levels.
     private func holdInMemory(_ job: Job, _ memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)) -> Bool {
-        let bytes = MemoryLevel.headerByteCount + job.uncompressed.reduce(0) { $0 + $1.range.count }
-        let held = memory.store.bytesHeld(rank: memory.rank, except: job.epoch.rawValue)
-        if memory.settings.bytesMax > 0, bytes + held > memory.settings.bytesMax {
-            sayOnce("rank \(memory.rank)'s copies in memory (\(bytes + held) bytes with the committed one) do not fit --memory-max \(memory.settings.bytesMax): its checkpoints go to disk alone")
+        let bytes = MemoryLevel.headerByteCount + job.state.count + job.metadata.count
+        // The copy begun at this round's capture; a newer round's stays for its own cut.
+        var begun = pendingCopy.withLock { pending -> MemoryLevel.PendingCopy? in
+            guard let copy = pending, copy.epoch <= job.epoch.rawValue else { return nil }
+            pending = nil
+            return copy
+        }
+        if let stale = begun, stale.epoch != job.epoch.rawValue {
+            memory.store.abandon(stale)
+            begun = nil
+        }
+        guard fitsInMemory(bytes: bytes, epoch: job.epoch, memory) else {
+            if let begun { memory.store.abandon(begun) }
             return false
         }
         do {
-            try memory.store.write(rank: memory.rank, epoch: job.epoch.rawValue, segments: job.uncompressed)
+            let copy = try begun ?? MemoryLevel.withBytes(job.state) { raw throws(StorageError) in
+                try memory.store.begin(rank: memory.rank, epoch: job.epoch.rawValue, state: raw)
+            }
+            _ = try MemoryLevel.withBytes(job.metadata) { raw throws(StorageError) in try memory.store.finish(copy, metadata: raw) }
         } catch {
             sayOnce("rank \(memory.rank)'s copy in memory could not be written (\(error)): its checkpoints go to disk until one fits")
             return false
@@ -172,7 +211,7 @@ final class SnapshotWriter: Sendable {
             step: job.step, snapshotBytes: UInt64(bytes), outputOffset: job.outputOffset, delivered: job.delivered,
             changes: job.changes, logicalBytes: UInt64(bytes - MemoryLevel.headerByteCount), chunks: 1,
             logPosition: job.logPosition, stateBytes: job.stateBytes, inFlightBytes: job.inFlightBytes,
-            dependencies: job.dependencies, mirrors: job.mirrors)
+            dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)
         acknowledgement.inMemory = true
         control.send(.ack(job.epoch, acknowledgement))
         guard memory.settings.drains(job.epoch) else { return true }
@@ -186,6 +225,16 @@ final class SnapshotWriter: Sendable {
             control.send(.drained(job.epoch, storedBytes: 0, failure: "\(error)", failedMirrors: failed))
         }
         return true
+    }
+
+    /// Whether a copy of `bytes` fits `--memory-max` beside the rank's other copies (said once
+    /// when it does not).
+    private func fitsInMemory(bytes: Int, epoch: Epoch, _ memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)) -> Bool {
+        guard memory.settings.bytesMax > 0 else { return true }
+        let held = memory.store.bytesHeld(rank: memory.rank, except: epoch.rawValue)
+        guard bytes + held > memory.settings.bytesMax else { return true }
+        sayOnce("rank \(memory.rank)'s copies in memory (\(bytes + held) bytes with the committed one) do not fit --memory-max \(memory.settings.bytesMax): its checkpoints go to disk alone")
+        return false
     }
 
     /// Writes `line` to standard error once per process.

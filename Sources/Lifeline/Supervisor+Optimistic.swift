@@ -25,13 +25,17 @@ extension Supervisor {
     func checkpointOf(_ rank: Int, line: CommittedLine?) -> (logPosition: UInt64, dependencies: DependencyVector)? {
         guard let member = line?.members.first(where: { $0.rank == rank }) else { return (0, DependencyVector()) }
         let epoch = manifests.epoch(ofSnapshot: member.snapshot) ?? 0
-        // With levels, the copy in memory first (a line there may not be on disk yet).
+        // With levels, the copy in memory first (a line there may not be on disk yet): its
+        // metadata alone is read.
         let inMemory = line?.isInMemory == true && epoch > memoryTrustedAfter
-            ? (try? memoryLevel?.read(rank: rank, epoch: epoch)) ?? nil : nil
-        guard let bytes = inMemory ?? (try? ChunkedSnapshots(store: store).read(member.snapshot)),
-              let snapshot = try? RankSnapshot.decode(
-                  bytes, rank: RankID(rank), rankCount: configuration.rankCount, epoch: Epoch(epoch))
-        else { return nil }
+            ? ((try? memoryLevel?.map(rank: rank, epoch: epoch)) ?? nil).flatMap {
+                try? RankSnapshot.decode(metadata: $0.metadata, stateCount: $0.state.count, rank: RankID(rank),
+                                         rankCount: configuration.rankCount, epoch: Epoch(epoch))
+            } : nil
+        let snapshot = inMemory ?? (try? ChunkedSnapshots(store: store).read(member.snapshot)).flatMap {
+            try? RankSnapshot.decode($0, rank: RankID(rank), rankCount: configuration.rankCount, epoch: Epoch(epoch))
+        }
+        guard let snapshot else { return nil }
         return (snapshot.logPosition, snapshot.dependencies)
     }
 }

@@ -40,7 +40,8 @@ extension Supervisor {
             noteStep(step, of: rank)
             try perform(coordinator.handleStepReport(from: rank, round: epoch, step: step))
         case .captured(let epoch, let delivered):
-            if firstCapture?.epoch != epoch { firstCapture = (epoch, now) }
+            if captureArrivals?.epoch != epoch { captureArrivals = (epoch, [:]) }
+            captureArrivals?.at[rank.rawValue] = now
             try perform(coordinator.handleCaptured(from: rank, round: epoch, delivered: delivered, now: now))
         case .logEvents(let first, let records, let acknowledge):
             try perform(machine.handleLogEvents(from: rank.rawValue, first: first, records: records, acknowledge: acknowledge))
@@ -158,6 +159,15 @@ extension Supervisor {
 
     /// The commit point: the manifest naming the new line is written to both mirrors. Then
     /// output up to the line is released, and files no line references are deleted.
+    /// When the first capture of round `epoch` began: a rank's `captured` arrival less its
+    /// capture's duration, the earliest of them.
+    private func firstCaptureStart(_ epoch: Epoch, acks: [Acknowledgement]) -> Double? {
+        guard let arrivals = captureArrivals, arrivals.epoch == epoch else { return nil }
+        return acks.indices.compactMap { rank in
+            arrivals.at[rank].map { $0 - Double(acks[rank].captureMicroseconds) / 1e6 }
+        }.min()
+    }
+
     private func commit(_ epoch: Epoch, step: Int, acks: [Acknowledgement]) throws -> [CheckpointCoordinator.Action] {
         guard let (entries, onlyOn) = machine.lineToCommit(acks) else {
             return coordinator.handleCommitFailed(epoch, reason: "the snapshots are on different mirrors", now: now)
@@ -209,7 +219,7 @@ extension Supervisor {
             "kept_from": .string(keptFrom.joined(separator: ",")),
             "commits": .int(manifest.commits), "mirrors": .string(manifest.newestLine?.onlyOn?.rawValue ?? "ab"),
             "level": .string(line.isInMemory ? "memory" : "disk"),
-            "from_capture_s": .double(firstCapture?.epoch == epoch ? now - firstCapture!.at : 0),
+            "from_capture_s": .double(firstCaptureStart(epoch, acks: acks).map { now - $0 } ?? 0),
         ])
         if memoryLevel != nil {
             forgetDrainsBefore(manifest.committed.first?.epoch ?? 0)

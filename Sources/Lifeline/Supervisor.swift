@@ -82,8 +82,9 @@ final class Supervisor {
     var intactForLaunch: (line: CommittedLine?, problems: [String])?
     /// When the open round was requested, to measure how long a checkpoint takes.
     var roundStartedAt: Double?
-    /// When the first rank captured for a round: the commit says how long it took from there.
-    var firstCapture: (epoch: Epoch, at: Double)?
+    /// When each rank's `captured` arrived for a round: with each capture's own duration (in the
+    /// rank's ACK), the commit says how long the round took from the first capture's start.
+    var captureArrivals: (epoch: Epoch, at: [Int: Double])?
     /// Seconds the last committed round took, from request to commit.
     var lastRoundSeconds = 0.0
     /// SIGINT/SIGTERM arrive as bytes on this pipe.

@@ -55,12 +55,17 @@ package struct Acknowledgement: Sendable, Equatable {
     /// above are of that copy; its drain to disk, if the round is drained, is reported by
     /// `drained`. False: it is on disk (level 2), as in a job on disk alone.
     package var inMemory: Bool = false
+    /// How long the program took to capture its state (`Checkpointable.encode(to:)`), in
+    /// microseconds: the supervisor times a round from the first capture's start.
+    package var captureMicroseconds: UInt32 = 0
 
     /// An acknowledgement with every field given.
     package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: DeliveredSets,
                  kept: Bool = false, changes: UInt64 = 0, logicalBytes: UInt64 = 0, chunks: UInt32 = 0,
                  chunksReused: UInt32 = 0, logPosition: UInt64 = 0, stateBytes: UInt64 = 0, inFlightBytes: UInt64 = 0,
-                 dependencies: PerPeer<Int> = PerPeer(rankCount: 0, absent: -1), mirrors: StorageMirrors = .both) {
+                 dependencies: PerPeer<Int> = PerPeer(rankCount: 0, absent: -1), mirrors: StorageMirrors = .both,
+                 captureMicroseconds: UInt32 = 0) {
+        self.captureMicroseconds = captureMicroseconds
         self.mirrors = mirrors
         self.logPosition = logPosition
         self.stateBytes = stateBytes
@@ -309,6 +314,7 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(ack.logPosition)
             writer.write(ack.stateBytes)
             writer.write(ack.inFlightBytes)
+            writer.write(ack.captureMicroseconds)
             writer.write(ack.mirrors.rawValue)
             Self.encodeSparse(ack.dependencies, into: &writer)
             Self.encode(ack.delivered, into: &writer)
@@ -427,6 +433,7 @@ package enum ControlMessage: Sendable, Equatable {
             let logPosition = try reader.read(UInt64.self)
             let stateBytes = try reader.read(UInt64.self)
             let inFlightBytes = try reader.read(UInt64.self)
+            let captureMicroseconds = try reader.read(UInt32.self)
             let held = try mirrors()
             let dependencies = try decodeSparseIntegers(&reader)
             let delivered = try decodeSets(&reader)
@@ -436,6 +443,7 @@ package enum ControlMessage: Sendable, Equatable {
                 logPosition: logPosition, stateBytes: stateBytes, inFlightBytes: inFlightBytes, dependencies: dependencies,
                 mirrors: held)
             acknowledgement.inMemory = kept & 2 != 0
+            acknowledgement.captureMicroseconds = captureMicroseconds
             message = .ack(round, acknowledgement)
         case .drained:
             let round = try epoch()

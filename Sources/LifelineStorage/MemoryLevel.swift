@@ -11,17 +11,36 @@ import Foundation
 /// supervisor that committed it, after which recovery reads level 2, the mirrored disks.
 ///
 /// One file per rank and round, `RRRRRR-EEEEEEEEEEEEEEEEEEEE.l1`, written under a temporary
-/// name and renamed: no fsync, since memory holds it either way. It begins with a 48-byte
-/// header (magic `LLM1`, version 1, the rank, the round, the body's length and its XXH3-128),
-/// so a copy that was cut short, changed or belongs to another rank or round is refused.
+/// name and renamed: no fsync, since memory holds it either way. It begins with a 72-byte
+/// header (magic `LLM1`, version 2, the rank, the round, the lengths of the program state and
+/// of the snapshot's metadata, and the XXH3-128 of each), then the state, then the metadata.
+/// The state comes first because it is known first: a rank copies it as soon as it is captured
+/// (`begin`), and the metadata — which messages the snapshot stores — only at the round's cut
+/// (`finish`). A copy that was cut short, changed, or belongs to another rank or round is
+/// refused when read.
 package struct MemoryLevel: Sendable {
     /// The folder that holds the job's level-1 copies on this host.
     package let folder: String
 
     static let magic: [UInt8] = Array("LLM1".utf8)
-    static let version: UInt16 = 1
+    static let version: UInt16 = 2
     /// The header's size in bytes.
-    package static let headerByteCount = 48
+    package static let headerByteCount = 72
+    /// The bytes copied and hashed at a time: the hash reads what was just copied while it is
+    /// still in the cache, so the copy costs one pass over memory instead of two.
+    static let copyPieceBytes = 1 << 20
+
+    /// A copy under way: its program state is in the temporary file, its metadata not yet.
+    package struct PendingCopy: Sendable {
+        /// The rank whose copy it is.
+        package let rank: Int
+        /// The round it belongs to.
+        package let epoch: UInt64
+        let fd: Int32
+        let temporary: String
+        let stateLength: Int
+        let stateHash: ContentHash
+    }
 
     /// The store in `folder` (created by `create()`, or by the job's supervisor).
     package init(folder: String) {
@@ -79,52 +98,102 @@ package struct MemoryLevel: Sendable {
         return (rank, epoch)
     }
 
-    /// Writes `rank`'s copy of round `epoch`: the segments' bytes in order, behind the header.
-    /// Returns the bytes written. Throws when the memory file system is full or gone (the
+    /// Starts `rank`'s copy of round `epoch`: creates its temporary file and writes `state`
+    /// into it, hashing as it copies. Throws when the memory file system is full or gone (the
     /// temporary file is removed).
-    @discardableResult
-    package func write(rank: Int, epoch: UInt64, segments: [ChunkedSnapshots.Segment]) throws(StorageError) -> Int {
+    package func begin(rank: Int, epoch: UInt64, state: UnsafeRawBufferPointer) throws(StorageError) -> PendingCopy {
         let name = Self.fileName(rank: rank, epoch: epoch)
-        let path = folder + "/" + name
         let temporary = folder + "/" + PosixFile.temporaryName(for: name)
-        let length = segments.reduce(0) { $0 + $1.range.count }
-        let hash = Self.hash(segments)
-        var header: [UInt8] = Self.magic
-        FileFormat.appendLittleEndian(Self.version, to: &header)
-        FileFormat.appendLittleEndian(UInt16(0), to: &header)
-        FileFormat.appendLittleEndian(UInt32(rank), to: &header)
-        FileFormat.appendLittleEndian(UInt32(0), to: &header)
-        FileFormat.appendLittleEndian(epoch, to: &header)
-        FileFormat.appendLittleEndian(UInt64(length), to: &header)
-        FileFormat.appendLittleEndian(hash.high, to: &header)
-        FileFormat.appendLittleEndian(hash.low, to: &header)
-        let fd = open(temporary, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
+        let fd = open(temporary, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StorageError(errno: errno, operation: "create", path: temporary) }
         do throws(StorageError) {
-            try PosixFile.writeAll(fd, header, path: temporary)
-            for segment in segments where !segment.range.isEmpty {
-                let failure = segment.bytes.withUnsafeBytes { raw -> StorageError? in
-                    do throws(StorageError) {
-                        try PosixFile.writeAll(fd, UnsafeRawBufferPointer(rebasing: raw[segment.range]), path: temporary)
-                        return nil
-                    } catch {
-                        return error
-                    }
-                }
-                if let failure { throw failure }
-            }
+            let hash = try Self.copyHashing(state, to: fd, at: Self.headerByteCount, path: temporary)
+            return PendingCopy(rank: rank, epoch: epoch, fd: fd, temporary: temporary, stateLength: state.count, stateHash: hash)
         } catch {
             close(fd)
             unlink(temporary)
             throw error
         }
-        close(fd)
-        guard rename(temporary, path) == 0 else {
-            let error = StorageError(errno: errno, operation: "rename", path: path)
-            unlink(temporary)
+    }
+
+    /// Completes `copy` with the snapshot's `metadata` and the header, and renames it into
+    /// place. Returns the copy's bytes. Throws as `begin` does (the copy is then abandoned).
+    @discardableResult
+    package func finish(_ copy: PendingCopy, metadata: UnsafeRawBufferPointer) throws(StorageError) -> Int {
+        let path = folder + "/" + Self.fileName(rank: copy.rank, epoch: copy.epoch)
+        do throws(StorageError) {
+            let metadataHash = try Self.copyHashing(metadata, to: copy.fd, at: Self.headerByteCount + copy.stateLength, path: copy.temporary)
+            var header: [UInt8] = Self.magic
+            FileFormat.appendLittleEndian(Self.version, to: &header)
+            FileFormat.appendLittleEndian(UInt16(0), to: &header)
+            FileFormat.appendLittleEndian(UInt32(copy.rank), to: &header)
+            FileFormat.appendLittleEndian(UInt32(0), to: &header)
+            FileFormat.appendLittleEndian(copy.epoch, to: &header)
+            FileFormat.appendLittleEndian(UInt64(copy.stateLength), to: &header)
+            FileFormat.appendLittleEndian(UInt64(metadata.count), to: &header)
+            for word in [copy.stateHash.high, copy.stateHash.low, metadataHash.high, metadataHash.low] {
+                FileFormat.appendLittleEndian(word, to: &header)
+            }
+            _ = try Self.withBytes(header) { raw throws(StorageError) in try Self.copyHashing(raw, to: copy.fd, at: 0, path: copy.temporary) }
+        } catch {
+            abandon(copy)
             throw error
         }
-        return Self.headerByteCount + length
+        close(copy.fd)
+        guard rename(copy.temporary, path) == 0 else {
+            let error = StorageError(errno: errno, operation: "rename", path: path)
+            unlink(copy.temporary)
+            throw error
+        }
+        return Self.headerByteCount + copy.stateLength + metadata.count
+    }
+
+    /// Drops `copy` (its round was aborted, or its write failed): the temporary file goes.
+    package func abandon(_ copy: PendingCopy) {
+        close(copy.fd)
+        unlink(copy.temporary)
+    }
+
+    /// Writes `rank`'s copy of round `epoch` whole: `begin`, then `finish`.
+    @discardableResult
+    package func write(rank: Int, epoch: UInt64, state: [UInt8], metadata: [UInt8]) throws(StorageError) -> Int {
+        let copy = try Self.withBytes(state) { raw throws(StorageError) in try begin(rank: rank, epoch: epoch, state: raw) }
+        return try Self.withBytes(metadata) { raw throws(StorageError) in try finish(copy, metadata: raw) }
+    }
+
+    /// `body` over `bytes`' storage, with its typed error (`withUnsafeBytes` rethrows untyped).
+    package static func withBytes<T>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(StorageError) -> T) throws(StorageError) -> T {
+        let result: Result<T, StorageError> = bytes.withUnsafeBytes { raw in
+            do throws(StorageError) {
+                return .success(try body(raw))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Writes `bytes` to `fd` from offset `offset` a piece at a time, and returns their XXH3-128,
+    /// each piece hashed right after it is written.
+    static func copyHashing(_ bytes: UnsafeRawBufferPointer, to fd: Int32, at offset: Int, path: String) throws(StorageError) -> ContentHash {
+        guard let state = XXH3_createState() else { fatalError("XXH3_createState: out of memory") }
+        defer { XXH3_freeState(state) }
+        XXH3_128bits_reset(state)
+        var done = 0
+        while done < bytes.count {
+            let piece = min(copyPieceBytes, bytes.count - done)
+            var written = 0
+            while written < piece {
+                let count = pwrite(fd, bytes.baseAddress! + done + written, piece - written, off_t(offset + done + written))
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else { throw StorageError(errno: count < 0 ? errno : ENOSPC, operation: "write", path: path) }
+                written += count
+            }
+            _ = XXH3_128bits_update(state, bytes.baseAddress! + done, piece)
+            done += piece
+        }
+        let digest = XXH3_128bits_digest(state)
+        return ContentHash(high: digest.high64, low: digest.low64)
     }
 
     /// Whether `rank`'s copy of round `epoch` is there (not read).
@@ -134,25 +203,8 @@ package struct MemoryLevel: Sendable {
 
     /// `rank`'s copy of round `epoch`, checked against its header: nil when there is none;
     /// throws when it is there but cut short, changed, or not this rank's copy of this round.
-    /// The body is read straight into the array returned (one copy).
-    package func read(rank: Int, epoch: UInt64) throws(StorageError) -> [UInt8]? {
-        try withMapped(rank: rank, epoch: epoch) { body in
-            [UInt8](unsafeUninitializedCapacity: body.count) { buffer, count in
-                if let base = buffer.baseAddress, let source = body.baseAddress { memcpy(base, source, body.count) }
-                count = body.count
-            }
-        }
-    }
-
-    /// Checks `rank`'s copy of round `epoch` as `read` does without copying it (the file is
-    /// mapped): false when there is none; throws when it does not check.
-    package func verify(rank: Int, epoch: UInt64) throws(StorageError) -> Bool {
-        try withMapped(rank: rank, epoch: epoch) { _ in true } ?? false
-    }
-
-    /// Maps `rank`'s copy of round `epoch`, checks its header and hash, and gives `body` its
-    /// body; nil when there is no copy.
-    private func withMapped<T>(rank: Int, epoch: UInt64, _ body: (UnsafeRawBufferPointer) -> T) throws(StorageError) -> T? {
+    /// The copy stays mapped as long as the value returned lives, and is not copied.
+    package func map(rank: Int, epoch: UInt64) throws(StorageError) -> MappedCopy? {
         let path = folder + "/" + Self.fileName(rank: rank, epoch: epoch)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
@@ -170,9 +222,8 @@ package struct MemoryLevel: Sendable {
         guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0), mapped != MAP_FAILED else {
             throw StorageError(errno: errno, operation: "mmap", path: path)
         }
-        defer { munmap(mapped, size) }
-        let file = UnsafeRawBufferPointer(start: mapped, count: size)
-        let header = Array(file[0..<Self.headerByteCount])
+        let copy = MappedCopy(base: UnsafeRawPointer(mapped), size: size)
+        let header = Array(UnsafeRawBufferPointer(start: mapped, count: Self.headerByteCount))
         guard Array(header[0..<4]) == Self.magic else {
             throw StorageError(.corrupt, path: path, message: "not a level-1 snapshot copy")
         }
@@ -182,32 +233,49 @@ package struct MemoryLevel: Sendable {
         }
         let storedRank: UInt32 = FileFormat.readLittleEndian(header, at: 8)
         let storedEpoch: UInt64 = FileFormat.readLittleEndian(header, at: 16)
-        let length: UInt64 = FileFormat.readLittleEndian(header, at: 24)
-        let high: UInt64 = FileFormat.readLittleEndian(header, at: 32)
-        let low: UInt64 = FileFormat.readLittleEndian(header, at: 40)
+        let stateLength: UInt64 = FileFormat.readLittleEndian(header, at: 24)
+        let metadataLength: UInt64 = FileFormat.readLittleEndian(header, at: 32)
         guard storedRank == UInt32(rank), storedEpoch == epoch else {
             throw StorageError(.corrupt, path: path, message: "holds rank \(storedRank)'s round \(storedEpoch), not rank \(rank)'s round \(epoch)")
         }
-        guard UInt64(size - Self.headerByteCount) == length else {
-            throw StorageError(.corrupt, path: path, message: "body is \(size - Self.headerByteCount) bytes, header says \(length)")
+        let body = UInt64(size - Self.headerByteCount)
+        guard stateLength <= body, metadataLength == body - stateLength else {
+            throw StorageError(.corrupt, path: path, message: "body is \(body) bytes, header says \(stateLength) + \(metadataLength)")
         }
-        let content = UnsafeRawBufferPointer(rebasing: file[Self.headerByteCount...])
-        let hash = ContentHash(of: content)
-        guard hash.high == high, hash.low == low else {
-            throw StorageError(.corrupt, path: path, message: "body hash mismatch")
+        copy.split = Self.headerByteCount + Int(stateLength)
+        for (part, at) in [(copy.state, 40), (copy.metadata, 56)] {
+            let hash = ContentHash(of: part)
+            guard hash.high == FileFormat.readLittleEndian(header, at: at) as UInt64,
+                  hash.low == FileFormat.readLittleEndian(header, at: at + 8) as UInt64 else {
+                throw StorageError(.corrupt, path: path, message: "\(at == 40 ? "state" : "metadata") hash mismatch")
+            }
         }
-        return body(content)
+        return copy
+    }
+
+    /// `rank`'s copy of round `epoch` read into memory, checked as `map` checks it: nil when
+    /// there is none.
+    package func read(rank: Int, epoch: UInt64) throws(StorageError) -> (metadata: [UInt8], state: [UInt8])? {
+        guard let copy = try map(rank: rank, epoch: epoch) else { return nil }
+        return (Array(copy.metadata), Array(copy.state))
+    }
+
+    /// Checks `rank`'s copy of round `epoch` as `map` does without copying it: false when
+    /// there is none; throws when it does not check.
+    package func verify(rank: Int, epoch: UInt64) throws(StorageError) -> Bool {
+        try map(rank: rank, epoch: epoch) != nil
     }
 
     /// Removes `rank`'s copies of rounds before `epoch` (the line `epoch` committed), and its
-    /// temporary files: a write that died with its process leaves one, and the caller (the
-    /// rank's only writer, between writes) has none under way.
+    /// temporary files of those rounds: a write that died with its process, or a copy of a
+    /// round that was aborted, leaves one. A later round's temporary file may be a copy under
+    /// way (begun at its capture), and stays.
     package func removeOlder(rank: Int, than epoch: UInt64) {
         for name in PosixFile.entries(folder) {
             if let (owner, round) = Self.parse(name) {
                 if owner == rank, round < epoch { unlink(folder + "/" + name) }
             } else if PosixFile.isHidden(name), let inner = name.dropFirst().components(separatedBy: ".tmp.").first,
-                      Self.parse(inner)?.rank == rank {
+                      let (owner, round) = Self.parse(inner), owner == rank, round < epoch {
                 unlink(folder + "/" + name)
             }
         }
@@ -226,19 +294,35 @@ package struct MemoryLevel: Sendable {
     package func rounds(of rank: Int) -> [UInt64] {
         PosixFile.entries(folder).compactMap(Self.parse).filter { $0.rank == rank }.map(\.epoch).sorted()
     }
+}
 
-    /// XXH3-128 of the segments' bytes in order, as one stream.
-    static func hash(_ segments: [ChunkedSnapshots.Segment]) -> ContentHash {
-        guard let state = XXH3_createState() else { fatalError("XXH3_createState: out of memory") }
-        defer { XXH3_freeState(state) }
-        XXH3_128bits_reset(state)
-        for segment in segments where !segment.range.isEmpty {
-            segment.bytes.withUnsafeBytes { raw in
-                let part = UnsafeRawBufferPointer(rebasing: raw[segment.range])
-                _ = XXH3_128bits_update(state, part.baseAddress, part.count)
-            }
-        }
-        let digest = XXH3_128bits_digest(state)
-        return ContentHash(high: digest.high64, low: digest.low64)
+/// A level-1 copy mapped read-only (`MemoryLevel.map`): its program state and metadata, read in
+/// place. The mapping ends when the last reference goes. The file's pages are not copied: a
+/// later write to the file would show through, and no copy a rank may restore from is written
+/// again (a round's copy is written once, under a temporary name).
+package final class MappedCopy: @unchecked Sendable {
+    // Unchecked: the mapping is read-only and immutable for the object's life.
+    private let base: UnsafeRawPointer
+    private let size: Int
+    /// Where the state ends and the metadata begins (set once, by `MemoryLevel.map`).
+    fileprivate(set) var split: Int = MemoryLevel.headerByteCount
+
+    fileprivate init(base: UnsafeRawPointer, size: Int) {
+        self.base = base
+        self.size = size
+    }
+
+    deinit {
+        munmap(UnsafeMutableRawPointer(mutating: base), size)
+    }
+
+    /// The program state's bytes.
+    package var state: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + MemoryLevel.headerByteCount, count: split - MemoryLevel.headerByteCount)
+    }
+
+    /// The snapshot's metadata (everything but the program state).
+    package var metadata: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + split, count: size - split)
     }
 }

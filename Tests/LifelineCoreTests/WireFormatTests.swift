@@ -42,7 +42,7 @@ struct WireFormatTests {
         .writeMirrors(.a), .writeMirrors(.both), .logMirrorFailed(.b, reason: "fdatasync failed: EIO"),
         .ack(Epoch(4), Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, mirrors: .a)),
         .ack(Epoch(4), Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, logPosition: 41,
-                                       stateBytes: 8_388_608, inFlightBytes: 16_384)),
+                                       stateBytes: 8_388_608, inFlightBytes: 16_384, captureMicroseconds: 7_250)),
         .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11, logSyncs: 13,
                   logSyncMicroseconds: 1_500),
         .finished(step: 7, loggedBytes: 0, retainedBytesPeak: 0, logBytesPeak: 0, residentBytesPeak: 1 << 30,

@@ -11,10 +11,13 @@ import Testing
         return (0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) }
     }
 
-    /// Segments cut from one array, as a rank's snapshot is: the copy holds them in order.
-    func segments(_ bytes: [UInt8]) -> [ChunkedSnapshots.Segment] {
-        [ChunkedSnapshots.Segment(bytes, range: 0..<100), ChunkedSnapshots.Segment(bytes, range: 100..<100),
-         ChunkedSnapshots.Segment(bytes, range: 100..<bytes.count, filter: .delta2Shuffle8)]
+    /// A snapshot's metadata, as a rank's copy stores it after the state.
+    func metadata(rank: Int, epoch: UInt64) -> [UInt8] {
+        Array("metadata of rank \(rank), round \(epoch)".utf8)
+    }
+
+    func write(_ level: MemoryLevel, rank: Int, epoch: UInt64) throws {
+        try level.write(rank: rank, epoch: epoch, state: state(rank: rank, epoch: epoch), metadata: metadata(rank: rank, epoch: epoch))
     }
 
     func line(_ epoch: UInt64, ranks: Int, manifests: ManifestStore? = nil, inMemory: Bool? = nil, onDisk: Bool? = nil) -> CommittedLine {
@@ -33,16 +36,17 @@ import Testing
         let level = MemoryLevel(folder: folder.path + "/memory")
         try level.create()
         let bytes = state(rank: 2, epoch: 7)
-        let written = try level.write(rank: 2, epoch: 7, segments: segments(bytes))
-        #expect(written == MemoryLevel.headerByteCount + bytes.count)
-        #expect(try level.read(rank: 2, epoch: 7) == bytes)
+        let written = try level.write(rank: 2, epoch: 7, state: bytes, metadata: metadata(rank: 2, epoch: 7))
+        #expect(written == MemoryLevel.headerByteCount + bytes.count + metadata(rank: 2, epoch: 7).count)
+        let read = try #require(try level.read(rank: 2, epoch: 7))
+        #expect(read.state == bytes && read.metadata == metadata(rank: 2, epoch: 7))
         #expect(try level.read(rank: 2, epoch: 8) == nil)
         #expect(level.has(rank: 2, epoch: 7) && !level.has(rank: 1, epoch: 7))
 
         let path = folder.path + "/memory/" + MemoryLevel.fileName(rank: 2, epoch: 7)
         let original = try #require(FileManager.default.contents(atPath: path))
         // A flipped byte anywhere (header or body), a cut, or another rank's copy under this name.
-        for offset in [0, 8, 24, 40, MemoryLevel.headerByteCount + 5, original.count - 1] {
+        for offset in [0, 8, 16, 24, 32, 40, 56, MemoryLevel.headerByteCount + 5, original.count - 1] {
             var damaged = original
             damaged[offset] ^= 0x40
             try damaged.write(to: URL(fileURLWithPath: path))
@@ -60,18 +64,41 @@ import Testing
         let level = MemoryLevel(folder: folder.path + "/memory")
         try level.create()
         for epoch: UInt64 in [3, 4, 5] {
-            for rank in 0..<2 { try level.write(rank: rank, epoch: epoch, segments: segments(state(rank: rank, epoch: epoch))) }
+            for rank in 0..<2 { try write(level, rank: rank, epoch: epoch) }
         }
-        let stale = folder.path + "/memory/." + MemoryLevel.fileName(rank: 0, epoch: 6) + ".tmp.12345.1"
-        _ = FileManager.default.createFile(atPath: stale, contents: Data([1, 2, 3]))
-        #expect(level.bytesHeld(rank: 0, except: 5) == 2 * (MemoryLevel.headerByteCount + 3 * 4096))
+        let stale = folder.path + "/memory/." + MemoryLevel.fileName(rank: 0, epoch: 4) + ".tmp.12345.1"
+        let underWay = folder.path + "/memory/." + MemoryLevel.fileName(rank: 0, epoch: 6) + ".tmp.12345.2"
+        for path in [stale, underWay] { _ = FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3])) }
+        #expect(level.bytesHeld(rank: 0, except: 5) == 2 * (MemoryLevel.headerByteCount + 3 * 4096 + metadata(rank: 0, epoch: 3).count))
         level.removeOlder(rank: 0, than: 5)
         #expect(level.rounds(of: 0) == [5])
         #expect(level.rounds(of: 1) == [3, 4, 5])
         #expect(!FileManager.default.fileExists(atPath: stale))
+        #expect(FileManager.default.fileExists(atPath: underWay), "a later round's copy may be under way")
         level.removeCopies()
         #expect(level.rounds(of: 1).isEmpty)
         #expect(FileManager.default.fileExists(atPath: folder.path + "/memory"))
+    }
+
+    @Test func aCopyBegunAtTheCaptureIsFinishedAtTheCutOrAbandoned() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let level = MemoryLevel(folder: folder.path + "/memory")
+        try level.create()
+        try write(level, rank: 0, epoch: 4)
+        // Round 5's state is copied at its capture; its commit of round 4 meanwhile keeps it.
+        let bytes = state(rank: 0, epoch: 5, bytes: 3 << 20)  // several pieces of the copy
+        let copy = try bytes.withUnsafeBytes { try level.begin(rank: 0, epoch: 5, state: $0) }
+        #expect(!level.has(rank: 0, epoch: 5), "nothing is in place before the cut")
+        level.removeOlder(rank: 0, than: 4)
+        try metadata(rank: 0, epoch: 5).withUnsafeBytes { _ = try level.finish(copy, metadata: $0) }
+        let mapped = try #require(try level.map(rank: 0, epoch: 5))
+        #expect(Array(mapped.state) == bytes && Array(mapped.metadata) == metadata(rank: 0, epoch: 5))
+        // An aborted round's copy leaves nothing behind.
+        let aborted = try bytes.withUnsafeBytes { try level.begin(rank: 0, epoch: 6, state: $0) }
+        level.abandon(aborted)
+        #expect(PosixFile.entries(folder.path + "/memory").sorted()
+            == [MemoryLevel.fileName(rank: 0, epoch: 4), MemoryLevel.fileName(rank: 0, epoch: 5)])
     }
 
     @Test func theManifestKeepsTheNewestLineOnDiskWhileNewerOnesAreInMemoryAlone() {
@@ -108,8 +135,8 @@ import Testing
         for rank in 0..<2 {
             let bytes = state(rank: rank, epoch: 2)
             _ = try ChunkedSnapshots(store: store).write(manifests.snapshotName(epoch: 2, rank: rank), bytes: bytes, generation: 2, chunkBytes: 4096)
-            try level.write(rank: rank, epoch: 2, segments: segments(bytes))
-            try level.write(rank: rank, epoch: 3, segments: segments(state(rank: rank, epoch: 3)))
+            try level.write(rank: rank, epoch: 2, state: bytes, metadata: metadata(rank: rank, epoch: 2))
+            try write(level, rank: rank, epoch: 3)
         }
         manifest.appendCommitted(line(2, ranks: 2, manifests: manifests, inMemory: true, onDisk: true))
         manifest.appendCommitted(line(3, ranks: 2, manifests: manifests, inMemory: true, onDisk: false))
