@@ -109,8 +109,9 @@ extension RankRuntime {
             changes: machine.participant.changesSinceCheckpoint, dependencies: PerPeer(rankCount: 0, absent: -1),
             faultIndex: fault?.index, mirrors: writeMirrors, logPosition: logPosition, stateBytes: UInt64(state.bytes.count),
             captureMicroseconds: UInt32(clamping: Int(captureSeconds * 1e6))))
-        if launch.memoryLevel != nil { writer?.beginMemoryCopy(epoch: epoch, state: state.bytes) }
         control?.send(.captured(epoch, delivered: machine.ledger.delivered))
+        // After `captured`: the round's cut is on its way while the state is copied.
+        if launch.memoryLevel != nil { writer?.beginMemoryCopy(epoch: epoch, state: state.bytes) }
     }
 
     /// The round's cut arrived: the capture keeps only the messages in flight across the line
