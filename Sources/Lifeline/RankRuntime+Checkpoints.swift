@@ -93,6 +93,9 @@ extension RankRuntime {
     /// capture until the round's cut arrives (`writeCaptured`).
     func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, captureSeconds: Double, launch: LaunchEnvironment) throws {
         guard let store else { return }
+        // A restored state still mapped from its copy in memory (the program has not taken it)
+        // is copied out: once this round commits, that copy may be written over.
+        if case .mapped(let copy) = restoredState { restoredState = .array(Array(copy.state)) }
         if rules.flushesAtCheckpoints { try flushLog() }  // the log position below counts every delivery
         lifeline_flush_stdio()
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))

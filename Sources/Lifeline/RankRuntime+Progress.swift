@@ -36,6 +36,7 @@ extension RankRuntime {
                 writeCaptured(epoch, coveredByReceiver: covered)
             case .abort(let epoch):
                 if awaitingCut?.snapshot.epoch == epoch { awaitingCut = nil }  // no line will hold it
+                writer?.abandonMemoryCopy(epoch: epoch)
                 try perform(machine.participant.handleAbort(epoch))
             case .writeMirrors(let mirrors) where !mirrors.isEmpty:
                 writeMirrors = mirrors

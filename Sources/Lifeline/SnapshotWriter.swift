@@ -71,6 +71,9 @@ final class SnapshotWriter: Sendable {
     private let completed = Mutex<[Outcome]>([])
     /// The copy in memory of the round captured last, begun at its capture, completed at its cut.
     private let pendingCopy = Mutex<MemoryLevel.PendingCopy?>(nil)
+    /// The last round committed (`removeOlderMemoryCopies`): copies older than it are on their
+    /// way out.
+    private let lastCommitted = Atomic<UInt64>(0)
     /// The memory level and this rank's place in it (nil: disk alone).
     private let memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)?
     /// Whether this rank said that its copies go to disk alone (said once).
@@ -105,7 +108,10 @@ final class SnapshotWriter: Sendable {
     func beginMemoryCopy(epoch: Epoch, state: [UInt8]) {
         guard let memory else { return }
         if let stale = pendingCopy.withLock({ $0.take() }) { memory.store.abandon(stale) }
-        guard fitsInMemory(bytes: MemoryLevel.headerByteCount + state.count, epoch: epoch, memory) else { return }
+        // Beside the copies of the last committed round on (older ones go once the drain under
+        // way ends); `submit` checks the budget again and says why when it does not fit.
+        let held = memory.store.bytesHeld(rank: memory.rank, except: epoch.rawValue, from: lastCommitted.load(ordering: .relaxed))
+        guard memory.settings.bytesMax == 0 || MemoryLevel.headerByteCount + state.count + held <= memory.settings.bytesMax else { return }
         do {
             let copy = try MemoryLevel.withBytes(state) { raw throws(StorageError) in
                 try memory.store.begin(rank: memory.rank, epoch: epoch.rawValue, state: raw)
@@ -114,6 +120,17 @@ final class SnapshotWriter: Sendable {
         } catch {
             sayOnce("rank \(memory.rank)'s copy in memory could not be written (\(error)): its checkpoints go to disk until one fits")
         }
+    }
+
+    /// With a memory level: round `epoch` was aborted, so its copy under way goes now (its
+    /// file would hold a state's worth of memory until the next capture).
+    func abandonMemoryCopy(epoch: Epoch) {
+        guard let memory else { return }
+        let copy = pendingCopy.withLock { pending -> MemoryLevel.PendingCopy? in
+            guard pending?.epoch == epoch.rawValue else { return nil }
+            return pending.take()
+        }
+        if let copy { memory.store.abandon(copy) }
     }
 
     /// Outcomes reported since the last call, oldest first.
@@ -145,6 +162,7 @@ final class SnapshotWriter: Sendable {
     /// in memory go (after its queued writes: none of them is older than a commit).
     func removeOlderMemoryCopies(committed epoch: Epoch) {
         guard let memory else { return }
+        lastCommitted.store(epoch.rawValue, ordering: .relaxed)
         queue.async { memory.store.removeOlder(rank: memory.rank, than: epoch.rawValue) }
     }
 

@@ -25,8 +25,8 @@ extension Supervisor {
     func checkpointOf(_ rank: Int, line: CommittedLine?) -> (logPosition: UInt64, dependencies: DependencyVector)? {
         guard let member = line?.members.first(where: { $0.rank == rank }) else { return (0, DependencyVector()) }
         let epoch = manifests.epoch(ofSnapshot: member.snapshot) ?? 0
-        // With levels, the copy in memory first (a line there may not be on disk yet): its
-        // metadata alone is read.
+        // With levels, the copy in memory first (a line there may not be on disk yet): mapped
+        // and checked, its metadata decoded, nothing copied.
         let inMemory = line?.isInMemory == true && epoch > memoryTrustedAfter
             ? ((try? memoryLevel?.map(rank: rank, epoch: epoch)) ?? nil).flatMap {
                 try? RankSnapshot.decode(metadata: $0.metadata, stateCount: $0.state.count, rank: RankID(rank),

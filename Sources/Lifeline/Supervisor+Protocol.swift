@@ -157,8 +157,6 @@ extension Supervisor {
         }
     }
 
-    /// The commit point: the manifest naming the new line is written to both mirrors. Then
-    /// output up to the line is released, and files no line references are deleted.
     /// When the first capture of round `epoch` began: a rank's `captured` arrival less its
     /// capture's duration, the earliest of them.
     private func firstCaptureStart(_ epoch: Epoch, acks: [Acknowledgement]) -> Double? {
@@ -168,6 +166,8 @@ extension Supervisor {
         }.min()
     }
 
+    /// The commit point: the manifest naming the new line is written to both mirrors. Then
+    /// output up to the line is released, and files no line references are deleted.
     private func commit(_ epoch: Epoch, step: Int, acks: [Acknowledgement]) throws -> [CheckpointCoordinator.Action] {
         guard let (entries, onlyOn) = machine.lineToCommit(acks) else {
             return coordinator.handleCommitFailed(epoch, reason: "the snapshots are on different mirrors", now: now)

@@ -89,6 +89,12 @@ package struct MemoryLevel: Sendable {
         ManifestStore.zeroPadded(UInt64(rank), digits: 6) + "-" + ManifestStore.zeroPadded(epoch, digits: 20) + ".l1"
     }
 
+    /// The name of `rank`'s spare: an obsolete copy kept to be written over by its next one.
+    /// Hidden, and named so that no reader takes it for a copy.
+    static func spareName(rank: Int) -> String {
+        ".spare-" + ManifestStore.zeroPadded(UInt64(rank), digits: 6)
+    }
+
     /// The rank and round a file name names, or nil for any other name.
     package static func parse(_ name: String) -> (rank: Int, epoch: UInt64)? {
         guard name.hasSuffix(".l1") else { return nil }
@@ -104,7 +110,10 @@ package struct MemoryLevel: Sendable {
     package func begin(rank: Int, epoch: UInt64, state: UnsafeRawBufferPointer) throws(StorageError) -> PendingCopy {
         let name = Self.fileName(rank: rank, epoch: epoch)
         let temporary = folder + "/" + PosixFile.temporaryName(for: name)
-        let fd = open(temporary, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0o600)
+        // The rank's spare file, when it has one, is written over: its pages are in memory
+        // already, and writing into them costs a third less than into new ones.
+        let recycled = rename(folder + "/" + Self.spareName(rank: rank), temporary) == 0
+        let fd = open(temporary, (recycled ? 0 : O_CREAT | O_TRUNC) | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StorageError(errno: errno, operation: "create", path: temporary) }
         do throws(StorageError) {
             let hash = try Self.copyHashing(state, to: fd, at: Self.headerByteCount, path: temporary)
@@ -135,6 +144,9 @@ package struct MemoryLevel: Sendable {
                 FileFormat.appendLittleEndian(word, to: &header)
             }
             _ = try Self.withBytes(header) { raw throws(StorageError) in try Self.copyHashing(raw, to: copy.fd, at: 0, path: copy.temporary) }
+            // A spare written over may have been longer.
+            let length = Self.headerByteCount + copy.stateLength + metadata.count
+            guard ftruncate(copy.fd, off_t(length)) == 0 else { throw StorageError(errno: errno, operation: "ftruncate", path: copy.temporary) }
         } catch {
             abandon(copy)
             throw error
@@ -269,11 +281,19 @@ package struct MemoryLevel: Sendable {
     /// Removes `rank`'s copies of rounds before `epoch` (the line `epoch` committed), and its
     /// temporary files of those rounds: a write that died with its process, or a copy of a
     /// round that was aborted, leaves one. A later round's temporary file may be a copy under
-    /// way (begun at its capture), and stays.
+    /// way (begun at its capture), and stays. One of the copies removed is kept as the rank's
+    /// spare, which its next copy is written over (`begin`).
     package func removeOlder(rank: Int, than epoch: UInt64) {
+        let spare = folder + "/" + Self.spareName(rank: rank)
+        var spareKept = PosixFile.isRegularFile(spare)
         for name in PosixFile.entries(folder) {
             if let (owner, round) = Self.parse(name) {
-                if owner == rank, round < epoch { unlink(folder + "/" + name) }
+                guard owner == rank, round < epoch else { continue }
+                if !spareKept, rename(folder + "/" + name, spare) == 0 {
+                    spareKept = true
+                } else {
+                    unlink(folder + "/" + name)
+                }
             } else if PosixFile.isHidden(name), let inner = name.dropFirst().components(separatedBy: ".tmp.").first,
                       let (owner, round) = Self.parse(inner), owner == rank, round < epoch {
                 unlink(folder + "/" + name)
@@ -281,10 +301,12 @@ package struct MemoryLevel: Sendable {
         }
     }
 
-    /// The bytes of `rank`'s copies here, but for its copy of round `epoch`.
-    package func bytesHeld(rank: Int, except epoch: UInt64) -> Int {
+    /// The bytes of `rank`'s copies here, but for its copy of round `epoch` and any of a round
+    /// before `from` (copies its last commit made obsolete, which its writer removes after
+    /// the drain under way).
+    package func bytesHeld(rank: Int, except epoch: UInt64, from: UInt64 = 0) -> Int {
         PosixFile.entries(folder).reduce(0) { total, name in
-            guard let (owner, round) = Self.parse(name), owner == rank, round != epoch else { return total }
+            guard let (owner, round) = Self.parse(name), owner == rank, round != epoch, round >= from else { return total }
             var info = stat()
             return stat(folder + "/" + name, &info) == 0 ? total + Int(info.st_size) : total
         }
@@ -297,9 +319,10 @@ package struct MemoryLevel: Sendable {
 }
 
 /// A level-1 copy mapped read-only (`MemoryLevel.map`): its program state and metadata, read in
-/// place. The mapping ends when the last reference goes. The file's pages are not copied: a
-/// later write to the file would show through, and no copy a rank may restore from is written
-/// again (a round's copy is written once, under a temporary name).
+/// place. The mapping ends when the last reference goes. The file's pages are not copied, so a
+/// later write to the file would show through: a copy is written over only once it is obsolete
+/// (older than its rank's last committed round, kept as the rank's spare), and a holder must let
+/// go of it before then (a restored rank's state is copied out by the time it captures again).
 package final class MappedCopy: @unchecked Sendable {
     // Unchecked: the mapping is read-only and immutable for the object's life.
     private let base: UnsafeRawPointer

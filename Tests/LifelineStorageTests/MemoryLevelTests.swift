@@ -80,16 +80,23 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: folder.path + "/memory"))
     }
 
-    @Test func aCopyBegunAtTheCaptureIsFinishedAtTheCutOrAbandoned() throws {
+    @Test func aCopyBegunAtTheCaptureOverTheSpareIsFinishedAtTheCutOrAbandoned() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
         let level = MemoryLevel(folder: folder.path + "/memory")
         try level.create()
+        // Round 3's copy, made obsolete by round 4's commit, is kept as the rank's spare.
+        try level.write(rank: 0, epoch: 3, state: state(rank: 0, epoch: 3, bytes: (3 << 20) + 4099), metadata: metadata(rank: 0, epoch: 3))
         try write(level, rank: 0, epoch: 4)
-        // Round 5's state is copied at its capture; its commit of round 4 meanwhile keeps it.
+        level.removeOlder(rank: 0, than: 4)
+        let spare = folder.path + "/memory/" + MemoryLevel.spareName(rank: 0)
+        #expect(level.rounds(of: 0) == [4] && FileManager.default.fileExists(atPath: spare))
+        // Round 5's state is copied at its capture, over the spare (longer than the new copy);
+        // its commit of round 4 meanwhile keeps it.
         let bytes = state(rank: 0, epoch: 5, bytes: 3 << 20)  // several pieces of the copy
         let copy = try bytes.withUnsafeBytes { try level.begin(rank: 0, epoch: 5, state: $0) }
         #expect(!level.has(rank: 0, epoch: 5), "nothing is in place before the cut")
+        #expect(!FileManager.default.fileExists(atPath: spare), "the spare is written over")
         level.removeOlder(rank: 0, than: 4)
         try metadata(rank: 0, epoch: 5).withUnsafeBytes { _ = try level.finish(copy, metadata: $0) }
         let mapped = try #require(try level.map(rank: 0, epoch: 5))
