@@ -265,13 +265,6 @@ package struct MemoryLevel: Sendable {
         return copy
     }
 
-    /// `rank`'s copy of round `epoch` read into memory, checked as `map` checks it: nil when
-    /// there is none.
-    package func read(rank: Int, epoch: UInt64) throws(StorageError) -> (metadata: [UInt8], state: [UInt8])? {
-        guard let copy = try map(rank: rank, epoch: epoch) else { return nil }
-        return (Array(copy.metadata), Array(copy.state))
-    }
-
     /// Checks `rank`'s copy of round `epoch` as `map` does without copying it: false when
     /// there is none; throws when it does not check.
     package func verify(rank: Int, epoch: UInt64) throws(StorageError) -> Bool {

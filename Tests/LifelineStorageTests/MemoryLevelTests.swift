@@ -38,9 +38,9 @@ import Testing
         let bytes = state(rank: 2, epoch: 7)
         let written = try level.write(rank: 2, epoch: 7, state: bytes, metadata: metadata(rank: 2, epoch: 7))
         #expect(written == MemoryLevel.headerByteCount + bytes.count + metadata(rank: 2, epoch: 7).count)
-        let read = try #require(try level.read(rank: 2, epoch: 7))
-        #expect(read.state == bytes && read.metadata == metadata(rank: 2, epoch: 7))
-        #expect(try level.read(rank: 2, epoch: 8) == nil)
+        let read = try #require(try level.map(rank: 2, epoch: 7))
+        #expect(Array(read.state) == bytes && Array(read.metadata) == metadata(rank: 2, epoch: 7))
+        #expect(try level.map(rank: 2, epoch: 8) == nil)
         #expect(level.has(rank: 2, epoch: 7) && !level.has(rank: 1, epoch: 7))
 
         let path = folder.path + "/memory/" + MemoryLevel.fileName(rank: 2, epoch: 7)
@@ -50,12 +50,12 @@ import Testing
             var damaged = original
             damaged[offset] ^= 0x40
             try damaged.write(to: URL(fileURLWithPath: path))
-            #expect(throws: StorageError.self, "a flip at \(offset) was not noticed") { try level.read(rank: 2, epoch: 7) }
+            #expect(throws: StorageError.self, "a flip at \(offset) was not noticed") { try level.map(rank: 2, epoch: 7) }
         }
         try original.prefix(original.count - 10).write(to: URL(fileURLWithPath: path))
-        #expect(throws: StorageError.self) { try level.read(rank: 2, epoch: 7) }
+        #expect(throws: StorageError.self) { try level.map(rank: 2, epoch: 7) }
         try original.write(to: URL(fileURLWithPath: folder.path + "/memory/" + MemoryLevel.fileName(rank: 3, epoch: 7)))
-        #expect(throws: StorageError.self) { try level.read(rank: 3, epoch: 7) }
+        #expect(throws: StorageError.self) { try level.map(rank: 3, epoch: 7) }
     }
 
     @Test func aCommitRemovesTheRanksOlderCopiesAndWhatADeadWriterLeft() throws {
