@@ -90,6 +90,7 @@ do {
             try bench.collectives()
         case "hosts": try bench.transportBetweenHosts()
         case "snapshot": try bench.snapshot()
+        case "filters": try bench.numericFilterTable()
         case "strategies": try bench.strategies()
         case "interval": try bench.interval()
         case "mirror": try bench.mirror()
