@@ -149,17 +149,22 @@ extension RankRuntime {
         guard Self.spinReads > 0, rankCount <= Self.coreCount, let peer = peers[source.rawValue], !peer.isClosed else {
             return false
         }
-        let before = machine.arrivalCount(from: source)
         // The budget starts again whenever bytes came in: a large message arriving in pieces
         // is read as it flows, not slept over between pieces (each sleep a wake-up to pay).
         var budget = Self.spinReads
         var received = peer.receivedBytes
+        var arrived = false
         while budget > 0 {
             budget -= 1
+            // Whether a message from `source` was queued comes from `arrive` itself: asking the
+            // machine after each read (a call into another module on a value this class holds)
+            // would copy the whole machine, dozens of retains, on every turn of this loop.
             _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
-                if case .data(let header, let payload) = frame { machine.arrive(header, payload) }
+                if case .data(let header, let payload) = frame, machine.arrive(header, payload), header.source == source {
+                    arrived = true
+                }
             }
-            if machine.arrivalCount(from: source) != before { return true }
+            if arrived { return true }
             if peer.receivedBytes != received {
                 received = peer.receivedBytes
                 budget = Self.spinReads

@@ -144,11 +144,6 @@ package struct RankMachine: Sendable {
     /// Messages kept per source, in arrival order.
     package private(set) var inbox: PerPeer<[Arrival]>
 
-    /// How many messages from `source` wait in the inbox (the runtime's spin watches it: a
-    /// method of this module, where `PerPeer` is specialized, and no copy of the queue).
-    package func arrivalCount(from source: RankID) -> Int {
-        inbox.count(of: source.rawValue)
-    }
     /// Blocking checkpoints: sends held between capture and DONE.
     package private(set) var heldSends: [Outgoing] = []
     /// Independent checkpoints: the interval the rank is in (its checkpoints so far, counting
