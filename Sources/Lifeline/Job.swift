@@ -17,8 +17,9 @@ public enum Job {
         try continueOnFewerRanks(after: try start(configuration))
     }
 
-    /// Starts a new job and supervises it until it ends or stops.
-    private static func start(_ configuration: JobConfiguration) throws -> JobOutcome {
+    /// Starts a new job and supervises it until it ends or stops; returns the locks it took,
+    /// for a continuation on fewer ranks.
+    private static func start(_ configuration: JobConfiguration) throws -> (JobOutcome, JobLocks) {
         let faults = try configuration.validated()
         // Asked before anything is written: a program that cannot shrink is refused now, not
         // when a host is lost.
@@ -39,15 +40,13 @@ public enum Job {
         } catch {
             throw LifelineError(.configuration, "cannot create the run directory \(configuration.runDirectory): \(error.localizedDescription)")
         }
-        let lock = try lockRunDirectory(configuration.runDirectory)
-        defer { close(lock) }
+        let locks = JobLocks()
+        locks.add([try lockRunDirectory(configuration.runDirectory)])
         let store: MirroredStore
-        let storageLocks: [Int32]
         do {
             store = try openStore(configuration)
-            storageLocks = try lockStorageRoots(store)
+            locks.add(try lockStorageRoots(store))
             if (try? ManifestStore(store: store).load()) ?? nil != nil {
-                storageLocks.forEach { close($0) }
                 throw LifelineError(.configuration,
                     "the storage roots already hold a job's manifest: choose empty folders for --storage")
             }
@@ -56,7 +55,6 @@ public enum Job {
             if createdRunDirectory { try? fileManager.removeItem(atPath: configuration.runDirectory) }
             throw error
         }
-        defer { storageLocks.forEach { close($0) } }
         let manifests = ManifestStore(store: store)
         var manifest = Manifest(jobID: Supervisor.randomHex(bytes: 8), rankCount: configuration.rankCount)
         do {
@@ -68,7 +66,7 @@ public enum Job {
         let supervisor = try Supervisor(
             configuration: configuration, faults: faults, manifest: manifest, store: store, incarnation: 0, clockOffset: 0)
         supervisor.shrinkTakesMessages = shrinkTakesMessages
-        return try supervisor.run()
+        return (try supervisor.run(), locks)
     }
 
     /// Under `--on-host-loss shrink`: asks the program whether its state can be redistributed
@@ -99,10 +97,13 @@ public enum Job {
     /// Continues a job that a lost host stopped to shrink (`JobOutcome.shrink`) on the ranks
     /// the hosts left hold, from its newest line, for as long as hosts are lost; the outcome
     /// counts the failures and recoveries of every part (the shrink is one of each).
-    private static func continueOnFewerRanks(after first: JobOutcome) throws -> JobOutcome {
-        var outcome = first
+    /// The first part's locks are kept through every part: this process drives the job all along.
+    private static func continueOnFewerRanks(after first: (JobOutcome, JobLocks)) throws -> JobOutcome {
+        var (outcome, locks) = first
         while let shrink = outcome.shrink {
-            let next = try resumeOnce(runDirectory: outcome.runDirectory, rankCount: shrink.rankCount, hosts: shrink.hosts)
+            let next: JobOutcome
+            (next, locks) = try resumeOnce(
+                runDirectory: outcome.runDirectory, rankCount: shrink.rankCount, hosts: shrink.hosts, held: locks)
             var total = JobOutcome(
                 rankCount: next.rankCount, epochsCommitted: next.epochsCommitted, failures: outcome.failures + next.failures,
                 recoveries: outcome.recoveries + 1 + next.recoveries, runDirectory: next.runDirectory,
@@ -110,6 +111,7 @@ public enum Job {
             total.shrink = next.shrink
             outcome = total
         }
+        withExtendedLifetime(locks) {}
         return outcome
     }
 
@@ -129,10 +131,11 @@ public enum Job {
             runDirectory: runDirectory, injections: injections, rankCount: rankCount, hosts: hosts))
     }
 
-    /// Resumes a job once, until it ends or stops.
+    /// Resumes a job once, until it ends or stops; `held`: the locks of the part before, in this
+    /// process (none: they are taken). Returns the locks, for the part after.
     private static func resumeOnce(
-        runDirectory: String, injections: [String] = [], rankCount: Int?, hosts: [JobConfiguration.Host]?
-    ) throws -> JobOutcome {
+        runDirectory: String, injections: [String] = [], rankCount: Int?, hosts: [JobConfiguration.Host]?, held: JobLocks? = nil
+    ) throws -> (JobOutcome, JobLocks) {
         let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
         var configuration = try JobConfiguration.load(runDirectory: path)
         configuration.injections = injections
@@ -143,11 +146,10 @@ public enum Job {
         var target = configuration
         target.rankCount = rankCount ?? configuration.rankCount
         let faults = try target.validated()  // injections name the ranks of the job as resumed
-        let lock = try lockRunDirectory(path)
-        defer { close(lock) }
+        let locks = held ?? JobLocks()
+        if held == nil { locks.add([try lockRunDirectory(path)]) }
         let store = try openStore(configuration)
-        let storageLocks = try lockStorageRoots(store)
-        defer { storageLocks.forEach { close($0) } }
+        if held == nil { locks.add(try lockStorageRoots(store)) }
         var loaded: Manifest?
         do {
             loaded = try ManifestStore(store: store).load()
@@ -217,7 +219,7 @@ public enum Job {
                 "epoch": .int(Int(resize.line?.epoch ?? 0)), "step": .int(resize.line?.step ?? -1),
             ])
         }
-        return try supervisor.run()
+        return (try supervisor.run(), locks)
     }
 
     /// The line a resize to `rankCount` ranks starts from (nil: none is committed, and the job
@@ -303,4 +305,18 @@ public enum Job {
             throw LifelineError(.storage, "\(error)")
         }
     }
+}
+
+/// The locks a supervisor holds while it drives a job (its run directory's and both storage
+/// roots', `flock`), released when this goes. A job that continues on fewer ranks in the same
+/// process keeps them from one part to the next: released and taken again, the run directory's
+/// was now and then still held by a child being spawned at that moment, which holds a copy of
+/// the descriptor until its exec closes it, and the continuation was refused.
+private final class JobLocks {
+    private var descriptors: [Int32] = []
+
+    /// Holds `descriptors` too.
+    func add(_ descriptors: [Int32]) { self.descriptors += descriptors }
+
+    deinit { descriptors.forEach { close($0) } }
 }
