@@ -19,12 +19,9 @@ import Synchronization
 /// With a memory level (`--levels memory,disk`) a round's snapshot is first written whole to
 /// the host's memory (`MemoryLevel`) and acknowledged from there: its program state as soon as
 /// it is captured (`beginMemoryCopy`), the rest at the round's cut. A round that is drained is
-/// then written to the mirrors as above, on a queue of its own, and reported by `drained`: the
-/// next round's copy and ACK do not wait behind it (a drain of 256 MiB over 4 ranks takes
-/// about a second here, as long as a round's interval). One drain waits behind the one under
-/// way at most, each holding a snapshot's bytes; a third waits for a place. A copy that does
-/// not fit `--memory-max`, or that the memory file system refuses, goes to the mirrors before
-/// the ACK, as without levels (said once).
+/// then written to the mirrors as above and reported by `drained`. A copy that does not fit
+/// `--memory-max`, or that the memory file system refuses, goes to the mirrors before the ACK,
+/// as without levels (said once).
 final class SnapshotWriter: Sendable {
     /// What became of one snapshot.
     enum Outcome: Sendable {
@@ -71,11 +68,6 @@ final class SnapshotWriter: Sendable {
     private let chunkBytes: Int
     private let level: Int32
     private let queue = DispatchQueue(label: "lifeline.snapshot-writer")
-    /// The drains of rounds held in memory, in order, one at a time.
-    private let drainQueue = DispatchQueue(label: "lifeline.snapshot-drain")
-    /// A place for a drain waiting behind the one under way (taken when it is queued, given
-    /// back when it starts).
-    private let drainWaiting = DispatchSemaphore(value: 1)
     private let completed = Mutex<[Outcome]>([])
     /// The copy in memory of the round captured last, begun at its capture, completed at its cut.
     private let pendingCopy = Mutex<MemoryLevel.PendingCopy?>(nil)
@@ -174,10 +166,9 @@ final class SnapshotWriter: Sendable {
         queue.async { memory.store.removeOlder(rank: memory.rank, than: epoch.rawValue) }
     }
 
-    /// Waits until every queued snapshot has been written or has failed, drains included.
+    /// Waits until every queued snapshot has been written or has failed.
     func drain() {
         queue.sync {}
-        drainQueue.sync {}
     }
 
     private func write(_ job: Job) {
@@ -242,17 +233,6 @@ final class SnapshotWriter: Sendable {
         acknowledgement.inMemory = true
         control.send(.ack(job.epoch, acknowledgement))
         guard memory.settings.drains(job.epoch) else { return true }
-        drainWaiting.wait()
-        drainQueue.async { [self] in
-            drainWaiting.signal()
-            drainToDisk(job)
-        }
-        return true
-    }
-
-    /// Writes a round held in memory to the mirrors and reports `drained` (with the failure, if
-    /// it failed).
-    private func drainToDisk(_ job: Job) {
         do {
             let store = snapshots.store.writing(only: job.mirrors.mirrors)
             let written = try ChunkedSnapshots(store: store).write(
@@ -262,6 +242,7 @@ final class SnapshotWriter: Sendable {
             let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
             control.send(.drained(job.epoch, storedBytes: 0, failure: "\(error)", failedMirrors: failed))
         }
+        return true
     }
 
     /// Whether a copy of `bytes` fits `--memory-max` beside the rank's other copies (said once
