@@ -1,11 +1,15 @@
 import Testing
 @testable import LifelineCore
 
-/// `PerPeer`: a value per rank that stores only what differs from the absent value.
+/// `PerPeer`: a value per rank that reads and writes like an array, and beyond 64 ranks stores
+/// only what differs from the absent value.
 @Suite struct PerPeerTests {
-    @Test func itReadsAndWritesLikeAnArrayAndStoresOnlyWhatIsUsed() {
-        var inbox = PerPeer<[Int]>(rankCount: 10_000, absent: [])
-        #expect(inbox.count == 10_000 && inbox.usedCount == 0 && inbox[9_999] == [])
+    /// Both storages: every rank's value in an array (up to `denseRanksMax` ranks) and only
+    /// the used ones in a dictionary (beyond).
+    @Test(arguments: [PerPeer<[Int]>.denseRanksMax, 10_000])
+    func itReadsAndWritesLikeAnArrayAndStoresOnlyWhatIsUsed(rankCount: Int) {
+        var inbox = PerPeer<[Int]>(rankCount: rankCount, absent: [])
+        #expect(inbox.count == rankCount && inbox.usedCount == 0 && inbox[rankCount - 1] == [])
         inbox[42].append(7)
         inbox[42].append(8)
         inbox[3].append(1)
