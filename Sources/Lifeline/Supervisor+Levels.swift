@@ -34,6 +34,7 @@ extension Supervisor {
     func handleDrained(_ epoch: Epoch, rank: Int, storedBytes: UInt64, failure: String?, failedMirrors: StorageMirrors) throws {
         guard memoryLevel != nil else { return }
         if let failure {
+            draining.remove(epoch.rawValue)
             events.record("drain_failed", ["rank": .int(rank), "epoch": .int(Int(epoch.rawValue)), "reason": .string(failure)])
             if let mirror = failedMirrors.mirrors.first {
                 try mirrorFailed(mirror, reason: failure)
@@ -71,6 +72,7 @@ extension Supervisor {
             output.release(rank: member.rank, incarnation: UInt32(clamping: member.incarnation), upTo: member.outputOffset)
         }
         onDisk[round] = nil
+        draining.remove(round)
         events.record("drained", [
             "epoch": .int(Int(round)), "bytes": .int(Int(drained.storedBytes)),
             "after_commit_s": .double(committedInMemoryAt[round].map { now - $0 } ?? 0),
@@ -85,9 +87,24 @@ extension Supervisor {
         }
     }
 
+    /// The line just committed is held in memory alone and its round is drained: its ranks'
+    /// drains are under way, and the manifest keeps it until they end (`draining`).
+    func noteDraining(_ line: CommittedLine) {
+        guard line.isInMemory, !line.isOnDisk, line.epoch % UInt64(max(1, configuration.drainEvery ?? 1)) == 0 else { return }
+        draining.insert(line.epoch)
+    }
+
+    /// Rank `rank` failed: the lines it had not drained yet will not reach disk (its writer
+    /// died with it; a restarted rank does not drain a round again), so the manifest need not
+    /// keep them for their drain.
+    func forgetDrains(of rank: Int) {
+        draining = draining.filter { onDisk[$0]?.ranks.contains(rank) == true }
+    }
+
     /// Forgets the rounds no kept line can be recorded for any more (older than the oldest).
     func forgetDrainsBefore(_ epoch: UInt64) {
         onDisk = onDisk.filter { $0.key >= epoch }
+        draining = draining.filter { $0 >= epoch }
         committedInMemoryAt = committedInMemoryAt.filter { $0.key >= epoch }
     }
 

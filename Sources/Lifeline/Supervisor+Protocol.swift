@@ -186,7 +186,7 @@ extension Supervisor {
         var next = manifest
         var line = CommittedLine(epoch: epoch.rawValue, step: step, members: members, onlyOn: onlyOn?.mirrors.first)
         (line.inMemory, line.onDisk) = levels(ofCommitting: epoch, acks: acks)
-        next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault)
+        next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault, pinned: draining)
         do {
             try commitManifest(&next)
         } catch let error as LifelineError {
@@ -222,6 +222,7 @@ extension Supervisor {
             "from_capture_s": .double(firstCaptureStart(epoch, acks: acks).map { now - $0 } ?? 0),
         ])
         if memoryLevel != nil {
+            noteDraining(line)
             forgetDrainsBefore(manifest.committed.first?.epoch ?? 0)
             try recordOnDiskIfComplete(epoch)
         }

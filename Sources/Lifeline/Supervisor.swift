@@ -106,6 +106,11 @@ final class Supervisor {
     /// `--levels memory,disk`: per round, the ranks whose snapshot is on disk (drained, or
     /// written there at once), until the line is recorded on disk or dropped.
     var onDisk: [UInt64: RoundOnDisk] = [:]
+    /// `--levels memory,disk`: the committed lines held in memory alone whose drain to disk is
+    /// under way. The manifest keeps them beyond `--keep` (`Manifest.appendCommitted`) until
+    /// they are on disk, a rank's drain of them fails, or a rank that had not drained them yet
+    /// fails.
+    var draining: Set<UInt64> = []
     /// `--levels memory,disk`: when each line held in memory alone was committed.
     var committedInMemoryAt: [UInt64: Double] = [:]
     /// `--levels memory,disk`: the rounds up to this one were started by an earlier supervisor

@@ -215,8 +215,18 @@ package struct ChunkedSnapshots: Sendable {
     /// the chunk lock exclusively and, when a write holds it, collects nothing this time.
     @discardableResult
     package func garbageCollect(keptIndexes: [SnapshotIndex]) throws(StorageError) -> Int {
+        try garbageCollect { keptIndexes }
+    }
+
+    /// Removes the chunks no index that `kept` returns references, and returns how many;
+    /// nothing when `kept` returns nil. `kept` is asked under the chunk lock: a snapshot whose
+    /// write ended between the caller's look at the store and the lock (a rank's drain, an
+    /// independent checkpoint) has its index there by then, and keeps its chunks.
+    @discardableResult
+    package func garbageCollect(keeping kept: () -> [SnapshotIndex]?) throws(StorageError) -> Int {
         guard let lock = ChunkLock(store: store, exclusive: true, wait: false) else { return 0 }
         defer { lock.release() }
+        guard let keptIndexes = kept() else { return 0 }
         let referenced = Set(keptIndexes.flatMap { $0.chunks.map { chunkName($0.hash) } })
         var removed = 0
         for name in allChunkNames() where !referenced.contains(name) {

@@ -56,17 +56,22 @@ package struct Manifest: Codable, Sendable, Equatable {
     /// failure, a lost host or a dead supervisor cannot leave the job without a line, and the
     /// kept lines take no more room than usual.
     ///
+    /// The lines of the epochs in `pinned` (under `--levels memory,disk`, those whose drain to
+    /// disk is under way) stay as anchors too, so that a drain that ends is recorded rather than
+    /// wasted; the supervisor unpins a line once it is on disk or can no longer get there.
+    ///
     /// The line's epoch must be newer than every committed one, and `keep` at least 1.
-    package mutating func appendCommitted(_ line: CommittedLine, keep: Int = keepDefault) {
+    package mutating func appendCommitted(_ line: CommittedLine, keep: Int = keepDefault, pinned: Set<UInt64> = []) {
         precondition(keep >= 1, "keep at least the newest line")
         precondition(committed.last.map { $0.epoch < line.epoch } ?? true, "epochs increase")
         committed.append(line)
         commits += 1
         guard committed.count > keep else { return }
-        let anchors = Set([
+        let pins = pinned.isEmpty ? [] : committed.indices.filter { pinned.contains(committed[$0].epoch) }
+        let anchors = Set(([
             committed.lastIndex { $0.onlyOn == nil },
             committed.lastIndex { $0.isOnDisk },
-        ].compactMap { $0 }.filter { $0 < committed.count - keep }).sorted()
+        ].compactMap { $0 } + pins).filter { $0 < committed.count - keep }).sorted()
         committed = anchors.map { committed[$0] } + committed.suffix(max(1, keep - anchors.count))
     }
 

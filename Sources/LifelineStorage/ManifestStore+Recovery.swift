@@ -1,11 +1,12 @@
 extension ManifestStore {
     /// Removes the snapshots that no committed line references, and returns what it removed.
     ///
-    /// An epoch folder older than the newest committed line goes when no kept line references a
-    /// snapshot in it; in a folder that is still referenced (a rank that kept an old checkpoint
-    /// under `--checkpoint minimal`), the snapshots no line references go. Folders newer than
-    /// the newest line (a checkpoint in progress) and names that are not numbers are left
-    /// alone. Call only after `manifest` is durable (`commit` returned).
+    /// An epoch folder older than the newest committed line on disk goes when no kept line
+    /// references a snapshot in it; in a folder that is still referenced (a rank that kept an
+    /// old checkpoint under `--checkpoint minimal`), the snapshots no line references go.
+    /// Folders from the newest line on disk on (a checkpoint in progress, a line in memory
+    /// being drained) and names that are not numbers are left alone. Call only after
+    /// `manifest` is durable (`commit` returned).
     ///
     /// On a store confined to a host's node-local folder (`MirroredStore.confinedToNodeLocal`)
     /// it collects that folder alone, by the same rules, with any manifest no older than the
@@ -14,7 +15,10 @@ extension ManifestStore {
     package func garbageCollect(keeping manifest: Manifest) throws(StorageError) -> [String] {
         let independent = (manifest.independent ?? []).flatMap { $0 }
         let referenced = Set(manifest.committed.flatMap(\.members).map(\.snapshot) + independent.compactMap(\.snapshot))
-        let newestEpoch = manifest.newestLine?.epoch
+        // Under `--levels memory,disk` the lines newer than the newest on disk may be drained
+        // now: their folders stay until a newer line is on disk, by when every rank's drain of
+        // them has ended (a rank drains its rounds in order).
+        let newestEpoch = manifest.committed.last(where: \.isOnDisk)?.epoch
         var removed: [String] = []
         for entry in store.list(Self.epochsFolder) {
             guard let epoch = UInt64(entry), let newestEpoch, epoch < newestEpoch else { continue }
@@ -51,15 +55,17 @@ extension ManifestStore {
         let confined = store.nodeLocal?.confined == true
         // A line held in memory alone (`--levels memory,disk`) has on disk only the snapshots
         // its ranks drained so far, or none (a round not drained).
-        let names = Set(manifest.committed.flatMap { line in
-            line.members.map(\.snapshot).filter { line.isOnDisk || store.exists($0) }
-        } + independent.compactMap(\.snapshot))
-            .union(inProgress(manifest)).filter { !confined || store.exists($0) }
-        let indexes = names.compactMap { try? chunked.index($0) }
-        if indexes.count == names.count {
-            let count = try chunked.garbageCollect(keptIndexes: indexes)
-            if count > 0 { removed.append("\(ChunkedSnapshots.folder): \(count) chunks") }
+        // The kept snapshots are listed under the chunk lock, so that one whose write ended
+        // in the meantime is among them.
+        let count = try chunked.garbageCollect { () -> [SnapshotIndex]? in
+            let names = Set(manifest.committed.flatMap { line in
+                line.members.map(\.snapshot).filter { line.isOnDisk || store.exists($0) }
+            } + independent.compactMap(\.snapshot))
+                .union(inProgress(manifest)).filter { !confined || store.exists($0) }
+            let indexes = names.compactMap { try? chunked.index($0) }
+            return indexes.count == names.count ? indexes : nil
         }
+        if count > 0 { removed.append("\(ChunkedSnapshots.folder): \(count) chunks") }
         return removed
     }
 

@@ -65,6 +65,28 @@ struct ChunkedSnapshotTests {
         #expect(throws: StorageError.self) { try snapshots.read("old.snap") }
     }
 
+    @Test func theKeptSnapshotsAreListedUnderTheChunkLock() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try folder.store()
+        let snapshots = ChunkedSnapshots(store: store)
+        let old = try snapshots.write("old.snap", bytes: field(4000, seed: 5), generation: 1, chunkBytes: 1000)
+        let kept = try snapshots.write("new.snap", bytes: field(4000, seed: 6), generation: 2, reusable: [], chunkBytes: 1000)
+        // While a write holds the lock, the kept snapshots are not even asked for: a write that
+        // ends before the lock is taken has its index listed with them.
+        let write = try #require(ChunkLock(store: store, exclusive: false, wait: true))
+        var asked = 0
+        let whileWriting = try snapshots.garbageCollect { asked += 1; return [] }
+        write.release()
+        #expect(whileWriting == 0 && asked == 0)
+        // A listing that cannot be made (an index unreadable) collects nothing.
+        let unlisted = try snapshots.garbageCollect { asked += 1; return nil }
+        #expect(unlisted == 0 && asked == 1)
+        #expect(try snapshots.read("old.snap") == field(4000, seed: 5))
+        #expect(try snapshots.garbageCollect { [kept.index] } == old.index.chunks.count)
+        #expect(try snapshots.read("new.snap") == field(4000, seed: 6))
+    }
+
     @Test func indexRoundTripsAndRefusesDamage() throws {
         let index = SnapshotIndex(chunkBytes: 1 << 20, totalBytes: 5, chunks: [
             .init(hash: ContentHash(high: 1, low: 2), length: 3, storedBytes: 9),

@@ -130,6 +130,63 @@ import Testing
         #expect(CommittedLine(epoch: 1, step: 1, members: []).levels == "disk")
     }
 
+    @Test func aLineBeingDrainedStaysInTheManifestBeyondKeep() {
+        var manifest = Manifest(jobID: "j", rankCount: 2)
+        manifest.appendCommitted(line(1, ranks: 2, inMemory: true, onDisk: true), keep: 1)
+        manifest.appendCommitted(line(2, ranks: 2, inMemory: true, onDisk: false), keep: 1)
+        manifest.appendCommitted(line(3, ranks: 2, inMemory: true, onDisk: false), keep: 1, pinned: [2])
+        #expect(manifest.committed.map(\.epoch) == [1, 2, 3], "the line on disk and the one being drained stay")
+        manifest.appendCommitted(line(4, ranks: 2, inMemory: true, onDisk: false), keep: 1, pinned: [2, 3])
+        #expect(manifest.committed.map(\.epoch) == [1, 2, 3, 4])
+        let recorded = manifest.recordOnDisk(epoch: 2)
+        #expect(recorded)
+        manifest.appendCommitted(line(5, ranks: 2, inMemory: true, onDisk: false), keep: 1, pinned: [3])
+        #expect(manifest.committed.map(\.epoch) == [2, 3, 5], "line 2, on disk now, is the anchor; line 1 goes")
+        manifest.appendCommitted(line(6, ranks: 2, inMemory: true, onDisk: false), keep: 1)
+        #expect(manifest.committed.map(\.epoch) == [2, 6], "unpinned, line 3 goes")
+        #expect(manifest.invariantViolation == nil)
+    }
+
+    @Test func theCollectionSparesTheFoldersOfLinesNewerThanTheNewestOnDisk() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let store = try MirroredStore(rootA: folder.path + "/a", rootB: folder.path + "/b")
+        let manifests = ManifestStore(store: store)
+        var manifest = Manifest(jobID: "j", rankCount: 2)
+        // Rounds 1 and 2 drained; round 3 held in memory alone, its drain under way (rank 0's
+        // snapshot written, rank 1's index still a temporary file); round 4 in memory alone,
+        // not drained (a round that is dropped, with rank 0's drain of it begun).
+        for epoch: UInt64 in 1...2 {
+            for rank in 0..<2 {
+                _ = try ChunkedSnapshots(store: store).write(
+                    manifests.snapshotName(epoch: epoch, rank: rank), bytes: state(rank: rank, epoch: epoch), generation: epoch, chunkBytes: 4096)
+            }
+            manifest.appendCommitted(line(epoch, ranks: 2, manifests: manifests, inMemory: true, onDisk: true), keep: 1)
+        }
+        _ = try ChunkedSnapshots(store: store).write(
+            manifests.snapshotName(epoch: 3, rank: 0), bytes: state(rank: 0, epoch: 3), generation: 3, chunkBytes: 4096)
+        let underWay = ["epochs/000003/.rank-0001.snap.tmp.1.1", "epochs/000004/.rank-0000.snap.tmp.1.1"]
+        for name in underWay {
+            let path = store.path(name, on: .a)
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            #expect(FileManager.default.createFile(atPath: path, contents: Data([1])))
+        }
+        manifest.appendCommitted(line(3, ranks: 2, manifests: manifests, inMemory: true, onDisk: false), keep: 1)
+        manifest.appendCommitted(line(5, ranks: 2, manifests: manifests, inMemory: true, onDisk: false), keep: 1, pinned: [3])
+        #expect(manifest.committed.map(\.epoch) == [2, 3, 5])
+        try manifests.commit(&manifest)
+
+        let removed = try manifests.garbageCollect(keeping: manifest)
+        #expect(removed.contains("epochs/000001"), "\(removed)")
+        #expect(store.list("epochs") == ["000002", "000003", "000004"], "folders from the newest line on disk on stay")
+        #expect(store.list("epochs/000003") == ["rank-0000.snap"])
+        for name in underWay {
+            #expect(FileManager.default.fileExists(atPath: store.path(name, on: .a)), "\(name): a drain's file under way stays")
+        }
+        #expect(try ChunkedSnapshots(store: store).read(manifests.snapshotName(epoch: 3, rank: 0)) == state(rank: 0, epoch: 3))
+        #expect(try ChunkedSnapshots(store: store).read(manifests.snapshotName(epoch: 2, rank: 1)) == state(rank: 1, epoch: 2))
+    }
+
     @Test func theRecoveryLineIsReadFromMemoryFirstAndFromDiskWhenACopyIsGone() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
