@@ -56,14 +56,16 @@ struct ChunkPipeline {
 
     /// Prepares and writes every chunk of `sources`, `windowChunks` at a time. When it returns,
     /// every chunk it lists is durable and verified on both mirrors; when it throws, no write
-    /// is still running.
-    mutating func run(_ sources: [ChunkPreparer.Source], windowChunks: Int) throws(StorageError) {
+    /// is still running. `beforeWindow` is called before each window is prepared (the writes
+    /// of earlier windows go on meanwhile).
+    mutating func run(_ sources: [ChunkPreparer.Source], windowChunks: Int, beforeWindow: () -> Void = {}) throws(StorageError) {
         precondition(windowChunks >= 1, "a window holds at least one chunk")
         let queues = BackgroundWrite.Queues()
         var inFlight: [BackgroundWrite] = []
         do throws(StorageError) {
             for start in stride(from: 0, to: sources.count, by: windowChunks) {
                 let window = sources[start..<min(sources.count, start + windowChunks)]
+                beforeWindow()
                 let prepared = try preparer.prepare(window, known: seen)
                 let batch = account(prepared)
                 if !batch.isEmpty { inFlight.append(BackgroundWrite(store: store, files: batch, queues: queues)) }

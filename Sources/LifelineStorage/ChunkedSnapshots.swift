@@ -103,9 +103,12 @@ package struct ChunkedSnapshots: Sendable {
     /// `chunkBytes` must be in 1...`chunkBytesMax`, and a multiple of 8 when a segment is
     /// shuffled. `generation` labels the index file (the round); chunk files carry
     /// `chunkGeneration`. `windowBytes` sets the pipeline's window (at least one chunk per core).
+    /// `beforeWindow` is called before each window is prepared: a background write that must
+    /// give way to more urgent work waits there.
     package func write(
         _ name: String, segments: [Segment], generation: UInt64,
-        chunkBytes: Int = chunkBytesDefault, level: Int32 = levelDefault, windowBytes: Int = windowBytesDefault
+        chunkBytes: Int = chunkBytesDefault, level: Int32 = levelDefault, windowBytes: Int = windowBytesDefault,
+        beforeWindow: () -> Void = {}
     ) throws(StorageError) -> Written {
         precondition((1...Self.chunkBytesMax).contains(chunkBytes), "chunk size in 1...\(Self.chunkBytesMax)")
         // Held shared until the index is durable: chunk collection (exclusive) waits its turn,
@@ -114,7 +117,7 @@ package struct ChunkedSnapshots: Sendable {
         defer { lock?.release() }
         var pipeline = ChunkPipeline(snapshots: self, segments: segments, level: level)
         let windowChunks = max(ProcessInfo.processInfo.activeProcessorCount, windowBytes / chunkBytes)
-        try pipeline.run(ChunkPipeline.sources(of: segments, chunkBytes: chunkBytes), windowChunks: windowChunks)
+        try pipeline.run(ChunkPipeline.sources(of: segments, chunkBytes: chunkBytes), windowChunks: windowChunks, beforeWindow: beforeWindow)
         let index = SnapshotIndex(chunkBytes: chunkBytes, totalBytes: pipeline.totalBytes, chunks: pipeline.chunks)
         let body = index.encoded()
         try store.write(name, kind: .snapshot, generation: generation, body: body)

@@ -65,6 +65,21 @@ struct ChunkedSnapshotTests {
         #expect(throws: StorageError.self) { try snapshots.read("old.snap") }
     }
 
+    @Test func aWriteStopsBeforeEachWindowForWhoeverItGivesWayTo() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let snapshots = ChunkedSnapshots(store: try folder.store())
+        var windows = 0
+        let bytes = field(10_000, seed: 7)
+        // 10 chunks of 1,000 bytes, 4 to a window (or one per core, if more): the write stops
+        // before each window and goes on when the caller returns.
+        let windowChunks = max(ProcessInfo.processInfo.activeProcessorCount, 4)
+        _ = try snapshots.write("paused.snap", segments: [ChunkedSnapshots.Segment(bytes)], generation: 1,
+                                chunkBytes: 1000, windowBytes: 4000) { windows += 1 }
+        #expect(windows == (10 + windowChunks - 1) / windowChunks)
+        #expect(try snapshots.read("paused.snap") == bytes)
+    }
+
     @Test func theKeptSnapshotsAreListedUnderTheChunkLock() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }

@@ -29,7 +29,7 @@ struct Scale {
     var targetSteps: Int?
     /// The levels suite: the state of its heat2d over 4 ranks (MiB) and its steps.
     var levelsMiB = 256
-    var levelsSteps = 60
+    var levelsSteps = 150
 
     static let smoke = Scale(
         name: "smoke", transportTrips: 2000, transportMessages: 32, snapshotMiB: [8], randomMiB: [8],
