@@ -3,28 +3,21 @@ import LifelineStorage
 
 /// Multi-level checkpoints (`--levels memory,disk`) on the supervisor's side: a round commits
 /// once every rank's snapshot is in its host's memory (level 1); the manifest records the line
-/// on disk (level 2) once every rank's drain is in.
+/// on disk (level 2) once every rank's drain is in. What to record and which lines to keep for a
+/// drain is decided by `DrainTracker` (LifelineCore); this performs it.
 extension Supervisor {
-    /// What is on disk of one round: its ranks whose snapshot is there, and the bytes their
-    /// drains stored.
-    struct RoundOnDisk {
-        var ranks: Set<Int> = []
-        var storedBytes: UInt64 = 0
-    }
-
     /// A rank acknowledged round `epoch`: an ACK from disk (a copy that did not fit in memory)
     /// puts its snapshot on disk at once.
     func noteAcknowledged(_ epoch: Epoch, rank: Int, _ acknowledgement: Acknowledgement) {
         guard memoryLevel != nil, !acknowledgement.inMemory, !acknowledgement.kept else { return }
-        onDisk[epoch.rawValue, default: RoundOnDisk()].ranks.insert(rank)
+        drains.acknowledgedFromDisk(epoch.rawValue, rank: rank)
     }
 
     /// The levels of the line of round `epoch` about to commit with `acks`: in memory when any
     /// rank's snapshot is there; on disk once every rank's is.
     func levels(ofCommitting epoch: Epoch, acks: [Acknowledgement]) -> (inMemory: Bool?, onDisk: Bool?) {
-        guard memoryLevel != nil, acks.contains(where: \.inMemory) else { return (nil, nil) }
-        committedInMemoryAt[epoch.rawValue] = now
-        return (true, onDisk[epoch.rawValue]?.ranks.count == configuration.rankCount)
+        guard memoryLevel != nil else { return (nil, nil) }
+        return drains.levels(ofCommitting: epoch.rawValue, anyInMemory: acks.contains(where: \.inMemory))
     }
 
     /// A rank's drain of round `epoch` ended: its snapshot is on disk, or could not be written
@@ -34,7 +27,7 @@ extension Supervisor {
     func handleDrained(_ epoch: Epoch, rank: Int, storedBytes: UInt64, failure: String?, failedMirrors: StorageMirrors) throws {
         guard memoryLevel != nil else { return }
         if let failure {
-            draining.remove(epoch.rawValue)
+            drains.drainFailed(epoch.rawValue)
             events.record("drain_failed", ["rank": .int(rank), "epoch": .int(Int(epoch.rawValue)), "reason": .string(failure)])
             if let mirror = failedMirrors.mirrors.first {
                 try mirrorFailed(mirror, reason: failure)
@@ -43,18 +36,16 @@ extension Supervisor {
             }
             return
         }
-        onDisk[epoch.rawValue, default: RoundOnDisk()].ranks.insert(rank)
-        onDisk[epoch.rawValue, default: RoundOnDisk()].storedBytes += storedBytes
-        try recordOnDiskIfComplete(epoch)
+        if let record = drains.drained(epoch.rawValue, rank: rank, storedBytes: storedBytes, now: now) {
+            try recordOnDisk(record)
+        }
     }
 
-    /// Once every rank's snapshot of a committed line held in memory is on disk, the manifest
-    /// says so (the line outlives this supervisor now), and `drained` is recorded.
-    func recordOnDiskIfComplete(_ epoch: Epoch) throws {
-        let round = epoch.rawValue
-        guard let drained = onDisk[round], drained.ranks.count == configuration.rankCount,
-              let line = manifest.committed.first(where: { $0.epoch == round }), !line.isOnDisk
-        else { return }
+    /// Every rank's snapshot of a committed line held in memory is on disk: the manifest says
+    /// so (the line outlives this supervisor now), and `drained` is recorded.
+    private func recordOnDisk(_ record: DrainTracker.Record) throws {
+        let round = record.epoch
+        guard let line = manifest.committed.first(where: { $0.epoch == round }), !line.isOnDisk else { return }
         var next = manifest
         next.recordOnDisk(epoch: round)
         do {
@@ -71,13 +62,9 @@ extension Supervisor {
         for member in line.members {
             output.release(rank: member.rank, incarnation: UInt32(clamping: member.incarnation), upTo: member.outputOffset)
         }
-        onDisk[round] = nil
-        draining.remove(round)
         events.record("drained", [
-            "epoch": .int(Int(round)), "bytes": .int(Int(drained.storedBytes)),
-            "after_commit_s": .double(committedInMemoryAt[round].map { now - $0 } ?? 0),
+            "epoch": .int(Int(round)), "bytes": .int(Int(record.storedBytes)), "after_commit_s": .double(record.afterCommitSeconds),
         ])
-        committedInMemoryAt[round] = nil
         // Every drain of the round has ended: its chunks are referenced now, and what older
         // lines alone held goes (the collection at the commit met the drains under way).
         do {
@@ -85,27 +72,6 @@ extension Supervisor {
         } catch {
             warn("cannot delete old checkpoints: \(error)")
         }
-    }
-
-    /// The line just committed is held in memory alone and its round is drained: its ranks'
-    /// drains are under way, and the manifest keeps it until they end (`draining`).
-    func noteDraining(_ line: CommittedLine) {
-        guard line.isInMemory, !line.isOnDisk, line.epoch % UInt64(max(1, configuration.drainEvery ?? 1)) == 0 else { return }
-        draining.insert(line.epoch)
-    }
-
-    /// Rank `rank` failed: the lines it had not drained yet will not reach disk (its writer
-    /// died with it; a restarted rank does not drain a round again), so the manifest need not
-    /// keep them for their drain.
-    func forgetDrains(of rank: Int) {
-        draining = draining.filter { onDisk[$0]?.ranks.contains(rank) == true }
-    }
-
-    /// Forgets the rounds no kept line can be recorded for any more (older than the oldest).
-    func forgetDrainsBefore(_ epoch: UInt64) {
-        onDisk = onDisk.filter { $0.key >= epoch }
-        draining = draining.filter { $0 >= epoch }
-        committedInMemoryAt = committedInMemoryAt.filter { $0.key >= epoch }
     }
 
     /// The newest line a restart would read, judged without reading: held in memory by this

@@ -186,7 +186,7 @@ extension Supervisor {
         var next = manifest
         var line = CommittedLine(epoch: epoch.rawValue, step: step, members: members, onlyOn: onlyOn?.mirrors.first)
         (line.inMemory, line.onDisk) = levels(ofCommitting: epoch, acks: acks)
-        next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault, pinned: draining)
+        next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault, pinned: drains.pinned)
         do {
             try commitManifest(&next)
         } catch let error as LifelineError {
@@ -222,12 +222,11 @@ extension Supervisor {
             "from_capture_s": .double(firstCaptureStart(epoch, acks: acks).map { now - $0 } ?? 0),
         ])
         if memoryLevel != nil {
-            noteDraining(line)
-            forgetDrainsBefore(manifest.committed.first?.epoch ?? 0)
-            try recordOnDiskIfComplete(epoch)
+            drains.committed(epoch.rawValue, inMemoryAlone: line.isInMemory && !line.isOnDisk, now: now)
+            drains.forget(before: manifest.committed.first?.epoch ?? 0)
         }
         // Output is released by the line that every failure can fall back to: with levels,
-        // once it is on disk (`recordOnDiskIfComplete`).
+        // once it is on disk (`handleDrained`).
         if line.isOnDisk {
             for (rank, ack) in acks.enumerated() where !ack.kept { output.release(rank: rank, upTo: ack.outputOffset) }
         }

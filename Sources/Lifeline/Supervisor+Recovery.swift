@@ -94,7 +94,7 @@ extension Supervisor {
     private func report(_ note: SupervisorMachine.Note) {
         switch note {
         case .failure(let rank, let cause, let step, let epoch):
-            if memoryLevel != nil { forgetDrains(of: rank) }
+            drains.rankEnded(rank)
             if let epoch {
                 events.record("failure", [
                     "rank": .int(rank), "cause": .string(cause), "step": .int(step), "epoch": .int(Int(epoch)),
@@ -260,7 +260,7 @@ extension Supervisor {
     private func reaped(_ rank: Int) {
         slots[rank].connection?.close()
         slots[rank].connection = nil
-        if memoryLevel != nil { forgetDrains(of: rank) }
+        drains.rankEnded(rank)
         machine.handleReaped(rank)
     }
 

@@ -103,16 +103,9 @@ final class Supervisor {
     /// `--levels memory,disk`: the job's level-1 folder on this host (nil: disk alone). This
     /// supervisor made it empty: copies an earlier supervisor committed are not trusted.
     let memoryLevel: MemoryLevel?
-    /// `--levels memory,disk`: per round, the ranks whose snapshot is on disk (drained, or
-    /// written there at once), until the line is recorded on disk or dropped.
-    var onDisk: [UInt64: RoundOnDisk] = [:]
-    /// `--levels memory,disk`: the committed lines held in memory alone whose drain to disk is
-    /// under way. The manifest keeps them beyond `--keep` (`Manifest.appendCommitted`) until
-    /// they are on disk, a rank's drain of them fails, or a rank that had not drained them yet
-    /// fails.
-    var draining: Set<UInt64> = []
-    /// `--levels memory,disk`: when each line held in memory alone was committed.
-    var committedInMemoryAt: [UInt64: Double] = [:]
+    /// `--levels memory,disk`: what is on disk of each round, and the lines the manifest keeps
+    /// for their drains.
+    var drains: DrainTracker
     /// `--levels memory,disk`: the rounds up to this one were started by an earlier supervisor
     /// of the job; their copies in memory are not trusted (nor kept: the folder starts empty).
     let memoryTrustedAfter: UInt64
@@ -165,6 +158,7 @@ final class Supervisor {
         self.slots = Array(repeating: Slot(), count: configuration.rankCount)
         self.faultSchedule = FaultSchedule(faults)
         self.memoryTrustedAfter = max(startedEpoch, manifest.newestLine?.epoch ?? 0)
+        self.drains = DrainTracker(rankCount: configuration.rankCount, drainEvery: configuration.drainEvery ?? 1)
         if configuration.memoryLevel == true {
             let root = configuration.memoryRoot ?? JobConfiguration.memoryRootDefault
             let level = MemoryLevel(folder: MemoryLevel.folder(root: root, jobID: manifest.jobID))
