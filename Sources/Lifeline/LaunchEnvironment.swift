@@ -71,6 +71,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let drainEvery = "LIFELINE_DRAIN_EVERY"
         /// `--levels memory,disk`: the most bytes the rank's level-1 copies may take (0: no bound).
         package static let memoryBytesMax = "LIFELINE_MEMORY_MAX"
+        /// `--levels memory,disk`: "1": the rank restores a line held in memory alone whose
+        /// drain ended with its predecessor, and drains it again.
+        package static let drainRestored = "LIFELINE_DRAIN_RESTORED"
     }
 
     /// `--levels memory,disk`: where the rank's level-1 copies go and which rounds it drains.
@@ -81,12 +84,16 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package var drainEvery: Int
         /// The most bytes the rank's copies may take, its new one and the committed one (0: no bound).
         package var bytesMax: Int
+        /// The rank restores a line held in memory alone that its predecessor had not drained
+        /// yet: it drains it (from its copy in memory) before any later round.
+        package var drainRestored = false
 
         /// Settings with every field given.
-        package init(folder: String, drainEvery: Int, bytesMax: Int) {
+        package init(folder: String, drainEvery: Int, bytesMax: Int, drainRestored: Bool = false) {
             self.folder = folder
             self.drainEvery = drainEvery
             self.bytesMax = bytesMax
+            self.drainRestored = drainRestored
         }
 
         /// Whether round `epoch` is drained to disk.
@@ -222,6 +229,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             result[Key.memoryFolder] = memoryLevel.folder
             result[Key.drainEvery] = String(memoryLevel.drainEvery)
             result[Key.memoryBytesMax] = String(memoryLevel.bytesMax)
+            if memoryLevel.drainRestored { result[Key.drainRestored] = "1" }
         }
         if let hosts {
             result[Key.token] = nil
@@ -316,7 +324,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
         if let folder = value(Key.memoryFolder), !folder.isEmpty {
             environment.memoryLevel = MemoryLevelSettings(
                 folder: folder, drainEvery: max(1, value(Key.drainEvery).flatMap(Int.init) ?? 1),
-                bytesMax: max(0, value(Key.memoryBytesMax).flatMap(Int.init) ?? 0))
+                bytesMax: max(0, value(Key.memoryBytesMax).flatMap(Int.init) ?? 0),
+                drainRestored: value(Key.drainRestored) == "1")
         }
         return environment
     }

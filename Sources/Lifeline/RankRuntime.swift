@@ -233,6 +233,14 @@ final class RankRuntime {
             store: store, snapshot: snapshot, log: log, replay: replay, previous: previous, restoredState: loaded?.state)
         runtime.eventLog = eventLog
         runtime.hostListener = hostListener
+        if launch.memoryLevel?.drainRestored == true, let name = launch.restoreSnapshot,
+           var restored = snapshot, case .mapped(let copy)? = loaded?.state {
+            // The line was held in memory alone and this rank's predecessor had not drained it:
+            // its copy there goes to disk, as the predecessor's drain would have written it.
+            restored.programState = Array(copy.state)
+            runtime.writer?.drain(launch.restoreEpoch, name: name, segments: restored.encoded(metadata: Array(copy.metadata)),
+                                  mirrors: launch.writeMirrors)
+        }
         runtime.peerAddresses = peerAddresses
         runtime.pendingControl = controlBeforeJoined
         try runtime.connectToLowerRanks()

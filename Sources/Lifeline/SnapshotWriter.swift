@@ -265,26 +265,39 @@ final class SnapshotWriter: Sendable {
         control.send(.ack(job.epoch, acknowledgement))
         _ = copyUnderWay.compareExchange(expected: job.epoch.rawValue, desired: 0, ordering: .releasing)
         guard memory.settings.drains(job.epoch) else { return true }
+        queueDrain(job.epoch, name: job.name, segments: job.uncompressed, mirrors: job.mirrors)
+        return true
+    }
+
+    /// With a memory level: drains round `epoch`'s snapshot `name` (its `segments`, as
+    /// `RankSnapshot.encoded` cuts them) to `mirrors` before any round queued after it. A rank
+    /// relaunched from a line held in memory alone that its predecessor had not drained does so
+    /// with the copy it restored from.
+    func drain(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors) {
+        queue.async { [self] in queueDrain(epoch, name: name, segments: segments, mirrors: mirrors) }
+    }
+
+    /// Queues a drain behind the one under way, waiting while another already waits there.
+    private func queueDrain(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors) {
         drainWaiting.wait()
         drainQueue.async { [self] in
             drainWaiting.signal()
-            drainToDisk(job)
+            drainToDisk(epoch, name: name, segments: segments, mirrors: mirrors)
         }
-        return true
     }
 
     /// Writes a round held in memory to the mirrors and reports `drained` (with the failure, if
     /// it failed).
-    private func drainToDisk(_ job: Job) {
+    private func drainToDisk(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors) {
         do {
-            let store = snapshots.store.writing(only: job.mirrors.mirrors)
+            let store = snapshots.store.writing(only: mirrors.mirrors)
             let written = try ChunkedSnapshots(store: store).write(
-                job.name, segments: job.uncompressed, generation: job.epoch.rawValue, chunkBytes: chunkBytes, level: level,
+                name, segments: segments, generation: epoch.rawValue, chunkBytes: chunkBytes, level: level,
                 beforeWindow: giveWayToCopy)
-            control.send(.drained(job.epoch, storedBytes: UInt64(written.storedBytes), failure: nil))
+            control.send(.drained(epoch, storedBytes: UInt64(written.storedBytes), failure: nil))
         } catch {
             let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
-            control.send(.drained(job.epoch, storedBytes: 0, failure: "\(error)", failedMirrors: failed))
+            control.send(.drained(epoch, storedBytes: 0, failure: "\(error)", failedMirrors: failed))
         }
     }
 

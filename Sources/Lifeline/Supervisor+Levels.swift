@@ -74,6 +74,13 @@ extension Supervisor {
         }
     }
 
+    /// Whether `rank`, relaunched from its snapshot of round `epoch` in `line`, drains that
+    /// line to disk first (`DrainTracker.relaunching`).
+    func drainsRestored(_ rank: Int, line: CommittedLine?, restoring epoch: Epoch) -> Bool {
+        guard memoryLevel != nil, let line, line.epoch == epoch.rawValue else { return false }
+        return drains.relaunching(rank, restoring: line.epoch, inMemoryAlone: line.isInMemory && !line.isOnDisk)
+    }
+
     /// The newest line a restart would read, judged without reading: held in memory by this
     /// supervisor with every member's copy there, or on disk.
     func likelyRestoreLine() -> CommittedLine? {

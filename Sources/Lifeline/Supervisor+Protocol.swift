@@ -218,7 +218,7 @@ extension Supervisor {
             "kept": .string(kept.map { "\($0)" }.joined(separator: ",")),
             "kept_from": .string(keptFrom.joined(separator: ",")),
             "commits": .int(manifest.commits), "mirrors": .string(manifest.newestLine?.onlyOn?.rawValue ?? "ab"),
-            "level": .string(line.isInMemory ? "memory" : "disk"),
+            "level": .string(line.levels),
             "from_capture_s": .double(firstCaptureStart(epoch, acks: acks).map { now - $0 } ?? 0),
         ])
         if memoryLevel != nil {

@@ -402,7 +402,8 @@ final class Supervisor {
                 keepLogs: configuration.keepLogs == true)
             environment.memoryLevel = memoryLevel.map {
                 LaunchEnvironment.MemoryLevelSettings(
-                    folder: $0.folder, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0)
+                    folder: $0.folder, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0,
+                    drainRestored: drainsRestored(rank, line: line, restoring: plan.restoreEpoch))
             }
             launches.append(RankLaunch(rank: rank, step: step, environment: environment))
         }

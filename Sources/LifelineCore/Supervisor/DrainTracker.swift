@@ -15,6 +15,7 @@
 /// | a rank's drain ended | its snapshot is on disk; once every rank's is, and the line committed in memory alone: record it on disk and unpin it |
 /// | a rank's drain failed | unpin the line: it stays in memory alone (the next drained round tries again) |
 /// | a rank ended (failed or stopped) | unpin the lines it had not drained: its drain ended with it |
+/// | a rank is relaunched from a line in memory alone that it had not drained, in a drained round | it drains that line first; pin it again |
 /// | the oldest kept line moved on | forget the rounds before it |
 package struct DrainTracker: Sendable, Equatable {
     /// What is on disk of one round: its ranks whose snapshot is there, and the bytes their
@@ -103,10 +104,20 @@ package struct DrainTracker: Sendable, Equatable {
     }
 
     /// Rank `rank` ended (it failed, or was stopped for a rollback): the lines it had not
-    /// drained will not reach disk (its writer ended with it, and a relaunched rank does not
-    /// drain a round again).
+    /// drained will not reach disk (its writer ended with it), unless a rank relaunched from
+    /// one drains it again (`relaunching`).
     package mutating func rankEnded(_ rank: Int) {
         pinned = pinned.filter { onDisk[$0]?.ranks.contains(rank) == true }
+    }
+
+    /// Rank `rank` is relaunched from the line of round `epoch`: whether it must drain that
+    /// line (held in memory alone, its round drained, and its predecessor's drain of it not in),
+    /// in which case the line is pinned again until the drain ends.
+    package mutating func relaunching(_ rank: Int, restoring epoch: UInt64, inMemoryAlone: Bool) -> Bool {
+        guard inMemoryAlone, drains(epoch), committedInMemoryAt[epoch] != nil,
+              onDisk[epoch]?.ranks.contains(rank) != true else { return false }
+        pinned.insert(epoch)
+        return true
     }
 
     /// Forgets the rounds before `epoch` (the oldest kept line): none of them can be recorded.
