@@ -83,6 +83,9 @@ final class SnapshotWriter: Sendable {
     /// back when it starts).
     private let drainWaiting = DispatchSemaphore(value: 1)
     private let completed = Mutex<[Outcome]>([])
+    /// Whether `completed` holds an outcome: the program's thread asks at every call into the
+    /// runtime, and mostly there is none, which this tells it without taking the lock.
+    private let anyCompleted = Atomic<Bool>(false)
     /// The copy in memory of the round captured last, begun at its capture, completed at its cut.
     private let pendingCopy = Mutex<MemoryLevel.PendingCopy?>(nil)
     /// The last round committed (`removeOlderMemoryCopies`): copies older than it are on their
@@ -163,9 +166,19 @@ final class SnapshotWriter: Sendable {
 
     /// Outcomes reported since the last call, oldest first.
     func takeCompleted() -> [Outcome] {
-        completed.withLock { outcomes in
+        guard anyCompleted.load(ordering: .acquiring) else { return [] }
+        return completed.withLock { outcomes in
+            anyCompleted.store(false, ordering: .relaxed)
             defer { outcomes.removeAll() }
             return outcomes
+        }
+    }
+
+    /// Hands `outcome` to the program's thread (`takeCompleted`).
+    private func report(_ outcome: Outcome) {
+        completed.withLock { outcomes in
+            outcomes.append(outcome)
+            anyCompleted.store(true, ordering: .releasing)
         }
     }
 
@@ -209,7 +222,7 @@ final class SnapshotWriter: Sendable {
             if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
             // Report to the program's thread before the ACK: DONE, which the ACK causes,
             // must find the outcome already there.
-            completed.withLock { $0.append(.durable(job.epoch)) }
+            report(.durable(job.epoch))
             control.send(.ack(job.epoch, Acknowledgement(
                 step: job.step, snapshotBytes: UInt64(written.storedBytes),
                 outputOffset: job.outputOffset, delivered: job.delivered, changes: job.changes,
@@ -217,7 +230,7 @@ final class SnapshotWriter: Sendable {
                 chunksReused: UInt32(written.reusedCount), logPosition: job.logPosition, stateBytes: job.stateBytes, inFlightBytes: job.inFlightBytes,
                 dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)))
         } catch {
-            completed.withLock { $0.append(.failed(job.epoch)) }
+            report(.failed(job.epoch))
             let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
             control.send(.snapshotFailed(job.epoch, reason: "\(error)", failedMirrors: failed))
         }
@@ -255,7 +268,7 @@ final class SnapshotWriter: Sendable {
             return false
         }
         if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
-        completed.withLock { $0.append(.durable(job.epoch)) }
+        report(.durable(job.epoch))
         var acknowledgement = Acknowledgement(
             step: job.step, snapshotBytes: UInt64(bytes), outputOffset: job.outputOffset, delivered: job.delivered,
             changes: job.changes, logicalBytes: UInt64(bytes - MemoryLevel.headerByteCount), chunks: 1,
