@@ -176,9 +176,6 @@ extension RankRuntime {
         if let fault = rankFaults.first(where: { $0.spec == .killInPhase(rank, .finish) }) {
             fireFault(index: fault.index, control: control)
         }
-        // With levels, the drains under way end first: their `drained` reaches the supervisor
-        // before `finished`, so the job ends with its committed lines recorded on disk.
-        if launch?.memoryLevel != nil { writer?.drain() }
         control?.send(.finished(
             step: machine.participant.stepPassed, loggedBytes: log?.appendedBytes ?? eventLog?.appendedBytes ?? 0,
             retainedBytesPeak: UInt64(machine.retainedBytesPeak), logBytesPeak: UInt64(logBytesPeak),

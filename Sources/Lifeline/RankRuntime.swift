@@ -233,13 +233,19 @@ final class RankRuntime {
             store: store, snapshot: snapshot, log: log, replay: replay, previous: previous, restoredState: loaded?.state)
         runtime.eventLog = eventLog
         runtime.hostListener = hostListener
-        if launch.memoryLevel?.drainRestored == true, let name = launch.restoreSnapshot,
-           var restored = snapshot, case .mapped(let copy)? = loaded?.state {
-            // The line was held in memory alone and this rank's predecessor had not drained it:
-            // its copy there goes to disk, as the predecessor's drain would have written it.
-            restored.programState = Array(copy.state)
-            runtime.writer?.drain(launch.restoreEpoch, name: name, segments: restored.encoded(metadata: Array(copy.metadata)),
-                                  mirrors: launch.writeMirrors)
+        if launch.memoryLevel?.drainRestored == true, let name = launch.restoreSnapshot, var restored = snapshot {
+            // The line was held in memory alone and this rank's predecessor had not drained it
+            // (as far as the supervisor heard): its copy there goes to disk, as the
+            // predecessor's drain would have written it (the program state as one segment: the
+            // copy in memory does not say which ranges are numeric). A snapshot read from disk
+            // was drained: the supervisor learns so.
+            if case .mapped(let copy)? = loaded?.state {
+                restored.programState = Array(copy.state)
+                runtime.writer?.drain(launch.restoreEpoch, name: name, segments: restored.encoded(metadata: Array(copy.metadata)),
+                                      mirrors: launch.writeMirrors)
+            } else {
+                control.send(.drained(launch.restoreEpoch, storedBytes: 0, failure: nil))
+            }
         }
         runtime.peerAddresses = peerAddresses
         runtime.pendingControl = controlBeforeJoined

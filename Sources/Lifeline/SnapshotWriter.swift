@@ -98,6 +98,8 @@ final class SnapshotWriter: Sendable {
     private let copyUnderWay = Atomic<UInt64>(0)
     /// The round a drain waited for until `copyWaitMax` ran out: it does not wait for it again.
     private let copyWaitedOut = Atomic<UInt64>(0)
+    /// Whether the writer's queue waits for a place behind the drain under way (`queueDrain`).
+    private let writerWaitsForDrain = Atomic<Bool>(false)
     /// How long a drain waits for one round's copy at most, in milliseconds.
     private static let copyWaitMillisecondsMax = 2000
     /// Whether this rank said that its copies go to disk alone (said once).
@@ -292,7 +294,11 @@ final class SnapshotWriter: Sendable {
 
     /// Queues a drain behind the one under way, waiting while another already waits there.
     private func queueDrain(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors) {
+        // While this queue waits, a later round's ACK waits behind it: the drain under way must
+        // not give way to that round's copy (`giveWayToCopy`), or each would wait on the other.
+        writerWaitsForDrain.store(true, ordering: .releasing)
         drainWaiting.wait()
+        writerWaitsForDrain.store(false, ordering: .releasing)
         drainQueue.async { [self] in
             drainWaiting.signal()
             drainToDisk(epoch, name: name, segments: segments, mirrors: mirrors)
@@ -315,12 +321,14 @@ final class SnapshotWriter: Sendable {
     }
 
     /// A drain's pause between windows: while a round's copy in memory is under way, waits
-    /// for its ACK (polling each millisecond; for `copyWaitMillisecondsMax` at most per round).
+    /// for its ACK (polling each millisecond; for `copyWaitMillisecondsMax` at most per round),
+    /// unless the writer's queue, where that ACK comes from, waits for the drains itself.
     private func giveWayToCopy() {
         var waited = 0
         while true {
             let round = copyUnderWay.load(ordering: .acquiring)
-            guard round != 0, round != copyWaitedOut.load(ordering: .relaxed) else { return }
+            guard round != 0, round != copyWaitedOut.load(ordering: .relaxed),
+                  !writerWaitsForDrain.load(ordering: .acquiring) else { return }
             guard waited < Self.copyWaitMillisecondsMax else {
                 copyWaitedOut.store(round, ordering: .relaxed)
                 return

@@ -147,11 +147,7 @@ extension Supervisor {
         if !deleted.isEmpty {
             events.record("checkpoints_collected", ["checkpoints": .string(deleted.joined(separator: ","))])
         }
-        do {
-            try manifests.garbageCollect(keeping: manifest)
-        } catch {
-            warn("cannot delete old checkpoints: \(error)")
-        }
+        collectGarbage()
     }
 
     /// Says the recovery line `IndependentPartialRollback` found: which ranks roll back to

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import LifelineCore
 import LifelineStorage
 
@@ -67,10 +70,33 @@ extension Supervisor {
         ])
         // Every drain of the round has ended: its chunks are referenced now, and what older
         // lines alone held goes (the collection at the commit met the drains under way).
-        do {
-            try manifests.garbageCollect(keeping: manifest)
-        } catch {
-            warn("cannot delete old checkpoints: \(error)")
+        collectGarbage()
+    }
+
+    /// The job is released: each rank ends its drains under way before it exits (a round may
+    /// have committed after some rank's `finished`), so their `drained` are read until every
+    /// rank's connection closes (30 s at most), and the job ends with its lines on disk.
+    func readFinalDrains() throws {
+        guard memoryLevel != nil else { return }
+        let deadline = now + 30
+        while now < deadline {
+            let open = slots.indices.filter { slots[$0].connection != nil }
+            guard !open.isEmpty else { return }
+            var descriptors = open.map { pollfd(fd: slots[$0].connection!.fd, events: Int16(POLLIN), revents: 0) }
+            guard poll(&descriptors, nfds_t(descriptors.count), 250) > 0 else { continue }
+            for (rank, descriptor) in zip(open, descriptors) where descriptor.revents != 0 {
+                guard let connection = slots[rank].connection else { continue }
+                var drained: [(Epoch, UInt64, String?, StorageMirrors)] = []
+                let stillOpen = try connection.readAvailable { frame in
+                    if case .control(.drained(let epoch, let storedBytes, let failure, let failedMirrors)) = frame {
+                        drained.append((epoch, storedBytes, failure, failedMirrors))
+                    }
+                }
+                for (epoch, storedBytes, failure, failedMirrors) in drained {
+                    try handleDrained(epoch, rank: rank, storedBytes: storedBytes, failure: failure, failedMirrors: failedMirrors)
+                }
+                if !stillOpen { slots[rank].connection = nil }
+            }
         }
     }
 

@@ -138,7 +138,7 @@ extension Supervisor {
                 events.record("abort", ["epoch": .int(Int(epoch.rawValue)), "reason": .string(reason)])
                 // The chunks only the aborted round wrote go now (those a rank still writes
                 // stay, under the chunk lock, until the next commit collects them).
-                _ = try? manifests.garbageCollect(keeping: manifest)
+                collectGarbage()
             case .finishJob:
                 try finishJob()
             }
@@ -164,6 +164,27 @@ extension Supervisor {
         return acks.indices.compactMap { rank in
             arrivals.at[rank].map { $0 - Double(acks[rank].captureMicroseconds) / 1e6 }
         }.min()
+    }
+
+    /// Deletes the snapshots and chunks no kept line references. When a rank's write held the
+    /// chunk lock (a drain, under `--levels memory,disk`, may run for a second or more, and
+    /// the next right behind it), the chunks' collection is owed: the loop tries it again
+    /// (`collectOwedGarbage`), so unreferenced chunks do not pile up while drains follow each
+    /// other.
+    func collectGarbage() {
+        lastCollectionAt = now
+        do {
+            chunkCollectionOwed = try !manifests.collect(keeping: manifest).chunksCollected
+        } catch {
+            chunkCollectionOwed = false
+            warn("cannot delete old checkpoints: \(error)")
+        }
+    }
+
+    /// Tries an owed chunk collection again, twice a second at most.
+    func collectOwedGarbage() {
+        guard chunkCollectionOwed, now - lastCollectionAt >= Self.owedCollectionPeriodSeconds else { return }
+        collectGarbage()
     }
 
     /// The commit point: the manifest naming the new line is written to both mirrors. Then
@@ -230,11 +251,7 @@ extension Supervisor {
         if line.isOnDisk {
             for (rank, ack) in acks.enumerated() where !ack.kept { output.release(rank: rank, upTo: ack.outputOffset) }
         }
-        do {
-            try manifests.garbageCollect(keeping: manifest)
-        } catch {
-            warn("cannot delete old checkpoints: \(error)")
-        }
+        collectGarbage()
         fireStorageFaults(committed: epoch.rawValue)
         machine.lineCommitted(acks: acks)
         let actions = coordinator.handleCommitDurable(epoch, now: now)
@@ -250,12 +267,15 @@ extension Supervisor {
     /// output, and record the job as finished.
     private func finishJob() throws {
         for rank in slots.indices { machine.expectExit(of: rank) }
+        try readFinalDrains()
         awaitExits(of: Array(slots.indices)) { exit, ranks in
             // Under mpirun one process holds every rank.
             if let rank = ranks.first, exit.exitCode != 0 {
                 warn("\(ranks.count > 1 ? "mpirun" : "rank \(rank)") \(exit) after the final barrier")
             }
         }
+        // Every rank's writes have ended: a chunk collection a drain kept off runs now.
+        if chunkCollectionOwed { collectGarbage() }
         output.releaseAll()
         sayFaultsNotFired()
         var next = manifest

@@ -103,6 +103,12 @@ final class Supervisor {
     /// `--levels memory,disk`: the job's level-1 folder on this host (nil: disk alone). This
     /// supervisor made it empty: copies an earlier supervisor committed are not trusted.
     let memoryLevel: MemoryLevel?
+    /// Whether the last collection found the chunk lock held by a write (`collectGarbage`).
+    var chunkCollectionOwed = false
+    /// When the last collection ran (job clock).
+    var lastCollectionAt = 0.0
+    /// How often an owed chunk collection is tried again, in seconds.
+    static let owedCollectionPeriodSeconds = 0.5
     /// `--levels memory,disk`: what is on disk of each round, and the lines the manifest keeps
     /// for their drains.
     var drains: DrainTracker
@@ -280,6 +286,7 @@ final class Supervisor {
         if stoppedOutcome != nil { return }
         try fireDueFaults()
         resynchroniseIfDue()
+        collectOwedGarbage()
         recordRefusals()
         rankErrors?.forward(now: now)
         try checkHeartbeats()

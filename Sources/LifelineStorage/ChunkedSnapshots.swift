@@ -218,16 +218,17 @@ package struct ChunkedSnapshots: Sendable {
     /// the chunk lock exclusively and, when a write holds it, collects nothing this time.
     @discardableResult
     package func garbageCollect(keptIndexes: [SnapshotIndex]) throws(StorageError) -> Int {
-        try garbageCollect { keptIndexes }
+        try garbageCollect { keptIndexes } ?? 0
     }
 
-    /// Removes the chunks no index that `kept` returns references, and returns how many;
-    /// nothing when `kept` returns nil. `kept` is asked under the chunk lock: a snapshot whose
-    /// write ended between the caller's look at the store and the lock (a rank's drain, an
-    /// independent checkpoint) has its index there by then, and keeps its chunks.
+    /// Removes the chunks no index that `kept` returns references, and returns how many; nil
+    /// when a write held the chunk lock (nothing was collected: try again later), 0 when
+    /// `kept` returns nil. `kept` is asked under the chunk lock: a snapshot whose write ended
+    /// between the caller's look at the store and the lock (a rank's drain, an independent
+    /// checkpoint) has its index there by then, and keeps its chunks.
     @discardableResult
-    package func garbageCollect(keeping kept: () -> [SnapshotIndex]?) throws(StorageError) -> Int {
-        guard let lock = ChunkLock(store: store, exclusive: true, wait: false) else { return 0 }
+    package func garbageCollect(keeping kept: () -> [SnapshotIndex]?) throws(StorageError) -> Int? {
+        guard let lock = ChunkLock(store: store, exclusive: true, wait: false) else { return nil }
         defer { lock.release() }
         guard let keptIndexes = kept() else { return 0 }
         let referenced = Set(keptIndexes.flatMap { $0.chunks.map { chunkName($0.hash) } })

@@ -57,8 +57,9 @@ package struct Manifest: Codable, Sendable, Equatable {
     /// kept lines take no more room than usual.
     ///
     /// The lines of the epochs in `pinned` (under `--levels memory,disk`, those whose drain to
-    /// disk is under way) stay as anchors too, so that a drain that ends is recorded rather than
-    /// wasted; the supervisor unpins a line once it is on disk or can no longer get there.
+    /// disk is under way) stay too, beside the lines and anchors kept without them, so that a
+    /// drain that ends is recorded rather than wasted; the supervisor unpins a line once it is
+    /// on disk or can no longer get there.
     ///
     /// The line's epoch must be newer than every committed one, and `keep` at least 1.
     package mutating func appendCommitted(_ line: CommittedLine, keep: Int = keepDefault, pinned: Set<UInt64> = []) {
@@ -67,12 +68,14 @@ package struct Manifest: Codable, Sendable, Equatable {
         committed.append(line)
         commits += 1
         guard committed.count > keep else { return }
-        let pins = pinned.isEmpty ? [] : committed.indices.filter { pinned.contains(committed[$0].epoch) }
-        let anchors = Set(([
+        let anchors = Set([
             committed.lastIndex { $0.onlyOn == nil },
             committed.lastIndex { $0.isOnDisk },
-        ].compactMap { $0 } + pins).filter { $0 < committed.count - keep }).sorted()
-        committed = anchors.map { committed[$0] } + committed.suffix(max(1, keep - anchors.count))
+        ].compactMap { $0 }.filter { $0 < committed.count - keep })
+        // Pins come on top: they never push a line out of the window or an anchor out.
+        let pins = committed.indices.filter { pinned.contains(committed[$0].epoch) }
+        let window = committed.indices.suffix(max(1, keep - anchors.count))
+        committed = anchors.union(window).union(pins).sorted().map { committed[$0] }
     }
 
     /// Records that every member of the line of `epoch` is on disk (level 2) now. False when

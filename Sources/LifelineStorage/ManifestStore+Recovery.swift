@@ -13,6 +13,12 @@ extension ManifestStore {
     /// snapshots being written there: a stale one only keeps more.
     @discardableResult
     package func garbageCollect(keeping manifest: Manifest) throws(StorageError) -> [String] {
+        try collect(keeping: manifest).removed
+    }
+
+    /// `garbageCollect(keeping:)`, and whether the chunks were collected too: false when a
+    /// write held the chunk lock (a rank's drain under way), so their collection is owed.
+    package func collect(keeping manifest: Manifest) throws(StorageError) -> (removed: [String], chunksCollected: Bool) {
         let independent = (manifest.independent ?? []).flatMap { $0 }
         let referenced = Set(manifest.committed.flatMap(\.members).map(\.snapshot) + independent.compactMap(\.snapshot))
         // Under `--levels memory,disk` the lines newer than the newest on disk may be drained
@@ -65,8 +71,8 @@ extension ManifestStore {
             let indexes = names.compactMap { try? chunked.index($0) }
             return indexes.count == names.count ? indexes : nil
         }
-        if count > 0 { removed.append("\(ChunkedSnapshots.folder): \(count) chunks") }
-        return removed
+        if let count, count > 0 { removed.append("\(ChunkedSnapshots.folder): \(count) chunks") }
+        return (removed, count != nil)
     }
 
     /// Snapshots newer than the manifest (being written now, or written and not yet committed):

@@ -147,6 +147,31 @@ import Testing
         #expect(manifest.invariantViolation == nil)
     }
 
+    /// With the default `--keep 2` a pinned line inside the window never pushes out the
+    /// newest line on disk, nor is it dropped for an older anchor.
+    @Test func pinsNeverPushOutTheLinesKeptWithoutThem() {
+        var manifest = Manifest(jobID: "j", rankCount: 2)
+        manifest.appendCommitted(line(4, ranks: 2, inMemory: true, onDisk: true), keep: 2)
+        manifest.appendCommitted(line(5, ranks: 2, inMemory: true, onDisk: false), keep: 2)
+        manifest.appendCommitted(line(6, ranks: 2, inMemory: true, onDisk: false), keep: 2, pinned: [5])
+        #expect(manifest.committed.map(\.epoch) == [4, 5, 6], "the anchor on disk and the line being drained stay")
+        // A round written to disk at once (a copy over --memory-max) while round 5 still drains.
+        var direct = Manifest(jobID: "j", rankCount: 2)
+        direct.appendCommitted(line(4, ranks: 2, inMemory: true, onDisk: true), keep: 2)
+        direct.appendCommitted(line(5, ranks: 2, inMemory: true, onDisk: false), keep: 2)
+        direct.appendCommitted(line(6, ranks: 2, inMemory: true, onDisk: true), keep: 2, pinned: [5])
+        #expect(direct.committed.map(\.epoch) == [5, 6])
+        direct.appendCommitted(line(7, ranks: 2, inMemory: true, onDisk: false), keep: 2, pinned: [5])
+        #expect(direct.committed.map(\.epoch) == [5, 6, 7], "line 6, the newest on disk, stays")
+        var three = Manifest(jobID: "j", rankCount: 2)
+        three.appendCommitted(line(4, ranks: 2, inMemory: true, onDisk: true), keep: 3)
+        for epoch: UInt64 in 5...7 {
+            three.appendCommitted(line(epoch, ranks: 2, inMemory: true, onDisk: false), keep: 3, pinned: [5, 6])
+        }
+        #expect(three.committed.map(\.epoch) == [4, 5, 6, 7])
+        #expect(three.invariantViolation == nil && direct.invariantViolation == nil)
+    }
+
     @Test func theCollectionSparesTheFoldersOfLinesNewerThanTheNewestOnDisk() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
@@ -176,8 +201,14 @@ import Testing
         #expect(manifest.committed.map(\.epoch) == [2, 3, 5])
         try manifests.commit(&manifest)
 
-        let removed = try manifests.garbageCollect(keeping: manifest)
-        #expect(removed.contains("epochs/000001"), "\(removed)")
+        // While a drain holds the chunk lock the chunks' collection is owed, and said so.
+        let drain = try #require(ChunkLock(store: store, exclusive: false, wait: true))
+        let owed = try manifests.collect(keeping: manifest)
+        drain.release()
+        #expect(!owed.chunksCollected)
+        let (removed, chunksCollected) = try manifests.collect(keeping: manifest)
+        #expect(chunksCollected)
+        #expect(owed.removed.contains("epochs/000001") && !removed.contains("epochs/000001"), "\(owed.removed) \(removed)")
         #expect(store.list("epochs") == ["000002", "000003", "000004"], "folders from the newest line on disk on stay")
         #expect(store.list("epochs/000003") == ["rank-0000.snap"])
         for name in underWay {

@@ -15,7 +15,7 @@
 /// | a rank's drain ended | its snapshot is on disk; once every rank's is, and the line committed in memory alone: record it on disk and unpin it |
 /// | a rank's drain failed | unpin the line: it stays in memory alone (the next drained round tries again) |
 /// | a rank ended (failed or stopped) | unpin the lines it had not drained: its drain ended with it |
-/// | a rank is relaunched from a line in memory alone that it had not drained, in a drained round | it drains that line first; pin it again |
+/// | a rank is relaunched from a line in memory alone that it had not drained, in a drained round no drain of which failed | it drains that line first; pin it again |
 /// | the oldest kept line moved on | forget the rounds before it |
 package struct DrainTracker: Sendable, Equatable {
     /// What is on disk of one round: its ranks whose snapshot is there, and the bytes their
@@ -49,6 +49,8 @@ package struct DrainTracker: Sendable, Equatable {
     /// When each line committed in memory alone was committed (job clock), until it is
     /// recorded on disk or forgotten.
     private var committedInMemoryAt: [UInt64: Double] = [:]
+    /// The rounds a rank's drain of failed: no relaunch pins them again.
+    private var failedDrains: Set<UInt64> = []
 
     /// A tracker for a job of `rankCount` ranks draining every `drainEvery`-th round (at least 1).
     package init(rankCount: Int, drainEvery: Int) {
@@ -101,6 +103,7 @@ package struct DrainTracker: Sendable, Equatable {
     /// A rank's drain of round `epoch` failed: its line will not reach disk.
     package mutating func drainFailed(_ epoch: UInt64) {
         pinned.remove(epoch)
+        failedDrains.insert(epoch)
     }
 
     /// Rank `rank` ended (it failed, or was stopped for a rollback): the lines it had not
@@ -114,7 +117,7 @@ package struct DrainTracker: Sendable, Equatable {
     /// line (held in memory alone, its round drained, and its predecessor's drain of it not in),
     /// in which case the line is pinned again until the drain ends.
     package mutating func relaunching(_ rank: Int, restoring epoch: UInt64, inMemoryAlone: Bool) -> Bool {
-        guard inMemoryAlone, drains(epoch), committedInMemoryAt[epoch] != nil,
+        guard inMemoryAlone, drains(epoch), committedInMemoryAt[epoch] != nil, !failedDrains.contains(epoch),
               onDisk[epoch]?.ranks.contains(rank) != true else { return false }
         pinned.insert(epoch)
         return true
@@ -124,6 +127,7 @@ package struct DrainTracker: Sendable, Equatable {
     package mutating func forget(before epoch: UInt64) {
         onDisk = onDisk.filter { $0.key >= epoch }
         pinned = pinned.filter { $0 >= epoch }
+        failedDrains = failedDrains.filter { $0 >= epoch }
         committedInMemoryAt = committedInMemoryAt.filter { $0.key >= epoch }
     }
 }
