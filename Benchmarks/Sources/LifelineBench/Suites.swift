@@ -504,7 +504,7 @@ struct Suites {
                                   fastest.key, fastest.value, slowest.value, slowest.key, slowest.value / max(fastest.value, 1e-3)))
         }
         if !summary.isEmpty { report.paragraph("**In short.** " + summary.joined(separator: " ")) }
-        report.table("Strategies, one crash", note: "Rank 1 SIGKILLed at safe point \(scale.crashStep.heat) (heat2d) or \(scale.crashStep.farm) (taskfarm), one run per mode, same checkpoint interval as above. **Back at step** is the recovery time of the logging issue: from the kill to the job back at the step it had reached. After a lone restart (`replay`) it is `recovery_done`'s duration, which ends when the rank has replayed its log; after a `global-rollback` it is `recovery_done`'s duration (every rank reconnected and restored) plus the re-executed steps at the failure-free time per step. Re-executed steps: from the restored line's step to the failed rank's step (the most any restarted rank redoes); steps rolled back: the same summed over every restarted rank (the work lost to the failure). \"vs rollback\": back-at-step relative to the same checkpoint scheme without logging (target ≤ 0.5×). Wall Δ: this run's time minus the mode's failure-free median — the whole price of the crash, but from a single run, so it moves by seconds with the machine's load (it can come out negative).",
+        report.table("Strategies, one crash", note: "Rank 1 SIGKILLed at safe point \(scale.crashStep.heat) (heat2d) or \(scale.crashStep.farm) (taskfarm), one run per mode, same checkpoint interval as above. **Back at step** is the recovery time of the logging issue: from the kill to the job back at the step it had reached. After a lone restart (`replay`) it is `recovery_done`'s duration, which ends when the rank has replayed its log (a replay with no logged delivery to replay — sender-based logging logs only receives from any source — ends at once and re-executes every step live, so its re-executed steps are added as after a rollback); after a `global-rollback` it is `recovery_done`'s duration (every rank reconnected and restored) plus the re-executed steps at the failure-free time per step. Re-executed steps: from the restored line's step to the failed rank's step (the most any restarted rank redoes); steps rolled back: the same summed over every restarted rank (the work lost to the failure). \"vs rollback\": back-at-step relative to the same checkpoint scheme without logging (target ≤ 0.5×). Wall Δ: this run's time minus the mode's failure-free median — the whole price of the crash, but from a single run, so it moves by seconds with the machine's load (it can come out negative).",
                      header: ["program", "mode", "total seconds", "wall Δ (s)", "recovery", "recovery_done (s)", "re-executed steps", "steps rolled back (all ranks)", "back at step (s)", "vs rollback", "same result"], rows: recoveryRows)
         if !targetLines.isEmpty { report.paragraph("Targets of the logging issue:\n\n" + targetLines.map { "- " + $0 }.joined(separator: "\n")) }
         try idleWorkers()
@@ -538,7 +538,7 @@ struct Suites {
     /// the job back at the step it had reached. After a lone restart that is `recovery_done` (it
     /// comes when the rank has replayed its log); after a global rollback, `recovery_done` comes
     /// when the ranks have reconnected, and the re-executed steps are added at the failure-free
-    /// time per step.
+    /// time per step, as they are after a replay that had no logged delivery to replay.
     static func recovery(_ run: JobRun, crashStep: Int, stepSeconds: Double) -> (mode: String, duration: Double?, reexecutedSteps: Int, stepsRolledBack: Int, backSeconds: Double?) {
         guard let failure = run.events("failure").first else { return ("no failure", nil, 0, 0, nil) }
         // The rank is killed when it first reaches `crashStep`; the supervisor's own idea of its
@@ -551,7 +551,12 @@ struct Suites {
         let restoredStep = max(0, relaunched.compactMap { $0["step"] as? Int }.min() ?? failedStep)
         let steps = max(0, failedStep - restoredStep)
         let rolledBack = relaunched.reduce(0) { $0 + max(0, failedStep - max(-1, $1["step"] as? Int ?? failedStep)) }
-        let back = duration.map { mode == "replay" ? $0 : $0 + Double(steps) * stepSeconds }
+        // A replay that had nothing to replay (its receives all from named sources, which
+        // sender-based logging does not log) ends at once and leaves every step to re-execute
+        // live, on resent messages: counted as after a rollback.
+        let replayed = run.events("replay_done").reduce(0) { $0 + ($1["deliveries"] as? Int ?? 0) }
+        let measuredAll = mode == "replay" && replayed > 0
+        let back = duration.map { measuredAll ? $0 : $0 + Double(steps) * stepSeconds }
         return (mode, duration, steps, rolledBack, back)
     }
 
