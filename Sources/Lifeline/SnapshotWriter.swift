@@ -96,7 +96,8 @@ final class SnapshotWriter: Sendable {
     /// The round whose copy in memory is under way (from the capture to the ACK), 0 when none:
     /// a drain waits while it is set (`giveWayToCopy`).
     private let copyUnderWay = Atomic<UInt64>(0)
-    /// The round a drain waited for until `copyWaitMax` ran out: it does not wait for it again.
+    /// The round a drain waited for until `copyWaitMillisecondsMax` ran out: it does not wait
+    /// for it again.
     private let copyWaitedOut = Atomic<UInt64>(0)
     /// Whether the writer's queue waits for a place behind the drain under way (`queueDrain`).
     private let writerWaitsForDrain = Atomic<Bool>(false)
@@ -285,10 +286,10 @@ final class SnapshotWriter: Sendable {
     }
 
     /// With a memory level: drains round `epoch`'s snapshot `name` (its `segments`, as
-    /// `RankSnapshot.encoded` cuts them) to `mirrors` before any round queued after it. A rank
-    /// relaunched from a line held in memory alone that its predecessor had not drained does so
-    /// with the copy it restored from.
-    func drain(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors) {
+    /// `RankSnapshot.encoded` cuts them) to `mirrors` again, before any round queued after it.
+    /// A rank relaunched from a line held in memory alone that its predecessor had not drained
+    /// does so with the copy it restored from.
+    func drainAgain(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors) {
         queue.async { [self] in queueDrain(epoch, name: name, segments: segments, mirrors: mirrors) }
     }
 
