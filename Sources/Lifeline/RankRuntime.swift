@@ -241,8 +241,8 @@ final class RankRuntime {
             // was drained: the supervisor learns so.
             if case .mapped(let copy)? = loaded?.state {
                 restored.programState = Array(copy.state)
-                runtime.writer?.drainAgain(launch.restoreEpoch, name: name, segments: restored.encoded(metadata: Array(copy.metadata)),
-                                           mirrors: launch.writeMirrors)
+                runtime.writer?.drain(launch.restoreEpoch, name: name, segments: restored.encoded(metadata: Array(copy.metadata)),
+                                      mirrors: launch.writeMirrors)
             } else {
                 control.send(.drained(launch.restoreEpoch, storedBytes: 0, failure: nil))
             }

@@ -286,10 +286,10 @@ final class SnapshotWriter: Sendable {
     }
 
     /// With a memory level: drains round `epoch`'s snapshot `name` (its `segments`, as
-    /// `RankSnapshot.encoded` cuts them) to `mirrors` again, before any round queued after it.
-    /// A rank relaunched from a line held in memory alone that its predecessor had not drained
-    /// does so with the copy it restored from.
-    func drainAgain(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors) {
+    /// `RankSnapshot.encoded` cuts them) to `mirrors` before any round queued after it, unlike
+    /// `drain()`, which waits for every write. A rank relaunched from a line held in memory
+    /// alone that its predecessor had not drained does so with the copy it restored from.
+    func drain(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors) {
         queue.async { [self] in queueDrain(epoch, name: name, segments: segments, mirrors: mirrors) }
     }
 
