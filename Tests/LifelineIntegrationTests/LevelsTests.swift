@@ -68,7 +68,11 @@ extension RecoveryTests {
             // (and the last round, whose drain may end after the final barrier)
             // A line whose drains were all in before its commit is on disk at once (no `drained`).
             let inMemoryAlone = result.events("commit").filter { $0["level"] as? String == "memory" }.compactMap { $0["epoch"] as? Int }
-            #expect(Set(inMemoryAlone) == Set(drained), "committed in memory alone \(inMemoryAlone), drained \(drained)")
+            // From round 2 on, every such line is drained, round 2 by the relaunched ranks; an
+            // older line may have lost a drain with the killed rank (rare: drains of this state
+            // take milliseconds), since the rollback restores round 2, not it.
+            #expect(Set(inMemoryAlone.filter { $0 >= 2 }).isSubset(of: drained), "committed in memory alone \(inMemoryAlone), drained \(drained)")
+            #expect(Set(drained).isSubset(of: inMemoryAlone))
             // The ranks' drains end before the final barrier: every kept line is on disk.
             let manifest = try Self.manifest(result.runDirectory)
             #expect(manifest.committed.allSatisfy { $0.isOnDisk }, "\(manifest.committed.map(\.levels))")
