@@ -11,10 +11,10 @@ extension RecoveryTests {
     /// are refused in one line with the run directory left as it was.
     @Suite struct Resize {
         /// Stops `program` on `ranks` ranks by the walltime (a checkpoint, then exit 128+SIGTERM).
-        static func stopped(_ name: String, ranks: Int, options: [String] = [], _ program: [String]) throws -> String {
+        static func stopped(_ name: String, ranks: Int, options: [String] = [], walltime: String = "1500ms", _ program: [String]) throws -> String {
             let runDirectory = JobRunner.scratch(name) + "/run"
             let result = try JobRunner.lifeline(
-                ["run", "-n", String(ranks), "--interval", "0.3", "--walltime", "1500ms", "--run-dir", runDirectory, "--quiet"]
+                ["run", "-n", String(ranks), "--interval", "0.3", "--walltime", walltime, "--run-dir", runDirectory, "--quiet"]
                     + options + ["--"] + program,
                 runDirectory: runDirectory)
             try #require(result.status == 128 + SIGTERM, "the run was not stopped by its walltime: \(result.stderr)")
@@ -68,9 +68,11 @@ extension RecoveryTests {
 
         /// The task farm resumes on fewer ranks (its rounds then hold fewer tasks).
         @Test func taskFarmResumesOnFewerRanks() throws {
-            // The farm of the other tests, slowed down so that the walltime stops it half way.
+            // The farm of the other tests, slowed down so that the walltime stops it part way
+            // (about 10 s of tasks), after rounds past its start: under the whole suite's load
+            // 1.5 s once held only a round at step 0.
             let farm = RecoveryTests.farm.map { $0 == "15" ? "60" : $0 }
-            let runDirectory = try Self.stopped("resize-farm", ranks: 4, farm)
+            let runDirectory = try Self.stopped("resize-farm", ranks: 4, walltime: "3s", farm)
             let resumed = try Self.resumeToTheEnd(runDirectory, ranks: 3)
             #expect(resumed.status == 0, "\(resumed.stderr)")
             #expect(resumed.resultLines == [RecoveryTests.farmOracle], "\(resumed.stdout)")
