@@ -97,7 +97,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
         }
 
         /// Whether round `epoch` is drained to disk.
-        package func drains(_ epoch: Epoch) -> Bool { epoch.rawValue % UInt64(max(1, drainEvery)) == 0 }
+        package func drains(_ epoch: Epoch) -> Bool { DrainTracker.drains(epoch.rawValue, every: UInt64(max(1, drainEvery))) }
     }
 
     /// Where a rank of a job on several hosts runs, and where its supervisor listens.

@@ -25,12 +25,12 @@ import Synchronization
 /// copy in memory: from the rank's capture to its ACK it prepares no more chunks (for 2 s at
 /// most per round), so that the copy the commit waits for has the cores (on 2 cores with 4
 /// ranks, a round that met a drain committed 0.5–1.1 s after the capture, one that met none
-/// 0.12–0.16 s). Drains run in round order, one at a time;
-/// one waits behind the one under way at most, each holding a snapshot's bytes, and a third
-/// waits for a place. (The supervisor keeps a line being drained in the manifest, and the
-/// collection spares the folders of lines newer than the newest on disk, so nothing a drain
-/// writes goes from under it.) A copy that does not fit `--memory-max`, or that the memory
-/// file system refuses, goes to the mirrors before the ACK, as without levels (said once).
+/// 0.12–0.16 s). Drains run in round order, one at a time; one waits behind the one under way
+/// at most, each holding a snapshot's bytes, and a third waits for a place. (The supervisor
+/// keeps a line being drained in the manifest, and the collection spares the folders of lines
+/// newer than the newest on disk, so nothing a drain writes goes from under it.) A copy that
+/// does not fit `--memory-max`, or that the memory file system refuses, goes to the mirrors
+/// before the ACK, as without levels (said once).
 final class SnapshotWriter: Sendable {
     /// What became of one snapshot.
     enum Outcome: Sendable {
@@ -279,6 +279,7 @@ final class SnapshotWriter: Sendable {
             dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)
         acknowledgement.inMemory = true
         control.send(.ack(job.epoch, acknowledgement))
+        // Now rather than at the `defer`: queueing the drain below may wait.
         _ = copyUnderWay.compareExchange(expected: job.epoch.rawValue, desired: 0, ordering: .releasing)
         guard memory.settings.drains(job.epoch) else { return true }
         queueDrain(job.epoch, name: job.name, segments: job.uncompressed, mirrors: job.mirrors)

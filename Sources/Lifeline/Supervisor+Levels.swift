@@ -104,7 +104,7 @@ extension Supervisor {
     /// line to disk first (`DrainTracker.relaunching`).
     func drainsRestored(_ rank: Int, line: CommittedLine?, restoring epoch: Epoch) -> Bool {
         guard memoryLevel != nil, let line, line.epoch == epoch.rawValue else { return false }
-        return drains.relaunching(rank, restoring: line.epoch, inMemoryAlone: line.isInMemory && !line.isOnDisk)
+        return drains.relaunching(rank, restoring: line.epoch, inMemoryAlone: line.isInMemoryAlone)
     }
 
     /// The newest line a restart would read, judged without reading: held in memory by this

@@ -243,7 +243,7 @@ extension Supervisor {
             "from_capture_s": .double(firstCaptureStart(epoch, acks: acks).map { now - $0 } ?? 0),
         ])
         if memoryLevel != nil {
-            drains.committed(epoch.rawValue, inMemoryAlone: line.isInMemory && !line.isOnDisk, now: now)
+            drains.committed(epoch.rawValue, inMemoryAlone: line.isInMemoryAlone, now: now)
             drains.forget(before: manifest.committed.first?.epoch ?? 0)
         }
         // Output is released by the line that every failure can fall back to: with levels,

@@ -33,6 +33,9 @@ package struct CommittedLine: Codable, Sendable, Equatable {
     package var isOnDisk: Bool { onDisk ?? true }
     /// Whether the line was committed with its snapshots in memory (level 1).
     package var isInMemory: Bool { inMemory ?? false }
+    /// Whether the line is held in memory alone: its drains to disk are not all in yet, or its
+    /// round is not drained.
+    package var isInMemoryAlone: Bool { isInMemory && !isOnDisk }
     /// The levels that hold the line, as events and tools name them: "memory", "disk",
     /// "memory,disk".
     package var levels: String {

@@ -59,7 +59,12 @@ package struct DrainTracker: Sendable, Equatable {
     }
 
     /// Whether round `epoch` is drained to disk.
-    package func drains(_ epoch: UInt64) -> Bool { epoch % drainEvery == 0 }
+    package func drains(_ epoch: UInt64) -> Bool { Self.drains(epoch, every: drainEvery) }
+
+    /// Whether round `epoch` is drained to disk when every `drainEvery`-th round is (at least 1):
+    /// the rule the ranks drain by (`LaunchEnvironment.MemoryLevelSettings`) and this tracker
+    /// pins by.
+    package static func drains(_ epoch: UInt64, every drainEvery: UInt64) -> Bool { epoch % max(1, drainEvery) == 0 }
 
     /// Rank `rank` acknowledged round `epoch` from disk: its copy did not fit in memory and was
     /// written to the mirrors before the ACK.
