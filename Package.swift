@@ -68,7 +68,7 @@ let package = Package(
             name: "lifeline-bench", dependencies: ["LifelineStorage", "CLifelineSupport"],
             path: "Benchmarks/Sources/LifelineBench"),
         .executableTarget(name: "lifeline-pingpong", dependencies: ["Lifeline"], path: "Benchmarks/Sources/PingPong"),
-        .executableTarget(name: "raw-pingpong", path: "Benchmarks/Sources/RawPingPong"),
+        .executableTarget(name: "raw-pingpong", dependencies: ["CLifelineSupport"], path: "Benchmarks/Sources/RawPingPong"),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore"]),
         .testTarget(name: "LifelineStorageTests", dependencies: ["LifelineStorage"]),
         .testTarget(name: "LifelineSimulationTests", dependencies: ["LifelineSimulation", "LifelineCore"]),

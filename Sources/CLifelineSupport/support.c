@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -261,4 +262,89 @@ int lifeline_report_step_on_crash(int fd, const unsigned char *frame, size_t len
         if (sigaction(signals[index], &action, &crash_previous[signals[index]]) != 0) return -1;
     }
     return 0;
+}
+
+int lifeline_shared_memory_create(size_t bytes) {
+#ifdef __linux__
+    int fd = memfd_create("lifeline-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -1;
+    if (ftruncate(fd, (off_t)bytes) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+#else
+    (void)bytes;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int lifeline_shared_memory_is_sealed(int fd) {
+#ifdef __linux__
+    int seals = fcntl(fd, F_GET_SEALS);
+    return seals >= 0 && (seals & F_SEAL_SHRINK) && (seals & F_SEAL_GROW);
+#else
+    (void)fd;
+    return 0;
+#endif
+}
+
+ssize_t lifeline_send_with_descriptor(int socket, const void *bytes, size_t length, int fd) {
+    struct iovec vector = {.iov_base = (void *)bytes, .iov_len = length};
+    union {
+        struct cmsghdr header;
+        char space[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message = {0};
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof control.space;
+    struct cmsghdr *attached = CMSG_FIRSTHDR(&message);
+    attached->cmsg_level = SOL_SOCKET;
+    attached->cmsg_type = SCM_RIGHTS;
+    attached->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(attached), &fd, sizeof(int));
+    ssize_t sent;
+    do {
+        sent = sendmsg(socket, &message, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    return sent;
+}
+
+ssize_t lifeline_receive_with_descriptor(int socket, void *bytes, size_t length, int *fd) {
+    struct iovec vector = {.iov_base = bytes, .iov_len = length};
+    union {
+        struct cmsghdr header;
+        char space[CMSG_SPACE(8 * sizeof(int))];
+    } control;
+    struct msghdr message = {0};
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof control.space;
+    int flags = MSG_DONTWAIT;
+#ifdef MSG_CMSG_CLOEXEC
+    flags |= MSG_CMSG_CLOEXEC;
+#endif
+    ssize_t received = recvmsg(socket, &message, flags);
+    if (received < 0) return received;
+    for (struct cmsghdr *attached = CMSG_FIRSTHDR(&message); attached; attached = CMSG_NXTHDR(&message, attached)) {
+        if (attached->cmsg_level != SOL_SOCKET || attached->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (attached->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t index = 0; index < count; index++) {
+            int passed;
+            memcpy(&passed, CMSG_DATA(attached) + index * sizeof(int), sizeof(int));
+            if (*fd < 0) {
+                *fd = passed;
+            } else {
+                close(passed);
+            }
+        }
+    }
+    return received;
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLifelineSupport
 import LifelineCore
 
 /// A complete frame read from a connection.
@@ -19,6 +20,11 @@ enum InboundFrame {
 /// payloads straight into their own arrays, as far as they have arrived) and writes frames
 /// completely (the caller's `whileBlocked` serves other traffic meanwhile). Neither direction
 /// waits for the peer.
+///
+/// Between two ranks of one host the stream runs through shared memory (`SharedRings`) once the
+/// handshake is done, and the socket only carries wake-ups and the end of the stream: the
+/// owner's poll loop arms the inbound ring before it sleeps (`armBeforeSleep`), hands the socket
+/// over when poll(2) says it is readable (`socketReadable`), and reads the ring after every wait.
 final class Connection {
     /// Payloads at least this large are read straight into their own array, skipping the buffer.
     private static let directPayloadBytesMin = 64 << 10
@@ -28,8 +34,13 @@ final class Connection {
     let fd: Int32
     /// Set once the peer closed the stream or it failed; the socket is closed then.
     private(set) var isClosed = false
-    /// Bytes read from the socket so far (a spinning receiver watches it: data still coming).
+    /// Bytes read from the stream so far (a spinning receiver watches it: data still coming).
     private(set) var receivedBytes = 0
+    /// The stream's shared-memory rings (nil: the stream runs through the socket).
+    let rings: SharedRings?
+    /// With rings: the peer's end of the socket is closed (it exited or died); what is left in
+    /// the inbound ring is read, then the connection closes.
+    private var peerEnded = false
     private var buffer: [UInt8]
     private var start = 0
     private var end = 0
@@ -40,14 +51,89 @@ final class Connection {
     private var largePayload: [UInt8] = []
     private var largeFilled = 0
 
-    /// Wraps a connected socket; the connection owns and closes it.
-    init(fd: Int32) {
+    /// Wraps a connected socket, and the rings its stream runs through (nil: the socket); the
+    /// connection owns and closes both.
+    init(fd: Int32, rings: SharedRings? = nil) {
         self.fd = fd
+        self.rings = rings
         buffer = [UInt8](repeating: 0, count: Self.bufferBytes)
-        Socket.tune(fd)
+        if rings == nil { Socket.tune(fd) }
     }
 
     deinit { if !isClosed { Glibc.close(fd) } }
+
+    /// Whether the stream runs through shared memory: the poll loop reads it after every wait,
+    /// and never waits for the socket to be writable.
+    var usesRings: Bool { rings != nil }
+
+    /// Whether the inbound ring holds bytes not read yet (false on a socket): one load, what a
+    /// spinning receiver checks.
+    var hasRingData: Bool {
+        guard let rings, !isClosed else { return false }
+        return lifeline_ring_has_data(rings.inbound) != 0
+    }
+
+    /// Before the owner sleeps in poll(2): marks the inbound ring so the peer's next write wakes
+    /// it through the socket. True when bytes are there already (then do not sleep).
+    func armBeforeSleep() -> Bool {
+        guard let rings, !isClosed else { return false }
+        return lifeline_ring_arm_consumer(rings.inbound) != 0
+    }
+
+    /// After the wait: the owner is awake (whatever woke it).
+    func disarm() {
+        guard let rings, !isClosed else { return }
+        lifeline_ring_disarm_consumer(rings.inbound)
+    }
+
+    /// With rings, poll(2) said the socket is readable: takes the wake-up bytes, and notes the
+    /// end of the stream (what is still in the ring is read before the connection closes).
+    func socketReadable() {
+        guard rings != nil, !isClosed, !peerEnded else { return }
+        var scratch = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        while true {
+            let received = withUnsafeMutableBytes(of: &scratch) { recv(fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT)) }
+            if received > 0 { continue }
+            if received < 0, errno == EINTR { continue }
+            if received < 0, errno == EAGAIN || errno == EWOULDBLOCK { return }
+            peerEnded = true
+            return
+        }
+    }
+
+    /// Wakes the peer sleeping in poll(2): one byte on the socket. A full socket already holds
+    /// wake-ups the peer has not read; a peer that is gone is noticed by the reading side.
+    private func wakePeer() {
+        var byte: UInt8 = 1
+        _ = send(fd, &byte, 1, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+    }
+
+    /// Reads up to `count` bytes of the stream into `target` without waiting: the count, 0 at
+    /// the end of the stream, or -1 when nothing is there now (-2: the stream failed; the
+    /// connection is closed).
+    private func receive(into target: UnsafeMutableRawPointer, count: Int) -> Int {
+        guard let rings else {
+            while true {
+                let received = recv(fd, target, count, Int32(MSG_DONTWAIT))
+                if received >= 0 { return received }
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return -1 }
+                close()
+                return -2
+            }
+        }
+        var corrupt: Int32 = 0
+        let received = lifeline_ring_read(rings.inbound, rings.capacity, target, count, &corrupt)
+        if corrupt != 0 {
+            close()
+            return -2
+        }
+        if received > 0 {
+            if lifeline_ring_producer_needs_wake(rings.inbound) != 0 { wakePeer() }
+            return received
+        }
+        return peerEnded ? 0 : -1
+    }
 
     /// Closes the socket.
     func close() {
@@ -81,15 +167,9 @@ final class Connection {
                 start = 0
             }
             let space = buffer.count - end
-            let received = buffer.withUnsafeMutableBytes { bytes in
-                recv(fd, bytes.baseAddress! + end, space, Int32(MSG_DONTWAIT))
-            }
-            if received < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { return true }
-                close()
-                return false
-            }
+            let received = buffer.withUnsafeMutableBytes { bytes in receive(into: bytes.baseAddress! + end, count: space) }
+            if received == -1 { return true }
+            if received < 0 { return false }
             if received == 0 {
                 try parseFrames(deliver)
                 close()
@@ -100,7 +180,8 @@ final class Connection {
             receivedBytes += received
             try parseFrames(deliver)
             if isClosed { return false }
-            if received < space, largeHeader == nil { return true }  // the socket is drained: spare the EAGAIN call
+            // The stream is drained: spare the EAGAIN call (unless its end is known to be next).
+            if received < space, largeHeader == nil, !peerEnded { return true }
         }
         return true
     }
@@ -193,23 +274,20 @@ final class Connection {
     /// closed, and the torn message is dropped like any torn frame: its sender is gone and
     /// still retains it).
     private func receiveLargePayload() -> Int? {
-        while true {
-            let wanted = largePayload.count - largeFilled
-            let received = largePayload.withUnsafeMutableBytes { target in
-                recv(fd, target.baseAddress! + largeFilled, wanted, Int32(MSG_DONTWAIT))
-            }
-            if received > 0 {
-                largeFilled += received
-                receivedBytes += received
-                return received
-            }
-            if received < 0, errno == EINTR { continue }
-            if received < 0, errno == EAGAIN || errno == EWOULDBLOCK { return nil }
-            largeHeader = nil
-            largePayload = []
-            close()
-            return nil
+        let wanted = largePayload.count - largeFilled
+        let received = largePayload.withUnsafeMutableBytes { target in
+            receive(into: target.baseAddress! + largeFilled, count: wanted)
         }
+        if received > 0 {
+            largeFilled += received
+            receivedBytes += received
+            return received
+        }
+        if received == -1 { return nil }
+        largeHeader = nil
+        largePayload = []
+        close()
+        return nil
     }
 
     /// The large frame under way once its payload is complete (then the connection is back to
@@ -229,6 +307,7 @@ final class Connection {
     @discardableResult
     func write(head: [UInt8], payload: [UInt8] = [], whileBlocked: (Int32) throws -> Void) rethrows -> Bool {
         guard !isClosed else { return false }
+        if let rings { return try write(head: head, payload: payload, into: rings, whileBlocked: whileBlocked) }
         let total = head.count + payload.count
         var written = 0
         while written < total {
@@ -267,6 +346,39 @@ final class Connection {
                 return false
             }
             written += sent
+        }
+        return true
+    }
+
+    /// `write` through the outbound ring: copies what fits and wakes the peer if it sleeps;
+    /// while the ring is full, marks it (the peer's next read wakes this side through the
+    /// socket) and calls `whileBlocked`.
+    private func write(head: [UInt8], payload: [UInt8], into rings: SharedRings,
+                       whileBlocked: (Int32) throws -> Void) rethrows -> Bool {
+        let total = head.count + payload.count
+        var written = 0
+        while written < total {
+            guard !isClosed, !peerEnded else { return false }
+            var corrupt: Int32 = 0
+            let taken = head.withUnsafeBytes { headBytes in
+                payload.withUnsafeBytes { payloadBytes in
+                    let headOffset = min(written, headBytes.count)
+                    let payloadOffset = max(0, written - headBytes.count)
+                    return lifeline_ring_write(
+                        rings.outbound, rings.capacity,
+                        headBytes.baseAddress.map { $0 + headOffset }, headBytes.count - headOffset,
+                        payloadBytes.baseAddress.map { $0 + payloadOffset }, payloadBytes.count - payloadOffset, &corrupt)
+                }
+            }
+            if corrupt != 0 {
+                close()
+                return false
+            }
+            written += taken
+            if taken > 0, lifeline_ring_consumer_needs_wake(rings.outbound) != 0 { wakePeer() }
+            if written < total, lifeline_ring_arm_producer(rings.outbound, rings.capacity) == 0 {
+                try whileBlocked(fd)
+            }
         }
         return true
     }

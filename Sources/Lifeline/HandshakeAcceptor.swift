@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLifelineSupport
 import LifelineCore
 
 /// New connections on a listener, until each proves it belongs to the job. Nothing here
@@ -24,6 +25,8 @@ final class HandshakeAcceptor {
         /// Between hosts, once the hello came: it and the challenge sent back (the proof is
         /// read next).
         var answered: (hello: HostHello, challenge: HostChallenge)?
+        /// A descriptor the connector passed with its handshake (-1: none).
+        var passed: Int32 = -1
     }
 
     /// Refusals since the last report.
@@ -52,15 +55,22 @@ final class HandshakeAcceptor {
     private let uid = getuid()
     /// Invariant: at most `pendingMax`, each with fewer bytes than a complete handshake frame.
     private var pending: [Pending] = []
+    /// Whether connectors may pass a descriptor with their handshake (a same-host peer's rings).
+    private let takesDescriptors: Bool
+    /// Descriptors passed with complete handshakes, by connection, until `takePassed` takes them.
+    private var passed: [Int32: Int32] = [:]
     /// Refusals since the last report, by reason. Invariant: at most one entry per reason.
     private var refused: [(reason: String, count: Int)] = []
     private var lastReportAt = -Double.infinity
 
-    /// Accepts on `listener` the connections whose handshake carries `token`.
-    init(listener: Int32, token: String) {
+    /// Accepts on `listener` the connections whose handshake carries `token`; with
+    /// `takesDescriptors`, a descriptor passed with a handshake is kept for `takePassed` (else the
+    /// kernel drops it).
+    init(listener: Int32, token: String, takesDescriptors: Bool = false) {
         self.listener = listener
         self.token = Array(token.utf8)
         self.identity = nil
+        self.takesDescriptors = takesDescriptors
     }
 
     /// Accepts on `listener` (TCP) the connections that pass the mutual handshake, answering as
@@ -69,6 +79,13 @@ final class HandshakeAcceptor {
         self.listener = listener
         self.token = Array(token.utf8)
         self.identity = identity
+        self.takesDescriptors = false
+    }
+
+    /// The descriptor passed with the handshake of the accepted connection `fd`, once (nil:
+    /// none); the caller owns it.
+    func takePassed(_ fd: Int32) -> Int32? {
+        passed.removeValue(forKey: fd)
     }
 
     /// The frame expected next on a pending connection, and the longest body taken for it.
@@ -103,6 +120,7 @@ final class HandshakeAcceptor {
             }
             if pending.count >= Self.pendingMax {
                 let oldest = pending.removeFirst()
+                closePassed(oldest)
                 refuse(oldest.fd, "more than \(Self.pendingMax) connections waiting for their handshake")
             }
             if identity != nil { HostLink.tune(fd) }
@@ -132,7 +150,10 @@ final class HandshakeAcceptor {
             let wanted = bytes.count < FramePrefix.byteCount ? FramePrefix.byteCount - bytes.count
                 : FramePrefix.byteCount + body! - bytes.count
             var chunk = [UInt8](repeating: 0, count: wanted)
-            let received = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT)) }
+            let received = chunk.withUnsafeMutableBytes { buffer in
+                guard takesDescriptors else { return recv(fd, buffer.baseAddress!, buffer.count, Int32(MSG_DONTWAIT)) }
+                return lifeline_receive_with_descriptor(fd, buffer.baseAddress!, buffer.count, &pending[index].passed)
+            }
             if received < 0, errno == EINTR { continue }
             if received < 0, errno == EAGAIN || errno == EWOULDBLOCK { return nil }
             guard received > 0 else {
@@ -181,8 +202,9 @@ final class HandshakeAcceptor {
         guard let handshake = try? Handshake.decode(Array(bytes[FramePrefix.byteCount...])),
               Self.constantTimeEqual(Array(handshake.token.utf8), token)
         else { return dropRefused(at: index, "bad or missing handshake token") }
-        let fd = pending.remove(at: index).fd
-        return (fd, handshake)
+        let entry = pending.remove(at: index)
+        if entry.passed >= 0 { passed[entry.fd] = entry.passed }
+        return (entry.fd, handshake)
     }
 
     /// Closes the connections whose deadline passed (call it after reading the readable ones, so
@@ -190,6 +212,7 @@ final class HandshakeAcceptor {
     func expire(now: Double) {
         while let index = pending.firstIndex(where: { $0.deadline <= now }) {
             let late = pending.remove(at: index)
+            closePassed(late)
             refuse(late.fd, "no handshake within \(Self.deadlineSeconds) s")
         }
     }
@@ -231,8 +254,14 @@ final class HandshakeAcceptor {
 
     private func dropRefused(at index: Int, _ reason: String) -> (fd: Int32, handshake: Handshake)? {
         let entry = pending.remove(at: index)
+        closePassed(entry)
         refuse(entry.fd, reason)
         return nil
+    }
+
+    /// Closes what a refused connection passed.
+    private func closePassed(_ entry: Pending) {
+        if entry.passed >= 0 { close(entry.passed) }
     }
 
     /// Compares two byte strings in time that depends only on their lengths.
@@ -244,6 +273,10 @@ final class HandshakeAcceptor {
     }
 
     deinit {
-        for entry in pending { close(entry.fd) }
+        for entry in pending {
+            closePassed(entry)
+            close(entry.fd)
+        }
+        for descriptor in passed.values { close(descriptor) }
     }
 }

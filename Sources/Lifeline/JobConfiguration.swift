@@ -192,6 +192,19 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     /// `--on-host-loss` (nil: `wait`).
     public var onHostLoss: OnHostLoss?
 
+    /// How ranks on one host pass their messages.
+    public enum PeerTransport: String, Codable, Sendable, CaseIterable {
+        /// Byte rings in memory the two ranks share, with the socket beside them for wake-ups
+        /// and for noticing a peer's death: no system call on a message's way when the receiver
+        /// is spinning for it.
+        case sharedMemory = "shared-memory"
+        /// Unix-domain sockets alone.
+        case sockets
+    }
+    /// `--transport` between ranks on one host (nil: `sharedMemory`). Ranks on other hosts
+    /// always talk over TCP.
+    public var transport: PeerTransport?
+
     /// `--levels memory,disk`: a round commits once each rank's snapshot is in its host's
     /// memory (level 1, uncompressed, in a folder of `memoryRoot`), and is drained to the
     /// mirrored disks (level 2) behind it. Nil: `--levels disk`, every line on disk before it

@@ -65,6 +65,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let tokenFile = "LIFELINE_TOKEN_FILE"
         /// A job on several hosts: the TCP_USER_TIMEOUT of the rank's connections, in ms.
         package static let linkTimeoutMs = "LIFELINE_LINK_TIMEOUT_MS"
+        /// The data bytes of each shared-memory ring to a peer on this host (absent or 0: sockets).
+        package static let ringBytes = "LIFELINE_RING_BYTES"
         /// `--levels memory,disk`: the job's level-1 folder (absent: disk alone).
         package static let memoryFolder = "LIFELINE_MEMORY"
         /// `--levels memory,disk`: drain the rounds whose number is a multiple of this.
@@ -173,6 +175,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
     package var hosts: Hosts?
     /// `--levels memory,disk` (nil: disk alone).
     package var memoryLevel: MemoryLevelSettings?
+    /// The data bytes of each ring of the shared memory a rank makes for a peer it connects to
+    /// on its host (0: sockets alone, `--transport sockets`).
+    package var ringBytes = 0
 
     /// What `START` said: where the rank begins, whether it replays, the mirrors it writes (a
     /// fresh start until then).
@@ -224,6 +229,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             Key.compressionLevel: String(compressionLevel),
         ]
         if let traceDirectory { result[Key.trace] = traceDirectory }
+        if ringBytes > 0 { result[Key.ringBytes] = String(ringBytes) }
         if keepLogs { result[Key.keepLogs] = "1" }
         if let memoryLevel {
             result[Key.memoryFolder] = memoryLevel.folder
@@ -321,6 +327,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
             compressionLevel: value(Key.compressionLevel).flatMap(Int32.init)
                 .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault,
             keepLogs: value(Key.keepLogs) == "1", hosts: hosts)
+        environment.ringBytes = value(Key.ringBytes).flatMap(Int.init)
+            .flatMap { SharedRings.capacityRange.contains($0) && $0 & ($0 - 1) == 0 ? $0 : nil } ?? 0
         if let folder = value(Key.memoryFolder), !folder.isEmpty {
             environment.memoryLevel = MemoryLevelSettings(
                 folder: folder, drainEvery: max(1, value(Key.drainEvery).flatMap(Int.init) ?? 1),

@@ -86,7 +86,7 @@ extension RankRuntime {
             guard launch != nil else {
                 throw LifelineError(.usage, "receive would wait forever: rank 0 runs alone and no message is queued")
             }
-            if let source, try spin(for: source) { continue }
+            if try spin(for: source) { continue }
             try pump(timeoutMs: Self.pollIntervalMs, waiting: .receive(source, tag: tag))
         }
     }
@@ -141,14 +141,20 @@ extension RankRuntime {
         return try messages + taken.map { try deliver($0.header, $0.payload, replayed: false) }
     }
 
-    /// Waiting for a named peer while every rank has a core of its own: read its socket a few
-    /// times before sleeping in poll(2), so a reply that comes within microseconds is taken
-    /// without a sleep and a wake-up. With more ranks than cores, spinning would steal the time
-    /// of the rank being waited for, so the runtime sleeps at once.
-    func spin(for source: RankID) throws -> Bool {
-        guard Self.spinReads > 0, rankCount <= Self.coreCount, let peer = peers[source.rawValue], !peer.isClosed else {
-            return false
+    /// Waiting for a peer while every rank has a core of its own: read its socket a few times
+    /// (watch its ring a while) before sleeping in poll(2), so a reply that comes within
+    /// microseconds is taken without a sleep and a wake-up. Waiting for any source, the rings
+    /// are watched (reading every socket in turn would cost a system call each). With more
+    /// ranks than cores, spinning would steal the time of the rank being waited for, so the
+    /// runtime sleeps at once. True when a message from the source (or any) arrived.
+    func spin(for source: RankID?) throws -> Bool {
+        guard Self.spinReads > 0, rankCount <= Self.coreCount else { return false }
+        guard let source else {
+            let ringed = peers.compactMap { $0 }.filter { $0.usesRings && !$0.isClosed }
+            return ringed.isEmpty ? false : try spin(forRings: ringed, source: nil)
         }
+        guard let peer = peers[source.rawValue], !peer.isClosed else { return false }
+        if peer.usesRings { return try spin(forRings: [peer], source: source) }
         // The budget starts again whenever bytes came in: a large message arriving in pieces
         // is read as it flows, not slept over between pieces (each sleep a wake-up to pay).
         var budget = Self.spinReads
@@ -171,6 +177,33 @@ extension RankRuntime {
             }
         }
         return false
+    }
+
+    /// `spin` over shared memory: watches the rings (a load each, no system call) for up to
+    /// `ringSpinSeconds` since the last bytes came, and reads one whenever bytes are there.
+    /// True when a message from `source` (nil: any) arrived.
+    private func spin(forRings rings: [Connection], source: RankID?) throws -> Bool {
+        var arrived = false
+        var lastBytesAt = monotonicSeconds()
+        var turns = 0
+        while true {
+            var open = false
+            for peer in rings where !peer.isClosed {
+                open = true
+                guard peer.hasRingData else { continue }
+                _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
+                    if case .data(let header, let payload) = frame, machine.arrive(header, payload),
+                       source == nil || header.source == source {
+                        arrived = true
+                    }
+                }
+                if arrived { return true }
+                lastBytesAt = monotonicSeconds()
+            }
+            guard open else { return false }
+            turns += 1
+            if turns & 255 == 0, monotonicSeconds() - lastBytesAt > Self.ringSpinSeconds { return false }
+        }
     }
 
     func deliver(_ header: DataHeader, _ stamped: [UInt8], replayed: Bool) throws -> Message {

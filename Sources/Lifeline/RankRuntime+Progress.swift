@@ -145,8 +145,8 @@ extension RankRuntime {
             // The restarted peer may die again before it accepts (a fault during its recovery):
             // then the supervisor restarts it once more and says so again; this rank goes on
             // (what it sends meanwhile is retained) instead of failing with it.
-            guard let fd = try connectToPeer(peer, launch: launch) else { return }
-            peers[peer.rawValue] = Connection(fd: fd)
+            guard let connection = try connectToPeer(peer, launch: launch) else { return }
+            peers[peer.rawValue] = connection
             machine.peerConnected(peer, incarnation: peerIncarnationNew, connecting: true)
         }
         while machine.peerIncarnation[peer.rawValue] < peerIncarnationNew {
@@ -210,7 +210,12 @@ extension RankRuntime {
     /// Waits up to `timeoutMs` for traffic (or for `writable` to drain) and reads everything
     /// that arrived: data into the inbox, control messages into the pending queue, new peer
     /// connections through their handshake. A `waitQuery` is answered at once with `waiting`.
+    ///
+    /// Connections through shared memory are armed before the wait (a peer that writes then
+    /// wakes this rank through the socket; one that finds bytes already there makes the wait a
+    /// look) and read after it, whatever woke the rank.
     func pump(timeoutMs: Int32, writable: Int32? = nil, waiting: Waiting) throws {
+        var timeoutMs = timeoutMs
         var answerFreeze = false
         var descriptors: [pollfd] = []
         descriptors.reserveCapacity(rankCount + 2)
@@ -219,15 +224,22 @@ extension RankRuntime {
         if let hostListener { descriptors.append(pollfd(fd: hostListener.wakeFD, events: Int16(POLLIN), revents: 0)) }
         let handshaking = acceptor?.descriptors ?? []
         for fd in handshaking { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+        var ringed = false
         for case let peer? in peers where !peer.isClosed {
-            let events = peer.fd == writable ? Int16(POLLIN) | Int16(POLLOUT) : Int16(POLLIN)
+            // A ring's room is announced on the socket: it is never waited on for writing.
+            let events = peer.fd == writable && !peer.usesRings ? Int16(POLLIN) | Int16(POLLOUT) : Int16(POLLIN)
             descriptors.append(pollfd(fd: peer.fd, events: events, revents: 0))
+            if peer.usesRings {
+                ringed = true
+                if timeoutMs != 0, peer.armBeforeSleep() { timeoutMs = 0 }
+            }
         }
         let ready = poll(&descriptors, nfds_t(descriptors.count), timeoutMs)
         if ready < 0, errno != EINTR {
             throw LifelineError(.transport, "poll failed: \(String(cString: strerror(errno)))")
         }
         defer { if let acceptor { reportRefusals(acceptor) } }  // after the reads: see `expire`
+        if ringed { try readRings(ready > 0 ? descriptors : []) }
         guard ready > 0 else { return }
         for descriptor in descriptors where descriptor.revents != 0 {
             if let controlReader, descriptor.fd == controlReader.fd {
@@ -257,10 +269,24 @@ extension RankRuntime {
                 for (fd, handshake) in acceptor?.acceptAll(now: monotonicSeconds()) ?? [] { acceptPeer(fd, handshake) }
             } else if handshaking.contains(descriptor.fd) {
                 if let (fd, handshake) = acceptor?.read(descriptor.fd) { acceptPeer(fd, handshake) }
-            } else if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil {
+            } else if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil, !peer.usesRings {
                 _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
                     if case .data(let header, let payload) = frame { machine.arrive(header, payload) }
                 }
+            }
+        }
+    }
+
+    /// After a wait: every connection through shared memory is awake again, takes the wake-ups
+    /// and the end of the stream its socket holds (`ready`: the polled descriptors), and is read.
+    private func readRings(_ ready: [pollfd]) throws {
+        for descriptor in ready where descriptor.revents != 0 {
+            if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil, peer.usesRings { peer.socketReadable() }
+        }
+        for case let peer? in peers where peer.usesRings && !peer.isClosed {
+            peer.disarm()
+            _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
+                if case .data(let header, let payload) = frame { machine.arrive(header, payload) }
             }
         }
     }
@@ -278,6 +304,9 @@ extension RankRuntime {
     /// Takes a peer's connection whose handshake carried the token, if it names another rank
     /// of the job; refuses it otherwise.
     func acceptPeer(_ fd: Int32, _ handshake: Handshake) {
+        // The rings a peer on this host passed with its handshake (over TCP there are none).
+        let passed = acceptor?.takePassed(fd)
+        defer { if let passed { close(passed) } }  // the mapping outlives the descriptor
         guard handshake.role == .peer, (0..<rankCount).contains(handshake.rank.rawValue), handshake.rank != rank else {
             acceptor?.refuse(fd, "a handshake that names no other rank")
             return
@@ -289,9 +318,17 @@ extension RankRuntime {
             acceptor?.refuse(fd, "a handshake from an older incarnation of rank \(handshake.rank.rawValue)")
             return
         }
+        var rings: SharedRings?
+        if let passed {
+            rings = SharedRings.map(passed: passed)
+            guard rings != nil else {
+                acceptor?.refuse(fd, "a handshake with shared memory that is not a sealed pair of rings")
+                return
+            }
+        }
         peers[handshake.rank.rawValue]?.close()
         machine.peerConnected(handshake.rank, incarnation: handshake.incarnation, connecting: false)
-        let connection = Connection(fd: fd)
+        let connection = Connection(fd: fd, rings: rings)
         // Over TCP the acceptor's thread welcomed it when its proof was right.
         if !HostLink.isTCP(fd) { _ = connection.write(head: [UInt8](WelcomeFrame.frame)) { _ in } }
         peers[handshake.rank.rawValue] = connection

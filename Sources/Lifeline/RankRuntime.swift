@@ -22,6 +22,9 @@ final class RankRuntime {
 
     /// Non-blocking reads of the awaited peer before sleeping in poll(2) (about a microsecond each).
     static let spinReads = 100
+    /// How long a rank waiting for a named peer watches a shared-memory ring before it sleeps
+    /// in poll(2) (when every rank has a core): about what `spinReads` reads of a socket take.
+    static let ringSpinSeconds = 50e-6
     /// The cores this process may run on.
     static let coreCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     /// How many bytes one wait reads from a peer before the program gets a chance to take them.
@@ -117,7 +120,7 @@ final class RankRuntime {
         self.control = control
         self.controlReader = controlReader
         self.listener = listener
-        self.acceptor = launch.flatMap { listener >= 0 ? HandshakeAcceptor(listener: listener, token: $0.token) : nil }
+        self.acceptor = launch.flatMap { listener >= 0 ? HandshakeAcceptor(listener: listener, token: $0.token, takesDescriptors: true) : nil }
         self.store = store
         self.writeMirrors = launch?.writeMirrors ?? .both
         self.writer = store.flatMap { store in
@@ -506,15 +509,16 @@ final class RankRuntime {
     func connectToLowerRanks() throws {
         guard let launch else { return }
         for lower in 0..<rank.rawValue {
-            guard let fd = try connectToPeer(RankID(lower), launch: launch) else { continue }
-            peers[lower] = Connection(fd: fd)
+            guard let connection = try connectToPeer(RankID(lower), launch: launch) else { continue }
+            peers[lower] = connection
         }
     }
 
-    /// Connects to `peer` and proves the token: over its Unix socket when it runs on this host,
-    /// over TCP by the mutual handshake when it runs on another (`peerAddresses`), to the
-    /// incarnation named there or a newer one. Nil when it cannot be reached: it died since.
-    func connectToPeer(_ peer: RankID, launch: LaunchEnvironment) throws -> Int32? {
+    /// Connects to `peer` and proves the token: over its Unix socket when it runs on this host
+    /// (passing the shared-memory rings the stream then runs through, unless `--transport
+    /// sockets`), over TCP by the mutual handshake when it runs on another (`peerAddresses`), to
+    /// the incarnation named there or a newer one. Nil when it cannot be reached: it died since.
+    func connectToPeer(_ peer: RankID, launch: LaunchEnvironment) throws -> Connection? {
         if let hosts = launch.hosts, peer.rawValue < peerAddresses.count, let address = peerAddresses[peer.rawValue],
            address.host != hosts.host {
             let hello = HostHello(
@@ -522,15 +526,20 @@ final class RankRuntime {
             return try HostLink.connectAuthenticated(
                 address: address.address, port: address.port, hello: hello,
                 expected: HostIdentity(role: .peer, rank: peer, incarnation: address.incarnation),
-                acceptIncarnationAbove: true, token: launch.token)
+                acceptIncarnationAbove: true, token: launch.token).map { Connection(fd: $0) }
         }
         guard let fd = try Socket.connectUnlessRefused(abstractName: launch.rankAddress(peer)) else { return nil }
         let handshake = Handshake(token: launch.token, role: .peer, rank: rank, incarnation: incarnation, pid: getpid())
-        guard Socket.sendAll(fd, handshake.frame()) else {
+        // The rings go with the handshake's first byte: the peer has them before any data can
+        // follow. Where none can be made, the stream stays on the socket.
+        let rings = launch.ringBytes > 0 ? SharedRings.create(capacity: launch.ringBytes) : nil
+        guard Socket.sendAll(fd, handshake.frame(), passing: rings?.descriptor) else {
+            if let rings { close(rings.descriptor) }
             close(fd)
             return nil
         }
-        return fd
+        if let rings { close(rings.descriptor) }
+        return Connection(fd: fd, rings: rings?.rings)
     }
 
     /// Sends every retained message again; receivers drop what they had already delivered.

@@ -67,13 +67,16 @@ enum Socket {
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
     }
 
-    /// Writes all of `bytes`, blocking; false when the peer is gone.
+    /// Writes all of `bytes`, blocking, with the descriptor `passing` attached to the first byte
+    /// (SCM_RIGHTS; the caller still owns and closes it); false when the peer is gone.
     @discardableResult
-    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    static func sendAll(_ fd: Int32, _ bytes: [UInt8], passing descriptor: Int32? = nil) -> Bool {
         bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
-                let sent = send(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_NOSIGNAL))
+                let sent = offset == 0 && descriptor != nil
+                    ? lifeline_send_with_descriptor(fd, buffer.baseAddress!, buffer.count, descriptor!)
+                    : send(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_NOSIGNAL))
                 if sent < 0 {
                     if errno == EINTR { continue }
                     return false

@@ -200,6 +200,7 @@ final class Supervisor {
             "ranks": .int(configuration.rankCount), "program": .string(configuration.program),
             "checkpoint": .string(configuration.checkpointing.rawValue),
             "interval_s": .double(configuration.intervalSeconds), "incarnation": .int(Int(machine.nextIncarnation)),
+            "transport": .string((configuration.transport ?? .sharedMemory).rawValue),
         ])
         if hostJob?.mpirun == true {
             warn("under --launcher mpirun a failure restarts every rank from the last committed line (mpirun takes the launch down with one rank)")
@@ -407,6 +408,7 @@ final class Supervisor {
                 chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
                 compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)),
                 keepLogs: configuration.keepLogs == true)
+            environment.ringBytes = configuration.transport == .sockets ? 0 : SharedRings.capacityDefault
             environment.memoryLevel = memoryLevel.map {
                 LaunchEnvironment.MemoryLevelSettings(
                     folder: $0.folder, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0,

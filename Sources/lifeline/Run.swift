@@ -68,6 +68,8 @@ extension LifelineCommand {
         var memoryMax: String?
         @Option(help: ArgumentHelp("With --levels memory,disk: the memory file system the copies go to.", valueName: "PATH"))
         var memoryRoot: String?
+        @Option(help: ArgumentHelp("How ranks on one host pass messages: shared-memory (rings the two ranks share, the socket beside them for wake-ups and failure detection) or sockets (Unix-domain sockets alone). Ranks on two hosts use TCP.", valueName: "KIND"))
+        var transport: String = JobConfiguration.PeerTransport.sharedMemory.rawValue
         @Flag(help: "No progress line.")
         var quiet = false
         @Flag(help: "Keep the ranks' standard error in output/ only, instead of also forwarding it live as [rank R] lines.")
@@ -177,6 +179,10 @@ extension LifelineCommand {
             default: throw ValidationError("--levels \(levels) is not one of disk, memory,disk")
             }
             configuration.drainEvery = drainEvery
+            guard let peerTransport = JobConfiguration.PeerTransport(rawValue: transport) else {
+                throw ValidationError("--transport \(transport) is not one of shared-memory, sockets")
+            }
+            if peerTransport != .sharedMemory { configuration.transport = peerTransport }
             if let memoryMax {
                 guard let bytes = parseBytes(memoryMax), bytes > 0 else {
                     throw ValidationError("--memory-max \(memoryMax) is not a size such as 512m, 2g or 1048576")

@@ -41,6 +41,17 @@ struct RecoveryTests {
         #expect(!result.events("commit").isEmpty, "no checkpoint committed, so nothing was restored")
     }
 
+    /// Both transports between ranks of one host carry a run with a kill to the failure-free
+    /// bits: by a global rollback, and with a rank that restarts alone and replays (its peers
+    /// connect to its new incarnation: new connections, and new rings under shared memory).
+    @Test(arguments: ["sockets", "shared-memory"], ["none", "pessimistic"])
+    func eachTransportRecovers(transport: String, logging: String) throws {
+        let result = try JobRunner.runHeat("transport-\(transport)-\(logging)",
+                                           ["--transport", transport, "--logging", logging, "--inject", "kill:rank=1,step=400"])
+        expectRecovered(result, failures: 1)
+        #expect(result.events("job_start").first?["transport"] as? String == transport)
+    }
+
     /// Small chunks at another zstd level: the snapshots are cut as asked, and a
     /// kill still recovers the failure-free result.
     @Test func chunkSizeAndLevelFollowTheOptions() throws {

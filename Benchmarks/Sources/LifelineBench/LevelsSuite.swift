@@ -15,7 +15,6 @@ extension Suites {
         let program = ["heat2d", "--size", String(size), "--steps", String(scale.levelsSteps), "--broadcast-every", "1000"]
         var rows: [[String]] = []
         var measured: [String: (commit: Double, restore: Double?, state: Int)] = [:]
-        var restoreRows: [[String]] = []
         for (label, options) in [("disk", ["--levels", "disk"]), ("memory,disk", ["--levels", "memory,disk"]),
                                  ("memory,disk, sender-based logging", ["--levels", "memory,disk", "--logging", "sender-based"])] {
             progress("levels: \(scale.levelsMiB) MiB over \(ranks) ranks, \(label)")

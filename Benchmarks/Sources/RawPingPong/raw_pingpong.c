@@ -5,10 +5,14 @@
 // `rtt_blocking_us_median=… rtt_blocking_us_p99=…` and `bandwidth_gbps=…`.
 //
 // usage: raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES
+//        raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES shared-memory RING_BYTES
 //        raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES tcp-server ADDRESS PORT
 //        raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES tcp-client ADDRESS PORT
 // The TCP form is the floor between two hosts: the server takes one connection and answers,
 // the client (started after it; it retries its connect for 10 s) measures and prints.
+// The shared-memory form is the floor of Lifeline's rings: the same ring code
+// (`lifeline_ring.h`), two rings of RING_BYTES in an anonymous shared mapping, each side
+// busy-polling; it prints `rtt_us_median=… rtt_us_p99=… bandwidth_gbps=…`.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -17,8 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+
+#include "CLifelineSupport.h"
 #include <time.h>
 #include <unistd.h>
 
@@ -123,9 +130,59 @@ static int tcp(const char *role, const char *address, int port, int trips, int m
     return 1;
 }
 
+/* Moves all of `length` bytes through a ring, spinning while it is full (writing) or empty. */
+static void ring_full(void *ring, uint64_t capacity, char *buffer, size_t length, int reading) {
+    size_t done = 0;
+    int corrupt = 0;
+    while (done < length) {
+        done += reading ? lifeline_ring_read(ring, capacity, buffer + done, length - done, &corrupt)
+                        : lifeline_ring_write(ring, capacity, buffer + done, length - done, NULL, 0, &corrupt);
+    }
+}
+
+/* The shared-memory floor: a ring each way, the child echoes, the parent measures. */
+static int shared_memory(size_t ring_bytes, int trips, int messages, char *big, size_t bytes) {
+    size_t each = LIFELINE_RING_HEADER_BYTES + ring_bytes;
+    char *mapping = mmap(NULL, 2 * each, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mapping == MAP_FAILED) return 1;
+    void *to_child = mapping, *to_parent = mapping + each;
+    char small[64];
+    memset(small, 7, sizeof small);
+    pid_t child = fork();
+    if (child == 0) {
+        for (int i = 0; i < trips; i++) {
+            ring_full(to_child, ring_bytes, small, sizeof small, 1);
+            ring_full(to_parent, ring_bytes, small, sizeof small, 0);
+        }
+        for (int i = 0; i < messages; i++) ring_full(to_child, ring_bytes, big, bytes, 1);
+        ring_full(to_parent, ring_bytes, small, 1, 0);
+        _exit(0);
+    }
+    double *samples = malloc(sizeof(double) * (size_t)trips);
+    for (int i = 0; i < trips; i++) {
+        double start = now_seconds();
+        ring_full(to_child, ring_bytes, small, sizeof small, 0);
+        ring_full(to_parent, ring_bytes, small, sizeof small, 1);
+        samples[i] = (now_seconds() - start) * 1e6;
+    }
+    qsort(samples, (size_t)trips, sizeof(double), compare);
+    double start = now_seconds();
+    for (int i = 0; i < messages; i++) ring_full(to_child, ring_bytes, big, bytes, 0);
+    ring_full(to_parent, ring_bytes, small, 1, 1);
+    double seconds = now_seconds() - start;
+    waitpid(child, NULL, 0);
+    printf("rtt_us_median=%.3f rtt_us_p99=%.3f bandwidth_gbps=%.3f\n", samples[trips / 2],
+           samples[(size_t)(trips * 0.99)], (double)bytes * messages / seconds / 1e9);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 6 && strcmp(argv[4], "shared-memory") == 0) {
+        char *buffer = calloc(1, (size_t)atol(argv[3]));
+        return shared_memory((size_t)atol(argv[5]), atoi(argv[1]), atoi(argv[2]), buffer, (size_t)atol(argv[3]));
+    }
     if (argc != 4 && argc != 7) {
-        fprintf(stderr, "usage: raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES [tcp-server|tcp-client ADDRESS PORT]\n");
+        fprintf(stderr, "usage: raw-pingpong ROUND_TRIPS BANDWIDTH_MESSAGES MESSAGE_BYTES [shared-memory RING_BYTES | tcp-server|tcp-client ADDRESS PORT]\n");
         return 2;
     }
     int trips = atoi(argv[1]), messages = atoi(argv[2]);

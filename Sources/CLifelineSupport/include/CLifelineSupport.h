@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 #include <stdint.h>
+#include "lifeline_ring.h"
 
 /// Asks the kernel to send `signal` to this process when its parent dies (Linux only; 0 elsewhere).
 int lifeline_set_parent_death_signal(int signal);
@@ -73,5 +74,23 @@ void lifeline_note_step(int64_t step);
 /// before. So the supervisor learns the step a rank died at. Returns 0, or -1 when the frame
 /// does not fit (64 bytes) or a handler cannot be set.
 int lifeline_report_step_on_crash(int fd, const unsigned char *frame, size_t length, size_t step_offset);
+
+/// Makes an anonymous shared-memory file of `bytes` bytes (memfd, close-on-exec), for a ring two
+/// processes map, sealed against shrinking and growing (so a mapping of it never faults past its
+/// end). Returns its descriptor, or -1 with errno.
+int lifeline_shared_memory_create(size_t bytes);
+
+/// 1 when the file `fd` is sealed against shrinking and growing, 0 otherwise.
+int lifeline_shared_memory_is_sealed(int fd);
+
+/// Sends `length` bytes on the stream socket `socket` with the descriptor `fd` attached
+/// (SCM_RIGHTS), without SIGPIPE. Returns the bytes sent, or -1 with errno.
+ssize_t lifeline_send_with_descriptor(int socket, const void *bytes, size_t length, int fd);
+
+/// Receives up to `length` bytes from `socket` without waiting, and a descriptor sent with them:
+/// the first one that arrives goes to `*fd` when it holds -1, and is closed otherwise, as is any
+/// other (a peer cannot leave descriptors open in this process). Returns the bytes received, 0
+/// at the end of the stream, or -1 with errno.
+ssize_t lifeline_receive_with_descriptor(int socket, void *bytes, size_t length, int *fd);
 
 #endif
