@@ -38,6 +38,9 @@ final class Connection {
     private(set) var receivedBytes = 0
     /// The stream's shared-memory rings (nil: the stream runs through the socket).
     let rings: SharedRings?
+    /// The inbound ring's address (nil on a socket), held apart so that a spinning receiver's
+    /// look at it touches nothing reference-counted.
+    private let inboundRing: UnsafeMutableRawPointer?
     /// With rings: the peer's end of the socket is closed (it exited or died); what is left in
     /// the inbound ring is read, then the connection closes.
     private var peerEnded = false
@@ -51,11 +54,17 @@ final class Connection {
     private var largePayload: [UInt8] = []
     private var largeFilled = 0
 
+    /// With rings: how long a writer that finds the ring full watches it for room before it
+    /// waits in its poll loop (0: at once; spinning pays only when the reader has a core).
+    private let roomSpinSeconds: Double
+
     /// Wraps a connected socket, and the rings its stream runs through (nil: the socket); the
     /// connection owns and closes both.
-    init(fd: Int32, rings: SharedRings? = nil) {
+    init(fd: Int32, rings: SharedRings? = nil, roomSpinSeconds: Double = 0) {
         self.fd = fd
         self.rings = rings
+        self.roomSpinSeconds = roomSpinSeconds
+        inboundRing = rings?.inbound
         buffer = [UInt8](repeating: 0, count: Self.bufferBytes)
         if rings == nil { Socket.tune(fd) }
     }
@@ -69,8 +78,8 @@ final class Connection {
     /// Whether the inbound ring holds bytes not read yet (false on a socket): one load, what a
     /// spinning receiver checks.
     var hasRingData: Bool {
-        guard let rings, !isClosed else { return false }
-        return lifeline_ring_has_data(rings.inbound) != 0
+        guard let inboundRing, !isClosed else { return false }
+        return lifeline_ring_has_data(inboundRing) != 0
     }
 
     /// Before the owner sleeps in poll(2): marks the inbound ring so the peer's next write wakes
@@ -351,8 +360,8 @@ final class Connection {
     }
 
     /// `write` through the outbound ring: copies what fits and wakes the peer if it sleeps;
-    /// while the ring is full, marks it (the peer's next read wakes this side through the
-    /// socket) and calls `whileBlocked`.
+    /// while the ring is full, watches it for room for `roomSpinSeconds`, then marks it (the
+    /// peer's next read wakes this side through the socket) and calls `whileBlocked`.
     private func write(head: [UInt8], payload: [UInt8], into rings: SharedRings,
                        whileBlocked: (Int32) throws -> Void) rethrows -> Bool {
         let total = head.count + payload.count
@@ -376,10 +385,21 @@ final class Connection {
             }
             written += taken
             if taken > 0, lifeline_ring_consumer_needs_wake(rings.outbound) != 0 { wakePeer() }
-            if written < total, lifeline_ring_arm_producer(rings.outbound, rings.capacity) == 0 {
-                try whileBlocked(fd)
-            }
+            guard written < total else { break }
+            if roomSpinSeconds > 0, awaitRoom(rings) { continue }
+            if lifeline_ring_arm_producer(rings.outbound, rings.capacity) == 0 { try whileBlocked(fd) }
         }
         return true
+    }
+
+    /// Watches the full outbound ring for room, up to `roomSpinSeconds`; true when room came.
+    private func awaitRoom(_ rings: SharedRings) -> Bool {
+        let started = monotonicSeconds()
+        while true {
+            for _ in 0..<256 {
+                if lifeline_ring_has_room(rings.outbound, rings.capacity) != 0 { return true }
+            }
+            if monotonicSeconds() - started > roomSpinSeconds { return false }
+        }
     }
 }

@@ -168,7 +168,7 @@ extension RankRuntime {
     func finish() throws {
         checkProbe("finish")
         replaySession?.programFinished()
-        guard launch != nil, !finished else { return }
+        guard isLaunched, !finished else { return }
         finished = true
         if rules.flushesAtCheckpoints { try flushLog() }
         trace?.flush()

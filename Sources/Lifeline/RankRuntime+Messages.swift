@@ -83,7 +83,7 @@ extension RankRuntime {
                 if let write = rules.delivery(anySource: source == nil) { try log(write, arrival) }
                 return try deliver(arrival.header, arrival.payload, replayed: false)
             }
-            guard launch != nil else {
+            guard isLaunched else {
                 throw LifelineError(.usage, "receive would wait forever: rank 0 runs alone and no message is queued")
             }
             if try spin(for: source) { continue }
@@ -151,10 +151,10 @@ extension RankRuntime {
         guard Self.spinReads > 0, rankCount <= Self.coreCount else { return false }
         guard let source else {
             let ringed = peers.compactMap { $0 }.filter { $0.usesRings && !$0.isClosed }
-            return ringed.isEmpty ? false : try spin(forRings: ringed, source: nil)
+            return ringed.isEmpty ? false : try spin(forRings: ringed)
         }
         guard let peer = peers[source.rawValue], !peer.isClosed else { return false }
-        if peer.usesRings { return try spin(forRings: [peer], source: source) }
+        if peer.usesRings { return try spin(forRing: peer, source: source) }
         // The budget starts again whenever bytes came in: a large message arriving in pieces
         // is read as it flows, not slept over between pieces (each sleep a wake-up to pay).
         var budget = Self.spinReads
@@ -179,10 +179,31 @@ extension RankRuntime {
         return false
     }
 
-    /// `spin` over shared memory: watches the rings (a load each, no system call) for up to
-    /// `ringSpinSeconds` since the last bytes came, and reads one whenever bytes are there.
-    /// True when a message from `source` (nil: any) arrived.
-    private func spin(forRings rings: [Connection], source: RankID?) throws -> Bool {
+    /// `spin` over one peer's ring: watches it (a load, no system call, nothing retained) for
+    /// up to `ringSpinSeconds` since the last bytes came, and reads it whenever bytes are there.
+    /// True when a message from `source` arrived.
+    private func spin(forRing peer: Connection, source: RankID) throws -> Bool {
+        var lastBytesAt = monotonicSeconds()
+        while true {
+            for _ in 0..<256 {
+                guard peer.hasRingData else { continue }
+                var arrived = false
+                _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
+                    if case .data(let header, let payload) = frame, machine.arrive(header, payload), header.source == source {
+                        arrived = true
+                    }
+                }
+                if arrived { return true }
+                if peer.isClosed { return false }
+                lastBytesAt = monotonicSeconds()
+            }
+            if monotonicSeconds() - lastBytesAt > Self.ringSpinSeconds { return false }
+        }
+    }
+
+    /// `spin` for any source over every peer's ring: as `spin(forRing:source:)`. True when a
+    /// message arrived.
+    private func spin(forRings rings: [Connection]) throws -> Bool {
         var arrived = false
         var lastBytesAt = monotonicSeconds()
         var turns = 0
@@ -192,10 +213,7 @@ extension RankRuntime {
                 open = true
                 guard peer.hasRingData else { continue }
                 _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
-                    if case .data(let header, let payload) = frame, machine.arrive(header, payload),
-                       source == nil || header.source == source {
-                        arrived = true
-                    }
+                    if case .data(let header, let payload) = frame, machine.arrive(header, payload) { arrived = true }
                 }
                 if arrived { return true }
                 lastBytesAt = monotonicSeconds()

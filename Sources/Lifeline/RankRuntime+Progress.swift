@@ -328,7 +328,7 @@ extension RankRuntime {
         }
         peers[handshake.rank.rawValue]?.close()
         machine.peerConnected(handshake.rank, incarnation: handshake.incarnation, connecting: false)
-        let connection = Connection(fd: fd, rings: rings)
+        let connection = Connection(fd: fd, rings: rings, roomSpinSeconds: roomSpinSeconds)
         // Over TCP the acceptor's thread welcomed it when its proof was right.
         if !HostLink.isTCP(fd) { _ = connection.write(head: [UInt8](WelcomeFrame.frame)) { _ in } }
         peers[handshake.rank.rawValue] = connection

@@ -25,6 +25,9 @@ final class RankRuntime {
     /// How long a rank waiting for a named peer watches a shared-memory ring before it sleeps
     /// in poll(2) (when every rank has a core): about what `spinReads` reads of a socket take.
     static let ringSpinSeconds = 50e-6
+    /// How long a writer watches a full ring for room before it waits in poll(2): as long as a
+    /// reader watches an empty one when every rank has a core, else nothing.
+    var roomSpinSeconds: Double { rankCount <= Self.coreCount ? Self.ringSpinSeconds : 0 }
     /// The cores this process may run on.
     static let coreCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     /// How many bytes one wait reads from a peer before the program gets a chance to take them.
@@ -39,6 +42,9 @@ final class RankRuntime {
     private(set) var restoredStep: Int?
 
     let launch: LaunchEnvironment?
+    /// Whether the rank was launched into a job (`launch` is set): asked on hot paths, where
+    /// `launch != nil` would copy the whole environment.
+    let isLaunched: Bool
     let control: ControlLink?
     let controlReader: Connection?
     let listener: Int32
@@ -112,6 +118,7 @@ final class RankRuntime {
         restoredState: StateBytes? = nil
     ) {
         self.launch = launch
+        self.isLaunched = launch != nil
         self.rank = launch?.rank ?? replaySession.map { RankID($0.plan.rank) } ?? RankID(0)
         self.rankCount = launch?.rankCount ?? replaySession?.plan.rankCount ?? probe?.size ?? 1
         self.probe = probe?.path
@@ -539,7 +546,7 @@ final class RankRuntime {
             return nil
         }
         if let rings { close(rings.descriptor) }
-        return Connection(fd: fd, rings: rings?.rings)
+        return Connection(fd: fd, rings: rings?.rings, roomSpinSeconds: roomSpinSeconds)
     }
 
     /// Sends every retained message again; receivers drop what they had already delivered.

@@ -13,8 +13,20 @@ import CLifelineSupport
 /// The file is sealed against resizing before it is passed, and the acceptor checks the seals
 /// and the size before it maps it, so neither side can be made to touch memory past the end.
 final class SharedRings {
-    /// Each ring's data bytes, unless the job says otherwise: as much as a socket buffer holds.
+    /// Each ring's data bytes in a small job: as much as a connection's read buffer holds.
     static let capacityDefault = 256 << 10
+    /// The most a rank's outbound rings take together: past 17 ranks each ring is smaller, so
+    /// that a host's rings stay under this much per rank however many of its pairs talk.
+    static let bytesPerRankMax = 4 << 20
+
+    /// Each ring's data bytes for a job of `rankCount` ranks: `capacityDefault`, or less with
+    /// more ranks (a power of two, at least the smallest ring).
+    static func capacity(forRanks rankCount: Int) -> Int {
+        let share = bytesPerRankMax / max(1, rankCount - 1)
+        var capacity = capacityDefault
+        while capacity > share, capacity > capacityRange.lowerBound { capacity >>= 1 }
+        return capacity
+    }
     /// The smallest and largest ring a peer may pass.
     static let capacityRange = (4 << 10)...(64 << 20)
 

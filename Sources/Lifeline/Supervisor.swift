@@ -408,7 +408,7 @@ final class Supervisor {
                 chunkBytes: configuration.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
                 compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)),
                 keepLogs: configuration.keepLogs == true)
-            environment.ringBytes = configuration.transport == .sockets ? 0 : SharedRings.capacityDefault
+            environment.ringBytes = configuration.transport == .sockets ? 0 : SharedRings.capacity(forRanks: configuration.rankCount)
             environment.memoryLevel = memoryLevel.map {
                 LaunchEnvironment.MemoryLevelSettings(
                     folder: $0.folder, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0,

@@ -137,6 +137,20 @@ struct SharedRingsTests {
         #expect(acceptor.isClosed)
     }
 
+    /// Rings shrink with the rank count so that a rank's outbound rings stay within their bound,
+    /// down to the smallest ring; each is a power of two a peer accepts.
+    @Test func ringsShrinkWithTheRankCount() {
+        #expect(SharedRings.capacity(forRanks: 2) == SharedRings.capacityDefault)
+        #expect(SharedRings.capacity(forRanks: 17) == SharedRings.capacityDefault)
+        #expect(SharedRings.capacity(forRanks: 64) == 64 << 10)
+        #expect(SharedRings.capacity(forRanks: 100_000) == SharedRings.capacityRange.lowerBound)
+        for ranks in [2, 3, 18, 65, 1000, 5000] {
+            let capacity = SharedRings.capacity(forRanks: ranks)
+            #expect(SharedRings.capacityRange.contains(capacity) && capacity & (capacity - 1) == 0)
+            #expect(capacity * (ranks - 1) <= SharedRings.bytesPerRankMax || capacity == SharedRings.capacityRange.lowerBound)
+        }
+    }
+
     /// What a peer passes is mapped only when it is a sealed pair of rings of an accepted size.
     @Test func onlyASealedPairOfRingsIsMapped() throws {
         let made = try #require(SharedRings.create(capacity: 4 << 10))

@@ -95,6 +95,12 @@ static inline int lifeline_ring_has_data(void *ring) {
         != __atomic_load_n(lifeline_ring_field(ring, 64), __ATOMIC_RELAXED);
 }
 
+/// Whether the ring has room for a byte (two loads: what a spinning producer checks).
+static inline int lifeline_ring_has_room(void *ring, uint64_t capacity) {
+    return __atomic_load_n(lifeline_ring_field(ring, 0), __ATOMIC_RELAXED)
+        - __atomic_load_n(lifeline_ring_field(ring, 64), __ATOMIC_ACQUIRE) < capacity;
+}
+
 /// The consumer is about to sleep: marks it so, then says whether bytes are there after all
 /// (1: do not sleep; the mark is cleared again).
 static inline int lifeline_ring_arm_consumer(void *ring) {
