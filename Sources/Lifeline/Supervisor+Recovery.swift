@@ -207,15 +207,21 @@ extension Supervisor {
     /// mirrors: every rank opens its log when it starts; or ending before the position its
     /// checkpoint in `intact`, the newest intact line, was taken at), or nil.
     func lostLog(of rank: Int, intact: (line: CommittedLine?, problems: [String])?) -> String? {
+        let name = MessageLog.name(ofRank: rank)
+        let position = intact.flatMap { checkpointOf(rank, line: $0.line)?.logPosition }
+        // Mirror A alone, healthy and reaching the checkpoint's position, proves the log fit (a
+        // lone recovery waits for this reading): B is read only when it does not.
+        if let first = try? MessageLog.inspectFirstMirror(store: manifests.store, name: name), !first.recordsLost, !first.isMissing,
+           first.kept.upperBound >= position ?? 0 {
+            return nil
+        }
         do {
-            let inspection = try MessageLog.inspect(store: manifests.store, name: MessageLog.name(ofRank: rank))
+            let inspection = try MessageLog.inspect(store: manifests.store, name: name)
             if inspection.isMissing { return "missing on both mirrors" }
             if inspection.recordsLost { return inspection.problems.joined(separator: "; ") }
-            guard let intact, let checkpoint = checkpointOf(rank, line: intact.line) else {
-                return nil
-            }
-            return inspection.kept.upperBound < checkpoint.logPosition
-                ? "it ends at record \(inspection.kept.upperBound), before its checkpoint's position \(checkpoint.logPosition)"
+            guard let position else { return nil }
+            return inspection.kept.upperBound < position
+                ? "it ends at record \(inspection.kept.upperBound), before its checkpoint's position \(position)"
                 : nil
         } catch {
             return "\(error)"
@@ -326,8 +332,10 @@ struct StorageFacts: RecoveryFacts {
     var lineResized: Bool {
         let manifest = supervisor.manifest
         guard manifest.committed.contains(where: { $0.rankCount != nil }) else { return false }
-        let intact = supervisor.intactForLaunch ?? supervisor.newestIntactLine()
+        let cached = supervisor.intactForLaunchRanks == nil ? supervisor.intactForLaunch : nil
+        let intact = cached ?? supervisor.newestIntactLine()
         supervisor.intactForLaunch = intact
+        supervisor.intactForLaunchRanks = nil
         return intact.line.map { manifest.rankCount(of: $0) != manifest.rankCount } ?? false
     }
 
@@ -336,15 +344,18 @@ struct StorageFacts: RecoveryFacts {
     /// logs were trimmed to it, so an older line (the newest damaged on both mirrors, or held in
     /// a memory that is lost) needs every rank to roll back.
     func lostLog(of rank: Int) -> String? {
-        let intact = supervisor.independent ? nil : supervisor.newestIntactLine()
+        // Only its own snapshot: the others keep running, and a rollback reads them all anew.
+        let intact = supervisor.independent ? nil : supervisor.newestIntactLine(ranks: [rank])
         supervisor.intactForLaunch = intact
+        supervisor.intactForLaunchRanks = [rank]
         if let intact, let reason = notNewest(intact.line) { return reason }
         return supervisor.lostLog(of: rank, intact: intact)
     }
 
     func entryLogPosition(of rank: Int) -> UInt64? {
-        let intact = supervisor.newestIntactLine()
+        let intact = supervisor.newestIntactLine(ranks: [rank])
         supervisor.intactForLaunch = intact
+        supervisor.intactForLaunchRanks = [rank]
         guard notNewest(intact.line) == nil else { return nil }
         return supervisor.checkpointOf(rank, line: intact.line)?.logPosition
     }

@@ -80,6 +80,9 @@ final class Supervisor {
     var checkpoints = IndependentCheckpoints(rankCount: 0)
     /// The newest intact line a failure's log check found, for the launch that follows it.
     var intactForLaunch: (line: CommittedLine?, problems: [String])?
+    /// The ranks whose snapshots that check read (nil: every rank's): a launch of other ranks
+    /// reads the line again.
+    var intactForLaunchRanks: Set<Int>?
     /// When the open round was requested, to measure how long a checkpoint takes.
     var roundStartedAt: Double?
     /// When each rank's `captured` arrived for a round: with each capture's own duration (in the
@@ -183,8 +186,8 @@ final class Supervisor {
 
     /// The newest committed line whose snapshots all read, from memory (level 1) or disk, with
     /// the problems met on the way (`ManifestStore.newestIntactLine`).
-    func newestIntactLine() -> (line: CommittedLine?, problems: [String]) {
-        manifests.newestIntactLine(manifest, memory: memoryLevel, memorySince: memoryTrustedAfter)
+    func newestIntactLine(ranks: Set<Int>? = nil) -> (line: CommittedLine?, problems: [String]) {
+        manifests.newestIntactLine(manifest, memory: memoryLevel, memorySince: memoryTrustedAfter, ranks: ranks)
     }
 
     /// Seconds since the job started (continuing across `resume`).
@@ -332,8 +335,10 @@ final class Supervisor {
                 warn("cannot record the recovery line: \(error)")
             }
         }
-        let intact = intactForLaunch
+        let checked = intactForLaunchRanks
+        let intact = (checked.map { $0.isSuperset(of: order.ranks) } ?? true) ? intactForLaunch : nil
         intactForLaunch = nil
+        intactForLaunchRanks = nil
         let fromLine = entries.isEmpty
         let (line, problems) = fromLine ? intact ?? newestIntactLine() : (manifest.newestLine, [])
         if order.restart.count == configuration.rankCount, fromLine {

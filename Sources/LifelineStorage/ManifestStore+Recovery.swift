@@ -100,9 +100,10 @@ extension ManifestStore {
     /// `memory` (level 1) first, member by member, and from disk where its copy there is gone;
     /// a line in memory alone is restorable only while every member's copy there is intact,
     /// and never without `memory`, nor when it is not newer than `memorySince` (a line an
-    /// earlier supervisor committed: a new supervisor does not trust level 1).
+    /// earlier supervisor committed: a new supervisor does not trust level 1). With `ranks`,
+    /// only those ranks' snapshots are read (a rank that recovers alone restores its own alone).
     package func newestIntactLine(
-        _ manifest: Manifest, memory: MemoryLevel? = nil, memorySince: UInt64 = 0
+        _ manifest: Manifest, memory: MemoryLevel? = nil, memorySince: UInt64 = 0, ranks: Set<Int>? = nil
     ) -> (line: CommittedLine?, problems: [String]) {
         var problems: [String] = []
         for line in manifest.committed.reversed() {
@@ -112,7 +113,7 @@ extension ManifestStore {
                 problems.append("epoch \(line.epoch) was held in memory alone (level 1), which does not outlive its supervisor; trying an older recovery line")
                 continue
             }
-            for member in line.members {
+            for member in line.members where ranks?.contains(member.rank) ?? true {
                 if line.isInMemory, let memory {
                     do {
                         let epoch = epoch(ofSnapshot: member.snapshot) ?? line.epoch

@@ -71,6 +71,27 @@ struct MessageLogTests {
         #expect(!inspection.recordsLost && inspection.kept == 0..<11 && inspection.problems.count == 1, "\(inspection)")
     }
 
+    /// Mirror A's copy alone keeps every record, none lost, when it is whole (what a lone
+    /// recovery's check relies on to spare reading B), and fewer when its tail is torn, however
+    /// whole B is; damaged inside, it has lost records.
+    @Test func firstMirrorAloneProvesAWholeLog() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let (store, paths) = try writtenLog(folder)
+        let whole = try #require(try MessageLog.inspectFirstMirror(store: store, name: "rank-1"))
+        #expect(!whole.recordsLost && !whole.isMissing && whole.kept == 0..<10, "\(whole)")
+        #expect(whole.problems.allSatisfy { $0.contains("/b/") && $0.contains("missing") }, "\(whole.problems)")
+        let bytes = Disk.bytes(paths[0])
+        Disk.put(Array(bytes.dropLast(3)), at: paths[0])
+        let torn = try #require(try MessageLog.inspectFirstMirror(store: store, name: "rank-1"))
+        #expect(torn.kept.upperBound < 10, "\(torn)")
+        Disk.put(bytes, at: paths[0])
+        Self.damage(paths[0], with: .bitFlip)
+        let damaged = try #require(try MessageLog.inspectFirstMirror(store: store, name: "rank-1"))
+        #expect(damaged.recordsLost || damaged.kept.upperBound < 10, "\(damaged)")
+        #expect(try MessageLog.inspect(store: store, name: "rank-1").kept == 0..<10, "both mirrors keep every record")
+    }
+
     /// `resume(at:)` makes an index the next one, inside the log, past its end or before it.
     @Test func resumeAtMakesTheNextIndex() throws {
         let folder = TemporaryFolder()
