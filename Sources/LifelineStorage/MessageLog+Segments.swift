@@ -215,7 +215,15 @@ extension MessageLog {
         _ position: Int, kept: ParsedSegment, paths: [[String]], parsed: [[ParsedSegment]], expectedMissing: [Bool],
         into recovery: inout Recovery
     ) {
-        let image = Self.image(firstIndex: kept.firstIndex, generation: kept.generation, records: kept.records)
+        // A whole copy, read to its end, with the header's reserved bytes zero and no record cut
+        // off (a claim by a newer incarnation), is its own image: spare encoding (and
+        // checksumming) every record again.
+        let imageBytes = kept.records.reduce(headerBytes) { $0 + 8 + $1.count }
+        let image = if let bytes = kept.bytes, kept.isWhole, bytes.count == imageBytes, bytes[20..<headerBytes].allSatisfy({ $0 == 0 }) {
+            bytes
+        } else {
+            Self.image(firstIndex: kept.firstIndex, generation: kept.generation, records: kept.records)
+        }
         let range = kept.firstIndex..<kept.end
         for (mirror, found) in parsed[position].enumerated()
         where !holds(found.bytes, image) && !(found.bytes == nil && expectedMissing[mirror]) {
