@@ -20,6 +20,17 @@ extension Supervisor {
         return start + (log.kept.upperBound > checkpoint.logPosition ? log.kept.upperBound - checkpoint.logPosition : 0)
     }
 
+    /// Where `rank`'s checkpoint in `line` starts its log (0 for a rank with no entry), or nil
+    /// when it cannot be read: from the snapshot's first chunk alone when the line is read from
+    /// disk (the header leads it), not the whole snapshot `checkpointOf` decodes.
+    func logPositionOf(_ rank: Int, line: CommittedLine?) -> UInt64? {
+        guard let line, let member = line.members.first(where: { $0.rank == rank }) else { return 0 }
+        if line.isInMemory, manifests.epoch(ofSnapshot: member.snapshot) ?? 0 > memoryTrustedAfter {
+            return checkpointOf(rank, line: line)?.logPosition  // mapped, nothing decompressed
+        }
+        return try? RankSnapshot.logPosition(of: member.snapshot, store: store)
+    }
+
     /// What `rank`'s checkpoint in `line` says of its log and dependencies (a rank with no
     /// entry starts from scratch: position 0, no dependencies), or nil when it cannot be read.
     func checkpointOf(_ rank: Int, line: CommittedLine?) -> (logPosition: UInt64, dependencies: DependencyVector)? {

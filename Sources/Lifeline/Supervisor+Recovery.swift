@@ -208,7 +208,7 @@ extension Supervisor {
     /// checkpoint in `intact`, the newest intact line, was taken at), or nil.
     func lostLog(of rank: Int, intact: (line: CommittedLine?, problems: [String])?) -> String? {
         let name = MessageLog.name(ofRank: rank)
-        let position = intact.flatMap { checkpointOf(rank, line: $0.line)?.logPosition }
+        let position = intact.flatMap { logPositionOf(rank, line: $0.line) }
         // Mirror A alone, healthy and reaching the checkpoint's position, proves the log fit (a
         // lone recovery waits for this reading): B is read only when it does not.
         if let first = try? MessageLog.inspectFirstMirror(store: manifests.store, name: name), !first.recordsLost, !first.isMissing,
@@ -357,7 +357,7 @@ struct StorageFacts: RecoveryFacts {
         supervisor.intactForLaunch = intact
         supervisor.intactForLaunchRanks = [rank]
         guard notNewest(intact.line) == nil else { return nil }
-        return supervisor.checkpointOf(rank, line: intact.line)?.logPosition
+        return supervisor.logPositionOf(rank, line: intact.line)
     }
 
     /// Why `line`, the newest that reads, is not the newest committed one; nil when it is.
