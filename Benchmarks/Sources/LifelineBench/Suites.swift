@@ -47,8 +47,10 @@ struct Scale {
         simulatedRanks: [4, 64, 1024], simulatedSteps: 40, targetSteps: nil, levelsMiB: 64, levelsSteps: 100)
     static let full = Scale(
         name: "full", transportTrips: 50000, transportMessages: 1024, snapshotMiB: [64, 256, 1024], randomMiB: [64, 256],
-        heat: ["heat2d", "--size", "1024", "--steps", "2000"], farm: ["taskfarm", "--tasks", "3000", "--work", "60000"],
-        rankCounts: [2, 4], repeats: 3, intervalSeconds: 1, crashStep: (1500, 150),
+        // heat2d runs 4000 steps: with messages through shared memory 2000 took about a second
+        // on 2 ranks, too short for a round every second to say anything.
+        heat: ["heat2d", "--size", "1024", "--steps", "4000"], farm: ["taskfarm", "--tasks", "3000", "--work", "60000"],
+        rankCounts: [2, 4], repeats: 3, intervalSeconds: 1, crashStep: (3000, 150),
         intervalHeat: ["heat2d", "--size", "1024", "--steps", "6000"], mtbfs: [3, 6, 12],
         mirrorHeat: ["heat2d", "--size", "512", "--steps", "20000"],
         simulatedRanks: [4, 64, 1024, 10_000], simulatedSteps: 40, targetSteps: 100)
