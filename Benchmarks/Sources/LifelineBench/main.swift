@@ -51,6 +51,11 @@ if let heatProgram {
         exit(2)
     }
     scale.heat = heatProgram
+    // The one-crash runs kill rank 1 three quarters of the way through the given steps (the
+    // scale's step may lie past their end: then nothing would be killed).
+    if let index = heatProgram.firstIndex(of: "--steps"), index + 1 < heatProgram.count, let steps = Int(heatProgram[index + 1]) {
+        scale.crashStep.heat = max(1, steps * 3 / 4)
+    }
 }
 
 let formatter = DateFormatter()
