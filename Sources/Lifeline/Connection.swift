@@ -85,14 +85,14 @@ final class Connection {
     /// Before the owner sleeps in poll(2): marks the inbound ring so the peer's next write wakes
     /// it through the socket. True when bytes are there already (then do not sleep).
     func armBeforeSleep() -> Bool {
-        guard let rings, !isClosed else { return false }
-        return lifeline_ring_arm_consumer(rings.inbound) != 0
+        guard let inboundRing, !isClosed else { return false }
+        return lifeline_ring_arm_consumer(inboundRing) != 0
     }
 
     /// After the wait: the owner is awake (whatever woke it).
     func disarm() {
-        guard let rings, !isClosed else { return }
-        lifeline_ring_disarm_consumer(rings.inbound)
+        guard let inboundRing, !isClosed else { return }
+        lifeline_ring_disarm_consumer(inboundRing)
     }
 
     /// With rings, poll(2) said the socket is readable: takes the wake-up bytes, and notes the

@@ -328,7 +328,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
                 .flatMap { ChunkedSnapshots.levelRange.contains($0) ? $0 : nil } ?? ChunkedSnapshots.levelDefault,
             keepLogs: value(Key.keepLogs) == "1", hosts: hosts)
         environment.ringBytes = value(Key.ringBytes).flatMap(Int.init)
-            .flatMap { SharedRings.capacityRange.contains($0) && $0 & ($0 - 1) == 0 ? $0 : nil } ?? 0
+            .flatMap { SharedRings.isAcceptable(capacity: $0) ? $0 : nil } ?? 0
         if let folder = value(Key.memoryFolder), !folder.isEmpty {
             environment.memoryLevel = MemoryLevelSettings(
                 folder: folder, drainEvery: max(1, value(Key.drainEvery).flatMap(Int.init) ?? 1),

@@ -30,6 +30,12 @@ final class SharedRings {
     /// The smallest and largest ring a peer may pass.
     static let capacityRange = (4 << 10)...(64 << 20)
 
+    /// Whether rings of `capacity` data bytes may be made or mapped: a power of two in
+    /// `capacityRange`.
+    static func isAcceptable(capacity: Int) -> Bool {
+        capacityRange.contains(capacity) && capacity & (capacity - 1) == 0
+    }
+
     /// The mapping.
     private let base: UnsafeMutableRawPointer
     private let mappedBytes: Int
@@ -58,7 +64,7 @@ final class SharedRings {
     /// caller closes it once sent). Nil when the system cannot make one: the connection then
     /// stays on its socket.
     static func create(capacity: Int = capacityDefault) -> (rings: SharedRings, descriptor: Int32)? {
-        precondition(capacityRange.contains(capacity) && capacity & (capacity - 1) == 0, "a ring is a power of two")
+        precondition(isAcceptable(capacity: capacity), "a ring is a power of two in capacityRange")
         let bytes = fileBytes(capacity: capacity)
         let fd = lifeline_shared_memory_create(bytes)
         guard fd >= 0 else { return nil }
@@ -77,8 +83,7 @@ final class SharedRings {
         guard lifeline_shared_memory_is_sealed(fd) != 0 else { return nil }
         let bytes = Int(status.st_size)
         let capacity = bytes / 2 - Int(LIFELINE_RING_HEADER_BYTES)
-        guard bytes % 2 == 0, capacityRange.contains(capacity), capacity & (capacity - 1) == 0,
-              let base = map(fd, bytes: bytes) else { return nil }
+        guard bytes % 2 == 0, isAcceptable(capacity: capacity), let base = map(fd, bytes: bytes) else { return nil }
         return SharedRings(base: base, mappedBytes: bytes, capacity: capacity, connector: false)
     }
 

@@ -332,10 +332,9 @@ struct StorageFacts: RecoveryFacts {
     var lineResized: Bool {
         let manifest = supervisor.manifest
         guard manifest.committed.contains(where: { $0.rankCount != nil }) else { return false }
-        let cached = supervisor.intactForLaunchRanks == nil ? supervisor.intactForLaunch : nil
+        let cached = supervisor.intactForLaunch.flatMap { $0.ranks == nil ? (line: $0.line, problems: $0.problems) : nil }
         let intact = cached ?? supervisor.newestIntactLine()
-        supervisor.intactForLaunch = intact
-        supervisor.intactForLaunchRanks = nil
+        supervisor.intactForLaunch = (intact.line, intact.problems, nil)
         return intact.line.map { manifest.rankCount(of: $0) != manifest.rankCount } ?? false
     }
 
@@ -346,16 +345,14 @@ struct StorageFacts: RecoveryFacts {
     func lostLog(of rank: Int) -> String? {
         // Only its own snapshot: the others keep running, and a rollback reads them all anew.
         let intact = supervisor.independent ? nil : supervisor.newestIntactLine(ranks: [rank])
-        supervisor.intactForLaunch = intact
-        supervisor.intactForLaunchRanks = [rank]
+        supervisor.intactForLaunch = intact.map { ($0.line, $0.problems, [rank]) }
         if let intact, let reason = notNewest(intact.line) { return reason }
         return supervisor.lostLog(of: rank, intact: intact)
     }
 
     func entryLogPosition(of rank: Int) -> UInt64? {
         let intact = supervisor.newestIntactLine(ranks: [rank])
-        supervisor.intactForLaunch = intact
-        supervisor.intactForLaunchRanks = [rank]
+        supervisor.intactForLaunch = (intact.line, intact.problems, [rank])
         guard notNewest(intact.line) == nil else { return nil }
         return supervisor.logPositionOf(rank, line: intact.line)
     }

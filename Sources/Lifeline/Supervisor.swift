@@ -78,11 +78,10 @@ final class Supervisor {
     /// Independent checkpointing: the dependency records, the checkpoint-only line and what
     /// follows from them (the manifest keeps their files).
     var checkpoints = IndependentCheckpoints(rankCount: 0)
-    /// The newest intact line a failure's log check found, for the launch that follows it.
-    var intactForLaunch: (line: CommittedLine?, problems: [String])?
-    /// The ranks whose snapshots that check read (nil: every rank's): a launch of other ranks
+    /// The newest intact line a failure's log check found, for the launch that follows it, and
+    /// the ranks whose snapshots that check read (nil: every rank's): a launch of other ranks
     /// reads the line again.
-    var intactForLaunchRanks: Set<Int>?
+    var intactForLaunch: (line: CommittedLine?, problems: [String], ranks: Set<Int>?)?
     /// When the open round was requested, to measure how long a checkpoint takes.
     var roundStartedAt: Double?
     /// When each rank's `captured` arrived for a round: with each capture's own duration (in the
@@ -335,10 +334,10 @@ final class Supervisor {
                 warn("cannot record the recovery line: \(error)")
             }
         }
-        let checked = intactForLaunchRanks
-        let intact = (checked.map { $0.isSuperset(of: order.ranks) } ?? true) ? intactForLaunch : nil
+        let intact = intactForLaunch.flatMap { found in
+            found.ranks.map { $0.isSuperset(of: order.ranks) } ?? true ? (line: found.line, problems: found.problems) : nil
+        }
         intactForLaunch = nil
-        intactForLaunchRanks = nil
         let fromLine = entries.isEmpty
         let (line, problems) = fromLine ? intact ?? newestIntactLine() : (manifest.newestLine, [])
         if order.restart.count == configuration.rankCount, fromLine {

@@ -219,7 +219,7 @@ extension MessageLog {
         // off (a claim by a newer incarnation), is its own image: spare encoding (and
         // checksumming) every record again.
         let imageBytes = kept.records.reduce(headerBytes) { $0 + 8 + $1.count }
-        let image = if let bytes = kept.bytes, kept.isWhole, bytes.count == imageBytes, bytes[20..<headerBytes].allSatisfy({ $0 == 0 }) {
+        let image = if let bytes = kept.bytes, kept.isWhole, bytes.count == imageBytes, bytes[(headerBytes - 4)..<headerBytes].allSatisfy({ $0 == 0 }) {
             bytes
         } else {
             Self.image(firstIndex: kept.firstIndex, generation: kept.generation, records: kept.records)
