@@ -34,17 +34,51 @@ package struct IntervalDependencies: Sendable, Equatable {
         package var interval: Int
     }
 
+    /// One rank's closed intervals, flat: the dependencies of every interval in one array, and
+    /// where each interval's end. A search walks every interval above the floor of every rank;
+    /// an array per interval (millions at 10,000 ranks) made each a cache miss, most of the
+    /// simulator's time under independent checkpoints.
+    package struct ClosedIntervals: Sendable, Equatable {
+        /// Every interval's dependencies, interval after interval.
+        private var dependencies: [Dependency] = []
+        /// `ends[x]`: where interval x's dependencies end in `dependencies`.
+        private var ends: [Int] = []
+
+        /// The number of closed intervals (the rank's checkpoints after the start).
+        package var count: Int { ends.count }
+        /// The closed intervals' indices.
+        package var indices: Range<Int> { 0..<ends.count }
+
+        /// Interval `interval`'s dependencies, by ascending sender.
+        package subscript(interval: Int) -> ArraySlice<Dependency> {
+            dependencies[(interval == 0 ? 0 : ends[interval - 1])..<ends[interval]]
+        }
+
+        /// Closes the next interval with `list`.
+        mutating func append(_ list: [Dependency]) {
+            dependencies += list
+            ends.append(dependencies.count)
+        }
+
+        /// Keeps the first `count` intervals.
+        mutating func truncate(to count: Int) {
+            guard count < ends.count else { return }
+            dependencies.removeSubrange((count == 0 ? 0 : ends[count - 1])...)
+            ends.removeSubrange(count...)
+        }
+    }
+
     /// Per rank, the dependencies of each closed interval, by ascending sender: `closed[i][x]`
     /// belongs to interval x, saved with checkpoint x + 1, so rank i has `closed[i].count`
     /// checkpoints after the start.
-    package private(set) var closed: [[[Dependency]]]
+    package private(set) var closed: [ClosedIntervals]
     /// A consistent line of checkpoints known (the checkpoint-only line when last raised): no
     /// line any search finds lies below it.
     package private(set) var floor: [Int]
 
     /// No checkpoint yet on `rankCount` ranks.
     package init(rankCount: Int) {
-        closed = Array(repeating: [], count: rankCount)
+        closed = Array(repeating: ClosedIntervals(), count: rankCount)
         floor = Array(repeating: 0, count: rankCount)
     }
 
@@ -73,7 +107,7 @@ package struct IntervalDependencies: Sendable, Equatable {
 
     /// Forgets `rank`'s checkpoints after `index` (its execution past them is lost).
     package mutating func truncate(rank: Int, after index: Int) {
-        closed[rank] = Array(closed[rank].prefix(index))
+        closed[rank].truncate(to: index)
         // The floor stays consistent: only intervals above it are forgotten.
         if index < floor[rank] { floor = Array(repeating: 0, count: rankCount) }
     }
@@ -128,11 +162,33 @@ package struct IntervalDependencies: Sendable, Equatable {
         var records = self
         if belowFloor { records.floor = Array(repeating: 0, count: rankCount) }
         let graph = RollbackGraph(records, volatile: Array(repeating: nil, count: rankCount))
+        return records.useless(candidates ?? closed.map { $0.indices.map { $0 + 1 } }, in: graph)
+    }
+
+    /// Raises the floor to the checkpoint-only line and says which of `candidates(line)` (per
+    /// rank, indices at or after the line's entry) are useless: `checkpointOnlyLine`,
+    /// `raiseFloor` and `uselessCheckpoints(among:)` on one rollback graph instead of two.
+    /// The graph built above the old floor serves the second question too: what lies at or
+    /// above the line is all that the line's search reached, a set closed under successors, so
+    /// no cycle through a node there passes below it.
+    package mutating func advanceFloor(uselessAmong candidates: ([Int]) -> [[Int]]) -> (line: [Int], useless: [[Int]]) {
+        let graph = RollbackGraph(self, volatile: Array(repeating: nil, count: rankCount))
+        let line = graph.reach(from: (0..<rankCount).map { ($0, closed[$0].count) })
+        raiseFloor(to: line)
+        let asked = candidates(line)
+        precondition(asked.enumerated().allSatisfy { rank, indices in indices.allSatisfy { $0 >= floor[rank] } },
+                     "candidates below the floor need uselessCheckpoints(among:)")
+        return (line, useless(asked, in: graph))
+    }
+
+    /// Of `candidates` (per rank, indices at or above the floor), those whose checkpoint shares
+    /// a strongly connected component of `graph` (built at or below this floor) with the
+    /// interval before it: (rank, index) outside reaches (rank, index - 1).
+    private func useless(_ candidates: [[Int]], in graph: RollbackGraph) -> [[Int]] {
         let component = graph.components()
         return (0..<rankCount).map { rank in
-            (candidates?[rank] ?? closed[rank].indices.map { $0 + 1 }).filter { index in
-                // (rank, index) outside reaches (rank, index - 1): they share a component.
-                guard index - 1 >= records.floor[rank], index <= graph.top[rank] else { return false }
+            candidates[rank].filter { index in
+                guard index - 1 >= floor[rank], index <= graph.top[rank] else { return false }
                 return component[graph.node(rank, index)] == component[graph.node(rank, index - 1)]
             }
         }
@@ -144,7 +200,7 @@ package struct IntervalDependencies: Sendable, Equatable {
     }
 
     /// A dependency list as a vector.
-    static func vector(_ list: [Dependency], rankCount: Int) -> PerPeer<Int> {
+    static func vector(_ list: some Sequence<Dependency>, rankCount: Int) -> PerPeer<Int> {
         var vector = PerPeer(rankCount: rankCount, absent: -1)
         for dependency in list { vector[dependency.rank] = dependency.interval }
         return vector
@@ -175,7 +231,7 @@ struct RollbackGraph {
         // interval a record names.
         var top = records.closed.map { $0.count + 1 }
         var edges: [(source: (rank: Int, interval: Int), target: (rank: Int, interval: Int))] = []
-        func add(_ list: [IntervalDependencies.Dependency], of rank: Int, interval: Int) {
+        func add(_ list: some Sequence<IntervalDependencies.Dependency>, of rank: Int, interval: Int) {
             for dependency in list where dependency.interval >= records.floor[dependency.rank] {
                 top[dependency.rank] = max(top[dependency.rank], dependency.interval)
                 edges.append(((dependency.rank, dependency.interval), (rank, interval)))

@@ -117,13 +117,15 @@ package struct IndependentCheckpoints: Sendable, Equatable {
     /// its log). The caller records the collected snapshots as gone, commits the line when it
     /// moved, and then deletes them and sends the trims.
     package mutating func advance(collecting: Bool, keepNewest: Bool) -> Advance {
-        let line = dependencies.checkpointOnlyLine()
-        dependencies.raiseFloor(to: line)
-        recordedSinceAdvance = 0
         // Only kept snapshots after the line can be found useless here: those before it go anyway.
-        let useless = dependencies.uselessCheckpoints(among: restorable.enumerated().map { rank, kept in
-            kept.filter { $0 >= line[rank] }.sorted()
-        })
+        let line: [Int], useless: [[Int]]
+        do {  // the closure's copy is gone before the removals below, which then copy nothing
+            let kept = restorable
+            (line, useless) = dependencies.advanceFloor { line in
+                kept.enumerated().map { rank, indices in indices.filter { $0 >= line[rank] }.sorted() }
+            }
+        }
+        recordedSinceAdvance = 0
         var collected: [Advance.Collected] = []
         for rank in 0..<rankCount where collecting {
             let restartPoint = keepNewest ? dependencies.closed[rank].count : nil
