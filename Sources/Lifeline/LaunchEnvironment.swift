@@ -73,6 +73,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
         package static let drainEvery = "LIFELINE_DRAIN_EVERY"
         /// `--levels memory,disk`: the most bytes the rank's level-1 copies may take (0: no bound).
         package static let memoryBytesMax = "LIFELINE_MEMORY_MAX"
+        /// The page where the ranks on the supervisor's host sum their log syncs as one union
+        /// (`SharedSyncTime`; absent: none).
+        package static let syncTime = "LIFELINE_SYNC_TIME"
         /// `--levels memory,disk`: "1": the rank restores a line held in memory alone whose
         /// drain ended with its predecessor, and drains it again.
         package static let drainRestored = "LIFELINE_DRAIN_RESTORED"
@@ -178,6 +181,8 @@ package struct LaunchEnvironment: Sendable, Equatable {
     /// The data bytes of each ring of the shared memory a rank makes for a peer it connects to
     /// on its host (0: sockets alone, `--transport sockets`).
     package var ringBytes = 0
+    /// The page of `SharedSyncTime` (nil: none).
+    package var syncTimePath: String?
 
     /// What `START` said: where the rank begins, whether it replays, the mirrors it writes (a
     /// fresh start until then).
@@ -230,6 +235,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
         ]
         if let traceDirectory { result[Key.trace] = traceDirectory }
         if ringBytes > 0 { result[Key.ringBytes] = String(ringBytes) }
+        if let syncTimePath { result[Key.syncTime] = syncTimePath }
         if keepLogs { result[Key.keepLogs] = "1" }
         if let memoryLevel {
             result[Key.memoryFolder] = memoryLevel.folder
@@ -329,6 +335,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
             keepLogs: value(Key.keepLogs) == "1", hosts: hosts)
         environment.ringBytes = value(Key.ringBytes).flatMap(Int.init)
             .flatMap { SharedRings.isAcceptable(capacity: $0) ? $0 : nil } ?? 0
+        environment.syncTimePath = value(Key.syncTime).flatMap { $0.isEmpty ? nil : $0 }
         if let folder = value(Key.memoryFolder), !folder.isEmpty {
             environment.memoryLevel = MemoryLevelSettings(
                 folder: folder, drainEvery: max(1, value(Key.drainEvery).flatMap(Int.init) ?? 1),

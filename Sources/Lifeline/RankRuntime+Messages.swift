@@ -251,7 +251,7 @@ extension RankRuntime {
         }
         guard let log else { return }
         do {
-            try log.append(records.map { $0.encoded() })
+            try measureSync { try log.append(records.map { $0.encoded() }) }
         } catch {
             throw LifelineError(.storage, "cannot write the message log: \(error)")
         }
@@ -298,13 +298,19 @@ extension RankRuntime {
         lastLogFlush = jobClock()
         guard !pendingLog.isEmpty, let log else { return }
         do {
-            try log.append(pendingLog)
+            try measureSync { try log.append(pendingLog) }
         } catch {
             throw LifelineError(.storage, "cannot write the message log: \(error)")
         }
         pendingLog.removeAll(keepingCapacity: true)
         pendingLogBytes = 0
         askIfLogNearsItsMaximum(log)
+    }
+
+    /// Runs a log append as one interval of the host's sync time (`SharedSyncTime`).
+    private func measureSync(_ append: () throws -> Void) rethrows {
+        guard let syncTime else { return try append() }
+        try syncTime.measure(append)
     }
 
     /// The log passed a quarter of its maximum: a checkpoint that commits trims it, so the

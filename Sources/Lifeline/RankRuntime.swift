@@ -92,6 +92,9 @@ final class RankRuntime {
     let log: MessageLog?
     /// `--trace-deliveries`: what the rank sends, delivers and captures.
     let trace: DeliveryTrace?
+    /// The page in which the host's ranks sum their log syncs as one union (absent: not on
+    /// the supervisor's host, or a job without a log).
+    let syncTime: SharedSyncTime?
     /// The logging mode.
     var logging: LoggingMode { launch?.logging ?? .none }
     /// What the logging mode (and the checkpoint scheme) ask of this rank: the one switch.
@@ -164,6 +167,7 @@ final class RankRuntime {
         self.rankFaults = launch?.faults ?? []
         self.log = log
         self.trace = launch.flatMap { DeliveryTrace(launch: $0) }
+        self.syncTime = launch?.syncTimePath.flatMap { SharedSyncTime.open(path: $0) }
     }
 
     /// Seconds since the job started, on the supervisor's clock.

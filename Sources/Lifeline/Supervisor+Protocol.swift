@@ -286,9 +286,16 @@ extension Supervisor {
         } catch {
             warn("cannot record the job as finished: \(error)")
         }
-        events.record("job_finished", [
-            "epochs": .int(manifest.commits), "failures": .int(failures), "recoveries": .int(recoveries),
-        ])
+        if let syncSeconds = syncTime?.seconds {
+            events.record("job_finished", [
+                "epochs": .int(manifest.commits), "failures": .int(failures), "recoveries": .int(recoveries),
+                "log_sync_union_s": .double(syncSeconds),
+            ])
+        } else {
+            events.record("job_finished", [
+                "epochs": .int(manifest.commits), "failures": .int(failures), "recoveries": .int(recoveries),
+            ])
+        }
         finishedJob = true
     }
 }

@@ -105,6 +105,9 @@ final class Supervisor {
     /// `--levels memory,disk`: the job's level-1 folder on this host (nil: disk alone). This
     /// supervisor made it empty: copies an earlier supervisor committed are not trusted.
     let memoryLevel: MemoryLevel?
+    /// With a message log and every rank on this host: the page where the ranks sum their log
+    /// syncs as one union (`log_sync_union_s` of `job_finished`).
+    let syncTime: SharedSyncTime?
     /// Whether the last collection found the chunk lock held by a write (`collectGarbage`).
     var chunkCollectionOwed = false
     /// When the last collection ran (job clock).
@@ -180,6 +183,8 @@ final class Supervisor {
         } else {
             self.memoryLevel = nil
         }
+        self.syncTime = configuration.logging == .none || configuration.launchesOnHosts
+            ? nil : SharedSyncTime.create(path: configuration.runDirectory + "/log-sync-time")
         if configuration.checkpointing == .independent { loadIndependentRecords() }
     }
 
@@ -413,6 +418,7 @@ final class Supervisor {
                 compressionLevel: Int32(clamping: configuration.compressionLevel ?? Int(ChunkedSnapshots.levelDefault)),
                 keepLogs: configuration.keepLogs == true)
             environment.ringBytes = configuration.transport == .sockets ? 0 : SharedRings.capacity(forRanks: configuration.rankCount)
+            if syncTime != nil { environment.syncTimePath = configuration.runDirectory + "/log-sync-time" }
             environment.memoryLevel = memoryLevel.map {
                 LaunchEnvironment.MemoryLevelSettings(
                     folder: $0.folder, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0,

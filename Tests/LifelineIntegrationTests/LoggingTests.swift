@@ -33,6 +33,21 @@ extension RecoveryTests {
         #expect(launches.sorted() == ([0, 1, 2, 3] + [rank]).sorted(), "seed \(seed): only rank \(rank) restarts, got \(launches)")
     }
 
+    /// The job reports the time during which some rank was making log records durable: no
+    /// less than any one rank's own sync time (each rank's appends lie inside it) and no more
+    /// than their sum; a job without a log reports none.
+    @Test func jobReportsTheUnionOfItsRanksLogSyncs() throws {
+        let result = try JobRunner.runHeat("sync-union", ["--logging", "pessimistic"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let own = result.events("rank_finished").compactMap { $0["log_sync_s"] as? Double }
+        #expect(own.count == 4 && own.allSatisfy { $0 > 0 }, "\(result.events("rank_finished"))")
+        let union = try #require(result.events("job_finished").first?["log_sync_union_s"] as? Double)
+        #expect(union >= own.max()! - 0.001 && union <= own.reduce(0, +) + 0.001, "union \(union) of \(own)")
+        let unlogged = try JobRunner.runHeat("sync-union-none", [])
+        #expect(unlogged.status == 0, "\(unlogged.stderr)")
+        #expect(unlogged.events("job_finished").first?["log_sync_union_s"] == nil)
+    }
+
     /// Two ranks killed at the same step (as a lost host's ranks fail together) each restart
     /// alone and replay their own logs side by side, with no global rollback: the failure-free
     /// hash, and the other two ranks keep their processes.

@@ -57,6 +57,9 @@ struct JobRun {
     /// The seconds the slowest rank's log appends took to make records durable (each rank waits
     /// for its own): the floor of a rule that syncs before delivery.
     var logSyncSeconds: Double { events("rank_finished").compactMap { $0["log_sync_s"] as? Double }.max() ?? 0 }
+    /// The seconds during which at least one rank was making log records durable (the union of
+    /// the ranks' sync intervals, `job_finished`'s `log_sync_union_s`); nil when the run has none.
+    var logSyncUnionSeconds: Double? { events("job_finished").last?["log_sync_union_s"] as? Double }
     /// The mean number of ranks that wrote a snapshot in a committed round, nil without rounds.
     var ranksPerRound: Double? {
         if !events("checkpoint").isEmpty { return 1 }

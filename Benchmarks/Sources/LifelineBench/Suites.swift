@@ -435,6 +435,8 @@ struct Suites {
                     let logicalPerCommit = contents.isEmpty ? nil : Double(contents.reduce(0) { $0 + $1.logical }) / Double(contents.count)
                     let neededPerCommit = contents.isEmpty ? nil : Double(contents.reduce(0) { $0 + $1.state + $1.inFlight }) / Double(contents.count)
                     let contentRatio = logicalPerCommit.flatMap { logical in neededPerCommit.map { logical / max(1, $0) } }
+                    let unions = runs.compactMap(\.logSyncUnionSeconds)
+                    let syncUnion = unions.isEmpty ? nil : median(unions)
                     rows.append(["\(programName) ×\(ranks)", mode.name, String(format: "%.2f", seconds),
                                  String(format: "%+.1f%%", overhead), loggingOverhead.map { String(format: "%+.1f%%", $0) } ?? "—",
                                  String(last.commits), last.ranksPerRound.map { String(format: "%.2f", $0) } ?? "—",
@@ -444,6 +446,7 @@ struct Suites {
                                  String(format: "%.0f", Double(last.checkpointBytes) / 1_048_576 / last.seconds * 3600),
                                  logBytes.map(String.init) ?? "0", String(last.logSyncs),
                                  last.logSyncSeconds > 0 ? String(format: "%.3f", last.logSyncSeconds) : "—",
+                                 syncUnion.map { $0 > 0 ? String(format: "%.3f", $0) : "—" } ?? "—",
                                  String(runs.map(\.rankPeakMiB).max() ?? 0)])
                     if programName == "heat2d", ["coordinated", "blocking", "minimal"].contains(mode.name), let contentRatio,
                        let logicalPerCommit, let neededPerCommit {
@@ -455,15 +458,16 @@ struct Suites {
                                       String(format: "%.3f× (%.0f / %.0f)", contentRatio, logicalPerCommit, neededPerCommit), "≤ 1.05×",
                                       met: contentRatio <= 1.05)
                     }
-                    if mode.name == "coordinated + pessimistic", let schemeSeconds = secondsHere[scheme], last.logSyncSeconds > 0 {
+                    if mode.name == "coordinated + pessimistic", let schemeSeconds = secondsHere[scheme], let syncUnion, syncUnion > 0 {
                         // Pessimistic logging beside its floor: what it costs over no logging
-                        // against the time its syncs took on the slowest rank.
-                        let ratio = (seconds - schemeSeconds) / last.logSyncSeconds
-                        targetLines.append(String(format: "%@ ×%d, %@: %.2f s over %@ without logging, against %.2f s of durable log appends on its slowest rank, %.2f× — target ≤ 1.25×: %@.",
-                                                  programName, ranks, mode.name, seconds - schemeSeconds, scheme, last.logSyncSeconds,
-                                                  ratio, ratio <= 1.25 ? "met" : "**not met**"))
+                        // against the time during which some rank was syncing its log (median
+                        // over the runs, as the seconds are).
+                        let ratio = (seconds - schemeSeconds) / syncUnion
+                        targetLines.append(String(format: "%@ ×%d, %@: %.2f s over %@ without logging, against %.2f s during which a rank made log records durable (%.2f s on its slowest rank alone), %.2f× — target ≤ 1.25×: %@.",
+                                                  programName, ranks, mode.name, seconds - schemeSeconds, scheme, syncUnion,
+                                                  last.logSyncSeconds, ratio, ratio <= 1.25 ? "met" : "**not met**"))
                         report.target("strategies \(programName) ×\(ranks), \(mode.name): overhead / its log syncs",
-                                      String(format: "%.2f× (%.2f s / %.2f s)", ratio, seconds - schemeSeconds, last.logSyncSeconds),
+                                      String(format: "%.2f× (%.2f s / %.2f s)", ratio, seconds - schemeSeconds, syncUnion),
                                       "≤ 1.25×", met: ratio <= 1.25)
                     }
                     if ranks == scale.rankCounts.last { report.bars.append(("\(programName) ×\(ranks) \(mode.name)", overhead)) }
@@ -508,8 +512,8 @@ struct Suites {
                 }
             }
         }
-        report.table("Strategies, failure-free", note: "Median of \(scale.repeats) runs, checkpoint interval \(scale.intervalSeconds) s. The floor is the same program under `lifeline run` with checkpoints switched off (`--interval 1e9`): a job of several ranks cannot run without a runtime, so it is the closest run with no fault tolerance (message retention is still paid). Checkpoints and checkpoint bytes are those of committed rounds in one run (bytes stored on one mirror, after chunk reuse and zstd); log bytes are what the ranks appended to their message logs; log sync s is the time the slowest rank's log appends took to make records durable (writes and syncs on both mirrors: the floor of a rule that syncs before delivery). Peak memory is the largest peak resident set (VmHWM) a rank reported at the final barrier, so it is per rank, not a sum. **vs no logging**: a logging mode's time against the same checkpoint scheme with `--logging none` in this run — the price of the logging itself (the logging issue's overhead beside none). Ranks per round: the mean number of ranks that wrote a snapshot in a committed round (under `minimal`, ranks that delivered nothing since their last checkpoint keep it); Logical bytes per commit: the snapshots' uncompressed bytes in a committed round (mean over the runs' rounds), beside what they had to hold: the program states plus the messages in flight across the line at the round's cut (sent before the sender's capture, not delivered before the receiver's); under `independent` a checkpoint stores every retained message, and these columns are left out. MiB per hour: checkpoint bytes stored per hour of run at this interval. On these two programs every rank delivers messages between any two rounds, so `minimal` writes what `coordinated` writes; the next table shows a program where it does not. Under `independent` there are no rounds: checkpoints are the ranks' own checkpoints (ranks per round is 1), and its interval is each rank's mean period.",
-                     header: ["program", "mode", "seconds", "overhead", "vs no logging", "checkpoints", "ranks per round", "checkpoint bytes", "logical bytes per commit", "state + in flight per commit", "MiB per hour", "log bytes", "log fsyncs", "log sync s (slowest rank)", "peak MiB (one rank)"], rows: rows)
+        report.table("Strategies, failure-free", note: "Median of \(scale.repeats) runs, checkpoint interval \(scale.intervalSeconds) s. The floor is the same program under `lifeline run` with checkpoints switched off (`--interval 1e9`): a job of several ranks cannot run without a runtime, so it is the closest run with no fault tolerance (message retention is still paid). Checkpoints and checkpoint bytes are those of committed rounds in one run (bytes stored on one mirror, after chunk reuse and zstd); log bytes are what the ranks appended to their message logs; log sync s (slowest rank) is the time the slowest rank's log appends took to make records durable (writes and syncs on both mirrors); log sync s (any rank) is the time during which at least one rank was inside such an append (the union of the ranks' intervals, summed by the ranks in a page they share, `log_sync_union_s`; median of the runs): the floor of a rule that syncs before delivery, against which pessimistic logging's overhead is judged. The slowest rank alone misses syncs that ranks take in turn (a master and its worker each wait for the other's), and a sum over the ranks would count twice the syncs that overlap. Peak memory is the largest peak resident set (VmHWM) a rank reported at the final barrier, so it is per rank, not a sum. **vs no logging**: a logging mode's time against the same checkpoint scheme with `--logging none` in this run — the price of the logging itself (the logging issue's overhead beside none). Ranks per round: the mean number of ranks that wrote a snapshot in a committed round (under `minimal`, ranks that delivered nothing since their last checkpoint keep it); Logical bytes per commit: the snapshots' uncompressed bytes in a committed round (mean over the runs' rounds), beside what they had to hold: the program states plus the messages in flight across the line at the round's cut (sent before the sender's capture, not delivered before the receiver's); under `independent` a checkpoint stores every retained message, and these columns are left out. MiB per hour: checkpoint bytes stored per hour of run at this interval. On these two programs every rank delivers messages between any two rounds, so `minimal` writes what `coordinated` writes; the next table shows a program where it does not. Under `independent` there are no rounds: checkpoints are the ranks' own checkpoints (ranks per round is 1), and its interval is each rank's mean period.",
+                     header: ["program", "mode", "seconds", "overhead", "vs no logging", "checkpoints", "ranks per round", "checkpoint bytes", "logical bytes per commit", "state + in flight per commit", "MiB per hour", "log bytes", "log fsyncs", "log sync s (slowest rank)", "log sync s (any rank)", "peak MiB (one rank)"], rows: rows)
         let meanOverhead = overheads.mapValues { $0.reduce(0, +) / Double($0.count) }
         let meanLost = timeLost.mapValues { $0.reduce(0, +) / Double($0.count) }.filter { $0.value.isFinite }
         var summary: [String] = []

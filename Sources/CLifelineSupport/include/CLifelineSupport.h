@@ -4,6 +4,7 @@
 #include <sys/types.h>
 #include <stdint.h>
 #include "lifeline_ring.h"
+#include "lifeline_sync_time.h"
 
 /// Asks the kernel to send `signal` to this process when its parent dies (Linux only; 0 elsewhere).
 int lifeline_set_parent_death_signal(int signal);
