@@ -101,10 +101,17 @@ extension RankRuntime {
         control?.send(.logMirrorFailed(StorageMirrors([failed.mirror]), reason: "\(failed.error)"))
     }
 
-    /// The snapshots the writer made durable since the last look, told to the participant.
+    /// The snapshots the writer made durable since the last look, told to the participant;
+    /// under independent checkpoints, every write that ended, durable or not, schedules the next.
     func takeDurableSnapshots() {
         for outcome in writer?.takeCompleted() ?? [] {
-            if case .durable(let epoch) = outcome { machine.participant.handleSnapshotDurable(epoch) }
+            switch outcome {
+            case .durable(let epoch):
+                machine.participant.handleSnapshotDurable(epoch)
+                machine.independentCheckpointEnded(Int(epoch.rawValue), now: jobClock())
+            case .failed(let epoch):
+                machine.independentCheckpointEnded(Int(epoch.rawValue), now: jobClock())
+            }
         }
     }
 

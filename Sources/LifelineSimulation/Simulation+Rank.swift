@@ -413,6 +413,7 @@ extension Simulation {
     func snapshotDurable(rank: Int, epoch: Epoch, name: String) throws {
         guard let snapshot = pendingSnapshots.removeValue(forKey: name) else { return }
         processes[rank].writing.removeAll { $0.name == name }
+        processes[rank].machine!.independentCheckpointEnded(Int(epoch.rawValue), now: now)
         if failsWrite() {
             // The write failed on both mirrors: no ACK; the supervisor aborts the round (or,
             // under independent checkpoints, restarts the rank).

@@ -152,8 +152,12 @@ package struct RankMachine: Sendable {
     /// Independent checkpoints: per sender, the newest interval of it delivered from in the
     /// current interval (-1: none): the interval's dependency vector.
     package private(set) var intervalDependencies: PerPeer<Int>
-    /// Independent checkpoints: when (job clock) the next checkpoint is due.
+    /// Independent checkpoints: when (job clock) the next checkpoint is due; never while one
+    /// is being written.
     package private(set) var nextCheckpointAt = Double.infinity
+    /// Independent checkpoints: the checkpoint being written and the period drawn to follow it,
+    /// which starts when the write ends (`independentCheckpointEnded`).
+    private var independentWrite: (index: Int, period: Double)?
     /// Optimistic logging: the rank's dependency vector, stamped on every message it sends.
     package private(set) var dependencyVector = DependencyVector()
     /// Frozen for a recovery's planning: nothing is delivered until THAW.
@@ -534,13 +538,28 @@ package struct RankMachine: Sendable {
     }
 
     /// Independent checkpoints: closes the current interval with a checkpoint; returns its
-    /// index and the interval's dependency vector (for its ACK), and schedules the next one.
+    /// index and the interval's dependency vector (for its ACK). The next is due one period
+    /// after this one's write ends, as SCR counts its checkpoint seconds from the end of the
+    /// last: a rank then computes for a period between two writes whatever a write costs. With
+    /// the period counted from the capture, a write longer than the period (a snapshot holding
+    /// every message since the start, as on a program with the domino effect) queued the next
+    /// behind it, and each queued one held its own copy of the state and the traffic: heat2d
+    /// 1024² on 4 ranks and 2 cores, 4.2 s failure-free, took 158 s.
     package mutating func closeInterval(now: Double) -> (index: Int, dependencies: PerPeer<Int>) {
         interval += 1
         let dependencies = intervalDependencies
         intervalDependencies = PerPeer(rankCount: settings.rankCount, absent: -1)
-        nextCheckpointAt = now + nextPeriod()
+        independentWrite = (interval, nextPeriod())
+        nextCheckpointAt = .infinity
         return (interval, dependencies)
+    }
+
+    /// Independent checkpoints: checkpoint `index` is durable, or its write failed: the next
+    /// is due a period from `now`.
+    package mutating func independentCheckpointEnded(_ index: Int, now: Double) {
+        guard let write = independentWrite, write.index == index else { return }
+        independentWrite = nil
+        nextCheckpointAt = now + write.period
     }
 
     /// The next independent checkpoint period: the interval ±25 % (a generator per rank and
