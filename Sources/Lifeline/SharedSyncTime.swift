@@ -21,22 +21,26 @@ final class SharedSyncTime {
     }
 
     /// Makes the page at `path` (zeroed, readable by the user only) and maps it; nil when it
-    /// cannot (the run then reports no union).
+    /// cannot (the run then reports no union). A link planted at `path` is not followed, and an
+    /// existing file that is not the supervisor's own regular file is left alone.
     static func create(path: String) -> SharedSyncTime? {
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        guard ftruncate(fd, off_t(bytes)) == 0 else { return nil }
+        var status = stat()
+        guard fstat(fd, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_uid == geteuid(),
+              ftruncate(fd, 0) == 0, ftruncate(fd, off_t(bytes)) == 0 else { return nil }
         return map(fd)
     }
 
     /// Maps the page a supervisor made at `path`; nil when it is not one.
     static func open(path: String) -> SharedSyncTime? {
-        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
+        let fd = Glibc.open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var status = stat()
-        guard fstat(fd, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, Int(status.st_size) == bytes else { return nil }
+        guard fstat(fd, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, Int(status.st_size) == bytes
+        else { return nil }
         return map(fd)
     }
 
