@@ -251,7 +251,8 @@ extension RankRuntime {
         }
         guard let log else { return }
         do {
-            try measureSync { try log.append(records.map { $0.encoded() }) }
+            let encoded = records.map { $0.encoded() }
+            try measureSync { try log.append(encoded) }
         } catch {
             throw LifelineError(.storage, "cannot write the message log: \(error)")
         }

@@ -8,7 +8,10 @@ import CLifelineSupport
 /// making its logs durable, the floor that pessimistic logging's overhead is set beside: the
 /// slowest rank's own sync time misses syncs of ranks that take turns (a master and a worker
 /// each wait for the other's), and the sum over ranks counts twice syncs that overlap.
-final class SharedSyncTime {
+///
+/// Sendable: the page is only touched through the atomic operations of the header, by any
+/// thread or process.
+final class SharedSyncTime: @unchecked Sendable {
     private let page: UnsafeMutableRawPointer
     private static let bytes = 4096
 
@@ -29,7 +32,7 @@ final class SharedSyncTime {
         defer { close(fd) }
         var status = stat()
         guard fstat(fd, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_uid == geteuid(),
-              ftruncate(fd, 0) == 0, ftruncate(fd, off_t(bytes)) == 0 else { return nil }
+              fchmod(fd, 0o600) == 0, ftruncate(fd, 0) == 0, ftruncate(fd, off_t(bytes)) == 0 else { return nil }
         return map(fd)
     }
 
@@ -50,16 +53,11 @@ final class SharedSyncTime {
         return SharedSyncTime(page: base)
     }
 
-    private static func nanoseconds() -> Int64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
-    }
-
-    /// Runs `sync` (a log append that returns once its records are durable) as one interval.
+    /// Runs `sync` (a log append that returns once its records are durable) as one interval,
+    /// its ends stamped beside the atomic updates that count it.
     func measure<T>(_ sync: () throws -> T) rethrows -> T {
-        lifeline_sync_time_enter(page, Self.nanoseconds())
-        defer { lifeline_sync_time_leave(page, Self.nanoseconds()) }
+        lifeline_sync_time_enter(page)
+        defer { lifeline_sync_time_leave(page) }
         return try sync()
     }
 

@@ -183,8 +183,10 @@ final class Supervisor {
         } else {
             self.memoryLevel = nil
         }
-        self.syncTime = configuration.logging == .none || configuration.launchesOnHosts
-            ? nil : SharedSyncTime.create(path: configuration.runDirectory + "/log-sync-time")
+        // Sender-based logging keeps no log on the ranks (its determinants go to the event
+        // logger): there is nothing to sum, and a 0 would read as a free log.
+        self.syncTime = [.pessimistic, .optimistic].contains(configuration.logging) && !configuration.launchesOnHosts
+            ? SharedSyncTime.create(path: configuration.runDirectory + "/log-sync-time") : nil
         if configuration.checkpointing == .independent { loadIndependentRecords() }
     }
 

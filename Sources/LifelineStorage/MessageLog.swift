@@ -169,6 +169,8 @@ package final class MessageLog {
     /// batch that would take the newest segment past its size starts a new segment.
     package func append(_ payloads: [[UInt8]]) throws(StorageError) {
         guard !payloads.isEmpty else { return }
+        let started = Self.monotonicSeconds()
+        defer { syncSeconds += Self.monotonicSeconds() - started }
         var bytes: [UInt8] = []
         try checkUsable()
         for payload in payloads {
@@ -176,8 +178,6 @@ package final class MessageLog {
             Self.appendRecord(payload, to: &bytes)
         }
         let newest = segments[segments.count - 1]
-        let started = Self.monotonicSeconds()
-        defer { syncSeconds += Self.monotonicSeconds() - started }
         try guarded { () throws(StorageError) in
             if newest.recordCount > 0 && newest.bytes + bytes.count > segmentBytesMax {
                 try startSegment(at: nextIndex, records: payloads)
