@@ -85,7 +85,8 @@ package final class MessageLog {
     /// The fsyncs and fdatasyncs this log issued since it was opened (each mirror counts).
     package private(set) var syncCount: UInt64 = 0
     /// Seconds the appends since this log was opened took to make their records durable (the
-    /// writes and syncs on every mirror): the floor of a logging rule that syncs before delivery.
+    /// records' framing, the writes and syncs on every mirror): the floor of a logging rule
+    /// that syncs before delivery.
     package private(set) var syncSeconds = 0.0
     /// What opening found and repaired, one line each.
     package private(set) var problems: [String] = []

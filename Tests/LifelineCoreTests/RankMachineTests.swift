@@ -249,7 +249,7 @@ import Testing
 
     /// The next independent checkpoint is due a period (the interval ±25 %) after the last one's
     /// write ended, not after its capture: a write longer than the period must not queue the
-    /// next behind it (heat2d ×4 on 2 cores took 158 s instead of 4).
+    /// next behind it (heat2d ×4 on 2 cores, a 6.8 s computation, took 158 s).
     @Test func theNextIndependentCheckpointIsDueAPeriodAfterTheLastWriteEnds() {
         var rank = machine(variant: .independent)  // interval 1 s
         #expect(rank.independentCheckpointDue(now: 1.3))
