@@ -25,6 +25,9 @@ enum InboundFrame {
 /// handshake is done, and the socket only carries wake-ups and the end of the stream: the
 /// owner's poll loop arms the inbound ring before it sleeps (`armBeforeSleep`), hands the socket
 /// over when poll(2) says it is readable (`socketReadable`), and reads the ring after every wait.
+///
+/// Its stored variables skip Swift's dynamic exclusivity checks (`@exclusivity(unchecked)`),
+/// as `RankRuntime`'s do and for the same reason: one thread, and a message's hot path.
 final class Connection {
     /// Payloads at least this large are read straight into their own array, skipping the buffer.
     private static let directPayloadBytesMin = 64 << 10
@@ -33,9 +36,9 @@ final class Connection {
     /// The socket.
     let fd: Int32
     /// Set once the peer closed the stream or it failed; the socket is closed then.
-    private(set) var isClosed = false
+    @exclusivity(unchecked) private(set) var isClosed = false
     /// Bytes read from the stream so far (a spinning receiver watches it: data still coming).
-    private(set) var receivedBytes = 0
+    @exclusivity(unchecked) private(set) var receivedBytes = 0
     /// The stream's shared-memory rings (nil: the stream runs through the socket).
     let rings: SharedRings?
     /// The inbound ring's address (nil on a socket), held apart so that a spinning receiver's
@@ -43,16 +46,16 @@ final class Connection {
     private let inboundRing: UnsafeMutableRawPointer?
     /// With rings: the peer's end of the socket is closed (it exited or died); what is left in
     /// the inbound ring is read, then the connection closes.
-    private var peerEnded = false
-    private var buffer: [UInt8]
-    private var start = 0
-    private var end = 0
+    @exclusivity(unchecked) private var peerEnded = false
+    @exclusivity(unchecked) private var buffer: [UInt8]
+    @exclusivity(unchecked) private var start = 0
+    @exclusivity(unchecked) private var end = 0
     /// The header of a large data frame whose payload is still arriving; nil between frames.
     /// Invariant: while set, `largeFilled < largePayload.count`, and the buffer is empty.
-    private var largeHeader: DataHeader?
+    @exclusivity(unchecked) private var largeHeader: DataHeader?
     /// That frame's payload, filled up to `largeFilled` bytes.
-    private var largePayload: [UInt8] = []
-    private var largeFilled = 0
+    @exclusivity(unchecked) private var largePayload: [UInt8] = []
+    @exclusivity(unchecked) private var largeFilled = 0
 
     /// With rings: how long a writer that finds the ring full watches it for room before it
     /// waits in its poll loop (0: at once; spinning pays only when the reader has a core).
@@ -315,34 +318,39 @@ final class Connection {
     /// when the peer is gone.
     @discardableResult
     func write(head: [UInt8], payload: [UInt8] = [], whileBlocked: (Int32) throws -> Void) rethrows -> Bool {
+        try head.withUnsafeBytes { try write(head: $0, payload: payload, whileBlocked: whileBlocked) }
+    }
+
+    /// `write(head:payload:whileBlocked:)` with the head in memory the caller holds (a data
+    /// frame's, built on its stack).
+    @discardableResult
+    func write(head headBytes: UnsafeRawBufferPointer, payload: [UInt8], whileBlocked: (Int32) throws -> Void) rethrows -> Bool {
         guard !isClosed else { return false }
-        if let rings { return try write(head: head, payload: payload, into: rings, whileBlocked: whileBlocked) }
-        let total = head.count + payload.count
+        if let rings { return try write(head: headBytes, payload: payload, into: rings, whileBlocked: whileBlocked) }
+        let total = headBytes.count + payload.count
         var written = 0
         while written < total {
             // The two pieces' vectors on the stack: a send allocates nothing.
-            let sent = head.withUnsafeBytes { headBytes in
-                payload.withUnsafeBytes { payloadBytes in
-                    withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { vectors in
-                        var count = 0
-                        if written < headBytes.count {
-                            vectors[count] = iovec(
-                                iov_base: UnsafeMutableRawPointer(mutating: headBytes.baseAddress! + written),
-                                iov_len: headBytes.count - written)
-                            count += 1
-                        }
-                        let payloadOffset = max(0, written - headBytes.count)
-                        if payloadBytes.count > payloadOffset {
-                            vectors[count] = iovec(
-                                iov_base: UnsafeMutableRawPointer(mutating: payloadBytes.baseAddress! + payloadOffset),
-                                iov_len: payloadBytes.count - payloadOffset)
-                            count += 1
-                        }
-                        var message = msghdr()
-                        message.msg_iov = vectors.baseAddress
-                        message.msg_iovlen = count
-                        return sendmsg(fd, &message, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            let sent = payload.withUnsafeBytes { payloadBytes in
+                withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { vectors in
+                    var count = 0
+                    if written < headBytes.count {
+                        vectors[count] = iovec(
+                            iov_base: UnsafeMutableRawPointer(mutating: headBytes.baseAddress! + written),
+                            iov_len: headBytes.count - written)
+                        count += 1
                     }
+                    let payloadOffset = max(0, written - headBytes.count)
+                    if payloadBytes.count > payloadOffset {
+                        vectors[count] = iovec(
+                            iov_base: UnsafeMutableRawPointer(mutating: payloadBytes.baseAddress! + payloadOffset),
+                            iov_len: payloadBytes.count - payloadOffset)
+                        count += 1
+                    }
+                    var message = msghdr()
+                    message.msg_iov = vectors.baseAddress
+                    message.msg_iovlen = count
+                    return sendmsg(fd, &message, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
                 }
             }
             if sent < 0 {
@@ -362,22 +370,20 @@ final class Connection {
     /// `write` through the outbound ring: copies what fits and wakes the peer if it sleeps;
     /// while the ring is full, watches it for room for `roomSpinSeconds`, then marks it (the
     /// peer's next read wakes this side through the socket) and calls `whileBlocked`.
-    private func write(head: [UInt8], payload: [UInt8], into rings: SharedRings,
+    private func write(head headBytes: UnsafeRawBufferPointer, payload: [UInt8], into rings: SharedRings,
                        whileBlocked: (Int32) throws -> Void) rethrows -> Bool {
-        let total = head.count + payload.count
+        let total = headBytes.count + payload.count
         var written = 0
         while written < total {
             guard !isClosed, !peerEnded else { return false }
             var corrupt: Int32 = 0
-            let taken = head.withUnsafeBytes { headBytes in
-                payload.withUnsafeBytes { payloadBytes in
-                    let headOffset = min(written, headBytes.count)
-                    let payloadOffset = max(0, written - headBytes.count)
-                    return lifeline_ring_write(
-                        rings.outbound, rings.capacity,
-                        headBytes.baseAddress.map { $0 + headOffset }, headBytes.count - headOffset,
-                        payloadBytes.baseAddress.map { $0 + payloadOffset }, payloadBytes.count - payloadOffset, &corrupt)
-                }
+            let taken = payload.withUnsafeBytes { payloadBytes in
+                let headOffset = min(written, headBytes.count)
+                let payloadOffset = max(0, written - headBytes.count)
+                return lifeline_ring_write(
+                    rings.outbound, rings.capacity,
+                    headBytes.baseAddress.map { $0 + headOffset }, headBytes.count - headOffset,
+                    payloadBytes.baseAddress.map { $0 + payloadOffset }, payloadBytes.count - payloadOffset, &corrupt)
             }
             if corrupt != 0 {
                 close()

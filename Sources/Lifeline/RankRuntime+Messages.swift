@@ -47,12 +47,13 @@ extension RankRuntime {
             return
         }
         let connection = try connection(to: destination)
-        var head = ByteWriter(capacity: FramePrefix.byteCount + DataHeader.byteCount)
-        FramePrefix(kind: .data, bodyLength: UInt64(DataHeader.byteCount + message.payload.count)).encode(into: &head)
-        message.header.encode(into: &head)
-        // A peer that is gone will be restarted with everyone; the message is retained.
-        try connection.write(head: head.bytes, payload: message.payload) { fd in
-            try pump(timeoutMs: Self.pollIntervalMs, writable: fd, waiting: .send(destination))
+        // The frame's head on the stack: a send allocates nothing of its own.
+        try withUnsafeTemporaryAllocation(byteCount: DataHeader.frameHeadByteCount, alignment: 8) { head in
+            message.header.storeFrameHead(payloadCount: message.payload.count, into: head)
+            // A peer that is gone will be restarted with everyone; the message is retained.
+            try connection.write(head: UnsafeRawBufferPointer(head), payload: message.payload) { fd in
+                try pump(timeoutMs: Self.pollIntervalMs, writable: fd, waiting: .send(destination))
+            }
         }
     }
 
@@ -182,8 +183,11 @@ extension RankRuntime {
     /// `spin` over one peer's ring: watches it (a load, no system call, nothing retained) for
     /// up to `ringSpinSeconds` since the last bytes came, and reads it whenever bytes are there.
     /// True when a message from `source` arrived.
+    ///
+    /// The clock starts after the first 256 looks find nothing (a reply that is already on its
+    /// way costs no clock read), and again after every read that did not bring the message.
     private func spin(forRing peer: Connection, source: RankID) throws -> Bool {
-        var lastBytesAt = monotonicSeconds()
+        var lastBytesAt: Double?
         while true {
             for _ in 0..<256 {
                 guard peer.hasRingData else { continue }
@@ -195,9 +199,13 @@ extension RankRuntime {
                 }
                 if arrived { return true }
                 if peer.isClosed { return false }
-                lastBytesAt = monotonicSeconds()
+                lastBytesAt = nil
             }
-            if monotonicSeconds() - lastBytesAt > Self.ringSpinSeconds { return false }
+            guard let since = lastBytesAt else {
+                lastBytesAt = monotonicSeconds()
+                continue
+            }
+            if monotonicSeconds() - since > Self.ringSpinSeconds { return false }
         }
     }
 

@@ -90,6 +90,28 @@ package struct DataHeader: Sendable, Equatable {
         writer.write(epoch.rawValue)
     }
 
+    /// The bytes before a data frame's payload: the frame prefix and this header.
+    package static let frameHeadByteCount = FramePrefix.byteCount + byteCount
+
+    /// Stores the head of a data frame carrying `payloadCount` bytes (its prefix, then this
+    /// header: the bytes `FramePrefix.encode` and `encode(into:)` append) into the first
+    /// `frameHeadByteCount` bytes of `target`. A message's send path builds its head on the
+    /// stack with this, where a `ByteWriter` would allocate an array per message.
+    package func storeFrameHead(payloadCount: Int, into target: UnsafeMutableRawBufferPointer) {
+        precondition(target.count >= Self.frameHeadByteCount)
+        func store<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+            target.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
+        }
+        store(FrameKind.data.rawValue, at: 0)
+        store(UInt64(Self.byteCount + payloadCount), at: 4)
+        let body = FramePrefix.byteCount
+        store(UInt32(source.rawValue), at: body)
+        store(incarnation, at: body + 4)
+        store(tag, at: body + 8)
+        store(sequence.rawValue, at: body + 16)
+        store(epoch.rawValue, at: body + 24)
+    }
+
     /// Decodes a header from the first `byteCount` bytes of a frame body.
     package static func decode(_ bytes: UnsafeRawBufferPointer) -> DataHeader {
         precondition(bytes.count >= byteCount)

@@ -249,6 +249,27 @@ struct WireFormatTests {
         }
     }
 
+    /// The send path's head, stored on the stack, is the bytes the prefix and the header append.
+    @Test func storedFrameHeadMatchesTheEncodedPrefixAndHeader() throws {
+        let headers = [
+            DataHeader(source: RankID(0), incarnation: 0, tag: 0, sequence: SequenceNumber(0), epoch: .start),
+            DataHeader(source: RankID(4095), incarnation: UInt32.max, tag: Int64.min, sequence: SequenceNumber(UInt64.max), epoch: Epoch(UInt64.max)),
+        ]
+        for header in headers {
+            for payloadCount in [0, 64, 1 << 20] {
+                var writer = ByteWriter()
+                FramePrefix(kind: .data, bodyLength: UInt64(DataHeader.byteCount + payloadCount)).encode(into: &writer)
+                header.encode(into: &writer)
+                var stored = [UInt8](repeating: 0xEE, count: DataHeader.frameHeadByteCount + 3)
+                stored.withUnsafeMutableBytes { header.storeFrameHead(payloadCount: payloadCount, into: $0) }
+                #expect(Array(stored.prefix(DataHeader.frameHeadByteCount)) == writer.bytes)
+                #expect(stored.suffix(3).allSatisfy { $0 == 0xEE }, "nothing past the head is written")
+                let prefix = try stored.withUnsafeBytes { try FramePrefix.decode($0) }
+                #expect(prefix == FramePrefix(kind: .data, bodyLength: UInt64(DataHeader.byteCount + payloadCount)))
+            }
+        }
+    }
+
     @Test func handshakeRoundTrips() throws {
         for handshake in [
             Handshake(token: "3f1c9a", role: .control, rank: RankID(0), incarnation: 0, pid: 4242),
