@@ -80,18 +80,33 @@ package struct ModelProgram: Sendable, Equatable {
 
     /// The operations of `rank`'s step `step`.
     package func operations(of rank: Int, step: Int) -> [Operation] {
-        let sends = neighbours[rank].map { Operation.send(to: $0) }
+        var operations: [Operation] = []
+        while let operation = operation(of: rank, step: step, at: operations.count) { operations.append(operation) }
+        return operations
+    }
+
+    /// Operation `index` of `rank`'s step `step` (nil: the step has no more), without building
+    /// the step's list: a simulated rank asks for one operation at a time, millions of times.
+    package func operation(of rank: Int, step: Int, at index: Int) -> Operation? {
+        let peers = neighbours[rank]
+        if pattern == .farm, rank != 0 {
+            return index < Self.workerStep.count ? Self.workerStep[index] : nil
+        }
+        // Sends to every neighbour, the step's own work, then a receive from each neighbour
+        // (under `ring` one step behind: step k receives what the neighbours sent at step k - 1).
+        if index < peers.count { return .send(to: peers[index]) }
+        if index == peers.count { return .mixStep }
+        let receive = index - peers.count - 1
+        guard receive < peers.count else { return nil }
         switch pattern {
-        case .ring:
-            // One step behind: step k receives what the neighbours sent at step k - 1.
-            return sends + [.mixStep] + (step >= 1 ? neighbours[rank].map { .receive(from: $0, adds: false) } : [])
-        case .grid, .idle:
-            return sends + [.mixStep] + neighbours[rank].map { .receive(from: $0, adds: false) }
-        case .farm:
-            if rank == 0 { return sends + [.mixStep] + neighbours[rank].map { _ in .receive(from: nil, adds: true) } }
-            return [.receive(from: 0, adds: false), .mixStep, .send(to: 0)]
+        case .ring: return step >= 1 ? .receive(from: peers[receive], adds: false) : nil
+        case .grid, .idle: return .receive(from: peers[receive], adds: false)
+        case .farm: return .receive(from: nil, adds: true)
         }
     }
+
+    /// A farm worker's step: a task from the master, the work, the result back.
+    private static let workerStep: [Operation] = [.receive(from: 0, adds: false), .mixStep, .send(to: 0)]
 
     /// A rank's state before its first step.
     package static func initialState(rank: Int) -> UInt64 {

@@ -242,13 +242,12 @@ extension Simulation {
                 }
                 processes[rank].phase = .running(step, operation: 0)
             case .running(let step, let index):
-                let operations = program.operations(of: rank, step: step)
-                guard index < operations.count else {
+                guard let operation = program.operation(of: rank, step: step, at: index) else {
                     processes[rank].phase = .atSafePoint(step + 1)
                     wake(rank, after: stepDuration(rank))
                     return
                 }
-                switch operations[index] {
+                switch operation {
                 case .send(let peer):
                     // Sender-based logging: nothing leaves before the event logger holds every
                     // record appended (the no-orphan rule); `eventsLogged` wakes the rank.
