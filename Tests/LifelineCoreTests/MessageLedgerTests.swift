@@ -36,6 +36,28 @@ struct MessageLedgerTests {
         #expect(ledger.retainedBytes == 3)
     }
 
+    /// Retention in blocks reads as one sequence across block boundaries, a copy is unchanged
+    /// by what the original appends or trims after it, and equal contents compare equal however
+    /// they were built.
+    @Test func retainedMessagesAcrossBlocksAndCopies() {
+        var ledger = MessageLedger(rank: RankID(0), rankCount: 2)
+        let count = 3 * RetainedMessages.blockCount + 5
+        for index in 0..<count {
+            _ = ledger.send(to: RankID(1), tag: 0, epoch: .start, incarnation: 0, payload: [UInt8(index % 251)])
+        }
+        #expect(ledger.retained[1].map(\.header.sequence.rawValue) == Array(0..<UInt64(count)))
+        #expect(ledger.retained[1].map { $0.payload[0] } == (0..<count).map { UInt8($0 % 251) })
+        let snapshot = ledger
+        _ = ledger.send(to: RankID(1), tag: 0, epoch: .start, incarnation: 0, payload: [7])
+        #expect(snapshot.retained[1].count == count, "an append after the copy changed the copy")
+        #expect(ledger.retained[1].count == count + 1)
+        ledger.trim(destination: RankID(1), covered: DeliveredSet(watermark: seq(UInt64(RetainedMessages.blockCount + 1)), above: []))
+        #expect(snapshot.retained[1].count == count, "a trim after the copy changed the copy")
+        #expect(ledger.retained[1].first?.header.sequence == seq(UInt64(RetainedMessages.blockCount + 1)))
+        #expect(ledger.retained[1] == RetainedMessages(snapshot.retained[1].dropFirst(RetainedMessages.blockCount + 1)
+                                                       + [ledger.retained[1].last!]))
+    }
+
     @Test func trimDropsExactlyTheCoveredMessagesAndTheirBytes() {
         var ledger = MessageLedger(rank: RankID(0), rankCount: 3)
         for index in 0..<6 {
