@@ -213,7 +213,7 @@ extension RankRuntime {
     /// message arrived.
     private func spin(forRings rings: [Connection]) throws -> Bool {
         var arrived = false
-        var lastBytesAt = monotonicSeconds()
+        var lastBytesAt: Double?  // started lazily, as in `spin(forRing:source:)`
         var turns = 0
         while true {
             var open = false
@@ -224,11 +224,16 @@ extension RankRuntime {
                     if case .data(let header, let payload) = frame, machine.arrive(header, payload) { arrived = true }
                 }
                 if arrived { return true }
-                lastBytesAt = monotonicSeconds()
+                lastBytesAt = nil
             }
             guard open else { return false }
             turns += 1
-            if turns & 255 == 0, monotonicSeconds() - lastBytesAt > Self.ringSpinSeconds { return false }
+            guard turns & 255 == 0 else { continue }
+            guard let since = lastBytesAt else {
+                lastBytesAt = monotonicSeconds()
+                continue
+            }
+            if monotonicSeconds() - since > Self.ringSpinSeconds { return false }
         }
     }
 
