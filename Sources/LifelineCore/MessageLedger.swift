@@ -14,12 +14,13 @@ package struct RetainedMessage: Sendable, Equatable {
 
 /// The messages a sender retains for one destination, in sequence order, kept in blocks of
 /// `blockCount`: a copy (the ledger a snapshot holds) shares every full block with the
-/// original, so the first send after a capture copies at most one block, not everything
-/// retained. Under independent checkpoints retention can grow until a recovery line passes it,
-/// and copying it all at every capture was a twentieth of a 10,000-rank simulation.
+/// original, so the first send after a capture copies at most one block's messages (and the
+/// list of block references), not everything retained. Under independent checkpoints retention
+/// can grow until a recovery line passes it, and copying it all at every capture was a
+/// twentieth of a 10,000-rank simulation.
 ///
-/// The layout is canonical (full blocks, then a tail of fewer than `blockCount` + 1), so two
-/// equal sequences compare equal.
+/// The layout is canonical (full blocks, then a tail of 1 to `blockCount` messages; none when
+/// empty), so two equal sequences compare equal.
 package struct RetainedMessages: RandomAccessCollection, ExpressibleByArrayLiteral, Sendable, Equatable {
     /// Messages per full block.
     static let blockCount = 64
