@@ -41,8 +41,18 @@ package struct FramePrefix: Sendable, Equatable {
 
     /// Appends the prefix.
     package func encode(into writer: inout ByteWriter) {
-        writer.write(kind.rawValue)
-        writer.write(bodyLength)
+        withUnsafeTemporaryAllocation(byteCount: Self.byteCount, alignment: 8) { bytes in
+            store(into: bytes)
+            writer.writeRaw(UnsafeRawBufferPointer(bytes))
+        }
+    }
+
+    /// Stores the prefix (the kind as a UInt32, then the body length as a UInt64, little-endian)
+    /// into the first `byteCount` bytes of `target`: the layout `decode` reads.
+    package func store(into target: UnsafeMutableRawBufferPointer) {
+        precondition(target.count >= Self.byteCount)
+        target.storeBytes(of: kind.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)
+        target.storeBytes(of: bodyLength.littleEndian, toByteOffset: 4, as: UInt64.self)
     }
 
     /// Decodes a prefix from exactly `byteCount` bytes.
@@ -83,33 +93,38 @@ package struct DataHeader: Sendable, Equatable {
 
     /// Appends the header.
     package func encode(into writer: inout ByteWriter) {
-        writer.write(UInt32(source.rawValue))
-        writer.write(incarnation)
-        writer.write(tag)
-        writer.write(sequence.rawValue)
-        writer.write(epoch.rawValue)
+        withUnsafeTemporaryAllocation(byteCount: Self.byteCount, alignment: 8) { bytes in
+            store(into: bytes)
+            writer.writeRaw(UnsafeRawBufferPointer(bytes))
+        }
+    }
+
+    /// Stores the header (source and incarnation as UInt32s, then tag, sequence and epoch as
+    /// 64-bit values, little-endian) into the first `byteCount` bytes of `target`: the layout
+    /// `decode` reads.
+    package func store(into target: UnsafeMutableRawBufferPointer) {
+        precondition(target.count >= Self.byteCount)
+        func store<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+            target.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
+        }
+        store(UInt32(source.rawValue), at: 0)
+        store(incarnation, at: 4)
+        store(tag, at: 8)
+        store(sequence.rawValue, at: 16)
+        store(epoch.rawValue, at: 24)
     }
 
     /// The bytes before a data frame's payload: the frame prefix and this header.
     package static let frameHeadByteCount = FramePrefix.byteCount + byteCount
 
-    /// Stores the head of a data frame carrying `payloadCount` bytes (its prefix, then this
-    /// header: the bytes `FramePrefix.encode` and `encode(into:)` append) into the first
-    /// `frameHeadByteCount` bytes of `target`. A message's send path builds its head on the
-    /// stack with this, where a `ByteWriter` would allocate an array per message.
+    /// Stores the head of a data frame carrying `payloadCount` bytes — its prefix, then this
+    /// header — into the first `frameHeadByteCount` bytes of `target`. A message's send path
+    /// builds its head on the stack with this, where a `ByteWriter` would allocate an array per
+    /// message.
     package func storeFrameHead(payloadCount: Int, into target: UnsafeMutableRawBufferPointer) {
         precondition(target.count >= Self.frameHeadByteCount)
-        func store<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-            target.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
-        }
-        store(FrameKind.data.rawValue, at: 0)
-        store(UInt64(Self.byteCount + payloadCount), at: 4)
-        let body = FramePrefix.byteCount
-        store(UInt32(source.rawValue), at: body)
-        store(incarnation, at: body + 4)
-        store(tag, at: body + 8)
-        store(sequence.rawValue, at: body + 16)
-        store(epoch.rawValue, at: body + 24)
+        FramePrefix(kind: .data, bodyLength: UInt64(Self.byteCount + payloadCount)).store(into: target)
+        store(into: UnsafeMutableRawBufferPointer(rebasing: target[FramePrefix.byteCount...]))
     }
 
     /// Decodes a header from the first `byteCount` bytes of a frame body.

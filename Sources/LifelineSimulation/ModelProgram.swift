@@ -88,10 +88,10 @@ package struct ModelProgram: Sendable, Equatable {
     /// Operation `index` of `rank`'s step `step` (nil: the step has no more), without building
     /// the step's list: a simulated rank asks for one operation at a time, millions of times.
     package func operation(of rank: Int, step: Int, at index: Int) -> Operation? {
-        let peers = neighbours[rank]
         if pattern == .farm, rank != 0 {
             return index < Self.workerStep.count ? Self.workerStep[index] : nil
         }
+        let peers = neighbours[rank]
         // Sends to every neighbour, the step's own work, then a receive from each neighbour
         // (under `ring` one step behind: step k receives what the neighbours sent at step k - 1).
         if index < peers.count { return .send(to: peers[index]) }
