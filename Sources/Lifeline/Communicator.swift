@@ -123,7 +123,7 @@ public final class Communicator {
         try runtime.safePoint(step: step) {
             var writer = StateWriter(recycling: runtime.takeCaptureBuffer())
             state().encode(to: &writer)
-            runtime.captureBuffer = writer.bytes
+            runtime.keepCaptureBuffer(writer.bytes)
             return writer
         }
     }

@@ -23,6 +23,7 @@ extension RankRuntime {
             let message = pendingControl.removeFirst()
             switch message {
             case .checkpointRequest(let epoch):
+                writer?.roundRequested(epoch: epoch)
                 try perform(machine.handleRequest(epoch))
             case .safePointChosen(let epoch, let step):
                 try perform(machine.participant.handleSafePointChosen(epoch, step: step))

@@ -77,11 +77,17 @@ final class RankRuntime {
     @exclusivity(unchecked) var awaitingCut: (snapshot: RankSnapshot, job: SnapshotWriter.Job)?
     /// The restored program state, handed to the program once (`takeRestoredState`).
     @exclusivity(unchecked) var restoredState: StateBytes?
-    /// The bytes of the last capture, kept so that the next capture writes into the same
+    /// The bytes of the last captures, kept so that a later capture writes into the same
     /// storage once the snapshot writer is done with it (`StateWriter(recycling:)`): a state of
     /// 64 MiB is captured in 8 ms instead of 46 on a fresh allocation, which faults in every
-    /// page. A rank holds this one copy of its state between captures.
-    @exclusivity(unchecked) var captureBuffer: [UInt8] = []
+    /// page (and takes several times as long again beside another rank's drain). A capture
+    /// writes into the buffer of the capture `captureBuffers.count` before it. A rank holds one
+    /// such copy of its state between captures; with a memory level, two: a round's drain to
+    /// disk (`SnapshotWriter`) still reads its state when the next round captures, and then
+    /// that round would get a fresh buffer every time.
+    @exclusivity(unchecked) var captureBuffers: [[UInt8]] = [[]]
+    /// Captures taken so far: the next one writes into `captureBuffers[captureCount % count]`.
+    @exclusivity(unchecked) var captureCount = 0
     /// A resized job: the states of the ranks that wrote the line, from which the program
     /// builds this rank's (`Redistributable`); handed over once, like `restoredState`.
     @exclusivity(unchecked) var previousRanks: PreviousRanks?
@@ -149,6 +155,7 @@ final class RankRuntime {
                                memory: launch?.memoryLevel, rank: launch?.rank.rawValue ?? 0)
             }
         }
+        if launch?.memoryLevel != nil { self.captureBuffers = [[], []] }
         self.heartbeatStep = HeartbeatStep.current
         self.heartbeatStep.value = snapshot?.step ?? previous?.step ?? -1
         self.peers = Array(repeating: nil, count: rankCount)
@@ -569,12 +576,18 @@ final class RankRuntime {
         }
     }
 
-    /// The last capture's buffer, for the next capture to write into; the runtime lets go of it
-    /// (so that it is the writer's alone once the snapshot writer is done with it).
+    /// The buffer for the next capture to write into; the runtime lets go of it (so that it is
+    /// the writer's alone once the snapshot writer is done with it) until `keepCaptureBuffer`.
     func takeCaptureBuffer() -> [UInt8] {
         var taken: [UInt8] = []
-        swap(&taken, &captureBuffer)
+        swap(&taken, &captureBuffers[captureCount % captureBuffers.count])
         return taken
+    }
+
+    /// Keeps the bytes of the capture just taken for a later capture (`captureBuffers`).
+    func keepCaptureBuffer(_ bytes: [UInt8]) {
+        captureBuffers[captureCount % captureBuffers.count] = bytes
+        captureCount += 1
     }
 
     /// Hands the restored program state over, once.

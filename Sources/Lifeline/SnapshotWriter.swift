@@ -21,16 +21,21 @@ import Synchronization
 /// it is captured (`beginMemoryCopy`), the rest at the round's cut. A round that is drained is
 /// then written to the mirrors as above, on a queue of its own, and reported by `drained`: the
 /// next round's copy and ACK do not wait behind it (a drain of 256 MiB over 4 ranks takes about
-/// a second here, as long as a round's interval), and a drain gives way to the next round's
-/// copy in memory: from the rank's capture to its ACK it prepares no more chunks (for 2 s at
-/// most per round), so that the copy the commit waits for has the cores (on 2 cores with 4
-/// ranks, a round that met a drain committed 0.5–1.1 s after the capture, one that met none
-/// 0.12–0.16 s). Drains run in round order, one at a time; one waits behind the one under way
-/// at most, each holding a snapshot's bytes, and a third waits for a place. (The supervisor
-/// keeps a line being drained in the manifest, and the collection spares the folders of lines
-/// newer than the newest on disk, so nothing a drain writes goes from under it.) A copy that
-/// does not fit `--memory-max`, or that the memory file system refuses, goes to the mirrors
-/// before the ACK, as without levels (said once).
+/// a second here, as long as a round's interval), and a drain gives way to the next round:
+/// from the round's request until the rank learns that it committed (or was aborted) the drain
+/// prepares no more chunks (for 2 s at most per round), so that the captures and copies the
+/// commit waits for — this rank's, and those of the host's other ranks, whose drains pause
+/// alike — have the cores. (On 2 cores with 4 ranks and 256 MiB, pausing each drain only from
+/// its rank's capture to its ACK left rounds that met a drain committing 0.6–1.5 s after the
+/// first capture, against 0.2 s for rounds that met none; pausing from the request to the
+/// commit, with the capture buffers below, 0.19–0.44 s.) A drain still reads its round's state
+/// when the next round captures, so with a memory level the runtime keeps two capture buffers
+/// (`RankRuntime.captureBuffers`). Drains run in round order, one at a time; one waits behind
+/// the one under way at most, each holding a snapshot's bytes, and a third waits for a place.
+/// (The supervisor keeps a line being drained in the manifest, and the collection spares the
+/// folders of lines newer than the newest on disk, so nothing a drain writes goes from under
+/// it.) A copy that does not fit `--memory-max`, or that the memory file system refuses, goes
+/// to the mirrors before the ACK, as without levels (said once).
 final class SnapshotWriter: Sendable {
     /// What became of one snapshot.
     enum Outcome: Sendable {
@@ -93,16 +98,17 @@ final class SnapshotWriter: Sendable {
     private let lastCommitted = Atomic<UInt64>(0)
     /// The memory level and this rank's place in it (nil: disk alone).
     private let memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)?
-    /// The round whose copy in memory is under way (from the capture to the ACK), 0 when none:
-    /// a drain waits while it is set (`giveWayToCopy`).
-    private let copyUnderWay = Atomic<UInt64>(0)
-    /// The round a drain waited for until `copyWaitMillisecondsMax` ran out: it does not wait
+    /// The round under way since its request reached this rank (until the rank learns of the
+    /// round's commit or abort, or its copy goes to disk instead), 0 when none: a drain waits
+    /// while it is set (`giveWayToRound`).
+    private let roundUnderWay = Atomic<UInt64>(0)
+    /// The round a drain waited for until `roundWaitMillisecondsMax` ran out: it does not wait
     /// for it again.
-    private let copyWaitedOut = Atomic<UInt64>(0)
+    private let roundWaitedOut = Atomic<UInt64>(0)
     /// Whether the writer's queue waits for a place behind the drain under way (`queueDrain`).
     private let writerWaitsForDrain = Atomic<Bool>(false)
     /// How long a drain waits for one round's copy at most, in milliseconds.
-    private static let copyWaitMillisecondsMax = 2000
+    private static let roundWaitMillisecondsMax = 2000
     /// Whether this rank said that its copies go to disk alone (said once).
     private let memoryRefusalSaid = Atomic<Bool>(false)
 
@@ -134,14 +140,14 @@ final class SnapshotWriter: Sendable {
     /// disk then).
     func beginMemoryCopy(epoch: Epoch, state: [UInt8]) {
         guard let memory else { return }
-        copyUnderWay.store(epoch.rawValue, ordering: .releasing)
+        roundUnderWay.store(epoch.rawValue, ordering: .releasing)
         if let stale = pendingCopy.withLock({ $0.take() }) { memory.store.abandon(stale) }
         // Beside the copies of the last committed round on (older ones go after the writes
         // queued before that commit); `submit` checks the budget again and says why when it
         // does not fit.
         let held = memory.store.bytesHeld(rank: memory.rank, except: epoch.rawValue, from: lastCommitted.load(ordering: .relaxed))
         guard memory.settings.bytesMax == 0 || MemoryLevel.headerByteCount + state.count + held <= memory.settings.bytesMax else {
-            copyUnderWay.store(0, ordering: .releasing)
+            roundUnderWay.store(0, ordering: .releasing)
             return
         }
         do {
@@ -150,9 +156,15 @@ final class SnapshotWriter: Sendable {
             }
             pendingCopy.withLock { $0 = copy }
         } catch {
-            copyUnderWay.store(0, ordering: .releasing)
+            roundUnderWay.store(0, ordering: .releasing)
             sayOnce("rank \(memory.rank)'s copy in memory could not be written (\(error)): its checkpoints go to disk until one fits")
         }
+    }
+
+    /// With a memory level: round `epoch` was requested; the drains give way to it from now.
+    func roundRequested(epoch: Epoch) {
+        guard memory != nil else { return }
+        roundUnderWay.store(epoch.rawValue, ordering: .releasing)
     }
 
     /// With a memory level: round `epoch` was aborted, so its copy under way goes now (its
@@ -164,7 +176,7 @@ final class SnapshotWriter: Sendable {
             return pending.take()
         }
         if let copy { memory.store.abandon(copy) }
-        _ = copyUnderWay.compareExchange(expected: epoch.rawValue, desired: 0, ordering: .releasing)
+        _ = roundUnderWay.compareExchange(expected: epoch.rawValue, desired: 0, ordering: .releasing)
     }
 
     /// Outcomes reported since the last call, oldest first.
@@ -207,6 +219,8 @@ final class SnapshotWriter: Sendable {
     func removeOlderMemoryCopies(committed epoch: Epoch) {
         guard let memory else { return }
         lastCommitted.store(epoch.rawValue, ordering: .relaxed)
+        let round = roundUnderWay.load(ordering: .acquiring)
+        if round != 0, round <= epoch.rawValue { _ = roundUnderWay.compareExchange(expected: round, desired: 0, ordering: .releasing) }
         queue.async { memory.store.removeOlder(rank: memory.rank, than: epoch.rawValue) }
     }
 
@@ -255,8 +269,10 @@ final class SnapshotWriter: Sendable {
             memory.store.abandon(stale)
             begun = nil
         }
-        // Whatever becomes of this round's copy, a drain need not wait for it after this.
-        defer { _ = copyUnderWay.compareExchange(expected: job.epoch.rawValue, desired: 0, ordering: .releasing) }
+        // A round whose copy goes to disk after all is written like a drain: the drain under way
+        // need not wait for it.
+        var heldInMemory = false
+        defer { if !heldInMemory { _ = roundUnderWay.compareExchange(expected: job.epoch.rawValue, desired: 0, ordering: .releasing) } }
         guard fitsInMemory(bytes: bytes, epoch: job.epoch, memory) else {
             if let begun { memory.store.abandon(begun) }
             return false
@@ -279,8 +295,7 @@ final class SnapshotWriter: Sendable {
             dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)
         acknowledgement.inMemory = true
         control.send(.ack(job.epoch, acknowledgement))
-        // Now rather than at the `defer`: queueing the drain below may wait.
-        _ = copyUnderWay.compareExchange(expected: job.epoch.rawValue, desired: 0, ordering: .releasing)
+        heldInMemory = true  // the drains wait for the round's commit (`removeOlderMemoryCopies`) or abort
         guard memory.settings.drains(job.epoch) else { return true }
         queueDrain(job.epoch, name: job.name, segments: job.uncompressed, mirrors: job.mirrors)
         return true
@@ -297,7 +312,7 @@ final class SnapshotWriter: Sendable {
     /// Queues a drain behind the one under way, waiting while another already waits there.
     private func queueDrain(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors) {
         // While this queue waits, a later round's ACK waits behind it: the drain under way must
-        // not give way to that round's copy (`giveWayToCopy`), or each would wait on the other.
+        // not give way to that round (`giveWayToRound`), or each would wait on the other.
         writerWaitsForDrain.store(true, ordering: .releasing)
         drainWaiting.wait()
         writerWaitsForDrain.store(false, ordering: .releasing)
@@ -314,7 +329,7 @@ final class SnapshotWriter: Sendable {
             let store = snapshots.store.writing(only: mirrors.mirrors)
             let written = try ChunkedSnapshots(store: store).write(
                 name, segments: segments, generation: epoch.rawValue, chunkBytes: chunkBytes, level: level,
-                beforeWindow: giveWayToCopy)
+                beforeWindow: giveWayToRound)
             control.send(.drained(epoch, storedBytes: UInt64(written.storedBytes), failure: nil))
         } catch {
             let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
@@ -322,17 +337,18 @@ final class SnapshotWriter: Sendable {
         }
     }
 
-    /// A drain's pause between windows: while a round's copy in memory is under way, waits
-    /// for its ACK (polling each millisecond; for `copyWaitMillisecondsMax` at most per round),
-    /// unless the writer's queue, where that ACK comes from, waits for the drains itself.
-    private func giveWayToCopy() {
+    /// A drain's pause between windows: while a round is under way, waits for the rank to learn
+    /// of its commit or abort (polling each millisecond; for `roundWaitMillisecondsMax` at most
+    /// per round), unless the writer's queue, where the round's ACK comes from, waits for the
+    /// drains itself.
+    private func giveWayToRound() {
         var waited = 0
         while true {
-            let round = copyUnderWay.load(ordering: .acquiring)
-            guard round != 0, round != copyWaitedOut.load(ordering: .relaxed),
+            let round = roundUnderWay.load(ordering: .acquiring)
+            guard round != 0, round != roundWaitedOut.load(ordering: .relaxed),
                   !writerWaitsForDrain.load(ordering: .acquiring) else { return }
-            guard waited < Self.copyWaitMillisecondsMax else {
-                copyWaitedOut.store(round, ordering: .relaxed)
+            guard waited < Self.roundWaitMillisecondsMax else {
+                roundWaitedOut.store(round, ordering: .relaxed)
                 return
             }
             usleep(1000)
