@@ -185,7 +185,9 @@ struct ChunkPreparer: Sendable {
         if let stored = snapshots.intactStoredBytes(name, length: length) {
             return Prepared(hash: hash, length: length, filter: filter, storedBytes: stored, file: nil)
         }
-        let compressed = try SnapshotCodec.compress(filtered, level: level)
+        // A chunk filtered into byte planes is stored plane by plane (`compressPlanes`).
+        let compressed = filter == .none
+            ? try SnapshotCodec.compress(filtered, level: level) : try SnapshotCodec.compressPlanes(filtered, level: level)
         let file = FileToWrite(name, kind: .snapshot, generation: ChunkedSnapshots.chunkGeneration, body: compressed)
         return Prepared(hash: hash, length: length, filter: filter, storedBytes: compressed.count, file: file)
     }

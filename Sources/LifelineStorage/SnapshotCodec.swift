@@ -40,19 +40,23 @@ package enum SnapshotCodec {
         return compressed
     }
 
-    /// The content size a zstd frame declares, or nil if `bytes` is not a frame that records it.
+    /// The content size a zstd frame or a planar body (`compressPlanes`) declares, or nil if
+    /// `bytes` is neither or does not record it.
     package static func contentSize(_ bytes: [UInt8]) -> Int? {
+        if isPlanes(bytes) { return planesContentSize(bytes) }
         let size = bytes.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
         return size >= UInt64.max - 1 || size > UInt64(Int.max) ? nil : Int(size)
     }
 
-    /// Decompresses one zstd frame produced by `compress`.
+    /// Decompresses one zstd frame produced by `compress`, or a planar body produced by
+    /// `compressPlanes`.
     ///
-    /// Throws `.badFormat` if the input is not a zstd frame or does not record its content size,
-    /// `.corrupt` if the frame is damaged or declares more than `decompressedBytesMax`.
+    /// Throws `.badFormat` if the input is neither or does not record its content size,
+    /// `.corrupt` if it is damaged or declares more than `decompressedBytesMax`.
     package static func decompress(
         _ bytes: [UInt8], decompressedBytesMax: Int = decompressedBytesMaxDefault
     ) throws(StorageError) -> [UInt8] {
+        if isPlanes(bytes) { return try decompressPlanes(bytes, decompressedBytesMax: decompressedBytesMax) }
         let contentSize = bytes.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
         let sizeUnknown = UInt64.max  // ZSTD_CONTENTSIZE_UNKNOWN
         let sizeError = UInt64.max - 1  // ZSTD_CONTENTSIZE_ERROR
