@@ -107,7 +107,7 @@ final class SnapshotWriter: Sendable {
     private let roundWaitedOut = Atomic<UInt64>(0)
     /// Whether the writer's queue waits for a place behind the drain under way (`queueDrain`).
     private let writerWaitsForDrain = Atomic<Bool>(false)
-    /// How long a drain waits for one round's copy at most, in milliseconds.
+    /// How long a drain waits for one round at most, in milliseconds.
     private static let roundWaitMillisecondsMax = 2000
     /// Whether this rank said that its copies go to disk alone (said once).
     private let memoryRefusalSaid = Atomic<Bool>(false)
