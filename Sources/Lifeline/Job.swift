@@ -124,17 +124,30 @@ public enum Job {
     /// can (`ResizeProbe`); a refusal throws one line and leaves the run directory as it was.
     ///
     /// `hosts`, when given, replace the job's hosts (a job on several hosts that lost one).
+    ///
+    /// `walltime`, when given, replaces the job's walltime from this resume on (it is saved in
+    /// `job.json`): a job resumed in a new batch allocation gets that allocation's limit.
     public static func resume(
-        runDirectory: String, injections: [String] = [], rankCount: Int? = nil, hosts: [JobConfiguration.Host]? = nil
+        runDirectory: String, injections: [String] = [], rankCount: Int? = nil, hosts: [JobConfiguration.Host]? = nil,
+        walltime: Walltime? = nil
     ) throws -> JobOutcome {
         try continueOnFewerRanks(after: try resumeOnce(
-            runDirectory: runDirectory, injections: injections, rankCount: rankCount, hosts: hosts))
+            runDirectory: runDirectory, injections: injections, rankCount: rankCount, hosts: hosts, walltime: walltime))
+    }
+
+    /// A resumed job's walltime, in place of the one it was started with.
+    public enum Walltime: Sendable, Equatable {
+        /// No walltime: the job runs until it ends.
+        case none
+        /// A checkpoint and a stop this many seconds after each start or resume.
+        case seconds(Double)
     }
 
     /// Resumes a job once, until it ends or stops; `held`: the locks of the part before, in this
     /// process (none: they are taken). Returns the locks, for the part after.
     private static func resumeOnce(
-        runDirectory: String, injections: [String] = [], rankCount: Int?, hosts: [JobConfiguration.Host]?, held: JobLocks? = nil
+        runDirectory: String, injections: [String] = [], rankCount: Int?, hosts: [JobConfiguration.Host]?,
+        walltime: Walltime? = nil, held: JobLocks? = nil
     ) throws -> (JobOutcome, JobLocks) {
         let path = URL(fileURLWithPath: runDirectory).standardizedFileURL.path
         var configuration = try JobConfiguration.load(runDirectory: path)
@@ -142,6 +155,9 @@ public enum Job {
         if let hosts { configuration.hosts = hosts }
         if let rankCount, rankCount < 1 {
             throw LifelineError(.configuration, "-n \(rankCount): a job runs on at least one rank")
+        }
+        if case .seconds(let seconds) = walltime, !(seconds > 0 && seconds.isFinite) {
+            throw LifelineError(.configuration, "--walltime \(seconds) s: a walltime is a positive duration such as 90s, 30m or 2h, or none")
         }
         var target = configuration
         target.rankCount = rankCount ?? configuration.rankCount
@@ -175,6 +191,11 @@ public enum Job {
             throw LifelineError(.configuration,
                 "\(path)/job.json says \(configuration.rankCount) ranks but the job's manifest \(manifest.rankCount): restore rankCount \(manifest.rankCount) in job.json to resume it")
         }
+        switch walltime {
+        case nil: break
+        case .none?: configuration.walltimeSeconds = nil
+        case .seconds(let seconds)?: configuration.walltimeSeconds = seconds
+        }
         var resize: (from: Int, line: CommittedLine?)?
         if let rankCount, rankCount != manifest.rankCount {
             let line = try checkResizable(manifest, store: store, configuration: configuration, to: rankCount)
@@ -188,7 +209,7 @@ public enum Job {
             }
             configuration.rankCount = rankCount
             try configuration.save()
-        } else if hosts != nil {
+        } else if hosts != nil || walltime != nil {
             try configuration.save()
         }
         var shrinkTakesMessages: Bool?

@@ -215,7 +215,8 @@ final class SnapshotWriter: Sendable {
     }
 
     /// With a memory level: round `epoch` committed, so this rank's copies of older rounds
-    /// in memory go (after its queued writes: none of them is older than a commit).
+    /// in memory go (after its queued writes: none of them is older than a commit), and the
+    /// drains' pause for that round (`roundRequested`) ends.
     func removeOlderMemoryCopies(committed epoch: Epoch) {
         guard let memory else { return }
         lastCommitted.store(epoch.rawValue, ordering: .relaxed)

@@ -100,7 +100,7 @@ extension SnapshotCodec {
             initializedCount = offset
         }
         if failure != 0 {
-            throw StorageError(.ioFailure, path: "<snapshot>", message: "zstd compress failed: \(String(cString: ZSTD_getErrorName(failure)))")
+            throw StorageError(.ioFailure, path: "<snapshot>", message: "zstd compress failed: \(errorName(failure))")
         }
         return body
     }
@@ -135,8 +135,7 @@ extension SnapshotCodec {
 
     /// Whether `bytes` begins as a planar body does.
     static func isPlanes(_ bytes: [UInt8]) -> Bool {
-        bytes.count >= planesMagic.count && bytes[0] == planesMagic[0] && bytes[1] == planesMagic[1]
-            && bytes[2] == planesMagic[2] && bytes[3] == planesMagic[3]
+        bytes.starts(with: planesMagic)
     }
 
     /// The content length a planar body declares, or nil when its header is cut short.

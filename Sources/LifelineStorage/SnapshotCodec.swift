@@ -228,7 +228,8 @@ package enum SnapshotCodec {
     /// Values `delta2Shuffle8` takes at a time: 32 KiB of residuals.
     private static let filterBlock = 4096
 
-    private static func errorName(_ code: Int) -> String {
+    /// zstd's name for the error `code`.
+    static func errorName(_ code: Int) -> String {
         String(cString: ZSTD_getErrorName(code))
     }
 }

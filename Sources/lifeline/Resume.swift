@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lifeline
+import LifelineCore
 
 extension LifelineCommand {
     /// `lifeline resume RUN_DIR`
@@ -19,11 +20,24 @@ extension LifelineCommand {
         var hosts: String?
         @Option(help: ArgumentHelp("The same from a file: one host a line, optionally with slots=K.", valueName: "FILE"))
         var hostfile: String?
+        @Option(help: ArgumentHelp("Checkpoint and stop before this much time has passed (e.g. 30m), in place of the walltime the job was started with, from this resume on; none: no walltime.", valueName: "DURATION|none"))
+        var walltime: String?
 
         func run() throws {
+            var newWalltime: Job.Walltime?
+            if let walltime {
+                if walltime == "none" {
+                    newWalltime = Job.Walltime.none
+                } else {
+                    guard let seconds = Double(walltime) ?? parseDuration(walltime), seconds > 0 else {
+                        throw ValidationError("--walltime \(walltime) is not a duration such as 90s, 30m or 2h, nor none")
+                    }
+                    newWalltime = .seconds(seconds)
+                }
+            }
             finish(try Job.resume(
                 runDirectory: absolute(runDirectory), injections: faults.injections, rankCount: ranks,
-                hosts: try parseHosts(hosts, hostfile: hostfile)))
+                hosts: try parseHosts(hosts, hostfile: hostfile), walltime: newWalltime))
         }
     }
 }

@@ -80,6 +80,11 @@ extension RecoveryTests {
             runDirectory: runDirectory)
         #expect(result.status == 128 + SIGTERM, "\(result.stderr)")
         #expect(result.events("commit").count == 1)
+        // A walltime that is not a duration is refused in one line before anything changes.
+        let job = try Data(contentsOf: URL(fileURLWithPath: runDirectory + "/job.json"))
+        let refused = try JobRunner.lifeline(["resume", runDirectory, "--walltime", "soon"], runDirectory: runDirectory)
+        #expect(refused.status != 0 && refused.stderr.contains("--walltime soon is not a duration"), "\(refused.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: runDirectory + "/job.json")) == job)
         // Each resume gets the walltime anew (a new allocation): it stops again with a
         // checkpoint further on, until one reaches the end.
         let resumed = try resumeToTheEnd(runDirectory)
@@ -179,8 +184,11 @@ extension RecoveryTests {
     private func resumeToTheEnd(_ runDirectory: String) throws -> JobRunner.Result {
         var resumed = try JobRunner.lifeline(["resume", runDirectory, "-n", "2"], runDirectory: runDirectory)
         var resumes = 1
-        while resumed.status == 128 + SIGTERM, resumes < 6 {
-            resumed = try JobRunner.lifeline(["resume", runDirectory, "-n", "2"], runDirectory: runDirectory)
+        while resumed.status == 128 + SIGTERM, resumes < 8 {
+            // Five parts under the job's walltime; then, on a machine too loaded for them to reach
+            // the end, the rest without one.
+            let lift = resumes >= 5 ? ["--walltime", "none"] : []
+            resumed = try JobRunner.lifeline(["resume", runDirectory, "-n", "2"] + lift, runDirectory: runDirectory)
             resumes += 1
         }
         return resumed
