@@ -388,9 +388,13 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
                 "both storage roots hold {host}: losing a host would lose both copies of what its ranks wrote; make one a folder every host shares")
         }
         if memoryLevel == true {
-            guard checkpointing == .coordinated || checkpointing == .blocking else {
+            guard checkpointing != .independent else {
                 throw LifelineError(.configuration,
-                    "--levels memory,disk works with --checkpoint coordinated or blocking for now (minimal and independent checkpoints keep older checkpoints in their lines)")
+                    "--levels memory,disk works with --checkpoint coordinated, blocking or minimal for now (independent checkpoints pair each rank's checkpoints with older ones of the others)")
+            }
+            if checkpointing == .minimal, let drainEvery, drainEvery > 1 {
+                throw LifelineError(.configuration,
+                    "--drain-every \(drainEvery) with --checkpoint minimal: a rank may keep a checkpoint of a round that was not drained in every later line, so minimal checkpoints drain every round (leave --drain-every out)")
             }
             guard !launchesOnHosts else {
                 throw LifelineError(.configuration,

@@ -31,7 +31,7 @@ extension RankRuntime {
                 takeDurableSnapshots()
                 try trimLog(before: machine.committed(epoch, coveredByReceiver: covered, coversSelf: true))
                 writer?.collectHostGarbage(writing: writeMirrors)
-                writer?.removeOlderMemoryCopies(committed: epoch)
+                writer?.removeOlderMemoryCopies(committed: epoch, mayKeep: launch?.variant == .minimal)
                 try perform(machine.participant.handleDone(epoch))
             case .cut(let epoch, let covered):
                 writeCaptured(epoch, coveredByReceiver: covered)

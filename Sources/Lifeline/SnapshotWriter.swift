@@ -216,13 +216,18 @@ final class SnapshotWriter: Sendable {
 
     /// With a memory level: round `epoch` committed, so this rank's copies of older rounds
     /// in memory go (after its queued writes: none of them is older than a commit), and the
-    /// drains' pause for that round (`roundRequested`) ends.
-    func removeOlderMemoryCopies(committed epoch: Epoch) {
+    /// drains' pause for that round (`roundRequested`) ends. Under minimal checkpoints
+    /// (`mayKeep`) the line's entry for this rank may be a copy of an older round, the newest it
+    /// holds up to `epoch` (it kept its checkpoint): that one stays, and those before it go.
+    func removeOlderMemoryCopies(committed epoch: Epoch, mayKeep: Bool = false) {
         guard let memory else { return }
         lastCommitted.store(epoch.rawValue, ordering: .relaxed)
         let round = roundUnderWay.load(ordering: .acquiring)
         if round != 0, round <= epoch.rawValue { _ = roundUnderWay.compareExchange(expected: round, desired: 0, ordering: .releasing) }
-        queue.async { memory.store.removeOlder(rank: memory.rank, than: epoch.rawValue) }
+        queue.async {
+            let entry = mayKeep ? memory.store.newestCopy(rank: memory.rank, atMost: epoch.rawValue) ?? epoch.rawValue : epoch.rawValue
+            memory.store.removeOlder(rank: memory.rank, than: entry)
+        }
     }
 
     /// Waits until every queued snapshot has been written or has failed, drains included.

@@ -16,11 +16,27 @@ extension Supervisor {
         drains.acknowledgedFromDisk(epoch.rawValue, rank: rank)
     }
 
-    /// The levels of the line of round `epoch` about to commit with `acks`: in memory when any
-    /// rank's snapshot is there; on disk once every rank's is.
-    func levels(ofCommitting epoch: Epoch, acks: [Acknowledgement]) -> (inMemory: Bool?, onDisk: Bool?) {
+    /// The levels of the line of round `epoch` about to commit with `acks` and `members`: in
+    /// memory when any member's snapshot is there (one written in this round, or one a rank
+    /// kept from a line held in memory); on disk once every member's is. A kept snapshot that a
+    /// line recorded on disk holds is on disk (a later supervisor learns it so).
+    func levels(ofCommitting epoch: Epoch, acks: [Acknowledgement], members: [Member]) -> (inMemory: Bool?, onDisk: Bool?) {
         guard memoryLevel != nil else { return (nil, nil) }
-        return drains.levels(ofCommitting: epoch.rawValue, anyInMemory: acks.contains(where: \.inMemory))
+        let snapshots = snapshotRounds(members, epoch: epoch)
+        var keptInMemory = false
+        for member in members where member.rank < acks.count && acks[member.rank].kept {
+            let round = snapshots[member.rank] ?? epoch.rawValue
+            let holders = manifest.committed.filter { $0.members.contains { $0.snapshot == member.snapshot } }
+            if holders.contains(where: \.isOnDisk) { drains.acknowledgedFromDisk(round, rank: member.rank) }
+            if holders.contains(where: \.isInMemory) { keptInMemory = true }
+        }
+        return drains.levels(ofCommitting: epoch.rawValue, members: snapshots,
+                             anyInMemory: keptInMemory || acks.contains(where: \.inMemory))
+    }
+
+    /// Per member of a line of round `epoch`, the round of its snapshot.
+    func snapshotRounds(_ members: [Member], epoch: Epoch) -> [Int: UInt64] {
+        Dictionary(members.map { ($0.rank, manifests.epoch(ofSnapshot: $0.snapshot) ?? epoch.rawValue) }, uniquingKeysWith: { $1 })
     }
 
     /// A rank's drain of round `epoch` ended: its snapshot is on disk, or could not be written
@@ -30,7 +46,7 @@ extension Supervisor {
     func handleDrained(_ epoch: Epoch, rank: Int, storedBytes: UInt64, failure: String?, failedMirrors: StorageMirrors) throws {
         guard memoryLevel != nil else { return }
         if let failure {
-            drains.drainFailed(epoch.rawValue)
+            drains.drainFailed(epoch.rawValue, rank: rank)
             events.record("drain_failed", ["rank": .int(rank), "epoch": .int(Int(epoch.rawValue)), "reason": .string(failure)])
             if let mirror = failedMirrors.mirrors.first {
                 try mirrorFailed(mirror, reason: failure)
@@ -39,7 +55,7 @@ extension Supervisor {
             }
             return
         }
-        if let record = drains.drained(epoch.rawValue, rank: rank, storedBytes: storedBytes, now: now) {
+        for record in drains.drained(epoch.rawValue, rank: rank, storedBytes: storedBytes, now: now) {
             try recordOnDisk(record)
         }
     }
@@ -100,11 +116,12 @@ extension Supervisor {
         }
     }
 
-    /// Whether `rank`, relaunched from its snapshot of round `epoch` in `line`, drains that
-    /// line to disk first (`DrainTracker.relaunching`).
+    /// Whether `rank`, relaunched from its snapshot of round `epoch` in `line` (the line's own
+    /// round, or an older one the rank kept under minimal checkpoints), drains that snapshot to
+    /// disk first (`DrainTracker.relaunching`).
     func drainsRestored(_ rank: Int, line: CommittedLine?, restoring epoch: Epoch) -> Bool {
-        guard memoryLevel != nil, let line, line.epoch == epoch.rawValue else { return false }
-        return drains.relaunching(rank, restoring: line.epoch, inMemoryAlone: line.isInMemoryAlone)
+        guard memoryLevel != nil, let line, epoch > .start else { return false }
+        return drains.relaunching(rank, restoring: epoch.rawValue, line: line.epoch, inMemoryAlone: line.isInMemoryAlone)
     }
 
     /// The newest line a restart would read, judged without reading: held in memory by this

@@ -206,7 +206,7 @@ extension Supervisor {
         }
         var next = manifest
         var line = CommittedLine(epoch: epoch.rawValue, step: step, members: members, onlyOn: onlyOn?.mirrors.first)
-        (line.inMemory, line.onDisk) = levels(ofCommitting: epoch, acks: acks)
+        (line.inMemory, line.onDisk) = levels(ofCommitting: epoch, acks: acks, members: members)
         next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault, pinned: drains.pinned)
         do {
             try commitManifest(&next)
@@ -243,8 +243,9 @@ extension Supervisor {
             "from_capture_s": .double(firstCaptureStart(epoch, acks: acks).map { now - $0 } ?? 0),
         ])
         if memoryLevel != nil {
-            drains.committed(epoch.rawValue, inMemoryAlone: line.isInMemoryAlone, now: now)
-            drains.forget(before: manifest.committed.first?.epoch ?? 0)
+            drains.committed(epoch.rawValue, members: snapshotRounds(members, epoch: epoch), inMemoryAlone: line.isInMemoryAlone, now: now)
+            let oldestSnapshot = manifest.committed.flatMap(\.members).compactMap { manifests.epoch(ofSnapshot: $0.snapshot) }.min()
+            drains.forget(before: manifest.committed.first?.epoch ?? 0, snapshotsBefore: oldestSnapshot)
         }
         // Output is released by the line that every failure can fall back to: with levels,
         // once it is on disk (`handleDrained`).

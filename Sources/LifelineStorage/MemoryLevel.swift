@@ -271,6 +271,11 @@ package struct MemoryLevel: Sendable {
         try map(rank: rank, epoch: epoch) != nil
     }
 
+    /// The round of `rank`'s newest copy at or before round `epoch`, or nil when it has none.
+    package func newestCopy(rank: Int, atMost epoch: UInt64) -> UInt64? {
+        PosixFile.entries(folder).compactMap { Self.parse($0) }.filter { $0.rank == rank && $0.epoch <= epoch }.map(\.epoch).max()
+    }
+
     /// Removes `rank`'s copies of rounds before `epoch` (the line `epoch` committed), and its
     /// temporary files of those rounds: a write that died with its process, or a copy of a
     /// round that was aborted, leaves one. A later round's temporary file may be a copy under

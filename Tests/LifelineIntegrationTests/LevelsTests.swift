@@ -207,11 +207,60 @@ extension RecoveryTests {
             #expect(lines(killed) + lines(resumed) == lines(free), "killed: \(killed.stdout)\nresumed: \(resumed.stdout)")
         }
 
+        /// Minimal checkpoints with levels: the task farm's idle workers keep older checkpoints
+        /// in the lines (at first the start, at the end the one they wrote while working). Their
+        /// copies in memory outlive the rounds they did not write, so the kill in the last quarter
+        /// restores every rank from memory, the kept ones from their older copies; each line is
+        /// recorded on disk once the drains of all its members' snapshots are in, whichever round
+        /// wrote them, and the stored snapshots verify.
+        @Test func minimalCheckpointsKeepOlderCopiesInMemoryAndOnDisk() throws {
+            let farm = ["taskfarm", "--tasks", "480", "--work", "20000", "--sleep-ms", "80", "--idle-workers", "2"]
+            let runDirectory = JobRunner.scratch("levels-minimal") + "/run"
+            let result = try JobRunner.lifeline(
+                ["run", "-n", "4", "--interval", "0.15", "--run-dir", runDirectory, "--quiet", "--checkpoint", "minimal"]
+                    + Self.levels + ["--inject", "kill:rank=3,step=39", "--"] + farm,
+                runDirectory: runDirectory)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.resultLines == [RecoveryTests.farmOracle])
+            let failure = result.events("failure").first?["t"] as? Double ?? .infinity
+            let keptOlder = result.events("commit").filter { commit in
+                (commit["t"] as? Double ?? .infinity) < failure && commit["kept"] as? String == "1,2"
+                    && (commit["kept_from"] as? String ?? "").split(separator: ",").allSatisfy { Int($0) ?? 0 > 0 }
+            }
+            #expect(!keptOlder.isEmpty, "no line before the kill kept an older checkpoint: \(result.events("commit"))")
+            let start = result.events("recovery_start").first
+            #expect(start?["level"] as? String == "memory", "\(String(describing: start))")
+            let manifest = try Self.manifest(runDirectory)
+            #expect(manifest.committed.allSatisfy { $0.isOnDisk }, "\(manifest.committed.map { "\($0.epoch):\($0.levels)" })")
+            #expect(manifest.committed.contains { $0.members.count == 4 && Set($0.members.map(\.snapshot)).count == 4 })
+            let verify = try JobRunner.lifeline(["storage", "verify", runDirectory], runDirectory: runDirectory)
+            #expect(verify.stdout.contains(" 0 repairable, 0 lost,"), "\(verify.stdout)\(verify.stderr)")
+        }
+
+        /// Minimal checkpoints with levels, the supervisor killed part way: the resume restarts
+        /// from the newest line on disk, kept entries and all, to the failure-free bits.
+        @Test func minimalCheckpointsResumeFromTheNewestLineOnDisk() throws {
+            let farm = ["taskfarm", "--tasks", "480", "--work", "20000", "--sleep-ms", "80", "--idle-workers", "2"]
+            let runDirectory = JobRunner.scratch("levels-minimal-resume") + "/run"
+            let killed = try JobRunner.lifeline(
+                ["run", "-n", "4", "--interval", "0.15", "--run-dir", runDirectory, "--quiet", "--checkpoint", "minimal"]
+                    + Self.levels + ["--inject", "kill:supervisor,after=2s", "--"] + farm,
+                runDirectory: runDirectory)
+            #expect(killed.status != 0)
+            let manifest = try Self.manifest(runDirectory)
+            let onDisk = try #require(manifest.committed.last { $0.isOnDisk }, "no line reached disk: \(manifest.committed.map(\.levels))")
+            let resumed = try JobRunner.lifeline(["resume", runDirectory], runDirectory: runDirectory)
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect(resumed.resultLines == [RecoveryTests.farmOracle])
+            let launched = resumed.events("rank_launched").filter { ($0["incarnation"] as? Int ?? 0) >= 4 }
+            #expect(launched.count == 4 && launched.allSatisfy { $0["epoch"] as? Int == Int(onDisk.epoch) }, "\(launched)")
+        }
+
         /// What levels do not take yet is refused in one line, before anything is written.
         @Test func unsupportedCombinationsAreRefusedInOneLine() throws {
             for (options, expected) in [
-                (Self.levels + ["--checkpoint", "independent"], "works with --checkpoint coordinated or blocking"),
-                (Self.levels + ["--checkpoint", "minimal"], "works with --checkpoint coordinated or blocking"),
+                (Self.levels + ["--checkpoint", "independent"], "works with --checkpoint coordinated, blocking or minimal"),
+                (Self.levels + ["--checkpoint", "minimal", "--drain-every", "2"], "minimal checkpoints drain every round"),
                 (["--drain-every", "2"], "need --levels memory,disk"),
                 (Self.levels + ["--drain-every", "0"], "--drain-every 0"),
                 (["--levels", "memory,disk", "--memory-root", "/nonexistent-lifeline"], "is not a folder"),

@@ -9,14 +9,21 @@
 ///
 /// | event | decision |
 /// |---|---|
+/// Under minimal checkpoints a line's member may be a snapshot of an older round (a rank that
+/// kept its checkpoint): the line is on disk once every member's snapshot is, whichever round's
+/// drain put it there, and a drain may complete several lines at once.
+///
+/// | event | decision |
+/// |---|---|
 /// | a rank's ACK from disk (its copy did not fit in memory) | its snapshot of the round is on disk |
-/// | a round commits with some snapshot in memory | the line is in memory, and on disk when every rank's snapshot is |
+/// | a kept member's snapshot is in a line recorded on disk | it is on disk |
+/// | a round commits with some member's snapshot in memory | the line is in memory, and on disk when every member's snapshot is |
 /// | that line is not on disk and its round is drained | pin it: the manifest keeps it beyond `--keep` until its drains end |
-/// | a rank's drain ended | its snapshot is on disk; once every rank's is, and the line committed in memory alone: record it on disk and unpin it |
-/// | a rank's drain failed | unpin the line: it stays in memory alone (the next drained round tries again) |
-/// | a rank ended (failed or stopped) | unpin the lines it had not drained: its drain ended with it |
-/// | a rank is relaunched from a line in memory alone that it had not drained, in a drained round no drain of which failed | it drains that line first; pin it again |
-/// | the oldest kept line moved on | forget the rounds before it |
+/// | a rank's drain ended | its snapshot is on disk; each line committed in memory alone whose members are all on disk now: record it on disk and unpin it |
+/// | a rank's drain failed | unpin the lines that hold that snapshot: they stay in memory alone (the next drained round tries again) |
+/// | a rank ended (failed or stopped) | unpin the lines whose snapshot of it was not on disk: its drain ended with it |
+/// | a rank is relaunched from a line in memory alone whose snapshot of it is not on disk, in a drained round no drain of which failed | it drains that snapshot first; pin the line again |
+/// | the oldest kept line moved on | forget the lines before it, and the snapshots no kept line holds |
 package struct DrainTracker: Sendable, Equatable {
     /// What is on disk of one round: its ranks whose snapshot is there, and the bytes their
     /// drains stored.
@@ -27,7 +34,7 @@ package struct DrainTracker: Sendable, Equatable {
         package var storedBytes: UInt64 = 0
     }
 
-    /// A line to record on disk now: every rank's drain of its round is in.
+    /// A line to record on disk now: every member's snapshot is there.
     package struct Record: Sendable, Equatable {
         /// The line's round.
         package var epoch: UInt64
@@ -37,6 +44,16 @@ package struct DrainTracker: Sendable, Equatable {
         package var afterCommitSeconds: Double
     }
 
+    /// A line committed in memory alone, until it is recorded on disk or forgotten.
+    private struct Waiting: Sendable, Equatable {
+        /// Per member rank, the round of its snapshot in the line.
+        var members: [Int: UInt64]
+        /// When the line committed (job clock).
+        var committedAt: Double
+        /// Whether a drain it needs failed: no relaunch pins it again.
+        var failed = false
+    }
+
     /// The job's ranks.
     package let rankCount: Int
     /// Every `drainEvery`-th round is drained (`--drain-every`).
@@ -44,13 +61,12 @@ package struct DrainTracker: Sendable, Equatable {
     /// The committed lines in memory alone whose drains are under way: the manifest keeps them
     /// beyond `--keep` (`Manifest.appendCommitted(_:keep:pinned:)`).
     package private(set) var pinned: Set<UInt64> = []
-    /// Per round, what is on disk of it so far (until its line is recorded or forgotten).
+    /// Per round, what is on disk of its snapshots so far (until no kept line holds them).
     package private(set) var onDisk: [UInt64: OnDisk] = [:]
-    /// When each line committed in memory alone was committed (job clock), until it is
-    /// recorded on disk or forgotten.
-    private var committedInMemoryAt: [UInt64: Double] = [:]
-    /// The rounds a rank's drain of failed: no relaunch pins them again.
-    private var failedDrains: Set<UInt64> = []
+    /// The lines committed in memory alone, by round.
+    private var waiting: [UInt64: Waiting] = [:]
+    /// Per round, the ranks whose drain of their snapshot of it failed.
+    private var failedDrains: [UInt64: Set<Int>] = [:]
 
     /// A tracker for a job of `rankCount` ranks draining every `drainEvery`-th round (at least 1).
     package init(rankCount: Int, drainEvery: Int) {
@@ -66,73 +82,107 @@ package struct DrainTracker: Sendable, Equatable {
     /// pins by.
     package static func drains(_ epoch: UInt64, every drainEvery: UInt64) -> Bool { epoch % max(1, drainEvery) == 0 }
 
-    /// Rank `rank` acknowledged round `epoch` from disk: its copy did not fit in memory and was
-    /// written to the mirrors before the ACK.
+    /// Rank `rank`'s snapshot of round `epoch` is on disk without a drain: its copy did not
+    /// fit in memory and was written to the mirrors before the ACK, or a line recorded on disk
+    /// holds it.
     package mutating func acknowledgedFromDisk(_ epoch: UInt64, rank: Int) {
         onDisk[epoch, default: OnDisk()].ranks.insert(rank)
     }
 
-    /// The levels of the line of round `epoch` about to commit: nil for both when no rank's
-    /// snapshot is in memory (a line on disk alone, as without levels); else in memory, and on
-    /// disk once every rank's snapshot is.
-    package func levels(ofCommitting epoch: UInt64, anyInMemory: Bool) -> (inMemory: Bool?, onDisk: Bool?) {
+    /// Whether rank `rank`'s snapshot of round `epoch` is known to be on disk.
+    package func isOnDisk(rank: Int, epoch: UInt64) -> Bool {
+        onDisk[epoch]?.ranks.contains(rank) == true
+    }
+
+    /// The members of a line of round `epoch` in which every rank wrote its snapshot.
+    private func everyRank(_ epoch: UInt64) -> [Int: UInt64] {
+        Dictionary(uniqueKeysWithValues: (0..<rankCount).map { ($0, epoch) })
+    }
+
+    /// The levels of the line of round `epoch` about to commit, whose `members` (per rank, the
+    /// round of its snapshot; nil: every rank wrote one in this round; a rank absent starts from
+    /// the beginning) are in memory when `anyInMemory`: nil for both when none is (every
+    /// snapshot was written to disk before its ACK: a line on disk alone, as without levels);
+    /// else in memory, and on disk once every member's snapshot is.
+    package func levels(ofCommitting epoch: UInt64, members: [Int: UInt64]? = nil, anyInMemory: Bool)
+        -> (inMemory: Bool?, onDisk: Bool?)
+    {
         guard anyInMemory else { return (nil, nil) }
-        return (true, onDisk[epoch]?.ranks.count == rankCount)
+        return (true, (members ?? everyRank(epoch)).allSatisfy { isOnDisk(rank: $0.key, epoch: $0.value) })
     }
 
-    /// The line of round `epoch` committed at `now`, held in memory alone or not: one in memory
-    /// alone waits for its drains, pinned when its round is drained.
-    package mutating func committed(_ epoch: UInt64, inMemoryAlone: Bool, now: Double) {
-        guard inMemoryAlone else {
-            onDisk[epoch] = nil
-            return
-        }
-        committedInMemoryAt[epoch] = now
-        if drains(epoch) { pinned.insert(epoch) }
+    /// The line of round `epoch` (its `members` as in `levels`) committed at `now`, held in
+    /// memory alone or not: one in memory alone waits for its drains, pinned when its round is
+    /// drained.
+    package mutating func committed(_ epoch: UInt64, members: [Int: UInt64]? = nil, inMemoryAlone: Bool, now: Double) {
+        guard inMemoryAlone else { return }
+        let members = members ?? everyRank(epoch)
+        let failed = members.contains { failedDrains[$0.value]?.contains($0.key) == true }
+        waiting[epoch] = Waiting(members: members, committedAt: now, failed: failed)
+        if drains(epoch), !failed { pinned.insert(epoch) }
     }
 
-    /// Rank `rank`'s drain of round `epoch` ended with `storedBytes` written: the line to record
-    /// on disk, when this was the last drain of a line committed in memory alone.
-    package mutating func drained(_ epoch: UInt64, rank: Int, storedBytes: UInt64, now: Double) -> Record? {
+    /// Rank `rank`'s drain of its snapshot of round `epoch` ended with `storedBytes` written:
+    /// the lines to record on disk, oldest first — each committed in memory alone whose
+    /// members' snapshots are all on disk now.
+    package mutating func drained(_ epoch: UInt64, rank: Int, storedBytes: UInt64, now: Double) -> [Record] {
         onDisk[epoch, default: OnDisk()].ranks.insert(rank)
         onDisk[epoch, default: OnDisk()].storedBytes += storedBytes
-        guard let round = onDisk[epoch], round.ranks.count == rankCount, let committedAt = committedInMemoryAt[epoch] else {
-            return nil
+        var records: [Record] = []
+        for (line, entry) in waiting.sorted(by: { $0.key < $1.key }) where entry.members[rank] == epoch {
+            guard entry.members.allSatisfy({ isOnDisk(rank: $0.key, epoch: $0.value) }) else { continue }
+            waiting[line] = nil
+            pinned.remove(line)
+            records.append(Record(epoch: line, storedBytes: onDisk[line]?.storedBytes ?? 0, afterCommitSeconds: now - entry.committedAt))
         }
-        onDisk[epoch] = nil
-        committedInMemoryAt[epoch] = nil
-        pinned.remove(epoch)
-        return Record(epoch: epoch, storedBytes: round.storedBytes, afterCommitSeconds: now - committedAt)
+        return records
     }
 
-    /// A rank's drain of round `epoch` failed: its line will not reach disk.
-    package mutating func drainFailed(_ epoch: UInt64) {
-        pinned.remove(epoch)
-        failedDrains.insert(epoch)
+    /// Rank `rank`'s drain of its snapshot of round `epoch` failed: the lines that hold that
+    /// snapshot will not reach disk.
+    package mutating func drainFailed(_ epoch: UInt64, rank: Int) {
+        failedDrains[epoch, default: []].insert(rank)
+        for (line, entry) in waiting where entry.members[rank] == epoch {
+            pinned.remove(line)
+            waiting[line]?.failed = true
+        }
     }
 
-    /// Rank `rank` ended (it failed, or was stopped for a rollback): the lines it had not
-    /// drained will not reach disk (its writer ended with it), unless a rank relaunched from
-    /// one drains it again (`relaunching`).
+    /// Rank `rank` ended (it failed, or was stopped for a rollback): the lines whose snapshot
+    /// of it was not on disk will not get there (its writer ended with it), unless a rank
+    /// relaunched from one drains it again (`relaunching`).
     package mutating func rankEnded(_ rank: Int) {
-        pinned = pinned.filter { onDisk[$0]?.ranks.contains(rank) == true }
+        pinned = pinned.filter { line in
+            guard let snapshot = waiting[line]?.members[rank] else { return true }
+            return isOnDisk(rank: rank, epoch: snapshot)
+        }
     }
 
-    /// Rank `rank` is relaunched from the line of round `epoch`: whether it must drain that
-    /// line (held in memory alone, its round drained, and its predecessor's drain of it not in),
-    /// in which case the line is pinned again until the drain ends.
-    package mutating func relaunching(_ rank: Int, restoring epoch: UInt64, inMemoryAlone: Bool) -> Bool {
-        guard inMemoryAlone, drains(epoch), committedInMemoryAt[epoch] != nil, !failedDrains.contains(epoch),
-              onDisk[epoch]?.ranks.contains(rank) != true else { return false }
-        pinned.insert(epoch)
+    /// Rank `rank` is relaunched from its snapshot of round `snapshot` in the line of round
+    /// `line`: whether it must drain that snapshot (the line held in memory alone, its round
+    /// drained, no drain it needs failed, and the snapshot not on disk), in which case the line
+    /// is pinned again until the drain ends.
+    package mutating func relaunching(_ rank: Int, restoring snapshot: UInt64, line: UInt64, inMemoryAlone: Bool) -> Bool {
+        guard inMemoryAlone, drains(line), let entry = waiting[line], !entry.failed, entry.members[rank] == snapshot,
+              !isOnDisk(rank: rank, epoch: snapshot) else { return false }
+        pinned.insert(line)
         return true
     }
 
-    /// Forgets the rounds before `epoch` (the oldest kept line): none of them can be recorded.
-    package mutating func forget(before epoch: UInt64) {
-        onDisk = onDisk.filter { $0.key >= epoch }
+    /// The same for a line in which every rank wrote its snapshot: rank `rank` restores its
+    /// snapshot of round `epoch`, the line's own.
+    package mutating func relaunching(_ rank: Int, restoring epoch: UInt64, inMemoryAlone: Bool) -> Bool {
+        relaunching(rank, restoring: epoch, line: epoch, inMemoryAlone: inMemoryAlone)
+    }
+
+    /// Forgets the lines before `epoch` (the oldest kept line), and what is on disk of the
+    /// rounds before `snapshotsBefore` (the oldest round of a snapshot a kept line holds; by
+    /// default `epoch`): none of them can be recorded or held again.
+    package mutating func forget(before epoch: UInt64, snapshotsBefore: UInt64? = nil) {
+        let oldestSnapshot = min(epoch, snapshotsBefore ?? epoch)
+        onDisk = onDisk.filter { $0.key >= oldestSnapshot }
+        failedDrains = failedDrains.filter { $0.key >= oldestSnapshot }
         pinned = pinned.filter { $0 >= epoch }
-        failedDrains = failedDrains.filter { $0 >= epoch }
-        committedInMemoryAt = committedInMemoryAt.filter { $0.key >= epoch }
+        waiting = waiting.filter { $0.key >= epoch }
     }
 }
