@@ -20,34 +20,52 @@ package enum OptimisticLogging {
     /// and epoch per entry).
     package static func prefixBytes(entries: Int) -> Int { 4 + 20 * entries }
 
-    /// `vector` in front of `payload`, as it travels and as the receiver logs it.
+    /// `vector` in front of `payload`, as it travels and as the receiver logs it. (Written in
+    /// place: every optimistic message carries one, and at 10,000 simulated ranks writing
+    /// field by field took a tenth of the simulator's time.)
     package static func stamp(_ payload: [UInt8], with vector: DependencyVector) -> [UInt8] {
-        var writer = ByteWriter(capacity: prefixBytes(entries: vector.entries.count) + payload.count)
-        writer.write(UInt32(vector.entries.count))
-        for entry in vector.entries {
-            writer.write(UInt32(entry.rank))
-            writer.write(entry.interval)
-            writer.write(entry.epoch)
+        let entries = vector.entries
+        let prefix = prefixBytes(entries: entries.count)
+        return [UInt8](unsafeUninitializedCapacity: prefix + payload.count) { buffer, initializedCount in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            raw.storeBytes(of: UInt32(entries.count).littleEndian, toByteOffset: 0, as: UInt32.self)
+            var offset = 4
+            for entry in entries {
+                raw.storeBytes(of: UInt32(entry.rank).littleEndian, toByteOffset: offset, as: UInt32.self)
+                raw.storeBytes(of: entry.interval.littleEndian, toByteOffset: offset + 4, as: UInt64.self)
+                raw.storeBytes(of: entry.epoch.littleEndian, toByteOffset: offset + 12, as: UInt64.self)
+                offset += 20
+            }
+            payload.withUnsafeBytes { source in
+                guard let from = source.baseAddress, let to = raw.baseAddress else { return }
+                (to + offset).copyMemory(from: from, byteCount: source.count)
+            }
+            initializedCount = prefix + payload.count
         }
-        writer.writeRaw(payload)
-        return writer.bytes
     }
 
     /// Splits a stamped payload into its sender's vector and the program's bytes; nil when it
-    /// does not begin with a vector over `rankCount` ranks.
+    /// does not begin with a vector over `rankCount` ranks (entries by ascending rank, each
+    /// with an interval above 0).
     package static func split(_ stamped: [UInt8], rankCount: Int) -> (vector: DependencyVector, payload: [UInt8])? {
-        var reader = ByteReader(stamped)
-        guard let count = try? reader.read(UInt32.self), Int(count) <= reader.remainingCount / 20 else { return nil }
-        var entries: [DependencyVector.Entry] = []
-        entries.reserveCapacity(Int(count))
-        for _ in 0..<count {
-            guard let rank = try? reader.read(UInt32.self), let interval = try? reader.read(UInt64.self),
-                  let epoch = try? reader.read(UInt64.self)
-            else { return nil }
-            entries.append(DependencyVector.Entry(rank: Int(rank), interval: interval, epoch: epoch))
+        stamped.withUnsafeBytes { raw -> (vector: DependencyVector, payload: [UInt8])? in
+            guard raw.count >= 4 else { return nil }
+            let count = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
+            guard count <= (raw.count - 4) / 20 else { return nil }
+            var entries: [DependencyVector.Entry] = []
+            entries.reserveCapacity(count)
+            var previous = -1
+            for index in 0..<count {
+                let offset = 4 + 20 * index
+                let rank = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+                let interval = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt64.self))
+                let epoch = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt64.self))
+                guard rank > previous, rank < rankCount, interval > 0 else { return nil }
+                previous = rank
+                entries.append(DependencyVector.Entry(rank: rank, interval: interval, epoch: epoch))
+            }
+            return (DependencyVector(checked: entries), Array(raw[(4 + 20 * count)...]))
         }
-        guard let vector = DependencyVector(entries: entries, rankCount: rankCount) else { return nil }
-        return (vector, Array(stamped[reader.offset...]))
     }
 
     /// The receiver's vector after delivering a message stamped with `sender`'s vector, the
@@ -205,6 +223,11 @@ package struct DependencyVector: Sendable, Equatable, ExpressibleByArrayLiteral 
         self.init(entries: stride(from: 0, to: words.count, by: 3).map {
             Entry(rank: Int(words[$0]), interval: words[$0 + 1], epoch: words[$0 + 2])
         }, rankCount: rankCount)
+    }
+
+    /// The vector of `entries` already checked as `init?(entries:rankCount:)` checks them.
+    init(checked entries: [Entry]) {
+        self.entries = entries
     }
 
     /// The vector of `entries`, or nil unless they name ranks of the job in ascending order,

@@ -17,6 +17,15 @@ struct OptimisticLoggingTests {
         #expect(OptimisticLogging.split(Array(stamped.prefix(30)), rankCount: 4) == nil, "cut inside the vector")
         #expect(OptimisticLogging.split(stamped, rankCount: 3) == nil, "a rank beyond the job")
         #expect(OptimisticLogging.split(OptimisticLogging.stamp([], with: [1, 2]), rankCount: 2)?.payload == [])
+        #expect(OptimisticLogging.split([1, 0, 0], rankCount: 4) == nil, "cut inside the count")
+        // Entries out of order, or with interval 0, are not a vector.
+        var swapped = stamped
+        swapped.replaceSubrange(4..<8, with: stamped[24..<28])
+        swapped.replaceSubrange(24..<28, with: stamped[4..<8])
+        #expect(OptimisticLogging.split(swapped, rankCount: 4) == nil, "ranks out of order")
+        var zero = stamped
+        zero.replaceSubrange(8..<16, with: [UInt8](repeating: 0, count: 8))
+        #expect(OptimisticLogging.split(zero, rankCount: 4) == nil, "an interval of 0")
         #expect(DependencyVector(words: vector.words, rankCount: 4) == vector)
         #expect(DependencyVector(words: [2, 1, 0, 1, 1, 0], rankCount: 4) == nil, "ranks out of order")
     }
