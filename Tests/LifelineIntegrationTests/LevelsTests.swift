@@ -207,6 +207,17 @@ extension RecoveryTests {
             #expect(lines(killed) + lines(resumed) == lines(free), "killed: \(killed.stdout)\nresumed: \(resumed.stdout)")
         }
 
+        /// The task farm with two idle workers (the minimal checkpoint tests' job) under minimal
+        /// checkpoints with levels, a round every 0.15 s, with the fault `inject`.
+        static func minimalFarm(_ name: String, inject: String) throws -> JobRunner.Result {
+            let farm = ["taskfarm", "--tasks", "480", "--work", "20000", "--sleep-ms", "80", "--idle-workers", "2"]
+            let runDirectory = JobRunner.scratch(name) + "/run"
+            return try JobRunner.lifeline(
+                ["run", "-n", "4", "--interval", "0.15", "--run-dir", runDirectory, "--quiet", "--checkpoint", "minimal"]
+                    + levels + ["--inject", inject, "--"] + farm,
+                runDirectory: runDirectory)
+        }
+
         /// Minimal checkpoints with levels: the task farm's idle workers keep older checkpoints
         /// in the lines (at first the start, at the end the one they wrote while working). Their
         /// copies in memory outlive the rounds they did not write, so the kill in the last quarter
@@ -214,12 +225,8 @@ extension RecoveryTests {
         /// recorded on disk once the drains of all its members' snapshots are in, whichever round
         /// wrote them, and the stored snapshots verify.
         @Test func minimalCheckpointsKeepOlderCopiesInMemoryAndOnDisk() throws {
-            let farm = ["taskfarm", "--tasks", "480", "--work", "20000", "--sleep-ms", "80", "--idle-workers", "2"]
-            let runDirectory = JobRunner.scratch("levels-minimal") + "/run"
-            let result = try JobRunner.lifeline(
-                ["run", "-n", "4", "--interval", "0.15", "--run-dir", runDirectory, "--quiet", "--checkpoint", "minimal"]
-                    + Self.levels + ["--inject", "kill:rank=3,step=39", "--"] + farm,
-                runDirectory: runDirectory)
+            let result = try Self.minimalFarm("levels-minimal", inject: "kill:rank=3,step=39")
+            let runDirectory = result.runDirectory
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.resultLines == [RecoveryTests.farmOracle])
             let failure = result.events("failure").first?["t"] as? Double ?? .infinity
@@ -240,12 +247,8 @@ extension RecoveryTests {
         /// Minimal checkpoints with levels, the supervisor killed part way: the resume restarts
         /// from the newest line on disk, kept entries and all, to the failure-free bits.
         @Test func minimalCheckpointsResumeFromTheNewestLineOnDisk() throws {
-            let farm = ["taskfarm", "--tasks", "480", "--work", "20000", "--sleep-ms", "80", "--idle-workers", "2"]
-            let runDirectory = JobRunner.scratch("levels-minimal-resume") + "/run"
-            let killed = try JobRunner.lifeline(
-                ["run", "-n", "4", "--interval", "0.15", "--run-dir", runDirectory, "--quiet", "--checkpoint", "minimal"]
-                    + Self.levels + ["--inject", "kill:supervisor,after=2s", "--"] + farm,
-                runDirectory: runDirectory)
+            let killed = try Self.minimalFarm("levels-minimal-resume", inject: "kill:supervisor,after=2s")
+            let runDirectory = killed.runDirectory
             #expect(killed.status != 0)
             let manifest = try Self.manifest(runDirectory)
             let onDisk = try #require(manifest.committed.last { $0.isOnDisk }, "no line reached disk: \(manifest.committed.map(\.levels))")
