@@ -7,8 +7,6 @@
 /// the output up to it is the user's. The runtime's `Supervisor` performs the decisions (the
 /// manifest writes, the output released, the collection).
 ///
-/// | event | decision |
-/// |---|---|
 /// Under minimal checkpoints a line's member may be a snapshot of an older round (a rank that
 /// kept its checkpoint): the line is on disk once every member's snapshot is, whichever round's
 /// drain put it there, and a drain may complete several lines at once.
