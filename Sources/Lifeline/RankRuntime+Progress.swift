@@ -16,6 +16,9 @@ extension RankRuntime {
     /// releases held sends cannot interleave frames on a socket.
     func serviceControl() throws {
         if rules.flushesAtCheckpoints { try flushLogIfDue() }
+        // A drain failed: under minimal checkpoints this rank writes anew at its next round,
+        // since a checkpoint it kept might be one that never reached disk.
+        if writer?.takeDrainFailure() == true, launch?.variant == .minimal { machine.participant.noteChange() }
         reportLogMirrorFailure()
         reportNondeterminism()
         takeDurableSnapshots()
@@ -29,9 +32,13 @@ extension RankRuntime {
                 try perform(machine.participant.handleSafePointChosen(epoch, step: step))
             case .checkpointDone(let epoch, let covered):
                 takeDurableSnapshots()
-                try trimLog(before: machine.committed(epoch, coveredByReceiver: covered, coversSelf: true))
+                let capturedAt = machine.committed(epoch, coveredByReceiver: covered, coversSelf: true)
+                try trimLog(before: capturedAt)
                 writer?.collectHostGarbage(writing: writeMirrors)
-                writer?.removeOlderMemoryCopies(committed: epoch, mayKeep: launch?.variant == .minimal)
+                // A rank that kept its checkpoint (minimal) captured nothing in this round: its
+                // entry in the line is still the round it last wrote, or restored.
+                if capturedAt != nil || launch?.variant != .minimal { lineEntry = epoch }
+                writer?.removeOlderMemoryCopies(committed: epoch, entry: lineEntry ?? launch?.restoreEpoch ?? .start)
                 try perform(machine.participant.handleDone(epoch))
             case .cut(let epoch, let covered):
                 writeCaptured(epoch, coveredByReceiver: covered)

@@ -96,6 +96,10 @@ final class SnapshotWriter: Sendable {
     /// The last round committed (`removeOlderMemoryCopies`): copies older than it are on their
     /// way out.
     private let lastCommitted = Atomic<UInt64>(0)
+    /// This rank's entry in the last committed line (`removeOlderMemoryCopies`).
+    private let lastEntry = Atomic<UInt64>(0)
+    /// Whether a drain failed since `takeDrainFailure` last asked.
+    private let drainFailed = Atomic<Bool>(false)
     /// The memory level and this rank's place in it (nil: disk alone).
     private let memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)?
     /// The round under way since its request reached this rank (until the rank learns of the
@@ -145,7 +149,9 @@ final class SnapshotWriter: Sendable {
         // Beside the copies of the last committed round on (older ones go after the writes
         // queued before that commit); `submit` checks the budget again and says why when it
         // does not fit.
-        let held = memory.store.bytesHeld(rank: memory.rank, except: epoch.rawValue, from: lastCommitted.load(ordering: .relaxed))
+        let held = memory.store.bytesHeld(
+            rank: memory.rank, except: epoch.rawValue, from: lastCommitted.load(ordering: .relaxed),
+            keeping: lastEntry.load(ordering: .relaxed))
         guard memory.settings.bytesMax == 0 || MemoryLevel.headerByteCount + state.count + held <= memory.settings.bytesMax else {
             roundUnderWay.store(0, ordering: .releasing)
             return
@@ -214,20 +220,24 @@ final class SnapshotWriter: Sendable {
         }
     }
 
-    /// With a memory level: round `epoch` committed, so this rank's copies of older rounds
-    /// in memory go (after its queued writes: none of them is older than a commit), and the
-    /// drains' pause for that round (`roundRequested`) ends. Under minimal checkpoints
-    /// (`mayKeep`) the line's entry for this rank may be a copy of an older round, the newest it
-    /// holds up to `epoch` (it kept its checkpoint): that one stays, and those before it go.
-    func removeOlderMemoryCopies(committed epoch: Epoch, mayKeep: Bool = false) {
+    /// With a memory level: round `epoch` committed with this rank's snapshot of round `entry`
+    /// in its line (`epoch` itself, or under minimal checkpoints an older round when the rank
+    /// kept its checkpoint), so its other copies of older rounds in memory go (after its queued
+    /// writes: none of them is older than a commit), and the drains' pause for that round
+    /// (`roundRequested`) ends.
+    func removeOlderMemoryCopies(committed epoch: Epoch, entry: Epoch) {
         guard let memory else { return }
         lastCommitted.store(epoch.rawValue, ordering: .relaxed)
+        lastEntry.store(entry.rawValue, ordering: .relaxed)
         let round = roundUnderWay.load(ordering: .acquiring)
         if round != 0, round <= epoch.rawValue { _ = roundUnderWay.compareExchange(expected: round, desired: 0, ordering: .releasing) }
-        queue.async {
-            let entry = mayKeep ? memory.store.newestCopy(rank: memory.rank, atMost: epoch.rawValue) ?? epoch.rawValue : epoch.rawValue
-            memory.store.removeOlder(rank: memory.rank, than: entry)
-        }
+        queue.async { memory.store.removeOlder(rank: memory.rank, than: epoch.rawValue, keeping: entry.rawValue) }
+    }
+
+    /// Whether a drain failed since the last call: under minimal checkpoints the rank then
+    /// writes a new checkpoint at its next round rather than keep one that may not be on disk.
+    func takeDrainFailure() -> Bool {
+        drainFailed.exchange(false, ordering: .relaxed)
     }
 
     /// Waits until every queued snapshot has been written or has failed, drains included.
@@ -339,6 +349,7 @@ final class SnapshotWriter: Sendable {
             control.send(.drained(epoch, storedBytes: UInt64(written.storedBytes), failure: nil))
         } catch {
             let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
+            drainFailed.store(true, ordering: .relaxed)
             control.send(.drained(epoch, storedBytes: 0, failure: "\(error)", failedMirrors: failed))
         }
     }

@@ -6,7 +6,8 @@ import LifelineStorage
 
 /// Multi-level checkpoints (`--levels memory,disk`) on the supervisor's side: a round commits
 /// once every rank's snapshot is in its host's memory (level 1); the manifest records the line
-/// on disk (level 2) once every rank's drain is in. What to record and which lines to keep for a
+/// on disk (level 2) once every member's snapshot is (drained in that round or, for a rank that
+/// kept an older checkpoint under minimal checkpoints, before). What to record and which lines to keep for a
 /// drain is decided by `DrainTracker` (LifelineCore); this performs it.
 extension Supervisor {
     /// A rank acknowledged round `epoch`: an ACK from disk (a copy that did not fit in memory)
@@ -60,7 +61,7 @@ extension Supervisor {
         }
     }
 
-    /// Every rank's snapshot of a committed line held in memory is on disk: the manifest says
+    /// Every member's snapshot of a committed line held in memory is on disk: the manifest says
     /// so (the line outlives this supervisor now), and `drained` is recorded.
     private func recordOnDisk(_ record: DrainTracker.Record) throws {
         let round = record.epoch

@@ -244,8 +244,11 @@ extension Supervisor {
         ])
         if memoryLevel != nil {
             drains.committed(epoch.rawValue, members: snapshotRounds(members, epoch: epoch), inMemoryAlone: line.isInMemoryAlone, now: now)
-            let oldestSnapshot = manifest.committed.flatMap(\.members).compactMap { manifests.epoch(ofSnapshot: $0.snapshot) }.min()
-            drains.forget(before: manifest.committed.first?.epoch ?? 0, snapshotsBefore: oldestSnapshot)
+            var held: [UInt64: Set<Int>] = [:]
+            for member in manifest.committed.flatMap(\.members) {
+                if let round = manifests.epoch(ofSnapshot: member.snapshot) { held[round, default: []].insert(member.rank) }
+            }
+            drains.forget(before: manifest.committed.first?.epoch ?? 0, held: held)
         }
         // Output is released by the line that every failure can fall back to: with levels,
         // once it is on disk (`handleDrained`).

@@ -271,22 +271,19 @@ package struct MemoryLevel: Sendable {
         try map(rank: rank, epoch: epoch) != nil
     }
 
-    /// The round of `rank`'s newest copy at or before round `epoch`, or nil when it has none.
-    package func newestCopy(rank: Int, atMost epoch: UInt64) -> UInt64? {
-        PosixFile.entries(folder).compactMap { Self.parse($0) }.filter { $0.rank == rank && $0.epoch <= epoch }.map(\.epoch).max()
-    }
-
     /// Removes `rank`'s copies of rounds before `epoch` (the line `epoch` committed), and its
     /// temporary files of those rounds: a write that died with its process, or a copy of a
     /// round that was aborted, leaves one. A later round's temporary file may be a copy under
     /// way (begun at its capture), and stays. One of the copies removed is kept as the rank's
-    /// spare, which its next copy is written over (`begin`).
-    package func removeOlder(rank: Int, than epoch: UInt64) {
+    /// spare, which its next copy is written over (`begin`). The copy of round `keeping` stays:
+    /// under minimal checkpoints a rank that kept its checkpoint is the line's member through a
+    /// copy of an older round.
+    package func removeOlder(rank: Int, than epoch: UInt64, keeping: UInt64? = nil) {
         let spare = folder + "/" + Self.spareName(rank: rank)
         var spareKept = PosixFile.isRegularFile(spare)
         for name in PosixFile.entries(folder) {
             if let (owner, round) = Self.parse(name) {
-                guard owner == rank, round < epoch else { continue }
+                guard owner == rank, round < epoch, round != keeping else { continue }
                 if !spareKept, rename(folder + "/" + name, spare) == 0 {
                     spareKept = true
                 } else {
@@ -300,11 +297,12 @@ package struct MemoryLevel: Sendable {
     }
 
     /// The bytes of `rank`'s copies here, but for its copy of round `epoch` and any of a round
-    /// before `from` (copies its last commit made obsolete, which its writer removes after
-    /// the drain under way).
-    package func bytesHeld(rank: Int, except epoch: UInt64, from: UInt64 = 0) -> Int {
+    /// before `from` other than `keeping` (copies its last commit made obsolete, which its
+    /// writer removes after the drain under way; `keeping`: its entry in that commit's line).
+    package func bytesHeld(rank: Int, except epoch: UInt64, from: UInt64 = 0, keeping: UInt64? = nil) -> Int {
         PosixFile.entries(folder).reduce(0) { total, name in
-            guard let (owner, round) = Self.parse(name), owner == rank, round != epoch, round >= from else { return total }
+            guard let (owner, round) = Self.parse(name), owner == rank, round != epoch, round >= from || round == keeping
+            else { return total }
             var info = stat()
             return stat(folder + "/" + name, &info) == 0 ? total + Int(info.st_size) : total
         }

@@ -108,9 +108,10 @@ import Testing
         // memory, it is a line without levels.
         #expect(tracker.levels(ofCommitting: 5, members: [0: 4, 1: 2], anyInMemory: true) == (true, true))
         #expect(tracker.levels(ofCommitting: 5, members: [0: 4, 1: 2], anyInMemory: false) == (nil, nil))
-        tracker.forget(before: 4, snapshotsBefore: 2)
-        #expect(tracker.isOnDisk(rank: 1, epoch: 2), "a kept line still holds round 2's snapshot")
-        tracker.forget(before: 5, snapshotsBefore: 4)
+        tracker.forget(before: 4, held: [2: [1]])
+        #expect(tracker.isOnDisk(rank: 1, epoch: 2), "a kept line still holds rank 1's snapshot of round 2")
+        #expect(!tracker.isOnDisk(rank: 0, epoch: 2) && !tracker.isOnDisk(rank: 0, epoch: 3), "no kept line holds them")
+        tracker.forget(before: 5, held: [4: [0]])
         #expect(!tracker.isOnDisk(rank: 1, epoch: 2))
     }
 
@@ -136,5 +137,18 @@ import Testing
         #expect(drains && other.pinned == [5])
         _ = other.drained(5, rank: 0, storedBytes: 1, now: 1)
         #expect(other.drained(4, rank: 1, storedBytes: 1, now: 2).map(\.epoch) == [5])
+    }
+
+    /// A snapshot whose drain failed and then ended (a relaunched rank drained it again) is on
+    /// disk: the lines holding it are recorded, and a later line keeping it is pinned as usual.
+    @Test func aDrainThatEndsAfterAFailedOneClearsTheFailure() {
+        var tracker = DrainTracker(rankCount: 2, drainEvery: 1)
+        tracker.committed(6, members: [0: 6, 1: 6], inMemoryAlone: true, now: 0)
+        _ = tracker.drained(6, rank: 0, storedBytes: 1, now: 0.1)
+        tracker.drainFailed(6, rank: 1)
+        #expect(tracker.pinned.isEmpty)
+        #expect(tracker.drained(6, rank: 1, storedBytes: 1, now: 1).map(\.epoch) == [6])
+        tracker.committed(7, members: [0: 7, 1: 6], inMemoryAlone: true, now: 2)
+        #expect(tracker.pinned == [7])
     }
 }

@@ -80,6 +80,22 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: folder.path + "/memory"))
     }
 
+    /// Minimal checkpoints: a rank that kept its checkpoint of round 2 through round 8 keeps
+    /// that copy, and loses the others before 8 (one of an aborted round, 5, and one left from
+    /// before a rollback, 7); the budget counts the kept copy as held.
+    @Test func aCommitKeepsTheCopyARankKeptAsItsEntry() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let level = MemoryLevel(folder: folder.path + "/memory")
+        try level.create()
+        for epoch: UInt64 in [2, 5, 7] { try write(level, rank: 0, epoch: epoch) }
+        let one = MemoryLevel.headerByteCount + 3 * 4096 + metadata(rank: 0, epoch: 2).count
+        #expect(level.bytesHeld(rank: 0, except: 9, from: 8, keeping: 2) == one)
+        #expect(level.bytesHeld(rank: 0, except: 9, from: 8) == 0)
+        level.removeOlder(rank: 0, than: 8, keeping: 2)
+        #expect(level.rounds(of: 0) == [2])
+    }
+
     @Test func aCopyBegunAtTheCaptureOverTheSpareIsFinishedAtTheCutOrAbandoned() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }

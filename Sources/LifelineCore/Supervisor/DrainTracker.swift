@@ -18,10 +18,11 @@
 /// | a round commits with some member's snapshot in memory | the line is in memory, and on disk when every member's snapshot is |
 /// | that line is not on disk and its round is drained | pin it: the manifest keeps it beyond `--keep` until its drains end |
 /// | a rank's drain ended | its snapshot is on disk; each line committed in memory alone whose members are all on disk now: record it on disk and unpin it |
-/// | a rank's drain failed | unpin the lines that hold that snapshot: they stay in memory alone (the next drained round tries again) |
+/// | a rank's drain failed | unpin the lines that hold that snapshot: they stay in memory alone (the next drained round tries again; under minimal checkpoints the rank writes anew at its next round rather than keep that snapshot) |
+/// | a drain of a snapshot whose earlier drain failed ended | it is on disk after all |
 /// | a rank ended (failed or stopped) | unpin the lines whose snapshot of it was not on disk: its drain ended with it |
 /// | a rank is relaunched from a line in memory alone whose snapshot of it is not on disk, in a drained round no drain of which failed | it drains that snapshot first; pin the line again |
-/// | the oldest kept line moved on | forget the lines before it, and the snapshots no kept line holds |
+/// | the oldest kept line moved on | forget the lines before it, and the snapshots of rounds before it that no kept line holds |
 package struct DrainTracker: Sendable, Equatable {
     /// What is on disk of one round: its ranks whose snapshot is there, and the bytes their
     /// drains stored.
@@ -126,6 +127,7 @@ package struct DrainTracker: Sendable, Equatable {
     package mutating func drained(_ epoch: UInt64, rank: Int, storedBytes: UInt64, now: Double) -> [Record] {
         onDisk[epoch, default: OnDisk()].ranks.insert(rank)
         onDisk[epoch, default: OnDisk()].storedBytes += storedBytes
+        failedDrains[epoch]?.remove(rank)
         var records: [Record] = []
         for (line, entry) in waiting.sorted(by: { $0.key < $1.key }) where entry.members[rank] == epoch {
             guard entry.members.allSatisfy({ isOnDisk(rank: $0.key, epoch: $0.value) }) else { continue }
@@ -173,13 +175,23 @@ package struct DrainTracker: Sendable, Equatable {
         relaunching(rank, restoring: epoch, line: epoch, inMemoryAlone: inMemoryAlone)
     }
 
-    /// Forgets the lines before `epoch` (the oldest kept line), and what is on disk of the
-    /// rounds before `snapshotsBefore` (the oldest round of a snapshot a kept line holds; by
-    /// default `epoch`): none of them can be recorded or held again.
-    package mutating func forget(before epoch: UInt64, snapshotsBefore: UInt64? = nil) {
-        let oldestSnapshot = min(epoch, snapshotsBefore ?? epoch)
-        onDisk = onDisk.filter { $0.key >= oldestSnapshot }
-        failedDrains = failedDrains.filter { $0.key >= oldestSnapshot }
+    /// Forgets the lines before `epoch` (the oldest kept line), and of the rounds before it
+    /// every snapshot but those `held` names (per round, the ranks whose snapshot of it a kept
+    /// line holds: under minimal checkpoints, ranks that kept an older checkpoint): none of the
+    /// rest can be recorded or held again. So what is tracked stays within what the kept lines
+    /// hold, however long a rank keeps its checkpoint.
+    package mutating func forget(before epoch: UInt64, held: [UInt64: Set<Int>] = [:]) {
+        func keep(_ round: UInt64, _ ranks: Set<Int>) -> Set<Int> {
+            round >= epoch ? ranks : ranks.intersection(held[round] ?? [])
+        }
+        for (round, entry) in onDisk {
+            let ranks = keep(round, entry.ranks)
+            if ranks.isEmpty { onDisk[round] = nil } else if ranks != entry.ranks { onDisk[round]?.ranks = ranks }
+        }
+        for (round, ranks) in failedDrains {
+            let kept = keep(round, ranks)
+            failedDrains[round] = kept.isEmpty ? nil : kept
+        }
         pinned = pinned.filter { $0 >= epoch }
         waiting = waiting.filter { $0.key >= epoch }
     }
