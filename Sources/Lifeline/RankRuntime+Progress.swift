@@ -16,9 +16,6 @@ extension RankRuntime {
     /// releases held sends cannot interleave frames on a socket.
     func serviceControl() throws {
         if rules.flushesAtCheckpoints { try flushLogIfDue() }
-        // A drain failed: under minimal checkpoints this rank writes anew at its next round,
-        // since a checkpoint it kept might be one that never reached disk.
-        if writer?.takeDrainFailure() == true, launch?.variant == .minimal { machine.participant.noteChange() }
         reportLogMirrorFailure()
         reportNondeterminism()
         takeDurableSnapshots()
