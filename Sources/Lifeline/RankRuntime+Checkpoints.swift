@@ -56,11 +56,7 @@ extension RankRuntime {
             try captureIndependent(step: step, state: capture(), launch: launch)
             return
         }
-        // A drain failed: under minimal checkpoints this rank writes anew at its next round,
-        // since a checkpoint it kept might be one that never reached disk.
-        if launch.memoryLevel != nil, launch.variant == .minimal, writer?.takeDrainFailure() == true {
-            machine.participant.noteChange()
-        }
+        if launch.memoryLevel != nil, writer?.takeDrainFailure() == true { machine.participant.writeAtNextRound() }
         while true {
             switch machine.participant.handleSafePoint(step: step) {
             case .proceed:

@@ -29,14 +29,12 @@ extension RankRuntime {
                 try perform(machine.participant.handleSafePointChosen(epoch, step: step))
             case .checkpointDone(let epoch, let covered):
                 takeDurableSnapshots()
-                let capturedAt = machine.committed(epoch, coveredByReceiver: covered, coversSelf: true)
-                try trimLog(before: capturedAt)
+                try trimLog(before: machine.committed(epoch, coveredByReceiver: covered, coversSelf: true))
                 writer?.collectHostGarbage(writing: writeMirrors)
-                // A rank that kept its checkpoint (minimal) captured nothing in this round: its
-                // entry in the line is still the round it last wrote, or restored.
-                if capturedAt != nil || launch?.variant != .minimal { lineEntry = epoch }
-                writer?.removeOlderMemoryCopies(committed: epoch, entry: lineEntry ?? launch?.restoreEpoch ?? .start)
                 try perform(machine.participant.handleDone(epoch))
+                // This rank's entry in the line: the round, or under minimal checkpoints an
+                // older one when it kept its checkpoint.
+                writer?.removeOlderMemoryCopies(committed: epoch, entry: machine.participant.committedRound)
             case .cut(let epoch, let covered):
                 writeCaptured(epoch, coveredByReceiver: covered)
             case .abort(let epoch):

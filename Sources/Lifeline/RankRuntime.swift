@@ -77,10 +77,6 @@ final class RankRuntime {
     @exclusivity(unchecked) var awaitingCut: (snapshot: RankSnapshot, job: SnapshotWriter.Job)?
     /// The restored program state, handed to the program once (`takeRestoredState`).
     @exclusivity(unchecked) var restoredState: StateBytes?
-    /// The round of this rank's snapshot in the newest line it knows committed (nil: the one it
-    /// restored, or the start): its entry, which under minimal checkpoints stays while it keeps
-    /// its checkpoint, and whose copy in memory its writer keeps.
-    @exclusivity(unchecked) var lineEntry: Epoch?
     /// The bytes of the last captures, kept so that a later capture writes into the same
     /// storage once the snapshot writer is done with it (`StateWriter(recycling:)`): a state of
     /// 64 MiB is captured in 8 ms instead of 46 on a fresh allocation, which faults in every

@@ -17,13 +17,15 @@ extension Supervisor {
         drains.acknowledgedFromDisk(epoch.rawValue, rank: rank)
     }
 
-    /// The levels of the line of round `epoch` about to commit with `acks` and `members`: in
-    /// memory when any member's snapshot is there (one written in this round, or one a rank
-    /// kept from a line held in memory); on disk once every member's is. A kept snapshot that a
-    /// line recorded on disk holds is on disk (a later supervisor learns it so).
-    func levels(ofCommitting epoch: Epoch, acks: [Acknowledgement], members: [Member]) -> (inMemory: Bool?, onDisk: Bool?) {
+    /// The levels of the line of round `epoch` about to commit with `acks` and `members` (the
+    /// round of each one's snapshot in `snapshots`): in memory when any member's snapshot is there
+    /// (one written in this round, or one a rank kept from a line held in memory); on disk once
+    /// every member's is. A kept snapshot that a line recorded on disk holds is on disk (a later
+    /// supervisor learns it so).
+    func levels(ofCommitting epoch: Epoch, acks: [Acknowledgement], members: [Member], snapshots: [Int: UInt64])
+        -> (inMemory: Bool?, onDisk: Bool?)
+    {
         guard memoryLevel != nil else { return (nil, nil) }
-        let snapshots = snapshotRounds(members, epoch: epoch)
         var keptInMemory = false
         for member in members where member.rank < acks.count && acks[member.rank].kept {
             let round = snapshots[member.rank] ?? epoch.rawValue

@@ -206,7 +206,8 @@ extension Supervisor {
         }
         var next = manifest
         var line = CommittedLine(epoch: epoch.rawValue, step: step, members: members, onlyOn: onlyOn?.mirrors.first)
-        (line.inMemory, line.onDisk) = levels(ofCommitting: epoch, acks: acks, members: members)
+        let snapshots = snapshotRounds(members, epoch: epoch)
+        (line.inMemory, line.onDisk) = levels(ofCommitting: epoch, acks: acks, members: members, snapshots: snapshots)
         next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault, pinned: drains.pinned)
         do {
             try commitManifest(&next)
@@ -243,7 +244,7 @@ extension Supervisor {
             "from_capture_s": .double(firstCaptureStart(epoch, acks: acks).map { now - $0 } ?? 0),
         ])
         if memoryLevel != nil {
-            drains.committed(epoch.rawValue, members: snapshotRounds(members, epoch: epoch), inMemoryAlone: line.isInMemoryAlone, now: now)
+            drains.committed(epoch.rawValue, members: snapshots, inMemoryAlone: line.isInMemoryAlone, now: now)
             var held: [UInt64: Set<Int>] = [:]
             for member in manifest.committed.flatMap(\.members) {
                 if let round = manifests.epoch(ofSnapshot: member.snapshot) { held[round, default: []].insert(member.rank) }

@@ -80,6 +80,10 @@ package struct CheckpointParticipant: Sendable, Equatable {
     package private(set) var stepPassed: Int
     /// The last round this rank captured (or restored from): the epoch its messages carry.
     package private(set) var epoch: Epoch
+    /// The round of this rank's own checkpoint in the newest line it knows committed: the round
+    /// it restored (or the start), then each round whose capture of it committed. Under minimal
+    /// checkpoints it stays while the rank keeps its checkpoint (its entry in later lines).
+    package private(set) var committedRound: Epoch
     /// Messages whose epoch is at most this may be delivered: the rank's own epoch, or a later
     /// round that was aborted (no line will exist there, so nothing needs to wait for it).
     /// Invariant: `deliverableEpoch >= epoch`.
@@ -91,9 +95,10 @@ package struct CheckpointParticipant: Sendable, Equatable {
     private var committedChangeCount: UInt64 = 0
     /// The open round this rank captured, with `changeCount` at that moment.
     private var openCapture: OpenCapture?
-    /// Whether the rank began from a checkpoint of its own (or the start), which minimal
-    /// checkpoints may keep; false for a rank rebuilt by a resize until a capture of its own
-    /// commits: the line it began from belongs to other ranks.
+    /// Whether the rank holds a checkpoint of its own (or the start) that minimal checkpoints
+    /// may keep; false for a rank rebuilt by a resize (the line it began from belongs to other
+    /// ranks), or whose checkpoint may not reach disk (`writeAtNextRound`), until a capture of
+    /// its own commits.
     private var hasOwnCheckpoint: Bool
 
     /// A capture of a round not yet committed or aborted.
@@ -114,6 +119,7 @@ package struct CheckpointParticipant: Sendable, Equatable {
         self.state = .idle
         self.stepPassed = stepPassed
         self.epoch = epoch
+        self.committedRound = epoch
         self.deliverableEpoch = max(epoch, deliverableEpoch ?? epoch)
     }
 
@@ -132,6 +138,11 @@ package struct CheckpointParticipant: Sendable, Equatable {
 
     /// The program delivered a message or read a logged value.
     package mutating func noteChange() { changeCount += 1 }
+
+    /// The rank's last checkpoint may never reach disk (`--levels memory,disk`: its drain
+    /// failed): under minimal checkpoints it writes one at its next round rather than keep it,
+    /// which would hold every later line off disk.
+    package mutating func writeAtNextRound() { hasOwnCheckpoint = false }
 
     /// Whether a message carrying `messageEpoch` may be delivered now.
     package func mayDeliver(messageEpoch: Epoch) -> Bool {
@@ -211,6 +222,7 @@ package struct CheckpointParticipant: Sendable, Equatable {
         state = .idle
         if let capture = openCapture, capture.round == round {
             committedChangeCount = capture.changeCount
+            committedRound = round
             hasOwnCheckpoint = true
         }
         openCapture = nil

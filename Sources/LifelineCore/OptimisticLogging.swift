@@ -45,26 +45,21 @@ package enum OptimisticLogging {
     }
 
     /// Splits a stamped payload into its sender's vector and the program's bytes; nil when it
-    /// does not begin with a vector over `rankCount` ranks (entries by ascending rank, each
-    /// with an interval above 0).
+    /// does not begin with a vector over `rankCount` ranks.
     package static func split(_ stamped: [UInt8], rankCount: Int) -> (vector: DependencyVector, payload: [UInt8])? {
         stamped.withUnsafeBytes { raw -> (vector: DependencyVector, payload: [UInt8])? in
             guard raw.count >= 4 else { return nil }
             let count = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
             guard count <= (raw.count - 4) / 20 else { return nil }
-            var entries: [DependencyVector.Entry] = []
-            entries.reserveCapacity(count)
-            var previous = -1
-            for index in 0..<count {
+            let entries = (0..<count).map { index in
                 let offset = 4 + 20 * index
-                let rank = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-                let interval = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt64.self))
-                let epoch = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt64.self))
-                guard rank > previous, rank < rankCount, interval > 0 else { return nil }
-                previous = rank
-                entries.append(DependencyVector.Entry(rank: rank, interval: interval, epoch: epoch))
+                return DependencyVector.Entry(
+                    rank: Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self))),
+                    interval: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt64.self)),
+                    epoch: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt64.self)))
             }
-            return (DependencyVector(checked: entries), Array(raw[(4 + 20 * count)...]))
+            guard let vector = DependencyVector(entries: entries, rankCount: rankCount) else { return nil }
+            return (vector, Array(raw[(4 + 20 * count)...]))
         }
     }
 
@@ -223,11 +218,6 @@ package struct DependencyVector: Sendable, Equatable, ExpressibleByArrayLiteral 
         self.init(entries: stride(from: 0, to: words.count, by: 3).map {
             Entry(rank: Int(words[$0]), interval: words[$0 + 1], epoch: words[$0 + 2])
         }, rankCount: rankCount)
-    }
-
-    /// The vector of `entries` already checked as `init?(entries:rankCount:)` checks them.
-    init(checked entries: [Entry]) {
-        self.entries = entries
     }
 
     /// The vector of `entries`, or nil unless they name ranks of the job in ascending order,

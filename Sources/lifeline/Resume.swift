@@ -26,14 +26,7 @@ extension LifelineCommand {
         func run() throws {
             var newWalltime: Job.Walltime?
             if let walltime {
-                if walltime == "none" {
-                    newWalltime = Job.Walltime.none
-                } else {
-                    guard let seconds = Double(walltime) ?? parseDuration(walltime), seconds > 0 else {
-                        throw ValidationError("--walltime \(walltime) is not a duration such as 90s, 30m or 2h, nor none")
-                    }
-                    newWalltime = .seconds(seconds)
-                }
+                newWalltime = walltime == "none" ? Job.Walltime.none : .seconds(try positiveSeconds(walltime, option: "--walltime"))
             }
             finish(try Job.resume(
                 runDirectory: absolute(runDirectory), injections: faults.injections, rankCount: ranks,

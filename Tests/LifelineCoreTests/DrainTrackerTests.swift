@@ -44,7 +44,7 @@ import Testing
         #expect(tracker.drained(2, rank: 1, storedBytes: 9, now: 1).isEmpty, "rank 0's drain failed")
         // Rank 1 relaunched from that line: rank 0 will not drain it again, so it is not pinned.
         tracker.rankEnded(1)
-        let drainsAgain = tracker.relaunching(1, restoring: 2, inMemoryAlone: true)
+        let drainsAgain = tracker.relaunching(1, restoring: 2, line: 2, inMemoryAlone: true)
         #expect(!drainsAgain && tracker.pinned.isEmpty)
     }
 
@@ -54,11 +54,11 @@ import Testing
         _ = tracker.drained(3, rank: 0, storedBytes: 4, now: 0.5)
         tracker.rankEnded(1)
         #expect(tracker.pinned.isEmpty)
-        let rank0 = tracker.relaunching(0, restoring: 3, inMemoryAlone: true)
+        let rank0 = tracker.relaunching(0, restoring: 3, line: 3, inMemoryAlone: true)
         #expect(!rank0, "rank 0's drain is in")
-        let rank1 = tracker.relaunching(1, restoring: 3, inMemoryAlone: true)
+        let rank1 = tracker.relaunching(1, restoring: 3, line: 3, inMemoryAlone: true)
         #expect(rank1 && tracker.pinned == [3])
-        let onDisk = tracker.relaunching(1, restoring: 3, inMemoryAlone: false)
+        let onDisk = tracker.relaunching(1, restoring: 3, line: 3, inMemoryAlone: false)
         #expect(!onDisk, "a line on disk is not drained again")
         #expect(tracker.drained(3, rank: 1, storedBytes: 4, now: 2) == [.init(epoch: 3, storedBytes: 8, afterCommitSeconds: 2)])
     }

@@ -32,6 +32,23 @@ struct MinimalParticipantTests {
         #expect(rank.handleSafePoint(step: 7) == .proceed, "one round keeps once")
     }
 
+    /// The round of the rank's own checkpoint in the newest committed line: the restored one,
+    /// then each round whose capture committed; unchanged by a round it kept. After a failed
+    /// drain (`writeAtNextRound`) the rank writes its next round instead of keeping.
+    @Test func theCommittedRoundFollowsCapturesAndStaysWhileTheRankKeeps() {
+        var rank = CheckpointParticipant(variant: .minimal, epoch: Epoch(3), stepPassed: 30)
+        #expect(rank.committedRound == Epoch(3))
+        #expect(reachSafePoint(&rank, round: 4, step: 31) == .keep(Epoch(4)))
+        _ = rank.handleDone(Epoch(4))
+        #expect(rank.committedRound == Epoch(3), "a kept round leaves the entry")
+        rank.writeAtNextRound()
+        #expect(reachSafePoint(&rank, round: 5, step: 32) == .capture(Epoch(5)))
+        rank.handleSnapshotDurable(Epoch(5))
+        _ = rank.handleDone(Epoch(5))
+        #expect(rank.committedRound == Epoch(5))
+        #expect(reachSafePoint(&rank, round: 6, step: 33) == .keep(Epoch(6)), "its capture committed: it may keep again")
+    }
+
     /// A rank rebuilt by a resize has no checkpoint of its own to keep (the line it began
     /// from was written by the ranks before the resize): it writes its first round even with
     /// nothing delivered, and keeps from then on.

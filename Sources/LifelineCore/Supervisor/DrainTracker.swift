@@ -169,12 +169,6 @@ package struct DrainTracker: Sendable, Equatable {
         return true
     }
 
-    /// The same for a line in which every rank wrote its snapshot: rank `rank` restores its
-    /// snapshot of round `epoch`, the line's own.
-    package mutating func relaunching(_ rank: Int, restoring epoch: UInt64, inMemoryAlone: Bool) -> Bool {
-        relaunching(rank, restoring: epoch, line: epoch, inMemoryAlone: inMemoryAlone)
-    }
-
     /// Forgets the lines before `epoch` (the oldest kept line), and of the rounds before it
     /// every snapshot but those `held` names (per round, the ranks whose snapshot of it a kept
     /// line holds: under minimal checkpoints, ranks that kept an older checkpoint): none of the
