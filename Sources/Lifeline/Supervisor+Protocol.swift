@@ -157,13 +157,15 @@ extension Supervisor {
         }
     }
 
-    /// When the first capture of round `epoch` began: a rank's `captured` arrival less its
-    /// capture's duration, the earliest of them.
-    private func firstCaptureStart(_ epoch: Epoch, acks: [Acknowledgement]) -> Double? {
+    /// When the first and the last capture of round `epoch` began: a rank's `captured` arrival
+    /// less its capture's duration, the earliest and the latest of them.
+    private func captureStarts(_ epoch: Epoch, acks: [Acknowledgement]) -> (first: Double, last: Double)? {
         guard let arrivals = captureArrivals, arrivals.epoch == epoch else { return nil }
-        return acks.indices.compactMap { rank in
+        let starts = acks.indices.compactMap { rank in
             arrivals.at[rank].map { $0 - Double(acks[rank].captureMicroseconds) / 1e6 }
-        }.min()
+        }
+        guard let first = starts.min(), let last = starts.max() else { return nil }
+        return (first, last)
     }
 
     /// Deletes the snapshots and chunks no kept line references. When a rank's write held the
@@ -228,6 +230,7 @@ extension Supervisor {
             previous?.members.first { $0.rank == rank }.flatMap { manifests.epoch(ofSnapshot: $0.snapshot) }
                 .map { "\($0)" } ?? "start"
         }
+        let captures = captureStarts(epoch, acks: acks)
         events.record("commit", [
             "epoch": .int(Int(epoch.rawValue)), "step": .int(step), "bytes": .int(Int(lastCommitBytes)),
             "logical": .int(Int(acks.reduce(0) { $0 + $1.logicalBytes })),
@@ -241,7 +244,8 @@ extension Supervisor {
             "kept_from": .string(keptFrom.joined(separator: ",")),
             "commits": .int(manifest.commits), "mirrors": .string(manifest.newestLine?.onlyOn?.rawValue ?? "ab"),
             "level": .string(line.levels),
-            "from_capture_s": .double(firstCaptureStart(epoch, acks: acks).map { now - $0 } ?? 0),
+            "from_capture_s": .double(captures.map { now - $0.first } ?? 0),
+            "from_last_capture_s": .double(captures.map { now - $0.last } ?? 0),
         ])
         if memoryLevel != nil {
             drains.committed(epoch.rawValue, members: snapshots, inMemoryAlone: line.isInMemoryAlone, now: now)

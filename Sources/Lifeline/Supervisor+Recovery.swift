@@ -279,8 +279,7 @@ extension Supervisor {
             case .signal(let index, let rank, let stop):
                 try injectSignal(rank.rawValue, stop ? SIGSTOP : SIGKILL, spec: faults[index])
             case .killSupervisor(let index):
-                events.record("fault_injected", ["spec": .string("\(faults[index])")])
-                kill(getpid(), SIGKILL)
+                killSelf(index)
             case .storage(let index):
                 fireStorageFault(index)
             case .chaos(let rank):
@@ -289,6 +288,12 @@ extension Supervisor {
             }
         }
         clearMirrorFaults(all: false)
+    }
+
+    /// `kill:supervisor`: the supervisor's own SIGKILL, the fault at `index` recorded first.
+    func killSelf(_ index: Int) {
+        events.record("fault_injected", ["spec": .string("\(faults[index])")])
+        kill(getpid(), SIGKILL)
     }
 
     /// The job finished: every injected fault that did not fire is said (a step the rank never

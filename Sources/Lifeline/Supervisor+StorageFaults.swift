@@ -9,7 +9,7 @@ import LifelineStorage
 /// must notice it, use the other mirror and repair this one); or every write to one mirror
 /// failing as on a full disk (`fail:`, see `Supervisor+Mirrors`).
 extension Supervisor {
-    /// Round `epoch` committed: fires the storage faults waiting for it.
+    /// Round `epoch` committed: fires the faults waiting for it (the supervisor's own kill last).
     func fireStorageFaults(committed epoch: UInt64) {
         for index in faultSchedule.dueAtCommit(epoch) { fireStorageFault(index) }
     }
@@ -23,6 +23,8 @@ extension Supervisor {
         case .killAtCommit(let rank, _):
             faultSchedule.fired(index)
             try? injectSignal(rank.rawValue, SIGKILL, spec: faults[index])
+        case .killSupervisor:
+            killSelf(index)
         default: break
         }
     }

@@ -8,6 +8,7 @@
 /// | fault | fires |
 /// |---|---|
 /// | `kill:rank=R,after=T`, `hang:rank=R,after=T`, `kill:supervisor,after=T` | at job time T, by the supervisor |
+/// | `kill:supervisor,epoch=E` | when round E commits, after every other fault due then |
 /// | `kill:rank=R,step=S`, `kill:rank=R,phase=P` | in the rank (its launch carries it), which reports it |
 /// | `corrupt:…,epoch=E`, `fail:mirror=…,epoch=E`, `kill:rank=R,epoch=E` | when round E commits |
 /// | `corrupt:…,after=T`, `fail:mirror=…,after=T` | at job time T, once there is such a file |
@@ -64,7 +65,7 @@ package struct FaultSchedule: Sendable {
             case .hangAfter(let rank, let seconds) where now >= seconds:
                 firedFlags[index] = true
                 firings.append(.signal(index: index, rank: rank, stop: true))
-            case .killSupervisor(let seconds) where now >= seconds:
+            case .killSupervisor(.after(let seconds)) where now >= seconds:
                 firedFlags[index] = true
                 firings.append(.killSupervisor(index: index))
             case .corrupt(_, .after(let seconds), _) where now >= seconds,
@@ -84,16 +85,18 @@ package struct FaultSchedule: Sendable {
         return firings
     }
 
-    /// The storage faults waiting for round `epoch` to commit.
+    /// The faults waiting for round `epoch` to commit, the supervisor's own kill last (the
+    /// others fire before it).
     package func dueAtCommit(_ epoch: UInt64) -> [Int] {
-        specs.indices.filter { index in
+        let due = specs.indices.filter { index in
             guard !firedFlags[index] else { return false }
             switch specs[index] {
             case .corrupt(_, .epoch(epoch), _), .failMirror(_, .epoch(epoch), _), .loseMemory(.epoch(epoch)),
-                 .killAtCommit(_, epoch: epoch): return true
+                 .killAtCommit(_, epoch: epoch), .killSupervisor(.epoch(epoch)): return true
             default: return false
             }
         }
+        return due.filter { specs[$0] != .killSupervisor(.epoch(epoch)) } + due.filter { specs[$0] == .killSupervisor(.epoch(epoch)) }
     }
 
     /// The faults `rank` fires itself that have not fired, with their indices (its launch

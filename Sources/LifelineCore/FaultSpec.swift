@@ -2,7 +2,7 @@
 ///
 /// `kill:rank=R,after=DURATION` · `kill:rank=R,step=S` · `kill:rank=R,epoch=E` ·
 /// `kill:rank=R,phase=checkpoint|recovery|finish` ·
-/// `hang:rank=R,after=DURATION` · `kill:supervisor,after=DURATION` · `chaos:seed=N,mtbf=DURATION` ·
+/// `hang:rank=R,after=DURATION` · `kill:supervisor,epoch=E|after=DURATION` · `chaos:seed=N,mtbf=DURATION` ·
 /// `corrupt:mirror=a|b,epoch=E|after=DURATION[,file=chunk|index|manifest|log]` ·
 /// `fail:mirror=a|b,epoch=E|after=DURATION[,for=DURATION]` · `lose:memory,epoch=E|after=DURATION`.
 ///
@@ -32,8 +32,8 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         case log
     }
 
-    /// When a storage fault fires.
-    package enum StorageTrigger: Sendable, Equatable {
+    /// When a fault the supervisor fires on a line (a storage fault, its own kill) fires.
+    package enum Trigger: Sendable, Equatable {
         /// Right after round `epoch` commits (on the line it committed).
         case epoch(UInt64)
         /// `seconds` into the job (on the newest committed line).
@@ -42,10 +42,10 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
 
     /// Bytes flipped in one committed file of a kind on one mirror (`a` when `mirrorA`), as a
     /// failing disk would: reading it must notice, repair it from the other mirror, and go on.
-    case corrupt(mirrorA: Bool, StorageTrigger, StoredFile)
+    case corrupt(mirrorA: Bool, Trigger, StoredFile)
     /// Every write to one mirror (`a` when `mirrorA`) fails as on a full disk, from the
     /// trigger on, for `seconds` (nil: until the job ends).
-    case failMirror(mirrorA: Bool, StorageTrigger, seconds: Double?)
+    case failMirror(mirrorA: Bool, Trigger, seconds: Double?)
     /// SIGKILL of a rank when it first reaches safe point `step`, before any checkpoint there.
     case killAtStep(RankID, step: Int)
     /// SIGKILL of a rank in a phase of its life.
@@ -55,13 +55,15 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
     case killAtCommit(RankID, epoch: UInt64)
     /// SIGSTOP of a rank `afterSeconds` into the job (found by the heartbeat timeout).
     case hangAfter(RankID, seconds: Double)
-    /// SIGKILL of the supervisor itself `afterSeconds` into the job.
-    case killSupervisor(seconds: Double)
+    /// SIGKILL of the supervisor itself: right after round `epoch` commits (before it can do
+    /// anything else: under `--levels memory,disk`, before that line's drain is recorded), or
+    /// `seconds` into the job.
+    case killSupervisor(Trigger)
     /// SIGKILL of random ranks at exponentially distributed intervals of mean `mtbfSeconds`.
     case chaos(seed: UInt64, mtbfSeconds: Double)
     /// `--levels memory,disk`: every copy the job holds in the host's memory (level 1) is gone,
     /// as when a host's memory is lost; the processes live on. A recovery after it reads disk.
-    case loseMemory(StorageTrigger)
+    case loseMemory(Trigger)
 
     /// Whether the rank process itself fires this fault (it knows its steps and phases).
     package var firesInRank: Bool {
@@ -90,7 +92,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         case .killInPhase(let rank, let phase): return "kill:rank=\(rank.rawValue),phase=\(phase.rawValue)"
         case .killAtCommit(let rank, let epoch): return "kill:rank=\(rank.rawValue),epoch=\(epoch)"
         case .hangAfter(let rank, let seconds): return "hang:rank=\(rank.rawValue),after=\(Self.format(seconds))"
-        case .killSupervisor(let seconds): return "kill:supervisor,after=\(Self.format(seconds))"
+        case .killSupervisor(let trigger): return "kill:supervisor,\(Self.format(trigger))"
         case .chaos(let seed, let mtbf): return "chaos:seed=\(seed),mtbf=\(Self.format(mtbf))"
         case .corrupt(let mirrorA, let trigger, let file):
             return "corrupt:mirror=\(mirrorA ? "a" : "b"),\(Self.format(trigger))" + (file == .chunk ? "" : ",file=\(file.rawValue)")
@@ -101,7 +103,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    private static func format(_ trigger: StorageTrigger) -> String {
+    private static func format(_ trigger: Trigger) -> String {
         switch trigger {
         case .epoch(let epoch): "epoch=\(epoch)"
         case .after(let seconds): "after=\(format(seconds))"
@@ -125,15 +127,17 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
             }
             return seconds
         }
-        func storageTrigger() throws(FaultSpecError) -> StorageTrigger {
+        func trigger() throws(FaultSpecError) -> Trigger {
             switch (fields["epoch"], fields["after"]) {
             case (let raw?, nil):
                 guard let epoch = UInt64(raw), epoch >= 1 else { throw FaultSpecError(text, "epoch=\(raw) is not a round ≥ 1") }
                 return .epoch(epoch)
             case (nil, _?):
                 return .after(seconds: try duration("after"))
-            default:
-                throw FaultSpecError(text, "a storage fault needs epoch=E or after=DURATION, not both")
+            case (nil, nil):
+                throw FaultSpecError(text, "it needs epoch=E or after=DURATION")
+            case (_?, _?):
+                throw FaultSpecError(text, "it takes epoch=E or after=DURATION, not both")
             }
         }
         func only(_ keys: Set<String>) throws(FaultSpecError) {
@@ -143,8 +147,8 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         }
         switch kind {
         case "kill" where fields["supervisor"] != nil:
-            try only(["supervisor", "after"])
-            return .killSupervisor(seconds: try duration("after"))
+            try only(["supervisor", "epoch", "after"])
+            return .killSupervisor(try trigger())
         case "kill":
             let target = try rank()
             if fields["after"] != nil {
@@ -179,15 +183,15 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
         case "lose":
             try only(["memory", "epoch", "after"])
             guard fields["memory"] != nil else { throw FaultSpecError(text, "it needs memory (lose:memory,epoch=E)") }
-            return .loseMemory(try storageTrigger())
+            return .loseMemory(try trigger())
         case "corrupt", "fail":
             try only(kind == "fail" ? ["mirror", "epoch", "after", "for"] : ["mirror", "epoch", "after", "file"])
             guard let mirror = fields["mirror"], mirror == "a" || mirror == "b" else {
                 throw FaultSpecError(text, "it needs mirror=a or mirror=b")
             }
-            let trigger = try storageTrigger()
+            let when = try trigger()
             if kind == "fail" {
-                return .failMirror(mirrorA: mirror == "a", trigger, seconds: fields["for"] == nil ? nil : try duration("for"))
+                return .failMirror(mirrorA: mirror == "a", when, seconds: fields["for"] == nil ? nil : try duration("for"))
             }
             let file = try fields["file"].map { raw throws(FaultSpecError) in
                 guard let file = StoredFile(rawValue: raw) else {
@@ -195,7 +199,7 @@ package enum FaultSpec: Sendable, Equatable, CustomStringConvertible {
                 }
                 return file
             } ?? .chunk
-            return .corrupt(mirrorA: mirror == "a", trigger, file)
+            return .corrupt(mirrorA: mirror == "a", when, file)
         default:
             throw FaultSpecError(text, "\(kind) is not kill, hang, chaos, corrupt, fail or lose")
         }

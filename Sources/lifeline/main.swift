@@ -15,7 +15,7 @@ struct LifelineCommand: ParsableCommand {
 /// Options shared by `run` and `resume`.
 struct InjectionOptions: ParsableArguments {
     @Option(name: .customLong("inject"), help: ArgumentHelp(
-        "Inject a fault (repeatable): kill:rank=R,after=DURATION | kill:rank=R,step=S | kill:rank=R,phase=checkpoint|recovery|finish | hang:rank=R,after=DURATION | kill:supervisor,after=DURATION | chaos:seed=N,mtbf=DURATION | corrupt:mirror=a|b,epoch=E|after=DURATION[,file=chunk|index|manifest|log]",
+        "Inject a fault (repeatable): kill:rank=R,after=DURATION | kill:rank=R,step=S | kill:rank=R,epoch=E | kill:rank=R,phase=checkpoint|recovery|finish | hang:rank=R,after=DURATION | kill:supervisor,epoch=E|after=DURATION | chaos:seed=N,mtbf=DURATION | corrupt:mirror=a|b,epoch=E|after=DURATION[,file=chunk|index|manifest|log] | fail:mirror=a|b,epoch=E|after=DURATION[,for=DURATION] | lose:memory,epoch=E|after=DURATION",
         valueName: "SPEC"))
     var injections: [String] = []
 }

@@ -8,6 +8,18 @@ import Testing
         FaultSchedule(try specs.map { spec throws(FaultSpecError) in try FaultSpec.parse(spec, rankCount: 4) })
     }
 
+    @Test func theSupervisorsKillAtACommitComesAfterTheOtherFaultsDueThen() throws {
+        let faults = try schedule(["kill:supervisor,epoch=3", "lose:memory,epoch=3", "kill:rank=1,epoch=3", "corrupt:mirror=a,epoch=2"])
+        #expect(faults.dueAtCommit(2) == [3])
+        #expect(faults.dueAtCommit(3) == [1, 2, 0])
+        var timed = faults
+        #expect(timed.due(now: 1e9, rankCount: 4).isEmpty, "a kill at a commit does not fire at a time")
+        #expect(faults.specs[0].description == "kill:supervisor,epoch=3")
+        #expect(throws: FaultSpecError.self) { try FaultSpec.parse("kill:supervisor,epoch=3,after=2s", rankCount: 4) }
+        #expect(throws: FaultSpecError.self) { try FaultSpec.parse("kill:supervisor,epoch=0", rankCount: 4) }
+        #expect(throws: FaultSpecError.self) { try FaultSpec.parse("kill:supervisor", rankCount: 4) }
+    }
+
     @Test func timedFaultsFireOnceAtTheirTimeAndStorageFaultsWhenTheRuntimeSaysSo() throws {
         var faults = try schedule(["kill:rank=1,after=2s", "hang:rank=2,after=3s", "kill:supervisor,after=9s",
                                    "corrupt:mirror=a,file=chunk,after=1s"])

@@ -118,7 +118,7 @@ struct LedgerTests {
         #expect(try FaultSpec.parse("kill:rank=2,after=250ms", rankCount: 4) == .killAfter(RankID(2), seconds: 0.25))
         #expect(try FaultSpec.parse("kill:rank=0,phase=checkpoint", rankCount: 4) == .killInPhase(RankID(0), .checkpoint))
         #expect(try FaultSpec.parse("hang:rank=3,after=1.5s", rankCount: 4) == .hangAfter(RankID(3), seconds: 1.5))
-        #expect(try FaultSpec.parse("kill:supervisor,after=1m", rankCount: 4) == .killSupervisor(seconds: 60))
+        #expect(try FaultSpec.parse("kill:supervisor,after=1m", rankCount: 4) == .killSupervisor(.after(seconds: 60)))
         #expect(try FaultSpec.parse("chaos:seed=7,mtbf=2s", rankCount: 4) == .chaos(seed: 7, mtbfSeconds: 2))
         #expect(try FaultSpec.parse("corrupt:mirror=a,epoch=3", rankCount: 4) == .corrupt(mirrorA: true, .epoch(3), .chunk))
         #expect(try FaultSpec.parse("corrupt:mirror=b,after=2s,file=manifest", rankCount: 4)

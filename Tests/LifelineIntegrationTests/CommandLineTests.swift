@@ -273,7 +273,7 @@ extension RecoveryTests {
     /// A run directory whose manifest is damaged on both mirrors: resume refuses with one clear
     /// line and changes nothing.
     @Test func resumeWithManifestLostOnBothMirrorsIsRefused() throws {
-        let result = try JobRunner.runHeat("manifest", ["--inject", "kill:supervisor,after=1200ms"])
+        let result = try JobRunner.runHeat("manifest", ["--inject", "kill:supervisor,epoch=1"])
         for root in ["storage-a", "storage-b"] {
             let path = result.runDirectory + "/" + root + "/manifest"
             var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))

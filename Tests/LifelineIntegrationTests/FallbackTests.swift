@@ -6,7 +6,7 @@ extension RecoveryTests {
     /// `resume` says so, falls back to the previous line, and still finishes with the
     /// failure-free result.
     @Test func bothMirrorsDamagedFallsBackToPreviousLine() throws {
-        let result = try JobRunner.runHeat("fallback", ["--inject", "kill:supervisor,after=2200ms"])
+        let result = try JobRunner.runHeat("fallback", ["--inject", "kill:supervisor,epoch=2"])
         #expect(result.status != 0)
         let commits = result.events("commit").compactMap { $0["epoch"] as? Int }
         try #require(commits.count >= 2, "need two committed lines, got \(commits)")

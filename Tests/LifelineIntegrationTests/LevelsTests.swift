@@ -131,15 +131,18 @@ extension RecoveryTests {
             #expect(lost.events("failure").count == 1, "\(logging): a rank failed in the recovery: \(lost.stderr)")
         }
 
-        /// The supervisor killed: `resume` trusts no copy in memory and restarts from the
-        /// newest line its manifest has on disk, to the failure-free bits; the memory folder is
-        /// gone after it.
+        /// The supervisor killed between a commit in memory and its drain (round 3, which
+        /// `--drain-every 2` never drains): `resume` trusts no copy in memory, says why, and
+        /// restarts from the newest line its manifest has on disk, to the failure-free bits; the
+        /// memory folder is gone after it.
         @Test func aResumeRestartsFromTheNewestLineOnDisk() throws {
             let result = try JobRunner.runHeat("levels-resume", Self.levels + [
-                "--drain-every", "2", "--inject", "kill:supervisor,after=1800ms",
+                "--drain-every", "2", "--inject", "kill:supervisor,epoch=3",
             ])
             #expect(result.status != 0)
             let manifest = try Self.manifest(result.runDirectory)
+            let newest = try #require(manifest.newestLine)
+            #expect(newest.epoch == 3 && !newest.isOnDisk, "the kill came at \(newest.epoch) (\(newest.levels))")
             let onDisk = manifest.committed.last { $0.isOnDisk }?.epoch ?? 0
             let resumed = try JobRunner.lifeline(["resume", result.runDirectory], runDirectory: result.runDirectory)
             #expect(resumed.status == 0, "resume failed: \(resumed.stderr)")
@@ -147,9 +150,7 @@ extension RecoveryTests {
             let launched = resumed.events("rank_launched").filter { ($0["incarnation"] as? Int ?? 0) >= 4 }
             #expect(launched.count == 4 && launched.allSatisfy { $0["epoch"] as? Int == Int(onDisk) },
                     "manifest lines \(manifest.committed.map { "\($0.epoch):\($0.levels)" }): \(launched)")
-            if manifest.newestLine.map({ !$0.isOnDisk }) == true {
-                #expect(resumed.stderr.contains("does not outlive its supervisor"), "\(resumed.stderr)")
-            }
+            #expect(resumed.stderr.contains("does not outlive its supervisor"), "\(resumed.stderr)")
             #expect(!FileManager.default.fileExists(atPath: Self.memoryFolder(manifest)))
         }
 
@@ -200,7 +201,7 @@ extension RecoveryTests {
             // The supervisor killed, then `resume`: what the killed run printed and what the
             // resume prints are the failure-free lines, once each — the killed run released
             // output only up to lines on disk, where the resume restarts.
-            let killed = try run("levels-output-resume", Self.levels + ["--drain-every", "2", "--inject", "kill:supervisor,after=1800ms"])
+            let killed = try run("levels-output-resume", Self.levels + ["--drain-every", "2", "--inject", "kill:supervisor,epoch=3"])
             #expect(killed.status != 0)
             let resumed = try JobRunner.lifeline(["resume", killed.runDirectory], runDirectory: killed.runDirectory)
             #expect(resumed.status == 0, "\(resumed.stderr)")
@@ -244,13 +245,15 @@ extension RecoveryTests {
             #expect(verify.stdout.contains(" 0 repairable, 0 lost,"), "\(verify.stdout)\(verify.stderr)")
         }
 
-        /// Minimal checkpoints with levels, the supervisor killed part way: the resume restarts
-        /// from the newest line on disk, kept entries and all, to the failure-free bits.
+        /// Minimal checkpoints with levels, the supervisor killed part way (right after round 8
+        /// commits): the resume restarts from the newest line on disk, kept entries and all, to
+        /// the failure-free bits.
         @Test func minimalCheckpointsResumeFromTheNewestLineOnDisk() throws {
-            let killed = try Self.minimalFarm("levels-minimal-resume", inject: "kill:supervisor,after=2s")
+            let killed = try Self.minimalFarm("levels-minimal-resume", inject: "kill:supervisor,epoch=8")
             let runDirectory = killed.runDirectory
             #expect(killed.status != 0)
             let manifest = try Self.manifest(runDirectory)
+            #expect(manifest.newestLine?.epoch == 8, "\(manifest.committed.map { "\($0.epoch):\($0.levels)" })")
             let onDisk = try #require(manifest.committed.last { $0.isOnDisk }, "no line reached disk: \(manifest.committed.map(\.levels))")
             let resumed = try JobRunner.lifeline(["resume", runDirectory], runDirectory: runDirectory)
             #expect(resumed.status == 0, "\(resumed.stderr)")
