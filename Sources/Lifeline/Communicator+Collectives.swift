@@ -9,9 +9,16 @@ import LifelineCore
 /// no rank handles more than ⌈log₂ N⌉ messages, and a floating-point sum gives the same bits on
 /// every run with the same rank count and root. Another rank count (or root) associates the
 /// terms differently, so its bits may differ; `allreduce(exactSum:)` gives the same bits on any.
+///
+/// An allreduce on a power-of-two rank count goes by recursive doubling: in step k each rank
+/// swaps what it holds with rank `rank ^ 2^k` and both combine the two, the lower ranks' part on
+/// the left — the same terms in the same association as the tree rooted at 0, so the same bits,
+/// on every rank, in ⌈log₂ N⌉ exchanges instead of the 2⌈log₂ N⌉ message steps of a reduction
+/// followed by a broadcast (as MPI libraries do for short vectors). On other rank counts it is
+/// the reduction to rank 0, then the broadcast.
 extension Communicator {
     private enum CollectiveTag: Int64 {
-        case broadcast = -1, gather = -2, reduce = -3, scatter = -4, exactSum = -5
+        case broadcast = -1, gather = -2, reduce = -3, scatter = -4, exactSum = -5, allreduce = -6
     }
 
     /// The position of `rank` in a tree rooted at `root`.
@@ -70,6 +77,27 @@ extension Communicator {
         return held
     }
 
+    /// Every rank's `payload` combined as `treeReduce` rooted at 0 combines them, on every rank:
+    /// by recursive doubling on a power-of-two rank count (see above), else the reduction to
+    /// rank 0 and the broadcast. `tag` is the reduction's; the exchanges have their own.
+    private func treeAllreduce(_ payload: [UInt8], tag: CollectiveTag,
+                               combine: ([UInt8], [UInt8]) throws -> [UInt8]) throws -> [UInt8] {
+        guard size & (size - 1) == 0 else {
+            return try treeBroadcast(try treeReduce(payload, root: 0, tag: tag, combine: combine) ?? [], root: 0)
+        }
+        var held = payload
+        var mask = 1
+        while mask < size {
+            // Rank and partner hold the two halves of the same aligned block of 2·mask ranks.
+            let partner = rank ^ mask
+            try runtime.send(held, to: RankID(partner), tag: CollectiveTag.allreduce.rawValue)
+            let theirs = try runtime.receive(from: RankID(partner), tag: CollectiveTag.allreduce.rawValue).bytes
+            held = rank < partner ? try combine(held, theirs) : try combine(theirs, held)
+            mask <<= 1
+        }
+        return held
+    }
+
     /// Collects every rank's `values` at `root`, in rank order; other ranks get nil.
     public func gather<T: BitwiseCopyable>(_ values: [T], root: Int) throws -> [[T]]? {
         let rootID = try checkedRank(root)
@@ -105,30 +133,48 @@ extension Communicator {
         _ values: [T], _ operation: ReduceOperation, root: Int
     ) throws -> [T]? {
         _ = try checkedRank(root)
-        let combined = try treeReduce(valuesToBytes(values), root: root, tag: .reduce) { lower, upper in
-            var left: [T] = bytesToValues(lower)
-            let right: [T] = bytesToValues(upper)
-            guard left.count == right.count else {
-                throw LifelineError(.usage, "reduce needs the same number of values on every rank (\(left.count) and \(right.count))")
-            }
-            for index in left.indices {
-                switch operation {
-                case .sum: left[index] += right[index]
-                case .min: left[index] = Swift.min(left[index], right[index])
-                case .max: left[index] = Swift.max(left[index], right[index])
-                }
-            }
-            return valuesToBytes(left)
-        }
-        return combined.map(bytesToValues)
+        return try treeReduce(valuesToBytes(values), root: root, tag: .reduce, combine: combiner(T.self, operation)).map(bytesToValues)
     }
 
-    /// Combines every rank's `values` element by element and returns the result on every rank
-    /// (a reduction to rank 0 along the tree, then a broadcast along it).
+    /// `operation` element by element over two ranks' values of type `T`, as bytes (the lower
+    /// ranks' on the left), combined in place in a copy of the lower ones: no array of `T` is
+    /// made, which from code not specialized for `T` would cost a metadata lookup each.
+    private func combiner<T: BitwiseCopyable & AdditiveArithmetic & Comparable>(
+        _ type: T.Type, _ operation: ReduceOperation
+    ) -> ([UInt8], [UInt8]) throws -> [UInt8] {
+        { lower, upper in
+            let width = MemoryLayout<T>.stride
+            guard lower.count == upper.count else {
+                throw LifelineError(.usage,
+                    "reduce needs the same number of values on every rank (\(lower.count / width) and \(upper.count / width))")
+            }
+            var combined = lower
+            combined.withUnsafeMutableBytes { left in
+                upper.withUnsafeBytes { right in
+                    for offset in stride(from: 0, to: left.count - left.count % width, by: width) {
+                        let a = left.loadUnaligned(fromByteOffset: offset, as: T.self)
+                        let b = right.loadUnaligned(fromByteOffset: offset, as: T.self)
+                        let value: T
+                        switch operation {
+                        case .sum: value = a + b
+                        case .min: value = Swift.min(a, b)
+                        case .max: value = Swift.max(a, b)
+                        }
+                        left.storeBytes(of: value, toByteOffset: offset, as: T.self)
+                    }
+                }
+            }
+            return combined
+        }
+    }
+
+    /// Combines every rank's `values` element by element and returns the result on every rank:
+    /// the bits `reduce` to rank 0 gives, by recursive doubling on a power-of-two rank count
+    /// (see above), else by that reduction and a broadcast along the tree.
     public func allreduce<T: BitwiseCopyable & AdditiveArithmetic & Comparable>(
         _ values: [T], _ operation: ReduceOperation
     ) throws -> [T] {
-        try broadcast(try reduce(values, operation, root: 0) ?? [], root: 0)
+        bytesToValues(try treeAllreduce(valuesToBytes(values), tag: .reduce, combine: combiner(T.self, operation)))
     }
 
     /// Combines one value from every rank and returns the result on every rank.
@@ -149,14 +195,13 @@ extension Communicator {
     /// let energy = try comm.allreduce(exactSum: ExactSum(localSquares))
     /// ```
     public func allreduce(exactSum sum: ExactSum) throws -> Double {
-        let total = try treeReduce(valuesToBytes(sum.words), root: 0, tag: .exactSum) { lower, upper in
+        let words: [UInt64] = bytesToValues(try treeAllreduce(valuesToBytes(sum.words), tag: .exactSum) { lower, upper in
             guard var left = ExactSum(words: bytesToValues(lower)), let right = ExactSum(words: bytesToValues(upper)) else {
                 throw LifelineError(.corruptState, "an exact sum from another rank does not decode")
             }
             left.add(right)
             return valuesToBytes(left.words)
-        }
-        let words: [UInt64] = try broadcast(total.map(bytesToValues) ?? [], root: 0)
+        })
         guard let exact = ExactSum(words: words) else { throw LifelineError(.corruptState, "an exact sum does not decode") }
         return exact.value
     }

@@ -204,13 +204,16 @@ public final class Communicator {
     }
 }
 
+// Bytes pass through as they are, told by comparing metatypes: an `as? [UInt8]` cast would look
+// up the array's generic metadata at run time on every call from unspecialized code, which in a
+// scalar allreduce cost more than the messages.
 func valuesToBytes<T: BitwiseCopyable>(_ values: [T]) -> [UInt8] {
-    if let bytes = values as? [UInt8] { return bytes }
+    if T.self == UInt8.self { return unsafeBitCast(values, to: [UInt8].self) }
     return values.withUnsafeBytes { Array($0) }
 }
 
 func bytesToValues<T: BitwiseCopyable>(_ bytes: [UInt8]) -> [T] {
-    if let same = bytes as? [T] { return same }
+    if T.self == UInt8.self { return unsafeBitCast(bytes, to: [T].self) }
     let stride = MemoryLayout<T>.stride
     let count = bytes.count / stride
     return [T](unsafeUninitializedCapacity: count) { buffer, initialized in

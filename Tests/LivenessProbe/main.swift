@@ -26,7 +26,8 @@
 //       (without calling the runtime) before it sends: a stall, not a deadlock.
 //   lifeline-liveness collectives ROUNDS
 //       Every round: a sendReceive around the ring, then a broadcast, a reduce and a scatter
-//       from a root that moves each round, a scalar allreduce and an exact sum; rank 0 also
+//       from a root that moves each round, a scalar allreduce, a sum allreduce checked against
+//       the reduction to rank 0 and a broadcast, and an exact sum; rank 0 also
 //       prints `exact=<bits>`, an exact sum of 2,000 wide-ranging values split by index
 //       between the ranks, which must not depend on the rank count.
 //   lifeline-liveness requests ROUNDS
@@ -287,6 +288,17 @@ case "collectives":
         let largest = try comm.allreduce(Double(comm.rank) * 0.37 - Double(round), .max)
         guard largest == Double(comm.size - 1) * 0.37 - Double(round) else { fatalError("allreduce max gave \(largest)") }
         state.mix(bits(largest))
+        // A sum whose bits depend on how its terms associate: allreduce gives every rank the
+        // bits of the reduction to rank 0 (recursive doubling on 2, 4, 8… ranks, the tree else).
+        let terms = (0..<4).map { index -> Double in
+            let magnitude = Double(sign: .plus, exponent: (comm.rank &* 13 &+ round &+ index &* 7) % 80 - 40,
+                                   significand: 1 + Double(comm.rank + index) / 9)
+            return (comm.rank + index) % 2 == 0 ? magnitude : -magnitude
+        }
+        let summed = try comm.allreduce(terms, .sum)
+        let rooted = try comm.broadcast(try comm.reduce(terms, .sum, root: 0) ?? [], root: 0)
+        guard summed.map(\.bitPattern) == rooted.map(\.bitPattern) else { fatalError("allreduce gave \(summed), reduce to 0 \(rooted)") }
+        state.mix(bytes(summed.map(\.bitPattern)))
         state.mix(bits(try comm.allreduce(exactSum: mine(round))))
         state.round += 1
         usleep(1_000)

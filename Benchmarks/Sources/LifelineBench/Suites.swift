@@ -166,7 +166,7 @@ struct Suites {
         return run.1 == 0 ? keyValues(run.2) : nil
     }
 
-    /// The latency of a scalar allreduce against the rank count: Lifeline's tree beside Open
+    /// The latency of a scalar allreduce against the rank count: Lifeline's beside Open
     /// MPI's `MPI_Allreduce` where `mpicc` exists, in the same run.
     mutating func collectives() throws {
         let rankCounts = scale.name == "smoke" ? [2] : [2, 4, 8]
@@ -188,7 +188,7 @@ struct Suites {
                          mpiMedian.map { String(format: "%.2f×", median / $0) } ?? "—"])
         }
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        report.table("Collectives", note: "The latency of one scalar `allreduce(_:_:)` of a Double (\(iterations) after 100 warm-up ones, at rank 0), through Lifeline's binomial tree (a reduction to rank 0, then a broadcast: 2⌈log₂ N⌉ message steps) under `lifeline run -n N` without checkpoints\(openMPI ? ", beside Open MPI's `MPI_Allreduce` (compiled with `mpicc`, `mpirun -np N --oversubscribe`) in the same run" : "; Open MPI was not on PATH (`make bench-prereqs` installs it)"). This machine has \(cores) cores: with more ranks than cores, both wait for the scheduler.",
+        report.table("Collectives", note: "The latency of one scalar `allreduce(_:_:)` of a Double (\(iterations) after 100 warm-up ones, at rank 0), through Lifeline (on 2, 4, 8 ranks by recursive doubling: ⌈log₂ N⌉ exchanges with the same bits as its tree's reduction to rank 0; on other rank counts that reduction and a broadcast, 2⌈log₂ N⌉ message steps) under `lifeline run -n N` without checkpoints\(openMPI ? ", beside Open MPI's `MPI_Allreduce` (compiled with `mpicc`, `mpirun -np N --oversubscribe`) in the same run" : "; Open MPI was not on PATH (`make bench-prereqs` installs it)"). This machine has \(cores) cores: with more ranks than cores, both wait for the scheduler.",
                      header: ["ranks", "Lifeline median (µs)", "Lifeline p99 (µs)", "Open MPI median (µs)", "Lifeline / Open MPI"], rows: rows)
     }
 
