@@ -156,6 +156,7 @@ extension RankRuntime {
         }
         guard let peer = peers[source.rawValue], !peer.isClosed else { return false }
         if peer.usesRings { return try spin(forRing: peer, source: source) }
+        if peer.sleepsThroughLargePayloads { return false }
         // The budget starts again whenever bytes came in: a large message arriving in pieces
         // is read as it flows, not slept over between pieces (each sleep a wake-up to pay).
         var budget = Self.spinReads
@@ -172,6 +173,7 @@ extension RankRuntime {
                 }
             }
             if arrived { return true }
+            if peer.sleepsThroughLargePayloads { return false }
             if peer.receivedBytes != received {
                 received = peer.receivedBytes
                 budget = Self.spinReads
