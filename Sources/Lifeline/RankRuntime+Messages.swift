@@ -146,10 +146,12 @@ extension RankRuntime {
     /// (watch its ring a while) before sleeping in poll(2), so a reply that comes within
     /// microseconds is taken without a sleep and a wake-up. Waiting for any source, the rings
     /// are watched (reading every socket in turn would cost a system call each). With more
-    /// ranks than cores, spinning would steal the time of the rank being waited for, so the
-    /// runtime sleeps at once. True when a message from the source (or any) arrived.
+    /// ranks than cores, spinning would steal the time of the rank being waited for: the rings
+    /// are watched a while longer, with the core yielded between looks (`yieldWatching`), as MPI
+    /// libraries do when oversubscribed. True when a message from the source (or any) arrived.
     func spin(for source: RankID?) throws -> Bool {
-        guard Self.spinReads > 0, rankCount <= Self.coreCount else { return false }
+        guard Self.spinReads > 0 else { return false }
+        guard rankCount <= Self.coreCount else { return try yieldWatching(source) }
         guard let source else {
             let ringed = peers.compactMap { $0 }.filter { $0.usesRings && !$0.isClosed }
             return ringed.isEmpty ? false : try spin(forRings: ringed)
@@ -179,6 +181,31 @@ extension RankRuntime {
                 budget = Self.spinReads
             }
         }
+        return false
+    }
+
+    /// With more ranks than cores: watches the rings of `source` (nil: every peer's) for up to
+    /// `yieldWatchSeconds`, yielding the core between looks (sched_yield(2)), so that the rank
+    /// being waited for, if it waits for this core, runs at once instead of after a sleep and a
+    /// wake-up of this one. True when a message from `source` (or any) arrived.
+    private func yieldWatching(_ source: RankID?) throws -> Bool {
+        let rings = source.map { source in peers[source.rawValue].map { [$0] } ?? [] } ?? peers.compactMap { $0 }
+        let watched = rings.filter { $0.usesRings && !$0.isClosed }
+        guard !watched.isEmpty else { return false }
+        let started = monotonicSeconds()
+        repeat {
+            for peer in watched where peer.hasRingData {
+                var arrived = false
+                _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
+                    if case .data(let header, let payload) = frame, machine.arrive(header, payload),
+                       source == nil || header.source == source {
+                        arrived = true
+                    }
+                }
+                if arrived { return true }
+            }
+            sched_yield()
+        } while monotonicSeconds() - started < Self.yieldWatchSeconds
         return false
     }
 

@@ -33,6 +33,12 @@ final class RankRuntime {
     /// How long a rank waiting for a named peer watches a shared-memory ring before it sleeps
     /// in poll(2) (when every rank has a core): about what `spinReads` reads of a socket take.
     static let ringSpinSeconds = 50e-6
+    /// How long a rank waiting for a peer watches its ring, yielding the core between looks,
+    /// before it sleeps in poll(2), when there are more ranks than cores. A sleep and a wake-up
+    /// cost tens of microseconds here; heat2d on 4 ranks of 2 cores ran in 2.9 s watching for
+    /// 1 ms (3.0 s for 100 µs) against 3.8 s sleeping at once, and a scalar allreduce took
+    /// 9.6 µs against 37 µs.
+    static let yieldWatchSeconds = 1e-3
     /// How long a writer watches a full ring for room before it waits in poll(2): as long as a
     /// reader watches an empty one when every rank has a core, else nothing.
     var roomSpinSeconds: Double { rankCount <= Self.coreCount ? Self.ringSpinSeconds : 0 }
