@@ -35,6 +35,7 @@ extension RankRuntime {
                 // This rank's entry in the line: the round, or under minimal checkpoints an
                 // older one when it kept its checkpoint.
                 writer?.removeOlderMemoryCopies(committed: epoch, entry: machine.participant.committedRound)
+                warmNextCaptureBuffer()
             case .cut(let epoch, let covered):
                 writeCaptured(epoch, coveredByReceiver: covered)
             case .abort(let epoch):

@@ -94,6 +94,12 @@ final class RankRuntime {
     @exclusivity(unchecked) var captureBuffers: [[UInt8]] = [[]]
     /// Captures taken so far: the next one writes into `captureBuffers[captureCount % count]`.
     @exclusivity(unchecked) var captureCount = 0
+    /// With a memory level, the second capture buffer, allocated and its pages faulted in on
+    /// another thread after the first capture (`keepCaptureBuffer`), so that the second capture
+    /// — a round whose commit waits for it — does not fault in a state's worth of new pages.
+    let warmedCaptureBuffer = WarmedBuffer()
+    /// Whether the second capture buffer was asked of `warmedCaptureBuffer`.
+    @exclusivity(unchecked) var captureBufferWarming = false
     /// A resized job: the states of the ranks that wrote the line, from which the program
     /// builds this rank's (`Redistributable`); handed over once, like `restoredState`.
     @exclusivity(unchecked) var previousRanks: PreviousRanks?
@@ -588,6 +594,7 @@ final class RankRuntime {
     func takeCaptureBuffer() -> [UInt8] {
         var taken: [UInt8] = []
         swap(&taken, &captureBuffers[captureCount % captureBuffers.count])
+        if taken.capacity == 0, let warmed = warmedCaptureBuffer.take() { return warmed }
         return taken
     }
 
@@ -595,6 +602,22 @@ final class RankRuntime {
     func keepCaptureBuffer(_ bytes: [UInt8]) {
         captureBuffers[captureCount % captureBuffers.count] = bytes
         captureCount += 1
+    }
+
+    /// A round committed: with two capture buffers of which the next is still to be made, it
+    /// is made on another thread now (`warmedCaptureBuffer`), the size of the last capture, so
+    /// that the next round's capture writes over pages already there: 64 MiB of new pages cost
+    /// 23 ms of a core here against 2 ms to write over, and four ranks' second round committed
+    /// up to 0.8 s after its first capture instead of 0.04–0.07 s. Not at the capture itself:
+    /// then it would take the cores from the round's own copies.
+    func warmNextCaptureBuffer() {
+        guard captureBuffers.count > 1, !captureBufferWarming,
+              captureBuffers[captureCount % captureBuffers.count].capacity == 0 else { return }
+        let count = captureBuffers.map(\.count).max() ?? 0
+        guard count > 0 else { return }
+        captureBufferWarming = true
+        let warmed = warmedCaptureBuffer
+        DispatchQueue.global(qos: .utility).async { warmed.fill(count: count) }
     }
 
     /// Hands the restored program state over, once.
@@ -645,5 +668,21 @@ final class HeartbeatStep: Sendable {
             storage.store(newValue, ordering: .relaxed)
             lifeline_note_step(Int64(newValue))
         }
+    }
+}
+
+/// A buffer made on another thread for the program's thread to take (`RankRuntime.warmedCaptureBuffer`).
+final class WarmedBuffer: Sendable {
+    private let slot = Mutex<[UInt8]?>(nil)
+
+    /// Makes a buffer of `count` bytes, every page written (so faulted in), and leaves it to `take`.
+    func fill(count: Int) {
+        let buffer = [UInt8](repeating: 0, count: count)
+        slot.withLock { $0 = buffer }
+    }
+
+    /// The buffer `fill` made, once; nil before it is done.
+    func take() -> [UInt8]? {
+        slot.withLock { $0.take() }
     }
 }

@@ -312,6 +312,13 @@ final class SnapshotWriter: Sendable {
         acknowledgement.inMemory = true
         control.send(.ack(job.epoch, acknowledgement))
         heldInMemory = true  // the drains wait for the round's commit (`removeOlderMemoryCopies`) or abort
+        // The next round's copy writes over a spare whose pages are in memory already: the
+        // copy this round's commit makes obsolete, or, when this is the rank's only copy, a
+        // spare made now (if two copies fit).
+        if memory.settings.bytesMax == 0 || 2 * bytes <= memory.settings.bytesMax,
+           !memory.store.rounds(of: memory.rank).contains(where: { $0 < job.epoch.rawValue }) {
+            memory.store.prepareSpare(rank: memory.rank, bytes: bytes)
+        }
         guard memory.settings.drains(job.epoch) else { return true }
         queueDrain(job.epoch, name: job.name, segments: job.uncompressed, mirrors: job.mirrors)
         return true

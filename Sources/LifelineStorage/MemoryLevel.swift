@@ -125,6 +125,30 @@ package struct MemoryLevel: Sendable {
         }
     }
 
+    /// Makes `rank` a spare of `bytes` bytes when it has none, its pages allocated now
+    /// (posix_fallocate(3) on the memory file system): a rank's first copy finds no spare, nor does
+    /// its second, since the first stays until the second commits, and a copy written into new
+    /// pages pays for allocating each (here 256 MiB took 0.09 s of a core to fault in against
+    /// 0.007 s to write over, and a second round over 4 ranks committed 0.1–0.8 s after its
+    /// first capture instead of 0.04 s). Called after a round's acknowledgement, so the commit
+    /// does not wait for it. False when there was a spare already or the file system refused
+    /// (nothing is left behind; the next copy makes its file as before).
+    @discardableResult
+    package func prepareSpare(rank: Int, bytes: Int) -> Bool {
+        let spare = folder + "/" + Self.spareName(rank: rank)
+        guard bytes > 0, !PosixFile.isRegularFile(spare) else { return false }
+        let temporary = folder + "/" + PosixFile.temporaryName(for: Self.spareName(rank: rank))
+        let fd = open(temporary, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        let allocated = posix_fallocate(fd, 0, off_t(bytes)) == 0
+        close(fd)
+        guard allocated, rename(temporary, spare) == 0 else {
+            unlink(temporary)
+            return false
+        }
+        return true
+    }
+
     /// Completes `copy` with the snapshot's `metadata` and the header, and renames it into
     /// place. Returns the copy's bytes. Throws as `begin` does (the copy is then abandoned).
     @discardableResult

@@ -124,6 +124,29 @@ import Testing
             == [MemoryLevel.fileName(rank: 0, epoch: 4), MemoryLevel.fileName(rank: 0, epoch: 5)])
     }
 
+    /// A rank's first copy has no older one to recycle: a spare is made for its next, of the
+    /// size asked, only when it has none; the next copy is written over it and reads back.
+    @Test func aSpareMadeAheadIsWrittenOverByTheNextCopy() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let level = MemoryLevel(folder: folder.path + "/memory")
+        try level.create()
+        try write(level, rank: 0, epoch: 1)
+        let spare = folder.path + "/memory/" + MemoryLevel.spareName(rank: 0)
+        #expect(level.prepareSpare(rank: 0, bytes: 1 << 20))
+        let size = try FileManager.default.attributesOfItem(atPath: spare)[.size] as? Int
+        #expect(size == 1 << 20)
+        #expect(!level.prepareSpare(rank: 0, bytes: 2 << 20), "a rank has one spare")
+        #expect(!level.prepareSpare(rank: 1, bytes: 0), "no spare of no bytes")
+        #expect(level.rounds(of: 0) == [1], "a spare is no copy")
+        try write(level, rank: 0, epoch: 2)
+        #expect(!FileManager.default.fileExists(atPath: spare), "the spare is written over")
+        let mapped = try #require(try level.map(rank: 0, epoch: 2))
+        #expect(Array(mapped.state) == state(rank: 0, epoch: 2) && Array(mapped.metadata) == metadata(rank: 0, epoch: 2))
+        #expect(PosixFile.entries(folder.path + "/memory").sorted()
+            == [MemoryLevel.fileName(rank: 0, epoch: 1), MemoryLevel.fileName(rank: 0, epoch: 2)])
+    }
+
     @Test func theManifestKeepsTheNewestLineOnDiskWhileNewerOnesAreInMemoryAlone() {
         var manifest = Manifest(jobID: "j", rankCount: 2)
         manifest.appendCommitted(line(1, ranks: 2, inMemory: true, onDisk: true), keep: 2)
