@@ -126,7 +126,7 @@ final class SnapshotWriter: Sendable {
         self.control = control
         self.chunkBytes = chunkBytes
         self.level = level
-        self.memory = memory.map { (MemoryLevel(folder: $0.folder), $0, rank) }
+        self.memory = memory.map { (MemoryLevel(folder: $0.folder, mapsCopies: true), $0, rank) }
     }
 
     /// Queues a snapshot; returns at once.

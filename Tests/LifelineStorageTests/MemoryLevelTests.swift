@@ -147,6 +147,35 @@ import Testing
             == [MemoryLevel.fileName(rank: 0, epoch: 1), MemoryLevel.fileName(rank: 0, epoch: 2)])
     }
 
+    /// A rank's writer keeps its spare mapped: copies written through the mapping, round after
+    /// round, as the state grows past the spare and shrinks again, read back exactly as written
+    /// (a stale byte of the spare's older copy would show in the state or fail its hash), and a
+    /// mapping goes once its file does (or the file's pages would stay allocated).
+    @Test func copiesWrittenOverAMappedSpareReadBackExactly() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let level = MemoryLevel(folder: folder.path + "/memory", mapsCopies: true)
+        let mappings = try #require(level.mappings)
+        try level.create()
+        let sizes = [5 * 4096, 5 * 4096, 9 * 4096 + 17, 2 * 4096 + 3, 2 * 4096 + 3, 6 * 4096]
+        for (index, bytes) in sizes.enumerated() {
+            let epoch = UInt64(index + 1)
+            let written = state(rank: 0, epoch: epoch, bytes: bytes)
+            try level.write(rank: 0, epoch: epoch, state: written, metadata: metadata(rank: 0, epoch: epoch))
+            if index == 0 { level.prepareSpare(rank: 0, bytes: MemoryLevel.headerByteCount + bytes + 64) }
+            let mapped = try #require(try level.map(rank: 0, epoch: epoch))
+            #expect(Array(mapped.state) == written, "round \(epoch): the state read back differs")
+            #expect(Array(mapped.metadata) == metadata(rank: 0, epoch: epoch))
+            level.removeOlder(rank: 0, than: epoch)
+            #expect(level.rounds(of: 0) == [epoch])
+            #expect(mappings.count <= 2, "round \(epoch): \(mappings.count) files mapped, for a copy and a spare")
+            #expect(mappings.count >= 1, "round \(epoch): the spare is mapped")
+        }
+        level.removeCopies()
+        level.removeOlder(rank: 0, than: UInt64(sizes.count + 1))
+        #expect(mappings.count == 0, "the files are gone, and so are their mappings")
+    }
+
     @Test func theManifestKeepsTheNewestLineOnDiskWhileNewerOnesAreInMemoryAlone() {
         var manifest = Manifest(jobID: "j", rankCount: 2)
         manifest.appendCommitted(line(1, ranks: 2, inMemory: true, onDisk: true), keep: 2)
