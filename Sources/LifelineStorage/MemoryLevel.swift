@@ -157,8 +157,8 @@ package struct MemoryLevel: Sendable {
         if allocated { mappings?.map(fd: fd) }
         close(fd)
         guard allocated, rename(temporary, spare) == 0 else {
-            mappings?.keepOnly(inodes: inodes(of: rank))
             unlink(temporary)
+            mappings?.keepOnly(inodes: inodes(of: rank))
             return false
         }
         return true
@@ -228,19 +228,27 @@ package struct MemoryLevel: Sendable {
     /// Writes `bytes` to `fd` from offset `offset` a piece at a time, and returns their XXH3-128,
     /// each piece hashed right after it is written.
     static func copyHashing(_ bytes: UnsafeRawBufferPointer, to fd: Int32, at offset: Int, path: String) throws(StorageError) -> ContentHash {
+        try hashingPieces(of: bytes) { (start, piece) throws(StorageError) in
+            var written = 0
+            while written < piece {
+                let count = pwrite(fd, bytes.baseAddress! + start + written, piece - written, off_t(offset + start + written))
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else { throw StorageError(errno: count < 0 ? errno : ENOSPC, operation: "write", path: path) }
+                written += count
+            }
+        }
+    }
+
+    /// The XXH3-128 of `bytes`, taken a piece (`copyPieceBytes`) at a time, each piece right
+    /// after `copy(start, count)` has copied it, while it is still in the cache.
+    static func hashingPieces(of bytes: UnsafeRawBufferPointer, copy: (Int, Int) throws(StorageError) -> Void) throws(StorageError) -> ContentHash {
         guard let state = XXH3_createState() else { fatalError("XXH3_createState: out of memory") }
         defer { XXH3_freeState(state) }
         XXH3_128bits_reset(state)
         var done = 0
         while done < bytes.count {
             let piece = min(copyPieceBytes, bytes.count - done)
-            var written = 0
-            while written < piece {
-                let count = pwrite(fd, bytes.baseAddress! + done + written, piece - written, off_t(offset + done + written))
-                if count < 0, errno == EINTR { continue }
-                guard count > 0 else { throw StorageError(errno: count < 0 ? errno : ENOSPC, operation: "write", path: path) }
-                written += count
-            }
+            try copy(done, piece)
             _ = XXH3_128bits_update(state, bytes.baseAddress! + done, piece)
             done += piece
         }
@@ -259,18 +267,9 @@ package struct MemoryLevel: Sendable {
             let error = posix_fallocate(fd, 0, off_t(offset + bytes.count))
             guard error == 0 else { throw StorageError(errno: error, operation: "fallocate", path: path) }
         }
-        guard let state = XXH3_createState() else { fatalError("XXH3_createState: out of memory") }
-        defer { XXH3_freeState(state) }
-        XXH3_128bits_reset(state)
-        var done = 0
-        while done < bytes.count {
-            let piece = min(copyPieceBytes, bytes.count - done)
-            memcpy(mapping.base + offset + done, bytes.baseAddress! + done, piece)
-            _ = XXH3_128bits_update(state, bytes.baseAddress! + done, piece)
-            done += piece
+        return try hashingPieces(of: bytes) { start, piece in
+            memcpy(mapping.base + offset + start, bytes.baseAddress! + start, piece)
         }
-        let digest = XXH3_128bits_digest(state)
-        return ContentHash(high: digest.high64, low: digest.low64)
     }
 
     /// The inodes of `rank`'s files here: its copies, its spare and its temporary files.
@@ -372,13 +371,7 @@ package struct MemoryLevel: Sendable {
                 guard owner == rank, round < epoch, round != keeping else { continue }
                 if !spareKept, rename(folder + "/" + name, spare) == 0 {
                     spareKept = true
-                    if let mappings {
-                        let fd = open(spare, O_RDWR | O_CLOEXEC)
-                        if fd >= 0 {
-                            mappings.map(fd: fd)
-                            close(fd)
-                        }
-                    }
+                    mappings?.map(path: spare)
                 } else {
                     unlink(folder + "/" + name)
                 }
@@ -472,6 +465,14 @@ final class CopyMappings: Sendable {
         guard let base = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0), base != MAP_FAILED else { return }
         let replaced = mapped.withLock { $0.updateValue(Mapping(inode: inode, base: base, length: length), forKey: inode) }
         if let replaced { munmap(replaced.base, replaced.length) }
+    }
+
+    /// Maps the file at `path` as `map(fd:)` does.
+    func map(path: String) {
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        map(fd: fd)
+        close(fd)
     }
 
     /// The mapping of `fd`'s file, taken out until `put`, when it covers `bytes` bytes.
