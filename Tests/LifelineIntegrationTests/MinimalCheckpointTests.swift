@@ -22,7 +22,7 @@ extension RecoveryTests {
     /// checkpoint, and the result is still the failure-free one.
     @Test func idleWorkersWriteNothing() throws {
         let runDirectory = JobRunner.scratch("minimal-idle") + "/run"
-        let farm = ["taskfarm", "--tasks", "480", "--work", "20000", "--sleep-ms", "80", "--idle-workers", "2"]
+        let farm = ["taskfarm", "--tasks", "480", "--work", "20000", "--sleep-ms", "150", "--idle-workers", "2"]
         let result = try JobRunner.lifeline(
             ["run", "-n", "4", "--interval", "0.15", "--run-dir", runDirectory, "--quiet", "--checkpoint", "minimal",
              "--inject", "kill:rank=3,step=39", "--"] + farm,
