@@ -201,7 +201,11 @@ final class RankRuntime {
         // buffer at once, beside the drain of the line it restored: four ranks of 64 MiB took
         // 0.05–0.56 s to capture, and their first round after a rollback committed 0.16–0.74 s
         // after its first capture; with the buffer warmed, 0.01–0.03 s and 0.06–0.16 s.
-        if launch != nil, let restored = self.restoredState { warmCaptureBuffer(count: restored.count) }
+        // Its first copy in memory, likewise, writes over a spare already mapped.
+        if launch != nil, let restored = self.restoredState {
+            warmCaptureBuffer(count: restored.count)
+            writer?.prepareSpare(stateBytes: restored.count)
+        }
     }
 
     /// Seconds since the job started, on the supervisor's clock.

@@ -167,6 +167,17 @@ final class SnapshotWriter: Sendable {
         }
     }
 
+    /// With a memory level, in a rank restored with a state of `stateBytes` bytes: its first
+    /// copy in memory will write over a spare whose pages are there already and mapped, as
+    /// every copy after a rank's first does (`holdInMemory`): the spare its predecessor left,
+    /// or one made now if two copies fit. In the background, before the first round.
+    func prepareSpare(stateBytes: Int) {
+        guard let memory else { return }
+        let bytes = MemoryLevel.headerByteCount + stateBytes
+        guard memory.settings.bytesMax == 0 || 2 * bytes <= memory.settings.bytesMax else { return }
+        queue.async { memory.store.prepareSpare(rank: memory.rank, bytes: bytes) }
+    }
+
     /// With a memory level: round `epoch` was requested; the drains give way to it from now.
     func roundRequested(epoch: Epoch) {
         guard memory != nil else { return }

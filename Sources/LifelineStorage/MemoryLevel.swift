@@ -144,12 +144,17 @@ package struct MemoryLevel: Sendable {
     /// pages pays for allocating each (here 256 MiB took 0.09 s of a core to fault in against
     /// 0.007 s to write over, and a second round over 4 ranks committed 0.1–0.8 s after its
     /// first capture instead of 0.04 s). Called after a round's acknowledgement, so the commit
-    /// does not wait for it. False when there was a spare already or the file system refused
-    /// (nothing is left behind; the next copy makes its file as before).
+    /// does not wait for it. A spare there already (a relaunched rank finds its predecessor's)
+    /// is mapped into this process if it is not yet. False when there was a spare already or
+    /// the file system refused (nothing is left behind; the next copy makes its file as before).
     @discardableResult
     package func prepareSpare(rank: Int, bytes: Int) -> Bool {
         let spare = folder + "/" + Self.spareName(rank: rank)
-        guard bytes > 0, !PosixFile.isRegularFile(spare) else { return false }
+        guard bytes > 0 else { return false }
+        guard !PosixFile.isRegularFile(spare) else {
+            mappings?.map(path: spare)
+            return false
+        }
         let temporary = folder + "/" + PosixFile.temporaryName(for: Self.spareName(rank: rank))
         let fd = open(temporary, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return false }

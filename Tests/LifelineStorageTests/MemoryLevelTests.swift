@@ -176,6 +176,27 @@ import Testing
         #expect(mappings.count == 0, "the files are gone, and so are their mappings")
     }
 
+    @Test func aRelaunchedRankMapsTheSpareItsPredecessorLeft() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let bytes = 7 * 4096 + 5
+        let predecessor = MemoryLevel(folder: folder.path + "/memory", mapsCopies: true)
+        try predecessor.create()
+        try predecessor.write(rank: 0, epoch: 1, state: state(rank: 0, epoch: 1, bytes: bytes), metadata: metadata(rank: 0, epoch: 1))
+        #expect(predecessor.prepareSpare(rank: 0, bytes: MemoryLevel.headerByteCount + bytes))
+        // The rank's next incarnation: a new process with nothing mapped, the files still there.
+        let successor = MemoryLevel(folder: folder.path + "/memory", mapsCopies: true)
+        let mappings = try #require(successor.mappings)
+        #expect(mappings.count == 0)
+        #expect(!successor.prepareSpare(rank: 0, bytes: MemoryLevel.headerByteCount + bytes), "the spare is there already")
+        #expect(mappings.count == 1, "the predecessor's spare is mapped")
+        let written = state(rank: 0, epoch: 2, bytes: bytes)
+        try successor.write(rank: 0, epoch: 2, state: written, metadata: metadata(rank: 0, epoch: 2))
+        let mapped = try #require(try successor.map(rank: 0, epoch: 2))
+        #expect(Array(mapped.state) == written, "the copy written over the mapped spare reads back")
+        #expect(Array(mapped.metadata) == metadata(rank: 0, epoch: 2))
+    }
+
     @Test func theManifestKeepsTheNewestLineOnDiskWhileNewerOnesAreInMemoryAlone() {
         var manifest = Manifest(jobID: "j", rankCount: 2)
         manifest.appendCommitted(line(1, ranks: 2, inMemory: true, onDisk: true), keep: 2)

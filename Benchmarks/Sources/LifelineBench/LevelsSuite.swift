@@ -24,8 +24,8 @@ extension Suites {
             let commits = run.requestToCommitSeconds
             let fromCapture = run.events("commit").compactMap { $0["from_capture_s"] as? Double }
             let fromLastCapture = run.events("commit").compactMap { $0["from_last_capture_s"] as? Double }
-            // The job's first round (and the first after a rollback) also pays for buffers and
-            // memory pages that later rounds reuse: it is shown apart, and counted in the median.
+            // The job's first round also pays for buffers and memory pages that later rounds
+            // reuse: it is shown apart, and counted in the median.
             let firstRound = fromCapture.first
             let drains = run.events("drained").compactMap { $0["after_commit_s"] as? Double }
             let state = run.events("commit").compactMap { $0["state"] as? Int }.max() ?? 0
@@ -62,7 +62,8 @@ extension Suites {
             (the ranks reach the round's safe point at their own pace — a step of the solver apart at most — and the time \
             between the first and the last is the program's: from a barrier, as FTI's figure is taken, the cost is this one); first round: the same for \
             the job's first round, which also allocates the buffers and memory pages that later rounds reuse (a rollback's \
-            relaunched ranks allocate them again). Drain: the median time from a commit in memory to the \
+            relaunched ranks make their first capture buffer, the size of the state they restored, and map a spare for their \
+            first copy in memory, in the background as they start). Drain: the median time from a commit in memory to the \
             manifest recording the line on disk. Recovery: from the failure to every rank relaunched and started (the \
             supervisor checks the line's copies first: in memory by their hash, on disk by reading them back). Restore: \
             the median over the relaunched ranks of a rank's own restore (reading and checking its snapshot and decoding it; \
