@@ -57,6 +57,7 @@ public struct StateWriter: Sendable {
     /// Appends an array of a trivial type: its count, then its bytes in one copy.
     public mutating func write<T: BitwiseCopyable>(_ values: [T]) {
         write(Int64(values.count))
+        reserve(values.count * MemoryLayout<T>.stride)
         values.withUnsafeBytes { bytes.append(contentsOf: $0) }
     }
 
@@ -68,6 +69,7 @@ public struct StateWriter: Sendable {
     /// alone). Other element sizes are written as plain arrays.
     public mutating func write<T: BitwiseCopyable & Numeric>(numeric values: [T]) {
         write(Int64(values.count))
+        reserve(values.count * MemoryLayout<T>.stride)
         let start = bytes.count
         values.withUnsafeBytes { bytes.append(contentsOf: $0) }
         if MemoryLayout<T>.stride == 8, bytes.count > start { numericRanges.append(start..<bytes.count) }
@@ -76,6 +78,17 @@ public struct StateWriter: Sendable {
     /// Appends a string as UTF-8 with its length.
     public mutating func write(_ string: String) {
         write(Array(string.utf8))
+    }
+
+    /// Makes room for `count` more bytes. A state past `HugePages.bytesMin` grows into storage
+    /// advised for huge pages before any of it is touched, so that a capture into fresh memory
+    /// — a job's first, or one that outgrows its buffer — faults its pages in 2 MiB at a time
+    /// rather than 4 KiB. It grows by an eighth more than it needs (or doubles), so that the small
+    /// fields a program writes after a large array do not make it grow again.
+    private mutating func reserve(_ count: Int) {
+        let needed = bytes.count + count
+        guard needed > bytes.capacity, needed >= HugePages.bytesMin else { return }
+        bytes = HugePages.array(copying: bytes, capacity: max(needed + needed / 8, 2 * bytes.capacity))
     }
 
     /// Overwrites the bytes of `value` at `offset` (a count written before its elements).

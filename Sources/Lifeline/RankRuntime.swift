@@ -695,7 +695,7 @@ final class WarmedBuffer: Sendable {
 
     /// Makes a buffer of `count` bytes, every page written (so faulted in), and leaves it to `take`.
     func fill(count: Int) {
-        let buffer = [UInt8](repeating: 0, count: count)
+        let buffer = HugePages.zeroed(count: count)
         slot.withLock { $0 = buffer }
     }
 

@@ -48,6 +48,35 @@ import Testing
         }
     }
 
+    /// States past `HugePages.bytesMin` grow into storage of their own (advised for huge pages):
+    /// what was written before the growth, the large arrays and the fields after them all read
+    /// back, into a fresh writer and into a recycled buffer alike.
+    @Test func largeStatesGrowIntoNewStorageAndReadBack() throws {
+        let small = (0..<100).map { Double($0) * 0.5 }
+        let large = (0..<(HugePages.bytesMin / 8 + 12_345)).map { Double($0).squareRoot() }
+        let larger = [UInt32]((0..<(HugePages.bytesMin / 2)).map { UInt32(truncatingIfNeeded: $0 &* 2_654_435_761) })
+        for recycled in [[UInt8](), HugePages.zeroed(count: HugePages.bytesMin + 3)] {
+            var writer = StateWriter(recycling: recycled)
+            writer.write(Int64(7))
+            writer.write(numeric: small)
+            writer.write(numeric: large)
+            writer.write(Int64(8))
+            writer.write(larger)
+            writer.write(Int64(9))
+            #expect(writer.bytes.capacity >= writer.bytes.count)
+            var reader = StateReader(writer.bytes)
+            #expect(try reader.read(Int64.self) == 7)
+            #expect(try reader.readArray(of: Double.self) == small)
+            #expect(try reader.readArray(of: Double.self) == large)
+            #expect(try reader.read(Int64.self) == 8)
+            #expect(try reader.readArray(of: UInt32.self) == larger)
+            #expect(try reader.read(Int64.self) == 9)
+            #expect(reader.isAtEnd)
+            #expect(writer.numericRanges.map(\.count) == [small.count * 8, large.count * 8])
+        }
+        #expect(HugePages.zeroed(count: HugePages.bytesMin + 3).allSatisfy { $0 == 0 })
+    }
+
     @Test func numericArraysAreWrittenRawAndShuffled() {
         var writer = StateWriter()
         Self.full.encode(to: &writer)
