@@ -103,6 +103,10 @@ package struct LaunchEnvironment: Sendable, Equatable {
 
         /// Whether round `epoch` is drained to disk.
         package func drains(_ epoch: Epoch) -> Bool { DrainTracker.drains(epoch.rawValue, every: UInt64(max(1, drainEvery))) }
+
+        /// Whether two copies of `bytes` bytes fit `bytesMax`: a copy and a spare to write the
+        /// next one over (`MemoryLevel.prepareSpare`).
+        package func fitsTwoCopies(of bytes: Int) -> Bool { bytesMax == 0 || 2 * bytes <= bytesMax }
     }
 
     /// Where a rank of a job on several hosts runs, and where its supervisor listens.

@@ -174,7 +174,7 @@ final class SnapshotWriter: Sendable {
     func prepareSpare(stateBytes: Int) {
         guard let memory else { return }
         let bytes = MemoryLevel.headerByteCount + stateBytes
-        guard memory.settings.bytesMax == 0 || 2 * bytes <= memory.settings.bytesMax else { return }
+        guard memory.settings.fitsTwoCopies(of: bytes) else { return }
         queue.async { memory.store.prepareSpare(rank: memory.rank, bytes: bytes) }
     }
 
@@ -326,7 +326,7 @@ final class SnapshotWriter: Sendable {
         // The next round's copy writes over a spare whose pages are in memory already: the
         // copy this round's commit makes obsolete, or, when this is the rank's only copy, a
         // spare made now (if two copies fit).
-        if memory.settings.bytesMax == 0 || 2 * bytes <= memory.settings.bytesMax,
+        if memory.settings.fitsTwoCopies(of: bytes),
            !memory.store.rounds(of: memory.rank).contains(where: { $0 < job.epoch.rawValue }) {
             memory.store.prepareSpare(rank: memory.rank, bytes: bytes)
         }
