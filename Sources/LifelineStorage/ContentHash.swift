@@ -15,7 +15,7 @@ package struct ContentHash: Hashable, Sendable, Comparable, CustomStringConverti
 
     /// The hash of `bytes`.
     package init(of bytes: UnsafeRawBufferPointer) {
-        let hash = XXH3_128bits(bytes.baseAddress, bytes.count)
+        let hash = lifeline_xxh3_128(bytes.baseAddress, bytes.count)
         self.init(high: hash.high64, low: hash.low64)
     }
 

@@ -254,7 +254,7 @@ package struct MemoryLevel: Sendable {
         while done < bytes.count {
             let piece = min(copyPieceBytes, bytes.count - done)
             try copy(done, piece)
-            _ = XXH3_128bits_update(state, bytes.baseAddress! + done, piece)
+            _ = lifeline_xxh3_128_update(state, bytes.baseAddress! + done, piece)
             done += piece
         }
         let digest = XXH3_128bits_digest(state)
