@@ -32,12 +32,26 @@ public protocol Checkpointable {
 /// Collects the bytes of a program state. Values are stored in the machine's own byte order:
 /// a snapshot is restored on the same kind of machine that wrote it.
 public struct StateWriter: Sendable {
-    /// The bytes written so far.
-    public private(set) var bytes: [UInt8] = []
+    /// The bytes written, when the writer writes into an array of its own (`external` is nil).
+    private var storage: [UInt8] = []
+    /// Memory outside the writer that it writes into instead (a rank's level-1 copy in the
+    /// host's memory: the capture is the copy), or nil. A writer that outgrows it, or a copy of
+    /// the writer that writes after the copying, moves what it holds into an array of its own.
+    private var external: ExternalBytes?
     /// The byte ranges of `bytes` written by `write(numeric:)`: arrays of 8-byte numbers,
     /// which snapshots filter before compressing (`delta2Shuffle8`: linear prediction, then
     /// byte planes as Blosc's shuffle).
     public private(set) var numericRanges: [Range<Int>] = []
+
+    /// The bytes written so far. (Inside Lifeline's capture of a round with a memory level,
+    /// the writer may write straight into the rank's copy in memory; this is then a copy.)
+    public var bytes: [UInt8] {
+        guard let external else { return storage }
+        return Array(external.written)
+    }
+
+    /// How many bytes were written so far.
+    public var count: Int { external?.count ?? storage.count }
 
     /// An empty writer.
     public init() {}
@@ -45,20 +59,31 @@ public struct StateWriter: Sendable {
     /// An empty writer that writes into `buffer`'s storage when nothing else holds it (its
     /// pages are already mapped, so a capture costs a copy and no page faults).
     init(recycling buffer: consuming [UInt8]) {
-        bytes = consume buffer
-        bytes.removeAll(keepingCapacity: true)
+        storage = consume buffer
+        storage.removeAll(keepingCapacity: true)
     }
+
+    /// An empty writer that writes into `external` as long as it has room.
+    init(into external: ExternalBytes) {
+        self.external = external
+    }
+
+    /// The bytes written, in an array (none while `writesExternally`).
+    var array: [UInt8] { storage }
+
+    /// Whether everything written so far went into the memory the writer was made over
+    /// (`init(into:)`), and nothing outgrew it.
+    var writesExternally: Bool { external != nil }
 
     /// Appends one value of a trivial type (an integer, a float, a tuple or struct of them).
     public mutating func write<T: BitwiseCopyable>(_ value: T) {
-        withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: value) { append($0) }
     }
 
     /// Appends an array of a trivial type: its count, then its bytes in one copy.
     public mutating func write<T: BitwiseCopyable>(_ values: [T]) {
         write(Int64(values.count))
-        reserve(values.count * MemoryLayout<T>.stride)
-        values.withUnsafeBytes { bytes.append(contentsOf: $0) }
+        values.withUnsafeBytes { append($0) }
     }
 
     /// Appends an array of 8-byte numbers (`Double`, `Int64`, `UInt64`…) like `write(_:)` —
@@ -69,15 +94,40 @@ public struct StateWriter: Sendable {
     /// alone). Other element sizes are written as plain arrays.
     public mutating func write<T: BitwiseCopyable & Numeric>(numeric values: [T]) {
         write(Int64(values.count))
-        reserve(values.count * MemoryLayout<T>.stride)
-        let start = bytes.count
-        values.withUnsafeBytes { bytes.append(contentsOf: $0) }
-        if MemoryLayout<T>.stride == 8, bytes.count > start { numericRanges.append(start..<bytes.count) }
+        let start = count
+        values.withUnsafeBytes { append($0) }
+        if MemoryLayout<T>.stride == 8, count > start { numericRanges.append(start..<count) }
     }
 
     /// Appends a string as UTF-8 with its length.
     public mutating func write(_ string: String) {
         write(Array(string.utf8))
+    }
+
+    /// Appends `raw`: into the external memory while it has room and this writer alone
+    /// holds it, else into `storage`.
+    private mutating func append(_ raw: UnsafeRawBufferPointer) {
+        if external != nil {
+            if isKnownUniquelyReferenced(&external), external!.append(raw) { return }
+            leaveExternal(reserving: raw.count)
+        }
+        reserve(raw.count)
+        storage.append(contentsOf: raw)
+    }
+
+    /// Moves what was written into external memory into `storage`, with room for `count`
+    /// more bytes; the external memory is let go.
+    private mutating func leaveExternal(reserving count: Int) {
+        guard let held = external else { return }
+        external = nil
+        let needed = held.count + count
+        storage = [UInt8](unsafeUninitializedCapacity: max(needed + needed / 8, 64)) { buffer, initialized in
+            HugePages.advise(UnsafeMutableRawBufferPointer(buffer))
+            if let base = buffer.baseAddress, held.count > 0 {
+                UnsafeMutableRawPointer(base).copyMemory(from: held.base, byteCount: held.count)
+            }
+            initialized = held.count
+        }
     }
 
     /// Makes room for `count` more bytes. A state past `HugePages.bytesMin` grows into storage
@@ -86,16 +136,49 @@ public struct StateWriter: Sendable {
     /// rather than 4 KiB. It grows by an eighth more than it needs (or doubles), so that the small
     /// fields a program writes after a large array do not make it grow again.
     private mutating func reserve(_ count: Int) {
-        let needed = bytes.count + count
-        guard needed > bytes.capacity, needed >= HugePages.bytesMin else { return }
-        bytes = HugePages.array(copying: bytes, capacity: max(needed + needed / 8, 2 * bytes.capacity))
+        let needed = storage.count + count
+        guard needed > storage.capacity, needed >= HugePages.bytesMin else { return }
+        storage = HugePages.array(copying: storage, capacity: max(needed + needed / 8, 2 * storage.capacity))
     }
 
     /// Overwrites the bytes of `value` at `offset` (a count written before its elements).
     mutating func patch<T: BitwiseCopyable>(_ value: T, at offset: Int) {
+        if external != nil, !isKnownUniquelyReferenced(&external) { leaveExternal(reserving: 0) }
         withUnsafeBytes(of: value) { source in
-            for (index, byte) in source.enumerated() { bytes[offset + index] = byte }
+            if let external {
+                precondition(offset >= 0 && offset + source.count <= external.count, "a patch overwrites bytes written")
+                (external.base + offset).copyMemory(from: source.baseAddress!, byteCount: source.count)
+            } else {
+                for (index, byte) in source.enumerated() { storage[offset + index] = byte }
+            }
         }
+    }
+}
+
+/// Memory a `StateWriter` writes into without owning it: `capacity` bytes at `base`, of which
+/// the first `count` are written. Whoever made it keeps the memory mapped while a writer holds it.
+final class ExternalBytes: @unchecked Sendable {
+    // Unchecked: one writer at a time writes (a copy of the writer that would write too moves
+    // out first, `StateWriter.append`), and the capture's owner reads only once it is done.
+    let base: UnsafeMutableRawPointer
+    let capacity: Int
+    private(set) var count = 0
+
+    /// `capacity` bytes at `base`, none written yet.
+    init(base: UnsafeMutableRawPointer, capacity: Int) {
+        self.base = base
+        self.capacity = capacity
+    }
+
+    /// The bytes written.
+    var written: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// Appends `raw` if it fits; false, with nothing written, if not.
+    func append(_ raw: UnsafeRawBufferPointer) -> Bool {
+        guard raw.count <= capacity - count else { return false }
+        if let source = raw.baseAddress, raw.count > 0 { (base + count).copyMemory(from: source, byteCount: raw.count) }
+        count += raw.count
+        return true
     }
 }
 

@@ -121,9 +121,9 @@ public final class Communicator {
     /// is taken here; it must be the state from which the run continues after this call.
     public func safePoint<State: Checkpointable>(step: Int, state: @autoclosure () -> State) throws {
         try runtime.safePoint(step: step) {
-            var writer = StateWriter(recycling: runtime.takeCaptureBuffer())
+            var writer = runtime.makeCaptureWriter()
             state().encode(to: &writer)
-            runtime.keepCaptureBuffer(writer.bytes)
+            runtime.keepCaptureWriter(writer)
             return writer
         }
     }

@@ -69,8 +69,11 @@ extension RankRuntime {
                 heartbeatStep.value = step
                 trace?.captured(epoch: epoch, step: step)
                 let started = monotonicSeconds()
+                if launch.memoryLevel != nil { memoryCapture = writer?.openMemoryCapture(epoch: epoch) }
                 let state = capture()
-                try captureSnapshot(epoch: epoch, step: step, state: state, captureSeconds: monotonicSeconds() - started, launch: launch)
+                let target = memoryCapture
+                memoryCapture = nil
+                try captureSnapshot(epoch: epoch, step: step, state: state, into: target, captureSeconds: monotonicSeconds() - started, launch: launch)
                 if launch.memoryLevel != nil {
                     // The copy in memory took a while: the round's cut may be here, and the ACK
                     // can go now rather than at the program's next call.
@@ -91,31 +94,56 @@ extension RankRuntime {
     }
 
     /// A capture at a round's safe point: the rank reports what it has delivered, and keeps the
-    /// capture until the round's cut arrives (`writeCaptured`).
-    func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, captureSeconds: Double, launch: LaunchEnvironment) throws {
-        guard let store else { return }
+    /// capture until the round's cut arrives (`writeCaptured`). With a memory level the state
+    /// is in memory twice before the cut: captured straight into the round's copy (`target`,
+    /// when the rank has a spare), or copied there from the capture.
+    func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, into target: MemoryLevel.CaptureTarget? = nil,
+                         captureSeconds: Double, launch: LaunchEnvironment) throws {
+        guard let store else {
+            if let target { writer?.cancelMemoryCapture(target) }
+            return
+        }
         // A restored state still mapped from its copy in memory (the program has not taken it)
         // is copied out: once this round commits, that copy may be written over.
         if case .mapped(let copy) = restoredState { restoredState = .array(Array(copy.state)) }
         if rules.flushesAtCheckpoints { try flushLog() }  // the log position below counts every delivery
         lifeline_flush_stdio()
         let outputOffset = UInt64(max(0, lseek(STDOUT_FILENO, 0, SEEK_CUR)))
-        let snapshot = RankSnapshot(
+        var snapshot = RankSnapshot(
             epoch: epoch, step: step, incarnation: incarnation, logPosition: logPosition,
             dependencies: machine.dependencyVector, ledger: machine.ledger,
-            programState: state.bytes, numericRanges: state.numericRanges)
+            programState: state.writesExternally ? [] : state.array, numericRanges: state.numericRanges)
+        snapshot.stateInMemoryCopy = state.writesExternally ? state.count : nil
         machine.noteCapture(epoch, logPosition: logPosition)
         let fault = rankFaults.first { $0.spec == .killInPhase(rank, .checkpoint) }
-        awaitingCut = (snapshot, SnapshotWriter.Job(
+        var job = SnapshotWriter.Job(
             epoch: epoch, step: step,
             name: ManifestStore(store: store).snapshotName(epoch: epoch.rawValue, rank: rank.rawValue),
             uncompressed: [], delivered: machine.ledger.delivered, outputOffset: outputOffset,
             changes: machine.participant.changesSinceCheckpoint, dependencies: PerPeer(rankCount: 0, absent: -1),
-            faultIndex: fault?.index, mirrors: writeMirrors, logPosition: logPosition, stateBytes: UInt64(state.bytes.count),
-            captureMicroseconds: UInt32(clamping: Int(captureSeconds * 1e6))))
+            faultIndex: fault?.index, mirrors: writeMirrors, logPosition: logPosition, stateBytes: UInt64(state.count),
+            captureMicroseconds: UInt32(clamping: Int(captureSeconds * 1e6)))
         control?.send(.captured(epoch, delivered: machine.ledger.delivered))
-        // After `captured`: the round's cut is on its way while the state is copied.
-        if launch.memoryLevel != nil { writer?.beginMemoryCopy(epoch: epoch, state: state.bytes) }
+        // After `captured`: the round's cut is on its way while the copy is hashed (or made).
+        if let target {
+            if state.writesExternally, writer?.beginMemoryCopy(epoch: epoch, captured: target, stateLength: state.count) == true {
+                job.stateInMemoryCopy = true
+                job.numericRanges = state.numericRanges
+                letGoOfCaptureBuffers()
+            } else {
+                // It outgrew the spare (the writer moved it into a buffer), or does not fit
+                // `--memory-max`: the copy, if any, is made from the capture as without a spare.
+                if state.writesExternally {
+                    snapshot.programState = state.bytes  // out of the spare before it is given back
+                    snapshot.stateInMemoryCopy = nil
+                }
+                writer?.cancelMemoryCapture(target)
+                if !state.writesExternally { writer?.beginMemoryCopy(epoch: epoch, state: snapshot.programState) }
+            }
+        } else if launch.memoryLevel != nil {
+            writer?.beginMemoryCopy(epoch: epoch, state: snapshot.programState)
+        }
+        awaitingCut = (snapshot, job)
     }
 
     /// The round's cut arrived: the capture keeps only the messages in flight across the line
@@ -127,8 +155,10 @@ extension RankRuntime {
         snapshot.ledger = captured.ledger.inFlight(coveredByReceiver: covered)
         var job = pending
         job.metadata = snapshot.metadata()
-        job.state = snapshot.programState
-        job.uncompressed = snapshot.encoded(metadata: job.metadata)
+        if !job.stateInMemoryCopy {
+            job.state = snapshot.programState
+            job.uncompressed = snapshot.encoded(metadata: job.metadata)
+        }
         job.inFlightBytes = UInt64(snapshot.ledger.storedMessageBytes)
         writer.submit(job)
     }

@@ -90,7 +90,8 @@ final class RankRuntime {
     /// writes into the buffer of the capture `captureBuffers.count` before it. A rank holds one
     /// such copy of its state between captures; with a memory level, two: a round's drain to
     /// disk (`SnapshotWriter`) still reads its state when the next round captures, and then
-    /// that round would get a fresh buffer every time.
+    /// that round would get a fresh buffer every time. (With a memory level a rank captures
+    /// into its copy in memory once it has a spare, and then lets go of these: `capturedIntoMemory`.)
     @exclusivity(unchecked) var captureBuffers: [[UInt8]] = [[]]
     /// Captures taken so far: the next one writes into `captureBuffers[captureCount % count]`.
     @exclusivity(unchecked) var captureCount = 0
@@ -101,6 +102,12 @@ final class RankRuntime {
     let warmedCaptureBuffer = WarmedBuffer()
     /// Whether a buffer was asked of `warmedCaptureBuffer` and not taken yet.
     @exclusivity(unchecked) var captureBufferWarming = false
+    /// With a memory level: the round's copy in memory, opened for the capture under way to
+    /// write the state straight into (`SnapshotWriter.openMemoryCapture`; `makeCaptureWriter`).
+    @exclusivity(unchecked) var memoryCapture: MemoryLevel.CaptureTarget?
+    /// Whether the last capture wrote its state straight into its copy in memory: the rank then
+    /// needs no capture buffer (it lets go of them, and warms none).
+    @exclusivity(unchecked) var capturedIntoMemory = false
     /// A resized job: the states of the ranks that wrote the line, from which the program
     /// builds this rank's (`Redistributable`); handed over once, like `restoredState`.
     @exclusivity(unchecked) var previousRanks: PreviousRanks?
@@ -202,9 +209,10 @@ final class RankRuntime {
         // 0.05–0.56 s to capture, and their first round after a rollback committed 0.16–0.74 s
         // after its first capture; with the buffer warmed, 0.01–0.03 s and 0.06–0.16 s.
         // Its first copy in memory, likewise, writes over a spare already mapped.
-        if launch != nil, let restored = self.restoredState {
+        // With a spare mapped, that copy is the capture itself (`openMemoryCapture`), and no
+        // buffer is warmed.
+        if launch != nil, let restored = self.restoredState, writer?.prepareSpare(stateBytes: restored.count) != true {
             warmCaptureBuffer(count: restored.count)
-            writer?.prepareSpare(stateBytes: restored.count)
         }
     }
 
@@ -600,6 +608,30 @@ final class RankRuntime {
         }
     }
 
+    /// The writer the program's next capture writes into: the round's copy in memory opened
+    /// for it (`memoryCapture`), or a capture buffer (`takeCaptureBuffer`).
+    func makeCaptureWriter() -> StateWriter {
+        if let target = memoryCapture, let base = target.state.baseAddress {
+            return StateWriter(into: ExternalBytes(base: base, capacity: target.state.count))
+        }
+        return StateWriter(recycling: takeCaptureBuffer())
+    }
+
+    /// Keeps the storage of the capture `writer` took (`keepCaptureBuffer`), unless the state
+    /// went straight into memory that is not the rank's.
+    func keepCaptureWriter(_ writer: StateWriter) {
+        guard !writer.writesExternally else { return }
+        keepCaptureBuffer(writer.array)
+    }
+
+    /// The last capture went straight into its copy in memory, as later ones will: the capture
+    /// buffers, a state's worth of memory each, go.
+    func letGoOfCaptureBuffers() {
+        capturedIntoMemory = true
+        captureBuffers = captureBuffers.map { _ in [] }
+        if captureBufferWarming, warmedCaptureBuffer.take() != nil { captureBufferWarming = false }
+    }
+
     /// The buffer for the next capture to write into; the runtime lets go of it (so that it is
     /// the writer's alone once the snapshot writer is done with it) until `keepCaptureBuffer`.
     func takeCaptureBuffer() -> [UInt8] {
@@ -625,7 +657,7 @@ final class RankRuntime {
     /// up to 0.8 s after its first capture instead of 0.04–0.07 s. Not at the capture itself:
     /// then it would take the cores from the round's own copies.
     func warmNextCaptureBuffer() {
-        guard captureBuffers.count > 1, captureBuffers[captureCount % captureBuffers.count].capacity == 0 else { return }
+        guard !capturedIntoMemory, captureBuffers.count > 1, captureBuffers[captureCount % captureBuffers.count].capacity == 0 else { return }
         warmCaptureBuffer(count: captureBuffers.map(\.count).max() ?? 0)
     }
 

@@ -33,6 +33,9 @@ struct RankSnapshot: Equatable {
     /// written as their own segments, filtered by `delta2Shuffle8`. Not stored: the chunks'
     /// filters record it.
     var numericRanges: [Range<Int>] = []
+    /// The length of a program state captured straight into the rank's copy in memory
+    /// (`MemoryLevel.openCapture`), which `programState` then does not hold; nil otherwise.
+    var stateInMemoryCopy: Int?
 
     /// Everything but the program state: the layout above up to and including the state's
     /// length (the first segment of `encoded()`; a level-1 copy stores it after the state).
@@ -50,7 +53,7 @@ struct RankSnapshot: Equatable {
         writer.write(UInt32(words.count))
         for word in words { writer.write(word) }
         ledger.encode(into: &writer)
-        writer.write(UInt64(programState.count))
+        writer.write(UInt64(stateInMemoryCopy ?? programState.count))
         return writer.bytes
     }
 
@@ -60,18 +63,25 @@ struct RankSnapshot: Equatable {
     /// stay the same when the ledger before it changes length. Put together, the segments are
     /// the layout above. `metadata` is `metadata()` where the caller has it already.
     func encoded(metadata: [UInt8]? = nil) -> [ChunkedSnapshots.Segment] {
-        // The state's segments share its array: cutting it copies nothing.
-        var segments = [ChunkedSnapshots.Segment(metadata ?? self.metadata())]
+        precondition(stateInMemoryCopy == nil, "a state captured into memory is cut from its copy there")
+        return Self.segments(metadata: metadata ?? self.metadata(), state: .array(programState), numericRanges: numericRanges)
+    }
+
+    /// `encoded()`'s segments over `metadata` and a program state held in `state`, with its
+    /// ranges `numericRanges` declared numeric.
+    static func segments(metadata: [UInt8], state: ChunkedSnapshots.Segment.Bytes, numericRanges: [Range<Int>]) -> [ChunkedSnapshots.Segment] {
+        // The state's segments share its bytes: cutting them copies nothing.
+        var segments = [ChunkedSnapshots.Segment(metadata)]
         var position = 0
-        for range in numericRanges where range.lowerBound >= position && range.upperBound <= programState.count {
+        for range in numericRanges where range.lowerBound >= position && range.upperBound <= state.count {
             if range.lowerBound > position {
-                segments.append(ChunkedSnapshots.Segment(programState, range: position..<range.lowerBound))
+                segments.append(ChunkedSnapshots.Segment(state, range: position..<range.lowerBound))
             }
-            segments.append(ChunkedSnapshots.Segment(programState, range: range, filter: .delta2Shuffle8))
+            segments.append(ChunkedSnapshots.Segment(state, range: range, filter: .delta2Shuffle8))
             position = range.upperBound
         }
-        if position < programState.count || position == 0 {
-            segments.append(ChunkedSnapshots.Segment(programState, range: position..<programState.count))
+        if position < state.count || position == 0 {
+            segments.append(ChunkedSnapshots.Segment(state, range: position..<state.count))
         }
         return segments
     }

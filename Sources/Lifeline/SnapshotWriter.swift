@@ -28,9 +28,13 @@ import Synchronization
 /// alike — have the cores. (On 2 cores with 4 ranks and 256 MiB, pausing each drain only from
 /// its rank's capture to its ACK left rounds that met a drain committing 0.6–1.5 s after the
 /// first capture, against 0.2 s for rounds that met none; pausing from the request to the
-/// commit, with the capture buffers below, 0.19–0.44 s.) A drain still reads its round's state
-/// when the next round captures, so with a memory level the runtime keeps two capture buffers
-/// (`RankRuntime.captureBuffers`). Drains run in round order, one at a time; one waits behind
+/// commit, with the capture buffers below, 0.19–0.44 s.) From a rank's second round on, its
+/// state is captured straight into the round's copy in memory (`openMemoryCapture`, over the
+/// rank's spare), and a drain reads the state from that copy in place, pinned until the drain
+/// is done so that no commit makes it the spare a later capture writes over. A round captured
+/// into a buffer instead (the first, or one that outgrew the spare) is drained from the buffer,
+/// which the drain still reads when the next round captures, so with a memory level the runtime
+/// keeps two capture buffers for those (`RankRuntime.captureBuffers`). Drains run in round order, one at a time; one waits behind
 /// the one under way at most, each holding a snapshot's bytes, and a third waits for a place.
 /// (The supervisor keeps a line being drained in the manifest, and the collection spares the
 /// folders of lines newer than the newest on disk, so nothing a drain writes goes from under
@@ -75,6 +79,12 @@ final class SnapshotWriter: Sendable {
         var inFlightBytes: UInt64 = 0
         /// How long the program took to capture the state.
         var captureMicroseconds: UInt32 = 0
+        /// Whether the program state was captured straight into the round's copy in memory
+        /// (`openMemoryCapture`): `state` and `uncompressed` are then empty, and the drain
+        /// reads the state from the copy.
+        var stateInMemoryCopy = false
+        /// The ranges of the program state declared numeric (for a drain from the copy).
+        var numericRanges: [Range<Int>] = []
     }
 
     private let snapshots: ChunkedSnapshots
@@ -146,13 +156,7 @@ final class SnapshotWriter: Sendable {
         guard let memory else { return }
         roundUnderWay.store(epoch.rawValue, ordering: .releasing)
         if let stale = pendingCopy.withLock({ $0.take() }) { memory.store.abandon(stale) }
-        // Beside the copies of the last committed round on (older ones go after the writes
-        // queued before that commit); `submit` checks the budget again and says why when it
-        // does not fit.
-        let held = memory.store.bytesHeld(
-            rank: memory.rank, except: epoch.rawValue, from: lastCommitted.load(ordering: .relaxed),
-            keeping: lastEntry.load(ordering: .relaxed))
-        guard memory.settings.bytesMax == 0 || MemoryLevel.headerByteCount + state.count + held <= memory.settings.bytesMax else {
+        guard fitsBesideCommitted(stateBytes: state.count, epoch: epoch, memory) else {
             roundUnderWay.store(0, ordering: .releasing)
             return
         }
@@ -167,15 +171,61 @@ final class SnapshotWriter: Sendable {
         }
     }
 
+    /// With a memory level and a spare mapped: round `epoch`'s copy in memory, opened for the
+    /// program to capture its state straight into (`MemoryLevel.openCapture`), so that the
+    /// capture is the copy. Nil when the rank has no spare yet (its first rounds): the state is
+    /// then captured into a buffer and copied (`beginMemoryCopy`). The capture ends with
+    /// `beginMemoryCopy(epoch:captured:stateLength:)`, or `cancelMemoryCapture`.
+    func openMemoryCapture(epoch: Epoch) -> MemoryLevel.CaptureTarget? {
+        guard let memory else { return nil }
+        roundUnderWay.store(epoch.rawValue, ordering: .releasing)
+        if let stale = pendingCopy.withLock({ $0.take() }) { memory.store.abandon(stale) }
+        return memory.store.openCapture(rank: memory.rank, epoch: epoch.rawValue)
+    }
+
+    /// The program captured `stateLength` bytes of state into `target` (`openMemoryCapture`):
+    /// the copy is hashed where it lies and left for `submit` to complete at the round's cut, as
+    /// `beginMemoryCopy` leaves one. False, with the capture cancelled, when it does not fit
+    /// `--memory-max`: the caller copies the state out first and writes it to disk.
+    func beginMemoryCopy(epoch: Epoch, captured target: MemoryLevel.CaptureTarget, stateLength: Int) -> Bool {
+        guard let memory else { return false }
+        guard fitsBesideCommitted(stateBytes: stateLength, epoch: epoch, memory) else {
+            roundUnderWay.store(0, ordering: .releasing)
+            return false
+        }
+        let copy = memory.store.beginCaptured(target, stateLength: stateLength)
+        pendingCopy.withLock { $0 = copy }
+        return true
+    }
+
+    /// Gives up a capture into `target` (`openMemoryCapture`): its file is the rank's spare again.
+    func cancelMemoryCapture(_ target: MemoryLevel.CaptureTarget) {
+        memory?.store.cancelCapture(target)
+    }
+
+    /// Whether a copy of a state of `stateBytes` bytes fits `--memory-max` beside the copies of
+    /// the last committed round on (older ones go after the writes queued before that commit);
+    /// `submit` checks the budget again and says why when it does not fit.
+    private func fitsBesideCommitted(stateBytes: Int, epoch: Epoch, _ memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)) -> Bool {
+        guard memory.settings.bytesMax > 0 else { return true }
+        let held = memory.store.bytesHeld(
+            rank: memory.rank, except: epoch.rawValue, from: lastCommitted.load(ordering: .relaxed),
+            keeping: lastEntry.load(ordering: .relaxed))
+        return MemoryLevel.headerByteCount + stateBytes + held <= memory.settings.bytesMax
+    }
+
     /// With a memory level, in a rank restored with a state of `stateBytes` bytes: its first
     /// copy in memory will write over a spare whose pages are there already and mapped, as
     /// every copy after a rank's first does (`holdInMemory`): the spare its predecessor left,
     /// or one made now if two copies fit. In the background, before the first round.
-    func prepareSpare(stateBytes: Int) {
-        guard let memory else { return }
+    /// True when a spare is being prepared.
+    @discardableResult
+    func prepareSpare(stateBytes: Int) -> Bool {
+        guard let memory else { return false }
         let bytes = MemoryLevel.headerByteCount + stateBytes
-        guard memory.settings.fitsTwoCopies(of: bytes) else { return }
+        guard memory.settings.fitsTwoCopies(of: bytes) else { return false }
         queue.async { memory.store.prepareSpare(rank: memory.rank, bytes: bytes) }
+        return true
     }
 
     /// With a memory level: round `epoch` was requested; the drains give way to it from now.
@@ -274,9 +324,7 @@ final class SnapshotWriter: Sendable {
                 chunksReused: UInt32(written.reusedCount), logPosition: job.logPosition, stateBytes: job.stateBytes, inFlightBytes: job.inFlightBytes,
                 dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)))
         } catch {
-            report(.failed(job.epoch))
-            let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
-            control.send(.snapshotFailed(job.epoch, reason: "\(error)", failedMirrors: failed))
+            fail(job, reason: "\(error)", failedMirrors: error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : [])
         }
     }
 
@@ -285,7 +333,7 @@ final class SnapshotWriter: Sendable {
     /// does not fit `--memory-max` or the memory file system refuses it: the caller writes it to
     /// the mirrors as without levels.
     private func holdInMemory(_ job: Job, _ memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)) -> Bool {
-        let bytes = MemoryLevel.headerByteCount + job.state.count + job.metadata.count
+        let bytes = MemoryLevel.headerByteCount + Int(job.stateBytes) + job.metadata.count
         // The copy begun at this round's capture; a newer round's stays for its own cut.
         var begun = pendingCopy.withLock { pending -> MemoryLevel.PendingCopy? in
             guard let copy = pending, copy.epoch <= job.epoch.rawValue else { return nil }
@@ -300,18 +348,33 @@ final class SnapshotWriter: Sendable {
         // need not wait for it.
         var heldInMemory = false
         defer { if !heldInMemory { _ = roundUnderWay.compareExchange(expected: job.epoch.rawValue, desired: 0, ordering: .releasing) } }
-        guard fitsInMemory(bytes: bytes, epoch: job.epoch, memory) else {
-            if let begun { memory.store.abandon(begun) }
-            return false
-        }
-        do {
-            let copy = try begun ?? MemoryLevel.withBytes(job.state) { raw throws(StorageError) in
-                try memory.store.begin(rank: memory.rank, epoch: job.epoch.rawValue, state: raw)
+        if job.stateInMemoryCopy {
+            // The state is in the copy alone (it fitted `--memory-max` at the capture): the
+            // copy is completed, or the snapshot is lost and the round fails.
+            guard let begun else {
+                fail(job, reason: "rank \(memory.rank)'s copy in memory of round \(job.epoch.rawValue) is gone")
+                return true
             }
-            _ = try MemoryLevel.withBytes(job.metadata) { raw throws(StorageError) in try memory.store.finish(copy, metadata: raw) }
-        } catch {
-            sayOnce("rank \(memory.rank)'s copy in memory could not be written (\(error)): its checkpoints go to disk until one fits")
-            return false
+            do {
+                _ = try MemoryLevel.withBytes(job.metadata) { raw throws(StorageError) in try memory.store.finish(begun, metadata: raw) }
+            } catch {
+                fail(job, reason: "\(error)")
+                return true
+            }
+        } else {
+            guard fitsInMemory(bytes: bytes, epoch: job.epoch, memory) else {
+                if let begun { memory.store.abandon(begun) }
+                return false
+            }
+            do {
+                let copy = try begun ?? MemoryLevel.withBytes(job.state) { raw throws(StorageError) in
+                    try memory.store.begin(rank: memory.rank, epoch: job.epoch.rawValue, state: raw)
+                }
+                _ = try MemoryLevel.withBytes(job.metadata) { raw throws(StorageError) in try memory.store.finish(copy, metadata: raw) }
+            } catch {
+                sayOnce("rank \(memory.rank)'s copy in memory could not be written (\(error)): its checkpoints go to disk until one fits")
+                return false
+            }
         }
         if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
         report(.durable(job.epoch))
@@ -331,8 +394,42 @@ final class SnapshotWriter: Sendable {
             memory.store.prepareSpare(rank: memory.rank, bytes: bytes)
         }
         guard memory.settings.drains(job.epoch) else { return true }
-        queueDrain(job.epoch, name: job.name, segments: job.uncompressed, mirrors: job.mirrors)
+        guard job.stateInMemoryCopy else {
+            queueDrain(job.epoch, name: job.name, segments: job.uncompressed, mirrors: job.mirrors)
+            return true
+        }
+        // The drain reads the state from the copy in place, which stays pinned until it is
+        // done: until then no commit makes it the spare that a later capture writes over.
+        memory.store.pin(job.epoch.rawValue)
+        let copy: MappedCopy
+        do {
+            guard let mapped = try memory.store.map(rank: memory.rank, epoch: job.epoch.rawValue, verifying: false) else {
+                throw StorageError(.corrupt, path: memory.store.folder, message: "the copy just written is gone")
+            }
+            copy = mapped
+        } catch {
+            memory.store.unpin(job.epoch.rawValue)
+            drainFailed.store(true, ordering: .relaxed)
+            control.send(.drained(job.epoch, storedBytes: 0, failure: "\(error)"))
+            return true
+        }
+        let segments = RankSnapshot.segments(metadata: job.metadata, state: .mapped(copy), numericRanges: job.numericRanges)
+        queueDrain(job.epoch, name: job.name, segments: segments, mirrors: job.mirrors) { [self] in
+            memory.store.unpin(job.epoch.rawValue)
+            // What the commits since skipped while the copy was read goes now.
+            queue.async {
+                memory.store.removeOlder(rank: memory.rank, than: self.lastCommitted.load(ordering: .relaxed),
+                                         keeping: self.lastEntry.load(ordering: .relaxed))
+            }
+        }
         return true
+    }
+
+    /// A snapshot that cannot be written: the program's thread and the supervisor are told
+    /// (the round is aborted).
+    private func fail(_ job: Job, reason: String, failedMirrors: StorageMirrors = []) {
+        report(.failed(job.epoch))
+        control.send(.snapshotFailed(job.epoch, reason: reason, failedMirrors: failedMirrors))
     }
 
     /// With a memory level: drains round `epoch`'s snapshot `name` (its `segments`, as
@@ -344,7 +441,8 @@ final class SnapshotWriter: Sendable {
     }
 
     /// Queues a drain behind the one under way, waiting while another already waits there.
-    private func queueDrain(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors) {
+    private func queueDrain(_ epoch: Epoch, name: String, segments: [ChunkedSnapshots.Segment], mirrors: StorageMirrors,
+                            then done: @escaping @Sendable () -> Void = {}) {
         // While this queue waits, a later round's ACK waits behind it: the drain under way must
         // not give way to that round (`giveWayToRound`), or each would wait on the other.
         writerWaitsForDrain.store(true, ordering: .releasing)
@@ -353,6 +451,7 @@ final class SnapshotWriter: Sendable {
         drainQueue.async { [self] in
             drainWaiting.signal()
             drainToDisk(epoch, name: name, segments: segments, mirrors: mirrors)
+            done()
         }
     }
 

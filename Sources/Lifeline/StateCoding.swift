@@ -26,6 +26,9 @@ extension Checkpointable where Self: Codable {
     /// Writes the state with the binary `Codable` coder.
     public func encode(to writer: inout StateWriter) {
         let storage = StateEncoder.Storage(writer)
+        // The box alone holds the writer's storage while it encodes, so that a writer over
+        // memory not its own (a capture into a copy in memory) keeps writing there.
+        writer = StateWriter()
         do {
             try self.encode(to: StateEncoder(storage: storage))
         } catch {
@@ -163,7 +166,7 @@ private struct StateEncoder: Encoder {
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
         storage.writer.write(Int64(0))  // the count, updated as elements come
-        return UnkeyedContainer(encoder: self, countOffset: storage.writer.bytes.count - 8)
+        return UnkeyedContainer(encoder: self, countOffset: storage.writer.count - 8)
     }
 
     func singleValueContainer() -> any SingleValueEncodingContainer { SingleValueContainer(encoder: self) }

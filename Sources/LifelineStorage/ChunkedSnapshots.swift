@@ -49,8 +49,31 @@ package struct ChunkedSnapshots: Sendable {
     /// A run of a snapshot's bytes, cut into chunks on its own (so that the chunks of a large
     /// state do not shift when a small header before it changes length).
     package struct Segment: Sendable {
-        /// The array the segment lies in (shared, not copied, by segments cut from it).
-        package var bytes: [UInt8]
+        /// The bytes the segment lies in: an array (shared, not copied, by segments cut from
+        /// it), or a level-1 copy's program state read in place.
+        package enum Bytes: Sendable {
+            case array([UInt8])
+            case mapped(MappedCopy)
+
+            /// How many bytes there are.
+            package var count: Int {
+                switch self {
+                case .array(let bytes): bytes.count
+                case .mapped(let copy): copy.state.count
+                }
+            }
+
+            /// `body` over the bytes.
+            package func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+                switch self {
+                case .array(let bytes): try bytes.withUnsafeBytes(body)
+                case .mapped(let copy): try body(copy.state)
+                }
+            }
+        }
+
+        /// The bytes the segment lies in.
+        package var bytes: Bytes
         /// The segment's part of `bytes`.
         package var range: Range<Int>
         /// The filter applied to each of its chunks.
@@ -58,11 +81,16 @@ package struct ChunkedSnapshots: Sendable {
 
         /// The whole of `bytes` as a segment, filtered with `filter`.
         package init(_ bytes: [UInt8], filter: ChunkFilter = .none) {
-            self.init(bytes, range: bytes.indices, filter: filter)
+            self.init(.array(bytes), range: bytes.indices, filter: filter)
         }
 
         /// The part `range` of `bytes` as a segment, filtered with `filter`.
         package init(_ bytes: [UInt8], range: Range<Int>, filter: ChunkFilter = .none) {
+            self.init(.array(bytes), range: range, filter: filter)
+        }
+
+        /// The part `range` of `bytes` as a segment, filtered with `filter`.
+        package init(_ bytes: Bytes, range: Range<Int>, filter: ChunkFilter = .none) {
             precondition(range.lowerBound >= 0 && range.upperBound <= bytes.count, "a segment lies within its bytes")
             self.bytes = bytes
             self.range = range

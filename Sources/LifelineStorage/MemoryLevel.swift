@@ -15,8 +15,9 @@ import Synchronization
 /// name and renamed: no fsync, since memory holds it either way. It begins with a 72-byte
 /// header (magic `LLM1`, version 2, the rank, the round, the lengths of the program state and
 /// of the snapshot's metadata, and the XXH3-128 of each), then the state, then the metadata.
-/// The state comes first because it is known first: a rank copies it as soon as it is captured
-/// (`begin`), and the metadata — which messages the snapshot stores — only at the round's cut
+/// The state comes first because it is known first: a rank captures it straight into the file
+/// (`openCapture`, over its spare) or copies it there as soon as it is captured (`begin`), and
+/// the metadata — which messages the snapshot stores — only at the round's cut
 /// (`finish`). A copy that was cut short, changed, or belongs to another rank or round is
 /// refused when read.
 package struct MemoryLevel: Sendable {
@@ -135,6 +136,72 @@ package struct MemoryLevel: Sendable {
             close(fd)
             unlink(temporary)
             throw error
+        }
+    }
+
+    /// A capture written straight into a rank's spare (`openCapture`): the spare, renamed to
+    /// the round's temporary file, with its pages mapped in this process; the program state
+    /// goes at `state`, after the header's place.
+    package struct CaptureTarget: @unchecked Sendable {
+        // Unchecked: the mapping is the capturing thread's alone until `beginCaptured` or
+        // `cancelCapture` gives it back.
+        /// The rank whose copy it is.
+        package let rank: Int
+        /// The round it belongs to.
+        package let epoch: UInt64
+        let fd: Int32
+        let temporary: String
+        let mapping: CopyMappings.Mapping
+
+        /// Where the program state goes, and how much room there is.
+        package var state: UnsafeMutableRawBufferPointer {
+            UnsafeMutableRawBufferPointer(start: mapping.base + MemoryLevel.headerByteCount, count: mapping.length - MemoryLevel.headerByteCount)
+        }
+    }
+
+    /// Starts `rank`'s copy of round `epoch` before its state is captured, so that the capture
+    /// writes the state straight into the copy and there is nothing to copy: the rank's spare
+    /// becomes the round's temporary file, its mapping handed out (`CaptureTarget.state`). Nil
+    /// when the rank has no spare mapped in this process (its first copies; the copy is then
+    /// made from the capture, `begin`). The capture ends with `beginCaptured`, or
+    /// `cancelCapture` when the state did not fit or is not to be kept.
+    package func openCapture(rank: Int, epoch: UInt64) -> CaptureTarget? {
+        guard let mappings else { return nil }
+        let spare = folder + "/" + Self.spareName(rank: rank)
+        let temporary = folder + "/" + PosixFile.temporaryName(for: Self.fileName(rank: rank, epoch: epoch))
+        guard rename(spare, temporary) == 0 else { return nil }
+        let fd = open(temporary, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else {
+            if rename(temporary, spare) != 0 { unlink(temporary) }
+            return nil
+        }
+        guard let mapping = mappings.take(fd: fd, covering: Self.headerByteCount + 1) else {
+            close(fd)
+            if rename(temporary, spare) != 0 { unlink(temporary) }
+            return nil
+        }
+        return CaptureTarget(rank: rank, epoch: epoch, fd: fd, temporary: temporary, mapping: mapping)
+    }
+
+    /// A capture into `target` wrote `stateLength` bytes of program state: hashes them where
+    /// they are and returns the copy under way, to be completed by `finish` as `begin`'s is.
+    package func beginCaptured(_ target: CaptureTarget, stateLength: Int) -> PendingCopy {
+        precondition(stateLength <= target.state.count, "the state lies within the spare")
+        let hash = ContentHash(of: UnsafeRawBufferPointer(rebasing: target.state[0..<stateLength]))
+        mappings?.put(target.mapping)
+        return PendingCopy(rank: target.rank, epoch: target.epoch, fd: target.fd, temporary: target.temporary,
+                           stateLength: stateLength, stateHash: hash)
+    }
+
+    /// Gives up a capture into `target`: the file is the rank's spare again (what was written
+    /// into it is not kept; a caller that needs the state copies it out first).
+    package func cancelCapture(_ target: CaptureTarget) {
+        mappings?.put(target.mapping)
+        close(target.fd)
+        let spare = folder + "/" + Self.spareName(rank: target.rank)
+        if PosixFile.isRegularFile(spare) || rename(target.temporary, spare) != 0 {
+            unlink(target.temporary)
+            mappings?.keepOnly(inodes: inodes(of: target.rank))
         }
     }
 
@@ -306,7 +373,9 @@ package struct MemoryLevel: Sendable {
     /// `rank`'s copy of round `epoch`, checked against its header: nil when there is none;
     /// throws when it is there but cut short, changed, or not this rank's copy of this round.
     /// The copy stays mapped as long as the value returned lives, and is not copied.
-    package func map(rank: Int, epoch: UInt64) throws(StorageError) -> MappedCopy? {
+    /// With `verifying` false the hashes are not checked (for a copy this process has just
+    /// written): the rest of the header is.
+    package func map(rank: Int, epoch: UInt64, verifying: Bool = true) throws(StorageError) -> MappedCopy? {
         let path = folder + "/" + Self.fileName(rank: rank, epoch: epoch)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
@@ -345,7 +414,7 @@ package struct MemoryLevel: Sendable {
             throw StorageError(.corrupt, path: path, message: "body is \(body) bytes, header says \(stateLength) + \(metadataLength)")
         }
         copy.split = Self.headerByteCount + Int(stateLength)
-        for (part, at) in [(copy.state, 40), (copy.metadata, 56)] {
+        for (part, at) in [(copy.state, 40), (copy.metadata, 56)] where verifying {
             let hash = ContentHash(of: part)
             guard hash.high == FileFormat.readLittleEndian(header, at: at) as UInt64,
                   hash.low == FileFormat.readLittleEndian(header, at: at + 8) as UInt64 else {
@@ -367,13 +436,14 @@ package struct MemoryLevel: Sendable {
     /// way (begun at its capture), and stays. One of the copies removed is kept as the rank's
     /// spare, which its next copy is written over (`begin`). The copy of round `keeping` stays:
     /// under minimal checkpoints a rank that kept its checkpoint is the line's member through a
-    /// copy of an older round.
+    /// copy of an older round. So do copies pinned by a reader in this process (`pin`: a drain
+    /// reading the copy in place), until a later call after the reader let go.
     package func removeOlder(rank: Int, than epoch: UInt64, keeping: UInt64? = nil) {
         let spare = folder + "/" + Self.spareName(rank: rank)
         var spareKept = PosixFile.isRegularFile(spare)
         for name in PosixFile.entries(folder) {
             if let (owner, round) = Self.parse(name) {
-                guard owner == rank, round < epoch, round != keeping else { continue }
+                guard owner == rank, round < epoch, round != keeping, !(mappings?.isPinned(round) ?? false) else { continue }
                 if !spareKept, rename(folder + "/" + name, spare) == 0 {
                     spareKept = true
                     mappings?.map(path: spare)
@@ -387,6 +457,14 @@ package struct MemoryLevel: Sendable {
         }
         mappings?.keepOnly(inodes: inodes(of: rank))
     }
+
+    /// Keeps this process's copy of round `epoch` from being removed or made the spare, and so
+    /// written over, while it is read in place (`map`), until `unpin`. Only for a store that
+    /// maps its copies (`mapsCopies`); pins nest.
+    package func pin(_ epoch: UInt64) { mappings?.pin(epoch) }
+
+    /// Ends one `pin` of round `epoch`.
+    package func unpin(_ epoch: UInt64) { mappings?.unpin(epoch) }
 
     /// The bytes of `rank`'s copies here, but for its copy of round `epoch` and any of a round
     /// before `from` other than `keeping` (copies its last commit made obsolete, which its
@@ -455,6 +533,22 @@ final class CopyMappings: Sendable {
     }
 
     private let mapped = Mutex<[UInt64: Mapping]>([:])
+    /// The rounds whose copies are read in place, with how many readers each (`MemoryLevel.pin`).
+    private let pinned = Mutex<[UInt64: Int]>([:])
+
+    /// Pins round `epoch` (`MemoryLevel.pin`).
+    func pin(_ epoch: UInt64) { pinned.withLock { $0[epoch, default: 0] += 1 } }
+
+    /// Ends one pin of round `epoch`.
+    func unpin(_ epoch: UInt64) {
+        pinned.withLock { pins in
+            guard let count = pins[epoch] else { return }
+            pins[epoch] = count > 1 ? count - 1 : nil
+        }
+    }
+
+    /// Whether round `epoch` is pinned.
+    func isPinned(_ epoch: UInt64) -> Bool { pinned.withLock { $0[epoch] != nil } }
 
     deinit {
         mapped.withLock { for mapping in $0.values { munmap(mapping.base, mapping.length) } }

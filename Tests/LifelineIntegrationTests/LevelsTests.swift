@@ -154,6 +154,39 @@ extension RecoveryTests {
             #expect(!FileManager.default.fileExists(atPath: Self.memoryFolder(manifest)))
         }
 
+        /// Drains that fall behind the rounds read their copies intact. A round's state is
+        /// captured straight into its copy in memory, over a spare that an older copy became; a
+        /// copy still being drained must not become that spare. Rounds every 50 ms and slow drains
+        /// (zstd 19, chunks of 16 KiB, each read as it is compressed) leave drains two rounds
+        /// behind; the supervisor is killed and the job resumed from the newest line on disk,
+        /// which was drained while later rounds captured: the failure-free bits. (With the copy
+        /// made the spare while its drain read it, the resumed results differed here.)
+        @Test func drainsBehindTheRoundsReadTheirCopiesIntact() throws {
+            let heat = ["heat2d", "--size", "512", "--steps", "300", "--broadcast-every", "25", "--sleep-ms", "3"]
+            let referenceDirectory = JobRunner.scratch("levels-lag-reference") + "/run"
+            let reference = try JobRunner.lifeline(
+                ["run", "-n", "4", "--interval", "1e9", "--run-dir", referenceDirectory, "--quiet", "--"] + heat,
+                runDirectory: referenceDirectory)
+            let expected = try #require(reference.resultLines.last)
+            let runDirectory = JobRunner.scratch("levels-lag") + "/run"
+            let result = try JobRunner.lifeline(
+                ["run", "-n", "4", "--interval", "0.05", "--run-dir", runDirectory, "--quiet"] + Self.levels + [
+                    "--zstd-level", "19", "--chunk-kib", "16", "--inject", "kill:supervisor,epoch=8", "--",
+                ] + heat, runDirectory: runDirectory)
+            #expect(result.status != 0)
+            // The drains' lag: a round drained only after two later rounds committed.
+            var committed = 0, lagged = false
+            for event in result.events {
+                guard let epoch = event["epoch"] as? Int else { continue }
+                if event["event"] as? String == "commit" { committed = max(committed, epoch) }
+                if event["event"] as? String == "drained", committed >= epoch + 2 { lagged = true }
+            }
+            #expect(lagged, "no drain fell two rounds behind: the test did not exercise a drain reading a copy in memory as later rounds captured")
+            let resumed = try JobRunner.lifeline(["resume", runDirectory], runDirectory: runDirectory)
+            #expect(resumed.status == 0, "resume failed: \(resumed.stderr)")
+            #expect(resumed.resultLines == [expected])
+        }
+
         /// A `--memory-max` below a rank's snapshot: each rank's process says so in one line and
         /// writes to disk alone; the lines are on disk at commit and a failure restores from there.
         @Test func aMemoryMaxTooSmallRunsOnDiskAlone() throws {

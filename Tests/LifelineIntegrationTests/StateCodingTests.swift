@@ -77,6 +77,43 @@ import Testing
         #expect(HugePages.zeroed(count: HugePages.bytesMin + 3).allSatisfy { $0 == 0 })
     }
 
+    /// A writer over memory that is not its own (a level-1 copy's pages): every shape writes
+    /// the bytes an array-backed writer writes, in place while they fit (patches included); a
+    /// state that outgrows the memory moves into an array with what was written; and a copy of
+    /// the writer that writes on gets storage of its own rather than writing over the other's.
+    @Test func aWriterOverExternalMemoryWritesTheSameBytes() throws {
+        var plain = StateWriter()
+        Self.full.encode(to: &plain)
+        let expected = plain.bytes
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: expected.count + 100, alignment: 16)
+        defer { memory.deallocate() }
+        for room in [expected.count + 100, expected.count, expected.count / 2, 3] {
+            memory.initializeMemory(as: UInt8.self, repeating: 0xEE)
+            // No other reference to the memory's box: a writer that shares it moves out.
+            var writer = StateWriter(into: ExternalBytes(base: memory.baseAddress!, capacity: room))
+            Self.full.encode(to: &writer)
+            #expect(writer.bytes == expected, "room \(room)")
+            #expect(writer.count == expected.count)
+            #expect(writer.numericRanges == plain.numericRanges)
+            #expect(writer.writesExternally == (room >= expected.count), "room \(room): in place exactly when it fits")
+            if writer.writesExternally {
+                #expect(Array(memory[0..<expected.count]) == expected, "the bytes are in the external memory")
+                #expect(memory[expected.count..<room].allSatisfy { $0 == 0xEE }, "nothing written past the state")
+            }
+            var reader = StateReader(writer.bytes)
+            #expect(try State(from: &reader) == Self.full)
+        }
+        // Value semantics: a copy that writes moves out; the original's bytes stay its own.
+        var first = StateWriter(into: ExternalBytes(base: memory.baseAddress!, capacity: memory.count))
+        first.write(Int64(1))
+        var second = first
+        second.write(Int64(2))
+        first.write(Int64(3))
+        #expect(first.bytes == (withUnsafeBytes(of: Int64(1)) { Array($0) } + withUnsafeBytes(of: Int64(3)) { Array($0) }))
+        #expect(second.bytes == (withUnsafeBytes(of: Int64(1)) { Array($0) } + withUnsafeBytes(of: Int64(2)) { Array($0) }))
+        #expect(first.writesExternally != second.writesExternally, "one of them moved out")
+    }
+
     @Test func numericArraysAreWrittenRawAndShuffled() {
         var writer = StateWriter()
         Self.full.encode(to: &writer)

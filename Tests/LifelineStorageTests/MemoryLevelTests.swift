@@ -197,6 +197,59 @@ import Testing
         #expect(Array(mapped.metadata) == metadata(rank: 0, epoch: 2))
     }
 
+    /// A capture written straight into the mapped spare (`openCapture`): no spare, no target;
+    /// a capture completed there reads back exactly, and the spare's older bytes past the new
+    /// state do not show; a capture given up leaves the spare as it was found.
+    @Test func aCaptureIntoTheSpareIsTheCopy() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let level = MemoryLevel(folder: folder.path + "/memory", mapsCopies: true)
+        try level.create()
+        #expect(level.openCapture(rank: 0, epoch: 1) == nil, "no spare yet")
+        try level.write(rank: 0, epoch: 1, state: state(rank: 0, epoch: 1, bytes: 9 * 4096), metadata: metadata(rank: 0, epoch: 1))
+        #expect(level.prepareSpare(rank: 0, bytes: MemoryLevel.headerByteCount + 9 * 4096))
+        for (epoch, bytes) in [(UInt64(2), 9 * 4096), (3, 4 * 4096 + 5)] {
+            let target = try #require(level.openCapture(rank: 0, epoch: epoch))
+            #expect(target.state.count >= 9 * 4096, "the whole spare is room for the state")
+            let written = state(rank: 0, epoch: epoch, bytes: bytes)
+            written.withUnsafeBytes { target.state.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: bytes) }
+            let copy = level.beginCaptured(target, stateLength: bytes)
+            try MemoryLevel.withBytes(metadata(rank: 0, epoch: epoch)) { raw throws(StorageError) in _ = try level.finish(copy, metadata: raw) }
+            let mapped = try #require(try level.map(rank: 0, epoch: epoch))
+            #expect(Array(mapped.state) == written, "round \(epoch): the state read back differs")
+            #expect(Array(mapped.metadata) == metadata(rank: 0, epoch: epoch))
+            level.removeOlder(rank: 0, than: epoch)
+            #expect(level.rounds(of: 0) == [epoch])
+        }
+        // Given up: the spare is back, and the next copy is made over it.
+        let target = try #require(level.openCapture(rank: 0, epoch: 4))
+        level.cancelCapture(target)
+        #expect(level.rounds(of: 0) == [3])
+        #expect(PosixFile.entries(level.folder).filter { $0.contains(".tmp.") }.isEmpty, "no temporary file left")
+        #expect(level.openCapture(rank: 0, epoch: 4).map { level.cancelCapture($0); return true } == true, "the spare is there again")
+    }
+
+    /// A copy read in place (a drain) is pinned: commits neither remove it nor make it the spare
+    /// that the next capture writes over, until it is unpinned and a later call collects it.
+    @Test func aPinnedCopyIsNotWrittenOverUntilUnpinned() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let level = MemoryLevel(folder: folder.path + "/memory", mapsCopies: true)
+        try level.create()
+        try write(level, rank: 0, epoch: 1)
+        level.pin(1)
+        let drained = try #require(try level.map(rank: 0, epoch: 1, verifying: false))
+        try write(level, rank: 0, epoch: 2)
+        level.removeOlder(rank: 0, than: 2)
+        #expect(level.rounds(of: 0) == [1, 2], "the pinned copy stays")
+        #expect(level.openCapture(rank: 0, epoch: 3) == nil, "it did not become the spare")
+        #expect(Array(drained.state) == state(rank: 0, epoch: 1))
+        level.unpin(1)
+        level.removeOlder(rank: 0, than: 2)
+        #expect(level.rounds(of: 0) == [2])
+        #expect(level.openCapture(rank: 0, epoch: 3).map { level.cancelCapture($0); return true } == true, "now it is the spare")
+    }
+
     @Test func theManifestKeepsTheNewestLineOnDiskWhileNewerOnesAreInMemoryAlone() {
         var manifest = Manifest(jobID: "j", rankCount: 2)
         manifest.appendCommitted(line(1, ranks: 2, inMemory: true, onDisk: true), keep: 2)
