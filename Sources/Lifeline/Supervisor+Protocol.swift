@@ -134,6 +134,7 @@ extension Supervisor {
                 send(message, to: rank.rawValue)
             case .writeCommit(let epoch, let step, let acks):
                 try perform(commit(epoch, step: step, acks: acks))
+                try recordLineHeldInMemory()
             case .roundAborted(let epoch, let reason):
                 events.record("abort", ["epoch": .int(Int(epoch.rawValue)), "reason": .string(reason)])
                 // The chunks only the aborted round wrote go now (those a rank still writes
@@ -191,6 +192,15 @@ extension Supervisor {
 
     /// The commit point: the manifest naming the new line is written to both mirrors. Then
     /// output up to the line is released, and files no line references are deleted.
+    ///
+    /// A line held in memory alone (`--levels memory,disk`, a round not drained yet) commits
+    /// without that write: such a line serves recoveries under this supervisor only — copies in
+    /// memory do not outlive it, and a new one (`resume`) starts from the newest line on disk —
+    /// and this supervisor holds the manifest in its memory. So the ranks are told at once, and
+    /// the manifest naming the line is written right after (`recordLineHeldInMemory`), with the
+    /// collection and the commit's injected faults: its two synced writes took 5–16 ms here, as
+    /// long as the rest of the commit. A supervisor that dies between the two leaves the
+    /// manifest on disk one line behind, which only names lines a resume could not use anyway.
     private func commit(_ epoch: Epoch, step: Int, acks: [Acknowledgement]) throws -> [CheckpointCoordinator.Action] {
         guard let (entries, onlyOn) = machine.lineToCommit(acks) else {
             return coordinator.handleCommitFailed(epoch, reason: "the snapshots are on different mirrors", now: now)
@@ -211,8 +221,9 @@ extension Supervisor {
         let snapshots = snapshotRounds(members, epoch: epoch)
         (line.inMemory, line.onDisk) = levels(ofCommitting: epoch, acks: acks, members: members, snapshots: snapshots)
         next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault, pinned: drains.pinned)
+        let recordLater = line.isInMemoryAlone
         do {
-            try commitManifest(&next)
+            if !recordLater { try commitManifest(&next) }
         } catch let error as LifelineError {
             throw error
         } catch {
@@ -260,8 +271,12 @@ extension Supervisor {
         if line.isOnDisk {
             for (rank, ack) in acks.enumerated() where !ack.kept { output.release(rank: rank, upTo: ack.outputOffset) }
         }
-        collectGarbage()
-        fireStorageFaults(committed: epoch.rawValue)
+        if recordLater {
+            lineRecordOwed = epoch
+        } else {
+            collectGarbage()
+            fireStorageFaults(committed: epoch.rawValue)
+        }
         machine.lineCommitted(acks: acks)
         let actions = coordinator.handleCommitDurable(epoch, now: now)
         events.record("checkpoint_done", ["epoch": .int(Int(epoch.rawValue))])
@@ -270,6 +285,27 @@ extension Supervisor {
             adaptInterval()
         }
         return stopIfRequestedAfterCommit() ? [] : actions
+    }
+
+    /// After a line committed in memory alone was announced: the manifest naming it is written
+    /// to disk, then the collection and the commit's injected faults run (see `commit`). A write
+    /// that fails leaves the line in force in memory, said in one line; the next write of the
+    /// manifest records it.
+    func recordLineHeldInMemory() throws {
+        guard let epoch = lineRecordOwed else { return }
+        lineRecordOwed = nil
+        var next = manifest
+        do {
+            try commitManifest(&next)
+        } catch let error as LifelineError {
+            throw error
+        } catch {
+            warn("cannot record line \(epoch.rawValue) in the manifest on disk: \(error); it stands in memory, and the next write of the manifest records it")
+            return
+        }
+        manifest = next
+        collectGarbage()
+        fireStorageFaults(committed: epoch.rawValue)
     }
 
     /// Every rank is at the final barrier: release them, wait for their exits, release all

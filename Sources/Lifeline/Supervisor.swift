@@ -108,6 +108,9 @@ final class Supervisor {
     /// With a message log and every rank on this host: the page where the ranks sum their log
     /// syncs as one union (`log_sync_union_s` of `job_finished`).
     let syncTime: SharedSyncTime?
+    /// A line committed in memory alone whose manifest is still to be written to disk
+    /// (`recordLineHeldInMemory`), or nil.
+    var lineRecordOwed: Epoch?
     /// Whether the last collection found the chunk lock held by a write (`collectGarbage`).
     var chunkCollectionOwed = false
     /// When the last collection ran (job clock).
