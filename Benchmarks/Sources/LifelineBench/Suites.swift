@@ -14,6 +14,9 @@ struct Scale {
     var randomMiB: [Int]
     var heat: [String]
     var farm: [String]
+    /// The task farm of the strategies suite (nil: `farm`): long enough at the checkpoint
+    /// interval for its runs to commit lines, and its crash to land after one.
+    var strategiesFarm: [String]? = nil
     var rankCounts: [Int]
     var repeats: Int
     var intervalSeconds: Double
@@ -50,7 +53,12 @@ struct Scale {
         // heat2d runs 4000 steps: with messages through shared memory 2000 took about a second
         // on 2 ranks, too short for a round every second to say anything.
         heat: ["heat2d", "--size", "1024", "--steps", "4000"], farm: ["taskfarm", "--tasks", "3000", "--work", "60000"],
-        rankCounts: [2, 4], repeats: 3, intervalSeconds: 1, crashStep: (3000, 150),
+        // The strategies' task farm: 12000 tasks in 1000 rounds of 12 run 3.4 s on 2 ranks and
+        // 1.8 s on 4 here, so that a run commits lines at a 1 s interval and rank 1 dies at round
+        // 750, after one (with 3000 tasks a run ended before its first round, and the crash
+        // restarted from the start).
+        strategiesFarm: ["taskfarm", "--tasks", "12000", "--work", "60000", "--round", "12"],
+        rankCounts: [2, 4], repeats: 3, intervalSeconds: 1, crashStep: (3000, 750),
         intervalHeat: ["heat2d", "--size", "1024", "--steps", "6000"], mtbfs: [3, 6, 12],
         mirrorHeat: ["heat2d", "--size", "512", "--steps", "20000"],
         simulatedRanks: [4, 64, 1024, 10_000], simulatedSteps: 40, targetSteps: 100)
@@ -418,9 +426,9 @@ struct Suites {
         ("independent + pessimistic", ["--checkpoint", "independent", "--logging", "pessimistic"]),
     ]
 
-    /// How many failure-free runs of each mode the strategies suite makes of `program`.
-    static func strategyRepeats(_ program: String, _ scale: Scale) -> Int {
-        scale.repeats > 1 ? max(scale.repeats, program == "taskfarm" ? 7 : 5) : scale.repeats
+    /// How many failure-free runs of each mode the strategies suite makes of each program.
+    static func strategyRepeats(_ scale: Scale) -> Int {
+        scale.repeats > 1 ? max(scale.repeats, 5) : scale.repeats
     }
 
     mutating func strategies() throws {
@@ -430,11 +438,10 @@ struct Suites {
         var recoveries: [String: [Double]] = [:]
         var timeLost: [String: [Double]] = [:]
         var targetLines: [String] = []
-        for (programName, program, crashStep) in [("heat2d", scale.heat, scale.crashStep.heat), ("taskfarm", scale.farm, scale.crashStep.farm)] {
-            // The logging modes' targets are a few percent, and one run moves by ±3 % (heat2d on
-            // more ranks than cores) to ±5 % (the task farm, under a second) with the machine's
-            // load: at the full scale each mode runs 5 times (the task farm 7).
-            let repeats = Self.strategyRepeats(programName, scale)
+        for (programName, program, crashStep) in [("heat2d", scale.heat, scale.crashStep.heat), ("taskfarm", scale.strategiesFarm ?? scale.farm, scale.crashStep.farm)] {
+            // The logging modes' targets are a few percent, and one run moves by ±3 % with the
+            // machine's load (on more ranks than cores): at the full scale each mode runs 5 times.
+            let repeats = Self.strategyRepeats(scale)
             for ranks in scale.rankCounts {
                 // The failure-free runs of the floor and of every mode, interleaved — one run of
                 // each in turn, `repeats` turns — so that the machine's moods over the minutes
@@ -558,7 +565,7 @@ struct Suites {
                 }
             }
         }
-        report.table("Strategies, failure-free", note: "Median of \(Self.strategyRepeats("heat2d", scale)) runs (the task farm: \(Self.strategyRepeats("taskfarm", scale))), the floor's and every mode's interleaved (one run of each in turn), checkpoint interval \(scale.intervalSeconds) s. The floor is the same program under `lifeline run` with checkpoints switched off (`--interval 1e9`): a job of several ranks cannot run without a runtime, so it is the closest run with no fault tolerance (message retention is still paid). Checkpoints and checkpoint bytes are those of committed rounds in one run (bytes stored on one mirror, after chunk reuse and zstd); log bytes are what the ranks appended to their message logs; log sync s (slowest rank) is the time the slowest rank's log appends took to make records durable (writes and syncs on both mirrors); log sync s (any rank) is the time during which at least one rank was inside such an append (the union of the ranks' intervals, summed by the ranks in a page they share, `log_sync_union_s`; median of the runs): the floor of a rule that syncs before delivery, against which pessimistic logging's overhead is judged. The slowest rank alone misses syncs that ranks take in turn (a master and its worker each wait for the other's), and a sum over the ranks would count twice the syncs that overlap. Peak memory is the largest peak resident set (VmHWM) a rank reported at the final barrier, so it is per rank, not a sum. **vs no logging**: a logging mode's time against the same checkpoint scheme with `--logging none` in this run — the price of the logging itself (the logging issue's overhead beside none). Ranks per round: the mean number of ranks that wrote a snapshot in a committed round (under `minimal`, ranks that delivered nothing since their last checkpoint keep it); Logical bytes per commit: the snapshots' uncompressed bytes in a committed round (mean over the runs' rounds), beside what they had to hold: the program states plus the messages in flight across the line at the round's cut (sent before the sender's capture, not delivered before the receiver's); under `independent` a checkpoint stores every retained message, and these columns are left out. MiB per hour: checkpoint bytes stored per hour of run at this interval. On these two programs every rank delivers messages between any two rounds, so `minimal` writes what `coordinated` writes; the next table shows a program where it does not. Under `independent` there are no rounds: checkpoints are the ranks' own checkpoints (ranks per round is 1), and its interval is each rank's mean period.",
+        report.table("Strategies, failure-free", note: "Median of \(Self.strategyRepeats(scale)) runs, the floor's and every mode's interleaved (one run of each in turn), checkpoint interval \(scale.intervalSeconds) s; the programs `\(scale.heat.joined(separator: " "))` and `\((scale.strategiesFarm ?? scale.farm).joined(separator: " "))`. The floor is the same program under `lifeline run` with checkpoints switched off (`--interval 1e9`): a job of several ranks cannot run without a runtime, so it is the closest run with no fault tolerance (message retention is still paid). Checkpoints and checkpoint bytes are those of committed rounds in one run (bytes stored on one mirror, after chunk reuse and zstd); log bytes are what the ranks appended to their message logs; log sync s (slowest rank) is the time the slowest rank's log appends took to make records durable (writes and syncs on both mirrors); log sync s (any rank) is the time during which at least one rank was inside such an append (the union of the ranks' intervals, summed by the ranks in a page they share, `log_sync_union_s`; median of the runs): the floor of a rule that syncs before delivery, against which pessimistic logging's overhead is judged. The slowest rank alone misses syncs that ranks take in turn (a master and its worker each wait for the other's), and a sum over the ranks would count twice the syncs that overlap. Peak memory is the largest peak resident set (VmHWM) a rank reported at the final barrier, so it is per rank, not a sum. **vs no logging**: a logging mode's time against the same checkpoint scheme with `--logging none` in this run — the price of the logging itself (the logging issue's overhead beside none). Ranks per round: the mean number of ranks that wrote a snapshot in a committed round (under `minimal`, ranks that delivered nothing since their last checkpoint keep it); Logical bytes per commit: the snapshots' uncompressed bytes in a committed round (mean over the runs' rounds), beside what they had to hold: the program states plus the messages in flight across the line at the round's cut (sent before the sender's capture, not delivered before the receiver's); under `independent` a checkpoint stores every retained message, and these columns are left out. MiB per hour: checkpoint bytes stored per hour of run at this interval. On these two programs every rank delivers messages between any two rounds, so `minimal` writes what `coordinated` writes; the next table shows a program where it does not. Under `independent` there are no rounds: checkpoints are the ranks' own checkpoints (ranks per round is 1), and its interval is each rank's mean period.",
                      header: ["program", "mode", "seconds", "overhead", "vs no logging", "checkpoints", "ranks per round", "checkpoint bytes", "logical bytes per commit", "state + in flight per commit", "MiB per hour", "log bytes", "log fsyncs", "log sync s (slowest rank)", "log sync s (any rank)", "peak MiB (one rank)"], rows: rows)
         let meanOverhead = overheads.mapValues { $0.reduce(0, +) / Double($0.count) }
         let meanLost = timeLost.mapValues { $0.reduce(0, +) / Double($0.count) }.filter { $0.value.isFinite }
