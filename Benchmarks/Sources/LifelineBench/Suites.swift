@@ -428,7 +428,7 @@ struct Suites {
 
     /// How many failure-free runs of each mode the strategies suite makes of each program.
     static func strategyRepeats(_ scale: Scale) -> Int {
-        scale.repeats > 1 ? max(scale.repeats, 5) : scale.repeats
+        scale.name == "full" ? max(scale.repeats, 5) : scale.repeats
     }
 
     mutating func strategies() throws {
