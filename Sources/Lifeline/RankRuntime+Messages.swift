@@ -433,9 +433,12 @@ extension RankRuntime {
         }
     }
 
+    /// The replay is over (its log answered every receive it held): the rank runs live, and the
+    /// supervisor learns how many receives the log answered.
     func finishReplay() {
+        let replayed = machine.replay?.deliveryCount ?? 0
         machine.endReplay()
-        control?.send(.replayComplete(deliveries: Int(machine.ledger.delivered.reduceUsed(0) { $0 + $1.count })))
+        control?.send(.replayComplete(deliveries: replayed))
     }
 
     /// The hash a delivery is remembered by.

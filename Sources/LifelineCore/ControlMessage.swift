@@ -170,7 +170,8 @@ package enum ControlMessage: Sendable, Equatable {
     case checkpointWanted
     /// An injected fault is about to fire in the rank (it kills itself next).
     case faultFired(index: Int)
-    /// A restarted rank has replayed every logged delivery and runs live again.
+    /// A restarted rank has replayed every logged delivery and runs live again; `deliveries`: how
+    /// many receives its log answered.
     case replayComplete(deliveries: Int)
     /// The answer to `freeze`: the rank's current checkpoint interval and its dependency vector.
     case frozen(interval: Int, dependencies: PerPeer<Int>)

@@ -166,8 +166,8 @@ extension Simulation {
     }
 
     private func finishReplay(_ rank: Int) {
+        let deliveries = processes[rank].machine!.replay?.deliveryCount ?? 0
         processes[rank].machine!.endReplay()
-        let deliveries = processes[rank].machine!.ledger.delivered.reduceUsed(0) { $0 + $1.count }
         sendToSupervisor(from: rank, .replayComplete(deliveries: deliveries))
     }
 

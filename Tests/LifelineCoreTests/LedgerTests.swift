@@ -167,6 +167,8 @@ struct LedgerTests {
         if case .diverged = queue.nextReceive(source: nil, tag: 1) {} else { Issue.record("a receive replaced a value read") }
         #expect((try? queue.nextValue().get()) == [9])
         #expect(queue.nextReceive(source: nil, tag: 1) == .exhausted)
+        // `replay_done` reports the receives the log answered: the two deliveries, not the value.
+        #expect(queue.deliveryCount == 2)
     }
 
     /// Sender-based: only receives from any source are logged (as determinants); a named
@@ -176,6 +178,9 @@ struct LedgerTests {
         #expect(queue.nextReceive(source: RankID(1), tag: 1) == .live)
         #expect(queue.nextReceive(source: nil, tag: 1) == .await(header(3, sequence: 7)))
         #expect(queue.remainingCount == 0)
+        #expect(queue.deliveryCount == 1)
+        // A rank that received from named sources only answers nothing from its log.
+        #expect(ReplayQueue([.value([1])], mode: .senderBased).deliveryCount == 0)
     }
 
     @Test func logRecordsRoundTripAndRejectDamage() throws {
