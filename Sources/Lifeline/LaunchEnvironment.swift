@@ -76,6 +76,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
         /// The page where the ranks on the supervisor's host sum their log syncs as one union
         /// (`SharedSyncTime`; absent: none).
         package static let syncTime = "LIFELINE_SYNC_TIME"
+        /// A rank relaunched after it failed: the safe point it had reached then, which it
+        /// reports passing again (absent: none).
+        package static let catchUpStep = "LIFELINE_CATCH_UP_STEP"
         /// `--levels memory,disk`: "1": the rank restores a line held in memory alone whose
         /// drain ended with its predecessor, and drains it again.
         package static let drainRestored = "LIFELINE_DRAIN_RESTORED"
@@ -187,6 +190,10 @@ package struct LaunchEnvironment: Sendable, Equatable {
     package var ringBytes = 0
     /// The page of `SharedSyncTime` (nil: none).
     package var syncTimePath: String?
+    /// A rank relaunched after it failed: the safe point it had reached then. Passing it again
+    /// it says so (`caughtUp`), and the supervisor records how long the job took to get back
+    /// there (`caught_up`). Nil: not relaunched after a failure.
+    package var catchUpStep: Int?
 
     /// What `START` said: where the rank begins, whether it replays, the mirrors it writes (a
     /// fresh start until then).
@@ -240,6 +247,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
         if let traceDirectory { result[Key.trace] = traceDirectory }
         if ringBytes > 0 { result[Key.ringBytes] = String(ringBytes) }
         if let syncTimePath { result[Key.syncTime] = syncTimePath }
+        if let catchUpStep { result[Key.catchUpStep] = String(catchUpStep) }
         if keepLogs { result[Key.keepLogs] = "1" }
         if let memoryLevel {
             result[Key.memoryFolder] = memoryLevel.folder
@@ -340,6 +348,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
         environment.ringBytes = value(Key.ringBytes).flatMap(Int.init)
             .flatMap { SharedRings.isAcceptable(capacity: $0) ? $0 : nil } ?? 0
         environment.syncTimePath = value(Key.syncTime).flatMap { $0.isEmpty ? nil : $0 }
+        environment.catchUpStep = value(Key.catchUpStep).flatMap(Int.init)
         if let folder = value(Key.memoryFolder), !folder.isEmpty {
             environment.memoryLevel = MemoryLevelSettings(
                 folder: folder, drainEvery: max(1, value(Key.drainEvery).flatMap(Int.init) ?? 1),

@@ -42,6 +42,10 @@ extension RankRuntime {
         }
         if step == restoredStep, step == machine.participant.stepPassed { return }  // resuming right here
         try checkIncreasing(step, after: machine.participant.stepPassed)
+        if let catchUp = catchUpStep, step >= catchUp {
+            catchUpStep = nil
+            control?.send(.caughtUp(step: step))
+        }
         if let fault = rankFaults.first(where: { $0.spec == .killAtStep(rank, step: step) }) {
             fireFault(index: fault.index, step: step, control: control)
         }

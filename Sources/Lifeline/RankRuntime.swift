@@ -54,6 +54,9 @@ final class RankRuntime {
     let incarnation: UInt32
     /// The step of the restored snapshot, if the rank was restored.
     @exclusivity(unchecked) private(set) var restoredStep: Int?
+    /// Relaunched after a failure: the safe point this rank had reached then, until it passes
+    /// it again and says so (`LaunchEnvironment.catchUpStep`).
+    @exclusivity(unchecked) var catchUpStep: Int?
 
     let launch: LaunchEnvironment?
     /// Whether the rank was launched into a job (`launch` is set): asked on hot paths, where
@@ -197,6 +200,7 @@ final class RankRuntime {
             deliverableEpoch: launch?.deliverableEpoch, replay: replay, now: monotonicSeconds() - clockOrigin,
             fingerprint: Self.fingerprint)
         self.restoredStep = snapshot?.step ?? previous?.step
+        self.catchUpStep = launch?.catchUpStep
         self.restoredState = restoredState ?? snapshot.map { .array($0.programState) }
         self.previousRanks = previous
         self.rankFaults = launch?.faults ?? []

@@ -85,6 +85,11 @@ extension Supervisor {
         case .replayComplete(let deliveries):
             events.record("replay_done", ["rank": .int(rank.rawValue), "deliveries": .int(deliveries)])
             try perform(machine.handleReplayComplete(from: rank.rawValue, now: now))
+        case .caughtUp(let step):
+            guard let failed = failedAt.removeValue(forKey: rank.rawValue) else { break }
+            events.record("caught_up", [
+                "rank": .int(rank.rawValue), "step": .int(step), "duration_s": .double(now - failed.time),
+            ])
         case .frozen(let interval, let dependencies):
             let reply = IndependentPartialRollback.Frozen(interval: interval, dependencies: dependencies)
             try perform(machine.handleFrozen(from: rank.rawValue, reply, now: now, facts: StorageFacts(self)))

@@ -95,6 +95,9 @@ extension Supervisor {
         switch note {
         case .failure(let rank, let cause, let step, let epoch):
             drains.rankEnded(rank)
+            // From when the recovery started, as `recovery_done` counts (its checks of the
+            // line and the log can come before this note).
+            failedAt[rank] = (step, machine.replayFailedAt[rank] ?? machine.recoveryStartedAt ?? now)
             if let epoch {
                 events.record("failure", [
                     "rank": .int(rank), "cause": .string(cause), "step": .int(step), "epoch": .int(Int(epoch)),

@@ -173,6 +173,9 @@ package enum ControlMessage: Sendable, Equatable {
     /// A restarted rank has replayed every logged delivery and runs live again; `deliveries`: how
     /// many receives its log answered.
     case replayComplete(deliveries: Int)
+    /// A rank relaunched after it failed passed the safe point it had reached then
+    /// (`LaunchEnvironment.catchUpStep`): the job is back where it was (`caught_up`).
+    case caughtUp(step: Int)
     /// The answer to `freeze`: the rank's current checkpoint interval and its dependency vector.
     case frozen(interval: Int, dependencies: PerPeer<Int>)
     /// The answer to `waitQuery(serial)`: where the program waits inside the runtime.
@@ -193,7 +196,7 @@ package enum ControlMessage: Sendable, Equatable {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
         case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses, signal, peerAddress
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
-        case waitReport, nondeterminism, logMirrorFailed, captured, logEvents, drained
+        case waitReport, nondeterminism, logMirrorFailed, captured, logEvents, drained, caughtUp
     }
 
     /// The complete frame, prefix included.
@@ -351,6 +354,9 @@ package enum ControlMessage: Sendable, Equatable {
         case .replayComplete(let deliveries):
             writer.write(Code.replayComplete.rawValue)
             writer.write(UInt64(deliveries))
+        case .caughtUp(let step):
+            writer.write(Code.caughtUp.rawValue)
+            writer.write(Int64(step))
         }
     }
 
@@ -467,6 +473,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .checkpointWanted: message = .checkpointWanted
         case .faultFired: message = .faultFired(index: Int(try reader.read(UInt32.self)))
         case .replayComplete: message = .replayComplete(deliveries: Int(try reader.read(UInt64.self)))
+        case .caughtUp: message = .caughtUp(step: try step())
         }
         guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes after control message") }
         return message

@@ -364,8 +364,8 @@ extension Simulation {
             report.nondeterminismDetected += 1
             eventLog?("  rank \(rank) caught nondeterminism: message \(sequence.rawValue) from \(source); the job stops")
             finished = true
-        case .faultFired, .waitReport, .logMirrorFailed, .drained:
-            break  // storage and levels are not modelled: no simulated rank sends a drain
+        case .faultFired, .waitReport, .logMirrorFailed, .drained, .caughtUp:
+            break  // storage and levels are not modelled (no simulated rank sends a drain), nor catching up
         case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .peerAddress, .signal, .freeze, .thaw,
              .trim, .waitQuery, .writeMirrors:
             throw Violation("rank \(rank) sent \(message), which only the supervisor sends")

@@ -66,7 +66,7 @@ struct LedgerTests {
             .peerRestarted(RankID(3), incarnation: 7), .heartbeat(step: -1), .stepReport(Epoch(2), step: 8),
             .ack(Epoch(2), Acknowledgement(step: 9, snapshotBytes: 77, outputOffset: 12, delivered: [set])),
             .snapshotFailed(Epoch(2), reason: "no space"), .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11), .checkpointWanted,
-            .faultFired(index: 2), .replayComplete(deliveries: 42),
+            .faultFired(index: 2), .replayComplete(deliveries: 42), .caughtUp(step: 400),
             .peerAddresses([RankAddress(host: "h1", address: "10.0.0.1", port: 4242, incarnation: 3), nil]), .signal(19),
             .peerAddress(RankID(2), RankAddress(host: "h2", address: "10.0.0.2", port: 5151, incarnation: 9)),
         ]

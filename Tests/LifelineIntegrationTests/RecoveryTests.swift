@@ -39,6 +39,21 @@ struct RecoveryTests {
         expectRecovered(result, failures: 1)
         #expect(result.events("fault_injected").first?["spec"] as? String == "kill:rank=1,step=400")
         #expect(!result.events("commit").isEmpty, "no checkpoint committed, so nothing was restored")
+        // The rolled-back rank says when it is back at step 400, after every rank restored.
+        Self.expectCaughtUp(result, rank: 1, step: 400)
+    }
+
+    /// `caught_up` for `rank` at `step`: once, after the recovery's end (counted from the
+    /// same start, so its duration is no shorter), and after the failure in the log.
+    static func expectCaughtUp(_ result: JobRunner.Result, rank: Int, step: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+        let caughtUp = result.events("caught_up").filter { $0["rank"] as? Int == rank }
+        #expect(caughtUp.count == 1 && caughtUp.first?["step"] as? Int == step, "\(caughtUp)", sourceLocation: sourceLocation)
+        let seconds = caughtUp.first?["duration_s"] as? Double ?? -1
+        let recovered = result.events("recovery_done").first?["duration_s"] as? Double ?? .infinity
+        #expect(seconds >= recovered, "back at step \(step) \(seconds) s after the recovery started, restored after \(recovered) s",
+                sourceLocation: sourceLocation)
+        let failed = result.events("failure").first?["t"] as? Double ?? .infinity
+        #expect((caughtUp.first?["t"] as? Double ?? 0) > failed, sourceLocation: sourceLocation)
     }
 
     /// Both transports between ranks of one host carry a run with a kill to the failure-free

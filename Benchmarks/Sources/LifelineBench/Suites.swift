@@ -594,7 +594,7 @@ struct Suites {
                                   fastest.key, fastest.value, slowest.value, slowest.key, slowest.value / max(fastest.value, 1e-3)))
         }
         if !summary.isEmpty { report.paragraph("**In short.** " + summary.joined(separator: " ")) }
-        report.table("Strategies, one crash", note: "Rank 1 SIGKILLed at safe point \(scale.crashStep.heat) (heat2d) or \(scale.crashStep.farm) (taskfarm), \(Self.crashRepeats(scale)) run\(Self.crashRepeats(scale) == 1 ? "" : "s") per mode (a row is the run with the median time back at the step reached; same result: every run's), same checkpoint interval as above. **Back at step** is the recovery time of the logging issue: from the kill to the job back at the step it had reached. After a lone restart (`replay`) it is `recovery_done`'s duration, which ends when the rank has replayed its log (a replay with no logged delivery to replay — sender-based logging logs only receives from any source — ends at once and re-executes every step live, so its re-executed steps are added as after a rollback); after a `global-rollback` it is `recovery_done`'s duration (every rank reconnected and restored) plus the re-executed steps at the failure-free time per step. Re-executed steps: from the restored line's step to the failed rank's step (the most any restarted rank redoes); steps rolled back: the same summed over every restarted rank (the work lost to the failure). \"vs rollback\": back-at-step relative to the same checkpoint scheme without logging (target ≤ 0.5×). Wall Δ: this run's time minus the mode's failure-free median — the whole price of the crash, but from one run, so it moves by seconds with the machine's load (it can come out negative).",
+        report.table("Strategies, one crash", note: "Rank 1 SIGKILLed at safe point \(scale.crashStep.heat) (heat2d) or \(scale.crashStep.farm) (taskfarm), \(Self.crashRepeats(scale)) run\(Self.crashRepeats(scale) == 1 ? "" : "s") per mode (a row is the run with the median time back at the step reached; same result: every run's), same checkpoint interval as above. **Back at step** is the recovery time of the logging issue: from the kill to the job back at the step it had reached, measured: the relaunched rank says when it passes that safe point again (`caught_up`, from the recovery's start as `recovery_done` counts). After a lone restart (`replay`) `recovery_done` ends when the rank has replayed its log, which under pessimistic logging brings it to the step it failed at; under sender-based logging a rank that received from named sources only has nothing logged to replay, and re-executes every step live on the messages its senders send again (heat2d's ranks, the task farm's workers); after a `global-rollback` `recovery_done` ends when every rank is reconnected and restored, and the re-executed steps follow. Re-executed steps: from the restored line's step to the failed rank's step (the most any restarted rank redoes); steps rolled back: the same summed over every restarted rank (the work lost to the failure). \"vs rollback\": back-at-step relative to the same checkpoint scheme without logging (target ≤ 0.5×). Wall Δ: this run's time minus the mode's failure-free median — the whole price of the crash, but from one run, so it moves by seconds with the machine's load (it can come out negative).",
                      header: ["program", "mode", "total seconds", "wall Δ (s)", "recovery", "recovery_done (s)", "re-executed steps", "steps rolled back (all ranks)", "back at step (s)", "vs rollback", "same result"], rows: recoveryRows)
         if !targetLines.isEmpty { report.paragraph("Targets of the logging issue:\n\n" + targetLines.map { "- " + $0 }.joined(separator: "\n")) }
         try idleWorkers()
@@ -641,12 +641,16 @@ struct Suites {
         let restoredStep = max(0, relaunched.compactMap { $0["step"] as? Int }.min() ?? failedStep)
         let steps = max(0, failedStep - restoredStep)
         let rolledBack = relaunched.reduce(0) { $0 + max(0, failedStep - max(-1, $1["step"] as? Int ?? failedStep)) }
-        // A replay that had nothing to replay (its receives all from named sources, which
-        // sender-based logging does not log) ends at once and leaves every step to re-execute
-        // live, on resent messages: counted as after a rollback.
+        // Back at the step reached: measured, when the failed rank says it passed that step again
+        // (`caught_up`). Without it (a run whose rank failed again first), estimated: a replay
+        // whose log answered receives brought the rank there; one that had nothing to replay
+        // (its receives all from named sources, which sender-based logging does not log) ends at
+        // once and leaves every step to re-execute live, on resent messages, as after a rollback,
+        // at the failure-free time per step.
+        let caughtUp = run.events("caught_up").first { $0["rank"] as? Int == failure["rank"] as? Int }?["duration_s"] as? Double
         let replayed = run.events("replay_done").reduce(0) { $0 + ($1["deliveries"] as? Int ?? 0) }
         let measuredAll = mode == "replay" && replayed > 0
-        let back = duration.map { measuredAll ? $0 : $0 + Double(steps) * stepSeconds }
+        let back = caughtUp ?? duration.map { measuredAll ? $0 : $0 + Double(steps) * stepSeconds }
         return (mode, duration, steps, rolledBack, back)
     }
 
