@@ -17,6 +17,9 @@ public struct RunSummary: Sendable {
         public var recovery: String
         /// Seconds from the failure to the recovered job, if it recovered.
         public var recoverySeconds: Double?
+        /// Seconds from the failure until the failed rank passed again the step it had reached
+        /// (`caught_up`): the job back where the failure found it, re-executed steps included.
+        public var caughtUpSeconds: Double?
     }
 
     /// One committed checkpoint round.
@@ -135,6 +138,7 @@ public struct RunSummary: Sendable {
         // own, in any order.
         var starts = named("recovery_start")
         var dones = named("recovery_done")
+        var caughtUps = named("caught_up")
         func take(_ events: inout [[String: Any]], rank: Int) -> [String: Any]? {
             guard let index = events.firstIndex(where: { ($0["rank"] as? Int).map { $0 == rank } ?? true }) else { return nil }
             return events.remove(at: index)
@@ -143,7 +147,8 @@ public struct RunSummary: Sendable {
             let rank = event["rank"] as? Int ?? -1
             return Failure(time: time(event), rank: rank, cause: event["cause"] as? String ?? "?",
                            recovery: take(&starts, rank: rank).map { $0["mode"] as? String ?? "?" } ?? "none",
-                           recoverySeconds: take(&dones, rank: rank)?["duration_s"] as? Double)
+                           recoverySeconds: take(&dones, rank: rank)?["duration_s"] as? Double,
+                           caughtUpSeconds: take(&caughtUps, rank: rank)?["duration_s"] as? Double)
         }
         recoverySecondsTotal = failures.compactMap(\.recoverySeconds).reduce(0, +)
 
@@ -245,7 +250,8 @@ public struct RunSummary: Sendable {
         }
         lines.append("failures     \(failures.count), \(String(format: "%.2f", recoverySecondsTotal)) s spent recovering")
         for failure in failures {
-            let recovered = failure.recoverySeconds.map { String(format: "recovered in %.3f s", $0) } ?? "not recovered"
+            var recovered = failure.recoverySeconds.map { String(format: "recovered in %.3f s", $0) } ?? "not recovered"
+            if let back = failure.caughtUpSeconds { recovered += String(format: ", back at its step in %.3f s", back) }
             lines.append(String(format: "  %8.3f s  rank %d %@; %@ (%@)", failure.time, failure.rank, failure.cause,
                                 failure.recovery, recovered))
         }
@@ -295,6 +301,7 @@ public struct RunSummary: Sendable {
                 var entry: [String: Any] = ["t": failure.time, "rank": failure.rank, "cause": failure.cause,
                                             "recovery": failure.recovery]
                 if let seconds = failure.recoverySeconds { entry["recoverySeconds"] = seconds }
+                if let seconds = failure.caughtUpSeconds { entry["caughtUpSeconds"] = seconds }
                 return entry
             },
         ]

@@ -85,6 +85,9 @@ extension RecoveryTests {
         let failures = try #require(summary["failures"] as? [[String: Any]])
         #expect(failures.count == 2 && failures.allSatisfy { $0["recovery"] as? String == "replay" && $0["recoverySeconds"] is Double },
                 "\(failures)")
+        // And each its own time back at the step it had reached, no sooner than its recovery.
+        #expect(failures.allSatisfy { ($0["caughtUpSeconds"] as? Double ?? -1) >= ($0["recoverySeconds"] as? Double ?? .infinity) },
+                "\(failures)")
     }
 
     /// Under optimistic logging two ranks killed at once (by the supervisor, in one turn, as a
