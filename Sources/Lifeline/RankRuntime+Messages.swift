@@ -436,7 +436,7 @@ extension RankRuntime {
     /// The replay is over (its log answered every receive it held): the rank runs live, and the
     /// supervisor learns how many receives the log answered.
     func finishReplay() {
-        let replayed = machine.replay?.deliveryCount ?? 0
+        let replayed = machine.replay?.deliveriesReplayed ?? 0
         machine.endReplay()
         control?.send(.replayComplete(deliveries: replayed))
     }

@@ -111,9 +111,9 @@ final class Supervisor {
     /// A line committed in memory alone whose manifest is still to be written to disk
     /// (`recordLineHeldInMemory`), or nil.
     var lineRecordOwed: Epoch?
-    /// Per rank that failed and is not back yet: the safe point it had reached and when it
-    /// failed (job clock). Its relaunch carries the step (`LaunchEnvironment.catchUpStep`), and
-    /// its `caughtUp` gives `caught_up` the time since the failure.
+    /// Per rank that failed and is not back yet: the safe point it had reached and when its
+    /// recovery started (job clock). Its relaunch carries the step
+    /// (`LaunchEnvironment.catchUpStep`), and its `caughtUp` gives `caught_up` the time since.
     var failedAt: [Int: (step: Int, time: Double)] = [:]
     /// Whether the last collection found the chunk lock held by a write (`collectGarbage`).
     var chunkCollectionOwed = false

@@ -95,16 +95,18 @@ package struct ReplayQueue: Sendable, Equatable {
     private let mode: LoggingMode
     private var records: [LogRecord]
     private var position = 0
-    /// The logged deliveries among the records (a delivery with its payload, or the determinant
-    /// of a receive from any source; not the logged values): how many receives the replay
-    /// answers from the log (`replay_done`'s `deliveries`).
-    package let deliveryCount: Int
 
     /// The records logged after the restored checkpoint, oldest first, under `mode`.
     package init(_ records: [LogRecord], mode: LoggingMode) {
         self.records = records
         self.mode = mode
-        deliveryCount = records.reduce(0) { count, record in
+    }
+
+    /// The logged deliveries replayed so far (a delivery with its payload, or the determinant of
+    /// a receive from any source; not the logged values read): how many receives the log has
+    /// answered (`replay_done`'s `deliveries`).
+    package var deliveriesReplayed: Int {
+        records[..<position].reduce(0) { count, record in
             if case .value = record { count } else { count + 1 }
         }
     }

@@ -166,7 +166,7 @@ extension Simulation {
     }
 
     private func finishReplay(_ rank: Int) {
-        let deliveries = processes[rank].machine!.replay?.deliveryCount ?? 0
+        let deliveries = processes[rank].machine!.replay?.deliveriesReplayed ?? 0
         processes[rank].machine!.endReplay()
         sendToSupervisor(from: rank, .replayComplete(deliveries: deliveries))
     }

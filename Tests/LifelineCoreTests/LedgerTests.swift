@@ -168,7 +168,7 @@ struct LedgerTests {
         #expect((try? queue.nextValue().get()) == [9])
         #expect(queue.nextReceive(source: nil, tag: 1) == .exhausted)
         // `replay_done` reports the receives the log answered: the two deliveries, not the value.
-        #expect(queue.deliveryCount == 2)
+        #expect(queue.deliveriesReplayed == 2)
     }
 
     /// Sender-based: only receives from any source are logged (as determinants); a named
@@ -178,9 +178,11 @@ struct LedgerTests {
         #expect(queue.nextReceive(source: RankID(1), tag: 1) == .live)
         #expect(queue.nextReceive(source: nil, tag: 1) == .await(header(3, sequence: 7)))
         #expect(queue.remainingCount == 0)
-        #expect(queue.deliveryCount == 1)
-        // A rank that received from named sources only answers nothing from its log.
-        #expect(ReplayQueue([.value([1])], mode: .senderBased).deliveryCount == 0)
+        #expect(queue.deliveriesReplayed == 1)
+        // Only what was taken counts, and a value read is no delivery.
+        var values = ReplayQueue([.value([1]), .determinant(header(3, sequence: 8))], mode: .senderBased)
+        #expect((try? values.nextValue().get()) == [1])
+        #expect(values.deliveriesReplayed == 0)
     }
 
     @Test func logRecordsRoundTripAndRejectDamage() throws {
