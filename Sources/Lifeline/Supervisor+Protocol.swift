@@ -86,10 +86,7 @@ extension Supervisor {
             events.record("replay_done", ["rank": .int(rank.rawValue), "deliveries": .int(deliveries)])
             try perform(machine.handleReplayComplete(from: rank.rawValue, now: now))
         case .caughtUp(let step):
-            guard let failed = failedAt.removeValue(forKey: rank.rawValue) else { break }
-            events.record("caught_up", [
-                "rank": .int(rank.rawValue), "step": .int(step), "duration_s": .double(now - failed.time),
-            ])
+            try perform(machine.handleCaughtUp(from: rank.rawValue, step: step, now: now))
         case .frozen(let interval, let dependencies):
             let reply = IndependentPartialRollback.Frozen(interval: interval, dependencies: dependencies)
             try perform(machine.handleFrozen(from: rank.rawValue, reply, now: now, facts: StorageFacts(self)))

@@ -95,9 +95,6 @@ extension Supervisor {
         switch note {
         case .failure(let rank, let cause, let step, let epoch):
             drains.rankEnded(rank)
-            // From when the recovery started, as `recovery_done` counts (its checks of the
-            // line and the log can come before this note).
-            failedAt[rank] = (step, machine.replayFailedAt[rank] ?? machine.recoveryStartedAt ?? now)
             if let epoch {
                 events.record("failure", [
                     "rank": .int(rank), "cause": .string(cause), "step": .int(step), "epoch": .int(Int(epoch)),
@@ -138,6 +135,8 @@ extension Supervisor {
             events.record("recovery_done", ["ranks": .int(ranks), "duration_s": .double(seconds), "rank": .int(rank)])
         case .recoveryDone(let ranks, let seconds, nil):
             events.record("recovery_done", ["ranks": .int(ranks), "duration_s": .double(seconds)])
+        case .caughtUp(let rank, let step, let seconds):
+            events.record("caught_up", ["rank": .int(rank), "step": .int(step), "duration_s": .double(seconds)])
         case .freezeUnanswered(let rank):
             warn("rank \(rank) did not answer the freeze: it rolls back too")
         case .orphans(let rank, let recoverable, let orphans, let others):

@@ -111,10 +111,6 @@ final class Supervisor {
     /// A line committed in memory alone whose manifest is still to be written to disk
     /// (`recordLineHeldInMemory`), or nil.
     var lineRecordOwed: Epoch?
-    /// Per rank that failed and is not back yet: the safe point it had reached and when its
-    /// recovery started (job clock). Its relaunch carries the step
-    /// (`LaunchEnvironment.catchUpStep`), and its `caughtUp` gives `caught_up` the time since.
-    var failedAt: [Int: (step: Int, time: Double)] = [:]
     /// Whether the last collection found the chunk lock held by a write (`collectGarbage`).
     var chunkCollectionOwed = false
     /// When the last collection ran (job clock).
@@ -428,9 +424,7 @@ final class Supervisor {
                 keepLogs: configuration.keepLogs == true)
             environment.ringBytes = configuration.transport == .sockets ? 0 : SharedRings.capacity(forRanks: configuration.rankCount)
             if syncTime != nil { environment.syncTimePath = configuration.runDirectory + "/log-sync-time" }
-            if let failed = failedAt[rank] {
-                if failed.step > step { environment.catchUpStep = failed.step } else { failedAt[rank] = nil }
-            }
+            environment.catchUpStep = machine.catchUpStep(of: rank)
             environment.memoryLevel = memoryLevel.map {
                 LaunchEnvironment.MemoryLevelSettings(
                     folder: $0.folder, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0,

@@ -451,16 +451,16 @@ struct Suites {
                 // fall on every mode alike, and a mode is not judged against a baseline run
                 // minutes earlier in another mood (the logging modes' overheads over their
                 // scheme are a few percent).
+                var baseline: [JobRun] = []
                 var failureFree: [String: [JobRun]] = [:]
                 for turn in 0..<repeats {
                     progress("\(programName) ×\(ranks): failure-free runs, turn \(turn + 1) of \(repeats)")
-                    failureFree["", default: []].append(try launcher.run(ranks: ranks, options: ["--interval", "1e9"], program: program))
+                    baseline.append(try launcher.run(ranks: ranks, options: ["--interval", "1e9"], program: program))
                     for mode in modes {
                         let options = ["--interval", String(scale.intervalSeconds)] + mode.options
                         failureFree[mode.name, default: []].append(try launcher.run(ranks: ranks, options: options, program: program))
                     }
                 }
-                let baseline = failureFree[""]!
                 let baseSeconds = median(baseline.map(\.seconds))
                 rows.append(["\(programName) ×\(ranks)", "no checkpoints (floor)", String(format: "%.2f", baseSeconds), "—", "—",
                              "0", "—", "0", "—", "—", "0", "0", "0", "—", String(baseline.map(\.rankPeakMiB).max() ?? 0)])

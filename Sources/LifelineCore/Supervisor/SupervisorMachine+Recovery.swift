@@ -40,6 +40,7 @@ extension SupervisorMachine {
         _ rank: Int, cause: String, programExit: String?, now: Double, facts: some RecoveryFacts
     ) -> [Action] {
         let step = ranks[rank].step
+        catchingUp[rank] = (step, now)  // a second failure before it is back counts from here
         if freezing != nil {
             // A failure while the survivors are frozen joins the recovery under way.
             policy.countFailureDuringFreeze()

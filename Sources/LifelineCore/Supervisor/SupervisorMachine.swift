@@ -135,6 +135,9 @@ package struct SupervisorMachine: Sendable {
         /// The restarted ranks are back, `seconds` after the failure; `rank`: the one rank of a
         /// lone replay (several replaying side by side each end on their own).
         case recoveryDone(ranks: Int, seconds: Double, rank: Int? = nil)
+        /// `rank`, relaunched after it failed, passed again the safe point `step` it had reached,
+        /// `seconds` after the failure: the job is back where the failure found it.
+        case caughtUp(rank: Int, step: Int, seconds: Double)
         /// A survivor did not answer the freeze in time and rolls back too.
         case freezeUnanswered(rank: Int)
         /// Optimistic logging: the failed rank recovers up to `recoverable`; `orphans` roll back.
@@ -217,6 +220,10 @@ package struct SupervisorMachine: Sendable {
     package internal(set) var replaying: Set<Int> = []
     /// When each rank replaying alone failed (its recovery's own duration counts from there).
     package internal(set) var replayFailedAt: [Int: Double] = [:]
+    /// Per rank that failed and is not back yet: the safe point it had reached and when it
+    /// failed, the start its recovery counts from. Its relaunch carries the step
+    /// (`catchUpStep`); its `caughtUp` is noted with the time since (`handleCaughtUp`).
+    package internal(set) var catchingUp: [Int: (step: Int, since: Double)] = [:]
     /// Optimistic logging: the ranks restarted together (the failed one and its orphans).
     package internal(set) var restartedGroup: [Int]?
     /// Optimistic logging: the ranks of the group an earlier plan restarted that had not yet
@@ -414,6 +421,8 @@ package struct SupervisorMachine: Sendable {
     package mutating func launching(_ rank: Int, plan: StartPlan, step: Int, now: Double) -> UInt32 {
         let incarnation = nextIncarnation
         nextIncarnation += 1
+        // A rank relaunched at or past the step it failed at has nothing to catch up.
+        if let failed = catchingUp[rank], failed.step <= step { catchingUp[rank] = nil }
         ranks[rank] = Rank(incarnation: incarnation, alive: true, lastHeard: now, step: step, plan: plan)
         coordinator.handleLaunched(RankID(rank))
         if settings.logging == .senderBased {
@@ -427,6 +436,16 @@ package struct SupervisorMachine: Sendable {
         }
         startingConnected.remove(rank)
         return incarnation
+    }
+
+    /// The safe point `rank`, being launched after it failed, had reached then (nil: none to
+    /// catch up): it says when it passes it again (`LaunchEnvironment.catchUpStep`).
+    package func catchUpStep(of rank: Int) -> Int? { catchingUp[rank]?.step }
+
+    /// `rank` passed again the safe point it had reached when it failed (`caughtUp`).
+    package mutating func handleCaughtUp(from rank: Int, step: Int, now: Double) -> [Action] {
+        guard let failed = catchingUp.removeValue(forKey: rank) else { return [] }
+        return [.note(.caughtUp(rank: rank, step: step, seconds: now - failed.since))]
     }
 
     // MARK: The event logger (sender-based logging)
