@@ -6,13 +6,17 @@ import Foundation
 ///
 /// After the numeric filter, a float64 field's planes differ wildly: on heat2d's state the low
 /// four planes are noise (8.0 bits of entropy per byte: zstd stores them as they are, after
-/// looking for matches that are not there), plane 4 is nearly noise (zstd keeps 60 % of it, at
-/// 240 MB/s), and the high planes shrink to 3–16 %. One zstd frame over the whole chunk spends
-/// most of its time on the planes it cannot shrink. Here each plane is classed by the entropy
-/// of a sample (`entropyBits`): noise is stored raw; nearly-noise planes get zstd four levels
-/// faster than the chunk's level; the rest get the chunk's level. Measured on heat2d's state
-/// (2 cores, zstd 1.5.4, level 1, zstd's part alone): one frame 1.655× at 620–670 MB/s, planes
-/// 1.630× at 990–1,040 MB/s; with the filter, in the benchmark, 19–38 % faster than one frame.
+/// looking for matches that are not there), plane 4 is nearly noise (its bytes are as good as
+/// random, but rows of the field repeat: zstd keeps 56–68 % of it through long matches, at
+/// 370–390 MB/s), and the high planes shrink to 3–17 %. One zstd frame over the whole chunk
+/// spends most of its time on the planes it cannot shrink. Here each plane is classed by the
+/// entropy of a sample (`entropyBits`): noise is stored raw; nearly-noise planes get zstd ten
+/// levels faster than the chunk's level; the rest get the chunk's level. Measured on heat2d's
+/// state (2 cores, zstd 1.5.4, level 1, zstd's part alone, 4 MiB pieces): one frame 1.655× at
+/// 620–670 MB/s; planes with the nearly-noise plane four levels faster 1.629× at 1,390 MB/s,
+/// six levels faster 1.615× at 1,480, ten levels faster 1.596× at 1,580 (plane 4 keeps 73–82 %
+/// at 840 MB/s): 2 % of the ratio for 12 % of the time, which keeps filter and zstd together
+/// over 1 GB/s on one core of the slower of the machines measured.
 /// A plane that zstd would not shrink is stored raw.
 ///
 /// Layout (little-endian): magic `LLP8`, version UInt16 (1), part count UInt16 (9: the eight
@@ -34,8 +38,12 @@ extension SnapshotCodec {
     /// 255 / (2 · 12,288 · ln 2)); heat2d's plane 4, which zstd shrinks to 60 % by its matches,
     /// measures 7.89–7.91.
     static let noiseEntropyBits = 7.95
-    /// A plane's sample at or above this entropy is nearly noise: zstd four levels faster.
+    /// A plane's sample at or above this entropy is nearly noise: zstd `nearNoiseLevelsFaster`
+    /// levels faster.
     static let nearNoiseEntropyBits = 7.0
+    /// How many levels faster than the chunk's a nearly-noise plane is compressed (see the
+    /// type's comment for the measurements behind it).
+    static let nearNoiseLevelsFaster: Int32 = 10
     /// Planes shorter than this are compressed at the chunk's level without being classed.
     static let planeClassedBytesMin = 16 << 10
     /// Chunks shorter than this are stored as one zstd frame (`compress`): for them nine frames
@@ -51,7 +59,7 @@ extension SnapshotCodec {
     }
 
     /// Compresses a chunk filtered into byte planes (`shuffle8`, `delta2Shuffle8`) as a planar
-    /// body: each plane raw or in a zstd frame of its own, at `level` or four levels faster
+    /// body: each plane raw or in a zstd frame of its own, at `level` or `nearNoiseLevelsFaster` levels faster
     /// (see the type's comment); a chunk under `planesBytesMin` as one zstd frame.
     /// `decompress` gives the bytes back either way.
     package static func compressPlanes(_ filtered: UnsafeRawBufferPointer, level: Int32 = 1) throws(StorageError) -> [UInt8] {
@@ -111,26 +119,29 @@ extension SnapshotCodec {
         guard part.count >= planeClassedBytesMin else { return part.isEmpty ? nil : level }
         let entropy = entropyBits(part)
         if entropy >= noiseEntropyBits { return nil }
-        return entropy >= nearNoiseEntropyBits ? level - 4 : level
+        return entropy >= nearNoiseEntropyBits ? level - nearNoiseLevelsFaster : level
     }
 
     /// The order-0 entropy, in bits per byte, of three 4 KiB samples of `bytes` (its start,
     /// middle and end) taken together.
     static func entropyBits(_ bytes: UnsafeRawBufferPointer) -> Double {
         let sample = 4096
-        var counts = [Int](repeating: 0, count: 256)
-        var total = 0
-        for start in [0, bytes.count / 2 - sample / 2, bytes.count - sample] where start >= 0 {
-            for index in start..<min(bytes.count, start + sample) { counts[Int(bytes[index])] += 1 }
-            total += min(bytes.count, start + sample) - start
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), !bytes.isEmpty else { return 0 }
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 256) { counts in
+            counts.initialize(repeating: 0)
+            var total = 0
+            for start in [0, bytes.count / 2 - sample / 2, bytes.count - sample] where start >= 0 {
+                let end = min(bytes.count, start + sample)
+                for index in start..<end { counts[Int(base[index])] &+= 1 }
+                total += end - start
+            }
+            var entropy = 0.0
+            for count in counts where count > 0 {
+                let share = Double(count) / Double(total)
+                entropy -= share * log2(share)
+            }
+            return entropy
         }
-        guard total > 0 else { return 0 }
-        var entropy = 0.0
-        for count in counts where count > 0 {
-            let share = Double(count) / Double(total)
-            entropy -= share * log2(share)
-        }
-        return entropy
     }
 
     /// Whether `bytes` begins as a planar body does.

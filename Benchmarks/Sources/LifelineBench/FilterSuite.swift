@@ -221,7 +221,7 @@ extension Suites {
             its ratio is what counts); byte planes each delta-coded; the XOR with the previous \
             value (the simplest predictor of FPC and Gorilla); and the residual of a linear prediction from the two \
             values before, as integers (`delta2Shuffle8`), in one zstd frame, or plane by plane as numeric arrays now \
-            get it (each plane raw when a sample of it is noise, else in a zstd frame of its own, four levels faster \
+            get it (each plane raw when a sample of it is noise, else in a zstd frame of its own, ten levels faster \
             when it is nearly noise); and those residuals zigzag-coded and \
             bit-packed at the widest one's width per 32 values, with no zstd after them (a frame-of-reference integer codec: \
             its speed is the filter's, its ratio what a codec without an entropy coder keeps). Targets (issue 13): ≥ 1.5× on \
