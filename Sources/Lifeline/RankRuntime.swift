@@ -170,12 +170,15 @@ final class RankRuntime {
         self.acceptor = launch.flatMap { listener >= 0 ? HandshakeAcceptor(listener: listener, token: $0.token, takesDescriptors: true) : nil }
         self.store = store
         self.writeMirrors = launch?.writeMirrors ?? .both
+        let drainChunksAtATime = Self.coreCount / max(1, self.rankCount)
         self.writer = store.flatMap { store in
             control.map {
                 SnapshotWriter(store: store, control: $0,
                                chunkBytes: launch?.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
                                level: launch?.compressionLevel ?? ChunkedSnapshots.levelDefault,
-                               memory: launch?.memoryLevel, rank: launch?.rank.rawValue ?? 0)
+                               memory: launch?.memoryLevel, rank: launch?.rank.rawValue ?? 0,
+                               // Levels run under the local launcher: every rank is on this host.
+                               drainChunksAtATime: drainChunksAtATime)
             }
         }
         if launch?.memoryLevel != nil { self.captureBuffers = [[], []] }

@@ -125,18 +125,26 @@ final class SnapshotWriter: Sendable {
     private static let roundWaitMillisecondsMax = 2000
     /// Whether this rank said that its copies go to disk alone (said once).
     private let memoryRefusalSaid = Atomic<Bool>(false)
+    /// How many chunks a drain compresses at a time: the host's cores shared among its ranks,
+    /// whose drains run at once, behind the rounds of the same ranks. On 2 cores with 4 ranks,
+    /// one chunk at a time drained 256 MiB in 0.63 s (median of 7 runs) against 0.78 s two at a
+    /// time (16 compressing threads on 2 cores, and a run in seven took 2.0 s), and the rounds'
+    /// commits in memory met fewer drains in their way.
+    private let drainChunksAtATime: Int
 
     /// A writer for `store` that reports to the supervisor over `control`, cutting snapshots
     /// into chunks of `chunkBytes` (a multiple of 8) compressed at zstd `level`; with `memory`,
-    /// rank `rank`'s rounds are held in the host's memory first.
+    /// rank `rank`'s rounds are held in the host's memory first, and drained to disk
+    /// `drainChunksAtATime` chunks at a time.
     init(store: MirroredStore, control: ControlLink, chunkBytes: Int, level: Int32,
-         memory: LaunchEnvironment.MemoryLevelSettings? = nil, rank: Int = 0) {
+         memory: LaunchEnvironment.MemoryLevelSettings? = nil, rank: Int = 0, drainChunksAtATime: Int = 1) {
         precondition(chunkBytes % 8 == 0, "numeric segments are filtered as 8-byte values, so chunks hold whole ones")
         self.snapshots = ChunkedSnapshots(store: store)
         self.control = control
         self.chunkBytes = chunkBytes
         self.level = level
         self.memory = memory.map { (MemoryLevel(folder: $0.folder, mapsCopies: true), $0, rank) }
+        self.drainChunksAtATime = max(1, drainChunksAtATime)
     }
 
     /// Queues a snapshot; returns at once. A round whose state was captured straight into its
@@ -490,7 +498,7 @@ final class SnapshotWriter: Sendable {
             let store = snapshots.store.writing(only: mirrors.mirrors)
             let written = try ChunkedSnapshots(store: store).write(
                 name, segments: segments, generation: epoch.rawValue, chunkBytes: chunkBytes, level: level,
-                beforeWindow: giveWayToRound)
+                windowChunks: drainChunksAtATime, beforeWindow: giveWayToRound)
             control.send(.drained(epoch, storedBytes: UInt64(written.storedBytes), failure: nil))
         } catch {
             let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []

@@ -130,13 +130,15 @@ package struct ChunkedSnapshots: Sendable {
     ///
     /// `chunkBytes` must be in 1...`chunkBytesMax`, and a multiple of 8 when a segment is
     /// shuffled. `generation` labels the index file (the round); chunk files carry
-    /// `chunkGeneration`. `windowBytes` sets the pipeline's window (at least one chunk per core).
+    /// `chunkGeneration`. `windowBytes` sets the pipeline's window (at least one chunk per core),
+    /// unless `windowChunks` sets it in chunks: a background write that shares the host's cores
+    /// with others (a drain, beside the other ranks' drains) compresses that many at a time.
     /// `beforeWindow` is called before each window is prepared: a background write that must
     /// give way to more urgent work waits there.
     package func write(
         _ name: String, segments: [Segment], generation: UInt64,
         chunkBytes: Int = chunkBytesDefault, level: Int32 = levelDefault, windowBytes: Int = windowBytesDefault,
-        beforeWindow: () -> Void = {}
+        windowChunks: Int? = nil, beforeWindow: () -> Void = {}
     ) throws(StorageError) -> Written {
         precondition((1...Self.chunkBytesMax).contains(chunkBytes), "chunk size in 1...\(Self.chunkBytesMax)")
         // Held shared until the index is durable: chunk collection (exclusive) waits its turn,
@@ -144,7 +146,7 @@ package struct ChunkedSnapshots: Sendable {
         let lock = ChunkLock(store: store, exclusive: false, wait: true)
         defer { lock?.release() }
         var pipeline = ChunkPipeline(snapshots: self, segments: segments, level: level)
-        let windowChunks = max(ProcessInfo.processInfo.activeProcessorCount, windowBytes / chunkBytes)
+        let windowChunks = windowChunks.map { max(1, $0) } ?? max(ProcessInfo.processInfo.activeProcessorCount, windowBytes / chunkBytes)
         try pipeline.run(ChunkPipeline.sources(of: segments, chunkBytes: chunkBytes), windowChunks: windowChunks, beforeWindow: beforeWindow)
         let index = SnapshotIndex(chunkBytes: chunkBytes, totalBytes: pipeline.totalBytes, chunks: pipeline.chunks)
         let body = index.encoded()
