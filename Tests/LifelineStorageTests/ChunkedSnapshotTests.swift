@@ -80,6 +80,25 @@ struct ChunkedSnapshotTests {
         #expect(try snapshots.read("paused.snap") == bytes)
     }
 
+    /// A drain's write (`windowChunks`, the host's cores shared among its ranks) prepares that
+    /// many chunks at a time, whatever the core count, and stores the same snapshot as a write
+    /// with a window per core: the same index, every chunk reused.
+    @Test func aWriteOfOneChunkAtATimeStoresTheSameSnapshot() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let snapshots = ChunkedSnapshots(store: try folder.store())
+        let bytes = field(10_000, seed: 8)
+        var windows = 0
+        let alone = try snapshots.write("alone.snap", segments: [ChunkedSnapshots.Segment(bytes)], generation: 1,
+                                        chunkBytes: 1000, windowChunks: 1) { windows += 1 }
+        #expect(windows == 10)
+        #expect(try snapshots.read("alone.snap") == bytes)
+        let wide = try snapshots.write("wide.snap", segments: [ChunkedSnapshots.Segment(bytes)], generation: 2,
+                                       chunkBytes: 1000, windowBytes: 4000)
+        #expect(wide.index.chunks.map(\.hash) == alone.index.chunks.map(\.hash))
+        #expect(wide.reusedCount == 10)
+    }
+
     @Test func theKeptSnapshotsAreListedUnderTheChunkLock() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
