@@ -138,7 +138,7 @@ public struct RunSummary: Sendable {
         // own, in any order.
         var starts = named("recovery_start")
         var dones = named("recovery_done")
-        var caughtUps = named("caught_up")
+        let caughtUps = named("caught_up")
         func take(_ events: inout [[String: Any]], rank: Int) -> [String: Any]? {
             guard let index = events.firstIndex(where: { ($0["rank"] as? Int).map { $0 == rank } ?? true }) else { return nil }
             return events.remove(at: index)
@@ -148,7 +148,15 @@ public struct RunSummary: Sendable {
             return Failure(time: time(event), rank: rank, cause: event["cause"] as? String ?? "?",
                            recovery: take(&starts, rank: rank).map { $0["mode"] as? String ?? "?" } ?? "none",
                            recoverySeconds: take(&dones, rank: rank)?["duration_s"] as? Double,
-                           caughtUpSeconds: take(&caughtUps, rank: rank)?["duration_s"] as? Double)
+                           caughtUpSeconds: nil)
+        }
+        // A `caught_up` belongs to its rank's latest failure before it: a failure followed by
+        // another of the same rank before it was back (or by a dead supervisor) has none.
+        for event in caughtUps {
+            let rank = event["rank"] as? Int ?? -1
+            guard let index = failures.lastIndex(where: { $0.rank == rank && $0.time <= time(event) }),
+                  failures[index].caughtUpSeconds == nil else { continue }
+            failures[index].caughtUpSeconds = event["duration_s"] as? Double
         }
         recoverySecondsTotal = failures.compactMap(\.recoverySeconds).reduce(0, +)
 

@@ -17,6 +17,7 @@ extension Supervisor {
         machine.heard(from: rank, now: now)
         if let hostJob, !messages.isEmpty { hostJob.placement.heard(from: rank, now: now) }
         var onlyRecords = open
+        let incarnation = machine.ranks[rank].incarnation
         for message in messages {
             switch message {
             case .logEvents(_, _, acknowledge: false), .heartbeat: break
@@ -24,6 +25,9 @@ extension Supervisor {
             }
             try handle(message, from: RankID(rank))
             if finishedJob { return false }
+            // A message that relaunched the rank (a failed snapshot under independent
+            // checkpoints) ends the batch: what its old process wrote after it is not the new one's.
+            if machine.ranks[rank].incarnation != incarnation { return false }
         }
         if !open {  // the exit will follow through the launcher
             slots[rank].connection = nil

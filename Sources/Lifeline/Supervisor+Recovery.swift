@@ -79,6 +79,10 @@ extension Supervisor {
                 stop(ranks)
             case .kill(let rank):
                 signalRank(rank, SIGKILL)
+                // It is recovered as failed: what its process still sends is not read (its
+                // replacement's connection takes the slot).
+                slots[rank].connection?.close()
+                slots[rank].connection = nil
             case .launch(let order):
                 try launch(order)
             case .note(let note):

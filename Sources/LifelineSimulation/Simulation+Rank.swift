@@ -216,6 +216,10 @@ extension Simulation {
             case .starting, .finished:
                 return
             case .atSafePoint(let step):
+                if let catchUp = processes[rank].catchUpStep, step >= catchUp {
+                    processes[rank].catchUpStep = nil
+                    sendToSupervisor(from: rank, .caughtUp(step: step))
+                }
                 if step == settings.stepCount {
                     finish(rank)
                     return

@@ -237,6 +237,7 @@ extension Simulation {
             let step = entry.flatMap { snapshots[$0]?.step } ?? -1
             let incarnation = supervisor.launching(rank, plan: plan, step: step, now: now)
             processes[rank] = Process(incarnation: incarnation, state: ModelProgram.initialState(rank: rank), launch: launches)
+            processes[rank].catchUpStep = supervisor.catchUpStep(of: rank)
             // A launched rank connects to every peer; the survivors connect to it when they
             // learn of its restart (`peerRestarted`).
             incarnations[rank].append((launches, incarnation))
@@ -264,6 +265,13 @@ extension Simulation {
         guard processes[rank].alive else { return }
         report.crashes += 1
         try takeEventRecordsInFlight(of: rank)
+        // The safe point it had passed, which a rank's heartbeats tell the supervisor (here
+        // without their lag): its relaunch catches up to it and says when (`caughtUp`).
+        switch processes[rank].phase {
+        case .atSafePoint(let step): supervisor.handleStep(step - 1, of: rank, now: now)
+        case .running(let step, _): supervisor.handleStep(step, of: rank, now: now)
+        case .starting, .finished: break
+        }
         stopProcess(rank)
         try perform(supervisor.handleExit(
             of: rank, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: now, facts: DiskFacts(self)))
@@ -352,6 +360,8 @@ extension Simulation {
             try perform(supervisor.handleCheckpointWanted(now: now))
         case .replayComplete:
             try perform(supervisor.handleReplayComplete(from: rank, now: now))
+        case .caughtUp(let step):
+            try perform(supervisor.handleCaughtUp(from: rank, step: step, now: now))
         case .frozen(let interval, let dependencies):
             try perform(supervisor.handleFrozen(
                 from: rank, IndependentPartialRollback.Frozen(interval: interval, dependencies: dependencies), now: now,
@@ -364,8 +374,8 @@ extension Simulation {
             report.nondeterminismDetected += 1
             eventLog?("  rank \(rank) caught nondeterminism: message \(sequence.rawValue) from \(source); the job stops")
             finished = true
-        case .faultFired, .waitReport, .logMirrorFailed, .drained, .caughtUp:
-            break  // storage and levels are not modelled (no simulated rank sends a drain), nor catching up
+        case .faultFired, .waitReport, .logMirrorFailed, .drained:
+            break  // storage faults and levels are not modelled (no simulated rank sends a drain)
         case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .peerAddress, .signal, .freeze, .thaw,
              .trim, .waitQuery, .writeMirrors:
             throw Violation("rank \(rank) sent \(message), which only the supervisor sends")
@@ -389,6 +399,10 @@ extension Simulation {
                 report.recoveriesTimed += 1
                 recoveryBeganAt = nil
             }
+        case .caughtUp(_, _, let seconds):
+            report.caughtUpSeconds += seconds
+            report.caughtUpSecondsMax = max(report.caughtUpSecondsMax, seconds)
+            report.caughtUpTimed += 1
         case .fallback(let rank, _, _):
             self.note(0xF3, UInt64(rank))
             report.fallbacks += 1

@@ -217,6 +217,12 @@ package final class Simulation {
         package var recoverySeconds = 0.0
         package var recoverySecondsMax = 0.0
         package var recoveriesTimed = 0
+        /// Virtual seconds from each failure to its relaunched rank back at the safe point it
+        /// had reached (`caughtUp`), summed, the longest, and how many were timed: after a lone
+        /// replay that ends when its log does, the steps re-executed live still follow.
+        package var caughtUpSeconds = 0.0
+        package var caughtUpSecondsMax = 0.0
+        package var caughtUpTimed = 0
         /// Virtual seconds the job took.
         package var virtualSeconds = 0.0
         /// Minimal checkpoints: ranks that kept their entry in a round (their ACK said so),
@@ -248,6 +254,8 @@ package final class Simulation {
         package var meanRoundSeconds: Double { commits == 0 ? 0 : roundSeconds / Double(commits) }
         /// The mean virtual seconds of a recovery (0: none).
         package var meanRecoverySeconds: Double { recoveriesTimed == 0 ? 0 : recoverySeconds / Double(recoveriesTimed) }
+        /// The mean virtual seconds from a failure to its rank back at its step (0: none).
+        package var meanCaughtUpSeconds: Double { caughtUpTimed == 0 ? 0 : caughtUpSeconds / Double(caughtUpTimed) }
 
         /// The figures of the run on one line (`lifeline simulate` prints it before the last).
         package var figuresLine: String {
@@ -256,6 +264,7 @@ package final class Simulation {
                 + "supervisor_messages=\(supervisorMessages) round_ms=\(milliseconds(meanRoundSeconds)) "
                 + "round_ms_max=\(milliseconds(roundSecondsMax)) crashes=\(crashes) hosts_lost=\(hostsLost) hangs=\(hangs) connection_drops=\(connectionDrops) failed_writes=\(failedWrites) degrades=\(degrades) degraded_commits=\(degradedCommits) resyncs=\(resyncs) recoveries=\(recoveriesTimed) "
                 + "recovery_ms=\(milliseconds(meanRecoverySeconds)) recovery_ms_max=\(milliseconds(recoverySecondsMax)) "
+                + "caught_up=\(caughtUpTimed) caught_up_ms=\(milliseconds(meanCaughtUpSeconds)) caught_up_ms_max=\(milliseconds(caughtUpSecondsMax)) "
                 + "retained_at_capture_bytes=\(retainedAtCaptureBytes) in_flight_bytes=\(inFlightBytes) "
                 + "nondeterminism_detected=\(nondeterminismDetected) log_records=\(logRecords) log_bytes=\(logBytes) virtual_s=\(String(Double(Int((virtualSeconds * 1e3).rounded())) / 1e3))"
         }
@@ -384,6 +393,9 @@ package final class Simulation {
         var awaitingCut: (epoch: Epoch, name: String)?
         /// Sender-based logging: the rank's side of the supervisor's event logger.
         var eventLogClient: EventLogClient?
+        /// Relaunched after it failed: the safe point it had reached then, which it reports
+        /// passing again (`caughtUp`), as `lifeline run`'s ranks do.
+        var catchUpStep: Int?
         /// Under a cost model: the syncs its deliveries waited for since its last step ended
         /// (added to the next step's time).
         var syncDebt = 0.0

@@ -152,6 +152,30 @@ import Testing
         #expect(!machine.isRecovering)
     }
 
+    /// A relaunched rank catches up to the step it had reached: a second failure before it is
+    /// back keeps the furthest step and counts from the newer failure, `caughtUp` is noted once,
+    /// and a rank relaunched at or past its step has nothing to catch up.
+    @Test func aRankCatchesUpToTheFurthestStepItHadReached() {
+        var machine = started(logging: .pessimistic)
+        machine.handleStep(40, of: 1, now: 4)
+        var actions = machine.handleExit(of: 1, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 5, facts: Facts())
+        #expect(launch(&machine, actions, now: 5) == [1])  // from step 10
+        #expect(machine.catchUpStep(of: 1) == 40)
+        _ = machine.handleConnected(1, now: 5.5)
+        machine.handleStep(25, of: 1, now: 5.8)
+        actions = machine.handleExit(of: 1, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 6, facts: Facts())
+        #expect(launch(&machine, actions, now: 6) == [1])
+        #expect(machine.catchUpStep(of: 1) == 40, "the second failure, at step 25, lowered the step to catch up to")
+        #expect(notes(machine.handleCaughtUp(from: 1, step: 40, now: 9)) == [.caughtUp(rank: 1, step: 40, seconds: 3)])
+        #expect(machine.handleCaughtUp(from: 1, step: 41, now: 9.5).isEmpty, "caught up twice")
+        #expect(machine.catchUpStep(of: 1) == nil)
+
+        machine.handleStep(30, of: 2, now: 10)
+        _ = machine.handleExit(of: 2, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 11, facts: Facts())
+        _ = machine.launching(2, plan: machine.ranks[2].plan, step: 30, now: 11)
+        #expect(machine.catchUpStep(of: 2) == nil, "relaunched at the step it had reached")
+    }
+
     @Test func pessimisticLoggingRestartsTheRankAloneAndTheOthersLearnOfIt() {
         var machine = started(logging: .pessimistic)
         let actions = machine.handleExit(of: 2, cause: "killed by signal 9", programExit: nil, cleanExit: false, now: 3, facts: Facts())

@@ -59,6 +59,7 @@ extension Suites {
                     String(format: "%.0f", perRound(tree.figures, "supervisor_messages")),
                     milliseconds(flat.figures, "round_ms", "commits"), milliseconds(tree.figures, "round_ms", "commits"),
                     milliseconds(flat.figures, "recovery_ms", "recoveries"), milliseconds(tree.figures, "recovery_ms", "recoveries"),
+                    milliseconds(flat.figures, "caught_up_ms", "caught_up"),
                     String(format: "%.2f", (flat.figures["log_bytes"] ?? 0) / 1_048_576),
                     String(format: "%.2f", flat.seconds), String(flat.rss / 1024),
                 ])
@@ -86,12 +87,14 @@ extension Suites {
             Control messages and bytes per round: a round's own traffic, both ways (request, step reports, S, ACKs, DONEs, \
             aborts, trims); supervisor messages per round: every control message the coordinator itself sent or handled in \
             the run (launches, recoveries and the final barrier too), divided by the rounds. Round: from the request to the \
-            commit; recovery: from the failure to the end of its recovery. Wall and peak: the simulator's own time and \
+            commit; recovery: from the failure to the end of its recovery; back at step: from the failure to the \
+            relaunched rank back at the safe point it had reached (`caught_up`; after a lone replay, the steps its log does \
+            not cover are re-executed live, a step's 10 ms each). Wall and peak: the simulator's own time and \
             peak resident memory (its own `getrusage`) for the flat run (one core).
             """,
             header: ["scheme + logging", "ranks", "rounds", "control msgs / round", "control KiB / round",
                      "supervisor msgs / round, flat", "…, tree", "round ms, flat", "round ms, tree", "recovery ms, flat",
-                     "recovery ms, tree", "log MiB", "wall s", "peak MiB"],
+                     "recovery ms, tree", "back at step ms, flat", "log MiB", "wall s", "peak MiB"],
             rows: rows)
         report.paragraph(growth.isEmpty
             ? "**Growth.** From \(scale.simulatedRanks.dropLast().last ?? 0) to \(scale.simulatedRanks.last ?? 0) ranks no figure per round grows faster than the ranks."

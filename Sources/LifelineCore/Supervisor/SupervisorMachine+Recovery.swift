@@ -40,7 +40,9 @@ extension SupervisorMachine {
         _ rank: Int, cause: String, programExit: String?, now: Double, facts: some RecoveryFacts
     ) -> [Action] {
         let step = ranks[rank].step
-        catchingUp[rank] = (step, now)  // a second failure before it is back counts from here
+        // A second failure before it is back counts from here, toward the furthest step it had
+        // reached (its relaunch started its step over from its checkpoint's).
+        catchingUp[rank] = (max(step, catchingUp[rank]?.step ?? step), now)
         if freezing != nil {
             // A failure while the survivors are frozen joins the recovery under way.
             policy.countFailureDuringFreeze()
