@@ -170,6 +170,8 @@ final class RankRuntime {
         self.acceptor = launch.flatMap { listener >= 0 ? HandshakeAcceptor(listener: listener, token: $0.token, takesDescriptors: true) : nil }
         self.store = store
         self.writeMirrors = launch?.writeMirrors ?? .both
+        // Levels run under the local launcher: every rank is on this host, and their drains
+        // share its cores.
         let drainChunksAtATime = Self.coreCount / max(1, self.rankCount)
         self.writer = store.flatMap { store in
             control.map {
@@ -177,7 +179,6 @@ final class RankRuntime {
                                chunkBytes: launch?.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
                                level: launch?.compressionLevel ?? ChunkedSnapshots.levelDefault,
                                memory: launch?.memoryLevel, rank: launch?.rank.rawValue ?? 0,
-                               // Levels run under the local launcher: every rank is on this host.
                                drainChunksAtATime: drainChunksAtATime)
             }
         }

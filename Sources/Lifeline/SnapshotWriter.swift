@@ -128,7 +128,7 @@ final class SnapshotWriter: Sendable {
     /// How many chunks a drain compresses at a time: the host's cores shared among its ranks,
     /// whose drains run at once, behind the rounds of the same ranks. On 2 cores with 4 ranks,
     /// one chunk at a time drained 256 MiB in 0.63 s (median of 7 runs) against 0.78 s two at a
-    /// time (16 compressing threads on 2 cores, and a run in seven took 2.0 s), and the rounds'
+    /// time (8 compressing threads on 2 cores, and a run in seven took 2.0 s), and the rounds'
     /// commits in memory met fewer drains in their way.
     private let drainChunksAtATime: Int
 

@@ -59,8 +59,8 @@ extension SnapshotCodec {
     }
 
     /// Compresses a chunk filtered into byte planes (`shuffle8`, `delta2Shuffle8`) as a planar
-    /// body: each plane raw or in a zstd frame of its own, at `level` or `nearNoiseLevelsFaster` levels faster
-    /// (see the type's comment); a chunk under `planesBytesMin` as one zstd frame.
+    /// body: each plane raw or in a zstd frame of its own, at `level` or `nearNoiseLevelsFaster`
+    /// levels faster (see the type's comment); a chunk under `planesBytesMin` as one zstd frame.
     /// `decompress` gives the bytes back either way.
     package static func compressPlanes(_ filtered: UnsafeRawBufferPointer, level: Int32 = 1) throws(StorageError) -> [UInt8] {
         guard filtered.count >= planesBytesMin else { return try compress(filtered, level: level) }
