@@ -4,6 +4,7 @@ import Glibc
 import Crypto
 import Foundation
 import LifelineCore
+import LifelineStorage
 import Synchronization
 
 /// TCP between hosts: listeners bound to one address, connections with a deadline, dead links
@@ -238,26 +239,32 @@ enum HostLink {
     /// on another kind, a body over `bodyBytesMax`, an end of stream or the time passing.
     static func readFrame(_ fd: Int32, kind: FrameKind, bodyBytesMax: Int, seconds: Double) -> [UInt8]? {
         let deadline = monotonicSeconds() + seconds
-        func read(_ count: Int) -> [UInt8]? {
-            var bytes = [UInt8](repeating: 0, count: count)
-            var filled = 0
-            while filled < count {
-                let left = deadline - monotonicSeconds()
-                var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                guard left > 0, poll(&descriptor, 1, Int32(max(1, left * 1000))) >= 0 else { return nil }
-                guard descriptor.revents != 0 else { continue }
-                let received = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + filled, count - filled, Int32(MSG_DONTWAIT)) }
-                if received < 0, errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
-                guard received > 0 else { return nil }
-                filled += received
-            }
-            return bytes
-        }
-        guard let prefixBytes = read(FramePrefix.byteCount),
+        guard let prefixBytes = receive(fd, count: FramePrefix.byteCount, deadline: deadline),
               let prefix = try? prefixBytes.withUnsafeBytes({ raw throws(WireError) in try FramePrefix.decode(raw) }),
               prefix.kind == kind, prefix.bodyLength <= UInt64(bodyBytesMax)
         else { return nil }
-        return read(Int(prefix.bodyLength))
+        return receive(fd, count: Int(prefix.bodyLength), deadline: deadline)
+    }
+
+    /// Reads exactly `count` bytes (blocking, until the monotonic `deadline`); nil on an end of
+    /// stream, an error or the time passing.
+    static func receive(_ fd: Int32, count: Int, deadline: Double) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let left = deadline - monotonicSeconds()
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard left > 0, poll(&descriptor, 1, Int32(min(max(1, left * 1000), Double(Int32.max)))) >= 0 else {
+                if errno == EINTR, left > 0 { continue }
+                return nil
+            }
+            guard descriptor.revents != 0 else { continue }
+            let received = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + filled, count - filled, Int32(MSG_DONTWAIT)) }
+            if received < 0, errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
+            guard received > 0 else { return nil }
+            filled += received
+        }
+        return bytes
     }
 
     // MARK: Addresses
@@ -315,7 +322,9 @@ struct HostIdentity: Sendable, Equatable, CustomStringConvertible {
 /// A rank's TCP listener for peers on other hosts, served by a thread of its own: a connector
 /// waits for the challenge, and the rank's program may be computing for minutes between two
 /// calls of the runtime. The thread runs each handshake (`HandshakeAcceptor`, mutual) and hands
-/// the proven connections to the program's thread, which polls `wakeFD`.
+/// the proven connections to the program's thread, which polls `wakeFD`; a storage connection
+/// (a partner rank's mirror B, `PartnerFolder`) goes to a thread of its own instead, which
+/// serves `storage` whatever the program does.
 final class HostListener: Sendable {
     /// The port the listener got.
     let port: UInt16
@@ -324,8 +333,9 @@ final class HostListener: Sendable {
     private let wakeWriteFD: Int32
     private let ready = Mutex<[(fd: Int32, handshake: Handshake)]>([])
 
-    /// Listens on `address` and starts the thread that accepts peers for the rank of `identity`.
-    init(address: String, identity: HostIdentity, token: String) throws {
+    /// Listens on `address` and starts the thread that accepts peers for the rank of `identity`,
+    /// and partners' storage connections for the folder `storage` keeps (none taken when nil).
+    init(address: String, identity: HostIdentity, token: String, storage: FolderService? = nil) throws {
         let (listener, port) = try HostLink.listen(address: address)
         self.port = port
         var fds: [Int32] = [0, 0]
@@ -338,7 +348,7 @@ final class HostListener: Sendable {
         }
         wakeFD = fds[0]
         wakeWriteFD = fds[1]
-        Thread.detachNewThread { [self] in serve(listener: listener, identity: identity, token: token) }
+        Thread.detachNewThread { [self] in serve(listener: listener, identity: identity, token: token, storage: storage) }
     }
 
     /// The connections whose handshake proved the token since the last call (the caller owns
@@ -352,7 +362,7 @@ final class HostListener: Sendable {
         }
     }
 
-    private func serve(listener: Int32, identity: HostIdentity, token: String) {
+    private func serve(listener: Int32, identity: HostIdentity, token: String, storage: FolderService?) {
         let acceptor = HandshakeAcceptor(listener: listener, mutual: identity, token: token)
         let rank = identity.rank
         while true {
@@ -372,6 +382,11 @@ final class HostListener: Sendable {
                 FileHandle.standardError.write(Data(
                     "lifeline: \(rank) refused \(report.count) connection(s) from other hosts: \(report.reasons)\n".utf8))
             }
+            for connection in proven where connection.handshake.role == .storage {
+                // Over its limit of connections the server closes the new one.
+                if let storage { _ = PartnerFolderServer.start(connection.fd, service: storage) } else { close(connection.fd) }
+            }
+            proven.removeAll { $0.handshake.role == .storage }
             guard !proven.isEmpty else { continue }
             ready.withLock { $0 += proven }
             var byte: UInt8 = 1

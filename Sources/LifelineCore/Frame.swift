@@ -153,6 +153,9 @@ package struct Handshake: Sendable, Equatable {
         case peer = 2
         /// The supervisor, as the acceptor of control connections between hosts.
         case supervisor = 3
+        /// A rank's connection to a partner rank on another host that keeps the second copy
+        /// of its stable storage (`PartnerFolder`).
+        case storage = 4
     }
 
     /// The job's secret token.

@@ -82,7 +82,12 @@ extension MirroredStore {
         guard visibleMirrors.contains(mirror) else { return .missing }
         let filePath = path(name, on: mirror)
         do {
-            guard let bytes = try PosixFile.readAll(filePath, dropCache: false) else { return .missing }
+            let read = if let remote, remote.mirror == mirror {
+                try remote.folder.read(name)
+            } else {
+                try PosixFile.readAll(filePath, dropCache: false)
+            }
+            guard let bytes = read else { return .missing }
             let decoded = try FileFormat.decode(bytes, path: filePath)
             return .good(StoredFile(kind: decoded.kind, generation: decoded.generation, body: decoded.body))
         } catch {

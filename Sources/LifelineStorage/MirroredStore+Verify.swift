@@ -6,7 +6,10 @@ extension MirroredStore {
     /// Meant for `lifeline storage verify` (no repair) and `lifeline storage repair`.
     package func verify(repair: Bool, isGarbage: (String) -> Bool = { _ in false }) -> VerifyReport {
         var report = VerifyReport()
-        let names = Set(PosixFile.walkFiles(root: rootA) + PosixFile.walkFiles(root: rootB)).sorted()
+        // A partner's folder is listed by its keeper, not walked here: its files are checked
+        // as the local mirror names them.
+        let walked = Mirror.allCases.filter { $0 != remote?.mirror }.flatMap { PosixFile.walkFiles(root: root($0)) }
+        let names = Set(walked).sorted()
         var logsChecked = Set<String>()
         for name in names where name != ChunkLock.fileName && name != Self.jobLockFileName {
             if isGarbage(name) {

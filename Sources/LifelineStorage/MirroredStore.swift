@@ -42,6 +42,17 @@ package struct MirroredStore: Sendable {
     package private(set) var mirrors: [Mirror] = Mirror.allCases
     /// The node-local mirror, if one is (see `NodeLocal`).
     package private(set) var nodeLocal: NodeLocal?
+    /// The mirror held by another process over a connection (a partner host's disk), if one is
+    /// (see `RemoteFolder`).
+    package private(set) var remote: Remote?
+
+    /// A mirror whose folder another process holds: every operation on that mirror goes to it.
+    package struct Remote: Sendable {
+        /// Which mirror it is.
+        package var mirror: Mirror
+        /// The folder's keeper.
+        package var folder: any RemoteFolder
+    }
 
     /// A mirror whose root is a folder of each host's own (a node's local disk): files there are
     /// on the host of the process that wrote them, and nowhere else.
@@ -91,6 +102,17 @@ package struct MirroredStore: Sendable {
         self.rootA = rootA
         self.rootB = rootB
         self.sameDevice = statusA.st_dev == statusB.st_dev
+    }
+
+    /// Opens (creating if needed) the folder `rootA` as mirror A, with mirror B the folder that
+    /// `remoteB` holds on another host (a partner's disk): B's copies are written, read,
+    /// listed and removed through it, and a failure there is mirror B's.
+    package init(rootA: String, remoteB: any RemoteFolder) throws(StorageError) {
+        try PosixFile.makeRoot(rootA)
+        self.rootA = rootA
+        self.rootB = remoteB.location
+        self.sameDevice = false
+        self.remote = Remote(mirror: .b, folder: remoteB)
     }
 
     /// This store writing to `mirrors` alone (in that order), reading both as before but
@@ -216,6 +238,10 @@ package struct MirroredStore: Sendable {
         try Self.validate(name: name)
         let (folder, _) = Self.split(name)
         for mirror in mirrors {
+            if let remote, remote.mirror == mirror {
+                do throws(StorageError) { _ = try remote.folder.remove(name) } catch { throw error.on(mirror) }
+                continue
+            }
             if try PosixFile.removeFile(path(name, on: mirror)) {
                 try PosixFile.fsyncDirectory(path(folder, on: mirror))
             }
@@ -228,6 +254,10 @@ package struct MirroredStore: Sendable {
         try Self.validate(name: name)
         let (parent, _) = Self.split(name)
         for mirror in mirrors {
+            if let remote, remote.mirror == mirror {
+                do throws(StorageError) { try remote.folder.removeDirectory(name) } catch { throw error.on(mirror) }
+                continue
+            }
             try PosixFile.removeTree(path(name, on: mirror))
             if PosixFile.isDirectory(path(parent, on: mirror)) {
                 try PosixFile.fsyncDirectory(path(parent, on: mirror))
@@ -239,14 +269,20 @@ package struct MirroredStore: Sendable {
     /// mirrors, without temporary files; `""` lists the roots. Empty when the folder is missing.
     package func list(_ directory: String) -> [String] {
         if !directory.isEmpty && (try? Self.validate(name: directory)) == nil { return [] }
-        let names = visibleMirrors.flatMap { PosixFile.entries(path(directory, on: $0)) }
+        let names = visibleMirrors.flatMap { mirror in
+            if let remote, remote.mirror == mirror { return (try? remote.folder.entries(directory)) ?? [] }
+            return PosixFile.entries(path(directory, on: mirror))
+        }
         return Array(Set(names.filter { !PosixFile.isHidden($0) })).sorted()
     }
 
     /// Whether either mirror has a file called `name` (it may still be damaged).
     package func exists(_ name: String) -> Bool {
         guard (try? Self.validate(name: name)) != nil else { return false }
-        return visibleMirrors.contains { PosixFile.isRegularFile(path(name, on: $0)) }
+        return visibleMirrors.contains { mirror in
+            if let remote, remote.mirror == mirror { return (try? remote.folder.isRegularFile(name)) ?? false }
+            return PosixFile.isRegularFile(path(name, on: mirror))
+        }
     }
 
     /// Writes the files to one mirror atomically and verifies each by reading it back: all are
@@ -261,9 +297,7 @@ package struct MirroredStore: Sendable {
             }
             try writeCopiesUnmarked(files, on: mirror)
         } catch {
-            var tagged = error
-            tagged.mirror = mirror
-            throw tagged
+            throw error.on(mirror)
         }
     }
 
@@ -277,25 +311,40 @@ package struct MirroredStore: Sendable {
     package func probe(_ mirror: Mirror) throws(StorageError) {
         let file = FileToWrite(Self.probeName, kind: .manifest, generation: 0, body: [UInt8](repeating: 0x5A, count: 4096))
         try writeCopies([file], on: mirror)
-        _ = try? PosixFile.removeFile(path(Self.probeName, on: mirror))
+        if let remote, remote.mirror == mirror {
+            _ = try? remote.folder.remove(Self.probeName)
+        } else {
+            _ = try? PosixFile.removeFile(path(Self.probeName, on: mirror))
+        }
     }
 
     /// The probe's file name in a root (hidden: listings skip it).
     static let probeName = ".probe"
 
     private func writeCopiesUnmarked(_ files: [FileToWrite], on mirror: Mirror) throws(StorageError) {
+        if let remote, remote.mirror == mirror {
+            try remote.folder.write(files)
+            return
+        }
+        try Self.writeVerified(files, root: root(mirror))
+    }
+
+    /// Writes the files into the folder `root` as one mirror's copies are written: all staged,
+    /// each fsynced and renamed, each folder fsynced once, every copy read back and verified.
+    /// What a partner's `FolderService` does with the files it is sent.
+    static func writeVerified(_ files: [FileToWrite], root: String) throws(StorageError) {
         let folders = Set(files.map { Self.split($0.name).folder }).sorted()
         for folder in folders {
-            try PosixFile.makeDirectories(root: root(mirror), relative: folder)
+            try PosixFile.makeDirectories(root: root, relative: folder)
         }
         for start in stride(from: 0, to: files.count, by: Self.stagedFilesMax) {
-            try stageAndCommit(files[start..<min(files.count, start + Self.stagedFilesMax)], on: mirror)
+            try stageAndCommit(files[start..<min(files.count, start + Self.stagedFilesMax)], root: root)
         }
         for folder in folders {
-            try PosixFile.fsyncDirectory(path(folder, on: mirror))
+            try PosixFile.fsyncDirectory(folder.isEmpty ? root : root + "/" + folder)
         }
         for file in files {
-            try verifyCopy(file, on: mirror)
+            try verifyCopy(file, root: root)
         }
     }
 
@@ -304,13 +353,14 @@ package struct MirroredStore: Sendable {
     static let stagedFilesMax = 64
 
     /// Stages the files (temporary names, write-back started), then fsyncs and renames each.
-    private func stageAndCommit(_ files: ArraySlice<FileToWrite>, on mirror: Mirror) throws(StorageError) {
+    private static func stageAndCommit(_ files: ArraySlice<FileToWrite>, root: String) throws(StorageError) {
         var staged: [PosixFile.StagedFile] = []
         staged.reserveCapacity(files.count)
         do throws(StorageError) {
             for file in files {
                 let (folder, fileName) = Self.split(file.name)
-                staged.append(try PosixFile.stage(file.encoded, directory: path(folder, on: mirror), fileName: fileName))
+                staged.append(try PosixFile.stage(file.encoded, directory: folder.isEmpty ? root : root + "/" + folder,
+                                                  fileName: fileName))
             }
         } catch {
             staged.forEach(PosixFile.abandon)
@@ -328,8 +378,8 @@ package struct MirroredStore: Sendable {
 
     /// Reads a copy just written back from the device (its cached pages dropped first) and
     /// checks it byte for byte against what was written, which also proves its checksums.
-    private func verifyCopy(_ file: FileToWrite, on mirror: Mirror) throws(StorageError) {
-        let filePath = path(file.name, on: mirror)
+    private static func verifyCopy(_ file: FileToWrite, root: String) throws(StorageError) {
+        let filePath = root + "/" + file.name
         guard let readBack = try PosixFile.readAll(filePath, dropCache: true) else {
             throw StorageError(.ioFailure, path: filePath, message: "file vanished right after it was written")
         }

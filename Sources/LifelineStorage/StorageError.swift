@@ -83,6 +83,13 @@ package struct StorageError: Error, CustomStringConvertible, Sendable {
     }
 
     /// One line: the code, the file, what happened and what to do.
+    /// This error, naming `mirror` as the one it happened on.
+    package func on(_ mirror: Mirror) -> StorageError {
+        var tagged = self
+        tagged.mirror = mirror
+        return tagged
+    }
+
     package var description: String {
         "storage \(Self.label(code)): \(path): \(message); \(Self.advice(code))"
     }

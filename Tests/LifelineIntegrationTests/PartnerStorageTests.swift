@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+@testable import Lifeline
+import LifelineCore
+import LifelineStorage
+import Testing
+
+/// Mirror B kept by a partner rank on another host, over a real TCP connection on loopback:
+/// the partner's listener takes the storage connection only from a connector that proves the
+/// job's token, writes what it is sent into its own folder, and a partner that cannot be
+/// reached is a failure of mirror B in bounded time.
+struct PartnerStorageTests {
+    private let token = "0123456789abcdef0123456789abcdef"
+    private let keeper = HostIdentity(role: .peer, rank: RankID(3), incarnation: 2)
+
+    private func folder(port: UInt16, token: String, incarnation: UInt32 = 2) -> PartnerFolder {
+        PartnerFolder(
+            address: "127.0.0.1", port: port, host: "n2",
+            partner: HostIdentity(role: .peer, rank: RankID(3), incarnation: incarnation), rank: RankID(1),
+            incarnation: 0, token: token)
+    }
+
+    /// The files under `root`, relative to it, without temporary and lock files.
+    private func files(_ root: String) -> [String] {
+        let found = FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []
+        return found.filter { path in
+            var isFolder: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: root + "/" + path, isDirectory: &isFolder)
+            return !isFolder.boolValue && !path.split(separator: "/").contains { $0.hasPrefix(".") }
+        }.sorted()
+    }
+
+    private func temporary() -> String {
+        let path = NSTemporaryDirectory() + "lifeline-partner-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test func aSnapshotIsWrittenToThePartnersFolderAndReadBackThroughIt() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let listener = try HostListener(
+            address: "127.0.0.1", identity: keeper, token: token, storage: try FolderService(root: root + "/partner"))
+        // The connector knows an older incarnation: the partner's replacement keeps its host's folder.
+        let store = try MirroredStore(rootA: root + "/local", remoteB: folder(port: listener.port, token: token, incarnation: 1))
+        let name = "epochs/000004/rank-0001.snap"
+        let bytes = (0..<(5 * 4096 + 17)).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) }
+        _ = try ChunkedSnapshots(store: store).write(name, bytes: bytes, generation: 4, chunkBytes: 4096)
+        let local = files(root + "/local")
+        let kept = files(root + "/partner")
+        #expect(!local.isEmpty && local == kept)
+        for file in local {
+            #expect(FileManager.default.contents(atPath: root + "/partner/" + file)
+                == FileManager.default.contents(atPath: root + "/local/" + file))
+        }
+        // This host's disk lost: the snapshot is read from the partner's copy alone.
+        try FileManager.default.removeItem(atPath: root + "/local")
+        let restarted = try MirroredStore(rootA: root + "/local", remoteB: folder(port: listener.port, token: token))
+        #expect(try ChunkedSnapshots(store: restarted).read(name) == bytes)
+        #expect(restarted.list("epochs") == ["000004"])
+    }
+
+    @Test func aConnectorWithoutTheTokenWritesNothing() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let listener = try HostListener(
+            address: "127.0.0.1", identity: keeper, token: token, storage: try FolderService(root: root + "/partner"))
+        let store = try MirroredStore(rootA: root + "/local", remoteB: folder(port: listener.port, token: "not the job's token"))
+        do {
+            try store.write("manifest", kind: .manifest, generation: 1, body: [1, 2, 3])
+            Issue.record("a write without the token reached the partner")
+        } catch {
+            #expect(error.mirror == .b && error.isMirrorFailure, "\(error)")
+        }
+        #expect(files(root + "/partner").isEmpty)
+    }
+
+    @Test func aPartnerThatIsGoneFailsMirrorBInBoundedTime() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // A port nothing listens on: take one and close it.
+        let (fd, port) = try HostLink.listen(address: "127.0.0.1")
+        close(fd)
+        let store = try MirroredStore(rootA: root + "/local", remoteB: folder(port: port, token: token))
+        let started = monotonicSeconds()
+        #expect(throws: StorageError.self) { try store.probe(.b) }
+        #expect(monotonicSeconds() - started < 10)
+        #expect(throws: Never.self) { try store.probe(.a) }
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import Testing
+@testable import LifelineStorage
+
+/// A mirror kept by another process (a partner host's disk): every operation on mirror B goes
+/// through a `RemoteFolder`, here one that passes each request and reply through their bytes
+/// to a `FolderService` on a folder of its own, as the runtime's TCP connection does.
+@Suite struct RemoteFolderTests {
+    /// A `RemoteFolder` whose keeper is a `FolderService` in this process, reached through the
+    /// requests' and replies' encoded bytes; `failing` makes every request fail as a partner
+    /// that cannot be reached.
+    final class LoopbackFolder: RemoteFolder, @unchecked Sendable {
+        let service: FolderService
+        var failing = false
+        var requests = 0
+        var location: String { "loopback partner at \(service.root)" }
+
+        init(root: String) throws { service = try FolderService(root: root) }
+
+        private func call(_ request: FolderRequest) throws(StorageError) -> FolderReply {
+            requests += 1
+            if failing { throw StorageError(.ioFailure, path: location, message: "the partner did not answer") }
+            let decoded = FolderRequest.decode(request.encoded)!
+            let reply = FolderReply.decode(service.handle(decoded).encoded)!
+            if let error = reply.error { throw error }
+            return reply
+        }
+
+        func write(_ files: [FileToWrite]) throws(StorageError) {
+            for batch in FolderRequest.batches(files) { _ = try call(.write(batch)) }
+        }
+
+        func read(_ name: String) throws(StorageError) -> [UInt8]? {
+            guard case .file(let bytes) = try call(.read(name)) else { return nil }
+            return bytes
+        }
+
+        func remove(_ name: String) throws(StorageError) -> Bool {
+            guard case .flag(let removed) = try call(.remove(name)) else { return false }
+            return removed
+        }
+
+        func removeDirectory(_ name: String) throws(StorageError) { _ = try call(.removeDirectory(name)) }
+
+        func entries(_ directory: String) throws(StorageError) -> [String] {
+            guard case .entries(let names) = try call(.entries(directory)) else { return [] }
+            return names
+        }
+
+        func isRegularFile(_ name: String) throws(StorageError) -> Bool {
+            guard case .flag(let found) = try call(.isRegularFile(name)) else { return false }
+            return found
+        }
+    }
+
+    @Test func bothCopiesAreWrittenAndADamagedPartnerCopyIsRepairedThroughTheConnection() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let partner = try LoopbackFolder(root: folder.path + "/partner")
+        let store = try MirroredStore(rootA: folder.path + "/local", remoteB: partner)
+        let name = "epochs/000001/rank-0000.snap"
+        let bytes = (0..<(3 * 4096)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        _ = try ChunkedSnapshots(store: store).write(name, bytes: bytes, generation: 1, chunkBytes: 4096)
+
+        // Every file of the snapshot is on the local disk and in the partner's folder, and the
+        // store lists and finds them through the partner too.
+        let local = PosixFile.walkFiles(root: folder.path + "/local").filter { !$0.hasPrefix(".") }.sorted()
+        let kept = PosixFile.walkFiles(root: folder.path + "/partner").filter { !$0.hasPrefix(".") }.sorted()
+        #expect(!local.isEmpty && local == kept)
+        #expect(try ChunkedSnapshots(store: store).read(name) == bytes)
+        #expect(store.exists(name))
+
+        // The partner's copy damaged: a read takes the local one and rewrites the partner's.
+        Disk.flipBit(folder.path + "/partner/" + name, byte: 40)
+        let file = try store.read(name)
+        #expect(file.repaired == [.b])
+        #expect(Disk.bytes(folder.path + "/partner/" + name) == Disk.bytes(folder.path + "/local/" + name))
+
+        // The local copy lost (a rank restarted on another host): the partner's is read, and
+        // written back to the local disk.
+        Disk.delete(folder.path + "/local/" + name)
+        #expect(try store.read(name).repaired == [.a])
+        #expect(Disk.bytes(folder.path + "/partner/" + name) == Disk.bytes(folder.path + "/local/" + name))
+
+        // Removals reach the partner.
+        try store.removeDirectory("epochs/000001")
+        #expect(!FileManager.default.fileExists(atPath: folder.path + "/partner/epochs/000001"))
+        #expect(store.list("epochs").isEmpty)
+
+        // `verify` checks the partner's copies of what the local mirror names.
+        try store.write("manifest", kind: .manifest, generation: 2, body: Array("line".utf8))
+        Disk.flipBit(folder.path + "/partner/manifest", byte: 30)
+        let report = store.verify(repair: true)
+        #expect(report.problems.count == 1 && report.repairedCount == 1 && report.unrecoverableCount == 0, "\(report.problems)")
+        #expect(Disk.bytes(folder.path + "/partner/manifest") == Disk.bytes(folder.path + "/local/manifest"))
+    }
+
+    @Test func aPartnerThatCannotBeReachedIsAFailureOfMirrorB() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let partner = try LoopbackFolder(root: folder.path + "/partner")
+        let store = try MirroredStore(rootA: folder.path + "/local", remoteB: partner)
+        partner.failing = true
+        do {
+            try store.write("manifest", kind: .manifest, generation: 1, body: [1, 2, 3])
+            Issue.record("a write whose partner is unreachable succeeded")
+        } catch {
+            #expect(error.mirror == .b && error.isMirrorFailure, "\(error)")
+        }
+        // A was written first and holds the file; a read of it needs no partner.
+        #expect(try store.read("manifest").body == [1, 2, 3])
+        #expect(throws: StorageError.self) { try store.probe(.b) }
+        partner.failing = false
+        try store.probe(.b)
+    }
+
+    @Test func theKeeperRefusesNamesOutsideItsFolder() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let service = try FolderService(root: folder.path + "/partner")
+        let outside = folder.path + "/outside"
+        for name in ["../outside", "/etc/passwd", "a/../../outside", ".hidden", "a/.tmp-1", "", "a//b"] {
+            let file = FileToWrite(name, encoded: [1, 2, 3])
+            for request in [FolderRequest.write([file]), .read(name), .remove(name), .removeDirectory(name), .isRegularFile(name)] {
+                guard case .failed(let code, _, _) = service.handle(request) else {
+                    Issue.record("\(request) with the name '\(name)' was carried out")
+                    continue
+                }
+                #expect(code == .invalidArgument)
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: outside))
+        // A batch that names a file twice is refused whole.
+        let twice = FileToWrite("x", encoded: [1])
+        #expect(service.handle(.write([twice, twice])).error?.code == .invalidArgument)
+        #expect(!FileManager.default.fileExists(atPath: folder.path + "/partner/x"))
+    }
+
+    /// Requests and replies that are not whole (cut short, a byte changed, random bytes) decode
+    /// to nil or to some request, never to a crash; every proper one comes back as it went.
+    @Test func malformedRequestsAndRepliesAreRefusedNotTrusted() throws {
+        let seed = ProcessInfo.processInfo.environment["LIFELINE_TEST_SEED"].flatMap { UInt64($0) }
+            ?? UInt64.random(in: 1...UInt64(1 << 48))
+        print("malformedRequestsAndRepliesAreRefusedNotTrusted: seed \(seed) (replay with LIFELINE_TEST_SEED=\(seed))")
+        var generator = SeededGenerator(state: seed)
+        let requests: [FolderRequest] = [
+            .write([FileToWrite("a/b", encoded: [1, 2, 3]), FileToWrite("c", encoded: [])]), .read("a/b"), .remove("c"),
+            .removeDirectory("a"), .entries(""), .isRegularFile("a/b"),
+        ]
+        let replies: [FolderReply] = [
+            .done, .flag(true), .file(nil), .file([9, 8]), .entries(["x", "y"]),
+            .failed(code: .noSpace, path: "/p", message: "full"),
+        ]
+        for request in requests {
+            let bytes = request.encoded
+            #expect(FolderRequest.decode(bytes)?.encoded == bytes)
+            for cut in 0..<bytes.count { #expect(FolderRequest.decode(Array(bytes.prefix(cut))) == nil) }
+            #expect(FolderRequest.decode(bytes + [0]) == nil)
+        }
+        for reply in replies {
+            let bytes = reply.encoded
+            #expect(FolderReply.decode(bytes) == reply)
+            for cut in 0..<bytes.count { #expect(FolderReply.decode(Array(bytes.prefix(cut))) == nil) }
+        }
+        for _ in 0..<2000 {
+            let count = Int.random(in: 0...64, using: &generator)
+            var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            if !bytes.isEmpty { bytes[0] = UInt8.random(in: 0...7, using: &generator) }
+            _ = FolderRequest.decode(bytes)
+            _ = FolderReply.decode(bytes)
+        }
+        // A count far past what the bytes hold is refused before anything is reserved for it.
+        #expect(FolderRequest.decode([1, 0xFF, 0xFF, 0xFF, 0xFF]) == nil)
+        #expect(FolderReply.decode([3, 0xFF, 0xFF, 0xFF, 0xFF]) == nil)
+    }
+
+    @Test func aLargeWriteGoesInBatchesOfBoundedSize() {
+        let big = [UInt8](repeating: 7, count: FolderRequest.bytesMax / 3)
+        let files = (0..<7).map { FileToWrite("f\($0)", encoded: big) }
+        let batches = FolderRequest.batches(files)
+        #expect(batches.map(\.count).reduce(0, +) == 7)
+        #expect(batches.count >= 3)
+        for batch in batches { #expect(FolderRequest.write(batch).encoded.count <= FolderRequest.bytesMax) }
+        #expect(batches.flatMap { $0.map(\.name) } == files.map(\.name))
+    }
+}
