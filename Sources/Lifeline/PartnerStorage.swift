@@ -25,7 +25,17 @@ final class PartnerFolder: RemoteFolder {
     private let partner: HostIdentity
     private let hello: HostHello
     private let token: String
-    private let connection = Mutex<Int32?>(nil)
+    private let connection = Mutex<State>(State())
+    /// Taken around the chunk lock's first take and last release, so that the keeper's lock
+    /// and the count of holders here change together (before `connection`, never after it).
+    private let lockGate = Mutex<Void>(())
+
+    /// The connection, if one is open, and how many holders the chunk lock has here: a new
+    /// connection takes the lock again before its first request while any hold it.
+    private struct State {
+        var fd: Int32?
+        var lockHolders = 0
+    }
 
     /// The folder kept by `partner` (at least that incarnation), listening at `address`:`port`
     /// on `host`, reached by the rank `rank` of `incarnation`.
@@ -42,8 +52,8 @@ final class PartnerFolder: RemoteFolder {
     }
 
     deinit {
-        connection.withLock { fd in
-            if let fd { close(fd) }
+        connection.withLock { state in
+            if let fd = state.fd { close(fd) }
         }
     }
 
@@ -81,6 +91,26 @@ final class PartnerFolder: RemoteFolder {
         return found
     }
 
+    func holdChunkLock() -> Bool {
+        lockGate.withLock { _ in
+            if connection.withLock({ $0.lockHolders }) == 0 {
+                guard case .flag(true)? = try? call(.chunkLock(true)) else { return false }
+            }
+            connection.withLock { $0.lockHolders += 1 }
+            return true
+        }
+    }
+
+    func releaseChunkLock() {
+        lockGate.withLock { _ in
+            let remaining = connection.withLock { state in
+                state.lockHolders = max(0, state.lockHolders - 1)
+                return state.lockHolders
+            }
+            if remaining == 0 { _ = try? call(.chunkLock(false)) }
+        }
+    }
+
     private func expectDone(_ reply: FolderReply) throws(StorageError) {
         guard reply == .done else { throw unexpected() }
     }
@@ -106,9 +136,9 @@ final class PartnerFolder: RemoteFolder {
     private static let staleMessage = "the connection made earlier had ended"
 
     private func attempt(_ body: [UInt8]) -> Result<FolderReply, StorageError> {
-        connection.withLock { fd in
-            let reused = fd != nil
-            if fd == nil {
+        connection.withLock { state in
+            let reused = state.fd != nil
+            if state.fd == nil {
                 var fresh = hello
                 fresh.nonce = HostLink.nonce()
                 let connected: Int32?
@@ -122,21 +152,34 @@ final class PartnerFolder: RemoteFolder {
                     return .failure(StorageError(.ioFailure, path: location, message: "cannot reach the partner"))
                 }
                 PartnerFolderServer.makeBlocking(connected)
-                fd = connected
+                state.fd = connected
+                // The lock of the connection that ended went with it: take it again first.
+                if state.lockHolders > 0, !body.elementsEqual(FolderRequest.chunkLock(true).encoded),
+                   exchange(connected, FolderRequest.chunkLock(true).encoded) != .flag(true) {
+                    close(connected)
+                    state.fd = nil
+                    return .failure(StorageError(.ioFailure, path: location, message: "cannot take the partner's chunk lock again"))
+                }
             }
-            let socket = fd!
-            let deadline = monotonicSeconds() + Self.replySeconds(requestBytes: body.count)
-            guard Socket.sendAll(socket, PartnerFolderServer.frame(body)),
-                  let reply = PartnerFolderServer.readMessage(socket, bytesMax: FolderRequest.bytesMax, deadline: deadline),
-                  let decoded = FolderReply.decode(reply)
-            else {
+            let socket = state.fd!
+            guard let decoded = exchange(socket, body) else {
                 close(socket)
-                fd = nil
+                state.fd = nil
                 return .failure(StorageError(.ioFailure, path: location, message: reused ? Self.staleMessage
                     : "the partner did not answer (its process or its host is gone, or its link was cut)"))
             }
             return .success(decoded)
         }
+    }
+
+    /// Sends one request on `socket` and reads its reply within `replySeconds`; nil when
+    /// either fails.
+    private func exchange(_ socket: Int32, _ body: [UInt8]) -> FolderReply? {
+        let deadline = monotonicSeconds() + Self.replySeconds(requestBytes: body.count)
+        guard Socket.sendAll(socket, PartnerFolderServer.frame(body)),
+              let reply = PartnerFolderServer.readMessage(socket, bytesMax: FolderRequest.bytesMax, deadline: deadline)
+        else { return nil }
+        return FolderReply.decode(reply)
     }
 }
 
@@ -173,13 +216,15 @@ enum PartnerFolderServer {
 
     /// Reads and answers requests until the stream ends or breaks.
     static func serve(_ fd: Int32, service: FolderService) {
+        let session = FolderService.Session(service)
+        defer { session.end() }
         while true {
             // Between requests the connector may be idle for as long as it likes.
             guard waitReadable(fd, seconds: idleSeconds),
                   let body = readMessage(fd, bytesMax: FolderRequest.bytesMax, deadline: monotonicSeconds() + requestSeconds),
                   let request = FolderRequest.decode(body)
             else { return }
-            guard Socket.sendAll(fd, frame(service.handle(request).encoded)) else { return }
+            guard Socket.sendAll(fd, frame(session.handle(request).encoded)) else { return }
         }
     }
 

@@ -327,6 +327,8 @@ struct ChunkLock {
     /// The lock file's name in each root it is taken in.
     static let fileName = ".chunks.lock"
     private let fds: [Int32]
+    /// A partner's folder whose lock this holder took (shared), released with the rest.
+    private let remote: (any RemoteFolder)?
 
     /// Takes the lock; nil when `wait` is false and another holder excludes it, or when a lock
     /// file cannot be opened or locked (then collection is skipped).
@@ -340,7 +342,14 @@ struct ChunkLock {
     init?(store: MirroredStore, exclusive: Bool, wait: Bool) {
         let mirrors: [Mirror] = store.nodeLocal == nil ? [.a] : store.visibleMirrors
         var fds: [Int32] = []
+        var lockedRemote: (any RemoteFolder)?
         for mirror in mirrors {
+            // A partner's folder: its keeper takes the lock for this connection. Collection
+            // happens where the folder is, never through a connection.
+            if let remote = store.remote, remote.mirror == mirror {
+                if !exclusive, remote.folder.holdChunkLock() { lockedRemote = remote.folder }
+                continue
+            }
             let fd = open(store.root(mirror) + "/" + Self.fileName, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
             if fd >= 0, Self.lock(fd, exclusive: exclusive, wait: wait) {
                 fds.append(fd)
@@ -352,8 +361,9 @@ struct ChunkLock {
                 return nil
             }
         }
-        guard !fds.isEmpty else { return nil }
+        guard !fds.isEmpty || lockedRemote != nil else { return nil }
         self.fds = fds
+        self.remote = lockedRemote
     }
 
     private static func lock(_ fd: Int32, exclusive: Bool, wait: Bool) -> Bool {
@@ -373,5 +383,8 @@ struct ChunkLock {
     }
 
     /// Releases the lock.
-    func release() { Self.release(fds) }
+    func release() {
+        Self.release(fds)
+        remote?.releaseChunkLock()
+    }
 }

@@ -28,6 +28,13 @@ package protocol RemoteFolder: Sendable {
     func entries(_ directory: String) throws(StorageError) -> [String]
     /// Whether a file called `name` is there.
     func isRegularFile(_ name: String) throws(StorageError) -> Bool
+    /// Takes the keeper's chunk lock shared, as a snapshot write on a local mirror does
+    /// (`ChunkLock`): the collection of the keeper's folder waits until every holder releases
+    /// it, so a chunk a write reuses is not removed under it. Held until `releaseChunkLock()`
+    /// (each take released once) or the connection ends; false when it cannot be taken.
+    func holdChunkLock() -> Bool
+    /// Releases one `holdChunkLock()`.
+    func releaseChunkLock()
 }
 
 /// One operation on a `RemoteFolder`, as the keeper receives it.
@@ -44,6 +51,8 @@ package enum FolderRequest: Sendable {
     case entries(String)
     /// Say whether a file exists.
     case isRegularFile(String)
+    /// Take (true) or release (false) the folder's chunk lock, shared, for this connection.
+    case chunkLock(Bool)
 
     /// The longest request a keeper takes: a batch of files larger than this is sent in
     /// several (`batches(_:)`); a stranger's length past it closes the connection.
@@ -88,6 +97,7 @@ package enum FolderRequest: Sendable {
         case .removeDirectory(let name): writer.byte(4); writer.string(name)
         case .entries(let name): writer.byte(5); writer.string(name)
         case .isRegularFile(let name): writer.byte(6); writer.string(name)
+        case .chunkLock(let take): writer.byte(7); writer.byte(take ? 1 : 0)
         }
         return writer.bytes
     }
@@ -110,6 +120,9 @@ package enum FolderRequest: Sendable {
             guard let name = reader.string() else { return nil }
             request = [2: .read(name), 3: .remove(name), 4: .removeDirectory(name), 5: .entries(name),
                        6: .isRegularFile(name)][operation]!
+        case 7:
+            guard let take = reader.byte(), take <= 1 else { return nil }
+            request = .chunkLock(take == 1)
         default:
             return nil
         }
@@ -197,21 +210,74 @@ package enum FolderReply: Sendable, Equatable {
 /// mirror's operations are carried out on a local root. Every name is checked as the store
 /// checks its own (relative, no `.`, `..` or hidden component), so a request can neither leave
 /// the folder nor touch a temporary file; a bad name or a failing disk is a `.failed` reply,
-/// never a crash.
+/// never a crash. A `readOnly` service (the supervisor's, which lends its manifest to the
+/// ranks) refuses every change.
 package struct FolderService: Sendable {
     /// The local folder kept.
     package let root: String
+    /// Whether writes and removals are refused.
+    package let readOnly: Bool
 
     /// A service keeping `root`, created if missing.
-    package init(root: String) throws(StorageError) {
+    package init(root: String, readOnly: Bool = false) throws(StorageError) {
         try PosixFile.makeRoot(root)
         self.root = root
+        self.readOnly = readOnly
     }
 
-    /// Carries out `request` and says how it went.
+    /// What one connection holds between its requests: the chunk lock, while its writer
+    /// holds it. Ending the session (the connection closed) releases it.
+    package final class Session {
+        /// The service it uses.
+        package let service: FolderService
+        private var lockFD: Int32 = -1
+
+        /// A session on `service`.
+        package init(_ service: FolderService) { self.service = service }
+
+        deinit { end() }
+
+        /// Carries out `request` (the chunk lock here, the rest by the service).
+        package func handle(_ request: FolderRequest) -> FolderReply {
+            guard case .chunkLock(let take) = request else { return service.handle(request) }
+            if !take {
+                end()
+                return .done
+            }
+            guard lockFD < 0 else { return .flag(true) }
+            let fd = open(service.root + "/" + ChunkLock.fileName, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { return .flag(false) }
+            while flock(fd, LOCK_SH) != 0 {
+                if errno != EINTR {
+                    close(fd)
+                    return .flag(false)
+                }
+            }
+            lockFD = fd
+            return .flag(true)
+        }
+
+        /// Releases the chunk lock if this session holds it.
+        package func end() {
+            guard lockFD >= 0 else { return }
+            flock(lockFD, LOCK_UN)
+            close(lockFD)
+            lockFD = -1
+        }
+    }
+
+    /// Carries out `request` and says how it went (a chunk lock needs a `Session`).
     package func handle(_ request: FolderRequest) -> FolderReply {
         do throws(StorageError) {
             switch request {
+            case .write, .remove, .removeDirectory:
+                if readOnly { throw StorageError(.permissionDenied, path: root, message: "this folder is lent for reading only") }
+            default:
+                break
+            }
+            switch request {
+            case .chunkLock:
+                throw StorageError(.invalidArgument, path: root, message: "a chunk lock is taken in a session")
             case .write(let files):
                 for file in files { try Self.validate(file.name) }
                 guard Set(files.map(\.name)).count == files.count else {

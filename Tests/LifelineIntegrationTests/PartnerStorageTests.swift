@@ -62,6 +62,37 @@ struct PartnerStorageTests {
         #expect(restarted.list("epochs") == ["000004"])
     }
 
+    /// A write on the partner's folder holds the keeper's chunk lock, as a write on a local
+    /// folder does: the collection of that folder waits until it is released, or until the
+    /// writer's connection ends.
+    @Test func aPartnersWriteHoldsOffTheCollectionOfItsFolder() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let listener = try HostListener(
+            address: "127.0.0.1", identity: keeper, token: token, storage: try FolderService(root: root + "/partner"))
+        // The keeper host's own view of the folder, as its collection opens it.
+        let collector = ChunkedSnapshots(store: try MirroredStore(rootA: root + "/partner", rootB: root + "/unused"))
+        var writer: PartnerFolder? = folder(port: listener.port, token: token)
+        #expect(writer?.holdChunkLock() == true)
+        #expect(writer?.holdChunkLock() == true)
+        #expect(try collector.garbageCollect { [] } == nil)
+        writer?.releaseChunkLock()
+        #expect(try collector.garbageCollect { [] } == nil)  // one holder left
+        writer?.releaseChunkLock()
+        #expect(try collector.garbageCollect { [] } == 0)
+        #expect(writer?.holdChunkLock() == true)
+        #expect(try collector.garbageCollect { [] } == nil)
+        // The writer gone with its lock held: the keeper's session ends and releases it.
+        writer = nil
+        let deadline = monotonicSeconds() + 5
+        var collected: Int?
+        while collected == nil, monotonicSeconds() < deadline {
+            collected = try collector.garbageCollect { [] }
+            if collected == nil { usleep(20_000) }
+        }
+        #expect(collected == 0)
+    }
+
     @Test func aConnectorWithoutTheTokenWritesNothing() throws {
         let root = temporary()
         defer { try? FileManager.default.removeItem(atPath: root) }

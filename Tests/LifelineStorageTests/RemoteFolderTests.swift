@@ -11,17 +11,21 @@ import Testing
     /// that cannot be reached.
     final class LoopbackFolder: RemoteFolder, @unchecked Sendable {
         let service: FolderService
+        let session: FolderService.Session
         var failing = false
         var requests = 0
         var location: String { "loopback partner at \(service.root)" }
 
-        init(root: String) throws { service = try FolderService(root: root) }
+        init(root: String) throws {
+            service = try FolderService(root: root)
+            session = FolderService.Session(service)
+        }
 
         private func call(_ request: FolderRequest) throws(StorageError) -> FolderReply {
             requests += 1
             if failing { throw StorageError(.ioFailure, path: location, message: "the partner did not answer") }
             let decoded = FolderRequest.decode(request.encoded)!
-            let reply = FolderReply.decode(service.handle(decoded).encoded)!
+            let reply = FolderReply.decode(session.handle(decoded).encoded)!
             if let error = reply.error { throw error }
             return reply
         }
@@ -51,6 +55,10 @@ import Testing
             guard case .flag(let found) = try call(.isRegularFile(name)) else { return false }
             return found
         }
+
+        func holdChunkLock() -> Bool { (try? call(.chunkLock(true))) == .flag(true) }
+
+        func releaseChunkLock() { _ = try? call(.chunkLock(false)) }
     }
 
     @Test func bothCopiesAreWrittenAndADamagedPartnerCopyIsRepairedThroughTheConnection() throws {
