@@ -258,7 +258,9 @@ public enum Job {
         if manifest.independent != nil {
             throw refuse("its checkpoints are independent, so no line is at one step; resume it on \(manifest.rankCount) ranks")
         }
-        guard let line = manifests.newestIntactLine(manifest).line else { return nil }
+        let newest = StorageRoots.partnered(configuration.storageRoots)
+            ? Supervisor.newestUnreadLine(manifest) : manifests.newestIntactLine(manifest).line
+        guard let line = newest else { return nil }
         if let reason = manifests.resizeRefusal(line, of: manifest) { throw refuse(reason) }
         let answer: ResizeProbe.Answer
         do {

@@ -387,6 +387,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration,
                 "both storage roots hold {host}: losing a host would lose both copies of what its ranks wrote; make one a folder every host shares")
         }
+        if storageRoots.contains(where: { $0.contains(StorageRoots.partnerPlaceholder) }) {
+            try validatePartnerStorage()
+        }
         if memoryLevel == true {
             guard checkpointing != .independent else {
                 throw LifelineError(.configuration,
@@ -432,6 +435,42 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration, "--inject \(lose) needs --levels memory,disk: a job on disk alone holds nothing in memory")
         }
         return faults
+    }
+
+    /// Checks a `--storage` whose second root holds `{partner}`: second copies sent to partner
+    /// hosts. What works with them for now is said in each refusal.
+    private func validatePartnerStorage() throws {
+        guard !storageRoots[0].contains(StorageRoots.partnerPlaceholder) else {
+            throw LifelineError(.configuration,
+                "--storage: {partner} goes in the second root (DIR_A holds {host}, each node's own folder; DIR_B the folder a partner node keeps)")
+        }
+        guard storageRoots[0].contains(StorageRoots.placeholder), !storageRoots[1].contains(StorageRoots.placeholder) else {
+            throw LifelineError(.configuration,
+                "--storage with {partner}: give DIR_A with {host} and DIR_B with {partner}, such as /local/{host}/ckpt,/local/{partner}/ckpt-partner")
+        }
+        guard launcher == .ssh || launcher == .slurm else {
+            throw LifelineError(.configuration,
+                "--storage with {partner} needs --launcher ssh or slurm: partner copies go from one host to another")
+        }
+        guard Set(try rankHosts() ?? []).count >= 2 else {
+            throw LifelineError(.configuration,
+                "--storage with {partner} needs ranks on two hosts at least: a host's partner is another host")
+        }
+        guard logging == .none || logging == .senderBased else {
+            throw LifelineError(.configuration,
+                "--storage with {partner} works with --logging none or sender-based for now: a receiver's log would need its partner copy before each delivery")
+        }
+        guard checkpointing != .independent else {
+            throw LifelineError(.configuration,
+                "--storage with {partner} works with --checkpoint coordinated, blocking or minimal for now")
+        }
+        guard memoryLevel != true else {
+            throw LifelineError(.configuration, "--storage with {partner} works with --levels disk for now")
+        }
+        guard onHostLoss != .shrink else {
+            throw LifelineError(.configuration,
+                "--storage with {partner} works with --on-host-loss wait or fail for now (a shrink reads every old rank's snapshot on its new rank)")
+        }
     }
 
     /// Reads the configuration a run directory's `job.json` holds, for the run directory at

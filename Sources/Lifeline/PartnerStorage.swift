@@ -20,9 +20,9 @@ import Synchronization
 final class PartnerFolder: RemoteFolder {
     /// Where the partner is, for messages.
     let location: String
-    private let address: String
-    private let port: UInt16
-    private let partner: HostIdentity
+    /// The processes that keep the folder, in the order to try them, as they are now (the
+    /// ranks of the partner host, lowest first, or the supervisor); asked before each request.
+    private let keepers: @Sendable () -> [Keeper]
     private let hello: HostHello
     private let token: String
     private let connection = Mutex<State>(State())
@@ -30,25 +30,54 @@ final class PartnerFolder: RemoteFolder {
     /// and the count of holders here change together (before `connection`, never after it).
     private let lockGate = Mutex<Void>(())
 
-    /// The connection, if one is open, and how many holders the chunk lock has here: a new
-    /// connection takes the lock again before its first request while any hold it.
+    /// The connection, if one is open, the host it reaches, and how many holders the chunk
+    /// lock has here: a new connection takes the lock again before its first request while any
+    /// hold it.
     private struct State {
         var fd: Int32?
+        var host = ""
         var lockHolders = 0
+        /// After no keeper could be reached: until when requests fail at once, and the keepers
+        /// tried then (others, named since, are tried at once). A restore reads hundreds of
+        /// chunks, and a host that is gone would make each wait out its connection attempts.
+        var unreachableUntil = 0.0
+        var unreachable: [Keeper] = []
+    }
+
+    /// How long a partner no keeper of which answered is taken for gone before it is tried
+    /// again.
+    static let unreachableSeconds = 5.0
+
+    /// A process that keeps a partner's folder: where it listens and who it is.
+    struct Keeper: Sendable, Equatable {
+        /// The host it runs on (whose folder it keeps).
+        var host: String
+        /// Its IPv4 address.
+        var address: String
+        /// Its TCP port.
+        var port: UInt16
+        /// Who answers there (a rank, at least that incarnation; or the supervisor).
+        var identity: HostIdentity
+    }
+
+    /// The folder `location` names, kept by whichever of `keepers()` answers first, reached by
+    /// the rank `rank` of `incarnation`.
+    init(location: String, rank: RankID, incarnation: UInt32, token: String, keepers: @escaping @Sendable () -> [Keeper]) {
+        self.location = location
+        self.keepers = keepers
+        self.hello = HostHello(role: .storage, rank: rank, incarnation: incarnation, pid: getpid(), port: 0, nonce: [])
+        self.token = token
     }
 
     /// The folder kept by `partner` (at least that incarnation), listening at `address`:`port`
     /// on `host`, reached by the rank `rank` of `incarnation`.
-    init(
+    convenience init(
         address: String, port: UInt16, host: String, partner: HostIdentity, rank: RankID, incarnation: UInt32,
         token: String
     ) {
-        self.location = "partner rank \(partner.rank.rawValue) on \(host) (\(address):\(port))"
-        self.address = address
-        self.port = port
-        self.partner = partner
-        self.hello = HostHello(role: .storage, rank: rank, incarnation: incarnation, pid: getpid(), port: 0, nonce: [])
-        self.token = token
+        let keeper = Keeper(host: host, address: address, port: port, identity: partner)
+        self.init(location: "partner rank \(partner.rank.rawValue) on \(host) (\(address):\(port))", rank: rank,
+                  incarnation: incarnation, token: token, keepers: { [keeper] })
     }
 
     deinit {
@@ -136,27 +165,34 @@ final class PartnerFolder: RemoteFolder {
     private static let staleMessage = "the connection made earlier had ended"
 
     private func attempt(_ body: [UInt8]) -> Result<FolderReply, StorageError> {
-        connection.withLock { state in
+        let candidates = keepers()
+        return connection.withLock { state in
+            // The partner moved to another host (a host was lost, the ranks placed anew).
+            if let fd = state.fd, let wanted = candidates.first?.host, wanted != state.host {
+                close(fd)
+                state.fd = nil
+            }
             let reused = state.fd != nil
             if state.fd == nil {
-                var fresh = hello
-                fresh.nonce = HostLink.nonce()
-                let connected: Int32?
-                do {
-                    connected = try HostLink.connectAuthenticated(
-                        address: address, port: port, hello: fresh, expected: partner, acceptIncarnationAbove: true, token: token)
-                } catch {
-                    return .failure(StorageError(.ioFailure, path: location, message: "\(error)"))
+                if candidates == state.unreachable, monotonicSeconds() < state.unreachableUntil {
+                    return .failure(StorageError(.ioFailure, path: location, message:
+                        "no process that keeps it answered a moment ago (tried again after \(Int(Self.unreachableSeconds)) s)"))
                 }
-                guard let connected else {
-                    return .failure(StorageError(.ioFailure, path: location, message: "cannot reach the partner"))
+                let connected: (fd: Int32, host: String)
+                switch connect(candidates) {
+                case .success(let made): connected = made
+                case .failure(let error):
+                    state.unreachable = candidates
+                    state.unreachableUntil = monotonicSeconds() + Self.unreachableSeconds
+                    return .failure(error)
                 }
-                PartnerFolderServer.makeBlocking(connected)
-                state.fd = connected
+                PartnerFolderServer.makeBlocking(connected.fd)
+                state.fd = connected.fd
+                state.host = connected.host
                 // The lock of the connection that ended went with it: take it again first.
                 if state.lockHolders > 0, !body.elementsEqual(FolderRequest.chunkLock(true).encoded),
-                   exchange(connected, FolderRequest.chunkLock(true).encoded) != .flag(true) {
-                    close(connected)
+                   exchange(connected.fd, FolderRequest.chunkLock(true).encoded) != .flag(true) {
+                    close(connected.fd)
                     state.fd = nil
                     return .failure(StorageError(.ioFailure, path: location, message: "cannot take the partner's chunk lock again"))
                 }
@@ -170,6 +206,27 @@ final class PartnerFolder: RemoteFolder {
             }
             return .success(decoded)
         }
+    }
+
+    /// A connection to the first of `candidates` that answers and proves the token.
+    private func connect(_ candidates: [Keeper]) -> Result<(fd: Int32, host: String), StorageError> {
+        var reasons: [String] = []
+        for keeper in candidates {
+            var fresh = hello
+            fresh.nonce = HostLink.nonce()
+            do {
+                if let fd = try HostLink.connectAuthenticated(
+                    address: keeper.address, port: keeper.port, hello: fresh, expected: keeper.identity,
+                    acceptIncarnationAbove: true, token: token) {
+                    return .success((fd, keeper.host))
+                }
+                reasons.append("\(keeper.identity) at \(keeper.address):\(keeper.port) does not answer")
+            } catch {
+                reasons.append("\(error)")
+            }
+        }
+        return .failure(StorageError(.ioFailure, path: location, message:
+            candidates.isEmpty ? "no process keeps it now" : "cannot reach it: " + reasons.joined(separator: "; ")))
     }
 
     /// Sends one request on `socket` and reads its reply within `replySeconds`; nil when
@@ -263,5 +320,105 @@ enum PartnerFolderServer {
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         var limit = timeval(tv_sec: Int(requestSeconds), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+    }
+}
+
+/// Where the ranks of a job on several hosts listen, as the supervisor last said, shared with
+/// the threads that write and read snapshots: the second copy of what a host's ranks write
+/// goes to its partner host, the next host of the job (hosts in the order of their lowest
+/// rank, the last one's partner the first), kept by whichever of that host's ranks answers;
+/// and a rank restarted on another host than the one it wrote on finds its files with that
+/// host's partner (`find(_:)`). The partner follows the table: after a host is lost and its
+/// ranks placed anew, the hosts left pair up again, and what is missing on a new partner is
+/// written there as it is read.
+final class PartnerDirectory: Sendable {
+    /// This rank's host.
+    let host: String
+    /// The folder this host keeps for its partner host (`{partner}` standing for `host`).
+    let keptRoot: String
+    private let rank: RankID
+    private let incarnation: UInt32
+    private let token: String
+    private let table: Mutex<[RankAddress?]>
+    /// A folder per other host, for `find(_:)`.
+    private let others = Mutex<[String: PartnerFolder]>([:])
+
+    /// The directory of rank `rank` (`incarnation`) on `host`, whose job's second root is
+    /// `rootB`, from the supervisor's `table` of where every rank listens.
+    init(host: String, rootB: String, table: [RankAddress?], rank: RankID, incarnation: UInt32, token: String) {
+        self.host = host
+        self.keptRoot = StorageRoots.expand(rootB, host: host)
+        self.rank = rank
+        self.incarnation = incarnation
+        self.token = token
+        self.table = Mutex(table)
+    }
+
+    /// Takes the supervisor's newer table (whole, or one rank's entry changed).
+    func update(_ table: [RankAddress?]) {
+        self.table.withLock { $0 = table }
+    }
+
+    /// The hosts of `table` in the job's order: by their lowest rank.
+    static func hostOrder(_ table: [RankAddress?]) -> [String] {
+        var seen = Set<String>()
+        return table.compactMap { address in
+            guard let host = address?.host, seen.insert(host).inserted else { return nil }
+            return host
+        }
+    }
+
+    /// The partner of `host` in `table`: the next host in the job's order, the first after the
+    /// last; nil when `host` is the only one (or not in the table).
+    static func partner(of host: String, in table: [RankAddress?]) -> String? {
+        let hosts = hostOrder(table)
+        guard hosts.count > 1, let position = hosts.firstIndex(of: host) else { return nil }
+        return hosts[(position + 1) % hosts.count]
+    }
+
+    /// The ranks on `host` that keep its folder, lowest first.
+    private func keepers(on host: String, in table: [RankAddress?]) -> [PartnerFolder.Keeper] {
+        table.enumerated().compactMap { rank, address in
+            guard let address, address.host == host else { return nil }
+            return PartnerFolder.Keeper(host: host, address: address.address, port: address.port,
+                                        identity: HostIdentity(role: .peer, rank: RankID(rank), incarnation: address.incarnation))
+        }
+    }
+
+    /// This host's partner's folder: the store's mirror B.
+    func partnerFolder() -> PartnerFolder {
+        PartnerFolder(location: "the partner host's folder", rank: rank, incarnation: incarnation, token: token) { [self] in
+            let table = self.table.withLock { $0 }
+            guard let partner = Self.partner(of: host, in: table) else { return [] }
+            return keepers(on: partner, in: table)
+        }
+    }
+
+    /// The copy of `name` kept anywhere but this rank's two mirrors: in the folder this host
+    /// keeps for its partner (a rank restarted on the partner of the host it wrote on), else
+    /// with the ranks of each other host but this host's partner (already asked as mirror B).
+    func find(_ name: String) -> [UInt8]? {
+        if let data = FileManager.default.contents(atPath: keptRoot + "/" + name) { return [UInt8](data) }
+        let table = self.table.withLock { $0 }
+        let partner = Self.partner(of: host, in: table)
+        for other in Self.hostOrder(table) where other != host && other != partner {
+            let folder = others.withLock { folders in
+                if let folder = folders[other] { return folder }
+                let made = PartnerFolder(location: "the folder \(other) keeps", rank: rank, incarnation: incarnation,
+                                         token: token) { [self] in keepers(on: other, in: self.table.withLock { $0 }) }
+                folders[other] = made
+                return made
+            }
+            if let bytes = try? folder.read(name) { return bytes }
+        }
+        return nil
+    }
+
+    /// The supervisor's folder, lent for reading: where the manifest the ranks collect their
+    /// hosts' folders against is read.
+    func supervisorFolder(address: String, port: UInt16) -> PartnerFolder {
+        let keeper = PartnerFolder.Keeper(host: "", address: address, port: port, identity: .supervisor)
+        return PartnerFolder(location: "the supervisor's folder (\(address):\(port))", rank: rank, incarnation: incarnation,
+                             token: token) { [keeper] }
     }
 }

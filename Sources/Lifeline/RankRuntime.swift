@@ -70,7 +70,12 @@ final class RankRuntime {
     /// A job on several hosts: the TCP listener for peers on other hosts (its own thread runs
     /// their handshakes), and where every rank listens (`peerAddresses`, from the supervisor).
     @exclusivity(unchecked) var hostListener: HostListener?
-    @exclusivity(unchecked) var peerAddresses: [RankAddress?] = []
+    @exclusivity(unchecked) var peerAddresses: [RankAddress?] = [] {
+        didSet { partners?.update(peerAddresses) }
+    }
+    /// With partner hosts (`{partner}` in `--storage`): where the second copies go, and where
+    /// a rank restarted on another host finds its files.
+    let partners: PartnerDirectory?
     let store: MirroredStore?
     let writer: SnapshotWriter?
     let heartbeatStep: HeartbeatStep
@@ -155,8 +160,9 @@ final class RankRuntime {
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
         store: MirroredStore?, snapshot: RankSnapshot?, log: MessageLog?, replay: ReplayQueue?,
         previous: PreviousRanks? = nil, probe: (path: String, size: Int)? = nil, replaySession: ReplaySession? = nil,
-        restoredState: StateBytes? = nil
+        restoredState: StateBytes? = nil, partners: PartnerDirectory? = nil
     ) {
+        self.partners = partners
         self.launch = launch
         self.isLaunched = launch != nil
         self.rank = launch?.rank ?? replaySession.map { RankID($0.plan.rank) } ?? RankID(0)
@@ -179,7 +185,8 @@ final class RankRuntime {
                                chunkBytes: launch?.chunkBytes ?? ChunkedSnapshots.chunkBytesDefault,
                                level: launch?.compressionLevel ?? ChunkedSnapshots.levelDefault,
                                memory: launch?.memoryLevel, rank: launch?.rank.rawValue ?? 0,
-                               drainChunksAtATime: drainChunksAtATime)
+                               drainChunksAtATime: drainChunksAtATime,
+                               hostCollection: partners.flatMap { Self.hostCollection(store: store, partners: $0, launch: launch) })
             }
         }
         if launch?.memoryLevel != nil { self.captureBuffers = [[], []] }
@@ -269,9 +276,20 @@ final class RankRuntime {
         reportStepOnCrash(control: control)
 
         let store: MirroredStore
+        var partners: PartnerDirectory?
         do {
-            store = try StorageRoots.open(
-                [launch.storageRoots.a, launch.storageRoots.b], host: launch.hosts?.host ?? StorageRoots.localHost, fills: true)
+            let roots = [launch.storageRoots.a, launch.storageRoots.b]
+            if StorageRoots.partnered(roots), let hosts = launch.hosts {
+                let directory = PartnerDirectory(
+                    host: hosts.host, rootB: roots[1], table: peerAddresses, rank: launch.rank, incarnation: launch.incarnation,
+                    token: launch.token)
+                store = try MirroredStore(rootA: StorageRoots.expand(roots[0], host: hosts.host), remoteB: directory.partnerFolder())
+                    .withNodeLocal(.a, fills: true, partnerHeld: true)
+                    .withFallback { directory.find($0) }
+                partners = directory
+            } else {
+                store = try StorageRoots.open(roots, host: launch.hosts?.host ?? StorageRoots.localHost, fills: true)
+            }
         } catch {
             throw LifelineError(.storage, "\(error)")
         }
@@ -298,7 +316,8 @@ final class RankRuntime {
         }
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
-            store: store, snapshot: snapshot, log: log, replay: replay, previous: previous, restoredState: loaded?.state)
+            store: store, snapshot: snapshot, log: log, replay: replay, previous: previous, restoredState: loaded?.state,
+            partners: partners)
         runtime.eventLog = eventLog
         runtime.hostListener = hostListener
         if launch.memoryLevel?.drainRestored == true, let name = launch.restoreSnapshot, var restored = snapshot {
@@ -337,9 +356,18 @@ final class RankRuntime {
             return (fd, nil)
         }
         HostLink.userTimeoutMs.store(UInt32(clamping: hosts.linkTimeoutMs), ordering: .relaxed)
+        // With partner hosts, this rank also keeps its host's folder for the partner's ranks.
+        let roots = [launch.storageRoots.a, launch.storageRoots.b]
+        let kept: FolderService?
+        do {
+            kept = StorageRoots.partnered(roots) ? try FolderService(root: StorageRoots.expand(roots[1], host: hosts.host)) : nil
+        } catch {
+            throw LifelineError(.storage, "\(error)")
+        }
         let listener = try HostListener(
             address: hosts.hostAddress,
-            identity: HostIdentity(role: .peer, rank: launch.rank, incarnation: launch.incarnation), token: launch.token)
+            identity: HostIdentity(role: .peer, rank: launch.rank, incarnation: launch.incarnation), token: launch.token,
+            storage: kept)
         let hello = HostHello(
             role: .control, rank: launch.rank, incarnation: launch.incarnation, pid: getpid(), port: listener.port,
             nonce: HostLink.nonce())
@@ -742,5 +770,22 @@ final class WarmedBuffer: Sendable {
     /// The buffer `fill` made, once; nil before it is done.
     func take() -> [UInt8]? {
         slot.withLock { $0.take() }
+    }
+}
+
+extension RankRuntime {
+    /// With partner hosts: this host's folder and the folder it keeps for its partner are
+    /// collected against the manifest the supervisor lends (no folder is shared).
+    static func hostCollection(
+        store: MirroredStore, partners: PartnerDirectory, launch: LaunchEnvironment?
+    ) -> SnapshotWriter.HostCollection? {
+        guard let hosts = launch?.hosts, let own = store.confinedToNodeLocal,
+              let lent = try? MirroredStore(rootA: store.rootA, remoteB: partners.supervisorFolder(
+                  address: hosts.supervisorAddress, port: hosts.supervisorPort)).withNodeLocal(.a, fills: false, partnerHeld: true),
+              let manifest = lent.sharedReadOnly,
+              let kept = try? MirroredStore(rootA: partners.keptRoot, remoteB: partners.partnerFolder())
+                  .withNodeLocal(.a, fills: false, partnerHeld: true).confinedToNodeLocal
+        else { return nil }
+        return SnapshotWriter.HostCollection(manifest: manifest, folders: [own, kept])
     }
 }

@@ -132,12 +132,27 @@ final class SnapshotWriter: Sendable {
     /// commits in memory met fewer drains in their way.
     private let drainChunksAtATime: Int
 
+    /// Where a host's garbage is collected (`collectHostGarbage`): the folders, each seen
+    /// alone, and the store the manifest that says what to keep is read from.
+    struct HostCollection: Sendable {
+        /// Reads the manifest the supervisor committed.
+        var manifest: MirroredStore
+        /// The host's folders to collect.
+        var folders: [MirroredStore]
+    }
+
+    /// This host's collection: with a node-local mirror, its folder against the shared root's
+    /// manifest (nil: none), unless the writer was given another.
+    private let hostCollection: HostCollection?
+
     /// A writer for `store` that reports to the supervisor over `control`, cutting snapshots
     /// into chunks of `chunkBytes` (a multiple of 8) compressed at zstd `level`; with `memory`,
     /// rank `rank`'s rounds are held in the host's memory first, and drained to disk
-    /// `drainChunksAtATime` chunks at a time.
+    /// `drainChunksAtATime` chunks at a time. `hostCollection`: where the host's garbage is
+    /// collected, when not as the store says (partner hosts: `PartnerDirectory`).
     init(store: MirroredStore, control: ControlLink, chunkBytes: Int, level: Int32,
-         memory: LaunchEnvironment.MemoryLevelSettings? = nil, rank: Int = 0, drainChunksAtATime: Int = 1) {
+         memory: LaunchEnvironment.MemoryLevelSettings? = nil, rank: Int = 0, drainChunksAtATime: Int = 1,
+         hostCollection: HostCollection? = nil) {
         precondition(chunkBytes % 8 == 0, "numeric segments are filtered as 8-byte values, so chunks hold whole ones")
         self.snapshots = ChunkedSnapshots(store: store)
         self.control = control
@@ -145,6 +160,9 @@ final class SnapshotWriter: Sendable {
         self.level = level
         self.memory = memory.map { (MemoryLevel(folder: $0.folder, mapsCopies: true), $0, rank) }
         self.drainChunksAtATime = max(1, drainChunksAtATime)
+        self.hostCollection = hostCollection ?? store.confinedToNodeLocal.flatMap { local in
+            store.sharedReadOnly.map { HostCollection(manifest: $0, folders: [local]) }
+        }
     }
 
     /// Queues a snapshot; returns at once. A round whose state was captured straight into its
@@ -285,16 +303,19 @@ final class SnapshotWriter: Sendable {
     /// host's folder what no line of the manifest keeps, after this rank's queued writes. Every
     /// rank of the host may ask; one collects at a time, under the chunk lock taken
     /// exclusively, and none while a rank of the host writes a snapshot (it then waits for the
-    /// next commit). The manifest is read from the shared root, as the supervisor committed it:
-    /// one a little older (the next commit already made) only keeps more. Nothing is collected
-    /// while the job writes one mirror alone (`writing`: a mirror has failed): the shared
-    /// manifest may then be far behind what the ranks wrote.
+    /// next commit; a partner's write on a folder this host keeps holds the same lock). The
+    /// manifest is read from the shared root (with partner hosts, from the supervisor, which
+    /// lends it), as the supervisor committed it: one a little older (the next commit already
+    /// made) only keeps more. Nothing is collected while the job writes one mirror alone
+    /// (`writing`: a mirror has failed): the shared manifest may then be far behind what the
+    /// ranks wrote.
     func collectHostGarbage(writing: StorageMirrors) {
-        guard writing.mirrors.count == 2, let local = snapshots.store.confinedToNodeLocal,
-              let reader = snapshots.store.sharedReadOnly else { return }
+        guard writing.mirrors.count == 2, let hostCollection else { return }
         queue.async {
-            guard let manifest = try? ManifestStore(store: reader).load(repair: false) else { return }
-            _ = try? ManifestStore(store: local).garbageCollect(keeping: manifest)
+            guard let manifest = try? ManifestStore(store: hostCollection.manifest).load(repair: false) else { return }
+            for folder in hostCollection.folders {
+                _ = try? ManifestStore(store: folder).garbageCollect(keeping: manifest)
+            }
         }
     }
 
@@ -341,8 +362,17 @@ final class SnapshotWriter: Sendable {
                 chunksReused: UInt32(written.reusedCount), logPosition: job.logPosition, stateBytes: job.stateBytes, inFlightBytes: job.inFlightBytes,
                 dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)))
         } catch {
-            fail(job, reason: "\(error)", failedMirrors: error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : [])
+            fail(job, reason: "\(error)", failedMirrors: failedMirrors(error))
         }
+    }
+
+    /// The mirror `error` says failed, when the job should go on without it: not a partner
+    /// host's folder, whose failure fails the round alone (the next round may find the partner
+    /// back, or another partner host after a host was lost), so that a line commits only with
+    /// both copies.
+    private func failedMirrors(_ error: StorageError) -> StorageMirrors {
+        guard error.isMirrorFailure, let mirror = error.mirror, mirror != snapshots.store.remote?.mirror else { return [] }
+        return StorageMirrors([mirror])
     }
 
     /// Writes a round's snapshot to the host's memory and acknowledges it from there, then
@@ -501,7 +531,7 @@ final class SnapshotWriter: Sendable {
                 windowChunks: drainChunksAtATime, beforeWindow: giveWayToRound)
             control.send(.drained(epoch, storedBytes: UInt64(written.storedBytes), failure: nil))
         } catch {
-            let failed = error.isMirrorFailure ? error.mirror.map { StorageMirrors([$0]) } ?? [] : []
+            let failed = failedMirrors(error)
             drainFailed.store(true, ordering: .relaxed)
             control.send(.drained(epoch, storedBytes: 0, failure: "\(error)", failedMirrors: failed))
         }

@@ -16,9 +16,22 @@ import LifelineStorage
 /// host's folder as it goes). The manifest lives on the supervisor's pair: the folder of its own
 /// host and the shared root. Both roots holding `{host}` is refused: a host's loss would take
 /// both copies.
+///
+/// The second root may instead hold `{partner}` (with `{host}` in the first): the second copy
+/// of what a host's ranks write goes over the network to its partner host, the next host of
+/// the job, which keeps it in that folder with `{partner}` standing for its own name (SCR's
+/// PARTNER scheme; `PartnerFolder`). No folder is shared then; the supervisor keeps the
+/// manifest in its machine's two folders and lends it to the ranks to read.
 package enum StorageRoots {
     /// The placeholder for the host's name.
     package static let placeholder = "{host}"
+    /// The placeholder, in the second root, for the partner host that keeps the second copy.
+    package static let partnerPlaceholder = "{partner}"
+
+    /// Whether the second copies go to partner hosts (`{partner}` in root B).
+    package static func partnered(_ roots: [String]) -> Bool {
+        roots.count == 2 && roots[1].contains(partnerPlaceholder)
+    }
 
     /// Which of the roots `[A, B]` is node-local (holds `{host}`), if one is.
     package static func nodeLocalMirror(_ roots: [String]) -> Mirror? {
@@ -27,9 +40,10 @@ package enum StorageRoots {
         return nil
     }
 
-    /// `root` with `{host}` replaced by `host`.
+    /// `root` with `{host}` (and `{partner}`: the folder that host keeps for its partner)
+    /// replaced by `host`.
     package static func expand(_ root: String, host: String) -> String {
-        root.replacingOccurrences(of: placeholder, with: host)
+        root.replacingOccurrences(of: placeholder, with: host).replacingOccurrences(of: partnerPlaceholder, with: host)
     }
 
     /// Opens the store of roots `[A, B]` as a process on `host` sees it (`{host}` expanded), the
@@ -44,7 +58,7 @@ package enum StorageRoots {
         let store = try MirroredStore(rootA: expand(roots[0], host: host), rootB: expand(roots[1], host: host),
                                       missingAllowed: creating ? nil : local)
         guard let local else { return store }
-        return store.withNodeLocal(local, fills: fills)
+        return store.withNodeLocal(local, fills: fills, partnerHeld: partnered(roots))
     }
 
     /// Why `name` cannot stand for a host in a storage path (nil: it can): it is empty, `.` or

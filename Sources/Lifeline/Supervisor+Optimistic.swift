@@ -25,6 +25,9 @@ extension Supervisor {
     /// disk (the header leads it), not the whole snapshot `checkpointOf` decodes.
     func logPositionOf(_ rank: Int, line: CommittedLine?) -> UInt64? {
         guard let line, let member = line.members.first(where: { $0.rank == rank }) else { return 0 }
+        // As the rank's acknowledgement said: nothing read (with partner hosts, nothing this
+        // process could read).
+        if let position = member.logPosition { return position }
         if line.isInMemory, manifests.epoch(ofSnapshot: member.snapshot) ?? 0 > memoryTrustedAfter {
             return checkpointOf(rank, line: line)?.logPosition  // mapped, nothing decompressed
         }

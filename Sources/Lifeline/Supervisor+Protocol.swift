@@ -219,7 +219,7 @@ extension Supervisor {
                 return Member(
                     rank: rank, snapshot: manifests.snapshotName(epoch: epoch.rawValue, rank: rank), step: acks[rank].step,
                     incarnation: Int(incarnation), outputOffset: acks[rank].outputOffset, snapshotBytes: acks[rank].snapshotBytes,
-                    inFlightBytes: acks[rank].inFlightBytes)
+                    inFlightBytes: acks[rank].inFlightBytes, logPosition: acks[rank].logPosition)
             }
         }
         var next = manifest

@@ -196,7 +196,16 @@ final class Supervisor {
     /// The newest committed line whose snapshots all read, from memory (level 1) or disk, with
     /// the problems met on the way (`ManifestStore.newestIntactLine`).
     func newestIntactLine(ranks: Set<Int>? = nil) -> (line: CommittedLine?, problems: [String]) {
-        manifests.newestIntactLine(manifest, memory: memoryLevel, memorySince: memoryTrustedAfter, ranks: ranks)
+        if StorageRoots.partnered(configuration.storageRoots) { return (Self.newestUnreadLine(manifest), []) }
+        return manifests.newestIntactLine(manifest, memory: memoryLevel, memorySince: memoryTrustedAfter, ranks: ranks)
+    }
+
+    /// With partner hosts, the newest line on disk, taken unread: its snapshots are on the
+    /// ranks' hosts, which this process cannot read, and each was read back intact on its
+    /// writer's host and on its partner before the rank acknowledged it. A rank that finds
+    /// neither copy (both hosts lost at once) fails to restore.
+    static func newestUnreadLine(_ manifest: Manifest) -> CommittedLine? {
+        manifest.committed.last(where: \.isOnDisk)
     }
 
     /// Seconds since the job started (continuing across `resume`).
@@ -205,7 +214,9 @@ final class Supervisor {
     /// Runs the job to its end. Returns the outcome or throws when it cannot finish.
     func run() throws -> JobOutcome {
         signal(SIGPIPE, SIG_IGN)
-        if store.sameDevice {
+        // With partner hosts the supervisor's two folders hold the manifest, on its machine by
+        // design (its loss ends the job, which resumes from there).
+        if store.sameDevice, !StorageRoots.partnered(configuration.storageRoots) {
             warn("both storage roots are on the same device: mirroring protects against damaged files, not a lost disk")
         }
         events.record("job_start", [
@@ -466,6 +477,15 @@ final class Supervisor {
     /// launched rank's current process; refuses it otherwise.
     private func acceptControlConnection(_ fd: Int32, _ handshake: Handshake) throws {
         let rank = handshake.rank.rawValue
+        // With partner hosts no folder is shared: a rank reads the manifest its host's folders
+        // are collected against from here, over a connection of its own (proven like any other
+        // between hosts), served by a thread, read-only.
+        if handshake.role == .storage, hostJob != nil, StorageRoots.partnered(configuration.storageRoots),
+           (0..<configuration.rankCount).contains(rank) {
+            let lent = try? FolderService(root: store.root(store.mirrors.first ?? .a), readOnly: true)
+            if let lent { _ = PartnerFolderServer.start(fd, service: lent) } else { close(fd) }
+            return
+        }
         // On one host the pid is the rank's own; from another host it is not this host's.
         guard handshake.role == .control, machine.isCurrent(rank, incarnation: handshake.incarnation),
               hostJob != nil ? handshake.port != 0 : slots[rank].pid == handshake.pid

@@ -16,10 +16,14 @@ package struct Member: Codable, Sendable, Equatable {
     /// rank's capture, delivered after the receiver's); a resize hands them to the program.
     /// Absent from manifests written before it was recorded (nil: not known).
     package var inFlightBytes: UInt64?
+    /// The position in the rank's log (or the event logger's records) its snapshot starts
+    /// replay from, as its acknowledgement said; nil in a manifest an older Lifeline wrote
+    /// (then read from the snapshot itself).
+    package var logPosition: UInt64?
 
     /// Creates a member.
     package init(rank: Int, snapshot: String, step: Int, incarnation: Int, outputOffset: UInt64, snapshotBytes: UInt64,
-                 inFlightBytes: UInt64? = nil) {
+                 inFlightBytes: UInt64? = nil, logPosition: UInt64? = nil) {
         self.rank = rank
         self.snapshot = snapshot
         self.step = step
@@ -27,5 +31,6 @@ package struct Member: Codable, Sendable, Equatable {
         self.outputOffset = outputOffset
         self.snapshotBytes = snapshotBytes
         self.inFlightBytes = inFlightBytes
+        self.logPosition = logPosition
     }
 }

@@ -31,6 +31,7 @@ extension MirroredStore {
         try Self.validate(name: name)
         let copyA = readCopy(name, on: .a)
         let copyB = readCopy(name, on: .b)
+        if let found = foundElsewhere(name, copyA, copyB, repair: repair) { return found }
         switch (copyA, copyB) {
         case (.good(let fileA), .good(let fileB)):
             if fileA == fileB { return fileA }
@@ -93,6 +94,29 @@ extension MirroredStore {
         } catch {
             return .bad(error)
         }
+    }
+
+    /// The copy the fallback finds for `name` when neither mirror's copy is good (nil
+    /// otherwise, or when it finds none that reads intact), written to the mirrors this store
+    /// writes when `repair`.
+    private func foundElsewhere(_ name: String, _ copyA: MirrorCopy, _ copyB: MirrorCopy, repair: Bool) -> StoredFile? {
+        guard let fallback else { return nil }
+        if case .good = copyA { return nil }
+        if case .good = copyB { return nil }
+        guard let bytes = fallback(name), let decoded = try? FileFormat.decode(bytes, path: name) else { return nil }
+        var result = StoredFile(kind: decoded.kind, generation: decoded.generation, body: decoded.body)
+        guard repair else { return result }
+        let file = FileToWrite(name, encoded: bytes)
+        for mirror in mirrors {
+            do {
+                try writeCopies([file], on: mirror)
+                result.repaired.append(mirror)
+                result.problems.append("mirror \(mirror.label) copy of \(name): missing here; written from a partner's copy")
+            } catch {
+                result.problems.append("mirror \(mirror.label) copy of \(name): missing here; writing a partner's copy failed: \(error)")
+            }
+        }
+        return result
     }
 
     private func settle(

@@ -45,6 +45,8 @@ package struct MirroredStore: Sendable {
     /// The mirror held by another process over a connection (a partner host's disk), if one is
     /// (see `RemoteFolder`).
     package private(set) var remote: Remote?
+    /// Where a file neither mirror holds intact may still be found (`withFallback(_:)`).
+    private(set) var fallback: (@Sendable (String) -> [UInt8]?)?
 
     /// A mirror whose folder another process holds: every operation on that mirror goes to it.
     package struct Remote: Sendable {
@@ -67,14 +69,20 @@ package struct MirroredStore: Sendable {
         /// collecting its own garbage (it lists, reads and removes its folder and never the
         /// shared one), the shared one for reading the manifest the supervisor committed.
         package var seen: Mirror?
+        /// Whether the other mirror is no shared folder either but a partner host's (`{partner}`
+        /// in `--storage`): to a process that does not fill, a copy missing there is expected
+        /// too (the supervisor's and the tools' view holds the manifest and no rank's file).
+        package var partnerHeld: Bool
         /// Whether the store sees the node-local mirror alone.
         package var confined: Bool { seen == mirror }
 
-        /// A node-local `mirror`, filled or not, seen with the other or alone.
-        package init(mirror: Mirror, fills: Bool, seen: Mirror? = nil) {
+        /// A node-local `mirror`, filled or not, seen with the other or alone, the other held
+        /// by a partner host or shared.
+        package init(mirror: Mirror, fills: Bool, seen: Mirror? = nil, partnerHeld: Bool = false) {
             self.mirror = mirror
             self.fills = fills
             self.seen = seen
+            self.partnerHeld = partnerHeld
         }
     }
 
@@ -124,10 +132,20 @@ package struct MirroredStore: Sendable {
         return store
     }
 
-    /// This store with `mirror` node-local (see `NodeLocal`), filling missing copies or not.
-    package func withNodeLocal(_ mirror: Mirror, fills: Bool) -> MirroredStore {
+    /// This store with `mirror` node-local (see `NodeLocal`), filling missing copies or not,
+    /// the other mirror a partner host's (`partnerHeld`) or shared.
+    package func withNodeLocal(_ mirror: Mirror, fills: Bool, partnerHeld: Bool = false) -> MirroredStore {
         var store = self
-        store.nodeLocal = NodeLocal(mirror: mirror, fills: fills)
+        store.nodeLocal = NodeLocal(mirror: mirror, fills: fills, partnerHeld: partnerHeld)
+        return store
+    }
+
+    /// This store reading, for a file neither mirror holds intact, the copy `elsewhere` finds
+    /// (nil: none): a rank restarted away from the host it wrote on finds its files with that
+    /// host's partner. A copy found there is written to both mirrors when the read repairs.
+    package func withFallback(_ elsewhere: @escaping @Sendable (String) -> [UInt8]?) -> MirroredStore {
+        var store = self
+        store.fallback = elsewhere
         return store
     }
 
@@ -165,7 +183,7 @@ package struct MirroredStore: Sendable {
     func missingIsExpected(on mirror: Mirror) -> Bool {
         guard let nodeLocal else { return false }
         if let seen = nodeLocal.seen, seen != mirror { return true }
-        return nodeLocal.mirror == mirror && !nodeLocal.fills
+        return (nodeLocal.mirror == mirror || nodeLocal.partnerHeld) && !nodeLocal.fills
     }
 
     /// For A and B, whether reading a message log looks at that mirror's copy: a trusted one

@@ -117,6 +117,54 @@ import Testing
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
 
+    /// Second copies on partner hosts (`--storage LOCAL/{host},KEPT/{partner}`), no folder
+    /// shared: each host's ranks write their own folder and send the second copy to the other
+    /// host, which keeps it in its folder; both are collected as lines commit. A rank killed
+    /// replays alone with the event logger, and the job ends with the failure-free bits.
+    @Test func eachHostsSecondCopiesAreKeptByItsPartnerHost() throws {
+        let reference = try #require(Self.failureFree)
+        let storage = JobRunner.scratch("multihost-partner-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.run(
+            "multihost-partner", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--logging", "sender-based", "--inject", "kill:rank=3,step=400",
+             "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let commits = result.events("commit").count
+        #expect(commits >= 3, "\(commits) commits")
+        // The killed rank restarted alone from the newest line, which the supervisor took from
+        // the manifest without reading a snapshot it has no copy of.
+        #expect(result.events("recovery_start").map { $0["mode"] as? String } == ["replay"], "\(result.events("recovery_start"))")
+        #expect(result.events("fallback").isEmpty && result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
+        // 127.0.0.2 keeps 127.0.0.1's ranks' second copies, and 127.0.0.1 the other's.
+        for (host, ranks, keeper) in [("127.0.0.1", [0, 1], "127.0.0.2"), ("127.0.0.2", [2, 3], "127.0.0.1")] {
+            for folder in [storage + "/local/" + host, storage + "/kept/" + keeper] {
+                let snapshots = Self.files(under: folder).filter { $0.hasPrefix("epochs/") }
+                #expect(!snapshots.isEmpty && snapshots.allSatisfy { name in ranks.contains { name.hasSuffix("rank-000\($0).snap") } },
+                        "\(folder): \(snapshots)")
+                // Collected: the kept lines and a round in progress at most.
+                let epochs = Set(snapshots.map { $0.split(separator: "/")[1] })
+                #expect(epochs.count <= 3 && (commits < 4 || !epochs.contains("000001")),
+                        "\(folder): \(epochs.sorted()) of \(commits) lines")
+            }
+            // Each chunk a host's ranks wrote is in both its folder and its partner's, byte for byte.
+            let local = Self.files(under: storage + "/local/" + host).filter { $0.hasPrefix("chunks/") }
+            let kept = Set(Self.files(under: storage + "/kept/" + keeper).filter { $0.hasPrefix("chunks/") })
+            #expect(!local.isEmpty)
+            for chunk in local where kept.contains(chunk) {
+                #expect(FileManager.default.contents(atPath: storage + "/local/" + host + "/" + chunk)
+                    == FileManager.default.contents(atPath: storage + "/kept/" + keeper + "/" + chunk))
+            }
+        }
+        // The supervisor keeps the manifest in its machine's two folders.
+        let supervisors = try FileManager.default.contentsOfDirectory(atPath: storage + "/local").filter { !$0.hasPrefix("127.0.0.") }
+        #expect(supervisors.count == 1, "\(supervisors)")
+        for root in ["/local/", "/kept/"] {
+            #expect(FileManager.default.fileExists(atPath: storage + root + (supervisors.first ?? "?") + "/manifest"), "\(root)")
+        }
+    }
+
     /// Every file under `root`, relative to it, without the lock files.
     static func files(under root: String) -> [String] {
         let names = (FileManager.default.enumerator(atPath: root)?.allObjects as? [String]) ?? []
@@ -250,6 +298,70 @@ import Testing
         let files = Self.files(under: storage + "/local/lth1")
         #expect(files.contains { $0.hasPrefix("epochs/") && $0.hasSuffix("rank-0003.snap") }, "\(files)")
         #expect(files.contains { $0.hasPrefix("logs/rank-3/") }, "\(files)")
+    }
+
+    /// A node and both its folders lost, with no folder shared (`--storage
+    /// LOCAL/{host},KEPT/{partner}`): test host lth2 cut off, its ranks' processes killed, its
+    /// own folder and the one it kept for lth1 deleted. Its ranks restart on the spare host
+    /// lth3 from the copies lth1 kept for them; lth1's ranks, whose second copies went with
+    /// lth2, write them to their new partner. The job ends with the failure-free bits.
+    @Test func aLostHostsRanksRecoverFromTheCopiesItsPartnerKept() throws {
+        guard Self.testHostsUp(3) else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree)
+        let storage = JobRunner.scratch("multihost-partner-lost-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.run(
+            "multihost-partner-lost", hosts: "lth1,lth2,lth3", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
+            ["--heartbeat-timeout-ms", "2000", "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+        ) { runDirectory in
+            try Self.cutSecondHost(runDirectory, killToo: true)
+            try FileManager.default.removeItem(atPath: storage + "/local/lth2")
+            try FileManager.default.removeItem(atPath: storage + "/kept/lth2")
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
+        #expect(lost["moved_to"] as? String == "2:lth3,3:lth3", "\(lost)")
+        // Every rank rolled back to the newest line, none to an older one or to the start.
+        #expect(result.events("fallback").isEmpty && result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
+        #expect(!result.events("recovery_start").isEmpty)
+        // lth3 read its ranks' snapshots from lth1's kept folder and holds them now; lth1's
+        // later second copies went to lth3, its new partner.
+        let moved = Self.files(under: storage + "/local/lth3")
+        #expect(moved.contains { $0.hasPrefix("epochs/") && $0.hasSuffix("rank-0003.snap") }, "\(moved)")
+        let keptByLth3 = Self.files(under: storage + "/kept/lth3")
+        #expect(keptByLth3.contains { $0.hasPrefix("epochs/") && $0.hasSuffix("rank-0000.snap") }, "\(keptByLth3)")
+    }
+
+    /// Partner copies when a lost host's ranks double up on the hosts left: eight ranks on
+    /// three test hosts (three, three, two), lth2 cut off with its processes and both its
+    /// folders deleted. Its ranks go to lth1 and lth3: on lth1 they find their snapshots as
+    /// their new mirror B (lth1's partner is now lth3, which kept lth2's copies), on lth3 in the
+    /// folder lth3 itself kept for lth2. The job ends with the failure-free bits.
+    @Test func ranksThatDoubleUpFindTheirCopiesWhereverTheyWereKept() throws {
+        guard Self.testHostsUp(3) else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree8)
+        let storage = JobRunner.scratch("multihost-partner-double-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.run(
+            "multihost-partner-double", ranks: 8,
+            ["--launcher", "ssh", "--hosts", "lth1,lth2,lth3", "--launch-command", "nsenter --net=/run/netns/{host} sh -c {cmd}",
+             "--heartbeat-timeout-ms", "2000", "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+        ) { runDirectory in
+            try Self.cutSecondHost(runDirectory, killToo: true)
+            try FileManager.default.removeItem(atPath: storage + "/local/lth2")
+            try FileManager.default.removeItem(atPath: storage + "/kept/lth2")
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
+        let moved = (lost["moved_to"] as? String ?? "").split(separator: ",").map { $0.split(separator: ":").last ?? "" }
+        #expect(Set(moved) == ["lth1", "lth3"], "\(lost)")
+        #expect(result.events("fallback").isEmpty && result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
     }
 
     /// A spare host takes a lost host's place: three hosts for four ranks put two on each of
