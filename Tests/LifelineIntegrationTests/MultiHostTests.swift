@@ -165,6 +165,33 @@ import Testing
         }
     }
 
+    /// What partner copies do not work with yet is refused in one line (exit 2) before anything
+    /// is made.
+    @Test func partnerStorageRefusesWhatItCannotCarry() throws {
+        let storage = JobRunner.scratch("multihost-partner-refused")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let partnered = storage + "/local/{host}," + storage + "/kept/{partner}"
+        let cases: [(options: [String], hosts: String?, says: String)] = [
+            (["--storage", partnered], nil, "needs --launcher ssh or slurm"),
+            (["--storage", partnered], "127.0.0.1", "needs ranks on two hosts"),
+            (["--storage", partnered, "--logging", "pessimistic"], "127.0.0.1,127.0.0.2", "--logging none or sender-based"),
+            (["--storage", partnered, "--checkpoint", "independent"], "127.0.0.1,127.0.0.2", "coordinated, blocking or minimal"),
+            (["--storage", partnered, "--on-host-loss", "shrink"], "127.0.0.1,127.0.0.2", "--on-host-loss wait or fail"),
+            (["--storage", storage + "/kept/{partner}," + storage + "/local/{host}"], "127.0.0.1,127.0.0.2",
+             "{partner} goes in the second root"),
+            (["--storage", storage + "/shared," + storage + "/kept/{partner}"], "127.0.0.1,127.0.0.2", "give DIR_A with {host}"),
+        ]
+        for (index, refusal) in cases.enumerated() {
+            let hosts = refusal.hosts.map { ["--launcher", "ssh", "--hosts", $0, "--launch-command", "sh -c {cmd}"] } ?? []
+            let result = try Self.run("multihost-partner-refused-\(index)", ranks: 4, hosts + refusal.options)
+            #expect(result.status == 2, "\(refusal.options): \(result.stderr)")
+            let errors = result.stderr.split(separator: "\n").filter { $0.contains("error:") }
+            #expect(errors.count == 1 && errors[0].contains(refusal.says), "\(refusal.options): \(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: result.runDirectory))
+        }
+        #expect(!FileManager.default.fileExists(atPath: storage + "/local"))
+    }
+
     /// Every file under `root`, relative to it, without the lock files.
     static func files(under root: String) -> [String] {
         let names = (FileManager.default.enumerator(atPath: root)?.allObjects as? [String]) ?? []

@@ -93,6 +93,60 @@ struct PartnerStorageTests {
         #expect(collected == 0)
     }
 
+    /// Hosts pair up in the order of their lowest rank, the last with the first; a host alone
+    /// has no partner.
+    @Test func eachHostsPartnerIsTheNextHostOfTheJob() {
+        func table(_ hosts: [String]) -> [RankAddress?] {
+            hosts.map { RankAddress(host: $0, address: "127.0.0.1", port: 1, incarnation: 0) }
+        }
+        let hosts = table(["n1", "n1", "n3", "n2", "n3", "n2"])
+        #expect(PartnerDirectory.hostOrder(hosts) == ["n1", "n3", "n2"])
+        #expect(PartnerDirectory.partner(of: "n1", in: hosts) == "n3")
+        #expect(PartnerDirectory.partner(of: "n3", in: hosts) == "n2")
+        #expect(PartnerDirectory.partner(of: "n2", in: hosts) == "n1")
+        #expect(PartnerDirectory.partner(of: "n4", in: hosts) == nil)
+        #expect(PartnerDirectory.partner(of: "n1", in: table(["n1", "n1"])) == nil)
+        // A rank not placed yet is skipped.
+        #expect(PartnerDirectory.partner(of: "n1", in: [nil] + table(["n1", "n2"])) == "n2")
+    }
+
+    /// A rank restarted on a host that is neither the one it wrote on nor that host's partner
+    /// finds its file with the host that kept it, over that host's ranks' listeners, after its
+    /// own host's kept folder; a file kept nowhere is not found.
+    @Test func aFileIsFoundWithTheHostThatKeptIt() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let keeper2 = HostIdentity(role: .peer, rank: RankID(1), incarnation: 0)
+        let keeper3 = HostIdentity(role: .peer, rank: RankID(2), incarnation: 0)
+        let listener2 = try HostListener(
+            address: "127.0.0.1", identity: keeper2, token: token, storage: try FolderService(root: root + "/kept/h2"))
+        let listener3 = try HostListener(
+            address: "127.0.0.1", identity: keeper3, token: token, storage: try FolderService(root: root + "/kept/h3"))
+        let table = [
+            RankAddress(host: "h1", address: "127.0.0.1", port: 1, incarnation: 0),
+            RankAddress(host: "h2", address: "127.0.0.1", port: listener2.port, incarnation: 0),
+            RankAddress(host: "h3", address: "127.0.0.1", port: listener3.port, incarnation: 0),
+        ]
+        // h1's partner is h2; h3 kept the file (it was h4's partner, say).
+        let written = FileFormat.encode(kind: .manifest, generation: 1, body: [4, 5, 6])
+        try FileManager.default.createDirectory(atPath: root + "/kept/h3/epochs", withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: root + "/kept/h3/epochs/x", contents: Data(written))
+        let directory = PartnerDirectory(
+            host: "h1", rootB: root + "/kept/{partner}", table: table, rank: RankID(0), incarnation: 0, token: token)
+        #expect(directory.find("epochs/x") == written)
+        #expect(directory.find("epochs/y") == nil)
+        // In this host's own kept folder it is found without a connection.
+        try FileManager.default.createDirectory(atPath: root + "/kept/h1", withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: root + "/kept/h1/z", contents: Data([7]))
+        #expect(directory.find("z") == [7])
+        // The store reads it as if a mirror held it, and fills both its mirrors.
+        let store = try MirroredStore(rootA: root + "/local/h1", remoteB: directory.partnerFolder())
+            .withNodeLocal(.a, fills: true, partnerHeld: true).withFallback { directory.find($0) }
+        let file = try store.read("epochs/x")
+        #expect(file.body == [4, 5, 6] && Set(file.repaired) == [.a, .b], "\(file.problems)")
+        #expect(FileManager.default.contents(atPath: root + "/kept/h2/epochs/x") == Data(written))
+    }
+
     @Test func aConnectorWithoutTheTokenWritesNothing() throws {
         let root = temporary()
         defer { try? FileManager.default.removeItem(atPath: root) }
