@@ -9,7 +9,9 @@ extension ManifestStore {
     ///
     /// Chunks that no committed line lists (garbage of an aborted round, or of one under way)
     /// are neither checked nor copied: a copy missing from one mirror is no damage there. When
-    /// the manifest or an index cannot be read, every chunk is checked.
+    /// the manifest or an index cannot be read, every chunk is checked. With partner hosts,
+    /// the supervisor's view holds the manifest and no rank's file: the references are not
+    /// looked for (`holdsRanksFiles`).
     package func verify(repair: Bool) -> VerifyReport {
         let referenced = referencedChunks()
         var report = store.verify(repair: repair) { name in
@@ -29,6 +31,7 @@ extension ManifestStore {
             report.problems.append("\(Self.manifestName): cannot be loaded: \(error)")
             return report
         }
+        guard holdsRanksFiles else { return report }
         var checked = Set<String>()
         let chunked = ChunkedSnapshots(store: store)
         // A line in memory alone (`--levels memory,disk`, not yet drained) is not on disk to check.
@@ -52,6 +55,13 @@ extension ManifestStore {
             }
         }
         return report
+    }
+
+    /// Whether this store's mirrors hold the ranks' files: not the view of a process that
+    /// fills no host's folder when the second copies are on partner hosts (its two folders
+    /// hold the manifest alone; the ranks' files are on their hosts).
+    package var holdsRanksFiles: Bool {
+        !(store.nodeLocal?.partnerHeld == true && store.nodeLocal?.fills == false)
     }
 
     /// The names of the chunks the committed lines list, or nil when the manifest or one of

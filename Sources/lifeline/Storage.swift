@@ -46,11 +46,16 @@ extension LifelineCommand.Storage {
 /// Checks (and with `repair`, repairs) every file and every reference of the manifest.
 private func check(_ roots: String, repair: Bool) throws -> VerifyReport {
     let store = try openStore(roots)
-    if store.sameDevice {
+    // With partner hosts this machine's two folders hold the manifest, side by side by design.
+    if store.sameDevice, store.nodeLocal?.partnerHeld != true {
         FileHandle.standardError.write(Data(
             "warning: both roots are on the same device: mirroring protects against damaged files, not a lost disk\n".utf8))
     }
-    return ManifestStore(store: store).verify(repair: repair)
+    let manifests = ManifestStore(store: store)
+    if !manifests.holdsRanksFiles {
+        print("the ranks' snapshots are on their hosts, each with a copy on its partner host ({partner}): checked here is the manifest")
+    }
+    return manifests.verify(repair: repair)
 }
 
 private func openStore(_ roots: String) throws -> MirroredStore {
@@ -65,8 +70,10 @@ private func openStore(_ roots: String) throws -> MirroredStore {
     guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
         throw ValidationError("give a run directory, or the two storage roots as DIR_A,DIR_B")
     }
-    // A node-local root ({host}) need not exist on this machine: its ranks' files are on their hosts.
-    for root in parts where !root.contains(StorageRoots.placeholder) && !FileManager.default.fileExists(atPath: root) {
+    // A node-local root ({host}, {partner}) need not exist on this machine: its ranks' files
+    // are on their hosts.
+    for root in parts where !root.contains(StorageRoots.placeholder) && !root.contains(StorageRoots.partnerPlaceholder)
+        && !FileManager.default.fileExists(atPath: root) {
         throw LifelineError(.storage, "\(root) does not exist: give the storage roots of a run (RUN_DIR/storage-a,RUN_DIR/storage-b by default)")
     }
     do {

@@ -163,6 +163,29 @@ import Testing
         for root in ["/local/", "/kept/"] {
             #expect(FileManager.default.fileExists(atPath: storage + root + (supervisors.first ?? "?") + "/manifest"), "\(root)")
         }
+        // `storage verify` on this machine checks the manifest and says where the rest is.
+        let verify = try JobRunner.lifeline(["storage", "verify", result.runDirectory], runDirectory: result.runDirectory)
+        #expect(verify.status == 0 && verify.stdout.contains("checked here is the manifest"), "\(verify.stdout)\(verify.stderr)")
+    }
+
+    /// With partner copies the supervisor keeps the manifest on its machine: killed at the
+    /// third commit, `lifeline resume` restarts every rank from the newest line on their hosts'
+    /// folders, to the failure-free bits.
+    @Test func aResumeWithPartnerCopiesRestartsFromTheManifestOnThisMachine() throws {
+        let reference = try #require(Self.failureFree)
+        let storage = JobRunner.scratch("multihost-partner-resume-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.run(
+            "multihost-partner-resume", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--inject", "kill:supervisor,epoch=3", "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"])
+        #expect(result.status != 0)
+        #expect(result.resultLines.isEmpty)
+        let resumed = try JobRunner.lifeline(["resume", result.runDirectory], runDirectory: result.runDirectory)
+        #expect(resumed.status == 0, "resume failed: \(resumed.stderr)")
+        #expect(resumed.resultLines.last == reference)
+        let launched = resumed.events("rank_launched").filter { ($0["incarnation"] as? Int ?? 0) >= 4 }
+        #expect(launched.count == 4 && launched.allSatisfy { (2...3).contains($0["epoch"] as? Int ?? 0) }, "\(launched)")
+        #expect(resumed.events("fallback").isEmpty, "\(resumed.stderr)")
     }
 
     /// What partner copies do not work with yet is refused in one line (exit 2) before anything
