@@ -15,7 +15,7 @@ extension LifelineCommand {
         var ranks: Int = 4
         @Option(help: "Run directory (default: a new folder under ./lifeline-runs/).")
         var runDir: String?
-        @Option(help: ArgumentHelp("The two stable-storage roots (default: two folders in the run directory). One may hold {host}: a folder of each host's own (a node's local disk), named for the host; the other is then a folder every host shares.", valueName: "DIR_A,DIR_B"))
+        @Option(help: ArgumentHelp("The two stable-storage roots (default: two folders in the run directory). One may hold {host}: a folder of each host's own (a node's local disk), named for the host; the other is then a folder every host shares, or holds {partner}: the folder on the partner host (the next host of the job) that each host's second copies are sent to over the network.", valueName: "DIR_A,DIR_B"))
         var storage: String?
         @Option(help: "Checkpoint protocol: coordinated (non-blocking), blocking, minimal (ranks that delivered nothing since their last checkpoint keep it), or independent (each rank on its own schedule; a failure rolls back what the recovery line needs).")
         var checkpoint: String = "coordinated"
