@@ -332,6 +332,10 @@ final class HostListener: Sendable {
     let wakeFD: Int32
     private let wakeWriteFD: Int32
     private let ready = Mutex<[(fd: Int32, handshake: Handshake)]>([])
+    /// The incarnation each rank runs as, as far as this rank heard (`fence(_:)`): a storage
+    /// connection from an older one (a process left running on a host that was cut off) is
+    /// closed, so it cannot overwrite what its replacement wrote to the folder kept here.
+    private let incarnations = Mutex<[UInt32]>([])
 
     /// Listens on `address` and starts the thread that accepts peers for the rank of `identity`,
     /// and partners' storage connections for the folder `storage` keeps (none taken when nil).
@@ -349,6 +353,21 @@ final class HostListener: Sendable {
         wakeFD = fds[0]
         wakeWriteFD = fds[1]
         Thread.detachNewThread { [self] in serve(listener: listener, identity: identity, token: token, storage: storage) }
+    }
+
+    /// Takes the incarnations of the supervisor's newest table of where the ranks listen.
+    func fence(_ table: [RankAddress?]) {
+        incarnations.withLock { known in
+            known = table.map { $0?.incarnation ?? 0 }
+        }
+    }
+
+    /// Whether a storage connection from `handshake`'s rank and incarnation is taken.
+    private func admitsStorage(_ handshake: Handshake) -> Bool {
+        incarnations.withLock { known in
+            let rank = handshake.rank.rawValue
+            return rank >= known.count || handshake.incarnation >= known[rank]
+        }
     }
 
     /// The connections whose handshake proved the token since the last call (the caller owns
@@ -384,7 +403,11 @@ final class HostListener: Sendable {
             }
             for connection in proven where connection.handshake.role == .storage {
                 // Over its limit of connections the server closes the new one.
-                if let storage { _ = PartnerFolderServer.start(connection.fd, service: storage) } else { close(connection.fd) }
+                if let storage, admitsStorage(connection.handshake) {
+                    _ = PartnerFolderServer.start(connection.fd, service: storage)
+                } else {
+                    close(connection.fd)
+                }
             }
             proven.removeAll { $0.handshake.role == .storage }
             guard !proven.isEmpty else { continue }

@@ -245,8 +245,10 @@ final class PartnerFolder: RemoteFolder {
 /// (`FolderService`). A malformed request or one longer than `FolderRequest.bytesMax` closes
 /// the connection; a request begun must arrive whole within `requestSeconds`.
 enum PartnerFolderServer {
-    /// Storage connections served at once by one rank; more are closed at once.
-    static let connectionsMax = 16
+    /// Storage connections served at once by one process; more are closed at once. Each
+    /// writer of a host connects to one rank of its partner host (spread by rank), and each
+    /// rank to the supervisor now and then to read the manifest.
+    static let connectionsMax = 64
     /// How long the rest of a request may take once its length has arrived.
     static let requestSeconds = 120.0
     /// How long a connection may stay idle before the keeper closes it (its connector may be
@@ -368,12 +370,10 @@ final class PartnerDirectory: Sendable {
         }
     }
 
-    /// The partner of `host` in `table`: the next host in the job's order, the first after the
-    /// last; nil when `host` is the only one (or not in the table).
+    /// The partner of `host` in `table` (`HostPlacement.partner(of:rankHosts:)`, where the
+    /// supervisor places a lost host's ranks first).
     static func partner(of host: String, in table: [RankAddress?]) -> String? {
-        let hosts = hostOrder(table)
-        guard hosts.count > 1, let position = hosts.firstIndex(of: host) else { return nil }
-        return hosts[(position + 1) % hosts.count]
+        HostPlacement.partner(of: host, rankHosts: table.map { $0?.host })
     }
 
     /// The ranks on `host` that keep its folder, lowest first.
@@ -385,12 +385,17 @@ final class PartnerDirectory: Sendable {
         }
     }
 
-    /// This host's partner's folder: the store's mirror B.
+    /// This host's partner's folder: the store's mirror B. The writers of a host start with
+    /// different ranks of the partner host (by their own rank), so that no one keeper serves
+    /// them all.
     func partnerFolder() -> PartnerFolder {
         PartnerFolder(location: "the partner host's folder", rank: rank, incarnation: incarnation, token: token) { [self] in
             let table = self.table.withLock { $0 }
             guard let partner = Self.partner(of: host, in: table) else { return [] }
-            return keepers(on: partner, in: table)
+            let keepers = keepers(on: partner, in: table)
+            guard !keepers.isEmpty else { return [] }
+            let first = rank.rawValue % keepers.count
+            return Array(keepers[first...] + keepers[..<first])
         }
     }
 

@@ -71,7 +71,11 @@ final class RankRuntime {
     /// their handshakes), and where every rank listens (`peerAddresses`, from the supervisor).
     @exclusivity(unchecked) var hostListener: HostListener?
     @exclusivity(unchecked) var peerAddresses: [RankAddress?] = [] {
-        didSet { partners?.update(peerAddresses) }
+        didSet {
+            guard let partners else { return }
+            partners.update(peerAddresses)
+            hostListener?.fence(peerAddresses)
+        }
     }
     /// With partner hosts (`{partner}` in `--storage`): where the second copies go, and where
     /// a rank restarted on another host finds its files.

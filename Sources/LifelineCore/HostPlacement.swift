@@ -5,7 +5,9 @@
 /// else an even share of the job (⌈ranks / hosts⌉, what the first placement gives each host).
 /// Hosts the first placement leaves empty, or fills below their slots, are spares. A lost host's
 /// ranks go to free slots on the hosts left, the host with the most free slots first (the first
-/// in order on a tie), so that a spare host takes the place of a lost one. When the free slots
+/// in order on a tie), so that a spare host takes the place of a lost one — or, with partner
+/// copies (`prefersPartner`), the lost host's partner first while it has free slots, where its
+/// ranks' second copies are on the local disk. When the free slots
 /// cannot take them all, the policy decides: the ranks double up over the slots of the hosts
 /// left, or the job continues on fewer ranks, or it stops.
 package struct HostPlacement: Sendable, Equatable {
@@ -57,6 +59,9 @@ package struct HostPlacement: Sendable, Equatable {
     package private(set) var lost: Set<String> = []
     /// When a rank on each host was last heard from or launched (job clock).
     private var heardAt: [String: Double] = [:]
+    /// Whether a lost host's ranks go to its partner host (`partner(of:rankHosts:)`) before
+    /// the roomiest host, while it has free slots: the second copies are on partner hosts.
+    package var prefersPartner = false
 
     /// The placement `rankHosts` makes on `hosts`, whose slots are the given ones (nil: an even
     /// share of the ranks).
@@ -121,18 +126,38 @@ package struct HostPlacement: Sendable, Equatable {
         if free < moving.count, !beyondSlots {
             return .noRoom(hostsLeft: left, rankCount: left.reduce(0) { $0 + $1.slots })
         }
+        let partner = prefersPartner ? Self.partner(of: host, rankHosts: rankHosts).flatMap { name in
+            left.first { $0.name == name }
+        } : nil
         lost.insert(host)
         var moves: [Move] = []
         for rank in moving {
             // `max(by:)` and `min(by:)` keep the first of equals: the first host in order.
             let roomiest = left.max { a, b in a.slots - rankCount(on: a.name) < b.slots - rankCount(on: b.name) }!
-            let target = roomiest.slots > rankCount(on: roomiest.name)
-                ? roomiest
-                : left.min { a, b in rankCount(on: a.name) < rankCount(on: b.name) }!
+            let target = if let partner, partner.slots > rankCount(on: partner.name) {
+                partner
+            } else if roomiest.slots > rankCount(on: roomiest.name) {
+                roomiest
+            } else {
+                left.min { a, b in rankCount(on: a.name) < rankCount(on: b.name) }!
+            }
             rankHosts[rank] = target.name
             moves.append(Move(rank: rank, host: target.name))
         }
         return .moved(moves)
+    }
+}
+
+extension HostPlacement {
+    /// With partner copies (`{partner}` in `--storage`): the host that keeps `host`'s second
+    /// copies, the next host in the order of their lowest rank (the last one's, the first), of
+    /// `rankHosts` (each rank's host; nil: not placed). Nil when `host` holds no rank or is the
+    /// only host that does.
+    package static func partner(of host: String, rankHosts: [String?]) -> String? {
+        var order: [String] = []
+        for case let name? in rankHosts where !order.contains(name) { order.append(name) }
+        guard order.count > 1, let position = order.firstIndex(of: host) else { return nil }
+        return order[(position + 1) % order.count]
     }
 }
 

@@ -30,6 +30,24 @@ import Testing
         #expect(placement.rankHosts == ["c", "b", "c", "b", "c"])
     }
 
+    /// With partner copies a lost host's ranks go to its partner (the next host by lowest rank)
+    /// while it has free slots, where their second copies are; then to the roomiest host.
+    @Test func withPartnerCopiesTheLostHostsPartnerTakesItsRanksFirst() {
+        let start = HostPlacement(rankHosts: ["a", "b", "b", "c"], hosts: [("a", 3), ("b", 2), ("c", 2), ("d", 3)])
+        #expect(HostPlacement.partner(of: "b", rankHosts: start.rankHosts) == "c")
+        #expect(HostPlacement.partner(of: "c", rankHosts: start.rankHosts) == "a")
+        #expect(HostPlacement.partner(of: "d", rankHosts: start.rankHosts) == nil)
+        #expect(HostPlacement.partner(of: "a", rankHosts: ["a", nil, "a"]) == nil)
+        var plain = start
+        #expect(plain.lose("b", beyondSlots: false)
+            == .moved([HostPlacement.Move(rank: 1, host: "d"), HostPlacement.Move(rank: 2, host: "a")]))
+        var partnered = start
+        partnered.prefersPartner = true
+        #expect(partnered.lose("b", beyondSlots: false)
+            == .moved([HostPlacement.Move(rank: 1, host: "c"), HostPlacement.Move(rank: 2, host: "d")]))
+        #expect(partnered.rankHosts == ["a", "c", "d", "c"])
+    }
+
     /// With no free slot left: doubling up goes to the hosts with the fewest ranks; without it
     /// the loss says how many ranks the hosts left hold, and changes nothing.
     @Test func withoutFreeSlotsTheRanksDoubleUpOrTheJobShrinks() {

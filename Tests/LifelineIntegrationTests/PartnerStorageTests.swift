@@ -147,6 +147,26 @@ struct PartnerStorageTests {
         #expect(FileManager.default.contents(atPath: root + "/kept/h2/epochs/x") == Data(written))
     }
 
+    /// A process of an older incarnation than the keeper last heard of (left running on a host
+    /// that was cut off) writes nothing to the folder its replacement writes to.
+    @Test func anOlderIncarnationOfTheWriterIsFencedOff() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let listener = try HostListener(
+            address: "127.0.0.1", identity: keeper, token: token, storage: try FolderService(root: root + "/partner"))
+        listener.fence([nil, RankAddress(host: "n1", address: "127.0.0.1", port: 1, incarnation: 3)])
+        func writer(incarnation: UInt32) -> PartnerFolder {
+            PartnerFolder(
+                address: "127.0.0.1", port: listener.port, host: "n2", partner: keeper, rank: RankID(1),
+                incarnation: incarnation, token: token)
+        }
+        let file = FileToWrite("manifest", kind: .manifest, generation: 1, body: [1])
+        #expect(throws: StorageError.self) { try writer(incarnation: 2).write([file]) }
+        #expect(files(root + "/partner").isEmpty)
+        try writer(incarnation: 3).write([file])
+        #expect(files(root + "/partner") == ["manifest"])
+    }
+
     @Test func aConnectorWithoutTheTokenWritesNothing() throws {
         let root = temporary()
         defer { try? FileManager.default.removeItem(atPath: root) }
