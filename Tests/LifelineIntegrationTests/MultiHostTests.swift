@@ -83,15 +83,10 @@ import Testing
     /// holds its own ranks' files alone and is collected as lines commit; the supervisor's
     /// folder (this machine's name) holds the manifest; `storage verify` finds nothing wrong.
     @Test func eachHostKeepsItsRanksFilesInItsOwnFolder() throws {
-        let reference = try #require(Self.failureFree)
         let storage = JobRunner.scratch("multihost-node-local-storage")
         defer { try? FileManager.default.removeItem(atPath: storage) }
-        let result = try Self.run(
-            "multihost-node-local", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
-            ["--logging", "pessimistic", "--inject", "kill:rank=3,step=400",
-             "--storage", storage + "/local/{host}," + storage + "/shared"])
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.resultLines.last == reference)
+        let result = try Self.runWithRank3Killed(
+            "multihost-node-local", logging: "pessimistic", storage: storage + "/local/{host}," + storage + "/shared")
         #expect(result.events("recovery_start").first?["mode"] as? String == "replay", "\(result.events("recovery_start"))")
         for (host, ranks) in [("127.0.0.1", [0, 1]), ("127.0.0.2", [2, 3])] {
             let files = Self.files(under: storage + "/local/" + host)
@@ -122,15 +117,10 @@ import Testing
     /// host, which keeps it in its folder; both are collected as lines commit. A rank killed
     /// replays alone with the event logger, and the job ends with the failure-free bits.
     @Test func eachHostsSecondCopiesAreKeptByItsPartnerHost() throws {
-        let reference = try #require(Self.failureFree)
         let storage = JobRunner.scratch("multihost-partner-storage")
         defer { try? FileManager.default.removeItem(atPath: storage) }
-        let result = try Self.run(
-            "multihost-partner", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
-            ["--logging", "sender-based", "--inject", "kill:rank=3,step=400",
-             "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"])
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.resultLines.last == reference)
+        let result = try Self.runWithRank3Killed(
+            "multihost-partner", logging: "sender-based", storage: storage + "/local/{host}," + storage + "/kept/{partner}")
         let commits = result.events("commit").count
         #expect(commits >= 3, "\(commits) commits")
         // The killed rank restarted alone from the newest line, which the supervisor took from
@@ -213,6 +203,19 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: result.runDirectory))
         }
         #expect(!FileManager.default.fileExists(atPath: storage + "/local"))
+    }
+
+    /// The test problem on two addresses of this machine as two hosts (ranks 0–1 and 2–3),
+    /// with `--logging logging --storage storage`, rank 3 killed at step 400; checked to end
+    /// with the failure-free bits.
+    static func runWithRank3Killed(_ name: String, logging: String, storage: String) throws -> JobRunner.Result {
+        let reference = try #require(failureFree)
+        let result = try run(
+            name, hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--logging", logging, "--inject", "kill:rank=3,step=400", "--storage", storage])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        return result
     }
 
     /// Every file under `root`, relative to it, without the lock files.
@@ -358,24 +361,11 @@ import Testing
     @Test func aLostHostsRanksRecoverFromTheCopiesItsPartnerKept() throws {
         guard Self.testHostsUp(3) else { return }
         defer { Self.testHostsDown() }
-        let reference = try #require(Self.failureFree)
         let storage = JobRunner.scratch("multihost-partner-lost-storage")
         defer { try? FileManager.default.removeItem(atPath: storage) }
-        let result = try Self.run(
-            "multihost-partner-lost", hosts: "lth1,lth2,lth3", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
-            ["--heartbeat-timeout-ms", "2000", "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"],
-            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
-        ) { runDirectory in
-            try Self.cutSecondHost(runDirectory, killToo: true)
-            try FileManager.default.removeItem(atPath: storage + "/local/lth2")
-            try FileManager.default.removeItem(atPath: storage + "/kept/lth2")
-        }
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.resultLines.last == reference)
-        let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
+        let (result, lost) = try Self.loseSecondHostAndItsFolders(
+            "multihost-partner-lost", ranks: 4, storage: storage, reference: try #require(Self.failureFree))
         #expect(lost["moved_to"] as? String == "2:lth3,3:lth3", "\(lost)")
-        // Every rank rolled back to the newest line, none to an older one or to the start.
-        #expect(result.events("fallback").isEmpty && result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
         #expect(!result.events("recovery_start").isEmpty)
         // lth3 read its ranks' snapshots from lth1's kept folder and holds them now; lth1's
         // later second copies went to lth3, its new partner.
@@ -393,25 +383,37 @@ import Testing
     @Test func ranksThatDoubleUpFindTheirCopiesWhereverTheyWereKept() throws {
         guard Self.testHostsUp(3) else { return }
         defer { Self.testHostsDown() }
-        let reference = try #require(Self.failureFree8)
         let storage = JobRunner.scratch("multihost-partner-double-storage")
         defer { try? FileManager.default.removeItem(atPath: storage) }
-        let result = try Self.run(
-            "multihost-partner-double", ranks: 8,
+        let (_, lost) = try Self.loseSecondHostAndItsFolders(
+            "multihost-partner-double", ranks: 8, storage: storage, reference: try #require(Self.failureFree8))
+        let moved = (lost["moved_to"] as? String ?? "").split(separator: ",").map { $0.split(separator: ":").last ?? "" }
+        #expect(Set(moved) == ["lth1", "lth3"], "\(lost)")
+    }
+
+    /// The test problem on `ranks` ranks over test hosts lth1–lth3 with partner copies under
+    /// `storage`: lth2 cut off once a line committed, its ranks' processes killed and both its
+    /// folders deleted (its disk lost). Checked to end with the bits of `reference`, every rank
+    /// back at the newest line (none at an older one or at the start); returns the result and
+    /// its `host_lost` event.
+    static func loseSecondHostAndItsFolders(
+        _ name: String, ranks: Int, storage: String, reference: String
+    ) throws -> (JobRunner.Result, [String: Any]) {
+        let result = try run(
+            name, ranks: ranks,
             ["--launcher", "ssh", "--hosts", "lth1,lth2,lth3", "--launch-command", "nsenter --net=/run/netns/{host} sh -c {cmd}",
              "--heartbeat-timeout-ms", "2000", "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"],
             wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
         ) { runDirectory in
-            try Self.cutSecondHost(runDirectory, killToo: true)
+            try cutSecondHost(runDirectory, killToo: true)
             try FileManager.default.removeItem(atPath: storage + "/local/lth2")
             try FileManager.default.removeItem(atPath: storage + "/kept/lth2")
         }
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.resultLines.last == reference)
-        let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
-        let moved = (lost["moved_to"] as? String ?? "").split(separator: ",").map { $0.split(separator: ":").last ?? "" }
-        #expect(Set(moved) == ["lth1", "lth3"], "\(lost)")
         #expect(result.events("fallback").isEmpty && result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
+        let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
+        return (result, lost)
     }
 
     /// A spare host takes a lost host's place: three hosts for four ranks put two on each of
