@@ -332,9 +332,11 @@ final class HostListener: Sendable {
     let wakeFD: Int32
     private let wakeWriteFD: Int32
     private let ready = Mutex<[(fd: Int32, handshake: Handshake)]>([])
-    /// The incarnation each rank runs as, as far as this rank heard (`fence(_:)`): a storage
-    /// connection from an older one (a process left running on a host that was cut off) is
-    /// closed, so it cannot overwrite what its replacement wrote to the folder kept here.
+    /// The incarnation each rank runs as, as far as this rank heard (`fence(_:)`): a new
+    /// storage connection from an older one (a process left running on a host that was cut
+    /// off) is closed, so it cannot overwrite what its replacement writes to the folder kept
+    /// here. (One it opened before it was replaced stays open; what it can write there is a
+    /// round of its own, aborted with its failure.)
     private let incarnations = Mutex<[UInt32]>([])
 
     /// Listens on `address` and starts the thread that accepts peers for the rank of `identity`,

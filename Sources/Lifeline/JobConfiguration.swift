@@ -431,6 +431,15 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         } catch {
             throw LifelineError(.configuration, "\(error)")
         }
+        if StorageRoots.partnered(storageRoots), let fault = faults.first(where: { fault in
+            switch fault {
+            case .corrupt, .failMirror: true
+            default: false
+            }
+        }) {
+            throw LifelineError(.configuration,
+                "--inject \(fault) does not work with {partner} in --storage yet: the ranks' copies are on their hosts, out of the supervisor's reach")
+        }
         if memoryLevel != true, let lose = faults.first(where: { if case .loseMemory = $0 { true } else { false } }) {
             throw LifelineError(.configuration, "--inject \(lose) needs --levels memory,disk: a job on disk alone holds nothing in memory")
         }
@@ -448,11 +457,23 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration,
                 "--storage with {partner}: give DIR_A with {host} and DIR_B with {partner}, such as /local/{host}/ckpt,/local/{partner}/ckpt-partner")
         }
+        let expanded = storageRoots.map { $0.replacingOccurrences(of: StorageRoots.partnerPlaceholder, with: StorageRoots.placeholder) }
+        guard URL(fileURLWithPath: expanded[0]).standardizedFileURL.path != URL(fileURLWithPath: expanded[1]).standardizedFileURL.path else {
+            throw LifelineError(.configuration,
+                "--storage: DIR_B with {partner} is DIR_A on each host, so a host's own copies and those it keeps for its partner would be one folder: give DIR_B another path")
+        }
         guard launcher == .ssh || launcher == .slurm else {
             throw LifelineError(.configuration,
                 "--storage with {partner} needs --launcher ssh or slurm: partner copies go from one host to another")
         }
-        guard Set(try rankHosts() ?? []).count >= 2 else {
+        if let chunkBytes, chunkBytes > Self.partnerChunkBytesMax {
+            throw LifelineError(.configuration,
+                "--chunk-kib \(chunkBytes / 1024) with {partner}: a chunk goes to the partner in one request of at most \(FolderRequest.bytesMax >> 20) MiB; give at most \(Self.partnerChunkBytesMax >> 10) KiB")
+        }
+        // Under Slurm the hosts are the allocation's nodes, known when the job starts (checked
+        // then, `checkPartnerHosts`).
+        let placedLater = launcher == .slurm && hosts == nil
+        guard try placedLater || Set(rankHosts() ?? []).count >= 2 else {
             throw LifelineError(.configuration,
                 "--storage with {partner} needs ranks on two hosts at least: a host's partner is another host")
         }
@@ -471,6 +492,18 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration,
                 "--storage with {partner} works with --on-host-loss wait or fail for now (a shrink reads every old rank's snapshot on its new rank)")
         }
+    }
+
+    /// The largest chunk a job with partner copies takes: a chunk, compressed or not, goes to
+    /// the partner in one request.
+    static let partnerChunkBytesMax = 128 << 20
+
+    /// With partner copies, that the ranks are on two hosts at least (`rankHosts`: where the
+    /// job placed them, under Slurm on the allocation's nodes).
+    static func checkPartnerHosts(_ configuration: JobConfiguration, rankHosts: [String]) throws {
+        guard StorageRoots.partnered(configuration.storageRoots), Set(rankHosts).count < 2 else { return }
+        throw LifelineError(.configuration,
+            "--storage with {partner} needs ranks on two hosts at least: a host's partner is another host (the allocation gave \(Set(rankHosts).sorted().joined(separator: ",")))")
     }
 
     /// Reads the configuration a run directory's `job.json` holds, for the run directory at

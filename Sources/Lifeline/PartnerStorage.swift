@@ -12,7 +12,8 @@ import Synchronization
 ///
 /// The connection is made on first use and proves the job's token both ways, as every
 /// connection between hosts does (`HostLink.connectAuthenticated`), under the role `storage`,
-/// to the partner rank's listener, which hands it to `PartnerFolderServer`. The partner
+/// to a listener of the partner host's ranks (the writers of a host spread over them), which
+/// hands it to `PartnerFolderServer`. The partner
 /// answers as the incarnation named or a newer one: a replacement keeps the same host folder.
 /// One request is in flight at a time; each is answered within a bound (`replySeconds`), and
 /// a failure (the partner gone, its link cut, its disk failing) throws, so the store counts it
@@ -21,10 +22,13 @@ final class PartnerFolder: RemoteFolder {
     /// Where the partner is, for messages.
     let location: String
     /// The processes that keep the folder, in the order to try them, as they are now (the
-    /// ranks of the partner host, lowest first, or the supervisor); asked before each request.
+    /// ranks of the partner host, or the supervisor); asked before each request.
     private let keepers: @Sendable () -> [Keeper]
     private let hello: HostHello
     private let token: String
+    /// Whether each request has a connection of its own (the supervisor's lent manifest, read
+    /// now and then by every rank: an idle connection per rank would fill its server).
+    private let connectionPerRequest: Bool
     private let connection = Mutex<State>(State())
     /// Taken around the chunk lock's first take and last release, so that the keeper's lock
     /// and the count of holders here change together (before `connection`, never after it).
@@ -42,6 +46,17 @@ final class PartnerFolder: RemoteFolder {
         /// chunks, and a host that is gone would make each wait out its connection attempts.
         var unreachableUntil = 0.0
         var unreachable: [Keeper] = []
+        /// Whether a connection ended while the chunk lock had holders here (the keeper let
+        /// it go; a collection may have run before it was taken again).
+        var lockLapsed = false
+
+        /// Closes the connection.
+        mutating func drop() {
+            guard let open = fd else { return }
+            close(open)
+            fd = nil
+            if lockHolders > 0 { lockLapsed = true }
+        }
     }
 
     /// How long a partner no keeper of which answered is taken for gone before it is tried
@@ -62,9 +77,13 @@ final class PartnerFolder: RemoteFolder {
 
     /// The folder `location` names, kept by whichever of `keepers()` answers first, reached by
     /// the rank `rank` of `incarnation`.
-    init(location: String, rank: RankID, incarnation: UInt32, token: String, keepers: @escaping @Sendable () -> [Keeper]) {
+    init(
+        location: String, rank: RankID, incarnation: UInt32, token: String, connectionPerRequest: Bool = false,
+        keepers: @escaping @Sendable () -> [Keeper]
+    ) {
         self.location = location
         self.keepers = keepers
+        self.connectionPerRequest = connectionPerRequest
         self.hello = HostHello(role: .storage, rank: rank, incarnation: incarnation, pid: getpid(), port: 0, nonce: [])
         self.token = token
     }
@@ -124,19 +143,21 @@ final class PartnerFolder: RemoteFolder {
         lockGate.withLock { _ in
             if connection.withLock({ $0.lockHolders }) == 0 {
                 guard case .flag(true)? = try? call(.chunkLock(true)) else { return false }
+                connection.withLock { $0.lockLapsed = false }
             }
             connection.withLock { $0.lockHolders += 1 }
             return true
         }
     }
 
-    func releaseChunkLock() {
+    func releaseChunkLock() -> Bool {
         lockGate.withLock { _ in
-            let remaining = connection.withLock { state in
+            let (remaining, lapsed) = connection.withLock { state in
                 state.lockHolders = max(0, state.lockHolders - 1)
-                return state.lockHolders
+                return (state.lockHolders, state.lockLapsed)
             }
             if remaining == 0 { _ = try? call(.chunkLock(false)) }
+            return !lapsed
         }
     }
 
@@ -150,9 +171,10 @@ final class PartnerFolder: RemoteFolder {
 
     /// Sends one request and returns its reply; a `.failed` reply is thrown as the partner's
     /// error. Any failure of the connection closes it and throws `.ioFailure`. A connection
-    /// made for an earlier request that fails (the partner closed it while idle, or its process
-    /// was replaced) is made afresh and the request sent once more: every request is safe to
-    /// repeat (a write replaces the file with the same bytes).
+    /// made for an earlier request that ends before its reply (the partner closed it while
+    /// idle, or its process was replaced) is made afresh and the request sent once more: every
+    /// request is safe to repeat (a write replaces the file with the same bytes). A reply that
+    /// does not come in time is not asked for again: the partner may still be writing.
     private func call(_ request: FolderRequest) throws(StorageError) -> FolderReply {
         let body = request.encoded
         var result = attempt(body)
@@ -168,9 +190,8 @@ final class PartnerFolder: RemoteFolder {
         let candidates = keepers()
         return connection.withLock { state in
             // The partner moved to another host (a host was lost, the ranks placed anew).
-            if let fd = state.fd, let wanted = candidates.first?.host, wanted != state.host {
-                close(fd)
-                state.fd = nil
+            if state.fd != nil, let wanted = candidates.first?.host, wanted != state.host {
+                state.drop()
             }
             let reused = state.fd != nil
             if state.fd == nil {
@@ -192,18 +213,18 @@ final class PartnerFolder: RemoteFolder {
                 // The lock of the connection that ended went with it: take it again first.
                 if state.lockHolders > 0, !body.elementsEqual(FolderRequest.chunkLock(true).encoded),
                    exchange(connected.fd, FolderRequest.chunkLock(true).encoded) != .flag(true) {
-                    close(connected.fd)
-                    state.fd = nil
+                    state.drop()
                     return .failure(StorageError(.ioFailure, path: location, message: "cannot take the partner's chunk lock again"))
                 }
             }
-            let socket = state.fd!
-            guard let decoded = exchange(socket, body) else {
-                close(socket)
-                state.fd = nil
-                return .failure(StorageError(.ioFailure, path: location, message: reused ? Self.staleMessage
+            let started = monotonicSeconds()
+            guard let decoded = exchange(state.fd!, body) else {
+                state.drop()
+                let timedOut = monotonicSeconds() - started >= Self.replySeconds(requestBytes: body.count)
+                return .failure(StorageError(.ioFailure, path: location, message: reused && !timedOut ? Self.staleMessage
                     : "the partner did not answer (its process or its host is gone, or its link was cut)"))
             }
+            if connectionPerRequest { state.drop() }
             return .success(decoded)
         }
     }
@@ -424,6 +445,6 @@ final class PartnerDirectory: Sendable {
     func supervisorFolder(address: String, port: UInt16) -> PartnerFolder {
         let keeper = PartnerFolder.Keeper(host: "", address: address, port: port, identity: .supervisor)
         return PartnerFolder(location: "the supervisor's folder (\(address):\(port))", rank: rank, incarnation: incarnation,
-                             token: token) { [keeper] }
+                             token: token, connectionPerRequest: true) { [keeper] }
     }
 }

@@ -366,12 +366,13 @@ final class SnapshotWriter: Sendable {
         }
     }
 
-    /// The mirror `error` says failed, when the job should go on without it: not a partner
-    /// host's folder, whose failure fails the round alone (the next round may find the partner
-    /// back, or another partner host after a host was lost), so that a line commits only with
-    /// both copies.
+    /// The mirror `error` says failed, when the job should go on without it. With partner
+    /// copies neither is given up: the failure fails the round alone (the next round may find
+    /// the partner back, or another partner host after a host was lost), so that a line commits
+    /// on two hosts or not at all (the supervisor could not copy the ranks' files to a mirror
+    /// that came back).
     private func failedMirrors(_ error: StorageError) -> StorageMirrors {
-        guard error.isMirrorFailure, let mirror = error.mirror, mirror != snapshots.store.remote?.mirror else { return [] }
+        guard error.isMirrorFailure, let mirror = error.mirror, snapshots.store.remote == nil else { return [] }
         return StorageMirrors([mirror])
     }
 

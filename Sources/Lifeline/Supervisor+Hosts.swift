@@ -46,6 +46,7 @@ final class HostJob {
             slurmJobID = nil
         }
         guard let rankHosts = try placed.rankHosts() else { throw LifelineError(.configuration, "the job names no hosts") }
+        try JobConfiguration.checkPartnerHosts(configuration, rankHosts: rankHosts)
         // Under mpirun without hosts every rank is on "localhost".
         let hosts = placed.hosts ?? [JobConfiguration.Host(name: rankHosts[0])]
         self.placement = HostPlacement(rankHosts: rankHosts, hosts: hosts.map { ($0.name, $0.slots) })
@@ -369,6 +370,9 @@ extension Supervisor {
                 warn("host \(host) lost (\(cause)), and the job cannot continue on fewer ranks: \(refused); the ranks double up instead")
             }
             announce(host, moves, cause: cause)
+            if StorageRoots.partnered(configuration.storageRoots), Set(hostJob.rankHosts).count < 2 {
+                warn("only one host has ranks now, so no host can keep a partner copy: no line commits any more; stop the job (Ctrl-C stops it at the last committed line) and resume it with --hosts naming two hosts at least")
+            }
         case .fail(let rankCount, let left), .shrink(let rankCount, let left):
             events.record("host_lost", [
                 "host": .string(host), "ranks": .string(ranks), "cause": .string(cause), "policy": .string(policy.rawValue),

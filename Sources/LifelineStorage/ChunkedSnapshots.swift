@@ -143,16 +143,36 @@ package struct ChunkedSnapshots: Sendable {
         precondition((1...Self.chunkBytesMax).contains(chunkBytes), "chunk size in 1...\(Self.chunkBytesMax)")
         // Held shared until the index is durable: chunk collection (exclusive) waits its turn,
         // so a chunk this write references, new or reused, is never deleted under it.
+        // A partner's folder (mirror B kept on another host) must be locked too, and stay
+        // locked throughout: else its host's collection could remove a chunk this write reuses,
+        // and the line would hold one copy of it. Then the write fails (mirror B's failure).
         let lock = ChunkLock(store: store, exclusive: false, wait: true)
-        defer { lock?.release() }
-        var pipeline = ChunkPipeline(snapshots: self, segments: segments, level: level)
-        let windowChunks = windowChunks.map { max(1, $0) } ?? max(ProcessInfo.processInfo.activeProcessorCount, windowBytes / chunkBytes)
-        try pipeline.run(ChunkPipeline.sources(of: segments, chunkBytes: chunkBytes), windowChunks: windowChunks, beforeWindow: beforeWindow)
-        let index = SnapshotIndex(chunkBytes: chunkBytes, totalBytes: pipeline.totalBytes, chunks: pipeline.chunks)
-        let body = index.encoded()
-        try store.write(name, kind: .snapshot, generation: generation, body: body)
-        return Written(index: index, storedBytes: pipeline.storedBytes + FileFormat.headerByteCount + body.count,
-                       reusedCount: pipeline.reusedCount)
+        let remote = store.remote.flatMap { store.mirrors.contains($0.mirror) ? $0 : nil }
+        if let remote, lock?.holdsRemote != true {
+            lock?.release()
+            throw StorageError(.ioFailure, path: remote.folder.location, message: "cannot take the chunk lock of the partner's folder")
+                .on(remote.mirror)
+        }
+        let written: Written
+        do throws(StorageError) {
+            var pipeline = ChunkPipeline(snapshots: self, segments: segments, level: level)
+            let windowChunks = windowChunks.map { max(1, $0) } ?? max(ProcessInfo.processInfo.activeProcessorCount, windowBytes / chunkBytes)
+            try pipeline.run(ChunkPipeline.sources(of: segments, chunkBytes: chunkBytes), windowChunks: windowChunks, beforeWindow: beforeWindow)
+            let index = SnapshotIndex(chunkBytes: chunkBytes, totalBytes: pipeline.totalBytes, chunks: pipeline.chunks)
+            let body = index.encoded()
+            try store.write(name, kind: .snapshot, generation: generation, body: body)
+            written = Written(index: index, storedBytes: pipeline.storedBytes + FileFormat.headerByteCount + body.count,
+                              reusedCount: pipeline.reusedCount)
+        } catch {
+            lock?.release()
+            throw error
+        }
+        if lock?.release() == false, let remote {
+            throw StorageError(.ioFailure, path: remote.folder.location, message:
+                "the partner's chunk lock lapsed during the write (its connection ended), so a chunk it reused may have been collected")
+                .on(remote.mirror)
+        }
+        return written
     }
 
     /// Writes `bytes` as one segment (see `write(_:segments:generation:chunkBytes:level:)`).
@@ -329,18 +349,24 @@ struct ChunkLock {
     private let fds: [Int32]
     /// A partner's folder whose lock this holder took (shared), released with the rest.
     private let remote: (any RemoteFolder)?
+    /// Whether the lock of a partner's folder is held.
+    var holdsRemote: Bool { remote != nil }
 
     /// Takes the lock; nil when `wait` is false and another holder excludes it, or when a lock
     /// file cannot be opened or locked (then collection is skipped).
     ///
     /// The lock lives in root A; with a node-local mirror, in both roots (each host's folder,
     /// and the shared one that every host's writers reach), always A first so that two takers
-    /// never wait on each other crosswise; a store confined to its host's folder locks that one.
+    /// never wait on each other crosswise; a store confined to its host's folder locks that one;
+    /// a partner's folder (mirror B on another host) is locked by its keeper, over the connection.
     /// Collection (exclusive) takes every one or none. A write (shared) takes every one it can:
     /// a root whose lock cannot be taken (a failed disk, a file system without `flock`) leaves
     /// the others locked, so that a host's collection still waits for the write.
     init?(store: MirroredStore, exclusive: Bool, wait: Bool) {
-        let mirrors: [Mirror] = store.nodeLocal == nil ? [.a] : store.visibleMirrors
+        var mirrors: [Mirror] = store.nodeLocal == nil ? [.a] : store.visibleMirrors
+        if let remote = store.remote, !mirrors.contains(remote.mirror), store.visibleMirrors.contains(remote.mirror) {
+            mirrors.append(remote.mirror)
+        }
         var fds: [Int32] = []
         var lockedRemote: (any RemoteFolder)?
         for mirror in mirrors {
@@ -382,9 +408,10 @@ struct ChunkLock {
         }
     }
 
-    /// Releases the lock.
-    func release() {
+    /// Releases the lock; false when a partner's lock lapsed while it was held.
+    @discardableResult
+    func release() -> Bool {
         Self.release(fds)
-        remote?.releaseChunkLock()
+        return remote?.releaseChunkLock() ?? true
     }
 }

@@ -33,8 +33,9 @@ package protocol RemoteFolder: Sendable {
     /// it, so a chunk a write reuses is not removed under it. Held until `releaseChunkLock()`
     /// (each take released once) or the connection ends; false when it cannot be taken.
     func holdChunkLock() -> Bool
-    /// Releases one `holdChunkLock()`.
-    func releaseChunkLock()
+    /// Releases one `holdChunkLock()`; false when the lock lapsed since it was taken (the
+    /// connection ended and another took it again), so that a collection may have run.
+    func releaseChunkLock() -> Bool
 }
 
 /// One operation on a `RemoteFolder`, as the keeper receives it.
@@ -240,6 +241,7 @@ package struct FolderService: Sendable {
         /// Carries out `request` (the chunk lock here, the rest by the service).
         package func handle(_ request: FolderRequest) -> FolderReply {
             guard case .chunkLock(let take) = request else { return service.handle(request) }
+            if service.readOnly { return .flag(false) }
             if !take {
                 end()
                 return .done

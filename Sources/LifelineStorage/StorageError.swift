@@ -82,13 +82,14 @@ package struct StorageError: Error, CustomStringConvertible, Sendable {
         self.init(code, path: path, message: "\(operation) failed: \(reason) (errno \(errnoValue))")
     }
 
-    /// One line: the code, the file, what happened and what to do.
     /// This error, naming `mirror` as the one it happened on.
     package func on(_ mirror: Mirror) -> StorageError {
         var tagged = self
         tagged.mirror = mirror
         return tagged
     }
+
+    /// One line: the code, the file, what happened and what to do.
 
     package var description: String {
         "storage \(Self.label(code)): \(path): \(message); \(Self.advice(code))"

@@ -193,6 +193,10 @@ import Testing
             (["--storage", storage + "/kept/{partner}," + storage + "/local/{host}"], "127.0.0.1,127.0.0.2",
              "{partner} goes in the second root"),
             (["--storage", storage + "/shared," + storage + "/kept/{partner}"], "127.0.0.1,127.0.0.2", "give DIR_A with {host}"),
+            (["--storage", storage + "/local/{host}," + storage + "/local/{partner}"], "127.0.0.1,127.0.0.2",
+             "would be one folder"),
+            (["--storage", partnered, "--chunk-kib", "262144"], "127.0.0.1,127.0.0.2", "give at most 131072 KiB"),
+            (["--storage", partnered, "--inject", "fail:mirror=b,epoch=2"], "127.0.0.1,127.0.0.2", "out of the supervisor's reach"),
         ]
         for (index, refusal) in cases.enumerated() {
             let hosts = refusal.hosts.map { ["--launcher", "ssh", "--hosts", $0, "--launch-command", "sh -c {cmd}"] } ?? []

@@ -13,6 +13,9 @@ import Testing
         let service: FolderService
         let session: FolderService.Session
         var failing = false
+        /// The keeper's chunk lock cannot be taken, or lapses while it is held.
+        var lockRefused = false
+        var lockLapses = false
         var requests = 0
         var location: String { "loopback partner at \(service.root)" }
 
@@ -56,9 +59,9 @@ import Testing
             return found
         }
 
-        func holdChunkLock() -> Bool { (try? call(.chunkLock(true))) == .flag(true) }
+        func holdChunkLock() -> Bool { !lockRefused && (try? call(.chunkLock(true))) == .flag(true) }
 
-        func releaseChunkLock() { _ = try? call(.chunkLock(false)) }
+        func releaseChunkLock() -> Bool { (try? call(.chunkLock(false))) == .done && !lockLapses }
     }
 
     @Test func bothCopiesAreWrittenAndADamagedPartnerCopyIsRepairedThroughTheConnection() throws {
@@ -120,6 +123,30 @@ import Testing
         #expect(throws: StorageError.self) { try store.probe(.b) }
         partner.failing = false
         try store.probe(.b)
+    }
+
+    /// A snapshot is written only under the partner's chunk lock, held throughout: a write
+    /// that cannot take it, or whose lock lapsed (its connection ended), fails as mirror B's.
+    @Test func aSnapshotWriteNeedsThePartnersChunkLockThroughout() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let partner = try LoopbackFolder(root: folder.path + "/partner")
+        let snapshots = ChunkedSnapshots(store: try MirroredStore(rootA: folder.path + "/local", remoteB: partner))
+        let bytes = [UInt8](repeating: 3, count: 3 * 4096)
+        for (refused, lapses) in [(true, false), (false, true)] {
+            partner.lockRefused = refused
+            partner.lockLapses = lapses
+            do {
+                _ = try snapshots.write("epochs/000001/rank-0000.snap", bytes: bytes, generation: 1, chunkBytes: 4096)
+                Issue.record("a write without the partner's lock held throughout succeeded (refused \(refused))")
+            } catch {
+                #expect(error.mirror == .b && error.message.contains("chunk lock"), "\(error)")
+            }
+        }
+        partner.lockRefused = false
+        partner.lockLapses = false
+        _ = try snapshots.write("epochs/000001/rank-0000.snap", bytes: bytes, generation: 1, chunkBytes: 4096)
+        #expect(try snapshots.read("epochs/000001/rank-0000.snap") == bytes)
     }
 
     @Test func theKeeperRefusesNamesOutsideItsFolder() throws {
