@@ -108,15 +108,23 @@ extension MirroredStore {
         guard repair else { return result }
         let file = FileToWrite(name, encoded: bytes)
         for mirror in mirrors {
-            do {
-                try writeCopies([file], on: mirror)
-                result.repaired.append(mirror)
-                result.problems.append("mirror \(mirror.label) copy of \(name): missing here; written from a partner's copy")
-            } catch {
-                result.problems.append("mirror \(mirror.label) copy of \(name): missing here; writing a partner's copy failed: \(error)")
-            }
+            let copy = "mirror \(mirror.label) copy of \(name): missing here; "
+            rewrite(file, on: mirror, into: &result, done: copy + "written from a partner's copy",
+                    failed: copy + "writing a partner's copy failed")
         }
         return result
+    }
+
+    /// Writes `file` as `mirror`'s copy and notes in `result` that it was repaired (`done`),
+    /// or that the repair failed (`failed`, with the error).
+    private func rewrite(_ file: FileToWrite, on mirror: Mirror, into result: inout StoredFile, done: String, failed: String) {
+        do {
+            try writeCopies([file], on: mirror)
+            result.repaired.append(mirror)
+            result.problems.append(done)
+        } catch {
+            result.problems.append("\(failed): \(error)")
+        }
     }
 
     private func settle(
@@ -131,14 +139,9 @@ extension MirroredStore {
             result.problems.append("\(copy): \(reason); needs repair from mirror \(winner.label)")
             return result
         }
-        do {
-            let file = FileToWrite(name, kind: kept.kind, generation: kept.generation, body: kept.body)
-            try writeCopies([file], on: damaged)
-            result.repaired.append(damaged)
-            result.problems.append("\(copy): \(reason); repaired from mirror \(winner.label)")
-        } catch {
-            result.problems.append("\(copy): \(reason); repair failed: \(error)")
-        }
+        let file = FileToWrite(name, kind: kept.kind, generation: kept.generation, body: kept.body)
+        rewrite(file, on: damaged, into: &result, done: "\(copy): \(reason); repaired from mirror \(winner.label)",
+                failed: "\(copy): \(reason); repair failed")
         return result
     }
 
