@@ -139,6 +139,11 @@ final class PartnerFolder: RemoteFolder {
         return found
     }
 
+    func digest(_ name: String) throws(StorageError) -> ContentHash? {
+        guard case .digest(let hash) = try call(.digest(name)) else { throw unexpected() }
+        return hash
+    }
+
     func holdChunkLock() -> Bool {
         lockGate.withLock { _ in
             if connection.withLock({ $0.lockHolders }) == 0 {

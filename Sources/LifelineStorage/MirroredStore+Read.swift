@@ -29,8 +29,7 @@ extension MirroredStore {
     /// Reads both copies of `name` and decides which one holds; repairs only when `repair`.
     func inspect(_ name: String, repair: Bool) throws(StorageError) -> StoredFile {
         try Self.validate(name: name)
-        let copyA = readCopy(name, on: .a)
-        let copyB = readCopy(name, on: .b)
+        let (copyA, copyB) = readCopies(name)
         if let found = foundElsewhere(name, copyA, copyB, repair: repair) { return found }
         switch (copyA, copyB) {
         case (.good(let fileA), .good(let fileB)):
@@ -78,8 +77,36 @@ extension MirroredStore {
         }
     }
 
+    /// Both mirrors' copies of `name`. A partner's copy crosses the network only when it may
+    /// differ from the local one: when the local copy reads intact, the keeper's digest of its
+    /// copy is compared with the local bytes' first, and the same bytes are the same good copy
+    /// (a reused chunk is checked on both hosts each round without being sent back).
+    private func readCopies(_ name: String) -> (MirrorCopy, MirrorCopy) {
+        guard let remote, visibleMirrors.contains(remote.mirror) else {
+            return (readCopy(name, on: .a), readCopy(name, on: .b))
+        }
+        let local = remote.mirror.other
+        var localBytes: [UInt8]?
+        let localCopy = readCopy(name, on: local, bytes: &localBytes)
+        let remoteCopy: MirrorCopy
+        if case .good = localCopy, let localBytes, let digest = try? remote.folder.digest(name),
+           digest == localBytes.withUnsafeBytes({ ContentHash(of: $0) }) {
+            remoteCopy = localCopy
+        } else {
+            remoteCopy = readCopy(name, on: remote.mirror)
+        }
+        return local == .a ? (localCopy, remoteCopy) : (remoteCopy, localCopy)
+    }
+
     /// Reads and decodes one copy.
     func readCopy(_ name: String, on mirror: Mirror) -> MirrorCopy {
+        var bytes: [UInt8]?
+        return readCopy(name, on: mirror, bytes: &bytes)
+    }
+
+    /// Reads and decodes one copy; `bytes` gets what the file holds (nil when it is missing or
+    /// cannot be read).
+    private func readCopy(_ name: String, on mirror: Mirror, bytes: inout [UInt8]?) -> MirrorCopy {
         guard visibleMirrors.contains(mirror) else { return .missing }
         let filePath = path(name, on: mirror)
         do {
@@ -88,8 +115,9 @@ extension MirroredStore {
             } else {
                 try PosixFile.readAll(filePath, dropCache: false)
             }
-            guard let bytes = read else { return .missing }
-            let decoded = try FileFormat.decode(bytes, path: filePath)
+            bytes = read
+            guard let read else { return .missing }
+            let decoded = try FileFormat.decode(read, path: filePath)
             return .good(StoredFile(kind: decoded.kind, generation: decoded.generation, body: decoded.body))
         } catch {
             return .bad(error)

@@ -28,6 +28,9 @@ package protocol RemoteFolder: Sendable {
     func entries(_ directory: String) throws(StorageError) -> [String]
     /// Whether a file called `name` is there.
     func isRegularFile(_ name: String) throws(StorageError) -> Bool
+    /// The XXH3-128 of the bytes of `name` as the keeper's disk holds them, or nil when there
+    /// is no such file: a copy checked against a local one without crossing the network.
+    func digest(_ name: String) throws(StorageError) -> ContentHash?
     /// Takes the keeper's chunk lock shared, as a snapshot write on a local mirror does
     /// (`ChunkLock`): the collection of the keeper's folder waits until every holder releases
     /// it, so a chunk a write reuses is not removed under it. Held until `releaseChunkLock()`
@@ -54,6 +57,8 @@ package enum FolderRequest: Sendable {
     case isRegularFile(String)
     /// Take (true) or release (false) the folder's chunk lock, shared, for this connection.
     case chunkLock(Bool)
+    /// Send the XXH3-128 of a file's bytes.
+    case digest(String)
 
     /// The longest request a keeper takes: a batch of files larger than this is sent in
     /// several (`batches(_:)`); a stranger's length past it closes the connection.
@@ -99,6 +104,7 @@ package enum FolderRequest: Sendable {
         case .entries(let name): writer.byte(5); writer.string(name)
         case .isRegularFile(let name): writer.byte(6); writer.string(name)
         case .chunkLock(let take): writer.byte(7); writer.byte(take ? 1 : 0)
+        case .digest(let name): writer.byte(8); writer.string(name)
         }
         return writer.bytes
     }
@@ -124,6 +130,9 @@ package enum FolderRequest: Sendable {
         case 7:
             guard let take = reader.byte(), take <= 1 else { return nil }
             request = .chunkLock(take == 1)
+        case 8:
+            guard let name = reader.string() else { return nil }
+            request = .digest(name)
         default:
             return nil
         }
@@ -141,6 +150,8 @@ package enum FolderReply: Sendable, Equatable {
     case file([UInt8]?)
     /// A folder's entries.
     case entries([String])
+    /// A file's XXH3-128, or nil when it is missing.
+    case digest(ContentHash?)
     /// The operation failed on the keeper's side: its error, which the requester throws.
     case failed(code: StorageError.Code, path: String, message: String)
 
@@ -156,6 +167,8 @@ package enum FolderReply: Sendable, Equatable {
             writer.byte(3)
             writer.u32(UInt32(names.count))
             names.forEach { writer.string($0) }
+        case .digest(nil): writer.byte(5); writer.byte(0)
+        case .digest(let hash?): writer.byte(5); writer.byte(1); writer.u64(hash.high); writer.u64(hash.low)
         case .failed(let code, let path, let message):
             writer.byte(4)
             writer.byte(UInt8(FolderWire.codes.firstIndex(of: code) ?? 0))
@@ -194,6 +207,14 @@ package enum FolderReply: Sendable, Equatable {
             guard let code = reader.byte(), Int(code) < FolderWire.codes.count,
                   let path = reader.string(), let message = reader.string() else { return nil }
             reply = .failed(code: FolderWire.codes[Int(code)], path: path, message: message)
+        case 5:
+            switch reader.byte() {
+            case 0: reply = .digest(nil)
+            case 1:
+                guard let high = reader.u64(), let low = reader.u64() else { return nil }
+                reply = .digest(ContentHash(high: high, low: low))
+            default: return nil
+            }
         default:
             return nil
         }
@@ -308,6 +329,11 @@ package struct FolderService: Sendable {
             case .isRegularFile(let name):
                 try Self.validate(name)
                 return .flag(PosixFile.isRegularFile(root + "/" + name))
+            case .digest(let name):
+                try Self.validate(name)
+                return .digest(try PosixFile.readAll(root + "/" + name, dropCache: false).map { bytes in
+                    bytes.withUnsafeBytes { ContentHash(of: $0) }
+                })
             }
         } catch {
             return .failed(code: error.code, path: error.path, message: error.message)
@@ -373,6 +399,8 @@ enum FolderWire {
         }
 
         mutating func u32() -> UInt32? { integer(UInt32.self) }
+
+        mutating func u64() -> UInt64? { integer(UInt64.self) }
 
         mutating func bytes() -> [UInt8]? {
             guard let count = integer(UInt64.self), count <= UInt64(source.count - offset) else { return nil }

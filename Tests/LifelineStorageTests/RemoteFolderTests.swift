@@ -17,6 +17,8 @@ import Testing
         var lockRefused = false
         var lockLapses = false
         var requests = 0
+        /// The file reads asked of the keeper (each sends a whole file back).
+        var reads = 0
         var location: String { "loopback partner at \(service.root)" }
 
         init(root: String) throws {
@@ -26,6 +28,7 @@ import Testing
 
         private func call(_ request: FolderRequest) throws(StorageError) -> FolderReply {
             requests += 1
+            if case .read = request { reads += 1 }
             if failing { throw StorageError(.ioFailure, path: location, message: "the partner did not answer") }
             let decoded = FolderRequest.decode(request.encoded)!
             let reply = FolderReply.decode(session.handle(decoded).encoded)!
@@ -57,6 +60,11 @@ import Testing
         func isRegularFile(_ name: String) throws(StorageError) -> Bool {
             guard case .flag(let found) = try call(.isRegularFile(name)) else { return false }
             return found
+        }
+
+        func digest(_ name: String) throws(StorageError) -> ContentHash? {
+            guard case .digest(let hash) = try call(.digest(name)) else { return nil }
+            return hash
         }
 
         func holdChunkLock() -> Bool { !lockRefused && (try? call(.chunkLock(true))) == .flag(true) }
@@ -104,6 +112,39 @@ import Testing
         let report = store.verify(repair: true)
         #expect(report.problems.count == 1 && report.repairedCount == 1 && report.unrecoverableCount == 0, "\(report.problems)")
         #expect(Disk.bytes(folder.path + "/partner/manifest") == Disk.bytes(folder.path + "/local/manifest"))
+    }
+
+    @Test func aReusedChunkIsCheckedOnThePartnerByItsDigestNotSentBack() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let partner = try LoopbackFolder(root: folder.path + "/partner")
+        let store = try MirroredStore(rootA: folder.path + "/local", remoteB: partner)
+        let snapshots = ChunkedSnapshots(store: store)
+        var bytes = (0..<(4 * 4096)).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 11) }
+        _ = try snapshots.write("epochs/000001/rank-0000.snap", bytes: bytes, generation: 1, chunkBytes: 4096)
+
+        // The next round changes one chunk of four: the three others are reused, each checked
+        // on the partner by its digest, and no file comes back over the connection.
+        bytes[5000] ^= 0xFF
+        partner.reads = 0
+        let second = try snapshots.write("epochs/000002/rank-0000.snap", bytes: bytes, generation: 1, chunkBytes: 4096)
+        #expect(second.reusedCount == 3)
+        #expect(partner.reads == 0)
+
+        // The partner's copies of every chunk damaged: the digests of the three a round reuses
+        // differ, so those copies alone are read, found bad, and written again from the local
+        // ones; the round goes on, and the partner's copies alone restore it.
+        for chunk in PosixFile.walkFiles(root: folder.path + "/partner") where chunk.hasSuffix(".chunk") {
+            Disk.flipBit(folder.path + "/partner/" + chunk, byte: 40)
+        }
+        partner.reads = 0
+        bytes[9000] ^= 0xFF
+        let third = try snapshots.write("epochs/000003/rank-0000.snap", bytes: bytes, generation: 1, chunkBytes: 4096)
+        #expect(third.reusedCount == 3)
+        #expect(partner.reads == 3)
+        try FileManager.default.removeItem(atPath: folder.path + "/local")
+        #expect(try ChunkedSnapshots(store: try MirroredStore(rootA: folder.path + "/local", remoteB: partner))
+            .read("epochs/000003/rank-0000.snap") == bytes)
     }
 
     @Test func aPartnerThatCannotBeReachedIsAFailureOfMirrorB() throws {
@@ -180,11 +221,11 @@ import Testing
         var generator = SeededGenerator(state: seed)
         let requests: [FolderRequest] = [
             .write([FileToWrite("a/b", encoded: [1, 2, 3]), FileToWrite("c", encoded: [])]), .read("a/b"), .remove("c"),
-            .removeDirectory("a"), .entries(""), .isRegularFile("a/b"),
+            .removeDirectory("a"), .entries(""), .isRegularFile("a/b"), .chunkLock(true), .digest("a/b"),
         ]
         let replies: [FolderReply] = [
             .done, .flag(true), .file(nil), .file([9, 8]), .entries(["x", "y"]),
-            .failed(code: .noSpace, path: "/p", message: "full"),
+            .failed(code: .noSpace, path: "/p", message: "full"), .digest(nil), .digest(ContentHash(high: 1, low: 2)),
         ]
         for request in requests {
             let bytes = request.encoded
