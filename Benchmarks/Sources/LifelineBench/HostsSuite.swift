@@ -66,6 +66,65 @@ extension Suites {
         }
         report.table(title, note: "Two ranks on two test hosts (network namespaces joined by a bridge, `scripts/testbed.sh`; the supervisor on the first), through Lifeline over TCP after the mutual handshake (`lifeline-pingpong` under `lifeline run --launcher ssh`, no checkpoint), beside two plain processes on a TCP connection between the same namespaces (`raw-pingpong tcp-server|tcp-client`, C, TCP_NODELAY), in the same run. The raw round trip busy-polls as a Lifeline rank does when every rank has a core; its round trip waiting in read(2) is shown beside it.",
                      header: ["measure", "Lifeline", "raw TCP", "ratio", "target", ""], rows: rows)
+        try partnerCopies(rawBandwidth: floor["bandwidth_gbps"])
+    }
+
+    /// Partner copies (SCR's PARTNER scheme, `{partner}` in `--storage`) on the two test hosts
+    /// already up: the same job with its second copy in a folder both hosts share, and sent to
+    /// the partner host, each with one rank killed and restored; beside the floor
+    /// of sending a rank's state over raw TCP at the bandwidth measured just before.
+    private mutating func partnerCopies(rawBandwidth: Double?) throws {
+        let ranks = 2
+        let stateMiB = max(2, scale.levelsMiB / 2)
+        let size = Int((Double(stateMiB << 20) / 8).squareRoot())
+        // A step of this heat2d takes about 5 ms per 16 MiB of a rank's field here: steps for
+        // some 6 s, six rounds or so.
+        let steps = max(scale.levelsSteps, 1200 * 16 / max(1, stateMiB / ranks))
+        let program = ["heat2d", "--size", String(size), "--steps", String(steps), "--broadcast-every", "1000"]
+        let hosts = ["--launcher", "ssh", "--hosts", "lbh1,lbh2", "--launch-command", "nsenter --net=/run/netns/{host} sh -c {cmd}"]
+        let storage = launcher.scratch + "/partner-storage"
+        var rows: [[String]] = []
+        var results: Set<String> = []
+        var captures: [String: Double] = [:]
+        for (label, roots) in [("second copy in a shared folder", "\(storage)/{host}/a,\(storage)/shared"),
+                               ("second copy on the partner host", "\(storage)/{host}/a,\(storage)/{partner}/b")] {
+            progress("hosts: partner copies, \(stateMiB) MiB over \(ranks) ranks, \(label)")
+            try? FileManager.default.removeItem(atPath: storage)
+            let run = try launcher.run(
+                ranks: ranks, options: ["--interval", "1", "--storage", roots, "--inject", "kill:rank=1,epoch=2"] + hosts,
+                program: program, wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lbh1"])
+            guard run.status == 0, let result = run.result else {
+                throw BenchError("partner copies, \(label): the job failed: \(run.stdout)")
+            }
+            results.insert(result)
+            let fromCapture = run.events("commit").compactMap { $0["from_capture_s"] as? Double }
+            let restores = run.events("rank_finished").compactMap { $0["restore_s"] as? Double }.filter { $0 > 0 }
+            let state = run.events("commit").compactMap { $0["state"] as? Int }.max() ?? 0
+            captures[label] = median(fromCapture)
+            rows.append([label, String(format: "%.0f", Double(state) / 1048576), String(fromCapture.count),
+                         String(format: "%.3f", median(run.requestToCommitSeconds)), String(format: "%.3f", median(fromCapture)),
+                         restores.isEmpty ? "—" : String(format: "%.3f", median(restores)), String(format: "%.2f", run.seconds)])
+        }
+        try? FileManager.default.removeItem(atPath: storage)
+        if let rawBandwidth, rawBandwidth > 0 {
+            let perRank = Double(stateMiB << 20) / Double(ranks)
+            rows.append(["floor: one rank's state over raw TCP (\(String(format: "%.2f", rawBandwidth)) GB/s, above)",
+                         String(format: "%.0f", perRank / 1048576), "—", "—", String(format: "%.3f", perRank / (rawBandwidth * 1e9)), "—", "—"])
+        }
+        if results.count != 1 { rows.append(["the runs' results differ", "—", "—", "—", "—", "—", "**failed**"]) }
+        let ratio = (captures["second copy on the partner host"] ?? .nan) / (captures["second copy in a shared folder"] ?? .nan)
+        report.table("Partner copies between hosts", note: """
+            heat2d on \(ranks) ranks, one on each test host, with a field of \(stateMiB) MiB (\(size)²), a round every second \
+            and rank 1 killed right after round 2 commits. First the second copy in a folder the hosts share \
+            (`--storage DIR/{host}/a,DIR/shared`), then kept by the partner host \
+            (`DIR/{host}/a,DIR/{partner}/b`): sent over TCP, written, fsynced and read back there before the rank \
+            acknowledges. Both hosts are namespaces of this one machine, so every copy lands on its one disk and the \
+            network is a bridge in memory. Capture → commit is the median over the rounds from the first capture to the \
+            commit: with the partner copy it is \(String(format: "%.2f", ratio))× that with the shared folder. Restore: the killed rank reading its \
+            snapshot (the partner's copy checked by its digest, not sent back). Results equal across the runs: \
+            \(results.count == 1 ? "yes" : "**no**").
+            """, header: ["second copy", "state (MiB)", "rounds", "request → commit (s)", "capture → commit (s)",
+                          "restore (s)", "run (s)"], rows: rows)
     }
 
     /// `scripts/testbed.sh` of the checkout this benchmark was built in (its binary lies in
