@@ -144,6 +144,16 @@ final class PartnerFolder: RemoteFolder {
         return hash
     }
 
+    func append(_ name: String, at offset: Int, _ bytes: [UInt8]) throws(StorageError) {
+        // Requests stay far below the keeper's limit: a large batch of records goes in parts.
+        var start = 0
+        repeat {
+            let end = min(bytes.count, start + FolderRequest.bytesMax / 2)
+            try expectDone(try call(.append(name, offset: UInt64(offset + start), bytes: Array(bytes[start..<end]))))
+            start = end
+        } while start < bytes.count
+    }
+
     func holdChunkLock() -> Bool {
         lockGate.withLock { _ in
             if connection.withLock({ $0.lockHolders }) == 0 {

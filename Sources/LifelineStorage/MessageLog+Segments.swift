@@ -37,8 +37,8 @@ extension MessageLog {
     }
 
     private static func inspect(store: MirroredStore, name: String, reading: [Bool]) throws(StorageError) -> Inspection {
-        let folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + folder + "/" + name }
-        let recovery = try recover(folders: folders, reading: reading, expectedMissing: store.logMirrorsExpectedMissing)
+        let recovery = try recover(folders: Folder.of(store, name: name), reading: reading,
+                                   expectedMissing: store.logMirrorsExpectedMissing)
         let start = recovery.segments.first?.firstIndex ?? 0
         let end = start + UInt64(recovery.segments.reduce(0) { $0 + $1.records.count })
         return Inspection(problems: recovery.problems, recordsLost: recovery.recordsLost, kept: start..<end,
@@ -50,8 +50,8 @@ extension MessageLog {
     /// and whether records were lost (see `Inspection.recordsLost`).
     package static func readRecords(store: MirroredStore, name: String) throws(StorageError)
         -> (first: UInt64, records: [[UInt8]], recordsLost: Bool) {
-        let folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + folder + "/" + name }
-        let recovery = try recover(folders: folders, reading: store.logMirrorsRead, expectedMissing: store.logMirrorsExpectedMissing)
+        let recovery = try recover(folders: Folder.of(store, name: name), reading: store.logMirrorsRead,
+                                   expectedMissing: store.logMirrorsExpectedMissing)
         return (recovery.segments.first?.firstIndex ?? 0, recovery.segments.flatMap(\.records), recovery.recordsLost)
     }
 
@@ -60,13 +60,13 @@ extension MessageLog {
     /// them while `stale` was not written, and left there they would read as the log's start.
     /// Returns how many it deleted.
     package static func pruneStale(store: MirroredStore, name: String, on stale: Mirror) throws(StorageError) -> Int {
-        let folderOf = { (mirror: Mirror) in store.root(mirror) + "/" + folder + "/" + name }
-        guard let first = PosixFile.entries(folderOf(stale.other)).compactMap(segmentID).map(\.index).min() else { return 0 }
+        let folders = Folder.of(store, name: name)
+        let (kept, pruned) = stale == .a ? (folders[1], folders[0]) : (folders[0], folders[1])
+        guard let first = try kept.entries().compactMap(segmentID).map(\.index).min() else { return 0 }
         var deleted = 0
-        for id in PosixFile.entries(folderOf(stale)).compactMap(segmentID) where id.index < first {
-            if try PosixFile.removeFile(folderOf(stale) + "/" + segmentName(id)) { deleted += 1 }
+        for id in try pruned.entries().compactMap(segmentID) where id.index < first {
+            if try pruned.remove(segmentName(id)) { deleted += 1 }
         }
-        if deleted > 0 { try PosixFile.fsyncDirectory(folderOf(stale)) }
         return deleted
     }
 
@@ -131,11 +131,13 @@ extension MessageLog {
     /// copy is stale) counts as missing. `expectedMissing`: per mirror, whether a copy it does
     /// not hold is no problem (a node-local mirror read from another host).
     static func recover(
-        folders: [String], reading: [Bool] = [true, true], expectedMissing: [Bool] = [false, false]
+        folders: [Folder], reading: [Bool] = [true, true], expectedMissing: [Bool] = [false, false]
     ) throws(StorageError) -> Recovery {
         var recovery = Recovery()
         let read = folders.indices.filter { reading[$0] }
-        let found = Set(read.flatMap { PosixFile.entries(folders[$0]).compactMap(segmentID) }).sorted()
+        var listed: [Set<SegmentID>] = folders.map { _ in [] }
+        for mirror in read { listed[mirror] = Set(try folders[mirror].entries().compactMap(segmentID)) }
+        let found = listed.reduce(Set<SegmentID>()) { $0.union($1) }.sorted()
         recovery.isMissing = found.isEmpty
         recovery.newestIncarnation = found.map(\.incarnation).max() ?? 0
         var claims: [UInt32: UInt64] = [:]
@@ -151,8 +153,8 @@ extension MessageLog {
                 continue
             }
             recovery.dropped.append(id)
-            for mirror in read where PosixFile.isRegularFile(folders[mirror] + "/" + segmentName(id)) {
-                recovery.problems.append("\(folders[mirror])/\(segmentName(id)): dropped: incarnation \(newer.by) took the log over at record \(newer.index)")
+            for mirror in read where listed[mirror].contains(id) {
+                recovery.problems.append("\(folders[mirror].path)/\(segmentName(id)): dropped: incarnation \(newer.by) took the log over at record \(newer.index)")
             }
         }
         var parsed: [[ParsedSegment]] = []
@@ -162,8 +164,8 @@ extension MessageLog {
                 guard reading[mirror] else {
                     return ParsedSegment(bytes: nil, valid: false, firstIndex: id.index, incarnation: id.incarnation, records: [], problem: nil)
                 }
-                let path = folders[mirror] + "/" + segmentName(id)
-                var copy = try parse(path, id: id)
+                let path = folders[mirror].path + "/" + segmentName(id)
+                var copy = try parse(folders[mirror], id: id)
                 if let newer, copy.valid, copy.end > newer.index {
                     copy.records.removeLast(Int(copy.end - newer.index))
                     recovery.problems.append("\(path): records from \(newer.index) on cut: incarnation \(newer.by) took the log over there")
@@ -172,7 +174,7 @@ extension MessageLog {
             })
         }
         let kept = parsed.map(chosen)
-        let paths = ids.map { id in folders.map { $0 + "/" + segmentName(id) } }
+        let paths = ids.map { id in folders.map { $0.path + "/" + segmentName(id) } }
         let newest = kept.filter(\.valid).map(\.rank).max() ?? 0
         guard let first = kept.firstIndex(where: { $0.valid && $0.rank == newest }) else {
             for position in ids.indices {
@@ -322,11 +324,11 @@ extension MessageLog {
 
     /// Parses one copy: its header (which must name `index`) and its records up to the first
     /// that is torn or fails its checksum.
-    static func parse(_ path: String, id: SegmentID) throws(StorageError) -> ParsedSegment {
+    static func parse(_ folder: Folder, id: SegmentID) throws(StorageError) -> ParsedSegment {
         let index = id.index
-        // A copy that cannot be read (EIO, EACCES) is an error, not a missing copy: the
-        // segment may be intact, and recovery must not drop it.
-        guard let bytes = try PosixFile.readAll(path, dropCache: false) else {
+        // A copy that cannot be read (EIO, EACCES, a partner that does not answer) is an
+        // error, not a missing copy: the segment may be intact, and recovery must not drop it.
+        guard let bytes = try folder.read(segmentName(id)) else {
             return ParsedSegment(bytes: nil, valid: false, firstIndex: index, incarnation: id.incarnation, records: [], problem: nil)
         }
         func invalid(_ problem: String) -> ParsedSegment {

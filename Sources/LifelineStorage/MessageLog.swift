@@ -10,7 +10,8 @@ import Foundation
 /// header (magic `LLMG`, version, generation, the index of the segment's first record, the
 /// header's crc32) and then records of `[length: UInt32, crc32: UInt32, payload]`. Appends go
 /// to the newest segment: every record of the batch to A and `fdatasync`, then the same to B
-/// (group commit: one sync per mirror for the batch). A segment past `segmentBytesMax` is
+/// (group commit: one sync per mirror for the batch); a partner's copy (a store with
+/// `remoteB`) takes the same bytes in one request, synced by the keeper before it answers. A segment past `segmentBytesMax` is
 /// closed and the next batch starts a new one. Trimming deletes whole segments; cutting the
 /// tail rewrites the one segment it falls in, with a higher generation, before it deletes the
 /// later ones. Opening (see `recover(folders:)`) cuts a torn or corrupt tail of each copy,
@@ -61,16 +62,17 @@ package final class MessageLog {
         var generation: UInt16
     }
 
-    /// The log's folder on each mirror: `ROOT/logs/NAME`.
-    let folders: [String]
+    /// The log's folder on each mirror: `ROOT/logs/NAME`, on this machine or kept by a partner.
+    let folders: [Folder]
     private let segmentBytesMax: Int
     private var segments: [Segment]
     /// The newest segment, open for appending, on each mirror (nil: not written).
     private var descriptors: [Int32?] = [nil, nil]
     /// Whether each mirror (A, B) is written.
     private var active = [true, true]
-    /// Per mirror, the file whose presence makes its writes fail (`--inject fail:mirror=`).
-    private let failMarkers: [String]
+    /// Per mirror, the file whose presence makes its writes fail (`--inject fail:mirror=`; nil
+    /// for a partner's folder).
+    private let failMarkers: [String?]
     /// The mirror this log stopped writing because a write there failed, and that error; nil
     /// while both are written (or one was dropped on the supervisor's word).
     package private(set) var failedMirror: (mirror: Mirror, error: StorageError)?
@@ -111,8 +113,10 @@ package final class MessageLog {
         store: MirroredStore, name: String, incarnation: UInt32? = nil, segmentBytesMax: Int = segmentBytesDefault
     ) throws(StorageError) {
         precondition(segmentBytesMax > Self.headerBytes, "a segment holds its header and records")
-        folders = [Mirror.a, Mirror.b].map { store.root($0) + "/" + Self.folder + "/" + name }
-        failMarkers = [Mirror.a, Mirror.b].map { store.root($0) + "/" + MirroredStore.failWritesMarker }
+        folders = Folder.of(store, name: name)
+        failMarkers = [Mirror.a, Mirror.b].map { mirror in
+            store.remote?.mirror == mirror ? nil : store.root(mirror) + "/" + MirroredStore.failWritesMarker
+        }
         // A node-local mirror that is not this process's to fill (a tool, on another host than
         // the rank's) is neither read nor written: the rank keeps its host's copy.
         active = [Mirror.a, Mirror.b].map { store.mirrors.contains($0) && !store.missingIsExpected(on: $0) }
@@ -120,12 +124,10 @@ package final class MessageLog {
         segments = []
         firstIndex = 0
         records = []
-        try onEachMirror { mirror throws(StorageError) in
-            try PosixFile.makeDirectories(root: store.root(mirror == 0 ? .a : .b), relative: Self.folder + "/" + name)
-        }
+        try onEachMirror { mirror throws(StorageError) in try folders[mirror].create() }
         let recovery = try Self.recover(folders: folders, reading: active)
         if let incarnation, incarnation < recovery.newestIncarnation {
-            throw StorageError(.fenced, path: folders[0], message:
+            throw StorageError(.fenced, path: folders[0].path, message:
                 "incarnation \(recovery.newestIncarnation) of this rank took the log over: this process (incarnation \(incarnation)) was replaced")
         }
         self.incarnation = incarnation ?? recovery.segments.last?.incarnation ?? 0
@@ -184,10 +186,15 @@ package final class MessageLog {
                 try startSegment(at: nextIndex, records: payloads)
             } else {
                 try onEachMirror { mirror throws(StorageError) in
-                    guard let fd = descriptors[mirror] else { return }
-                    let path = segmentPath(newest.id, in: folders[mirror])
-                    try PosixFile.writeAll(fd, bytes, path: path)
-                    if fdatasync(fd) != 0 { throw StorageError(errno: errno, operation: "fdatasync", path: path) }
+                    switch folders[mirror] {
+                    case .local:
+                        guard let fd = descriptors[mirror] else { return }
+                        let path = segmentPath(newest.id, in: folders[mirror])
+                        try PosixFile.writeAll(fd, bytes, path: path)
+                        if fdatasync(fd) != 0 { throw StorageError(errno: errno, operation: "fdatasync", path: path) }
+                    case .remote(let folder, let path):
+                        try folder.append(path + "/" + Self.segmentName(newest.id), at: newest.bytes, bytes)
+                    }
                     syncCount += 1
                 }
                 segments[segments.count - 1].recordCount += payloads.count
@@ -322,13 +329,13 @@ package final class MessageLog {
     /// the change goes on there; any other error, or the last mirror failing, is thrown.
     private func onEachMirror(_ body: (Int) throws(StorageError) -> Void) throws(StorageError) {
         guard active.contains(true) else {
-            throw StorageError(.ioFailure, path: folders[0], message: "the log writes no mirror")
+            throw StorageError(.ioFailure, path: folders[0].path, message: "the log writes no mirror")
         }
         for mirror in 0..<2 where active[mirror] {
             do throws(StorageError) {
-                if access(failMarkers[mirror], F_OK) == 0 {
+                if let marker = failMarkers[mirror], access(marker, F_OK) == 0 {
                     throw StorageError(errno: ENOSPC, operation: "log write (a fault injected by --inject fail:mirror="
-                                       + "\(mirror == 0 ? "a" : "b"))", path: folders[mirror])
+                                       + "\(mirror == 0 ? "a" : "b"))", path: folders[mirror].path)
                 }
                 try body(mirror)
             } catch {
@@ -367,14 +374,14 @@ package final class MessageLog {
     private func resynchronise(_ position: Int) throws(StorageError) {
         let folder = folders[position]
         do throws(StorageError) {
-            if access(failMarkers[position], F_OK) == 0 {
+            if let marker = failMarkers[position], access(marker, F_OK) == 0 {
                 throw StorageError(errno: ENOSPC, operation: "log write (a fault injected by --inject fail:mirror="
-                                   + "\(position == 0 ? "a" : "b"))", path: folder)
+                                   + "\(position == 0 ? "a" : "b"))", path: folder.path)
             }
-            try PosixFile.makeDirectories(root: folder, relative: "")
+            try folder.create()
             let kept = Set(segments.map { Self.segmentName($0.id) })
-            for name in PosixFile.entries(folder) where Self.segmentID(name) != nil && !kept.contains(name) {
-                if try PosixFile.removeFile(folder + "/" + name) { syncCount += 1 }
+            for name in try folder.entries() where Self.segmentID(name) != nil && !kept.contains(name) {
+                if try folder.remove(name) { syncCount += 1 }
             }
             var offset = 0
             for segment in segments {
@@ -383,11 +390,13 @@ package final class MessageLog {
                 offset += segment.recordCount
                 try write(image, segment: segment.id, in: folder)
             }
-            try PosixFile.fsyncDirectory(folder)
-            let path = segmentPath(segments[segments.count - 1].id, in: folder)
-            let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
-            guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
-            descriptors[position] = fd
+            try folder.sync()
+            if case .local = folder {
+                let path = segmentPath(segments[segments.count - 1].id, in: folder)
+                let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+                guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
+                descriptors[position] = fd
+            }
             active[position] = true
             failedMirror = nil
         } catch {
@@ -398,24 +407,22 @@ package final class MessageLog {
     }
 
     /// Writes a whole segment file atomically (its folder fsynced).
-    private func write(_ image: [UInt8], segment id: SegmentID, in folder: String) throws(StorageError) {
-        try PosixFile.writeAtomically(image, directory: folder, fileName: Self.segmentName(id))
+    private func write(_ image: [UInt8], segment id: SegmentID, in folder: Folder) throws(StorageError) {
+        try folder.write(image, as: Self.segmentName(id))
         syncCount += 2  // the file and its folder
     }
 
     /// Deletes a segment on the mirrors written (A first), each folder fsynced.
     private func removeSegment(_ id: SegmentID) throws(StorageError) {
         try onEachMirror { mirror throws(StorageError) in
-            if try PosixFile.removeFile(segmentPath(id, in: folders[mirror])) {
-                try PosixFile.fsyncDirectory(folders[mirror])
-                syncCount += 1
-            }
+            if try folders[mirror].remove(Self.segmentName(id)) { syncCount += 1 }
         }
     }
 
     private func openNewest() throws(StorageError) {
         let newest = segments[segments.count - 1].id
         try onEachMirror { mirror throws(StorageError) in
+            guard case .local = folders[mirror] else { return }  // a partner's copy takes appends by request
             let path = segmentPath(newest, in: folders[mirror])
             let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
             guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
@@ -430,8 +437,8 @@ package final class MessageLog {
         }
     }
 
-    func segmentPath(_ id: SegmentID, in folder: String) -> String {
-        folder + "/" + Self.segmentName(id)
+    func segmentPath(_ id: SegmentID, in folder: Folder) -> String {
+        folder.path + "/" + Self.segmentName(id)
     }
 }
 

@@ -31,6 +31,9 @@ package protocol RemoteFolder: Sendable {
     /// The XXH3-128 of the bytes of `name` as the keeper's disk holds them, or nil when there
     /// is no such file: a copy checked against a local one without crossing the network.
     func digest(_ name: String) throws(StorageError) -> ContentHash?
+    /// Appends `bytes` to the file `name`, which must hold `offset` bytes, and makes them
+    /// durable (`fdatasync`) before it returns: a log segment's copy, growing batch by batch.
+    func append(_ name: String, at offset: Int, _ bytes: [UInt8]) throws(StorageError)
     /// Takes the keeper's chunk lock shared, as a snapshot write on a local mirror does
     /// (`ChunkLock`): the collection of the keeper's folder waits until every holder releases
     /// it, so a chunk a write reuses is not removed under it. Held until `releaseChunkLock()`
@@ -59,6 +62,8 @@ package enum FolderRequest: Sendable {
     case chunkLock(Bool)
     /// Send the XXH3-128 of a file's bytes.
     case digest(String)
+    /// Append bytes to a file that holds `offset` bytes, and sync them.
+    case append(String, offset: UInt64, bytes: [UInt8])
 
     /// The longest request a keeper takes: a batch of files larger than this is sent in
     /// several (`batches(_:)`); a stranger's length past it closes the connection.
@@ -105,6 +110,11 @@ package enum FolderRequest: Sendable {
         case .isRegularFile(let name): writer.byte(6); writer.string(name)
         case .chunkLock(let take): writer.byte(7); writer.byte(take ? 1 : 0)
         case .digest(let name): writer.byte(8); writer.string(name)
+        case .append(let name, let offset, let bytes):
+            writer.byte(9)
+            writer.string(name)
+            writer.u64(offset)
+            writer.bytes(bytes)
         }
         return writer.bytes
     }
@@ -133,6 +143,9 @@ package enum FolderRequest: Sendable {
         case 8:
             guard let name = reader.string() else { return nil }
             request = .digest(name)
+        case 9:
+            guard let name = reader.string(), let offset = reader.u64(), let appended = reader.bytes() else { return nil }
+            request = .append(name, offset: offset, bytes: appended)
         default:
             return nil
         }
@@ -293,7 +306,7 @@ package struct FolderService: Sendable {
     package func handle(_ request: FolderRequest) -> FolderReply {
         do throws(StorageError) {
             switch request {
-            case .write, .remove, .removeDirectory:
+            case .write, .remove, .removeDirectory, .append:
                 if readOnly { throw StorageError(.permissionDenied, path: root, message: "this folder is lent for reading only") }
             default:
                 break
@@ -334,10 +347,38 @@ package struct FolderService: Sendable {
                 return .digest(try PosixFile.readAll(root + "/" + name, dropCache: false).map { bytes in
                     bytes.withUnsafeBytes { ContentHash(of: $0) }
                 })
+            case .append(let name, let offset, let bytes):
+                try Self.validate(name)
+                try Self.append(bytes, to: root + "/" + name, at: offset)
+                return .done
             }
         } catch {
             return .failed(code: error.code, path: error.path, message: error.message)
         }
+    }
+
+    /// Appends `bytes` to the file at `path`, which must exist and hold `offset` bytes, and
+    /// syncs them. A file that holds them already (a request sent again after its connection
+    /// broke before the reply) is left as it is; any other length is refused, so a copy never
+    /// grows a gap or a record twice.
+    private static func append(_ bytes: [UInt8], to path: String, at offset: UInt64) throws(StorageError) {
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw StorageError(errno: errno, operation: "fstat", path: path) }
+        let size = UInt64(info.st_size)
+        if size == offset + UInt64(bytes.count), size > offset {
+            var held = [UInt8](repeating: 0, count: bytes.count)
+            let count = held.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+            if count == bytes.count, held == bytes { return }
+        }
+        guard size == offset else {
+            throw StorageError(.corrupt, path: path, message: "holds \(size) bytes, not the \(offset) this append continues")
+        }
+        guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw StorageError(errno: errno, operation: "lseek", path: path) }
+        try PosixFile.writeAll(fd, bytes, path: path)
+        if fdatasync(fd) != 0 { throw StorageError(errno: errno, operation: "fdatasync", path: path) }
     }
 
     /// The folder holding `name`, as a path.

@@ -67,6 +67,10 @@ import Testing
             return hash
         }
 
+        func append(_ name: String, at offset: Int, _ bytes: [UInt8]) throws(StorageError) {
+            _ = try call(.append(name, offset: UInt64(offset), bytes: bytes))
+        }
+
         func holdChunkLock() -> Bool { !lockRefused && (try? call(.chunkLock(true))) == .flag(true) }
 
         func releaseChunkLock() -> Bool { (try? call(.chunkLock(false))) == .done && !lockLapses }
@@ -147,6 +151,64 @@ import Testing
             .read("epochs/000003/rank-0000.snap") == bytes)
     }
 
+    /// The files of folder `path` (segment names to bytes), hidden ones left out.
+    private static func files(_ path: String) -> [String: [UInt8]] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return Dictionary(uniqueKeysWithValues: names.filter { !$0.hasPrefix(".") }.map { ($0, Disk.bytes(path + "/" + $0)) })
+    }
+
+    @Test func aMessageLogsSecondCopyIsKeptByThePartnerBatchByBatch() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let partner = try LoopbackFolder(root: folder.path + "/partner")
+        let store = try MirroredStore(rootA: folder.path + "/local", remoteB: partner)
+        let local = folder.path + "/local/logs/rank-2", kept = folder.path + "/partner/logs/rank-2"
+        let records: [[UInt8]] = (0..<12).map { index in (0..<(9 + 31 * index)).map { UInt8(truncatingIfNeeded: $0 ^ index) } }
+        var log = try MessageLog(store: store, name: "rank-2", incarnation: 1, segmentBytesMax: 600)
+
+        // Each batch is durable in both copies when the append returns; small segments make the
+        // log span several files.
+        for batch in stride(from: 0, to: records.count, by: 3) {
+            try log.append(Array(records[batch..<batch + 3]))
+            #expect(!Self.files(local).isEmpty && Self.files(local) == Self.files(kept))
+        }
+        #expect(Self.files(local).count > 2)
+
+        // Trimming and cutting reach the partner's copy too.
+        try log.trim(before: 5)
+        try log.truncate(from: 10)
+        #expect(Self.files(local) == Self.files(kept))
+        log = try MessageLog(store: store, name: "rank-2", incarnation: 1, segmentBytesMax: 600)
+        #expect(log.records == Array(records[Int(log.firstIndex)..<10]) && log.firstIndex <= 5)
+
+        // The local copy lost (the rank restarted on a host whose disk does not hold it): the
+        // log opens from the partner's copy and writes it to the local disk again.
+        try FileManager.default.removeItem(atPath: folder.path + "/local")
+        log = try MessageLog(store: try MirroredStore(rootA: folder.path + "/local", remoteB: partner), name: "rank-2",
+                             incarnation: 2, segmentBytesMax: 600)
+        #expect(log.records == Array(records[Int(log.firstIndex)..<10]))
+        try log.append([[1, 2, 3]])
+        #expect(Self.files(local) == Self.files(kept))
+
+        // The partner's copy of the newest segment torn: reopening repairs it from the local one.
+        let newest = Self.files(kept).keys.sorted().last!
+        Disk.truncate(kept + "/" + newest, to: Disk.bytes(kept + "/" + newest).count - 2)
+        log = try MessageLog(store: try MirroredStore(rootA: folder.path + "/local", remoteB: partner), name: "rank-2",
+                             incarnation: 2, segmentBytesMax: 600)
+        #expect(log.records.last == [1, 2, 3] && log.problems.count == 1, "\(log.problems)")
+        #expect(Self.files(local) == Self.files(kept))
+
+        // The keeper takes an append only where its copy ends; the same append sent again
+        // (its reply lost with a connection) changes nothing.
+        let name = "logs/rank-2/" + newest
+        let end = UInt64(Disk.bytes(kept + "/" + newest).count)
+        #expect(partner.service.handle(.append(name, offset: end + 1, bytes: [9])).error?.code == .corrupt)
+        #expect(partner.service.handle(.append(name, offset: end, bytes: [9, 9])) == .done)
+        #expect(partner.service.handle(.append(name, offset: end, bytes: [9, 9])) == .done)
+        #expect(Disk.bytes(kept + "/" + newest).count == Int(end) + 2)
+        #expect(partner.service.handle(.append("../escape", offset: 0, bytes: [9])).error?.code == .invalidArgument)
+    }
+
     @Test func aPartnerThatCannotBeReachedIsAFailureOfMirrorB() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
@@ -222,6 +284,7 @@ import Testing
         let requests: [FolderRequest] = [
             .write([FileToWrite("a/b", encoded: [1, 2, 3]), FileToWrite("c", encoded: [])]), .read("a/b"), .remove("c"),
             .removeDirectory("a"), .entries(""), .isRegularFile("a/b"), .chunkLock(true), .digest("a/b"),
+            .append("logs/r/x.seg", offset: 24, bytes: [7, 7]),
         ]
         let replies: [FolderReply] = [
             .done, .flag(true), .file(nil), .file([9, 8]), .entries(["x", "y"]),
