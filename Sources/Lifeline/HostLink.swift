@@ -335,8 +335,7 @@ final class HostListener: Sendable {
     /// The incarnation each rank runs as, as far as this rank heard (`fence(_:)`): a new
     /// storage connection from an older one (a process left running on a host that was cut
     /// off) is closed, so it cannot overwrite what its replacement writes to the folder kept
-    /// here. (One it opened before it was replaced stays open; what it can write there is a
-    /// round of its own, aborted with its failure.)
+    /// here; one it opened before it was replaced is closed at its next request.
     private let incarnations = Mutex<[UInt32]>([])
 
     /// Listens on `address` and starts the thread that accepts peers for the rank of `identity`,
@@ -406,7 +405,8 @@ final class HostListener: Sendable {
             for connection in proven where connection.handshake.role == .storage {
                 // Over its limit of connections the server closes the new one.
                 if let storage, admitsStorage(connection.handshake) {
-                    _ = PartnerFolderServer.start(connection.fd, service: storage)
+                    let handshake = connection.handshake
+                    _ = PartnerFolderServer.start(connection.fd, service: storage) { [self] in admitsStorage(handshake) }
                 } else {
                     close(connection.fd)
                 }

@@ -292,9 +292,10 @@ enum PartnerFolderServer {
     static let idleSeconds: Int32 = 300
     private static let active = Atomic<Int>(0)
 
-    /// Serves `fd` on a thread of its own until the connector closes it; false (and `fd`
-    /// closed) when `connectionsMax` are served already.
-    static func start(_ fd: Int32, service: FolderService) -> Bool {
+    /// Serves `fd` on a thread of its own until the connector closes it, or until `admitted`
+    /// (asked before each request) says its connector was replaced; false (and `fd` closed)
+    /// when `connectionsMax` are served already.
+    static func start(_ fd: Int32, service: FolderService, admitted: @escaping @Sendable () -> Bool = { true }) -> Bool {
         guard active.add(1, ordering: .relaxed).newValue <= connectionsMax else {
             active.subtract(1, ordering: .relaxed)
             close(fd)
@@ -302,22 +303,23 @@ enum PartnerFolderServer {
         }
         makeBlocking(fd)
         Thread.detachNewThread {
-            serve(fd, service: service)
+            serve(fd, service: service, admitted: admitted)
             close(fd)
             active.subtract(1, ordering: .relaxed)
         }
         return true
     }
 
-    /// Reads and answers requests until the stream ends or breaks.
-    static func serve(_ fd: Int32, service: FolderService) {
+    /// Reads and answers requests until the stream ends or breaks, or `admitted` turns false.
+    static func serve(_ fd: Int32, service: FolderService, admitted: @Sendable () -> Bool = { true }) {
         let session = FolderService.Session(service)
         defer { session.end() }
         while true {
             // Between requests the connector may be idle for as long as it likes.
             guard waitReadable(fd, seconds: idleSeconds),
                   let body = readMessage(fd, bytesMax: FolderRequest.bytesMax, deadline: monotonicSeconds() + requestSeconds),
-                  let request = FolderRequest.decode(body)
+                  let request = FolderRequest.decode(body),
+                  admitted()
             else { return }
             guard Socket.sendAll(fd, frame(session.handle(request).encoded)) else { return }
         }

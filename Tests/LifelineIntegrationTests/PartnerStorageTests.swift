@@ -148,7 +148,8 @@ struct PartnerStorageTests {
     }
 
     /// A process of an older incarnation than the keeper last heard of (left running on a host
-    /// that was cut off) writes nothing to the folder its replacement writes to.
+    /// that was cut off) writes nothing to the folder its replacement writes to, whether it
+    /// connects after the keeper heard of its replacement or was connected before.
     @Test func anOlderIncarnationOfTheWriterIsFencedOff() throws {
         let root = temporary()
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -165,6 +166,13 @@ struct PartnerStorageTests {
         #expect(files(root + "/partner").isEmpty)
         try writer(incarnation: 3).write([file])
         #expect(files(root + "/partner") == ["manifest"])
+
+        // Connected before its replacement was heard of: its next request closes the connection.
+        let earlier = writer(incarnation: 3)
+        try earlier.write([FileToWrite("a", kind: .manifest, generation: 1, body: [2])])
+        listener.fence([nil, RankAddress(host: "n1", address: "127.0.0.1", port: 1, incarnation: 4)])
+        #expect(throws: StorageError.self) { try earlier.write([FileToWrite("b", kind: .manifest, generation: 1, body: [3])]) }
+        #expect(files(root + "/partner") == ["a", "manifest"])
     }
 
     @Test func aConnectorWithoutTheTokenWritesNothing() throws {
