@@ -15,6 +15,14 @@ import LifelineStorage
 /// mirror is resynchronised, so a second failure still finds a line. When the other mirror
 /// fails too, the job stops on its last committed line.
 extension Supervisor {
+    /// A rank's write to `mirror` failed with `reason` (its snapshot or its log): as
+    /// `mirrorFailed`, unless the supervisor's mirrors hold the manifest alone (partner hosts),
+    /// where the rank's mirrors are its host's folder and its partner's, not these.
+    func rankMirrorFailed(_ mirrors: StorageMirrors, reason: String) throws {
+        guard !machine.mirrors.holdsManifestOnly, let mirror = mirrors.mirrors.first else { return }
+        try mirrorFailed(mirror, reason: reason)
+    }
+
     /// A write to `mirror` failed with `reason` (a rank's snapshot or log, or the manifest):
     /// degrade to the other mirror, or stop when that one has failed already.
     func mirrorFailed(_ mirror: Mirror, reason: String) throws {
@@ -30,8 +38,14 @@ extension Supervisor {
             events.record("mirror_degraded", [
                 "mirror": .string(mirror.rawValue), "root": .string(bothMirrors.root(mirror)), "reason": .string(reason),
             ])
-            warn("mirror \(mirror.label) (\(bothMirrors.root(mirror))) failed: \(reason); checkpoints commit on mirror "
-                + "\(mirror.other.label) alone until \(mirror.label) takes writes again (the newest line on both mirrors is kept)")
+            if machine.mirrors.holdsManifestOnly {
+                warn("this machine's folder \(bothMirrors.root(mirror)) failed: \(reason); the manifest is written to "
+                    + "\(bothMirrors.root(mirror.other)) alone until it takes writes again (the ranks' copies, on their hosts "
+                    + "and their partners, go on as before)")
+            } else {
+                warn("mirror \(mirror.label) (\(bothMirrors.root(mirror))) failed: \(reason); checkpoints commit on mirror "
+                    + "\(mirror.other.label) alone until \(mirror.label) takes writes again (the newest line on both mirrors is kept)")
+            }
             try perform(actions)
         }
     }
@@ -97,7 +111,9 @@ extension Supervisor {
         }
         let source = failedMirror?.mirror.other ?? manifest.committed.lazy.compactMap(\.onlyOn).first
             ?? (manifest.independent ?? []).joined().lazy.compactMap(\.onlyOn).first ?? .a
-        guard let copied = copyToBothMirrors(referencedSnapshots(manifest), from: source) else { return }
+        // Holding the manifest alone (partner hosts), the mirrors take it again and nothing else.
+        let snapshots = machine.mirrors.holdsManifestOnly ? [] : referencedSnapshots(manifest)
+        guard let copied = copyToBothMirrors(snapshots, from: source) else { return }
         var next = manifest
         for position in next.committed.indices { next.committed[position].onlyOn = nil }
         if var records = next.independent {
@@ -122,7 +138,11 @@ extension Supervisor {
                 "mirror": .string(mirror.rawValue), "files": .int(copied), "seconds": .double(now - started),
                 "degraded_s": .double(now - ended.since),
             ])
-            warn("mirror \(mirror.label) takes writes again: resynchronised (\(copied) files copied); checkpoints commit on both mirrors again")
+            if machine.mirrors.holdsManifestOnly {
+                warn("this machine's folder \(bothMirrors.root(mirror)) takes writes again: the manifest is written to both folders again")
+            } else {
+                warn("mirror \(mirror.label) takes writes again: resynchronised (\(copied) files copied); checkpoints commit on both mirrors again")
+            }
         } else {
             events.record("mirror_resynced", ["files": .int(copied), "seconds": .double(now - started)])
             warn("the lines an earlier run committed on one mirror are on both again (\(copied) files copied)")

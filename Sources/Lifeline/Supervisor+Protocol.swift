@@ -65,7 +65,7 @@ extension Supervisor {
             events.record("snapshot_failed", [
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)), "reason": .string(reason),
             ])
-            if let mirror = failedMirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
+            try rankMirrorFailed(failedMirrors, reason: reason)
             try perform(machine.handleSnapshotFailed(from: rank.rawValue, round: epoch, reason: reason, now: now, facts: StorageFacts(self)))
         case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs,
                        let logSyncMicroseconds, let restoreMicroseconds, let restoredFrom):
@@ -100,7 +100,7 @@ extension Supervisor {
             try handleDrained(epoch, rank: rank.rawValue, storedBytes: storedBytes, failure: failure, failedMirrors: failedMirrors)
         case .logMirrorFailed(let mirrors, let reason):
             events.record("log_mirror_failed", ["rank": .int(rank.rawValue), "reason": .string(reason)])
-            if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason) }
+            try rankMirrorFailed(mirrors, reason: reason)
         case .nondeterminism(let source, let sequence):
             try nondeterminismFound(receiver: rank.rawValue, source: source.rawValue, sequence: sequence.rawValue)
         case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .peerAddress, .signal, .freeze, .thaw,

@@ -164,7 +164,8 @@ final class Supervisor {
                 heartbeatTimeoutSeconds: Double(configuration.heartbeatTimeoutMs) / 1000,
                 joinTimeoutSeconds: configuration.joinTimeoutSeconds ?? JobConfiguration.joinTimeoutSecondsDefault,
                 stopTimeoutSeconds: configuration.stopTimeoutSeconds ?? JobConfiguration.stopTimeoutSecondsDefault,
-                walltimeSeconds: configuration.walltimeSeconds),
+                walltimeSeconds: configuration.walltimeSeconds,
+                mirrorsHoldManifestOnly: StorageRoots.partnered(configuration.storageRoots)),
             coordinator: coordinator, incarnation: incarnation,
             stalls: StallDetector(
                 rankCount: configuration.rankCount,

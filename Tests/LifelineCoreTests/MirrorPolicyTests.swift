@@ -66,6 +66,35 @@ import Testing
         #expect(ended?.mirror == .a && back == [.send(0, .writeMirrors(.both)), .send(1, .writeMirrors(.both))])
     }
 
+    /// With partner hosts the supervisor's mirrors hold the manifest alone: a failure of one
+    /// degrades the manifest's writes, tells no rank, marks no line with a mirror, and ends
+    /// with nothing sent either.
+    @Test func mirrorsThatHoldTheManifestAloneDegradeWithoutTheRanks() {
+        var machine = SupervisorMachine(
+            settings: .init(rankCount: 2, logging: .none, independent: false, maxRestarts: 1, heartbeatTimeoutSeconds: 10,
+                            joinTimeoutSeconds: 10, mirrorsHoldManifestOnly: true),
+            coordinator: CheckpointCoordinator(rankCount: 2, intervalSeconds: 100, committed: .start, now: 0), incarnation: 0)
+        for rank in 0..<2 {
+            _ = machine.launching(rank, plan: StartPlan(), step: -1, now: 0)
+            _ = machine.handleConnected(rank, now: 0)
+        }
+        let (decision, actions) = machine.writeFailed(.b, reason: "read-only", now: 1)
+        #expect(decision == .degrade(writing: .a) && actions.isEmpty)
+        #expect(machine.mirrors.writing == .a && machine.writeMirrors == .both, "the manifest on A, the ranks (and START plans) on both")
+        #expect(machine.mirrors.commitMirror([.both, .both]) == (nil, true), "a line is not marked with a mirror")
+        #expect(machine.mirrors.commitMirror([.both, .a]) == (.a, true))
+        let second = machine.writeFailed(.a, reason: "I/O error", now: 2).0
+        #expect(second == .stop(first: .init(mirror: .b, reason: "read-only", since: 1)))
+        var resynchronising = SupervisorMachine(
+            settings: .init(rankCount: 2, logging: .none, independent: false, maxRestarts: 1, heartbeatTimeoutSeconds: 10,
+                            joinTimeoutSeconds: 10, mirrorsHoldManifestOnly: true),
+            coordinator: CheckpointCoordinator(rankCount: 2, intervalSeconds: 100, committed: .start, now: 0), incarnation: 0)
+        _ = resynchronising.writeFailed(.a, reason: "full", now: 1)
+        let due = resynchronising.resyncDue(now: 2, degradedCommits: false)
+        let (ended, back) = resynchronising.resynchronised()
+        #expect(due && ended?.mirror == .a && back.isEmpty && resynchronising.mirrors.writing == .both)
+    }
+
     /// A new line: a rank that kept its checkpoint (minimal) keeps its entry, the others name
     /// what their current process wrote, on the mirror all the new snapshots share.
     @Test func aLineToCommitKeepsWhatWasKeptOnTheMirrorTheSnapshotsShare() {

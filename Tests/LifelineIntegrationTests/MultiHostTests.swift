@@ -158,6 +158,47 @@ import Testing
         #expect(verify.status == 0 && verify.stdout.contains("checked here is the manifest"), "\(verify.stdout)\(verify.stderr)")
     }
 
+    /// With partner copies the supervisor's two folders hold the manifest alone: one of them
+    /// failing for 2 s (`fail:mirror=b`) changes nothing the ranks write. The lines committed
+    /// meanwhile are on the ranks' hosts and partners (not marked with one mirror), a rank of
+    /// the second host killed then recovers to the failure-free bits, and once the folder takes
+    /// writes the manifest is written to both again, copying no file.
+    @Test func aFailedFolderOfTheSupervisorLeavesThePartnerCopiesAlone() throws {
+        let storage = JobRunner.scratch("multihost-partner-supervisor-folder-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.run(
+            "multihost-partner-supervisor-folder", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--logging", "sender-based", "--inject", "fail:mirror=b,epoch=2,for=2s", "--inject", "kill:rank=3,step=800",
+             "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"],
+            program: RecoveryTests.MirrorFailure.longHeat)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines == [RecoveryTests.MirrorFailure.longHeatOracle])
+        let names = result.events.map { $0["event"] as? String ?? "" }
+        let degraded = try #require(names.firstIndex(of: "mirror_degraded"), "\(result.stderr)")
+        let resynced = try #require(names.firstIndex(of: "mirror_resynced"), "\(result.stderr)")
+        #expect(result.events[degraded]["mirror"] as? String == "b" && result.events[resynced]["files"] as? Int == 0)
+        #expect(result.stderr.contains("the manifest is written to") && result.stderr.contains("go on as before"), "\(result.stderr)")
+        let commitsWhileDegraded = names[degraded..<resynced].filter { $0 == "commit" }.count
+        #expect(commitsWhileDegraded >= 2, "\(commitsWhileDegraded) lines committed while the folder failed")
+        let mirrors = result.events("commit").map { $0["mirrors"] as? String ?? "?" }
+        #expect(mirrors.allSatisfy { $0 == "ab" }, "\(mirrors)")
+        #expect(result.events("recovery_start").count == 1)
+        // The newest line's snapshots are on each host and its partner.
+        let newest = try #require(result.events("commit").last?["epoch"] as? Int)
+        let epoch = "epochs/" + String(repeating: "0", count: max(0, 6 - String(newest).count)) + String(newest) + "/"
+        for (host, keeper) in [("127.0.0.1", "127.0.0.2"), ("127.0.0.2", "127.0.0.1")] {
+            for folder in [storage + "/local/" + host, storage + "/kept/" + keeper] {
+                #expect(Self.files(under: folder).filter { $0.hasPrefix(epoch) && $0.hasSuffix(".snap") }.count == 2,
+                        "\(folder): \(Self.files(under: folder).filter { $0.hasPrefix("epochs/") })")
+            }
+        }
+        // The supervisor's two folders end with the same manifest.
+        let supervisor = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: storage + "/local").first { !$0.hasPrefix("127.0.0.") })
+        let manifests = ["/local/", "/kept/"].map { FileManager.default.contents(atPath: storage + $0 + supervisor + "/manifest") }
+        #expect(manifests[0] != nil && manifests[0] == manifests[1])
+    }
+
     /// With partner copies the supervisor keeps the manifest on its machine: killed at the
     /// third commit, `lifeline resume` restarts every rank from the newest line on their hosts'
     /// folders, to the failure-free bits.
@@ -196,7 +237,7 @@ import Testing
             (["--storage", storage + "/local/{host}," + storage + "/local/{partner}"], "127.0.0.1,127.0.0.2",
              "would be one folder"),
             (["--storage", partnered, "--chunk-kib", "262144"], "127.0.0.1,127.0.0.2", "give at most 131072 KiB"),
-            (["--storage", partnered, "--inject", "fail:mirror=b,epoch=2"], "127.0.0.1,127.0.0.2", "out of the supervisor's reach"),
+            (["--storage", partnered, "--inject", "corrupt:mirror=b,epoch=2"], "127.0.0.1,127.0.0.2", "out of the supervisor's reach"),
         ]
         for (index, refusal) in cases.enumerated() {
             let hosts = refusal.hosts.map { ["--launcher", "ssh", "--hosts", $0, "--launch-command", "sh -c {cmd}"] } ?? []

@@ -9,13 +9,19 @@
 /// the other mirror fails too, the job stops on its last committed line. The runtime's
 /// `Supervisor` performs the copies, the probes and the manifest writes.
 ///
+/// With partner hosts (`{partner}` in `--storage`) the supervisor's two mirrors hold the
+/// manifest alone (`holdsManifestOnly`): the ranks' copies are on their hosts and their
+/// partners, which no failure of these folders touches. A degrade then writes the manifest to
+/// the other folder alone and tells no rank (each still writes its host's folder and its
+/// partner), lines are not marked with a mirror, and a resynchronisation writes the manifest.
+///
 /// | event | decision |
 /// |---|---|
 /// | a write to a mirror not written now failed (begun before the degrade) | nothing |
-/// | a write to one of two mirrors failed | degrade: write the other alone (every rank is told) |
+/// | a write to one of two mirrors failed | degrade: write the other alone (every rank is told, unless the mirrors hold the manifest alone) |
 /// | a write to the one mirror still written failed | stop: both mirrors failed |
 /// | time, a mirror failed or degraded commits remain, no round or recovery under way | try a resynchronisation, at most every `resyncPeriodSeconds` |
-/// | the resynchronisation succeeded | write both again (every rank is told) |
+/// | the resynchronisation succeeded | write both again (every rank is told, unless the mirrors hold the manifest alone) |
 /// | a resynchronisation that took long (the loop read nothing meanwhile) | the next try waits four times as long |
 package struct MirrorPolicy: Sendable, Equatable {
     /// The mirror that failed, why and since when (job clock).
@@ -50,11 +56,20 @@ package struct MirrorPolicy: Sendable, Equatable {
     package private(set) var failed: Failure?
     /// When to try the next resynchronisation (job clock).
     package private(set) var nextResyncAt = 0.0
+    /// Whether the two mirrors hold the manifest alone (partner hosts keep the ranks' copies):
+    /// a failure of one changes what the ranks write in no way.
+    package let holdsManifestOnly: Bool
 
-    /// Both mirrors written; a failed one tried every `resyncPeriodSeconds`.
-    package init(resyncPeriodSeconds: Double = 1) {
+    /// Both mirrors written; a failed one tried every `resyncPeriodSeconds`. `holdsManifestOnly`:
+    /// the mirrors hold the manifest alone (partner hosts).
+    package init(resyncPeriodSeconds: Double = 1, holdsManifestOnly: Bool = false) {
         self.resyncPeriodSeconds = resyncPeriodSeconds
+        self.holdsManifestOnly = holdsManifestOnly
     }
+
+    /// The mirrors every rank writes: those written now, or both when the mirrors hold the
+    /// manifest alone (the ranks' copies are on their hosts and partners).
+    package var ranksWrite: StorageMirrors { holdsManifestOnly ? .both : writing }
 
     /// A write to `mirror` (`.a` or `.b`) failed with `reason`.
     package mutating func writeFailed(_ mirror: StorageMirrors, reason: String, now: Double) -> Decision {
@@ -98,7 +113,7 @@ package struct MirrorPolicy: Sendable, Equatable {
     /// `onlyOn` the one mirror all are on (nil: both), or `shared` false when they share none
     /// of the mirrors written now (the round cannot commit).
     package func commitMirror(_ held: [StorageMirrors]) -> (onlyOn: StorageMirrors?, shared: Bool) {
-        let common = held.reduce(writing) { $0.intersection($1) }
+        let common = held.reduce(ranksWrite) { $0.intersection($1) }
         switch common {
         case .both: return (nil, true)
         case .a, .b: return (common, true)

@@ -38,12 +38,15 @@ package struct SupervisorMachine: Sendable {
         package var walltimeSeconds: Double?
         /// Seconds between two tries of a failed mirror.
         package var resyncPeriodSeconds: Double
+        /// Whether the supervisor's two mirrors hold the manifest alone: partner hosts keep
+        /// the ranks' copies (`MirrorPolicy.holdsManifestOnly`).
+        package var mirrorsHoldManifestOnly: Bool
 
         /// Settings with every field given (by default a stop timeout of 30 s, no walltime, and
-        /// a failed mirror tried every second).
+        /// a failed mirror tried every second, the ranks' snapshots on the mirrors).
         package init(rankCount: Int, logging: LoggingMode, independent: Bool, maxRestarts: Int,
                      heartbeatTimeoutSeconds: Double, joinTimeoutSeconds: Double, stopTimeoutSeconds: Double = 30,
-                     walltimeSeconds: Double? = nil, resyncPeriodSeconds: Double = 1) {
+                     walltimeSeconds: Double? = nil, resyncPeriodSeconds: Double = 1, mirrorsHoldManifestOnly: Bool = false) {
             self.rankCount = rankCount
             self.logging = logging
             self.independent = independent
@@ -53,6 +56,7 @@ package struct SupervisorMachine: Sendable {
             self.stopTimeoutSeconds = stopTimeoutSeconds
             self.walltimeSeconds = walltimeSeconds
             self.resyncPeriodSeconds = resyncPeriodSeconds
+            self.mirrorsHoldManifestOnly = mirrorsHoldManifestOnly
         }
     }
 
@@ -199,8 +203,9 @@ package struct SupervisorMachine: Sendable {
     package private(set) var programJoined = false
     /// The mirrors written, and what a failed write leads to (`MirrorPolicy`).
     package private(set) var mirrors: MirrorPolicy
-    /// The mirrors ranks write (both, unless one failed); START carries it.
-    package var writeMirrors: StorageMirrors { mirrors.writing }
+    /// The mirrors ranks write (both, unless one failed and the mirrors hold more than the
+    /// manifest); START carries it.
+    package var writeMirrors: StorageMirrors { mirrors.ranksWrite }
     /// Stopping on request (SIGINT, SIGTERM, the walltime).
     package private(set) var stopControl: StopControl
     /// Watches for a job that stopped passing safe points (nil: not watched).
@@ -262,7 +267,8 @@ package struct SupervisorMachine: Sendable {
         self.restartsRanks = incarnation > 0
         self.policy = RecoveryPolicy(logging: settings.logging, independent: settings.independent, maxRestarts: settings.maxRestarts)
         self.stopControl = StopControl(stopTimeoutSeconds: settings.stopTimeoutSeconds, walltimeSeconds: settings.walltimeSeconds)
-        self.mirrors = MirrorPolicy(resyncPeriodSeconds: settings.resyncPeriodSeconds)
+        self.mirrors = MirrorPolicy(resyncPeriodSeconds: settings.resyncPeriodSeconds,
+                                    holdsManifestOnly: settings.mirrorsHoldManifestOnly)
     }
 
     /// Failures so far in this supervisor run.
@@ -364,11 +370,11 @@ package struct SupervisorMachine: Sendable {
     // MARK: Failing mirrors
 
     /// A write to `mirror` (`.a` or `.b`) failed with `reason`: degrade to the other mirror
-    /// (every rank is told to write it alone), stop when it was the last, or nothing when the
-    /// mirror is not written now.
+    /// (every rank is told to write it alone, unless the mirrors hold the manifest alone), stop
+    /// when it was the last, or nothing when the mirror is not written now.
     package mutating func writeFailed(_ mirror: StorageMirrors, reason: String, now: Double) -> (MirrorPolicy.Decision, [Action]) {
         let decision = mirrors.writeFailed(mirror, reason: reason, now: now)
-        guard case .degrade(let writing) = decision else { return (decision, []) }
+        guard case .degrade(let writing) = decision, !mirrors.holdsManifestOnly else { return (decision, []) }
         return (decision, broadcast(.writeMirrors(writing)))
     }
 
@@ -387,7 +393,7 @@ package struct SupervisorMachine: Sendable {
     /// Returns the failure it ended (nil: an earlier run's degraded commits were copied).
     package mutating func resynchronised() -> (MirrorPolicy.Failure?, [Action]) {
         let ended = mirrors.resynchronised()
-        return (ended, broadcast(.writeMirrors(.both)))
+        return (ended, mirrors.holdsManifestOnly ? [] : broadcast(.writeMirrors(.both)))
     }
 
     /// A resynchronisation (or a try) took `seconds`, in which the supervisor read nothing: the
