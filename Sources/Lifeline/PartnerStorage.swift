@@ -105,6 +105,15 @@ final class PartnerFolder: RemoteFolder {
         }
     }
 
+    /// Closes the connection, if one is open: the next request connects afresh. What is known
+    /// of keepers that did not answer stays.
+    func closeConnection() {
+        connection.withLock { $0.drop() }
+    }
+
+    /// Whether a connection is open now.
+    var isConnected: Bool { connection.withLock { $0.fd != nil } }
+
     /// How long a reply may take: a fixed allowance, and the request's bytes at 20 MB/s (a
     /// partner writing, fsyncing and reading back a window of chunks on a slow disk).
     static func replySeconds(requestBytes: Int) -> Double { 30 + Double(requestBytes) / 20e6 }
@@ -380,8 +389,9 @@ final class PartnerDirectory: Sendable {
     private let incarnation: UInt32
     private let token: String
     private let table: Mutex<[RankAddress?]>
-    /// A folder per other host, for `find(_:)`.
-    private let others = Mutex<[String: PartnerFolder]>([:])
+    /// A folder per other host, for `find(_:)`, and the host that held the last file found:
+    /// searched first, and the only one whose connection stays open.
+    private let others = Mutex<(folders: [String: PartnerFolder], lastFound: String?)>(([:], nil))
 
     /// The directory of rank `rank` (`incarnation`) on `host`, whose job's second root is
     /// `rootB`, from the supervisor's `table` of where every rank listens.
@@ -439,22 +449,38 @@ final class PartnerDirectory: Sendable {
 
     /// The copy of `name` kept anywhere but this rank's two mirrors: in the folder this host
     /// keeps for its partner (a rank restarted on the partner of the host it wrote on), else
-    /// with the ranks of each other host but this host's partner (already asked as mirror B).
+    /// with the ranks of each other host but this host's partner (already asked as mirror B),
+    /// the host that held the last file found first. A rank restarted away from its files
+    /// finds them all on one host: the connection to it stays open, and one to a host that did
+    /// not have the file is closed, so that a search of many hosts leaves one connection open,
+    /// not one per host.
     func find(_ name: String) -> [UInt8]? {
         if let data = FileManager.default.contents(atPath: keptRoot + "/" + name) { return [UInt8](data) }
         let table = self.table.withLock { $0 }
         let partner = Self.partner(of: host, in: table)
-        for other in Self.hostOrder(table) where other != host && other != partner {
-            let folder = others.withLock { folders in
-                if let folder = folders[other] { return folder }
+        var hosts = Self.hostOrder(table).filter { $0 != host && $0 != partner }
+        let lastFound = others.withLock { $0.lastFound }
+        if let lastFound, let index = hosts.firstIndex(of: lastFound) { hosts.insert(hosts.remove(at: index), at: 0) }
+        for other in hosts {
+            let folder = others.withLock { others in
+                if let folder = others.folders[other] { return folder }
                 let made = PartnerFolder(location: "the folder \(other) keeps", rank: rank, incarnation: incarnation,
                                          token: token) { [self] in keepers(on: other, in: self.table.withLock { $0 }) }
-                folders[other] = made
+                others.folders[other] = made
                 return made
             }
-            if let bytes = try? folder.read(name) { return bytes }
+            if let bytes = try? folder.read(name) {
+                others.withLock { $0.lastFound = other }
+                return bytes
+            }
+            folder.closeConnection()
         }
         return nil
+    }
+
+    /// The hosts whose folders `find(_:)` holds a connection to now.
+    var hostsConnected: [String] {
+        others.withLock { others in others.folders.filter { $0.value.isConnected }.map(\.key).sorted() }
     }
 
     /// The supervisor's folder, lent for reading: where the manifest the ranks collect their

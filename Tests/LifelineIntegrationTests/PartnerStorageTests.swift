@@ -147,6 +147,41 @@ struct PartnerStorageTests {
         #expect(FileManager.default.contents(atPath: root + "/kept/h2/epochs/x") == Data(written))
     }
 
+    /// A search of other hosts keeps one connection open, to the host that held the last file
+    /// found (asked first next time), and closes those to hosts that did not have it.
+    @Test func aSearchOfOtherHostsKeepsOneConnectionOpen() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var table = [RankAddress(host: "h1", address: "127.0.0.1", port: 1, incarnation: 0)]
+        var listeners: [HostListener] = []
+        for host in ["h2", "h3", "h4"] {
+            let listener = try HostListener(
+                address: "127.0.0.1", identity: HostIdentity(role: .peer, rank: RankID(table.count), incarnation: 0), token: token,
+                storage: try FolderService(root: root + "/kept/" + host))
+            listeners.append(listener)
+            table.append(RankAddress(host: host, address: "127.0.0.1", port: listener.port, incarnation: 0))
+        }
+        // h1's partner is h2, asked as mirror B: a search asks h3 and h4.
+        for (host, names) in [("h3", ["b"]), ("h4", ["a"])] {
+            try FileManager.default.createDirectory(atPath: root + "/kept/" + host + "/epochs", withIntermediateDirectories: true)
+            for name in names {
+                _ = FileManager.default.createFile(atPath: root + "/kept/" + host + "/epochs/" + name,
+                                                   contents: Data(FileFormat.encode(kind: .manifest, generation: 1, body: Array(name.utf8))))
+            }
+        }
+        let directory = PartnerDirectory(
+            host: "h1", rootB: root + "/kept/{partner}", table: table, rank: RankID(0), incarnation: 0, token: token)
+        #expect(directory.find("epochs/a") != nil)
+        #expect(directory.hostsConnected == ["h4"], "h3 did not have it: its connection is closed")
+        #expect(directory.find("epochs/a") != nil)
+        #expect(directory.hostsConnected == ["h4"])
+        #expect(directory.find("epochs/b") != nil)
+        #expect(directory.hostsConnected == ["h3"], "h4, asked first, did not have it")
+        #expect(directory.find("epochs/c") == nil)
+        #expect(directory.hostsConnected.isEmpty)
+        withExtendedLifetime(listeners) {}
+    }
+
     /// A process of an older incarnation than the keeper last heard of (left running on a host
     /// that was cut off) writes nothing to the folder its replacement writes to, whether it
     /// connects after the keeper heard of its replacement or was connected before.
