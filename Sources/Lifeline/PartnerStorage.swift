@@ -452,14 +452,18 @@ final class PartnerDirectory: Sendable {
     /// with the ranks of each other host but this host's partner (already asked as mirror B),
     /// the host that held the last file found first. A rank restarted away from its files
     /// finds them all on one host: the connection to it stays open, and one to a host that did
-    /// not have the file is closed, so that a search of many hosts leaves one connection open,
-    /// not one per host.
+    /// not have the file (or that left the job) is closed, so that a search of many hosts does
+    /// not leave one idle connection per host (searches on several threads at once may each
+    /// keep one open).
     func find(_ name: String) -> [UInt8]? {
         if let data = FileManager.default.contents(atPath: keptRoot + "/" + name) { return [UInt8](data) }
         let table = self.table.withLock { $0 }
         let partner = Self.partner(of: host, in: table)
         var hosts = Self.hostOrder(table).filter { $0 != host && $0 != partner }
-        let lastFound = others.withLock { $0.lastFound }
+        let (lastFound, gone) = others.withLock { others in
+            (others.lastFound, others.folders.filter { !hosts.contains($0.key) }.map(\.value))
+        }
+        for folder in gone { folder.closeConnection() }  // a host no longer in the job
         if let lastFound, let index = hosts.firstIndex(of: lastFound) { hosts.insert(hosts.remove(at: index), at: 0) }
         for other in hosts {
             let folder = others.withLock { others in

@@ -39,6 +39,8 @@ extension Supervisor {
                 "mirror": .string(mirror.rawValue), "root": .string(bothMirrors.root(mirror)), "reason": .string(reason),
             ])
             if machine.mirrors.holdsManifestOnly {
+                // Before the commit under way (if one failed) is taken: the failed folder's newest line.
+                manifestAnchor = manifest.newestLine?.epoch
                 warn("this machine's folder \(bothMirrors.root(mirror)) failed: \(reason); the manifest is written to "
                     + "\(bothMirrors.root(mirror.other)) alone until it takes writes again (the ranks' copies, on their hosts "
                     + "and their partners, go on as before)")
@@ -91,7 +93,10 @@ extension Supervisor {
     /// takes writes, copies to it what the kept lines reference and ends the degraded state.
     /// Also resynchronises degraded commits a previous run left (at a resume).
     func resynchroniseIfDue() {
-        guard machine.resyncDue(now: now, degradedCommits: manifest.hasDegradedCommits) else { return }
+        // Holding the manifest alone (partner hosts), lines marked with one mirror (by an
+        // earlier build) are on one host: nothing here can copy them, and they stay marked.
+        let degradedCommits = manifest.hasDegradedCommits && !machine.mirrors.holdsManifestOnly
+        guard machine.resyncDue(now: now, degradedCommits: degradedCommits) else { return }
         if let failedMirror {
             do throws(StorageError) {
                 try bothMirrors.probe(failedMirror.mirror)
@@ -115,7 +120,7 @@ extension Supervisor {
         let snapshots = machine.mirrors.holdsManifestOnly ? [] : referencedSnapshots(manifest)
         guard let copied = copyToBothMirrors(snapshots, from: source) else { return }
         var next = manifest
-        for position in next.committed.indices { next.committed[position].onlyOn = nil }
+        for position in next.committed.indices where !machine.mirrors.holdsManifestOnly { next.committed[position].onlyOn = nil }
         if var records = next.independent {
             for rank in records.indices {
                 for position in records[rank].indices { records[rank][position].onlyOn = nil }
@@ -129,6 +134,7 @@ extension Supervisor {
             return
         }
         manifest = next
+        manifestAnchor = nil
         let (ended, actions) = machine.resynchronised()
         store = bothMirrors
         manifests = ManifestStore(store: store)

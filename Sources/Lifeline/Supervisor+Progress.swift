@@ -27,7 +27,10 @@ extension Supervisor {
             parts.append(String(format: "last checkpoint %.2fs %@", lastRoundSeconds, Self.bytesText(lastCommitBytes)))
         }
         parts.append("failures \(failures)")
-        if let failedMirror { parts.append("mirror \(failedMirror.mirror.label) failed: commits on \(failedMirror.mirror.other.label) alone") }
+        if let failedMirror {
+            parts.append(machine.mirrors.holdsManifestOnly ? "folder \(failedMirror.mirror.label) of the manifest failed"
+                : "mirror \(failedMirror.mirror.label) failed: commits on \(failedMirror.mirror.other.label) alone")
+        }
         if machine.recoveryStartedAt != nil { parts.append("recovering") }
         if let due = coordinator.nextDeadline { parts.append(String(format: "next in %.1fs", max(0, due - now))) }
         let line = "lifeline: " + parts.joined(separator: " | ")

@@ -226,7 +226,8 @@ extension Supervisor {
         var line = CommittedLine(epoch: epoch.rawValue, step: step, members: members, onlyOn: onlyOn?.mirrors.first)
         let snapshots = snapshotRounds(members, epoch: epoch)
         (line.inMemory, line.onDisk) = levels(ofCommitting: epoch, acks: acks, members: members, snapshots: snapshots)
-        next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault, pinned: drains.pinned)
+        next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault,
+                             pinned: drains.pinned.union(manifestAnchor.map { [$0] } ?? []))
         let recordLater = line.isInMemoryAlone
         do {
             if !recordLater { try commitManifest(&next) }
