@@ -52,7 +52,7 @@ extension Supervisor {
             drains.drainFailed(epoch.rawValue, rank: rank)
             events.record("drain_failed", ["rank": .int(rank), "epoch": .int(Int(epoch.rawValue)), "reason": .string(failure)])
             if let mirror = failedMirrors.mirrors.first {
-                try mirrorFailed(mirror, reason: failure)
+                try mirrorFailed(mirror, reason: failure, byRank: true)
             } else {
                 warn("rank \(rank) could not drain round \(epoch.rawValue) to disk: \(failure); that line stays in memory alone")
             }

@@ -15,18 +15,11 @@ import LifelineStorage
 /// mirror is resynchronised, so a second failure still finds a line. When the other mirror
 /// fails too, the job stops on its last committed line.
 extension Supervisor {
-    /// A rank's write to `mirror` failed with `reason` (its snapshot or its log): as
-    /// `mirrorFailed`, unless the supervisor's mirrors hold the manifest alone (partner hosts),
-    /// where the rank's mirrors are its host's folder and its partner's, not these.
-    func rankMirrorFailed(_ mirrors: StorageMirrors, reason: String) throws {
-        guard !machine.mirrors.holdsManifestOnly, let mirror = mirrors.mirrors.first else { return }
-        try mirrorFailed(mirror, reason: reason)
-    }
-
-    /// A write to `mirror` failed with `reason` (a rank's snapshot or log, or the manifest):
-    /// degrade to the other mirror, or stop when that one has failed already.
-    func mirrorFailed(_ mirror: Mirror, reason: String) throws {
-        let (decision, actions) = machine.writeFailed(StorageMirrors([mirror]), reason: reason, now: now)
+    /// A write to `mirror` failed with `reason` (a rank's snapshot or log, `byRank`, or the
+    /// manifest): degrade to the other mirror, or stop when that one has failed already.
+    func mirrorFailed(_ mirror: Mirror, reason: String, byRank: Bool = false) throws {
+        let (decision, actions) = machine.writeFailed(
+            StorageMirrors([mirror]), reason: reason, now: now, newestLine: manifest.newestLine?.epoch, byRank: byRank)
         switch decision {
         case .nothing:
             return  // a write begun before the degrade
@@ -39,8 +32,6 @@ extension Supervisor {
                 "mirror": .string(mirror.rawValue), "root": .string(bothMirrors.root(mirror)), "reason": .string(reason),
             ])
             if machine.mirrors.holdsManifestOnly {
-                // Before the commit under way (if one failed) is taken: the failed folder's newest line.
-                manifestAnchor = manifest.newestLine?.epoch
                 warn("this machine's folder \(bothMirrors.root(mirror)) failed: \(reason); the manifest is written to "
                     + "\(bothMirrors.root(mirror.other)) alone until it takes writes again (the ranks' copies, on their hosts "
                     + "and their partners, go on as before)")
@@ -93,10 +84,7 @@ extension Supervisor {
     /// takes writes, copies to it what the kept lines reference and ends the degraded state.
     /// Also resynchronises degraded commits a previous run left (at a resume).
     func resynchroniseIfDue() {
-        // Holding the manifest alone (partner hosts), lines marked with one mirror (by an
-        // earlier build) are on one host: nothing here can copy them, and they stay marked.
-        let degradedCommits = manifest.hasDegradedCommits && !machine.mirrors.holdsManifestOnly
-        guard machine.resyncDue(now: now, degradedCommits: degradedCommits) else { return }
+        guard machine.resyncDue(now: now, degradedCommits: manifest.hasDegradedCommits) else { return }
         if let failedMirror {
             do throws(StorageError) {
                 try bothMirrors.probe(failedMirror.mirror)
@@ -120,6 +108,8 @@ extension Supervisor {
         let snapshots = machine.mirrors.holdsManifestOnly ? [] : referencedSnapshots(manifest)
         guard let copied = copyToBothMirrors(snapshots, from: source) else { return }
         var next = manifest
+        // Holding the manifest alone, lines marked with one mirror (by an earlier build) are on
+        // one host: nothing here copied them, and they stay marked.
         for position in next.committed.indices where !machine.mirrors.holdsManifestOnly { next.committed[position].onlyOn = nil }
         if var records = next.independent {
             for rank in records.indices {
@@ -134,7 +124,6 @@ extension Supervisor {
             return
         }
         manifest = next
-        manifestAnchor = nil
         let (ended, actions) = machine.resynchronised()
         store = bothMirrors
         manifests = ManifestStore(store: store)

@@ -65,7 +65,7 @@ extension Supervisor {
             events.record("snapshot_failed", [
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)), "reason": .string(reason),
             ])
-            try rankMirrorFailed(failedMirrors, reason: reason)
+            if let mirror = failedMirrors.mirrors.first { try mirrorFailed(mirror, reason: reason, byRank: true) }
             try perform(machine.handleSnapshotFailed(from: rank.rawValue, round: epoch, reason: reason, now: now, facts: StorageFacts(self)))
         case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs,
                        let logSyncMicroseconds, let restoreMicroseconds, let restoredFrom):
@@ -100,7 +100,7 @@ extension Supervisor {
             try handleDrained(epoch, rank: rank.rawValue, storedBytes: storedBytes, failure: failure, failedMirrors: failedMirrors)
         case .logMirrorFailed(let mirrors, let reason):
             events.record("log_mirror_failed", ["rank": .int(rank.rawValue), "reason": .string(reason)])
-            try rankMirrorFailed(mirrors, reason: reason)
+            if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason, byRank: true) }
         case .nondeterminism(let source, let sequence):
             try nondeterminismFound(receiver: rank.rawValue, source: source.rawValue, sequence: sequence.rawValue)
         case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .peerAddress, .signal, .freeze, .thaw,
@@ -227,7 +227,7 @@ extension Supervisor {
         let snapshots = snapshotRounds(members, epoch: epoch)
         (line.inMemory, line.onDisk) = levels(ofCommitting: epoch, acks: acks, members: members, snapshots: snapshots)
         next.appendCommitted(line, keep: configuration.keep ?? Manifest.keepDefault,
-                             pinned: drains.pinned.union(manifestAnchor.map { [$0] } ?? []))
+                             pinned: drains.pinned.union(machine.mirrors.pinnedLine.map { [$0] } ?? []))
         let recordLater = line.isInMemoryAlone
         do {
             if !recordLater { try commitManifest(&next) }

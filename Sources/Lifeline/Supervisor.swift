@@ -75,12 +75,6 @@ final class Supervisor {
     /// or the last one committed since. A rank that keeps its checkpoint (minimal) keeps its
     /// entry of this line.
     var lineInForce: CommittedLine?
-    /// With partner hosts, while one of this machine's two folders has failed: the newest line
-    /// of the manifest that folder holds, kept in the manifest until the folder has the new
-    /// one, so that a second failure leaves that manifest naming a line whose snapshots the
-    /// ranks' hosts still keep (the lines committed meanwhile are not marked with a mirror,
-    /// which keeps such a line in the other mode).
-    var manifestAnchor: UInt64?
     /// Independent checkpointing: the dependency records, the checkpoint-only line and what
     /// follows from them (the manifest keeps their files).
     var checkpoints = IndependentCheckpoints(rankCount: 0)

@@ -13,14 +13,17 @@
 /// manifest alone (`holdsManifestOnly`): the ranks' copies are on their hosts and their
 /// partners, which no failure of these folders touches. A degrade then writes the manifest to
 /// the other folder alone and tells no rank (each still writes its host's folder and its
-/// partner), lines are not marked with a mirror, and a resynchronisation writes the manifest.
+/// partner), lines are not marked with a mirror, the newest line of the failed folder's copy of
+/// the manifest stays in the manifest until the resynchronisation (`pinnedLine`: a second
+/// failure then leaves a manifest whose line the hosts still keep), a rank's failed write is
+/// not these folders' (nothing), and a resynchronisation writes the manifest.
 ///
 /// | event | decision |
 /// |---|---|
-/// | a write to a mirror not written now failed (begun before the degrade) | nothing |
+/// | a write to a mirror not written now failed (begun before the degrade), or a rank's while the mirrors hold the manifest alone | nothing |
 /// | a write to one of two mirrors failed | degrade: write the other alone (every rank is told, unless the mirrors hold the manifest alone) |
 /// | a write to the one mirror still written failed | stop: both mirrors failed |
-/// | time, a mirror failed or degraded commits remain, no round or recovery under way | try a resynchronisation, at most every `resyncPeriodSeconds` |
+/// | time, a mirror failed or degraded commits remain (unless the mirrors hold the manifest alone: nothing here can copy them), no round or recovery under way | try a resynchronisation, at most every `resyncPeriodSeconds` |
 /// | the resynchronisation succeeded | write both again (every rank is told, unless the mirrors hold the manifest alone) |
 /// | a resynchronisation that took long (the loop read nothing meanwhile) | the next try waits four times as long |
 package struct MirrorPolicy: Sendable, Equatable {
@@ -32,11 +35,15 @@ package struct MirrorPolicy: Sendable, Equatable {
         package var reason: String
         /// When it failed.
         package var since: Double
+        /// With the mirrors holding the manifest alone: the newest line of the manifest the
+        /// failed mirror holds, kept until the resynchronisation (`pinnedLine`).
+        package var keptLine: UInt64? = nil
     }
 
     /// What to do about a failed write.
     package enum Decision: Sendable, Equatable {
-        /// Nothing: the mirror is not written now (a write begun before the degrade).
+        /// Nothing: the mirror is not written now (a write begun before the degrade), or the
+        /// write was a rank's while the mirrors hold the manifest alone.
         case nothing
         /// Write `writing` alone from now on, and tell every rank.
         case degrade(writing: StorageMirrors)
@@ -71,22 +78,32 @@ package struct MirrorPolicy: Sendable, Equatable {
     /// manifest alone (the ranks' copies are on their hosts and partners).
     package var ranksWrite: StorageMirrors { holdsManifestOnly ? .both : writing }
 
-    /// A write to `mirror` (`.a` or `.b`) failed with `reason`.
-    package mutating func writeFailed(_ mirror: StorageMirrors, reason: String, now: Double) -> Decision {
+    /// The line to keep in the manifest beside the `--keep` window while a mirror that holds
+    /// the manifest alone has failed: the newest one its copy names.
+    package var pinnedLine: UInt64? { failed?.keptLine }
+
+    /// A write to `mirror` (`.a` or `.b`) failed with `reason`: one of the supervisor's, when
+    /// the newest committed line was `newestLine`, or a rank's (`byRank`).
+    package mutating func writeFailed(
+        _ mirror: StorageMirrors, reason: String, now: Double, newestLine: UInt64? = nil, byRank: Bool = false
+    ) -> Decision {
+        // A rank's mirrors are its host's folder and its partner's, not these.
+        if byRank, holdsManifestOnly { return .nothing }
         guard writing.contains(mirror) else { return .nothing }
         guard writing == .both else { return .stop(first: failed) }
-        failed = Failure(mirror: mirror, reason: reason, since: now)
+        failed = Failure(mirror: mirror, reason: reason, since: now, keptLine: holdsManifestOnly ? newestLine : nil)
         writing = StorageMirrors.both.subtracting(mirror)
         nextResyncAt = now + resyncPeriodSeconds
         return .degrade(writing: writing)
     }
 
     /// Whether to try a resynchronisation now: a mirror failed, or `degradedCommits` (lines an
-    /// earlier run committed on one mirror) remain; its time has come; and `quiet` (no round
-    /// writing snapshots, no recovery, not stopped). When it says yes, the next try is a period
-    /// away.
+    /// earlier run committed on one mirror) remain — unless the mirrors hold the manifest alone,
+    /// where such lines are on one host and stay marked; its time has come; and `quiet` (no
+    /// round writing snapshots, no recovery, not stopped). When it says yes, the next try is a
+    /// period away.
     package mutating func resyncDue(now: Double, degradedCommits: Bool, quiet: Bool) -> Bool {
-        guard failed != nil || degradedCommits, now >= nextResyncAt, quiet else { return false }
+        guard failed != nil || (degradedCommits && !holdsManifestOnly), now >= nextResyncAt, quiet else { return false }
         nextResyncAt = now + resyncPeriodSeconds
         return true
     }

@@ -371,9 +371,13 @@ package struct SupervisorMachine: Sendable {
 
     /// A write to `mirror` (`.a` or `.b`) failed with `reason`: degrade to the other mirror
     /// (every rank is told to write it alone, unless the mirrors hold the manifest alone), stop
-    /// when it was the last, or nothing when the mirror is not written now.
-    package mutating func writeFailed(_ mirror: StorageMirrors, reason: String, now: Double) -> (MirrorPolicy.Decision, [Action]) {
-        let decision = mirrors.writeFailed(mirror, reason: reason, now: now)
+    /// when it was the last, or nothing when the mirror is not written now. `newestLine`: the
+    /// newest committed line when the write was the supervisor's; `byRank`: a rank's write
+    /// (`MirrorPolicy.writeFailed`).
+    package mutating func writeFailed(
+        _ mirror: StorageMirrors, reason: String, now: Double, newestLine: UInt64? = nil, byRank: Bool = false
+    ) -> (MirrorPolicy.Decision, [Action]) {
+        let decision = mirrors.writeFailed(mirror, reason: reason, now: now, newestLine: newestLine, byRank: byRank)
         guard case .degrade(let writing) = decision, !mirrors.holdsManifestOnly else { return (decision, []) }
         return (decision, broadcast(.writeMirrors(writing)))
     }
