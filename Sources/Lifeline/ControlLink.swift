@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import LifelineCore
+import LifelineStorage
 import Synchronization
 
 /// A rank's connection to its supervisor. Three threads write to it (the program's, the
@@ -29,7 +30,14 @@ final class ControlLink: Sendable {
     func markReleased() { released.store(true, ordering: .releasing) }
 }
 
-/// Ends a rank whose supervisor has gone: no orphaned processes.
+/// A rank on another host under `--levels memory,disk`: its folder in memory there and its rank,
+/// whose copies it removes as it ends (`supervisorGone`, `RankRuntime.finish`).
+let copiesRemovedAtExit = Mutex<(folder: String, rank: Int)?>(nil)
+
+/// Ends a rank whose supervisor has gone: no orphaned processes. A rank on another host first
+/// removes its copies in memory there: they outlive no supervisor (a resume restores from
+/// disk), and no process of the job is left on that host to remove them.
 func supervisorGone() -> Never {
+    if let (folder, rank) = copiesRemovedAtExit.withLock({ $0 }) { MemoryLevel(folder: folder).removeCopies(of: rank) }
     _exit(3)
 }

@@ -399,9 +399,13 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
                 throw LifelineError(.configuration,
                     "--drain-every \(drainEvery) with --checkpoint minimal: a rank may keep a checkpoint of a round that was not drained in every later line, so minimal checkpoints drain every round (leave --drain-every out)")
             }
-            guard !launchesOnHosts else {
+            guard launcher != .mpirun else {
                 throw LifelineError(.configuration,
-                    "--levels memory,disk works with --launcher local for now: a copy held in one host's memory would need a partner copy on another host to outlive it")
+                    "--levels memory,disk does not work with --launcher mpirun: mpirun restarts every rank of the launch, and chooses their hosts itself, so no rank could count on its copy in memory; use --launcher slurm or ssh")
+            }
+            guard !launchesOnHosts || logging != .optimistic else {
+                throw LifelineError(.configuration,
+                    "--levels memory,disk with --logging optimistic works with --launcher local for now: to find a crashed rank's orphans the supervisor reads its checkpoint, which on another host is in that host's memory; use --logging pessimistic or sender-based")
             }
             if let drainEvery, drainEvery < 1 {
                 throw LifelineError(.configuration, "--drain-every \(drainEvery): drain every K-th round to disk, K ≥ 1 (1, the default, drains each)")
@@ -409,9 +413,11 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             if let memoryBytesMax, memoryBytesMax < 1 {
                 throw LifelineError(.configuration, "--memory-max must be a positive number of bytes (or leave it out: no bound)")
             }
+            // On other hosts the root is theirs, out of this machine's sight: a rank that cannot
+            // write its copy there writes to disk alone, and says so.
             let root = memoryRoot ?? Self.memoryRootDefault
             var isFolder: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: root, isDirectory: &isFolder), isFolder.boolValue else {
+            guard launchesOnHosts || FileManager.default.fileExists(atPath: root, isDirectory: &isFolder), launchesOnHosts || isFolder.boolValue else {
                 throw LifelineError(.configuration,
                     "--memory-root \(root) is not a folder: name a memory file system (a tmpfs such as /dev/shm) for level 1")
             }
@@ -439,6 +445,10 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         }
         if memoryLevel != true, let lose = faults.first(where: { if case .loseMemory = $0 { true } else { false } }) {
             throw LifelineError(.configuration, "--inject \(lose) needs --levels memory,disk: a job on disk alone holds nothing in memory")
+        }
+        if launchesOnHosts, let lose = faults.first(where: { if case .loseMemory = $0 { true } else { false } }) {
+            throw LifelineError(.configuration,
+                "--inject \(lose) works with --launcher local: on several hosts a memory is lost with its host (cut one off, or kill its processes)")
         }
         return faults
     }

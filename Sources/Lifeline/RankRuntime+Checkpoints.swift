@@ -235,5 +235,8 @@ extension RankRuntime {
         }
         if let acceptor { reportRefusals(acceptor, final: true) }
         writer?.drain()
+        // The job is released and its lines are on disk: on another host nothing else removes
+        // this rank's copies in memory.
+        if let (folder, rank) = copiesRemovedAtExit.withLock({ $0 }) { MemoryLevel(folder: folder).removeCopies(of: rank) }
     }
 }

@@ -180,8 +180,8 @@ final class RankRuntime {
         self.acceptor = launch.flatMap { listener >= 0 ? HandshakeAcceptor(listener: listener, token: $0.token, takesDescriptors: true) : nil }
         self.store = store
         self.writeMirrors = launch?.writeMirrors ?? .both
-        // Levels run under the local launcher: every rank is on this host, and their drains
-        // share its cores.
+        // The ranks' drains share the cores (on several hosts, as if every rank were on this
+        // one: a share on the safe side).
         let drainChunksAtATime = Self.coreCount / max(1, self.rankCount)
         self.writer = store.flatMap { store in
             control.map {
@@ -256,6 +256,13 @@ final class RankRuntime {
         lifeline_tune_allocator()
         lifeline_set_parent_death_signal(SIGKILL)
         if launch.hosts == nil, getppid() != launch.supervisorPID { supervisorGone() }
+        if launch.hosts != nil, let memory = launch.memoryLevel {
+            // On another host the rank makes the job's folder in that host's memory (a copy
+            // that cannot be written there goes to disk alone, as one over `--memory-max`), and
+            // removes its copies when it ends.
+            try? MemoryLevel(folder: memory.folder).create()
+            copiesRemovedAtExit.withLock { $0 = (memory.folder, launch.rank.rawValue) }
+        }
 
         let listener = try Socket.listen(abstractName: launch.rankAddress(launch.rank))
         let (controlFD, hostListener) = try connectToSupervisor(launch)

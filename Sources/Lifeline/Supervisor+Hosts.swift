@@ -360,6 +360,8 @@ extension Supervisor {
         guard let hostJob, !hostJob.placement.lost.contains(host) else { return }
         let policy = configuration.onHostLoss ?? .wait
         let ranks = hostJob.rankHosts.indices.filter { hostJob.rankHosts[$0] == host }.map(String.init).joined(separator: ",")  // before any move
+        // Its memory is taken for gone with it, even where its ranks must stay (`lastHost`).
+        memoryCopies.lose(host: host)
         let decision = hostJob.placement.lose(
             host, policy: HostPlacement.Policy(rawValue: policy.rawValue) ?? .wait, shrinkRefusal: shrinkRefusal)
         switch decision {

@@ -12,9 +12,33 @@ import LifelineStorage
 extension Supervisor {
     /// A rank acknowledged round `epoch`: an ACK from disk (a copy that did not fit in memory)
     /// puts its snapshot on disk at once.
+    /// With ranks on other hosts, an ACK from memory puts the rank's copy in its host's memory.
     func noteAcknowledged(_ epoch: Epoch, rank: Int, _ acknowledgement: Acknowledgement) {
-        guard memoryLevel != nil, !acknowledgement.inMemory, !acknowledgement.kept else { return }
-        drains.acknowledgedFromDisk(epoch.rawValue, rank: rank)
+        guard holdsLevels, !acknowledgement.kept else { return }
+        if !acknowledgement.inMemory {
+            drains.acknowledgedFromDisk(epoch.rawValue, rank: rank)
+        } else if let hostJob, rank < hostJob.rankHosts.count {
+            memoryCopies.held(rank: rank, round: epoch.rawValue, on: hostJob.rankHosts[rank])
+        }
+    }
+
+    /// The job's level-1 folder that `rank` writes its copies to: on this host, the
+    /// supervisor's; on another, one of that host's named by the job and the host (each host's
+    /// memory file system is its own; test hosts that share one keep apart). Nil without levels.
+    func memoryFolder(of rank: Int) -> String? {
+        guard holdsLevels else { return nil }
+        guard let hostJob, rank < hostJob.rankHosts.count else { return memoryLevel?.folder }
+        return MemoryLevel.folder(
+            root: configuration.memoryRoot ?? JobConfiguration.memoryRootDefault, jobID: manifest.jobID, host: hostJob.rankHosts[rank])
+    }
+
+    /// Whether `rank`'s copy of round `round` is in memory where the rank runs: in this host's
+    /// folder, or held on the rank's host (`memoryCopies`).
+    func holdsCopy(rank: Int, round: UInt64) -> Bool {
+        if let hostJob {
+            return rank < hostJob.rankHosts.count && memoryCopies.has(rank: rank, round: round, on: hostJob.rankHosts[rank])
+        }
+        return memoryLevel?.has(rank: rank, epoch: round) ?? false
     }
 
     /// The levels of the line of round `epoch` about to commit with `acks` and `members` (the
@@ -25,7 +49,7 @@ extension Supervisor {
     func levels(ofCommitting epoch: Epoch, acks: [Acknowledgement], members: [Member], snapshots: [Int: UInt64])
         -> (inMemory: Bool?, onDisk: Bool?)
     {
-        guard memoryLevel != nil else { return (nil, nil) }
+        guard holdsLevels else { return (nil, nil) }
         var keptInMemory = false
         for member in members where member.rank < acks.count && acks[member.rank].kept {
             let round = snapshots[member.rank] ?? epoch.rawValue
@@ -47,7 +71,7 @@ extension Supervisor {
     /// that failed on a mirror as a failing disk does degrades the job to the other mirror, as a
     /// failed snapshot write does, so the next drains go there.
     func handleDrained(_ epoch: Epoch, rank: Int, storedBytes: UInt64, failure: String?, failedMirrors: StorageMirrors) throws {
-        guard memoryLevel != nil else { return }
+        guard holdsLevels else { return }
         if let failure {
             drains.drainFailed(epoch.rawValue, rank: rank)
             events.record("drain_failed", ["rank": .int(rank), "epoch": .int(Int(epoch.rawValue)), "reason": .string(failure)])
@@ -96,7 +120,7 @@ extension Supervisor {
     /// have committed after some rank's `finished`), so their `drained` are read until every
     /// rank's connection closes (30 s at most), and the job ends with its lines on disk.
     func readFinalDrains() throws {
-        guard memoryLevel != nil else { return }
+        guard holdsLevels else { return }
         let deadline = now + 30
         while now < deadline {
             let open = slots.indices.filter { slots[$0].connection != nil }
@@ -123,7 +147,7 @@ extension Supervisor {
     /// round, or an older one the rank kept under minimal checkpoints), drains that snapshot to
     /// disk first (`DrainTracker.relaunching`).
     func drainsRestored(_ rank: Int, line: CommittedLine?, restoring epoch: Epoch) -> Bool {
-        guard memoryLevel != nil, let line, epoch > .start else { return false }
+        guard holdsLevels, let line, epoch > .start else { return false }
         return drains.relaunching(rank, restoring: epoch.rawValue, line: line.epoch, inMemoryAlone: line.isInMemoryAlone)
     }
 
@@ -138,10 +162,10 @@ extension Supervisor {
     /// The level a restart from `line` reads (for `recovery_start`): memory when the line is
     /// held there and every member's copy is, disk otherwise; nil without levels.
     func restoreLevel(of line: CommittedLine?) -> String? {
-        guard let memoryLevel else { return nil }
+        guard holdsLevels else { return nil }
         guard let line else { return "start" }
         let inMemory = line.isInMemory && line.epoch > memoryTrustedAfter && line.members.allSatisfy {
-            memoryLevel.has(rank: $0.rank, epoch: manifests.epoch(ofSnapshot: $0.snapshot) ?? line.epoch)
+            holdsCopy(rank: $0.rank, round: manifests.epoch(ofSnapshot: $0.snapshot) ?? line.epoch)
         }
         return inMemory ? "memory" : "disk"
     }

@@ -265,13 +265,14 @@ extension Supervisor {
             "from_capture_s": .double(captures.map { now - $0.first } ?? 0),
             "from_last_capture_s": .double(captures.map { now - $0.last } ?? 0),
         ])
-        if memoryLevel != nil {
+        if holdsLevels {
             drains.committed(epoch.rawValue, members: snapshots, inMemoryAlone: line.isInMemoryAlone, now: now)
             var held: [UInt64: Set<Int>] = [:]
             for member in manifest.committed.flatMap(\.members) {
                 if let round = manifests.epoch(ofSnapshot: member.snapshot) { held[round, default: []].insert(member.rank) }
             }
             drains.forget(before: manifest.committed.first?.epoch ?? 0, held: held)
+            memoryCopies.forget(before: epoch.rawValue, held: held)
         }
         // Output is released by the line that every failure can fall back to: with levels,
         // once it is on disk (`handleDrained`).

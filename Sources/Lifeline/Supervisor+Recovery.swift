@@ -121,7 +121,7 @@ extension Supervisor {
             warn((optimistic ? "" : "rank \(rank): ") + "\(reason): falling back to global rollback")
             events.record("fallback_global_rollback", ["rank": .int(rank), "reason": .string(reason)])
         case .recoveryStart(let rank, let mode):
-            if memoryLevel != nil {
+            if holdsLevels {
                 // With levels, the line the launch will restore: as found for the decision, or
                 // the newest whose copies are there (checked in full at the launch, once the
                 // survivors of a rollback are stopped and their drains no longer share the CPU).

@@ -102,9 +102,16 @@ final class Supervisor {
     /// holds every rank of a launch): such a pid is never signalled again, since it may name
     /// another process by now. Entries are dropped when a launch gets that pid.
     var endedLaunches: Set<pid_t> = []
-    /// `--levels memory,disk`: the job's level-1 folder on this host (nil: disk alone). This
-    /// supervisor made it empty: copies an earlier supervisor committed are not trusted.
+    /// `--levels memory,disk`: the job's level-1 folder on this host (nil: disk alone, or ranks
+    /// on other hosts, each with a folder of its own: `memoryCopies`). This supervisor made it
+    /// empty: copies an earlier supervisor committed are not trusted.
     let memoryLevel: MemoryLevel?
+    /// Whether the job holds a memory level (`--levels memory,disk`), on this host or on the
+    /// ranks' hosts.
+    let holdsLevels: Bool
+    /// `--levels memory,disk` with ranks on other hosts: which host's memory holds each rank's
+    /// copies, as their acknowledgements said, less those of hosts lost since.
+    var memoryCopies = MemoryCopies()
     /// With a message log and every rank on this host: the page where the ranks sum their log
     /// syncs as one union (`log_sync_union_s` of `job_finished`).
     let syncTime: SharedSyncTime?
@@ -174,7 +181,8 @@ final class Supervisor {
         self.faultSchedule = FaultSchedule(faults)
         self.memoryTrustedAfter = max(startedEpoch, manifest.newestLine?.epoch ?? 0)
         self.drains = DrainTracker(rankCount: configuration.rankCount, drainEvery: configuration.drainEvery ?? 1)
-        if configuration.memoryLevel == true {
+        self.holdsLevels = configuration.memoryLevel == true
+        if configuration.memoryLevel == true, !configuration.launchesOnHosts {
             let root = configuration.memoryRoot ?? JobConfiguration.memoryRootDefault
             let level = MemoryLevel(folder: MemoryLevel.folder(root: root, jobID: manifest.jobID))
             level.removeAll()
@@ -198,6 +206,12 @@ final class Supervisor {
     /// the problems met on the way (`ManifestStore.newestIntactLine`).
     func newestIntactLine(ranks: Set<Int>? = nil) -> (line: CommittedLine?, problems: [String]) {
         if StorageRoots.partnered(configuration.storageRoots) { return (Self.newestUnreadLine(manifest), []) }
+        if holdsLevels, let hostJob {
+            // Copies on other hosts are taken unread while their host lives, where the rank runs.
+            return manifests.newestIntactLine(manifest, memorySince: memoryTrustedAfter, ranks: ranks) { [memoryCopies] rank, round in
+                rank < hostJob.rankHosts.count && memoryCopies.has(rank: rank, round: round, on: hostJob.rankHosts[rank])
+            }
+        }
         return manifests.newestIntactLine(manifest, memory: memoryLevel, memorySince: memoryTrustedAfter, ranks: ranks)
     }
 
@@ -437,9 +451,9 @@ final class Supervisor {
             environment.ringBytes = configuration.transport == .sockets ? 0 : SharedRings.capacity(forRanks: configuration.rankCount)
             if syncTime != nil { environment.syncTimePath = configuration.runDirectory + "/log-sync-time" }
             environment.catchUpStep = machine.catchUpStep(of: rank)
-            environment.memoryLevel = memoryLevel.map {
+            environment.memoryLevel = memoryFolder(of: rank).map {
                 LaunchEnvironment.MemoryLevelSettings(
-                    folder: $0.folder, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0,
+                    folder: $0, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0,
                     drainRestored: drainsRestored(rank, line: line, restoring: plan.restoreEpoch))
             }
             launches.append(RankLaunch(rank: rank, step: step, environment: environment))

@@ -102,18 +102,33 @@ extension ManifestStore {
     /// and never without `memory`, nor when it is not newer than `memorySince` (a line an
     /// earlier supervisor committed: a new supervisor does not trust level 1). With `ranks`,
     /// only those ranks' snapshots are read (a rank that recovers alone restores its own alone).
+    ///
+    /// When the copies in memory are on other hosts, which this process cannot read,
+    /// `heldElsewhere` says in place of `memory` whether a rank's copy of a round is held where
+    /// the rank will run (`MemoryCopies`): such a copy is taken unread (it was hashed when
+    /// written, and the rank checks it when it maps it), and one that is not is read from disk.
     package func newestIntactLine(
-        _ manifest: Manifest, memory: MemoryLevel? = nil, memorySince: UInt64 = 0, ranks: Set<Int>? = nil
+        _ manifest: Manifest, memory: MemoryLevel? = nil, memorySince: UInt64 = 0, ranks: Set<Int>? = nil,
+        heldElsewhere: ((_ rank: Int, _ round: UInt64) -> Bool)? = nil
     ) -> (line: CommittedLine?, problems: [String]) {
         var problems: [String] = []
         for line in manifest.committed.reversed() {
             var intact = true
             let memory = line.epoch > memorySince ? memory : nil
-            if !line.isOnDisk, memory == nil {
+            let heldElsewhere = line.epoch > memorySince ? heldElsewhere : nil
+            if !line.isOnDisk, memory == nil, heldElsewhere == nil {
                 problems.append("epoch \(line.epoch) was held in memory alone (level 1), which does not outlive its supervisor; trying an older recovery line")
                 continue
             }
             for member in line.members where ranks?.contains(member.rank) ?? true {
+                if line.isInMemory, let heldElsewhere {
+                    if heldElsewhere(member.rank, epoch(ofSnapshot: member.snapshot) ?? line.epoch) { continue }
+                    guard line.isOnDisk else {
+                        problems.append("epoch \(line.epoch) rank \(member.rank): its copy in memory is not held on the host it runs on (that host's memory was lost, or the rank moved)")
+                        intact = false
+                        continue
+                    }
+                }
                 if line.isInMemory, let memory {
                     do {
                         let epoch = epoch(ofSnapshot: member.snapshot) ?? line.epoch

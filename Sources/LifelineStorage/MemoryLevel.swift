@@ -61,6 +61,14 @@ package struct MemoryLevel: Sendable {
         (root.hasSuffix("/") ? String(root.dropLast()) : root) + "/lifeline-" + jobID
     }
 
+    /// The level-1 folder under `root` of the job's ranks on `host`, on a job whose ranks run on
+    /// several hosts: named by the host too, so that hosts whose memory file system is one
+    /// (test hosts on one machine) keep apart what each host's memory holds. A `/` in the name
+    /// becomes `_`.
+    package static func folder(root: String, jobID: String, host: String) -> String {
+        folder(root: root, jobID: jobID) + "-" + host.replacingOccurrences(of: "/", with: "_")
+    }
+
     /// Whether `path` is on a memory file system (tmpfs or ramfs): what level 1 is meant for.
     /// Read from `/proc/self/mounts`: the file system of the longest mount point `path` is under.
     package static func isMemoryFileSystem(_ path: String) -> Bool {
@@ -90,6 +98,20 @@ package struct MemoryLevel: Sendable {
     /// Removes every copy in the folder, which stays.
     package func removeCopies() {
         for name in PosixFile.entries(folder) { unlink(folder + "/" + name) }
+    }
+
+    /// Removes `rank`'s copies, its spare and its copies in progress, and then the folder if
+    /// nothing else is in it: what a rank on another host does as it exits after the job, or
+    /// when its supervisor is gone (its copies outlive no supervisor, and no other process of
+    /// the job would remove them there).
+    package func removeCopies(of rank: Int) {
+        for name in PosixFile.entries(folder) {
+            let owner = Self.parse(name)?.rank
+                ?? (name == Self.spareName(rank: rank) ? rank : nil)
+                ?? (PosixFile.isHidden(name) ? name.dropFirst().components(separatedBy: ".tmp.").first.flatMap(Self.parse)?.rank : nil)
+            if owner == rank { unlink(folder + "/" + name) }
+        }
+        rmdir(folder)
     }
 
     /// The file name of `rank`'s copy of round `epoch`.

@@ -295,6 +295,9 @@ extension RecoveryTests {
             #expect(launched.count == 4 && launched.allSatisfy { $0["epoch"] as? Int == Int(onDisk.epoch) }, "\(launched)")
         }
 
+        /// Two addresses of this machine as two hosts.
+        static let twoHosts = ["--launcher", "ssh", "--hosts", "127.0.0.1,127.0.0.2", "--launch-command", "sh -c {cmd}"]
+
         /// What levels do not take yet is refused in one line, before anything is written.
         @Test func unsupportedCombinationsAreRefusedInOneLine() throws {
             for (options, expected) in [
@@ -305,6 +308,9 @@ extension RecoveryTests {
                 (["--levels", "memory,disk", "--memory-root", "/nonexistent-lifeline"], "is not a folder"),
                 (["--levels", "memory"], "is not one of disk, memory,disk"),
                 (["--inject", "lose:memory,epoch=2"], "needs --levels memory,disk"),
+                (Self.levels + ["--launcher", "mpirun"], "does not work with --launcher mpirun"),
+                (Self.levels + Self.twoHosts + ["--logging", "optimistic"], "with --logging optimistic works with --launcher local"),
+                (Self.levels + Self.twoHosts + ["--inject", "lose:memory,epoch=2"], "on several hosts a memory is lost with its host"),
             ] {
                 let runDirectory = JobRunner.scratch("levels-refused") + "/run"
                 let result = try JobRunner.lifeline(

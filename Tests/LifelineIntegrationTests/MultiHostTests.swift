@@ -77,6 +77,46 @@ import Testing
         #expect(listening["address"] as? String == "127.0.0.1")
     }
 
+    /// `--levels memory,disk` on two addresses of this machine as two hosts: each rank's copies
+    /// go to a folder of its own host's (named by the host, as test hosts share one memory
+    /// file system), no round is drained (`--drain-every 1000`), and a rank of the second host
+    /// killed restores from its host's memory, alone with its log or with every rank, to the
+    /// failure-free bits. The ranks remove their folders as the job ends.
+    @Test(arguments: ["none", "pessimistic"])
+    func aRankKilledOnAnotherHostRestoresFromItsHostsMemory(logging: String) throws {
+        let reference = try #require(Self.failureFree)
+        let memoryRoot = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory())
+            + "lifeline-it-multihost-levels-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: memoryRoot, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
+        let listing = memoryRoot + ".seen"
+        defer { try? FileManager.default.removeItem(atPath: listing) }
+        let result = try Self.run(
+            "multihost-levels-\(logging)", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--logging", logging, "--levels", "memory,disk", "--memory-root", memoryRoot, "--drain-every", "1000",
+             "--inject", "kill:rank=3,step=400"]
+        ) { runDirectory in
+            // Once a line committed, each host's folder holds its own ranks' copies.
+            JobRunner.waitForEvents(runDirectory, containing: "\"commit\"")
+            var seen: [String] = []
+            for folder in (try? FileManager.default.contentsOfDirectory(atPath: memoryRoot)) ?? [] {
+                let ranks = Set(((try? FileManager.default.contentsOfDirectory(atPath: memoryRoot + "/" + folder)) ?? [])
+                    .filter { $0.hasSuffix(".l1") }.compactMap { Int($0.prefix(6)) })
+                seen.append(String(folder.split(separator: "-").last ?? "") + ":" + ranks.sorted().map(String.init).joined(separator: ","))
+            }
+            try seen.sorted().joined(separator: " ").write(toFile: listing, atomically: true, encoding: .utf8)
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let starts = result.events("recovery_start")
+        #expect(!starts.isEmpty && starts.allSatisfy { $0["level"] as? String == "memory" }, "\(starts)")
+        #expect(starts.allSatisfy { $0["mode"] as? String == (logging == "none" ? "global-rollback" : "replay") }, "\(starts)")
+        #expect(result.events("commit").allSatisfy { $0["level"] as? String == "memory" })
+        #expect((try? String(contentsOfFile: listing, encoding: .utf8)) == "127.0.0.1:0,1 127.0.0.2:2,3")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: memoryRoot)) ?? []).isEmpty,
+                "the ranks' folders in memory outlived the job")
+    }
+
     /// `--storage LOCAL/{host},SHARED` on two addresses of this machine as two hosts: each
     /// rank writes its snapshots and its log to its own host's folder and to the shared one; a
     /// rank killed replays from its host's copies to the failure-free bits. Each host's folder
@@ -370,6 +410,37 @@ import Testing
         }
     }
 
+    /// `--levels memory,disk` and a host lost: test host lth2 cut off and its processes killed
+    /// after a line was drained to disk. Its memory went with it, so once it is found lost its
+    /// ranks, moved to lth1, restore from the newest line on disk (every rank rolls back to it,
+    /// `recovery_start` says `level` disk), and the job ends with the failure-free bits.
+    @Test func aLostHostsCopiesInMemoryGoWithItAndItsRanksRestoreFromDisk() throws {
+        guard Self.testHostsUp() else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree)
+        let memoryRoot = JobRunner.scratch("multihost-levels-lost-memory")
+        defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
+        let result = try Self.run(
+            "multihost-levels-lost", hosts: "lth1,lth2", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
+            ["--heartbeat-timeout-ms", "2000", "--levels", "memory,disk", "--memory-root", memoryRoot],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+        ) { runDirectory in
+            JobRunner.waitForEvents(runDirectory, containing: "\"drained\"")
+            try Self.cutSecondHost(runDirectory, killToo: true)
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
+        #expect(lost["ranks"] as? String == "2,3", "\(lost)")
+        // The ranks' deaths may be seen before the host is found lost, and a first recovery
+        // then restores from memory, on lth2; every one after the loss reads disk.
+        let lostAt = try #require(lost["t"] as? Double)
+        let starts = result.events("recovery_start").filter { ($0["t"] as? Double ?? 0) >= lostAt }
+        #expect(!starts.isEmpty && starts.allSatisfy { $0["level"] as? String == "disk" }, "\(result.events("recovery_start"))")
+        let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
+        #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth1", "lth1"])
+    }
+
     /// A node and its disk lost: with `--storage LOCAL/{host},SHARED`, test host lth2 cut off,
     /// its ranks' processes killed and its own folder deleted; its ranks restart on lth1 from
     /// the shared copies (their log replays too), fill lth1's folder, and the job ends with the
@@ -568,6 +639,33 @@ import Testing
         #expect(lost["host"] as? String == "lth2" && lost["ranks"] as? String == "4,5,6,7")
         let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
         #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == Array(repeating: "lth1", count: 8))
+    }
+
+    /// `--levels memory,disk` under Slurm: four ranks as job steps on the allocation's two
+    /// nodes, each rank's copies in its node's memory, no round drained; a rank killed on the
+    /// second node is a new step there, restores from that node's memory, replays its log
+    /// alone, and the job ends with the failure-free bits.
+    @Test func underSlurmAKilledRankRestoresFromItsNodesMemory() throws {
+        guard Self.testHostsUp(slurm: true) else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree)
+        let memoryRoot = JobRunner.scratch("multihost-slurm-levels-memory")
+        defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
+        let result = try Self.run(
+            "multihost-slurm-levels", ranks: 4,
+            ["--launcher", "slurm", "--logging", "pessimistic", "--levels", "memory,disk", "--memory-root", memoryRoot,
+             "--drain-every", "1000", "--inject", "kill:rank=3,step=400"],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1", "salloc", "--no-kill", "--overcommit", "--nodes=2", "--ntasks=4"],
+            environment: ["SLURM_CONF": Self.slurmConf])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let starts = result.events("recovery_start")
+        #expect(starts.count == 1 && starts.first?["level"] as? String == "memory" && starts.first?["mode"] as? String == "replay",
+                "\(starts)")
+        let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
+        #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth2", "lth2"])
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: memoryRoot)) ?? []).isEmpty,
+                "the ranks' folders in memory outlived the job")
     }
 
     /// `--on-host-loss shrink` under Slurm: eight ranks on the allocation's two nodes (four
