@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import LifelineCore
-import LifelineStorage
 import Synchronization
 
 /// A rank's connection to its supervisor. Three threads write to it (the program's, the
@@ -31,13 +30,18 @@ final class ControlLink: Sendable {
 }
 
 /// A rank on another host under `--levels memory,disk`: its folder in memory there and its rank,
-/// whose copies it removes as it ends (`supervisorGone`, `RankRuntime.finish`).
+/// whose copies it removes once the job is released (`RankRuntime.finish`).
 let copiesRemovedAtExit = Mutex<(folder: String, rank: Int)?>(nil)
 
-/// Ends a rank whose supervisor has gone: no orphaned processes. A rank on another host first
-/// removes its copies in memory there: they outlive no supervisor (a resume restores from
-/// disk), and no process of the job is left on that host to remove them.
+/// Ends a rank whose supervisor has gone: no orphaned processes. (A rank on another host leaves
+/// its copies in memory there: its link may have dropped while the supervisor lives, which then
+/// relaunches it on that host to restore from them. A later rank of it on that host removes
+/// what it does not restore, `MemoryLevel.removeCopies(of:except:)`.)
 func supervisorGone() -> Never {
-    if let (folder, rank) = copiesRemovedAtExit.withLock({ $0 }) { MemoryLevel(folder: folder).removeCopies(of: rank) }
     _exit(3)
 }
+
+/// Exit status of a rank on another host that cannot read the snapshot it was launched to
+/// restore (its copy in memory gone or damaged, and no intact copy on disk): its supervisor
+/// takes its copies in memory for gone and decides its recovery again.
+let restoreFailedExitStatus: Int32 = 4

@@ -256,13 +256,6 @@ final class RankRuntime {
         lifeline_tune_allocator()
         lifeline_set_parent_death_signal(SIGKILL)
         if launch.hosts == nil, getppid() != launch.supervisorPID { supervisorGone() }
-        if launch.hosts != nil, let memory = launch.memoryLevel {
-            // On another host the rank makes the job's folder in that host's memory (a copy
-            // that cannot be written there goes to disk alone, as one over `--memory-max`), and
-            // removes its copies when it ends.
-            try? MemoryLevel(folder: memory.folder).create()
-            copiesRemovedAtExit.withLock { $0 = (memory.folder, launch.rank.rawValue) }
-        }
 
         let listener = try Socket.listen(abstractName: launch.rankAddress(launch.rank))
         let (controlFD, hostListener) = try connectToSupervisor(launch)
@@ -283,6 +276,16 @@ final class RankRuntime {
             return true
         }
         launch.apply(plan)
+        if launch.hosts != nil, let memory = launch.memoryLevel {
+            // On another host the rank makes the job's folder in that host's memory (a copy
+            // that cannot be written there goes to disk alone, as one over `--memory-max`),
+            // removes what earlier ranks of it left there but the copy it restores (its START
+            // names it), and removes its copies when the job ends.
+            let level = MemoryLevel(folder: memory.folder)
+            try? level.create()
+            level.removeCopies(of: launch.rank.rawValue, except: launch.restoreEpoch.rawValue)
+            copiesRemovedAtExit.withLock { $0 = (memory.folder, launch.rank.rawValue) }
+        }
         startHeartbeat(control: control, launch: launch)
         reportStepOnCrash(control: control)
 
@@ -308,7 +311,15 @@ final class RankRuntime {
             fireFault(index: fault.index, control: control)
         }
         // While a mirror has failed, reading a snapshot does not try to repair it.
-        let loaded = try loadSnapshot(launch: launch, store: store.writing(only: launch.writeMirrors.mirrors))
+        let loaded: (snapshot: RankSnapshot, state: StateBytes)?
+        do {
+            loaded = try loadSnapshot(launch: launch, store: store.writing(only: launch.writeMirrors.mirrors))
+        } catch let error as LifelineError where launch.hosts != nil && launch.memoryLevel != nil {
+            // The supervisor took this rank's copy for held on this host, unread: it learns
+            // otherwise from the exit status, and decides again.
+            FileHandle.standardError.write(Data("lifeline: rank \(launch.rank.rawValue): \(error)\n".utf8))
+            _exit(restoreFailedExitStatus)
+        }
         let snapshot = loaded?.snapshot
         let previous = launch.plan.resize.map {
             PreviousRanks(size: $0.rankCount, step: $0.step, epoch: launch.restoreEpoch,

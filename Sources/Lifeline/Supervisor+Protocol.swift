@@ -272,7 +272,7 @@ extension Supervisor {
                 if let round = manifests.epoch(ofSnapshot: member.snapshot) { held[round, default: []].insert(member.rank) }
             }
             drains.forget(before: manifest.committed.first?.epoch ?? 0, held: held)
-            memoryCopies.forget(before: epoch.rawValue, held: held)
+            memoryCopies.committed(epoch.rawValue, members: snapshots)
         }
         // Output is released by the line that every failure can fall back to: with levels,
         // once it is on disk (`handleDrained`).

@@ -43,6 +43,11 @@ extension Supervisor {
         } else if exit.signal == nil, hostJob != nil, exit.exitCode == 3 {
             // On another host, 3 is a rank that lost its link to the supervisor (the lease ran
             // out, or it could not connect): not the program's failure.
+        } else if exit.signal == nil, hostJob != nil, holdsLevels, exit.exitCode == restoreFailedExitStatus {
+            // A rank on another host that could not read the snapshot it was to restore, its
+            // copy in memory taken for held: gone, and the recovery decided again without it.
+            memoryCopies.forget(rank: rank)
+            intactForLaunch = nil
         } else if exit.signal == nil {
             programExit = "\(exit)"
         } else if let signal = exit.signal, [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE].contains(signal) {

@@ -451,6 +451,7 @@ final class Supervisor {
             environment.ringBytes = configuration.transport == .sockets ? 0 : SharedRings.capacity(forRanks: configuration.rankCount)
             if syncTime != nil { environment.syncTimePath = configuration.runDirectory + "/log-sync-time" }
             environment.catchUpStep = machine.catchUpStep(of: rank)
+            if hostJob != nil { memoryCopies.relaunched(rank: rank, restoring: plan.restoreEpoch.rawValue) }
             environment.memoryLevel = memoryFolder(of: rank).map {
                 LaunchEnvironment.MemoryLevelSettings(
                     folder: $0, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0,

@@ -100,18 +100,20 @@ package struct MemoryLevel: Sendable {
         for name in PosixFile.entries(folder) { unlink(folder + "/" + name) }
     }
 
-    /// Removes `rank`'s copies, its spare and its copies in progress, and then the folder if
-    /// nothing else is in it: what a rank on another host does as it exits after the job, or
-    /// when its supervisor is gone (its copies outlive no supervisor, and no other process of
-    /// the job would remove them there).
-    package func removeCopies(of rank: Int) {
+    /// Removes `rank`'s copies but that of round `except`, its spare and its copies in progress;
+    /// with no `except`, then the folder too if nothing else is in it. On another host than the
+    /// supervisor's, no other process of the job removes them: a rank removes its own as it
+    /// exits after the job (no `except`), and as it starts, those but the one it restores (what
+    /// an earlier rank of it, or one under a supervisor killed since, left there).
+    package func removeCopies(of rank: Int, except: UInt64? = nil) {
         for name in PosixFile.entries(folder) {
-            let owner = Self.parse(name)?.rank
+            let copy = Self.parse(name)
+            let owner = copy?.rank
                 ?? (name == Self.spareName(rank: rank) ? rank : nil)
                 ?? (PosixFile.isHidden(name) ? name.dropFirst().components(separatedBy: ".tmp.").first.flatMap(Self.parse)?.rank : nil)
-            if owner == rank { unlink(folder + "/" + name) }
+            if owner == rank, copy == nil || copy?.epoch != except { unlink(folder + "/" + name) }
         }
-        rmdir(folder)
+        if except == nil { rmdir(folder) }
     }
 
     /// The file name of `rank`'s copy of round `epoch`.

@@ -28,17 +28,35 @@ import Testing
         #expect(copies.has(rank: 1, round: 5, on: "h2"))
     }
 
-    @Test func copiesNoKeptLineHoldsAreForgotten() {
+    @Test func aCommitLeavesTheCopiesOfItsMembersAndOfLaterRounds() {
         var copies = MemoryCopies()
         for round: UInt64 in [2, 3, 4, 5] {
             copies.held(rank: 0, round: round, on: "h1")
             copies.held(rank: 1, round: round, on: "h1")
         }
-        // Lines 4 and 5 kept; rank 1 is a member of line 5 through its snapshot of round 2.
-        copies.forget(before: 5, held: [4: [0, 1], 5: [0], 2: [1]])
+        // Line 4 commits; rank 1 is its member through its snapshot of round 2 (it kept it).
+        // Round 5 is under way.
+        copies.committed(4, members: [0: 4, 1: 2])
         #expect(!copies.has(rank: 0, round: 2, on: "h1") && copies.has(rank: 1, round: 2, on: "h1"))
-        #expect(!copies.has(rank: 0, round: 3, on: "h1") && !copies.has(rank: 1, round: 3, on: "h1"))
+        #expect(!copies.has(rank: 0, round: 3, on: "h1") && !copies.has(rank: 1, round: 3, on: "h1"),
+                "an older line's copies: each rank removed them at DONE")
         #expect(copies.has(rank: 0, round: 4, on: "h1") && copies.has(rank: 1, round: 4, on: "h1"))
-        #expect(copies.has(rank: 1, round: 5, on: "h1"), "the round just committed stays")
+        #expect(copies.has(rank: 0, round: 5, on: "h1") && copies.has(rank: 1, round: 5, on: "h1"))
+    }
+
+    @Test func aRelaunchKeepsTheCopyItRestoresAndAFailedRestoreNone() {
+        var copies = MemoryCopies()
+        for round: UInt64 in [4, 5] {
+            copies.held(rank: 0, round: round, on: "h1")
+            copies.held(rank: 1, round: round, on: "h1")
+        }
+        copies.relaunched(rank: 1, restoring: 4)
+        #expect(copies.has(rank: 1, round: 4, on: "h1") && !copies.has(rank: 1, round: 5, on: "h1"))
+        #expect(copies.has(rank: 0, round: 5, on: "h1"), "another rank's copies stay")
+        copies.forget(rank: 1)
+        #expect(!copies.has(rank: 1, round: 4, on: "h1"))
+        copies.relaunched(rank: 0, restoring: 0)
+        #expect(!copies.has(rank: 0, round: 4, on: "h1") && !copies.has(rank: 0, round: 5, on: "h1"),
+                "a rank restarted from the beginning keeps no copy")
     }
 }

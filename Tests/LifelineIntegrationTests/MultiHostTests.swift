@@ -117,6 +117,58 @@ import Testing
                 "the ranks' folders in memory outlived the job")
     }
 
+    /// A copy damaged in another host's memory, which the supervisor took for held unread: with
+    /// no round drained, rank 3 (on the second host) is stopped once a line committed, every
+    /// copy of it there damaged, and it is killed. Every rank rolls back to that line from
+    /// memory; rank 3 finds its copy damaged and none on disk, and exits with status 4; the
+    /// supervisor takes its copies for gone and restarts the job from the beginning, which
+    /// ends with the failure-free bits.
+    @Test func aCopyDamagedOnAnotherHostIsTakenForGoneAndTheJobRestartsFromWhatIsLeft() throws {
+        let reference = try #require(Self.failureFree)
+        let memoryRoot = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory())
+            + "lifeline-it-multihost-levels-damaged-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: memoryRoot, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
+        let result = try Self.run(
+            "multihost-levels-damaged", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--levels", "memory,disk", "--memory-root", memoryRoot, "--drain-every", "1000"]
+        ) { runDirectory in
+            JobRunner.waitForEvents(runDirectory, containing: "\"commit\"")
+            let pid = try #require(Self.pid(ofRank: 3, mentioning: memoryRoot))
+            kill(pid, SIGSTOP)
+            let folders = try FileManager.default.contentsOfDirectory(atPath: memoryRoot).filter { $0.hasSuffix("-127.0.0.2") }
+            var damaged = 0
+            for folder in folders {
+                for name in try FileManager.default.contentsOfDirectory(atPath: memoryRoot + "/" + folder)
+                where name.hasPrefix("000003-") && name.hasSuffix(".l1") {
+                    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: memoryRoot + "/" + folder + "/" + name))
+                    try handle.seek(toOffset: 80)
+                    try handle.write(contentsOf: Data(repeating: 0xA5, count: 64))
+                    try handle.close()
+                    damaged += 1
+                }
+            }
+            kill(pid, SIGKILL)
+            #expect(damaged >= 1, "no copy of rank 3 in \(folders)")
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let starts = result.events("recovery_start").map { ($0["level"] as? String ?? "?") + "@" + String($0["epoch"] as? Int ?? -1) }
+        #expect(starts.count == 2 && starts.first?.hasPrefix("memory@") == true && starts.last == "start@0", "\(starts)")
+        #expect(result.events("failure").filter { $0["rank"] as? Int == 3 }.count == 2, "\(result.stderr)")
+    }
+
+    /// The pid of the process of rank `rank` whose environment mentions `text` (its memory
+    /// folder names the test's own root), or nil.
+    static func pid(ofRank rank: Int, mentioning text: String) -> pid_t? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/environ") else { continue }
+            let variables = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if variables.contains("LIFELINE_RANK=\(rank)"), variables.contains(where: { $0.contains(text) }) { return pid }
+        }
+        return nil
+    }
+
     /// `--storage LOCAL/{host},SHARED` on two addresses of this machine as two hosts: each
     /// rank writes its snapshots and its log to its own host's folder and to the shared one; a
     /// rank killed replays from its host's copies to the failure-free bits. Each host's folder

@@ -12,7 +12,9 @@
 /// | a rank acknowledges round R from memory on host H | its copy of R is held on H |
 /// | host H is lost (`host_lost`, even when its ranks must stay) | every copy held on H is gone: its memory went with it |
 /// | a rank is to restore round R on host H | from memory only when its copy of R is held on H; elsewhere (a rank moved) from disk |
-/// | the kept lines move on | forget the copies of rounds no kept line holds |
+/// | a rank is launched to restore round R | its other copies are gone: it removes them as it starts |
+/// | a rank could not read the snapshot it was to restore (exit status 4) | its copies are gone |
+/// | a line commits | forget the copies of rounds before it but the snapshots it holds: each rank removes the others at `DONE` |
 package struct MemoryCopies: Sendable, Equatable {
     /// Per rank, the host holding its copy of each round.
     private var hosts: [Int: [UInt64: String]] = [:]
@@ -40,11 +42,23 @@ package struct MemoryCopies: Sendable, Equatable {
         hosts[rank]?[round]
     }
 
-    /// Forgets every copy but those of `held` (per round, the ranks whose snapshot of it a kept
-    /// line holds) and of rounds from `epoch` on (a round in progress).
-    package mutating func forget(before epoch: UInt64, held: [UInt64: Set<Int>]) {
+    /// The line of round `epoch` committed, with per rank the round of its snapshot in it
+    /// (`members`): forgets every copy of a round before it but those, as each rank removes its
+    /// older copies at the line's `DONE` but its entry in the line.
+    package mutating func committed(_ epoch: UInt64, members: [Int: UInt64]) {
         for rank in hosts.keys {
-            hosts[rank] = hosts[rank]?.filter { $0.key >= epoch || held[$0.key]?.contains(rank) == true }
+            hosts[rank] = hosts[rank]?.filter { $0.key >= epoch || members[rank] == $0.key }
         }
+    }
+
+    /// `rank` is launched to restore its snapshot of round `round` (0: none): it removes every
+    /// other copy of its own as it starts.
+    package mutating func relaunched(rank: Int, restoring round: UInt64) {
+        hosts[rank] = hosts[rank]?.filter { $0.key == round }
+    }
+
+    /// `rank`'s copies are gone (it could not read the one it was to restore).
+    package mutating func forget(rank: Int) {
+        hosts[rank] = nil
     }
 }
