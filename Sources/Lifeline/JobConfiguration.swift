@@ -403,10 +403,6 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
                 throw LifelineError(.configuration,
                     "--levels memory,disk does not work with --launcher mpirun: mpirun restarts every rank of the launch, and chooses their hosts itself, so no rank could count on its copy in memory; use --launcher slurm or ssh")
             }
-            guard !launchesOnHosts || logging != .optimistic else {
-                throw LifelineError(.configuration,
-                    "--levels memory,disk with --logging optimistic works with --launcher local for now: to find a crashed rank's orphans the supervisor reads its checkpoint, which on another host is in that host's memory; use --logging pessimistic or sender-based")
-            }
             if let drainEvery, drainEvery < 1 {
                 throw LifelineError(.configuration, "--drain-every \(drainEvery): drain every K-th round to disk, K ≥ 1 (1, the default, drains each)")
             }

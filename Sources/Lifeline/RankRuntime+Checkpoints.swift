@@ -139,6 +139,7 @@ extension RankRuntime {
             changes: machine.participant.changesSinceCheckpoint, dependencies: PerPeer(rankCount: 0, absent: -1),
             faultIndex: fault?.index, mirrors: writeMirrors, logPosition: logPosition, stateBytes: UInt64(state.count),
             captureMicroseconds: UInt32(clamping: Int(captureSeconds * 1e6)))
+        if launch.memoryLevel != nil, launch.logging == .optimistic { job.logDependencies = snapshot.dependencies.words }
         control?.send(.captured(epoch, delivered: machine.ledger.delivered))
         // After `captured`: the round's cut is on its way while the copy is hashed (or made).
         if let target {

@@ -85,6 +85,9 @@ final class SnapshotWriter: Sendable {
         var stateInMemoryCopy = false
         /// The ranges of the program state declared numeric (for a drain from the copy).
         var numericRanges: [Range<Int>] = []
+        /// Optimistic logging with levels: the snapshot's dependency vector, for its ACK from
+        /// memory (`Acknowledgement.logDependencies`).
+        var logDependencies: [UInt64] = []
     }
 
     private let snapshots: ChunkedSnapshots
@@ -445,6 +448,7 @@ final class SnapshotWriter: Sendable {
             logPosition: job.logPosition, stateBytes: job.stateBytes, inFlightBytes: job.inFlightBytes,
             dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)
         acknowledgement.inMemory = true
+        acknowledgement.logDependencies = job.logDependencies
         control.send(.ack(job.epoch, acknowledgement))
         heldInMemory = true  // the drains wait for the round's commit (`removeOlderMemoryCopies`) or abort
         return true

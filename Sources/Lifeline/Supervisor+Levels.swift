@@ -18,7 +18,9 @@ extension Supervisor {
         if !acknowledgement.inMemory {
             drains.acknowledgedFromDisk(epoch.rawValue, rank: rank)
         } else if let hostJob, rank < hostJob.rankHosts.count {
-            memoryCopies.held(rank: rank, round: epoch.rawValue, on: hostJob.rankHosts[rank])
+            memoryCopies.held(rank: rank, round: epoch.rawValue, on: hostJob.rankHosts[rank],
+                              logPosition: acknowledgement.logPosition,
+                              dependencies: DependencyVector(words: acknowledgement.logDependencies, rankCount: configuration.rankCount))
         }
     }
 

@@ -39,6 +39,13 @@ extension Supervisor {
     func checkpointOf(_ rank: Int, line: CommittedLine?) -> (logPosition: UInt64, dependencies: DependencyVector)? {
         guard let member = line?.members.first(where: { $0.rank == rank }) else { return (0, DependencyVector()) }
         let epoch = manifests.epoch(ofSnapshot: member.snapshot) ?? 0
+        // With levels on other hosts, what the copy's ACK said while it is held where the rank
+        // runs (a copy there is out of this process's reach).
+        if let hostJob, line?.isInMemory == true, epoch > memoryTrustedAfter,
+           rank < hostJob.rankHosts.count, memoryCopies.has(rank: rank, round: epoch, on: hostJob.rankHosts[rank]),
+           let copy = memoryCopies.copy(of: rank, round: epoch), let dependencies = copy.dependencies {
+            return (copy.logPosition, dependencies)
+        }
         // With levels, the copy in memory first (a line there may not be on disk yet): mapped
         // and checked, its metadata decoded, nothing copied.
         let inMemory = line?.isInMemory == true && epoch > memoryTrustedAfter

@@ -58,6 +58,10 @@ package struct Acknowledgement: Sendable, Equatable {
     /// How long the program took to capture its state (`Checkpointable.encode(to:)`), in
     /// microseconds: the supervisor times a round from the first capture's start.
     package var captureMicroseconds: UInt32 = 0
+    /// Optimistic logging: the words (`DependencyVector.words`) of the dependency vector the
+    /// snapshot stores. With levels on other hosts the supervisor cannot read the copy, and its
+    /// orphan search takes them from here. Empty otherwise.
+    package var logDependencies: [UInt64] = []
 
     /// An acknowledgement with every field given.
     package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: DeliveredSets,
@@ -322,6 +326,8 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(ack.mirrors.rawValue)
             Self.encodeSparse(ack.dependencies, into: &writer)
             Self.encode(ack.delivered, into: &writer)
+            writer.write(UInt32(ack.logDependencies.count))
+            for word in ack.logDependencies { writer.write(word) }
         case .drained(let epoch, let storedBytes, let failure, let failedMirrors):
             writer.write(Code.drained.rawValue)
             writer.write(epoch.rawValue)
@@ -444,6 +450,11 @@ package enum ControlMessage: Sendable, Equatable {
             let held = try mirrors()
             let dependencies = try decodeSparseIntegers(&reader)
             let delivered = try decodeSets(&reader)
+            let words = Int(try reader.read(UInt32.self))
+            guard words % 3 == 0, words <= reader.remainingCount / 8 else { throw WireError("ACK claims \(words) dependency words") }
+            var logDependencies: [UInt64] = []
+            logDependencies.reserveCapacity(words)
+            for _ in 0..<words { logDependencies.append(try reader.read(UInt64.self)) }
             var acknowledgement = Acknowledgement(
                 step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered,
                 kept: kept & 1 != 0, changes: changes, logicalBytes: logicalBytes, chunks: chunks, chunksReused: chunksReused,
@@ -451,6 +462,7 @@ package enum ControlMessage: Sendable, Equatable {
                 mirrors: held)
             acknowledgement.inMemory = kept & 2 != 0
             acknowledgement.captureMicroseconds = captureMicroseconds
+            acknowledgement.logDependencies = logDependencies
             message = .ack(round, acknowledgement)
         case .drained:
             let round = try epoch()

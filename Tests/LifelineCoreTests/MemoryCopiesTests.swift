@@ -11,7 +11,10 @@ import Testing
         #expect(copies.has(rank: 0, round: 3, on: "h1"))
         #expect(!copies.has(rank: 0, round: 3, on: "h2"), "a rank moved to another host reads disk")
         #expect(!copies.has(rank: 0, round: 2, on: "h1"), "no copy of a round never acknowledged from memory")
-        #expect(copies.host(of: 2, round: 3) == "h2")
+        #expect(copies.copy(of: 2, round: 3)?.host == "h2")
+        copies.held(rank: 1, round: 3, on: "h2", logPosition: 17, dependencies: [4, 0, 9])
+        #expect(copies.copy(of: 1, round: 3) == .init(host: "h2", logPosition: 17, dependencies: [4, 0, 9]),
+                "what the ACK said of the checkpoint, for the orphan search")
     }
 
     @Test func aLostHostTakesItsCopiesAndLeavesTheOthers() {

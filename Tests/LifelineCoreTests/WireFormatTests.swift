@@ -43,6 +43,13 @@ struct WireFormatTests {
         .ack(Epoch(4), Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, mirrors: .a)),
         .ack(Epoch(4), Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, logPosition: 41,
                                        stateBytes: 8_388_608, inFlightBytes: 16_384, captureMicroseconds: 7_250)),
+        // An ACK from memory under optimistic logging carries its snapshot's dependency vector.
+        .ack(Epoch(5), {
+            var ack = Acknowledgement(step: 5, snapshotBytes: 6, outputOffset: 7, delivered: sets, logPosition: 3)
+            ack.inMemory = true
+            ack.logDependencies = DependencyVector(dense: [9, 0, 4]).words
+            return ack
+        }()),
         .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11, logSyncs: 13,
                   logSyncMicroseconds: 1_500),
         .finished(step: 7, loggedBytes: 0, retainedBytesPeak: 0, logBytesPeak: 0, residentBytesPeak: 1 << 30,

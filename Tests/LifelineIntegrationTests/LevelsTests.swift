@@ -309,7 +309,6 @@ extension RecoveryTests {
                 (["--levels", "memory"], "is not one of disk, memory,disk"),
                 (["--inject", "lose:memory,epoch=2"], "needs --levels memory,disk"),
                 (Self.levels + ["--launcher", "mpirun"], "does not work with --launcher mpirun"),
-                (Self.levels + Self.twoHosts + ["--logging", "optimistic"], "with --logging optimistic works with --launcher local"),
                 (Self.levels + Self.twoHosts + ["--inject", "lose:memory,epoch=2"], "on several hosts a memory is lost with its host"),
             ] {
                 let runDirectory = JobRunner.scratch("levels-refused") + "/run"

@@ -80,9 +80,10 @@ import Testing
     /// `--levels memory,disk` on two addresses of this machine as two hosts: each rank's copies
     /// go to a folder of its own host's (named by the host, as test hosts share one memory
     /// file system), no round is drained (`--drain-every 1000`), and a rank of the second host
-    /// killed restores from its host's memory, alone with its log or with every rank, to the
-    /// failure-free bits. The ranks remove their folders as the job ends.
-    @Test(arguments: ["none", "pessimistic"])
+    /// killed restores from its host's memory, alone with its log (optimistic logging's orphan
+    /// search taking its checkpoint from its ACK) or with every rank, to the failure-free bits.
+    /// The ranks remove their folders as the job ends.
+    @Test(arguments: ["none", "pessimistic", "optimistic"])
     func aRankKilledOnAnotherHostRestoresFromItsHostsMemory(logging: String) throws {
         let reference = try #require(Self.failureFree)
         let memoryRoot = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory())
@@ -111,6 +112,8 @@ import Testing
         let starts = result.events("recovery_start")
         #expect(!starts.isEmpty && starts.allSatisfy { $0["level"] as? String == "memory" }, "\(starts)")
         #expect(starts.allSatisfy { $0["mode"] as? String == (logging == "none" ? "global-rollback" : "replay") }, "\(starts)")
+        // Optimistic logging's orphan search took the killed rank's checkpoint from its ACK.
+        #expect(result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
         #expect(result.events("commit").allSatisfy { $0["level"] as? String == "memory" })
         #expect((try? String(contentsOfFile: listing, encoding: .utf8)) == "127.0.0.1:0,1 127.0.0.2:2,3")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: memoryRoot)) ?? []).isEmpty,

@@ -16,29 +16,43 @@
 /// | a rank could not read the snapshot it was to restore (exit status 4) | its copies are gone |
 /// | a line commits | forget the copies of rounds before it but the snapshots it holds: each rank removes the others at `DONE` |
 package struct MemoryCopies: Sendable, Equatable {
-    /// Per rank, the host holding its copy of each round.
-    private var hosts: [Int: [UInt64: String]] = [:]
+    /// A copy held: where, and what its checkpoint says of its log (as its ACK said: the
+    /// supervisor reads no copy on another host, and optimistic logging's orphan search needs it).
+    package struct Copy: Sendable, Equatable {
+        /// The host whose memory holds it.
+        package var host: String
+        /// Where the checkpoint starts its log.
+        package var logPosition: UInt64
+        /// The state intervals the checkpoint depends on (optimistic logging; nil: not said).
+        package var dependencies: DependencyVector?
+    }
+
+    /// Per rank, its copy of each round held.
+    private var hosts: [Int: [UInt64: Copy]] = [:]
 
     /// No copies held.
     package init() {}
 
-    /// `rank`'s copy of round `round` is in the memory of `host`.
-    package mutating func held(rank: Int, round: UInt64, on host: String) {
-        hosts[rank, default: [:]][round] = host
+    /// `rank`'s copy of round `round` is in the memory of `host`; its checkpoint starts its log
+    /// at `logPosition` and depends on `dependencies`.
+    package mutating func held(
+        rank: Int, round: UInt64, on host: String, logPosition: UInt64 = 0, dependencies: DependencyVector? = nil
+    ) {
+        hosts[rank, default: [:]][round] = Copy(host: host, logPosition: logPosition, dependencies: dependencies)
     }
 
     /// `host` is lost: the copies in its memory went with it.
     package mutating func lose(host: String) {
-        for rank in hosts.keys { hosts[rank] = hosts[rank]?.filter { $0.value != host } }
+        for rank in hosts.keys { hosts[rank] = hosts[rank]?.filter { $0.value.host != host } }
     }
 
     /// Whether `rank`, launched on `host`, finds its copy of round `round` there.
     package func has(rank: Int, round: UInt64, on host: String) -> Bool {
-        hosts[rank]?[round] == host
+        hosts[rank]?[round]?.host == host
     }
 
-    /// The host holding `rank`'s copy of round `round`, if any is held.
-    package func host(of rank: Int, round: UInt64) -> String? {
+    /// `rank`'s copy of round `round`, if one is held.
+    package func copy(of rank: Int, round: UInt64) -> Copy? {
         hosts[rank]?[round]
     }
 
