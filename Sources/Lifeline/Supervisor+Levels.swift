@@ -17,8 +17,10 @@ extension Supervisor {
         guard holdsLevels, !acknowledgement.kept else { return }
         if !acknowledgement.inMemory {
             drains.acknowledgedFromDisk(epoch.rawValue, rank: rank)
-        } else if let hostJob, rank < hostJob.rankHosts.count {
-            memoryCopies.held(rank: rank, round: epoch.rawValue, on: hostJob.rankHosts[rank],
+        } else if let host = hostJob?.addresses[rank]?.host {
+            // The host of the process that sent it, as its handshake said (a late ACK of a
+            // rank whose host was lost, moved since, has none: its copy went with that host).
+            memoryCopies.held(rank: rank, round: epoch.rawValue, on: host,
                               logPosition: acknowledgement.logPosition,
                               dependencies: DependencyVector(words: acknowledgement.logDependencies, rankCount: configuration.rankCount))
         }
