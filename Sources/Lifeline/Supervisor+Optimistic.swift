@@ -41,8 +41,7 @@ extension Supervisor {
         let epoch = manifests.epoch(ofSnapshot: member.snapshot) ?? 0
         // With levels on other hosts, what the copy's ACK said while it is held where the rank
         // runs (a copy there is out of this process's reach).
-        if let hostJob, line?.isInMemory == true, epoch > memoryTrustedAfter,
-           rank < hostJob.rankHosts.count, memoryCopies.has(rank: rank, round: epoch, on: hostJob.rankHosts[rank]),
+        if hostJob != nil, line?.isInMemory == true, epoch > memoryTrustedAfter, holdsCopy(rank: rank, round: epoch),
            let copy = memoryCopies.copy(of: rank, round: epoch), let dependencies = copy.dependencies {
             return (copy.logPosition, dependencies)
         }

@@ -206,10 +206,10 @@ final class Supervisor {
     /// the problems met on the way (`ManifestStore.newestIntactLine`).
     func newestIntactLine(ranks: Set<Int>? = nil) -> (line: CommittedLine?, problems: [String]) {
         if StorageRoots.partnered(configuration.storageRoots) { return (Self.newestUnreadLine(manifest), []) }
-        if holdsLevels, let hostJob {
+        if holdsLevels, hostJob != nil {
             // Copies on other hosts are taken unread while their host lives, where the rank runs.
-            return manifests.newestIntactLine(manifest, memorySince: memoryTrustedAfter, ranks: ranks) { [memoryCopies] rank, round in
-                rank < hostJob.rankHosts.count && memoryCopies.has(rank: rank, round: round, on: hostJob.rankHosts[rank])
+            return manifests.newestIntactLine(manifest, memorySince: memoryTrustedAfter, ranks: ranks) { rank, round in
+                self.holdsCopy(rank: rank, round: round)
             }
         }
         return manifests.newestIntactLine(manifest, memory: memoryLevel, memorySince: memoryTrustedAfter, ranks: ranks)

@@ -86,9 +86,7 @@ import Testing
     @Test(arguments: ["none", "pessimistic", "optimistic"])
     func aRankKilledOnAnotherHostRestoresFromItsHostsMemory(logging: String) throws {
         let reference = try #require(Self.failureFree)
-        let memoryRoot = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory())
-            + "lifeline-it-multihost-levels-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: memoryRoot, withIntermediateDirectories: true)
+        let memoryRoot = try Self.memoryRoot("multihost-levels")
         defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
         let listing = memoryRoot + ".seen"
         defer { try? FileManager.default.removeItem(atPath: listing) }
@@ -128,9 +126,7 @@ import Testing
     /// ends with the failure-free bits.
     @Test func aCopyDamagedOnAnotherHostIsTakenForGoneAndTheJobRestartsFromWhatIsLeft() throws {
         let reference = try #require(Self.failureFree)
-        let memoryRoot = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory())
-            + "lifeline-it-multihost-levels-damaged-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: memoryRoot, withIntermediateDirectories: true)
+        let memoryRoot = try Self.memoryRoot("multihost-levels-damaged")
         defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
         let result = try Self.run(
             "multihost-levels-damaged", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
@@ -159,6 +155,15 @@ import Testing
         let starts = result.events("recovery_start").map { ($0["level"] as? String ?? "?") + "@" + String($0["epoch"] as? Int ?? -1) }
         #expect(starts.count == 2 && starts.first?.hasPrefix("memory@") == true && starts.last == "start@0", "\(starts)")
         #expect(result.events("failure").filter { $0["rank"] as? Int == 3 }.count == 2, "\(result.stderr)")
+    }
+
+    /// A folder of this test's own on the memory file system (`/dev/shm`, else a scratch
+    /// folder), for `--memory-root`.
+    static func memoryRoot(_ name: String) throws -> String {
+        let root = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory())
+            + "lifeline-it-\(name)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        return root
     }
 
     /// The pid of the process of rank `rank` whose environment mentions `text` (its memory
