@@ -45,3 +45,9 @@ func supervisorGone() -> Never {
 /// restore (its copy in memory gone or damaged, and no intact copy on disk): its supervisor
 /// takes its copies in memory for gone and decides its recovery again.
 let restoreFailedExitStatus: Int32 = 4
+
+/// Exit status of a rank with partner copies (`{partner}` in `--storage`) relaunched to replay
+/// its message log that finds the log unfit (unreadable on its host and its partner, or ending
+/// before its checkpoint's position): its supervisor, which has no copy of the log to check
+/// beforehand, takes the log for lost and rolls every rank back.
+let logUnfitExitStatus: Int32 = 5

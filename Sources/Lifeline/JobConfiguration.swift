@@ -480,9 +480,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration,
                 "--storage with {partner} needs ranks on two hosts at least: a host's partner is another host")
         }
-        guard logging == .none || logging == .senderBased else {
+        guard logging != .optimistic else {
             throw LifelineError(.configuration,
-                "--storage with {partner} works with --logging none or sender-based for now: a receiver's log would need its partner copy before each delivery")
+                "--storage with {partner} works with --logging none, sender-based or pessimistic for now: the orphan search of optimistic logging reads the logs, which are on the hosts")
         }
         guard checkpointing != .independent else {
             throw LifelineError(.configuration,

@@ -332,9 +332,16 @@ final class RankRuntime {
             (eventLog, replay) = try openEventLog(
                 launch: launch, records: eventRecords, logPosition: snapshot?.logPosition ?? 0)
         } else {
-            (log, replay) = try openLog(
-                launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0,
-                dependencies: snapshot?.dependencies ?? DependencyVector())
+            do {
+                (log, replay) = try openLog(
+                    launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0,
+                    dependencies: snapshot?.dependencies ?? DependencyVector())
+            } catch let error as LifelineError where partners != nil && launch.replayLog {
+                // The supervisor took the log for fit unread (it has no copy of a log on the
+                // hosts): it learns otherwise from the exit status, and rolls every rank back.
+                FileHandle.standardError.write(Data("lifeline: rank \(launch.rank.rawValue): \(error)\n".utf8))
+                _exit(logUnfitExitStatus)
+            }
         }
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
@@ -597,6 +604,13 @@ final class RankRuntime {
         guard logPosition >= log.firstIndex else {
             throw LifelineError(.storage,
                 "the message log starts at record \(log.firstIndex), after the checkpoint's \(logPosition): it cannot be replayed")
+        }
+        guard launch.logging != .pessimistic || log.nextIndex >= logPosition else {
+            // Every delivery since the checkpoint was logged before it was made: a log ending
+            // before the checkpoint lost records (the supervisor checks this where it can read
+            // the log; with partner copies it cannot).
+            throw LifelineError(.storage,
+                "the message log ends at record \(log.nextIndex), before the checkpoint's \(logPosition): it cannot be replayed")
         }
         var records = try Self.records(log.records, first: log.firstIndex, from: min(logPosition, log.nextIndex),
                                   of: "the message log")

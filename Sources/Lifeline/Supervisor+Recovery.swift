@@ -48,6 +48,9 @@ extension Supervisor {
             // copy in memory taken for held: gone, and the recovery decided again without it.
             memoryCopies.forget(rank: rank)
             intactForLaunch = nil
+        } else if exit.signal == nil, StorageRoots.partnered(configuration.storageRoots), exit.exitCode == logUnfitExitStatus {
+            // A rank relaunched to replay a log that it found unfit (`lostPartneredLog`).
+            logsUnfit.insert(rank)
         } else if exit.signal == nil {
             programExit = "\(exit)"
         } else if let signal = exit.signal, [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE].contains(signal) {
@@ -218,6 +221,7 @@ extension Supervisor {
     /// mirrors: every rank opens its log when it starts; or ending before the position its
     /// checkpoint in `intact`, the newest intact line, was taken at), or nil.
     func lostLog(of rank: Int, intact: (line: CommittedLine?, problems: [String])?) -> String? {
+        if StorageRoots.partnered(configuration.storageRoots) { return lostPartneredLog(of: rank) }
         let name = MessageLog.name(ofRank: rank)
         let position = intact.flatMap { logPositionOf(rank, line: $0.line) }
         // Mirror A alone, healthy and reaching the checkpoint's position, proves the log fit (a
@@ -237,6 +241,18 @@ extension Supervisor {
         } catch {
             return "\(error)"
         }
+    }
+
+    /// With partner copies the log of `rank` is on its host and that host's partner, out of
+    /// this process's reach: it is taken for fit while the rank is relaunched on the host that
+    /// wrote it (the rank checks it as it opens it, and says otherwise by its exit status,
+    /// `logUnfitExitStatus`). A rank that moves (its host was lost) does not read its log from
+    /// the partner yet: every rank rolls back.
+    private func lostPartneredLog(of rank: Int) -> String? {
+        if logsUnfit.contains(rank) { return "the rank found it unfit on its host and that host's partner (its stderr says why)" }
+        guard let hostJob, rank < hostJob.rankHosts.count, let written = logHosts[rank],
+              written != hostJob.rankHosts[rank] else { return nil }
+        return "it is on host \(written) and that host's partner, and a rank moved to another host does not read it from there yet"
     }
 
     /// SIGKILLs every live rank and waits until all have been reaped.

@@ -24,7 +24,8 @@ import Foundation
 /// first, each starting where the one before ends.
 ///
 /// A mirror whose write fails as a failing disk fails (full, read-only, I/O error) is dropped
-/// and the log goes on on the other alone (`failedMirror`); `write(only:)` drops one on the
+/// and the log goes on on the other alone (`failedMirror`), unless a partner keeps a copy (then
+/// the write fails: the log is on two hosts or the rank fails); `write(only:)` drops one on the
 /// supervisor's word, and adding it back rewrites its segments from `records`. Opening picks,
 /// per segment, the copy of the higher generation, else the longer (see `recover(folders:)`),
 /// so a copy left behind on a dropped mirror never wins over the one written since.
@@ -341,7 +342,10 @@ package final class MessageLog {
             } catch {
                 var tagged = error
                 tagged.mirror = mirror == 0 ? .a : .b
-                guard tagged.isMirrorFailure, active[1 - mirror] else { throw tagged }
+                // A log with a partner's copy is on two hosts or fails: dropping either copy
+                // would make deliveries that one host's loss loses (its snapshots follow the
+                // same rule: a line commits on two hosts or not at all).
+                guard tagged.isMirrorFailure, active[1 - mirror], !folders.contains(where: \.isRemote) else { throw tagged }
                 drop(mirror)
                 failedMirror = (tagged.mirror!, tagged)
             }

@@ -258,6 +258,60 @@ import Testing
         #expect(verify.status == 0 && verify.stdout.contains("checked here is the manifest"), "\(verify.stdout)\(verify.stderr)")
     }
 
+    /// Receiver logs with partner copies: each delivery of pessimistic logging is durable on
+    /// the rank's host and on its partner before it is made. A rank killed replays alone from
+    /// its log on its host, and the job ends with the failure-free bits; each host's logs are
+    /// on its partner too, segment for segment.
+    @Test func aPessimisticLogIsKeptByThePartnerHostToo() throws {
+        let storage = JobRunner.scratch("multihost-partner-log-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.runWithRank3Killed(
+            "multihost-partner-log", logging: "pessimistic", storage: storage + "/local/{host}," + storage + "/kept/{partner}")
+        #expect(result.events("recovery_start").map { $0["mode"] as? String } == ["replay"], "\(result.events("recovery_start"))")
+        #expect(result.events("fallback").isEmpty && result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
+        for (host, ranks, keeper) in [("127.0.0.1", [0, 1], "127.0.0.2"), ("127.0.0.2", [2, 3], "127.0.0.1")] {
+            let local = Self.files(under: storage + "/local/" + host).filter { $0.hasPrefix("logs/") }
+            let kept = Self.files(under: storage + "/kept/" + keeper).filter { $0.hasPrefix("logs/") }
+            #expect(Set(local.map { $0.split(separator: "/")[1] }) == Set(ranks.map { "rank-\($0)" }), "\(host): \(local)")
+            #expect(local == kept, "\(host): \(local), kept by \(keeper): \(kept)")
+            for file in local where kept.contains(file) {
+                #expect(FileManager.default.contents(atPath: storage + "/local/" + host + "/" + file)
+                    == FileManager.default.contents(atPath: storage + "/kept/" + keeper + "/" + file), "\(file)")
+            }
+        }
+    }
+
+    /// A log lost on its host and on its partner, which the supervisor cannot check before a
+    /// lone replay (it has no copy): once a line committed, rank 3 is stopped, its log deleted
+    /// from both folders, and it is killed. Its relaunch finds the log ending before its
+    /// checkpoint and exits with status 5; every rank rolls back to the line, and the job ends
+    /// with the failure-free bits.
+    @Test func aPartneredLogThatCannotBeReplayedRollsEveryRankBack() throws {
+        let reference = try #require(Self.failureFree)
+        let storage = JobRunner.scratch("multihost-partner-log-lost-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.run(
+            "multihost-partner-log-lost", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--logging", "pessimistic", "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"]
+        ) { runDirectory in
+            JobRunner.waitForEvents(runDirectory, containing: "\"commit\"")
+            guard let pid = Self.pid(ofRank: 3, mentioning: storage) else { return }
+            kill(pid, SIGSTOP)
+            for folder in [storage + "/local/127.0.0.2/logs/rank-3", storage + "/kept/127.0.0.1/logs/rank-3"] {
+                try FileManager.default.removeItem(atPath: folder)
+            }
+            kill(pid, SIGKILL)
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        #expect(result.events("recovery_start").map { $0["mode"] as? String } == ["replay", "global-rollback"],
+                "\(result.events("recovery_start"))")
+        let fallbacks = result.events("fallback_global_rollback")
+        #expect(fallbacks.count == 1 && fallbacks.first?["rank"] as? Int == 3
+                && (fallbacks.first?["reason"] as? String)?.contains("found it unfit") == true, "\(result.stderr)")
+        #expect(result.stderr.contains("before the checkpoint's"), "\(result.stderr)")
+    }
+
     /// With partner copies the supervisor's two folders hold the manifest alone: one of them
     /// failing for 2 s (`fail:mirror=b`) changes nothing the ranks write. The lines committed
     /// meanwhile are on the ranks' hosts and partners (not marked with one mirror), a rank of
@@ -328,7 +382,7 @@ import Testing
         let cases: [(options: [String], hosts: String?, says: String)] = [
             (["--storage", partnered], nil, "needs --launcher ssh or slurm"),
             (["--storage", partnered], "127.0.0.1", "needs ranks on two hosts"),
-            (["--storage", partnered, "--logging", "pessimistic"], "127.0.0.1,127.0.0.2", "--logging none or sender-based"),
+            (["--storage", partnered, "--logging", "optimistic"], "127.0.0.1,127.0.0.2", "--logging none, sender-based or pessimistic"),
             (["--storage", partnered, "--checkpoint", "independent"], "127.0.0.1,127.0.0.2", "coordinated, blocking or minimal"),
             (["--storage", partnered, "--on-host-loss", "shrink"], "127.0.0.1,127.0.0.2", "--on-host-loss wait or fail"),
             (["--storage", storage + "/kept/{partner}," + storage + "/local/{host}"], "127.0.0.1,127.0.0.2",
@@ -551,6 +605,26 @@ import Testing
         #expect(keptByLth3.contains { $0.hasPrefix("epochs/") && $0.hasSuffix("rank-0000.snap") }, "\(keptByLth3)")
     }
 
+    /// A lost host's ranks under pessimistic logging with partner copies: their logs are on the
+    /// lost host and its partner, and a rank moved to another host does not read its log from
+    /// there yet, so every rank rolls back to the newest line (said as
+    /// `fallback_global_rollback`) and the job ends with the failure-free bits; also when its
+    /// ranks are cut off and not killed (they run on until they find their link gone).
+    @Test(arguments: [true, false])
+    func aLostHostsPessimisticRanksRollEveryRankBackWithPartnerCopies(killToo: Bool) throws {
+        guard Self.testHostsUp(3) else { return }
+        defer { Self.testHostsDown() }
+        let storage = JobRunner.scratch("multihost-partner-lost-log-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let (result, lost) = try Self.loseSecondHostAndItsFolders(
+            "multihost-partner-lost-log", ranks: 4, storage: storage, reference: try #require(Self.failureFree),
+            logging: "pessimistic", killToo: killToo)
+        #expect(lost["moved_to"] as? String == "2:lth3,3:lth3", "\(lost)")
+        let fallbacks = result.events("fallback_global_rollback")
+        #expect(!fallbacks.isEmpty && fallbacks.allSatisfy { ($0["reason"] as? String)?.contains("moved to another host") == true },
+                "\(result.stderr)")
+    }
+
     /// Partner copies when a lost host's ranks double up on the hosts left: eight ranks on
     /// three test hosts (three, three, two), lth2 cut off with its processes and both its
     /// folders deleted. Its ranks go to lth1 and lth3: on lth1 they find their snapshots as
@@ -573,21 +647,23 @@ import Testing
     /// back at the newest line (none at an older one or at the start); returns the result and
     /// its `host_lost` event.
     static func loseSecondHostAndItsFolders(
-        _ name: String, ranks: Int, storage: String, reference: String
+        _ name: String, ranks: Int, storage: String, reference: String, logging: String = "none", killToo: Bool = true
     ) throws -> (JobRunner.Result, [String: Any]) {
         let result = try run(
             name, ranks: ranks,
             ["--launcher", "ssh", "--hosts", "lth1,lth2,lth3", "--launch-command", "nsenter --net=/run/netns/{host} sh -c {cmd}",
-             "--heartbeat-timeout-ms", "2000", "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"],
+             "--heartbeat-timeout-ms", "2000", "--storage", storage + "/local/{host}," + storage + "/kept/{partner}",
+             "--logging", logging],
             wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
         ) { runDirectory in
-            try cutSecondHost(runDirectory, killToo: true)
+            try cutSecondHost(runDirectory, killToo: killToo)
             try FileManager.default.removeItem(atPath: storage + "/local/lth2")
             try FileManager.default.removeItem(atPath: storage + "/kept/lth2")
         }
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.resultLines.last == reference)
-        #expect(result.events("fallback").isEmpty && result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
+        #expect(result.events("fallback").isEmpty, "\(result.stderr)")
+        #expect(logging != "none" || result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
         let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
         return (result, lost)
     }
