@@ -51,3 +51,9 @@ let restoreFailedExitStatus: Int32 = 4
 /// before its checkpoint's position): its supervisor, which has no copy of the log to check
 /// beforehand, takes the log for lost and rolls every rank back.
 let logUnfitExitStatus: Int32 = 5
+
+/// Exit status of a rank with partner copies whose message log could not be appended to on its
+/// partner host (lost or unreachable): not the program's failure. The records are on the
+/// rank's host; its supervisor relaunches it to replay them, and its log is written to the
+/// partner its host has then.
+let logCopyFailedExitStatus: Int32 = 6

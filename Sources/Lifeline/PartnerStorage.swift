@@ -466,13 +466,7 @@ final class PartnerDirectory: Sendable {
         for folder in gone { folder.closeConnection() }  // a host no longer in the job
         if let lastFound, let index = hosts.firstIndex(of: lastFound) { hosts.insert(hosts.remove(at: index), at: 0) }
         for other in hosts {
-            let folder = others.withLock { others in
-                if let folder = others.folders[other] { return folder }
-                let made = PartnerFolder(location: "the folder \(other) keeps", rank: rank, incarnation: incarnation,
-                                         token: token) { [self] in keepers(on: other, in: self.table.withLock { $0 }) }
-                others.folders[other] = made
-                return made
-            }
+            let folder = keptFolder(on: other)
             if let bytes = try? folder.read(name) {
                 others.withLock { $0.lastFound = other }
                 return bytes
@@ -480,6 +474,47 @@ final class PartnerDirectory: Sendable {
             folder.closeConnection()
         }
         return nil
+    }
+
+    /// The folder `host` keeps (its ranks serve it), made once and kept for later searches.
+    private func keptFolder(on host: String) -> PartnerFolder {
+        others.withLock { others in
+            if let folder = others.folders[host] { return folder }
+            let made = PartnerFolder(location: "the folder \(host) keeps", rank: rank, incarnation: incarnation,
+                                     token: token) { [self] in keepers(on: host, in: self.table.withLock { $0 }) }
+            others.folders[host] = made
+            return made
+        }
+    }
+
+    /// The files of the folder `path` (a rank's message log) kept anywhere but this host's own
+    /// folder: in the folder this host keeps, and in the folder each other host keeps (its
+    /// partner's too: a log is not read as mirror B first). Of the copies found, the one whose
+    /// file names `rank` ranks highest (the newest writer's: a rank that ran on several hosts
+    /// left a copy on each); nil when no host holds a file of it. Each file as it was read:
+    /// the caller checks what it holds.
+    func findFolder(_ path: String, rank: ([String]) -> UInt64) -> [(name: String, bytes: [UInt8])]? {
+        var best: (score: UInt64, read: (String) -> [UInt8]?, names: [String])?
+        func consider(_ names: [String], _ read: @escaping (String) -> [UInt8]?) {
+            guard !names.isEmpty, best.map({ rank(names) > $0.score }) ?? true else { return }
+            best = (rank(names), read, names)
+        }
+        let local = keptRoot + "/" + path
+        consider(((try? FileManager.default.contentsOfDirectory(atPath: local)) ?? []).filter { !$0.hasPrefix(".") }) {
+            FileManager.default.contents(atPath: local + "/" + $0).map { [UInt8]($0) }
+        }
+        let table = self.table.withLock { $0 }
+        for other in Self.hostOrder(table) where other != host {
+            let folder = keptFolder(on: other)
+            consider(((try? folder.entries(path)) ?? []).filter { !$0.hasPrefix(".") }) { try? folder.read(path + "/" + $0) ?? nil }
+        }
+        guard let best else { return nil }
+        var files: [(name: String, bytes: [UInt8])] = []
+        for name in best.names.sorted() {
+            guard let bytes = best.read(name) else { return nil }
+            files.append((name, bytes))
+        }
+        return files
     }
 
     /// The hosts whose folders `find(_:)` holds a connection to now.

@@ -296,6 +296,13 @@ extension RankRuntime {
             let encoded = records.map { $0.encoded() }
             try measureSync { try log.append(encoded) }
         } catch {
+            if log.keptByPartner {
+                // Its partner host lost or unreachable: not the program's failure. The records
+                // are on this host; the rank is relaunched and replays, its log copied to the
+                // partner it has then.
+                FileHandle.standardError.write(Data("lifeline: rank \(rank.rawValue): cannot write the message log: \(error)\n".utf8))
+                _exit(logCopyFailedExitStatus)
+            }
             throw LifelineError(.storage, "cannot write the message log: \(error)")
         }
         askIfLogNearsItsMaximum(log)

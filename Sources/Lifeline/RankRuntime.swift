@@ -335,7 +335,8 @@ final class RankRuntime {
             do {
                 (log, replay) = try openLog(
                     launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0,
-                    dependencies: snapshot?.dependencies ?? DependencyVector())
+                    dependencies: snapshot?.dependencies ?? DependencyVector(),
+                    partners: partners.map { ($0, snapshot?.incarnation ?? 0) })
             } catch let error as LifelineError where partners != nil && launch.replayLog {
                 // The supervisor took the log for fit unread (it has no copy of a log on the
                 // hosts): it learns otherwise from the exit status, and rolls every rank back.
@@ -574,15 +575,29 @@ final class RankRuntime {
     }
 
     /// Opens the rank's log (with logging) and, after a restart, the records it logged after
-    /// its checkpoint: those are replayed before anything live.
+    /// its checkpoint: those are replayed before anything live. With partner copies
+    /// (`partners`: where other hosts keep copies, and the incarnation that took the checkpoint),
+    /// a rank to replay whose host's folder holds no copy of its log as new as its checkpoint (it
+    /// moved off a lost host) first copies the newest one another host kept.
     static func openLog(
-        launch: LaunchEnvironment, store: MirroredStore, logPosition: UInt64, dependencies: DependencyVector
+        launch: LaunchEnvironment, store: MirroredStore, logPosition: UInt64, dependencies: DependencyVector,
+        partners: (directory: PartnerDirectory, checkpointIncarnation: UInt32)? = nil
     ) throws -> (MessageLog?, ReplayQueue?) {
         guard launch.logging != .none else { return (nil, nil) }
+        let name = MessageLog.name(ofRank: launch.rank.rawValue)
+        if let partners, launch.restarted, launch.replayLog, logPosition > 0,
+           MessageLog.newestIncarnation(root: store.root(.a), name: name).map({ $0 < partners.checkpointIncarnation }) ?? true,
+           let files = partners.directory.findFolder(MessageLog.folder + "/" + name, rank: MessageLog.newness(ofFiles:)) {
+            do {
+                try MessageLog.adopt(files, root: store.root(.a), name: name)
+            } catch {
+                throw LifelineError(.storage, "cannot copy the message log kept on another host: \(error)")
+            }
+        }
         let log: MessageLog
         do {
             log = try MessageLog(store: store.writing(only: launch.writeMirrors.mirrors),
-                                 name: MessageLog.name(ofRank: launch.rank.rawValue), incarnation: launch.incarnation,
+                                 name: name, incarnation: launch.incarnation,
                                  segmentBytesMax: segmentBytes(logBytesMax: launch.logBytesMax))
         } catch {
             throw LifelineError(.storage, "cannot open the message log: \(error)")

@@ -51,6 +51,8 @@ extension Supervisor {
         } else if exit.signal == nil, StorageRoots.partnered(configuration.storageRoots), exit.exitCode == logUnfitExitStatus {
             // A rank relaunched to replay a log that it found unfit (`lostPartneredLog`).
             logsUnfit.insert(rank)
+        } else if exit.signal == nil, StorageRoots.partnered(configuration.storageRoots), exit.exitCode == logCopyFailedExitStatus {
+            // A rank whose partner host did not take its log's append: not the program's failure.
         } else if exit.signal == nil {
             programExit = "\(exit)"
         } else if let signal = exit.signal, [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE].contains(signal) {
@@ -243,16 +245,12 @@ extension Supervisor {
         }
     }
 
-    /// With partner copies the log of `rank` is on its host and that host's partner, out of
-    /// this process's reach: it is taken for fit while the rank is relaunched on the host that
-    /// wrote it (the rank checks it as it opens it, and says otherwise by its exit status,
-    /// `logUnfitExitStatus`). A rank that moves (its host was lost) does not read its log from
-    /// the partner yet: every rank rolls back.
+    /// With partner copies the log of `rank` is on the host that wrote it and on that host's
+    /// partner, out of this process's reach: it is taken for fit, and the rank checks it as it
+    /// opens it (a rank moved off a lost host first copies it from where another host kept
+    /// it), and says otherwise by its exit status, `logUnfitExitStatus`: every rank rolls back.
     private func lostPartneredLog(of rank: Int) -> String? {
-        if logsUnfit.contains(rank) { return "the rank found it unfit on its host and that host's partner (its stderr says why)" }
-        guard let hostJob, rank < hostJob.rankHosts.count, let written = logHosts[rank],
-              written != hostJob.rankHosts[rank] else { return nil }
-        return "it is on host \(written) and that host's partner, and a rank moved to another host does not read it from there yet"
+        logsUnfit.contains(rank) ? "the rank found it unfit on the hosts that keep it (its stderr says why)" : nil
     }
 
     /// SIGKILLs every live rank and waits until all have been reaped.

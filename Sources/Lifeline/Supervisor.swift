@@ -112,12 +112,9 @@ final class Supervisor {
     /// `--levels memory,disk` with ranks on other hosts: which host's memory holds each rank's
     /// copies, as their acknowledgements said, less those of hosts lost since.
     var memoryCopies = MemoryCopies()
-    /// With partner copies (`{partner}` in `--storage`) and a message log: the host each rank's
-    /// log is on (its last launch's: a log stays on the host, and that host's partner, where it
-    /// was written), which a lone replay needs the rank to run on.
-    var logHosts: [Int: String] = [:]
-    /// With partner copies: the ranks that exited `logUnfitExitStatus` (their log could not be
-    /// replayed) since their log last restarted at a global rollback.
+    /// With partner copies (`{partner}` in `--storage`): the ranks that exited
+    /// `logUnfitExitStatus` (their log could not be replayed) since their log last restarted
+    /// at a global rollback.
     var logsUnfit: Set<Int> = []
     /// With a message log and every rank on this host: the page where the ranks sum their log
     /// syncs as one union (`log_sync_union_s` of `job_finished`).
@@ -472,11 +469,8 @@ final class Supervisor {
             let (rank, incarnation) = (launch.rank, launch.environment.incarnation)
             slots[rank] = Slot(pid: pid, connection: nil)
             hostJob?.placement.heard(from: rank, now: now)
-            if let hostJob, StorageRoots.partnered(configuration.storageRoots), configuration.logging != .none {
-                logHosts[rank] = hostJob.rankHosts[rank]
-                // A launch that does not replay cuts the log back to its entry, or starts it anew.
-                if !order.replayLog { logsUnfit.remove(rank) }
-            }
+            // A launch that does not replay cuts the log back to its entry, or starts it anew.
+            if !order.replayLog { logsUnfit.remove(rank) }
             output.started(rank: rank, incarnation: incarnation, restored: restoredOutput[rank])
             rankErrors?.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [

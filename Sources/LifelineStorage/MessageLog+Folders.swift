@@ -84,3 +84,41 @@ extension MessageLog {
         }
     }
 }
+
+// MARK: A log kept on another host
+
+extension MessageLog {
+    /// The newest incarnation that wrote a segment of the log `name` in the local root `root`
+    /// (nil: no segment there). A process claims its log with a segment of its own when it opens
+    /// it, and a log trimmed to a checkpoint keeps the segment that holds its position, so a
+    /// copy fit to replay from a checkpoint holds a segment of the incarnation that took it, or
+    /// of a later one.
+    package static func newestIncarnation(root: String, name: String) -> UInt32? {
+        PosixFile.entries(root + "/" + folder + "/" + name).compactMap { segmentID($0)?.incarnation }.max()
+    }
+
+    /// How a copy of a log's folder, found on one of several hosts, ranks: by the newest
+    /// incarnation that wrote one of its segments (a rank that ran on several hosts left a copy
+    /// on each, and its newest process wrote the one in force), then by its segments' count.
+    package static func newness(ofFiles names: [String]) -> UInt64 {
+        let ids = names.compactMap(segmentID)
+        return UInt64(ids.map(\.incarnation).max() ?? 0) << 32 | UInt64(min(ids.count, Int(UInt32.max)))
+    }
+
+    /// Writes `files` — the segment files of log `name` as another host kept them — into its
+    /// folder under the local root `root` in place of the segments there (an older copy), each
+    /// atomically, the folder synced; other names are skipped. Opening the log then checks them
+    /// as it checks any copy (a record is returned only when its checksum holds) and writes
+    /// them to the other mirror.
+    package static func adopt(_ files: [(name: String, bytes: [UInt8])], root: String, name: String) throws(StorageError) {
+        let relative = folder + "/" + name
+        try PosixFile.makeDirectories(root: root, relative: relative)
+        for old in PosixFile.entries(root + "/" + relative) where segmentID(old) != nil {
+            _ = try PosixFile.removeFile(root + "/" + relative + "/" + old)
+        }
+        try PosixFile.fsyncDirectory(root + "/" + relative)
+        for file in files where segmentID(file.name) != nil {
+            try PosixFile.writeAtomically(file.bytes, directory: root + "/" + relative, fileName: file.name)
+        }
+    }
+}

@@ -81,6 +81,8 @@ package final class MessageLog {
     package private(set) var firstIndex: UInt64
     /// The records from `firstIndex` on, as read at open and appended since.
     package private(set) var records: [[UInt8]]
+    /// Whether a partner host keeps the log's second copy.
+    package var keptByPartner: Bool { folders.contains(where: \.isRemote) }
     /// The bytes of one mirror's segments.
     package var fileBytes: Int { segments.reduce(0) { $0 + $1.bytes } }
     /// Bytes appended to each mirror since this log was opened.
@@ -345,7 +347,7 @@ package final class MessageLog {
                 // A log with a partner's copy is on two hosts or fails: dropping either copy
                 // would make deliveries that one host's loss loses (its snapshots follow the
                 // same rule: a line commits on two hosts or not at all).
-                guard tagged.isMirrorFailure, active[1 - mirror], !folders.contains(where: \.isRemote) else { throw tagged }
+                guard tagged.isMirrorFailure, active[1 - mirror], !keptByPartner else { throw tagged }
                 drop(mirror)
                 failedMirror = (tagged.mirror!, tagged)
             }

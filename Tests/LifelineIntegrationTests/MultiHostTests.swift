@@ -605,13 +605,13 @@ import Testing
         #expect(keptByLth3.contains { $0.hasPrefix("epochs/") && $0.hasSuffix("rank-0000.snap") }, "\(keptByLth3)")
     }
 
-    /// A lost host's ranks under pessimistic logging with partner copies: their logs are on the
-    /// lost host and its partner, and a rank moved to another host does not read its log from
-    /// there yet, so every rank rolls back to the newest line (said as
-    /// `fallback_global_rollback`) and the job ends with the failure-free bits; also when its
-    /// ranks are cut off and not killed (they run on until they find their link gone).
+    /// A lost host's ranks under pessimistic logging with partner copies: moved to the spare
+    /// host lth3, which kept lth2's copies as its partner, they copy their logs from there into
+    /// their new host's folder (and its partner's), and replay alone while lth1's ranks keep
+    /// running; the job ends with the failure-free bits. Also when lth2's ranks are cut off and
+    /// not killed (they run on until they find their link gone).
     @Test(arguments: [true, false])
-    func aLostHostsPessimisticRanksRollEveryRankBackWithPartnerCopies(killToo: Bool) throws {
+    func aLostHostsPessimisticRanksReplayTheLogsTheirPartnerKept(killToo: Bool) throws {
         guard Self.testHostsUp(3) else { return }
         defer { Self.testHostsDown() }
         let storage = JobRunner.scratch("multihost-partner-lost-log-storage")
@@ -620,25 +620,31 @@ import Testing
             "multihost-partner-lost-log", ranks: 4, storage: storage, reference: try #require(Self.failureFree),
             logging: "pessimistic", killToo: killToo)
         #expect(lost["moved_to"] as? String == "2:lth3,3:lth3", "\(lost)")
-        let fallbacks = result.events("fallback_global_rollback")
-        #expect(!fallbacks.isEmpty && fallbacks.allSatisfy { ($0["reason"] as? String)?.contains("moved to another host") == true },
-                "\(result.stderr)")
+        let starts = result.events("recovery_start")
+        #expect(!starts.isEmpty && starts.allSatisfy { $0["mode"] as? String == "replay" }, "\(starts)")
+        #expect(result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
+        let moved = Set(Self.files(under: storage + "/local/lth3").filter { $0.hasPrefix("logs/") }.map { $0.split(separator: "/")[1] })
+        #expect(moved == ["rank-2", "rank-3"], "\(moved)")
     }
 
     /// Partner copies when a lost host's ranks double up on the hosts left: eight ranks on
     /// three test hosts (three, three, two), lth2 cut off with its processes and both its
     /// folders deleted. Its ranks go to lth1 and lth3: on lth1 they find their snapshots as
     /// their new mirror B (lth1's partner is now lth3, which kept lth2's copies), on lth3 in the
-    /// folder lth3 itself kept for lth2. The job ends with the failure-free bits.
-    @Test func ranksThatDoubleUpFindTheirCopiesWhereverTheyWereKept() throws {
+    /// folder lth3 itself kept for lth2. The job ends with the failure-free bits. Under
+    /// pessimistic logging they find their logs the same way, and replay alone.
+    @Test(arguments: ["none", "pessimistic"])
+    func ranksThatDoubleUpFindTheirCopiesWhereverTheyWereKept(logging: String) throws {
         guard Self.testHostsUp(3) else { return }
         defer { Self.testHostsDown() }
         let storage = JobRunner.scratch("multihost-partner-double-storage")
         defer { try? FileManager.default.removeItem(atPath: storage) }
-        let (_, lost) = try Self.loseSecondHostAndItsFolders(
-            "multihost-partner-double", ranks: 8, storage: storage, reference: try #require(Self.failureFree8))
+        let (result, lost) = try Self.loseSecondHostAndItsFolders(
+            "multihost-partner-double", ranks: 8, storage: storage, reference: try #require(Self.failureFree8), logging: logging)
         let moved = (lost["moved_to"] as? String ?? "").split(separator: ",").map { $0.split(separator: ":").last ?? "" }
         #expect(Set(moved) == ["lth1", "lth3"], "\(lost)")
+        let starts = result.events("recovery_start").map { $0["mode"] as? String }
+        #expect(!starts.isEmpty && starts.allSatisfy { $0 == (logging == "none" ? "global-rollback" : "replay") }, "\(starts)")
     }
 
     /// The test problem on `ranks` ranks over test hosts lth1–lth3 with partner copies under
@@ -663,7 +669,7 @@ import Testing
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.resultLines.last == reference)
         #expect(result.events("fallback").isEmpty, "\(result.stderr)")
-        #expect(logging != "none" || result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
+        #expect(result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
         let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
         return (result, lost)
     }
