@@ -436,10 +436,15 @@ final class PartnerDirectory: Sendable {
     /// This host's partner's folder: the store's mirror B. The writers of a host start with
     /// different ranks of the partner host (by their own rank), so that no one keeper serves
     /// them all.
-    func partnerFolder() -> PartnerFolder {
-        PartnerFolder(location: "the partner host's folder", rank: rank, incarnation: incarnation, token: token) { [self] in
+    /// `pinned` (a message log's copy): the partner this host has now, for good — when the
+    /// ranks are placed anew and this host gets another partner, requests fail (the rank stops
+    /// and is relaunched to write its log to the new one) rather than go to a host that holds
+    /// only the segments written since, beside an older partner's stale copy.
+    func partnerFolder(pinned: Bool = false) -> PartnerFolder {
+        let pinnedPartner = pinned ? Self.partner(of: host, in: table.withLock { $0 }) : nil
+        return PartnerFolder(location: "the partner host's folder", rank: rank, incarnation: incarnation, token: token) { [self] in
             let table = self.table.withLock { $0 }
-            guard let partner = Self.partner(of: host, in: table) else { return [] }
+            guard let partner = Self.partner(of: host, in: table), !pinned || partner == pinnedPartner else { return [] }
             let keepers = keepers(on: partner, in: table)
             guard !keepers.isEmpty else { return [] }
             let first = rank.rawValue % keepers.count
@@ -491,12 +496,13 @@ final class PartnerDirectory: Sendable {
     /// folder: in the folder this host keeps, and in the folder each other host keeps (its
     /// partner's too: a log is not read as mirror B first). Of the copies found, the one whose
     /// file names `rank` ranks highest (the newest writer's: a rank that ran on several hosts
-    /// left a copy on each); nil when no host holds a file of it. Each file as it was read:
+    /// left a copy on each); nil when no host holds a file of it (a host that does not answer
+    /// holds none, as far as this search knows). Each file as it was read:
     /// the caller checks what it holds.
-    func findFolder(_ path: String, rank: ([String]) -> UInt64) -> [(name: String, bytes: [UInt8])]? {
-        var best: (score: UInt64, read: (String) -> [UInt8]?, names: [String])?
+    func findFolder(_ path: String, rank: ([String]) -> [UInt64]) -> [(name: String, bytes: [UInt8])]? {
+        var best: (score: [UInt64], read: (String) -> [UInt8]?, names: [String])?
         func consider(_ names: [String], _ read: @escaping (String) -> [UInt8]?) {
-            guard !names.isEmpty, best.map({ rank(names) > $0.score }) ?? true else { return }
+            guard !names.isEmpty, best.map({ $0.score.lexicographicallyPrecedes(rank(names)) }) ?? true else { return }
             best = (rank(names), read, names)
         }
         let local = keptRoot + "/" + path
@@ -507,6 +513,11 @@ final class PartnerDirectory: Sendable {
         for other in Self.hostOrder(table) where other != host {
             let folder = keptFolder(on: other)
             consider(((try? folder.entries(path)) ?? []).filter { !$0.hasPrefix(".") }) { try? folder.read(path + "/" + $0) ?? nil }
+        }
+        defer {
+            // A search at a restart: its connections are not kept (each keeper bounds how many
+            // it serves).
+            for other in Self.hostOrder(table) where other != host { keptFolder(on: other).closeConnection() }
         }
         guard let best else { return nil }
         var files: [(name: String, bytes: [UInt8])] = []

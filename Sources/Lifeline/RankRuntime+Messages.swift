@@ -296,13 +296,7 @@ extension RankRuntime {
             let encoded = records.map { $0.encoded() }
             try measureSync { try log.append(encoded) }
         } catch {
-            if log.keptByPartner {
-                // Its partner host lost or unreachable: not the program's failure. The records
-                // are on this host; the rank is relaunched and replays, its log copied to the
-                // partner it has then.
-                FileHandle.standardError.write(Data("lifeline: rank \(rank.rawValue): cannot write the message log: \(error)\n".utf8))
-                _exit(logCopyFailedExitStatus)
-            }
+            if log.keptByPartner { partnerCopyFailed("cannot write the message log: \(error)") }
             throw LifelineError(.storage, "cannot write the message log: \(error)")
         }
         askIfLogNearsItsMaximum(log)
@@ -341,6 +335,15 @@ extension RankRuntime {
                                 flushBytes: launch.logFlushBytes, flushSeconds: Double(launch.logFlushMs) / 1000) {
             try flushLog()
         }
+    }
+
+    /// A write of the log that its partner's copy did not take (the partner host lost, or
+    /// another one placed as this host's partner since): not the program's failure. What the
+    /// write left is on this host; the rank stops with `logCopyFailedExitStatus`, and is
+    /// relaunched to replay it, its log written to the partner its host has then.
+    func partnerCopyFailed(_ what: String) -> Never {
+        FileHandle.standardError.write(Data("lifeline: rank \(rank.rawValue): \(what)\n".utf8))
+        _exit(logCopyFailedExitStatus)
     }
 
     /// Optimistic logging: writes every buffered record now.

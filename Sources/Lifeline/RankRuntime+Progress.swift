@@ -128,6 +128,7 @@ extension RankRuntime {
         do {
             try log?.trim(before: position)
         } catch {
+            if let log, log.keptByPartner { partnerCopyFailed("cannot trim the message log: \(error)") }
             throw LifelineError(.storage, "cannot trim the message log: \(error)")
         }
     }

@@ -290,6 +290,8 @@ final class RankRuntime {
         reportStepOnCrash(control: control)
 
         let store: MirroredStore
+        // The message log's: with partner copies, its partner pinned to this host's partner now.
+        let logStore: MirroredStore
         var partners: PartnerDirectory?
         do {
             let roots = [launch.storageRoots.a, launch.storageRoots.b]
@@ -300,9 +302,13 @@ final class RankRuntime {
                 store = try MirroredStore(rootA: StorageRoots.expand(roots[0], host: hosts.host), remoteB: directory.partnerFolder())
                     .withNodeLocal(.a, fills: true, partnerHeld: true)
                     .withFallback { directory.find($0) }
+                logStore = try MirroredStore(
+                    rootA: StorageRoots.expand(roots[0], host: hosts.host), remoteB: directory.partnerFolder(pinned: true))
+                    .withNodeLocal(.a, fills: true, partnerHeld: true)
                 partners = directory
             } else {
                 store = try StorageRoots.open(roots, host: launch.hosts?.host ?? StorageRoots.localHost, fills: true)
+                logStore = store
             }
         } catch {
             throw LifelineError(.storage, "\(error)")
@@ -334,7 +340,7 @@ final class RankRuntime {
         } else {
             do {
                 (log, replay) = try openLog(
-                    launch: launch, store: store, logPosition: snapshot?.logPosition ?? 0,
+                    launch: launch, store: logStore, logPosition: snapshot?.logPosition ?? 0,
                     dependencies: snapshot?.dependencies ?? DependencyVector(),
                     partners: partners.map { ($0, snapshot?.incarnation ?? 0) })
             } catch let error as LifelineError where partners != nil && launch.replayLog {
@@ -585,9 +591,16 @@ final class RankRuntime {
     ) throws -> (MessageLog?, ReplayQueue?) {
         guard launch.logging != .none else { return (nil, nil) }
         let name = MessageLog.name(ofRank: launch.rank.rawValue)
-        if let partners, launch.restarted, launch.replayLog, logPosition > 0,
-           MessageLog.newestIncarnation(root: store.root(.a), name: name).map({ $0 < partners.checkpointIncarnation }) ?? true,
-           let files = partners.directory.findFolder(MessageLog.folder + "/" + name, rank: MessageLog.newness(ofFiles:)) {
+        if let partners, launch.restarted, launch.replayLog,
+           MessageLog.newestIncarnation(root: store.root(.a), name: name).map({ $0 < partners.checkpointIncarnation }) ?? true {
+            // Every process claims its log with a segment of its own: a copy without one of the
+            // checkpoint's incarnation (or a later one) is older than the checkpoint.
+            guard let files = partners.directory.findFolder(MessageLog.folder + "/" + name, rank: MessageLog.newness(ofFiles:)),
+                  let newest = MessageLog.newness(ofFiles: files.map(\.name)).first, newest >= partners.checkpointIncarnation else {
+                throw LifelineError(.storage,
+                    "no copy of the message log as new as the checkpoint (incarnation \(partners.checkpointIncarnation)) "
+                    + "is on this host or on a host that answered: it cannot be replayed")
+            }
             do {
                 try MessageLog.adopt(files, root: store.root(.a), name: name)
             } catch {

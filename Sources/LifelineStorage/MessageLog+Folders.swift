@@ -97,28 +97,36 @@ extension MessageLog {
         PosixFile.entries(root + "/" + folder + "/" + name).compactMap { segmentID($0)?.incarnation }.max()
     }
 
-    /// How a copy of a log's folder, found on one of several hosts, ranks: by the newest
-    /// incarnation that wrote one of its segments (a rank that ran on several hosts left a copy
-    /// on each, and its newest process wrote the one in force), then by its segments' count.
-    package static func newness(ofFiles names: [String]) -> UInt64 {
+    /// How a copy of a log's folder, found on one of several hosts, ranks (higher first,
+    /// compared in order): by the newest incarnation that wrote one of its segments (a rank that
+    /// ran on several hosts left a copy on each, and its newest process wrote the one in
+    /// force), then by where that incarnation's newest segment starts, then by its segments'
+    /// count.
+    package static func newness(ofFiles names: [String]) -> [UInt64] {
         let ids = names.compactMap(segmentID)
-        return UInt64(ids.map(\.incarnation).max() ?? 0) << 32 | UInt64(min(ids.count, Int(UInt32.max)))
+        guard let newest = ids.map(\.incarnation).max() else { return [0, 0, 0] }
+        let start = ids.filter { $0.incarnation == newest }.map(\.index).max() ?? 0
+        return [UInt64(newest), start, UInt64(ids.count)]
     }
 
-    /// Writes `files` — the segment files of log `name` as another host kept them — into its
-    /// folder under the local root `root` in place of the segments there (an older copy), each
-    /// atomically, the folder synced; other names are skipped. Opening the log then checks them
-    /// as it checks any copy (a record is returned only when its checksum holds) and writes
-    /// them to the other mirror.
+    /// Puts `files` — the segment files of log `name` as another host kept them — in place of
+    /// its folder under the local root `root` (an older copy, or none): written into a hidden
+    /// folder beside it, each file synced, and renamed into place, so that a crash part way
+    /// leaves the old folder or none, never a part of the copy taken for the whole. Other names
+    /// are skipped. Opening the log then checks them as it checks any copy (a record is
+    /// returned only when its checksum holds) and writes them to the other mirror.
     package static func adopt(_ files: [(name: String, bytes: [UInt8])], root: String, name: String) throws(StorageError) {
-        let relative = folder + "/" + name
-        try PosixFile.makeDirectories(root: root, relative: relative)
-        for old in PosixFile.entries(root + "/" + relative) where segmentID(old) != nil {
-            _ = try PosixFile.removeFile(root + "/" + relative + "/" + old)
-        }
-        try PosixFile.fsyncDirectory(root + "/" + relative)
+        let logs = root + "/" + folder
+        let staging = "." + name + ".adopting"
+        try PosixFile.removeTree(logs + "/" + staging)
+        try PosixFile.makeDirectories(root: root, relative: folder + "/" + staging)
         for file in files where segmentID(file.name) != nil {
-            try PosixFile.writeAtomically(file.bytes, directory: root + "/" + relative, fileName: file.name)
+            try PosixFile.writeAtomically(file.bytes, directory: logs + "/" + staging, fileName: file.name)
         }
+        try PosixFile.removeTree(logs + "/" + name)
+        guard rename(logs + "/" + staging, logs + "/" + name) == 0 else {
+            throw StorageError(errno: errno, operation: "rename", path: logs + "/" + name)
+        }
+        try PosixFile.fsyncDirectory(logs)
     }
 }

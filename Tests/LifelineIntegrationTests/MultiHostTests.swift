@@ -283,9 +283,9 @@ import Testing
 
     /// A log lost on its host and on its partner, which the supervisor cannot check before a
     /// lone replay (it has no copy): once a line committed, rank 3 is stopped, its log deleted
-    /// from both folders, and it is killed. Its relaunch finds the log ending before its
-    /// checkpoint and exits with status 5; every rank rolls back to the line, and the job ends
-    /// with the failure-free bits.
+    /// from both folders, and it is killed. Its relaunch finds no copy of its log as new as its
+    /// checkpoint, on its host or another, and exits with status 5; every rank rolls back to
+    /// the line, and the job ends with the failure-free bits.
     @Test func aPartneredLogThatCannotBeReplayedRollsEveryRankBack() throws {
         let reference = try #require(Self.failureFree)
         let storage = JobRunner.scratch("multihost-partner-log-lost-storage")
@@ -309,7 +309,7 @@ import Testing
         let fallbacks = result.events("fallback_global_rollback")
         #expect(fallbacks.count == 1 && fallbacks.first?["rank"] as? Int == 3
                 && (fallbacks.first?["reason"] as? String)?.contains("found it unfit") == true, "\(result.stderr)")
-        #expect(result.stderr.contains("before the checkpoint's"), "\(result.stderr)")
+        #expect(result.stderr.contains("no copy of the message log as new as the checkpoint"), "\(result.stderr)")
     }
 
     /// With partner copies the supervisor's two folders hold the manifest alone: one of them

@@ -39,6 +39,41 @@ struct MessageLogTests {
         }
     }
 
+    /// A rank moved off a lost host takes its log from where another host kept it: the
+    /// newest copy (by incarnation, then where that incarnation's newest segment starts, then
+    /// the count) replaces an older copy on its new host whole, through a hidden folder renamed
+    /// into place, and opens with every record.
+    @Test func aCopyKeptElsewhereReplacesAnOlderOneWhole() throws {
+        let name = { (index: UInt64, incarnation: UInt32) in MessageLog.segmentName(MessageLog.SegmentID(index: index, incarnation: incarnation)) }
+        #expect(MessageLog.newness(ofFiles: [name(0, 4)]).lexicographicallyPrecedes(MessageLog.newness(ofFiles: [name(0, 3), name(10, 3)])) == false)
+        #expect(MessageLog.newness(ofFiles: [name(0, 3), name(7, 3)]).lexicographicallyPrecedes(MessageLog.newness(ofFiles: [name(10, 3)])))
+        #expect(MessageLog.newness(ofFiles: ["lock", "notes.txt"]) == [0, 0, 0])
+
+        let kept = TemporaryFolder()
+        defer { kept.remove() }
+        let keptStore = try kept.store()
+        let current = try MessageLog(store: keptStore, name: "rank-1", incarnation: 3)
+        try current.append(Self.records)
+        let folderA = keptStore.root(.a) + "/" + MessageLog.folder + "/rank-1"
+        let files = PosixFile.entries(folderA).map { (name: $0, bytes: Disk.bytes(folderA + "/" + $0)) }
+
+        let moved = TemporaryFolder()
+        defer { moved.remove() }
+        let movedStore = try moved.store()
+        let stale = try MessageLog(store: movedStore, name: "rank-1", incarnation: 1)
+        try stale.append([[9, 9, 9]])
+        #expect(MessageLog.newestIncarnation(root: movedStore.root(.a), name: "rank-1") == 1)
+        try MessageLog.adopt(files + [(name: "notes.txt", bytes: [1])], root: movedStore.root(.a), name: "rank-1")
+        let adopted = movedStore.root(.a) + "/" + MessageLog.folder
+        #expect(PosixFile.entries(adopted) == ["rank-1"], "no staging folder left behind")
+        #expect(PosixFile.entries(adopted + "/rank-1") == files.map(\.name))
+        #expect(MessageLog.newestIncarnation(root: movedStore.root(.a), name: "rank-1") == 3)
+        // Its new partner (mirror B here) holds nothing of it yet: opening fills it from A.
+        try PosixFile.removeTree(movedStore.root(.b) + "/" + MessageLog.folder + "/rank-1")
+        let reopened = try MessageLog(store: movedStore, name: "rank-1", incarnation: 5)
+        #expect(reopened.firstIndex == 0 && reopened.records == Self.records)
+    }
+
     @Test func recordsSurviveReopenTrimAndCut() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
