@@ -362,6 +362,7 @@ extension Supervisor {
         let ranks = hostJob.rankHosts.indices.filter { hostJob.rankHosts[$0] == host }.map(String.init).joined(separator: ",")  // before any move
         // Its memory is taken for gone with it, even where its ranks must stay (`lastHost`).
         memoryCopies.lose(host: host)
+        launchedBeforeHostLoss = Set(0..<configuration.rankCount)
         let decision = hostJob.placement.lose(
             host, policy: HostPlacement.Policy(rawValue: policy.rawValue) ?? .wait, shrinkRefusal: shrinkRefusal)
         switch decision {

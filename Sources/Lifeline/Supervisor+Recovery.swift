@@ -38,6 +38,7 @@ extension Supervisor {
         // error, a bad access) at the step its crash report named. The same again from the same
         // line ends the job; a kill from outside (SIGKILL, SIGTERM) is not the program's.
         var programExit: String?
+        var counted = true
         if hostJob?.mpirun == true {
             // mpirun's status is the launch's, not a program's failure at a step.
         } else if exit.signal == nil, hostJob != nil, exit.exitCode == 3 {
@@ -53,13 +54,15 @@ extension Supervisor {
             logsUnfit.insert(rank)
         } else if exit.signal == nil, StorageRoots.partnered(configuration.storageRoots), exit.exitCode == logCopyFailedExitStatus {
             // A rank whose partner host did not take its log's append: not the program's failure.
+            counted = !launchedBeforeHostLoss.contains(rank)
         } else if exit.signal == nil {
             programExit = "\(exit)"
         } else if let signal = exit.signal, [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE].contains(signal) {
             programExit = "\(exit) at step \(machine.ranks[rank].step)"
         }
         try perform(machine.handleExit(
-            of: rank, cause: "\(exit)", programExit: programExit, cleanExit: exit.exitCode == 0, now: now, facts: StorageFacts(self)))
+            of: rank, cause: "\(exit)", programExit: programExit, cleanExit: exit.exitCode == 0, counted: counted, now: now,
+            facts: StorageFacts(self)))
     }
 
     /// Finds ranks that stopped sending heartbeats (hung) or never connected.

@@ -116,6 +116,11 @@ final class Supervisor {
     /// `logUnfitExitStatus` (their log could not be replayed) since their log last restarted
     /// at a global rollback.
     var logsUnfit: Set<Int> = []
+    /// The ranks whose process was launched before the last host loss: one that stops because
+    /// its log's partner did not take a write (`logCopyFailedExitStatus`) stopped because of
+    /// that loss, which was counted, and does not count toward `--max-restarts` again (a rank
+    /// launched since counts: a partner that keeps failing must not relaunch it for ever).
+    var launchedBeforeHostLoss: Set<Int> = []
     /// With a message log and every rank on this host: the page where the ranks sum their log
     /// syncs as one union (`log_sync_union_s` of `job_finished`).
     let syncTime: SharedSyncTime?
@@ -471,6 +476,7 @@ final class Supervisor {
             hostJob?.placement.heard(from: rank, now: now)
             // A launch that does not replay cuts the log back to its entry, or starts it anew.
             if !order.replayLog { logsUnfit.remove(rank) }
+            launchedBeforeHostLoss.remove(rank)
             output.started(rank: rank, incarnation: incarnation, restored: restoredOutput[rank])
             rankErrors?.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [

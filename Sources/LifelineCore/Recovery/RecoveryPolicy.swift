@@ -69,13 +69,15 @@ package struct RecoveryPolicy: Sendable {
     /// Counts a failure and decides. `othersRecovering`: another rank is replaying or still
     /// restarting; `logUncut`: the rank died before cutting its log back after a rollback;
     /// `lineResized`: the newest line was written by another number of ranks (a resize since);
+    /// `counted`: whether it counts toward `maxRestarts` (not a rank that stopped because
+    /// another failure took its partner host: that failure was counted);
     /// `logLost`: what makes the rank's log unfit to replay (read from disk, so called only
     /// when the decision depends on it).
     package mutating func decide(
         _ failure: Failure, othersRecovering: Bool, logUncut: Bool = false, lineResized: Bool = false,
-        logLost: () -> String?
+        counted: Bool = true, logLost: () -> String?
     ) -> Decision {
-        failures += 1
+        if counted { failures += 1 }
         if let programExit = failure.programExit {
             if let last = lastProgramError, last.exit == programExit, last.epoch == failure.lineEpoch {
                 return .sameErrorAgain(exit: programExit, epoch: failure.lineEpoch)

@@ -34,10 +34,11 @@ extension RecoveryFacts {
 /// planners (`GlobalRollback`, `LoneReplay`, `OptimisticOrphans`, `IndependentPartialRollback`)
 /// decide; this file sequences them.
 extension SupervisorMachine {
-    /// `rank` failed (`cause` in words; `programExit`: how it exited on its own, if it did):
+    /// `rank` failed (`cause` in words; `programExit`: how it exited on its own, if it did;
+    /// `counted`: whether it counts toward `--max-restarts`, see `RecoveryPolicy.decide`):
     /// abort any open round, then recover as the policy decides.
     package mutating func handleFailure(
-        _ rank: Int, cause: String, programExit: String?, now: Double, facts: some RecoveryFacts
+        _ rank: Int, cause: String, programExit: String?, counted: Bool = true, now: Double, facts: some RecoveryFacts
     ) -> [Action] {
         let step = ranks[rank].step
         // A second failure before it is back counts from here, toward the furthest step it had
@@ -45,7 +46,7 @@ extension SupervisorMachine {
         catchingUp[rank] = (max(step, catchingUp[rank]?.step ?? step), now)
         if freezing != nil {
             // A failure while the survivors are frozen joins the recovery under way.
-            policy.countFailureDuringFreeze()
+            if counted { policy.countFailureDuringFreeze() }
             var actions: [Action] = [.note(.failure(rank: rank, cause: cause, step: step, epoch: nil))]
             if let outcome = freezing?.handleRankDied(rank) { actions += freezeComplete(outcome, now: now, facts: facts) }
             return actions
@@ -64,7 +65,8 @@ extension SupervisorMachine {
         let lineEpoch = facts.lineEpoch
         let decision = policy.decide(
             RecoveryPolicy.Failure(rank: RankID(rank), programExit: programExit, lineEpoch: lineEpoch),
-            othersRecovering: othersRecovering, logUncut: uncutLogs.contains(rank), lineResized: facts.lineResized
+            othersRecovering: othersRecovering, logUncut: uncutLogs.contains(rank), lineResized: facts.lineResized,
+            counted: counted
         ) { [settings, eventLogger] in
             guard settings.logging == .senderBased else { return facts.lostLog(of: rank) }
             // Its records are in the event logger, not on the disk.

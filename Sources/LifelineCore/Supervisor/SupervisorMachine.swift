@@ -629,7 +629,8 @@ package struct SupervisorMachine: Sendable {
     /// status (not a signal); `cleanExit`: with status 0. Its failure, when the machine did not
     /// cause it, goes to `handleFailure`.
     package mutating func handleExit(
-        of rank: Int, cause: String, programExit: String?, cleanExit: Bool, now: Double, facts: some RecoveryFacts
+        of rank: Int, cause: String, programExit: String?, cleanExit: Bool, counted: Bool = true, now: Double,
+        facts: some RecoveryFacts
     ) -> [Action] {
         ranks[rank].alive = false
         ranks[rank].connected = false
@@ -639,7 +640,7 @@ package struct SupervisorMachine: Sendable {
         if ranks[rank].joined, cleanExit, !coordinator.finished[rank] {
             return [.fail(.exitedWithoutFinish(rank: rank, step: ranks[rank].step))]
         }
-        return handleFailure(rank, cause: cause, programExit: programExit, now: now, facts: facts)
+        return handleFailure(rank, cause: cause, programExit: programExit, counted: counted, now: now, facts: facts)
     }
 
     /// `rank`'s process ended as the supervisor expected (stopped, or released at the end).
