@@ -285,6 +285,15 @@ final class RankRuntime {
             try? level.create()
             level.removeCopies(of: launch.rank.rawValue, except: launch.restoreEpoch.rawValue)
             copiesRemovedAtExit.withLock { $0 = (memory.folder, launch.rank.rawValue) }
+            // Said once per host, as the supervisor says it of its own: by the host's lowest
+            // rank, at the job's start.
+            if !launch.restarted, let hosts = launch.hosts,
+               peerAddresses.firstIndex(where: { $0?.host == hosts.host }).map({ $0 == launch.rank.rawValue }) ?? true,
+               !MemoryLevel.isMemoryFileSystem(memory.folder) {
+                FileHandle.standardError.write(Data(("lifeline: on host \(hosts.host), --memory-root "
+                    + "\((memory.folder as NSString).deletingLastPathComponent) is not a memory file system (tmpfs): "
+                    + "level 1 is a copy on that disk, not in memory\n").utf8))
+            }
         }
         startHeartbeat(control: control, launch: launch)
         reportStepOnCrash(control: control)

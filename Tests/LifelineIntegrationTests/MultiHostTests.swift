@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import LifelineStorage
 import Testing
 
 /// Jobs on several hosts (`--launcher ssh`): ranks on two hosts talk over TCP after the mutual
@@ -155,6 +156,27 @@ import Testing
         let starts = result.events("recovery_start").map { ($0["level"] as? String ?? "?") + "@" + String($0["epoch"] as? Int ?? -1) }
         #expect(starts.count == 2 && starts.first?.hasPrefix("memory@") == true && starts.last == "start@0", "\(starts)")
         #expect(result.events("failure").filter { $0["rank"] as? Int == 3 }.count == 2, "\(result.stderr)")
+    }
+
+    /// A memory root that is not a memory file system on the hosts (a scratch folder on the
+    /// disk) is said once per host, by its lowest rank, as the supervisor says it of its own
+    /// folder on one host; the job runs on, to the failure-free bits.
+    @Test func aMemoryRootOnDiskIsSaidOncePerHost() throws {
+        let reference = try #require(Self.failureFree)
+        let memoryRoot = JobRunner.scratch("multihost-levels-on-disk-memory")
+        defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
+        guard !MemoryLevel.isMemoryFileSystem(memoryRoot) else {
+            print("aMemoryRootOnDiskIsSaidOncePerHost skipped: the scratch folder is on a memory file system here")
+            return
+        }
+        let result = try Self.run(
+            "multihost-levels-on-disk", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--levels", "memory,disk", "--memory-root", memoryRoot])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let said = result.stderr.split(separator: "\n").filter { $0.contains("is not a memory file system") }
+        #expect(said.count == 2 && said.contains { $0.contains("on host 127.0.0.1,") } && said.contains { $0.contains("on host 127.0.0.2,") },
+                "\(result.stderr)")
     }
 
     /// A folder of this test's own on the memory file system (`/dev/shm`, else a scratch
