@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import LifelineCore
 import Synchronization
 
@@ -39,6 +40,14 @@ let copiesRemovedAtExit = Mutex<(folder: String, rank: Int)?>(nil)
 /// what it does not restore, `MemoryLevel.removeCopies(of:except:)`.)
 func supervisorGone() -> Never {
     _exit(3)
+}
+
+/// Ends rank `rank` with `status`, one of the runtime's own (`restoreFailedExitStatus`,
+/// `logUnfitExitStatus`, `logCopyFailedExitStatus`), after saying `what` on its standard error:
+/// its supervisor reads the status, not the program's failure, and decides its recovery.
+func stopForSupervisor(_ status: Int32, rank: Int, _ what: String) -> Never {
+    FileHandle.standardError.write(Data("lifeline: rank \(rank): \(what)\n".utf8))
+    _exit(status)
 }
 
 /// Exit status of a rank on another host that cannot read the snapshot it was launched to

@@ -510,14 +510,13 @@ final class PartnerDirectory: Sendable {
             FileManager.default.contents(atPath: local + "/" + $0).map { [UInt8]($0) }
         }
         let table = self.table.withLock { $0 }
-        for other in Self.hostOrder(table) where other != host {
+        let hosts = Self.hostOrder(table).filter { $0 != host }
+        // A search at a restart: its connections are not kept (each keeper bounds how many it
+        // serves).
+        defer { for other in hosts { keptFolder(on: other).closeConnection() } }
+        for other in hosts {
             let folder = keptFolder(on: other)
             consider(((try? folder.entries(path)) ?? []).filter { !$0.hasPrefix(".") }) { try? folder.read(path + "/" + $0) ?? nil }
-        }
-        defer {
-            // A search at a restart: its connections are not kept (each keeper bounds how many
-            // it serves).
-            for other in Self.hostOrder(table) where other != host { keptFolder(on: other).closeConnection() }
         }
         guard let best else { return nil }
         var files: [(name: String, bytes: [UInt8])] = []

@@ -342,8 +342,7 @@ extension RankRuntime {
     /// write left is on this host; the rank stops with `logCopyFailedExitStatus`, and is
     /// relaunched to replay it, its log written to the partner its host has then.
     func partnerCopyFailed(_ what: String) -> Never {
-        FileHandle.standardError.write(Data("lifeline: rank \(rank.rawValue): \(what)\n".utf8))
-        _exit(logCopyFailedExitStatus)
+        stopForSupervisor(logCopyFailedExitStatus, rank: rank.rawValue, what)
     }
 
     /// Optimistic logging: writes every buffered record now.

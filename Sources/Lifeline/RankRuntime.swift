@@ -290,9 +290,8 @@ final class RankRuntime {
             if !launch.restarted, let hosts = launch.hosts,
                peerAddresses.firstIndex(where: { $0?.host == hosts.host }).map({ $0 == launch.rank.rawValue }) ?? true,
                !MemoryLevel.isMemoryFileSystem(memory.folder) {
-                FileHandle.standardError.write(Data(("lifeline: on host \(hosts.host), --memory-root "
-                    + "\((memory.folder as NSString).deletingLastPathComponent) is not a memory file system (tmpfs): "
-                    + "level 1 is a copy on that disk, not in memory\n").utf8))
+                let root = (memory.folder as NSString).deletingLastPathComponent
+                FileHandle.standardError.write(Data("lifeline: on host \(hosts.host), \(MemoryLevel.notInMemory(root: root))\n".utf8))
             }
         }
         startHeartbeat(control: control, launch: launch)
@@ -332,8 +331,7 @@ final class RankRuntime {
         } catch let error as LifelineError where launch.hosts != nil && launch.memoryLevel != nil {
             // The supervisor took this rank's copy for held on this host, unread: it learns
             // otherwise from the exit status, and decides again.
-            FileHandle.standardError.write(Data("lifeline: rank \(launch.rank.rawValue): \(error)\n".utf8))
-            _exit(restoreFailedExitStatus)
+            stopForSupervisor(restoreFailedExitStatus, rank: launch.rank.rawValue, "\(error)")
         }
         let snapshot = loaded?.snapshot
         let previous = launch.plan.resize.map {
@@ -355,8 +353,7 @@ final class RankRuntime {
             } catch let error as LifelineError where partners != nil && launch.replayLog {
                 // The supervisor took the log for fit unread (it has no copy of a log on the
                 // hosts): it learns otherwise from the exit status, and rolls every rank back.
-                FileHandle.standardError.write(Data("lifeline: rank \(launch.rank.rawValue): \(error)\n".utf8))
-                _exit(logUnfitExitStatus)
+                stopForSupervisor(logUnfitExitStatus, rank: launch.rank.rawValue, "\(error)")
             }
         }
         let runtime = RankRuntime(

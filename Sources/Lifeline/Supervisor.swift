@@ -262,7 +262,7 @@ final class Supervisor {
         // The copies in memory outlive no supervisor: a resume restores from disk.
         defer { memoryLevel?.removeAll() }
         if let memoryLevel, !MemoryLevel.isMemoryFileSystem(memoryLevel.folder) {
-            warn("--memory-root \(configuration.memoryRoot ?? JobConfiguration.memoryRootDefault) is not a memory file system (tmpfs): level 1 is a copy on that disk, not in memory")
+            warn(MemoryLevel.notInMemory(root: configuration.memoryRoot ?? JobConfiguration.memoryRootDefault))
         }
         // Under mpirun the ranks read the token from a file in the run directory: it is of no
         // use once this supervisor ends (a resume makes a new token), so it does not stay.

@@ -69,6 +69,11 @@ package struct MemoryLevel: Sendable {
         folder(root: root, jobID: jobID) + "-" + host.replacingOccurrences(of: "/", with: "_")
     }
 
+    /// What is said of a `--memory-root` (`root`) that `isMemoryFileSystem` finds on a disk.
+    package static func notInMemory(root: String) -> String {
+        "--memory-root \(root) is not a memory file system (tmpfs): level 1 is a copy on that disk, not in memory"
+    }
+
     /// Whether `path` is on a memory file system (tmpfs or ramfs): what level 1 is meant for.
     /// Read from `/proc/self/mounts`: the file system of the longest mount point `path` is under.
     package static func isMemoryFileSystem(_ path: String) -> Bool {
