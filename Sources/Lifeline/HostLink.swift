@@ -339,8 +339,9 @@ final class HostListener: Sendable {
     private let incarnations = Mutex<[UInt32]>([])
 
     /// Listens on `address` and starts the thread that accepts peers for the rank of `identity`,
-    /// and partners' storage connections for the folder `storage` keeps (none taken when nil).
-    init(address: String, identity: HostIdentity, token: String, storage: FolderService? = nil) throws {
+    /// partners' storage connections for the folder `storage` keeps, and the supervisor's for
+    /// the host's own folder `lent` (none taken when nil).
+    init(address: String, identity: HostIdentity, token: String, storage: FolderService? = nil, lent: FolderService? = nil) throws {
         let (listener, port) = try HostLink.listen(address: address)
         self.port = port
         var fds: [Int32] = [0, 0]
@@ -353,7 +354,7 @@ final class HostListener: Sendable {
         }
         wakeFD = fds[0]
         wakeWriteFD = fds[1]
-        Thread.detachNewThread { [self] in serve(listener: listener, identity: identity, token: token, storage: storage) }
+        Thread.detachNewThread { [self] in serve(listener: listener, identity: identity, token: token, storage: storage, lent: lent) }
     }
 
     /// Takes the incarnations of the supervisor's newest table of where the ranks listen.
@@ -382,7 +383,7 @@ final class HostListener: Sendable {
         }
     }
 
-    private func serve(listener: Int32, identity: HostIdentity, token: String, storage: FolderService?) {
+    private func serve(listener: Int32, identity: HostIdentity, token: String, storage: FolderService?, lent: FolderService?) {
         let acceptor = HandshakeAcceptor(listener: listener, mutual: identity, token: token)
         let rank = identity.rank
         while true {
@@ -402,16 +403,16 @@ final class HostListener: Sendable {
                 FileHandle.standardError.write(Data(
                     "lifeline: \(rank) refused \(report.count) connection(s) from other hosts: \(report.reasons)\n".utf8))
             }
-            for connection in proven where connection.handshake.role == .storage {
+            for connection in proven where [.storage, .hostFolder].contains(connection.handshake.role) {
                 // Over its limit of connections the server closes the new one.
-                if let storage, admitsStorage(connection.handshake) {
+                if let service = connection.handshake.role == .storage ? storage : lent, admitsStorage(connection.handshake) {
                     let handshake = connection.handshake
-                    _ = PartnerFolderServer.start(connection.fd, service: storage) { [self] in admitsStorage(handshake) }
+                    _ = PartnerFolderServer.start(connection.fd, service: service) { [self] in admitsStorage(handshake) }
                 } else {
                     close(connection.fd)
                 }
             }
-            proven.removeAll { $0.handshake.role == .storage }
+            proven.removeAll { [.storage, .hostFolder].contains($0.handshake.role) }
             guard !proven.isEmpty else { continue }
             ready.withLock { $0 += proven }
             var byte: UInt8 = 1

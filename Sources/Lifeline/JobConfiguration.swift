@@ -480,10 +480,6 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration,
                 "--storage with {partner} needs ranks on two hosts at least: a host's partner is another host")
         }
-        guard logging != .optimistic else {
-            throw LifelineError(.configuration,
-                "--storage with {partner} works with --logging none, sender-based or pessimistic for now: the orphan search of optimistic logging reads the logs, which are on the hosts")
-        }
         guard checkpointing != .independent else {
             throw LifelineError(.configuration,
                 "--storage with {partner} works with --checkpoint coordinated, blocking or minimal for now")

@@ -77,14 +77,15 @@ final class PartnerFolder: RemoteFolder {
 
     /// The folder `location` names, kept by whichever of `keepers()` answers first, reached by
     /// the rank `rank` of `incarnation`.
+    /// `role`: `.hostFolder` for the folder a host's ranks lend for reading (their own mirror A).
     init(
         location: String, rank: RankID, incarnation: UInt32, token: String, connectionPerRequest: Bool = false,
-        keepers: @escaping @Sendable () -> [Keeper]
+        role: Handshake.Role = .storage, keepers: @escaping @Sendable () -> [Keeper]
     ) {
         self.location = location
         self.keepers = keepers
         self.connectionPerRequest = connectionPerRequest
-        self.hello = HostHello(role: .storage, rank: rank, incarnation: incarnation, pid: getpid(), port: 0, nonce: [])
+        self.hello = HostHello(role: role, rank: rank, incarnation: incarnation, pid: getpid(), port: 0, nonce: [])
         self.token = token
     }
 
@@ -509,14 +510,11 @@ final class PartnerDirectory: Sendable {
         consider(((try? FileManager.default.contentsOfDirectory(atPath: local)) ?? []).filter { !$0.hasPrefix(".") }) {
             FileManager.default.contents(atPath: local + "/" + $0).map { [UInt8]($0) }
         }
-        let table = self.table.withLock { $0 }
-        let hosts = Self.hostOrder(table).filter { $0 != host }
         // A search at a restart: its connections are not kept (each keeper bounds how many it
         // serves).
-        defer { for other in hosts { keptFolder(on: other).closeConnection() } }
-        for other in hosts {
-            let folder = keptFolder(on: other)
-            consider(((try? folder.entries(path)) ?? []).filter { !$0.hasPrefix(".") }) { try? folder.read(path + "/" + $0) ?? nil }
+        defer { closeKeptFolders() }
+        if let kept = keptCopy(path, rank: rank) {
+            consider(kept.names) { try? kept.folder.read(path + "/" + $0) ?? nil }
         }
         guard let best else { return nil }
         var files: [(name: String, bytes: [UInt8])] = []
@@ -525,6 +523,33 @@ final class PartnerDirectory: Sendable {
             files.append((name, bytes))
         }
         return files
+    }
+
+    /// Of the copies of the folder `path` that the other hosts keep (each host's ranks serve the
+    /// folder it keeps for its partner), the one whose file names `rank` ranks highest, with
+    /// those names; nil when no host answers with a file of it. The connections stay open until
+    /// `closeKeptFolders()`.
+    func keptCopy(_ path: String, rank: ([String]) -> [UInt64]) -> (folder: PartnerFolder, names: [String])? {
+        var best: (score: [UInt64], folder: PartnerFolder, names: [String])?
+        for other in Self.hostOrder(table.withLock { $0 }) where other != host {
+            let folder = keptFolder(on: other)
+            let names = ((try? folder.entries(path)) ?? []).filter { !$0.hasPrefix(".") }
+            guard !names.isEmpty, best.map({ $0.score.lexicographicallyPrecedes(rank(names)) }) ?? true else { continue }
+            best = (rank(names), folder, names)
+        }
+        return best.map { ($0.folder, $0.names) }
+    }
+
+    /// The folder `host`'s ranks write as their own (mirror A), lent by them for reading (the
+    /// caller closes its connection).
+    func ownFolder(of host: String) -> PartnerFolder {
+        PartnerFolder(location: "\(host)'s own folder", rank: rank, incarnation: incarnation, token: token,
+                      role: .hostFolder) { [self] in keepers(on: host, in: self.table.withLock { $0 }) }
+    }
+
+    /// Closes the connections to the folders other hosts keep (`keptCopy`, `find(_:)`).
+    func closeKeptFolders() {
+        for folder in others.withLock({ Array($0.folders.values) }) { folder.closeConnection() }
     }
 
     /// The hosts whose folders `find(_:)` holds a connection to now.

@@ -139,7 +139,11 @@ extension RankRuntime {
             changes: machine.participant.changesSinceCheckpoint, dependencies: PerPeer(rankCount: 0, absent: -1),
             faultIndex: fault?.index, mirrors: writeMirrors, logPosition: logPosition, stateBytes: UInt64(state.count),
             captureMicroseconds: UInt32(clamping: Int(captureSeconds * 1e6)))
-        if launch.memoryLevel != nil, launch.logging == .optimistic { job.logDependencies = snapshot.dependencies.words }
+        // Said in the ACK where the supervisor cannot read the snapshot for its orphan search:
+        // a copy in another host's memory, or one on the hosts' disks (partner copies).
+        if launch.logging == .optimistic, launch.memoryLevel != nil || partners != nil {
+            job.logDependencies = snapshot.dependencies.words
+        }
         control?.send(.captured(epoch, delivered: machine.ledger.delivered))
         // After `captured`: the round's cut is on its way while the copy is hashed (or made).
         if let target {

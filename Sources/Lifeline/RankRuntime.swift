@@ -398,18 +398,22 @@ final class RankRuntime {
             return (fd, nil)
         }
         HostLink.userTimeoutMs.store(UInt32(clamping: hosts.linkTimeoutMs), ordering: .relaxed)
-        // With partner hosts, this rank also keeps its host's folder for the partner's ranks.
+        // With partner hosts, this rank also keeps its host's folder for the partner's ranks,
+        // and lends its host's own folder to the supervisor for reading.
         let roots = [launch.storageRoots.a, launch.storageRoots.b]
         let kept: FolderService?
+        let lent: FolderService?
         do {
             kept = StorageRoots.partnered(roots) ? try FolderService(root: StorageRoots.expand(roots[1], host: hosts.host)) : nil
+            lent = StorageRoots.partnered(roots)
+                ? try FolderService(root: StorageRoots.expand(roots[0], host: hosts.host), readOnly: true) : nil
         } catch {
             throw LifelineError(.storage, "\(error)")
         }
         let listener = try HostListener(
             address: hosts.hostAddress,
             identity: HostIdentity(role: .peer, rank: launch.rank, incarnation: launch.incarnation), token: launch.token,
-            storage: kept)
+            storage: kept, lent: lent)
         let hello = HostHello(
             role: .control, rank: launch.rank, incarnation: launch.incarnation, pid: getpid(), port: listener.port,
             nonce: HostLink.nonce())
@@ -660,6 +664,14 @@ final class RankRuntime {
                     throw LifelineError(.storage, "cannot cut the message log: \(error)")
                 }
                 records.removeLast(records.count - length)
+            }
+            // With partner copies the supervisor read how far the log recovers this rank on the
+            // host that keeps its copy, and found the orphans by it: the copy opened here must
+            // reach as far, or the orphans found would be too few.
+            if partners != nil, let last = limit.recoverable[launch.rank.rawValue],
+               dependencies[launch.rank.rawValue] + UInt64(records.count) < last {
+                throw LifelineError(.storage,
+                    "the message log recovers state interval \(dependencies[launch.rank.rawValue] + UInt64(records.count)), short of the \(last) its copy on the partner host recovers: it cannot be replayed")
             }
         }
         return (log, ReplayQueue(records, mode: launch.logging))

@@ -85,8 +85,9 @@ final class SnapshotWriter: Sendable {
         var stateInMemoryCopy = false
         /// The ranges of the program state declared numeric (for a drain from the copy).
         var numericRanges: [Range<Int>] = []
-        /// Optimistic logging with levels: the snapshot's dependency vector, for its ACK from
-        /// memory (`Acknowledgement.logDependencies`).
+        /// Optimistic logging where the supervisor cannot read the snapshot (in another host's
+        /// memory, or on the hosts' disks with partner copies): its dependency vector, for its
+        /// ACK (`Acknowledgement.logDependencies`).
         var logDependencies: [UInt64] = []
     }
 
@@ -358,12 +359,14 @@ final class SnapshotWriter: Sendable {
             // Report to the program's thread before the ACK: DONE, which the ACK causes,
             // must find the outcome already there.
             report(.durable(job.epoch))
-            control.send(.ack(job.epoch, Acknowledgement(
+            var acknowledgement = Acknowledgement(
                 step: job.step, snapshotBytes: UInt64(written.storedBytes),
                 outputOffset: job.outputOffset, delivered: job.delivered, changes: job.changes,
                 logicalBytes: UInt64(written.logicalBytes), chunks: UInt32(written.index.chunks.count),
                 chunksReused: UInt32(written.reusedCount), logPosition: job.logPosition, stateBytes: job.stateBytes, inFlightBytes: job.inFlightBytes,
-                dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)))
+                dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)
+            acknowledgement.logDependencies = job.logDependencies
+            control.send(.ack(job.epoch, acknowledgement))
         } catch {
             fail(job, reason: "\(error)", failedMirrors: failedMirrors(error))
         }

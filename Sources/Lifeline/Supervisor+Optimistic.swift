@@ -10,14 +10,58 @@ import LifelineStorage
 extension Supervisor {
     /// The last state interval `rank` can recover: its checkpoint's (in the newest intact line)
     /// plus every record of its log after that checkpoint, or nil when they cannot be read.
+    /// With partner copies the log is read where the hosts keep it (`keptLog`).
     func recoverableInterval(of rank: Int, line: CommittedLine?) -> UInt64? {
+        let partnered = StorageRoots.partnered(configuration.storageRoots)
         guard let checkpoint = checkpointOf(rank, line: line),
-              let log = try? MessageLog.inspect(store: store, name: MessageLog.name(ofRank: rank)),
+              let log = partnered
+                ? keptLog(of: rank, checkpointIncarnation: line?.members.first { $0.rank == rank }.map { UInt32(clamping: $0.incarnation) } ?? 0)
+                : try? MessageLog.inspect(store: store, name: MessageLog.name(ofRank: rank)),
               checkpoint.logPosition >= log.kept.lowerBound
         else { return nil }
         // Read only: the log's valid prefix (what opening keeps), whatever it lost after it.
         let start = checkpoint.dependencies[rank]
         return start + (log.kept.upperBound > checkpoint.logPosition ? log.kept.upperBound - checkpoint.logPosition : 0)
+    }
+
+    /// With partner copies (`{partner}` in `--storage`), `rank`'s log as its relaunch will open
+    /// it, read over the network. A log is written on
+    /// its rank's host and then, each append once that copy is durable, on that host's partner.
+    /// A rank relaunched on its host opens the copy there when one holds a segment of its
+    /// checkpoint's incarnation `checkpointIncarnation` or a later one: the host's other ranks
+    /// lend that folder. Otherwise (the rank moved off a lost host, or no other rank of its
+    /// host answers) the copy read is the newest any host keeps for its partner, the one a rank
+    /// that finds none of its own copies takes (`PartnerDirectory.findFolder`); a partner's copy
+    /// is never ahead of its host's, so a relaunched rank replays at least as far, and the
+    /// plan's replay limit stops it where this says. Nil when no host answers with a copy.
+    func keptLog(of rank: Int, checkpointIncarnation: UInt32) -> MessageLog.Inspection? {
+        guard let hostJob else { return nil }
+        // As the failed process (0 when it moved: the table the keepers fence by has none).
+        let directory = PartnerDirectory(
+            host: "", rootB: configuration.storageRoots[1], table: hostJob.addresses, rank: RankID(rank),
+            incarnation: hostJob.addresses[rank]?.incarnation ?? 0, token: token)
+        let name = MessageLog.name(ofRank: rank)
+        let path = MessageLog.folder + "/" + name
+        if let host = hostJob.addresses[rank]?.host {
+            let own = directory.ownFolder(of: host)
+            defer { own.closeConnection() }
+            if let names = try? own.entries(path), MessageLog.newness(ofFiles: names)[0] >= UInt64(checkpointIncarnation),
+               !names.isEmpty, let log = try? MessageLog.inspect(keptBy: own, name: name) {
+                return log
+            }
+        }
+        defer { directory.closeKeptFolders() }
+        guard let kept = directory.keptCopy(path, rank: MessageLog.newness(ofFiles:)) else { return nil }
+        return try? MessageLog.inspect(keptBy: kept.folder, name: name)
+    }
+
+    /// With partner copies and optimistic logging, keeps what `rank`'s checkpoint of round
+    /// `epoch` depends on, as its acknowledgement says (`acknowledgedDependencies`).
+    func noteDependencies(_ epoch: Epoch, rank: Int, _ acknowledgement: Acknowledgement) {
+        guard configuration.logging == .optimistic, !acknowledgement.kept, StorageRoots.partnered(configuration.storageRoots)
+        else { return }
+        acknowledgedDependencies[rank, default: [:]][epoch.rawValue] =
+            DependencyVector(words: acknowledgement.logDependencies, rankCount: configuration.rankCount)
     }
 
     /// Where `rank`'s checkpoint in `line` starts its log (0 for a rank with no entry), or nil
@@ -39,6 +83,12 @@ extension Supervisor {
     func checkpointOf(_ rank: Int, line: CommittedLine?) -> (logPosition: UInt64, dependencies: DependencyVector)? {
         guard let member = line?.members.first(where: { $0.rank == rank }) else { return (0, DependencyVector()) }
         let epoch = manifests.epoch(ofSnapshot: member.snapshot) ?? 0
+        if StorageRoots.partnered(configuration.storageRoots) {
+            // On the hosts' disks: what its ACK said (a line from before this supervisor began
+            // is not known, and an optimistic recovery from it falls back to a rollback).
+            guard let logPosition = member.logPosition, let dependencies = acknowledgedDependencies[rank]?[epoch] else { return nil }
+            return (logPosition, dependencies)
+        }
         // With levels on other hosts, what the copy's ACK said while it is held where the rank
         // runs (a copy there is out of this process's reach).
         if hostJob != nil, line?.isInMemory == true, epoch > memoryTrustedAfter, holdsCopy(rank: rank, round: epoch),

@@ -59,6 +59,7 @@ extension Supervisor {
                 try handleIndependentCheckpoint(rank: rank.rawValue, index: Int(epoch.rawValue), acknowledgement)
             } else {
                 noteAcknowledged(epoch, rank: rank.rawValue, acknowledgement)
+                noteDependencies(epoch, rank: rank.rawValue, acknowledgement)
                 try perform(coordinator.handleAck(from: rank, round: epoch, acknowledgement, now: now))
             }
         case .snapshotFailed(let epoch, let reason, let failedMirrors):
@@ -273,6 +274,9 @@ extension Supervisor {
             }
             drains.forget(before: manifest.committed.first?.epoch ?? 0, held: held)
             memoryCopies.committed(epoch.rawValue, members: snapshots)
+        }
+        for (rank, rounds) in acknowledgedDependencies {
+            acknowledgedDependencies[rank] = rounds.filter { $0.key >= epoch.rawValue || snapshots[rank] == $0.key }
         }
         // Output is released by the line that every failure can fall back to: with levels,
         // once it is on disk (`handleDrained`).

@@ -121,6 +121,10 @@ final class Supervisor {
     /// that loss, which was counted, and does not count toward `--max-restarts` again (a rank
     /// launched since counts: a partner that keeps failing must not relaunch it for ever).
     var launchedBeforeHostLoss: Set<Int> = []
+    /// With partner copies and optimistic logging: per rank, per round of a snapshot a line
+    /// may still hold, the state intervals its checkpoint depends on, as its acknowledgement
+    /// said (the snapshot is on the hosts; the orphan search needs them).
+    var acknowledgedDependencies: [Int: [UInt64: DependencyVector]] = [:]
     /// With a message log and every rank on this host: the page where the ranks sum their log
     /// syncs as one union (`log_sync_union_s` of `job_finished`).
     let syncTime: SharedSyncTime?

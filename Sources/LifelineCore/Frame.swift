@@ -156,6 +156,9 @@ package struct Handshake: Sendable, Equatable {
         /// A rank's connection to a partner rank on another host that keeps the second copy
         /// of its stable storage (`PartnerFolder`).
         case storage = 4
+        /// The supervisor reading a host's own folder (mirror A of its ranks), lent for reading
+        /// by the host's ranks: where a failed rank's message log is before its relaunch opens it.
+        case hostFolder = 5
     }
 
     /// The job's secret token.

@@ -37,8 +37,19 @@ extension MessageLog {
     }
 
     private static func inspect(store: MirroredStore, name: String, reading: [Bool]) throws(StorageError) -> Inspection {
-        let recovery = try recover(folders: Folder.of(store, name: name), reading: reading,
-                                   expectedMissing: store.logMirrorsExpectedMissing)
+        inspection(try recover(folders: Folder.of(store, name: name), reading: reading,
+                               expectedMissing: store.logMirrorsExpectedMissing))
+    }
+
+    /// `inspect` of the one copy of log `name` that `folder` keeps (a partner's folder: the copy
+    /// another host keeps of a log written on its partner), read only: what a rank that copies
+    /// it and opens it keeps (`adopt`).
+    package static func inspect(keptBy folder: any RemoteFolder, name: String) throws(StorageError) -> Inspection {
+        let copy = Folder.remote(folder, MessageLog.folder + "/" + name)
+        return inspection(try recover(folders: [copy, copy], reading: [true, false], expectedMissing: [false, true]))
+    }
+
+    private static func inspection(_ recovery: Recovery) -> Inspection {
         let start = recovery.segments.first?.firstIndex ?? 0
         let end = start + UInt64(recovery.segments.reduce(0) { $0 + $1.records.count })
         return Inspection(problems: recovery.problems, recordsLost: recovery.recordsLost, kept: start..<end,

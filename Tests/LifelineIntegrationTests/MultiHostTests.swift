@@ -281,16 +281,23 @@ import Testing
     }
 
     /// Receiver logs with partner copies: each delivery of pessimistic logging is durable on
-    /// the rank's host and on its partner before it is made. A rank killed replays alone from
-    /// its log on its host, and the job ends with the failure-free bits; each host's logs are
-    /// on its partner too, segment for segment.
-    @Test func aPessimisticLogIsKeptByThePartnerHostToo() throws {
-        let storage = JobRunner.scratch("multihost-partner-log-storage")
+    /// the rank's host and on its partner before it is made; optimistic logging's records reach
+    /// the partner behind the host's own copy, in the background. A rank killed replays alone
+    /// from its log on its host (under optimistic logging as far as the copy its partner host
+    /// keeps, which the supervisor reads over the network to find the orphans), and the job
+    /// ends with the failure-free bits; each host's logs are on its partner too, segment for
+    /// segment.
+    @Test(arguments: ["pessimistic", "optimistic"])
+    func aReceiverLogIsKeptByThePartnerHostToo(logging: String) throws {
+        let storage = JobRunner.scratch("multihost-partner-log-storage-" + logging)
         defer { try? FileManager.default.removeItem(atPath: storage) }
         let result = try Self.runWithRank3Killed(
-            "multihost-partner-log", logging: "pessimistic", storage: storage + "/local/{host}," + storage + "/kept/{partner}")
+            "multihost-partner-log-" + logging, logging: logging,
+            storage: storage + "/local/{host}," + storage + "/kept/{partner}")
         #expect(result.events("recovery_start").map { $0["mode"] as? String } == ["replay"], "\(result.events("recovery_start"))")
         #expect(result.events("fallback").isEmpty && result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
+        // Optimistic: the orphan search ran on the log read from the hosts (no fallback above).
+        #expect(result.events("orphans").count == (logging == "optimistic" ? 1 : 0), "\(result.events("orphans"))")
         for (host, ranks, keeper) in [("127.0.0.1", [0, 1], "127.0.0.2"), ("127.0.0.2", [2, 3], "127.0.0.1")] {
             let local = Self.files(under: storage + "/local/" + host).filter { $0.hasPrefix("logs/") }
             let kept = Self.files(under: storage + "/kept/" + keeper).filter { $0.hasPrefix("logs/") }
@@ -404,7 +411,6 @@ import Testing
         let cases: [(options: [String], hosts: String?, says: String)] = [
             (["--storage", partnered], nil, "needs --launcher ssh or slurm"),
             (["--storage", partnered], "127.0.0.1", "needs ranks on two hosts"),
-            (["--storage", partnered, "--logging", "optimistic"], "127.0.0.1,127.0.0.2", "--logging none, sender-based or pessimistic"),
             (["--storage", partnered, "--checkpoint", "independent"], "127.0.0.1,127.0.0.2", "coordinated, blocking or minimal"),
             (["--storage", partnered, "--on-host-loss", "shrink"], "127.0.0.1,127.0.0.2", "--on-host-loss wait or fail"),
             (["--storage", storage + "/kept/{partner}," + storage + "/local/{host}"], "127.0.0.1,127.0.0.2",
