@@ -100,8 +100,14 @@ extension RankRuntime {
 
     /// The message log dropped a mirror whose write failed: tell the supervisor once.
     func reportLogMirrorFailure() {
-        guard let failed = log?.failedMirror, !logMirrorFailureReported else { return }
+        guard let log, let failed = log.failedMirror, !logMirrorFailureReported else { return }
         logMirrorFailureReported = true
+        guard !log.keptByPartner else {
+            // The supervisor's mirrors hold the manifest alone: not theirs to degrade.
+            FileHandle.standardError.write(Data(("lifeline: rank \(rank.rawValue)'s message log goes on with one copy until "
+                + "the rank restarts: \(failed.error)\n").utf8))
+            return
+        }
         control?.send(.logMirrorFailed(StorageMirrors([failed.mirror]), reason: "\(failed.error)"))
     }
 

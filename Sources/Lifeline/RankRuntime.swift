@@ -625,6 +625,10 @@ final class RankRuntime {
         } catch {
             throw LifelineError(.storage, "cannot open the message log: \(error)")
         }
+        // An optimistic log whose partner fails goes on on this host: its orphan search reads
+        // whatever copy is found (a partner's stale one is a prefix of the log), and a rank
+        // stopped for it would stop the ranks of every host whose partner is lost.
+        log.goesOnAlone = launch.logging == .optimistic
         guard launch.restarted, launch.plan.resize == nil else {
             // A new job starts with an empty log, and so does a resized one: the old ranks'
             // records describe channels that are gone.

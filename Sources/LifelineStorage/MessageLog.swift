@@ -83,6 +83,10 @@ package final class MessageLog {
     package private(set) var records: [[UInt8]]
     /// Whether a partner host keeps the log's second copy.
     package var keptByPartner: Bool { folders.contains(where: \.isRemote) }
+    /// Whether a log a partner keeps goes on with one copy when a write to the other fails, as
+    /// a log on two local mirrors does (optimistic logging: a recovery replays what a copy
+    /// holds and rolls back what depends on the rest); otherwise such a write fails.
+    package var goesOnAlone = false
     /// The bytes of one mirror's segments.
     package var fileBytes: Int { segments.reduce(0) { $0 + $1.bytes } }
     /// Bytes appended to each mirror since this log was opened.
@@ -346,8 +350,9 @@ package final class MessageLog {
                 tagged.mirror = mirror == 0 ? .a : .b
                 // A log with a partner's copy is on two hosts or fails: dropping either copy
                 // would make deliveries that one host's loss loses (its snapshots follow the
-                // same rule: a line commits on two hosts or not at all).
-                guard tagged.isMirrorFailure, active[1 - mirror], !keptByPartner else { throw tagged }
+                // same rule: a line commits on two hosts or not at all). Unless it may go on
+                // alone (`goesOnAlone`).
+                guard tagged.isMirrorFailure, active[1 - mirror], !keptByPartner || goesOnAlone else { throw tagged }
                 drop(mirror)
                 failedMirror = (tagged.mirror!, tagged)
             }

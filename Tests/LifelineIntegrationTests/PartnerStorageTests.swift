@@ -229,13 +229,17 @@ struct PartnerStorageTests {
     /// each append is on both hosts, byte for byte. When the partner's copy fails (its file cut
     /// short there, as a failing disk leaves it), the append fails rather than go on on this
     /// host alone, as a local mirror's failure would: a log is on two hosts or the rank fails.
-    @Test func aLogWhosePartnerCopyFailsFailsItsAppendRatherThanGoOnAlone() throws {
+    /// An optimistic log (`goesOnAlone`) goes on on this host instead, the partner's copy left
+    /// as it was (a prefix of the log, which an orphan search may read).
+    @Test(arguments: [false, true])
+    func aLogWhosePartnerCopyFailsFailsItsAppendRatherThanGoOnAlone(optimistic: Bool) throws {
         let root = temporary()
         defer { try? FileManager.default.removeItem(atPath: root) }
         let listener = try HostListener(
             address: "127.0.0.1", identity: keeper, token: token, storage: try FolderService(root: root + "/partner"))
         let store = try MirroredStore(rootA: root + "/local", remoteB: folder(port: listener.port, token: token))
         let log = try MessageLog(store: store, name: MessageLog.name(ofRank: 1), incarnation: 0)
+        log.goesOnAlone = optimistic
         try log.append([[1, 2, 3], [4, 5]])
         try log.append([[6]])
         let segments = files(root + "/partner").filter { $0.hasSuffix(".seg") }
@@ -245,9 +249,17 @@ struct PartnerStorageTests {
                 == FileManager.default.contents(atPath: root + "/local/" + segment))
             #expect(truncate(root + "/partner/" + segment, 10) == 0)
         }
-        #expect(throws: StorageError.self) { try log.append([[7, 8]]) }
-        #expect(log.failedMirror == nil)
-        #expect(throws: StorageError.self) { try log.append([[9]]) }
+        guard optimistic else {
+            #expect(throws: StorageError.self) { try log.append([[7, 8]]) }
+            #expect(log.failedMirror == nil)
+            #expect(throws: StorageError.self) { try log.append([[9]]) }
+            return
+        }
+        try log.append([[7, 8]])
+        try log.append([[9]])
+        #expect(log.failedMirror?.mirror == .b)
+        #expect(log.records == [[1, 2, 3], [4, 5], [6], [7, 8], [9]])
+        for segment in segments { #expect(FileManager.default.contents(atPath: root + "/partner/" + segment)?.count == 10) }
     }
 
     @Test func aPartnerThatIsGoneFailsMirrorBInBoundedTime() throws {
