@@ -484,9 +484,6 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration,
                 "--storage with {partner} works with --checkpoint coordinated, blocking or minimal for now")
         }
-        guard memoryLevel != true else {
-            throw LifelineError(.configuration, "--storage with {partner} works with --levels disk for now")
-        }
         guard onHostLoss != .shrink else {
             throw LifelineError(.configuration,
                 "--storage with {partner} works with --on-host-loss wait or fail for now (a shrink reads every old rank's snapshot on its new rank)")

@@ -218,13 +218,15 @@ final class Supervisor {
     /// The newest committed line whose snapshots all read, from memory (level 1) or disk, with
     /// the problems met on the way (`ManifestStore.newestIntactLine`).
     func newestIntactLine(ranks: Set<Int>? = nil) -> (line: CommittedLine?, problems: [String]) {
-        if StorageRoots.partnered(configuration.storageRoots) { return (Self.newestUnreadLine(manifest), []) }
+        let partnered = StorageRoots.partnered(configuration.storageRoots)
         if holdsLevels, hostJob != nil {
-            // Copies on other hosts are taken unread while their host lives, where the rank runs.
-            return manifests.newestIntactLine(manifest, memorySince: memoryTrustedAfter, ranks: ranks) { rank, round in
-                self.holdsCopy(rank: rank, round: round)
+            // Copies on other hosts are taken unread while their host lives, where the rank runs
+            // (and, with partner copies, those on disk too).
+            return manifests.newestIntactLine(manifest, memorySince: memoryTrustedAfter, ranks: ranks, diskUnread: partnered) {
+                rank, round in self.holdsCopy(rank: rank, round: round)
             }
         }
+        if partnered { return (Self.newestUnreadLine(manifest), []) }
         return manifests.newestIntactLine(manifest, memory: memoryLevel, memorySince: memoryTrustedAfter, ranks: ranks)
     }
 

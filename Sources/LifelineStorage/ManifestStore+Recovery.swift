@@ -107,9 +107,11 @@ extension ManifestStore {
     /// `heldElsewhere` says in place of `memory` whether a rank's copy of a round is held where
     /// the rank will run (`MemoryCopies`): such a copy is taken unread (it was hashed when
     /// written, and the rank checks it when it maps it), and one that is not is read from disk.
+    /// `diskUnread`: a copy on disk is taken unread too (partner copies: on the ranks' hosts,
+    /// each read back intact there and on the partner before its rank acknowledged it).
     package func newestIntactLine(
         _ manifest: Manifest, memory: MemoryLevel? = nil, memorySince: UInt64 = 0, ranks: Set<Int>? = nil,
-        heldElsewhere: ((_ rank: Int, _ round: UInt64) -> Bool)? = nil
+        diskUnread: Bool = false, heldElsewhere: ((_ rank: Int, _ round: UInt64) -> Bool)? = nil
     ) -> (line: CommittedLine?, problems: [String]) {
         var problems: [String] = []
         for line in manifest.committed.reversed() {
@@ -142,6 +144,7 @@ extension ManifestStore {
                         continue
                     }
                 }
+                if diskUnread { continue }
                 do {
                     let file = try store.read(member.snapshot)
                     problems += file.problems

@@ -83,18 +83,22 @@ import Testing
     /// file system), no round is drained (`--drain-every 1000`), and a rank of the second host
     /// killed restores from its host's memory, alone with its log (optimistic logging's orphan
     /// search taking its checkpoint from its ACK) or with every rank, to the failure-free bits.
-    /// The ranks remove their folders as the job ends.
-    @Test(arguments: ["none", "pessimistic", "optimistic"])
-    func aRankKilledOnAnotherHostRestoresFromItsHostsMemory(logging: String) throws {
+    /// The ranks remove their folders as the job ends. With partner copies too (the log read
+    /// for the orphan search where the killed rank's host keeps it).
+    @Test(arguments: [("none", false), ("pessimistic", false), ("optimistic", false), ("optimistic", true)])
+    func aRankKilledOnAnotherHostRestoresFromItsHostsMemory(logging: String, partner: Bool) throws {
         let reference = try #require(Self.failureFree)
         let memoryRoot = try Self.memoryRoot("multihost-levels")
         defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
         let listing = memoryRoot + ".seen"
         defer { try? FileManager.default.removeItem(atPath: listing) }
+        let storage = JobRunner.scratch("multihost-levels-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
         let result = try Self.run(
             "multihost-levels-\(logging)", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
             ["--logging", logging, "--levels", "memory,disk", "--memory-root", memoryRoot, "--drain-every", "1000",
              "--inject", "kill:rank=3,step=400"]
+                + (partner ? ["--storage", storage + "/local/{host}," + storage + "/kept/{partner}"] : [])
         ) { runDirectory in
             // Once a line committed, each host's folder holds its own ranks' copies.
             JobRunner.waitForEvents(runDirectory, containing: "\"commit\"")
@@ -555,20 +559,27 @@ import Testing
     /// `--levels memory,disk` and a host lost: test host lth2 cut off and its processes killed
     /// after a line was drained to disk. Its memory went with it, so once it is found lost its
     /// ranks, moved to lth1, restore from the newest line on disk (every rank rolls back to it,
-    /// `recovery_start` says `level` disk), and the job ends with the failure-free bits.
-    @Test func aLostHostsCopiesInMemoryGoWithItAndItsRanksRestoreFromDisk() throws {
+    /// `recovery_start` says `level` disk), and the job ends with the failure-free bits. With
+    /// partner copies the drains go to each host's folder and its partner's, lth2's own folder
+    /// goes with it (deleted), and its ranks restore from what lth1 kept for it.
+    @Test(arguments: [false, true])
+    func aLostHostsCopiesInMemoryGoWithItAndItsRanksRestoreFromDisk(partner: Bool) throws {
         guard Self.testHostsUp() else { return }
         defer { Self.testHostsDown() }
         let reference = try #require(Self.failureFree)
         let memoryRoot = JobRunner.scratch("multihost-levels-lost-memory")
         defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
+        let storage = JobRunner.scratch("multihost-levels-lost-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
         let result = try Self.run(
             "multihost-levels-lost", hosts: "lth1,lth2", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
-            ["--heartbeat-timeout-ms", "2000", "--levels", "memory,disk", "--memory-root", memoryRoot],
+            ["--heartbeat-timeout-ms", "2000", "--levels", "memory,disk", "--memory-root", memoryRoot]
+                + (partner ? ["--storage", storage + "/local/{host}," + storage + "/kept/{partner}"] : []),
             wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
         ) { runDirectory in
             JobRunner.waitForEvents(runDirectory, containing: "\"drained\"")
             try Self.cutSecondHost(runDirectory, killToo: true)
+            if partner { try FileManager.default.removeItem(atPath: storage + "/local/lth2") }
         }
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.resultLines.last == reference)
