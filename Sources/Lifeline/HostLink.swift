@@ -162,16 +162,17 @@ enum HostLink {
 
     /// `connectAuthenticatedOnce`, tried `connectAttempts` times while the acceptor answers but
     /// drops the connection before its welcome.
+    /// `seconds`: how long the connection and each step of the handshake may take.
     static func connectAuthenticated(
         address: String, port: UInt16, hello: HostHello, expected: HostIdentity, acceptIncarnationAbove: Bool = false,
-        token: String
+        token: String, seconds: Double = handshakeSeconds
     ) throws -> Int32? {
         for _ in 0..<connectAttempts {
             var fresh = hello
             fresh.nonce = nonce()
             switch try connectAuthenticatedOnce(
                 address: address, port: port, hello: fresh, expected: expected, acceptIncarnationAbove: acceptIncarnationAbove,
-                token: token) {
+                token: token, seconds: seconds) {
             case .connected(let fd): return fd
             case .unreachable: return nil
             case .dropped: continue
@@ -196,11 +197,11 @@ enum HostLink {
     /// acceptor answers but cannot prove the token: then something else listens there.
     static func connectAuthenticatedOnce(
         address: String, port: UInt16, hello: HostHello, expected: HostIdentity, acceptIncarnationAbove: Bool,
-        token: String
+        token: String, seconds: Double = handshakeSeconds
     ) throws -> Attempt {
-        guard let fd = try connect(address: address, port: port, seconds: handshakeSeconds) else { return .unreachable }
+        guard let fd = try connect(address: address, port: port, seconds: seconds) else { return .unreachable }
         guard Socket.sendAll(fd, hello.frame()),
-              let body = readFrame(fd, kind: .challenge, bodyBytesMax: HostHandshake.bodyBytesMax, seconds: handshakeSeconds)
+              let body = readFrame(fd, kind: .challenge, bodyBytesMax: HostHandshake.bodyBytesMax, seconds: seconds)
         else {
             close(fd)
             return .unreachable
@@ -227,7 +228,7 @@ enum HostLink {
         }
         let proof = mac(token: token, HostHandshakeTranscript.connector(hello, challenge))
         guard Socket.sendAll(fd, HostHandshake.frame(.proof, proof)),
-              readFrame(fd, kind: .welcome, bodyBytesMax: 0, seconds: handshakeSeconds) != nil
+              readFrame(fd, kind: .welcome, bodyBytesMax: 0, seconds: seconds) != nil
         else {
             close(fd)
             return .dropped

@@ -29,6 +29,8 @@ final class PartnerFolder: RemoteFolder {
     /// Whether each request has a connection of its own (the supervisor's lent manifest, read
     /// now and then by every rank: an idle connection per rank would fill its server).
     private let connectionPerRequest: Bool
+    /// How long a connection to one keeper may take to be made and proven.
+    private let connectSeconds: Double
     private let connection = Mutex<State>(State())
     /// Taken around the chunk lock's first take and last release, so that the keeper's lock
     /// and the count of holders here change together (before `connection`, never after it).
@@ -78,11 +80,14 @@ final class PartnerFolder: RemoteFolder {
     /// The folder `location` names, kept by whichever of `keepers()` answers first, reached by
     /// the rank `rank` of `incarnation`.
     /// `role`: `.hostFolder` for the folder a host's ranks lend for reading (their own mirror A).
+    /// `connectSeconds`: how long a connection to one keeper may take to be made and proven.
     init(
         location: String, rank: RankID, incarnation: UInt32, token: String, connectionPerRequest: Bool = false,
-        role: Handshake.Role = .storage, keepers: @escaping @Sendable () -> [Keeper]
+        role: Handshake.Role = .storage, connectSeconds: Double = HostLink.handshakeSeconds,
+        keepers: @escaping @Sendable () -> [Keeper]
     ) {
         self.location = location
+        self.connectSeconds = connectSeconds
         self.keepers = keepers
         self.connectionPerRequest = connectionPerRequest
         self.hello = HostHello(role: role, rank: rank, incarnation: incarnation, pid: getpid(), port: 0, nonce: [])
@@ -263,7 +268,7 @@ final class PartnerFolder: RemoteFolder {
             do {
                 if let fd = try HostLink.connectAuthenticated(
                     address: keeper.address, port: keeper.port, hello: fresh, expected: keeper.identity,
-                    acceptIncarnationAbove: true, token: token) {
+                    acceptIncarnationAbove: true, token: token, seconds: connectSeconds) {
                     return .success((fd, keeper.host))
                 }
                 reasons.append("\(keeper.identity) at \(keeper.address):\(keeper.port) does not answer")
@@ -394,10 +399,18 @@ final class PartnerDirectory: Sendable {
     /// searched first, and the only one whose connection stays open.
     private let others = Mutex<(folders: [String: PartnerFolder], lastFound: String?)>(([:], nil))
 
+    /// How long a connection to one keeper of another host's folder may take.
+    private let connectSeconds: Double
+
     /// The directory of rank `rank` (`incarnation`) on `host`, whose job's second root is
-    /// `rootB`, from the supervisor's `table` of where every rank listens.
-    init(host: String, rootB: String, table: [RankAddress?], rank: RankID, incarnation: UInt32, token: String) {
+    /// `rootB`, from the supervisor's `table` of where every rank listens. `connectSeconds`:
+    /// how long a connection to one keeper of another host's folder may take.
+    init(
+        host: String, rootB: String, table: [RankAddress?], rank: RankID, incarnation: UInt32, token: String,
+        connectSeconds: Double = HostLink.handshakeSeconds
+    ) {
         self.host = host
+        self.connectSeconds = connectSeconds
         self.keptRoot = StorageRoots.expand(rootB, host: host)
         self.rank = rank
         self.incarnation = incarnation
@@ -487,7 +500,7 @@ final class PartnerDirectory: Sendable {
         others.withLock { others in
             if let folder = others.folders[host] { return folder }
             let made = PartnerFolder(location: "the folder \(host) keeps", rank: rank, incarnation: incarnation,
-                                     token: token) { [self] in keepers(on: host, in: self.table.withLock { $0 }) }
+                                     token: token, connectSeconds: connectSeconds) { [self] in keepers(on: host, in: self.table.withLock { $0 }) }
             others.folders[host] = made
             return made
         }
@@ -540,11 +553,13 @@ final class PartnerDirectory: Sendable {
         return best.map { ($0.folder, $0.names) }
     }
 
-    /// The folder `host`'s ranks write as their own (mirror A), lent by them for reading (the
-    /// caller closes its connection).
-    func ownFolder(of host: String) -> PartnerFolder {
+    /// The folder `host`'s ranks write as their own (mirror A), lent by them for reading, but
+    /// by `unless` (the caller closes its connection).
+    func ownFolder(of host: String, unless: Int? = nil) -> PartnerFolder {
         PartnerFolder(location: "\(host)'s own folder", rank: rank, incarnation: incarnation, token: token,
-                      role: .hostFolder) { [self] in keepers(on: host, in: self.table.withLock { $0 }) }
+                      role: .hostFolder, connectSeconds: connectSeconds) { [self] in
+            keepers(on: host, in: self.table.withLock { $0 }).filter { $0.identity.rank.rawValue != unless }
+        }
     }
 
     /// Closes the connections to the folders other hosts keep (`keptCopy`, `find(_:)`).

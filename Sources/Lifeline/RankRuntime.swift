@@ -657,6 +657,14 @@ final class RankRuntime {
         var records = try Self.records(log.records, first: log.firstIndex, from: min(logPosition, log.nextIndex),
                                   of: "the message log")
         if launch.logging == .optimistic, let limit = launch.replayLimit {
+            // With partner copies the supervisor read how far the log recovers this rank on the
+            // host that keeps its copy, and found the orphans by it: the copy opened here must
+            // hold as much, or the orphans found would be too few.
+            let held = dependencies[launch.rank.rawValue] + UInt64(records.count)
+            if partners != nil, let last = limit.recoverable[launch.rank.rawValue], held < last {
+                throw LifelineError(.storage,
+                    "the message log recovers state interval \(held), short of the \(last) its copy elsewhere recovers: it cannot be replayed")
+            }
             // An orphan replays only what does not depend on the failed rank's lost states;
             // the rest of its log describes an execution that is gone.
             let length = OptimisticLogging.replayLength(
@@ -668,14 +676,6 @@ final class RankRuntime {
                     throw LifelineError(.storage, "cannot cut the message log: \(error)")
                 }
                 records.removeLast(records.count - length)
-            }
-            // With partner copies the supervisor read how far the log recovers this rank on the
-            // host that keeps its copy, and found the orphans by it: the copy opened here must
-            // reach as far, or the orphans found would be too few.
-            if partners != nil, let last = limit.recoverable[launch.rank.rawValue],
-               dependencies[launch.rank.rawValue] + UInt64(records.count) < last {
-                throw LifelineError(.storage,
-                    "the message log recovers state interval \(dependencies[launch.rank.rawValue] + UInt64(records.count)), short of the \(last) its copy on the partner host recovers: it cannot be replayed")
             }
         }
         return (log, ReplayQueue(records, mode: launch.logging))

@@ -36,14 +36,18 @@ extension Supervisor {
     /// plan's replay limit stops it where this says. Nil when no host answers with a copy.
     func keptLog(of rank: Int, checkpointIncarnation: UInt32) -> MessageLog.Inspection? {
         guard let hostJob else { return nil }
-        // As the failed process (0 when it moved: the table the keepers fence by has none).
+        // As the failed process, its last launch (the keepers fence by the incarnations of the
+        // table they last had, never newer than that). This
+        // process waits meanwhile: a keeper that does not answer within a second (its host cut
+        // off, as yet unknown) is passed over, and a copy not read leaves more orphans (or,
+        // none read, a rollback), never fewer.
         let directory = PartnerDirectory(
             host: "", rootB: configuration.storageRoots[1], table: hostJob.addresses, rank: RankID(rank),
-            incarnation: hostJob.addresses[rank]?.incarnation ?? 0, token: token)
+            incarnation: launchedIncarnations[rank] ?? 0, token: token, connectSeconds: 1)
         let name = MessageLog.name(ofRank: rank)
         let path = MessageLog.folder + "/" + name
         if let host = hostJob.addresses[rank]?.host {
-            let own = directory.ownFolder(of: host)
+            let own = directory.ownFolder(of: host, unless: rank)  // not the failed process
             defer { own.closeConnection() }
             if let names = try? own.entries(path), MessageLog.newness(ofFiles: names)[0] >= UInt64(checkpointIncarnation),
                !names.isEmpty, let log = try? MessageLog.inspect(keptBy: own, name: name) {

@@ -125,6 +125,8 @@ final class Supervisor {
     /// may still hold, the state intervals its checkpoint depends on, as its acknowledgement
     /// said (the snapshot is on the hosts; the orphan search needs them).
     var acknowledgedDependencies: [Int: [UInt64: DependencyVector]] = [:]
+    /// Per rank, the incarnation of its last launch (the newest any process knows it by).
+    var launchedIncarnations: [Int: UInt32] = [:]
     /// With a message log and every rank on this host: the page where the ranks sum their log
     /// syncs as one union (`log_sync_union_s` of `job_finished`).
     let syncTime: SharedSyncTime?
@@ -447,6 +449,7 @@ final class Supervisor {
             if let member { restoredOutput[rank] = (UInt32(clamping: member.incarnation), member.outputOffset) }
             let step = member?.step ?? resize?.step ?? -1
             let incarnation = machine.launching(rank, plan: plan, step: step, now: now)
+            launchedIncarnations[rank] = incarnation
             var environment = LaunchEnvironment(
                 rank: RankID(rank), rankCount: configuration.rankCount, token: token,
                 addressPrefix: addressBase, incarnation: incarnation, supervisorPID: getpid(),

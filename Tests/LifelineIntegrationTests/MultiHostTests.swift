@@ -648,16 +648,19 @@ import Testing
     /// host lth3, which kept lth2's copies as its partner, they copy their logs from there into
     /// their new host's folder (and its partner's), and replay alone while lth1's ranks keep
     /// running; the job ends with the failure-free bits. Also when lth2's ranks are cut off and
-    /// not killed (they run on until they find their link gone).
-    @Test(arguments: [true, false])
-    func aLostHostsPessimisticRanksReplayTheLogsTheirPartnerKept(killToo: Bool) throws {
+    /// not killed (they run on until they find their link gone). Under optimistic logging the
+    /// supervisor reads the lost ranks' logs where lth1 kept them, passing over the cut host's
+    /// keepers in bounded time, and lth1's ranks, whose log partner is gone, go on with one copy
+    /// (those that do not answer the freeze meanwhile replay with the group).
+    @Test(arguments: [("pessimistic", true), ("pessimistic", false), ("optimistic", true)])
+    func aLostHostsRanksReplayTheLogsTheirPartnerKept(logging: String, killToo: Bool) throws {
         guard Self.testHostsUp(3) else { return }
         defer { Self.testHostsDown() }
         let storage = JobRunner.scratch("multihost-partner-lost-log-storage")
         defer { try? FileManager.default.removeItem(atPath: storage) }
         let (result, lost) = try Self.loseSecondHostAndItsFolders(
             "multihost-partner-lost-log", ranks: 4, storage: storage, reference: try #require(Self.failureFree),
-            logging: "pessimistic", killToo: killToo)
+            logging: logging, killToo: killToo)
         #expect(lost["moved_to"] as? String == "2:lth3,3:lth3", "\(lost)")
         let starts = result.events("recovery_start")
         #expect(!starts.isEmpty && starts.allSatisfy { $0["mode"] as? String == "replay" }, "\(starts)")
