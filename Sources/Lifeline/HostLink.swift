@@ -195,6 +195,7 @@ enum HostLink {
     /// mutual handshake: `hello` out, the challenge in (its MAC checked in constant time, its
     /// identity against `expected`), the proof out, the acceptor's welcome in. Throws when the
     /// acceptor answers but cannot prove the token: then something else listens there.
+    /// `seconds`: how long the connection and each step of the handshake may take.
     static func connectAuthenticatedOnce(
         address: String, port: UInt16, hello: HostHello, expected: HostIdentity, acceptIncarnationAbove: Bool,
         token: String, seconds: Double = handshakeSeconds

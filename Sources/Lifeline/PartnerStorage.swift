@@ -31,6 +31,8 @@ final class PartnerFolder: RemoteFolder {
     private let connectionPerRequest: Bool
     /// How long a connection to one keeper may take to be made and proven.
     private let connectSeconds: Double
+    /// The fixed allowance of a reply (`replySeconds`).
+    private let replyFloorSeconds: Double
     private let connection = Mutex<State>(State())
     /// Taken around the chunk lock's first take and last release, so that the keeper's lock
     /// and the count of holders here change together (before `connection`, never after it).
@@ -80,14 +82,16 @@ final class PartnerFolder: RemoteFolder {
     /// The folder `location` names, kept by whichever of `keepers()` answers first, reached by
     /// the rank `rank` of `incarnation`.
     /// `role`: `.hostFolder` for the folder a host's ranks lend for reading (their own mirror A).
-    /// `connectSeconds`: how long a connection to one keeper may take to be made and proven.
+    /// `connectSeconds`: how long a connection to one keeper may take to be made and proven;
+    /// `replyFloorSeconds`: the fixed allowance of `replySeconds`.
     init(
         location: String, rank: RankID, incarnation: UInt32, token: String, connectionPerRequest: Bool = false,
-        role: Handshake.Role = .storage, connectSeconds: Double = HostLink.handshakeSeconds,
+        role: Handshake.Role = .storage, connectSeconds: Double = HostLink.handshakeSeconds, replyFloorSeconds: Double = 30,
         keepers: @escaping @Sendable () -> [Keeper]
     ) {
         self.location = location
         self.connectSeconds = connectSeconds
+        self.replyFloorSeconds = replyFloorSeconds
         self.keepers = keepers
         self.connectionPerRequest = connectionPerRequest
         self.hello = HostHello(role: role, rank: rank, incarnation: incarnation, pid: getpid(), port: 0, nonce: [])
@@ -120,9 +124,9 @@ final class PartnerFolder: RemoteFolder {
     /// Whether a connection is open now.
     var isConnected: Bool { connection.withLock { $0.fd != nil } }
 
-    /// How long a reply may take: a fixed allowance, and the request's bytes at 20 MB/s (a
-    /// partner writing, fsyncing and reading back a window of chunks on a slow disk).
-    static func replySeconds(requestBytes: Int) -> Double { 30 + Double(requestBytes) / 20e6 }
+    /// How long a reply may take: a fixed allowance (`floor`), and the request's bytes at
+    /// 20 MB/s (a partner writing, fsyncing and reading back a window of chunks on a slow disk).
+    static func replySeconds(requestBytes: Int, floor: Double = 30) -> Double { floor + Double(requestBytes) / 20e6 }
 
     func write(_ files: [FileToWrite]) throws(StorageError) {
         for batch in FolderRequest.batches(files) {
@@ -250,7 +254,7 @@ final class PartnerFolder: RemoteFolder {
             let started = monotonicSeconds()
             guard let decoded = exchange(state.fd!, body) else {
                 state.drop()
-                let timedOut = monotonicSeconds() - started >= Self.replySeconds(requestBytes: body.count)
+                let timedOut = monotonicSeconds() - started >= Self.replySeconds(requestBytes: body.count, floor: replyFloorSeconds)
                 return .failure(StorageError(.ioFailure, path: location, message: reused && !timedOut ? Self.staleMessage
                     : "the partner did not answer (its process or its host is gone, or its link was cut)"))
             }
@@ -283,7 +287,7 @@ final class PartnerFolder: RemoteFolder {
     /// Sends one request on `socket` and reads its reply within `replySeconds`; nil when
     /// either fails.
     private func exchange(_ socket: Int32, _ body: [UInt8]) -> FolderReply? {
-        let deadline = monotonicSeconds() + Self.replySeconds(requestBytes: body.count)
+        let deadline = monotonicSeconds() + Self.replySeconds(requestBytes: body.count, floor: replyFloorSeconds)
         guard Socket.sendAll(socket, PartnerFolderServer.frame(body)),
               let reply = PartnerFolderServer.readMessage(socket, bytesMax: FolderRequest.bytesMax, deadline: deadline)
         else { return nil }
@@ -401,16 +405,20 @@ final class PartnerDirectory: Sendable {
 
     /// How long a connection to one keeper of another host's folder may take.
     private let connectSeconds: Double
+    /// The fixed allowance of a reply from another host's folder (`PartnerFolder.replySeconds`).
+    private let replyFloorSeconds: Double
 
     /// The directory of rank `rank` (`incarnation`) on `host`, whose job's second root is
-    /// `rootB`, from the supervisor's `table` of where every rank listens. `connectSeconds`:
-    /// how long a connection to one keeper of another host's folder may take.
+    /// `rootB`, from the supervisor's `table` of where every rank listens. `connectSeconds` and
+    /// `replyFloorSeconds`: how long a connection to one keeper of another host's folder may
+    /// take, and the fixed allowance of a reply from it.
     init(
         host: String, rootB: String, table: [RankAddress?], rank: RankID, incarnation: UInt32, token: String,
-        connectSeconds: Double = HostLink.handshakeSeconds
+        connectSeconds: Double = HostLink.handshakeSeconds, replyFloorSeconds: Double = 30
     ) {
         self.host = host
         self.connectSeconds = connectSeconds
+        self.replyFloorSeconds = replyFloorSeconds
         self.keptRoot = StorageRoots.expand(rootB, host: host)
         self.rank = rank
         self.incarnation = incarnation
@@ -451,9 +459,10 @@ final class PartnerDirectory: Sendable {
     /// different ranks of the partner host (by their own rank), so that no one keeper serves
     /// them all.
     /// `pinned` (a message log's copy): the partner this host has now, for good — when the
-    /// ranks are placed anew and this host gets another partner, requests fail (the rank stops
-    /// and is relaunched to write its log to the new one) rather than go to a host that holds
-    /// only the segments written since, beside an older partner's stale copy.
+    /// ranks are placed anew and this host gets another partner, requests fail (a pessimistic
+    /// rank stops and is relaunched to write its log to the new one; an optimistic log goes on
+    /// on its host alone until its rank restarts) rather than go to a host that holds only the
+    /// segments written since, beside an older partner's stale copy.
     func partnerFolder(pinned: Bool = false) -> PartnerFolder {
         let pinnedPartner = pinned ? Self.partner(of: host, in: table.withLock { $0 }) : nil
         return PartnerFolder(location: "the partner host's folder", rank: rank, incarnation: incarnation, token: token) { [self] in
@@ -500,7 +509,9 @@ final class PartnerDirectory: Sendable {
         others.withLock { others in
             if let folder = others.folders[host] { return folder }
             let made = PartnerFolder(location: "the folder \(host) keeps", rank: rank, incarnation: incarnation,
-                                     token: token, connectSeconds: connectSeconds) { [self] in keepers(on: host, in: self.table.withLock { $0 }) }
+                                     token: token, connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) {
+                [self] in keepers(on: host, in: self.table.withLock { $0 })
+            }
             others.folders[host] = made
             return made
         }
@@ -557,7 +568,7 @@ final class PartnerDirectory: Sendable {
     /// by `unless` (the caller closes its connection).
     func ownFolder(of host: String, unless: Int? = nil) -> PartnerFolder {
         PartnerFolder(location: "\(host)'s own folder", rank: rank, incarnation: incarnation, token: token,
-                      role: .hostFolder, connectSeconds: connectSeconds) { [self] in
+                      role: .hostFolder, connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) { [self] in
             keepers(on: host, in: self.table.withLock { $0 }).filter { $0.identity.rank.rawValue != unless }
         }
     }

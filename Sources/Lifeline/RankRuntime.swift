@@ -351,8 +351,8 @@ final class RankRuntime {
                     dependencies: snapshot?.dependencies ?? DependencyVector(),
                     partners: partners.map { ($0, snapshot?.incarnation ?? 0) })
             } catch let error as LifelineError where partners != nil && launch.replayLog {
-                // The supervisor took the log for fit unread (it has no copy of a log on the
-                // hosts): it learns otherwise from the exit status, and rolls every rank back.
+                // The supervisor took the log for fit unread, or read less of it than this
+                // copy holds: it learns so from the exit status, and rolls every rank back.
                 stopForSupervisor(logUnfitExitStatus, rank: launch.rank.rawValue, "\(error)")
             }
         }
@@ -653,6 +653,17 @@ final class RankRuntime {
             // the log; with partner copies it cannot).
             throw LifelineError(.storage,
                 "the message log ends at record \(log.nextIndex), before the checkpoint's \(logPosition): it cannot be replayed")
+        }
+        if launch.logging == .optimistic, log.nextIndex < logPosition {
+            // A copy that ends before the checkpoint (a partner's, left behind when the log
+            // went on on its host alone): what it lacks, the checkpoint holds. The log goes on
+            // from the checkpoint's position, so that its records keep the numbers that the
+            // positions of later checkpoints count.
+            do {
+                try log.resume(at: logPosition)
+            } catch {
+                throw LifelineError(.storage, "cannot start the message log at the checkpoint: \(error)")
+            }
         }
         var records = try Self.records(log.records, first: log.firstIndex, from: min(logPosition, log.nextIndex),
                                   of: "the message log")

@@ -10,9 +10,12 @@ import LifelineStorage
 extension Supervisor {
     /// The last state interval `rank` can recover: its checkpoint's (in the newest intact line)
     /// plus every record of its log after that checkpoint, or nil when they cannot be read.
-    /// With partner copies the log is read where the hosts keep it (`keptLog`).
+    /// With partner copies the log is read where the hosts keep it (`keptLog`); one its rank
+    /// found unfit since (`logsUnfit`: it held less than was read) is not read again, and
+    /// the recovery falls back to a rollback.
     func recoverableInterval(of rank: Int, line: CommittedLine?) -> UInt64? {
         let partnered = StorageRoots.partnered(configuration.storageRoots)
+        if partnered, logsUnfit.contains(rank) { return nil }
         guard let checkpoint = checkpointOf(rank, line: line),
               let log = partnered
                 ? keptLog(of: rank, checkpointIncarnation: line?.members.first { $0.rank == rank }.map { UInt32(clamping: $0.incarnation) } ?? 0)
@@ -25,25 +28,26 @@ extension Supervisor {
     }
 
     /// With partner copies (`{partner}` in `--storage`), `rank`'s log as its relaunch will open
-    /// it, read over the network. A log is written on
-    /// its rank's host and then, each append once that copy is durable, on that host's partner.
-    /// A rank relaunched on its host opens the copy there when one holds a segment of its
-    /// checkpoint's incarnation `checkpointIncarnation` or a later one: the host's other ranks
-    /// lend that folder. Otherwise (the rank moved off a lost host, or no other rank of its
-    /// host answers) the copy read is the newest any host keeps for its partner, the one a rank
-    /// that finds none of its own copies takes (`PartnerDirectory.findFolder`); a partner's copy
-    /// is never ahead of its host's, so a relaunched rank replays at least as far, and the
-    /// plan's replay limit stops it where this says. Nil when no host answers with a copy.
+    /// it, read over the network. A log is written on its rank's host and then, each append once
+    /// that copy is durable, on that host's partner (an optimistic log whose partner fails goes
+    /// on on its host alone, the partner's copy left a prefix of it). A rank relaunched on its
+    /// host opens the copy there when one holds a segment of its checkpoint's incarnation
+    /// `checkpointIncarnation` or a later one: the host's other ranks lend that folder.
+    /// Otherwise (the rank moved off a lost host, or no other rank of its host answers) the
+    /// copy read is the newest any host keeps for its partner, the one a rank that finds none of
+    /// its own copies takes (`PartnerDirectory.findFolder`). Either is never ahead of what the
+    /// relaunched rank opens, which replays as far as this says (the plan's replay limit) and
+    /// checks that it holds that much. Nil when no host answers with a copy in time.
     func keptLog(of rank: Int, checkpointIncarnation: UInt32) -> MessageLog.Inspection? {
         guard let hostJob else { return nil }
         // As the failed process, its last launch (the keepers fence by the incarnations of the
         // table they last had, never newer than that). This
         // process waits meanwhile: a keeper that does not answer within a second (its host cut
-        // off, as yet unknown) is passed over, and a copy not read leaves more orphans (or,
-        // none read, a rollback), never fewer.
+        // off, as yet unknown), or whose reply takes over 5 s, is passed over, and a copy not
+        // read leaves more orphans (or, none read, a rollback), never fewer.
         let directory = PartnerDirectory(
             host: "", rootB: configuration.storageRoots[1], table: hostJob.addresses, rank: RankID(rank),
-            incarnation: launchedIncarnations[rank] ?? 0, token: token, connectSeconds: 1)
+            incarnation: launchedIncarnations[rank] ?? 0, token: token, connectSeconds: 1, replyFloorSeconds: 5)
         let name = MessageLog.name(ofRank: rank)
         let path = MessageLog.folder + "/" + name
         if let host = hostJob.addresses[rank]?.host {

@@ -249,9 +249,10 @@ extension Supervisor {
     }
 
     /// With partner copies the log of `rank` is on the host that wrote it and on that host's
-    /// partner, out of this process's reach: it is taken for fit, and the rank checks it as it
-    /// opens it (a rank moved off a lost host first copies it from where another host kept
-    /// it), and says otherwise by its exit status, `logUnfitExitStatus`: every rank rolls back.
+    /// partner: a lone replay takes it for fit unread (an optimistic recovery reads it over the
+    /// network, `keptLog`), and the rank checks it as it opens it (a rank moved off a lost host
+    /// first copies it from where another host kept it), and says otherwise by its exit status,
+    /// `logUnfitExitStatus`: every rank rolls back.
     private func lostPartneredLog(of rank: Int) -> String? {
         logsUnfit.contains(rank) ? "the rank found it unfit on the hosts that keep it (its stderr says why)" : nil
     }

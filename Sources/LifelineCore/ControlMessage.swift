@@ -59,8 +59,8 @@ package struct Acknowledgement: Sendable, Equatable {
     /// microseconds: the supervisor times a round from the first capture's start.
     package var captureMicroseconds: UInt32 = 0
     /// Optimistic logging: the words (`DependencyVector.words`) of the dependency vector the
-    /// snapshot stores. With levels on other hosts the supervisor cannot read the copy, and its
-    /// orphan search takes them from here. Empty otherwise.
+    /// snapshot stores. With levels on other hosts, or partner copies, the supervisor cannot
+    /// read the snapshot, and its orphan search takes them from here. Empty otherwise.
     package var logDependencies: [UInt64] = []
 
     /// An acknowledgement with every field given.

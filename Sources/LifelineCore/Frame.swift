@@ -154,7 +154,8 @@ package struct Handshake: Sendable, Equatable {
         /// The supervisor, as the acceptor of control connections between hosts.
         case supervisor = 3
         /// A rank's connection to a partner rank on another host that keeps the second copy
-        /// of its stable storage (`PartnerFolder`).
+        /// of its stable storage (`PartnerFolder`); also the supervisor's, reading a failed
+        /// rank's log where another host keeps it.
         case storage = 4
         /// The supervisor reading a host's own folder (mirror A of its ranks), lent for reading
         /// by the host's ranks: where a failed rank's message log is before its relaunch opens it.

@@ -83,9 +83,10 @@ package final class MessageLog {
     package private(set) var records: [[UInt8]]
     /// Whether a partner host keeps the log's second copy.
     package var keptByPartner: Bool { folders.contains(where: \.isRemote) }
-    /// Whether a log a partner keeps goes on with one copy when a write to the other fails, as
-    /// a log on two local mirrors does (optimistic logging: a recovery replays what a copy
-    /// holds and rolls back what depends on the rest); otherwise such a write fails.
+    /// Whether a log a partner keeps goes on with its local copy alone when a write to the
+    /// partner's fails, as a log on two local mirrors does (optimistic logging: a recovery
+    /// replays what a copy holds and rolls back what depends on the rest); otherwise such a
+    /// write fails. A failing local copy fails the write either way.
     package var goesOnAlone = false
     /// The bytes of one mirror's segments.
     package var fileBytes: Int { segments.reduce(0) { $0 + $1.bytes } }
@@ -352,7 +353,8 @@ package final class MessageLog {
                 // would make deliveries that one host's loss loses (its snapshots follow the
                 // same rule: a line commits on two hosts or not at all). Unless it may go on
                 // alone (`goesOnAlone`).
-                guard tagged.isMirrorFailure, active[1 - mirror], !keptByPartner || goesOnAlone else { throw tagged }
+                guard tagged.isMirrorFailure, active[1 - mirror], !keptByPartner || goesOnAlone && folders[mirror].isRemote
+                else { throw tagged }
                 drop(mirror)
                 failedMirror = (tagged.mirror!, tagged)
             }
