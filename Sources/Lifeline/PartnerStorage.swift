@@ -463,9 +463,13 @@ final class PartnerDirectory: Sendable {
     /// rank stops and is relaunched to write its log to the new one; an optimistic log goes on
     /// on its host alone until its rank restarts) rather than go to a host that holds only the
     /// segments written since, beside an older partner's stale copy.
-    func partnerFolder(pinned: Bool = false) -> PartnerFolder {
+    /// `connectSeconds`, `replyFloorSeconds`: as `PartnerFolder` takes them.
+    func partnerFolder(
+        pinned: Bool = false, connectSeconds: Double = HostLink.handshakeSeconds, replyFloorSeconds: Double = 30
+    ) -> PartnerFolder {
         let pinnedPartner = pinned ? Self.partner(of: host, in: table.withLock { $0 }) : nil
-        return PartnerFolder(location: "the partner host's folder", rank: rank, incarnation: incarnation, token: token) { [self] in
+        return PartnerFolder(location: "the partner host's folder", rank: rank, incarnation: incarnation, token: token,
+                             connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) { [self] in
             let table = self.table.withLock { $0 }
             guard let partner = Self.partner(of: host, in: table), !pinned || partner == pinnedPartner else { return [] }
             let keepers = keepers(on: partner, in: table)

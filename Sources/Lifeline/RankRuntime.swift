@@ -310,8 +310,14 @@ final class RankRuntime {
                 store = try MirroredStore(rootA: StorageRoots.expand(roots[0], host: hosts.host), remoteB: directory.partnerFolder())
                     .withNodeLocal(.a, fills: true, partnerHeld: true)
                     .withFallback { directory.find($0) }
+                // An optimistic log goes on without a partner that does not answer (`goesOnAlone`):
+                // within a second to connect, 3 s to reply, so that a rank flushing its log to a
+                // host cut off still answers a freeze (5 s at least) and is not rolled back.
+                let optimistic = launch.logging == .optimistic
                 logStore = try MirroredStore(
-                    rootA: StorageRoots.expand(roots[0], host: hosts.host), remoteB: directory.partnerFolder(pinned: true))
+                    rootA: StorageRoots.expand(roots[0], host: hosts.host),
+                    remoteB: directory.partnerFolder(pinned: true, connectSeconds: optimistic ? 1 : HostLink.handshakeSeconds,
+                                                     replyFloorSeconds: optimistic ? 3 : 30))
                     .withNodeLocal(.a, fills: true, partnerHeld: true)
                 partners = directory
             } else {
