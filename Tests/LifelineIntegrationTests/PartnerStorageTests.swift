@@ -262,6 +262,74 @@ struct PartnerStorageTests {
         for segment in segments { #expect(FileManager.default.contents(atPath: root + "/partner/" + segment)?.count == 10) }
     }
 
+    /// The supervisor's search for a failed rank's log (no host of its own): of the copies the
+    /// hosts keep, the one written by the newest incarnation, over the ranking's other terms; a
+    /// log kept nowhere is not found. Its connections close when it is done.
+    @Test func theNewestCopyAnyHostKeepsIsFound() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let keeper2 = HostIdentity(role: .peer, rank: RankID(1), incarnation: 0)
+        let keeper3 = HostIdentity(role: .peer, rank: RankID(2), incarnation: 0)
+        let listener2 = try HostListener(
+            address: "127.0.0.1", identity: keeper2, token: token, storage: try FolderService(root: root + "/kept/h2"))
+        let listener3 = try HostListener(
+            address: "127.0.0.1", identity: keeper3, token: token, storage: try FolderService(root: root + "/kept/h3"))
+        let table = [
+            RankAddress(host: "h1", address: "127.0.0.1", port: 1, incarnation: 0),
+            RankAddress(host: "h2", address: "127.0.0.1", port: listener2.port, incarnation: 0),
+            RankAddress(host: "h3", address: "127.0.0.1", port: listener3.port, incarnation: 0),
+        ]
+        // h2 kept three segments of incarnation 4 (the rank's older host's copy); h3 one segment
+        // of incarnation 7, the newer process's. The search ranks them by name alone.
+        for (host, incarnation, starts) in [("h2", 4, [0, 10, 20]), ("h3", 7, [15])] {
+            let folder = root + "/kept/\(host)/" + MessageLog.folder + "/rank-0"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for start in starts {
+                let name = String(repeating: "0", count: 20 - String(start).count) + String(start)
+                    + "-" + String(repeating: "0", count: 10 - String(incarnation).count) + String(incarnation) + ".seg"
+                _ = FileManager.default.createFile(atPath: folder + "/" + name, contents: Data([0]))
+            }
+        }
+        let directory = PartnerDirectory(
+            host: "", rootB: root + "/kept/{partner}", table: table, rank: RankID(0), incarnation: 9, token: token)
+        let found = try #require(directory.keptCopy(MessageLog.folder + "/rank-0", rank: MessageLog.newness(ofFiles:)))
+        #expect(found.names == ["00000000000000000015-0000000007.seg"])
+        #expect(directory.keptCopy(MessageLog.folder + "/rank-5", rank: MessageLog.newness(ofFiles:)) == nil)
+        directory.closeKeptFolders()
+        #expect(directory.hostsConnected.isEmpty)
+    }
+
+    /// A host's own folder lent for reading (the supervisor's search for a failed rank's log,
+    /// optimistic logging with partner copies): a connection under the role `hostFolder` reads
+    /// that folder, not the one the host keeps for its partner, reads a message log there as
+    /// it is, and every change it asks for is refused.
+    @Test func aHostsOwnFolderIsLentForReadingOnly() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let listener = try HostListener(
+            address: "127.0.0.1", identity: keeper, token: token, storage: try FolderService(root: root + "/kept"),
+            lent: try FolderService(root: root + "/own-a", readOnly: true))
+        let log = try MessageLog(store: try MirroredStore(rootA: root + "/own-a", rootB: root + "/own-b"), name: "rank-1")
+        try log.append([[1, 2], [3], [4, 5, 6]])
+        let keepers = [PartnerFolder.Keeper(host: "n2", address: "127.0.0.1", port: listener.port, identity: keeper)]
+        let lent = PartnerFolder(location: "n2's own folder", rank: RankID(1), incarnation: 0, token: token,
+                                 role: .hostFolder) { keepers }
+        let read = try MessageLog.inspect(keptBy: lent, name: "rank-1")
+        #expect(read.kept == 0..<3 && !read.recordsLost && !read.isMissing, "\(read.problems)")
+        let segments = try lent.entries(MessageLog.folder + "/rank-1")
+        #expect(!segments.isEmpty)
+        let before = files(root + "/own-a")
+        #expect(throws: StorageError.self) {
+            try lent.write([FileToWrite(MessageLog.folder + "/rank-1/x", kind: .snapshot, generation: 1, body: [1])])
+        }
+        #expect(throws: StorageError.self) { _ = try lent.remove(MessageLog.folder + "/rank-1/" + segments[0]) }
+        #expect(throws: StorageError.self) { try lent.removeDirectory(MessageLog.folder + "/rank-1") }
+        #expect(files(root + "/own-a") == before)
+        // The partner's role reaches the folder kept for the partner, where this log is not.
+        let kept = PartnerFolder(location: "the folder n2 keeps", rank: RankID(1), incarnation: 0, token: token) { keepers }
+        #expect(try kept.entries(MessageLog.folder + "/rank-1").isEmpty)
+    }
+
     @Test func aPartnerThatIsGoneFailsMirrorBInBoundedTime() throws {
         let root = temporary()
         defer { try? FileManager.default.removeItem(atPath: root) }
