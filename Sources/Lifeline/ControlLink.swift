@@ -43,10 +43,12 @@ func supervisorGone() -> Never {
 }
 
 /// Ends rank `rank` with `status`, one of the runtime's own (`restoreFailedExitStatus`,
-/// `logUnfitExitStatus`, `logCopyFailedExitStatus`), after saying `what` on its standard error:
-/// its supervisor reads the status, not the program's failure, and decides its recovery.
-func stopForSupervisor(_ status: Int32, rank: Int, _ what: String) -> Never {
+/// `logUnfitExitStatus`, `logCopyFailedExitStatus`), after saying `what` on its standard error
+/// and the status to its supervisor (`control`, `stopping`): the supervisor reads the status,
+/// not the program's failure, and decides its recovery.
+func stopForSupervisor(_ status: Int32, rank: Int, _ what: String, control: ControlLink?) -> Never {
     FileHandle.standardError.write(Data("lifeline: rank \(rank): \(what)\n".utf8))
+    control?.send(.stopping(status: status))
     _exit(status)
 }
 

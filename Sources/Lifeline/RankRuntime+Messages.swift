@@ -343,7 +343,7 @@ extension RankRuntime {
     /// relaunched to replay it, its log written to the partner its host has then. (An
     /// optimistic log goes on without the partner's copy instead: `MessageLog.goesOnAlone`.)
     func partnerCopyFailed(_ what: String) -> Never {
-        stopForSupervisor(logCopyFailedExitStatus, rank: rank.rawValue, what)
+        stopForSupervisor(logCopyFailedExitStatus, rank: rank.rawValue, what, control: control)
     }
 
     /// Optimistic logging: writes every buffered record now.

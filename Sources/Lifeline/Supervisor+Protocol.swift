@@ -99,6 +99,8 @@ extension Supervisor {
             machine.handleWaitReport(from: rank.rawValue, serial: serial, wait)
         case .drained(let epoch, let storedBytes, let failure, let failedMirrors):
             try handleDrained(epoch, rank: rank.rawValue, storedBytes: storedBytes, failure: failure, failedMirrors: failedMirrors)
+        case .stopping(let status):
+            runtimeStops[rank.rawValue] = status
         case .logMirrorFailed(let mirrors, let reason):
             events.record("log_mirror_failed", ["rank": .int(rank.rawValue), "reason": .string(reason)])
             if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason, byRank: true) }

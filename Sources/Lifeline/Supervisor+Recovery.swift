@@ -31,6 +31,7 @@ extension Supervisor {
             try readControl(from: sender)
             if finishedJob { return }
         }
+        if !machine.ranks[rank].exitExpected { try awaitStopSaid(rank, exit) }
         if finishedJob { return }
         slots[rank].connection?.close()
         slots[rank].connection = nil
@@ -44,15 +45,17 @@ extension Supervisor {
         } else if exit.signal == nil, hostJob != nil, exit.exitCode == 3 {
             // On another host, 3 is a rank that lost its link to the supervisor (the lease ran
             // out, or it could not connect): not the program's failure.
-        } else if exit.signal == nil, hostJob != nil, holdsLevels, exit.exitCode == restoreFailedExitStatus {
+        } else if exit.signal == nil, hostJob != nil, holdsLevels, exit.exitCode == restoreFailedExitStatus, saidStop(rank, exit) {
             // A rank on another host that could not read the snapshot it was to restore, its
             // copy in memory taken for held: gone, and the recovery decided again without it.
             memoryCopies.forget(rank: rank)
             intactForLaunch = nil
-        } else if exit.signal == nil, StorageRoots.partnered(configuration.storageRoots), exit.exitCode == logUnfitExitStatus {
+        } else if exit.signal == nil, StorageRoots.partnered(configuration.storageRoots), exit.exitCode == logUnfitExitStatus,
+                  saidStop(rank, exit) {
             // A rank relaunched to replay a log that it found unfit (`lostPartneredLog`).
             logsUnfit.insert(rank)
-        } else if exit.signal == nil, StorageRoots.partnered(configuration.storageRoots), exit.exitCode == logCopyFailedExitStatus {
+        } else if exit.signal == nil, StorageRoots.partnered(configuration.storageRoots), exit.exitCode == logCopyFailedExitStatus,
+                  saidStop(rank, exit) {
             // A rank whose partner host did not take its log's append: not the program's failure.
             counted = !launchedBeforeHostLoss.contains(rank)
         } else if exit.signal == nil {
@@ -63,6 +66,28 @@ extension Supervisor {
         try perform(machine.handleExit(
             of: rank, cause: "\(exit)", programExit: programExit, cleanExit: exit.exitCode == 0, counted: counted, now: now,
             facts: StorageFacts(self)))
+    }
+
+    /// Whether `rank`'s runtime said it ends its process with the status of `exit` (`stopping`,
+    /// read by `awaitStopSaid`): otherwise the program exited with a status that is also one of
+    /// the runtime's.
+    private func saidStop(_ rank: Int, _ exit: ProcessExit) -> Bool {
+        runtimeStops[rank] == exit.exitCode
+    }
+
+    /// A rank on another host that exited with one of the runtime's own statuses (4, 5, 6)
+    /// without having said so yet: its control connection is read to its end, which follows
+    /// what the runtime sent before it exited (a second at most).
+    private func awaitStopSaid(_ rank: Int, _ exit: ProcessExit) throws {
+        guard hostJob != nil, exit.signal == nil, runtimeStops[rank] == nil,
+              [restoreFailedExitStatus, logUnfitExitStatus, logCopyFailedExitStatus].contains(exit.exitCode ?? 0)
+        else { return }
+        let deadline = now + 1
+        while runtimeStops[rank] == nil, let connection = slots[rank].connection, now < deadline, !finishedJob {
+            var descriptor = pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 50) >= 0 else { return }
+            if descriptor.revents != 0 { _ = try readControl(from: rank) }
+        }
     }
 
     /// Finds ranks that stopped sending heartbeats (hung) or never connected.

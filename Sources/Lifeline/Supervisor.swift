@@ -127,6 +127,9 @@ final class Supervisor {
     var acknowledgedDependencies: [Int: [UInt64: DependencyVector]] = [:]
     /// Per rank, the incarnation of its last launch (the newest any process knows it by).
     var launchedIncarnations: [Int: UInt32] = [:]
+    /// Per rank, the exit status its runtime said it ends its process with (`stopping`), since
+    /// its last launch: on another host, statuses 4, 5 and 6 are the runtime's only when said.
+    var runtimeStops: [Int: Int32] = [:]
     /// With a message log and every rank on this host: the page where the ranks sum their log
     /// syncs as one union (`log_sync_union_s` of `job_finished`).
     let syncTime: SharedSyncTime?
@@ -450,6 +453,7 @@ final class Supervisor {
             let step = member?.step ?? resize?.step ?? -1
             let incarnation = machine.launching(rank, plan: plan, step: step, now: now)
             launchedIncarnations[rank] = incarnation
+            runtimeStops[rank] = nil
             var environment = LaunchEnvironment(
                 rank: RankID(rank), rankCount: configuration.rankCount, token: token,
                 addressPrefix: addressBase, incarnation: incarnation, supervisorPID: getpid(),

@@ -195,12 +195,17 @@ package enum ControlMessage: Sendable, Equatable {
     /// (`failure` says why; the line stays in memory alone; `failedMirrors`: the mirror whose
     /// write failed as a failing disk does, which the job then degrades from).
     case drained(Epoch, storedBytes: UInt64, failure: String?, failedMirrors: StorageMirrors = [])
+    /// The rank's runtime ends its process with `status`, one of the runtime's own exit
+    /// statuses (a snapshot it cannot restore, a log it cannot replay, a log copy its partner
+    /// did not take): said first, so that the supervisor does not take a program that exits
+    /// with the same status for the runtime.
+    case stopping(status: Int32)
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
         case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses, signal, peerAddress
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
-        case waitReport, nondeterminism, logMirrorFailed, captured, logEvents, drained, caughtUp
+        case waitReport, nondeterminism, logMirrorFailed, captured, logEvents, drained, caughtUp, stopping
     }
 
     /// The complete frame, prefix included.
@@ -363,6 +368,9 @@ package enum ControlMessage: Sendable, Equatable {
         case .caughtUp(let step):
             writer.write(Code.caughtUp.rawValue)
             writer.write(Int64(step))
+        case .stopping(let status):
+            writer.write(Code.stopping.rawValue)
+            writer.write(status)
         }
     }
 
@@ -486,6 +494,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .faultFired: message = .faultFired(index: Int(try reader.read(UInt32.self)))
         case .replayComplete: message = .replayComplete(deliveries: Int(try reader.read(UInt64.self)))
         case .caughtUp: message = .caughtUp(step: try step())
+        case .stopping: message = .stopping(status: try reader.read(Int32.self))
         }
         guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes after control message") }
         return message

@@ -345,6 +345,24 @@ import Testing
         #expect(result.stderr.contains("no copy of the message log as new as the checkpoint"), "\(result.stderr)")
     }
 
+    /// A program of its own that exits with status 5, which is also the runtime's status for a
+    /// log it cannot replay: the runtime says its own stops to the supervisor (`stopping`)
+    /// before it exits, so rank 3's exit is taken for the program's failure, the same on every
+    /// attempt, and not for a log found unfit (which would roll every rank back each time).
+    @Test func aProgramsOwnExitStatusIsNotTakenForTheRuntimes() throws {
+        let storage = JobRunner.scratch("multihost-program-status-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let heat = ([JobRunner.binDirectory + "/heat2d"] + JobRunner.heat.dropFirst()).joined(separator: " ")
+        let result = try Self.run(
+            "multihost-program-status", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--logging", "pessimistic", "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"],
+            program: ["/bin/sh", "-c", "if [ \"$LIFELINE_RANK\" = 3 ]; then exit 5; fi; exec " + heat])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("rank 3 exited with status 5 on every attempt"), "\(result.stderr)")
+        #expect(!result.events("fallback_global_rollback").contains { ($0["reason"] as? String)?.contains("unfit") == true },
+                "\(result.stderr)")
+    }
+
     /// With partner copies the supervisor's two folders hold the manifest alone: one of them
     /// failing for 2 s (`fail:mirror=b`) changes nothing the ranks write. The lines committed
     /// meanwhile are on the ranks' hosts and partners (not marked with one mirror), a rank of
