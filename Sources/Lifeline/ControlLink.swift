@@ -58,9 +58,10 @@ func stopForSupervisor(_ status: Int32, rank: Int, _ what: String, control: Cont
 let restoreFailedExitStatus: Int32 = 4
 
 /// Exit status of a rank with partner copies (`{partner}` in `--storage`) relaunched to replay
-/// its message log that finds the log unfit (unreadable on its host and its partner, or ending
-/// before its checkpoint's position): its supervisor, which has no copy of the log to check
-/// beforehand, takes the log for lost and rolls every rank back.
+/// its message log that finds the log unfit (unreadable on its host and its partner, ending
+/// before its checkpoint's position, or holding less than the supervisor read of it for an
+/// optimistic recovery): its supervisor, which took the log for fit, takes it for lost and
+/// rolls every rank back.
 let logUnfitExitStatus: Int32 = 5
 
 /// Exit status of a rank with partner copies whose message log could not be appended to on its
