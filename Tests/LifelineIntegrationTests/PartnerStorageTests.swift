@@ -32,6 +32,19 @@ struct PartnerStorageTests {
         }.sorted()
     }
 
+    /// The table of three hosts h1–h3, one rank each: h1's a port nothing answers on (this
+    /// process's host), h2's and h3's keeping `root/kept/h2` and `root/kept/h3` (their listeners,
+    /// to keep alive while they are used).
+    private func threeHosts(_ root: String) throws -> ([RankAddress?], [HostListener]) {
+        let listeners = try ["h2", "h3"].enumerated().map { index, host in
+            try HostListener(address: "127.0.0.1", identity: HostIdentity(role: .peer, rank: RankID(index + 1), incarnation: 0),
+                             token: token, storage: try FolderService(root: root + "/kept/" + host))
+        }
+        return ([RankAddress(host: "h1", address: "127.0.0.1", port: 1, incarnation: 0)]
+            + zip(["h2", "h3"], listeners).map { RankAddress(host: $0, address: "127.0.0.1", port: $1.port, incarnation: 0) },
+            listeners)
+    }
+
     private func temporary() -> String {
         let path = NSTemporaryDirectory() + "lifeline-partner-\(UUID().uuidString)"
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -116,17 +129,8 @@ struct PartnerStorageTests {
     @Test func aFileIsFoundWithTheHostThatKeptIt() throws {
         let root = temporary()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let keeper2 = HostIdentity(role: .peer, rank: RankID(1), incarnation: 0)
-        let keeper3 = HostIdentity(role: .peer, rank: RankID(2), incarnation: 0)
-        let listener2 = try HostListener(
-            address: "127.0.0.1", identity: keeper2, token: token, storage: try FolderService(root: root + "/kept/h2"))
-        let listener3 = try HostListener(
-            address: "127.0.0.1", identity: keeper3, token: token, storage: try FolderService(root: root + "/kept/h3"))
-        let table = [
-            RankAddress(host: "h1", address: "127.0.0.1", port: 1, incarnation: 0),
-            RankAddress(host: "h2", address: "127.0.0.1", port: listener2.port, incarnation: 0),
-            RankAddress(host: "h3", address: "127.0.0.1", port: listener3.port, incarnation: 0),
-        ]
+        let (table, listeners) = try threeHosts(root)
+        defer { withExtendedLifetime(listeners) {} }
         // h1's partner is h2; h3 kept the file (it was h4's partner, say).
         let written = FileFormat.encode(kind: .manifest, generation: 1, body: [4, 5, 6])
         try FileManager.default.createDirectory(atPath: root + "/kept/h3/epochs", withIntermediateDirectories: true)
@@ -268,17 +272,8 @@ struct PartnerStorageTests {
     @Test func theNewestCopyAnyHostKeepsIsFound() throws {
         let root = temporary()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let keeper2 = HostIdentity(role: .peer, rank: RankID(1), incarnation: 0)
-        let keeper3 = HostIdentity(role: .peer, rank: RankID(2), incarnation: 0)
-        let listener2 = try HostListener(
-            address: "127.0.0.1", identity: keeper2, token: token, storage: try FolderService(root: root + "/kept/h2"))
-        let listener3 = try HostListener(
-            address: "127.0.0.1", identity: keeper3, token: token, storage: try FolderService(root: root + "/kept/h3"))
-        let table = [
-            RankAddress(host: "h1", address: "127.0.0.1", port: 1, incarnation: 0),
-            RankAddress(host: "h2", address: "127.0.0.1", port: listener2.port, incarnation: 0),
-            RankAddress(host: "h3", address: "127.0.0.1", port: listener3.port, incarnation: 0),
-        ]
+        let (table, listeners) = try threeHosts(root)
+        defer { withExtendedLifetime(listeners) {} }
         // h2 kept three segments of incarnation 4 (the rank's older host's copy); h3 one segment
         // of incarnation 7, the newer process's. The search ranks them by name alone.
         for (host, incarnation, starts) in [("h2", 4, [0, 10, 20]), ("h3", 7, [15])] {
