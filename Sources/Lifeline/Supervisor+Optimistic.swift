@@ -41,10 +41,10 @@ extension Supervisor {
     func keptLog(of rank: Int, checkpointIncarnation: UInt32) -> MessageLog.Inspection? {
         guard let hostJob else { return nil }
         // As the failed process, its last launch (the keepers fence by the incarnations of the
-        // table they last had, never newer than that). This
-        // process waits meanwhile: a keeper that does not answer within a second (its host cut
-        // off, as yet unknown), or whose reply takes over 5 s, is passed over, and a copy not
-        // read leaves more orphans (or, none read, a rollback), never fewer.
+        // table they last had, never newer than that). This process waits meanwhile: a keeper
+        // that does not answer within a second (its host cut off, as yet unknown), or whose
+        // reply takes over 5 s, is passed over, and a copy not read leaves more orphans (or,
+        // none read, a rollback), never fewer.
         let directory = PartnerDirectory(
             host: "", rootB: configuration.storageRoots[1], table: hostJob.addresses, rank: RankID(rank),
             incarnation: launchedIncarnations[rank] ?? 0, token: token, connectSeconds: 1, replyFloorSeconds: 5)
@@ -53,8 +53,9 @@ extension Supervisor {
         if let host = hostJob.addresses[rank]?.host {
             let own = directory.ownFolder(of: host, unless: rank)  // not the failed process
             defer { own.closeConnection() }
-            if let names = try? own.entries(path), MessageLog.newness(ofFiles: names)[0] >= UInt64(checkpointIncarnation),
-               !names.isEmpty, let log = try? MessageLog.inspect(keptBy: own, name: name) {
+            if let names = try? own.entries(path), !names.isEmpty,
+               MessageLog.newness(ofFiles: names)[0] >= UInt64(checkpointIncarnation),
+               let log = try? MessageLog.inspect(keptBy: own, name: name) {
                 return log
             }
         }

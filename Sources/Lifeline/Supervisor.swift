@@ -125,7 +125,9 @@ final class Supervisor {
     /// may still hold, the state intervals its checkpoint depends on, as its acknowledgement
     /// said (the snapshot is on the hosts; the orphan search needs them).
     var acknowledgedDependencies: [Int: [UInt64: DependencyVector]] = [:]
-    /// Per rank, the incarnation of its last launch (the newest any process knows it by).
+    /// Per rank, the incarnation of its last launch (the newest any process knows it by): the
+    /// machine's, kept here for the log search (`keptLog`), which runs while the machine decides
+    /// and so cannot read it.
     var launchedIncarnations: [Int: UInt32] = [:]
     /// Per rank, the exit status its runtime said it ends its process with (`stopping`), since
     /// its last launch: on another host, statuses 4, 5 and 6 are the runtime's only when said.
