@@ -341,9 +341,13 @@ final class HostListener: Sendable {
     private let incarnations = Mutex<[UInt32]>([])
 
     /// Listens on `address` and starts the thread that accepts peers for the rank of `identity`,
-    /// partners' storage connections for the folder `storage` keeps, and the supervisor's for
-    /// the host's own folder `lent` (none taken when nil).
-    init(address: String, identity: HostIdentity, token: String, storage: FolderService? = nil, lent: FolderService? = nil) throws {
+    /// partners' storage connections for the folder `storage` keeps, the supervisor's for the
+    /// host's own folder `lent`, and partners' for the host's folder in memory `memory`, where
+    /// their level-1 copies are kept (none taken when nil).
+    init(
+        address: String, identity: HostIdentity, token: String, storage: FolderService? = nil, lent: FolderService? = nil,
+        memory: FolderService? = nil
+    ) throws {
         let (listener, port) = try HostLink.listen(address: address)
         self.port = port
         var fds: [Int32] = [0, 0]
@@ -356,7 +360,9 @@ final class HostListener: Sendable {
         }
         wakeFD = fds[0]
         wakeWriteFD = fds[1]
-        Thread.detachNewThread { [self] in serve(listener: listener, identity: identity, token: token, storage: storage, lent: lent) }
+        let services: [Handshake.Role: FolderService] = [.storage: storage, .hostFolder: lent, .partnerMemory: memory]
+            .compactMapValues { $0 }
+        Thread.detachNewThread { [self] in serve(listener: listener, identity: identity, token: token, services: services) }
     }
 
     /// Takes the incarnations of the supervisor's newest table of where the ranks listen.
@@ -385,7 +391,10 @@ final class HostListener: Sendable {
         }
     }
 
-    private func serve(listener: Int32, identity: HostIdentity, token: String, storage: FolderService?, lent: FolderService?) {
+    /// The roles of the connections handed to a folder service rather than to the rank.
+    private static let folderRoles: Set<Handshake.Role> = [.storage, .hostFolder, .partnerMemory]
+
+    private func serve(listener: Int32, identity: HostIdentity, token: String, services: [Handshake.Role: FolderService]) {
         let acceptor = HandshakeAcceptor(listener: listener, mutual: identity, token: token)
         let rank = identity.rank
         while true {
@@ -405,16 +414,16 @@ final class HostListener: Sendable {
                 FileHandle.standardError.write(Data(
                     "lifeline: \(rank) refused \(report.count) connection(s) from other hosts: \(report.reasons)\n".utf8))
             }
-            for connection in proven where [.storage, .hostFolder].contains(connection.handshake.role) {
+            for connection in proven where Self.folderRoles.contains(connection.handshake.role) {
                 // Over its limit of connections the server closes the new one.
-                if let service = connection.handshake.role == .storage ? storage : lent, admitsStorage(connection.handshake) {
+                if let service = services[connection.handshake.role], admitsStorage(connection.handshake) {
                     let handshake = connection.handshake
                     _ = PartnerFolderServer.start(connection.fd, service: service) { [self] in admitsStorage(handshake) }
                 } else {
                     close(connection.fd)
                 }
             }
-            proven.removeAll { [.storage, .hostFolder].contains($0.handshake.role) }
+            proven.removeAll { Self.folderRoles.contains($0.handshake.role) }
             guard !proven.isEmpty else { continue }
             ready.withLock { $0 += proven }
             var byte: UInt8 = 1

@@ -124,6 +124,12 @@ final class PartnerFolder: RemoteFolder {
     /// Whether a connection is open now.
     var isConnected: Bool { connection.withLock { $0.fd != nil } }
 
+    /// Whether any process keeps the folder now (a partner host without ranks left keeps none).
+    var hasKeepers: Bool { !keepers().isEmpty }
+
+    /// The host of the keeper the open connection reaches; nil when none is open.
+    var connectedHost: String? { connection.withLock { $0.fd != nil ? $0.host : nil } }
+
     /// How long a reply may take: a fixed allowance (`floor`), and the request's bytes at
     /// 20 MB/s (a partner writing, fsyncing and reading back a window of chunks on a slow disk).
     static func replySeconds(requestBytes: Int, floor: Double = 30) -> Double { floor + Double(requestBytes) / 20e6 }
@@ -463,12 +469,16 @@ final class PartnerDirectory: Sendable {
     /// rank stops and is relaunched to write its log to the new one; an optimistic log goes on
     /// on its host alone until its rank restarts) rather than go to a host that holds only the
     /// segments written since, beside an older partner's stale copy.
-    /// `connectSeconds`, `replyFloorSeconds`: as `PartnerFolder` takes them.
+    /// `role`: `.partnerMemory` for the folder in the partner host's memory where its ranks keep
+    /// this host's ranks' level-1 copies. `connectSeconds`, `replyFloorSeconds`: as
+    /// `PartnerFolder` takes them.
     func partnerFolder(
-        pinned: Bool = false, connectSeconds: Double = HostLink.handshakeSeconds, replyFloorSeconds: Double = 30
+        pinned: Bool = false, role: Handshake.Role = .storage, connectSeconds: Double = HostLink.handshakeSeconds,
+        replyFloorSeconds: Double = 30
     ) -> PartnerFolder {
         let pinnedPartner = pinned ? Self.partner(of: host, in: table.withLock { $0 }) : nil
-        return PartnerFolder(location: "the partner host's folder", rank: rank, incarnation: incarnation, token: token,
+        let location = role == .partnerMemory ? "the partner host's memory" : "the partner host's folder"
+        return PartnerFolder(location: location, rank: rank, incarnation: incarnation, token: token, role: role,
                              connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) { [self] in
             let table = self.table.withLock { $0 }
             guard let partner = Self.partner(of: host, in: table), !pinned || partner == pinnedPartner else { return [] }

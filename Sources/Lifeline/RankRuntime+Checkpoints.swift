@@ -241,7 +241,13 @@ extension RankRuntime {
         if let acceptor { reportRefusals(acceptor, final: true) }
         writer?.drain()
         // The job is released and its lines are on disk: on another host nothing else removes
-        // this rank's copies in memory.
-        if let (folder, rank) = copiesRemovedAtExit.withLock({ $0 }) { MemoryLevel(folder: folder).removeCopies(of: rank) }
+        // this rank's copies in memory, nor those the host kept for its partner's ranks.
+        if let (folder, rank) = copiesRemovedAtExit.withLock({ $0 }) {
+            let level = MemoryLevel(folder: folder)
+            if let host = launch?.hosts?.host {
+                level.removeCopies(ofRanksOtherThan: Set(peerAddresses.indices.filter { peerAddresses[$0]?.host == host }))
+            }
+            level.removeCopies(of: rank)
+        }
     }
 }

@@ -72,14 +72,18 @@ final class RankRuntime {
     @exclusivity(unchecked) var hostListener: HostListener?
     @exclusivity(unchecked) var peerAddresses: [RankAddress?] = [] {
         didSet {
-            guard let partners else { return }
-            partners.update(peerAddresses)
+            guard partners != nil || memoryPartners != nil else { return }
+            partners?.update(peerAddresses)
+            if memoryPartners !== partners { memoryPartners?.update(peerAddresses) }
             hostListener?.fence(peerAddresses)
         }
     }
     /// With partner hosts (`{partner}` in `--storage`): where the second copies go, and where
     /// a rank restarted on another host finds its files.
     let partners: PartnerDirectory?
+    /// With levels on several hosts: where the second copy of each level-1 copy goes, the
+    /// partner host's memory (`partners` itself when there are partner hosts).
+    let memoryPartners: PartnerDirectory?
     let store: MirroredStore?
     let writer: SnapshotWriter?
     let heartbeatStep: HeartbeatStep
@@ -164,9 +168,10 @@ final class RankRuntime {
         launch: LaunchEnvironment?, control: ControlLink?, controlReader: Connection?, listener: Int32,
         store: MirroredStore?, snapshot: RankSnapshot?, log: MessageLog?, replay: ReplayQueue?,
         previous: PreviousRanks? = nil, probe: (path: String, size: Int)? = nil, replaySession: ReplaySession? = nil,
-        restoredState: StateBytes? = nil, partners: PartnerDirectory? = nil
+        restoredState: StateBytes? = nil, partners: PartnerDirectory? = nil, memoryPartners: PartnerDirectory? = nil
     ) {
         self.partners = partners
+        self.memoryPartners = memoryPartners
         self.launch = launch
         self.isLaunched = launch != nil
         self.rank = launch?.rank ?? replaySession.map { RankID($0.plan.rank) } ?? RankID(0)
@@ -190,6 +195,10 @@ final class RankRuntime {
                                level: launch?.compressionLevel ?? ChunkedSnapshots.levelDefault,
                                memory: launch?.memoryLevel, rank: launch?.rank.rawValue ?? 0,
                                drainChunksAtATime: drainChunksAtATime,
+                               // A host cut off but not yet found lost delays a round's ACK by
+                               // a second, not by a connection's full allowance.
+                               memoryPartner: memoryPartners?.partnerFolder(
+                                   role: .partnerMemory, connectSeconds: 1, replyFloorSeconds: 5),
                                hostCollection: partners.flatMap { Self.hostCollection(store: store, partners: $0, launch: launch) })
             }
         }
@@ -327,6 +336,13 @@ final class RankRuntime {
         } catch {
             throw LifelineError(.storage, "\(error)")
         }
+        // With levels on several hosts, each level-1 copy also goes to the partner host's
+        // memory, paired as partner copies on disk are (with or without `{partner}`).
+        let memoryPartners = launch.memoryLevel == nil ? nil : launch.hosts.map { hosts in
+            partners ?? PartnerDirectory(
+                host: hosts.host, rootB: "", table: peerAddresses, rank: launch.rank, incarnation: launch.incarnation,
+                token: launch.token)
+        }
         if launch.restarted, let fault = launch.faults.first(where: { $0.spec == .killInPhase(launch.rank, .recovery) }) {
             fireFault(index: fault.index, control: control)
         }
@@ -365,7 +381,7 @@ final class RankRuntime {
         let runtime = RankRuntime(
             launch: launch, control: control, controlReader: controlReader, listener: listener,
             store: store, snapshot: snapshot, log: log, replay: replay, previous: previous, restoredState: loaded?.state,
-            partners: partners)
+            partners: partners, memoryPartners: memoryPartners)
         runtime.eventLog = eventLog
         runtime.hostListener = hostListener
         if launch.memoryLevel?.drainRestored == true, let name = launch.restoreSnapshot, var restored = snapshot {
@@ -405,21 +421,24 @@ final class RankRuntime {
         }
         HostLink.userTimeoutMs.store(UInt32(clamping: hosts.linkTimeoutMs), ordering: .relaxed)
         // With partner hosts, this rank also keeps its host's folder for the partner's ranks,
-        // and lends its host's own folder to the supervisor for reading.
+        // and lends its host's own folder to the supervisor for reading. With levels, it keeps
+        // the partner's ranks' copies in its host's memory, beside those of the host's own ranks.
         let roots = [launch.storageRoots.a, launch.storageRoots.b]
         let kept: FolderService?
         let lent: FolderService?
+        let memory: FolderService?
         do {
             kept = StorageRoots.partnered(roots) ? try FolderService(root: StorageRoots.expand(roots[1], host: hosts.host)) : nil
             lent = StorageRoots.partnered(roots)
                 ? try FolderService(root: StorageRoots.expand(roots[0], host: hosts.host), readOnly: true) : nil
+            memory = try launch.memoryLevel.map { level throws(StorageError) in try FolderService(root: level.folder) }
         } catch {
             throw LifelineError(.storage, "\(error)")
         }
         let listener = try HostListener(
             address: hosts.hostAddress,
             identity: HostIdentity(role: .peer, rank: launch.rank, incarnation: launch.incarnation), token: launch.token,
-            storage: kept, lent: lent)
+            storage: kept, lent: lent, memory: memory)
         let hello = HostHello(
             role: .control, rank: launch.rank, incarnation: launch.incarnation, pid: getpid(), port: listener.port,
             nonce: HostLink.nonce())

@@ -148,15 +148,23 @@ final class SnapshotWriter: Sendable {
     /// This host's collection: with a node-local mirror, its folder against the shared root's
     /// manifest (nil: none), unless the writer was given another.
     private let hostCollection: HostCollection?
+    /// With levels on several hosts: the partner host's folder in memory, where each copy this
+    /// rank holds in memory also goes before its ACK (`copyToPartner`).
+    private let memoryPartner: PartnerFolder?
+    /// Whether this rank said that its copies in memory are on its host alone (said once, until
+    /// a copy reaches the partner again).
+    private let partnerRefusalSaid = Atomic<Bool>(false)
 
     /// A writer for `store` that reports to the supervisor over `control`, cutting snapshots
     /// into chunks of `chunkBytes` (a multiple of 8) compressed at zstd `level`; with `memory`,
     /// rank `rank`'s rounds are held in the host's memory first, and drained to disk
-    /// `drainChunksAtATime` chunks at a time. `hostCollection`: where the host's garbage is
-    /// collected, when not as the store says (partner hosts: `PartnerDirectory`).
+    /// `drainChunksAtATime` chunks at a time, and to `memoryPartner` too when one is given (the
+    /// partner host's memory). `hostCollection`: where the host's garbage is collected, when not
+    /// as the store says (partner hosts: `PartnerDirectory`).
     init(store: MirroredStore, control: ControlLink, chunkBytes: Int, level: Int32,
          memory: LaunchEnvironment.MemoryLevelSettings? = nil, rank: Int = 0, drainChunksAtATime: Int = 1,
-         hostCollection: HostCollection? = nil) {
+         memoryPartner: PartnerFolder? = nil, hostCollection: HostCollection? = nil) {
+        self.memoryPartner = memory == nil ? nil : memoryPartner
         precondition(chunkBytes % 8 == 0, "numeric segments are filtered as 8-byte values, so chunks hold whole ones")
         self.snapshots = ChunkedSnapshots(store: store)
         self.control = control
@@ -175,8 +183,14 @@ final class SnapshotWriter: Sendable {
     /// rename, and on a machine whose cores the ranks' computation fills, a hand-over to the
     /// writer's thread cost more than that (the ACK left up to 12 ms after the cut on 2 cores
     /// with 4 ranks). What follows the ACK (a spare, the drain) is queued as usual.
+    /// With a partner host's memory to copy to, the round is completed on the writer's thread:
+    /// the copy's trip over the network is not the program's to wait for.
     func submit(_ job: Job) {
         if job.stateInMemoryCopy, let memory {
+            guard memoryPartner == nil else {
+                queue.async { [self] in if completeInMemory(job, memory) { afterHeldInMemory(job, memory) } }
+                return
+            }
             if completeInMemory(job, memory) { queue.async { [self] in afterHeldInMemory(job, memory) } }
             return
         }
@@ -443,6 +457,7 @@ final class SnapshotWriter: Sendable {
                 return false
             }
         }
+        let partnerHost = copyToPartner(job.epoch, memory)
         if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
         report(.durable(job.epoch))
         var acknowledgement = Acknowledgement(
@@ -452,9 +467,56 @@ final class SnapshotWriter: Sendable {
             dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)
         acknowledgement.inMemory = true
         acknowledgement.logDependencies = job.logDependencies
+        acknowledgement.memoryPartner = partnerHost
         control.send(.ack(job.epoch, acknowledgement))
         heldInMemory = true  // the drains wait for the round's commit (`removeOlderMemoryCopies`) or abort
+        if partnerHost != nil { removeOlderPartnerCopies(memory) }
         return true
+    }
+
+    /// With levels on several hosts: writes this rank's copy of round `epoch`, just completed
+    /// here, to the partner host's memory (the same bytes under the same name, next to the
+    /// partner's own ranks' copies), so that the copy outlives this host; returns that host.
+    /// Nil when there is no partner (the job's other hosts are lost) or the copy could not be
+    /// written there: the round is then held in this host's memory alone, which the ACK says,
+    /// and this host's loss sends its ranks to disk. A copy that could not be written is said
+    /// once on the rank's standard error, until a copy reaches a partner again.
+    private func copyToPartner(_ epoch: Epoch, _ memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)) -> String? {
+        guard let memoryPartner, memoryPartner.hasKeepers else { return nil }
+        do {
+            guard let file = try memory.store.file(rank: memory.rank, epoch: epoch.rawValue) else {
+                throw StorageError(.corrupt, path: memory.store.folder, message: "the copy just written is gone")
+            }
+            try memoryPartner.write([file])
+            guard let host = memoryPartner.connectedHost else {
+                throw StorageError(.ioFailure, path: memoryPartner.location, message: "the connection closed after the write")
+            }
+            partnerRefusalSaid.store(false, ordering: .relaxed)
+            return host
+        } catch {
+            if !partnerRefusalSaid.exchange(true, ordering: .relaxed) {
+                let text = Array(("lifeline: rank \(memory.rank)'s copy in memory is on its host alone: \(memoryPartner.location) "
+                    + "could not take it (\(error)); that host's loss would send its ranks to disk\n").utf8)
+                _ = text.withUnsafeBytes { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
+            }
+            return nil
+        }
+    }
+
+    /// Removes from the partner host's memory this rank's copies that the last commit it heard
+    /// of made obsolete, as `removeOlderMemoryCopies` does here: those of rounds before the
+    /// committed one but this rank's entry in its line; those an earlier process of this rank
+    /// left there too. Run after a copy reached the partner, so that each round's removals
+    /// share its connection. A failure leaves them, for the partner's ranks to remove when the
+    /// job ends.
+    private func removeOlderPartnerCopies(_ memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)) {
+        let committed = lastCommitted.load(ordering: .relaxed), entry = lastEntry.load(ordering: .relaxed)
+        guard committed > 0, let memoryPartner, let names = try? memoryPartner.entries("") else { return }
+        for name in names {
+            guard let copy = MemoryLevel.parse(name), copy.rank == memory.rank, copy.epoch < committed,
+                  copy.epoch != entry else { continue }
+            _ = try? memoryPartner.remove(name)
+        }
     }
 
     /// After round `job`'s ACK from memory, on the writer's queue: a spare for the next round's

@@ -12,7 +12,8 @@ import LifelineStorage
 extension Supervisor {
     /// A rank acknowledged round `epoch`: an ACK from disk (a copy that did not fit in memory)
     /// puts its snapshot on disk at once.
-    /// With ranks on other hosts, an ACK from memory puts the rank's copy in its host's memory.
+    /// With ranks on other hosts, an ACK from memory puts the rank's copy in its host's memory,
+    /// and in its partner host's when the ACK names one.
     func noteAcknowledged(_ epoch: Epoch, rank: Int, _ acknowledgement: Acknowledgement) {
         guard holdsLevels, !acknowledgement.kept else { return }
         if !acknowledgement.inMemory {
@@ -20,7 +21,7 @@ extension Supervisor {
         } else if let host = hostJob?.addresses[rank]?.host {
             // The host of the process that sent it, as its handshake said (a late ACK of a
             // rank whose host was lost, moved since, has none: its copy went with that host).
-            memoryCopies.held(rank: rank, round: epoch.rawValue, on: host,
+            memoryCopies.held(rank: rank, round: epoch.rawValue, on: host, partner: acknowledgement.memoryPartner,
                               logPosition: acknowledgement.logPosition,
                               dependencies: DependencyVector(words: acknowledgement.logDependencies, rankCount: configuration.rankCount))
         }

@@ -62,6 +62,10 @@ package struct Acknowledgement: Sendable, Equatable {
     /// snapshot stores. With levels on other hosts, or partner copies, the supervisor cannot
     /// read the snapshot, and its orphan search takes them from here. Empty otherwise.
     package var logDependencies: [UInt64] = []
+    /// With levels on several hosts: the host whose memory holds the second copy of the
+    /// snapshot held in memory (`inMemory`), the rank's partner host; nil when none does (one
+    /// host left, or the partner's copy could not be written).
+    package var memoryPartner: String?
 
     /// An acknowledgement with every field given.
     package init(step: Int, snapshotBytes: UInt64, outputOffset: UInt64, delivered: DeliveredSets,
@@ -333,6 +337,7 @@ package enum ControlMessage: Sendable, Equatable {
             Self.encode(ack.delivered, into: &writer)
             writer.write(UInt32(ack.logDependencies.count))
             for word in ack.logDependencies { writer.write(word) }
+            writer.write(ack.memoryPartner ?? "")
         case .drained(let epoch, let storedBytes, let failure, let failedMirrors):
             writer.write(Code.drained.rawValue)
             writer.write(epoch.rawValue)
@@ -463,6 +468,7 @@ package enum ControlMessage: Sendable, Equatable {
             var logDependencies: [UInt64] = []
             logDependencies.reserveCapacity(words)
             for _ in 0..<words { logDependencies.append(try reader.read(UInt64.self)) }
+            let memoryPartner = try reader.readString()
             var acknowledgement = Acknowledgement(
                 step: captured, snapshotBytes: snapshotBytes, outputOffset: outputOffset, delivered: delivered,
                 kept: kept & 1 != 0, changes: changes, logicalBytes: logicalBytes, chunks: chunks, chunksReused: chunksReused,
@@ -471,6 +477,7 @@ package enum ControlMessage: Sendable, Equatable {
             acknowledgement.inMemory = kept & 2 != 0
             acknowledgement.captureMicroseconds = captureMicroseconds
             acknowledgement.logDependencies = logDependencies
+            acknowledgement.memoryPartner = memoryPartner.isEmpty ? nil : memoryPartner
             message = .ack(round, acknowledgement)
         case .drained:
             let round = try epoch()

@@ -160,6 +160,9 @@ package struct Handshake: Sendable, Equatable {
         /// The supervisor reading a host's own folder (mirror A of its ranks), lent for reading
         /// by the host's ranks: where a failed rank's message log is before its relaunch opens it.
         case hostFolder = 5
+        /// A rank's connection to a rank of its partner host, which keeps the rank's level-1
+        /// copies (`--levels memory,disk`) in that host's memory: the second copy in memory.
+        case partnerMemory = 6
     }
 
     /// The job's secret token.

@@ -121,6 +121,17 @@ package struct MemoryLevel: Sendable {
         if except == nil { rmdir(folder) }
     }
 
+    /// Removes the copies (and copies in progress) of every rank but `ranks`: on a job on
+    /// several hosts, as the job ends, those this host kept in memory for its partner host's
+    /// ranks (`ranks`: the ranks on this host, who remove their own).
+    package func removeCopies(ofRanksOtherThan ranks: Set<Int>) {
+        for name in PosixFile.entries(folder) {
+            let owner = Self.parse(name)?.rank
+                ?? (PosixFile.isHidden(name) ? name.dropFirst().components(separatedBy: ".tmp.").first.flatMap(Self.parse)?.rank : nil)
+            if let owner, !ranks.contains(owner) { unlink(folder + "/" + name) }
+        }
+    }
+
     /// The file name of `rank`'s copy of round `epoch`.
     package static func fileName(rank: Int, epoch: UInt64) -> String {
         ManifestStore.zeroPadded(UInt64(rank), digits: 6) + "-" + ManifestStore.zeroPadded(epoch, digits: 20) + ".l1"
@@ -392,6 +403,14 @@ package struct MemoryLevel: Sendable {
             if owned, stat(folder + "/" + name, &info) == 0 { found.insert(UInt64(info.st_ino)) }
         }
         return found
+    }
+
+    /// `rank`'s copy of round `epoch` as it is here, byte for byte, to be written to another
+    /// host's folder in memory (its partner's: the second copy, `--levels` on several hosts)
+    /// under the same name; nil when there is none.
+    package func file(rank: Int, epoch: UInt64) throws(StorageError) -> FileToWrite? {
+        let name = Self.fileName(rank: rank, epoch: epoch)
+        return try PosixFile.readAll(folder + "/" + name, dropCache: false).map { FileToWrite(name, encoded: $0) }
     }
 
     /// Whether `rank`'s copy of round `epoch` is there (not read).

@@ -31,6 +31,28 @@ import Testing
         #expect(copies.has(rank: 1, round: 5, on: "h2"))
     }
 
+    @Test func aCopyInThePartnersMemoryOutlivesTheLossOfTheRanksHost() {
+        var copies = MemoryCopies()
+        for round: UInt64 in [3, 4] {
+            copies.held(rank: 0, round: round, on: "h1", partner: "h2")
+            copies.held(rank: 1, round: round, on: "h2", partner: "h1")
+        }
+        copies.held(rank: 2, round: 4, on: "h2")  // its partner's copy could not be written
+        #expect(copies.has(rank: 1, round: 4, on: "h2") && copies.has(rank: 1, round: 4, on: "h1"))
+        #expect(!copies.has(rank: 1, round: 4, on: "h3"), "a host that holds neither copy")
+        copies.lose(host: "h2")
+        #expect(copies.has(rank: 1, round: 3, on: "h1") && copies.has(rank: 1, round: 4, on: "h1"),
+                "a lost host's rank, placed on its partner, restores from the partner's memory")
+        #expect(!copies.has(rank: 1, round: 4, on: "h2"), "the lost host's own copy went with it")
+        #expect(!copies.has(rank: 2, round: 4, on: "h1") && !copies.has(rank: 2, round: 4, on: "h2"),
+                "a copy the lost host alone held is gone")
+        #expect(copies.has(rank: 0, round: 4, on: "h1") && !copies.has(rank: 0, round: 4, on: "h2"),
+                "the second copy the lost host held for a partner went with it")
+        // The partner lost as well: nothing is left in memory.
+        copies.lose(host: "h1")
+        #expect(copies.copy(of: 0, round: 4) == nil && copies.copy(of: 1, round: 4) == nil)
+    }
+
     @Test func aCommitLeavesTheCopiesOfItsMembersAndOfLaterRounds() {
         var copies = MemoryCopies()
         for round: UInt64 in [2, 3, 4, 5] {

@@ -50,6 +50,14 @@ struct WireFormatTests {
             ack.logDependencies = DependencyVector(dense: [9, 0, 4]).words
             return ack
         }()),
+        // On several hosts, an ACK from memory names the partner host whose memory holds the
+        // second copy.
+        .ack(Epoch(6), {
+            var ack = Acknowledgement(step: 6, snapshotBytes: 6, outputOffset: 7, delivered: sets)
+            ack.inMemory = true
+            ack.memoryPartner = "node-17"
+            return ack
+        }()),
         .finished(step: 100, loggedBytes: 4096, retainedBytesPeak: 7, logBytesPeak: 9, residentBytesPeak: 11, logSyncs: 13,
                   logSyncMicroseconds: 1_500),
         .finished(step: 7, loggedBytes: 0, retainedBytesPeak: 0, logBytesPeak: 0, residentBytesPeak: 1 << 30,
@@ -127,11 +135,15 @@ struct WireFormatTests {
     }
 
     @Test func controlMessageRefusesAnAckWithAnUnsortedDeliveredSet() throws {
-        // The delivered sets end the body: swap the last set's two numbers above its watermark.
+        // The delivered sets come before the tail: the count of the log's dependency words (4
+        // bytes, none) and the memory partner's name (8 bytes, empty). Swap the last set's two
+        // numbers above its watermark.
         let sorted = DeliveredSet(watermark: SequenceNumber(2), above: [SequenceNumber(5), SequenceNumber(9)])
         let body = ackBody(Acknowledgement(step: 4, snapshotBytes: 0, outputOffset: 0, delivered: [sorted]))
         #expect(try ControlMessage.decode(body) == .ack(Epoch(1), Acknowledgement(step: 4, snapshotBytes: 0, outputOffset: 0, delivered: [sorted])))
-        let unsorted = Array(body.dropLast(16)) + Array(body.suffix(8)) + Array(body.suffix(16).prefix(8))
+        let tail = 4 + 8
+        let sets = Array(body.dropLast(tail))
+        let unsorted = Array(sets.dropLast(16)) + Array(sets.suffix(8)) + Array(sets.suffix(16).prefix(8)) + Array(body.suffix(tail))
         #expect(unsorted.count == body.count && unsorted != body)
         #expect(throws: WireError.self, "an ACK with delivered numbers 9, 5 decoded") { try ControlMessage.decode(unsorted) }
     }

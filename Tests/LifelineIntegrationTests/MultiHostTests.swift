@@ -80,7 +80,7 @@ import Testing
 
     /// `--levels memory,disk` on two addresses of this machine as two hosts: each rank's copies
     /// go to a folder of its own host's (named by the host, as test hosts share one memory
-    /// file system), no round is drained (`--drain-every 1000`), and a rank of the second host
+    /// file system) and of its partner host's, no round is drained (`--drain-every 1000`), and a rank of the second host
     /// killed restores from its host's memory, alone with its log (optimistic logging's orphan
     /// search taking its checkpoint from its ACK) or with every rank, to the failure-free bits.
     /// The ranks remove their folders as the job ends. With partner copies too (the log read
@@ -100,7 +100,8 @@ import Testing
              "--inject", "kill:rank=3,step=400"]
                 + (partner ? ["--storage", storage + "/local/{host}," + storage + "/kept/{partner}"] : [])
         ) { runDirectory in
-            // Once a line committed, each host's folder holds its own ranks' copies.
+            // Once a line committed, each host's folder holds its own ranks' copies and its
+            // partner's.
             JobRunner.waitForEvents(runDirectory, containing: "\"commit\"")
             var seen: [String] = []
             for folder in (try? FileManager.default.contentsOfDirectory(atPath: memoryRoot)) ?? [] {
@@ -118,7 +119,7 @@ import Testing
         // Optimistic logging's orphan search took the killed rank's checkpoint from its ACK.
         #expect(result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
         #expect(result.events("commit").allSatisfy { $0["level"] as? String == "memory" })
-        #expect((try? String(contentsOfFile: listing, encoding: .utf8)) == "127.0.0.1:0,1 127.0.0.2:2,3")
+        #expect((try? String(contentsOfFile: listing, encoding: .utf8)) == "127.0.0.1:0,1,2,3 127.0.0.2:0,1,2,3")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: memoryRoot)) ?? []).isEmpty,
                 "the ranks' folders in memory outlived the job")
     }
@@ -575,13 +576,16 @@ import Testing
     }
 
     /// `--levels memory,disk` and a host lost: test host lth2 cut off and its processes killed
-    /// after a line was drained to disk. Its memory went with it, so once it is found lost its
-    /// ranks, moved to lth1, restore from the newest line on disk (every rank rolls back to it,
-    /// `recovery_start` says `level` disk), and the job ends with the failure-free bits. With
-    /// partner copies the drains go to each host's folder and its partner's, lth2's own folder
-    /// goes with it (deleted), and its ranks restore from what lth1 kept for it.
-    @Test(arguments: [false, true])
-    func aLostHostsCopiesInMemoryGoWithItAndItsRanksRestoreFromDisk(partner: Bool) throws {
+    /// after a line was drained to disk. Each rank's copies are in its host's memory and in its
+    /// partner host's, so once lth2 is found lost its ranks, moved to lth1 (its partner), restore
+    /// from the copies lth1 holds for them: every recovery after the loss says `level` memory,
+    /// ranks 2 and 3 finish `restored_from` memory, and the job ends with the failure-free bits.
+    /// With `secondCopyLost`, lth1's copies of them are deleted as lth2 goes (a host and the
+    /// second copy lost together): the moved ranks find none and restore from disk. With partner
+    /// copies on disk too (`partner`), lth2's own folder is deleted: they read what lth1 kept.
+    /// The hosts' folders in memory do not outlive the job.
+    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func aLostHostsRanksRestoreFromTheSecondCopyInTheirPartnersMemory(partner: Bool, secondCopyLost: Bool) throws {
         guard Self.testHostsUp() else { return }
         defer { Self.testHostsDown() }
         let reference = try #require(Self.failureFree)
@@ -598,18 +602,35 @@ import Testing
             JobRunner.waitForEvents(runDirectory, containing: "\"drained\"")
             try Self.cutSecondHost(runDirectory, killToo: true)
             if partner { try FileManager.default.removeItem(atPath: storage + "/local/lth2") }
+            guard secondCopyLost else { return }
+            for folder in (try? FileManager.default.contentsOfDirectory(atPath: memoryRoot)) ?? [] where folder.hasSuffix("-lth1") {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: memoryRoot + "/" + folder)) ?? []
+                where name.hasPrefix("000002-") || name.hasPrefix("000003-") {
+                    try FileManager.default.removeItem(atPath: memoryRoot + "/" + folder + "/" + name)
+                }
+            }
         }
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.resultLines.last == reference)
         let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
         #expect(lost["ranks"] as? String == "2,3", "\(lost)")
-        // The ranks' deaths may be seen before the host is found lost, and a first recovery
-        // then restores from memory, on lth2; every one after the loss reads disk.
-        let lostAt = try #require(lost["t"] as? Double)
-        let starts = result.events("recovery_start").filter { ($0["t"] as? Double ?? 0) >= lostAt }
-        #expect(!starts.isEmpty && starts.allSatisfy { $0["level"] as? String == "disk" }, "\(result.events("recovery_start"))")
         let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
         #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth1", "lth1"])
+        let restored = Dictionary(uniqueKeysWithValues: result.events("rank_finished").compactMap { event in
+            (event["rank"] as? Int).map { ($0, event["restored_from"] as? String ?? "") }
+        })
+        #expect(restored[2] == (secondCopyLost ? "disk" : "memory") && restored[3] == restored[2], "\(restored)")
+        if !secondCopyLost {
+            // The ranks' deaths may be seen before the host is found lost, and a first recovery
+            // then restores on lth2 (whose ranks cannot start); every one after the loss reads
+            // the copies in memory.
+            let lostAt = try #require(lost["t"] as? Double)
+            let starts = result.events("recovery_start").filter { ($0["t"] as? Double ?? 0) >= lostAt }
+            #expect(!starts.isEmpty && starts.allSatisfy { $0["level"] as? String == "memory" },
+                    "\(result.events("recovery_start"))")
+        }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: memoryRoot)) ?? []).allSatisfy { $0.hasSuffix("-lth2") },
+                "lth1's folder in memory outlived the job")
     }
 
     /// A node and its disk lost: with `--storage LOCAL/{host},SHARED`, test host lth2 cut off,

@@ -2,16 +2,17 @@
 /// supervisor knows it without reading them.
 ///
 /// On one host the supervisor reads the job's folder in memory itself. When the ranks run on
-/// other hosts (`--launcher ssh|slurm`), each rank's copies are in its own host's memory, which
-/// the supervisor cannot read: it takes a copy for held from the rank's acknowledgement (the
-/// copy was hashed when written and is checked again when the rank maps it) until that host is
-/// lost, and a rank can restore from it only where it is, on that host.
+/// other hosts (`--launcher ssh|slurm`), each rank's copies are in its own host's memory, and a
+/// second copy in its partner host's memory, which the supervisor cannot read: it takes a copy
+/// for held from the rank's acknowledgement (the copy was hashed when written and is checked
+/// again when the rank maps it) until that host is lost, and a rank can restore from it only
+/// where it is: on its host, or on the partner host, where a lost host's ranks are placed first.
 ///
 /// | event | decision |
 /// |---|---|
-/// | a rank acknowledges round R from memory on host H | its copy of R is held on H |
-/// | host H is lost (`host_lost`, even when its ranks must stay) | every copy held on H is gone: its memory went with it |
-/// | a rank is to restore round R on host H | from memory only when its copy of R is held on H; elsewhere (a rank moved) from disk |
+/// | a rank acknowledges round R from memory on host H, its partner P holding the second copy | its copy of R is held on H and on P |
+/// | host H is lost (`host_lost`, even when its ranks must stay) | every copy held on H is gone from H: its memory went with it; one also held on a partner is held there alone |
+/// | a rank is to restore round R on host H | from memory only when its copy of R is held on H; elsewhere (a rank moved to a host that holds no copy) from disk |
 /// | a rank is launched to restore round R | its other copies are gone: it removes them as it starts |
 /// | a rank could not read the snapshot it was to restore (exit status 4) | its copies are gone |
 /// | a line commits | forget the copies of rounds before it but the snapshots it holds: each rank removes the others at `DONE` |
@@ -21,6 +22,8 @@ package struct MemoryCopies: Sendable, Equatable {
     package struct Copy: Sendable, Equatable {
         /// The host whose memory holds it.
         package var host: String
+        /// The partner host whose memory holds the second copy, if one does.
+        package var partner: String?
         /// Where the checkpoint starts its log.
         package var logPosition: UInt64
         /// The state intervals the checkpoint depends on (optimistic logging; nil: not said).
@@ -33,22 +36,38 @@ package struct MemoryCopies: Sendable, Equatable {
     /// No copies held.
     package init() {}
 
-    /// `rank`'s copy of round `round` is in the memory of `host`; its checkpoint starts its log
-    /// at `logPosition` and depends on `dependencies`.
+    /// `rank`'s copy of round `round` is in the memory of `host`, and of `partner` when a
+    /// partner host holds the second copy; its checkpoint starts its log at `logPosition` and
+    /// depends on `dependencies`.
     package mutating func held(
-        rank: Int, round: UInt64, on host: String, logPosition: UInt64 = 0, dependencies: DependencyVector? = nil
+        rank: Int, round: UInt64, on host: String, partner: String? = nil, logPosition: UInt64 = 0,
+        dependencies: DependencyVector? = nil
     ) {
-        hosts[rank, default: [:]][round] = Copy(host: host, logPosition: logPosition, dependencies: dependencies)
+        hosts[rank, default: [:]][round] = Copy(
+            host: host, partner: partner == host ? nil : partner, logPosition: logPosition, dependencies: dependencies)
     }
 
-    /// `host` is lost: the copies in its memory went with it.
+    /// `host` is lost: the copies in its memory went with it. A copy its partner holds too is
+    /// held there alone.
     package mutating func lose(host: String) {
-        for rank in hosts.keys { hosts[rank] = hosts[rank]?.filter { $0.value.host != host } }
+        for rank in hosts.keys {
+            hosts[rank] = hosts[rank]?.compactMapValues { copy in
+                var copy = copy
+                if copy.partner == host { copy.partner = nil }
+                guard copy.host == host else { return copy }
+                guard let partner = copy.partner else { return nil }
+                copy.host = partner
+                copy.partner = nil
+                return copy
+            }
+        }
     }
 
-    /// Whether `rank`, launched on `host`, finds its copy of round `round` there.
+    /// Whether `rank`, launched on `host`, finds its copy of round `round` there: on the host
+    /// that wrote it, or on its partner.
     package func has(rank: Int, round: UInt64, on host: String) -> Bool {
-        hosts[rank]?[round]?.host == host
+        guard let copy = hosts[rank]?[round] else { return false }
+        return copy.host == host || copy.partner == host
     }
 
     /// `rank`'s copy of round `round`, if one is held.
