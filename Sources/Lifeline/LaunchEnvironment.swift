@@ -82,6 +82,11 @@ package struct LaunchEnvironment: Sendable, Equatable {
         /// `--levels memory,disk`: "1": the rank restores a line held in memory alone whose
         /// drain ended with its predecessor, and drains it again.
         package static let drainRestored = "LIFELINE_DRAIN_RESTORED"
+        /// `--levels memory,disk` on several hosts: "none": the supervisor holds no copy in
+        /// memory of the snapshot the rank restores, which it reads from disk (a copy of that
+        /// rank and round in the folder is another run's); else the host whose memory holds the
+        /// copy, when it is not the rank's own (the rank fetches it from there first).
+        package static let memoryCopyHost = "LIFELINE_MEMORY_COPY_HOST"
     }
 
     /// `--levels memory,disk`: where the rank's level-1 copies go and which rounds it drains.
@@ -95,13 +100,25 @@ package struct LaunchEnvironment: Sendable, Equatable {
         /// The rank restores a line held in memory alone that its predecessor had not drained
         /// yet: it drains it (from its copy in memory) before any later round.
         package var drainRestored = false
+        /// Whether the rank restores from a copy in memory, if it finds an intact one: false on
+        /// several hosts when the supervisor holds none of the snapshot it restores.
+        package var readsCopy = true
+        /// On several hosts: the host whose memory holds the copy the rank restores, when it is
+        /// not the rank's own host (a lost host's rank placed away from its partner): the rank
+        /// fetches it from there into its host's memory before it restores.
+        package var copyHost: String?
 
         /// Settings with every field given.
-        package init(folder: String, drainEvery: Int, bytesMax: Int, drainRestored: Bool = false) {
+        package init(
+            folder: String, drainEvery: Int, bytesMax: Int, drainRestored: Bool = false, readsCopy: Bool = true,
+            copyHost: String? = nil
+        ) {
             self.folder = folder
             self.drainEvery = drainEvery
             self.bytesMax = bytesMax
             self.drainRestored = drainRestored
+            self.readsCopy = readsCopy
+            self.copyHost = copyHost
         }
 
         /// Whether round `epoch` is drained to disk.
@@ -254,6 +271,11 @@ package struct LaunchEnvironment: Sendable, Equatable {
             result[Key.drainEvery] = String(memoryLevel.drainEvery)
             result[Key.memoryBytesMax] = String(memoryLevel.bytesMax)
             if memoryLevel.drainRestored { result[Key.drainRestored] = "1" }
+            if !memoryLevel.readsCopy {
+                result[Key.memoryCopyHost] = "none"
+            } else if let copyHost = memoryLevel.copyHost {
+                result[Key.memoryCopyHost] = copyHost
+            }
         }
         if let hosts {
             result[Key.token] = nil
@@ -353,7 +375,9 @@ package struct LaunchEnvironment: Sendable, Equatable {
             environment.memoryLevel = MemoryLevelSettings(
                 folder: folder, drainEvery: max(1, value(Key.drainEvery).flatMap(Int.init) ?? 1),
                 bytesMax: max(0, value(Key.memoryBytesMax).flatMap(Int.init) ?? 0),
-                drainRestored: value(Key.drainRestored) == "1")
+                drainRestored: value(Key.drainRestored) == "1",
+                readsCopy: value(Key.memoryCopyHost) != "none",
+                copyHost: value(Key.memoryCopyHost).flatMap { $0.isEmpty || $0 == "none" ? nil : $0 })
         }
         return environment
     }

@@ -587,6 +587,16 @@ final class PartnerDirectory: Sendable {
         }
     }
 
+    /// The folder in `host`'s memory where its ranks keep their level-1 copies and those of
+    /// their partner host's ranks (`.partnerMemory`): where a rank placed away from the host
+    /// that holds its copy fetches it.
+    func memoryFolder(on host: String) -> PartnerFolder {
+        PartnerFolder(location: "\(host)'s memory", rank: rank, incarnation: incarnation, token: token,
+                      role: .partnerMemory, connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) { [self] in
+            keepers(on: host, in: self.table.withLock { $0 })
+        }
+    }
+
     /// Closes the connections to the folders other hosts keep (`keptCopy`, `find(_:)`).
     func closeKeptFolders() {
         for folder in others.withLock({ Array($0.folders.values) }) { folder.closeConnection() }

@@ -349,7 +349,25 @@ final class RankRuntime {
         // While a mirror has failed, reading a snapshot does not try to repair it.
         let loaded: (snapshot: RankSnapshot, state: StateBytes)?
         do {
-            loaded = try loadSnapshot(launch: launch, store: store.writing(only: launch.writeMirrors.mirrors))
+            loaded = try loadSnapshot(launch: launch, store: store.writing(only: launch.writeMirrors.mirrors)) {
+                // A lost host's rank placed away from the host that holds its copy in memory
+                // fetches it into its own host's memory first (a copy it cannot fetch is read
+                // from disk).
+                guard let memory = launch.memoryLevel, memory.readsCopy, let holder = memory.copyHost,
+                      let memoryPartners else { return }
+                let folder = memoryPartners.memoryFolder(on: holder)
+                defer { folder.closeConnection() }
+                let name = MemoryLevel.fileName(rank: launch.rank.rawValue, epoch: launch.restoreEpoch.rawValue)
+                do {
+                    guard let bytes = try folder.read(name) else {
+                        throw StorageError(.corrupt, path: folder.location, message: "no copy \(name) there")
+                    }
+                    try MemoryLevel(folder: memory.folder).adopt(bytes, rank: launch.rank.rawValue, epoch: launch.restoreEpoch.rawValue)
+                } catch {
+                    FileHandle.standardError.write(Data(
+                        "lifeline: rank \(launch.rank.rawValue) could not fetch its copy in memory from \(holder) (\(error)): it reads disk\n".utf8))
+                }
+            }
         } catch let error as LifelineError where launch.hosts != nil && launch.memoryLevel != nil {
             // The supervisor took this rank's copy for held on this host, unread: it learns
             // otherwise from the exit status, and decides again.
@@ -541,10 +559,16 @@ final class RankRuntime {
     /// holds a memory level and the copy there is intact (no disk read; the state is read in
     /// place, mapped, not copied), from the mirrors otherwise. Records how long it took and
     /// where it came from (`restoreTiming`), which the rank reports when it finishes.
-    static func loadSnapshot(launch: LaunchEnvironment, store: MirroredStore) throws -> (snapshot: RankSnapshot, state: StateBytes)? {
+    /// `fetch`: brings a copy held on another host into this host's memory first (counted in
+    /// the restore's time).
+    static func loadSnapshot(
+        launch: LaunchEnvironment, store: MirroredStore, fetch: () -> Void = {}
+    ) throws -> (snapshot: RankSnapshot, state: StateBytes)? {
         guard launch.restoreEpoch > .start, let name = launch.restoreSnapshot else { return nil }
         let started = monotonicSeconds()
-        let memory = launch.memoryLevel.map { MemoryLevel(folder: $0.folder) }
+        // On several hosts a copy the supervisor does not hold is another run's: not read.
+        let memory = launch.memoryLevel.flatMap { $0.readsCopy ? MemoryLevel(folder: $0.folder) : nil }
+        if memory != nil { fetch() }
         if let copy = try? memory?.map(rank: launch.rank.rawValue, epoch: launch.restoreEpoch.rawValue) {
             let snapshot = try RankSnapshot.decode(
                 metadata: copy.metadata, stateCount: copy.state.count, rank: launch.rank, rankCount: launch.rankCount,

@@ -151,6 +151,8 @@ final class SnapshotWriter: Sendable {
     /// With levels on several hosts: the partner host's folder in memory, where each copy this
     /// rank holds in memory also goes before its ACK (`copyToPartner`).
     private let memoryPartner: PartnerFolder?
+    /// Where the copies to `memoryPartner` are made and their rounds acknowledged.
+    private let partnerQueue = DispatchQueue(label: "lifeline.memory-partner")
     /// Whether this rank said that its copies in memory are on its host alone (said once, until
     /// a copy reaches the partner again).
     private let partnerRefusalSaid = Atomic<Bool>(false)
@@ -183,14 +185,8 @@ final class SnapshotWriter: Sendable {
     /// rename, and on a machine whose cores the ranks' computation fills, a hand-over to the
     /// writer's thread cost more than that (the ACK left up to 12 ms after the cut on 2 cores
     /// with 4 ranks). What follows the ACK (a spare, the drain) is queued as usual.
-    /// With a partner host's memory to copy to, the round is completed on the writer's thread:
-    /// the copy's trip over the network is not the program's to wait for.
     func submit(_ job: Job) {
         if job.stateInMemoryCopy, let memory {
-            guard memoryPartner == nil else {
-                queue.async { [self] in if completeInMemory(job, memory) { afterHeldInMemory(job, memory) } }
-                return
-            }
             if completeInMemory(job, memory) { queue.async { [self] in afterHeldInMemory(job, memory) } }
             return
         }
@@ -360,6 +356,7 @@ final class SnapshotWriter: Sendable {
     /// Waits until every queued snapshot has been written or has failed, drains included.
     func drain() {
         queue.sync {}
+        partnerQueue.sync {}
         drainQueue.sync {}
     }
 
@@ -457,9 +454,6 @@ final class SnapshotWriter: Sendable {
                 return false
             }
         }
-        let partnerHost = copyToPartner(job.epoch, memory)
-        if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
-        report(.durable(job.epoch))
         var acknowledgement = Acknowledgement(
             step: job.step, snapshotBytes: UInt64(bytes), outputOffset: job.outputOffset, delivered: job.delivered,
             changes: job.changes, logicalBytes: UInt64(bytes - MemoryLevel.headerByteCount), chunks: 1,
@@ -467,11 +461,29 @@ final class SnapshotWriter: Sendable {
             dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)
         acknowledgement.inMemory = true
         acknowledgement.logDependencies = job.logDependencies
-        acknowledgement.memoryPartner = partnerHost
-        control.send(.ack(job.epoch, acknowledgement))
         heldInMemory = true  // the drains wait for the round's commit (`removeOlderMemoryCopies`) or abort
-        if partnerHost != nil { removeOlderPartnerCopies(memory) }
+        guard let memoryPartner, memoryPartner.hasKeepers else {
+            acknowledge(job, acknowledgement)
+            return true
+        }
+        // The copy to the partner host's memory and the ACK after it go on a queue of their own:
+        // neither the program's thread nor a drain on the writer's queue waits for the network.
+        partnerQueue.async { [self, acknowledgement] in
+            var acknowledgement = acknowledgement
+            acknowledgement.memoryPartner = copyToPartner(job.epoch, memory)
+            acknowledge(job, acknowledgement)
+            if acknowledgement.memoryPartner != nil { removeOlderPartnerCopies(memory) }
+        }
         return true
+    }
+
+    /// Sends round `job`'s ACK from memory, after its fault if one fires there and after the
+    /// program's thread is told the snapshot is held (DONE, which the ACK causes, must find that
+    /// outcome there).
+    private func acknowledge(_ job: Job, _ acknowledgement: Acknowledgement) {
+        if let faultIndex = job.faultIndex { fireFault(index: faultIndex, control: control) }
+        report(.durable(job.epoch))
+        control.send(.ack(job.epoch, acknowledgement))
     }
 
     /// With levels on several hosts: writes this rank's copy of round `epoch`, just completed

@@ -50,7 +50,9 @@ final class HostJob {
         // Under mpirun without hosts every rank is on "localhost".
         let hosts = placed.hosts ?? [JobConfiguration.Host(name: rankHosts[0])]
         self.placement = HostPlacement(rankHosts: rankHosts, hosts: hosts.map { ($0.name, $0.slots) })
-        placement.prefersPartner = StorageRoots.partnered(configuration.storageRoots)
+        // Where a lost host's ranks' second copies are: on the partner's disk, and with levels
+        // in its memory.
+        placement.prefersPartner = StorageRoots.partnered(configuration.storageRoots) || configuration.memoryLevel == true
         self.linkTimeoutMs = HostLink.linkTimeoutMs(
             heartbeatMs: configuration.heartbeatMs, heartbeatTimeoutMs: configuration.heartbeatTimeoutMs)
         // The supervisor's side of a connection breaks no sooner than it would judge the rank.

@@ -21,7 +21,9 @@ extension Supervisor {
         } else if let host = hostJob?.addresses[rank]?.host {
             // The host of the process that sent it, as its handshake said (a late ACK of a
             // rank whose host was lost, moved since, has none: its copy went with that host).
-            memoryCopies.held(rank: rank, round: epoch.rawValue, on: host, partner: acknowledgement.memoryPartner,
+            // A partner lost since the copy was made holds nothing.
+            let partner = acknowledgement.memoryPartner.flatMap { hostJob?.placement.lost.contains($0) == true ? nil : $0 }
+            memoryCopies.held(rank: rank, round: epoch.rawValue, on: host, partner: partner,
                               logPosition: acknowledgement.logPosition,
                               dependencies: DependencyVector(words: acknowledgement.logDependencies, rankCount: configuration.rankCount))
         }
@@ -37,13 +39,23 @@ extension Supervisor {
             root: configuration.memoryRoot ?? JobConfiguration.memoryRootDefault, jobID: manifest.jobID, host: hostJob.rankHosts[rank])
     }
 
-    /// Whether `rank`'s copy of round `round` is in memory where the rank runs: in this host's
-    /// folder, or held on the rank's host (`memoryCopies`).
+    /// Whether `rank`'s copy of round `round` is in memory: in this host's folder, or held on a
+    /// host of the job (`memoryCopies`: the rank's, or its partner's) — where the rank runs, or
+    /// where it fetches it from (`copyHost(of:round:)`).
     func holdsCopy(rank: Int, round: UInt64) -> Bool {
-        if let hostJob {
-            return rank < hostJob.rankHosts.count && memoryCopies.has(rank: rank, round: round, on: hostJob.rankHosts[rank])
-        }
+        if hostJob != nil { return memoryCopies.copy(of: rank, round: round) != nil }
         return memoryLevel?.has(rank: rank, epoch: round) ?? false
+    }
+
+    /// On several hosts, what `rank`, launched to restore its snapshot of round `round`, is told
+    /// of its copy in memory: whether it reads one at all (none held: a copy of that rank and
+    /// round on its host is another run's), and the host to fetch it from when its own host
+    /// holds none (a lost host's rank placed away from the partner that holds the copy).
+    func copyToRead(rank: Int, round: UInt64) -> (reads: Bool, host: String?) {
+        guard let hostJob, rank < hostJob.rankHosts.count else { return (true, nil) }
+        guard let copy = memoryCopies.copy(of: rank, round: round) else { return (false, nil) }
+        let here = hostJob.rankHosts[rank]
+        return (true, copy.host == here || copy.partner == here ? nil : copy.host)
     }
 
     /// The levels of the line of round `epoch` about to commit with `acks` and `members` (the

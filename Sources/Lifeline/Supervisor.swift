@@ -476,10 +476,12 @@ final class Supervisor {
             if syncTime != nil { environment.syncTimePath = configuration.runDirectory + "/log-sync-time" }
             environment.catchUpStep = machine.catchUpStep(of: rank)
             if hostJob != nil { memoryCopies.relaunched(rank: rank, restoring: plan.restoreEpoch.rawValue) }
+            let copy = copyToRead(rank: rank, round: plan.restoreEpoch.rawValue)
             environment.memoryLevel = memoryFolder(of: rank).map {
                 LaunchEnvironment.MemoryLevelSettings(
                     folder: $0, drainEvery: configuration.drainEvery ?? 1, bytesMax: configuration.memoryBytesMax ?? 0,
-                    drainRestored: drainsRestored(rank, line: line, restoring: plan.restoreEpoch))
+                    drainRestored: drainsRestored(rank, line: line, restoring: plan.restoreEpoch),
+                    readsCopy: copy.reads, copyHost: copy.host)
             }
             launches.append(RankLaunch(rank: rank, step: step, environment: environment))
         }

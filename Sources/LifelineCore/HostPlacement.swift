@@ -7,7 +7,7 @@
 /// ranks go to free slots on the hosts left, the host with the most free slots first (the first
 /// in order on a tie), so that a spare host takes the place of a lost one — or, with partner
 /// copies (`prefersPartner`), the lost host's partner first while it has free slots, where its
-/// ranks' second copies are on the local disk. When the free slots
+/// ranks' second copies are on the local disk, or with levels in its memory. When the free slots
 /// cannot take them all, the policy decides: the ranks double up over the slots of the hosts
 /// left, or the job continues on fewer ranks, or it stops.
 package struct HostPlacement: Sendable, Equatable {

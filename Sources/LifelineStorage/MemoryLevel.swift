@@ -413,6 +413,13 @@ package struct MemoryLevel: Sendable {
         return try PosixFile.readAll(folder + "/" + name, dropCache: false).map { FileToWrite(name, encoded: $0) }
     }
 
+    /// Writes `bytes`, `rank`'s copy of round `epoch` as another host's memory holds it, here
+    /// under its name (a rank restarted away from the host that holds its copy fetched it):
+    /// checked when it is mapped, as any copy.
+    package func adopt(_ bytes: [UInt8], rank: Int, epoch: UInt64) throws(StorageError) {
+        try PosixFile.writeAtomically(bytes, directory: folder, fileName: Self.fileName(rank: rank, epoch: epoch))
+    }
+
     /// Whether `rank`'s copy of round `epoch` is there (not read).
     package func has(rank: Int, epoch: UInt64) -> Bool {
         PosixFile.isRegularFile(folder + "/" + Self.fileName(rank: rank, epoch: epoch))

@@ -633,6 +633,38 @@ import Testing
                 "lth1's folder in memory outlived the job")
     }
 
+    /// `--levels memory,disk` on three hosts, a spare among them: lth2 cut off and its
+    /// processes killed, its ranks move to the spare lth3 (the partner, lth1, has no free slot),
+    /// fetch their copies from lth1's memory, where they were kept, and restore from them with
+    /// no disk read (`restored_from` memory, the recovery after the loss at `level` memory), to
+    /// the failure-free bits.
+    @Test func aLostHostsRanksPlacedOnASpareFetchTheirCopiesFromThePartnersMemory() throws {
+        guard Self.testHostsUp(3) else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree)
+        let memoryRoot = JobRunner.scratch("multihost-levels-spare-memory")
+        defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
+        let result = try Self.run(
+            "multihost-levels-spare", hosts: "lth1,lth2,lth3", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
+            ["--heartbeat-timeout-ms", "2000", "--levels", "memory,disk", "--memory-root", memoryRoot],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+        ) { runDirectory in
+            JobRunner.waitForEvents(runDirectory, containing: "\"drained\"")
+            try Self.cutSecondHost(runDirectory, killToo: true)
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
+        #expect(lost["moved_to"] as? String == "2:lth3,3:lth3", "\(lost)")
+        let restored = Dictionary(uniqueKeysWithValues: result.events("rank_finished").compactMap { event in
+            (event["rank"] as? Int).map { ($0, event["restored_from"] as? String ?? "") }
+        })
+        #expect(restored[2] == "memory" && restored[3] == "memory", "\(restored) \(result.stderr)")
+        let lostAt = try #require(lost["t"] as? Double)
+        let starts = result.events("recovery_start").filter { ($0["t"] as? Double ?? 0) >= lostAt }
+        #expect(!starts.isEmpty && starts.allSatisfy { $0["level"] as? String == "memory" }, "\(result.events("recovery_start"))")
+    }
+
     /// A node and its disk lost: with `--storage LOCAL/{host},SHARED`, test host lth2 cut off,
     /// its ranks' processes killed and its own folder deleted; its ranks restart on lth1 from
     /// the shared copies (their log replays too), fill lth1's folder, and the job ends with the
