@@ -480,10 +480,6 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration,
                 "--storage with {partner} needs ranks on two hosts at least: a host's partner is another host")
         }
-        guard checkpointing != .independent else {
-            throw LifelineError(.configuration,
-                "--storage with {partner} works with --checkpoint coordinated, blocking or minimal for now")
-        }
         guard onHostLoss != .shrink else {
             throw LifelineError(.configuration,
                 "--storage with {partner} works with --on-host-loss wait or fail for now (a shrink reads every old rank's snapshot on its new rank)")

@@ -64,6 +64,8 @@ extension RankRuntime {
                 try trimLog(before: machine.committed(
                     Epoch(UInt64(max(0, checkpoint))), coveredByReceiver: covered, coversSelf: false))
                 writer?.collectHostGarbage(writing: writeMirrors)
+            case .collectHostGarbage:
+                writer?.collectHostGarbage(writing: writeMirrors)
             case .waitQuery(let serial):
                 control?.send(.waitReport(serial: serial, wait(.running)))  // read before START, answered late
             case .signal(let number):

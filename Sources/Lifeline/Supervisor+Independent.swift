@@ -148,6 +148,15 @@ extension Supervisor {
             events.record("checkpoints_collected", ["checkpoints": .string(deleted.joined(separator: ","))])
         }
         collectGarbage()
+        guard !deleted.isEmpty, let hostJob else { return }
+        // What this supervisor deleted is on its own mirrors; a host's folders (a node-local
+        // mirror, the folder kept for a partner) are collected by a rank there, against the
+        // manifest just committed: the lowest running rank of each host.
+        var asked: Set<String> = []
+        for (rank, host) in hostJob.rankHosts.enumerated() where machine.ranks[rank].alive && !asked.contains(host) {
+            asked.insert(host)
+            send(.collectHostGarbage, to: rank)
+        }
     }
 
     /// Says the recovery line `IndependentPartialRollback` found: which ranks roll back to

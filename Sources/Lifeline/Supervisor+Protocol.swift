@@ -106,7 +106,7 @@ extension Supervisor {
             if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason, byRank: true) }
         case .nondeterminism(let source, let sequence):
             try nondeterminismFound(receiver: rank.rawValue, source: source.rawValue, sequence: sequence.rawValue)
-        case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .peerAddress, .signal, .freeze, .thaw,
+        case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .peerAddress, .collectHostGarbage, .signal, .freeze, .thaw,
              .trim, .waitQuery, .writeMirrors:
             events.record("protocol_error", ["rank": .int(rank.rawValue), "detail": .string("unexpected \(message)")])
         }

@@ -125,6 +125,10 @@ package enum ControlMessage: Sendable, Equatable {
     /// A job on several hosts: where one restarted rank listens now, sent before its
     /// `peerRestarted` to the ranks that keep running (the rest of their table holds).
     case peerAddress(RankID, RankAddress)
+    /// Collect the host's folders (a node-local mirror, the folder kept for a partner host)
+    /// against the committed manifest: under independent checkpoints, after the supervisor
+    /// collected checkpoints no line can use, which no `trim` follows while the line stands.
+    case collectHostGarbage
     /// An injected fault for a rank on another host, whose process the supervisor cannot signal:
     /// carry out this signal on yourself now (SIGKILL or SIGSTOP; any other is ignored).
     case signal(Int32)
@@ -207,7 +211,7 @@ package enum ControlMessage: Sendable, Equatable {
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
-        case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses, signal, peerAddress
+        case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses, signal, peerAddress, collectHostGarbage
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
         case waitReport, nondeterminism, logMirrorFailed, captured, logEvents, drained, caughtUp, stopping
     }
@@ -277,6 +281,8 @@ package enum ControlMessage: Sendable, Equatable {
             writer.write(Code.peerAddress.rawValue)
             writer.write(UInt32(rank.rawValue))
             address.encode(into: &writer)
+        case .collectHostGarbage:
+            writer.write(Code.collectHostGarbage.rawValue)
         case .freeze:
             writer.write(Code.freeze.rawValue)
         case .thaw:
@@ -429,6 +435,7 @@ package enum ControlMessage: Sendable, Equatable {
             let rank = Int(try reader.read(UInt32.self))
             guard rank < ranksMax else { throw WireError("an address for rank \(rank)") }
             message = .peerAddress(RankID(rank), try RankAddress.decode(from: &reader))
+        case .collectHostGarbage: message = .collectHostGarbage
         case .freeze: message = .freeze
         case .thaw: message = .thaw
         case .trim: message = .trim(checkpoint: try step(), coveredByReceiver: try decodeSets(&reader))

@@ -47,7 +47,7 @@ extension Simulation {
                 processes[rank].writing.removeAll { $0.name == awaiting.name }
             }
             performParticipant(rank, processes[rank].machine!.participant.handleAbort(epoch))
-        case .release, .peerAddresses, .peerAddress, .signal:
+        case .release, .peerAddresses, .peerAddress, .signal, .collectHostGarbage:
             break
         case .peerRestarted(let peer, let incarnation):
             processes[rank].machine!.peerRestarted(peer, incarnation: incarnation)

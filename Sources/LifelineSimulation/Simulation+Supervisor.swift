@@ -376,7 +376,7 @@ extension Simulation {
             finished = true
         case .faultFired, .waitReport, .logMirrorFailed, .drained, .stopping:
             break  // storage faults and levels are not modelled (no simulated rank sends a drain)
-        case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .peerAddress, .signal, .freeze, .thaw,
+        case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .peerAddress, .collectHostGarbage, .signal, .freeze, .thaw,
              .trim, .waitQuery, .writeMirrors:
             throw Violation("rank \(rank) sent \(message), which only the supervisor sends")
         }

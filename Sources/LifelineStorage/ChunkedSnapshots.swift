@@ -167,12 +167,38 @@ package struct ChunkedSnapshots: Sendable {
             lock?.release()
             throw error
         }
-        if lock?.release() == false, let remote {
-            throw StorageError(.ioFailure, path: remote.folder.location, message:
-                "the partner's chunk lock lapsed during the write (its connection ended), so a chunk it reused may have been collected")
-                .on(remote.mirror)
-        }
+        if lock?.release() == false, let remote { try healAfterLapse(written.index, remote: remote) }
         return written
+    }
+
+    /// The partner's chunk lock lapsed during a write that `index` names (the keeper the
+    /// connection reached went, and another took the lock again for a new connection): a
+    /// collection of the partner's folder may have run in between and removed a chunk the
+    /// write reused. Once the index is on the partner, no later collection removes its chunks
+    /// (a snapshot newer than the manifest is kept with them), so under the lock taken afresh
+    /// (after any collection under way) every chunk it names that the partner lacks is copied
+    /// there from this host's mirror. Throws, as the partner's failure, when that fails or the
+    /// lock lapses again.
+    private func healAfterLapse(_ index: SnapshotIndex, remote: MirroredStore.Remote) throws(StorageError) {
+        let lapsed = StorageError(.ioFailure, path: remote.folder.location, message:
+            "the partner's chunk lock lapsed during the write (its connection ended), and its chunks could not be checked again")
+            .on(remote.mirror)
+        guard let lock = ChunkLock(store: store, exclusive: false, wait: true), lock.holdsRemote else { throw lapsed }
+        let local = remote.mirror == .a ? Mirror.b : Mirror.a
+        do throws(StorageError) {
+            for hash in Set(index.chunks.map(\.hash)) {
+                let name = chunkName(hash)
+                guard try !remote.folder.isRegularFile(name) else { continue }
+                guard let bytes = try PosixFile.readAll(store.root(local) + "/" + name, dropCache: false) else {
+                    throw StorageError(.corrupt, path: name, message: "a chunk the snapshot reused is on neither host")
+                }
+                try remote.folder.write([FileToWrite(name, encoded: bytes)])
+            }
+        } catch {
+            lock.release()
+            throw error.on(remote.mirror)
+        }
+        guard lock.release() else { throw lapsed }
     }
 
     /// Writes `bytes` as one segment (see `write(_:segments:generation:chunkBytes:level:)`).

@@ -425,6 +425,34 @@ import Testing
         #expect(resumed.events("fallback").isEmpty, "\(resumed.stderr)")
     }
 
+    /// Independent checkpoints on two loopback hosts, each host's folder its own (`{host}`),
+    /// the second copies in a shared folder or kept by the partner host: rank 3 killed restarts
+    /// alone from its checkpoint and replays its log, to the failure-free bits. The hosts'
+    /// folders do not keep every checkpoint: when the supervisor collects what no line can use,
+    /// a rank of each host collects its folders against the manifest (`collectHostGarbage`),
+    /// so at the end they hold a few per rank, not one per checkpoint taken.
+    @Test(arguments: [false, true])
+    func independentCheckpointsOnHostsRecoverAndTheHostsFoldersAreCollected(partner: Bool) throws {
+        let reference = try #require(Self.failureFree)
+        let storage = JobRunner.scratch("multihost-independent-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.run(
+            "multihost-independent", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--checkpoint", "independent", "--logging", "pessimistic", "--interval", "0.1", "--inject", "kill:rank=3,step=400",
+             "--storage", storage + "/local/{host}," + storage + (partner ? "/kept/{partner}" : "/shared")])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let starts = result.events("recovery_start")
+        #expect(starts.count == 1 && starts.allSatisfy { $0["mode"] as? String == "replay" }, "\(starts) \(result.stderr)")
+        let taken = result.events("checkpoint").count
+        for folder in ["local", partner ? "kept" : nil].compactMap({ $0 }) {
+            for host in ["127.0.0.1", "127.0.0.2"] {
+                let held = Self.files(under: storage + "/\(folder)/" + host).filter { $0.hasSuffix(".snap") }
+                #expect(taken >= 16 && held.count <= 6, "\(folder)/\(host) holds \(held.count) of \(taken) checkpoints: \(held)")
+            }
+        }
+    }
+
     /// What partner copies do not work with yet is refused in one line (exit 2) before anything
     /// is made.
     @Test func partnerStorageRefusesWhatItCannotCarry() throws {
@@ -434,7 +462,6 @@ import Testing
         let cases: [(options: [String], hosts: String?, says: String)] = [
             (["--storage", partnered], nil, "needs --launcher ssh or slurm"),
             (["--storage", partnered], "127.0.0.1", "needs ranks on two hosts"),
-            (["--storage", partnered, "--checkpoint", "independent"], "127.0.0.1,127.0.0.2", "coordinated, blocking or minimal"),
             (["--storage", partnered, "--on-host-loss", "shrink"], "127.0.0.1,127.0.0.2", "--on-host-loss wait or fail"),
             (["--storage", storage + "/kept/{partner}," + storage + "/local/{host}"], "127.0.0.1,127.0.0.2",
              "{partner} goes in the second root"),
@@ -738,6 +765,23 @@ import Testing
         #expect(result.events("fallback_global_rollback").isEmpty, "\(result.stderr)")
         let moved = Set(Self.files(under: storage + "/local/lth3").filter { $0.hasPrefix("logs/") }.map { $0.split(separator: "/")[1] })
         #expect(moved == ["rank-2", "rank-3"], "\(moved)")
+    }
+
+    /// Independent checkpoints with partner copies and a host lost: lth2 cut off, its processes
+    /// killed and both its folders deleted; its ranks, moved to the spare lth3, find their
+    /// checkpoints and logs where lth1 kept them and replay alone while lth1's ranks run on, to
+    /// the failure-free bits.
+    @Test func independentCheckpointsWithPartnerCopiesSurviveALostHost() throws {
+        guard Self.testHostsUp(3) else { return }
+        defer { Self.testHostsDown() }
+        let storage = JobRunner.scratch("multihost-partner-independent-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let (result, lost) = try Self.loseSecondHostAndItsFolders(
+            "multihost-partner-independent", ranks: 4, storage: storage, reference: try #require(Self.failureFree),
+            logging: "pessimistic", options: ["--checkpoint", "independent"])
+        #expect(lost["moved_to"] as? String == "2:lth3,3:lth3", "\(lost)")
+        let starts = result.events("recovery_start")
+        #expect(!starts.isEmpty && starts.allSatisfy { $0["mode"] as? String == "replay" }, "\(starts) \(result.stderr)")
     }
 
     /// Partner copies when a lost host's ranks double up on the hosts left: eight ranks on

@@ -16,6 +16,10 @@ import Testing
         /// The keeper's chunk lock cannot be taken, or lapses while it is held.
         var lockRefused = false
         var lockLapses = false
+        /// Releases that report a lapse once each, and what happens on the keeper before each
+        /// reports it (a collection that ran while the lock had lapsed).
+        var lapsesOnce = 0
+        var duringLapse: () -> Void = {}
         var requests = 0
         /// The file reads asked of the keeper (each sends a whole file back).
         var reads = 0
@@ -73,7 +77,13 @@ import Testing
 
         func holdChunkLock() -> Bool { !lockRefused && (try? call(.chunkLock(true))) == .flag(true) }
 
-        func releaseChunkLock() -> Bool { (try? call(.chunkLock(false))) == .done && !lockLapses }
+        func releaseChunkLock() -> Bool {
+            let released = (try? call(.chunkLock(false))) == .done && !lockLapses
+            guard released, lapsesOnce > 0 else { return released }
+            lapsesOnce -= 1
+            duringLapse()
+            return false
+        }
     }
 
     @Test func bothCopiesAreWrittenAndADamagedPartnerCopyIsRepairedThroughTheConnection() throws {
@@ -250,6 +260,30 @@ import Testing
         partner.lockLapses = false
         _ = try snapshots.write("epochs/000001/rank-0000.snap", bytes: bytes, generation: 1, chunkBytes: 4096)
         #expect(try snapshots.read("epochs/000001/rank-0000.snap") == bytes)
+    }
+
+    /// A lock that lapsed once during a write, while a collection of the partner's folder
+    /// removed a chunk the write reused: the write checks the partner's chunks again under the
+    /// lock taken afresh, copies the missing one there from this host, and succeeds; the
+    /// partner's copy alone then reads.
+    @Test func aLapsedLockIsHealedByCopyingWhatTheCollectionRemoved() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let partner = try LoopbackFolder(root: folder.path + "/partner")
+        let store = try MirroredStore(rootA: folder.path + "/local", remoteB: partner)
+        let snapshots = ChunkedSnapshots(store: store)
+        let bytes = (0..<3 * 4096).map { UInt8(truncatingIfNeeded: $0 / 4096 &* 37 &+ $0 % 251) }
+        _ = try snapshots.write("epochs/000001/rank-0000.snap", bytes: bytes, generation: 1, chunkBytes: 4096)
+        let index = try snapshots.index("epochs/000001/rank-0000.snap")
+        let reused = snapshots.chunkName(index.chunks[1].hash)
+        partner.lapsesOnce = 1
+        partner.duringLapse = { _ = try? partner.remove(reused) }
+        let written = try snapshots.write("epochs/000002/rank-0000.snap", bytes: bytes, generation: 2, chunkBytes: 4096)
+        #expect(written.reusedCount == 3 && partner.lapsesOnce == 0)
+        #expect(try partner.isRegularFile(reused), "the chunk the collection removed is on the partner again")
+        let partnerOnly = ChunkedSnapshots(store: try MirroredStore(
+            rootA: folder.path + "/empty", remoteB: LoopbackFolder(root: folder.path + "/partner")))
+        #expect(try partnerOnly.read("epochs/000002/rank-0000.snap") == bytes)
     }
 
     @Test func theKeeperRefusesNamesOutsideItsFolder() throws {
