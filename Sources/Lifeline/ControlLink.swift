@@ -28,6 +28,31 @@ final class ControlLink: Sendable {
 
     /// The supervisor released the job: a send that fails from now on is not a lost supervisor.
     func markReleased() { released.store(true, ordering: .releasing) }
+
+    /// From now on, when the program ends the process with a status other than 0 (`exit`, or
+    /// a return from its main function), the process's exit handler says it (`exiting`) before
+    /// the process goes: on another host the supervisor cannot tell a program's own status 3
+    /// from a rank that lost its link otherwise. The runtime's own exits (`_exit`) skip it.
+    func sayProgramExits() {
+        programExitLink.withLock { $0 = self }
+        on_exit(sayProgramExit, nil)
+    }
+
+    /// Sends one message if it can, and nothing else: from an exit handler, a link that is gone
+    /// must not change the status the process exits with.
+    fileprivate func trySend(_ message: ControlMessage) {
+        let frame = message.frame()
+        _ = writeLock.withLock { _ in Socket.sendAll(fd, frame) }
+    }
+}
+
+/// The link the exit handler says the program's status on (`ControlLink.sayProgramExits`).
+private let programExitLink = Mutex<ControlLink?>(nil)
+
+/// The process's exit handler: says a status other than 0 on the rank's control link.
+private func sayProgramExit(_ status: Int32, _: UnsafeMutableRawPointer?) {
+    guard status != 0, let link = programExitLink.withLock({ $0 }) else { return }
+    link.trySend(.exiting(status: status))
 }
 
 /// A rank on another host under `--levels memory,disk`: its folder in memory there and its rank,

@@ -480,10 +480,6 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             throw LifelineError(.configuration,
                 "--storage with {partner} needs ranks on two hosts at least: a host's partner is another host")
         }
-        guard onHostLoss != .shrink else {
-            throw LifelineError(.configuration,
-                "--storage with {partner} works with --on-host-loss wait or fail for now (a shrink reads every old rank's snapshot on its new rank)")
-        }
     }
 
     /// The largest chunk a job with partner copies takes: a chunk, compressed or not, goes to

@@ -497,8 +497,23 @@ final class PartnerDirectory: Sendable {
     /// not have the file (or that left the job) is closed, so that a search of many hosts does
     /// not leave one idle connection per host (searches on several threads at once may each
     /// keep one open).
+    ///
+    /// Else, in each other host's own folder, lent for reading by its ranks: the only copy left
+    /// of a file whose host's partner was lost (a shrink's new rank reads old ranks' snapshots
+    /// from every host). Such a search is rare, and its connections are not kept.
     func find(_ name: String) -> [UInt8]? {
         if let data = FileManager.default.contents(atPath: keptRoot + "/" + name) { return [UInt8](data) }
+        if let bytes = findKept(name) { return bytes }
+        for other in Self.hostOrder(table.withLock { $0 }) where other != host {
+            let folder = ownFolder(of: other)
+            defer { folder.closeConnection() }
+            if let bytes = try? folder.read(name) { return bytes }
+        }
+        return nil
+    }
+
+    /// `find(_:)` in the folders the other hosts keep for their partners.
+    private func findKept(_ name: String) -> [UInt8]? {
         let table = self.table.withLock { $0 }
         let partner = Self.partner(of: host, in: table)
         var hosts = Self.hostOrder(table).filter { $0 != host && $0 != partner }

@@ -73,7 +73,7 @@ extension RankRuntime {
             case .peerAddress(let peer, let address):
                 notePeerAddress(peer, address)  // read before START
             case .start, .peerAddresses, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
-                 .replayComplete, .caughtUp, .frozen, .waitReport, .nondeterminism, .drained, .stopping:
+                 .replayComplete, .caughtUp, .frozen, .waitReport, .nondeterminism, .drained, .stopping, .exiting:
                 break  // not for a rank, or already handled
             }
         }

@@ -269,6 +269,7 @@ final class RankRuntime {
         let listener = try Socket.listen(abstractName: launch.rankAddress(launch.rank))
         let (controlFD, hostListener) = try connectToSupervisor(launch)
         let control = ControlLink(fd: controlFD)
+        if launch.hosts != nil { control.sayProgramExits() }
         let controlReader = Connection(fd: controlFD)
         var (plan, controlBeforeJoined) = try awaitStart(controlReader)
         var peerAddresses: [RankAddress?] = []

@@ -148,6 +148,9 @@ final class SnapshotWriter: Sendable {
     /// This host's collection: with a node-local mirror, its folder against the shared root's
     /// manifest (nil: none), unless the writer was given another.
     private let hostCollection: HostCollection?
+    /// Whether the last collection of the host's folders left their chunks (a write held the
+    /// lock): it runs again after this rank's next write.
+    private let hostCollectionOwed = Atomic<Bool>(false)
     /// With levels on several hosts: the partner host's folder in memory, where each copy this
     /// rank holds in memory also goes before its ACK (`copyToPartner`).
     private let memoryPartner: PartnerFolder?
@@ -323,14 +326,24 @@ final class SnapshotWriter: Sendable {
     /// made) only keeps more. Nothing is collected while the job writes one mirror alone
     /// (`writing`: a mirror has failed): the shared manifest may then be far behind what the
     /// ranks wrote.
+    ///
+    /// A collection that left the chunks because a write held the lock (another rank of the
+    /// host, or the partner writing to the folder kept here) is owed: it runs again after this
+    /// rank's next write, until it is through. Under independent checkpoints, with no commit to
+    /// bring the next one, the chunks of the checkpoints collected would stay otherwise.
     func collectHostGarbage(writing: StorageMirrors) {
         guard writing.mirrors.count == 2, let hostCollection else { return }
-        queue.async {
-            guard let manifest = try? ManifestStore(store: hostCollection.manifest).load(repair: false) else { return }
-            for folder in hostCollection.folders {
-                _ = try? ManifestStore(store: folder).garbageCollect(keeping: manifest)
-            }
+        queue.async { [self] in collectHost(hostCollection) }
+    }
+
+    /// Collects the host's folders now, on the writer's queue (`collectHostGarbage`).
+    private func collectHost(_ hostCollection: HostCollection) {
+        guard let manifest = try? ManifestStore(store: hostCollection.manifest).load(repair: false) else { return }
+        var owed = false
+        for folder in hostCollection.folders {
+            if let collected = try? ManifestStore(store: folder).collect(keeping: manifest), !collected.chunksCollected { owed = true }
         }
+        hostCollectionOwed.store(owed, ordering: .relaxed)
     }
 
     /// With a memory level: round `epoch` committed with this rank's snapshot of round `entry`
@@ -378,6 +391,7 @@ final class SnapshotWriter: Sendable {
                 dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)
             acknowledgement.logDependencies = job.logDependencies
             control.send(.ack(job.epoch, acknowledgement))
+            if let hostCollection, hostCollectionOwed.load(ordering: .relaxed) { collectHost(hostCollection) }
         } catch {
             fail(job, reason: "\(error)", failedMirrors: failedMirrors(error))
         }

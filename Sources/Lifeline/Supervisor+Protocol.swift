@@ -101,6 +101,8 @@ extension Supervisor {
             try handleDrained(epoch, rank: rank.rawValue, storedBytes: storedBytes, failure: failure, failedMirrors: failedMirrors)
         case .stopping(let status):
             runtimeStops[rank.rawValue] = status
+        case .exiting(let status):
+            programExits[rank.rawValue] = status
         case .logMirrorFailed(let mirrors, let reason):
             events.record("log_mirror_failed", ["rank": .int(rank.rawValue), "reason": .string(reason)])
             if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason, byRank: true) }

@@ -42,9 +42,10 @@ extension Supervisor {
         var counted = true
         if hostJob?.mpirun == true {
             // mpirun's status is the launch's, not a program's failure at a step.
-        } else if exit.signal == nil, hostJob != nil, exit.exitCode == 3 {
+        } else if exit.signal == nil, hostJob != nil, exit.exitCode == 3, programExits[rank] != 3 {
             // On another host, 3 is a rank that lost its link to the supervisor (the lease ran
-            // out, or it could not connect): not the program's failure.
+            // out, or it could not connect): not the program's failure, unless the program said
+            // it exits with 3 (`exiting`).
         } else if exit.signal == nil, hostJob != nil, holdsLevels, exit.exitCode == restoreFailedExitStatus, saidStop(rank, exit) {
             // A rank on another host that could not read the snapshot it was to restore, its
             // copy in memory taken for held: gone, and the recovery decided again without it.
@@ -75,15 +76,17 @@ extension Supervisor {
         runtimeStops[rank] == exit.exitCode
     }
 
-    /// A rank on another host that exited with one of the runtime's own statuses (4, 5, 6)
-    /// without having said so yet: its control connection is read to its end, which follows
-    /// what the runtime sent before it exited (a second at most).
+    /// A rank on another host that exited with one of the runtime's own statuses (3, 4, 5, 6)
+    /// without its runtime or its program having said so yet: its control connection is read
+    /// to its end, which follows what the process sent before it exited (a second at most; a
+    /// rank that lost its link sent nothing more).
     private func awaitStopSaid(_ rank: Int, _ exit: ProcessExit) throws {
-        guard hostJob != nil, exit.signal == nil, runtimeStops[rank] == nil,
-              [restoreFailedExitStatus, logUnfitExitStatus, logCopyFailedExitStatus].contains(exit.exitCode ?? 0)
+        guard hostJob != nil, exit.signal == nil, runtimeStops[rank] == nil, programExits[rank] == nil,
+              [3, restoreFailedExitStatus, logUnfitExitStatus, logCopyFailedExitStatus].contains(exit.exitCode ?? 0)
         else { return }
         let deadline = now + 1
-        while runtimeStops[rank] == nil, let connection = slots[rank].connection, now < deadline, !finishedJob {
+        while runtimeStops[rank] == nil, programExits[rank] == nil, let connection = slots[rank].connection, now < deadline,
+              !finishedJob {
             var descriptor = pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)
             guard poll(&descriptor, 1, 50) >= 0 else { return }
             if descriptor.revents != 0 { _ = try readControl(from: rank) }

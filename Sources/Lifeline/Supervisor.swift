@@ -132,6 +132,9 @@ final class Supervisor {
     /// Per rank, the exit status its runtime said it ends its process with (`stopping`), since
     /// its last launch: on another host, statuses 4, 5 and 6 are the runtime's only when said.
     var runtimeStops: [Int: Int32] = [:]
+    /// Per rank, the status its program said it exits with (`exiting`), since its last launch:
+    /// on another host, status 3 is a rank that lost its link unless the program said it.
+    var programExits: [Int: Int32] = [:]
     /// With a message log and every rank on this host: the page where the ranks sum their log
     /// syncs as one union (`log_sync_union_s` of `job_finished`).
     let syncTime: SharedSyncTime?
@@ -456,6 +459,7 @@ final class Supervisor {
             let incarnation = machine.launching(rank, plan: plan, step: step, now: now)
             launchedIncarnations[rank] = incarnation
             runtimeStops[rank] = nil
+            programExits[rank] = nil
             var environment = LaunchEnvironment(
                 rank: RankID(rank), rankCount: configuration.rankCount, token: token,
                 addressPrefix: addressBase, incarnation: incarnation, supervisorPID: getpid(),

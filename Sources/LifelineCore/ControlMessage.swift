@@ -208,12 +208,17 @@ package enum ControlMessage: Sendable, Equatable {
     /// did not take): said first, so that the supervisor does not take a program that exits
     /// with the same status for the runtime.
     case stopping(status: Int32)
+    /// The program ends the rank's process with `status` (not 0) by `exit` (or by returning
+    /// from its main function with it): said from the process's exit handler, so that on another
+    /// host the supervisor does not take a program's own status 3 for a rank that lost its link
+    /// (the runtime's own exits skip the handler).
+    case exiting(status: Int32)
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
         case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses, signal, peerAddress, collectHostGarbage
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
-        case waitReport, nondeterminism, logMirrorFailed, captured, logEvents, drained, caughtUp, stopping
+        case waitReport, nondeterminism, logMirrorFailed, captured, logEvents, drained, caughtUp, stopping, exiting
     }
 
     /// The complete frame, prefix included.
@@ -382,6 +387,9 @@ package enum ControlMessage: Sendable, Equatable {
         case .stopping(let status):
             writer.write(Code.stopping.rawValue)
             writer.write(status)
+        case .exiting(let status):
+            writer.write(Code.exiting.rawValue)
+            writer.write(status)
         }
     }
 
@@ -509,6 +517,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .replayComplete: message = .replayComplete(deliveries: Int(try reader.read(UInt64.self)))
         case .caughtUp: message = .caughtUp(step: try step())
         case .stopping: message = .stopping(status: try reader.read(Int32.self))
+        case .exiting: message = .exiting(status: try reader.read(Int32.self))
         }
         guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes after control message") }
         return message

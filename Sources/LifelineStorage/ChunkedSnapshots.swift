@@ -183,7 +183,11 @@ package struct ChunkedSnapshots: Sendable {
         let lapsed = StorageError(.ioFailure, path: remote.folder.location, message:
             "the partner's chunk lock lapsed during the write (its connection ended), and its chunks could not be checked again")
             .on(remote.mirror)
-        guard let lock = ChunkLock(store: store, exclusive: false, wait: true), lock.holdsRemote else { throw lapsed }
+        guard let lock = ChunkLock(store: store, exclusive: false, wait: true) else { throw lapsed }
+        guard lock.holdsRemote else {
+            lock.release()
+            throw lapsed
+        }
         let local = remote.mirror == .a ? Mirror.b : Mirror.a
         do throws(StorageError) {
             for hash in Set(index.chunks.map(\.hash)) {

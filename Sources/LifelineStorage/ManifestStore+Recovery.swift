@@ -42,14 +42,19 @@ extension ManifestStore {
             }
         }
         // Independent checkpoints: a rank's snapshots up to its newest recorded one that no
-        // record or line references (newer ones may be in progress). None while some are
-        // degraded commits: which line a second failure would fall back to is not known.
+        // record or line references (newer ones may be in progress, and so may those of a newer
+        // process of the rank than the newest record's: after a partial rollback it numbers its
+        // checkpoints from the one it restored, below records a manifest read before the
+        // rollback still holds). None while some are degraded commits: which line a second
+        // failure would fall back to is not known.
         for (rank, records) in (manifest.hasDegradedCommits ? [] : manifest.independent ?? []).enumerated() {
             let newest = records.last?.index ?? 0
+            let newestIncarnation = records.last?.incarnation ?? 0
             let folder = Self.checkpointsFolder + "/rank-" + Self.zeroPadded(UInt64(rank), digits: 4)
             for file in store.list(folder) {
                 let name = folder + "/" + file
-                guard let index = epoch(ofSnapshot: name), index <= newest, !referenced.contains(name) else { continue }
+                guard let index = epoch(ofSnapshot: name), index <= newest, !referenced.contains(name),
+                      (Self.incarnation(ofIndependent: name) ?? 0) <= newestIncarnation else { continue }
                 try store.remove(name)
                 removed.append(name)
             }
@@ -82,7 +87,10 @@ extension ManifestStore {
     private func inProgress(_ manifest: Manifest) -> [String] {
         let independent = (manifest.independent ?? []).enumerated().flatMap { rank, records -> [String] in
             let folder = Self.checkpointsFolder + "/rank-" + Self.zeroPadded(UInt64(rank), digits: 4)
-            return store.list(folder).map { folder + "/" + $0 }.filter { (epoch(ofSnapshot: $0) ?? 0) > UInt64(records.last?.index ?? 0) }
+            return store.list(folder).map { folder + "/" + $0 }.filter {
+                (epoch(ofSnapshot: $0) ?? 0) > UInt64(records.last?.index ?? 0)
+                    || (Self.incarnation(ofIndependent: $0) ?? 0) > records.last?.incarnation ?? 0
+            }
         }
         let newest = manifest.newestLine?.epoch ?? 0
         let rounds = store.list(Self.epochsFolder).filter { (UInt64($0) ?? 0) > newest }.flatMap { entry in

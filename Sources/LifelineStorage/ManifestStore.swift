@@ -112,6 +112,15 @@ package struct ManifestStore: Sendable {
         return name + (incarnation == 0 ? "" : "-" + Self.zeroPadded(UInt64(incarnation), digits: 10)) + ".snap"
     }
 
+    /// The incarnation whose process wrote the independent checkpoint `name`
+    /// (`independentSnapshotName`): 0 when the name carries none; nil for another name.
+    package static func incarnation(ofIndependent name: String) -> Int? {
+        guard name.hasPrefix(checkpointsFolder + "/"), name.hasSuffix(".snap"),
+              let file = name.split(separator: "/").last else { return nil }
+        let parts = file.dropLast(5).split(separator: "-")
+        return parts.count == 2 ? Int(parts[1]) : parts.count == 1 ? 0 : nil
+    }
+
     /// The store-relative name of a rank's snapshot: `epochs/000003/rank-0001.snap`.
     package func snapshotName(epoch: UInt64, rank: Int) -> String {
         precondition(rank >= 0, "rank index is not negative")

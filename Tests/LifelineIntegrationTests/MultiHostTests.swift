@@ -364,6 +364,19 @@ import Testing
                 "\(result.stderr)")
     }
 
+    /// A program that ends its process with status 3 itself on another host, where 3 is also a
+    /// rank that lost its link to the supervisor: the process's exit handler says the
+    /// program's status first (`exiting`), so rank 3's exit is the program's failure, the same
+    /// on every attempt, and the job fails saying so, instead of relaunching the rank as a lost
+    /// link until `--max-restarts`.
+    @Test func aProgramsOwnStatus3OnAnotherHostIsTheProgramsFailure() throws {
+        let result = try Self.run(
+            "multihost-program-status-3", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}", [],
+            program: [JobRunner.binDirectory + "/lifeline-liveness", "exits", "3", "10"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("rank 3 exited with status 3 on every attempt"), "\(result.stderr)")
+    }
+
     /// With partner copies the supervisor's two folders hold the manifest alone: one of them
     /// failing for 2 s (`fail:mirror=b`) changes nothing the ranks write. The lines committed
     /// meanwhile are on the ranks' hosts and partners (not marked with one mirror), a rank of
@@ -430,7 +443,8 @@ import Testing
     /// alone from its checkpoint and replays its log, to the failure-free bits. The hosts'
     /// folders do not keep every checkpoint: when the supervisor collects what no line can use,
     /// a rank of each host collects its folders against the manifest (`collectHostGarbage`),
-    /// so at the end they hold a few per rank, not one per checkpoint taken.
+    /// so at the end they hold a few per rank, not one per checkpoint taken, and their chunks
+    /// alone (a collection that found the chunk lock held runs again after the rank's next write).
     @Test(arguments: [false, true])
     func independentCheckpointsOnHostsRecoverAndTheHostsFoldersAreCollected(partner: Bool) throws {
         let reference = try #require(Self.failureFree)
@@ -447,8 +461,12 @@ import Testing
         let taken = result.events("checkpoint").count
         for folder in ["local", partner ? "kept" : nil].compactMap({ $0 }) {
             for host in ["127.0.0.1", "127.0.0.2"] {
-                let held = Self.files(under: storage + "/\(folder)/" + host).filter { $0.hasSuffix(".snap") }
+                let files = Self.files(under: storage + "/\(folder)/" + host)
+                let held = files.filter { $0.hasSuffix(".snap") }
                 #expect(taken >= 16 && held.count <= 6, "\(folder)/\(host) holds \(held.count) of \(taken) checkpoints: \(held)")
+                // Their chunks go too, even when a write held the lock at the collection.
+                let chunks = files.filter { $0.hasSuffix(".chunk") }
+                #expect(chunks.count <= 4 * held.count + 4, "\(folder)/\(host) holds \(chunks.count) chunks for \(held.count) checkpoints")
             }
         }
     }
@@ -462,7 +480,6 @@ import Testing
         let cases: [(options: [String], hosts: String?, says: String)] = [
             (["--storage", partnered], nil, "needs --launcher ssh or slurm"),
             (["--storage", partnered], "127.0.0.1", "needs ranks on two hosts"),
-            (["--storage", partnered, "--on-host-loss", "shrink"], "127.0.0.1,127.0.0.2", "--on-host-loss wait or fail"),
             (["--storage", storage + "/kept/{partner}," + storage + "/local/{host}"], "127.0.0.1,127.0.0.2",
              "{partner} goes in the second root"),
             (["--storage", storage + "/shared," + storage + "/kept/{partner}"], "127.0.0.1,127.0.0.2", "give DIR_A with {host}"),
@@ -899,6 +916,36 @@ import Testing
         #expect(resize["from"] as? Int == 4 && resize["to"] as? Int == 2)
         let pids = try String(contentsOfFile: final.runDirectory + "/pids", encoding: .utf8)
         #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1"])
+    }
+
+    /// `--on-host-loss shrink` with partner copies and no shared folder: six ranks on three
+    /// test hosts, two on each, lth2 cut off with its processes and both its folders deleted.
+    /// The hosts left have no free slot, so the job goes on with four ranks on lth1 and lth3,
+    /// each new rank reading the old ranks' snapshots wherever a host kept them: lth2's ranks'
+    /// where lth3 kept them, lth1's in lth1's own folder (its partner's copies went with lth2),
+    /// lth3's where lth1 kept them. The job ends with the failure-free bits.
+    @Test func aShrinkWithPartnerCopiesReadsEveryOldRanksSnapshotWhereverItIsKept() throws {
+        guard Self.testHostsUp(3) else { return }
+        defer { Self.testHostsDown() }
+        let reference = try #require(Self.failureFree)
+        let storage = JobRunner.scratch("multihost-partner-shrink-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let result = try Self.run(
+            "multihost-partner-shrink", ranks: 6,
+            ["--launcher", "ssh", "--hosts", "lth1,lth2,lth3", "--launch-command", "nsenter --net=/run/netns/{host} sh -c {cmd}",
+             "--heartbeat-timeout-ms", "2000", "--on-host-loss", "shrink",
+             "--storage", storage + "/local/{host}," + storage + "/kept/{partner}"],
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+        ) { runDirectory in
+            try Self.cutSecondHost(runDirectory, killToo: true)
+            try FileManager.default.removeItem(atPath: storage + "/local/lth2")
+            try FileManager.default.removeItem(atPath: storage + "/kept/lth2")
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        let shrink = try #require(result.events("shrink").first, "\(result.stderr)")
+        #expect(shrink["from"] as? Int == 6 && shrink["to"] as? Int == 4, "\(shrink)")
+        #expect(result.stdout.contains("finished ranks=4"), "\(result.stdout)")
     }
 
     /// `--on-host-loss shrink` asks the program at the start whether its state can be

@@ -294,6 +294,32 @@ struct PartnerStorageTests {
         #expect(directory.hostsConnected.isEmpty)
     }
 
+    /// A file whose only copy left is in another host's own folder (that host's partner was
+    /// lost with the copies it kept): the search of the folders the hosts keep finds nothing,
+    /// and the one of each host's own folder, lent for reading, finds it (a shrink's new rank
+    /// reading an old rank's snapshot). A file nowhere is not found, and no connection stays.
+    @Test func aFileLeftInAnotherHostsOwnFolderAloneIsFound() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let listeners = try ["h2", "h3"].enumerated().map { index, host in
+            try HostListener(address: "127.0.0.1", identity: HostIdentity(role: .peer, rank: RankID(index + 1), incarnation: 0),
+                             token: token, storage: try FolderService(root: root + "/kept/" + host),
+                             lent: try FolderService(root: root + "/own/" + host, readOnly: true))
+        }
+        defer { withExtendedLifetime(listeners) {} }
+        let table = [RankAddress(host: "h1", address: "127.0.0.1", port: 1, incarnation: 0)]
+            + zip(["h2", "h3"], listeners).map { RankAddress(host: $0, address: "127.0.0.1", port: $1.port, incarnation: 0) }
+        let name = "epochs/000003/rank-0002.snap"
+        try FileManager.default.createDirectory(atPath: root + "/own/h3/epochs/000003", withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: root + "/own/h3/" + name, contents: Data([7, 8, 9]))
+        let directory = PartnerDirectory(
+            host: "h1", rootB: root + "/kept/{partner}", table: table, rank: RankID(0), incarnation: 0, token: token)
+        #expect(directory.find(name) == [7, 8, 9])
+        #expect(directory.find("epochs/000003/rank-0005.snap") == nil)
+        directory.closeKeptFolders()
+        #expect(directory.hostsConnected.isEmpty)
+    }
+
     /// A host's own folder lent for reading (the supervisor's search for a failed rank's log,
     /// optimistic logging with partner copies): a connection under the role `hostFolder` reads
     /// that folder, not the one the host keeps for its partner, reads a message log there as

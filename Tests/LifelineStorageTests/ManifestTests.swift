@@ -91,6 +91,35 @@ import Testing
         #expect(manifests.newestIntactLine(manifest).line?.epoch == 4)
     }
 
+    /// Independent checkpoints: a rank's snapshots up to its newest record that nothing
+    /// references go, unless a newer process of the rank than the newest record's wrote them —
+    /// after a partial rollback it numbers its checkpoints from the one it restored, below the
+    /// records a manifest read before the rollback holds. Those, and the ones newer than every
+    /// record, stay with their chunks.
+    @Test func anIndependentCheckpointOfANewerProcessIsNotCollectedUnderOldRecords() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let manifests = ManifestStore(store: try folder.store())
+        let names = [(3, 0), (3, 2), (4, 2), (6, 0)].map { manifests.independentSnapshotName(rank: 0, checkpoint: $0, incarnation: UInt32($1)) }
+        for (offset, name) in names.enumerated() {
+            _ = try ChunkedSnapshots(store: manifests.store).write(name, bytes: [UInt8(offset), 9, 9, 9], generation: 1)
+        }
+        var manifest = Manifest(jobID: "job-independent", rankCount: 1)
+        // The records of incarnation 0 up to checkpoint 5 (a manifest from before rank 0 was
+        // rolled back to checkpoint 2 and relaunched as incarnation 2).
+        manifest.independent = [(1...5).map { index in
+            IndependentCheckpoint(index: index, snapshot: index == 5 ? manifests.independentSnapshotName(rank: 0, checkpoint: 5, incarnation: 0) : nil,
+                                  step: index * 10, incarnation: 0, outputOffset: 0, snapshotBytes: 4, dependencies: [])
+        }]
+        try manifests.commit(&manifest)
+        #expect(ManifestStore.incarnation(ofIndependent: names[1]) == 2 && ManifestStore.incarnation(ofIndependent: names[0]) == 0)
+        let removed = try manifests.garbageCollect(keeping: manifest)
+        #expect(removed.contains(names[0]), "\(removed)")
+        for kept in names.dropFirst() {
+            #expect(manifests.store.exists(kept) && (try? ChunkedSnapshots(store: manifests.store).read(kept)) != nil, "\(kept): \(removed)")
+        }
+    }
+
     @Test func inconsistentManifestOnDiskIsRejected() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }

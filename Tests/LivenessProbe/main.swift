@@ -181,7 +181,7 @@ func passMessagesAcrossSafePoints(rounds: Int) throws {
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
-    print("usage: lifeline-liveness exchange BYTES ROUNDS | deadlock | pause SECONDS | random ROUNDS | forgetful ROUNDS | collectives ROUNDS | requests ROUNDS | steal | stranger SECONDS NAME...")
+    print("usage: lifeline-liveness exchange BYTES ROUNDS | exits STATUS AT | deadlock | pause SECONDS | random ROUNDS | forgetful ROUNDS | collectives ROUNDS | requests ROUNDS | steal | stranger SECONDS NAME...")
     exit(2)
 }
 if arguments[1] == "stranger" {
@@ -225,6 +225,14 @@ case "drift":
     let from = Int(arguments[3]) ?? 100
     try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 300, pauseMicroseconds: 2_000, prepare: { round in
         if round >= from { state.mix(bytes([UInt64.random(in: 0...UInt64.max)])) }
+    }) { [UInt8](repeating: UInt8(truncatingIfNeeded: $0), count: 8) }
+case "exits":
+    // The last rank ends its process itself with STATUS at round AT (`exit`, as a program that
+    // gives up does), on every attempt.
+    let status = Int32(arguments[2]) ?? 3
+    let at = Int(arguments[3]) ?? 10
+    try shiftAroundTheRing(rounds: at + 20, pauseMicroseconds: 2_000, prepare: { round in
+        if comm.rank == comm.size - 1, round == at { exit(status) }
     }) { [UInt8](repeating: UInt8(truncatingIfNeeded: $0), count: 8) }
 case "pause":
     let seconds = Double(arguments[2]) ?? 6
