@@ -46,6 +46,14 @@ import Testing
             whileRunning: whileRunning.map { body in { _ in try body(runDirectory) } })
     }
 
+    /// Where each rank that finished restored its last snapshot from (`rank_finished`'s
+    /// `restored_from`: memory, disk or start), by rank.
+    static func restoredFrom(_ result: JobRunner.Result) -> [Int: String] {
+        Dictionary(uniqueKeysWithValues: result.events("rank_finished").compactMap { event in
+            (event["rank"] as? Int).map { ($0, event["restored_from"] as? String ?? "") }
+        })
+    }
+
     /// Cuts test host lth2's link (and kills its ranks' processes, `killToo`) once the job's
     /// first line committed.
     static func cutSecondHost(_ runDirectory: String, killToo: Bool) throws {
@@ -660,9 +668,7 @@ import Testing
         #expect(lost["ranks"] as? String == "2,3", "\(lost)")
         let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
         #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth1", "lth1"])
-        let restored = Dictionary(uniqueKeysWithValues: result.events("rank_finished").compactMap { event in
-            (event["rank"] as? Int).map { ($0, event["restored_from"] as? String ?? "") }
-        })
+        let restored = Self.restoredFrom(result)
         #expect(restored[2] == (secondCopyLost ? "disk" : "memory") && restored[3] == restored[2], "\(restored)")
         if !secondCopyLost {
             // The ranks' deaths may be seen before the host is found lost, and a first recovery
@@ -700,9 +706,7 @@ import Testing
         #expect(result.resultLines.last == reference)
         let lost = try #require(result.events("host_lost").first, "\(result.stderr)")
         #expect(lost["moved_to"] as? String == "2:lth3,3:lth3", "\(lost)")
-        let restored = Dictionary(uniqueKeysWithValues: result.events("rank_finished").compactMap { event in
-            (event["rank"] as? Int).map { ($0, event["restored_from"] as? String ?? "") }
-        })
+        let restored = Self.restoredFrom(result)
         #expect(restored[2] == "memory" && restored[3] == "memory", "\(restored) \(result.stderr)")
         let lostAt = try #require(lost["t"] as? Double)
         let starts = result.events("recovery_start").filter { ($0["t"] as? Double ?? 0) >= lostAt }
