@@ -34,7 +34,7 @@ final class ControlLink: Sendable {
     /// the process goes: on another host the supervisor cannot tell a program's own status 3
     /// from a rank that lost its link otherwise. The runtime's own exits (`_exit`) skip it.
     func sayProgramExits() {
-        programExitLink.withLock { $0 = self }
+        programExitLink.withLock { $0 = (self, getpid()) }
         on_exit(sayProgramExit, nil)
     }
 
@@ -46,13 +46,15 @@ final class ControlLink: Sendable {
     }
 }
 
-/// The link the exit handler says the program's status on (`ControlLink.sayProgramExits`).
-private let programExitLink = Mutex<ControlLink?>(nil)
+/// The link the exit handler says the program's status on (`ControlLink.sayProgramExits`), and
+/// the process that registered it.
+private let programExitLink = Mutex<(link: ControlLink, pid: pid_t)?>(nil)
 
-/// The process's exit handler: says a status other than 0 on the rank's control link.
+/// The process's exit handler: says a status other than 0 on the rank's control link (not in a
+/// child the program forked, whose exit is not the rank's).
 private func sayProgramExit(_ status: Int32, _: UnsafeMutableRawPointer?) {
-    guard status != 0, let link = programExitLink.withLock({ $0 }) else { return }
-    link.trySend(.exiting(status: status))
+    guard status != 0, let registered = programExitLink.withLock({ $0 }), registered.pid == getpid() else { return }
+    registered.link.trySend(.exiting(status: status))
 }
 
 /// A rank on another host under `--levels memory,disk`: its folder in memory there and its rank,

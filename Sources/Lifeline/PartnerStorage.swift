@@ -505,11 +505,32 @@ final class PartnerDirectory: Sendable {
         if let data = FileManager.default.contents(atPath: keptRoot + "/" + name) { return [UInt8](data) }
         if let bytes = findKept(name) { return bytes }
         for other in Self.hostOrder(table.withLock { $0 }) where other != host {
-            let folder = ownFolder(of: other)
-            defer { folder.closeConnection() }
+            let folder = lentFolder(of: other)
             if let bytes = try? folder.read(name) { return bytes }
+            folder.closeConnection()
         }
         return nil
+    }
+
+    /// `host`'s own folder as `find(_:)` reads it, made once and kept (so that a host that did
+    /// not answer is passed over for a while, as `PartnerFolder` remembers), its keepers tried
+    /// from one chosen by this rank, so that the new ranks of a shrink do not all ask the same
+    /// process. Its connection stays open after a file was found there, until
+    /// `closeKeptFolders()`.
+    private func lentFolder(of host: String) -> PartnerFolder {
+        others.withLock { others in
+            if let folder = others.folders["own:" + host] { return folder }
+            let made = PartnerFolder(location: "\(host)'s own folder", rank: rank, incarnation: incarnation, token: token,
+                                     role: .hostFolder, connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) {
+                [self] in
+                let keepers = keepers(on: host, in: self.table.withLock { $0 })
+                guard !keepers.isEmpty else { return [] }
+                let first = rank.rawValue % keepers.count
+                return Array(keepers[first...] + keepers[..<first])
+            }
+            others.folders["own:" + host] = made
+            return made
+        }
     }
 
     /// `find(_:)` in the folders the other hosts keep for their partners.
@@ -518,7 +539,7 @@ final class PartnerDirectory: Sendable {
         let partner = Self.partner(of: host, in: table)
         var hosts = Self.hostOrder(table).filter { $0 != host && $0 != partner }
         let (lastFound, gone) = others.withLock { others in
-            (others.lastFound, others.folders.filter { !hosts.contains($0.key) }.map(\.value))
+            (others.lastFound, others.folders.filter { !hosts.contains($0.key) && !$0.key.hasPrefix("own:") }.map(\.value))
         }
         for folder in gone { folder.closeConnection() }  // a host no longer in the job
         if let lastFound, let index = hosts.firstIndex(of: lastFound) { hosts.insert(hosts.remove(at: index), at: 0) }

@@ -391,7 +391,9 @@ final class SnapshotWriter: Sendable {
                 dependencies: job.dependencies, mirrors: job.mirrors, captureMicroseconds: job.captureMicroseconds)
             acknowledgement.logDependencies = job.logDependencies
             control.send(.ack(job.epoch, acknowledgement))
-            if let hostCollection, hostCollectionOwed.load(ordering: .relaxed) { collectHost(hostCollection) }
+            if let hostCollection, job.mirrors.mirrors.count == 2, hostCollectionOwed.load(ordering: .relaxed) {
+                collectHost(hostCollection)
+            }
         } catch {
             fail(job, reason: "\(error)", failedMirrors: failedMirrors(error))
         }

@@ -41,7 +41,7 @@ extension Supervisor {
 
     /// Whether `rank`'s copy of round `round` is in memory: in this host's folder, or held on a
     /// host of the job (`memoryCopies`: the rank's, or its partner's) — where the rank runs, or
-    /// where it fetches it from (`copyHost(of:round:)`).
+    /// where it fetches it from (`copyToRead(rank:round:)`).
     func holdsCopy(rank: Int, round: UInt64) -> Bool {
         if hostJob != nil { return memoryCopies.copy(of: rank, round: round) != nil }
         return memoryLevel?.has(rank: rank, epoch: round) ?? false

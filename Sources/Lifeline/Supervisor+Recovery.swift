@@ -78,13 +78,15 @@ extension Supervisor {
 
     /// A rank on another host that exited with one of the runtime's own statuses (3, 4, 5, 6)
     /// without its runtime or its program having said so yet: its control connection is read
-    /// to its end, which follows what the process sent before it exited (a second at most; a
-    /// rank that lost its link sent nothing more).
+    /// to its end, which follows what the process sent before it exited (a second at most; for
+    /// status 3 a fifth of one: a rank that lost its link sent nothing more, and a lost host's
+    /// ranks are judged one after the other, while the program's word left before its process
+    /// did, long before its launcher's exit reached this machine).
     private func awaitStopSaid(_ rank: Int, _ exit: ProcessExit) throws {
         guard hostJob != nil, exit.signal == nil, runtimeStops[rank] == nil, programExits[rank] == nil,
               [3, restoreFailedExitStatus, logUnfitExitStatus, logCopyFailedExitStatus].contains(exit.exitCode ?? 0)
         else { return }
-        let deadline = now + 1
+        let deadline = now + (exit.exitCode == 3 ? 0.2 : 1)
         while runtimeStops[rank] == nil, programExits[rank] == nil, let connection = slots[rank].connection, now < deadline,
               !finishedJob {
             var descriptor = pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)

@@ -5,14 +5,15 @@
 /// other hosts (`--launcher ssh|slurm`), each rank's copies are in its own host's memory, and a
 /// second copy in its partner host's memory, which the supervisor cannot read: it takes a copy
 /// for held from the rank's acknowledgement (the copy was hashed when written and is checked
-/// again when the rank maps it) until that host is lost, and a rank can restore from it only
-/// where it is: on its host, or on the partner host, where a lost host's ranks are placed first.
+/// again when the rank maps it) until that host is lost. A rank restores from it where it is —
+/// on its host, or on the partner host, where a lost host's ranks are placed first — or, placed
+/// on a host that holds none, fetches it from a host that does.
 ///
 /// | event | decision |
 /// |---|---|
 /// | a rank acknowledges round R from memory on host H, its partner P holding the second copy | its copy of R is held on H and on P |
 /// | host H is lost (`host_lost`, even when its ranks must stay) | every copy held on H is gone from H: its memory went with it; one also held on a partner is held there alone |
-/// | a rank is to restore round R on host H | from memory only when its copy of R is held on H; elsewhere (a rank moved to a host that holds no copy) from disk |
+/// | a rank is to restore round R on host H | from memory when its copy of R is held on a live host: on H in place, else fetched from there; when none is, from disk (and it reads no copy it finds on H: another run's) |
 /// | a rank is launched to restore round R | its other copies are gone: it removes them as it starts |
 /// | a rank could not read the snapshot it was to restore (exit status 4) | its copies are gone |
 /// | a line commits | forget the copies of rounds before it but the snapshots it holds: each rank removes the others at `DONE` |
