@@ -482,10 +482,27 @@ final class PartnerDirectory: Sendable {
                              connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) { [self] in
             let table = self.table.withLock { $0 }
             guard let partner = Self.partner(of: host, in: table), !pinned || partner == pinnedPartner else { return [] }
-            let keepers = keepers(on: partner, in: table)
-            guard !keepers.isEmpty else { return [] }
-            let first = rank.rawValue % keepers.count
-            return Array(keepers[first...] + keepers[..<first])
+            return spread(keepers(on: partner, in: table))
+        }
+    }
+
+    /// `keepers` in the order this rank tries them: from one chosen by its rank, so that the
+    /// ranks of a host do not all ask the same process.
+    private func spread(_ keepers: [PartnerFolder.Keeper]) -> [PartnerFolder.Keeper] {
+        guard !keepers.isEmpty else { return [] }
+        let first = rank.rawValue % keepers.count
+        return Array(keepers[first...] + keepers[..<first])
+    }
+
+    /// A folder `host`'s ranks keep, reached under `role` (described as `location`), its
+    /// keepers as the table has them now, `order`ed.
+    private func folder(
+        on host: String, role: Handshake.Role, location: String,
+        order: @escaping @Sendable ([PartnerFolder.Keeper]) -> [PartnerFolder.Keeper] = { $0 }
+    ) -> PartnerFolder {
+        PartnerFolder(location: location, rank: rank, incarnation: incarnation, token: token, role: role,
+                      connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) { [self] in
+            order(keepers(on: host, in: self.table.withLock { $0 }))
         }
     }
 
@@ -500,7 +517,7 @@ final class PartnerDirectory: Sendable {
     ///
     /// Else, in each other host's own folder, lent for reading by its ranks: the only copy left
     /// of a file whose host's partner was lost (a shrink's new rank reads old ranks' snapshots
-    /// from every host). Such a search is rare, and its connections are not kept.
+    /// from every host). A connection to a host that did not have the file is closed.
     func find(_ name: String) -> [UInt8]? {
         if let data = FileManager.default.contents(atPath: keptRoot + "/" + name) { return [UInt8](data) }
         if let bytes = findKept(name) { return bytes }
@@ -520,14 +537,7 @@ final class PartnerDirectory: Sendable {
     private func lentFolder(of host: String) -> PartnerFolder {
         others.withLock { others in
             if let folder = others.folders["own:" + host] { return folder }
-            let made = PartnerFolder(location: "\(host)'s own folder", rank: rank, incarnation: incarnation, token: token,
-                                     role: .hostFolder, connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) {
-                [self] in
-                let keepers = keepers(on: host, in: self.table.withLock { $0 })
-                guard !keepers.isEmpty else { return [] }
-                let first = rank.rawValue % keepers.count
-                return Array(keepers[first...] + keepers[..<first])
-            }
+            let made = folder(on: host, role: .hostFolder, location: "\(host)'s own folder") { [self] in spread($0) }
             others.folders["own:" + host] = made
             return made
         }
@@ -558,10 +568,7 @@ final class PartnerDirectory: Sendable {
     private func keptFolder(on host: String) -> PartnerFolder {
         others.withLock { others in
             if let folder = others.folders[host] { return folder }
-            let made = PartnerFolder(location: "the folder \(host) keeps", rank: rank, incarnation: incarnation,
-                                     token: token, connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) {
-                [self] in keepers(on: host, in: self.table.withLock { $0 })
-            }
+            let made = folder(on: host, role: .storage, location: "the folder \(host) keeps")
             others.folders[host] = made
             return made
         }
@@ -617,20 +624,14 @@ final class PartnerDirectory: Sendable {
     /// The folder `host`'s ranks write as their own (mirror A), lent by them for reading, but
     /// by `unless` (the caller closes its connection).
     func ownFolder(of host: String, unless: Int? = nil) -> PartnerFolder {
-        PartnerFolder(location: "\(host)'s own folder", rank: rank, incarnation: incarnation, token: token,
-                      role: .hostFolder, connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) { [self] in
-            keepers(on: host, in: self.table.withLock { $0 }).filter { $0.identity.rank.rawValue != unless }
-        }
+        folder(on: host, role: .hostFolder, location: "\(host)'s own folder") { $0.filter { $0.identity.rank.rawValue != unless } }
     }
 
     /// The folder in `host`'s memory where its ranks keep their level-1 copies and those of
     /// their partner host's ranks (`.partnerMemory`): where a rank placed away from the host
     /// that holds its copy fetches it.
     func memoryFolder(on host: String) -> PartnerFolder {
-        PartnerFolder(location: "\(host)'s memory", rank: rank, incarnation: incarnation, token: token,
-                      role: .partnerMemory, connectSeconds: connectSeconds, replyFloorSeconds: replyFloorSeconds) { [self] in
-            keepers(on: host, in: self.table.withLock { $0 })
-        }
+        folder(on: host, role: .partnerMemory, location: "\(host)'s memory")
     }
 
     /// Closes the connections to the folders other hosts keep (`keptCopy`, `find(_:)`).

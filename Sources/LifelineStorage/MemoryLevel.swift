@@ -113,9 +113,7 @@ package struct MemoryLevel: Sendable {
     package func removeCopies(of rank: Int, except: UInt64? = nil) {
         for name in PosixFile.entries(folder) {
             let copy = Self.parse(name)
-            let owner = copy?.rank
-                ?? (name == Self.spareName(rank: rank) ? rank : nil)
-                ?? (PosixFile.isHidden(name) ? name.dropFirst().components(separatedBy: ".tmp.").first.flatMap(Self.parse)?.rank : nil)
+            let owner = (name == Self.spareName(rank: rank) ? rank : nil) ?? Self.owner(of: name)
             if owner == rank, copy == nil || copy?.epoch != except { unlink(folder + "/" + name) }
         }
         if except == nil { rmdir(folder) }
@@ -126,10 +124,15 @@ package struct MemoryLevel: Sendable {
     /// ranks (`ranks`: the ranks on this host, who remove their own).
     package func removeCopies(ofRanksOtherThan ranks: Set<Int>) {
         for name in PosixFile.entries(folder) {
-            let owner = Self.parse(name)?.rank
-                ?? (PosixFile.isHidden(name) ? name.dropFirst().components(separatedBy: ".tmp.").first.flatMap(Self.parse)?.rank : nil)
-            if let owner, !ranks.contains(owner) { unlink(folder + "/" + name) }
+            if let owner = Self.owner(of: name), !ranks.contains(owner) { unlink(folder + "/" + name) }
         }
+    }
+
+    /// The rank whose copy, or copy in progress (its temporary name), the file `name` is; nil
+    /// for any other file.
+    static func owner(of name: String) -> Int? {
+        parse(name)?.rank
+            ?? (PosixFile.isHidden(name) ? name.dropFirst().components(separatedBy: ".tmp.").first.flatMap(parse)?.rank : nil)
     }
 
     /// The file name of `rank`'s copy of round `epoch`.
