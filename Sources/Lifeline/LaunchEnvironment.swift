@@ -399,7 +399,7 @@ package struct LaunchEnvironment: Sendable, Equatable {
 
     /// The token, as the first line of standard input (the supervisor writes it to the pipe it
     /// starts the launch command with, and closes it). Waits 10 s at most.
-    private static func tokenFromStandardInput() throws -> String {
+    static func tokenFromStandardInput() throws -> String {
         var line: [UInt8] = []
         let deadline = monotonicSeconds() + 10
         while line.count < 1024 {

@@ -249,8 +249,10 @@ final class RankRuntime {
 
     // MARK: Joining
 
-    /// Joins the job described by the environment (or runs alone without one).
+    /// Joins the job described by the environment (or runs alone without one). A probe of a
+    /// lost host (`HostProbe`) ends here.
     static func join() throws -> RankRuntime {
+        HostProbe.answerIfAsked()
         if let probe = ResizeProbe.current() {
             return RankRuntime(
                 launch: nil, control: nil, controlReader: nil, listener: -1, store: nil, snapshot: nil, log: nil, replay: nil,

@@ -32,6 +32,17 @@ final class HostJob {
     let linkTimeoutMs: Int
     /// Where each rank listens for peers on other hosts (nil until its process connected).
     var addresses: [RankAddress?]
+    /// The probes of lost hosts under way (`HostProbe`), by host: the launch command's pid, and
+    /// when it is killed unanswered.
+    var probes: [String: (pid: pid_t, deadline: Double)] = [:]
+    /// When each lost host is probed next, and how many of its probes went unanswered.
+    var nextProbe: [String: (at: Double, unanswered: Int)] = [:]
+    /// The hosts back whose ranks have yet to move back, each with the commits counted when it
+    /// came back: they move once a line committed since (`Supervisor.moveRanksBackIfDue`).
+    var returning: [String: Int] = [:]
+    /// The ranks ordered to end so that they restart on the host they moved back to, each with
+    /// the incarnation that was ordered: its exit is not a failure.
+    var moving: [Int: UInt32] = [:]
 
     /// Places the ranks (on the hosts given, or on the Slurm allocation's nodes), resolves the
     /// hosts and listens; throws one line for a missing allocation, a host without an address
@@ -92,7 +103,10 @@ final class HostJob {
         self.addresses = Array(repeating: nil, count: rankHosts.count)
     }
 
-    deinit { close(listener) }
+    deinit {
+        close(listener)
+        for probe in probes.values { kill(probe.pid, SIGKILL) }
+    }
 
     /// The environment's part that says where `rank` runs and where the supervisor listens.
     func hosts(of rank: Int) -> LaunchEnvironment.Hosts {
@@ -108,11 +122,21 @@ final class HostJob {
     func commandLine(
         rank: Int, incarnation: UInt32, program: String, arguments: [String], environment: [String: String]
     ) -> String {
+        commandLine(
+            host: rankHosts[rank], rank: String(rank), incarnation: incarnation, program: program, arguments: arguments,
+            environment: environment)
+    }
+
+    /// The command line that starts `program` on `host` with `environment`, `{rank}` being
+    /// `rank` (a rank's index, or "probe").
+    func commandLine(
+        host: String, rank: String, incarnation: UInt32, program: String, arguments: [String], environment: [String: String]
+    ) -> String {
         let variables = environment.keys.sorted().map { Self.quoted("\($0)=\(environment[$0]!)") }
         let command = (["exec", "env"] + variables + ([program] + arguments).map(Self.quoted)).joined(separator: " ")
         return "exec " + launchCommand
-            .replacingOccurrences(of: "{host}", with: Self.quoted(rankHosts[rank]))
-            .replacingOccurrences(of: "{rank}", with: String(rank))
+            .replacingOccurrences(of: "{host}", with: Self.quoted(host))
+            .replacingOccurrences(of: "{rank}", with: rank)
             .replacingOccurrences(of: "{incarnation}", with: String(incarnation))
             .replacingOccurrences(of: "{jobid}", with: Self.quoted(slurmJobID ?? ""))
             .replacingOccurrences(of: "{cmd}", with: Self.quoted(command))
@@ -375,8 +399,10 @@ extension Supervisor {
                 warn("host \(host) lost (\(cause)), and the job cannot continue on fewer ranks: \(refused); the ranks double up instead")
             }
             announce(host, moves, cause: cause)
+            hostJob.returning[host] = nil
+            if !hostJob.mpirun { hostJob.nextProbe[host] = (now + probeDelay(unanswered: 0), 0) }
             if StorageRoots.partnered(configuration.storageRoots), Set(hostJob.rankHosts).count < 2 {
-                warn("only one host has ranks now, so no host can keep a partner copy: no line commits any more; stop the job (Ctrl-C stops it at the last committed line) and resume it with --hosts naming two hosts at least")
+                warn("only one host has ranks now, so no host can keep a partner copy: no line commits until the lost host answers again (its ranks then move back to it); or stop the job (Ctrl-C stops it at the last committed line) and resume it with --hosts naming two hosts at least")
             }
         case .fail(let rankCount, let left), .shrink(let rankCount, let left):
             events.record("host_lost", [
@@ -447,6 +473,114 @@ extension Supervisor {
             outcome.shrink = order
             stoppedOutcome = outcome
         }
+    }
+}
+
+extension Supervisor {
+    // MARK: A lost host that comes back
+
+    /// Seconds from a host's loss, or from a probe of it that went unanswered (`unanswered` so
+    /// far), to its next probe: the heartbeat timeout (2 s at least), doubled per unanswered
+    /// probe, a minute at most.
+    func probeDelay(unanswered: Int) -> Double {
+        min(60, max(2, Double(configuration.heartbeatTimeoutMs) / 1000) * Double(1 << min(unanswered, 5)))
+    }
+
+    /// A job on several hosts, not under mpirun (where a launch is mpirun's): probes each lost
+    /// host whose time came (`HostProbe`, one at a time per host), kills a probe past its time,
+    /// and moves ranks back to a host that came back once that is due (`moveRanksBackIfDue`).
+    func probeLostHosts() {
+        guard let hostJob, !hostJob.mpirun else { return }
+        for (host, probe) in hostJob.probes where now > probe.deadline {
+            // Its exit, read as any other, counts it unanswered.
+            kill(probe.pid, SIGKILL)
+            hostJob.probes[host]?.deadline = .infinity
+        }
+        for host in hostJob.placement.lost.sorted() where hostJob.probes[host] == nil {
+            guard let next = hostJob.nextProbe[host], now >= next.at else { continue }
+            startProbe(of: host)
+        }
+        moveRanksBackIfDue()
+    }
+
+    /// Starts the program on lost `host` as a probe, by the launch command, the token on its
+    /// standard input and its errors in the run directory's `host-probe-HOST.err`.
+    private func startProbe(of host: String) {
+        guard let hostJob, let address = hostJob.hostAddresses[host] else { return }
+        let environment = HostProbe.environment(
+            host: host, hostAddress: address, supervisorAddress: hostJob.address, supervisorPort: hostJob.port,
+            linkTimeoutMs: hostJob.linkTimeoutMs)
+        let line = hostJob.commandLine(
+            host: host, rank: "probe", incarnation: 0, program: configuration.program, arguments: configuration.arguments,
+            environment: environment)
+        let errors = configuration.runDirectory + "/host-probe-\(host.replacingOccurrences(of: "/", with: "_")).err"
+        unlink(errors)
+        do {
+            let pid = try launcher.spawn(
+                program: "/bin/sh", arguments: ["-c", line], environment: [:], input: Array((token + "\n").utf8),
+                stdoutPath: "/dev/null", stderrPath: errors)
+            hostJob.probes[host] = (pid, now + HostProbe.timeoutSeconds)
+        } catch {
+            noteProbeUnanswered(host)
+        }
+    }
+
+    /// A process ended: when it was a probe of a lost host, takes its answer (the host is back
+    /// on status 0) and returns true.
+    func probeEnded(_ exit: ProcessExit) -> Bool {
+        guard let hostJob, let host = hostJob.probes.first(where: { $0.value.pid == exit.pid })?.key else { return false }
+        hostJob.probes[host] = nil
+        guard hostJob.placement.lost.contains(host) else { return true }
+        if exit.exitCode == 0 { hostBack(host) } else { noteProbeUnanswered(host) }
+        return true
+    }
+
+    /// A probe of `host` failed or went unanswered: the next comes later.
+    private func noteProbeUnanswered(_ host: String) {
+        guard let hostJob else { return }
+        let unanswered = (hostJob.nextProbe[host]?.unanswered ?? 0) + 1
+        hostJob.nextProbe[host] = (now + probeDelay(unanswered: unanswered), unanswered)
+    }
+
+    /// Lost `host` answered a probe: it takes ranks again (`host_back`), and the ranks beyond
+    /// their hosts' slots move back to it once a line committed since.
+    private func hostBack(_ host: String) {
+        guard let hostJob else { return }
+        hostJob.placement.readmit(host, now: now)
+        hostJob.nextProbe[host] = nil
+        hostJob.returning[host] = manifest.commits
+        warn("host \(host) answers again: it takes ranks again, and ranks beyond their hosts' slots move back to it after the next commit")
+        events.record("host_back", ["host": .string(host)])
+    }
+
+    /// Moves ranks back to each host that came back, once a line committed since it did (so
+    /// that what they restart from is fresh), or at once where no line can commit (partner
+    /// copies with one host left), and not during a recovery or once a rank finished: each is
+    /// ordered to end, through its runtime, and the recovery that follows (not counted as a
+    /// failure) restarts it there (`ranks_moved`).
+    private func moveRanksBackIfDue() {
+        guard let hostJob, !hostJob.returning.isEmpty, !machine.isRecovering, !machine.coordinator.finished.contains(true)
+        else { return }
+        let noLineCommits = StorageRoots.partnered(configuration.storageRoots) && Set(hostJob.rankHosts).count < 2
+        for (host, commits) in hostJob.returning.sorted(by: { $0.key < $1.key }) where manifest.commits > commits || noLineCommits {
+            hostJob.returning[host] = nil
+            let moves = hostJob.placement.movesBack(to: host)
+            guard !moves.isEmpty else { continue }
+            let ranks = moves.map { String($0.rank) }.joined(separator: ",")
+            warn("ranks \(ranks) move back to host \(host): each restarts there")
+            events.record("ranks_moved", ["host": .string(host), "ranks": .string(ranks), "cause": .string("host_back")])
+            for move in moves {
+                hostJob.addresses[move.rank] = nil
+                hostJob.moving[move.rank] = machine.ranks[move.rank].incarnation
+                if slots[move.rank].connection != nil { write(.signal(SIGKILL), to: move.rank) } else { signalRank(move.rank, SIGKILL) }
+            }
+        }
+    }
+
+    /// Whether `rank`'s process ended because it was ordered to move to another host (once).
+    func endedToMove(_ rank: Int) -> Bool {
+        guard let hostJob, let incarnation = hostJob.moving.removeValue(forKey: rank) else { return false }
+        return incarnation == machine.ranks[rank].incarnation
     }
 }
 

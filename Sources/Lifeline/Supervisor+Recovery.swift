@@ -10,6 +10,7 @@ import LifelineStorage
 extension Supervisor {
     /// A rank process ended.
     func handleExit(_ exit: ProcessExit) throws {
+        if probeEnded(exit) { return }
         // Under mpirun every rank of a launch has mpirun's pid: its exit ends them all, and the
         // first live one stands for the launch (the recovery restarts every rank anyway).
         guard let rank = slots.indices.first(where: { slots[$0].pid == exit.pid && machine.ranks[$0].alive }) else { return }
@@ -40,8 +41,13 @@ extension Supervisor {
         // line ends the job; a kill from outside (SIGKILL, SIGTERM) is not the program's.
         var programExit: String?
         var counted = true
+        var cause = "\(exit)"
         if hostJob?.mpirun == true {
             // mpirun's status is the launch's, not a program's failure at a step.
+        } else if endedToMove(rank) {
+            // Ordered to end, to restart on a host that came back: not a failure.
+            counted = false
+            cause = "moved to host \(hostJob?.rankHosts[rank] ?? "?")"
         } else if exit.signal == nil, hostJob != nil, exit.exitCode == 3, programExits[rank] != 3 {
             // On another host, 3 is a rank that lost its link to the supervisor (the lease ran
             // out, or it could not connect): not the program's failure, unless the program said
@@ -65,7 +71,7 @@ extension Supervisor {
             programExit = "\(exit) at step \(machine.ranks[rank].step)"
         }
         try perform(machine.handleExit(
-            of: rank, cause: "\(exit)", programExit: programExit, cleanExit: exit.exitCode == 0, counted: counted, now: now,
+            of: rank, cause: cause, programExit: programExit, cleanExit: exit.exitCode == 0, counted: counted, now: now,
             facts: StorageFacts(self)))
     }
 

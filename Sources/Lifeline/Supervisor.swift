@@ -355,6 +355,7 @@ final class Supervisor {
         rankErrors?.forward(now: now)
         try checkHeartbeats()
         if stoppedOutcome != nil { return }
+        probeLostHosts()
         try checkStalls()
         showProgress()
     }
@@ -526,6 +527,11 @@ final class Supervisor {
     /// launched rank's current process; refuses it otherwise.
     private func acceptControlConnection(_ fd: Int32, _ handshake: Handshake) throws {
         let rank = handshake.rank.rawValue
+        // A lost host's probe proved itself: its exit says the host is back (`HostProbe`).
+        if handshake.role == .hostProbe, hostJob != nil {
+            close(fd)
+            return
+        }
         // With partner hosts no folder is shared: a rank reads the manifest its host's folders
         // are collected against from here, over a connection of its own (proven like any other
         // between hosts), served by a thread, read-only.

@@ -163,6 +163,9 @@ package struct Handshake: Sendable, Equatable {
         /// A rank's connection to a rank of its partner host, which keeps the rank's level-1
         /// copies (`--levels memory,disk`) in that host's memory: the second copy in memory.
         case partnerMemory = 6
+        /// The program started on a lost host only to prove that the host runs it and reaches
+        /// the supervisor again (`HostProbe`); the supervisor closes the connection at once.
+        case hostProbe = 7
     }
 
     /// The job's secret token.

@@ -10,6 +10,9 @@
 /// ranks' second copies are on the local disk, or with levels in its memory. When the free slots
 /// cannot take them all, the policy decides: the ranks double up over the slots of the hosts
 /// left, or the job continues on fewer ranks, or it stops.
+///
+/// A lost host that answers again (`readmit(_:now:)`) takes ranks again: the ranks then beyond
+/// their hosts' slots go back to it (`movesBack(to:)`), its own first; it is a spare otherwise.
 package struct HostPlacement: Sendable, Equatable {
     /// A host and its slots.
     package struct Host: Sendable, Equatable {
@@ -53,6 +56,8 @@ package struct HostPlacement: Sendable, Equatable {
 
     /// Each rank's host.
     package private(set) var rankHosts: [String]
+    /// Each rank's host in the first placement.
+    package let firstRankHosts: [String]
     /// Every host of the job, in order, spares among them, with its slots.
     package let hosts: [Host]
     /// The hosts lost: no rank is placed there again.
@@ -68,6 +73,7 @@ package struct HostPlacement: Sendable, Equatable {
     package init(rankHosts: [String], hosts: [(name: String, slots: Int?)]) {
         let share = hosts.isEmpty ? 0 : (rankHosts.count + hosts.count - 1) / hosts.count
         self.rankHosts = rankHosts
+        self.firstRankHosts = rankHosts
         self.hosts = hosts.map { host in
             Host(name: host.name, slots: max(host.slots ?? share, rankHosts.filter { $0 == host.name }.count))
         }
@@ -145,6 +151,37 @@ package struct HostPlacement: Sendable, Equatable {
             moves.append(Move(rank: rank, host: target.name))
         }
         return .moved(moves)
+    }
+}
+
+extension HostPlacement {
+    /// `host`, lost, answers again: it is not lost any more, and takes ranks again. Its ranks'
+    /// silence counts from `now`.
+    package mutating func readmit(_ host: String, now: Double) {
+        guard lost.remove(host) != nil else { return }
+        heardAt[host] = now
+    }
+
+    /// The ranks that go to `host` (a host that is not lost) now: those beyond their hosts'
+    /// slots, while `host` has free slots; of each host's, those whose first host was `host`
+    /// first, then the highest ranks. Moves them.
+    package mutating func movesBack(to host: String) -> [Move] {
+        guard !lost.contains(host), let target = hosts.first(where: { $0.name == host }) else { return [] }
+        var moves: [Move] = []
+        for crowded in hosts where crowded.name != host && !lost.contains(crowded.name) {
+            let excess = rankCount(on: crowded.name) - crowded.slots
+            guard excess > 0 else { continue }
+            let candidates = rankHosts.indices.filter { rankHosts[$0] == crowded.name }
+                .sorted { a, b in
+                    let (homeA, homeB) = (firstRankHosts[a] == host, firstRankHosts[b] == host)
+                    return homeA != homeB ? homeA : (homeA ? a < b : a > b)
+                }
+            for rank in candidates.prefix(excess) where rankCount(on: host) < target.slots {
+                rankHosts[rank] = host
+                moves.append(Move(rank: rank, host: host))
+            }
+        }
+        return moves.sorted { $0.rank < $1.rank }
     }
 }
 

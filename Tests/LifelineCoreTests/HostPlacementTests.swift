@@ -20,6 +20,37 @@ import Testing
         #expect(placement.rankHosts == ["a", "a", "c", "c"], "a refusal changes nothing")
     }
 
+    /// A lost host that answers again takes ranks again: the ranks that doubled up go back to it,
+    /// its own first, and no more than it has slots for; a host whose ranks went to a spare gets
+    /// none back (it is a spare now). Its silence counts from its return.
+    @Test func aHostThatAnswersAgainTakesBackTheRanksBeyondTheirHostsSlots() {
+        var placement = HostPlacement(rankHosts: ["a", "a", "b", "b"], hosts: [("a", nil), ("b", nil)])
+        guard case .moved = placement.lose("b", beyondSlots: true) else { Issue.record("b not lost"); return }
+        #expect(placement.rankHosts == ["a", "a", "a", "a"])
+        #expect(placement.movesBack(to: "b") == [], "a lost host takes nothing")
+        placement.readmit("b", now: 50)
+        #expect(placement.lost.isEmpty)
+        #expect(placement.silence(of: "b", now: 51) == 1)
+        #expect(placement.movesBack(to: "b") == [HostPlacement.Move(rank: 2, host: "b"), HostPlacement.Move(rank: 3, host: "b")])
+        #expect(placement.rankHosts == ["a", "a", "b", "b"])
+        #expect(placement.movesBack(to: "b") == [], "nothing is beyond its slots any more")
+
+        // Three hosts: c's ranks doubled up on a and b; c takes back its own (its slots: 1).
+        var three = HostPlacement(rankHosts: ["a", "b", "c"], hosts: [("a", nil), ("b", nil), ("c", nil)])
+        guard case .moved = three.lose("c", beyondSlots: true) else { Issue.record("c not lost"); return }
+        #expect(three.rankHosts == ["a", "b", "a"])
+        three.readmit("c", now: 0)
+        #expect(three.movesBack(to: "c") == [HostPlacement.Move(rank: 2, host: "c")])
+        #expect(three.rankHosts == ["a", "b", "c"])
+
+        // A spare took the lost host's ranks within its slots: they stay there.
+        var spare = HostPlacement(rankHosts: ["a", "a", "b", "b"], hosts: [("a", nil), ("b", nil), ("c", nil)])
+        _ = spare.lose("b", beyondSlots: false)
+        spare.readmit("b", now: 0)
+        #expect(spare.movesBack(to: "b") == [])
+        #expect(spare.rankHosts == ["a", "a", "c", "c"])
+    }
+
     /// Free slots are filled from the host with the most of them, the first in order on a tie.
     @Test func freeSlotsAreFilledFromTheRoomiestHost() {
         var placement = HostPlacement(

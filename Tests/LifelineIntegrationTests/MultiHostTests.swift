@@ -627,6 +627,47 @@ import Testing
         }
     }
 
+    /// A lost host that answers again takes its ranks back. Test host lth2 is cut off and its
+    /// processes killed after the first commit, and its ranks double up on lth1; once
+    /// `host_lost` is out, lth2's link comes back up. The supervisor's probe (the program started
+    /// on lth2 by the launch command, proving itself to the supervisor) finds it back
+    /// (`host_back`), and ranks 2 and 3 are ordered to end and restart there (`ranks_moved`),
+    /// which is not counted as a failure: the job ends with the failure-free bits and every rank
+    /// where it began. With one folder shared by both hosts they move after the next commit;
+    /// with partner copies (`partner`), where no line commits while lth1 is alone, at once.
+    @Test(arguments: [("none", false), ("pessimistic", false), ("none", true)])
+    func aLostHostThatAnswersAgainTakesItsRanksBack(logging: String, partner: Bool) throws {
+        guard Self.testHostsUp() else { return }
+        defer { Self.testHostsDown() }
+        let program = ["heat2d", "--size", "48", "--steps", "2500", "--broadcast-every", "25", "--sleep-ms", "3"]
+        let reference = try #require(try Self.run("multihost-back-reference", ranks: 4, [], program: program).resultLines.last)
+        let storage = JobRunner.scratch("multihost-back-storage")
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        let storageOptions = partner ? ["--storage", storage + "/local/{host}," + storage + "/kept/{partner}"] : []
+        let result = try Self.run(
+            "multihost-back-\(logging)-\(partner)", hosts: "lth1,lth2", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
+            ["--logging", logging, "--heartbeat-timeout-ms", "2000"] + storageOptions,
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"], program: program
+        ) { runDirectory in
+            try Self.cutSecondHost(runDirectory, killToo: true)
+            JobRunner.waitForEvents(runDirectory, containing: "\"host_lost\"")
+            _ = try Self.shell(["/usr/sbin/ip", "-n", "ltsw", "link", "set", "v-lth2", "up"])
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines.last == reference)
+        #expect(result.events("host_lost").first?["moved_to"] as? String == "2:lth1,3:lth1", "\(result.stderr)")
+        #expect(result.events("host_back").first?["host"] as? String == "lth2", "\(result.stderr)")
+        let moved = try #require(result.events("ranks_moved").first, "\(result.stderr)")
+        #expect(moved["host"] as? String == "lth2" && moved["ranks"] as? String == "2,3", "\(moved)")
+        let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
+        #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth2", "lth2"])
+        // The moves are said as the ends of ranks 2 and 3, and are not counted as failures.
+        let ends = result.events("failure").compactMap { $0["cause"] as? String }
+        #expect(ends.filter { $0 == "moved to host lth2" }.count == 2, "\(ends)")
+        let failures = try #require(result.events("job_finished").first?["failures"] as? Int)
+        #expect(failures == ends.count - 2, "\(ends)")
+    }
+
     /// `--levels memory,disk` and a host lost: test host lth2 cut off and its processes killed
     /// after a line was drained to disk. Each rank's copies are in its host's memory and in its
     /// partner host's, so once lth2 is found lost its ranks, moved to lth1 (its partner), restore
