@@ -661,11 +661,13 @@ import Testing
         #expect(moved["host"] as? String == "lth2" && moved["ranks"] as? String == "2,3", "\(moved)")
         let pids = try String(contentsOfFile: result.runDirectory + "/pids", encoding: .utf8)
         #expect(pids.split(separator: "\n").map { $0.split(separator: " ").last ?? "" } == ["lth1", "lth1", "lth2", "lth2"])
-        // The moves are said as the ends of ranks 2 and 3, and are not counted as failures.
+        // A move is said as a rank's end (one for both under a global rollback), and is not
+        // counted as a failure.
         let ends = result.events("failure").compactMap { $0["cause"] as? String }
-        #expect(ends.filter { $0 == "moved to host lth2" }.count == 2, "\(ends)")
+        let moves = ends.filter { $0 == "moved to host lth2" }.count
+        #expect(moves >= 1, "\(ends)")
         let failures = try #require(result.events("job_finished").first?["failures"] as? Int)
-        #expect(failures == ends.count - 2, "\(ends)")
+        #expect(failures == ends.count - moves, "\(ends)")
     }
 
     /// `--levels memory,disk` and a host lost: test host lth2 cut off and its processes killed
