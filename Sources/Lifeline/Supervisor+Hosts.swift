@@ -35,11 +35,8 @@ final class HostJob {
     /// The probes of lost hosts under way (`HostProbe`), by host: the launch command's pid, and
     /// when it is killed unanswered.
     var probes: [String: (pid: pid_t, deadline: Double)] = [:]
-    /// When each lost host is probed next, and how many of its probes went unanswered.
-    var nextProbe: [String: (at: Double, unanswered: Int)] = [:]
-    /// The hosts back whose ranks have yet to move back, each with the commits counted when it
-    /// came back: they move once a line committed since (`Supervisor.moveRanksBackIfDue`).
-    var returning: [String: Int] = [:]
+    /// When each lost host is probed, and when ranks move back to one that answered.
+    var returns: HostReturns
     /// The ranks ordered to end so that they restart on the host they moved back to, each with
     /// the incarnation that was ordered: its exit is not a failure.
     var moving: [Int: UInt32] = [:]
@@ -101,6 +98,7 @@ final class HostJob {
         self.launchCommand = configuration.launchCommand
             ?? (configuration.launcher == .slurm ? JobConfiguration.slurmLaunchCommand : JobConfiguration.launchCommandDefault)
         self.addresses = Array(repeating: nil, count: rankHosts.count)
+        self.returns = HostReturns(baseDelaySeconds: Double(configuration.heartbeatTimeoutMs) / 1000)
     }
 
     deinit {
@@ -399,8 +397,7 @@ extension Supervisor {
                 warn("host \(host) lost (\(cause)), and the job cannot continue on fewer ranks: \(refused); the ranks double up instead")
             }
             announce(host, moves, cause: cause)
-            hostJob.returning[host] = nil
-            if !hostJob.mpirun { hostJob.nextProbe[host] = (now + probeDelay(unanswered: 0), 0) }
+            if !hostJob.mpirun { hostJob.returns.lost(host, now: now) }
             if StorageRoots.partnered(configuration.storageRoots), Set(hostJob.rankHosts).count < 2 {
                 warn("only one host has ranks now, so no host can keep a partner copy: no line commits until the lost host answers again (its ranks then move back to it); or stop the job (Ctrl-C stops it at the last committed line) and resume it with --hosts naming two hosts at least")
             }
@@ -479,16 +476,9 @@ extension Supervisor {
 extension Supervisor {
     // MARK: A lost host that comes back
 
-    /// Seconds from a host's loss, or from a probe of it that went unanswered (`unanswered` so
-    /// far), to its next probe: the heartbeat timeout (2 s at least), doubled per unanswered
-    /// probe, a minute at most.
-    func probeDelay(unanswered: Int) -> Double {
-        min(60, max(2, Double(configuration.heartbeatTimeoutMs) / 1000) * Double(1 << min(unanswered, 5)))
-    }
-
     /// A job on several hosts, not under mpirun (where a launch is mpirun's): probes each lost
     /// host whose time came (`HostProbe`, one at a time per host), kills a probe past its time,
-    /// and moves ranks back to a host that came back once that is due (`moveRanksBackIfDue`).
+    /// and moves ranks back to a host that came back once that is due (`HostReturns`).
     func probeLostHosts() {
         guard let hostJob, !hostJob.mpirun else { return }
         for (host, probe) in hostJob.probes where now > probe.deadline {
@@ -496,11 +486,13 @@ extension Supervisor {
             kill(probe.pid, SIGKILL)
             hostJob.probes[host]?.deadline = .infinity
         }
-        for host in hostJob.placement.lost.sorted() where hostJob.probes[host] == nil {
-            guard let next = hostJob.nextProbe[host], now >= next.at else { continue }
-            startProbe(of: host)
+        for host in hostJob.returns.due(now: now, probing: Set(hostJob.probes.keys)) { startProbe(of: host) }
+        let noLineCommits = StorageRoots.partnered(configuration.storageRoots) && Set(hostJob.rankHosts).count < 2
+        for host in hostJob.returns.movesDue(
+            commits: manifest.commits, noLineCommits: noLineCommits, recovering: machine.isRecovering,
+            finished: machine.coordinator.finished.contains(true)) {
+            moveRanksBack(to: host)
         }
-        moveRanksBackIfDue()
     }
 
     /// Starts the program on lost `host` as a probe, by the launch command, the token on its
@@ -521,59 +513,41 @@ extension Supervisor {
                 stdoutPath: "/dev/null", stderrPath: errors)
             hostJob.probes[host] = (pid, now + HostProbe.timeoutSeconds)
         } catch {
-            noteProbeUnanswered(host)
+            hostJob.returns.unanswered(host, now: now)
         }
     }
 
-    /// A process ended: when it was a probe of a lost host, takes its answer (the host is back
-    /// on status 0) and returns true.
+    /// A process ended: when it was a probe of a lost host, takes its answer (on status 0 the
+    /// host is back: it takes ranks again, `host_back`) and returns true.
     func probeEnded(_ exit: ProcessExit) -> Bool {
         guard let hostJob, let host = hostJob.probes.first(where: { $0.value.pid == exit.pid })?.key else { return false }
         hostJob.probes[host] = nil
         guard hostJob.placement.lost.contains(host) else { return true }
-        if exit.exitCode == 0 { hostBack(host) } else { noteProbeUnanswered(host) }
+        guard exit.exitCode == 0 else {
+            hostJob.returns.unanswered(host, now: now)
+            return true
+        }
+        hostJob.placement.readmit(host, now: now)
+        hostJob.returns.answered(host, commits: manifest.commits)
+        warn("host \(host) answers again: it takes ranks again, and ranks beyond their hosts' slots move back to it after the next commit")
+        events.record("host_back", ["host": .string(host)])
         return true
     }
 
-    /// A probe of `host` failed or went unanswered: the next comes later.
-    private func noteProbeUnanswered(_ host: String) {
+    /// Moves the ranks beyond their hosts' slots to `host`, which came back (`ranks_moved`):
+    /// each is ordered to end, through its runtime, and the recovery that follows (not counted
+    /// as a failure) restarts it there.
+    private func moveRanksBack(to host: String) {
         guard let hostJob else { return }
-        let unanswered = (hostJob.nextProbe[host]?.unanswered ?? 0) + 1
-        hostJob.nextProbe[host] = (now + probeDelay(unanswered: unanswered), unanswered)
-    }
-
-    /// Lost `host` answered a probe: it takes ranks again (`host_back`), and the ranks beyond
-    /// their hosts' slots move back to it once a line committed since.
-    private func hostBack(_ host: String) {
-        guard let hostJob else { return }
-        hostJob.placement.readmit(host, now: now)
-        hostJob.nextProbe[host] = nil
-        hostJob.returning[host] = manifest.commits
-        warn("host \(host) answers again: it takes ranks again, and ranks beyond their hosts' slots move back to it after the next commit")
-        events.record("host_back", ["host": .string(host)])
-    }
-
-    /// Moves ranks back to each host that came back, once a line committed since it did (so
-    /// that what they restart from is fresh), or at once where no line can commit (partner
-    /// copies with one host left), and not during a recovery or once a rank finished: each is
-    /// ordered to end, through its runtime, and the recovery that follows (not counted as a
-    /// failure) restarts it there (`ranks_moved`).
-    private func moveRanksBackIfDue() {
-        guard let hostJob, !hostJob.returning.isEmpty, !machine.isRecovering, !machine.coordinator.finished.contains(true)
-        else { return }
-        let noLineCommits = StorageRoots.partnered(configuration.storageRoots) && Set(hostJob.rankHosts).count < 2
-        for (host, commits) in hostJob.returning.sorted(by: { $0.key < $1.key }) where manifest.commits > commits || noLineCommits {
-            hostJob.returning[host] = nil
-            let moves = hostJob.placement.movesBack(to: host)
-            guard !moves.isEmpty else { continue }
-            let ranks = moves.map { String($0.rank) }.joined(separator: ",")
-            warn("ranks \(ranks) move back to host \(host): each restarts there")
-            events.record("ranks_moved", ["host": .string(host), "ranks": .string(ranks), "cause": .string("host_back")])
-            for move in moves {
-                hostJob.addresses[move.rank] = nil
-                hostJob.moving[move.rank] = machine.ranks[move.rank].incarnation
-                if slots[move.rank].connection != nil { write(.signal(SIGKILL), to: move.rank) } else { signalRank(move.rank, SIGKILL) }
-            }
+        let moves = hostJob.placement.movesBack(to: host)
+        guard !moves.isEmpty else { return }
+        let ranks = moves.map { String($0.rank) }.joined(separator: ",")
+        warn("ranks \(ranks) move back to host \(host): each restarts there")
+        events.record("ranks_moved", ["host": .string(host), "ranks": .string(ranks), "cause": .string("host_back")])
+        for move in moves {
+            hostJob.addresses[move.rank] = nil
+            hostJob.moving[move.rank] = machine.ranks[move.rank].incarnation
+            if slots[move.rank].connection != nil { write(.signal(SIGKILL), to: move.rank) } else { signalRank(move.rank, SIGKILL) }
         }
     }
 
