@@ -10,22 +10,23 @@ import LifelineCore
 /// handshake role `hostProbe`, proving the job's token and the supervisor's both ways as a rank
 /// does, and exits with 0 once it is welcomed (3 when it cannot reach it). So a host is back when
 /// it runs the program from the same path and reaches the supervisor again, not merely when a
-/// shell answers there. The supervisor takes the exit status of the launch command for the
-/// answer, and closes the probe's connection at once.
+/// shell answers there: the supervisor takes a probe for an answer only when its handshake (its
+/// serial) was welcomed and its launch command exited with 0, and closes its connection at once.
 enum HostProbe {
-    /// The environment variable that makes the program a probe ("1").
+    /// The environment variable that makes the program a probe: the probe's serial (1 or more),
+    /// which its handshake carries as its incarnation.
     static let variable = "LIFELINE_HOST_PROBE"
     /// How long a probe may take before it is killed and counted as an unanswered one: the
     /// program's start (its own work before it calls the runtime among it) and a connection.
     static let timeoutSeconds = 30.0
 
-    /// The environment of a probe of `host` (at `hostAddress`) for a supervisor listening at
-    /// `supervisorAddress`:`supervisorPort`; the token goes on its standard input.
+    /// The environment of probe `serial` of `host` (at `hostAddress`) for a supervisor listening
+    /// at `supervisorAddress`:`supervisorPort`; the token goes on its standard input.
     static func environment(
-        host: String, hostAddress: String, supervisorAddress: String, supervisorPort: UInt16, linkTimeoutMs: Int
+        serial: UInt32, host: String, hostAddress: String, supervisorAddress: String, supervisorPort: UInt16, linkTimeoutMs: Int
     ) -> [String: String] {
         [
-            variable: "1",
+            variable: String(serial),
             LaunchEnvironment.Key.host: host,
             LaunchEnvironment.Key.hostAddress: hostAddress,
             LaunchEnvironment.Key.supervisorTCP: "\(supervisorAddress):\(supervisorPort)",
@@ -38,13 +39,14 @@ enum HostProbe {
     /// process with 0 (welcomed) or 3 (not reached, or the environment is not a probe's); returns
     /// otherwise.
     static func answerIfAsked() {
-        guard let flag = getenv(variable), String(cString: flag) == "1" else { return }
+        guard let value = getenv(variable) else { return }
         signal(SIGPIPE, SIG_IGN)
-        exit(reachesSupervisor() ? 0 : 3)
+        guard let serial = UInt32(String(cString: value)), serial > 0 else { exit(3) }
+        exit(reachesSupervisor(serial: serial) ? 0 : 3)
     }
 
-    /// Whether the supervisor the environment names welcomed this probe.
-    private static func reachesSupervisor() -> Bool {
+    /// Whether the supervisor the environment names welcomed probe `serial`.
+    private static func reachesSupervisor(serial: UInt32) -> Bool {
         let environment = ProcessInfo.processInfo.environment
         guard let supervisor = environment[LaunchEnvironment.Key.supervisorTCP] else { return false }
         let parts = supervisor.split(separator: ":")
@@ -54,7 +56,7 @@ enum HostProbe {
         if let timeout = environment[LaunchEnvironment.Key.linkTimeoutMs].flatMap(UInt32.init) {
             HostLink.userTimeoutMs.store(timeout, ordering: .relaxed)
         }
-        let hello = HostHello(role: .hostProbe, rank: RankID(0), incarnation: 0, pid: getpid(), port: 0, nonce: HostLink.nonce())
+        let hello = HostHello(role: .hostProbe, rank: RankID(0), incarnation: serial, pid: getpid(), port: 0, nonce: HostLink.nonce())
         guard let fd = try? HostLink.connectAuthenticated(
             address: String(parts[0]), port: port, hello: hello, expected: .supervisor, token: token)
         else { return false }

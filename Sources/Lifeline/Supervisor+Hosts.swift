@@ -32,9 +32,10 @@ final class HostJob {
     let linkTimeoutMs: Int
     /// Where each rank listens for peers on other hosts (nil until its process connected).
     var addresses: [RankAddress?]
-    /// The probes of lost hosts under way (`HostProbe`), by host: the launch command's pid, and
-    /// when it is killed unanswered.
-    var probes: [String: (pid: pid_t, deadline: Double)] = [:]
+    /// The probes of lost hosts under way (`HostProbe`), by host.
+    var probes: [String: RunningProbe] = [:]
+    /// The serial of the last probe started (each probe's handshake carries its own).
+    var probeSerial: UInt32 = 0
     /// When each lost host is probed, and when ranks move back to one that answered.
     var returns: HostReturns
     /// The ranks ordered to end so that they restart on the host they moved back to, each with
@@ -98,7 +99,7 @@ final class HostJob {
         self.launchCommand = configuration.launchCommand
             ?? (configuration.launcher == .slurm ? JobConfiguration.slurmLaunchCommand : JobConfiguration.launchCommandDefault)
         self.addresses = Array(repeating: nil, count: rankHosts.count)
-        self.returns = HostReturns(baseDelaySeconds: Double(configuration.heartbeatTimeoutMs) / 1000)
+        self.returns = HostReturns(delaySecondsBase: Double(configuration.heartbeatTimeoutMs) / 1000)
     }
 
     deinit {
@@ -170,8 +171,12 @@ final class HostJob {
     /// Under Slurm, ends the job step of `rank`'s `incarnation` (found by its name), in the
     /// background: killing srun alone may leave the task running on its node.
     func cancelStep(rank: Int, incarnation: UInt32) {
+        cancelStep(named: "lifeline-\(rank)-\(incarnation)")
+    }
+
+    /// Under Slurm, ends the job step `name` (`lifeline-{rank}-{incarnation}`), in the background.
+    func cancelStep(named name: String) {
         guard let jobID = slurmJobID else { return }
-        let name = "lifeline-\(rank)-\(incarnation)"
         Thread.detachNewThread {
             guard let steps = SlurmAllocation.output(of: ["squeue", "--noheader", "--steps", "--jobs", jobID, "--format", "%i %j"])
             else { return }
@@ -470,91 +475,6 @@ extension Supervisor {
             outcome.shrink = order
             stoppedOutcome = outcome
         }
-    }
-}
-
-extension Supervisor {
-    // MARK: A lost host that comes back
-
-    /// A job on several hosts, not under mpirun (where a launch is mpirun's): probes each lost
-    /// host whose time came (`HostProbe`, one at a time per host), kills a probe past its time,
-    /// and moves ranks back to a host that came back once that is due (`HostReturns`).
-    func probeLostHosts() {
-        guard let hostJob, !hostJob.mpirun else { return }
-        for (host, probe) in hostJob.probes where now > probe.deadline {
-            // Its exit, read as any other, counts it unanswered.
-            kill(probe.pid, SIGKILL)
-            hostJob.probes[host]?.deadline = .infinity
-        }
-        for host in hostJob.returns.due(now: now, probing: Set(hostJob.probes.keys)) { startProbe(of: host) }
-        let noLineCommits = StorageRoots.partnered(configuration.storageRoots) && Set(hostJob.rankHosts).count < 2
-        for host in hostJob.returns.movesDue(
-            commits: manifest.commits, noLineCommits: noLineCommits, recovering: machine.isRecovering,
-            finished: machine.coordinator.finished.contains(true)) {
-            moveRanksBack(to: host)
-        }
-    }
-
-    /// Starts the program on lost `host` as a probe, by the launch command, the token on its
-    /// standard input and its errors in the run directory's `host-probe-HOST.err`.
-    private func startProbe(of host: String) {
-        guard let hostJob, let address = hostJob.hostAddresses[host] else { return }
-        let environment = HostProbe.environment(
-            host: host, hostAddress: address, supervisorAddress: hostJob.address, supervisorPort: hostJob.port,
-            linkTimeoutMs: hostJob.linkTimeoutMs)
-        let line = hostJob.commandLine(
-            host: host, rank: "probe", incarnation: 0, program: configuration.program, arguments: configuration.arguments,
-            environment: environment)
-        let errors = configuration.runDirectory + "/host-probe-\(host.replacingOccurrences(of: "/", with: "_")).err"
-        unlink(errors)
-        do {
-            let pid = try launcher.spawn(
-                program: "/bin/sh", arguments: ["-c", line], environment: [:], input: Array((token + "\n").utf8),
-                stdoutPath: "/dev/null", stderrPath: errors)
-            hostJob.probes[host] = (pid, now + HostProbe.timeoutSeconds)
-        } catch {
-            hostJob.returns.unanswered(host, now: now)
-        }
-    }
-
-    /// A process ended: when it was a probe of a lost host, takes its answer (on status 0 the
-    /// host is back: it takes ranks again, `host_back`) and returns true.
-    func probeEnded(_ exit: ProcessExit) -> Bool {
-        guard let hostJob, let host = hostJob.probes.first(where: { $0.value.pid == exit.pid })?.key else { return false }
-        hostJob.probes[host] = nil
-        guard hostJob.placement.lost.contains(host) else { return true }
-        guard exit.exitCode == 0 else {
-            hostJob.returns.unanswered(host, now: now)
-            return true
-        }
-        hostJob.placement.readmit(host, now: now)
-        hostJob.returns.answered(host, commits: manifest.commits)
-        warn("host \(host) answers again: it takes ranks again, and ranks beyond their hosts' slots move back to it after the next commit")
-        events.record("host_back", ["host": .string(host)])
-        return true
-    }
-
-    /// Moves the ranks beyond their hosts' slots to `host`, which came back (`ranks_moved`):
-    /// each is ordered to end, through its runtime, and the recovery that follows (not counted
-    /// as a failure) restarts it there.
-    private func moveRanksBack(to host: String) {
-        guard let hostJob else { return }
-        let moves = hostJob.placement.movesBack(to: host)
-        guard !moves.isEmpty else { return }
-        let ranks = moves.map { String($0.rank) }.joined(separator: ",")
-        warn("ranks \(ranks) move back to host \(host): each restarts there")
-        events.record("ranks_moved", ["host": .string(host), "ranks": .string(ranks), "cause": .string("host_back")])
-        for move in moves {
-            hostJob.addresses[move.rank] = nil
-            hostJob.moving[move.rank] = machine.ranks[move.rank].incarnation
-            if slots[move.rank].connection != nil { write(.signal(SIGKILL), to: move.rank) } else { signalRank(move.rank, SIGKILL) }
-        }
-    }
-
-    /// Whether `rank`'s process ended because it was ordered to move to another host (once).
-    func endedToMove(_ rank: Int) -> Bool {
-        guard let hostJob, let incarnation = hostJob.moving.removeValue(forKey: rank) else { return false }
-        return incarnation == machine.ranks[rank].incarnation
     }
 }
 

@@ -15,7 +15,9 @@ extension Supervisor {
             if case .control(let message) = frame { messages.append(message) }
         }
         machine.heard(from: rank, now: now)
-        if let hostJob, !messages.isEmpty { hostJob.placement.heard(from: rank, now: now) }
+        if let hostJob, !messages.isEmpty, !isMoving(rank, incarnation: machine.ranks[rank].incarnation) {
+            hostJob.placement.heard(from: rank, now: now)
+        }
         var onlyRecords = open
         let incarnation = machine.ranks[rank].incarnation
         for message in messages {

@@ -44,7 +44,7 @@ extension Supervisor {
         var cause = "\(exit)"
         if hostJob?.mpirun == true {
             // mpirun's status is the launch's, not a program's failure at a step.
-        } else if endedToMove(rank) {
+        } else if endedToMove(rank, exit) {
             // Ordered to end, to restart on a host that came back: not a failure.
             counted = false
             cause = "moved to host \(hostJob?.rankHosts[rank] ?? "?")"
@@ -319,6 +319,7 @@ extension Supervisor {
             var descriptor = pollfd(fd: launcher.exitFD, events: Int16(POLLIN), revents: 0)
             guard poll(&descriptor, 1, 250) > 0 else { continue }
             for exit in launcher.readExits() {
+                if probeEnded(exit) { continue }
                 endedLaunches.insert(exit.pid)
                 let held = slots.indices.filter { slots[$0].pid == exit.pid && machine.ranks[$0].alive }
                 for rank in held { reaped(rank) }

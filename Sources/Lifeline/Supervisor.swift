@@ -527,8 +527,9 @@ final class Supervisor {
     /// launched rank's current process; refuses it otherwise.
     private func acceptControlConnection(_ fd: Int32, _ handshake: Handshake) throws {
         let rank = handshake.rank.rawValue
-        // A lost host's probe proved itself: its exit says the host is back (`HostProbe`).
+        // A lost host's probe proved itself: with its exit status 0, the host is back (`HostProbe`).
         if handshake.role == .hostProbe, hostJob != nil {
+            probeWelcomed(serial: handshake.incarnation)
             close(fd)
             return
         }
@@ -543,6 +544,7 @@ final class Supervisor {
         }
         // On one host the pid is the rank's own; from another host it is not this host's.
         guard handshake.role == .control, machine.isCurrent(rank, incarnation: handshake.incarnation),
+              !isMoving(rank, incarnation: handshake.incarnation),
               hostJob != nil ? handshake.port != 0 : slots[rank].pid == handshake.pid
         else {
             acceptor.refuse(fd, "a handshake that names no launched rank's process")

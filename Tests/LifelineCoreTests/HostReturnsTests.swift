@@ -8,8 +8,8 @@ import Testing
     /// unanswered probe, a minute at most; a probe running is not started again; an answer ends
     /// the probing.
     @Test func aLostHostIsProbedAtDelaysThatDoubleUntilItAnswers() {
-        var returns = HostReturns(baseDelaySeconds: 1)
-        #expect(returns.baseDelaySeconds == 2, "2 s at least")
+        var returns = HostReturns(delaySecondsBase: 1)
+        #expect(returns.delaySecondsBase == 2, "2 s at least")
         returns.lost("b", now: 10)
         #expect(returns.due(now: 11.9, probing: []) == [])
         #expect(returns.due(now: 12, probing: []) == ["b"])
@@ -26,26 +26,26 @@ import Testing
     }
 
     /// The ranks move back once a line committed since the host answered, or at once where no
-    /// line can commit; never during a recovery or once a rank finished; once. A host lost
+    /// line can commit; only while the job is quiet; once. A host lost
     /// again before they moved forgets its return.
     @Test func ranksMoveBackAfterTheNextCommitOrAtOnceWhereNoLineCommits() {
-        var returns = HostReturns(baseDelaySeconds: 2)
+        var returns = HostReturns(delaySecondsBase: 2)
         returns.lost("b", now: 0)
         returns.answered("b", commits: 4)
-        #expect(returns.movesDue(commits: 4, noLineCommits: false, recovering: false, finished: false) == [])
-        #expect(returns.movesDue(commits: 5, noLineCommits: false, recovering: true, finished: false) == [])
-        #expect(returns.movesDue(commits: 5, noLineCommits: false, recovering: false, finished: true) == [])
-        #expect(returns.movesDue(commits: 5, noLineCommits: false, recovering: false, finished: false) == ["b"])
-        #expect(returns.movesDue(commits: 6, noLineCommits: false, recovering: false, finished: false) == [], "once")
+        #expect(returns.movesDue(commits: 4, noLineCommits: false, quiet: true) == [])
+        #expect(returns.movesDue(commits: 5, noLineCommits: false, quiet: false) == [])
+        #expect(returns.movesDue(commits: 5, noLineCommits: false, quiet: true) == ["b"])
+        #expect(returns.movesDue(commits: 6, noLineCommits: false, quiet: true) == [], "once")
 
         returns.lost("c", now: 0)
         returns.answered("c", commits: 6)
-        #expect(returns.movesDue(commits: 6, noLineCommits: true, recovering: false, finished: false) == ["c"])
+        #expect(returns.movesDue(commits: 6, noLineCommits: true, quiet: false) == [])
+        #expect(returns.movesDue(commits: 6, noLineCommits: true, quiet: true) == ["c"])
 
         returns.lost("d", now: 0)
         returns.answered("d", commits: 6)
         returns.lost("d", now: 1)
-        #expect(returns.movesDue(commits: 9, noLineCommits: true, recovering: false, finished: false) == [])
+        #expect(returns.movesDue(commits: 9, noLineCommits: true, quiet: true) == [])
         #expect(returns.due(now: 3, probing: []) == ["d"], "probed again")
     }
 }
