@@ -66,33 +66,15 @@ let copiesRemovedAtExit = Mutex<(folder: String, rank: Int)?>(nil)
 /// relaunches it on that host to restore from them. A later rank of it on that host removes
 /// what it does not restore, `MemoryLevel.removeCopies(of:except:)`.)
 func supervisorGone() -> Never {
-    _exit(3)
+    _exit(RuntimeExitStatus.linkLost)
 }
 
-/// Ends rank `rank` with `status`, one of the runtime's own (`restoreFailedExitStatus`,
-/// `logUnfitExitStatus`, `logCopyFailedExitStatus`), after saying `what` on its standard error
-/// and the status to its supervisor (`control`, `stopping`): the supervisor reads the status,
-/// not the program's failure, and decides its recovery.
+/// Ends rank `rank` with `status`, one of the runtime's own (`RuntimeExitStatus`), after saying
+/// `what` on its standard error and the status to its supervisor (`control`, `stopping`): the
+/// supervisor reads the status, not the program's failure, and decides its recovery.
 func stopForSupervisor(_ status: Int32, rank: Int, _ what: String, control: ControlLink?) -> Never {
     FileHandle.standardError.write(Data("lifeline: rank \(rank): \(what)\n".utf8))
     control?.send(.stopping(status: status))
     _exit(status)
 }
 
-/// Exit status of a rank on another host that cannot read the snapshot it was launched to
-/// restore (its copy in memory gone or damaged, and no intact copy on disk): its supervisor
-/// takes its copies in memory for gone and decides its recovery again.
-let restoreFailedExitStatus: Int32 = 4
-
-/// Exit status of a rank with partner copies (`{partner}` in `--storage`) relaunched to replay
-/// its message log that finds the log unfit (unreadable on its host and its partner, ending
-/// before its checkpoint's position, or holding less than the supervisor read of it for an
-/// optimistic recovery): its supervisor, which took the log for fit, takes it for lost and
-/// rolls every rank back.
-let logUnfitExitStatus: Int32 = 5
-
-/// Exit status of a rank with partner copies whose message log could not be appended to on its
-/// partner host (lost or unreachable): not the program's failure. The records are on the
-/// rank's host; its supervisor relaunches it to replay them, and its log is written to the
-/// partner its host has then.
-let logCopyFailedExitStatus: Int32 = 6

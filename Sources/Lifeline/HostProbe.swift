@@ -41,8 +41,8 @@ enum HostProbe {
     static func answerIfAsked() {
         guard let value = getenv(variable) else { return }
         signal(SIGPIPE, SIG_IGN)
-        guard let serial = UInt32(String(cString: value)), serial > 0 else { exit(3) }
-        exit(reachesSupervisor(serial: serial) ? 0 : 3)
+        guard let serial = UInt32(String(cString: value)), serial > 0 else { exit(RuntimeExitStatus.linkLost) }
+        exit(reachesSupervisor(serial: serial) ? 0 : RuntimeExitStatus.linkLost)
     }
 
     /// Whether the supervisor the environment names welcomed probe `serial`.

@@ -339,11 +339,11 @@ extension RankRuntime {
 
     /// A write of the log that its partner's copy did not take (the partner host lost, or
     /// another one placed as this host's partner since): not the program's failure. What the
-    /// write left is on this host; the rank stops with `logCopyFailedExitStatus`, and is
+    /// write left is on this host; the rank stops with `RuntimeExitStatus.logCopyFailed`, and is
     /// relaunched to replay it, its log written to the partner its host has then. (An
     /// optimistic log goes on without the partner's copy instead: `MessageLog.goesOnAlone`.)
     func partnerCopyFailed(_ what: String) -> Never {
-        stopForSupervisor(logCopyFailedExitStatus, rank: rank.rawValue, what, control: control)
+        stopForSupervisor(RuntimeExitStatus.logCopyFailed, rank: rank.rawValue, what, control: control)
     }
 
     /// Optimistic logging: writes every buffered record now.

@@ -374,7 +374,7 @@ final class RankRuntime {
         } catch let error as LifelineError where launch.hosts != nil && launch.memoryLevel != nil {
             // The supervisor took this rank's copy for held on this host, unread: it learns
             // otherwise from the exit status, and decides again.
-            stopForSupervisor(restoreFailedExitStatus, rank: launch.rank.rawValue, "\(error)", control: control)
+            stopForSupervisor(RuntimeExitStatus.restoreFailed, rank: launch.rank.rawValue, "\(error)", control: control)
         }
         let snapshot = loaded?.snapshot
         let previous = launch.plan.resize.map {
@@ -396,7 +396,7 @@ final class RankRuntime {
             } catch let error as LifelineError where partners != nil && launch.replayLog {
                 // The supervisor took the log for fit unread, or read less of it than this
                 // copy holds: it learns so from the exit status, and rolls every rank back.
-                stopForSupervisor(logUnfitExitStatus, rank: launch.rank.rawValue, "\(error)", control: control)
+                stopForSupervisor(RuntimeExitStatus.logUnfit, rank: launch.rank.rawValue, "\(error)", control: control)
             }
         }
         let runtime = RankRuntime(

@@ -121,14 +121,10 @@ extension Supervisor {
         hostJob?.moving[rank] == incarnation
     }
 
-    /// Whether `rank`'s process ended, killed, because it was ordered to move to another host
-    /// (answered once per order). An exit of another kind (a crash meanwhile) is the rank's own.
-    func endedToMove(_ rank: Int, _ exit: ProcessExit) -> Bool {
-        guard let hostJob, let incarnation = hostJob.moving.removeValue(forKey: rank),
-              incarnation == machine.ranks[rank].incarnation
-        else { return false }
-        // Killed: by its own order (SIGKILL), or as its launch command says it (ssh: 255; a
-        // shell or srun: 128 + 9).
-        return exit.signal == SIGKILL || exit.exitCode == 255 || exit.exitCode == 128 + SIGKILL
+    /// Whether `rank`'s process that just ended was ordered to end to move to another host
+    /// (answered once per order; `ExitJudgement` takes it for a move only when it was killed).
+    func wasOrderedToMove(_ rank: Int) -> Bool {
+        guard let hostJob, let incarnation = hostJob.moving.removeValue(forKey: rank) else { return false }
+        return incarnation == machine.ranks[rank].incarnation
     }
 }

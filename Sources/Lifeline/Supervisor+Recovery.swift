@@ -36,50 +36,38 @@ extension Supervisor {
         if finishedJob { return }
         slots[rank].connection?.close()
         slots[rank].connection = nil
-        // How the program itself failed, if it did: an exit status, or a crash (a Swift runtime
-        // error, a bad access) at the step its crash report named. The same again from the same
-        // line ends the job; a kill from outside (SIGKILL, SIGTERM) is not the program's.
+        // How the program itself failed, if it did (the same again from the same line ends the
+        // job), or else what ended it (`ExitJudgement`).
+        var context = ExitJudgement.Context()
+        context.onHosts = hostJob != nil
+        context.mpirun = hostJob?.mpirun == true
+        context.orderedToMove = wasOrderedToMove(rank)
+        context.levels = holdsLevels
+        context.partnered = StorageRoots.partnered(configuration.storageRoots)
+        context.launchedBeforeHostLoss = launchedBeforeHostLoss.contains(rank)
         var programExit: String?
         var counted = true
         var cause = "\(exit)"
-        if hostJob?.mpirun == true {
-            // mpirun's status is the launch's, not a program's failure at a step.
-        } else if endedToMove(rank, exit) {
-            // Ordered to end, to restart on a host that came back: not a failure.
+        switch ExitJudgement.judge(
+            ExitJudgement.Exit(status: exit.exitCode, signal: exit.signal, runtimeSaid: runtimeStops[rank], programSaid: programExits[rank]),
+            context) {
+        case .notTheProgram(let countedThen):
+            counted = countedThen
+        case .moved:
             counted = false
             cause = "moved to host \(hostJob?.rankHosts[rank] ?? "?")"
-        } else if exit.signal == nil, hostJob != nil, exit.exitCode == 3, programExits[rank] != 3 {
-            // On another host, 3 is a rank that lost its link to the supervisor (the lease ran
-            // out, or it could not connect): not the program's failure, unless the program said
-            // it exits with 3 (`exiting`).
-        } else if exit.signal == nil, hostJob != nil, holdsLevels, exit.exitCode == restoreFailedExitStatus, saidStop(rank, exit) {
-            // A rank on another host that could not read the snapshot it was to restore, its
-            // copy in memory taken for held: gone, and the recovery decided again without it.
+        case .restoreFailed:
+            // Its copy in memory, taken for held, is gone: the recovery is decided without it.
             memoryCopies.forget(rank: rank)
             intactForLaunch = nil
-        } else if exit.signal == nil, StorageRoots.partnered(configuration.storageRoots), exit.exitCode == logUnfitExitStatus,
-                  saidStop(rank, exit) {
-            // A rank relaunched to replay a log that it found unfit (`lostPartneredLog`).
-            logsUnfit.insert(rank)
-        } else if exit.signal == nil, StorageRoots.partnered(configuration.storageRoots), exit.exitCode == logCopyFailedExitStatus,
-                  saidStop(rank, exit) {
-            // A rank whose partner host did not take its log's append: not the program's failure.
-            counted = !launchedBeforeHostLoss.contains(rank)
-        } else if exit.signal == nil {
-            programExit = "\(exit)"
-        } else if let signal = exit.signal, [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE].contains(signal) {
-            programExit = "\(exit) at step \(machine.ranks[rank].step)"
+        case .logUnfit:
+            logsUnfit.insert(rank)  // `lostPartneredLog`
+        case .program(let crash):
+            programExit = crash ? "\(exit) at step \(machine.ranks[rank].step)" : "\(exit)"
         }
         try perform(machine.handleExit(
             of: rank, cause: cause, programExit: programExit, cleanExit: exit.exitCode == 0, counted: counted, now: now,
             facts: StorageFacts(self)))
-    }
-
-    /// Whether `rank`'s runtime said it ends its process with the status of `exit` (`stopping`,
-    /// read by `awaitStopSaid`): otherwise the program exited with a status that is also one of
-    /// the runtime's.
-    private func saidStop(_ rank: Int, _ exit: ProcessExit) -> Bool {
-        runtimeStops[rank] == exit.exitCode
     }
 
     /// A rank on another host that exited with one of the runtime's own statuses (3, 4, 5, 6)
@@ -90,9 +78,9 @@ extension Supervisor {
     /// did, long before its launcher's exit reached this machine).
     private func awaitStopSaid(_ rank: Int, _ exit: ProcessExit) throws {
         guard hostJob != nil, exit.signal == nil, runtimeStops[rank] == nil, programExits[rank] == nil,
-              [3, restoreFailedExitStatus, logUnfitExitStatus, logCopyFailedExitStatus].contains(exit.exitCode ?? 0)
+              RuntimeExitStatus.all.contains(exit.exitCode ?? 0)
         else { return }
-        let deadline = now + (exit.exitCode == 3 ? 0.2 : 1)
+        let deadline = now + (exit.exitCode == RuntimeExitStatus.linkLost ? 0.2 : 1)
         while runtimeStops[rank] == nil, programExits[rank] == nil, let connection = slots[rank].connection, now < deadline,
               !finishedJob {
             var descriptor = pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)
@@ -288,7 +276,7 @@ extension Supervisor {
     /// partner: a lone replay takes it for fit unread (an optimistic recovery reads it over the
     /// network, `keptLog`), and the rank checks it as it opens it (a rank moved off a lost host
     /// first copies it from where another host kept it), and says otherwise by its exit status,
-    /// `logUnfitExitStatus`: every rank rolls back.
+    /// `RuntimeExitStatus.logUnfit`: every rank rolls back.
     private func lostPartneredLog(of rank: Int) -> String? {
         logsUnfit.contains(rank) ? "the rank found it unfit on the hosts that keep it (its stderr says why)" : nil
     }

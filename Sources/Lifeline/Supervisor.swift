@@ -113,11 +113,11 @@ final class Supervisor {
     /// copies, as their acknowledgements said, less those of hosts lost since.
     var memoryCopies = MemoryCopies()
     /// With partner copies (`{partner}` in `--storage`): the ranks that exited
-    /// `logUnfitExitStatus` (their log could not be replayed) since their log last restarted
+    /// `RuntimeExitStatus.logUnfit` (their log could not be replayed) since their log last restarted
     /// at a global rollback.
     var logsUnfit: Set<Int> = []
     /// The ranks whose process was launched before the last host loss: one that stops because
-    /// its log's partner did not take a write (`logCopyFailedExitStatus`) stopped because of
+    /// its log's partner did not take a write (`RuntimeExitStatus.logCopyFailed`) stopped because of
     /// that loss, which was counted, and does not count toward `--max-restarts` again (a rank
     /// launched since counts: a partner that keeps failing must not relaunch it for ever).
     var launchedBeforeHostLoss: Set<Int> = []
