@@ -179,6 +179,19 @@ final class PartnerFolder: RemoteFolder {
         } while start < bytes.count
     }
 
+    /// Renames `name` to `newName` on the keeper (in place of any file of that name).
+    func rename(_ name: String, to newName: String) throws(StorageError) {
+        try expectDone(try call(.rename(name, to: newName)))
+    }
+
+    /// At most `count` bytes (`FolderRequest.partBytesMax` at most) of `name` from `offset`,
+    /// fewer at its end; nil when it is missing.
+    func read(_ name: String, offset: Int, count: Int) throws(StorageError) -> [UInt8]? {
+        guard case .file(let bytes) = try call(.readPart(name, offset: UInt64(offset), count: UInt32(min(count, FolderRequest.partBytesMax))))
+        else { throw unexpected() }
+        return bytes
+    }
+
     func holdChunkLock() -> Bool {
         lockGate.withLock { _ in
             if connection.withLock({ $0.lockHolders }) == 0 {

@@ -362,10 +362,10 @@ final class RankRuntime {
                 defer { folder.closeConnection() }
                 let name = MemoryLevel.fileName(rank: launch.rank.rawValue, epoch: launch.restoreEpoch.rawValue)
                 do {
-                    guard let bytes = try folder.read(name) else {
-                        throw StorageError(.corrupt, path: folder.location, message: "no copy \(name) there")
-                    }
-                    try MemoryLevel(folder: memory.folder).adopt(bytes, rank: launch.rank.rawValue, epoch: launch.restoreEpoch.rawValue)
+                    let partBytes = SnapshotWriter.partnerPartBytes
+                    try MemoryLevel(folder: memory.folder).adopt(
+                        rank: launch.rank.rawValue, epoch: launch.restoreEpoch.rawValue, partBytes: partBytes
+                    ) { offset throws(StorageError) in try folder.read(name, offset: offset, count: partBytes) }
                 } catch {
                     FileHandle.standardError.write(Data(
                         "lifeline: rank \(launch.rank.rawValue) could not fetch its copy in memory from \(holder) (\(error)): it reads disk\n".utf8))

@@ -512,10 +512,7 @@ final class SnapshotWriter: Sendable {
     private func copyToPartner(_ epoch: Epoch, _ memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)) -> String? {
         guard let memoryPartner, memoryPartner.hasKeepers else { return nil }
         do {
-            guard let file = try memory.store.file(rank: memory.rank, epoch: epoch.rawValue) else {
-                throw StorageError(.corrupt, path: memory.store.folder, message: "the copy just written is gone")
-            }
-            try memoryPartner.write([file])
+            try Self.send(MemoryLevel.fileName(rank: memory.rank, epoch: epoch.rawValue), from: memory.store.folder, to: memoryPartner)
             guard let host = memoryPartner.connectedHost else {
                 throw StorageError(.ioFailure, path: memoryPartner.location, message: "the connection closed after the write")
             }
@@ -529,6 +526,53 @@ final class SnapshotWriter: Sendable {
             }
             return nil
         }
+    }
+
+    /// The parts in which a copy in memory goes to the partner host and is fetched from there:
+    /// `FolderRequest.partBytesMax` (64 MiB), or `LIFELINE_PARTNER_PART_BYTES` (4 KiB at least;
+    /// the tests make copies of a few parts that way).
+    static let partnerPartBytes: Int = {
+        let given = getenv("LIFELINE_PARTNER_PART_BYTES").flatMap { Int(String(cString: $0)) }
+        return min(FolderRequest.partBytesMax, max(4096, given ?? FolderRequest.partBytesMax))
+    }()
+
+    /// Sends the copy `name` in `folder` to `partner` under the same name: in one write when it
+    /// fits one part, else part by part from the file (one part in memory at a time) under its
+    /// partial name, renamed there once whole, so that no reader there finds a part of it.
+    static func send(_ name: String, from folder: String, to partner: PartnerFolder) throws(StorageError) {
+        let path = folder + "/" + name
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw StorageError(errno: errno, operation: "fstat", path: path) }
+        let size = Int(info.st_size), partBytes = partnerPartBytes
+        func part(at offset: Int) throws(StorageError) -> [UInt8] {
+            let count = min(partBytes, size - offset)
+            var bytes = [UInt8](repeating: 0, count: count)
+            var filled = 0
+            while filled < count {
+                let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled, count - filled, off_t(offset + filled)) }
+                if read < 0, errno == EINTR { continue }
+                guard read > 0 else {
+                    throw read < 0 ? StorageError(errno: errno, operation: "pread", path: path)
+                        : StorageError(.corrupt, path: path, message: "ended at \(offset + filled) of \(size) bytes")
+                }
+                filled += read
+            }
+            return bytes
+        }
+        guard size > partBytes else {
+            try partner.write([FileToWrite(name, encoded: try part(at: 0))])
+            return
+        }
+        let partial = MemoryLevel.partialName(of: name)
+        _ = try partner.remove(partial)
+        try partner.write([FileToWrite(partial, encoded: try part(at: 0))])
+        for offset in stride(from: partBytes, to: size, by: partBytes) {
+            try partner.append(partial, at: offset, try part(at: offset))
+        }
+        try partner.rename(partial, to: name)
     }
 
     /// Removes from the partner host's memory this rank's copies that the last commit it heard

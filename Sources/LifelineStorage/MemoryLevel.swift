@@ -132,6 +132,7 @@ package struct MemoryLevel: Sendable {
     /// for any other file.
     static func owner(of name: String) -> Int? {
         parse(name)?.rank
+            ?? (name.hasSuffix(".part") ? parse(String(name.dropLast(5)))?.rank : nil)
             ?? (PosixFile.isHidden(name) ? name.dropFirst().components(separatedBy: ".tmp.").first.flatMap(parse)?.rank : nil)
     }
 
@@ -422,6 +423,46 @@ package struct MemoryLevel: Sendable {
     package func adopt(_ bytes: [UInt8], rank: Int, epoch: UInt64) throws(StorageError) {
         try PosixFile.writeAtomically(bytes, directory: folder, fileName: Self.fileName(rank: rank, epoch: epoch))
     }
+
+    /// Writes `rank`'s copy of round `epoch` as another host's memory holds it, here under its
+    /// name, from its parts: `part(offset)` returns the bytes from `offset` (fewer than a whole
+    /// part, or none, at the end; nil: the copy is missing there). Written under a temporary
+    /// name and renamed once whole, so no reader finds a part of it; checked when it is mapped,
+    /// as any copy. A copy too large for one reply is fetched so, one part in memory at a time.
+    package func adopt(
+        rank: Int, epoch: UInt64, partBytes: Int, part: (Int) throws(StorageError) -> [UInt8]?
+    ) throws(StorageError) {
+        let name = Self.fileName(rank: rank, epoch: epoch)
+        let temporary = folder + "/" + PosixFile.temporaryName(for: name)
+        let fd = open(temporary, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StorageError(errno: errno, operation: "create", path: temporary) }
+        var descriptor: Int32? = fd
+        do throws(StorageError) {
+            var offset = 0
+            while true {
+                guard let bytes = try part(offset) else {
+                    throw StorageError(.notFound, path: name, message: "no copy \(name) there")
+                }
+                try PosixFile.writeAll(fd, bytes, path: temporary)
+                offset += bytes.count
+                if bytes.count < partBytes { break }
+            }
+            close(fd)
+            descriptor = nil
+            guard Glibc.rename(temporary, folder + "/" + name) == 0 else {
+                throw StorageError(errno: errno, operation: "rename", path: temporary)
+            }
+        } catch {
+            if let descriptor { close(descriptor) }
+            unlink(temporary)
+            throw error
+        }
+    }
+
+    /// The name under which a copy named `name` is written in parts to another host's memory
+    /// (`FolderRequest.append`), until it is whole and renamed: not a copy to any reader, and
+    /// its owner's all the same (`owner(of:)`).
+    package static func partialName(of name: String) -> String { name + ".part" }
 
     /// Whether `rank`'s copy of round `epoch` is there (not read).
     package func has(rank: Int, epoch: UInt64) -> Bool {

@@ -436,7 +436,7 @@ package struct FileToWrite: Sendable {
     }
 
     /// The file `name` holding bytes already encoded.
-    init(_ name: String, encoded: [UInt8]) {
+    package init(_ name: String, encoded: [UInt8]) {
         self.name = name
         self.encoded = encoded
     }

@@ -64,6 +64,12 @@ package enum FolderRequest: Sendable {
     case digest(String)
     /// Append bytes to a file that holds `offset` bytes, and sync them.
     case append(String, offset: UInt64, bytes: [UInt8])
+    /// Rename a file (in place of any file of the new name), and sync its folder: a file
+    /// written in pieces under a name of its own takes its final name at once.
+    case rename(String, to: String)
+    /// Send at most `count` bytes of a file from `offset` (fewer at its end; nil when it is
+    /// missing): a file longer than a reply is read in parts.
+    case readPart(String, offset: UInt64, count: UInt32)
 
     /// The longest request a keeper takes: a batch of files larger than this is sent in
     /// several (`batches(_:)`); a stranger's length past it closes the connection.
@@ -71,6 +77,10 @@ package enum FolderRequest: Sendable {
 
     /// The longest name taken.
     static let nameBytesMax = 4096
+
+    /// The most bytes a part of a file written or read in parts holds (`append`, `readPart`):
+    /// a quarter of the longest request.
+    package static let partBytesMax = bytesMax / 4
 
     /// The files of a write split into requests of at most `bytesMax` each (a file larger than
     /// that alone in one, which the keeper refuses).
@@ -115,6 +125,15 @@ package enum FolderRequest: Sendable {
             writer.string(name)
             writer.u64(offset)
             writer.bytes(bytes)
+        case .rename(let name, let newName):
+            writer.byte(10)
+            writer.string(name)
+            writer.string(newName)
+        case .readPart(let name, let offset, let count):
+            writer.byte(11)
+            writer.string(name)
+            writer.u64(offset)
+            writer.u32(count)
         }
         return writer.bytes
     }
@@ -146,6 +165,13 @@ package enum FolderRequest: Sendable {
         case 9:
             guard let name = reader.string(), let offset = reader.u64(), let appended = reader.bytes() else { return nil }
             request = .append(name, offset: offset, bytes: appended)
+        case 10:
+            guard let name = reader.string(), let newName = reader.string() else { return nil }
+            request = .rename(name, to: newName)
+        case 11:
+            guard let name = reader.string(), let offset = reader.u64(), let count = reader.u32(),
+                  Int(count) <= FolderRequest.partBytesMax else { return nil }
+            request = .readPart(name, offset: offset, count: count)
         default:
             return nil
         }
@@ -306,7 +332,7 @@ package struct FolderService: Sendable {
     package func handle(_ request: FolderRequest) -> FolderReply {
         do throws(StorageError) {
             switch request {
-            case .write, .remove, .removeDirectory, .append:
+            case .write, .remove, .removeDirectory, .append, .rename:
                 if readOnly { throw StorageError(.permissionDenied, path: root, message: "this folder is lent for reading only") }
             default:
                 break
@@ -351,10 +377,45 @@ package struct FolderService: Sendable {
                 try Self.validate(name)
                 try Self.append(bytes, to: root + "/" + name, at: offset)
                 return .done
+            case .rename(let name, let newName):
+                try Self.validate(name)
+                try Self.validate(newName)
+                guard Glibc.rename(root + "/" + name, root + "/" + newName) == 0 else {
+                    if errno == ENOENT { throw StorageError(.notFound, path: root + "/" + name, message: "no such file to rename") }
+                    throw StorageError(errno: errno, operation: "rename", path: root + "/" + name)
+                }
+                try PosixFile.fsyncDirectory(folder(of: newName))
+                return .done
+            case .readPart(let name, let offset, let count):
+                try Self.validate(name)
+                return .file(try Self.readPart(of: root + "/" + name, offset: offset, count: Int(count)))
             }
         } catch {
             return .failed(code: error.code, path: error.path, message: error.message)
         }
+    }
+
+    /// At most `count` bytes of the file at `path` from `offset` (fewer at its end, none past
+    /// it); nil when it is missing.
+    private static func readPart(of path: String, offset: UInt64, count: Int) throws(StorageError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw StorageError(errno: errno, operation: "open", path: path)
+        }
+        defer { close(fd) }
+        guard count > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled)) }
+            if read < 0, errno == EINTR { continue }
+            guard read >= 0 else { throw StorageError(errno: errno, operation: "pread", path: path) }
+            if read == 0 { break }
+            filled += read
+        }
+        bytes.removeLast(count - filled)
+        return bytes
     }
 
     /// Appends `bytes` to the file at `path`, which must exist and hold `offset` bytes, and

@@ -27,10 +27,10 @@ import Testing
     /// Runs the test problem on 4 ranks over `hosts` with `options`.
     static func run(
         _ name: String, hosts: String, launchCommand: String, _ options: [String], wrapper: [String] = [],
-        program: [String] = JobRunner.heat, whileRunning: ((String) throws -> Void)? = nil
+        environment: [String: String] = [:], program: [String] = JobRunner.heat, whileRunning: ((String) throws -> Void)? = nil
     ) throws -> JobRunner.Result {
         try run(name, ranks: 4, ["--launcher", "ssh", "--hosts", hosts, "--launch-command", launchCommand] + options,
-                wrapper: wrapper, program: program, whileRunning: whileRunning)
+                wrapper: wrapper, environment: environment, program: program, whileRunning: whileRunning)
     }
 
     /// Runs the test problem on `ranks` ranks with `options`.
@@ -730,8 +730,10 @@ import Testing
     /// processes killed, its ranks move to the spare lth3 (the partner, lth1, has no free slot),
     /// fetch their copies from lth1's memory, where they were kept, and restore from them with
     /// no disk read (`restored_from` memory, the recovery after the loss at `level` memory), to
-    /// the failure-free bits.
-    @Test func aLostHostsRanksPlacedOnASpareFetchTheirCopiesFromThePartnersMemory() throws {
+    /// the failure-free bits. With `inParts` every copy goes to the partner and comes back from
+    /// it in parts of 4 KiB, as a copy over 64 MiB does.
+    @Test(arguments: [false, true])
+    func aLostHostsRanksPlacedOnASpareFetchTheirCopiesFromThePartnersMemory(inParts: Bool) throws {
         guard Self.testHostsUp(3) else { return }
         defer { Self.testHostsDown() }
         let reference = try #require(Self.failureFree)
@@ -740,7 +742,8 @@ import Testing
         let result = try Self.run(
             "multihost-levels-spare", hosts: "lth1,lth2,lth3", launchCommand: "nsenter --net=/run/netns/{host} sh -c {cmd}",
             ["--heartbeat-timeout-ms", "2000", "--levels", "memory,disk", "--memory-root", memoryRoot],
-            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"]
+            wrapper: ["/usr/bin/nsenter", "--net=/run/netns/lth1"],
+            environment: inParts ? ["LIFELINE_PARTNER_PART_BYTES": "4096"] : [:]
         ) { runDirectory in
             JobRunner.waitForEvents(runDirectory, containing: "\"drained\"")
             try Self.cutSecondHost(runDirectory, killToo: true)

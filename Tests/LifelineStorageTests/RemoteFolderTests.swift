@@ -293,7 +293,8 @@ import Testing
         let outside = folder.path + "/outside"
         for name in ["../outside", "/etc/passwd", "a/../../outside", ".hidden", "a/.tmp-1", "", "a//b"] {
             let file = FileToWrite(name, encoded: [1, 2, 3])
-            for request in [FolderRequest.write([file]), .read(name), .remove(name), .removeDirectory(name), .isRegularFile(name)] {
+            for request in [FolderRequest.write([file]), .read(name), .remove(name), .removeDirectory(name), .isRegularFile(name),
+                        .rename(name, to: "x"), .rename("x", to: name), .readPart(name, offset: 0, count: 1)] {
                 guard case .failed(let code, _, _) = service.handle(request) else {
                     Issue.record("\(request) with the name '\(name)' was carried out")
                     continue
@@ -318,7 +319,8 @@ import Testing
         let requests: [FolderRequest] = [
             .write([FileToWrite("a/b", encoded: [1, 2, 3]), FileToWrite("c", encoded: [])]), .read("a/b"), .remove("c"),
             .removeDirectory("a"), .entries(""), .isRegularFile("a/b"), .chunkLock(true), .digest("a/b"),
-            .append("logs/r/x.seg", offset: 24, bytes: [7, 7]),
+            .append("logs/r/x.seg", offset: 24, bytes: [7, 7]), .rename("a/b.part", to: "a/b"),
+            .readPart("a/b", offset: 1 << 33, count: 4096),
         ]
         let replies: [FolderReply] = [
             .done, .flag(true), .file(nil), .file([9, 8]), .entries(["x", "y"]),
@@ -345,6 +347,39 @@ import Testing
         // A count far past what the bytes hold is refused before anything is reserved for it.
         #expect(FolderRequest.decode([1, 0xFF, 0xFF, 0xFF, 0xFF]) == nil)
         #expect(FolderReply.decode([3, 0xFF, 0xFF, 0xFF, 0xFF]) == nil)
+    }
+
+    /// A file written in parts under a name of its own (a first write, then appends) takes its
+    /// final name at once, in place of any older file of that name; read back in parts, it is
+    /// whole, the last part short and a part past its end empty. A folder lent for reading takes
+    /// no rename; a part of a missing file is nil; a part longer than `partBytesMax` is refused.
+    @Test func aFileWrittenAndReadInPartsIsWholeUnderItsName() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let service = try FolderService(root: folder.path + "/partner")
+        let bytes = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        #expect(service.handle(.write([FileToWrite("copy", encoded: [1, 2])])) == .done)
+        #expect(service.handle(.write([FileToWrite("copy.part", encoded: Array(bytes[..<4096]))])) == .done)
+        #expect(service.handle(.append("copy.part", offset: 4096, bytes: Array(bytes[4096..<8192]))) == .done)
+        #expect(service.handle(.append("copy.part", offset: 8192, bytes: Array(bytes[8192...]))) == .done)
+        #expect(service.handle(.rename("copy.part", to: "copy")) == .done)
+        #expect(service.handle(.isRegularFile("copy.part")) == .flag(false))
+        var read: [UInt8] = []
+        var offset: UInt64 = 0
+        while case .file(let part?) = service.handle(.readPart("copy", offset: offset, count: 4096)), !part.isEmpty {
+            read += part
+            offset += UInt64(part.count)
+            #expect(part.count == 4096 || read.count == bytes.count)
+        }
+        #expect(read == bytes)
+        #expect(service.handle(.readPart("copy", offset: 1 << 40, count: 16)) == .file([]))
+        #expect(service.handle(.readPart("gone", offset: 0, count: 16)) == .file(nil))
+        #expect(service.handle(.rename("gone", to: "copy")).error?.code == .notFound)
+        let lent = try FolderService(root: folder.path + "/partner", readOnly: true)
+        #expect(lent.handle(.rename("copy", to: "other")).error?.code == .permissionDenied)
+        var tooLong = FolderRequest.readPart("copy", offset: 0, count: 1).encoded
+        tooLong.replaceSubrange((tooLong.count - 4)..., with: [0xFF, 0xFF, 0xFF, 0x7F])
+        #expect(FolderRequest.decode(tooLong) == nil)
     }
 
     @Test func aLargeWriteGoesInBatchesOfBoundedSize() {
