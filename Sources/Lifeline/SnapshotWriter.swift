@@ -567,12 +567,18 @@ final class SnapshotWriter: Sendable {
             return
         }
         let partial = MemoryLevel.partialName(of: name)
-        _ = try partner.remove(partial)
-        try partner.write([FileToWrite(partial, encoded: try part(at: 0))])
-        for offset in stride(from: partBytes, to: size, by: partBytes) {
-            try partner.append(partial, at: offset, try part(at: offset))
+        do throws(StorageError) {
+            _ = try partner.remove(partial)
+            try partner.write([FileToWrite(partial, encoded: try part(at: 0))])
+            for offset in stride(from: partBytes, to: size, by: partBytes) {
+                try partner.append(partial, at: offset, try part(at: offset))
+            }
+            try partner.rename(partial, to: name)
+        } catch {
+            // What reached the partner would stay in its memory, uncounted, until the job ends.
+            _ = try? partner.remove(partial)
+            throw error
         }
-        try partner.rename(partial, to: name)
     }
 
     /// Removes from the partner host's memory this rank's copies that the last commit it heard
@@ -585,6 +591,12 @@ final class SnapshotWriter: Sendable {
         let committed = lastCommitted.load(ordering: .relaxed), entry = lastEntry.load(ordering: .relaxed)
         guard committed > 0, let memoryPartner, let names = try? memoryPartner.entries("") else { return }
         for name in names {
+            // A copy sent in parts that did not become whole (its removal after a failure
+            // failed too) goes as well: this queue sends one copy at a time.
+            if let partial = MemoryLevel.parse(partial: name), partial.rank == memory.rank {
+                _ = try? memoryPartner.remove(name)
+                continue
+            }
             guard let copy = MemoryLevel.parse(name), copy.rank == memory.rank, copy.epoch < committed,
                   copy.epoch != entry else { continue }
             _ = try? memoryPartner.remove(name)

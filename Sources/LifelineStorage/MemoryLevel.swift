@@ -128,12 +128,14 @@ package struct MemoryLevel: Sendable {
         }
     }
 
-    /// The rank whose copy, or copy in progress (its temporary name), the file `name` is; nil
-    /// for any other file.
+    /// The rank whose copy, copy in progress (its temporary name) or copy sent in parts
+    /// (`partialName(of:)`, or its first part's temporary name) the file `name` is; nil for any
+    /// other file.
     static func owner(of name: String) -> Int? {
         parse(name)?.rank
-            ?? (name.hasSuffix(".part") ? parse(String(name.dropLast(5)))?.rank : nil)
-            ?? (PosixFile.isHidden(name) ? name.dropFirst().components(separatedBy: ".tmp.").first.flatMap(parse)?.rank : nil)
+            ?? parse(partial: name)?.rank
+            ?? (PosixFile.isHidden(name)
+                ? name.dropFirst().components(separatedBy: ".tmp.").first.flatMap { parse($0) ?? parse(partial: $0) }?.rank : nil)
     }
 
     /// The file name of `rank`'s copy of round `epoch`.
@@ -409,21 +411,6 @@ package struct MemoryLevel: Sendable {
         return found
     }
 
-    /// `rank`'s copy of round `epoch` as it is here, byte for byte, to be written to another
-    /// host's folder in memory (its partner's: the second copy, `--levels` on several hosts)
-    /// under the same name; nil when there is none.
-    package func file(rank: Int, epoch: UInt64) throws(StorageError) -> FileToWrite? {
-        let name = Self.fileName(rank: rank, epoch: epoch)
-        return try PosixFile.readAll(folder + "/" + name, dropCache: false).map { FileToWrite(name, encoded: $0) }
-    }
-
-    /// Writes `bytes`, `rank`'s copy of round `epoch` as another host's memory holds it, here
-    /// under its name (a rank restarted away from the host that holds its copy fetched it):
-    /// checked when it is mapped, as any copy.
-    package func adopt(_ bytes: [UInt8], rank: Int, epoch: UInt64) throws(StorageError) {
-        try PosixFile.writeAtomically(bytes, directory: folder, fileName: Self.fileName(rank: rank, epoch: epoch))
-    }
-
     /// Writes `rank`'s copy of round `epoch` as another host's memory holds it, here under its
     /// name, from its parts: `part(offset)` returns the bytes from `offset` (fewer than a whole
     /// part, or none, at the end; nil: the copy is missing there). Written under a temporary
@@ -463,6 +450,12 @@ package struct MemoryLevel: Sendable {
     /// (`FolderRequest.append`), until it is whole and renamed: not a copy to any reader, and
     /// its owner's all the same (`owner(of:)`).
     package static func partialName(of name: String) -> String { name + ".part" }
+
+    /// The rank and round of the copy whose partial name is `name` (`partialName(of:)`), or nil
+    /// for any other name.
+    package static func parse(partial name: String) -> (rank: Int, epoch: UInt64)? {
+        name.hasSuffix(".part") ? parse(String(name.dropLast(5))) : nil
+    }
 
     /// Whether `rank`'s copy of round `epoch` is there (not read).
     package func has(rank: Int, epoch: UInt64) -> Bool {
@@ -579,7 +572,7 @@ package struct MemoryLevel: Sendable {
 
     /// The rounds of which `rank` holds a copy here.
     package func rounds(of rank: Int) -> [UInt64] {
-        PosixFile.entries(folder).compactMap(Self.parse).filter { $0.rank == rank }.map(\.epoch).sorted()
+        PosixFile.entries(folder).compactMap { Self.parse($0) }.filter { $0.rank == rank }.map(\.epoch).sorted()
     }
 }
 

@@ -381,8 +381,10 @@ package struct FolderService: Sendable {
                 try Self.validate(name)
                 try Self.validate(newName)
                 guard Glibc.rename(root + "/" + name, root + "/" + newName) == 0 else {
-                    if errno == ENOENT { throw StorageError(.notFound, path: root + "/" + name, message: "no such file to rename") }
-                    throw StorageError(errno: errno, operation: "rename", path: root + "/" + name)
+                    guard errno == ENOENT else { throw StorageError(errno: errno, operation: "rename", path: root + "/" + name) }
+                    // A request sent again after its connection broke before the reply: done.
+                    if PosixFile.isRegularFile(root + "/" + newName) { return .done }
+                    throw StorageError(.notFound, path: root + "/" + name, message: "no such file to rename")
                 }
                 try PosixFile.fsyncDirectory(folder(of: newName))
                 return .done
@@ -395,9 +397,17 @@ package struct FolderService: Sendable {
         }
     }
 
+    /// Refuses a range past what a file offset holds (a stranger's numbers, not a file's).
+    private static func checkRange(offset: UInt64, count: Int, path: String) throws(StorageError) {
+        guard offset <= UInt64(Int64.max) - UInt64(count) else {
+            throw StorageError(.invalidArgument, path: path, message: "a range past the largest file offset")
+        }
+    }
+
     /// At most `count` bytes of the file at `path` from `offset` (fewer at its end, none past
     /// it); nil when it is missing.
     private static func readPart(of path: String, offset: UInt64, count: Int) throws(StorageError) -> [UInt8]? {
+        try checkRange(offset: offset, count: count, path: path)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
@@ -423,6 +433,7 @@ package struct FolderService: Sendable {
     /// broke before the reply) is left as it is; any other length is refused, so a copy never
     /// grows a gap or a record twice.
     private static func append(_ bytes: [UInt8], to path: String, at offset: UInt64) throws(StorageError) {
+        try checkRange(offset: offset, count: bytes.count, path: path)
         let fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
         defer { close(fd) }

@@ -30,6 +30,49 @@ import Testing
         return line
     }
 
+    /// A copy fetched from another host in parts is whole under its name, also when its size is
+    /// an exact multiple of a part (the last, empty part ends it); a copy that goes missing
+    /// midway leaves nothing behind. A copy sent in parts, and its first part's temporary file,
+    /// are their rank's (removed with its copies), and no reader takes them for copies.
+    @Test func aCopyFetchedInPartsIsWholeAndAMissingOneLeavesNothing() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let source = MemoryLevel(folder: folder.path + "/source")
+        try source.create()
+        try write(source, rank: 1, epoch: 4)
+        let copy = try #require(FileManager.default.contents(atPath: source.folder + "/" + MemoryLevel.fileName(rank: 1, epoch: 4)))
+        let bytes = [UInt8](copy)
+        let level = MemoryLevel(folder: folder.path + "/memory")
+        try level.create()
+        for partBytes in [4096, 1000, bytes.count, bytes.count / 2 + 1] {
+            var asked = 0
+            try level.adopt(rank: 1, epoch: 4, partBytes: partBytes) { offset throws(StorageError) in
+                asked += 1
+                return Array(bytes[min(offset, bytes.count)..<min(offset + partBytes, bytes.count)])
+            }
+            let fetched = try #require(FileManager.default.contents(atPath: level.folder + "/" + MemoryLevel.fileName(rank: 1, epoch: 4)))
+            #expect([UInt8](fetched) == bytes, "parts of \(partBytes)")
+            #expect(asked == bytes.count / partBytes + 1)
+        }
+        let exact = Array(bytes[..<8192])
+        try level.adopt(rank: 2, epoch: 4, partBytes: 4096) { offset throws(StorageError) in
+            Array(exact[min(offset, exact.count)..<min(offset + 4096, exact.count)])
+        }
+        #expect(FileManager.default.contents(atPath: level.folder + "/" + MemoryLevel.fileName(rank: 2, epoch: 4)).map([UInt8].init) == exact)
+        #expect(throws: StorageError.self) {
+            try level.adopt(rank: 3, epoch: 4, partBytes: 4096) { offset throws(StorageError) in offset == 0 ? Array(bytes[..<4096]) : nil }
+        }
+        #expect(!level.has(rank: 3, epoch: 4))
+        #expect(PosixFile.entries(level.folder).allSatisfy { !$0.contains("000003-") }, "\(PosixFile.entries(level.folder))")
+
+        let partial = MemoryLevel.partialName(of: MemoryLevel.fileName(rank: 5, epoch: 9))
+        #expect(MemoryLevel.parse(partial) == nil)
+        #expect(MemoryLevel.parse(partial: partial)! == (5, 9))
+        #expect(MemoryLevel.owner(of: partial) == 5)
+        #expect(MemoryLevel.owner(of: PosixFile.temporaryName(for: partial)) == 5)
+        #expect(MemoryLevel.owner(of: "notes.part") == nil)
+    }
+
     @Test func aCopyReadsBackAndAnyChangeToItIsRefused() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }

@@ -351,8 +351,9 @@ import Testing
 
     /// A file written in parts under a name of its own (a first write, then appends) takes its
     /// final name at once, in place of any older file of that name; read back in parts, it is
-    /// whole, the last part short and a part past its end empty. A folder lent for reading takes
-    /// no rename; a part of a missing file is nil; a part longer than `partBytesMax` is refused.
+    /// whole, the last part short and a part past its end empty. A rename sent again is done; a
+    /// folder lent for reading takes no rename; a part of a missing file is nil; a part longer
+    /// than `partBytesMax`, or past the largest file offset, is refused.
     @Test func aFileWrittenAndReadInPartsIsWholeUnderItsName() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
@@ -374,9 +375,12 @@ import Testing
         #expect(read == bytes)
         #expect(service.handle(.readPart("copy", offset: 1 << 40, count: 16)) == .file([]))
         #expect(service.handle(.readPart("gone", offset: 0, count: 16)) == .file(nil))
-        #expect(service.handle(.rename("gone", to: "copy")).error?.code == .notFound)
+        #expect(service.handle(.rename("copy.part", to: "copy")) == .done, "sent again after a lost reply")
+        #expect(service.handle(.rename("gone", to: "elsewhere")).error?.code == .notFound)
         let lent = try FolderService(root: folder.path + "/partner", readOnly: true)
         #expect(lent.handle(.rename("copy", to: "other")).error?.code == .permissionDenied)
+        #expect(service.handle(.readPart("copy", offset: UInt64.max - 2, count: 16)).error?.code == .invalidArgument)
+        #expect(service.handle(.append("copy", offset: UInt64.max, bytes: [1])).error?.code == .invalidArgument)
         var tooLong = FolderRequest.readPart("copy", offset: 0, count: 1).encoded
         tooLong.replaceSubrange((tooLong.count - 4)..., with: [0xFF, 0xFF, 0xFF, 0x7F])
         #expect(FolderRequest.decode(tooLong) == nil)
