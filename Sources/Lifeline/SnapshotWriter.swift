@@ -512,7 +512,7 @@ final class SnapshotWriter: Sendable {
     private func copyToPartner(_ epoch: Epoch, _ memory: (store: MemoryLevel, settings: LaunchEnvironment.MemoryLevelSettings, rank: Int)) -> String? {
         guard let memoryPartner, memoryPartner.hasKeepers else { return nil }
         do {
-            try Self.send(MemoryLevel.fileName(rank: memory.rank, epoch: epoch.rawValue), from: memory.store.folder, to: memoryPartner)
+            try Self.send(MemoryLevel.fileName(rank: memory.rank, epoch: epoch.rawValue), from: memory.store, to: memoryPartner)
             guard let host = memoryPartner.connectedHost else {
                 throw StorageError(.ioFailure, path: memoryPartner.location, message: "the connection closed after the write")
             }
@@ -536,42 +536,31 @@ final class SnapshotWriter: Sendable {
         return min(FolderRequest.partBytesMax, max(4096, given ?? FolderRequest.partBytesMax))
     }()
 
-    /// Sends the copy `name` in `folder` to `partner` under the same name: in one write when it
-    /// fits one part, else part by part from the file (one part in memory at a time) under its
-    /// partial name, renamed there once whole, so that no reader there finds a part of it.
-    static func send(_ name: String, from folder: String, to partner: PartnerFolder) throws(StorageError) {
-        let path = folder + "/" + name
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: path) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw StorageError(errno: errno, operation: "fstat", path: path) }
-        let size = Int(info.st_size), partBytes = partnerPartBytes
+    /// Sends the copy `name` in `store` to `partner` under the same name: in one write when it
+    /// fits one part, else part by part (one part in memory at a time) under its partial name,
+    /// renamed there once whole, so that no reader there finds a part of it.
+    static func send(_ name: String, from store: MemoryLevel, to partner: PartnerFolder) throws(StorageError) {
+        let partBytes = partnerPartBytes
         func part(at offset: Int) throws(StorageError) -> [UInt8] {
-            let count = min(partBytes, size - offset)
-            var bytes = [UInt8](repeating: 0, count: count)
-            var filled = 0
-            while filled < count {
-                let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled, count - filled, off_t(offset + filled)) }
-                if read < 0, errno == EINTR { continue }
-                guard read > 0 else {
-                    throw read < 0 ? StorageError(errno: errno, operation: "pread", path: path)
-                        : StorageError(.corrupt, path: path, message: "ended at \(offset + filled) of \(size) bytes")
-                }
-                filled += read
+            guard let bytes = try store.part(of: name, offset: offset, count: partBytes) else {
+                throw StorageError(.notFound, path: store.folder + "/" + name, message: "the copy is gone")
             }
             return bytes
         }
-        guard size > partBytes else {
-            try partner.write([FileToWrite(name, encoded: try part(at: 0))])
+        let first = try part(at: 0)
+        guard first.count == partBytes else {
+            try partner.write([FileToWrite(name, encoded: first)])
             return
         }
         let partial = MemoryLevel.partialName(of: name)
         do throws(StorageError) {
             _ = try partner.remove(partial)
-            try partner.write([FileToWrite(partial, encoded: try part(at: 0))])
-            for offset in stride(from: partBytes, to: size, by: partBytes) {
-                try partner.append(partial, at: offset, try part(at: offset))
+            try partner.write([FileToWrite(partial, encoded: first)])
+            var offset = partBytes
+            while case let next = try part(at: offset), !next.isEmpty {
+                try partner.append(partial, at: offset, next)
+                offset += next.count
+                if next.count < partBytes { break }
             }
             try partner.rename(partial, to: name)
         } catch {

@@ -446,6 +446,13 @@ package struct MemoryLevel: Sendable {
         }
     }
 
+    /// At most `count` bytes of the copy (or other file) `name` here from `offset`, fewer at its
+    /// end; nil when it is gone: a copy sent to another host in parts, one part in memory at a
+    /// time.
+    package func part(of name: String, offset: Int, count: Int) throws(StorageError) -> [UInt8]? {
+        try PosixFile.readPart(of: folder + "/" + name, offset: offset, count: count)
+    }
+
     /// The name under which a copy named `name` is written in parts to another host's memory
     /// (`FolderRequest.append`), until it is whole and renamed: not a copy to any reader, and
     /// its owner's all the same (`owner(of:)`).

@@ -86,6 +86,29 @@ enum PosixFile {
         fileName.hasPrefix(".")
     }
 
+    /// At most `count` bytes of the file at `path` from `offset` (fewer at its end, none past
+    /// it); nil when it does not exist.
+    static func readPart(of path: String, offset: Int, count: Int) throws(StorageError) -> [UInt8]? {
+        let fd = openIgnoringInterrupts(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw StorageError(errno: errno, operation: "open", path: path)
+        }
+        defer { close(fd) }
+        guard count > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled, count - filled, off_t(offset + filled)) }
+            if read < 0, errno == EINTR { continue }
+            guard read >= 0 else { throw StorageError(errno: errno, operation: "pread", path: path) }
+            if read == 0 { break }
+            filled += read
+        }
+        bytes.removeLast(count - filled)
+        return bytes
+    }
+
     /// Reads the whole file, or returns nil if it does not exist.
     ///
     /// With `dropCache`, asks the kernel to drop the file's clean cached pages first

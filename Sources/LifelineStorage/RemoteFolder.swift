@@ -390,7 +390,8 @@ package struct FolderService: Sendable {
                 return .done
             case .readPart(let name, let offset, let count):
                 try Self.validate(name)
-                return .file(try Self.readPart(of: root + "/" + name, offset: offset, count: Int(count)))
+                try Self.checkRange(offset: offset, count: Int(count), path: root + "/" + name)
+                return .file(try PosixFile.readPart(of: root + "/" + name, offset: Int(offset), count: Int(count)))
             }
         } catch {
             return .failed(code: error.code, path: error.path, message: error.message)
@@ -402,30 +403,6 @@ package struct FolderService: Sendable {
         guard offset <= UInt64(Int64.max) - UInt64(count) else {
             throw StorageError(.invalidArgument, path: path, message: "a range past the largest file offset")
         }
-    }
-
-    /// At most `count` bytes of the file at `path` from `offset` (fewer at its end, none past
-    /// it); nil when it is missing.
-    private static func readPart(of path: String, offset: UInt64, count: Int) throws(StorageError) -> [UInt8]? {
-        try checkRange(offset: offset, count: count, path: path)
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT { return nil }
-            throw StorageError(errno: errno, operation: "open", path: path)
-        }
-        defer { close(fd) }
-        guard count > 0 else { return [] }
-        var bytes = [UInt8](repeating: 0, count: count)
-        var filled = 0
-        while filled < count {
-            let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled)) }
-            if read < 0, errno == EINTR { continue }
-            guard read >= 0 else { throw StorageError(errno: errno, operation: "pread", path: path) }
-            if read == 0 { break }
-            filled += read
-        }
-        bytes.removeLast(count - filled)
-        return bytes
     }
 
     /// Appends `bytes` to the file at `path`, which must exist and hold `offset` bytes, and
