@@ -147,7 +147,8 @@ extension RankRuntime {
         control?.send(.captured(epoch, delivered: machine.ledger.delivered))
         // After `captured`: the round's cut is on its way while the copy is hashed (or made).
         if let target {
-            if state.writesExternally, writer?.beginMemoryCopy(epoch: epoch, captured: target, stateLength: state.count) == true {
+            if state.writesExternally,
+               writer?.beginMemoryCopy(epoch: epoch, captured: target, stateLength: state.count, stateHash: state.takeExternalHash()) == true {
                 job.stateInMemoryCopy = true
                 job.numericRanges = state.numericRanges
                 letGoOfCaptureBuffers()

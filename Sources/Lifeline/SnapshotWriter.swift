@@ -235,17 +235,18 @@ final class SnapshotWriter: Sendable {
         return memory.store.openCapture(rank: memory.rank, epoch: epoch.rawValue)
     }
 
-    /// The program captured `stateLength` bytes of state into `target` (`openMemoryCapture`):
-    /// the copy is hashed where it lies and left for `submit` to complete at the round's cut, as
+    /// The program captured `stateLength` bytes of state into `target` (`openMemoryCapture`),
+    /// whose XXH3-128 is `stateHash` when the capture took it as it wrote (else the copy is
+    /// hashed where it lies): the copy is left for `submit` to complete at the round's cut, as
     /// `beginMemoryCopy` leaves one. False, with the capture cancelled, when it does not fit
     /// `--memory-max`: the caller copies the state out first and writes it to disk.
-    func beginMemoryCopy(epoch: Epoch, captured target: MemoryLevel.CaptureTarget, stateLength: Int) -> Bool {
+    func beginMemoryCopy(epoch: Epoch, captured target: MemoryLevel.CaptureTarget, stateLength: Int, stateHash: ContentHash? = nil) -> Bool {
         guard let memory else { return false }
         guard fitsBesideCommitted(stateBytes: stateLength, epoch: epoch, memory) else {
             roundUnderWay.store(0, ordering: .releasing)
             return false
         }
-        let copy = memory.store.beginCaptured(target, stateLength: stateLength)
+        let copy = memory.store.beginCaptured(target, stateLength: stateLength, stateHash: stateHash)
         pendingCopy.withLock { $0 = copy }
         return true
     }

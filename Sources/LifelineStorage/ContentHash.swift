@@ -29,3 +29,30 @@ package struct ContentHash: Hashable, Sendable, Comparable, CustomStringConverti
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 }
+
+/// An XXH3-128 taken over bytes that arrive in pieces (`update`), equal to `ContentHash(of:)`
+/// of them all: for bytes hashed while they are still in the cache after they were written.
+package final class ContentHasher {
+    private let state: OpaquePointer
+
+    /// A hasher that has seen no bytes.
+    package init() {
+        guard let state = XXH3_createState() else { fatalError("XXH3_createState: out of memory") }
+        XXH3_128bits_reset(state)
+        self.state = state
+    }
+
+    deinit { XXH3_freeState(state) }
+
+    /// Adds `bytes` after those added before.
+    package func update(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        _ = lifeline_xxh3_128_update(state, bytes.baseAddress, bytes.count)
+    }
+
+    /// The hash of every byte added so far.
+    package var digest: ContentHash {
+        let digest = XXH3_128bits_digest(state)
+        return ContentHash(high: digest.high64, low: digest.low64)
+    }
+}

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CXXHash
 import Foundation
 import Synchronization
 
@@ -32,7 +31,7 @@ package struct MemoryLevel: Sendable {
     package static let headerByteCount = 72
     /// The bytes copied and hashed at a time: the hash reads what was just copied while it is
     /// still in the cache, so the copy costs one pass over memory instead of two.
-    static let copyPieceBytes = 1 << 20
+    package static let copyPieceBytes = 1 << 20
 
     /// A copy under way: its program state is in the temporary file, its metadata not yet.
     package struct PendingCopy: Sendable {
@@ -229,11 +228,13 @@ package struct MemoryLevel: Sendable {
         return CaptureTarget(rank: rank, epoch: epoch, fd: fd, temporary: temporary, mapping: mapping)
     }
 
-    /// A capture into `target` wrote `stateLength` bytes of program state: hashes them where
-    /// they are and returns the copy under way, to be completed by `finish` as `begin`'s is.
-    package func beginCaptured(_ target: CaptureTarget, stateLength: Int) -> PendingCopy {
+    /// A capture into `target` wrote `stateLength` bytes of program state: returns the copy
+    /// under way, to be completed by `finish` as `begin`'s is. `stateHash` is their XXH3-128
+    /// when the capture took it as it wrote (while each piece was still in the cache); without
+    /// it they are hashed here, where they are.
+    package func beginCaptured(_ target: CaptureTarget, stateLength: Int, stateHash: ContentHash? = nil) -> PendingCopy {
         precondition(stateLength <= target.state.count, "the state lies within the spare")
-        let hash = ContentHash(of: UnsafeRawBufferPointer(rebasing: target.state[0..<stateLength]))
+        let hash = stateHash ?? ContentHash(of: UnsafeRawBufferPointer(rebasing: target.state[0..<stateLength]))
         mappings?.put(target.mapping)
         return PendingCopy(rank: target.rank, epoch: target.epoch, fd: target.fd, temporary: target.temporary,
                            stateLength: stateLength, stateHash: hash)
@@ -360,18 +361,15 @@ package struct MemoryLevel: Sendable {
     /// The XXH3-128 of `bytes`, taken a piece (`copyPieceBytes`) at a time, each piece right
     /// after `copy(start, count)` has copied it, while it is still in the cache.
     static func hashingPieces(of bytes: UnsafeRawBufferPointer, copy: (Int, Int) throws(StorageError) -> Void) throws(StorageError) -> ContentHash {
-        guard let state = XXH3_createState() else { fatalError("XXH3_createState: out of memory") }
-        defer { XXH3_freeState(state) }
-        XXH3_128bits_reset(state)
+        let hasher = ContentHasher()
         var done = 0
         while done < bytes.count {
             let piece = min(copyPieceBytes, bytes.count - done)
             try copy(done, piece)
-            _ = lifeline_xxh3_128_update(state, bytes.baseAddress! + done, piece)
+            hasher.update(UnsafeRawBufferPointer(rebasing: bytes[done..<(done + piece)]))
             done += piece
         }
-        let digest = XXH3_128bits_digest(state)
-        return ContentHash(high: digest.high64, low: digest.low64)
+        return hasher.digest
     }
 
     /// Writes `bytes` into `fd`'s file from offset `offset` through `mapping`, the file's pages

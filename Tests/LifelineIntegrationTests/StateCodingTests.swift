@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Lifeline
+import LifelineStorage
 
 /// `Checkpointable` for `Codable` states: every shape `Codable` makes comes back equal, numeric
 /// arrays take the raw, shuffled path, and damaged bytes are refused, in process.
@@ -112,6 +113,40 @@ import Testing
         #expect(first.bytes == (withUnsafeBytes(of: Int64(1)) { Array($0) } + withUnsafeBytes(of: Int64(3)) { Array($0) }))
         #expect(second.bytes == (withUnsafeBytes(of: Int64(1)) { Array($0) } + withUnsafeBytes(of: Int64(2)) { Array($0) }))
         #expect(first.writesExternally != second.writesExternally, "one of them moved out")
+    }
+
+    @Test func aStateWrittenIntoExternalMemoryIsHashedAsItIsWritten() {
+        let piece = MemoryLevel.copyPieceBytes
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 * piece, alignment: 16)
+        defer { memory.deallocate() }
+        func written(_ writer: StateWriter) -> ContentHash {
+            ContentHash(of: UnsafeRawBufferPointer(start: memory.baseAddress, count: writer.count))
+        }
+        // A small write, an array that spans pieces, a piece's worth of small writes, a tail.
+        var writer = StateWriter(into: ExternalBytes(base: memory.baseAddress!, capacity: memory.count))
+        writer.write(Int32(7))
+        writer.write(numeric: (0..<(piece / 8 + 1000)).map { Double($0) * 0.5 })
+        for index in 0..<(piece / 8 + 3) { writer.write(UInt64(index)) }
+        writer.write("tail")
+        #expect(writer.writesExternally)
+        #expect(writer.count > 2 * piece)
+        #expect(writer.takeExternalHash() == written(writer))
+        // A patch of bytes not hashed yet keeps the hash taken as they were written.
+        var patched = StateWriter(into: ExternalBytes(base: memory.baseAddress!, capacity: memory.count))
+        patched.write(Int64(0))
+        patched.write(Int64(5))
+        patched.patch(Int64(9), at: 0)
+        #expect(patched.takeExternalHash() == written(patched))
+        // A patch of bytes hashed already leaves the hash to be taken over them all.
+        var late = StateWriter(into: ExternalBytes(base: memory.baseAddress!, capacity: memory.count))
+        late.write(Int64(0))
+        late.write([UInt8](repeating: 1, count: piece + 1))
+        late.patch(Int64(9), at: 0)
+        #expect(late.takeExternalHash() == nil)
+        // A writer of its own has no such hash.
+        var own = StateWriter()
+        own.write(Int64(1))
+        #expect(own.takeExternalHash() == nil)
     }
 
     @Test func numericArraysAreWrittenRawAndShuffled() {
