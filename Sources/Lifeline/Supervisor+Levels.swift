@@ -10,6 +10,17 @@ import LifelineStorage
 /// kept an older checkpoint under minimal checkpoints, before). What to record and which lines to keep for a
 /// drain is decided by `DrainTracker` (LifelineCore); this performs it.
 extension Supervisor {
+    /// Removes the level-1 folders that supervisors killed on this host left in the memory
+    /// root (`MemoryLevel.reclaimAbandoned`): nothing reads them again (a resume restarts from
+    /// disk), and they would hold the host's memory until it restarts. Each is said
+    /// (`memory_reclaimed`).
+    func reclaimAbandonedMemory() {
+        let root = configuration.memoryRoot ?? JobConfiguration.memoryRootDefault
+        for (folder, bytes) in MemoryLevel.reclaimAbandoned(root: root) {
+            events.record("memory_reclaimed", ["folder": .string(folder), "bytes": .int(bytes)])
+        }
+    }
+
     /// A rank acknowledged round `epoch`: an ACK from disk (a copy that did not fit in memory)
     /// puts its snapshot on disk at once.
     /// With ranks on other hosts, an ACK from memory puts the rank's copy in its host's memory,

@@ -106,6 +106,10 @@ final class Supervisor {
     /// on other hosts, each with a folder of its own: `memoryCopies`). This supervisor made it
     /// empty: copies an earlier supervisor committed are not trusted.
     let memoryLevel: MemoryLevel?
+    /// The descriptor by which this supervisor holds `memoryLevel`'s owner lock while it lives
+    /// (`MemoryLevel.holdOwnerLock`): a later job on this host removes a folder whose lock it
+    /// can take (`reclaimAbandonedMemory`).
+    let memoryOwnerLock: Int32?
     /// Whether the job holds a memory level (`--levels memory,disk`), on this host or on the
     /// ranks' hosts.
     let holdsLevels: Bool
@@ -215,8 +219,11 @@ final class Supervisor {
                 throw LifelineError(.configuration, "--memory-root \(root): cannot make the job's level-1 folder: \(error)")
             }
             self.memoryLevel = level
+            // Without it the folder is still removed as the job ends, but not after a kill.
+            self.memoryOwnerLock = try? level.holdOwnerLock()
         } else {
             self.memoryLevel = nil
+            self.memoryOwnerLock = nil
         }
         // Sender-based logging keeps no log on the ranks (its determinants go to the event
         // logger): there is nothing to sum, and a 0 would read as a free log.
@@ -276,7 +283,9 @@ final class Supervisor {
         }
         defer { clearMirrorFaults() }
         // The copies in memory outlive no supervisor: a resume restores from disk.
+        defer { if let memoryOwnerLock { close(memoryOwnerLock) } }
         defer { memoryLevel?.removeAll() }
+        reclaimAbandonedMemory()
         if let memoryLevel, !MemoryLevel.isMemoryFileSystem(memoryLevel.folder) {
             warn(MemoryLevel.notInMemory(root: configuration.memoryRoot ?? JobConfiguration.memoryRootDefault))
         }

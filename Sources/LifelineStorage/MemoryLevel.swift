@@ -99,9 +99,72 @@ package struct MemoryLevel: Sendable {
         try? PosixFile.removeTree(folder)
     }
 
-    /// Removes every copy in the folder, which stays.
+    /// Removes every copy in the folder, which stays (with its owner lock, `ownerLockName`).
     package func removeCopies() {
-        for name in PosixFile.entries(folder) { unlink(folder + "/" + name) }
+        for name in PosixFile.entries(folder) where name != Self.ownerLockName { unlink(folder + "/" + name) }
+    }
+
+    /// The file that a one-host job's supervisor holds locked (`flock(2)`) in the job's folder
+    /// for as long as it lives (`holdOwnerLock`): a folder whose lock another process can take
+    /// was left by a supervisor that died without removing it — killed — and nothing of the
+    /// job reads it again (a `resume` restarts from disk), so `reclaimAbandoned` removes it.
+    /// Hidden, and named as no copy is.
+    static let ownerLockName = ".supervisor-lock"
+
+    /// Locks the folder for this process until it ends or closes the descriptor returned
+    /// (close-on-exec: the ranks it starts do not hold it). The lock file is made and locked
+    /// under a name of its own, then renamed into place, so that no other process finds the
+    /// folder's lock file before it is held. Throws when another process holds the folder's
+    /// lock.
+    package func holdOwnerLock() throws(StorageError) -> Int32 {
+        let current = open(folder + "/" + Self.ownerLockName, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        if current >= 0 {
+            defer { close(current) }
+            guard flock(current, LOCK_EX | LOCK_NB) == 0 else {
+                throw StorageError(errno: EWOULDBLOCK, operation: "lock (another supervisor holds the folder)",
+                                   path: folder + "/" + Self.ownerLockName)
+            }
+        }
+        let staged = folder + "/" + Self.ownerLockName + ".\(getpid())"
+        let fd = open(staged, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StorageError(errno: errno, operation: "open", path: staged) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0, rename(staged, folder + "/" + Self.ownerLockName) == 0 else {
+            let error = errno
+            close(fd)
+            unlink(staged)
+            throw StorageError(errno: error, operation: "lock", path: staged)
+        }
+        return fd
+    }
+
+    /// Removes the job folders under `root` that their supervisor left when it died: those
+    /// whose owner lock (`ownerLockName`) this process can take. A folder with no such lock is
+    /// left alone: a job's on several hosts, which its ranks make and remove (no supervisor
+    /// runs there), or one made before the lock was. Returns each folder removed, with the
+    /// bytes its files held.
+    package static func reclaimAbandoned(root: String) -> [(folder: String, bytes: Int)] {
+        var reclaimed: [(folder: String, bytes: Int)] = []
+        let root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
+        for name in PosixFile.entries(root) where name.hasPrefix("lifeline-") {
+            let folder = root + "/" + name
+            guard PosixFile.isDirectory(folder) else { continue }
+            let lockPath = folder + "/" + ownerLockName
+            let fd = open(lockPath, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }  // its supervisor lives
+            // Still the folder's lock: not one that a new supervisor of the job put there since.
+            var held = stat(), named = stat()
+            guard fstat(fd, &held) == 0, lstat(lockPath, &named) == 0,
+                  held.st_ino == named.st_ino, held.st_dev == named.st_dev else { continue }
+            let bytes = PosixFile.entries(folder).reduce(0) { total, entry in
+                var status = stat()
+                return total + (lstat(folder + "/" + entry, &status) == 0 ? Int(status.st_blocks) * 512 : 0)
+            }
+            guard (try? PosixFile.removeTree(folder)) != nil else { continue }
+            reclaimed.append((folder, bytes))
+        }
+        return reclaimed
     }
 
     /// Removes `rank`'s copies but that of round `except`, its spare and its copies in progress;

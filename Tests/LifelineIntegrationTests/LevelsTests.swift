@@ -154,6 +154,41 @@ extension RecoveryTests {
             #expect(!FileManager.default.fileExists(atPath: Self.memoryFolder(manifest)))
         }
 
+        /// A supervisor killed never takes its copies out of memory, and no `resume` may come:
+        /// the next job on the host removes its folder (`memory_reclaimed`), since its owner lock
+        /// is free, and leaves the folder of a supervisor that lives (its lock held, here by this
+        /// process) and one with no lock (a job's on several hosts, kept by its ranks). A memory
+        /// root of the test's own, so that no other test's job reclaims the killed one's first.
+        @Test func aKilledSupervisorsCopiesInMemoryAreReclaimedByTheNextJob() throws {
+            let root = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory())
+                + "/lltest-reclaim-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: root) }
+            let killed = try JobRunner.runHeat("levels-reclaim-killed", [
+                "--levels", "memory,disk", "--memory-root", root, "--inject", "kill:supervisor,epoch=2",
+            ])
+            #expect(killed.status != 0)
+            let abandoned = MemoryLevel.folder(root: root, jobID: try Self.manifest(killed.runDirectory).jobID)
+            let left = (try? FileManager.default.contentsOfDirectory(atPath: abandoned)) ?? []
+            #expect(left.contains { $0.hasSuffix(".l1") }, "the killed job's copies are in memory: \(left)")
+            // A live supervisor's folder (its lock held by this process) and one with no lock.
+            let live = MemoryLevel(folder: MemoryLevel.folder(root: root, jobID: "live"))
+            try live.create()
+            let lock = try live.holdOwnerLock()
+            defer { close(lock) }
+            let unlocked = MemoryLevel.folder(root: root, jobID: "ranks-on-hosts-host1")
+            try FileManager.default.createDirectory(atPath: unlocked, withIntermediateDirectories: true)
+            let next = try JobRunner.runHeat("levels-reclaim-next", ["--levels", "memory,disk", "--memory-root", root])
+            #expect(next.status == 0)
+            #expect(next.resultLines == [RecoveryTests.oracle])
+            let reclaimed = next.events("memory_reclaimed")
+            #expect(reclaimed.count == 1 && reclaimed.first?["folder"] as? String == abandoned
+                        && (reclaimed.first?["bytes"] as? Int ?? 0) > 0, "\(reclaimed)")
+            #expect(!FileManager.default.fileExists(atPath: abandoned))
+            #expect(FileManager.default.fileExists(atPath: live.folder + "/.supervisor-lock"))
+            #expect(FileManager.default.fileExists(atPath: unlocked))
+        }
+
         /// Drains that fall behind the rounds read their copies intact. A round's state is
         /// captured straight into its copy in memory, over a spare that an older copy became; a
         /// copy still being drained must not become that spare. Rounds every 50 ms and slow drains

@@ -73,6 +73,37 @@ import Testing
         #expect(MemoryLevel.owner(of: "notes.part") == nil)
     }
 
+    /// A job folder whose owner lock another process can take (its supervisor died: here its
+    /// descriptor closed) is removed with what it holds; one whose lock is held, one with no
+    /// lock, and anything not named as a job folder stay. Copies around the lock are removed
+    /// without it (`removeCopies`), and a second lock on a held folder is refused.
+    @Test func aFolderWhoseSupervisorDiedIsReclaimedAndNoOther() throws {
+        let root = TemporaryFolder()
+        defer { root.remove() }
+        let dead = MemoryLevel(folder: MemoryLevel.folder(root: root.path, jobID: "dead"))
+        let live = MemoryLevel(folder: MemoryLevel.folder(root: root.path, jobID: "live"))
+        let unlocked = MemoryLevel(folder: MemoryLevel.folder(root: root.path, jobID: "hosts", host: "node1"))
+        for level in [dead, live, unlocked] {
+            try level.create()
+            try write(level, rank: 0, epoch: 1)
+        }
+        try FileManager.default.createDirectory(atPath: root.path + "/other", withIntermediateDirectories: true)
+        close(try dead.holdOwnerLock())
+        let held = try live.holdOwnerLock()
+        defer { close(held) }
+        #expect(throws: StorageError.self) { _ = try live.holdOwnerLock() }
+        live.removeCopies()
+        #expect(PosixFile.entries(live.folder) == [MemoryLevel.ownerLockName], "the copies go, the lock stays")
+        try write(live, rank: 0, epoch: 2)
+        let reclaimed = MemoryLevel.reclaimAbandoned(root: root.path + "/")
+        #expect(reclaimed.map(\.folder) == [dead.folder])
+        #expect((reclaimed.first?.bytes ?? 0) >= MemoryLevel.headerByteCount + state(rank: 0, epoch: 1).count)
+        #expect(!PosixFile.isDirectory(dead.folder))
+        #expect(live.has(rank: 0, epoch: 2) && unlocked.has(rank: 0, epoch: 1))
+        #expect(PosixFile.isDirectory(root.path + "/other"))
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path).isEmpty, "nothing more to reclaim")
+    }
+
     @Test func aCopyReadsBackAndAnyChangeToItIsRefused() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
