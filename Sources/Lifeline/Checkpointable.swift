@@ -79,6 +79,13 @@ public struct StateWriter: Sendable {
     /// (`ExternalBytes`), or nil when it must be taken over them all again.
     func takeExternalHash() -> ContentHash? { external?.takeHash() }
 
+    /// Says that the bytes from `offset` on may still be overwritten (`patch`): while writing
+    /// into external memory, they are hashed only once writing ends (`ExternalBytes`).
+    mutating func holdHashing(from offset: Int) {
+        guard external != nil, isKnownUniquelyReferenced(&external) else { return }
+        external?.holdHashing(from: offset)
+    }
+
     /// Appends one value of a trivial type (an integer, a float, a tuple or struct of them).
     public mutating func write<T: BitwiseCopyable>(_ value: T) {
         withUnsafeBytes(of: value) { append($0) }
@@ -175,6 +182,9 @@ final class ExternalBytes: @unchecked Sendable {
     /// The hash of the first `hashedCount` bytes, or nil once bytes it covers were overwritten.
     private var hasher: ContentHasher? = ContentHasher()
     private var hashedCount = 0
+    /// Where bytes that may still be overwritten begin (`holdHashing`): hashing stops there
+    /// until `takeHash`.
+    private var hashLimit = Int.max
 
     /// `capacity` bytes at `base`, none written yet.
     init(base: UnsafeMutableRawPointer, capacity: Int) {
@@ -208,6 +218,12 @@ final class ExternalBytes: @unchecked Sendable {
         (base + offset).copyMemory(from: bytes, byteCount: source.count)
     }
 
+    /// Holds the hash back from `offset` on: those bytes may still be overwritten (a count
+    /// written before its elements), and are hashed when writing ends (`takeHash`).
+    func holdHashing(from offset: Int) {
+        hashLimit = min(hashLimit, max(offset, hashedCount))
+    }
+
     /// The XXH3-128 of every byte written, hashing those not hashed yet; nil when an overwrite
     /// changed bytes already hashed (the caller then hashes them all where they are).
     func takeHash() -> ContentHash? {
@@ -215,14 +231,15 @@ final class ExternalBytes: @unchecked Sendable {
         return hasher?.digest
     }
 
-    /// Hashes the bytes written since the last hash, once a piece's worth has gathered (with
-    /// `all`, whatever has).
+    /// Hashes the bytes written since the last hash, up to any held back, once a piece's worth
+    /// has gathered (with `all`, every byte written, whatever has).
     private func hashWritten(all: Bool) {
         guard let hasher else { return }
-        let pending = count - hashedCount
+        let end = all ? count : min(count, hashLimit)
+        let pending = end - hashedCount
         guard pending >= MemoryLevel.copyPieceBytes || (all && pending > 0) else { return }
         hasher.update(UnsafeRawBufferPointer(start: base + hashedCount, count: pending))
-        hashedCount = count
+        hashedCount = end
     }
 }
 

@@ -73,11 +73,19 @@ extension RankRuntime {
                 heartbeatStep.value = step
                 trace?.captured(epoch: epoch, step: step)
                 let started = monotonicSeconds()
+                // The round's cut needs what this rank delivered, which its capture does not
+                // change: said first, so that the cut comes back while the state is encoded
+                // (and, with levels, hashed) rather than after.
+                if store != nil {
+                    roundCapturing = epoch
+                    control?.send(.captured(epoch, delivered: machine.ledger.delivered))
+                }
+                let reported = monotonicSeconds() - started
                 if launch.memoryLevel != nil { memoryCapture = writer?.openMemoryCapture(epoch: epoch) }
                 let state = capture()
                 let target = memoryCapture
                 memoryCapture = nil
-                try captureSnapshot(epoch: epoch, step: step, state: state, into: target, captureSeconds: monotonicSeconds() - started, launch: launch)
+                try captureSnapshot(epoch: epoch, step: step, state: state, into: target, captureSeconds: reported, launch: launch)
                 if launch.memoryLevel != nil { try awaitCut(epoch, patience: monotonicSeconds() - started) }
                 return
             case .keep(let epoch):
@@ -109,12 +117,20 @@ extension RankRuntime {
         } while awaitingCut?.snapshot.epoch == epoch && monotonicSeconds() < deadline
     }
 
-    /// A capture at a round's safe point: the rank reports what it has delivered, and keeps the
-    /// capture until the round's cut arrives (`writeCaptured`). With a memory level the state
-    /// is in memory twice before the cut: captured straight into the round's copy (`target`,
-    /// when the rank has a spare), or copied there from the capture.
+    /// A capture at a round's safe point, whose `captured` (what the rank delivered) went as it
+    /// began, `captureSeconds` after its start: the rank keeps the capture until the round's
+    /// cut arrives (`writeCaptured`), or takes the cut that came during it. With a memory
+    /// level the state is in memory twice before the cut: captured straight into the round's
+    /// copy (`target`, when the rank has a spare), or copied there from the capture.
     func captureSnapshot(epoch: Epoch, step: Int, state: StateWriter, into target: MemoryLevel.CaptureTarget? = nil,
                          captureSeconds: Double, launch: LaunchEnvironment) throws {
+        defer {
+            roundCapturing = nil
+            if let early = earlyCut {
+                earlyCut = nil
+                if early.epoch == epoch { writeCaptured(epoch, coveredByReceiver: early.covered) }
+            }
+        }
         guard let store else {
             if let target { writer?.cancelMemoryCapture(target) }
             return
@@ -144,8 +160,8 @@ extension RankRuntime {
         if launch.logging == .optimistic, launch.memoryLevel != nil || partners != nil {
             job.logDependencies = snapshot.dependencies.words
         }
-        control?.send(.captured(epoch, delivered: machine.ledger.delivered))
-        // After `captured`: the round's cut is on its way while the copy is hashed (or made).
+        // The round's cut is on its way (`captured` went as the capture began) while the copy
+        // is made, or (captured straight into it) its hash taken as it was written is kept.
         if let target {
             if state.writesExternally,
                writer?.beginMemoryCopy(epoch: epoch, captured: target, stateLength: state.count, stateHash: state.takeExternalHash()) == true {
@@ -171,7 +187,10 @@ extension RankRuntime {
     /// The round's cut arrived: the capture keeps only the messages in flight across the line
     /// (`MessageLedger.inFlight`) and goes to the writer.
     func writeCaptured(_ epoch: Epoch, coveredByReceiver covered: DeliveredSets) {
-        guard let writer, let (captured, pending) = awaitingCut, captured.epoch == epoch else { return }
+        guard let writer, let (captured, pending) = awaitingCut, captured.epoch == epoch else {
+            if roundCapturing == epoch { earlyCut = (epoch, covered) }
+            return
+        }
         awaitingCut = nil
         var snapshot = captured
         snapshot.ledger = captured.ledger.inFlight(coveredByReceiver: covered)

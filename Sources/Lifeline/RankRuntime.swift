@@ -97,6 +97,12 @@ final class RankRuntime {
     /// A round's capture waiting for the round's cut, which says what of its retained messages
     /// the snapshot stores; written once the cut arrives (`writeCaptured`).
     @exclusivity(unchecked) var awaitingCut: (snapshot: RankSnapshot, job: SnapshotWriter.Job)?
+    /// The round whose state is being captured, after its `captured` went and before the
+    /// capture waits for the cut (`awaitingCut`), or nil.
+    @exclusivity(unchecked) var roundCapturing: Epoch?
+    /// The cut of `roundCapturing` when it arrived before the capture was done (the program's
+    /// state expression called into the runtime, which read it): taken when the capture is.
+    @exclusivity(unchecked) var earlyCut: (epoch: Epoch, covered: DeliveredSets)?
     /// The restored program state, handed to the program once (`takeRestoredState`).
     @exclusivity(unchecked) var restoredState: StateBytes?
     /// The bytes of the last captures, kept so that a later capture writes into the same

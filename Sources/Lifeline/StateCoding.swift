@@ -166,7 +166,9 @@ private struct StateEncoder: Encoder {
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
         storage.writer.write(Int64(0))  // the count, updated as elements come
-        return UnkeyedContainer(encoder: self, countOffset: storage.writer.count - 8)
+        let countOffset = storage.writer.count - 8
+        storage.writer.holdHashing(from: countOffset)
+        return UnkeyedContainer(encoder: self, countOffset: countOffset)
     }
 
     func singleValueContainer() -> any SingleValueEncodingContainer { SingleValueContainer(encoder: self) }

@@ -13,10 +13,13 @@ extension Supervisor {
     /// Removes the level-1 folders that supervisors killed on this host left in the memory
     /// root (`MemoryLevel.reclaimAbandoned`): nothing reads them again (a resume restarts from
     /// disk), and they would hold the host's memory until it restarts. Each is said
-    /// (`memory_reclaimed`).
+    /// (`memory_reclaimed`). Only in a memory file system, which is the host's own and whose
+    /// locks are the kernel's: a folder on a network file system may be another host's, and
+    /// its locks may be emulated per process or per host.
     func reclaimAbandonedMemory() {
         let root = configuration.memoryRoot ?? JobConfiguration.memoryRootDefault
-        for (folder, bytes) in MemoryLevel.reclaimAbandoned(root: root) {
+        guard MemoryLevel.isMemoryFileSystem(root) else { return }
+        for (folder, bytes) in MemoryLevel.reclaimAbandoned(root: root, except: memoryLevel?.folder) {
             events.record("memory_reclaimed", ["folder": .string(folder), "bytes": .int(bytes)])
         }
     }

@@ -212,15 +212,12 @@ final class Supervisor {
         if configuration.memoryLevel == true, !configuration.launchesOnHosts {
             let root = configuration.memoryRoot ?? JobConfiguration.memoryRootDefault
             let level = MemoryLevel(folder: MemoryLevel.folder(root: root, jobID: manifest.jobID))
-            level.removeAll()
             do {
-                try level.create()
+                self.memoryOwnerLock = try level.takeOver()
             } catch {
                 throw LifelineError(.configuration, "--memory-root \(root): cannot make the job's level-1 folder: \(error)")
             }
             self.memoryLevel = level
-            // Without it the folder is still removed as the job ends, but not after a kill.
-            self.memoryOwnerLock = try? level.holdOwnerLock()
         } else {
             self.memoryLevel = nil
             self.memoryOwnerLock = nil

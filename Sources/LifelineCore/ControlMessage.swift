@@ -55,8 +55,9 @@ package struct Acknowledgement: Sendable, Equatable {
     /// above are of that copy; its drain to disk, if the round is drained, is reported by
     /// `drained`. False: it is on disk (level 2), as in a job on disk alone.
     package var inMemory: Bool = false
-    /// How long the program took to capture its state (`Checkpointable.encode(to:)`), in
-    /// microseconds: the supervisor times a round from the first capture's start.
+    /// How long after its capture began the rank sent the round's `captured`, in
+    /// microseconds (it sends it first, before the program encodes its state): the supervisor
+    /// times a round from the first capture's start, its `captured` arrival less this.
     package var captureMicroseconds: UInt32 = 0
     /// Optimistic logging: the words (`DependencyVector.words`) of the dependency vector the
     /// snapshot stores. With levels on other hosts, or partner copies, the supervisor cannot

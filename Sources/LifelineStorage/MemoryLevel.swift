@@ -137,17 +137,43 @@ package struct MemoryLevel: Sendable {
         return fd
     }
 
+    /// Makes the folder anew for a supervisor of its job, and locks it for this process
+    /// (`holdOwnerLock`; nil when the lock could not be made, which leaves the folder to be
+    /// removed as the job ends but not after a kill). The folder's lock, if it has one, is
+    /// taken first: a process removing an abandoned folder (`reclaimAbandoned`) holds it until
+    /// the folder is gone, so the new folder is not removed with the old one. Throws when
+    /// another supervisor holds it after `patienceSeconds`, or when the folder cannot be made.
+    package func takeOver(patienceSeconds: Double = 5) throws(StorageError) -> Int32? {
+        let lockPath = folder + "/" + Self.ownerLockName
+        let previous = open(lockPath, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        defer { if previous >= 0 { close(previous) } }
+        if previous >= 0 {
+            var waited = 0.0
+            while flock(previous, LOCK_EX | LOCK_NB) != 0 {
+                guard errno == EINTR || waited < patienceSeconds else {
+                    throw StorageError(errno: EWOULDBLOCK, operation: "lock (the job's folder is held by a live supervisor)", path: lockPath)
+                }
+                usleep(10_000)
+                waited += 0.01
+            }
+        }
+        removeAll()
+        try create()
+        return try? holdOwnerLock()
+    }
+
     /// Removes the job folders under `root` that their supervisor left when it died: those
-    /// whose owner lock (`ownerLockName`) this process can take. A folder with no such lock is
-    /// left alone: a job's on several hosts, which its ranks make and remove (no supervisor
-    /// runs there), or one made before the lock was. Returns each folder removed, with the
-    /// bytes its files held.
-    package static func reclaimAbandoned(root: String) -> [(folder: String, bytes: Int)] {
+    /// whose owner lock (`ownerLockName`) this process can take, but `own` (the caller's). A
+    /// folder with no such lock is left alone: a job's on several hosts, which its ranks make
+    /// and remove (no supervisor runs there), or one made before the lock was. Returns each
+    /// folder removed, with the bytes its files held. The locks must be the kernel's (a local
+    /// file system: the caller reclaims in a memory file system only).
+    package static func reclaimAbandoned(root: String, except own: String? = nil) -> [(folder: String, bytes: Int)] {
         var reclaimed: [(folder: String, bytes: Int)] = []
         let root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
         for name in PosixFile.entries(root) where name.hasPrefix("lifeline-") {
-            let folder = root + "/" + name
-            guard PosixFile.isDirectory(folder) else { continue }
+            let folder = (root == "/" ? "" : root) + "/" + name
+            guard folder != own, PosixFile.isDirectory(folder) else { continue }
             let lockPath = folder + "/" + ownerLockName
             let fd = open(lockPath, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
             guard fd >= 0 else { continue }

@@ -143,6 +143,13 @@ import LifelineStorage
         late.write([UInt8](repeating: 1, count: piece + 1))
         late.patch(Int64(9), at: 0)
         #expect(late.takeExternalHash() == nil)
+        // A `Codable` state: an unkeyed container's count, rewritten after each element, holds
+        // the hash back from there, so the hash taken as it was written is still whole.
+        struct Lines: Codable, Checkpointable { var lines: [String] }
+        var coded = StateWriter(into: ExternalBytes(base: memory.baseAddress!, capacity: memory.count))
+        Lines(lines: (0..<1500).map { String(repeating: "x", count: 1000) + "\($0)" }).encode(to: &coded)
+        #expect(coded.writesExternally && coded.count > piece)
+        #expect(coded.takeExternalHash() == written(coded))
         // A writer of its own has no such hash.
         var own = StateWriter()
         own.write(Int64(1))
