@@ -104,7 +104,10 @@ extension Suites {
         let repeats = scale.name == "full" ? 9 : max(scale.repeats, scale.repeats > 1 ? 5 : 1)
         var runs: [String: [JobRun]] = [:]
         for run in 0..<repeats {
-            for variant in variants {
+            // Each turn starts one variant later, so that none always runs first or after the
+            // same neighbour.
+            for offset in variants.indices {
+                let variant = variants[(run + offset) % variants.count]
                 progress("levels: heat2d ×\(ranks), \(variant.label), run \(run + 1) of \(repeats)")
                 runs[variant.label, default: []].append(try launcher.run(ranks: ranks, options: variant.options, program: heat))
             }
@@ -133,7 +136,7 @@ extension Suites {
         }
         report.table("Levels: failure-free overhead", note: """
             `\(heat.joined(separator: " "))` on \(ranks) ranks, a round every second; \(repeats) turns, each running every \
-            variant once, in order. Seconds: the median of a variant's runs; overhead: that median over the floor's; \
+            variant once, each turn starting one variant later than the one before. Seconds: the median of a variant's runs; overhead: that median over the floor's; \
             paired: the median over the turns of a run's time over the floor's run in the same turn, which the target \
             judges (a slow spell of the machine lasts longer than a turn, and falls on both sides of each ratio); \
             spread: the slowest run over the fastest. The floor is the same job with checkpoints switched off \
