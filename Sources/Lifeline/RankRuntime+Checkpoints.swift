@@ -81,8 +81,13 @@ extension RankRuntime {
                     control?.send(.captured(epoch, delivered: machine.ledger.delivered))
                 }
                 let reported = monotonicSeconds() - started
+                let deliveredBefore = machine.deliveries
                 if launch.memoryLevel != nil { memoryCapture = writer?.openMemoryCapture(epoch: epoch) }
                 let state = capture()
+                guard machine.deliveries == deliveredBefore else {
+                    throw LifelineError(.usage, "rank \(rank.rawValue) received a message while its state for safe point \(step) "
+                        + "was captured: the state given to safePoint(step:state:) must not call the communicator (compute it before the call)")
+                }
                 let target = memoryCapture
                 memoryCapture = nil
                 try captureSnapshot(epoch: epoch, step: step, state: state, into: target, captureSeconds: reported, launch: launch)

@@ -40,6 +40,8 @@ extension RankRuntime {
                 writeCaptured(epoch, coveredByReceiver: covered)
             case .abort(let epoch):
                 if awaitingCut?.snapshot.epoch == epoch { awaitingCut = nil }  // no line will hold it
+                if earlyCut?.epoch == epoch { earlyCut = nil }
+                if roundCapturing == epoch { roundCapturing = nil }
                 writer?.abandonMemoryCopy(epoch: epoch)
                 try perform(machine.participant.handleAbort(epoch))
             case .writeMirrors(let mirrors) where !mirrors.isEmpty:

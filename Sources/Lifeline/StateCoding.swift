@@ -165,9 +165,9 @@ private struct StateEncoder: Encoder {
     }
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
-        storage.writer.write(Int64(0))  // the count, updated as elements come
-        let countOffset = storage.writer.count - 8
+        let countOffset = storage.writer.count
         storage.writer.holdHashing(from: countOffset)
+        storage.writer.write(Int64(0))  // the count, updated as elements come
         return UnkeyedContainer(encoder: self, countOffset: countOffset)
     }
 

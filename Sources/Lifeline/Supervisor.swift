@@ -212,11 +212,17 @@ final class Supervisor {
         if configuration.memoryLevel == true, !configuration.launchesOnHosts {
             let root = configuration.memoryRoot ?? JobConfiguration.memoryRootDefault
             let level = MemoryLevel(folder: MemoryLevel.folder(root: root, jobID: manifest.jobID))
+            let taken: MemoryLevel.TakeOver
             do {
-                self.memoryOwnerLock = try level.takeOver()
+                taken = try level.takeOver()
             } catch {
                 throw LifelineError(.configuration, "--memory-root \(root): cannot make the job's level-1 folder: \(error)")
             }
+            guard case .taken(let lock) = taken else {
+                throw LifelineError(.configuration, "\(level.folder) is locked by another lifeline process (one removing "
+                    + "the folder a killed job left, or one still running this job): wait for it to end, then start again")
+            }
+            self.memoryOwnerLock = lock
             self.memoryLevel = level
         } else {
             self.memoryLevel = nil

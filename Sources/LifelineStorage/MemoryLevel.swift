@@ -111,6 +111,9 @@ package struct MemoryLevel: Sendable {
     /// Hidden, and named as no copy is.
     static let ownerLockName = ".supervisor-lock"
 
+    /// The name a folder being reclaimed takes before it is removed (`reclaimAbandoned`).
+    static let reclaimingPrefix = "lifeline-reclaiming-"
+
     /// Locks the folder for this process until it ends or closes the descriptor returned
     /// (close-on-exec: the ranks it starts do not hold it). The lock file is made and locked
     /// under a name of its own, then renamed into place, so that no other process finds the
@@ -137,43 +140,67 @@ package struct MemoryLevel: Sendable {
         return fd
     }
 
+    /// What `takeOver` found.
+    package enum TakeOver: Sendable {
+        /// The folder is made anew, and locked for this process through the descriptor given
+        /// (nil when the lock could not be made: the folder is then removed as the job ends,
+        /// but not after a kill).
+        case taken(lock: Int32?)
+        /// Another process held the folder's lock past the patience given: a supervisor
+        /// removing it (`reclaimAbandoned`), or one still running the job.
+        case held
+    }
+
     /// Makes the folder anew for a supervisor of its job, and locks it for this process
-    /// (`holdOwnerLock`; nil when the lock could not be made, which leaves the folder to be
-    /// removed as the job ends but not after a kill). The folder's lock, if it has one, is
-    /// taken first: a process removing an abandoned folder (`reclaimAbandoned`) holds it until
-    /// the folder is gone, so the new folder is not removed with the old one. Throws when
-    /// another supervisor holds it after `patienceSeconds`, or when the folder cannot be made.
-    package func takeOver(patienceSeconds: Double = 5) throws(StorageError) -> Int32? {
-        let lockPath = folder + "/" + Self.ownerLockName
-        let previous = open(lockPath, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+    /// (`holdOwnerLock`). The folder's lock, if it has one, is taken first: a process removing
+    /// an abandoned folder (`reclaimAbandoned`) holds it until the folder is out of the way, so
+    /// the new folder is not removed with the old one. Throws when the folder cannot be made.
+    package func takeOver(patienceSeconds: Double = 5) throws(StorageError) -> TakeOver {
+        let previous = open(folder + "/" + Self.ownerLockName, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
         defer { if previous >= 0 { close(previous) } }
         if previous >= 0 {
-            var waited = 0.0
-            while flock(previous, LOCK_EX | LOCK_NB) != 0 {
-                guard errno == EINTR || waited < patienceSeconds else {
-                    throw StorageError(errno: EWOULDBLOCK, operation: "lock (the job's folder is held by a live supervisor)", path: lockPath)
-                }
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            let deadline = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + patienceSeconds
+            // Only a lock held elsewhere is waited for; a file system that cannot lock is not.
+            while flock(previous, LOCK_EX | LOCK_NB) != 0, errno == EWOULDBLOCK {
+                clock_gettime(CLOCK_MONOTONIC, &now)
+                guard Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 < deadline else { return .held }
                 usleep(10_000)
-                waited += 0.01
             }
         }
         removeAll()
         try create()
-        return try? holdOwnerLock()
+        return .taken(lock: try? holdOwnerLock())
     }
 
     /// Removes the job folders under `root` that their supervisor left when it died: those
     /// whose owner lock (`ownerLockName`) this process can take, but `own` (the caller's). A
     /// folder with no such lock is left alone: a job's on several hosts, which its ranks make
-    /// and remove (no supervisor runs there), or one made before the lock was. Returns each
-    /// folder removed, with the bytes its files held. The locks must be the kernel's (a local
+    /// and remove (no supervisor runs there), or one made before the lock was. Each folder is
+    /// first renamed out of the job's name (`reclaimingPrefix`), its lock still held, then
+    /// removed, so that a new supervisor of the job finds the whole old folder or none; one
+    /// that a process died removing is removed by the next. Returns each folder removed (by
+    /// its job's name), with the bytes its files held. The locks must be the kernel's (a local
     /// file system: the caller reclaims in a memory file system only).
     package static func reclaimAbandoned(root: String, except own: String? = nil) -> [(folder: String, bytes: Int)] {
         var reclaimed: [(folder: String, bytes: Int)] = []
         let root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
+        let base = root == "/" ? "" : root
+        func removed(_ path: String) -> Int? {
+            let bytes = PosixFile.entries(path).reduce(0) { total, entry in
+                var status = stat()
+                return total + (lstat(path + "/" + entry, &status) == 0 ? Int(status.st_blocks) * 512 : 0)
+            }
+            return (try? PosixFile.removeTree(path)) != nil ? bytes : nil
+        }
         for name in PosixFile.entries(root) where name.hasPrefix("lifeline-") {
-            let folder = (root == "/" ? "" : root) + "/" + name
+            let folder = base + "/" + name
             guard folder != own, PosixFile.isDirectory(folder) else { continue }
+            if name.hasPrefix(reclaimingPrefix) {
+                if let bytes = removed(folder) { reclaimed.append((folder, bytes)) }
+                continue
+            }
             let lockPath = folder + "/" + ownerLockName
             let fd = open(lockPath, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
             guard fd >= 0 else { continue }
@@ -183,11 +210,8 @@ package struct MemoryLevel: Sendable {
             var held = stat(), named = stat()
             guard fstat(fd, &held) == 0, lstat(lockPath, &named) == 0,
                   held.st_ino == named.st_ino, held.st_dev == named.st_dev else { continue }
-            let bytes = PosixFile.entries(folder).reduce(0) { total, entry in
-                var status = stat()
-                return total + (lstat(folder + "/" + entry, &status) == 0 ? Int(status.st_blocks) * 512 : 0)
-            }
-            guard (try? PosixFile.removeTree(folder)) != nil else { continue }
+            let aside = base + "/" + reclaimingPrefix + "\(getpid())-" + name.dropFirst("lifeline-".count)
+            guard rename(folder, aside) == 0, let bytes = removed(aside) else { continue }
             reclaimed.append((folder, bytes))
         }
         return reclaimed

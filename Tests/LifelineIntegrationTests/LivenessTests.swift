@@ -160,6 +160,16 @@ extension RecoveryTests.Liveness {
         #expect(result.stderr.contains("on every attempt"), "the same error from the same line ends the job: \(result.stderr)")
     }
 
+    /// A state expression that receives a message while the runtime captures it is refused by
+    /// name: a rank says what it delivered as its capture begins, so a delivery during the
+    /// capture would make the round's cut wrong.
+    @Test func aStateThatReceivesWhileItIsCapturedIsRefused() throws {
+        let result = try Self.probe("receiving-state", ranks: 2, ["--interval", "0.2"], ["receiving-state", "400"])
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("must not call the communicator (compute it before the call)"), "\(result.stderr)")
+        #expect(result.events("commit").isEmpty, "no round commits on such a capture")
+    }
+
     /// A program that returns without calling `finish()` is told so at once, by name, with the
     /// last safe point it passed (not restarted until its restarts run out).
     @Test func aProgramThatForgetsFinishIsToldSo() throws {

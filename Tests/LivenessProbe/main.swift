@@ -19,6 +19,9 @@
 //   lifeline-liveness forgetful ROUNDS
 //       A ring shift that forgets to take its restored state (it never calls `restore`): after
 //       a rollback it passes its first safe point again, which the runtime must name.
+//   lifeline-liveness receiving-state ROUNDS
+//       A ring shift whose safe point is given a state expression that receives the round's
+//       message: refused at the first capture (what it delivered is no longer what it said).
 //   lifeline-liveness backwards
 //       Passes safe point 5, then 3: refused, alone as under `lifeline run`.
 //   lifeline-liveness pause SECONDS
@@ -242,6 +245,26 @@ case "pause":
 case "random":
     try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 300, pauseMicroseconds: 1_000) { _ in
         bytes([UInt64.random(in: 0...UInt64.max)])
+    }
+case "receiving-state":
+    // The state given to a safe point is an expression that receives a message, which runs
+    // only when the runtime captures: refused there, said, and exit 1.
+    func receivedIntoState() -> Progress {
+        state.mix((try? comm.receive(from: left, tag: 1).bytes) ?? [])
+        return state
+    }
+    do {
+        while state.round < (Int(arguments[2]) ?? 300) {
+            try comm.send([UInt8(truncatingIfNeeded: state.round)], to: right, tag: 1)
+            try comm.safePoint(step: state.round, state: receivedIntoState())
+            state.round += 1
+            usleep(2_000)
+        }
+        try comm.finish()
+    } catch {
+        let line = Array("lifeline-liveness: \(error)\n".utf8)
+        _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        exit(1)
     }
 case "forgetful", "backwards":
     // The runtime refuses these programs: say why and exit 1, as a program handles its errors
