@@ -44,6 +44,9 @@ final class Connection {
     /// The inbound ring's address (nil on a socket), held apart so that a spinning receiver's
     /// look at it touches nothing reference-counted.
     private let inboundRing: UnsafeMutableRawPointer?
+    /// With rings: the bytes ever read from the inbound ring, counted here and published to
+    /// the peer (its room) an eighth of the ring at a time (`lifeline_ring_release`).
+    @exclusivity(unchecked) private var ringHead: UInt64 = 0
     /// With rings: the peer's end of the socket is closed (it exited or died); what is left in
     /// the inbound ring is read, then the connection closes.
     @exclusivity(unchecked) private var peerEnded = false
@@ -72,6 +75,7 @@ final class Connection {
         self.rings = rings
         self.roomSpinSeconds = roomSpinSeconds
         inboundRing = rings?.inbound
+        if let inbound = rings?.inbound { ringHead = lifeline_ring_published_head(inbound) }
         buffer = [UInt8](repeating: 0, count: Self.bufferBytes)
         if rings == nil { Socket.tune(fd) }
         var domain: Int32 = 0
@@ -96,14 +100,14 @@ final class Connection {
     /// spinning receiver checks.
     var hasRingData: Bool {
         guard let inboundRing, !isClosed else { return false }
-        return lifeline_ring_has_data(inboundRing) != 0
+        return lifeline_ring_has_data(inboundRing, ringHead) != 0
     }
 
     /// Before the owner sleeps in poll(2): marks the inbound ring so the peer's next write wakes
     /// it through the socket. True when bytes are there already (then do not sleep).
     func armBeforeSleep() -> Bool {
         guard let inboundRing, !isClosed else { return false }
-        return lifeline_ring_arm_consumer(inboundRing) != 0
+        return lifeline_ring_arm_consumer(inboundRing, ringHead) != 0
     }
 
     /// After the wait: the owner is awake (whatever woke it).
@@ -149,13 +153,16 @@ final class Connection {
             }
         }
         var corrupt: Int32 = 0
-        let received = lifeline_ring_read(rings.inbound, rings.capacity, target, count, &corrupt)
+        let received = lifeline_ring_read(rings.inbound, rings.capacity, &ringHead, target, count, &corrupt)
         if corrupt != 0 {
             close()
             return -2
         }
         if received > 0 {
-            if lifeline_ring_producer_needs_wake(rings.inbound) != 0 { wakePeer() }
+            if lifeline_ring_release(rings.inbound, rings.capacity, ringHead) != 0,
+               lifeline_ring_producer_needs_wake(rings.inbound) != 0 {
+                wakePeer()
+            }
             return received
         }
         return peerEnded ? 0 : -1

@@ -84,6 +84,43 @@ struct SharedRingsTests {
         #expect(replies == [[9, 9]])
     }
 
+    /// The reader publishes what it read (the writer's room) an eighth of the ring at a time, not
+    /// on every message; a writer that finds the ring full meanwhile still gets its room.
+    @Test func aReaderPublishesItsCountAnEighthOfTheRingAtATime() throws {
+        let (connector, acceptor) = try connectedPair()  // 4 KiB rings: published every 512 bytes
+        let published = { try #require(acceptor.rings).inbound.load(fromByteOffset: 64, as: UInt64.self) }
+        let (head, _) = dataFrame([1], sequence: 0)
+        let frameBytes = UInt64(head.count + 1)
+        var read = 0
+        var sent: UInt64 = 0
+        while sent + frameBytes < 512 {
+            #expect(connector.write(head: head, payload: [1]) { _ in Issue.record("a small frame waited for room") })
+            sent += frameBytes
+            #expect(try acceptor.readAvailable { _ in read += 1 })
+        }
+        #expect(try published() == 0, "the reader published its count before an eighth of the ring was read")
+        #expect(connector.write(head: head, payload: [1]) { _ in })
+        #expect(try acceptor.readAvailable { _ in read += 1 })
+        #expect(try published() == sent + frameBytes, "an eighth of the ring read, and the count not published")
+        // A writer with more than the ring to send waits for room, and is woken, each time.
+        let big = [UInt8](repeating: 3, count: 3 * 4096)
+        let (bigHead, _) = dataFrame(big, sequence: 1)
+        var arrived: [UInt8] = []
+        var waits = 0
+        var unwoken = 0
+        let written = try connector.write(head: bigHead, payload: big) { fd in
+            waits += 1
+            _ = try acceptor.readAvailable { if case .data(_, let bytes) = $0 { arrived = bytes } }
+            if !isReadable(fd) { unwoken += 1 }
+            connector.socketReadable()
+        }
+        #expect(written)
+        #expect(waits > 0 && unwoken == 0, "\(waits) waits for room, \(unwoken) of them not woken")
+        #expect(try acceptor.readAvailable { if case .data(_, let bytes) = $0 { arrived = bytes } })
+        #expect(arrived == big)
+        #expect(read == Int(sent / frameBytes) + 1)
+    }
+
     /// A receiver that armed its ring before sleeping is woken by the next write, through the
     /// socket; one that is spinning (not armed) costs the writer no system call and gets no byte.
     @Test func onlyAReceiverThatMaySleepIsWoken() throws {

@@ -130,13 +130,21 @@ static int tcp(const char *role, const char *address, int port, int trips, int m
     return 1;
 }
 
-/* Moves all of `length` bytes through a ring, spinning while it is full (writing) or empty. */
+/* This process's count of the bytes it read from its inbound ring (each side reads one). */
+static uint64_t read_head = 0;
+
+/* Moves all of `length` bytes through a ring, spinning while it is full (writing) or empty;
+   a read publishes its count as Lifeline's does (`lifeline_ring_release`). */
 static void ring_full(void *ring, uint64_t capacity, char *buffer, size_t length, int reading) {
     size_t done = 0;
     int corrupt = 0;
     while (done < length) {
-        done += reading ? lifeline_ring_read(ring, capacity, buffer + done, length - done, &corrupt)
-                        : lifeline_ring_write(ring, capacity, buffer + done, length - done, NULL, 0, &corrupt);
+        if (reading) {
+            done += lifeline_ring_read(ring, capacity, &read_head, buffer + done, length - done, &corrupt);
+            lifeline_ring_release(ring, capacity, read_head);
+        } else {
+            done += lifeline_ring_write(ring, capacity, buffer + done, length - done, NULL, 0, &corrupt);
+        }
     }
 }
 
