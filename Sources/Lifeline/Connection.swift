@@ -352,15 +352,14 @@ final class Connection {
         if let rings { return try write(head: headBytes, payload: payload, into: rings, whileBlocked: whileBlocked) }
         let total = headBytes.count + payload.count
         var written = 0
-        if total <= Self.coalescedBytesMax {
+        if total > 0, total <= Self.coalescedBytesMax {
             // A small frame goes in one piece from the stack: send(2) of one buffer costs the
-            // kernel less than sendmsg(2) of two (the vectors are copied in and checked).
+            // kernel less than sendmsg(2) of two (the vectors are copied in and checked). What
+            // it does not take, or an error, goes on below as any write's.
             let sent = withUnsafeTemporaryAllocation(byteCount: total, alignment: 8) { frame in
-                frame.baseAddress!.copyMemory(from: headBytes.baseAddress!, byteCount: headBytes.count)
+                frame.copyMemory(from: headBytes)
                 payload.withUnsafeBytes { bytes in
-                    if let source = bytes.baseAddress {
-                        (frame.baseAddress! + headBytes.count).copyMemory(from: source, byteCount: bytes.count)
-                    }
+                    UnsafeMutableRawBufferPointer(rebasing: frame[headBytes.count...]).copyMemory(from: bytes)
                 }
                 return send(fd, frame.baseAddress, total, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
             }
