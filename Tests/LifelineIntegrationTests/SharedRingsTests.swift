@@ -102,7 +102,15 @@ struct SharedRingsTests {
         #expect(connector.write(head: head, payload: [1]) { _ in })
         #expect(try acceptor.readAvailable { _ in read += 1 })
         #expect(try published() == sent + frameBytes, "an eighth of the ring read, and the count not published")
-        // A writer with more than the ring to send waits for room, and is woken, each time.
+        // Two frames read past it, not published: the ring then fills with room the writer
+        // cannot see, and a writer with more than the ring to send waits for room, and is
+        // woken, each time.
+        for _ in 0..<2 {
+            #expect(connector.write(head: head, payload: [1]) { _ in })
+            #expect(try acceptor.readAvailable { _ in read += 1 })
+        }
+        #expect(try published() == sent + frameBytes, "two small frames read, and the count published")
+        sent += 2 * frameBytes
         let big = [UInt8](repeating: 3, count: 3 * 4096)
         let (bigHead, _) = dataFrame(big, sequence: 1)
         var arrived: [UInt8] = []
@@ -118,7 +126,7 @@ struct SharedRingsTests {
         #expect(waits > 0 && unwoken == 0, "\(waits) waits for room, \(unwoken) of them not woken")
         #expect(try acceptor.readAvailable { if case .data(_, let bytes) = $0 { arrived = bytes } })
         #expect(arrived == big)
-        #expect(read == Int(sent / frameBytes) + 1)
+        #expect(read == Int(sent / frameBytes) + 1, "\(read) frames read")
     }
 
     /// A receiver that armed its ring before sleeping is woken by the next write, through the
