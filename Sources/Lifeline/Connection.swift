@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CLifelineSupport
 import LifelineCore
+import LifelineStorage
 
 /// A complete frame read from a connection.
 enum InboundFrame {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import LifelineCore
+import LifelineStorage
 
 /// `--trace-deliveries`: each rank writes what it sends, delivers and captures to
 /// `RUN/trace/rank-R.I.tsv` (R the rank, I the incarnation), one tab-separated line each:

@@ -5,6 +5,7 @@ import Darwin
 #endif
 import LifelineCore
 import CLifelineSupport
+import LifelineStorage
 
 /// Thin wrappers over the POSIX socket calls the runtime uses: Unix-domain stream sockets in
 /// Linux's abstract namespace (no file, no 108-byte path problem, gone with the process).
@@ -113,11 +114,4 @@ enum Socket {
     private static func transportError(_ what: String) -> LifelineError {
         LifelineError(.transport, "\(what) failed: \(String(cString: strerror(errno)))")
     }
-}
-
-/// Seconds on the monotonic clock.
-func monotonicSeconds() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }

@@ -159,13 +159,10 @@ package struct MemoryLevel: Sendable {
         let previous = open(folder + "/" + Self.ownerLockName, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
         defer { if previous >= 0 { close(previous) } }
         if previous >= 0 {
-            var now = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &now)
-            let deadline = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + patienceSeconds
+            let deadline = monotonicSeconds() + patienceSeconds
             // Only a lock held elsewhere is waited for; a file system that cannot lock is not.
             while flock(previous, LOCK_EX | LOCK_NB) != 0, errno == EWOULDBLOCK {
-                clock_gettime(CLOCK_MONOTONIC, &now)
-                guard Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 < deadline else { return .held }
+                guard monotonicSeconds() < deadline else { return .held }
                 usleep(10_000)
             }
         }

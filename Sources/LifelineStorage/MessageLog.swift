@@ -170,18 +170,12 @@ package final class MessageLog {
     /// The index the next appended record gets.
     package var nextIndex: UInt64 { firstIndex + UInt64(records.count) }
 
-    private static func monotonicSeconds() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-    }
-
     /// Appends records and makes them durable on both mirrors before returning (A first). A
     /// batch that would take the newest segment past its size starts a new segment.
     package func append(_ payloads: [[UInt8]]) throws(StorageError) {
         guard !payloads.isEmpty else { return }
-        let started = Self.monotonicSeconds()
-        defer { syncSeconds += Self.monotonicSeconds() - started }
+        let started = monotonicSeconds()
+        defer { syncSeconds += monotonicSeconds() - started }
         var bytes: [UInt8] = []
         try checkUsable()
         for payload in payloads {

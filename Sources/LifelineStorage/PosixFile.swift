@@ -287,3 +287,12 @@ enum PosixFile {
         }
     }
 }
+
+/// Seconds on the monotonic clock: the one clock for waits, deadlines and measured durations in
+/// the storage layer and the runtime above it.
+@inlinable
+package func monotonicSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 @testable import Lifeline
 import LifelineCore
+import LifelineStorage
 import Testing
 
 /// The framed connection and the rank's wait for START, over a real socket pair, in-process:

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 @testable import Lifeline
 import LifelineCore
+import LifelineStorage
 import Synchronization
 import Testing
 

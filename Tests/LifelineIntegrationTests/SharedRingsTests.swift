@@ -5,6 +5,7 @@ import CLifelineSupport
 import Foundation
 @testable import Lifeline
 import LifelineCore
+import LifelineStorage
 import Testing
 
 /// Connections between ranks of one host through shared-memory rings, in-process over a real
