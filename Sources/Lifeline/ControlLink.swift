@@ -57,14 +57,16 @@ private func sayProgramExit(_ status: Int32, _: UnsafeMutableRawPointer?) {
     registered.link.trySend(.exiting(status: status))
 }
 
-/// A rank on another host under `--levels memory,disk`: its folder in memory there and its rank,
-/// whose copies it removes once the job is released (`RankRuntime.finish`).
-let copiesRemovedAtExit = Mutex<(folder: String, rank: Int)?>(nil)
+/// A rank on another host under `--levels memory,disk`: its folder in memory there, its rank,
+/// whose copies it removes once the job is released (`RankRuntime.finish`), and the folder's
+/// ranks' lock it holds (`MemoryLevel.holdRanksLock`; nil if it could not), let go then.
+let copiesRemovedAtExit = Mutex<(folder: String, rank: Int, lock: Int32?)?>(nil)
 
 /// Ends a rank whose supervisor has gone: no orphaned processes. (A rank on another host leaves
 /// its copies in memory there: its link may have dropped while the supervisor lives, which then
 /// relaunches it on that host to restore from them. A later rank of it on that host removes
-/// what it does not restore, `MemoryLevel.removeCopies(of:except:)`.)
+/// what it does not restore, `MemoryLevel.removeCopies(of:except:)`; once no rank of the job
+/// lives on the host, a rank of the next job there removes the folder, `MemoryLevel.reclaimAbandoned`.)
 func supervisorGone() -> Never {
     _exit(RuntimeExitStatus.linkLost)
 }

@@ -267,12 +267,14 @@ extension RankRuntime {
         writer?.drain()
         // The job is released and its lines are on disk: on another host nothing else removes
         // this rank's copies in memory, nor those the host kept for its partner's ranks.
-        if let (folder, rank) = copiesRemovedAtExit.withLock({ $0 }) {
+        if let (folder, rank, lock) = copiesRemovedAtExit.withLock({ $0 }) {
             let level = MemoryLevel(folder: folder)
             if let host = launch?.hosts?.host {
                 level.removeCopies(ofRanksOtherThan: Set(peerAddresses.indices.filter { peerAddresses[$0]?.host == host }))
             }
             level.removeCopies(of: rank)
+            // The last of the job's ranks on the host to let go removes the folder.
+            if let lock { level.releaseRanksLock(lock) }
         }
     }
 }

@@ -75,7 +75,8 @@ extension RankRuntime {
             case .peerAddress(let peer, let address):
                 notePeerAddress(peer, address)  // read before START
             case .start, .peerAddresses, .writeMirrors, .logMirrorFailed, .heartbeat, .stepReport, .captured, .logEvents, .eventsLogged, .eventRecords, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
-                 .replayComplete, .caughtUp, .frozen, .waitReport, .nondeterminism, .drained, .stopping, .exiting:
+                 .replayComplete, .caughtUp, .frozen, .waitReport, .nondeterminism, .drained, .stopping, .exiting,
+                 .memoryReclaimed:
                 break  // not for a rank, or already handled
             }
         }

@@ -296,13 +296,24 @@ final class RankRuntime {
         launch.apply(plan)
         if launch.hosts != nil, let memory = launch.memoryLevel {
             // On another host the rank makes the job's folder in that host's memory (a copy
-            // that cannot be written there goes to disk alone, as one over `--memory-max`),
-            // removes what earlier ranks of it left there but the copy it restores (its START
-            // names it), and removes its copies when the job ends.
+            // that cannot be written there goes to disk alone, as one over `--memory-max`) and
+            // holds its lock with the job's other ranks there, so that no other job takes it
+            // for abandoned; it removes what earlier ranks of it left there but the copy it
+            // restores (its START names it), and removes its copies when the job ends.
             let level = MemoryLevel(folder: memory.folder)
-            try? level.create()
+            let lock = level.holdRanksLock()
+            if lock == nil { try? level.create() }
             level.removeCopies(of: launch.rank.rawValue, except: launch.restoreEpoch.rawValue)
-            copiesRemovedAtExit.withLock { $0 = (memory.folder, launch.rank.rawValue) }
+            copiesRemovedAtExit.withLock { $0 = (memory.folder, launch.rank.rawValue, lock) }
+            // No supervisor runs on this host to remove what jobs whose supervisor was killed
+            // left in its memory: their ranks' locks are free, and a rank of a job starting here
+            // removes them, and says so.
+            if !launch.restarted, MemoryLevel.isMemoryFileSystem(memory.folder) {
+                let root = (memory.folder as NSString).deletingLastPathComponent
+                for (folder, bytes) in MemoryLevel.reclaimAbandoned(root: root, sparingJobOf: memory.folder) {
+                    control.send(.memoryReclaimed(folder: folder, bytes: UInt64(bytes)))
+                }
+            }
             // Said once per host, as the supervisor says it of its own: by the host's lowest
             // rank, at the job's start.
             if !launch.restarted, let hosts = launch.hosts,

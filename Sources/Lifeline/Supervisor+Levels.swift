@@ -10,16 +10,18 @@ import LifelineStorage
 /// kept an older checkpoint under minimal checkpoints, before). What to record and which lines to keep for a
 /// drain is decided by `DrainTracker` (LifelineCore); this performs it.
 extension Supervisor {
-    /// Removes the level-1 folders that supervisors killed on this host left in the memory
-    /// root (`MemoryLevel.reclaimAbandoned`): nothing reads them again (a resume restarts from
-    /// disk), and they would hold the host's memory until it restarts. Each is said
-    /// (`memory_reclaimed`). Only in a memory file system, which is the host's own and whose
-    /// locks are the kernel's: a folder on a network file system may be another host's, and
-    /// its locks may be emulated per process or per host.
+    /// Removes the level-1 folders that jobs whose supervisor was killed left in this host's
+    /// memory root (`MemoryLevel.reclaimAbandoned`): nothing reads them again (a resume
+    /// restarts from disk), and they would hold the host's memory until it restarts. Each is
+    /// said (`memory_reclaimed`). On a job of one host; on several, a rank of the job removes
+    /// those of the host it starts on, the supervisor's host included when it runs ranks.
+    /// Only in a memory file system, which is the host's own and whose locks are the kernel's:
+    /// a folder on a network file system may be another host's, and its locks may be emulated
+    /// per process or per host.
     func reclaimAbandonedMemory() {
         let root = configuration.memoryRoot ?? JobConfiguration.memoryRootDefault
-        guard MemoryLevel.isMemoryFileSystem(root) else { return }
-        for (folder, bytes) in MemoryLevel.reclaimAbandoned(root: root, except: memoryLevel?.folder) {
+        guard memoryLevel != nil, MemoryLevel.isMemoryFileSystem(root) else { return }
+        for (folder, bytes) in MemoryLevel.reclaimAbandoned(root: root, sparingJobOf: memoryLevel?.folder) {
             events.record("memory_reclaimed", ["folder": .string(folder), "bytes": .int(bytes)])
         }
     }

@@ -105,6 +105,11 @@ extension Supervisor {
             runtimeStops[rank.rawValue] = status
         case .exiting(let status):
             programExits[rank.rawValue] = status
+        case .memoryReclaimed(let folder, let bytes):
+            events.record("memory_reclaimed", [
+                "folder": .string(folder), "bytes": .int(Int(clamping: bytes)), "rank": .int(rank.rawValue),
+                "host": .string(hostJob?.addresses[rank.rawValue]?.host ?? ""),
+            ])
         case .logMirrorFailed(let mirrors, let reason):
             events.record("log_mirror_failed", ["rank": .int(rank.rawValue), "reason": .string(reason)])
             if let mirror = mirrors.mirrors.first { try mirrorFailed(mirror, reason: reason, byRank: true) }

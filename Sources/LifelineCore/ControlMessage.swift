@@ -214,12 +214,17 @@ package enum ControlMessage: Sendable, Equatable {
     /// host the supervisor does not take a program's own status 3 for a rank that lost its link
     /// (the runtime's own exits skip the handler).
     case exiting(status: Int32)
+    /// `--levels memory,disk` on several hosts: the rank removed `folder`, which a job whose
+    /// supervisor died left in its host's memory (`MemoryLevel.reclaimAbandoned`), and the
+    /// `bytes` its files held.
+    case memoryReclaimed(folder: String, bytes: UInt64)
 
     private enum Code: UInt8 {
         case start = 1, checkpointRequest, safePointChosen, checkpointDone, abort, release, peerRestarted, freeze, thaw, trim
         case waitQuery, writeMirrors, cut, eventsLogged, eventRecords, peerAddresses, signal, peerAddress, collectHostGarbage
         case heartbeat = 20, stepReport, ack, snapshotFailed, finished, checkpointWanted, faultFired, replayComplete, frozen
         case waitReport, nondeterminism, logMirrorFailed, captured, logEvents, drained, caughtUp, stopping, exiting
+        case memoryReclaimed
     }
 
     /// The complete frame, prefix included.
@@ -391,6 +396,10 @@ package enum ControlMessage: Sendable, Equatable {
         case .exiting(let status):
             writer.write(Code.exiting.rawValue)
             writer.write(status)
+        case .memoryReclaimed(let folder, let bytes):
+            writer.write(Code.memoryReclaimed.rawValue)
+            writer.write(bytes)
+            writer.write(folder)
         }
     }
 
@@ -519,6 +528,9 @@ package enum ControlMessage: Sendable, Equatable {
         case .caughtUp: message = .caughtUp(step: try step())
         case .stopping: message = .stopping(status: try reader.read(Int32.self))
         case .exiting: message = .exiting(status: try reader.read(Int32.self))
+        case .memoryReclaimed:
+            let bytes = try reader.read(UInt64.self)
+            message = .memoryReclaimed(folder: try reader.readString(), bytes: bytes)
         }
         guard reader.isAtEnd else { throw WireError("\(reader.remainingCount) stray bytes after control message") }
         return message

@@ -73,7 +73,8 @@ extension Simulation {
         case .waitQuery:
             break
         case .start, .heartbeat, .stepReport, .captured, .logEvents, .ack, .snapshotFailed, .finished, .checkpointWanted, .faultFired,
-             .replayComplete, .caughtUp, .frozen, .waitReport, .nondeterminism, .logMirrorFailed, .drained, .stopping, .exiting:
+             .replayComplete, .caughtUp, .frozen, .waitReport, .nondeterminism, .logMirrorFailed, .drained, .stopping, .exiting,
+             .memoryReclaimed:
             throw Violation("rank \(rank) got \(message), which only ranks send")
         }
         wake(rank, after: 0)

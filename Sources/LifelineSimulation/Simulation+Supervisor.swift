@@ -374,7 +374,7 @@ extension Simulation {
             report.nondeterminismDetected += 1
             eventLog?("  rank \(rank) caught nondeterminism: message \(sequence.rawValue) from \(source); the job stops")
             finished = true
-        case .faultFired, .waitReport, .logMirrorFailed, .drained, .stopping, .exiting:
+        case .faultFired, .waitReport, .logMirrorFailed, .drained, .stopping, .exiting, .memoryReclaimed:
             break  // storage faults and levels are not modelled (no simulated rank sends a drain)
         case .start, .checkpointRequest, .safePointChosen, .cut, .eventsLogged, .eventRecords, .checkpointDone, .abort, .release, .peerRestarted, .peerAddresses, .peerAddress, .collectHostGarbage, .signal, .freeze, .thaw,
              .trim, .waitQuery, .writeMirrors:

@@ -111,8 +111,64 @@ package struct MemoryLevel: Sendable {
     /// Hidden, and named as no copy is.
     static let ownerLockName = ".supervisor-lock"
 
+    /// The file that the ranks of a job on a host hold locked, each with a shared `flock(2)`, in
+    /// the job's folder there for as long as each lives (`holdRanksLock`), on a job whose ranks
+    /// run on several hosts (no supervisor runs there to hold `ownerLockName`). A folder whose
+    /// lock another process can take whole has no live rank of its job on the host: its
+    /// supervisor was killed (its ranks exit when it goes, and leave their copies for a
+    /// relaunch on the host that never comes), and `reclaimAbandoned` removes it. Hidden, and
+    /// named as no copy is.
+    static let ranksLockName = ".ranks-lock"
+
     /// The name a folder being reclaimed takes before it is removed (`reclaimAbandoned`).
     static let reclaimingPrefix = "lifeline-reclaiming-"
+
+    /// Whether the lock file open as `fd` is still the one named `path`: not one that a folder
+    /// renamed aside took with it, nor one made in its place since.
+    private static func isStillNamed(_ fd: Int32, _ path: String) -> Bool {
+        var held = stat(), named = stat()
+        return fstat(fd, &held) == 0 && lstat(path, &named) == 0 && held.st_ino == named.st_ino && held.st_dev == named.st_dev
+    }
+
+    /// Makes the folder if it is not there and holds its ranks' lock (`ranksLockName`), shared
+    /// with the job's other ranks on the host, until this process ends or `releaseRanksLock`
+    /// (close-on-exec: what the program starts does not hold it). A process removing the
+    /// folder as abandoned holds the lock alone while it renames the folder aside: the lock is
+    /// waited for (up to `patienceSeconds`), and taken again in a folder made anew if the
+    /// folder was moved meanwhile. Nil when it cannot be held: the folder then stays
+    /// unlocked, left alone by `reclaimAbandoned` as a folder of an older version is.
+    package func holdRanksLock(patienceSeconds: Double = 5) -> Int32? {
+        let path = folder + "/" + Self.ranksLockName
+        let deadline = monotonicSeconds() + patienceSeconds
+        while monotonicSeconds() < deadline {
+            try? create()
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard fd >= 0 else { return nil }
+            var locked = flock(fd, LOCK_SH | LOCK_NB) == 0
+            while !locked, errno == EWOULDBLOCK, monotonicSeconds() < deadline {
+                usleep(10_000)
+                locked = flock(fd, LOCK_SH | LOCK_NB) == 0
+            }
+            if locked, Self.isStillNamed(fd, path) { return fd }
+            close(fd)
+            guard locked else { return nil }
+            // The folder was reclaimed while this process waited: make it anew and lock that.
+        }
+        return nil
+    }
+
+    /// Lets go of the lock `holdRanksLock` gave (`fd`). The last of the job's ranks on the host
+    /// to let go — the one that can then take the lock whole — removes the lock and the folder
+    /// when nothing else is in it (every rank removed its copies as the job ended); a folder
+    /// that still holds copies keeps its lock file, free, for `reclaimAbandoned`.
+    package func releaseRanksLock(_ fd: Int32) {
+        defer { close(fd) }
+        let path = folder + "/" + Self.ranksLockName
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0, Self.isStillNamed(fd, path),
+              PosixFile.entries(folder) == [Self.ranksLockName] else { return }
+        unlink(path)
+        rmdir(folder)
+    }
 
     /// Locks the folder for this process until it ends or closes the descriptor returned
     /// (close-on-exec: the ranks it starts do not hold it). The lock file is made and locked
@@ -171,16 +227,24 @@ package struct MemoryLevel: Sendable {
         return .taken(lock: try? holdOwnerLock())
     }
 
-    /// Removes the job folders under `root` that their supervisor left when it died: those
-    /// whose owner lock (`ownerLockName`) this process can take, but `own` (the caller's). A
-    /// folder with no such lock is left alone: a job's on several hosts, which its ranks make
-    /// and remove (no supervisor runs there), or one made before the lock was. Each folder is
+    /// The job a folder named `name` belongs to: `lifeline-<job>` on one host,
+    /// `lifeline-<job>-<host>` on several (a job's ID holds no `-`).
+    static func jobName(ofFolder name: String) -> Substring {
+        name.dropFirst("lifeline-".count).prefix { $0 != "-" }
+    }
+
+    /// Removes the job folders under `root` that were left when their supervisor died: those
+    /// whose lock this process can take whole — the supervisor's (`ownerLockName`) on a job of
+    /// one host, the ranks' (`ranksLockName`) on a job of several — but the folders of the job
+    /// `own` (the caller's folder) belongs to. A folder with no lock is left alone: one made
+    /// before the locks were, or one whose process could not make its lock. Each folder is
     /// first renamed out of the job's name (`reclaimingPrefix`), its lock still held, then
-    /// removed, so that a new supervisor of the job finds the whole old folder or none; one
-    /// that a process died removing is removed by the next. Returns each folder removed (by
-    /// its job's name), with the bytes its files held. The locks must be the kernel's (a local
+    /// removed, so that a new process of the job finds the whole old folder or none; one that
+    /// a process died removing is removed by the next (one still being removed, by a process
+    /// that lives, is left to it). Returns each folder removed (by its
+    /// job's name), with the bytes its files held. The locks must be the kernel's (a local
     /// file system: the caller reclaims in a memory file system only).
-    package static func reclaimAbandoned(root: String, except own: String? = nil) -> [(folder: String, bytes: Int)] {
+    package static func reclaimAbandoned(root: String, sparingJobOf own: String? = nil) -> [(folder: String, bytes: Int)] {
         var reclaimed: [(folder: String, bytes: Int)] = []
         let root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
         let base = root == "/" ? "" : root
@@ -191,22 +255,26 @@ package struct MemoryLevel: Sendable {
             }
             return (try? PosixFile.removeTree(path)) != nil ? bytes : nil
         }
+        let spared = own.map { jobName(ofFolder: ($0 as NSString).lastPathComponent) }
         for name in PosixFile.entries(root) where name.hasPrefix("lifeline-") {
             let folder = base + "/" + name
-            guard folder != own, PosixFile.isDirectory(folder) else { continue }
+            guard spared == nil || jobName(ofFolder: name) != spared, PosixFile.isDirectory(folder) else { continue }
             if name.hasPrefix(reclaimingPrefix) {
+                // Named by the process removing it: only one that died doing so leaves it.
+                let remover = name.dropFirst(reclaimingPrefix.count).prefix { $0 != "-" }
+                guard let pid = pid_t(remover), kill(pid, 0) != 0, errno == ESRCH else { continue }
                 if let bytes = removed(folder) { reclaimed.append((folder, bytes)) }
                 continue
             }
-            let lockPath = folder + "/" + ownerLockName
-            let fd = open(lockPath, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
-            guard fd >= 0 else { continue }
+            guard let (fd, lockPath) = [ownerLockName, ranksLockName].lazy.compactMap({ lockName -> (Int32, String)? in
+                let path = folder + "/" + lockName
+                let fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+                return fd >= 0 ? (fd, path) : nil
+            }).first else { continue }
             defer { close(fd) }
-            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }  // its supervisor lives
-            // Still the folder's lock: not one that a new supervisor of the job put there since.
-            var held = stat(), named = stat()
-            guard fstat(fd, &held) == 0, lstat(lockPath, &named) == 0,
-                  held.st_ino == named.st_ino, held.st_dev == named.st_dev else { continue }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }  // its supervisor, or a rank of it, lives
+            // Still the folder's lock: not one that a new process of the job put there since.
+            guard isStillNamed(fd, lockPath) else { continue }
             let aside = base + "/" + reclaimingPrefix + "\(getpid())-" + name.dropFirst("lifeline-".count)
             guard rename(folder, aside) == 0, let bytes = removed(aside) else { continue }
             reclaimed.append((folder, bytes))

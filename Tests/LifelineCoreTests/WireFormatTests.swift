@@ -68,6 +68,7 @@ struct WireFormatTests {
         .faultFired(index: 2),
         .replayComplete(deliveries: 42),
         .caughtUp(step: 400), .caughtUp(step: -1), .stopping(status: 5), .stopping(status: 6), .collectHostGarbage, .exiting(status: 3),
+        .memoryReclaimed(folder: "/dev/shm/lifeline-0123456789abcdef-node1", bytes: 1 << 33),
         // Independent checkpoints: an ACK with its interval's dependency vector, and the freeze
         // of a recovery, its answer, the thaw, and the trimming after the line moved.
         .ack(Epoch(3), Acknowledgement(step: 30, snapshotBytes: 9, outputOffset: 0, delivered: sets,
@@ -119,7 +120,7 @@ struct WireFormatTests {
 
     @Test func controlMessageRefusesUnknownCodes() {
         let known: Set<UInt8> = Set(Self.everyControlMessage.map { $0.frame()[FramePrefix.byteCount] })
-        #expect(known.count == 34, "a control message case is missing from the list: codes \(known.sorted())")
+        #expect(known.count == 35, "a control message case is missing from the list: codes \(known.sorted())")
         for code in UInt8.min...UInt8.max where !known.contains(code) {
             #expect(throws: WireError.self, "code \(code) decoded") { try ControlMessage.decode([code] + [UInt8](repeating: 0, count: 40)) }
         }

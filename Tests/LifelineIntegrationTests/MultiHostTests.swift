@@ -132,6 +132,48 @@ import Testing
                 "the ranks' folders in memory outlived the job")
     }
 
+    /// A supervisor killed on a job of several hosts: its ranks exit as their links drop and
+    /// leave their folders in each host's memory, which no supervisor runs there to remove.
+    /// Once no rank of that job holds a folder's lock, a rank of the next job on the host
+    /// removes it and says so (`memory_reclaimed`, with the host it ran on); a folder whose
+    /// ranks' lock is held (here by this process, as a live job's rank holds it) stays; the
+    /// next job ends with the failure-free bits and leaves no folder of its own.
+    @Test func aKilledSupervisorsFoldersOnHostsAreReclaimedByTheNextJobsRanks() throws {
+        let reference = try #require(Self.failureFree)
+        let memoryRoot = try Self.memoryRoot("multihost-reclaim")
+        defer { try? FileManager.default.removeItem(atPath: memoryRoot) }
+        let killed = try Self.run(
+            "multihost-reclaim-killed", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--levels", "memory,disk", "--memory-root", memoryRoot, "--drain-every", "1000", "--inject", "kill:supervisor,epoch=2"])
+        #expect(killed.status != 0)
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: memoryRoot)) ?? []).sorted()
+        #expect(left.count == 2 && left.allSatisfy { folder in
+            ((try? FileManager.default.contentsOfDirectory(atPath: memoryRoot + "/" + folder)) ?? []).contains { $0.hasSuffix(".l1") }
+        }, "each host's folder holds the killed job's copies: \(left)")
+        // The killed job's ranks exit once they find their links gone: wait (20 s at most)
+        // until none holds its folder's lock.
+        let deadline = Date().addingTimeInterval(20)
+        for folder in left {
+            let fd = open(memoryRoot + "/" + folder + "/.ranks-lock", O_RDWR | O_CLOEXEC)
+            #expect(fd >= 0, "\(folder) has no ranks' lock")
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            while flock(fd, LOCK_EX | LOCK_NB) != 0, Date() < deadline { usleep(20_000) }
+        }
+        let live = MemoryLevel(folder: MemoryLevel.folder(root: memoryRoot, jobID: "0123456789abcdef", host: "127.0.0.2"))
+        let lock = try #require(live.holdRanksLock())
+        defer { close(lock) }
+        let next = try Self.run(
+            "multihost-reclaim-next", hosts: "127.0.0.1,127.0.0.2", launchCommand: "sh -c {cmd}",
+            ["--levels", "memory,disk", "--memory-root", memoryRoot])
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(next.resultLines.last == reference)
+        let reclaimed = next.events("memory_reclaimed")
+        #expect(reclaimed.compactMap { $0["folder"] as? String }.sorted() == left.map { memoryRoot + "/" + $0 }, "\(reclaimed)")
+        #expect(reclaimed.allSatisfy { ($0["bytes"] as? Int ?? 0) > 0 && !($0["host"] as? String ?? "").isEmpty }, "\(reclaimed)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: memoryRoot)) ?? []) == [(live.folder as NSString).lastPathComponent])
+    }
+
     /// A copy damaged in another host's memory, which the supervisor took for held unread: with
     /// no round drained, rank 3 (on the second host) is stopped once a line committed, every
     /// copy of it there damaged, and it is killed. Every rank rolls back to that line from

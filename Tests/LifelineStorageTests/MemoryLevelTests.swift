@@ -106,7 +106,7 @@ import Testing
         let own = MemoryLevel(folder: MemoryLevel.folder(root: root.path, jobID: "own"))
         try own.create()
         close(try own.holdOwnerLock())
-        #expect(MemoryLevel.reclaimAbandoned(root: root.path, except: own.folder).isEmpty)
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path, sparingJobOf: own.folder).isEmpty)
         #expect(PosixFile.isDirectory(own.folder))
         // A new supervisor of a job takes its folder over: not while a live one holds it; from
         // one that died, emptied and locked anew.
@@ -120,12 +120,54 @@ import Testing
         let again = try #require(lock(try unlocked.takeOver()))
         defer { close(again) }
         #expect(PosixFile.entries(unlocked.folder) == [MemoryLevel.ownerLockName])
-        #expect(MemoryLevel.reclaimAbandoned(root: root.path, except: own.folder).isEmpty, "its new lock is held")
-        // A folder that a reclaiming process died removing (renamed aside first) goes too.
-        let aside = root.path + "/" + MemoryLevel.reclaimingPrefix + "1-dead"
-        try FileManager.default.createDirectory(atPath: aside, withIntermediateDirectories: true)
-        #expect(MemoryLevel.reclaimAbandoned(root: root.path, except: own.folder).map(\.folder) == [aside])
-        #expect(!PosixFile.isDirectory(aside))
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path, sparingJobOf: own.folder).isEmpty, "its new lock is held")
+        // A folder that a reclaiming process died removing (renamed aside first, named by its
+        // pid; none has a pid above 2^22) goes too; one that a live process removes is its own.
+        let removing = root.path + "/" + MemoryLevel.reclaimingPrefix + "\(getpid())-removing"
+        let aside = root.path + "/" + MemoryLevel.reclaimingPrefix + "99999999-dead"
+        for folder in [removing, aside] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path, sparingJobOf: own.folder).map(\.folder) == [aside])
+        #expect(!PosixFile.isDirectory(aside) && PosixFile.isDirectory(removing))
+    }
+
+    /// On several hosts a job's ranks on a host share its folder's lock: the folder is taken
+    /// for abandoned only once none of them holds it, never while one does, never by a process
+    /// of the same job (its folders on other hosts that share the memory file system are
+    /// spared too), and the last rank to let go as the job ends removes the folder.
+    @Test func aHostsFolderIsReclaimedOnceNoRankOfItsJobHoldsItsLock() throws {
+        let root = TemporaryFolder()
+        defer { root.remove() }
+        let killed = MemoryLevel(folder: MemoryLevel.folder(root: root.path, jobID: "killed", host: "node1"))
+        let running = MemoryLevel(folder: MemoryLevel.folder(root: root.path, jobID: "running", host: "node1"))
+        let first = try #require(killed.holdRanksLock())
+        let second = try #require(killed.holdRanksLock(), "the ranks of a host share the lock")
+        try write(killed, rank: 0, epoch: 1)
+        try write(killed, rank: 1, epoch: 1)
+        let held = try #require(running.holdRanksLock())
+        try write(running, rank: 2, epoch: 1)
+        close(first)
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path).isEmpty, "a rank of each job still lives")
+        close(second)
+        // A rank of the killed job on another host of this memory file system spares its job.
+        let sibling = MemoryLevel.folder(root: root.path, jobID: "killed", host: "node2")
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path, sparingJobOf: sibling).isEmpty)
+        let reclaimed = MemoryLevel.reclaimAbandoned(root: root.path, sparingJobOf: running.folder)
+        #expect(reclaimed.map(\.folder) == [killed.folder] && (reclaimed.first?.bytes ?? 0) > 0, "\(reclaimed)")
+        #expect(!PosixFile.isDirectory(killed.folder))
+        #expect(running.has(rank: 2, epoch: 1))
+        // A rank that takes the lock again makes the folder anew.
+        let relaunched = try #require(killed.holdRanksLock())
+        #expect(PosixFile.entries(killed.folder) == [MemoryLevel.ranksLockName])
+        close(relaunched)
+        // The job ends on a host: a rank that lets go while another holds the lock leaves the
+        // folder; the last one removes it, once the copies are gone.
+        let other = try #require(running.holdRanksLock())
+        running.releaseRanksLock(held)
+        #expect(PosixFile.isDirectory(running.folder))
+        running.removeCopies(of: 2)
+        running.releaseRanksLock(other)
+        #expect(!PosixFile.isDirectory(running.folder))
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path).map(\.folder) == [killed.folder], "the folder left free is taken")
     }
 
     @Test func aCopyReadsBackAndAnyChangeToItIsRefused() throws {
