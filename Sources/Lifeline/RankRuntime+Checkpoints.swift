@@ -267,7 +267,8 @@ extension RankRuntime {
         writer?.drain()
         // The job is released and its lines are on disk: on another host nothing else removes
         // this rank's copies in memory, nor those the host kept for its partner's ranks.
-        if let (folder, rank, lock) = copiesRemovedAtExit.withLock({ $0 }) {
+        // Taken out, so that the heartbeat no longer touches the lock about to be let go.
+        if let (folder, rank, lock) = copiesRemovedAtExit.withLock({ held in defer { held = nil }; return held }) {
             let level = MemoryLevel(folder: folder)
             if let host = launch?.hosts?.host {
                 level.removeCopies(ofRanksOtherThan: Set(peerAddresses.indices.filter { peerAddresses[$0]?.host == host }))

@@ -294,6 +294,10 @@ final class RankRuntime {
             return true
         }
         launch.apply(plan)
+        // Beating before the folder in memory below is locked, which may wait, and before
+        // what is reclaimed there, which may take a while to remove.
+        startHeartbeat(control: control, launch: launch)
+        reportStepOnCrash(control: control)
         if launch.hosts != nil, let memory = launch.memoryLevel {
             // On another host the rank makes the job's folder in that host's memory (a copy
             // that cannot be written there goes to disk alone, as one over `--memory-max`) and
@@ -302,12 +306,16 @@ final class RankRuntime {
             // restores (its START names it), and removes its copies when the job ends.
             let level = MemoryLevel(folder: memory.folder)
             let lock = level.holdRanksLock()
-            if lock == nil { try? level.create() }
+            if lock == nil {
+                try? level.create()
+                FileHandle.standardError.write(Data(
+                    "lifeline: rank \(launch.rank.rawValue): cannot lock its folder in memory \(memory.folder): once no rank of the job there holds it, a job starting on the host may remove it, and a restore then reads disk\n".utf8))
+            }
             level.removeCopies(of: launch.rank.rawValue, except: launch.restoreEpoch.rawValue)
             copiesRemovedAtExit.withLock { $0 = (memory.folder, launch.rank.rawValue, lock) }
             // No supervisor runs on this host to remove what jobs whose supervisor was killed
-            // left in its memory: their ranks' locks are free, and a rank of a job starting here
-            // removes them, and says so.
+            // left in its memory: their ranks' locks are free (and stale), and a rank of a job
+            // starting here removes them, and says so.
             if !launch.restarted, MemoryLevel.isMemoryFileSystem(memory.folder) {
                 let root = (memory.folder as NSString).deletingLastPathComponent
                 for (folder, bytes) in MemoryLevel.reclaimAbandoned(root: root, sparingJobOf: memory.folder) {
@@ -323,8 +331,6 @@ final class RankRuntime {
                 FileHandle.standardError.write(Data("lifeline: on host \(hosts.host), \(MemoryLevel.notInMemory(root: root))\n".utf8))
             }
         }
-        startHeartbeat(control: control, launch: launch)
-        reportStepOnCrash(control: control)
 
         let store: MirroredStore
         // The message log's: with partner copies, its partner pinned to this host's partner now.
@@ -567,10 +573,16 @@ final class RankRuntime {
         let supervisor = launch.hosts == nil ? launch.supervisorPID : 0
         let step = HeartbeatStep.current
         Thread.detachNewThread {
+            var touched = monotonicSeconds()
             while true {
                 usleep(intervalMicroseconds)
                 if supervisor != 0, getppid() != supervisor { supervisorGone() }
                 control.send(.heartbeat(step: step.value))
+                // The folder in memory this rank holds on another host: its job lives.
+                if monotonicSeconds() - touched >= MemoryLevel.ranksLockTouchSeconds {
+                    touched = monotonicSeconds()
+                    copiesRemovedAtExit.withLock { if let lock = $0?.lock { MemoryLevel.touchRanksLock(lock) } }
+                }
             }
         }
     }

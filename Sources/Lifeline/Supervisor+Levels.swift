@@ -13,15 +13,18 @@ extension Supervisor {
     /// Removes the level-1 folders that jobs whose supervisor was killed left in this host's
     /// memory root (`MemoryLevel.reclaimAbandoned`): nothing reads them again (a resume
     /// restarts from disk), and they would hold the host's memory until it restarts. Each is
-    /// said (`memory_reclaimed`). On a job of one host; on several, a rank of the job removes
-    /// those of the host it starts on, the supervisor's host included when it runs ranks.
+    /// said (`memory_reclaimed`). By the supervisor of any job of one host, with levels or not;
+    /// on several hosts, a rank of the job removes those of the host it starts on, the
+    /// supervisor's host included when it runs ranks.
     /// Only in a memory file system, which is the host's own and whose locks are the kernel's:
     /// a folder on a network file system may be another host's, and its locks may be emulated
     /// per process or per host.
     func reclaimAbandonedMemory() {
         let root = configuration.memoryRoot ?? JobConfiguration.memoryRootDefault
-        guard memoryLevel != nil, MemoryLevel.isMemoryFileSystem(root) else { return }
-        for (folder, bytes) in MemoryLevel.reclaimAbandoned(root: root, sparingJobOf: memoryLevel?.folder) {
+        guard !configuration.launchesOnHosts, MemoryLevel.isMemoryFileSystem(root) else { return }
+        for (folder, bytes) in MemoryLevel.reclaimAbandoned(
+            root: root, sparingJobOf: MemoryLevel.folder(root: root, jobID: manifest.jobID)
+        ) {
             events.record("memory_reclaimed", ["folder": .string(folder), "bytes": .int(bytes)])
         }
     }

@@ -113,12 +113,19 @@ package struct MemoryLevel: Sendable {
 
     /// The file that the ranks of a job on a host hold locked, each with a shared `flock(2)`, in
     /// the job's folder there for as long as each lives (`holdRanksLock`), on a job whose ranks
-    /// run on several hosts (no supervisor runs there to hold `ownerLockName`). A folder whose
-    /// lock another process can take whole has no live rank of its job on the host: its
-    /// supervisor was killed (its ranks exit when it goes, and leave their copies for a
-    /// relaunch on the host that never comes), and `reclaimAbandoned` removes it. Hidden, and
-    /// named as no copy is.
+    /// run on several hosts (no supervisor runs there to hold `ownerLockName`). Its time of
+    /// change is kept fresh by the ranks that hold it (`touchRanksLock`, every
+    /// `ranksLockTouchSeconds`). A folder whose lock another process can take whole has no live
+    /// rank of its job on the host; when the lock was also left untouched for
+    /// `ranksLockIdleSeconds`, no rank of it is about to be relaunched there either (a rank
+    /// dies and is relaunched within seconds): its supervisor was killed (its ranks exit when it
+    /// goes, and leave their copies for a relaunch that never comes), and `reclaimAbandoned`
+    /// removes it. Hidden, and named as no copy is.
     static let ranksLockName = ".ranks-lock"
+    /// How often a rank holding its folder's lock marks it fresh.
+    package static let ranksLockTouchSeconds = 10.0
+    /// How long a free ranks' lock stays untouched before its folder is taken for abandoned.
+    package static let ranksLockIdleSeconds = 60.0
 
     /// The name a folder being reclaimed takes before it is removed (`reclaimAbandoned`).
     static let reclaimingPrefix = "lifeline-reclaiming-"
@@ -135,26 +142,39 @@ package struct MemoryLevel: Sendable {
     /// (close-on-exec: what the program starts does not hold it). A process removing the
     /// folder as abandoned holds the lock alone while it renames the folder aside: the lock is
     /// waited for (up to `patienceSeconds`), and taken again in a folder made anew if the
-    /// folder was moved meanwhile. Nil when it cannot be held: the folder then stays
-    /// unlocked, left alone by `reclaimAbandoned` as a folder of an older version is.
+    /// folder was moved meanwhile. The lock is marked fresh as it is taken. Nil when it cannot
+    /// be held (the caller says so): a folder in which no rank of the job holds the lock may
+    /// then be taken for abandoned once the lock is stale, this rank's copies with it, and the
+    /// rank's restore reads disk.
     package func holdRanksLock(patienceSeconds: Double = 5) -> Int32? {
         let path = folder + "/" + Self.ranksLockName
         let deadline = monotonicSeconds() + patienceSeconds
         while monotonicSeconds() < deadline {
             try? create()
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            guard fd >= 0 else { return nil }
+            guard fd >= 0 else {
+                if errno == ENOENT { continue }  // the folder was moved aside since it was made
+                return nil
+            }
             var locked = flock(fd, LOCK_SH | LOCK_NB) == 0
             while !locked, errno == EWOULDBLOCK, monotonicSeconds() < deadline {
                 usleep(10_000)
                 locked = flock(fd, LOCK_SH | LOCK_NB) == 0
             }
-            if locked, Self.isStillNamed(fd, path) { return fd }
+            if locked, Self.isStillNamed(fd, path) {
+                Self.touchRanksLock(fd)
+                return fd
+            }
             close(fd)
             guard locked else { return nil }
             // The folder was reclaimed while this process waited: make it anew and lock that.
         }
         return nil
+    }
+
+    /// Marks the ranks' lock open as `fd` fresh (its times set to now): the folder's job lives.
+    package static func touchRanksLock(_ fd: Int32) {
+        _ = futimens(fd, nil)
     }
 
     /// Lets go of the lock `holdRanksLock` gave (`fd`). The last of the job's ranks on the host
@@ -235,8 +255,8 @@ package struct MemoryLevel: Sendable {
 
     /// Removes the job folders under `root` that were left when their supervisor died: those
     /// whose lock this process can take whole — the supervisor's (`ownerLockName`) on a job of
-    /// one host, the ranks' (`ranksLockName`) on a job of several — but the folders of the job
-    /// `own` (the caller's folder) belongs to. A folder with no lock is left alone: one made
+    /// one host; the ranks' (`ranksLockName`) on a job of several, when also untouched for
+    /// `ranksIdleSeconds` — but the folders of the job `own` (the caller's folder) belongs to. A folder with no lock is left alone: one made
     /// before the locks were, or one whose process could not make its lock. Each folder is
     /// first renamed out of the job's name (`reclaimingPrefix`), its lock still held, then
     /// removed, so that a new process of the job finds the whole old folder or none; one that
@@ -244,7 +264,9 @@ package struct MemoryLevel: Sendable {
     /// that lives, is left to it). Returns each folder removed (by its
     /// job's name), with the bytes its files held. The locks must be the kernel's (a local
     /// file system: the caller reclaims in a memory file system only).
-    package static func reclaimAbandoned(root: String, sparingJobOf own: String? = nil) -> [(folder: String, bytes: Int)] {
+    package static func reclaimAbandoned(
+        root: String, sparingJobOf own: String? = nil, ranksIdleSeconds: Double = ranksLockIdleSeconds
+    ) -> [(folder: String, bytes: Int)] {
         var reclaimed: [(folder: String, bytes: Int)] = []
         let root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
         let base = root == "/" ? "" : root
@@ -260,21 +282,37 @@ package struct MemoryLevel: Sendable {
             let folder = base + "/" + name
             guard spared == nil || jobName(ofFolder: name) != spared, PosixFile.isDirectory(folder) else { continue }
             if name.hasPrefix(reclaimingPrefix) {
-                // Named by the process removing it: only one that died doing so leaves it.
-                let remover = name.dropFirst(reclaimingPrefix.count).prefix { $0 != "-" }
+                // Named by the process removing it: only one that died doing so leaves it. It
+                // is claimed by renaming it to this process's name, so that of several
+                // processes finding it at once one removes it.
+                let rest = name.dropFirst(reclaimingPrefix.count)
+                let remover = rest.prefix { $0 != "-" }
                 guard let pid = pid_t(remover), kill(pid, 0) != 0, errno == ESRCH else { continue }
-                if let bytes = removed(folder) { reclaimed.append((folder, bytes)) }
+                let claimed = base + "/" + reclaimingPrefix + "\(getpid())" + rest.dropFirst(remover.count)
+                guard rename(folder, claimed) == 0, let bytes = removed(claimed) else { continue }
+                reclaimed.append((folder, bytes))
                 continue
             }
-            guard let (fd, lockPath) = [ownerLockName, ranksLockName].lazy.compactMap({ lockName -> (Int32, String)? in
+            var lock: (fd: Int32, path: String, ofRanks: Bool)?
+            for lockName in [ownerLockName, ranksLockName] {
                 let path = folder + "/" + lockName
                 let fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
-                return fd >= 0 ? (fd, path) : nil
-            }).first else { continue }
-            defer { close(fd) }
-            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }  // its supervisor, or a rank of it, lives
+                if fd >= 0 {
+                    lock = (fd, path, lockName == ranksLockName)
+                    break
+                }
+            }
+            guard let lock else { continue }
+            defer { close(lock.fd) }
+            guard flock(lock.fd, LOCK_EX | LOCK_NB) == 0 else { continue }  // its supervisor, or a rank of it, lives
             // Still the folder's lock: not one that a new process of the job put there since.
-            guard isStillNamed(fd, lockPath) else { continue }
+            guard isStillNamed(lock.fd, lock.path) else { continue }
+            if lock.ofRanks {
+                // A rank of the job may be about to be relaunched on this host.
+                var status = stat()
+                guard fstat(lock.fd, &status) == 0,
+                      Double(time(nil)) - Double(status.st_mtim.tv_sec) >= ranksIdleSeconds else { continue }
+            }
             let aside = base + "/" + reclaimingPrefix + "\(getpid())-" + name.dropFirst("lifeline-".count)
             guard rename(folder, aside) == 0, let bytes = removed(aside) else { continue }
             reclaimed.append((folder, bytes))

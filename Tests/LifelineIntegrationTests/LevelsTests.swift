@@ -157,7 +157,7 @@ extension RecoveryTests {
         /// A supervisor killed never takes its copies out of memory, and no `resume` may come:
         /// the next job on the host removes its folder (`memory_reclaimed`), since its owner lock
         /// is free, and leaves the folder of a supervisor that lives (its lock held, here by this
-        /// process) and one with no lock (a job's on several hosts, kept by its ranks). A memory
+        /// process) and one with no lock (made before the locks were). A memory
         /// root of the test's own, so that no other test's job reclaims the killed one's first.
         @Test func aKilledSupervisorsCopiesInMemoryAreReclaimedByTheNextJob() throws {
             let root = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory())

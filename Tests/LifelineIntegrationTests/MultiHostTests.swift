@@ -134,8 +134,8 @@ import Testing
 
     /// A supervisor killed on a job of several hosts: its ranks exit as their links drop and
     /// leave their folders in each host's memory, which no supervisor runs there to remove.
-    /// Once no rank of that job holds a folder's lock, a rank of the next job on the host
-    /// removes it and says so (`memory_reclaimed`, with the host it ran on); a folder whose
+    /// Once no rank of that job holds a folder's lock (and the lock went untouched for a
+    /// minute), a rank of the next job on the host removes it and says so (`memory_reclaimed`, with the host it ran on); a folder whose
     /// ranks' lock is held (here by this process, as a live job's rank holds it) stays; the
     /// next job ends with the failure-free bits and leaves no folder of its own.
     @Test func aKilledSupervisorsFoldersOnHostsAreReclaimedByTheNextJobsRanks() throws {
@@ -151,14 +151,18 @@ import Testing
             ((try? FileManager.default.contentsOfDirectory(atPath: memoryRoot + "/" + folder)) ?? []).contains { $0.hasSuffix(".l1") }
         }, "each host's folder holds the killed job's copies: \(left)")
         // The killed job's ranks exit once they find their links gone: wait (20 s at most)
-        // until none holds its folder's lock.
+        // until none holds its folder's lock. A rank of it could be relaunched on the host
+        // within a minute of the lock's last touch: the locks are made older than that.
         let deadline = Date().addingTimeInterval(20)
         for folder in left {
-            let fd = open(memoryRoot + "/" + folder + "/.ranks-lock", O_RDWR | O_CLOEXEC)
+            let path = memoryRoot + "/" + folder + "/.ranks-lock"
+            let fd = open(path, O_RDWR | O_CLOEXEC)
             #expect(fd >= 0, "\(folder) has no ranks' lock")
             guard fd >= 0 else { continue }
             defer { close(fd) }
             while flock(fd, LOCK_EX | LOCK_NB) != 0, Date() < deadline { usleep(20_000) }
+            let minutesAgo = Date().addingTimeInterval(-120)
+            try FileManager.default.setAttributes([.modificationDate: minutesAgo], ofItemAtPath: path)
         }
         let live = MemoryLevel(folder: MemoryLevel.folder(root: memoryRoot, jobID: "0123456789abcdef", host: "127.0.0.2"))
         let lock = try #require(live.holdRanksLock())

@@ -131,9 +131,11 @@ import Testing
     }
 
     /// On several hosts a job's ranks on a host share its folder's lock: the folder is taken
-    /// for abandoned only once none of them holds it, never while one does, never by a process
-    /// of the same job (its folders on other hosts that share the memory file system are
-    /// spared too), and the last rank to let go as the job ends removes the folder.
+    /// for abandoned only once none of them holds it and it went untouched a while (a rank of
+    /// the job may be relaunched), never while one holds it, never by a process of the same job
+    /// (its folders on other hosts that share the memory file system are spared too), and the
+    /// last rank to let go as the job ends removes the folder. Reclaiming opens no descriptor
+    /// it does not close.
     @Test func aHostsFolderIsReclaimedOnceNoRankOfItsJobHoldsItsLock() throws {
         let root = TemporaryFolder()
         defer { root.remove() }
@@ -146,12 +148,15 @@ import Testing
         let held = try #require(running.holdRanksLock())
         try write(running, rank: 2, epoch: 1)
         close(first)
-        #expect(MemoryLevel.reclaimAbandoned(root: root.path).isEmpty, "a rank of each job still lives")
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path, ranksIdleSeconds: 0).isEmpty, "a rank of each job still lives")
         close(second)
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path).isEmpty, "its lock was touched just now")
         // A rank of the killed job on another host of this memory file system spares its job.
         let sibling = MemoryLevel.folder(root: root.path, jobID: "killed", host: "node2")
-        #expect(MemoryLevel.reclaimAbandoned(root: root.path, sparingJobOf: sibling).isEmpty)
-        let reclaimed = MemoryLevel.reclaimAbandoned(root: root.path, sparingJobOf: running.folder)
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path, sparingJobOf: sibling, ranksIdleSeconds: 0).isEmpty)
+        let descriptors = openDescriptors()
+        let reclaimed = MemoryLevel.reclaimAbandoned(root: root.path, sparingJobOf: running.folder, ranksIdleSeconds: 0)
+        #expect(openDescriptors() == descriptors, "reclaiming left descriptors open")
         #expect(reclaimed.map(\.folder) == [killed.folder] && (reclaimed.first?.bytes ?? 0) > 0, "\(reclaimed)")
         #expect(!PosixFile.isDirectory(killed.folder))
         #expect(running.has(rank: 2, epoch: 1))
@@ -167,7 +172,13 @@ import Testing
         running.removeCopies(of: 2)
         running.releaseRanksLock(other)
         #expect(!PosixFile.isDirectory(running.folder))
-        #expect(MemoryLevel.reclaimAbandoned(root: root.path).map(\.folder) == [killed.folder], "the folder left free is taken")
+        #expect(MemoryLevel.reclaimAbandoned(root: root.path, ranksIdleSeconds: 0).map(\.folder) == [killed.folder],
+                "the folder left free is taken")
+    }
+
+    /// The descriptors this process has open.
+    func openDescriptors() -> Int {
+        PosixFile.entries("/proc/self/fd").count
     }
 
     @Test func aCopyReadsBackAndAnyChangeToItIsRefused() throws {
