@@ -150,11 +150,12 @@ package struct MemoryLevel: Sendable {
         let path = folder + "/" + Self.ranksLockName
         let deadline = monotonicSeconds() + patienceSeconds
         while monotonicSeconds() < deadline {
-            try? create()
+            guard (try? create()) != nil else { return nil }
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else {
-                if errno == ENOENT { continue }  // the folder was moved aside since it was made
-                return nil
+                guard errno == ENOENT else { return nil }
+                usleep(1_000)  // the folder was moved aside since it was made: make it again
+                continue
             }
             var locked = flock(fd, LOCK_SH | LOCK_NB) == 0
             while !locked, errno == EWOULDBLOCK, monotonicSeconds() < deadline {
@@ -256,14 +257,14 @@ package struct MemoryLevel: Sendable {
     /// Removes the job folders under `root` that were left when their supervisor died: those
     /// whose lock this process can take whole — the supervisor's (`ownerLockName`) on a job of
     /// one host; the ranks' (`ranksLockName`) on a job of several, when also untouched for
-    /// `ranksIdleSeconds` — but the folders of the job `own` (the caller's folder) belongs to. A folder with no lock is left alone: one made
-    /// before the locks were, or one whose process could not make its lock. Each folder is
-    /// first renamed out of the job's name (`reclaimingPrefix`), its lock still held, then
-    /// removed, so that a new process of the job finds the whole old folder or none; one that
-    /// a process died removing is removed by the next (one still being removed, by a process
-    /// that lives, is left to it). Returns each folder removed (by its
-    /// job's name), with the bytes its files held. The locks must be the kernel's (a local
-    /// file system: the caller reclaims in a memory file system only).
+    /// `ranksIdleSeconds` — but the folders of the job `own` (the caller's folder) belongs to.
+    /// A folder with no lock is left alone: one made before the locks were, or one whose
+    /// process could not make its lock. Each folder is first renamed out of the job's name
+    /// (`reclaimingPrefix`), its lock still held, then removed, so that a new process of the
+    /// job finds the whole old folder or none; one that a process died removing is removed by
+    /// the next (one still being removed, by a process that lives, is left to it). Returns
+    /// each folder removed (by its job's name), with the bytes its files held. The locks must
+    /// be the kernel's (a local file system: the caller reclaims in a memory file system only).
     package static func reclaimAbandoned(
         root: String, sparingJobOf own: String? = nil, ranksIdleSeconds: Double = ranksLockIdleSeconds
     ) -> [(folder: String, bytes: Int)] {
