@@ -135,9 +135,10 @@ import Testing
     /// A supervisor killed on a job of several hosts: its ranks exit as their links drop and
     /// leave their folders in each host's memory, which no supervisor runs there to remove.
     /// Once no rank of that job holds a folder's lock (and the lock went untouched for a
-    /// minute), a rank of the next job on the host removes it and says so (`memory_reclaimed`, with the host it ran on); a folder whose
-    /// ranks' lock is held (here by this process, as a live job's rank holds it) stays; the
-    /// next job ends with the failure-free bits and leaves no folder of its own.
+    /// minute), a rank of the next job on the host removes it and says so
+    /// (`memory_reclaimed`, with the host it ran on); a folder whose ranks' lock is held (here
+    /// by this process, as a live job's rank holds it) stays; the next job ends with the
+    /// failure-free bits and leaves no folder of its own.
     @Test func aKilledSupervisorsFoldersOnHostsAreReclaimedByTheNextJobsRanks() throws {
         let reference = try #require(Self.failureFree)
         let memoryRoot = try Self.memoryRoot("multihost-reclaim")
