@@ -15,6 +15,9 @@ public struct RunSummary: Sendable {
         public var cause: String
         /// `global-rollback` or `replay`.
         public var recovery: String
+        /// With levels, where the recovery read the line it restored: `memory`, `disk`, or
+        /// `start` (none committed yet); nil without levels.
+        public var level: String?
         /// Seconds from the failure to the recovered job, if it recovered.
         public var recoverySeconds: Double?
         /// Seconds from the failure until the failed rank passed again the step it had reached
@@ -43,6 +46,15 @@ public struct RunSummary: Sendable {
         public var chunks: Int
         /// Of `chunks`, those referenced instead of written.
         public var chunksReused: Int
+        /// The levels that held the line at its commit: `memory` (the hosts' memory alone, on
+        /// disk later if drained), `memory,disk`, or `disk`; nil in a run whose events predate
+        /// levels.
+        public var level: String?
+        /// A line committed in memory alone that its drains then put on disk: seconds after the
+        /// commit, and the bytes the drains stored on one mirror.
+        public var drained: (afterCommitSeconds: Double, storedBytes: Int)?
+        /// The ranks whose drain of the line failed (it stays in memory alone).
+        public var drainFailedRanks: [Int]
     }
 
     /// The job's configuration.
@@ -55,8 +67,11 @@ public struct RunSummary: Sendable {
     public var commits: Int
     /// Rounds aborted.
     public var aborts: Int
-    /// Bytes stored by all committed rounds.
+    /// Bytes stored by all committed rounds (with levels, where they committed: a line in
+    /// memory counts its copies there).
     public var checkpointBytes: Int
+    /// With levels, the bytes the drains of lines committed in memory stored on one mirror.
+    public var drainedBytes: Int
     /// Mean seconds from a round's request to its commit.
     public var checkpointSecondsMean: Double
     /// The committed rounds, oldest first (under independent checkpointing: each move of the
@@ -122,15 +137,29 @@ public struct RunSummary: Sendable {
         func ranks(_ field: Any?) -> [String] {
             (field as? String ?? "").split(separator: ",").map(String.init)
         }
+        // A drain may complete several lines, each with its own event: the first says when.
+        var drains: [Int: (afterCommitSeconds: Double, storedBytes: Int)] = [:]
+        for event in named("drained") {
+            guard let epoch = event["epoch"] as? Int, drains[epoch] == nil else { continue }
+            drains[epoch] = (event["after_commit_s"] as? Double ?? 0, event["bytes"] as? Int ?? 0)
+        }
+        var drainFailures: [Int: Set<Int>] = [:]
+        for event in named("drain_failed") {
+            guard let epoch = event["epoch"] as? Int, let rank = event["rank"] as? Int else { continue }
+            drainFailures[epoch, default: []].insert(rank)
+        }
+        drainedBytes = drains.values.reduce(0) { $0 + $1.storedBytes }
         commitsDetail = commitEvents.map { event in
             let kept = zip(ranks(event["kept"]), ranks(event["kept_from"])).compactMap { rank, from in
                 Int(rank).map { (rank: $0, from: Int(from)) }
             }
+            let epoch = event["epoch"] as? Int ?? 0
             return Commit(
-                epoch: event["epoch"] as? Int ?? 0, time: time(event), step: event["step"] as? Int ?? -1,
+                epoch: epoch, time: time(event), step: event["step"] as? Int ?? -1,
                 wrote: ranks(event["wrote"]).compactMap { Int($0) }, kept: kept,
                 logicalBytes: event["logical"] as? Int ?? 0, storedBytes: event["bytes"] as? Int ?? 0,
-                chunks: event["chunks"] as? Int ?? 0, chunksReused: event["reused"] as? Int ?? 0)
+                chunks: event["chunks"] as? Int ?? 0, chunksReused: event["reused"] as? Int ?? 0,
+                level: event["level"] as? String, drained: drains[epoch], drainFailedRanks: (drainFailures[epoch] ?? []).sorted())
         }
 
         // Each failure takes the first recovery start and end not yet taken that name its rank,
@@ -145,8 +174,10 @@ public struct RunSummary: Sendable {
         }
         failures = named("failure").map { event in
             let rank = event["rank"] as? Int ?? -1
+            let start = take(&starts, rank: rank)
             return Failure(time: time(event), rank: rank, cause: event["cause"] as? String ?? "?",
-                           recovery: take(&starts, rank: rank).map { $0["mode"] as? String ?? "?" } ?? "none",
+                           recovery: start.map { $0["mode"] as? String ?? "?" } ?? "none",
+                           level: configuration.memoryLevel == true ? start?["level"] as? String : nil,
                            recoverySeconds: take(&dones, rank: rank)?["duration_s"] as? Double,
                            caughtUpSeconds: nil)
         }
@@ -239,29 +270,34 @@ public struct RunSummary: Sendable {
             "status       \(status) after \(String(format: "%.1f", elapsedSeconds)) s",
             "checkpoints  \(commits) committed, \(aborts) aborted, \(checkpointBytes) bytes stored, mean \(String(format: "%.3f", checkpointSecondsMean)) s from request to commit",
         ]
+        if configuration.memoryLevel == true { lines.append(levelsLine) }
         if configuration.checkpointing == .independent {
             lines.append("  independent: \(independentCheckpoints.reduce(0, +)) rank checkpoints ("
                          + independentCheckpoints.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", ")
                          + "); each commit is a move of the checkpoint-only line (`lifeline recovery-line RUN_DIR` for the rest)")
         } else if !commitsDetail.isEmpty {
-            lines.append("  epoch     time  step  wrote          kept                  logical     stored  ratio  chunks (reused)")
+            let levels = configuration.memoryLevel == true
+            lines.append("  epoch     time  step  wrote          kept                  logical     stored  ratio  chunks (reused)"
+                         + (levels ? "  level" : ""))
             for commit in commitsDetail {
                 let wrote = commit.wrote.isEmpty ? "-" : Self.rankList(commit.wrote)
                 let kept = commit.kept.isEmpty ? "-" : commit.kept.map { "\($0.rank)@" + ($0.from.map { "e\($0)" } ?? "start") }
                     .joined(separator: ",")
                 let ratio = commit.storedBytes > 0 ? String(format: "%.2f", Double(commit.logicalBytes) / Double(commit.storedBytes)) : "-"
-                lines.append(String(format: "  %5d %8.2f %5d  %@ %@ %10d %10d %6@  %d (%d)", commit.epoch, commit.time, commit.step,
-                                    wrote.padding(toLength: 14, withPad: " ", startingAt: 0),
-                                    kept.padding(toLength: 20, withPad: " ", startingAt: 0),
-                                    commit.logicalBytes, commit.storedBytes, ratio, commit.chunks, commit.chunksReused))
+                let row = String(format: "  %5d %8.2f %5d  %@ %@ %10d %10d %6@  %@", commit.epoch, commit.time, commit.step,
+                                 wrote.padding(toLength: 14, withPad: " ", startingAt: 0),
+                                 kept.padding(toLength: 20, withPad: " ", startingAt: 0),
+                                 commit.logicalBytes, commit.storedBytes, ratio, "\(commit.chunks) (\(commit.chunksReused))")
+                lines.append(levels ? row.padding(toLength: max(row.count, 100), withPad: " ", startingAt: 0) + "  " + Self.levelText(commit) : row)
             }
         }
         lines.append("failures     \(failures.count), \(String(format: "%.2f", recoverySecondsTotal)) s spent recovering")
         for failure in failures {
             var recovered = failure.recoverySeconds.map { String(format: "recovered in %.3f s", $0) } ?? "not recovered"
             if let back = failure.caughtUpSeconds { recovered += String(format: ", back at its step in %.3f s", back) }
+            let recovery = failure.recovery + (failure.level.map { " from \($0)" } ?? "")
             lines.append(String(format: "  %8.3f s  rank %d %@; %@ (%@)", failure.time, failure.rank, failure.cause,
-                                failure.recovery, recovered))
+                                recovery, recovered))
         }
         lines.append("logs         \(logBytes) bytes on mirror A")
         lines.append("resizable: \(resizable)")
@@ -269,6 +305,37 @@ public struct RunSummary: Sendable {
         lines.append("mirrors      \(storageFiles) files, " + (storageProblems.isEmpty ? "healthy" : "\(storageProblems.count) problems"))
         lines += storageProblems.map { "  " + $0 }
         return lines.joined(separator: "\n")
+    }
+
+    /// With levels, what they held: the lines committed in memory and those drained to disk
+    /// since, and the drains that failed.
+    private var levelsLine: String {
+        let every = configuration.drainEvery ?? 1
+        let drainedEvery = every == 1 ? "every round drained" : "one round in \(every) drained"
+        let inMemory = commitsDetail.filter { $0.level == "memory" }
+        let drained = inMemory.compactMap(\.drained)
+        let failed = Set(commitsDetail.flatMap { commit in commit.drainFailedRanks.map { "\(commit.epoch)/\($0)" } }).count
+        var line = "levels       memory,disk, \(drainedEvery): \(inMemory.count) of \(commits) lines committed in memory alone, "
+            + "\(drained.count) of them drained to disk since (\(drainedBytes) bytes"
+        if let slowest = drained.map(\.afterCommitSeconds).max() {
+            line += String(format: ", at most %.3f s after the commit", slowest)
+        }
+        line += ")"
+        if failed > 0 { line += ", \(failed) drains failed" }
+        return line
+    }
+
+    /// Where a committed line was held, as the commit table's last column says it.
+    private static func levelText(_ commit: Commit) -> String {
+        switch commit.level {
+        case "memory":
+            if let drained = commit.drained { return String(format: "memory, on disk %.3f s later", drained.afterCommitSeconds) }
+            if !commit.drainFailedRanks.isEmpty { return "memory alone (the drain failed: rank \(rankList(commit.drainFailedRanks)))" }
+            return "memory alone"
+        case "memory,disk": return "memory and disk"
+        case let level?: return level
+        case nil: return "-"
+        }
     }
 
     /// `[0, 1, 2, 5]` as `0-2,5`.
@@ -293,23 +360,31 @@ public struct RunSummary: Sendable {
             "commits": commits, "aborts": aborts, "checkpointBytes": checkpointBytes,
             "checkpointSecondsMean": checkpointSecondsMean, "recoverySecondsTotal": recoverySecondsTotal,
             "independentCheckpoints": independentCheckpoints,
+            "levels": configuration.memoryLevel == true ? "memory,disk" : "disk", "drainedBytes": drainedBytes,
             "logBytes": logBytes, "storageFiles": storageFiles, "storageProblems": storageProblems, "resizable": resizable,
             "replayable": replayable,
             "epochs": commitsDetail.map { commit -> [String: Any] in
-                [
+                var entry: [String: Any] = [
                     "epoch": commit.epoch, "t": commit.time, "step": commit.step, "wrote": commit.wrote,
                     "kept": commit.kept.map { entry -> [String: Any] in
                         ["rank": entry.rank, "from": entry.from.map { $0 as Any } ?? NSNull()]
                     },
                     "logicalBytes": commit.logicalBytes, "storedBytes": commit.storedBytes, "chunks": commit.chunks,
-                    "chunksReused": commit.chunksReused,
+                    "chunksReused": commit.chunksReused, "drainFailedRanks": commit.drainFailedRanks,
                 ]
+                if let level = commit.level { entry["level"] = level }
+                if let drained = commit.drained {
+                    entry["drainedAfterSeconds"] = drained.afterCommitSeconds
+                    entry["drainedBytes"] = drained.storedBytes
+                }
+                return entry
             },
             "failures": failures.map { failure -> [String: Any] in
                 var entry: [String: Any] = ["t": failure.time, "rank": failure.rank, "cause": failure.cause,
                                             "recovery": failure.recovery]
                 if let seconds = failure.recoverySeconds { entry["recoverySeconds"] = seconds }
                 if let seconds = failure.caughtUpSeconds { entry["caughtUpSeconds"] = seconds }
+                if let level = failure.level { entry["level"] = level }
                 return entry
             },
         ]

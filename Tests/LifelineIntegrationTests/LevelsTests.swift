@@ -85,7 +85,8 @@ extension RecoveryTests {
 
         /// The memory lost right after round 3 commits, then a rank killed: round 3 was held in
         /// memory alone (only even rounds drain), so the job falls back to round 2 on disk and
-        /// says why.
+        /// says why. `lifeline inspect` says where each line was held, which drains put it on
+        /// disk, and where the recovery read.
         @Test func lostMemoryFallsBackToTheNewestLineOnDisk() throws {
             let result = try JobRunner.runHeat("levels-lost", Self.levels + [
                 "--drain-every", "2", "--inject", "lose:memory,epoch=3", "--inject", "kill:rank=1,epoch=3",
@@ -96,6 +97,30 @@ extension RecoveryTests {
             #expect(start?["epoch"] as? Int == 2, "\(String(describing: start))")
             #expect(start?["level"] as? String == "disk")
             #expect(result.stderr.contains("falling back to epoch 2: a newer line was held in memory alone"), "\(result.stderr)")
+
+            let inspect = try JobRunner.lifeline(["inspect", result.runDirectory, "--json"], runDirectory: result.runDirectory)
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])
+            #expect(summary["levels"] as? String == "memory,disk")
+            let failures = try #require(summary["failures"] as? [[String: Any]])
+            #expect(failures.map { $0["level"] as? String } == ["disk"], "\(failures)")
+            let epochs = try #require(summary["epochs"] as? [[String: Any]])
+            let drained = Set(result.events("drained").compactMap { $0["epoch"] as? Int })
+            #expect(epochs.count == result.events("commit").count)
+            for (line, commit) in zip(epochs, result.events("commit")) {
+                #expect(line["level"] as? String == commit["level"] as? String, "\(line)")
+                #expect((line["drainedAfterSeconds"] is Double) == drained.contains(commit["epoch"] as? Int ?? -1), "\(line)")
+            }
+            // Round 2, which the recovery read from disk, got there: by its drains (a line in
+            // memory alone at its commit), or before its commit; round 3, odd, never did.
+            let two = try #require(epochs.first { $0["epoch"] as? Int == 2 })
+            #expect(two["level"] as? String == "memory,disk" || (two["drainedBytes"] as? Int ?? 0) > 0, "\(two)")
+            let three = try #require(epochs.first { $0["epoch"] as? Int == 3 })
+            #expect(three["level"] as? String == "memory" && three["drainedAfterSeconds"] == nil, "\(three)")
+            let text = try JobRunner.lifeline(["inspect", result.runDirectory], runDirectory: result.runDirectory).stdout
+            #expect(text.contains("global-rollback from disk"), "\(text)")
+            let rowThree = text.split(separator: "\n").first { $0.hasPrefix("      3 ") }
+            #expect(rowThree?.hasSuffix("memory alone") == true, "\(text)")
+            #expect(text.contains("levels       memory,disk, one round in 2 drained"), "\(text)")
         }
 
         /// Under every logging mode a rank killed right after a round commits in memory recovers
