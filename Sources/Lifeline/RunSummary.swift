@@ -325,8 +325,9 @@ public struct RunSummary: Sendable {
         return line
     }
 
-    /// Where a committed line was held, as the commit table's last column says it.
-    private static func levelText(_ commit: Commit) -> String {
+    /// Where a committed line was held, as the commit table's last column (and the timeline's
+    /// marks) say it.
+    static func levelText(_ commit: Commit) -> String {
         switch commit.level {
         case "memory":
             if let drained = commit.drained { return String(format: "memory, on disk %.3f s later", drained.afterCommitSeconds) }

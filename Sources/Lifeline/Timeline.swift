@@ -31,8 +31,13 @@ public struct Timeline {
     private var duration = 0.0
     private var title = ""
     private var checkpoints: [(Mark, epoch: Int, committed: Bool)] = []
+    /// With levels: where each committed line was held (`RunSummary`'s words), and the lines
+    /// held in memory alone to the end (never drained), drawn lighter.
+    private var lineLevels: [Int: String] = [:]
+    private var inMemoryAlone: Set<Int> = []
+    private var levels = false
     private var failures: [(Mark, cause: String)] = []
-    private var lines: [(time: Double, points: [Mark], epoch: Int)] = []
+    private var lines: [(time: Double, points: [Mark], epoch: Int, level: String?)] = []
     private var shades: [Shade] = []
     private var arrows: [Arrow] = []
     private var messageCount = 0
@@ -50,6 +55,13 @@ public struct Timeline {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
         duration = max(0.001, events.compactMap { $0["t"] as? Double }.max() ?? 0)
+        levels = summary.configuration.memoryLevel == true
+        if levels {
+            for commit in summary.commitsDetail {
+                lineLevels[commit.epoch] = RunSummary.levelText(commit)
+                if commit.level == "memory", commit.drained == nil { inMemoryAlone.insert(commit.epoch) }
+            }
+        }
         readEvents(events)
         readTraces(path + "/trace")
     }
@@ -84,7 +96,7 @@ public struct Timeline {
                 let points = restored == 0
                     ? (0..<rankCount).map { Mark(rank: $0, time: 0) }
                     : (acks[restored] ?? []).sorted { $0.rank < $1.rank }
-                lines.append((time, points, restored))
+                lines.append((time, points, restored, levels ? event["level"] as? String : nil))
             case "recovery_done":
                 let ended = event["rank"] as? Int
                 for failure in openFailures where ended == nil || failure.rank == ended {
@@ -175,12 +187,14 @@ public struct Timeline {
             svg.append("<line x1='\(f(x(arrow.from.time)))' y1='\(f(y(arrow.from.rank)))' x2='\(f(x(arrow.to.time)))' y2='\(f(y(arrow.to.rank)))' stroke='\(color)' stroke-width='0.7' marker-end='url(#head)' opacity='0.6'/>")
         }
         for (mark, epoch, committed) in checkpoints {
-            let color = committed ? "#2563eb" : "#9ca3af"
-            svg.append("<rect x='\(f(x(mark.time) - 3))' y='\(f(y(mark.rank) - 9))' width='6' height='18' fill='\(color)'><title>rank \(mark.rank) checkpoint, epoch \(epoch)\(committed ? "" : " (aborted)")</title></rect>")
+            let color = !committed ? "#9ca3af" : (inMemoryAlone.contains(epoch) ? "#93c5fd" : "#2563eb")
+            let held = committed ? lineLevels[epoch].map { ": " + $0 } ?? "" : " (aborted)"
+            svg.append("<rect x='\(f(x(mark.time) - 3))' y='\(f(y(mark.rank) - 9))' width='6' height='18' fill='\(color)'><title>rank \(mark.rank) checkpoint, epoch \(epoch)\(held)</title></rect>")
         }
         for line in lines where !line.points.isEmpty {
             let points = line.points.map { "\(f(x($0.time))),\(f(y($0.rank)))" }.joined(separator: " ")
-            svg.append("<polyline points='\(points)' fill='none' stroke='#16a34a' stroke-width='2' stroke-dasharray='6 3'><title>recovery line: epoch \(line.epoch), restored at \(String(format: "%.3f", line.time)) s</title></polyline>")
+            let read = line.level.map { ", read from \($0)" } ?? ""
+            svg.append("<polyline points='\(points)' fill='none' stroke='#16a34a' stroke-width='2' stroke-dasharray='6 3'><title>recovery line: epoch \(line.epoch)\(read), restored at \(String(format: "%.3f", line.time)) s</title></polyline>")
         }
         for (mark, cause) in failures {
             let cx = x(mark.time), cy = y(mark.rank)
@@ -200,7 +214,8 @@ public struct Timeline {
         <h2>Lifeline timeline — \(Self.escaped(title))</h2>
         <p>\(rankCount) ranks, \(String(format: "%.2f", duration)) s, \(checkpoints.count) checkpoint marks, \(failures.count) failures, \(Self.escaped(messagesNote)).
         Zoom <input id="zoom" type="range" min="1" max="40" value="1" oninput="document.getElementById('timeline').style.width=(this.value*100)+'%'"></p>
-        <p class="legend"><span><i class="key" style="background:#2563eb"></i>checkpoint (committed)</span>
+        <p class="legend"><span><i class="key" style="background:#2563eb"></i>checkpoint (committed\(levels ? "; on disk, now or after its drain" : ""))</span>
+        \(levels ? "<span><i class=\"key\" style=\"background:#93c5fd\"></i>checkpoint committed in memory alone, never drained</span>" : "")
         <span><i class="key" style="background:#9ca3af"></i>checkpoint (aborted)</span>
         <span><i class="key" style="background:#dc2626"></i>failure</span>
         <span><i class="key" style="background:#16a34a"></i>recovery line restored</span>

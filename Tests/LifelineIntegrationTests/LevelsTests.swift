@@ -85,8 +85,8 @@ extension RecoveryTests {
 
         /// The memory lost right after round 3 commits, then a rank killed: round 3 was held in
         /// memory alone (only even rounds drain), so the job falls back to round 2 on disk and
-        /// says why. `lifeline inspect` says where each line was held, which drains put it on
-        /// disk, and where the recovery read.
+        /// says why. `lifeline inspect` and `lifeline timeline` say where each line was held, which
+        /// drains put it on disk, and where the recovery read.
         @Test func lostMemoryFallsBackToTheNewestLineOnDisk() throws {
             let result = try JobRunner.runHeat("levels-lost", Self.levels + [
                 "--drain-every", "2", "--inject", "lose:memory,epoch=3", "--inject", "kill:rank=1,epoch=3",
@@ -121,6 +121,12 @@ extension RecoveryTests {
             let rowThree = text.split(separator: "\n").first { $0.hasPrefix("      3 ") }
             #expect(rowThree?.hasSuffix("memory alone") == true, "\(text)")
             #expect(text.contains("levels       memory,disk, one round in 2 drained"), "\(text)")
+            // And the timeline marks them so.
+            let page = result.runDirectory + "/timeline.html"
+            _ = try JobRunner.lifeline(["timeline", result.runDirectory, "-o", page], runDirectory: result.runDirectory)
+            let html = (try? String(contentsOfFile: page, encoding: .utf8)) ?? ""
+            #expect(html.contains("checkpoint, epoch 3: memory alone</title>"), "\(html.count) bytes")
+            #expect(html.contains("recovery line: epoch 2, read from disk"), "\(html.count) bytes")
         }
 
         /// Under every logging mode a rank killed right after a round commits in memory recovers
