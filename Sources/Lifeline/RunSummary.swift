@@ -277,8 +277,12 @@ public struct RunSummary: Sendable {
                          + "); each commit is a move of the checkpoint-only line (`lifeline recovery-line RUN_DIR` for the rest)")
         } else if !commitsDetail.isEmpty {
             let levels = configuration.memoryLevel == true
-            lines.append("  epoch     time  step  wrote          kept                  logical     stored  ratio  chunks (reused)"
-                         + (levels ? "  level" : ""))
+            // With levels, where each line was held follows in a column of its own.
+            let header = "  epoch     time  step  wrote          kept                  logical     stored  ratio  chunks (reused)"
+            func withLevel(_ row: String, _ level: String) -> String {
+                levels ? row.padding(toLength: max(row.count, header.count), withPad: " ", startingAt: 0) + "  " + level : row
+            }
+            lines.append(withLevel(header, "level"))
             for commit in commitsDetail {
                 let wrote = commit.wrote.isEmpty ? "-" : Self.rankList(commit.wrote)
                 let kept = commit.kept.isEmpty ? "-" : commit.kept.map { "\($0.rank)@" + ($0.from.map { "e\($0)" } ?? "start") }
@@ -288,7 +292,7 @@ public struct RunSummary: Sendable {
                                  wrote.padding(toLength: 14, withPad: " ", startingAt: 0),
                                  kept.padding(toLength: 20, withPad: " ", startingAt: 0),
                                  commit.logicalBytes, commit.storedBytes, ratio, "\(commit.chunks) (\(commit.chunksReused))")
-                lines.append(levels ? row.padding(toLength: max(row.count, 100), withPad: " ", startingAt: 0) + "  " + Self.levelText(commit) : row)
+                lines.append(withLevel(row, Self.levelText(commit)))
             }
         }
         lines.append("failures     \(failures.count), \(String(format: "%.2f", recoverySecondsTotal)) s spent recovering")
