@@ -318,7 +318,7 @@ public struct RunSummary: Sendable {
         let drainedEvery = every == 1 ? "every round drained" : "one round in \(every) drained"
         let inMemory = commitsDetail.filter { $0.level == "memory" }
         let drained = inMemory.compactMap(\.drained)
-        let failed = Set(commitsDetail.flatMap { commit in commit.drainFailedRanks.map { "\(commit.epoch)/\($0)" } }).count
+        let failed = commitsDetail.reduce(0) { $0 + $1.drainFailedRanks.count }  // each line's ranks, once each
         var line = "levels       memory,disk, \(drainedEvery): \(inMemory.count) of \(commits) lines committed in memory alone, "
             + "\(drained.count) of them drained to disk since (\(drainedBytes) bytes"
         if let slowest = drained.map(\.afterCommitSeconds).max() {
