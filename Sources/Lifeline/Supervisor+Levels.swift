@@ -79,7 +79,8 @@ extension Supervisor {
 
     /// The levels of the line of round `epoch` about to commit with `acks` and `members` (the
     /// round of each one's snapshot in `snapshots`): in memory when any member's snapshot is there
-    /// (one written in this round, or one a rank kept from a line held in memory); on disk once
+    /// (one written in this round, or one a rank kept from a line held in memory, while its copy
+    /// is there or it is not on disk); on disk once
     /// every member's is. A kept snapshot that a line recorded on disk holds is on disk (a later
     /// supervisor learns it so).
     func levels(ofCommitting epoch: Epoch, acks: [Acknowledgement], members: [Member], snapshots: [Int: UInt64])
@@ -90,8 +91,11 @@ extension Supervisor {
         for member in members where member.rank < acks.count && acks[member.rank].kept {
             let round = snapshots[member.rank] ?? epoch.rawValue
             let holders = manifest.committed.filter { $0.members.contains { $0.snapshot == member.snapshot } }
-            if holders.contains(where: \.isOnDisk) { drains.acknowledgedFromDisk(round, rank: member.rank) }
-            if holders.contains(where: \.isInMemory) { keptInMemory = true }
+            let onDisk = holders.contains(where: \.isOnDisk)
+            if onDisk { drains.acknowledgedFromDisk(round, rank: member.rank) }
+            // In memory while its copy is there (none is after a resume, or once removed); one
+            // not on disk is counted in memory whatever, so the line is never taken for on disk.
+            if holders.contains(where: \.isInMemory), !onDisk || holdsCopy(rank: member.rank, round: round) { keptInMemory = true }
         }
         return drains.levels(ofCommitting: epoch.rawValue, members: snapshots,
                              anyInMemory: keptInMemory || acks.contains(where: \.inMemory))
@@ -109,8 +113,7 @@ extension Supervisor {
     func handleDrained(_ epoch: Epoch, rank: Int, storedBytes: UInt64, failure: String?, failedMirrors: StorageMirrors) throws {
         guard holdsLevels else { return }
         if let failure {
-            drains.drainFailed(epoch.rawValue, rank: rank)
-            events.record("drain_failed", ["rank": .int(rank), "epoch": .int(Int(epoch.rawValue)), "reason": .string(failure)])
+            noteDrainFailed(epoch, rank: rank, failure: failure)
             if let mirror = failedMirrors.mirrors.first {
                 try mirrorFailed(mirror, reason: failure, byRank: true)
             } else {
@@ -121,10 +124,43 @@ extension Supervisor {
         for record in drains.drained(epoch.rawValue, rank: rank, storedBytes: storedBytes, now: now) {
             try recordOnDisk(record)
         }
+        try recordOwedOnDisk()
+    }
+
+    /// A rank's drain of round `epoch` failed: the tracker and the event log hear of it.
+    private func noteDrainFailed(_ epoch: Epoch, rank: Int, failure: String) {
+        drains.drainFailed(epoch.rawValue, rank: rank)
+        events.record("drain_failed", ["rank": .int(rank), "epoch": .int(Int(epoch.rawValue)), "reason": .string(failure)])
+    }
+
+    /// `rank`, stopped by the supervisor (a rollback), is reaped: the drains it ended before it
+    /// was stopped, still unread in its connection, count — a line whose last drain was its own
+    /// is on disk, and a relaunch need not drain it again. Nothing else it sent is acted on. The
+    /// records are written at the next chance (`recordOwedOnDisk`): this runs where the
+    /// supervisor cannot stop for a manifest write that fails.
+    func readDrainsOfStopped(_ rank: Int) {
+        guard holdsLevels, let connection = slots[rank].connection else { return }
+        _ = try? connection.readAvailable { frame in
+            guard case .control(.drained(let epoch, let storedBytes, let failure, _)) = frame else { return }
+            if let failure {
+                noteDrainFailed(epoch, rank: rank, failure: failure)
+                return
+            }
+            for record in drains.drained(epoch.rawValue, rank: rank, storedBytes: storedBytes, now: now) { drains.owe(record) }
+        }
+    }
+
+    /// Writes the records of lines on disk that are owed (`DrainTracker.owe`): one the manifest
+    /// did not take before, or one read from a stopped rank.
+    func recordOwedOnDisk() throws {
+        guard holdsLevels else { return }
+        for record in drains.takeOwed() { try recordOnDisk(record) }
     }
 
     /// Every member's snapshot of a committed line held in memory is on disk: the manifest says
-    /// so (the line outlives this supervisor now), and `drained` is recorded.
+    /// so (the line outlives this supervisor now), and `drained` is recorded. A write that
+    /// fails short of stopping the job leaves the record owed: the line stays pinned, and the
+    /// next drain, commit or rollback records it.
     private func recordOnDisk(_ record: DrainTracker.Record) throws {
         let round = record.epoch
         guard let line = manifest.committed.first(where: { $0.epoch == round }), !line.isOnDisk else { return }
@@ -135,7 +171,8 @@ extension Supervisor {
         } catch let error as LifelineError {
             throw error  // both mirrors failed: the job stops
         } catch {
-            warn("cannot record round \(round) on disk: \(error); it stays in memory alone")
+            warn("cannot record round \(round) on disk now: \(error); it stays in memory alone until the next manifest write records it")
+            drains.owe(record)
             return
         }
         manifest = next

@@ -114,6 +114,7 @@ extension Supervisor {
                 try perform([round])
             case .stop(let ranks):
                 stop(ranks)
+                try recordOwedOnDisk()  // what the stopped ranks drained, before any relaunch
             case .kill(let rank):
                 signalRank(rank, SIGKILL)
                 // It is recovered as failed: what its process still sends is not read (its
@@ -284,6 +285,13 @@ extension Supervisor {
     /// SIGKILLs every live rank and waits until all have been reaped.
     func stopSurvivors() {
         if case .stop(let ranks) = machine.stopEveryRank() { stop(ranks) }
+        // What they drained before they stopped is recorded: a resume starts from the newest
+        // line on disk. (The job stops either way; a failure here is said, not thrown.)
+        do {
+            try recordOwedOnDisk()
+        } catch {
+            warn("cannot record the lines the stopped ranks drained: \(error)")
+        }
     }
 
     /// SIGKILLs the live ranks among `ranks` (the machine expects their exits) and waits until
@@ -318,6 +326,7 @@ extension Supervisor {
 
     /// `rank`'s process ended as expected.
     private func reaped(_ rank: Int) {
+        readDrainsOfStopped(rank)
         slots[rank].connection?.close()
         slots[rank].connection = nil
         drains.rankEnded(rank)

@@ -151,4 +151,26 @@ import Testing
         tracker.committed(7, members: [0: 7, 1: 6], inMemoryAlone: true, now: 2)
         #expect(tracker.pinned == [7])
     }
+
+    /// A line whose drains are all in but whose record the manifest did not take is owed: it
+    /// stays pinned (the manifest keeps it) until it is handed back, once, to be written again;
+    /// a rank that ends does not unpin it (its snapshot is on disk), and an owed line before
+    /// the oldest kept one is forgotten.
+    @Test func aRecordTheManifestDidNotTakeIsOwedAndStaysPinned() throws {
+        var tracker = DrainTracker(rankCount: 2, drainEvery: 1)
+        tracker.committed(7, inMemoryAlone: true, now: 0)
+        _ = tracker.drained(7, rank: 0, storedBytes: 3, now: 0.5)
+        let record = try #require(tracker.drained(7, rank: 1, storedBytes: 4, now: 1).first)
+        #expect(tracker.pinned.isEmpty)
+        tracker.owe(record)
+        #expect(tracker.pinned == [7])
+        tracker.rankEnded(0)
+        tracker.rankEnded(1)
+        #expect(tracker.pinned == [7], "every member of line 7 is on disk")
+        #expect(tracker.takeOwed() == [record])
+        #expect(tracker.pinned.isEmpty && tracker.takeOwed().isEmpty, "handed back once")
+        tracker.owe(record)
+        tracker.forget(before: 8)
+        #expect(tracker.pinned.isEmpty && tracker.takeOwed().isEmpty)
+    }
 }

@@ -18,6 +18,7 @@
 /// | a round commits with some member's snapshot in memory | the line is in memory, and on disk when every member's snapshot is |
 /// | that line is not on disk and its round is drained | pin it: the manifest keeps it beyond `--keep` until its drains end |
 /// | a rank's drain ended | its snapshot is on disk; each line committed in memory alone whose members are all on disk now: record it on disk and unpin it |
+/// | that record could not be written now (a manifest write failed, or the drain was read from a rank being stopped) | it is owed: the line stays pinned, and the next chance records it |
 /// | a rank's drain failed | unpin the lines that hold that snapshot: they stay in memory alone (the next drained round tries again; under minimal checkpoints the rank writes anew at its next round rather than keep that snapshot) |
 /// | a drain of a snapshot whose earlier drain failed ended | it is on disk after all |
 /// | a rank ended (failed or stopped) | unpin the lines whose snapshot of it was not on disk: its drain ended with it |
@@ -66,6 +67,9 @@ package struct DrainTracker: Sendable, Equatable {
     private var waiting: [UInt64: Waiting] = [:]
     /// Per round, the ranks whose drain of their snapshot of it failed.
     private var failedDrains: [UInt64: Set<Int>] = [:]
+    /// Lines whose drains are all in but whose record on disk is still to be written, by round
+    /// (`owe`): pinned until `takeOwed` hands them back.
+    private var owed: [UInt64: Record] = [:]
 
     /// A tracker for a job of `rankCount` ranks draining every `drainEvery`-th round (at least 1).
     package init(rankCount: Int, drainEvery: Int) {
@@ -138,6 +142,23 @@ package struct DrainTracker: Sendable, Equatable {
         return records
     }
 
+    /// `record` (a line `drained` returned) is not written yet: the manifest write failed, or
+    /// the supervisor cannot write now. The line stays pinned, so the manifest keeps it, until
+    /// `takeOwed` hands it back.
+    package mutating func owe(_ record: Record) {
+        owed[record.epoch] = record
+        pinned.insert(record.epoch)
+    }
+
+    /// The owed records, oldest first, to write now; they are unpinned (one that fails again is
+    /// owed again).
+    package mutating func takeOwed() -> [Record] {
+        let records = owed.values.sorted { $0.epoch < $1.epoch }
+        owed = [:]
+        for record in records { pinned.remove(record.epoch) }
+        return records
+    }
+
     /// Rank `rank`'s drain of its snapshot of round `epoch` failed: the lines that hold that
     /// snapshot will not reach disk.
     package mutating func drainFailed(_ epoch: UInt64, rank: Int) {
@@ -188,5 +209,6 @@ package struct DrainTracker: Sendable, Equatable {
         }
         pinned = pinned.filter { $0 >= epoch }
         waiting = waiting.filter { $0.key >= epoch }
+        owed = owed.filter { $0.key >= epoch }
     }
 }
