@@ -285,6 +285,7 @@ extension Supervisor {
             }
             drains.forget(before: manifest.committed.first?.epoch ?? 0, held: held)
             memoryCopies.committed(epoch.rawValue, members: snapshots)
+            try recordOwedOnDisk()  // a line on disk whose record a failed write left owed
         }
         for (rank, rounds) in acknowledgedDependencies {
             acknowledgedDependencies[rank] = rounds.filter { $0.key >= epoch.rawValue || snapshots[rank] == $0.key }
