@@ -53,7 +53,8 @@ public struct RunSummary: Sendable {
         /// A line committed in memory alone that its drains then put on disk: seconds after the
         /// commit, and the bytes the drains stored on one mirror.
         public var drained: (afterCommitSeconds: Double, storedBytes: Int)?
-        /// The ranks whose drain of the line failed (it stays in memory alone).
+        /// The ranks whose drain of their snapshot in the line failed (it stays in memory
+        /// alone): of the round's own snapshot, or of one the rank kept from an older round.
         public var drainFailedRanks: [Int]
     }
 
@@ -72,6 +73,9 @@ public struct RunSummary: Sendable {
     public var checkpointBytes: Int
     /// With levels, the bytes the drains of lines committed in memory stored on one mirror.
     public var drainedBytes: Int
+    /// With levels, the drains that failed: one per rank and round, in committed or aborted
+    /// rounds alike.
+    public var drainsFailed: Int
     /// Mean seconds from a round's request to its commit.
     public var checkpointSecondsMean: Double
     /// The committed rounds, oldest first (under independent checkpointing: each move of the
@@ -143,23 +147,31 @@ public struct RunSummary: Sendable {
             guard let epoch = event["epoch"] as? Int, drains[epoch] == nil else { continue }
             drains[epoch] = (event["after_commit_s"] as? Double ?? 0, event["bytes"] as? Int ?? 0)
         }
+        // By the round of the snapshot whose drain failed: a line holds it when the rank wrote
+        // in that round, or (minimal checkpoints) kept its snapshot of that round.
         var drainFailures: [Int: Set<Int>] = [:]
         for event in named("drain_failed") {
             guard let epoch = event["epoch"] as? Int, let rank = event["rank"] as? Int else { continue }
             drainFailures[epoch, default: []].insert(rank)
         }
+        drainsFailed = drainFailures.values.reduce(0) { $0 + $1.count }
         drainedBytes = drains.values.reduce(0) { $0 + $1.storedBytes }
         commitsDetail = commitEvents.map { event in
             let kept = zip(ranks(event["kept"]), ranks(event["kept_from"])).compactMap { rank, from in
                 Int(rank).map { (rank: $0, from: Int(from)) }
             }
             let epoch = event["epoch"] as? Int ?? 0
+            let wrote = ranks(event["wrote"]).compactMap { Int($0) }
+            var failed = wrote.filter { drainFailures[epoch]?.contains($0) == true }
+            for (rank, from) in kept {
+                if let from, drainFailures[from]?.contains(rank) == true { failed.append(rank) }
+            }
             return Commit(
                 epoch: epoch, time: time(event), step: event["step"] as? Int ?? -1,
-                wrote: ranks(event["wrote"]).compactMap { Int($0) }, kept: kept,
+                wrote: wrote, kept: kept,
                 logicalBytes: event["logical"] as? Int ?? 0, storedBytes: event["bytes"] as? Int ?? 0,
                 chunks: event["chunks"] as? Int ?? 0, chunksReused: event["reused"] as? Int ?? 0,
-                level: event["level"] as? String, drained: drains[epoch], drainFailedRanks: (drainFailures[epoch] ?? []).sorted())
+                level: event["level"] as? String, drained: drains[epoch], drainFailedRanks: failed.sorted())
         }
 
         // Each failure takes the first recovery start and end not yet taken that name its rank,
@@ -318,14 +330,13 @@ public struct RunSummary: Sendable {
         let drainedEvery = every == 1 ? "every round drained" : "one round in \(every) drained"
         let inMemory = commitsDetail.filter { $0.level == "memory" }
         let drained = inMemory.compactMap(\.drained)
-        let failed = commitsDetail.reduce(0) { $0 + $1.drainFailedRanks.count }  // each line's ranks, once each
         var line = "levels       memory,disk, \(drainedEvery): \(inMemory.count) of \(commits) lines committed in memory alone, "
             + "\(drained.count) of them drained to disk since (\(drainedBytes) bytes"
         if let slowest = drained.map(\.afterCommitSeconds).max() {
             line += String(format: ", at most %.3f s after the commit", slowest)
         }
         line += ")"
-        if failed > 0 { line += ", \(failed) drains failed" }
+        if drainsFailed > 0 { line += ", \(drainsFailed) drains failed" }
         return line
     }
 
@@ -366,6 +377,7 @@ public struct RunSummary: Sendable {
             "checkpointSecondsMean": checkpointSecondsMean, "recoverySecondsTotal": recoverySecondsTotal,
             "independentCheckpoints": independentCheckpoints,
             "levels": configuration.memoryLevel == true ? "memory,disk" : "disk", "drainedBytes": drainedBytes,
+            "drainsFailed": drainsFailed,
             "logBytes": logBytes, "storageFiles": storageFiles, "storageProblems": storageProblems, "resizable": resizable,
             "replayable": replayable,
             "epochs": commitsDetail.map { commit -> [String: Any] in
