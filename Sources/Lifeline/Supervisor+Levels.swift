@@ -121,10 +121,10 @@ extension Supervisor {
             }
             return
         }
+        try recordOwedOnDisk()  // first: what an earlier write left owed is older
         for record in drains.drained(epoch.rawValue, rank: rank, storedBytes: storedBytes, now: now) {
             try recordOnDisk(record)
         }
-        try recordOwedOnDisk()
     }
 
     /// A rank's drain of round `epoch` failed: the tracker and the event log hear of it.
