@@ -430,12 +430,17 @@ package enum ControlMessage: Sendable, Equatable {
             let present = try reader.read(UInt8.self)
             guard present <= 1 else { throw WireError("event records with flag \(present)") }
             let first = try reader.read(UInt64.self)
-            message = .eventRecords(first: present == 1 ? first : nil, records: try decodeRecords(&reader))
+            let records = try decodeRecords(&reader)
+            guard first <= UInt64.max - UInt64(records.count) else { throw WireError("event records run past the last index") }
+            message = .eventRecords(first: present == 1 ? first : nil, records: records)
         case .logEvents:
             let first = try reader.read(UInt64.self)
             let acknowledge = try reader.read(UInt8.self)
             guard acknowledge <= 1 else { throw WireError("log records with acknowledge flag \(acknowledge)") }
-            message = .logEvents(first: first, records: try decodeRecords(&reader), acknowledge: acknowledge == 1)
+            let records = try decodeRecords(&reader)
+            // Numbered from `first` on: a range past the last index is no rank's log.
+            guard first <= UInt64.max - UInt64(records.count) else { throw WireError("log records run past the last index") }
+            message = .logEvents(first: first, records: records, acknowledge: acknowledge == 1)
         case .release: message = .release
         case .peerRestarted:
             message = .peerRestarted(RankID(Int(try reader.read(UInt32.self))), incarnation: try reader.read(UInt32.self))

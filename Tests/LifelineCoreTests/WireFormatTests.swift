@@ -207,6 +207,19 @@ struct WireFormatTests {
         }
     }
 
+    /// Records numbered from `first` past the last index (UInt64.max) are no rank's log: the
+    /// decoder refuses them, so the event logger never computes an index that overflows.
+    @Test func logRecordsPastTheLastIndexAreRefused() throws {
+        for message in [ControlMessage.logEvents(first: UInt64.max, records: [[1]], acknowledge: false),
+                        .logEvents(first: UInt64.max - 1, records: [[1], [2]], acknowledge: true),
+                        .eventRecords(first: UInt64.max, records: [[3]])] {
+            let body = Array(message.frame()[FramePrefix.byteCount...])
+            #expect(throws: WireError.self, "\(message) decoded") { try ControlMessage.decode(body) }
+        }
+        let last = ControlMessage.logEvents(first: UInt64.max - 1, records: [[1]], acknowledge: false)
+        #expect(try ControlMessage.decode(Array(last.frame()[FramePrefix.byteCount...])) == last)
+    }
+
     @Test func drainedRoundTripsWithAndWithoutAFailure() throws {
         for message in [ControlMessage.drained(Epoch(7), storedBytes: 123_456, failure: nil),
                         .drained(Epoch(UInt64.max), storedBytes: 0, failure: "mirror a: no space left on device")] {
