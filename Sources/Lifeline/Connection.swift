@@ -95,6 +95,9 @@ final class Connection {
 
     deinit { if !isClosed { Glibc.close(fd) } }
 
+    /// The bytes the read buffer holds room for (it grows with a frame larger than it).
+    var bufferCapacity: Int { buffer.count }
+
     /// Whether the stream runs through shared memory: the poll loop reads it after every wait,
     /// and never waits for the socket to be writable.
     var usesRings: Bool { rings != nil }
@@ -239,8 +242,12 @@ final class Connection {
                 continue
             }
             guard end - bodyStart >= bodyLength else {
-                if FramePrefix.byteCount + bodyLength > buffer.count {
-                    var grown = [UInt8](repeating: 0, count: FramePrefix.byteCount + bodyLength)
+                // A frame larger than the buffer: it grows as the frame's bytes come (doubling,
+                // up to the frame's size), never at once to what a prefix claims — a corrupt
+                // one claims up to `FramePrefix.bodyBytesMax` before any body follows.
+                let frameBytes = FramePrefix.byteCount + bodyLength
+                if frameBytes > buffer.count, end == buffer.count {
+                    var grown = [UInt8](repeating: 0, count: min(frameBytes, max(2 * buffer.count, end - start + Self.bufferBytes)))
                     grown.withUnsafeMutableBytes { target in
                         buffer.withUnsafeBytes { source in
                             target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[start..<end]))

@@ -36,6 +36,38 @@ struct ConnectionTests {
         #expect(others == before + following)
     }
 
+    /// A control frame larger than the read buffer is taken whole however it arrives, in a
+    /// buffer that grows with the bytes that came, not to the size its prefix claims: a
+    /// corrupt prefix claiming 2 GiB, followed by a little, leaves the buffer a few MiB.
+    @Test func aLargeControlFrameGrowsTheBufferWithItsBytes() throws {
+        let (readerEnd, writerEnd) = try socketPair()
+        defer { close(writerEnd) }
+        var generator = SplitMix64(seed: 7)
+        let record = (0..<(3 << 20)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        let message = ControlMessage.logEvents(first: 5, records: [record], acknowledge: true)
+        let frame = message.frame()
+        let reader = Connection(fd: readerEnd)
+        var messages: [ControlMessage] = []
+        var sent = 0
+        while sent < frame.count {
+            let piece = min(100 << 10, frame.count - sent)
+            try #require(Socket.sendAll(writerEnd, Array(frame[sent..<sent + piece])))
+            sent += piece
+            #expect(try reader.readAvailable { if case .control(let message) = $0 { messages.append(message) } })
+        }
+        #expect(messages == [message])
+        #expect(reader.bufferCapacity <= 2 * frame.count)
+
+        let (claimedEnd, claimingEnd) = try socketPair()
+        defer { close(claimingEnd) }
+        var claim = ByteWriter()
+        FramePrefix(kind: .control, bodyLength: 1 << 31).encode(into: &claim)
+        let claimed = Connection(fd: claimedEnd)
+        try #require(Socket.sendAll(claimingEnd, claim.bytes + [UInt8](repeating: 1, count: 600 << 10)))
+        for _ in 0..<4 { #expect(try claimed.readAvailable { _ in Issue.record("a frame of a 2 GiB claim was delivered") }) }
+        #expect(claimed.bufferCapacity <= 4 << 20, "\(claimed.bufferCapacity) bytes for 600 KiB received")
+    }
+
     /// A large payload that has only partly arrived is not waited for: the read returns, the
     /// rank goes on writing its own large message (which the peer reads meanwhile), and a later
     /// read completes the payload. Reading it with a blocking recv made two ranks that each
