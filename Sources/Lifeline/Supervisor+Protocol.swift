@@ -11,8 +11,16 @@ extension Supervisor {
     func readControl(from rank: Int) throws -> Bool {
         guard let connection = slots[rank].connection else { return false }
         var messages: [ControlMessage] = []
-        let open = try connection.readAvailable { frame in
-            if case .control(let message) = frame { messages.append(message) }
+        var open = true
+        var malformed: String?
+        do {
+            open = try connection.readAvailable { frame in
+                if case .control(let message) = frame { messages.append(message) }
+            }
+        } catch {
+            // The frames before it are whole and are handled (records a rank on this host
+            // counts stable once written are among them); then the rank fails, not the job.
+            malformed = "\(error)"
         }
         machine.heard(from: rank, now: now)
         if let hostJob, !messages.isEmpty, !isMoving(rank, incarnation: machine.ranks[rank].incarnation) {
@@ -30,6 +38,10 @@ extension Supervisor {
             // A message that relaunched the rank (a failed snapshot under independent
             // checkpoints) ends the batch: what its old process wrote after it is not the new one's.
             if machine.ranks[rank].incarnation != incarnation { return false }
+        }
+        if let malformed {
+            try perform(machine.handleMalformed(from: rank, detail: malformed, now: now, facts: StorageFacts(self)))
+            return false
         }
         if !open {  // the exit will follow through the launcher
             slots[rank].connection = nil

@@ -469,6 +469,11 @@ final class Supervisor {
             }
             if let member { restoredOutput[rank] = (UInt32(clamping: member.incarnation), member.outputOffset) }
             let step = member?.step ?? resize?.step ?? -1
+            // A connection still open is the old process's, whose exit was not reaped in time
+            // (`awaitExits` gives up after 30 s): nothing it still sends may reach the new
+            // incarnation's state (the event logger forgets the rank's records just below).
+            slots[rank].connection?.close()
+            slots[rank].connection = nil
             let incarnation = machine.launching(rank, plan: plan, step: step, now: now)
             launchedIncarnations[rank] = incarnation
             runtimeStops[rank] = nil

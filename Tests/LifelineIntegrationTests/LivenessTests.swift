@@ -197,6 +197,20 @@ extension RecoveryTests.Liveness {
         #expect(failure?["step"] as? Int == 7, "\(String(describing: failure))")
     }
 
+    /// A rank whose control connection carries a frame that cannot be read (a runtime whose
+    /// memory the program corrupted, a stray write) fails alone: it is killed and recovered, and
+    /// the job ends with the failure-free result, instead of the supervisor ending with it.
+    @Test func aMalformedControlFrameFailsTheRankNotTheJob() throws {
+        let oracle = try Self.probe("garble-oracle", ranks: 2, ["--interval", "0.2"], ["crash", "40", "1000"])
+        let result = try Self.probe("garble", ranks: 2, ["--interval", "0.2"], ["garble", "40", "7"])
+        #expect(oracle.status == 0 && !oracle.resultLines.isEmpty, "\(oracle.stderr)")
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.resultLines == oracle.resultLines)
+        #expect(result.stderr.contains("rank 1 sent a control frame that cannot be read ("), "\(result.stderr)")
+        #expect(result.events("protocol_error").contains { $0["rank"] as? Int == 1 }, "\(result.events("protocol_error"))")
+        #expect(result.events("failure").compactMap { $0["rank"] as? Int } == [1], "\(result.events("failure"))")
+    }
+
     /// A rank that crashes the same way at the same step from the same line again ends the
     /// job after its second failure, by name, instead of spending every restart.
     @Test func theSameCrashAgainEndsTheJob() throws {

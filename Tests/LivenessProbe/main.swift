@@ -42,6 +42,10 @@
 //       A ring shift in which rank 1's first process (every one, with `always`) stops on a Swift
 //       runtime error (`fatalError`) right after safe point AT: the failure must be reported at
 //       step AT, and the same crash from the same line again ends the job.
+//   lifeline-liveness garble ROUNDS AT
+//       A ring shift in which rank 1's first process, right after safe point AT, writes a frame
+//       of a kind that does not exist onto its control connection (found among its descriptors
+//       as the one connected to the supervisor's socket): that rank must fail, not the job.
 //   lifeline-liveness unfinished ROUNDS
 //       A ring shift that returns without calling finish(): the runtime must name it.
 //   lifeline-liveness steal
@@ -162,6 +166,29 @@ struct Carried: Checkpointable, Redistributable {
     static func redistribute(rank: Int, of size: Int, from previous: PreviousRanks) throws -> Carried {
         try previous.state(of: rank % previous.size, as: Carried.self)
     }
+}
+
+/// `garble`: writes the 12-byte prefix of a frame of kind 0x7777 (no such kind) onto the
+/// descriptor connected to the supervisor's abstract socket (`LIFELINE_ADDRESS` + `.s`).
+func garbleControlConnection() {
+    guard let raw = getenv("LIFELINE_ADDRESS") else { fatalError("no LIFELINE_ADDRESS") }
+    let prefix = String(cString: raw)
+    let wanted = [UInt8(0)] + Array((prefix + ".s").utf8)
+    for fd in Int32(3)..<Int32(1024) {
+        var address = sockaddr_un()
+        var length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        guard named == 0, address.sun_family == sa_family_t(AF_UNIX) else { continue }
+        let pathLength = Int(length) - MemoryLayout.offset(of: \sockaddr_un.sun_path)!
+        let path = withUnsafeBytes(of: address.sun_path) { Array($0.prefix(max(0, pathLength))) }
+        guard path == wanted else { continue }
+        var frame: [UInt8] = [0x77, 0x77, 0, 0] + [UInt8](repeating: 0, count: 8)
+        _ = write(fd, &frame, frame.count)
+        return
+    }
+    fatalError("no descriptor is connected to the supervisor")
 }
 
 /// `inflight`: each round's message crosses the next safe point.
@@ -361,6 +388,11 @@ case "crash":
         if comm.rank == 1, round == crashAt, comm.incarnation < comm.size || arguments.count > 4 {
             fatalError("the probe's runtime error")
         }
+    }) { [UInt8(truncatingIfNeeded: $0)] }
+case "garble":
+    let garbleAt = Int(arguments[3]) ?? 10
+    try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 40, prepare: { round in
+        if comm.rank == 1, round == garbleAt, comm.incarnation < comm.size { garbleControlConnection() }
     }) { [UInt8(truncatingIfNeeded: $0)] }
 case "unfinished":
     try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 20) { [UInt8(truncatingIfNeeded: $0)] }

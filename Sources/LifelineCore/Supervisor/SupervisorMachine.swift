@@ -154,6 +154,8 @@ package struct SupervisorMachine: Sendable {
         /// Independent checkpoints: a rank could not write its checkpoint `index`; it is
         /// restarted from its last durable one.
         case checkpointUnwritten(rank: Int, index: UInt64, reason: String)
+        /// `rank` sent a control frame that cannot be read: it is killed and recovered.
+        case malformed(rank: Int, detail: String)
         /// No rank passed a new safe point for `silentSeconds`; where each waits (nil: it
         /// computes, or did not answer).
         case stall(waits: [RankWait?], silentSeconds: Double)
@@ -336,6 +338,17 @@ package struct SupervisorMachine: Sendable {
         guard ranks[rank].alive, !ranks[rank].exitExpected else { return [] }
         return killAsFailed(rank, .checkpointUnwritten(rank: rank, index: round.rawValue, reason: reason),
                             cause: "could not write checkpoint \(round.rawValue): \(reason)", now: now, facts: facts)
+    }
+
+    /// `rank` sent a control frame that cannot be read (`detail` says how): its stream can no
+    /// longer be trusted, nor followed (where the next frame starts is unknown), so the rank is
+    /// killed and recovered as a failed rank — the job goes on. What it sent before that frame
+    /// was handled as usual. A rank already ended is recovered through its exit.
+    package mutating func handleMalformed(from rank: Int, detail: String, now: Double, facts: some RecoveryFacts) -> [Action] {
+        guard ranks.indices.contains(rank) else { return [] }
+        guard ranks[rank].alive, !ranks[rank].exitExpected else { return [.note(.malformed(rank: rank, detail: detail))] }
+        return killAsFailed(rank, .malformed(rank: rank, detail: detail),
+                            cause: "sent a control frame that cannot be read (\(detail))", now: now, facts: facts)
     }
 
     /// Kills `rank` (its exit is then expected) and recovers it as a failed rank, saying why.
