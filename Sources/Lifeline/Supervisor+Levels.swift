@@ -117,7 +117,13 @@ extension Supervisor {
             if let mirror = failedMirrors.mirrors.first {
                 try mirrorFailed(mirror, reason: failure, byRank: true)
             } else {
-                warn("rank \(rank) could not drain round \(epoch.rawValue) to disk: \(failure); that line stays in memory alone")
+                // A drain may begin before its round commits: one of a round not committed (yet,
+                // or ever: it aborted) concerns no line so far.
+                let held = manifest.committed.contains { line in
+                    line.members.contains { $0.rank == rank && manifests.epoch(ofSnapshot: $0.snapshot) == epoch.rawValue }
+                }
+                warn("rank \(rank) could not drain round \(epoch.rawValue) to disk: \(failure); "
+                    + (held ? "the lines holding that snapshot stay in memory alone" : "no committed line holds it yet (one that does will stay in memory alone)"))
             }
             return
         }
