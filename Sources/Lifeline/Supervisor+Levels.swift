@@ -139,11 +139,11 @@ extension Supervisor {
         events.record("drain_failed", ["rank": .int(rank), "epoch": .int(Int(epoch.rawValue)), "reason": .string(failure)])
     }
 
-    /// `rank`, stopped by the supervisor (a rollback), is reaped: the drains it ended before it
-    /// was stopped, still unread in its connection, count — a line whose last drain was its own
-    /// is on disk, and a relaunch need not drain it again. Nothing else it sent is acted on. The
-    /// records are written at the next chance (`recordOwedOnDisk`): this runs where the
-    /// supervisor cannot stop for a manifest write that fails.
+    /// `rank`, stopped by the supervisor (a rollback) or killed as failed (hung), is let go:
+    /// the drains it ended before, still unread in its connection, count — a line whose last
+    /// drain was its own is on disk, and a relaunch need not drain it again. Nothing else it
+    /// sent is acted on. The records are written at the next chance (`recordOwedOnDisk`): this
+    /// runs where the supervisor cannot stop for a manifest write that fails.
     func readDrainsOfStopped(_ rank: Int) {
         guard holdsLevels, let connection = slots[rank].connection else { return }
         _ = try? connection.readAvailable { frame in

@@ -118,9 +118,11 @@ extension Supervisor {
             case .kill(let rank):
                 signalRank(rank, SIGKILL)
                 // It is recovered as failed: what its process still sends is not read (its
-                // replacement's connection takes the slot).
+                // replacement's connection takes the slot), but for the drains it ended.
+                readDrainsOfStopped(rank)
                 slots[rank].connection?.close()
                 slots[rank].connection = nil
+                try recordOwedOnDisk()
             case .launch(let order):
                 try launch(order)
             case .note(let note):
