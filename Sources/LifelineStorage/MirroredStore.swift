@@ -409,10 +409,11 @@ package struct MirroredStore: Sendable {
     /// Checks that `name` is a store-relative path the store accepts.
     static func validate(name: String) throws(StorageError) {
         let components = name.split(separator: "/", omittingEmptySubsequences: false)
-        let valid = !name.isEmpty && components.allSatisfy { !$0.isEmpty && !$0.hasPrefix(".") }
+        // A NUL ends the name where the C library reads it: "a/\0" would name the folder "a".
+        let valid = !name.isEmpty && !name.utf8.contains(0) && components.allSatisfy { !$0.isEmpty && !$0.hasPrefix(".") }
         if !valid {
             throw StorageError(.invalidArgument, path: name, message:
-                "not a valid store name (relative path, no empty, '.' or '..' or hidden components)")
+                "not a valid store name (relative path, no empty, '.' or '..' or hidden components, no NUL)")
         }
     }
 

@@ -98,7 +98,7 @@ import Testing
         let folder = TemporaryFolder()
         defer { folder.remove() }
         let store = try folder.store()
-        for bad in ["", "/abs", "a/../b", "a//b", ".hidden", "dir/.x.tmp.1"] {
+        for bad in ["", "/abs", "a/../b", "a//b", ".hidden", "dir/.x.tmp.1", "a/\0", "\0"] {
             let error = storageError { () throws(StorageError) in try store.write(bad, kind: .other, generation: 0, body: []) }
             #expect(error?.code == .invalidArgument, "\(bad)")
         }

@@ -291,7 +291,8 @@ import Testing
         defer { folder.remove() }
         let service = try FolderService(root: folder.path + "/partner")
         let outside = folder.path + "/outside"
-        for name in ["../outside", "/etc/passwd", "a/../../outside", ".hidden", "a/.tmp-1", "", "a//b"] {
+        // A NUL ends the name for the C library: "\0" would be the keeper's folder itself.
+        for name in ["../outside", "/etc/passwd", "a/../../outside", ".hidden", "a/.tmp-1", "", "a//b", "\0", "a/\0"] {
             let file = FileToWrite(name, encoded: [1, 2, 3])
             for request in [FolderRequest.write([file]), .read(name), .remove(name), .removeDirectory(name), .isRegularFile(name),
                         .rename(name, to: "x"), .rename("x", to: name), .readPart(name, offset: 0, count: 1)] {
