@@ -158,16 +158,24 @@ enum HostLink {
 
     /// How many times a connector tries before it takes the acceptor for gone: a flood of
     /// strangers' connections may push a real one out of the acceptor's waiting room.
-    static let connectAttempts = 3
+    static let connectAttempts = 5
 
-    /// `connectAuthenticatedOnce`, tried `connectAttempts` times while the acceptor answers but
-    /// drops the connection before its welcome.
+    /// `connectAuthenticatedOnce`, tried `connectAttempts` times while the acceptor takes the
+    /// connection but drops it before its welcome — before its challenge too: a full waiting
+    /// room closes its oldest connection whatever it had sent. Between tries the connector
+    /// pauses, 20 ms doubling with each, plus as much again at random, so that a burst of
+    /// strangers' connections passes and connectors that were dropped together do not come
+    /// back together.
     /// `seconds`: how long the connection and each step of the handshake may take.
     static func connectAuthenticated(
         address: String, port: UInt16, hello: HostHello, expected: HostIdentity, acceptIncarnationAbove: Bool = false,
         token: String, seconds: Double = handshakeSeconds
     ) throws -> Int32? {
-        for _ in 0..<connectAttempts {
+        for attempt in 0..<connectAttempts {
+            if attempt > 0 {
+                let pause = UInt32(20_000) << UInt32(attempt - 1)
+                usleep(pause + UInt32.random(in: 0...pause))
+            }
             var fresh = hello
             fresh.nonce = nonce()
             switch try connectAuthenticatedOnce(
@@ -187,7 +195,7 @@ enum HostLink {
         case connected(Int32)
         /// Nothing answered (or an older incarnation did): the acceptor is gone.
         case unreachable
-        /// The acceptor answered, then closed before its welcome.
+        /// The acceptor took the connection, then closed it before its welcome.
         case dropped
     }
 
@@ -204,8 +212,13 @@ enum HostLink {
         guard Socket.sendAll(fd, hello.frame()),
               let body = readFrame(fd, kind: .challenge, bodyBytesMax: HostHandshake.bodyBytesMax, seconds: seconds)
         else {
+            // Closed by the acceptor (the end of the stream, or a reset): dropped, to try again;
+            // no challenge within the time: nothing answers there.
+            var byte: UInt8 = 0
+            let peeked = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+            let closedByPeer = peeked == 0 || (peeked < 0 && (errno == ECONNRESET || errno == EPIPE))
             close(fd)
-            return .unreachable
+            return closedByPeer ? .dropped : .unreachable
         }
         let challenge: HostChallenge
         do {
@@ -249,11 +262,15 @@ enum HostLink {
     }
 
     /// Reads exactly `count` bytes (blocking, until the monotonic `deadline`); nil on an end of
-    /// stream, an error or the time passing.
+    /// stream, an error or the time passing. The buffer grows as the bytes come (doubling, from
+    /// 64 KiB), so a length a peer claims costs no memory before its bytes are here.
     static func receive(_ fd: Int32, count: Int, deadline: Double) -> [UInt8]? {
-        var bytes = [UInt8](repeating: 0, count: count)
+        var bytes = [UInt8](repeating: 0, count: min(count, 64 << 10))
         var filled = 0
         while filled < count {
+            if filled == bytes.count {
+                bytes += [UInt8](repeating: 0, count: min(count, 2 * bytes.count) - bytes.count)
+            }
             let left = deadline - monotonicSeconds()
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard left > 0, poll(&descriptor, 1, Int32(min(max(1, left * 1000), Double(Int32.max)))) >= 0 else {
@@ -261,7 +278,7 @@ enum HostLink {
                 return nil
             }
             guard descriptor.revents != 0 else { continue }
-            let received = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + filled, count - filled, Int32(MSG_DONTWAIT)) }
+            let received = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + filled, $0.count - filled, Int32(MSG_DONTWAIT)) }
             if received < 0, errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
             guard received > 0 else { return nil }
             filled += received

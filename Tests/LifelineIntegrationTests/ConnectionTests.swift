@@ -68,6 +68,30 @@ struct ConnectionTests {
         #expect(claimed.bufferCapacity <= 4 << 20, "\(claimed.bufferCapacity) bytes for 600 KiB received")
     }
 
+    /// A host link's exact read of a length the peer named (`HostLink.receive`) takes bytes
+    /// arriving in pieces whole into a buffer that grows with them, and gives up at its
+    /// deadline when a claimed length never comes.
+    @Test func aHostLinkReadTakesPiecesWholeAndGivesUpOnAClaim() throws {
+        let (readerEnd, writerEnd) = try socketPair()
+        defer { close(readerEnd); close(writerEnd) }
+        var generator = SplitMix64(seed: 11)
+        let bytes = (0..<((1 << 20) + 3)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        let writer = Thread {
+            var sent = 0
+            while sent < bytes.count {
+                let piece = min(50_000, bytes.count - sent)
+                _ = Socket.sendAll(writerEnd, Array(bytes[sent..<sent + piece]))
+                sent += piece
+            }
+        }
+        writer.start()
+        #expect(HostLink.receive(readerEnd, count: bytes.count, deadline: monotonicSeconds() + 10) == bytes)
+        try #require(Socket.sendAll(writerEnd, [1, 2, 3]))
+        let started = monotonicSeconds()
+        #expect(HostLink.receive(readerEnd, count: 1 << 30, deadline: started + 0.2) == nil)
+        #expect(monotonicSeconds() - started < 5)
+    }
+
     /// A large payload that has only partly arrived is not waited for: the read returns, the
     /// rank goes on writing its own large message (which the peer reads meanwhile), and a later
     /// read completes the payload. Reading it with a blocking recv made two ranks that each

@@ -52,6 +52,22 @@ struct HostHandshakeTests {
         #expect(!carried)
     }
 
+    /// A connection the acceptor closes before its challenge (a waiting room full of strangers'
+    /// connections closes its oldest) is tried again, after a pause, instead of the acceptor
+    /// being taken for gone.
+    @Test func aConnectionDroppedBeforeTheChallengeIsTriedAgain() throws {
+        let identity = HostIdentity(role: .peer, rank: RankID(2), incarnation: 5)
+        let listener = try HostListener(address: "127.0.0.1", identity: identity, token: token)
+        let relay = try Relay(to: listener.port, dropping: 2)
+        let fd = try #require(try HostLink.connectAuthenticated(
+            address: "127.0.0.1", port: relay.port, hello: hello(), expected: identity, token: token))
+        let accepted = taken(listener)
+        #expect(accepted.count == 1)
+        close(fd)
+        accepted.forEach { close($0.fd) }
+        _ = relay.recorded()
+    }
+
     @Test func aConnectorFindsOutAnAcceptorThatDoesNotKnowTheToken() throws {
         let identity = HostIdentity(role: .peer, rank: RankID(2), incarnation: 5)
         let listener = try HostListener(address: "127.0.0.1", identity: identity, token: "another job's token")
@@ -156,13 +172,19 @@ struct HostHandshakeTests {
         private let bytes = Mutex<[UInt8]>([])
         private let done = DispatchSemaphore(value: 0)
 
-        init(to upstream: UInt16) throws {
+        /// A relay to `upstream`'s port that closes the first `dropping` connections it takes
+        /// at once, as a full waiting room does, and relays the next.
+        init(to upstream: UInt16, dropping: Int = 0) throws {
             let (listener, port) = try HostLink.listen(address: "127.0.0.1")
             self.port = port
             Thread.detachNewThread { [self] in
                 defer { close(listener); done.signal() }
                 let deadline = monotonicSeconds() + 5
                 var accepting = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+                for _ in 0..<dropping {
+                    guard poll(&accepting, 1, 5000) == 1, let dropped = Socket.accept(listener) else { return }
+                    close(dropped)
+                }
                 guard poll(&accepting, 1, 5000) == 1, let downstream = Socket.accept(listener) else { return }
                 defer { close(downstream) }
                 guard let upstream = try? HostLink.connect(address: "127.0.0.1", port: upstream, seconds: 2) else { return }
