@@ -262,28 +262,29 @@ enum HostLink {
     }
 
     /// Reads exactly `count` bytes (blocking, until the monotonic `deadline`); nil on an end of
-    /// stream, an error or the time passing. The buffer grows as the bytes come (doubling, from
-    /// 64 KiB), so a length a peer claims costs no memory before its bytes are here.
+    /// stream, an error or the time passing. The array is not zeroed first: the pages of a
+    /// length a peer claims are taken only as its bytes come.
     static func receive(_ fd: Int32, count: Int, deadline: Double) -> [UInt8]? {
-        var bytes = [UInt8](repeating: 0, count: min(count, 64 << 10))
-        var filled = 0
-        while filled < count {
-            if filled == bytes.count {
-                bytes += [UInt8](repeating: 0, count: min(count, 2 * bytes.count) - bytes.count)
+        var complete = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            var filled = 0
+            defer { initialized = filled }
+            while filled < count {
+                let left = deadline - monotonicSeconds()
+                var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard left > 0, poll(&descriptor, 1, Int32(min(max(1, left * 1000), Double(Int32.max)))) >= 0 else {
+                    if errno == EINTR, left > 0 { continue }
+                    return
+                }
+                guard descriptor.revents != 0 else { continue }
+                let received = recv(fd, buffer.baseAddress! + filled, count - filled, Int32(MSG_DONTWAIT))
+                if received < 0, errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
+                guard received > 0 else { return }
+                filled += received
             }
-            let left = deadline - monotonicSeconds()
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard left > 0, poll(&descriptor, 1, Int32(min(max(1, left * 1000), Double(Int32.max)))) >= 0 else {
-                if errno == EINTR, left > 0 { continue }
-                return nil
-            }
-            guard descriptor.revents != 0 else { continue }
-            let received = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + filled, $0.count - filled, Int32(MSG_DONTWAIT)) }
-            if received < 0, errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
-            guard received > 0 else { return nil }
-            filled += received
+            complete = true
         }
-        return bytes
+        return complete ? bytes : nil
     }
 
     // MARK: Addresses
