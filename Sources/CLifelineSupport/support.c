@@ -6,6 +6,8 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -48,6 +50,38 @@ int lifeline_peer_uid(int fd, uid_t *uid) {
     errno = ENOTSUP;
     return -1;
 #endif
+}
+
+uint64_t lifeline_peer_source(int fd) {
+    struct sockaddr_storage address;
+    socklen_t length = sizeof address;
+    if (getpeername(fd, (struct sockaddr *)&address, &length) != 0) return 0;
+    switch (address.ss_family) {
+    case AF_INET: {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&address;
+        return (UINT64_C(4) << 32) | ntohl(v4->sin_addr.s_addr);
+    }
+    case AF_INET6: {
+        // FNV-1a over the 16 bytes; the top byte marks the family.
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&address;
+        uint64_t hash = UINT64_C(14695981039346656037);
+        for (int index = 0; index < 16; index++) {
+            hash ^= v6->sin6_addr.s6_addr[index];
+            hash *= UINT64_C(1099511628211);
+        }
+        return (hash >> 8) | (UINT64_C(6) << 56);
+    }
+#ifdef __linux__
+    case AF_UNIX: {
+        struct ucred credentials;
+        socklen_t size = sizeof credentials;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) return 0;
+        return (UINT64_C(1) << 40) | (uint32_t)credentials.pid;
+    }
+#endif
+    default:
+        return 0;
+    }
 }
 
 void lifeline_flush_stdio(void) {

@@ -8,8 +8,11 @@ import LifelineCore
 /// blocks: the owner's poll loop watches `descriptors`, and a handshake is read as far as it has
 /// arrived. A peer of another user is refused before it sends a byte (SO_PEERCRED); one that
 /// sends anything but a handshake with the job's token, or stays silent past its deadline, is
-/// closed; and at most `pendingMax` connections wait at once (the oldest goes first), so no
-/// stranger can stall the job or fill its memory. Refusals are counted, and said at most once
+/// closed; and at most `pendingMax` connections wait at once, so no stranger can stall the job
+/// or fill its memory. When a newcomer finds the room full, the source holding the most
+/// waiting connections (an address between hosts, a process on one host) loses its least
+/// advanced one, the oldest among equals: a flood from one source pushes out its own
+/// connections, not a real peer's, and one that has sent its hello outlasts silent ones. Refusals are counted, and said at most once
 /// per `reportSeconds` (`takeReport`).
 ///
 /// Between hosts (`init(listener:mutual:token:)`) the token never travels: the connector sends
@@ -27,6 +30,12 @@ final class HandshakeAcceptor {
         var answered: (hello: HostHello, challenge: HostChallenge)?
         /// A descriptor the connector passed with its handshake (-1: none).
         var passed: Int32 = -1
+        /// Where it comes from (`lifeline_peer_source`; 0: unknown).
+        var source: UInt64 = 0
+
+        /// How far its handshake got: 0 nothing yet, 1 part of its first frame, 2 its hello
+        /// answered (between hosts; the proof is read next).
+        var progress: Int { answered != nil ? 2 : bytes.isEmpty ? 0 : 1 }
     }
 
     /// Refusals since the last report.
@@ -107,8 +116,9 @@ final class HandshakeAcceptor {
 
     /// The listener is readable: takes the pending connections (at most `acceptsPerCallMax`)
     /// and reads each handshake that is already there. A peer of another user is refused at
-    /// once; past `pendingMax`, the oldest waiting connection is closed. Returns the connections
-    /// whose handshake is complete and carries the token (the caller owns their sockets).
+    /// once; past `pendingMax`, a waiting connection is closed (`evictionIndex`). Returns the
+    /// connections whose handshake is complete and carries the token (the caller owns their
+    /// sockets).
     func acceptAll(now: Double) -> [(fd: Int32, handshake: Handshake)] {
         var complete: [(fd: Int32, handshake: Handshake)] = []
         for _ in 0..<Self.acceptsPerCallMax {
@@ -118,16 +128,35 @@ final class HandshakeAcceptor {
                 refuse(fd, "a process of another user (uid \(peer))")
                 continue
             }
+            let source = lifeline_peer_source(fd)
             if pending.count >= Self.pendingMax {
-                let oldest = pending.removeFirst()
-                closePassed(oldest)
-                refuse(oldest.fd, "more than \(Self.pendingMax) connections waiting for their handshake")
+                let evicted = pending.remove(at: evictionIndex(newcomerFrom: source))
+                closePassed(evicted)
+                refuse(evicted.fd, "more than \(Self.pendingMax) connections waiting for their handshake")
             }
             if identity != nil { HostLink.tune(fd) }
-            pending.append(Pending(fd: fd, bytes: [], deadline: now + Self.deadlineSeconds))
+            pending.append(Pending(fd: fd, bytes: [], deadline: now + Self.deadlineSeconds, source: source))
             if let done = read(fd) { complete.append(done) }
         }
         return complete
+    }
+
+    /// The waiting connection to close for a newcomer from `source` when the room is full: one
+    /// of the source with the most connections waiting, the newcomer counted (ties: the one
+    /// whose connections made the least progress), its least advanced, oldest first. `pending`
+    /// is in arrival order, so the first of the least progress is the oldest.
+    private func evictionIndex(newcomerFrom source: UInt64) -> Int {
+        var counts: [UInt64: Int] = [source: 1]
+        for entry in pending { counts[entry.source, default: 0] += 1 }
+        var chosen = 0
+        for index in pending.indices.dropFirst() {
+            let (candidate, best) = (pending[index], pending[chosen])
+            let (candidateCount, bestCount) = (counts[candidate.source]!, counts[best.source]!)
+            if candidateCount > bestCount || (candidateCount == bestCount && candidate.progress < best.progress) {
+                chosen = index
+            }
+        }
+        return chosen
     }
 
     /// `fd` (one of `descriptors`) is readable: reads what arrived of its handshake, never past

@@ -8,8 +8,9 @@ import Testing
 
 /// The acceptor of new connections, in-process over a real listener: a handshake already in
 /// the socket is taken at once (a rank busy for longer than the deadline between two polls once
-/// refused its peers), a silent one is closed at its deadline, a wrong token is refused, and the
-/// refusals are reported by reason.
+/// refused its peers), a silent one is closed at its deadline, a wrong token is refused, the
+/// refusals are reported by reason, and a full waiting room closes the least advanced
+/// connection of its busiest source.
 struct HandshakeAcceptorTests {
     private let token = "the-job-token"
 
@@ -56,6 +57,35 @@ struct HandshakeAcceptorTests {
         #expect(report?.reasons.contains("1 bad or missing handshake token") == true, "\(String(describing: report))")
         #expect(report?.reasons.contains("1 no handshake within") == true, "\(String(describing: report))")
         #expect(acceptor.takeReport(now: 21) == nil, "a report with nothing new")
+    }
+
+    /// From one source, a connection whose handshake has begun outlasts any number of silent
+    /// ones that come after it (before, the oldest went first, whatever it had sent).
+    @Test func aHandshakeUnderWayOutlastsAFloodOfSilentConnections() throws {
+        let (fd, name) = try listener()
+        defer { close(fd) }
+        let acceptor = HandshakeAcceptor(listener: fd, token: token)
+        let real = try Socket.connect(abstractName: name)
+        defer { close(real) }
+        let frame = handshake(token)
+        try #require(Socket.sendAll(real, Array(frame.prefix(5))))
+        _ = acceptor.acceptAll(now: 0)
+        let realAccepted = try #require(acceptor.descriptors.first)
+        var silent: [Int32] = []
+        defer { silent.forEach { close($0) } }
+        for _ in 0..<(2 * HandshakeAcceptor.pendingMax) {
+            silent.append(try Socket.connect(abstractName: name))
+            _ = acceptor.acceptAll(now: 0)
+        }
+        #expect(acceptor.descriptors.count == HandshakeAcceptor.pendingMax)
+        #expect(acceptor.descriptors.contains(realAccepted), "the handshake under way was pushed out by silent connections")
+        // A descriptor number may be reused: the connector's end tells whether its own was closed.
+        var end = pollfd(fd: real, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&end, 1, 0) == 0, "the acceptor closed the real connection")
+        try #require(Socket.sendAll(real, Array(frame.dropFirst(5))))
+        let taken = acceptor.read(realAccepted)
+        #expect(taken?.handshake.rank == RankID(1))
+        if let taken { close(taken.fd) }
     }
 
     @Test func atMostThePendingMaximumWaitAndTheOldestGoesFirst() throws {

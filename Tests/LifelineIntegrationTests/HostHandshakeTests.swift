@@ -68,6 +68,74 @@ struct HostHandshakeTests {
         _ = relay.recorded()
     }
 
+    /// A TCP connection to `port` on 127.0.0.1 made from `source` (another loopback address:
+    /// another source to the acceptor).
+    private func connect(from source: String, to port: UInt16) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        func address(_ text: String, _ port: UInt16) -> sockaddr_in {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            _ = inet_pton(AF_INET, text, &address.sin_addr)
+            return address
+        }
+        var local = address(source, 0), remote = address("127.0.0.1", port)
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        let connected = withUnsafePointer(to: &remote) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
+        }
+        let failure = errno
+        if bound != 0 || connected != 0 { close(fd) }
+        try #require(bound == 0 && connected == 0, "connect from \(source): errno \(failure)")
+        return fd
+    }
+
+    /// A flood of connections from one address fills the waiting room, and goes on: each
+    /// newcomer pushes out one of the flood's own, never the real peer's connection from
+    /// another address, which then completes its handshake. (Before, the oldest went first:
+    /// the real one.)
+    @Test func aFloodFromOneAddressPushesOutItsOwnConnections() throws {
+        let (listenFD, port) = try HostLink.listen(address: "127.0.0.1")
+        defer { close(listenFD) }
+        let acceptor = HandshakeAcceptor(listener: listenFD, mutual: .supervisor, token: token)
+        // The real peer connects first and has sent nothing yet when the flood comes.
+        let real = try connect(from: "127.0.0.1", to: port)
+        defer { close(real) }
+        let deadline = monotonicSeconds() + 5
+        while acceptor.descriptors.isEmpty, monotonicSeconds() < deadline { _ = acceptor.acceptAll(now: 0) }
+        let realAccepted = try #require(acceptor.descriptors.first)
+        var flood: [Int32] = []
+        defer { flood.forEach { close($0) } }
+        for _ in 0..<(2 * HandshakeAcceptor.pendingMax) { flood.append(try connect(from: "127.0.0.2", to: port)) }
+        while acceptor.descriptors.count < HandshakeAcceptor.pendingMax || acceptor.takeReport(now: 0, final: true) == nil,
+              monotonicSeconds() < deadline {
+            _ = acceptor.acceptAll(now: 0)
+        }
+        _ = acceptor.acceptAll(now: 0)
+        #expect(acceptor.descriptors.count == HandshakeAcceptor.pendingMax)
+        #expect(acceptor.descriptors.contains(realAccepted), "the real peer's connection was pushed out by the flood")
+        // A descriptor number may be reused: the connector's end tells whether its own was closed.
+        var end = pollfd(fd: real, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&end, 1, 0) == 0, "the acceptor closed the real connection")
+        // It completes the mutual handshake.
+        let sent = hello()
+        try #require(Socket.sendAll(real, sent.frame()))
+        #expect(acceptor.read(realAccepted) == nil, "taken before its proof")
+        let body = try #require(HostLink.readFrame(real, kind: .challenge, bodyBytesMax: 256, seconds: 2))
+        let challenge = try HostChallenge.decode(body)
+        try #require(Socket.sendAll(real, HostHandshake.frame(.proof, HostLink.mac(token: token, HostHandshakeTranscript.connector(sent, challenge)))))
+        var taken: (fd: Int32, handshake: Handshake)?
+        while taken == nil, monotonicSeconds() < deadline {
+            var descriptor = pollfd(fd: realAccepted, events: Int16(POLLIN), revents: 0)
+            _ = poll(&descriptor, 1, 100)
+            taken = acceptor.read(realAccepted)
+        }
+        #expect(taken?.handshake.rank == RankID(1))
+        if let taken { close(taken.fd) }
+    }
+
     @Test func aConnectorFindsOutAnAcceptorThatDoesNotKnowTheToken() throws {
         let identity = HostIdentity(role: .peer, rank: RankID(2), incarnation: 5)
         let listener = try HostListener(address: "127.0.0.1", identity: identity, token: "another job's token")

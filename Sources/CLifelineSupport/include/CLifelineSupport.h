@@ -16,6 +16,12 @@ int lifeline_accept(int listener);
 /// Returns 0, or -1 with errno where the platform does not say.
 int lifeline_peer_uid(int fd, uid_t *uid);
 
+/// Where the connection `fd` comes from, as a key: the peer's address without its port (TCP
+/// over IPv4 or IPv6; an IPv6 address folded to 64 bits), or the peer's process id (a
+/// Unix-domain socket, SO_PEERCRED). 0 when the platform does not say. Two connections from
+/// one source have the same key; two sources rarely share one.
+uint64_t lifeline_peer_source(int fd);
+
 /// Flushes the C standard output and error streams.
 void lifeline_flush_stdio(void);
 
