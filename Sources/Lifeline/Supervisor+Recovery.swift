@@ -203,9 +203,10 @@ extension Supervisor {
             events.record("protocol_error", ["rank": .int(rank), "detail": .string("unsent \(message) dropped: the rank has not connected")])
         case .checkpointUnwritten(let rank, let index, let reason):
             warn("rank \(rank) could not write checkpoint \(index): \(reason); it is restarted")
-        case .malformed(let rank, let detail):
+        case .malformed(let rank, let detail, let recovered):
             events.record("protocol_error", ["rank": .int(rank), "detail": .string("a control frame that cannot be read: \(detail)")])
-            warn("rank \(rank) sent a control frame that cannot be read (\(detail)); it is killed and recovered as a failed rank")
+            warn("rank \(rank) sent a control frame that cannot be read (\(detail)); "
+                + (recovered ? "it is killed and recovered as a failed rank" : "it was already ending"))
         case .stall(let waits, let silentSeconds):
             reportStall(waits, silentSeconds: silentSeconds)
         }

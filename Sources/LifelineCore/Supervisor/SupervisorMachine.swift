@@ -154,8 +154,10 @@ package struct SupervisorMachine: Sendable {
         /// Independent checkpoints: a rank could not write its checkpoint `index`; it is
         /// restarted from its last durable one.
         case checkpointUnwritten(rank: Int, index: UInt64, reason: String)
-        /// `rank` sent a control frame that cannot be read: it is killed and recovered.
-        case malformed(rank: Int, detail: String)
+        /// `rank` sent a control frame that cannot be read: it is killed and recovered
+        /// (`recovered`), or it was already ending (its exit expected, or gone) and nothing more
+        /// is done.
+        case malformed(rank: Int, detail: String, recovered: Bool)
         /// No rank passed a new safe point for `silentSeconds`; where each waits (nil: it
         /// computes, or did not answer).
         case stall(waits: [RankWait?], silentSeconds: Double)
@@ -346,8 +348,8 @@ package struct SupervisorMachine: Sendable {
     /// was handled as usual. A rank already ended is recovered through its exit.
     package mutating func handleMalformed(from rank: Int, detail: String, now: Double, facts: some RecoveryFacts) -> [Action] {
         guard ranks.indices.contains(rank) else { return [] }
-        guard ranks[rank].alive, !ranks[rank].exitExpected else { return [.note(.malformed(rank: rank, detail: detail))] }
-        return killAsFailed(rank, .malformed(rank: rank, detail: detail),
+        guard ranks[rank].alive, !ranks[rank].exitExpected else { return [.note(.malformed(rank: rank, detail: detail, recovered: false))] }
+        return killAsFailed(rank, .malformed(rank: rank, detail: detail, recovered: true),
                             cause: "sent a control frame that cannot be read (\(detail))", now: now, facts: facts)
     }
 
