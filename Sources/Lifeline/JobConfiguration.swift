@@ -312,6 +312,13 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.onNondeterminism = onNondeterminism
     }
 
+    /// Checks every field, as `Job.run` does before it starts anything: throws a
+    /// `LifelineError` with one clear line for the first problem (what is wrong and what to
+    /// do), so a caller can refuse a configuration before it announces or creates anything.
+    public func validate() throws {
+        _ = try validated()
+    }
+
     /// Checks every field and parses the injections; throws one clear line for the first problem.
     func validated() throws -> [FaultSpec] {
         guard (1...4096).contains(rankCount) else {

@@ -190,6 +190,8 @@ extension LifelineCommand {
                 configuration.memoryBytesMax = bytes
             }
             configuration.memoryRoot = memoryRoot.map(absolute)
+            // Refused before the run directory is announced: nothing was started.
+            try configuration.validate()
             if !quiet { note("run directory \(runDirectory)") }
             finish(try Job.run(configuration))
         }
