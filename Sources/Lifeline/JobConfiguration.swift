@@ -312,6 +312,9 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
         self.onNondeterminism = onNondeterminism
     }
 
+    /// The rank counts a job may have.
+    public static let rankCounts = 1...4096
+
     /// Checks every field, as `Job.run` does before it starts anything: throws a
     /// `LifelineError` with one clear line for the first problem (what is wrong and what to
     /// do), so a caller can refuse a configuration before it announces or creates anything.
@@ -321,8 +324,8 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
 
     /// Checks every field and parses the injections; throws one clear line for the first problem.
     func validated() throws -> [FaultSpec] {
-        guard (1...4096).contains(rankCount) else {
-            throw LifelineError(.configuration, "--ranks \(rankCount) is not in 1...4096")
+        guard Self.rankCounts.contains(rankCount) else {
+            throw LifelineError(.configuration, "--ranks \(rankCount) is not in \(Self.rankCounts)")
         }
         guard intervalSeconds > 0, intervalSeconds.isFinite else {
             throw LifelineError(.configuration, "--interval must be a positive number of seconds")
@@ -509,6 +512,12 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
               var configuration = try? JSONDecoder().decode(JobConfiguration.self, from: data)
         else {
             throw LifelineError(.configuration, "\(path) is not a Lifeline run directory (no readable job.json)")
+        }
+        // What every reader sizes and indexes by: a damaged file is said, not trapped on.
+        guard Self.rankCounts.contains(configuration.rankCount), configuration.storageRoots.count == 2 else {
+            throw LifelineError(.configuration,
+                "\(path)/job.json is damaged: it names \(configuration.rankCount) ranks (a job has \(Self.rankCounts)) and "
+                    + "\(configuration.storageRoots.count) storage roots (a job has 2); restore it from a copy of the run directory")
         }
         let recorded = configuration.runDirectory
         configuration.runDirectory = path

@@ -1,4 +1,5 @@
 import Foundation
+import LifelineCore
 import LifelineStorage
 
 /// What `lifeline inspect` reports about a run: its configuration, checkpoints, failures and how
@@ -122,14 +123,14 @@ public struct RunSummary: Sendable {
         let commitEvents = named("commit")
         commits = commitEvents.count
         aborts = named("abort").count
-        checkpointBytes = commitEvents.reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) }
+        checkpointBytes = commitEvents.saturatedSum { $0["bytes"] as? Int ?? 0 }
         let rankCheckpoints = named("checkpoint")
         independentCheckpoints = Array(repeating: 0, count: configuration.rankCount)
         for event in rankCheckpoints {
             if let rank = event["rank"] as? Int, independentCheckpoints.indices.contains(rank) { independentCheckpoints[rank] += 1 }
         }
         if configuration.checkpointing == .independent {
-            checkpointBytes = rankCheckpoints.reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) }
+            checkpointBytes = rankCheckpoints.saturatedSum { $0["bytes"] as? Int ?? 0 }
         }
         var requested: [Int: Double] = [:]
         for event in named("checkpoint_request") { if let epoch = event["epoch"] as? Int { requested[epoch] = time(event) } }
@@ -154,8 +155,8 @@ public struct RunSummary: Sendable {
             guard let epoch = event["epoch"] as? Int, let rank = event["rank"] as? Int else { continue }
             drainFailures[epoch, default: []].insert(rank)
         }
-        drainsFailed = drainFailures.values.reduce(0) { $0 + $1.count }
-        drainedBytes = drains.values.reduce(0) { $0 + $1.storedBytes }
+        drainsFailed = drainFailures.values.saturatedSum(\.count)
+        drainedBytes = drains.values.saturatedSum(\.storedBytes)
         commitsDetail = commitEvents.map { event in
             let kept = zip(ranks(event["kept"]), ranks(event["kept_from"])).compactMap { rank, from in
                 Int(rank).map { (rank: $0, from: Int(from)) }

@@ -70,8 +70,8 @@ extension Supervisor {
         records = all
         lastCommitBytes = ack.snapshotBytes
         events.record("checkpoint", [
-            "rank": .int(rank), "index": .int(index), "step": .int(ack.step), "bytes": .int(Int(ack.snapshotBytes)),
-            "logical": .int(Int(ack.logicalBytes)), "chunks": .int(Int(ack.chunks)), "reused": .int(Int(ack.chunksReused)),
+            "rank": .int(rank), "index": .int(index), "step": .int(ack.step), "bytes": .int(Int(clamping: ack.snapshotBytes)),
+            "logical": .int(Int(clamping: ack.logicalBytes)), "chunks": .int(Int(clamping: ack.chunks)), "reused": .int(Int(clamping: ack.chunksReused)),
             "dependencies": .string(ack.dependencies.dense.map(String.init).joined(separator: ",")),
         ])
         if checkpoints.advanceDue { try advanceCheckpointOnlyLine() }
@@ -128,8 +128,8 @@ extension Supervisor {
         checkpoints.lineCommitted(line)
         lineInForce = manifest.newestLine
         events.record("commit", [
-            "epoch": .int(Int(manifest.newestLine?.epoch ?? 0)), "step": .int(manifest.newestLine?.step ?? -1),
-            "bytes": .int(Int(lastCommitBytes)), "line": .string(line.map(String.init).joined(separator: ",")),
+            "epoch": .int(Int(clamping: manifest.newestLine?.epoch ?? 0)), "step": .int(manifest.newestLine?.step ?? -1),
+            "bytes": .int(Int(clamping: lastCommitBytes)), "line": .string(line.map(String.init).joined(separator: ",")),
             "commits": .int(manifest.commits),
         ])
         fireStorageFaults(committed: manifest.newestLine?.epoch ?? 0)

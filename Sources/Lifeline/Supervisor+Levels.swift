@@ -188,7 +188,7 @@ extension Supervisor {
             output.release(rank: member.rank, incarnation: UInt32(clamping: member.incarnation), upTo: member.outputOffset)
         }
         events.record("drained", [
-            "epoch": .int(Int(round)), "bytes": .int(Int(record.storedBytes)), "after_commit_s": .double(record.afterCommitSeconds),
+            "epoch": .int(Int(clamping: round)), "bytes": .int(Int(clamping: record.storedBytes)), "after_commit_s": .double(record.afterCommitSeconds),
         ])
         // Every drain of the round has ended: its chunks are referenced now, and what older
         // lines alone held goes (the collection at the commit met the drains under way).

@@ -49,7 +49,7 @@ extension Supervisor {
         let earlier = first.map { "mirror \($0.mirror.mirrors[0].label): \($0.reason)" } ?? "mirror \(mirror.other.label) earlier"
         stopSurvivors()
         let epoch = manifest.newestLine?.epoch ?? 0
-        events.record("mirrors_failed", ["mirror": .string(mirror.rawValue), "reason": .string(reason), "epoch": .int(Int(epoch))])
+        events.record("mirrors_failed", ["mirror": .string(mirror.rawValue), "reason": .string(reason), "epoch": .int(Int(clamping: epoch))])
         throw LifelineError(.storage,
             "both storage mirrors failed (\(earlier); mirror \(mirror.label): \(reason)): the job stopped on its last "
             + "committed line, epoch \(epoch); once a mirror takes writes again, continue with: lifeline resume "

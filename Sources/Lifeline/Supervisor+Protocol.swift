@@ -66,8 +66,8 @@ extension Supervisor {
         case .ack(let epoch, let acknowledgement):
             events.record("ack", [
                 "rank": .int(rank.rawValue), "epoch": .int(Int(epoch.rawValue)),
-                "step": .int(acknowledgement.step), "bytes": .int(Int(acknowledgement.snapshotBytes)),
-                "kept": .bool(acknowledgement.kept), "changes": .int(Int(acknowledgement.changes)),
+                "step": .int(acknowledgement.step), "bytes": .int(Int(clamping: acknowledgement.snapshotBytes)),
+                "kept": .bool(acknowledgement.kept), "changes": .int(Int(clamping: acknowledgement.changes)),
             ])
             if independent {
                 try handleIndependentCheckpoint(rank: rank.rawValue, index: Int(epoch.rawValue), acknowledgement)
@@ -85,9 +85,9 @@ extension Supervisor {
         case .finished(let step, let loggedBytes, let retainedBytesPeak, let logBytesPeak, let residentBytesPeak, let logSyncs,
                        let logSyncMicroseconds, let restoreMicroseconds, let restoredFrom):
             events.record("rank_finished", [
-                "rank": .int(rank.rawValue), "step": .int(step), "log_bytes": .int(Int(loggedBytes)),
-                "retained_bytes_peak": .int(Int(retainedBytesPeak)), "log_bytes_peak": .int(Int(logBytesPeak)),
-                "resident_bytes_peak": .int(Int(residentBytesPeak)), "log_syncs": .int(Int(logSyncs)),
+                "rank": .int(rank.rawValue), "step": .int(step), "log_bytes": .int(Int(clamping: loggedBytes)),
+                "retained_bytes_peak": .int(Int(clamping: retainedBytesPeak)), "log_bytes_peak": .int(Int(clamping: logBytesPeak)),
+                "resident_bytes_peak": .int(Int(clamping: residentBytesPeak)), "log_syncs": .int(Int(clamping: logSyncs)),
                 "log_sync_s": .double(Double(logSyncMicroseconds) / 1e6),
                 "restore_s": .double(Double(restoreMicroseconds) / 1e6),
                 "restored_from": .string(restoredFrom == 2 ? "memory" : restoredFrom == 1 ? "disk" : "start"),
@@ -137,7 +137,7 @@ extension Supervisor {
     /// deterministic, and the states the ranks hold may not fit together. Said on the terminal
     /// and in the event log; the job stops unless `--on-nondeterminism warn`.
     private func nondeterminismFound(receiver: Int, source: Int, sequence: UInt64) throws {
-        events.record("nondeterminism", ["rank": .int(receiver), "source": .int(source), "sequence": .int(Int(sequence))])
+        events.record("nondeterminism", ["rank": .int(receiver), "source": .int(source), "sequence": .int(Int(clamping: sequence))])
         let what = "rank \(receiver) got message \(sequence) from rank \(source) again with other bytes than the first time: "
             + "the program is not deterministic (read clocks, random numbers and other outside values through comm.logged { })"
         guard configuration.onNondeterminism != .warn else {
@@ -265,7 +265,7 @@ extension Supervisor {
         manifest = next
         let previous = lineInForce
         lineInForce = next.newestLine
-        lastCommitBytes = acks.reduce(0) { $0 + $1.snapshotBytes }
+        lastCommitBytes = acks.saturatedSum(\.snapshotBytes)
         let wrote = acks.indices.filter { !acks[$0].kept }
         let kept = acks.indices.filter { acks[$0].kept }
         let keptFrom = kept.map { rank in
@@ -274,12 +274,12 @@ extension Supervisor {
         }
         let captures = captureStarts(epoch, acks: acks)
         events.record("commit", [
-            "epoch": .int(Int(epoch.rawValue)), "step": .int(step), "bytes": .int(Int(lastCommitBytes)),
-            "logical": .int(Int(acks.reduce(0) { $0 + $1.logicalBytes })),
-            "state": .int(Int(acks.reduce(0) { $0 + $1.stateBytes })),
-            "in_flight": .int(Int(acks.reduce(0) { $0 + $1.inFlightBytes })),
-            "chunks": .int(Int(acks.reduce(0) { $0 + $1.chunks })),
-            "reused": .int(Int(acks.reduce(0) { $0 + $1.chunksReused })),
+            "epoch": .int(Int(epoch.rawValue)), "step": .int(step), "bytes": .int(Int(clamping: lastCommitBytes)),
+            "logical": .int(Int(clamping: acks.saturatedSum(\.logicalBytes))),
+            "state": .int(Int(clamping: acks.saturatedSum(\.stateBytes))),
+            "in_flight": .int(Int(clamping: acks.saturatedSum(\.inFlightBytes))),
+            "chunks": .int(Int(clamping: acks.saturatedSum(\.chunks))),
+            "reused": .int(Int(clamping: acks.saturatedSum(\.chunksReused))),
             "wrote": .string(wrote.map { "\($0)" }.joined(separator: ",")),
             "changes": .string(wrote.map { "\(acks[$0].changes)" }.joined(separator: ",")),
             "kept": .string(kept.map { "\($0)" }.joined(separator: ",")),

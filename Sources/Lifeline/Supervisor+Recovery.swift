@@ -141,7 +141,7 @@ extension Supervisor {
             drains.rankEnded(rank)
             if let epoch {
                 events.record("failure", [
-                    "rank": .int(rank), "cause": .string(cause), "step": .int(step), "epoch": .int(Int(epoch)),
+                    "rank": .int(rank), "cause": .string(cause), "step": .int(step), "epoch": .int(Int(clamping: epoch)),
                 ])
             } else {
                 events.record("failure", ["rank": .int(rank), "cause": .string(cause), "step": .int(step)])
@@ -167,12 +167,12 @@ extension Supervisor {
                 // survivors of a rollback are stopped and their drains no longer share the CPU).
                 let line = intactForLaunch.map(\.line) ?? likelyRestoreLine()
                 events.record("recovery_start", [
-                    "rank": .int(rank), "epoch": .int(Int(line?.epoch ?? 0)), "mode": .string(mode.rawValue),
+                    "rank": .int(rank), "epoch": .int(Int(clamping: line?.epoch ?? 0)), "mode": .string(mode.rawValue),
                     "level": .string(restoreLevel(of: line) ?? "disk"),
                 ])
             } else {
                 events.record("recovery_start", [
-                    "rank": .int(rank), "epoch": .int(Int(manifest.newestLine?.epoch ?? 0)), "mode": .string(mode.rawValue),
+                    "rank": .int(rank), "epoch": .int(Int(clamping: manifest.newestLine?.epoch ?? 0)), "mode": .string(mode.rawValue),
                 ])
             }
         case .recoveryDone(let ranks, let seconds, let rank?):
@@ -186,7 +186,7 @@ extension Supervisor {
         case .orphans(let rank, let recoverable, let orphans, let others):
             let failedWith = others.keys.sorted().map { "\($0):\(others[$0]!)" }.joined(separator: ",")
             events.record("orphans", [
-                "rank": .int(rank), "recoverable": .int(Int(recoverable)),
+                "rank": .int(rank), "recoverable": .int(Int(clamping: recoverable)),
                 "orphans": .string(orphans.map(String.init).joined(separator: ",")), "failed_with": .string(failedWith),
             ])
             if !orphans.isEmpty {

@@ -80,7 +80,7 @@ extension Supervisor {
     func stopForResume() {
         stopSurvivors()
         let epoch = manifest.newestLine?.epoch ?? 0
-        events.record("stopped", ["epoch": .int(Int(epoch)), "commits": .int(manifest.commits)])
+        events.record("stopped", ["epoch": .int(Int(clamping: epoch)), "commits": .int(manifest.commits)])
         warn("stopped at epoch \(epoch); continue with: lifeline resume \(configuration.runDirectory)")
         stoppedOutcome = JobOutcome(
             rankCount: configuration.rankCount, epochsCommitted: manifest.commits, failures: failures,

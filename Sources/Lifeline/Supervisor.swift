@@ -429,7 +429,7 @@ final class Supervisor {
             let why = manifest.newestLine?.isOnDisk == false
                 ? "a newer line was held in memory alone, and a copy there is gone" : "a newer checkpoint is damaged on both mirrors"
             warn("falling back to \(target): \(why)")
-            events.record("fallback", ["epoch": .int(Int(line?.epoch ?? 0))])
+            events.record("fallback", ["epoch": .int(Int(clamping: line?.epoch ?? 0))])
         }
         let outputDirectory = configuration.runDirectory + "/output"
         // A line written by another number of ranks (the job was resized since): every rank is
@@ -520,7 +520,7 @@ final class Supervisor {
             rankErrors?.started(rank: rank, incarnation: incarnation)
             events.record("rank_launched", [
                 "rank": .int(rank), "pid": .int(Int(pid)), "incarnation": .int(Int(incarnation)),
-                "epoch": .int(Int(line?.epoch ?? 0)), "step": .int(launch.step),
+                "epoch": .int(Int(clamping: line?.epoch ?? 0)), "step": .int(launch.step),
             ])
         }
         machine.launched(order.ranks)

@@ -124,7 +124,9 @@ extension LifelineCommand {
                 throw ValidationError("--interval \(interval) is neither a positive number of seconds nor auto")
             }
             guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1 (it is \(ranks))") }
-            guard ranks <= 4096 else { throw ValidationError("--ranks \(ranks) is more than 4096") }
+            guard ranks <= JobConfiguration.rankCounts.upperBound else {
+                throw ValidationError("--ranks \(ranks) is more than \(JobConfiguration.rankCounts.upperBound)")
+            }
             var walltimeSeconds: Double?
             if let walltime {
                 guard let seconds = Double(walltime) ?? parseDuration(walltime), seconds > 0 else {
