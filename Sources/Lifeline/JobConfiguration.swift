@@ -508,10 +508,15 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
     /// `path`: wherever the folder was copied or moved, its own storage roots are used (roots
     /// inside the run directory are kept relative to it; roots elsewhere stay as given).
     public static func load(runDirectory path: String) throws -> JobConfiguration {
-        guard let data = FileManager.default.contents(atPath: path + "/job.json"),
-              var configuration = try? JSONDecoder().decode(JobConfiguration.self, from: data)
-        else {
+        guard let data = FileManager.default.contents(atPath: path + "/job.json") else {
             throw LifelineError(.configuration, "\(path) is not a Lifeline run directory (no readable job.json)")
+        }
+        var configuration: JobConfiguration
+        do {
+            configuration = try JSONDecoder().decode(JobConfiguration.self, from: data)
+        } catch {
+            throw LifelineError(.configuration,
+                "\(path)/job.json is damaged (\(Self.describe(error))); restore it from a copy of the run directory")
         }
         // What every reader sizes and indexes by: a damaged file is said, not trapped on.
         guard Self.rankCounts.contains(configuration.rankCount), configuration.storageRoots.count == 2 else {
@@ -527,6 +532,25 @@ public struct JobConfiguration: Codable, Sendable, Equatable {
             return root
         }
         return configuration
+    }
+
+    /// What a failed decoding of `job.json` found, in a few words: which field, and what was
+    /// wrong with it.
+    private static func describe(_ error: Error) -> String {
+        func field(_ path: [CodingKey]) -> String {
+            path.isEmpty ? "the file" : "field " + path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        func said(_ context: DecodingError.Context) -> String {
+            "\(field(context.codingPath)): " + context.debugDescription.trimmingCharacters(in: CharacterSet(charactersIn: ". "))
+        }
+        switch error as? DecodingError {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            return said(context)
+        case .keyNotFound(let key, let context):
+            return "\(field(context.codingPath + [key])) is missing"
+        default:
+            return "\(error)"
+        }
     }
 
     /// Writes `job.json` into the run directory, with the storage roots that lie inside it

@@ -28,6 +28,21 @@ struct RunSummaryDamageTests {
         }
     }
 
+    /// A field of the wrong type names the field (before: "not a Lifeline run directory").
+    @Test func aFieldOfTheWrongTypeIsNamed() throws {
+        let directory = JobRunner.scratch("summary-damaged-field")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try JobConfiguration(program: "heat2d", rankCount: 2, runDirectory: directory).save()
+        var fields = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/job.json"))) as? [String: Any])
+        fields["rankCount"] = "two"
+        try JSONSerialization.data(withJSONObject: fields).write(to: URL(fileURLWithPath: directory + "/job.json"))
+        #expect {
+            _ = try RunSummary(runDirectory: directory)
+        } throws: { error in
+            "\(error)".contains("job.json is damaged (field rankCount: ")
+        }
+    }
+
     /// Byte counts in events that add up past the largest integer read as that integer (before,
     /// the sum trapped).
     @Test func byteCountsPastTheLargestIntegerSaturate() throws {
