@@ -401,6 +401,9 @@ final class Connection {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK {
                     try whileBlocked(fd)
+                    // The wait may have read the end of this stream and closed it: its number may
+                    // belong to another descriptor by now, which must not get the rest of the frame.
+                    guard !isClosed else { return false }
                     continue
                 }
                 close()

@@ -124,7 +124,7 @@ extension RankRuntime {
             try serviceControl()
             machine.returnObsolete(&taken)
             let request = requests[index + taken.count]
-            if let arrival = machine.take(from: request.source, tag: request.tag) {
+            if let arrival = machine.take(from: request.source, tag: request.tag, besides: taken) {
                 taken.append(arrival)
                 continue
             }

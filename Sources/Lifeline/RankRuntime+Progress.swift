@@ -178,10 +178,15 @@ extension RankRuntime {
         try flushResend(to: peer)
     }
 
-    /// Sends a restarted peer every retained message again, before anything new.
+    /// Sends a restarted peer every retained message again, before anything new. A write may
+    /// wait, and the wait may find the peer restarted once more (or its stream ended): then the
+    /// rest is left for the resend that announces, which sends everything again in order — a
+    /// message written to the newer process here would overtake the one that failed before it.
     func flushResend(to peer: RankID) throws {
-        guard let messages = machine.takeResend(to: peer) else { return }
+        guard let messages = machine.takeResend(to: peer), !messages.isEmpty else { return }
+        let connection = try connection(to: peer)
         for message in messages {
+            guard !machine.resendPending[peer.rawValue], peers[peer.rawValue] === connection, !connection.isClosed else { return }
             trace?.sent(message.header, to: peer)
             try deliverOrTransmit(message)
         }
@@ -292,7 +297,7 @@ extension RankRuntime {
                 for (fd, handshake) in acceptor?.acceptAll(now: monotonicSeconds()) ?? [] { acceptPeer(fd, handshake) }
             } else if handshaking.contains(descriptor.fd) {
                 if let (fd, handshake) = acceptor?.read(descriptor.fd) { acceptPeer(fd, handshake) }
-            } else if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil, !peer.usesRings {
+            } else if let peer = openPeer(descriptor.fd), !peer.usesRings {
                 _ = try peer.readAvailable(bytesMax: Self.readBytesMaxPerWait) { frame in
                     if case .data(let header, let payload) = frame { machine.arrive(header, payload) }
                 }
@@ -300,11 +305,17 @@ extension RankRuntime {
         }
     }
 
+    /// The open connection on `fd`. A closed one keeps its number, which a newer descriptor
+    /// (another peer's connection) may have taken since.
+    private func openPeer(_ fd: Int32) -> Connection? {
+        peers.first { $0?.fd == fd && $0?.isClosed == false } ?? nil
+    }
+
     /// After a wait: every connection through shared memory is awake again, takes the wake-ups
     /// and the end of the stream its socket holds (`ready`: the polled descriptors), and is read.
     private func readRings(_ ready: [pollfd]) throws {
         for descriptor in ready where descriptor.revents != 0 {
-            if let peer = peers.first(where: { $0?.fd == descriptor.fd }) ?? nil, peer.usesRings { peer.socketReadable() }
+            if let peer = openPeer(descriptor.fd), peer.usesRings { peer.socketReadable() }
         }
         for case let peer? in peers where peer.usesRings && !peer.isClosed {
             peer.disarm()

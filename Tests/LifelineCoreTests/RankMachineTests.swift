@@ -68,6 +68,29 @@ import Testing
         #expect(sender.send([6], to: RankID(1), tag: 7).route == .now)
     }
 
+    /// A group receive takes its messages before it delivers any: a restarted sender's second
+    /// copy of one it took (sent again because it was not delivered yet) is not taken again
+    /// for the group's next request on that channel, which gets the next message instead.
+    @Test(arguments: [LoggingMode.pessimistic, .senderBased, .none])
+    func aGroupReceiveTakesAResentCopyOfATakenMessageOnce(logging: LoggingMode) throws {
+        var sender = machine(0, logging: logging)
+        var receiver = machine(1, logging: logging)
+        let first = sender.send([1], to: RankID(1), tag: 7).outgoing
+        receiver.arrive(first.header, first.payload)
+        var taken: [RankMachine.Arrival] = []
+        let firstTaken = receiver.take(from: RankID(0), tag: 7, besides: taken)
+        taken.append(try #require(firstTaken))
+        // The sender restarts before the group delivers; its restored state sends the first again.
+        receiver.arrive(first.header, first.payload)
+        let again = receiver.take(from: RankID(0), tag: 7, besides: taken)
+        #expect(again == nil, "the resent copy was taken a second time")
+        let second = sender.send([2], to: RankID(1), tag: 7).outgoing
+        receiver.arrive(second.header, second.payload)
+        let secondTaken = receiver.take(from: RankID(0), tag: 7, besides: taken)
+        taken.append(try #require(secondTaken))
+        #expect(try taken.map { try receiver.deliver($0.header, $0.payload) } == [[1], [2]])
+    }
+
     /// A restored rank's resend after a dropped connection carries its own incarnation, like
     /// the resend after its restore: a peer that knows it rolled back drops what its earlier
     /// incarnations sent, but not the messages of the restored state.

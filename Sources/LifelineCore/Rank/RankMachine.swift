@@ -378,6 +378,21 @@ package struct RankMachine: Sendable {
         return sequences.count
     }
 
+    /// The next message for a group receive (`receive(all:)`) that took `taken` and delivers
+    /// them all at once at its end: as `take`, but another copy of one already taken is dropped.
+    /// Until the group delivers, `take` sees nothing of those as delivered, and a restarted
+    /// sender sends again what this rank has not delivered yet: without this a group asking one
+    /// channel twice would get the same message twice.
+    package mutating func take(from source: RankID?, tag: Int64, besides taken: [Arrival]) -> Arrival? {
+        while let arrival = take(from: source, tag: tag) {
+            let header = arrival.header
+            guard taken.contains(where: { $0.header.source == header.source && $0.header.sequence == header.sequence }) else {
+                return arrival
+            }
+        }
+        return nil
+    }
+
     /// The first message of the channel with `tag` that may be delivered. Epochs never decrease
     /// along a channel, so once one message is held back for its epoch, the rest are too.
     private mutating func take(fromSource source: Int, tag: Int64) -> Arrival? {
@@ -424,7 +439,7 @@ package struct RankMachine: Sendable {
         }
         if independent {
             let source = header.source.rawValue
-            intervalDependencies[source] = max(intervalDependencies[source], Int(header.epoch.rawValue))
+            intervalDependencies[source] = max(intervalDependencies[source], Int(clamping: header.epoch.rawValue))
         }
         return payload
     }
