@@ -7,12 +7,14 @@ import LifelineStorage
 
 /// How `lifeline replay` ended: its last line, lines to say before it, and the exit status.
 public struct ReplayOutcome: Sendable {
-    /// `replay: rank R from epoch E to step S: match` or `…: nothing to compare`, or
-    /// `replay: rank R: diverged at step S`.
+    /// `replay: rank R from epoch E to step S: match` or `…: nothing to compare` (with `up to
+    /// there, but …` when the rank's log is damaged or missing), or `replay: rank R: diverged
+    /// at step S`.
     public var line: String
     /// What the replay says before its last line (where it starts from and why, why it ended).
     public var notes: [String]
-    /// 0 when every checkpoint reached matched (or none was reached), 1 when the rank diverged.
+    /// 0 when every checkpoint reached matched (or none was reached), 1 when the rank diverged,
+    /// 4 when its log lost records or is missing (what came before was checked and matched).
     public var exitStatus: Int32
 }
 
@@ -63,17 +65,24 @@ extension Job {
         var notes: [String] = []
         let (starts, unreadable) = startPoints(of: rank, manifest: manifest, store: store)
         notes += unreadable
-        let logStart: UInt64
+        let log: MessageLog.Inspection
         do {
-            logStart = try MessageLog.inspect(store: store, name: MessageLog.name(ofRank: rank)).kept.lowerBound
+            log = try MessageLog.inspect(store: store, name: MessageLog.name(ofRank: rank))
         } catch {
             throw LifelineError(.storage, "cannot read rank \(rank)'s message log: \(error)")
         }
+        let logStart = log.kept.lowerBound
+        // A log that lost records (or has none) ends the replay where its damage begins: said,
+        // and the last line does not pass for a clean check.
+        let logDamage = log.isMissing ? "it has no message log on either mirror"
+            : log.recordsLost ? "its message log lost records after record \(log.kept.upperBound)" : nil
+        if log.recordsLost { notes += log.problems.map { "message log of rank \(rank): \($0)" } }
         let start: StartPoint
         if let fromEpoch {
             guard let chosen = starts.first(where: { $0.epoch == fromEpoch }) else {
                 throw LifelineError(.configuration,
-                    "--from \(fromEpoch): rank \(rank) cannot start from a line of that epoch; it can from: \(starts.map { "\($0.epoch)" }.joined(separator: ", ")) (0: the start of the job)")
+                    "--from \(fromEpoch): rank \(rank) cannot start from a line of that epoch; it can from: \(starts.map { "\($0.epoch)" }.joined(separator: ", "))"
+                        + (starts.contains { $0.epoch == 0 } ? " (0: the start of the job)" : ""))
             }
             guard chosen.logPosition >= logStart else {
                 throw LifelineError(.configuration,
@@ -117,9 +126,15 @@ extension Job {
         switch outcome {
         case .ended(let step, let compared, let reason):
             notes.append("it stopped at step \(step): \(reason)")
+            let checked = compared > 0 ? "match" : "nothing to compare"
+            if let logDamage {
+                return ReplayOutcome(
+                    line: "replay: rank \(rank) from epoch \(start.epoch) to step \(step): \(checked) up to there, but \(logDamage)"
+                        + " (lifeline storage verify says more); what followed was not checked",
+                    notes: notes, exitStatus: 4)
+            }
             return ReplayOutcome(
-                line: "replay: rank \(rank) from epoch \(start.epoch) to step \(step): " + (compared > 0 ? "match" : "nothing to compare"),
-                notes: notes, exitStatus: 0)
+                line: "replay: rank \(rank) from epoch \(start.epoch) to step \(step): " + checked, notes: notes, exitStatus: 0)
         case .diverged(let step, let reason):
             notes.append(reason)
             return ReplayOutcome(line: "replay: rank \(rank): diverged at step \(step)", notes: notes, exitStatus: 1)

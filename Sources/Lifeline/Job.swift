@@ -9,6 +9,12 @@ import LifelineStorage
 /// What a launcher uses: start a job and supervise it to its end, or resume one whose
 /// supervisor died. This is what `lifeline run` and `lifeline resume` call.
 public enum Job {
+    /// The most incarnations a job's processes reach, all ranks' restarts together (a
+    /// resume numbers its processes above the newest found, which must leave room).
+    static let incarnationsMax = UInt32.max / 2
+    /// The most rounds a job reaches (epochs; folder names past it are not the job's).
+    static let epochsMax = UInt64(Int32.max)
+
     /// Starts a new job in `configuration.runDirectory` and supervises it to its end.
     /// Throws a `LifelineError` with one clear line when it cannot start or cannot finish.
     /// Under `--on-host-loss shrink`, a lost host whose ranks the hosts left cannot take makes
@@ -227,11 +233,22 @@ public enum Job {
             let parts = name.split(separator: ".")
             return parts.count == 3 ? UInt32(parts[1]) : nil
         } + recorded.compactMap { UInt32(exactly: $0) } + [MessageLog.newestIncarnation(store: store)].compactMap { $0 }
-        let incarnation = incarnations.max().map { $0 + 1 } ?? 0
+        // Names read from the run directory: one past every count a job reaches is a stray
+        // file (or damage), said in one line rather than overflowing the numbering.
+        let newestIncarnation = incarnations.max() ?? 0
+        guard newestIncarnation < Self.incarnationsMax else {
+            throw LifelineError(.storage,
+                "\(path) names incarnation \(newestIncarnation) (in output/, the manifest or a log's segments), past the \(Self.incarnationsMax) a job reaches: remove the stray file that names it")
+        }
+        let epochs = store.list(ManifestStore.epochsFolder).compactMap { UInt64($0) }
+        if let stray = epochs.first(where: { $0 > Self.epochsMax }) {
+            throw LifelineError(.storage,
+                "\(path)'s storage holds epochs/\(stray), past the \(Self.epochsMax) rounds a job reaches: move that folder away from both storage roots")
+        }
         let supervisor = try Supervisor(
             configuration: configuration, faults: faults, manifest: manifest, store: store,
-            incarnation: incarnation, clockOffset: EventLog.lastTime(path: path + "/events.jsonl"),
-            startedEpoch: store.list(ManifestStore.epochsFolder).compactMap { UInt64($0) }.max() ?? 0)
+            incarnation: incarnations.isEmpty ? 0 : newestIncarnation + 1, clockOffset: EventLog.lastTime(path: path + "/events.jsonl"),
+            startedEpoch: epochs.max() ?? 0)
         supervisor.shrinkTakesMessages = shrinkTakesMessages
         supervisor.events.record("resume", ["epoch": .int(Int(manifest.newestLine?.epoch ?? 0))])
         if let resize {

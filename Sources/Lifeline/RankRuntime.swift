@@ -712,8 +712,14 @@ final class RankRuntime {
         log.goesOnAlone = launch.logging == .optimistic
         guard launch.restarted, launch.plan.resize == nil else {
             // A new job starts with an empty log, and so does a resized one: the old ranks'
-            // records describe channels that are gone.
-            try? log.trim(before: log.nextIndex)
+            // records describe channels that are gone (left there, a replay would compare this
+            // rank's sends with deliveries of ranks that no longer exist).
+            do {
+                try log.trim(before: log.nextIndex)
+            } catch {
+                FileHandle.standardError.write(Data(
+                    "lifeline: \(launch.rank) could not empty its message log for a new start (\(error)); `lifeline replay` may compare against its older records\n".utf8))
+            }
             return (log, nil)
         }
         guard launch.replayLog else {

@@ -218,7 +218,7 @@ public struct RunSummary: Sendable {
             let report = store.verify(repair: false)
             storageProblems = report.problems
             storageFiles = report.healthyCount + report.damagedCount + report.unrecoverableCount + report.repairedCount
-            resizable = Self.resizability(ManifestStore(store: store.readingOnly))
+            resizable = Self.resizability(ManifestStore(store: store.readingOnly), partnered: StorageRoots.partnered(configuration.storageRoots))
             replayable = Self.replayability(configuration, store: store.readingOnly)
         } catch {
             storageProblems = ["\(error)"]
@@ -254,7 +254,7 @@ public struct RunSummary: Sendable {
     }
 
     /// `resizable`'s answer from the manifest, read without repairing anything.
-    private static func resizability(_ manifests: ManifestStore) -> String {
+    private static func resizability(_ manifests: ManifestStore, partnered: Bool) -> String {
         let manifest: Manifest
         do {
             guard let loaded = try manifests.load(repair: false) else { return "no (no manifest)" }
@@ -264,7 +264,11 @@ public struct RunSummary: Sendable {
         }
         if manifest.finished { return "no (the job finished)" }
         if manifest.independent != nil { return "no (independent checkpoints: no line is at one step)" }
-        guard let line = manifest.newestLine else { return "yes (no line is committed: the job starts anew on any count)" }
+        guard !manifest.committed.isEmpty else { return "yes (no line is committed: the job starts anew on any count)" }
+        // The line `resume -n M` would restore: the newest whose snapshots are whole on disk.
+        guard let line = partnered ? Supervisor.newestUnreadLine(manifest) : manifests.newestIntactLine(manifest).line else {
+            return "yes (no committed line can be restored: the job starts anew on any count)"
+        }
         if let reason = manifests.resizeRefusal(line, of: manifest) { return "no (\(reason))" }
         let written = "line \(line.epoch) at step \(line.step), written by \(manifest.rankCount(of: line)) ranks"
         let inFlight = manifests.inFlightBytes(line) ?? 0

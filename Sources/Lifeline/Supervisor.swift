@@ -430,6 +430,19 @@ final class Supervisor {
                 ? "a newer line was held in memory alone, and a copy there is gone" : "a newer checkpoint is damaged on both mirrors"
             warn("falling back to \(target): \(why)")
             events.record("fallback", ["epoch": .int(Int(clamping: line?.epoch ?? 0))])
+            // The newer lines belong to the execution given up here; the next commits keep the
+            // line fallen back to, not them.
+            var next = manifest
+            if next.abandonLines(after: line?.epoch) {
+                do {
+                    try commitManifest(&next)
+                    manifest = next
+                } catch let error as LifelineError {
+                    throw error  // both mirrors failed: the job stops
+                } catch {
+                    warn("cannot drop the lines newer than \(target) from the manifest: \(error)")
+                }
+            }
         }
         let outputDirectory = configuration.runDirectory + "/output"
         // A line written by another number of ranks (the job was resized since): every rank is

@@ -78,6 +78,19 @@ package struct Manifest: Codable, Sendable, Equatable {
         committed = anchors.union(window).union(pins).sorted().map { committed[$0] }
     }
 
+    /// Drops the committed lines newer than `epoch` (nil: every line): the job fell back to that
+    /// line (or to its start) because a newer one cannot be restored, and runs on from there,
+    /// so they belong to an execution that is gone. Kept, they would take the places of the
+    /// line in force and of the lines it commits next (`appendCommitted` keeps the newest), and
+    /// `replay` would start from them against a log the new execution rewrote. Returns whether
+    /// one was dropped.
+    @discardableResult
+    package mutating func abandonLines(after epoch: UInt64?) -> Bool {
+        let count = committed.count
+        committed.removeAll { line in epoch.map { line.epoch > $0 } ?? true }
+        return committed.count < count
+    }
+
     /// Records that every member of the line of `epoch` is on disk (level 2) now. False when
     /// no kept line has that epoch (a newer commit dropped it).
     @discardableResult

@@ -11,7 +11,9 @@ extension LifelineCommand {
                 The rank's deliveries come from its message log in the logged order (the job must have run with \
                 --logging pessimistic or optimistic; with --keep-logs the logs reach back to every kept line) and its \
                 sends go nowhere. At each later checkpoint's step its state is compared with what the checkpoint stored. \
-                The last line says `match`, `nothing to compare` (exit 0) or `diverged at step S` (exit 1). After `--`, \
+                The last line says `match`, `nothing to compare` (exit 0) or `diverged at step S` (exit 1); when the \
+                rank's log lost records (damaged on both mirrors) or is missing, it says so after what was checked up \
+                to there (exit 4). After `--`, \
                 a debugger command runs the program: `-- lldb --` or `-- gdb --args`.
                 """)
 

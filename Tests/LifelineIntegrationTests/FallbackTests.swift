@@ -1,4 +1,5 @@
 import Foundation
+import LifelineStorage
 import Testing
 
 extension RecoveryTests {
@@ -24,6 +25,9 @@ extension RecoveryTests {
         #expect(resumed.stderr.contains("falling back"), "stderr: \(resumed.stderr)")
         let fallback = resumed.events("fallback").last?["epoch"] as? Int
         #expect(fallback != nil && fallback! < newest, "fell back to \(String(describing: fallback)), newest \(newest)")
+        // The damaged line belongs to the execution given up: the manifest no longer lists it.
+        let manifest = try Levels.manifest(result.runDirectory)
+        #expect(!manifest.committed.contains { $0.epoch == UInt64(newest) }, "\(manifest.committed.map(\.epoch))")
     }
 }
 
@@ -54,5 +58,33 @@ extension RecoveryTests {
         #expect((fallback?["reason"] as? String)?.contains("message log cannot be replayed") == true, "\(result.events("fallback_global_rollback"))")
         #expect(result.events("recovery_start").first?["mode"] as? String == "global-rollback")
         #expect(stderr.contains("falling back to global rollback"), "\(stderr)")
+    }
+}
+
+extension RecoveryTests {
+    /// Stray names in a run directory (an output file naming the last incarnation there is, an
+    /// epochs folder numbered past any job) make `resume` refuse in one line, instead of
+    /// overflowing its numbering; without them the same run resumes to the failure-free bits.
+    @Test func strayNamesInTheRunDirectoryAreRefusedInOneLine() throws {
+        let result = try JobRunner.runHeat("stray-names", ["--inject", "kill:supervisor,epoch=2"])
+        #expect(result.status != 0)
+        let strays = [
+            result.runDirectory + "/output/rank-0.\(UInt32.max).out",
+            result.runDirectory + "/storage-a/epochs/\(UInt64(Int64.max))",
+        ]
+        for stray in strays {
+            if stray.hasSuffix(".out") {
+                try Data().write(to: URL(fileURLWithPath: stray))
+            } else {
+                try FileManager.default.createDirectory(atPath: stray, withIntermediateDirectories: true)
+            }
+            let refused = try JobRunner.lifeline(["resume", result.runDirectory], runDirectory: result.runDirectory)
+            #expect((1...4).contains(refused.status), "\(stray): \(refused.stderr)")
+            #expect(refused.stderr.contains("past the"), "\(stray): \(refused.stderr)")
+            try FileManager.default.removeItem(atPath: stray)
+        }
+        let resumed = try JobRunner.lifeline(["resume", result.runDirectory], runDirectory: result.runDirectory)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.resultLines == [Self.oracle])
     }
 }

@@ -41,6 +41,25 @@ extension RecoveryTests {
             #expect(Self.last(fromLine) == "replay: rank 2 from epoch 2 to step \(steps[2]): match", "\(fromLine.stdout)")
         }
 
+        /// A log damaged on both mirrors ends the replay where its damage begins: the last line
+        /// says what was checked up to there and that the log lost records, with exit status 4,
+        /// instead of passing for a clean match.
+        @Test func aReplayOfADamagedLogSaysSo() throws {
+            let job = try Self.run("replay-damaged", ["--logging", "pessimistic"], JobRunner.heat)
+            let segment = try #require(JobRunner.logSegments(job.runDirectory, root: "storage-a", rank: 1).last)
+            for root in ["storage-a", "storage-b"] {
+                let path = segment.replacingOccurrences(of: "/storage-a/", with: "/\(root)/")
+                var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+                bytes[bytes.count / 2] ^= 0x5A
+                try Data(bytes).write(to: URL(fileURLWithPath: path))
+            }
+            let replayed = try Self.replay(job.runDirectory, ["--rank", "1"])
+            #expect(replayed.status == 4, "\(replayed.stdout)\(replayed.stderr)")
+            #expect(Self.last(replayed).hasPrefix("replay: rank 1 from epoch 0 to step "), "\(replayed.stdout)")
+            #expect(Self.last(replayed).contains("but its message log lost records after record"), "\(replayed.stdout)")
+            #expect(replayed.stderr.contains("message log of rank 1: "), "\(replayed.stderr)")
+        }
+
         /// A rank that mixes a random draw into its state from round 150 on is reported at the
         /// first checkpoint after it (the finest the stored states allow), and a replay that
         /// stops before it matches.

@@ -68,6 +68,29 @@ import Testing
         #expect(manifests.newestIntactLine(manifest).line == nil)
     }
 
+    /// After a fallback the newer lines are abandoned: the line fallen back to then stays
+    /// beside the next commit, where the abandoned line (which cannot be restored) used to
+    /// take its place.
+    @Test func aLineFallenBackToStaysBesideTheNextCommitOnceTheNewerAreAbandoned() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        let manifests = ManifestStore(store: try folder.store())
+        var manifest = Manifest(jobID: "job-abandon", rankCount: 2)
+        try commitEpoch(1, ranks: 2, manifest: &manifest, manifests: manifests)
+        try commitEpoch(2, ranks: 2, manifest: &manifest, manifests: manifests)
+        var kept = manifest
+        kept.appendCommitted(line(epoch: 3, ranks: 2, manifests: manifests))
+        #expect(kept.committed.map(\.epoch) == [2, 3], "without abandoning, line 2 pushes out line 1")
+        let dropped = manifest.abandonLines(after: 1)
+        let droppedAgain = manifest.abandonLines(after: 1)
+        #expect(dropped && !droppedAgain, "nothing newer is left the second time")
+        manifest.appendCommitted(line(epoch: 3, ranks: 2, manifests: manifests))
+        #expect(manifest.committed.map(\.epoch) == [1, 3])
+        #expect(manifest.commits == 3 && manifest.invariantViolation == nil)
+        let droppedAll = manifest.abandonLines(after: nil)
+        #expect(droppedAll && manifest.committed.isEmpty, "a fallback to the start drops every line")
+    }
+
     @Test func garbageCollectRemovesOnlyUnreferencedEpochs() throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
