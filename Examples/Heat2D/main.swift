@@ -340,8 +340,8 @@ func run(_ options: Options) throws {
             try comm.send(lastRow, to: below, tag: tagLastRow)
             // Both ghost rows at once: with pessimistic logging they share one log write.
             let ghosts = try comm.receive(all: [(above, tagLastRow), (below, tagFirstRow)])
-            ghostAbove = ghosts[0].values(as: Double.self)
-            ghostBelow = ghosts[1].values(as: Double.self)
+            ghostAbove = try ghosts[0].values(as: Double.self)
+            ghostBelow = try ghosts[1].values(as: Double.self)
             guard ghostAbove.count == n, ghostBelow.count == n else {
                 throw HeatError("rank \(rank): step \(state.step): a ghost row has \(ghostAbove.count) and \(ghostBelow.count) values, not \(n)")
             }

@@ -151,7 +151,7 @@ func runMaster(_ comm: Communicator, _ state: inout FarmState, _ options: Option
         }
         while outstanding > 0 {
             let message = try comm.receive(from: .any, tag: resultTag)
-            let words = message.values(as: UInt64.self)
+            let words = try message.values(as: UInt64.self)
             guard words.count == 3, words[0] == Kind.result.rawValue else {
                 throw FarmError("rank 0: a malformed result from rank \(message.source)")
             }

@@ -30,7 +30,7 @@ extension Communicator {
     /// values.
     public func broadcast<T: BitwiseCopyable>(_ values: [T], root: Int) throws -> [T] {
         _ = try checkedRank(root)
-        return bytesToValues(try treeBroadcast(rank == root ? valuesToBytes(values) : [], root: root))
+        return try bytesToValues(try treeBroadcast(rank == root ? valuesToBytes(values) : [], root: root))
     }
 
     /// Root's `payload` at every rank: each rank receives it from its parent, then passes it to
@@ -108,7 +108,7 @@ extension Communicator {
         // One batch: with pessimistic logging the contributions share one log write.
         let others = (0..<size).filter { $0 != root }
         var received = try runtime.receive(all: others.map { (RankID($0), CollectiveTag.gather.rawValue) })
-            .map { $0.values(as: T.self) }
+            .map { try $0.values(as: T.self) }
         received.insert(values, at: root)
         return received
     }
@@ -133,7 +133,7 @@ extension Communicator {
         _ values: [T], _ operation: ReduceOperation, root: Int
     ) throws -> [T]? {
         _ = try checkedRank(root)
-        return try treeReduce(valuesToBytes(values), root: root, tag: .reduce, combine: combiner(T.self, operation)).map(bytesToValues)
+        return try treeReduce(valuesToBytes(values), root: root, tag: .reduce, combine: combiner(T.self, operation)).map { try bytesToValues($0) }
     }
 
     /// `operation` element by element over two ranks' values of type `T`, as bytes (the lower
@@ -174,7 +174,7 @@ extension Communicator {
     public func allreduce<T: BitwiseCopyable & AdditiveArithmetic & Comparable>(
         _ values: [T], _ operation: ReduceOperation
     ) throws -> [T] {
-        bytesToValues(try treeAllreduce(valuesToBytes(values), tag: .reduce, combine: combiner(T.self, operation)))
+        try bytesToValues(try treeAllreduce(valuesToBytes(values), tag: .reduce, combine: combiner(T.self, operation)))
     }
 
     /// Combines one value from every rank and returns the result on every rank.
@@ -195,8 +195,8 @@ extension Communicator {
     /// let energy = try comm.allreduce(exactSum: ExactSum(localSquares))
     /// ```
     public func allreduce(exactSum sum: ExactSum) throws -> Double {
-        let words: [UInt64] = bytesToValues(try treeAllreduce(valuesToBytes(sum.words), tag: .exactSum) { lower, upper in
-            guard var left = ExactSum(words: bytesToValues(lower)), let right = ExactSum(words: bytesToValues(upper)) else {
+        let words: [UInt64] = try bytesToValues(try treeAllreduce(valuesToBytes(sum.words), tag: .exactSum) { lower, upper in
+            guard var left = ExactSum(words: try bytesToValues(lower)), let right = ExactSum(words: try bytesToValues(upper)) else {
                 throw LifelineError(.corruptState, "an exact sum from another rank does not decode")
             }
             left.add(right)

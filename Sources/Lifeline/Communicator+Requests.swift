@@ -81,6 +81,29 @@ extension Communicator {
             + "pending: it would take a message posted for one of them; wait for them first")
     }
 
+    /// Refuses a receive from any source with `tag` while an `irecv` with that tag waits: the
+    /// message it would take may be the one posted for the request.
+    func checkNoRequestsPending(anySourceWithTag tag: Int) throws {
+        guard let (channel, queue) = postedReceives.first(where: { $0.key.tag == tag && $0.value.posted > $0.value.received }) else {
+            return
+        }
+        throw LifelineError(.usage,
+            "receive from any source (tag \(tag)) while \(queue.posted - queue.received) irecv requests from rank \(channel.source) "
+            + "with that tag are pending: it could take a message posted for one of them; wait for them first")
+    }
+
+    /// Refuses a safe point while an `irecv` is pending or holds a received message not yet
+    /// returned: a checkpoint there counts that message delivered, but it lives in this
+    /// communicator, not in the state captured, so a restore would lose it.
+    func checkNoRequestsPendingAtSafePoint() throws {
+        guard let (channel, queue) = postedReceives.first(where: { $0.value.posted > $0.value.received || !$0.value.taken.isEmpty }) else {
+            return
+        }
+        throw LifelineError(.usage,
+            "a safe point while \(queue.posted - queue.received + UInt64(queue.taken.count)) irecv requests from rank \(channel.source) "
+            + "(tag \(channel.tag)) are not yet waited for: wait for every request before the safe point")
+    }
+
     /// A (source, tag) channel of posted receives.
     struct Channel: Hashable {
         var source: Int
@@ -127,7 +150,7 @@ public final class ReceiveRequest<T: BitwiseCopyable> {
     public func test() throws -> [T]? {
         if let result { return result }
         guard let message = try communicator.completeIfArrived(channel, position: position) else { return nil }
-        let values = message.values(as: T.self)
+        let values = try message.values(as: T.self)
         result = values
         return values
     }

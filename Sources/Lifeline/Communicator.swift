@@ -9,8 +9,9 @@ public struct Message: Sendable {
     /// Its payload.
     public let bytes: [UInt8]
 
-    /// The payload reinterpreted as an array of a trivial type (one copy, no decoding).
-    public func values<T: BitwiseCopyable>(as _: T.Type) -> [T] { bytesToValues(bytes) }
+    /// The payload reinterpreted as an array of a trivial type (one copy, no decoding). Throws
+    /// when its length is not a whole number of `T`s: the sender sent another type.
+    public func values<T: BitwiseCopyable>(as _: T.Type) throws -> [T] { try bytesToValues(bytes) }
 }
 
 /// Where a receive takes its message from.
@@ -84,6 +85,10 @@ public final class Communicator {
     /// After `lifeline resume -n M` resized the job, the state comes from
     /// `Redistributable.redistribute(rank:of:from:)`, which `State` must conform to.
     public func restore<State: Checkpointable>(_ type: State.Type) throws -> State? {
+        guard !runtime.restoreAsked else {
+            // A second call would get nil and start the program over from its beginning.
+            throw LifelineError(.usage, "restore(_:) was called twice: call it once, before the first safe point")
+        }
         let redistributable = State.self as? any Redistributable.Type
         if let probe = runtime.probe {
             ResizeProbe.answer(
@@ -120,6 +125,7 @@ public final class Communicator {
     /// rank calls it at the same increasing steps. `state` is evaluated only when a checkpoint
     /// is taken here; it must be the state from which the run continues after this call.
     public func safePoint<State: Checkpointable>(step: Int, state: @autoclosure () -> State) throws {
+        try checkNoRequestsPendingAtSafePoint()
         try runtime.safePoint(step: step) {
             var writer = runtime.makeCaptureWriter()
             state().encode(to: &writer)
@@ -145,7 +151,9 @@ public final class Communicator {
     public func receive(from source: Source, tag: Int = 0) throws -> Message {
         let from: RankID?
         switch source {
-        case .any: from = nil
+        case .any:
+            from = nil
+            try checkNoRequestsPending(anySourceWithTag: tag)
         case .rank(let index):
             from = try checkedRank(index)
             try checkNoRequestsPending(from: index, tag: tag)
@@ -212,9 +220,15 @@ func valuesToBytes<T: BitwiseCopyable>(_ values: [T]) -> [UInt8] {
     return values.withUnsafeBytes { Array($0) }
 }
 
-func bytesToValues<T: BitwiseCopyable>(_ bytes: [UInt8]) -> [T] {
+/// `bytes` as values of `T`; throws when they are not a whole number of them (a sender and a
+/// receiver that disagree on the type), instead of dropping what is left over.
+func bytesToValues<T: BitwiseCopyable>(_ bytes: [UInt8]) throws -> [T] {
     if T.self == UInt8.self { return unsafeBitCast(bytes, to: [T].self) }
     let stride = MemoryLayout<T>.stride
+    guard stride > 0, bytes.count % stride == 0 else {
+        throw LifelineError(.usage,
+            "a message of \(bytes.count) bytes is not a whole number of \(T.self) (\(stride) bytes each): the sender sent another type")
+    }
     let count = bytes.count / stride
     return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
         bytes.withUnsafeBytes { source in

@@ -245,8 +245,9 @@ extension RankRuntime {
     func finish() throws {
         checkProbe("finish")
         replaySession?.programFinished()
-        guard isLaunched, !finished else { return }
+        guard !finished else { return }
         finished = true
+        guard isLaunched else { return }  // alone: nothing to wait for
         if rules.flushesAtCheckpoints { try flushLog() }
         trace?.flush()
         lifeline_flush_stdio()

@@ -14,7 +14,7 @@ extension RankRuntime {
     /// Stamps, retains and sends a message (or holds it, between capture and DONE when blocking).
     func send(_ payload: [UInt8], to destination: RankID, tag: Int64) throws {
         checkProbe("send")
-        precondition(!finished, "send after finish()")
+        try checkNotFinished("send")
         if let replaySession {  // a replayed rank's sends go nowhere, compared with what was delivered
             replaySession.sent(payload, tag: tag, to: destination.rawValue)
             return
@@ -72,10 +72,15 @@ extension RankRuntime {
         }
     }
 
+    /// Refuses a call of the program after its `finish()`: the job may have been released.
+    func checkNotFinished(_ call: String) throws {
+        guard !finished else { throw LifelineError(.usage, "\(call) after finish(): finish() must be the program's last call") }
+    }
+
     /// Receives the next deliverable message with `tag` from `source` (nil: any source).
     func receive(from source: RankID?, tag: Int64) throws -> Message {
         checkProbe("receive")
-        precondition(!finished, "receive after finish()")
+        try checkNotFinished("receive")
         if let replayed = try replayReceive(source: source, tag: tag) { return replayed }
         replaySession?.logEnded()
         while true {
@@ -97,7 +102,7 @@ extension RankRuntime {
     /// (`loggedValue`) so that a replay sees the same.
     func deliverableCount(from source: RankID, tag: Int64) throws -> Int {
         checkProbe("deliverableCount")
-        precondition(!finished, "test after finish()")
+        try checkNotFinished("test")
         try serviceControl()
         try pump(timeoutMs: 0, waiting: .receive(source, tag: tag))
         return machine.deliverableCount(from: source, tag: tag)
@@ -109,7 +114,7 @@ extension RankRuntime {
     /// guarantee). During a replay each comes from the log as usual.
     func receive(all requests: [(source: RankID, tag: Int64)]) throws -> [Message] {
         checkProbe("receive")
-        precondition(!finished, "receive after finish()")
+        try checkNotFinished("receive")
         var messages: [Message] = []
         var index = 0
         while index < requests.count, machine.replay != nil {
@@ -127,6 +132,9 @@ extension RankRuntime {
             if let arrival = machine.take(from: request.source, tag: request.tag, besides: taken) {
                 taken.append(arrival)
                 continue
+            }
+            guard isLaunched else {
+                throw LifelineError(.usage, "receive would wait forever: rank 0 runs alone and no message is queued")
             }
             if try spin(for: request.source) { continue }
             try pump(timeoutMs: Self.pollIntervalMs, waiting: .receive(request.source, tag: request.tag))

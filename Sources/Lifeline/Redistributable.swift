@@ -57,8 +57,8 @@ public struct MessageInFlight: Sendable, Equatable {
     /// Its payload.
     public let bytes: [UInt8]
 
-    /// The payload as values of a trivial type.
-    public func values<T: BitwiseCopyable>(as _: T.Type) -> [T] { bytesToValues(bytes) }
+    /// The payload as values of a trivial type; throws when it is not a whole number of them.
+    public func values<T: BitwiseCopyable>(as _: T.Type) throws -> [T] { try bytesToValues(bytes) }
 }
 
 /// What a resized job starts from: the states that the `size` ranks of the job before the

@@ -63,11 +63,13 @@ extension Supervisor {
     func commitManifest(_ next: inout Manifest) throws {
         do throws(StorageError) {
             try manifests.commit(&next)
+            durableLines = next.committed
         } catch where error.isMirrorFailure && store.mirrors.count == 2 {
             manifest.generation = next.generation
             try mirrorFailed(error.mirror!, reason: error.message)
             do throws(StorageError) {
                 try manifests.commit(&next)
+                durableLines = next.committed
             } catch {
                 manifest.generation = next.generation
                 if error.isMirrorFailure { try bothMirrorsFailed(second: error.mirror!, first: machine.mirrors.failed, reason: error.message) }

@@ -206,8 +206,14 @@ extension Supervisor {
     /// other.
     func collectGarbage() {
         lastCollectionAt = now
+        var keeping = manifest
+        if durableLines != manifest.committed {
+            // The manifest on disk still names lines the one in memory dropped: both are kept.
+            let epochs = Set(manifest.committed.map(\.epoch))
+            keeping.committed = (manifest.committed + durableLines.filter { !epochs.contains($0.epoch) }).sorted { $0.epoch < $1.epoch }
+        }
         do {
-            chunkCollectionOwed = try !manifests.collect(keeping: manifest).chunksCollected
+            chunkCollectionOwed = try !manifests.collect(keeping: keeping).chunksCollected
         } catch {
             chunkCollectionOwed = false
             warn("cannot delete old checkpoints: \(error)")

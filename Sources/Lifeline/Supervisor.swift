@@ -145,6 +145,11 @@ final class Supervisor {
     /// A line committed in memory alone whose manifest is still to be written to disk
     /// (`recordLineHeldInMemory`), or nil.
     var lineRecordOwed: Epoch?
+    /// The lines of the manifest last written to disk (or loaded from it). The one in memory
+    /// differs while a line committed in memory alone waits for its record, or its write
+    /// failed; collection keeps what either names, so a file the disk's manifest still names is
+    /// never deleted on the word of one that never reached the disk.
+    var durableLines: [CommittedLine]
     /// Whether the last collection found the chunk lock held by a write (`collectGarbage`).
     var chunkCollectionOwed = false
     /// When the last collection ran (job clock).
@@ -170,6 +175,7 @@ final class Supervisor {
         self.store = store
         self.manifests = ManifestStore(store: store)
         self.manifest = manifest
+        self.durableLines = manifest.committed
         self.clockStart = monotonicSeconds()
         self.clockOffset = clockOffset
         let clockStart = self.clockStart

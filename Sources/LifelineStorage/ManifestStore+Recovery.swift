@@ -1,4 +1,13 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension ManifestStore {
+    /// How many times `newestIntactLine` reads a snapshot whose read failed without finding it
+    /// damaged, and the pause before the second try (doubling after).
+    static let readAttempts = 3
+    static let retryPauseMicroseconds = 50_000
+
     /// Removes the snapshots that no committed line references, and returns what it removed.
     ///
     /// An epoch folder older than the newest committed line on disk goes when no kept line
@@ -153,18 +162,27 @@ extension ManifestStore {
                     }
                 }
                 if diskUnread { continue }
-                do {
-                    let file = try store.read(member.snapshot)
-                    problems += file.problems
-                    if file.kind != .snapshot {
+                // A line given up here is given up for good (the job runs on from an older one),
+                // so a read that failed without finding damage (an I/O error, a refusal) is
+                // tried again before it counts.
+                for attempt in 1...Self.readAttempts {
+                    do {
+                        let file = try store.read(member.snapshot)
+                        problems += file.problems
+                        if file.kind != .snapshot {
+                            intact = false
+                            problems.append("\(member.snapshot): file kind is \(file.kind), not snapshot")
+                        } else {
+                            _ = try ChunkedSnapshots(store: store).read(member.snapshot)
+                        }
+                    } catch where attempt < Self.readAttempts && !error.isDamage {
+                        usleep(useconds_t(Self.retryPauseMicroseconds << (attempt - 1)))
+                        continue
+                    } catch {
                         intact = false
-                        problems.append("\(member.snapshot): file kind is \(file.kind), not snapshot")
-                    } else {
-                        _ = try ChunkedSnapshots(store: store).read(member.snapshot)
+                        problems.append("epoch \(line.epoch) rank \(member.rank): \(error)")
                     }
-                } catch {
-                    intact = false
-                    problems.append("epoch \(line.epoch) rank \(member.rank): \(error)")
+                    break
                 }
             }
             if intact { return (line, problems) }

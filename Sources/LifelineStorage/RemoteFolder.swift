@@ -407,7 +407,7 @@ package struct FolderService: Sendable {
 
     /// Appends `bytes` to the file at `path`, which must exist and hold `offset` bytes, and
     /// syncs them. A file that holds them already (a request sent again after its connection
-    /// broke before the reply) is left as it is; any other length is refused, so a copy never
+    /// broke before the reply) is left as it is, and synced; any other length is refused, so a copy never
     /// grows a gap or a record twice.
     private static func append(_ bytes: [UInt8], to path: String, at offset: UInt64) throws(StorageError) {
         try checkRange(offset: offset, count: bytes.count, path: path)
@@ -420,7 +420,12 @@ package struct FolderService: Sendable {
         if size == offset + UInt64(bytes.count), size > offset {
             var held = [UInt8](repeating: 0, count: bytes.count)
             let count = held.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
-            if count == bytes.count, held == bytes { return }
+            if count == bytes.count, held == bytes {
+                // The first request may have died between its write and its sync: the bytes are
+                // acknowledged as durable only once synced.
+                if fdatasync(fd) != 0 { throw StorageError(errno: errno, operation: "fdatasync", path: path) }
+                return
+            }
         }
         guard size == offset else {
             throw StorageError(.corrupt, path: path, message: "holds \(size) bytes, not the \(offset) this append continues")

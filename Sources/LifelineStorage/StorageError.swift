@@ -56,6 +56,16 @@ package struct StorageError: Error, CustomStringConvertible, Sendable {
         }
     }
 
+    /// Whether the failure found the file damaged or absent (its bytes fail their checks, or
+    /// no copy exists), rather than failing to read it (an I/O error, a refusal): reading again
+    /// finds the same.
+    package var isDamage: Bool {
+        switch code {
+        case .corrupt, .lost, .notFound, .badFormat: return true
+        case .ioFailure, .noSpace, .permissionDenied, .rootMissing, .invalidArgument, .fenced: return false
+        }
+    }
+
     /// Creates an error with the given code, path and message.
     package init(_ code: Code, path: String, message: String) {
         self.code = code

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import Foundation
 import Lifeline
@@ -46,6 +49,7 @@ extension LifelineCommand.Storage {
 /// Checks (and with `repair`, repairs) every file and every reference of the manifest.
 private func check(_ roots: String, repair: Bool) throws -> VerifyReport {
     let store = try openStore(roots)
+    if repair { try lockAgainstJobs(store) }
     // With partner hosts this machine's two folders hold the manifest, side by side by design.
     if store.sameDevice, store.nodeLocal?.partnerHeld != true {
         FileHandle.standardError.write(Data(
@@ -56,6 +60,23 @@ private func check(_ roots: String, repair: Bool) throws -> VerifyReport {
         print("the ranks' snapshots are on their hosts, each with a copy on its partner host ({partner}): checked here is the manifest")
     }
     return manifests.verify(repair: repair)
+}
+
+/// A repair rewrites files and removes temporary ones: never under a job that runs on these
+/// roots (its writes in progress, its open log segments). Takes each root's job lock, as a job
+/// does, and holds it until the process exits; refuses in one line when a job holds one.
+private func lockAgainstJobs(_ store: MirroredStore) throws {
+    for mirror in Mirror.allCases {
+        let path = store.path(MirroredStore.jobLockFileName, on: mirror)
+        guard FileManager.default.fileExists(atPath: store.root(mirror)) else { continue }  // another host's folder
+        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { continue }  // a read-only root: nothing there can be repaired either
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw LifelineError(.configuration,
+                "\(store.root(mirror)) is in use by a running job: repair it once the job has ended or stopped (lifeline storage verify reads it now)")
+        }
+    }
 }
 
 private func openStore(_ roots: String) throws -> MirroredStore {

@@ -250,6 +250,9 @@ extension RecoveryTests {
         let second = try JobRunner.lifeline(["resume", runDirectory], runDirectory: runDirectory)
         #expect(second.status == 2)
         #expect(second.stderr.contains("in use by another lifeline"), "\(second.stderr)")
+        // A repair would remove the job's writes in progress and rewrite its open log: refused.
+        let repair = try JobRunner.lifeline(["storage", "repair", runDirectory], runDirectory: runDirectory)
+        #expect(repair.status == 2 && repair.stderr.contains("is in use by a running job"), "\(repair.status): \(repair.stderr)")
         while first == nil, Date() < deadline.addingTimeInterval(120) { usleep(100_000) }
         #expect(first?.resultLines == [Self.oracle], "the first job was disturbed")
     }

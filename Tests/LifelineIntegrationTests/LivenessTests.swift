@@ -220,6 +220,36 @@ extension RecoveryTests.Liveness {
         #expect(result.events("failure").count == 2, "\(result.events("failure"))")
     }
 
+    /// A program's mistakes with the API are thrown in one clear line each, not trapped on
+    /// (a send after finish) or answered wrongly (a message of Floats read as fewer Doubles, a
+    /// receive from any source taking an irecv's message, a safe point that would lose one, a
+    /// second restore that starts the program over, a receive(all:) that waits forever).
+    @Test func mistakesWithTheAPIAreThrownInOneLine() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: JobRunner.binDirectory + "/lifeline-liveness")
+        process.arguments = ["misuse"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        let lines = text.split(separator: "\n").map(String.init)
+        for (mistake, said) in [
+            ("restore twice", "restore(_:) was called twice"),
+            ("floats as doubles", "is not a whole number of Double"),
+            ("any source beside an irecv", "receive from any source (tag 2) while 1 irecv requests"),
+            ("safe point beside an irecv", "irecv requests from rank 0 (tag 2) are not yet waited for"),
+            ("receive all of nothing", "receive would wait forever"),
+            ("send after finish", "send after finish()"),
+        ] {
+            let line = lines.first { $0.contains(": \(mistake)") }
+            #expect(line?.hasPrefix("refused: \(mistake): ") == true && line?.contains(said) == true, "\(mistake): \(text)")
+        }
+        #expect(lines.last == "misuse: done", "\(text)")
+    }
+
     /// Steps that do not increase are refused when the program runs alone, as under `lifeline run`.
     @Test func stepsMustIncreaseAlsoAlone() throws {
         let process = Process()

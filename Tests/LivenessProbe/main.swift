@@ -50,6 +50,12 @@
 //       A ring shift that returns without calling finish(): the runtime must name it.
 //   lifeline-liveness steal
 //       Posts an irecv, then receives from the same channel with a plain receive: refused.
+//   lifeline-liveness misuse
+//       Alone (rank 0 of 1), one mistake after another, each of which must be thrown in one
+//       line, not trapped on or answered wrongly: restore called twice, a message of three
+//       Floats received as Doubles, a receive from any source while an irecv with its tag
+//       waits, a safe point while an irecv waits, a receive(all:) of nothing, a send after
+//       finish(). Prints `refused: …` for each, then `misuse: done`.
 //   lifeline-liveness drift ROUNDS AT
 //       A ring shift whose ranks, from round AT on, mix a random draw (not `logged`) into their
 //       state: nondeterministic on purpose, for `lifeline replay` to find.
@@ -396,6 +402,30 @@ case "garble":
     }) { [UInt8(truncatingIfNeeded: $0)] }
 case "unfinished":
     try shiftAroundTheRing(rounds: Int(arguments[2]) ?? 20) { [UInt8(truncatingIfNeeded: $0)] }
+    exit(0)
+case "misuse":
+    func refused(_ what: String, _ mistake: () throws -> Void) {
+        do {
+            try mistake()
+            print("accepted: \(what)")
+        } catch {
+            print("refused: \(what): \(error)")
+        }
+    }
+    refused("restore twice") { _ = try comm.restore(Progress.self) }
+    refused("floats as doubles") {
+        try comm.send([Float](repeating: 1, count: 3), to: 0, tag: 1)
+        _ = try comm.receive(Double.self, from: 0, tag: 1)
+    }
+    let pending = try comm.irecv(UInt64.self, from: 0, tag: 2)
+    refused("any source beside an irecv") { _ = try comm.receive(from: .any, tag: 2) }
+    refused("safe point beside an irecv") { try comm.safePoint(step: 1, state: state) }
+    try comm.send([UInt64(7)], to: 0, tag: 2)
+    _ = try pending.wait()
+    refused("receive all of nothing") { _ = try comm.receive(all: [(source: 0, tag: 3)]) }
+    try comm.finish()
+    refused("send after finish") { try comm.send([1], to: 0, tag: 4) }
+    print("misuse: done")
     exit(0)
 case "steal":
     do {
