@@ -293,6 +293,16 @@ public struct StateReader: Sendable {
         return bytes.withUnsafeBytes { [offset] in $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
     }
 
+    /// Reads a Bool, checked: a byte other than 0 or 1 (state saved by another type, or
+    /// damaged) is thrown as corrupt, where loading it as a Bool would be undefined.
+    public mutating func read(_: Bool.Type) throws -> Bool {
+        switch try read(UInt8.self) {
+        case 0: return false
+        case 1: return true
+        case let byte: throw LifelineError(.corruptState, "the saved state holds \(byte) where a Bool (0 or 1) was written")
+        }
+    }
+
     /// Reads an array of a trivial type written by `StateWriter.write(_:)`.
     public mutating func readArray<T: BitwiseCopyable>(of _: T.Type) throws -> [T] {
         let count = try read(Int64.self)

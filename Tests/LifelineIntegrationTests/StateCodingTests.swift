@@ -52,6 +52,17 @@ import LifelineStorage
     /// States past `HugePages.bytesMin` grow into storage of their own (advised for huge pages):
     /// what was written before the growth, the large arrays and the fields after them all read
     /// back, into a fresh writer and into a recycled buffer alike.
+    /// A Bool read from a byte that is neither 0 nor 1 (another type's state, or damage) is
+    /// thrown as corrupt; loaded as it is it would be an invalid Bool.
+    @Test func aBoolFromAByteThatIsNoBoolIsRefused() throws {
+        var writer = StateWriter()
+        writer.write(true)
+        writer.write(UInt8(7))
+        var reader = StateReader(writer.bytes)
+        #expect(try reader.read(Bool.self) == true)
+        #expect(throws: LifelineError.self) { _ = try reader.read(Bool.self) }
+    }
+
     @Test func largeStatesGrowIntoNewStorageAndReadBack() throws {
         let small = (0..<100).map { Double($0) * 0.5 }
         let large = (0..<(HugePages.bytesMin / 8 + 12_345)).map { Double($0).squareRoot() }
