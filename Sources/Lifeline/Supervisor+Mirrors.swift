@@ -87,6 +87,11 @@ extension Supervisor {
     /// Also resynchronises degraded commits a previous run left (at a resume).
     func resynchroniseIfDue() {
         guard machine.resyncDue(now: now, degradedCommits: manifest.hasDegradedCommits) else { return }
+        // A drain under way writes the mirrors its round was acknowledged on (one, while
+        // degraded), and its end records the line on disk: marked on both by a resync before it
+        // ends, the line would count as the newest on both mirrors, and the lines really on both
+        // could be collected. The resync waits for the drains to end.
+        guard drains.pinned.isEmpty else { return }
         if let failedMirror {
             do throws(StorageError) {
                 try bothMirrors.probe(failedMirror.mirror)
