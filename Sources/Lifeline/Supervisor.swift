@@ -436,10 +436,12 @@ final class Supervisor {
                 ? "a newer line was held in memory alone, and a copy there is gone" : "a newer checkpoint is damaged on both mirrors"
             warn("falling back to \(target): \(why)")
             events.record("fallback", ["epoch": .int(Int(clamping: line?.epoch ?? 0))])
-            // The newer lines belong to the execution given up here; the next commits keep the
-            // line fallen back to, not them.
+            // Every rank restarting from it: the newer lines belong to the execution given up
+            // here, and the next commits keep the line fallen back to, not them. (A rank that
+            // restarts alone from an older line leaves the others' execution, and the line in
+            // force that minimal checkpoints keep entries of, as they are.)
             var next = manifest
-            if next.abandonLines(after: line?.epoch) {
+            if order.restart.count == configuration.rankCount, next.abandonLines(after: line?.epoch) {
                 do {
                     try commitManifest(&next)
                     manifest = next
