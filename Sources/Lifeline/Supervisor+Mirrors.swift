@@ -82,6 +82,21 @@ extension Supervisor {
         }
     }
 
+    /// Commits `next` and makes it the manifest in force; a write that fails short of
+    /// stopping the job (both mirrors failed: thrown) is said as `failing: error`, and the
+    /// manifest in force stays as it was.
+    func commitManifestOrWarn(_ next: Manifest, failing what: String) throws {
+        var next = next
+        do {
+            try commitManifest(&next)
+            manifest = next
+        } catch let error as LifelineError {
+            throw error
+        } catch {
+            warn("\(what): \(error)")
+        }
+    }
+
     /// Between rounds, when the machine says it is due: tries the failed mirror and, when it
     /// takes writes, copies to it what the kept lines reference and ends the degraded state.
     /// Also resynchronises degraded commits a previous run left (at a resume).

@@ -403,17 +403,7 @@ final class Supervisor {
             truncateRecords(rank: restart.rank, after: index)
             entries[restart.rank] = index == 0 ? .some(nil) : records[restart.rank].first { $0.index == index }
         }
-        if order.recordsRecoveryLine {
-            var next = manifest
-            do {
-                try commitManifest(&next)
-                manifest = next
-            } catch let error as LifelineError {
-                throw error  // both mirrors failed: the job stops
-            } catch {
-                warn("cannot record the recovery line: \(error)")
-            }
-        }
+        if order.recordsRecoveryLine { try commitManifestOrWarn(manifest, failing: "cannot record the recovery line") }
         let intact = intactForLaunch.flatMap { found in
             found.ranks.map { $0.isSuperset(of: order.ranks) } ?? true ? (line: found.line, problems: found.problems) : nil
         }
@@ -442,14 +432,7 @@ final class Supervisor {
             // force that minimal checkpoints keep entries of, as they are.)
             var next = manifest
             if order.restart.count == configuration.rankCount, next.abandonLines(after: line?.epoch) {
-                do {
-                    try commitManifest(&next)
-                    manifest = next
-                } catch let error as LifelineError {
-                    throw error  // both mirrors failed: the job stops
-                } catch {
-                    warn("cannot drop the lines newer than \(target) from the manifest: \(error)")
-                }
+                try commitManifestOrWarn(next, failing: "cannot drop the lines newer than \(target) from the manifest")
             }
         }
         let outputDirectory = configuration.runDirectory + "/output"

@@ -225,16 +225,8 @@ extension RecoveryTests.Liveness {
     /// receive from any source taking an irecv's message, a safe point that would lose one, a
     /// second restore that starts the program over, a receive(all:) that waits forever).
     @Test func mistakesWithTheAPIAreThrownInOneLine() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: JobRunner.binDirectory + "/lifeline-liveness")
-        process.arguments = ["misuse"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try Self.runAlone("misuse", reading: .output)
+        #expect(status == 0, "\(text)")
         let lines = text.split(separator: "\n").map(String.init)
         for (mistake, said) in [
             ("restore twice", "restore(_:) was called twice"),
@@ -252,16 +244,26 @@ extension RecoveryTests.Liveness {
 
     /// Steps that do not increase are refused when the program runs alone, as under `lifeline run`.
     @Test func stepsMustIncreaseAlsoAlone() throws {
+        let (status, text) = try Self.runAlone("backwards", reading: .error)
+        #expect(status == 1)
+        #expect(text.contains("safe point 3 does not come after 5: steps must increase"), "\(text)")
+    }
+
+    /// Which stream of a probe run alone to read.
+    enum Stream { case output, error }
+
+    /// Runs the probe in `mode` alone (not under `lifeline run`: rank 0 of 1): its exit status
+    /// and what it wrote on `stream` (the other is discarded).
+    static func runAlone(_ mode: String, reading stream: Stream) throws -> (status: Int32, text: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: JobRunner.binDirectory + "/lifeline-liveness")
-        process.arguments = ["backwards"]
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
+        process.arguments = [mode]
+        let pipe = Pipe()
+        process.standardOutput = stream == .output ? pipe : FileHandle.nullDevice
+        process.standardError = stream == .error ? pipe : FileHandle.nullDevice
         try process.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        #expect(process.terminationStatus == 1)
-        #expect(text.contains("safe point 3 does not come after 5: steps must increase"), "\(text)")
+        return (process.terminationStatus, text)
     }
 }
