@@ -166,12 +166,13 @@ extension ManifestStore {
                 // so a read that failed without finding damage (an I/O error, a refusal) is
                 // tried again before it counts.
                 for attempt in 1...Self.readAttempts {
+                    var found: [String] = []  // said once, from the attempt that counts
                     do {
                         let file = try store.read(member.snapshot)
-                        problems += file.problems
+                        found = file.problems
                         if file.kind != .snapshot {
                             intact = false
-                            problems.append("\(member.snapshot): file kind is \(file.kind), not snapshot")
+                            found.append("\(member.snapshot): file kind is \(file.kind), not snapshot")
                         } else {
                             _ = try ChunkedSnapshots(store: store).read(member.snapshot)
                         }
@@ -180,8 +181,9 @@ extension ManifestStore {
                         continue
                     } catch {
                         intact = false
-                        problems.append("epoch \(line.epoch) rank \(member.rank): \(error)")
+                        found.append("epoch \(line.epoch) rank \(member.rank): \(error)")
                     }
+                    problems += found
                     break
                 }
             }
