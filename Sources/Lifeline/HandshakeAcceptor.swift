@@ -12,8 +12,8 @@ import LifelineCore
 /// or fill its memory. When a newcomer finds the room full, the source holding the most
 /// waiting connections (an address between hosts, a process on one host) loses its least
 /// advanced one, the oldest among equals: a flood from one source pushes out its own
-/// connections, not a real peer's, and one that has sent its hello outlasts silent ones. Refusals are counted, and said at most once
-/// per `reportSeconds` (`takeReport`).
+/// connections, not a real peer's, and one that has sent its hello outlasts silent ones.
+/// Refusals are counted, and said at most once per `reportSeconds` (`takeReport`).
 ///
 /// Between hosts (`init(listener:mutual:token:)`) the token never travels: the connector sends
 /// a `HostHello`, this side answers with a `HostChallenge` that proves it knows the token, and

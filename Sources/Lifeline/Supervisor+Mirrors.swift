@@ -141,6 +141,7 @@ extension Supervisor {
         }
         do throws(StorageError) {
             try ManifestStore(store: bothMirrors).commit(&next)
+            durableLines = next.committed
         } catch {
             manifest.generation = next.generation
             return
